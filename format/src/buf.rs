@@ -22,7 +22,8 @@ impl AlignedBuf {
     /// An empty buffer with room for at least `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
         let cap = cap.max(Self::ALIGN).next_multiple_of(Self::ALIGN);
-        let layout = Layout::from_size_align(cap, Self::ALIGN).expect("capacity overflows a layout");
+        let layout =
+            Layout::from_size_align(cap, Self::ALIGN).expect("capacity overflows a layout");
         // SAFETY: layout has a non-zero size (cap >= ALIGN).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
@@ -101,7 +102,8 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.cap, Self::ALIGN).expect("layout was valid at allocation");
+        let layout =
+            Layout::from_size_align(self.cap, Self::ALIGN).expect("layout was valid at allocation");
         // SAFETY: ptr was allocated with exactly this layout and is freed once.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) }
     }
@@ -109,7 +111,10 @@ impl Drop for AlignedBuf {
 
 impl std::fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AlignedBuf").field("len", &self.len).field("cap", &self.cap).finish()
+        f.debug_struct("AlignedBuf")
+            .field("len", &self.len)
+            .field("cap", &self.cap)
+            .finish()
     }
 }
 

@@ -27,7 +27,9 @@
 //! ```
 
 #[cfg(not(target_endian = "little"))]
-compile_error!("ringlog-format stores integers little-endian and supports little-endian targets only");
+compile_error!(
+    "ringlog-format stores integers little-endian and supports little-endian targets only"
+);
 
 mod buf;
 mod error;

@@ -32,7 +32,14 @@ const _: () = assert!(std::mem::size_of::<Manifest>() == MANIFEST_LEN);
 impl Manifest {
     /// A manifest for a new database.
     pub fn new(epoch: u64, created_ns: u64) -> Self {
-        Manifest { magic: MANIFEST_MAGIC, crc: 0, version: FORMAT_VERSION, epoch, created_ns, reserved: [0; 4] }
+        Manifest {
+            magic: MANIFEST_MAGIC,
+            crc: 0,
+            version: FORMAT_VERSION,
+            epoch,
+            created_ns,
+            reserved: [0; 4],
+        }
     }
 
     fn checksum(&self) -> u32 {
@@ -54,7 +61,11 @@ impl Manifest {
     /// [`DecodeError::UnsupportedVersion`] only once magic and checksum are valid.
     pub fn decode(src: &[u8]) -> Result<Manifest, DecodeError> {
         if src.len() != MANIFEST_LEN {
-            return Err(DecodeError::Truncated { offset: 0, needed: MANIFEST_LEN as u64, available: src.len() as u64 });
+            return Err(DecodeError::Truncated {
+                offset: 0,
+                needed: MANIFEST_LEN as u64,
+                available: src.len() as u64,
+            });
         }
         let m: Manifest = bytemuck::pod_read_unaligned(src);
         if m.magic != MANIFEST_MAGIC {
@@ -62,10 +73,17 @@ impl Manifest {
         }
         let computed = m.checksum();
         if computed != m.crc {
-            return Err(DecodeError::Checksum { offset: 0, stored: m.crc, computed });
+            return Err(DecodeError::Checksum {
+                offset: 0,
+                stored: m.crc,
+                computed,
+            });
         }
         if m.version != FORMAT_VERSION {
-            return Err(DecodeError::UnsupportedVersion { offset: 12, version: m.version });
+            return Err(DecodeError::UnsupportedVersion {
+                offset: 12,
+                version: m.version,
+            });
         }
         Ok(m)
     }
@@ -82,10 +100,19 @@ mod tests {
         assert_eq!(Manifest::decode(&bytes).unwrap().epoch, 42);
         let mut other = m;
         other.version = 99;
-        assert_eq!(Manifest::decode(&other.encode()), Err(DecodeError::UnsupportedVersion { offset: 12, version: 99 }));
+        assert_eq!(
+            Manifest::decode(&other.encode()),
+            Err(DecodeError::UnsupportedVersion {
+                offset: 12,
+                version: 99
+            })
+        );
         let mut flipped = bytes;
         flipped[20] ^= 1;
-        assert!(matches!(Manifest::decode(&flipped), Err(DecodeError::Checksum { .. })));
+        assert!(matches!(
+            Manifest::decode(&flipped),
+            Err(DecodeError::Checksum { .. })
+        ));
         assert!(Manifest::decode(&bytes[..10]).is_err());
     }
 }

@@ -133,33 +133,121 @@ pub struct RecordSpec<'a> {
 }
 
 impl<'a> RecordSpec<'a> {
-    fn new(kind: RecordKind, lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        RecordSpec { kind, flags: 0, lsn, txn_id, run_id, timestamp, batch_start, key: &[], value: &[], marker: 0 }
+    fn new(
+        kind: RecordKind,
+        lsn: u64,
+        txn_id: u64,
+        run_id: u64,
+        timestamp: u64,
+        batch_start: u32,
+    ) -> Self {
+        RecordSpec {
+            kind,
+            flags: 0,
+            lsn,
+            txn_id,
+            run_id,
+            timestamp,
+            batch_start,
+            key: &[],
+            value: &[],
+            marker: 0,
+        }
     }
 
     /// A Write of `key` = `value`.
-    pub fn write(key: &'a [u8], value: &'a [u8], lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        RecordSpec { key, value, ..Self::new(RecordKind::Write, lsn, txn_id, run_id, timestamp, batch_start) }
+    pub fn write(
+        key: &'a [u8],
+        value: &'a [u8],
+        lsn: u64,
+        txn_id: u64,
+        run_id: u64,
+        timestamp: u64,
+        batch_start: u32,
+    ) -> Self {
+        RecordSpec {
+            key,
+            value,
+            ..Self::new(
+                RecordKind::Write,
+                lsn,
+                txn_id,
+                run_id,
+                timestamp,
+                batch_start,
+            )
+        }
     }
 
     /// A Delete of `key`.
-    pub fn delete(key: &'a [u8], lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        RecordSpec { key, ..Self::new(RecordKind::Delete, lsn, txn_id, run_id, timestamp, batch_start) }
+    pub fn delete(
+        key: &'a [u8],
+        lsn: u64,
+        txn_id: u64,
+        run_id: u64,
+        timestamp: u64,
+        batch_start: u32,
+    ) -> Self {
+        RecordSpec {
+            key,
+            ..Self::new(
+                RecordKind::Delete,
+                lsn,
+                txn_id,
+                run_id,
+                timestamp,
+                batch_start,
+            )
+        }
     }
 
     /// A BeginTxn (`begin = true`) or CommitTxn marker for a transaction of `ops` operations.
-    pub fn marker(kind: RecordKind, ops: u32, lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        RecordSpec { marker: ops as u64, ..Self::new(kind, lsn, txn_id, run_id, timestamp, batch_start) }
+    pub fn marker(
+        kind: RecordKind,
+        ops: u32,
+        lsn: u64,
+        txn_id: u64,
+        run_id: u64,
+        timestamp: u64,
+        batch_start: u32,
+    ) -> Self {
+        RecordSpec {
+            marker: ops as u64,
+            ..Self::new(kind, lsn, txn_id, run_id, timestamp, batch_start)
+        }
     }
 
     /// An AbortTxn marker.
     pub fn abort(lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        Self::new(RecordKind::AbortTxn, lsn, txn_id, run_id, timestamp, batch_start)
+        Self::new(
+            RecordKind::AbortTxn,
+            lsn,
+            txn_id,
+            run_id,
+            timestamp,
+            batch_start,
+        )
     }
 
     /// A Checkpoint marker covering the state up to `upto_lsn`.
-    pub fn checkpoint(upto_lsn: u64, lsn: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        RecordSpec { marker: upto_lsn, ..Self::new(RecordKind::Checkpoint, lsn, 0, run_id, timestamp, batch_start) }
+    pub fn checkpoint(
+        upto_lsn: u64,
+        lsn: u64,
+        run_id: u64,
+        timestamp: u64,
+        batch_start: u32,
+    ) -> Self {
+        RecordSpec {
+            marker: upto_lsn,
+            ..Self::new(
+                RecordKind::Checkpoint,
+                lsn,
+                0,
+                run_id,
+                timestamp,
+                batch_start,
+            )
+        }
     }
 
     /// Marks a Write or Delete as a complete single-operation transaction.
@@ -171,7 +259,9 @@ impl<'a> RecordSpec<'a> {
     fn payload_len(&self) -> usize {
         match self.kind {
             RecordKind::Write | RecordKind::Delete => self.key.len() + self.value.len(),
-            RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => MARKER_PAYLOAD_LEN,
+            RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
+                MARKER_PAYLOAD_LEN
+            }
             RecordKind::AbortTxn | RecordKind::Padding => 0,
         }
     }
@@ -185,8 +275,12 @@ pub const fn encoded_len(key_len: usize, value_len: usize) -> usize {
 
 /// Encodes `spec` at the start of `dst` for the position `pos`, zeroing the alignment padding.
 /// Returns the encoded length (a multiple of [`RECORD_ALIGN`]).
-pub fn encode_record(dst: &mut [u8], spec: &RecordSpec<'_>, pos: SegmentPos) -> Result<usize, EncodeError> {
-    if pos.offset % RECORD_ALIGN as u64 != 0 {
+pub fn encode_record(
+    dst: &mut [u8],
+    spec: &RecordSpec<'_>,
+    pos: SegmentPos,
+) -> Result<usize, EncodeError> {
+    if !pos.offset.is_multiple_of(RECORD_ALIGN as u64) {
         return Err(EncodeError::BadOffset(pos.offset));
     }
     match spec.kind {
@@ -198,13 +292,17 @@ pub fn encode_record(dst: &mut [u8], spec: &RecordSpec<'_>, pos: SegmentPos) -> 
                 return Err(EncodeError::BadPayload("a delete carries no value"));
             }
         }
-        RecordKind::Padding => return Err(EncodeError::BadPayload("use encode_padding for padding")),
+        RecordKind::Padding => {
+            return Err(EncodeError::BadPayload("use encode_padding for padding"))
+        }
         _ => {
             if !spec.key.is_empty() || !spec.value.is_empty() {
                 return Err(EncodeError::BadPayload("a marker carries no key or value"));
             }
             if spec.flags != 0 {
-                return Err(EncodeError::BadPayload("flags apply to writes and deletes only"));
+                return Err(EncodeError::BadPayload(
+                    "flags apply to writes and deletes only",
+                ));
             }
         }
     }
@@ -217,7 +315,10 @@ pub fn encode_record(dst: &mut [u8], spec: &RecordSpec<'_>, pos: SegmentPos) -> 
     }
     let total = len.next_multiple_of(RECORD_ALIGN);
     if dst.len() < total {
-        return Err(EncodeError::BufferTooSmall { needed: total, available: dst.len() });
+        return Err(EncodeError::BufferTooSmall {
+            needed: total,
+            available: dst.len(),
+        });
     }
     let header = RecordHeader {
         crc: 0,
@@ -247,18 +348,28 @@ pub fn encode_record(dst: &mut [u8], spec: &RecordSpec<'_>, pos: SegmentPos) -> 
     out[len..].fill(0);
     let crc = crc_with_seed(&pos.seed(), &out[4..len]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
-    debug_assert!(decode_record(out, 0, pos).is_ok(), "encoded record must decode");
+    debug_assert!(
+        decode_record(out, 0, pos).is_ok(),
+        "encoded record must decode"
+    );
     Ok(total)
 }
 
 /// Encodes a Padding record filling exactly `dst` (whose length must be a multiple of
 /// [`RECORD_ALIGN`] and at least [`RECORD_HEADER_LEN`]).
-pub fn encode_padding(dst: &mut [u8], run_id: u64, batch_start: u32, pos: SegmentPos) -> Result<usize, EncodeError> {
+pub fn encode_padding(
+    dst: &mut [u8],
+    run_id: u64,
+    batch_start: u32,
+    pos: SegmentPos,
+) -> Result<usize, EncodeError> {
     let len = dst.len();
-    if len < RECORD_HEADER_LEN || len % RECORD_ALIGN != 0 || len > MAX_RECORD_LEN {
-        return Err(EncodeError::BadPayload("padding length must be an aligned multiple of 8 of at least a header"));
+    if len < RECORD_HEADER_LEN || !len.is_multiple_of(RECORD_ALIGN) || len > MAX_RECORD_LEN {
+        return Err(EncodeError::BadPayload(
+            "padding length must be an aligned multiple of 8 of at least a header",
+        ));
     }
-    if pos.offset % RECORD_ALIGN as u64 != 0 {
+    if !pos.offset.is_multiple_of(RECORD_ALIGN as u64) {
         return Err(EncodeError::BadOffset(pos.offset));
     }
     let header = RecordHeader {
@@ -320,7 +431,11 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
         if rest.iter().all(|&b| b == 0) && !rest.is_empty() {
             return Err(DecodeError::Zeroed { offset });
         }
-        return Err(DecodeError::Truncated { offset, needed: RECORD_HEADER_LEN as u64, available: rest.len() as u64 });
+        return Err(DecodeError::Truncated {
+            offset,
+            needed: RECORD_HEADER_LEN as u64,
+            available: rest.len() as u64,
+        });
     }
     let header: RecordHeader = bytemuck::pod_read_unaligned(&rest[..RECORD_HEADER_LEN]);
     if header == RecordHeader::zeroed() {
@@ -328,19 +443,36 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
     }
     let len = header.len as usize;
     if !(RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len) {
-        return Err(DecodeError::BadLength { offset, len: len as u64 });
+        return Err(DecodeError::BadLength {
+            offset,
+            len: len as u64,
+        });
     }
-    if offset % RECORD_ALIGN as u64 != 0 {
-        return Err(DecodeError::Malformed { offset, reason: "record offset not 8-byte aligned" });
+    if !offset.is_multiple_of(RECORD_ALIGN as u64) {
+        return Err(DecodeError::Malformed {
+            offset,
+            reason: "record offset not 8-byte aligned",
+        });
     }
     if rest.len() < len {
-        return Err(DecodeError::Truncated { offset, needed: len as u64, available: rest.len() as u64 });
+        return Err(DecodeError::Truncated {
+            offset,
+            needed: len as u64,
+            available: rest.len() as u64,
+        });
     }
     let computed = crc_with_seed(&pos.seed(), &rest[4..len]);
     if computed != header.crc {
-        return Err(DecodeError::Checksum { offset, stored: header.crc, computed });
+        return Err(DecodeError::Checksum {
+            offset,
+            stored: header.crc,
+            computed,
+        });
     }
-    let kind = RecordKind::from_u8(header.kind).ok_or(DecodeError::UnknownKind { offset, kind: header.kind })?;
+    let kind = RecordKind::from_u8(header.kind).ok_or(DecodeError::UnknownKind {
+        offset,
+        kind: header.kind,
+    })?;
     let payload = &rest[RECORD_HEADER_LEN..len];
     let malformed = |reason| Err(DecodeError::Malformed { offset, reason });
     if header.flags & !KNOWN_FLAGS != 0 {
@@ -381,13 +513,26 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
     if header.batch_start as u64 > offset {
         return malformed("batch starts after the record");
     }
-    Ok(Record { header, kind, offset, key, value, marker })
+    Ok(Record {
+        header,
+        kind,
+        offset,
+        key,
+        value,
+        marker,
+    })
 }
 
 /// Searches `buf` from index `from` (8-aligned relative to `base`, the absolute offset of
 /// `buf[0]`) for the first offset holding a record that decodes, and returns it. Used by recovery
 /// to tell a torn tail (nothing valid follows) from mid-log corruption (valid records follow).
-pub fn find_next_valid(buf: &[u8], from: usize, segment_id: u64, epoch: u64, base: u64) -> Option<Record<'_>> {
+pub fn find_next_valid(
+    buf: &[u8],
+    from: usize,
+    segment_id: u64,
+    epoch: u64,
+    base: u64,
+) -> Option<Record<'_>> {
     let mut at = from.next_multiple_of(RECORD_ALIGN);
     while at + RECORD_HEADER_LEN <= buf.len() {
         // Fast skip over zero words: a record header is never all zero in its first 8 bytes
@@ -396,7 +541,11 @@ pub fn find_next_valid(buf: &[u8], from: usize, segment_id: u64, epoch: u64, bas
             at += RECORD_ALIGN;
             continue;
         }
-        let pos = SegmentPos { segment_id, epoch, offset: base + at as u64 };
+        let pos = SegmentPos {
+            segment_id,
+            epoch,
+            offset: base + at as u64,
+        };
         if let Ok(rec) = decode_record(buf, at, pos) {
             return Some(rec);
         }
@@ -409,7 +558,11 @@ pub fn find_next_valid(buf: &[u8], from: usize, segment_id: u64, epoch: u64, bas
 mod tests {
     use super::*;
 
-    const POS: SegmentPos = SegmentPos { segment_id: 3, epoch: 0xfeed, offset: 4096 };
+    const POS: SegmentPos = SegmentPos {
+        segment_id: 3,
+        epoch: 0xfeed,
+        offset: 4096,
+    };
 
     fn all_kinds() -> Vec<RecordSpec<'static>> {
         vec![
@@ -475,11 +628,20 @@ mod tests {
     fn bound_to_segment_epoch_and_offset() {
         let bytes = encode(&all_kinds()[1], POS);
         for other in [
-            SegmentPos { segment_id: 4, ..POS },
+            SegmentPos {
+                segment_id: 4,
+                ..POS
+            },
             SegmentPos { epoch: 1, ..POS },
-            SegmentPos { offset: 4104, ..POS },
+            SegmentPos {
+                offset: 4104,
+                ..POS
+            },
         ] {
-            assert!(matches!(decode_record(&bytes, 0, other), Err(DecodeError::Checksum { .. })));
+            assert!(matches!(
+                decode_record(&bytes, 0, other),
+                Err(DecodeError::Checksum { .. })
+            ));
         }
     }
 
@@ -496,9 +658,21 @@ mod tests {
     fn impossible_length_fields() {
         let mut bytes = encode(&all_kinds()[1], POS);
         bytes[4..8].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
-        assert_eq!(decode_record(&bytes, 0, POS), Err(DecodeError::BadLength { offset: 4096, len: 0xFFFF_FFFF }));
+        assert_eq!(
+            decode_record(&bytes, 0, POS),
+            Err(DecodeError::BadLength {
+                offset: 4096,
+                len: 0xFFFF_FFFF
+            })
+        );
         bytes[4..8].copy_from_slice(&7u32.to_le_bytes());
-        assert_eq!(decode_record(&bytes, 0, POS), Err(DecodeError::BadLength { offset: 4096, len: 7 }));
+        assert_eq!(
+            decode_record(&bytes, 0, POS),
+            Err(DecodeError::BadLength {
+                offset: 4096,
+                len: 7
+            })
+        );
     }
 
     #[test]
@@ -506,9 +680,17 @@ mod tests {
         let mut bytes = encode(&all_kinds()[1], POS);
         let n = bytes.len();
         bytes.extend_from_slice(&[0u8; 200]);
-        let next = SegmentPos { offset: POS.offset + n as u64, ..POS };
+        let next = SegmentPos {
+            offset: POS.offset + n as u64,
+            ..POS
+        };
         assert!(decode_record(&bytes, 0, POS).is_ok());
-        assert_eq!(decode_record(&bytes, n, next), Err(DecodeError::Zeroed { offset: next.offset }));
+        assert_eq!(
+            decode_record(&bytes, n, next),
+            Err(DecodeError::Zeroed {
+                offset: next.offset
+            })
+        );
         let mut state = 0x1234_5678u32;
         for b in &mut bytes[n..] {
             state ^= state << 13;
@@ -523,16 +705,42 @@ mod tests {
     #[test]
     fn encode_rejects_bad_input() {
         let mut buf = vec![0u8; 256];
-        assert_eq!(encode_record(&mut buf, &RecordSpec::write(b"", b"v", 1, 1, 1, 1, 0), POS), Err(EncodeError::BadKeyLength(0)));
-        assert!(matches!(encode_record(&mut buf[..10], &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0), POS), Err(EncodeError::BufferTooSmall { .. })));
-        assert!(matches!(encode_record(&mut buf, &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0), SegmentPos { offset: 3, ..POS }), Err(EncodeError::BadOffset(3))));
+        assert_eq!(
+            encode_record(&mut buf, &RecordSpec::write(b"", b"v", 1, 1, 1, 1, 0), POS),
+            Err(EncodeError::BadKeyLength(0))
+        );
+        assert!(matches!(
+            encode_record(
+                &mut buf[..10],
+                &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0),
+                POS
+            ),
+            Err(EncodeError::BufferTooSmall { .. })
+        ));
+        assert!(matches!(
+            encode_record(
+                &mut buf,
+                &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0),
+                SegmentPos { offset: 3, ..POS }
+            ),
+            Err(EncodeError::BadOffset(3))
+        ));
         let long = vec![1u8; MAX_KEY_LEN + 1];
-        assert_eq!(encode_record(&mut buf, &RecordSpec::write(&long, b"", 1, 1, 1, 1, 0), POS), Err(EncodeError::BadKeyLength(MAX_KEY_LEN + 1)));
+        assert_eq!(
+            encode_record(&mut buf, &RecordSpec::write(&long, b"", 1, 1, 1, 1, 0), POS),
+            Err(EncodeError::BadKeyLength(MAX_KEY_LEN + 1))
+        );
     }
 
     #[test]
     fn find_next_valid_skips_garbage() {
-        let rec = encode(&all_kinds()[1], SegmentPos { offset: 4096 + 512, ..POS });
+        let rec = encode(
+            &all_kinds()[1],
+            SegmentPos {
+                offset: 4096 + 512,
+                ..POS
+            },
+        );
         let mut buf = vec![0u8; 2048];
         buf[8..40].fill(0x5A);
         buf[512..512 + rec.len()].copy_from_slice(&rec);

@@ -39,12 +39,29 @@ pub struct SegmentHeader {
 const HEADER_STRUCT_LEN: usize = 64;
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() == HEADER_STRUCT_LEN);
 const _: () = assert!(std::mem::align_of::<SegmentHeader>() == 8);
-const _: () = assert!(SEGMENT_HEADER_LEN % crate::RECORD_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(crate::RECORD_ALIGN));
 
 impl SegmentHeader {
     /// A header for a new segment.
-    pub fn new(segment_id: u64, epoch: u64, run_id: u64, created_ns: u64, prev_end: u64, base_lsn: u64) -> Self {
-        SegmentHeader { magic: SEGMENT_MAGIC, crc: 0, version: FORMAT_VERSION, segment_id, epoch, run_id, created_ns, prev_end, base_lsn }
+    pub fn new(
+        segment_id: u64,
+        epoch: u64,
+        run_id: u64,
+        created_ns: u64,
+        prev_end: u64,
+        base_lsn: u64,
+    ) -> Self {
+        SegmentHeader {
+            magic: SEGMENT_MAGIC,
+            crc: 0,
+            version: FORMAT_VERSION,
+            segment_id,
+            epoch,
+            run_id,
+            created_ns,
+            prev_end,
+            base_lsn,
+        }
     }
 
     fn checksum(&self) -> u32 {
@@ -55,7 +72,10 @@ impl SegmentHeader {
 
     /// Writes the header into `dst[..SEGMENT_HEADER_LEN]`, zeroing the reserved bytes.
     pub fn encode(&self, dst: &mut [u8]) {
-        assert!(dst.len() >= SEGMENT_HEADER_LEN, "segment header needs {SEGMENT_HEADER_LEN} bytes");
+        assert!(
+            dst.len() >= SEGMENT_HEADER_LEN,
+            "segment header needs {SEGMENT_HEADER_LEN} bytes"
+        );
         assert_eq!(self.magic, SEGMENT_MAGIC);
         let mut h = *self;
         h.crc = self.checksum();
@@ -66,7 +86,11 @@ impl SegmentHeader {
     /// Decodes and verifies a header from the start of `src`.
     pub fn decode(src: &[u8]) -> Result<SegmentHeader, DecodeError> {
         if src.len() < SEGMENT_HEADER_LEN {
-            return Err(DecodeError::Truncated { offset: 0, needed: SEGMENT_HEADER_LEN as u64, available: src.len() as u64 });
+            return Err(DecodeError::Truncated {
+                offset: 0,
+                needed: SEGMENT_HEADER_LEN as u64,
+                available: src.len() as u64,
+            });
         }
         let h: SegmentHeader = bytemuck::pod_read_unaligned(&src[..HEADER_STRUCT_LEN]);
         if h == SegmentHeader::zeroed() {
@@ -77,13 +101,26 @@ impl SegmentHeader {
         }
         let computed = h.checksum();
         if computed != h.crc {
-            return Err(DecodeError::Checksum { offset: 0, stored: h.crc, computed });
+            return Err(DecodeError::Checksum {
+                offset: 0,
+                stored: h.crc,
+                computed,
+            });
         }
         if h.version != FORMAT_VERSION {
-            return Err(DecodeError::UnsupportedVersion { offset: 8 + 4, version: h.version });
+            return Err(DecodeError::UnsupportedVersion {
+                offset: 8 + 4,
+                version: h.version,
+            });
         }
-        if let Some(i) = src[HEADER_STRUCT_LEN..SEGMENT_HEADER_LEN].iter().position(|&b| b != 0) {
-            return Err(DecodeError::Malformed { offset: (HEADER_STRUCT_LEN + i) as u64, reason: "reserved header bytes are not zero" });
+        if let Some(i) = src[HEADER_STRUCT_LEN..SEGMENT_HEADER_LEN]
+            .iter()
+            .position(|&b| b != 0)
+        {
+            return Err(DecodeError::Malformed {
+                offset: (HEADER_STRUCT_LEN + i) as u64,
+                reason: "reserved header bytes are not zero",
+            });
         }
         Ok(h)
     }
@@ -104,9 +141,18 @@ mod tests {
         for bit in 0..SEGMENT_HEADER_LEN * 8 {
             let mut b = buf.clone();
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&b).is_err(), "bit {bit} flip undetected");
+            assert!(
+                SegmentHeader::decode(&b).is_err(),
+                "bit {bit} flip undetected"
+            );
         }
-        assert!(matches!(SegmentHeader::decode(&buf[..100]), Err(DecodeError::Truncated { .. })));
-        assert_eq!(SegmentHeader::decode(&[0u8; SEGMENT_HEADER_LEN]), Err(DecodeError::Zeroed { offset: 0 }));
+        assert!(matches!(
+            SegmentHeader::decode(&buf[..100]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(
+            SegmentHeader::decode(&[0u8; SEGMENT_HEADER_LEN]),
+            Err(DecodeError::Zeroed { offset: 0 })
+        );
     }
 }

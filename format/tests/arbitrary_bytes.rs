@@ -2,7 +2,9 @@
 //! address range.
 
 use proptest::prelude::*;
-use ringlog_format::{decode_record, encode_record, find_next_valid, Manifest, RecordSpec, SegmentHeader, SegmentPos};
+use ringlog_format::{
+    decode_record, encode_record, find_next_valid, Manifest, RecordSpec, SegmentHeader, SegmentPos,
+};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4096))]

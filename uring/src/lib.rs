@@ -1,0 +1,218 @@
+//! # ringlog-uring
+//!
+//! The I/O layer of ringlog. Every filesystem operation the engine performs goes through the
+//! [`Vfs`] trait, so that a simulated disk can replace the real one for power-loss testing:
+//!
+//! * [`Vfs`] — the filesystem: open/create files, list, rename, remove, directory fsync, locks,
+//!   and a [`LogDriver`] for the log thread.
+//! * [`VFile`] — one open file: positional reads and writes, `fdatasync`, preallocation.
+//! * [`LogDriver`] — owned by the engine's single log thread: writes a batch and makes it durable
+//!   (the commit path), and waits for work or a timer.
+//!
+//! Two implementations: [`PosixVfs`] (portable: `pwrite` + `fdatasync`, a condition variable as
+//! timer) and [`UringVfs`] (one io_uring per log thread: the write SQE linked to an
+//! `Fsync(DATASYNC)` SQE or a single `RWF_DSYNC` write, a `Timeout` SQE as the coalescing timer).
+//! [`select`] picks io_uring when the kernel offers it and falls back to the portable path,
+//! logging why; `RINGLOG_IO=uring|portable|auto` forces a choice.
+
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod detect;
+mod posix;
+mod uring;
+
+pub use detect::{select, IoChoice, ParseIoChoiceError};
+pub use posix::{PosixDriver, PosixFile, PosixVfs};
+pub use uring::{probe as probe_uring, UringVfs};
+
+/// Which implementation of the I/O layer is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// io_uring.
+    Uring,
+    /// pwrite + fdatasync.
+    Portable,
+    /// Anything else plugged in through [`Vfs`] (a simulated or fault-injecting disk).
+    Custom,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Uring => "io_uring",
+            BackendKind::Portable => "portable",
+            BackendKind::Custom => "custom",
+        })
+    }
+}
+
+/// The backend in use and why it was chosen (for logs and the database's stats).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// The implementation.
+    pub kind: BackendKind,
+    /// Why it was chosen, e.g. "forced by RINGLOG_IO=portable" or "io_uring_setup: EPERM".
+    pub reason: String,
+}
+
+/// How the log driver makes a written batch durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SyncStrategy {
+    /// The write completes, then an `fdatasync` runs (on io_uring: a Write SQE linked with
+    /// `IOSQE_IO_LINK` to an `Fsync(DATASYNC)` SQE, submitted together).
+    #[default]
+    WriteThenSync,
+    /// One write with `RWF_DSYNC` (io_uring Write SQE with `rw_flags`, or `pwritev2`): its
+    /// completion means durable.
+    Dsync,
+}
+
+/// How to open a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OpenOptions {
+    /// Open for writing as well as reading.
+    pub write: bool,
+    /// Create the file if it does not exist.
+    pub create: bool,
+    /// Try `O_DIRECT`; if the filesystem refuses it (`EINVAL`), the file is opened buffered and the
+    /// fallback is logged. [`VFile::direct_io`] tells which happened.
+    pub direct: bool,
+}
+
+/// Outcome of [`VFile::allocate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    /// The space is reserved (`fallocate` succeeded).
+    Reserved,
+    /// The filesystem cannot preallocate (`EOPNOTSUPP`, e.g. FUSE or some network filesystems);
+    /// the file was extended with `ftruncate` instead (sparse).
+    Unsupported,
+}
+
+/// One open file. Implementations must be usable from several threads at once (positional I/O).
+pub trait VFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset`, looping over short writes.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`: makes written data (and the metadata needed to read it) durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// `fsync`: makes data and all metadata durable.
+    fn sync_all(&self) -> io::Result<()>;
+    /// Reserves `[0, len)` so later writes need no allocation (`fallocate` mode 0).
+    fn allocate(&self, len: u64) -> io::Result<Allocation>;
+    /// Current file size.
+    fn size(&self) -> io::Result<u64>;
+    /// Truncates or extends the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// `Some(alignment)` when the file is open with `O_DIRECT`: buffers, offsets and lengths of
+    /// writes must then be multiples of `alignment`.
+    fn direct_io(&self) -> Option<usize>;
+    /// The file descriptor, for drivers that submit I/O on it themselves (io_uring). `None` for
+    /// files that are not kernel files (a simulated disk).
+    fn raw_fd(&self) -> Option<RawFd>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file ends.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file ended early",
+                    ))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A held exclusive lock on a file; dropping it releases the lock.
+pub trait FileLock: Send + Sync {}
+
+/// Wakes a [`LogDriver`] blocked in [`LogDriver::wait`] from any thread.
+pub trait Waker: Send + Sync {
+    /// Makes the current or next `wait` return promptly. Wakes are not lost: a wake before `wait`
+    /// makes that `wait` return at once.
+    fn wake(&self);
+}
+
+/// The commit path, owned by the engine's one log thread.
+pub trait LogDriver: Send {
+    /// Writes all of `buf` at `offset` in `file` and returns once the bytes are durable (per
+    /// `strategy`). Short writes are completed; `EINTR`/`EAGAIN` are retried; any other error is
+    /// returned and the engine must treat it as fatal. `buf` is only borrowed for the call: no I/O
+    /// referencing it is in flight after it returns, whatever the outcome.
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()>;
+    /// Blocks until woken through [`LogDriver::waker`] or until `timeout` elapses (`None`: no
+    /// timeout). Spurious returns are allowed.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// A handle other threads use to wake this driver.
+    fn waker(&self) -> Arc<dyn Waker>;
+}
+
+/// The filesystem as the engine sees it. Every operation the engine performs on disk goes through
+/// this trait.
+pub trait Vfs: Send + Sync + 'static {
+    /// Which backend this is and why it was chosen.
+    fn backend(&self) -> BackendInfo;
+    /// Opens (or creates) a file.
+    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// What is at `path`: `None` if nothing.
+    fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>>;
+    /// The names of the entries of a directory, in no particular order.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Atomically renames `from` to `to` (replacing `to`).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `fsync` of a directory: makes its entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on the file at `path` (created if missing) without blocking;
+    /// fails with `ErrorKind::WouldBlock` if another holder has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
+    /// A new commit-path driver for one log thread.
+    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
+}
+
+/// What a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Anything else (socket, device, ...).
+    Other,
+}
+
+/// Logs `msg` at warn level the first time `once` is seen (per process), at debug level after.
+pub(crate) fn warn_once(once: &std::sync::Once, msg: impl fmt::Display) {
+    let mut first = false;
+    once.call_once(|| first = true);
+    if first {
+        log::warn!("{msg}");
+    } else {
+        log::debug!("{msg}");
+    }
+}
