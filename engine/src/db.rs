@@ -1,0 +1,823 @@
+//! The database handle: open (with recovery), reads, commits, close.
+
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use ringlog_format::{Manifest, MANIFEST_LEN, MAX_KEY_LEN};
+use ringlog_uring::{BackendInfo, EntryKind, FileLock, OpenOptions, Vfs};
+
+use crate::index::{prefix_end, Index, Lsn, OpRef, Value};
+use crate::log::{run_log_thread, txn_encoded_len, Active, LogConfig, Shared};
+use crate::options::{validate_buffered, Durability, MAX_ALIGN};
+use crate::recovery::{recover, RecoveryStats};
+use crate::segment::{create_segment, now_ns, prepare_space, SegmentConfig};
+use crate::{Error, Options, Result};
+
+const MANIFEST: &str = "MANIFEST";
+const MANIFEST_TMP: &str = "MANIFEST.tmp";
+const LOCK: &str = "LOCK";
+
+/// Counters describing the database's activity since it was opened.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Transactions committed (including single puts and deletes).
+    pub commits: u64,
+    /// Bytes of records appended to the log (padding excluded).
+    pub bytes_appended: u64,
+    /// Write + fdatasync rounds completed (each may cover many commits: group commit).
+    pub syncs: u64,
+    /// Failed writes or syncs (any failure poisons the database).
+    pub sync_failures: u64,
+    /// Mean time of one write + sync round.
+    pub mean_sync_latency: Duration,
+    /// Longest write + sync round.
+    pub max_sync_latency: Duration,
+    /// When the last successful sync completed.
+    pub last_sync: Option<SystemTime>,
+    /// Segment files created by this run.
+    pub segments_created: u64,
+    /// Highest LSN known durable.
+    pub durable_lsn: Lsn,
+    /// Highest LSN committed.
+    pub last_lsn: Lsn,
+    /// Live keys.
+    pub keys: usize,
+    /// The I/O backend in use and why (`None` for an in-memory database).
+    pub backend: Option<BackendInfo>,
+    /// Whether segments are written with `O_DIRECT`.
+    pub direct_io: bool,
+    /// Whether a log failure has poisoned the database.
+    pub poisoned: bool,
+}
+
+/// An open database. Share it between threads by reference or in an `Arc`; every method takes
+/// `&self`.
+pub struct Db {
+    shared: Arc<Shared>,
+    durability: Durability,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    lock: Mutex<Option<Box<dyn FileLock>>>,
+    vfs: Option<Arc<dyn Vfs>>,
+    dir: Option<PathBuf>,
+    recovery: RecoveryStats,
+    next_txn_id: std::sync::atomic::AtomicU64,
+    max_value_len: usize,
+    max_txn_bytes: usize,
+    direct_io: bool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("dir", &self.dir)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into the valid, writable buffer b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        // getrandom unavailable: time and pid are unique enough for an epoch.
+        now_ns() ^ ((std::process::id() as u64) << 32)
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in directory `path`, replaying its log.
+    ///
+    /// With [`Durability::InMemory`], `path` is ignored and nothing is created or written: use
+    /// [`Db::in_memory`] for clarity.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        if opts.durability == Durability::InMemory {
+            return Ok(Db::in_memory());
+        }
+        let dir = path.as_ref().to_path_buf();
+        let vfs: Arc<dyn Vfs> = match &opts.vfs {
+            Some(v) => v.clone(),
+            None => ringlog_uring::select(opts.io)
+                .map_err(|e| Error::io("select I/O backend", None, e))?,
+        };
+        let backend = vfs.backend();
+        log::info!(
+            "opening {} with the {} backend ({})",
+            dir.display(),
+            backend.kind,
+            backend.reason
+        );
+        let lock = prepare_dir(&*vfs, &dir)?;
+        let epoch = read_or_create_manifest(&*vfs, &dir)?;
+        let recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
+        let stats = recovered.stats.clone();
+        log::info!(
+            "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",
+            dir.display(),
+            stats.transactions_applied,
+            stats.transactions_incomplete,
+            stats.transactions_aborted,
+            stats.orphaned_records,
+            stats.bytes_truncated,
+            stats.last_lsn
+        );
+        let run_id = recovered.max_run_id + 1;
+        let seg = SegmentConfig {
+            dir: dir.clone(),
+            epoch,
+            run_id,
+            size: opts.segment_size,
+            direct: opts.direct_io,
+            prealloc: opts.preallocate,
+        };
+        let align = if opts.direct_io { MAX_ALIGN } else { 512 };
+        let max_lsn = recovered.max_lsn;
+        let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
+        // Resume in the last segment when its tail is clean, else start a new one.
+        let active = match recovered.tail {
+            Some(t)
+                if t.clean
+                    && t.valid_end.is_multiple_of(align)
+                    && t.valid_end + reserve < seg.size =>
+            {
+                let path = seg.path(t.id);
+                let file = vfs
+                    .open(
+                        &path,
+                        OpenOptions {
+                            write: true,
+                            create: false,
+                            direct: seg.direct,
+                        },
+                    )
+                    .map_err(|e| Error::io("open segment", path.clone(), e))?;
+                // What recovery read may still be only in the page cache: make it durable.
+                file.sync_data()
+                    .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                if let Err(e) = prepare_space(&*file, &seg, &path, t.valid_end) {
+                    log::warn!("could not preallocate the rest of {}: {e}", path.display());
+                }
+                (Active { id: t.id, file }, t.valid_end)
+            }
+            tail => {
+                let (prev_id, prev_end) = tail.map(|t| (t.id, t.valid_end)).unwrap_or((0, 0));
+                if let Some(t) = tail {
+                    let path = seg.path(t.id);
+                    let f = vfs
+                        .open(
+                            &path,
+                            OpenOptions {
+                                write: true,
+                                create: false,
+                                direct: false,
+                            },
+                        )
+                        .map_err(|e| Error::io("open segment", path.clone(), e))?;
+                    f.sync_data()
+                        .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                }
+                let file = create_segment(&*vfs, &seg, prev_id + 1, prev_end, max_lsn)?;
+                (
+                    Active {
+                        id: prev_id + 1,
+                        file,
+                    },
+                    ringlog_format::SEGMENT_HEADER_LEN as u64,
+                )
+            }
+        };
+        let (active, cursor) = active;
+        let direct_io = active.file.direct_io().is_some();
+        let backpressure = match opts.durability {
+            Durability::Buffered { max_pending, .. } => {
+                (max_pending.saturating_mul(4)).max(crate::log::MIN_BACKPRESSURE)
+            }
+            _ => crate::log::MIN_BACKPRESSURE,
+        };
+        let cfg = LogConfig {
+            seg,
+            align,
+            strategy: opts.sync_strategy,
+            backpressure,
+        };
+        let max_txn_bytes = opts.max_txn_bytes();
+        let shared = Arc::new(Shared::new(
+            recovered.index,
+            max_lsn + 1,
+            Some((cfg, active.id, cursor)),
+            run_id,
+        ));
+        let thread = spawn_log_thread(shared.clone(), vfs.clone(), active)?;
+        Ok(Db {
+            shared,
+            durability: opts.durability,
+            thread: Mutex::new(Some(thread)),
+            lock: Mutex::new(Some(lock)),
+            vfs: Some(vfs),
+            dir: Some(dir),
+            recovery: stats,
+            next_txn_id: (recovered.max_txn_id + 1).into(),
+            max_value_len: opts.max_value_len(0),
+            max_txn_bytes,
+            direct_io,
+        })
+    }
+
+    /// A database with no log: nothing is written anywhere; its contents vanish on close.
+    pub fn in_memory() -> Db {
+        Db {
+            shared: Arc::new(Shared::new(Index::default(), 1, None, 1)),
+            durability: Durability::InMemory,
+            thread: Mutex::new(None),
+            lock: Mutex::new(None),
+            vfs: None,
+            dir: None,
+            recovery: RecoveryStats::default(),
+            next_txn_id: 1.into(),
+            max_value_len: usize::MAX,
+            max_txn_bytes: usize::MAX,
+            direct_io: false,
+        }
+    }
+
+    /// What recovery found when this database was opened.
+    pub fn recovery_stats(&self) -> &RecoveryStats {
+        &self.recovery
+    }
+
+    /// The database's default durability.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Largest value accepted for a key of `key_len` bytes.
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        self.max_value_len.saturating_sub(key_len)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Reads the newest committed value of `key` and the LSN that wrote it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.check_open()?;
+        Ok(self.shared.index.read().get(key))
+    }
+
+    /// The entries whose keys lie in `range`, in key order, as of one moment (a consistent
+    /// snapshot of the range, collected when called).
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
+        self.check_open()?;
+        let lo = range.start_bound().map(|k| k.as_ref());
+        let hi = range.end_bound().map(|k| k.as_ref());
+        Ok(Scan {
+            items: self.shared.index.read().range(lo, hi).into_iter(),
+        })
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
+        self.check_open()?;
+        let end = prefix_end(prefix);
+        let hi = match &end {
+            Some(e) => Bound::Excluded(e.as_slice()),
+            None => Bound::Unbounded,
+        };
+        Ok(Scan {
+            items: self
+                .shared
+                .index
+                .read()
+                .range(Bound::Included(prefix), hi)
+                .into_iter(),
+        })
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.shared.index.read().len()
+    }
+
+    /// True when no key is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sets `key` to `value` in a one-operation transaction with the default durability.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Lsn> {
+        self.commit_ops(&[OpRef::Put(key, value)], None)
+    }
+
+    /// Removes `key` in a one-operation transaction with the default durability. Deleting an
+    /// absent key still commits (and gets an LSN).
+    pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
+        self.commit_ops(&[OpRef::Delete(key)], None)
+    }
+
+    /// Starts a transaction. Its writes are buffered in the handle and applied atomically by
+    /// [`Txn::commit`]; dropping it without commit discards them.
+    pub fn begin(&self) -> Txn<'_> {
+        Txn {
+            db: self,
+            ops: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The highest LSN whose transaction (and every earlier one) is durable on disk.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// The highest committed LSN.
+    pub fn last_lsn(&self) -> Lsn {
+        self.shared.last_lsn.load(Ordering::Acquire)
+    }
+
+    /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        if self.shared.log.is_none() {
+            return Err(Error::DurabilityUnavailable(
+                "an in-memory database has no log",
+            ));
+        }
+        let mut st = self.shared.state.lock();
+        if self.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        if st.closing && st.poisoned.is_none() {
+            return Err(Error::Closed);
+        }
+        self.shared.request_sync(&mut st, lsn);
+        self.shared
+            .wait_durable(&mut st, lsn)
+            .map_err(Error::Poisoned)
+    }
+
+    /// Makes every commit so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.wait_durable(self.last_lsn())
+    }
+
+    /// Counters and the backend in use.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let syncs = c.syncs.load(Ordering::Relaxed);
+        let total = c.sync_ns_total.load(Ordering::Relaxed);
+        let last = c.last_sync_unix_ns.load(Ordering::Relaxed);
+        Stats {
+            commits: c.commits.load(Ordering::Relaxed),
+            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
+            syncs,
+            sync_failures: c.sync_failures.load(Ordering::Relaxed),
+            mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
+            max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),
+            last_sync: (last != 0).then(|| UNIX_EPOCH + Duration::from_nanos(last)),
+            segments_created: c.segments_created.load(Ordering::Relaxed),
+            durable_lsn: self.durable_lsn(),
+            last_lsn: self.last_lsn(),
+            keys: self.len(),
+            backend: self.vfs.as_ref().map(|v| v.backend()),
+            direct_io: self.direct_io,
+            poisoned: self.shared.state.lock().poisoned.is_some(),
+        }
+    }
+
+    fn validate(&self, ops: &[OpRef<'_>]) -> Result<()> {
+        for op in ops {
+            let key = op.key();
+            if key.is_empty() {
+                return Err(Error::EmptyKey);
+            }
+            if key.len() > MAX_KEY_LEN {
+                return Err(Error::KeyTooLarge {
+                    len: key.len(),
+                    max: MAX_KEY_LEN,
+                });
+            }
+            if let OpRef::Put(_, v) = op {
+                if v.len() > self.max_value_len(key.len()) {
+                    return Err(Error::ValueTooLarge {
+                        len: v.len(),
+                        max: self.max_value_len(key.len()),
+                    });
+                }
+            }
+        }
+        if self.shared.log.is_some() {
+            let len = txn_encoded_len(ops);
+            if len > self.max_txn_bytes {
+                return Err(Error::TransactionTooLarge {
+                    len,
+                    max: self.max_txn_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn commit_ops(
+        &self,
+        ops: &[OpRef<'_>],
+        durability: Option<Durability>,
+    ) -> Result<Lsn> {
+        self.check_open()?;
+        let mode = match (self.durability, durability) {
+            (_, None) => self.durability,
+            (Durability::InMemory, Some(Durability::InMemory)) => Durability::InMemory,
+            (Durability::InMemory, Some(_)) => {
+                return Err(Error::DurabilityUnavailable(
+                    "an in-memory database has no log to make durable",
+                ))
+            }
+            (_, Some(Durability::InMemory)) => {
+                return Err(Error::DurabilityUnavailable(
+                    "a transaction cannot skip the log of a persistent database",
+                ))
+            }
+            (
+                _,
+                Some(
+                    d @ Durability::Buffered {
+                        interval,
+                        max_pending,
+                    },
+                ),
+            ) => {
+                validate_buffered(interval, max_pending)?;
+                d
+            }
+            (_, Some(Durability::Strict)) => Durability::Strict,
+        };
+        self.validate(ops)?;
+        let shared = &*self.shared;
+        let mut st = shared.state.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        if let Some(e) = &st.poisoned {
+            return Err(Error::Poisoned(e.clone()));
+        }
+        shared.wait_for_space(&mut st);
+        if let Some(e) = &st.poisoned {
+            return Err(Error::Poisoned(e.clone()));
+        }
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        let lsn = st.next_lsn;
+        st.next_lsn += 1;
+        if shared.log.is_some() {
+            let txn_id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
+            shared.append(&mut st, ops, lsn, txn_id);
+        }
+        {
+            let mut index = shared.index.write();
+            for op in ops {
+                index.apply(*op, lsn);
+            }
+        }
+        shared.last_lsn.store(lsn, Ordering::Release);
+        shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+        match mode {
+            Durability::InMemory => {}
+            Durability::Buffered {
+                interval,
+                max_pending,
+            } => shared.note_buffered(&mut st, interval, max_pending),
+            Durability::Strict => {
+                shared.request_sync(&mut st, lsn);
+                shared.wait_durable(&mut st, lsn).map_err(Error::Poisoned)?;
+            }
+        }
+        Ok(lsn)
+    }
+
+    /// Stops new commits, writes and syncs everything pending, joins the log thread and releases
+    /// the directory lock. Returns the first error (e.g. a sync failure). Later operations fail
+    /// with [`Error::Closed`]; closing twice is a no-op.
+    pub fn close(&self) -> Result<()> {
+        let first = !self.shared.closed.swap(true, Ordering::AcqRel);
+        if !first {
+            return Ok(());
+        }
+        {
+            let mut st = self.shared.state.lock();
+            st.closing = true;
+            self.shared.wake_log(&mut st);
+            if let Some(w) = self.shared.waker.get() {
+                w.wake();
+            }
+        }
+        let joined = self.thread.lock().take().map(|t| t.join());
+        let result = {
+            let st = self.shared.state.lock();
+            self.shared.durable_cv.notify_all();
+            match (&st.poisoned, joined) {
+                (Some(e), _) => Err(Error::Poisoned(e.clone())),
+                (None, Some(Err(_))) => Err(Error::Poisoned(Arc::new(std::io::Error::other(
+                    "the log thread panicked",
+                )))),
+                _ => Ok(()),
+            }
+        };
+        if result.is_ok() && self.shared.log.is_some() {
+            debug_assert_eq!(
+                self.durable_lsn(),
+                self.last_lsn(),
+                "close syncs everything"
+            );
+        }
+        self.lock.lock().take();
+        result
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            log::error!("closing the database on drop failed: {e}");
+        }
+    }
+}
+
+fn spawn_log_thread(
+    shared: Arc<Shared>,
+    vfs: Arc<dyn Vfs>,
+    active: Active,
+) -> Result<JoinHandle<()>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let thread = std::thread::Builder::new()
+        .name("ringlog-log".into())
+        .spawn(move || {
+            // The driver (and its io_uring) is created on, and used only by, this thread.
+            let driver = match vfs.log_driver() {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = shared.waker.set(driver.waker());
+            if tx.send(Ok(())).is_err() {
+                return;
+            }
+            run_log_thread(shared, driver, active, vfs);
+        })
+        .map_err(|e| Error::io("spawn log thread", None, e))?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(thread),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(Error::io("create log driver", None, e))
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(Error::io(
+                "start log thread",
+                None,
+                std::io::Error::other("log thread exited during start"),
+            ))
+        }
+    }
+}
+
+fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
+    match vfs
+        .kind_of(dir)
+        .map_err(|e| Error::io("stat", dir.to_path_buf(), e))?
+    {
+        None => {
+            vfs.create_dir_all(dir)
+                .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent)
+                    .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
+            }
+        }
+        Some(EntryKind::Dir) => {}
+        Some(_) => return Err(Error::NotADirectory(dir.to_path_buf())),
+    }
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let ours = |n: &str| n == MANIFEST || n == MANIFEST_TMP || n == LOCK;
+    if !names.iter().any(|n| n == MANIFEST) && names.iter().any(|n| !ours(n)) {
+        return Err(Error::NotADatabase(dir.to_path_buf()));
+    }
+    let lock_path = dir.join(LOCK);
+    vfs.lock(&lock_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked(dir.to_path_buf()),
+        _ => Error::io("lock", lock_path.clone(), e),
+    })
+}
+
+fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+    let path = dir.join(MANIFEST);
+    if vfs
+        .kind_of(&path)
+        .map_err(|e| Error::io("stat", path.clone(), e))?
+        .is_some()
+    {
+        let file = vfs
+            .open(&path, OpenOptions::default())
+            .map_err(|e| Error::io("open manifest", path.clone(), e))?;
+        let size = file
+            .size()
+            .map_err(|e| Error::io("stat manifest", path.clone(), e))?;
+        if size != MANIFEST_LEN as u64 {
+            return Err(Error::NotADatabase(dir.to_path_buf()));
+        }
+        let mut bytes = [0u8; MANIFEST_LEN];
+        file.read_exact_at(&mut bytes, 0)
+            .map_err(|e| Error::io("read manifest", path.clone(), e))?;
+        return match Manifest::decode(&bytes) {
+            Ok(m) => Ok(m.epoch),
+            Err(ringlog_format::DecodeError::UnsupportedVersion { version, .. }) => {
+                Err(Error::UnsupportedVersion {
+                    path: dir.to_path_buf(),
+                    found: version,
+                    supported: ringlog_format::FORMAT_VERSION,
+                })
+            }
+            Err(ringlog_format::DecodeError::BadMagic { .. }) => {
+                Err(Error::NotADatabase(dir.to_path_buf()))
+            }
+            Err(e) => Err(Error::Corruption {
+                file: path,
+                offset: e.offset(),
+                reason: e.to_string(),
+            }),
+        };
+    }
+    // A new database: write the manifest beside, sync, rename into place, sync the directory.
+    let epoch = random_u64();
+    let tmp = dir.join(MANIFEST_TMP);
+    let file = vfs
+        .open(
+            &tmp,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .map_err(|e| Error::io("create manifest", tmp.clone(), e))?;
+    file.set_len(0)
+        .map_err(|e| Error::io("truncate manifest", tmp.clone(), e))?;
+    file.write_all_at(&Manifest::new(epoch, now_ns()).encode(), 0)
+        .map_err(|e| Error::io("write manifest", tmp.clone(), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
+    drop(file);
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
+    Ok(epoch)
+}
+
+/// An ordered snapshot of entries returned by [`Db::range`] and [`Db::prefix`].
+#[derive(Debug)]
+pub struct Scan {
+    items: std::vec::IntoIter<(Arc<[u8]>, Value)>,
+}
+
+impl Iterator for Scan {
+    type Item = (Arc<[u8]>, Value);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.items.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Scan {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.items.next_back()
+    }
+}
+
+impl ExactSizeIterator for Scan {}
+
+enum Op {
+    Put(Box<[u8]>, Box<[u8]>),
+    Delete(Box<[u8]>),
+}
+
+impl Op {
+    fn as_ref(&self) -> OpRef<'_> {
+        match self {
+            Op::Put(k, v) => OpRef::Put(k, v),
+            Op::Delete(k) => OpRef::Delete(k),
+        }
+    }
+}
+
+/// A transaction: writes buffered until [`Txn::commit`], then applied atomically with one LSN.
+/// Reads through the transaction see its own writes first.
+pub struct Txn<'db> {
+    db: &'db Db,
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for Txn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("ops", &self.ops.len())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl Txn<'_> {
+    fn add(&mut self, op: Op) -> Result<()> {
+        self.db.validate(&[op.as_ref()])?;
+        let len = txn_encoded_len(&[op.as_ref()]);
+        let total = self.bytes
+            + len
+            + 2 * ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN);
+        if self.db.shared.log.is_some() && total > self.db.max_txn_bytes {
+            return Err(Error::TransactionTooLarge {
+                len: total,
+                max: self.db.max_txn_bytes,
+            });
+        }
+        self.bytes += len;
+        self.ops.push(op);
+        Ok(())
+    }
+
+    /// Buffers `key` = `value`. Invalid input is refused here, leaving the transaction as it was.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.add(Op::Put(key.into(), value.into()))
+    }
+
+    /// Buffers the removal of `key`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.add(Op::Delete(key.into()))
+    }
+
+    /// Reads `key` as this transaction would leave it: its own latest write, else the database's
+    /// committed value (its LSN is the committed one; a pending write has LSN 0).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        for op in self.ops.iter().rev() {
+            match op {
+                Op::Put(k, v) if &**k == key => return Ok(Some(Value::new(Arc::from(&**v), 0))),
+                Op::Delete(k) if &**k == key => return Ok(None),
+                _ => {}
+            }
+        }
+        self.db.get(key)
+    }
+
+    /// Number of buffered operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Commits with the database's durability and returns the transaction's LSN. An empty
+    /// transaction writes nothing and returns the current last LSN.
+    pub fn commit(self) -> Result<Lsn> {
+        self.commit_inner(None)
+    }
+
+    /// Commits with `durability` instead of the database's: `Strict` waits for an fdatasync
+    /// covering this and every earlier commit; `Buffered` does not wait. Asking an in-memory
+    /// database for durability, or a persistent one to skip its log, is an error.
+    pub fn commit_with(self, durability: Durability) -> Result<Lsn> {
+        self.commit_inner(Some(durability))
+    }
+
+    fn commit_inner(self, durability: Option<Durability>) -> Result<Lsn> {
+        if self.ops.is_empty() {
+            self.db.check_open()?;
+            return Ok(self.db.last_lsn());
+        }
+        let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();
+        self.db.commit_ops(&refs, durability)
+    }
+
+    /// Discards the buffered writes (the same as dropping the transaction).
+    pub fn abort(self) {}
+}

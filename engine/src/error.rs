@@ -1,0 +1,142 @@
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result alias for ringlog operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong. Bad input is reported with a typed variant before anything is
+/// written; an I/O failure of the log poisons the database ([`Error::Poisoned`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved, if any.
+        path: Option<PathBuf>,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Keys must be at least one byte long.
+    EmptyKey,
+    /// The key is longer than [`crate::MAX_KEY_LEN`].
+    KeyTooLarge {
+        /// Length given.
+        len: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// The value cannot fit in one log segment (see [`crate::Options::max_value_len`]).
+    ValueTooLarge {
+        /// Length given.
+        len: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// The transaction's log records cannot fit in one log segment.
+    TransactionTooLarge {
+        /// Encoded size of the transaction.
+        len: usize,
+        /// Largest accepted.
+        max: usize,
+    },
+    /// The path exists and is not a directory.
+    NotADirectory(PathBuf),
+    /// The directory holds files but is not a ringlog database.
+    NotADatabase(PathBuf),
+    /// The database was written by an unsupported format version.
+    UnsupportedVersion {
+        /// The directory.
+        path: PathBuf,
+        /// Version found on disk.
+        found: u32,
+        /// Version this build reads and writes.
+        supported: u32,
+    },
+    /// Another handle or process holds the database open.
+    Locked(PathBuf),
+    /// The log is damaged before its tail: valid records follow the damage, so cutting there would
+    /// lose data that may have been acknowledged. Open with
+    /// [`crate::RecoveryMode::TruncateAtCorruption`] to cut it off explicitly.
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the first damaged record.
+        offset: u64,
+        /// What was found.
+        reason: String,
+    },
+    /// An earlier write or fdatasync of the log failed. The kernel may have dropped the unwritten
+    /// pages, so the database refuses every further write until it is reopened and recovered.
+    Poisoned(Arc<io::Error>),
+    /// Durability was requested of a database that has no log (opened `InMemory`), or a
+    /// transaction asked to skip the log of a database that has one.
+    DurabilityUnavailable(&'static str),
+    /// The options are inconsistent.
+    InvalidOptions(String),
+    /// The database is closed (or closing).
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<Option<PathBuf>>,
+        source: io::Error,
+    ) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path: Some(p), source } => write!(f, "{op} {}: {source}", p.display()),
+            Error::Io { op, path: None, source } => write!(f, "{op}: {source}"),
+            Error::EmptyKey => f.write_str("empty key: keys must be at least one byte"),
+            Error::KeyTooLarge { len, max } => write!(f, "key of {len} bytes exceeds the limit of {max} bytes"),
+            Error::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes exceeds the limit of {max} bytes (one log segment)")
+            }
+            Error::TransactionTooLarge { len, max } => write!(
+                f,
+                "transaction of {len} encoded bytes exceeds the limit of {max} bytes (one log segment)"
+            ),
+            Error::NotADirectory(p) => write!(f, "{} exists and is not a directory", p.display()),
+            Error::NotADatabase(p) => write!(f, "{} is not a ringlog database (no MANIFEST, other files present)", p.display()),
+            Error::UnsupportedVersion { path, found, supported } => write!(
+                f,
+                "{} holds format version {found}; this build supports version {supported}",
+                path.display()
+            ),
+            Error::Locked(p) => write!(f, "{} is already open (its LOCK is held)", p.display()),
+            Error::Corruption { file, offset, reason } => {
+                write!(f, "log corruption in {} at offset {offset}: {reason}", file.display())
+            }
+            Error::Poisoned(e) => write!(
+                f,
+                "the database is poisoned by an earlier log I/O failure ({e}); reopen it to recover"
+            ),
+            Error::DurabilityUnavailable(why) => write!(f, "durability unavailable: {why}"),
+            Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            Error::Closed => f.write_str("the database is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Poisoned(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}

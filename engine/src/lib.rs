@@ -1,0 +1,76 @@
+//! # ringlog
+//!
+//! An embeddable, log-structured key-value storage engine for Linux with honest durability:
+//! every committed transaction is appended to a checksummed log of fixed-size segment files,
+//! written through io_uring (or a portable pwrite/fdatasync path), and the state is rebuilt by
+//! replaying the log when the database is opened.
+//!
+//! ```
+//! # fn main() -> Result<(), ringlog::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = ringlog::Db::open(dir.path(), ringlog::Options::default())?; // Buffered by default
+//! let lsn = db.put(b"key", b"value")?;                                   // one-op transaction
+//! let v = db.get(b"key")?.unwrap();
+//! assert_eq!(&*v, b"value");
+//! assert_eq!(v.lsn(), lsn);                                              // the version
+//!
+//! let mut tx = db.begin();
+//! tx.put(b"a", b"1")?;
+//! tx.delete(b"b")?;
+//! tx.commit_with(ringlog::Durability::Strict)?;                          // per-transaction override
+//! assert!(db.durable_lsn() >= lsn);
+//!
+//! for (key, value) in db.range(b"a".as_slice()..)? {                      // ordered by key
+//!     println!("{:?} = {:?} @ {}", key, &*value, value.lsn());
+//! }
+//! db.close()?;                                                           // flush, sync, join threads
+//!
+//! let db = ringlog::Db::open(dir.path(), ringlog::Options::default())?;
+//! assert_eq!(db.recovery_stats().transactions_applied, 2);
+//! assert_eq!(db.get(b"a")?.as_deref(), Some(&b"1"[..]));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Durability modes
+//!
+//! | mode | what `commit()` waits for | after a process crash | after a power loss |
+//! |---|---|---|---|
+//! | [`Durability::InMemory`] | the in-memory apply; no file is ever created | empty | empty |
+//! | [`Durability::Buffered`] | the record is in the log buffer; a timer or the pending limit triggers write + fdatasync in the background | a prefix of the commit order containing at least everything covered by the last completed sync | the same |
+//! | [`Durability::Strict`] | the record's bytes and an fdatasync covering them | everything acknowledged | everything acknowledged |
+//!
+//! A transaction may override the mode ([`Txn::commit_with`]). Concurrent `Strict` committers share
+//! one write + fdatasync (group commit). A failed write or fdatasync poisons the database: the
+//! commit and every waiter get [`Error::Poisoned`], and every later write fails until the database
+//! is reopened (and recovered). See `docs/DURABILITY.md` in the repository.
+//!
+//! ## Limits
+//!
+//! Keys are 1 to [`MAX_KEY_LEN`] (65,535) bytes. A transaction (keys, values and 48 bytes of header
+//! per operation) must fit in one log segment: [`Options::max_value_len`] tells the largest value.
+//!
+//! ## Reads
+//!
+//! Reads see the newest committed value and the LSN of the transaction that wrote it. A commit is
+//! visible to readers as soon as it is applied, before a `Strict` commit's sync completes; if that
+//! sync fails, the database is poisoned and the commit may be absent after reopening.
+
+mod db;
+mod error;
+mod index;
+mod log;
+mod options;
+mod recovery;
+mod segment;
+
+pub use db::{Db, Scan, Stats, Txn};
+pub use error::{Error, Result};
+pub use index::{Lsn, Value};
+pub use options::{
+    Durability, IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy, Vfs, MAX_SEGMENT_SIZE,
+    MIN_SEGMENT_SIZE,
+};
+pub use recovery::RecoveryStats;
+pub use ringlog_format::MAX_KEY_LEN;
+/// The I/O layer, re-exported for custom [`Vfs`] implementations.
+pub use ringlog_uring as io;

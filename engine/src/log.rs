@@ -1,0 +1,481 @@
+//! The log: committers encode records into pending batches under one mutex; one log thread
+//! writes each batch and makes it durable, one batch (one write + one sync) at a time, and
+//! advances the durable LSN over the contiguous prefix it has synced.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use ringlog_format::{
+    align_up, encode_padding, encode_record, encoded_len, AlignedBuf, RecordKind, RecordSpec,
+    SegmentPos, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+use ringlog_uring::{LogDriver, SyncStrategy, VFile, Vfs, Waker};
+
+use crate::index::{Index, Lsn, OpRef};
+use crate::segment::{create_segment, now_ns, SegmentConfig};
+
+/// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
+pub(crate) const MIN_BACKPRESSURE: usize = 64 << 20;
+
+/// A run of records bound for one place in one segment, written with one write + one sync.
+pub(crate) struct Batch {
+    seg_id: u64,
+    /// File offset of the batch's first byte (a multiple of the write alignment).
+    start: u64,
+    buf: AlignedBuf,
+    last_lsn: Lsn,
+    /// Set when the segment must be created first: (end of the previous segment, base LSN).
+    create: Option<(u64, Lsn)>,
+}
+
+/// Everything committers and the log thread share under the log mutex.
+pub(crate) struct State {
+    pub(crate) next_lsn: Lsn,
+    /// Segment and offset where the next record goes.
+    seg_id: u64,
+    cursor: u64,
+    batches: VecDeque<Batch>,
+    pending_bytes: usize,
+    /// Highest LSN someone waits to see durable.
+    sync_upto: Lsn,
+    /// When the oldest unsynced Buffered commit must be synced.
+    deadline: Option<Instant>,
+    /// Pending bytes that trigger a sync before the deadline.
+    trigger_bytes: usize,
+    /// The log thread is (about to be) blocked in its driver's wait.
+    sleeping: bool,
+    pub(crate) closing: bool,
+    pub(crate) poisoned: Option<Arc<io::Error>>,
+    spare: Vec<AlignedBuf>,
+}
+
+/// Fixed facts about the log of one run.
+pub(crate) struct LogConfig {
+    pub(crate) seg: SegmentConfig,
+    pub(crate) align: u64,
+    pub(crate) strategy: SyncStrategy,
+    pub(crate) backpressure: usize,
+}
+
+/// Monotonic counters for [`crate::Stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) bytes_appended: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) sync_failures: AtomicU64,
+    pub(crate) sync_ns_total: AtomicU64,
+    pub(crate) sync_ns_max: AtomicU64,
+    pub(crate) last_sync_unix_ns: AtomicU64,
+    pub(crate) segments_created: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) index: RwLock<Index>,
+    /// Signalled when the durable LSN advances, on poison and when the log thread exits.
+    pub(crate) durable_cv: Condvar,
+    /// Signalled when pending bytes are taken by the log thread.
+    pub(crate) space_cv: Condvar,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) last_lsn: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) waker: OnceLock<Arc<dyn Waker>>,
+    pub(crate) log: Option<LogConfig>,
+    pub(crate) run_id: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        index: Index,
+        next_lsn: Lsn,
+        log: Option<(LogConfig, u64, u64)>,
+        run_id: u64,
+    ) -> Shared {
+        let (log, seg_id, cursor) = match log {
+            Some((cfg, seg_id, cursor)) => (Some(cfg), seg_id, cursor),
+            None => (None, 0, 0),
+        };
+        Shared {
+            state: Mutex::new(State {
+                next_lsn,
+                seg_id,
+                cursor,
+                batches: VecDeque::new(),
+                pending_bytes: 0,
+                sync_upto: 0,
+                deadline: None,
+                trigger_bytes: usize::MAX,
+                sleeping: false,
+                closing: false,
+                poisoned: None,
+                spare: Vec::new(),
+            }),
+            index: RwLock::new(index),
+            durable_cv: Condvar::new(),
+            space_cv: Condvar::new(),
+            durable_lsn: AtomicU64::new(next_lsn - 1),
+            last_lsn: AtomicU64::new(next_lsn - 1),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            waker: OnceLock::new(),
+            log,
+            run_id,
+        }
+    }
+
+    /// Wakes the log thread if it sleeps (call with the state locked; the wake itself is cheap
+    /// and never lost).
+    pub(crate) fn wake_log(&self, st: &mut State) {
+        if st.sleeping {
+            st.sleeping = false;
+            if let Some(w) = self.waker.get() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Asks for everything up to `lsn` to be made durable and wakes the log thread.
+    pub(crate) fn request_sync(&self, st: &mut State, lsn: Lsn) {
+        if lsn > st.sync_upto {
+            st.sync_upto = lsn;
+        }
+        self.wake_log(st);
+    }
+
+    /// Registers a Buffered commit's deadline and pending limit; wakes the log thread when it
+    /// must arm a timer or sync now.
+    pub(crate) fn note_buffered(&self, st: &mut State, interval: Duration, max_pending: usize) {
+        let mut wake = false;
+        let deadline = Instant::now() + interval;
+        if st.deadline.is_none_or(|d| deadline < d) {
+            st.deadline = Some(deadline);
+            wake = true;
+        }
+        if max_pending < st.trigger_bytes {
+            st.trigger_bytes = max_pending;
+        }
+        if wake || st.pending_bytes >= st.trigger_bytes {
+            self.wake_log(st);
+        }
+    }
+
+    /// Blocks while too many bytes are pending (the disk is slower than the committers).
+    pub(crate) fn wait_for_space(&self, st: &mut MutexGuard<'_, State>) {
+        let Some(cfg) = &self.log else { return };
+        while st.pending_bytes >= cfg.backpressure && st.poisoned.is_none() && !st.closing {
+            self.wake_log(st);
+            self.space_cv.wait(st);
+        }
+    }
+
+    /// Waits until `lsn` is durable, or the log is poisoned or gone.
+    pub(crate) fn wait_durable(
+        &self,
+        st: &mut MutexGuard<'_, State>,
+        lsn: Lsn,
+    ) -> Result<(), Arc<io::Error>> {
+        loop {
+            if self.durable_lsn.load(Ordering::Acquire) >= lsn {
+                return Ok(());
+            }
+            if let Some(e) = &st.poisoned {
+                return Err(e.clone());
+            }
+            self.durable_cv.wait(st);
+        }
+    }
+
+    /// Encodes a transaction's records into the pending batches at the current cursor, opening a
+    /// new segment first when it does not fit. `ops` have been validated.
+    pub(crate) fn append(&self, st: &mut State, ops: &[OpRef<'_>], lsn: Lsn, txn_id: u64) {
+        let cfg = self.log.as_ref().expect("append needs a log");
+        let need = txn_encoded_len(ops);
+        let reserve = cfg.align as usize + RECORD_HEADER_LEN;
+        assert!(
+            need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
+            "transaction size was validated"
+        );
+        if st.cursor as usize + need + reserve > cfg.seg.size as usize {
+            // Rotate: close the open batch of this segment; the next segment records its end.
+            let prev_end = match st.batches.back_mut() {
+                Some(b) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id),
+                _ => st.cursor,
+            };
+            st.seg_id += 1;
+            st.cursor = SEGMENT_HEADER_LEN as u64;
+            let buf = st
+                .spare
+                .pop()
+                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+            st.batches.push_back(Batch {
+                seg_id: st.seg_id,
+                start: st.cursor,
+                buf,
+                last_lsn: 0,
+                create: Some((prev_end, lsn - 1)),
+            });
+        } else if st.batches.back().is_none_or(|b| b.seg_id != st.seg_id) {
+            let buf = st
+                .spare
+                .pop()
+                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+            st.batches.push_back(Batch {
+                seg_id: st.seg_id,
+                start: st.cursor,
+                buf,
+                last_lsn: 0,
+                create: None,
+            });
+        }
+        let (seg_id, cursor) = (st.seg_id, st.cursor);
+        let batch = st.batches.back_mut().expect("a batch is open");
+        debug_assert_eq!(batch.start + batch.buf.len() as u64, cursor);
+        let ts = now_ns();
+        let epoch = cfg.seg.epoch;
+        let batch_start = batch.start as u32;
+        let run = self.run_id;
+        let mut at = cursor;
+        let mut put = |buf: &mut AlignedBuf, spec: RecordSpec<'_>| {
+            let len = match spec.kind {
+                RecordKind::Write | RecordKind::Delete => {
+                    encoded_len(spec.key.len(), spec.value.len())
+                }
+                _ => encoded_len(0, MARKER_PAYLOAD_LEN),
+            };
+            let dst = buf.extend_zeroed(len);
+            let n = encode_record(
+                dst,
+                &spec,
+                SegmentPos {
+                    segment_id: seg_id,
+                    epoch,
+                    offset: at,
+                },
+            )
+            .expect("validated record encodes");
+            debug_assert_eq!(n, len);
+            at += n as u64;
+        };
+        fn op_spec<'a>(
+            op: &OpRef<'a>,
+            lsn: Lsn,
+            txn_id: u64,
+            run: u64,
+            ts: u64,
+            batch_start: u32,
+        ) -> RecordSpec<'a> {
+            match *op {
+                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, txn_id, run, ts, batch_start),
+                OpRef::Delete(k) => RecordSpec::delete(k, lsn, txn_id, run, ts, batch_start),
+            }
+        }
+        if let [op] = ops {
+            put(
+                &mut batch.buf,
+                op_spec(op, lsn, txn_id, run, ts, batch_start).autocommit(),
+            );
+        } else {
+            let n = ops.len() as u32;
+            put(
+                &mut batch.buf,
+                RecordSpec::marker(RecordKind::BeginTxn, n, lsn, txn_id, run, ts, batch_start),
+            );
+            for op in ops {
+                put(
+                    &mut batch.buf,
+                    op_spec(op, lsn, txn_id, run, ts, batch_start),
+                );
+            }
+            put(
+                &mut batch.buf,
+                RecordSpec::marker(RecordKind::CommitTxn, n, lsn, txn_id, run, ts, batch_start),
+            );
+        }
+        assert_eq!(
+            at - cursor,
+            need as u64,
+            "encoded size matches the reservation"
+        );
+        batch.last_lsn = lsn;
+        st.cursor = at;
+        st.pending_bytes += need;
+        self.counters
+            .bytes_appended
+            .fetch_add(need as u64, Ordering::Relaxed);
+    }
+
+    fn poison(&self, e: io::Error) {
+        log::error!("log I/O failed, database poisoned until reopened: {e}");
+        self.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        if st.poisoned.is_none() {
+            st.poisoned = Some(Arc::new(e));
+        }
+        st.batches.clear();
+        st.pending_bytes = 0;
+        self.durable_cv.notify_all();
+        self.space_cv.notify_all();
+    }
+}
+
+/// Bytes a transaction occupies in the log.
+pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
+    let op_len = |op: &OpRef<'_>| match *op {
+        OpRef::Put(k, v) => encoded_len(k.len(), v.len()),
+        OpRef::Delete(k) => encoded_len(k.len(), 0),
+    };
+    match ops {
+        [op] => op_len(op),
+        _ => 2 * encoded_len(0, MARKER_PAYLOAD_LEN) + ops.iter().map(op_len).sum::<usize>(),
+    }
+}
+
+/// Closes a batch with a Padding record up to the next write-alignment boundary; returns its end.
+fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
+    let end = b.start + b.buf.len() as u64;
+    let mut gap = align_up(end, cfg.align) - end;
+    if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
+        gap += cfg.align;
+    }
+    if gap != 0 {
+        let pos = SegmentPos {
+            segment_id: b.seg_id,
+            epoch: cfg.seg.epoch,
+            offset: end,
+        };
+        encode_padding(
+            b.buf.extend_zeroed(gap as usize),
+            run_id,
+            b.start as u32,
+            pos,
+        )
+        .expect("padding is aligned and large enough");
+    }
+    let end = end + gap;
+    assert_eq!(end % cfg.align, 0, "batches end on the write alignment");
+    assert!(end <= cfg.seg.size, "batch stays inside its segment");
+    end
+}
+
+/// The active segment as the log thread sees it.
+pub(crate) struct Active {
+    pub(crate) id: u64,
+    pub(crate) file: Box<dyn VFile>,
+}
+
+/// The log thread's body: waits for work, writes batches in order, one write + sync at a time.
+pub(crate) fn run_log_thread(
+    shared: Arc<Shared>,
+    mut driver: Box<dyn LogDriver>,
+    mut active: Active,
+    vfs: Arc<dyn Vfs>,
+) {
+    let cfg = shared.log.as_ref().expect("log thread needs a log");
+    loop {
+        let batches = {
+            let mut st = shared.state.lock();
+            loop {
+                if st.poisoned.is_some() {
+                    return;
+                }
+                let has = !st.batches.is_empty();
+                let now = Instant::now();
+                let due = has
+                    && (st.sync_upto > shared.durable_lsn.load(Ordering::Acquire)
+                        || st.pending_bytes >= st.trigger_bytes
+                        || st.closing
+                        || st.deadline.is_some_and(|d| d <= now));
+                if due {
+                    break;
+                }
+                if st.closing {
+                    return;
+                }
+                let timeout = if has {
+                    st.deadline.map(|d| d.saturating_duration_since(now))
+                } else {
+                    None
+                };
+                st.sleeping = true;
+                let waited = MutexGuard::unlocked(&mut st, || driver.wait(timeout));
+                st.sleeping = false;
+                if let Err(e) = waited {
+                    drop(st);
+                    shared.poison(e);
+                    return;
+                }
+            }
+            let mut batches = std::mem::take(&mut st.batches);
+            if let Some(last) = batches.back_mut() {
+                if last.seg_id == st.seg_id {
+                    st.cursor = pad_batch(last, cfg, shared.run_id);
+                }
+            }
+            st.pending_bytes = 0;
+            st.deadline = None;
+            st.trigger_bytes = usize::MAX;
+            shared.space_cv.notify_all();
+            batches
+        };
+        for mut batch in batches {
+            if let Some((prev_end, base_lsn)) = batch.create {
+                assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
+                match create_segment(&*vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
+                    Ok(file) => {
+                        shared
+                            .counters
+                            .segments_created
+                            .fetch_add(1, Ordering::Relaxed);
+                        active = Active {
+                            id: batch.seg_id,
+                            file,
+                        };
+                    }
+                    Err(e) => {
+                        shared.poison(io::Error::other(e.to_string()));
+                        return;
+                    }
+                }
+            }
+            assert_eq!(
+                batch.seg_id, active.id,
+                "a batch goes to the active segment"
+            );
+            assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
+            assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
+            let started = Instant::now();
+            let res = driver.write_durable(
+                &*active.file,
+                batch.start,
+                batch.buf.as_slice(),
+                cfg.strategy,
+            );
+            let took = started.elapsed().as_nanos() as u64;
+            if let Err(e) = res {
+                shared.poison(e);
+                return;
+            }
+            let c = &shared.counters;
+            c.syncs.fetch_add(1, Ordering::Relaxed);
+            c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
+            c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
+            c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
+            batch.buf.clear();
+            let mut st = shared.state.lock();
+            if batch.last_lsn != 0 {
+                let prev = shared.durable_lsn.swap(batch.last_lsn, Ordering::AcqRel);
+                assert!(prev <= batch.last_lsn, "the durable LSN only moves forward");
+            }
+            if st.spare.len() < 4 {
+                st.spare.push(batch.buf);
+            }
+            shared.durable_cv.notify_all();
+        }
+    }
+}

@@ -1,0 +1,196 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringlog_format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use ringlog_uring::{IoChoice, SyncStrategy, Vfs};
+
+use crate::{Error, Result};
+
+/// When a commit is acknowledged, and what survives a crash. See the crate documentation's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// No log at all: nothing is ever written, no file is created; everything is lost on close.
+    InMemory,
+    /// A commit is acknowledged once its record is in the in-memory log buffer. A background
+    /// write + fdatasync runs when `interval` has passed since the first unsynced commit or when
+    /// `max_pending` bytes are waiting, whichever comes first. A crash loses at most the commits
+    /// of that window (never a partial transaction, never a hole).
+    Buffered {
+        /// Longest time a commit stays unsynced.
+        interval: Duration,
+        /// Unsynced bytes that trigger a sync before the interval ends.
+        max_pending: usize,
+    },
+    /// A commit is acknowledged only after the write and an fdatasync covering it completed.
+    /// Concurrent committers share syncs (group commit).
+    Strict,
+}
+
+impl Durability {
+    /// `Buffered` with a 10 ms window and a 4 MiB pending limit.
+    pub const BUFFERED: Durability = Durability::Buffered {
+        interval: Duration::from_millis(10),
+        max_pending: 4 << 20,
+    };
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::BUFFERED
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Durability::InMemory => f.write_str("inmemory"),
+            Durability::Buffered {
+                interval,
+                max_pending,
+            } => {
+                write!(f, "buffered({interval:?}, {max_pending} B)")
+            }
+            Durability::Strict => f.write_str("strict"),
+        }
+    }
+}
+
+/// What recovery does when it finds damage followed by valid records (mid-log corruption).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Fail to open with [`Error::Corruption`] naming the file and offset (the default). A torn or
+    /// zeroed tail is always cut off: it is the expected result of a crash.
+    #[default]
+    Strict,
+    /// Cut the log at the first damage: later records, including later segments, are dropped
+    /// (the later segment files are renamed `*.corrupt`, not deleted). Explicit data loss, for
+    /// operators who prefer an open database to an intact log.
+    TruncateAtCorruption,
+}
+
+/// How new segment files are prepared before records are written to them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Preallocate {
+    /// Reserve the space with `fallocate` and write zeros over it once, so that later
+    /// fdatasyncs have no metadata (extent conversion, file size) to write. The default.
+    #[default]
+    ZeroFill,
+    /// Reserve with `fallocate` only (unwritten extents).
+    Fallocate,
+    /// Neither: the file grows as records are appended.
+    None,
+}
+
+/// Settings for [`crate::Db::open`].
+#[derive(Clone)]
+pub struct Options {
+    /// Default durability of commits. Default: [`Durability::BUFFERED`].
+    pub durability: Durability,
+    /// Size of each log segment file in bytes: a multiple of 4096 between 64 KiB and 1 GiB.
+    /// Default 64 MiB. A transaction must fit in one segment.
+    pub segment_size: u64,
+    /// Which I/O path to use; the `RINGLOG_IO` environment variable overrides it. Default: auto.
+    pub io: IoChoice,
+    /// Open segments with `O_DIRECT` where the filesystem allows (falls back to buffered I/O,
+    /// logged once, where it does not). Default: true.
+    pub direct_io: bool,
+    /// How a batch is made durable. Default: see [`SyncStrategy`].
+    pub sync_strategy: SyncStrategy,
+    /// How new segments are prepared. Default: [`Preallocate::ZeroFill`].
+    pub preallocate: Preallocate,
+    /// What recovery does on mid-log corruption. Default: [`RecoveryMode::Strict`].
+    pub recovery: RecoveryMode,
+    /// A custom I/O layer (a simulated or fault-injecting disk). When set, `io` is ignored.
+    pub vfs: Option<Arc<dyn Vfs>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::default(),
+            segment_size: 64 << 20,
+            io: IoChoice::Auto,
+            direct_io: true,
+            sync_strategy: SyncStrategy::default(),
+            preallocate: Preallocate::default(),
+            recovery: RecoveryMode::default(),
+            vfs: None,
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("durability", &self.durability)
+            .field("segment_size", &self.segment_size)
+            .field("io", &self.io)
+            .field("direct_io", &self.direct_io)
+            .field("sync_strategy", &self.sync_strategy)
+            .field("preallocate", &self.preallocate)
+            .field("recovery", &self.recovery)
+            .field("vfs", &self.vfs.as_ref().map(|v| v.backend()))
+            .finish()
+    }
+}
+
+/// Smallest accepted segment size.
+pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
+/// Largest accepted segment size.
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+/// Largest write alignment the log uses (O_DIRECT block).
+pub(crate) const MAX_ALIGN: u64 = 4096;
+
+impl Options {
+    /// Options with the given default durability.
+    pub fn with_durability(durability: Durability) -> Options {
+        Options {
+            durability,
+            ..Options::default()
+        }
+    }
+
+    /// Largest value a single put accepts with these options, for a key of `key_len` bytes.
+    pub fn max_value_len(&self, key_len: usize) -> usize {
+        self.max_txn_bytes()
+            .saturating_sub(RECORD_HEADER_LEN + key_len + 8)
+    }
+
+    /// Largest encoded transaction: a segment minus its header and the worst-case batch padding.
+    pub(crate) fn max_txn_bytes(&self) -> usize {
+        (self.segment_size - SEGMENT_HEADER_LEN as u64 - MAX_ALIGN - RECORD_HEADER_LEN as u64)
+            as usize
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let s = self.segment_size;
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&s) || !s.is_multiple_of(MAX_ALIGN) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size {s} must be a multiple of 4096 between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE}"
+            )));
+        }
+        if let Durability::Buffered {
+            interval,
+            max_pending,
+        } = self.durability
+        {
+            validate_buffered(interval, max_pending)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn validate_buffered(interval: Duration, max_pending: usize) -> Result<()> {
+    if interval.is_zero() {
+        return Err(Error::InvalidOptions(
+            "Buffered interval must be positive".into(),
+        ));
+    }
+    if max_pending == 0 {
+        return Err(Error::InvalidOptions(
+            "Buffered max_pending must be positive".into(),
+        ));
+    }
+    Ok(())
+}

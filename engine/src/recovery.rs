@@ -1,0 +1,501 @@
+//! Recovery: replays the segments in order, applies complete committed transactions, cuts a torn
+//! tail and refuses mid-log corruption.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ringlog_format::{
+    decode_record, find_next_valid, DecodeError, Record, RecordKind, SegmentHeader, SegmentPos,
+    SEGMENT_HEADER_LEN,
+};
+use ringlog_uring::{OpenOptions, Vfs};
+
+use crate::index::{Index, Lsn, OpRef};
+use crate::options::RecoveryMode;
+use crate::segment::{parse_segment_name, read_segment, segment_file_name};
+use crate::{Error, Result};
+
+/// What recovery found and did when the database was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Segment files replayed.
+    pub segments: usize,
+    /// Committed transactions applied.
+    pub transactions_applied: u64,
+    /// Transactions discarded because their commit record was missing (in flight at a crash).
+    pub transactions_incomplete: u64,
+    /// Transactions discarded because they were aborted.
+    pub transactions_aborted: u64,
+    /// Write, delete, commit or abort records that belonged to no open transaction.
+    pub orphaned_records: u64,
+    /// Bytes of torn or damaged tail cut off (non-zero bytes after the last valid record).
+    pub bytes_truncated: u64,
+    /// LSN of the last applied transaction (0 if none).
+    pub last_lsn: Lsn,
+    /// Keys live after recovery.
+    pub keys: usize,
+    /// Segment files removed because their creation was interrupted (no valid header, no records).
+    pub torn_segments_removed: usize,
+    /// With [`RecoveryMode::TruncateAtCorruption`]: where the log was cut, if it was.
+    pub truncated_at: Option<(PathBuf, u64)>,
+    /// Later segment files renamed `*.corrupt` by a truncating recovery.
+    pub segments_quarantined: usize,
+    /// Time spent replaying.
+    pub duration: Duration,
+}
+
+/// The last segment as recovery left it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tail {
+    pub(crate) id: u64,
+    /// Offset just past the last valid record.
+    pub(crate) valid_end: u64,
+    /// True when every byte from `valid_end` to the end of the file is zero, so appending may
+    /// continue there.
+    pub(crate) clean: bool,
+}
+
+pub(crate) struct Recovered {
+    pub(crate) index: Index,
+    pub(crate) stats: RecoveryStats,
+    /// Highest LSN seen anywhere (applied or not, or a segment's base LSN).
+    pub(crate) max_lsn: Lsn,
+    pub(crate) max_txn_id: u64,
+    pub(crate) max_run_id: u64,
+    pub(crate) tail: Option<Tail>,
+}
+
+struct OpenTxn {
+    txn_id: u64,
+    lsn: Lsn,
+    /// (is_put, key start, key len, value start, value len), offsets into the segment buffer.
+    ops: Vec<(bool, usize, usize, usize, usize)>,
+}
+
+/// Applies records in log order, keeping transactions atomic.
+struct Applier {
+    index: Index,
+    open: Option<OpenTxn>,
+    last_applied: Lsn,
+    max_lsn: Lsn,
+    max_txn_id: u64,
+    max_run_id: u64,
+    stats: RecoveryStats,
+}
+
+impl Applier {
+    fn end_segment(&mut self) {
+        if self.open.take().is_some() {
+            self.stats.transactions_incomplete += 1;
+        }
+    }
+
+    fn commit(&mut self, lsn: Lsn, path: &Path, offset: u64) -> Result<()> {
+        if lsn <= self.last_applied {
+            return Err(Error::Corruption {
+                file: path.to_path_buf(),
+                offset,
+                reason: format!(
+                    "transaction LSN {lsn} does not follow the previous LSN {}",
+                    self.last_applied
+                ),
+            });
+        }
+        self.last_applied = lsn;
+        self.stats.transactions_applied += 1;
+        Ok(())
+    }
+
+    fn feed(&mut self, rec: &Record<'_>, buf: &[u8], path: &Path) -> Result<()> {
+        let h = &rec.header;
+        if rec.kind == RecordKind::Padding {
+            return Ok(());
+        }
+        self.max_lsn = self.max_lsn.max(h.lsn);
+        self.max_txn_id = self.max_txn_id.max(h.txn_id);
+        self.max_run_id = self.max_run_id.max(h.run_id);
+        let base = buf.as_ptr() as usize;
+        let in_open = |open: &Option<OpenTxn>| {
+            open.as_ref()
+                .is_some_and(|t| t.txn_id == h.txn_id && t.lsn == h.lsn)
+        };
+        match rec.kind {
+            RecordKind::BeginTxn => {
+                if self.open.take().is_some() {
+                    self.stats.transactions_incomplete += 1;
+                }
+                let cap = (rec.marker as usize).min(1024);
+                self.open = Some(OpenTxn {
+                    txn_id: h.txn_id,
+                    lsn: h.lsn,
+                    ops: Vec::with_capacity(cap),
+                });
+            }
+            RecordKind::Write | RecordKind::Delete if rec.is_autocommit() => {
+                if self.open.take().is_some() {
+                    self.stats.transactions_incomplete += 1;
+                }
+                self.commit(h.lsn, path, rec.offset)?;
+                let op = if rec.kind == RecordKind::Write {
+                    OpRef::Put(rec.key, rec.value)
+                } else {
+                    OpRef::Delete(rec.key)
+                };
+                self.index.apply(op, h.lsn);
+            }
+            RecordKind::Write | RecordKind::Delete => {
+                if in_open(&self.open) {
+                    let t = self.open.as_mut().expect("checked by in_open");
+                    let ks = rec.key.as_ptr() as usize - base;
+                    let vs = rec.value.as_ptr() as usize - base;
+                    t.ops.push((
+                        rec.kind == RecordKind::Write,
+                        ks,
+                        rec.key.len(),
+                        vs,
+                        rec.value.len(),
+                    ));
+                } else {
+                    self.stats.orphaned_records += 1;
+                }
+            }
+            RecordKind::CommitTxn => {
+                if in_open(&self.open) {
+                    let t = self.open.take().expect("checked by in_open");
+                    if t.ops.len() as u64 != rec.marker {
+                        // The commit names another op count: records are missing. Never apply a
+                        // partial transaction.
+                        self.stats.transactions_incomplete += 1;
+                        return Ok(());
+                    }
+                    self.commit(t.lsn, path, rec.offset)?;
+                    for (is_put, ks, kl, vs, vl) in t.ops {
+                        let key = &buf[ks..ks + kl];
+                        let op = if is_put {
+                            OpRef::Put(key, &buf[vs..vs + vl])
+                        } else {
+                            OpRef::Delete(key)
+                        };
+                        self.index.apply(op, t.lsn);
+                    }
+                } else {
+                    self.stats.orphaned_records += 1;
+                }
+            }
+            RecordKind::AbortTxn => {
+                if in_open(&self.open) {
+                    self.open = None;
+                    self.stats.transactions_aborted += 1;
+                } else {
+                    self.stats.orphaned_records += 1;
+                }
+            }
+            RecordKind::Checkpoint => {
+                log::debug!(
+                    "checkpoint marker at {} offset {} (upto LSN {})",
+                    path.display(),
+                    rec.offset,
+                    rec.marker
+                );
+            }
+            RecordKind::Padding => {}
+        }
+        Ok(())
+    }
+}
+
+fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> Error {
+    Error::Corruption {
+        file: file.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+fn read_header(
+    vfs: &dyn Vfs,
+    path: &Path,
+) -> Result<std::result::Result<SegmentHeader, DecodeError>> {
+    let file = vfs
+        .open(
+            path,
+            OpenOptions {
+                write: false,
+                create: false,
+                direct: false,
+            },
+        )
+        .map_err(|e| Error::io("open segment", path.to_path_buf(), e))?;
+    let mut head = vec![0u8; SEGMENT_HEADER_LEN];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(Error::io("read segment header", path.to_path_buf(), e)),
+        }
+    }
+    Ok(SegmentHeader::decode(&head[..got]))
+}
+
+/// Index of the first non-zero byte at or after `from`, and one past the last non-zero byte.
+fn nonzero_span(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let rest = buf.get(from..)?;
+    let first = rest.iter().position(|&b| b != 0)?;
+    let last = rest.iter().rposition(|&b| b != 0)?;
+    Some((from + first, from + last + 1))
+}
+
+/// Replays the log in `dir`.
+pub(crate) fn recover(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    epoch: u64,
+    mode: RecoveryMode,
+) -> Result<Recovered> {
+    let started = Instant::now();
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+    ids.sort_unstable();
+    let path_of = |id: u64| dir.join(segment_file_name(id));
+    let mut app = Applier {
+        index: Index::default(),
+        open: None,
+        last_applied: 0,
+        max_lsn: 0,
+        max_txn_id: 0,
+        max_run_id: 0,
+        stats: RecoveryStats::default(),
+    };
+    let truncating = mode == RecoveryMode::TruncateAtCorruption;
+    // Segment ids must be contiguous.
+    if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
+        let missing = ids[gap] + 1;
+        if !truncating {
+            return Err(corruption(
+                &path_of(missing),
+                0,
+                format!("segment {missing} is missing while later segments exist"),
+            ));
+        }
+        quarantine(vfs, dir, &ids[gap + 1..], &mut app.stats)?;
+        ids.truncate(gap + 1);
+        app.stats.truncated_at = Some((path_of(missing), 0));
+    }
+    let mut headers = Vec::with_capacity(ids.len());
+    for &id in &ids {
+        headers.push(read_header(vfs, &path_of(id))?);
+    }
+    // A last segment without a valid header and without a single valid record is a creation
+    // that a crash interrupted before any record was written: remove it.
+    if let (Some(&id), Some(Err(e))) = (ids.last(), headers.last()) {
+        let path = path_of(id);
+        let buf = read_segment(vfs, &path)?;
+        if find_next_valid(buf.as_slice(), SEGMENT_HEADER_LEN, id, epoch, 0).is_none() {
+            log::warn!(
+                "removing segment {} whose creation was interrupted ({e})",
+                path.display()
+            );
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove torn segment", path.clone(), e))?;
+            vfs.sync_dir(dir)
+                .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+            app.stats.torn_segments_removed += 1;
+            ids.pop();
+            headers.pop();
+        }
+    }
+    let mut tail = None;
+    let mut last_seen = None;
+    let mut i = 0;
+    while i < ids.len() {
+        let id = ids[i];
+        let path = path_of(id);
+        let header = match &headers[i] {
+            Ok(h) => *h,
+            Err(e) => {
+                let err = corruption(&path, e.offset(), format!("bad segment header: {e}"));
+                if !truncating {
+                    return Err(err);
+                }
+                log::warn!("truncating the log before {}: {err}", path.display());
+                quarantine(vfs, dir, &ids[i..], &mut app.stats)?;
+                app.stats.truncated_at = Some((path, 0));
+                ids.truncate(i);
+                break;
+            }
+        };
+        if header.segment_id != id || header.epoch != epoch {
+            return Err(corruption(
+                &path,
+                0,
+                format!(
+                    "segment header names segment {} of epoch {:#x}: the file belongs elsewhere",
+                    header.segment_id, header.epoch
+                ),
+            ));
+        }
+        let buf = read_segment(vfs, &path)?;
+        let buf = buf.as_slice();
+        app.max_lsn = app.max_lsn.max(header.base_lsn);
+        app.max_run_id = app.max_run_id.max(header.run_id);
+        // Where this segment must end: the next segment recorded it when it was created, after
+        // this one was synced.
+        let stop_at = match headers.get(i + 1) {
+            Some(Ok(next)) => Some(next.prev_end),
+            _ => None,
+        };
+        app.stats.segments += 1;
+        let mut pos = SEGMENT_HEADER_LEN;
+        let mut failure: Option<DecodeError> = None;
+        loop {
+            if stop_at == Some(pos as u64) {
+                break;
+            }
+            if pos >= buf.len() {
+                if stop_at.is_some() {
+                    failure = Some(DecodeError::Truncated {
+                        offset: pos as u64,
+                        needed: 1,
+                        available: 0,
+                    });
+                }
+                break;
+            }
+            match decode_record(
+                buf,
+                pos,
+                SegmentPos {
+                    segment_id: id,
+                    epoch,
+                    offset: pos as u64,
+                },
+            ) {
+                Ok(rec) => {
+                    let end = pos + rec.encoded_len();
+                    if stop_at.is_some_and(|s| end as u64 > s) {
+                        failure = Some(DecodeError::Malformed {
+                            offset: pos as u64,
+                            reason: "record crosses the end recorded by the next segment",
+                        });
+                        break;
+                    }
+                    app.feed(&rec, buf, &path)?;
+                    pos = end;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        app.end_segment();
+        if let Some(err) = &failure {
+            // Damage at `pos`. Before the last segment, or with valid records of a later batch
+            // after it, it is corruption of synced data; inside the last batch it is a torn tail.
+            let later_batch = if stop_at.is_some() {
+                None
+            } else {
+                later_batch_record(buf, pos, id, epoch)
+            };
+            if stop_at.is_some() || later_batch.is_some() {
+                let reason = match later_batch {
+                    Some(off) => format!(
+                        "{err}; a valid record of a later write batch follows at offset {off}"
+                    ),
+                    None => format!(
+                        "{err}; the segment ends before offset {} recorded by its successor",
+                        stop_at.unwrap_or(0)
+                    ),
+                };
+                if !truncating {
+                    return Err(corruption(&path, pos as u64, reason));
+                }
+                log::warn!(
+                    "truncating the log at {} offset {pos}: {reason}",
+                    path.display()
+                );
+                quarantine(vfs, dir, &ids[i + 1..], &mut app.stats)?;
+                app.stats.truncated_at = Some((path.clone(), pos as u64));
+                ids.truncate(i + 1);
+            }
+        }
+        if ids.len() == i + 1 {
+            let garbage = nonzero_span(buf, pos);
+            if let Some((first, last)) = garbage {
+                app.stats.bytes_truncated += (last - pos) as u64;
+                log::warn!(
+                    "cut a torn tail of {} bytes in {} at offset {pos} (first non-zero byte at {first}){}",
+                    last - pos,
+                    path.display(),
+                    failure.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+            tail = Some(Tail {
+                id,
+                valid_end: pos as u64,
+                clean: garbage.is_none() && app.stats.truncated_at.is_none(),
+            });
+        }
+        last_seen = Some((id, pos as u64));
+        i += 1;
+    }
+    if tail.is_none() {
+        // A truncating recovery cut the log before a segment with a bad header: the segment
+        // before it ends the log, but is not appendable (its successor recorded its end).
+        tail = last_seen.map(|(id, valid_end)| Tail {
+            id,
+            valid_end,
+            clean: false,
+        });
+    }
+    app.stats.last_lsn = app.last_applied;
+    app.stats.keys = app.index.len();
+    app.stats.duration = started.elapsed();
+    Ok(Recovered {
+        index: app.index,
+        stats: app.stats,
+        max_lsn: app.max_lsn,
+        max_txn_id: app.max_txn_id,
+        max_run_id: app.max_run_id,
+        tail,
+    })
+}
+
+/// Offset of a valid record after `pos` that belongs to a write batch starting after `pos`, if
+/// any: proof that the damage at `pos` was in a batch already synced before that later one.
+fn later_batch_record(buf: &[u8], pos: usize, id: u64, epoch: u64) -> Option<u64> {
+    let mut from = pos + 8;
+    while let Some(rec) = find_next_valid(buf, from, id, epoch, 0) {
+        if rec.header.batch_start as u64 > pos as u64 {
+            return Some(rec.offset);
+        }
+        from = rec.offset as usize + rec.encoded_len();
+    }
+    None
+}
+
+fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats) -> Result<()> {
+    for &id in ids {
+        let from = dir.join(segment_file_name(id));
+        if vfs
+            .kind_of(&from)
+            .map_err(|e| Error::io("stat segment", from.clone(), e))?
+            .is_none()
+        {
+            continue;
+        }
+        let to = dir.join(format!("{}.corrupt", segment_file_name(id)));
+        log::warn!("quarantining {} as {}", from.display(), to.display());
+        vfs.rename(&from, &to)
+            .map_err(|e| Error::io("quarantine segment", from.clone(), e))?;
+        stats.segments_quarantined += 1;
+    }
+    if !ids.is_empty() {
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    }
+    Ok(())
+}
