@@ -1,0 +1,532 @@
+//! Recovery: replay, atomicity, torn tails and mid-log corruption, on both I/O paths.
+
+use std::path::{Path, PathBuf};
+
+use ringlog::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
+use ringlog_format::{
+    decode_record, encode_record, Manifest, RecordKind, RecordSpec, SegmentHeader, SegmentPos,
+    SEGMENT_HEADER_LEN,
+};
+
+const SEG: u64 = 256 << 10;
+
+fn opts(io: IoChoice) -> Options {
+    Options {
+        io,
+        segment_size: SEG,
+        durability: Durability::Strict,
+        ..Options::default()
+    }
+}
+
+fn buffered(io: IoChoice) -> Options {
+    Options {
+        durability: Durability::Buffered {
+            interval: std::time::Duration::from_secs(3600),
+            max_pending: usize::MAX,
+        },
+        ..opts(io)
+    }
+}
+
+const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn epoch(dir: &Path) -> u64 {
+    Manifest::decode(&std::fs::read(dir.join("MANIFEST")).unwrap())
+        .unwrap()
+        .epoch
+}
+
+fn seg_id(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Every record of a segment file in order: (offset, kind, batch_start, lsn).
+fn records(path: &Path, epoch: u64) -> Vec<(u64, RecordKind, u64, u64)> {
+    let buf = std::fs::read(path).unwrap();
+    let id = seg_id(path);
+    let mut out = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while let Ok(r) = decode_record(
+        &buf,
+        pos,
+        SegmentPos {
+            segment_id: id,
+            epoch,
+            offset: pos as u64,
+        },
+    ) {
+        out.push((
+            pos as u64,
+            r.kind,
+            r.header.batch_start as u64,
+            r.header.lsn,
+        ));
+        pos += r.encoded_len();
+    }
+    out
+}
+
+fn state(db: &Db) -> Vec<(Vec<u8>, Vec<u8>, u64)> {
+    db.range::<&[u8], _>(..)
+        .unwrap()
+        .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
+        .collect()
+}
+
+fn patch(path: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn flip(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x10;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+/// Appends hand-built records to the last segment after its last valid record, in a batch of
+/// their own starting on a 4096 boundary, and returns nothing: used to plant incomplete,
+/// aborted and orphaned transactions exactly as a crashed writer could leave them.
+fn append_raw(dir: &Path, build: impl Fn(u64, u64) -> Vec<RecordSpec<'static>>) {
+    let path = segments(dir).pop().unwrap();
+    let ep = epoch(dir);
+    let recs = records(&path, ep);
+    let (last_off, ..) = *recs.last().unwrap();
+    let buf = std::fs::read(&path).unwrap();
+    let id = seg_id(&path);
+    let last_len = decode_record(
+        &buf,
+        last_off as usize,
+        SegmentPos {
+            segment_id: id,
+            epoch: ep,
+            offset: last_off,
+        },
+    )
+    .unwrap()
+    .encoded_len() as u64;
+    let start = (last_off + last_len).next_multiple_of(4096);
+    let last_lsn = recs.iter().map(|r| r.3).max().unwrap();
+    let mut bytes = Vec::new();
+    let mut at = start;
+    for mut spec in build(start, last_lsn) {
+        spec.batch_start = start as u32;
+        let mut tmp = vec![0u8; 1024];
+        let n = encode_record(
+            &mut tmp,
+            &spec,
+            SegmentPos {
+                segment_id: id,
+                epoch: ep,
+                offset: at,
+            },
+        )
+        .unwrap();
+        bytes.extend_from_slice(&tmp[..n]);
+        at += n as u64;
+    }
+    // The gap between the last valid record and `start` must decode: pad it like the writer.
+    let end = last_off + last_len;
+    if start > end {
+        let mut pad = vec![0u8; (start - end) as usize];
+        if pad.len() >= 48 {
+            ringlog_format::encode_padding(
+                &mut pad,
+                1,
+                recs.last().unwrap().2 as u32,
+                SegmentPos {
+                    segment_id: id,
+                    epoch: ep,
+                    offset: end,
+                },
+            )
+            .unwrap();
+            patch(&path, end, &pad);
+        }
+    }
+    patch(&path, start, &bytes);
+}
+
+#[test]
+fn single_and_many_transactions_keep_their_versions() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        let l1 = db.put(b"one", b"1").unwrap();
+        let mut lsns = Vec::new();
+        for i in 0..500u32 {
+            let mut tx = db.begin();
+            tx.put(format!("k{i:04}").as_bytes(), &i.to_le_bytes())
+                .unwrap();
+            tx.put(format!("j{i:04}").as_bytes(), b"x").unwrap();
+            if i % 3 == 0 {
+                tx.delete(format!("j{:04}", i / 2).as_bytes()).unwrap();
+            }
+            lsns.push(
+                tx.commit_with(if i % 2 == 0 {
+                    Durability::Strict
+                } else {
+                    Durability::BUFFERED
+                })
+                .unwrap(),
+            );
+        }
+        let before = state(&db);
+        db.close().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        let st = db.recovery_stats().clone();
+        assert_eq!(st.transactions_applied, 501, "{io}: {st:?}");
+        assert_eq!(st.last_lsn, *lsns.last().unwrap());
+        assert_eq!(st.bytes_truncated, 0);
+        assert!(st.segments > 1, "small segments rotate");
+        assert_eq!(db.get(b"one").unwrap().unwrap().lsn(), l1);
+        assert_eq!(db.get(b"k0007").unwrap().unwrap().lsn(), lsns[7]);
+        assert_eq!(state(&db), before, "{io}: versions preserved exactly");
+        // LSNs never go backwards across restarts.
+        assert!(db.put(b"after", b"x").unwrap() > *lsns.last().unwrap());
+        db.close().unwrap();
+        // Reopening twice gives the same state.
+        let a = state(&Db::open(dir.path(), opts(io)).unwrap());
+        let b = state(&Db::open(dir.path(), opts(io)).unwrap());
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn incomplete_aborted_and_orphaned_records_are_discarded() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        db.put(b"base", b"0").unwrap();
+        db.close().unwrap();
+        append_raw(dir.path(), |_, l| {
+            vec![
+                // committed multi-op transaction
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 1, 100, 9, 0, 0),
+                RecordSpec::write(b"c1", b"v", l + 1, 100, 9, 0, 0),
+                RecordSpec::delete(b"base", l + 1, 100, 9, 0, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 1, 100, 9, 0, 0),
+                // aborted
+                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 2, 101, 9, 0, 0),
+                RecordSpec::write(b"aborted", b"v", l + 2, 101, 9, 0, 0),
+                RecordSpec::abort(l + 2, 101, 9, 0, 0),
+                // orphans: a write and a commit of no open transaction
+                RecordSpec::write(b"orphan", b"v", l + 3, 102, 9, 0, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 1, l + 3, 102, 9, 0, 0),
+                // a commit naming the wrong op count: records missing, never applied
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 4, 103, 9, 0, 0),
+                RecordSpec::write(b"short", b"v", l + 4, 103, 9, 0, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 4, 103, 9, 0, 0),
+                // incomplete, followed by a committed autocommit write
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 5, 104, 9, 0, 0),
+                RecordSpec::write(b"incomplete", b"v", l + 5, 104, 9, 0, 0),
+                RecordSpec::write(b"c2", b"v", l + 6, 105, 9, 0, 0).autocommit(),
+                // incomplete at the very end
+                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 7, 106, 9, 0, 0),
+                RecordSpec::write(b"tail", b"v", l + 7, 106, 9, 0, 0),
+            ]
+        });
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        let st = db.recovery_stats().clone();
+        let keys: Vec<Vec<u8>> = state(&db).into_iter().map(|(k, ..)| k).collect();
+        assert_eq!(keys, vec![b"c1".to_vec(), b"c2".to_vec()], "{io}: {st:?}");
+        assert_eq!(st.transactions_applied, 3);
+        assert_eq!(st.transactions_aborted, 1);
+        assert_eq!(
+            st.transactions_incomplete, 3,
+            "short commit, interrupted and tail"
+        );
+        assert_eq!(st.orphaned_records, 2);
+        // LSNs continue after the highest LSN seen, even in discarded records.
+        let next = db.put(b"new", b"x").unwrap();
+        assert!(
+            next > st.last_lsn + 1,
+            "next {next} must skip LSNs seen in discarded records"
+        );
+        db.close().unwrap();
+        assert_eq!(
+            Db::open(dir.path(), opts(io))
+                .unwrap()
+                .get(b"new")
+                .unwrap()
+                .unwrap()
+                .lsn(),
+            next
+        );
+    }
+}
+
+#[test]
+fn torn_tail_is_cut_and_counted() {
+    for io in PATHS {
+        for (name, damage) in [
+            ("truncated record", 0usize),
+            ("garbage", 1),
+            ("zeroed record", 2),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(dir.path(), opts(io)).unwrap();
+            for i in 0..20u32 {
+                db.put(format!("k{i:02}").as_bytes(), &[i as u8; 100])
+                    .unwrap();
+            }
+            db.close().unwrap();
+            let path = segments(dir.path()).pop().unwrap();
+            let recs = records(&path, epoch(dir.path()));
+            let (last_off, ..) = recs
+                .iter()
+                .rev()
+                .find(|r| r.1 == RecordKind::Write)
+                .copied()
+                .unwrap();
+            match damage {
+                0 => patch(&path, last_off + 60, &[0u8; 100]),
+                1 => patch(&path, last_off + 8, &[0xA5; 40]),
+                _ => patch(&path, last_off, &[0u8; 48]),
+            }
+            // garbage after the end as well
+            patch(&path, last_off + 8192, &[0x77; 300]);
+            let db = Db::open(dir.path(), opts(io)).unwrap();
+            let st = db.recovery_stats().clone();
+            assert_eq!(st.transactions_applied, 19, "{io} {name}: {st:?}");
+            assert!(st.bytes_truncated > 0, "{io} {name}: truncation counted");
+            assert!(db.get(b"k19").unwrap().is_none());
+            assert_eq!(db.get(b"k18").unwrap().unwrap().as_bytes(), &[18u8; 100]);
+            // The database keeps working after the cut, and the cut is stable.
+            let l = db.put(b"k19", b"again").unwrap();
+            db.close().unwrap();
+            let db = Db::open(dir.path(), opts(io)).unwrap();
+            assert_eq!(db.get(b"k19").unwrap().unwrap().lsn(), l);
+            assert_eq!(db.recovery_stats().transactions_applied, 20);
+        }
+    }
+}
+
+/// Writes two batches (a sync in between), returns (dir, segment path, records).
+fn two_batches(io: IoChoice) -> (tempfile::TempDir, PathBuf, Vec<(u64, RecordKind, u64, u64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), buffered(io)).unwrap();
+    for i in 0..20u32 {
+        db.put(format!("a{i:02}").as_bytes(), &[1; 100]).unwrap();
+    }
+    db.sync().unwrap();
+    for i in 0..20u32 {
+        db.put(format!("b{i:02}").as_bytes(), &[2; 100]).unwrap();
+    }
+    db.close().unwrap();
+    let path = segments(dir.path()).pop().unwrap();
+    let recs = records(&path, epoch(dir.path()));
+    let batches: std::collections::BTreeSet<u64> = recs.iter().map(|r| r.2).collect();
+    assert_eq!(batches.len(), 2, "two write batches: {batches:?}");
+    (dir, path, recs)
+}
+
+#[test]
+fn damage_inside_the_last_batch_is_a_torn_tail() {
+    for io in PATHS {
+        let (dir, path, recs) = two_batches(io);
+        let last_batch = recs.iter().map(|r| r.2).max().unwrap();
+        // Zero one 512-byte sector in the middle of the last batch: an unsynced write may lose
+        // any subset of its sectors, so later sectors of the same batch surviving is legal.
+        let victim = recs
+            .iter()
+            .filter(|r| r.2 == last_batch && r.1 == RecordKind::Write)
+            .nth(8)
+            .unwrap()
+            .0;
+        let sector = victim / 512 * 512;
+        patch(&path, sector, &[0u8; 512]);
+        let db = Db::open(dir.path(), buffered(io)).unwrap();
+        let st = db.recovery_stats().clone();
+        assert!(st.bytes_truncated > 0, "{io}: {st:?}");
+        for i in 0..20u32 {
+            assert!(
+                db.get(format!("a{i:02}").as_bytes()).unwrap().is_some(),
+                "{io}: synced batch intact"
+            );
+        }
+        let survivors = (0..20u32)
+            .filter(|i| db.get(format!("b{i:02}").as_bytes()).unwrap().is_some())
+            .count();
+        assert!(
+            survivors < 20,
+            "{io}: records from the damaged sector on are cut"
+        );
+        // a prefix: no holes
+        for i in 0..survivors as u32 {
+            assert!(db.get(format!("b{i:02}").as_bytes()).unwrap().is_some());
+        }
+    }
+}
+
+#[test]
+fn damage_in_an_earlier_batch_is_corruption_naming_file_and_offset() {
+    for io in PATHS {
+        let (dir, path, recs) = two_batches(io);
+        let first_batch = recs.iter().map(|r| r.2).min().unwrap();
+        let victims: Vec<u64> = recs
+            .iter()
+            .filter(|r| r.2 == first_batch && r.1 == RecordKind::Write)
+            .map(|r| r.0)
+            .collect();
+        // Two corruptions: the first one is reported.
+        flip(&path, victims[5] + 50);
+        flip(&path, victims[12] + 50);
+        match Db::open(dir.path(), buffered(io)) {
+            Err(Error::Corruption {
+                file,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(file, path, "{io}");
+                assert_eq!(
+                    offset, victims[5],
+                    "{io}: the first damaged record: {reason}"
+                );
+            }
+            other => panic!("{io}: expected Corruption, got {other:?}"),
+        }
+        // The failed open changed nothing: it fails the same way again.
+        assert!(matches!(
+            Db::open(dir.path(), buffered(io)),
+            Err(Error::Corruption { .. })
+        ));
+        // An explicit truncating recovery cuts there and opens.
+        let t = Options {
+            recovery: RecoveryMode::TruncateAtCorruption,
+            ..buffered(io)
+        };
+        let db = Db::open(dir.path(), t).unwrap();
+        let st = db.recovery_stats().clone();
+        assert_eq!(st.truncated_at, Some((path.clone(), victims[5])), "{io}");
+        assert_eq!(st.transactions_applied, 5);
+        let l = db.put(b"after", b"cut").unwrap();
+        let snapshot = state(&db);
+        db.close().unwrap();
+        // The cut is durable: a strict reopen works and sees the same state.
+        let db = Db::open(dir.path(), buffered(io)).unwrap();
+        assert_eq!(state(&db), snapshot, "{io}");
+        assert_eq!(db.get(b"after").unwrap().unwrap().lsn(), l);
+    }
+}
+
+#[test]
+fn damage_in_an_earlier_segment_is_corruption() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        for i in 0..3000u32 {
+            db.put(format!("k{i:05}").as_bytes(), &[7; 200]).unwrap();
+        }
+        db.close().unwrap();
+        let segs = segments(dir.path());
+        assert!(segs.len() >= 3, "{io}: {segs:?}");
+        let ep = epoch(dir.path());
+        let victim = records(&segs[1], ep)[10].0;
+        // A zeroed sector in a closed segment.
+        patch(&segs[1], victim / 512 * 512, &[0u8; 512]);
+        match Db::open(dir.path(), opts(io)) {
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert_eq!(file, segs[1]);
+                assert!(
+                    offset >= victim / 512 * 512 && offset <= victim,
+                    "{io}: offset {offset}"
+                );
+            }
+            other => panic!("{io}: expected Corruption, got {other:?}"),
+        }
+        // Truncating recovery quarantines the later segments instead of deleting them.
+        let db = Db::open(
+            dir.path(),
+            Options {
+                recovery: RecoveryMode::TruncateAtCorruption,
+                ..opts(io)
+            },
+        )
+        .unwrap();
+        assert_eq!(db.recovery_stats().segments_quarantined, segs.len() - 2);
+        assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".corrupt")));
+        db.close().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        assert!(db.get(b"k00000").unwrap().is_some());
+    }
+}
+
+#[test]
+fn torn_segment_creation_is_removed_and_missing_segment_is_corruption() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        db.put(b"k", b"v").unwrap();
+        db.close().unwrap();
+        let segs = segments(dir.path());
+        let next = dir
+            .path()
+            .join(format!("{:020}.log", seg_id(segs.last().unwrap()) + 1));
+        // A creation interrupted after the file appeared but before its header was durable.
+        std::fs::write(&next, vec![0u8; 8192]).unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        assert_eq!(db.recovery_stats().torn_segments_removed, 1, "{io}");
+        assert_eq!(db.get(b"k").unwrap().unwrap().as_bytes(), b"v");
+        db.close().unwrap();
+        // A gap in the segment sequence is corruption.
+        let segs = segments(dir.path());
+        let far = dir
+            .path()
+            .join(format!("{:020}.log", seg_id(segs.last().unwrap()) + 5));
+        let mut head = vec![0u8; SEGMENT_HEADER_LEN];
+        SegmentHeader::new(seg_id(&far), epoch(dir.path()), 1, 0, 4096, 0).encode(&mut head);
+        std::fs::write(&far, head).unwrap();
+        assert!(
+            matches!(
+                Db::open(dir.path(), opts(io)),
+                Err(Error::Corruption { .. })
+            ),
+            "{io}"
+        );
+    }
+}
+
+#[test]
+fn segment_of_another_database_is_refused() {
+    for io in PATHS {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        for d in [&a, &b] {
+            let db = Db::open(d.path(), opts(io)).unwrap();
+            db.put(b"k", d.path().to_str().unwrap().as_bytes()).unwrap();
+            db.close().unwrap();
+        }
+        let sa = segments(a.path()).pop().unwrap();
+        let sb = segments(b.path()).pop().unwrap();
+        std::fs::copy(&sa, &sb).unwrap();
+        assert!(
+            matches!(Db::open(b.path(), opts(io)), Err(Error::Corruption { .. })),
+            "{io}"
+        );
+    }
+}
