@@ -51,8 +51,11 @@ fn seg_id(path: &Path) -> u64 {
     path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
 
-/// Every record of a segment file in order: (offset, kind, batch_start, lsn).
-fn records(path: &Path, epoch: u64) -> Vec<(u64, RecordKind, u64, u64)> {
+/// (offset, kind, batch_start, lsn) of one record.
+type Rec = (u64, RecordKind, u64, u64);
+
+/// Every record of a segment file in order.
+fn records(path: &Path, epoch: u64) -> Vec<Rec> {
     let buf = std::fs::read(path).unwrap();
     let id = seg_id(path);
     let mut out = Vec::new();
@@ -323,7 +326,7 @@ fn torn_tail_is_cut_and_counted() {
 }
 
 /// Writes two batches (a sync in between), returns (dir, segment path, records).
-fn two_batches(io: IoChoice) -> (tempfile::TempDir, PathBuf, Vec<(u64, RecordKind, u64, u64)>) {
+fn two_batches(io: IoChoice) -> (tempfile::TempDir, PathBuf, Vec<Rec>) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), buffered(io)).unwrap();
     for i in 0..20u32 {
