@@ -28,7 +28,7 @@ mod uring;
 
 pub use detect::{select, IoChoice, ParseIoChoiceError};
 pub use posix::{PosixDriver, PosixFile, PosixVfs};
-pub use uring::{probe as probe_uring, UringVfs};
+pub use uring::{probe as probe_uring, UringDriver, UringStats, UringVfs};
 
 /// Which implementation of the I/O layer is in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

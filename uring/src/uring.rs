@@ -1,36 +1,255 @@
-//! The io_uring backend (being written).
-use crate::{
-    posix::PosixFs, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions,
-    PosixDriver, VFile, Vfs,
-};
-use std::{io, path::Path};
+//! The io_uring backend: one ring per log thread.
+//!
+//! File-system operations (open, rename, directory fsync, locks) are plain syscalls shared with the
+//! portable backend ([`PosixFs`]); only the commit path and the log thread's wait go through the
+//! ring:
+//!
+//! * [`UringDriver::write_durable`] submits a `Write` SQE linked (`IOSQE_IO_LINK`) to an
+//!   `Fsync(DATASYNC)` SQE, or a single `Write` SQE with `RWF_DSYNC`, and does not return before
+//!   every SQE it submitted has completed. Short writes, `-EAGAIN`/`-EINTR` and the `-ECANCELED`
+//!   that a broken chain leaves behind are handled by a small state machine ([`Commit`]) that is
+//!   unit-tested with synthetic completions.
+//! * [`UringDriver::wait`] keeps a one-shot `PollAdd` armed on an `eventfd` (the [`Waker`] writes
+//!   to it from any thread) and, when given a timeout, a `Timeout` SQE used as a pure timer.
+//!
+//! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel allows it (falling
+//! back to `COOP_TASKRUN | TASKRUN_FLAG`, then to no flags), disabled (`R_DISABLED`) until its
+//! first use so that the thread that first uses it becomes its single issuer — wherever the driver
+//! was created.
 
-/// Probes io_uring.
-pub fn probe() -> Result<String, String> {
-    Err("io_uring backend not built yet".into())
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::{Arc, Once, OnceLock};
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use io_uring::{opcode, squeue, types, IoUring};
+use parking_lot::Mutex;
+
+use crate::posix::PosixFs;
+use crate::{
+    warn_once, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, PosixDriver,
+    SyncStrategy, VFile, Vfs, Waker,
+};
+
+/// Submission queue size of a driver's ring. A commit step pushes at most 2 SQEs (write + fsync),
+/// a wait at most 3 (poll, timer removal, timer), and `Drop` 2 (cancellations); the completion
+/// queue is twice as large, so it cannot overflow with the handful of operations ever in flight.
+const RING_ENTRIES: u32 = 8;
+
+/// Largest single write submitted. The kernel caps one read/write at `MAX_RW_COUNT` (`INT_MAX`
+/// rounded down to a page); 1 GiB stays below it and keeps `O_DIRECT` alignment.
+const MAX_CHUNK: usize = 1 << 30;
+
+/// Consecutive `-EAGAIN`/`-EINTR`/`-ECANCELED` completions without progress after which a commit
+/// gives up with an error instead of spinning forever.
+const MAX_STALLED_RETRIES: u32 = 1000;
+
+/// Longest timer armed by `wait` (longer timeouts are clamped; the wait may return spuriously
+/// then, which the trait allows). Keeps `tv_sec` far from the `i64` overflow the kernel rejects.
+const MAX_TIMER: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// The opcodes this backend submits; the probe refuses io_uring if one is missing.
+const REQUIRED_OPCODES: [(&str, u8); 6] = [
+    ("Write", opcode::Write::CODE),
+    ("Fsync", opcode::Fsync::CODE),
+    ("Timeout", opcode::Timeout::CODE),
+    ("TimeoutRemove", opcode::TimeoutRemove::CODE),
+    ("PollAdd", opcode::PollAdd::CODE),
+    ("AsyncCancel", opcode::AsyncCancel::CODE),
+];
+
+const IO_URING_DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
+
+static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
+static DRIVER_FALLBACK: Once = Once::new();
+
+// ---------------------------------------------------------------------------------------------
+// Ring setup and probing
+// ---------------------------------------------------------------------------------------------
+
+/// Which setup flags the kernel accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RingMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (6.1+): completions are delivered only when the owning
+    /// thread enters the ring with `GETEVENTS`.
+    SingleIssuer,
+    /// `COOP_TASKRUN | TASKRUN_FLAG` (5.19+).
+    CoopTaskrun,
+    /// No setup flags.
+    Plain,
 }
 
-/// The io_uring backend.
+impl RingMode {
+    fn describe(self) -> &'static str {
+        match self {
+            RingMode::SingleIssuer => "single_issuer, defer_taskrun",
+            RingMode::CoopTaskrun => "coop_taskrun",
+            RingMode::Plain => "no setup flags",
+        }
+    }
+}
+
+/// Builds a ring with the best setup flags the kernel accepts, dropping flags on `EINVAL`.
+/// `disabled` creates a `SINGLE_ISSUER` ring with `R_DISABLED`, to be enabled by its first user.
+fn build_ring(entries: u32, disabled: bool) -> io::Result<(IoUring, RingMode)> {
+    let mut b = IoUring::builder();
+    b.setup_single_issuer().setup_defer_taskrun();
+    if disabled {
+        b.setup_r_disabled();
+    }
+    match b.build(entries) {
+        Ok(ring) => return Ok((ring, RingMode::SingleIssuer)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            log::debug!(
+                "io_uring: SINGLE_ISSUER|DEFER_TASKRUN refused (EINVAL); trying COOP_TASKRUN"
+            )
+        }
+        Err(e) => return Err(e),
+    }
+    let mut b = IoUring::builder();
+    b.setup_coop_taskrun().setup_taskrun_flag();
+    match b.build(entries) {
+        Ok(ring) => return Ok((ring, RingMode::CoopTaskrun)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            log::debug!("io_uring: COOP_TASKRUN refused (EINVAL); using no setup flags")
+        }
+        Err(e) => return Err(e),
+    }
+    IoUring::new(entries).map(|ring| (ring, RingMode::Plain))
+}
+
+/// Explains a failed io_uring call in words an operator can act on. `sysctl` is the content of
+/// `/proc/sys/kernel/io_uring_disabled` (`None` if the file is absent) and `memlock` the soft
+/// `RLIMIT_MEMLOCK` in bytes, both only used for the matching errno.
+fn classify(call: &str, e: &io::Error, sysctl: Option<&str>, memlock: Option<u64>) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            format!("{call}: ENOSYS (kernel without io_uring or blocked by seccomp)")
+        }
+        Some(libc::EPERM) => {
+            let setting = match sysctl {
+                Some(v) => format!("{IO_URING_DISABLED_SYSCTL} = {}", v.trim()),
+                None => format!("{IO_URING_DISABLED_SYSCTL} (absent on this kernel)"),
+            };
+            format!("{call}: EPERM (io_uring disabled by /proc/sys/kernel/io_uring_disabled or a container seccomp profile; {setting})")
+        }
+        Some(libc::ENOMEM) => match memlock {
+            Some(limit) => format!(
+                "{call}: ENOMEM (RLIMIT_MEMLOCK too small: {} KiB)",
+                limit / 1024
+            ),
+            None => format!("{call}: ENOMEM (RLIMIT_MEMLOCK too small)"),
+        },
+        Some(libc::EMFILE) => {
+            format!("{call}: EMFILE (too many open files: RLIMIT_NOFILE reached)")
+        }
+        Some(n) => format!("{call}: {e} (errno {n})"),
+        None => format!("{call}: {e}"),
+    }
+}
+
+/// [`classify`] with the sysctl and memlock limit read from this system.
+fn classify_here(call: &str, e: &io::Error) -> String {
+    let sysctl = std::fs::read_to_string(IO_URING_DISABLED_SYSCTL).ok();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, a live local of the right type.
+    let memlock =
+        (unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0).then_some(lim.rlim_cur);
+    classify(call, e, sysctl.as_deref(), memlock)
+}
+
+/// Probes io_uring once per process: sets up a small ring (classifying a refusal: ENOSYS, EPERM,
+/// ENOMEM, EMFILE, ...), requires `IORING_FEAT_NODROP` and the opcodes this backend submits, and
+/// runs one `Nop` through the ring. `Ok` describes what is available, `Err` why it is not.
+pub fn probe() -> Result<String, String> {
+    PROBE.get_or_init(probe_uncached).clone()
+}
+
+fn probe_uncached() -> Result<String, String> {
+    let (mut ring, mode) = build_ring(4, false).map_err(|e| classify_here("io_uring_setup", &e))?;
+    if !ring.params().is_feature_nodrop() {
+        return Err(
+            "io_uring lacks IORING_FEAT_NODROP (kernel older than 5.5): completions could be lost"
+                .into(),
+        );
+    }
+    let mut ops = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut ops).map_err(|e| {
+        format!(
+            "io_uring opcode probe unavailable (kernel older than 5.6?): {}",
+            classify_here("io_uring_register(PROBE)", &e)
+        )
+    })?;
+    if let Some((name, _)) = REQUIRED_OPCODES
+        .iter()
+        .find(|(_, code)| !ops.is_supported(*code))
+    {
+        return Err(format!("io_uring lacks the {name} opcode on this kernel"));
+    }
+    // Smoke test: one Nop round trip also catches a seccomp profile that allows io_uring_setup but
+    // not io_uring_enter.
+    let nop = opcode::Nop::new().build().user_data(1);
+    // SAFETY: a Nop references no memory.
+    unsafe { ring.submission().push(&nop) }.map_err(|_| "io_uring probe: empty ring is full")?;
+    loop {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(classify_here("io_uring_enter", &e)),
+        }
+        if let Some(cqe) = ring.completion().next() {
+            if cqe.result() < 0 {
+                return Err(format!(
+                    "io_uring Nop failed: {}",
+                    io::Error::from_raw_os_error(-cqe.result())
+                ));
+            }
+            break;
+        }
+    }
+    Ok(format!("io_uring available (NODROP, {})", mode.describe()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Vfs
+// ---------------------------------------------------------------------------------------------
+
+/// The io_uring backend: file-system operations are the portable ones; each log thread's commit
+/// path and wait run on its own ring ([`UringDriver`]).
 pub struct UringVfs {
     fs: PosixFs,
     reason: String,
+    /// Set when a [`UringDriver`] could not be created and a log thread got the portable driver
+    /// instead; reported by [`Vfs::backend`].
+    driver_fallback: Mutex<Option<String>>,
 }
 
 impl UringVfs {
-    /// New.
+    /// An io_uring backend; `reason` says why it was chosen (reported in stats).
     pub fn new(reason: String) -> UringVfs {
         UringVfs {
             fs: PosixFs,
             reason,
+            driver_fallback: Mutex::new(None),
         }
     }
 }
 
 impl Vfs for UringVfs {
     fn backend(&self) -> BackendInfo {
+        let reason = match &*self.driver_fallback.lock() {
+            Some(why) => format!("{}; log driver fell back to portable: {why}", self.reason),
+            None => self.reason.clone(),
+        };
         BackendInfo {
             kind: BackendKind::Uring,
-            reason: self.reason.clone(),
+            reason,
         }
     }
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
@@ -58,6 +277,1131 @@ impl Vfs for UringVfs {
         self.fs.lock(path)
     }
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(PosixDriver::new()))
+        match UringDriver::create() {
+            Ok(driver) => Ok(Box::new(driver)),
+            Err((call, e)) => {
+                let why = classify_here(call, &e);
+                warn_once(
+                    &DRIVER_FALLBACK,
+                    format_args!("io_uring log driver unavailable ({why}); this log thread uses the portable pwrite/fdatasync path"),
+                );
+                *self.driver_fallback.lock() = Some(why);
+                Ok(Box::new(PosixDriver::new()))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// user_data tags
+// ---------------------------------------------------------------------------------------------
+
+/// What an SQE was, encoded in the top byte of its `user_data`; the rest is a payload (the timer's
+/// generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Tag {
+    Write = 1,
+    Fsync = 2,
+    Poll = 3,
+    Timer = 4,
+    TimerRemove = 5,
+    Cancel = 6,
+}
+
+const TAG_SHIFT: u32 = 56;
+const PAYLOAD_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+fn user_data(tag: Tag, payload: u64) -> u64 {
+    ((tag as u64) << TAG_SHIFT) | (payload & PAYLOAD_MASK)
+}
+
+fn decode_user_data(ud: u64) -> Option<(Tag, u64)> {
+    let tag = match ud >> TAG_SHIFT {
+        1 => Tag::Write,
+        2 => Tag::Fsync,
+        3 => Tag::Poll,
+        4 => Tag::Timer,
+        5 => Tag::TimerRemove,
+        6 => Tag::Cancel,
+        _ => return None,
+    };
+    Some((tag, ud & PAYLOAD_MASK))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The commit state machine (pure: driven by CQE results, tested without a ring)
+// ---------------------------------------------------------------------------------------------
+
+/// What the ring loop must submit next for a [`Commit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Write `buf[start..start + len]` at `offset + start`; when `then_fsync`, link an
+    /// `Fsync(DATASYNC)` behind it in the same submission.
+    Write {
+        start: usize,
+        len: usize,
+        then_fsync: bool,
+    },
+    /// An `Fsync(DATASYNC)` on its own (every earlier write has completed, so it covers them).
+    Fsync,
+    /// Nothing is in flight and nothing remains: [`Commit::into_result`] tells the outcome.
+    Finished,
+}
+
+/// One `write_durable` call as a state machine over completion results. The ring loop asks
+/// [`Commit::next`] what to submit (only when nothing is in flight), feeds every completion to
+/// [`Commit::on_write`] / [`Commit::on_fsync`], and repeats until [`Step::Finished`]. Because
+/// `next` is only called with nothing in flight, the call never finishes — not even on an error —
+/// while an operation referencing the buffer is still with the kernel.
+#[derive(Debug)]
+struct Commit {
+    len: usize,
+    strategy: SyncStrategy,
+    /// `buf[..written]` is written (for `Dsync`: written and durable).
+    written: usize,
+    /// An fdatasync ordered after the last write completed successfully.
+    synced: bool,
+    /// Length of the write awaiting its completion.
+    write_in_flight: Option<usize>,
+    fsync_in_flight: bool,
+    /// The in-flight fsync was not submitted in the same `io_uring_enter` as its linked write, so
+    /// the link was broken and its success proves nothing about the write.
+    fsync_unordered: bool,
+    /// Whether any fsync was submitted yet (to count resubmissions).
+    fsync_attempted: bool,
+    /// The first hard error; the commit stops submitting and finishes once nothing is in flight.
+    error: Option<io::Error>,
+    /// Retries since the last progress.
+    stalled: u32,
+    short_writes: u64,
+    retries: u64,
+    fsync_resubmits: u64,
+}
+
+impl Commit {
+    fn new(len: usize, strategy: SyncStrategy) -> Commit {
+        Commit {
+            len,
+            strategy,
+            written: 0,
+            synced: false,
+            write_in_flight: None,
+            fsync_in_flight: false,
+            fsync_unordered: false,
+            fsync_attempted: false,
+            error: None,
+            stalled: 0,
+            short_writes: 0,
+            retries: 0,
+            fsync_resubmits: 0,
+        }
+    }
+
+    /// Operations submitted (or queued for submission) whose completion has not been seen.
+    fn in_flight(&self) -> u32 {
+        u32::from(self.write_in_flight.is_some()) + u32::from(self.fsync_in_flight)
+    }
+
+    /// The next submission. Must only be called when nothing is in flight.
+    fn next(&mut self) -> Step {
+        assert_eq!(
+            self.in_flight(),
+            0,
+            "Commit::next with operations in flight"
+        );
+        if self.error.is_some() {
+            return Step::Finished;
+        }
+        let wants_fsync = self.strategy == SyncStrategy::WriteThenSync;
+        if self.written < self.len {
+            let len = (self.len - self.written).min(MAX_CHUNK);
+            let then_fsync = wants_fsync && self.written + len == self.len;
+            self.write_in_flight = Some(len);
+            self.synced = false;
+            if then_fsync {
+                self.start_fsync();
+            }
+            return Step::Write {
+                start: self.written,
+                len,
+                then_fsync,
+            };
+        }
+        if wants_fsync && !self.synced {
+            self.start_fsync();
+            return Step::Fsync;
+        }
+        Step::Finished
+    }
+
+    fn start_fsync(&mut self) {
+        if self.fsync_attempted {
+            self.fsync_resubmits += 1;
+        }
+        self.fsync_attempted = true;
+        self.fsync_in_flight = true;
+        self.fsync_unordered = false;
+    }
+
+    /// The write and its linked fsync were split over two `io_uring_enter` calls (the kernel
+    /// accepted only part of the queue): the chain is broken, so the fsync will not count.
+    fn on_split_submission(&mut self) {
+        if self.fsync_in_flight {
+            self.fsync_unordered = true;
+        }
+    }
+
+    /// The write's completion: bytes written or `-errno`.
+    fn on_write(&mut self, res: i32) {
+        let Some(len) = self.write_in_flight.take() else {
+            log::error!("io_uring: write completion ({res}) with no write in flight; ignored");
+            return;
+        };
+        if res < 0 {
+            match -res {
+                libc::EINTR | libc::EAGAIN => self.retry("write", res),
+                errno => self.fail(io::Error::from_raw_os_error(errno)),
+            }
+            return;
+        }
+        let n = res as usize;
+        if n == 0 {
+            self.fail(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "io_uring write completed having written zero bytes",
+            ));
+        } else if n > len {
+            self.fail(io::Error::other(format!(
+                "io_uring write reported {n} bytes written for a {len}-byte request"
+            )));
+        } else {
+            self.written += n;
+            self.stalled = 0;
+            if n < len {
+                self.short_writes += 1;
+                log::debug!(
+                    "io_uring: short write ({n} of {len} bytes); resubmitting the remainder"
+                );
+            }
+        }
+    }
+
+    /// The fsync's completion: 0 or `-errno`.
+    fn on_fsync(&mut self, res: i32) {
+        if !self.fsync_in_flight {
+            log::error!("io_uring: fsync completion ({res}) with no fsync in flight; ignored");
+            return;
+        }
+        self.fsync_in_flight = false;
+        match res {
+            0 if self.fsync_unordered => {
+                log::debug!("io_uring: fsync was submitted apart from its write; syncing again")
+            }
+            0 => {
+                self.synced = true;
+                self.stalled = 0;
+            }
+            // The chain broke before the fsync ran (short or failed write): a new one follows.
+            r if -r == libc::ECANCELED => self.stall("fsync cancelled"),
+            r if -r == libc::EINTR || -r == libc::EAGAIN => self.retry("fsync", r),
+            r if r < 0 => self.fail(io::Error::from_raw_os_error(-r)),
+            r => self.fail(io::Error::other(format!(
+                "io_uring fsync completed with unexpected result {r}"
+            ))),
+        }
+    }
+
+    fn retry(&mut self, op: &str, res: i32) {
+        self.retries += 1;
+        log::debug!(
+            "io_uring: {op} completed with {}; resubmitting",
+            io::Error::from_raw_os_error(-res)
+        );
+        self.stall(op);
+    }
+
+    fn stall(&mut self, what: &str) {
+        self.stalled += 1;
+        if self.stalled > MAX_STALLED_RETRIES {
+            self.fail(io::Error::other(format!(
+                "io_uring commit made no progress after {MAX_STALLED_RETRIES} retries (last: {what})"
+            )));
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    fn into_result(self) -> io::Result<()> {
+        match self.error {
+            Some(e) => Err(e),
+            None => {
+                debug_assert_eq!(self.written, self.len);
+                Ok(())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The waker
+// ---------------------------------------------------------------------------------------------
+
+/// An `eventfd`, shared by the driver (which polls it) and its wakers (which write to it). It is
+/// closed when the last holder drops it, so a waker never writes to a closed or reused descriptor.
+#[derive(Debug)]
+struct EventFd(OwnedFd);
+
+impl EventFd {
+    fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Adds 1 to the counter. `EAGAIN` (counter saturated) still leaves it readable: ignored.
+    fn signal(&self) {
+        let one: u64 = 1;
+        loop {
+            // SAFETY: writes 8 bytes from `one`, a live u64, to a descriptor `self` keeps open.
+            let r = unsafe { libc::write(self.fd(), (&one as *const u64).cast(), 8) };
+            if r == 8 {
+                return;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return,
+                _ => {
+                    log::debug!("eventfd write failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Resets the counter to zero (nothing to read is fine).
+    fn drain(&self) {
+        let mut value: u64 = 0;
+        loop {
+            // SAFETY: reads at most 8 bytes into `value`, a live u64, from a descriptor `self`
+            // keeps open.
+            let r = unsafe { libc::read(self.fd(), (&mut value as *mut u64).cast(), 8) };
+            if r >= 0 {
+                return;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return,
+                _ => {
+                    log::debug!("eventfd read failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The [`Waker`] of a [`UringDriver`]: writes to its eventfd.
+struct EventFdWaker(Arc<EventFd>);
+
+impl Waker for EventFdWaker {
+    fn wake(&self) {
+        self.0.signal();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------------------------
+
+/// Counters of what a [`UringDriver`] had to do beyond the plain path, for diagnostics (a
+/// retry storm that would otherwise go unnoticed shows up here).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringStats {
+    /// `write_durable` calls that went through the ring.
+    pub commits: u64,
+    /// Remainders resubmitted after a short write.
+    pub short_writes: u64,
+    /// Writes or fsyncs resubmitted after completing with `-EAGAIN` or `-EINTR`.
+    pub retries: u64,
+    /// fdatasyncs submitted again on their own (after a cancelled, retried or unordered one).
+    pub fsync_resubmits: u64,
+    /// `io_uring_enter` calls that failed with `EINTR`, `EAGAIN` or `EBUSY` and were retried.
+    pub enter_retries: u64,
+    /// `wait` calls ended by the waker.
+    pub wakeups: u64,
+    /// `wait` calls ended by their timer.
+    pub timer_expiries: u64,
+}
+
+/// The waiting side's bookkeeping: the armed poll and timer and what their completions said.
+#[derive(Debug, Default)]
+struct WaitState {
+    /// A `PollAdd` on the eventfd is in flight.
+    poll_armed: bool,
+    /// The poll fired and the wake has not yet been handed to a `wait`.
+    woken: bool,
+    /// The timer of generation `timer_gen` is in flight and not being removed.
+    timer_armed: bool,
+    /// The timer of generation `timer_gen` expired during the current wait.
+    timer_fired: bool,
+    timer_gen: u64,
+    /// Waiting-side SQEs (poll, timers, removals, cancellations) whose completion is not seen.
+    in_flight: u32,
+}
+
+impl WaitState {
+    fn on_completion(&mut self, tag: Tag, payload: u64, res: i32) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match tag {
+            Tag::Poll => {
+                self.poll_armed = false;
+                if res < 0 && res != -libc::ECANCELED {
+                    log::debug!(
+                        "io_uring: eventfd poll completed with {}",
+                        io::Error::from_raw_os_error(-res)
+                    );
+                }
+                // Treated as a wake in every case: a spurious return is allowed, a lost wake not.
+                self.woken = true;
+            }
+            Tag::Timer if payload == self.timer_gen && self.timer_armed => {
+                self.timer_armed = false;
+                self.timer_fired = true;
+                if res != -libc::ETIME {
+                    log::debug!("io_uring: timer completed with {res} instead of -ETIME");
+                }
+            }
+            // A stale timer (removed, or from an earlier wait) or a removal/cancellation result
+            // (ENOENT/EALREADY when the target had already completed are normal).
+            Tag::Timer | Tag::TimerRemove | Tag::Cancel => {}
+            Tag::Write | Tag::Fsync => unreachable!("commit completions are not waiter ones"),
+        }
+    }
+}
+
+/// The io_uring commit path and waiter of one log thread.
+///
+/// Create it on the log thread (or move it there before its first use): the ring is
+/// `SINGLE_ISSUER` where the kernel supports it, and the thread that first calls
+/// [`LogDriver::write_durable`] or [`LogDriver::wait`] becomes its only issuer; a later call from
+/// another thread fails with an error rather than reaching the kernel. Its [`Waker`] may be used
+/// from any thread and may outlive the driver.
+pub struct UringDriver {
+    // Field order matters for Drop: the ring is closed before the last reference to the eventfd
+    // it polls goes away.
+    ring: IoUring,
+    mode: RingMode,
+    /// The single issuer, once the (initially disabled) ring was enabled by its first user.
+    owner: Option<ThreadId>,
+    /// Set after an `io_uring_enter` failure that may have left SQEs queued: the ring is never
+    /// entered again, so they are never consumed.
+    poisoned: Option<String>,
+    wait: WaitState,
+    /// The timer's duration. The kernel copies it while consuming the `Timeout` SQE (during the
+    /// `io_uring_enter` that submits it); boxed so that its address is stable even if the driver
+    /// moves while such an SQE is queued.
+    timespec: Box<types::Timespec>,
+    stats: UringStats,
+    eventfd: Arc<EventFd>,
+}
+
+impl fmt::Debug for UringDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringDriver")
+            .field("mode", &self.mode)
+            .field("owner", &self.owner)
+            .field("poisoned", &self.poisoned)
+            .field("wait", &self.wait)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UringDriver {
+    /// Creates a ring (best setup flags the kernel accepts) and the eventfd its waker writes to.
+    pub fn new() -> io::Result<UringDriver> {
+        UringDriver::create().map_err(|(_, e)| e)
+    }
+
+    /// [`UringDriver::new`], naming the call that failed.
+    fn create() -> Result<UringDriver, (&'static str, io::Error)> {
+        let (ring, mode) = build_ring(RING_ENTRIES, true).map_err(|e| ("io_uring_setup", e))?;
+        if !ring.params().is_feature_nodrop() {
+            return Err((
+                "io_uring_setup",
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "io_uring lacks IORING_FEAT_NODROP",
+                ),
+            ));
+        }
+        let eventfd = EventFd::new().map_err(|e| ("eventfd", e))?;
+        log::debug!("io_uring log driver created ({})", mode.describe());
+        Ok(UringDriver {
+            ring,
+            mode,
+            owner: None,
+            poisoned: None,
+            wait: WaitState::default(),
+            timespec: Box::new(types::Timespec::new()),
+            stats: UringStats::default(),
+            eventfd: Arc::new(eventfd),
+        })
+    }
+
+    /// Counters of retries, resubmissions and wake-ups so far.
+    pub fn stats(&self) -> UringStats {
+        self.stats
+    }
+
+    /// The setup flags the kernel accepted for this driver's ring, e.g.
+    /// `"single_issuer, defer_taskrun"`.
+    pub fn setup_flags(&self) -> &'static str {
+        self.mode.describe()
+    }
+
+    /// Checks that the ring may be entered from this thread, enabling it on first use.
+    fn ready(&mut self) -> io::Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(io::Error::other(format!(
+                "io_uring log driver unusable after an earlier failure: {why}"
+            )));
+        }
+        if self.mode != RingMode::SingleIssuer {
+            return Ok(());
+        }
+        let me = thread::current().id();
+        match self.owner {
+            Some(owner) if owner == me => Ok(()),
+            Some(_) => Err(io::Error::other(
+                "io_uring log driver used from a thread other than the one that first used it \
+                 (its ring is SINGLE_ISSUER)",
+            )),
+            None => {
+                self.ring.submitter().register_enable_rings()?;
+                self.owner = Some(me);
+                Ok(())
+            }
+        }
+    }
+
+    /// One `io_uring_enter`: submits what is queued and waits until `want` completions are in the
+    /// completion queue. Transient failures (`EINTR`, `EAGAIN`, `EBUSY`) are counted and return
+    /// `Ok`: every caller reaps and loops until its own condition holds.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        match self.ring.submit_and_wait(want) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY) => {
+                    self.stats.enter_retries += 1;
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Takes every completion off the queue and hands it to `commit` or the waiting side.
+    fn reap(&mut self, mut commit: Option<&mut Commit>) {
+        for cqe in self.ring.completion() {
+            let (res, ud) = (cqe.result(), cqe.user_data());
+            match decode_user_data(ud) {
+                Some((Tag::Write, _)) => match commit.as_deref_mut() {
+                    Some(c) => c.on_write(res),
+                    None => log::error!("io_uring: stray write completion ({res}); ignored"),
+                },
+                Some((Tag::Fsync, _)) => match commit.as_deref_mut() {
+                    Some(c) => c.on_fsync(res),
+                    None => log::error!("io_uring: stray fsync completion ({res}); ignored"),
+                },
+                Some((tag, payload)) => self.wait.on_completion(tag, payload, res),
+                None => log::error!("io_uring: completion with unknown user_data {ud:#x}"),
+            }
+        }
+    }
+
+    /// Submits what is queued until the submission queue has `n` free slots.
+    fn make_room(&mut self, n: usize, mut commit: Option<&mut Commit>) -> io::Result<()> {
+        loop {
+            let sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= n {
+                return Ok(());
+            }
+            drop(sq);
+            self.enter(0)?;
+            self.reap(commit.as_deref_mut());
+        }
+    }
+
+    /// Submits everything queued, without waiting for completions.
+    fn submit_all(&mut self) -> io::Result<()> {
+        while !self.ring.submission().is_empty() {
+            self.enter(0)?;
+            self.reap(None);
+        }
+        Ok(())
+    }
+
+    /// An `io_uring_enter` failed with something other than a transient error. SQEs still queued
+    /// are safe only if the ring is never entered again (they are then never consumed): poison
+    /// it. Operations the kernel already has cannot be waited for any more; returning would let
+    /// the kernel touch memory the caller is about to free, so that case aborts the process.
+    fn enter_failed(&mut self, e: io::Error, commit_in_flight: u32) -> io::Error {
+        let queued = self.ring.submission().len() as u32;
+        let with_kernel = commit_in_flight.saturating_sub(queued);
+        if with_kernel > 0 {
+            log::error!(
+                "io_uring_enter failed ({e}) while {with_kernel} operation(s) using the caller's \
+                 buffer are in flight; aborting rather than returning while the kernel may still \
+                 access it"
+            );
+            std::process::abort();
+        }
+        log::error!("io_uring_enter failed ({e}); this log driver refuses further use");
+        self.poisoned = Some(format!("io_uring_enter: {e}"));
+        e
+    }
+
+    /// The ring path of `write_durable`.
+    fn commit(
+        &mut self,
+        fd: RawFd,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.ready()?;
+        self.stats.commits += 1;
+        let rw_flags = match strategy {
+            SyncStrategy::Dsync => libc::RWF_DSYNC,
+            SyncStrategy::WriteThenSync => 0,
+        };
+        let fsync = opcode::Fsync::new(types::Fd(fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(user_data(Tag::Fsync, 0));
+        let mut c = Commit::new(buf.len(), strategy);
+        loop {
+            if let Err(e) = self.make_room(2, Some(&mut c)) {
+                return Err(self.enter_failed(e, c.in_flight()));
+            }
+            let queued = match c.next() {
+                Step::Finished => break,
+                Step::Write {
+                    start,
+                    len,
+                    then_fsync,
+                } => {
+                    let chunk = &buf[start..start + len];
+                    let mut write = opcode::Write::new(
+                        types::Fd(fd),
+                        chunk.as_ptr(),
+                        u32::try_from(len).expect("chunks are at most MAX_CHUNK bytes"),
+                    )
+                    .offset(offset + start as u64)
+                    .rw_flags(rw_flags)
+                    .build()
+                    .user_data(user_data(Tag::Write, 0));
+                    if then_fsync {
+                        write = write.flags(squeue::Flags::IO_LINK);
+                    }
+                    let mut sq = self.ring.submission();
+                    // SAFETY: the write reads `chunk`, part of `buf`, which is borrowed for this
+                    // whole call and so stays alive and unmoved until we return; `fd` belongs to
+                    // `file`, likewise borrowed. We return only after `c.in_flight()` is zero —
+                    // i.e. after this SQE's completion was reaped — on the success and the error
+                    // path alike (`Commit::next` is called only with nothing in flight), or, if
+                    // the ring breaks, after poisoning it so that a queued SQE is never consumed
+                    // (`enter_failed`). There is room: `make_room(2)` above.
+                    unsafe { sq.push(&write) }.expect("make_room left two free slots");
+                    if then_fsync {
+                        // SAFETY: an fsync references no memory; `fd` stays open as above.
+                        unsafe { sq.push(&fsync) }.expect("make_room left two free slots");
+                    }
+                    1 + usize::from(then_fsync)
+                }
+                Step::Fsync => {
+                    // SAFETY: an fsync references no memory; `fd` stays open for the call, which
+                    // drains it before returning as above.
+                    unsafe { self.ring.submission().push(&fsync) }
+                        .expect("make_room left two free slots");
+                    1
+                }
+            };
+            // Submit and wait until every operation of this step has completed; completions of
+            // the waiting side (poll, timers) that arrive meanwhile are recorded for `wait`.
+            while c.in_flight() > 0 {
+                if let Err(e) = self.enter(c.in_flight() as usize) {
+                    return Err(self.enter_failed(e, c.in_flight()));
+                }
+                let left = self.ring.submission().len();
+                if left > 0 && left < queued {
+                    c.on_split_submission();
+                }
+                self.reap(Some(&mut c));
+            }
+        }
+        self.stats.short_writes += c.short_writes;
+        self.stats.retries += c.retries;
+        self.stats.fsync_resubmits += c.fsync_resubmits;
+        c.into_result()
+    }
+}
+
+impl LogDriver for UringDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        match file.raw_fd() {
+            Some(fd) => self.commit(fd, offset, buf, strategy),
+            None => {
+                file.write_all_at(buf, offset)?;
+                file.sync_data()
+            }
+        }
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ready()?;
+        if !self.wait.woken {
+            if let Err(e) = self.make_room(3, None) {
+                return Err(self.enter_failed(e, 0));
+            }
+            let mut sq = self.ring.submission();
+            if !self.wait.poll_armed {
+                let poll = opcode::PollAdd::new(types::Fd(self.eventfd.fd()), libc::POLLIN as u32)
+                    .build()
+                    .user_data(user_data(Tag::Poll, 0));
+                // SAFETY: a poll references no memory. The eventfd stays open while the ring
+                // exists: `self.eventfd` is dropped after `self.ring` (field order), and the
+                // kernel holds its own reference to the file while the poll is armed.
+                unsafe { sq.push(&poll) }.expect("make_room left three free slots");
+                self.wait.poll_armed = true;
+                self.wait.in_flight += 1;
+            }
+            if let Some(timeout) = timeout {
+                self.wait.timer_gen += 1;
+                *self.timespec = types::Timespec::from(timeout.min(MAX_TIMER));
+                let timer = opcode::Timeout::new(&*self.timespec)
+                    .count(0)
+                    .build()
+                    .user_data(user_data(Tag::Timer, self.wait.timer_gen));
+                // SAFETY: the kernel reads `*self.timespec` only while consuming this SQE (the
+                // timeout's prep copies it), which happens in the `io_uring_enter` below, within
+                // this call. The timespec is boxed in `self`, so it is alive and at the same
+                // address even if that submission is delayed past this call (the driver moved
+                // or an enter was retried); it is overwritten only by the next `wait`, which
+                // first submits everything queued (`make_room`), and never freed before the
+                // ring (or, once poisoned, the ring is never entered again).
+                unsafe { sq.push(&timer) }.expect("make_room left three free slots");
+                self.wait.timer_armed = true;
+                self.wait.in_flight += 1;
+            }
+            drop(sq);
+            while !self.wait.woken && !self.wait.timer_fired {
+                if let Err(e) = self.enter(1) {
+                    return Err(self.enter_failed(e, 0));
+                }
+                self.reap(None);
+            }
+        }
+        if std::mem::take(&mut self.wait.timer_fired) && !self.wait.woken {
+            self.stats.timer_expiries += 1;
+        }
+        if std::mem::take(&mut self.wait.woken) {
+            self.stats.wakeups += 1;
+            // Reset the counter before returning: a wake from now on re-arms the next poll, and
+            // the caller looks for work after this returns, so no wake is lost.
+            self.eventfd.drain();
+            if std::mem::take(&mut self.wait.timer_armed) {
+                let remove = opcode::TimeoutRemove::new(user_data(Tag::Timer, self.wait.timer_gen))
+                    .build()
+                    .user_data(user_data(Tag::TimerRemove, 0));
+                if let Err(e) = self.make_room(1, None) {
+                    return Err(self.enter_failed(e, 0));
+                }
+                // SAFETY: a timeout removal references no memory (the target is named by its
+                // user_data).
+                unsafe { self.ring.submission().push(&remove) }
+                    .expect("make_room left a free slot");
+                self.wait.in_flight += 1;
+                if let Err(e) = self.submit_all() {
+                    return Err(self.enter_failed(e, 0));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn waker(&self) -> Arc<dyn Waker> {
+        Arc::new(EventFdWaker(self.eventfd.clone()))
+    }
+}
+
+impl Drop for UringDriver {
+    /// Cancels the armed poll and timer and reaps every outstanding completion, so the ring is
+    /// idle when it is closed. (Neither references memory of ours — the kernel copied the timespec
+    /// at submission and holds its own reference to the eventfd — so when the ring cannot be
+    /// entered from here, closing it with them pending is still sound.)
+    fn drop(&mut self) {
+        if self.wait.in_flight == 0 || self.poisoned.is_some() {
+            return;
+        }
+        if self.mode == RingMode::SingleIssuer && self.owner != Some(thread::current().id()) {
+            log::debug!("io_uring log driver dropped off its thread; closing the ring with its poll/timer pending");
+            return;
+        }
+        let mut cancels = Vec::with_capacity(2);
+        if self.wait.poll_armed {
+            cancels.push(
+                opcode::AsyncCancel::new(user_data(Tag::Poll, 0))
+                    .build()
+                    .user_data(user_data(Tag::Cancel, 0)),
+            );
+        }
+        if self.wait.timer_armed {
+            cancels.push(
+                opcode::TimeoutRemove::new(user_data(Tag::Timer, self.wait.timer_gen))
+                    .build()
+                    .user_data(user_data(Tag::TimerRemove, 0)),
+            );
+            self.wait.timer_armed = false;
+        }
+        if let Err(e) = self.make_room(cancels.len(), None) {
+            log::debug!("io_uring log driver drop: {e}");
+            return;
+        }
+        for sqe in &cancels {
+            // SAFETY: cancellations reference no memory (targets are named by user_data).
+            unsafe { self.ring.submission().push(sqe) }.expect("make_room left free slots");
+            self.wait.in_flight += 1;
+        }
+        while self.wait.in_flight > 0 {
+            if let Err(e) = self.enter(1) {
+                log::debug!("io_uring log driver drop: {e}");
+                return;
+            }
+            self.reap(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_write(c: &mut Commit) -> (usize, usize, bool) {
+        match c.next() {
+            Step::Write {
+                start,
+                len,
+                then_fsync,
+            } => (start, len, then_fsync),
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn linked_commit_happy_path() {
+        let mut c = Commit::new(4096, SyncStrategy::WriteThenSync);
+        assert_eq!(step_write(&mut c), (0, 4096, true));
+        assert_eq!(c.in_flight(), 2);
+        c.on_write(4096);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!((c.short_writes, c.retries, c.fsync_resubmits), (0, 0, 0));
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn completions_in_either_order_are_accepted() {
+        let mut c = Commit::new(100, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_fsync(0);
+        c.on_write(100);
+        assert_eq!(c.next(), Step::Finished);
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn short_write_resubmits_the_remainder_and_a_new_fsync() {
+        let mut c = Commit::new(8192, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_write(4096);
+        c.on_fsync(-libc::ECANCELED);
+        assert_eq!(step_write(&mut c), (4096, 4096, true));
+        c.on_write(1000);
+        c.on_fsync(-libc::ECANCELED);
+        assert_eq!(step_write(&mut c), (5096, 3096, true));
+        c.on_write(3096);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!(c.short_writes, 2);
+        assert_eq!(c.fsync_resubmits, 2);
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn eagain_and_eintr_on_the_write_resubmit_it() {
+        for errno in [libc::EAGAIN, libc::EINTR] {
+            let mut c = Commit::new(512, SyncStrategy::WriteThenSync);
+            step_write(&mut c);
+            c.on_write(-errno);
+            c.on_fsync(-libc::ECANCELED);
+            assert_eq!(step_write(&mut c), (0, 512, true));
+            c.on_write(512);
+            c.on_fsync(0);
+            assert_eq!(c.next(), Step::Finished);
+            assert_eq!(c.retries, 1);
+            c.into_result().unwrap();
+        }
+    }
+
+    #[test]
+    fn eagain_on_the_fsync_resubmits_only_the_fsync() {
+        let mut c = Commit::new(512, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_write(512);
+        c.on_fsync(-libc::EAGAIN);
+        assert_eq!(c.next(), Step::Fsync);
+        c.on_fsync(-libc::EINTR);
+        assert_eq!(c.next(), Step::Fsync);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!((c.retries, c.fsync_resubmits), (2, 2));
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn a_write_error_waits_for_the_linked_fsync_then_fails() {
+        let mut c = Commit::new(512, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_write(-libc::EBADF);
+        // The fsync's completion is still outstanding: the commit must not finish yet.
+        assert_eq!(c.in_flight(), 1);
+        c.on_fsync(-libc::ECANCELED);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!(
+            c.into_result().unwrap_err().raw_os_error(),
+            Some(libc::EBADF)
+        );
+    }
+
+    #[test]
+    fn an_fsync_error_is_fatal_and_never_retried() {
+        let mut c = Commit::new(512, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_write(512);
+        c.on_fsync(-libc::EIO);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!(c.into_result().unwrap_err().raw_os_error(), Some(libc::EIO));
+    }
+
+    #[test]
+    fn a_zero_byte_write_is_an_error() {
+        let mut c = Commit::new(512, SyncStrategy::Dsync);
+        assert_eq!(step_write(&mut c), (0, 512, false));
+        c.on_write(0);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!(
+            c.into_result().unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
+    }
+
+    #[test]
+    fn an_overlong_write_result_is_an_error() {
+        let mut c = Commit::new(512, SyncStrategy::Dsync);
+        step_write(&mut c);
+        c.on_write(513);
+        assert_eq!(c.next(), Step::Finished);
+        assert!(c.into_result().is_err());
+    }
+
+    #[test]
+    fn dsync_short_write_resubmits_without_fsync() {
+        let mut c = Commit::new(4096, SyncStrategy::Dsync);
+        assert_eq!(step_write(&mut c), (0, 4096, false));
+        assert_eq!(c.in_flight(), 1);
+        c.on_write(512);
+        assert_eq!(step_write(&mut c), (512, 3584, false));
+        c.on_write(-libc::EAGAIN);
+        assert_eq!(step_write(&mut c), (512, 3584, false));
+        c.on_write(3584);
+        assert_eq!(c.next(), Step::Finished);
+        assert_eq!((c.short_writes, c.retries, c.fsync_resubmits), (1, 1, 0));
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn a_split_chain_needs_a_fresh_fsync() {
+        let mut c = Commit::new(512, SyncStrategy::WriteThenSync);
+        step_write(&mut c);
+        c.on_split_submission();
+        c.on_fsync(0); // ran unordered, possibly before the write
+        c.on_write(512);
+        assert_eq!(c.next(), Step::Fsync);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn huge_buffers_are_chunked_with_the_fsync_on_the_last_chunk() {
+        let len = MAX_CHUNK * 2 + 4096;
+        let mut c = Commit::new(len, SyncStrategy::WriteThenSync);
+        assert_eq!(step_write(&mut c), (0, MAX_CHUNK, false));
+        c.on_write(MAX_CHUNK as i32);
+        assert_eq!(step_write(&mut c), (MAX_CHUNK, MAX_CHUNK, false));
+        c.on_write(MAX_CHUNK as i32);
+        assert_eq!(step_write(&mut c), (2 * MAX_CHUNK, 4096, true));
+        c.on_write(4096);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn empty_buffers() {
+        let mut c = Commit::new(0, SyncStrategy::WriteThenSync);
+        assert_eq!(c.next(), Step::Fsync);
+        c.on_fsync(0);
+        assert_eq!(c.next(), Step::Finished);
+        c.into_result().unwrap();
+        let mut c = Commit::new(0, SyncStrategy::Dsync);
+        assert_eq!(c.next(), Step::Finished);
+        c.into_result().unwrap();
+    }
+
+    #[test]
+    fn endless_eagain_gives_up() {
+        let mut c = Commit::new(512, SyncStrategy::Dsync);
+        let mut rounds = 0;
+        while let Step::Write { .. } = c.next() {
+            c.on_write(-libc::EAGAIN);
+            rounds += 1;
+            assert!(rounds <= MAX_STALLED_RETRIES + 1, "never gave up");
+        }
+        assert_eq!(rounds, MAX_STALLED_RETRIES + 1);
+        assert!(c.into_result().is_err());
+    }
+
+    #[test]
+    fn user_data_round_trips() {
+        for tag in [
+            Tag::Write,
+            Tag::Fsync,
+            Tag::Poll,
+            Tag::Timer,
+            Tag::TimerRemove,
+            Tag::Cancel,
+        ] {
+            assert_eq!(decode_user_data(user_data(tag, 42)), Some((tag, 42)));
+        }
+        assert_eq!(decode_user_data(0), None);
+    }
+
+    #[test]
+    fn wait_state_ignores_stale_timers() {
+        let mut w = WaitState {
+            timer_armed: true,
+            timer_gen: 3,
+            in_flight: 2,
+            ..WaitState::default()
+        };
+        w.on_completion(Tag::Timer, 2, -libc::ECANCELED);
+        assert!(!w.timer_fired && w.timer_armed);
+        w.on_completion(Tag::Timer, 3, -libc::ETIME);
+        assert!(w.timer_fired && !w.timer_armed);
+        assert_eq!(w.in_flight, 0);
+    }
+
+    #[test]
+    fn setup_errors_are_explained() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        assert!(classify("io_uring_setup", &e(libc::ENOSYS), None, None).contains("seccomp"));
+        let eperm = classify("io_uring_setup", &e(libc::EPERM), Some("2\n"), None);
+        assert!(eperm.contains("io_uring_disabled = 2"), "{eperm}");
+        assert!(classify("io_uring_setup", &e(libc::EPERM), None, None).contains("absent"));
+        let enomem = classify("io_uring_setup", &e(libc::ENOMEM), None, Some(65536));
+        assert!(
+            enomem.contains("RLIMIT_MEMLOCK too small: 64 KiB"),
+            "{enomem}"
+        );
+        assert!(classify("eventfd", &e(libc::EMFILE), None, None).contains("EMFILE"));
+        assert!(classify("io_uring_setup", &e(libc::EINVAL), None, None).contains("errno 22"));
+    }
+
+    #[test]
+    fn probe_is_cached() {
+        let first = probe();
+        assert_eq!(first, probe());
+        match first {
+            Ok(desc) => assert!(desc.contains("NODROP"), "{desc}"),
+            Err(why) => eprintln!("io_uring unavailable here ({why}); probe result still cached"),
+        }
+    }
+
+    #[test]
+    fn backend_reports_a_driver_fallback() {
+        let vfs = UringVfs::new("auto: io_uring available".into());
+        assert_eq!(vfs.backend().reason, "auto: io_uring available");
+        *vfs.driver_fallback.lock() = Some("io_uring_setup: ENOMEM".into());
+        let info = vfs.backend();
+        assert_eq!(info.kind, BackendKind::Uring);
+        assert_eq!(
+            info.reason,
+            "auto: io_uring available; log driver fell back to portable: io_uring_setup: ENOMEM"
+        );
+    }
+
+    #[test]
+    fn driver_round_trip_on_a_real_ring() {
+        if let Err(why) = probe() {
+            eprintln!("skipping: io_uring unavailable ({why})");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::PosixFile::open(
+            &dir.path().join("log"),
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .unwrap();
+        let mut d = UringDriver::new().unwrap();
+        d.write_durable(&file, 0, b"abc", SyncStrategy::WriteThenSync)
+            .unwrap();
+        d.write_durable(&file, 3, b"def", SyncStrategy::Dsync)
+            .unwrap();
+        let mut back = [0u8; 6];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"abcdef");
+        assert_eq!(d.stats().commits, 2);
+        d.wait(Some(Duration::from_millis(1))).unwrap();
+        // The poll stays armed across the timed-out wait; dropping must cancel and reap it.
+        assert!(d.wait.poll_armed);
+        assert_eq!(d.wait.in_flight, 1);
     }
 }
