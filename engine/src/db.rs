@@ -13,9 +13,9 @@ use ringlog_uring::{BackendInfo, EntryKind, FileLock, OpenOptions, Vfs};
 
 use crate::index::{prefix_end, Index, Lsn, OpRef, Value};
 use crate::log::{run_log_thread, txn_encoded_len, Active, LogConfig, Shared};
-use crate::options::{validate_buffered, Durability, MAX_ALIGN};
+use crate::options::{validate_buffered, Durability, Preallocate, MAX_ALIGN};
 use crate::recovery::{recover, RecoveryStats};
-use crate::segment::{create_segment, now_ns, prepare_space, SegmentConfig};
+use crate::segment::{create_segment, now_ns, SegmentConfig};
 use crate::{Error, Options, Result};
 
 const MANIFEST: &str = "MANIFEST";
@@ -162,8 +162,12 @@ impl Db {
                 // What recovery read may still be only in the page cache: make it durable.
                 file.sync_data()
                     .map_err(|e| Error::io("sync segment", path.clone(), e))?;
-                if let Err(e) = prepare_space(&*file, &seg, &path, t.valid_end) {
-                    log::warn!("could not preallocate the rest of {}: {e}", path.display());
+                // The segment was prepared when it was created; make sure its space is still
+                // reserved (a creation cut short by ENOSPC left it short) without rewriting it.
+                if seg.prealloc != Preallocate::None {
+                    if let Err(e) = file.allocate(seg.size) {
+                        log::warn!("could not preallocate the rest of {}: {e}", path.display());
+                    }
                 }
                 (Active { id: t.id, file }, t.valid_end)
             }

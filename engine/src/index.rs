@@ -124,6 +124,114 @@ impl Index {
     }
 }
 
+/// Builds an [`Index`] from operations replayed in log order. Recovery applies millions of
+/// operations; instead of one ordered-map insert each (a pointer-chasing descent per record), the
+/// loader collects a chunk of operations, sorts it (stable, so the later of two writes to a key
+/// wins), folds it into a sorted run of live keys, and bulk-builds the ordered map once at the end.
+/// Memory stays bounded by the live keys plus one chunk, whatever the length of the history.
+#[derive(Default)]
+pub(crate) struct Loader {
+    /// Sorted, distinct keys: the state after every operation folded so far.
+    sorted: Vec<Item>,
+    /// Operations in log order, not yet folded.
+    pending: Vec<Item>,
+}
+
+/// (key prefix, key, entry or `None` for a delete).
+type Item = (u128, Arc<[u8]>, Option<Entry>);
+
+const LOADER_CHUNK: usize = 1 << 20;
+
+/// The first 16 bytes of a key, zero-padded, as a big-endian integer: comparing these compares
+/// keys in byte order except when they tie, without chasing pointers to the keys' bytes.
+fn key_prefix(k: &[u8]) -> u128 {
+    let mut p = [0u8; 16];
+    let n = k.len().min(16);
+    p[..n].copy_from_slice(&k[..n]);
+    u128::from_be_bytes(p)
+}
+
+fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+}
+
+impl Loader {
+    pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn) {
+        let item = match op {
+            OpRef::Put(k, v) => (
+                key_prefix(k),
+                Arc::from(k),
+                Some(Entry {
+                    lsn,
+                    value: Arc::from(v),
+                }),
+            ),
+            OpRef::Delete(k) => (key_prefix(k), Arc::from(k), None),
+        };
+        self.pending.push(item);
+        if self.pending.len() >= LOADER_CHUNK {
+            self.fold();
+        }
+    }
+
+    /// Sorts the pending operations, keeps the last per key, and merges them over `sorted`.
+    fn fold(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by(item_order);
+        // Keep the last operation of each run of equal keys (the newest, as the sort is stable).
+        let mut newest: Vec<Item> = Vec::with_capacity(pending.len());
+        for item in pending {
+            match newest.last_mut() {
+                Some(last) if item_order(last, &item).is_eq() => {
+                    if let (Some(old), Some(new)) = (&last.2, &item.2) {
+                        assert!(
+                            old.lsn <= new.lsn,
+                            "replayed versions must not go backwards"
+                        );
+                    }
+                    *last = item;
+                }
+                _ => newest.push(item),
+            }
+        }
+        let old = std::mem::take(&mut self.sorted);
+        let mut merged = Vec::with_capacity(old.len() + newest.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), newest.into_iter().peekable());
+        loop {
+            let take_new = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(x), Some(y)) => match item_order(x, y) {
+                    std::cmp::Ordering::Less => false,
+                    std::cmp::Ordering::Greater => true,
+                    std::cmp::Ordering::Equal => {
+                        a.next();
+                        true
+                    }
+                },
+            };
+            let item = if take_new { b.next() } else { a.next() }.expect("peeked");
+            if item.2.is_some() {
+                merged.push(item);
+            }
+        }
+        self.sorted = merged;
+    }
+
+    pub(crate) fn finish(mut self) -> Index {
+        self.fold();
+        // Sorted, distinct keys: BTreeMap builds its nodes in one pass.
+        Index {
+            map: self
+                .sorted
+                .into_iter()
+                .map(|(_, k, e)| (k, e.expect("deletes were dropped by fold")))
+                .collect(),
+        }
+    }
+}
+
 /// The exclusive upper bound of the keys starting with `prefix`, if any key is above them all.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -146,6 +254,70 @@ mod tests {
         assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b"\xff\xff"), None);
         assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn loader_matches_index() {
+        let mut ix = Index::default();
+        let mut ld = Loader::default();
+        let ops: Vec<(OpRef<'_>, Lsn)> = vec![
+            (OpRef::Put(b"b", b"1"), 1),
+            (OpRef::Put(b"a", b"2"), 2),
+            (OpRef::Delete(b"b"), 3),
+            (OpRef::Put(b"c", b"3"), 4),
+            (OpRef::Put(b"a", b"4"), 5),
+            (OpRef::Delete(b"zz"), 6),
+        ];
+        for (op, lsn) in ops {
+            ix.apply(op, lsn);
+            ld.apply(op, lsn);
+        }
+        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(all(&ld.finish()), all(&ix));
+    }
+
+    #[test]
+    fn loader_folds_chunks_like_the_index() {
+        // Enough operations for several folds, over a small key space with deletes.
+        let mut ix = Index::default();
+        let mut ld = Loader::default();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for lsn in 1..=(2 * LOADER_CHUNK as u64 + 1000) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = (x % 5000).to_be_bytes();
+            let op = if x.is_multiple_of(7) {
+                OpRef::Delete(&key)
+            } else {
+                OpRef::Put(&key, &key[4..])
+            };
+            ix.apply(op, lsn);
+            ld.apply(op, lsn);
+        }
+        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
+        assert_eq!(all(&ld.finish()), all(&ix));
+    }
+
+    #[test]
+    fn key_prefix_orders_like_bytes() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\x01",
+            b"ab",
+            b"b",
+            b"0123456789abcdefX",
+            b"0123456789abcdef",
+        ];
+        for a in keys {
+            for b in keys {
+                let by_prefix = key_prefix(a).cmp(&key_prefix(b)).then_with(|| a.cmp(b));
+                assert_eq!(by_prefix, a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -98,12 +98,7 @@ pub(crate) fn create_segment(
 }
 
 /// Preallocates the segment and, for `ZeroFill`, writes zeros over `[from, size)`.
-pub(crate) fn prepare_space(
-    file: &dyn VFile,
-    cfg: &SegmentConfig,
-    path: &Path,
-    from: u64,
-) -> Result<()> {
+fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) -> Result<()> {
     if cfg.prealloc == Preallocate::None {
         return Ok(());
     }
@@ -125,25 +120,23 @@ pub(crate) fn prepare_space(
     Ok(())
 }
 
-/// Reads a whole segment file into an aligned buffer.
-pub(crate) fn read_segment(vfs: &dyn Vfs, path: &Path) -> Result<AlignedBuf> {
+/// Reads a whole segment file into `buf` (replacing its contents; the allocation is reused
+/// from one segment to the next).
+pub(crate) fn read_segment(vfs: &dyn Vfs, path: &Path, buf: &mut AlignedBuf) -> Result<()> {
+    let opts = OpenOptions {
+        write: false,
+        create: false,
+        direct: false,
+    };
     let file = vfs
-        .open(
-            path,
-            OpenOptions {
-                write: false,
-                create: false,
-                direct: false,
-            },
-        )
+        .open(path, opts)
         .map_err(|e| Error::io("open segment", path.to_path_buf(), e))?;
     let size = file
         .size()
         .map_err(|e| Error::io("stat segment", path.to_path_buf(), e))?;
-    let mut buf = AlignedBuf::with_capacity(size as usize);
+    buf.clear();
     file.read_exact_at(buf.extend_zeroed(size as usize), 0)
-        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))?;
-    Ok(buf)
+        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))
 }
 
 #[cfg(test)]
