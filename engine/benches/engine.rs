@@ -4,6 +4,8 @@
 //! Files go to `RINGLOG_BENCH_DIR` if set, else to a temporary directory under the build's
 //! target directory (a real disk, not tmpfs: fdatasync must mean something).
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
