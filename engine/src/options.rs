@@ -64,7 +64,8 @@ pub enum RecoveryMode {
     #[default]
     Strict,
     /// Cut the log at the first damage: later records, including later segments, are dropped
-    /// (the later segment files are renamed `*.corrupt`, not deleted). Explicit data loss, for
+    /// (the later segment files are renamed `*.corrupt.N`, not deleted; damage of any kind,
+    /// including a foreign segment header or an LSN out of order, cuts the log there). Explicit data loss, for
     /// operators who prefer an open database to an intact log.
     TruncateAtCorruption,
 }

@@ -38,7 +38,7 @@ pub struct RecoveryStats {
     pub torn_segments_removed: usize,
     /// With [`RecoveryMode::TruncateAtCorruption`]: where the log was cut, if it was.
     pub truncated_at: Option<(PathBuf, u64)>,
-    /// Later segment files renamed `*.corrupt` by a truncating recovery.
+    /// Later segment files renamed `*.corrupt.N` by a truncating recovery.
     pub segments_quarantined: usize,
     /// Time spent replaying.
     pub duration: Duration,
@@ -90,23 +90,26 @@ impl Applier {
         }
     }
 
-    fn commit(&mut self, lsn: Lsn, path: &Path, offset: u64) -> Result<()> {
+    /// Accepts a complete transaction's LSN; an LSN that does not follow the previous one is
+    /// damage (a misdirected or duplicated record), reported like a record that failed to decode.
+    fn commit(&mut self, lsn: Lsn) -> std::result::Result<(), String> {
         if lsn <= self.last_applied {
-            return Err(Error::Corruption {
-                file: path.to_path_buf(),
-                offset,
-                reason: format!(
-                    "transaction LSN {lsn} does not follow the previous LSN {}",
-                    self.last_applied
-                ),
-            });
+            return Err(format!(
+                "transaction LSN {lsn} does not follow the previous LSN {}",
+                self.last_applied
+            ));
         }
         self.last_applied = lsn;
         self.stats.transactions_applied += 1;
         Ok(())
     }
 
-    fn feed(&mut self, rec: &Record<'_>, buf: &[u8], path: &Path) -> Result<()> {
+    fn feed(
+        &mut self,
+        rec: &Record<'_>,
+        buf: &[u8],
+        path: &Path,
+    ) -> std::result::Result<(), String> {
         let h = &rec.header;
         if rec.kind == RecordKind::Padding {
             return Ok(());
@@ -135,7 +138,7 @@ impl Applier {
                 if self.open.take().is_some() {
                     self.stats.transactions_incomplete += 1;
                 }
-                self.commit(h.lsn, path, rec.offset)?;
+                self.commit(h.lsn)?;
                 let op = if rec.kind == RecordKind::Write {
                     OpRef::Put(rec.key, rec.value)
                 } else {
@@ -168,7 +171,7 @@ impl Applier {
                         self.stats.transactions_incomplete += 1;
                         return Ok(());
                     }
-                    self.commit(t.lsn, path, rec.offset)?;
+                    self.commit(t.lsn)?;
                     for (is_put, ks, kl, vs, vl) in t.ops {
                         let key = &buf[ks..ks + kl];
                         let op = if is_put {
@@ -336,14 +339,22 @@ pub(crate) fn recover(
             }
         };
         if header.segment_id != id || header.epoch != epoch {
-            return Err(corruption(
+            let err = corruption(
                 &path,
                 0,
                 format!(
                     "segment header names segment {} of epoch {:#x}: the file belongs elsewhere",
                     header.segment_id, header.epoch
                 ),
-            ));
+            );
+            if !truncating {
+                return Err(err);
+            }
+            log::warn!("truncating the log before {}: {err}", path.display());
+            quarantine(vfs, dir, &ids[i..], &mut app.stats)?;
+            app.stats.truncated_at = Some((path, 0));
+            ids.truncate(i);
+            break;
         }
         read_segment(vfs, &path, &mut seg_buf)?;
         let buf = seg_buf.as_slice();
@@ -357,18 +368,14 @@ pub(crate) fn recover(
         };
         app.stats.segments += 1;
         let mut pos = SEGMENT_HEADER_LEN;
-        let mut failure: Option<DecodeError> = None;
+        let mut failure: Option<String> = None;
         loop {
             if stop_at == Some(pos as u64) {
                 break;
             }
             if pos >= buf.len() {
                 if stop_at.is_some() {
-                    failure = Some(DecodeError::Truncated {
-                        offset: pos as u64,
-                        needed: 1,
-                        available: 0,
-                    });
+                    failure = Some(format!("the file ends at offset {pos}"));
                 }
                 break;
             }
@@ -384,17 +391,18 @@ pub(crate) fn recover(
                 Ok(rec) => {
                     let end = pos + rec.encoded_len();
                     if stop_at.is_some_and(|s| end as u64 > s) {
-                        failure = Some(DecodeError::Malformed {
-                            offset: pos as u64,
-                            reason: "record crosses the end recorded by the next segment",
-                        });
+                        failure =
+                            Some("record crosses the end recorded by the next segment".into());
                         break;
                     }
-                    app.feed(&rec, buf, &path)?;
+                    if let Err(why) = app.feed(&rec, buf, &path) {
+                        failure = Some(why);
+                        break;
+                    }
                     pos = end;
                 }
                 Err(e) => {
-                    failure = Some(e);
+                    failure = Some(e.to_string());
                     break;
                 }
             }
@@ -479,8 +487,9 @@ pub(crate) fn recover(
 /// Offset of a valid record after `pos` that belongs to a write batch starting after `pos`, if
 /// any: proof that the damage at `pos` was in a batch already synced before that later one.
 fn later_batch_record(buf: &[u8], pos: usize, id: u64, epoch: u64) -> Option<u64> {
-    let (_, end) = nonzero_span(buf, pos)?;
-    let buf = &buf[..end.next_multiple_of(8).min(buf.len())];
+    // Nothing but zeros after the damage: no record can follow (a record's first bytes are never
+    // zero). Otherwise search to the very end: a valid record may itself end in zero bytes.
+    nonzero_span(buf, pos + 8)?;
     let mut from = pos + 8;
     while let Some(rec) = find_next_valid(buf, from, id, epoch, 0) {
         if rec.header.batch_start as u64 > pos as u64 {
@@ -501,7 +510,19 @@ fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats)
         {
             continue;
         }
-        let to = dir.join(format!("{}.corrupt", segment_file_name(id)));
+        // Never replace an earlier quarantined file: the ids are reused after a cut.
+        let mut n = 0u32;
+        let to = loop {
+            let to = dir.join(format!("{}.corrupt.{n}", segment_file_name(id)));
+            if vfs
+                .kind_of(&to)
+                .map_err(|e| Error::io("stat", to.clone(), e))?
+                .is_none()
+            {
+                break to;
+            }
+            n += 1;
+        };
         log::warn!("quarantining {} as {}", from.display(), to.display());
         vfs.rename(&from, &to)
             .map_err(|e| Error::io("quarantine segment", from.clone(), e))?;

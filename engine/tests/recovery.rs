@@ -472,7 +472,7 @@ fn damage_in_an_earlier_segment_is_corruption() {
             .unwrap()
             .file_name()
             .to_string_lossy()
-            .ends_with(".corrupt")));
+            .ends_with(".corrupt.0")));
         db.close().unwrap();
         let db = Db::open(dir.path(), opts(io)).unwrap();
         assert!(db.get(b"k00000").unwrap().is_some());
@@ -531,5 +531,73 @@ fn segment_of_another_database_is_refused() {
             matches!(Db::open(b.path(), opts(io)), Err(Error::Corruption { .. })),
             "{io}"
         );
+    }
+}
+
+#[test]
+fn a_later_batch_ending_in_zeros_still_proves_corruption() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        // 512-byte batches (no O_DIRECT): the second batch is one Write of exactly 512 bytes whose
+        // value ends in zeros, so the file holds no non-zero byte after its last record's end.
+        let o = Options {
+            direct_io: false,
+            ..opts(io)
+        };
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        db.put(b"a", b"first").unwrap();
+        let value = [0u8; 512 - 48 - 1];
+        db.put(b"z", &value).unwrap();
+        db.close().unwrap();
+        let path = segments(dir.path()).pop().unwrap();
+        let recs = records(&path, epoch(dir.path()));
+        let writes: Vec<_> = recs.iter().filter(|r| r.1 == RecordKind::Write).collect();
+        assert_eq!(writes.len(), 2);
+        assert!(
+            writes[1].2 > writes[0].0,
+            "{io}: the second write is a later batch"
+        );
+        flip(&path, writes[0].0 + 50);
+        match Db::open(dir.path(), o) {
+            Err(Error::Corruption { offset, .. }) => assert_eq!(offset, writes[0].0, "{io}"),
+            other => panic!("{io}: expected Corruption, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_lsn_out_of_order_is_damage_that_truncating_recovery_cuts() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        db.put(b"k1", b"1").unwrap();
+        db.put(b"k2", b"2").unwrap();
+        db.close().unwrap();
+        // A valid record carrying an old LSN (a misdirected or replayed write) followed by a
+        // later batch.
+        append_raw(dir.path(), |_, _| {
+            vec![RecordSpec::write(b"old", b"x", 1, 50, 9, 0, 0).autocommit()]
+        });
+        append_raw(dir.path(), |_, l| {
+            vec![RecordSpec::write(b"new", b"y", l + 10, 51, 9, 0, 0).autocommit()]
+        });
+        assert!(
+            matches!(
+                Db::open(dir.path(), opts(io)),
+                Err(Error::Corruption { .. })
+            ),
+            "{io}"
+        );
+        let t = Options {
+            recovery: RecoveryMode::TruncateAtCorruption,
+            ..opts(io)
+        };
+        let db = Db::open(dir.path(), t).unwrap();
+        assert!(
+            db.get(b"old").unwrap().is_none() && db.get(b"new").unwrap().is_none(),
+            "{io}"
+        );
+        assert!(db.get(b"k2").unwrap().is_some());
+        assert!(db.recovery_stats().truncated_at.is_some());
     }
 }

@@ -126,7 +126,7 @@ pub enum EncodeError {
     TooLarge(usize),
     /// The record kind does not take this payload (e.g. a value on a delete).
     BadPayload(&'static str),
-    /// The record's offset is not 8-byte aligned or lies inside the segment header.
+    /// The record's offset is not 8-byte aligned.
     BadOffset(u64),
 }
 

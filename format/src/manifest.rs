@@ -85,6 +85,12 @@ impl Manifest {
                 version: m.version,
             });
         }
+        if let Some(i) = m.reserved.iter().position(|&r| r != 0) {
+            return Err(DecodeError::Malformed {
+                offset: 32 + 8 * i as u64,
+                reason: "reserved manifest bytes are not zero",
+            });
+        }
         Ok(m)
     }
 }
@@ -114,5 +120,14 @@ mod tests {
             Err(DecodeError::Checksum { .. })
         ));
         assert!(Manifest::decode(&bytes[..10]).is_err());
+        let mut reserved = m;
+        reserved.reserved[1] = 5;
+        assert_eq!(
+            Manifest::decode(&reserved.encode()),
+            Err(DecodeError::Malformed {
+                offset: 40,
+                reason: "reserved manifest bytes are not zero"
+            })
+        );
     }
 }

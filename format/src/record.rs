@@ -201,7 +201,7 @@ impl<'a> RecordSpec<'a> {
         }
     }
 
-    /// A BeginTxn (`begin = true`) or CommitTxn marker for a transaction of `ops` operations.
+    /// A BeginTxn or CommitTxn marker (per `kind`) for a transaction of `ops` operations.
     pub fn marker(
         kind: RecordKind,
         ops: u32,
@@ -490,12 +490,19 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
             (&payload[..key_len], &payload[key_len..], 0)
         }
         RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
-            if payload.len() != MARKER_PAYLOAD_LEN || key_len != 0 || header.flags != 0 {
+            if header.flags != 0 || key_len != 0 {
+                return malformed("a marker carries no flags and no key");
+            }
+            if payload.len() != MARKER_PAYLOAD_LEN {
                 return malformed("marker payload must be exactly 8 bytes");
             }
             let mut m = [0u8; 8];
             m.copy_from_slice(payload);
-            (&[][..], &[][..], u64::from_le_bytes(m))
+            let marker = u64::from_le_bytes(m);
+            if kind != RecordKind::Checkpoint && marker > u32::MAX as u64 {
+                return malformed("transaction op count exceeds 32 bits");
+            }
+            (&[][..], &[][..], marker)
         }
         RecordKind::AbortTxn => {
             if !payload.is_empty() || key_len != 0 || header.flags != 0 {
