@@ -40,6 +40,13 @@ pub(crate) struct State {
     cursor: u64,
     batches: VecDeque<Batch>,
     pending_bytes: usize,
+    /// Commits in the pending batches.
+    pending_commits: usize,
+    /// Group-commit gathering: after a round that carried several commits, the log thread waits
+    /// (until the deadline at most) for as many commits to be pending again before it syncs, so
+    /// that committers just woken by that round can join the next one (PostgreSQL's
+    /// commit_delay/commit_siblings idea, adaptive: no gathering for a lone committer).
+    gather: Option<(usize, Instant)>,
     /// Highest LSN someone waits to see durable.
     sync_upto: Lsn,
     /// When the oldest unsynced Buffered commit must be synced.
@@ -108,6 +115,8 @@ impl Shared {
                 cursor,
                 batches: VecDeque::new(),
                 pending_bytes: 0,
+                pending_commits: 0,
+                gather: None,
                 sync_upto: 0,
                 deadline: None,
                 trigger_bytes: usize::MAX,
@@ -140,12 +149,19 @@ impl Shared {
         }
     }
 
-    /// Asks for everything up to `lsn` to be made durable and wakes the log thread.
+    /// Asks for everything up to `lsn` to be made durable and wakes the log thread: at once, or
+    /// while it gathers a group, when the group is complete.
     pub(crate) fn request_sync(&self, st: &mut State, lsn: Lsn) {
         if lsn > st.sync_upto {
             st.sync_upto = lsn;
         }
-        self.wake_log(st);
+        // The first request arms the gathering timer; the one completing the group ends it.
+        if st
+            .gather
+            .is_none_or(|(target, _)| st.pending_commits <= 1 || st.pending_commits >= target)
+        {
+            self.wake_log(st);
+        }
     }
 
     /// Registers a Buffered commit's deadline and pending limit; wakes the log thread when it
@@ -305,6 +321,7 @@ impl Shared {
         batch.last_lsn = lsn;
         st.cursor = at;
         st.pending_bytes += need;
+        st.pending_commits += 1;
         self.counters
             .bytes_appended
             .fetch_add(need as u64, Ordering::Relaxed);
@@ -386,22 +403,24 @@ pub(crate) fn run_log_thread(
                 }
                 let has = !st.batches.is_empty();
                 let now = Instant::now();
-                let due = has
-                    && (st.sync_upto > shared.durable_lsn.load(Ordering::Acquire)
-                        || st.pending_bytes >= st.trigger_bytes
-                        || st.closing
-                        || st.deadline.is_some_and(|d| d <= now));
-                if due {
+                let strict = st.sync_upto > shared.durable_lsn.load(Ordering::Acquire);
+                let forced = st.pending_bytes >= st.trigger_bytes
+                    || st.closing
+                    || st.deadline.is_some_and(|d| d <= now);
+                let gathering = st
+                    .gather
+                    .filter(|&(target, until)| st.pending_commits < target && now < until);
+                if has && (forced || (strict && gathering.is_none())) {
                     break;
                 }
                 if st.closing {
                     return;
                 }
-                let timeout = if has {
-                    st.deadline.map(|d| d.saturating_duration_since(now))
-                } else {
-                    None
-                };
+                let mut wake_at = if has { st.deadline } else { None };
+                if let (true, Some((_, until))) = (strict, gathering) {
+                    wake_at = Some(wake_at.map_or(until, |d| d.min(until)));
+                }
+                let timeout = wake_at.map(|d| d.saturating_duration_since(now));
                 st.sleeping = true;
                 let waited = MutexGuard::unlocked(&mut st, || driver.wait(timeout));
                 st.sleeping = false;
@@ -417,12 +436,16 @@ pub(crate) fn run_log_thread(
                     st.cursor = pad_batch(last, cfg, shared.run_id);
                 }
             }
+            let round_commits = st.pending_commits;
             st.pending_bytes = 0;
+            st.pending_commits = 0;
+            st.gather = None;
             st.deadline = None;
             st.trigger_bytes = usize::MAX;
             shared.space_cv.notify_all();
-            batches
+            (batches, round_commits)
         };
+        let (batches, round_commits) = batches;
         for mut batch in batches {
             if let Some((prev_end, base_lsn)) = batch.create {
                 assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
@@ -438,7 +461,11 @@ pub(crate) fn run_log_thread(
                         };
                     }
                     Err(e) => {
-                        shared.poison(io::Error::other(e.to_string()));
+                        let kind = match &e {
+                            crate::Error::Io { source, .. } => source.kind(),
+                            _ => io::ErrorKind::Other,
+                        };
+                        shared.poison(io::Error::new(kind, e.to_string()));
                         return;
                     }
                 }
@@ -468,6 +495,11 @@ pub(crate) fn run_log_thread(
             c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
             batch.buf.clear();
             let mut st = shared.state.lock();
+            if round_commits >= 2 {
+                // Gather the next group for at most half a round's latency (capped at 1 ms).
+                let window = Duration::from_nanos(took / 2).min(Duration::from_millis(1));
+                st.gather = Some((round_commits, Instant::now() + window));
+            }
             if batch.last_lsn != 0 {
                 let prev = shared.durable_lsn.swap(batch.last_lsn, Ordering::AcqRel);
                 assert!(prev <= batch.last_lsn, "the durable LSN only moves forward");
