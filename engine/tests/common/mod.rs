@@ -1,0 +1,396 @@
+//! Shared helpers of the engine's integration tests: both I/O paths, options, scans, a
+//! fault-injecting `Vfs`, and a tmpfs mount guard for disk-full tests.
+//!
+//! Every test runs on both I/O paths ([`paths`]). `RINGLOG_IO`, when set, overrides the path a
+//! test asks for (CI runs the suite once with it unset, so both paths really run). A path that is
+//! unavailable (io_uring refused by the kernel, or not built yet) makes the test fail loudly: it is
+//! never skipped silently.
+
+#![allow(dead_code)]
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringlog::io::{
+    BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, SyncStrategy, VFile,
+    Vfs, Waker,
+};
+use ringlog::{Db, Durability, Error, IoChoice, Lsn, Options};
+
+/// Segment size of most tests: small enough that tests rotate segments, and quick to zero-fill.
+pub const SEG: u64 = 256 << 10;
+
+/// The I/O paths every test runs on.
+pub fn paths() -> [IoChoice; 2] {
+    [IoChoice::Uring, IoChoice::Portable]
+}
+
+/// The value of `RINGLOG_IO` when it is set (and then overrides [`Options::io`]).
+pub fn env_override() -> Option<String> {
+    std::env::var("RINGLOG_IO")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Short name of a path, for messages and for handing it to a child process.
+pub fn io_name(io: IoChoice) -> &'static str {
+    match io {
+        IoChoice::Uring => "uring",
+        IoChoice::Portable => "portable",
+        IoChoice::Auto => "auto",
+    }
+}
+
+/// Runs `f` once per I/O path. Every path runs even if an earlier one fails; then the test fails
+/// naming each failed path (an unavailable path is a failure, not a skip).
+pub fn on_each_path(f: impl Fn(IoChoice)) {
+    if let Some(v) = env_override() {
+        eprintln!("note: RINGLOG_IO={v} overrides the I/O path each test asks for");
+    }
+    let mut failed = Vec::new();
+    for io in paths() {
+        eprintln!("--- {} path", io_name(io));
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(io))) {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            failed.push(format!("[{} path] {msg}", io_name(io)));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "failed on {} of {} I/O paths:\n{}",
+        failed.len(),
+        paths().len(),
+        failed.join("\n")
+    );
+}
+
+/// Options for `io` and `durability` with [`SEG`]-sized segments.
+pub fn opts(io: IoChoice, durability: Durability) -> Options {
+    Options {
+        durability,
+        segment_size: SEG,
+        io,
+        ..Options::default()
+    }
+}
+
+/// Buffered with a window so long that only close, an explicit sync or `max_pending` syncs.
+pub fn buffered_forever(max_pending: usize) -> Durability {
+    Durability::Buffered {
+        interval: Duration::from_secs(3600),
+        max_pending,
+    }
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ringlog-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// Opens `path`, failing the test loudly (with the path and the reason) if it cannot.
+pub fn open(path: &Path, opts: Options) -> Db {
+    let what = format!("{:?}", opts);
+    let db = Db::open(path, opts.clone())
+        .unwrap_or_else(|e| panic!("opening {} with {what} failed: {e}", path.display()));
+    check_backend(&db, &opts);
+    db
+}
+
+/// Asserts that the database really runs on the path its options asked for (unless `RINGLOG_IO`
+/// overrides it or a custom `Vfs` is plugged in).
+pub fn check_backend(db: &Db, opts: &Options) {
+    if opts.vfs.is_some() || opts.durability == Durability::InMemory || env_override().is_some() {
+        return;
+    }
+    let want = match opts.io {
+        IoChoice::Uring => BackendKind::Uring,
+        IoChoice::Portable => BackendKind::Portable,
+        IoChoice::Auto => return,
+    };
+    let got = db
+        .stats()
+        .backend
+        .expect("a persistent database has a backend");
+    assert_eq!(got.kind, want, "asked for {:?}, got {got:?}", opts.io);
+}
+
+/// The real `Vfs` of a path, failing loudly if it is unavailable.
+pub fn real_vfs(io: IoChoice) -> Arc<dyn Vfs> {
+    ringlog::io::select(io)
+        .unwrap_or_else(|e| panic!("the {} I/O path is unavailable: {e}", io_name(io)))
+}
+
+/// One entry of a full scan.
+pub type Entry = (Vec<u8>, Vec<u8>, Lsn);
+
+/// Every live entry, in key order.
+pub fn scan(db: &Db) -> Vec<Entry> {
+    db.range::<&[u8], _>(..)
+        .expect("range scan")
+        .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
+        .collect()
+}
+
+/// Asserts `key` holds `value` written at `lsn`.
+pub fn assert_entry(db: &Db, key: &[u8], value: &[u8], lsn: Lsn) {
+    let got = db
+        .get(key)
+        .unwrap_or_else(|e| panic!("get {:?}: {e}", String::from_utf8_lossy(key)))
+        .unwrap_or_else(|| panic!("key {:?} is missing", String::from_utf8_lossy(key)));
+    assert_eq!(&*got, value, "value of {:?}", String::from_utf8_lossy(key));
+    assert_eq!(got.lsn(), lsn, "LSN of {:?}", String::from_utf8_lossy(key));
+}
+
+/// Polls `cond` until it holds. A liveness check, not a timing assertion: the generous `limit`
+/// only turns a hang into a failure.
+pub fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still not true after {limit:?} (hang?)"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// True if `e`, or any error in its source chain, is "No space left on device" (ENOSPC).
+pub fn is_enospc(e: &Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::ENOSPC) || io.kind() == io::ErrorKind::StorageFull {
+                return true;
+            }
+        }
+        if err.to_string().contains("No space left on device") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`FaultDriver`] does on the failing call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailMode {
+    /// Return EIO without writing anything.
+    BeforeWrite,
+    /// Perform the write and sync, then report EIO (an fdatasync that failed after the kernel
+    /// already accepted the bytes: they may or may not be on disk).
+    AfterWrite,
+    /// Panic inside the driver (a bug in a custom `Vfs`, or an engine assertion on the log
+    /// thread): the engine must poison, not leave committers waiting forever.
+    Panic,
+}
+
+/// Shared configuration and counters of a fault-injecting disk.
+#[derive(Debug)]
+pub struct Faults {
+    /// `LogDriver::write_durable` calls so far.
+    pub calls: AtomicUsize,
+    /// The 1-based call that fails (once); 0: never.
+    pub fail_at: AtomicUsize,
+    /// What the failing call does.
+    pub mode: FailMode,
+    /// Set once the fault was injected.
+    pub fired: AtomicBool,
+}
+
+impl Faults {
+    /// Fails the `fail_at`-th `write_durable` call (1-based; 0: never).
+    pub fn new(fail_at: usize, mode: FailMode) -> Arc<Faults> {
+        Arc::new(Faults {
+            calls: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(fail_at),
+            mode,
+            fired: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A `Vfs` that delegates to a real one, and whose log driver fails one `write_durable` call with
+/// EIO.
+pub struct FaultVfs {
+    inner: Arc<dyn Vfs>,
+    faults: Arc<Faults>,
+}
+
+impl FaultVfs {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Vfs>, faults: Arc<Faults>) -> Arc<FaultVfs> {
+        Arc::new(FaultVfs { inner, faults })
+    }
+}
+
+impl Vfs for FaultVfs {
+    fn backend(&self) -> BackendInfo {
+        let inner = self.inner.backend();
+        BackendInfo {
+            kind: BackendKind::Custom,
+            reason: format!("fault injection over {} ({})", inner.kind, inner.reason),
+        }
+    }
+    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
+        self.inner.open(path, opts)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        self.inner.lock(path)
+    }
+    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+        Ok(Box::new(FaultDriver {
+            inner: self.inner.log_driver()?,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+/// The log driver of a [`FaultVfs`].
+pub struct FaultDriver {
+    inner: Box<dyn LogDriver>,
+    faults: Arc<Faults>,
+}
+
+impl LogDriver for FaultDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        let n = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n != self.faults.fail_at.load(Ordering::SeqCst) {
+            return self.inner.write_durable(file, offset, buf, strategy);
+        }
+        if self.faults.mode == FailMode::Panic {
+            self.faults.fired.store(true, Ordering::SeqCst);
+            panic!("injected panic in LogDriver::write_durable (expected by the test)");
+        }
+        if self.faults.mode == FailMode::AfterWrite {
+            // The outcome of the real write does not matter: the caller is told it failed.
+            let _ = self.inner.write_durable(file, offset, buf, strategy);
+        }
+        self.faults.fired.store(true, Ordering::SeqCst);
+        Err(io::Error::from_raw_os_error(libc::EIO))
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.wait(timeout)
+    }
+    fn waker(&self) -> Arc<dyn Waker> {
+        self.inner.waker()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tmpfs for disk-full tests (needs root)
+// ---------------------------------------------------------------------------------------------
+
+/// A tmpfs mounted on a fresh temporary directory, unmounted on drop.
+pub struct Tmpfs {
+    // `Drop` unmounts first; then this field drops and removes the (empty) mount point.
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+/// Set to `1` to skip (with a loud message) the tests that need root (mount).
+pub const SKIP_ROOT_TESTS: &str = "RINGLOG_SKIP_ROOT_TESTS";
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let desc = format!("{cmd:?}");
+    match cmd.output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "{desc} failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(format!("{desc} could not run: {e}")),
+    }
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "2m"). Without the privilege to mount, fails the test unless
+    /// `RINGLOG_SKIP_ROOT_TESTS=1`, in which case it prints a loud notice and returns `None`.
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempdir();
+        let path = dir.path().to_path_buf();
+        let res = run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size}"))
+            .arg("tmpfs")
+            .arg(&path));
+        match res {
+            Ok(()) => Some(Tmpfs { dir, path }),
+            Err(why) if std::env::var(SKIP_ROOT_TESTS).as_deref() == Ok("1") => {
+                eprintln!(
+                    "\n!!!!!!!! SKIPPED: cannot mount a tmpfs ({why}); {SKIP_ROOT_TESTS}=1 is set !!!!!!!!\n"
+                );
+                None
+            }
+            Err(why) => panic!(
+                "this test needs root to mount a tmpfs, and mounting failed: {why}. \
+                 Run as root, or set {SKIP_ROOT_TESTS}=1 to skip it explicitly."
+            ),
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changes the size limit, keeping the contents.
+    pub fn resize(&self, size: &str) {
+        run(Command::new("mount")
+            .arg("-o")
+            .arg(format!("remount,size={size}"))
+            .arg(&self.path))
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Err(e) = run(Command::new("umount").arg(&self.path)) {
+            eprintln!("{e}; unmounting lazily");
+            if let Err(e) = run(Command::new("umount").arg("-l").arg(&self.path)) {
+                eprintln!("{e}: {} stays mounted", self.path.display());
+            }
+        }
+    }
+}

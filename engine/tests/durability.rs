@@ -1,0 +1,992 @@
+//! Durability: what each mode promises — InMemory writes nothing, Buffered syncs by itself and on
+//! close, Strict survives SIGKILL, a failed write or fdatasync poisons, a directory opens once,
+//! and a full disk loses nothing acknowledged. Every test runs on both I/O paths.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use common::*;
+use ringlog::{Db, Durability, Error, IoChoice, Lsn, Options, Preallocate, SyncStrategy};
+
+/// Upper bound of liveness polls: only a hang reaches it.
+const LIVENESS: Duration = Duration::from_secs(10);
+
+fn kv(i: usize) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("key-{i:06}").into_bytes(),
+        format!("value-{i}-").repeat(1 + i % 13).into_bytes(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. InMemory
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn in_memory_creates_no_file_and_refuses_durability() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let path = dir.path().join("x");
+        let db = Db::open(
+            &path,
+            Options {
+                io,
+                segment_size: SEG,
+                ..Options::with_durability(Durability::InMemory)
+            },
+        )
+        .expect("open in memory");
+        assert!(!path.exists(), "InMemory created {}", path.display());
+        assert_eq!(db.durability(), Durability::InMemory);
+
+        let la = db.put(b"a", b"1").unwrap();
+        let lb = db.put(b"b", b"2").unwrap();
+        let lc = db.put(b"c", b"3").unwrap();
+        assert!(la < lb && lb < lc, "LSNs increase: {la} {lb} {lc}");
+        assert_entry(&db, b"a", b"1", la);
+        let ld = db.delete(b"b").unwrap();
+        assert!(ld > lc);
+        assert!(db.get(b"b").unwrap().is_none());
+        let mut tx = db.begin();
+        tx.put(b"d", b"4").unwrap();
+        tx.put(b"e", b"5").unwrap();
+        let le = tx.commit().unwrap();
+        let mut tx = db.begin();
+        tx.put(b"f", b"6").unwrap();
+        let lf = tx.commit_with(Durability::InMemory).unwrap();
+        let all = scan(&db);
+        let want: Vec<Entry> = vec![
+            (b"a".to_vec(), b"1".to_vec(), la),
+            (b"c".to_vec(), b"3".to_vec(), lc),
+            (b"d".to_vec(), b"4".to_vec(), le),
+            (b"e".to_vec(), b"5".to_vec(), le),
+            (b"f".to_vec(), b"6".to_vec(), lf),
+        ];
+        assert_eq!(all, want);
+        let pre: Vec<Vec<u8>> = db
+            .range(b"c".as_slice()..b"e".as_slice())
+            .unwrap()
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        assert_eq!(pre, vec![b"c".to_vec(), b"d".to_vec()]);
+        assert_eq!(db.prefix(b"d").unwrap().count(), 1);
+
+        // Durability cannot be had without a log: an error, not a silent no-op, and the refused
+        // transaction is not applied.
+        for d in [Durability::Strict, buffered_forever(1 << 20)] {
+            let mut tx = db.begin();
+            tx.put(b"z", b"refused").unwrap();
+            match tx.commit_with(d) {
+                Err(Error::DurabilityUnavailable(_)) => {}
+                other => panic!("commit_with({d}) on InMemory: {other:?}"),
+            }
+        }
+        assert!(db.get(b"z").unwrap().is_none());
+        assert!(matches!(
+            db.wait_durable(la),
+            Err(Error::DurabilityUnavailable(_))
+        ));
+        assert!(matches!(db.sync(), Err(Error::DurabilityUnavailable(_))));
+        let s = db.stats();
+        assert!(s.backend.is_none(), "{:?}", s.backend);
+        assert_eq!(s.syncs, 0);
+        assert_eq!(s.segments_created, 0);
+        // Still fully usable after the refusals.
+        let lg = db.put(b"g", b"7").unwrap();
+        assert!(lg > lf);
+        db.close().unwrap();
+        assert!(
+            !path.exists(),
+            "InMemory created {} on close",
+            path.display()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "InMemory wrote into the parent directory"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. SIGKILL of a child process never loses an acknowledged Strict commit
+// ---------------------------------------------------------------------------------------------
+
+const CHILD_DIR: &str = "RINGLOG_TEST_CHILD_DIR";
+const CHILD_IO: &str = "RINGLOG_TEST_CHILD_IO";
+const CHILD_THREADS: &str = "RINGLOG_TEST_CHILD_THREADS";
+const CHILD_STRATEGY: &str = "RINGLOG_TEST_CHILD_STRATEGY";
+/// Marks the child's protocol lines ("try t k", "ack t k lsn") in its stdout.
+const MARK: &str = "@@ringlog@@";
+/// Bound on a child's work, should the parent never kill it.
+const CHILD_MAX_PER_THREAD: u64 = 20_000;
+
+fn child_key(t: usize, k: u64) -> Vec<u8> {
+    format!("t{t}/k{k:08}").into_bytes()
+}
+
+fn child_value(t: usize, k: u64) -> Vec<u8> {
+    // Mostly small values, every 50th one spans several 4 KiB blocks.
+    let reps = if k % 50 == 49 {
+        600
+    } else {
+        1 + (k as usize % 7)
+    };
+    format!("<{t}:{k}>").repeat(reps).into_bytes()
+}
+
+fn parse_child_key(key: &[u8]) -> Option<(usize, u64)> {
+    let s = std::str::from_utf8(key).ok()?;
+    let (t, k) = s.strip_prefix('t')?.split_once("/k")?;
+    Some((t.parse().ok()?, k.parse().ok()?))
+}
+
+/// In the child process (`RINGLOG_TEST_CHILD_DIR` set): commits sequential keys with Strict
+/// durability from `RINGLOG_TEST_CHILD_THREADS` threads, printing "try t k" before and
+/// "ack t k lsn" after each commit, until killed.
+fn child_workload(dir: &str) {
+    let io = match std::env::var(CHILD_IO).as_deref() {
+        Ok("uring") => IoChoice::Uring,
+        Ok("portable") => IoChoice::Portable,
+        other => panic!("child: bad {CHILD_IO}: {other:?}"),
+    };
+    let threads: usize = std::env::var(CHILD_THREADS)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("child: RINGLOG_TEST_CHILD_THREADS");
+    let sync_strategy = match std::env::var(CHILD_STRATEGY).as_deref() {
+        Ok("dsync") => SyncStrategy::Dsync,
+        Ok("write-then-sync") => SyncStrategy::WriteThenSync,
+        other => panic!("child: bad {CHILD_STRATEGY}: {other:?}"),
+    };
+    let db = open(
+        Path::new(dir),
+        Options {
+            sync_strategy,
+            ..opts(io, Durability::Strict)
+        },
+    );
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            std::process::exit(3); // the parent is gone
+        }
+    };
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (db, say) = (&db, &say);
+            s.spawn(move || {
+                for k in 0..CHILD_MAX_PER_THREAD {
+                    say(format!("{MARK} try {t} {k}"));
+                    let lsn = db
+                        .put(&child_key(t, k), &child_value(t, k))
+                        .unwrap_or_else(|e| panic!("child: commit {t}/{k}: {e}"));
+                    say(format!("{MARK} ack {t} {k} {lsn}"));
+                }
+            });
+        }
+    });
+    eprintln!("child: finished every commit without being killed");
+}
+
+/// Runs `test` (this test binary, that test only) as a child writing to a fresh database with
+/// `threads` writers, SIGKILLs it after `kill_after` acknowledgements, then checks the recovered
+/// database.
+fn sigkill_round(
+    test: &str,
+    io: IoChoice,
+    strategy: SyncStrategy,
+    threads: usize,
+    kill_after: usize,
+) {
+    let dir = tempdir();
+    let db_dir = dir.path().join("db");
+    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR, &db_dir)
+        .env(CHILD_IO, io_name(io))
+        .env(CHILD_THREADS, threads.to_string())
+        .env(
+            CHILD_STRATEGY,
+            match strategy {
+                SyncStrategy::Dsync => "dsync",
+                SyncStrategy::WriteThenSync => "write-then-sync",
+            },
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child");
+    let mut stderr = child.stderr.take().expect("child stderr");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let stdout = BufReader::new(child.stdout.take().expect("child stdout"));
+    let mut tried: HashSet<(usize, u64)> = HashSet::new();
+    let mut acks: Vec<(usize, u64, Lsn)> = Vec::new();
+    let mut killed = false;
+    // Read until EOF: what the child printed before it died is acknowledged too.
+    for line in stdout.lines() {
+        let line = line.expect("read the child's stdout");
+        // The harness's "test <name> ... " may precede the first line of the child's output.
+        let Some(at) = line.find(MARK) else {
+            continue;
+        };
+        let line = &line[at + MARK.len()..];
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["try", t, k] => {
+                tried.insert((t.parse().unwrap(), k.parse().unwrap()));
+            }
+            ["ack", t, k, lsn] => {
+                let (t, k) = (t.parse().unwrap(), k.parse().unwrap());
+                assert!(tried.contains(&(t, k)), "ack before try: {line}");
+                acks.push((t, k, lsn.parse().unwrap()));
+            }
+            _ => continue, // the test harness's own output
+        }
+        if !killed && acks.len() >= kill_after {
+            child.kill().expect("SIGKILL the child");
+            killed = true;
+        }
+    }
+    let status = child.wait().expect("wait for the child");
+    let child_err = stderr_reader.join().unwrap();
+    assert!(
+        killed,
+        "the child ({} path, {threads} threads) exited ({status}) after only {} acks; its stderr:\n{child_err}",
+        io_name(io),
+        acks.len()
+    );
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "child status {status}; stderr:\n{child_err}"
+    );
+
+    let o = opts(io, Durability::Strict);
+    let db = open(&db_dir, o.clone());
+    // Every acknowledged commit is there, with its value and its LSN; each writer's LSNs increase.
+    let mut last = vec![0; threads];
+    for &(t, k, lsn) in &acks {
+        assert!(
+            lsn > last[t],
+            "writer {t}: LSN {lsn} after {} is not increasing",
+            last[t]
+        );
+        last[t] = lsn;
+        assert_entry(&db, &child_key(t, k), &child_value(t, k), lsn);
+    }
+    // Nothing that was not attempted, no wrong value, no hole in the commit order, and each
+    // writer's surviving commits are a prefix of its sequence.
+    let entries = scan(&db);
+    let mut lsns = Vec::with_capacity(entries.len());
+    let mut per_writer: BTreeMap<usize, Vec<(u64, Lsn)>> = BTreeMap::new();
+    for (key, value, lsn) in &entries {
+        let (t, k) = parse_child_key(key)
+            .unwrap_or_else(|| panic!("unexpected key {:?}", String::from_utf8_lossy(key)));
+        assert!(
+            tried.contains(&(t, k)),
+            "key {t}/{k} was never attempted but is present"
+        );
+        assert_eq!(value, &child_value(t, k), "value of {t}/{k}");
+        lsns.push(*lsn);
+        per_writer.entry(t).or_default().push((k, *lsn));
+    }
+    lsns.sort_unstable();
+    let n = lsns.len() as Lsn;
+    assert_eq!(
+        lsns,
+        (1..=n).collect::<Vec<_>>(),
+        "recovered LSNs must be exactly 1..={n}"
+    );
+    for (t, mut ks) in per_writer {
+        ks.sort_unstable();
+        for (i, w) in ks.iter().enumerate() {
+            assert_eq!(w.0, i as u64, "writer {t}: commit {i} is missing");
+        }
+        assert!(
+            ks.windows(2).all(|w| w[0].1 < w[1].1),
+            "writer {t}: LSNs follow its commit order"
+        );
+    }
+    let rs = db.recovery_stats().clone();
+    assert_eq!(rs.last_lsn, n);
+    assert_eq!(rs.transactions_applied, n);
+    // The database is writable and never reuses an LSN.
+    let max_acked = acks.iter().map(|a| a.2).max().unwrap_or(0);
+    let lsn = db.put(b"after", b"the crash").unwrap();
+    assert!(
+        lsn > n && lsn > max_acked,
+        "LSN {lsn} after recovery of {n}"
+    );
+    let before = scan(&db);
+    db.close().unwrap();
+    let db = open(&db_dir, o);
+    assert_eq!(scan(&db), before, "a second recovery gives the same state");
+    eprintln!(
+        "[{} path, {strategy:?}, {threads} writers] killed after {kill_after} acks: {} acked, {} recovered, {} bytes of torn tail cut",
+        io_name(io),
+        acks.len(),
+        n,
+        rs.bytes_truncated
+    );
+}
+
+/// Runs the child workload instead of the test when this process is a child.
+fn is_child() -> bool {
+    match std::env::var(CHILD_DIR) {
+        Ok(dir) => {
+            child_workload(&dir);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn sigkill_one_writer_loses_no_acknowledged_strict_commit() {
+    if is_child() {
+        return;
+    }
+    on_each_path(|io| {
+        for (strategy, kill_after) in [
+            (SyncStrategy::WriteThenSync, 1),
+            (SyncStrategy::WriteThenSync, 77),
+            (SyncStrategy::WriteThenSync, 200),
+            (SyncStrategy::Dsync, 5),
+            (SyncStrategy::Dsync, 200),
+        ] {
+            sigkill_round(
+                "sigkill_one_writer_loses_no_acknowledged_strict_commit",
+                io,
+                strategy,
+                1,
+                kill_after,
+            );
+        }
+    });
+}
+
+#[test]
+fn sigkill_four_writers_lose_no_acknowledged_strict_commit() {
+    if is_child() {
+        return;
+    }
+    on_each_path(|io| {
+        for (strategy, kill_after) in [
+            (SyncStrategy::WriteThenSync, 33),
+            (SyncStrategy::WriteThenSync, 200),
+            (SyncStrategy::Dsync, 200),
+        ] {
+            sigkill_round(
+                "sigkill_four_writers_lose_no_acknowledged_strict_commit",
+                io,
+                strategy,
+                4,
+                kill_after,
+            );
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Buffered syncs by itself
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn buffered_syncs_within_its_interval_without_any_call() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = open(
+            dir.path(),
+            opts(
+                io,
+                Durability::Buffered {
+                    interval: Duration::from_millis(5),
+                    max_pending: usize::MAX,
+                },
+            ),
+        );
+        assert_eq!(db.stats().syncs, 0);
+        assert!(db.stats().last_sync.is_none());
+        let lsn = db.put(b"k", b"v").unwrap();
+        eventually("the Buffered timer makes the put durable", LIVENESS, || {
+            db.durable_lsn() >= lsn
+        });
+        let s = db.stats();
+        assert!(s.syncs >= 1, "{s:?}");
+        assert!(s.last_sync.is_some(), "{s:?}");
+        // The timer re-arms for the next commit.
+        let lsn2 = db.put(b"k2", b"v2").unwrap();
+        eventually("the timer re-arms", LIVENESS, || db.durable_lsn() >= lsn2);
+        assert!(db.stats().syncs >= 2);
+        db.close().unwrap();
+    });
+}
+
+#[test]
+fn buffered_max_pending_triggers_a_sync() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let max_pending = 4096;
+        let o = opts(io, buffered_forever(max_pending));
+        let db = open(dir.path(), o.clone());
+        let value = [7u8; 100];
+        let mut lsns = Vec::new();
+        for i in 0..100 {
+            lsns.push(db.put(format!("key-{i:03}").as_bytes(), &value).unwrap());
+        }
+        // Each put is one record; the log syncs whenever `max_pending` bytes wait, so at most
+        // the commits of less than `max_pending` bytes at the end stay unsynced (the interval is
+        // an hour).
+        let per_commit = ringlog_format::encoded_len(7, 100);
+        let may_wait = max_pending.div_ceil(per_commit) - 1;
+        let must = lsns[lsns.len() - 1 - may_wait];
+        eventually("max_pending triggers syncs", LIVENESS, || {
+            db.durable_lsn() >= must
+        });
+        let s = db.stats();
+        assert!(s.syncs >= 1 && s.last_sync.is_some(), "{s:?}");
+        db.close().unwrap();
+        let db = open(dir.path(), o);
+        for (i, lsn) in lsns.iter().enumerate() {
+            assert_entry(&db, format!("key-{i:03}").as_bytes(), &value, *lsn);
+        }
+    });
+}
+
+/// Runs `f` on another thread and fails the test if it has not returned within [`LIVENESS`].
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(LIVENESS)
+        .unwrap_or_else(|_| panic!("{what}: no answer after {LIVENESS:?} (hang)"))
+}
+
+/// A sync request (`sync()`, or a Strict override) on a Buffered database is served at once, not
+/// at the end of the Buffered interval — also right after a sync round that carried several
+/// commits (which makes the log thread gather the next group commit).
+///
+/// The hang this guards against needs the log thread to be asleep (woken by the first Buffered
+/// commit, then back to sleep until the Buffered deadline) when the request arrives; the test
+/// cannot observe that, so it repeats the scenario: a correct engine passes every round, and a
+/// broken one is caught with near certainty.
+#[test]
+fn sync_requests_after_a_group_round_are_served_promptly() {
+    const GROUP: usize = 12;
+    on_each_path(|io| {
+        for round in 0..16 {
+            let strict_override = round % 2 == 1;
+            let dir = tempdir();
+            let db = Arc::new(open(dir.path(), opts(io, buffered_forever(usize::MAX))));
+            // One sync round carrying GROUP commits.
+            for i in 0..GROUP {
+                db.put(format!("group-{i}").as_bytes(), b"1").unwrap();
+            }
+            let d = db.clone();
+            within("sync() of Buffered commits", move || d.sync()).unwrap();
+            assert_eq!(db.durable_lsn(), GROUP as Lsn);
+            // Fewer Buffered commits than that round pending, then a sync request.
+            let first = db.put(b"next-0", b"1").unwrap();
+            for i in 1..GROUP - 4 {
+                db.put(format!("next-{i}").as_bytes(), b"1").unwrap();
+            }
+            let d = db.clone();
+            let last = if strict_override {
+                within("a Strict override after a group round", move || {
+                    let mut tx = d.begin();
+                    tx.put(b"strict", b"1").unwrap();
+                    tx.commit_with(Durability::Strict)
+                })
+                .unwrap()
+            } else {
+                let last = db.last_lsn();
+                within("sync() after a group round", move || d.sync()).unwrap();
+                last
+            };
+            assert!(db.durable_lsn() >= last && last > first);
+            db.close().unwrap();
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. close (and drop) flush Buffered
+// ---------------------------------------------------------------------------------------------
+
+/// Writes enough to span several segments, plus a transaction and a delete, with Buffered
+/// durability and an hour-long interval: nothing is synced until close.
+fn fill_unsynced(db: &Db) {
+    for i in 0..1500 {
+        let (k, v) = kv(i);
+        db.put(&k, &v).unwrap();
+    }
+    let mut tx = db.begin();
+    tx.put(b"txn-a", b"1").unwrap();
+    tx.put(b"txn-b", b"2").unwrap();
+    tx.delete(&kv(3).0).unwrap();
+    tx.commit().unwrap();
+    db.delete(&kv(4).0).unwrap();
+    let s = db.stats();
+    assert_eq!(s.syncs, 0, "nothing asked for a sync yet: {s:?}");
+    assert!(db.durable_lsn() < db.last_lsn());
+}
+
+#[test]
+fn close_flushes_buffered() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, buffered_forever(usize::MAX));
+        let db = open(dir.path(), o.clone());
+        fill_unsynced(&db);
+        let before = scan(&db);
+        let last = db.last_lsn();
+        db.close().unwrap();
+        assert_eq!(db.durable_lsn(), last, "close syncs everything");
+        assert!(db.stats().syncs >= 1);
+        drop(db);
+        let db = open(dir.path(), o);
+        assert_eq!(scan(&db), before);
+        assert_eq!(db.recovery_stats().last_lsn, last);
+    });
+}
+
+#[test]
+fn dropped_without_close_still_syncs() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, buffered_forever(usize::MAX));
+        let db = open(dir.path(), o.clone());
+        fill_unsynced(&db);
+        let before = scan(&db);
+        let last = db.last_lsn();
+        drop(db);
+        let db = open(dir.path(), o);
+        assert_eq!(scan(&db), before);
+        assert_eq!(db.recovery_stats().last_lsn, last);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A failed write or fdatasync poisons the database
+// ---------------------------------------------------------------------------------------------
+
+fn fault_opts(io: IoChoice, durability: Durability, faults: &Arc<Faults>) -> Options {
+    Options {
+        vfs: Some(FaultVfs::new(real_vfs(io), faults.clone())),
+        ..opts(io, durability)
+    }
+}
+
+fn assert_poisoned<T: std::fmt::Debug>(what: &str, r: ringlog::Result<T>) {
+    match r {
+        Err(Error::Poisoned(e)) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{what}: the poison carries the original error"
+        ),
+        other => panic!("{what}: expected Err(Poisoned), got {other:?}"),
+    }
+}
+
+/// Sequential Strict commits; the 5th write + sync fails.
+fn poison_sequential(io: IoChoice, mode: FailMode) {
+    let dir = tempdir();
+    let faults = Faults::new(5, mode);
+    let db = open(dir.path(), fault_opts(io, Durability::Strict, &faults));
+    let mut acked = Vec::new();
+    let err = loop {
+        let (k, v) = kv(acked.len());
+        match db.put(&k, &v) {
+            Ok(lsn) => acked.push((k, v, lsn)),
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 100, "the fault never fired");
+    };
+    assert!(faults.fired.load(Ordering::SeqCst));
+    assert!(matches!(&err, Error::Poisoned(_)), "{err:?}");
+    assert_poisoned("the failing commit", Err::<(), _>(err));
+    assert_eq!(
+        acked.len(),
+        4,
+        "one write + sync per sequential Strict commit"
+    );
+    let failed = kv(4);
+    let calls = faults.calls.load(Ordering::SeqCst);
+
+    // Every later write fails, whatever its form.
+    assert_poisoned("put", db.put(b"later", b"x"));
+    assert_poisoned("delete", db.delete(&acked[0].0));
+    let mut tx = db.begin();
+    tx.put(b"t1", b"1").unwrap();
+    tx.put(b"t2", b"2").unwrap();
+    assert_poisoned("txn commit", tx.commit());
+    let mut tx = db.begin();
+    tx.put(b"t3", b"3").unwrap();
+    assert_poisoned(
+        "Buffered override",
+        tx.commit_with(buffered_forever(1 << 20)),
+    );
+    assert_poisoned("sync", db.sync());
+    // Reads still serve what was acknowledged; refused writes are not applied.
+    for (k, v, lsn) in &acked {
+        assert_entry(&db, k, v, *lsn);
+    }
+    for k in [&b"later"[..], b"t1", b"t2", b"t3"] {
+        assert!(db.get(k).unwrap().is_none());
+    }
+    let s = db.stats();
+    assert!(s.poisoned, "{s:?}");
+    assert!(s.sync_failures >= 1, "{s:?}");
+    assert_eq!(
+        s.durable_lsn, acked[3].2,
+        "the durable point stops before the failure"
+    );
+    assert_poisoned("close", db.close());
+    // No retry: the engine never wrote again after the failure.
+    assert_eq!(
+        faults.calls.load(Ordering::SeqCst),
+        calls,
+        "a write was retried"
+    );
+    drop(db);
+
+    let o = opts(io, Durability::Strict);
+    let db = open(dir.path(), o);
+    for (k, v, lsn) in &acked {
+        assert_entry(&db, k, v, *lsn);
+    }
+    match (mode, db.get(&failed.0).unwrap()) {
+        (FailMode::BeforeWrite | FailMode::Panic, got) => {
+            assert!(got.is_none(), "never written: {got:?}")
+        }
+        (FailMode::AfterWrite, Some(got)) => {
+            assert_eq!(&*got, &failed.1[..]);
+            assert_eq!(got.lsn(), acked[3].2 + 1);
+        }
+        (FailMode::AfterWrite, None) => {}
+    }
+    for k in [&b"later"[..], b"t1", b"t2", b"t3"] {
+        assert!(db.get(k).unwrap().is_none());
+    }
+    let lsn = db.put(b"after", b"reopen").unwrap();
+    assert!(lsn > acked[3].2);
+    db.close().unwrap();
+}
+
+/// Eight threads of Strict commits; the 20th write + sync fails. Every thread ends with Poisoned,
+/// and every acknowledged commit survives.
+fn poison_concurrent(io: IoChoice, mode: FailMode) {
+    const THREADS: usize = 8;
+    let dir = tempdir();
+    let faults = Faults::new(20, mode);
+    let db = open(dir.path(), fault_opts(io, Durability::Strict, &faults));
+    let acked: Vec<Vec<Entry>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let db = &db;
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in 0..500 {
+                        let k = format!("t{t}-{i:04}").into_bytes();
+                        let v = format!("v{t}-{i}").repeat(1 + i % 5).into_bytes();
+                        match db.put(&k, &v) {
+                            Ok(lsn) => mine.push((k, v, lsn)),
+                            Err(e) => {
+                                assert_poisoned("a concurrent commit", Err::<(), _>(e));
+                                assert_poisoned("the next commit", db.put(b"next", b"x"));
+                                return mine;
+                            }
+                        }
+                    }
+                    panic!("thread {t}: 500 commits and no failure: the fault never reached it");
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(db.stats().poisoned);
+    assert_poisoned("close", db.close());
+    drop(db);
+
+    let db = open(dir.path(), opts(io, Durability::Strict));
+    let mut want: HashSet<Vec<u8>> = HashSet::new();
+    for (k, v, lsn) in acked.iter().flatten() {
+        assert_entry(&db, k, v, *lsn);
+        want.insert(k.clone());
+    }
+    let present: HashSet<Vec<u8>> = scan(&db).into_iter().map(|e| e.0).collect();
+    if mode == FailMode::BeforeWrite {
+        // Nothing after the failed write reached the disk.
+        assert_eq!(present, want, "exactly the acknowledged commits survive");
+    } else {
+        assert!(present.is_superset(&want));
+    }
+    let n = acked.iter().map(Vec::len).sum::<usize>();
+    eprintln!(
+        "[{} path, {mode:?}] {n} commits acknowledged before the failure",
+        io_name(io)
+    );
+}
+
+/// A Buffered database: the background sync fails, and `sync()` reports it.
+fn poison_buffered(io: IoChoice, mode: FailMode) {
+    let dir = tempdir();
+    // Call 1 succeeds (a Strict override), call 2 fails.
+    let faults = Faults::new(2, mode);
+    let db = open(
+        dir.path(),
+        fault_opts(io, buffered_forever(usize::MAX), &faults),
+    );
+    let la = db.put(b"a", b"1").unwrap();
+    let mut tx = db.begin();
+    tx.put(b"b", b"2").unwrap();
+    let lb = tx.commit_with(Durability::Strict).unwrap();
+    assert!(
+        db.durable_lsn() >= lb,
+        "a Strict override covers earlier commits"
+    );
+    let lc = db.put(b"c", b"3").unwrap(); // acknowledged as Buffered, not durable
+    assert_poisoned("sync", db.sync());
+    assert_poisoned("put after the failed sync", db.put(b"d", b"4"));
+    assert_poisoned("close", db.close());
+    drop(db);
+    let db = open(dir.path(), opts(io, Durability::Strict));
+    assert_entry(&db, b"a", b"1", la);
+    assert_entry(&db, b"b", b"2", lb);
+    match (mode, db.get(b"c").unwrap()) {
+        (FailMode::BeforeWrite | FailMode::Panic, got) => assert!(got.is_none(), "{got:?}"),
+        (FailMode::AfterWrite, Some(v)) => assert_eq!((&*v, v.lsn()), (&b"3"[..], lc)),
+        (FailMode::AfterWrite, None) => {}
+    }
+    assert!(db.get(b"d").unwrap().is_none());
+}
+
+#[test]
+fn write_failure_poisons_sequential_commits() {
+    on_each_path(|io| {
+        for mode in [FailMode::BeforeWrite, FailMode::AfterWrite] {
+            poison_sequential(io, mode);
+        }
+    });
+}
+
+#[test]
+fn write_failure_poisons_concurrent_commits() {
+    on_each_path(|io| {
+        for mode in [FailMode::BeforeWrite, FailMode::AfterWrite] {
+            poison_concurrent(io, mode);
+        }
+    });
+}
+
+#[test]
+fn write_failure_poisons_buffered_sync() {
+    on_each_path(|io| {
+        for mode in [FailMode::BeforeWrite, FailMode::AfterWrite] {
+            poison_buffered(io, mode);
+        }
+    });
+}
+
+/// A panic on the log thread (here: inside a custom driver) must poison the database like an I/O
+/// error: committers waiting for a sync get an error instead of blocking forever.
+#[test]
+fn log_thread_panic_poisons_instead_of_hanging() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let faults = Faults::new(3, FailMode::Panic);
+        let db = Arc::new(open(
+            dir.path(),
+            fault_opts(io, Durability::Strict, &faults),
+        ));
+        let la = db.put(b"a", b"1").unwrap();
+        let lb = db.put(b"b", b"2").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let committer = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(format!("{:?}", db.put(b"c", b"3")));
+            })
+        };
+        let r = rx.recv_timeout(LIVENESS).unwrap_or_else(|_| {
+            panic!("a Strict commit still waits {LIVENESS:?} after the log thread panicked (hang)")
+        });
+        committer.join().unwrap();
+        assert!(faults.fired.load(Ordering::SeqCst));
+        assert!(r.starts_with("Err(Poisoned"), "the commit got {r}");
+        assert!(matches!(db.put(b"d", b"4"), Err(Error::Poisoned(_))));
+        assert!(matches!(db.sync(), Err(Error::Poisoned(_))));
+        assert!(db.stats().poisoned);
+        assert!(db.close().is_err(), "close reports the failure");
+        drop(db);
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        assert_entry(&db, b"a", b"1", la);
+        assert_entry(&db, b"b", b"2", lb);
+        assert!(db.get(b"c").unwrap().is_none(), "never written");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. One open per directory
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn second_open_of_a_directory_is_locked() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        let lsn = db.put(b"k", b"v").unwrap();
+        match Db::open(dir.path(), o.clone()) {
+            Err(Error::Locked(p)) => assert_eq!(p, dir.path()),
+            other => panic!("second open: expected Locked, got {other:?}"),
+        }
+        // The first handle is unaffected.
+        assert_entry(&db, b"k", b"v", lsn);
+        let lsn2 = db.put(b"k2", b"v2").unwrap();
+        db.close().unwrap();
+        let db2 = open(dir.path(), o.clone());
+        assert_entry(&db2, b"k2", b"v2", lsn2);
+        drop(db2);
+        let db3 = open(dir.path(), o.clone());
+        // Dropping the first (already closed) handle does not release the third one's lock.
+        drop(db);
+        match Db::open(dir.path(), o.clone()) {
+            Err(Error::Locked(_)) => {}
+            other => panic!("open while db3 is open: expected Locked, got {other:?}"),
+        }
+        assert_entry(&db3, b"k", b"v", lsn);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A full disk loses nothing acknowledged (needs root: tmpfs)
+// ---------------------------------------------------------------------------------------------
+
+/// Strict commits of `value_len`-byte values until one fails; returns the acknowledged ones and
+/// the error.
+fn commit_until_error(db: &Db, value_len: usize) -> (Vec<Entry>, Error) {
+    let mut acked = Vec::new();
+    loop {
+        let i = acked.len();
+        let k = format!("key-{i:06}").into_bytes();
+        let v = format!("{i:08}").repeat(value_len / 8).into_bytes();
+        match db.put(&k, &v) {
+            Ok(lsn) => acked.push((k, v, lsn)),
+            Err(e) => return (acked, e),
+        }
+        assert!(i < 100_000, "the disk never filled up");
+    }
+}
+
+fn check_after_full(db: &Db, acked: &[Entry]) {
+    for (k, v, lsn) in acked {
+        assert_entry(db, k, v, *lsn);
+    }
+    // Beyond the acknowledged commits, at most the one that failed may be present, intact.
+    let n = acked.len();
+    for (k, v, lsn) in scan(db) {
+        if let Some(i) = std::str::from_utf8(&k)
+            .ok()
+            .and_then(|s| s.strip_prefix("key-"))
+            .and_then(|s| s.parse::<usize>().ok())
+        {
+            if i >= n {
+                assert_eq!(
+                    i, n,
+                    "only the failed commit may be present beyond the acked ones"
+                );
+                assert_eq!(v, format!("{i:08}").repeat(v.len() / 8).into_bytes());
+                assert_eq!(lsn, acked.last().map_or(0, |a| a.2) + 1);
+            }
+        }
+    }
+}
+
+fn disk_full(io: IoChoice, segment_size: u64, preallocate: Preallocate, value_len: usize) {
+    let Some(fs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let dir = fs.path().join("db");
+    let o = Options {
+        segment_size,
+        preallocate,
+        ..opts(io, Durability::Strict)
+    };
+    let db = open(&dir, o.clone());
+    let (acked, err) = commit_until_error(&db, value_len);
+    eprintln!(
+        "[{} path, {preallocate:?}] disk full after {} commits: {err}",
+        io_name(io),
+        acked.len()
+    );
+    assert!(!acked.is_empty());
+    assert!(
+        matches!(err, Error::Poisoned(_) | Error::Io { .. }),
+        "expected an I/O error, got {err:?}"
+    );
+    assert!(is_enospc(&err), "the error names ENOSPC: {err:?} / {err}");
+    assert!(db.stats().poisoned);
+    // What was acknowledged is still readable, and later writes are refused.
+    for (k, v, lsn) in &acked {
+        assert_entry(&db, k, v, *lsn);
+    }
+    assert!(db.put(b"more", b"x").is_err());
+    if let Err(e) = db.close() {
+        eprintln!("close after ENOSPC: {e}");
+    }
+    drop(db);
+
+    // Still full: opening either works, with everything acknowledged, or fails cleanly.
+    match Db::open(&dir, o.clone()) {
+        Ok(db) => {
+            check_after_full(&db, &acked);
+            drop(db);
+        }
+        Err(e) => {
+            eprintln!("open while the disk is full: {e}");
+            assert!(is_enospc(&e), "open on a full disk: {e:?}");
+        }
+    }
+
+    // Free space: everything acknowledged is there, and the database works again.
+    fs.resize("8m");
+    let db = open(&dir, o.clone());
+    check_after_full(&db, &acked);
+    let l1 = db.put(b"after-1", b"x").unwrap();
+    let l2 = db.put(b"after-2", &vec![1u8; value_len]).unwrap();
+    assert!(l1 > acked.last().unwrap().2 && l2 > l1);
+    let before = scan(&db);
+    db.close().unwrap();
+    drop(db);
+    let db = open(&dir, o);
+    assert_eq!(scan(&db), before);
+    drop(db);
+}
+
+#[test]
+fn disk_full_at_segment_rotation_loses_nothing_acknowledged() {
+    // Zero-filled 256 KiB segments: ~7 fit in 2 MiB; creating the next one fails.
+    on_each_path(|io| disk_full(io, SEG, Preallocate::ZeroFill, 1000));
+}
+
+#[test]
+fn disk_full_at_a_write_loses_nothing_acknowledged() {
+    // One 4 MiB segment that grows with each write (no preallocation): a write fails.
+    on_each_path(|io| disk_full(io, 4 << 20, Preallocate::None, 3000));
+}
