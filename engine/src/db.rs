@@ -357,6 +357,7 @@ impl Db {
                 "an in-memory database has no log",
             ));
         }
+        self.check_open()?;
         let mut st = self.shared.state.lock();
         if self.durable_lsn() >= lsn {
             return Ok(());
@@ -365,9 +366,19 @@ impl Db {
             return Err(Error::Closed);
         }
         self.shared.request_sync(&mut st, lsn);
-        self.shared
-            .wait_durable(&mut st, lsn)
-            .map_err(Error::Poisoned)
+        loop {
+            if self.durable_lsn() >= lsn {
+                return Ok(());
+            }
+            if let Some(e) = &st.poisoned {
+                return Err(Error::Poisoned(e.clone()));
+            }
+            // Closing, and `lsn` was never committed: it never will be.
+            if st.closing && lsn >= st.next_lsn {
+                return Err(Error::Closed);
+            }
+            self.shared.durable_cv.wait(&mut st);
+        }
     }
 
     /// Makes every commit so far durable.
@@ -753,9 +764,14 @@ impl Txn<'_> {
     fn add(&mut self, op: Op) -> Result<()> {
         self.db.validate(&[op.as_ref()])?;
         let len = txn_encoded_len(&[op.as_ref()]);
-        let total = self.bytes
-            + len
-            + 2 * ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN);
+        // A one-operation transaction is one autocommit record; with more, Begin and Commit
+        // markers frame the operations.
+        let markers = if self.ops.is_empty() {
+            0
+        } else {
+            2 * ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN)
+        };
+        let total = self.bytes + len + markers;
         if self.db.shared.log.is_some() && total > self.db.max_txn_bytes {
             return Err(Error::TransactionTooLarge {
                 len: total,

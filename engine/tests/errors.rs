@@ -132,6 +132,11 @@ fn value_length_limit_with_a_64k_segment() {
             let value: Vec<u8> = (0..max).map(|i| (i % 251) as u8).collect();
             let lsn = db.put(key, &value).unwrap();
             assert_entry(&db, key, &value, lsn);
+            // ...and through a one-operation transaction too (no Begin/Commit markers there).
+            let mut tx = db.begin();
+            tx.put(key, &value).unwrap();
+            let lsn = tx.commit().unwrap();
+            assert_entry(&db, key, &value, lsn);
             db.delete(key).unwrap();
         }
         // The max-sized values survived segment rotation and a reopen (as deletes now).
