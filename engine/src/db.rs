@@ -21,6 +21,8 @@ use crate::{Error, Options, Result};
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 const LOCK: &str = "LOCK";
+/// How long an open retries a held directory lock before failing with [`Error::Locked`].
+const LOCK_RETRY: Duration = Duration::from_millis(200);
 
 /// Counters describing the database's activity since it was opened.
 #[derive(Clone, Debug)]
@@ -514,7 +516,9 @@ impl Db {
             } => shared.note_buffered(&mut st, interval, max_pending),
             Durability::Strict => {
                 shared.request_sync(&mut st, lsn);
-                shared.wait_durable(&mut st, lsn).map_err(Error::Poisoned)?;
+                shared
+                    .wait_committed(&mut st, lsn)
+                    .map_err(Error::Poisoned)?;
             }
         }
         Ok(lsn)
@@ -633,10 +637,24 @@ fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
         return Err(Error::NotADatabase(dir.to_path_buf()));
     }
     let lock_path = dir.join(LOCK);
-    vfs.lock(&lock_path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => Error::Locked(dir.to_path_buf()),
-        _ => Error::io("lock", lock_path.clone(), e),
-    })
+    // A lock is held by an open file description, which a fork duplicates: a process another
+    // thread is spawning holds our just-released lock until its exec closes the descriptor.
+    // Retry briefly before calling the directory locked.
+    let mut delay = Duration::from_micros(500);
+    let give_up = std::time::Instant::now() + LOCK_RETRY;
+    loop {
+        match vfs.lock(&lock_path) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= give_up {
+                    return Err(Error::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::io("lock", lock_path.clone(), e)),
+        }
+    }
 }
 
 fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {

@@ -45,6 +45,8 @@ pub(crate) struct State {
     pending_bytes: usize,
     /// Commits in the pending batches.
     pending_commits: usize,
+    /// Number of times the log thread has taken the pending batches.
+    takes: u64,
     /// Group-commit gathering: after a round that carried several commits, the log thread waits
     /// (until the deadline at most) for as many commits to be pending again before it syncs, so
     /// that committers just woken by that round can join the next one (PostgreSQL's
@@ -89,6 +91,10 @@ pub(crate) struct Shared {
     pub(crate) index: RwLock<Index>,
     /// Signalled when the durable LSN advances, on poison and when the log thread exits.
     pub(crate) durable_cv: Condvar,
+    /// Strict committers wait here, on the condition variable of the round that carries their
+    /// records (rounds alternate between the two), so a finished round wakes only its own
+    /// committers and not those already queued for the next one.
+    round_cv: [Condvar; 2],
     /// Signalled when pending bytes are taken by the log thread.
     pub(crate) space_cv: Condvar,
     pub(crate) durable_lsn: AtomicU64,
@@ -122,6 +128,7 @@ impl Shared {
                 batches: VecDeque::new(),
                 pending_bytes: 0,
                 pending_commits: 0,
+                takes: 0,
                 gather: None,
                 sync_upto: 0,
                 deadline: None,
@@ -133,6 +140,7 @@ impl Shared {
             }),
             index: RwLock::new(index),
             durable_cv: Condvar::new(),
+            round_cv: [Condvar::new(), Condvar::new()],
             space_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
@@ -202,12 +210,14 @@ impl Shared {
         }
     }
 
-    /// Waits until `lsn` is durable, or the log is poisoned or gone.
-    pub(crate) fn wait_durable(
+    /// Waits until `lsn`, just appended, is durable or the log is poisoned.
+    pub(crate) fn wait_committed(
         &self,
         st: &mut MutexGuard<'_, State>,
         lsn: Lsn,
     ) -> Result<(), Arc<io::Error>> {
+        // Every pending record goes out with the next take.
+        let cv = &self.round_cv[((st.takes + 1) % 2) as usize];
         loop {
             if self.durable_lsn.load(Ordering::Acquire) >= lsn {
                 return Ok(());
@@ -215,7 +225,7 @@ impl Shared {
             if let Some(e) = &st.poisoned {
                 return Err(e.clone());
             }
-            self.durable_cv.wait(st);
+            cv.wait(st);
         }
     }
 
@@ -349,6 +359,9 @@ impl Shared {
         st.batches.clear();
         st.pending_bytes = 0;
         self.durable_cv.notify_all();
+        for cv in &self.round_cv {
+            cv.notify_all();
+        }
         self.space_cv.notify_all();
     }
 }
@@ -469,6 +482,8 @@ pub(crate) fn run_log_thread(
                 }
             }
             let round_commits = st.pending_commits;
+            st.takes += 1;
+            let take = st.takes;
             shared.sync_wanted.store(false, Ordering::Release);
             st.pending_bytes = 0;
             st.pending_commits = 0;
@@ -476,9 +491,9 @@ pub(crate) fn run_log_thread(
             st.deadline = None;
             st.trigger_bytes = usize::MAX;
             shared.space_cv.notify_all();
-            (batches, round_commits)
+            (batches, round_commits, take)
         };
-        let (batches, round_commits) = batches;
+        let (batches, round_commits, take) = batches;
         lone_committer = round_commits == 1;
         for mut batch in batches {
             if let Some((prev_end, base_lsn)) = batch.create {
@@ -542,6 +557,7 @@ pub(crate) fn run_log_thread(
                 st.spare.push(batch.buf);
             }
             shared.durable_cv.notify_all();
+            shared.round_cv[(take % 2) as usize].notify_all();
         }
     }
 }
