@@ -545,8 +545,8 @@ pub(crate) fn run_log_thread(
             batch.buf.clear();
             let mut st = shared.state.lock();
             if round_commits >= 2 {
-                // Gather the next group for at most half a round's latency (capped at 1 ms).
-                let window = Duration::from_nanos(took / 2).min(Duration::from_millis(1));
+                // Gather the next group for at most one round's latency (capped at 1 ms).
+                let window = Duration::from_nanos(took).min(Duration::from_millis(1));
                 st.gather = Some((round_commits, Instant::now() + window));
             }
             if batch.last_lsn != 0 {
