@@ -1,0 +1,137 @@
+//! What the harness needs from a storage engine, and the engines it knows.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::args::Workload;
+
+/// Durability mode of a run, mapped onto each engine's strongest honest configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Nothing written to disk.
+    InMemory,
+    /// Commits acknowledged before they are durable; the engine syncs in the background (or, for
+    /// peers without a timer, only hands the bytes to the OS).
+    Buffered,
+    /// Every acknowledged commit is durable (covered by a completed fdatasync/fsync).
+    Strict,
+}
+
+impl Mode {
+    /// All three, in table order.
+    pub const ALL: [Mode; 3] = [Mode::InMemory, Mode::Buffered, Mode::Strict];
+
+    /// The name used on the command line and in the output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::InMemory => "inmemory",
+            Mode::Buffered => "buffered",
+            Mode::Strict => "strict",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An error from an engine (the message names the operation).
+#[derive(Debug)]
+pub struct EngineError(pub String);
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Result of engine operations.
+pub type EResult<T> = Result<T, EngineError>;
+
+/// Converts any displayable error, with context.
+pub fn err(what: &str, e: impl fmt::Display) -> EngineError {
+    EngineError(format!("{what}: {e}"))
+}
+
+/// Counters an engine can report about itself (cumulative since it was opened).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Transactions committed, if the engine counts them.
+    pub commits: Option<u64>,
+    /// fdatasync/fsync rounds (a group commit counts once), if the engine counts them.
+    pub syncs: Option<u64>,
+    /// Bytes the engine appended to its log (its own accounting), if it counts them.
+    pub bytes_logged: Option<u64>,
+}
+
+/// An open database under test. Shared by the worker threads.
+pub trait Engine: Send + Sync {
+    /// One put in its own transaction.
+    fn put(&self, key: &[u8], value: &[u8]) -> EResult<()>;
+    /// Several puts in one atomic transaction (one commit).
+    fn put_batch(&self, items: &[(&[u8], &[u8])]) -> EResult<()>;
+    /// Reads `key`; on a hit, replaces `out`'s contents with the value and returns true.
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool>;
+    /// Reads up to `limit` entries in key order from `start` (inclusive) to `end` (exclusive);
+    /// returns how many were read.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize>;
+    /// The engine's own counters.
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
+    /// The I/O path actually in use, if the engine reports one.
+    fn io_path(&self) -> Option<String> {
+        None
+    }
+    /// Closes the engine: everything acknowledged is on disk afterwards (for persistent modes).
+    fn close(self: Box<Self>) -> EResult<()>;
+}
+
+/// An engine the harness can run: its name, what it supports, how it opens.
+pub trait EngineKind: Sync {
+    /// Name on the command line and in the output.
+    fn name(&self) -> &'static str;
+    /// The configuration used for `mode`, for the output; `None` if the engine has no honest
+    /// configuration for that mode (the run is skipped and the reason printed).
+    fn config(&self, mode: Mode) -> Result<String, String>;
+    /// Whether the engine can run `workload` at all (raw loops cannot read, for example).
+    fn supports(&self, workload: Workload) -> bool;
+    /// True for the raw append loops (no group commit: they run single-stream only).
+    fn is_raw(&self) -> bool {
+        false
+    }
+    /// Opens (creating) the engine in the empty or previously used directory `dir`.
+    fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>>;
+}
+
+/// Harness settings engines may need at open.
+#[derive(Clone, Debug)]
+pub struct OpenOpts {
+    /// ringlog's I/O path choice.
+    pub io: ringlog::IoChoice,
+    /// Largest batch the run will commit (raw loops size their buffers with it).
+    pub max_batch: usize,
+    /// Key and value sizes.
+    pub key_size: usize,
+    /// Value size in bytes.
+    pub value_size: usize,
+}
+
+/// Every engine compiled into this binary, in table order.
+pub fn all_engines() -> Vec<&'static dyn EngineKind> {
+    let mut v: Vec<&'static dyn EngineKind> = vec![&crate::engines::ringlog::RINGLOG];
+    v.extend(
+        crate::engines::raw::RAW_ENGINES
+            .iter()
+            .map(|e| e as &dyn EngineKind),
+    );
+    v.extend(crate::engines::peers::peers());
+    v
+}
+
+/// Names of the peers this crate knows, whether compiled in or not (for error messages).
+pub const PEER_NAMES: [&str; 5] = ["fjall", "redb", "sled", "sqlite", "rocksdb"];

@@ -1,0 +1,129 @@
+//! ringlog itself, through its public API only.
+
+use std::path::Path;
+
+use ringlog::{Db, Durability, Options};
+
+use crate::args::Workload;
+use crate::engine::{err, Counters, EResult, Engine, EngineKind, Mode, OpenOpts};
+
+/// The ringlog engine kind.
+pub struct RinglogKind;
+
+/// The one instance.
+pub static RINGLOG: RinglogKind = RinglogKind;
+
+fn durability(mode: Mode) -> Durability {
+    match mode {
+        Mode::InMemory => Durability::InMemory,
+        Mode::Buffered => Durability::BUFFERED,
+        Mode::Strict => Durability::Strict,
+    }
+}
+
+impl EngineKind for RinglogKind {
+    fn name(&self) -> &'static str {
+        "ringlog"
+    }
+
+    fn config(&self, mode: Mode) -> Result<String, String> {
+        Ok(match mode {
+            Mode::InMemory => "Durability::InMemory (no log)".into(),
+            Mode::Buffered => format!(
+                "{} (write + fdatasync in the background), 64 MiB zero-filled segments",
+                durability(mode)
+            ),
+            Mode::Strict => {
+                "Durability::Strict (group commit), 64 MiB zero-filled segments, O_DIRECT".into()
+            }
+        })
+    }
+
+    fn supports(&self, _: Workload) -> bool {
+        true
+    }
+
+    fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
+        let db = Db::open(
+            dir,
+            Options {
+                durability: durability(mode),
+                io: opts.io,
+                ..Options::default()
+            },
+        )
+        .map_err(|e| err("ringlog open", e))?;
+        Ok(Box::new(Ringlog { db }))
+    }
+}
+
+/// An open ringlog database.
+pub struct Ringlog {
+    db: Db,
+}
+
+impl Engine for Ringlog {
+    fn put(&self, key: &[u8], value: &[u8]) -> EResult<()> {
+        self.db
+            .put(key, value)
+            .map(|_| ())
+            .map_err(|e| err("ringlog put", e))
+    }
+
+    fn put_batch(&self, items: &[(&[u8], &[u8])]) -> EResult<()> {
+        let mut tx = self.db.begin();
+        for (k, v) in items {
+            tx.put(k, v).map_err(|e| err("ringlog txn put", e))?;
+        }
+        tx.commit()
+            .map(|_| ())
+            .map_err(|e| err("ringlog commit", e))
+    }
+
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+        match self.db.get(key).map_err(|e| err("ringlog get", e))? {
+            Some(v) => {
+                out.clear();
+                out.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
+        let scan = self
+            .db
+            .range(start..end)
+            .map_err(|e| err("ringlog range", e))?;
+        Ok(scan.take(limit).map(|(_, v)| v.len().min(1)).sum())
+    }
+
+    fn counters(&self) -> Counters {
+        let s = self.db.stats();
+        Counters {
+            commits: Some(s.commits),
+            syncs: Some(s.syncs),
+            bytes_logged: Some(s.bytes_appended),
+        }
+    }
+
+    fn io_path(&self) -> Option<String> {
+        let s = self.db.stats();
+        s.backend.map(|b| {
+            format!(
+                "{}{}",
+                b.kind,
+                if s.direct_io {
+                    " + O_DIRECT"
+                } else {
+                    " (buffered I/O)"
+                }
+            )
+        })
+    }
+
+    fn close(self: Box<Self>) -> EResult<()> {
+        self.db.close().map_err(|e| err("ringlog close", e))
+    }
+}

@@ -1,0 +1,324 @@
+//! # ringlog-bench
+//!
+//! The throughput harness behind the `ringlog-bench` binary: "how fast are durable commits on
+//! *my* disk, and how does ringlog compare?". It runs db_bench-style and YCSB workloads over
+//! ringlog in its three durability modes, over raw durable-append loops (the physical floor of a
+//! log on the disk) and, with cargo features, over peer engines; it measures throughput, latency
+//! percentiles, syncs per commit, write amplification, CPU time and what the block device did;
+//! and it reads back what every run wrote, failing loudly on a wrong value.
+//!
+//! ```text
+//! cargo run --release -p ringlog-bench                      # the default run: one table, < 1 min
+//! cargo run --release -p ringlog-bench -- --help
+//! cargo run --release -p ringlog-bench --features peers -- --engines ringlog,raw,peers
+//! ```
+
+pub mod args;
+pub mod engine;
+pub mod engines;
+pub mod hist;
+pub mod keys;
+pub mod report;
+pub mod runner;
+pub mod sysinfo;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use args::{Config, Parsed, Workload};
+use engine::{EngineKind, Mode};
+use report::Floor;
+use runner::{Hooks, RunResult};
+
+/// Exit status of a clean run.
+pub const EXIT_OK: i32 = 0;
+/// Exit status when a run failed: a wrong value read back, or an engine error.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status for bad arguments.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Parses `args` (without the program name), runs, prints the table to `out` and messages to
+/// stderr; returns the exit status.
+pub fn main_with<I, S>(args: I, hooks: &Hooks, out: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let cfg = match args::parse(args) {
+        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Help) => {
+            let _ = writeln!(out, "{}", args::USAGE);
+            return EXIT_OK;
+        }
+        Err(msg) => {
+            eprintln!("ringlog-bench: {msg}\n\n{}", args::USAGE);
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(&t) = cfg.threads.iter().max() {
+        if (t as u64) > cfg.keys {
+            eprintln!(
+                "ringlog-bench: --keys ({}) must be at least the largest --threads ({t})",
+                cfg.keys
+            );
+            return EXIT_USAGE;
+        }
+    }
+    match run(&cfg, hooks, out) {
+        Ok(true) => EXIT_OK,
+        Ok(false) => EXIT_FAILED,
+        Err(msg) => {
+            eprintln!("ringlog-bench: {msg}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Where the databases go: `--dir`, else `$TMPDIR` unless it is a tmpfs, else the current
+/// directory.
+fn bench_root(cfg: &Config) -> Result<tempfile::TempDir, String> {
+    let parent = match &cfg.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create --dir {}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            let tmp = std::env::temp_dir();
+            if sysinfo::is_memory_fs(&tmp) {
+                std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+            } else {
+                tmp
+            }
+        }
+    };
+    tempfile::Builder::new()
+        .prefix("ringlog-bench-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", parent.display()))
+}
+
+/// The engines of the configuration, raw loops first (so that ratios can be printed as rows
+/// stream out), then ringlog, then peers.
+fn engines(cfg: &Config) -> Vec<&'static dyn EngineKind> {
+    let all = engine::all_engines();
+    let mut v: Vec<&'static dyn EngineKind> = all
+        .into_iter()
+        .filter(|e| cfg.engines.iter().any(|n| n == e.name()))
+        .collect();
+    v.sort_by_key(|e| (!e.is_raw(), e.name() != "ringlog"));
+    v
+}
+
+/// Runs every combination; returns whether every run verified.
+pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, String> {
+    let root = bench_root(cfg)?;
+    let machine = sysinfo::machine(root.path());
+    let w = |out: &mut dyn Write, s: &str| {
+        let _ = writeln!(out, "{s}");
+        let _ = out.flush();
+    };
+    w(out, &format!("ringlog-bench: {}", machine.line()));
+    w(
+        out,
+        &format!(
+            "keys {} B, values {} B, key space {}, {} per run{}; ringlog I/O path requested: {}",
+            cfg.key_size,
+            cfg.value_size,
+            cfg.keys,
+            if cfg.ops == u64::MAX {
+                "no operation limit".to_string()
+            } else {
+                format!("at most {} operations", report::thousands(cfg.ops as f64))
+            },
+            cfg.duration
+                .map(|d| format!(" and {:.3} s", d.as_secs_f64()))
+                .unwrap_or_default(),
+            cfg.io
+        ),
+    );
+    if machine.device.is_none() {
+        w(
+            out,
+            "warning: no block device found under the directory (tmpfs?): no device counters, and fdatasync proves nothing here",
+        );
+    } else if sysinfo::is_memory_fs(root.path()) {
+        w(
+            out,
+            "warning: the directory is on a tmpfs: fdatasync proves nothing here",
+        );
+    }
+    w(out, "");
+    w(out, &report::header());
+
+    let kinds = engines(cfg);
+    let mut rows: Vec<RunResult> = Vec::new();
+    let mut floors: Vec<(Workload, Floor)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut configs: Vec<String> = Vec::new();
+    let mut io_paths: Vec<String> = Vec::new();
+    let mut all_ok = true;
+    let mut run_no = 0;
+    for &mode in &cfg.modes {
+        for &workload in &cfg.workloads {
+            for &kind in &kinds {
+                if !kind.supports(workload) {
+                    let n = if kind.is_raw() {
+                        "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \
+                         fillbatch), in strict mode, single-stream"
+                            .to_string()
+                    } else {
+                        format!("{}: cannot run {workload}", kind.name())
+                    };
+                    push_unique(&mut notes, n);
+                    continue;
+                }
+                let config = match kind.config(mode) {
+                    Ok(c) => c,
+                    Err(why) => {
+                        if !kind.is_raw() {
+                            push_unique(
+                                &mut notes,
+                                format!("{} {mode}: skipped: {why}", kind.name()),
+                            );
+                        }
+                        continue;
+                    }
+                };
+                if workload == Workload::Recover && mode == Mode::InMemory {
+                    push_unique(
+                        &mut notes,
+                        "recover: not run in inmemory mode (nothing persists)".into(),
+                    );
+                    continue;
+                }
+                push_unique(&mut configs, format!("{} {mode}: {config}", kind.name()));
+                let threads: Vec<usize> = if kind.is_raw() || workload == Workload::Recover {
+                    vec![1]
+                } else {
+                    cfg.threads.clone()
+                };
+                for t in threads {
+                    run_no += 1;
+                    let dir = root.path().join(format!("run-{run_no}"));
+                    let res = runner::run_one(
+                        kind,
+                        workload,
+                        mode,
+                        t,
+                        cfg,
+                        &dir,
+                        machine.device.as_deref(),
+                        machine.cache_needs_flush(),
+                        hooks,
+                    );
+                    let _ = std::fs::remove_dir_all(&dir);
+                    let res = match res {
+                        Ok(r) => r,
+                        Err(e) => {
+                            all_ok = false;
+                            let msg =
+                                format!("{} {mode} {workload} x{t}: FAILED: {e}", kind.name());
+                            w(out, &msg);
+                            notes.push(msg);
+                            continue;
+                        }
+                    };
+                    if kind.name() == "raw-odirect" {
+                        floors.push((
+                            workload,
+                            Floor {
+                                ops_per_sec: res.ops_per_sec(),
+                                p50: res.hist.percentile(50.0),
+                            },
+                        ));
+                    }
+                    let floor = (mode == Mode::Strict)
+                        .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
+                        .flatten();
+                    w(out, &report::row(&res, floor));
+                    if let Err(e) = &res.verified {
+                        all_ok = false;
+                        notes.push(format!(
+                            "{} {mode} {workload} x{t}: READ-BACK CHECK FAILED: {e}",
+                            res.engine
+                        ));
+                    }
+                    if res.power_loss_durable == Some(false) {
+                        notes.push(format!(
+                            "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits, zero device cache flushes on a write-back cache",
+                            res.engine, res.commits
+                        ));
+                    }
+                    if let Some(p) = &res.io_path {
+                        push_unique(&mut io_paths, format!("{}: {p}", res.engine));
+                    }
+                    for n in &res.notes {
+                        push_unique(
+                            &mut notes,
+                            format!("{} {mode} {workload} x{t}: {n}", res.engine),
+                        );
+                    }
+                    rows.push(res);
+                }
+            }
+        }
+    }
+    w(out, "");
+    w(out, report::LEGEND);
+    w(out, "");
+    w(out, &format!("I/O paths used: {}", io_paths.join("; ")));
+    w(out, "configurations:");
+    for c in &configs {
+        w(out, &format!("  {c}"));
+    }
+    if !notes.is_empty() {
+        w(out, "notes:");
+        for n in &notes {
+            w(out, &format!("  {n}"));
+        }
+    }
+    let floor_of = |r: &RunResult| {
+        (r.mode == Mode::Strict)
+            .then(|| floors.iter().find(|f| f.0 == r.workload).map(|f| f.1))
+            .flatten()
+    };
+    if let Some(path) = &cfg.json {
+        let doc = report::Json::Obj(vec![
+            ("tool".into(), report::Json::Str("ringlog-bench".into())),
+            ("version".into(), report::Json::Num(1.0)),
+            (
+                "command".into(),
+                report::Json::Arr(std::env::args().map(report::Json::Str).collect()),
+            ),
+            ("machine".into(), report::machine_json(&machine)),
+            (
+                "rows".into(),
+                report::Json::Arr(
+                    rows.iter()
+                        .map(|r| report::row_json(r, floor_of(r)))
+                        .collect(),
+                ),
+            ),
+        ]);
+        std::fs::write(path, doc.to_text() + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        w(out, &format!("wrote {}", path.display()));
+    }
+    if let Some(path) = &cfg.plot {
+        let svg = report::svg(&rows, &format!("ringlog-bench — {}", machine.line()));
+        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        w(out, &format!("wrote {}", path.display()));
+    }
+    if !all_ok {
+        w(out, "ringlog-bench: FAILED (see the notes above)");
+    }
+    Ok(all_ok)
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}

@@ -1,0 +1,593 @@
+//! The table, the JSON rows and the SVG plot.
+
+use std::fmt::Write as _;
+
+use crate::engine::Mode;
+use crate::runner::RunResult;
+use crate::sysinfo::Machine;
+
+/// Percentiles reported for every run.
+pub const PERCENTILES: [(f64, &str); 4] =
+    [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
+
+/// `1234567.8` → `1,234,568`.
+pub fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Nanoseconds as microseconds with sensible precision.
+pub fn us(ns: u64) -> String {
+    let u = ns as f64 / 1000.0;
+    if u < 10.0 {
+        format!("{u:.2}")
+    } else if u < 100.0 {
+        format!("{u:.1}")
+    } else {
+        thousands(u)
+    }
+}
+
+fn opt(v: Option<f64>, prec: usize) -> String {
+    v.map_or("-".into(), |x| format!("{x:.prec$}"))
+}
+
+/// The throughput and p50 of the floor run a row is compared with.
+#[derive(Clone, Copy, Debug)]
+pub struct Floor {
+    /// Operations per second of the floor.
+    pub ops_per_sec: f64,
+    /// Its median latency (ns).
+    pub p50: u64,
+}
+
+/// The header of the table.
+pub fn header() -> String {
+    format!(
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>6} {}",
+        "mode", "workload", "engine", "thr", "ops/s", "p50 µs", "p90", "p99", "p99.9", "max",
+        "sync/c", "wamp", "file", "dev w/c", "dev KiB/c", "flush/c", "cpu s", "×floor", "p50×", "check"
+    )
+}
+
+/// One row of the table.
+pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
+    let h = &r.hist;
+    let dev = r.device_per_commit();
+    let (ratio, p50r) = match floor {
+        Some(f) if f.ops_per_sec > 0.0 && f.p50 > 0 => (
+            Some(r.ops_per_sec() / f.ops_per_sec),
+            Some(h.percentile(50.0) as f64 / f.p50 as f64),
+        ),
+        _ => (None, None),
+    };
+    let check = match &r.verified {
+        Ok(n) => format!("ok {n}"),
+        Err(_) => "FAILED".into(),
+    };
+    let flag = if r.power_loss_durable == Some(false) {
+        " NOT-DURABLE"
+    } else {
+        ""
+    };
+    format!(
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>7} {:>6} {}{}",
+        r.mode.name(),
+        r.workload.name(),
+        r.engine,
+        r.threads,
+        thousands(r.ops_per_sec()),
+        us(h.percentile(50.0)),
+        us(h.percentile(90.0)),
+        us(h.percentile(99.0)),
+        us(h.percentile(99.9)),
+        us(h.max()),
+        opt(r.syncs_per_commit(), 3),
+        opt(r.write_amp(), 2),
+        opt(r.file_amp(), 1),
+        opt(dev.map(|d| d.0), 2),
+        opt(dev.map(|d| d.1 / 1024.0), 1),
+        opt(dev.map(|d| d.2), 2),
+        r.cpu.as_secs_f64(),
+        opt(ratio, 2),
+        opt(p50r, 2),
+        check,
+        flag,
+    )
+}
+
+/// Column legend printed under the table.
+pub const LEGEND: &str = "\
+ops/s: operations per second (puts for fill*/overwrite, gets for read*, YCSB operations, records
+  recovered per second of reopen for recover); latency per operation (per transaction for
+  fillbatch, the reopen until the first correct read for recover), µs
+sync/c: the engine's fdatasync rounds per commit (below 1 = group commit); wamp: log bytes the
+  engine reports per user byte (key + value); file: bytes of the database's files up to their last
+  non-zero byte per user byte written over the database's life (preallocated zero tails excluded)
+dev w/c, dev KiB/c, flush/c: write requests, KiB written and cache flushes the block device
+  completed during the timed phase, per commit (machine-wide counters: other processes add noise)
+cpu s: CPU seconds of this process (all threads) in the timed phase; ×floor, p50×: throughput and
+  median latency relative to raw-odirect (the O_DIRECT + fdatasync loop on a preallocated file) on
+  the same workload, strict mode; check: keys read back and compared byte for byte";
+
+/// A JSON value (just what the rows need).
+#[derive(Clone, Debug)]
+pub enum Json {
+    /// null
+    Null,
+    /// true / false
+    Bool(bool),
+    /// A number (non-finite values become null).
+    Num(f64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Arr(Vec<Json>),
+    /// An object, keys in order.
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn write(&self, out: &mut String) {
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Num(n) if n.is_finite() => {
+                if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                    let _ = write!(out, "{}", *n as i64);
+                } else {
+                    let _ = write!(out, "{n}");
+                }
+            }
+            Json::Num(_) => out.push_str("null"),
+            Json::Str(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        '\t' => out.push_str("\\t"),
+                        c if (c as u32) < 0x20 => {
+                            let _ = write!(out, "\\u{:04x}", c as u32);
+                        }
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+            }
+            Json::Arr(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write(out);
+                }
+                out.push(']');
+            }
+            Json::Obj(o) => {
+                out.push('{');
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    Json::Str(k.clone()).write(out);
+                    out.push(':');
+                    v.write(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// Serialises the value.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        self.write(&mut s);
+        s
+    }
+}
+
+fn num(v: impl Into<f64>) -> Json {
+    Json::Num(v.into())
+}
+
+fn onum(v: Option<f64>) -> Json {
+    v.map_or(Json::Null, Json::Num)
+}
+
+fn obj(fields: Vec<(&str, Json)>) -> Json {
+    Json::Obj(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// The machine as JSON.
+pub fn machine_json(m: &Machine) -> Json {
+    let s = |v: &str| Json::Str(v.to_string());
+    obj(vec![
+        ("kernel", s(&m.kernel)),
+        ("cores", num(m.cores as f64)),
+        ("dir", s(&m.dir.display().to_string())),
+        ("filesystem", s(&m.fs_type)),
+        ("mount", s(&m.mount)),
+        ("device", m.device.as_deref().map_or(Json::Null, s)),
+        (
+            "write_cache",
+            m.write_cache.as_deref().map_or(Json::Null, s),
+        ),
+    ])
+}
+
+/// One row as JSON.
+pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
+    let h = &r.hist;
+    let lat = |ns: u64| num(ns as f64 / 1000.0);
+    let mut latency: Vec<(&str, Json)> = PERCENTILES
+        .iter()
+        .map(|&(p, name)| (name, lat(h.percentile(p))))
+        .collect();
+    latency.push(("max", lat(h.max())));
+    latency.push(("mean", num(h.mean() / 1000.0)));
+    latency.push(("samples", num(h.count() as f64)));
+    let device = match r.device {
+        Some(d) => {
+            let pc = r.device_per_commit();
+            obj(vec![
+                ("name", r.device_name.clone().map_or(Json::Null, Json::Str)),
+                ("write_requests", num(d.writes as f64)),
+                ("bytes_written", num(d.write_bytes as f64)),
+                ("flushes", num(d.flushes as f64)),
+                ("read_requests", num(d.reads as f64)),
+                ("bytes_read", num(d.read_bytes as f64)),
+                ("write_requests_per_commit", onum(pc.map(|p| p.0))),
+                ("bytes_written_per_commit", onum(pc.map(|p| p.1))),
+                ("flushes_per_commit", onum(pc.map(|p| p.2))),
+            ])
+        }
+        None => Json::Null,
+    };
+    let (ratio, p50r) = match floor {
+        Some(f) if f.ops_per_sec > 0.0 && f.p50 > 0 => (
+            Some(r.ops_per_sec() / f.ops_per_sec),
+            Some(h.percentile(50.0) as f64 / f.p50 as f64),
+        ),
+        _ => (None, None),
+    };
+    let c = r.engine_delta;
+    obj(vec![
+        ("engine", Json::Str(r.engine.clone())),
+        ("config", Json::Str(r.config.clone())),
+        ("io_path", r.io_path.clone().map_or(Json::Null, Json::Str)),
+        ("workload", Json::Str(r.workload.name().into())),
+        ("mode", Json::Str(r.mode.name().into())),
+        ("threads", num(r.threads as f64)),
+        ("ops", num(r.ops as f64)),
+        ("commits", num(r.commits as f64)),
+        ("seconds", num(r.elapsed.as_secs_f64())),
+        ("ops_per_sec", num(r.ops_per_sec())),
+        ("latency_us", obj(latency)),
+        ("user_bytes", num(r.user_bytes as f64)),
+        (
+            "engine_counters",
+            obj(vec![
+                ("commits", onum(c.commits.map(|v| v as f64))),
+                ("syncs", onum(c.syncs.map(|v| v as f64))),
+                ("bytes_logged", onum(c.bytes_logged.map(|v| v as f64))),
+            ]),
+        ),
+        ("syncs_per_commit", onum(r.syncs_per_commit())),
+        ("write_amplification", onum(r.write_amp())),
+        (
+            "files",
+            match r.files {
+                Some((size, used)) => obj(vec![
+                    ("size", num(size as f64)),
+                    ("used", num(used as f64)),
+                    ("lifetime_user_bytes", num(r.lifetime_user_bytes as f64)),
+                    ("used_per_user_byte", onum(r.file_amp())),
+                ]),
+                None => Json::Null,
+            },
+        ),
+        ("device", device),
+        ("cpu_seconds", num(r.cpu.as_secs_f64())),
+        (
+            "power_loss_durable",
+            r.power_loss_durable.map_or(Json::Null, Json::Bool),
+        ),
+        ("vs_floor_throughput", onum(ratio)),
+        ("vs_floor_p50", onum(p50r)),
+        (
+            "verified",
+            match &r.verified {
+                Ok(n) => obj(vec![("ok", Json::Bool(true)), ("keys", num(*n as f64))]),
+                Err(e) => obj(vec![
+                    ("ok", Json::Bool(false)),
+                    ("error", Json::Str(e.clone())),
+                ]),
+            },
+        ),
+        (
+            "notes",
+            Json::Arr(r.notes.iter().map(|n| Json::Str(n.clone())).collect()),
+        ),
+    ])
+}
+
+/// One throughput series: (mode, workload, engine, points of (threads, ops/s)).
+type Series = (Mode, String, String, Vec<(usize, f64)>);
+
+/// An SVG with two panels: throughput against threads (one series per engine, per mode and
+/// workload with more than one thread count) and the latency percentiles of every row at the
+/// largest common thread count, one series per engine.
+pub fn svg(rows: &[RunResult], title: &str) -> String {
+    let palette = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+        "#7f7f7f", "#bcbd22",
+    ];
+    // Series for the throughput panel: (mode, workload, engine) with ≥ 1 points.
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let key = (r.mode, r.workload.name().to_string(), r.engine.clone());
+        match series
+            .iter_mut()
+            .find(|s| (s.0, &s.1, &s.2) == (key.0, &key.1, &key.2))
+        {
+            Some(s) => s.3.push((r.threads, r.ops_per_sec())),
+            None => series.push((key.0, key.1, key.2, vec![(r.threads, r.ops_per_sec())])),
+        }
+    }
+    // Prefer the strict write workloads: that is where threads matter.
+    let focus: Vec<_> = series
+        .iter()
+        .filter(|s| s.0 == Mode::Strict && s.3.len() > 1)
+        .collect();
+    let shown: Vec<_> = if focus.is_empty() {
+        series.iter().filter(|s| s.3.len() > 1).collect()
+    } else {
+        focus
+    };
+    let (w, h) = (960.0, 420.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#,
+        h * 2.0 + 40.0
+    );
+    let _ = writeln!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="13">{}</text>"#,
+        escape(title)
+    );
+    // Panel 1.
+    let (x0, y0, pw, ph) = (70.0, 50.0, 620.0, 320.0);
+    let max_t = shown
+        .iter()
+        .flat_map(|s| s.3.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    let max_y = shown
+        .iter()
+        .flat_map(|s| s.3.iter().map(|p| p.1))
+        .fold(1.0f64, f64::max);
+    let (ly_min, ly_max) = (max_y.log10().floor() - 3.0, max_y.log10().ceil());
+    let xs = |t: f64| x0 + (t.log2() / max_t.log2()) * pw;
+    let ys = |v: f64| y0 + ph - ((v.max(1.0).log10() - ly_min) / (ly_max - ly_min)) * ph;
+    axes(&mut out, x0, y0, pw, ph, "threads (log₂)", "ops/s (log₁₀)");
+    let mut t = 1.0;
+    while t <= max_t {
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t}</text>"#,
+            xs(t),
+            y0 + ph + 14.0
+        );
+        t *= 2.0;
+    }
+    for e in (ly_min as i32)..=(ly_max as i32) {
+        let v = 10f64.powi(e);
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text><line x1="{x0}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            x0 - 4.0,
+            ys(v) + 4.0,
+            thousands(v),
+            x0 + pw,
+            ys(v),
+            ys(v)
+        );
+    }
+    for (i, s) in shown.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let mut pts = s.3.clone();
+        pts.sort_by_key(|p| p.0);
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(t, v)| format!("{:.1},{:.1}", xs(t as f64), ys(v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        for &(t, v) in &pts {
+            let _ = writeln!(
+                out,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
+                xs(t as f64),
+                ys(v)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" fill="{color}">{} {} {}</text>"#,
+            x0 + pw + 15.0,
+            y0 + 12.0 + i as f64 * 14.0,
+            escape(&s.2),
+            s.0.name(),
+            escape(&s.1)
+        );
+    }
+    if shown.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}">(one thread count only: run with --threads 1,4,16,64)</text>"#,
+            x0 + 20.0,
+            y0 + 20.0
+        );
+    }
+    // Panel 2: latency percentiles, one series per row of the chosen workload/mode.
+    let y1 = y0 + ph + 60.0;
+    let lat_rows: Vec<&RunResult> = {
+        let pick = rows
+            .iter()
+            .find(|r| r.mode == Mode::Strict && r.workload.is_write_only())
+            .or(rows.first());
+        match pick {
+            Some(p) => rows
+                .iter()
+                .filter(|r| r.mode == p.mode && r.workload == p.workload)
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+    let pcts = [50.0, 90.0, 99.0, 99.9, 99.99, 100.0];
+    let max_lat = lat_rows
+        .iter()
+        .map(|r| r.hist.max() as f64 / 1000.0)
+        .fold(1.0f64, f64::max);
+    let min_lat = lat_rows
+        .iter()
+        .map(|r| (r.hist.percentile(50.0) as f64 / 1000.0).max(0.01))
+        .fold(f64::MAX, f64::min)
+        .min(max_lat);
+    let (lmin, lmax) = (
+        min_lat.log10().floor(),
+        max_lat.log10().ceil().max(min_lat.log10().floor() + 1.0),
+    );
+    let xp = |i: usize| x0 + i as f64 / (pcts.len() - 1) as f64 * pw;
+    let yl = |v: f64| y1 + ph - ((v.max(1e-3).log10() - lmin) / (lmax - lmin)) * ph;
+    axes(&mut out, x0, y1, pw, ph, "percentile", "latency µs (log₁₀)");
+    for (i, p) in pcts.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            xp(i),
+            y1 + ph + 14.0,
+            if *p == 100.0 {
+                "max".to_string()
+            } else {
+                format!("p{p}")
+            }
+        );
+    }
+    for e in (lmin as i32)..=(lmax as i32) {
+        let v = 10f64.powi(e);
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text><line x1="{x0}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            x0 - 4.0,
+            yl(v) + 4.0,
+            if v < 1.0 {
+                format!("{v}")
+            } else {
+                thousands(v)
+            },
+            x0 + pw,
+            yl(v),
+            yl(v)
+        );
+    }
+    for (i, r) in lat_rows.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let pts: Vec<String> = pcts
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| {
+                let v = if p == 100.0 {
+                    r.hist.max()
+                } else {
+                    r.hist.percentile(p)
+                };
+                format!("{:.1},{:.1}", xp(j), yl(v as f64 / 1000.0))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" fill="{color}">{} {} {} ×{}</text>"#,
+            x0 + pw + 15.0,
+            y1 + 12.0 + i as f64 * 14.0,
+            escape(&r.engine),
+            r.mode.name(),
+            r.workload.name(),
+            r.threads
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn axes(out: &mut String, x0: f64, y0: f64, pw: f64, ph: f64, xl: &str, yl: &str) {
+    let _ = writeln!(
+        out,
+        r##"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#333"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{xl}</text><text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{yl}</text>"##,
+        x0 + pw / 2.0,
+        y0 + ph + 30.0,
+        y0 + ph / 2.0,
+        y0 + ph / 2.0
+    );
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(us(1500), "1.50");
+        assert_eq!(us(150_000), "150");
+        assert_eq!(us(15_000), "15.0");
+        assert_eq!(us(1_500_000), "1,500");
+        let j = Json::Obj(vec![
+            ("a\"b".into(), Json::Num(1.5)),
+            ("n".into(), Json::Num(f64::NAN)),
+            (
+                "l".into(),
+                Json::Arr(vec![Json::Null, Json::Bool(true), Json::Num(3.0)]),
+            ),
+            ("s".into(), Json::Str("x\n\u{1}".into())),
+        ]);
+        assert_eq!(
+            j.to_text(),
+            r#"{"a\"b":1.5,"n":null,"l":[null,true,3],"s":"x\n\u0001"}"#
+        );
+    }
+}

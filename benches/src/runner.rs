@@ -1,0 +1,898 @@
+//! One run: an engine, a workload, a mode and a thread count, timed, measured and verified.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::args::{Config, Workload};
+use crate::engine::{Counters, EResult, Engine, EngineError, EngineKind, Mode, OpenOpts};
+use crate::hist::Histogram;
+use crate::keys::{Codec, Rng, Zipf};
+use crate::sysinfo::{self, DiskStat};
+
+/// Test-only hooks (not reachable from the command line).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hooks {
+    /// Flip one byte of the first value read back by verification, to prove a wrong value fails
+    /// the run.
+    pub corrupt_one_read: bool,
+}
+
+/// Everything measured in one run.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Engine name.
+    pub engine: String,
+    /// The engine's configuration for the mode.
+    pub config: String,
+    /// The I/O path the engine reported.
+    pub io_path: Option<String>,
+    /// Workload.
+    pub workload: Workload,
+    /// Mode.
+    pub mode: Mode,
+    /// Threads (readers for readwhilewriting).
+    pub threads: usize,
+    /// Operations timed: puts, gets, YCSB operations, or records recovered.
+    pub ops: u64,
+    /// Transactions committed during the timed phase.
+    pub commits: u64,
+    /// Wall time of the timed phase.
+    pub elapsed: Duration,
+    /// Latency of each timed operation (each transaction for fillbatch; the reopen for recover).
+    pub hist: Histogram,
+    /// Key + value bytes put during the timed phase.
+    pub user_bytes: u64,
+    /// The engine's counters over the timed phase.
+    pub engine_delta: Counters,
+    /// Block-device counters over the timed phase (machine-wide).
+    pub device: Option<DiskStat>,
+    /// The device the counters come from.
+    pub device_name: Option<String>,
+    /// CPU time of the process over the timed phase.
+    pub cpu: Duration,
+    /// After close: apparent size of the database's files, and their extent up to the last
+    /// non-zero byte.
+    pub files: Option<(u64, u64)>,
+    /// Key + value bytes written over the database's life (preload included).
+    pub lifetime_user_bytes: u64,
+    /// Keys read back and checked, or what was wrong.
+    pub verified: Result<u64, String>,
+    /// Whether a Strict run was seen to flush the device (None when not Strict or unknown).
+    pub power_loss_durable: Option<bool>,
+    /// Remarks for the closing notes.
+    pub notes: Vec<String>,
+}
+
+impl RunResult {
+    /// Operations per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.ops as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Engine syncs per commit over the timed phase.
+    pub fn syncs_per_commit(&self) -> Option<f64> {
+        let syncs = self.engine_delta.syncs?;
+        let commits = self.engine_delta.commits.unwrap_or(self.commits);
+        (commits > 0).then(|| syncs as f64 / commits as f64)
+    }
+
+    /// Engine log bytes per user byte over the timed phase.
+    pub fn write_amp(&self) -> Option<f64> {
+        let b = self.engine_delta.bytes_logged?;
+        (self.user_bytes > 0).then(|| b as f64 / self.user_bytes as f64)
+    }
+
+    /// File extent per user byte over the database's life.
+    pub fn file_amp(&self) -> Option<f64> {
+        let (_, used) = self.files?;
+        (self.lifetime_user_bytes > 0).then(|| used as f64 / self.lifetime_user_bytes as f64)
+    }
+
+    /// Device (write requests, bytes, flushes) per commit.
+    pub fn device_per_commit(&self) -> Option<(f64, f64, f64)> {
+        let d = self.device?;
+        if self.commits == 0 {
+            return None;
+        }
+        let c = self.commits as f64;
+        Some((
+            d.writes as f64 / c,
+            d.write_bytes as f64 / c,
+            d.flushes as f64 / c,
+        ))
+    }
+}
+
+/// Per-thread outcome of the timed loop.
+#[derive(Default)]
+struct ThreadOut {
+    hist: Histogram,
+    ops: u64,
+    commits: u64,
+    user_bytes: u64,
+    /// Versions of the thread's partition (index `idx / threads`), 0 = never written.
+    versions: Vec<u32>,
+    /// Keys this thread inserted with version 1 (fillseq/fillbatch/YCSB D, E).
+    inserted: Vec<u64>,
+    /// Reads that found nothing.
+    misses: u64,
+    /// First wrong value read in the timed loop.
+    bad: Option<String>,
+    error: Option<EngineError>,
+}
+
+/// How the timed loop stops and reports progress.
+struct Clock {
+    deadline: Option<Instant>,
+    stop: AtomicBool,
+    progress: AtomicU64,
+}
+
+impl Clock {
+    #[inline]
+    fn done(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d) || self.stop.load(Ordering::Relaxed)
+    }
+}
+
+struct Ctx<'a> {
+    engine: &'a dyn Engine,
+    codec: &'a Codec,
+    workload: Workload,
+    threads: usize,
+    keys: u64,
+    batch: usize,
+    per_thread: u64,
+    clock: &'a Clock,
+    zipf: Option<&'a Zipf>,
+    /// Next key index to insert (YCSB D and E).
+    next_insert: &'a AtomicU64,
+}
+
+/// Number of keys thread `t` of `threads` owns among `0..keys` (those with `idx % threads == t`).
+fn partition_len(keys: u64, threads: usize, t: usize) -> u64 {
+    let t = t as u64;
+    let n = threads as u64;
+    if t >= keys {
+        0
+    } else {
+        (keys - t).div_ceil(n)
+    }
+}
+
+/// Loads `0..keys` with version 1 in transactions of up to 1000 puts (not timed).
+fn preload(engine: &dyn Engine, codec: &Codec, keys: u64) -> EResult<u64> {
+    const CHUNK: u64 = 1000;
+    let mut kbufs: Vec<Vec<u8>> = Vec::new();
+    let mut vbufs: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0;
+    let mut start = 0;
+    while start < keys {
+        let end = (start + CHUNK).min(keys);
+        kbufs.clear();
+        vbufs.clear();
+        for idx in start..end {
+            kbufs.push(codec.key(idx));
+            vbufs.push(codec.value(idx, 1));
+        }
+        let items: Vec<(&[u8], &[u8])> = kbufs
+            .iter()
+            .zip(&vbufs)
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        engine.put_batch(&items)?;
+        bytes += (end - start) * (codec.key_size() + codec.value_size()) as u64;
+        start = end;
+    }
+    Ok(bytes)
+}
+
+fn worker(ctx: &Ctx<'_>, t: usize) -> ThreadOut {
+    let mut out = ThreadOut::default();
+    if let Err(e) = worker_loop(ctx, t, &mut out) {
+        out.error = Some(e);
+        ctx.clock.stop.store(true, Ordering::Relaxed);
+    }
+    out
+}
+
+fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
+    let codec = ctx.codec;
+    let engine = ctx.engine;
+    let n = ctx.threads as u64;
+    let mut rng = Rng::new(0x1000 + t as u64 * 7919 + ctx.workload as u64);
+    let mut key = codec.key_buf();
+    let mut key2 = codec.key_buf();
+    let mut val = Vec::with_capacity(codec.value_size());
+    let mut read = Vec::with_capacity(codec.value_size());
+    let kv = (codec.key_size() + codec.value_size()) as u64;
+    let part = partition_len(ctx.keys, ctx.threads, t);
+    let preloaded = ctx.workload.preloads();
+    if matches!(
+        ctx.workload,
+        Workload::FillRandom
+            | Workload::Overwrite
+            | Workload::YcsbA
+            | Workload::YcsbB
+            | Workload::YcsbF
+    ) {
+        out.versions = vec![u32::from(preloaded); part as usize];
+    }
+    let mut last = Instant::now();
+    let mut done_ops = 0u64;
+    // Items of one fillbatch transaction.
+    let mut bkeys: Vec<Vec<u8>> = Vec::new();
+    let mut bvals: Vec<Vec<u8>> = Vec::new();
+    let mut seq = 0u64;
+    while done_ops < ctx.per_thread {
+        match ctx.workload {
+            Workload::FillSeq => {
+                let idx = t as u64 + n * seq;
+                seq += 1;
+                codec.set_key(&mut key, idx);
+                codec.fill_value(&mut val, idx, 1);
+                engine.put(&key, &val)?;
+                out.inserted.push(idx);
+                out.commits += 1;
+                out.user_bytes += kv;
+                done_ops += 1;
+            }
+            Workload::FillRandom | Workload::Overwrite => {
+                let j = rng.below(part);
+                let idx = t as u64 + n * j;
+                let ver = out.versions[j as usize] + 1;
+                codec.set_key(&mut key, idx);
+                codec.fill_value(&mut val, idx, ver);
+                engine.put(&key, &val)?;
+                out.versions[j as usize] = ver;
+                out.commits += 1;
+                out.user_bytes += kv;
+                done_ops += 1;
+            }
+            Workload::FillBatch => {
+                let len = (ctx.batch as u64).min(ctx.per_thread - done_ops) as usize;
+                bkeys.resize_with(len, || codec.key_buf());
+                bvals.resize_with(len, Vec::new);
+                for i in 0..len {
+                    let idx = t as u64 + n * (seq + i as u64);
+                    codec.set_key(&mut bkeys[i], idx);
+                    codec.fill_value(&mut bvals[i], idx, 1);
+                }
+                let items: Vec<(&[u8], &[u8])> = bkeys[..len]
+                    .iter()
+                    .zip(&bvals[..len])
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect();
+                engine.put_batch(&items)?;
+                for i in 0..len as u64 {
+                    out.inserted.push(t as u64 + n * (seq + i));
+                }
+                seq += len as u64;
+                out.commits += 1;
+                out.user_bytes += kv * len as u64;
+                done_ops += len as u64;
+            }
+            Workload::ReadRandom | Workload::ReadWhileWriting => {
+                let idx = rng.below(ctx.keys);
+                codec.set_key(&mut key, idx);
+                check_read(engine, codec, &key, idx, &mut read, out, true)?;
+                done_ops += 1;
+            }
+            Workload::YcsbA | Workload::YcsbB | Workload::YcsbC | Workload::YcsbF => {
+                let zipf = ctx.zipf.ok_or_else(|| EngineError("no zipf".into()))?;
+                let read_pct = match ctx.workload {
+                    Workload::YcsbA | Workload::YcsbF => 50,
+                    Workload::YcsbB => 95,
+                    _ => 100,
+                };
+                let idx = zipf.scrambled(&mut rng);
+                if rng.below(100) < read_pct {
+                    codec.set_key(&mut key, idx);
+                    check_read(engine, codec, &key, idx, &mut read, out, true)?;
+                } else {
+                    // Updates go to the thread's own partition (the neighbour of the drawn
+                    // key) so that the last version of every key is known exactly.
+                    let mut own = idx - idx % n + t as u64;
+                    if own >= ctx.keys {
+                        own -= n;
+                    }
+                    let j = own / n;
+                    codec.set_key(&mut key, own);
+                    if ctx.workload == Workload::YcsbF {
+                        check_read(engine, codec, &key, own, &mut read, out, true)?;
+                    }
+                    let ver = out.versions[j as usize] + 1;
+                    codec.fill_value(&mut val, own, ver);
+                    engine.put(&key, &val)?;
+                    out.versions[j as usize] = ver;
+                    out.commits += 1;
+                    out.user_bytes += kv;
+                }
+                done_ops += 1;
+            }
+            Workload::YcsbD | Workload::YcsbE => {
+                let zipf = ctx.zipf.ok_or_else(|| EngineError("no zipf".into()))?;
+                if rng.below(100) < 5 {
+                    let idx = ctx.next_insert.fetch_add(1, Ordering::Relaxed);
+                    codec.set_key(&mut key, idx);
+                    codec.fill_value(&mut val, idx, 1);
+                    engine.put(&key, &val)?;
+                    out.inserted.push(idx);
+                    out.commits += 1;
+                    out.user_bytes += kv;
+                } else if ctx.workload == Workload::YcsbD {
+                    // Latest: Zipfian over the distance from the newest key.
+                    let newest = ctx.next_insert.load(Ordering::Relaxed);
+                    let idx = newest - 1 - zipf.rank(&mut rng).min(newest - 1);
+                    codec.set_key(&mut key, idx);
+                    // A key being inserted by another thread may not be visible yet.
+                    check_read(engine, codec, &key, idx, &mut read, out, idx < ctx.keys)?;
+                } else {
+                    let start = zipf.scrambled(&mut rng);
+                    let len = 1 + rng.below(100);
+                    codec.set_key(&mut key, start);
+                    codec.set_key(&mut key2, start + len);
+                    engine.scan(&key, &key2, len as usize)?;
+                }
+                done_ops += 1;
+            }
+            Workload::Recover => return Err(EngineError("recover has no timed loop".into())),
+        }
+        let now = Instant::now();
+        out.hist.record((now - last).as_nanos() as u64);
+        last = now;
+        out.ops = done_ops;
+        if done_ops & 1023 == 0 {
+            ctx.clock.progress.fetch_add(1024, Ordering::Relaxed);
+        }
+        if ctx.clock.done(now) {
+            break;
+        }
+    }
+    out.ops = done_ops;
+    Ok(())
+}
+
+/// Reads `key` in the timed loop and checks the value's header names the key. A miss of a key
+/// that must exist (`must_exist`) is counted.
+fn check_read(
+    engine: &dyn Engine,
+    codec: &Codec,
+    key: &[u8],
+    idx: u64,
+    buf: &mut Vec<u8>,
+    out: &mut ThreadOut,
+    must_exist: bool,
+) -> EResult<()> {
+    if engine.get(key, buf)? {
+        if let Err(e) = codec.check_header(buf, idx) {
+            if out.bad.is_none() {
+                out.bad = Some(format!("key {idx}: {e}"));
+            }
+        }
+    } else if must_exist {
+        out.misses += 1;
+    }
+    Ok(())
+}
+
+/// The writer of readwhilewriting: overwrites random keys until `stop`.
+fn background_writer(
+    engine: &dyn Engine,
+    codec: &Codec,
+    keys: u64,
+    stop: &AtomicBool,
+) -> (Vec<u32>, u64, u64, Option<EngineError>) {
+    let mut versions = vec![1u32; keys as usize];
+    let mut rng = Rng::new(0xbeef);
+    let mut key = codec.key_buf();
+    let mut val = Vec::new();
+    let mut n = 0;
+    let mut bytes = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let idx = rng.below(keys);
+        let ver = versions[idx as usize] + 1;
+        codec.set_key(&mut key, idx);
+        codec.fill_value(&mut val, idx, ver);
+        if let Err(e) = engine.put(&key, &val) {
+            return (versions, n, bytes, Some(e));
+        }
+        versions[idx as usize] = ver;
+        n += 1;
+        bytes += (codec.key_size() + codec.value_size()) as u64;
+    }
+    (versions, n, bytes, None)
+}
+
+/// What the run must read back: key index → version last written (absent = must be missing).
+struct Expected {
+    threads: usize,
+    /// Per thread, versions of its partition.
+    parts: Vec<Vec<u32>>,
+    /// A version vector over all keys (readwhilewriting's writer).
+    whole: Option<Vec<u32>>,
+    /// Keys preloaded with version 1.
+    preloaded: u64,
+    /// Keys written once with version 1, sorted.
+    inserted: Vec<u64>,
+    /// Every key index that may hold something is below this.
+    bound: u64,
+}
+
+impl Expected {
+    fn version(&self, idx: u64) -> Option<u32> {
+        if let Some(w) = &self.whole {
+            return w.get(idx as usize).copied().filter(|&v| v > 0);
+        }
+        let t = idx as usize % self.threads;
+        let j = (idx / self.threads as u64) as usize;
+        if let Some(&v) = self.parts.get(t).and_then(|p| p.get(j)) {
+            if v > 0 {
+                return Some(v);
+            }
+        }
+        if idx < self.preloaded || self.inserted.binary_search(&idx).is_ok() {
+            return Some(1);
+        }
+        None
+    }
+}
+
+/// Reads back a sample (up to `sample` keys across the key range, every inserted key up to the
+/// same limit, plus keys that were never written) and checks every byte.
+fn verify(
+    engine: &dyn Engine,
+    codec: &Codec,
+    exp: &Expected,
+    sample: u64,
+    hooks: &Hooks,
+) -> Result<u64, String> {
+    let mut rng = Rng::new(0xc0ffee);
+    let mut buf = Vec::new();
+    let mut corrupt = hooks.corrupt_one_read;
+    let mut checked = 0;
+    let mut keys: Vec<u64> = (0..sample.min(exp.bound))
+        .map(|_| rng.below(exp.bound.max(1)))
+        .collect();
+    if !exp.inserted.is_empty() {
+        let n = exp.inserted.len() as u64;
+        keys.extend((0..sample.min(n)).map(|_| exp.inserted[rng.below(n) as usize]));
+    }
+    // Keys beyond everything written must be absent.
+    keys.extend((0..16).map(|i| exp.bound + 1 + i * 7919));
+    for idx in keys {
+        let key = codec.key(idx);
+        let found = engine
+            .get(&key, &mut buf)
+            .map_err(|e| format!("read-back of key {idx}: {e}"))?;
+        if found && corrupt {
+            corrupt = false;
+            let i = buf.len() - 1;
+            buf[i] ^= 0x40;
+        }
+        match (exp.version(idx), found) {
+            (None, false) => {}
+            (None, true) => return Err(format!("key {idx} was never written but reads back")),
+            (Some(v), false) => {
+                return Err(format!("key {idx} (version {v}) is missing"));
+            }
+            (Some(v), true) => codec
+                .check(&buf, idx, v)
+                .map_err(|e| format!("key {idx}: {e}"))?,
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+/// Runs one (engine, workload, mode, threads) combination in a fresh directory `dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_one(
+    kind: &dyn EngineKind,
+    workload: Workload,
+    mode: Mode,
+    threads: usize,
+    cfg: &Config,
+    dir: &Path,
+    device: Option<&str>,
+    cache_needs_flush: bool,
+    hooks: &Hooks,
+) -> Result<RunResult, EngineError> {
+    let codec = Codec::new(cfg.key_size, cfg.value_size);
+    let opts = OpenOpts {
+        io: cfg.io,
+        max_batch: cfg.batch.max(1000),
+        key_size: cfg.key_size,
+        value_size: cfg.value_size,
+    };
+    let config = kind.config(mode).map_err(EngineError)?;
+    let mut res = RunResult {
+        engine: kind.name().to_string(),
+        config,
+        io_path: None,
+        workload,
+        mode,
+        threads,
+        ops: 0,
+        commits: 0,
+        elapsed: Duration::ZERO,
+        hist: Histogram::new(),
+        user_bytes: 0,
+        engine_delta: Counters::default(),
+        device: None,
+        device_name: device.map(str::to_string),
+        cpu: Duration::ZERO,
+        files: None,
+        lifetime_user_bytes: 0,
+        verified: Ok(0),
+        power_loss_durable: None,
+        notes: Vec::new(),
+    };
+    if workload == Workload::Recover {
+        run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else {
+        run_timed(
+            kind, workload, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,
+        )?;
+    }
+    if mode == Mode::Strict && res.commits > 0 {
+        if let Some(d) = res.device {
+            res.power_loss_durable = Some(d.flushes > 0 || !cache_needs_flush);
+        }
+    }
+    Ok(res)
+}
+
+fn disk(device: Option<&str>) -> Option<DiskStat> {
+    device.and_then(|d| DiskStat::read(d).ok())
+}
+
+fn delta(after: Counters, before: Counters) -> Counters {
+    let d = |a: Option<u64>, b: Option<u64>| Some(a?.saturating_sub(b?));
+    Counters {
+        commits: d(after.commits, before.commits),
+        syncs: d(after.syncs, before.syncs),
+        bytes_logged: d(after.bytes_logged, before.bytes_logged),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_timed(
+    kind: &dyn EngineKind,
+    workload: Workload,
+    mode: Mode,
+    threads: usize,
+    cfg: &Config,
+    dir: &Path,
+    device: Option<&str>,
+    codec: &Codec,
+    opts: &OpenOpts,
+    hooks: &Hooks,
+    res: &mut RunResult,
+) -> Result<(), EngineError> {
+    let engine = kind.open(dir, mode, opts)?;
+    res.io_path = engine.io_path();
+    let keys = cfg.keys;
+    if workload.preloads() {
+        res.lifetime_user_bytes += preload(&*engine, codec, keys)?;
+    }
+    let zipf = matches!(
+        workload,
+        Workload::YcsbA
+            | Workload::YcsbB
+            | Workload::YcsbC
+            | Workload::YcsbD
+            | Workload::YcsbE
+            | Workload::YcsbF
+    )
+    .then(|| Zipf::new(keys));
+    let next_insert = AtomicU64::new(keys);
+    let clock = Clock {
+        deadline: None,
+        stop: AtomicBool::new(false),
+        progress: AtomicU64::new(0),
+    };
+    let total = cfg.ops;
+    let per = |t: usize| -> u64 {
+        let n = threads as u64;
+        if total == u64::MAX {
+            u64::MAX
+        } else {
+            total / n + u64::from((t as u64) < total % n)
+        }
+    };
+    let c0 = engine.counters();
+    let d0 = disk(device);
+    let cpu0 = sysinfo::cpu_time();
+    let start = Instant::now();
+    let clock = Clock {
+        deadline: cfg.duration.map(|d| start + d),
+        ..clock
+    };
+    let writer_stop = AtomicBool::new(false);
+    let label = format!("{} {} {} x{}", mode, workload, kind.name(), threads);
+    let (outs, writer) = std::thread::scope(|s| {
+        let prog = progress(s, cfg, &clock, &label, start);
+        let writer = (workload == Workload::ReadWhileWriting).then(|| {
+            let engine = &*engine;
+            let stop = &writer_stop;
+            s.spawn(move || background_writer(engine, codec, keys, stop))
+        });
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let ctx = Ctx {
+                    engine: &*engine,
+                    codec,
+                    workload,
+                    threads,
+                    keys,
+                    batch: cfg.batch,
+                    per_thread: per(t),
+                    clock: &clock,
+                    zipf: zipf.as_ref(),
+                    next_insert: &next_insert,
+                };
+                s.spawn(move || worker(&ctx, t))
+            })
+            .collect();
+        let outs: Vec<ThreadOut> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| ThreadOut {
+                    error: Some(EngineError("a worker thread panicked".into())),
+                    ..ThreadOut::default()
+                })
+            })
+            .collect();
+        writer_stop.store(true, Ordering::Relaxed);
+        let writer = writer.map(|h| h.join());
+        clock.stop.store(true, Ordering::Relaxed);
+        if let Some(p) = prog {
+            let _ = p.join();
+        }
+        (outs, writer)
+    });
+    res.elapsed = start.elapsed();
+    res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
+    let d1 = disk(device);
+    let c1 = engine.counters();
+    res.device = d0.zip(d1).map(|(a, b)| b.since(&a));
+    res.engine_delta = delta(c1, c0);
+    if res.engine_delta.commits.is_none() && c1.syncs.is_some() {
+        res.engine_delta.commits = Some(0);
+    }
+
+    let mut exp = Expected {
+        threads,
+        parts: Vec::new(),
+        whole: None,
+        preloaded: if workload.preloads() { keys } else { 0 },
+        inserted: Default::default(),
+        bound: keys,
+    };
+    let mut first_error = None;
+    let mut bad = None;
+    let mut misses = 0;
+    for o in outs {
+        res.hist.merge(&o.hist);
+        res.ops += o.ops;
+        res.commits += o.commits;
+        res.user_bytes += o.user_bytes;
+        misses += o.misses;
+        if bad.is_none() {
+            bad = o.bad;
+        }
+        if first_error.is_none() {
+            first_error = o.error;
+        }
+        exp.parts.push(o.versions);
+        exp.inserted.extend(o.inserted);
+    }
+    if let Some(w) = writer {
+        match w {
+            Ok((versions, n, bytes, err)) => {
+                res.notes.push(format!(
+                    "the writer thread committed {n} overwrites ({:.0}/s) during the reads",
+                    n as f64 / res.elapsed.as_secs_f64().max(1e-9)
+                ));
+                res.commits += n;
+                res.user_bytes += bytes;
+                exp.whole = Some(versions);
+                if first_error.is_none() {
+                    first_error = err;
+                }
+            }
+            Err(_) => first_error = Some(EngineError("the writer thread panicked".into())),
+        }
+    }
+    if let Some(e) = first_error {
+        let _ = engine.close();
+        return Err(e);
+    }
+    res.lifetime_user_bytes += res.user_bytes;
+    exp.inserted.sort_unstable();
+    if let Some(&m) = exp.inserted.last() {
+        exp.bound = exp.bound.max(m + 1);
+    }
+    if workload == Workload::YcsbD || workload == Workload::YcsbE {
+        exp.bound = exp.bound.max(next_insert.load(Ordering::Relaxed));
+    }
+    if misses > 0 {
+        res.notes
+            .push(format!("{misses} reads of loaded keys found nothing"));
+    }
+    res.verified = match bad {
+        Some(b) => Err(format!(
+            "a read in the timed loop returned a wrong value: {b}"
+        )),
+        None if misses > 0 => Err(format!("{misses} reads of loaded keys found nothing")),
+        None => verify(&*engine, codec, &exp, 1000, hooks),
+    };
+    engine.close()?;
+    res.files = sysinfo::dir_bytes(dir).ok();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_recover(
+    kind: &dyn EngineKind,
+    mode: Mode,
+    cfg: &Config,
+    dir: &Path,
+    device: Option<&str>,
+    codec: &Codec,
+    opts: &OpenOpts,
+    hooks: &Hooks,
+    res: &mut RunResult,
+) -> Result<(), EngineError> {
+    let records = cfg.keys;
+    let engine = kind.open(dir, mode, opts)?;
+    let written = preload(&*engine, codec, records)?;
+    res.lifetime_user_bytes = written;
+    engine.close()?;
+    match sysinfo::evict(dir) {
+        Ok(_) => res
+            .notes
+            .push("cold: the database's files were dropped from the page cache (fadvise DONTNEED) before the reopen".into()),
+        Err(e) => res
+            .notes
+            .push(format!("warm: could not drop the files from the page cache ({e})")),
+    }
+    let last = records - 1;
+    let key = codec.key(last);
+    let mut buf = Vec::new();
+    let d0 = disk(device);
+    let cpu0 = sysinfo::cpu_time();
+    let start = Instant::now();
+    let engine = kind.open(dir, mode, opts)?;
+    let found = engine.get(&key, &mut buf)?;
+    res.elapsed = start.elapsed();
+    res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
+    res.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
+    res.io_path = engine.io_path();
+    res.hist.record(res.elapsed.as_nanos() as u64);
+    res.ops = records;
+    res.verified = if !found {
+        Err(format!(
+            "the last record (key {last}) is missing after the reopen"
+        ))
+    } else if let Err(e) = codec.check(&buf, last, 1) {
+        Err(format!("the last record (key {last}): {e}"))
+    } else {
+        // Every record, not a sample.
+        let exp = Expected {
+            threads: 1,
+            parts: Vec::new(),
+            whole: None,
+            preloaded: records,
+            inserted: Default::default(),
+            bound: records,
+        };
+        verify_all(&*engine, codec, &exp, hooks)
+    };
+    engine.close()?;
+    res.files = sysinfo::dir_bytes(dir).ok();
+    Ok(())
+}
+
+fn verify_all(
+    engine: &dyn Engine,
+    codec: &Codec,
+    exp: &Expected,
+    hooks: &Hooks,
+) -> Result<u64, String> {
+    let mut buf = Vec::new();
+    let mut key = codec.key_buf();
+    let mut corrupt = hooks.corrupt_one_read;
+    for idx in 0..exp.bound {
+        codec.set_key(&mut key, idx);
+        if !engine
+            .get(&key, &mut buf)
+            .map_err(|e| format!("read-back of key {idx}: {e}"))?
+        {
+            return Err(format!("record {idx} is missing after recovery"));
+        }
+        if corrupt {
+            corrupt = false;
+            buf[0] ^= 1;
+        }
+        codec
+            .check(&buf, idx, exp.version(idx).unwrap_or(1))
+            .map_err(|e| format!("record {idx}: {e}"))?;
+    }
+    Ok(exp.bound)
+}
+
+/// A progress line on stderr for runs longer than two seconds, when stderr is a terminal.
+fn progress<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    cfg: &Config,
+    clock: &'s Clock,
+    label: &str,
+    start: Instant,
+) -> Option<std::thread::ScopedJoinHandle<'s, ()>> {
+    if !cfg.progress || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let label = label.to_string();
+    let total = cfg.ops;
+    let limit = cfg.duration;
+    Some(s.spawn(move || {
+        let mut shown = false;
+        while !clock.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            let el = start.elapsed();
+            if el < Duration::from_secs(2) {
+                continue;
+            }
+            shown = true;
+            let done = clock.progress.load(Ordering::Relaxed);
+            let frac = match (limit, total) {
+                (Some(l), t) => {
+                    let by_time = el.as_secs_f64() / l.as_secs_f64();
+                    if t == u64::MAX {
+                        by_time
+                    } else {
+                        by_time.max(done as f64 / t as f64)
+                    }
+                }
+                (None, t) => done as f64 / t as f64,
+            }
+            .min(1.0);
+            let width = 30;
+            let filled = (frac * width as f64) as usize;
+            eprint!(
+                "\r\x1b[K{label} [{}{}] {:>3.0}% {done} ops {:.1} s",
+                "#".repeat(filled),
+                ".".repeat(width - filled),
+                frac * 100.0,
+                el.as_secs_f64()
+            );
+        }
+        if shown {
+            eprint!("\r\x1b[K");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_cover_the_key_space() {
+        for keys in [1u64, 7, 16, 100] {
+            for threads in [1usize, 3, 16] {
+                let sum: u64 = (0..threads).map(|t| partition_len(keys, threads, t)).sum();
+                assert_eq!(sum, keys, "{keys} keys / {threads}");
+            }
+        }
+    }
+}

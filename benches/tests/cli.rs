@@ -1,0 +1,226 @@
+//! The harness's contract: argument errors exit 2 without a panic, `--json` writes one object
+//! per row with the documented fields, and a wrong value read back fails the run with exit 1.
+
+use std::path::Path;
+use std::process::Command;
+
+use ringlog_bench::runner::Hooks;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ringlog-bench"))
+}
+
+fn scratch() -> tempfile::TempDir {
+    // Under the target directory: a real disk, like the harness wants.
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(root).unwrap();
+    tempfile::tempdir_in(root).unwrap()
+}
+
+#[test]
+fn bad_arguments_exit_2_without_panicking() {
+    for args in [
+        &["--threads", "0"][..],
+        &["--threads", "many"],
+        &["--ops"],
+        &["--ops", "-5"],
+        &["--workload", "nosuch"],
+        &["--durability", "eventually"],
+        &["--io", "carrier-pigeon"],
+        &["--engines", "oracle"],
+        &["--value-size", "1"],
+        &["--plot", "x.png"],
+        &["--what"],
+        &["positional"],
+        &["--keys", "2", "--threads", "4"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("usage") || stderr.contains("--keys"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = bin().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--durability"));
+}
+
+#[test]
+fn peers_not_built_in_are_refused_clearly() {
+    if cfg!(feature = "fjall") {
+        return;
+    }
+    let out = bin().args(["--engines", "fjall"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features"));
+}
+
+fn field<'a>(v: &'a serde_json::Value, path: &[&str]) -> &'a serde_json::Value {
+    let mut v = v;
+    for p in path {
+        v = v
+            .get(p)
+            .unwrap_or_else(|| panic!("missing {path:?} in {v}"));
+    }
+    v
+}
+
+#[test]
+fn json_has_one_object_per_row() {
+    let dir = scratch();
+    let json = dir.path().join("out.json");
+    let svg = dir.path().join("out.svg");
+    let out = bin()
+        .args([
+            "--engines",
+            "ringlog,raw-odirect",
+            "--durability",
+            "inmemory,strict",
+            "--workload",
+            "fillrandom,readrandom",
+            "--threads",
+            "1,2",
+            "--ops",
+            "300",
+            "--no-progress",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ops/s") && stdout.contains("p99.9"),
+        "{stdout}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(field(&doc, &["tool"]), "ringlog-bench");
+    assert!(field(&doc, &["machine", "kernel"]).is_string());
+    assert!(field(&doc, &["machine", "cores"]).as_u64().unwrap() >= 1);
+    let rows = field(&doc, &["rows"]).as_array().unwrap();
+    // inmemory: 2 workloads x 2 thread counts; strict: the same, plus raw-odirect fillrandom x1.
+    assert_eq!(rows.len(), 9, "{rows:#?}");
+    let mut keys = std::collections::HashSet::new();
+    for r in rows {
+        let id = (
+            field(r, &["engine"]).as_str().unwrap().to_string(),
+            field(r, &["workload"]).as_str().unwrap().to_string(),
+            field(r, &["mode"]).as_str().unwrap().to_string(),
+            field(r, &["threads"]).as_u64().unwrap(),
+        );
+        assert!(keys.insert(id.clone()), "duplicate row {id:?}");
+        assert!(field(r, &["ops"]).as_u64().unwrap() > 0);
+        assert!(field(r, &["ops_per_sec"]).as_f64().unwrap() > 0.0);
+        for p in ["p50", "p90", "p99", "p99.9", "max"] {
+            assert!(field(r, &["latency_us", p]).as_f64().unwrap() >= 0.0);
+        }
+        assert!(field(r, &["cpu_seconds"]).is_number());
+        assert_eq!(field(r, &["verified", "ok"]), true);
+        assert!(field(r, &["config"]).is_string());
+        for k in [
+            "syncs_per_commit",
+            "write_amplification",
+            "files",
+            "device",
+            "power_loss_durable",
+            "vs_floor_throughput",
+            "engine_counters",
+            "notes",
+        ] {
+            assert!(r.get(k).is_some(), "row lacks {k}: {r}");
+        }
+        if id.2 == "strict" && id.1 == "fillrandom" {
+            assert_eq!(
+                field(r, &["syncs_per_commit"]).as_f64().map(|v| v > 0.0),
+                Some(true)
+            );
+            assert!(field(r, &["vs_floor_throughput"]).is_number());
+            assert!(field(r, &["write_amplification"]).as_f64().unwrap() >= 1.0);
+        }
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("polyline"));
+}
+
+fn run_lib(args: &[&str], dir: &Path, hooks: Hooks) -> (i32, String) {
+    let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    a.extend([
+        "--no-progress".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ]);
+    let mut out = Vec::new();
+    let code = ringlog_bench::main_with(a, &hooks, &mut out);
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn a_corrupted_read_back_fails_the_run() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--durability",
+        "inmemory",
+        "--workload",
+        "fillrandom,fillseq",
+        "--threads",
+        "1",
+        "--ops",
+        "500",
+    ];
+    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_lib(
+        &args,
+        dir.path(),
+        Hooks {
+            corrupt_one_read: true,
+        },
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("READ-BACK CHECK FAILED") && out.contains("FAILED"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_corrupted_record_fails_recover() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--durability",
+        "buffered",
+        "--workload",
+        "recover",
+        "--keys",
+        "2000",
+    ];
+    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok 2000"), "{out}");
+    let (code, out) = run_lib(
+        &args,
+        dir.path(),
+        Hooks {
+            corrupt_one_read: true,
+        },
+    );
+    assert_eq!(code, 1, "{out}");
+}
