@@ -210,7 +210,7 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                         cfg,
                         &dir,
                         machine.device.as_deref(),
-                        machine.cache_needs_flush(),
+                        machine.flush_rule(),
                         hooks,
                     );
                     let _ = std::fs::remove_dir_all(&dir);
@@ -247,8 +247,8 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     }
                     if res.power_loss_durable == Some(false) {
                         notes.push(format!(
-                            "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits, zero device cache flushes on a write-back cache",
-                            res.engine, res.commits
+                            "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits by {t} writer(s) but only {} device cache flushes (machine-wide) on a write-back cache",
+                            res.engine, res.commits, res.device.map_or(0, |d| d.flushes)
                         ));
                     }
                     if let Some(p) = &res.io_path {

@@ -25,6 +25,9 @@ pub struct Machine {
     pub device: Option<String>,
     /// `/sys/block/<dev>/queue/write_cache` (`write back` / `write through`).
     pub write_cache: Option<String>,
+    /// `/sys/block/<dev>/queue/fua`: whether the device takes FUA writes (then a durable
+    /// write may need no separate flush, and the flush count proves nothing either way).
+    pub fua: Option<bool>,
     /// The benchmark directory.
     pub dir: PathBuf,
 }
@@ -33,7 +36,7 @@ impl Machine {
     /// One line for the table's header.
     pub fn line(&self) -> String {
         format!(
-            "{}, {} cores; {} on {} ({}); device {}, write cache: {}",
+            "{}, {} cores; {} on {} ({}); device {}, write cache: {}, FUA: {}",
             self.kernel,
             self.cores,
             self.dir.display(),
@@ -41,14 +44,36 @@ impl Machine {
             self.mount,
             self.device.as_deref().unwrap_or("none"),
             self.write_cache.as_deref().unwrap_or("unknown"),
+            match self.fua {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "unknown",
+            },
         )
     }
 
-    /// True when the device's volatile cache needs flushes for durability (or nobody knows).
-    pub fn cache_needs_flush(&self) -> bool {
-        !matches!(self.write_cache.as_deref(), Some("write through"))
+    /// What the device's flush count proves about durability.
+    pub fn flush_rule(&self) -> FlushRule {
+        match (self.write_cache.as_deref(), self.fua) {
+            (Some("write through"), _) => FlushRule::NotNeeded,
+            (Some("write back"), Some(false)) => FlushRule::Required,
+            _ => FlushRule::Unknown,
+        }
     }
 }
+
+/// Whether a durable commit must show up as a device cache flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushRule {
+    /// Write-back cache without FUA: every durable commit needs a flush request.
+    Required,
+    /// Write-through cache: writes are durable when they complete.
+    NotNeeded,
+    /// Unknown cache mode, or FUA writes that need no separate flush.
+    Unknown,
+}
+
+impl Machine {}
 
 fn uname() -> String {
     // SAFETY: utsname is plain old data; uname fills it and returns 0 on success.
@@ -146,7 +171,13 @@ pub fn machine(dir: &Path) -> Machine {
             .ok()
             .map(|s| s.trim().to_string())
     });
+    let fua = device.as_ref().and_then(|d| {
+        fs::read_to_string(format!("/sys/block/{d}/queue/fua"))
+            .ok()
+            .map(|s| s.trim() == "1")
+    });
     Machine {
+        fua,
         kernel: uname(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         fs_type,
