@@ -120,6 +120,7 @@ impl Db {
         let lock = prepare_dir(&*vfs, &dir)?;
         let epoch = read_or_create_manifest(&*vfs, &dir)?;
         let recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
+        failpoint!("open::after_recovery");
         let stats = recovered.stats.clone();
         log::info!(
             "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",
@@ -141,7 +142,7 @@ impl Db {
             prealloc: opts.preallocate,
         };
         let align = if opts.direct_io { MAX_ALIGN } else { 512 };
-        let max_lsn = recovered.max_lsn;
+        let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn);
         let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
         // Resume in the last segment when its tail is clean, else start a new one.
         let active = match recovered.tail {
@@ -515,6 +516,9 @@ impl Db {
                 max_pending,
             } => shared.note_buffered(&mut st, interval, max_pending),
             Durability::Strict => {
+                if crate::hooks::ack_strict_early(shared, &mut st, lsn) {
+                    return Ok(lsn);
+                }
                 shared.request_sync(&mut st, lsn);
                 shared
                     .wait_committed(&mut st, lsn)
@@ -715,8 +719,10 @@ fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
     file.sync_all()
         .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
     drop(file);
+    failpoint!("manifest::before_rename");
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
+    failpoint!("manifest::before_dir_sync");
     vfs.sync_dir(dir)
         .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
     log::info!("created database {} (epoch {epoch:#018x})", dir.display());

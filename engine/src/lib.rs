@@ -55,6 +55,8 @@
 //! visible to readers as soon as it is applied, before a `Strict` commit's sync completes; if that
 //! sync fails, the database is poisoned and the commit may be absent after reopening.
 
+#[macro_use]
+mod hooks;
 mod db;
 mod error;
 mod index;
@@ -65,6 +67,10 @@ mod segment;
 
 pub use db::{Db, Scan, Stats, Txn};
 pub use error::{Error, Result};
+#[cfg(feature = "planted-bugs")]
+pub use hooks::bugs;
+#[cfg(feature = "failpoints")]
+pub use hooks::failpoints;
 pub use index::{Lsn, Value};
 pub use options::{
     Durability, IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy, Vfs, MAX_SEGMENT_SIZE,

@@ -535,6 +535,7 @@ pub(crate) fn run_log_thread(
                             id: batch.seg_id,
                             file,
                         };
+                        failpoint!("log::mid_rotation");
                     }
                     Err(e) => {
                         let kind = match &e {
@@ -552,6 +553,7 @@ pub(crate) fn run_log_thread(
             );
             assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
             assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
+            failpoint!("log::before_batch_write");
             let started = Instant::now();
             let res = driver.write_durable(
                 &*active.file,
@@ -559,11 +561,13 @@ pub(crate) fn run_log_thread(
                 batch.buf.as_slice(),
                 cfg.strategy,
             );
+            let res = crate::hooks::retry_failed_sync(res, &*active.file);
             let took = started.elapsed().as_nanos() as u64;
             if let Err(e) = res {
                 shared.poison(e);
                 return;
             }
+            failpoint!("log::after_batch_durable");
             let c = &shared.counters;
             c.syncs.fetch_add(1, Ordering::Relaxed);
             c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
@@ -585,6 +589,7 @@ pub(crate) fn run_log_thread(
             }
             shared.durable_cv.notify_all();
             shared.round_cv[(take % 2) as usize].notify_all();
+            failpoint!("log::after_durable_published");
         }
     }
 }

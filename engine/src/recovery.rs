@@ -84,6 +84,28 @@ struct Applier {
 }
 
 impl Applier {
+    /// The `ApplyTornCommit` planted bug: applies the open transaction (whose commit record is
+    /// missing) with whatever operations survived.
+    #[cfg(feature = "planted-bugs")]
+    fn planted_apply_torn_commit(&mut self, buf: &[u8]) {
+        if !crate::hooks::apply_torn_commit() {
+            return;
+        }
+        let Some(t) = self.open.take() else { return };
+        if t.ops.is_empty() || self.commit(t.lsn).is_err() {
+            return;
+        }
+        for (is_put, ks, kl, vs, vl) in t.ops {
+            let key = &buf[ks..ks + kl];
+            let op = if is_put {
+                OpRef::Put(key, &buf[vs..vs + vl])
+            } else {
+                OpRef::Delete(key)
+            };
+            self.index.apply(op, t.lsn);
+        }
+    }
+
     fn end_segment(&mut self) {
         if self.open.take().is_some() {
             self.stats.transactions_incomplete += 1;
@@ -308,6 +330,7 @@ pub(crate) fn recover(
                 "removing segment {} whose creation was interrupted ({e})",
                 path.display()
             );
+            failpoint!("recovery::before_remove_torn_segment");
             vfs.remove_file(&path)
                 .map_err(|e| Error::io("remove torn segment", path.clone(), e))?;
             vfs.sync_dir(dir)
@@ -407,6 +430,8 @@ pub(crate) fn recover(
                 }
             }
         }
+        #[cfg(feature = "planted-bugs")]
+        app.planted_apply_torn_commit(buf);
         app.end_segment();
         let garbage = nonzero_span(buf, pos);
         if let Some(err) = failure
@@ -524,6 +549,7 @@ fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats)
             n += 1;
         };
         log::warn!("quarantining {} as {}", from.display(), to.display());
+        failpoint!("recovery::before_quarantine");
         vfs.rename(&from, &to)
             .map_err(|e| Error::io("quarantine segment", from.clone(), e))?;
         stats.segments_quarantined += 1;

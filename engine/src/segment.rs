@@ -67,6 +67,7 @@ pub(crate) fn create_segment(
             },
         )
         .map_err(|e| Error::io("create segment", path.clone(), e))?;
+    failpoint!("segment::after_create_file");
     if file
         .size()
         .map_err(|e| Error::io("stat segment", path.clone(), e))?
@@ -86,10 +87,13 @@ pub(crate) fn create_segment(
     file.write_all_at(head.as_slice(), 0)
         .map_err(|e| Error::io("write segment header", path.clone(), e))?;
     prepare_space(&*file, cfg, &path, SEGMENT_HEADER_LEN as u64)?;
+    failpoint!("segment::before_file_sync");
     file.sync_all()
         .map_err(|e| Error::io("sync new segment", path.clone(), e))?;
-    vfs.sync_dir(&cfg.dir)
+    failpoint!("segment::before_dir_sync");
+    crate::hooks::segment_dir_sync(vfs, &cfg.dir)
         .map_err(|e| Error::io("sync directory", cfg.dir.clone(), e))?;
+    failpoint!("segment::after_dir_sync");
     log::debug!(
         "created segment {} (prev_end {prev_end}, base_lsn {base_lsn})",
         path.display()

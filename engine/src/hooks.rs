@@ -1,0 +1,213 @@
+//! Test-only hooks for the crash-test runner (`crash-tests/`), compiled in only under cargo
+//! features. A default build carries none of them: every hook below is then an identity function
+//! or an empty macro that the compiler removes.
+//!
+//! * feature `failpoints`: named crash points ([`failpoint!`]). Inert until armed with
+//!   [`failpoints::arm`]; an armed point kills the process with `SIGKILL` on its n-th hit.
+//! * feature `planted-bugs`: deliberate durability bugs, so that tests can prove the crash-test
+//!   runner detects them. Inert until armed with [`bugs::arm`].
+//!
+//! Both are armed only through functions that exist only under their feature, never by an
+//! environment variable or an option, so a build that has the feature (cargo unifies features
+//! across a workspace) behaves exactly like a default build until a test arms something.
+
+use std::io;
+use std::path::Path;
+
+use ringlog_uring::{VFile, Vfs};
+
+use crate::index::Lsn;
+use crate::log::{Shared, State};
+
+/// Marks a named crash point. Without the `failpoints` feature it expands to nothing.
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        $crate::hooks::failpoints::hit($name);
+    };
+}
+
+/// Crash points: names, arming, hit counters.
+#[cfg(feature = "failpoints")]
+pub mod failpoints {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use parking_lot::Mutex;
+
+    /// Every crash point compiled into the engine, in the order a run usually reaches them.
+    pub const POINTS: &[&str] = &[
+        "manifest::before_rename",
+        "manifest::before_dir_sync",
+        "recovery::before_remove_torn_segment",
+        "recovery::before_quarantine",
+        "open::after_recovery",
+        "segment::after_create_file",
+        "segment::before_file_sync",
+        "segment::before_dir_sync",
+        "segment::after_dir_sync",
+        "log::before_batch_write",
+        "log::after_batch_durable",
+        "log::after_durable_published",
+        "log::mid_rotation",
+    ];
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static TARGET: Mutex<Option<(&'static str, u64)>> = Mutex::new(None);
+    static HITS: [AtomicU64; 13] = [const { AtomicU64::new(0) }; 13];
+
+    /// Arms crash point `name`: its `nth` hit (counting from 1, from now on) kills the process
+    /// with `SIGKILL`. Replaces any earlier arming. Returns false for an unknown name.
+    pub fn arm(name: &str, nth: u64) -> bool {
+        let Some(&known) = POINTS.iter().find(|p| **p == name) else {
+            return false;
+        };
+        *TARGET.lock() = Some((known, nth.max(1)));
+        ARMED.store(true, Ordering::SeqCst);
+        true
+    }
+
+    /// Disarms every crash point.
+    pub fn disarm() {
+        ARMED.store(false, Ordering::SeqCst);
+        *TARGET.lock() = None;
+    }
+
+    /// How often each point was hit in this process (counted whether armed or not).
+    pub fn hits() -> Vec<(&'static str, u64)> {
+        POINTS
+            .iter()
+            .zip(HITS.iter())
+            .map(|(p, h)| (*p, h.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Called by [`failpoint!`].
+    pub(crate) fn hit(name: &'static str) {
+        if let Some(i) = POINTS.iter().position(|p| *p == name) {
+            HITS[i].fetch_add(1, Ordering::Relaxed);
+        } else {
+            debug_assert!(false, "crash point {name} is missing from POINTS");
+        }
+        if !ARMED.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut t = TARGET.lock();
+        if let Some((armed, left)) = t.as_mut() {
+            if *armed == name {
+                *left -= 1;
+                if *left == 0 {
+                    // SAFETY: getpid and kill take no pointers; SIGKILL ends the process at once,
+                    // like a crash (no unwinding, no destructors, no buffered output flushed).
+                    unsafe {
+                        libc::kill(libc::getpid(), libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Planted bugs: arming and the bug list.
+#[cfg(feature = "planted-bugs")]
+pub mod bugs {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A deliberate durability bug.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Bug {
+        /// A `Strict` commit requests its sync but returns without waiting for it.
+        AckStrictBeforeSync,
+        /// Recovery applies a transaction whose commit record is missing (torn), with whatever
+        /// operations survived.
+        ApplyTornCommit,
+        /// A reopened database reuses the highest LSN recovery saw for its first commit.
+        ReuseLsnAfterRecovery,
+        /// Creating a segment skips the directory fsync.
+        SkipSegmentDirSync,
+        /// A failed write + fdatasync is retried with a second fdatasync, which succeeds without
+        /// persisting anything, and the batch is acknowledged (the "fsyncgate" bug).
+        RetryFailedSyncAndAck,
+    }
+
+    impl Bug {
+        /// Every planted bug.
+        pub const ALL: [Bug; 5] = [
+            Bug::AckStrictBeforeSync,
+            Bug::ApplyTornCommit,
+            Bug::ReuseLsnAfterRecovery,
+            Bug::SkipSegmentDirSync,
+            Bug::RetryFailedSyncAndAck,
+        ];
+
+        fn bit(self) -> u32 {
+            1 << (self as u32)
+        }
+    }
+
+    static ARMED: AtomicU32 = AtomicU32::new(0);
+
+    /// Arms `bug` for the whole process until [`disarm_all`].
+    pub fn arm(bug: Bug) {
+        ARMED.fetch_or(bug.bit(), Ordering::SeqCst);
+    }
+
+    /// Disarms every planted bug.
+    pub fn disarm_all() {
+        ARMED.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether `bug` is armed.
+    pub fn armed(bug: Bug) -> bool {
+        ARMED.load(Ordering::Relaxed) & bug.bit() != 0
+    }
+}
+
+/// Hook: a `Strict` commit about to wait for its sync. The `AckStrictBeforeSync` bug requests
+/// the sync but returns true, so the commit is acknowledged without waiting for it.
+#[inline(always)]
+pub(crate) fn ack_strict_early(_shared: &Shared, _st: &mut State, _lsn: Lsn) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::AckStrictBeforeSync) {
+        _shared.request_sync(_st, _lsn);
+        return true;
+    }
+    false
+}
+
+/// Hook: the outcome of a batch's write + sync. The `RetryFailedSyncAndAck` bug retries a failed
+/// one with a bare fdatasync and reports that.
+#[inline(always)]
+pub(crate) fn retry_failed_sync(res: io::Result<()>, _file: &dyn VFile) -> io::Result<()> {
+    #[cfg(feature = "planted-bugs")]
+    if res.is_err() && bugs::armed(bugs::Bug::RetryFailedSyncAndAck) {
+        return _file.sync_data();
+    }
+    res
+}
+
+/// Hook: the highest LSN recovery saw. The `ReuseLsnAfterRecovery` bug lowers it by one.
+#[inline(always)]
+pub(crate) fn recovered_max_lsn(max_lsn: Lsn) -> Lsn {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::ReuseLsnAfterRecovery) {
+        return max_lsn.saturating_sub(1);
+    }
+    max_lsn
+}
+
+/// Hook: the directory fsync that makes a new segment's entry durable. The `SkipSegmentDirSync`
+/// bug skips it.
+#[inline(always)]
+pub(crate) fn segment_dir_sync(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::SkipSegmentDirSync) {
+        return Ok(());
+    }
+    vfs.sync_dir(dir)
+}
+
+/// Whether the `ApplyTornCommit` bug is armed (used by recovery).
+#[cfg(feature = "planted-bugs")]
+pub(crate) fn apply_torn_commit() -> bool {
+    bugs::armed(bugs::Bug::ApplyTornCommit)
+}
