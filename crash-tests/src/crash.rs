@@ -1,0 +1,498 @@
+//! Post-crash disk images: from a trace of the simulated disk, what a power loss at each position
+//! can leave on disk, under an explicit tear model.
+//!
+//! At crash position `p` (operations `0..p` happened, none after):
+//! * data covered by a completed sync of its file is kept;
+//! * each unsynced write persists as any subset of its 512-byte sectors, each sector wholly old
+//!   or wholly new (`sector` model); a sector never written before (beyond everything a completed
+//!   sync covered) may also read back as garbage; a sector rewritten with identical bytes keeps
+//!   them. The `paranoid` model lets any sector an unsynced write touches end up as garbage.
+//! * each unsynced size change (set_len, allocate) is kept or dropped;
+//! * each unsynced directory operation (create, rename, remove) is kept or dropped;
+//! * a failed sync already resolved its file's pending writes at random (kept, dropped or torn).
+//!
+//! The choices at a position form [`Unit`]s; a state is one choice per unit. States are
+//! enumerated exhaustively while there are at most `cap` of them, and sampled beyond.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::rng::Rng;
+use crate::sim::{Data, Image, Ino, Op};
+
+/// Sector size of the tear models.
+pub const SECTOR: u64 = 512;
+
+/// The tear model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TearModel {
+    /// Sectors of unsynced writes are each old or new; never-written ones may be garbage.
+    Sector,
+    /// Additionally, any sector an unsynced write touches may become garbage.
+    Paranoid,
+}
+
+impl TearModel {
+    /// Parses `sector` or `paranoid`.
+    pub fn parse(s: &str) -> Option<TearModel> {
+        match s {
+            "sector" => Some(TearModel::Sector),
+            "paranoid" => Some(TearModel::Paranoid),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TearModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TearModel::Sector => "sector",
+            TearModel::Paranoid => "paranoid",
+        })
+    }
+}
+
+/// One independent choice of a crash state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// An unsynced directory operation (trace index): 0 dropped, 1 kept.
+    DirOp(usize),
+    /// An unsynced size change (trace index): 0 dropped, 1 kept.
+    SetLen(usize),
+    /// A sector of an unsynced write (trace index, absolute sector number): 0 old, 1 new,
+    /// 2 garbage (when `garbage`).
+    Sector {
+        /// Trace index of the write.
+        op: usize,
+        /// Sector number in the file.
+        sector: u64,
+        /// Whether garbage is a possible outcome.
+        garbage: bool,
+        /// Whether old and new are the same bytes (then 0 and 1 are one outcome).
+        same: bool,
+    },
+}
+
+impl Unit {
+    /// Number of distinct outcomes.
+    pub fn arity(&self) -> u8 {
+        match *self {
+            Unit::Sector { garbage, same, .. } => 1 + u8::from(!same) + u8::from(garbage),
+            _ => 2,
+        }
+    }
+
+    fn outcome(&self, choice: u8) -> u8 {
+        match *self {
+            // Collapse old/new when identical: outcomes are {new, garbage}.
+            Unit::Sector { same: true, .. } => choice + 1,
+            _ => choice,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct DFile {
+    data: Arc<Vec<u8>>,
+    /// Bytes `[0, hw)` were all written and synced at some point ("written before").
+    hw: u64,
+    pending: Vec<usize>,
+}
+
+/// Sweeps a trace from its initial image, maintaining what is durable and what is pending.
+pub struct Sweeper<'a> {
+    trace: &'a [Op],
+    pos: usize,
+    files: Vec<DFile>,
+    names: BTreeMap<PathBuf, Ino>,
+    pending_dir: Vec<usize>,
+    dirs: Vec<PathBuf>,
+    model: TearModel,
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("/"))
+}
+
+impl<'a> Sweeper<'a> {
+    /// A sweeper over `trace`, recorded on a disk created from `base` (whose inode numbers are
+    /// assigned in path order, as [`crate::sim::SimVfs::from_image`] does).
+    pub fn new(base: &Image, trace: &'a [Op], model: TearModel) -> Sweeper<'a> {
+        let mut files = Vec::new();
+        let mut names = BTreeMap::new();
+        for (p, d) in &base.files {
+            names.insert(p.clone(), files.len());
+            files.push(DFile {
+                data: d.clone(),
+                hw: d.len() as u64,
+                pending: Vec::new(),
+            });
+        }
+        Sweeper {
+            trace,
+            pos: 0,
+            files,
+            names,
+            pending_dir: Vec::new(),
+            dirs: base.dirs.clone(),
+            model,
+        }
+    }
+
+    /// Current position.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Advances to position `to` (operations `0..to` happened).
+    pub fn advance(&mut self, to: usize) {
+        while self.pos < to {
+            let i = self.pos;
+            self.pos += 1;
+            match &self.trace[i] {
+                Op::Create { ino, .. } => {
+                    while self.files.len() <= *ino {
+                        self.files.push(DFile {
+                            data: Arc::new(Vec::new()),
+                            hw: 0,
+                            pending: Vec::new(),
+                        });
+                    }
+                    self.pending_dir.push(i);
+                }
+                Op::Write { ino, .. } | Op::SetLen { ino, .. } => self.files[*ino].pending.push(i),
+                Op::Sync { ino } => {
+                    let pending = std::mem::take(&mut self.files[*ino].pending);
+                    let choices = vec![1u8; pending.len()];
+                    self.persist(*ino, &pending, |_, _| 1, &choices);
+                }
+                Op::SyncFailed { ino, seed } => {
+                    let pending = std::mem::take(&mut self.files[*ino].pending);
+                    let mut r = Rng::new(*seed);
+                    let keep: Vec<u8> = pending.iter().map(|_| r.below(2) as u8).collect();
+                    let mut r2 = Rng::new(seed ^ 0xF00D);
+                    let garbage_ok = self.model == TearModel::Paranoid;
+                    let hw = self.files[*ino].hw;
+                    self.persist(
+                        *ino,
+                        &pending,
+                        move |sector, _| {
+                            let n = if garbage_ok || sector * SECTOR >= hw {
+                                3
+                            } else {
+                                2
+                            };
+                            r2.below(n) as u8
+                        },
+                        &keep,
+                    );
+                }
+                Op::Rename { .. } | Op::Remove { .. } => self.pending_dir.push(i),
+                Op::SyncDir { dir } => {
+                    let (now, later): (Vec<usize>, Vec<usize>) =
+                        std::mem::take(&mut self.pending_dir)
+                            .into_iter()
+                            .partition(|&j| self.dir_of(j) == dir.as_path());
+                    self.pending_dir = later;
+                    for j in now {
+                        apply_dir_op(&mut self.names, &self.trace[j]);
+                    }
+                }
+                Op::SyncDirFailed { dir, seed } => {
+                    let (now, later): (Vec<usize>, Vec<usize>) =
+                        std::mem::take(&mut self.pending_dir)
+                            .into_iter()
+                            .partition(|&j| self.dir_of(j) == dir.as_path());
+                    self.pending_dir = later;
+                    let mut r = Rng::new(*seed);
+                    for j in now {
+                        if r.below(2) == 1 {
+                            apply_dir_op(&mut self.names, &self.trace[j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dir_of(&self, j: usize) -> &Path {
+        match &self.trace[j] {
+            Op::Create { path, .. } | Op::Remove { path } => parent(path),
+            Op::Rename { to, .. } => parent(to),
+            _ => Path::new("/"),
+        }
+    }
+
+    /// Applies pending ops `ops` of `ino` to its durable data with per-op `keep` choices (for
+    /// size changes) and per-sector outcomes from `sector_choice(sector, op)` (0 old, 1 new,
+    /// 2 garbage), then updates its high-water mark.
+    fn persist(
+        &mut self,
+        ino: Ino,
+        ops: &[usize],
+        mut sector_choice: impl FnMut(u64, usize) -> u8,
+        keep: &[u8],
+    ) {
+        let trace = self.trace;
+        let f = &mut self.files[ino];
+        let data = Arc::make_mut(&mut f.data);
+        let mut hw = f.hw;
+        for (k, &j) in ops.iter().enumerate() {
+            match &trace[j] {
+                Op::SetLen { len, .. } if keep[k] == 1 => data.resize(*len as usize, 0),
+                Op::Write { off, data: w, .. } => {
+                    let all_new = write_sectors(data, *off, w, |s| sector_choice(s, j), j as u64);
+                    if all_new && *off <= hw {
+                        hw = hw.max(off + w.len() as u64);
+                    }
+                }
+                _ => {}
+            }
+        }
+        f.hw = hw;
+    }
+
+    /// The choices of a crash at the current position.
+    pub fn units(&self) -> Vec<Unit> {
+        let mut units: Vec<Unit> = self.pending_dir.iter().map(|&j| Unit::DirOp(j)).collect();
+        for f in &self.files {
+            for &j in &f.pending {
+                match &self.trace[j] {
+                    Op::SetLen { .. } => units.push(Unit::SetLen(j)),
+                    Op::Write { off, data, .. } => {
+                        let end = off + data.len() as u64;
+                        let overlapped = f.pending.iter().any(|&o| {
+                            o != j
+                                && matches!(&self.trace[o], Op::Write { off: o2, data: d2, .. }
+                                    if *o2 < end && o2 + d2.len() as u64 > *off)
+                        });
+                        for s in off / SECTOR..end.div_ceil(SECTOR) {
+                            let garbage = self.model == TearModel::Paranoid || s * SECTOR >= f.hw;
+                            let same = !overlapped && same_bytes(&f.data, *off, data, s);
+                            if same && !garbage {
+                                continue; // rewritten with identical bytes: keeps them
+                            }
+                            units.push(Unit::Sector {
+                                op: j,
+                                sector: s,
+                                garbage,
+                                same,
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        units
+    }
+
+    /// The image left by a crash at the current position with `choices` (one per unit of
+    /// [`Sweeper::units`]); garbage bytes come from `seed`.
+    pub fn image(&self, units: &[Unit], choices: &[u8], seed: u64) -> Image {
+        let mut names = self.names.clone();
+        let mut sector_out: BTreeMap<(usize, u64), u8> = BTreeMap::new();
+        let mut setlen_keep: BTreeMap<usize, u8> = BTreeMap::new();
+        for (u, &c) in units.iter().zip(choices) {
+            match *u {
+                Unit::DirOp(j) => {
+                    if c == 1 {
+                        apply_dir_op(&mut names, &self.trace[j]);
+                    }
+                }
+                Unit::SetLen(j) => {
+                    setlen_keep.insert(j, c);
+                }
+                Unit::Sector { op, sector, .. } => {
+                    sector_out.insert((op, sector), u.outcome(c));
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        for (p, &ino) in &names {
+            let f = &self.files[ino];
+            let mut data = f.data.clone();
+            if !f.pending.is_empty() {
+                let d = Arc::make_mut(&mut data);
+                for &j in &f.pending {
+                    match &self.trace[j] {
+                        Op::SetLen { len, .. } if setlen_keep.get(&j) == Some(&1) => {
+                            d.resize(*len as usize, 0)
+                        }
+                        Op::Write { off, data: w, .. } => {
+                            // Sectors without a unit were rewritten with identical bytes.
+                            write_sectors(
+                                d,
+                                *off,
+                                w,
+                                |s| *sector_out.get(&(j, s)).unwrap_or(&1),
+                                seed ^ j as u64,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            files.insert(p.clone(), data);
+        }
+        Image {
+            files,
+            dirs: self.dirs.clone(),
+        }
+    }
+
+    /// The files' paths by inode at the current position (for trace descriptions).
+    pub fn name_of(&self, ino: Ino) -> String {
+        for op in self.trace {
+            if let Op::Create { path, ino: i } = op {
+                if *i == ino {
+                    return path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                }
+            }
+        }
+        self.names
+            .iter()
+            .find(|(_, &i)| i == ino)
+            .and_then(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| format!("ino{ino}"))
+    }
+
+    /// Earliest trace index still pending (unsynced) at the current position.
+    pub fn oldest_pending(&self) -> Option<usize> {
+        self.pending_dir
+            .iter()
+            .chain(self.files.iter().flat_map(|f| f.pending.iter()))
+            .min()
+            .copied()
+    }
+}
+
+fn same_bytes(cur: &[u8], off: u64, w: &Data, sector: u64) -> bool {
+    let lo = (sector * SECTOR).max(off);
+    let hi = ((sector + 1) * SECTOR).min(off + w.len() as u64);
+    if hi as usize > cur.len() {
+        return false;
+    }
+    let mut tmp = vec![0u8; (hi - lo) as usize];
+    w.copy_to((lo - off) as usize, &mut tmp);
+    cur[lo as usize..hi as usize] == tmp[..]
+}
+
+/// Applies write `w` at `off` to `d` sector by sector: outcome 0 leaves the sector as it is,
+/// 1 writes the new bytes, 2 fills the sector with garbage. Returns whether every sector was new.
+fn write_sectors(
+    d: &mut Vec<u8>,
+    off: u64,
+    w: &Data,
+    mut outcome: impl FnMut(u64) -> u8,
+    seed: u64,
+) -> bool {
+    let end = off + w.len() as u64;
+    let mut all_new = true;
+    for s in off / SECTOR..end.div_ceil(SECTOR) {
+        let lo = (s * SECTOR).max(off);
+        let hi = ((s + 1) * SECTOR).min(end);
+        match outcome(s) {
+            1 => {
+                if d.len() < hi as usize {
+                    d.resize(hi as usize, 0);
+                }
+                w.copy_to((lo - off) as usize, &mut d[lo as usize..hi as usize]);
+            }
+            2 => {
+                all_new = false;
+                let glo = s * SECTOR;
+                let ghi = (s + 1) * SECTOR;
+                let ghi = ghi.min((d.len() as u64).max(hi));
+                if d.len() < ghi as usize {
+                    d.resize(ghi as usize, 0);
+                }
+                Rng::from_words(&[seed, s]).fill(&mut d[glo as usize..ghi as usize]);
+            }
+            _ => all_new = false,
+        }
+    }
+    all_new
+}
+
+fn apply_dir_op(names: &mut BTreeMap<PathBuf, Ino>, op: &Op) {
+    match op {
+        Op::Create { path, ino } => {
+            names.insert(path.clone(), *ino);
+        }
+        Op::Rename { from, to, ino } => {
+            names.remove(from);
+            names.insert(to.clone(), *ino);
+        }
+        Op::Remove { path } => {
+            names.remove(path);
+        }
+        _ => {}
+    }
+}
+
+/// How the states of one crash position are visited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSpace {
+    /// Number of distinct states (saturated at `u64::MAX`).
+    pub total: u64,
+    /// States visited: `total` when exhaustive, else the cap.
+    pub visited: u64,
+    /// Whether every state is visited.
+    pub exhaustive: bool,
+}
+
+impl StateSpace {
+    /// The space of `units` with at most `cap` states visited.
+    pub fn new(units: &[Unit], cap: u64) -> StateSpace {
+        let total = units
+            .iter()
+            .try_fold(1u64, |acc, u| acc.checked_mul(u.arity() as u64))
+            .unwrap_or(u64::MAX);
+        let exhaustive = total <= cap.max(1);
+        StateSpace {
+            total,
+            visited: if exhaustive { total } else { cap.max(1) },
+            exhaustive,
+        }
+    }
+
+    /// The choices of state `idx`: the mixed-radix digits of `idx` when exhaustive; else state 0
+    /// is "every write dropped", 1 "every write kept", and the rest random from `seed`.
+    pub fn choices(&self, units: &[Unit], idx: u64, seed: u64) -> Vec<u8> {
+        if self.exhaustive {
+            let mut rest = idx;
+            return units
+                .iter()
+                .map(|u| {
+                    let a = u.arity() as u64;
+                    let c = (rest % a) as u8;
+                    rest /= a;
+                    c
+                })
+                .collect();
+        }
+        match idx {
+            0 => vec![0; units.len()],
+            1 => units
+                .iter()
+                .map(|u| match u {
+                    Unit::Sector { same: true, .. } => 0,
+                    _ => 1,
+                })
+                .collect(),
+            _ => {
+                let mut r = Rng::from_words(&[seed, idx]);
+                units
+                    .iter()
+                    .map(|u| r.below(u.arity() as u64) as u8)
+                    .collect()
+            }
+        }
+    }
+}

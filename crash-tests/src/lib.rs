@@ -1,0 +1,27 @@
+//! # ringlog-crash
+//!
+//! The crash-test runner of ringlog: it proves, or disproves, the durability contract by running
+//! a seeded workload, crashing it in every way its fault model allows, recovering, and checking an
+//! oracle per durability mode. See `docs/CRASH-TESTING.md`.
+//!
+//! * [`power`]: in-process simulated power loss on the simulated disk ([`sim`], [`crash`]);
+//!   with [`power::PowerOptions::fail_sync`] it is the `fsync-error` mode ([`fsync`]).
+//! * [`kill`]: a child process SIGKILLed (or killed at an armed crash point) on a real directory.
+//! * [`corrupt`]: damage to a durable image, tail or mid-log.
+//! * [`acklog`]: the `workload` / `verify` pair for external fault injectors.
+//!
+//! [`workload`] generates the steps and values, [`oracle`] decides, [`report`] summarises.
+
+pub mod crash;
+pub mod fsync;
+pub mod oracle;
+pub mod power;
+pub mod report;
+pub mod rng;
+pub mod setup;
+pub mod sim;
+pub mod workload;
+mod zalloc;
+
+#[global_allocator]
+static ALLOC: zalloc::ZeroPageAlloc = zalloc::ZeroPageAlloc;

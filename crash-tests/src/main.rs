@@ -1,0 +1,210 @@
+//! The `ringlog-crash` binary. Exit status: 0 no violation, 1 a violation, 2 bad arguments or
+//! the runner could not run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ringlog_crash::crash::TearModel;
+use ringlog_crash::fsync;
+use ringlog_crash::power::{self, PowerOptions, Target};
+use ringlog_crash::report::Summary;
+use ringlog_crash::workload::Mode;
+
+const USAGE: &str = "\
+usage: ringlog-crash <mode> [options]
+
+modes:
+  power        simulated power loss on the in-memory disk (every crash point of every trace)
+  fsync-error  the n-th fdatasync / directory fsync fails (swept over n)
+  kill         SIGKILL a child process (or kill it at an armed crash point), real directory
+  corrupt      tail and mid-log damage to a durable image
+  workload     run the workload until killed: --dir D --ack-log F --durability M --seed S
+  verify       check a directory against an ack log: --dir D --ack-log F
+
+common options:
+  --seed S | --seeds A..B    seeds (default 1..9)
+  --durability strict|buffered|inmemory|all   default durability mode(s) (default: strict,buffered)
+  --steps N                  workload steps per generation
+  --gens N                   generations per seed
+  --model sector|paranoid    tear model (power, fsync-error)
+  --cap N                    states per crash point enumerated exhaustively, sampled beyond
+  --sync-delay-us N          simulated device latency between a batch's write and its sync
+  --keep DIR                 keep failing disk images under DIR
+  --replay SEED:GEN.POINT:STATE   re-check one crash state
+  --all                      do not stop at the first violation
+  --json                     print the summary as JSON
+  --progress                 progress on stderr
+";
+
+struct Args {
+    mode: String,
+    rest: Vec<String>,
+}
+
+fn parse_seeds(s: &str) -> Option<Vec<u64>> {
+    if let Some((a, b)) = s.split_once("..") {
+        let a: u64 = a.parse().ok()?;
+        let b: u64 = b.parse().ok()?;
+        (a < b).then(|| (a..b).collect())
+    } else {
+        Some(vec![s.parse().ok()?])
+    }
+}
+
+fn parse_modes(s: &str) -> Option<Vec<Mode>> {
+    if s == "all" {
+        return Some(vec![Mode::Strict, Mode::Buffered, Mode::InMemory]);
+    }
+    s.split(',').map(Mode::parse).collect()
+}
+
+/// Parsed options shared by the modes.
+struct Common {
+    power: PowerOptions,
+    json: bool,
+}
+
+fn bad(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ringlog-crash: {msg}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn parse_common(args: &[String], mut power: PowerOptions) -> Result<(Common, Vec<String>), String> {
+    let mut json = false;
+    let mut unknown = Vec::new();
+    let mut i = 0;
+    let mut seeds: Option<Vec<u64>> = None;
+    let mut replay: Option<(u64, Target)> = None;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let mut val = || {
+            i += 1;
+            args.get(i)
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
+        match a {
+            "--seed" | "--seeds" => {
+                let v = val()?;
+                seeds = Some(parse_seeds(&v).ok_or_else(|| format!("bad seeds {v:?}"))?);
+            }
+            "--durability" => {
+                let v = val()?;
+                power.modes = parse_modes(&v).ok_or_else(|| format!("bad durability {v:?}"))?;
+            }
+            "--steps" => power.steps = val()?.parse().map_err(|_| "bad --steps")?,
+            "--gens" => power.gens = val()?.parse().map_err(|_| "bad --gens")?,
+            "--cap" => power.cap = val()?.parse().map_err(|_| "bad --cap")?,
+            "--model" => {
+                let v = val()?;
+                power.model = TearModel::parse(&v).ok_or_else(|| format!("bad model {v:?}"))?;
+            }
+            "--sync-delay-us" => {
+                power.sync_delay =
+                    Duration::from_micros(val()?.parse().map_err(|_| "bad --sync-delay-us")?)
+            }
+            "--reopen-every" => {
+                power.reopen_every = val()?.parse().map_err(|_| "bad --reopen-every")?
+            }
+            "--fail-sync" => power.fail_sync = Some(val()?.parse().map_err(|_| "bad --fail-sync")?),
+            "--keep" => power.keep = Some(PathBuf::from(val()?)),
+            "--replay" => {
+                let v = val()?;
+                let (seed, t) = v
+                    .split_once(':')
+                    .and_then(|(s, t)| Some((s.parse().ok()?, Target::parse(t)?)))
+                    .ok_or_else(|| format!("bad --replay {v:?} (want SEED:GEN.POINT:STATE)"))?;
+                replay = Some((seed, t));
+            }
+            "--all" => power.stop_on_first = false,
+            "--json" => json = true,
+            "--progress" => power.progress = true,
+            _ => unknown.push(args[i].clone()),
+        }
+        i += 1;
+    }
+    if let Some((seed, t)) = replay {
+        power.seeds = vec![seed];
+        power.replay = Some(t);
+        power.modes.truncate(1);
+    } else if let Some(s) = seeds {
+        power.seeds = s;
+    }
+    if power.modes.is_empty() || power.seeds.is_empty() || power.steps == 0 || power.gens == 0 {
+        return Err("nothing to run".into());
+    }
+    Ok((Common { power, json }, unknown))
+}
+
+fn finish(sum: &Summary, json: bool) -> ExitCode {
+    for f in &sum.failures {
+        eprint!("{}", f.render());
+    }
+    if json {
+        println!("{}", sum.to_json());
+    } else {
+        print!("{}", sum.render());
+    }
+    if sum.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args().skip(1);
+    let Some(mode) = argv.next() else {
+        return bad("no mode given");
+    };
+    let args = Args {
+        mode,
+        rest: argv.collect(),
+    };
+    let defaults = PowerOptions {
+        seeds: (1..9).collect(),
+        ..PowerOptions::default()
+    };
+    match args.mode.as_str() {
+        "power" => {
+            let (c, unknown) = match parse_common(&args.rest, defaults) {
+                Ok(x) => x,
+                Err(e) => return bad(e),
+            };
+            if let Some(u) = unknown.first() {
+                return bad(format!("unknown option {u}"));
+            }
+            finish(&power::run(&c.power), c.json)
+        }
+        "fsync-error" => {
+            let defaults = PowerOptions {
+                gens: 1,
+                steps: 40,
+                cap: 16,
+                ..defaults
+            };
+            let (c, unknown) = match parse_common(&args.rest, defaults) {
+                Ok(x) => x,
+                Err(e) => return bad(e),
+            };
+            let mut per_seed = 64;
+            let mut it = unknown.iter();
+            while let Some(u) = it.next() {
+                match u.as_str() {
+                    "--max-per-seed" => match it.next().and_then(|v| v.parse().ok()) {
+                        Some(n) => per_seed = n,
+                        None => return bad("bad --max-per-seed"),
+                    },
+                    _ => return bad(format!("unknown option {u}")),
+                }
+            }
+            finish(&fsync::run(&c.power, per_seed), c.json)
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        m => bad(format!("unknown mode {m:?}")),
+    }
+}

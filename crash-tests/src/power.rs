@@ -1,0 +1,715 @@
+//! `power` mode: the workload runs in-process on the simulated disk; at every position of its I/O
+//! trace, the runner builds the disk images a power loss could leave (per the tear model),
+//! recovers a fresh database on each and checks the oracle. Generations chain: the next one
+//! starts from one of the crash images, so crashes during recovery are explored too.
+//!
+//! The same machinery runs `fsync-error` mode: the n-th sync fails ([`PowerOptions::fail_sync`]),
+//! and the database must refuse to acknowledge, poison itself, and recover consistently.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringlog::{Db, IoChoice};
+
+use crate::crash::{StateSpace, Sweeper, TearModel, Unit};
+use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};
+use crate::report::{Failure, Summary};
+use crate::rng::{mix, Rng};
+use crate::setup::Setup;
+use crate::sim::{FaultPlan, Image, Op, SimVfs};
+use crate::workload::{observe, Mode, State, Step, Workload};
+
+/// A crash state to reproduce: generation, trace position, state index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Generation (from 1).
+    pub gen: u32,
+    /// Trace position.
+    pub point: u64,
+    /// State index at that position.
+    pub state: u64,
+}
+
+impl Target {
+    /// Parses `GEN.POINT:STATE` (the part of `--replay SEED:GEN.POINT:STATE` after the seed).
+    pub fn parse(s: &str) -> Option<Target> {
+        let (p, st) = s.split_once(':')?;
+        let (g, p) = p.split_once('.')?;
+        Some(Target {
+            gen: g.parse().ok()?,
+            point: p.parse().ok()?,
+            state: st.parse().ok()?,
+        })
+    }
+}
+
+/// Settings of a `power` (or `fsync-error`) run.
+#[derive(Clone, Debug)]
+pub struct PowerOptions {
+    /// Seeds to run; seed `i` uses `modes[i % modes.len()]`.
+    pub seeds: Vec<u64>,
+    /// Default durability modes to cycle through.
+    pub modes: Vec<Mode>,
+    /// Workload steps per generation.
+    pub steps: u64,
+    /// Generations per seed.
+    pub gens: u32,
+    /// Tear model.
+    pub model: TearModel,
+    /// States per crash point enumerated exhaustively; sampled (this many) beyond.
+    pub cap: u64,
+    /// Sleep between a batch's write and its sync on the simulated disk.
+    pub sync_delay: Duration,
+    /// Every n-th state is recovered a second time and compared (I4); 0 never.
+    pub reopen_every: u64,
+    /// Directory where failing images are kept.
+    pub keep: Option<PathBuf>,
+    /// Stop at the first violation.
+    pub stop_on_first: bool,
+    /// Check only this state (with the single seed given).
+    pub replay: Option<Target>,
+    /// `fsync-error` mode: fail this sync (counting file and directory syncs from 1).
+    pub fail_sync: Option<u64>,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl Default for PowerOptions {
+    fn default() -> Self {
+        PowerOptions {
+            seeds: vec![1],
+            modes: vec![Mode::Strict, Mode::Buffered],
+            steps: 120,
+            gens: 3,
+            model: TearModel::Sector,
+            cap: 64,
+            sync_delay: Duration::ZERO,
+            reopen_every: 16,
+            keep: None,
+            stop_on_first: true,
+            replay: None,
+            fail_sync: None,
+            progress: false,
+        }
+    }
+}
+
+impl PowerOptions {
+    fn mode_name(&self) -> &'static str {
+        if self.fail_sync.is_some() {
+            "fsync-error"
+        } else {
+            "power"
+        }
+    }
+
+    /// The command line reproducing (seed, mode, target).
+    pub fn replay_command(&self, seed: u64, mode: Mode, t: Target) -> String {
+        let mut s = format!(
+            "ringlog-crash {} --model {} --durability {} --steps {} --gens {} --cap {}",
+            self.mode_name(),
+            self.model,
+            mode,
+            self.steps,
+            self.gens,
+            self.cap
+        );
+        if let Some(n) = self.fail_sync {
+            s.push_str(&format!(" --fail-sync {n}"));
+        }
+        if !self.sync_delay.is_zero() {
+            s.push_str(&format!(" --sync-delay-us {}", self.sync_delay.as_micros()));
+        }
+        s.push_str(&format!(
+            " --replay {seed}:{}.{}:{}",
+            t.gen, t.point, t.state
+        ));
+        s
+    }
+}
+
+/// Runs every seed; returns the summary.
+pub fn run(opts: &PowerOptions) -> Summary {
+    let mut total = Summary::new(opts.mode_name(), &opts.model.to_string());
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    for (i, &seed) in opts.seeds.iter().enumerate() {
+        let mode = opts.modes[i % opts.modes.len().max(1)];
+        let mut s = Summary::new(opts.mode_name(), &opts.model.to_string());
+        run_seed(opts, seed, mode, &mut s);
+        total.merge(s);
+        if opts.progress
+            && (last_progress.elapsed() > Duration::from_millis(500) || i + 1 == opts.seeds.len())
+        {
+            last_progress = Instant::now();
+            eprint!(
+                "\r[{}/{}] seeds, {} states, {} violations   ",
+                i + 1,
+                opts.seeds.len(),
+                total.states,
+                total.failures.len()
+            );
+            if i + 1 == opts.seeds.len() {
+                eprintln!();
+            }
+        }
+        if opts.stop_on_first && !total.failures.is_empty() {
+            break;
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// One seed's context.
+struct Ctx<'a> {
+    opts: &'a PowerOptions,
+    setup: Setup,
+    seed: u64,
+    mode: Mode,
+}
+
+impl Ctx<'_> {
+    fn open(&self, sim: &SimVfs) -> ringlog::Result<Db> {
+        let vfs: Arc<dyn ringlog::io::Vfs> = Arc::new(sim.clone());
+        Db::open(
+            Setup::sim_dir(),
+            self.setup.options(Some(vfs), IoChoice::Auto),
+        )
+    }
+
+    fn wl(&self) -> &Workload {
+        &self.setup.wl
+    }
+}
+
+/// What running one generation produced.
+struct GenRun {
+    hist: History,
+    trace: Vec<Op>,
+    steps_done: u64,
+    /// A violation seen while running (not at a crash state).
+    live: Option<Violation>,
+}
+
+fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
+    sum.seeds += 1;
+    let ctx = Ctx {
+        opts,
+        setup: Setup::derive(seed, mode, true),
+        seed,
+        mode,
+    };
+    let mut base_img = Image {
+        files: Default::default(),
+        dirs: vec![Setup::sim_dir().to_path_buf()],
+    };
+    let mut expected: Option<State> = None;
+    for gen in 1..=opts.gens {
+        let replaying = opts.replay.filter(|t| t.gen == gen);
+        let skipping = opts.replay.is_some_and(|t| t.gen > gen);
+        let run = run_generation(&ctx, gen, &base_img, expected.as_ref());
+        sum.steps += run.steps_done;
+        if let Some(v) = run.live.clone() {
+            let point = run.trace.len() as u64;
+            sum.failures.push(make_failure(
+                &ctx,
+                Target {
+                    gen,
+                    point,
+                    state: 0,
+                },
+                v,
+                None,
+                None,
+                &run,
+                &base_img,
+            ));
+            return;
+        }
+        if mode == Mode::InMemory {
+            // Nothing may reach the disk, and a reopened in-memory database is empty.
+            sum.points += 1;
+            sum.count("in-memory restart");
+            if !run.trace.is_empty() {
+                let v = Violation::new(
+                    "durability",
+                    format!(
+                        "an in-memory database performed {} disk operations",
+                        run.trace.len()
+                    ),
+                );
+                sum.failures.push(make_failure(
+                    &ctx,
+                    Target {
+                        gen,
+                        point: 0,
+                        state: 0,
+                    },
+                    v,
+                    None,
+                    None,
+                    &run,
+                    &base_img,
+                ));
+            }
+            let db = Db::in_memory();
+            if !db.is_empty() {
+                sum.failures.push(make_failure(
+                    &ctx,
+                    Target {
+                        gen,
+                        point: 0,
+                        state: 0,
+                    },
+                    Violation::new("durability", "a new in-memory database is not empty"),
+                    None,
+                    None,
+                    &run,
+                    &base_img,
+                ));
+            }
+            return;
+        }
+        let pre = Prefixes::new(ctx.wl(), gen, &run.hist.base, run.steps_done);
+        let mut sw = Sweeper::new(&base_img, &run.trace, opts.model);
+        let first_step_at = run.hist.started.first().copied().unwrap_or(u64::MAX);
+        if !skipping {
+            let points: Vec<u64> = match (replaying, opts.fail_sync) {
+                (Some(t), _) => vec![t.point],
+                // fsync-error: crashes after the failure (right after it, and at the end).
+                (None, Some(_)) => {
+                    let failed = run.trace.iter().position(|op| {
+                        matches!(op, Op::SyncFailed { .. } | Op::SyncDirFailed { .. })
+                    });
+                    let end = run.trace.len() as u64;
+                    match failed {
+                        Some(i) if (i as u64 + 1) < end => vec![i as u64 + 1, end],
+                        _ => vec![end],
+                    }
+                }
+                (None, None) => (0..=run.trace.len() as u64).collect(),
+            };
+            for p in points {
+                if p as usize > run.trace.len() {
+                    sum.notes.push(format!(
+                        "replay point {p} is past the end of the trace ({} operations): the run differs",
+                        run.trace.len()
+                    ));
+                    return;
+                }
+                sw.advance(p as usize);
+                let units = sw.units();
+                let space = StateSpace::new(&units, opts.cap);
+                let bounds = run.hist.bounds_at(p);
+                sum.points += 1;
+                if !space.exhaustive {
+                    sum.sampled_points += 1;
+                }
+                let kind = fault_kind(&run.trace, p, first_step_at);
+                let states: Vec<u64> = match replaying {
+                    Some(t) => vec![t.state],
+                    None => (0..space.visited).collect(),
+                };
+                for idx in states {
+                    let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
+                    let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
+                    let reopen =
+                        opts.reopen_every != 0 && sum.states.is_multiple_of(opts.reopen_every);
+                    sum.count(&kind);
+                    if let Err(v) = check_state(&ctx, &img, &run.hist, &pre, bounds, reopen) {
+                        let t = Target {
+                            gen,
+                            point: p,
+                            state: idx,
+                        };
+                        sum.failures.push(make_failure(
+                            &ctx,
+                            t,
+                            v,
+                            Some((&sw, &units, &choices, bounds)),
+                            Some(&img),
+                            &run,
+                            &base_img,
+                        ));
+                        return;
+                    }
+                }
+                if replaying.is_some() {
+                    sum.notes.push(format!(
+                        "replayed seed {seed} generation {gen} point {p}: no violation ({} operations in the trace)",
+                        run.trace.len()
+                    ));
+                    return;
+                }
+            }
+        }
+        // Continue from one crash image of this generation.
+        let mut r = Rng::from_words(&[seed, gen as u64, 0xC0417]);
+        let len = run.trace.len() as u64;
+        let p = r.range(len / 2, len);
+        let mut sw = Sweeper::new(&base_img, &run.trace, opts.model);
+        sw.advance(p as usize);
+        let units = sw.units();
+        let space = StateSpace::new(&units, opts.cap);
+        let idx = r.below(space.visited);
+        let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
+        let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
+        match check_state(&ctx, &img, &run.hist, &pre, run.hist.bounds_at(p), false) {
+            Ok(st) => {
+                expected = Some(st);
+                base_img = img;
+            }
+            Err(v) => {
+                if !skipping {
+                    sum.failures.push(make_failure(
+                        &ctx,
+                        Target {
+                            gen,
+                            point: p,
+                            state: idx,
+                        },
+                        v,
+                        Some((&sw, &units, &choices, run.hist.bounds_at(p))),
+                        Some(&img),
+                        &run,
+                        &base_img,
+                    ));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Runs generation `gen` of the workload on a simulated disk holding `base`.
+fn run_generation(ctx: &Ctx<'_>, gen: u32, base: &Image, expected: Option<&State>) -> GenRun {
+    let sim = SimVfs::from_image(base, true, ctx.opts.sync_delay);
+    if let Some(n) = ctx.opts.fail_sync {
+        sim.set_faults(FaultPlan {
+            fail_sync: Some(n),
+            seed: mix(&[ctx.seed, gen as u64, n]),
+        });
+    }
+    let mut run = GenRun {
+        hist: History {
+            gen,
+            ..History::default()
+        },
+        trace: Vec::new(),
+        steps_done: 0,
+        live: None,
+    };
+    let faulty = ctx.opts.fail_sync.is_some();
+    let db = match ctx.open(&sim) {
+        Ok(db) => db,
+        Err(e) => {
+            run.trace = sim.trace();
+            if !faulty {
+                run.live = Some(Violation::new(
+                    "I5",
+                    format!("the database does not open on the previous crash image: {e}"),
+                ));
+            }
+            // With an injected fault the open may fail; recovery must still work later.
+            run.hist.base = expected
+                .cloned()
+                .unwrap_or_else(|| State::empty(ctx.wl().cfg.keys));
+            return run;
+        }
+    };
+    match observe(&db, ctx.wl()) {
+        Ok((st, aliens)) => {
+            if let Some(a) = aliens.first() {
+                run.live = Some(Violation::new(
+                    "I1",
+                    format!("after reopening, key {} holds {}", a.key, a.why),
+                ));
+            }
+            if let Some(exp) = expected {
+                if &st != exp {
+                    run.live = Some(Violation::new(
+                        "I4",
+                        format!(
+                            "recovering the same image twice gave different states: [{}] then [{}]",
+                            exp.describe(),
+                            st.describe()
+                        ),
+                    ));
+                }
+            }
+            run.hist.base = st;
+        }
+        Err(e) => {
+            run.live = Some(Violation::new("I5", format!("scan failed: {e}")));
+        }
+    }
+    run.hist.base_lsn = db.last_lsn();
+    if run.live.is_none() {
+        let mut failed = false;
+        for step in 1..=ctx.opts.steps {
+            run.hist.started.push(sim.position());
+            let res = ctx.wl().execute(&db, gen, step);
+            // Read the durable LSN before the position: it is published after its sync is
+            // recorded, so the acknowledgement never claims a sync the trace has not reached.
+            let durable_lsn = db.durable_lsn();
+            let at = sim.position();
+            run.steps_done = step;
+            match res {
+                Ok(lsn) => {
+                    let kind = match ctx.wl().step(gen, step) {
+                        Step::Sync => AckKind::Sync,
+                        s => AckKind::Commit {
+                            durable: ctx.wl().promises_durability(&s),
+                        },
+                    };
+                    run.hist.acks.push(Ack {
+                        step,
+                        kind,
+                        lsn,
+                        durable_lsn,
+                        at,
+                    });
+                }
+                Err(e) => {
+                    run.hist.acks.push(Ack {
+                        step,
+                        kind: AckKind::Failed,
+                        lsn: 0,
+                        durable_lsn,
+                        at,
+                    });
+                    if !faulty {
+                        run.live = Some(Violation::new(
+                            "I5",
+                            format!("step {gen}.{step} failed without an injected fault: {e}"),
+                        ));
+                    } else if !matches!(e, ringlog::Error::Poisoned(_) | ringlog::Error::Io { .. })
+                    {
+                        run.live = Some(Violation::new(
+                            "fsync-error",
+                            format!("step {gen}.{step} failed with an unexpected error: {e}"),
+                        ));
+                    }
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed && run.live.is_none() {
+            // The database must refuse every further write until reopened.
+            let next = run.steps_done + 1;
+            let probe = db.put(b"k0000", b"after-failure");
+            if let Ok(lsn) = probe {
+                run.live = Some(Violation::new(
+                    "fsync-error",
+                    format!(
+                        "after step {gen}.{} failed, the database still accepted a write (LSN {lsn})",
+                        next - 1
+                    ),
+                ));
+            }
+        }
+    }
+    let closed = db.close();
+    if let (Err(e), false, None) = (&closed, faulty, &run.live) {
+        run.live = Some(Violation::new("I5", format!("close failed: {e}")));
+    }
+    run.trace = sim.trace();
+    run
+}
+
+/// Recovers a database on `img` and checks it.
+fn check_state(
+    ctx: &Ctx<'_>,
+    img: &Image,
+    hist: &History,
+    pre: &Prefixes,
+    bounds: Bounds,
+    reopen: bool,
+) -> Result<State, Violation> {
+    let sim = SimVfs::from_image(img, false, Duration::ZERO);
+    let db = ctx
+        .open(&sim)
+        .map_err(|e| Violation::new("I5", format!("recovery failed: {e}")))?;
+    let (st, aliens) =
+        observe(&db, ctx.wl()).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
+    let last = db.last_lsn();
+    check(ctx.wl(), hist, pre, &st, &aliens, last, bounds)?;
+    db.close()
+        .map_err(|e| Violation::new("I5", format!("close after recovery failed: {e}")))?;
+    if reopen {
+        let db = ctx
+            .open(&sim)
+            .map_err(|e| Violation::new("I4", format!("a second recovery failed: {e}")))?;
+        let (again, _) = observe(&db, ctx.wl())
+            .map_err(|e| Violation::new("I4", format!("scan failed: {e}")))?;
+        if again != st {
+            return Err(Violation::new(
+                "I4",
+                format!(
+                    "recovering twice gave different states: [{}] then [{}]",
+                    st.describe(),
+                    again.describe()
+                ),
+            ));
+        }
+        db.close()
+            .map_err(|e| Violation::new("I4", format!("close failed: {e}")))?;
+    }
+    Ok(st)
+}
+
+fn fault_kind(trace: &[Op], p: u64, first_step_at: u64) -> String {
+    if p <= first_step_at && first_step_at != u64::MAX {
+        return "crash during open/recovery".into();
+    }
+    match p.checked_sub(1).and_then(|i| trace.get(i as usize)) {
+        None => "crash before any I/O".into(),
+        Some(op) => format!(
+            "after {}",
+            match op {
+                Op::Create { .. } => "file creation",
+                Op::Write { .. } => "write",
+                Op::SetLen { .. } => "size change",
+                Op::Sync { .. } => "fdatasync",
+                Op::SyncFailed { .. } => "failed fdatasync",
+                Op::Rename { .. } => "rename",
+                Op::Remove { .. } => "removal",
+                Op::SyncDir { .. } => "directory fsync",
+                Op::SyncDirFailed { .. } => "failed directory fsync",
+            }
+        ),
+    }
+}
+
+type StateCtx<'a, 'b> = (&'a Sweeper<'b>, &'a [Unit], &'a [u8], Bounds);
+
+fn make_failure(
+    ctx: &Ctx<'_>,
+    t: Target,
+    v: Violation,
+    state: Option<StateCtx<'_, '_>>,
+    img: Option<&Image>,
+    run: &GenRun,
+    base: &Image,
+) -> Failure {
+    let wl = ctx.wl();
+    let mut trace = vec![ctx.setup.describe()];
+    let (lo_step, hi_step) = match state {
+        Some((_, _, _, b)) => (b.required.saturating_sub(2).max(1), b.allowed.max(1)),
+        None => (
+            run.steps_done.saturating_sub(4).max(1),
+            run.steps_done.max(1),
+        ),
+    };
+    for s in lo_step..=(hi_step + 2).min(lo_step + 10) {
+        let ack = run.hist.acks.iter().find(|a| a.step == s);
+        trace.push(format!(
+            "step {}.{s}: {}{}",
+            t.gen,
+            describe_step(&wl.step(t.gen, s)),
+            ack.map(|a| format!(
+                " -> {:?} LSN {} (durable {}) at position {}",
+                a.kind, a.lsn, a.durable_lsn, a.at
+            ))
+            .unwrap_or_else(|| " -> not acknowledged".into())
+        ));
+    }
+    let names_sw;
+    let sw = match state {
+        Some((sw, ..)) => sw,
+        None => {
+            names_sw = Sweeper::new(base, &run.trace, ctx.opts.model);
+            &names_sw
+        }
+    };
+    let p = t.point as usize;
+    let from = sw
+        .oldest_pending()
+        .unwrap_or(p)
+        .min(p.saturating_sub(6))
+        .max(p.saturating_sub(40));
+    let names = |i| sw.name_of(i);
+    for (i, op) in run.trace.iter().enumerate().take(p).skip(from) {
+        trace.push(format!("#{i} {}", op.describe(&names)));
+    }
+    trace.push(format!(
+        "-- crash at position {p} of {} --",
+        run.trace.len()
+    ));
+    if let Some((_, units, choices, b)) = state {
+        trace.push(format!(
+            "requires the prefix of at least {} and at most {} steps",
+            b.required, b.allowed
+        ));
+        let mut outcome = Vec::new();
+        for (u, &c) in units.iter().zip(choices) {
+            outcome.push(match *u {
+                Unit::DirOp(j) => format!("#{j}:{}", if c == 1 { "kept" } else { "dropped" }),
+                Unit::SetLen(j) => format!("#{j}:{}", if c == 1 { "kept" } else { "dropped" }),
+                Unit::Sector {
+                    op, sector, same, ..
+                } => {
+                    let o = if same { c + 1 } else { c };
+                    format!("#{op}/s{sector}:{}", ["old", "new", "garbage"][o as usize])
+                }
+            });
+        }
+        if outcome.is_empty() {
+            trace.push("state: everything durable (nothing pending)".into());
+        } else {
+            trace.push(format!("state: {}", outcome.join(" ")));
+        }
+    }
+    let image = match (&ctx.opts.keep, img) {
+        (Some(dir), Some(img)) => {
+            let d = dir.join(format!(
+                "{}-seed{}-g{}-p{}-s{}",
+                ctx.opts.mode_name(),
+                ctx.seed,
+                t.gen,
+                t.point,
+                t.state
+            ));
+            match img.save(&d) {
+                Ok(()) => Some(d),
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
+    let f = Failure {
+        mode: ctx.opts.mode_name().into(),
+        seed: ctx.seed,
+        model: ctx.opts.model.to_string(),
+        point: format!("{}.{}", t.gen, t.point),
+        state: t.state,
+        violation: v,
+        trace,
+        image,
+        replay: ctx.opts.replay_command(ctx.seed, ctx.mode, t),
+    };
+    if let Some(d) = &f.image {
+        let _ = std::fs::write(d.join("FAILURE.txt"), f.render());
+    }
+    f
+}
+
+/// A step in words.
+pub fn describe_step(s: &Step) -> String {
+    match s {
+        Step::Sync => "sync()".into(),
+        Step::Txn { ops, commit } => {
+            let ops: Vec<String> = ops
+                .iter()
+                .map(|o| match o.value_len {
+                    Some(l) => format!("put k{:04} ({l} B)", o.key),
+                    None => format!("delete k{:04}", o.key),
+                })
+                .collect();
+            format!("[{}] commit {:?}", ops.join(", "), commit)
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! The simulated disk: an in-memory filesystem implementing ringlog's [`Vfs`], recording every
+//! operation that matters for durability (file creation, write, size change, fdatasync/fsync,
+//! rename, removal, directory fsync) in a trace, and optionally failing the n-th sync.
+//!
+//! What reads return is the "page cache": every write is visible at once. What survives a power
+//! loss is decided afterwards from the trace by [`crate::crash`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use ringlog::io::{
+    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions,
+    SyncStrategy, VFile, Vfs, Waker,
+};
+
+/// Index of a file (inode) in a simulated disk.
+pub type Ino = usize;
+
+/// The bytes of a recorded write.
+#[derive(Clone, Debug)]
+pub enum Data {
+    /// Arbitrary bytes.
+    Bytes(Arc<[u8]>),
+    /// That many zero bytes (preallocation zero-fill), stored compactly.
+    Zeros(usize),
+}
+
+impl Data {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Bytes(b) => b.len(),
+            Data::Zeros(n) => *n,
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `self[from..from + dst.len()]` into `dst`.
+    pub fn copy_to(&self, from: usize, dst: &mut [u8]) {
+        match self {
+            Data::Bytes(b) => dst.copy_from_slice(&b[from..from + dst.len()]),
+            Data::Zeros(_) => dst.fill(0),
+        }
+    }
+}
+
+/// One recorded operation.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// A new file (directory entry `path`, inode `ino`).
+    Create {
+        /// Path of the new entry.
+        path: PathBuf,
+        /// The new inode.
+        ino: Ino,
+    },
+    /// A write of `data` at `off`.
+    Write {
+        /// File written.
+        ino: Ino,
+        /// Offset.
+        off: u64,
+        /// Bytes.
+        data: Data,
+    },
+    /// The file's size set to `len` (`set_len`, or `allocate` extending it).
+    SetLen {
+        /// File.
+        ino: Ino,
+        /// New size.
+        len: u64,
+    },
+    /// A completed fdatasync or fsync of the file: its data so far is durable.
+    Sync {
+        /// File.
+        ino: Ino,
+    },
+    /// A failed sync. As on Linux, the file's unsynced writes were each kept, dropped or torn (as
+    /// chosen by `seed`) and the pages marked clean: a later sync persists none of them.
+    SyncFailed {
+        /// File.
+        ino: Ino,
+        /// Seed of the resolution.
+        seed: u64,
+    },
+    /// `rename(from, to)` of inode `ino`.
+    Rename {
+        /// Old path.
+        from: PathBuf,
+        /// New path.
+        to: PathBuf,
+        /// The inode renamed.
+        ino: Ino,
+    },
+    /// Removal of `path`.
+    Remove {
+        /// Path removed.
+        path: PathBuf,
+    },
+    /// A completed directory fsync: entries of `dir` created, renamed or removed so far are durable.
+    SyncDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A failed directory fsync: its pending entries were each kept or dropped (per `seed`).
+    SyncDirFailed {
+        /// The directory.
+        dir: PathBuf,
+        /// Seed of the resolution.
+        seed: u64,
+    },
+}
+
+impl Op {
+    /// A short description, for traces in reports.
+    pub fn describe(&self, names: &dyn Fn(Ino) -> String) -> String {
+        match self {
+            Op::Create { path, ino } => format!("create {} (ino {ino})", short(path)),
+            Op::Write { ino, off, data } => format!(
+                "write {} [{off}, {}){}",
+                names(*ino),
+                off + data.len() as u64,
+                if matches!(data, Data::Zeros(_)) {
+                    " zeros"
+                } else {
+                    ""
+                }
+            ),
+            Op::SetLen { ino, len } => format!("set_len {} {len}", names(*ino)),
+            Op::Sync { ino } => format!("fdatasync {}", names(*ino)),
+            Op::SyncFailed { ino, .. } => format!("fdatasync {} FAILED (EIO)", names(*ino)),
+            Op::Rename { from, to, .. } => format!("rename {} -> {}", short(from), short(to)),
+            Op::Remove { path } => format!("remove {}", short(path)),
+            Op::SyncDir { dir } => format!("fsync dir {}", dir.display()),
+            Op::SyncDirFailed { dir, .. } => format!("fsync dir {} FAILED (EIO)", dir.display()),
+        }
+    }
+
+    /// Kind and extent of the operation, for trace fingerprints (no data bytes).
+    pub fn shape(&self) -> (u8, u64, u64) {
+        match self {
+            Op::Create { ino, .. } => (1, *ino as u64, 0),
+            Op::Write { ino, off, data } => (2, *ino as u64, off ^ ((data.len() as u64) << 32)),
+            Op::SetLen { ino, len } => (3, *ino as u64, *len),
+            Op::Sync { ino } => (4, *ino as u64, 0),
+            Op::SyncFailed { ino, .. } => (5, *ino as u64, 0),
+            Op::Rename { ino, .. } => (6, *ino as u64, 0),
+            Op::Remove { .. } => (7, 0, 0),
+            Op::SyncDir { .. } => (8, 0, 0),
+            Op::SyncDirFailed { .. } => (9, 0, 0),
+        }
+    }
+}
+
+fn short(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// A disk image: file contents by path (all durable), and the directories.
+#[derive(Clone, Debug, Default)]
+pub struct Image {
+    /// Files by path.
+    pub files: BTreeMap<PathBuf, Arc<Vec<u8>>>,
+    /// Directories.
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Image {
+    /// Writes the image's files under `root` (the image's paths are taken relative to `/`).
+    pub fn save(&self, root: &Path) -> io::Result<()> {
+        for d in &self.dirs {
+            std::fs::create_dir_all(root.join(d.strip_prefix("/").unwrap_or(d)))?;
+        }
+        for (p, data) in &self.files {
+            let to = root.join(p.strip_prefix("/").unwrap_or(p));
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(to, &**data)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the files of directory `dir` on the real filesystem into an image where they live
+    /// under `as_dir`.
+    pub fn load_dir(dir: &Path, as_dir: &Path) -> io::Result<Image> {
+        let mut img = Image {
+            dirs: vec![as_dir.to_path_buf()],
+            ..Image::default()
+        };
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                img.files.insert(
+                    as_dir.join(e.file_name()),
+                    Arc::new(std::fs::read(e.path())?),
+                );
+            }
+        }
+        Ok(img)
+    }
+}
+
+/// Which syncs fail.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultPlan {
+    /// Fail the n-th sync (file or directory, counting from 1).
+    pub fail_sync: Option<u64>,
+    /// Seed of the failed sync's resolution.
+    pub seed: u64,
+}
+
+struct Inner {
+    data: Vec<Arc<Vec<u8>>>,
+    names: BTreeMap<PathBuf, Ino>,
+    dirs: HashSet<PathBuf>,
+    locks: HashSet<PathBuf>,
+    trace: Vec<Op>,
+    record: bool,
+    syncs: u64,
+    faults: FaultPlan,
+}
+
+impl Inner {
+    fn push(&mut self, op: Op) {
+        if self.record {
+            self.trace.push(op);
+        }
+    }
+
+    /// Counts a sync; true when this one must fail.
+    fn sync_fails(&mut self) -> bool {
+        self.syncs += 1;
+        self.faults.fail_sync == Some(self.syncs)
+    }
+}
+
+/// The simulated disk. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct SimVfs {
+    inner: Arc<Mutex<Inner>>,
+    sync_delay: Duration,
+}
+
+impl std::fmt::Debug for SimVfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimVfs").finish_non_exhaustive()
+    }
+}
+
+fn enoent(p: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", p.display()),
+    )
+}
+
+impl SimVfs {
+    /// A disk holding `image` (as durable content), recording a trace when `record`.
+    /// `sync_delay` is slept between a log batch's write and its sync (a slow device widens the
+    /// window in which an early acknowledgement is observable).
+    pub fn from_image(image: &Image, record: bool, sync_delay: Duration) -> SimVfs {
+        let mut dirs: HashSet<PathBuf> = HashSet::new();
+        for d in &image.dirs {
+            for a in d.ancestors() {
+                dirs.insert(a.to_path_buf());
+            }
+        }
+        let mut data = Vec::new();
+        let mut names = BTreeMap::new();
+        for (p, d) in &image.files {
+            names.insert(p.clone(), data.len());
+            data.push(d.clone());
+        }
+        SimVfs {
+            inner: Arc::new(Mutex::new(Inner {
+                data,
+                names,
+                dirs,
+                locks: HashSet::new(),
+                trace: Vec::new(),
+                record,
+                syncs: 0,
+                faults: FaultPlan::default(),
+            })),
+            sync_delay,
+        }
+    }
+
+    /// Sets which sync fails.
+    pub fn set_faults(&self, faults: FaultPlan) {
+        self.inner.lock().faults = faults;
+    }
+
+    /// Syncs performed so far (file and directory, failed ones included).
+    pub fn syncs(&self) -> u64 {
+        self.inner.lock().syncs
+    }
+
+    /// Number of operations recorded so far: the current trace position.
+    pub fn position(&self) -> u64 {
+        self.inner.lock().trace.len() as u64
+    }
+
+    /// The recorded trace.
+    pub fn trace(&self) -> Vec<Op> {
+        self.inner.lock().trace.clone()
+    }
+
+    /// The current contents (what reads return), as an image.
+    pub fn snapshot(&self) -> Image {
+        let g = self.inner.lock();
+        Image {
+            files: g
+                .names
+                .iter()
+                .map(|(p, &i)| (p.clone(), g.data[i].clone()))
+                .collect(),
+            dirs: g.dirs.iter().cloned().collect(),
+        }
+    }
+
+    fn sync_file(&self, ino: Ino) -> io::Result<()> {
+        let mut g = self.inner.lock();
+        if g.sync_fails() {
+            let seed = crate::rng::mix(&[g.faults.seed, g.syncs]);
+            g.push(Op::SyncFailed { ino, seed });
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        g.push(Op::Sync { ino });
+        Ok(())
+    }
+}
+
+/// An open file of a [`SimVfs`].
+pub struct SimFile {
+    inner: Arc<Mutex<Inner>>,
+    vfs: SimVfs,
+    ino: Ino,
+    write: bool,
+}
+
+impl SimFile {
+    fn writable(&self) -> io::Result<()> {
+        if self.write {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EBADF))
+        }
+    }
+}
+
+impl VFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let g = self.inner.lock();
+        let d = &g.data[self.ino];
+        let off = offset.min(d.len() as u64) as usize;
+        let n = buf.len().min(d.len() - off);
+        buf[..n].copy_from_slice(&d[off..off + n]);
+        Ok(n)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.writable()?;
+        let mut g = self.inner.lock();
+        let ino = self.ino;
+        let d = Arc::make_mut(&mut g.data[ino]);
+        let end = offset as usize + buf.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[offset as usize..end].copy_from_slice(buf);
+        if g.record {
+            let data = if buf.len() >= 4096 && buf.iter().all(|&b| b == 0) {
+                Data::Zeros(buf.len())
+            } else {
+                Data::Bytes(buf.into())
+            };
+            g.push(Op::Write {
+                ino,
+                off: offset,
+                data,
+            });
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.vfs.sync_file(self.ino)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.vfs.sync_file(self.ino)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<Allocation> {
+        self.writable()?;
+        let mut g = self.inner.lock();
+        let ino = self.ino;
+        if (g.data[ino].len() as u64) < len {
+            Arc::make_mut(&mut g.data[ino]).resize(len as usize, 0);
+            g.push(Op::SetLen { ino, len });
+        }
+        Ok(Allocation::Reserved)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.inner.lock().data[self.ino].len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
+        let mut g = self.inner.lock();
+        let ino = self.ino;
+        if g.data[ino].len() as u64 != len {
+            Arc::make_mut(&mut g.data[ino]).resize(len as usize, 0);
+            g.push(Op::SetLen { ino, len });
+        }
+        Ok(())
+    }
+
+    fn direct_io(&self) -> Option<usize> {
+        None
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+}
+
+struct SimLock {
+    inner: Arc<Mutex<Inner>>,
+    path: PathBuf,
+}
+
+impl FileLock for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.inner.lock().locks.remove(&self.path);
+    }
+}
+
+impl Vfs for SimVfs {
+    fn backend(&self) -> BackendInfo {
+        BackendInfo {
+            kind: BackendKind::Custom,
+            reason: "ringlog-crash simulated disk".into(),
+        }
+    }
+
+    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
+        let mut g = self.inner.lock();
+        let ino = match g.names.get(path) {
+            Some(&i) => i,
+            None if opts.create && opts.write => {
+                let parent = path.parent().unwrap_or(Path::new("/"));
+                if !g.dirs.contains(parent) {
+                    return Err(enoent(parent));
+                }
+                let ino = g.data.len();
+                g.data.push(Arc::new(Vec::new()));
+                g.names.insert(path.to_path_buf(), ino);
+                g.push(Op::Create {
+                    path: path.to_path_buf(),
+                    ino,
+                });
+                ino
+            }
+            None => return Err(enoent(path)),
+        };
+        Ok(Box::new(SimFile {
+            inner: self.inner.clone(),
+            vfs: self.clone(),
+            ino,
+            write: opts.write,
+        }))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut g = self.inner.lock();
+        for a in path.ancestors() {
+            g.dirs.insert(a.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>> {
+        let g = self.inner.lock();
+        Ok(if g.dirs.contains(path) {
+            Some(EntryKind::Dir)
+        } else if g.names.contains_key(path) {
+            Some(EntryKind::File)
+        } else {
+            None
+        })
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let g = self.inner.lock();
+        if !g.dirs.contains(path) {
+            return Err(enoent(path));
+        }
+        let files = g.names.keys().filter(|p| p.parent() == Some(path));
+        let dirs = g.dirs.iter().filter(|p| p.parent() == Some(path));
+        Ok(files
+            .chain(dirs)
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut g = self.inner.lock();
+        if g.names.remove(path).is_none() {
+            return Err(enoent(path));
+        }
+        g.push(Op::Remove {
+            path: path.to_path_buf(),
+        });
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut g = self.inner.lock();
+        let ino = g.names.remove(from).ok_or_else(|| enoent(from))?;
+        g.names.insert(to.to_path_buf(), ino);
+        g.push(Op::Rename {
+            from: from.to_path_buf(),
+            to: to.to_path_buf(),
+            ino,
+        });
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut g = self.inner.lock();
+        if !g.dirs.contains(path) {
+            return Err(enoent(path));
+        }
+        if g.sync_fails() {
+            let seed = crate::rng::mix(&[g.faults.seed, g.syncs]);
+            g.push(Op::SyncDirFailed {
+                dir: path.to_path_buf(),
+                seed,
+            });
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        g.push(Op::SyncDir {
+            dir: path.to_path_buf(),
+        });
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        drop(self.open(
+            path,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )?);
+        let mut g = self.inner.lock();
+        if !g.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked", path.display()),
+            ));
+        }
+        Ok(Box::new(SimLock {
+            inner: self.inner.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+        Ok(Box::new(SimDriver {
+            waker: Arc::new(SimWaker::default()),
+            delay: self.sync_delay,
+        }))
+    }
+}
+
+/// A wake flag and a condition variable.
+#[derive(Default)]
+struct SimWaker {
+    woken: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Waker for SimWaker {
+    fn wake(&self) {
+        *self.woken.lock() = true;
+        self.cond.notify_one();
+    }
+}
+
+/// The commit path on the simulated disk: write, then sync, synchronously.
+struct SimDriver {
+    waker: Arc<SimWaker>,
+    delay: Duration,
+}
+
+impl LogDriver for SimDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        _strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        // RWF_DSYNC is a write followed by a sync as far as what can be torn is concerned.
+        file.write_all_at(buf, offset)?;
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        file.sync_data()
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut woken = self.waker.woken.lock();
+        while !*woken {
+            match deadline {
+                Some(d) => {
+                    if self.waker.cond.wait_until(&mut woken, d).timed_out() {
+                        break;
+                    }
+                }
+                None => self.waker.cond.wait(&mut woken),
+            }
+        }
+        *woken = false;
+        Ok(())
+    }
+
+    fn waker(&self) -> Arc<dyn Waker> {
+        self.waker.clone()
+    }
+}

@@ -1,0 +1,531 @@
+//! The seeded workload: a small hot key space, multi-key transactions, overwrites and deletes, a
+//! mix of durability overrides and explicit syncs. Every value encodes the transaction that wrote
+//! it, the key, the operation's index and the transaction's size, plus a checksum, so any bytes
+//! read back map to exactly one write (or to none: invariant I1).
+
+use std::fmt;
+use std::time::Duration;
+
+use ringlog::{Db, Durability};
+
+use crate::rng::Rng;
+
+/// The database's default durability in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// `Durability::Strict`.
+    Strict,
+    /// `Durability::Buffered` (window from [`WorkloadConfig`]).
+    Buffered,
+    /// `Durability::InMemory`.
+    InMemory,
+}
+
+impl Mode {
+    /// Parses `strict`, `buffered` or `inmemory`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "strict" => Some(Mode::Strict),
+            "buffered" => Some(Mode::Buffered),
+            "inmemory" | "in-memory" | "memory" => Some(Mode::InMemory),
+            _ => None,
+        }
+    }
+
+    /// The name [`Mode::parse`] accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Strict => "strict",
+            Mode::Buffered => "buffered",
+            Mode::InMemory => "inmemory",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a workload does; everything else derives from `seed`.
+#[derive(Clone, Debug)]
+pub struct WorkloadConfig {
+    /// Seed of every choice.
+    pub seed: u64,
+    /// Default durability of the database.
+    pub mode: Mode,
+    /// Size of the hot key space (1..=9999).
+    pub keys: u16,
+    /// `Buffered` window: longest time a commit stays unsynced.
+    pub interval: Duration,
+    /// `Buffered` window: pending bytes that trigger a sync.
+    pub max_pending: usize,
+}
+
+impl WorkloadConfig {
+    /// The database's default durability.
+    pub fn durability(&self) -> Durability {
+        match self.mode {
+            Mode::Strict => Durability::Strict,
+            Mode::Buffered => self.buffered(),
+            Mode::InMemory => Durability::InMemory,
+        }
+    }
+
+    fn buffered(&self) -> Durability {
+        Durability::Buffered {
+            interval: self.interval,
+            max_pending: self.max_pending,
+        }
+    }
+}
+
+/// How one transaction is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// With the database's default durability.
+    Default,
+    /// `commit_with(Strict)`.
+    Strict,
+    /// `commit_with(Buffered { .. })`.
+    Buffered,
+}
+
+/// One operation of a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpSpec {
+    /// Key index.
+    pub key: u16,
+    /// Value length for a put; `None` for a delete.
+    pub value_len: Option<u32>,
+}
+
+/// One step of the workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A transaction.
+    Txn {
+        /// Its operations, in order.
+        ops: Vec<OpSpec>,
+        /// How it commits.
+        commit: Commit,
+    },
+    /// `db.sync()`.
+    Sync,
+}
+
+/// A workload: step `i` of generation `gen` is a pure function of (seed, gen, i), so the process
+/// that runs it and the process that checks it generate the same steps independently.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// The configuration.
+    pub cfg: WorkloadConfig,
+}
+
+/// Identifies a transaction across generations: `gen << 32 | step`.
+pub fn txn_id(gen: u32, step: u64) -> u64 {
+    ((gen as u64) << 32) | step
+}
+
+/// The key bytes of key index `k`.
+pub fn key_bytes(k: u16) -> Vec<u8> {
+    format!("k{k:04}").into_bytes()
+}
+
+/// The key index of key bytes, if they are a workload key.
+pub fn parse_key(b: &[u8]) -> Option<u16> {
+    let s = std::str::from_utf8(b).ok()?;
+    let d = s.strip_prefix('k')?;
+    if d.len() != 4 || !d.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    d.parse().ok()
+}
+
+/// Smallest value: the fixed fields and the checksum.
+pub const VALUE_MIN: usize = 20;
+const VALUE_MAGIC: u16 = 0xA55A;
+
+/// The exact bytes written by operation `op` (of `size` operations) of transaction `txn` on `key`.
+pub fn encode_value(txn: u64, key: u16, op: u16, size: u16, len: usize) -> Vec<u8> {
+    let len = len.max(VALUE_MIN);
+    let mut v = vec![0u8; len];
+    v[0..8].copy_from_slice(&txn.to_le_bytes());
+    v[8..10].copy_from_slice(&key.to_le_bytes());
+    v[10..12].copy_from_slice(&op.to_le_bytes());
+    v[12..14].copy_from_slice(&size.to_le_bytes());
+    v[14..16].copy_from_slice(&VALUE_MAGIC.to_le_bytes());
+    Rng::from_words(&[txn, op as u64, 0xF111]).fill(&mut v[16..len - 4]);
+    let crc = crc32c::crc32c(&v[..len - 4]);
+    v[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    v
+}
+
+/// Which write a value claims to come from: (txn id, op index), if its framing and checksum hold.
+pub fn decode_value(key: u16, v: &[u8]) -> Option<(u64, u16)> {
+    if v.len() < VALUE_MIN {
+        return None;
+    }
+    let n = v.len();
+    let crc = u32::from_le_bytes(v[n - 4..].try_into().ok()?);
+    if crc32c::crc32c(&v[..n - 4]) != crc
+        || u16::from_le_bytes([v[14], v[15]]) != VALUE_MAGIC
+        || u16::from_le_bytes([v[8], v[9]]) != key
+    {
+        return None;
+    }
+    let txn = u64::from_le_bytes(v[0..8].try_into().ok()?);
+    let op = u16::from_le_bytes([v[10], v[11]]);
+    Some((txn, op))
+}
+
+impl Workload {
+    /// A workload with `cfg`.
+    pub fn new(cfg: WorkloadConfig) -> Workload {
+        Workload { cfg }
+    }
+
+    /// Step `i` (from 1) of generation `gen`.
+    pub fn step(&self, gen: u32, i: u64) -> Step {
+        let mut r = Rng::from_words(&[self.cfg.seed, gen as u64, i, 0x5EED]);
+        let roll = r.below(100);
+        let in_memory = self.cfg.mode == Mode::InMemory;
+        if !in_memory && roll < 6 {
+            return Step::Sync;
+        }
+        let commit = if in_memory {
+            Commit::Default
+        } else {
+            match (self.cfg.mode, r.below(100)) {
+                (Mode::Strict, x) if x < 15 => Commit::Buffered,
+                (Mode::Buffered, x) if x < 15 => Commit::Strict,
+                _ => Commit::Default,
+            }
+        };
+        let n = match r.below(100) {
+            0..=54 => 1,
+            55..=84 => r.range(2, 4),
+            _ => r.range(5, 10),
+        };
+        let keys = self.cfg.keys.max(1) as u64;
+        let hot = (keys / 4).max(1);
+        let ops = (0..n)
+            .map(|_| {
+                let key = if r.chance(500) {
+                    r.below(hot)
+                } else {
+                    r.below(keys)
+                } as u16;
+                let value_len = if r.chance(200) {
+                    None
+                } else {
+                    Some(match r.below(100) {
+                        0..=69 => r.range(VALUE_MIN as u64, 120),
+                        70..=94 => r.range(121, 700),
+                        _ => r.range(701, 3000),
+                    } as u32)
+                };
+                OpSpec { key, value_len }
+            })
+            .collect();
+        Step::Txn { ops, commit }
+    }
+
+    /// The durability a step's commit is acknowledged with: true when the acknowledgement
+    /// promises durability (a `Strict` commit, or a sync).
+    pub fn promises_durability(&self, step: &Step) -> bool {
+        match step {
+            Step::Sync => true,
+            Step::Txn { commit, .. } => match commit {
+                Commit::Strict => true,
+                Commit::Buffered => false,
+                Commit::Default => self.cfg.mode == Mode::Strict,
+            },
+        }
+    }
+
+    /// Executes step `i` of `gen` on `db`; returns its LSN (a sync returns the LSN it covers).
+    pub fn execute(&self, db: &Db, gen: u32, i: u64) -> ringlog::Result<u64> {
+        match self.step(gen, i) {
+            Step::Sync => {
+                let upto = db.last_lsn();
+                db.sync()?;
+                Ok(upto)
+            }
+            Step::Txn { ops, commit } => {
+                let id = txn_id(gen, i);
+                let size = ops.len() as u16;
+                let value = |j: usize, o: &OpSpec| {
+                    o.value_len
+                        .map(|l| encode_value(id, o.key, j as u16, size, l as usize))
+                };
+                if ops.len() == 1 && commit == Commit::Default && i.is_multiple_of(2) {
+                    // The one-operation API.
+                    let o = &ops[0];
+                    return match value(0, o) {
+                        Some(v) => db.put(&key_bytes(o.key), &v),
+                        None => db.delete(&key_bytes(o.key)),
+                    };
+                }
+                let mut tx = db.begin();
+                for (j, o) in ops.iter().enumerate() {
+                    match value(j, o) {
+                        Some(v) => tx.put(&key_bytes(o.key), &v)?,
+                        None => tx.delete(&key_bytes(o.key))?,
+                    }
+                }
+                match commit {
+                    Commit::Default => tx.commit(),
+                    Commit::Strict => tx.commit_with(Durability::Strict),
+                    Commit::Buffered => tx.commit_with(self.cfg.buffered()),
+                }
+            }
+        }
+    }
+}
+
+/// A key's value as the oracle sees it: which write produced it, and the version (LSN) the
+/// database reports for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cell {
+    /// Transaction id ([`txn_id`]).
+    pub txn: u64,
+    /// Operation index within the transaction.
+    pub op: u16,
+    /// Version the database reports (0 in models, where it is unknown).
+    pub lsn: u64,
+}
+
+/// The contents of a database over the workload's key space.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct State {
+    /// Per key index: its value, if the key is live.
+    pub cells: Vec<Option<Cell>>,
+}
+
+/// Something read back that no write of the workload produced (invariant I1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alien {
+    /// The key, printable.
+    pub key: String,
+    /// Why it maps to no write.
+    pub why: String,
+}
+
+impl State {
+    /// An empty state over `keys` keys.
+    pub fn empty(keys: u16) -> State {
+        State {
+            cells: vec![None; keys as usize],
+        }
+    }
+
+    /// Whether two states hold the same writes (versions ignored).
+    pub fn same_writes(&self, other: &State) -> bool {
+        self.cells.len() == other.cells.len()
+            && self
+                .cells
+                .iter()
+                .zip(&other.cells)
+                .all(|(a, b)| a.map(|c| (c.txn, c.op)) == b.map(|c| (c.txn, c.op)))
+    }
+
+    /// Highest version of any live key.
+    pub fn max_lsn(&self) -> u64 {
+        self.cells
+            .iter()
+            .flatten()
+            .map(|c| c.lsn)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Live keys.
+    pub fn live(&self) -> usize {
+        self.cells.iter().flatten().count()
+    }
+
+    /// A compact printable form: `key=gen.step/op@lsn` for live keys.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (k, c) in self.cells.iter().enumerate() {
+            if let Some(c) = c {
+                if !s.is_empty() {
+                    s.push(' ');
+                }
+                s.push_str(&format!(
+                    "{k}={}.{}/{}@{}",
+                    c.txn >> 32,
+                    c.txn & 0xFFFF_FFFF,
+                    c.op,
+                    c.lsn
+                ));
+            }
+        }
+        s
+    }
+
+    /// Parses [`State::describe`]'s output.
+    pub fn parse(keys: u16, s: &str) -> Option<State> {
+        let mut st = State::empty(keys);
+        for item in s.split_whitespace() {
+            let (k, rest) = item.split_once('=')?;
+            let (id, rest) = rest.split_once('/')?;
+            let (op, lsn) = rest.split_once('@')?;
+            let (g, i) = id.split_once('.')?;
+            let k: usize = k.parse().ok()?;
+            let txn = txn_id(g.parse().ok()?, i.parse().ok()?);
+            *st.cells.get_mut(k)? = Some(Cell {
+                txn,
+                op: op.parse().ok()?,
+                lsn: lsn.parse().ok()?,
+            });
+        }
+        Some(st)
+    }
+}
+
+/// Reads the whole database into a [`State`], checking that every key and value maps to exactly
+/// one write of `wl` (I1). Values are regenerated from their claimed origin and compared byte for
+/// byte.
+pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog::Error> {
+    let mut st = State::empty(wl.cfg.keys);
+    let mut aliens = Vec::new();
+    for (key, value) in db.range::<&[u8], _>(..)? {
+        let printable = String::from_utf8_lossy(&key).into_owned();
+        let Some(k) = parse_key(&key).filter(|&k| k < wl.cfg.keys) else {
+            aliens.push(Alien {
+                key: printable,
+                why: "not a key of the workload".into(),
+            });
+            continue;
+        };
+        match origin_of(wl, k, &value) {
+            Ok((txn, op)) => {
+                st.cells[k as usize] = Some(Cell {
+                    txn,
+                    op,
+                    lsn: value.lsn(),
+                })
+            }
+            Err(why) => aliens.push(Alien {
+                key: printable,
+                why,
+            }),
+        }
+    }
+    Ok((st, aliens))
+}
+
+fn origin_of(wl: &Workload, k: u16, v: &[u8]) -> Result<(u64, u16), String> {
+    let (txn, op) = decode_value(k, v).ok_or_else(|| {
+        format!(
+            "{} bytes whose framing or checksum is not a workload value",
+            v.len()
+        )
+    })?;
+    let (gen, step) = ((txn >> 32) as u32, txn & 0xFFFF_FFFF);
+    let Step::Txn { ops, .. } = wl.step(gen, step) else {
+        return Err(format!("claims txn {gen}.{step}, which is a sync"));
+    };
+    let o = ops.get(op as usize).ok_or_else(|| {
+        format!(
+            "claims op {op} of txn {gen}.{step}, which has {}",
+            ops.len()
+        )
+    })?;
+    let len = o
+        .value_len
+        .ok_or_else(|| format!("claims op {op} of txn {gen}.{step}, which is a delete"))?;
+    if o.key != k {
+        return Err(format!(
+            "claims op {op} of txn {gen}.{step}, which wrote another key"
+        ));
+    }
+    if encode_value(txn, k, op, ops.len() as u16, len as usize) != v {
+        return Err(format!(
+            "checksum holds but the bytes differ from op {op} of txn {gen}.{step}"
+        ));
+    }
+    Ok((txn, op))
+}
+
+/// Applies step `i` of `gen` to a model state.
+pub fn apply(wl: &Workload, st: &mut State, gen: u32, i: u64) {
+    if let Step::Txn { ops, .. } = wl.step(gen, i) {
+        let id = txn_id(gen, i);
+        for (j, o) in ops.iter().enumerate() {
+            st.cells[o.key as usize] = o.value_len.map(|_| Cell {
+                txn: id,
+                op: j as u16,
+                lsn: 0,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wl(mode: Mode) -> Workload {
+        Workload::new(WorkloadConfig {
+            seed: 3,
+            mode,
+            keys: 16,
+            interval: Duration::from_millis(5),
+            max_pending: 1 << 16,
+        })
+    }
+
+    #[test]
+    fn values_round_trip_and_reject_damage() {
+        let v = encode_value(txn_id(2, 9), 5, 1, 3, 77);
+        assert_eq!(v.len(), 77);
+        assert_eq!(decode_value(5, &v), Some((txn_id(2, 9), 1)));
+        assert_eq!(decode_value(6, &v), None);
+        for i in 0..v.len() {
+            let mut d = v.clone();
+            d[i] ^= 0x10;
+            assert_eq!(decode_value(5, &d), None, "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn steps_are_pure_and_mixed() {
+        let w = wl(Mode::Strict);
+        assert_eq!(w.step(1, 5), w.step(1, 5));
+        let steps: Vec<Step> = (1..=400).map(|i| w.step(1, i)).collect();
+        assert!(steps.contains(&Step::Sync));
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Txn { ops, .. } if ops.len() > 4)));
+        assert!(steps.iter().any(|s| matches!(
+            s,
+            Step::Txn {
+                commit: Commit::Buffered,
+                ..
+            }
+        )));
+        assert!(steps.iter().any(
+            |s| matches!(s, Step::Txn { ops, .. } if ops.iter().any(|o| o.value_len.is_none()))
+        ));
+        assert!(wl(Mode::InMemory)
+            .step(1, 1)
+            .eq(&wl(Mode::InMemory).step(1, 1)));
+    }
+
+    #[test]
+    fn state_text_round_trips() {
+        let mut st = State::empty(8);
+        st.cells[3] = Some(Cell {
+            txn: txn_id(2, 41),
+            op: 1,
+            lsn: 99,
+        });
+        assert_eq!(State::parse(8, &st.describe()), Some(st));
+        assert_eq!(parse_key(&key_bytes(42)), Some(42));
+        assert_eq!(parse_key(b"x0042"), None);
+    }
+}
