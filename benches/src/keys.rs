@@ -1,7 +1,7 @@
 //! Keys, values and random choices, all deterministic.
 //!
-//! A key is `key_size` bytes: `k` filler followed by the key's index as a big-endian `u64`, so
-//! keys sort in index order. A value is `value_size` bytes and describes itself: the key's index
+//! A key is `key_size` bytes: the key's index as a big-endian `u64` followed by `k` filler (as
+//! RocksDB's db_bench lays out its keys), so keys sort in index order. A value is `value_size` bytes and describes itself: the key's index
 //! (8 bytes), the version written (4 bytes), a check word derived from both (4 bytes), then bytes
 //! of a fixed random pool chosen by the same hash. Any value read back can therefore be checked
 //! against the key it was read under and the version the run last wrote there.
@@ -127,8 +127,7 @@ impl Codec {
     /// Writes index `idx` into a buffer from [`Codec::key_buf`].
     #[inline]
     pub fn set_key(&self, buf: &mut [u8], idx: u64) {
-        let n = buf.len();
-        buf[n - 8..].copy_from_slice(&idx.to_be_bytes());
+        buf[..8].copy_from_slice(&idx.to_be_bytes());
     }
 
     /// The key of index `idx`.
@@ -141,7 +140,7 @@ impl Codec {
     /// The index stored in a key.
     pub fn key_index(key: &[u8]) -> u64 {
         let mut b = [0u8; 8];
-        b.copy_from_slice(&key[key.len() - 8..]);
+        b.copy_from_slice(&key[..8]);
         u64::from_be_bytes(b)
     }
 

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
@@ -49,6 +50,10 @@ pub(crate) struct State {
     pending_commits: usize,
     /// Strict committers blocked waiting for durability.
     strict_waiters: usize,
+    /// The parked Strict committers of the next two rounds (by parity of the take that carries
+    /// their records): a finished round unparks exactly its own committers, all at once, rather
+    /// than handing a condition variable's mutex from one to the next.
+    round_waiters: [Vec<Thread>; 2],
     /// Number of times the log thread has taken the pending batches.
     takes: u64,
     /// Group-commit gathering: after a round that carried several commits, the log thread waits
@@ -95,10 +100,6 @@ pub(crate) struct Shared {
     pub(crate) index: RwLock<Index>,
     /// Signalled when the durable LSN advances, on poison and when the log thread exits.
     pub(crate) durable_cv: Condvar,
-    /// Strict committers wait here, on the condition variable of the round that carries their
-    /// records (rounds alternate between the two), so a finished round wakes only its own
-    /// committers and not those already queued for the next one.
-    round_cv: [Condvar; 2],
     /// Signalled when pending bytes are taken by the log thread.
     pub(crate) space_cv: Condvar,
     pub(crate) durable_lsn: AtomicU64,
@@ -135,6 +136,7 @@ impl Shared {
                 pending_bytes: 0,
                 pending_commits: 0,
                 strict_waiters: 0,
+                round_waiters: [Vec::new(), Vec::new()],
                 takes: 0,
                 gather: None,
                 sync_upto: 0,
@@ -147,7 +149,6 @@ impl Shared {
             }),
             index: RwLock::new(index),
             durable_cv: Condvar::new(),
-            round_cv: [Condvar::new(), Condvar::new()],
             space_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
@@ -225,7 +226,7 @@ impl Shared {
         lsn: Lsn,
     ) -> Result<(), Arc<io::Error>> {
         // Every pending record goes out with the next take.
-        let cv = &self.round_cv[((st.takes + 1) % 2) as usize];
+        let round = ((st.takes + 1) % 2) as usize;
         if st.gather.is_none() && st.strict_waiters == 0 && st.pending_commits == 1 {
             // A lone committer: spin (without the lock) for about one sync instead of sleeping,
             // which saves the wake-up after the sync (~10 us here). Never with company: spinning
@@ -241,18 +242,23 @@ impl Shared {
                 }
             });
         }
-        st.strict_waiters += 1;
-        let res = loop {
-            if self.durable_lsn.load(Ordering::Acquire) >= lsn {
-                break Ok(());
-            }
-            if let Some(e) = &st.poisoned {
-                break Err(e.clone());
-            }
-            cv.wait(st);
-        };
-        st.strict_waiters -= 1;
-        res
+        if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
+            st.strict_waiters += 1;
+            st.round_waiters[round].push(std::thread::current());
+            MutexGuard::unlocked(st, || {
+                // park() may return spuriously; an unpark before it makes it return at once.
+                while self.durable_lsn.load(Ordering::Acquire) < lsn
+                    && !self.poisoned_flag.load(Ordering::Acquire)
+                {
+                    std::thread::park();
+                }
+            });
+            st.strict_waiters -= 1;
+        }
+        match &st.poisoned {
+            Some(e) if self.durable_lsn.load(Ordering::Acquire) < lsn => Err(e.clone()),
+            _ => Ok(()),
+        }
     }
 
     /// Encodes a transaction's records into the pending batches at the current cursor, opening a
@@ -383,13 +389,17 @@ impl Shared {
             st.poisoned = Some(Arc::new(e));
         }
         self.poisoned_flag.store(true, Ordering::Release);
+        let parked: Vec<Thread> = st
+            .round_waiters
+            .iter_mut()
+            .flat_map(std::mem::take)
+            .collect();
         st.batches.clear();
         st.pending_bytes = 0;
         self.durable_cv.notify_all();
-        for cv in &self.round_cv {
-            cv.notify_all();
-        }
         self.space_cv.notify_all();
+        drop(st);
+        parked.iter().for_each(Thread::unpark);
     }
 }
 
@@ -522,7 +532,9 @@ pub(crate) fn run_log_thread(
         };
         let (batches, round_commits, take) = batches;
         lone_committer = round_commits == 1;
-        for mut batch in batches {
+        let count = batches.len();
+        for (i, mut batch) in batches.into_iter().enumerate() {
+            let last_of_take = i + 1 == count;
             if let Some((prev_end, base_lsn)) = batch.create {
                 assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
                 match create_segment(&*vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
@@ -588,7 +600,11 @@ pub(crate) fn run_log_thread(
                 st.spare.push(batch.buf);
             }
             shared.durable_cv.notify_all();
-            shared.round_cv[(take % 2) as usize].notify_all();
+            if last_of_take {
+                let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            }
             failpoint!("log::after_durable_published");
         }
     }
