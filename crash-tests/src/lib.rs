@@ -12,8 +12,10 @@
 //!
 //! [`workload`] generates the steps and values, [`oracle`] decides, [`report`] summarises.
 
+pub mod acklog;
 pub mod crash;
 pub mod fsync;
+pub mod kill;
 pub mod oracle;
 pub mod power;
 pub mod report;

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ringlog::IoChoice;
+use ringlog_crash::acklog::{self, WorkloadArgs};
 use ringlog_crash::crash::TearModel;
 use ringlog_crash::fsync;
+use ringlog_crash::kill::{self, KillOptions};
 use ringlog_crash::power::{self, PowerOptions, Target};
 use ringlog_crash::report::Summary;
 use ringlog_crash::workload::Mode;
@@ -201,10 +204,225 @@ fn main() -> ExitCode {
             }
             finish(&fsync::run(&c.power, per_seed), c.json)
         }
+        "kill" => run_kill(&args.rest),
+        "workload" => run_workload(&args.rest),
+        "verify" => run_verify(&args.rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS
         }
         m => bad(format!("unknown mode {m:?}")),
+    }
+}
+
+/// Takes `--name value` pairs out of `rest`.
+struct Flags(Vec<String>);
+
+impl Flags {
+    fn take(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.0.iter().position(|a| a == name) {
+            None => Ok(None),
+            Some(i) if i + 1 < self.0.len() => {
+                let v = self.0.remove(i + 1);
+                self.0.remove(i);
+                Ok(Some(v))
+            }
+            Some(_) => Err(format!("{name} needs a value")),
+        }
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
+        match self.take(name)? {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("bad value for {name}: {v:?}")),
+        }
+    }
+
+    fn done(self) -> Result<(), String> {
+        match self.0.first() {
+            None => Ok(()),
+            Some(u) => Err(format!("unknown option {u}")),
+        }
+    }
+}
+
+fn parse_io(s: &str) -> Result<IoChoice, String> {
+    s.parse()
+        .map_err(|_| format!("bad --io {s:?} (uring, portable or auto)"))
+}
+
+fn run_kill(rest: &[String]) -> ExitCode {
+    let defaults = PowerOptions {
+        seeds: (1..3).collect(),
+        ..PowerOptions::default()
+    };
+    let (c, unknown) = match parse_common(rest, defaults) {
+        Ok(x) => x,
+        Err(e) => return bad(e),
+    };
+    let mut f = Flags(unknown);
+    let parsed = (|| -> Result<(Vec<IoChoice>, KillOptions), String> {
+        let ios = match f.take("--io")?.as_deref() {
+            None | Some("both") => vec![IoChoice::Uring, IoChoice::Portable],
+            Some(v) => vec![parse_io(v)?],
+        };
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let opts = KillOptions {
+            seeds: c.power.seeds.clone(),
+            modes: c.power.modes.clone(),
+            io: ios[0],
+            cycles: f.parsed("--cycles")?.unwrap_or(50),
+            base_dir: f
+                .take("--dir")?
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            exe,
+            max_delay: Duration::from_millis(f.parsed("--max-delay-ms")?.unwrap_or(50)),
+            failpoint_per_mille: f.parsed("--failpoints")?.unwrap_or(400),
+            slack: Duration::from_millis(f.parsed("--slack-ms")?.unwrap_or(250)),
+            keep: c.power.keep.clone(),
+            stop_on_first: c.power.stop_on_first,
+            progress: c.power.progress,
+        };
+        Ok((ios, opts))
+    })();
+    let (ios, opts) = match parsed {
+        Ok(x) => x,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = f.done() {
+        return bad(e);
+    }
+    let mut total: Option<Summary> = None;
+    for io in ios {
+        let o = KillOptions { io, ..opts.clone() };
+        match kill::run(&o) {
+            Ok(s) => match &mut total {
+                None => total = Some(s),
+                Some(t) => {
+                    t.model = format!("{}+{}", t.model, s.model);
+                    t.merge(s);
+                }
+            },
+            Err(e) => {
+                eprintln!("ringlog-crash kill: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    finish(&total.expect("at least one I/O path"), c.json)
+}
+
+fn run_workload(rest: &[String]) -> ExitCode {
+    let mut f = Flags(rest.to_vec());
+    let parsed = (|| -> Result<WorkloadArgs, String> {
+        let dir = f.take("--dir")?.ok_or("--dir is required")?;
+        let ack_log = f.take("--ack-log")?.ok_or("--ack-log is required")?;
+        let mode = match f.take("--durability")? {
+            None => Mode::Strict,
+            Some(v) => Mode::parse(&v).ok_or(format!("bad durability {v:?}"))?,
+        };
+        let failpoint = match f.take("--failpoint")? {
+            None => None,
+            Some(v) => {
+                let (n, k) = v.rsplit_once(':').unwrap_or((v.as_str(), "1"));
+                Some((
+                    n.to_string(),
+                    k.parse().map_err(|_| format!("bad --failpoint {v:?}"))?,
+                ))
+            }
+        };
+        Ok(WorkloadArgs {
+            dir: PathBuf::from(dir),
+            ack_log,
+            seed: f.parsed("--seed")?.unwrap_or(1),
+            mode,
+            io: match f.take("--io")? {
+                None => IoChoice::Auto,
+                Some(v) => parse_io(&v)?,
+            },
+            gen: f.parsed("--gen")?,
+            steps: f.parsed("--steps")?,
+            failpoint,
+        })
+    })();
+    let a = match parsed {
+        Ok(a) => a,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = f.done() {
+        return bad(e);
+    }
+    match acklog::run_workload(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringlog-crash workload: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn run_verify(rest: &[String]) -> ExitCode {
+    let mut f = Flags(rest.to_vec());
+    let parsed = (|| -> Result<(PathBuf, String, IoChoice, bool), String> {
+        let dir = f.take("--dir")?.ok_or("--dir is required")?;
+        let ack = f.take("--ack-log")?.ok_or("--ack-log is required")?;
+        let io = match f.take("--io")? {
+            None => IoChoice::Auto,
+            Some(v) => parse_io(&v)?,
+        };
+        let json = match f.0.iter().position(|a| a == "--json") {
+            Some(i) => {
+                f.0.remove(i);
+                true
+            }
+            None => false,
+        };
+        Ok((PathBuf::from(dir), ack, io, json))
+    })();
+    let (dir, ack, io, json) = match parsed {
+        Ok(x) => x,
+        Err(e) => return bad(e),
+    };
+    if let Err(e) = f.done() {
+        return bad(e);
+    }
+    match acklog::verify(&dir, &ack, io) {
+        Ok(notes) => {
+            if json {
+                println!(
+                    "{{\"violations\":0,\"notes\":[{}]}}",
+                    notes
+                        .iter()
+                        .map(|n| ringlog_crash::report::json_str(n))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            } else {
+                for n in notes {
+                    println!("{n}");
+                }
+                println!("verify: no violation");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(v) if v.invariant == "runner" => {
+            eprintln!("ringlog-crash verify: {}", v.detail);
+            ExitCode::from(2)
+        }
+        Err(v) => {
+            if json {
+                println!(
+                    "{{\"violations\":1,\"invariant\":{},\"detail\":{}}}",
+                    ringlog_crash::report::json_str(v.invariant),
+                    ringlog_crash::report::json_str(&v.detail)
+                );
+            }
+            eprintln!("VIOLATION [{}] {}", v.invariant, v.detail);
+            ExitCode::from(1)
+        }
     }
 }

@@ -81,6 +81,8 @@ pub struct Summary {
     pub failures: Vec<Failure>,
     /// Time spent.
     pub elapsed: Duration,
+    /// What `states` counts ("crash states" or "kill/recover cycles").
+    pub unit: String,
 }
 
 impl Summary {
@@ -89,6 +91,7 @@ impl Summary {
         Summary {
             mode: mode.into(),
             model: model.into(),
+            unit: "crash states".into(),
             ..Summary::default()
         }
     }
@@ -137,10 +140,14 @@ impl Summary {
             "  of which sampled",
             self.sampled_points.to_string(),
         );
-        row(&mut s, "crash states checked", self.states.to_string());
         row(
             &mut s,
-            "states per second",
+            &format!("{} checked", self.unit),
+            self.states.to_string(),
+        );
+        row(
+            &mut s,
+            &format!("{} per second", self.unit),
             format!("{:.0} ({:.2} s)", self.rate(), self.elapsed.as_secs_f64()),
         );
         if !self.per_fault.is_empty() {
@@ -195,8 +202,9 @@ impl Summary {
             .collect();
         let notes: Vec<String> = self.notes.iter().map(|n| json_str(n)).collect();
         format!(
-            "{{\"mode\":{},\"model\":{},\"seeds\":{},\"steps\":{},\"points\":{},\"sampled_points\":{},\"states\":{},\"seconds\":{:.3},\"states_per_second\":{:.1},\"per_fault\":{},\"covered\":{},\"notes\":[{}],\"violations\":{},\"failures\":[{}]}}",
+            "{{\"mode\":{},\"unit\":{},\"model\":{},\"seeds\":{},\"steps\":{},\"points\":{},\"sampled_points\":{},\"states\":{},\"seconds\":{:.3},\"states_per_second\":{:.1},\"per_fault\":{},\"covered\":{},\"notes\":[{}],\"violations\":{},\"failures\":[{}]}}",
             json_str(&self.mode),
+            json_str(&self.unit),
             json_str(&self.model),
             self.seeds,
             self.steps,
