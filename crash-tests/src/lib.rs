@@ -13,6 +13,7 @@
 //! [`workload`] generates the steps and values, [`oracle`] decides, [`report`] summarises.
 
 pub mod acklog;
+pub mod corrupt;
 pub mod crash;
 pub mod fsync;
 pub mod kill;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ringlog::IoChoice;
 use ringlog_crash::acklog::{self, WorkloadArgs};
+use ringlog_crash::corrupt;
 use ringlog_crash::crash::TearModel;
 use ringlog_crash::fsync;
 use ringlog_crash::kill::{self, KillOptions};
@@ -203,6 +204,25 @@ fn main() -> ExitCode {
                 }
             }
             finish(&fsync::run(&c.power, per_seed), c.json)
+        }
+        "corrupt" => {
+            let defaults = PowerOptions {
+                steps: 150,
+                ..defaults
+            };
+            let (c, unknown) = match parse_common(&args.rest, defaults) {
+                Ok(x) => x,
+                Err(e) => return bad(e),
+            };
+            let mut f = Flags(unknown);
+            let cases = match f.parsed("--cases") {
+                Ok(n) => n.unwrap_or(20),
+                Err(e) => return bad(e),
+            };
+            if let Err(e) = f.done() {
+                return bad(e);
+            }
+            finish(&corrupt::run(&c.power, cases), c.json)
         }
         "kill" => run_kill(&args.rest),
         "workload" => run_workload(&args.rest),

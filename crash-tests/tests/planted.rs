@@ -151,3 +151,46 @@ fn fsync_errors_without_bugs_find_nothing() {
         s.failures[0].render()
     );
 }
+
+#[test]
+fn a_failure_replays_from_its_seed_point_and_state() {
+    let base = PowerOptions {
+        steps: 60,
+        ..opts(1..12, vec![Mode::Buffered, Mode::Strict])
+    };
+    let s = with_bug(Some(Bug::ApplyTornCommit), || power::run(&base));
+    let f = s.failures.first().expect("the planted bug is caught");
+    // "--replay SEED:GEN.POINT:STATE" at the end of the reproduction command.
+    let arg = f.replay.rsplit(' ').next().unwrap();
+    let (seed, target) = arg.split_once(':').unwrap();
+    let target = power::Target::parse(target).unwrap();
+    let mode = if f.replay.contains("--durability strict") {
+        Mode::Strict
+    } else {
+        Mode::Buffered
+    };
+    let again = with_bug(Some(Bug::ApplyTornCommit), || {
+        power::run(&PowerOptions {
+            seeds: vec![seed.parse().unwrap()],
+            modes: vec![mode],
+            replay: Some(target),
+            ..base.clone()
+        })
+    });
+    assert_eq!(again.states, 1, "a replay checks exactly one state");
+    let g = again.failures.first().expect("the replay fails again");
+    assert_eq!(
+        (g.point.as_str(), g.state, g.violation.invariant),
+        (f.point.as_str(), f.state, f.violation.invariant)
+    );
+    // Without the bug the same state is fine.
+    let clean = with_bug(None, || {
+        power::run(&PowerOptions {
+            seeds: vec![seed.parse().unwrap()],
+            modes: vec![mode],
+            replay: Some(target),
+            ..base.clone()
+        })
+    });
+    assert!(clean.failures.is_empty(), "{}", clean.failures[0].render());
+}

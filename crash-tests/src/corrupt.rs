@@ -1,0 +1,530 @@
+//! `corrupt` mode: damage to a durable image.
+//!
+//! The workload runs to a clean close on the simulated disk, so every acknowledged step is
+//! durable. Then, one case at a time:
+//!
+//! * **tail** damage, after the last batch of the log (garbage, bit flips, truncation, a valid
+//!   record copied past the end): recovery must open and keep every step (only that suffix cut);
+//! * **mid-log** damage, inside a batch followed by a later batch (a flipped bit, a zeroed sector,
+//!   a valid record copied over another, a flipped bit in a segment header): opening must fail
+//!   with `Error::Corruption` naming the damaged file and an offset inside the damaged batch, or
+//!   succeed with every step intact (damage to bytes no checksum covers); never open with
+//!   acknowledged data missing. Opening with `RecoveryMode::TruncateAtCorruption` must then
+//!   succeed, report where it cut, and leave a prefix of the commit order;
+//! * **last-batch** damage (synced data with no later batch after it): indistinguishable from a
+//!   torn write, cut as one (FORMAT.md §10.5). Reported as a known limit, not a violation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringlog::{Db, Error, IoChoice, RecoveryMode};
+use ringlog_format::{decode_record, Manifest, SegmentPos, SEGMENT_HEADER_LEN};
+
+use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};
+use crate::power::{PowerOptions, Target};
+use crate::report::{Failure, Summary};
+use crate::rng::Rng;
+use crate::setup::Setup;
+use crate::sim::{Image, SimVfs};
+use crate::workload::{observe, Mode, State, Step};
+
+/// A record's place in the image.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    seg: usize,
+    off: u64,
+    len: u64,
+    /// Length covered by the checksum (header `len`), without alignment bytes.
+    covered: u64,
+    batch_start: u64,
+}
+
+struct Layout {
+    /// Segment paths in id order.
+    segs: Vec<PathBuf>,
+    recs: Vec<Rec>,
+    /// Batches as (segment index, start, end), in log order.
+    batches: Vec<(usize, u64, u64)>,
+}
+
+fn layout(img: &Image) -> Option<Layout> {
+    let dir = Setup::sim_dir();
+    let manifest = img.files.get(&dir.join("MANIFEST"))?;
+    let epoch = Manifest::decode(manifest).ok()?.epoch;
+    let mut segs: Vec<(u64, PathBuf)> = img
+        .files
+        .keys()
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?;
+            let d = n.strip_suffix(".log")?;
+            (d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| (d.parse().ok(), p.clone()))
+                .and_then(|(id, p)| Some((id?, p)))
+        })
+        .collect();
+    segs.sort();
+    let mut recs = Vec::new();
+    for (i, (id, p)) in segs.iter().enumerate() {
+        let buf = &img.files[p];
+        let mut pos = SEGMENT_HEADER_LEN;
+        while pos < buf.len() {
+            let Ok(r) = decode_record(
+                buf,
+                pos,
+                SegmentPos {
+                    segment_id: *id,
+                    epoch,
+                    offset: pos as u64,
+                },
+            ) else {
+                break;
+            };
+            recs.push(Rec {
+                seg: i,
+                off: pos as u64,
+                len: r.encoded_len() as u64,
+                covered: r.header.len as u64,
+                batch_start: r.header.batch_start as u64,
+            });
+            pos += r.encoded_len();
+        }
+    }
+    let mut batches: Vec<(usize, u64, u64)> = Vec::new();
+    for r in &recs {
+        match batches.last_mut() {
+            Some(b) if b.0 == r.seg && b.1 == r.batch_start => b.2 = r.off + r.len,
+            _ => batches.push((r.seg, r.batch_start, r.off + r.len)),
+        }
+    }
+    Some(Layout {
+        segs: segs.into_iter().map(|(_, p)| p).collect(),
+        recs,
+        batches,
+    })
+}
+
+/// Damage categories.
+const CATEGORIES: [&str; 3] = ["tail", "mid-log", "last-batch"];
+
+/// One damaged image and what it must lead to.
+struct Case {
+    img: Image,
+    kind: &'static str,
+    /// The damaged segment and the byte range damaged.
+    file: PathBuf,
+    range: (u64, u64),
+    /// Start of the damaged batch (mid-log), for the reported offset.
+    batch_start: u64,
+}
+
+fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
+    let mut img = img.clone();
+    let (last_seg, last_start, last_end) = *lay.batches.last()?;
+    match cat {
+        0 => {
+            let path = lay.segs[last_seg].clone();
+            let data = Arc::make_mut(img.files.get_mut(&path)?);
+            let len = data.len() as u64;
+            if len <= last_end {
+                // Grow the file to have a tail to damage (a file without preallocation).
+                data.resize(last_end as usize + 4096, 0);
+            }
+            let len = data.len() as u64;
+            let (kind, range) = match r.below(4) {
+                0 => {
+                    let from = r.range(last_end, len - 1);
+                    let to = (from + r.range(1, 4096)).min(len);
+                    r.fill(&mut data[from as usize..to as usize]);
+                    ("garbage after the tail", (from, to))
+                }
+                1 => {
+                    let n = r.range(1, 8);
+                    let mut lo = len;
+                    for _ in 0..n {
+                        let at = r.range(last_end, len - 1);
+                        data[at as usize] ^= 1 << r.below(8);
+                        lo = lo.min(at);
+                    }
+                    ("bit flips after the tail", (lo, len))
+                }
+                2 => {
+                    let to = r.range(last_end, len);
+                    data.truncate(to as usize);
+                    ("truncation after the tail", (to, len))
+                }
+                _ => {
+                    // A valid record copied to an offset past the end (a misdirected write).
+                    let src = lay.recs[r.below(lay.recs.len() as u64) as usize];
+                    let bytes = img.files[&lay.segs[src.seg]]
+                        [src.off as usize..(src.off + src.len) as usize]
+                        .to_vec();
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let room = data.len() as u64 - last_end;
+                    if room < bytes.len() as u64 + 8 {
+                        return None;
+                    }
+                    let at = (r.range(last_end, data.len() as u64 - bytes.len() as u64) / 8) * 8;
+                    data[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
+                    (
+                        "valid record copied past the tail",
+                        (at, at + bytes.len() as u64),
+                    )
+                }
+            };
+            Some(Case {
+                img,
+                kind,
+                file: path,
+                range,
+                batch_start: 0,
+            })
+        }
+        1 => {
+            if lay.batches.len() < 2 {
+                return None;
+            }
+            if r.chance(150) {
+                // A flipped bit in a segment header.
+                let s = r.below(lay.segs.len() as u64) as usize;
+                let path = lay.segs[s].clone();
+                let data = Arc::make_mut(img.files.get_mut(&path)?);
+                let at = r.below(64);
+                data[at as usize] ^= 1 << r.below(8);
+                return Some(Case {
+                    img,
+                    kind: "bit flip in a segment header",
+                    file: path,
+                    range: (at, at + 1),
+                    batch_start: 0,
+                });
+            }
+            let b = lay.batches[r.below(lay.batches.len() as u64 - 1) as usize];
+            let in_batch: Vec<&Rec> = lay
+                .recs
+                .iter()
+                .filter(|x| x.seg == b.0 && x.batch_start == b.1)
+                .collect();
+            let path = lay.segs[b.0].clone();
+            let (kind, range) = match r.below(3) {
+                0 => {
+                    let rec = in_batch[r.below(in_batch.len() as u64) as usize];
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let at = rec.off + r.below(rec.covered);
+                    data[at as usize] ^= 1 << r.below(8);
+                    ("bit flip in a synced batch", (at, at + 1))
+                }
+                1 => {
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let s = r.range(b.1 / 512, (b.2 - 1) / 512) * 512;
+                    data[s as usize..(s + 512) as usize].fill(0);
+                    ("zeroed sector in a synced batch", (s, s + 512))
+                }
+                _ => {
+                    let dst = in_batch[r.below(in_batch.len() as u64) as usize];
+                    let src = lay.recs[r.below(lay.recs.len() as u64) as usize];
+                    if src.seg == dst.seg && src.off == dst.off {
+                        return None;
+                    }
+                    let bytes = img.files[&lay.segs[src.seg]]
+                        [src.off as usize..(src.off + src.len) as usize]
+                        .to_vec();
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let end = (dst.off as usize + bytes.len()).min(data.len());
+                    let n = end - dst.off as usize;
+                    data[dst.off as usize..end].copy_from_slice(&bytes[..n]);
+                    (
+                        "valid record copied over another (misdirected write)",
+                        (dst.off, end as u64),
+                    )
+                }
+            };
+            Some(Case {
+                img,
+                kind,
+                file: path,
+                range,
+                batch_start: b.1,
+            })
+        }
+        _ => {
+            let path = lay.segs[last_seg].clone();
+            let data = Arc::make_mut(img.files.get_mut(&path)?);
+            let at = r.range(last_start, last_end - 1);
+            data[at as usize] ^= 1 << r.below(8);
+            Some(Case {
+                img,
+                kind: "bit flip in the last batch",
+                file: path,
+                range: (at, at + 1),
+                batch_start: last_start,
+            })
+        }
+    }
+}
+
+fn open(setup: &Setup, img: &Image, mode: RecoveryMode) -> Result<Db, Error> {
+    let sim = SimVfs::from_image(img, false, Duration::ZERO);
+    let mut o = setup.options(Some(Arc::new(sim)), IoChoice::Auto);
+    o.recovery = mode;
+    Db::open(Setup::sim_dir(), o)
+}
+
+/// What one case led to: `Ok(label)` or a violation.
+fn evaluate(
+    setup: &Setup,
+    hist: &History,
+    pre: &Prefixes,
+    full: Bounds,
+    cat: usize,
+    case: &Case,
+) -> Result<&'static str, Violation> {
+    let intact = |db: &Db| -> Result<(), Violation> {
+        let (st, aliens) =
+            observe(db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
+        check(&setup.wl, hist, pre, &st, &aliens, db.last_lsn(), full).map(|_| ())
+    };
+    match cat {
+        0 => {
+            let db = open(setup, &case.img, RecoveryMode::Strict).map_err(|e| {
+                Violation::new("I5", format!("tail damage ({}) refused: {e}", case.kind))
+            })?;
+            intact(&db).map_err(|v| {
+                Violation::new(
+                    v.invariant,
+                    format!(
+                        "tail damage ({}) cut acknowledged data: {}",
+                        case.kind, v.detail
+                    ),
+                )
+            })?;
+            Ok("tail damage cut, every step kept")
+        }
+        1 => {
+            let label = match open(setup, &case.img, RecoveryMode::Strict) {
+                Err(Error::Corruption { file, offset, .. }) => {
+                    let header = case.batch_start == 0;
+                    let (lo, hi) = if header {
+                        (0, SEGMENT_HEADER_LEN as u64)
+                    } else {
+                        (case.batch_start, case.range.1)
+                    };
+                    if file != case.file || offset < lo || offset >= hi.max(lo + 1) {
+                        return Err(Violation::new(
+                            "corruption-report",
+                            format!(
+                                "{} at {} [{}, {}) reported at {} offset {offset} (expected in [{lo}, {hi}))",
+                                case.kind,
+                                name(&case.file),
+                                case.range.0,
+                                case.range.1,
+                                name(&file)
+                            ),
+                        ));
+                    }
+                    "refused with the file and offset"
+                }
+                Err(e) => {
+                    return Err(Violation::new(
+                        "corruption-report",
+                        format!("{} refused with a non-corruption error: {e}", case.kind),
+                    ))
+                }
+                Ok(db) => {
+                    intact(&db).map_err(|v| {
+                        Violation::new(
+                            "silent-loss",
+                            format!(
+                                "{} at {} [{}, {}) opened without an error but: {}",
+                                case.kind,
+                                name(&case.file),
+                                case.range.0,
+                                case.range.1,
+                                v.detail
+                            ),
+                        )
+                    })?;
+                    return Ok("harmless (no checksummed byte changed)");
+                }
+            };
+            // The caller may ask for an explicit cut: it must open and leave a prefix.
+            let db = open(setup, &case.img, RecoveryMode::TruncateAtCorruption).map_err(|e| {
+                Violation::new(
+                    "I5",
+                    format!("TruncateAtCorruption refused {}: {e}", case.kind),
+                )
+            })?;
+            if db.recovery_stats().truncated_at.is_none() {
+                return Err(Violation::new(
+                    "corruption-report",
+                    format!(
+                        "TruncateAtCorruption cut {} without reporting where",
+                        case.kind
+                    ),
+                ));
+            }
+            let (st, aliens) =
+                observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
+            let loose = Bounds {
+                required: 0,
+                ..full
+            };
+            check(&setup.wl, hist, pre, &st, &aliens, db.last_lsn(), loose)?;
+            Ok(label)
+        }
+        _ => match open(setup, &case.img, RecoveryMode::Strict) {
+            Err(Error::Corruption { .. }) => Ok("refused with the file and offset"),
+            Err(e) => Err(Violation::new("I5", format!("{}: {e}", case.kind))),
+            Ok(db) => Ok(match intact(&db) {
+                Ok(()) => "opened, no acknowledged step lost",
+                Err(_) => {
+                    "cut as a torn tail: acknowledged data lost (known limit, FORMAT.md 10.5)"
+                }
+            }),
+        },
+    }
+}
+
+fn name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs `cases` damage cases per category for every seed.
+pub fn run(opts: &PowerOptions, cases: u64) -> Summary {
+    let started = Instant::now();
+    let mut sum = Summary::new("corrupt", "durable image");
+    sum.unit = "damaged images".into();
+    for (i, &seed) in opts.seeds.iter().enumerate() {
+        let mode = match opts.modes[i % opts.modes.len().max(1)] {
+            Mode::InMemory => Mode::Strict,
+            m => m,
+        };
+        run_seed(opts, seed, mode, cases, &mut sum);
+        if opts.stop_on_first && !sum.failures.is_empty() {
+            break;
+        }
+    }
+    sum.elapsed = started.elapsed();
+    sum
+}
+
+fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Summary) {
+    sum.seeds += 1;
+    let setup = Setup::derive(seed, mode, true);
+    let empty = Image {
+        files: Default::default(),
+        dirs: vec![Setup::sim_dir().to_path_buf()],
+    };
+    let sim = SimVfs::from_image(&empty, false, Duration::ZERO);
+    let mut hist = History {
+        gen: 1,
+        base: State::empty(setup.wl.cfg.keys),
+        ..History::default()
+    };
+    let db = match Db::open(
+        Setup::sim_dir(),
+        setup.options(Some(Arc::new(sim.clone())), IoChoice::Auto),
+    ) {
+        Ok(db) => db,
+        Err(e) => {
+            sum.notes
+                .push(format!("seed {seed}: the database did not open: {e}"));
+            return;
+        }
+    };
+    for step in 1..=opts.steps {
+        let Ok(lsn) = setup.wl.execute(&db, 1, step) else {
+            sum.notes.push(format!("seed {seed}: step {step} failed"));
+            return;
+        };
+        let kind = match setup.wl.step(1, step) {
+            Step::Sync => AckKind::Sync,
+            _ => AckKind::Commit { durable: true },
+        };
+        hist.acks.push(Ack {
+            step,
+            kind,
+            lsn,
+            durable_lsn: db.durable_lsn(),
+            at: 0,
+        });
+        hist.started.push(0);
+    }
+    sum.steps += opts.steps;
+    if db.close().is_err() {
+        sum.notes.push(format!("seed {seed}: close failed"));
+        return;
+    }
+    // After a clean close every step is durable: the full model is required.
+    let img = sim.snapshot();
+    let pre = Prefixes::new(&setup.wl, 1, &hist.base, opts.steps);
+    let full = Bounds {
+        required: opts.steps,
+        allowed: opts.steps,
+        because: None,
+    };
+    let Some(lay) = layout(&img) else {
+        sum.notes
+            .push(format!("seed {seed}: could not parse the image"));
+        return;
+    };
+    for (cat, cat_name) in CATEGORIES.iter().enumerate() {
+        for k in 0..cases {
+            let t = Target {
+                gen: cat as u32 + 1,
+                point: k,
+                state: 0,
+            };
+            if opts.replay.is_some_and(|r| r != t) {
+                continue;
+            }
+            let mut r = Rng::from_words(&[seed, cat as u64, k, 0xC022]);
+            let Some(case) = damage(&img, &lay, cat, &mut r) else {
+                continue;
+            };
+            sum.points += 1;
+            match evaluate(&setup, &hist, &pre, full, cat, &case) {
+                Ok(label) => {
+                    sum.count(&format!("{cat_name}: {label}"));
+                    *sum.covered.entry(case.kind.to_string()).or_default() += 1;
+                }
+                Err(v) => {
+                    sum.count(&format!("{cat_name}: VIOLATION"));
+                    let image = opts.keep.as_ref().and_then(|dir| {
+                        let d = dir.join(format!("corrupt-seed{seed}-{}-{k}", cat + 1));
+                        case.img.save(&d).ok().map(|_| d)
+                    });
+                    sum.failures.push(Failure {
+                        mode: "corrupt".into(),
+                        seed,
+                        model: "durable image".into(),
+                        point: format!("{}.{k}", cat + 1),
+                        state: 0,
+                        violation: v,
+                        trace: vec![
+                            setup.describe(),
+                            format!(
+                                "{cat_name} damage: {} in {} bytes [{}, {})",
+                                case.kind,
+                                name(&case.file),
+                                case.range.0,
+                                case.range.1
+                            ),
+                        ],
+                        image,
+                        replay: format!(
+                            "ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",
+                            opts.steps,
+                            cat + 1
+                        ),
+                    });
+                    if opts.stop_on_first {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
