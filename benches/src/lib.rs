@@ -307,7 +307,15 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         w(out, &format!("wrote {}", path.display()));
     }
     if let Some(path) = &cfg.plot {
-        let svg = report::svg(&rows, &format!("ringlog-bench — {}", machine.line()));
+        let title = format!(
+            "ringlog-bench — {}, {} cores, {} on {} (write cache: {})",
+            machine.kernel,
+            machine.cores,
+            machine.fs_type,
+            machine.device.as_deref().unwrap_or("no device"),
+            machine.write_cache.as_deref().unwrap_or("unknown")
+        );
+        let svg = report::svg(&rows, &title);
         std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         w(out, &format!("wrote {}", path.display()));
     }

@@ -339,6 +339,16 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
         "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
         "#7f7f7f", "#bcbd22",
     ];
+    let mut engines: Vec<&str> = Vec::new();
+    for r in rows {
+        if !engines.contains(&r.engine.as_str()) {
+            engines.push(&r.engine);
+        }
+    }
+    let color = |engine: &str| {
+        let i = engines.iter().position(|e| *e == engine).unwrap_or(0);
+        palette[i % palette.len()]
+    };
     // Series for the throughput panel: (mode, workload, engine) with ≥ 1 points.
     let mut series: Vec<Series> = Vec::new();
     for r in rows {
@@ -412,8 +422,16 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
             ys(v)
         );
     }
+    let mut workloads: Vec<&str> = Vec::new();
+    for s in &shown {
+        if !workloads.contains(&s.1.as_str()) {
+            workloads.push(&s.1);
+        }
+    }
+    let dashes = ["", "6,3", "2,3", "8,3,2,3"];
     for (i, s) in shown.iter().enumerate() {
-        let color = palette[i % palette.len()];
+        let color = color(&s.2);
+        let dash = dashes[workloads.iter().position(|w| *w == s.1).unwrap_or(0) % dashes.len()];
         let mut pts = s.3.clone();
         pts.sort_by_key(|p| p.0);
         let path: Vec<String> = pts
@@ -422,7 +440,7 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
             .collect();
         let _ = writeln!(
             out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
             path.join(" ")
         );
         for &(t, v) in &pts {
@@ -433,10 +451,17 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
                 ys(v)
             );
         }
+        let ly = y0 + 8.0 + i as f64 * 14.0;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
+            x0 + pw + 10.0,
+            x0 + pw + 34.0
+        );
         let _ = writeln!(
             out,
             r#"<text x="{}" y="{}" fill="{color}">{} {} {}</text>"#,
-            x0 + pw + 15.0,
+            x0 + pw + 40.0,
             y0 + 12.0 + i as f64 * 14.0,
             escape(&s.2),
             s.0.name(),
@@ -451,7 +476,8 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
             y0 + 20.0
         );
     }
-    // Panel 2: latency percentiles, one series per row of the chosen workload/mode.
+    // Panel 2: latency percentiles of the chosen workload/mode, one series per engine (its
+    // single-writer run, where the raw floors run too).
     let y1 = y0 + ph + 60.0;
     let lat_rows: Vec<&RunResult> = {
         let pick = rows
@@ -459,10 +485,21 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
             .find(|r| r.mode == Mode::Strict && r.workload.is_write_only())
             .or(rows.first());
         match pick {
-            Some(p) => rows
-                .iter()
-                .filter(|r| r.mode == p.mode && r.workload == p.workload)
-                .collect(),
+            Some(p) => {
+                let mut v: Vec<&RunResult> = Vec::new();
+                for r in rows
+                    .iter()
+                    .filter(|r| r.mode == p.mode && r.workload == p.workload)
+                {
+                    // One row per engine: its fewest-threads run.
+                    match v.iter().position(|x| x.engine == r.engine) {
+                        Some(i) if v[i].threads > r.threads => v[i] = r,
+                        Some(_) => {}
+                        None => v.push(r),
+                    }
+                }
+                v
+            }
             None => Vec::new(),
         }
     };
@@ -514,7 +551,7 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
         );
     }
     for (i, r) in lat_rows.iter().enumerate() {
-        let color = palette[i % palette.len()];
+        let color = color(&r.engine);
         let pts: Vec<String> = pcts
             .iter()
             .enumerate()

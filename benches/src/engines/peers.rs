@@ -566,7 +566,7 @@ mod rocksdb_peer {
                 b.put(k, v);
             }
             self.db
-                .write_opt(&b, &self.wo)
+                .write_opt(b, &self.wo)
                 .map_err(|e| err("rocksdb write", e))
         }
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
