@@ -518,6 +518,14 @@ mod rocksdb_peer {
     pub struct RocksKind;
     pub static ROCKSDB: RocksKind = RocksKind;
 
+    /// Which RocksDB: rust-rocksdb 0.20 links the system library when built with
+    /// `ROCKSDB_LIB_DIR` (Debian 12's librocksdb-dev is 7.8.3), else compiles its bundled 7.9.2.
+    const ROCKSDB_VERSION: &str = if option_env!("ROCKSDB_LIB_DIR").is_some() {
+        "7.8 (system library from ROCKSDB_LIB_DIR, via rust-rocksdb 0.20)"
+    } else {
+        "7.9.2 (bundled with rust-rocksdb 0.20)"
+    };
+
     impl EngineKind for RocksKind {
         fn name(&self) -> &'static str {
             "rocksdb"
@@ -527,12 +535,14 @@ mod rocksdb_peer {
                 Mode::InMemory => Err("RocksDB has no in-memory mode here (disableWAL still \
                     writes tables)"
                     .into()),
-                Mode::Buffered => Ok("RocksDB 10 (rust-rocksdb 0.25): WAL, sync=false (written \
-                    to the OS per commit, RocksDB's default), group commit, no compression"
-                    .into()),
-                Mode::Strict => Ok("RocksDB 10 (rust-rocksdb 0.25): WAL, sync=true per \
-                    commit (fdatasync), group commit, no compression"
-                    .into()),
+                Mode::Buffered => Ok(format!(
+                    "RocksDB {ROCKSDB_VERSION}: WAL, sync=false (written to the OS per commit, \
+                     RocksDB's default), group commit, no compression"
+                )),
+                Mode::Strict => Ok(format!(
+                    "RocksDB {ROCKSDB_VERSION}: WAL, sync=true per commit (fdatasync), group \
+                     commit, no compression"
+                )),
             }
         }
         fn supports(&self, _: Workload) -> bool {
