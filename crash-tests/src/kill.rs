@@ -232,7 +232,9 @@ fn run_seed(
         let keys = setup.wl.cfg.keys;
         let parsed = parse(&text, |_, _| keys).map_err(RunnerError)?;
         let fired = out.killed_at.is_none() && out.status.signal() == Some(libc::SIGKILL);
+        let completed = out.killed_at.is_none() && out.status.success();
         let kind = match (failpoint, fired) {
+            _ if completed => "workload completed (clean close)".to_string(),
             (Some((name, _)), true) => {
                 *sum.covered.entry(name.to_string()).or_default() += 1;
                 "killed at a crash point".to_string()
@@ -272,7 +274,7 @@ fn run_seed(
             });
         };
         // The child's own failure (it could not open, or a step failed) is a violation.
-        if out.killed_at.is_none() && !fired {
+        if out.killed_at.is_none() && !fired && !completed {
             let msg = parsed
                 .last()
                 .and_then(|g| g.failed.clone())
@@ -308,9 +310,9 @@ fn run_seed(
                         base_lsn,
                         ..History::default()
                     },
-                    times: Vec::new(),
                     failed: None,
                     backend: String::new(),
+                    closed: false,
                 }
             }
         };

@@ -39,6 +39,7 @@ common options:
   --all                      do not stop at the first violation
   --json                     print the summary as JSON
   --progress                 progress on stderr
+  --shrink                   after a failure, find the fewest steps that still fail (power, fsync-error)
 ";
 
 struct Args {
@@ -124,6 +125,7 @@ fn parse_common(args: &[String], mut power: PowerOptions) -> Result<(Common, Vec
             "--all" => power.stop_on_first = false,
             "--json" => json = true,
             "--progress" => power.progress = true,
+            "--shrink" => power.shrink = true,
             _ => unknown.push(args[i].clone()),
         }
         i += 1;

@@ -73,6 +73,9 @@ pub struct PowerOptions {
     pub fail_sync: Option<u64>,
     /// Print progress to stderr.
     pub progress: bool,
+    /// After a failure, look for the shortest workload (fewest steps per generation) that still
+    /// shows the same violation, and report it too.
+    pub shrink: bool,
 }
 
 impl Default for PowerOptions {
@@ -91,6 +94,7 @@ impl Default for PowerOptions {
             replay: None,
             fail_sync: None,
             progress: false,
+            shrink: false,
         }
     }
 }
@@ -138,6 +142,11 @@ pub fn run(opts: &PowerOptions) -> Summary {
         let mode = opts.modes[i % opts.modes.len().max(1)];
         let mut s = Summary::new(opts.mode_name(), &opts.model.to_string());
         run_seed(opts, seed, mode, &mut s);
+        if opts.shrink && opts.replay.is_none() {
+            for f in &mut s.failures {
+                shrink(opts, seed, mode, f);
+            }
+        }
         total.merge(s);
         if opts.progress
             && (last_progress.elapsed() > Duration::from_millis(500) || i + 1 == opts.seeds.len())
@@ -160,6 +169,58 @@ pub fn run(opts: &PowerOptions) -> Summary {
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// Shrinks a failure: binary search for the fewest steps per generation (up to the failing
+/// generation) with which the seed still shows the same invariant broken; appends that run's
+/// trace to `f`. Runs are pure functions of the seed, so fewer steps is a prefix of the workload.
+fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
+    let gen: u32 = f
+        .point
+        .split('.')
+        .next()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(opts.gens);
+    let attempt = |steps: u64| -> Option<Failure> {
+        let o = PowerOptions {
+            steps,
+            gens: gen,
+            keep: None,
+            stop_on_first: true,
+            progress: false,
+            shrink: false,
+            ..opts.clone()
+        };
+        let mut s = Summary::new(o.mode_name(), &o.model.to_string());
+        run_seed(&o, seed, mode, &mut s);
+        s.failures
+            .into_iter()
+            .find(|g| g.violation.invariant == f.violation.invariant)
+    };
+    let (mut lo, mut hi) = (1, opts.steps);
+    let mut best = None;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match attempt(mid) {
+            Some(g) => {
+                hi = mid;
+                best = Some(g);
+            }
+            None => lo = mid + 1,
+        }
+    }
+    if let Some(g) = best {
+        f.trace.push(format!(
+            "shrunk: the same {} violation with {} steps per generation (of {}), {} generation(s): {}",
+            g.violation.invariant, hi, opts.steps, gen, g.replay
+        ));
+        f.trace.push(format!("  {}", g.violation.detail));
+        f.trace
+            .extend(g.trace.into_iter().skip(1).map(|l| format!("  {l}")));
+    } else {
+        f.trace
+            .push("shrunk: no shorter workload shows the same violation".into());
+    }
 }
 
 /// One seed's context.

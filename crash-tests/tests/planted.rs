@@ -41,6 +41,7 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
         replay: None,
         fail_sync: None,
         progress: false,
+        shrink: false,
     }
 }
 
@@ -193,4 +194,26 @@ fn a_failure_replays_from_its_seed_point_and_state() {
         })
     });
     assert!(clean.failures.is_empty(), "{}", clean.failures[0].render());
+}
+
+#[test]
+fn a_failure_shrinks_to_fewer_steps() {
+    let s = with_bug(Some(Bug::SkipSegmentDirSync), || {
+        power::run(&PowerOptions {
+            shrink: true,
+            ..opts(1..6, vec![Mode::Strict])
+        })
+    });
+    let f = s.failures.first().expect("caught");
+    let line = f
+        .trace
+        .iter()
+        .find(|l| l.starts_with("shrunk: the same durability violation with "))
+        .unwrap_or_else(|| panic!("no shrink result:\n{}", f.render()));
+    let steps: u64 = line
+        .split_whitespace()
+        .nth(6)
+        .and_then(|n| n.parse().ok())
+        .expect("a step count");
+    assert!(steps < 40, "{line}");
 }
