@@ -40,6 +40,7 @@ common options:
   --json                     print the summary as JSON
   --progress                 progress on stderr
   --shrink                   after a failure, find the fewest steps that still fail (power, fsync-error)
+  --background               power: Buffered commits also sync in the background (timing-dependent)
 ";
 
 struct Args {
@@ -126,6 +127,7 @@ fn parse_common(args: &[String], mut power: PowerOptions) -> Result<(Common, Vec
             "--json" => json = true,
             "--progress" => power.progress = true,
             "--shrink" => power.shrink = true,
+            "--background" => power.background = true,
             _ => unknown.push(args[i].clone()),
         }
         i += 1;

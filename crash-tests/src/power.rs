@@ -76,6 +76,10 @@ pub struct PowerOptions {
     /// After a failure, look for the shortest workload (fewest steps per generation) that still
     /// shows the same violation, and report it too.
     pub shrink: bool,
+    /// Let `Buffered` commits sync in the background (a window of a few milliseconds and a
+    /// pending limit, as in `kill` mode) while the workload runs: more interleavings, but a
+    /// run's trace then depends on timing and `--replay` is not exact.
+    pub background: bool,
 }
 
 impl Default for PowerOptions {
@@ -95,6 +99,7 @@ impl Default for PowerOptions {
             fail_sync: None,
             progress: false,
             shrink: false,
+            background: false,
         }
     }
 }
@@ -121,6 +126,9 @@ impl PowerOptions {
         );
         if let Some(n) = self.fail_sync {
             s.push_str(&format!(" --fail-sync {n}"));
+        }
+        if self.background {
+            s.push_str(" --background");
         }
         if !self.sync_delay.is_zero() {
             s.push_str(&format!(" --sync-delay-us {}", self.sync_delay.as_micros()));
@@ -258,7 +266,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
     sum.seeds += 1;
     let ctx = Ctx {
         opts,
-        setup: Setup::derive(seed, mode, true),
+        setup: Setup::derive(seed, mode, !opts.background),
         seed,
         mode,
     };

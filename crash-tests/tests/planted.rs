@@ -42,6 +42,7 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
         fail_sync: None,
         progress: false,
         shrink: false,
+        background: false,
     }
 }
 
