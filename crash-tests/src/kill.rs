@@ -50,6 +50,9 @@ pub struct KillOptions {
     pub stop_on_first: bool,
     /// Progress on stderr.
     pub progress: bool,
+    /// Test hook: called on the directory after each kill, before the parent recovers it (to
+    /// prove that damage there is caught).
+    pub tamper: Option<fn(&Path)>,
 }
 
 fn io_name(io: IoChoice) -> &'static str {
@@ -346,6 +349,9 @@ fn run_seed(
             }
         }
         sum.steps += g.hist.acks.len() as u64;
+        if let Some(t) = opts.tamper {
+            t(&dir);
+        }
         // Recover in this process and check.
         let res = (|| -> Result<(State, u64), Violation> {
             let db = Db::open(&dir, setup.options(None, opts.io))

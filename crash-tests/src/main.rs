@@ -310,6 +310,7 @@ fn run_kill(rest: &[String]) -> ExitCode {
             keep: c.power.keep.clone(),
             stop_on_first: c.power.stop_on_first,
             progress: c.power.progress,
+            tamper: None,
         };
         Ok((ios, opts))
     })();
