@@ -65,6 +65,12 @@ where
             return EXIT_USAGE;
         }
     }
+    if let Some(d) = &cfg.dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            eprintln!("ringlog-bench: --dir {}: {e}", d.display());
+            return EXIT_USAGE;
+        }
+    }
     match run(&cfg, hooks, out) {
         Ok(true) => EXIT_OK,
         Ok(false) => EXIT_FAILED,
@@ -202,17 +208,21 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                 for t in threads {
                     run_no += 1;
                     let dir = root.path().join(format!("run-{run_no}"));
-                    let res = runner::run_one(
-                        kind,
-                        workload,
-                        mode,
-                        t,
-                        cfg,
-                        &dir,
-                        machine.device.as_deref(),
-                        machine.flush_rule(),
-                        hooks,
-                    );
+                    // A panic inside an engine fails this row, not the whole harness.
+                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runner::run_one(
+                            kind,
+                            workload,
+                            mode,
+                            t,
+                            cfg,
+                            &dir,
+                            machine.device.as_deref(),
+                            machine.flush_rule(),
+                            hooks,
+                        )
+                    }))
+                    .unwrap_or_else(|_| Err(engine::EngineError("the engine panicked".into())));
                     let _ = std::fs::remove_dir_all(&dir);
                     let res = match res {
                         Ok(r) => r,

@@ -33,13 +33,14 @@ fn bad_arguments_exit_2_without_panicking() {
         &["--what"],
         &["positional"],
         &["--keys", "2", "--threads", "4"],
+        &["--dir", "/proc/self/no-such-dir"],
     ] {
         let out = bin().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("usage") || stderr.contains("--keys"),
+            stderr.contains("usage") || stderr.contains("--keys") || stderr.contains("--dir"),
             "{args:?}: {stderr}"
         );
     }
