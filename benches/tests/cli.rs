@@ -225,3 +225,35 @@ fn a_corrupted_record_fails_recover() {
     );
     assert_eq!(code, 1, "{out}");
 }
+
+#[test]
+fn every_workload_verifies_in_memory() {
+    let dir = scratch();
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog",
+            "--durability",
+            "inmemory",
+            "--workload",
+            "all",
+            "--threads",
+            "1,3",
+            "--ops",
+            "400",
+            "--keys",
+            "300",
+            "--batch",
+            "7",
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    // 12 workloads (recover does not run in memory) at 2 thread counts.
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("inmemory ")).count(),
+        24,
+        "{out}"
+    );
+}
