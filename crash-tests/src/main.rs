@@ -41,6 +41,7 @@ common options:
   --progress                 progress on stderr
   --shrink                   after a failure, find the fewest steps that still fail (power, fsync-error)
   --background               power: Buffered commits also sync in the background (timing-dependent)
+  --jobs N                   power: seeds run on N threads (default: the number of CPUs)
 ";
 
 struct Args {
@@ -128,6 +129,7 @@ fn parse_common(args: &[String], mut power: PowerOptions) -> Result<(Common, Vec
             "--progress" => power.progress = true,
             "--shrink" => power.shrink = true,
             "--background" => power.background = true,
+            "--jobs" => power.jobs = val()?.parse().map_err(|_| "bad --jobs")?,
             _ => unknown.push(args[i].clone()),
         }
         i += 1;
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
     };
     let defaults = PowerOptions {
         seeds: (1..9).collect(),
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         ..PowerOptions::default()
     };
     match args.mode.as_str() {

@@ -7,9 +7,11 @@
 //! and the database must refuse to acknowledge, poison itself, and recover consistently.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use ringlog::{Db, IoChoice};
 
 use crate::crash::{StateSpace, Sweeper, TearModel, Unit};
@@ -80,6 +82,8 @@ pub struct PowerOptions {
     /// pending limit, as in `kill` mode) while the workload runs: more interleavings, but a
     /// run's trace then depends on timing and `--replay` is not exact.
     pub background: bool,
+    /// Seeds run in parallel, one per worker thread.
+    pub jobs: usize,
 }
 
 impl Default for PowerOptions {
@@ -100,6 +104,7 @@ impl Default for PowerOptions {
             progress: false,
             shrink: false,
             background: false,
+            jobs: 1,
         }
     }
 }
@@ -143,37 +148,64 @@ impl PowerOptions {
 
 /// Runs every seed; returns the summary.
 pub fn run(opts: &PowerOptions) -> Summary {
-    let mut total = Summary::new(opts.mode_name(), &opts.model.to_string());
     let started = Instant::now();
-    let mut last_progress = Instant::now();
-    for (i, &seed) in opts.seeds.iter().enumerate() {
-        let mode = opts.modes[i % opts.modes.len().max(1)];
-        let mut s = Summary::new(opts.mode_name(), &opts.model.to_string());
-        run_seed(opts, seed, mode, &mut s);
-        if opts.shrink && opts.replay.is_none() {
-            for f in &mut s.failures {
-                shrink(opts, seed, mode, f);
+    let jobs = opts.jobs.clamp(1, opts.seeds.len().max(1));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let progress = Mutex::new((0usize, 0u64, 0usize, Instant::now()));
+    let worker = || {
+        let mut out = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&seed) = opts.seeds.get(i) else {
+                break;
+            };
+            let mode = opts.modes[i % opts.modes.len().max(1)];
+            let mut s = Summary::new(opts.mode_name(), &opts.model.to_string());
+            run_seed(opts, seed, mode, &mut s);
+            if opts.shrink && opts.replay.is_none() {
+                for f in &mut s.failures {
+                    shrink(opts, seed, mode, f);
+                }
             }
+            if opts.stop_on_first && !s.failures.is_empty() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            if opts.progress {
+                let mut p = progress.lock();
+                p.0 += 1;
+                p.1 += s.states;
+                p.2 += s.failures.len();
+                if p.3.elapsed() > Duration::from_millis(500) || p.0 == opts.seeds.len() {
+                    p.3 = Instant::now();
+                    eprint!(
+                        "\r[{}/{}] seeds, {} states, {} violations   ",
+                        p.0,
+                        opts.seeds.len(),
+                        p.1,
+                        p.2
+                    );
+                }
+            }
+            out.push((i, s));
         }
+        out
+    };
+    let mut parts: Vec<(usize, Summary)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..jobs).map(|_| sc.spawn(worker)).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a power worker panicked"))
+            .collect()
+    });
+    if opts.progress {
+        eprintln!();
+    }
+    // Seed order, so that the first failure reported is the first seed's.
+    parts.sort_by_key(|(i, _)| *i);
+    let mut total = Summary::new(opts.mode_name(), &opts.model.to_string());
+    for (_, s) in parts {
         total.merge(s);
-        if opts.progress
-            && (last_progress.elapsed() > Duration::from_millis(500) || i + 1 == opts.seeds.len())
-        {
-            last_progress = Instant::now();
-            eprint!(
-                "\r[{}/{}] seeds, {} states, {} violations   ",
-                i + 1,
-                opts.seeds.len(),
-                total.states,
-                total.failures.len()
-            );
-            if i + 1 == opts.seeds.len() {
-                eprintln!();
-            }
-        }
-        if opts.stop_on_first && !total.failures.is_empty() {
-            break;
-        }
     }
     total.elapsed = started.elapsed();
     total

@@ -43,6 +43,7 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
         progress: false,
         shrink: false,
         background: false,
+        jobs: 1,
     }
 }
 
