@@ -53,7 +53,7 @@ pub mod failpoints {
 
     static ARMED: AtomicBool = AtomicBool::new(false);
     static TARGET: Mutex<Option<(&'static str, u64)>> = Mutex::new(None);
-    static HITS: [AtomicU64; 13] = [const { AtomicU64::new(0) }; 13];
+    static HITS: [AtomicU64; POINTS.len()] = [const { AtomicU64::new(0) }; POINTS.len()];
 
     /// Arms crash point `name`: its `nth` hit (counting from 1, from now on) kills the process
     /// with `SIGKILL`. Replaces any earlier arming. Returns false for an unknown name.
