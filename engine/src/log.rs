@@ -22,11 +22,6 @@ use crate::segment::{create_segment, now_ns, SegmentConfig};
 /// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
 pub(crate) const MIN_BACKPRESSURE: usize = 64 << 20;
 
-/// How long the log thread spins for the next commit after a round that carried one commit.
-const LONE_SPIN: Duration = Duration::from_micros(40);
-/// How long a lone Strict committer spins for its sync before sleeping.
-const LONE_SPIN_COMMIT: Duration = Duration::from_micros(250);
-
 /// A run of records bound for one place in one segment, written with one write + one sync.
 pub(crate) struct Batch {
     seg_id: u64,
@@ -48,8 +43,6 @@ pub(crate) struct State {
     pending_bytes: usize,
     /// Commits in the pending batches.
     pending_commits: usize,
-    /// Strict committers blocked waiting for durability.
-    strict_waiters: usize,
     /// The parked Strict committers of the next two rounds (by parity of the take that carries
     /// their records): a finished round unparks exactly its own committers, all at once, rather
     /// than handing a condition variable's mutex from one to the next.
@@ -105,10 +98,7 @@ pub(crate) struct Shared {
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) last_lsn: AtomicU64,
     pub(crate) closed: AtomicBool,
-    /// Set when a committer wants a sync; lets the log thread notice new work while it spins
-    /// briefly after a round instead of paying a wake-up.
-    sync_wanted: AtomicBool,
-    /// Mirrors `State::poisoned.is_some()` for spinning committers.
+    /// Mirrors `State::poisoned.is_some()` for parked committers, which hold no lock.
     poisoned_flag: AtomicBool,
     pub(crate) counters: Counters,
     pub(crate) waker: OnceLock<Arc<dyn Waker>>,
@@ -135,7 +125,6 @@ impl Shared {
                 batches: VecDeque::new(),
                 pending_bytes: 0,
                 pending_commits: 0,
-                strict_waiters: 0,
                 round_waiters: [Vec::new(), Vec::new()],
                 takes: 0,
                 gather: None,
@@ -153,7 +142,6 @@ impl Shared {
             durable_lsn: AtomicU64::new(next_lsn - 1),
             last_lsn: AtomicU64::new(next_lsn - 1),
             closed: AtomicBool::new(false),
-            sync_wanted: AtomicBool::new(false),
             poisoned_flag: AtomicBool::new(false),
             counters: Counters::default(),
             waker: OnceLock::new(),
@@ -182,7 +170,6 @@ impl Shared {
         if lsn > st.sync_upto {
             st.sync_upto = lsn;
         }
-        self.sync_wanted.store(true, Ordering::Release);
         // The first request arms the gathering timer; the one completing the group ends it.
         if first
             || st
@@ -227,23 +214,7 @@ impl Shared {
     ) -> Result<(), Arc<io::Error>> {
         // Every pending record goes out with the next take.
         let round = ((st.takes + 1) % 2) as usize;
-        if st.gather.is_none() && st.strict_waiters == 0 && st.pending_commits == 1 {
-            // A lone committer: spin (without the lock) for about one sync instead of sleeping,
-            // which saves the wake-up after the sync (~10 us here). Never with company: spinning
-            // committers would take the CPU the others and the log thread need.
-            let until = Instant::now() + LONE_SPIN_COMMIT;
-            // The loop below re-checks the outcome under the lock either way.
-            MutexGuard::unlocked(st, || {
-                while Instant::now() < until
-                    && self.durable_lsn.load(Ordering::Acquire) < lsn
-                    && !self.poisoned_flag.load(Ordering::Acquire)
-                {
-                    std::hint::spin_loop();
-                }
-            });
-        }
         if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
-            st.strict_waiters += 1;
             st.round_waiters[round].push(std::thread::current());
             MutexGuard::unlocked(st, || {
                 // park() may return spuriously; an unpark before it makes it return at once.
@@ -253,7 +224,6 @@ impl Shared {
                     std::thread::park();
                 }
             });
-            st.strict_waiters -= 1;
         }
         match &st.poisoned {
             Some(e) if self.durable_lsn.load(Ordering::Acquire) < lsn => Err(e.clone()),
@@ -466,17 +436,7 @@ pub(crate) fn run_log_thread(
     }
     let _poison_on_panic = PoisonOnPanic(&shared);
     let cfg = shared.log.as_ref().expect("log thread needs a log");
-    let mut lone_committer = false;
     loop {
-        if lone_committer {
-            // A lone Strict committer is about to be woken by the round just finished and will
-            // likely commit again within microseconds: spin briefly for it rather than sleeping
-            // and paying a wake-up (a few µs of one core against ~10 µs of latency per commit).
-            let until = Instant::now() + LONE_SPIN;
-            while !shared.sync_wanted.load(Ordering::Acquire) && Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        }
         let batches = {
             let mut st = shared.state.lock();
             loop {
@@ -521,7 +481,6 @@ pub(crate) fn run_log_thread(
             let round_commits = st.pending_commits;
             st.takes += 1;
             let take = st.takes;
-            shared.sync_wanted.store(false, Ordering::Release);
             st.pending_bytes = 0;
             st.pending_commits = 0;
             st.gather = None;
@@ -531,7 +490,6 @@ pub(crate) fn run_log_thread(
             (batches, round_commits, take)
         };
         let (batches, round_commits, take) = batches;
-        lone_committer = round_commits == 1;
         let count = batches.len();
         for (i, mut batch) in batches.into_iter().enumerate() {
             let last_of_take = i + 1 == count;
