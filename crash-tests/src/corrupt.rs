@@ -487,6 +487,17 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             sum.points += 1;
             match evaluate(&setup, &hist, &pre, full, cat, &case) {
                 Ok(label) => {
+                    if label.contains("known limit") && sum.notes.len() < 3 {
+                        sum.notes.push(format!(
+                            "{} in {} bytes [{}, {}) lost acknowledged steps without an error (known limit); reproduce: ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",
+                            case.kind,
+                            name(&case.file),
+                            case.range.0,
+                            case.range.1,
+                            opts.steps,
+                            cat + 1
+                        ));
+                    }
                     sum.count(&format!("{cat_name}: {label}"));
                     *sum.covered.entry(case.kind.to_string()).or_default() += 1;
                 }

@@ -385,9 +385,8 @@ fn run_seed(
             }
         }
     }
-    if sum.failures.is_empty() || opts.keep.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    // A failing directory was copied under --keep; the working copy goes.
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

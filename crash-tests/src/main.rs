@@ -34,7 +34,7 @@ common options:
   --model sector|paranoid    tear model (power, fsync-error)
   --cap N                    states per crash point enumerated exhaustively, sampled beyond
   --sync-delay-us N          simulated device latency between a batch's write and its sync
-  --keep DIR                 keep failing disk images under DIR
+  --keep DIR                 keep failing disk images under DIR (default: $TMPDIR/ringlog-crash-failures)
   --replay SEED:GEN.POINT:STATE   re-check one crash state
   --all                      do not stop at the first violation
   --json                     print the summary as JSON
@@ -175,6 +175,7 @@ fn main() -> ExitCode {
     let defaults = PowerOptions {
         seeds: (1..9).collect(),
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        keep: Some(std::env::temp_dir().join("ringlog-crash-failures")),
         ..PowerOptions::default()
     };
     match args.mode.as_str() {

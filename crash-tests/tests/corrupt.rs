@@ -30,3 +30,28 @@ fn corrupt_smoke() {
     assert!(count("tail: tail damage cut, every step kept") >= 30);
     assert!(count("mid-log: refused with the file and offset") >= 20);
 }
+
+/// Known engine limit found by the corrupt mode (FORMAT.md §10.5): a flipped bit in the *last*
+/// batch of the log — synced and acknowledged — has no later record to prove it was synced, so
+/// recovery cuts it as a torn tail and the batch's acknowledged transactions vanish without an
+/// error. Ignored until the format can tell the two apart (e.g. a durable record of the synced
+/// end written with the next batch, or a segment trailer).
+#[test]
+#[ignore = "engine limit: damage in the last synced batch is cut as a torn tail (FORMAT.md 10.5)"]
+fn last_batch_damage_never_loses_acknowledged_data() {
+    let opts = PowerOptions {
+        seeds: (1..5).collect(),
+        modes: vec![Mode::Strict],
+        steps: 80,
+        stop_on_first: false,
+        ..PowerOptions::default()
+    };
+    let s = corrupt::run(&opts, 12);
+    let lost: u64 = s
+        .per_fault
+        .iter()
+        .filter(|(k, _)| k.starts_with("last-batch: cut as a torn tail"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(lost, 0, "{}", s.render());
+}
