@@ -11,8 +11,9 @@
 //!   succeed with every step intact (damage to bytes no checksum covers); never open with
 //!   acknowledged data missing. Opening with `RecoveryMode::TruncateAtCorruption` must then
 //!   succeed, report where it cut, and leave a prefix of the commit order;
-//! * **last-batch** damage (synced data with no later batch after it): indistinguishable from a
-//!   torn write, cut as one (FORMAT.md §10.5). Reported as a known limit, not a violation.
+//! * **last-batch** damage: the last batch of a cleanly closed log is the seal `close()` writes
+//!   after the last round of data (FORMAT.md §6), so damage there may be cut as a torn tail but
+//!   must never cost an acknowledged step; losing one is a violation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -377,8 +378,16 @@ fn evaluate(
             Err(e) => Err(Violation::new("I5", format!("{}: {e}", case.kind))),
             Ok(db) => Ok(match intact(&db) {
                 Ok(()) => "opened, no acknowledged step lost",
-                Err(_) => {
-                    "cut as a torn tail: acknowledged data lost (known limit, FORMAT.md 10.5)"
+                Err(why) => {
+                    // close() seals the log with a round after the last one of data, so damage to
+                    // the last batch of a cleanly closed image can never cost acknowledged data.
+                    return Err(Violation::new(
+                        "I3",
+                        format!(
+                            "{}: acknowledged data lost without an error: {why:?}",
+                            case.kind
+                        ),
+                    ));
                 }
             }),
         },

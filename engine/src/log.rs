@@ -412,6 +412,34 @@ fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
     end
 }
 
+/// Writes and syncs a *seal* at close: one block holding only a Padding record, a round of its
+/// own after the last round of data. Recovery can tell damage in a round from a torn write only
+/// when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
+/// written before a clean close, so damage to them later is reported, never cut silently. Skipped
+/// when the segment has no room left (its successor's header then bounds it instead).
+fn seal(shared: &Shared, cfg: &LogConfig, driver: &mut dyn LogDriver, active: &Active, at: u64) {
+    if at + cfg.align > cfg.seg.size {
+        return;
+    }
+    assert_eq!(at % cfg.align, 0, "rounds end on the write alignment");
+    let mut buf = AlignedBuf::with_capacity(cfg.align as usize);
+    let pos = SegmentPos {
+        segment_id: active.id,
+        epoch: cfg.seg.epoch,
+        offset: at,
+    };
+    encode_padding(
+        buf.extend_zeroed(cfg.align as usize),
+        shared.run_id,
+        at as u32,
+        pos,
+    )
+    .expect("a block holds a padding record");
+    if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
+        shared.poison(e);
+    }
+}
+
 /// The active segment as the log thread sees it.
 pub(crate) struct Active {
     pub(crate) id: u64,
@@ -456,6 +484,9 @@ pub(crate) fn run_log_thread(
                     break;
                 }
                 if st.closing {
+                    let at = st.cursor;
+                    drop(st);
+                    seal(&shared, cfg, &mut *driver, &active, at);
                     return;
                 }
                 let mut wake_at = if has { st.deadline } else { None };

@@ -295,7 +295,8 @@ fn torn_tail_is_cut_and_counted() {
             }
             db.close().unwrap();
             let path = segments(dir.path()).pop().unwrap();
-            let recs = records(&path, epoch(dir.path()));
+            // A crash, not a close: no seal after the last round.
+            let recs = remove_seal(&path, records(&path, epoch(dir.path())));
             let (last_off, ..) = recs
                 .iter()
                 .rev()
@@ -340,14 +341,35 @@ fn two_batches(io: IoChoice) -> (tempfile::TempDir, PathBuf, Vec<Rec>) {
     let path = segments(dir.path()).pop().unwrap();
     let recs = records(&path, epoch(dir.path()));
     let batches: std::collections::BTreeSet<u64> = recs.iter().map(|r| r.2).collect();
-    assert_eq!(batches.len(), 2, "two write batches: {batches:?}");
+    assert_eq!(
+        batches.len(),
+        3,
+        "two write batches and the seal: {batches:?}"
+    );
     (dir, path, recs)
+}
+
+/// Zeroes the seal that `close()` writes after the last round (one Padding record in a batch of
+/// its own), leaving the file as a crash after the last sync would, and returns the records
+/// without it.
+fn remove_seal(path: &Path, mut recs: Vec<Rec>) -> Vec<Rec> {
+    let (off, kind, batch_start, _) = recs.pop().expect("records");
+    assert_eq!(
+        (kind, batch_start),
+        (RecordKind::Padding, off),
+        "the seal is a batch of one padding record"
+    );
+    assert!(recs.last().is_some_and(|r| r.2 < off));
+    let len = std::fs::metadata(path).unwrap().len().min(off + 4096) - off;
+    patch(path, off, &vec![0u8; len as usize]);
+    recs
 }
 
 #[test]
 fn damage_inside_the_last_batch_is_a_torn_tail() {
     for io in PATHS {
         let (dir, path, recs) = two_batches(io);
+        let recs = remove_seal(&path, recs);
         let last_batch = recs.iter().map(|r| r.2).max().unwrap();
         // Zero one 512-byte sector in the middle of the last batch: an unsynced write may lose
         // any subset of its sectors, so later sectors of the same batch surviving is legal.
@@ -599,5 +621,36 @@ fn an_lsn_out_of_order_is_damage_that_truncating_recovery_cuts() {
         );
         assert!(db.get(b"k2").unwrap().is_some());
         assert!(db.recovery_stats().truncated_at.is_some());
+    }
+}
+
+#[test]
+fn the_close_seal_turns_damage_in_the_last_round_into_reported_corruption() {
+    for io in PATHS {
+        let (dir, path, recs) = two_batches(io);
+        let seal = recs.last().unwrap().0;
+        let last_data = recs.iter().rfind(|r| r.1 == RecordKind::Write).unwrap().0;
+        // A flipped bit in the last round of data, which close() followed with its seal: that
+        // round was synced, so this is corruption of acknowledged data, never a torn tail.
+        flip(&path, last_data + 60);
+        match Db::open(dir.path(), buffered(io)) {
+            Err(Error::Corruption {
+                file,
+                offset,
+                reason,
+            }) => {
+                assert_eq!((file, offset), (path.clone(), last_data), "{io}: {reason}");
+                assert!(
+                    reason.contains(&seal.to_string()),
+                    "{io}: names the seal at {seal}: {reason}"
+                );
+            }
+            other => panic!("{io}: expected Corruption, got {other:?}"),
+        }
+        // Damage to the seal itself loses nothing: it holds no data.
+        flip(&path, last_data + 60);
+        flip(&path, seal + 100);
+        let db = Db::open(dir.path(), buffered(io)).unwrap();
+        assert_eq!(db.recovery_stats().transactions_applied, 40, "{io}");
     }
 }
