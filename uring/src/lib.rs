@@ -195,6 +195,79 @@ pub trait Vfs: Send + Sync + 'static {
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
 }
 
+/// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,
+/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`) by forwarding each to `self.$field`,
+/// which offers the same methods — another `Vfs`, for a wrapper that only changes the log driver
+/// or the backend description. Use it inside an `impl Vfs for ...` block.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ringlog_uring::{forward_fs_ops, BackendInfo, BackendKind, LogDriver, PosixVfs, Vfs};
+///
+/// struct Labelled {
+///     inner: Arc<dyn Vfs>,
+/// }
+///
+/// impl Vfs for Labelled {
+///     fn backend(&self) -> BackendInfo {
+///         BackendInfo { kind: BackendKind::Custom, reason: "labelled".into() }
+///     }
+///     fn log_driver(&self) -> std::io::Result<Box<dyn LogDriver>> {
+///         self.inner.log_driver()
+///     }
+///     forward_fs_ops!(inner);
+/// }
+///
+/// let vfs = Labelled { inner: Arc::new(PosixVfs::default()) };
+/// assert!(vfs.kind_of(std::path::Path::new("/")).unwrap().is_some());
+/// ```
+#[macro_export]
+macro_rules! forward_fs_ops {
+    ($field:ident) => {
+        fn open(
+            &self,
+            path: &::std::path::Path,
+            opts: $crate::OpenOptions,
+        ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::VFile>> {
+            self.$field.open(path, opts)
+        }
+        fn create_dir_all(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
+            self.$field.create_dir_all(path)
+        }
+        fn kind_of(
+            &self,
+            path: &::std::path::Path,
+        ) -> ::std::io::Result<::std::option::Option<$crate::EntryKind>> {
+            self.$field.kind_of(path)
+        }
+        fn list_dir(
+            &self,
+            path: &::std::path::Path,
+        ) -> ::std::io::Result<::std::vec::Vec<::std::string::String>> {
+            self.$field.list_dir(path)
+        }
+        fn remove_file(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
+            self.$field.remove_file(path)
+        }
+        fn rename(
+            &self,
+            from: &::std::path::Path,
+            to: &::std::path::Path,
+        ) -> ::std::io::Result<()> {
+            self.$field.rename(from, to)
+        }
+        fn sync_dir(&self, path: &::std::path::Path) -> ::std::io::Result<()> {
+            self.$field.sync_dir(path)
+        }
+        fn lock(
+            &self,
+            path: &::std::path::Path,
+        ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::FileLock>> {
+            self.$field.lock(path)
+        }
+    };
+}
+
 /// What a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {

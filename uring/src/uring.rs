@@ -20,7 +20,6 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
 use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
@@ -30,8 +29,7 @@ use parking_lot::Mutex;
 
 use crate::posix::PosixFs;
 use crate::{
-    warn_once, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, PosixDriver,
-    SyncStrategy, VFile, Vfs, Waker,
+    warn_once, BackendInfo, BackendKind, LogDriver, PosixDriver, SyncStrategy, VFile, Vfs, Waker,
 };
 
 /// Submission queue size of a driver's ring. A commit step pushes at most 2 SQEs (write + fsync),
@@ -252,30 +250,7 @@ impl Vfs for UringVfs {
             reason,
         }
     }
-    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
-        self.fs.open(path, opts)
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.fs.create_dir_all(path)
-    }
-    fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        self.fs.kind_of(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.fs.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.fs.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.fs.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.fs.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
-        self.fs.lock(path)
-    }
+    crate::forward_fs_ops!(fs);
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         match UringDriver::create() {
             Ok(driver) => Ok(Box::new(driver)),
@@ -1108,6 +1083,7 @@ impl Drop for UringDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::OpenOptions;
 
     fn step_write(c: &mut Commit) -> (usize, usize, bool) {
         match c.next() {

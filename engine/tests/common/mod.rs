@@ -16,10 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringlog::io::{
-    BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, SyncStrategy, VFile,
-    Vfs, Waker,
-};
+use ringlog::io::{BackendInfo, BackendKind, LogDriver, SyncStrategy, VFile, Vfs, Waker};
 use ringlog::{Db, Durability, Error, IoChoice, Lsn, Options};
 
 /// Segment size of most tests: small enough that tests rotate segments, and quick to zero-fill.
@@ -247,30 +244,7 @@ impl Vfs for FaultVfs {
             reason: format!("fault injection over {} ({})", inner.kind, inner.reason),
         }
     }
-    fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
-        self.inner.open(path, opts)
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>> {
-        self.inner.kind_of(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
-        self.inner.lock(path)
-    }
+    ringlog::io::forward_fs_ops!(inner);
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         Ok(Box::new(FaultDriver {
             inner: self.inner.log_driver()?,
