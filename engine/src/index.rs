@@ -1,6 +1,6 @@
 //! The in-memory index: each key's newest committed value and the LSN that wrote it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, Deref};
 use std::sync::Arc;
 
@@ -126,11 +126,22 @@ impl Index {
 
 /// Builds an [`Index`] from operations replayed in log order. Recovery applies millions of
 /// operations; instead of one ordered-map insert each (a pointer-chasing descent per record), the
-/// loader collects a chunk of operations, sorts it (stable, so the later of two writes to a key
-/// wins), folds it into a sorted run of live keys, and bulk-builds the ordered map once at the end.
-/// Memory stays bounded by the live keys plus one chunk, whatever the length of the history.
-#[derive(Default)]
+/// loader works in two regimes:
+/// * while there are few live keys (at most [`HASH_LIMIT`]), a hash map holds each key's newest
+///   version: a key is allocated once however often it is overwritten, a delete removes it, and
+///   the map stays small enough to live in the cache;
+/// * beyond that, where hashing into a large table misses the cache on every operation, it
+///   collects a chunk of operations, sorts it (stable, so the later of two writes to a key wins)
+///   and folds it into a sorted run of live keys.
+///
+/// Either way it bulk-builds the ordered map once at the end, and memory stays bounded by the live
+/// keys plus one chunk, whatever the length of the history.
 pub(crate) struct Loader {
+    /// Hash regime: the newest version of each live key. Drained into `pending` (all distinct
+    /// keys, so in any order) when it outgrows `hash_limit`, and unused from then on.
+    live: HashMap<Arc<[u8]>, Entry>,
+    hash_limit: usize,
+    hashing: bool,
     /// Sorted, distinct keys: the state after every operation folded so far.
     sorted: Vec<Item>,
     /// Operations in log order, not yet folded.
@@ -141,6 +152,14 @@ pub(crate) struct Loader {
 type Item = (u128, Arc<[u8]>, Option<Entry>);
 
 const LOADER_CHUNK: usize = 1 << 20;
+/// Live keys up to which the loader stays in its hash regime.
+const HASH_LIMIT: usize = 1 << 16;
+
+impl Default for Loader {
+    fn default() -> Loader {
+        Loader::with_hash_limit(HASH_LIMIT)
+    }
+}
 
 /// The first 16 bytes of a key, zero-padded, as a big-endian integer: comparing these compares
 /// keys in byte order except when they tie, without chasing pointers to the keys' bytes.
@@ -156,7 +175,43 @@ fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
 }
 
 impl Loader {
+    fn with_hash_limit(hash_limit: usize) -> Loader {
+        Loader {
+            live: HashMap::new(),
+            hash_limit,
+            hashing: true,
+            sorted: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
     pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn) {
+        if self.hashing {
+            match op {
+                OpRef::Put(k, v) => {
+                    let entry = Entry {
+                        lsn,
+                        value: Arc::from(v),
+                    };
+                    if let Some(slot) = self.live.get_mut(k) {
+                        assert!(slot.lsn <= lsn, "replayed versions must not go backwards");
+                        *slot = entry;
+                    } else {
+                        self.live.insert(Arc::from(k), entry);
+                    }
+                }
+                OpRef::Delete(k) => {
+                    self.live.remove(k);
+                }
+            }
+            if self.live.len() > self.hash_limit {
+                self.hashing = false;
+                let live = std::mem::take(&mut self.live);
+                self.pending
+                    .extend(live.into_iter().map(|(k, e)| (key_prefix(&k), k, Some(e))));
+            }
+            return;
+        }
         let item = match op {
             OpRef::Put(k, v) => (
                 key_prefix(k),
@@ -220,7 +275,17 @@ impl Loader {
     }
 
     pub(crate) fn finish(mut self) -> Index {
-        self.fold();
+        if self.hashing {
+            let mut items: Vec<Item> = std::mem::take(&mut self.live)
+                .into_iter()
+                .map(|(k, e)| (key_prefix(&k), k, Some(e)))
+                .collect();
+            // Distinct keys: an unstable sort is exact.
+            items.sort_unstable_by(item_order);
+            self.sorted = items;
+        } else {
+            self.fold();
+        }
         // Sorted, distinct keys: BTreeMap builds its nodes in one pass.
         Index {
             map: self
@@ -278,9 +343,10 @@ mod tests {
 
     #[test]
     fn loader_folds_chunks_like_the_index() {
-        // Enough operations for several folds, over a small key space with deletes.
+        // Enough operations for several folds, over a small key space with deletes; the hash
+        // regime is left early (after 1000 keys) so that both regimes and the switch are used.
         let mut ix = Index::default();
-        let mut ld = Loader::default();
+        let mut ld = Loader::with_hash_limit(1000);
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for lsn in 1..=(2 * LOADER_CHUNK as u64 + 1000) {
             x ^= x << 13;
@@ -295,6 +361,30 @@ mod tests {
             ix.apply(op, lsn);
             ld.apply(op, lsn);
         }
+        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
+        assert!(!ld.hashing, "the loader left its hash regime");
+        assert_eq!(all(&ld.finish()), all(&ix));
+    }
+
+    #[test]
+    fn hash_regime_matches_the_index() {
+        let mut ix = Index::default();
+        let mut ld = Loader::default();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for lsn in 1..=100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let key = (x % 300).to_be_bytes();
+            let op = if x.is_multiple_of(5) {
+                OpRef::Delete(&key[5..])
+            } else {
+                OpRef::Put(&key[5..], &key[..(x % 8) as usize])
+            };
+            ix.apply(op, lsn);
+            ld.apply(op, lsn);
+        }
+        assert!(ld.hashing, "300 keys stay in the hash regime");
         let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
         assert_eq!(all(&ld.finish()), all(&ix));
     }
