@@ -2,7 +2,7 @@
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,12 +57,24 @@ pub struct Stats {
     pub poisoned: bool,
 }
 
+/// The log thread's life.
+enum LogThread {
+    /// Not needed yet: the active segment waits for it.
+    NotStarted(Active),
+    Running(JoinHandle<()>),
+    /// Joined, or never needed before close.
+    Done,
+}
+
 /// An open database. Share it between threads by reference or in an `Arc`; every method takes
 /// `&self`.
 pub struct Db {
     shared: Arc<Shared>,
     durability: Durability,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The log thread, started by the first commit (or sync) that needs it: opening a database
+    /// only to read it costs no thread, and closing it writes nothing.
+    log_thread: Mutex<LogThread>,
+    log_started: AtomicBool,
     lock: Mutex<Option<Box<dyn FileLock>>>,
     vfs: Option<Arc<dyn Vfs>>,
     dir: Option<PathBuf>,
@@ -99,6 +111,9 @@ impl Db {
     ///
     /// With [`Durability::InMemory`], `path` is ignored and nothing is created or written: use
     /// [`Db::in_memory`] for clarity.
+    ///
+    /// The log thread starts with the first commit (or [`Db::sync`] with something to sync): a
+    /// session that only reads costs no thread, and its [`Db::close`] writes nothing.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         if opts.durability == Durability::InMemory {
@@ -222,11 +237,11 @@ impl Db {
             Some((cfg, active.id, cursor)),
             run_id,
         ));
-        let thread = spawn_log_thread(shared.clone(), vfs.clone(), active)?;
         Ok(Db {
             shared,
             durability: opts.durability,
-            thread: Mutex::new(Some(thread)),
+            log_thread: Mutex::new(LogThread::NotStarted(active)),
+            log_started: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
             vfs: Some(vfs),
             dir: Some(dir),
@@ -243,7 +258,8 @@ impl Db {
         Db {
             shared: Arc::new(Shared::new(Index::default(), 1, None, 1)),
             durability: Durability::InMemory,
-            thread: Mutex::new(None),
+            log_thread: Mutex::new(LogThread::Done),
+            log_started: AtomicBool::new(true),
             lock: Mutex::new(None),
             vfs: None,
             dir: None,
@@ -361,6 +377,10 @@ impl Db {
             ));
         }
         self.check_open()?;
+        if self.durable_lsn() >= lsn {
+            return Ok(());
+        }
+        self.start_log_thread()?;
         let mut st = self.shared.state.lock();
         if self.durable_lsn() >= lsn {
             return Ok(());
@@ -480,6 +500,7 @@ impl Db {
             (_, Some(Durability::Strict)) => Durability::Strict,
         };
         self.validate(ops)?;
+        self.start_log_thread()?;
         let shared = &*self.shared;
         let mut st = shared.state.lock();
         if st.closing {
@@ -528,6 +549,30 @@ impl Db {
         Ok(lsn)
     }
 
+    /// Starts the log thread if this is the first operation that needs it. A failure to start
+    /// it poisons the database: no commit can become durable.
+    fn start_log_thread(&self) -> Result<()> {
+        if self.log_started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut t = self.log_thread.lock();
+        if let LogThread::NotStarted(_) = &*t {
+            let LogThread::NotStarted(active) = std::mem::replace(&mut *t, LogThread::Done) else {
+                unreachable!("matched above");
+            };
+            let vfs = self.vfs.clone().expect("a database with a log has a Vfs");
+            match spawn_log_thread(self.shared.clone(), vfs, active) {
+                Ok(h) => *t = LogThread::Running(h),
+                Err(e) => {
+                    self.shared.poison(std::io::Error::other(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        self.log_started.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Stops new commits, writes and syncs everything pending, joins the log thread and releases
     /// the directory lock. Returns the first error (e.g. a sync failure). Later operations fail
     /// with [`Error::Closed`]; closing twice is a no-op.
@@ -544,7 +589,11 @@ impl Db {
                 w.wake();
             }
         }
-        let joined = self.thread.lock().take().map(|t| t.join());
+        let joined = match std::mem::replace(&mut *self.log_thread.lock(), LogThread::Done) {
+            LogThread::Running(t) => Some(t.join()),
+            // Nothing was ever committed in this run: the log is exactly as recovery left it.
+            LogThread::NotStarted(_) | LogThread::Done => None,
+        };
         let result = {
             let st = self.shared.state.lock();
             self.shared.durable_cv.notify_all();

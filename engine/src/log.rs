@@ -351,7 +351,7 @@ impl Shared {
             .fetch_add(need as u64, Ordering::Relaxed);
     }
 
-    fn poison(&self, e: io::Error) {
+    pub(crate) fn poison(&self, e: io::Error) {
         log::error!("log I/O failed, database poisoned until reopened: {e}");
         self.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
         let mut st = self.state.lock();

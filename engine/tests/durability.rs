@@ -581,6 +581,57 @@ fn dropped_without_close_still_syncs() {
     });
 }
 
+/// Every file of the directory but the lock, with its bytes.
+fn dir_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "LOCK")
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_that_only_reads_writes_nothing() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        for i in 0..20 {
+            let (k, v) = kv(i);
+            db.put(&k, &v).unwrap();
+        }
+        let expected = scan(&db);
+        db.close().unwrap();
+        let before = dir_files(dir.path());
+        for _ in 0..2 {
+            let db = open(dir.path(), o.clone());
+            assert_eq!(scan(&db), expected);
+            assert_eq!(db.get(&kv(3).0).unwrap().as_deref(), Some(&kv(3).1[..]));
+            db.sync().unwrap();
+            assert_eq!(db.stats().syncs, 0, "nothing to sync: {:?}", db.stats());
+            db.close().unwrap();
+            assert_eq!(
+                dir_files(dir.path()),
+                before,
+                "an open that only read changed the log"
+            );
+        }
+        // The first commit after such a session starts the log as usual.
+        let db = open(dir.path(), o.clone());
+        db.put(b"later", b"commit").unwrap();
+        assert_eq!(db.stats().syncs, 1);
+        drop(db);
+        let db = open(dir.path(), o);
+        assert_eq!(scan(&db).len(), expected.len() + 1);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. A failed write or fdatasync poisons the database
 // ---------------------------------------------------------------------------------------------
