@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringlog::io::{
-    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions,
+    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, SharedBytes,
     SyncStrategy, VFile, Vfs, Waker,
 };
 
@@ -436,6 +436,11 @@ impl VFile for SimFile {
 
     fn raw_fd(&self) -> Option<RawFd> {
         None
+    }
+
+    fn shared_contents(&self) -> Option<SharedBytes> {
+        // Writes replace the file's Arc (copy on write), so this snapshot never changes.
+        Some(self.inner.lock().data[self.ino].clone())
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record, find_next_valid, AlignedBuf, DecodeError, Record, RecordKind, SegmentHeader,
-    SegmentPos, SEGMENT_HEADER_LEN,
+    decode_record, find_next_valid, DecodeError, Record, RecordKind, SegmentHeader, SegmentPos,
+    SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
@@ -323,9 +323,9 @@ pub(crate) fn recover(
     // that a crash interrupted before any record was written: remove it.
     if let (Some(&id), Some(Err(e))) = (ids.last(), headers.last()) {
         let path = path_of(id);
-        let mut buf = AlignedBuf::with_capacity(0);
-        read_segment(vfs, &path, &mut buf)?;
-        if find_next_valid(buf.as_slice(), SEGMENT_HEADER_LEN, id, epoch, 0).is_none() {
+        let mut buf = Vec::new();
+        let bytes = read_segment(vfs, &path, &mut buf, None)?;
+        if find_next_valid(bytes.get(&buf), SEGMENT_HEADER_LEN, id, epoch, 0).is_none() {
             log::warn!(
                 "removing segment {} whose creation was interrupted ({e})",
                 path.display()
@@ -341,7 +341,8 @@ pub(crate) fn recover(
         }
     }
     let mut tail = None;
-    let mut seg_buf = AlignedBuf::with_capacity(0);
+    // One read buffer for every segment: it grows to the largest and is never re-zeroed.
+    let mut seg_buf = Vec::new();
     let mut last_seen = None;
     let mut i = 0;
     while i < ids.len() {
@@ -379,16 +380,17 @@ pub(crate) fn recover(
             ids.truncate(i);
             break;
         }
-        read_segment(vfs, &path, &mut seg_buf)?;
-        let buf = seg_buf.as_slice();
-        app.max_lsn = app.max_lsn.max(header.base_lsn);
-        app.max_run_id = app.max_run_id.max(header.run_id);
         // Where this segment must end: the next segment recorded it when it was created, after
-        // this one was synced.
+        // this one was synced. Nothing past that end is ever read: a sealed segment's
+        // preallocated rest is not part of the log.
         let stop_at = match headers.get(i + 1) {
             Some(Ok(next)) => Some(next.prev_end),
             _ => None,
         };
+        let mut bytes = read_segment(vfs, &path, &mut seg_buf, stop_at)?;
+        let mut buf = bytes.get(&seg_buf);
+        app.max_lsn = app.max_lsn.max(header.base_lsn);
+        app.max_run_id = app.max_run_id.max(header.run_id);
         app.stats.segments += 1;
         let mut pos = SEGMENT_HEADER_LEN;
         let mut failure: Option<String> = None;
@@ -433,7 +435,17 @@ pub(crate) fn recover(
         #[cfg(feature = "planted-bugs")]
         app.planted_apply_torn_commit(buf);
         app.end_segment();
-        let garbage = nonzero_span(buf, pos);
+        if failure.is_some() && stop_at.is_some() && truncating {
+            // A truncating recovery cuts here: count the whole damaged rest of the file.
+            bytes = read_segment(vfs, &path, &mut seg_buf, None)?;
+            buf = bytes.get(&seg_buf);
+        }
+        // Only the last segment's tail, or damage, needs the bytes after the last record.
+        let garbage = if stop_at.is_none() || failure.is_some() {
+            nonzero_span(buf, pos)
+        } else {
+            None
+        };
         if let Some(err) = failure
             .as_ref()
             .filter(|_| garbage.is_some() || stop_at.is_some())

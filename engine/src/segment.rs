@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ringlog_format::{AlignedBuf, SegmentHeader, SEGMENT_HEADER_LEN};
-use ringlog_uring::{Allocation, OpenOptions, VFile, Vfs};
+use ringlog_uring::{Allocation, OpenOptions, SharedBytes, VFile, Vfs};
 
 use crate::options::Preallocate;
 use crate::{Error, Result};
@@ -101,6 +101,12 @@ pub(crate) fn create_segment(
     Ok(file)
 }
 
+/// The source of zero-fill writes: block aligned for `O_DIRECT`, and in `.bss`, so it is never
+/// allocated, and never written (its pages stay the kernel's shared zero page).
+#[repr(C, align(4096))]
+struct Zeros([u8; 1 << 20]);
+static ZEROS: Zeros = Zeros([0; 1 << 20]);
+
 /// Preallocates the segment and, for `ZeroFill`, writes zeros over `[from, size)`.
 fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) -> Result<()> {
     if cfg.prealloc == Preallocate::None {
@@ -110,13 +116,11 @@ fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) 
         .allocate(cfg.size)
         .map_err(|e| Error::io("preallocate segment", path.to_path_buf(), e))?;
     if cfg.prealloc == Preallocate::ZeroFill && alloc == Allocation::Reserved {
-        const CHUNK: usize = 1 << 20;
-        let mut zeros = AlignedBuf::with_capacity(CHUNK);
-        zeros.extend_zeroed(CHUNK);
+        let zeros = &ZEROS.0;
         let mut off = from;
         while off < cfg.size {
-            let n = ((cfg.size - off) as usize).min(CHUNK);
-            file.write_all_at(&zeros.as_slice()[..n], off)
+            let n = ((cfg.size - off) as usize).min(zeros.len());
+            file.write_all_at(&zeros[..n], off)
                 .map_err(|e| Error::io("zero-fill segment", path.to_path_buf(), e))?;
             off += n as u64;
         }
@@ -124,9 +128,32 @@ fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) 
     Ok(())
 }
 
-/// Reads a whole segment file into `buf` (replacing its contents; the allocation is reused
-/// from one segment to the next).
-pub(crate) fn read_segment(vfs: &dyn Vfs, path: &Path, buf: &mut AlignedBuf) -> Result<()> {
+/// A segment's bytes as recovery sees them: read into the caller's buffer, or shared without a
+/// copy by a backend that holds the file in memory ([`VFile::shared_contents`]).
+pub(crate) struct SegmentBytes {
+    shared: Option<SharedBytes>,
+    len: usize,
+}
+
+impl SegmentBytes {
+    /// The bytes; `buf` is the buffer given to [`read_segment`].
+    pub(crate) fn get<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match &self.shared {
+            Some(s) => &(**s).as_ref()[..self.len],
+            None => &buf[..self.len],
+        }
+    }
+}
+
+/// Reads segment file `path` — all of it, or only its first `limit` bytes. The bytes land in
+/// `buf[..n]` unless the backend shares them. `buf` only grows: bytes past `n` are left over from
+/// earlier reads, so reusing it for the next segment costs no zeroing pass.
+pub(crate) fn read_segment(
+    vfs: &dyn Vfs,
+    path: &Path,
+    buf: &mut Vec<u8>,
+    limit: Option<u64>,
+) -> Result<SegmentBytes> {
     let opts = OpenOptions {
         write: false,
         create: false,
@@ -135,12 +162,30 @@ pub(crate) fn read_segment(vfs: &dyn Vfs, path: &Path, buf: &mut AlignedBuf) -> 
     let file = vfs
         .open(path, opts)
         .map_err(|e| Error::io("open segment", path.to_path_buf(), e))?;
+    if let Some(shared) = file.shared_contents() {
+        let size = (*shared).as_ref().len();
+        let len = limit.map_or(size, |l| (l.min(size as u64)) as usize);
+        return Ok(SegmentBytes {
+            shared: Some(shared),
+            len,
+        });
+    }
     let size = file
         .size()
         .map_err(|e| Error::io("stat segment", path.to_path_buf(), e))?;
-    buf.clear();
-    file.read_exact_at(buf.extend_zeroed(size as usize), 0)
-        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))
+    let len = usize::try_from(limit.map_or(size, |l| l.min(size))).map_err(|_| {
+        Error::io(
+            "read segment",
+            path.to_path_buf(),
+            std::io::Error::other("segment larger than the address space"),
+        )
+    })?;
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    file.read_exact_at(&mut buf[..len], 0)
+        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))?;
+    Ok(SegmentBytes { shared: None, len })
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub enum Allocation {
     Unsupported,
 }
 
+/// A file's bytes shared without a copy: see [`VFile::shared_contents`].
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// One open file. Implementations must be usable from several threads at once (positional I/O).
 pub trait VFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
@@ -116,6 +119,14 @@ pub trait VFile: Send + Sync {
     /// The file descriptor, for drivers that submit I/O on it themselves (io_uring). `None` for
     /// files that are not kernel files (a simulated disk).
     fn raw_fd(&self) -> Option<RawFd>;
+
+    /// The file's whole contents without a copy, for backends that hold files in memory (an
+    /// in-memory or simulated filesystem): a snapshot that later writes do not change. Recovery
+    /// then decodes the segment in place instead of reading it into a buffer. Kernel files return
+    /// `None` (the default) and are read with [`VFile::read_at`].
+    fn shared_contents(&self) -> Option<SharedBytes> {
+        None
+    }
 
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file ends.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
