@@ -62,3 +62,105 @@ pub const fn align_up(n: u64, align: u64) -> u64 {
 pub(crate) fn crc_with_seed(seed: &[u8], data: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(seed), data)
 }
+
+/// The crc32c polynomial, bit-reflected.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+/// `a * b mod P` for polynomials over GF(2) in the reflected representation of the crc (bit 31 is
+/// `x^0`), as zlib's `multmodp`.
+const fn multmodp(a: u32, mut b: u32) -> u32 {
+    let mut p = 0u32;
+    let mut bit = 0;
+    // Branch-free: the multiplier's bits are data, and mispredicted branches would cost more
+    // than the arithmetic.
+    while bit < 32 {
+        p ^= b & 0u32.wrapping_sub((a >> (31 - bit)) & 1);
+        b = (b >> 1) ^ (CRC32C_POLY & 0u32.wrapping_sub(b & 1));
+        bit += 1;
+    }
+    p
+}
+
+/// Longest run of zeros [`crc_append_zeros`] extends over in constant time.
+const ZERO_TABLE_BYTES: usize = 8192;
+
+/// `ZERO_SHIFT[i] = x^(64 i) mod P`: the crc register's multiplier for `8 i` zero bytes.
+static ZERO_SHIFT: [u32; ZERO_TABLE_BYTES / 8 + 1] = {
+    let mut t = [0u32; ZERO_TABLE_BYTES / 8 + 1];
+    // x^64 by squaring x (bit 30) six times.
+    let mut x64 = 1u32 << 30;
+    let mut k = 0;
+    while k < 6 {
+        x64 = multmodp(x64, x64);
+        k += 1;
+    }
+    t[0] = 1 << 31; // x^0
+    let mut i = 1;
+    while i < t.len() {
+        t[i] = multmodp(t[i - 1], x64);
+        i += 1;
+    }
+    t
+};
+
+/// `crc32c_append(crc, &[0; n])` without reading `n` zero bytes: appending zeros multiplies the
+/// crc register by `x^(8n) mod P`, a table lookup and one carry-less multiplication for runs of
+/// up to 8 KiB in multiples of 8 (padding records), a plain checksum of zeros otherwise.
+pub(crate) fn crc_append_zeros(crc: u32, n: usize) -> u32 {
+    if n.is_multiple_of(8) && n <= ZERO_TABLE_BYTES {
+        return !multmodp(ZERO_SHIFT[n / 8], !crc);
+    }
+    const CHUNK: [u8; 4096] = [0; 4096];
+    let mut crc = crc;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(CHUNK.len());
+        crc = crc32c::crc32c_append(crc, &CHUNK[..k]);
+        left -= k;
+    }
+    crc
+}
+
+/// True when every byte of `b` is zero: an OR-reduction over 8-byte words, which the compiler
+/// vectorises (no early exit: it runs over padding, a few KiB at most).
+pub(crate) fn all_zero(b: &[u8]) -> bool {
+    let words = b.chunks_exact(8);
+    let rest = words.remainder();
+    let or = words.fold(0u64, |a, w| {
+        a | u64::from_ne_bytes(w.try_into().expect("chunks_exact(8) yields 8 bytes"))
+    });
+    or == 0 && rest.iter().all(|&x| x == 0)
+}
+
+#[cfg(test)]
+mod zero_crc_tests {
+    use super::*;
+
+    #[test]
+    fn appending_zeros_matches_checksumming_them() {
+        let zeros = vec![0u8; ZERO_TABLE_BYTES + 100];
+        let mut crcs = vec![0u32, 1, 0xFFFF_FFFF, 0x1234_5678];
+        crcs.push(crc32c::crc32c(b"ringlog"));
+        for &c in &crcs {
+            for n in (0..=ZERO_TABLE_BYTES + 24).chain([1, 3, 7, 9, 4095, 4097]) {
+                assert_eq!(
+                    crc_append_zeros(c, n),
+                    crc32c::crc32c_append(c, &zeros[..n]),
+                    "crc {c:#x}, {n} zeros"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn all_zero_finds_any_set_byte() {
+        let mut b = vec![0u8; 300];
+        assert!(all_zero(&b));
+        assert!(all_zero(&[]));
+        for i in [0, 63, 64, 200, 299] {
+            b[i] = 0x10;
+            assert!(!all_zero(&b), "byte {i}");
+            b[i] = 0;
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::{crc_with_seed, DecodeError, EncodeError};
+use crate::{all_zero, crc_append_zeros, crc_with_seed, DecodeError, EncodeError};
 
 /// Size of [`RecordHeader`] in bytes.
 pub const RECORD_HEADER_LEN: usize = 48;
@@ -386,7 +386,10 @@ pub fn encode_padding(
     };
     dst[..RECORD_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
     dst[RECORD_HEADER_LEN..].fill(0);
-    let crc = crc_with_seed(&pos.seed(), &dst[4..]);
+    let crc = crc_append_zeros(
+        crc_with_seed(&pos.seed(), &dst[4..RECORD_HEADER_LEN]),
+        len - RECORD_HEADER_LEN,
+    );
     dst[..4].copy_from_slice(&crc.to_le_bytes());
     Ok(len)
 }
@@ -461,7 +464,18 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
             available: rest.len() as u64,
         });
     }
-    let computed = crc_with_seed(&pos.seed(), &rest[4..len]);
+    // Padding is zeros: checking that they are is cheaper than checksumming them, and the crc of
+    // a run of zeros follows from its length. The result is the same crc either way.
+    let computed = if header.kind == RecordKind::Padding as u8
+        && all_zero(&rest[RECORD_HEADER_LEN..len])
+    {
+        crc_append_zeros(
+            crc_with_seed(&pos.seed(), &rest[4..RECORD_HEADER_LEN]),
+            len - RECORD_HEADER_LEN,
+        )
+    } else {
+        crc_with_seed(&pos.seed(), &rest[4..len])
+    };
     if computed != header.crc {
         return Err(DecodeError::Checksum {
             offset,
