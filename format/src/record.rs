@@ -466,16 +466,15 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
     }
     // Padding is zeros: checking that they are is cheaper than checksumming them, and the crc of
     // a run of zeros follows from its length. The result is the same crc either way.
-    let computed = if header.kind == RecordKind::Padding as u8
-        && all_zero(&rest[RECORD_HEADER_LEN..len])
-    {
-        crc_append_zeros(
-            crc_with_seed(&pos.seed(), &rest[4..RECORD_HEADER_LEN]),
-            len - RECORD_HEADER_LEN,
-        )
-    } else {
-        crc_with_seed(&pos.seed(), &rest[4..len])
-    };
+    let computed =
+        if header.kind == RecordKind::Padding as u8 && all_zero(&rest[RECORD_HEADER_LEN..len]) {
+            crc_append_zeros(
+                crc_with_seed(&pos.seed(), &rest[4..RECORD_HEADER_LEN]),
+                len - RECORD_HEADER_LEN,
+            )
+        } else {
+            crc_with_seed(&pos.seed(), &rest[4..len])
+        };
     if computed != header.crc {
         return Err(DecodeError::Checksum {
             offset,
