@@ -393,10 +393,10 @@ pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog::E
     let mut st = State::empty(wl.cfg.keys);
     let mut aliens = Vec::new();
     for (key, value) in db.range::<&[u8], _>(..)? {
-        let printable = String::from_utf8_lossy(&key).into_owned();
+        let printable = || String::from_utf8_lossy(&key).into_owned();
         let Some(k) = parse_key(&key).filter(|&k| k < wl.cfg.keys) else {
             aliens.push(Alien {
-                key: printable,
+                key: printable(),
                 why: "not a key of the workload".into(),
             });
             continue;
@@ -410,7 +410,7 @@ pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog::E
                 })
             }
             Err(why) => aliens.push(Alien {
-                key: printable,
+                key: printable(),
                 why,
             }),
         }
