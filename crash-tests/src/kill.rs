@@ -202,6 +202,9 @@ fn run_seed(
     std::fs::create_dir_all(&opts.base_dir)
         .map_err(|e| RunnerError(format!("{}: {e}", opts.base_dir.display())))?;
     let mut expected: Option<(State, u64)> = None;
+    // Every generation's acknowledgements so far: with a kept directory, `verify` re-checks a
+    // failure exactly from these.
+    let mut ack_text = String::new();
     let points = ringlog::failpoints::POINTS;
     for gen in 1..=opts.cycles {
         let mut r = Rng::from_words(&[seed, gen as u64, 0x4B11]);
@@ -232,6 +235,7 @@ fn run_seed(
         let out = run_child(opts, &dir, seed, mode, gen, failpoint, delay)?;
         sum.points += 1;
         let text: String = out.lines.iter().map(|(l, _)| format!("{l}\n")).collect();
+        ack_text.push_str(&text);
         let keys = setup.wl.cfg.keys;
         let parsed = parse(&text, |_, _| keys).map_err(RunnerError)?;
         let fired = out.killed_at.is_none() && out.status.signal() == Some(libc::SIGKILL);
@@ -245,10 +249,17 @@ fn run_seed(
             (Some(_), false) => "SIGKILL (armed crash point not reached)".into(),
             (None, _) => "SIGKILL after a random delay".into(),
         };
+        // The directory as the kill left it, before this process recovers it (a recovery that cannot
+        // append to the tail starts a new segment): what a failure keeps.
+        let snapshot = opts
+            .keep
+            .as_ref()
+            .map(|k| k.join(format!("kill-seed{seed}-gen{gen}")));
         let fail = |sum: &mut Summary, v: Violation| {
-            let kept = opts.keep.as_ref().and_then(|k| {
-                let d = k.join(format!("kill-seed{seed}-gen{gen}"));
-                copy_dir(&dir, &d).ok().map(|_| d)
+            let kept = snapshot.as_ref().and_then(|d| {
+                let taken = d.is_dir() || copy_dir(&dir, d).is_ok();
+                let logged = std::fs::write(d.join(ACK_LOG), &ack_text).is_ok();
+                (taken && logged).then(|| d.clone())
             });
             let mut trace = vec![
                 setup.describe(),
@@ -269,11 +280,22 @@ fn run_seed(
                 state: 0,
                 violation: v,
                 trace,
+                replay: match &kept {
+                    // Exact: the same directory checked against the same acknowledgements (the
+                    // Buffered loss-window check needs the kill's timing and is not repeated).
+                    Some(d) => format!(
+                        "ringlog-crash verify --io {} --dir {} --ack-log {}",
+                        io_name(opts.io),
+                        d.display(),
+                        d.join(ACK_LOG).display()
+                    ),
+                    // Re-runs the seed: the kill's timing differs, the failure may not recur.
+                    None => format!(
+                        "ringlog-crash kill --io {} --durability {mode} --seed {seed} --cycles {gen}",
+                        io_name(opts.io)
+                    ),
+                },
                 image: kept,
-                replay: format!(
-                    "ringlog-crash kill --io {} --durability {mode} --seed {seed} --cycles {gen}",
-                    io_name(opts.io)
-                ),
             });
         };
         // The child's own failure (it could not open, or a step failed) is a violation.
@@ -352,6 +374,12 @@ fn run_seed(
         if let Some(t) = opts.tamper {
             t(&dir);
         }
+        if let Some(d) = &snapshot {
+            let _ = std::fs::remove_dir_all(d);
+            if let Err(e) = copy_dir(&dir, d) {
+                return Err(RunnerError(format!("cannot keep {}: {e}", d.display())));
+            }
+        }
         // Recover in this process and check.
         let res = (|| -> Result<(State, u64), Violation> {
             let db = Db::open(&dir, setup.options(None, opts.io))
@@ -378,7 +406,12 @@ fn run_seed(
         })();
         sum.count(&kind);
         match res {
-            Ok(x) => expected = Some(x),
+            Ok(x) => {
+                expected = Some(x);
+                if let Some(d) = &snapshot {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+            }
             Err(v) => {
                 fail(sum, v);
                 break;
@@ -424,6 +457,9 @@ fn window_check(
     }
     Ok(())
 }
+
+/// Name of the ack log written beside a kept directory's files.
+const ACK_LOG: &str = "ack.log";
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;

@@ -74,7 +74,7 @@ fn kill_mode_catches_lost_acknowledged_data() {
         max_delay: Duration::from_millis(40),
         failpoint_per_mille: 0,
         slack: Duration::from_millis(500),
-        keep: None,
+        keep: Some(base.path().join("kept")),
         stop_on_first: true,
         progress: false,
         tamper: Some(lose_newest_segment),
@@ -87,4 +87,21 @@ fn kill_mode_catches_lost_acknowledged_data() {
         "{}",
         f.render()
     );
+    // The kept directory and ack log reproduce the failure exactly, with `verify`.
+    let kept = f.image.as_ref().expect("the failing directory is kept");
+    let args: Vec<&str> = f.replay.split_whitespace().collect();
+    assert_eq!(args[..2], ["ringlog-crash", "verify"], "{}", f.replay);
+    for _ in 0..2 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringlog-crash"))
+            .args(&args[1..])
+            .output()
+            .expect("run verify");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "verify of {}: {text}",
+            kept.display()
+        );
+    }
 }
