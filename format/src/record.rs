@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::{all_zero, crc_append_zeros, crc_with_seed, DecodeError, EncodeError};
+use crate::{all_zero, crc_append_zeros, crc_at, DecodeError, EncodeError};
 
 /// Size of [`RecordHeader`] in bytes.
 pub const RECORD_HEADER_LEN: usize = 48;
@@ -98,12 +98,10 @@ pub struct SegmentPos {
 }
 
 impl SegmentPos {
-    fn seed(&self) -> [u8; 24] {
-        let mut s = [0u8; 24];
-        s[..8].copy_from_slice(&self.segment_id.to_le_bytes());
-        s[8..16].copy_from_slice(&self.epoch.to_le_bytes());
-        s[16..].copy_from_slice(&self.offset.to_le_bytes());
-        s
+    /// crc32c of this position's seed followed by `data`.
+    #[inline]
+    fn crc(&self, data: &[u8]) -> u32 {
+        crc_at(self.segment_id, self.epoch, self.offset, data)
     }
 }
 
@@ -346,7 +344,7 @@ pub fn encode_record(
         RecordKind::AbortTxn | RecordKind::Padding => {}
     }
     out[len..].fill(0);
-    let crc = crc_with_seed(&pos.seed(), &out[4..len]);
+    let crc = pos.crc(&out[4..len]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
     debug_assert!(
         decode_record(out, 0, pos).is_ok(),
@@ -386,10 +384,7 @@ pub fn encode_padding(
     };
     dst[..RECORD_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
     dst[RECORD_HEADER_LEN..].fill(0);
-    let crc = crc_append_zeros(
-        crc_with_seed(&pos.seed(), &dst[4..RECORD_HEADER_LEN]),
-        len - RECORD_HEADER_LEN,
-    );
+    let crc = crc_append_zeros(pos.crc(&dst[4..RECORD_HEADER_LEN]), len - RECORD_HEADER_LEN);
     dst[..4].copy_from_slice(&crc.to_le_bytes());
     Ok(len)
 }
@@ -469,11 +464,11 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
     let computed =
         if header.kind == RecordKind::Padding as u8 && all_zero(&rest[RECORD_HEADER_LEN..len]) {
             crc_append_zeros(
-                crc_with_seed(&pos.seed(), &rest[4..RECORD_HEADER_LEN]),
+                pos.crc(&rest[4..RECORD_HEADER_LEN]),
                 len - RECORD_HEADER_LEN,
             )
         } else {
-            crc_with_seed(&pos.seed(), &rest[4..len])
+            pos.crc(&rest[4..len])
         };
     if computed != header.crc {
         return Err(DecodeError::Checksum {
