@@ -139,13 +139,44 @@ impl Index {
 pub(crate) struct Loader {
     /// Hash regime: the newest version of each live key. Drained into `pending` (all distinct
     /// keys, so in any order) when it outgrows `hash_limit`, and unused from then on.
-    live: HashMap<Arc<[u8]>, Entry>,
+    live: HashMap<Arc<[u8]>, HashEntry>,
+    /// Entries of `live` whose value is still [`HashVal::InSegment`].
+    deferred: usize,
     hash_limit: usize,
     hashing: bool,
     /// Sorted, distinct keys: the state after every operation folded so far.
     sorted: Vec<Item>,
     /// Operations in log order, not yet folded.
     pending: Vec<Item>,
+}
+
+/// A live key's newest version in the hash regime.
+struct HashEntry {
+    lsn: Lsn,
+    value: HashVal,
+}
+
+/// Where a hash-regime value is: copied out, or still only in the segment being replayed (copied
+/// out at the segment's end, if no later write replaced it: most overwritten values never are).
+enum HashVal {
+    Owned(Arc<[u8]>),
+    /// (start, length) in the current segment's buffer.
+    InSegment(usize, usize),
+}
+
+/// Where `part` lies inside `whole`, if it does.
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    (p >= w && p + part.len() <= w + whole.len()).then(|| p - w)
+}
+
+impl HashVal {
+    fn owned(self, seg: &[u8]) -> Arc<[u8]> {
+        match self {
+            HashVal::Owned(v) => v,
+            HashVal::InSegment(start, len) => Arc::from(&seg[start..start + len]),
+        }
+    }
 }
 
 /// (key prefix, key, entry or `None` for a delete).
@@ -178,6 +209,7 @@ impl Loader {
     fn with_hash_limit(hash_limit: usize) -> Loader {
         Loader {
             live: HashMap::new(),
+            deferred: 0,
             hash_limit,
             hashing: true,
             sorted: Vec::new(),
@@ -185,30 +217,52 @@ impl Loader {
         }
     }
 
-    pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn) {
+    /// Applies `op` at `lsn`. `seg` is the buffer of the segment being replayed: a value inside it
+    /// may be copied out only at [`Loader::end_segment`], which must be called with the same
+    /// buffer before it changes.
+    pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn, seg: &[u8]) {
         if self.hashing {
             match op {
                 OpRef::Put(k, v) => {
-                    let entry = Entry {
-                        lsn,
-                        value: Arc::from(v),
+                    let value = match offset_in(seg, v) {
+                        Some(start) => {
+                            self.deferred += 1;
+                            HashVal::InSegment(start, v.len())
+                        }
+                        None => HashVal::Owned(Arc::from(v)),
                     };
+                    let entry = HashEntry { lsn, value };
                     if let Some(slot) = self.live.get_mut(k) {
                         assert!(slot.lsn <= lsn, "replayed versions must not go backwards");
+                        if let HashVal::InSegment(..) = slot.value {
+                            self.deferred -= 1;
+                        }
                         *slot = entry;
                     } else {
                         self.live.insert(Arc::from(k), entry);
                     }
                 }
                 OpRef::Delete(k) => {
-                    self.live.remove(k);
+                    if let Some(HashEntry {
+                        value: HashVal::InSegment(..),
+                        ..
+                    }) = self.live.remove(k)
+                    {
+                        self.deferred -= 1;
+                    }
                 }
             }
             if self.live.len() > self.hash_limit {
                 self.hashing = false;
+                self.deferred = 0;
                 let live = std::mem::take(&mut self.live);
-                self.pending
-                    .extend(live.into_iter().map(|(k, e)| (key_prefix(&k), k, Some(e))));
+                self.pending.extend(live.into_iter().map(|(k, e)| {
+                    let entry = Entry {
+                        lsn: e.lsn,
+                        value: e.value.owned(seg),
+                    };
+                    (key_prefix(&k), k, Some(entry))
+                }));
             }
             return;
         }
@@ -227,6 +281,19 @@ impl Loader {
         if self.pending.len() >= LOADER_CHUNK {
             self.fold();
         }
+    }
+
+    /// Copies out the values still in `seg`, the buffer of the segment just replayed.
+    pub(crate) fn end_segment(&mut self, seg: &[u8]) {
+        if self.deferred == 0 {
+            return;
+        }
+        for e in self.live.values_mut() {
+            if let HashVal::InSegment(start, len) = e.value {
+                e.value = HashVal::Owned(Arc::from(&seg[start..start + len]));
+            }
+        }
+        self.deferred = 0;
     }
 
     /// Sorts the pending operations, keeps the last per key, and merges them over `sorted`.
@@ -276,9 +343,16 @@ impl Loader {
 
     pub(crate) fn finish(mut self) -> Index {
         if self.hashing {
+            assert_eq!(self.deferred, 0, "every segment was ended");
             let mut items: Vec<Item> = std::mem::take(&mut self.live)
                 .into_iter()
-                .map(|(k, e)| (key_prefix(&k), k, Some(e)))
+                .map(|(k, e)| {
+                    let entry = Entry {
+                        lsn: e.lsn,
+                        value: e.value.owned(&[]),
+                    };
+                    (key_prefix(&k), k, Some(entry))
+                })
                 .collect();
             // Distinct keys: an unstable sort is exact.
             items.sort_unstable_by(item_order);
@@ -321,6 +395,36 @@ mod tests {
         assert_eq!(prefix_end(b""), None);
     }
 
+    /// Applies a put (`value` given) or delete to both; the loader reads the value from `seg`, a
+    /// segment buffer ended, scribbled over and emptied every 97 operations, so a value the loader
+    /// failed to copy out in time would show.
+    fn apply_both(
+        ix: &mut Index,
+        ld: &mut Loader,
+        seg: &mut Vec<u8>,
+        key: &[u8],
+        value: Option<&[u8]>,
+        lsn: Lsn,
+    ) {
+        match value {
+            Some(v) => {
+                ix.apply(OpRef::Put(key, v), lsn);
+                let start = seg.len();
+                seg.extend_from_slice(v);
+                ld.apply(OpRef::Put(key, &seg[start..]), lsn, seg);
+            }
+            None => {
+                ix.apply(OpRef::Delete(key), lsn);
+                ld.apply(OpRef::Delete(key), lsn, seg);
+            }
+        }
+        if lsn.is_multiple_of(97) {
+            ld.end_segment(seg);
+            seg.fill(0xEE);
+            seg.clear();
+        }
+    }
+
     #[test]
     fn loader_matches_index() {
         let mut ix = Index::default();
@@ -335,7 +439,7 @@ mod tests {
         ];
         for (op, lsn) in ops {
             ix.apply(op, lsn);
-            ld.apply(op, lsn);
+            ld.apply(op, lsn, &[]);
         }
         let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
         assert_eq!(all(&ld.finish()), all(&ix));
@@ -347,20 +451,24 @@ mod tests {
         // regime is left early (after 1000 keys) so that both regimes and the switch are used.
         let mut ix = Index::default();
         let mut ld = Loader::with_hash_limit(1000);
+        let mut seg = Vec::new();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for lsn in 1..=(2 * LOADER_CHUNK as u64 + 1000) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let key = (x % 5000).to_be_bytes();
-            let op = if x.is_multiple_of(7) {
-                OpRef::Delete(&key)
-            } else {
-                OpRef::Put(&key, &key[4..])
-            };
-            ix.apply(op, lsn);
-            ld.apply(op, lsn);
+            let put = !x.is_multiple_of(7);
+            apply_both(
+                &mut ix,
+                &mut ld,
+                &mut seg,
+                &key,
+                put.then_some(&key[4..]),
+                lsn,
+            );
         }
+        ld.end_segment(&seg);
         let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
         assert!(!ld.hashing, "the loader left its hash regime");
         assert_eq!(all(&ld.finish()), all(&ix));
@@ -370,20 +478,25 @@ mod tests {
     fn hash_regime_matches_the_index() {
         let mut ix = Index::default();
         let mut ld = Loader::default();
+        let mut seg = Vec::new();
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for lsn in 1..=100_000u64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let key = (x % 300).to_be_bytes();
-            let op = if x.is_multiple_of(5) {
-                OpRef::Delete(&key[5..])
-            } else {
-                OpRef::Put(&key[5..], &key[..(x % 8) as usize])
-            };
-            ix.apply(op, lsn);
-            ld.apply(op, lsn);
+            let put = !x.is_multiple_of(5);
+            let value = &key[..(x % 8) as usize];
+            apply_both(
+                &mut ix,
+                &mut ld,
+                &mut seg,
+                &key[5..],
+                put.then_some(value),
+                lsn,
+            );
         }
+        ld.end_segment(&seg);
         assert!(ld.hashing, "300 keys stay in the hash regime");
         let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
         assert_eq!(all(&ld.finish()), all(&ix));

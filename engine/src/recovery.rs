@@ -102,14 +102,16 @@ impl Applier {
             } else {
                 OpRef::Delete(key)
             };
-            self.index.apply(op, t.lsn);
+            self.index.apply(op, t.lsn, buf);
         }
     }
 
-    fn end_segment(&mut self) {
+    /// Ends the segment whose buffer is `buf` (before the buffer is reused).
+    fn end_segment(&mut self, buf: &[u8]) {
         if self.open.take().is_some() {
             self.stats.transactions_incomplete += 1;
         }
+        self.index.end_segment(buf);
     }
 
     /// Accepts a complete transaction's LSN; an LSN that does not follow the previous one is
@@ -166,7 +168,7 @@ impl Applier {
                 } else {
                     OpRef::Delete(rec.key)
                 };
-                self.index.apply(op, h.lsn);
+                self.index.apply(op, h.lsn, buf);
             }
             RecordKind::Write | RecordKind::Delete => {
                 if in_open(&self.open) {
@@ -201,7 +203,7 @@ impl Applier {
                         } else {
                             OpRef::Delete(key)
                         };
-                        self.index.apply(op, t.lsn);
+                        self.index.apply(op, t.lsn, buf);
                     }
                 } else {
                     self.stats.orphaned_records += 1;
@@ -434,7 +436,7 @@ pub(crate) fn recover(
         }
         #[cfg(feature = "planted-bugs")]
         app.planted_apply_torn_commit(buf);
-        app.end_segment();
+        app.end_segment(buf);
         if failure.is_some() && stop_at.is_some() && truncating {
             // A truncating recovery cuts here: count the whole damaged rest of the file.
             bytes = read_segment(vfs, &path, &mut seg_buf, None)?;
