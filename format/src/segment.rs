@@ -113,9 +113,10 @@ impl SegmentHeader {
                 version: h.version,
             });
         }
-        if let Some(i) = src[HEADER_STRUCT_LEN..SEGMENT_HEADER_LEN]
-            .iter()
-            .position(|&b| b != 0)
+        let reserved = &src[HEADER_STRUCT_LEN..SEGMENT_HEADER_LEN];
+        if let Some(i) = (!crate::all_zero(reserved))
+            .then(|| reserved.iter().position(|&b| b != 0))
+            .flatten()
         {
             return Err(DecodeError::Malformed {
                 offset: (HEADER_STRUCT_LEN + i) as u64,
