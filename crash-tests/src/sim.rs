@@ -5,9 +5,11 @@
 //! What reads return is the "page cache": every write is visible at once. What survives a power
 //! loss is decided afterwards from the trace by [`crate::crash`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -223,8 +225,10 @@ pub struct FaultPlan {
 
 struct Inner {
     data: Vec<Arc<Vec<u8>>>,
-    names: BTreeMap<PathBuf, Ino>,
-    dirs: HashSet<PathBuf>,
+    /// Files by path bytes (byte comparisons are much cheaper than `Path`'s component-wise ones,
+    /// and the engine only builds plain `dir/name` paths).
+    names: BTreeMap<OsString, Ino>,
+    dirs: BTreeSet<OsString>,
     locks: HashSet<PathBuf>,
     trace: Vec<Op>,
     record: bool,
@@ -271,16 +275,16 @@ impl SimVfs {
     /// `sync_delay` is slept between a log batch's write and its sync (a slow device widens the
     /// window in which an early acknowledgement is observable).
     pub fn from_image(image: &Image, record: bool, sync_delay: Duration) -> SimVfs {
-        let mut dirs: HashSet<PathBuf> = HashSet::new();
+        let mut dirs = BTreeSet::new();
         for d in &image.dirs {
             for a in d.ancestors() {
-                dirs.insert(a.to_path_buf());
+                dirs.insert(a.as_os_str().to_owned());
             }
         }
         let mut data = Vec::new();
         let mut names = BTreeMap::new();
         for (p, d) in &image.files {
-            names.insert(p.clone(), data.len());
+            names.insert(p.as_os_str().to_owned(), data.len());
             data.push(d.clone());
         }
         SimVfs {
@@ -325,9 +329,9 @@ impl SimVfs {
             files: g
                 .names
                 .iter()
-                .map(|(p, &i)| (p.clone(), g.data[i].clone()))
+                .map(|(p, &i)| (PathBuf::from(p), g.data[i].clone()))
                 .collect(),
-            dirs: g.dirs.iter().cloned().collect(),
+            dirs: g.dirs.iter().map(PathBuf::from).collect(),
         }
     }
 
@@ -467,16 +471,16 @@ impl Vfs for SimVfs {
 
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
         let mut g = self.inner.lock();
-        let ino = match g.names.get(path) {
+        let ino = match g.names.get(path.as_os_str()) {
             Some(&i) => i,
             None if opts.create && opts.write => {
                 let parent = path.parent().unwrap_or(Path::new("/"));
-                if !g.dirs.contains(parent) {
+                if !g.dirs.contains(parent.as_os_str()) {
                     return Err(enoent(parent));
                 }
                 let ino = g.data.len();
                 g.data.push(Arc::new(Vec::new()));
-                g.names.insert(path.to_path_buf(), ino);
+                g.names.insert(path.as_os_str().to_owned(), ino);
                 g.push(Op::Create {
                     path: path.to_path_buf(),
                     ino,
@@ -496,16 +500,16 @@ impl Vfs for SimVfs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut g = self.inner.lock();
         for a in path.ancestors() {
-            g.dirs.insert(a.to_path_buf());
+            g.dirs.insert(a.as_os_str().to_owned());
         }
         Ok(())
     }
 
     fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>> {
         let g = self.inner.lock();
-        Ok(if g.dirs.contains(path) {
+        Ok(if g.dirs.contains(path.as_os_str()) {
             Some(EntryKind::Dir)
-        } else if g.names.contains_key(path) {
+        } else if g.names.contains_key(path.as_os_str()) {
             Some(EntryKind::File)
         } else {
             None
@@ -514,20 +518,27 @@ impl Vfs for SimVfs {
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let g = self.inner.lock();
-        if !g.dirs.contains(path) {
+        if !g.dirs.contains(path.as_os_str()) {
             return Err(enoent(path));
         }
-        let files = g.names.keys().filter(|p| p.parent() == Some(path));
-        let dirs = g.dirs.iter().filter(|p| p.parent() == Some(path));
-        Ok(files
-            .chain(dirs)
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        let dir = path.as_os_str().as_bytes();
+        let dir = dir.strip_suffix(b"/").unwrap_or(dir);
+        // The name of a direct child of `dir`, if `p` is one.
+        let child = |p: &OsString| -> Option<String> {
+            let rest = p.as_bytes().strip_prefix(dir)?.strip_prefix(b"/")?;
+            (!rest.is_empty() && !rest.contains(&b'/'))
+                .then(|| String::from_utf8_lossy(rest).into_owned())
+        };
+        Ok(g.names
+            .keys()
+            .chain(g.dirs.iter())
+            .filter_map(child)
             .collect())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut g = self.inner.lock();
-        if g.names.remove(path).is_none() {
+        if g.names.remove(path.as_os_str()).is_none() {
             return Err(enoent(path));
         }
         g.push(Op::Remove {
@@ -538,8 +549,11 @@ impl Vfs for SimVfs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut g = self.inner.lock();
-        let ino = g.names.remove(from).ok_or_else(|| enoent(from))?;
-        g.names.insert(to.to_path_buf(), ino);
+        let ino = g
+            .names
+            .remove(from.as_os_str())
+            .ok_or_else(|| enoent(from))?;
+        g.names.insert(to.as_os_str().to_owned(), ino);
         g.push(Op::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
@@ -550,7 +564,7 @@ impl Vfs for SimVfs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut g = self.inner.lock();
-        if !g.dirs.contains(path) {
+        if !g.dirs.contains(path.as_os_str()) {
             return Err(enoent(path));
         }
         if g.sync_fails() {
