@@ -39,7 +39,9 @@ common options:
   --all                      do not stop at the first violation
   --json                     print the summary as JSON
   --progress                 progress on stderr
-  --shrink                   after a failure, find the fewest steps that still fail (power, fsync-error)
+  --shrink                   after a failure, find the fewest steps, then leave out steps, while it
+                             still fails (power, fsync-error)
+  --skip G.S,G.S,...         leave these steps out of the workload (a shrunk failure's reproduction)
   --background               power: Buffered commits also sync in the background (timing-dependent)
   --jobs N                   power: seeds run on N threads (default: the number of CPUs)
 ";
@@ -128,6 +130,17 @@ fn parse_common(args: &[String], mut power: PowerOptions) -> Result<(Common, Vec
             "--json" => json = true,
             "--progress" => power.progress = true,
             "--shrink" => power.shrink = true,
+            "--skip" => {
+                let v = val()?;
+                power.skip = v
+                    .split(',')
+                    .map(|gs| {
+                        let (g, s) = gs.split_once('.')?;
+                        Some((g.parse().ok()?, s.parse().ok()?))
+                    })
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| format!("bad --skip {v:?} (want GEN.STEP,GEN.STEP,...)"))?;
+            }
             "--background" => power.background = true,
             "--jobs" => power.jobs = val()?.parse().map_err(|_| "bad --jobs")?,
             _ => unknown.push(args[i].clone()),

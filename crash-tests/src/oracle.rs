@@ -28,6 +28,8 @@ pub enum AckKind {
     Sync,
     /// The step failed: it is indeterminate, and no later step ran.
     Failed,
+    /// The step was left out by shrinking: nothing ran.
+    Skipped,
 }
 
 /// One acknowledgement, recorded outside the crashing code as it happened.
@@ -297,7 +299,7 @@ pub fn check(
                 })
                 .unwrap_or_default();
             let lost = (best + 1..=bounds.required)
-                .filter(|&s| wl.step(h.gen, s) != crate::workload::Step::Sync)
+                .filter(|&s| matches!(wl.step(h.gen, s), crate::workload::Step::Txn { .. }))
                 .map(|s| format!("{}.{s}", h.gen))
                 .collect::<Vec<_>>();
             return Err(Violation::new(

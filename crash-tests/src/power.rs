@@ -84,6 +84,8 @@ pub struct PowerOptions {
     pub background: bool,
     /// Seeds run in parallel, one per worker thread.
     pub jobs: usize,
+    /// Steps `(generation, step)` left out of the workload: a shrunk failure's reproduction.
+    pub skip: Vec<(u32, u64)>,
 }
 
 impl Default for PowerOptions {
@@ -105,6 +107,7 @@ impl Default for PowerOptions {
             shrink: false,
             background: false,
             jobs: 1,
+            skip: Vec::new(),
         }
     }
 }
@@ -137,6 +140,10 @@ impl PowerOptions {
         }
         if !self.sync_delay.is_zero() {
             s.push_str(&format!(" --sync-delay-us {}", self.sync_delay.as_micros()));
+        }
+        if !self.skip.is_empty() {
+            let list: Vec<String> = self.skip.iter().map(|(g, s)| format!("{g}.{s}")).collect();
+            s.push_str(&format!(" --skip {}", list.join(",")));
         }
         s.push_str(&format!(
             " --replay {seed}:{}.{}:{}",
@@ -211,9 +218,14 @@ pub fn run(opts: &PowerOptions) -> Summary {
     total
 }
 
-/// Shrinks a failure: binary search for the fewest steps per generation (up to the failing
-/// generation) with which the seed still shows the same invariant broken; appends that run's
-/// trace to `f`. Runs are pure functions of the seed, so fewer steps is a prefix of the workload.
+/// Most runs one shrink may make while leaving steps out.
+const SHRINK_ATTEMPTS: usize = 400;
+
+/// Shrinks a failure in two passes, keeping the same broken invariant: first a binary search for
+/// the fewest steps per generation (up to the failing generation) — runs are pure functions of the
+/// seed, so fewer steps is a prefix of the workload; then steps are left out of that workload,
+/// in halves, quarters, ... down to one at a time, while the failure persists. Appends the
+/// shrunk run's reproduction command, the steps it still runs and its trace to `f`.
 fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
     let gen: u32 = f
         .point
@@ -221,7 +233,9 @@ fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
         .next()
         .and_then(|g| g.parse().ok())
         .unwrap_or(opts.gens);
-    let attempt = |steps: u64| -> Option<Failure> {
+    let attempts = std::cell::Cell::new(0usize);
+    let attempt = |steps: u64, skip: &[(u32, u64)]| -> Option<Failure> {
+        attempts.set(attempts.get() + 1);
         let o = PowerOptions {
             steps,
             gens: gen,
@@ -229,6 +243,7 @@ fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
             stop_on_first: true,
             progress: false,
             shrink: false,
+            skip: skip.to_vec(),
             ..opts.clone()
         };
         let mut s = Summary::new(o.mode_name(), &o.model.to_string());
@@ -241,7 +256,7 @@ fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
     let mut best = None;
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match attempt(mid) {
+        match attempt(mid, &opts.skip) {
             Some(g) => {
                 hi = mid;
                 best = Some(g);
@@ -249,18 +264,73 @@ fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
             None => lo = mid + 1,
         }
     }
-    if let Some(g) = best {
-        f.trace.push(format!(
-            "shrunk: the same {} violation with {} steps per generation (of {}), {} generation(s): {}",
-            g.violation.invariant, hi, opts.steps, gen, g.replay
-        ));
-        f.trace.push(format!("  {}", g.violation.detail));
-        f.trace
-            .extend(g.trace.into_iter().skip(1).map(|l| format!("  {l}")));
-    } else {
+    // Leave steps out: chunks of the remaining ones, halving the chunk size each round.
+    let mut skip = opts.skip.clone();
+    let mut rest: Vec<(u32, u64)> = (1..=gen)
+        .flat_map(|g| (1..=hi).map(move |s| (g, s)))
+        .filter(|gs| !skip.contains(gs))
+        .collect();
+    let mut chunk = rest.len().div_ceil(2).max(1);
+    'rounds: loop {
+        let mut i = 0;
+        while i < rest.len() {
+            if attempts.get() >= SHRINK_ATTEMPTS {
+                break 'rounds;
+            }
+            let end = (i + chunk).min(rest.len());
+            let mut trial = skip.clone();
+            trial.extend_from_slice(&rest[i..end]);
+            match attempt(hi, &trial) {
+                Some(g) => {
+                    skip = trial;
+                    rest.drain(i..end);
+                    best = Some(g);
+                }
+                None => i = end,
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    let Some(g) = best else {
         f.trace
             .push("shrunk: no shorter workload shows the same violation".into());
+        return;
+    };
+    skip.sort_unstable();
+    f.trace.push(format!(
+        "shrunk: the same {} violation with {} steps per generation (of {}), {} generation(s), {} of those steps left out ({} runs): {}",
+        g.violation.invariant,
+        hi,
+        opts.steps,
+        gen,
+        skip.len(),
+        attempts.get(),
+        g.replay
+    ));
+    f.trace.push(format!("  {}", g.violation.detail));
+    let mut setup = Setup::derive(seed, mode, !opts.background);
+    setup.wl.skip = Arc::new(skip.iter().copied().collect());
+    const LISTED: usize = 40;
+    f.trace.push(format!(
+        "  the steps it runs ({}{}):",
+        rest.len(),
+        if rest.len() > LISTED {
+            format!(", the first {LISTED}")
+        } else {
+            String::new()
+        }
+    ));
+    for &(gg, s) in rest.iter().take(LISTED) {
+        f.trace.push(format!(
+            "    step {gg}.{s}: {}",
+            describe_step(&setup.wl.step(gg, s))
+        ));
     }
+    f.trace
+        .extend(g.trace.into_iter().skip(1).map(|l| format!("  {l}")));
 }
 
 /// One seed's context.
@@ -296,9 +366,11 @@ struct GenRun {
 
 fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
     sum.seeds += 1;
+    let mut setup = Setup::derive(seed, mode, !opts.background);
+    setup.wl.skip = Arc::new(opts.skip.iter().copied().collect());
     let ctx = Ctx {
         opts,
-        setup: Setup::derive(seed, mode, !opts.background),
+        setup,
         seed,
         mode,
     };
@@ -561,6 +633,7 @@ fn run_generation(ctx: &Ctx<'_>, gen: u32, base: &Image, expected: Option<&State
                 Ok(lsn) => {
                     let kind = match ctx.wl().step(gen, step) {
                         Step::Sync => AckKind::Sync,
+                        Step::Skip => AckKind::Skipped,
                         s => AckKind::Commit {
                             durable: ctx.wl().promises_durability(&s),
                         },
@@ -705,7 +778,7 @@ fn make_failure(
             run.steps_done.max(1),
         ),
     };
-    for s in lo_step..=(hi_step + 2).min(lo_step + 10) {
+    for s in lo_step..=(hi_step + 2).min(lo_step + 10).min(ctx.opts.steps) {
         let ack = run.hist.acks.iter().find(|a| a.step == s);
         trace.push(format!(
             "step {}.{s}: {}{}",
@@ -802,6 +875,7 @@ fn make_failure(
 pub fn describe_step(s: &Step) -> String {
     match s {
         Step::Sync => "sync()".into(),
+        Step::Skip => "left out (shrunk away)".into(),
         Step::Txn { ops, commit } => {
             let ops: Vec<String> = ops
                 .iter()

@@ -3,7 +3,9 @@
 //! it, the key, the operation's index and the transaction's size, plus a checksum, so any bytes
 //! read back map to exactly one write (or to none: invariant I1).
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringlog::{Db, Durability};
@@ -113,6 +115,8 @@ pub enum Step {
     },
     /// `db.sync()`.
     Sync,
+    /// A step left out by shrinking: runs nothing, changes nothing.
+    Skip,
 }
 
 /// A workload: step `i` of generation `gen` is a pure function of (seed, gen, i), so the process
@@ -121,6 +125,9 @@ pub enum Step {
 pub struct Workload {
     /// The configuration.
     pub cfg: WorkloadConfig,
+    /// Steps `(generation, step)` left out (a shrunk failure's reproduction): each becomes
+    /// [`Step::Skip`]. Empty unless shrinking.
+    pub skip: Arc<BTreeSet<(u32, u64)>>,
 }
 
 /// Identifies a transaction across generations: `gen << 32 | step`.
@@ -183,11 +190,17 @@ pub fn decode_value(key: u16, v: &[u8]) -> Option<(u64, u16)> {
 impl Workload {
     /// A workload with `cfg`.
     pub fn new(cfg: WorkloadConfig) -> Workload {
-        Workload { cfg }
+        Workload {
+            cfg,
+            skip: Arc::default(),
+        }
     }
 
     /// Step `i` (from 1) of generation `gen`.
     pub fn step(&self, gen: u32, i: u64) -> Step {
+        if self.skip.contains(&(gen, i)) {
+            return Step::Skip;
+        }
         let mut r = Rng::from_words(&[self.cfg.seed, gen as u64, i, 0x5EED]);
         let roll = r.below(100);
         let in_memory = self.cfg.mode == Mode::InMemory;
@@ -237,6 +250,7 @@ impl Workload {
     pub fn promises_durability(&self, step: &Step) -> bool {
         match step {
             Step::Sync => true,
+            Step::Skip => false,
             Step::Txn { commit, .. } => match commit {
                 Commit::Strict => true,
                 Commit::Buffered => false,
@@ -253,6 +267,7 @@ impl Workload {
                 db.sync()?;
                 Ok(upto)
             }
+            Step::Skip => Ok(db.last_lsn()),
             Step::Txn { ops, commit } => {
                 let id = txn_id(gen, i);
                 let size = ops.len() as u16;

@@ -44,6 +44,7 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
         shrink: false,
         background: false,
         jobs: 1,
+        skip: Vec::new(),
     }
 }
 
@@ -198,24 +199,82 @@ fn a_failure_replays_from_its_seed_point_and_state() {
     assert!(clean.failures.is_empty(), "{}", clean.failures[0].render());
 }
 
-#[test]
-fn a_failure_shrinks_to_fewer_steps() {
-    let s = with_bug(Some(Bug::SkipSegmentDirSync), || {
+/// Arms `bug`, runs `base` with shrinking, and checks the shrunk reproduction: its command line
+/// fails again the same way with the bug and passes without it. Returns the shrunk steps per
+/// generation and the number of steps left out.
+fn shrink_and_replay(bug: Bug, base: PowerOptions) -> (u64, usize) {
+    let s = with_bug(Some(bug), || {
         power::run(&PowerOptions {
             shrink: true,
-            ..opts(1..6, vec![Mode::Strict])
+            ..base.clone()
         })
     });
     let f = s.failures.first().expect("caught");
+    let prefix = format!("shrunk: the same {} violation with ", f.violation.invariant);
     let line = f
         .trace
         .iter()
-        .find(|l| l.starts_with("shrunk: the same durability violation with "))
+        .find(|l| l.starts_with(&prefix))
         .unwrap_or_else(|| panic!("no shrink result:\n{}", f.render()));
+    eprintln!("{}", f.render());
     let steps: u64 = line
         .split_whitespace()
         .nth(6)
         .and_then(|n| n.parse().ok())
         .expect("a step count");
-    assert!(steps < 40, "{line}");
+    let replay = &line[line.find("ringlog-crash power").expect("a command")..];
+    let words: Vec<&str> = replay.split_whitespace().collect();
+    let arg = |name: &str| {
+        let i = words.iter().position(|w| *w == name);
+        i.map(|i| words[i + 1].to_string())
+    };
+    let skip: Vec<(u32, u64)> = arg("--skip")
+        .map(|l| {
+            l.split(',')
+                .map(|gs| {
+                    let (g, s) = gs.split_once('.').expect("GEN.STEP");
+                    (g.parse().unwrap(), s.parse().unwrap())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mode = Mode::parse(&arg("--durability").unwrap()).unwrap();
+    let shrunk = PowerOptions {
+        seeds: vec![f.seed],
+        modes: vec![mode],
+        steps: arg("--steps").unwrap().parse().unwrap(),
+        gens: arg("--gens").unwrap().parse().unwrap(),
+        skip: skip.clone(),
+        ..base
+    };
+    // The shrunk reproduction, from its command line, fails again the same way...
+    let again = with_bug(Some(bug), || power::run(&shrunk));
+    let g = again
+        .failures
+        .first()
+        .unwrap_or_else(|| panic!("the shrunk workload passes: {replay}"));
+    assert_eq!(g.violation.invariant, f.violation.invariant);
+    // ... and passes without the bug: the failure is the bug's, not the shrinking's.
+    let clean = with_bug(None, || power::run(&shrunk));
+    assert!(clean.failures.is_empty(), "{}", clean.failures[0].render());
+    (steps, skip.len())
+}
+
+#[test]
+fn a_failure_shrinks_to_fewer_steps() {
+    let (steps, _) = shrink_and_replay(Bug::SkipSegmentDirSync, opts(1..6, vec![Mode::Strict]));
+    assert!(steps < 40, "{steps} steps");
+}
+
+#[test]
+fn a_failure_shrinks_by_leaving_steps_out() {
+    let (steps, skipped) = shrink_and_replay(
+        Bug::ApplyTornCommit,
+        PowerOptions {
+            steps: 60,
+            ..opts(1..12, vec![Mode::Buffered, Mode::Strict])
+        },
+    );
+    eprintln!("{steps} steps, {skipped} left out");
+    assert!(skipped > 0, "{steps} steps, none left out");
 }
