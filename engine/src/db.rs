@@ -564,7 +564,7 @@ impl Db {
             match spawn_log_thread(self.shared.clone(), vfs, active) {
                 Ok(h) => *t = LogThread::Running(h),
                 Err(e) => {
-                    self.shared.poison(std::io::Error::other(e.to_string()));
+                    self.shared.poison(e.to_poison());
                     return Err(e);
                 }
             }

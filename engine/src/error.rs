@@ -93,6 +93,19 @@ impl Error {
             source,
         }
     }
+
+    /// This error as the `io::Error` a poisoned database carries: the operating system's error
+    /// number when there is one (so callers can still tell ENOSPC from EIO), else its kind and
+    /// message.
+    pub(crate) fn to_poison(&self) -> io::Error {
+        match self {
+            Error::Io { source, .. } => match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), self.to_string()),
+            },
+            other => io::Error::other(other.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Error {

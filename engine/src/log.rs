@@ -539,11 +539,7 @@ pub(crate) fn run_log_thread(
                         failpoint!("log::mid_rotation");
                     }
                     Err(e) => {
-                        let kind = match &e {
-                            crate::Error::Io { source, .. } => source.kind(),
-                            _ => io::ErrorKind::Other,
-                        };
-                        shared.poison(io::Error::new(kind, e.to_string()));
+                        shared.poison(e.to_poison());
                         return;
                     }
                 }

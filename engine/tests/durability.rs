@@ -854,6 +854,52 @@ fn write_failure_poisons_buffered_sync() {
     });
 }
 
+/// A `Vfs` whose log driver cannot be created (say, a custom backend out of resources).
+struct NoDriverVfs {
+    inner: Arc<dyn ringlog::Vfs>,
+}
+
+impl ringlog::Vfs for NoDriverVfs {
+    fn backend(&self) -> ringlog::io::BackendInfo {
+        self.inner.backend()
+    }
+    ringlog::io::forward_fs_ops!(inner);
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog::io::LogDriver>> {
+        Err(std::io::Error::from_raw_os_error(libc::ENOMEM))
+    }
+}
+
+/// The log thread starts with the first commit; if it cannot, that commit fails, the database is
+/// poisoned, and what was already durable stays readable and intact.
+#[test]
+fn a_log_thread_that_cannot_start_fails_the_first_commit_and_poisons() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        db.put(b"before", b"durable").unwrap();
+        db.close().unwrap();
+        let o = Options {
+            vfs: Some(Arc::new(NoDriverVfs {
+                inner: real_vfs(io),
+            })),
+            ..opts(io, Durability::Strict)
+        };
+        let db = Db::open(dir.path(), o).expect("opening needs no log thread");
+        assert_eq!(db.get(b"before").unwrap().as_deref(), Some(&b"durable"[..]));
+        let first = db.put(b"after", b"x");
+        assert!(first.is_err(), "{first:?}");
+        match db.put(b"after", b"y") {
+            Err(Error::Poisoned(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOMEM)),
+            other => panic!("expected Err(Poisoned), got {other:?}"),
+        }
+        assert!(db.stats().poisoned);
+        assert!(db.close().is_err(), "close reports the failure");
+        drop(db);
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        assert_eq!(scan(&db).len(), 1, "nothing but the durable commit");
+    });
+}
+
 /// A panic on the log thread (here: inside a custom driver) must poison the database like an I/O
 /// error: committers waiting for a sync get an error instead of blocking forever.
 #[test]
