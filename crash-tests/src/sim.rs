@@ -19,6 +19,7 @@ use ringlog::io::{
     Allocation, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, SharedBytes,
     SyncStrategy, VFile, Vfs, Waker,
 };
+use ringlog_format::all_zero;
 
 /// Index of a file (inode) in a simulated disk.
 pub type Ino = usize;
@@ -386,7 +387,7 @@ impl VFile for SimFile {
         }
         d[offset as usize..end].copy_from_slice(buf);
         if g.record {
-            let data = if buf.len() >= 4096 && buf.iter().all(|&b| b == 0) {
+            let data = if buf.len() >= 4096 && all_zero(buf) {
                 Data::Zeros(buf.len())
             } else {
                 Data::Bytes(buf.into())

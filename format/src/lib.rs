@@ -167,8 +167,9 @@ pub(crate) fn crc_append_zeros(crc: u32, n: usize) -> u32 {
 }
 
 /// True when every byte of `b` is zero: an OR-reduction over 8-byte words, which the compiler
-/// vectorises (no early exit: it runs over padding, a few KiB at most).
-pub(crate) fn all_zero(b: &[u8]) -> bool {
+/// vectorises. It has no early exit (it reads all of `b`), which suits padding and other buffers
+/// of a few KiB to a few hundred KiB.
+pub fn all_zero(b: &[u8]) -> bool {
     let words = b.chunks_exact(8);
     let rest = words.remainder();
     let or = words.fold(0u64, |a, w| {
