@@ -139,7 +139,7 @@ impl Index {
 pub(crate) struct Loader {
     /// Hash regime: the newest version of each live key. Drained into `pending` (all distinct
     /// keys, so in any order) when it outgrows `hash_limit`, and unused from then on.
-    live: HashMap<Arc<[u8]>, HashEntry>,
+    live: HashMap<Arc<[u8]>, HashEntry, foldhash::fast::RandomState>,
     /// Entries of `live` whose value is still [`HashVal::InSegment`].
     deferred: usize,
     hash_limit: usize,
@@ -208,7 +208,7 @@ fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
 impl Loader {
     fn with_hash_limit(hash_limit: usize) -> Loader {
         Loader {
-            live: HashMap::new(),
+            live: HashMap::default(),
             deferred: 0,
             hash_limit,
             hashing: true,
