@@ -1,6 +1,7 @@
 //! Segment files: naming, creation (header, preallocation, sync, directory sync) and reading.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use ringlog_format::{AlignedBuf, SegmentHeader, SEGMENT_HEADER_LEN};
 use ringlog_uring::{Allocation, OpenOptions, SharedBytes, VFile, Vfs};
@@ -101,11 +102,19 @@ pub(crate) fn create_segment(
     Ok(file)
 }
 
-/// The source of zero-fill writes: block aligned for `O_DIRECT`, and in `.bss`, so it is never
-/// allocated, and never written (its pages stay the kernel's shared zero page).
-#[repr(C, align(4096))]
-struct Zeros([u8; 1 << 20]);
-static ZEROS: Zeros = Zeros([0; 1 << 20]);
+/// The source of zero-fill writes: 1 MiB, block aligned for `O_DIRECT`, allocated zeroed once
+/// per process and never written (a large zeroed allocation is fresh anonymous memory, whose
+/// pages the kernel maps to its shared zero page when they are only read).
+fn zeros() -> &'static [u8] {
+    static ZEROS: OnceLock<AlignedBuf> = OnceLock::new();
+    ZEROS
+        .get_or_init(|| {
+            let mut b = AlignedBuf::with_capacity(1 << 20);
+            b.extend_zeroed(1 << 20);
+            b
+        })
+        .as_slice()
+}
 
 /// Preallocates the segment and, for `ZeroFill`, writes zeros over `[from, size)`.
 fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) -> Result<()> {
@@ -116,7 +125,7 @@ fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) 
         .allocate(cfg.size)
         .map_err(|e| Error::io("preallocate segment", path.to_path_buf(), e))?;
     if cfg.prealloc == Preallocate::ZeroFill && alloc == Allocation::Reserved {
-        let zeros = &ZEROS.0;
+        let zeros = zeros();
         let mut off = from;
         while off < cfg.size {
             let n = ((cfg.size - off) as usize).min(zeros.len());
