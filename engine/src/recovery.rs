@@ -95,6 +95,11 @@ impl Applier {
         if t.ops.is_empty() || self.commit(t.lsn).is_err() {
             return;
         }
+        self.apply_txn(t, buf);
+    }
+
+    /// Applies the operations of transaction `t`, whose commit was accepted, at its LSN.
+    fn apply_txn(&mut self, t: OpenTxn, buf: &[u8]) {
         for (is_put, ks, kl, vs, vl) in t.ops {
             let key = &buf[ks..ks + kl];
             let op = if is_put {
@@ -196,15 +201,7 @@ impl Applier {
                         return Ok(());
                     }
                     self.commit(t.lsn)?;
-                    for (is_put, ks, kl, vs, vl) in t.ops {
-                        let key = &buf[ks..ks + kl];
-                        let op = if is_put {
-                            OpRef::Put(key, &buf[vs..vs + vl])
-                        } else {
-                            OpRef::Delete(key)
-                        };
-                        self.index.apply(op, t.lsn, buf);
-                    }
+                    self.apply_txn(t, buf);
                 } else {
                     self.stats.orphaned_records += 1;
                 }
