@@ -5,7 +5,6 @@
 //! Arming is process-wide, so the tests of this binary serialise on one lock.
 
 use std::sync::Mutex;
-use std::time::Duration;
 
 use ringlog::bugs::{self, Bug};
 use ringlog_crash::crash::TearModel;
@@ -34,17 +33,9 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
         gens: 2,
         model: TearModel::Sector,
         cap: 16,
-        sync_delay: Duration::ZERO,
         reopen_every: 8,
-        keep: None,
-        stop_on_first: true,
-        replay: None,
-        fail_sync: None,
-        progress: false,
-        shrink: false,
-        background: false,
         jobs: 1,
-        skip: Vec::new(),
+        ..PowerOptions::default()
     }
 }
 
