@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringlog::io::{
-    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, LogDriver, OpenOptions, SharedBytes,
-    SyncStrategy, VFile, Vfs, Waker,
+    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, FsInfo, LogDriver, OpenOptions,
+    SharedBytes, SyncStrategy, VFile, Vfs, Waker,
 };
 use ringlog_format::all_zero;
 
@@ -602,6 +602,15 @@ impl Vfs for SimVfs {
             inner: self.inner.clone(),
             path: path.to_path_buf(),
         }))
+    }
+
+    fn filesystem(&self, _path: &Path) -> io::Result<FsInfo> {
+        // The simulated driver makes a Dsync write durable when it completes, as the model says.
+        Ok(FsInfo {
+            name: "simulated disk".into(),
+            magic: None,
+            dsync_durable: true,
+        })
     }
 
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {

@@ -16,7 +16,7 @@ use crate::log::{run_log_thread, txn_encoded_len, Active, LogConfig, Shared};
 use crate::options::{validate_buffered, Durability, Preallocate, MAX_ALIGN};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segment::{create_segment, now_ns, SegmentConfig};
-use crate::{Error, Options, Result};
+use crate::{Error, Options, Result, SyncStrategy};
 
 const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
@@ -53,6 +53,12 @@ pub struct Stats {
     pub backend: Option<BackendInfo>,
     /// Whether segments are written with `O_DIRECT`.
     pub direct_io: bool,
+    /// How batches are made durable in fact (`None` for an in-memory database):
+    /// [`SyncStrategy::Dsync`] only where the filesystem is known to make a completed `RWF_DSYNC`
+    /// write durable, [`SyncStrategy::WriteThenSync`] elsewhere, whatever was asked for.
+    pub sync_strategy: Option<SyncStrategy>,
+    /// Why [`Stats::sync_strategy`] is what it is, naming the filesystem.
+    pub sync_strategy_reason: String,
     /// Whether a log failure has poisoned the database.
     pub poisoned: bool,
 }
@@ -83,6 +89,7 @@ pub struct Db {
     max_value_len: usize,
     max_txn_bytes: usize,
     direct_io: bool,
+    sync_strategy: Option<(SyncStrategy, String)>,
 }
 
 impl std::fmt::Debug for Db {
@@ -133,6 +140,7 @@ impl Db {
             backend.reason
         );
         let lock = prepare_dir(&*vfs, &dir)?;
+        let (strategy, strategy_reason) = effective_strategy(&*vfs, &dir, opts.sync_strategy);
         let epoch = read_or_create_manifest(&*vfs, &dir)?;
         let recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
         failpoint!("open::after_recovery");
@@ -227,7 +235,7 @@ impl Db {
         let cfg = LogConfig {
             seg,
             align,
-            strategy: opts.sync_strategy,
+            strategy,
             backpressure,
         };
         let max_txn_bytes = opts.max_txn_bytes();
@@ -250,6 +258,7 @@ impl Db {
             max_value_len: opts.max_value_len(0),
             max_txn_bytes,
             direct_io,
+            sync_strategy: Some((strategy, strategy_reason)),
         })
     }
 
@@ -268,6 +277,7 @@ impl Db {
             max_value_len: usize::MAX,
             max_txn_bytes: usize::MAX,
             direct_io: false,
+            sync_strategy: None,
         }
     }
 
@@ -429,6 +439,11 @@ impl Db {
             keys: self.len(),
             backend: self.vfs.as_ref().map(|v| v.backend()),
             direct_io: self.direct_io,
+            sync_strategy: self.sync_strategy.as_ref().map(|(s, _)| *s),
+            sync_strategy_reason: match &self.sync_strategy {
+                Some((_, why)) => why.clone(),
+                None => "in-memory database: no log".into(),
+            },
             poisoned: self.shared.state.lock().poisoned.is_some(),
         }
     }
@@ -708,6 +723,51 @@ fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
             Err(e) => return Err(Error::io("lock", lock_path.clone(), e)),
         }
     }
+}
+
+/// The strategy the log thread uses on `dir`'s filesystem when `requested` was asked for, and why.
+/// A completed `RWF_DSYNC` write is trusted only where the filesystem is known to make it durable
+/// ([`ringlog_uring::FsInfo`]); elsewhere, or when the filesystem cannot be identified, every
+/// batch gets an explicit fdatasync (docs/DURABILITY.md, "Which filesystems get RWF_DSYNC").
+fn effective_strategy(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    requested: SyncStrategy,
+) -> (SyncStrategy, String) {
+    static DOWNGRADED: std::sync::Once = std::sync::Once::new();
+    let (strategy, reason) = match (requested, vfs.filesystem(dir)) {
+        (SyncStrategy::WriteThenSync, Ok(fs)) => (
+            SyncStrategy::WriteThenSync,
+            format!("write then fdatasync, as requested ({fs})"),
+        ),
+        (SyncStrategy::WriteThenSync, Err(e)) => (
+            SyncStrategy::WriteThenSync,
+            format!("write then fdatasync, as requested (filesystem unknown: statfs: {e})"),
+        ),
+        (SyncStrategy::Dsync, Ok(fs)) if fs.dsync_durable => (
+            SyncStrategy::Dsync,
+            format!("RWF_DSYNC writes, as requested: their completion is durable on {fs}"),
+        ),
+        (SyncStrategy::Dsync, found) => {
+            let fs = match found {
+                Ok(fs) => fs.to_string(),
+                Err(e) => format!("a filesystem statfs could not identify ({e})"),
+            };
+            let reason = format!(
+                "write then fdatasync instead of the requested RWF_DSYNC: a completed RWF_DSYNC write is not known to be durable on {fs}"
+            );
+            let mut first = false;
+            DOWNGRADED.call_once(|| first = true);
+            if first {
+                log::warn!("{}: {reason}", dir.display());
+            } else {
+                log::info!("{}: {reason}", dir.display());
+            }
+            (SyncStrategy::WriteThenSync, reason)
+        }
+    };
+    log::debug!("{}: sync strategy {strategy:?}: {reason}", dir.display());
+    (strategy, reason)
 }
 
 fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {

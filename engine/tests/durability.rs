@@ -1087,3 +1087,204 @@ fn disk_full_at_a_write_loses_nothing_acknowledged() {
     // One 4 MiB segment that grows with each write (no preallocation): a write fails.
     on_each_path(|io| disk_full(io, 4 << 20, Preallocate::None, 3000));
 }
+
+// ---------------------------------------------------------------------------------------------
+// RWF_DSYNC is trusted only on filesystems known to honour it
+// ---------------------------------------------------------------------------------------------
+
+/// A real `Vfs` that claims its files live on `fs` and records the strategy of every write the
+/// log thread hands its driver.
+struct ClaimedFsVfs {
+    inner: Arc<dyn ringlog::Vfs>,
+    fs: ringlog::io::FsInfo,
+    seen: Arc<std::sync::Mutex<Vec<SyncStrategy>>>,
+}
+
+impl ringlog::Vfs for ClaimedFsVfs {
+    fn backend(&self) -> ringlog::io::BackendInfo {
+        self.inner.backend()
+    }
+    fn open(
+        &self,
+        path: &Path,
+        opts: ringlog::io::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringlog::io::VFile>> {
+        self.inner.open(path, opts)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(&self, path: &Path) -> std::io::Result<Option<ringlog::io::EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn ringlog::io::FileLock>> {
+        self.inner.lock(path)
+    }
+    fn filesystem(&self, _path: &Path) -> std::io::Result<ringlog::io::FsInfo> {
+        Ok(self.fs.clone())
+    }
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog::io::LogDriver>> {
+        Ok(Box::new(RecordingDriver {
+            inner: self.inner.log_driver()?,
+            seen: self.seen.clone(),
+        }))
+    }
+}
+
+struct RecordingDriver {
+    inner: Box<dyn ringlog::io::LogDriver>,
+    seen: Arc<std::sync::Mutex<Vec<SyncStrategy>>>,
+}
+
+impl ringlog::io::LogDriver for RecordingDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn ringlog::io::VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> std::io::Result<()> {
+        self.seen.lock().unwrap().push(strategy);
+        self.inner.write_durable(file, offset, buf, strategy)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.inner.wait(timeout)
+    }
+    fn waker(&self) -> Arc<dyn ringlog::io::Waker> {
+        self.inner.waker()
+    }
+}
+
+/// Issue 8: on FUSE an O_DIRECT RWF_DSYNC write through io_uring completed without any sync
+/// reaching the filesystem. The engine now uses RWF_DSYNC only where the filesystem is known to
+/// make its completion durable, and an explicit fdatasync everywhere else — FUSE, overlayfs, NFS
+/// and unknown filesystems included — and says so in its stats.
+#[test]
+fn rwf_dsync_is_used_only_on_filesystems_known_to_honour_it() {
+    use ringlog::io::FsInfo;
+    on_each_path(|io| {
+        let cases = [
+            (
+                FsInfo::from_magic(0xEF53),
+                SyncStrategy::Dsync,
+                SyncStrategy::Dsync,
+            ),
+            (
+                FsInfo::from_magic(0x58465342),
+                SyncStrategy::Dsync,
+                SyncStrategy::Dsync,
+            ),
+            (
+                FsInfo::from_magic(0x65735546),
+                SyncStrategy::Dsync,
+                SyncStrategy::WriteThenSync,
+            ),
+            (
+                FsInfo::from_magic(0x794C7630),
+                SyncStrategy::Dsync,
+                SyncStrategy::WriteThenSync,
+            ),
+            (
+                FsInfo::from_magic(0x6969),
+                SyncStrategy::Dsync,
+                SyncStrategy::WriteThenSync,
+            ),
+            (
+                FsInfo::from_magic(0x1BADFACE),
+                SyncStrategy::Dsync,
+                SyncStrategy::WriteThenSync,
+            ),
+            (
+                FsInfo::from_magic(0xEF53),
+                SyncStrategy::WriteThenSync,
+                SyncStrategy::WriteThenSync,
+            ),
+            (
+                FsInfo::from_magic(0x65735546),
+                SyncStrategy::WriteThenSync,
+                SyncStrategy::WriteThenSync,
+            ),
+        ];
+        for (fs, requested, expected) in cases {
+            let dir = tempdir();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let vfs = Arc::new(ClaimedFsVfs {
+                inner: real_vfs(io),
+                fs: fs.clone(),
+                seen: seen.clone(),
+            });
+            let db = open(
+                dir.path(),
+                Options {
+                    sync_strategy: requested,
+                    vfs: Some(vfs),
+                    ..opts(io, Durability::Strict)
+                },
+            );
+            for i in 0..3 {
+                let (k, v) = kv(i);
+                db.put(&k, &v).unwrap();
+            }
+            let stats = db.stats();
+            assert_eq!(
+                stats.sync_strategy,
+                Some(expected),
+                "{fs} asked {requested:?}"
+            );
+            assert!(
+                stats.sync_strategy_reason.contains(&fs.name),
+                "the reason names the filesystem: {}",
+                stats.sync_strategy_reason
+            );
+            db.close().unwrap();
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen.len() >= 3,
+                "one durable write per Strict commit: {seen:?}"
+            );
+            assert!(
+                seen.iter().all(|s| *s == expected),
+                "{fs} asked {requested:?}: the driver got {seen:?}"
+            );
+        }
+    });
+}
+
+/// The real filesystem of the test's temporary directory is named in the stats, and an
+/// in-memory database has no strategy.
+#[test]
+fn stats_name_the_sync_strategy_and_the_filesystem() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let fs = ringlog::io::FsInfo::of_path(dir.path()).unwrap();
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        let stats = db.stats();
+        let want = if fs.dsync_durable {
+            SyncStrategy::Dsync
+        } else {
+            SyncStrategy::WriteThenSync
+        };
+        assert_eq!(
+            stats.sync_strategy,
+            Some(want),
+            "{}",
+            stats.sync_strategy_reason
+        );
+        assert!(stats.sync_strategy_reason.contains(&fs.name));
+        db.close().unwrap();
+        let mem = Db::in_memory();
+        assert_eq!(mem.stats().sync_strategy, None);
+    });
+}

@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod detect;
+mod fsinfo;
 mod posix;
 mod uring;
 
 pub use detect::{select, IoChoice, ParseIoChoiceError};
+pub use fsinfo::FsInfo;
 pub use posix::{PosixDriver, PosixFile, PosixVfs};
 pub use uring::{probe as probe_uring, UringDriver, UringStats, UringVfs};
 
@@ -202,12 +204,16 @@ pub trait Vfs: Send + Sync + 'static {
     /// Takes an exclusive lock on the file at `path` (created if missing) without blocking;
     /// fails with `ErrorKind::WouldBlock` if another holder has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
+    /// The filesystem holding `path` (an existing directory or file), and whether a completed
+    /// `RWF_DSYNC` write is durable there: the engine uses [`SyncStrategy::Dsync`] only where it
+    /// is (see [`FsInfo`]). A simulated disk answers for its own model.
+    fn filesystem(&self, path: &Path) -> io::Result<FsInfo>;
     /// A new commit-path driver for one log thread.
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
 }
 
 /// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,
-/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`) by forwarding each to `self.$field`,
+/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `filesystem`) by forwarding each to `self.$field`,
 /// which offers the same methods — another `Vfs`, for a wrapper that only changes the log driver
 /// or the backend description. Use it inside an `impl Vfs for ...` block.
 ///
@@ -275,6 +281,9 @@ macro_rules! forward_fs_ops {
             path: &::std::path::Path,
         ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::FileLock>> {
             self.$field.lock(path)
+        }
+        fn filesystem(&self, path: &::std::path::Path) -> ::std::io::Result<$crate::FsInfo> {
+            self.$field.filesystem(path)
         }
     };
 }

@@ -183,6 +183,10 @@ impl PosixFs {
         std::fs::rename(from, to)
     }
 
+    pub(crate) fn filesystem(&self, path: &Path) -> io::Result<crate::FsInfo> {
+        crate::FsInfo::of_path(path)
+    }
+
     pub(crate) fn sync_dir(&self, path: &Path) -> io::Result<()> {
         retry_eintr(|| File::open(path)?.sync_all())
     }
