@@ -231,7 +231,13 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                         [src.off as usize..(src.off + src.len) as usize]
                         .to_vec();
                     let data = Arc::make_mut(img.files.get_mut(&path)?);
-                    let end = (dst.off as usize + bytes.len()).min(data.len());
+                    // The copy stays inside the damaged batch: overwriting every later batch
+                    // too (the seal included) would make the damage a last-batch case, which no
+                    // reader can tell from a torn tail (docs/DURABILITY.md, "the seal and its
+                    // limit"), and the mid-log oracle would then blame recovery for it.
+                    let end = (dst.off as usize + bytes.len())
+                        .min(data.len())
+                        .min(b.2 as usize);
                     let n = end - dst.off as usize;
                     data[dst.off as usize..end].copy_from_slice(&bytes[..n]);
                     (

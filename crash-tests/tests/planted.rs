@@ -100,6 +100,17 @@ fn catches_skipped_segment_dir_sync() {
     assert_caught(Bug::SkipSegmentDirSync, &s, &["durability"]);
 }
 
+/// Issue 8.5: a segment renamed to its final name before its header is durable can be left as a
+/// `*.log` file with a torn header; recovery then (rightly) refuses it as corruption, which the
+/// default campaign reports as a failed open.
+#[test]
+fn catches_segment_renamed_before_its_sync() {
+    let s = with_bug(Some(Bug::RenameSegmentBeforeSync), || {
+        power::run(&opts(1..6, vec![Mode::Strict]))
+    });
+    assert_caught(Bug::RenameSegmentBeforeSync, &s, &["I5"]);
+}
+
 #[test]
 fn catches_lsn_reuse_after_recovery() {
     let s = with_bug(Some(Bug::ReuseLsnAfterRecovery), || {

@@ -156,6 +156,9 @@ impl Db {
             stats.last_lsn
         );
         let run_id = recovered.max_run_id + 1;
+        if run_id > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("run id"));
+        }
         let seg = SegmentConfig {
             dir: dir.clone(),
             epoch,
@@ -532,8 +535,18 @@ impl Db {
             return Err(Error::Closed);
         }
         let lsn = st.next_lsn;
+        // Ids read from disk are at most MAX_ID (2^63 - 1), so these never overflow; a log whose
+        // ids reached the maximum refuses commits instead of wrapping.
+        if lsn > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("LSN"));
+        }
+        let txn_id = self.next_txn_id.load(Ordering::Relaxed);
+        if shared.log.is_some() && txn_id > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("transaction id"));
+        }
         st.next_lsn += 1;
         if shared.log.is_some() {
+            // Commits are serialised by the state lock held here.
             let txn_id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
             shared.append(&mut st, ops, lsn, txn_id);
         }
@@ -784,7 +797,13 @@ fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
             .size()
             .map_err(|e| Error::io("stat manifest", path.clone(), e))?;
         if size != MANIFEST_LEN as u64 {
-            return Err(Error::NotADatabase(dir.to_path_buf()));
+            return Err(Error::Corruption {
+                file: path,
+                offset: size.min(MANIFEST_LEN as u64),
+                reason: format!(
+                    "the MANIFEST is {size} bytes long; a ringlog MANIFEST is exactly {MANIFEST_LEN} bytes (cut short or overwritten)"
+                ),
+            });
         }
         let mut bytes = [0u8; MANIFEST_LEN];
         file.read_exact_at(&mut bytes, 0)
@@ -798,9 +817,14 @@ fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
                     supported: ringlog_format::FORMAT_VERSION,
                 })
             }
-            Err(ringlog_format::DecodeError::BadMagic { .. }) => {
-                Err(Error::NotADatabase(dir.to_path_buf()))
-            }
+            Err(ringlog_format::DecodeError::BadMagic { offset }) => Err(Error::Corruption {
+                file: path,
+                offset,
+                reason: format!(
+                    "the MANIFEST does not start with ringlog's magic {:?}: damaged, or written by another program",
+                    String::from_utf8_lossy(&ringlog_format::MANIFEST_MAGIC)
+                ),
+            }),
             Err(e) => Err(Error::Corruption {
                 file: path,
                 offset: e.offset(),

@@ -79,6 +79,10 @@ pub enum Error {
     InvalidOptions(String),
     /// The database is closed (or closing).
     Closed,
+    /// The log's ids (LSN, transaction, run or segment id) reached the format's maximum
+    /// (`2^63 - 1`): no commit can be numbered after it. No real log gets there (2^63 commits);
+    /// a log that claims it was damaged or crafted.
+    IdSpaceExhausted(&'static str),
 }
 
 impl Error {
@@ -113,6 +117,11 @@ impl fmt::Display for Error {
         match self {
             Error::Io { op, path: Some(p), source } => write!(f, "{op} {}: {source}", p.display()),
             Error::Io { op, path: None, source } => write!(f, "{op}: {source}"),
+            Error::IdSpaceExhausted(what) => write!(
+                f,
+                "the log's {what} reached the format's maximum {}: nothing can be logged after it",
+                ringlog_format::MAX_ID
+            ),
             Error::EmptyKey => f.write_str("empty key: keys must be at least one byte"),
             Error::KeyTooLarge { len, max } => write!(f, "key of {len} bytes exceeds the limit of {max} bytes"),
             Error::ValueTooLarge { len, max } => {

@@ -38,11 +38,12 @@ pub mod failpoints {
     pub const POINTS: &[&str] = &[
         "manifest::before_rename",
         "manifest::before_dir_sync",
-        "recovery::before_remove_torn_segment",
+        "recovery::before_remove_unfinished_segment",
         "recovery::before_quarantine",
         "open::after_recovery",
         "segment::after_create_file",
         "segment::before_file_sync",
+        "segment::before_rename",
         "segment::before_dir_sync",
         "segment::after_dir_sync",
         "log::before_batch_write",
@@ -127,16 +128,20 @@ pub mod bugs {
         /// A failed write + fdatasync is retried with a second fdatasync, which succeeds without
         /// persisting anything, and the batch is acknowledged (the "fsyncgate" bug).
         RetryFailedSyncAndAck,
+        /// A new segment is renamed to its final name without its file sync: a crash can leave
+        /// a `*.log` file whose header never became durable.
+        RenameSegmentBeforeSync,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 5] = [
+        pub const ALL: [Bug; 6] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
             Bug::SkipSegmentDirSync,
             Bug::RetryFailedSyncAndAck,
+            Bug::RenameSegmentBeforeSync,
         ];
 
         fn bit(self) -> u32 {
@@ -204,6 +209,18 @@ pub(crate) fn segment_dir_sync(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     vfs.sync_dir(dir)
+}
+
+/// Hook: the file sync of a new segment before it is renamed to its final name. The
+/// `RenameSegmentBeforeSync` bug skips it, so a crash can leave a `*.log` file whose header never
+/// became durable.
+#[inline(always)]
+pub(crate) fn new_segment_sync(_file: &dyn VFile) -> io::Result<()> {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::RenameSegmentBeforeSync) {
+        return Ok(());
+    }
+    _file.sync_all()
 }
 
 /// Whether the `ApplyTornCommit` bug is armed (used by recovery).

@@ -141,7 +141,7 @@ impl fmt::Debug for Options {
 /// Smallest accepted segment size.
 pub const MIN_SEGMENT_SIZE: u64 = 64 << 10;
 /// Largest accepted segment size.
-pub const MAX_SEGMENT_SIZE: u64 = 1 << 30;
+pub const MAX_SEGMENT_SIZE: u64 = ringlog_format::MAX_SEGMENT_LEN;
 /// Largest write alignment the log uses (O_DIRECT block).
 pub(crate) const MAX_ALIGN: u64 = 4096;
 

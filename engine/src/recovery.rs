@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record, find_next_valid, DecodeError, Record, RecordKind, SegmentHeader, SegmentPos,
-    SEGMENT_HEADER_LEN,
+    decode_record, find_later_batch, DecodeError, LaterBatch, Record, RecordKind, SegmentHeader,
+    SegmentPos, MAX_ID, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
 use crate::index::{Index, Loader, Lsn, OpRef};
 use crate::options::RecoveryMode;
-use crate::segment::{parse_segment_name, read_segment, segment_file_name};
+use crate::segment::{parse_creating_name, parse_segment_name, read_segment, segment_file_name};
 use crate::{Error, Result};
 
 /// What recovery found and did when the database was opened.
@@ -34,12 +34,18 @@ pub struct RecoveryStats {
     pub last_lsn: Lsn,
     /// Keys live after recovery.
     pub keys: usize,
-    /// Segment files removed because their creation was interrupted (no valid header, no records).
+    /// Unfinished segment creations removed: `<id>.log.tmp` files, which a crash left before the
+    /// new segment's header was durable and the file renamed to `<id>.log`. They never hold
+    /// records.
     pub torn_segments_removed: usize,
     /// With [`RecoveryMode::TruncateAtCorruption`]: where the log was cut, if it was.
     pub truncated_at: Option<(PathBuf, u64)>,
     /// Later segment files renamed `*.corrupt.N` by a truncating recovery.
     pub segments_quarantined: usize,
+    /// Checksums computed while searching the bytes after damage in the last segment for a
+    /// record of a later write batch (what tells a torn tail from corruption). Bounded by the
+    /// segment's size: headers that fail cheap checks are never checksummed.
+    pub damage_search_checksums: u64,
     /// Time spent replaying.
     pub duration: Duration,
 }
@@ -287,7 +293,27 @@ pub(crate) fn recover(
     let names = vfs
         .list_dir(dir)
         .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let mut ids: Vec<u64> = Vec::new();
+    let mut unfinished: Vec<&String> = Vec::new();
+    for name in &names {
+        let (id, list) = match (parse_segment_name(name), parse_creating_name(name)) {
+            (Some(id), _) => (id, true),
+            (None, Some(id)) => (id, false),
+            (None, None) => continue,
+        };
+        if id > MAX_ID {
+            return Err(corruption(
+                &dir.join(name),
+                0,
+                format!("segment id {id} in the file name is above the format's maximum {MAX_ID}"),
+            ));
+        }
+        if list {
+            ids.push(id);
+        } else {
+            unfinished.push(name);
+        }
+    }
     ids.sort_unstable();
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let mut app = Applier {
@@ -299,6 +325,24 @@ pub(crate) fn recover(
         max_run_id: 0,
         stats: RecoveryStats::default(),
     };
+    // A segment is created as `<id>.log.tmp` and renamed to `<id>.log` only once its header is
+    // durable; records are written only after that. A `.tmp` file is therefore a creation that a
+    // crash cut short, never part of the log: remove it (and say so).
+    if !unfinished.is_empty() {
+        for name in unfinished {
+            let path = dir.join(name);
+            log::warn!(
+                "removing {}: a segment creation that did not finish (no record was ever written to it)",
+                path.display()
+            );
+            failpoint!("recovery::before_remove_unfinished_segment");
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove unfinished segment", path.clone(), e))?;
+            app.stats.torn_segments_removed += 1;
+        }
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    }
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // Segment ids must be contiguous.
     if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
@@ -317,27 +361,6 @@ pub(crate) fn recover(
     let mut headers = Vec::with_capacity(ids.len());
     for &id in &ids {
         headers.push(read_header(vfs, &path_of(id))?);
-    }
-    // A last segment without a valid header and without a single valid record is a creation
-    // that a crash interrupted before any record was written: remove it.
-    if let (Some(&id), Some(Err(e))) = (ids.last(), headers.last()) {
-        let path = path_of(id);
-        let mut buf = Vec::new();
-        let bytes = read_segment(vfs, &path, &mut buf, None)?;
-        if find_next_valid(bytes.get(&buf), SEGMENT_HEADER_LEN, id, epoch, 0).is_none() {
-            log::warn!(
-                "removing segment {} whose creation was interrupted ({e})",
-                path.display()
-            );
-            failpoint!("recovery::before_remove_torn_segment");
-            vfs.remove_file(&path)
-                .map_err(|e| Error::io("remove torn segment", path.clone(), e))?;
-            vfs.sync_dir(dir)
-                .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
-            app.stats.torn_segments_removed += 1;
-            ids.pop();
-            headers.pop();
-        }
     }
     let mut tail = None;
     // One read buffer for every segment: it grows to the largest and is never re-zeroed.
@@ -392,7 +415,10 @@ pub(crate) fn recover(
         app.max_run_id = app.max_run_id.max(header.run_id);
         app.stats.segments += 1;
         let mut pos = SEGMENT_HEADER_LEN;
+        // Why decoding stopped before the end, and whether that is certainly damage (a structure
+        // that passed its checksum but no engine wrote) rather than possibly a torn write.
         let mut failure: Option<String> = None;
+        let mut certain = false;
         loop {
             if stop_at == Some(pos as u64) {
                 break;
@@ -426,6 +452,7 @@ pub(crate) fn recover(
                     pos = end;
                 }
                 Err(e) => {
+                    certain = matches!(e, DecodeError::OutOfRange { .. });
                     failure = Some(e.to_string());
                     break;
                 }
@@ -451,17 +478,22 @@ pub(crate) fn recover(
         {
             // Damage at `pos`. Before the last segment, or with valid records of a later batch
             // after it, it is corruption of synced data; inside the last batch it is a torn tail.
-            let later_batch = if stop_at.is_some() {
-                None
+            let later_batch = if stop_at.is_some() || certain {
+                LaterBatch::None
             } else {
-                later_batch_record(buf, pos, id, epoch)
+                later_batch_record(buf, pos, id, epoch, &mut app.stats)
             };
-            if stop_at.is_some() || later_batch.is_some() {
+            if stop_at.is_some() || certain || later_batch != LaterBatch::None {
                 let reason = match later_batch {
-                    Some(off) => format!(
-                        "{err}; a valid record of a later write batch follows at offset {off}"
+                    LaterBatch::Found(rec) => format!(
+                        "{err}; a valid record of a later write batch follows at offset {}",
+                        rec.offset
                     ),
-                    None => format!(
+                    LaterBatch::Undecided => format!(
+                        "{err}; the bytes after it are full of record-like headers that no crash writes"
+                    ),
+                    LaterBatch::None if certain => err.clone(),
+                    LaterBatch::None => format!(
                         "{err}; the segment ends before offset {} recorded by its successor",
                         stop_at.unwrap_or(0)
                     ),
@@ -520,20 +552,27 @@ pub(crate) fn recover(
     })
 }
 
-/// Offset of a valid record after `pos` that belongs to a write batch starting after `pos`, if
-/// any: proof that the damage at `pos` was in a batch already synced before that later one.
-fn later_batch_record(buf: &[u8], pos: usize, id: u64, epoch: u64) -> Option<u64> {
+/// A valid record after `pos` that belongs to a write batch starting after `pos`, if any: proof
+/// that the damage at `pos` was in a batch already synced before that later one. Linear in the
+/// segment's size whatever its bytes ([`find_later_batch`]): the checksums it computes cover at
+/// most twice the bytes after `pos`.
+fn later_batch_record<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    id: u64,
+    epoch: u64,
+    stats: &mut RecoveryStats,
+) -> LaterBatch<'a> {
     // Nothing but zeros after the damage: no record can follow (a record's first bytes are never
     // zero). Otherwise search to the very end: a valid record may itself end in zero bytes.
-    nonzero_span(buf, pos + 8)?;
-    let mut from = pos + 8;
-    while let Some(rec) = find_next_valid(buf, from, id, epoch, 0) {
-        if rec.header.batch_start as u64 > pos as u64 {
-            return Some(rec.offset);
-        }
-        from = rec.offset as usize + rec.encoded_len();
+    if nonzero_span(buf, pos + 8).is_none() {
+        return LaterBatch::None;
     }
-    None
+    let budget = 2 * (buf.len() - pos) as u64;
+    let (found, cost) = find_later_batch(buf, pos + 8, pos as u64, id, epoch, 0, budget);
+    stats.damage_search_checksums += cost.checksums;
+    log::debug!("later-batch search after offset {pos}: {cost:?} -> {found:?}");
+    found
 }
 
 fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats) -> Result<()> {

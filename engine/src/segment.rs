@@ -14,6 +14,16 @@ pub(crate) fn segment_file_name(id: u64) -> String {
     format!("{id:020}.log")
 }
 
+/// Suffix of a segment being created: the file gets its final name only once its header and
+/// size are durable, so a `*.log` file with a bad header is never a creation cut short by a
+/// crash, and a `*.log.tmp` file is never part of the log.
+pub(crate) const CREATING_SUFFIX: &str = ".tmp";
+
+/// The id in the name of a segment file being created (`<id>.log.tmp`), if `name` is one.
+pub(crate) fn parse_creating_name(name: &str) -> Option<u64> {
+    parse_segment_name(name.strip_suffix(CREATING_SUFFIX)?)
+}
+
 /// The id in a segment file name, if `name` is one.
 pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".log")?;
@@ -47,9 +57,11 @@ pub(crate) fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Creates segment `id`: header, preallocation, file sync, then directory sync — all before any
-/// record is written to it, so that a crash never leaves records in a file whose directory entry
-/// or header may vanish.
+/// Creates segment `id` as `<id>.log.tmp`: header, preallocation, file sync; then renames it to
+/// `<id>.log` and syncs the directory — all before any record is written to it. A crash never
+/// leaves records in a file whose directory entry or header may vanish, and a `<id>.log` file
+/// always had a durable, valid header: recovery can tell a creation cut short (a `.tmp` file,
+/// removed) from damage (a `.log` file with a bad header, corruption).
 pub(crate) fn create_segment(
     vfs: &dyn Vfs,
     cfg: &SegmentConfig,
@@ -57,40 +69,63 @@ pub(crate) fn create_segment(
     prev_end: u64,
     base_lsn: u64,
 ) -> Result<Box<dyn VFile>> {
+    if id > ringlog_format::MAX_ID {
+        return Err(Error::IdSpaceExhausted("segment id"));
+    }
+    assert!(
+        base_lsn <= ringlog_format::MAX_ID,
+        "base LSN {base_lsn} beyond the format's maximum: LSNs are checked when assigned"
+    );
     let path = cfg.path(id);
+    let tmp = cfg
+        .dir
+        .join(format!("{}{CREATING_SUFFIX}", segment_file_name(id)));
+    if vfs
+        .kind_of(&tmp)
+        .map_err(|e| Error::io("stat segment", tmp.clone(), e))?
+        .is_some()
+    {
+        // Recovery removes leftover creations before any segment is created.
+        return Err(Error::Corruption {
+            file: tmp,
+            offset: 0,
+            reason: "a segment being created already exists".into(),
+        });
+    }
+    if vfs
+        .kind_of(&path)
+        .map_err(|e| Error::io("stat segment", path.clone(), e))?
+        .is_some()
+    {
+        return Err(Error::Corruption {
+            file: path,
+            offset: 0,
+            reason: "the next segment's file already exists".into(),
+        });
+    }
     let file = vfs
         .open(
-            &path,
+            &tmp,
             OpenOptions {
                 write: true,
                 create: true,
                 direct: cfg.direct,
             },
         )
-        .map_err(|e| Error::io("create segment", path.clone(), e))?;
+        .map_err(|e| Error::io("create segment", tmp.clone(), e))?;
     failpoint!("segment::after_create_file");
-    if file
-        .size()
-        .map_err(|e| Error::io("stat segment", path.clone(), e))?
-        != 0
-    {
-        // Leftover of a creation that crashed before its directory sync and was then seen again;
-        // recovery removes those, so a non-empty file here means a logic error or a foreign file.
-        return Err(Error::Corruption {
-            file: path,
-            offset: 0,
-            reason: "new segment file already has content".into(),
-        });
-    }
     let mut head = AlignedBuf::with_capacity(SEGMENT_HEADER_LEN);
     SegmentHeader::new(id, cfg.epoch, cfg.run_id, now_ns(), prev_end, base_lsn)
         .encode(head.extend_zeroed(SEGMENT_HEADER_LEN));
     file.write_all_at(head.as_slice(), 0)
-        .map_err(|e| Error::io("write segment header", path.clone(), e))?;
-    prepare_space(&*file, cfg, &path, SEGMENT_HEADER_LEN as u64)?;
+        .map_err(|e| Error::io("write segment header", tmp.clone(), e))?;
+    prepare_space(&*file, cfg, &tmp, SEGMENT_HEADER_LEN as u64)?;
     failpoint!("segment::before_file_sync");
-    file.sync_all()
-        .map_err(|e| Error::io("sync new segment", path.clone(), e))?;
+    crate::hooks::new_segment_sync(&*file)
+        .map_err(|e| Error::io("sync new segment", tmp.clone(), e))?;
+    failpoint!("segment::before_rename");
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename new segment", path.clone(), e))?;
     failpoint!("segment::before_dir_sync");
     crate::hooks::segment_dir_sync(vfs, &cfg.dir)
         .map_err(|e| Error::io("sync directory", cfg.dir.clone(), e))?;
@@ -171,8 +206,23 @@ pub(crate) fn read_segment(
     let file = vfs
         .open(path, opts)
         .map_err(|e| Error::io("open segment", path.to_path_buf(), e))?;
+    let too_long = |size: u64| {
+        // No engine writes one: a segment's size is fixed at creation and at most the format's
+        // maximum. Never size a buffer by such a file.
+        (size > ringlog_format::MAX_SEGMENT_LEN).then(|| Error::Corruption {
+            file: path.to_path_buf(),
+            offset: ringlog_format::MAX_SEGMENT_LEN,
+            reason: format!(
+                "segment file is {size} bytes long, more than the format's maximum of {} bytes",
+                ringlog_format::MAX_SEGMENT_LEN
+            ),
+        })
+    };
     if let Some(shared) = file.shared_contents() {
         let size = (*shared).as_ref().len();
+        if let Some(e) = too_long(size as u64) {
+            return Err(e);
+        }
         let len = limit.map_or(size, |l| (l.min(size as u64)) as usize);
         return Ok(SegmentBytes {
             shared: Some(shared),
@@ -182,6 +232,9 @@ pub(crate) fn read_segment(
     let size = file
         .size()
         .map_err(|e| Error::io("stat segment", path.to_path_buf(), e))?;
+    if let Some(e) = too_long(size) {
+        return Err(e);
+    }
     let len = usize::try_from(limit.map_or(size, |l| l.min(size))).map_err(|_| {
         Error::io(
             "read segment",

@@ -511,11 +511,12 @@ fn torn_segment_creation_is_removed_and_missing_segment_is_corruption() {
         let segs = segments(dir.path());
         let next = dir
             .path()
-            .join(format!("{:020}.log", seg_id(segs.last().unwrap()) + 1));
-        // A creation interrupted after the file appeared but before its header was durable.
-        std::fs::write(&next, vec![0u8; 8192]).unwrap();
+            .join(format!("{:020}.log.tmp", seg_id(segs.last().unwrap()) + 1));
+        // A creation interrupted before the new segment was renamed to its final name.
+        std::fs::write(&next, vec![0x5Au8; 8192]).unwrap();
         let db = Db::open(dir.path(), opts(io)).unwrap();
         assert_eq!(db.recovery_stats().torn_segments_removed, 1, "{io}");
+        assert!(!next.exists(), "{io}: the unfinished creation is removed");
         assert_eq!(db.get(b"k").unwrap().unwrap().as_bytes(), b"v");
         db.close().unwrap();
         // A gap in the segment sequence is corruption.

@@ -61,6 +61,19 @@ pub enum DecodeError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A field holding an id (LSN, transaction, run or segment id) or a size is above what the
+    /// format allows ([`crate::MAX_ID`], [`crate::MAX_SEGMENT_LEN`]): the bytes passed their
+    /// checksum, so this is not a torn write but a structure no engine wrote.
+    OutOfRange {
+        /// Offset of the structure.
+        offset: u64,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
 }
 
 impl DecodeError {
@@ -74,7 +87,8 @@ impl DecodeError {
             | DecodeError::Checksum { offset, .. }
             | DecodeError::BadMagic { offset }
             | DecodeError::UnsupportedVersion { offset, .. }
-            | DecodeError::Malformed { offset, .. } => offset,
+            | DecodeError::Malformed { offset, .. }
+            | DecodeError::OutOfRange { offset, .. } => offset,
         }
     }
 }
@@ -104,6 +118,15 @@ impl fmt::Display for DecodeError {
             DecodeError::Malformed { offset, reason } => {
                 write!(f, "malformed structure at offset {offset}: {reason}")
             }
+            DecodeError::OutOfRange {
+                offset,
+                field,
+                value,
+                max,
+            } => write!(
+                f,
+                "{field} {value} at offset {offset} is above the format's maximum {max}"
+            ),
         }
     }
 }

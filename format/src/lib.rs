@@ -41,15 +41,25 @@ pub use buf::AlignedBuf;
 pub use error::{DecodeError, EncodeError};
 pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC};
 pub use record::{
-    decode_record, encode_padding, encode_record, encoded_len, find_next_valid, Record,
-    RecordHeader, RecordKind, RecordSpec, SegmentPos, FLAG_AUTOCOMMIT, MARKER_PAYLOAD_LEN,
-    MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
+    decode_record, encode_padding, encode_record, encoded_len, find_later_batch, find_next_valid,
+    LaterBatch, Record, RecordHeader, RecordKind, RecordSpec, SearchCost, SegmentPos, BATCH_ALIGN,
+    FLAG_AUTOCOMMIT, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN,
+    RECORD_HEADER_LEN,
 };
 pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
 /// Version of the on-disk format written by this crate. Stored in the manifest and in every
 /// segment header; a directory of another version is refused.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest LSN, transaction id, run id or segment id the format allows (2^63 - 1). An id read
+/// from disk above it is corruption ([`DecodeError::OutOfRange`]); an engine never assigns one
+/// above it, so that the next id after any valid one still fits in a `u64`.
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+/// Largest segment file the format allows: 1 GiB. Record offsets and batch starts are 32-bit;
+/// a segment file longer than this is corruption, never a reason to allocate its length.
+pub const MAX_SEGMENT_LEN: u64 = 1 << 30;
 
 /// Rounds `n` up to a multiple of `align` (a power of two).
 #[inline]

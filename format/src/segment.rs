@@ -77,6 +77,13 @@ impl SegmentHeader {
             "segment header needs {SEGMENT_HEADER_LEN} bytes"
         );
         assert_eq!(self.magic, SEGMENT_MAGIC);
+        assert!(
+            self.segment_id <= crate::MAX_ID
+                && self.run_id <= crate::MAX_ID
+                && self.base_lsn <= crate::MAX_ID
+                && self.prev_end <= crate::MAX_SEGMENT_LEN,
+            "segment header field out of the format's range: {self:?}"
+        );
         let mut h = *self;
         h.crc = self.checksum();
         dst[..HEADER_STRUCT_LEN].copy_from_slice(bytemuck::bytes_of(&h));
@@ -112,6 +119,21 @@ impl SegmentHeader {
                 offset: 8 + 4,
                 version: h.version,
             });
+        }
+        for (field, value, max) in [
+            ("segment id", h.segment_id, crate::MAX_ID),
+            ("run id", h.run_id, crate::MAX_ID),
+            ("base LSN", h.base_lsn, crate::MAX_ID),
+            ("previous segment end", h.prev_end, crate::MAX_SEGMENT_LEN),
+        ] {
+            if value > max {
+                return Err(DecodeError::OutOfRange {
+                    offset: 0,
+                    field,
+                    value,
+                    max,
+                });
+            }
         }
         let reserved = &src[HEADER_STRUCT_LEN..SEGMENT_HEADER_LEN];
         if let Some(i) = (!crate::all_zero(reserved))
@@ -155,5 +177,46 @@ mod tests {
             SegmentHeader::decode(&[0u8; SEGMENT_HEADER_LEN]),
             Err(DecodeError::Zeroed { offset: 0 })
         );
+    }
+
+    /// Ids the engine could not continue from are refused even with a valid checksum.
+    #[test]
+    fn ids_above_the_maximum_are_out_of_range() {
+        let mut ok = vec![0u8; SEGMENT_HEADER_LEN];
+        SegmentHeader::new(crate::MAX_ID, 1, crate::MAX_ID, 0, 0, crate::MAX_ID).encode(&mut ok);
+        assert!(SegmentHeader::decode(&ok).is_ok());
+        let at = |h: SegmentHeader| {
+            // Encode by hand: `encode` refuses the values.
+            let mut h = h;
+            h.crc = h.checksum();
+            let mut b = vec![0u8; SEGMENT_HEADER_LEN];
+            b[..HEADER_STRUCT_LEN].copy_from_slice(bytemuck::bytes_of(&h));
+            SegmentHeader::decode(&b)
+        };
+        let base = SegmentHeader::new(1, 1, 1, 0, 0, 1);
+        for h in [
+            SegmentHeader {
+                segment_id: u64::MAX,
+                ..base
+            },
+            SegmentHeader {
+                run_id: crate::MAX_ID + 1,
+                ..base
+            },
+            SegmentHeader {
+                base_lsn: u64::MAX,
+                ..base
+            },
+            SegmentHeader {
+                prev_end: crate::MAX_SEGMENT_LEN + 8,
+                ..base
+            },
+        ] {
+            assert!(
+                matches!(at(h), Err(DecodeError::OutOfRange { .. })),
+                "{h:?}: {:?}",
+                at(h)
+            );
+        }
     }
 }
