@@ -685,12 +685,22 @@ pub fn find_later_batch(
             continue;
         }
         let offset = base + at as u64;
-        let h: RecordHeader = bytemuck::pod_read_unaligned(&buf[at..at + RECORD_HEADER_LEN]);
-        let batch = h.batch_start as u64;
-        if batch > damage
-            && batch.is_multiple_of(BATCH_ALIGN)
-            && plausible(&h, offset, buf.len() - at)
+        // The header's second word holds kind, flags, key length and batch start: most random
+        // words fail on it alone, before the whole header is read.
+        let w = u64::from_le_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
+        let (kind, flags, batch) = (w as u8, (w >> 8) as u8, w >> 32);
+        if kind == 0
+            || kind > RecordKind::Padding as u8
+            || flags & !KNOWN_FLAGS != 0
+            || batch <= damage
+            || batch > offset
+            || !batch.is_multiple_of(BATCH_ALIGN)
         {
+            at += RECORD_ALIGN;
+            continue;
+        }
+        let h: RecordHeader = bytemuck::pod_read_unaligned(&buf[at..at + RECORD_HEADER_LEN]);
+        if plausible(&h, offset, buf.len() - at) {
             cost.candidates += 1;
             let len = h.len as u64;
             if cost.checksum_bytes + len > budget {
