@@ -7,8 +7,9 @@
 //! ```text
 //! H 1 seed=7 durability=strict gen=3 io=uring backend=io_uring pid=1234   a generation starts
 //! S 3 42 0=2.17/0@40 5=3.2/1@42 ...    the state it recovered (last LSN, then key=gen.step/op@lsn)
-//! A 3 5 D 47 47                        step 5 acknowledged: D durable commit, C commit, Y sync;
-//!                                      its LSN and the durable LSN right after it returned
+//! A 3 5 D 47 47                        step 5 acknowledged: D durable commit, C commit, Y sync,
+//!                                      P pause (commits nothing); its LSN (for Y and P: the last
+//!                                      LSN before it) and the durable LSN right after it returned
 //! F 3 6 <error>                        step 6 failed (indeterminate); the process exits
 //! E 3 500                              the database was closed cleanly after step 500
 //! ```
@@ -136,6 +137,12 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
         }
     }
     let setup = Setup::derive(a.seed, a.mode, false);
+    // Test hook of the `kill` watchdog: hang at this step.
+    let stall = crate::watchdog::stall_step();
+    if a.ack_log == "-" {
+        // A `kill` parent reads our stdout: let it take our stacks if we hang.
+        crate::watchdog::allow_parent_to_trace();
+    }
     let mut sink = AckSink::open(&a.ack_log).map_err(WorkloadError::AckLog)?;
     let db = match Db::open(&a.dir, setup.options(None, a.io)) {
         Ok(db) => db,
@@ -168,12 +175,16 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
     let mut step = 0u64;
     while a.steps.is_none_or(|n| step < n) {
         step += 1;
+        if stall == Some(step) {
+            crate::watchdog::stall_forever();
+        }
         let res = setup.wl.execute(&db, gen, step);
         let durable = db.durable_lsn();
         match res {
             Ok(lsn) => {
                 let kind = match setup.wl.step(gen, step) {
                     Step::Sync => 'Y',
+                    Step::Pause(_) => 'P',
                     s if setup.wl.promises_durability(&s) => 'D',
                     _ => 'C',
                 };
@@ -263,6 +274,8 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
                     "D" => AckKind::Commit { durable: true },
                     "C" => AckKind::Commit { durable: false },
                     "Y" => AckKind::Sync,
+                    // A pause: no database call, nothing committed.
+                    "P" => AckKind::Skipped,
                     _ => continue,
                 };
                 g.hist.acks.push(Ack {

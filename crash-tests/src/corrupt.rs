@@ -456,6 +456,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
         };
         let kind = match setup.wl.step(1, step) {
             Step::Sync => AckKind::Sync,
+            Step::Skip | Step::Pause(_) => AckKind::Skipped,
             _ => AckKind::Commit { durable: true },
         };
         hist.acks.push(Ack {

@@ -388,15 +388,22 @@ impl<'a> Sweeper<'a> {
 
     /// The files' paths by inode at the current position (for trace descriptions).
     pub fn name_of(&self, ino: Ino) -> String {
+        // The file's last name in the trace (a segment is created as `.log.tmp`, then renamed).
+        let mut last = None;
         for op in self.trace {
-            if let Op::Create { path, ino: i } = op {
-                if *i == ino {
-                    return path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                }
+            match op {
+                Op::Create { path, ino: i }
+                | Op::Rename {
+                    to: path, ino: i, ..
+                } if *i == ino => last = Some(path),
+                _ => {}
             }
+        }
+        if let Some(path) = last {
+            return path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
         }
         self.names
             .iter()

@@ -21,8 +21,10 @@ pub mod oracle;
 pub mod power;
 pub mod report;
 pub mod rng;
+pub mod sched;
 pub mod setup;
 pub mod sim;
+pub mod watchdog;
 pub mod workload;
 mod zalloc;
 

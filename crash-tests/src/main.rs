@@ -10,7 +10,7 @@ use ringlog_crash::acklog::{self, WorkloadArgs};
 use ringlog_crash::corrupt;
 use ringlog_crash::crash::TearModel;
 use ringlog_crash::fsync;
-use ringlog_crash::kill::{self, KillOptions};
+use ringlog_crash::kill::{self, KillOptions, KillTuning};
 use ringlog_crash::power::{self, PowerOptions, Target};
 use ringlog_crash::report::Summary;
 use ringlog_crash::workload::Mode;
@@ -19,7 +19,9 @@ const USAGE: &str = "\
 usage: ringlog-crash <mode> [options]
 
 modes:
-  power        simulated power loss on the in-memory disk (every crash point of every trace)
+  power        simulated power loss on the in-memory disk (every crash point of every trace),
+               1-8 concurrent committers on a deterministic scheduler with simulated time,
+               process crashes followed by power loss, timer and liveness checks
   fsync-error  the n-th fdatasync / directory fsync fails (swept over n)
   kill         SIGKILL a child process (or kill it at an armed crash point), real directory
   corrupt      tail and mid-log damage to a durable image
@@ -42,8 +44,12 @@ common options:
   --shrink                   after a failure, find the fewest steps, then leave out steps, while it
                              still fails (power, fsync-error)
   --skip G.S,G.S,...         leave these steps out of the workload (a shrunk failure's reproduction)
-  --background               power: Buffered commits also sync in the background (timing-dependent)
+  --background               power: no scheduler, one committer; Buffered commits sync in the real
+                             background (timing-dependent, replays are not exact)
   --jobs N                   power: seeds run on N threads (default: the number of CPUs)
+  --slack-ms N               kill: least slack of the Buffered loss window (default 50)
+  --late N                   kill: per mille of random-delay kills aimed after the window (default 500)
+  --watchdog-ms N            kill: a child silent this long is hung, a liveness violation (default 10000)
 ";
 
 struct Args {
@@ -305,7 +311,7 @@ fn run_kill(rest: &[String]) -> ExitCode {
         Err(e) => return bad(e),
     };
     let mut f = Flags(unknown);
-    let parsed = (|| -> Result<(Vec<IoChoice>, KillOptions), String> {
+    let parsed = (|| -> Result<(Vec<IoChoice>, KillOptions, KillTuning), String> {
         let ios = match f.take("--io")?.as_deref() {
             None | Some("both") => vec![IoChoice::Uring, IoChoice::Portable],
             Some(v) => vec![parse_io(v)?],
@@ -323,15 +329,20 @@ fn run_kill(rest: &[String]) -> ExitCode {
             exe,
             max_delay: Duration::from_millis(f.parsed("--max-delay-ms")?.unwrap_or(50)),
             failpoint_per_mille: f.parsed("--failpoints")?.unwrap_or(400),
-            slack: Duration::from_millis(f.parsed("--slack-ms")?.unwrap_or(250)),
+            slack: Duration::from_millis(f.parsed("--slack-ms")?.unwrap_or(50)),
             keep: c.power.keep.clone(),
             stop_on_first: c.power.stop_on_first,
             progress: c.power.progress,
             tamper: None,
         };
-        Ok((ios, opts))
+        let tuning = KillTuning {
+            watchdog: f.parsed("--watchdog-ms")?.map(Duration::from_millis),
+            late_per_mille: f.parsed("--late")?,
+            stall_at_step: None,
+        };
+        Ok((ios, opts, tuning))
     })();
-    let (ios, opts) = match parsed {
+    let (ios, opts, tuning) = match parsed {
         Ok(x) => x,
         Err(e) => return bad(e),
     };
@@ -341,7 +352,7 @@ fn run_kill(rest: &[String]) -> ExitCode {
     let mut total: Option<Summary> = None;
     for io in ios {
         let o = KillOptions { io, ..opts.clone() };
-        match kill::run(&o) {
+        match kill::run_tuned(&o, &tuning) {
             Ok(s) => match &mut total {
                 None => total = Some(s),
                 Some(t) => {
@@ -360,6 +371,12 @@ fn run_kill(rest: &[String]) -> ExitCode {
 
 fn run_workload(rest: &[String]) -> ExitCode {
     let mut f = Flags(rest.to_vec());
+    // Test hook of the kill watchdog: hang before step N (read by acklog::run_workload).
+    match f.parsed::<u64>("--stall-at-step") {
+        Ok(Some(n)) => std::env::set_var(ringlog_crash::watchdog::STALL_ENV, n.to_string()),
+        Ok(None) => {}
+        Err(e) => return bad(e),
+    }
     let parsed = (|| -> Result<WorkloadArgs, String> {
         let dir = f.take("--dir")?.ok_or("--dir is required")?;
         let ack_log = f.take("--ack-log")?.ok_or("--ack-log is required")?;

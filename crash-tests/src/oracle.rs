@@ -128,9 +128,11 @@ impl History {
             allowed: self.started.partition_point(|&s| s < pos) as u64,
             because: None,
         };
+        // Acknowledgements are in step order; with concurrent committers their positions are not
+        // (a parked Strict step returns after later Buffered ones).
         for (i, a) in self.acks.iter().enumerate() {
             if a.at > pos {
-                break;
+                continue;
             }
             // An acknowledgement before the crash means its step started before it too (a step
             // without I/O starts and ends at the same position).
@@ -454,6 +456,7 @@ mod tests {
             keys: 12,
             interval: Duration::from_millis(5),
             max_pending: 1 << 16,
+            real_time: false,
         })
     }
 

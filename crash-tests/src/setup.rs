@@ -26,6 +26,8 @@ pub struct Setup {
     pub prealloc: Preallocate,
     /// How batches are made durable.
     pub strategy: SyncStrategy,
+    /// Committer threads of a scheduled `power` run (1 for a quarter of the seeds, else 2–8).
+    pub committers: usize,
 }
 
 impl Setup {
@@ -33,9 +35,20 @@ impl Setup {
     /// background (a `Buffered` window of an hour and no pending limit), so that a run's I/O
     /// trace depends only on the seed; real runs use a window of a few milliseconds.
     pub fn derive(seed: u64, mode: Mode, simulated: bool) -> Setup {
+        Setup::derive_with(seed, mode, simulated, false)
+    }
+
+    /// The setup of `seed` for a run on the deterministic scheduler ([`crate::sched`]): the
+    /// `Buffered` window (2–10 ms, 16–64 KiB) runs on simulated time, so the timer and the
+    /// pending limit start rounds and a seed still replays exactly.
+    pub fn derive_scheduled(seed: u64, mode: Mode) -> Setup {
+        Setup::derive_with(seed, mode, true, true)
+    }
+
+    fn derive_with(seed: u64, mode: Mode, simulated: bool, scheduled: bool) -> Setup {
         let mut r = Rng::from_words(&[seed, 0x5E70]);
         let keys = r.range(6, 40) as u16;
-        let (interval, max_pending) = if simulated {
+        let (interval, max_pending) = if simulated && !scheduled {
             (Duration::from_secs(3600), usize::MAX / 8)
         } else {
             (
@@ -50,6 +63,7 @@ impl Setup {
                 keys,
                 interval,
                 max_pending,
+                real_time: !simulated,
             }),
             segment_size: if r.chance(700) { 64 << 10 } else { 128 << 10 },
             direct_io: r.chance(400),
@@ -62,6 +76,15 @@ impl Setup {
                 SyncStrategy::WriteThenSync
             } else {
                 SyncStrategy::Dsync
+            },
+            committers: {
+                // Drawn from its own stream: adding it changed no earlier choice of a seed.
+                let mut c = Rng::from_words(&[seed, 0xC0AA1]);
+                if c.chance(250) {
+                    1
+                } else {
+                    c.range(2, 8) as usize
+                }
             },
         }
     }
@@ -83,14 +106,15 @@ impl Setup {
     /// One line naming the configuration.
     pub fn describe(&self) -> String {
         format!(
-            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?}",
+            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={}",
             self.wl.cfg.seed,
             self.wl.cfg.durability(),
             self.wl.cfg.keys,
             self.segment_size >> 10,
             if self.direct_io { 4096 } else { 512 },
             self.prealloc,
-            self.strategy
+            self.strategy,
+            self.committers
         )
     }
 

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringlog::io::{
-    Allocation, BackendInfo, BackendKind, EntryKind, FileLock, FsInfo, LogDriver, OpenOptions,
-    SharedBytes, SyncStrategy, VFile, Vfs, Waker,
+    Allocation, BackendInfo, BackendKind, BlockReason, EntryKind, FileLock, FsInfo, LogDriver,
+    OpenOptions, SharedBytes, SyncStrategy, VFile, Vfs, Waker,
 };
 use ringlog_format::all_zero;
+
+use crate::sched::Sched;
 
 /// Index of a file (inode) in a simulated disk.
 pub type Ino = usize;
@@ -256,6 +258,8 @@ impl Inner {
 pub struct SimVfs {
     inner: Arc<Mutex<Inner>>,
     sync_delay: Duration,
+    /// The deterministic scheduler and simulated clock, when the run is scheduled.
+    sched: Option<Arc<Sched>>,
 }
 
 impl std::fmt::Debug for SimVfs {
@@ -300,6 +304,55 @@ impl SimVfs {
                 faults: FaultPlan::default(),
             })),
             sync_delay,
+            sched: None,
+        }
+    }
+
+    /// The same disk under scheduler `sched`: its log driver stops at the scheduler's gates, its
+    /// clock is the scheduler's simulated clock, and committers' blocking points are reported to
+    /// it.
+    pub fn scheduled(mut self, sched: Arc<Sched>) -> SimVfs {
+        self.sched = Some(sched);
+        self
+    }
+
+    /// Replays `ops` (a prefix of another run's trace on the same base image) as if this disk had
+    /// performed them: its contents become that run's page cache, and the ops are recorded, still
+    /// unsynced where they were. A process crash at the end of `ops` followed by a restart on this
+    /// disk is the compound fault of `power` mode.
+    pub fn replay(&self, ops: &[Op]) {
+        let mut g = self.inner.lock();
+        for op in ops {
+            match op {
+                Op::Create { path, ino } => {
+                    assert_eq!(*ino, g.data.len(), "replayed inodes are allocated in order");
+                    g.data.push(Arc::new(Vec::new()));
+                    g.names.insert(path.as_os_str().to_owned(), *ino);
+                }
+                Op::Write { ino, off, data } => {
+                    let f = Arc::make_mut(&mut g.data[*ino]);
+                    let end = *off as usize + data.len();
+                    if f.len() < end {
+                        f.resize(end, 0);
+                    }
+                    data.copy_to(0, &mut f[*off as usize..end]);
+                }
+                Op::SetLen { ino, len } => {
+                    Arc::make_mut(&mut g.data[*ino]).resize(*len as usize, 0);
+                }
+                Op::Rename { from, to, ino } => {
+                    g.names.remove(from.as_os_str());
+                    g.names.insert(to.as_os_str().to_owned(), *ino);
+                }
+                Op::Remove { path } => {
+                    g.names.remove(path.as_os_str());
+                }
+                Op::Sync { .. }
+                | Op::SyncFailed { .. }
+                | Op::SyncDir { .. }
+                | Op::SyncDirFailed { .. } => {}
+            }
+            g.push(op.clone());
         }
     }
 
@@ -614,10 +667,30 @@ impl Vfs for SimVfs {
     }
 
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+        if let Some(s) = &self.sched {
+            s.log_started();
+        }
         Ok(Box::new(SimDriver {
-            waker: Arc::new(SimWaker::default()),
+            waker: Arc::new(SimWaker {
+                sched: self.sched.clone(),
+                ..SimWaker::default()
+            }),
             delay: self.sync_delay,
+            sched: self.sched.clone(),
         }))
+    }
+
+    fn now(&self) -> Instant {
+        match &self.sched {
+            Some(s) => s.now(),
+            None => Instant::now(),
+        }
+    }
+
+    fn will_block(&self, why: BlockReason) {
+        if let Some(s) = &self.sched {
+            s.will_block(why);
+        }
     }
 }
 
@@ -626,10 +699,15 @@ impl Vfs for SimVfs {
 struct SimWaker {
     woken: Mutex<bool>,
     cond: Condvar,
+    sched: Option<Arc<Sched>>,
 }
 
 impl Waker for SimWaker {
     fn wake(&self) {
+        if let Some(s) = &self.sched {
+            s.wake();
+            return;
+        }
         *self.woken.lock() = true;
         self.cond.notify_one();
     }
@@ -639,6 +717,7 @@ impl Waker for SimWaker {
 struct SimDriver {
     waker: Arc<SimWaker>,
     delay: Duration,
+    sched: Option<Arc<Sched>>,
 }
 
 impl LogDriver for SimDriver {
@@ -649,6 +728,9 @@ impl LogDriver for SimDriver {
         buf: &[u8],
         _strategy: SyncStrategy,
     ) -> io::Result<()> {
+        if let Some(s) = &self.sched {
+            s.gate_write();
+        }
         // RWF_DSYNC is a write followed by a sync as far as what can be torn is concerned.
         file.write_all_at(buf, offset)?;
         if !self.delay.is_zero() {
@@ -658,6 +740,10 @@ impl LogDriver for SimDriver {
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if let Some(s) = &self.sched {
+            s.gate_wait(timeout);
+            return Ok(());
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut woken = self.waker.woken.lock();
         while !*woken {
@@ -676,5 +762,11 @@ impl LogDriver for SimDriver {
 
     fn waker(&self) -> Arc<dyn Waker> {
         self.waker.clone()
+    }
+
+    fn started(&mut self) {
+        if let Some(s) = &self.sched {
+            s.gate_start();
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct WorkloadConfig {
     pub interval: Duration,
     /// `Buffered` window: pending bytes that trigger a sync.
     pub max_pending: usize,
+    /// Pauses sleep in real time ([`Workload::execute`]); otherwise they are simulated time, which
+    /// the caller advances (the `power` scheduler), and `execute` returns at once.
+    pub real_time: bool,
 }
 
 impl WorkloadConfig {
@@ -115,6 +118,9 @@ pub enum Step {
     },
     /// `db.sync()`.
     Sync,
+    /// No database call for this long: the `Buffered` timer (or nothing) starts the next round.
+    /// Simulated time in `power` mode, real time elsewhere.
+    Pause(Duration),
     /// A step left out by shrinking: runs nothing, changes nothing.
     Skip,
 }
@@ -204,15 +210,24 @@ impl Workload {
         let mut r = Rng::from_words(&[self.cfg.seed, gen as u64, i, 0x5EED]);
         let roll = r.below(100);
         let in_memory = self.cfg.mode == Mode::InMemory;
-        if !in_memory && roll < 6 {
+        // Quiet stretches (half of the 16-step windows of a Buffered run): no sync() and no
+        // Strict override, so that rounds are started by the timer and the pending limit.
+        let quiet = self.cfg.mode == Mode::Buffered
+            && Rng::from_words(&[self.cfg.seed, gen as u64, i / 16, 0x0017]).chance(500);
+        if !in_memory && roll < 6 && !quiet {
             return Step::Sync;
+        }
+        if !in_memory && (6..10).contains(&roll) {
+            // A pause of half to three times the Buffered interval.
+            let ms = self.cfg.interval.as_micros() as u64;
+            return Step::Pause(Duration::from_micros(r.range(ms / 2, 3 * ms + 1)));
         }
         let commit = if in_memory {
             Commit::Default
         } else {
             match (self.cfg.mode, r.below(100)) {
                 (Mode::Strict, x) if x < 15 => Commit::Buffered,
-                (Mode::Buffered, x) if x < 15 => Commit::Strict,
+                (Mode::Buffered, x) if x < 15 && !quiet => Commit::Strict,
                 _ => Commit::Default,
             }
         };
@@ -250,7 +265,7 @@ impl Workload {
     pub fn promises_durability(&self, step: &Step) -> bool {
         match step {
             Step::Sync => true,
-            Step::Skip => false,
+            Step::Skip | Step::Pause(_) => false,
             Step::Txn { commit, .. } => match commit {
                 Commit::Strict => true,
                 Commit::Buffered => false,
@@ -268,6 +283,12 @@ impl Workload {
                 Ok(upto)
             }
             Step::Skip => Ok(db.last_lsn()),
+            Step::Pause(d) => {
+                if self.cfg.real_time {
+                    std::thread::sleep(d);
+                }
+                Ok(db.last_lsn())
+            }
             Step::Txn { ops, commit } => {
                 let id = txn_id(gen, i);
                 let size = ops.len() as u16;
@@ -491,6 +512,7 @@ mod tests {
             keys: 16,
             interval: Duration::from_millis(5),
             max_pending: 1 << 16,
+            real_time: false,
         })
     }
 

@@ -1,30 +1,57 @@
 //! Smoke pass of the `kill` mode: real child processes on a real directory, SIGKILLed at random
-//! moments or at armed crash points, on both I/O paths, recovered and checked by the parent.
+//! moments (half of them after the Buffered loss window) or at armed crash points, on both I/O
+//! paths, recovered and checked by the parent; and proofs that the loss-window check and the
+//! watchdog can fire.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringlog::IoChoice;
-use ringlog_crash::kill::{self, KillOptions};
-use ringlog_crash::workload::Mode;
+use ringlog_crash::acklog;
+use ringlog_crash::kill::{self, KillOptions, KillTuning, Observed};
+use ringlog_crash::oracle::AckKind;
+use ringlog_crash::setup::Setup;
+use ringlog_crash::workload::{Mode, Step};
 
-fn smoke(io: IoChoice) {
-    let base = tempfile::tempdir().expect("temp dir");
-    let opts = KillOptions {
-        seeds: vec![11, 12, 13],
-        modes: vec![Mode::Strict, Mode::Buffered, Mode::Strict],
+/// The slack the campaign uses (`--slack-ms`).
+const SLACK: Duration = Duration::from_millis(50);
+
+fn options(base: &Path, seeds: Vec<u64>, modes: Vec<Mode>, io: IoChoice) -> KillOptions {
+    KillOptions {
+        seeds,
+        modes,
         io,
         cycles: 60,
-        base_dir: base.path().to_path_buf(),
+        base_dir: base.to_path_buf(),
         exe: PathBuf::from(env!("CARGO_BIN_EXE_ringlog-crash")),
         max_delay: Duration::from_millis(40),
         failpoint_per_mille: 400,
-        slack: Duration::from_millis(500),
+        slack: SLACK,
         keep: None,
         stop_on_first: true,
         progress: false,
         tamper: None,
-    };
+    }
+}
+
+/// The `N` of the summary's "kills after the window: N of ..." note.
+fn kills_after_window(s: &ringlog_crash::report::Summary) -> u64 {
+    let note = s
+        .notes
+        .iter()
+        .find_map(|n| n.split("kills after the window: ").nth(1))
+        .expect("the summary counts the kills after the window");
+    note.split(' ').next().unwrap().parse().unwrap()
+}
+
+fn smoke(io: IoChoice) {
+    let base = tempfile::tempdir().expect("temp dir");
+    let opts = options(
+        base.path(),
+        vec![11, 12, 13],
+        vec![Mode::Strict, Mode::Buffered, Mode::Strict],
+        io,
+    );
     let s = kill::run(&opts).unwrap_or_else(|e| panic!("the runner could not run: {e}"));
     eprintln!("{}", s.render());
     for f in &s.failures {
@@ -34,6 +61,9 @@ fn smoke(io: IoChoice) {
     assert_eq!(s.states, 180, "every cycle ran");
     assert!(s.steps > 100, "the children made progress");
     assert!(!s.covered.is_empty(), "some crash points fired");
+    // The loss-window check is live: some kills came after acknowledged Buffered commits were
+    // older than the window, so losing them would have been reported.
+    assert!(kills_after_window(&s) > 0, "{}", s.render());
 }
 
 #[test]
@@ -65,19 +95,16 @@ fn lose_newest_segment(dir: &Path) {
 fn kill_mode_catches_lost_acknowledged_data() {
     let base = tempfile::tempdir().expect("temp dir");
     let opts = KillOptions {
-        seeds: vec![11],
-        modes: vec![Mode::Strict],
-        io: IoChoice::Portable,
         cycles: 10,
-        base_dir: base.path().to_path_buf(),
-        exe: PathBuf::from(env!("CARGO_BIN_EXE_ringlog-crash")),
-        max_delay: Duration::from_millis(40),
         failpoint_per_mille: 0,
-        slack: Duration::from_millis(500),
         keep: Some(base.path().join("kept")),
-        stop_on_first: true,
-        progress: false,
         tamper: Some(lose_newest_segment),
+        ..options(
+            base.path(),
+            vec![11],
+            vec![Mode::Strict],
+            IoChoice::Portable,
+        )
     };
     let s = kill::run(&opts).unwrap_or_else(|e| panic!("the runner could not run: {e}"));
     let f = s.failures.first().expect("the lost data is caught");
@@ -104,4 +131,190 @@ fn kill_mode_catches_lost_acknowledged_data() {
             kept.display()
         );
     }
+}
+
+#[test]
+fn ack_log_pause_lines_commit_nothing() {
+    let text = "H 1 seed=3 durability=buffered gen=1 io=portable backend=portable pid=1\n\
+                S 1 0 \n\
+                A 1 1 C 1 0\n\
+                A 1 2 P 1 0\n\
+                A 1 3 C 2 1\n";
+    let g = &acklog::parse(text, |_, _| 8).unwrap()[0];
+    let kinds: Vec<AckKind> = g.hist.acks.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AckKind::Commit { durable: false },
+            AckKind::Skipped,
+            AckKind::Commit { durable: false }
+        ]
+    );
+}
+
+/// Steps of generation 1 in the forged ack logs below.
+const FORGED_STEPS: u64 = 100;
+
+/// A Buffered seed whose first [`FORGED_STEPS`] steps of generation 1 promise nothing durable
+/// (default commits and pauses, in the quiet stretches of a Buffered run).
+fn buffered_seed() -> (u64, Setup) {
+    (1..100_000)
+        .map(|seed| (seed, Setup::derive(seed, Mode::Buffered, false)))
+        .find(|(_, s)| {
+            (1..=FORGED_STEPS).all(|i| {
+                let st = s.wl.step(1, i);
+                matches!(st, Step::Pause(_) | Step::Txn { .. }) && !s.wl.promises_durability(&st)
+            })
+        })
+        .expect("such a seed exists")
+}
+
+/// A forged ack log of generation 1 of `seed`: its first `n` steps acknowledged `spacing` apart
+/// from `t0`, none ever shown durable (the durable LSN stays 0). Returns the text and the lines
+/// with the instants the parent "received" them.
+fn forged(
+    seed: u64,
+    setup: &Setup,
+    n: u64,
+    t0: Instant,
+    spacing: Duration,
+) -> (String, Vec<(String, Instant)>) {
+    let mut lines = vec![
+        format!("H 1 seed={seed} durability=buffered gen=1 io=portable backend=portable pid=1"),
+        "S 1 0 ".to_string(),
+    ];
+    let mut lsn = 0;
+    for i in 1..=n {
+        let kind = match setup.wl.step(1, i) {
+            Step::Pause(_) => 'P',
+            _ => {
+                lsn += 1;
+                'C'
+            }
+        };
+        lines.push(format!("A 1 {i} {kind} {lsn} 0"));
+    }
+    let text = lines.iter().map(|l| format!("{l}\n")).collect();
+    let timed = lines
+        .into_iter()
+        .enumerate()
+        .map(|(k, l)| (l, t0 + spacing * k.saturating_sub(2) as u32))
+        .collect();
+    (text, timed)
+}
+
+/// The loss-window check fires, deterministically: an ack log says that a child acknowledged
+/// Buffered commits every 10 ms for a second, the first when nothing older was pending, and
+/// the directory holds none of them (the engine never wrote them). The code that runs after a
+/// real kill recovers the directory, runs the oracle (which allows the loss: nothing was
+/// promised durable) and then the window check, which must report the oldest lost
+/// acknowledgement's age against the window. A loss within the window passes.
+#[test]
+fn kill_window_check_fires_on_an_old_lost_buffered_commit() {
+    let (seed, setup) = buffered_seed();
+    let keys = setup.wl.cfg.keys;
+    let interval = setup.wl.cfg.interval;
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let t0 = Instant::now();
+    let spacing = Duration::from_millis(10);
+
+    // Killed 10 ms after the last line, 1 s after the first acknowledgement: a violation naming
+    // the age and the window.
+    let (text, lines) = forged(seed, &setup, FORGED_STEPS, t0, spacing);
+    let g = acklog::parse(&text, |_, _| keys).unwrap().remove(0);
+    let obs = Observed {
+        lines,
+        killed_at: Some(t0 + spacing * FORGED_STEPS as u32),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v = kill::recover_and_check(&setup, &g, dir.path(), IoChoice::Portable, &obs, SLACK)
+        .expect_err("Buffered commits lost a second after their acknowledgement are a violation");
+    eprintln!("{v}");
+    assert_eq!(v.invariant, "durability", "{v}");
+    assert!(v.detail.contains("the oldest, step 1.1 (LSN 1)"), "{v}");
+    assert!(
+        v.detail
+            .contains("was acknowledged 1000.0 ms before the kill"),
+        "{v}"
+    );
+    assert!(
+        v.detail.contains(&format!(
+            "the window is {} (interval {} + slack {}",
+            ms(interval + SLACK),
+            ms(interval),
+            ms(SLACK)
+        )),
+        "{v}"
+    );
+
+    // Killed one interval after the first acknowledgement: the loss is allowed.
+    let (text, lines) = forged(seed, &setup, 1, t0, spacing);
+    let g = acklog::parse(&text, |_, _| keys).unwrap().remove(0);
+    let obs = Observed {
+        lines,
+        killed_at: Some(t0 + interval),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, _, w) =
+        kill::recover_and_check(&setup, &g, dir.path(), IoChoice::Portable, &obs, SLACK)
+            .unwrap_or_else(|v| panic!("a loss within the window is allowed: {v}"));
+    assert!(w.checked && !w.after, "{w:?}");
+    assert_eq!(w.oldest_lost, Some(interval));
+}
+
+/// The watchdog reports a hung child as a `liveness` violation with its stacks, not as a kill:
+/// the children hang before their first step (the test hook), and every kill is aimed after the
+/// loss window, which a child that acknowledges nothing never opens.
+#[test]
+fn kill_watchdog_reports_a_hung_child_with_its_stacks() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let opts = KillOptions {
+        cycles: 3,
+        failpoint_per_mille: 0,
+        keep: Some(base.path().join("kept")),
+        ..options(
+            base.path(),
+            vec![11],
+            vec![Mode::Strict],
+            IoChoice::Portable,
+        )
+    };
+    let tuning = KillTuning {
+        // Far above a child's start on a loaded machine, which the watchdog also watches.
+        watchdog: Some(Duration::from_secs(2)),
+        late_per_mille: Some(1000),
+        stall_at_step: Some(1),
+    };
+    let started = Instant::now();
+    let s =
+        kill::run_tuned(&opts, &tuning).unwrap_or_else(|e| panic!("the runner could not run: {e}"));
+    let took = started.elapsed();
+    let f = s.failures.first().expect("the hang is caught");
+    let text = f.render();
+    eprintln!("{text}");
+    assert_eq!(f.violation.invariant, "liveness", "{text}");
+    assert_eq!(f.point, "1", "the first generation hangs: {text}");
+    assert!(
+        f.violation.detail.contains("wrote no ack-log line for"),
+        "{text}"
+    );
+    // The hook hangs the child before its first step, after it wrote its start state.
+    assert!(
+        f.violation.detail.contains("after its line `S 1 "),
+        "{text}"
+    );
+    // The stacks: gdb's backtraces (the main thread parked) when gdb is installed, and the
+    // threads from /proc in any case.
+    assert!(text.contains("threads (/proc/"), "{text}");
+    if ringlog_crash::watchdog::which("gdb").is_some() && !text.contains("ptrace") {
+        assert!(text.contains("Thread ") && text.contains("park"), "{text}");
+    }
+    let kept = f.image.as_ref().expect("the directory is kept");
+    assert!(kept.join("ack.log").is_file() && kept.join("stacks.txt").is_file());
+    assert!(
+        f.replay.starts_with("ringlog-crash kill "),
+        "a hang is reproduced by re-running the seed: {}",
+        f.replay
+    );
+    assert!(took < Duration::from_secs(60), "the watchdog took {took:?}");
 }

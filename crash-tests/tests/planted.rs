@@ -111,6 +111,52 @@ fn catches_segment_renamed_before_its_sync() {
     assert_caught(Bug::RenameSegmentBeforeSync, &s, &["I5"]);
 }
 
+/// Issue 9: concurrent committers. The log thread publishing the last LSN assigned (not the last
+/// LSN of the round it wrote) acknowledges commits appended while the round's sync ran. One
+/// committer that waits for each commit can never show it; the scheduler's concurrent committers
+/// do.
+#[test]
+fn catches_durable_lsn_published_past_the_round() {
+    let s = with_bug(Some(Bug::PublishLastAssignedLsn), || {
+        power::run(&opts(1..20, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::PublishLastAssignedLsn, &s, &["durability"]);
+}
+
+/// Issue 9: timer-driven rounds. A Buffered commit that never arms the timer is caught by the
+/// check after a pause longer than the interval (quiet stretches have no forced syncs).
+#[test]
+fn catches_a_buffered_timer_that_never_fires() {
+    let s = with_bug(Some(Bug::BufferedTimerNeverFires), || {
+        power::run(&opts(1..20, vec![Mode::Buffered]))
+    });
+    assert_caught(Bug::BufferedTimerNeverFires, &s, &["timer"]);
+}
+
+/// Issue 9: liveness. A sync request that does not wake a sleeping log thread parks a Strict
+/// committer forever; the scheduler sees no actor that can go and no timer armed.
+#[test]
+fn catches_a_lost_sync_wakeup() {
+    let s = with_bug(Some(Bug::LostSyncWakeup), || {
+        power::run(&opts(1..20, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::LostSyncWakeup, &s, &["liveness"]);
+}
+
+/// Issue 9: the compound fault. A reopened database that does not sync the recovered tail before
+/// appending builds on data that was only in the page cache after a process crash; a power loss
+/// then drops it under data acknowledged later.
+#[test]
+fn catches_a_reopen_that_does_not_resync_the_tail() {
+    let s = with_bug(Some(Bug::SkipResyncOnReopen), || {
+        power::run(&PowerOptions {
+            gens: 3,
+            ..opts(1..40, vec![Mode::Buffered, Mode::Strict])
+        })
+    });
+    assert_caught(Bug::SkipResyncOnReopen, &s, &["durability", "I5", "I3"]);
+}
+
 #[test]
 fn catches_lsn_reuse_after_recovery() {
     let s = with_bug(Some(Bug::ReuseLsnAfterRecovery), || {

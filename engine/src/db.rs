@@ -188,8 +188,10 @@ impl Db {
                         },
                     )
                     .map_err(|e| Error::io("open segment", path.clone(), e))?;
-                // What recovery read may still be only in the page cache: make it durable.
-                file.sync_data()
+                // What recovery read may still be only in the page cache: make it durable — the
+                // data, and the directory entry (a process crash between a new segment's rename
+                // and the directory fsync leaves an entry that a power loss can still drop).
+                crate::hooks::resync_on_reopen(&*vfs, &dir, &*file)
                     .map_err(|e| Error::io("sync segment", path.clone(), e))?;
                 // The segment was prepared when it was created; make sure its space is still
                 // reserved (a creation cut short by ENOSPC left it short) without rewriting it.
@@ -214,7 +216,7 @@ impl Db {
                             },
                         )
                         .map_err(|e| Error::io("open segment", path.clone(), e))?;
-                    f.sync_data()
+                    crate::hooks::resync_on_reopen(&*vfs, &dir, &*f)
                         .map_err(|e| Error::io("sync segment", path.clone(), e))?;
                 }
                 let file = create_segment(&*vfs, &seg, prev_id + 1, prev_end, max_lsn)?;
@@ -247,6 +249,7 @@ impl Db {
             max_lsn + 1,
             Some((cfg, active.id, cursor)),
             run_id,
+            Some(vfs.clone()),
         ));
         Ok(Db {
             shared,
@@ -268,7 +271,7 @@ impl Db {
     /// A database with no log: nothing is written anywhere; its contents vanish on close.
     pub fn in_memory() -> Db {
         Db {
-            shared: Arc::new(Shared::new(Index::default(), 1, None, 1)),
+            shared: Arc::new(Shared::new(Index::default(), 1, None, 1, None)),
             durability: Durability::InMemory,
             log_thread: Mutex::new(LogThread::Done),
             log_started: AtomicBool::new(true),
@@ -413,6 +416,8 @@ impl Db {
             if st.closing && lsn >= st.next_lsn {
                 return Err(Error::Closed);
             }
+            self.shared
+                .will_block(ringlog_uring::BlockReason::WaitDurable);
             self.shared.durable_cv.wait(&mut st);
         }
     }

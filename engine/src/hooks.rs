@@ -131,17 +131,35 @@ pub mod bugs {
         /// A new segment is renamed to its final name without its file sync: a crash can leave
         /// a `*.log` file whose header never became durable.
         RenameSegmentBeforeSync,
+        /// After a round, the log thread publishes as durable the last LSN assigned so far, not
+        /// the last LSN of the round: commits appended while the round's sync ran are
+        /// acknowledged durable without being written. Invisible with one committer that waits.
+        PublishLastAssignedLsn,
+        /// A `Buffered` commit never arms the timer: its round starts only when something else
+        /// (a sync, a Strict commit, the pending limit) forces one.
+        BufferedTimerNeverFires,
+        /// A sync request does not wake a sleeping log thread: a `Strict` committer can wait
+        /// forever (a liveness bug).
+        LostSyncWakeup,
+        /// Reopening a database does not sync the recovered tail before appending: after a
+        /// process crash, data that was only in the page cache is built on, then a power loss can
+        /// drop it.
+        SkipResyncOnReopen,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 6] = [
+        pub const ALL: [Bug; 10] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
             Bug::SkipSegmentDirSync,
             Bug::RetryFailedSyncAndAck,
             Bug::RenameSegmentBeforeSync,
+            Bug::PublishLastAssignedLsn,
+            Bug::BufferedTimerNeverFires,
+            Bug::LostSyncWakeup,
+            Bug::SkipResyncOnReopen,
         ];
 
         fn bit(self) -> u32 {
@@ -227,4 +245,58 @@ pub(crate) fn new_segment_sync(_file: &dyn VFile) -> io::Result<()> {
 #[cfg(feature = "planted-bugs")]
 pub(crate) fn apply_torn_commit() -> bool {
     bugs::armed(bugs::Bug::ApplyTornCommit)
+}
+
+/// Hook: the LSN a finished round publishes as durable (`round_last`; `next_lsn` is the next LSN
+/// to assign). The `PublishLastAssignedLsn` bug publishes `next_lsn - 1`.
+#[inline(always)]
+pub(crate) fn published_durable(round_last: Lsn, _next_lsn: Lsn) -> Lsn {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::PublishLastAssignedLsn) {
+        return round_last.max(_next_lsn - 1);
+    }
+    round_last
+}
+
+/// Whether the `PublishLastAssignedLsn` bug is armed (it also wakes every parked committer).
+#[inline(always)]
+pub(crate) fn publishes_past_round() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::PublishLastAssignedLsn) {
+        return true;
+    }
+    false
+}
+
+/// Hook: whether a `Buffered` commit arms the sync timer (the `BufferedTimerNeverFires` bug
+/// says no).
+#[inline(always)]
+pub(crate) fn arm_buffered_timer() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::BufferedTimerNeverFires) {
+        return false;
+    }
+    true
+}
+
+/// Hook: whether a sync request wakes a sleeping log thread (the `LostSyncWakeup` bug says no).
+#[inline(always)]
+pub(crate) fn wake_for_sync_request() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::LostSyncWakeup) {
+        return false;
+    }
+    true
+}
+
+/// Hook: the sync of the recovered tail (its data, and the directory entry naming it) before a
+/// reopened database appends (the `SkipResyncOnReopen` bug skips it).
+#[inline(always)]
+pub(crate) fn resync_on_reopen(_vfs: &dyn Vfs, _dir: &Path, _file: &dyn VFile) -> io::Result<()> {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::SkipResyncOnReopen) {
+        return Ok(());
+    }
+    _file.sync_data()?;
+    _vfs.sync_dir(_dir)
 }

@@ -14,7 +14,7 @@ use ringlog_format::{
     align_up, encode_padding, encode_record, encoded_len, AlignedBuf, RecordKind, RecordSpec,
     SegmentPos, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use ringlog_uring::{LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_uring::{BlockReason, LogDriver, SyncStrategy, VFile, Vfs, Waker};
 
 use crate::index::{Index, Lsn, OpRef};
 use crate::segment::{create_segment, now_ns, SegmentConfig};
@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     pub(crate) waker: OnceLock<Arc<dyn Waker>>,
     pub(crate) log: Option<LogConfig>,
     pub(crate) run_id: u64,
+    /// The disk: the clock the timers read and the blocking hints go to (none in memory).
+    pub(crate) vfs: Option<Arc<dyn Vfs>>,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
         next_lsn: Lsn,
         log: Option<(LogConfig, u64, u64)>,
         run_id: u64,
+        vfs: Option<Arc<dyn Vfs>>,
     ) -> Shared {
         let (log, seg_id, cursor) = match log {
             Some((cfg, seg_id, cursor)) => (Some(cfg), seg_id, cursor),
@@ -147,6 +150,22 @@ impl Shared {
             waker: OnceLock::new(),
             log,
             run_id,
+            vfs,
+        }
+    }
+
+    /// Now, on the disk's clock ([`Vfs::now`]).
+    pub(crate) fn now(&self) -> Instant {
+        match &self.vfs {
+            Some(v) => v.now(),
+            None => Instant::now(),
+        }
+    }
+
+    /// Tells the disk that this committer is about to block ([`Vfs::will_block`]).
+    pub(crate) fn will_block(&self, why: BlockReason) {
+        if let Some(v) = &self.vfs {
+            v.will_block(why);
         }
     }
 
@@ -171,10 +190,11 @@ impl Shared {
             st.sync_upto = lsn;
         }
         // The first request arms the gathering timer; the one completing the group ends it.
-        if first
+        if (first
             || st
                 .gather
-                .is_none_or(|(target, _)| st.pending_commits <= 1 || st.pending_commits >= target)
+                .is_none_or(|(target, _)| st.pending_commits <= 1 || st.pending_commits >= target))
+            && crate::hooks::wake_for_sync_request()
         {
             self.wake_log(st);
         }
@@ -184,8 +204,8 @@ impl Shared {
     /// must arm a timer or sync now.
     pub(crate) fn note_buffered(&self, st: &mut State, interval: Duration, max_pending: usize) {
         let mut wake = false;
-        let deadline = Instant::now() + interval;
-        if st.deadline.is_none_or(|d| deadline < d) {
+        let deadline = self.now() + interval;
+        if crate::hooks::arm_buffered_timer() && st.deadline.is_none_or(|d| deadline < d) {
             st.deadline = Some(deadline);
             wake = true;
         }
@@ -202,6 +222,7 @@ impl Shared {
         let Some(cfg) = &self.log else { return };
         while st.pending_bytes >= cfg.backpressure && st.poisoned.is_none() && !st.closing {
             self.wake_log(st);
+            self.will_block(BlockReason::Space);
             self.space_cv.wait(st);
         }
     }
@@ -216,6 +237,7 @@ impl Shared {
         let round = ((st.takes + 1) % 2) as usize;
         if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
             st.round_waiters[round].push(std::thread::current());
+            self.will_block(BlockReason::CommitDurable);
             MutexGuard::unlocked(st, || {
                 // park() may return spuriously; an unpark before it makes it return at once.
                 while self.durable_lsn.load(Ordering::Acquire) < lsn
@@ -463,6 +485,7 @@ pub(crate) fn run_log_thread(
         }
     }
     let _poison_on_panic = PoisonOnPanic(&shared);
+    driver.started();
     let cfg = shared.log.as_ref().expect("log thread needs a log");
     loop {
         let batches = {
@@ -472,7 +495,7 @@ pub(crate) fn run_log_thread(
                     return;
                 }
                 let has = !st.batches.is_empty();
-                let now = Instant::now();
+                let now = shared.now();
                 let strict = st.sync_upto > shared.durable_lsn.load(Ordering::Acquire);
                 let forced = st.pending_bytes >= st.trigger_bytes
                     || st.closing
@@ -551,7 +574,9 @@ pub(crate) fn run_log_thread(
             assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
             assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
             failpoint!("log::before_batch_write");
-            let started = Instant::now();
+            // The disk's clock: a simulated disk's latency then decides the gathering window
+            // below, as a real one's does.
+            let started = shared.now();
             let res = driver.write_durable(
                 &*active.file,
                 batch.start,
@@ -559,7 +584,7 @@ pub(crate) fn run_log_thread(
                 cfg.strategy,
             );
             let res = crate::hooks::retry_failed_sync(res, &*active.file);
-            let took = started.elapsed().as_nanos() as u64;
+            let took = shared.now().saturating_duration_since(started).as_nanos() as u64;
             if let Err(e) = res {
                 shared.poison(e);
                 return;
@@ -575,18 +600,36 @@ pub(crate) fn run_log_thread(
             if round_commits >= 2 {
                 // Gather the next group for at most one round's latency (capped at 1 ms).
                 let window = Duration::from_nanos(took).min(Duration::from_millis(1));
-                st.gather = Some((round_commits, Instant::now() + window));
+                st.gather = Some((round_commits, shared.now() + window));
             }
             if batch.last_lsn != 0 {
-                let prev = shared.durable_lsn.swap(batch.last_lsn, Ordering::AcqRel);
-                assert!(prev <= batch.last_lsn, "the durable LSN only moves forward");
+                let published = crate::hooks::published_durable(batch.last_lsn, st.next_lsn);
+                let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
+                assert!(prev <= published, "the durable LSN only moves forward");
             }
             if st.spare.len() < 4 {
                 st.spare.push(batch.buf);
             }
             shared.durable_cv.notify_all();
-            if last_of_take {
+            if crate::hooks::publishes_past_round() {
+                // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
+                // the ones whose records are still pending return acknowledged.
+                let parked: Vec<Thread> = st
+                    .round_waiters
+                    .iter_mut()
+                    .flat_map(std::mem::take)
+                    .collect();
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            } else if last_of_take {
                 let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            } else if batch.last_lsn != 0 {
+                // A take split by a segment rotation: the committers whose records were in this
+                // batch are durable now; wake the take's waiters (the others re-check and park
+                // again) rather than holding them until the take's last batch.
+                let parked = st.round_waiters[(take % 2) as usize].clone();
                 drop(st);
                 parked.iter().for_each(Thread::unpark);
             }

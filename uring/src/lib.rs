@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod detect;
 mod fsinfo;
@@ -180,6 +180,10 @@ pub trait LogDriver: Send {
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// A handle other threads use to wake this driver.
     fn waker(&self) -> Arc<dyn Waker>;
+    /// Called once by the log thread when it starts, before it first looks at the log. Does
+    /// nothing by default; a simulated driver's scheduler holds the new thread here until it lets
+    /// it run, so that what the thread finds first does not depend on thread start-up timing.
+    fn started(&mut self) {}
 }
 
 /// The filesystem as the engine sees it. Every operation the engine performs on disk goes through
@@ -210,10 +214,34 @@ pub trait Vfs: Send + Sync + 'static {
     fn filesystem(&self, path: &Path) -> io::Result<FsInfo>;
     /// A new commit-path driver for one log thread.
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
+
+    /// The clock the engine's timers read (the `Buffered` interval, the group-commit gathering
+    /// window): [`Instant::now`] for a real disk. A simulated disk can run simulated time, so
+    /// that the timers fire exactly where its scheduler says and a run replays exactly.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Called by the engine, with its log state locked, just before a committer thread blocks
+    /// until the log thread makes progress (see [`BlockReason`]); the thread blocks once the lock
+    /// is released. A real disk ignores it; a simulated disk's scheduler uses it to know that
+    /// thread is parked before it lets the log thread run.
+    fn will_block(&self, _why: BlockReason) {}
+}
+
+/// Why a committer thread is about to block (see [`Vfs::will_block`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockReason {
+    /// A `Strict` commit waits for the round carrying its records to be durable.
+    CommitDurable,
+    /// `wait_durable` / `sync` waits for an LSN to become durable.
+    WaitDurable,
+    /// Backpressure: too many bytes wait for the log thread.
+    Space,
 }
 
 /// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,
-/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `filesystem`) by forwarding each to `self.$field`,
+/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `filesystem`, `now`, `will_block`) by forwarding each to `self.$field`,
 /// which offers the same methods — another `Vfs`, for a wrapper that only changes the log driver
 /// or the backend description. Use it inside an `impl Vfs for ...` block.
 ///
@@ -284,6 +312,12 @@ macro_rules! forward_fs_ops {
         }
         fn filesystem(&self, path: &::std::path::Path) -> ::std::io::Result<$crate::FsInfo> {
             self.$field.filesystem(path)
+        }
+        fn now(&self) -> ::std::time::Instant {
+            self.$field.now()
+        }
+        fn will_block(&self, why: $crate::BlockReason) {
+            self.$field.will_block(why)
         }
     };
 }

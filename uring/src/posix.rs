@@ -183,6 +183,12 @@ impl PosixFs {
         std::fs::rename(from, to)
     }
 
+    pub(crate) fn now(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
+    pub(crate) fn will_block(&self, _why: crate::BlockReason) {}
+
     pub(crate) fn filesystem(&self, path: &Path) -> io::Result<crate::FsInfo> {
         crate::FsInfo::of_path(path)
     }
