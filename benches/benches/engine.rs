@@ -175,11 +175,9 @@ fn damaged_tail(c: &mut Criterion) {
         ("crafted_headers", crafted((SEG - DAMAGE_AT) as usize)),
     ] {
         let base = root.path().join(name);
-        let opts = Options {
-            segment_size: SEG,
-            durability: Durability::Strict,
-            ..Options::default()
-        };
+        let opts = Options::default()
+            .segment_size(SEG)
+            .durability(Durability::Strict);
         let db = Db::open(&base, opts.clone()).unwrap();
         db.put(b"key", b"value").unwrap();
         db.close().unwrap();

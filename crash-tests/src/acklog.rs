@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ringlog::{Db, IoChoice};
+use ringlog::IoChoice;
 
 use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Verdict, Violation};
 use crate::setup::Setup;
@@ -112,11 +112,7 @@ impl std::fmt::Display for WorkloadError {
 }
 
 fn io_name(io: IoChoice) -> &'static str {
-    match io {
-        IoChoice::Uring => "uring",
-        IoChoice::Portable => "portable",
-        IoChoice::Auto => "auto",
-    }
+    io.name()
 }
 
 /// Runs the workload on a real directory, logging acknowledgements, until `steps` are done (or
@@ -144,7 +140,7 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
         crate::watchdog::allow_parent_to_trace();
     }
     let mut sink = AckSink::open(&a.ack_log).map_err(WorkloadError::AckLog)?;
-    let db = match Db::open(&a.dir, setup.options(None, a.io)) {
+    let db = match setup.open(&a.dir, None, a.io) {
         Ok(db) => db,
         Err(e) => {
             let _ = sink.line(&format!("F {gen} 0 open failed: {e}"));
@@ -388,7 +384,8 @@ pub fn verify(dir: &Path, ack_log: &str, io: IoChoice) -> Result<Vec<String>, Vi
         return Ok(notes);
     }
     let setup = setup_of(last);
-    let db = Db::open(dir, setup.options(None, io))
+    let db = setup
+        .open(dir, None, io)
         .map_err(|e| Violation::new("I5", format!("the database does not open: {e}")))?;
     let (st, aliens) =
         observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;

@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use ringlog::{Db, IoChoice};
+use ringlog::IoChoice;
 
 use crate::acklog::{check_generation, parse, Generation};
 use crate::oracle::{Ack, AckKind, History, Violation};
@@ -89,11 +89,7 @@ pub const STALL_FACTOR: u32 = 4;
 const LATE_CAP: Duration = Duration::from_secs(3);
 
 fn io_name(io: IoChoice) -> &'static str {
-    match io {
-        IoChoice::Uring => "uring",
-        IoChoice::Portable => "portable",
-        IoChoice::Auto => "auto",
-    }
+    io.name()
 }
 
 fn ms(d: Duration) -> String {
@@ -422,7 +418,8 @@ pub fn recover_and_check(
     obs: &Observed,
     slack: Duration,
 ) -> Result<(State, u64, Window), Violation> {
-    let db = Db::open(dir, setup.options(None, io))
+    let db = setup
+        .open(dir, None, io)
         .map_err(|e| Violation::new("I5", format!("recovery failed: {e}")))?;
     let (st, aliens) =
         observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;

@@ -362,10 +362,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn open(&self, sim: &SimVfs) -> ringlog::Result<Db> {
         let vfs: Arc<dyn ringlog::io::Vfs> = Arc::new(sim.clone());
-        Db::open(
-            Setup::sim_dir(),
-            self.setup.options(Some(vfs), IoChoice::Auto),
-        )
+        self.setup.open(Setup::sim_dir(), Some(vfs), IoChoice::Auto)
     }
 
     fn wl(&self) -> &Workload {

@@ -91,16 +91,32 @@ impl Setup {
 
     /// Database options: on `vfs` when given, else on the real I/O path `io`.
     pub fn options(&self, vfs: Option<Arc<dyn Vfs>>, io: IoChoice) -> Options {
-        Options {
-            durability: self.wl.cfg.durability(),
-            segment_size: self.segment_size,
-            io,
-            direct_io: self.direct_io,
-            sync_strategy: self.strategy,
-            preallocate: self.prealloc,
-            recovery: RecoveryMode::Strict,
-            vfs,
+        let o = Options::default()
+            .durability(self.wl.cfg.durability())
+            .segment_size(self.segment_size)
+            .io(io)
+            .direct_io(self.direct_io)
+            .sync_strategy(self.strategy)
+            .preallocate(self.prealloc)
+            .recovery(RecoveryMode::Strict);
+        match vfs {
+            Some(v) => o.vfs(v),
+            None => o,
         }
+    }
+
+    /// Opens the database in `dir` with [`Setup::options`]: `Db::open`, or `Db::in_memory` for an
+    /// `InMemory` workload (which has no directory).
+    pub fn open(
+        &self,
+        dir: &Path,
+        vfs: Option<Arc<dyn Vfs>>,
+        io: IoChoice,
+    ) -> ringlog::Result<ringlog::Db> {
+        if self.wl.cfg.durability() == ringlog::Durability::InMemory {
+            return Ok(ringlog::Db::in_memory());
+        }
+        ringlog::Db::open(dir, self.options(vfs, io))
     }
 
     /// One line naming the configuration.

@@ -517,10 +517,7 @@ impl Drop for SimLock {
 
 impl Vfs for SimVfs {
     fn backend(&self) -> BackendInfo {
-        BackendInfo {
-            kind: BackendKind::Custom,
-            reason: "ringlog-crash simulated disk".into(),
-        }
+        BackendInfo::new(BackendKind::Custom, "ringlog-crash simulated disk")
     }
 
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>> {
@@ -659,11 +656,7 @@ impl Vfs for SimVfs {
 
     fn filesystem(&self, _path: &Path) -> io::Result<FsInfo> {
         // The simulated driver makes a Dsync write durable when it completes, as the model says.
-        Ok(FsInfo {
-            name: "simulated disk".into(),
-            magic: None,
-            dsync_durable: true,
-        })
+        Ok(FsInfo::custom("simulated disk", true))
     }
 
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {

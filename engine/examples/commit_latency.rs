@@ -136,14 +136,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for io in [IoChoice::Uring, IoChoice::Portable] {
         for strategy in [SyncStrategy::WriteThenSync, SyncStrategy::Dsync] {
             for direct_io in [true, false] {
-                let opts = Options {
-                    durability: Durability::Strict,
-                    io,
-                    sync_strategy: strategy,
-                    direct_io,
-                    segment_size: 256 << 20,
-                    ..Options::default()
-                };
+                let opts = Options::default()
+                    .durability(Durability::Strict)
+                    .io(io)
+                    .sync_strategy(strategy)
+                    .direct_io(direct_io)
+                    .segment_size(256 << 20);
                 let label = format!(
                     "engine {io:8} {strategy:?} {}",
                     if direct_io { "direct" } else { "buffered" }

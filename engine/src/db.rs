@@ -26,6 +26,7 @@ const LOCK_RETRY: Duration = Duration::from_millis(200);
 
 /// Counters describing the database's activity since it was opened.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Stats {
     /// Transactions committed (including single puts and deletes).
     pub commits: u64,
@@ -92,6 +93,86 @@ pub struct Db {
     sync_strategy: Option<(SyncStrategy, String)>,
 }
 
+/// Builds a [`Db`]: see [`Db::builder`]. Every setter sets the [`Options`] field of the same
+/// name.
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until open() is called"]
+pub struct DbBuilder {
+    path: PathBuf,
+    opts: Options,
+}
+
+impl DbBuilder {
+    /// Sets [`Options::durability`] (not [`Durability::InMemory`]: see [`Db::in_memory`]).
+    pub fn durability(mut self, durability: Durability) -> DbBuilder {
+        self.opts.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::segment_size`].
+    pub fn segment_size(mut self, bytes: u64) -> DbBuilder {
+        self.opts.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::io`].
+    pub fn io(mut self, io: crate::IoChoice) -> DbBuilder {
+        self.opts.io = io;
+        self
+    }
+
+    /// Sets [`Options::direct_io`].
+    pub fn direct_io(mut self, direct: bool) -> DbBuilder {
+        self.opts.direct_io = direct;
+        self
+    }
+
+    /// Sets [`Options::sync_strategy`].
+    pub fn sync_strategy(mut self, strategy: SyncStrategy) -> DbBuilder {
+        self.opts.sync_strategy = strategy;
+        self
+    }
+
+    /// Sets [`Options::preallocate`].
+    pub fn preallocate(mut self, preallocate: Preallocate) -> DbBuilder {
+        self.opts.preallocate = preallocate;
+        self
+    }
+
+    /// Sets [`Options::recovery`].
+    pub fn recovery(mut self, mode: crate::RecoveryMode) -> DbBuilder {
+        self.opts.recovery = mode;
+        self
+    }
+
+    /// Sets [`Options::vfs`]: a custom I/O layer.
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> DbBuilder {
+        self.opts.vfs = Some(vfs);
+        self
+    }
+
+    /// Replaces every option at once.
+    pub fn options(mut self, opts: Options) -> DbBuilder {
+        self.opts = opts;
+        self
+    }
+
+    /// Opens the database: [`Db::open`] with the options set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open`].
+    pub fn open(self) -> Result<Db> {
+        Db::open(self.path, self.opts)
+    }
+}
+
+// A database is shared between threads by reference or in an `Arc`.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+};
+
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
@@ -116,15 +197,25 @@ fn random_u64() -> u64 {
 impl Db {
     /// Opens (creating if needed) the database in directory `path`, replaying its log.
     ///
-    /// With [`Durability::InMemory`], `path` is ignored and nothing is created or written: use
-    /// [`Db::in_memory`] for clarity.
-    ///
     /// The log thread starts with the first commit (or [`Db::sync`] with something to sync): a
     /// session that only reads costs no thread, and its [`Db::close`] writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidOptions`]: inconsistent options, or [`Durability::InMemory`] (an in-memory
+    ///   database has no directory: use [`Db::in_memory`]);
+    /// * [`Error::NotADirectory`], [`Error::NotADatabase`], [`Error::UnsupportedVersion`],
+    ///   [`Error::Locked`]: `path` cannot be this database;
+    /// * [`Error::Corruption`]: the log is damaged where a crash cannot have damaged it (see
+    ///   [`crate::RecoveryMode`]); [`Error::IdSpaceExhausted`]: the log's ids reached the maximum;
+    /// * [`Error::Io`]: the filesystem failed, or the I/O path asked for is unavailable.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
         if opts.durability == Durability::InMemory {
-            return Ok(Db::in_memory());
+            return Err(Error::InvalidOptions(format!(
+                "Durability::InMemory has no directory, but {} was given: use Db::in_memory()",
+                path.as_ref().display()
+            )));
         }
         let dir = path.as_ref().to_path_buf();
         let vfs: Arc<dyn Vfs> = match &opts.vfs {
@@ -266,6 +357,27 @@ impl Db {
             direct_io,
             sync_strategy: Some((strategy, strategy_reason)),
         })
+    }
+
+    /// A builder for the database in directory `path`: [`Options`] set one by one, then
+    /// [`DbBuilder::open`].
+    ///
+    /// ```
+    /// use ringlog::{Db, Durability};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = Db::builder(dir.path())
+    ///     .durability(Durability::Strict)
+    ///     .segment_size(16 << 20)
+    ///     .open()?;
+    /// db.put(b"k", b"v")?;
+    /// db.close()?;
+    /// # Ok::<(), ringlog::Error>(())
+    /// ```
+    pub fn builder(path: impl AsRef<Path>) -> DbBuilder {
+        DbBuilder {
+            path: path.as_ref().to_path_buf(),
+            opts: Options::default(),
+        }
     }
 
     /// A database with no log: nothing is written anywhere; its contents vanish on close.
@@ -754,14 +866,6 @@ fn effective_strategy(
 ) -> (SyncStrategy, String) {
     static DOWNGRADED: std::sync::Once = std::sync::Once::new();
     let (strategy, reason) = match (requested, vfs.filesystem(dir)) {
-        (SyncStrategy::WriteThenSync, Ok(fs)) => (
-            SyncStrategy::WriteThenSync,
-            format!("write then fdatasync, as requested ({fs})"),
-        ),
-        (SyncStrategy::WriteThenSync, Err(e)) => (
-            SyncStrategy::WriteThenSync,
-            format!("write then fdatasync, as requested (filesystem unknown: statfs: {e})"),
-        ),
         (SyncStrategy::Dsync, Ok(fs)) if fs.dsync_durable => (
             SyncStrategy::Dsync,
             format!("RWF_DSYNC writes, as requested: their completion is durable on {fs}"),
@@ -783,6 +887,11 @@ fn effective_strategy(
             }
             (SyncStrategy::WriteThenSync, reason)
         }
+        (other, Ok(fs)) => (other, format!("{other:?}, as requested ({fs})")),
+        (other, Err(e)) => (
+            other,
+            format!("{other:?}, as requested (filesystem unknown: statfs: {e})"),
+        ),
     };
     log::debug!("{}: sync strategy {strategy:?}: {reason}", dir.display());
     (strategy, reason)
@@ -906,7 +1015,9 @@ impl Op {
 }
 
 /// A transaction: writes buffered until [`Txn::commit`], then applied atomically with one LSN.
-/// Reads through the transaction see its own writes first.
+/// Reads through the transaction see its own writes first. Dropping it without committing
+/// discards its writes.
+#[must_use = "a transaction dropped without commit() discards its writes"]
 pub struct Txn<'db> {
     db: &'db Db,
     ops: Vec<Op>,

@@ -65,7 +65,7 @@ mod options;
 mod recovery;
 mod segment;
 
-pub use db::{Db, Scan, Stats, Txn};
+pub use db::{Db, DbBuilder, Scan, Stats, Txn};
 pub use error::{Error, Result};
 #[cfg(feature = "planted-bugs")]
 pub use hooks::bugs;

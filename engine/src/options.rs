@@ -9,6 +9,7 @@ use crate::{Error, Result};
 
 /// When a commit is acknowledged, and what survives a crash. See the crate documentation's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// No log at all: nothing is ever written, no file is created; everything is lost on close.
     InMemory,
@@ -58,6 +59,7 @@ impl fmt::Display for Durability {
 
 /// What recovery does when it finds damage followed by valid records (mid-log corruption).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// Fail to open with [`Error::Corruption`] naming the file and offset (the default). A torn or
     /// zeroed tail is always cut off: it is the expected result of a crash.
@@ -72,6 +74,7 @@ pub enum RecoveryMode {
 
 /// How new segment files are prepared before records are written to them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Preallocate {
     /// Reserve the space with `fallocate` and write zeros over it once, so that later
     /// fdatasyncs have no metadata (extent conversion, file size) to write. The default.
@@ -83,22 +86,38 @@ pub enum Preallocate {
     None,
 }
 
-/// Settings for [`crate::Db::open`].
+/// Settings for [`crate::Db::open`]. Build them with the chainable setters, starting from the
+/// defaults (new fields may be added in minor versions, so the struct cannot be written as a
+/// literal outside this crate):
+///
+/// ```
+/// use ringlog::{Durability, Options, Preallocate};
+/// let opts = Options::default()
+///     .durability(Durability::Strict)
+///     .segment_size(16 << 20)
+///     .preallocate(Preallocate::Fallocate);
+/// assert_eq!(opts.durability, Durability::Strict);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Default durability of commits. Default: [`Durability::BUFFERED`].
     pub durability: Durability,
     /// Size of each log segment file in bytes: a multiple of 4096 between 64 KiB and 1 GiB.
     /// Default 64 MiB. A transaction must fit in one segment.
     pub segment_size: u64,
-    /// Which I/O path to use; the `RINGLOG_IO` environment variable overrides it. Default: auto.
+    /// Which I/O path to use. Default: [`IoChoice::Auto`], which probes io_uring and falls back to
+    /// the portable path — or follows the `RINGLOG_IO` environment variable (`uring`, `portable`,
+    /// `auto`) when it is set. An explicit `Uring` or `Portable` is never overridden.
     pub io: IoChoice,
     /// Open segments with `O_DIRECT` where the filesystem allows (falls back to buffered I/O,
     /// logged once, where it does not). Default: true.
     pub direct_io: bool,
-    /// How a batch is made durable. Default: [`SyncStrategy::Dsync`] — one `RWF_DSYNC` write per
-    /// batch, measured fastest on both I/O paths (docs/DURABILITY.md); the linked
-    /// write→fdatasync chain stays available as [`SyncStrategy::WriteThenSync`].
+    /// How a batch is made durable. Default: [`SyncStrategy::default()`], i.e.
+    /// [`SyncStrategy::Dsync`] — one `RWF_DSYNC` write per batch, measured fastest on both I/O
+    /// paths (docs/DURABILITY.md), and used only on filesystems known to honour it (ext4, xfs,
+    /// btrfs, tmpfs); elsewhere, and when [`SyncStrategy::WriteThenSync`] is asked for, each write
+    /// is followed by an fdatasync. [`crate::Stats::sync_strategy`] tells which is in effect.
     pub sync_strategy: SyncStrategy,
     /// How new segments are prepared. Default: [`Preallocate::ZeroFill`].
     pub preallocate: Preallocate,
@@ -115,7 +134,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             io: IoChoice::Auto,
             direct_io: true,
-            sync_strategy: SyncStrategy::Dsync,
+            sync_strategy: SyncStrategy::default(),
             preallocate: Preallocate::default(),
             recovery: RecoveryMode::default(),
             vfs: None,
@@ -148,10 +167,63 @@ pub(crate) const MAX_ALIGN: u64 = 4096;
 impl Options {
     /// Options with the given default durability.
     pub fn with_durability(durability: Durability) -> Options {
-        Options {
-            durability,
-            ..Options::default()
-        }
+        Options::default().durability(durability)
+    }
+
+    /// Sets [`Options::durability`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::segment_size`].
+    #[must_use]
+    pub fn segment_size(mut self, bytes: u64) -> Options {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`Options::io`].
+    #[must_use]
+    pub fn io(mut self, io: IoChoice) -> Options {
+        self.io = io;
+        self
+    }
+
+    /// Sets [`Options::direct_io`].
+    #[must_use]
+    pub fn direct_io(mut self, direct: bool) -> Options {
+        self.direct_io = direct;
+        self
+    }
+
+    /// Sets [`Options::sync_strategy`].
+    #[must_use]
+    pub fn sync_strategy(mut self, strategy: SyncStrategy) -> Options {
+        self.sync_strategy = strategy;
+        self
+    }
+
+    /// Sets [`Options::preallocate`].
+    #[must_use]
+    pub fn preallocate(mut self, preallocate: Preallocate) -> Options {
+        self.preallocate = preallocate;
+        self
+    }
+
+    /// Sets [`Options::recovery`].
+    #[must_use]
+    pub fn recovery(mut self, mode: RecoveryMode) -> Options {
+        self.recovery = mode;
+        self
+    }
+
+    /// Sets [`Options::vfs`]: a custom I/O layer (a simulated or fault-injecting disk).
+    #[must_use]
+    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Options {
+        self.vfs = Some(vfs);
+        self
     }
 
     /// Largest value a single put accepts with these options, for a key of `key_len` bytes.

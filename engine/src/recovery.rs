@@ -17,6 +17,7 @@ use crate::{Error, Result};
 
 /// What recovery found and did when the database was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryStats {
     /// Segment files replayed.
     pub segments: usize,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use ringlog::{Durability, Error, IoChoice, Lsn, Options, SyncStrategy};
+use ringlog::{Durability, Error, IoChoice, Lsn, SyncStrategy};
 
 const LIVENESS: Duration = Duration::from_secs(10);
 
@@ -60,10 +60,7 @@ fn sixteen_writers(io: IoChoice, sync_strategy: SyncStrategy) {
     const THREADS: usize = 16;
     const PER_THREAD: usize = 200;
     let dir = tempdir();
-    let o = Options {
-        sync_strategy,
-        ..opts(io, Durability::Strict)
-    };
+    let o = opts(io, Durability::Strict).sync_strategy(sync_strategy);
     let db = open(dir.path(), o.clone());
     for i in 0..10 {
         db.put(format!("pre-{i}").as_bytes(), b"existing").unwrap();

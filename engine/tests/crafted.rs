@@ -14,19 +14,14 @@ const SEG: u64 = 256 << 10;
 const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
 
 fn opts(io: IoChoice) -> Options {
-    Options {
-        io,
-        segment_size: SEG,
-        durability: Durability::Strict,
-        ..Options::default()
-    }
+    Options::default()
+        .io(io)
+        .segment_size(SEG)
+        .durability(Durability::Strict)
 }
 
 fn truncating(io: IoChoice) -> Options {
-    Options {
-        recovery: RecoveryMode::TruncateAtCorruption,
-        ..opts(io)
-    }
+    opts(io).recovery(RecoveryMode::TruncateAtCorruption)
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -243,10 +238,7 @@ fn a_log_at_the_maximum_lsn_refuses_commits_without_wrapping() {
 fn a_garbage_tail_costs_almost_no_checksums() {
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
-        let o = Options {
-            segment_size: 8 << 20,
-            ..opts(io)
-        };
+        let o = opts(io).segment_size(8 << 20);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         db.put(b"k", b"v").unwrap();
         db.close().unwrap();

@@ -35,15 +35,17 @@ fn in_memory_creates_no_file_and_refuses_durability() {
     on_each_path(|io| {
         let dir = tempdir();
         let path = dir.path().join("x");
-        let db = Db::open(
+        // A path with InMemory is a mistake, not a silent in-memory database (issue 10).
+        match Db::open(
             &path,
-            Options {
-                io,
-                segment_size: SEG,
-                ..Options::with_durability(Durability::InMemory)
-            },
-        )
-        .expect("open in memory");
+            Options::with_durability(Durability::InMemory)
+                .io(io)
+                .segment_size(SEG),
+        ) {
+            Err(Error::InvalidOptions(why)) => assert!(why.contains("in_memory"), "{why}"),
+            other => panic!("Db::open with InMemory: {other:?}"),
+        }
+        let db = Db::in_memory();
         assert!(!path.exists(), "InMemory created {}", path.display());
         assert_eq!(db.durability(), Durability::InMemory);
 
@@ -169,10 +171,7 @@ fn child_workload(dir: &str) {
     };
     let db = open(
         Path::new(dir),
-        Options {
-            sync_strategy,
-            ..opts(io, Durability::Strict)
-        },
+        opts(io, Durability::Strict).sync_strategy(sync_strategy),
     );
     let say = |line: String| {
         let mut out = std::io::stdout().lock();
@@ -219,6 +218,7 @@ fn sigkill_round(
             match strategy {
                 SyncStrategy::Dsync => "dsync",
                 SyncStrategy::WriteThenSync => "write-then-sync",
+                other => panic!("no child spelling for {other:?}"),
             },
         )
         .stdin(Stdio::null())
@@ -637,10 +637,7 @@ fn a_session_that_only_reads_writes_nothing() {
 // ---------------------------------------------------------------------------------------------
 
 fn fault_opts(io: IoChoice, durability: Durability, faults: &Arc<Faults>) -> Options {
-    Options {
-        vfs: Some(FaultVfs::new(real_vfs(io), faults.clone())),
-        ..opts(io, durability)
-    }
+    opts(io, durability).vfs(FaultVfs::new(real_vfs(io), faults.clone()))
 }
 
 fn assert_poisoned<T: std::fmt::Debug>(what: &str, r: ringlog::Result<T>) {
@@ -878,12 +875,9 @@ fn a_log_thread_that_cannot_start_fails_the_first_commit_and_poisons() {
         let db = open(dir.path(), opts(io, Durability::Strict));
         db.put(b"before", b"durable").unwrap();
         db.close().unwrap();
-        let o = Options {
-            vfs: Some(Arc::new(NoDriverVfs {
-                inner: real_vfs(io),
-            })),
-            ..opts(io, Durability::Strict)
-        };
+        let o = opts(io, Durability::Strict).vfs(Arc::new(NoDriverVfs {
+            inner: real_vfs(io),
+        }));
         let db = Db::open(dir.path(), o).expect("opening needs no log thread");
         assert_eq!(db.get(b"before").unwrap().as_deref(), Some(&b"durable"[..]));
         let first = db.put(b"after", b"x");
@@ -1020,11 +1014,9 @@ fn disk_full(io: IoChoice, segment_size: u64, preallocate: Preallocate, value_le
         return;
     };
     let dir = fs.path().join("db");
-    let o = Options {
-        segment_size,
-        preallocate,
-        ..opts(io, Durability::Strict)
-    };
+    let o = opts(io, Durability::Strict)
+        .segment_size(segment_size)
+        .preallocate(preallocate);
     let db = open(&dir, o.clone());
     let (acked, err) = commit_until_error(&db, value_len);
     eprintln!(
@@ -1227,11 +1219,9 @@ fn rwf_dsync_is_used_only_on_filesystems_known_to_honour_it() {
             });
             let db = open(
                 dir.path(),
-                Options {
-                    sync_strategy: requested,
-                    vfs: Some(vfs),
-                    ..opts(io, Durability::Strict)
-                },
+                opts(io, Durability::Strict)
+                    .sync_strategy(requested)
+                    .vfs(vfs),
             );
             for i in 0..3 {
                 let (k, v) = kv(i);

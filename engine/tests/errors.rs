@@ -11,7 +11,7 @@ use ringlog::{Db, Durability, Error, IoChoice, Options, MAX_KEY_LEN};
 
 /// A database with a few committed entries, and those entries.
 fn seeded(io: IoChoice, o: Options, dir: &std::path::Path) -> (Db, Vec<Entry>) {
-    let db = open(dir, Options { io, ..o });
+    let db = open(dir, o.io(io));
     db.put(b"alpha", b"1").unwrap();
     let mut tx = db.begin();
     tx.put(b"beta", b"2").unwrap();
@@ -107,10 +107,7 @@ fn key_length_limit() {
 fn value_length_limit_with_a_64k_segment() {
     on_each_path(|io| {
         let dir = tempdir();
-        let o = Options {
-            segment_size: 64 << 10,
-            ..strict(io)
-        };
+        let o = strict(io).segment_size(64 << 10);
         let (db, before) = seeded(io, o.clone(), dir.path());
         for key in [&b"v"[..], b"a-longer-key-for-the-value-limit"] {
             let max = db.max_value_len(key.len());
@@ -148,10 +145,7 @@ fn value_length_limit_with_a_64k_segment() {
 fn oversized_transaction_is_refused_and_stays_usable() {
     on_each_path(|io| {
         let dir = tempdir();
-        let o = Options {
-            segment_size: 64 << 10,
-            ..strict(io)
-        };
+        let o = strict(io).segment_size(64 << 10);
         let (db, before) = seeded(io, o.clone(), dir.path());
         let value = vec![9u8; 10_000];
         let mut tx = db.begin();
@@ -317,25 +311,10 @@ fn invalid_options_are_refused_before_touching_the_disk() {
         let bad = [
             (
                 "segment not a multiple of 4096",
-                Options {
-                    segment_size: (256 << 10) + 512,
-                    ..strict(io)
-                },
+                strict(io).segment_size((256 << 10) + 512),
             ),
-            (
-                "segment too small",
-                Options {
-                    segment_size: 32 << 10,
-                    ..strict(io)
-                },
-            ),
-            (
-                "segment too large",
-                Options {
-                    segment_size: 2 << 30,
-                    ..strict(io)
-                },
-            ),
+            ("segment too small", strict(io).segment_size(32 << 10)),
+            ("segment too large", strict(io).segment_size(2 << 30)),
             (
                 "Buffered interval zero",
                 opts(

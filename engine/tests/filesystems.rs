@@ -10,13 +10,11 @@ const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
 
 /// Writes enough to rotate segments, reopens and checks every value and version.
 fn exercise(dir: &Path, io: IoChoice, prealloc: Preallocate) {
-    let opts = Options {
-        io,
-        durability: Durability::Strict,
-        segment_size: 128 << 10,
-        preallocate: prealloc,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .io(io)
+        .durability(Durability::Strict)
+        .segment_size(128 << 10)
+        .preallocate(prealloc);
     let db =
         Db::open(dir, opts.clone()).unwrap_or_else(|e| panic!("{io} on {}: {e}", dir.display()));
     let mut lsns = Vec::new();

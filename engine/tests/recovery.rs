@@ -11,22 +11,17 @@ use ringlog_format::{
 const SEG: u64 = 256 << 10;
 
 fn opts(io: IoChoice) -> Options {
-    Options {
-        io,
-        segment_size: SEG,
-        durability: Durability::Strict,
-        ..Options::default()
-    }
+    Options::default()
+        .io(io)
+        .segment_size(SEG)
+        .durability(Durability::Strict)
 }
 
 fn buffered(io: IoChoice) -> Options {
-    Options {
-        durability: Durability::Buffered {
-            interval: std::time::Duration::from_secs(3600),
-            max_pending: usize::MAX,
-        },
-        ..opts(io)
-    }
+    opts(io).durability(Durability::Buffered {
+        interval: std::time::Duration::from_secs(3600),
+        max_pending: usize::MAX,
+    })
 }
 
 const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
@@ -437,10 +432,7 @@ fn damage_in_an_earlier_batch_is_corruption_naming_file_and_offset() {
             Err(Error::Corruption { .. })
         ));
         // An explicit truncating recovery cuts there and opens.
-        let t = Options {
-            recovery: RecoveryMode::TruncateAtCorruption,
-            ..buffered(io)
-        };
+        let t = buffered(io).recovery(RecoveryMode::TruncateAtCorruption);
         let db = Db::open(dir.path(), t).unwrap();
         let st = db.recovery_stats().clone();
         assert_eq!(st.truncated_at, Some((path.clone(), victims[5])), "{io}");
@@ -483,10 +475,7 @@ fn damage_in_an_earlier_segment_is_corruption() {
         // Truncating recovery quarantines the later segments instead of deleting them.
         let db = Db::open(
             dir.path(),
-            Options {
-                recovery: RecoveryMode::TruncateAtCorruption,
-                ..opts(io)
-            },
+            opts(io).recovery(RecoveryMode::TruncateAtCorruption),
         )
         .unwrap();
         assert_eq!(db.recovery_stats().segments_quarantined, segs.len() - 2);
@@ -563,10 +552,7 @@ fn a_later_batch_ending_in_zeros_still_proves_corruption() {
         let dir = tempfile::tempdir().unwrap();
         // 512-byte batches (no O_DIRECT): the second batch is one Write of exactly 512 bytes whose
         // value ends in zeros, so the file holds no non-zero byte after its last record's end.
-        let o = Options {
-            direct_io: false,
-            ..opts(io)
-        };
+        let o = opts(io).direct_io(false);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         db.put(b"a", b"first").unwrap();
         let value = [0u8; 512 - 48 - 1];
@@ -611,10 +597,7 @@ fn an_lsn_out_of_order_is_damage_that_truncating_recovery_cuts() {
             ),
             "{io}"
         );
-        let t = Options {
-            recovery: RecoveryMode::TruncateAtCorruption,
-            ..opts(io)
-        };
+        let t = opts(io).recovery(RecoveryMode::TruncateAtCorruption);
         let db = Db::open(dir.path(), t).unwrap();
         assert!(
             db.get(b"old").unwrap().is_none() && db.get(b"new").unwrap().is_none(),

@@ -18,11 +18,7 @@ const PUTS: usize = 10;
 const SEG: u64 = 256 << 10;
 
 fn io_name(io: IoChoice) -> &'static str {
-    match io {
-        IoChoice::Uring => "uring",
-        IoChoice::Portable => "portable",
-        IoChoice::Auto => "auto",
-    }
+    io.name()
 }
 
 fn value(i: usize) -> Vec<u8> {
@@ -32,12 +28,10 @@ fn value(i: usize) -> Vec<u8> {
 /// Runs the puts on one I/O path in `dir` on the filesystem of `lo`; returns the problems found.
 fn commits_flush(fs: BlockFs, lo: &LoopDevice, dir: &Path, io: IoChoice) -> Vec<String> {
     let tag = format!("[{fs}, {}]", io_name(io));
-    let opts = Options {
-        io,
-        durability: Durability::Strict,
-        segment_size: SEG,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .io(io)
+        .durability(Durability::Strict)
+        .segment_size(SEG);
     let db = match Db::open(dir, opts.clone()) {
         Ok(db) => db,
         Err(e) => return vec![format!("{tag} open failed: {e}")],

@@ -32,11 +32,7 @@ struct Combo {
 
 impl fmt::Display for Combo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let io = match self.io {
-            IoChoice::Uring => "uring",
-            IoChoice::Portable => "portable",
-            IoChoice::Auto => "auto",
-        };
+        let io = self.io.name();
         write!(
             f,
             "({io}, {:?}, direct_io={}, {:?})",
@@ -47,15 +43,13 @@ impl fmt::Display for Combo {
 
 impl Combo {
     fn options(&self) -> Options {
-        Options {
-            io: self.io,
-            direct_io: self.direct,
-            sync_strategy: self.strategy,
-            preallocate: self.prealloc,
-            durability: Durability::Strict,
-            segment_size: SEG,
-            ..Options::default()
-        }
+        Options::default()
+            .io(self.io)
+            .direct_io(self.direct)
+            .sync_strategy(self.strategy)
+            .preallocate(self.prealloc)
+            .durability(Durability::Strict)
+            .segment_size(SEG)
     }
 }
 

@@ -8,8 +8,10 @@ use crate::{PosixVfs, UringVfs, Vfs};
 
 /// Which I/O path to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum IoChoice {
-    /// io_uring if the probe succeeds, else portable (the default).
+    /// io_uring if the probe succeeds, else portable (the default). The `RINGLOG_IO` environment
+    /// variable, when set, decides instead — for `Auto` only.
     #[default]
     Auto,
     /// io_uring; if it is unavailable, opening fails with the probe's reason.
@@ -61,25 +63,39 @@ impl FromStr for IoChoice {
     }
 }
 
-impl fmt::Display for IoChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl IoChoice {
+    /// The name `RINGLOG_IO` and [`FromStr`] accept for this choice.
+    pub fn name(self) -> &'static str {
+        match self {
             IoChoice::Auto => "auto",
             IoChoice::Uring => "uring",
             IoChoice::Portable => "portable",
-        })
+        }
     }
 }
 
-/// Builds the backend for `choice`, letting `RINGLOG_IO` override it. With `Auto`, an io_uring
+impl fmt::Display for IoChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Builds the backend for `choice`. Only `Auto` consults `RINGLOG_IO` (`uring`, `portable`,
+/// `auto`; anything else is an `InvalidInput` error): an explicit `Uring` or `Portable` is never
+/// overridden. With `Auto` and no variable, an io_uring
 /// that cannot be set up (ENOSYS, EPERM, ENOMEM, missing opcodes) selects the portable path and
 /// the reason is logged and kept in [`crate::BackendInfo::reason`]. Forcing `Uring` where it is
 /// unavailable is an error carrying the probe's reason.
 pub fn select(choice: IoChoice) -> std::io::Result<Arc<dyn Vfs>> {
-    let (choice, source) = match IoChoice::from_env() {
-        Ok(Some(env)) => (env, format!("{IO_ENV}={env}")),
-        Ok(None) => (choice, format!("option {choice}")),
-        Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+    // The environment decides only what the code left to it: a program (or a test) that asks for
+    // a path gets that path, whatever the variable says.
+    let (choice, source) = match choice {
+        IoChoice::Auto => match IoChoice::from_env() {
+            Ok(Some(env)) => (env, format!("{IO_ENV}={env}")),
+            Ok(None) => (choice, format!("option {choice}")),
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+        },
+        asked => (asked, format!("option {asked}")),
     };
     match choice {
         IoChoice::Portable => Ok(Arc::new(PosixVfs::new(format!("forced by {source}")))),

@@ -16,6 +16,7 @@ use std::path::Path;
 
 /// The filesystem holding a path, as far as the commit path needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsInfo {
     /// Short name (`ext4`, `fuse`, ...), or the `statfs` magic in hex when it is not one ringlog
     /// knows.
@@ -47,6 +48,16 @@ const KNOWN: &[(u64, &str, bool)] = &[
 ];
 
 impl FsInfo {
+    /// A filesystem that is not a kernel one (a simulated disk), named `name`, that does or does
+    /// not make a completed `RWF_DSYNC` write durable.
+    pub fn custom(name: impl Into<String>, dsync_durable: bool) -> FsInfo {
+        FsInfo {
+            name: name.into(),
+            magic: None,
+            dsync_durable,
+        }
+    }
+
     /// What ringlog knows of the filesystem with `statfs` magic `magic`. Only ext4, xfs, btrfs
     /// and tmpfs are trusted with `RWF_DSYNC`; every other magic, known or not, is not.
     pub fn from_magic(magic: u64) -> FsInfo {

@@ -44,15 +44,16 @@ impl EngineKind for RinglogKind {
     }
 
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
-        let db = Db::open(
-            dir,
-            Options {
-                durability: durability(mode),
-                io: opts.io,
-                ..Options::default()
-            },
-        )
-        .map_err(|e| err("ringlog open", e))?;
+        let db = if mode == Mode::InMemory {
+            // No directory: nothing is ever written.
+            Db::in_memory()
+        } else {
+            Db::open(
+                dir,
+                Options::default().durability(durability(mode)).io(opts.io),
+            )
+            .map_err(|e| err("ringlog open", e))?
+        };
         Ok(Box::new(Ringlog { db }))
     }
 }

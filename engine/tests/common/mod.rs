@@ -1,8 +1,8 @@
 //! Shared helpers of the engine's integration tests: both I/O paths, options, scans, a
 //! fault-injecting `Vfs`, and a tmpfs mount guard for disk-full tests.
 //!
-//! Every test runs on both I/O paths ([`paths`]). `RINGLOG_IO`, when set, overrides the path a
-//! test asks for (CI runs the suite once with it unset, so both paths really run). A path that is
+//! Every test runs on both I/O paths ([`paths`]), asked for explicitly: `RINGLOG_IO` decides only
+//! for `IoChoice::Auto`, so both paths really run whatever the environment says. A path that is
 //! unavailable (io_uring refused by the kernel, or not built yet) makes the test fail loudly: it is
 //! never skipped silently.
 
@@ -27,28 +27,14 @@ pub fn paths() -> [IoChoice; 2] {
     [IoChoice::Uring, IoChoice::Portable]
 }
 
-/// The value of `RINGLOG_IO` when it is set (and then overrides [`Options::io`]).
-pub fn env_override() -> Option<String> {
-    std::env::var("RINGLOG_IO")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-}
-
 /// Short name of a path, for messages and for handing it to a child process.
 pub fn io_name(io: IoChoice) -> &'static str {
-    match io {
-        IoChoice::Uring => "uring",
-        IoChoice::Portable => "portable",
-        IoChoice::Auto => "auto",
-    }
+    io.name()
 }
 
 /// Runs `f` once per I/O path. Every path runs even if an earlier one fails; then the test fails
 /// naming each failed path (an unavailable path is a failure, not a skip).
 pub fn on_each_path(f: impl Fn(IoChoice)) {
-    if let Some(v) = env_override() {
-        eprintln!("note: RINGLOG_IO={v} overrides the I/O path each test asks for");
-    }
     let mut failed = Vec::new();
     for io in paths() {
         eprintln!("--- {} path", io_name(io));
@@ -72,12 +58,10 @@ pub fn on_each_path(f: impl Fn(IoChoice)) {
 
 /// Options for `io` and `durability` with [`SEG`]-sized segments.
 pub fn opts(io: IoChoice, durability: Durability) -> Options {
-    Options {
-        durability,
-        segment_size: SEG,
-        io,
-        ..Options::default()
-    }
+    Options::default()
+        .durability(durability)
+        .segment_size(SEG)
+        .io(io)
 }
 
 /// Buffered with a window so long that only close, an explicit sync or `max_pending` syncs.
@@ -108,13 +92,14 @@ pub fn open(path: &Path, opts: Options) -> Db {
 /// Asserts that the database really runs on the path its options asked for (unless `RINGLOG_IO`
 /// overrides it or a custom `Vfs` is plugged in).
 pub fn check_backend(db: &Db, opts: &Options) {
-    if opts.vfs.is_some() || opts.durability == Durability::InMemory || env_override().is_some() {
+    if opts.vfs.is_some() || opts.durability == Durability::InMemory {
         return;
     }
+    // `RINGLOG_IO` only decides for `Auto`: an explicit path is always the one used.
     let want = match opts.io {
         IoChoice::Uring => BackendKind::Uring,
         IoChoice::Portable => BackendKind::Portable,
-        IoChoice::Auto => return,
+        _ => return,
     };
     let got = db
         .stats()
@@ -239,10 +224,10 @@ impl FaultVfs {
 impl Vfs for FaultVfs {
     fn backend(&self) -> BackendInfo {
         let inner = self.inner.backend();
-        BackendInfo {
-            kind: BackendKind::Custom,
-            reason: format!("fault injection over {} ({})", inner.kind, inner.reason),
-        }
+        BackendInfo::new(
+            BackendKind::Custom,
+            format!("fault injection over {} ({})", inner.kind, inner.reason),
+        )
     }
     ringlog::io::forward_fs_ops!(inner);
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
