@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringlog::{Db, Durability, Options};
 use ringlog_bench::keys::Codec;
+use ringlog_db::{Db, Durability, Options};
 
 fn tempdir() -> tempfile::TempDir {
     let root = std::env::var_os("RINGLOG_BENCH_DIR")
@@ -228,7 +228,7 @@ fn damaged_tail(c: &mut Criterion) {
                         total
                     }
                 }
-                Err(ringlog::Error::Corruption { .. }) if name != "random" => total,
+                Err(ringlog_db::Error::Corruption { .. }) if name != "random" => total,
                 Err(e) => panic!("{name}: {e}"),
             }
         };

@@ -167,7 +167,7 @@ pub struct Config {
     /// Durability modes, in order.
     pub modes: Vec<Mode>,
     /// ringlog's I/O path.
-    pub io: ringlog::IoChoice,
+    pub io: ringlog_db::IoChoice,
     /// Thread counts.
     pub threads: Vec<usize>,
     /// Operations per run (`u64::MAX` when only a duration bounds the run).
@@ -200,7 +200,7 @@ impl Default for Config {
             dir: None,
             workloads: Workload::CORE.to_vec(),
             modes: Mode::ALL.to_vec(),
-            io: ringlog::IoChoice::Auto,
+            io: ringlog_db::IoChoice::Auto,
             threads: vec![1, 16],
             ops: 100_000,
             duration: Some(Duration::from_secs(1)),
@@ -383,7 +383,7 @@ where
             "--io" => {
                 c.io = value
                     .parse()
-                    .map_err(|e: ringlog::io::ParseIoChoiceError| format!("--io: {e}"))?
+                    .map_err(|e: ringlog_db::io::ParseIoChoiceError| format!("--io: {e}"))?
             }
             "--threads" => {
                 let mut t = Vec::new();
@@ -489,7 +489,7 @@ mod tests {
         assert_eq!((c.ops, c.duration, c.keys), (1000, None, 1000));
         assert_eq!(c.value_size, 1024);
         assert_eq!(c.batch, 10);
-        assert_eq!(c.io, ringlog::IoChoice::Portable);
+        assert_eq!(c.io, ringlog_db::IoChoice::Portable);
         assert_eq!(
             c.engines,
             ["raw-pwrite", "raw-uring", "raw-odirect", "ringlog"]

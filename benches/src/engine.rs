@@ -112,7 +112,7 @@ pub trait EngineKind: Sync {
 #[derive(Clone, Debug)]
 pub struct OpenOpts {
     /// ringlog's I/O path choice.
-    pub io: ringlog::IoChoice,
+    pub io: ringlog_db::IoChoice,
     /// Largest batch the run will commit (raw loops size their buffers with it).
     pub max_batch: usize,
     /// Key and value sizes.

@@ -24,7 +24,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ringlog::IoChoice;
+use ringlog_db::IoChoice;
 
 use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Verdict, Violation};
 use crate::setup::Setup;
@@ -93,9 +93,9 @@ pub enum WorkloadError {
     /// The ack log could not be read or written.
     AckLog(io::Error),
     /// The database did not open (recovery failed): reported on the ack log too.
-    Open(ringlog::Error),
+    Open(ringlog_db::Error),
     /// A step failed (reported on the ack log).
-    Step(u64, ringlog::Error),
+    Step(u64, ringlog_db::Error),
     /// Unknown crash point name.
     Failpoint(String),
 }
@@ -128,7 +128,7 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
         },
     };
     if let Some((name, n)) = &a.failpoint {
-        if !ringlog::failpoints::arm(name, *n) {
+        if !ringlog_db::failpoints::arm(name, *n) {
             return Err(WorkloadError::Failpoint(name.clone()));
         }
     }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringlog::{Db, Error, IoChoice, RecoveryMode};
+use ringlog_db::{Db, Error, IoChoice, RecoveryMode};
 use ringlog_format::{decode_record, Manifest, SegmentPos, SEGMENT_HEADER_LEN};
 
 use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringlog::{Db, IoChoice};
+use ringlog_db::{Db, IoChoice};
 
 use crate::power::{self, PowerOptions};
 use crate::report::Summary;

@@ -2,7 +2,7 @@
 //! through io_uring or the portable path, streaming acknowledgements over a pipe the parent owns.
 //! The parent SIGKILLs it after a random delay — about half of those kills aimed after the
 //! Buffered loss window has elapsed since an acknowledged commit, so that the window check can
-//! fire — or the child kills itself at an armed crash point (`ringlog::failpoints`); then the
+//! fire — or the child kills itself at an armed crash point (`ringlog_db::failpoints`); then the
 //! parent recovers the directory, checks the oracle, and starts the next generation on the same
 //! directory.
 //!
@@ -20,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use ringlog::IoChoice;
+use ringlog_db::IoChoice;
 
 use crate::acklog::{check_generation, parse, Generation};
 use crate::oracle::{Ack, AckKind, History, Violation};
@@ -661,7 +661,7 @@ fn run_seed(
     // Every generation's acknowledgements so far: with a kept directory, `verify` re-checks a
     // failure exactly from these.
     let mut ack_text = String::new();
-    let points = ringlog::failpoints::POINTS;
+    let points = ringlog_db::failpoints::POINTS;
     for gen in 1..=opts.cycles {
         let mut r = Rng::from_words(&[seed, gen as u64, 0x4B11]);
         // Crash points that this generation can reach: the manifest is written only when the

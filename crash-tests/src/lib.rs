@@ -26,7 +26,4 @@ pub mod setup;
 pub mod sim;
 pub mod watchdog;
 pub mod workload;
-mod zalloc;
-
-#[global_allocator]
-static ALLOC: zalloc::ZeroPageAlloc = zalloc::ZeroPageAlloc;
+pub mod zalloc;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ringlog::IoChoice;
+use ringlog_db::IoChoice;
+
+/// The runner's allocator (set in the binary: a library must not choose its users' allocator).
+#[global_allocator]
+static ALLOC: ringlog_crash::zalloc::ZeroPageAlloc = ringlog_crash::zalloc::ZeroPageAlloc;
 use ringlog_crash::acklog::{self, WorkloadArgs};
 use ringlog_crash::corrupt;
 use ringlog_crash::crash::TearModel;

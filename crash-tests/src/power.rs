@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use ringlog::{Db, IoChoice};
+use ringlog_db::{Db, IoChoice};
 
 use crate::crash::{StateSpace, Sweeper, TearModel, Unit};
 use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};
@@ -22,7 +22,7 @@ use crate::sched::{set_committer, LogAt, Sched};
 use crate::setup::Setup;
 use crate::sim::{FaultPlan, Image, Op, SimVfs};
 use crate::workload::{observe, Mode, State, Step, Workload};
-use ringlog::io::BlockReason;
+use ringlog_db::io::BlockReason;
 
 /// A crash state to reproduce: generation, trace position, state index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -360,8 +360,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn open(&self, sim: &SimVfs) -> ringlog::Result<Db> {
-        let vfs: Arc<dyn ringlog::io::Vfs> = Arc::new(sim.clone());
+    fn open(&self, sim: &SimVfs) -> ringlog_db::Result<Db> {
+        let vfs: Arc<dyn ringlog_db::io::Vfs> = Arc::new(sim.clone());
         self.setup.open(Setup::sim_dir(), Some(vfs), IoChoice::Auto)
     }
 
@@ -767,8 +767,10 @@ fn run_generation(
                             "I5",
                             format!("step {gen}.{step} failed without an injected fault: {e}"),
                         ));
-                    } else if !matches!(e, ringlog::Error::Poisoned(_) | ringlog::Error::Io { .. })
-                    {
+                    } else if !matches!(
+                        e,
+                        ringlog_db::Error::Poisoned(_) | ringlog_db::Error::Io { .. }
+                    ) {
                         run.live = Some(Violation::new(
                             "fsync-error",
                             format!("step {gen}.{step} failed with an unexpected error: {e}"),
@@ -813,7 +815,7 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 struct Done {
     committer: usize,
     step: u64,
-    res: ringlog::Result<u64>,
+    res: ringlog_db::Result<u64>,
     durable_lsn: u64,
 }
 

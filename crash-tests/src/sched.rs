@@ -1,7 +1,7 @@
 //! A deterministic scheduler for the simulated disk: the engine's log thread and the workload's
 //! committer threads run one at a time, in an order a seeded runner chooses, on simulated time.
 //!
-//! The log thread stops at two gates of the simulated [`LogDriver`](ringlog::io::LogDriver):
+//! The log thread stops at two gates of the simulated [`LogDriver`](ringlog_db::io::LogDriver):
 //! its `wait` (it may leave only when woken through its waker or when its timeout has passed on the
 //! simulated clock) and each `write_durable` (before anything is written). A committer stops
 //! where the engine tells the disk it is about to block ([`Vfs::will_block`]), or when its step
@@ -13,13 +13,13 @@
 //! A state in which no actor may go and no timer is armed, while steps are still waiting, is a
 //! deadlock: the liveness oracle reports it.
 //!
-//! [`Vfs::will_block`]: ringlog::io::Vfs::will_block
+//! [`Vfs::will_block`]: ringlog_db::io::Vfs::will_block
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use ringlog::io::BlockReason;
+use ringlog_db::io::BlockReason;
 
 thread_local! {
     /// The committer index of the current thread, if it is a scheduled committer.
@@ -109,7 +109,7 @@ impl Sched {
         self.cv.notify_all();
     }
 
-    /// The simulated clock as an `Instant` (what [`ringlog::io::Vfs::now`] returns).
+    /// The simulated clock as an `Instant` (what [`ringlog_db::io::Vfs::now`] returns).
     pub fn now(&self) -> Instant {
         self.base + self.st.lock().clock
     }

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringlog::io::Vfs;
-use ringlog::{IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy};
+use ringlog_db::io::Vfs;
+use ringlog_db::{IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy};
 
 use crate::rng::Rng;
 use crate::workload::{Mode, Workload, WorkloadConfig};
@@ -112,11 +112,11 @@ impl Setup {
         dir: &Path,
         vfs: Option<Arc<dyn Vfs>>,
         io: IoChoice,
-    ) -> ringlog::Result<ringlog::Db> {
-        if self.wl.cfg.durability() == ringlog::Durability::InMemory {
-            return Ok(ringlog::Db::in_memory());
+    ) -> ringlog_db::Result<ringlog_db::Db> {
+        if self.wl.cfg.durability() == ringlog_db::Durability::InMemory {
+            return Ok(ringlog_db::Db::in_memory());
         }
-        ringlog::Db::open(dir, self.options(vfs, io))
+        ringlog_db::Db::open(dir, self.options(vfs, io))
     }
 
     /// One line naming the configuration.

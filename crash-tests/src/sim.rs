@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use ringlog::io::{
+use ringlog_db::io::{
     Allocation, BackendInfo, BackendKind, BlockReason, EntryKind, FileLock, FsInfo, LogDriver,
     OpenOptions, SharedBytes, SyncStrategy, VFile, Vfs, Waker,
 };

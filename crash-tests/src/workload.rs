@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringlog::{Db, Durability};
+use ringlog_db::{Db, Durability};
 
 use crate::rng::Rng;
 
@@ -275,7 +275,7 @@ impl Workload {
     }
 
     /// Executes step `i` of `gen` on `db`; returns its LSN (a sync returns the LSN it covers).
-    pub fn execute(&self, db: &Db, gen: u32, i: u64) -> ringlog::Result<u64> {
+    pub fn execute(&self, db: &Db, gen: u32, i: u64) -> ringlog_db::Result<u64> {
         match self.step(gen, i) {
             Step::Sync => {
                 let upto = db.last_lsn();
@@ -425,7 +425,7 @@ impl State {
 /// Reads the whole database into a [`State`], checking that every key and value maps to exactly
 /// one write of `wl` (I1). Values are regenerated from their claimed origin and compared byte for
 /// byte.
-pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog::Error> {
+pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog_db::Error> {
     let mut st = State::empty(wl.cfg.keys);
     let mut aliens = Vec::new();
     for (key, value) in db.range::<&[u8], _>(..)? {

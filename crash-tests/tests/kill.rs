@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ringlog::IoChoice;
 use ringlog_crash::acklog;
 use ringlog_crash::kill::{self, KillOptions, KillTuning, Observed};
 use ringlog_crash::oracle::AckKind;
 use ringlog_crash::setup::Setup;
 use ringlog_crash::workload::{Mode, Step};
+use ringlog_db::IoChoice;
 
 /// The slack the campaign uses (`--slack-ms`).
 const SLACK: Duration = Duration::from_millis(50);

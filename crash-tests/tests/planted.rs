@@ -6,11 +6,11 @@
 
 use std::sync::Mutex;
 
-use ringlog::bugs::{self, Bug};
 use ringlog_crash::crash::TearModel;
 use ringlog_crash::power::{self, PowerOptions};
 use ringlog_crash::report::Summary;
 use ringlog_crash::workload::Mode;
+use ringlog_db::bugs::{self, Bug};
 
 static ARMING: Mutex<()> = Mutex::new(());
 

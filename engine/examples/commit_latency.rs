@@ -4,7 +4,7 @@
 //! ratios are fair.
 //!
 //! ```text
-//! cargo run --release -p ringlog --example commit_latency -- [--rounds N] [--burst N]
+//! cargo run --release -p ringlog-db --example commit_latency -- [--rounds N] [--burst N]
 //! ```
 //!
 //! * `raw (a)` — `pwrite` + `fdatasync` appending 512 bytes to a growing file;
@@ -20,7 +20,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ringlog::{Db, Durability, IoChoice, Options, SyncStrategy};
+use ringlog_db::{Db, Durability, IoChoice, Options, SyncStrategy};
 use ringlog_format::AlignedBuf;
 
 trait Committer {

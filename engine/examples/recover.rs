@@ -2,12 +2,12 @@
 //! it and prints what recovery found.
 //!
 //! ```text
-//! cargo run --release -p ringlog --example recover -- [--records N] [--dir PATH]
+//! cargo run --release -p ringlog-db --example recover -- [--records N] [--dir PATH]
 //! ```
 
 use std::time::Instant;
 
-use ringlog::{Db, Durability, Options};
+use ringlog_db::{Db, Durability, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut records: u64 = 200_000;

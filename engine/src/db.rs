@@ -363,7 +363,7 @@ impl Db {
     /// [`DbBuilder::open`].
     ///
     /// ```
-    /// use ringlog::{Db, Durability};
+    /// use ringlog_db::{Db, Durability};
     /// # let dir = tempfile::tempdir().unwrap();
     /// let db = Db::builder(dir.path())
     ///     .durability(Durability::Strict)
@@ -371,7 +371,7 @@ impl Db {
     ///     .open()?;
     /// db.put(b"k", b"v")?;
     /// db.close()?;
-    /// # Ok::<(), ringlog::Error>(())
+    /// # Ok::<(), ringlog_db::Error>(())
     /// ```
     pub fn builder(path: impl AsRef<Path>) -> DbBuilder {
         DbBuilder {
@@ -422,6 +422,10 @@ impl Db {
     }
 
     /// Reads the newest committed value of `key` and the LSN that wrote it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`].
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.check_open()?;
         Ok(self.shared.index.read().get(key))
@@ -429,6 +433,10 @@ impl Db {
 
     /// The entries whose keys lie in `range`, in key order, as of one moment (a consistent
     /// snapshot of the range, collected when called).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`].
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
         self.check_open()?;
         let lo = range.start_bound().map(|k| k.as_ref());
@@ -439,6 +447,10 @@ impl Db {
     }
 
     /// The entries whose keys start with `prefix`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`].
     pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
         self.check_open()?;
         let end = prefix_end(prefix);
@@ -467,12 +479,22 @@ impl Db {
     }
 
     /// Sets `key` to `value` in a one-operation transaction with the default durability.
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::commit`]: bad keys or values ([`Error::EmptyKey`], [`Error::KeyTooLarge`],
+    /// [`Error::ValueTooLarge`]) are refused before anything is written; [`Error::Poisoned`] after a
+    /// failed write or sync; [`Error::Closed`] after [`Db::close`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Lsn> {
         self.commit_ops(&[OpRef::Put(key, value)], None)
     }
 
     /// Removes `key` in a one-operation transaction with the default durability. Deleting an
     /// absent key still commits (and gets an LSN).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`].
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
         self.commit_ops(&[OpRef::Delete(key)], None)
     }
@@ -498,6 +520,12 @@ impl Db {
     }
 
     /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DurabilityUnavailable`] for an in-memory database; [`Error::Poisoned`] when the
+    /// sync failed (the database is poisoned); [`Error::Closed`] when the database closed before
+    /// `lsn` was committed.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         if self.shared.log.is_none() {
             return Err(Error::DurabilityUnavailable(
@@ -535,6 +563,10 @@ impl Db {
     }
 
     /// Makes every commit so far durable.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::wait_durable`].
     pub fn sync(&self) -> Result<()> {
         self.wait_durable(self.last_lsn())
     }
@@ -721,6 +753,11 @@ impl Db {
     /// Stops new commits, writes and syncs everything pending, joins the log thread and releases
     /// the directory lock. Returns the first error (e.g. a sync failure). Later operations fail
     /// with [`Error::Closed`]; closing twice is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] (or [`Error::Io`]) when the final write or sync failed: what was not
+    /// durable before may be lost, and the next open recovers what is on disk.
     pub fn close(&self) -> Result<()> {
         let first = !self.shared.closed.swap(true, Ordering::AcqRel);
         if !first {
@@ -1057,17 +1094,30 @@ impl Txn<'_> {
     }
 
     /// Buffers `key` = `value`. Invalid input is refused here, leaving the transaction as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`], [`Error::ValueTooLarge`]: checked at once, so
+    /// a bad operation never reaches the commit.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.add(Op::Put(key.into(), value.into()))
     }
 
     /// Buffers the removal of `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`].
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.add(Op::Delete(key.into()))
     }
 
     /// Reads `key` as this transaction would leave it: its own latest write, else the database's
     /// committed value (its LSN is the committed one; a pending write has LSN 0).
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get`].
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         for op in self.ops.iter().rev() {
             match op {
@@ -1091,6 +1141,13 @@ impl Txn<'_> {
 
     /// Commits with the database's durability and returns the transaction's LSN. An empty
     /// transaction writes nothing and returns the current last LSN.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TransactionTooLarge`] when its records cannot fit in one segment (nothing is
+    /// written); [`Error::Poisoned`] when the write or sync failed (a `Strict` commit is then not
+    /// durable and the database refuses further writes); [`Error::Closed`] after [`Db::close`];
+    /// [`Error::IdSpaceExhausted`] when the log's LSNs reached the format's maximum.
     pub fn commit(self) -> Result<Lsn> {
         self.commit_inner(None)
     }
@@ -1098,6 +1155,11 @@ impl Txn<'_> {
     /// Commits with `durability` instead of the database's: `Strict` waits for an fdatasync
     /// covering this and every earlier commit; `Buffered` does not wait. Asking an in-memory
     /// database for durability, or a persistent one to skip its log, is an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::commit`], and [`Error::DurabilityUnavailable`] when an in-memory database is asked
+    /// for durability or a database with a log for `InMemory`.
     pub fn commit_with(self, durability: Durability) -> Result<Lsn> {
         self.commit_inner(Some(durability))
     }

@@ -1,14 +1,14 @@
-//! # ringlog
+//! # ringlog-db
 //!
-//! An embeddable, log-structured key-value storage engine for Linux with honest durability:
+//! The storage engine of the ringlog project. An embeddable, log-structured key-value storage engine for Linux with honest durability:
 //! every committed transaction is appended to a checksummed log of fixed-size segment files,
 //! written through io_uring (or a portable pwrite/fdatasync path), and the state is rebuilt by
 //! replaying the log when the database is opened.
 //!
 //! ```
-//! # fn main() -> Result<(), ringlog::Error> {
+//! # fn main() -> Result<(), ringlog_db::Error> {
 //! let dir = tempfile::tempdir().unwrap();
-//! let db = ringlog::Db::open(dir.path(), ringlog::Options::default())?; // Buffered by default
+//! let db = ringlog_db::Db::open(dir.path(), ringlog_db::Options::default())?; // Buffered by default
 //! let lsn = db.put(b"key", b"value")?;                                   // one-op transaction
 //! let v = db.get(b"key")?.unwrap();
 //! assert_eq!(&*v, b"value");
@@ -17,7 +17,7 @@
 //! let mut tx = db.begin();
 //! tx.put(b"a", b"1")?;
 //! tx.delete(b"b")?;
-//! tx.commit_with(ringlog::Durability::Strict)?;                          // per-transaction override
+//! tx.commit_with(ringlog_db::Durability::Strict)?;                          // per-transaction override
 //! assert!(db.durable_lsn() >= lsn);
 //!
 //! for (key, value) in db.range(b"a".as_slice()..)? {                      // ordered by key
@@ -25,7 +25,7 @@
 //! }
 //! db.close()?;                                                           // flush, sync, join threads
 //!
-//! let db = ringlog::Db::open(dir.path(), ringlog::Options::default())?;
+//! let db = ringlog_db::Db::open(dir.path(), ringlog_db::Options::default())?;
 //! assert_eq!(db.recovery_stats().transactions_applied, 2);
 //! assert_eq!(db.get(b"a")?.as_deref(), Some(&b"1"[..]));
 //! # Ok(()) }
@@ -55,6 +55,18 @@
 //! visible to readers as soon as it is applied, before a `Strict` commit's sync completes; if that
 //! sync fails, the database is poisoned and the commit may be absent after reopening.
 
+//! ## Cargo features
+//!
+//! None is needed to use the database; both exist for the project's crash-test runner and are
+//! inert until a test arms them at run time:
+//!
+//! * `failpoints`: named crash points (`failpoints::arm` kills the process at the n-th hit of
+//!   one);
+//! * `planted-bugs`: deliberate durability bugs (`bugs::arm`), which prove the crash-test runner
+//!   catches each class of bug. Never enable it in a build you ship.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[macro_use]
 mod hooks;
 mod db;
@@ -68,8 +80,10 @@ mod segment;
 pub use db::{Db, DbBuilder, Scan, Stats, Txn};
 pub use error::{Error, Result};
 #[cfg(feature = "planted-bugs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "planted-bugs")))]
 pub use hooks::bugs;
 #[cfg(feature = "failpoints")]
+#[cfg_attr(docsrs, doc(cfg(feature = "failpoints")))]
 pub use hooks::failpoints;
 pub use index::{Lsn, Value};
 pub use options::{

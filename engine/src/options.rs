@@ -91,7 +91,7 @@ pub enum Preallocate {
 /// literal outside this crate):
 ///
 /// ```
-/// use ringlog::{Durability, Options, Preallocate};
+/// use ringlog_db::{Durability, Options, Preallocate};
 /// let opts = Options::default()
 ///     .durability(Durability::Strict)
 ///     .segment_size(16 << 20)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use ringlog::{Durability, Error, IoChoice, Lsn, SyncStrategy};
+use ringlog_db::{Durability, Error, IoChoice, Lsn, SyncStrategy};
 
 const LIVENESS: Duration = Duration::from_secs(10);
 

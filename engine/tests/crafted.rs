@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ringlog::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
 use ringlog_format::{
     encode_record, Manifest, RecordSpec, SegmentHeader, SegmentPos, MAX_ID, SEGMENT_HEADER_LEN,
 };
@@ -76,7 +76,7 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn expect_corruption(r: ringlog::Result<Db>, file: &Path, what: &str) -> String {
+fn expect_corruption(r: ringlog_db::Result<Db>, file: &Path, what: &str) -> String {
     match r {
         Err(Error::Corruption {
             file: f, reason, ..

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::*;
-use ringlog::{Db, Durability, Error, IoChoice, Lsn, Options, Preallocate, SyncStrategy};
+use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Preallocate, SyncStrategy};
 
 /// Upper bound of liveness polls: only a hang reaches it.
 const LIVENESS: Duration = Duration::from_secs(10);
@@ -640,7 +640,7 @@ fn fault_opts(io: IoChoice, durability: Durability, faults: &Arc<Faults>) -> Opt
     opts(io, durability).vfs(FaultVfs::new(real_vfs(io), faults.clone()))
 }
 
-fn assert_poisoned<T: std::fmt::Debug>(what: &str, r: ringlog::Result<T>) {
+fn assert_poisoned<T: std::fmt::Debug>(what: &str, r: ringlog_db::Result<T>) {
     match r {
         Err(Error::Poisoned(e)) => assert_eq!(
             e.raw_os_error(),
@@ -853,15 +853,15 @@ fn write_failure_poisons_buffered_sync() {
 
 /// A `Vfs` whose log driver cannot be created (say, a custom backend out of resources).
 struct NoDriverVfs {
-    inner: Arc<dyn ringlog::Vfs>,
+    inner: Arc<dyn ringlog_db::Vfs>,
 }
 
-impl ringlog::Vfs for NoDriverVfs {
-    fn backend(&self) -> ringlog::io::BackendInfo {
+impl ringlog_db::Vfs for NoDriverVfs {
+    fn backend(&self) -> ringlog_db::io::BackendInfo {
         self.inner.backend()
     }
-    ringlog::io::forward_fs_ops!(inner);
-    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog::io::LogDriver>> {
+    ringlog_db::io::forward_fs_ops!(inner);
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_db::io::LogDriver>> {
         Err(std::io::Error::from_raw_os_error(libc::ENOMEM))
     }
 }
@@ -1087,26 +1087,26 @@ fn disk_full_at_a_write_loses_nothing_acknowledged() {
 /// A real `Vfs` that claims its files live on `fs` and records the strategy of every write the
 /// log thread hands its driver.
 struct ClaimedFsVfs {
-    inner: Arc<dyn ringlog::Vfs>,
-    fs: ringlog::io::FsInfo,
+    inner: Arc<dyn ringlog_db::Vfs>,
+    fs: ringlog_db::io::FsInfo,
     seen: Arc<std::sync::Mutex<Vec<SyncStrategy>>>,
 }
 
-impl ringlog::Vfs for ClaimedFsVfs {
-    fn backend(&self) -> ringlog::io::BackendInfo {
+impl ringlog_db::Vfs for ClaimedFsVfs {
+    fn backend(&self) -> ringlog_db::io::BackendInfo {
         self.inner.backend()
     }
     fn open(
         &self,
         path: &Path,
-        opts: ringlog::io::OpenOptions,
-    ) -> std::io::Result<Box<dyn ringlog::io::VFile>> {
+        opts: ringlog_db::io::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringlog_db::io::VFile>> {
         self.inner.open(path, opts)
     }
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
         self.inner.create_dir_all(path)
     }
-    fn kind_of(&self, path: &Path) -> std::io::Result<Option<ringlog::io::EntryKind>> {
+    fn kind_of(&self, path: &Path) -> std::io::Result<Option<ringlog_db::io::EntryKind>> {
         self.inner.kind_of(path)
     }
     fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
@@ -1121,13 +1121,13 @@ impl ringlog::Vfs for ClaimedFsVfs {
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
         self.inner.sync_dir(path)
     }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn ringlog::io::FileLock>> {
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn ringlog_db::io::FileLock>> {
         self.inner.lock(path)
     }
-    fn filesystem(&self, _path: &Path) -> std::io::Result<ringlog::io::FsInfo> {
+    fn filesystem(&self, _path: &Path) -> std::io::Result<ringlog_db::io::FsInfo> {
         Ok(self.fs.clone())
     }
-    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog::io::LogDriver>> {
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_db::io::LogDriver>> {
         Ok(Box::new(RecordingDriver {
             inner: self.inner.log_driver()?,
             seen: self.seen.clone(),
@@ -1136,14 +1136,14 @@ impl ringlog::Vfs for ClaimedFsVfs {
 }
 
 struct RecordingDriver {
-    inner: Box<dyn ringlog::io::LogDriver>,
+    inner: Box<dyn ringlog_db::io::LogDriver>,
     seen: Arc<std::sync::Mutex<Vec<SyncStrategy>>>,
 }
 
-impl ringlog::io::LogDriver for RecordingDriver {
+impl ringlog_db::io::LogDriver for RecordingDriver {
     fn write_durable(
         &mut self,
-        file: &dyn ringlog::io::VFile,
+        file: &dyn ringlog_db::io::VFile,
         offset: u64,
         buf: &[u8],
         strategy: SyncStrategy,
@@ -1154,7 +1154,7 @@ impl ringlog::io::LogDriver for RecordingDriver {
     fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.inner.wait(timeout)
     }
-    fn waker(&self) -> Arc<dyn ringlog::io::Waker> {
+    fn waker(&self) -> Arc<dyn ringlog_db::io::Waker> {
         self.inner.waker()
     }
 }
@@ -1165,7 +1165,7 @@ impl ringlog::io::LogDriver for RecordingDriver {
 /// and unknown filesystems included — and says so in its stats.
 #[test]
 fn rwf_dsync_is_used_only_on_filesystems_known_to_honour_it() {
-    use ringlog::io::FsInfo;
+    use ringlog_db::io::FsInfo;
     on_each_path(|io| {
         let cases = [
             (
@@ -1258,7 +1258,7 @@ fn rwf_dsync_is_used_only_on_filesystems_known_to_honour_it() {
 fn stats_name_the_sync_strategy_and_the_filesystem() {
     on_each_path(|io| {
         let dir = tempdir();
-        let fs = ringlog::io::FsInfo::of_path(dir.path()).unwrap();
+        let fs = ringlog_db::io::FsInfo::of_path(dir.path()).unwrap();
         let db = open(dir.path(), opts(io, Durability::Strict));
         let stats = db.stats();
         let want = if fs.dsync_durable {

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use ringlog::io::{BackendKind, PosixVfs};
-use ringlog::{Db, Durability, Error, IoChoice};
+use ringlog_db::io::{BackendKind, PosixVfs};
+use ringlog_db::{Db, Durability, Error, IoChoice};
 
 #[test]
 fn ringlog_io_environment_variable() {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ringlog::{Db, Durability, Error, IoChoice, Options, MAX_KEY_LEN};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, MAX_KEY_LEN};
 
 /// A database with a few committed entries, and those entries.
 fn seeded(io: IoChoice, o: Options, dir: &std::path::Path) -> (Db, Vec<Entry>) {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use ringlog::{Db, Durability, IoChoice, Options, Preallocate};
+use ringlog_db::{Db, Durability, IoChoice, Options, Preallocate};
 
 const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ringlog::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
 use ringlog_format::{
     decode_record, encode_record, Manifest, RecordKind, RecordSpec, SegmentHeader, SegmentPos,
     SEGMENT_HEADER_LEN,

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use ringlog::{Db, Durability, IoChoice, Options};
+use ringlog_db::{Db, Durability, IoChoice, Options};
 use ringlog_testfs::block::{BlockFs, BlockMount, LoopDevice};
 use ringlog_testfs::skip_or_fail;
 

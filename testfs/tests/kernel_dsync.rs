@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use ringlog::io::{OpenOptions, PosixVfs, SyncStrategy, Vfs};
-use ringlog::IoChoice;
+use ringlog_db::io::{OpenOptions, PosixVfs, SyncStrategy, Vfs};
+use ringlog_db::IoChoice;
 use ringlog_testfs::{fuse_or_skip, skip_or_fail, MountOptions, TestFs};
 
 /// A 4096-aligned, 4096-long block of `byte` inside `storage` (for O_DIRECT).
@@ -30,7 +30,7 @@ fn rwf_dsync_writes_on_fuse() {
     if !fuse_or_skip("rwf_dsync_writes_on_fuse") {
         return;
     }
-    let uring: Arc<dyn Vfs> = match ringlog::io::select(IoChoice::Uring) {
+    let uring: Arc<dyn Vfs> = match ringlog_db::io::select(IoChoice::Uring) {
         Ok(v) => v,
         Err(e) => panic!("io_uring is unavailable: {e}"),
     };

@@ -12,8 +12,8 @@
 use std::fmt;
 use std::path::Path;
 
-use ringlog::io::BackendKind;
-use ringlog::{Db, Durability, IoChoice, Options, Preallocate, SyncStrategy};
+use ringlog_db::io::BackendKind;
+use ringlog_db::{Db, Durability, IoChoice, Options, Preallocate, SyncStrategy};
 use ringlog_testfs::{fuse_or_skip, skip_or_fail, MountedFs, TestFs};
 
 /// Small segments: 12 puts of 24 KiB rotate at least once (with or without O_DIRECT padding),

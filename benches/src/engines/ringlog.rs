@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ringlog::{Db, Durability, Options};
+use ringlog_db::{Db, Durability, Options};
 
 use crate::args::Workload;
 use crate::engine::{err, Counters, EResult, Engine, EngineKind, Mode, OpenOpts};

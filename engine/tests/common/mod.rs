@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringlog::io::{BackendInfo, BackendKind, LogDriver, SyncStrategy, VFile, Vfs, Waker};
-use ringlog::{Db, Durability, Error, IoChoice, Lsn, Options};
+use ringlog_db::io::{BackendInfo, BackendKind, LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options};
 
 /// Segment size of most tests: small enough that tests rotate segments, and quick to zero-fill.
 pub const SEG: u64 = 256 << 10;
@@ -110,7 +110,7 @@ pub fn check_backend(db: &Db, opts: &Options) {
 
 /// The real `Vfs` of a path, failing loudly if it is unavailable.
 pub fn real_vfs(io: IoChoice) -> Arc<dyn Vfs> {
-    ringlog::io::select(io)
+    ringlog_db::io::select(io)
         .unwrap_or_else(|e| panic!("the {} I/O path is unavailable: {e}", io_name(io)))
 }
 
@@ -229,7 +229,7 @@ impl Vfs for FaultVfs {
             format!("fault injection over {} ({})", inner.kind, inner.reason),
         )
     }
-    ringlog::io::forward_fs_ops!(inner);
+    ringlog_db::io::forward_fs_ops!(inner);
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         Ok(Box::new(FaultDriver {
             inner: self.inner.log_driver()?,
