@@ -400,6 +400,7 @@ impl Db {
     }
 
     /// What recovery found when this database was opened.
+    #[must_use]
     pub fn recovery_stats(&self) -> &RecoveryStats {
         &self.recovery
     }
@@ -410,6 +411,7 @@ impl Db {
     }
 
     /// Largest value accepted for a key of `key_len` bytes.
+    #[must_use]
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_value_len.saturating_sub(key_len)
     }
@@ -510,11 +512,13 @@ impl Db {
     }
 
     /// The highest LSN whose transaction (and every earlier one) is durable on disk.
+    #[must_use]
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable_lsn.load(Ordering::Acquire)
     }
 
     /// The highest committed LSN.
+    #[must_use]
     pub fn last_lsn(&self) -> Lsn {
         self.shared.last_lsn.load(Ordering::Acquire)
     }
@@ -572,6 +576,7 @@ impl Db {
     }
 
     /// Counters and the backend in use.
+    #[must_use]
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let syncs = c.syncs.load(Ordering::Relaxed);
