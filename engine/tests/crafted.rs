@@ -3,45 +3,18 @@
 //! sized beyond the format, foreign or cut-short segment files, a damaged MANIFEST. Each test
 //! failed (panic, wrap, hang, abort or silent deletion) before the fix.
 
+mod segfiles;
+
 use std::path::{Path, PathBuf};
 
-use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
+use ringlog_db::{Db, Error, IoChoice, Options, RecoveryMode};
 use ringlog_format::{
-    encode_record, Manifest, RecordSpec, SegmentHeader, SegmentPos, MAX_ID, SEGMENT_HEADER_LEN,
+    encode_record, RecordSpec, SegmentHeader, SegmentPos, MAX_ID, SEGMENT_HEADER_LEN,
 };
-
-const SEG: u64 = 256 << 10;
-const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
-
-fn opts(io: IoChoice) -> Options {
-    Options::default()
-        .io(io)
-        .segment_size(SEG)
-        .durability(Durability::Strict)
-}
+use segfiles::{epoch, opts, seg_id, segments, PATHS};
 
 fn truncating(io: IoChoice) -> Options {
     opts(io).recovery(RecoveryMode::TruncateAtCorruption)
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn epoch(dir: &Path) -> u64 {
-    Manifest::decode(&std::fs::read(dir.join("MANIFEST")).unwrap())
-        .unwrap()
-        .epoch
-}
-
-fn seg_id(path: &Path) -> u64 {
-    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
 
 fn next_segment(dir: &Path) -> PathBuf {

@@ -1,49 +1,21 @@
 //! Recovery: replay, atomicity, torn tails and mid-log corruption, on both I/O paths.
 
+mod segfiles;
+
 use std::path::{Path, PathBuf};
 
 use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
 use ringlog_format::{
-    decode_record, encode_record, Manifest, RecordKind, RecordSpec, SegmentHeader, SegmentPos,
+    decode_record, encode_record, RecordKind, RecordSpec, SegmentHeader, SegmentPos,
     SEGMENT_HEADER_LEN,
 };
-
-const SEG: u64 = 256 << 10;
-
-fn opts(io: IoChoice) -> Options {
-    Options::default()
-        .io(io)
-        .segment_size(SEG)
-        .durability(Durability::Strict)
-}
+use segfiles::{epoch, opts, seg_id, segments, PATHS};
 
 fn buffered(io: IoChoice) -> Options {
     opts(io).durability(Durability::Buffered {
         interval: std::time::Duration::from_secs(3600),
         max_pending: usize::MAX,
     })
-}
-
-const PATHS: [IoChoice; 2] = [IoChoice::Uring, IoChoice::Portable];
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn epoch(dir: &Path) -> u64 {
-    Manifest::decode(&std::fs::read(dir.join("MANIFEST")).unwrap())
-        .unwrap()
-        .epoch
-}
-
-fn seg_id(path: &Path) -> u64 {
-    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
 
 /// (offset, kind, batch_start, lsn) of one record.
