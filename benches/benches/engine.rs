@@ -42,7 +42,11 @@ fn put_per_mode(c: &mut Criterion) {
             g.sample_size(20).measurement_time(Duration::from_secs(3));
         }
         let dir = tempdir();
-        let db = Db::open(dir.path(), Options::with_durability(durability)).unwrap();
+        let db = if durability == Durability::InMemory {
+            Db::in_memory()
+        } else {
+            Db::open(dir.path(), Options::with_durability(durability)).unwrap()
+        };
         let mut key = codec.key_buf();
         let mut val = Vec::new();
         let mut i = 0u64;

@@ -262,6 +262,7 @@ impl Db {
         let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn);
         let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
         // Resume in the last segment when its tail is clean, else start a new one.
+        let mut pending_create = None;
         let active = match recovered.tail {
             Some(t)
                 if t.clean
@@ -292,6 +293,29 @@ impl Db {
                     }
                 }
                 (Active { id: t.id, file }, t.valid_end)
+            }
+            Some(t) if recovered.stats.truncated_at.is_none() => {
+                // A torn tail, which cannot be appended to: the next segment is created with the
+                // first commit (by the log thread, as a rotation), so an open after a crash that
+                // only reads creates and zero-fills nothing, and the next recovery cuts the same
+                // torn bytes again. The old segment stays the log thread's "active" one until
+                // then; it is never written again. (A truncating recovery's cut is made durable at
+                // once instead, by the next segment's `prev_end`: below.)
+                let path = seg.path(t.id);
+                let f = vfs
+                    .open(
+                        &path,
+                        OpenOptions {
+                            write: true,
+                            create: false,
+                            direct: seg.direct,
+                        },
+                    )
+                    .map_err(|e| Error::io("open segment", path.clone(), e))?;
+                crate::hooks::resync_on_reopen(&*vfs, &dir, &*f)
+                    .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                pending_create = Some(t.valid_end);
+                (Active { id: t.id, file: f }, t.valid_end)
             }
             tail => {
                 let (prev_id, prev_end) = tail.map(|t| (t.id, t.valid_end)).unwrap_or((0, 0));
@@ -342,6 +366,9 @@ impl Db {
             run_id,
             Some(vfs.clone()),
         ));
+        if let Some(prev_end) = pending_create {
+            shared.state.lock().defer_rotation(prev_end);
+        }
         Ok(Db {
             shared,
             durability: opts.durability,

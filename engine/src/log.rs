@@ -65,6 +65,17 @@ pub(crate) struct State {
     pub(crate) closing: bool,
     pub(crate) poisoned: Option<Arc<io::Error>>,
     spare: Vec<AlignedBuf>,
+    /// Set at open when the recovered tail cannot be appended to: the first append starts the next
+    /// segment, recording this end of the current one.
+    rotate_first: Option<u64>,
+}
+
+impl State {
+    /// Makes the first append start a new segment after the current one, whose valid records end
+    /// at `prev_end` (see [`State::rotate_first`]).
+    pub(crate) fn defer_rotation(&mut self, prev_end: u64) {
+        self.rotate_first = Some(prev_end);
+    }
 }
 
 /// Fixed facts about the log of one run.
@@ -138,6 +149,7 @@ impl Shared {
                 closing: false,
                 poisoned: None,
                 spare: Vec::new(),
+                rotate_first: None,
             }),
             index: RwLock::new(index),
             durable_cv: Condvar::new(),
@@ -263,11 +275,13 @@ impl Shared {
             need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
             "transaction size was validated"
         );
-        if st.cursor as usize + need + reserve > cfg.seg.size as usize {
+        let deferred = st.rotate_first.take();
+        if deferred.is_some() || st.cursor as usize + need + reserve > cfg.seg.size as usize {
             // Rotate: close the open batch of this segment; the next segment records its end.
-            let prev_end = match st.batches.back_mut() {
-                Some(b) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id),
-                _ => st.cursor,
+            let prev_end = match (deferred, st.batches.back_mut()) {
+                (Some(end), _) => end,
+                (None, Some(b)) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id),
+                (None, _) => st.cursor,
             };
             st.seg_id += 1;
             st.cursor = SEGMENT_HEADER_LEN as u64;
@@ -508,8 +522,13 @@ pub(crate) fn run_log_thread(
                 }
                 if st.closing {
                     let at = st.cursor;
+                    // Nothing was appended after an open that found a tail it cannot append to:
+                    // that segment is never written again, not even sealed.
+                    let sealable = st.rotate_first.is_none();
                     drop(st);
-                    seal(&shared, cfg, &mut *driver, &active, at);
+                    if sealable {
+                        seal(&shared, cfg, &mut *driver, &active, at);
+                    }
                     return;
                 }
                 let mut wake_at = if has { st.deadline } else { None };
