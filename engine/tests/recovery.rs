@@ -610,3 +610,57 @@ fn the_close_seal_turns_damage_in_the_last_round_into_reported_corruption() {
         assert_eq!(db.recovery_stats().transactions_applied, 40, "{io}");
     }
 }
+
+/// After a crash that left a torn tail, an open that only reads writes nothing — no new segment,
+/// not a byte of the torn one — and the next recovery cuts the same tail; the first commit then
+/// starts the next segment, whose header records where the torn one's valid records end.
+#[test]
+fn a_torn_tail_gets_its_successor_with_the_first_commit() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        db.put(b"k1", b"v1").unwrap();
+        db.put(b"k2", b"v2").unwrap();
+        drop(db);
+        let seg = segments(dir.path()).pop().unwrap();
+        let ends = records(&seg, epoch(dir.path()));
+        let (last_off, ..) = *ends.last().unwrap();
+        // Torn garbage a block after the last record: an unsynced round that half reached the disk.
+        let torn = (last_off / 4096 + 1) * 4096;
+        patch(&seg, torn, &[0xA5; 1000]);
+        let before: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
+            .into_iter()
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        for _ in 0..2 {
+            let db = Db::open(dir.path(), opts(io)).unwrap();
+            assert!(db.recovery_stats().bytes_truncated > 0, "{io}: the torn tail is cut");
+            assert_eq!(db.get(b"k2").unwrap().unwrap().as_bytes(), b"v2");
+            db.close().unwrap();
+            let after: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
+                .into_iter()
+                .map(|p| {
+                    let b = std::fs::read(&p).unwrap();
+                    (p, b)
+                })
+                .collect();
+            assert!(after == before, "{io}: a read-only open changed the segment files");
+        }
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        db.put(b"k3", b"v3").unwrap();
+        db.close().unwrap();
+        let segs = segments(dir.path());
+        assert_eq!(segs.len(), before.len() + 1, "{io}: the first commit starts a segment");
+        let head = SegmentHeader::decode(&std::fs::read(segs.last().unwrap()).unwrap()).unwrap();
+        assert!(head.prev_end <= torn, "{io}: prev_end {} before the torn bytes", head.prev_end);
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        assert_eq!(db.recovery_stats().bytes_truncated, 0, "{io}: nothing left to cut");
+        for (k, v) in [(b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")] {
+            assert_eq!(db.get(k).unwrap().unwrap().as_bytes(), v, "{io}");
+        }
+        db.close().unwrap();
+    }
+}
