@@ -637,7 +637,10 @@ fn a_torn_tail_gets_its_successor_with_the_first_commit() {
             .collect();
         for _ in 0..2 {
             let db = Db::open(dir.path(), opts(io)).unwrap();
-            assert!(db.recovery_stats().bytes_truncated > 0, "{io}: the torn tail is cut");
+            assert!(
+                db.recovery_stats().bytes_truncated > 0,
+                "{io}: the torn tail is cut"
+            );
             assert_eq!(db.get(b"k2").unwrap().unwrap().as_bytes(), b"v2");
             db.close().unwrap();
             let after: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
@@ -647,17 +650,32 @@ fn a_torn_tail_gets_its_successor_with_the_first_commit() {
                     (p, b)
                 })
                 .collect();
-            assert!(after == before, "{io}: a read-only open changed the segment files");
+            assert!(
+                after == before,
+                "{io}: a read-only open changed the segment files"
+            );
         }
         let db = Db::open(dir.path(), opts(io)).unwrap();
         db.put(b"k3", b"v3").unwrap();
         db.close().unwrap();
         let segs = segments(dir.path());
-        assert_eq!(segs.len(), before.len() + 1, "{io}: the first commit starts a segment");
+        assert_eq!(
+            segs.len(),
+            before.len() + 1,
+            "{io}: the first commit starts a segment"
+        );
         let head = SegmentHeader::decode(&std::fs::read(segs.last().unwrap()).unwrap()).unwrap();
-        assert!(head.prev_end <= torn, "{io}: prev_end {} before the torn bytes", head.prev_end);
+        assert!(
+            head.prev_end <= torn,
+            "{io}: prev_end {} before the torn bytes",
+            head.prev_end
+        );
         let db = Db::open(dir.path(), opts(io)).unwrap();
-        assert_eq!(db.recovery_stats().bytes_truncated, 0, "{io}: nothing left to cut");
+        assert_eq!(
+            db.recovery_stats().bytes_truncated,
+            0,
+            "{io}: nothing left to cut"
+        );
         for (k, v) in [(b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")] {
             assert_eq!(db.get(k).unwrap().unwrap().as_bytes(), v, "{io}");
         }
