@@ -59,6 +59,10 @@ impl Manifest {
 
     /// Decodes and verifies manifest bytes. A version mismatch is reported as
     /// [`DecodeError::UnsupportedVersion`] only once magic and checksum are valid.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`](crate::DecodeError) naming what is wrong and where: too short, bad magic, bad checksum, unsupported version.
     pub fn decode(src: &[u8]) -> Result<Manifest, DecodeError> {
         if src.len() != MANIFEST_LEN {
             return Err(DecodeError::Truncated {

@@ -273,6 +273,10 @@ pub const fn encoded_len(key_len: usize, value_len: usize) -> usize {
 
 /// Encodes `spec` at the start of `dst` for the position `pos`, zeroing the alignment padding.
 /// Returns the encoded length (a multiple of [`RECORD_ALIGN`]).
+///
+/// # Errors
+///
+/// [`EncodeError`](crate::EncodeError) when the record cannot be encoded: a bad key length, a payload its kind does not carry, an unknown flag, an unaligned offset, an id above [`crate::MAX_ID`], more than [`MAX_RECORD_LEN`] bytes, or a buffer too small.
 pub fn encode_record(
     dst: &mut [u8],
     spec: &RecordSpec<'_>,
@@ -360,6 +364,10 @@ pub fn encode_record(
 
 /// Encodes a Padding record filling exactly `dst` (whose length must be a multiple of
 /// [`RECORD_ALIGN`] and at least [`RECORD_HEADER_LEN`]).
+///
+/// # Errors
+///
+/// [`EncodeError`](crate::EncodeError) for a length that is not an aligned multiple of 8 of at least a header, or an unaligned offset.
 pub fn encode_padding(
     dst: &mut [u8],
     run_id: u64,
@@ -427,6 +435,10 @@ impl Record<'_> {
 /// (`pos.offset` is the absolute offset of `buf[at]`), which the checksum must match.
 ///
 /// Never panics, whatever the bytes; never allocates.
+///
+/// # Errors
+///
+/// A [`DecodeError`](crate::DecodeError) naming the record's offset: zeroed or truncated input, a bad length, a checksum mismatch, an unknown kind, a malformed layout or an id out of range (FORMAT.md §5.6 lists the checks in order).
 pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_>, DecodeError> {
     let offset = pos.offset;
     let rest = buf.get(at..).unwrap_or(&[]);

@@ -91,6 +91,10 @@ impl SegmentHeader {
     }
 
     /// Decodes and verifies a header from the start of `src`.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`](crate::DecodeError): too short, zeroed, bad magic, bad checksum, unsupported version, an id out of range, or non-zero reserved bytes.
     pub fn decode(src: &[u8]) -> Result<SegmentHeader, DecodeError> {
         if src.len() < SEGMENT_HEADER_LEN {
             return Err(DecodeError::Truncated {

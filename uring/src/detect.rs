@@ -26,6 +26,10 @@ pub const IO_ENV: &str = "RINGLOG_IO";
 impl IoChoice {
     /// The choice named by `RINGLOG_IO`, if it is set. A value that is set but not understood is
     /// an error rather than silently ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseIoChoiceError`] when `RINGLOG_IO` is set to something other than `uring`, `portable` or `auto`.
     pub fn from_env() -> Result<Option<IoChoice>, ParseIoChoiceError> {
         match std::env::var(IO_ENV) {
             Ok(v) if v.trim().is_empty() => Ok(None),
@@ -86,6 +90,10 @@ impl fmt::Display for IoChoice {
 /// that cannot be set up (ENOSYS, EPERM, ENOMEM, missing opcodes) selects the portable path and
 /// the reason is logged and kept in [`crate::BackendInfo::reason`]. Forcing `Uring` where it is
 /// unavailable is an error carrying the probe's reason.
+///
+/// # Errors
+///
+/// `InvalidInput` for an unknown `RINGLOG_IO` value (with `Auto`); `Unsupported`, with the probe's reason, when `Uring` is forced where io_uring is unavailable.
 pub fn select(choice: IoChoice) -> std::io::Result<Arc<dyn Vfs>> {
     // The environment decides only what the code left to it: a program (or a test) that asks for
     // a path gets that path, whatever the variable says.

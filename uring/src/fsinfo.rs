@@ -76,6 +76,10 @@ impl FsInfo {
     }
 
     /// `statfs(path)`: the kernel filesystem holding `path`.
+    ///
+    /// # Errors
+    ///
+    /// `statfs`'s error (the path does not exist, ...), or `InvalidInput` for a path holding a NUL byte.
     pub fn of_path(path: &Path) -> io::Result<FsInfo> {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(path.as_os_str().as_bytes())

@@ -118,18 +118,46 @@ pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 /// One open file. Implementations must be usable from several threads at once (positional I/O).
 pub trait VFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `buf` at `offset`, looping over short writes.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// `fdatasync`: makes written data (and the metadata needed to read it) durable.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync`: makes data and all metadata durable.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn sync_all(&self) -> io::Result<()>;
     /// Reserves `[0, len)` so later writes need no allocation (`fallocate` mode 0).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn allocate(&self, len: u64) -> io::Result<Allocation>;
     /// Current file size.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn size(&self) -> io::Result<u64>;
     /// Truncates or extends the file to `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// `Some(alignment)` when the file is open with `O_DIRECT`: buffers, offsets and lengths of
     /// writes must then be multiples of `alignment`.
@@ -147,6 +175,10 @@ pub trait VFile: Send + Sync {
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file ends.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
         while !buf.is_empty() {
             match self.read_at(buf, offset) {
@@ -184,6 +216,10 @@ pub trait LogDriver: Send {
     /// `strategy`). Short writes are completed; `EINTR`/`EAGAIN` are retried; any other error is
     /// returned and the engine must treat it as fatal. `buf` is only borrowed for the call: no I/O
     /// referencing it is in flight after it returns, whatever the outcome.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn write_durable(
         &mut self,
         file: &dyn VFile,
@@ -193,6 +229,10 @@ pub trait LogDriver: Send {
     ) -> io::Result<()>;
     /// Blocks until woken through [`LogDriver::waker`] or until `timeout` elapses (`None`: no
     /// timeout). Spurious returns are allowed.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// A handle other threads use to wake this driver.
     fn waker(&self) -> Arc<dyn Waker>;
@@ -208,27 +248,67 @@ pub trait Vfs: Send + Sync + 'static {
     /// Which backend this is and why it was chosen.
     fn backend(&self) -> BackendInfo;
     /// Opens (or creates) a file.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn open(&self, path: &Path, opts: OpenOptions) -> io::Result<Box<dyn VFile>>;
     /// Creates a directory and its parents.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// What is at `path`: `None` if nothing.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn kind_of(&self, path: &Path) -> io::Result<Option<EntryKind>>;
     /// The names of the entries of a directory, in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Removes a file.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames `from` to `to` (replacing `to`).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// `fsync` of a directory: makes its entries (creations, renames, removals) durable.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on the file at `path` (created if missing) without blocking;
     /// fails with `ErrorKind::WouldBlock` if another holder has it.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
     /// The filesystem holding `path` (an existing directory or file), and whether a completed
     /// `RWF_DSYNC` write is durable there: the engine uses [`SyncStrategy::Dsync`] only where it
     /// is (see [`FsInfo`]). A simulated disk answers for its own model.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn filesystem(&self, path: &Path) -> io::Result<FsInfo>;
     /// A new commit-path driver for one log thread.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
 
     /// The clock the engine's timers read (the `Buffered` interval, the group-commit gathering

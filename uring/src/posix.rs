@@ -43,6 +43,10 @@ pub struct PosixFile {
 impl PosixFile {
     /// Opens `path` per `opts`, falling back from `O_DIRECT` to buffered I/O when the filesystem
     /// refuses it (logged once per process).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     pub fn open(path: &Path, opts: OpenOptions) -> io::Result<PosixFile> {
         let base = || {
             let mut o = std::fs::OpenOptions::new();

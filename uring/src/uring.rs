@@ -165,6 +165,10 @@ fn classify_here(call: &str, e: &io::Error) -> String {
 /// Probes io_uring once per process: sets up a small ring (classifying a refusal: ENOSYS, EPERM,
 /// ENOMEM, EMFILE, ...), requires `IORING_FEAT_NODROP` and the opcodes this backend submits, and
 /// runs one `Nop` through the ring. `Ok` describes what is available, `Err` why it is not.
+///
+/// # Errors
+///
+/// Why io_uring cannot be used here (the failing call and its error, e.g. `io_uring_setup: EPERM`, or a missing opcode).
 pub fn probe() -> Result<String, String> {
     PROBE.get_or_init(probe_uncached).clone()
 }
@@ -709,6 +713,10 @@ impl fmt::Debug for UringDriver {
 
 impl UringDriver {
     /// Creates a ring (best setup flags the kernel accepts) and the eventfd its waker writes to.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
     pub fn new() -> io::Result<UringDriver> {
         UringDriver::create().map_err(|(_, e)| e)
     }
