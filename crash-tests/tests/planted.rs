@@ -157,6 +157,16 @@ fn catches_a_reopen_that_does_not_resync_the_tail() {
     assert_caught(Bug::SkipResyncOnReopen, &s, &["durability", "I5", "I3"]);
 }
 
+/// The successor of a torn tail is created by the first commit after the reopen: a wrong end
+/// recorded for the torn segment makes the next recovery refuse the log.
+#[test]
+fn catches_a_deferred_successor_recording_the_wrong_end() {
+    let s = with_bug(Some(Bug::DeferredRotationPastTheEnd), || {
+        power::run(&opts(1..20, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::DeferredRotationPastTheEnd, &s, &["I5", "durability"]);
+}
+
 #[test]
 fn catches_lsn_reuse_after_recovery() {
     let s = with_bug(Some(Bug::ReuseLsnAfterRecovery), || {

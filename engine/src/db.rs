@@ -102,53 +102,35 @@ pub struct DbBuilder {
     opts: Options,
 }
 
+/// Builder setters forwarding to the [`Options`] setter of the same name.
+macro_rules! forward_setters {
+    ($($(#[doc = $doc:literal])* $name:ident($arg:ident: $ty:ty);)*) => {$(
+        $(#[doc = $doc])*
+        pub fn $name(mut self, $arg: $ty) -> DbBuilder {
+            self.opts = self.opts.$name($arg);
+            self
+        }
+    )*};
+}
+
 impl DbBuilder {
-    /// Sets [`Options::durability`] (not [`Durability::InMemory`]: see [`Db::in_memory`]).
-    pub fn durability(mut self, durability: Durability) -> DbBuilder {
-        self.opts.durability = durability;
-        self
-    }
-
-    /// Sets [`Options::segment_size`].
-    pub fn segment_size(mut self, bytes: u64) -> DbBuilder {
-        self.opts.segment_size = bytes;
-        self
-    }
-
-    /// Sets [`Options::io`].
-    pub fn io(mut self, io: crate::IoChoice) -> DbBuilder {
-        self.opts.io = io;
-        self
-    }
-
-    /// Sets [`Options::direct_io`].
-    pub fn direct_io(mut self, direct: bool) -> DbBuilder {
-        self.opts.direct_io = direct;
-        self
-    }
-
-    /// Sets [`Options::sync_strategy`].
-    pub fn sync_strategy(mut self, strategy: SyncStrategy) -> DbBuilder {
-        self.opts.sync_strategy = strategy;
-        self
-    }
-
-    /// Sets [`Options::preallocate`].
-    pub fn preallocate(mut self, preallocate: Preallocate) -> DbBuilder {
-        self.opts.preallocate = preallocate;
-        self
-    }
-
-    /// Sets [`Options::recovery`].
-    pub fn recovery(mut self, mode: crate::RecoveryMode) -> DbBuilder {
-        self.opts.recovery = mode;
-        self
-    }
-
-    /// Sets [`Options::vfs`]: a custom I/O layer.
-    pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> DbBuilder {
-        self.opts.vfs = Some(vfs);
-        self
+    forward_setters! {
+        /// Sets [`Options::durability`] (not [`Durability::InMemory`]: see [`Db::in_memory`]).
+        durability(durability: Durability);
+        /// Sets [`Options::segment_size`].
+        segment_size(bytes: u64);
+        /// Sets [`Options::io`].
+        io(io: crate::IoChoice);
+        /// Sets [`Options::direct_io`].
+        direct_io(direct: bool);
+        /// Sets [`Options::sync_strategy`].
+        sync_strategy(strategy: SyncStrategy);
+        /// Sets [`Options::preallocate`].
+        preallocate(preallocate: Preallocate);
+        /// Sets [`Options::recovery`].
+        recovery(mode: crate::RecoveryMode);
+        /// Sets [`Options::vfs`]: a custom I/O layer.
+        vfs(vfs: Arc<dyn Vfs>);
     }
 
     /// Replaces every option at once.
@@ -314,7 +296,7 @@ impl Db {
                     .map_err(|e| Error::io("open segment", path.clone(), e))?;
                 crate::hooks::resync_on_reopen(&*vfs, &dir, &*f)
                     .map_err(|e| Error::io("sync segment", path.clone(), e))?;
-                pending_create = Some(t.valid_end);
+                pending_create = Some(crate::hooks::deferred_prev_end(t.valid_end));
                 (Active { id: t.id, file: f }, t.valid_end)
             }
             tail => {

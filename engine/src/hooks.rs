@@ -145,11 +145,14 @@ pub mod bugs {
         /// process crash, data that was only in the page cache is built on, then a power loss can
         /// drop it.
         SkipResyncOnReopen,
+        /// After a crash that left a torn tail, the next segment (created by the first commit)
+        /// records the torn segment's end one sector past its last valid record.
+        DeferredRotationPastTheEnd,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 10] = [
+        pub const ALL: [Bug; 11] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -160,6 +163,7 @@ pub mod bugs {
             Bug::BufferedTimerNeverFires,
             Bug::LostSyncWakeup,
             Bug::SkipResyncOnReopen,
+            Bug::DeferredRotationPastTheEnd,
         ];
 
         fn bit(self) -> u32 {
@@ -247,18 +251,8 @@ pub(crate) fn apply_torn_commit() -> bool {
     bugs::armed(bugs::Bug::ApplyTornCommit)
 }
 
-/// Hook: the LSN a finished round publishes as durable (`round_last`; `next_lsn` is the next LSN
-/// to assign). The `PublishLastAssignedLsn` bug publishes `next_lsn - 1`.
-#[inline(always)]
-pub(crate) fn published_durable(round_last: Lsn, _next_lsn: Lsn) -> Lsn {
-    #[cfg(feature = "planted-bugs")]
-    if bugs::armed(bugs::Bug::PublishLastAssignedLsn) {
-        return round_last.max(_next_lsn - 1);
-    }
-    round_last
-}
-
-/// Whether the `PublishLastAssignedLsn` bug is armed (it also wakes every parked committer).
+/// Hook: whether a finished round publishes as durable the last LSN assigned so far instead of
+/// its own last LSN, and wakes every parked committer (the `PublishLastAssignedLsn` bug).
 #[inline(always)]
 pub(crate) fn publishes_past_round() -> bool {
     #[cfg(feature = "planted-bugs")]
@@ -299,4 +293,15 @@ pub(crate) fn resync_on_reopen(_vfs: &dyn Vfs, _dir: &Path, _file: &dyn VFile) -
     }
     _file.sync_data()?;
     _vfs.sync_dir(_dir)
+}
+
+/// Hook: the end a torn segment's deferred successor records (the `DeferredRotationPastTheEnd`
+/// bug moves it one sector too far).
+#[inline(always)]
+pub(crate) fn deferred_prev_end(valid_end: u64) -> u64 {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::DeferredRotationPastTheEnd) {
+        return valid_end + 512;
+    }
+    valid_end
 }

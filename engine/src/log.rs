@@ -622,7 +622,11 @@ pub(crate) fn run_log_thread(
                 st.gather = Some((round_commits, shared.now() + window));
             }
             if batch.last_lsn != 0 {
-                let published = crate::hooks::published_durable(batch.last_lsn, st.next_lsn);
+                let published = if crate::hooks::publishes_past_round() {
+                    batch.last_lsn.max(st.next_lsn - 1)
+                } else {
+                    batch.last_lsn
+                };
                 let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
                 assert!(prev <= published, "the durable LSN only moves forward");
             }

@@ -297,9 +297,9 @@ pub(crate) fn recover(
     let mut ids: Vec<u64> = Vec::new();
     let mut unfinished: Vec<&String> = Vec::new();
     for name in &names {
-        let (id, list) = match (parse_segment_name(name), parse_creating_name(name)) {
-            (Some(id), _) => (id, true),
-            (None, Some(id)) => (id, false),
+        let (id, creating) = match (parse_segment_name(name), parse_creating_name(name)) {
+            (Some(id), _) => (id, false),
+            (None, Some(id)) => (id, true),
             (None, None) => continue,
         };
         if id > MAX_ID {
@@ -309,10 +309,10 @@ pub(crate) fn recover(
                 format!("segment id {id} in the file name is above the format's maximum {MAX_ID}"),
             ));
         }
-        if list {
-            ids.push(id);
-        } else {
+        if creating {
             unfinished.push(name);
+        } else {
+            ids.push(id);
         }
     }
     ids.sort_unstable();

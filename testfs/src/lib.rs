@@ -60,3 +60,13 @@ mod mount;
 pub use env::{find_tool, fuse_or_skip, fuse_unavailable, in_ci, is_root, skip_or_fail};
 pub use model::{FileStats, Image};
 pub use mount::{MountOptions, MountedFs, TestFs, Unmounted, FUSE_SUPER_MAGIC};
+
+/// A 4096-aligned, 4096-byte block of `byte` inside `storage` (a buffer for `O_DIRECT` writes).
+pub fn aligned_block(storage: &mut Vec<u8>, byte: u8) -> &[u8] {
+    storage.clear();
+    storage.resize(8192, 0);
+    let off = storage.as_ptr().align_offset(4096);
+    let block = &mut storage[off..off + 4096];
+    block.fill(byte);
+    block
+}

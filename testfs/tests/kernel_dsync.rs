@@ -15,16 +15,6 @@ use ringlog_db::io::{OpenOptions, PosixVfs, SyncStrategy, Vfs};
 use ringlog_db::IoChoice;
 use ringlog_testfs::{fuse_or_skip, skip_or_fail, MountOptions, TestFs};
 
-/// A 4096-aligned, 4096-long block of `byte` inside `storage` (for O_DIRECT).
-fn aligned(storage: &mut Vec<u8>, byte: u8) -> &[u8] {
-    storage.clear();
-    storage.resize(8192, 0);
-    let off = storage.as_ptr().align_offset(4096);
-    let block = &mut storage[off..off + 4096];
-    block.fill(byte);
-    block
-}
-
 #[test]
 fn rwf_dsync_writes_on_fuse() {
     if !fuse_or_skip("rwf_dsync_writes_on_fuse") {
@@ -68,7 +58,12 @@ fn rwf_dsync_writes_on_fuse() {
                     let before = fs.stats(&name).unwrap();
                     let mut driver = vfs.log_driver().unwrap();
                     driver
-                        .write_durable(&*file, 4096, aligned(&mut storage, 1), SyncStrategy::Dsync)
+                        .write_durable(
+                            &*file,
+                            4096,
+                            ringlog_testfs::aligned_block(&mut storage, 1),
+                            SyncStrategy::Dsync,
+                        )
                         .unwrap();
                     let after = fs.stats(&name).unwrap();
                     let syncs = after.syncs() - before.syncs();

@@ -21,16 +21,6 @@ fn mount_or_skip(test: &str, dir: &tempfile::TempDir) -> Option<MountedFs> {
     }
 }
 
-/// A 4096-aligned, 4096-long block of `byte` inside `storage` (for O_DIRECT).
-fn aligned(storage: &mut Vec<u8>, byte: u8) -> &[u8] {
-    storage.clear();
-    storage.resize(8192, 0);
-    let off = storage.as_ptr().align_offset(4096);
-    let block = &mut storage[off..off + 4096];
-    block.fill(byte);
-    block
-}
-
 #[test]
 fn files_dirs_and_the_power_loss_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +117,8 @@ fn no_fallocate_but_flock_and_o_direct_work() {
     );
     f.set_len(1 << 16).unwrap();
     let mut storage = Vec::new();
-    f.write_all_at(aligned(&mut storage, 7), 4096).unwrap();
+    f.write_all_at(ringlog_testfs::aligned_block(&mut storage, 7), 4096)
+        .unwrap();
     f.sync_data().unwrap();
     let mut back = vec![0u8; 8192];
     File::open(&path)
