@@ -243,6 +243,26 @@ impl Db {
         let align = if opts.direct_io { MAX_ALIGN } else { 512 };
         let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn);
         let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
+        // The last segment, opened again after recovery. What recovery read may still be only in
+        // the page cache: make it durable — the data, and the directory entry (a process crash
+        // between a new segment's rename and the directory fsync leaves an entry that a power
+        // loss can still drop).
+        let reopen_tail = |id: u64, direct: bool| -> Result<Box<dyn ringlog_uring::VFile>> {
+            let path = seg.path(id);
+            let file = vfs
+                .open(
+                    &path,
+                    OpenOptions {
+                        write: true,
+                        create: false,
+                        direct,
+                    },
+                )
+                .map_err(|e| Error::io("open segment", path.clone(), e))?;
+            crate::hooks::resync_on_reopen(&*vfs, &dir, &*file)
+                .map_err(|e| Error::io("sync segment", path, e))?;
+            Ok(file)
+        };
         // Resume in the last segment when its tail is clean, else start a new one.
         let mut pending_create = None;
         let active = match recovered.tail {
@@ -252,21 +272,7 @@ impl Db {
                     && t.valid_end + reserve < seg.size =>
             {
                 let path = seg.path(t.id);
-                let file = vfs
-                    .open(
-                        &path,
-                        OpenOptions {
-                            write: true,
-                            create: false,
-                            direct: seg.direct,
-                        },
-                    )
-                    .map_err(|e| Error::io("open segment", path.clone(), e))?;
-                // What recovery read may still be only in the page cache: make it durable — the
-                // data, and the directory entry (a process crash between a new segment's rename
-                // and the directory fsync leaves an entry that a power loss can still drop).
-                crate::hooks::resync_on_reopen(&*vfs, &dir, &*file)
-                    .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                let file = reopen_tail(t.id, seg.direct)?;
                 // The segment was prepared when it was created; make sure its space is still
                 // reserved (a creation cut short by ENOSPC left it short) without rewriting it.
                 if seg.prealloc != Preallocate::None {
@@ -283,38 +289,14 @@ impl Db {
                 // torn bytes again. The old segment stays the log thread's "active" one until
                 // then; it is never written again. (A truncating recovery's cut is made durable at
                 // once instead, by the next segment's `prev_end`: below.)
-                let path = seg.path(t.id);
-                let f = vfs
-                    .open(
-                        &path,
-                        OpenOptions {
-                            write: true,
-                            create: false,
-                            direct: seg.direct,
-                        },
-                    )
-                    .map_err(|e| Error::io("open segment", path.clone(), e))?;
-                crate::hooks::resync_on_reopen(&*vfs, &dir, &*f)
-                    .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                let file = reopen_tail(t.id, seg.direct)?;
                 pending_create = Some(crate::hooks::deferred_prev_end(t.valid_end));
-                (Active { id: t.id, file: f }, t.valid_end)
+                (Active { id: t.id, file }, t.valid_end)
             }
             tail => {
                 let (prev_id, prev_end) = tail.map(|t| (t.id, t.valid_end)).unwrap_or((0, 0));
                 if let Some(t) = tail {
-                    let path = seg.path(t.id);
-                    let f = vfs
-                        .open(
-                            &path,
-                            OpenOptions {
-                                write: true,
-                                create: false,
-                                direct: false,
-                            },
-                        )
-                        .map_err(|e| Error::io("open segment", path.clone(), e))?;
-                    crate::hooks::resync_on_reopen(&*vfs, &dir, &*f)
-                        .map_err(|e| Error::io("sync segment", path.clone(), e))?;
+                    reopen_tail(t.id, false)?;
                 }
                 let file = create_segment(&*vfs, &seg, prev_id + 1, prev_end, max_lsn)?;
                 (
