@@ -1005,7 +1005,7 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
                 None => settled = false,
                 Some(BlockReason::Space) => settled = false,
                 Some(_) => {
-                    let t = *st.target[c].get_or_insert_with(|| db.last_lsn());
+                    let t = *st.target[c].get_or_insert_with(|| db.last_assigned_lsn());
                     st.parked_at[c].get_or_insert(g.clock);
                     if t <= durable {
                         settled = false;

@@ -5,64 +5,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use ringlog_format::{Manifest, MANIFEST_LEN, MAX_KEY_LEN};
-use ringlog_uring::{BackendInfo, EntryKind, FileLock, OpenOptions, Vfs};
+use ringlog_format::MAX_KEY_LEN;
+use ringlog_uring::{BackendInfo, FileLock, OpenOptions, Vfs};
 
-use crate::index::{prefix_end, Index, Lsn, OpRef, Value};
+use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
+use crate::index::retention::{Retention, RetentionState, RETENTION_KEY};
+use crate::index::scan::Scan;
+use crate::index::trim::{trim, TrimHost};
+use crate::index::{prefix_end, Gen, Lsn, OpRef, Value, Versions};
 use crate::log::{run_log_thread, txn_encoded_len, Active, LogConfig, Shared};
 use crate::options::{validate_buffered, Durability, Preallocate, MAX_ALIGN};
 use crate::recovery::{recover, RecoveryStats};
 use crate::segment::{create_segment, now_ns, SegmentConfig};
+use crate::snapshot::Snapshot;
+use crate::txn::Txn;
 use crate::{Error, Options, Result, SyncStrategy};
-
-const MANIFEST: &str = "MANIFEST";
-const MANIFEST_TMP: &str = "MANIFEST.tmp";
-const LOCK: &str = "LOCK";
-/// How long an open retries a held directory lock before failing with [`Error::Locked`].
-const LOCK_RETRY: Duration = Duration::from_millis(200);
-
-/// Counters describing the database's activity since it was opened.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Transactions committed (including single puts and deletes).
-    pub commits: u64,
-    /// Bytes of records appended to the log (padding excluded).
-    pub bytes_appended: u64,
-    /// Write + fdatasync rounds completed (each may cover many commits: group commit).
-    pub syncs: u64,
-    /// Failed writes or syncs (any failure poisons the database).
-    pub sync_failures: u64,
-    /// Mean time of one write + sync round.
-    pub mean_sync_latency: Duration,
-    /// Longest write + sync round.
-    pub max_sync_latency: Duration,
-    /// When the last successful sync completed.
-    pub last_sync: Option<SystemTime>,
-    /// Segment files created by this run.
-    pub segments_created: u64,
-    /// Highest LSN known durable.
-    pub durable_lsn: Lsn,
-    /// Highest LSN committed.
-    pub last_lsn: Lsn,
-    /// Live keys.
-    pub keys: usize,
-    /// The I/O backend in use and why (`None` for an in-memory database).
-    pub backend: Option<BackendInfo>,
-    /// Whether segments are written with `O_DIRECT`.
-    pub direct_io: bool,
-    /// How batches are made durable in fact (`None` for an in-memory database):
-    /// [`SyncStrategy::Dsync`] only where the filesystem is known to make a completed `RWF_DSYNC`
-    /// write durable, [`SyncStrategy::WriteThenSync`] elsewhere, whatever was asked for.
-    pub sync_strategy: Option<SyncStrategy>,
-    /// Why [`Stats::sync_strategy`] is what it is, naming the filesystem.
-    pub sync_strategy_reason: String,
-    /// Whether a log failure has poisoned the database.
-    pub poisoned: bool,
-}
 
 /// The log thread's life.
 enum LogThread {
@@ -82,11 +41,13 @@ pub struct Db {
     /// only to read it costs no thread, and closing it writes nothing.
     log_thread: Mutex<LogThread>,
     log_started: AtomicBool,
+    /// The history trimmer, started when the index first has garbage to drop.
+    trimmer: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<Box<dyn FileLock>>>,
     vfs: Option<Arc<dyn Vfs>>,
     dir: Option<PathBuf>,
     recovery: RecoveryStats,
-    next_txn_id: std::sync::atomic::AtomicU64,
+    pub(crate) next_txn_id: std::sync::atomic::AtomicU64,
     max_value_len: usize,
     max_txn_bytes: usize,
     direct_io: bool,
@@ -164,18 +125,6 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into the valid, writable buffer b.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 8 {
-        u64::from_le_bytes(b)
-    } else {
-        // getrandom unavailable: time and pid are unique enough for an epoch.
-        now_ns() ^ ((std::process::id() as u64) << 32)
-    }
-}
-
 impl Db {
     /// Opens (creating if needed) the database in directory `path`, replaying its log.
     ///
@@ -215,7 +164,7 @@ impl Db {
         let lock = prepare_dir(&*vfs, &dir)?;
         let (strategy, strategy_reason) = effective_strategy(&*vfs, &dir, opts.sync_strategy);
         let epoch = read_or_create_manifest(&*vfs, &dir)?;
-        let recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
+        let mut recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
         failpoint!("open::after_recovery");
         let stats = recovered.stats.clone();
         log::info!(
@@ -241,7 +190,7 @@ impl Db {
             prealloc: opts.preallocate,
         };
         let align = if opts.direct_io { MAX_ALIGN } else { 512 };
-        let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn);
+        let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn, recovered.stats.last_lsn);
         let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
         // The last segment, opened again after recovery. What recovery read may still be only in
         // the page cache: make it durable — the data, and the directory entry (a process crash
@@ -268,6 +217,7 @@ impl Db {
         let active = match recovered.tail {
             Some(t)
                 if t.clean
+                    && t.current_version
                     && t.valid_end.is_multiple_of(align)
                     && t.valid_end + reserve < seg.size =>
             {
@@ -321,10 +271,13 @@ impl Db {
             align,
             strategy,
             backpressure,
+            lease_span: opts.lease_span,
         };
         let max_txn_bytes = opts.max_txn_bytes();
+        let versions = recovered_versions(&mut recovered, opts.trim_threshold);
         let shared = Arc::new(Shared::new(
-            recovered.index,
+            versions,
+            recovered.stats.last_lsn.min(max_lsn),
             max_lsn + 1,
             Some((cfg, active.id, cursor)),
             run_id,
@@ -338,6 +291,7 @@ impl Db {
             durability: opts.durability,
             log_thread: Mutex::new(LogThread::NotStarted(active)),
             log_started: AtomicBool::new(false),
+            trimmer: Mutex::new(None),
             lock: Mutex::new(Some(lock)),
             vfs: Some(vfs),
             dir: Some(dir),
@@ -373,11 +327,32 @@ impl Db {
 
     /// A database with no log: nothing is written anywhere; its contents vanish on close.
     pub fn in_memory() -> Db {
+        Db::in_memory_with(Options::default())
+    }
+
+    /// [`Db::in_memory`] with the options that apply to a database without a log (e.g.
+    /// [`Options::trim_threshold`]); the others are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for inconsistent options.
+    pub fn in_memory_with_options(opts: Options) -> Result<Db> {
+        opts.validate()?;
+        Ok(Db::in_memory_with(opts))
+    }
+
+    fn in_memory_with(opts: Options) -> Db {
+        let versions = Versions::new(
+            Gen::new(crate::skiplist::SkipList::new(), 0, 0),
+            RetentionState::default(),
+            opts.trim_threshold,
+        );
         Db {
-            shared: Arc::new(Shared::new(Index::default(), 1, None, 1, None)),
+            shared: Arc::new(Shared::new(versions, 0, 1, None, 1, None)),
             durability: Durability::InMemory,
             log_thread: Mutex::new(LogThread::Done),
             log_started: AtomicBool::new(true),
+            trimmer: Mutex::new(None),
             lock: Mutex::new(None),
             vfs: None,
             dir: None,
@@ -407,39 +382,126 @@ impl Db {
         self.max_value_len.saturating_sub(key_len)
     }
 
-    fn check_open(&self) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(())
+    pub(crate) fn check_open(&self) -> Result<()> {
+        self.shared.check_open()
     }
 
-    /// Reads the newest committed value of `key` and the LSN that wrote it.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn has_log(&self) -> bool {
+        self.shared.log.is_some()
+    }
+
+    pub(crate) fn backend(&self) -> Option<BackendInfo> {
+        self.vfs.as_ref().map(|v| v.backend())
+    }
+
+    pub(crate) fn direct_io(&self) -> bool {
+        self.direct_io
+    }
+
+    pub(crate) fn sync_strategy_info(&self) -> (Option<SyncStrategy>, String) {
+        match &self.sync_strategy {
+            Some((s, why)) => (Some(*s), why.clone()),
+            None => (None, "in-memory database: no log".into()),
+        }
+    }
+
+    /// Reads the newest visible value of `key` and the LSN that wrote it.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] after [`Db::close`].
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.check_open()?;
-        Ok(self.shared.index.read().get(key))
+        let shared = &*self.shared;
+        shared.versions.get_latest(key, || shared.visible.get())
     }
 
-    /// The entries whose keys lie in `range`, in key order, as of one moment (a consistent
-    /// snapshot of the range, collected when called).
+    /// Reads `key` as it was right after the transaction with LSN `lsn` committed: the newest
+    /// version at or below `lsn`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// let first = db.put(b"k", b"1")?;
+    /// db.put(b"k", b"2")?;
+    /// let snap = db.snapshot(); // keeps the history it can see
+    /// assert_eq!(db.get_at(b"k", first)?.as_deref(), Some(&b"1"[..]));
+    /// # drop(snap);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HistoryTrimmed`] when the versions needed were trimmed (below the retention
+    /// policy's floor and no snapshot holds them); [`Error::NotYetVisible`] for an LSN above
+    /// [`Db::last_lsn`]; [`Error::Closed`] after [`Db::close`].
+    pub fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
+        self.check_visible(lsn)?;
+        self.shared.versions.get_at(key, lsn)
+    }
+
+    fn check_visible(&self, lsn: Lsn) -> Result<()> {
+        self.check_open()?;
+        let visible = self.shared.visible.get();
+        if lsn > visible {
+            return Err(Error::NotYetVisible {
+                requested: lsn,
+                visible,
+            });
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the database at the newest visible LSN: no copy is made (see
+    /// [`Snapshot`]). Reads through it see exactly the transactions up to [`Snapshot::lsn`].
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.shared.clone())
+    }
+
+    /// The entries whose keys lie in `range`, in key order, as of the newest visible LSN when
+    /// called: a lazy scan ([`Scan`]), in O(1) memory whatever the range's size, forward or
+    /// reverse.
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] after [`Db::close`].
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
         self.check_open()?;
-        let lo = range.start_bound().map(|k| k.as_ref());
-        let hi = range.end_bound().map(|k| k.as_ref());
-        Ok(Scan {
-            items: self.shared.index.read().range(lo, hi).into_iter(),
-        })
+        self.scan_latest(
+            range.start_bound().map(|k| k.as_ref()),
+            range.end_bound().map(|k| k.as_ref()),
+        )
     }
 
-    /// The entries whose keys start with `prefix`, in key order.
+    fn scan_latest(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Scan> {
+        let shared = &*self.shared;
+        loop {
+            let lsn = shared.visible.get();
+            match shared.versions.scan(lo, hi, lsn) {
+                // A trim moved the floor past the LSN just read: read it again.
+                Err(Error::HistoryTrimmed { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Db::range`] as of the transaction with LSN `lsn`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get_at`].
+    pub fn range_at<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, lsn: Lsn) -> Result<Scan> {
+        self.check_visible(lsn)?;
+        let lo = range.start_bound().map(|k| k.as_ref());
+        let hi = range.end_bound().map(|k| k.as_ref());
+        self.shared.versions.scan(lo, hi, lsn)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order (a lazy scan).
     ///
     /// # Errors
     ///
@@ -447,23 +509,25 @@ impl Db {
     pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
         self.check_open()?;
         let end = prefix_end(prefix);
-        let hi = match &end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        Ok(Scan {
-            items: self
-                .shared
-                .index
-                .read()
-                .range(Bound::Included(prefix), hi)
-                .into_iter(),
-        })
+        self.scan_latest(Bound::Included(prefix), prefix_hi(&end))
     }
 
-    /// Number of live keys.
+    /// [`Db::prefix`] as of the transaction with LSN `lsn`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::get_at`].
+    pub fn prefix_at(&self, prefix: &[u8], lsn: Lsn) -> Result<Scan> {
+        self.check_visible(lsn)?;
+        let end = prefix_end(prefix);
+        self.shared
+            .versions
+            .scan(Bound::Included(prefix), prefix_hi(&end), lsn)
+    }
+
+    /// Number of live keys (commits in flight included).
     pub fn len(&self) -> usize {
-        self.shared.index.read().len()
+        self.shared.versions.live_keys()
     }
 
     /// True when no key is live.
@@ -479,7 +543,7 @@ impl Db {
     /// [`Error::ValueTooLarge`]) are refused before anything is written; [`Error::Poisoned`] after a
     /// failed write or sync; [`Error::Closed`] after [`Db::close`].
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Lsn> {
-        self.commit_ops(&[OpRef::Put(key, value)], None)
+        self.commit_ops(&[OpRef::Put(key, value)], None, false)
     }
 
     /// Removes `key` in a one-operation transaction with the default durability. Deleting an
@@ -489,17 +553,63 @@ impl Db {
     ///
     /// As [`Db::put`].
     pub fn delete(&self, key: &[u8]) -> Result<Lsn> {
-        self.commit_ops(&[OpRef::Delete(key)], None)
+        self.commit_ops(&[OpRef::Delete(key)], None, false)
     }
 
     /// Starts a transaction. Its writes are buffered in the handle and applied atomically by
     /// [`Txn::commit`]; dropping it without commit discards them.
     pub fn begin(&self) -> Txn<'_> {
-        Txn {
-            db: self,
-            ops: Vec::new(),
-            bytes: 0,
+        Txn::new(self)
+    }
+
+    /// The retention policy in force.
+    pub fn retention(&self) -> Retention {
+        self.shared.versions.retention.lock().policy
+    }
+
+    /// Sets the retention policy (see [`Retention`]), as a versioned entry of the log (in a
+    /// reserved system key space) committed with the database's durability. The policy keeps
+    /// history from this commit on: the trim floor rises to the LSN before it (no further than
+    /// live snapshots and, with a log, the durable LSN allow), and never moves back.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// use ringlog_db::{Db, Retention};
+    /// let db = Db::in_memory();
+    /// db.set_retention(Retention::All)?;
+    /// let v1 = db.put(b"k", b"1")?;
+    /// db.put(b"k", b"2")?;
+    /// assert_eq!(db.get_at(b"k", v1)?.as_deref(), Some(&b"1"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::put`].
+    pub fn set_retention(&self, policy: Retention) -> Result<Lsn> {
+        let floor = self.shared.versions.current().floor();
+        let value = policy.encode(floor);
+        let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], None, true)?;
+        let shared = &*self.shared;
+        let v = &shared.versions;
+        let mut r = v.retention.lock();
+        r.policy = policy;
+        r.sample(now_ns(), lsn);
+        v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
+        if policy != Retention::Snapshots {
+            // History is kept from here on: reads below are refused, as they are after a restart
+            // (recovery keeps only each key's newest version before this entry).
+            let mut cap = lsn - 1;
+            if let Some(oldest) = v.oldest_snapshot() {
+                cap = cap.min(oldest);
+            }
+            if shared.log.is_some() {
+                cap = cap.min(self.durable_lsn());
+            }
+            v.current().floor.fetch_max(cap, Ordering::AcqRel);
         }
+        drop(r);
+        Ok(lsn)
     }
 
     /// The highest LSN whose transaction (and every earlier one) is durable on disk.
@@ -508,10 +618,20 @@ impl Db {
         self.shared.durable_lsn.load(Ordering::Acquire)
     }
 
-    /// The highest committed LSN.
+    /// The newest visible LSN: every transaction up to it is visible to readers, whole. A
+    /// `Strict` commit becomes visible only once durable; `Buffered` and `InMemory` ones at
+    /// once. After a reopen, LSNs may continue above the last recovered one (LSNs are never
+    /// handed out twice: see [`Options::lease_span`]).
     #[must_use]
     pub fn last_lsn(&self) -> Lsn {
-        self.shared.last_lsn.load(Ordering::Acquire)
+        self.shared.visible.get()
+    }
+
+    /// The highest LSN assigned to a transaction so far, visible or not yet (a `Strict` commit
+    /// becomes visible once durable; commits become visible in LSN order).
+    #[must_use]
+    pub fn last_assigned_lsn(&self) -> Lsn {
+        self.shared.state.lock().next_lsn - 1
     }
 
     /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.
@@ -563,40 +683,10 @@ impl Db {
     ///
     /// As [`Db::wait_durable`].
     pub fn sync(&self) -> Result<()> {
-        self.wait_durable(self.last_lsn())
+        self.wait_durable(self.last_assigned_lsn())
     }
 
-    /// Counters and the backend in use.
-    #[must_use]
-    pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        let syncs = c.syncs.load(Ordering::Relaxed);
-        let total = c.sync_ns_total.load(Ordering::Relaxed);
-        let last = c.last_sync_unix_ns.load(Ordering::Relaxed);
-        Stats {
-            commits: c.commits.load(Ordering::Relaxed),
-            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
-            syncs,
-            sync_failures: c.sync_failures.load(Ordering::Relaxed),
-            mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
-            max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),
-            last_sync: (last != 0).then(|| UNIX_EPOCH + Duration::from_nanos(last)),
-            segments_created: c.segments_created.load(Ordering::Relaxed),
-            durable_lsn: self.durable_lsn(),
-            last_lsn: self.last_lsn(),
-            keys: self.len(),
-            backend: self.vfs.as_ref().map(|v| v.backend()),
-            direct_io: self.direct_io,
-            sync_strategy: self.sync_strategy.as_ref().map(|(s, _)| *s),
-            sync_strategy_reason: match &self.sync_strategy {
-                Some((_, why)) => why.clone(),
-                None => "in-memory database: no log".into(),
-            },
-            poisoned: self.shared.state.lock().poisoned.is_some(),
-        }
-    }
-
-    fn validate(&self, ops: &[OpRef<'_>]) -> Result<()> {
+    pub(crate) fn validate(&self, ops: &[OpRef<'_>]) -> Result<()> {
         for op in ops {
             let key = op.key();
             if key.is_empty() {
@@ -629,10 +719,19 @@ impl Db {
         Ok(())
     }
 
+    pub(crate) fn max_txn_bytes(&self) -> usize {
+        self.max_txn_bytes
+    }
+
+    /// Commits `ops` as one transaction: the only serialised steps are the LSN assignment and
+    /// the log-buffer reservation (under the log mutex); the index inserts run concurrently;
+    /// publication makes the transaction visible in LSN order (a `Strict` one once durable).
+    /// `system` writes go to the engine's system key space (the log only, never the index).
     pub(crate) fn commit_ops(
         &self,
         ops: &[OpRef<'_>],
         durability: Option<Durability>,
+        system: bool,
     ) -> Result<Lsn> {
         self.check_open()?;
         let mode = match (self.durability, durability) {
@@ -663,8 +762,12 @@ impl Db {
             (_, Some(Durability::Strict)) => Durability::Strict,
         };
         self.validate(ops)?;
-        self.start_log_thread()?;
         let shared = &*self.shared;
+        let has_log = shared.log.is_some();
+        if has_log {
+            self.start_log_thread()?;
+        }
+        // 1. The serialised step: LSN assignment and log-buffer reservation.
         let mut st = shared.state.lock();
         if st.closing {
             return Err(Error::Closed);
@@ -686,40 +789,108 @@ impl Db {
             return Err(Error::IdSpaceExhausted("LSN"));
         }
         let txn_id = self.next_txn_id.load(Ordering::Relaxed);
-        if shared.log.is_some() && txn_id > ringlog_format::MAX_ID {
+        if has_log && txn_id > ringlog_format::MAX_ID {
             return Err(Error::IdSpaceExhausted("transaction id"));
         }
         st.next_lsn += 1;
-        if shared.log.is_some() {
+        // Buffered commits return before they are durable: only LSNs a durable lease covers.
+        let mut wait_durable = mode == Durability::Strict;
+        if has_log {
             // Commits are serialised by the state lock held here.
             let txn_id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
-            shared.append(&mut st, ops, lsn, txn_id);
-        }
-        {
-            let mut index = shared.index.write();
-            for op in ops {
-                index.apply(*op, lsn);
+            let lease = shared.lease_due(&mut st, lsn);
+            shared.append(&mut st, ops, lsn, txn_id, system, lease);
+            if !shared.lease_covers(&mut st, lsn) {
+                wait_durable = true;
             }
-        }
-        shared.last_lsn.store(lsn, Ordering::Release);
-        shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-        match mode {
-            Durability::InMemory => {}
-            Durability::Buffered {
-                interval,
-                max_pending,
-            } => shared.note_buffered(&mut st, interval, max_pending),
-            Durability::Strict => {
-                if crate::hooks::ack_strict_early(shared, &mut st, lsn) {
-                    return Ok(lsn);
-                }
+            match mode {
+                Durability::Buffered {
+                    interval,
+                    max_pending,
+                } => shared.note_buffered(&mut st, interval, max_pending),
+                _ => {}
+            }
+            if wait_durable {
                 shared.request_sync(&mut st, lsn);
-                shared
-                    .wait_committed(&mut st, lsn)
-                    .map_err(Error::Poisoned)?;
+                if !(mode == Durability::Strict
+                    && crate::hooks::ack_strict_early(shared, &mut st, lsn))
+                {
+                    shared.register_commit_waiter(&mut st, lsn);
+                } else {
+                    wait_durable = false;
+                }
             }
+        }
+        if shared.versions.sample_times.load(Ordering::Relaxed) {
+            shared.versions.retention.lock().sample(now_ns(), lsn);
+        }
+        drop(st);
+        // 2. The index inserts, concurrent with other committers'.
+        let trim = !system && shared.versions.insert(ops, lsn);
+        shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+        // 3. Durability, then publication. A commit that failed to become durable is never
+        // published.
+        if wait_durable {
+            if crate::hooks::publish_strict_early() {
+                shared.visible.publish(lsn);
+                shared.await_durable(lsn).map_err(Error::Poisoned)?;
+                return Ok(lsn);
+            }
+            shared.await_durable(lsn).map_err(Error::Poisoned)?;
+        }
+        shared.visible.publish(lsn);
+        if trim {
+            self.request_trim();
+        }
+        // A writer reads its own writes: wait for the commits before it to be published.
+        if !shared.visible.wait(lsn, || {
+            shared.will_block(ringlog_uring::BlockReason::Visibility)
+        }) {
+            let st = shared.state.lock();
+            return Err(match &st.poisoned {
+                Some(e) => Error::Poisoned(e.clone()),
+                None => Error::Closed,
+            });
         }
         Ok(lsn)
+    }
+
+    /// Wakes the history trimmer, starting it the first time.
+    fn request_trim(&self) {
+        let mut t = self.trimmer.lock();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if t.is_none() {
+            let shared = self.shared.clone();
+            match std::thread::Builder::new()
+                .name("ringlog-trim".into())
+                .spawn(move || run_trimmer(shared))
+            {
+                Ok(h) => *t = Some(h),
+                Err(e) => {
+                    log::warn!("could not start the history trimmer: {e}");
+                    return;
+                }
+            }
+        }
+        let v = &self.shared.versions;
+        let mut sig = v.trim_lock.lock();
+        sig.requested = true;
+        v.trim_cv.notify_one();
+    }
+
+    /// Runs a history trim now, in the calling thread: drops the versions no retention policy
+    /// and no live snapshot needs. The database does this in the background on its own (see
+    /// [`Options::trim_threshold`]); call it to bound memory at a moment of your choice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`] (or when it closes during the trim).
+    pub fn trim_history(&self) -> Result<()> {
+        self.check_open()?;
+        let _one = self.shared.versions.trim_running.lock();
+        trim(&*self.shared).map(|_| ()).ok_or(Error::Closed)
     }
 
     /// Starts the log thread if this is the first operation that needs it. A failure to start
@@ -762,6 +933,9 @@ impl Db {
         {
             let mut st = self.shared.state.lock();
             st.closing = true;
+            if st.poisoned.is_none() {
+                self.shared.append_closing_lease(&mut st);
+            }
             self.shared.wake_log(&mut st);
             if let Some(w) = self.shared.waker.get() {
                 w.wake();
@@ -786,9 +960,20 @@ impl Db {
         if result.is_ok() && self.shared.log.is_some() {
             debug_assert_eq!(
                 self.durable_lsn(),
-                self.last_lsn(),
+                self.shared.state.lock().next_lsn - 1,
                 "close syncs everything"
             );
+        }
+        // The trimmer: stop it (a trim in progress gives up) and join it.
+        {
+            let v = &self.shared.versions;
+            v.trim_lock.lock().closing = true;
+            v.trim_cv.notify_all();
+        }
+        if let Some(t) = self.trimmer.lock().take() {
+            if t.join().is_err() {
+                log::error!("the history trimmer panicked");
+            }
         }
         self.lock.lock().take();
         result
@@ -844,331 +1029,105 @@ fn spawn_log_thread(
     }
 }
 
-fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
-    match vfs
-        .kind_of(dir)
-        .map_err(|e| Error::io("stat", dir.to_path_buf(), e))?
-    {
-        None => {
-            vfs.create_dir_all(dir)
-                .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                vfs.sync_dir(parent)
-                    .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
-            }
-        }
-        Some(EntryKind::Dir) => {}
-        Some(_) => return Err(Error::NotADirectory(dir.to_path_buf())),
+fn prefix_hi(end: &Option<Vec<u8>>) -> Bound<&[u8]> {
+    match end {
+        Some(e) => Bound::Excluded(e.as_slice()),
+        None => Bound::Unbounded,
     }
-    let names = vfs
-        .list_dir(dir)
-        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
-    let ours = |n: &str| n == MANIFEST || n == MANIFEST_TMP || n == LOCK;
-    if !names.iter().any(|n| n == MANIFEST) && names.iter().any(|n| !ours(n)) {
-        return Err(Error::NotADatabase(dir.to_path_buf()));
+}
+
+/// The first generation of the index, built from what recovery loaded, with the retention policy
+/// the log ends with and the trim floor it implies at restart (docs/DURABILITY.md, "Retention").
+fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usize) -> Versions {
+    let last = recovered.stats.last_lsn;
+    let (policy, recorded) = recovered.retention;
+    let mut state = RetentionState::new(policy);
+    for &(t, lsn) in &recovered.samples {
+        state.sample(t, lsn);
     }
-    let lock_path = dir.join(LOCK);
-    // A lock is held by an open file description, which a fork duplicates: a process another
-    // thread is spawning holds our just-released lock until its exec closes the descriptor.
-    // Retry briefly before calling the directory locked.
-    let mut delay = Duration::from_micros(500);
-    let give_up = std::time::Instant::now() + LOCK_RETRY;
+    // After a restart no snapshot is live, and nothing below the recovered state can be read.
+    let floor = state.trim_floor(now_ns(), last, recorded);
+    let plan = state.plan(floor, last);
+    let versions = std::mem::take(&mut recovered.versions);
+    let (list, garbage) = crate::index::loader::build(versions, plan);
+    let v = Versions::new(Gen::new(list, floor, 0), state, threshold);
+    v.set_garbage(garbage);
+    v
+}
+
+/// The history trimmer's thread: runs a trim whenever one is requested (enough garbage), and
+/// periodically under a time-based policy, until the database closes.
+fn run_trimmer(shared: Arc<Shared>) {
+    let v = &shared.versions;
     loop {
-        match vfs.lock(&lock_path) {
-            Ok(lock) => return Ok(lock),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() >= give_up {
-                    return Err(Error::Locked(dir.to_path_buf()));
+        {
+            let mut sig = v.trim_lock.lock();
+            loop {
+                if sig.closing {
+                    return;
                 }
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_millis(20));
-            }
-            Err(e) => return Err(Error::io("lock", lock_path.clone(), e)),
-        }
-    }
-}
-
-/// The strategy the log thread uses on `dir`'s filesystem when `requested` was asked for, and why.
-/// A completed `RWF_DSYNC` write is trusted only where the filesystem is known to make it durable
-/// ([`ringlog_uring::FsInfo`]); elsewhere, or when the filesystem cannot be identified, every
-/// batch gets an explicit fdatasync (docs/DURABILITY.md, "Which filesystems get RWF_DSYNC").
-fn effective_strategy(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    requested: SyncStrategy,
-) -> (SyncStrategy, String) {
-    static DOWNGRADED: std::sync::Once = std::sync::Once::new();
-    let (strategy, reason) = match (requested, vfs.filesystem(dir)) {
-        (SyncStrategy::Dsync, Ok(fs)) if fs.dsync_durable => (
-            SyncStrategy::Dsync,
-            format!("RWF_DSYNC writes, as requested: their completion is durable on {fs}"),
-        ),
-        (SyncStrategy::Dsync, found) => {
-            let fs = match found {
-                Ok(fs) => fs.to_string(),
-                Err(e) => format!("a filesystem statfs could not identify ({e})"),
-            };
-            let reason = format!(
-                "write then fdatasync instead of the requested RWF_DSYNC: a completed RWF_DSYNC write is not known to be durable on {fs}"
-            );
-            let mut first = false;
-            DOWNGRADED.call_once(|| first = true);
-            if first {
-                log::warn!("{}: {reason}", dir.display());
-            } else {
-                log::info!("{}: {reason}", dir.display());
-            }
-            (SyncStrategy::WriteThenSync, reason)
-        }
-        (other, Ok(fs)) => (other, format!("{other:?}, as requested ({fs})")),
-        (other, Err(e)) => (
-            other,
-            format!("{other:?}, as requested (filesystem unknown: statfs: {e})"),
-        ),
-    };
-    log::debug!("{}: sync strategy {strategy:?}: {reason}", dir.display());
-    (strategy, reason)
-}
-
-fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
-    let path = dir.join(MANIFEST);
-    if vfs
-        .kind_of(&path)
-        .map_err(|e| Error::io("stat", path.clone(), e))?
-        .is_some()
-    {
-        let file = vfs
-            .open(&path, OpenOptions::default())
-            .map_err(|e| Error::io("open manifest", path.clone(), e))?;
-        let size = file
-            .size()
-            .map_err(|e| Error::io("stat manifest", path.clone(), e))?;
-        if size != MANIFEST_LEN as u64 {
-            return Err(Error::Corruption {
-                file: path,
-                offset: size.min(MANIFEST_LEN as u64),
-                reason: format!(
-                    "the MANIFEST is {size} bytes long; a ringlog MANIFEST is exactly {MANIFEST_LEN} bytes (cut short or overwritten)"
-                ),
-            });
-        }
-        let mut bytes = [0u8; MANIFEST_LEN];
-        file.read_exact_at(&mut bytes, 0)
-            .map_err(|e| Error::io("read manifest", path.clone(), e))?;
-        return match Manifest::decode(&bytes) {
-            Ok(m) => Ok(m.epoch),
-            Err(ringlog_format::DecodeError::UnsupportedVersion { version, .. }) => {
-                Err(Error::UnsupportedVersion {
-                    path: dir.to_path_buf(),
-                    found: version,
-                    supported: ringlog_format::FORMAT_VERSION,
-                })
-            }
-            Err(ringlog_format::DecodeError::BadMagic { offset }) => Err(Error::Corruption {
-                file: path,
-                offset,
-                reason: format!(
-                    "the MANIFEST does not start with ringlog's magic {:?}: damaged, or written by another program",
-                    String::from_utf8_lossy(&ringlog_format::MANIFEST_MAGIC)
-                ),
-            }),
-            Err(e) => Err(Error::Corruption {
-                file: path,
-                offset: e.offset(),
-                reason: e.to_string(),
-            }),
-        };
-    }
-    // A new database: write the manifest beside, sync, rename into place, sync the directory.
-    let epoch = random_u64();
-    let tmp = dir.join(MANIFEST_TMP);
-    let file = vfs
-        .open(
-            &tmp,
-            OpenOptions {
-                write: true,
-                create: true,
-                direct: false,
-            },
-        )
-        .map_err(|e| Error::io("create manifest", tmp.clone(), e))?;
-    file.set_len(0)
-        .map_err(|e| Error::io("truncate manifest", tmp.clone(), e))?;
-    file.write_all_at(&Manifest::new(epoch, now_ns()).encode(), 0)
-        .map_err(|e| Error::io("write manifest", tmp.clone(), e))?;
-    file.sync_all()
-        .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
-    drop(file);
-    failpoint!("manifest::before_rename");
-    vfs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
-    failpoint!("manifest::before_dir_sync");
-    vfs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
-    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
-    Ok(epoch)
-}
-
-/// An ordered snapshot of entries returned by [`Db::range`] and [`Db::prefix`].
-#[derive(Debug)]
-pub struct Scan {
-    items: std::vec::IntoIter<(Arc<[u8]>, Value)>,
-}
-
-impl Iterator for Scan {
-    type Item = (Arc<[u8]>, Value);
-    fn next(&mut self) -> Option<Self::Item> {
-        self.items.next()
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.items.size_hint()
-    }
-}
-
-impl DoubleEndedIterator for Scan {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.items.next_back()
-    }
-}
-
-impl ExactSizeIterator for Scan {}
-
-enum Op {
-    Put(Box<[u8]>, Box<[u8]>),
-    Delete(Box<[u8]>),
-}
-
-impl Op {
-    fn as_ref(&self) -> OpRef<'_> {
-        match self {
-            Op::Put(k, v) => OpRef::Put(k, v),
-            Op::Delete(k) => OpRef::Delete(k),
-        }
-    }
-}
-
-/// A transaction: writes buffered until [`Txn::commit`], then applied atomically with one LSN.
-/// Reads through the transaction see its own writes first. Dropping it without committing
-/// discards its writes.
-#[must_use = "a transaction dropped without commit() discards its writes"]
-pub struct Txn<'db> {
-    db: &'db Db,
-    ops: Vec<Op>,
-    bytes: usize,
-}
-
-impl std::fmt::Debug for Txn<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Txn")
-            .field("ops", &self.ops.len())
-            .field("bytes", &self.bytes)
-            .finish()
-    }
-}
-
-impl Txn<'_> {
-    fn add(&mut self, op: Op) -> Result<()> {
-        self.db.validate(&[op.as_ref()])?;
-        let len = txn_encoded_len(&[op.as_ref()]);
-        // A one-operation transaction is one autocommit record; with more, Begin and Commit
-        // markers frame the operations.
-        let markers = if self.ops.is_empty() {
-            0
-        } else {
-            2 * ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN)
-        };
-        let total = self.bytes + len + markers;
-        if self.db.shared.log.is_some() && total > self.db.max_txn_bytes {
-            return Err(Error::TransactionTooLarge {
-                len: total,
-                max: self.db.max_txn_bytes,
-            });
-        }
-        self.bytes += len;
-        self.ops.push(op);
-        Ok(())
-    }
-
-    /// Buffers `key` = `value`. Invalid input is refused here, leaving the transaction as it was.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`], [`Error::ValueTooLarge`]: checked at once, so
-    /// a bad operation never reaches the commit.
-    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.add(Op::Put(key.into(), value.into()))
-    }
-
-    /// Buffers the removal of `key`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`].
-    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
-        self.add(Op::Delete(key.into()))
-    }
-
-    /// Reads `key` as this transaction would leave it: its own latest write, else the database's
-    /// committed value (its LSN is the committed one; a pending write has LSN 0).
-    ///
-    /// # Errors
-    ///
-    /// As [`Db::get`].
-    pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        for op in self.ops.iter().rev() {
-            match op {
-                Op::Put(k, v) if &**k == key => return Ok(Some(Value::new(Arc::from(&**v), 0))),
-                Op::Delete(k) if &**k == key => return Ok(None),
-                _ => {}
+                if sig.requested {
+                    sig.requested = false;
+                    break;
+                }
+                let periodic = match v.retention.lock().policy {
+                    Retention::NewerThan(d) => Some((d / 4).clamp(
+                        std::time::Duration::from_millis(10),
+                        std::time::Duration::from_secs(10),
+                    )),
+                    _ => None,
+                };
+                match periodic {
+                    Some(p) => {
+                        if v.trim_cv.wait_for(&mut sig, p).timed_out() {
+                            break;
+                        }
+                    }
+                    None => v.trim_cv.wait(&mut sig),
+                }
             }
         }
-        self.db.get(key)
-    }
-
-    /// Number of buffered operations.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    /// True when nothing is buffered.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Commits with the database's durability and returns the transaction's LSN. An empty
-    /// transaction writes nothing and returns the current last LSN.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::TransactionTooLarge`] when its records cannot fit in one segment (nothing is
-    /// written); [`Error::Poisoned`] when the write or sync failed (a `Strict` commit is then not
-    /// durable and the database refuses further writes); [`Error::Closed`] after [`Db::close`];
-    /// [`Error::IdSpaceExhausted`] when the log's LSNs reached the format's maximum.
-    pub fn commit(self) -> Result<Lsn> {
-        self.commit_inner(None)
-    }
-
-    /// Commits with `durability` instead of the database's: `Strict` waits for an fdatasync
-    /// covering this and every earlier commit; `Buffered` does not wait. Asking an in-memory
-    /// database for durability, or a persistent one to skip its log, is an error.
-    ///
-    /// # Errors
-    ///
-    /// As [`Txn::commit`], and [`Error::DurabilityUnavailable`] when an in-memory database is asked
-    /// for durability or a database with a log for `InMemory`.
-    pub fn commit_with(self, durability: Durability) -> Result<Lsn> {
-        self.commit_inner(Some(durability))
-    }
-
-    fn commit_inner(self, durability: Option<Durability>) -> Result<Lsn> {
-        if self.ops.is_empty() {
-            self.db.check_open()?;
-            return Ok(self.db.last_lsn());
+        let _one = v.trim_running.lock();
+        if trim(&*shared).is_none() {
+            return;
         }
-        let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();
-        self.db.commit_ops(&refs, durability)
+    }
+}
+
+impl TrimHost for Shared {
+    fn versions(&self) -> &Versions {
+        &self.versions
     }
 
-    /// Discards the buffered writes (the same as dropping the transaction).
-    pub fn abort(self) {}
+    fn visible(&self) -> Lsn {
+        self.visible.get()
+    }
+
+    fn durable(&self) -> Option<Lsn> {
+        self.log
+            .as_ref()
+            .map(|_| self.durable_lsn.load(Ordering::Acquire))
+    }
+
+    fn next_lsn(&self) -> Lsn {
+        self.state.lock().next_lsn
+    }
+
+    fn wait_visible(&self, lsn: Lsn) -> bool {
+        loop {
+            if self
+                .visible
+                .wait_for(lsn, std::time::Duration::from_millis(5))
+            {
+                return true;
+            }
+            if self.versions.trim_lock.lock().closing || self.state.lock().poisoned.is_some() {
+                return false;
+            }
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
 }

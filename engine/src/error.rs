@@ -83,6 +83,23 @@ pub enum Error {
     /// (`2^63 - 1`): no commit can be numbered after it. No real log gets there (2^63 commits);
     /// a log that claims it was damaged or crafted.
     IdSpaceExhausted(&'static str),
+    /// A read at a version below what the retention policy (and the live snapshots) kept: the
+    /// versions it would need were dropped. Never answered with a newer or older version instead.
+    HistoryTrimmed {
+        /// The LSN the read asked for.
+        requested: u64,
+        /// The oldest LSN a read can ask for (for this key, when only the key's history was
+        /// trimmed by [`crate::Retention::LastVersions`]).
+        earliest_retained: u64,
+    },
+    /// A read at a version that is not visible yet: no transaction with that LSN has committed
+    /// (or, for a `Strict` commit, become durable) so far.
+    NotYetVisible {
+        /// The LSN the read asked for.
+        requested: u64,
+        /// The newest visible LSN.
+        visible: u64,
+    },
 }
 
 impl Error {
@@ -149,6 +166,14 @@ impl fmt::Display for Error {
             Error::DurabilityUnavailable(why) => write!(f, "durability unavailable: {why}"),
             Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
             Error::Closed => f.write_str("the database is closed"),
+            Error::HistoryTrimmed { requested, earliest_retained } => write!(
+                f,
+                "history trimmed: LSN {requested} was asked for, but versions before LSN {earliest_retained} are no longer retained"
+            ),
+            Error::NotYetVisible { requested, visible } => write!(
+                f,
+                "LSN {requested} is not visible yet (the newest visible LSN is {visible})"
+            ),
         }
     }
 }

@@ -148,11 +148,18 @@ pub mod bugs {
         /// After a crash that left a torn tail, the next segment (created by the first commit)
         /// records the torn segment's end one sector past its last valid record.
         DeferredRotationPastTheEnd,
+        /// No LSN leases: a run hands out LSNs without recording them first, so after a
+        /// Buffered crash the next run numbers new commits with LSNs already returned.
+        SkipLsnLease,
+        /// A `Strict` commit becomes visible to readers before its sync completes.
+        PublishStrictBeforeDurable,
+        /// A history trim ignores live snapshots: their reads lose versions.
+        TrimIgnoresSnapshots,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 11] = [
+        pub const ALL: [Bug; 14] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -164,6 +171,9 @@ pub mod bugs {
             Bug::LostSyncWakeup,
             Bug::SkipResyncOnReopen,
             Bug::DeferredRotationPastTheEnd,
+            Bug::SkipLsnLease,
+            Bug::PublishStrictBeforeDurable,
+            Bug::TrimIgnoresSnapshots,
         ];
 
         fn bit(self) -> u32 {
@@ -214,10 +224,11 @@ pub(crate) fn retry_failed_sync(res: io::Result<()>, _file: &dyn VFile) -> io::R
 
 /// Hook: the highest LSN recovery saw. The `ReuseLsnAfterRecovery` bug lowers it by one.
 #[inline(always)]
-pub(crate) fn recovered_max_lsn(max_lsn: Lsn) -> Lsn {
+pub(crate) fn recovered_max_lsn(max_lsn: Lsn, _last_applied: Lsn) -> Lsn {
     #[cfg(feature = "planted-bugs")]
     if bugs::armed(bugs::Bug::ReuseLsnAfterRecovery) {
-        return max_lsn.saturating_sub(1);
+        // Ignores LSN leases too: numbers the next commit with the last applied LSN.
+        return _last_applied.saturating_sub(1);
     }
     max_lsn
 }
@@ -304,4 +315,31 @@ pub(crate) fn deferred_prev_end(valid_end: u64) -> u64 {
         return valid_end + 512;
     }
     valid_end
+}
+
+#[inline(always)]
+pub(crate) fn write_leases() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::SkipLsnLease) {
+        return false;
+    }
+    true
+}
+
+#[inline(always)]
+pub(crate) fn publish_strict_early() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::PublishStrictBeforeDurable) {
+        return true;
+    }
+    false
+}
+
+#[inline(always)]
+pub(crate) fn trim_ignores_snapshots() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::TrimIgnoresSnapshots) {
+        return true;
+    }
+    false
 }

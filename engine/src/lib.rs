@@ -70,14 +70,20 @@
 #[macro_use]
 mod hooks;
 mod db;
+mod dir;
 mod error;
 mod index;
 mod log;
 mod options;
+mod publish;
 mod recovery;
 mod segment;
+mod skiplist;
+mod snapshot;
+mod stats;
+mod txn;
 
-pub use db::{Db, DbBuilder, Scan, Stats, Txn};
+pub use db::{Db, DbBuilder};
 pub use error::{Error, Result};
 #[cfg(feature = "planted-bugs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "planted-bugs")))]
@@ -85,6 +91,8 @@ pub use hooks::bugs;
 #[cfg(feature = "failpoints")]
 #[cfg_attr(docsrs, doc(cfg(feature = "failpoints")))]
 pub use hooks::failpoints;
+pub use index::retention::Retention;
+pub use index::scan::Scan;
 pub use index::{Lsn, Value};
 pub use options::{
     Durability, IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy, Vfs, MAX_SEGMENT_SIZE,
@@ -94,3 +102,6 @@ pub use recovery::RecoveryStats;
 pub use ringlog_format::MAX_KEY_LEN;
 /// The I/O layer, re-exported for custom [`Vfs`] implementations.
 pub use ringlog_uring as io;
+pub use snapshot::Snapshot;
+pub use stats::Stats;
+pub use txn::Txn;

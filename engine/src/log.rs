@@ -9,14 +9,15 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use ringlog_format::{
     align_up, encode_padding, encode_record, encoded_len, AlignedBuf, RecordKind, RecordSpec,
     SegmentPos, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{BlockReason, LogDriver, SyncStrategy, VFile, Vfs, Waker};
 
-use crate::index::{Index, Lsn, OpRef};
+use crate::index::{Lsn, OpRef, Versions};
+use crate::publish::Visibility;
 use crate::segment::{create_segment, now_ns, SegmentConfig};
 
 /// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
@@ -68,6 +69,16 @@ pub(crate) struct State {
     /// Set at open when the recovered tail cannot be appended to: the first append starts the next
     /// segment, recording this end of the current one.
     rotate_first: Option<u64>,
+    /// Highest LSN lease appended to the log: LSNs up to it may be assigned.
+    lease_appended: Lsn,
+    /// Appended leases not yet known durable: (bound, first LSN appended after the lease record).
+    /// A lease is durable once that LSN is.
+    leases_pending: VecDeque<(Lsn, Lsn)>,
+    /// Highest lease known durable: LSNs up to it may be *returned* to callers whose commits are
+    /// not durable yet (Buffered).
+    lease_durable: Lsn,
+    /// This run wrote a lease.
+    leased: bool,
 }
 
 impl State {
@@ -84,6 +95,8 @@ pub(crate) struct LogConfig {
     pub(crate) align: u64,
     pub(crate) strategy: SyncStrategy,
     pub(crate) backpressure: usize,
+    /// LSNs one lease reserves.
+    pub(crate) lease_span: u64,
 }
 
 /// Monotonic counters for [`crate::Stats`].
@@ -99,15 +112,23 @@ pub(crate) struct Counters {
     pub(crate) segments_created: AtomicU64,
 }
 
+/// What the database's threads share.
+///
+/// Lock order (never acquire against it): `State` (the log mutex) → the index's retention lock →
+/// its snapshot registry → the visibility lock. The commit path takes only the log mutex, briefly
+/// (LSN assignment and log-buffer reservation), then inserts into the index with no lock and
+/// publishes under the visibility lock alone.
 pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
-    pub(crate) index: RwLock<Index>,
+    /// The versioned index.
+    pub(crate) versions: Versions,
+    /// Which prefix of the commit order readers see.
+    pub(crate) visible: Visibility,
     /// Signalled when the durable LSN advances, on poison and when the log thread exits.
     pub(crate) durable_cv: Condvar,
     /// Signalled when pending bytes are taken by the log thread.
     pub(crate) space_cv: Condvar,
     pub(crate) durable_lsn: AtomicU64,
-    pub(crate) last_lsn: AtomicU64,
     pub(crate) closed: AtomicBool,
     /// Mirrors `State::poisoned.is_some()` for parked committers, which hold no lock.
     poisoned_flag: AtomicBool,
@@ -121,7 +142,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        index: Index,
+        versions: Versions,
+        visible: Lsn,
         next_lsn: Lsn,
         log: Option<(LogConfig, u64, u64)>,
         run_id: u64,
@@ -150,12 +172,16 @@ impl Shared {
                 poisoned: None,
                 spare: Vec::new(),
                 rotate_first: None,
+                lease_appended: next_lsn - 1,
+                leases_pending: VecDeque::new(),
+                lease_durable: next_lsn - 1,
+                leased: false,
             }),
-            index: RwLock::new(index),
+            versions,
+            visible: Visibility::new(visible, next_lsn),
             durable_cv: Condvar::new(),
             space_cv: Condvar::new(),
             durable_lsn: AtomicU64::new(next_lsn - 1),
-            last_lsn: AtomicU64::new(next_lsn - 1),
             closed: AtomicBool::new(false),
             poisoned_flag: AtomicBool::new(false),
             counters: Counters::default(),
@@ -239,37 +265,115 @@ impl Shared {
         }
     }
 
-    /// Waits until `lsn`, just appended, is durable or the log is poisoned.
-    pub(crate) fn wait_committed(
-        &self,
-        st: &mut MutexGuard<'_, State>,
-        lsn: Lsn,
-    ) -> Result<(), Arc<io::Error>> {
-        // Every pending record goes out with the next take.
+    /// Registers the calling committer, whose record with `lsn` was just appended (in this
+    /// critical section: every pending record goes out with the next take), to be unparked when
+    /// that round is durable. Then [`Shared::await_durable`], after releasing the lock.
+    pub(crate) fn register_commit_waiter(&self, st: &mut State, lsn: Lsn) {
         let round = ((st.takes + 1) % 2) as usize;
         if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
             st.round_waiters[round].push(std::thread::current());
-            self.will_block(BlockReason::CommitDurable);
-            MutexGuard::unlocked(st, || {
-                // park() may return spuriously; an unpark before it makes it return at once.
-                while self.durable_lsn.load(Ordering::Acquire) < lsn
-                    && !self.poisoned_flag.load(Ordering::Acquire)
-                {
-                    std::thread::park();
-                }
-            });
-        }
-        match &st.poisoned {
-            Some(e) if self.durable_lsn.load(Ordering::Acquire) < lsn => Err(e.clone()),
-            _ => Ok(()),
         }
     }
 
-    /// Encodes a transaction's records into the pending batches at the current cursor, opening a
-    /// new segment first when it does not fit. `ops` have been validated.
-    pub(crate) fn append(&self, st: &mut State, ops: &[OpRef<'_>], lsn: Lsn, txn_id: u64) {
+    /// Waits (parked, no lock held) until `lsn` is durable or the log is poisoned.
+    pub(crate) fn await_durable(&self, lsn: Lsn) -> Result<(), Arc<io::Error>> {
+        if self.durable_lsn.load(Ordering::Acquire) < lsn {
+            self.will_block(BlockReason::CommitDurable);
+            // park() may return spuriously; an unpark before it makes it return at once.
+            while self.durable_lsn.load(Ordering::Acquire) < lsn
+                && !self.poisoned_flag.load(Ordering::Acquire)
+            {
+                std::thread::park();
+            }
+        }
+        if self.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        let st = self.state.lock();
+        match &st.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails with [`crate::Error::Closed`] once the database is closed.
+    pub(crate) fn check_open(&self) -> crate::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(crate::Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// The lease record to write before the transaction with `lsn`, if one is due: when `lsn` is
+    /// beyond the last lease, or past half of it (renewal ahead of need, so that the new lease is
+    /// usually durable before it is needed). Records it as appended.
+    pub(crate) fn lease_due(&self, st: &mut State, lsn: Lsn) -> Option<Lsn> {
+        let cfg = self.log.as_ref()?;
+        let span = cfg.lease_span;
+        if !crate::hooks::write_leases() || lsn + span / 2 <= st.lease_appended {
+            return None;
+        }
+        let bound = st.lease_appended.max(lsn - 1) + span;
+        st.lease_appended = bound;
+        st.leased = true;
+        st.leases_pending.push_back((bound, lsn));
+        Some(bound)
+    }
+
+    /// Whether `lsn` may be returned to a caller before its commit is durable: a durable lease
+    /// covers it.
+    pub(crate) fn lease_covers(&self, st: &mut State, lsn: Lsn) -> bool {
+        let durable = self.durable_lsn.load(Ordering::Acquire);
+        while let Some(&(bound, first_after)) = st.leases_pending.front() {
+            if first_after > durable {
+                break;
+            }
+            st.lease_durable = st.lease_durable.max(bound);
+            st.leases_pending.pop_front();
+        }
+        lsn <= st.lease_durable || !crate::hooks::write_leases()
+    }
+
+    /// At close: lowers the lease to the last assigned LSN (every LSN of this run is accounted
+    /// for), so that the next run continues from there instead of above the lease. Only when this
+    /// run wrote a lease.
+    pub(crate) fn append_closing_lease(&self, st: &mut State) {
+        if self.log.is_none() || !st.leased {
+            return;
+        }
+        let last = st.next_lsn - 1;
+        if st.lease_appended > last {
+            st.lease_appended = last;
+            let lsn = st.next_lsn;
+            self.append(st, &[], lsn, 0, false, Some(last));
+        }
+    }
+
+    /// Encodes a transaction's records (preceded by a lease record when `lease` is set; only the
+    /// lease when `ops` is empty) into the pending batches at the current cursor, opening a new
+    /// segment first when they do not fit. `ops` have been validated. `system` marks the writes
+    /// as the engine's own ([`ringlog_format::FLAG_SYSTEM`]).
+    pub(crate) fn append<'a>(
+        &self,
+        st: &mut State,
+        ops: &[OpRef<'a>],
+        lsn: Lsn,
+        txn_id: u64,
+        system: bool,
+        lease: Option<Lsn>,
+    ) {
         let cfg = self.log.as_ref().expect("append needs a log");
-        let need = txn_encoded_len(ops);
+        let lease_len = if lease.is_some() {
+            encoded_len(0, MARKER_PAYLOAD_LEN)
+        } else {
+            0
+        };
+        let txn_len = if ops.is_empty() {
+            0
+        } else {
+            txn_encoded_len(ops)
+        };
+        let need = lease_len + txn_len;
         let reserve = cfg.align as usize + RECORD_HEADER_LEN;
         assert!(
             need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
@@ -338,24 +442,30 @@ impl Shared {
             debug_assert_eq!(n, len);
             at += n as u64;
         };
-        fn op_spec<'a>(
-            op: &OpRef<'a>,
-            lsn: Lsn,
-            txn_id: u64,
-            run: u64,
-            ts: u64,
-            batch_start: u32,
-        ) -> RecordSpec<'a> {
-            match *op {
-                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, txn_id, run, ts, batch_start),
-                OpRef::Delete(k) => RecordSpec::delete(k, lsn, txn_id, run, ts, batch_start),
+        fn with_system(spec: RecordSpec<'_>, system: bool) -> RecordSpec<'_> {
+            if system {
+                spec.system()
+            } else {
+                spec
             }
         }
-        if let [op] = ops {
+        let op_spec = |op: &OpRef<'a>| {
+            let spec = match *op {
+                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, txn_id, run, ts, batch_start),
+                OpRef::Delete(k) => RecordSpec::delete(k, lsn, txn_id, run, ts, batch_start),
+            };
+            with_system(spec, system)
+        };
+        if let Some(bound) = lease {
             put(
                 &mut batch.buf,
-                op_spec(op, lsn, txn_id, run, ts, batch_start).autocommit(),
+                RecordSpec::lease(bound, run, ts, batch_start),
             );
+        }
+        if ops.is_empty() {
+            // A lease alone.
+        } else if let [op] = ops {
+            put(&mut batch.buf, op_spec(op).autocommit());
         } else {
             let n = ops.len() as u32;
             put(
@@ -363,10 +473,7 @@ impl Shared {
                 RecordSpec::marker(RecordKind::BeginTxn, n, lsn, txn_id, run, ts, batch_start),
             );
             for op in ops {
-                put(
-                    &mut batch.buf,
-                    op_spec(op, lsn, txn_id, run, ts, batch_start),
-                );
+                put(&mut batch.buf, op_spec(op));
             }
             put(
                 &mut batch.buf,
@@ -378,10 +485,12 @@ impl Shared {
             need as u64,
             "encoded size matches the reservation"
         );
-        batch.last_lsn = lsn;
         st.cursor = at;
         st.pending_bytes += need;
-        st.pending_commits += 1;
+        if !ops.is_empty() {
+            batch.last_lsn = lsn;
+            st.pending_commits += 1;
+        }
         self.counters
             .bytes_appended
             .fetch_add(need as u64, Ordering::Relaxed);
@@ -406,6 +515,8 @@ impl Shared {
         self.space_cv.notify_all();
         drop(st);
         parked.iter().for_each(Thread::unpark);
+        // A Strict commit that failed is never published: nothing after it becomes visible.
+        self.visible.stop();
     }
 }
 

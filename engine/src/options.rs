@@ -125,6 +125,15 @@ pub struct Options {
     pub recovery: RecoveryMode,
     /// A custom I/O layer (a simulated or fault-injecting disk). When set, `io` is ignored.
     pub vfs: Option<Arc<dyn Vfs>>,
+    /// Superseded versions (and tombstones) the index accumulates before a background trim drops
+    /// the ones no retention policy or snapshot needs. Default 65,536; at least 1. Lower values
+    /// bound memory more tightly at the cost of more frequent trims (each copies the retained
+    /// versions once).
+    pub trim_threshold: usize,
+    /// LSNs one lease record reserves (see docs/DURABILITY.md, "LSNs are never reused"): a run
+    /// writes a lease before handing out LSNs beyond the previous one, and the next run starts
+    /// above the last lease. Default 65,536; at least 2.
+    pub lease_span: u64,
 }
 
 impl Default for Options {
@@ -138,6 +147,8 @@ impl Default for Options {
             preallocate: Preallocate::default(),
             recovery: RecoveryMode::default(),
             vfs: None,
+            trim_threshold: 1 << 16,
+            lease_span: 1 << 16,
         }
     }
 }
@@ -153,6 +164,8 @@ impl fmt::Debug for Options {
             .field("preallocate", &self.preallocate)
             .field("recovery", &self.recovery)
             .field("vfs", &self.vfs.as_ref().map(|v| v.backend()))
+            .field("trim_threshold", &self.trim_threshold)
+            .field("lease_span", &self.lease_span)
             .finish()
     }
 }
@@ -226,15 +239,32 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::trim_threshold`].
+    pub fn trim_threshold(mut self, versions: usize) -> Options {
+        self.trim_threshold = versions;
+        self
+    }
+
+    /// Sets [`Options::lease_span`].
+    pub fn lease_span(mut self, lsns: u64) -> Options {
+        self.lease_span = lsns;
+        self
+    }
+
     /// Largest value a single put accepts with these options, for a key of `key_len` bytes.
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_txn_bytes()
             .saturating_sub(RECORD_HEADER_LEN + key_len + 8)
     }
 
-    /// Largest encoded transaction: a segment minus its header and the worst-case batch padding.
+    /// Largest encoded transaction: a segment minus its header, the worst-case batch padding and
+    /// a lease record that may precede it.
     pub(crate) fn max_txn_bytes(&self) -> usize {
-        (self.segment_size - SEGMENT_HEADER_LEN as u64 - MAX_ALIGN - RECORD_HEADER_LEN as u64)
+        (self.segment_size
+            - SEGMENT_HEADER_LEN as u64
+            - MAX_ALIGN
+            - RECORD_HEADER_LEN as u64
+            - ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN) as u64)
             as usize
     }
 
@@ -243,6 +273,17 @@ impl Options {
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&s) || !s.is_multiple_of(MAX_ALIGN) {
             return Err(Error::InvalidOptions(format!(
                 "segment_size {s} must be a multiple of 4096 between {MIN_SEGMENT_SIZE} and {MAX_SEGMENT_SIZE}"
+            )));
+        }
+        if self.trim_threshold == 0 {
+            return Err(Error::InvalidOptions(
+                "trim_threshold must be at least 1".into(),
+            ));
+        }
+        if !(2..=1 << 40).contains(&self.lease_span) {
+            return Err(Error::InvalidOptions(format!(
+                "lease_span {} must be between 2 and 2^40",
+                self.lease_span
             )));
         }
         if let Durability::Buffered {

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use ringlog_format::{
     decode_record, find_later_batch, DecodeError, LaterBatch, Record, RecordKind, SegmentHeader,
-    SegmentPos, MAX_ID, SEGMENT_HEADER_LEN,
+    SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
-use crate::index::{Index, Loader, Lsn, OpRef};
+use crate::index::loader::{Loader, Version};
+use crate::index::retention::{Retention, RETENTION_KEY};
+use crate::index::{Lsn, OpRef};
 use crate::options::RecoveryMode;
 use crate::segment::{parse_creating_name, parse_segment_name, read_segment, segment_file_name};
 use crate::{Error, Result};
@@ -60,12 +62,21 @@ pub(crate) struct Tail {
     /// True when every byte from `valid_end` to the end of the file is zero, so appending may
     /// continue there.
     pub(crate) clean: bool,
+    /// True when the segment is of the format version this build writes (an older one is never
+    /// appended to: it would then hold records its version does not have).
+    pub(crate) current_version: bool,
 }
 
 pub(crate) struct Recovered {
-    pub(crate) index: Index,
+    /// Every loaded version, key ascending and LSN descending.
+    pub(crate) versions: Vec<Version>,
+    /// The retention policy the log ends with, and the trim floor its entries imply.
+    pub(crate) retention: (Retention, Lsn),
+    /// (commit time, LSN) samples at least 1 ms apart, oldest first.
+    pub(crate) samples: Vec<(u64, Lsn)>,
     pub(crate) stats: RecoveryStats,
-    /// Highest LSN seen anywhere (applied or not, or a segment's base LSN).
+    /// Highest LSN seen anywhere (applied or not, or a segment's base LSN), or the bound of the
+    /// last LSN lease in the log if higher: the next run starts above it.
     pub(crate) max_lsn: Lsn,
     pub(crate) max_txn_id: u64,
     pub(crate) max_run_id: u64,
@@ -75,8 +86,9 @@ pub(crate) struct Recovered {
 struct OpenTxn {
     txn_id: u64,
     lsn: Lsn,
-    /// (is_put, key start, key len, value start, value len), offsets into the segment buffer.
-    ops: Vec<(bool, usize, usize, usize, usize)>,
+    /// (is_put, key start, key len, value start, value len, system), offsets into the segment
+    /// buffer.
+    ops: Vec<(bool, usize, usize, usize, usize, bool)>,
 }
 
 /// Applies records in log order, keeping transactions atomic.
@@ -88,6 +100,10 @@ struct Applier {
     max_txn_id: u64,
     max_run_id: u64,
     stats: RecoveryStats,
+    retention: (Retention, Lsn),
+    samples: Vec<(u64, Lsn)>,
+    /// The bound of the last lease record, in log order.
+    last_lease: Option<Lsn>,
 }
 
 impl Applier {
@@ -99,23 +115,60 @@ impl Applier {
             return;
         }
         let Some(t) = self.open.take() else { return };
-        if t.ops.is_empty() || self.commit(t.lsn).is_err() {
+        if t.ops.is_empty() || self.commit(t.lsn, 0).is_err() {
             return;
         }
-        self.apply_txn(t, buf);
+        let _ = self.apply_txn(t, buf);
     }
 
     /// Applies the operations of transaction `t`, whose commit was accepted, at its LSN.
-    fn apply_txn(&mut self, t: OpenTxn, buf: &[u8]) {
-        for (is_put, ks, kl, vs, vl) in t.ops {
+    fn apply_txn(&mut self, t: OpenTxn, buf: &[u8]) -> std::result::Result<(), String> {
+        for (is_put, ks, kl, vs, vl, system) in t.ops {
             let key = &buf[ks..ks + kl];
             let op = if is_put {
                 OpRef::Put(key, &buf[vs..vs + vl])
             } else {
                 OpRef::Delete(key)
             };
-            self.index.apply(op, t.lsn, buf);
+            self.apply(op, t.lsn, buf, system)?;
         }
+        Ok(())
+    }
+
+    /// Applies one operation of a committed transaction: to the index, or for a system entry to
+    /// the engine's own state.
+    fn apply(
+        &mut self,
+        op: OpRef<'_>,
+        lsn: Lsn,
+        buf: &[u8],
+        system: bool,
+    ) -> std::result::Result<(), String> {
+        if !system {
+            self.index.apply(op, lsn, buf);
+            return Ok(());
+        }
+        match op {
+            OpRef::Put(k, v) if k == RETENTION_KEY => {
+                let Some((policy, floor)) = Retention::decode(v) else {
+                    return Err(format!(
+                        "the retention policy entry at LSN {lsn} does not decode"
+                    ));
+                };
+                let mut floor = self.retention.1.max(floor);
+                if policy != Retention::Snapshots {
+                    // History is kept from this entry on (and was not before it).
+                    floor = floor.max(lsn - 1);
+                    self.index.keep_versions();
+                }
+                self.retention = (policy, floor);
+            }
+            other => log::warn!(
+                "ignoring unknown system entry {:?} at LSN {lsn}",
+                String::from_utf8_lossy(other.key())
+            ),
+        }
+        Ok(())
     }
 
     /// Ends the segment whose buffer is `buf` (before the buffer is reused).
@@ -128,7 +181,7 @@ impl Applier {
 
     /// Accepts a complete transaction's LSN; an LSN that does not follow the previous one is
     /// damage (a misdirected or duplicated record), reported like a record that failed to decode.
-    fn commit(&mut self, lsn: Lsn) -> std::result::Result<(), String> {
+    fn commit(&mut self, lsn: Lsn, timestamp: u64) -> std::result::Result<(), String> {
         if lsn <= self.last_applied {
             return Err(format!(
                 "transaction LSN {lsn} does not follow the previous LSN {}",
@@ -137,6 +190,13 @@ impl Applier {
         }
         self.last_applied = lsn;
         self.stats.transactions_applied += 1;
+        if self
+            .samples
+            .last()
+            .is_none_or(|&(t, _)| timestamp >= t.saturating_add(1_000_000))
+        {
+            self.samples.push((timestamp, lsn));
+        }
         Ok(())
     }
 
@@ -174,13 +234,13 @@ impl Applier {
                 if self.open.take().is_some() {
                     self.stats.transactions_incomplete += 1;
                 }
-                self.commit(h.lsn)?;
+                self.commit(h.lsn, h.timestamp)?;
                 let op = if rec.kind == RecordKind::Write {
                     OpRef::Put(rec.key, rec.value)
                 } else {
                     OpRef::Delete(rec.key)
                 };
-                self.index.apply(op, h.lsn, buf);
+                self.apply(op, h.lsn, buf, h.flags & FLAG_SYSTEM != 0)?;
             }
             RecordKind::Write | RecordKind::Delete => {
                 if in_open(&self.open) {
@@ -193,6 +253,7 @@ impl Applier {
                         rec.key.len(),
                         vs,
                         rec.value.len(),
+                        h.flags & FLAG_SYSTEM != 0,
                     ));
                 } else {
                     self.stats.orphaned_records += 1;
@@ -207,8 +268,8 @@ impl Applier {
                         self.stats.transactions_incomplete += 1;
                         return Ok(());
                     }
-                    self.commit(t.lsn)?;
-                    self.apply_txn(t, buf);
+                    self.commit(t.lsn, h.timestamp)?;
+                    self.apply_txn(t, buf)?;
                 } else {
                     self.stats.orphaned_records += 1;
                 }
@@ -228,6 +289,9 @@ impl Applier {
                     rec.offset,
                     rec.marker
                 );
+            }
+            RecordKind::Lease => {
+                self.last_lease = Some(rec.marker);
             }
             RecordKind::Padding => {}
         }
@@ -325,6 +389,9 @@ pub(crate) fn recover(
         max_txn_id: 0,
         max_run_id: 0,
         stats: RecoveryStats::default(),
+        retention: (Retention::Snapshots, 0),
+        samples: Vec::new(),
+        last_lease: None,
     };
     // A segment is created as `<id>.log.tmp` and renamed to `<id>.log` only once its header is
     // durable; records are written only after that. A `.tmp` file is therefore a creation that a
@@ -525,6 +592,7 @@ pub(crate) fn recover(
                 id,
                 valid_end: pos as u64,
                 clean: garbage.is_none() && app.stats.truncated_at.is_none(),
+                current_version: header.version == FORMAT_VERSION,
             });
         }
         last_seen = Some((id, pos as u64));
@@ -537,16 +605,25 @@ pub(crate) fn recover(
             id,
             valid_end,
             clean: false,
+            current_version: false,
         });
     }
     app.stats.last_lsn = app.last_applied;
-    let index = app.index.finish();
-    app.stats.keys = index.len();
+    let versions = app.index.finish();
+    // Live keys: those whose newest version is a put.
+    app.stats.keys = versions
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| v.2.is_some() && (*i == 0 || versions[i - 1].0 != v.0))
+        .count();
     app.stats.duration = started.elapsed();
+    let max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
     Ok(Recovered {
-        index,
+        versions,
+        retention: app.retention,
+        samples: app.samples,
         stats: app.stats,
-        max_lsn: app.max_lsn,
+        max_lsn,
         max_txn_id: app.max_txn_id,
         max_run_id: app.max_run_id,
         tail,

@@ -287,11 +287,11 @@ fn operations_after_close_are_refused() {
         closed(
             "range",
             db.range::<&[u8], _>(..)
-                .map(|s| format!("{} entries", s.len())),
+                .map(|s| format!("{} entries", s.count())),
         );
         closed(
             "prefix",
-            db.prefix(b"a").map(|s| format!("{} entries", s.len())),
+            db.prefix(b"a").map(|s| format!("{} entries", s.count())),
         );
         closed("sync", db.sync().map(|()| "Ok(())".into()));
         closed("wait_durable", db.wait_durable(1).map(|()| "Ok(())".into()));

@@ -43,14 +43,20 @@ pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC};
 pub use record::{
     decode_record, encode_padding, encode_record, encoded_len, find_later_batch, find_next_valid,
     LaterBatch, Record, RecordHeader, RecordKind, RecordSpec, SearchCost, SegmentPos, BATCH_ALIGN,
-    FLAG_AUTOCOMMIT, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN,
+    FLAG_AUTOCOMMIT, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN,
     RECORD_HEADER_LEN,
 };
 pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
 /// Version of the on-disk format written by this crate. Stored in the manifest and in every
-/// segment header; a directory of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// segment header; a directory or segment of a version outside
+/// [`MIN_FORMAT_VERSION`]`..=FORMAT_VERSION` is refused. Version 2 added the Lease record kind
+/// and the system-key flag ([`FLAG_SYSTEM`]); version 1 files, which hold neither, are read as
+/// they are.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Oldest on-disk format version this crate reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 
 /// Largest LSN, transaction id, run id or segment id the format allows (2^63 - 1). An id read
 /// from disk above it is corruption ([`DecodeError::OutOfRange`]); an engine never assigns one

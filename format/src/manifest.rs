@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::{DecodeError, FORMAT_VERSION};
+use crate::{DecodeError, FORMAT_VERSION, MIN_FORMAT_VERSION};
 
 /// Magic number at the start of the manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"RINGLOG\0";
@@ -83,7 +83,7 @@ impl Manifest {
                 computed,
             });
         }
-        if m.version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&m.version) {
             return Err(DecodeError::UnsupportedVersion {
                 offset: 12,
                 version: m.version,

@@ -18,7 +18,10 @@ pub const MARKER_PAYLOAD_LEN: usize = 8;
 /// Flag on a Write or Delete record: the record is a complete transaction by itself (no
 /// BeginTxn/CommitTxn around it).
 pub const FLAG_AUTOCOMMIT: u8 = 1;
-const KNOWN_FLAGS: u8 = FLAG_AUTOCOMMIT;
+/// Flag of a Write or Delete: the key belongs to the engine's reserved system key space (e.g. a
+/// retention policy), not to the user's keys. Format version 2.
+pub const FLAG_SYSTEM: u8 = 2;
+const KNOWN_FLAGS: u8 = FLAG_AUTOCOMMIT | FLAG_SYSTEM;
 
 /// The fixed header of every record, stored little-endian exactly as laid out here.
 #[repr(C)]
@@ -68,6 +71,10 @@ pub enum RecordKind {
     Checkpoint = 6,
     /// Fills the rest of a write batch up to a block boundary; payload: zeros.
     Padding = 7,
+    /// An LSN lease: LSNs up to the payload (u64) may be handed out by the run that wrote it, so
+    /// the next run starts above it even when a crash lost the commits that used them. LSN and
+    /// transaction id 0. Format version 2.
+    Lease = 8,
 }
 
 impl RecordKind {
@@ -81,6 +88,7 @@ impl RecordKind {
             5 => RecordKind::AbortTxn,
             6 => RecordKind::Checkpoint,
             7 => RecordKind::Padding,
+            8 => RecordKind::Lease,
             _ => return None,
         })
     }
@@ -248,6 +256,20 @@ impl<'a> RecordSpec<'a> {
         }
     }
 
+    /// An LSN lease: the writing run may hand out LSNs up to `bound`.
+    pub fn lease(bound: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
+        RecordSpec {
+            marker: bound,
+            ..Self::new(RecordKind::Lease, 0, 0, run_id, timestamp, batch_start)
+        }
+    }
+
+    /// Marks a Write or Delete as belonging to the engine's system key space ([`FLAG_SYSTEM`]).
+    pub fn system(mut self) -> Self {
+        self.flags |= FLAG_SYSTEM;
+        self
+    }
+
     /// Marks a Write or Delete as a complete single-operation transaction.
     pub fn autocommit(mut self) -> Self {
         self.flags |= FLAG_AUTOCOMMIT;
@@ -257,9 +279,10 @@ impl<'a> RecordSpec<'a> {
     fn payload_len(&self) -> usize {
         match self.kind {
             RecordKind::Write | RecordKind::Delete => self.key.len() + self.value.len(),
-            RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
-                MARKER_PAYLOAD_LEN
-            }
+            RecordKind::BeginTxn
+            | RecordKind::CommitTxn
+            | RecordKind::Checkpoint
+            | RecordKind::Lease => MARKER_PAYLOAD_LEN,
             RecordKind::AbortTxn | RecordKind::Padding => 0,
         }
     }
@@ -347,7 +370,10 @@ pub fn encode_record(
             payload[..spec.key.len()].copy_from_slice(spec.key);
             payload[spec.key.len()..].copy_from_slice(spec.value);
         }
-        RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
+        RecordKind::BeginTxn
+        | RecordKind::CommitTxn
+        | RecordKind::Checkpoint
+        | RecordKind::Lease => {
             payload.copy_from_slice(&spec.marker.to_le_bytes());
         }
         RecordKind::AbortTxn | RecordKind::Padding => {}
@@ -514,7 +540,10 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
             }
             (&payload[..key_len], &payload[key_len..], 0)
         }
-        RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
+        RecordKind::BeginTxn
+        | RecordKind::CommitTxn
+        | RecordKind::Checkpoint
+        | RecordKind::Lease => {
             if header.flags != 0 || key_len != 0 {
                 return malformed("a marker carries no flags and no key");
             }
@@ -524,8 +553,22 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
             let mut m = [0u8; 8];
             m.copy_from_slice(payload);
             let marker = u64::from_le_bytes(m);
-            if kind != RecordKind::Checkpoint && marker > u32::MAX as u64 {
-                return malformed("transaction op count exceeds 32 bits");
+            match kind {
+                RecordKind::BeginTxn | RecordKind::CommitTxn if marker > u32::MAX as u64 => {
+                    return malformed("transaction op count exceeds 32 bits");
+                }
+                RecordKind::Lease if marker > crate::MAX_ID => {
+                    return Err(DecodeError::OutOfRange {
+                        offset,
+                        field: "lease bound",
+                        value: marker,
+                        max: crate::MAX_ID,
+                    });
+                }
+                RecordKind::Lease if header.lsn != 0 || header.txn_id != 0 => {
+                    return malformed("a lease has LSN and transaction id 0");
+                }
+                _ => {}
             }
             (&[][..], &[][..], marker)
         }
@@ -593,6 +636,13 @@ fn plausible(h: &RecordHeader, offset: u64, avail: usize) -> bool {
         }
         RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
             h.flags == 0 && h.key_len == 0 && payload == MARKER_PAYLOAD_LEN
+        }
+        RecordKind::Lease => {
+            h.flags == 0
+                && h.key_len == 0
+                && payload == MARKER_PAYLOAD_LEN
+                && h.lsn == 0
+                && h.txn_id == 0
         }
         RecordKind::AbortTxn => h.flags == 0 && h.key_len == 0 && payload == 0,
         RecordKind::Padding => h.flags == 0 && h.key_len == 0,
@@ -702,7 +752,7 @@ pub fn find_later_batch(
         let w = u64::from_le_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
         let (kind, flags, batch) = (w as u8, (w >> 8) as u8, w >> 32);
         if kind == 0
-            || kind > RecordKind::Padding as u8
+            || kind > RecordKind::Lease as u8
             || flags & !KNOWN_FLAGS != 0
             || batch <= damage
             || batch > offset

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::{DecodeError, FORMAT_VERSION};
+use crate::{DecodeError, FORMAT_VERSION, MIN_FORMAT_VERSION};
 
 /// Bytes reserved at the start of a segment for its header; records start here. A full 4 KiB
 /// block, so that record batches stay block-aligned for O_DIRECT I/O.
@@ -118,7 +118,7 @@ impl SegmentHeader {
                 computed,
             });
         }
-        if h.version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&h.version) {
             return Err(DecodeError::UnsupportedVersion {
                 offset: 8 + 4,
                 version: h.version,

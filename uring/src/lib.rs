@@ -335,6 +335,9 @@ pub enum BlockReason {
     WaitDurable,
     /// Backpressure: too many bytes wait for the log thread.
     Space,
+    /// A commit waits for the commits before it to become visible (commit order is visibility
+    /// order), e.g. a `Buffered` commit behind a `Strict` one that waits for its sync.
+    Visibility,
 }
 
 /// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,

@@ -1,130 +1,21 @@
-//! The in-memory index: each key's newest committed value and the LSN that wrote it.
+//! Recovery's loader: builds the first generation of the index from the operations the log
+//! replays, in log order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::ops::{Bound, Deref};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A log sequence number: the position of a committed transaction in the commit order. LSNs start
-/// at 1, increase by one per committed transaction and never repeat, across restarts too.
-pub type Lsn = u64;
+use super::retention::Plan;
+use super::{Lsn, OpRef, TRIMMED_BELOW};
+use crate::skiplist::SkipList;
 
-/// A value read from the database, with the LSN of the transaction that wrote it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Value {
-    bytes: Arc<[u8]>,
-    lsn: Lsn,
-}
-
-impl Value {
-    pub(crate) fn new(bytes: Arc<[u8]>, lsn: Lsn) -> Value {
-        Value { bytes, lsn }
-    }
-
-    /// The LSN of the transaction that wrote this value (its version).
-    pub fn lsn(&self) -> Lsn {
-        self.lsn
-    }
-
-    /// The value's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Deref for Value {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl AsRef<[u8]> for Value {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// Where an index entry's value lives. Today always in memory; the log keeps every record
-/// addressable by (segment id, offset), so a later version can store that position here instead
-/// of the bytes (the Bitcask/WiscKey model) without a format change.
+/// A key's newest version while loading.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub(crate) lsn: Lsn,
     pub(crate) value: Arc<[u8]>,
 }
 
-/// One operation of a transaction, borrowed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum OpRef<'a> {
-    Put(&'a [u8], &'a [u8]),
-    Delete(&'a [u8]),
-}
-
-impl<'a> OpRef<'a> {
-    pub(crate) fn key(&self) -> &'a [u8] {
-        match *self {
-            OpRef::Put(k, _) | OpRef::Delete(k) => k,
-        }
-    }
-}
-
-/// The ordered map of live keys.
-#[derive(Default, Debug)]
-pub(crate) struct Index {
-    map: BTreeMap<Arc<[u8]>, Entry>,
-}
-
-impl Index {
-    pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn) {
-        match op {
-            OpRef::Put(k, v) => {
-                let entry = Entry {
-                    lsn,
-                    value: Arc::from(v),
-                };
-                if let Some(slot) = self.map.get_mut(k) {
-                    debug_assert!(slot.lsn <= lsn, "index versions must not go backwards");
-                    *slot = entry;
-                } else {
-                    self.map.insert(Arc::from(k), entry);
-                }
-            }
-            OpRef::Delete(k) => {
-                self.map.remove(k);
-            }
-        }
-    }
-
-    pub(crate) fn get(&self, key: &[u8]) -> Option<Value> {
-        self.map
-            .get(key)
-            .map(|e| Value::new(e.value.clone(), e.lsn))
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(crate) fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Vec<(Arc<[u8]>, Value)> {
-        // BTreeMap::range panics on inverted or equal-excluded bounds; treat those as empty.
-        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
-            (lo, hi)
-        {
-            let empty = a > b
-                || (a == b
-                    && (matches!(lo, Bound::Excluded(_)) || matches!(hi, Bound::Excluded(_))));
-            if empty {
-                return Vec::new();
-            }
-        }
-        self.map
-            .range::<[u8], _>((lo, hi))
-            .map(|(k, e)| (k.clone(), Value::new(e.value.clone(), e.lsn)))
-            .collect()
-    }
-}
-
-/// Builds an [`Index`] from operations replayed in log order. Recovery applies millions of
+/// Builds the index from operations replayed in log order. Recovery applies millions of
 /// operations; instead of one ordered-map insert each (a pointer-chasing descent per record), the
 /// loader works in two regimes:
 /// * while there are few live keys (at most [`HASH_LIMIT`]), a hash map holds each key's newest
@@ -148,7 +39,13 @@ pub(crate) struct Loader {
     sorted: Vec<Item>,
     /// Operations in log order, not yet folded.
     pending: Vec<Item>,
+    /// Versioned mode (a retention policy that keeps history is in force): every operation from
+    /// then on, in log order, besides the newest-only state at the switch.
+    history: Option<Vec<Version>>,
 }
+
+/// A version: key, LSN, value (`None` for a tombstone).
+pub(crate) type Version = (Arc<[u8]>, Lsn, Option<Arc<[u8]>>);
 
 /// A live key's newest version in the hash regime.
 struct HashEntry {
@@ -214,6 +111,15 @@ impl Loader {
             hashing: true,
             sorted: Vec::new(),
             pending: Vec::new(),
+            history: None,
+        }
+    }
+
+    /// From now on keeps every version (a policy that keeps history was set at this point of the
+    /// log); what was loaded so far keeps only each key's newest version.
+    pub(crate) fn keep_versions(&mut self) {
+        if self.history.is_none() {
+            self.history = Some(Vec::new());
         }
     }
 
@@ -221,6 +127,13 @@ impl Loader {
     /// may be copied out only at [`Loader::end_segment`], which must be called with the same
     /// buffer before it changes.
     pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn, seg: &[u8]) {
+        if let Some(h) = &mut self.history {
+            match op {
+                OpRef::Put(k, v) => h.push((Arc::from(k), lsn, Some(Arc::from(v)))),
+                OpRef::Delete(k) => h.push((Arc::from(k), lsn, None)),
+            }
+            return;
+        }
         if self.hashing {
             match op {
                 OpRef::Put(k, v) => {
@@ -341,7 +254,9 @@ impl Loader {
         self.sorted = merged;
     }
 
-    pub(crate) fn finish(mut self) -> Index {
+    /// Every loaded version, key ascending and LSN descending: the newest of each live key as of
+    /// the switch to versioned mode (or the end), and every version after the switch.
+    pub(crate) fn finish(mut self) -> Vec<Version> {
         if self.hashing {
             assert_eq!(self.deferred, 0, "every segment was ended");
             let mut items: Vec<Item> = std::mem::take(&mut self.live)
@@ -360,39 +275,83 @@ impl Loader {
         } else {
             self.fold();
         }
-        // Sorted, distinct keys: BTreeMap builds its nodes in one pass.
-        Index {
-            map: self
-                .sorted
-                .into_iter()
-                .map(|(_, k, e)| (k, e.expect("deletes were dropped by fold")))
-                .collect(),
+        let base = self.sorted.into_iter().map(|(_, k, e)| {
+            let e = e.expect("deletes were dropped by fold");
+            (k, e.lsn, Some(e.value))
+        });
+        match self.history {
+            None => base.collect(),
+            Some(mut h) => {
+                h.extend(base);
+                h.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                h.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+                h
+            }
         }
     }
 }
 
-/// The exclusive upper bound of the keys starting with `prefix`, if any key is above them all.
-pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
+/// Builds a skip list from `versions` (key ascending, LSN descending), keeping what `plan`
+/// keeps. Returns it and the garbage it holds (superseded versions and tombstones).
+pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize) {
+    let mut list = SkipList::new();
+    let mut garbage = 0;
+    let mut shape: Vec<(Lsn, bool)> = Vec::new();
+    let mut i = 0;
+    while i < versions.len() {
+        let key = &versions[i].0;
+        let end = i + versions[i..].iter().take_while(|v| &v.0 == key).count();
+        shape.clear();
+        shape.extend(versions[i..end].iter().map(|v| (v.1, v.2.is_none())));
+        debug_assert!(shape.windows(2).all(|w| w[0].0 > w[1].0), "LSNs descend");
+        let (keep, mark) = plan.keep(&shape);
+        for (j, (k, lsn, value)) in versions[i..i + keep].iter().enumerate() {
+            let flags = if mark && j + 1 == keep {
+                TRIMMED_BELOW
+            } else {
+                0
+            };
+            list.append_sorted(k, *lsn, value.as_deref(), flags);
+            if j > 0 || value.is_none() {
+                garbage += 1;
+            }
         }
+        i = end;
     }
-    None
+    (list, garbage)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn prefix_end_cases() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-        assert_eq!(prefix_end(b""), None);
+    /// The model: each live key's newest version.
+    #[derive(Default)]
+    struct Index(std::collections::BTreeMap<Vec<u8>, (Lsn, Vec<u8>)>);
+
+    impl Index {
+        fn apply(&mut self, op: OpRef<'_>, lsn: Lsn) {
+            match op {
+                OpRef::Put(k, v) => {
+                    self.0.insert(k.to_vec(), (lsn, v.to_vec()));
+                }
+                OpRef::Delete(k) => {
+                    self.0.remove(k);
+                }
+            }
+        }
+    }
+
+    fn model(i: &Index) -> Vec<(Vec<u8>, Lsn, Option<Vec<u8>>)> {
+        i.0.iter()
+            .map(|(k, (l, v))| (k.clone(), *l, Some(v.clone())))
+            .collect()
+    }
+
+    fn loaded(v: Vec<Version>) -> Vec<(Vec<u8>, Lsn, Option<Vec<u8>>)> {
+        v.into_iter()
+            .map(|(k, l, v)| (k.to_vec(), l, v.map(|v| v.to_vec())))
+            .collect()
     }
 
     /// Applies a put (`value` given) or delete to both; the loader reads the value from `seg`, a
@@ -441,8 +400,7 @@ mod tests {
             ix.apply(op, lsn);
             ld.apply(op, lsn, &[]);
         }
-        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
-        assert_eq!(all(&ld.finish()), all(&ix));
+        assert_eq!(loaded(ld.finish()), model(&ix));
     }
 
     #[test]
@@ -469,9 +427,8 @@ mod tests {
             );
         }
         ld.end_segment(&seg);
-        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
         assert!(!ld.hashing, "the loader left its hash regime");
-        assert_eq!(all(&ld.finish()), all(&ix));
+        assert_eq!(loaded(ld.finish()), model(&ix));
     }
 
     #[test]
@@ -498,8 +455,7 @@ mod tests {
         }
         ld.end_segment(&seg);
         assert!(ld.hashing, "300 keys stay in the hash regime");
-        let all = |i: &Index| i.range(Bound::Unbounded, Bound::Unbounded);
-        assert_eq!(all(&ld.finish()), all(&ix));
+        assert_eq!(loaded(ld.finish()), model(&ix));
     }
 
     #[test]
@@ -524,18 +480,24 @@ mod tests {
     }
 
     #[test]
-    fn inverted_ranges_are_empty() {
-        let mut ix = Index::default();
-        ix.apply(OpRef::Put(b"b", b"1"), 1);
-        assert!(ix
-            .range(Bound::Included(b"c"), Bound::Included(b"a"))
-            .is_empty());
-        assert!(ix
-            .range(Bound::Excluded(b"b"), Bound::Excluded(b"b"))
-            .is_empty());
+    fn versioned_mode_keeps_every_later_version() {
+        let mut ld = Loader::default();
+        ld.apply(OpRef::Put(b"a", b"1"), 1, &[]);
+        ld.apply(OpRef::Put(b"a", b"2"), 2, &[]);
+        ld.apply(OpRef::Put(b"b", b"3"), 3, &[]);
+        ld.keep_versions();
+        ld.apply(OpRef::Delete(b"a"), 4, &[]);
+        ld.apply(OpRef::Put(b"a", b"5"), 5, &[]);
+        let got = loaded(ld.finish());
+        let v = |k: &[u8], l: Lsn, x: Option<&[u8]>| (k.to_vec(), l, x.map(|x| x.to_vec()));
         assert_eq!(
-            ix.range(Bound::Included(b"b"), Bound::Included(b"b")).len(),
-            1
+            got,
+            vec![
+                v(b"a", 5, Some(b"5")),
+                v(b"a", 4, None),
+                v(b"a", 2, Some(b"2")),
+                v(b"b", 3, Some(b"3")),
+            ]
         );
     }
 }

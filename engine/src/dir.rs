@@ -1,0 +1,194 @@
+//! The database directory: creating and locking it, the MANIFEST, and which sync strategy its
+//! filesystem gets.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ringlog_format::{Manifest, MANIFEST_LEN};
+use ringlog_uring::{EntryKind, FileLock, OpenOptions, Vfs};
+
+use crate::segment::now_ns;
+use crate::{Error, Result, SyncStrategy};
+
+pub(crate) const MANIFEST: &str = "MANIFEST";
+pub(crate) const MANIFEST_TMP: &str = "MANIFEST.tmp";
+pub(crate) const LOCK: &str = "LOCK";
+/// How long an open retries a held directory lock before failing with [`Error::Locked`].
+const LOCK_RETRY: Duration = Duration::from_millis(200);
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into the valid, writable buffer b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_le_bytes(b)
+    } else {
+        // getrandom unavailable: time and pid are unique enough for an epoch.
+        now_ns() ^ ((std::process::id() as u64) << 32)
+    }
+}
+
+pub(crate) fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
+    match vfs
+        .kind_of(dir)
+        .map_err(|e| Error::io("stat", dir.to_path_buf(), e))?
+    {
+        None => {
+            vfs.create_dir_all(dir)
+                .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent)
+                    .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
+            }
+        }
+        Some(EntryKind::Dir) => {}
+        Some(_) => return Err(Error::NotADirectory(dir.to_path_buf())),
+    }
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let ours = |n: &str| n == MANIFEST || n == MANIFEST_TMP || n == LOCK;
+    if !names.iter().any(|n| n == MANIFEST) && names.iter().any(|n| !ours(n)) {
+        return Err(Error::NotADatabase(dir.to_path_buf()));
+    }
+    let lock_path = dir.join(LOCK);
+    // A lock is held by an open file description, which a fork duplicates: a process another
+    // thread is spawning holds our just-released lock until its exec closes the descriptor.
+    // Retry briefly before calling the directory locked.
+    let mut delay = Duration::from_micros(500);
+    let give_up = std::time::Instant::now() + LOCK_RETRY;
+    loop {
+        match vfs.lock(&lock_path) {
+            Ok(lock) => return Ok(lock),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= give_up {
+                    return Err(Error::Locked(dir.to_path_buf()));
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::io("lock", lock_path.clone(), e)),
+        }
+    }
+}
+
+/// The strategy the log thread uses on `dir`'s filesystem when `requested` was asked for, and why.
+/// A completed `RWF_DSYNC` write is trusted only where the filesystem is known to make it durable
+/// ([`ringlog_uring::FsInfo`]); elsewhere, or when the filesystem cannot be identified, every
+/// batch gets an explicit fdatasync (docs/DURABILITY.md, "Which filesystems get RWF_DSYNC").
+pub(crate) fn effective_strategy(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    requested: SyncStrategy,
+) -> (SyncStrategy, String) {
+    static DOWNGRADED: std::sync::Once = std::sync::Once::new();
+    let (strategy, reason) = match (requested, vfs.filesystem(dir)) {
+        (SyncStrategy::Dsync, Ok(fs)) if fs.dsync_durable => (
+            SyncStrategy::Dsync,
+            format!("RWF_DSYNC writes, as requested: their completion is durable on {fs}"),
+        ),
+        (SyncStrategy::Dsync, found) => {
+            let fs = match found {
+                Ok(fs) => fs.to_string(),
+                Err(e) => format!("a filesystem statfs could not identify ({e})"),
+            };
+            let reason = format!(
+                "write then fdatasync instead of the requested RWF_DSYNC: a completed RWF_DSYNC write is not known to be durable on {fs}"
+            );
+            let mut first = false;
+            DOWNGRADED.call_once(|| first = true);
+            if first {
+                log::warn!("{}: {reason}", dir.display());
+            } else {
+                log::info!("{}: {reason}", dir.display());
+            }
+            (SyncStrategy::WriteThenSync, reason)
+        }
+        (other, Ok(fs)) => (other, format!("{other:?}, as requested ({fs})")),
+        (other, Err(e)) => (
+            other,
+            format!("{other:?}, as requested (filesystem unknown: statfs: {e})"),
+        ),
+    };
+    log::debug!("{}: sync strategy {strategy:?}: {reason}", dir.display());
+    (strategy, reason)
+}
+
+pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+    let path = dir.join(MANIFEST);
+    if vfs
+        .kind_of(&path)
+        .map_err(|e| Error::io("stat", path.clone(), e))?
+        .is_some()
+    {
+        let file = vfs
+            .open(&path, OpenOptions::default())
+            .map_err(|e| Error::io("open manifest", path.clone(), e))?;
+        let size = file
+            .size()
+            .map_err(|e| Error::io("stat manifest", path.clone(), e))?;
+        if size != MANIFEST_LEN as u64 {
+            return Err(Error::Corruption {
+                file: path,
+                offset: size.min(MANIFEST_LEN as u64),
+                reason: format!(
+                    "the MANIFEST is {size} bytes long; a ringlog MANIFEST is exactly {MANIFEST_LEN} bytes (cut short or overwritten)"
+                ),
+            });
+        }
+        let mut bytes = [0u8; MANIFEST_LEN];
+        file.read_exact_at(&mut bytes, 0)
+            .map_err(|e| Error::io("read manifest", path.clone(), e))?;
+        return match Manifest::decode(&bytes) {
+            Ok(m) => Ok(m.epoch),
+            Err(ringlog_format::DecodeError::UnsupportedVersion { version, .. }) => {
+                Err(Error::UnsupportedVersion {
+                    path: dir.to_path_buf(),
+                    found: version,
+                    supported: ringlog_format::FORMAT_VERSION,
+                })
+            }
+            Err(ringlog_format::DecodeError::BadMagic { offset }) => Err(Error::Corruption {
+                file: path,
+                offset,
+                reason: format!(
+                    "the MANIFEST does not start with ringlog's magic {:?}: damaged, or written by another program",
+                    String::from_utf8_lossy(&ringlog_format::MANIFEST_MAGIC)
+                ),
+            }),
+            Err(e) => Err(Error::Corruption {
+                file: path,
+                offset: e.offset(),
+                reason: e.to_string(),
+            }),
+        };
+    }
+    // A new database: write the manifest beside, sync, rename into place, sync the directory.
+    let epoch = random_u64();
+    let tmp = dir.join(MANIFEST_TMP);
+    let file = vfs
+        .open(
+            &tmp,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .map_err(|e| Error::io("create manifest", tmp.clone(), e))?;
+    file.set_len(0)
+        .map_err(|e| Error::io("truncate manifest", tmp.clone(), e))?;
+    file.write_all_at(&Manifest::new(epoch, now_ns()).encode(), 0)
+        .map_err(|e| Error::io("write manifest", tmp.clone(), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
+    drop(file);
+    failpoint!("manifest::before_rename");
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
+    failpoint!("manifest::before_dir_sync");
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
+    Ok(epoch)
+}

@@ -1,0 +1,263 @@
+//! Retention policies: which versions the index keeps, and the trim floor below which reads are
+//! refused with [`crate::Error::HistoryTrimmed`].
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::Lsn;
+
+/// Which old versions a database keeps, set with [`crate::Db::set_retention`].
+///
+/// Whatever the policy, every version a live [`crate::Snapshot`] can see is kept until the
+/// snapshot is dropped, and the newest version of every key is always kept. A policy keeps history
+/// from the moment it is set: versions an earlier policy had already let go are not brought back.
+/// Policies are themselves versioned entries of the log (in a reserved system key space, never
+/// visible as user keys): recovery replays them like any commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// Keep only what live snapshots need (the default): reads at an LSN older than the oldest
+    /// live snapshot may fail with [`crate::Error::HistoryTrimmed`].
+    #[default]
+    Snapshots,
+    /// Keep every version from now on.
+    All,
+    /// Keep the newest `n` versions of each key (a delete counts as a version). A read of a key
+    /// below its oldest kept version fails with [`crate::Error::HistoryTrimmed`].
+    LastVersions(NonZeroU32),
+    /// Keep every version that was current at some point within this duration of now.
+    NewerThan(Duration),
+}
+
+impl Retention {
+    /// Encodes the policy and the trim floor in force when it was set (the value of the system
+    /// entry): kind (u8), 7 zero bytes, parameter (u64 LE), floor (u64 LE).
+    pub(crate) fn encode(&self, floor: Lsn) -> [u8; 24] {
+        let (kind, param) = match *self {
+            Retention::Snapshots => (0u8, 0u64),
+            Retention::All => (1, 0),
+            Retention::LastVersions(n) => (2, n.get() as u64),
+            Retention::NewerThan(d) => (3, d.as_nanos().min(u64::MAX as u128) as u64),
+        };
+        let mut out = [0u8; 24];
+        out[0] = kind;
+        out[8..16].copy_from_slice(&param.to_le_bytes());
+        out[16..24].copy_from_slice(&floor.to_le_bytes());
+        out
+    }
+
+    /// Decodes [`Retention::encode`]'s bytes; `None` for anything else.
+    pub(crate) fn decode(b: &[u8]) -> Option<(Retention, Lsn)> {
+        if b.len() != 24 || b[1..8].iter().any(|&x| x != 0) {
+            return None;
+        }
+        let param = u64::from_le_bytes(b[8..16].try_into().ok()?);
+        let floor = u64::from_le_bytes(b[16..24].try_into().ok()?);
+        let policy = match (b[0], param) {
+            (0, 0) => Retention::Snapshots,
+            (1, 0) => Retention::All,
+            (2, n) => Retention::LastVersions(NonZeroU32::new(u32::try_from(n).ok()?)?),
+            (3, ns) => Retention::NewerThan(Duration::from_nanos(ns)),
+            _ => return None,
+        };
+        (floor <= ringlog_format::MAX_ID).then_some((policy, floor))
+    }
+}
+
+/// The key of the retention policy's system entry.
+pub(crate) const RETENTION_KEY: &[u8] = b"retention";
+
+/// The policy in force and what the time-based policy needs.
+#[derive(Debug, Default)]
+pub(crate) struct RetentionState {
+    pub(crate) policy: Retention,
+    /// (commit time in ns since the Unix epoch, LSN) samples, oldest first, at most one per
+    /// millisecond: which LSN was current at a given time, for [`Retention::NewerThan`].
+    samples: VecDeque<(u64, Lsn)>,
+}
+
+/// Sample spacing for [`RetentionState::samples`].
+const SAMPLE_NS: u64 = 1_000_000;
+
+impl RetentionState {
+    pub(crate) fn new(policy: Retention) -> RetentionState {
+        RetentionState {
+            policy,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Records that `lsn` committed at `now_ns` (kept only under a time-based policy).
+    pub(crate) fn sample(&mut self, now_ns: u64, lsn: Lsn) {
+        if !matches!(self.policy, Retention::NewerThan(_)) {
+            return;
+        }
+        match self.samples.back() {
+            Some(&(t, _)) if now_ns < t.saturating_add(SAMPLE_NS) => {}
+            _ => self.samples.push_back((now_ns, lsn)),
+        }
+    }
+
+    /// Whether commits should be sampled.
+    pub(crate) fn wants_samples(&self) -> bool {
+        matches!(self.policy, Retention::NewerThan(_))
+    }
+
+    /// The newest LSN committed at or before `t` according to the samples, if any sample is that
+    /// old. Drops samples no longer needed.
+    fn lsn_at(&mut self, t: u64) -> Option<Lsn> {
+        let mut found = None;
+        while let Some(&(at, lsn)) = self.samples.front() {
+            if at > t {
+                break;
+            }
+            found = Some(lsn);
+            // Keep the last sample at or before t: later trims may need it again.
+            if self.samples.get(1).is_some_and(|&(next, _)| next <= t) {
+                self.samples.pop_front();
+            } else {
+                break;
+            }
+        }
+        found
+    }
+
+    /// The floor a trim may move to now: `cap` is the oldest LSN anything still reads at (live
+    /// snapshots, the visible LSN, and the durable LSN when there is a log, so that a crash can
+    /// never bring back history a read was refused), `floor` the current floor.
+    pub(crate) fn trim_floor(&mut self, now_ns: u64, cap: Lsn, floor: Lsn) -> Lsn {
+        let wanted = match self.policy {
+            Retention::Snapshots => cap,
+            Retention::All | Retention::LastVersions(_) => floor,
+            Retention::NewerThan(d) => {
+                let t = now_ns.saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64);
+                self.lsn_at(t).unwrap_or(floor).min(cap)
+            }
+        };
+        wanted.max(floor)
+    }
+
+    /// What a trim keeps of each key, given the new floor and the cap (see
+    /// [`RetentionState::trim_floor`]).
+    pub(crate) fn plan(&self, floor: Lsn, cap: Lsn) -> Plan {
+        match self.policy {
+            Retention::All => Plan {
+                boundary: floor,
+                keep_below: None,
+                mark: false,
+            },
+            Retention::LastVersions(n) => Plan {
+                boundary: cap.max(floor),
+                keep_below: Some(n.get() as usize),
+                mark: true,
+            },
+            Retention::Snapshots | Retention::NewerThan(_) => Plan {
+                boundary: floor,
+                keep_below: Some(1),
+                mark: false,
+            },
+        }
+    }
+}
+
+/// Which versions of a key a trim keeps: every version above `boundary`, and of those at or
+/// below it the newest `keep_below` (counting the ones above, at least one; `None` = all).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    pub(crate) boundary: Lsn,
+    pub(crate) keep_below: Option<usize>,
+    /// Flag the oldest kept version [`super::TRIMMED_BELOW`] when older ones are dropped (a
+    /// per-key policy: the global floor does not cover the dropped versions).
+    pub(crate) mark: bool,
+}
+
+impl Plan {
+    /// Given a key's versions newest first as (LSN, is a tombstone), how many of the newest to
+    /// keep (0 drops the key) and whether to flag the last kept one.
+    pub(crate) fn keep(&self, versions: &[(Lsn, bool)]) -> (usize, bool) {
+        let above = versions.iter().take_while(|v| v.0 > self.boundary).count();
+        let Some(n) = self.keep_below else {
+            return (versions.len(), false);
+        };
+        if !self.mark && above == 0 && versions.first().is_some_and(|v| v.1) {
+            // The key's newest version is a tombstone at or below the floor: reads below the
+            // floor are refused, so no version reads the same as the tombstone.
+            return (0, false);
+        }
+        let keep = if self.mark {
+            above + n.saturating_sub(above).max(1)
+        } else {
+            above + n
+        };
+        let keep = keep.min(versions.len());
+        (keep, self.mark && keep < versions.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_round_trip() {
+        for p in [
+            Retention::Snapshots,
+            Retention::All,
+            Retention::LastVersions(NonZeroU32::new(3).unwrap()),
+            Retention::NewerThan(Duration::from_secs(90)),
+        ] {
+            assert_eq!(Retention::decode(&p.encode(42)), Some((p, 42)));
+        }
+        assert_eq!(Retention::decode(&[9; 24]), None);
+        assert_eq!(Retention::decode(&[0; 23]), None);
+        let mut b = Retention::LastVersions(NonZeroU32::new(1).unwrap()).encode(1);
+        b[8..16].copy_from_slice(&0u64.to_le_bytes());
+        assert_eq!(Retention::decode(&b), None, "zero versions");
+    }
+
+    #[test]
+    fn time_floor_follows_samples() {
+        let mut r = RetentionState::new(Retention::NewerThan(Duration::from_millis(10)));
+        for i in 0..100u64 {
+            r.sample(i * 1_000_000, i + 1);
+        }
+        // 50 ms in, 10 ms window: the LSN current at 40 ms.
+        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 0), 41);
+        // Never above the cap, never below the floor.
+        assert_eq!(r.trim_floor(50_000_000, 20, 0), 20);
+        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 60), 60);
+    }
+
+    #[test]
+    fn plans_keep_what_policies_promise() {
+        let v = [(9, false), (7, true), (5, false), (3, false)];
+        let snap = RetentionState::new(Retention::Snapshots).plan(6, 6);
+        assert_eq!(
+            snap.keep(&v),
+            (3, false),
+            "above 6, and the newest at or below it"
+        );
+        assert_eq!(
+            snap.keep(&[(4, true), (2, false)]),
+            (0, false),
+            "a deleted key goes"
+        );
+        assert_eq!(snap.keep(&[(4, false), (2, false)]), (1, false));
+        let all = RetentionState::new(Retention::All).plan(6, 6);
+        assert_eq!(all.keep(&v), (4, false));
+        let last2 = RetentionState::new(Retention::LastVersions(NonZeroU32::new(2).unwrap()));
+        assert_eq!(last2.plan(0, 100).keep(&v), (2, true));
+        assert_eq!(
+            last2.plan(0, 8).keep(&v),
+            (2, true),
+            "one above the cap, one below"
+        );
+        assert_eq!(
+            last2.plan(0, 2).keep(&v),
+            (4, false),
+            "everything is above the cap"
+        );
+        assert_eq!(last2.plan(0, 100).keep(&v[..2]), (2, false));
+    }
+}

@@ -1,0 +1,152 @@
+//! Trimming history: build the next generation of the index without the versions that no
+//! retention policy and no live snapshot needs, while writers go on, and swap it in.
+//!
+//! The protocol (writers never wait for it; readers never notice it):
+//! 1. The trim computes the *cap* — the oldest LSN anything may still read at: the oldest live
+//!    snapshot, the visible LSN and (with a log) the durable LSN — and from it and the policy the
+//!    new floor and the plan of what each key keeps. Every LSN assigned from now on is above the
+//!    cap, so the plan keeps every version written from here on.
+//! 2. It publishes an empty generation as `next`. From then on, every writer that finds `next`
+//!    inserts its versions there as well as into the current generation (inserts are idempotent:
+//!    a version already present is left alone).
+//! 3. It reads the next LSN to be assigned, `L0`, under the log's state lock, and waits until
+//!    every LSN below `L0` is visible: every writer that might have missed `next` has then
+//!    inserted into the current generation (inserts precede publication), and every later writer
+//!    sees `next` (its LSN was assigned after `next` was published).
+//! 4. It copies the versions the plan keeps from the current generation into `next`.
+//! 5. It swaps: `next` becomes current (with the new floor), then `next` is cleared. Readers and
+//!    scans that hold the old generation keep reading it, complete; it is freed with its last
+//!    reader.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::retention::Plan;
+use super::{Gen, Lsn, Versions, TRIMMED_BELOW};
+use crate::skiplist::SkipList;
+
+/// State of the trimmer thread's wake-ups.
+#[derive(Debug, Default)]
+pub(crate) struct TrimSignal {
+    pub(crate) closing: bool,
+    pub(crate) requested: bool,
+}
+
+/// What a trim needs from the database around the index.
+pub(crate) trait TrimHost {
+    fn versions(&self) -> &Versions;
+    /// The visible LSN.
+    fn visible(&self) -> Lsn;
+    /// The durable LSN, when the database has a log.
+    fn durable(&self) -> Option<Lsn>;
+    /// The next LSN to be assigned, read under the lock that assigns LSNs.
+    fn next_lsn(&self) -> Lsn;
+    /// Waits until `lsn` is visible; false when the database closes or is poisoned first.
+    fn wait_visible(&self, lsn: Lsn) -> bool;
+    /// Now, in ns since the Unix epoch.
+    fn now_ns(&self) -> u64;
+}
+
+/// What one trim did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TrimReport {
+    pub(crate) floor: Lsn,
+    pub(crate) versions_before: usize,
+    pub(crate) versions_after: usize,
+}
+
+/// Copies the versions of `from` that `plan` keeps into `into` (which may be shared with
+/// writers: inserts are concurrent and idempotent). Returns the number of kept versions that are
+/// garbage for the next trim (superseded versions and tombstones).
+pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> usize {
+    let mut garbage = 0;
+    let mut versions: Vec<(Lsn, bool)> = Vec::new();
+    let mut cur = from.first();
+    while let Some(first) = cur {
+        let key = first.key();
+        versions.clear();
+        let mut n = Some(first);
+        while let Some(m) = n.filter(|m| m.key() == key) {
+            versions.push((m.lsn(), m.value().is_none()));
+            n = m.next();
+        }
+        let after = n;
+        let (keep, mark) = plan.keep(&versions);
+        let mut m = Some(first);
+        for i in 0..keep {
+            let node = m.expect("kept versions exist");
+            let flags = if mark && i + 1 == keep {
+                TRIMMED_BELOW
+            } else {
+                0
+            };
+            into.insert(key, node.lsn(), node.value(), flags | node.flags());
+            if i > 0 || node.value().is_none() {
+                garbage += 1;
+            }
+            m = node.next();
+        }
+        cur = after;
+    }
+    garbage
+}
+
+/// Runs one trim. Returns `None` when the database closed (or was poisoned) first.
+pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
+    let v = host.versions();
+    // 1. The cap and the plan, before anything else: every LSN assigned later is above the cap.
+    let (floor, plan) = {
+        let mut r = v.retention.lock();
+        let snapshots = v.snapshots.lock();
+        let mut cap = host.visible();
+        if let Some(&oldest) = snapshots.keys().next() {
+            if !crate::hooks::trim_ignores_snapshots() {
+                cap = cap.min(oldest);
+            }
+        }
+        if let Some(d) = host.durable() {
+            cap = cap.min(d);
+        }
+        drop(snapshots);
+        let old_floor = v.current.load().floor();
+        let floor = r.trim_floor(host.now_ns(), cap, old_floor);
+        (floor, r.plan(floor, cap))
+    };
+    // 2. Publish the next generation for writers.
+    let next = Arc::new(Gen::new(SkipList::new(), floor, 0));
+    v.next.store(Some(next.clone()));
+    // 3. Every LSN assigned before `next` was published is in the current generation.
+    let l0 = host.next_lsn();
+    if l0 > 1 && !host.wait_visible(l0 - 1) {
+        v.next.store(None);
+        return None;
+    }
+    // 4. Copy what the plan keeps.
+    let old = v.current.load_full();
+    let before = old.list.len();
+    let garbage = copy_kept(&old.list, &next.list, plan);
+    // 5. Swap, under the retention lock so that a concurrent policy change's floor is kept.
+    {
+        let _r = v.retention.lock();
+        next.floor.fetch_max(old.floor(), Ordering::AcqRel);
+        v.current.store(next.clone());
+        v.next.store(None);
+        v.garbage.store(garbage, Ordering::Relaxed);
+        v.trim_at
+            .store((garbage * 2).max(v.min_garbage), Ordering::Relaxed);
+        v.trim_requested.store(false, Ordering::Release);
+    }
+    v.trims.fetch_add(1, Ordering::Relaxed);
+    let report = TrimReport {
+        floor: next.floor(),
+        versions_before: before,
+        versions_after: next.list.len(),
+    };
+    log::debug!(
+        "trimmed history: floor {}, {} versions -> {}",
+        report.floor,
+        report.versions_before,
+        report.versions_after
+    );
+    Some(report)
+}

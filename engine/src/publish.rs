@@ -1,0 +1,165 @@
+//! Visibility: which prefix of the commit order readers see.
+//!
+//! Commit order = LSN order = visibility order. Committers insert their versions into the index
+//! concurrently and out of order, then *publish* their LSN; the visible LSN advances over the
+//! contiguous prefix of published LSNs only, so a reader never sees a transaction before every
+//! earlier one, and never half of one (a transaction's versions are all inserted before it is
+//! published). A `Strict` commit publishes only once it is durable, so nothing a reader saw can
+//! be lost by a crash; the commits after it become visible with it.
+//!
+//! Invariants (asserted): the visible LSN only rises, never passes an LSN that was not published,
+//! and never passes the last assigned LSN.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::index::Lsn;
+
+pub(crate) struct Visibility {
+    visible: AtomicU64,
+    inner: Mutex<Pending>,
+    cv: Condvar,
+}
+
+struct Pending {
+    /// `done[i]` tells whether LSN `visible + 1 + i` was published.
+    done: VecDeque<bool>,
+    /// Threads waiting in [`Visibility::wait`].
+    waiters: usize,
+    /// Set when the database is poisoned or closed: waiters stop waiting.
+    stopped: bool,
+    /// The visible LSN as far as publication goes (the atomic `Visibility::visible` follows it,
+    /// except across `skip`).
+    visible: Lsn,
+    /// LSNs up to this one were never assigned (the run started above its predecessor's lease):
+    /// publication treats them as published once an LSN above them is.
+    skip: Lsn,
+}
+
+impl Visibility {
+    /// Everything up to `visible` is visible; the first LSN to be assigned is `next`, and the
+    /// LSNs between were never assigned.
+    pub(crate) fn new(visible: Lsn, next: Lsn) -> Visibility {
+        assert!(next > visible, "the next LSN is above the visible one");
+        Visibility {
+            visible: AtomicU64::new(visible),
+            inner: Mutex::new(Pending {
+                done: VecDeque::new(),
+                waiters: 0,
+                stopped: false,
+                visible,
+                skip: next - 1,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// The newest visible LSN: every transaction up to it is visible, whole.
+    #[inline]
+    pub(crate) fn get(&self) -> Lsn {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Publishes `lsn`, whose versions are all in the index: it becomes visible as soon as every
+    /// earlier LSN has been published.
+    pub(crate) fn publish(&self, lsn: Lsn) {
+        let mut p = self.inner.lock();
+        if p.visible < p.skip {
+            assert!(lsn > p.skip, "LSN {lsn} was never assigned");
+            assert!(
+                p.done.is_empty(),
+                "nothing is published below the skipped LSNs"
+            );
+            p.visible = p.skip;
+        }
+        assert!(lsn > p.visible, "LSN {lsn} published twice");
+        let i = (lsn - p.visible - 1) as usize;
+        if p.done.len() <= i {
+            p.done.resize(i + 1, false);
+        }
+        debug_assert!(!p.done[i], "LSN {lsn} published twice");
+        p.done[i] = true;
+        let mut advanced = false;
+        while p.done.front() == Some(&true) {
+            p.done.pop_front();
+            p.visible += 1;
+            advanced = true;
+        }
+        if advanced {
+            let prev = self.visible.swap(p.visible, Ordering::AcqRel);
+            assert!(prev < p.visible, "the visible LSN only rises");
+            if p.waiters > 0 {
+                self.cv.notify_all();
+            }
+        }
+    }
+
+    /// Waits until `lsn` is visible. Returns false if the wait was stopped first
+    /// ([`Visibility::stop`]).
+    pub(crate) fn wait(&self, lsn: Lsn, will_block: impl Fn()) -> bool {
+        if self.get() >= lsn {
+            return true;
+        }
+        let mut p = self.inner.lock();
+        p.waiters += 1;
+        while p.visible < lsn && !p.stopped {
+            will_block();
+            self.cv.wait(&mut p);
+        }
+        p.waiters -= 1;
+        p.visible >= lsn
+    }
+
+    /// Waits until `lsn` is visible, at most `timeout`; true if it is.
+    pub(crate) fn wait_for(&self, lsn: Lsn, timeout: std::time::Duration) -> bool {
+        if self.get() >= lsn {
+            return true;
+        }
+        let mut p = self.inner.lock();
+        if p.visible < lsn && !p.stopped {
+            p.waiters += 1;
+            self.cv.wait_for(&mut p, timeout);
+            p.waiters -= 1;
+        }
+        p.visible >= lsn
+    }
+
+    /// Wakes every waiter for good: the database is poisoned (a Strict commit that failed to
+    /// become durable is never published, so nothing after it becomes visible) or closed.
+    pub(crate) fn stop(&self) {
+        let mut p = self.inner.lock();
+        p.stopped = true;
+        self.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_advances_over_the_contiguous_prefix() {
+        let v = Visibility::new(7, 11);
+        assert_eq!(v.get(), 7);
+        v.publish(12);
+        assert_eq!(v.get(), 10);
+        v.publish(13);
+        assert_eq!(v.get(), 10);
+        v.publish(11);
+        assert_eq!(v.get(), 13);
+        assert!(v.wait(13, || {}));
+        assert!(!v.wait_for(14, std::time::Duration::from_millis(1)));
+        v.stop();
+        assert!(!v.wait(14, || {}));
+    }
+
+    #[test]
+    #[should_panic(expected = "published twice")]
+    fn publishing_twice_is_a_bug() {
+        let v = Visibility::new(0, 1);
+        v.publish(1);
+        v.publish(1);
+    }
+}

@@ -1,0 +1,113 @@
+//! Counters and sizes reported by [`crate::Db::stats`].
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringlog_uring::BackendInfo;
+
+use crate::db::Db;
+use crate::index::Lsn;
+use crate::SyncStrategy;
+
+/// Counters describing the database's activity since it was opened.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Transactions committed (including single puts and deletes).
+    pub commits: u64,
+    /// Bytes of records appended to the log (padding excluded).
+    pub bytes_appended: u64,
+    /// Write + fdatasync rounds completed (each may cover many commits: group commit).
+    pub syncs: u64,
+    /// Failed writes or syncs (any failure poisons the database).
+    pub sync_failures: u64,
+    /// Mean time of one write + sync round.
+    pub mean_sync_latency: Duration,
+    /// Longest write + sync round.
+    pub max_sync_latency: Duration,
+    /// When the last successful sync completed.
+    pub last_sync: Option<SystemTime>,
+    /// Segment files created by this run.
+    pub segments_created: u64,
+    /// Highest LSN known durable.
+    pub durable_lsn: Lsn,
+    /// Newest visible LSN (see [`crate::Db::last_lsn`]).
+    pub last_lsn: Lsn,
+    /// Live keys (including commits in flight).
+    pub keys: usize,
+    /// Versions held by the index: each key's retained versions, tombstones included.
+    pub versions: usize,
+    /// Bytes of the index's memory holding them (arena bytes in use).
+    pub index_bytes: usize,
+    /// Of [`Stats::index_bytes`], the bytes that are keys and values; the rest is overhead
+    /// (per version: `(index_bytes - index_payload_bytes) / versions`). Computing it walks the
+    /// index once.
+    pub index_payload_bytes: usize,
+    /// Reads below this LSN fail with [`crate::Error::HistoryTrimmed`].
+    pub history_floor: Lsn,
+    /// Live snapshots.
+    pub snapshots: usize,
+    /// History trims run (each builds a new index generation without what nobody needs).
+    pub trims: u64,
+    /// The retention policy in force.
+    pub retention: crate::Retention,
+    /// The I/O backend in use and why (`None` for an in-memory database).
+    pub backend: Option<BackendInfo>,
+    /// Whether segments are written with `O_DIRECT`.
+    pub direct_io: bool,
+    /// How batches are made durable in fact (`None` for an in-memory database):
+    /// [`SyncStrategy::Dsync`] only where the filesystem is known to make a completed `RWF_DSYNC`
+    /// write durable, [`SyncStrategy::WriteThenSync`] elsewhere, whatever was asked for.
+    pub sync_strategy: Option<SyncStrategy>,
+    /// Why [`Stats::sync_strategy`] is what it is, naming the filesystem.
+    pub sync_strategy_reason: String,
+    /// Whether a log failure has poisoned the database.
+    pub poisoned: bool,
+}
+
+impl Db {
+    /// Counters, index sizes and the backend in use. Walks the index once (for
+    /// [`Stats::index_payload_bytes`]).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let shared = self.shared();
+        let c = &shared.counters;
+        let syncs = c.syncs.load(Ordering::Relaxed);
+        let total = c.sync_ns_total.load(Ordering::Relaxed);
+        let last = c.last_sync_unix_ns.load(Ordering::Relaxed);
+        let gen = shared.versions.current();
+        let (_, used) = gen.list.memory();
+        let mut payload = 0;
+        let mut n = gen.list.first();
+        while let Some(node) = n {
+            payload += node.key().len() + node.value().map_or(0, <[u8]>::len);
+            n = node.next();
+        }
+        let (strategy, reason) = self.sync_strategy_info();
+        Stats {
+            commits: c.commits.load(Ordering::Relaxed),
+            bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
+            syncs,
+            sync_failures: c.sync_failures.load(Ordering::Relaxed),
+            mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
+            max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),
+            last_sync: (last != 0).then(|| UNIX_EPOCH + Duration::from_nanos(last)),
+            segments_created: c.segments_created.load(Ordering::Relaxed),
+            durable_lsn: self.durable_lsn(),
+            last_lsn: self.last_lsn(),
+            keys: gen.list.live_keys(),
+            versions: gen.list.len(),
+            index_bytes: used,
+            index_payload_bytes: payload,
+            history_floor: gen.floor(),
+            snapshots: shared.versions.snapshot_count(),
+            trims: shared.versions.trims.load(Ordering::Relaxed),
+            retention: shared.versions.retention.lock().policy,
+            backend: self.backend(),
+            direct_io: self.direct_io(),
+            sync_strategy: strategy,
+            sync_strategy_reason: reason,
+            poisoned: shared.state.lock().poisoned.is_some(),
+        }
+    }
+}
