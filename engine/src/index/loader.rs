@@ -282,9 +282,13 @@ impl Loader {
         match self.history {
             None => base.collect(),
             Some(mut h) => {
+                // A transaction that wrote a key twice left two operations with one LSN: the
+                // later one is the version. Newest operations first, then a stable sort, then
+                // keep the first of each (key, LSN).
+                h.reverse();
                 h.extend(base);
-                h.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                h.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+                h.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+                h.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
                 h
             }
         }
@@ -488,6 +492,9 @@ mod tests {
         ld.keep_versions();
         ld.apply(OpRef::Delete(b"a"), 4, &[]);
         ld.apply(OpRef::Put(b"a", b"5"), 5, &[]);
+        // One transaction writing a key twice: the later write is the version.
+        ld.apply(OpRef::Put(b"c", b"x"), 6, &[]);
+        ld.apply(OpRef::Delete(b"c"), 6, &[]);
         let got = loaded(ld.finish());
         let v = |k: &[u8], l: Lsn, x: Option<&[u8]>| (k.to_vec(), l, x.map(|x| x.to_vec()));
         assert_eq!(
@@ -497,6 +504,7 @@ mod tests {
                 v(b"a", 4, None),
                 v(b"a", 2, Some(b"2")),
                 v(b"b", 3, Some(b"3")),
+                v(b"c", 6, None),
             ]
         );
     }

@@ -1,0 +1,730 @@
+//! Versions, snapshots, retention and visibility: a model-based property test against
+//! `BTreeMap<(key, lsn), value>`, concurrent writers and snapshot readers, each retention policy
+//! across restarts, Strict visibility, and LSNs that are never reused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringlog_db::{Db, Durability, Error, Lsn, Options, Retention, Snapshot};
+
+/// xorshift64*: a seeded, printable source of choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Every version ever committed: (key, lsn) → value (`None` for a delete).
+#[derive(Default)]
+struct Model {
+    versions: BTreeMap<(Vec<u8>, Lsn), Option<Vec<u8>>>,
+}
+
+impl Model {
+    fn apply(&mut self, ops: &[(Vec<u8>, Option<Vec<u8>>)], lsn: Lsn) {
+        for (k, v) in ops {
+            self.versions.insert((k.clone(), lsn), v.clone());
+        }
+    }
+
+    /// `key` as of `lsn`.
+    fn get_at(&self, key: &[u8], lsn: Lsn) -> Option<(Vec<u8>, Lsn)> {
+        self.versions
+            .range((key.to_vec(), 0)..=(key.to_vec(), lsn))
+            .next_back()
+            .and_then(|((_, l), v)| v.clone().map(|v| (v, *l)))
+    }
+
+    /// Every live entry in `lo..hi` as of `lsn`, in key order.
+    fn scan_at(&self, lo: &[u8], hi: &[u8], lsn: Lsn) -> Vec<(Vec<u8>, Vec<u8>, Lsn)> {
+        let mut keys: Vec<&Vec<u8>> = self
+            .versions
+            .keys()
+            .map(|(k, _)| k)
+            .filter(|k| k.as_slice() >= lo && k.as_slice() < hi)
+            .collect();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| self.get_at(k, lsn).map(|(v, l)| (k.clone(), v, l)))
+            .collect()
+    }
+}
+
+fn entries(
+    scan: impl Iterator<Item = (Arc<[u8]>, ringlog_db::Value)>,
+) -> Vec<(Vec<u8>, Vec<u8>, Lsn)> {
+    scan.map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
+        .collect()
+}
+
+fn key(n: u64) -> Vec<u8> {
+    format!("k{n:03}").into_bytes()
+}
+
+/// Checks every read the API offers at `lsn` (a snapshot's or an explicit version) against the
+/// model: point reads of every key, a random range forward and backward, and a prefix.
+fn check_reads(
+    db: &Db,
+    snap: Option<&Snapshot>,
+    model: &Model,
+    lsn: Lsn,
+    rng: &mut Rng,
+    nkeys: u64,
+    ctx: &str,
+) {
+    for n in 0..nkeys {
+        let k = key(n);
+        let got = match snap {
+            Some(s) => s.get(&k),
+            None => db.get_at(&k, lsn),
+        }
+        .unwrap_or_else(|e| panic!("{ctx}: get {n} at {lsn}: {e}"))
+        .map(|v| (v.to_vec(), v.lsn()));
+        assert_eq!(got, model.get_at(&k, lsn), "{ctx}: key {n} at LSN {lsn}");
+    }
+    let (a, b) = (rng.below(nkeys + 1), rng.below(nkeys + 1));
+    let (lo, hi) = (key(a.min(b)), key(a.max(b)));
+    let want = model.scan_at(&lo, &hi, lsn);
+    let fwd = match snap {
+        Some(s) => s.range(lo.clone()..hi.clone()),
+        None => db.range_at(lo.clone()..hi.clone(), lsn),
+    }
+    .unwrap();
+    assert_eq!(entries(fwd), want, "{ctx}: range {a}..{b} at {lsn}");
+    let rev = match snap {
+        Some(s) => s.range(lo.clone()..hi.clone()),
+        None => db.range_at(lo.clone()..hi.clone(), lsn),
+    }
+    .unwrap();
+    let mut back = entries(rev.rev());
+    back.reverse();
+    assert_eq!(back, want, "{ctx}: reverse range {a}..{b} at {lsn}");
+    // Both ends at once: alternate front and back.
+    let mut both = match snap {
+        Some(s) => s.range(lo.clone()..hi.clone()),
+        None => db.range_at(lo.clone()..hi.clone(), lsn),
+    }
+    .unwrap();
+    let (mut front, mut tail) = (Vec::new(), Vec::new());
+    let mut toggle = false;
+    loop {
+        toggle = !toggle;
+        let item = if toggle {
+            both.next()
+        } else {
+            both.next_back()
+        };
+        match item {
+            Some((k, v)) if toggle => front.push((k.to_vec(), v.to_vec(), v.lsn())),
+            Some((k, v)) => tail.push((k.to_vec(), v.to_vec(), v.lsn())),
+            None => break,
+        }
+    }
+    tail.reverse();
+    front.extend(tail);
+    assert_eq!(front, want, "{ctx}: two-ended range {a}..{b} at {lsn}");
+    let p = format!("k{}", rng.below(10)).into_bytes();
+    let mut pend = p.clone();
+    *pend.last_mut().unwrap() += 1;
+    let want_p = model.scan_at(&p, &pend, lsn);
+    let got_p = match snap {
+        Some(s) => s.prefix(&p),
+        None => db.prefix_at(&p, lsn),
+    }
+    .unwrap();
+    assert_eq!(entries(got_p), want_p, "{ctx}: prefix at {lsn}");
+    // Inclusive and exclusive starts.
+    let incl = db
+        .range_at(
+            (Bound::Excluded(lo.clone()), Bound::Included(hi.clone())),
+            lsn,
+        )
+        .ok();
+    if let Some(s) = incl {
+        let want_x: Vec<_> = model
+            .scan_at(&lo, &[hi.clone(), vec![0]].concat(), lsn)
+            .into_iter()
+            .filter(|e| e.0 != lo)
+            .collect();
+        assert_eq!(entries(s), want_x, "{ctx}: (lo, hi] at {lsn}");
+    }
+}
+
+/// One seeded run of the property test on `db` (reopened by `reopen` when it has a directory).
+fn property_run(seed: u64, mut db: Db, reopen: Option<&dyn Fn() -> Db>) {
+    let ctx = |step: usize| format!("seed {seed:#x} step {step}");
+    let mut rng = Rng(seed | 1);
+    let nkeys = 40;
+    let mut model = Model::default();
+    // Live snapshots and the LSN each was taken at; reads at explicit LSNs are only checked at
+    // or above the database's history floor (below it they must fail with HistoryTrimmed).
+    let mut snaps: Vec<Snapshot> = Vec::new();
+    db.set_retention(Retention::All).unwrap();
+    let mut all_since = db.last_lsn();
+    for step in 0..600 {
+        match rng.below(100) {
+            0..=39 => {
+                let k = key(rng.below(nkeys));
+                let v = format!("v{step}").into_bytes();
+                let lsn = db.put(&k, &v).unwrap();
+                model.apply(&[(k, Some(v))], lsn);
+            }
+            40..=49 => {
+                let k = key(rng.below(nkeys));
+                let lsn = db.delete(&k).unwrap();
+                model.apply(&[(k, None)], lsn);
+            }
+            50..=64 => {
+                let mut tx = db.begin();
+                let mut ops = Vec::new();
+                for _ in 0..1 + rng.below(6) {
+                    let k = key(rng.below(nkeys));
+                    if rng.below(4) == 0 {
+                        tx.delete(&k).unwrap();
+                        ops.retain(|(x, _): &(Vec<u8>, _)| *x != k);
+                        ops.push((k, None));
+                    } else {
+                        let v = format!("t{step}-{}", ops.len()).into_bytes();
+                        tx.put(&k, &v).unwrap();
+                        ops.retain(|(x, _): &(Vec<u8>, _)| *x != k);
+                        ops.push((k, Some(v)));
+                    }
+                }
+                let lsn = tx.commit().unwrap();
+                model.apply(&ops, lsn);
+            }
+            65..=72 => snaps.push(db.snapshot()),
+            73..=77 if !snaps.is_empty() => {
+                let i = rng.below(snaps.len() as u64) as usize;
+                snaps.swap_remove(i);
+            }
+            78..=87 if !snaps.is_empty() => {
+                let i = rng.below(snaps.len() as u64) as usize;
+                let s = &snaps[i];
+                check_reads(&db, Some(s), &model, s.lsn(), &mut rng, nkeys, &ctx(step));
+            }
+            88..=93 => {
+                // An explicit version: anything from the history kept.
+                let last = db.last_lsn();
+                let floor = db.stats().history_floor.max(all_since);
+                if last > floor {
+                    let lsn = floor + rng.below(last - floor + 1);
+                    check_reads(&db, None, &model, lsn, &mut rng, nkeys, &ctx(step));
+                }
+            }
+            94..=95 => {
+                // Switch policies: keeping everything, or only what snapshots need (history
+                // trimmed by the next trim; reads below the floor must then refuse).
+                if rng.below(2) == 0 {
+                    db.set_retention(Retention::Snapshots).unwrap();
+                    all_since = Lsn::MAX;
+                } else if db.retention() != Retention::All {
+                    let lsn = db.set_retention(Retention::All).unwrap();
+                    all_since = lsn - 1;
+                }
+            }
+            96..=97 => {
+                db.trim_history().unwrap();
+                let floor = db.stats().history_floor;
+                for s in &snaps {
+                    assert!(floor <= s.lsn(), "{}: a trim passed a snapshot", ctx(step));
+                }
+                if floor > 1 {
+                    let k = key(rng.below(nkeys));
+                    match db.get_at(&k, floor - 1) {
+                        Err(Error::HistoryTrimmed {
+                            requested,
+                            earliest_retained,
+                        }) => assert_eq!(
+                            (requested, earliest_retained),
+                            (floor - 1, floor),
+                            "{}",
+                            ctx(step)
+                        ),
+                        other => panic!("{}: read below the floor: {other:?}", ctx(step)),
+                    }
+                }
+            }
+            _ => {
+                if let Some(reopen) = reopen.filter(|_| rng.below(3) == 0) {
+                    snaps.clear();
+                    let before = db.stats().history_floor;
+                    db.close().unwrap();
+                    drop(db);
+                    db = reopen();
+                    let after = db.stats().history_floor;
+                    assert!(after >= before, "{}: the floor moved back", ctx(step));
+                    if db.retention() != Retention::All {
+                        all_since = Lsn::MAX;
+                    }
+                }
+            }
+        }
+        // The newest state, always.
+        let last = db.last_lsn();
+        let k = key(rng.below(nkeys));
+        assert_eq!(
+            db.get(&k).unwrap().map(|v| (v.to_vec(), v.lsn())),
+            model.get_at(&k, last),
+            "{}: latest {k:?}",
+            ctx(step)
+        );
+    }
+    // Everything at the end, and every snapshot still held.
+    let last = db.last_lsn();
+    let all = entries(db.range::<&[u8], _>(..).unwrap());
+    assert_eq!(
+        all,
+        model.scan_at(b"", b"\xff", last),
+        "seed {seed:#x}: final state"
+    );
+    assert_eq!(db.len(), all.len());
+    for s in &snaps {
+        check_reads(
+            &db,
+            Some(s),
+            &model,
+            s.lsn(),
+            &mut rng,
+            nkeys,
+            "final snapshots",
+        );
+    }
+    drop(snaps);
+    db.close().unwrap();
+}
+
+#[test]
+fn model_based_in_memory() {
+    for seed in [1u64, 0xDEAD_BEEF, 42, 7777] {
+        let db = Db::in_memory_with_options(Options::default().trim_threshold(8)).unwrap();
+        property_run(seed, db, None);
+    }
+}
+
+#[test]
+fn model_based_on_each_path() {
+    on_each_path(|io| {
+        for seed in [3u64, 0xC0FFEE] {
+            let dir = tempdir();
+            let o = opts(io, Durability::BUFFERED)
+                .trim_threshold(8)
+                .lease_span(4);
+            let db = open(dir.path(), o.clone());
+            let reopen = || open(dir.path(), o.clone());
+            property_run(seed, db, Some(&reopen));
+        }
+    });
+}
+
+/// 8 writers commit multi-key transactions while 8 readers take snapshots and read them; every
+/// snapshot read equals the model of the committed history at its LSN, and no transaction is
+/// ever seen in part. Runs for 10 s (the readers' and writers' interleaving is the OS's; every
+/// check is made afterwards against the recorded history, never on timing).
+fn concurrent_snapshots(db: Arc<Db>, run_for: Duration) {
+    const WRITERS: usize = 8;
+    const READERS: usize = 8;
+    const KEYS_PER_TXN: usize = 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    // (lsn, writer, counter) of every commit.
+    let commits = Arc::new(Mutex::new(Vec::<(Lsn, usize, u64)>::new()));
+    // (snapshot LSN, writer, counter seen (0 = none)) of every snapshot read.
+    let seen = Arc::new(Mutex::new(Vec::<(Lsn, usize, u64)>::new()));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let (db, stop, commits) = (db.clone(), stop.clone(), commits.clone());
+            s.spawn(move || {
+                let mut n = 0u64;
+                let mut mine = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let mut tx = db.begin();
+                    for k in 0..KEYS_PER_TXN {
+                        tx.put(format!("w{w}-{k}").as_bytes(), &n.to_be_bytes())
+                            .unwrap();
+                    }
+                    mine.push((tx.commit().unwrap(), w, n));
+                }
+                commits.lock().unwrap().extend(mine);
+            });
+        }
+        for r in 0..READERS {
+            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let snap = db.snapshot();
+                    let w = ((i as usize) + r) % WRITERS;
+                    // All keys of one writer through gets, or through a scan.
+                    let vals: Vec<u64> = if i % 2 == 0 {
+                        (0..KEYS_PER_TXN)
+                            .map(|k| {
+                                snap.get(format!("w{w}-{k}").as_bytes())
+                                    .unwrap()
+                                    .map_or(0, |v| u64::from_be_bytes(v[..8].try_into().unwrap()))
+                            })
+                            .collect()
+                    } else {
+                        let got: Vec<u64> = snap
+                            .prefix(format!("w{w}-").as_bytes())
+                            .unwrap()
+                            .map(|(_, v)| u64::from_be_bytes(v[..8].try_into().unwrap()))
+                            .collect();
+                        if got.is_empty() {
+                            vec![0; KEYS_PER_TXN]
+                        } else {
+                            got
+                        }
+                    };
+                    assert_eq!(vals.len(), KEYS_PER_TXN, "a transaction seen in part");
+                    assert!(
+                        vals.iter().all(|&v| v == vals[0]),
+                        "a transaction seen in part at snapshot {}: {vals:?}",
+                        snap.lsn()
+                    );
+                    mine.push((snap.lsn(), w, vals[0]));
+                }
+                seen.lock().unwrap().extend(mine);
+            });
+        }
+        while started.elapsed() < run_for {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let mut commits = commits.lock().unwrap().clone();
+    commits.sort_unstable();
+    assert!(
+        commits.windows(2).all(|w| w[0].0 < w[1].0),
+        "every commit has its own LSN"
+    );
+    // Per writer, (lsn, counter) in LSN order: the model of what a snapshot sees.
+    let mut by_writer: Vec<Vec<(Lsn, u64)>> = vec![Vec::new(); WRITERS];
+    for &(lsn, w, n) in &commits {
+        by_writer[w].push((lsn, n));
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty() && !commits.is_empty());
+    for &(at, w, counter) in &seen {
+        let h = &by_writer[w];
+        let i = h.partition_point(|&(lsn, _)| lsn <= at);
+        let want = if i == 0 { 0 } else { h[i - 1].1 };
+        assert_eq!(counter, want, "writer {w} at snapshot {at}");
+    }
+    eprintln!(
+        "{} commits, {} snapshot reads checked",
+        commits.len(),
+        seen.len()
+    );
+}
+
+#[test]
+fn concurrent_writers_and_snapshot_readers_in_memory() {
+    let db = Db::in_memory_with_options(Options::default().trim_threshold(64)).unwrap();
+    concurrent_snapshots(Arc::new(db), Duration::from_secs(10));
+}
+
+#[test]
+fn concurrent_writers_and_snapshot_readers_on_each_path() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = open(
+            dir.path(),
+            opts(io, Durability::BUFFERED).trim_threshold(64),
+        );
+        concurrent_snapshots(Arc::new(db), Duration::from_secs(5));
+    });
+}
+
+/// A reader never observes an LSN above `durable_lsn()` written by a Strict commit, checked in a
+/// tight loop while 16 Strict writers commit.
+#[test]
+fn strict_commits_are_visible_only_once_durable() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Arc::new(open(dir.path(), opts(io, Durability::Strict)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let checks = std::thread::scope(|s| {
+            let reader = {
+                let (db, stop) = (db.clone(), stop.clone());
+                s.spawn(move || {
+                    let mut checks = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = format!("s{}", checks % 16);
+                        let got = db.get(k.as_bytes()).unwrap();
+                        let visible = db.last_lsn();
+                        // Read after: the durable LSN only rises.
+                        let durable = db.durable_lsn();
+                        if let Some(v) = got {
+                            assert!(
+                                v.lsn() <= durable,
+                                "read LSN {} above durable {durable}",
+                                v.lsn()
+                            );
+                        }
+                        assert!(
+                            visible <= durable,
+                            "visible {visible} above durable {durable}"
+                        );
+                        let snap = db.snapshot();
+                        assert!(snap.lsn() <= db.durable_lsn());
+                        checks += 1;
+                    }
+                    checks
+                })
+            };
+            let writers: Vec<_> = (0..16)
+                .map(|w| {
+                    let db = db.clone();
+                    s.spawn(move || {
+                        for i in 0..40u32 {
+                            db.put(format!("s{w}").as_bytes(), &i.to_be_bytes())
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        assert!(checks > 0);
+        assert_eq!(db.last_lsn(), db.durable_lsn());
+    });
+}
+
+/// Each policy, `HistoryTrimmed` before and after a restart, and a floor that never decreases.
+#[test]
+fn retention_policies_across_restarts() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict).trim_threshold(1);
+        let db = open(dir.path(), o.clone());
+        assert_eq!(db.retention(), Retention::Snapshots);
+        let l1 = db.put(b"a", b"1").unwrap();
+        let l2 = db.put(b"a", b"2").unwrap();
+        db.trim_history().unwrap();
+        // Snapshots only: the old version is gone, and said so.
+        assert!(matches!(
+            db.get_at(b"a", l1),
+            Err(Error::HistoryTrimmed { requested, .. }) if requested == l1
+        ));
+        assert_eq!(db.get_at(b"a", l2).unwrap().unwrap().as_bytes(), b"2");
+        assert!(matches!(
+            db.get_at(b"a", l2 + 100),
+            Err(Error::NotYetVisible { requested, visible }) if requested == l2 + 100 && visible == l2
+        ));
+        // A snapshot keeps what it sees through trims.
+        let snap = db.snapshot();
+        let l3 = db.put(b"a", b"3").unwrap();
+        db.trim_history().unwrap();
+        assert_eq!(snap.get(b"a").unwrap().unwrap().as_bytes(), b"2");
+        assert_eq!(db.get_at(b"a", l2).unwrap().unwrap().as_bytes(), b"2");
+        drop(snap);
+        db.trim_history().unwrap();
+        assert!(matches!(
+            db.get_at(b"a", l2),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        let floor1 = db.stats().history_floor;
+        assert!(floor1 >= l3);
+
+        // All: every version from the policy on.
+        let set = db.set_retention(Retention::All).unwrap();
+        let mut all = Vec::new();
+        for i in 0..5u8 {
+            all.push((db.put(b"b", &[i]).unwrap(), i));
+        }
+        db.delete(b"b").unwrap();
+        db.trim_history().unwrap();
+        for &(l, i) in &all {
+            assert_eq!(db.get_at(b"b", l).unwrap().unwrap().as_bytes(), &[i]);
+        }
+        db.close().unwrap();
+        let db = open(dir.path(), o.clone());
+        assert_eq!(db.retention(), Retention::All, "the policy is replayed");
+        let floor2 = db.stats().history_floor;
+        assert!(
+            floor2 >= floor1 && floor2 < set,
+            "floor {floor1} -> {floor2}, set at {set}"
+        );
+        for &(l, i) in &all {
+            assert_eq!(
+                db.get_at(b"b", l).unwrap().unwrap().as_bytes(),
+                &[i],
+                "after restart"
+            );
+        }
+        assert!(matches!(
+            db.get_at(b"a", l1),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+
+        // LastVersions(2): per-key history, HistoryTrimmed below the oldest kept version.
+        db.set_retention(Retention::LastVersions(NonZeroU32::new(2).unwrap()))
+            .unwrap();
+        let c: Vec<Lsn> = (0..5u8).map(|i| db.put(b"c", &[i]).unwrap()).collect();
+        db.trim_history().unwrap();
+        assert_eq!(db.get_at(b"c", c[4]).unwrap().unwrap().as_bytes(), &[4]);
+        assert_eq!(db.get_at(b"c", c[3]).unwrap().unwrap().as_bytes(), &[3]);
+        match db.get_at(b"c", c[2]) {
+            Err(Error::HistoryTrimmed {
+                requested,
+                earliest_retained,
+            }) => assert_eq!((requested, earliest_retained), (c[2], c[3])),
+            other => panic!("below the last two versions: {other:?}"),
+        }
+        let floor3 = db.stats().history_floor;
+        db.close().unwrap();
+        let db = open(dir.path(), o.clone());
+        assert!(
+            db.stats().history_floor >= floor3,
+            "the floor never moves back"
+        );
+        assert_eq!(db.get_at(b"c", c[3]).unwrap().unwrap().as_bytes(), &[3]);
+        assert!(matches!(
+            db.get_at(b"c", c[2]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+
+        // NewerThan: a window of time; with an hour, everything since the policy is kept.
+        let set = db
+            .set_retention(Retention::NewerThan(Duration::from_secs(3600)))
+            .unwrap();
+        let d: Vec<Lsn> = (0..3u8).map(|i| db.put(b"d", &[i]).unwrap()).collect();
+        db.trim_history().unwrap();
+        assert_eq!(db.get_at(b"d", d[0]).unwrap().unwrap().as_bytes(), &[0]);
+        db.close().unwrap();
+        let db = open(dir.path(), o.clone());
+        assert!(db.stats().history_floor < set);
+        assert_eq!(db.get_at(b"d", d[0]).unwrap().unwrap().as_bytes(), &[0]);
+        // Back to the default: a restart keeps only the newest versions.
+        db.set_retention(Retention::Snapshots).unwrap();
+        db.close().unwrap();
+        let db = open(dir.path(), o);
+        assert!(matches!(
+            db.get_at(b"d", d[0]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        assert_eq!(db.get(b"d").unwrap().unwrap().as_bytes(), &[2]);
+        // System entries are never user keys.
+        assert!(db.get(b"retention").unwrap().is_none());
+        assert!(db
+            .range::<&[u8], _>(..)
+            .unwrap()
+            .all(|(k, _)| &*k != b"retention"));
+    });
+}
+
+/// The default policy trims in the background: memory does not grow with overwrites.
+#[test]
+fn overwrites_do_not_grow_the_index() {
+    let db = Db::in_memory_with_options(Options::default().trim_threshold(1000)).unwrap();
+    for round in 0..50u32 {
+        for k in 0..100u32 {
+            db.put(&k.to_be_bytes(), &round.to_be_bytes()).unwrap();
+        }
+    }
+    // A trim runs in the background once 1000 superseded versions exist; wait for the last.
+    eventually("the background trim", Duration::from_secs(30), || {
+        db.stats().trims > 0 && db.stats().versions < 2000
+    });
+    let s = db.stats();
+    assert!(s.versions < 5000 - 1000, "{s:?}");
+    assert_eq!(s.keys, 100);
+    assert_eq!(
+        db.get(&7u32.to_be_bytes()).unwrap().unwrap().as_bytes(),
+        &49u32.to_be_bytes()
+    );
+}
+
+/// LSNs once returned never name other data, also when a crash lost the Buffered commits they
+/// were returned for: the copy of the directory taken while commits are unsynced is what a crash
+/// leaves, and its next run starts above every LSN handed out.
+#[test]
+fn lsns_are_never_reused_after_a_lost_buffered_tail() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, buffered_forever(usize::MAX)).lease_span(8);
+        let db = open(dir.path(), o.clone());
+        let mut returned = Vec::new();
+        for i in 0..30u32 {
+            returned.push(db.put(format!("k{i}").as_bytes(), b"lost?").unwrap());
+        }
+        assert!(
+            db.durable_lsn() < *returned.last().unwrap(),
+            "commits are unsynced"
+        );
+        // The crash: what the files hold now.
+        let crashed = tempdir();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != "LOCK" {
+                std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+            }
+        }
+        db.close().unwrap();
+        let db2 = open(crashed.path(), o.clone());
+        let recovered = db2.recovery_stats().last_lsn;
+        assert!(recovered < *returned.last().unwrap(), "the tail was lost");
+        let next = db2.put(b"after", b"crash").unwrap();
+        assert!(
+            next > *returned.last().unwrap(),
+            "LSN {next} reused: {returned:?} were handed out before the crash"
+        );
+        // Reads at the LSNs that never became durable see the recovered state, never new data.
+        assert!(matches!(
+            db2.get_at(b"after", next - 1),
+            Ok(None) | Err(Error::HistoryTrimmed { .. })
+        ));
+        db2.close().unwrap();
+        // After a clean close the next run continues right after the last LSN.
+        let db3 = open(dir.path(), o);
+        let last = db3.last_lsn();
+        assert_eq!(last, *returned.last().unwrap());
+        assert_eq!(db3.put(b"x", b"y").unwrap(), last + 1);
+    });
+}
+
+/// Reads through a snapshot and at versions fail clearly after close; a transaction reads its
+/// own writes over a snapshot-free latest read.
+#[test]
+fn snapshot_edges() {
+    let db = Db::in_memory();
+    let l = db.put(b"k", b"v").unwrap();
+    let snap = db.snapshot();
+    assert_eq!(snap.lsn(), l);
+    let clone = snap.clone();
+    drop(snap);
+    assert_eq!(clone.get(b"k").unwrap().unwrap().lsn(), l);
+    assert_eq!(db.stats().snapshots, 1);
+    assert!(db.range_at(b"a".as_slice().., l).unwrap().count() == 1);
+    assert!(matches!(
+        db.range_at(b"a".as_slice().., l + 1),
+        Err(Error::NotYetVisible { .. })
+    ));
+    db.close().unwrap();
+    assert!(matches!(clone.get(b"k"), Err(Error::Closed)));
+    assert!(matches!(db.get_at(b"k", l), Err(Error::Closed)));
+    assert!(matches!(db.snapshot().iter(), Err(Error::Closed)));
+}
