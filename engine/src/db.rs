@@ -92,6 +92,10 @@ impl DbBuilder {
         recovery(mode: crate::RecoveryMode);
         /// Sets [`Options::vfs`]: a custom I/O layer.
         vfs(vfs: Arc<dyn Vfs>);
+        /// Sets [`Options::trim_threshold`].
+        trim_threshold(versions: usize);
+        /// Sets [`Options::lease_span`].
+        lease_span(lsns: u64);
     }
 
     /// Replaces every option at once.
@@ -114,6 +118,8 @@ impl DbBuilder {
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Db>();
+    assert_send_sync::<Snapshot>();
+    assert_send_sync::<Scan>();
 };
 
 impl std::fmt::Debug for Db {
@@ -803,12 +809,12 @@ impl Db {
             if !shared.lease_covers(&mut st, lsn) {
                 wait_durable = true;
             }
-            match mode {
-                Durability::Buffered {
-                    interval,
-                    max_pending,
-                } => shared.note_buffered(&mut st, interval, max_pending),
-                _ => {}
+            if let Durability::Buffered {
+                interval,
+                max_pending,
+            } = mode
+            {
+                shared.note_buffered(&mut st, interval, max_pending);
             }
             if wait_durable {
                 shared.request_sync(&mut st, lsn);
@@ -1049,7 +1055,7 @@ fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usi
     let floor = state.trim_floor(now_ns(), last, recorded);
     let plan = state.plan(floor, last);
     let versions = std::mem::take(&mut recovered.versions);
-    let (list, garbage) = crate::index::loader::build(versions, plan);
+    let (list, garbage) = crate::loader::build(versions, plan);
     let v = Versions::new(Gen::new(list, floor, 0), state, threshold);
     v.set_garbage(garbage);
     v

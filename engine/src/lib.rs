@@ -49,11 +49,34 @@
 //! Keys are 1 to [`MAX_KEY_LEN`] (65,535) bytes. A transaction (keys, values and 48 bytes of header
 //! per operation) must fit in one log segment: [`Options::max_value_len`] tells the largest value.
 //!
-//! ## Reads
+//! ## Reads, versions and snapshots
 //!
-//! Reads see the newest committed value and the LSN of the transaction that wrote it. A commit is
-//! visible to readers as soon as it is applied, before a `Strict` commit's sync completes; if that
-//! sync fails, the database is poisoned and the commit may be absent after reopening.
+//! Every commit gets an LSN, and the LSN is the version of every key it wrote: reads return the
+//! value and its LSN. Readers see a prefix of the commit order, whole transactions only; readers
+//! never block writers and writers never block readers. A `Strict` commit becomes visible to
+//! other threads only once it is durable (so nothing a reader saw can be lost by a crash); a
+//! `Buffered` or `InMemory` one at once. [`Db::last_lsn`] is the newest visible LSN.
+//!
+//! ```
+//! # fn main() -> Result<(), ringlog_db::Error> {
+//! use ringlog_db::{Db, Retention};
+//! let db = Db::in_memory();
+//! let v1 = db.put(b"k", b"1")?;
+//! let snap = db.snapshot();                     // no copy: an LSN and a pin
+//! db.put(b"k", b"2")?;
+//! assert_eq!(snap.get(b"k")?.as_deref(), Some(&b"1"[..]));
+//! assert_eq!(db.get_at(b"k", v1)?.as_deref(), Some(&b"1"[..])); // the snapshot keeps it
+//! for (key, value) in snap.range(b"a".as_slice()..)?.rev() {       // lazy, both directions
+//!     assert_eq!((&*key, value.lsn()), (&b"k"[..], v1));
+//! }
+//! drop(snap);
+//! db.set_retention(Retention::All)?;            // keep every version from now on
+//! # Ok(()) }
+//! ```
+//!
+//! Which old versions are kept is the [`Retention`] policy's call (by default: what live
+//! snapshots need); a read below what is kept fails with [`Error::HistoryTrimmed`], never with
+//! another version. LSNs are never handed out twice, across crashes too (`docs/DURABILITY.md`).
 
 //! ## Cargo features
 //!
@@ -73,6 +96,7 @@ mod db;
 mod dir;
 mod error;
 mod index;
+mod loader;
 mod log;
 mod options;
 mod publish;

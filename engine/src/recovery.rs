@@ -10,9 +10,9 @@ use ringlog_format::{
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
-use crate::index::loader::{Loader, Version};
 use crate::index::retention::{Retention, RETENTION_KEY};
 use crate::index::{Lsn, OpRef};
+use crate::loader::{Loader, Version};
 use crate::options::RecoveryMode;
 use crate::segment::{parse_creating_name, parse_segment_name, read_segment, segment_file_name};
 use crate::{Error, Result};

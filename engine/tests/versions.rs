@@ -374,7 +374,7 @@ fn concurrent_snapshots(db: Arc<Db>, run_for: Duration) {
                     let snap = db.snapshot();
                     let w = ((i as usize) + r) % WRITERS;
                     // All keys of one writer through gets, or through a scan.
-                    let vals: Vec<u64> = if i % 2 == 0 {
+                    let vals: Vec<u64> = if i.is_multiple_of(2) {
                         (0..KEYS_PER_TXN)
                             .map(|k| {
                                 snap.get(format!("w{w}-{k}").as_bytes())

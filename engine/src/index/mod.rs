@@ -8,9 +8,8 @@
 //! * [`Versions`] — the current generation (and, while a trim runs, the next one, which writers
 //!   fill too), the registry of live snapshots, and the retention policy.
 //! * [`Scan`] — a lazy iterator over a generation at one LSN.
-//! * [`loader`] — builds the first generation from the log at recovery.
+//! * `crate::loader` (recovery's) builds the first generation from the log.
 
-pub(crate) mod loader;
 pub(crate) mod retention;
 pub(crate) mod scan;
 pub(crate) mod trim;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::retention::Plan;
-use super::{Lsn, OpRef, TRIMMED_BELOW};
+use crate::index::retention::Plan;
+use crate::index::{Lsn, OpRef, TRIMMED_BELOW};
 use crate::skiplist::SkipList;
 
 /// A key's newest version while loading.
