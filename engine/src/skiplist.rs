@@ -641,6 +641,95 @@ struct Counters {
 }
 
 /// A concurrent, insert-only skip list of key versions; see the module docs.
+/// Shards of [`KeyIndex`].
+const KEY_SHARDS: usize = 64;
+
+/// A point-lookup index over a list: each key's newest node, in a hash set sharded under
+/// read-write locks. It only speeds up reads (the list is the truth): a reader that finds its
+/// shard locked by a writer searches the list instead, so writers never block readers. A writer
+/// holds a shard's lock for one probe (or a rehash of that shard). Entries are never removed while
+/// the list lives: a key's entry only moves to a newer node.
+struct KeyIndex {
+    shards: Box<[parking_lot::RwLock<KeySet>]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+type KeySet = std::collections::HashSet<NodeKey, foldhash::fast::RandomState>;
+
+/// A node, hashed and compared by its key.
+struct NodeKey(NonNull<Node>);
+
+impl NodeKey {
+    fn node(&self) -> NodeRef<'_> {
+        // SAFETY: a NodeKey lives in the KeyIndex of the list that owns the node, and the list
+        // outlives its index (a field of the list, dropped with it, never read in Drop).
+        unsafe { NodeRef::from_ptr(self.0) }
+    }
+}
+
+impl std::hash::Hash for NodeKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `<[u8] as Hash>`, so that lookups by `&[u8]` find it (`Borrow`).
+        self.node().key().hash(state);
+    }
+}
+
+impl PartialEq for NodeKey {
+    fn eq(&self, other: &NodeKey) -> bool {
+        self.node().key() == other.node().key()
+    }
+}
+
+impl Eq for NodeKey {}
+
+impl std::borrow::Borrow<[u8]> for NodeKey {
+    fn borrow(&self) -> &[u8] {
+        self.node().key()
+    }
+}
+
+impl KeyIndex {
+    fn new() -> KeyIndex {
+        KeyIndex {
+            shards: (0..KEY_SHARDS)
+                .map(|_| parking_lot::RwLock::new(KeySet::default()))
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn shard(&self, key: &[u8]) -> &parking_lot::RwLock<KeySet> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        &self.shards[(h >> 58) as usize % KEY_SHARDS]
+    }
+
+    /// Records `node` as its key's newest node unless a newer one is recorded.
+    fn note(&self, node: NodeRef<'_>) {
+        let mut set = self.shard(node.key()).write();
+        match set.get(node.key()) {
+            Some(old) if old.node().lsn() >= node.lsn() => {}
+            _ => {
+                set.replace(NodeKey(node.ptr));
+            }
+        }
+    }
+
+    /// The newest node recorded for `key`: `Some(None)` when the key has none, `None` when the
+    /// shard is busy (the caller searches the list).
+    fn newest(&self, key: &[u8]) -> Option<Option<NonNull<Node>>> {
+        let set = self.shard(key).try_read()?;
+        Some(set.get(key).map(|k| k.0))
+    }
+
+    fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().capacity() * (size_of::<NodeKey>() + 1))
+            .sum()
+    }
+}
+
 pub(crate) struct SkipList {
     /// The sentinel: a node with MAX_HEIGHT slots and an empty key, never returned or compared.
     head: NonNull<Node>,
@@ -654,6 +743,8 @@ pub(crate) struct SkipList {
     tails_len: usize,
     /// A process-unique id: tells a thread's insert hint ([`HINT`]) which list it belongs to.
     id: u64,
+    /// Each key's newest node, for point reads.
+    keys: KeyIndex,
 }
 
 /// Source of [`SkipList::id`].
@@ -727,7 +818,23 @@ impl SkipList {
             tails: [head; MAX_HEIGHT],
             tails_len: 0,
             id: NEXT_LIST_ID.fetch_add(1, Ordering::Relaxed),
+            keys: KeyIndex::new(),
         }
+    }
+
+    /// The newest node of `key` (any LSN), found through the key index; `None` when the key has
+    /// no node. Falls back to a search when the index's shard is busy.
+    pub(crate) fn newest(&self, key: &[u8]) -> Option<NodeRef<'_>> {
+        match self.keys.newest(key) {
+            // SAFETY: the index holds only nodes of this list, which live as long as `&self`.
+            Some(found) => found.map(|p| unsafe { NodeRef::from_ptr(p) }),
+            None => self.seek(key, Lsn::MAX).filter(|n| n.key() == key),
+        }
+    }
+
+    /// Bytes of the key index (its hash sets' slots and control bytes).
+    pub(crate) fn key_index_bytes(&self) -> usize {
+        self.keys.bytes()
     }
 
     #[inline]
@@ -746,6 +853,18 @@ impl SkipList {
     /// it since). The index's trim relies on this: writers and the trim's copy both insert the
     /// same versions into the next generation.
     pub(crate) fn insert(&self, key: &[u8], lsn: Lsn, value: Option<&[u8]>, flags: u8) -> Inserted {
+        self.insert_node(key, lsn, value, flags).0
+    }
+
+    /// [`SkipList::insert`], also returning the node of `(key, lsn)` (the new one, or the one
+    /// already present).
+    pub(crate) fn insert_node(
+        &self,
+        key: &[u8],
+        lsn: Lsn,
+        value: Option<&[u8]>,
+        flags: u8,
+    ) -> (Inserted, NodeRef<'_>) {
         debug_assert!(!key.is_empty(), "skiplist: empty key");
         let height = random_height();
 
@@ -859,6 +978,7 @@ impl SkipList {
             }
         }
 
+        self.keys.note(node);
         HINT.with(|h| {
             let mut h = h.borrow_mut();
             h.id = self.id;
@@ -870,28 +990,34 @@ impl SkipList {
                 };
             }
         });
-        Inserted {
-            newer_exists,
-            older,
-        }
+        (
+            Inserted {
+                newer_exists,
+                older,
+            },
+            node,
+        )
     }
 
     /// If the level-0 successor `s` found for `(key, lsn)` is that very version, the answer of
     /// the idempotent insert: the existing node's neighbours, as the first insert reported them
     /// (`p` is its predecessor as just seen).
     #[inline]
-    fn already_present(
+    fn already_present<'a>(
         &self,
         key: &[u8],
         lsn: Lsn,
-        p: NodeRef<'_>,
-        s: Option<NodeRef<'_>>,
-    ) -> Option<Inserted> {
+        p: NodeRef<'a>,
+        s: Option<NodeRef<'a>>,
+    ) -> Option<(Inserted, NodeRef<'a>)> {
         let s = s.filter(|s| s.lsn() == lsn && s.key() == key)?;
-        Some(Inserted {
-            newer_exists: p.ptr != self.head && p.key() == key,
-            older: s.next().filter(|o| o.key() == key).map(|o| o.is_put()),
-        })
+        Some((
+            Inserted {
+                newer_exists: p.ptr != self.head && p.key() == key,
+                older: s.next().filter(|o| o.key() == key).map(|o| o.is_put()),
+            },
+            s,
+        ))
     }
 
     /// Single-threaded bulk load: appends a node that must sort strictly after every node
@@ -938,6 +1064,10 @@ impl SkipList {
         self.tails_len = n;
         if !newer_exists && value.is_some() {
             *self.counters.0.live.get_mut() += 1;
+        }
+        if !newer_exists {
+            // SAFETY: `node` was just initialized in this list's arena.
+            self.keys.note(unsafe { NodeRef::from_ptr(node) });
         }
     }
 

@@ -37,7 +37,8 @@ pub struct Stats {
     pub keys: usize,
     /// Versions held by the index: each key's retained versions, tombstones included.
     pub versions: usize,
-    /// Bytes of the index's memory holding them (arena bytes in use).
+    /// Bytes of the index's memory holding them: arena bytes in use (nodes with their keys and
+    /// values) and the key index (a hash set of each key's newest node, for point reads).
     pub index_bytes: usize,
     /// Of [`Stats::index_bytes`], the bytes that are keys and values; the rest is overhead
     /// (per version: `(index_bytes - index_payload_bytes) / versions`). Computing it walks the
@@ -97,7 +98,7 @@ impl Db {
             last_lsn: self.last_lsn(),
             keys: gen.list.live_keys(),
             versions: gen.list.len(),
-            index_bytes: used,
+            index_bytes: used + gen.list.key_index_bytes(),
             index_payload_bytes: payload,
             history_floor: gen.floor(),
             snapshots: shared.versions.snapshot_count(),

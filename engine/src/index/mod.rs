@@ -113,6 +113,37 @@ impl Gen {
     /// The version of `key` visible at `lsn`: `Ok(None)` when the key had no value then.
     /// The caller has checked `lsn` against the floor.
     pub(crate) fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
+        // The key's newest node through the key index, then a few steps to older versions; a
+        // read far back in a long history searches the list instead.
+        let Some(mut n) = self.list.newest(key) else {
+            return Ok(None);
+        };
+        let mut steps = 0;
+        while n.lsn() > lsn {
+            match n.next() {
+                Some(m) if m.key() == key && steps < 8 => {
+                    n = m;
+                    steps += 1;
+                }
+                Some(m) if m.key() == key => return self.get_by_search(key, lsn),
+                // No version at or below `lsn`: `n` is the key's oldest node.
+                _ => return Gen::none_or_trimmed(n, lsn),
+            }
+        }
+        Ok(n.value().map(|v| Value::new(Arc::from(v), n.lsn())))
+    }
+
+    fn none_or_trimmed(oldest: NodeRef<'_>, lsn: Lsn) -> Result<Option<Value>> {
+        if oldest.flags() & TRIMMED_BELOW != 0 {
+            return Err(Error::HistoryTrimmed {
+                requested: lsn,
+                earliest_retained: oldest.lsn(),
+            });
+        }
+        Ok(None)
+    }
+
+    fn get_by_search(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
         if let Some(n) = self.list.seek(key, lsn) {
             if n.key() == key {
                 debug_assert!(n.lsn() <= lsn, "seek returns a version at or below the LSN");
@@ -120,15 +151,10 @@ impl Gen {
             }
         }
         // No version at or below `lsn`: was the key's older history trimmed?
-        if let Some(oldest) = self.list.seek_before(key, lsn) {
-            if oldest.key() == key && oldest.flags() & TRIMMED_BELOW != 0 {
-                return Err(Error::HistoryTrimmed {
-                    requested: lsn,
-                    earliest_retained: oldest.lsn(),
-                });
-            }
+        match self.list.seek_before(key, lsn) {
+            Some(oldest) if oldest.key() == key => Gen::none_or_trimmed(oldest, lsn),
+            _ => Ok(None),
         }
-        Ok(None)
     }
 }
 
