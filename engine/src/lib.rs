@@ -92,12 +92,14 @@
 
 #[macro_use]
 mod hooks;
+mod commit;
 mod db;
 mod dir;
 mod error;
 mod index;
 mod loader;
 mod log;
+mod open;
 mod options;
 mod publish;
 mod recovery;
@@ -105,6 +107,7 @@ mod segment;
 mod skiplist;
 mod snapshot;
 mod stats;
+mod trimmer;
 mod txn;
 
 pub use db::{Db, DbBuilder};

@@ -1,0 +1,184 @@
+//! The commit path: validation, LSN assignment and log reservation (the serialised step), the
+//! concurrent index insert, durability and publication in LSN order.
+
+use std::sync::atomic::Ordering;
+
+use ringlog_format::MAX_KEY_LEN;
+
+use crate::db::Db;
+use crate::index::{Lsn, OpRef};
+use crate::log::txn_encoded_len;
+use crate::options::{validate_buffered, Durability};
+use crate::segment::now_ns;
+use crate::{Error, Result};
+
+impl Db {
+    pub(crate) fn validate(&self, ops: &[OpRef<'_>]) -> Result<()> {
+        for op in ops {
+            let key = op.key();
+            if key.is_empty() {
+                return Err(Error::EmptyKey);
+            }
+            if key.len() > MAX_KEY_LEN {
+                return Err(Error::KeyTooLarge {
+                    len: key.len(),
+                    max: MAX_KEY_LEN,
+                });
+            }
+            if let OpRef::Put(_, v) = op {
+                if v.len() > self.max_value_len(key.len()) {
+                    return Err(Error::ValueTooLarge {
+                        len: v.len(),
+                        max: self.max_value_len(key.len()),
+                    });
+                }
+            }
+        }
+        if self.shared.log.is_some() {
+            let len = txn_encoded_len(ops);
+            if len > self.max_txn_bytes {
+                return Err(Error::TransactionTooLarge {
+                    len,
+                    max: self.max_txn_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn max_txn_bytes(&self) -> usize {
+        self.max_txn_bytes
+    }
+
+    /// Commits `ops` as one transaction: the only serialised steps are the LSN assignment and
+    /// the log-buffer reservation (under the log mutex); the index inserts run concurrently;
+    /// publication makes the transaction visible in LSN order (a `Strict` one once durable).
+    /// `system` writes go to the engine's system key space (the log only, never the index).
+    pub(crate) fn commit_ops(
+        &self,
+        ops: &[OpRef<'_>],
+        durability: Option<Durability>,
+        system: bool,
+    ) -> Result<Lsn> {
+        self.check_open()?;
+        let mode = match (self.durability, durability) {
+            (_, None) => self.durability,
+            (Durability::InMemory, Some(Durability::InMemory)) => Durability::InMemory,
+            (Durability::InMemory, Some(_)) => {
+                return Err(Error::DurabilityUnavailable(
+                    "an in-memory database has no log to make durable",
+                ))
+            }
+            (_, Some(Durability::InMemory)) => {
+                return Err(Error::DurabilityUnavailable(
+                    "a transaction cannot skip the log of a persistent database",
+                ))
+            }
+            (
+                _,
+                Some(
+                    d @ Durability::Buffered {
+                        interval,
+                        max_pending,
+                    },
+                ),
+            ) => {
+                validate_buffered(interval, max_pending)?;
+                d
+            }
+            (_, Some(Durability::Strict)) => Durability::Strict,
+        };
+        self.validate(ops)?;
+        let shared = &*self.shared;
+        let has_log = shared.log.is_some();
+        if has_log {
+            self.start_log_thread()?;
+        }
+        // 1. The serialised step: LSN assignment and log-buffer reservation.
+        let mut st = shared.state.lock();
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        if let Some(e) = &st.poisoned {
+            return Err(Error::Poisoned(e.clone()));
+        }
+        shared.wait_for_space(&mut st);
+        if let Some(e) = &st.poisoned {
+            return Err(Error::Poisoned(e.clone()));
+        }
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        let lsn = st.next_lsn;
+        // Ids read from disk are at most MAX_ID (2^63 - 1), so these never overflow; a log whose
+        // ids reached the maximum refuses commits instead of wrapping.
+        if lsn > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("LSN"));
+        }
+        let txn_id = self.next_txn_id.load(Ordering::Relaxed);
+        if has_log && txn_id > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("transaction id"));
+        }
+        st.next_lsn += 1;
+        // Buffered commits return before they are durable: only LSNs a durable lease covers.
+        let mut wait_durable = mode == Durability::Strict;
+        if has_log {
+            // Commits are serialised by the state lock held here.
+            let txn_id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
+            let lease = shared.lease_due(&mut st, lsn);
+            shared.append(&mut st, ops, lsn, txn_id, system, lease);
+            if !shared.lease_covers(&mut st, lsn) {
+                wait_durable = true;
+            }
+            if let Durability::Buffered {
+                interval,
+                max_pending,
+            } = mode
+            {
+                shared.note_buffered(&mut st, interval, max_pending);
+            }
+            if wait_durable {
+                shared.request_sync(&mut st, lsn);
+                if !(mode == Durability::Strict
+                    && crate::hooks::ack_strict_early(shared, &mut st, lsn))
+                {
+                    shared.register_commit_waiter(&mut st, lsn);
+                } else {
+                    wait_durable = false;
+                }
+            }
+        }
+        if shared.versions.sample_times.load(Ordering::Relaxed) {
+            shared.versions.retention.lock().sample(now_ns(), lsn);
+        }
+        drop(st);
+        // 2. The index inserts, concurrent with other committers'.
+        let trim = !system && shared.versions.insert(ops, lsn);
+        shared.counters.commits.fetch_add(1, Ordering::Relaxed);
+        // 3. Durability, then publication. A commit that failed to become durable is never
+        // published.
+        if wait_durable {
+            if crate::hooks::publish_strict_early() {
+                shared.visible.publish(lsn);
+                shared.await_durable(lsn).map_err(Error::Poisoned)?;
+                return Ok(lsn);
+            }
+            shared.await_durable(lsn).map_err(Error::Poisoned)?;
+        }
+        shared.visible.publish(lsn);
+        if trim {
+            self.request_trim();
+        }
+        // A writer reads its own writes: wait for the commits before it to be published.
+        if !shared.visible.wait(lsn, || {
+            shared.will_block(ringlog_uring::BlockReason::Visibility)
+        }) {
+            let st = shared.state.lock();
+            return Err(match &st.poisoned {
+                Some(e) => Error::Poisoned(e.clone()),
+                None => Error::Closed,
+            });
+        }
+        Ok(lsn)
+    }
+}

@@ -1,0 +1,218 @@
+//! Opening a database: the directory, recovery, resuming the log's tail (or starting a new
+//! segment), and the first index generation.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use ringlog_uring::{OpenOptions, Vfs};
+
+use crate::db::{Db, LogThread};
+use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
+use crate::index::retention::RetentionState;
+use crate::index::{Gen, Versions};
+use crate::log::{Active, LogConfig, Shared};
+use crate::options::{Durability, Preallocate, MAX_ALIGN};
+use crate::recovery::recover;
+use crate::segment::{create_segment, now_ns, SegmentConfig};
+use crate::{Error, Options, Result};
+
+impl Db {
+    /// Opens (creating if needed) the database in directory `path`, replaying its log.
+    ///
+    /// The log thread starts with the first commit (or [`Db::sync`] with something to sync): a
+    /// session that only reads costs no thread, and its [`Db::close`] writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidOptions`]: inconsistent options, or [`Durability::InMemory`] (an in-memory
+    ///   database has no directory: use [`Db::in_memory`]);
+    /// * [`Error::NotADirectory`], [`Error::NotADatabase`], [`Error::UnsupportedVersion`],
+    ///   [`Error::Locked`]: `path` cannot be this database;
+    /// * [`Error::Corruption`]: the log is damaged where a crash cannot have damaged it (see
+    ///   [`crate::RecoveryMode`]); [`Error::IdSpaceExhausted`]: the log's ids reached the maximum;
+    /// * [`Error::Io`]: the filesystem failed, or the I/O path asked for is unavailable.
+    pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        if opts.durability == Durability::InMemory {
+            return Err(Error::InvalidOptions(format!(
+                "Durability::InMemory has no directory, but {} was given: use Db::in_memory()",
+                path.as_ref().display()
+            )));
+        }
+        let dir = path.as_ref().to_path_buf();
+        let vfs: Arc<dyn Vfs> = match &opts.vfs {
+            Some(v) => v.clone(),
+            None => ringlog_uring::select(opts.io)
+                .map_err(|e| Error::io("select I/O backend", None, e))?,
+        };
+        let backend = vfs.backend();
+        log::info!(
+            "opening {} with the {} backend ({})",
+            dir.display(),
+            backend.kind,
+            backend.reason
+        );
+        let lock = prepare_dir(&*vfs, &dir)?;
+        let (strategy, strategy_reason) = effective_strategy(&*vfs, &dir, opts.sync_strategy);
+        let epoch = read_or_create_manifest(&*vfs, &dir)?;
+        let mut recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
+        failpoint!("open::after_recovery");
+        let stats = recovered.stats.clone();
+        log::info!(
+            "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",
+            dir.display(),
+            stats.transactions_applied,
+            stats.transactions_incomplete,
+            stats.transactions_aborted,
+            stats.orphaned_records,
+            stats.bytes_truncated,
+            stats.last_lsn
+        );
+        let run_id = recovered.max_run_id + 1;
+        if run_id > ringlog_format::MAX_ID {
+            return Err(Error::IdSpaceExhausted("run id"));
+        }
+        let seg = SegmentConfig {
+            dir: dir.clone(),
+            epoch,
+            run_id,
+            size: opts.segment_size,
+            direct: opts.direct_io,
+            prealloc: opts.preallocate,
+        };
+        let align = if opts.direct_io { MAX_ALIGN } else { 512 };
+        let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn, recovered.stats.last_lsn);
+        let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
+        // The last segment, opened again after recovery. What recovery read may still be only in
+        // the page cache: make it durable — the data, and the directory entry (a process crash
+        // between a new segment's rename and the directory fsync leaves an entry that a power
+        // loss can still drop).
+        let reopen_tail = |id: u64, direct: bool| -> Result<Box<dyn ringlog_uring::VFile>> {
+            let path = seg.path(id);
+            let file = vfs
+                .open(
+                    &path,
+                    OpenOptions {
+                        write: true,
+                        create: false,
+                        direct,
+                    },
+                )
+                .map_err(|e| Error::io("open segment", path.clone(), e))?;
+            crate::hooks::resync_on_reopen(&*vfs, &dir, &*file)
+                .map_err(|e| Error::io("sync segment", path, e))?;
+            Ok(file)
+        };
+        // Resume in the last segment when its tail is clean, else start a new one.
+        let mut pending_create = None;
+        let active = match recovered.tail {
+            Some(t)
+                if t.clean
+                    && t.current_version
+                    && t.valid_end.is_multiple_of(align)
+                    && t.valid_end + reserve < seg.size =>
+            {
+                let path = seg.path(t.id);
+                let file = reopen_tail(t.id, seg.direct)?;
+                // The segment was prepared when it was created; make sure its space is still
+                // reserved (a creation cut short by ENOSPC left it short) without rewriting it.
+                if seg.prealloc != Preallocate::None {
+                    if let Err(e) = file.allocate(seg.size) {
+                        log::warn!("could not preallocate the rest of {}: {e}", path.display());
+                    }
+                }
+                (Active { id: t.id, file }, t.valid_end)
+            }
+            Some(t) if recovered.stats.truncated_at.is_none() => {
+                // A torn tail, which cannot be appended to: the next segment is created with the
+                // first commit (by the log thread, as a rotation), so an open after a crash that
+                // only reads creates and zero-fills nothing, and the next recovery cuts the same
+                // torn bytes again. The old segment stays the log thread's "active" one until
+                // then; it is never written again. (A truncating recovery's cut is made durable at
+                // once instead, by the next segment's `prev_end`: below.)
+                let file = reopen_tail(t.id, seg.direct)?;
+                pending_create = Some(crate::hooks::deferred_prev_end(t.valid_end));
+                (Active { id: t.id, file }, t.valid_end)
+            }
+            tail => {
+                let (prev_id, prev_end) = tail.map(|t| (t.id, t.valid_end)).unwrap_or((0, 0));
+                if let Some(t) = tail {
+                    reopen_tail(t.id, false)?;
+                }
+                let file = create_segment(&*vfs, &seg, prev_id + 1, prev_end, max_lsn)?;
+                (
+                    Active {
+                        id: prev_id + 1,
+                        file,
+                    },
+                    ringlog_format::SEGMENT_HEADER_LEN as u64,
+                )
+            }
+        };
+        let (active, cursor) = active;
+        let direct_io = active.file.direct_io().is_some();
+        let backpressure = match opts.durability {
+            Durability::Buffered { max_pending, .. } => {
+                (max_pending.saturating_mul(4)).max(crate::log::MIN_BACKPRESSURE)
+            }
+            _ => crate::log::MIN_BACKPRESSURE,
+        };
+        let cfg = LogConfig {
+            seg,
+            align,
+            strategy,
+            backpressure,
+            lease_span: opts.lease_span,
+        };
+        let max_txn_bytes = opts.max_txn_bytes();
+        let versions = recovered_versions(&mut recovered, opts.trim_threshold);
+        let shared = Arc::new(Shared::new(
+            versions,
+            recovered.stats.last_lsn.min(max_lsn),
+            max_lsn + 1,
+            Some((cfg, active.id, cursor)),
+            run_id,
+            Some(vfs.clone()),
+        ));
+        if let Some(prev_end) = pending_create {
+            shared.state.lock().defer_rotation(prev_end);
+        }
+        Ok(Db {
+            shared,
+            durability: opts.durability,
+            log_thread: Mutex::new(LogThread::NotStarted(active)),
+            log_started: AtomicBool::new(false),
+            trimmer: Mutex::new(None),
+            lock: Mutex::new(Some(lock)),
+            vfs: Some(vfs),
+            dir: Some(dir),
+            recovery: stats,
+            next_txn_id: (recovered.max_txn_id + 1).into(),
+            max_value_len: opts.max_value_len(0),
+            max_txn_bytes,
+            direct_io,
+            sync_strategy: Some((strategy, strategy_reason)),
+        })
+    }
+}
+
+/// The first generation of the index, built from what recovery loaded, with the retention policy
+/// the log ends with and the trim floor it implies at restart (docs/DURABILITY.md, "Retention").
+fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usize) -> Versions {
+    let last = recovered.stats.last_lsn;
+    let (policy, recorded) = recovered.retention;
+    let mut state = RetentionState::new(policy);
+    for &(t, lsn) in &recovered.samples {
+        state.sample(t, lsn);
+    }
+    // After a restart no snapshot is live, and nothing below the recovered state can be read.
+    let floor = state.trim_floor(now_ns(), last, recorded);
+    let plan = state.plan(floor, last);
+    let versions = std::mem::take(&mut recovered.versions);
+    let (list, garbage) = crate::loader::build(versions, plan);
+    let v = Versions::new(Gen::new(list, floor, 0), state, threshold);
+    v.set_garbage(garbage);
+    v
+}

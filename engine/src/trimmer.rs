@@ -1,0 +1,130 @@
+//! The history trimmer: a background thread that runs trims (crate::index::trim) when enough
+//! garbage accumulated, or periodically under a time-based policy.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::index::retention::Retention;
+use crate::index::trim::{trim, TrimHost};
+use crate::index::{Lsn, Versions};
+use crate::log::Shared;
+use crate::segment::now_ns;
+use crate::{Error, Result};
+
+impl Db {
+    /// Wakes the history trimmer, starting it the first time.
+    pub(crate) fn request_trim(&self) {
+        let mut t = self.trimmer.lock();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if t.is_none() {
+            let shared = self.shared.clone();
+            match std::thread::Builder::new()
+                .name("ringlog-trim".into())
+                .spawn(move || run_trimmer(shared))
+            {
+                Ok(h) => *t = Some(h),
+                Err(e) => {
+                    log::warn!("could not start the history trimmer: {e}");
+                    return;
+                }
+            }
+        }
+        let v = &self.shared.versions;
+        let mut sig = v.trim_lock.lock();
+        sig.requested = true;
+        v.trim_cv.notify_one();
+    }
+
+    /// Runs a history trim now, in the calling thread: drops the versions no retention policy
+    /// and no live snapshot needs. The database does this in the background on its own (see
+    /// [`Options::trim_threshold`]); call it to bound memory at a moment of your choice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`] (or when it closes during the trim).
+    pub fn trim_history(&self) -> Result<()> {
+        self.check_open()?;
+        let _one = self.shared.versions.trim_running.lock();
+        trim(&*self.shared).map(|_| ()).ok_or(Error::Closed)
+    }
+}
+
+/// The history trimmer's thread: runs a trim whenever one is requested (enough garbage), and
+/// periodically under a time-based policy, until the database closes.
+fn run_trimmer(shared: Arc<Shared>) {
+    let v = &shared.versions;
+    loop {
+        {
+            let mut sig = v.trim_lock.lock();
+            loop {
+                if sig.closing {
+                    return;
+                }
+                if sig.requested {
+                    sig.requested = false;
+                    break;
+                }
+                let periodic = match v.retention.lock().policy {
+                    Retention::NewerThan(d) => Some((d / 4).clamp(
+                        std::time::Duration::from_millis(10),
+                        std::time::Duration::from_secs(10),
+                    )),
+                    _ => None,
+                };
+                match periodic {
+                    Some(p) => {
+                        if v.trim_cv.wait_for(&mut sig, p).timed_out() {
+                            break;
+                        }
+                    }
+                    None => v.trim_cv.wait(&mut sig),
+                }
+            }
+        }
+        let _one = v.trim_running.lock();
+        if trim(&*shared).is_none() {
+            return;
+        }
+    }
+}
+
+impl TrimHost for Shared {
+    fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    fn visible(&self) -> Lsn {
+        self.visible.get()
+    }
+
+    fn durable(&self) -> Option<Lsn> {
+        self.log
+            .as_ref()
+            .map(|_| self.durable_lsn.load(Ordering::Acquire))
+    }
+
+    fn next_lsn(&self) -> Lsn {
+        self.state.lock().next_lsn
+    }
+
+    fn wait_visible(&self, lsn: Lsn) -> bool {
+        loop {
+            if self
+                .visible
+                .wait_for(lsn, std::time::Duration::from_millis(5))
+            {
+                return true;
+            }
+            if self.versions.trim_lock.lock().closing || self.state.lock().poisoned.is_some() {
+                return false;
+            }
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        now_ns()
+    }
+}
