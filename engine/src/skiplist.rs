@@ -318,18 +318,23 @@ fn ptr_of(n: Option<NodeRef<'_>>) -> *mut Node {
     n.map_or(ptr::null_mut(), |n| n.ptr.as_ptr())
 }
 
-/// Byte-wise key order, as `<[u8]>::cmp`, comparing the first 8 bytes as one big-endian word
-/// first: most comparisons are decided there, without a call to `memcmp`.
+/// Byte-wise key order, as `<[u8]>::cmp`, comparing 8-byte big-endian words inline for the
+/// first 32 bytes: most comparisons of short keys end there, without a call to `memcmp`.
 #[inline]
 fn cmp_keys(a: &[u8], b: &[u8]) -> CmpOrdering {
-    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-        match u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y)) {
-            CmpOrdering::Equal => a[8..].cmp(&b[8..]),
-            other => other,
+    let (mut a, mut b) = (a, b);
+    for _ in 0..4 {
+        match (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+            (Some((x, ra)), Some((y, rb))) => {
+                match u64::from_be_bytes(*x).cmp(&u64::from_be_bytes(*y)) {
+                    CmpOrdering::Equal => (a, b) = (ra, rb),
+                    other => return other,
+                }
+            }
+            _ => break,
         }
-    } else {
-        a.cmp(b)
     }
+    a.cmp(b)
 }
 
 /// Walks right at `level` from `x` (which sorts before `(key, lsn)`) and returns the last node
@@ -894,13 +899,14 @@ impl SkipList {
             (h.id == self.id).then_some(h.prev)
         });
         for level in (0..top).rev() {
-            if let Some(c) = hint.and_then(|h| NonNull::new(h[level])) {
+            if let Some(c) = hint.as_ref().and_then(|h| NonNull::new(h[level])) {
                 // SAFETY: the hint names nodes of this list (same id; ids are never reused), and
                 // nodes live as long as the list, borrowed here.
                 let c = unsafe { NodeRef::from_ptr(c) };
                 // Start from the hinted node when it is before the key and after where the
                 // search stands (at the head, anything is).
                 if c.ptr != self.head
+                    && c.ptr != x.ptr
                     && c.lt(key, lsn)
                     && (x.ptr == self.head || x.lt(c.key(), c.lsn()))
                 {
@@ -981,8 +987,11 @@ impl SkipList {
         self.keys.note(node);
         HINT.with(|h| {
             let mut h = h.borrow_mut();
-            h.id = self.id;
-            for (level, slot) in h.prev.iter_mut().enumerate() {
+            if h.id != self.id {
+                h.id = self.id;
+                h.prev = [ptr::null_mut(); MAX_HEIGHT];
+            }
+            for (level, slot) in h.prev.iter_mut().enumerate().take(top) {
                 *slot = if level < height {
                     node_ptr
                 } else {
