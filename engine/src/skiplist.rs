@@ -712,10 +712,11 @@ impl KeyIndex {
     /// Records `node` as its key's newest node unless a newer one is recorded.
     fn note(&self, node: NodeRef<'_>) {
         let mut set = self.shard(node.key()).write();
-        match set.get(node.key()) {
-            Some(old) if old.node().lsn() >= node.lsn() => {}
-            _ => {
-                set.replace(NodeKey(node.ptr));
+        // One probe in the usual case (a new key, or a newer version); a concurrent writer's
+        // newer node, replaced here, is put back.
+        if let Some(old) = set.replace(NodeKey(node.ptr)) {
+            if old.node().lsn() > node.lsn() {
+                set.replace(old);
             }
         }
     }
@@ -1944,6 +1945,52 @@ mod tests {
         // Chunk installation races and dedicated chunks (values up to 3000 bytes > 1 KiB).
         let list = SkipList::with_chunk_sizes(512, 4096);
         concurrent_run(&list, 4, 1, 1500, 200, 3000);
+    }
+
+    #[test]
+    fn key_index_names_each_keys_newest_node() {
+        // Versions inserted out of LSN order by several threads, and appended in order: the key
+        // index always names the node `seek(key, MAX)` finds, the key's newest.
+        let list = SkipList::new();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let list = &list;
+                s.spawn(move || {
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                    for i in 0..3000u64 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = (x % 97).to_be_bytes();
+                        list.insert(&key, i * 4 + t + 1, Some(b"v"), 0);
+                    }
+                });
+            }
+        });
+        for k in 0..97u64 {
+            let key = k.to_be_bytes();
+            let by_search = list.seek(&key, Lsn::MAX).filter(|n| n.key() == key);
+            let by_index = list.newest(&key);
+            assert_eq!(
+                by_index.map(|n| n.lsn()),
+                by_search.map(|n| n.lsn()),
+                "key {k}"
+            );
+        }
+        assert!(list.newest(b"absent").is_none());
+        let mut built = SkipList::new();
+        for k in 0..50u64 {
+            for lsn in (1..4u64).rev() {
+                built.append_sorted(&k.to_be_bytes(), k * 10 + lsn, Some(b"x"), 0);
+            }
+        }
+        for k in 0..50u64 {
+            assert_eq!(
+                built.newest(&k.to_be_bytes()).map(|n| n.lsn()),
+                Some(k * 10 + 3)
+            );
+        }
+        assert!(built.key_index_bytes() > 0);
     }
 
     #[test]
