@@ -14,24 +14,6 @@ use ringlog_db::{Durability, Error, IoChoice, Lsn, SyncStrategy};
 
 const LIVENESS: Duration = Duration::from_secs(10);
 
-/// A small deterministic generator (xorshift64*), seeded per test; the seed is printed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// `RINGLOG_TEST_SEED` if set, else a fresh seed; printed either way.
 fn seed(test: &str) -> u64 {
     let seed = std::env::var("RINGLOG_TEST_SEED")

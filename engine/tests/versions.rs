@@ -14,21 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use ringlog_db::{Db, Durability, Error, Lsn, Options, Retention, Snapshot};
 
-/// xorshift64*: a seeded, printable source of choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Every version ever committed: (key, lsn) → value (`None` for a delete).
 #[derive(Default)]
 struct Model {
@@ -168,7 +153,7 @@ fn check_reads(
 /// One seeded run of the property test on `db` (reopened by `reopen` when it has a directory).
 fn property_run(seed: u64, mut db: Db, reopen: Option<&dyn Fn() -> Db>) {
     let ctx = |step: usize| format!("seed {seed:#x} step {step}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let nkeys = 40;
     let mut model = Model::default();
     // Live snapshots and the LSN each was taken at; reads at explicit LSNs are only checked at
