@@ -148,10 +148,12 @@ impl Db {
                 }
             }
         }
-        if shared.versions.sample_times.load(Ordering::Relaxed) {
+        drop(st);
+        // Not under the log mutex: `set_retention` holds the retention lock across a commit.
+        // (`set_retention` samples its own commit, holding that lock already.)
+        if !system && shared.versions.sample_times.load(Ordering::Relaxed) {
             shared.versions.retention.lock().sample(now_ns(), lsn);
         }
-        drop(st);
         // 2. The index inserts, concurrent with other committers'.
         let trim = !system && shared.versions.insert(ops, lsn);
         shared.counters.commits.fetch_add(1, Ordering::Relaxed);

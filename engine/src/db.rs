@@ -305,11 +305,13 @@ impl Db {
 
     fn scan_latest(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Scan> {
         let shared = &*self.shared;
+        let mut tries = 0;
         loop {
             let lsn = shared.visible.get();
             match shared.versions.scan(lo, hi, lsn) {
-                // A trim moved the floor past the LSN just read: read it again.
-                Err(Error::HistoryTrimmed { .. }) => continue,
+                // A trim moved the floor past the LSN just read: read it again (the floor never
+                // passes the visible LSN it was computed from, so once is enough).
+                Err(Error::HistoryTrimmed { .. }) if tries < 3 => tries += 1,
                 other => return other,
             }
         }
@@ -413,12 +415,16 @@ impl Db {
     ///
     /// As [`Db::put`].
     pub fn set_retention(&self, policy: Retention) -> Result<Lsn> {
-        let floor = self.shared.versions.current().floor();
-        let value = policy.encode(floor);
-        let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], None, true)?;
         let shared = &*self.shared;
         let v = &shared.versions;
+        // Held across the commit: no trim plans with the old policy once the new one is logged.
         let mut r = v.retention.lock();
+        let floor = v.current().floor();
+        let value = policy.encode(floor);
+        // Durable before it takes effect: a policy a crash can lose must not have moved the
+        // floor (or trimmed) in the meantime.
+        let durability = shared.log.as_ref().map(|_| Durability::Strict);
+        let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
         r.sample(now_ns(), lsn);
         v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
@@ -457,7 +463,12 @@ impl Db {
     /// becomes visible once durable; commits become visible in LSN order).
     #[must_use]
     pub fn last_assigned_lsn(&self) -> Lsn {
-        self.shared.state.lock().next_lsn - 1
+        let last = self.shared.state.lock().next_lsn - 1;
+        if last <= self.shared.visible.skipped() {
+            // Nothing assigned in this run yet (the LSNs up to the last lease were skipped).
+            return self.last_lsn();
+        }
+        last
     }
 
     /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.

@@ -317,6 +317,9 @@ pub(crate) fn deferred_prev_end(valid_end: u64) -> u64 {
     valid_end
 }
 
+/// Hook: whether the log writes LSN leases, and a `Buffered` commit waits for a durable one
+/// before it returns (the `SkipLsnLease` bug says no: after a crash that loses acknowledged
+/// `Buffered` commits, the next run hands their LSNs out again).
 #[inline(always)]
 pub(crate) fn write_leases() -> bool {
     #[cfg(feature = "planted-bugs")]
@@ -326,6 +329,8 @@ pub(crate) fn write_leases() -> bool {
     true
 }
 
+/// Hook: whether a `Strict` commit is published (made visible) before its sync completes (the
+/// `PublishStrictBeforeDurable` bug says yes: a reader can see what a crash then loses).
 #[inline(always)]
 pub(crate) fn publish_strict_early() -> bool {
     #[cfg(feature = "planted-bugs")]
@@ -335,6 +340,8 @@ pub(crate) fn publish_strict_early() -> bool {
     false
 }
 
+/// Hook: whether a history trim ignores live snapshots when it computes its floor and plan (the
+/// `TrimIgnoresSnapshots` bug says yes: a snapshot's reads lose versions they can see).
 #[inline(always)]
 pub(crate) fn trim_ignores_snapshots() -> bool {
     #[cfg(feature = "planted-bugs")]

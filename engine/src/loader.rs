@@ -296,10 +296,12 @@ impl Loader {
 }
 
 /// Builds a skip list from `versions` (key ascending, LSN descending), keeping what `plan`
-/// keeps. Returns it and the garbage it holds (superseded versions and tombstones).
-pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize) {
+/// keeps. Returns it, the garbage it holds (superseded versions and tombstones) and the highest
+/// LSN of a version marked [`TRIMMED_BELOW`] (0 if none).
+pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize, Lsn) {
     let mut list = SkipList::new();
     let mut garbage = 0;
+    let mut marked = 0;
     let mut shape: Vec<(Lsn, bool)> = Vec::new();
     let mut i = 0;
     while i < versions.len() {
@@ -315,6 +317,9 @@ pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize) {
             } else {
                 0
             };
+            if flags != 0 {
+                marked = marked.max(*lsn);
+            }
             list.append_sorted(k, *lsn, value.as_deref(), flags);
             if j > 0 || value.is_none() {
                 garbage += 1;
@@ -322,7 +327,7 @@ pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize) {
         }
         i = end;
     }
-    (list, garbage)
+    (list, garbage, marked)
 }
 
 #[cfg(test)]

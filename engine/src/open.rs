@@ -211,8 +211,11 @@ fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usi
     let floor = state.trim_floor(now_ns(), last, recorded);
     let plan = state.plan(floor, last);
     let versions = std::mem::take(&mut recovered.versions);
-    let (list, garbage) = crate::loader::build(versions, plan);
-    let v = Versions::new(Gen::new(list, floor, 0), state, threshold);
+    let (list, garbage, marked) = crate::loader::build(versions, plan);
+    let gen = Gen::new(list, floor, 0);
+    gen.scan_floor
+        .store(marked, std::sync::atomic::Ordering::Release);
+    let v = Versions::new(gen, state, threshold);
     v.set_garbage(garbage);
     v
 }

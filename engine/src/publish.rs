@@ -118,12 +118,18 @@ impl Visibility {
             return true;
         }
         let mut p = self.inner.lock();
-        if p.visible < lsn && !p.stopped {
+        // LSNs up to `skip` were never assigned in this run: nothing is to be waited for there.
+        if p.visible < lsn && lsn > p.skip && !p.stopped {
             p.waiters += 1;
             self.cv.wait_for(&mut p, timeout);
             p.waiters -= 1;
         }
-        p.visible >= lsn
+        p.visible >= lsn || lsn <= p.skip
+    }
+
+    /// The highest LSN this run did not assign: LSNs below the first one it hands out.
+    pub(crate) fn skipped(&self) -> Lsn {
+        self.inner.lock().skip
     }
 
     /// Wakes every waiter for good: the database is poisoned (a Strict commit that failed to

@@ -92,6 +92,10 @@ pub(crate) struct Gen {
     pub(crate) list: SkipList,
     /// Reads below this LSN are refused with [`Error::HistoryTrimmed`]. Only rises.
     pub(crate) floor: AtomicU64,
+    /// Scans below this LSN are refused too: some key's history was trimmed up to it
+    /// ([`crate::Retention::LastVersions`], nodes marked [`TRIMMED_BELOW`]). A point read knows
+    /// its key's history; a scan cannot report one key's, so it refuses the LSN as a whole.
+    pub(crate) scan_floor: AtomicU64,
     /// While this generation is being built by a trim: the first LSN its writers insert
     /// themselves (older versions are copied by the trim).
     pub(crate) start: Lsn,
@@ -102,6 +106,7 @@ impl Gen {
         Gen {
             list,
             floor: AtomicU64::new(floor),
+            scan_floor: AtomicU64::new(0),
             start,
         }
     }
@@ -329,13 +334,23 @@ impl Versions {
         key: &[u8],
         visible: impl Fn() -> Lsn,
     ) -> Result<Option<Value>> {
+        let mut tries = 0;
         loop {
             // The visible LSN first, then the generation: a generation swapped in after the
             // load has every version up to it (inserts precede publication).
             let lsn = visible();
             let g = self.current.load();
-            if lsn < g.floor() {
-                // A trim computed its floor from a newer visible LSN than ours: read again.
+            let floor = g.floor();
+            if lsn < floor {
+                // A trim computed its floor from a newer visible LSN than ours: read again (the
+                // floor never passes the visible LSN it was computed from, so once is enough).
+                tries += 1;
+                if tries > 3 {
+                    return Err(Error::HistoryTrimmed {
+                        requested: lsn,
+                        earliest_retained: floor,
+                    });
+                }
                 continue;
             }
             return g.get_at(key, lsn);
@@ -345,7 +360,7 @@ impl Versions {
     /// A lazy scan of `lo..hi` at `lsn`.
     pub(crate) fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, lsn: Lsn) -> Result<scan::Scan> {
         let g = self.current.load_full();
-        let floor = g.floor();
+        let floor = g.floor().max(g.scan_floor.load(Ordering::Acquire));
         if lsn < floor {
             return Err(Error::HistoryTrimmed {
                 requested: lsn,

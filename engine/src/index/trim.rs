@@ -57,9 +57,11 @@ pub(crate) struct TrimReport {
 
 /// Copies the versions of `from` that `plan` keeps into `into` (which may be shared with
 /// writers: inserts are concurrent and idempotent). Returns the number of kept versions that are
-/// garbage for the next trim (superseded versions and tombstones).
-pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> usize {
+/// garbage for the next trim (superseded versions and tombstones), and the highest LSN of a
+/// version marked [`TRIMMED_BELOW`] (0 if none: see [`Gen::scan_floor`]).
+pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> (usize, Lsn) {
     let mut garbage = 0;
+    let mut marked = 0;
     let mut versions: Vec<(Lsn, bool)> = Vec::new();
     let mut cur = from.first();
     while let Some(first) = cur {
@@ -80,7 +82,11 @@ pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> usize {
             } else {
                 0
             };
-            into.insert(key, node.lsn(), node.value(), flags | node.flags());
+            let flags = flags | node.flags();
+            if flags & TRIMMED_BELOW != 0 {
+                marked = marked.max(node.lsn());
+            }
+            into.insert(key, node.lsn(), node.value(), flags);
             if i > 0 || node.value().is_none() {
                 garbage += 1;
             }
@@ -88,7 +94,7 @@ pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> usize {
         }
         cur = after;
     }
-    garbage
+    (garbage, marked)
 }
 
 /// Runs one trim. Returns `None` when the database closed (or was poisoned) first.
@@ -124,11 +130,14 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
     // 4. Copy what the plan keeps.
     let old = v.current.load_full();
     let before = old.list.len();
-    let garbage = copy_kept(&old.list, &next.list, plan);
+    let (garbage, marked) = copy_kept(&old.list, &next.list, plan);
+    next.scan_floor.fetch_max(marked, Ordering::AcqRel);
     // 5. Swap, under the retention lock so that a concurrent policy change's floor is kept.
     {
         let _r = v.retention.lock();
         next.floor.fetch_max(old.floor(), Ordering::AcqRel);
+        next.scan_floor
+            .fetch_max(old.scan_floor.load(Ordering::Acquire), Ordering::AcqRel);
         v.current.store(next.clone());
         v.next.store(None);
         v.garbage.store(garbage, Ordering::Relaxed);
