@@ -157,19 +157,17 @@ impl Db {
         // 2. The index inserts, concurrent with other committers'.
         let trim = !system && shared.versions.insert(ops, lsn);
         shared.counters.commits.fetch_add(1, Ordering::Relaxed);
-        // 3. Durability, then publication. A commit that failed to become durable is never
-        // published.
-        if wait_durable {
-            if crate::hooks::publish_strict_early() {
-                shared.visible.publish(lsn);
-                shared.await_durable(lsn).map_err(Error::Poisoned)?;
-                return Ok(lsn);
-            }
-            shared.await_durable(lsn).map_err(Error::Poisoned)?;
-        }
-        shared.visible.publish(lsn);
+        // 3. Publication, then durability. A Strict commit becomes visible only once the
+        // durable LSN covers it: the log thread makes it visible when its round is durable (so
+        // a commit that fails to become durable is never visible); the others at once.
+        let strict =
+            mode == Durability::Strict && wait_durable && !crate::hooks::publish_strict_early();
+        shared.visible.publish(lsn, strict, &shared.durable_lsn);
         if trim {
             self.request_trim();
+        }
+        if wait_durable {
+            shared.await_durable(lsn).map_err(Error::Poisoned)?;
         }
         // A writer reads its own writes: wait for the commits before it to be published.
         if !shared.visible.wait(lsn, || {

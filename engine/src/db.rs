@@ -471,6 +471,14 @@ impl Db {
         last
     }
 
+    /// The LSN the next commit will get, at least. Right after an open it may be well above
+    /// [`Db::last_lsn`]: a run starts above the LSN lease of the run before it, so that no LSN
+    /// handed out before a crash is handed out again.
+    #[must_use]
+    pub fn next_lsn(&self) -> Lsn {
+        self.shared.state.lock().next_lsn
+    }
+
     /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.
     ///
     /// # Errors

@@ -740,6 +740,8 @@ pub(crate) fn run_log_thread(
                 };
                 let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
                 assert!(prev <= published, "the durable LSN only moves forward");
+                // Strict commits of the round become visible (lock order: state, visibility).
+                shared.visible.durable_advanced(published);
             }
             if st.spare.len() < 4 {
                 st.spare.push(batch.buf);

@@ -212,9 +212,8 @@ fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usi
     let plan = state.plan(floor, last);
     let versions = std::mem::take(&mut recovered.versions);
     let (list, garbage, marked) = crate::loader::build(versions, plan);
-    let gen = Gen::new(list, floor, 0);
-    gen.scan_floor
-        .store(marked, std::sync::atomic::Ordering::Release);
+    // A key's history trimmed below `marked` (LastVersions): the floor covers it (see trim.rs).
+    let gen = Gen::new(list, floor.max(marked), 0);
     let v = Versions::new(gen, state, threshold);
     v.set_garbage(garbage);
     v

@@ -23,9 +23,20 @@ pub(crate) struct Visibility {
     cv: Condvar,
 }
 
+/// The state of one LSN not yet visible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Assigned, its versions not all inserted yet.
+    Pending,
+    /// Published.
+    Done,
+    /// Published by a Strict commit: visible once durable.
+    Strict,
+}
+
 struct Pending {
-    /// `done[i]` tells whether LSN `visible + 1 + i` was published.
-    done: VecDeque<bool>,
+    /// `done[i]` is the state of LSN `visible + 1 + i`.
+    done: VecDeque<Slot>,
     /// Threads waiting in [`Visibility::wait`].
     waiters: usize,
     /// Set when the database is poisoned or closed: waiters stop waiting.
@@ -63,8 +74,11 @@ impl Visibility {
     }
 
     /// Publishes `lsn`, whose versions are all in the index: it becomes visible as soon as every
-    /// earlier LSN has been published.
-    pub(crate) fn publish(&self, lsn: Lsn) {
+    /// earlier LSN has been published — and, for a `strict` one, once the durable LSN (`durable`)
+    /// covers it. The log thread calls [`Visibility::durable_advanced`] when it does, so a Strict
+    /// committer publishes before it waits for its sync and finds itself visible when it wakes:
+    /// no committer has to run to make another one visible.
+    pub(crate) fn publish(&self, lsn: Lsn, strict: bool, durable: &AtomicU64) {
         let mut p = self.inner.lock();
         if p.visible < p.skip {
             assert!(lsn > p.skip, "LSN {lsn} was never assigned");
@@ -77,12 +91,29 @@ impl Visibility {
         assert!(lsn > p.visible, "LSN {lsn} published twice");
         let i = (lsn - p.visible - 1) as usize;
         if p.done.len() <= i {
-            p.done.resize(i + 1, false);
+            p.done.resize(i + 1, Slot::Pending);
         }
-        debug_assert!(!p.done[i], "LSN {lsn} published twice");
-        p.done[i] = true;
+        debug_assert!(p.done[i] == Slot::Pending, "LSN {lsn} published twice");
+        p.done[i] = if strict { Slot::Strict } else { Slot::Done };
+        // Read under the lock: the log thread stores the durable LSN before it takes this lock
+        // in `durable_advanced`, so either it sees this slot or this load sees its store.
+        self.advance(&mut p, durable.load(Ordering::Acquire));
+    }
+
+    /// The durable LSN advanced to `durable`: Strict commits up to it may become visible.
+    pub(crate) fn durable_advanced(&self, durable: Lsn) {
+        let mut p = self.inner.lock();
+        self.advance(&mut p, durable);
+    }
+
+    fn advance(&self, p: &mut Pending, durable: Lsn) {
         let mut advanced = false;
-        while p.done.front() == Some(&true) {
+        loop {
+            match p.done.front() {
+                Some(Slot::Done) => {}
+                Some(Slot::Strict) if p.visible < durable => {}
+                _ => break,
+            }
             p.done.pop_front();
             p.visible += 1;
             advanced = true;
@@ -150,11 +181,11 @@ mod tests {
         let v = Visibility::new(7, 11);
         assert_eq!(v.get(), 7);
         // 8..=10 were never assigned: they pass with the first LSN published after them.
-        v.publish(12);
+        v.publish(12, false, &AtomicU64::new(0));
         assert_eq!(v.get(), 7, "11 is not published yet");
-        v.publish(13);
+        v.publish(13, false, &AtomicU64::new(0));
         assert_eq!(v.get(), 7);
-        v.publish(11);
+        v.publish(11, false, &AtomicU64::new(0));
         assert_eq!(v.get(), 13);
         assert!(v.wait(13, || {}));
         assert!(!v.wait_for(14, std::time::Duration::from_millis(1)));
@@ -163,10 +194,26 @@ mod tests {
     }
 
     #[test]
+    fn strict_commits_wait_for_the_durable_lsn() {
+        let v = Visibility::new(0, 1);
+        v.publish(1, true, &AtomicU64::new(0));
+        v.publish(2, false, &AtomicU64::new(0));
+        assert_eq!(v.get(), 0, "the Strict commit is not durable");
+        v.durable_advanced(1);
+        assert_eq!(
+            v.get(),
+            2,
+            "durable: it and the commit after it are visible"
+        );
+        v.publish(3, true, &AtomicU64::new(3));
+        assert_eq!(v.get(), 3, "already durable when published");
+    }
+
+    #[test]
     #[should_panic(expected = "published twice")]
     fn publishing_twice_is_a_bug() {
         let v = Visibility::new(0, 1);
-        v.publish(1);
-        v.publish(1);
+        v.publish(1, false, &AtomicU64::new(0));
+        v.publish(1, false, &AtomicU64::new(0));
     }
 }

@@ -92,10 +92,6 @@ pub(crate) struct Gen {
     pub(crate) list: SkipList,
     /// Reads below this LSN are refused with [`Error::HistoryTrimmed`]. Only rises.
     pub(crate) floor: AtomicU64,
-    /// Scans below this LSN are refused too: some key's history was trimmed up to it
-    /// ([`crate::Retention::LastVersions`], nodes marked [`TRIMMED_BELOW`]). A point read knows
-    /// its key's history; a scan cannot report one key's, so it refuses the LSN as a whole.
-    pub(crate) scan_floor: AtomicU64,
     /// While this generation is being built by a trim: the first LSN its writers insert
     /// themselves (older versions are copied by the trim).
     pub(crate) start: Lsn,
@@ -106,7 +102,6 @@ impl Gen {
         Gen {
             list,
             floor: AtomicU64::new(floor),
-            scan_floor: AtomicU64::new(0),
             start,
         }
     }
@@ -360,7 +355,7 @@ impl Versions {
     /// A lazy scan of `lo..hi` at `lsn`.
     pub(crate) fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, lsn: Lsn) -> Result<scan::Scan> {
         let g = self.current.load_full();
-        let floor = g.floor().max(g.scan_floor.load(Ordering::Acquire));
+        let floor = g.floor();
         if lsn < floor {
             return Err(Error::HistoryTrimmed {
                 requested: lsn,

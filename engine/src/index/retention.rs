@@ -162,7 +162,7 @@ impl RetentionState {
 }
 
 /// Which versions of a key a trim keeps: every version above `boundary`, and of those at or
-/// below it the newest `keep_below` (counting the ones above, at least one; `None` = all).
+/// below it the newest `keep_below` (`None` = all).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
     pub(crate) boundary: Lsn,
@@ -185,11 +185,10 @@ impl Plan {
             // floor are refused, so no version reads the same as the tombstone.
             return (0, false);
         }
-        let keep = if self.mark {
-            above + n.saturating_sub(above).max(1)
-        } else {
-            above + n
-        };
+        // Versions above the boundary may still be lost by a crash (the boundary is at most the
+        // durable LSN): they never count toward the n a per-key policy keeps, so that what a
+        // trim drops stays dropped after any restart (recovery keeps the newest n it finds).
+        let keep = above + n;
         let keep = keep.min(versions.len());
         (keep, self.mark && keep < versions.len())
     }
@@ -250,8 +249,8 @@ mod tests {
         assert_eq!(last2.plan(0, 100).keep(&v), (2, true));
         assert_eq!(
             last2.plan(0, 8).keep(&v),
-            (2, true),
-            "one above the cap, one below"
+            (3, true),
+            "one above the cap (a crash may lose it), two at or below it"
         );
         assert_eq!(
             last2.plan(0, 2).keep(&v),

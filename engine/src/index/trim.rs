@@ -58,7 +58,7 @@ pub(crate) struct TrimReport {
 /// Copies the versions of `from` that `plan` keeps into `into` (which may be shared with
 /// writers: inserts are concurrent and idempotent). Returns the number of kept versions that are
 /// garbage for the next trim (superseded versions and tombstones), and the highest LSN of a
-/// version marked [`TRIMMED_BELOW`] (0 if none: see [`Gen::scan_floor`]).
+/// version marked [`TRIMMED_BELOW`] (0 if none): the new floor is at least that.
 pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> (usize, Lsn) {
     let mut garbage = 0;
     let mut marked = 0;
@@ -131,13 +131,14 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
     let old = v.current.load_full();
     let before = old.list.len();
     let (garbage, marked) = copy_kept(&old.list, &next.list, plan);
-    next.scan_floor.fetch_max(marked, Ordering::AcqRel);
+    // A key's history trimmed below `marked` (LastVersions): reads below it are refused for
+    // every key — a scan cannot report one key's trim — and the floor stays there across
+    // restarts (recovery trims the same versions, see `Plan::keep`).
+    next.floor.fetch_max(marked, Ordering::AcqRel);
     // 5. Swap, under the retention lock so that a concurrent policy change's floor is kept.
     {
         let _r = v.retention.lock();
         next.floor.fetch_max(old.floor(), Ordering::AcqRel);
-        next.scan_floor
-            .fetch_max(old.scan_floor.load(Ordering::Acquire), Ordering::AcqRel);
         v.current.store(next.clone());
         v.next.store(None);
         v.garbage.store(garbage, Ordering::Relaxed);
