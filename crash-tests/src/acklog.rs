@@ -11,8 +11,14 @@
 //!                                      P pause (commits nothing); its LSN (for Y and P: the last
 //!                                      LSN before it) and the durable LSN right after it returned
 //! F 3 6 <error>                        step 6 failed (indeterminate); the process exits
+//! V 3 7 versions <detail>              step 7 (a read) broke an invariant; the process exits
 //! E 3 500                              the database was closed cleanly after step 500
 //! ```
+//!
+//! Steps that commit nothing (a read, a snapshot, a trim) are acknowledged `P` like a pause. The
+//! workload checks its reads itself, against a model of its own acknowledged commits and of the
+//! state it recovered (a read below that state's versions is checked only for well-formedness):
+//! a violation is reported with a `V` line.
 //!
 //! `verify` replays an ack log: every generation's start state must be a crash outcome allowed by
 //! the previous generation's acknowledgements, and the directory's current state one allowed by
@@ -26,9 +32,13 @@ use std::path::Path;
 
 use ringlog_db::IoChoice;
 
-use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Verdict, Violation};
+use crate::model::{Policy, Timeline};
+use crate::oracle::{
+    ack_kind, check, Ack, AckKind, Bounds, History, Prefixes, Recovered, Verdict, Violation,
+};
 use crate::setup::Setup;
-use crate::workload::{observe, Mode, State, Step};
+use crate::versions::ReadChecker;
+use crate::workload::{observe, Mode, Session, State, Workload};
 
 /// Where acknowledgement lines go: each line is one `write(2)`.
 pub struct AckSink {
@@ -98,6 +108,8 @@ pub enum WorkloadError {
     Step(u64, ringlog_db::Error),
     /// Unknown crash point name.
     Failpoint(String),
+    /// A read broke an invariant (reported on the ack log).
+    Violation(Violation),
 }
 
 impl std::fmt::Display for WorkloadError {
@@ -107,6 +119,7 @@ impl std::fmt::Display for WorkloadError {
             WorkloadError::Open(e) => write!(f, "open: {e}"),
             WorkloadError::Step(s, e) => write!(f, "step {s}: {e}"),
             WorkloadError::Failpoint(n) => write!(f, "unknown crash point {n:?}"),
+            WorkloadError::Violation(v) => write!(f, "violation: {v}"),
         }
     }
 }
@@ -168,23 +181,50 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
         &mut sink,
         format!("S {gen} {} {}", db.last_lsn(), st.describe()),
     )?;
+    // The model the reads are checked against: what the recovered state shows, then every
+    // commit acknowledged.
+    let policy = Policy::of(db.retention());
+    let mut tl = Timeline::from_state(&st, db.last_lsn(), policy);
+    let mut checker = ReadChecker::default();
+    let mut strict: Vec<(u64, u64)> = Vec::new();
+    let session = Session::new();
     let mut step = 0u64;
     while a.steps.is_none_or(|n| step < n) {
         step += 1;
         if stall == Some(step) {
             crate::watchdog::stall_forever();
         }
-        let res = setup.wl.execute(&db, gen, step);
+        let reads_before = session.reads_len();
+        let res = setup.wl.execute(&db, gen, step, &session);
         let durable = db.durable_lsn();
         match res {
             Ok(lsn) => {
-                let kind = match setup.wl.step(gen, step) {
-                    Step::Sync => 'Y',
-                    Step::Pause(_) => 'P',
-                    s if setup.wl.promises_durability(&s) => 'D',
-                    _ => 'C',
+                let s = setup.wl.step(gen, step);
+                let kind = match ack_kind(&setup.wl, &s) {
+                    AckKind::Sync => 'Y',
+                    AckKind::Commit { durable: true } => 'D',
+                    AckKind::Commit { durable: false } => 'C',
+                    _ => 'P',
                 };
+                if Workload::commits(&s) {
+                    tl.push_step(&setup.wl, gen, step, lsn);
+                    if kind == 'D' {
+                        strict.push((lsn, step));
+                    }
+                }
                 log(&mut sink, format!("A {gen} {step} {kind} {lsn} {durable}"))?;
+                let reads = session.reads_from(reads_before);
+                if let Err(v) = checker.check(gen, &tl, &reads, &strict) {
+                    let _ = log(
+                        &mut sink,
+                        format!(
+                            "V {gen} {step} {} {}",
+                            v.invariant,
+                            v.detail.replace('\n', " ")
+                        ),
+                    );
+                    return Err(WorkloadError::Violation(v));
+                }
             }
             Err(e) => {
                 let _ = log(&mut sink, format!("F {gen} {step} {e}"));
@@ -192,6 +232,7 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
             }
         }
     }
+    session.drop_snapshots();
     db.close().map_err(|e| WorkloadError::Step(step + 1, e))?;
     // A clean close made every step durable.
     log(&mut sink, format!("E {gen} {step}"))
@@ -214,6 +255,8 @@ pub struct Generation {
     pub backend: String,
     /// The workload closed the database cleanly (`E` line): every step is durable.
     pub closed: bool,
+    /// A read of the workload broke an invariant (`V` line): (step, invariant, detail).
+    pub violation: Option<(u64, String, String)>,
 }
 
 /// Parses ack-log text. Lines that are incomplete (a crash mid-line) or malformed are ignored.
@@ -248,6 +291,7 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
                     failed: None,
                     backend: kv("backend").unwrap_or("?").to_string(),
                     closed: false,
+                    violation: None,
                 });
             }
             Some("S") if f.len() >= 3 => {
@@ -287,6 +331,15 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
                     g.closed = true;
                 }
             }
+            Some("V") if f.len() >= 4 => {
+                if let Some(g) = gens.last_mut() {
+                    g.violation = Some((
+                        f[2].parse().unwrap_or(0),
+                        f[3].to_string(),
+                        f.get(4..).map(|r| r.join(" ")).unwrap_or_default(),
+                    ));
+                }
+            }
             Some("F") => {
                 if let Some(g) = gens.last_mut() {
                     g.failed = Some(f.get(3..).map(|r| r.join(" ")).unwrap_or_default());
@@ -298,15 +351,15 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
     Ok(gens)
 }
 
-/// Checks generation `g` against a state observed after it crashed (`st`, with `last_lsn`):
-/// every acknowledgement counts, and any step up to the one after the last acknowledged may
-/// have been in flight.
+/// Checks generation `g` against a state observed after it crashed (`st`, with the recovered
+/// database's LSNs `rec`): every acknowledgement counts, and any step up to the one after the
+/// last acknowledged may have been in flight.
 pub fn check_generation(
     setup: &Setup,
     g: &Generation,
     st: &State,
     aliens: &[crate::workload::Alien],
-    last_lsn: u64,
+    rec: Recovered,
 ) -> Result<Verdict, Violation> {
     let last = g.hist.acks.last().map(|a| a.step).unwrap_or(0);
     // Steps that may have run: every acknowledged one and the one in flight (none if the
@@ -314,12 +367,12 @@ pub fn check_generation(
     let upto = if g.started { last + 1 } else { 0 };
     let mut hist = g.hist.clone();
     hist.started = vec![0; upto as usize];
-    let pre = Prefixes::new(&setup.wl, hist.gen, &hist.base, upto);
+    let pre = Prefixes::new(&setup.wl, &hist, upto);
     let mut bounds: Bounds = hist.bounds_at(1);
     if g.closed && g.mode != Mode::InMemory {
         bounds.required = bounds.required.max(last);
     }
-    check(&setup.wl, &hist, &pre, st, aliens, last_lsn, bounds)
+    check(&setup.wl, &hist, &pre, st, aliens, rec, bounds)
 }
 
 /// `verify`: checks an ack log's generation chain and the directory's current state.
@@ -355,13 +408,19 @@ pub fn verify(dir: &Path, ack_log: &str, io: IoChoice) -> Result<Vec<String>, Vi
     };
     for w in gens.windows(2) {
         let (g, next) = (w[0], w[1]);
-        let v = check_generation(&setup_of(g), g, &next.hist.base, &[], next.hist.base_lsn)
-            .map_err(|v| {
-                Violation::new(
-                    v.invariant,
-                    format!("generation {}: {}", g.hist.gen, v.detail),
-                )
-            })?;
+        let v = check_generation(
+            &setup_of(g),
+            g,
+            &next.hist.base,
+            &[],
+            Recovered::at(next.hist.base_lsn),
+        )
+        .map_err(|v| {
+            Violation::new(
+                v.invariant,
+                format!("generation {}: {}", g.hist.gen, v.detail),
+            )
+        })?;
         notes.push(format!(
             "generation {}: {} acknowledgements, recovered the prefix of {} steps",
             g.hist.gen,
@@ -389,7 +448,7 @@ pub fn verify(dir: &Path, ack_log: &str, io: IoChoice) -> Result<Vec<String>, Vi
         .map_err(|e| Violation::new("I5", format!("the database does not open: {e}")))?;
     let (st, aliens) =
         observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
-    let v = check_generation(&setup, last, &st, &aliens, db.last_lsn()).map_err(|v| {
+    let v = check_generation(&setup, last, &st, &aliens, Recovered::of(&db)).map_err(|v| {
         Violation::new(
             v.invariant,
             format!("generation {}: {}", last.hist.gen, v.detail),

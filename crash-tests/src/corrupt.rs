@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 use ringlog_db::{Db, Error, IoChoice, RecoveryMode};
 use ringlog_format::{decode_record, Manifest, SegmentPos, SEGMENT_HEADER_LEN};
 
-use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};
+use crate::oracle::{
+    ack_kind, check, Ack, AckKind, Bounds, History, Prefixes, Recovered, Violation,
+};
 use crate::power::{PowerOptions, Target};
 use crate::report::{Failure, Summary};
 use crate::rng::Rng;
 use crate::setup::Setup;
 use crate::sim::{Image, SimVfs};
-use crate::workload::{observe, Mode, State, Step};
+use crate::workload::{observe, Mode, Session, State};
 
 /// A record's place in the image.
 #[derive(Clone, Copy, Debug)]
@@ -289,7 +291,7 @@ fn evaluate(
     let intact = |db: &Db| -> Result<(), Violation> {
         let (st, aliens) =
             observe(db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
-        check(&setup.wl, hist, pre, &st, &aliens, db.last_lsn(), full).map(|_| ())
+        check(&setup.wl, hist, pre, &st, &aliens, Recovered::of(db), full).map(|_| ())
     };
     match cat {
         0 => {
@@ -372,11 +374,22 @@ fn evaluate(
             }
             let (st, aliens) =
                 observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
+            // An explicit cut may lose acknowledged commits, and with them the leases that kept
+            // their LSNs from being handed out again.
             let loose = Bounds {
                 required: 0,
+                acked: 0,
                 ..full
             };
-            check(&setup.wl, hist, pre, &st, &aliens, db.last_lsn(), loose)?;
+            check(
+                &setup.wl,
+                hist,
+                pre,
+                &st,
+                &aliens,
+                Recovered::of(&db),
+                loose,
+            )?;
             Ok(label)
         }
         _ => match open(setup, &case.img, RecoveryMode::Strict) {
@@ -449,15 +462,16 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             return;
         }
     };
+    let session = Session::new();
     for step in 1..=opts.steps {
-        let Ok(lsn) = setup.wl.execute(&db, 1, step) else {
+        let Ok(lsn) = setup.wl.execute(&db, 1, step, &session) else {
             sum.notes.push(format!("seed {seed}: step {step} failed"));
             return;
         };
-        let kind = match setup.wl.step(1, step) {
-            Step::Sync => AckKind::Sync,
-            Step::Skip | Step::Pause(_) => AckKind::Skipped,
-            _ => AckKind::Commit { durable: true },
+        // Everything is durable once the database is closed.
+        let kind = match ack_kind(&setup.wl, &setup.wl.step(1, step)) {
+            AckKind::Commit { .. } => AckKind::Commit { durable: true },
+            k => k,
         };
         hist.acks.push(Ack {
             step,
@@ -469,17 +483,27 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
         hist.started.push(0);
     }
     sum.steps += opts.steps;
+    session.drop_snapshots();
     if db.close().is_err() {
         sum.notes.push(format!("seed {seed}: close failed"));
         return;
     }
     // After a clean close every step is durable: the full model is required.
     let img = sim.snapshot();
-    let pre = Prefixes::new(&setup.wl, 1, &hist.base, opts.steps);
+    let pre = Prefixes::new(&setup.wl, &hist, opts.steps);
     let full = Bounds {
         required: opts.steps,
         allowed: opts.steps,
         because: None,
+        seen: None,
+        acked: hist
+            .acks
+            .iter()
+            .filter(|a| matches!(a.kind, AckKind::Commit { .. }))
+            .map(|a| a.lsn)
+            .max()
+            .unwrap_or(0),
+        floor: 0,
     };
     let Some(lay) = layout(&img) else {
         sum.notes

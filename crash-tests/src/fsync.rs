@@ -29,11 +29,13 @@ pub fn count_syncs(seed: u64, mode: crate::workload::Mode, steps: u64) -> u64 {
     ) else {
         return 0;
     };
+    let session = crate::workload::Session::new();
     for i in 1..=steps {
-        if setup.wl.execute(&db, 1, i).is_err() {
+        if setup.wl.execute(&db, 1, i, &session).is_err() {
             break;
         }
     }
+    session.drop_snapshots();
     let _ = db.close();
     sim.syncs()
 }

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use ringlog_db::IoChoice;
 
 use crate::acklog::{check_generation, parse, Generation};
-use crate::oracle::{Ack, AckKind, History, Violation};
+use crate::model::{next_base, recovered_timeline, with_generation, Timeline};
+use crate::oracle::{Ack, AckKind, History, Recovered, Violation};
 use crate::report::{Failure, Summary};
 use crate::rng::Rng;
 use crate::setup::Setup;
+use crate::versions::check_recovered;
 use crate::watchdog;
 use crate::workload::{observe, Mode, State, Step};
 
@@ -407,9 +409,36 @@ pub fn window_check(
     ))
 }
 
+/// What the parent knows of the history before a generation: the model of every transaction
+/// recovered so far (with its retention policies), and the highest LSN acknowledged by any child
+/// before (lost or not: it must never name other data).
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// Every transaction up to the generation's start.
+    pub base: Timeline,
+    /// The highest LSN acknowledged by earlier generations.
+    pub acked_before: u64,
+}
+
+/// What a recovery after a kill found.
+#[derive(Debug)]
+pub struct Recovery {
+    /// The state recovered.
+    pub st: State,
+    /// Its last LSN.
+    pub last: u64,
+    /// The Buffered loss window check's facts.
+    pub window: Window,
+    /// The model of the history the next generation starts from (with `model`).
+    pub next: Option<Timeline>,
+    /// The checks of its versions.
+    pub counts: crate::versions::Counts,
+}
+
 /// Recovers `dir` as the parent does after a kill and checks it against generation `g`: the
-/// oracle, then the Buffered loss window against what the parent observed. Returns the
-/// recovered state, its last LSN and the window check's facts.
+/// oracle, then the Buffered loss window against what the parent observed, then (with `model`)
+/// the recovered database's LSNs against every acknowledgement so far (I6 across generations)
+/// and its versions, retention policy and trim floor against the model.
 pub fn recover_and_check(
     setup: &Setup,
     g: &Generation,
@@ -417,10 +446,14 @@ pub fn recover_and_check(
     io: IoChoice,
     obs: &Observed,
     slack: Duration,
-) -> Result<(State, u64, Window), Violation> {
+    model: Option<&Model>,
+) -> Result<Recovery, Violation> {
     let db = setup
         .open(dir, None, io)
         .map_err(|e| Violation::new("I5", format!("recovery failed: {e}")))?;
+    if g.mode != Mode::InMemory {
+        Recovered::of(&db).check()?;
+    }
     let (st, aliens) =
         observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
     let last = db.last_lsn();
@@ -433,13 +466,49 @@ pub fn recover_and_check(
                 format!("an in-memory database left {entries} entries on disk"),
             ));
         }
-        return Ok((st, last, Window::default()));
+        return Ok(Recovery {
+            st,
+            last,
+            window: Window::default(),
+            next: model.map(|m| m.base.clone()),
+            counts: Default::default(),
+        });
     }
-    let v = check_generation(setup, g, &st, &aliens, last)?;
+    let mut rec = Recovered::of(&db);
+    let mut g = g.clone();
+    if let Some(m) = model {
+        g.hist.acked_before = m.acked_before;
+    } else {
+        rec.next = None;
+    }
+    let v = check_generation(setup, &g, &st, &aliens, rec)?;
+    let mut counts = crate::versions::Counts::new();
+    let next = match model {
+        Some(m) => {
+            let tl = with_generation(&m.base, &setup.wl, &g.hist);
+            let recovered = recovered_timeline(&setup.wl, &g.hist, &tl, v.prefix, rec.last);
+            let pick = crate::rng::mix(&[g.seed, g.hist.gen as u64, rec.last, 0x4B1]);
+            let how = crate::versions::Reread {
+                last: rec.last,
+                floor: 0,
+                pick,
+                samples: 4,
+            };
+            check_recovered(&db, &setup.wl, &recovered, how, &mut counts)?;
+            Some(next_base(&setup.wl, &g.hist, &tl, v.prefix, rec.last))
+        }
+        None => None,
+    };
     db.close()
         .map_err(|e| Violation::new("I5", format!("close failed: {e}")))?;
-    let w = window_check(setup, g, obs, v.prefix, slack)?;
-    Ok((st, last, w))
+    let w = window_check(setup, &g, obs, v.prefix, slack)?;
+    Ok(Recovery {
+        st,
+        last,
+        window: w,
+        next,
+        counts,
+    })
 }
 
 /// When the parent kills a child.
@@ -527,6 +596,9 @@ fn run_child(c: &ChildRun<'_>) -> Result<Outcome, RunnerError> {
         .stderr(Stdio::piped());
     if let Some((name, n)) = c.failpoint {
         cmd.args(["--failpoint", &format!("{name}:{n}")]);
+    }
+    if crate::known::strict() {
+        cmd.arg("--strict");
     }
     if let Some(s) = c.stall_at {
         cmd.env(watchdog::STALL_ENV, s.to_string());
@@ -658,6 +730,11 @@ fn run_seed(
     std::fs::create_dir_all(&opts.base_dir)
         .map_err(|e| RunnerError(format!("{}: {e}", opts.base_dir.display())))?;
     let mut expected: Option<(State, u64)> = None;
+    // The model of the history so far, and the highest LSN any child acknowledged.
+    let mut model = Model {
+        base: Timeline::new(setup.wl.cfg.keys),
+        acked_before: 0,
+    };
     // Every generation's acknowledgements so far: with a kept directory, `verify` re-checks a
     // failure exactly from these.
     let mut ack_text = String::new();
@@ -828,6 +905,21 @@ fn run_seed(
             sum.count(&kind);
             break;
         }
+        // A read of the child broke an invariant (it checks its reads itself).
+        if let Some((step, inv, detail)) = parsed.last().and_then(|g| g.violation.clone()) {
+            fail(
+                sum,
+                Violation::new(
+                    invariant_name(&inv),
+                    format!("step {gen}.{step}, checked by the child: {detail}"),
+                ),
+                Vec::new(),
+                // Reads depend on the timing: re-running the seed is the reproduction.
+                true,
+            );
+            sum.count(&kind);
+            break;
+        }
         // The child's own failure (it could not open, or a step failed) is a violation.
         if killed_at.is_none() && !fired && !completed {
             let msg = parsed
@@ -870,6 +962,7 @@ fn run_seed(
                     failed: None,
                     backend: String::new(),
                     closed: false,
+                    violation: None,
                 }
             }
         };
@@ -915,10 +1008,37 @@ fn run_seed(
             }
         }
         // Recover in this process and check.
-        let res = recover_and_check(&setup, &g, &dir, opts.io, &out.obs, opts.slack);
+        let res = recover_and_check(
+            &setup,
+            &g,
+            &dir,
+            opts.io,
+            &out.obs,
+            opts.slack,
+            Some(&model),
+        );
         sum.count(&kind);
         match res {
-            Ok((st, last, w)) => {
+            Ok(Recovery {
+                st,
+                last,
+                window: w,
+                next,
+                counts,
+            }) => {
+                for (k, v) in counts {
+                    *sum.checks.entry(k).or_default() += v;
+                }
+                if let Some(next) = next {
+                    model.base = next;
+                }
+                model.acked_before = g
+                    .hist
+                    .acks
+                    .iter()
+                    .filter(|a| matches!(a.kind, AckKind::Commit { .. }))
+                    .map(|a| a.lsn)
+                    .fold(model.acked_before, u64::max);
                 if w.checked {
                     tally.checked += 1;
                     tally.aimed += late as u64;
@@ -948,6 +1068,23 @@ fn run_seed(
     // A failing directory was copied under --keep; the working copy goes.
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The invariant a child named on a `V` line.
+fn invariant_name(s: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "I1",
+        "I2",
+        "I3",
+        "I4",
+        "I5",
+        "I6",
+        "durability",
+        "versions",
+        "retention",
+        "visibility",
+    ];
+    NAMES.iter().find(|n| **n == s).copied().unwrap_or("child")
 }
 
 /// Name of the ack log written beside a kept directory's files.

@@ -10,13 +10,16 @@
 //! * [`corrupt`]: damage to a durable image, tail or mid-log.
 //! * [`acklog`]: the `workload` / `verify` pair for external fault injectors.
 //!
-//! [`workload`] generates the steps and values, [`oracle`] decides, [`report`] summarises.
+//! [`workload`] generates the steps and values, [`oracle`] decides (with [`model`], the
+//! versioned history, and [`versions`], the checks of reads at versions), [`report`] summarises.
 
 pub mod acklog;
 pub mod corrupt;
 pub mod crash;
 pub mod fsync;
 pub mod kill;
+pub mod known;
+pub mod model;
 pub mod oracle;
 pub mod power;
 pub mod report;
@@ -24,6 +27,7 @@ pub mod rng;
 pub mod sched;
 pub mod setup;
 pub mod sim;
+pub mod versions;
 pub mod watchdog;
 pub mod workload;
 pub mod zalloc;

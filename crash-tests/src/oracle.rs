@@ -6,8 +6,12 @@
 //! * per mode: the prefix contains every commit acknowledged as durable (a `Strict` commit, a
 //!   sync, or anything at or below a durable LSN the database reported) before the crash, and
 //!   nothing that had not started before it;
-//! * I6: LSNs never go backwards: versions are the LSNs acknowledged, above the LSNs of earlier
-//!   generations, and the recovered database counts from at least the highest one visible.
+//! * I6: LSNs never go backwards and are never reused: versions are the LSNs acknowledged, above
+//!   every LSN acknowledged by an earlier generation (lost or not: LSN leases), the recovered
+//!   database's last LSN is the one of the last transaction of the prefix it holds, and its next
+//!   LSN is above every LSN acknowledged before the crash (gaps are allowed);
+//! * visibility: a read that saw the database at an LSN saw every `Strict` commit up to it, which
+//!   must therefore survive the crash like an acknowledged one.
 //!
 //! I4 (recovery is deterministic and survives a crash of its own) and I5 (the database opens) are
 //! checked by the modes, which recover and compare.
@@ -15,6 +19,84 @@
 use std::fmt;
 
 use crate::workload::{apply, txn_id, Alien, State, Workload};
+
+/// How a step that returned is acknowledged: a sync, a commit (durable when it promised so), or
+/// a step that commits nothing.
+pub fn ack_kind(wl: &Workload, step: &crate::workload::Step) -> AckKind {
+    match step {
+        crate::workload::Step::Sync => AckKind::Sync,
+        s if Workload::commits(s) => AckKind::Commit {
+            durable: wl.promises_durability(s),
+        },
+        _ => AckKind::Skipped,
+    }
+}
+
+/// A read that saw the database at an LSN, before a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Where it happened (trace position): a crash at `p >= at` comes after it.
+    pub at: u64,
+    /// The LSN it read at (every transaction up to it was visible).
+    pub lsn: u64,
+    /// The step that read.
+    pub step: u64,
+}
+
+/// What the recovered database says about its LSNs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// `db.last_lsn()`: the newest visible LSN.
+    pub visible: u64,
+    /// `db.recovery_stats().last_lsn`: the last transaction recovery applied.
+    pub last: u64,
+    /// `db.next_lsn()`: the LSN the next commit would get (unknown from an ack log).
+    pub next: Option<u64>,
+}
+
+impl Recovered {
+    /// Reads them from a database just opened.
+    pub fn of(db: &ringlog_db::Db) -> Recovered {
+        Recovered {
+            visible: db.last_lsn(),
+            last: db.recovery_stats().last_lsn,
+            next: Some(db.next_lsn()),
+        }
+    }
+
+    /// Checks them against each other (I6): the visible LSN is the last recovered one, and the
+    /// next LSN is above it.
+    pub fn check(&self) -> Result<(), Violation> {
+        if self.visible != self.last {
+            return Err(Violation::new(
+                "I6",
+                format!(
+                    "after recovery the visible LSN is {}, but the last transaction recovered has LSN {}",
+                    self.visible, self.last
+                ),
+            ));
+        }
+        if let Some(next) = self.next.filter(|&n| n <= self.last) {
+            return Err(Violation::new(
+                "I6",
+                format!(
+                    "the recovered database would number its next commit {next}, not above its last LSN {}: an LSN reused",
+                    self.last
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Only the last LSN is known (an ack log's start line).
+    pub fn at(last: u64) -> Recovered {
+        Recovered {
+            visible: last,
+            last,
+            next: None,
+        }
+    }
+}
 
 /// What an acknowledgement says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +143,15 @@ pub struct History {
     pub acks: Vec<Ack>,
     /// `started[i]` = position at which step `i + 1` started.
     pub started: Vec<u64>,
+    /// The highest LSN acknowledged by an earlier generation before its crash (whether the crash
+    /// kept it or not): every LSN of this one must be above it.
+    pub acked_before: u64,
+    /// The trim floor reads observed in earlier generations before their crashes.
+    pub floor_before: u64,
+    /// Reads that saw the database at an LSN (in the order they happened).
+    pub seen: Vec<Seen>,
+    /// Trim floors observed: (position, floor) of scans refused below it.
+    pub floors: Vec<(u64, u64)>,
 }
 
 /// What a crash at some position allows.
@@ -72,6 +163,14 @@ pub struct Bounds {
     pub allowed: u64,
     /// The acknowledgement that set `required`, if any.
     pub because: Option<Ack>,
+    /// A read before the crash that saw a `Strict` commit and so set `required`: (the read's
+    /// step, the LSN it saw, the `Strict` step).
+    pub seen: Option<(u64, u64, u64)>,
+    /// The highest LSN acknowledged before the crash, in this generation or an earlier one: the
+    /// recovered database must hand out LSNs above it. 0: not checked.
+    pub acked: u64,
+    /// The highest trim floor a read observed before the crash (0: none).
+    pub floor: u64,
 }
 
 /// A broken invariant.
@@ -127,6 +226,9 @@ impl History {
             required: 0,
             allowed: self.started.partition_point(|&s| s < pos) as u64,
             because: None,
+            seen: None,
+            acked: self.acked_before,
+            floor: self.floor_before,
         };
         // Acknowledgements are in step order; with concurrent committers their positions are not
         // (a parked Strict step returns after later Buffered ones).
@@ -142,16 +244,61 @@ impl History {
                 b.required = r;
                 b.because = Some(*a);
             }
+            if let AckKind::Commit { .. } = a.kind {
+                b.acked = b.acked.max(a.lsn);
+            }
+        }
+        // A read that saw LSN V saw every Strict commit up to V, which is visible only once
+        // durable: each must survive, and everything before it.
+        let strict: Vec<&Ack> = self
+            .acks
+            .iter()
+            .filter(|a| a.kind == AckKind::Commit { durable: true })
+            .collect();
+        for s in self.seen.iter().filter(|s| s.at <= pos) {
+            let i = strict.partition_point(|a| a.lsn <= s.lsn);
+            if let Some(a) = i.checked_sub(1).map(|j| strict[j]) {
+                if a.step > b.required {
+                    b.required = a.step;
+                    b.because = None;
+                    b.seen = Some((s.step, s.lsn, a.step));
+                }
+            }
+            b.allowed = b.allowed.max(s.step);
+        }
+        for &(at, f) in &self.floors {
+            if at <= pos {
+                b.floor = b.floor.max(f);
+            }
         }
         b
     }
 
+    /// LSNs of the commits that promised durability, with their steps, ascending.
+    pub fn strict_lsns(&self) -> Vec<(u64, u64)> {
+        self.acks
+            .iter()
+            .filter(|a| a.kind == AckKind::Commit { durable: true })
+            .map(|a| (a.lsn, a.step))
+            .collect()
+    }
+
     /// Checks the acknowledgements themselves (I6): LSNs strictly increase and exceed every LSN
-    /// of earlier generations.
+    /// of earlier generations, and every LSN an earlier generation acknowledged, even if its crash
+    /// lost that commit (gaps are allowed; reuse is not).
     pub fn check_acks(&self) -> Result<(), Violation> {
         let mut prev = self.base_lsn;
         for a in &self.acks {
             if let AckKind::Commit { .. } = a.kind {
+                if a.lsn <= self.acked_before {
+                    return Err(Violation::new(
+                        "I6",
+                        format!(
+                            "step {}.{} was acknowledged with LSN {}, but an earlier generation had returned LSNs up to {} before its crash (the crash lost those above {}): an LSN names two different transactions",
+                            self.gen, a.step, a.lsn, self.acked_before, self.base_lsn
+                        ),
+                    ));
+                }
                 if a.lsn <= prev {
                     return Err(Violation::new(
                         "I6",
@@ -167,7 +314,8 @@ impl History {
         Ok(())
     }
 
-    fn ack_of(&self, step: u64) -> Option<&Ack> {
+    /// The acknowledgement of `step`, if any.
+    pub fn ack_of(&self, step: u64) -> Option<&Ack> {
         self.acks
             .binary_search_by_key(&step, |a| a.step)
             .ok()
@@ -179,6 +327,9 @@ impl History {
 pub struct Prefixes {
     states: Vec<State>,
     hashes: Vec<u64>,
+    /// `lsns[n]`: the LSN of the last transaction of steps `1..=n` (the base's last LSN when
+    /// none commits), `None` when a step of it that commits has no known LSN (not acknowledged).
+    lsns: Vec<Option<u64>>,
 }
 
 fn state_hash(st: &State) -> u64 {
@@ -192,8 +343,22 @@ fn state_hash(st: &State) -> u64 {
 }
 
 impl Prefixes {
-    /// The prefixes of `steps` steps of generation `gen` starting at `base`.
-    pub fn new(wl: &Workload, gen: u32, base: &State, steps: u64) -> Prefixes {
+    /// The prefixes of `steps` steps of generation `h.gen` starting at `h.base`, and the LSNs
+    /// they end with (from `h`'s acknowledgements).
+    pub fn new(wl: &Workload, h: &History, steps: u64) -> Prefixes {
+        let (gen, base) = (h.gen, &h.base);
+        let mut lsns = Vec::with_capacity(steps as usize + 1);
+        let mut last = Some(h.base_lsn);
+        lsns.push(last);
+        for i in 1..=steps {
+            if Workload::commits(&wl.step(gen, i)) {
+                last = h
+                    .ack_of(i)
+                    .filter(|a| matches!(a.kind, AckKind::Commit { .. }))
+                    .map(|a| a.lsn);
+            }
+            lsns.push(last);
+        }
         let mut st = base.clone();
         for c in st.cells.iter_mut().flatten() {
             c.lsn = 0;
@@ -205,7 +370,16 @@ impl Prefixes {
             states.push(st.clone());
         }
         let hashes = states.iter().map(state_hash).collect();
-        Prefixes { states, hashes }
+        Prefixes {
+            states,
+            hashes,
+            lsns,
+        }
+    }
+
+    /// The LSN of the last transaction of the prefix of `n` steps, if known.
+    pub fn lsn(&self, n: u64) -> Option<u64> {
+        self.lsns.get(n as usize).copied().flatten()
     }
 
     /// Steps covered.
@@ -236,21 +410,23 @@ impl Prefixes {
 /// The outcome of a successful check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// The prefix (number of steps) the recovered state equals; the smallest admissible one.
+    /// The prefix (number of steps) the recovered state equals and its last LSN names; the
+    /// smallest admissible one.
     pub prefix: u64,
 }
 
 /// Checks a recovered state `st` (with `aliens` found while reading it and the recovered
-/// database's `last_lsn`) against generation `h` crashed within `bounds`.
+/// database's LSNs `rec`) against generation `h` crashed within `bounds`.
 pub fn check(
     wl: &Workload,
     h: &History,
     pre: &Prefixes,
     st: &State,
     aliens: &[Alien],
-    last_lsn: u64,
+    rec: Recovered,
     bounds: Bounds,
 ) -> Result<Verdict, Violation> {
+    let last_lsn = rec.last;
     if let Some(a) = aliens.first() {
         return Err(Violation::new(
             "I1",
@@ -263,6 +439,7 @@ pub fn check(
         ));
     }
     h.check_acks()?;
+    rec.check()?;
     if last_lsn < h.base_lsn {
         return Err(Violation::new(
             "I6",
@@ -285,29 +462,69 @@ pub fn check(
     if candidates.is_empty() {
         return Err(diagnose(wl, h, pre, st));
     }
-    let Some(&n) = candidates
+    // The recovered log ends with the last transaction of the prefix it holds: its LSN tells
+    // apart prefixes of the same state (a step may commit without changing a key).
+    let named: Vec<u64> = candidates
         .iter()
-        .find(|&&n| n >= bounds.required && n <= bounds.allowed)
-    else {
+        .copied()
+        .filter(|&n| pre.lsn(n).is_none_or(|l| l == last_lsn))
+        .collect();
+    if named.is_empty() {
+        return Err(Violation::new(
+            "I6",
+            format!(
+                "the recovered log ends at LSN {last_lsn}, but the state is the prefix of {} step(s) of generation {}, whose last transaction has LSN {}",
+                candidates
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                h.gen,
+                candidates
+                    .iter()
+                    .map(|&n| pre.lsn(n).unwrap_or(0).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ));
+    }
+    let candidates = named;
+    let named = candidates
+        .iter()
+        .copied()
+        .find(|&n| n >= bounds.required && n <= bounds.allowed);
+    let Some(n) = named else {
         let best = *candidates.last().expect("not empty");
         if best < bounds.required {
-            let why = bounds
-                .because
-                .map(|a| {
-                    format!(
-                        " (step {}.{} acknowledged {:?} with LSN {} and durable LSN {})",
-                        h.gen, a.step, a.kind, a.lsn, a.durable_lsn
-                    )
-                })
-                .unwrap_or_default();
+            let why = match (bounds.because, bounds.seen) {
+                (Some(a), _) => format!(
+                    " (step {}.{} acknowledged {:?} with LSN {} and durable LSN {})",
+                    h.gen, a.step, a.kind, a.lsn, a.durable_lsn
+                ),
+                (None, Some((r, lsn, s))) => format!(
+                    " (step {g}.{r} read the database at LSN {lsn}, which includes the Strict commit of step {g}.{s}: a Strict commit is visible only once durable)",
+                    g = h.gen
+                ),
+                _ => String::new(),
+            };
             let lost = (best + 1..=bounds.required)
-                .filter(|&s| matches!(wl.step(h.gen, s), crate::workload::Step::Txn { .. }))
+                .filter(|&s| Workload::commits(&wl.step(h.gen, s)))
                 .map(|s| format!("{}.{s}", h.gen))
                 .collect::<Vec<_>>();
+            let invariant = if bounds.because.is_none() && bounds.seen.is_some() {
+                "visibility"
+            } else {
+                "durability"
+            };
             return Err(Violation::new(
-                "durability",
+                invariant,
                 format!(
-                    "acknowledged data lost: the state is the prefix of {best} steps but {} must be durable{why}; lost steps: {}",
+                    "{} lost: the state is the prefix of {best} steps but {} must be durable{why}; lost steps: {}",
+                    if invariant == "visibility" {
+                        "data a reader saw"
+                    } else {
+                        "acknowledged data"
+                    },
                     bounds.required,
                     lost.join(" ")
                 ),
@@ -321,6 +538,19 @@ pub fn check(
             ),
         ));
     };
+    // The next LSN is above every LSN acknowledged before the crash, also those of commits the
+    // crash lost (checked after the data: a loss of acknowledged data explains it first).
+    if let Some(next) = rec.next {
+        if bounds.acked != 0 && next <= bounds.acked {
+            return Err(Violation::new(
+                "I6",
+                format!(
+                    "the recovered database would number its next commit {next}, but LSNs up to {} were acknowledged before the crash (the last recovered is {last_lsn}): an acknowledged LSN would name other data",
+                    bounds.acked
+                ),
+            ));
+        }
+    }
     // Versions: a visible value carries the LSN its commit was acknowledged with (I6).
     for (k, c) in st.cells.iter().enumerate() {
         let Some(c) = c else { continue };
@@ -476,10 +706,13 @@ mod tests {
         };
         for s in 1..=steps {
             h.started.push(s * 10);
-            let kind = if w.step(1, s) == Step::Sync {
+            let step = w.step(1, s);
+            let kind = if step == Step::Sync {
                 AckKind::Sync
-            } else {
+            } else if Workload::commits(&step) {
                 AckKind::Commit { durable: true }
+            } else {
+                AckKind::Skipped
             };
             h.acks.push(Ack {
                 step: s,
@@ -492,24 +725,46 @@ mod tests {
         h
     }
 
+    /// The LSN the recovered log ends with after the prefix of `n` steps.
+    fn lsn_of(h: &History, n: u64) -> u64 {
+        h.acks
+            .iter()
+            .filter(|a| a.step <= n && matches!(a.kind, AckKind::Commit { .. }))
+            .map(|a| a.lsn)
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn rec(last: u64) -> Recovered {
+        Recovered {
+            visible: last,
+            last,
+            next: Some(last + 1),
+        }
+    }
+
     #[test]
     fn accepts_every_admissible_prefix_and_rejects_loss() {
         let w = wl();
         let h = history(&w, 40);
-        let pre = Prefixes::new(&w, 1, &h.base, 40);
+        let pre = Prefixes::new(&w, &h, 40);
         for n in 0..=40 {
             let st = with_lsns(pre.state(n), |s| s);
             // A crash right after step n's acknowledgement requires it.
             let b = h.bounds_at(n * 10 + 5);
-            let v = check(&w, &h, &pre, &st, &[], 40, b);
+            let v = check(&w, &h, &pre, &st, &[], rec(lsn_of(&h, n)), b);
             assert!(v.is_ok(), "n={n}: {v:?}");
             // A crash later requires more than n: loss (unless later steps change nothing).
             let later = h.bounds_at(40 * 10 + 5);
-            let r = check(&w, &h, &pre, &st, &[], 40, later);
-            if pre.matches(&st).contains(&40) {
+            let r = check(&w, &h, &pre, &st, &[], rec(lsn_of(&h, n)), later);
+            if pre.matches(&st).contains(&40) && lsn_of(&h, n) == lsn_of(&h, 40) {
                 assert!(r.is_ok());
             } else {
-                assert_eq!(r.unwrap_err().invariant, "durability", "n={n}");
+                let v = r.unwrap_err();
+                assert!(
+                    v.invariant == "durability" || v.invariant == "I6",
+                    "n={n}: {v}"
+                );
             }
         }
     }
@@ -518,15 +773,17 @@ mod tests {
     fn catches_aliens_partial_transactions_holes_and_lsn_reuse() {
         let w = wl();
         let h = history(&w, 40);
-        let pre = Prefixes::new(&w, 1, &h.base, 40);
+        let pre = Prefixes::new(&w, &h, 40);
         let all = h.bounds_at(u64::MAX);
         let alien = Alien {
             key: "k0001".into(),
             why: "x".into(),
         };
         let full = with_lsns(pre.state(40), |s| s);
+        let end = rec(lsn_of(&h, 40));
+        assert!(check(&w, &h, &pre, &full, &[], end, all).is_ok());
         assert_eq!(
-            check(&w, &h, &pre, &full, &[alien], 40, all)
+            check(&w, &h, &pre, &full, &[alien], end, all)
                 .unwrap_err()
                 .invariant,
             "I1"
@@ -551,15 +808,61 @@ mod tests {
             required: 0,
             allowed: 40,
             because: None,
+            seen: None,
+            acked: 0,
+            floor: 0,
         };
-        let v = check(&w, &h, &pre, &partial, &[], 40, loose).unwrap_err();
+        let v = check(&w, &h, &pre, &partial, &[], rec(lsn_of(&h, step)), loose).unwrap_err();
         assert!(v.invariant == "I2" || v.invariant == "I3", "{v}");
         // LSN reuse: the database would count from below a visible version.
-        let v = check(&w, &h, &pre, &full, &[], full.max_lsn() - 1, all).unwrap_err();
+        let v = check(&w, &h, &pre, &full, &[], rec(full.max_lsn() - 1), all).unwrap_err();
+        assert_eq!(v.invariant, "I6");
+        // ... or hand out an LSN acknowledged before the crash again.
+        let mut lost = rec(lsn_of(&h, 40));
+        lost.next = Some(lsn_of(&h, 40));
+        let v = check(&w, &h, &pre, &full, &[], lost, all).unwrap_err();
+        assert_eq!(v.invariant, "I6");
+        // ... or the visible LSN lags the recovered one.
+        let mut lag = rec(lsn_of(&h, 40));
+        lag.visible -= 1;
+        let v = check(&w, &h, &pre, &full, &[], lag, all).unwrap_err();
+        assert_eq!(v.invariant, "I6");
+        // ... or the log ends at an LSN that is not the prefix's.
+        let v = check(&w, &h, &pre, &full, &[], rec(lsn_of(&h, 40) + 1), all).unwrap_err();
         assert_eq!(v.invariant, "I6");
         // Version mismatch with the acknowledged LSN.
         let shifted = with_lsns(pre.state(40), |s| s + 1);
-        let v = check(&w, &h, &pre, &shifted, &[], 41, all).unwrap_err();
+        let v = check(&w, &h, &pre, &shifted, &[], rec(lsn_of(&h, 40) + 1), all).unwrap_err();
         assert_eq!(v.invariant, "I6");
+    }
+
+    #[test]
+    fn a_read_that_saw_a_strict_commit_requires_it() {
+        let w = wl();
+        let mut h = history(&w, 40);
+        // A Strict commit's acknowledgement comes late (after position 1000), but a read right
+        // after the commit started saw the database at its LSN.
+        let s = (1..=30)
+            .rev()
+            .find(|&s| matches!(w.step(1, s), Step::Txn { .. }))
+            .unwrap();
+        let a = h.acks.iter_mut().find(|a| a.step == s).unwrap();
+        a.at = 1000;
+        let seen_lsn = a.lsn;
+        h.seen.push(Seen {
+            at: s * 10 + 2,
+            lsn: seen_lsn,
+            step: s + 1,
+        });
+        let b = h.bounds_at(s * 10 + 2);
+        assert_eq!(b.required, s);
+        assert_eq!(b.seen, Some((s + 1, seen_lsn, s)));
+        assert!(h.bounds_at(s * 10 + 1).required < s, "before the read");
+        let pre = Prefixes::new(&w, &h, 40);
+        let st = with_lsns(pre.state(s - 1), |x| x);
+        if !pre.matches(&st).contains(&s) {
+            let v = check(&w, &h, &pre, &st, &[], rec(lsn_of(&h, s - 1)), b).unwrap_err();
+            assert_eq!(v.invariant, "visibility", "{v}");
+        }
     }
 }

@@ -15,13 +15,17 @@ use parking_lot::Mutex;
 use ringlog_db::{Db, IoChoice};
 
 use crate::crash::{StateSpace, Sweeper, TearModel, Unit};
-use crate::oracle::{check, Ack, AckKind, Bounds, History, Prefixes, Violation};
+use crate::model::{next_base, recovered_timeline, with_generation, Timeline};
+use crate::oracle::{
+    ack_kind, check, Ack, AckKind, Bounds, History, Prefixes, Recovered, Violation,
+};
 use crate::report::{Failure, Summary};
 use crate::rng::{mix, Rng};
 use crate::sched::{set_committer, LogAt, Sched};
 use crate::setup::Setup;
 use crate::sim::{FaultPlan, Image, Op, SimVfs};
-use crate::workload::{observe, Mode, State, Step, Workload};
+use crate::versions::{check_reads, check_recovered, Counts, Reread};
+use crate::workload::{observe, Mode, Session, State, Step, Workload};
 use ringlog_db::io::BlockReason;
 
 /// A crash state to reproduce: generation, trace position, state index.
@@ -88,6 +92,10 @@ pub struct PowerOptions {
     pub jobs: usize,
     /// Steps `(generation, step)` left out of the workload: a shrunk failure's reproduction.
     pub skip: Vec<(u32, u64)>,
+    /// Check while running that a `Strict` commit a read saw was durable right after the read
+    /// (default). Off only to prove that the crash states' check of the same rule (a value a
+    /// reader saw survives the crash) catches it alone.
+    pub live_visibility: bool,
 }
 
 impl Default for PowerOptions {
@@ -110,6 +118,7 @@ impl Default for PowerOptions {
             background: false,
             jobs: 1,
             skip: Vec::new(),
+            live_visibility: true,
         }
     }
 }
@@ -155,6 +164,9 @@ impl PowerOptions {
         }
         if self.background {
             s.push_str(" --background");
+        }
+        if crate::known::strict() {
+            s.push_str(" --strict");
         }
         if !self.sync_delay.is_zero() {
             s.push_str(&format!(" --sync-delay-us {}", self.sync_delay.as_micros()));
@@ -374,19 +386,46 @@ impl Ctx<'_> {
 struct Carry {
     /// The crashed run's operations up to the crash (its page cache).
     ops: Vec<Op>,
-    /// Its history, prefixes and what its crash position allowed.
+    /// Its history, prefixes, model and what its crash position allowed.
     hist: History,
     pre: Prefixes,
+    tl: Timeline,
     bounds: Bounds,
 }
 
 /// What running one generation produced.
 struct GenRun {
     hist: History,
+    /// The model: every transaction up to the generation's start, then every one it acknowledged.
+    tl: Timeline,
     trace: Vec<Op>,
     steps_done: u64,
     /// A violation seen while running (not at a crash state).
     live: Option<Violation>,
+    /// The checks of its reads.
+    counts: Counts,
+}
+
+/// What a generation starts from, besides its disk image.
+struct Start<'a> {
+    /// The state the previous generation's check recovered (I4: the next open sees it again).
+    expected: Option<&'a State>,
+    /// The model up to the image's last LSN.
+    tl: &'a Timeline,
+    /// The highest LSN acknowledged before the crash the image comes from.
+    acked: u64,
+    /// The highest trim floor reads observed before it.
+    floor: u64,
+}
+
+/// A crash state that passed: what it holds.
+struct Checked {
+    st: State,
+    /// The prefix of steps it holds and the LSN its log ends with.
+    prefix: u64,
+    last: u64,
+    /// It passed as a state of the previous (process-crashed) generation instead.
+    earlier: bool,
 }
 
 fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
@@ -404,6 +443,10 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
         dirs: vec![Setup::sim_dir().to_path_buf()],
     };
     let mut expected: Option<State> = None;
+    // The model of the history the next generation starts from, and what its crash leaves to
+    // check: the highest LSN acknowledged before it, the trim floor observed before it.
+    let mut base_tl = Timeline::new(ctx.wl().cfg.keys);
+    let (mut acked, mut floor) = (0u64, 0u64);
     // A generation that starts from a process crash of the previous one: that run's operations up
     // to the crash (still unsynced where they were) and what its oracle needs.
     let mut carried: Option<Carry> = None;
@@ -411,9 +454,18 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
         let replaying = opts.replay.filter(|t| t.gen == gen);
         let skipping = opts.replay.is_some_and(|t| t.gen > gen);
         let prefix: &[Op] = carried.as_ref().map_or(&[], |c| &c.ops[..]);
-        let run = run_generation(&ctx, gen, &base_img, prefix, expected.as_ref());
+        let start = Start {
+            expected: expected.as_ref(),
+            tl: &base_tl,
+            acked,
+            floor,
+        };
+        let run = run_generation(&ctx, gen, &base_img, prefix, &start);
         let prefix_len = prefix.len() as u64;
         sum.steps += run.steps_done;
+        for (k, v) in &run.counts {
+            *sum.checks.entry(k).or_default() += v;
+        }
         if let Some(v) = run.live.clone() {
             let point = run.trace.len() as u64;
             sum.failures.push(make_failure(
@@ -475,7 +527,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             }
             return;
         }
-        let pre = Prefixes::new(ctx.wl(), gen, &run.hist.base, run.steps_done);
+        let pre = Prefixes::new(ctx.wl(), &run.hist, run.steps_done);
         let mut sw = Sweeper::new(&base_img, &run.trace, opts.model);
         let first_step_at = run.hist.started.first().copied().unwrap_or(u64::MAX);
         if !skipping {
@@ -523,14 +575,15 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                     let reopen =
                         opts.reopen_every != 0 && sum.states.is_multiple_of(opts.reopen_every);
                     sum.count(&kind);
+                    let pick = mix(&[seed, gen as u64, p, idx, 0x7E2]);
                     if let Err(v) = check_state(
                         &ctx,
                         &img,
-                        &run.hist,
-                        &pre,
+                        (&run.hist, &pre, &run.tl),
                         bounds,
                         reopen,
                         carried.as_ref(),
+                        (pick, &mut sum.checks),
                     ) {
                         let t = Target {
                             gen,
@@ -569,13 +622,25 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             pc.replay(&run.trace[..p as usize]);
             let img = pc.snapshot();
             let bounds = run.hist.bounds_at(p);
-            match check_state(&ctx, &img, &run.hist, &pre, bounds, false, None) {
-                Ok(st) => {
-                    expected = Some(st);
+            let pick = mix(&[seed, gen as u64, p, 0xCA77]);
+            match check_state(
+                &ctx,
+                &img,
+                (&run.hist, &pre, &run.tl),
+                bounds,
+                false,
+                None,
+                (pick, &mut sum.checks),
+            ) {
+                Ok(c) => {
+                    expected = Some(c.st);
+                    base_tl = next_base(ctx.wl(), &run.hist, &run.tl, c.prefix, c.last);
+                    (acked, floor) = (bounds.acked, bounds.floor);
                     carried = Some(Carry {
                         ops: run.trace[..p as usize].to_vec(),
                         hist: run.hist.clone(),
                         pre,
+                        tl: run.tl.clone(),
                         bounds,
                     });
                     sum.count("process crash, then the next generation");
@@ -611,17 +676,24 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
         let idx = r.below(space.visited);
         let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
         let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
+        let bounds = run.hist.bounds_at(p);
+        let pick = mix(&[seed, gen as u64, p, idx, 0x7E2]);
         match check_state(
             &ctx,
             &img,
-            &run.hist,
-            &pre,
-            run.hist.bounds_at(p),
+            (&run.hist, &pre, &run.tl),
+            bounds,
             false,
             inherited.as_ref(),
+            (pick, &mut sum.checks),
         ) {
-            Ok(st) => {
-                expected = Some(st);
+            Ok(c) => {
+                base_tl = match (&inherited, c.earlier) {
+                    (Some(i), true) => next_base(ctx.wl(), &i.hist, &i.tl, c.prefix, c.last),
+                    _ => next_base(ctx.wl(), &run.hist, &run.tl, c.prefix, c.last),
+                };
+                (acked, floor) = (bounds.acked, bounds.floor);
+                expected = Some(c.st);
                 base_img = img;
             }
             Err(v) => {
@@ -652,8 +724,9 @@ fn run_generation(
     gen: u32,
     base: &Image,
     prefix: &[Op],
-    expected: Option<&State>,
+    start: &Start<'_>,
 ) -> GenRun {
+    let expected = start.expected;
     let sched = ctx
         .opts
         .scheduled()
@@ -673,11 +746,15 @@ fn run_generation(
     let mut run = GenRun {
         hist: History {
             gen,
+            acked_before: start.acked,
+            floor_before: start.floor,
             ..History::default()
         },
+        tl: start.tl.clone(),
         trace: Vec::new(),
         steps_done: 0,
         live: None,
+        counts: Counts::new(),
     };
     let faulty = ctx.opts.fail_sync.is_some();
     let db = match ctx.open(&sim) {
@@ -724,14 +801,51 @@ fn run_generation(
         }
     }
     run.hist.base_lsn = db.last_lsn();
+    if run.live.is_none() && ctx.mode != Mode::InMemory {
+        // The reopened database: its LSNs (I6), its policy and versions (the model up to here).
+        let rec = Recovered::of(&db);
+        let next = rec.next.unwrap_or(0);
+        let v = if let Err(v) = rec.check() {
+            Some(v)
+        } else if next <= rec.last.max(start.acked) {
+            Some(Violation::new(
+                "I6",
+                format!(
+                    "after reopening, the next commit would get LSN {next}, but LSNs up to {} were acknowledged before (the last recovered is {}): an LSN would name two transactions",
+                    start.acked, rec.last
+                ),
+            ))
+        } else {
+            check_recovered(
+                &db,
+                ctx.wl(),
+                start.tl,
+                Reread {
+                    last: rec.last,
+                    floor: start.floor,
+                    pick: mix(&[ctx.seed, gen as u64, 0x5EE1]),
+                    samples: 16,
+                },
+                &mut run.counts,
+            )
+            .err()
+        };
+        if let Some(v) = v {
+            run.live = Some(v);
+        }
+    }
+    let session = Session::with_position({
+        let sim = sim.clone();
+        move || sim.position()
+    });
     if let (Some(sched), None) = (&sched, &run.live) {
-        run_scheduled(ctx, gen, &db, &sim, sched, &mut run);
+        run_scheduled(ctx, gen, &db, &sim, sched, &session, &mut run);
         sched.free_run();
     } else if run.live.is_none() {
         let mut failed = false;
         for step in 1..=ctx.opts.steps {
             run.hist.started.push(sim.position());
-            let res = ctx.wl().execute(&db, gen, step);
+            let res = ctx.wl().execute(&db, gen, step, &session);
             // Read the durable LSN before the position: it is published after its sync is
             // recorded, so the acknowledgement never claims a sync the trace has not reached.
             let durable_lsn = db.durable_lsn();
@@ -739,13 +853,7 @@ fn run_generation(
             run.steps_done = step;
             match res {
                 Ok(lsn) => {
-                    let kind = match ctx.wl().step(gen, step) {
-                        Step::Sync => AckKind::Sync,
-                        Step::Skip | Step::Pause(_) => AckKind::Skipped,
-                        s => AckKind::Commit {
-                            durable: ctx.wl().promises_durability(&s),
-                        },
-                    };
+                    let kind = ack_kind(ctx.wl(), &ctx.wl().step(gen, step));
                     run.hist.acks.push(Ack {
                         step,
                         kind,
@@ -762,7 +870,12 @@ fn run_generation(
                         durable_lsn,
                         at,
                     });
-                    if !faulty {
+                    if let Some(why) = session.stuck() {
+                        run.live = Some(Violation::new(
+                            "liveness",
+                            format!("step {gen}.{step}: {why}"),
+                        ));
+                    } else if !faulty {
                         run.live = Some(Violation::new(
                             "I5",
                             format!("step {gen}.{step} failed without an injected fault: {e}"),
@@ -794,6 +907,31 @@ fn run_generation(
                     ),
                 ));
             }
+        }
+    }
+    // The reads, against the model of every transaction acknowledged.
+    session.drop_snapshots();
+    *run.counts.entry("history trims").or_default() += db.stats().trims;
+    for (k, v) in session.take_counts() {
+        *run.counts.entry(k).or_default() += v;
+    }
+    run.tl = with_generation(&run.tl, ctx.wl(), &run.hist);
+    if run.live.is_none() {
+        match check_reads(
+            gen,
+            &run.tl,
+            &session.take_reads(),
+            &run.hist.strict_lsns(),
+            !ctx.opts.live_visibility,
+        ) {
+            Ok(facts) => {
+                run.hist.seen = facts.seen;
+                run.hist.floors = facts.floors;
+                for (k, v) in facts.counts {
+                    *run.counts.entry(k).or_default() += v;
+                }
+            }
+            Err(v) => run.live = Some(v),
         }
     }
     let closed = db.close();
@@ -832,6 +970,7 @@ fn run_scheduled(
     db: &Db,
     sim: &SimVfs,
     sched: &Arc<Sched>,
+    session: &Session,
     run: &mut GenRun,
 ) {
     let wl = ctx.wl();
@@ -850,7 +989,7 @@ fn run_scheduled(
             sc.spawn(move || {
                 set_committer(Some(c));
                 while let Ok(step) = rx.recv() {
-                    let res = wl.execute(db, gen, step);
+                    let res = wl.execute(db, gen, step, session);
                     let durable_lsn = db.durable_lsn();
                     done.lock().push(Done {
                         committer: c,
@@ -923,8 +1062,55 @@ fn run_scheduled(
                     continue;
                 }
             }
-            let idle: Vec<usize> = (0..n).filter(|&c| st.running[c].is_none()).collect();
-            let can_start = next <= steps && !idle.is_empty();
+            // A history trim is the runner's own step, once every earlier step has returned (a
+            // trim waits for every assigned LSN to be visible, a wait the scheduler cannot see).
+            // A retention policy runs alone: after every earlier step, before any later one.
+            let upcoming = (next <= steps).then(|| wl.step(gen, next));
+            let alone = st
+                .running
+                .iter()
+                .flatten()
+                .any(|&s| matches!(wl.step(gen, s), Step::Retain(_)));
+            let barrier = matches!(upcoming, Some(Step::Trim | Step::Retain(_)));
+            if matches!(upcoming, Some(Step::Trim)) && !busy {
+                run.hist.started.push(sim.position());
+                let res = crate::workload::trim(db, session);
+                let at = sim.position();
+                run.steps_done = run.steps_done.max(next);
+                match res {
+                    Ok(()) => run.hist.acks.push(Ack {
+                        step: next,
+                        kind: AckKind::Skipped,
+                        lsn: db.last_lsn(),
+                        durable_lsn: db.durable_lsn(),
+                        at,
+                    }),
+                    Err(e) => {
+                        return Err(match session.stuck() {
+                            Some(why) => {
+                                Violation::new("liveness", format!("step {gen}.{next}: {why}"))
+                            }
+                            None => Violation::new(
+                                "I5",
+                                format!("step {gen}.{next}: trim_history() failed: {e}"),
+                            ),
+                        })
+                    }
+                }
+                next += 1;
+                continue;
+            }
+            // Idle: its last step was collected and its thread said it is done (it pushes the
+            // result first, so a step must not start before that, or the late "done" would mark
+            // the new step finished).
+            let idle: Vec<usize> = {
+                let g = sched.lock();
+                (0..n)
+                    .filter(|&c| st.running[c].is_none() && !g.busy[c])
+                    .collect()
+            };
+            let waits = alone || (barrier && busy);
+            let can_start = next <= steps && !idle.is_empty() && !waits;
             let mut g = sched.lock();
             let log_ok = Sched::log_runnable(&g);
             // Weights: start a step 3, let the log thread go 2, a short tick of time 1.
@@ -997,17 +1183,32 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
         let durable = db.durable_lsn();
         let mut settled = g.log != LogAt::Running;
         for c in 0..st.running.len() {
-            if st.running[c].is_none() || !g.busy[c] {
+            if !g.busy[c] {
                 // Finished (its result is waiting to be collected) or idle.
+                continue;
+            }
+            if st.running[c].is_none() {
+                // Its result was collected, its thread has yet to say it is done.
+                settled = false;
                 continue;
             }
             match g.parked[c] {
                 None => settled = false,
                 Some(BlockReason::Space) => settled = false,
-                Some(_) => {
+                Some(why) => {
+                    // The LSN it waits for: its own (it parked right after appending, and no
+                    // other actor moved since), or what its sync covers.
                     let t = *st.target[c].get_or_insert_with(|| db.last_assigned_lsn());
                     st.parked_at[c].get_or_insert(g.clock);
-                    if t <= durable {
+                    // Released (running again, or about to) once that LSN is durable — or, for
+                    // a wait for the commits before it to publish, visible. A committer's last
+                    // `will_block` stays recorded after it is woken: only this tells whether
+                    // it still waits.
+                    let released = match why {
+                        BlockReason::Visibility => t <= db.last_lsn(),
+                        _ => t <= durable,
+                    };
+                    if released {
                         settled = false;
                     }
                 }
@@ -1062,18 +1263,10 @@ fn collect(
         run.steps_done = run.steps_done.max(d.step);
         match d.res {
             Ok(lsn) => {
-                let step = ctx.wl().step(gen, d.step);
-                let kind = match step {
-                    Step::Sync => AckKind::Sync,
-                    Step::Skip | Step::Pause(_) => AckKind::Skipped,
-                    s => {
-                        let durable = ctx.wl().promises_durability(&s);
-                        if !durable {
-                            *max_buffered_ack = (*max_buffered_ack).max(lsn);
-                        }
-                        AckKind::Commit { durable }
-                    }
-                };
+                let kind = ack_kind(ctx.wl(), &ctx.wl().step(gen, d.step));
+                if kind == (AckKind::Commit { durable: false }) {
+                    *max_buffered_ack = (*max_buffered_ack).max(lsn);
+                }
                 run.hist.acks.push(Ack {
                     step: d.step,
                     kind,
@@ -1103,34 +1296,64 @@ fn collect(
     Ok(())
 }
 
-/// Recovers a database on `img` and checks it.
+/// Recovers a database on `img` and checks it: the state against the oracle (`model`: the
+/// generation's history, prefixes and versions), then its versions, retention policy and trim
+/// floor against the model. `pick` chooses the versions read; `counts` counts the checks.
 fn check_state(
     ctx: &Ctx<'_>,
     img: &Image,
-    hist: &History,
-    pre: &Prefixes,
+    model: (&History, &Prefixes, &Timeline),
     bounds: Bounds,
     reopen: bool,
     carried: Option<&Carry>,
-) -> Result<State, Violation> {
+    (pick, counts): (u64, &mut Counts),
+) -> Result<Checked, Violation> {
+    let (hist, pre, tl) = model;
     let sim = SimVfs::from_image(img, false, Duration::ZERO);
     let db = ctx
         .open(&sim)
         .map_err(|e| Violation::new("I5", format!("recovery failed: {e}")))?;
+    let rec = Recovered::of(&db);
+    // The LSNs first: a visible LSN below the recovered one leaves the state unreadable.
+    rec.check()?;
     let (st, aliens) =
         observe(&db, ctx.wl()).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
-    let last = db.last_lsn();
-    if let Err(v) = check(ctx.wl(), hist, pre, &st, &aliens, last, bounds) {
-        // After a process crash, this generation built on the previous one's unsynced writes. A
-        // power loss may still drop them, as long as this generation had acknowledged nothing
-        // durable yet: the state is then one the previous generation allows at its crash.
-        let earlier = carried.filter(|_| bounds.required == 0).is_some_and(|c| {
-            check(ctx.wl(), &c.hist, &c.pre, &st, &aliens, last, c.bounds).is_ok()
-        });
-        if !earlier {
-            return Err(v);
+    let checked = match check(ctx.wl(), hist, pre, &st, &aliens, rec, bounds) {
+        Ok(v) => {
+            let model = recovered_timeline(ctx.wl(), hist, tl, v.prefix, rec.last);
+            let how = Reread {
+                last: rec.last,
+                floor: bounds.floor,
+                pick,
+                samples: 1,
+            };
+            check_recovered(&db, ctx.wl(), &model, how, counts)?;
+            Checked {
+                st,
+                prefix: v.prefix,
+                last: rec.last,
+                earlier: false,
+            }
         }
-    }
+        Err(v) => {
+            // After a process crash, this generation built on the previous one's unsynced
+            // writes. A power loss may still drop them, as long as this generation had
+            // acknowledged nothing durable yet: the state is then one the previous generation
+            // allows at its crash.
+            let earlier = carried
+                .filter(|_| bounds.required == 0)
+                .and_then(|c| check(ctx.wl(), &c.hist, &c.pre, &st, &aliens, rec, c.bounds).ok());
+            let Some(e) = earlier else {
+                return Err(v);
+            };
+            Checked {
+                st,
+                prefix: e.prefix,
+                last: rec.last,
+                earlier: true,
+            }
+        }
+    };
     db.close()
         .map_err(|e| Violation::new("I5", format!("close after recovery failed: {e}")))?;
     if reopen {
@@ -1139,20 +1362,22 @@ fn check_state(
             .map_err(|e| Violation::new("I4", format!("a second recovery failed: {e}")))?;
         let (again, _) = observe(&db, ctx.wl())
             .map_err(|e| Violation::new("I4", format!("scan failed: {e}")))?;
-        if again != st {
+        if again != checked.st || db.last_lsn() != rec.last {
             return Err(Violation::new(
                 "I4",
                 format!(
-                    "recovering twice gave different states: [{}] then [{}]",
-                    st.describe(),
-                    again.describe()
+                    "recovering twice gave different states: [{}] (last LSN {}) then [{}] (last LSN {})",
+                    checked.st.describe(),
+                    rec.last,
+                    again.describe(),
+                    db.last_lsn()
                 ),
             ));
         }
         db.close()
             .map_err(|e| Violation::new("I4", format!("close failed: {e}")))?;
     }
-    Ok(st)
+    Ok(checked)
 }
 
 fn fault_kind(trace: &[Op], p: u64, first_step_at: u64) -> String {
@@ -1294,6 +1519,11 @@ fn make_failure(
 /// A step in words.
 pub fn describe_step(s: &Step) -> String {
     match s {
+        Step::Read(r) => format!("read {r:?}"),
+        Step::Snapshot { slot, read } => format!("snapshot into slot {slot}, then read {read:?}"),
+        Step::DropSnapshot { slot } => format!("drop the snapshot of slot {slot}"),
+        Step::Trim => "trim_history()".into(),
+        Step::Retain(p) => format!("set_retention({:?})", p.retention()),
         Step::Sync => "sync()".into(),
         Step::Skip => "left out (shrunk away)".into(),
         Step::Pause(d) => format!("pause {d:?}"),

@@ -83,6 +83,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// What `states` counts ("crash states" or "kill/recover cycles").
     pub unit: String,
+    /// Checks of reads at versions, through snapshots and after recovery, by kind.
+    pub checks: BTreeMap<&'static str, u64>,
 }
 
 impl Summary {
@@ -114,6 +116,9 @@ impl Summary {
         }
         for (k, v) in o.covered {
             *self.covered.entry(k).or_default() += v;
+        }
+        for (k, v) in o.checks {
+            *self.checks.entry(k).or_default() += v;
         }
         self.notes.extend(o.notes);
         self.failures.extend(o.failures);
@@ -162,6 +167,12 @@ impl Summary {
                 let _ = writeln!(s, "    {k:<36} {v}");
             }
         }
+        if !self.checks.is_empty() {
+            let _ = writeln!(s, "  versions and snapshots:");
+            for (k, v) in &self.checks {
+                let _ = writeln!(s, "    {k:<36} {v}");
+            }
+        }
         for n in &self.notes {
             let _ = writeln!(s, "  note: {n}");
         }
@@ -201,8 +212,13 @@ impl Summary {
             })
             .collect();
         let notes: Vec<String> = self.notes.iter().map(|n| json_str(n)).collect();
+        let checks: BTreeMap<String, u64> = self
+            .checks
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         format!(
-            "{{\"mode\":{},\"unit\":{},\"model\":{},\"seeds\":{},\"steps\":{},\"points\":{},\"sampled_points\":{},\"states\":{},\"seconds\":{:.3},\"states_per_second\":{:.1},\"per_fault\":{},\"covered\":{},\"notes\":[{}],\"violations\":{},\"failures\":[{}]}}",
+            "{{\"mode\":{},\"unit\":{},\"model\":{},\"seeds\":{},\"steps\":{},\"points\":{},\"sampled_points\":{},\"states\":{},\"seconds\":{:.3},\"states_per_second\":{:.1},\"per_fault\":{},\"covered\":{},\"checks\":{},\"notes\":[{}],\"violations\":{},\"failures\":[{}]}}",
             json_str(&self.mode),
             json_str(&self.unit),
             json_str(&self.model),
@@ -215,6 +231,7 @@ impl Summary {
             self.rate(),
             map(&self.per_fault),
             map(&self.covered),
+            map(&checks),
             notes.join(","),
             self.failures.len(),
             failures.join(",")

@@ -13,6 +13,14 @@ use crate::workload::{Mode, Workload, WorkloadConfig};
 /// Where the simulated modes put the database on the simulated disk.
 pub const SIM_DIR: &str = "/sim/db";
 
+/// The `trim_threshold` of the replayable simulated modes (scheduled `power`, `fsync-error`,
+/// `corrupt`): never reached, so the engine never trims in the background. Its trimmer thread
+/// runs outside the scheduler (it waits for commits to become visible without telling the disk,
+/// `Vfs::will_block`), so whether a read came before or after one of its trims would depend on
+/// timing, and a failing read would not replay exactly. There `trim_history()` steps trim, at
+/// points the seed chooses.
+pub const NO_BACKGROUND_TRIM: usize = 1 << 40;
+
 /// Everything about a run that the seed decides.
 #[derive(Clone, Debug)]
 pub struct Setup {
@@ -28,6 +36,14 @@ pub struct Setup {
     pub strategy: SyncStrategy,
     /// Committer threads of a scheduled `power` run (1 for a quarter of the seeds, else 2–8).
     pub committers: usize,
+    /// `Options::lease_span`: LSNs per lease (4–16 for seven seeds in eight, so that leases are
+    /// renewed, and wait for their sync, inside a short workload; the default for the others).
+    pub lease_span: u64,
+    /// `Options::trim_threshold`: garbage versions before a background history trim. 8–32 on
+    /// real directories and in `--background` runs, so that the background trimmer runs while
+    /// commits go on and snapshots are held; [`NO_BACKGROUND_TRIM`] in the replayable simulated
+    /// modes, where `trim_history()` steps trim instead (see [`NO_BACKGROUND_TRIM`]).
+    pub trim_threshold: usize,
 }
 
 impl Setup {
@@ -86,6 +102,19 @@ impl Setup {
                     c.range(2, 8) as usize
                 }
             },
+            lease_span: {
+                let mut l = Rng::from_words(&[seed, 0x1EA5E]);
+                if l.chance(125) {
+                    ringlog_db::Options::default().lease_span
+                } else {
+                    l.range(4, 16)
+                }
+            },
+            trim_threshold: if simulated {
+                NO_BACKGROUND_TRIM
+            } else {
+                Rng::from_words(&[seed, 0x7819]).range(8, 32) as usize
+            },
         }
     }
 
@@ -98,7 +127,9 @@ impl Setup {
             .direct_io(self.direct_io)
             .sync_strategy(self.strategy)
             .preallocate(self.prealloc)
-            .recovery(RecoveryMode::Strict);
+            .recovery(RecoveryMode::Strict)
+            .lease_span(self.lease_span)
+            .trim_threshold(self.trim_threshold);
         match vfs {
             Some(v) => o.vfs(v),
             None => o,
@@ -114,7 +145,7 @@ impl Setup {
         io: IoChoice,
     ) -> ringlog_db::Result<ringlog_db::Db> {
         if self.wl.cfg.durability() == ringlog_db::Durability::InMemory {
-            return Ok(ringlog_db::Db::in_memory());
+            return ringlog_db::Db::in_memory_with_options(self.options(None, io));
         }
         ringlog_db::Db::open(dir, self.options(vfs, io))
     }
@@ -122,7 +153,7 @@ impl Setup {
     /// One line naming the configuration.
     pub fn describe(&self) -> String {
         format!(
-            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={}",
+            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={}",
             self.wl.cfg.seed,
             self.wl.cfg.durability(),
             self.wl.cfg.keys,
@@ -130,7 +161,9 @@ impl Setup {
             if self.direct_io { 4096 } else { 512 },
             self.prealloc,
             self.strategy,
-            self.committers
+            self.committers,
+            self.lease_span,
+            self.trim_threshold
         )
     }
 

@@ -10,7 +10,7 @@ use ringlog_crash::acklog;
 use ringlog_crash::kill::{self, KillOptions, KillTuning, Observed};
 use ringlog_crash::oracle::AckKind;
 use ringlog_crash::setup::Setup;
-use ringlog_crash::workload::{Mode, Step};
+use ringlog_crash::workload::{Mode, Step, Workload};
 use ringlog_db::IoChoice;
 
 /// The slack the campaign uses (`--slack-ms`).
@@ -133,6 +133,25 @@ fn kill_mode_catches_lost_acknowledged_data() {
     }
 }
 
+/// A read the child checks itself and finds wrong is reported on a `V` line, which the parent
+/// parses into the generation's violation.
+#[test]
+fn ack_log_violation_lines_name_the_invariant() {
+    let text = "H 1 seed=3 durability=buffered gen=1 io=portable backend=portable pid=1\n\
+                S 1 0 \n\
+                A 1 1 C 1 0\n\
+                V 1 2 versions step 1.2: get_at at LSN 1 returned nothing\n";
+    let g = &acklog::parse(text, |_, _| 8).unwrap()[0];
+    assert_eq!(
+        g.violation,
+        Some((
+            2,
+            "versions".to_string(),
+            "step 1.2: get_at at LSN 1 returned nothing".to_string()
+        ))
+    );
+}
+
 #[test]
 fn ack_log_pause_lines_commit_nothing() {
     let text = "H 1 seed=3 durability=buffered gen=1 io=portable backend=portable pid=1\n\
@@ -156,14 +175,15 @@ fn ack_log_pause_lines_commit_nothing() {
 const FORGED_STEPS: u64 = 100;
 
 /// A Buffered seed whose first [`FORGED_STEPS`] steps of generation 1 promise nothing durable
-/// (default commits and pauses, in the quiet stretches of a Buffered run).
+/// (default commits, pauses and steps that commit nothing, in the quiet stretches of a Buffered
+/// run).
 fn buffered_seed() -> (u64, Setup) {
     (1..100_000)
         .map(|seed| (seed, Setup::derive(seed, Mode::Buffered, false)))
         .find(|(_, s)| {
             (1..=FORGED_STEPS).all(|i| {
                 let st = s.wl.step(1, i);
-                matches!(st, Step::Pause(_) | Step::Txn { .. }) && !s.wl.promises_durability(&st)
+                !matches!(st, Step::Sync | Step::Skip) && !s.wl.promises_durability(&st)
             })
         })
         .expect("such a seed exists")
@@ -185,12 +205,11 @@ fn forged(
     ];
     let mut lsn = 0;
     for i in 1..=n {
-        let kind = match setup.wl.step(1, i) {
-            Step::Pause(_) => 'P',
-            _ => {
-                lsn += 1;
-                'C'
-            }
+        let kind = if Workload::commits(&setup.wl.step(1, i)) {
+            lsn += 1;
+            'C'
+        } else {
+            'P'
         };
         lines.push(format!("A 1 {i} {kind} {lsn} 0"));
     }
@@ -227,8 +246,35 @@ fn kill_window_check_fires_on_an_old_lost_buffered_commit() {
         killed_at: Some(t0 + spacing * FORGED_STEPS as u32),
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let v = kill::recover_and_check(&setup, &g, dir.path(), IoChoice::Portable, &obs, SLACK)
-        .expect_err("Buffered commits lost a second after their acknowledgement are a violation");
+    // With the model of every acknowledgement, the first violation is I6: a real engine writes a
+    // durable LSN lease before it acknowledges a Buffered commit, so that a crash that loses the
+    // commit cannot hand its LSN out again; this directory holds no lease.
+    let model = kill::Model {
+        base: ringlog_crash::model::Timeline::new(keys),
+        acked_before: 0,
+    };
+    let v = kill::recover_and_check(
+        &setup,
+        &g,
+        dir.path(),
+        IoChoice::Portable,
+        &obs,
+        SLACK,
+        Some(&model),
+    )
+    .expect_err("acknowledged LSNs that a recovery would hand out again are a violation");
+    assert_eq!(v.invariant, "I6", "{v}");
+    // The loss-window check alone (no model: the data checks only).
+    let v = kill::recover_and_check(
+        &setup,
+        &g,
+        dir.path(),
+        IoChoice::Portable,
+        &obs,
+        SLACK,
+        None,
+    )
+    .expect_err("Buffered commits lost a second after their acknowledgement are a violation");
     eprintln!("{v}");
     assert_eq!(v.invariant, "durability", "{v}");
     assert!(v.detail.contains("the oldest, step 1.1 (LSN 1)"), "{v}");
@@ -255,9 +301,17 @@ fn kill_window_check_fires_on_an_old_lost_buffered_commit() {
         killed_at: Some(t0 + interval),
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_, _, w) =
-        kill::recover_and_check(&setup, &g, dir.path(), IoChoice::Portable, &obs, SLACK)
-            .unwrap_or_else(|v| panic!("a loss within the window is allowed: {v}"));
+    let w = kill::recover_and_check(
+        &setup,
+        &g,
+        dir.path(),
+        IoChoice::Portable,
+        &obs,
+        SLACK,
+        None,
+    )
+    .unwrap_or_else(|v| panic!("a loss within the window is allowed: {v}"))
+    .window;
     assert!(w.checked && !w.after, "{w:?}");
     assert_eq!(w.oldest_lost, Some(interval));
 }
