@@ -2,10 +2,12 @@
 //! mode, Strict group commit with 1/4/16 writers, recovery (reopen + first read) of 100k
 //! records, and recovery of a 64 MiB segment whose tail is garbage (random, or crafted record-like
 //! headers) beside a plain read of the same 64 MiB file — issue 8's target is an open within twice
-//! the read.
+//! the read. Issue 11's: the cost of `Db::snapshot()` (target ≤ 1 µs) on an idle database and
+//! while another thread commits, and full forward and reverse scans of 100k keys.
 //!
 //! ```text
 //! cargo bench -p ringlog-bench --bench engine
+//! cargo bench -p ringlog-bench --bench engine -- 'snapshot|scan'
 //! ```
 //!
 //! Files go to `RINGLOG_BENCH_DIR` if set, else to a temporary directory under the build's
@@ -14,7 +16,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -105,6 +107,94 @@ fn group_commit(c: &mut Criterion) {
         );
         db.close().unwrap();
     }
+    g.finish();
+}
+
+/// An in-memory database holding keys `0..n` at version 1.
+fn loaded(codec: &Codec, n: u64) -> Db {
+    let db = Db::in_memory();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let mut tx = db.begin();
+        for &i in chunk {
+            tx.put(&codec.key(i), &codec.value(i, 1)).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    db
+}
+
+fn snapshots(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let codec = Codec::new(16, 100);
+    let db = loaded(&codec, N);
+    let mut g = c.benchmark_group("snapshot");
+    g.throughput(Throughput::Elements(1));
+    // Taking one; criterion drops the snapshots outside the timing.
+    g.bench_function("take", |b| b.iter_with_large_drop(|| db.snapshot()));
+    g.bench_function("take_and_drop", |b| b.iter(|| db.snapshot()));
+    // The same while another thread overwrites keys as fast as it can (on two cores the two
+    // threads share the machine with criterion's own).
+    let stop = AtomicBool::new(false);
+    let puts = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut key = codec.key_buf();
+            let mut val = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                codec.set_key(&mut key, i % N);
+                codec.fill_value(&mut val, i % N, 2);
+                db.put(&key, &val).unwrap();
+            }
+            puts.store(i, Ordering::Relaxed);
+        });
+        g.bench_function("take_and_drop_while_writing", |b| b.iter(|| db.snapshot()));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let s = db.stats();
+    eprintln!(
+        "snapshot: the writer committed {} puts meanwhile; {} snapshots live at the end, {} \
+         versions, {} trims",
+        puts.load(Ordering::Relaxed),
+        s.snapshots,
+        s.versions,
+        s.trims
+    );
+    g.finish();
+}
+
+fn scans(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let codec = Codec::new(16, 100);
+    let db = loaded(&codec, N);
+    let mut g = c.benchmark_group("scan_100k");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(N));
+    g.bench_function("forward", |b| {
+        b.iter(|| {
+            let n = db.range::<&[u8], _>(..).unwrap().count() as u64;
+            assert_eq!(n, N);
+        })
+    });
+    g.bench_function("reverse", |b| {
+        b.iter(|| {
+            let n = db.range::<&[u8], _>(..).unwrap().rev().count() as u64;
+            assert_eq!(n, N);
+        })
+    });
+    // A scan from a random key to its first entry (the seek): O(log n).
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("first_entry", |b| {
+        let mut key = codec.key_buf();
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 7919) % N;
+            codec.set_key(&mut key, i);
+            db.range(key.as_slice()..).unwrap().next().unwrap()
+        })
+    });
     g.finish();
 }
 
@@ -248,5 +338,13 @@ fn damaged_tail(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, put_per_mode, group_commit, recovery, damaged_tail);
+criterion_group!(
+    benches,
+    put_per_mode,
+    group_commit,
+    snapshots,
+    scans,
+    recovery,
+    damaged_tail
+);
 criterion_main!(benches);

@@ -24,9 +24,9 @@ disk (not tmpfs); prints one table.
   --dir PATH          where the databases go (a fresh subdirectory per run, removed after it);
                       default: a temporary directory under $TMPDIR, or under the current
                       directory when $TMPDIR is a tmpfs
-  --workload LIST     fillseq fillrandom overwrite readrandom readwhilewriting fillbatch recover
-                      ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default: the first seven but
-                      readwhilewriting), `ycsb` (A-F) or `all`
+  --workload LIST     fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev
+                      snapshot fillbatch recover ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core`
+                      (default: all but YCSB), `ycsb` (A-F) or `all` (see Workloads below)
   --durability LIST   inmemory, buffered, strict or all (default: all)
   --io PATH           ringlog's I/O path: uring, portable or auto (default: auto)
   --threads LIST      writer/reader threads per run, 1-1024 (default: 1,16)
@@ -44,6 +44,31 @@ disk (not tmpfs); prints one table.
   --quick             a smoke run: at most 5000 operations and 0.3 s per run
   --no-progress       no progress line on stderr (it is off anyway when stderr is no terminal)
 
+Workloads (--threads threads issue the operations; a preloaded key space is --keys keys written
+before the timed phase in transactions of 1,000):
+  fillseq             one put per transaction, keys in order, into an empty database
+  fillrandom          one put per transaction, random keys of the key space, empty database
+  overwrite           as fillrandom over a preloaded key space
+  readrandom          gets of random keys of a preloaded key space
+  readwhilewriting    readrandom while one more thread overwrites random keys; ops/s are the
+                      readers' gets (compare with readrandom); the writer's puts/s in the notes
+  scan                full forward scans of the preloaded key space, thread t starting at key
+                      t*keys/threads and wrapping around; ops = entries read; every entry must
+                      be the next key with its value (else the run fails); latency per entry,
+                      averaged over blocks of 1,024; the time to a scan's first entry in notes
+  scanrev             as scan, in reverse key order
+  snapshot            readers at snapshots while one more thread commits transactions of four
+                      puts (a group of four adjacent keys). Per snapshot: 4 groups read by gets,
+                      a scan of 2 groups, the first group read again (28 keys); each group must
+                      read as one transaction, the re-read must not change, and every snapshot
+                      must be a prefix of the commit order, never older than the thread's last.
+                      ops = keys read (latency per key, averaged per snapshot); the cost of
+                      taking and dropping a snapshot and the writer's puts/s in the notes
+  fillbatch           --batch puts per transaction into an empty database
+  recover             write --keys records, close, time the reopen until the first correct read
+  ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
+Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev).
+
 Exit status: 0 clean, 1 a run failed (wrong data read back, or an engine error), 2 bad arguments.";
 
 /// A workload, named as RocksDB's db_bench names it where one exists.
@@ -59,6 +84,13 @@ pub enum Workload {
     ReadRandom,
     /// Gets of random keys by every thread while one more thread overwrites.
     ReadWhileWriting,
+    /// Full forward scans of a preloaded key space (db_bench's `readseq`).
+    Scan,
+    /// Full reverse scans of a preloaded key space (db_bench's `readreverse`).
+    ScanRev,
+    /// Readers at snapshots (gets and short scans, checked for a consistent state) while one
+    /// more thread commits transactions of four puts.
+    Snapshot,
     /// `--batch` puts per transaction into an empty database.
     FillBatch,
     /// Write `--keys` records, close, time the reopen until the first correct read.
@@ -79,12 +111,15 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 16] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
         Workload::ReadRandom,
         Workload::ReadWhileWriting,
+        Workload::Scan,
+        Workload::ScanRev,
+        Workload::Snapshot,
         Workload::FillBatch,
         Workload::Recover,
         Workload::YcsbA,
@@ -94,14 +129,27 @@ impl Workload {
         Workload::YcsbE,
         Workload::YcsbF,
     ];
-    /// The default set.
-    pub const CORE: [Workload; 6] = [
+    /// The default set: every workload but YCSB.
+    pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
         Workload::ReadRandom,
+        Workload::ReadWhileWriting,
+        Workload::Scan,
+        Workload::ScanRev,
+        Workload::Snapshot,
         Workload::FillBatch,
         Workload::Recover,
+    ];
+    /// YCSB A-F.
+    pub const YCSB: [Workload; 6] = [
+        Workload::YcsbA,
+        Workload::YcsbB,
+        Workload::YcsbC,
+        Workload::YcsbD,
+        Workload::YcsbE,
+        Workload::YcsbF,
     ];
 
     /// The name on the command line and in the output.
@@ -112,6 +160,9 @@ impl Workload {
             Workload::Overwrite => "overwrite",
             Workload::ReadRandom => "readrandom",
             Workload::ReadWhileWriting => "readwhilewriting",
+            Workload::Scan => "scan",
+            Workload::ScanRev => "scanrev",
+            Workload::Snapshot => "snapshot",
             Workload::FillBatch => "fillbatch",
             Workload::Recover => "recover",
             Workload::YcsbA => "ycsba",
@@ -129,6 +180,16 @@ impl Workload {
             self,
             Workload::FillSeq | Workload::FillRandom | Workload::Overwrite | Workload::FillBatch
         )
+    }
+
+    /// True when one more thread writes beside the `--threads` readers.
+    pub fn has_writer(self) -> bool {
+        matches!(self, Workload::ReadWhileWriting | Workload::Snapshot)
+    }
+
+    /// True for the full scans.
+    pub fn is_scan(self) -> bool {
+        matches!(self, Workload::Scan | Workload::ScanRev)
     }
 
     /// True when the workload needs a key space loaded before the timed phase.
@@ -150,6 +211,13 @@ impl FromStr for Workload {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim().to_ascii_lowercase().replace(['-', '_'], "");
+        // db_bench's names for the full scans.
+        let s = match s.as_str() {
+            "readseq" => "scan".to_string(),
+            "readreverse" | "reversescan" | "scanreverse" => "scanrev".to_string(),
+            "snapshots" => "snapshot".to_string(),
+            _ => s,
+        };
         Workload::ALL
             .into_iter()
             .find(|w| w.name() == s)
@@ -354,9 +422,9 @@ where
                         "core" => Workload::CORE
                             .into_iter()
                             .for_each(|x| push_unique(&mut w, x)),
-                        "ycsb" => Workload::ALL[7..]
-                            .iter()
-                            .for_each(|&x| push_unique(&mut w, x)),
+                        "ycsb" => Workload::YCSB
+                            .into_iter()
+                            .for_each(|x| push_unique(&mut w, x)),
                         other => push_unique(&mut w, other.parse::<Workload>()?),
                     }
                 }

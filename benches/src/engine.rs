@@ -68,6 +68,52 @@ pub struct Counters {
     pub bytes_logged: Option<u64>,
 }
 
+/// The size of an engine's in-memory index, as the engine accounts for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexMemory {
+    /// Key-versions the index holds (tombstones included).
+    pub versions: u64,
+    /// Bytes of memory holding them.
+    pub bytes: u64,
+    /// Of `bytes`, the keys' and values' own bytes; the rest is overhead.
+    pub payload: u64,
+}
+
+impl IndexMemory {
+    /// Bytes of overhead per key-version: `(bytes - payload) / versions`.
+    pub fn overhead_per_version(&self) -> Option<f64> {
+        (self.versions > 0)
+            .then(|| self.bytes.saturating_sub(self.payload) as f64 / self.versions as f64)
+    }
+}
+
+/// What taking and dropping one snapshot cost, in nanoseconds (measured by the engine adapter
+/// around the engine's own calls).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapCost {
+    /// Taking the snapshot.
+    pub take_ns: u64,
+    /// Dropping (releasing) it.
+    pub drop_ns: u64,
+}
+
+/// A consistent read-only view of an engine at one point of its commit order.
+pub trait SnapView {
+    /// Reads `key` as of the snapshot; on a hit, replaces `out`'s contents with the value.
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool>;
+    /// Visits the entries with keys in `[lo, hi)` as of the snapshot, in key order, until `f`
+    /// returns false; returns how many were visited.
+    fn scan_each(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64>;
+}
+
+/// Bounds of a full or partial scan: `lo` inclusive, `hi` exclusive, `None` = unbounded.
+pub type ScanBounds<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// An open database under test. Shared by the worker threads.
 pub trait Engine: Send + Sync {
     /// One put in its own transaction.
@@ -79,6 +125,27 @@ pub trait Engine: Send + Sync {
     /// Reads up to `limit` entries in key order from `start` (inclusive) to `end` (exclusive);
     /// returns how many were read.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize>;
+    /// Visits the entries with keys in `bounds` in key order (descending when `reverse`) until
+    /// `f` returns false; returns how many were visited. Engines that cannot scan say so
+    /// through [`EngineKind::supports`].
+    fn scan_each(
+        &self,
+        bounds: ScanBounds<'_>,
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let _ = (bounds, reverse, f);
+        Err(EngineError("this engine cannot scan".into()))
+    }
+    /// Takes a snapshot, runs `f` on it, drops it; returns what taking and dropping cost.
+    fn with_snapshot(&self, f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>) -> EResult<SnapCost> {
+        let _ = f;
+        Err(EngineError("this engine has no snapshots".into()))
+    }
+    /// The engine's own accounting of its index memory, if it has one.
+    fn index_memory(&self) -> Option<IndexMemory> {
+        None
+    }
     /// The engine's own counters.
     fn counters(&self) -> Counters {
         Counters::default()

@@ -283,6 +283,7 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
     for c in &configs {
         w(out, &format!("  {c}"));
     }
+    notes.extend(report::comparisons(&rows));
     if !notes.is_empty() {
         w(out, "notes:");
         for n in &notes {

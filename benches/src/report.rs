@@ -52,9 +52,10 @@ pub struct Floor {
 /// The header of the table.
 pub fn header() -> String {
     format!(
-        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6} {:>7} {:>6} {}",
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6} {:>11} {:>7} {:>6} {:>6} {:>6} {}",
         "mode", "workload", "engine", "thr", "ops/s", "p50 µs", "p90", "p99", "p99.9", "max",
-        "sync/c", "wamp", "file", "dev w/c", "dev KiB/c", "flush/c", "cpu s", "×floor", "p50×", "check"
+        "sync/c", "wamp", "file", "dev w/c", "dev KiB/c", "flush/c", "cpu s", "ops/cpu-s",
+        "×floor", "p50×", "idx B/v", "rss B/k", "check"
     )
 }
 
@@ -79,7 +80,7 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         ""
     };
     format!(
-        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>7} {:>6} {}{}",
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>11} {:>7} {:>6} {:>7} {:>7} {}{}",
         r.mode.name(),
         r.workload.name(),
         r.engine,
@@ -97,8 +98,12 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         opt(dev.map(|d| d.1 / 1024.0), 1),
         opt(dev.map(|d| d.2), 2),
         r.cpu.as_secs_f64(),
+        r.ops_per_worker_cpu_sec()
+            .map_or_else(|| "-".to_string(), thousands),
         opt(ratio, 2),
         opt(p50r, 2),
+        opt(r.index_overhead(), 1),
+        opt(r.rss_per_key(), 0),
         check,
         flag,
     )
@@ -114,9 +119,78 @@ sync/c: the engine's fdatasync rounds per commit (below 1 = group commit); wamp:
   non-zero byte per user byte written over the database's life (preallocated zero tails excluded)
 dev w/c, dev KiB/c, flush/c: write requests, KiB written and cache flushes the block device
   completed during the timed phase, per commit (machine-wide counters: other processes add noise)
-cpu s: CPU seconds of this process (all threads) in the timed phase; ×floor, p50×: throughput and
+cpu s: CPU seconds of this process (all threads) in the timed phase; ops/cpu-s: operations per
+  CPU-second of the threads that issued them (the extra writer excluded): throughput as if each
+  had a core to itself, the fairer comparison on a shared machine; ×floor, p50×: throughput and
   median latency relative to raw-odirect (the O_DIRECT + fdatasync loop on a preallocated file) on
-  the same workload, strict mode; check: keys read back and compared byte for byte";
+  the same workload, strict mode; check: keys read back and compared byte for byte
+idx B/v: the engine's index memory per key-version beyond the keys' and values' bytes, from its
+  own accounting after the timed phase (ringlog: (Stats::index_bytes - index_payload_bytes) /
+  versions); rss B/k: growth of this process's resident set from before the open to the end of
+  the timed phase, per distinct key held (preload included; the harness's own bookkeeping of
+  0-8 B per key written counts too)
+scan, scanrev: ops are entries, latency per entry averaged over blocks of 1,024; snapshot: ops
+  are keys read at snapshots, latency per key averaged over each snapshot's reads (taking and
+  dropping it included); readwhilewriting, snapshot: one writer thread runs beside the readers
+  (its rate in the notes)";
+
+/// Same-run ratios the issue's targets are stated in: `readwhilewriting` readers against
+/// `readrandom` at the same thread count, and `readrandom` at N threads against one thread, for
+/// each engine and mode; wall-clock and per CPU-second of the reading threads.
+pub fn comparisons(rows: &[RunResult]) -> Vec<String> {
+    use crate::args::Workload;
+    let find = |r: &RunResult, w: Workload, threads: usize| {
+        rows.iter().find(|x| {
+            x.engine == r.engine && x.mode == r.mode && x.workload == w && x.threads == threads
+        })
+    };
+    let ratio = |a: &RunResult, b: &RunResult| {
+        let wall = a.ops_per_sec() / b.ops_per_sec().max(1e-9);
+        let cpu = a
+            .ops_per_worker_cpu_sec()
+            .zip(b.ops_per_worker_cpu_sec())
+            .map(|(x, y)| x / y.max(1e-9));
+        match cpu {
+            Some(c) => format!("{wall:.2}× ({c:.2}× per CPU-second)"),
+            None => format!("{wall:.2}×"),
+        }
+    };
+    let mut out = Vec::new();
+    for r in rows {
+        if r.workload == Workload::ReadWhileWriting {
+            if let Some(base) = find(r, Workload::ReadRandom, r.threads) {
+                out.push(format!(
+                    "{} {} x{}: readwhilewriting reads {} readrandom's",
+                    r.engine,
+                    r.mode,
+                    r.threads,
+                    ratio(r, base)
+                ));
+            }
+        }
+        if r.workload == Workload::ReadRandom && r.threads > 1 {
+            if let Some(one) = find(r, Workload::ReadRandom, 1) {
+                // Per CPU-second, scaling is the per-thread efficiency times the threads.
+                let wall = r.ops_per_sec() / one.ops_per_sec().max(1e-9);
+                let cpu = r
+                    .ops_per_worker_cpu_sec()
+                    .zip(one.ops_per_worker_cpu_sec())
+                    .map(|(x, y)| x / y.max(1e-9) * r.threads as f64);
+                out.push(format!(
+                    "{} {} readrandom x{} / x1: {wall:.2}×{}",
+                    r.engine,
+                    r.mode,
+                    r.threads,
+                    cpu.map(|c| format!(
+                        " ({c:.2}× with a core per thread, from the per-CPU-second rates)"
+                    ))
+                    .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
+}
 
 /// A JSON value (just what the rows need).
 #[derive(Clone, Debug)]
@@ -305,11 +379,66 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
         ),
         ("device", device),
         ("cpu_seconds", num(r.cpu.as_secs_f64())),
+        ("worker_cpu_seconds", num(r.worker_cpu.as_secs_f64())),
+        ("ops_per_worker_cpu_sec", onum(r.ops_per_worker_cpu_sec())),
         (
             "power_loss_durable",
             r.power_loss_durable.map_or(Json::Null, Json::Bool),
         ),
         ("vs_floor_throughput", onum(ratio)),
+        (
+            "index_memory",
+            match r.index {
+                Some(m) => obj(vec![
+                    ("versions", num(m.versions as f64)),
+                    ("bytes", num(m.bytes as f64)),
+                    ("payload_bytes", num(m.payload as f64)),
+                    ("overhead_per_version", onum(m.overhead_per_version())),
+                ]),
+                None => Json::Null,
+            },
+        ),
+        ("rss_delta_bytes", onum(r.rss_delta.map(|d| d as f64))),
+        ("live_keys", num(r.live_keys as f64)),
+        ("rss_bytes_per_key", onum(r.rss_per_key())),
+        (
+            "writer",
+            match r.writer {
+                Some((puts, commits)) => obj(vec![
+                    ("puts", num(puts as f64)),
+                    ("commits", num(commits as f64)),
+                    ("puts_per_sec", onum(r.writer_puts_per_sec())),
+                    ("cpu_seconds", onum(r.writer_cpu.map(|c| c.as_secs_f64()))),
+                ]),
+                None => Json::Null,
+            },
+        ),
+        (
+            "snapshot_ns",
+            match &r.snapshot_cost {
+                Some((take, release)) => obj(vec![
+                    ("count", num(take.count() as f64)),
+                    ("take_p50", num(take.percentile(50.0) as f64)),
+                    ("take_p99", num(take.percentile(99.0) as f64)),
+                    ("take_mean", num(take.mean())),
+                    ("drop_p50", num(release.percentile(50.0) as f64)),
+                    ("drop_mean", num(release.mean())),
+                ]),
+                None => Json::Null,
+            },
+        ),
+        (
+            "first_entry_us",
+            match &r.first_entry {
+                Some((first, scans)) => obj(vec![
+                    ("scans_started", num(first.count() as f64)),
+                    ("scans_completed", num(*scans as f64)),
+                    ("p50", num(first.percentile(50.0) as f64 / 1000.0)),
+                    ("max", num(first.max() as f64 / 1000.0)),
+                ]),
+                None => Json::Null,
+            },
+        ),
         ("vs_floor_p50", onum(p50r)),
         (
             "verified",

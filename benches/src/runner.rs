@@ -6,10 +6,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::args::{Config, Workload};
-use crate::engine::{Counters, EResult, Engine, EngineError, EngineKind, Mode, OpenOpts};
+use crate::engine::{
+    Counters, EResult, Engine, EngineError, EngineKind, IndexMemory, Mode, OpenOpts,
+};
 use crate::hist::Histogram;
 use crate::keys::{Codec, Rng, Zipf};
 use crate::sysinfo::{self, DiskStat, FlushRule};
+
+mod readers;
+
+use readers::{SnapShared, WriterOut};
+pub use readers::{GETS_PER_SNAPSHOT, GROUP, SCAN_GROUPS};
 
 /// Test-only hooks (not reachable from the command line).
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,6 +70,22 @@ pub struct RunResult {
     pub power_loss_durable: Option<bool>,
     /// Remarks for the closing notes.
     pub notes: Vec<String>,
+    /// The engine's own account of its index memory after the timed phase.
+    pub index: Option<IndexMemory>,
+    /// Growth of the process's resident set over the run (open, preload and timed phase), bytes.
+    pub rss_delta: Option<i64>,
+    /// Distinct keys the database holds at the end of the timed phase.
+    pub live_keys: u64,
+    /// snapshot: cost of taking each snapshot and of dropping it (ns).
+    pub snapshot_cost: Option<(Histogram, Histogram)>,
+    /// readwhilewriting, snapshot: what the extra writer thread committed (puts, transactions).
+    pub writer: Option<(u64, u64)>,
+    /// scan, scanrev: time from the scan call to its first entry (ns), and scans completed.
+    pub first_entry: Option<(Histogram, u64)>,
+    /// CPU time of the threads issuing the timed operations (the writer excluded).
+    pub worker_cpu: Duration,
+    /// CPU time of the extra writer thread.
+    pub writer_cpu: Option<Duration>,
 }
 
 impl RunResult {
@@ -74,6 +97,31 @@ impl RunResult {
         } else {
             0.0
         }
+    }
+
+    /// Index overhead per key-version (bytes beyond the keys and values), from the engine.
+    pub fn index_overhead(&self) -> Option<f64> {
+        self.index.and_then(|m| m.overhead_per_version())
+    }
+
+    /// Resident-set growth per live key (bytes).
+    pub fn rss_per_key(&self) -> Option<f64> {
+        let d = self.rss_delta?;
+        (self.live_keys > 0).then(|| d as f64 / self.live_keys as f64)
+    }
+
+    /// Operations per CPU-second of the threads that issued them: throughput as if each thread
+    /// had had a core of its own (on a shared machine, the fairer comparison between rows).
+    pub fn ops_per_worker_cpu_sec(&self) -> Option<f64> {
+        let s = self.worker_cpu.as_secs_f64();
+        (s > 0.0 && self.workload != Workload::Recover).then(|| self.ops as f64 / s)
+    }
+
+    /// The extra writer's puts per second.
+    pub fn writer_puts_per_sec(&self) -> Option<f64> {
+        let (puts, _) = self.writer?;
+        let s = self.elapsed.as_secs_f64();
+        (s > 0.0).then(|| puts as f64 / s)
     }
 
     /// Engine syncs per commit over the timed phase.
@@ -126,6 +174,14 @@ struct ThreadOut {
     /// First wrong value read in the timed loop.
     bad: Option<String>,
     error: Option<EngineError>,
+    /// Full scans: time to the first entry of each scan, and scans completed.
+    first: Histogram,
+    scans: u64,
+    /// Snapshots: cost of taking and of dropping each.
+    snap_take: Histogram,
+    snap_drop: Histogram,
+    /// CPU time of the thread in its timed loop.
+    cpu: Duration,
 }
 
 /// How the timed loop stops and reports progress.
@@ -154,6 +210,8 @@ struct Ctx<'a> {
     zipf: Option<&'a Zipf>,
     /// Next key index to insert (YCSB D and E).
     next_insert: &'a AtomicU64,
+    /// The snapshot workload's shared state.
+    snap: Option<&'a SnapShared>,
 }
 
 /// Number of keys thread `t` of `threads` owns among `0..keys` (those with `idx % threads == t`).
@@ -196,14 +254,22 @@ fn preload(engine: &dyn Engine, codec: &Codec, keys: u64) -> EResult<u64> {
 
 fn worker(ctx: &Ctx<'_>, t: usize) -> ThreadOut {
     let mut out = ThreadOut::default();
+    let cpu0 = sysinfo::thread_cpu_time();
     if let Err(e) = worker_loop(ctx, t, &mut out) {
         out.error = Some(e);
         ctx.clock.stop.store(true, Ordering::Relaxed);
     }
+    out.cpu = sysinfo::thread_cpu_time().saturating_sub(cpu0);
     out
 }
 
 fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
+    match ctx.workload {
+        Workload::Scan => return readers::scan_loop(ctx, t, false, out),
+        Workload::ScanRev => return readers::scan_loop(ctx, t, true, out),
+        Workload::Snapshot => return readers::snapshot_loop(ctx, t, out),
+        _ => {}
+    }
     let codec = ctx.codec;
     let engine = ctx.engine;
     let n = ctx.threads as u64;
@@ -343,7 +409,9 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
                 }
                 done_ops += 1;
             }
-            Workload::Recover => return Err(EngineError("recover has no timed loop".into())),
+            Workload::Recover | Workload::Scan | Workload::ScanRev | Workload::Snapshot => {
+                return Err(EngineError(format!("{} has no loop here", ctx.workload)))
+            }
         }
         let now = Instant::now();
         out.hist.record((now - last).as_nanos() as u64);
@@ -389,26 +457,33 @@ fn background_writer(
     codec: &Codec,
     keys: u64,
     stop: &AtomicBool,
-) -> (Vec<u32>, u64, u64, Option<EngineError>) {
-    let mut versions = vec![1u32; keys as usize];
+) -> WriterOut {
+    let mut out = WriterOut {
+        versions: vec![1u32; keys as usize],
+        puts: 0,
+        commits: 0,
+        bytes: 0,
+        error: None,
+        cpu: Duration::ZERO,
+    };
     let mut rng = Rng::new(0xbeef);
     let mut key = codec.key_buf();
     let mut val = Vec::new();
-    let mut n = 0;
-    let mut bytes = 0;
     while !stop.load(Ordering::Relaxed) {
         let idx = rng.below(keys);
-        let ver = versions[idx as usize] + 1;
+        let ver = out.versions[idx as usize] + 1;
         codec.set_key(&mut key, idx);
         codec.fill_value(&mut val, idx, ver);
         if let Err(e) = engine.put(&key, &val) {
-            return (versions, n, bytes, Some(e));
+            out.error = Some(e);
+            break;
         }
-        versions[idx as usize] = ver;
-        n += 1;
-        bytes += (codec.key_size() + codec.value_size()) as u64;
+        out.versions[idx as usize] = ver;
+        out.puts += 1;
+        out.commits += 1;
+        out.bytes += (codec.key_size() + codec.value_size()) as u64;
     }
-    (versions, n, bytes, None)
+    out
 }
 
 /// What the run must read back: key index → version last written (absent = must be missing).
@@ -427,6 +502,23 @@ struct Expected {
 }
 
 impl Expected {
+    /// Distinct keys that hold a value.
+    fn distinct_keys(&self) -> u64 {
+        if let Some(w) = &self.whole {
+            return w.iter().filter(|&&v| v > 0).count() as u64;
+        }
+        let mut n = self.preloaded + self.inserted.len() as u64;
+        for (t, part) in self.parts.iter().enumerate() {
+            for (j, &v) in part.iter().enumerate() {
+                let idx = t as u64 + j as u64 * self.threads as u64;
+                if v > 0 && idx >= self.preloaded && self.inserted.binary_search(&idx).is_err() {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     fn version(&self, idx: u64) -> Option<u32> {
         if let Some(w) = &self.whole {
             return w.get(idx as usize).copied().filter(|&v| v > 0);
@@ -534,6 +626,14 @@ pub fn run_one(
         verified: Ok(0),
         power_loss_durable: None,
         notes: Vec::new(),
+        index: None,
+        rss_delta: None,
+        live_keys: 0,
+        snapshot_cost: None,
+        writer: None,
+        first_entry: None,
+        worker_cpu: Duration::ZERO,
+        writer_cpu: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
@@ -548,7 +648,7 @@ pub fn run_one(
             // cover at most that many commits: a Strict engine whose commits are really
             // durable on a write-back cache causes at least commits / writers flushes. Other
             // processes' flushes only add to the count (never a false alarm).
-            let writers = threads as u64 + u64::from(workload == Workload::ReadWhileWriting);
+            let writers = threads as u64 + u64::from(workload.has_writer());
             let writers = if workload == Workload::Recover {
                 1
             } else {
@@ -592,9 +692,12 @@ fn run_timed(
     hooks: &Hooks,
     res: &mut RunResult,
 ) -> Result<(), EngineError> {
+    sysinfo::trim_heap();
+    let rss0 = sysinfo::rss_bytes();
     let engine = kind.open(dir, mode, opts)?;
     res.io_path = engine.io_path();
     let keys = cfg.keys;
+    let snap_shared = (workload == Workload::Snapshot).then(|| SnapShared::new(keys));
     if workload.preloads() {
         res.lifetime_user_bytes += preload(&*engine, codec, keys)?;
     }
@@ -635,10 +738,19 @@ fn run_timed(
     let label = format!("{} {} {} x{}", mode, workload, kind.name(), threads);
     let (outs, writer) = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);
-        let writer = (workload == Workload::ReadWhileWriting).then(|| {
+        let writer = workload.has_writer().then(|| {
             let engine = &*engine;
             let stop = &writer_stop;
-            s.spawn(move || background_writer(engine, codec, keys, stop))
+            let shared = snap_shared.as_ref();
+            s.spawn(move || {
+                let cpu0 = sysinfo::thread_cpu_time();
+                let mut w = match shared {
+                    Some(sh) => readers::snapshot_writer(engine, codec, keys, sh, stop),
+                    None => background_writer(engine, codec, keys, stop),
+                };
+                w.cpu = sysinfo::thread_cpu_time().saturating_sub(cpu0);
+                w
+            })
         });
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -653,6 +765,7 @@ fn run_timed(
                     clock: &clock,
                     zipf: zipf.as_ref(),
                     next_insert: &next_insert,
+                    snap: snap_shared.as_ref(),
                 };
                 s.spawn(move || worker(&ctx, t))
             })
@@ -677,6 +790,9 @@ fn run_timed(
     res.elapsed = start.elapsed();
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     let d1 = disk(device);
+    let rss1 = sysinfo::rss_bytes();
+    res.rss_delta = rss0.zip(rss1).map(|(a, b)| b as i64 - a as i64);
+    res.index = engine.index_memory();
     let c1 = engine.counters();
     res.device = d0.zip(d1).map(|(a, b)| b.since(&a));
     res.engine_delta = delta(c1, c0);
@@ -695,7 +811,16 @@ fn run_timed(
     let mut first_error = None;
     let mut bad = None;
     let mut misses = 0;
+    let mut first = Histogram::new();
+    let mut scans = 0;
+    let mut take = Histogram::new();
+    let mut release = Histogram::new();
     for o in outs {
+        first.merge(&o.first);
+        res.worker_cpu += o.cpu;
+        scans += o.scans;
+        take.merge(&o.snap_take);
+        release.merge(&o.snap_drop);
         res.hist.merge(&o.hist);
         res.ops += o.ops;
         res.commits += o.commits;
@@ -710,23 +835,29 @@ fn run_timed(
         exp.parts.push(o.versions);
         exp.inserted.extend(o.inserted);
     }
+    if workload.is_scan() {
+        res.first_entry = Some((first, scans));
+    }
+    if workload == Workload::Snapshot {
+        res.snapshot_cost = Some((take, release));
+    }
     if let Some(w) = writer {
         match w {
-            Ok((versions, n, bytes, err)) => {
-                res.notes.push(format!(
-                    "the writer thread committed {n} overwrites ({:.0}/s) during the reads",
-                    n as f64 / res.elapsed.as_secs_f64().max(1e-9)
-                ));
-                res.commits += n;
-                res.user_bytes += bytes;
-                exp.whole = Some(versions);
+            Ok(w) => {
+                res.writer = Some((w.puts, w.commits));
+                res.writer_cpu = Some(w.cpu);
+                res.commits += w.commits;
+                res.user_bytes += w.bytes;
+                exp.whole = Some(w.versions);
                 if first_error.is_none() {
-                    first_error = err;
+                    first_error = w.error;
                 }
             }
             Err(_) => first_error = Some(EngineError("the writer thread panicked".into())),
         }
     }
+    let notes = extra_notes(res);
+    res.notes.extend(notes);
     if let Some(e) = first_error {
         let _ = engine.close();
         return Err(e);
@@ -739,6 +870,7 @@ fn run_timed(
     if workload == Workload::YcsbD || workload == Workload::YcsbE {
         exp.bound = exp.bound.max(next_insert.load(Ordering::Relaxed));
     }
+    res.live_keys = exp.distinct_keys();
     if misses > 0 {
         res.notes
             .push(format!("{misses} reads of loaded keys found nothing"));
@@ -783,12 +915,19 @@ fn run_recover(
     let last = records - 1;
     let key = codec.key(last);
     let mut buf = Vec::new();
+    sysinfo::trim_heap();
+    let rss0 = sysinfo::rss_bytes();
     let d0 = disk(device);
     let cpu0 = sysinfo::cpu_time();
     let start = Instant::now();
     let engine = kind.open(dir, mode, opts)?;
     let found = engine.get(&key, &mut buf)?;
     res.elapsed = start.elapsed();
+    res.rss_delta = rss0
+        .zip(sysinfo::rss_bytes())
+        .map(|(a, b)| b as i64 - a as i64);
+    res.index = engine.index_memory();
+    res.live_keys = records;
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     res.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
     res.io_path = engine.io_path();
@@ -815,6 +954,58 @@ fn run_recover(
     engine.close()?;
     res.files = sysinfo::dir_bytes(dir).ok();
     Ok(())
+}
+
+/// Notes about what a run measured beside its table row.
+fn extra_notes(res: &RunResult) -> Vec<String> {
+    let mut notes = Vec::new();
+    let secs = res.elapsed.as_secs_f64().max(1e-9);
+    if let Some((puts, commits)) = res.writer {
+        let per_cpu = res
+            .writer_cpu
+            .map(|c| puts as f64 / c.as_secs_f64().max(1e-9))
+            .unwrap_or(0.0);
+        notes.push(if res.workload == Workload::Snapshot {
+            format!(
+                "the writer thread committed {puts} puts ({:.0}/s, {per_cpu:.0} per CPU-second \
+                 of its own) in {commits} transactions of {GROUP} during the reads",
+                puts as f64 / secs
+            )
+        } else {
+            format!(
+                "the writer thread committed {puts} overwrites ({:.0}/s, {per_cpu:.0} per \
+                 CPU-second of its own) during the reads",
+                puts as f64 / secs
+            )
+        });
+        if let Some(r) = res.ops_per_worker_cpu_sec() {
+            notes.push(format!(
+                "the readers: {r:.0} reads per CPU-second of their own ({:.2} CPU-seconds)",
+                res.worker_cpu.as_secs_f64()
+            ));
+        }
+    }
+    if let Some((take, release)) = &res.snapshot_cost {
+        notes.push(format!(
+            "{} snapshots; taking one: p50 {} ns, p99 {} ns, mean {:.0} ns; dropping one: p50 \
+             {} ns (each around two clock reads)",
+            take.count(),
+            take.percentile(50.0),
+            take.percentile(99.0),
+            take.mean(),
+            release.percentile(50.0)
+        ));
+    }
+    if let Some((first, scans)) = &res.first_entry {
+        notes.push(format!(
+            "{scans} full scans completed; first entry after p50 {} µs (max {} µs) of {} scans \
+             started",
+            crate::report::us(first.percentile(50.0)),
+            crate::report::us(first.max()),
+            first.count()
+        ));
+    }
+    notes
 }
 
 fn verify_all(

@@ -270,6 +270,36 @@ pub fn cpu_time() -> Duration {
     tv(r.ru_utime) + tv(r.ru_stime)
 }
 
+/// CPU time of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_time() -> Duration {
+    // SAFETY: timespec is plain old data.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Resident set size of this process in bytes (`/proc/self/statm`), if readable.
+pub fn rss_bytes() -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096))
+}
+
+/// Returns the allocator's free memory to the system where it can (glibc's `malloc_trim`), so
+/// that a resident-size baseline taken next does not depend on what earlier runs freed.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Syncs every file under `dir` and drops its pages from the page cache
 /// (`POSIX_FADV_DONTNEED`), so that the next open reads from the device: a cold cache for this
 /// directory only, leaving the rest of the machine's cache alone. Returns the files evicted.
@@ -353,6 +383,13 @@ mod tests {
             ..s
         });
         assert_eq!((d.writes, d.flushes, d.write_bytes), (6, 1, 0));
+    }
+
+    #[test]
+    fn rss_is_plausible() {
+        trim_heap();
+        let rss = rss_bytes().unwrap();
+        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
     }
 
     #[test]

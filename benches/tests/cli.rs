@@ -140,8 +140,18 @@ fn json_has_one_object_per_row() {
             "vs_floor_throughput",
             "engine_counters",
             "notes",
+            "index_memory",
+            "rss_bytes_per_key",
+            "writer",
+            "snapshot_ns",
+            "first_entry_us",
         ] {
             assert!(r.get(k).is_some(), "row lacks {k}: {r}");
+        }
+        if id.0 == "ringlog" {
+            let v = field(r, &["index_memory", "versions"]).as_u64().unwrap();
+            assert!(v >= 1, "{r}");
+            assert!(field(r, &["index_memory", "overhead_per_version"]).is_number());
         }
         if id.2 == "strict" && id.1 == "fillrandom" {
             assert_eq!(
@@ -201,6 +211,54 @@ fn a_corrupted_read_back_fails_the_run() {
 }
 
 #[test]
+fn new_workloads_report_json() {
+    let dir = scratch();
+    let json = dir.path().join("new.json");
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog",
+            "--durability",
+            "buffered",
+            "--workload",
+            "readseq,readreverse,snapshot",
+            "--threads",
+            "2",
+            "--ops",
+            "2000",
+            "--keys",
+            "1000",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = field(&doc, &["rows"]).as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| field(r, &["workload"]).as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["scan", "scanrev", "snapshot"]);
+    for r in rows {
+        assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+        assert!(field(r, &["ops"]).as_u64().unwrap() >= 2000, "{r}");
+    }
+    assert!(
+        field(&rows[0], &["first_entry_us", "scans_completed"])
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    let snap = &rows[2];
+    assert!(field(snap, &["snapshot_ns", "count"]).as_u64().unwrap() > 0);
+    assert!(field(snap, &["snapshot_ns", "take_p50"]).as_f64().unwrap() > 0.0);
+    assert!(field(snap, &["writer", "puts"]).is_number());
+}
+
+#[test]
 fn a_corrupted_record_fails_recover() {
     let dir = scratch();
     let args = [
@@ -250,10 +308,19 @@ fn every_workload_verifies_in_memory() {
         Hooks::default(),
     );
     assert_eq!(code, 0, "{out}");
-    // 12 workloads (recover does not run in memory) at 2 thread counts.
+    // 15 workloads (recover does not run in memory) at 2 thread counts.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("inmemory ")).count(),
-        24,
+        30,
         "{out}"
     );
+    for w in ["scan", "scanrev", "snapshot", "readwhilewriting"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("inmemory ") && l.split_whitespace().nth(1) == Some(w)),
+            "{w}: {out}"
+        );
+    }
+    assert!(out.contains("snapshots; taking one: p50"), "{out}");
+    assert!(out.contains("full scans completed"), "{out}");
 }

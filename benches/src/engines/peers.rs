@@ -26,10 +26,69 @@ pub fn peers() -> Vec<&'static dyn EngineKind> {
 mod fjall_peer {
     use std::path::Path;
 
-    use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+    use std::ops::Bound;
+    use std::time::Instant;
+
+    use fjall::{Database, Iter, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
     use crate::args::Workload;
-    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts};
+    use crate::engine::{
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+    };
+
+    /// Feeds a fjall iterator to `f`, forward or reverse, until it returns false.
+    fn visit(it: Iter, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> EResult<u64> {
+        let mut n = 0;
+        let mut each = |g: fjall::Guard| -> EResult<bool> {
+            let (k, v) = g.into_inner().map_err(|e| err("fjall range", e))?;
+            n += 1;
+            Ok(f(&k, &v))
+        };
+        if reverse {
+            for g in it.rev() {
+                if !each(g)? {
+                    break;
+                }
+            }
+        } else {
+            for g in it {
+                if !each(g)? {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    struct FjallSnap<'a> {
+        snap: &'a Snapshot,
+        ks: &'a Keyspace,
+    }
+
+    impl SnapView for FjallSnap<'_> {
+        fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+            match self
+                .snap
+                .get(self.ks, key)
+                .map_err(|e| err("fjall snapshot get", e))?
+            {
+                Some(v) => {
+                    out.clear();
+                    out.extend_from_slice(&v);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+        fn scan_each(
+            &self,
+            lo: &[u8],
+            hi: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            visit(self.snap.range(self.ks, lo..hi), false, f)
+        }
+    }
 
     pub struct FjallKind;
     pub static FJALL: FjallKind = FjallKind;
@@ -111,6 +170,36 @@ mod fjall_peer {
             }
             Ok(n)
         }
+        fn scan_each(
+            &self,
+            (lo, hi): ScanBounds<'_>,
+            reverse: bool,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            let lo = lo.map_or(Bound::Unbounded, Bound::Included);
+            let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
+            visit(self.ks.range::<&[u8], _>((lo, hi)), reverse, f)
+        }
+        fn with_snapshot(
+            &self,
+            f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
+        ) -> EResult<SnapCost> {
+            let t0 = Instant::now();
+            let snap = self.db.snapshot();
+            let t1 = Instant::now();
+            let res = f(&FjallSnap {
+                snap: &snap,
+                ks: &self.ks,
+            });
+            let t2 = Instant::now();
+            drop(snap);
+            let t3 = Instant::now();
+            res?;
+            Ok(SnapCost {
+                take_ns: (t1 - t0).as_nanos() as u64,
+                drop_ns: (t3 - t2).as_nanos() as u64,
+            })
+        }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db
                 .persist(PersistMode::SyncAll)
@@ -123,10 +212,73 @@ mod fjall_peer {
 mod redb_peer {
     use std::path::Path;
 
-    use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+    use std::ops::Bound;
+    use std::time::Instant;
+
+    use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
     use crate::args::Workload;
-    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts};
+    use crate::engine::{
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+    };
+
+    /// Visits a redb range, forward or reverse, until `f` returns false.
+    fn visit(
+        t: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let range = t
+            .range::<&[u8]>((lo, hi))
+            .map_err(|e| err("redb range", e))?;
+        let mut n = 0;
+        let mut each = |item: Result<_, redb::StorageError>| -> EResult<bool> {
+            let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
+                item.map_err(|e| err("redb range", e))?;
+            n += 1;
+            Ok(f(k.value(), v.value()))
+        };
+        if reverse {
+            for item in range.rev() {
+                if !each(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !each(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// A read transaction: redb's snapshot.
+    struct RedbSnap(ReadOnlyTable<&'static [u8], &'static [u8]>);
+
+    impl SnapView for RedbSnap {
+        fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+            match self.0.get(key).map_err(|e| err("redb get", e))? {
+                Some(v) => {
+                    out.clear();
+                    out.extend_from_slice(v.value());
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+        fn scan_each(
+            &self,
+            lo: &[u8],
+            hi: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            visit(&self.0, Bound::Included(lo), Bound::Excluded(hi), false, f)
+        }
+    }
 
     const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
 
@@ -233,6 +385,43 @@ mod redb_peer {
             }
             Ok(n)
         }
+        fn scan_each(
+            &self,
+            (lo, hi): ScanBounds<'_>,
+            reverse: bool,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            let tx = self
+                .db
+                .begin_read()
+                .map_err(|e| err("redb begin_read", e))?;
+            let t = tx.open_table(TABLE).map_err(|e| err("redb table", e))?;
+            let lo = lo.map_or(Bound::Unbounded, Bound::Included);
+            let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
+            visit(&t, lo, hi, reverse, f)
+        }
+        fn with_snapshot(
+            &self,
+            f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
+        ) -> EResult<SnapCost> {
+            let t0 = Instant::now();
+            let tx = self
+                .db
+                .begin_read()
+                .map_err(|e| err("redb begin_read", e))?;
+            let snap = RedbSnap(tx.open_table(TABLE).map_err(|e| err("redb table", e))?);
+            let t1 = Instant::now();
+            let res = f(&snap);
+            let t2 = Instant::now();
+            drop(snap);
+            drop(tx);
+            let t3 = Instant::now();
+            res?;
+            Ok(SnapCost {
+                take_ns: (t1 - t0).as_nanos() as u64,
+                drop_ns: (t3 - t2).as_nanos() as u64,
+            })
+        }
         fn close(self: Box<Self>) -> EResult<()> {
             // Make everything durable (Buffered commits are not until an Immediate one).
             self.commit(&[], Durability::Immediate)
@@ -242,10 +431,11 @@ mod redb_peer {
 
 #[cfg(feature = "sled")]
 mod sled_peer {
+    use std::ops::Bound;
     use std::path::Path;
 
     use crate::args::Workload;
-    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts};
+    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds};
 
     pub struct SledKind;
     pub static SLED: SledKind = SledKind;
@@ -267,8 +457,9 @@ mod sled_peer {
                     .into()),
             }
         }
-        fn supports(&self, _: Workload) -> bool {
-            true
+        fn supports(&self, w: Workload) -> bool {
+            // sled has no snapshots (its iterators are not consistent across keys).
+            w != Workload::Snapshot
         }
         fn open(&self, dir: &Path, mode: Mode, _: &OpenOpts) -> EResult<Box<dyn Engine>> {
             let db = sled::Config::new()
@@ -329,6 +520,36 @@ mod sled_peer {
             }
             Ok(n)
         }
+        fn scan_each(
+            &self,
+            (lo, hi): ScanBounds<'_>,
+            reverse: bool,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            let lo = lo.map_or(Bound::Unbounded, Bound::Included);
+            let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
+            let it = self.db.range::<&[u8], _>((lo, hi));
+            let mut n = 0;
+            let mut each = |item: sled::Result<(sled::IVec, sled::IVec)>| -> EResult<bool> {
+                let (k, v) = item.map_err(|e| err("sled range", e))?;
+                n += 1;
+                Ok(f(&k, &v))
+            };
+            if reverse {
+                for item in it.rev() {
+                    if !each(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in it {
+                    if !each(item)? {
+                        break;
+                    }
+                }
+            }
+            Ok(n)
+        }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db
                 .flush()
@@ -342,11 +563,97 @@ mod sled_peer {
 mod sqlite_peer {
     use std::path::Path;
 
+    use std::time::Instant;
+
     use parking_lot::Mutex;
-    use rusqlite::{params, Connection, OptionalExtension};
+    use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
     use crate::args::Workload;
-    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts};
+    use crate::engine::{
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+    };
+
+    /// Visits the rows with keys in `[lo, hi)` on `c`, in key order (descending when
+    /// `reverse`), until `f` returns false.
+    fn visit(
+        c: &Connection,
+        (lo, hi): ScanBounds<'_>,
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let mut sql = String::from("SELECT k, v FROM kv");
+        let mut args: Vec<&[u8]> = Vec::new();
+        if let Some(l) = lo {
+            args.push(l);
+            sql.push_str(" WHERE k >= ?1");
+        }
+        if let Some(h) = hi {
+            args.push(h);
+            sql.push_str(if args.len() == 1 {
+                " WHERE k < ?1"
+            } else {
+                " AND k < ?2"
+            });
+        }
+        sql.push_str(if reverse {
+            " ORDER BY k DESC"
+        } else {
+            " ORDER BY k"
+        });
+        let mut st = c
+            .prepare_cached(&sql)
+            .map_err(|e| err("sqlite prepare", e))?;
+        let mut rows = st
+            .query(params_from_iter(args))
+            .map_err(|e| err("sqlite scan", e))?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(|e| err("sqlite scan", e))? {
+            let k = r.get_ref(0).and_then(|v| v.as_blob().map_err(Into::into));
+            let v = r.get_ref(1).and_then(|v| v.as_blob().map_err(Into::into));
+            let (k, v) = k
+                .and_then(|k| Ok((k, v?)))
+                .map_err(|e| err("sqlite scan", e))?;
+            n += 1;
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// A read transaction on one connection: SQLite's snapshot (WAL mode).
+    struct SqliteSnap<'a>(&'a Connection);
+
+    impl SnapView for SqliteSnap<'_> {
+        fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+            get_on(self.0, key, out)
+        }
+        fn scan_each(
+            &self,
+            lo: &[u8],
+            hi: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            visit(self.0, (Some(lo), Some(hi)), false, f)
+        }
+    }
+
+    fn get_on(c: &Connection, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+        let mut st = c
+            .prepare_cached("SELECT v FROM kv WHERE k = ?1")
+            .map_err(|e| err("sqlite prepare", e))?;
+        let v: Option<Vec<u8>> = st
+            .query_row(params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| err("sqlite get", e))?;
+        Ok(match v {
+            Some(v) => {
+                *out = v;
+                true
+            }
+            None => false,
+        })
+    }
 
     pub struct SqliteKind;
     pub static SQLITE: SqliteKind = SqliteKind;
@@ -461,20 +768,40 @@ mod sqlite_peer {
             tx.commit().map_err(|e| err("sqlite commit", e))
         }
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+            self.with_reader(|c| get_on(c, key, out))
+        }
+        fn scan_each(
+            &self,
+            bounds: ScanBounds<'_>,
+            reverse: bool,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            self.with_reader(|c| visit(c, bounds, reverse, f))
+        }
+        fn with_snapshot(
+            &self,
+            f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
+        ) -> EResult<SnapCost> {
             self.with_reader(|c| {
-                let mut st = c
-                    .prepare_cached("SELECT v FROM kv WHERE k = ?1")
-                    .map_err(|e| err("sqlite prepare", e))?;
-                let v: Option<Vec<u8>> = st
-                    .query_row(params![key], |r| r.get(0))
-                    .optional()
-                    .map_err(|e| err("sqlite get", e))?;
-                Ok(match v {
-                    Some(v) => {
-                        *out = v;
-                        true
-                    }
-                    None => false,
+                // BEGIN DEFERRED takes the WAL read snapshot at the first read; one read here
+                // makes "taking" the snapshot include that.
+                let t0 = Instant::now();
+                c.execute_batch("BEGIN DEFERRED")
+                    .map_err(|e| err("sqlite begin", e))?;
+                let mut probe = Vec::new();
+                let begun = get_on(c, b"", &mut probe);
+                let t1 = Instant::now();
+                let res = begun.and_then(|_| f(&SqliteSnap(c)));
+                let t2 = Instant::now();
+                let end = c
+                    .execute_batch("COMMIT")
+                    .map_err(|e| err("sqlite commit", e));
+                let t3 = Instant::now();
+                res?;
+                end?;
+                Ok(SnapCost {
+                    take_ns: (t1 - t0).as_nanos() as u64,
+                    drop_ns: (t3 - t2).as_nanos() as u64,
                 })
             })
         }
@@ -510,10 +837,82 @@ mod sqlite_peer {
 mod rocksdb_peer {
     use std::path::Path;
 
-    use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+    use std::time::Instant;
+
+    use rocksdb::{
+        DBIteratorWithThreadMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    };
 
     use crate::args::Workload;
-    use crate::engine::{err, EResult, Engine, EngineKind, Mode, OpenOpts};
+    use crate::engine::{
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+    };
+
+    /// Visits the entries in `[lo, hi)` of an iterator positioned at its first candidate
+    /// (forward from `lo`, or backward from `hi`), until `f` returns false.
+    fn visit(
+        it: DBIteratorWithThreadMode<'_, DB>,
+        (lo, hi): ScanBounds<'_>,
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let mut n = 0;
+        for item in it {
+            let (k, v) = item.map_err(|e| err("rocksdb iterator", e))?;
+            if reverse {
+                if hi.is_some_and(|h| &*k >= h) {
+                    continue; // SeekForPrev lands on `hi` itself when it exists
+                }
+                if lo.is_some_and(|l| &*k < l) {
+                    break;
+                }
+            } else if hi.is_some_and(|h| &*k >= h) {
+                break;
+            }
+            n += 1;
+            if !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    fn mode<'a>((lo, hi): ScanBounds<'a>, reverse: bool) -> IteratorMode<'a> {
+        match (reverse, lo, hi) {
+            (false, Some(l), _) => IteratorMode::From(l, Direction::Forward),
+            (false, None, _) => IteratorMode::Start,
+            (true, _, Some(h)) => IteratorMode::From(h, Direction::Reverse),
+            (true, _, None) => IteratorMode::End,
+        }
+    }
+
+    struct RocksSnap<'a>(rocksdb::Snapshot<'a>);
+
+    impl SnapView for RocksSnap<'_> {
+        fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+            match self
+                .0
+                .get_pinned(key)
+                .map_err(|e| err("rocksdb snapshot get", e))?
+            {
+                Some(v) => {
+                    out.clear();
+                    out.extend_from_slice(&v);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+        fn scan_each(
+            &self,
+            lo: &[u8],
+            hi: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            let b = (Some(lo), Some(hi));
+            visit(self.0.iterator(mode(b, false)), b, false, f)
+        }
+    }
 
     pub struct RocksKind;
     pub static ROCKSDB: RocksKind = RocksKind;
@@ -603,6 +1002,31 @@ mod rocksdb_peer {
                 n += 1;
             }
             Ok(n)
+        }
+        fn scan_each(
+            &self,
+            bounds: ScanBounds<'_>,
+            reverse: bool,
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> EResult<u64> {
+            visit(self.db.iterator(mode(bounds, reverse)), bounds, reverse, f)
+        }
+        fn with_snapshot(
+            &self,
+            f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
+        ) -> EResult<SnapCost> {
+            let t0 = Instant::now();
+            let snap = RocksSnap(self.db.snapshot());
+            let t1 = Instant::now();
+            let res = f(&snap);
+            let t2 = Instant::now();
+            drop(snap);
+            let t3 = Instant::now();
+            res?;
+            Ok(SnapCost {
+                take_ns: (t1 - t0).as_nanos() as u64,
+                drop_ns: (t3 - t2).as_nanos() as u64,
+            })
         }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db

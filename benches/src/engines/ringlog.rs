@@ -1,11 +1,16 @@
 //! ringlog itself, through its public API only.
 
+use std::ops::Bound;
 use std::path::Path;
+use std::time::Instant;
 
-use ringlog_db::{Db, Durability, Options};
+use ringlog_db::{Db, Durability, Options, Scan, Snapshot};
 
 use crate::args::Workload;
-use crate::engine::{err, Counters, EResult, Engine, EngineKind, Mode, OpenOpts};
+use crate::engine::{
+    err, Counters, EResult, Engine, EngineKind, IndexMemory, Mode, OpenOpts, ScanBounds, SnapCost,
+    SnapView,
+};
 
 /// The ringlog engine kind.
 pub struct RinglogKind;
@@ -97,7 +102,46 @@ impl Engine for Ringlog {
             .db
             .range(start..end)
             .map_err(|e| err("ringlog range", e))?;
-        Ok(scan.take(limit).map(|(_, v)| v.len().min(1)).sum())
+        Ok(scan.take(limit).count())
+    }
+
+    fn scan_each(
+        &self,
+        (lo, hi): ScanBounds<'_>,
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let lo = lo.map_or(Bound::Unbounded, Bound::Included);
+        let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
+        let scan = self
+            .db
+            .range::<&[u8], _>((lo, hi))
+            .map_err(|e| err("ringlog range", e))?;
+        Ok(visit(scan, reverse, f))
+    }
+
+    fn with_snapshot(&self, f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>) -> EResult<SnapCost> {
+        let t0 = Instant::now();
+        let snap = self.db.snapshot();
+        let t1 = Instant::now();
+        let res = f(&RinglogSnap(&snap));
+        let t2 = Instant::now();
+        drop(snap);
+        let t3 = Instant::now();
+        res?;
+        Ok(SnapCost {
+            take_ns: (t1 - t0).as_nanos() as u64,
+            drop_ns: (t3 - t2).as_nanos() as u64,
+        })
+    }
+
+    fn index_memory(&self) -> Option<IndexMemory> {
+        let s = self.db.stats();
+        Some(IndexMemory {
+            versions: s.versions as u64,
+            bytes: s.index_bytes as u64,
+            payload: s.index_payload_bytes as u64,
+        })
     }
 
     fn counters(&self) -> Counters {
@@ -126,5 +170,61 @@ impl Engine for Ringlog {
 
     fn close(self: Box<Self>) -> EResult<()> {
         self.db.close().map_err(|e| err("ringlog close", e))
+    }
+}
+
+/// Feeds a lazy scan to `f`, forward or reverse, until it returns false.
+fn visit(scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> u64 {
+    let mut n = 0;
+    let mut each = |(k, v): (std::sync::Arc<[u8]>, ringlog_db::Value)| {
+        n += 1;
+        f(&k, &v)
+    };
+    if reverse {
+        for e in scan.rev() {
+            if !each(e) {
+                break;
+            }
+        }
+    } else {
+        for e in scan {
+            if !each(e) {
+                break;
+            }
+        }
+    }
+    n
+}
+
+/// A ringlog snapshot seen through the harness's interface.
+struct RinglogSnap<'a>(&'a Snapshot);
+
+impl SnapView for RinglogSnap<'_> {
+    fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
+        match self
+            .0
+            .get(key)
+            .map_err(|e| err("ringlog snapshot get", e))?
+        {
+            Some(v) => {
+                out.clear();
+                out.extend_from_slice(&v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn scan_each(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> EResult<u64> {
+        let scan = self
+            .0
+            .range(lo..hi)
+            .map_err(|e| err("ringlog snapshot range", e))?;
+        Ok(visit(scan, false, f))
     }
 }
