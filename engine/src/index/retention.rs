@@ -188,8 +188,14 @@ impl Plan {
         // Versions above the boundary may still be lost by a crash (the boundary is at most the
         // durable LSN): they never count toward the n a per-key policy keeps, so that what a
         // trim drops stays dropped after any restart (recovery keeps the newest n it finds).
-        let keep = above + n;
-        let keep = keep.min(versions.len());
+        let mut keep = (above + n).min(versions.len());
+        if self.mark && versions.get(keep).is_some_and(|v| v.1) {
+            // The newest version to drop is a tombstone: keep it. Reads between it and the
+            // oldest kept version then answer "no value" as they did, and recovery — which keeps
+            // no tombstone from before a policy entry — trims the same keys, so the floor this
+            // trim raises is never above the one a restart derives.
+            keep += 1;
+        }
         (keep, self.mark && keep < versions.len())
     }
 }
@@ -258,5 +264,10 @@ mod tests {
             "everything is above the cap"
         );
         assert_eq!(last2.plan(0, 100).keep(&v[..2]), (2, false));
+        // The newest dropped version a tombstone: kept, and marked only if older ones go.
+        let t = [(25, false), (24, false), (17, true)];
+        assert_eq!(last2.plan(0, 100).keep(&t), (3, false));
+        let t = [(25, false), (24, false), (17, true), (10, false)];
+        assert_eq!(last2.plan(0, 100).keep(&t), (3, true));
     }
 }
