@@ -171,6 +171,9 @@ impl PowerOptions {
         if !self.sync_delay.is_zero() {
             s.push_str(&format!(" --sync-delay-us {}", self.sync_delay.as_micros()));
         }
+        if self.reopen_every != PowerOptions::default().reopen_every {
+            s.push_str(&format!(" --reopen-every {}", self.reopen_every));
+        }
         if !self.skip.is_empty() {
             let list: Vec<String> = self.skip.iter().map(|(g, s)| format!("{g}.{s}")).collect();
             s.push_str(&format!(" --skip {}", list.join(",")));
