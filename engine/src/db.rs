@@ -169,7 +169,7 @@ impl Db {
 
     fn in_memory_with(opts: Options) -> Db {
         let versions = Versions::new(
-            Gen::new(crate::skiplist::SkipList::new(), 0, 0),
+            Gen::new(crate::skiplist::SkipList::new(), 0),
             RetentionState::default(),
             opts.trim_threshold,
         );

@@ -213,7 +213,7 @@ fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usi
     let versions = std::mem::take(&mut recovered.versions);
     let (list, garbage, marked) = crate::loader::build(versions, plan);
     // A key's history trimmed below `marked` (LastVersions): the floor covers it (see trim.rs).
-    let gen = Gen::new(list, floor.max(marked), 0);
+    let gen = Gen::new(list, floor.max(marked));
     let v = Versions::new(gen, state, threshold);
     v.set_garbage(garbage);
     v

@@ -134,20 +134,18 @@ fn check_reads(
     .unwrap();
     assert_eq!(entries(got_p), want_p, "{ctx}: prefix at {lsn}");
     // Inclusive and exclusive starts.
-    let incl = db
+    let s = db
         .range_at(
             (Bound::Excluded(lo.clone()), Bound::Included(hi.clone())),
             lsn,
         )
-        .ok();
-    if let Some(s) = incl {
-        let want_x: Vec<_> = model
-            .scan_at(&lo, &[hi.clone(), vec![0]].concat(), lsn)
-            .into_iter()
-            .filter(|e| e.0 != lo)
-            .collect();
-        assert_eq!(entries(s), want_x, "{ctx}: (lo, hi] at {lsn}");
-    }
+        .unwrap_or_else(|e| panic!("{ctx}: (lo, hi] at {lsn}: {e}"));
+    let want_x: Vec<_> = model
+        .scan_at(&lo, &[hi.clone(), vec![0]].concat(), lsn)
+        .into_iter()
+        .filter(|e| e.0 != lo)
+        .collect();
+    assert_eq!(entries(s), want_x, "{ctx}: (lo, hi] at {lsn}");
 }
 
 /// One seeded run of the property test on `db` (reopened by `reopen` when it has a directory).

@@ -92,17 +92,13 @@ pub(crate) struct Gen {
     pub(crate) list: SkipList,
     /// Reads below this LSN are refused with [`Error::HistoryTrimmed`]. Only rises.
     pub(crate) floor: AtomicU64,
-    /// While this generation is being built by a trim: the first LSN its writers insert
-    /// themselves (older versions are copied by the trim).
-    pub(crate) start: Lsn,
 }
 
 impl Gen {
-    pub(crate) fn new(list: SkipList, floor: Lsn, start: Lsn) -> Gen {
+    pub(crate) fn new(list: SkipList, floor: Lsn) -> Gen {
         Gen {
             list,
             floor: AtomicU64::new(floor),
-            start,
         }
     }
 
@@ -180,8 +176,8 @@ pub(crate) fn version_at<'a>(
 /// The index of a database: generations, live snapshots and the retention policy.
 pub(crate) struct Versions {
     current: ArcSwap<Gen>,
-    /// The generation a running trim is building: writers of LSNs at or above its `start` insert
-    /// there too.
+    /// The generation a running trim is building: every writer that finds it inserts there too
+    /// (inserts are idempotent, so a version the trim also copies is linked once).
     next: ArcSwapOption<Gen>,
     /// Live snapshots: LSN → count. The trim floor never passes the oldest.
     snapshots: Mutex<BTreeMap<Lsn, usize>>,
@@ -272,7 +268,7 @@ impl Versions {
                 garbage += 1;
             }
             if let Some(n) = &*next {
-                if lsn >= n.start && !Arc::ptr_eq(n, &cur) {
+                if !Arc::ptr_eq(n, &cur) {
                     n.list.insert(key, lsn, value, 0);
                 }
             }

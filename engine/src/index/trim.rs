@@ -119,7 +119,7 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
         (floor, r.plan(floor, cap))
     };
     // 2. Publish the next generation for writers.
-    let next = Arc::new(Gen::new(SkipList::new(), floor, 0));
+    let next = Arc::new(Gen::new(SkipList::new(), floor));
     v.next.store(Some(next.clone()));
     // 3. Every LSN assigned before `next` was published is in the current generation.
     let l0 = host.next_lsn();
