@@ -57,6 +57,34 @@ pub fn err(what: &str, e: impl fmt::Display) -> EngineError {
     EngineError(format!("{what}: {e}"))
 }
 
+/// Feeds the items of a double-ended iterator to `each`, in order or reversed, until it returns
+/// `false` (or an error); returns how many it fed. The loop every adapter's scan shares.
+pub fn feed<I: DoubleEndedIterator>(
+    it: I,
+    reverse: bool,
+    mut each: impl FnMut(I::Item) -> EResult<bool>,
+) -> EResult<u64> {
+    let mut n = 0;
+    let mut step = |item| {
+        n += 1;
+        each(item)
+    };
+    if reverse {
+        for item in it.rev() {
+            if !step(item)? {
+                break;
+            }
+        }
+    } else {
+        for item in it {
+            if !step(item)? {
+                break;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Counters an engine can report about itself (cumulative since it was opened).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {

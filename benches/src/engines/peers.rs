@@ -38,26 +38,10 @@ mod fjall_peer {
 
     /// Feeds a fjall iterator to `f`, forward or reverse, until it returns false.
     fn visit(it: Iter, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> EResult<u64> {
-        let mut n = 0;
-        let mut each = |g: fjall::Guard| -> EResult<bool> {
+        crate::engine::feed(it, reverse, |g: fjall::Guard| {
             let (k, v) = g.into_inner().map_err(|e| err("fjall range", e))?;
-            n += 1;
             Ok(f(&k, &v))
-        };
-        if reverse {
-            for g in it.rev() {
-                if !each(g)? {
-                    break;
-                }
-            }
-        } else {
-            for g in it {
-                if !each(g)? {
-                    break;
-                }
-            }
-        }
-        Ok(n)
+        })
     }
 
     struct FjallSnap<'a> {
@@ -233,27 +217,11 @@ mod redb_peer {
         let range = t
             .range::<&[u8]>((lo, hi))
             .map_err(|e| err("redb range", e))?;
-        let mut n = 0;
-        let mut each = |item: Result<_, redb::StorageError>| -> EResult<bool> {
+        crate::engine::feed(range, reverse, |item: Result<_, redb::StorageError>| {
             let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
                 item.map_err(|e| err("redb range", e))?;
-            n += 1;
             Ok(f(k.value(), v.value()))
-        };
-        if reverse {
-            for item in range.rev() {
-                if !each(item)? {
-                    break;
-                }
-            }
-        } else {
-            for item in range {
-                if !each(item)? {
-                    break;
-                }
-            }
-        }
-        Ok(n)
+        })
     }
 
     /// A read transaction: redb's snapshot.
@@ -529,26 +497,14 @@ mod sled_peer {
             let lo = lo.map_or(Bound::Unbounded, Bound::Included);
             let hi = hi.map_or(Bound::Unbounded, Bound::Excluded);
             let it = self.db.range::<&[u8], _>((lo, hi));
-            let mut n = 0;
-            let mut each = |item: sled::Result<(sled::IVec, sled::IVec)>| -> EResult<bool> {
-                let (k, v) = item.map_err(|e| err("sled range", e))?;
-                n += 1;
-                Ok(f(&k, &v))
-            };
-            if reverse {
-                for item in it.rev() {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in it {
-                    if !each(item)? {
-                        break;
-                    }
-                }
-            }
-            Ok(n)
+            crate::engine::feed(
+                it,
+                reverse,
+                |item: sled::Result<(sled::IVec, sled::IVec)>| {
+                    let (k, v) = item.map_err(|e| err("sled range", e))?;
+                    Ok(f(&k, &v))
+                },
+            )
         }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db

@@ -175,25 +175,7 @@ impl Engine for Ringlog {
 
 /// Feeds a lazy scan to `f`, forward or reverse, until it returns false.
 fn visit(scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> u64 {
-    let mut n = 0;
-    let mut each = |(k, v): (std::sync::Arc<[u8]>, ringlog_db::Value)| {
-        n += 1;
-        f(&k, &v)
-    };
-    if reverse {
-        for e in scan.rev() {
-            if !each(e) {
-                break;
-            }
-        }
-    } else {
-        for e in scan {
-            if !each(e) {
-                break;
-            }
-        }
-    }
-    n
+    crate::engine::feed(scan, reverse, |(k, v)| Ok(f(&k, &v))).unwrap_or_default()
 }
 
 /// A ringlog snapshot seen through the harness's interface.
