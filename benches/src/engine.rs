@@ -57,6 +57,18 @@ pub fn err(what: &str, e: impl fmt::Display) -> EngineError {
     EngineError(format!("{what}: {e}"))
 }
 
+/// Copies a value read into `out` (replacing its contents); returns whether there was one.
+pub fn copy_value(out: &mut Vec<u8>, v: Option<&[u8]>) -> bool {
+    match v {
+        Some(v) => {
+            out.clear();
+            out.extend_from_slice(v);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Feeds the items of a double-ended iterator to `each`, in order or reversed, until it returns
 /// `false` (or an error); returns how many it fed. The loop every adapter's scan shares.
 pub fn feed<I: DoubleEndedIterator>(

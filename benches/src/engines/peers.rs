@@ -51,18 +51,13 @@ mod fjall_peer {
 
     impl SnapView for FjallSnap<'_> {
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self
-                .snap
-                .get(self.ks, key)
-                .map_err(|e| err("fjall snapshot get", e))?
-            {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(&v);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.snap
+                    .get(self.ks, key)
+                    .map_err(|e| err("fjall snapshot get", e))?
+                    .as_deref(),
+            ))
         }
         fn scan_each(
             &self,
@@ -137,14 +132,13 @@ mod fjall_peer {
             b.commit().map_err(|e| err("fjall batch commit", e))
         }
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self.ks.get(key).map_err(|e| err("fjall get", e))? {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(&v);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.ks
+                    .get(key)
+                    .map_err(|e| err("fjall get", e))?
+                    .as_deref(),
+            ))
         }
         fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
             let mut n = 0;
@@ -229,14 +223,14 @@ mod redb_peer {
 
     impl SnapView for RedbSnap {
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self.0.get(key).map_err(|e| err("redb get", e))? {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(v.value());
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.0
+                    .get(key)
+                    .map_err(|e| err("redb get", e))?
+                    .as_ref()
+                    .map(|v| v.value()),
+            ))
         }
         fn scan_each(
             &self,
@@ -327,14 +321,13 @@ mod redb_peer {
                 .begin_read()
                 .map_err(|e| err("redb begin_read", e))?;
             let t = tx.open_table(TABLE).map_err(|e| err("redb table", e))?;
-            match t.get(key).map_err(|e| err("redb get", e))? {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(v.value());
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                t.get(key)
+                    .map_err(|e| err("redb get", e))?
+                    .as_ref()
+                    .map(|v| v.value()),
+            ))
         }
         fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
             let tx = self
@@ -471,14 +464,10 @@ mod sled_peer {
             Ok(())
         }
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self.db.get(key).map_err(|e| err("sled get", e))? {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(&v);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.db.get(key).map_err(|e| err("sled get", e))?.as_deref(),
+            ))
         }
         fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
             let mut n = 0;
@@ -846,18 +835,13 @@ mod rocksdb_peer {
 
     impl SnapView for RocksSnap<'_> {
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self
-                .0
-                .get_pinned(key)
-                .map_err(|e| err("rocksdb snapshot get", e))?
-            {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(&v);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.0
+                    .get_pinned(key)
+                    .map_err(|e| err("rocksdb snapshot get", e))?
+                    .as_deref(),
+            ))
         }
         fn scan_each(
             &self,
@@ -935,14 +919,13 @@ mod rocksdb_peer {
                 .map_err(|e| err("rocksdb write", e))
         }
         fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-            match self.db.get_pinned(key).map_err(|e| err("rocksdb get", e))? {
-                Some(v) => {
-                    out.clear();
-                    out.extend_from_slice(&v);
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
+            Ok(crate::engine::copy_value(
+                out,
+                self.db
+                    .get_pinned(key)
+                    .map_err(|e| err("rocksdb get", e))?
+                    .as_deref(),
+            ))
         }
         fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
             let mut n = 0;

@@ -87,14 +87,13 @@ impl Engine for Ringlog {
     }
 
     fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-        match self.db.get(key).map_err(|e| err("ringlog get", e))? {
-            Some(v) => {
-                out.clear();
-                out.extend_from_slice(&v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(crate::engine::copy_value(
+            out,
+            self.db
+                .get(key)
+                .map_err(|e| err("ringlog get", e))?
+                .as_deref(),
+        ))
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
@@ -183,18 +182,13 @@ struct RinglogSnap<'a>(&'a Snapshot);
 
 impl SnapView for RinglogSnap<'_> {
     fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-        match self
-            .0
-            .get(key)
-            .map_err(|e| err("ringlog snapshot get", e))?
-        {
-            Some(v) => {
-                out.clear();
-                out.extend_from_slice(&v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(crate::engine::copy_value(
+            out,
+            self.0
+                .get(key)
+                .map_err(|e| err("ringlog snapshot get", e))?
+                .as_deref(),
+        ))
     }
 
     fn scan_each(
