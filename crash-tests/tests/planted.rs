@@ -410,6 +410,14 @@ fn catches_a_trim_that_ignores_snapshots() {
     assert_caught(Bug::TrimIgnoresSnapshots, &s, &["retention", "versions"]);
 }
 
+#[test]
+fn catches_a_stale_key_index() {
+    let s = with_bug(Some(Bug::StaleKeyIndex), || {
+        power::run(&opts(1..4, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::StaleKeyIndex, &s, &["versions"]);
+}
+
 /// The `fsync-error` mode checks the new guarantees too: its crash states (right after the
 /// failed sync, and at the end) recover without the leases a run without them never wrote.
 #[test]

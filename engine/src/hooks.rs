@@ -155,11 +155,14 @@ pub mod bugs {
         PublishStrictBeforeDurable,
         /// A history trim ignores live snapshots: their reads lose versions.
         TrimIgnoresSnapshots,
+        /// The key index of point reads keeps a key's first node instead of its newest: reads
+        /// of the newest state (and at versions) return an older version.
+        StaleKeyIndex,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 14] = [
+        pub const ALL: [Bug; 15] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -174,6 +177,7 @@ pub mod bugs {
             Bug::SkipLsnLease,
             Bug::PublishStrictBeforeDurable,
             Bug::TrimIgnoresSnapshots,
+            Bug::StaleKeyIndex,
         ];
 
         fn bit(self) -> u32 {
@@ -346,6 +350,15 @@ pub(crate) fn publish_strict_early() -> bool {
 pub(crate) fn trim_ignores_snapshots() -> bool {
     #[cfg(feature = "planted-bugs")]
     if bugs::armed(bugs::Bug::TrimIgnoresSnapshots) {
+        return true;
+    }
+    false
+}
+
+#[inline(always)]
+pub(crate) fn stale_key_index() -> bool {
+    #[cfg(feature = "planted-bugs")]
+    if bugs::armed(bugs::Bug::StaleKeyIndex) {
         return true;
     }
     false

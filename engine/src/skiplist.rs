@@ -715,7 +715,7 @@ impl KeyIndex {
         // One probe in the usual case (a new key, or a newer version); a concurrent writer's
         // newer node, replaced here, is put back.
         if let Some(old) = set.replace(NodeKey(node.ptr)) {
-            if old.node().lsn() > node.lsn() {
+            if old.node().lsn() > node.lsn() || crate::hooks::stale_key_index() {
                 set.replace(old);
             }
         }
