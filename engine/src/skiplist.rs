@@ -76,6 +76,9 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering
 
 use parking_lot::Mutex;
 
+mod keyindex;
+use keyindex::KeyIndex;
+
 /// A log sequence number: the version of a key.
 pub(crate) type Lsn = u64;
 
@@ -267,7 +270,7 @@ impl<'a> NodeRef<'a> {
 
     /// Whether this version is a put (not a tombstone).
     #[inline]
-    fn is_put(&self) -> bool {
+    pub(crate) fn is_put(&self) -> bool {
         self.header().value_len != TOMBSTONE
     }
 
@@ -643,99 +646,11 @@ struct Counters {
     /// Keys whose newest node is a put. Transiently negative is possible (two inserts of one key
     /// may add their deltas in the opposite order of their CASes); exact when quiescent.
     live: AtomicIsize,
+    /// Key and value bytes of the nodes linked (what [`SkipList::payload_bytes`] reports).
+    payload: AtomicUsize,
 }
 
 /// A concurrent, insert-only skip list of key versions; see the module docs.
-/// Shards of [`KeyIndex`].
-const KEY_SHARDS: usize = 64;
-
-/// A point-lookup index over a list: each key's newest node, in a hash set sharded under
-/// read-write locks. It only speeds up reads (the list is the truth): a reader that finds its
-/// shard locked by a writer searches the list instead, so writers never block readers. A writer
-/// holds a shard's lock for one probe (or a rehash of that shard). Entries are never removed while
-/// the list lives: a key's entry only moves to a newer node.
-struct KeyIndex {
-    shards: Box<[parking_lot::RwLock<KeySet>]>,
-    hasher: foldhash::fast::RandomState,
-}
-
-type KeySet = std::collections::HashSet<NodeKey, foldhash::fast::RandomState>;
-
-/// A node, hashed and compared by its key.
-struct NodeKey(NonNull<Node>);
-
-impl NodeKey {
-    fn node(&self) -> NodeRef<'_> {
-        // SAFETY: a NodeKey lives in the KeyIndex of the list that owns the node, and the list
-        // outlives its index (a field of the list, dropped with it, never read in Drop).
-        unsafe { NodeRef::from_ptr(self.0) }
-    }
-}
-
-impl std::hash::Hash for NodeKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As `<[u8] as Hash>`, so that lookups by `&[u8]` find it (`Borrow`).
-        self.node().key().hash(state);
-    }
-}
-
-impl PartialEq for NodeKey {
-    fn eq(&self, other: &NodeKey) -> bool {
-        self.node().key() == other.node().key()
-    }
-}
-
-impl Eq for NodeKey {}
-
-impl std::borrow::Borrow<[u8]> for NodeKey {
-    fn borrow(&self) -> &[u8] {
-        self.node().key()
-    }
-}
-
-impl KeyIndex {
-    fn new() -> KeyIndex {
-        KeyIndex {
-            shards: (0..KEY_SHARDS)
-                .map(|_| parking_lot::RwLock::new(KeySet::default()))
-                .collect(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
-    }
-
-    fn shard(&self, key: &[u8]) -> &parking_lot::RwLock<KeySet> {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(key);
-        &self.shards[(h >> 58) as usize % KEY_SHARDS]
-    }
-
-    /// Records `node` as its key's newest node unless a newer one is recorded.
-    fn note(&self, node: NodeRef<'_>) {
-        let mut set = self.shard(node.key()).write();
-        // One probe in the usual case (a new key, or a newer version); a concurrent writer's
-        // newer node, replaced here, is put back.
-        if let Some(old) = set.replace(NodeKey(node.ptr)) {
-            if old.node().lsn() > node.lsn() || crate::hooks::stale_key_index() {
-                set.replace(old);
-            }
-        }
-    }
-
-    /// The newest node recorded for `key`: `Some(None)` when the key has none, `None` when the
-    /// shard is busy (the caller searches the list).
-    fn newest(&self, key: &[u8]) -> Option<Option<NonNull<Node>>> {
-        let set = self.shard(key).try_read()?;
-        Some(set.get(key).map(|k| k.0))
-    }
-
-    fn bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().capacity() * (size_of::<NodeKey>() + 1))
-            .sum()
-    }
-}
-
 pub(crate) struct SkipList {
     /// The sentinel: a node with MAX_HEIGHT slots and an empty key, never returned or compared.
     head: NonNull<Node>,
@@ -820,6 +735,7 @@ impl SkipList {
             counters: CachePadded(Counters {
                 len: AtomicUsize::new(0),
                 live: AtomicIsize::new(0),
+                payload: AtomicUsize::new(0),
             }),
             tails: [head; MAX_HEIGHT],
             tails_len: 0,
@@ -829,7 +745,7 @@ impl SkipList {
     }
 
     /// The newest node of `key` (any LSN), found through the key index; `None` when the key has
-    /// no node. Falls back to a search when the index's shard is busy.
+    /// no node. Falls back to a search when the index cannot tell (see `keyindex`).
     pub(crate) fn newest(&self, key: &[u8]) -> Option<NodeRef<'_>> {
         match self.keys.newest(key) {
             // SAFETY: the index holds only nodes of this list, which live as long as `&self`.
@@ -964,6 +880,10 @@ impl SkipList {
             isize::from(value.is_some()) - isize::from(older == Some(true))
         };
         self.counters.0.len.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .0
+            .payload
+            .fetch_add(key.len() + value.map_or(0, <[u8]>::len), Ordering::Relaxed);
         if delta != 0 {
             self.counters.0.live.fetch_add(delta, Ordering::Relaxed);
         }
@@ -1071,6 +991,7 @@ impl SkipList {
             *tail = node;
         }
         *self.counters.0.len.get_mut() = n;
+        *self.counters.0.payload.get_mut() += key.len() + value.map_or(0, <[u8]>::len);
         self.tails_len = n;
         if !newer_exists && value.is_some() {
             *self.counters.0.live.get_mut() += 1;
@@ -1145,6 +1066,12 @@ impl SkipList {
     /// Nodes inserted so far.
     pub(crate) fn len(&self) -> usize {
         self.counters.0.len.load(Ordering::Relaxed)
+    }
+
+    /// Key and value bytes of the nodes inserted so far (the head excluded). Exact when no insert
+    /// is in flight.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        self.counters.0.payload.load(Ordering::Relaxed)
     }
 
     /// Keys whose newest node is a put (not a tombstone). Exact when no insert is in flight.
@@ -1239,6 +1166,12 @@ mod tests {
             }
         }
         live
+    }
+
+    fn model_payload(m: &Model) -> usize {
+        m.iter()
+            .map(|((k, _), (v, _))| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum()
     }
 
     fn key_lsn(n: Option<NodeRef<'_>>) -> Option<(Vec<u8>, Lsn)> {
@@ -1434,6 +1367,7 @@ mod tests {
         assert_eq!(contents(&list), model_contents(&m));
         assert_eq!(list.len(), m.len());
         assert_eq!(list.live_keys(), model_live(&m));
+        assert_eq!(list.payload_bytes(), model_payload(&m));
         check_structure(&list);
 
         let mut probes = keys.clone();
@@ -1650,6 +1584,8 @@ mod tests {
         assert_eq!(appended.len(), entries.len());
         assert_eq!(appended.live_keys(), model_live(&m));
         assert_eq!(inserted.live_keys(), model_live(&m));
+        assert_eq!(appended.payload_bytes(), model_payload(&m));
+        assert_eq!(inserted.payload_bytes(), model_payload(&m));
         check_structure(&appended);
         check_structure(&inserted);
         let probes: Vec<Vec<u8>> = (0..420).map(|k| format!("{k:x}").into_bytes()).collect();
@@ -1784,6 +1720,7 @@ mod tests {
         probes.push(vec![8u8; 1]);
         check_seeks(&list, &m, &probes, &[0, 2, 12, 13, u64::MAX]);
         assert_eq!(list.live_keys(), model_live(&m));
+        assert_eq!(list.payload_bytes(), model_payload(&m));
     }
 
     #[test]
@@ -1812,6 +1749,7 @@ mod tests {
         }
         let (allocated, used) = list.memory();
         let payload = n as usize * (16 + 100);
+        assert_eq!(list.payload_bytes(), payload);
         let per_node = (used - node_size(MAX_HEIGHT, 0, 0) - payload) as f64 / n as f64;
         println!(
             "overhead: {per_node:.2} bytes/node used (incl. padding), {:.2} bytes/node allocated",
@@ -1924,6 +1862,7 @@ mod tests {
         assert_eq!(list.len(), m.len());
         assert_eq!(contents(list), model_contents(&m));
         assert_eq!(list.live_keys(), model_live(&m));
+        assert_eq!(list.payload_bytes(), model_payload(&m));
         check_structure_inner(list, copies == 1);
     }
 

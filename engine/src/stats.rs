@@ -41,8 +41,8 @@ pub struct Stats {
     /// values) and the key index (a hash set of each key's newest node, for point reads).
     pub index_bytes: usize,
     /// Of [`Stats::index_bytes`], the bytes that are keys and values; the rest is overhead
-    /// (per version: `(index_bytes - index_payload_bytes) / versions`). Computing it walks the
-    /// index once.
+    /// (per version: `(index_bytes - index_payload_bytes) / versions`). A counter kept by the
+    /// index: `stats()` costs O(1) whatever the database's size.
     pub index_payload_bytes: usize,
     /// Reads below this LSN fail with [`crate::Error::HistoryTrimmed`].
     pub history_floor: Lsn,
@@ -67,8 +67,8 @@ pub struct Stats {
 }
 
 impl Db {
-    /// Counters, index sizes and the backend in use. Walks the index once (for
-    /// [`Stats::index_payload_bytes`]).
+    /// Counters, index sizes and the backend in use. O(1): reads counters, never walks the
+    /// index.
     #[must_use]
     pub fn stats(&self) -> Stats {
         let shared = self.shared();
@@ -78,12 +78,6 @@ impl Db {
         let last = c.last_sync_unix_ns.load(Ordering::Relaxed);
         let gen = shared.versions.current();
         let (_, used) = gen.list.memory();
-        let mut payload = 0;
-        let mut n = gen.list.first();
-        while let Some(node) = n {
-            payload += node.key().len() + node.value().map_or(0, <[u8]>::len);
-            n = node.next();
-        }
         let (strategy, reason) = self.sync_strategy_info();
         Stats {
             commits: c.commits.load(Ordering::Relaxed),
@@ -99,7 +93,7 @@ impl Db {
             keys: gen.list.live_keys(),
             versions: gen.list.len(),
             index_bytes: used + gen.list.key_index_bytes(),
-            index_payload_bytes: payload,
+            index_payload_bytes: gen.list.payload_bytes(),
             history_floor: gen.floor(),
             snapshots: shared.versions.snapshot_count(),
             trims: shared.versions.trims.load(Ordering::Relaxed),

@@ -40,7 +40,7 @@ impl Db {
 
     /// Runs a history trim now, in the calling thread: drops the versions no retention policy
     /// and no live snapshot needs. The database does this in the background on its own (see
-    /// [`Options::trim_threshold`]); call it to bound memory at a moment of your choice.
+    /// [`crate::Options::trim_threshold`]); call it to bound memory at a moment of your choice.
     ///
     /// # Errors
     ///

@@ -1,0 +1,338 @@
+//! The key index of a [`SkipList`]: each key's newest node, for point reads in one hash probe
+//! instead of a search of the list.
+//!
+//! # Structure
+//!
+//! One open-addressing hash table with linear probing. A slot is one `AtomicU64`: zero when
+//! empty, else a 16-bit tag taken from the key's hash (bits 48..64) over the node's address
+//! shifted right by 3 (nodes are 8-aligned; bits 0..48 hold addresses below 2^51). A probe
+//! compares tags first, so it touches a node only when the tags match: a lookup costs the slot's
+//! cache line and the node's, and a node's key, header and value are adjacent in the arena.
+//!
+//! # Concurrency
+//!
+//! Readers take no lock: a guarded load of the table pointer, then Acquire loads of slots. Writers serialise per **shard** (the key's hash picks one of
+//! [`SHARDS`] mutexes), so all writes of one key are ordered:
+//!
+//! - a key's first node claims an empty slot with a CAS (writers of other shards may race for the
+//!   same empty slot; the loser probes on). A slot, once claimed, only ever holds nodes of that
+//!   key, and only a writer holding that key's shard lock stores to it, replacing its node with
+//!   a newer version (Release).
+//! - Growing the table takes every shard lock (in index order, so it never deadlocks with another
+//!   grower; a writer drops its own lock first), copies the slots into a table twice the size and
+//!   publishes it. The table pointer is an `ArcSwap`: a reader holds a guard while it probes (the
+//!   same cheap, lock-free load the index generation uses), so an old table is freed as soon as
+//!   the last reader probing it is done, and memory is the current table only.
+//!
+//! Why a reader never misses what it must see: a commit inserts its nodes into the list, notes
+//! them here, and only then becomes visible (publication, a Release store the reader loads with
+//! Acquire before it reads). A note into table T happens after T was published (the writer read
+//! the table pointer under its shard lock, which the grower held while publishing), and a table
+//! replacing T is built under every shard lock, after every note into T. So a reader that loads
+//! the visible LSN and then the table pointer finds, for every key, a node at least as new as
+//! its newest visible version; it walks down to the version it needs through the list.
+//!
+//! An address that does not fit 51 bits (never produced by Linux's x86-64 or aarch64 user-space
+//! allocators without an explicit hint) disables the index: lookups answer "unknown" and readers
+//! search the list, so correctness never depends on it.
+
+use std::hash::BuildHasher;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::{Node, NodeRef};
+
+/// Writer shards: a key's hash picks one; writes of different shards proceed in parallel.
+const SHARDS: usize = 64;
+/// Slots of a new, empty table.
+const FIRST_SLOTS: usize = 1024;
+/// Bits of a slot holding the node's address shifted right by 3.
+const ADDR_BITS: u32 = 48;
+const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
+
+/// A table of slots, `slots.len()` a power of two.
+struct Table {
+    slots: Box<[AtomicU64]>,
+}
+
+impl Table {
+    fn with_slots(n: usize) -> Table {
+        debug_assert!(n.is_power_of_two());
+        Table {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+}
+
+/// One shard's lock, guarding the number of keys of the shard, on its own cache line.
+#[repr(align(64))]
+struct Shard(Mutex<usize>);
+
+pub(super) struct KeyIndex {
+    /// The current table; replaced only while every shard lock is held.
+    table: ArcSwap<Table>,
+    shards: Box<[Shard]>,
+    hasher: foldhash::fast::RandomState,
+    /// Set when a node address did not fit a slot: lookups then always answer "unknown".
+    disabled: AtomicBool,
+}
+
+/// The parts of a key's hash: where its probe starts, its tag and its shard.
+#[derive(Clone, Copy)]
+struct Hash(u64);
+
+impl Hash {
+    fn start(self, mask: usize) -> usize {
+        // Truncation intended: the low bits pick the slot.
+        (self.0 as usize) & mask
+    }
+    fn tag(self) -> u64 {
+        // Never zero, so no occupied slot encodes as 0 (a node address is never 0 either).
+        (self.0 >> ADDR_BITS) | 1
+    }
+    fn shard(self) -> usize {
+        // Bits 40..46: independent of the start for tables up to 2^40 slots, and of the tag.
+        ((self.0 >> 40) as usize) % SHARDS
+    }
+}
+
+fn encode(tag: u64, node: NonNull<Node>) -> Option<u64> {
+    let addr = node.as_ptr() as u64 >> 3;
+    (addr & !ADDR_MASK == 0).then_some((tag << ADDR_BITS) | addr)
+}
+
+fn tag_of(slot: u64) -> u64 {
+    slot >> ADDR_BITS
+}
+
+fn node_of(slot: u64) -> NonNull<Node> {
+    // Slots hold only addresses of nodes (8-aligned, non-null), so this is the node's address.
+    NonNull::new(((slot & ADDR_MASK) << 3) as *mut Node).expect("an occupied slot")
+}
+
+impl KeyIndex {
+    pub(super) fn new() -> KeyIndex {
+        KeyIndex {
+            table: ArcSwap::from_pointee(Table::with_slots(FIRST_SLOTS)),
+            shards: (0..SHARDS).map(|_| Shard(Mutex::new(0))).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+            disabled: AtomicBool::new(false),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> Hash {
+        Hash(self.hasher.hash_one(key))
+    }
+
+    /// Records `node` as its key's newest node unless a newer one is recorded. The node must
+    /// belong to the list owning this index and stay there as long as the index lives.
+    pub(super) fn note(&self, node: NodeRef<'_>) {
+        let key = node.key();
+        let h = self.hash(key);
+        let Some(encoded) = encode(h.tag(), node.ptr) else {
+            log::warn!("key index disabled: a node address does not fit 51 bits");
+            self.disabled.store(true, Ordering::Release);
+            return;
+        };
+        let mut keys = self.shards[h.shard()].0.lock();
+        // Under the shard lock the table cannot be replaced (growing takes every shard lock).
+        let t = self.table.load();
+        let mask = t.mask();
+        let mut i = h.start(mask);
+        loop {
+            let mut slot = t.slots[i].load(Ordering::Acquire);
+            if slot == 0 {
+                match t.slots[i].compare_exchange(0, encoded, Ordering::Release, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        *keys += 1;
+                        // Each shard stays below 3/4 of its share of the slots, so the table
+                        // stays below 3/4 full and every probe meets an empty slot.
+                        let grow = *keys * SHARDS * 4 > t.slots.len() * 3;
+                        drop(keys);
+                        let slots = t.slots.len();
+                        drop(t);
+                        if grow {
+                            self.grow(slots);
+                        }
+                        return;
+                    }
+                    // A writer of another shard claimed it first.
+                    Err(now) => slot = now,
+                }
+            }
+            if tag_of(slot) == h.tag() {
+                // SAFETY: occupied slots hold nodes of the owning list, alive as long as `&self`.
+                let old = unsafe { NodeRef::from_ptr(node_of(slot)) };
+                if old.key() == key {
+                    if old.lsn() < node.lsn() && !crate::hooks::stale_key_index() {
+                        // Only writers of this key's shard store to an occupied slot: no race.
+                        t.slots[i].store(encoded, Ordering::Release);
+                    }
+                    return;
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Doubles the table unless another writer already grew it past `slots`.
+    #[cold]
+    fn grow(&self, slots: usize) {
+        let guards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
+        let old = self.table.load();
+        if old.slots.len() > slots {
+            return;
+        }
+        let mut new = Table::with_slots(old.slots.len() * 2);
+        let mask = new.mask();
+        for slot in old.slots.iter() {
+            let slot = slot.load(Ordering::Relaxed);
+            if slot == 0 {
+                continue;
+            }
+            // SAFETY: as in `note`.
+            let node = unsafe { NodeRef::from_ptr(node_of(slot)) };
+            let mut i = self.hash(node.key()).start(mask);
+            // `&mut` access: the new table is not published yet.
+            while *new.slots[i].get_mut() != 0 {
+                i = (i + 1) & mask;
+            }
+            *new.slots[i].get_mut() = slot;
+        }
+        // The slots written above are visible to whoever loads the new pointer (arc_swap's
+        // store/load pair orders them as a Release/Acquire pair would).
+        self.table.store(Arc::new(new));
+        drop(guards);
+    }
+
+    /// The newest node recorded for `key`: `Some(None)` when the key has none, `None` when the
+    /// index cannot tell (disabled; the caller searches the list).
+    pub(super) fn newest(&self, key: &[u8]) -> Option<Option<NonNull<Node>>> {
+        if self.disabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        let h = self.hash(key);
+        let t = self.table.load();
+        let mask = t.mask();
+        let mut i = h.start(mask);
+        loop {
+            let slot = t.slots[i].load(Ordering::Acquire);
+            if slot == 0 {
+                return Some(None);
+            }
+            if tag_of(slot) == h.tag() {
+                let node = node_of(slot);
+                // SAFETY: as in `note`.
+                if unsafe { NodeRef::from_ptr(node) }.key() == key {
+                    return Some(Some(node));
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Bytes of the current table (a replaced one lives only while a reader still probes it).
+    pub(super) fn bytes(&self) -> usize {
+        self.table.load().slots.len() * size_of::<AtomicU64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::super::SkipList;
+    use super::FIRST_SLOTS;
+
+    fn key(i: u64) -> [u8; 8] {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes()
+    }
+
+    /// Many keys (the table grows several times), several versions each, inserted out of order:
+    /// the index names each key's newest node, and no other key.
+    #[test]
+    fn newest_after_growth_and_overwrites() {
+        let list = SkipList::new();
+        let n = 20 * FIRST_SLOTS as u64;
+        let mut newest = HashMap::new();
+        for round in [2u64, 0, 3, 1] {
+            for i in 0..n {
+                let lsn = round * n + i + 1;
+                list.insert(&key(i), lsn, Some(&lsn.to_le_bytes()), 0);
+                let e = newest.entry(i).or_insert(0);
+                *e = (*e).max(lsn);
+            }
+        }
+        for (i, lsn) in &newest {
+            let node = list.newest(&key(*i)).expect("every inserted key is found");
+            assert_eq!(node.key(), key(*i));
+            assert_eq!(node.lsn(), *lsn, "key {i}");
+        }
+        for i in n..n + 1000 {
+            assert!(list.newest(&key(i)).is_none(), "absent key {i} found");
+        }
+        let slots = list.key_index_bytes() / 8;
+        assert!(slots >= n as usize * 4 / 3, "{slots} slots for {n} keys");
+    }
+
+    /// Writers insert while the table grows; a reader checks, for every key a writer announced
+    /// (after inserting it), that the index finds a node at least as new as announced: the
+    /// happens-before argument of the module docs, exercised.
+    #[test]
+    fn readers_see_every_announced_key_while_the_table_grows() {
+        const WRITERS: u64 = 2;
+        const PER: u64 = 30_000;
+        let list = SkipList::new();
+        let done: Vec<AtomicU64> = (0..WRITERS).map(|_| AtomicU64::new(0)).collect();
+        std::thread::scope(|s| {
+            for w in 0..WRITERS {
+                let (list, done) = (&list, &done);
+                s.spawn(move || {
+                    for j in 0..PER {
+                        let i = j * WRITERS + w;
+                        // Two versions: the reader must find the second.
+                        list.insert(&key(i), 2 * i + 1, Some(b"old"), 0);
+                        list.insert(&key(i), 2 * i + 2, Some(b"new"), 0);
+                        done[w as usize].store(j + 1, Ordering::Release);
+                    }
+                });
+            }
+            let (list, done) = (&list, &done);
+            s.spawn(move || {
+                let mut checked = 0u64;
+                loop {
+                    let mut finished = true;
+                    for w in 0..WRITERS {
+                        let upto = done[w as usize].load(Ordering::Acquire);
+                        finished &= upto == PER;
+                        // The last few announced keys of this writer, and one older one.
+                        for j in upto.saturating_sub(4)..upto {
+                            let i = j * WRITERS + w;
+                            let node = list.newest(&key(i)).expect("announced key found");
+                            assert_eq!(node.lsn(), 2 * i + 2, "key {i}");
+                            assert_eq!(node.value(), Some(&b"new"[..]));
+                            checked += 1;
+                        }
+                    }
+                    if finished {
+                        break;
+                    }
+                }
+                assert!(checked > 0);
+            });
+        });
+        for i in 0..WRITERS * PER {
+            assert_eq!(list.newest(&key(i)).map(|n| n.lsn()), Some(2 * i + 2));
+        }
+    }
+}
