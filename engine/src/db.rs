@@ -241,9 +241,34 @@ impl Db {
     ///
     /// [`Error::Closed`] after [`Db::close`].
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.get_with(key, crate::index::to_value)
+    }
+
+    /// Reads the newest visible value of `key` without copying it: `f` receives the value's
+    /// bytes, borrowed from the index for the duration of the call, and the LSN that wrote them
+    /// (`None` when the key has no value). [`Db::get`] is `get_with` plus a copy into a
+    /// [`Value`]; this saves the allocation when the caller only looks at the bytes or copies them
+    /// into a buffer of its own.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// db.put(b"k", b"hello")?;
+    /// let mut buf = Vec::new();
+    /// let found = db.get_with(b"k", |v| v.map(|(bytes, _lsn)| buf.extend_from_slice(bytes)))?;
+    /// assert!(found.is_some());
+    /// assert_eq!(buf, b"hello");
+    /// assert_eq!(db.get_with(b"absent", |v| v.is_none())?, true);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`]. `f` is not called on an error.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<(&[u8], Lsn)>) -> R) -> Result<R> {
         self.check_open()?;
         let shared = &*self.shared;
-        shared.versions.get_latest(key, || shared.visible.get())
+        shared.versions.read_latest(key, || shared.visible.get(), f)
     }
 
     /// Reads `key` as it was right after the transaction with LSN `lsn` committed: the newest
@@ -267,7 +292,9 @@ impl Db {
     /// [`Db::last_lsn`]; [`Error::Closed`] after [`Db::close`].
     pub fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
         self.check_visible(lsn)?;
-        self.shared.versions.get_at(key, lsn)
+        self.shared
+            .versions
+            .read_at(key, lsn, crate::index::to_value)
     }
 
     fn check_visible(&self, lsn: Lsn) -> Result<()> {

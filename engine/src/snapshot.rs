@@ -58,8 +58,18 @@ impl Snapshot {
     /// [`crate::Error::HistoryTrimmed`] only for a key whose history
     /// [`crate::Retention::LastVersions`] trimmed below the snapshot before it was taken.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        self.get_with(key, crate::index::to_value)
+    }
+
+    /// The value of `key` as of the snapshot, borrowed: `f` receives the bytes (valid for the
+    /// call) and the LSN that wrote them, or `None`; see [`crate::Db::get_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Snapshot::get`]; `f` is not called on an error.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<(&[u8], Lsn)>) -> R) -> Result<R> {
         self.shared.check_open()?;
-        self.shared.versions.get_at(key, self.lsn)
+        self.shared.versions.read_at(key, self.lsn, f)
     }
 
     /// The entries whose keys lie in `range`, in key order, as of the snapshot: a lazy scan.

@@ -81,6 +81,13 @@ fn check_reads(
         .unwrap_or_else(|e| panic!("{ctx}: get {n} at {lsn}: {e}"))
         .map(|v| (v.to_vec(), v.lsn()));
         assert_eq!(got, model.get_at(&k, lsn), "{ctx}: key {n} at LSN {lsn}");
+        if let Some(s) = snap {
+            // The borrowed read agrees with the owned one.
+            let lent = s
+                .get_with(&k, |v| v.map(|(b, l)| (b.to_vec(), l)))
+                .unwrap_or_else(|e| panic!("{ctx}: get_with {n} at {lsn}: {e}"));
+            assert_eq!(lent, got, "{ctx}: get_with of key {n} at LSN {lsn}");
+        }
     }
     let (a, b) = (rng.below(nkeys + 1), rng.below(nkeys + 1));
     let (lo, hi) = (key(a.min(b)), key(a.max(b)));
@@ -99,24 +106,26 @@ fn check_reads(
     let mut back = entries(rev.rev());
     back.reverse();
     assert_eq!(back, want, "{ctx}: reverse range {a}..{b} at {lsn}");
-    // Both ends at once: alternate front and back.
+    // Both ends at once, in a random order, owned entries and lent ones (`next_with`) mixed.
     let mut both = match snap {
         Some(s) => s.range(lo.clone()..hi.clone()),
         None => db.range_at(lo.clone()..hi.clone(), lsn),
     }
     .unwrap();
     let (mut front, mut tail) = (Vec::new(), Vec::new());
-    let mut toggle = false;
+    let lend = |k: &[u8], v: &[u8], l: Lsn| (k.to_vec(), v.to_vec(), l);
+    let own = |(k, v): (Arc<[u8]>, ringlog_db::Value)| (k.to_vec(), v.to_vec(), v.lsn());
     loop {
-        toggle = !toggle;
-        let item = if toggle {
-            both.next()
-        } else {
-            both.next_back()
+        let choice = rng.below(4);
+        let item = match choice {
+            0 => both.next().map(own),
+            1 => both.next_with(lend),
+            2 => both.next_back().map(own),
+            _ => both.next_back_with(lend),
         };
         match item {
-            Some((k, v)) if toggle => front.push((k.to_vec(), v.to_vec(), v.lsn())),
-            Some((k, v)) => tail.push((k.to_vec(), v.to_vec(), v.lsn())),
+            Some(e) if choice < 2 => front.push(e),
+            Some(e) => tail.push(e),
             None => break,
         }
     }

@@ -87,21 +87,21 @@ impl Engine for Ringlog {
     }
 
     fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-        Ok(crate::engine::copy_value(
-            out,
-            self.db
-                .get(key)
-                .map_err(|e| err("ringlog get", e))?
-                .as_deref(),
-        ))
+        self.db
+            .get_with(key, |v| crate::engine::copy_value(out, v.map(|(v, _)| v)))
+            .map_err(|e| err("ringlog get", e))
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
-        let scan = self
+        let mut scan = self
             .db
             .range(start..end)
             .map_err(|e| err("ringlog range", e))?;
-        Ok(scan.take(limit).count())
+        let mut n = 0;
+        while n < limit && scan.next_with(|_, v, _| v.len()).is_some() {
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn scan_each(
@@ -173,8 +173,22 @@ impl Engine for Ringlog {
 }
 
 /// Feeds a lazy scan to `f`, forward or reverse, until it returns false.
-fn visit(scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> u64 {
-    crate::engine::feed(scan, reverse, |(k, v)| Ok(f(&k, &v))).unwrap_or_default()
+/// Feeds a scan's entries to `f`, lent (`Scan::next_with`: no copy), until it returns false.
+fn visit(mut scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> u64 {
+    let mut n = 0;
+    loop {
+        let lend = |k: &[u8], v: &[u8], _| f(k, v);
+        let more = if reverse {
+            scan.next_back_with(lend)
+        } else {
+            scan.next_with(lend)
+        };
+        match more {
+            Some(true) => n += 1,
+            Some(false) => return n + 1,
+            None => return n,
+        }
+    }
 }
 
 /// A ringlog snapshot seen through the harness's interface.
@@ -182,13 +196,9 @@ struct RinglogSnap<'a>(&'a Snapshot);
 
 impl SnapView for RinglogSnap<'_> {
     fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool> {
-        Ok(crate::engine::copy_value(
-            out,
-            self.0
-                .get(key)
-                .map_err(|e| err("ringlog snapshot get", e))?
-                .as_deref(),
-        ))
+        self.0
+            .get_with(key, |v| crate::engine::copy_value(out, v.map(|(v, _)| v)))
+            .map_err(|e| err("ringlog snapshot get", e))
     }
 
     fn scan_each(

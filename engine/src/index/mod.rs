@@ -106,13 +106,18 @@ impl Gen {
         self.floor.load(Ordering::Acquire)
     }
 
-    /// The version of `key` visible at `lsn`: `Ok(None)` when the key had no value then.
-    /// The caller has checked `lsn` against the floor.
-    pub(crate) fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
+    /// The version of `key` visible at `lsn`, passed to `f` borrowed from the index: `None` when
+    /// the key had no value then. The caller has checked `lsn` against the floor.
+    pub(crate) fn read_at<R>(
+        &self,
+        key: &[u8],
+        lsn: Lsn,
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> Result<R> {
         // The key's newest node through the key index, then a few steps to older versions; a
         // read far back in a long history searches the list instead.
         let Some(mut n) = self.list.newest(key) else {
-            return Ok(None);
+            return Ok(f(None));
         };
         let mut steps = 0;
         while n.lsn() > lsn {
@@ -121,37 +126,54 @@ impl Gen {
                     n = m;
                     steps += 1;
                 }
-                Some(m) if m.key() == key => return self.get_by_search(key, lsn),
+                Some(m) if m.key() == key => return self.read_by_search(key, lsn, f),
                 // No version at or below `lsn`: `n` is the key's oldest node.
-                _ => return Gen::none_or_trimmed(n, lsn),
+                _ => return Gen::none_or_trimmed(n, lsn).map(|()| f(None)),
             }
         }
-        Ok(n.value().map(|v| Value::new(Arc::from(v), n.lsn())))
+        debug_assert!(
+            n.key() == key && n.lsn() <= lsn,
+            "a version of the key at or below the LSN"
+        );
+        Ok(f(n.value().map(|v| (v, n.lsn()))))
     }
 
-    fn none_or_trimmed(oldest: NodeRef<'_>, lsn: Lsn) -> Result<Option<Value>> {
+    /// `Ok(())` (the key had no value at `lsn`) or [`Error::HistoryTrimmed`] when the key's
+    /// history below `oldest` was trimmed.
+    fn none_or_trimmed(oldest: NodeRef<'_>, lsn: Lsn) -> Result<()> {
         if oldest.flags() & TRIMMED_BELOW != 0 {
             return Err(Error::HistoryTrimmed {
                 requested: lsn,
                 earliest_retained: oldest.lsn(),
             });
         }
-        Ok(None)
+        Ok(())
     }
 
-    fn get_by_search(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
+    fn read_by_search<R>(&self, key: &[u8], lsn: Lsn, f: impl FnOnce(Found<'_>) -> R) -> Result<R> {
         if let Some(n) = self.list.seek(key, lsn) {
             if n.key() == key {
                 debug_assert!(n.lsn() <= lsn, "seek returns a version at or below the LSN");
-                return Ok(n.value().map(|v| Value::new(Arc::from(v), n.lsn())));
+                return Ok(f(n.value().map(|v| (v, n.lsn()))));
             }
         }
         // No version at or below `lsn`: was the key's older history trimmed?
         match self.list.seek_before(key, lsn) {
-            Some(oldest) if oldest.key() == key => Gen::none_or_trimmed(oldest, lsn),
-            _ => Ok(None),
+            Some(oldest) if oldest.key() == key => {
+                Gen::none_or_trimmed(oldest, lsn).map(|()| f(None))
+            }
+            _ => Ok(f(None)),
         }
     }
+}
+
+/// A version found by a borrowed read: the value's bytes (borrowed from the index for the
+/// duration of the callback) and the LSN that wrote them; `None` when the key had no value.
+pub(crate) type Found<'a> = Option<(&'a [u8], Lsn)>;
+
+/// An owned [`Value`] from a borrowed read.
+pub(crate) fn to_value(found: Found<'_>) -> Option<Value> {
+    found.map(|(v, lsn)| Value::new(Arc::from(v), lsn))
 }
 
 /// The newest version at or below `lsn` of the key of `n` (the first node of the key at or after
@@ -306,8 +328,13 @@ impl Versions {
         self.snapshots.lock().values().sum()
     }
 
-    /// Reads `key` at `lsn`, which the caller knows is visible.
-    pub(crate) fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
+    /// Reads `key` at `lsn`, which the caller knows is visible, passing the version found to `f`.
+    pub(crate) fn read_at<R>(
+        &self,
+        key: &[u8],
+        lsn: Lsn,
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> Result<R> {
         let g = self.current.load();
         let floor = g.floor();
         if lsn < floor {
@@ -316,15 +343,17 @@ impl Versions {
                 earliest_retained: floor,
             });
         }
-        g.get_at(key, lsn)
+        g.read_at(key, lsn, f)
     }
 
-    /// Reads the newest version of `key` visible now; `visible` reads the visible LSN.
-    pub(crate) fn get_latest(
+    /// Reads the newest version of `key` visible now, passing it to `f`; `visible` reads the
+    /// visible LSN.
+    pub(crate) fn read_latest<R>(
         &self,
         key: &[u8],
         visible: impl Fn() -> Lsn,
-    ) -> Result<Option<Value>> {
+        f: impl FnOnce(Found<'_>) -> R,
+    ) -> Result<R> {
         let mut tries = 0;
         loop {
             // The visible LSN first, then the generation: a generation swapped in after the
@@ -344,7 +373,7 @@ impl Versions {
                 }
                 continue;
             }
-            return g.get_at(key, lsn);
+            return g.read_at(key, lsn, f);
         }
     }
 
