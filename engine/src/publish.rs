@@ -89,6 +89,14 @@ impl Visibility {
             p.visible = p.skip;
         }
         assert!(lsn > p.visible, "LSN {lsn} published twice");
+        if lsn == p.visible + 1
+            && p.done.is_empty()
+            && (!strict || lsn <= durable.load(Ordering::Acquire))
+        {
+            // The usual case with one committer at a time: the next LSN, nothing pending.
+            self.set_visible(&mut p, lsn);
+            return;
+        }
         let i = (lsn - p.visible - 1) as usize;
         if p.done.len() <= i {
             p.done.resize(i + 1, Slot::Pending);
@@ -107,23 +115,31 @@ impl Visibility {
     }
 
     fn advance(&self, p: &mut Pending, durable: Lsn) {
-        let mut advanced = false;
+        let mut visible = p.visible;
         loop {
             match p.done.front() {
                 Some(Slot::Done) => {}
-                Some(Slot::Strict) if p.visible < durable => {}
+                Some(Slot::Strict) if visible < durable => {}
                 _ => break,
             }
             p.done.pop_front();
-            p.visible += 1;
-            advanced = true;
+            visible += 1;
         }
-        if advanced {
-            let prev = self.visible.swap(p.visible, Ordering::AcqRel);
-            assert!(prev < p.visible, "the visible LSN only rises");
-            if p.waiters > 0 {
-                self.cv.notify_all();
-            }
+        if visible > p.visible {
+            self.set_visible(p, visible);
+        }
+    }
+
+    /// Makes everything up to `visible` visible and wakes the waiters. Under the lock.
+    fn set_visible(&self, p: &mut Pending, visible: Lsn) {
+        assert!(visible > p.visible, "the visible LSN only rises");
+        p.visible = visible;
+        // Every store to `self.visible` happens under the lock, after the versions of every
+        // LSN up to it were inserted: Release publishes them to readers' Acquire loads.
+        debug_assert!(self.visible.load(Ordering::Relaxed) < visible);
+        self.visible.store(visible, Ordering::Release);
+        if p.waiters > 0 {
+            self.cv.notify_all();
         }
     }
 

@@ -815,7 +815,14 @@ impl SkipList {
             let h = h.borrow();
             (h.id == self.id).then_some(h.prev)
         });
+        let from_hint = hint
+            .as_ref()
+            .is_some_and(|h| self.splice_from_hint(h, key, lsn, height, &mut prev, &mut next));
         for level in (0..top).rev() {
+            if from_hint {
+                // The levels below `height` are spliced; the hint keeps the others.
+                break;
+            }
             if let Some(c) = hint.as_ref().and_then(|h| NonNull::new(h[level])) {
                 // SAFETY: the hint names nodes of this list (same id; ids are never reused), and
                 // nodes live as long as the list, borrowed here.
@@ -912,7 +919,10 @@ impl SkipList {
                 h.id = self.id;
                 h.prev = [ptr::null_mut(); MAX_HEIGHT];
             }
-            for (level, slot) in h.prev.iter_mut().enumerate().take(top) {
+            // After a splice from the hint, levels >= height were not searched: their hint
+            // nodes stay (still before every key this thread inserts after them in order).
+            let levels = if from_hint { height } else { top };
+            for (level, slot) in h.prev.iter_mut().enumerate().take(levels) {
                 *slot = if level < height {
                     node_ptr
                 } else {
@@ -948,6 +958,59 @@ impl SkipList {
             },
             s,
         ))
+    }
+
+    /// The splice of `(key, lsn)` at levels `0..height`, found from this thread's last insert
+    /// (`hint`) when that is close: at level `height - 1` the hinted node must sort before the
+    /// key and reach the splice within a few steps; the levels below then descend from there as
+    /// a search does. Returns false (leaving the arrays to a full search) otherwise. Keys
+    /// inserted in order (and overwrites of nearby keys) so cost O(height) steps — 4/3 on
+    /// average — instead of a descent through every level in use.
+    #[inline]
+    fn splice_from_hint<'a>(
+        &'a self,
+        hint: &[*mut Node; MAX_HEIGHT],
+        key: &[u8],
+        lsn: Lsn,
+        height: usize,
+        prev: &mut [NodeRef<'a>; MAX_HEIGHT],
+        next: &mut [Option<NodeRef<'a>>; MAX_HEIGHT],
+    ) -> bool {
+        const MAX_STEPS: usize = 4;
+        let top = height - 1;
+        let Some(c) = NonNull::new(hint[top]) else {
+            return false;
+        };
+        // SAFETY: the hint names nodes of this list (same id; ids are never reused), linked at
+        // level `top` (a hint slot holds a node only at levels below its height), and nodes live
+        // as long as the list, borrowed here.
+        let mut x = unsafe { NodeRef::from_ptr(c) };
+        if x.ptr == self.head || !x.lt(key, lsn) {
+            return false;
+        }
+        let mut steps = 0;
+        loop {
+            match x.next_at(top) {
+                Some(n) if n.lt(key, lsn) => {
+                    steps += 1;
+                    if steps > MAX_STEPS {
+                        return false;
+                    }
+                    x = n;
+                }
+                n => {
+                    prev[top] = x;
+                    next[top] = n;
+                    break;
+                }
+            }
+        }
+        for level in (0..top).rev() {
+            let (p, n) = find_splice_at(key, lsn, prev[level + 1], level, ptr_of(next[level + 1]));
+            prev[level] = p;
+            next[level] = n;
+        }
+        true
     }
 
     /// Single-threaded bulk load: appends a node that must sort strictly after every node

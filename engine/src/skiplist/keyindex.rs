@@ -38,7 +38,7 @@
 
 use std::hash::BuildHasher;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -62,9 +62,10 @@ struct Table {
 impl Table {
     fn with_slots(n: usize) -> Table {
         debug_assert!(n.is_power_of_two());
-        Table {
-            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        }
+        // SAFETY: all-zero bytes are a valid `AtomicU64` (zero). A zeroed allocation spares a
+        // pass over the table: large ones come from fresh, already zero pages.
+        let slots = unsafe { Box::<[AtomicU64]>::new_zeroed_slice(n).assume_init() };
+        Table { slots }
     }
 
     fn mask(&self) -> usize {
@@ -79,6 +80,9 @@ struct Shard(Mutex<usize>);
 pub(super) struct KeyIndex {
     /// The current table; replaced only while every shard lock is held.
     table: ArcSwap<Table>,
+    /// The current table's address, for writers: under a shard lock the table cannot be
+    /// replaced, so they need no guard. Written only with every shard lock held.
+    current: AtomicPtr<Table>,
     shards: Box<[Shard]>,
     hasher: foldhash::fast::RandomState,
     /// Set when a node address did not fit a slot: lookups then always answer "unknown".
@@ -120,8 +124,10 @@ fn node_of(slot: u64) -> NonNull<Node> {
 
 impl KeyIndex {
     pub(super) fn new() -> KeyIndex {
+        let table = Arc::new(Table::with_slots(FIRST_SLOTS));
         KeyIndex {
-            table: ArcSwap::from_pointee(Table::with_slots(FIRST_SLOTS)),
+            current: AtomicPtr::new(Arc::as_ptr(&table).cast_mut()),
+            table: ArcSwap::new(table),
             shards: (0..SHARDS).map(|_| Shard(Mutex::new(0))).collect(),
             hasher: foldhash::fast::RandomState::default(),
             disabled: AtomicBool::new(false),
@@ -143,8 +149,10 @@ impl KeyIndex {
             return;
         };
         let mut keys = self.shards[h.shard()].0.lock();
-        // Under the shard lock the table cannot be replaced (growing takes every shard lock).
-        let t = self.table.load();
+        // SAFETY: under the shard lock the table cannot be replaced (growing takes every shard
+        // lock), so `current` names the table `table` holds an `Arc` of, alive until replaced;
+        // the lock orders this load after the store that published it.
+        let t = unsafe { &*self.current.load(Ordering::Relaxed) };
         let mask = t.mask();
         let mut i = h.start(mask);
         loop {
@@ -156,10 +164,10 @@ impl KeyIndex {
                         *keys += 1;
                         // Each shard stays below 3/4 of its share of the slots, so the table
                         // stays below 3/4 full and every probe meets an empty slot.
-                        let grow = *keys * SHARDS * 4 > t.slots.len() * 3;
-                        drop(keys);
                         let slots = t.slots.len();
-                        drop(t);
+                        let grow = *keys * SHARDS * 4 > slots * 3;
+                        // `t` is not used past the lock: a concurrent grow may free it.
+                        drop(keys);
                         if grow {
                             self.grow(slots);
                         }
@@ -209,8 +217,12 @@ impl KeyIndex {
             *new.slots[i].get_mut() = slot;
         }
         // The slots written above are visible to whoever loads the new pointer (arc_swap's
-        // store/load pair orders them as a Release/Acquire pair would).
-        self.table.store(Arc::new(new));
+        // store/load pair orders them as a Release/Acquire pair would; writers read `current`
+        // under a shard lock, released below).
+        let new = Arc::new(new);
+        self.current
+            .store(Arc::as_ptr(&new).cast_mut(), Ordering::Relaxed);
+        self.table.store(new);
         drop(guards);
     }
 
