@@ -1,4 +1,4 @@
-//! Command-line parsing. Never panics: every problem is a message for exit status 2.
+//! Command-line parsing, with clap. Never panics: every problem is a clap error (exit status 2).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -6,44 +6,26 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
 use crate::engine::{Mode, PEER_NAMES};
 use crate::keys::{MIN_KEY_SIZE, MIN_VALUE_SIZE};
 
-/// The usage text printed by `--help` and after an argument error.
-pub const USAGE: &str = "\
-usage: ringlog-bench [--dir PATH] [--workload NAME[,NAME...]] [--durability MODE[,MODE...]]
-                     [--io uring|portable|auto] [--threads N[,N...]] [--ops N] [--duration SECS]
-                     [--keys N] [--key-size B] [--value-size B] [--batch N]
-                     [--engines NAME[,NAME...]] [--json FILE] [--plot FILE.svg] [--quick]
-                     [--no-progress]
+/// The first lines of `--help`.
+const ABOUT: &str =
+    "ringlog-bench: how fast are durable commits on this disk, and how does ringlog compare?";
+
+/// `--help`'s description: [`ABOUT`] and what a run without arguments does.
+const LONG_ABOUT: &str = "\
+ringlog-bench: how fast are durable commits on this disk, and how does ringlog compare?
 
 With no arguments: every core workload over ringlog in the three modes at 1 and 16 threads plus
 the raw baselines, at most 100,000 operations and 1 s per run, in a temporary directory on the
-disk (not tmpfs); prints one table.
+disk (not tmpfs); prints one table.";
 
-  --dir PATH          where the databases go (a fresh subdirectory per run, removed after it);
-                      default: a temporary directory under $TMPDIR, or under the current
-                      directory when $TMPDIR is a tmpfs
-  --workload LIST     fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev
-                      snapshot fillbatch recover ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core`
-                      (default: all but YCSB), `ycsb` (A-F) or `all` (see Workloads below)
-  --durability LIST   inmemory, buffered, strict or all (default: all)
-  --io PATH           ringlog's I/O path: uring, portable or auto (default: auto)
-  --threads LIST      writer/reader threads per run, 1-1024 (default: 1,16)
-  --ops N             operations per run (default 100000); alone, removes the time limit
-  --duration SECS     time limit per run (default 1 when --ops is not given either)
-  --keys N            key space of random workloads and records of `recover` (default: --ops)
-  --key-size B        key size, 8-4096 (default 16)
-  --value-size B      value size, 16-1048576 (default 100)
-  --batch N           puts per transaction in fillbatch, 1-100000 (default 100)
-  --engines LIST      ringlog, raw (= raw-pwrite,raw-uring,raw-odirect), one raw loop, or a
-                      peer built in with --features: fjall redb sled sqlite rocksdb (or `peers`)
-                      (default: ringlog,raw)
-  --json FILE         also write the rows as JSON
-  --plot FILE.svg     also write an SVG of throughput against threads and latency percentiles
-  --quick             a smoke run: at most 5000 operations and 0.3 s per run
-  --no-progress       no progress line on stderr (it is off anyway when stderr is no terminal)
-
+/// The workloads and the exit status, printed after the options by `--help` (and `-h`).
+const AFTER_HELP: &str = "\
 Workloads (--threads threads issue the operations; a preloaded key space is --keys keys written
 before the timed phase in transactions of 1,000):
   fillseq             one put per transaction, keys in order, into an empty database
@@ -70,6 +52,142 @@ before the timed phase in transactions of 1,000):
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev).
 
 Exit status: 0 clean, 1 a run failed (wrong data read back, or an engine error), 2 bad arguments.";
+
+/// The command line as clap sees it; [`Cli::into_config`] applies the rules between options
+/// (`--ops` alone removes the time limit, `--quick` caps the sizes, `--keys` defaults to `--ops`).
+///
+/// A repeated option overrides the earlier one (the last one wins).
+/// A number option takes a negative value (`--batch -1`), for its parser to refuse by range.
+/// Every list value (`--threads 1,16`) is one argument, split on commas by its parser: blank items
+/// are skipped and repeats dropped.
+#[derive(Parser, Clone, Debug, Default, PartialEq)]
+#[command(
+    name = "ringlog-bench",
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    args_override_self = true,
+    term_width = 100
+)]
+pub struct Cli {
+    /// Where the databases go (a fresh subdirectory per run, removed after it); default: a
+    /// temporary directory under $TMPDIR, or under the current directory when $TMPDIR is a tmpfs
+    #[arg(long, value_name = "PATH", value_parser = parse_dir)]
+    pub dir: Option<PathBuf>,
+
+    /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
+    /// recover ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default: all but YCSB), `ycsb` (A-F)
+    /// or `all` (see Workloads below)
+    #[arg(
+        long = "workload",
+        visible_alias = "workloads",
+        value_name = "LIST",
+        value_parser = parse_workloads
+    )]
+    pub workloads: Option<std::vec::Vec<Workload>>,
+
+    /// inmemory, buffered, strict or all (default: all)
+    #[arg(long = "durability", value_name = "LIST", value_parser = parse_modes)]
+    pub modes: Option<std::vec::Vec<Mode>>,
+
+    /// ringlog's I/O path: uring, portable or auto (default: auto)
+    #[arg(long, value_name = "PATH", value_parser = parse_io)]
+    pub io: Option<ringlog_db::IoChoice>,
+
+    /// Writer/reader threads per run, 1-1024 (default: 1,16)
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_parser = parse_threads,
+        allow_negative_numbers = true
+    )]
+    pub threads: Option<std::vec::Vec<usize>>,
+
+    /// Operations per run (default 100000); alone, removes the time limit
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |v: &str| num(v, 1u64, 1_000_000_000_000),
+        allow_negative_numbers = true
+    )]
+    pub ops: Option<u64>,
+
+    /// Time limit per run (default 1 when --ops is not given either)
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_duration,
+        allow_negative_numbers = true
+    )]
+    pub duration: Option<Duration>,
+
+    /// Key space of random workloads and records of `recover` (default: --ops)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |v: &str| num(v, 1u64, 1_000_000_000),
+        allow_negative_numbers = true
+    )]
+    pub keys: Option<u64>,
+
+    /// Key size, 8-4096 (default 16)
+    #[arg(
+        long,
+        value_name = "B",
+        value_parser = |v: &str| num(v, MIN_KEY_SIZE, 4096),
+        allow_negative_numbers = true
+    )]
+    pub key_size: Option<usize>,
+
+    /// Value size, 16-1048576 (default 100)
+    #[arg(
+        long,
+        value_name = "B",
+        value_parser = |v: &str| num(v, MIN_VALUE_SIZE, 1 << 20),
+        allow_negative_numbers = true
+    )]
+    pub value_size: Option<usize>,
+
+    /// Puts per transaction in fillbatch, 1-100000 (default 100)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |v: &str| num(v, 1usize, 100_000),
+        allow_negative_numbers = true
+    )]
+    pub batch: Option<usize>,
+
+    /// ringlog, raw (= raw-pwrite,raw-uring,raw-odirect), one raw loop, or a peer built in with
+    /// --features: fjall redb sled sqlite rocksdb (or `peers`) (default: ringlog,raw)
+    #[arg(
+        long,
+        visible_alias = "engine",
+        value_name = "LIST",
+        value_parser = parse_engines
+    )]
+    pub engines: Option<std::vec::Vec<String>>,
+
+    /// Also write the rows as JSON
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_parser = |v: &str| Ok::<_,
+        String>(PathBuf::from(v))
+    )]
+    pub json: Option<PathBuf>,
+
+    /// Also write an SVG of throughput against threads and latency percentiles
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_plot)]
+    pub plot: Option<PathBuf>,
+
+    /// A smoke run: at most 5000 operations and 0.3 s per run
+    #[arg(long)]
+    pub quick: bool,
+
+    /// No progress line on stderr (it is off anyway when stderr is no terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+}
 
 /// A workload, named as RocksDB's db_bench names it where one exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -295,32 +413,34 @@ impl Default for Config {
 pub enum Parsed {
     /// Run with this configuration.
     Run(Box<Config>),
-    /// Print the usage and exit 0.
-    Help,
+    /// Print this help text (`-h` or `--help`) and exit 0.
+    Help(String),
 }
 
-fn num<T>(flag: &str, v: &str, lo: T, hi: T) -> Result<T, String>
+/// A number in `lo..=hi`; blanks around it and `_` separators (`1_000`) are allowed.
+fn num<T>(v: &str, lo: T, hi: T) -> Result<T, String>
 where
     T: FromStr + PartialOrd + fmt::Display + Copy,
 {
     let cleaned = v.trim().replace('_', "");
     let n: T = cleaned
         .parse()
-        .map_err(|_| format!("{flag}: {v:?} is not a number"))?;
+        .map_err(|_| format!("{v:?} is not a number"))?;
     if n < lo || n > hi {
-        return Err(format!("{flag}: {n} is out of range {lo}..={hi}"));
+        return Err(format!("{n} is out of range {lo}..={hi}"));
     }
     Ok(n)
 }
 
-fn list(flag: &str, v: &str) -> Result<Vec<String>, String> {
+/// A comma-separated list: items trimmed and lowercased, blank items skipped, at least one.
+fn list(v: &str) -> Result<Vec<String>, String> {
     let items: Vec<String> = v
         .split(',')
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
     if items.is_empty() {
-        return Err(format!("{flag}: empty list"));
+        return Err("empty list".into());
     }
     Ok(items)
 }
@@ -329,6 +449,76 @@ fn push_unique<T: PartialEq>(v: &mut Vec<T>, x: T) {
     if !v.contains(&x) {
         v.push(x);
     }
+}
+
+fn parse_dir(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn parse_workloads(v: &str) -> Result<Vec<Workload>, String> {
+    let mut w = Vec::new();
+    for item in list(v)? {
+        match item.as_str() {
+            "all" => Workload::ALL
+                .into_iter()
+                .for_each(|x| push_unique(&mut w, x)),
+            "core" => Workload::CORE
+                .into_iter()
+                .for_each(|x| push_unique(&mut w, x)),
+            "ycsb" => Workload::YCSB
+                .into_iter()
+                .for_each(|x| push_unique(&mut w, x)),
+            other => push_unique(&mut w, other.parse::<Workload>()?),
+        }
+    }
+    Ok(w)
+}
+
+/// Durability modes, in table order (inmemory, buffered, strict) whatever the order given.
+fn parse_modes(v: &str) -> Result<Vec<Mode>, String> {
+    let mut m = Vec::new();
+    for item in list(v)? {
+        match item.as_str() {
+            "all" => Mode::ALL.into_iter().for_each(|x| push_unique(&mut m, x)),
+            "inmemory" | "in-memory" | "memory" => push_unique(&mut m, Mode::InMemory),
+            "buffered" => push_unique(&mut m, Mode::Buffered),
+            "strict" => push_unique(&mut m, Mode::Strict),
+            other => {
+                return Err(format!(
+                    "unknown mode {other:?} (inmemory, buffered, strict, all)"
+                ))
+            }
+        }
+    }
+    m.sort();
+    Ok(m)
+}
+
+fn parse_io(v: &str) -> Result<ringlog_db::IoChoice, String> {
+    v.parse()
+        .map_err(|e: ringlog_db::io::ParseIoChoiceError| e.to_string())
+}
+
+fn parse_threads(v: &str) -> Result<Vec<usize>, String> {
+    let mut t = Vec::new();
+    for item in list(v)? {
+        push_unique(&mut t, num(&item, 1usize, 1024)?);
+    }
+    Ok(t)
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    num(v, 0.001f64, 86_400.0).map(Duration::from_secs_f64)
+}
+
+fn parse_plot(v: &str) -> Result<PathBuf, String> {
+    if !v.to_ascii_lowercase().ends_with(".svg") {
+        return Err(format!("{v:?} must end in .svg"));
+    }
+    Ok(PathBuf::from(v))
 }
 
 /// Engines compiled into this binary, by name.
@@ -340,7 +530,7 @@ fn compiled(name: &str) -> bool {
 
 fn parse_engines(v: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    for item in list("--engines", v)? {
+    for item in list(v)? {
         let names: Vec<&str> = match item.as_str() {
             "raw" => vec!["raw-pwrite", "raw-uring", "raw-odirect"],
             "peers" => PEER_NAMES.to_vec(),
@@ -351,13 +541,13 @@ fn parse_engines(v: &str) -> Result<Vec<String>, String> {
                 push_unique(&mut out, name.to_string());
             } else if PEER_NAMES.contains(&name) {
                 return Err(format!(
-                    "--engines: {name} is not built into this binary; build with \
+                    "{name} is not built into this binary; build with \
                      `cargo run --release -p ringlog-bench --features {}` (or --features peers)",
                     if name == "sqlite" { "sqlite" } else { name }
                 ));
             } else {
                 return Err(format!(
-                    "--engines: unknown engine {name:?} (ringlog, raw, raw-pwrite, raw-uring, \
+                    "unknown engine {name:?} (ringlog, raw, raw-pwrite, raw-uring, \
                      raw-odirect, fjall, redb, sled, sqlite, rocksdb, peers)"
                 ));
             }
@@ -366,150 +556,105 @@ fn parse_engines(v: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses the arguments after the program name.
-pub fn parse<I, S>(args: I) -> Result<Parsed, String>
+impl Cli {
+    /// The configuration of the run: the options given over [`Config::default`], and the rules
+    /// between them. An `Err` is a usage error (its message names the option).
+    pub fn into_config(self) -> Result<Config, String> {
+        let mut c = Config::default();
+        if let Some(d) = self.dir {
+            c.dir = Some(d);
+        }
+        if let Some(w) = self.workloads {
+            c.workloads = w;
+        }
+        if let Some(m) = self.modes {
+            c.modes = m;
+        }
+        if let Some(io) = self.io {
+            c.io = io;
+        }
+        if let Some(t) = self.threads {
+            c.threads = t;
+        }
+        if let Some(b) = self.key_size {
+            c.key_size = b;
+        }
+        if let Some(b) = self.value_size {
+            c.value_size = b;
+        }
+        if let Some(n) = self.batch {
+            c.batch = n;
+        }
+        if let Some(e) = self.engines {
+            c.engines = e;
+        }
+        c.json = self.json;
+        c.plot = self.plot;
+        c.quick = self.quick;
+        c.progress = !self.no_progress;
+        // `--ops` alone removes the time limit; `--duration` alone removes the operation limit.
+        match (self.ops, self.duration) {
+            (None, None) => {}
+            (Some(n), None) => {
+                c.ops = n;
+                c.duration = None;
+            }
+            (None, Some(d)) => {
+                c.ops = u64::MAX;
+                c.duration = Some(d);
+            }
+            (Some(n), Some(d)) => {
+                c.ops = n;
+                c.duration = Some(d);
+            }
+        }
+        if c.quick {
+            c.ops = c.ops.min(5_000);
+            c.duration = Some(c.duration.map_or(Duration::from_millis(300), |d| {
+                d.min(Duration::from_millis(300))
+            }));
+        }
+        c.keys = self
+            .keys
+            .unwrap_or(if c.ops == u64::MAX { 100_000 } else { c.ops });
+        if c.quick {
+            c.keys = c.keys.min(5_000);
+        }
+        if c.engines.is_empty() {
+            return Err("--engines: no engine selected".into());
+        }
+        if let Some(&t) = c.threads.iter().max() {
+            if (t as u64) > c.keys {
+                return Err(format!(
+                    "--keys ({}) must be at least the largest --threads ({t})",
+                    c.keys
+                ));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Parses the arguments after the program name. `Err` is a usage error (clap's, or one of the
+/// rules of [`Cli::into_config`] in clap's format); print it and exit with its
+/// [`exit_code`](clap::Error::exit_code), 2.
+pub fn parse<I, S>(args: I) -> Result<Parsed, clap::Error>
 where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    let mut c = Config::default();
-    let mut ops = None;
-    let mut duration = None;
-    let mut keys = None;
-    let mut it = args.into_iter().map(Into::into);
-    while let Some(arg) = it.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?;
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let takes_value = !matches!(flag.as_str(), "--quick" | "--no-progress" | "-h" | "--help");
-        let value = if takes_value {
-            match inline {
-                Some(v) => v,
-                None => match it.next() {
-                    Some(v) => v
-                        .into_string()
-                        .map_err(|a| format!("{flag}: {a:?} is not valid UTF-8"))?,
-                    None => return Err(format!("{flag} needs a value")),
-                },
-            }
-        } else {
-            if inline.is_some() {
-                return Err(format!("{flag} takes no value"));
-            }
-            String::new()
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--quick" => c.quick = true,
-            "--no-progress" => c.progress = false,
-            "--dir" => {
-                if value.is_empty() {
-                    return Err("--dir: empty path".into());
-                }
-                c.dir = Some(PathBuf::from(value));
-            }
-            "--workload" | "--workloads" => {
-                let mut w = Vec::new();
-                for item in list(&flag, &value)? {
-                    match item.as_str() {
-                        "all" => Workload::ALL
-                            .into_iter()
-                            .for_each(|x| push_unique(&mut w, x)),
-                        "core" => Workload::CORE
-                            .into_iter()
-                            .for_each(|x| push_unique(&mut w, x)),
-                        "ycsb" => Workload::YCSB
-                            .into_iter()
-                            .for_each(|x| push_unique(&mut w, x)),
-                        other => push_unique(&mut w, other.parse::<Workload>()?),
-                    }
-                }
-                c.workloads = w;
-            }
-            "--durability" => {
-                let mut m = Vec::new();
-                for item in list(&flag, &value)? {
-                    match item.as_str() {
-                        "all" => Mode::ALL.into_iter().for_each(|x| push_unique(&mut m, x)),
-                        "inmemory" | "in-memory" | "memory" => push_unique(&mut m, Mode::InMemory),
-                        "buffered" => push_unique(&mut m, Mode::Buffered),
-                        "strict" => push_unique(&mut m, Mode::Strict),
-                        other => {
-                            return Err(format!(
-                                "--durability: unknown mode {other:?} (inmemory, buffered, strict, all)"
-                            ))
-                        }
-                    }
-                }
-                m.sort();
-                c.modes = m;
-            }
-            "--io" => {
-                c.io = value
-                    .parse()
-                    .map_err(|e: ringlog_db::io::ParseIoChoiceError| format!("--io: {e}"))?
-            }
-            "--threads" => {
-                let mut t = Vec::new();
-                for item in list(&flag, &value)? {
-                    push_unique(&mut t, num(&flag, &item, 1usize, 1024)?);
-                }
-                c.threads = t;
-            }
-            "--ops" => ops = Some(num(&flag, &value, 1u64, 1_000_000_000_000)?),
-            "--duration" => {
-                let secs = num(&flag, &value, 0.001f64, 86_400.0)?;
-                duration = Some(Duration::from_secs_f64(secs));
-            }
-            "--keys" => keys = Some(num(&flag, &value, 1u64, 1_000_000_000)?),
-            "--key-size" => c.key_size = num(&flag, &value, MIN_KEY_SIZE, 4096)?,
-            "--value-size" => c.value_size = num(&flag, &value, MIN_VALUE_SIZE, 1 << 20)?,
-            "--batch" => c.batch = num(&flag, &value, 1usize, 100_000)?,
-            "--engines" | "--engine" => c.engines = parse_engines(&value)?,
-            "--json" => c.json = Some(PathBuf::from(value)),
-            "--plot" => {
-                if !value.to_ascii_lowercase().ends_with(".svg") {
-                    return Err(format!("--plot: {value:?} must end in .svg"));
-                }
-                c.plot = Some(PathBuf::from(value))
-            }
-            other if other.starts_with('-') => return Err(format!("unknown option {other:?}")),
-            other => return Err(format!("unexpected argument {other:?}")),
+    let argv =
+        std::iter::once(OsString::from("ringlog-bench")).chain(args.into_iter().map(Into::into));
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == ErrorKind::DisplayHelp => {
+            return Ok(Parsed::Help(e.render().to_string()))
         }
-    }
-    match (ops, duration) {
-        (None, None) => {}
-        (Some(n), None) => {
-            c.ops = n;
-            c.duration = None;
-        }
-        (None, Some(d)) => {
-            c.ops = u64::MAX;
-            c.duration = Some(d);
-        }
-        (Some(n), Some(d)) => {
-            c.ops = n;
-            c.duration = Some(d);
-        }
-    }
-    if c.quick {
-        c.ops = c.ops.min(5_000);
-        c.duration = Some(c.duration.map_or(Duration::from_millis(300), |d| {
-            d.min(Duration::from_millis(300))
-        }));
-    }
-    c.keys = keys.unwrap_or(if c.ops == u64::MAX { 100_000 } else { c.ops });
-    if c.quick {
-        c.keys = c.keys.min(5_000);
-    }
-    if c.engines.is_empty() {
-        return Err("--engines: no engine selected".into());
-    }
-    Ok(Parsed::Run(Box::new(c)))
+        Err(e) => return Err(e),
+    };
+    cli.into_config()
+        .map(|c| Parsed::Run(Box::new(c)))
+        .map_err(|msg| Cli::command().error(ErrorKind::ValueValidation, msg))
 }
 
 #[cfg(test)]
@@ -517,10 +662,15 @@ mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Result<Config, String> {
-        match parse(args.iter().copied())? {
+        match parse(args.iter().copied()).map_err(|e| e.to_string())? {
             Parsed::Run(c) => Ok(*c),
-            Parsed::Help => Err("help".into()),
+            Parsed::Help(_) => Err("help".into()),
         }
+    }
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -568,7 +718,142 @@ mod tests {
         assert_eq!(c.keys, 100_000);
         let c = run(&["--quick", "--keys", "1000000"]).unwrap();
         assert_eq!((c.ops, c.keys), (5000, 5000));
-        assert_eq!(parse(["--help"]).unwrap(), Parsed::Help);
+        assert!(matches!(parse(["--help"]), Ok(Parsed::Help(_))));
+    }
+
+    #[test]
+    fn lists_aliases_and_repeats() {
+        // Blank items are skipped, repeats dropped, modes put in table order.
+        let c = run(&[
+            "--threads",
+            " 16, 1,,16 ",
+            "--durability",
+            "strict,in-memory,all",
+            "--workloads",
+            "readseq,readreverse,scan",
+            "--engine",
+            "ringlog,ringlog",
+        ])
+        .unwrap();
+        assert_eq!(c.threads, [16, 1]);
+        assert_eq!(c.modes, Mode::ALL);
+        assert_eq!(c.workloads, [Workload::Scan, Workload::ScanRev]);
+        assert_eq!(c.engines, ["ringlog"]);
+        // A repeated option: the last one wins; flags may repeat.
+        let c = run(&["--threads", "2", "--threads", "3", "--quick", "--quick"]).unwrap();
+        assert_eq!(c.threads, [3]);
+        assert!(c.quick);
+        // Both limits given: both kept; --quick caps them.
+        let c = run(&["--ops", "9000", "--duration", "5", "--quick"]).unwrap();
+        assert_eq!(
+            (c.ops, c.duration, c.keys),
+            (5000, Some(Duration::from_millis(300)), 5000)
+        );
+        let c = run(&[
+            "--quick",
+            "--no-progress",
+            "--plot",
+            "A.SVG",
+            "--json",
+            "x.json",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.ops, c.duration),
+            (5000, Some(Duration::from_millis(300)))
+        );
+        assert!(!c.progress);
+        assert_eq!(c.plot, Some(PathBuf::from("A.SVG")));
+        assert_eq!(c.json, Some(PathBuf::from("x.json")));
+    }
+
+    #[test]
+    fn help_documents_every_option_and_workload() {
+        let Ok(Parsed::Help(text)) = parse(["--help"]) else {
+            panic!("--help is not help")
+        };
+        for needle in [
+            "--dir",
+            "--workload",
+            "--durability",
+            "--io",
+            "--threads",
+            "--ops",
+            "--duration",
+            "--keys",
+            "--key-size",
+            "--value-size",
+            "--batch",
+            "--engines",
+            "--json",
+            "--plot",
+            "--quick",
+            "--no-progress",
+            "With no arguments",
+            "1-1024",
+            "readwhilewriting",
+            "ycsba ... ycsbf",
+            "readseq (scan)",
+            "Exit status",
+        ] {
+            assert!(text.contains(needle), "--help lacks {needle:?}:\n{text}");
+        }
+    }
+
+    /// The command lines of README.md, docs/BENCHMARKS.md and docs/DURABILITY.md. Peers not
+    /// built into this binary are refused as such; without them the line parses.
+    #[test]
+    fn documented_command_lines_parse() {
+        for line in [
+            "--engines raw-odirect,ringlog,rocksdb,fjall --durability strict --workload fillrandom \
+             --threads 1,16,64 --duration 3 --keys 100000",
+            "--engines raw,ringlog,fjall,redb,sled,sqlite,rocksdb --durability strict \
+             --workload fillrandom,fillbatch --threads 1,4,16,64 \
+             --json docs/bench/strict.json --plot docs/bench/strict-sweep.svg",
+            "--engines raw-odirect,ringlog,rocksdb --durability strict --workload fillrandom \
+             --threads 1,16,64 --duration 3 --keys 100000 --json docs/bench/targets.json",
+            "--engines ringlog,fjall,redb,sled,sqlite,rocksdb --durability inmemory,buffered \
+             --workload fillseq,fillrandom,readrandom --threads 1 --ops 1000000 --keys 100000 \
+             --duration 3 --json docs/bench/throughput.json",
+            "--engines ringlog,fjall,redb,sled,sqlite,rocksdb --durability buffered \
+             --workload recover --keys 1000000 --json docs/bench/recover.json",
+            "--engines ringlog,fjall,redb,sled,sqlite,rocksdb --durability buffered,strict \
+             --workload readwhilewriting,ycsb --threads 1,16 --ops 100000 --keys 50000 \
+             --duration 0.5 --json docs/bench/ycsb.json",
+            "--engines ringlog --durability inmemory,buffered \
+             --workload fillseq,fillrandom,readrandom,scan,scanrev,readwhilewriting,snapshot \
+             --threads 1,2 --ops 1000000 --keys 1000000",
+            "--engines raw-odirect,ringlog --durability strict --workload fillrandom \
+             --threads 1,16 --duration 3 --keys 100000",
+            "--engines raw-odirect,ringlog --durability strict --workload fillrandom --threads 1 \
+             --quick",
+            "--durability inmemory --workload fillseq",
+            "--engines raw-odirect,ringlog --durability strict \
+             --workload fillrandom --threads 1,16 --duration 3 --io uring",
+            "--engines raw-odirect,ringlog --durability strict \
+             --workload fillrandom --threads 1,16 --duration 3 --io portable",
+            "--engines ringlog,raw,peers",
+            "",
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let err = match parse(args.iter().copied()) {
+                Ok(Parsed::Run(_)) => continue,
+                Ok(Parsed::Help(_)) => panic!("{line}: help"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("is not built into this binary"), "{line}: {err}");
+            let engines = args.iter().position(|a| *a == "--engines").unwrap() + 1;
+            let built: Vec<&str> = args[engines]
+                .split(',')
+                .filter(|e| !PEER_NAMES.contains(e) && *e != "peers")
+                .collect();
+            let mut args = args.clone();
+            let built = built.join(",");
+            args[engines] = &built;
+            if let Err(e) = parse(args.iter().copied()) {
+                panic!("{line} without peers: {e}");
+            }
+        }
     }
 
     #[test]
@@ -580,21 +865,49 @@ mod tests {
             &["--threads", "0"],
             &["--threads", ","],
             &["--threads", "1,x"],
+            &["--threads", "1025"],
             &["--workload", "fillfast"],
             &["--durability", "maybe"],
             &["--io", "spdk"],
             &["--key-size", "4"],
+            &["--key-size", "4097"],
             &["--value-size", "8"],
+            &["--value-size", "1048577"],
             &["--batch", "-1"],
+            &["--batch", "0"],
+            &["--batch", "100001"],
             &["--engines", "mysql"],
             &["--plot", "out.png"],
             &["--quick=yes"],
             &["--frobnicate"],
             &["stray"],
             &["--duration", "-3"],
+            &["--duration", "0"],
             &["--dir", ""],
+            &["--keys", "2", "--threads", "4"],
+            &["--quick", "--threads", "5001,1"],
         ] {
-            assert!(run(bad).is_err(), "{bad:?} was accepted");
+            let err = match parse(bad.iter().copied()) {
+                Err(e) => e,
+                Ok(p) => panic!("{bad:?} was accepted: {p:?}"),
+            };
+            assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn error_messages_name_the_problem() {
+        let msg = |args: &[&str]| parse(args.iter().copied()).unwrap_err().to_string();
+        assert!(msg(&["--threads", "0"]).contains("0 is out of range 1..=1024"));
+        assert!(msg(&["--threads", ","]).contains("empty list"));
+        assert!(msg(&["--ops", "ten"]).contains("\"ten\" is not a number"));
+        assert!(msg(&["--workload", "fillfast"]).contains("unknown workload \"fillfast\""));
+        assert!(msg(&["--plot", "out.png"]).contains("must end in .svg"));
+        assert!(msg(&["--dir", ""]).contains("empty path"));
+        assert!(msg(&["--io", "spdk"]).contains("uring, portable or auto"));
+        assert!(msg(&["--batch", "-1"]).contains("\"-1\" is not a number"));
+        assert!(msg(&["--duration", "-3"]).contains("-3 is out of range"));
+        assert!(msg(&["--keys", "2", "--threads", "4"])
+            .contains("--keys (2) must be at least the largest --threads (4)"));
     }
 }

@@ -47,24 +47,16 @@ where
 {
     let cfg = match args::parse(args) {
         Ok(Parsed::Run(c)) => c,
-        Ok(Parsed::Help) => {
-            let _ = writeln!(out, "{}", args::USAGE);
+        Ok(Parsed::Help(text)) => {
+            let _ = write!(out, "{text}");
             return EXIT_OK;
         }
-        Err(msg) => {
-            eprintln!("ringlog-bench: {msg}\n\n{}", args::USAGE);
+        Err(e) => {
+            // clap's message, the usage line and a pointer to --help, on stderr.
+            let _ = e.print();
             return EXIT_USAGE;
         }
     };
-    if let Some(&t) = cfg.threads.iter().max() {
-        if (t as u64) > cfg.keys {
-            eprintln!(
-                "ringlog-bench: --keys ({}) must be at least the largest --threads ({t})",
-                cfg.keys
-            );
-            return EXIT_USAGE;
-        }
-    }
     if let Some(d) = &cfg.dir {
         if let Err(e) = std::fs::create_dir_all(d) {
             eprintln!("ringlog-bench: --dir {}: {e}", d.display());
@@ -296,24 +288,17 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
             .flatten()
     };
     if let Some(path) = &cfg.json {
-        let doc = report::Json::Obj(vec![
-            ("tool".into(), report::Json::Str("ringlog-bench".into())),
-            ("version".into(), report::Json::Num(1.0)),
-            (
-                "command".into(),
-                report::Json::Arr(std::env::args().map(report::Json::Str).collect()),
-            ),
-            ("machine".into(), report::machine_json(&machine)),
-            (
-                "rows".into(),
-                report::Json::Arr(
-                    rows.iter()
-                        .map(|r| report::row_json(r, floor_of(r)))
-                        .collect(),
-                ),
-            ),
-        ]);
-        std::fs::write(path, doc.to_text() + "\n")
+        let doc = serde_json::json!({
+            "tool": "ringlog-bench",
+            "version": 1,
+            "command": std::env::args().collect::<Vec<_>>(),
+            "machine": report::machine_json(&machine),
+            "rows": rows
+                .iter()
+                .map(|r| report::row_json(r, floor_of(r)))
+                .collect::<Vec<_>>(),
+        });
+        std::fs::write(path, doc.to_string() + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         w(out, &format!("wrote {}", path.display()));
     }

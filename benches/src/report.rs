@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use serde_json::Value;
+
 use crate::engine::Mode;
 use crate::runner::RunResult;
 use crate::sysinfo::Machine;
@@ -192,96 +194,26 @@ pub fn comparisons(rows: &[RunResult]) -> Vec<String> {
     out
 }
 
-/// A JSON value (just what the rows need).
-#[derive(Clone, Debug)]
-pub enum Json {
-    /// null
-    Null,
-    /// true / false
-    Bool(bool),
-    /// A number (non-finite values become null).
-    Num(f64),
-    /// A string.
-    Str(String),
-    /// An array.
-    Arr(Vec<Json>),
-    /// An object, keys in order.
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn write(&self, out: &mut String) {
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Num(n) if n.is_finite() => {
-                if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                    let _ = write!(out, "{}", *n as i64);
-                } else {
-                    let _ = write!(out, "{n}");
-                }
-            }
-            Json::Num(_) => out.push_str("null"),
-            Json::Str(s) => {
-                out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => out.push_str("\\\""),
-                        '\\' => out.push_str("\\\\"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        '\t' => out.push_str("\\t"),
-                        c if (c as u32) < 0x20 => {
-                            let _ = write!(out, "\\u{:04x}", c as u32);
-                        }
-                        c => out.push(c),
-                    }
-                }
-                out.push('"');
-            }
-            Json::Arr(a) => {
-                out.push('[');
-                for (i, v) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    v.write(out);
-                }
-                out.push(']');
-            }
-            Json::Obj(o) => {
-                out.push('{');
-                for (i, (k, v)) in o.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    Json::Str(k.clone()).write(out);
-                    out.push(':');
-                    v.write(out);
-                }
-                out.push('}');
-            }
-        }
-    }
-
-    /// Serialises the value.
-    pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        self.write(&mut s);
-        s
+/// A number as the JSON report writes it: an integral value as an integer (`3`, not `3.0`; exact
+/// below 2^63, where `as i64` loses nothing), a non-finite one as null.
+fn num(v: impl Into<f64>) -> Value {
+    let n = v.into();
+    if !n.is_finite() {
+        Value::Null
+    } else if n.fract() == 0.0 && n.abs() < 9.0e18 {
+        Value::from(n as i64)
+    } else {
+        Value::from(n)
     }
 }
 
-fn num(v: impl Into<f64>) -> Json {
-    Json::Num(v.into())
+fn onum(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, num)
 }
 
-fn onum(v: Option<f64>) -> Json {
-    v.map_or(Json::Null, Json::Num)
-}
-
-fn obj(fields: Vec<(&str, Json)>) -> Json {
-    Json::Obj(
+/// An object with its fields in this order (serde_json's `preserve_order`).
+fn obj(fields: Vec<(&str, Value)>) -> Value {
+    Value::Object(
         fields
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -290,27 +222,27 @@ fn obj(fields: Vec<(&str, Json)>) -> Json {
 }
 
 /// The machine as JSON.
-pub fn machine_json(m: &Machine) -> Json {
-    let s = |v: &str| Json::Str(v.to_string());
+pub fn machine_json(m: &Machine) -> Value {
+    let s = |v: &str| Value::String(v.to_string());
     obj(vec![
         ("kernel", s(&m.kernel)),
         ("cores", num(m.cores as f64)),
         ("dir", s(&m.dir.display().to_string())),
         ("filesystem", s(&m.fs_type)),
         ("mount", s(&m.mount)),
-        ("device", m.device.as_deref().map_or(Json::Null, s)),
+        ("device", m.device.as_deref().map_or(Value::Null, s)),
         (
             "write_cache",
-            m.write_cache.as_deref().map_or(Json::Null, s),
+            m.write_cache.as_deref().map_or(Value::Null, s),
         ),
     ])
 }
 
 /// One row as JSON.
-pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
+pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
     let h = &r.hist;
     let lat = |ns: u64| num(ns as f64 / 1000.0);
-    let mut latency: Vec<(&str, Json)> = PERCENTILES
+    let mut latency: Vec<(&str, Value)> = PERCENTILES
         .iter()
         .map(|&(p, name)| (name, lat(h.percentile(p))))
         .collect();
@@ -321,7 +253,10 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
         Some(d) => {
             let pc = r.device_per_commit();
             obj(vec![
-                ("name", r.device_name.clone().map_or(Json::Null, Json::Str)),
+                (
+                    "name",
+                    r.device_name.clone().map_or(Value::Null, Value::String),
+                ),
                 ("write_requests", num(d.writes as f64)),
                 ("bytes_written", num(d.write_bytes as f64)),
                 ("flushes", num(d.flushes as f64)),
@@ -332,7 +267,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                 ("flushes_per_commit", onum(pc.map(|p| p.2))),
             ])
         }
-        None => Json::Null,
+        None => Value::Null,
     };
     let (ratio, p50r) = match floor {
         Some(f) if f.ops_per_sec > 0.0 && f.p50 > 0 => (
@@ -343,11 +278,14 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
     };
     let c = r.engine_delta;
     obj(vec![
-        ("engine", Json::Str(r.engine.clone())),
-        ("config", Json::Str(r.config.clone())),
-        ("io_path", r.io_path.clone().map_or(Json::Null, Json::Str)),
-        ("workload", Json::Str(r.workload.name().into())),
-        ("mode", Json::Str(r.mode.name().into())),
+        ("engine", Value::String(r.engine.clone())),
+        ("config", Value::String(r.config.clone())),
+        (
+            "io_path",
+            r.io_path.clone().map_or(Value::Null, Value::String),
+        ),
+        ("workload", Value::String(r.workload.name().into())),
+        ("mode", Value::String(r.mode.name().into())),
         ("threads", num(r.threads as f64)),
         ("ops", num(r.ops as f64)),
         ("commits", num(r.commits as f64)),
@@ -374,7 +312,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                     ("lifetime_user_bytes", num(r.lifetime_user_bytes as f64)),
                     ("used_per_user_byte", onum(r.file_amp())),
                 ]),
-                None => Json::Null,
+                None => Value::Null,
             },
         ),
         ("device", device),
@@ -383,7 +321,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
         ("ops_per_worker_cpu_sec", onum(r.ops_per_worker_cpu_sec())),
         (
             "power_loss_durable",
-            r.power_loss_durable.map_or(Json::Null, Json::Bool),
+            r.power_loss_durable.map_or(Value::Null, Value::Bool),
         ),
         ("vs_floor_throughput", onum(ratio)),
         (
@@ -395,7 +333,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                     ("payload_bytes", num(m.payload as f64)),
                     ("overhead_per_version", onum(m.overhead_per_version())),
                 ]),
-                None => Json::Null,
+                None => Value::Null,
             },
         ),
         ("rss_delta_bytes", onum(r.rss_delta.map(|d| d as f64))),
@@ -410,7 +348,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                     ("puts_per_sec", onum(r.writer_puts_per_sec())),
                     ("cpu_seconds", onum(r.writer_cpu.map(|c| c.as_secs_f64()))),
                 ]),
-                None => Json::Null,
+                None => Value::Null,
             },
         ),
         (
@@ -424,7 +362,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                     ("drop_p50", num(release.percentile(50.0) as f64)),
                     ("drop_mean", num(release.mean())),
                 ]),
-                None => Json::Null,
+                None => Value::Null,
             },
         ),
         (
@@ -436,23 +374,23 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Json {
                     ("p50", num(first.percentile(50.0) as f64 / 1000.0)),
                     ("max", num(first.max() as f64 / 1000.0)),
                 ]),
-                None => Json::Null,
+                None => Value::Null,
             },
         ),
         ("vs_floor_p50", onum(p50r)),
         (
             "verified",
             match &r.verified {
-                Ok(n) => obj(vec![("ok", Json::Bool(true)), ("keys", num(*n as f64))]),
+                Ok(n) => obj(vec![("ok", Value::Bool(true)), ("keys", num(*n as f64))]),
                 Err(e) => obj(vec![
-                    ("ok", Json::Bool(false)),
-                    ("error", Json::Str(e.clone())),
+                    ("ok", Value::Bool(false)),
+                    ("error", Value::String(e.clone())),
                 ]),
             },
         ),
         (
             "notes",
-            Json::Arr(r.notes.iter().map(|n| Json::Str(n.clone())).collect()),
+            Value::Array(r.notes.iter().map(|n| Value::String(n.clone())).collect()),
         ),
     ])
 }
@@ -742,18 +680,22 @@ mod tests {
         assert_eq!(us(150_000), "150");
         assert_eq!(us(15_000), "15.0");
         assert_eq!(us(1_500_000), "1,500");
-        let j = Json::Obj(vec![
-            ("a\"b".into(), Json::Num(1.5)),
-            ("n".into(), Json::Num(f64::NAN)),
+        // Numbers keep the report's form: integral ones without a fraction, non-finite ones null.
+        let j = obj(vec![
+            ("a\"b", num(1.5)),
+            ("n", num(f64::NAN)),
+            ("i", onum(Some(f64::INFINITY))),
             (
-                "l".into(),
-                Json::Arr(vec![Json::Null, Json::Bool(true), Json::Num(3.0)]),
+                "l",
+                Value::Array(vec![Value::Null, Value::Bool(true), num(3.0)]),
             ),
-            ("s".into(), Json::Str("x\n\u{1}".into())),
+            ("s", Value::String("x\n\u{1}".into())),
+            ("big", num(1e16)),
+            ("small", num(2.5e-7)),
         ]);
         assert_eq!(
-            j.to_text(),
-            r#"{"a\"b":1.5,"n":null,"l":[null,true,3],"s":"x\n\u0001"}"#
+            j.to_string(),
+            r#"{"a\"b":1.5,"n":null,"i":null,"l":[null,true,3],"s":"x\n\u0001","big":10000000000000000,"small":2.5e-7}"#
         );
     }
 }

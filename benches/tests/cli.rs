@@ -39,8 +39,11 @@ fn bad_arguments_exit_2_without_panicking() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // clap's errors end with "For more information, try '--help'."
         assert!(
-            stderr.contains("usage") || stderr.contains("--keys") || stderr.contains("--dir"),
+            stderr.contains("try '--help'")
+                || stderr.contains("--keys")
+                || stderr.contains("--dir"),
             "{args:?}: {stderr}"
         );
     }

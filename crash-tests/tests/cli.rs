@@ -64,6 +64,30 @@ fn exit_status_two_for_bad_arguments() {
         let out = exe().args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+    // A rule checked after parsing fails the same way.
+    let out = exe().args(["power", "--steps", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to run"));
+}
+
+#[test]
+fn help_exits_zero_and_lists_modes_and_options() {
+    for args in [&["--help"][..], &["-h"], &["help"]] {
+        let out = exe().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            "power",
+            "fsync-error",
+            "kill",
+            "corrupt",
+            "workload",
+            "verify",
+        ] {
+            assert!(text.contains(needle), "{args:?} lacks {needle}: {text}");
+        }
+        assert!(text.contains("--replay SEED:GEN.POINT:STATE"), "{text}");
+    }
 }
 
 #[test]
