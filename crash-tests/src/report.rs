@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use crate::oracle::Violation;
 
 /// One violation found, with everything needed to reproduce it.
@@ -180,84 +182,53 @@ impl Summary {
         s
     }
 
-    /// The summary as one JSON object.
+    /// The summary as one JSON object, its fields in this order (serde_json's `preserve_order`).
     pub fn to_json(&self) -> String {
-        let map = |m: &BTreeMap<String, u64>| {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", json_str(k)))
-                .collect();
-            format!("{{{}}}", items.join(","))
-        };
-        let failures: Vec<String> = self
-            .failures
-            .iter()
-            .map(|f| {
-                format!(
-                    "{{\"invariant\":{},\"detail\":{},\"mode\":{},\"seed\":{},\"model\":{},\"point\":{},\"state\":{},\"image\":{},\"replay\":{},\"trace\":[{}]}}",
-                    json_str(f.violation.invariant),
-                    json_str(&f.violation.detail),
-                    json_str(&f.mode),
-                    f.seed,
-                    json_str(&f.model),
-                    json_str(&f.point),
-                    f.state,
-                    f.image
-                        .as_ref()
-                        .map(|p| json_str(&p.display().to_string()))
-                        .unwrap_or_else(|| "null".into()),
-                    json_str(&f.replay),
-                    f.trace.iter().map(|l| json_str(l)).collect::<Vec<_>>().join(",")
-                )
-            })
-            .collect();
-        let notes: Vec<String> = self.notes.iter().map(|n| json_str(n)).collect();
-        let checks: BTreeMap<String, u64> = self
-            .checks
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
-        format!(
-            "{{\"mode\":{},\"unit\":{},\"model\":{},\"seeds\":{},\"steps\":{},\"points\":{},\"sampled_points\":{},\"states\":{},\"seconds\":{:.3},\"states_per_second\":{:.1},\"per_fault\":{},\"covered\":{},\"checks\":{},\"notes\":[{}],\"violations\":{},\"failures\":[{}]}}",
-            json_str(&self.mode),
-            json_str(&self.unit),
-            json_str(&self.model),
-            self.seeds,
-            self.steps,
-            self.points,
-            self.sampled_points,
-            self.states,
-            self.elapsed.as_secs_f64(),
-            self.rate(),
-            map(&self.per_fault),
-            map(&self.covered),
-            map(&checks),
-            notes.join(","),
-            self.failures.len(),
-            failures.join(",")
-        )
+        let failures: Vec<Value> = self.failures.iter().map(Failure::to_json).collect();
+        json!({
+            "mode": self.mode,
+            "unit": self.unit,
+            "model": self.model,
+            "seeds": self.seeds,
+            "steps": self.steps,
+            "points": self.points,
+            "sampled_points": self.sampled_points,
+            "states": self.states,
+            "seconds": round_to(self.elapsed.as_secs_f64(), 3),
+            "states_per_second": round_to(self.rate(), 1),
+            "per_fault": self.per_fault,
+            "covered": self.covered,
+            "checks": self.checks,
+            "notes": self.notes,
+            "violations": self.failures.len(),
+            "failures": failures,
+        })
+        .to_string()
     }
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
+impl Failure {
+    /// This failure as one JSON object of the summary's `failures`.
+    fn to_json(&self) -> Value {
+        json!({
+            "invariant": self.violation.invariant,
+            "detail": self.violation.detail,
+            "mode": self.mode,
+            "seed": self.seed,
+            "model": self.model,
+            "point": self.point,
+            "state": self.state,
+            "image": self.image.as_ref().map(|p| p.display().to_string()),
+            "replay": self.replay,
+            "trace": self.trace,
+        })
     }
-    o.push('"');
-    o
+}
+
+/// `v` rounded to `decimals` places, as the summary prints its times and rates.
+fn round_to(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
 }
 
 #[cfg(test)]
@@ -266,9 +237,9 @@ mod tests {
 
     #[test]
     fn json_escapes() {
-        assert_eq!(json_str("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
         let mut s = Summary::new("power", "sector");
         s.count("after write");
+        s.notes.push("a\"b\\c\n\u{1}".into());
         s.failures.push(Failure {
             mode: "power".into(),
             seed: 1,
@@ -282,7 +253,79 @@ mod tests {
         });
         let j = s.to_json();
         assert!(j.starts_with('{') && j.ends_with('}'));
+        assert!(j.contains("\"notes\":[\"a\\\"b\\\\c\\n\\u0001\"]"), "{j}");
         assert!(j.contains("\"violations\":1"));
         assert!(s.render().contains("violations"));
+    }
+
+    #[test]
+    fn json_parses_back() {
+        let mut s = Summary::new("kill", "pwrite");
+        s.seeds = 2;
+        s.steps = 40;
+        s.points = 7;
+        s.sampled_points = 1;
+        s.count("after put");
+        s.count("after put");
+        s.count("after sync");
+        s.covered.insert("log.append".into(), 4);
+        s.checks.insert("snapshot reads", 9);
+        s.notes.push("a note".into());
+        s.elapsed = Duration::from_millis(1500);
+        s.failures.push(Failure {
+            mode: "kill".into(),
+            seed: u64::MAX,
+            model: "pwrite".into(),
+            point: "log.append".into(),
+            state: 5,
+            violation: Violation::new("I1", "lost \"k\""),
+            trace: vec!["put k".into(), "sync".into()],
+            image: Some(PathBuf::from("/tmp/img")),
+            replay: "--replay x".into(),
+        });
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "mode",
+                "unit",
+                "model",
+                "seeds",
+                "steps",
+                "points",
+                "sampled_points",
+                "states",
+                "seconds",
+                "states_per_second",
+                "per_fault",
+                "covered",
+                "checks",
+                "notes",
+                "violations",
+                "failures"
+            ]
+        );
+        assert_eq!(v["mode"], "kill");
+        assert_eq!(v["unit"], "crash states");
+        assert_eq!(v["seeds"].as_u64(), Some(2));
+        assert_eq!(v["states"].as_u64(), Some(3));
+        assert_eq!(v["seconds"].as_f64(), Some(1.5));
+        assert_eq!(v["states_per_second"].as_f64(), Some(2.0));
+        assert_eq!(v["per_fault"]["after put"].as_u64(), Some(2));
+        assert_eq!(v["covered"]["log.append"].as_u64(), Some(4));
+        assert_eq!(v["checks"]["snapshot reads"].as_u64(), Some(9));
+        assert_eq!(v["notes"][0], "a note");
+        assert_eq!(v["violations"].as_u64(), Some(1));
+        let f = &v["failures"][0];
+        assert_eq!(f["invariant"], "I1");
+        assert_eq!(f["detail"], "lost \"k\"");
+        assert_eq!(f["seed"].as_u64(), Some(u64::MAX));
+        assert_eq!(f["state"].as_u64(), Some(5));
+        assert_eq!(f["image"], "/tmp/img");
+        assert_eq!(f["trace"][1], "sync");
+        s.failures[0].image = None;
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert!(v["failures"][0]["image"].is_null());
     }
 }
