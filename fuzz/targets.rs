@@ -23,9 +23,11 @@ use ringlog_db::{
     MIN_SEGMENT_SIZE,
 };
 use ringlog_format::{
-    decode_record, encode_padding, encode_record, find_later_batch, find_next_valid, DecodeError,
-    LaterBatch, Manifest, Record, RecordKind, RecordSpec, SegmentHeader, SegmentPos, BATCH_ALIGN,
-    MANIFEST_LEN, MAX_ID, MAX_SEGMENT_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    codec_by_id, decode_record, encode_padding, encode_record, find_later_batch, find_next_valid,
+    BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, DecodeError, Entries, LaterBatch,
+    Manifest, Record, RecordKind, RecordSpec, SegmentHeader, SegmentPos, BATCH_ALIGN,
+    BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, MANIFEST_LEN, MANIFEST_V2_LEN,
+    MAX_ID, MAX_SEGMENT_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// Epoch of every database [`open_dir`] builds (written to its `MANIFEST`). Seeds written by the
@@ -968,15 +970,27 @@ fn check_record(buf: &[u8], at: usize, pos: SegmentPos, rec: &Record<'_>) {
     assert_eq!(decode_record(&out, 0, pos).as_ref(), Ok(rec));
 }
 
-/// `Manifest::decode` of the input (and of its first 64 bytes); what decodes re-encodes to the
-/// same bytes.
+/// `Manifest::decode` of the input and of its first 64 and 128 bytes; a version-3 manifest
+/// re-encodes to the same bytes, a 64-byte one is of version 1 or 2.
 fn check_manifest(data: &[u8]) -> bool {
     let mut whole = false;
-    for (i, bytes) in [data, &data[..data.len().min(MANIFEST_LEN)]]
-        .into_iter()
-        .enumerate()
+    for (i, bytes) in [
+        data,
+        &data[..data.len().min(MANIFEST_V2_LEN)],
+        &data[..data.len().min(MANIFEST_LEN)],
+    ]
+    .into_iter()
+    .enumerate()
     {
         match Manifest::decode(bytes) {
+            Ok(m) if bytes.len() == MANIFEST_V2_LEN => {
+                assert!(
+                    m.version <= 2,
+                    "a 64-byte manifest of version {}",
+                    m.version
+                );
+                whole |= i == 0;
+            }
             Ok(m) => {
                 assert_eq!(bytes.len(), MANIFEST_LEN);
                 assert_eq!(
@@ -992,7 +1006,62 @@ fn check_manifest(data: &[u8]) -> bool {
             }
         }
     }
+    check_checkpoint(data);
     whole
+}
+
+/// The checkpoint decoders on the input read as a checkpoint file: the header, the footer at the
+/// end, every block from offset 64 on and the entries of those that verify. Never a panic.
+fn check_checkpoint(data: &[u8]) {
+    let field = |at: usize| {
+        data.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let (epoch, id) = (field(16).unwrap_or(EPOCH), field(24).unwrap_or(1));
+    let header = CheckpointHeader::decode(data, epoch, id);
+    if let Ok(h) = &header {
+        assert_eq!(&h.encode()[..], &data[..CHECKPOINT_HEADER_LEN]);
+    }
+    if data.len() >= CHECKPOINT_FOOTER_LEN {
+        let at = data.len() - CHECKPOINT_FOOTER_LEN;
+        let h =
+            header.unwrap_or_else(|_| CheckpointHeader::new(epoch, id.clamp(1, MAX_ID), 0, 0, 0));
+        if let Err(e) = CheckpointFooter::decode(&data[at..], at as u64, epoch, &h) {
+            assert_eq!(e.offset(), at as u64, "{e:?}");
+        }
+    }
+    let mut at = CHECKPOINT_HEADER_LEN;
+    let mut raw = Vec::new();
+    while at < data.len().min(DECODE_CAP) {
+        let pos = BlockPos {
+            epoch,
+            id,
+            offset: at as u64,
+        };
+        let rest = &data[at..];
+        let Ok(b) = BlockHeader::decode(
+            rest,
+            pos,
+            rest.len().saturating_sub(BLOCK_HEADER_LEN) as u64,
+        ) else {
+            break;
+        };
+        if b.verify(rest, pos).is_ok() {
+            raw.clear();
+            let stored = &rest[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + b.stored_len as usize];
+            if let Some(codec) = codec_by_id(b.codec) {
+                if codec.decode(stored, b.raw_len as usize, &mut raw).is_ok() {
+                    assert_eq!(raw.len(), b.raw_len as usize);
+                    for e in Entries::new(&raw, at as u64) {
+                        if e.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        at += b.total_len() as usize;
+    }
 }
 
 /// `SegmentHeader::decode` of the input; it looks at the first 4096 bytes only, and what decodes

@@ -115,7 +115,7 @@ impl Db {
         if lsn > ringlog_format::MAX_ID {
             return Err(Error::IdSpaceExhausted("LSN"));
         }
-        let txn_id = self.next_txn_id.load(Ordering::Relaxed);
+        let txn_id = shared.next_txn_id.load(Ordering::Relaxed);
         if has_log && txn_id > ringlog_format::MAX_ID {
             return Err(Error::IdSpaceExhausted("transaction id"));
         }
@@ -124,7 +124,7 @@ impl Db {
         let mut wait_durable = mode == Durability::Strict;
         if has_log {
             // Commits are serialised by the state lock held here.
-            let txn_id = self.next_txn_id.fetch_add(1, Ordering::Relaxed);
+            let txn_id = shared.next_txn_id.fetch_add(1, Ordering::Relaxed);
             let lease = shared.lease_due(&mut st, lsn);
             shared.append(&mut st, ops, lsn, txn_id, system, lease);
             if !shared.lease_covers(&mut st, lsn) {
@@ -165,6 +165,9 @@ impl Db {
         shared.visible.publish(lsn, strict, &shared.durable_lsn);
         if trim {
             self.request_trim();
+        }
+        if crate::checkpointer::due(shared) {
+            self.request_checkpoint();
         }
         if wait_durable {
             shared.await_durable(lsn).map_err(Error::Poisoned)?;

@@ -45,7 +45,6 @@ pub struct Db {
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
     pub(crate) dir: Option<PathBuf>,
     pub(crate) recovery: RecoveryStats,
-    pub(crate) next_txn_id: std::sync::atomic::AtomicU64,
     pub(crate) max_value_len: usize,
     pub(crate) max_txn_bytes: usize,
     pub(crate) direct_io: bool,
@@ -92,6 +91,10 @@ impl DbBuilder {
         vfs(vfs: Arc<dyn Vfs>);
         /// Sets [`Options::trim_threshold`].
         trim_threshold(versions: usize);
+        /// Sets [`Options::checkpoint_bytes`].
+        checkpoint_bytes(bytes: u64);
+        /// Sets [`Options::codec`].
+        codec(codec: crate::BlockCodec);
         /// Sets [`Options::lease_span`].
         lease_span(lsns: u64);
     }
@@ -183,7 +186,6 @@ impl Db {
             vfs: None,
             dir: None,
             recovery: RecoveryStats::default(),
-            next_txn_id: 1.into(),
             max_value_len: usize::MAX,
             max_txn_bytes: usize::MAX,
             direct_io: false,
@@ -524,29 +526,7 @@ impl Db {
             return Ok(());
         }
         self.start_log_thread()?;
-        let mut st = self.shared.state.lock();
-        if self.durable_lsn() >= lsn {
-            return Ok(());
-        }
-        if st.closing && st.poisoned.is_none() {
-            return Err(Error::Closed);
-        }
-        self.shared.request_sync(&mut st, lsn);
-        loop {
-            if self.durable_lsn() >= lsn {
-                return Ok(());
-            }
-            if let Some(e) = &st.poisoned {
-                return Err(Error::Poisoned(e.clone()));
-            }
-            // Closing, and `lsn` was never committed: it never will be.
-            if st.closing && lsn >= st.next_lsn {
-                return Err(Error::Closed);
-            }
-            self.shared
-                .will_block(ringlog_uring::BlockReason::WaitDurable);
-            self.shared.durable_cv.wait(&mut st);
-        }
+        self.shared.wait_durable(lsn)
     }
 
     /// Makes every commit so far durable.
@@ -640,6 +620,15 @@ impl Db {
                 log::error!("the history trimmer panicked");
             }
         }
+        // Everything is durable: as the closing lease does for the log, lower the MANIFEST's LSN
+        // floor to the last LSN, so the next run continues from there.
+        let result = result.and_then(|()| match self.shared.ckpt.get() {
+            Some(c) => {
+                let last = self.shared.state.lock().next_lsn - 1;
+                crate::checkpointer::lower_lsn_floor(c, last)
+            }
+            None => Ok(()),
+        });
         self.lock.lock().take();
         result
     }

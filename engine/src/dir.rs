@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ringlog_format::{Manifest, MANIFEST_LEN};
+use ringlog_format::{Manifest, MANIFEST_LEN, MANIFEST_V2_LEN};
 use ringlog_uring::{EntryKind, FileLock, OpenOptions, Vfs};
 
 use crate::segment::now_ns;
@@ -114,7 +114,8 @@ pub(crate) fn effective_strategy(
     (strategy, reason)
 }
 
-pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
+/// Reads the MANIFEST of `dir`, or creates the one of a new database.
+pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path, codec: u32) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     if vfs
         .kind_of(&path)
@@ -127,20 +128,20 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> 
         let size = file
             .size()
             .map_err(|e| Error::io("stat manifest", path.clone(), e))?;
-        if size != MANIFEST_LEN as u64 {
+        if size != MANIFEST_LEN as u64 && size != MANIFEST_V2_LEN as u64 {
             return Err(Error::Corruption {
                 file: path,
                 offset: size.min(MANIFEST_LEN as u64),
                 reason: format!(
-                    "the MANIFEST is {size} bytes long; a ringlog MANIFEST is exactly {MANIFEST_LEN} bytes (cut short or overwritten)"
+                    "the MANIFEST is {size} bytes long; a ringlog MANIFEST is exactly {MANIFEST_LEN} bytes ({MANIFEST_V2_LEN} before format version 3): cut short or overwritten"
                 ),
             });
         }
-        let mut bytes = [0u8; MANIFEST_LEN];
+        let mut bytes = vec![0u8; size as usize];
         file.read_exact_at(&mut bytes, 0)
             .map_err(|e| Error::io("read manifest", path.clone(), e))?;
         return match Manifest::decode(&bytes) {
-            Ok(m) => Ok(m.epoch),
+            Ok(m) => Ok(m),
             Err(ringlog_format::DecodeError::UnsupportedVersion { version, .. }) => {
                 Err(Error::UnsupportedVersion {
                     path: dir.to_path_buf(),
@@ -163,9 +164,24 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> 
             }),
         };
     }
-    // A new database: write the manifest beside, sync, rename into place, sync the directory.
+    // A new database.
     let epoch = random_u64();
+    let m = Manifest {
+        codec,
+        ..Manifest::new(epoch, now_ns())
+    };
+    write_manifest(vfs, dir, &m)?;
+    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
+    Ok(m)
+}
+
+/// Replaces the MANIFEST of `dir` with `m`: written beside as `MANIFEST.tmp`, synced, renamed
+/// over the old one, then the directory synced. A crash at any point leaves the old MANIFEST or
+/// the new one in force, never a mix; the `.tmp` leftover is rewritten by the next update.
+pub(crate) fn write_manifest(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> Result<()> {
+    let path = dir.join(MANIFEST);
     let tmp = dir.join(MANIFEST_TMP);
+    let bytes = m.encode();
     let file = vfs
         .open(
             &tmp,
@@ -178,7 +194,7 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> 
         .map_err(|e| Error::io("create manifest", tmp.clone(), e))?;
     file.set_len(0)
         .map_err(|e| Error::io("truncate manifest", tmp.clone(), e))?;
-    file.write_all_at(&Manifest::new(epoch, now_ns()).encode(), 0)
+    file.write_all_at(&bytes, 0)
         .map_err(|e| Error::io("write manifest", tmp.clone(), e))?;
     file.sync_all()
         .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
@@ -187,8 +203,9 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<u64> 
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
     failpoint!("manifest::before_dir_sync");
-    vfs.sync_dir(dir)
-        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
-    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
-    Ok(epoch)
+    if !crate::hooks::skip_manifest_dir_sync() {
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    }
+    Ok(())
 }

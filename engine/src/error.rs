@@ -100,6 +100,16 @@ pub enum Error {
         /// The newest visible LSN.
         visible: u64,
     },
+    /// The database's checkpoint blocks are stored with another codec than
+    /// [`crate::Options::codec`] asks for (or one this build does not have).
+    CodecMismatch {
+        /// The database directory.
+        path: PathBuf,
+        /// The codec id its MANIFEST records.
+        found: u32,
+        /// The codec id the options ask for.
+        requested: u32,
+    },
 }
 
 impl Error {
@@ -173,6 +183,11 @@ impl fmt::Display for Error {
             Error::NotYetVisible { requested, visible } => write!(
                 f,
                 "LSN {requested} is not visible yet (the newest visible LSN is {visible})"
+            ),
+            Error::CodecMismatch { path, found, requested } => write!(
+                f,
+                "{} stores checkpoint blocks with codec {found}; the options ask for codec {requested} (open it with the codec it was created with)",
+                path.display()
             ),
         }
     }

@@ -38,6 +38,7 @@ pub mod failpoints {
     pub const POINTS: &[&str] = &[
         "manifest::before_rename",
         "manifest::before_dir_sync",
+        "open::before_remove_leftover",
         "recovery::before_remove_unfinished_segment",
         "recovery::before_quarantine",
         "open::after_recovery",
@@ -50,6 +51,11 @@ pub mod failpoints {
         "log::after_batch_durable",
         "log::after_durable_published",
         "log::mid_rotation",
+        "checkpoint::write",
+        "checkpoint::before_sync",
+        "checkpoint::before_rename",
+        "compaction::before_delete_segment",
+        "compaction::before_delete_checkpoint",
     ];
 
     static ARMED: AtomicBool = AtomicBool::new(false);
@@ -158,11 +164,23 @@ pub mod bugs {
         /// The key index of point reads keeps a key's first node instead of its newest: reads
         /// of the newest state (and at versions) return an older version.
         StaleKeyIndex,
+        /// Compaction deletes the segments below a checkpoint before the MANIFEST that drops
+        /// them is durable: a crash leaves a MANIFEST that still needs them.
+        DeleteSegmentsBeforeManifest,
+        /// A checkpoint is renamed into place and named by the MANIFEST without its fdatasync.
+        CheckpointWithoutSync,
+        /// A checkpoint drops every tombstone, also one whose key has older versions kept: a
+        /// read at the tombstone's LSN finds the older version again (a resurrected delete).
+        CheckpointDropsTombstones,
+        /// The MANIFEST is renamed into place without the directory fsync after it.
+        SkipManifestDirSync,
+        /// Open ignores the MANIFEST's trim floor: the floor moves backwards after a restart.
+        TrimFloorBackwards,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 15] = [
+        pub const ALL: [Bug; 20] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -178,6 +196,11 @@ pub mod bugs {
             Bug::PublishStrictBeforeDurable,
             Bug::TrimIgnoresSnapshots,
             Bug::StaleKeyIndex,
+            Bug::DeleteSegmentsBeforeManifest,
+            Bug::CheckpointWithoutSync,
+            Bug::CheckpointDropsTombstones,
+            Bug::SkipManifestDirSync,
+            Bug::TrimFloorBackwards,
         ];
 
         fn bit(self) -> u32 {
@@ -362,4 +385,32 @@ pub(crate) fn stale_key_index() -> bool {
         return true;
     }
     false
+}
+
+/// Defines a hook that is `false` unless the named planted bug is armed.
+macro_rules! bug_hook {
+    ($($(#[doc = $doc:literal])* $name:ident => $bug:ident;)*) => {$(
+        $(#[doc = $doc])*
+        #[inline(always)]
+        pub(crate) fn $name() -> bool {
+            #[cfg(feature = "planted-bugs")]
+            if bugs::armed(bugs::Bug::$bug) {
+                return true;
+            }
+            false
+        }
+    )*};
+}
+
+bug_hook! {
+    /// Whether compaction deletes segments before the MANIFEST update that drops them.
+    delete_segments_before_manifest => DeleteSegmentsBeforeManifest;
+    /// Whether a checkpoint skips its fdatasync.
+    checkpoint_skips_sync => CheckpointWithoutSync;
+    /// Whether a checkpoint drops every tombstone.
+    checkpoint_drops_tombstones => CheckpointDropsTombstones;
+    /// Whether a MANIFEST update skips the directory fsync.
+    skip_manifest_dir_sync => SkipManifestDirSync;
+    /// Whether open ignores the MANIFEST's trim floor.
+    trim_floor_backwards => TrimFloorBackwards;
 }

@@ -92,6 +92,8 @@
 
 #[macro_use]
 mod hooks;
+mod checkpoint;
+mod checkpointer;
 mod commit;
 mod db;
 mod dir;
@@ -110,6 +112,7 @@ mod stats;
 mod trimmer;
 mod txn;
 
+pub use checkpointer::CheckpointInfo;
 pub use db::{Db, DbBuilder};
 pub use error::{Error, Result};
 #[cfg(feature = "planted-bugs")]
@@ -122,8 +125,8 @@ pub use index::retention::Retention;
 pub use index::scan::Scan;
 pub use index::{Lsn, Value};
 pub use options::{
-    Durability, IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy, Vfs, MAX_SEGMENT_SIZE,
-    MIN_SEGMENT_SIZE,
+    BlockCodec, Durability, IoChoice, Options, Preallocate, RecoveryMode, SyncStrategy, Vfs,
+    MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE,
 };
 pub use recovery::RecoveryStats;
 pub use ringlog_format::MAX_KEY_LEN;

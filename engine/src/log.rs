@@ -138,6 +138,10 @@ pub(crate) struct Shared {
     pub(crate) run_id: u64,
     /// The disk: the clock the timers read and the blocking hints go to (none in memory).
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
+    /// Checkpoints and the MANIFEST (set at open for a database with a directory).
+    pub(crate) ckpt: OnceLock<crate::checkpointer::Checkpoints>,
+    /// The next transaction id (record framing; serialised by the log mutex).
+    pub(crate) next_txn_id: AtomicU64,
 }
 
 impl Shared {
@@ -177,6 +181,8 @@ impl Shared {
                 lease_durable: next_lsn - 1,
                 leased: false,
             }),
+            ckpt: OnceLock::new(),
+            next_txn_id: AtomicU64::new(1),
             versions,
             visible: Visibility::new(visible, next_lsn),
             durable_cv: Condvar::new(),
@@ -318,6 +324,45 @@ impl Shared {
         st.leased = true;
         st.leases_pending.push_back((bound, lsn));
         Some(bound)
+    }
+
+    /// Waits until the log is durable through `lsn`, asking the (running) log thread for a sync.
+    pub(crate) fn wait_durable(&self, lsn: Lsn) -> crate::Result<()> {
+        let durable = || self.durable_lsn.load(Ordering::Acquire);
+        let mut st = self.state.lock();
+        if durable() >= lsn {
+            return Ok(());
+        }
+        if st.closing && st.poisoned.is_none() {
+            return Err(crate::Error::Closed);
+        }
+        self.request_sync(&mut st, lsn);
+        loop {
+            if durable() >= lsn {
+                return Ok(());
+            }
+            if let Some(e) = &st.poisoned {
+                return Err(crate::Error::Poisoned(e.clone()));
+            }
+            // Closing, and `lsn` was never committed: it never will be.
+            if st.closing && lsn >= st.next_lsn {
+                return Err(crate::Error::Closed);
+            }
+            self.will_block(ringlog_uring::BlockReason::WaitDurable);
+            self.durable_cv.wait(&mut st);
+        }
+    }
+
+    /// The highest transaction id handed out so far (0 if none).
+    pub(crate) fn last_txn_id(&self) -> u64 {
+        self.next_txn_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
+    /// (its lease, or the last assigned LSN) and the segment being appended to.
+    pub(crate) fn checkpoint_floors(&self) -> (Lsn, u64) {
+        let st = self.state.lock();
+        (st.lease_appended.max(st.next_lsn - 1), st.seg_id)
     }
 
     /// Whether `lsn` may be returned to a caller before its commit is durable: a durable lease

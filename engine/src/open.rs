@@ -11,7 +11,7 @@ use ringlog_uring::{OpenOptions, Vfs};
 use crate::db::{Db, LogThread};
 use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
 use crate::index::retention::RetentionState;
-use crate::index::{Gen, Versions};
+use crate::index::{Gen, Lsn, Versions};
 use crate::log::{Active, LogConfig, Shared};
 use crate::options::{Durability, Preallocate, MAX_ALIGN};
 use crate::recovery::recover;
@@ -56,8 +56,18 @@ impl Db {
         );
         let lock = prepare_dir(&*vfs, &dir)?;
         let (strategy, strategy_reason) = effective_strategy(&*vfs, &dir, opts.sync_strategy);
-        let epoch = read_or_create_manifest(&*vfs, &dir)?;
-        let mut recovered = recover(&*vfs, &dir, epoch, opts.recovery)?;
+        let codec = ringlog_format::codec_by_id(opts.codec.id())
+            .expect("every BlockCodec of this build is a format codec");
+        let manifest = read_or_create_manifest(&*vfs, &dir, codec.id())?;
+        let epoch = manifest.epoch;
+        if manifest.codec != codec.id() {
+            return Err(Error::CodecMismatch {
+                path: dir.clone(),
+                found: manifest.codec,
+                requested: codec.id(),
+            });
+        }
+        let mut recovered = recover(&*vfs, &dir, &manifest, opts.recovery)?;
         failpoint!("open::after_recovery");
         let stats = recovered.stats.clone();
         log::info!(
@@ -137,7 +147,9 @@ impl Db {
                 (Active { id: t.id, file }, t.valid_end)
             }
             tail => {
-                let (prev_id, prev_end) = tail.map(|t| (t.id, t.valid_end)).unwrap_or((0, 0));
+                let (prev_id, prev_end) = tail
+                    .map(|t| (t.id, t.valid_end))
+                    .unwrap_or((manifest.first_segment.saturating_sub(1), 0));
                 if let Some(t) = tail {
                     reopen_tail(t.id, false)?;
                 }
@@ -167,7 +179,7 @@ impl Db {
             lease_span: opts.lease_span,
         };
         let max_txn_bytes = opts.max_txn_bytes();
-        let versions = recovered_versions(&mut recovered, opts.trim_threshold);
+        let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
         let shared = Arc::new(Shared::new(
             versions,
             recovered.stats.last_lsn.min(max_lsn),
@@ -179,6 +191,24 @@ impl Db {
         if let Some(prev_end) = pending_create {
             shared.state.lock().defer_rotation(prev_end);
         }
+        shared.next_txn_id.store(
+            recovered.max_txn_id.max(manifest.txn_floor) + 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let appended = shared
+            .counters
+            .bytes_appended
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let _ = shared.ckpt.set(crate::checkpointer::Checkpoints {
+            dir: dir.clone(),
+            vfs: vfs.clone(),
+            codec,
+            manifest: Mutex::new(manifest),
+            every_bytes: opts.checkpoint_bytes,
+            bytes_at_last: appended.into(),
+            taken: 0.into(),
+            segments_deleted: 0.into(),
+        });
         Ok(Db {
             shared,
             durability: opts.durability,
@@ -189,7 +219,6 @@ impl Db {
             vfs: Some(vfs),
             dir: Some(dir),
             recovery: stats,
-            next_txn_id: (recovered.max_txn_id + 1).into(),
             max_value_len: opts.max_value_len(0),
             max_txn_bytes,
             direct_io,
@@ -200,7 +229,11 @@ impl Db {
 
 /// The first generation of the index, built from what recovery loaded, with the retention policy
 /// the log ends with and the trim floor it implies at restart (docs/DURABILITY.md, "Retention").
-fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usize) -> Versions {
+fn recovered_versions(
+    recovered: &mut crate::recovery::Recovered,
+    threshold: usize,
+    manifest_floor: Lsn,
+) -> Versions {
     let last = recovered.stats.last_lsn;
     let (policy, recorded) = recovered.retention;
     let mut state = RetentionState::new(policy);
@@ -208,7 +241,11 @@ fn recovered_versions(recovered: &mut crate::recovery::Recovered, threshold: usi
         state.sample(t, lsn);
     }
     // After a restart no snapshot is live, and nothing below the recovered state can be read.
-    let floor = state.trim_floor(now_ns(), last, recorded);
+    // The MANIFEST's floor too: it never moves backwards, across restarts either.
+    let mut floor = state.trim_floor(now_ns(), last, recorded);
+    if !crate::hooks::trim_floor_backwards() {
+        floor = floor.max(manifest_floor.min(last));
+    }
     let plan = state.plan(floor, last);
     let versions = std::mem::take(&mut recovered.versions);
     let (list, garbage, marked) = crate::loader::build(versions, plan);

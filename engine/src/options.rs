@@ -134,6 +134,37 @@ pub struct Options {
     /// writes a lease before handing out LSNs beyond the previous one, and the next run starts
     /// above the last lease. Default 65,536; at least 2.
     pub lease_span: u64,
+    /// Bytes of log appended after which the database writes a checkpoint and compacts the log
+    /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
+    /// background checkpoints off (explicit ones still work). At least 1 MiB.
+    pub checkpoint_bytes: u64,
+    /// How checkpoint blocks are stored. Recorded in the MANIFEST when the database is created;
+    /// opening it with another codec is [`crate::Error::CodecMismatch`]. Default
+    /// [`BlockCodec::Identity`].
+    pub codec: BlockCodec,
+}
+
+/// How checkpoint blocks are stored ([`Options::codec`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlockCodec {
+    /// As they are.
+    #[default]
+    Identity,
+    /// LZ4 block compression (cargo feature `lz4`).
+    #[cfg(feature = "lz4")]
+    Lz4,
+}
+
+impl BlockCodec {
+    /// The codec's id, as recorded in the MANIFEST and in every checkpoint block.
+    pub fn id(self) -> u32 {
+        match self {
+            BlockCodec::Identity => 0,
+            #[cfg(feature = "lz4")]
+            BlockCodec::Lz4 => 1,
+        }
+    }
 }
 
 impl Default for Options {
@@ -149,6 +180,8 @@ impl Default for Options {
             vfs: None,
             trim_threshold: 1 << 16,
             lease_span: 1 << 16,
+            checkpoint_bytes: 256 << 20,
+            codec: BlockCodec::Identity,
         }
     }
 }
@@ -166,6 +199,8 @@ impl fmt::Debug for Options {
             .field("vfs", &self.vfs.as_ref().map(|v| v.backend()))
             .field("trim_threshold", &self.trim_threshold)
             .field("lease_span", &self.lease_span)
+            .field("checkpoint_bytes", &self.checkpoint_bytes)
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -251,6 +286,18 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::checkpoint_bytes`].
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Options {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::codec`].
+    pub fn codec(mut self, codec: BlockCodec) -> Options {
+        self.codec = codec;
+        self
+    }
+
     /// Largest value a single put accepts with these options, for a key of `key_len` bytes.
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_txn_bytes()
@@ -284,6 +331,12 @@ impl Options {
             return Err(Error::InvalidOptions(format!(
                 "lease_span {} must be between 2 and 2^40",
                 self.lease_span
+            )));
+        }
+        if self.checkpoint_bytes < 1 << 20 {
+            return Err(Error::InvalidOptions(format!(
+                "checkpoint_bytes {} must be at least 1 MiB (u64::MAX: no background checkpoints)",
+                self.checkpoint_bytes
             )));
         }
         if let Durability::Buffered {

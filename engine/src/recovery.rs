@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record, find_later_batch, DecodeError, LaterBatch, Record, RecordKind, SegmentHeader,
-    SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, SEGMENT_HEADER_LEN,
+    decode_record, find_later_batch, DecodeError, LaterBatch, Manifest, Record, RecordKind,
+    SegmentHeader, SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
@@ -49,7 +49,15 @@ pub struct RecoveryStats {
     /// record of a later write batch (what tells a torn tail from corruption). Bounded by the
     /// segment's size: headers that fail cheap checks are never checksummed.
     pub damage_search_checksums: u64,
-    /// Time spent replaying.
+    /// Files removed at open as provable leftovers of an interrupted checkpoint or compaction
+    /// (each logged): checkpoint files the MANIFEST does not name, segments below its first
+    /// needed segment.
+    pub leftovers_removed: usize,
+    /// The LSN of the checkpoint recovery started from (0: none, the whole log was replayed).
+    pub checkpoint_lsn: Lsn,
+    /// Keys loaded from that checkpoint.
+    pub checkpoint_keys: u64,
+    /// Time spent recovering.
     pub duration: Duration,
 }
 
@@ -104,6 +112,8 @@ struct Applier {
     samples: Vec<(u64, Lsn)>,
     /// The bound of the last lease record, in log order.
     last_lease: Option<Lsn>,
+    /// The checkpoint's LSN: transactions at or below it are in the checkpoint, not replayed.
+    skip_through: Lsn,
 }
 
 impl Applier {
@@ -213,6 +223,10 @@ impl Applier {
         self.max_lsn = self.max_lsn.max(h.lsn);
         self.max_txn_id = self.max_txn_id.max(h.txn_id);
         self.max_run_id = self.max_run_id.max(h.run_id);
+        if h.lsn != 0 && h.lsn <= self.skip_through {
+            // In the checkpoint already (every record of a transaction carries its LSN).
+            return Ok(());
+        }
         let base = buf.as_ptr() as usize;
         let in_open = |open: &Option<OpenTxn>| {
             open.as_ref()
@@ -347,72 +361,48 @@ fn nonzero_span(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     Some((from + first, from + last + 1))
 }
 
-/// Replays the log in `dir`.
+/// Recovers the database in `dir` whose MANIFEST is `manifest`: removes the leftovers of
+/// interrupted segment creations, checkpoints and compactions, loads the checkpoint the MANIFEST
+/// names (if any), then replays the log after it.
 pub(crate) fn recover(
     vfs: &dyn Vfs,
     dir: &Path,
-    epoch: u64,
+    manifest: &Manifest,
     mode: RecoveryMode,
 ) -> Result<Recovered> {
     let started = Instant::now();
-    let names = vfs
-        .list_dir(dir)
-        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
-    let mut ids: Vec<u64> = Vec::new();
-    let mut unfinished: Vec<&String> = Vec::new();
-    for name in &names {
-        let (id, creating) = match (parse_segment_name(name), parse_creating_name(name)) {
-            (Some(id), _) => (id, false),
-            (None, Some(id)) => (id, true),
-            (None, None) => continue,
-        };
-        if id > MAX_ID {
-            return Err(corruption(
-                &dir.join(name),
-                0,
-                format!("segment id {id} in the file name is above the format's maximum {MAX_ID}"),
-            ));
-        }
-        if creating {
-            unfinished.push(name);
-        } else {
-            ids.push(id);
-        }
-    }
-    ids.sort_unstable();
-    let path_of = |id: u64| dir.join(segment_file_name(id));
+    let epoch = manifest.epoch;
+    let mut stats = RecoveryStats::default();
+    let mut ids = list_and_clean(vfs, dir, manifest, &mut stats)?;
     let mut app = Applier {
         index: Loader::default(),
         open: None,
-        last_applied: 0,
-        max_lsn: 0,
-        max_txn_id: 0,
-        max_run_id: 0,
-        stats: RecoveryStats::default(),
+        last_applied: manifest.checkpoint_lsn,
+        max_lsn: manifest.lsn_floor,
+        max_txn_id: manifest.txn_floor,
+        max_run_id: manifest.run_floor,
+        stats,
         retention: (Retention::Snapshots, 0),
         samples: Vec::new(),
         last_lease: None,
+        skip_through: manifest.checkpoint_lsn,
     };
-    // A segment is created as `<id>.log.tmp` and renamed to `<id>.log` only once its header is
-    // durable; records are written only after that. A `.tmp` file is therefore a creation that a
-    // crash cut short, never part of the log: remove it (and say so).
-    if !unfinished.is_empty() {
-        for name in unfinished {
-            let path = dir.join(name);
-            log::warn!(
-                "removing {}: a segment creation that did not finish (no record was ever written to it)",
-                path.display()
-            );
-            failpoint!("recovery::before_remove_unfinished_segment");
-            vfs.remove_file(&path)
-                .map_err(|e| Error::io("remove unfinished segment", path.clone(), e))?;
-            app.stats.torn_segments_removed += 1;
-        }
-        vfs.sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    if manifest.checkpoint_id != 0 {
+        seed_from_checkpoint(vfs, dir, manifest, &mut app)?;
     }
+    let path_of = |id: u64| dir.join(segment_file_name(id));
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
-    // Segment ids must be contiguous.
+    // Segment ids must be contiguous, from the first one the MANIFEST still needs.
+    if manifest.first_segment > 0 && ids.first().is_some_and(|&f| f > manifest.first_segment) {
+        return Err(corruption(
+            &path_of(manifest.first_segment),
+            0,
+            format!(
+                "segment {} is missing: the MANIFEST needs every segment from it on",
+                manifest.first_segment
+            ),
+        ));
+    }
     if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
         let missing = ids[gap] + 1;
         if !truncating {
@@ -628,6 +618,128 @@ pub(crate) fn recover(
         max_run_id: app.max_run_id,
         tail,
     })
+}
+
+/// Lists the segment ids of `dir` that recovery reads (sorted), after removing what no crash
+/// leaves in force: unfinished segment creations (`<id>.log.tmp`), segments below the MANIFEST's
+/// first needed one (a compaction deleted them after the MANIFEST update that dropped them, or
+/// was interrupted doing so), and checkpoint files other than the MANIFEST's (an interrupted
+/// checkpoint's, or the previous one whose deletion was interrupted). Each removal is logged
+/// first.
+fn list_and_clean(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    manifest: &Manifest,
+    stats: &mut RecoveryStats,
+) -> Result<Vec<u64>> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let mut ids: Vec<u64> = Vec::new();
+    let mut leftovers: Vec<(&String, &'static str)> = Vec::new();
+    for name in &names {
+        if let Some((id, tmp)) = crate::checkpoint::parse_name(name) {
+            if tmp || id != manifest.checkpoint_id {
+                leftovers.push((
+                    name,
+                    if tmp || id > manifest.checkpoint_id {
+                        "a checkpoint that did not finish (the MANIFEST never named it)"
+                    } else {
+                        "a checkpoint the MANIFEST replaced"
+                    },
+                ));
+            }
+            continue;
+        }
+        let (id, creating) = match (parse_segment_name(name), parse_creating_name(name)) {
+            (Some(id), _) => (id, false),
+            (None, Some(id)) => (id, true),
+            (None, None) => continue,
+        };
+        if id > MAX_ID {
+            return Err(corruption(
+                &dir.join(name),
+                0,
+                format!("segment id {id} in the file name is above the format's maximum {MAX_ID}"),
+            ));
+        }
+        if creating {
+            // A segment is created as `<id>.log.tmp` and renamed to `<id>.log` only once its
+            // header is durable; records are written only after that.
+            leftovers.push((
+                name,
+                "a segment creation that did not finish (no record was ever written to it)",
+            ));
+        } else if id < manifest.first_segment {
+            leftovers.push((
+                name,
+                "a segment below the checkpoint, no longer needed by the MANIFEST",
+            ));
+        } else {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    if !leftovers.is_empty() {
+        for (name, why) in leftovers {
+            let path = dir.join(name);
+            log::warn!("removing {}: {why}", path.display());
+            if name.ends_with(".log.tmp") {
+                failpoint!("recovery::before_remove_unfinished_segment");
+                stats.torn_segments_removed += 1;
+            } else {
+                failpoint!("open::before_remove_leftover");
+                stats.leftovers_removed += 1;
+            }
+            vfs.remove_file(&path)
+                .map_err(|e| Error::io("remove leftover", path.clone(), e))?;
+        }
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
+    }
+    Ok(ids)
+}
+
+/// Loads the MANIFEST's checkpoint into the applier: its retention policy, then every version it
+/// holds, as if replayed (the log after it is replayed next).
+fn seed_from_checkpoint(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    manifest: &Manifest,
+    app: &mut Applier,
+) -> Result<()> {
+    let loaded = crate::checkpoint::load(
+        vfs,
+        dir,
+        manifest.epoch,
+        manifest.checkpoint_id,
+        manifest.checkpoint_lsn,
+        manifest.checkpoint_len,
+    )?;
+    let (policy, floor) = loaded.retention;
+    let history = policy != Retention::Snapshots;
+    if history {
+        app.index.keep_versions();
+    }
+    app.retention = (policy, floor.max(manifest.trim_floor));
+    let mut prev: Option<&[u8]> = None;
+    for (key, lsn, value) in &loaded.versions {
+        // Without history, the newest version of each key (the first in list order) only.
+        let newest = prev != Some(&**key);
+        prev = Some(key);
+        if !history && !newest {
+            continue;
+        }
+        let op = match value {
+            Some(v) => OpRef::Put(key, v),
+            None => OpRef::Delete(key),
+        };
+        app.index.apply(op, *lsn, &[]);
+    }
+    app.index.end_segment(&[]);
+    app.stats.checkpoint_keys = loaded.keys;
+    app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
+    Ok(())
 }
 
 /// A valid record after `pos` that belongs to a write batch starting after `pos`, if any: proof

@@ -64,6 +64,12 @@ pub struct Stats {
     pub sync_strategy_reason: String,
     /// Whether a log failure has poisoned the database.
     pub poisoned: bool,
+    /// Checkpoints written since open ([`Db::checkpoint`] and background ones).
+    pub checkpoints: u64,
+    /// The LSN of the checkpoint the MANIFEST names (0: none).
+    pub checkpoint_lsn: Lsn,
+    /// Log segments deleted by compaction since open.
+    pub segments_deleted: u64,
 }
 
 impl Db {
@@ -103,6 +109,18 @@ impl Db {
             sync_strategy: strategy,
             sync_strategy_reason: reason,
             poisoned: shared.state.lock().poisoned.is_some(),
+            checkpoints: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.taken.load(Ordering::Relaxed)),
+            checkpoint_lsn: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.manifest.lock().checkpoint_lsn),
+            segments_deleted: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.segments_deleted.load(Ordering::Relaxed)),
         }
     }
 }

@@ -15,6 +15,16 @@ use crate::{Error, Result};
 impl Db {
     /// Wakes the history trimmer, starting it the first time.
     pub(crate) fn request_trim(&self) {
+        self.wake_background(false);
+    }
+
+    /// Asks the background thread for a checkpoint (see [`crate::Options::checkpoint_bytes`]).
+    pub(crate) fn request_checkpoint(&self) {
+        self.wake_background(true);
+    }
+
+    /// Wakes the background thread (trims and checkpoints), starting it the first time.
+    fn wake_background(&self, checkpoint: bool) {
         let mut t = self.trimmer.lock();
         if self.shared.closed.load(Ordering::Acquire) {
             return;
@@ -34,7 +44,11 @@ impl Db {
         }
         let v = &self.shared.versions;
         let mut sig = v.trim_lock.lock();
-        sig.requested = true;
+        if checkpoint {
+            sig.checkpoint = true;
+        } else {
+            sig.requested = true;
+        }
         v.trim_cv.notify_one();
     }
 
@@ -52,16 +66,23 @@ impl Db {
     }
 }
 
-/// The history trimmer's thread: runs a trim whenever one is requested (enough garbage), and
-/// periodically under a time-based policy, until the database closes.
+/// The background thread: runs a trim whenever one is requested (enough garbage), and
+/// periodically under a time-based policy, and a checkpoint whenever one is due, until the
+/// database closes.
 fn run_trimmer(shared: Arc<Shared>) {
     let v = &shared.versions;
     loop {
+        let mut checkpoint = false;
         {
             let mut sig = v.trim_lock.lock();
             loop {
                 if sig.closing {
                     return;
+                }
+                if sig.checkpoint {
+                    sig.checkpoint = false;
+                    checkpoint = true;
+                    break;
                 }
                 if sig.requested {
                     sig.requested = false;
@@ -83,6 +104,18 @@ fn run_trimmer(shared: Arc<Shared>) {
                     None => v.trim_cv.wait(&mut sig),
                 }
             }
+        }
+        if checkpoint {
+            if let Some(c) = shared.ckpt.get() {
+                // A failure (ENOSPC, say) leaves the previous checkpoint and the log in force:
+                // logged, and retried when the next one is due.
+                if let Err(e) =
+                    crate::checkpointer::run_checkpoint(&shared, c, |lsn| shared.wait_durable(lsn))
+                {
+                    log::warn!("background checkpoint failed: {e}");
+                }
+            }
+            continue;
         }
         let _one = v.trim_running.lock();
         if trim(&*shared).is_none() {

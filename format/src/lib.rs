@@ -1,7 +1,7 @@
 //! # ringlog-format
 //!
-//! The on-disk formats of [ringlog](https://docs.rs/ringlog): the manifest, the segment header and
-//! the record framing. This crate is pure — no I/O, no threads, no allocation on the decode path.
+//! The on-disk formats of [ringlog](https://docs.rs/ringlog): the manifest, the segment header,
+//! the record framing and checkpoint files (with their block codecs). This crate is pure — no I/O, no threads, no allocation on the decode path.
 //!
 //! * Every structure is a `#[repr(C)]` plain-old-data struct whose size and alignment are asserted
 //!   at compile time; integers are little-endian (the crate refuses to build on big-endian targets).
@@ -32,14 +32,24 @@ compile_error!(
 );
 
 mod buf;
+mod checkpoint;
+mod codec;
 mod error;
 mod manifest;
 mod record;
 mod segment;
 
 pub use buf::AlignedBuf;
+pub use checkpoint::{
+    encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Entries,
+    Entry, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_FOOTER_MAGIC, CHECKPOINT_HEADER_LEN,
+    CHECKPOINT_MAGIC, ENTRY_HEADER_LEN, ENTRY_SYSTEM, ENTRY_TOMBSTONE, ENTRY_USER, MAX_BLOCK_LEN,
+};
+#[cfg(feature = "lz4")]
+pub use codec::Lz4;
+pub use codec::{codec_by_id, Codec, Identity};
 pub use error::{DecodeError, EncodeError};
-pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC};
+pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC, MANIFEST_V2_LEN};
 pub use record::{
     decode_record, encode_padding, encode_record, encoded_len, find_later_batch, find_next_valid,
     LaterBatch, Record, RecordHeader, RecordKind, RecordSpec, SearchCost, SegmentPos, BATCH_ALIGN,
@@ -52,8 +62,9 @@ pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 /// segment header; a directory or segment of a version outside
 /// [`MIN_FORMAT_VERSION`]`..=FORMAT_VERSION` is refused. Version 2 added the Lease record kind
 /// and the system-key flag ([`FLAG_SYSTEM`]); version 1 files, which hold neither, are read as
-/// they are.
-pub const FORMAT_VERSION: u32 = 2;
+/// they are. Version 3 added the 128-byte manifest (checkpoint, first segment, floors, codec)
+/// and checkpoint files; its segments are laid out as version 2's.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Oldest on-disk format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;

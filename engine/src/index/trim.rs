@@ -30,6 +30,8 @@ use crate::skiplist::SkipList;
 pub(crate) struct TrimSignal {
     pub(crate) closing: bool,
     pub(crate) requested: bool,
+    /// A background checkpoint is due (the same thread runs it).
+    pub(crate) checkpoint: bool,
 }
 
 /// What a trim needs from the database around the index.

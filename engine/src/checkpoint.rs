@@ -1,0 +1,504 @@
+//! Checkpoint files: writing a consistent image of the index at one LSN, and loading one at open.
+//!
+//! A checkpoint at LSN V holds, in list order (key ascending, LSN descending), the versions at or
+//! below V that the retention policy keeps once no snapshot is live — what a trim capped at V
+//! would keep, and what a restart keeps: for each key, [`Plan::keep`] of its versions at or below
+//! V (with the [`TRIMMED_BELOW`] flag where a per-key policy dropped older ones); then a tombstone
+//! with nothing older kept is dropped (no older version of its key survives anywhere once the log
+//! below V is gone, so dropping it resurrects nothing). The retention policy in force is stored as
+//! a system entry first. Bytes: `docs/FORMAT.md` section 13.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ringlog_format::{
+    encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Codec,
+    Entries, Entry, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, ENTRY_SYSTEM,
+    ENTRY_USER,
+};
+use ringlog_uring::{OpenOptions, Vfs};
+
+use crate::index::retention::{Plan, Retention, RETENTION_KEY};
+use crate::index::{Gen, Lsn, TRIMMED_BELOW};
+use crate::loader::Version;
+use crate::{Error, Result};
+
+/// Raw bytes of entries gathered before a block is closed.
+const BLOCK_TARGET: usize = 64 << 10;
+/// Bytes of encoded blocks gathered before they are written.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// The file name of checkpoint `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("{id:020}.ckpt")
+}
+
+/// The name a checkpoint is written under until it is durable.
+pub(crate) fn tmp_name(id: u64) -> String {
+    format!("{id:020}.ckpt.tmp")
+}
+
+/// The id of a checkpoint file name (`<20 digits>.ckpt`), or of its temporary name when `tmp`.
+pub(crate) fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let (stem, tmp) = match name.strip_suffix(".ckpt.tmp") {
+        Some(s) => (s, true),
+        None => (name.strip_suffix(".ckpt")?, false),
+    };
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+        .map(|id| (id, tmp))
+}
+
+/// What a written checkpoint holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub(crate) len: u64,
+    pub(crate) entries: u64,
+    pub(crate) keys: u64,
+    /// The highest LSN of an entry flagged [`TRIMMED_BELOW`] (0 if none): the trim floor the
+    /// MANIFEST records covers it.
+    pub(crate) marked: Lsn,
+}
+
+/// Gathers entries into blocks and blocks into writes.
+struct Writer<'a> {
+    file: Box<dyn ringlog_uring::VFile>,
+    path: &'a Path,
+    epoch: u64,
+    id: u64,
+    codec: &'a dyn Codec,
+    raw: Vec<u8>,
+    raw_entries: u32,
+    out: Vec<u8>,
+    /// File offset of `out[0]`.
+    out_at: u64,
+    blocks: u64,
+    entries: u64,
+    keys: u64,
+}
+
+impl Writer<'_> {
+    fn push(&mut self, e: &Entry<'_>) -> Result<()> {
+        encode_entry(&mut self.raw, e);
+        self.raw_entries += 1;
+        self.entries += 1;
+        if self.raw.len() >= BLOCK_TARGET {
+            self.close_block()?;
+        }
+        Ok(())
+    }
+
+    fn close_block(&mut self) -> Result<()> {
+        if self.raw_entries == 0 {
+            return Ok(());
+        }
+        let pos = BlockPos {
+            epoch: self.epoch,
+            id: self.id,
+            offset: self.out_at + self.out.len() as u64,
+        };
+        encode_block(&mut self.out, &self.raw, self.raw_entries, self.codec, pos);
+        self.raw.clear();
+        self.raw_entries = 0;
+        self.blocks += 1;
+        if self.out.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        failpoint!("checkpoint::write");
+        self.file
+            .write_all_at(&self.out, self.out_at)
+            .map_err(|e| Error::io("write checkpoint", self.path.to_path_buf(), e))?;
+        self.out_at += self.out.len() as u64;
+        self.out.clear();
+        Ok(())
+    }
+}
+
+/// What to write: checkpoint `id` of the database of `epoch` at LSN `lsn`, keeping what `plan`
+/// keeps, with the retention policy and trim `floor` in force.
+pub(crate) struct Spec<'a> {
+    pub(crate) epoch: u64,
+    pub(crate) id: u64,
+    pub(crate) lsn: Lsn,
+    pub(crate) floor: Lsn,
+    pub(crate) retention: Retention,
+    pub(crate) plan: Plan,
+    pub(crate) codec: &'a dyn Codec,
+}
+
+/// Writes the checkpoint `spec` names from `gen` (which holds every version a snapshot at its
+/// LSN sees) as `<id>.ckpt.tmp`, syncs it and renames it `<id>.ckpt`. The caller makes the rename
+/// durable (the MANIFEST update syncs the directory) before it relies on the file.
+pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, spec: &Spec<'_>, gen: &Gen) -> Result<Written> {
+    assert!(
+        spec.floor <= spec.lsn,
+        "checkpoint floor {} above its LSN {}",
+        spec.floor,
+        spec.lsn
+    );
+    let tmp = dir.join(tmp_name(spec.id));
+    let file = vfs
+        .open(
+            &tmp,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .map_err(|e| Error::io("create checkpoint", tmp.clone(), e))?;
+    let written = match write_into(file, &tmp, spec, gen) {
+        Ok(w) => w,
+        Err(e) => {
+            // ENOSPC and friends: the previous checkpoint and the log stay in force; the partial
+            // file goes (an open would remove it too, as a leftover).
+            if let Err(rm) = vfs.remove_file(&tmp) {
+                log::warn!(
+                    "could not remove {} after a failed checkpoint: {rm}",
+                    tmp.display()
+                );
+            }
+            return Err(e);
+        }
+    };
+    failpoint!("checkpoint::before_rename");
+    let path = dir.join(file_name(spec.id));
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename checkpoint", path.clone(), e))?;
+    Ok(written)
+}
+
+fn write_into(
+    file: Box<dyn ringlog_uring::VFile>,
+    path: &Path,
+    spec: &Spec<'_>,
+    gen: &Gen,
+) -> Result<Written> {
+    let &Spec {
+        epoch,
+        id,
+        lsn,
+        floor,
+        retention,
+        plan,
+        codec,
+    } = spec;
+    file.set_len(0)
+        .map_err(|e| Error::io("truncate checkpoint", path.to_path_buf(), e))?;
+    let mut w = Writer {
+        file,
+        path,
+        epoch,
+        id,
+        codec,
+        raw: Vec::with_capacity(BLOCK_TARGET + 4096),
+        raw_entries: 0,
+        out: Vec::with_capacity(WRITE_CHUNK + BLOCK_TARGET),
+        out_at: 0,
+        blocks: 0,
+        entries: 0,
+        keys: 0,
+    };
+    w.out.extend_from_slice(
+        &CheckpointHeader::new(epoch, id, lsn, codec.id(), crate::segment::now_ns()).encode(),
+    );
+    // The retention policy, as a system entry: recovery starts from it.
+    let policy = retention.encode(floor);
+    w.push(&Entry {
+        kind: ENTRY_SYSTEM,
+        flags: 0,
+        lsn: lsn.max(1),
+        key: RETENTION_KEY,
+        value: Some(&policy),
+    })?;
+    let mut kept: Vec<(Lsn, Option<&[u8]>, u8)> = Vec::new();
+    let mut shape: Vec<(Lsn, bool)> = Vec::new();
+    let mut marked = 0;
+    let mut n = gen.list.first();
+    while let Some(first) = n {
+        let key = first.key();
+        kept.clear();
+        shape.clear();
+        let mut m = Some(first);
+        while let Some(node) = m.filter(|x| x.key() == key) {
+            if node.lsn() <= lsn {
+                kept.push((node.lsn(), node.value(), node.flags()));
+                shape.push((node.lsn(), node.value().is_none()));
+            }
+            m = node.next();
+        }
+        n = m;
+        let (keep, mark) = plan.keep(&shape);
+        kept.truncate(keep);
+        if let Some(last) = kept.last_mut() {
+            if mark {
+                last.2 |= TRIMMED_BELOW;
+            }
+            if last.2 & TRIMMED_BELOW != 0 {
+                marked = marked.max(last.0);
+            }
+        }
+        // A tombstone with nothing older kept resurrects nothing when dropped.
+        while kept.last().is_some_and(|v| v.1.is_none()) {
+            kept.pop();
+        }
+        if crate::hooks::checkpoint_drops_tombstones() {
+            kept.retain(|v| v.1.is_some());
+        }
+        if kept.is_empty() {
+            continue;
+        }
+        w.keys += 1;
+        for &(l, value, flags) in &kept {
+            w.push(&Entry {
+                kind: ENTRY_USER,
+                flags,
+                lsn: l,
+                key,
+                value,
+            })?;
+        }
+    }
+    w.close_block()?;
+    let footer = CheckpointFooter::new(
+        lsn,
+        id,
+        w.blocks,
+        w.entries,
+        w.keys,
+        w.out_at + w.out.len() as u64,
+    );
+    w.out.extend_from_slice(&footer.encode(epoch));
+    w.flush()?;
+    if !crate::hooks::checkpoint_skips_sync() {
+        failpoint!("checkpoint::before_sync");
+        w.file
+            .sync_data()
+            .map_err(|e| Error::io("sync checkpoint", path.to_path_buf(), e))?;
+    }
+    Ok(Written {
+        len: w.out_at,
+        entries: w.entries,
+        keys: w.keys,
+        marked,
+    })
+}
+
+/// What a checkpoint file holds, loaded.
+pub(crate) struct Loaded {
+    /// User versions, key ascending and LSN descending.
+    pub(crate) versions: Vec<Version>,
+    /// The retention policy and trim floor stored with it.
+    pub(crate) retention: (Retention, Lsn),
+    pub(crate) keys: u64,
+}
+
+/// Loads checkpoint `id` (`len` bytes, at `lsn`) of the database of `epoch`. Damage is
+/// [`Error::Corruption`] naming the file and offset: never skipped.
+pub(crate) fn load(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    epoch: u64,
+    id: u64,
+    lsn: Lsn,
+    len: u64,
+) -> Result<Loaded> {
+    let path = dir.join(file_name(id));
+    let corrupt = |offset: u64, reason: String| Error::Corruption {
+        file: path.clone(),
+        offset,
+        reason,
+    };
+    let file = vfs
+        .open(&path, OpenOptions::default())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => corrupt(
+                0,
+                "the MANIFEST names this checkpoint, but the file is missing".into(),
+            ),
+            _ => Error::io("open checkpoint", path.clone(), e),
+        })?;
+    let size = file
+        .size()
+        .map_err(|e| Error::io("stat checkpoint", path.clone(), e))?;
+    if size != len || len < (CHECKPOINT_HEADER_LEN + CHECKPOINT_FOOTER_LEN) as u64 {
+        return Err(corrupt(
+            size.min(len),
+            format!("the checkpoint is {size} bytes long; the MANIFEST recorded {len}"),
+        ));
+    }
+    let read = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| Error::io("read checkpoint", path.clone(), e))
+    };
+    let mut head = [0u8; CHECKPOINT_HEADER_LEN];
+    read(&mut head, 0)?;
+    let header = CheckpointHeader::decode(&head, epoch, id)
+        .map_err(|e| corrupt(e.offset(), format!("bad checkpoint header: {e}")))?;
+    if header.lsn != lsn {
+        return Err(corrupt(
+            32,
+            format!(
+                "the checkpoint holds LSN {}; the MANIFEST names LSN {lsn}",
+                header.lsn
+            ),
+        ));
+    }
+    let codec = ringlog_format::codec_by_id(header.codec).ok_or_else(|| {
+        corrupt(
+            40,
+            format!(
+                "the checkpoint's codec {} is not in this build",
+                header.codec
+            ),
+        )
+    })?;
+    let data_end = len - CHECKPOINT_FOOTER_LEN as u64;
+    let mut foot = [0u8; CHECKPOINT_FOOTER_LEN];
+    read(&mut foot, data_end)?;
+    let footer = CheckpointFooter::decode(&foot, data_end, epoch, &header)
+        .map_err(|e| corrupt(e.offset(), format!("bad checkpoint footer: {e}")))?;
+    let mut versions: Vec<Version> = Vec::new();
+    let mut retention = None;
+    let mut block = Vec::new();
+    let mut raw = Vec::new();
+    let (mut at, mut blocks, mut entries, mut keys) =
+        (CHECKPOINT_HEADER_LEN as u64, 0u64, 0u64, 0u64);
+    let mut prev: Option<(Arc<[u8]>, Lsn)> = None;
+    while at < data_end {
+        let pos = BlockPos {
+            epoch,
+            id,
+            offset: at,
+        };
+        let mut bh = [0u8; BLOCK_HEADER_LEN];
+        if data_end - at < BLOCK_HEADER_LEN as u64 {
+            return Err(corrupt(at, "a block header runs into the footer".into()));
+        }
+        read(&mut bh, at)?;
+        let h = BlockHeader::decode(&bh, pos, data_end - at - BLOCK_HEADER_LEN as u64)
+            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+        let total = h.total_len();
+        if total > data_end - at {
+            return Err(corrupt(at, "a block runs into the footer".into()));
+        }
+        block.resize(total as usize, 0);
+        read(&mut block, at)?;
+        h.verify(&block, pos)
+            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+        if h.codec != header.codec {
+            return Err(corrupt(
+                at,
+                "a block's codec differs from the file's".into(),
+            ));
+        }
+        raw.clear();
+        codec
+            .decode(
+                &block[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize],
+                h.raw_len as usize,
+                &mut raw,
+            )
+            .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
+        let mut in_block = 0u32;
+        for e in Entries::new(&raw, at) {
+            let e = e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
+            in_block += 1;
+            if e.lsn > lsn {
+                return Err(corrupt(
+                    at,
+                    format!("an entry of LSN {} above the checkpoint's {lsn}", e.lsn),
+                ));
+            }
+            if e.kind == ENTRY_SYSTEM {
+                if entries + u64::from(in_block) != 1 || e.key != RETENTION_KEY {
+                    return Err(corrupt(
+                        at,
+                        "a system entry other than the leading retention policy".into(),
+                    ));
+                }
+                retention = Some(e.value.and_then(Retention::decode).ok_or_else(|| {
+                    corrupt(at, "the retention policy entry does not decode".into())
+                })?);
+                continue;
+            }
+            // Invariant after decoding: list order, strictly (key ascending, LSN descending).
+            let ordered = match &prev {
+                None => true,
+                Some((k, l)) => match (**k).cmp(e.key) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => *l > e.lsn,
+                    std::cmp::Ordering::Greater => false,
+                },
+            };
+            if !ordered {
+                return Err(corrupt(at, "checkpoint entries out of order".into()));
+            }
+            let key: Arc<[u8]> = match &prev {
+                Some((k, _)) if **k == *e.key => k.clone(),
+                _ => {
+                    keys += 1;
+                    Arc::from(e.key)
+                }
+            };
+            prev = Some((key.clone(), e.lsn));
+            versions.push((key, e.lsn, e.value.map(Arc::from)));
+        }
+        if in_block != h.entries {
+            return Err(corrupt(
+                at,
+                format!(
+                    "the block holds {in_block} entries, its header says {}",
+                    h.entries
+                ),
+            ));
+        }
+        entries += u64::from(in_block);
+        blocks += 1;
+        at += total;
+    }
+    if (blocks, entries, keys) != (footer.blocks, footer.entries, footer.keys) {
+        return Err(corrupt(
+            data_end,
+            format!(
+                "the footer counts {} blocks, {} entries, {} keys; the file holds {blocks}, {entries}, {keys}",
+                footer.blocks, footer.entries, footer.keys
+            ),
+        ));
+    }
+    let retention = retention.ok_or_else(|| {
+        corrupt(
+            CHECKPOINT_HEADER_LEN as u64,
+            "no retention policy entry".into(),
+        )
+    })?;
+    Ok(Loaded {
+        versions,
+        retention,
+        keys,
+    })
+}
+
+/// The path of checkpoint `id` in `dir`.
+pub(crate) fn path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(file_name(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(parse_name(&file_name(42)), Some((42, false)));
+        assert_eq!(parse_name(&tmp_name(42)), Some((42, true)));
+        assert_eq!(parse_name("42.ckpt"), None);
+        assert_eq!(parse_name("0000000000000000004x.ckpt"), None);
+        assert_eq!(parse_name("00000000000000000042.log"), None);
+    }
+}

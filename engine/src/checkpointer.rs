@@ -1,0 +1,306 @@
+//! Checkpoints, log compaction and online backup: the steps that change the MANIFEST.
+//!
+//! A checkpoint, in order (each step durable before the next one relies on it):
+//! 1. pin a snapshot at the visible LSN V and make the log durable through V, so the checkpoint
+//!    never holds what the log could lose;
+//! 2. write `<id>.ckpt.tmp` from the index generation (writers go on: the generation is
+//!    insert-only), fdatasync it, rename it `<id>.ckpt`;
+//! 3. replace the MANIFEST (temp file, fdatasync, rename, directory fsync) naming the checkpoint,
+//!    V, the first segment still needed (the first one holding an LSN above V), the trim floor
+//!    and the id floors;
+//! 4. only then delete the previous checkpoint and the segments below the first needed one.
+//!
+//! A crash before step 3 completes leaves the previous MANIFEST in force (the new file is a
+//! leftover open removes); a crash in step 4 leaves files open removes as leftovers.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use ringlog_format::{Codec, Manifest};
+use ringlog_uring::{OpenOptions, Vfs};
+
+use crate::db::Db;
+use crate::dir::write_manifest;
+use crate::index::Lsn;
+use crate::log::Shared;
+use crate::segment::{parse_segment_name, segment_file_name};
+use crate::{Error, Result};
+
+/// The checkpoint state of a database with a directory.
+pub(crate) struct Checkpoints {
+    pub(crate) dir: PathBuf,
+    pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) codec: &'static dyn Codec,
+    /// The MANIFEST in force. Held for a whole checkpoint: one at a time.
+    pub(crate) manifest: Mutex<Manifest>,
+    /// Log bytes appended that trigger a background checkpoint (`u64::MAX`: never).
+    pub(crate) every_bytes: u64,
+    /// `Counters::bytes_appended` when the last checkpoint started.
+    pub(crate) bytes_at_last: AtomicU64,
+    pub(crate) taken: AtomicU64,
+    pub(crate) segments_deleted: AtomicU64,
+}
+
+/// What one checkpoint did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointInfo {
+    /// The checkpoint's id (file `<id>.ckpt`); 0 when nothing was written because the previous
+    /// checkpoint is at the same LSN.
+    pub id: u64,
+    /// The LSN it holds the database at.
+    pub lsn: Lsn,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Versions it holds.
+    pub entries: u64,
+    /// Keys it holds.
+    pub keys: u64,
+    /// Log segments deleted because every record in them is below the checkpoint.
+    pub segments_deleted: u64,
+}
+
+impl Db {
+    /// Writes a checkpoint — a consistent image of every retained version at the newest visible
+    /// LSN — and compacts: once the MANIFEST naming it is durable, deletes the previous checkpoint
+    /// and every log segment wholly below it. The next open loads the checkpoint and replays only
+    /// the log after it. Writers go on meanwhile; one checkpoint runs at a time.
+    ///
+    /// The database also checkpoints on its own every [`crate::Options::checkpoint_bytes`] bytes
+    /// of log.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = ringlog_db::Db::open(dir.path(), ringlog_db::Options::default())?;
+    /// for i in 0..1000u32 {
+    ///     db.put(b"counter", &i.to_le_bytes())?;
+    /// }
+    /// let info = db.checkpoint()?;
+    /// assert_eq!(info.keys, 1);
+    /// drop(db);
+    /// let db = ringlog_db::Db::open(dir.path(), ringlog_db::Options::default())?;
+    /// assert_eq!(db.recovery_stats().checkpoint_lsn, info.lsn);
+    /// assert_eq!(db.get(b"counter")?.as_deref(), Some(&999u32.to_le_bytes()[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for an in-memory database; [`Error::Closed`]; [`Error::Poisoned`]
+    /// when the log cannot be made durable; [`Error::Io`] (e.g. ENOSPC) when a file cannot be
+    /// written — the previous checkpoint and the log stay in force and nothing acknowledged is
+    /// lost; the next attempt may succeed.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo> {
+        self.check_open()?;
+        let Some(c) = self.shared.ckpt.get() else {
+            return Err(Error::InvalidOptions(
+                "an in-memory database has no directory to checkpoint into".into(),
+            ));
+        };
+        // The log must be durable through the checkpoint's LSN: start its thread if needed.
+        self.start_log_thread()?;
+        run_checkpoint(&self.shared, c, |lsn| self.wait_durable(lsn))
+    }
+}
+
+/// Runs one checkpoint (see the module docs). `make_durable(lsn)` returns once the log is durable
+/// through `lsn`.
+pub(crate) fn run_checkpoint(
+    shared: &Shared,
+    c: &Checkpoints,
+    make_durable: impl FnOnce(Lsn) -> Result<()>,
+) -> Result<CheckpointInfo> {
+    let mut manifest = c.manifest.lock();
+    c.bytes_at_last.store(
+        shared.counters.bytes_appended.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
+    // 1. A snapshot at V keeps every version it sees from being trimmed while we read.
+    let lsn = shared.versions.pin(|| shared.visible.get());
+    let _unpin = Unpin(shared, lsn);
+    if lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0 {
+        return Ok(CheckpointInfo {
+            lsn,
+            ..CheckpointInfo::default()
+        });
+    }
+    make_durable(lsn)?;
+    let gen = shared.versions.current();
+    // What a trim capped at V would keep with no snapshot live: what a restart keeps.
+    let (retention, floor, plan) = {
+        let mut r = shared.versions.retention.lock();
+        let old = gen.floor().max(manifest.trim_floor).min(lsn);
+        let floor = r.trim_floor(crate::segment::now_ns(), lsn, old);
+        (r.policy, floor, r.plan(floor, lsn))
+    };
+    let id = manifest.checkpoint_id + 1;
+    // 2. The file.
+    let spec = crate::checkpoint::Spec {
+        epoch: manifest.epoch,
+        id,
+        lsn,
+        floor,
+        retention,
+        plan,
+        codec: c.codec,
+    };
+    let written = crate::checkpoint::write(&*c.vfs, &c.dir, &spec, &gen)?;
+    drop(gen);
+    // 3. The MANIFEST.
+    let (lsn_floor, active) = shared.checkpoint_floors();
+    let first_segment = first_needed_segment(&*c.vfs, &c.dir, manifest.first_segment, active, lsn)?;
+    let mut next = *manifest;
+    next.version = ringlog_format::FORMAT_VERSION;
+    next.seq += 1;
+    next.checkpoint_id = id;
+    next.checkpoint_lsn = lsn;
+    next.checkpoint_len = written.len;
+    next.first_segment = first_segment;
+    next.trim_floor = floor.max(written.marked).max(manifest.trim_floor);
+    next.lsn_floor = lsn_floor.max(manifest.lsn_floor).max(lsn);
+    next.txn_floor = manifest.txn_floor.max(shared.last_txn_id());
+    next.run_floor = manifest.run_floor.max(shared.run_id);
+    next.codec = c.codec.id();
+    let old = *manifest;
+    let doomed: Vec<u64> = (old.first_segment.max(1)..first_segment).collect();
+    if crate::hooks::delete_segments_before_manifest() {
+        delete_segments(&*c.vfs, &c.dir, &doomed);
+    }
+    write_manifest(&*c.vfs, &c.dir, &next)?;
+    *manifest = next;
+    // 4. Compaction: what the new MANIFEST no longer needs.
+    if old.checkpoint_id != 0 {
+        failpoint!("compaction::before_delete_checkpoint");
+        let path = crate::checkpoint::path(&c.dir, old.checkpoint_id);
+        if let Err(e) = c.vfs.remove_file(&path) {
+            log::warn!(
+                "could not delete the replaced checkpoint {}: {e}",
+                path.display()
+            );
+        }
+    }
+    let deleted = delete_segments(&*c.vfs, &c.dir, &doomed);
+    c.taken.fetch_add(1, Ordering::Relaxed);
+    c.segments_deleted.fetch_add(deleted, Ordering::Relaxed);
+    log::info!(
+        "checkpoint {id} at LSN {lsn}: {} keys, {} versions, {} bytes; {deleted} segments deleted",
+        written.keys,
+        written.entries - 1,
+        written.len
+    );
+    Ok(CheckpointInfo {
+        id,
+        lsn,
+        bytes: written.len,
+        // The retention policy's system entry is not a version.
+        entries: written.entries - 1,
+        keys: written.keys,
+        segments_deleted: deleted,
+    })
+}
+
+/// At a clean close, with every LSN up to `last` durable: lowers the MANIFEST's LSN floor (the
+/// lease a checkpoint recorded) to `last`, so that the next run continues from there rather than
+/// above the lease. Writes nothing when the floor is not above `last`.
+pub(crate) fn lower_lsn_floor(c: &Checkpoints, last: Lsn) -> Result<()> {
+    let mut m = c.manifest.lock();
+    let floor = last.max(m.checkpoint_lsn);
+    if m.lsn_floor <= floor {
+        return Ok(());
+    }
+    let mut next = *m;
+    next.seq += 1;
+    next.lsn_floor = floor;
+    write_manifest(&*c.vfs, &c.dir, &next)?;
+    *m = next;
+    Ok(())
+}
+
+/// Unpins a checkpoint's snapshot when dropped.
+struct Unpin<'a>(&'a Shared, Lsn);
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        self.0.versions.unpin(self.1);
+    }
+}
+
+/// Deletes segments `ids` (missing ones are fine: an earlier attempt got there). Returns how many
+/// it deleted. Failures are logged: open removes what is left as leftovers.
+fn delete_segments(vfs: &dyn Vfs, dir: &Path, ids: &[u64]) -> u64 {
+    let mut n = 0;
+    for &id in ids {
+        let path = dir.join(segment_file_name(id));
+        failpoint!("compaction::before_delete_segment");
+        match vfs.remove_file(&path) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("could not delete {}: {e}", path.display()),
+        }
+    }
+    n
+}
+
+/// The first segment holding an LSN above `lsn`: segment `s` is wholly at or below it when the
+/// segment after it was created with a base LSN at or below `lsn` (segment `s + 1`'s base LSN is
+/// the last LSN assigned before its first record). Never above the segment being appended to.
+fn first_needed_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    from: u64,
+    active: u64,
+    lsn: Lsn,
+) -> Result<u64> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_segment_name(n))
+        .filter(|&id| id >= from && id <= active)
+        .collect();
+    ids.sort_unstable();
+    let mut first = ids.first().copied().unwrap_or(active);
+    for w in ids.windows(2) {
+        if w[1] != w[0] + 1 {
+            break;
+        }
+        let path = dir.join(segment_file_name(w[1]));
+        let file = vfs
+            .open(&path, OpenOptions::default())
+            .map_err(|e| Error::io("open segment", path.clone(), e))?;
+        let mut head = [0u8; ringlog_format::SEGMENT_HEADER_LEN];
+        file.read_exact_at(&mut head, 0)
+            .map_err(|e| Error::io("read segment header", path.clone(), e))?;
+        let h = ringlog_format::SegmentHeader::decode(&head).map_err(|e| Error::Corruption {
+            file: path.clone(),
+            offset: e.offset(),
+            reason: format!("bad segment header: {e}"),
+        })?;
+        if h.base_lsn > lsn {
+            break;
+        }
+        first = w[1];
+    }
+    Ok(first.min(active))
+}
+
+/// Whether enough log was appended since the last checkpoint to start one in the background;
+/// true for one caller only (it claims the checkpoint by moving the mark).
+pub(crate) fn due(shared: &Shared) -> bool {
+    let Some(c) = shared.ckpt.get() else {
+        return false;
+    };
+    if c.every_bytes == u64::MAX {
+        return false;
+    }
+    let now = shared.counters.bytes_appended.load(Ordering::Relaxed);
+    let last = c.bytes_at_last.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= c.every_bytes
+        && c.bytes_at_last
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}

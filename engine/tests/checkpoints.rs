@@ -1,0 +1,504 @@
+//! Checkpoints, the MANIFEST, bounded recovery and compaction: snapshot–log equivalence on random
+//! histories (a database that checkpoints against a twin that replays its whole log), log
+//! truncation, leftovers removed at open, damage reported, the trim floor across restarts, disk
+//! full during a checkpoint, codecs, and background checkpoints.
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ringlog_db::io::{BackendInfo, EntryKind, FileLock, FsInfo, LogDriver, OpenOptions, VFile};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, Retention};
+
+fn key(n: u64) -> Vec<u8> {
+    format!("k{n:03}").into_bytes()
+}
+
+fn small(io: IoChoice, durability: Durability) -> Options {
+    opts(io, durability)
+        .segment_size(64 << 10)
+        .checkpoint_bytes(u64::MAX)
+}
+
+/// Every read the two databases answer, compared: each key's newest value and, at every LSN from
+/// the floor up, its value there (the same answer, `HistoryTrimmed` included).
+fn assert_same(a: &Db, b: &Db, nkeys: u64, ctx: &str) {
+    assert_eq!(a.last_lsn(), b.last_lsn(), "{ctx}: last LSN");
+    assert_eq!(scan(a), scan(b), "{ctx}: full scan");
+    let last = a.last_lsn();
+    let floor = a.stats().history_floor.max(b.stats().history_floor);
+    for n in 0..nkeys {
+        let k = key(n);
+        let got = |db: &Db| db.get(&k).unwrap().map(|v| (v.to_vec(), v.lsn()));
+        assert_eq!(got(a), got(b), "{ctx}: key {n}");
+        for lsn in floor.max(1)..=last {
+            let at = |db: &Db| {
+                db.get_at(&k, lsn)
+                    .map(|v| v.map(|v| (v.to_vec(), v.lsn())))
+                    .map_err(|e| e.to_string())
+            };
+            assert_eq!(at(a), at(b), "{ctx}: key {n} at LSN {lsn}");
+        }
+    }
+}
+
+/// Random histories: the same transactions go to `a` (which checkpoints at random moments and is
+/// reopened) and `b` (which never checkpoints: every open replays its whole log). After every
+/// reopen both answer every read the same, for each retention policy; `a`'s log stays short.
+fn equivalence(io: IoChoice, seed: u64, policy: Retention) {
+    let (da, db_) = (tempdir(), tempdir());
+    let o = small(io, Durability::Strict);
+    let mut a = open(da.path(), o.clone());
+    let mut b = open(db_.path(), o.clone());
+    if policy != Retention::Snapshots {
+        a.set_retention(policy).unwrap();
+        b.set_retention(policy).unwrap();
+    }
+    let mut rng = Rng::new(seed);
+    let nkeys = 12;
+    let mut checkpoints = 0;
+    for round in 0..6 {
+        for _ in 0..60 {
+            let n = 1 + rng.below(3);
+            let ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..n)
+                .map(|_| {
+                    let k = key(rng.below(nkeys));
+                    let v = (rng.below(4) != 0)
+                        .then(|| vec![b'a' + rng.below(26) as u8; 1 + rng.below(300) as usize]);
+                    (k, v)
+                })
+                .collect();
+            let (ta, tb) = (a.begin(), b.begin());
+            let apply = |mut t: ringlog_db::Txn<'_>| {
+                for (k, v) in &ops {
+                    match v {
+                        Some(v) => t.put(k, v),
+                        None => t.delete(k),
+                    }
+                    .unwrap();
+                }
+                t.commit().unwrap()
+            };
+            assert_eq!(
+                apply(ta),
+                apply(tb),
+                "seed {seed}: the twins assign the same LSNs"
+            );
+            if rng.below(40) == 0 {
+                a.checkpoint().unwrap();
+                checkpoints += 1;
+            }
+        }
+        if rng.below(2) == 0 {
+            let info = a.checkpoint().unwrap();
+            assert_eq!(info.lsn, a.last_lsn());
+            checkpoints += 1;
+        }
+        let ctx = format!("seed {seed} {policy:?} round {round}");
+        assert_same(&a, &b, nkeys, &format!("{ctx} before reopening"));
+        a.close().unwrap();
+        b.close().unwrap();
+        drop((a, b));
+        a = open(da.path(), o.clone());
+        b = open(db_.path(), o.clone());
+        assert_same(&a, &b, nkeys, &format!("{ctx} after reopening"));
+    }
+    assert!(checkpoints > 0);
+    assert!(a.recovery_stats().checkpoint_lsn > 0 || checkpoints == 0);
+}
+
+#[test]
+fn checkpoint_and_tail_equal_the_whole_log() {
+    on_each_path(|io| {
+        for seed in 1..=3 {
+            equivalence(io, seed, Retention::Snapshots);
+            equivalence(io, seed, Retention::All);
+            equivalence(
+                io,
+                seed,
+                Retention::LastVersions(NonZeroU32::new(2).unwrap()),
+            );
+        }
+    });
+}
+
+/// Every segment wholly below a checkpoint is deleted once the MANIFEST naming it is durable, and
+/// the next open replays only what follows it.
+#[test]
+fn checkpoints_truncate_the_log_and_bound_recovery() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = small(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        let value = vec![7u8; 1000];
+        for i in 0..400u64 {
+            db.put(&key(i % 20), &value).unwrap();
+        }
+        let segments = |p: &Path| {
+            std::fs::read_dir(p)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".log")
+                })
+                .count()
+        };
+        let before = segments(dir.path());
+        assert!(before > 4, "{before} segments");
+        let info = db.checkpoint().unwrap();
+        assert_eq!((info.keys, info.entries), (20, 20));
+        assert!(info.segments_deleted as usize >= before - 2, "{info:?}");
+        assert!(segments(dir.path()) <= 2);
+        // A second checkpoint at the same LSN writes nothing.
+        assert_eq!(db.checkpoint().unwrap().id, 0);
+        let tail = db.put(b"after", b"checkpoint").unwrap();
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o);
+        let r = db.recovery_stats();
+        assert_eq!(r.checkpoint_lsn, info.lsn);
+        assert_eq!(r.checkpoint_keys, 20);
+        assert_eq!(
+            r.transactions_applied, 1,
+            "only the tail is replayed: {r:?}"
+        );
+        assert_entry(&db, b"after", b"checkpoint", tail);
+        for i in 0..20 {
+            assert_eq!(db.get(&key(i)).unwrap().as_deref(), Some(&value[..]));
+        }
+        assert!(db.put(b"more", b"x").unwrap() > tail);
+    });
+}
+
+/// Files no MANIFEST names are removed at open when they are provably leftovers: an unfinished
+/// checkpoint, a checkpoint renamed but never named, the replaced one; segments below the first
+/// needed one.
+#[test]
+fn leftovers_of_interrupted_checkpoints_are_removed_at_open() {
+    let io = IoChoice::Portable;
+    let dir = tempdir();
+    let o = small(io, Durability::Strict);
+    let db = open(dir.path(), o.clone());
+    for i in 0..200u64 {
+        db.put(&key(i % 10), &[1u8; 1000]).unwrap();
+    }
+    let info = db.checkpoint().unwrap();
+    db.close().unwrap();
+    drop(db);
+    let p = dir.path();
+    let name = |id: u64, ext: &str| p.join(format!("{id:020}.{ext}"));
+    std::fs::write(name(info.id + 1, "ckpt.tmp"), b"half written").unwrap();
+    std::fs::write(name(info.id + 2, "ckpt"), b"never named").unwrap();
+    std::fs::write(name(info.id - 1, "ckpt"), b"replaced").unwrap();
+    std::fs::write(name(1, "log"), b"an old segment").unwrap();
+    let db = open(p, o);
+    assert_eq!(db.recovery_stats().leftovers_removed, 4);
+    for f in [
+        name(info.id + 1, "ckpt.tmp"),
+        name(info.id + 2, "ckpt"),
+        name(info.id - 1, "ckpt"),
+        name(1, "log"),
+    ] {
+        assert!(!f.exists(), "{} is still there", f.display());
+    }
+    assert!(name(info.id, "ckpt").exists());
+    assert_eq!(db.get(&key(3)).unwrap().as_deref(), Some(&[1u8; 1000][..]));
+}
+
+/// A damaged checkpoint is an error naming the file and offset, never skipped for an older state;
+/// a missing one too; a damaged MANIFEST names the MANIFEST.
+#[test]
+fn damaged_checkpoints_are_errors_naming_file_and_offset() {
+    let io = IoChoice::Portable;
+    let dir = tempdir();
+    let o = small(io, Durability::Strict);
+    let db = open(dir.path(), o.clone());
+    for i in 0..300u64 {
+        db.put(&key(i % 50), &[i as u8; 200]).unwrap();
+    }
+    let info = db.checkpoint().unwrap();
+    db.close().unwrap();
+    drop(db);
+    let path = dir.path().join(format!("{:020}.ckpt", info.id));
+    let original = std::fs::read(&path).unwrap();
+    for at in [10usize, 64 + 40, original.len() / 2, original.len() - 20] {
+        let mut bad = original.clone();
+        bad[at] ^= 0x40;
+        std::fs::write(&path, &bad).unwrap();
+        match Db::open(dir.path(), o.clone()) {
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert_eq!(file, path, "byte {at}");
+                assert!(offset <= at as u64, "byte {at}: reported at {offset}");
+            }
+            other => panic!("flipped byte {at}: {:?}", other.map(|_| ())),
+        }
+    }
+    std::fs::write(&path, &original[..original.len() - 1]).unwrap();
+    assert!(matches!(
+        Db::open(dir.path(), o.clone()),
+        Err(Error::Corruption { .. })
+    ));
+    std::fs::remove_file(&path).unwrap();
+    match Db::open(dir.path(), o.clone()) {
+        Err(Error::Corruption { file, reason, .. }) => {
+            assert_eq!(file, path);
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("missing checkpoint: {:?}", other.map(|_| ())),
+    }
+    std::fs::write(&path, &original).unwrap();
+    let db = open(dir.path(), o);
+    assert_eq!(
+        db.get(&key(49)).unwrap().as_deref(),
+        Some(&[299u64 as u8; 200][..])
+    );
+}
+
+/// The trim floor lives in the MANIFEST: `HistoryTrimmed` answers the same after a restart, and
+/// the floor never moves backwards.
+#[test]
+fn the_trim_floor_survives_restarts() {
+    let io = IoChoice::Portable;
+    let dir = tempdir();
+    let o = small(io, Durability::Strict);
+    let db = open(dir.path(), o.clone());
+    db.set_retention(Retention::LastVersions(NonZeroU32::new(1).unwrap()))
+        .unwrap();
+    let first = db.put(b"k", b"1").unwrap();
+    for i in 0..50u32 {
+        db.put(b"k", &i.to_le_bytes()).unwrap();
+    }
+    db.trim_history().unwrap();
+    db.checkpoint().unwrap();
+    let floor = db.stats().history_floor;
+    assert!(floor > first);
+    let answer = |db: &Db| {
+        format!(
+            "{:?}",
+            db.get_at(b"k", first).map(|v| v.map(|v| v.to_vec()))
+        )
+    };
+    let before = answer(&db);
+    assert!(before.contains("HistoryTrimmed"), "{before}");
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path(), o);
+    assert!(
+        db.stats().history_floor >= floor,
+        "the floor moved backwards"
+    );
+    assert_eq!(answer(&db), before);
+}
+
+/// A file system that reports ENOSPC for checkpoint writes while `full` is set.
+struct FullForCheckpoints {
+    inner: Arc<dyn ringlog_db::Vfs>,
+    full: Arc<AtomicBool>,
+}
+
+struct FailingFile {
+    inner: Box<dyn VFile>,
+    full: Arc<AtomicBool>,
+}
+
+impl VFile for FailingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<ringlog_db::io::Allocation> {
+        self.inner.allocate(len)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn direct_io(&self) -> Option<usize> {
+        self.inner.direct_io()
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.raw_fd()
+    }
+}
+
+impl ringlog_db::Vfs for FullForCheckpoints {
+    fn backend(&self) -> BackendInfo {
+        self.inner.backend()
+    }
+    fn log_driver(&self) -> std::io::Result<Box<dyn LogDriver>> {
+        self.inner.log_driver()
+    }
+    fn open(&self, path: &Path, opts: OpenOptions) -> std::io::Result<Box<dyn VFile>> {
+        let f = self.inner.open(path, opts)?;
+        if path.to_string_lossy().ends_with(".ckpt.tmp") {
+            return Ok(Box::new(FailingFile {
+                inner: f,
+                full: self.full.clone(),
+            }));
+        }
+        Ok(f)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn FileLock>> {
+        self.inner.lock(path)
+    }
+    fn filesystem(&self, path: &Path) -> std::io::Result<FsInfo> {
+        self.inner.filesystem(path)
+    }
+}
+
+/// ENOSPC while a checkpoint is written: a clear error, the database keeps serving from the
+/// previous checkpoint and the log, nothing acknowledged is lost, and the next attempt succeeds.
+#[test]
+fn disk_full_during_a_checkpoint_loses_nothing() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let full = Arc::new(AtomicBool::new(false));
+        let o = small(io, Durability::Strict).vfs(Arc::new(FullForCheckpoints {
+            inner: real_vfs(io),
+            full: full.clone(),
+        }));
+        let db = open(dir.path(), o.clone());
+        let mut acked = Vec::new();
+        for i in 0..100u64 {
+            acked.push((key(i), db.put(&key(i), &[i as u8; 500]).unwrap()));
+        }
+        let first = db.checkpoint().unwrap();
+        for i in 100..200u64 {
+            acked.push((key(i), db.put(&key(i), &[i as u8; 500]).unwrap()));
+        }
+        full.store(true, Ordering::SeqCst);
+        let err = db.checkpoint().unwrap_err();
+        assert!(is_enospc(&err), "{err}");
+        // Still serving, still committing.
+        acked.push((key(200), db.put(&key(200), &[200; 500]).unwrap()));
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp") && n.contains("ckpt"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o.clone());
+        assert_eq!(db.recovery_stats().checkpoint_lsn, first.lsn);
+        for (k, lsn) in &acked {
+            assert_eq!(db.get(k).unwrap().map(|v| v.lsn()), Some(*lsn));
+        }
+        full.store(false, Ordering::SeqCst);
+        let next = db.checkpoint().unwrap();
+        assert!(next.lsn > first.lsn);
+    });
+}
+
+/// The codec is recorded in the MANIFEST; opening with another one is a typed error.
+#[test]
+fn opening_with_another_codec_is_an_error() {
+    let dir = tempdir();
+    let o = small(IoChoice::Portable, Durability::Strict);
+    let db = open(dir.path(), o.clone());
+    db.put(b"k", b"v").unwrap();
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    drop(db);
+    #[cfg(feature = "lz4")]
+    match Db::open(dir.path(), o.clone().codec(ringlog_db::BlockCodec::Lz4)) {
+        Err(Error::CodecMismatch {
+            found, requested, ..
+        }) => assert_eq!((found, requested), (0, 1)),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // The MANIFEST's codec is checked even when the build lacks the codec asked for: damage the
+    // recorded codec instead.
+    let path = dir.path().join("MANIFEST");
+    let mut m = ringlog_format::Manifest::decode(&std::fs::read(&path).unwrap()).unwrap();
+    m.codec = 7;
+    std::fs::write(&path, m.encode()).unwrap();
+    match Db::open(dir.path(), o.clone()) {
+        Err(Error::CodecMismatch {
+            found, requested, ..
+        }) => assert_eq!((found, requested), (7, 0)),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+/// With the LZ4 codec, checkpoints are smaller and read back the same.
+#[cfg(feature = "lz4")]
+#[test]
+fn lz4_checkpoints_round_trip() {
+    let dir = tempdir();
+    let o = small(IoChoice::Portable, Durability::Strict).codec(ringlog_db::BlockCodec::Lz4);
+    let db = open(dir.path(), o.clone());
+    for i in 0..500u64 {
+        db.put(&key(i), &[b'x'; 400]).unwrap();
+    }
+    let info = db.checkpoint().unwrap();
+    assert!(info.bytes < 500 * 400 / 4, "{info:?}");
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path(), o);
+    assert_eq!(
+        db.get(&key(499)).unwrap().as_deref(),
+        Some(&[b'x'; 400][..])
+    );
+}
+
+/// Background checkpoints start once `checkpoint_bytes` of log were appended.
+#[test]
+fn background_checkpoints_follow_the_log() {
+    let dir = tempdir();
+    let o = opts(IoChoice::Portable, Durability::Strict)
+        .segment_size(256 << 10)
+        .checkpoint_bytes(1 << 20);
+    let db = open(dir.path(), o.clone());
+    let value = vec![3u8; 4000];
+    for i in 0..600u64 {
+        db.put(&key(i % 30), &value).unwrap();
+    }
+    eventually("a background checkpoint", Duration::from_secs(60), || {
+        db.stats().checkpoints > 0
+    });
+    db.close().unwrap();
+    drop(db);
+    let db = open(dir.path(), o);
+    assert!(db.recovery_stats().checkpoint_lsn > 0);
+    assert_eq!(db.get(&key(29)).unwrap().as_deref(), Some(&value[..]));
+}
