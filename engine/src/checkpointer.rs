@@ -128,27 +128,9 @@ pub(crate) fn run_checkpoint(
         });
     }
     make_durable(lsn)?;
-    let gen = shared.versions.current();
-    // What a trim capped at V would keep with no snapshot live: what a restart keeps.
-    let (retention, floor, plan) = {
-        let mut r = shared.versions.retention.lock();
-        let old = gen.floor().max(manifest.trim_floor).min(lsn);
-        let floor = r.trim_floor(crate::segment::now_ns(), lsn, old);
-        (r.policy, floor, r.plan(floor, lsn))
-    };
     let id = manifest.checkpoint_id + 1;
     // 2. The file.
-    let spec = crate::checkpoint::Spec {
-        epoch: manifest.epoch,
-        id,
-        lsn,
-        floor,
-        retention,
-        plan,
-        codec: c.codec,
-    };
-    let written = crate::checkpoint::write(&*c.vfs, &c.dir, &spec, &gen)?;
-    drop(gen);
+    let (written, floor) = write_image(shared, c, &manifest, &c.dir, id, lsn)?;
     // 3. The MANIFEST.
     let (lsn_floor, active) = shared.checkpoint_floors();
     let first_segment = first_needed_segment(&*c.vfs, &c.dir, manifest.first_segment, active, lsn)?;
@@ -200,6 +182,122 @@ pub(crate) fn run_checkpoint(
         keys: written.keys,
         segments_deleted: deleted,
     })
+}
+
+/// Writes checkpoint `id` at `lsn` (pinned and durable) into `dir` from the current index
+/// generation: what a trim capped at `lsn` keeps with no snapshot live, which is what a restart
+/// keeps. Returns it and the trim floor it was written with.
+fn write_image(
+    shared: &Shared,
+    c: &Checkpoints,
+    manifest: &Manifest,
+    dir: &Path,
+    id: u64,
+    lsn: Lsn,
+) -> Result<(crate::checkpoint::Written, Lsn)> {
+    let gen = shared.versions.current();
+    let (retention, floor, plan) = {
+        let mut r = shared.versions.retention.lock();
+        let old = gen.floor().max(manifest.trim_floor).min(lsn);
+        let floor = r.trim_floor(crate::segment::now_ns(), lsn, old);
+        (r.policy, floor, r.plan(floor, lsn))
+    };
+    let spec = crate::checkpoint::Spec {
+        epoch: manifest.epoch,
+        id,
+        lsn,
+        floor,
+        retention,
+        plan,
+        codec: c.codec,
+    };
+    let written = crate::checkpoint::write(&*c.vfs, dir, &spec, &gen)?;
+    Ok((written, floor))
+}
+
+impl Db {
+    /// Writes a consistent copy of this live database into directory `dest` (created if missing;
+    /// it must be empty): a MANIFEST and one checkpoint at the newest visible LSN B, holding every
+    /// version the retention policy keeps. The copy opens as a normal database with the state
+    /// this one had at B (its next LSNs start above every LSN this one had handed out). Writers
+    /// go on meanwhile; checkpoints of this database wait for the backup.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let (dir, copy) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    /// let db = ringlog_db::Db::open(dir.path(), ringlog_db::Options::default())?;
+    /// db.put(b"k", b"v")?;
+    /// let info = db.backup_to(copy.path().join("backup"))?;
+    /// let restored = ringlog_db::Db::open(copy.path().join("backup"), ringlog_db::Options::default())?;
+    /// assert_eq!(restored.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert_eq!(restored.last_lsn(), info.lsn);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for an in-memory database or a `dest` that is not an empty
+    /// directory; [`Error::Io`] when it cannot be written (the copy is then incomplete: its
+    /// MANIFEST is written last, so it never opens as a database); as [`Db::checkpoint`].
+    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<CheckpointInfo> {
+        self.check_open()?;
+        let dest = dest.as_ref();
+        let Some(c) = self.shared.ckpt.get() else {
+            return Err(Error::InvalidOptions(
+                "an in-memory database has no files to back up".into(),
+            ));
+        };
+        c.vfs
+            .create_dir_all(dest)
+            .map_err(|e| Error::io("create backup directory", dest.to_path_buf(), e))?;
+        let present = c
+            .vfs
+            .list_dir(dest)
+            .map_err(|e| Error::io("list backup directory", dest.to_path_buf(), e))?;
+        if !present.is_empty() {
+            return Err(Error::InvalidOptions(format!(
+                "backup directory {} is not empty",
+                dest.display()
+            )));
+        }
+        self.start_log_thread()?;
+        let shared = &*self.shared;
+        let manifest = c.manifest.lock();
+        let lsn = shared.versions.pin(|| shared.visible.get());
+        let _unpin = Unpin(shared, lsn);
+        self.wait_durable(lsn)?;
+        let (written, floor) = write_image(shared, c, &manifest, dest, 1, lsn)?;
+        let (lsn_floor, _) = shared.checkpoint_floors();
+        let copy = Manifest {
+            seq: 0,
+            checkpoint_id: 1,
+            checkpoint_lsn: lsn,
+            checkpoint_len: written.len,
+            first_segment: 1,
+            trim_floor: floor.max(written.marked).max(manifest.trim_floor),
+            lsn_floor: lsn_floor.max(manifest.lsn_floor).max(lsn),
+            txn_floor: manifest.txn_floor.max(shared.last_txn_id()),
+            run_floor: manifest.run_floor.max(shared.run_id),
+            codec: c.codec.id(),
+            version: ringlog_format::FORMAT_VERSION,
+            ..*manifest
+        };
+        write_manifest(&*c.vfs, dest, &copy)?;
+        log::info!(
+            "backed up {} versions of {} keys at LSN {lsn} to {}",
+            written.entries - 1,
+            written.keys,
+            dest.display()
+        );
+        Ok(CheckpointInfo {
+            id: 1,
+            lsn,
+            bytes: written.len,
+            entries: written.entries - 1,
+            keys: written.keys,
+            segments_deleted: 0,
+        })
+    }
 }
 
 /// At a clean close, with every LSN up to `last` durable: lowers the MANIFEST's LSN floor (the
