@@ -412,9 +412,14 @@ pub(crate) fn recover(
                 format!("segment {missing} is missing while later segments exist"),
             ));
         }
-        quarantine(vfs, dir, &ids[gap + 1..], &mut app.stats)?;
-        ids.truncate(gap + 1);
-        app.stats.truncated_at = Some((path_of(missing), 0));
+        cut_log(
+            vfs,
+            dir,
+            &mut ids,
+            gap + 1,
+            (path_of(missing), 0),
+            &mut app.stats,
+        )?;
     }
     let mut headers = Vec::with_capacity(ids.len());
     for &id in &ids {
@@ -429,37 +434,27 @@ pub(crate) fn recover(
         let id = ids[i];
         let path = path_of(id);
         let header = match &headers[i] {
-            Ok(h) => *h,
-            Err(e) => {
-                let err = corruption(&path, e.offset(), format!("bad segment header: {e}"));
+            Ok(h) if h.segment_id == id && h.epoch == epoch => *h,
+            bad => {
+                let err = match bad {
+                    Err(e) => corruption(&path, e.offset(), format!("bad segment header: {e}")),
+                    Ok(h) => corruption(
+                        &path,
+                        0,
+                        format!(
+                            "segment header names segment {} of epoch {:#x}: the file belongs elsewhere",
+                            h.segment_id, h.epoch
+                        ),
+                    ),
+                };
                 if !truncating {
                     return Err(err);
                 }
                 log::warn!("truncating the log before {}: {err}", path.display());
-                quarantine(vfs, dir, &ids[i..], &mut app.stats)?;
-                app.stats.truncated_at = Some((path, 0));
-                ids.truncate(i);
+                cut_log(vfs, dir, &mut ids, i, (path, 0), &mut app.stats)?;
                 break;
             }
         };
-        if header.segment_id != id || header.epoch != epoch {
-            let err = corruption(
-                &path,
-                0,
-                format!(
-                    "segment header names segment {} of epoch {:#x}: the file belongs elsewhere",
-                    header.segment_id, header.epoch
-                ),
-            );
-            if !truncating {
-                return Err(err);
-            }
-            log::warn!("truncating the log before {}: {err}", path.display());
-            quarantine(vfs, dir, &ids[i..], &mut app.stats)?;
-            app.stats.truncated_at = Some((path, 0));
-            ids.truncate(i);
-            break;
-        }
         // Where this segment must end: the next segment recorded it when it was created, after
         // this one was synced. Nothing past that end is ever read: a sealed segment's
         // preallocated rest is not part of the log.
@@ -472,53 +467,17 @@ pub(crate) fn recover(
         app.max_lsn = app.max_lsn.max(header.base_lsn);
         app.max_run_id = app.max_run_id.max(header.run_id);
         app.stats.segments += 1;
-        let mut pos = SEGMENT_HEADER_LEN;
-        // Why decoding stopped before the end, and whether that is certainly damage (a structure
-        // that passed its checksum but no engine wrote) rather than possibly a torn write.
-        let mut failure: Option<String> = None;
-        let mut certain = false;
-        loop {
-            if stop_at == Some(pos as u64) {
-                break;
-            }
-            if pos >= buf.len() {
-                if stop_at.is_some() {
-                    failure = Some(format!("the file ends at offset {pos}"));
-                }
-                break;
-            }
-            match decode_record(
-                buf,
-                pos,
-                SegmentPos {
-                    segment_id: id,
-                    epoch,
-                    offset: pos as u64,
-                },
-            ) {
-                Ok(rec) => {
-                    let end = pos + rec.encoded_len();
-                    if stop_at.is_some_and(|s| end as u64 > s) {
-                        failure =
-                            Some("record crosses the end recorded by the next segment".into());
-                        break;
-                    }
-                    if let Err(why) = app.feed(&rec, buf, &path) {
-                        failure = Some(why);
-                        break;
-                    }
-                    pos = end;
-                }
-                Err(e) => {
-                    certain = matches!(e, DecodeError::OutOfRange { .. });
-                    failure = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        #[cfg(feature = "planted-bugs")]
-        app.planted_apply_torn_commit(buf);
-        app.end_segment(buf);
+        let seg = SegmentRef {
+            id,
+            epoch,
+            path: &path,
+            stop_at,
+        };
+        let Scanned {
+            pos,
+            failure,
+            certain,
+        } = scan_segment(&mut app, buf, &seg);
         if failure.is_some() && stop_at.is_some() && truncating {
             // A truncating recovery cuts here: count the whole damaged rest of the file.
             bytes = read_segment(vfs, &path, &mut seg_buf, None)?;
@@ -534,28 +493,7 @@ pub(crate) fn recover(
             .as_ref()
             .filter(|_| garbage.is_some() || stop_at.is_some())
         {
-            // Damage at `pos`. Before the last segment, or with valid records of a later batch
-            // after it, it is corruption of synced data; inside the last batch it is a torn tail.
-            let later_batch = if stop_at.is_some() || certain {
-                LaterBatch::None
-            } else {
-                later_batch_record(buf, pos, id, epoch, &mut app.stats)
-            };
-            if stop_at.is_some() || certain || later_batch != LaterBatch::None {
-                let reason = match later_batch {
-                    LaterBatch::Found(rec) => format!(
-                        "{err}; a valid record of a later write batch follows at offset {}",
-                        rec.offset
-                    ),
-                    LaterBatch::Undecided => format!(
-                        "{err}; the bytes after it are full of record-like headers that no crash writes"
-                    ),
-                    LaterBatch::None if certain => err.clone(),
-                    LaterBatch::None => format!(
-                        "{err}; the segment ends before offset {} recorded by its successor",
-                        stop_at.unwrap_or(0)
-                    ),
-                };
+            if let Some(reason) = classify_damage(buf, pos, err, certain, &seg, &mut app.stats) {
                 if !truncating {
                     return Err(corruption(&path, pos as u64, reason));
                 }
@@ -563,9 +501,14 @@ pub(crate) fn recover(
                     "truncating the log at {} offset {pos}: {reason}",
                     path.display()
                 );
-                quarantine(vfs, dir, &ids[i + 1..], &mut app.stats)?;
-                app.stats.truncated_at = Some((path.clone(), pos as u64));
-                ids.truncate(i + 1);
+                cut_log(
+                    vfs,
+                    dir,
+                    &mut ids,
+                    i + 1,
+                    (path.clone(), pos as u64),
+                    &mut app.stats,
+                )?;
             }
         }
         if ids.len() == i + 1 {
@@ -739,6 +682,130 @@ fn seed_from_checkpoint(
     app.index.end_segment(&[]);
     app.stats.checkpoint_keys = loaded.keys;
     app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
+    Ok(())
+}
+
+/// The segment being replayed: what its records are bound to and where it must end.
+struct SegmentRef<'a> {
+    id: u64,
+    epoch: u64,
+    path: &'a Path,
+    /// The end its successor recorded (`None` for the last segment).
+    stop_at: Option<u64>,
+}
+
+/// Where decoding a segment stopped, and why if before its end.
+struct Scanned {
+    /// Offset just past the last valid record.
+    pos: usize,
+    /// Why decoding stopped before the end, if it did.
+    failure: Option<String>,
+    /// The failure is certainly damage (a structure that passed its checksum but no engine
+    /// wrote), never a torn write.
+    certain: bool,
+}
+
+/// Decodes and applies the records of one segment, `buf`, in order, until its end (the end its
+/// successor recorded) or the first record that does not decode or does not follow.
+fn scan_segment(app: &mut Applier, buf: &[u8], seg: &SegmentRef<'_>) -> Scanned {
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut failure = None;
+    let mut certain = false;
+    loop {
+        if seg.stop_at == Some(pos as u64) {
+            break;
+        }
+        if pos >= buf.len() {
+            if seg.stop_at.is_some() {
+                failure = Some(format!("the file ends at offset {pos}"));
+            }
+            break;
+        }
+        let at = SegmentPos {
+            segment_id: seg.id,
+            epoch: seg.epoch,
+            offset: pos as u64,
+        };
+        match decode_record(buf, pos, at) {
+            Ok(rec) => {
+                let end = pos + rec.encoded_len();
+                if seg.stop_at.is_some_and(|s| end as u64 > s) {
+                    failure = Some("record crosses the end recorded by the next segment".into());
+                    break;
+                }
+                if let Err(why) = app.feed(&rec, buf, seg.path) {
+                    failure = Some(why);
+                    break;
+                }
+                pos = end;
+            }
+            Err(e) => {
+                certain = matches!(e, DecodeError::OutOfRange { .. });
+                failure = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    #[cfg(feature = "planted-bugs")]
+    app.planted_apply_torn_commit(buf);
+    app.end_segment(buf);
+    Scanned {
+        pos,
+        failure,
+        certain,
+    }
+}
+
+/// Damage at `pos` (described by `err`): `Some(reason)` when it is mid-log corruption — before the
+/// last segment's end, certain, or followed by a record of a later write batch, which proves the
+/// damaged batch had been synced — and `None` when it is a torn tail (inside the last batch).
+fn classify_damage(
+    buf: &[u8],
+    pos: usize,
+    err: &str,
+    certain: bool,
+    seg: &SegmentRef<'_>,
+    stats: &mut RecoveryStats,
+) -> Option<String> {
+    let later_batch = if seg.stop_at.is_some() || certain {
+        LaterBatch::None
+    } else {
+        later_batch_record(buf, pos, seg.id, seg.epoch, stats)
+    };
+    if seg.stop_at.is_none() && !certain && later_batch == LaterBatch::None {
+        return None;
+    }
+    Some(match later_batch {
+        LaterBatch::Found(rec) => format!(
+            "{err}; a valid record of a later write batch follows at offset {}",
+            rec.offset
+        ),
+        LaterBatch::Undecided => {
+            format!(
+                "{err}; the bytes after it are full of record-like headers that no crash writes"
+            )
+        }
+        LaterBatch::None if certain => err.to_string(),
+        LaterBatch::None => format!(
+            "{err}; the segment ends before offset {} recorded by its successor",
+            seg.stop_at.unwrap_or(0)
+        ),
+    })
+}
+
+/// Cuts the log (a truncating recovery): keeps the first `keep` segments of `ids`, quarantines the
+/// rest, and records where the log was cut.
+fn cut_log(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    ids: &mut Vec<u64>,
+    keep: usize,
+    at: (PathBuf, u64),
+    stats: &mut RecoveryStats,
+) -> Result<()> {
+    quarantine(vfs, dir, &ids[keep..], stats)?;
+    ids.truncate(keep);
+    stats.truncated_at = Some(at);
     Ok(())
 }
 
