@@ -77,11 +77,22 @@
 //! Which old versions are kept is the [`Retention`] policy's call (by default: what live
 //! snapshots need); a read below what is kept fails with [`Error::HistoryTrimmed`], never with
 //! another version. LSNs are never handed out twice, across crashes too (`docs/DURABILITY.md`).
-
+//!
+//! ## Checkpoints, compaction and backup
+//!
+//! [`Db::checkpoint`] writes a consistent image of every retained version at the newest visible
+//! LSN, then deletes the previous checkpoint and every log segment wholly below it; an open loads
+//! the checkpoint and replays only the log after it, so space and restart time follow the live
+//! data, not the history. The database checkpoints on its own every
+//! [`Options::checkpoint_bytes`] of log. [`Db::backup_to`] writes a consistent copy of the live
+//! database into another directory. Reads can borrow instead of copy: [`Db::get_with`],
+//! [`Scan::next_with`].
+//!
 //! ## Cargo features
 //!
-//! None is needed to use the database; both exist for the project's crash-test runner and are
-//! inert until a test arms them at run time:
+//! None is needed to use the database. `lz4` adds LZ4 compression of checkpoint blocks
+//! ([`Options::codec`]). The other two exist for the project's crash-test runner and are inert
+//! until a test arms them at run time:
 //!
 //! * `failpoints`: named crash points (`failpoints::arm` kills the process at the n-th hit of
 //!   one);
