@@ -61,9 +61,10 @@ pub(crate) struct Written {
     pub(crate) marked: Lsn,
 }
 
-/// Gathers entries into blocks and blocks into writes.
+/// Gathers entries into blocks and blocks into writes, handed to the I/O layer's file writer
+/// (several in flight on the io_uring path).
 struct Writer<'a> {
-    file: Box<dyn ringlog_uring::VFile>,
+    fw: Box<dyn ringlog_uring::FileWriter + 'a>,
     path: &'a Path,
     epoch: u64,
     id: u64,
@@ -110,11 +111,15 @@ impl Writer<'_> {
 
     fn flush(&mut self) -> Result<()> {
         failpoint!("checkpoint::write");
-        self.file
-            .write_all_at(&self.out, self.out_at)
+        let full = std::mem::replace(
+            &mut self.out,
+            Vec::with_capacity(WRITE_CHUNK + BLOCK_TARGET),
+        );
+        let len = full.len() as u64;
+        self.fw
+            .write(full, self.out_at)
             .map_err(|e| Error::io("write checkpoint", self.path.to_path_buf(), e))?;
-        self.out_at += self.out.len() as u64;
-        self.out.clear();
+        self.out_at += len;
         Ok(())
     }
 }
@@ -152,7 +157,7 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, spec: &Spec<'_>, gen: &Gen) -> Re
             },
         )
         .map_err(|e| Error::io("create checkpoint", tmp.clone(), e))?;
-    let written = match write_into(file, &tmp, spec, gen) {
+    let written = match write_into(vfs, &*file, &tmp, spec, gen) {
         Ok(w) => w,
         Err(e) => {
             // ENOSPC and friends: the previous checkpoint and the log stay in force; the partial
@@ -174,7 +179,8 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, spec: &Spec<'_>, gen: &Gen) -> Re
 }
 
 fn write_into(
-    file: Box<dyn ringlog_uring::VFile>,
+    vfs: &dyn Vfs,
+    file: &dyn ringlog_uring::VFile,
     path: &Path,
     spec: &Spec<'_>,
     gen: &Gen,
@@ -191,7 +197,7 @@ fn write_into(
     file.set_len(0)
         .map_err(|e| Error::io("truncate checkpoint", path.to_path_buf(), e))?;
     let mut w = Writer {
-        file,
+        fw: vfs.file_writer(file),
         path,
         epoch,
         id,
@@ -275,12 +281,12 @@ fn write_into(
     );
     w.out.extend_from_slice(&footer.encode(epoch));
     w.flush()?;
-    if !crate::hooks::checkpoint_skips_sync() {
+    let sync = !crate::hooks::checkpoint_skips_sync();
+    if sync {
         failpoint!("checkpoint::before_sync");
-        w.file
-            .sync_data()
-            .map_err(|e| Error::io("sync checkpoint", path.to_path_buf(), e))?;
     }
+    w.fw.finish(sync)
+        .map_err(|e| Error::io("write and sync checkpoint", path.to_path_buf(), e))?;
     Ok(Written {
         len: w.out_at,
         entries: w.entries,

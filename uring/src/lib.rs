@@ -115,6 +115,69 @@ pub enum Allocation {
 /// A file's bytes shared without a copy: see [`VFile::shared_contents`].
 pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
+/// Writes one file in large pieces, possibly several at once, then makes it durable. Obtained from
+/// [`Vfs::file_writer`]. Nothing written is known durable before [`FileWriter::finish`] returns
+/// with `sync`.
+pub trait FileWriter {
+    /// Queues `buf` to be written at `offset`. May return before the write completes; may block
+    /// until an earlier one does.
+    ///
+    /// # Errors
+    ///
+    /// The error of this write or of an earlier one (the writer then stays failed).
+    fn write(&mut self, buf: Vec<u8>, offset: u64) -> io::Result<()>;
+    /// Waits until every queued write completed, then `fdatasync`s the file when `sync`.
+    ///
+    /// # Errors
+    ///
+    /// The first error of any write, or of the sync.
+    fn finish(&mut self, sync: bool) -> io::Result<()>;
+}
+
+/// The portable [`FileWriter`]: every write completes before `write` returns.
+pub struct SyncFileWriter<'a> {
+    file: &'a dyn VFile,
+    /// The first error (kind and message): the writer stays failed.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl<'a> SyncFileWriter<'a> {
+    /// A writer of `file`.
+    pub fn new(file: &'a dyn VFile) -> SyncFileWriter<'a> {
+        SyncFileWriter { file, failed: None }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn note(&mut self, r: io::Result<()>) -> io::Result<()> {
+        if let Err(e) = &r {
+            self.failed.get_or_insert_with(|| (e.kind(), e.to_string()));
+        }
+        r
+    }
+}
+
+impl FileWriter for SyncFileWriter<'_> {
+    fn write(&mut self, buf: Vec<u8>, offset: u64) -> io::Result<()> {
+        self.check()?;
+        let r = self.file.write_all_at(&buf, offset);
+        self.note(r)
+    }
+    fn finish(&mut self, sync: bool) -> io::Result<()> {
+        self.check()?;
+        if sync {
+            let r = self.file.sync_data();
+            self.note(r)?;
+        }
+        Ok(())
+    }
+}
+
 /// One open file. Implementations must be usable from several threads at once (positional I/O).
 pub trait VFile: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
@@ -247,6 +310,12 @@ pub trait LogDriver: Send {
 pub trait Vfs: Send + Sync + 'static {
     /// Which backend this is and why it was chosen.
     fn backend(&self) -> BackendInfo;
+    /// A writer for one large file written in sequential pieces (a checkpoint): the io_uring
+    /// backend keeps several writes in flight on a ring of its own; the default writes each piece
+    /// before returning ([`SyncFileWriter`]).
+    fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn FileWriter + 'a> {
+        Box::new(SyncFileWriter::new(file))
+    }
     /// Opens (or creates) a file.
     ///
     /// # Errors

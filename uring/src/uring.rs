@@ -29,7 +29,8 @@ use parking_lot::Mutex;
 
 use crate::posix::PosixFs;
 use crate::{
-    warn_once, BackendInfo, BackendKind, LogDriver, PosixDriver, SyncStrategy, VFile, Vfs, Waker,
+    warn_once, BackendInfo, BackendKind, FileWriter, LogDriver, PosixDriver, SyncFileWriter,
+    SyncStrategy, VFile, Vfs, Waker,
 };
 
 /// Submission queue size of a driver's ring. A commit step pushes at most 2 SQEs (write + fsync),
@@ -255,6 +256,16 @@ impl Vfs for UringVfs {
         }
     }
     crate::forward_fs_ops!(fs);
+    fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn FileWriter + 'a> {
+        match file.raw_fd().map(|fd| RingWriter::new(fd, file)) {
+            Some(Ok(w)) => Box::new(w),
+            Some(Err(e)) => {
+                log::debug!("no ring for a file writer ({e}): writing synchronously");
+                Box::new(SyncFileWriter::new(file))
+            }
+            None => Box::new(SyncFileWriter::new(file)),
+        }
+    }
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         match UringDriver::create() {
             Ok(driver) => Ok(Box::new(driver)),
@@ -1084,6 +1095,201 @@ impl Drop for UringDriver {
                 return;
             }
             self.reap(None);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RingWriter: a file written in large pieces with several in flight
+// ---------------------------------------------------------------------------------------------
+
+/// Writes in flight at once.
+const WRITER_DEPTH: usize = 4;
+/// `user_data` of the final fdatasync.
+const WRITER_SYNC: u64 = u64::MAX;
+
+/// A [`FileWriter`] on a small ring of its own: up to [`WRITER_DEPTH`] writes in flight, so the
+/// caller prepares the next piece while the kernel writes the previous ones; then one
+/// `Fsync(DATASYNC)` once every write completed (an fdatasync covers only writes that completed
+/// before it was issued, so it is submitted after the last completion, not linked).
+struct RingWriter<'a> {
+    ring: IoUring,
+    fd: RawFd,
+    /// The file `fd` belongs to (kept borrowed so the descriptor stays open), and the path for
+    /// finishing a short or interrupted write synchronously.
+    file: &'a dyn VFile,
+    /// Buffers of the writes in flight, by slot (the slot is the SQE's `user_data`), with their
+    /// offsets. A buffer stays here until its completion is reaped: the kernel reads it until
+    /// then.
+    slots: [Option<(Vec<u8>, u64)>; WRITER_DEPTH],
+    in_flight: usize,
+    /// The first error; the writer stays failed.
+    failed: Option<io::Error>,
+}
+
+impl<'a> RingWriter<'a> {
+    fn new(fd: RawFd, file: &'a dyn VFile) -> io::Result<RingWriter<'a>> {
+        Ok(RingWriter {
+            ring: IoUring::new(2 * WRITER_DEPTH as u32)?,
+            fd,
+            file,
+            slots: Default::default(),
+            in_flight: 0,
+            failed: None,
+        })
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if self.failed.is_none() {
+            self.failed = Some(e);
+        }
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for at least one completion and handles every completion available.
+    fn reap(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let done: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (ud, res) in done {
+            let Some((buf, offset)) = usize::try_from(ud)
+                .ok()
+                .and_then(|i| self.slots.get_mut(i))
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            self.in_flight -= 1;
+            let written = match res {
+                n if n >= 0 => n as usize,
+                e if e == -libc::EINTR || e == -libc::EAGAIN => 0,
+                e => {
+                    self.fail(io::Error::from_raw_os_error(-e));
+                    continue;
+                }
+            };
+            if written < buf.len() {
+                // A short or interrupted write: finish it here, synchronously.
+                if let Err(e) = self
+                    .file
+                    .write_all_at(&buf[written..], offset + written as u64)
+                {
+                    self.fail(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FileWriter for RingWriter<'_> {
+    fn write(&mut self, buf: Vec<u8>, offset: u64) -> io::Result<()> {
+        self.check()?;
+        if buf.len() > MAX_CHUNK {
+            // Larger than one SQE may carry: the synchronous path loops.
+            self.finish(false)?;
+            return self.file.write_all_at(&buf, offset);
+        }
+        while self.in_flight == WRITER_DEPTH {
+            self.reap()?;
+        }
+        self.check()?;
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .expect("fewer than WRITER_DEPTH writes in flight");
+        let (ptr, len) = (buf.as_ptr(), buf.len() as u32);
+        self.slots[slot] = Some((buf, offset));
+        let sqe = opcode::Write::new(types::Fd(self.fd), ptr, len)
+            .offset(offset)
+            .build()
+            .user_data(slot as u64);
+        // SAFETY: the buffer `ptr` points into is owned by `self.slots[slot]` (a heap allocation
+        // that moving the Vec does not move) and is neither dropped nor reused until this SQE's
+        // completion is reaped (`reap`, and `Drop` waits for every write in flight); `fd` stays
+        // open because `self.file` is borrowed for the writer's lifetime. The queue has room:
+        // at most WRITER_DEPTH writes plus one sync are ever queued in a ring of twice that.
+        unsafe {
+            self.ring
+                .submission()
+                .push(&sqe)
+                .map_err(|_| io::Error::other("file writer: submission queue full"))?;
+        }
+        self.in_flight += 1;
+        self.ring.submit()?;
+        Ok(())
+    }
+
+    fn finish(&mut self, sync: bool) -> io::Result<()> {
+        while self.in_flight > 0 {
+            self.reap()?;
+        }
+        self.check()?;
+        if !sync {
+            return Ok(());
+        }
+        let sqe = opcode::Fsync::new(types::Fd(self.fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(WRITER_SYNC);
+        // SAFETY: an fsync SQE references no memory; the ring is empty (every write reaped).
+        unsafe {
+            self.ring
+                .submission()
+                .push(&sqe)
+                .map_err(|_| io::Error::other("file writer: submission queue full"))?;
+        }
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let res = self
+            .ring
+            .completion()
+            .find(|c| c.user_data() == WRITER_SYNC)
+            .map(|c| c.result())
+            .ok_or_else(|| io::Error::other("file writer: the sync did not complete"))?;
+        if res < 0 {
+            let e = io::Error::from_raw_os_error(-res);
+            self.fail(io::Error::new(e.kind(), e.to_string()));
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RingWriter<'_> {
+    fn drop(&mut self) {
+        // The kernel may still read the buffers of writes in flight: wait for them.
+        while self.in_flight > 0 {
+            if self.reap().is_err() {
+                // The ring cannot be waited on: never free memory the kernel may still read.
+                for slot in &mut self.slots {
+                    if let Some((buf, _)) = slot.take() {
+                        std::mem::forget(buf);
+                    }
+                }
+                return;
+            }
         }
     }
 }
