@@ -9,7 +9,6 @@
 //! a system entry first. Bytes: `docs/FORMAT.md` section 13.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use ringlog_format::{
     encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Codec,
@@ -20,7 +19,6 @@ use ringlog_uring::{OpenOptions, Vfs};
 
 use crate::index::retention::{Plan, Retention, RETENTION_KEY};
 use crate::index::{Gen, Lsn, TRIMMED_BELOW};
-use crate::loader::Version;
 use crate::{Error, Result};
 
 /// Raw bytes of entries gathered before a block is closed.
@@ -295,25 +293,28 @@ fn write_into(
     })
 }
 
-/// What a checkpoint file holds, loaded.
-pub(crate) struct Loaded {
-    /// User versions, key ascending and LSN descending.
-    pub(crate) versions: Vec<Version>,
-    /// The retention policy and trim floor stored with it.
-    pub(crate) retention: (Retention, Lsn),
-    pub(crate) keys: u64,
+/// What loading a checkpoint passes on, in file order: the retention policy first, then every
+/// user version in list order (key ascending, LSN descending).
+pub(crate) enum Item<'a> {
+    /// The file's header and footer verified: it holds this many keys.
+    Start { keys: u64 },
+    /// The retention policy and trim floor stored with the checkpoint.
+    Retention(Retention, Lsn),
+    /// A user version (`value: None` for a tombstone) with its flags.
+    Version(&'a Entry<'a>),
 }
 
-/// Loads checkpoint `id` (`len` bytes, at `lsn`) of the database of `epoch`. Damage is
-/// [`Error::Corruption`] naming the file and offset: never skipped.
+/// Loads checkpoint `id` (`len` bytes, at `lsn`) of the database of `epoch`, passing what it
+/// holds to `sink` as it is verified and decoded; returns the number of keys. Damage is
+/// [`Error::Corruption`] naming the file and offset: never skipped (`sink` may have seen items
+/// before it; the open then fails).
 pub(crate) fn load(
     vfs: &dyn Vfs,
     dir: &Path,
-    epoch: u64,
-    id: u64,
-    lsn: Lsn,
-    len: u64,
-) -> Result<Loaded> {
+    at_lsn: (u64, u64, Lsn, u64),
+    sink: &mut dyn FnMut(Item<'_>),
+) -> Result<u64> {
+    let (epoch, id, lsn, len) = at_lsn;
     let path = dir.join(file_name(id));
     let corrupt = |offset: u64, reason: String| Error::Corruption {
         file: path.clone(),
@@ -369,13 +370,15 @@ pub(crate) fn load(
     read(&mut foot, data_end)?;
     let footer = CheckpointFooter::decode(&foot, data_end, epoch, &header)
         .map_err(|e| corrupt(e.offset(), format!("bad checkpoint footer: {e}")))?;
-    let mut versions: Vec<Version> = Vec::new();
-    let mut retention = None;
+    sink(Item::Start { keys: footer.keys });
+    let mut retention = false;
     let mut block = Vec::new();
     let mut raw = Vec::new();
     let (mut at, mut blocks, mut entries, mut keys) =
         (CHECKPOINT_HEADER_LEN as u64, 0u64, 0u64, 0u64);
-    let mut prev: Option<(Arc<[u8]>, Lsn)> = None;
+    // The previous entry's key (in a buffer reused from key to key) and LSN.
+    let mut prev_key: Vec<u8> = Vec::new();
+    let mut prev_lsn: Option<Lsn> = None;
     while at < data_end {
         let pos = BlockPos {
             epoch,
@@ -428,32 +431,34 @@ pub(crate) fn load(
                         "a system entry other than the leading retention policy".into(),
                     ));
                 }
-                retention = Some(e.value.and_then(Retention::decode).ok_or_else(|| {
+                let (policy, floor) = e.value.and_then(Retention::decode).ok_or_else(|| {
                     corrupt(at, "the retention policy entry does not decode".into())
-                })?);
+                })?;
+                sink(Item::Retention(policy, floor));
+                retention = true;
                 continue;
             }
+            if !retention {
+                return Err(corrupt(
+                    at,
+                    "no retention policy entry before the versions".into(),
+                ));
+            }
             // Invariant after decoding: list order, strictly (key ascending, LSN descending).
-            let ordered = match &prev {
-                None => true,
-                Some((k, l)) => match (**k).cmp(e.key) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Equal => *l > e.lsn,
-                    std::cmp::Ordering::Greater => false,
-                },
+            let order = match prev_lsn {
+                None => std::cmp::Ordering::Less,
+                Some(l) => prev_key.as_slice().cmp(e.key).then(e.lsn.cmp(&l)),
             };
-            if !ordered {
+            if order != std::cmp::Ordering::Less {
                 return Err(corrupt(at, "checkpoint entries out of order".into()));
             }
-            let key: Arc<[u8]> = match &prev {
-                Some((k, _)) if **k == *e.key => k.clone(),
-                _ => {
-                    keys += 1;
-                    Arc::from(e.key)
-                }
-            };
-            prev = Some((key.clone(), e.lsn));
-            versions.push((key, e.lsn, e.value.map(Arc::from)));
+            if prev_lsn.is_none() || prev_key.as_slice() != e.key {
+                keys += 1;
+                prev_key.clear();
+                prev_key.extend_from_slice(e.key);
+            }
+            prev_lsn = Some(e.lsn);
+            sink(Item::Version(&e));
         }
         if in_block != h.entries {
             return Err(corrupt(
@@ -477,17 +482,13 @@ pub(crate) fn load(
             ),
         ));
     }
-    let retention = retention.ok_or_else(|| {
-        corrupt(
+    if !retention {
+        return Err(corrupt(
             CHECKPOINT_HEADER_LEN as u64,
             "no retention policy entry".into(),
-        )
-    })?;
-    Ok(Loaded {
-        versions,
-        retention,
-        keys,
-    })
+        ));
+    }
+    Ok(keys)
 }
 
 /// The path of checkpoint `id` in `dir`.

@@ -209,7 +209,7 @@ impl Db {
             taken: 0.into(),
             segments_deleted: 0.into(),
         });
-        Ok(Db {
+        let db = Db {
             shared,
             durability: opts.durability,
             log_thread: Mutex::new(LogThread::NotStarted(active)),
@@ -223,7 +223,13 @@ impl Db {
             max_txn_bytes,
             direct_io,
             sync_strategy: Some((strategy, strategy_reason)),
-        })
+        };
+        if db.shared.versions.wants_trim() {
+            // A generation built from a checkpoint and the log after it holds what the restart's
+            // plan would have dropped: trim it in the background now.
+            db.request_trim();
+        }
+        Ok(db)
     }
 }
 
@@ -247,8 +253,12 @@ fn recovered_versions(
         floor = floor.max(manifest_floor.min(last));
     }
     let plan = state.plan(floor, last);
-    let versions = std::mem::take(&mut recovered.versions);
-    let (list, garbage, marked) = crate::loader::build(versions, plan);
+    let (list, garbage, marked) = match recovered.base.take() {
+        // Built from a checkpoint, the log's versions on top: what the plan would drop is
+        // garbage for the background trim (see `recovery::seed_from_checkpoint`).
+        Some(b) => (b.list, b.garbage, b.marked),
+        None => crate::loader::build(std::mem::take(&mut recovered.versions), plan),
+    };
     // A key's history trimmed below `marked` (LastVersions): the floor covers it (see trim.rs).
     let gen = Gen::new(list, floor.max(marked));
     let v = Versions::new(gen, state, threshold);

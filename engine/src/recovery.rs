@@ -10,11 +10,14 @@ use ringlog_format::{
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
+use crate::checkpoint::Item;
 use crate::index::retention::{Retention, RETENTION_KEY};
+use crate::index::TRIMMED_BELOW;
 use crate::index::{Lsn, OpRef};
 use crate::loader::{Loader, Version};
 use crate::options::RecoveryMode;
 use crate::segment::{parse_creating_name, parse_segment_name, read_segment, segment_file_name};
+use crate::skiplist::SkipList;
 use crate::{Error, Result};
 
 /// What recovery found and did when the database was opened.
@@ -76,6 +79,9 @@ pub(crate) struct Tail {
 }
 
 pub(crate) struct Recovered {
+    /// The first index generation as loaded from a checkpoint, if recovery built it directly;
+    /// `versions` then holds the log's versions after the checkpoint, to insert on top.
+    pub(crate) base: Option<Base>,
     /// Every loaded version, key ascending and LSN descending.
     pub(crate) versions: Vec<Version>,
     /// The retention policy the log ends with, and the trim floor its entries imply.
@@ -387,9 +393,11 @@ pub(crate) fn recover(
         last_lease: None,
         skip_through: manifest.checkpoint_lsn,
     };
-    if manifest.checkpoint_id != 0 {
-        seed_from_checkpoint(vfs, dir, manifest, &mut app)?;
-    }
+    let base = if manifest.checkpoint_id != 0 {
+        seed_from_checkpoint(vfs, dir, manifest, &mut app)?
+    } else {
+        None
+    };
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // Segment ids must be contiguous, from the first one the MANIFEST still needs.
@@ -542,16 +550,29 @@ pub(crate) fn recover(
         });
     }
     app.stats.last_lsn = app.last_applied;
-    let versions = app.index.finish();
-    // Live keys: those whose newest version is a put.
-    app.stats.keys = versions
-        .iter()
-        .enumerate()
-        .filter(|(i, v)| v.2.is_some() && (*i == 0 || versions[i - 1].0 != v.0))
-        .count();
+    let mut versions = app.index.finish();
+    let mut base = base;
+    if let Some(b) = &mut base {
+        // The log after the checkpoint, every operation a version, on top of it.
+        for (key, lsn, value) in versions.drain(..) {
+            let ins = b.list.insert(&key, lsn, value.as_deref(), 0);
+            if ins.older.is_some() || ins.newer_exists || value.is_none() {
+                b.garbage += 1;
+            }
+        }
+        app.stats.keys = b.list.live_keys();
+    } else {
+        // Live keys: those whose newest version is a put.
+        app.stats.keys = versions
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| v.2.is_some() && (*i == 0 || versions[i - 1].0 != v.0))
+            .count();
+    }
     app.stats.duration = started.elapsed();
     let max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
     Ok(Recovered {
+        base,
         versions,
         retention: app.retention,
         samples: app.samples,
@@ -643,46 +664,95 @@ fn list_and_clean(
     Ok(ids)
 }
 
-/// Loads the MANIFEST's checkpoint into the applier: its retention policy, then every version it
-/// holds, as if replayed (the log after it is replayed next).
+/// The first index generation, built straight from a checkpoint (see [`seed_from_checkpoint`]).
+pub(crate) struct Base {
+    pub(crate) list: SkipList,
+    /// Versions in it a trim may drop (superseded ones, tombstones).
+    pub(crate) garbage: usize,
+    /// The highest LSN of a version flagged as having older versions trimmed (0 if none).
+    pub(crate) marked: Lsn,
+}
+
+/// Loads the MANIFEST's checkpoint: its retention policy, then every version it holds.
+///
+/// Usually straight into the first index generation (`Some(Base)`), in list order without a
+/// search or a copy: the log after it is then replayed keeping every operation, and its versions
+/// are inserted on top; what a restart's plan would drop is left to the background trim (reads
+/// answer the same: the floor is computed as for a full replay). Under a per-key policy
+/// (`LastVersions`), whose restart plan moves the floor, the versions go through recovery's
+/// loader as if replayed, and the plan is applied when the generation is built (`None`).
 fn seed_from_checkpoint(
     vfs: &dyn Vfs,
     dir: &Path,
     manifest: &Manifest,
     app: &mut Applier,
-) -> Result<()> {
-    let loaded = crate::checkpoint::load(
+) -> Result<Option<Base>> {
+    let mut base: Option<Base> = None;
+    let mut keys_hint = 0;
+    let mut history = false;
+    let mut prev: Vec<u8> = Vec::new();
+    let mut first = true;
+    let trim_floor = manifest.trim_floor;
+    let keys = crate::checkpoint::load(
         vfs,
         dir,
-        manifest.epoch,
-        manifest.checkpoint_id,
-        manifest.checkpoint_lsn,
-        manifest.checkpoint_len,
+        (
+            manifest.epoch,
+            manifest.checkpoint_id,
+            manifest.checkpoint_lsn,
+            manifest.checkpoint_len,
+        ),
+        &mut |item| match item {
+            Item::Start { keys } => keys_hint = keys,
+            Item::Retention(policy, floor) => {
+                history = policy != Retention::Snapshots;
+                app.retention = (policy, floor.max(trim_floor));
+                if !matches!(policy, Retention::LastVersions(_)) {
+                    let list = SkipList::new();
+                    list.reserve_keys(usize::try_from(keys_hint).unwrap_or(usize::MAX));
+                    base = Some(Base {
+                        list,
+                        garbage: 0,
+                        marked: 0,
+                    });
+                }
+                if history || base.is_some() {
+                    app.index.keep_versions();
+                }
+            }
+            Item::Version(e) => {
+                let newest = first || prev.as_slice() != e.key;
+                if newest {
+                    prev.clear();
+                    prev.extend_from_slice(e.key);
+                }
+                first = false;
+                if let Some(b) = &mut base {
+                    b.list.append_sorted(e.key, e.lsn, e.value, e.flags);
+                    if !newest || e.value.is_none() {
+                        b.garbage += 1;
+                    }
+                    if e.flags & TRIMMED_BELOW != 0 {
+                        b.marked = b.marked.max(e.lsn);
+                    }
+                    return;
+                }
+                // Without history, the newest version of each key (the first in list order).
+                if !history && !newest {
+                    return;
+                }
+                let op = match e.value {
+                    Some(v) => OpRef::Put(e.key, v),
+                    None => OpRef::Delete(e.key),
+                };
+                app.index.apply(op, e.lsn, &[]);
+            }
+        },
     )?;
-    let (policy, floor) = loaded.retention;
-    let history = policy != Retention::Snapshots;
-    if history {
-        app.index.keep_versions();
-    }
-    app.retention = (policy, floor.max(manifest.trim_floor));
-    let mut prev: Option<&[u8]> = None;
-    for (key, lsn, value) in &loaded.versions {
-        // Without history, the newest version of each key (the first in list order) only.
-        let newest = prev != Some(&**key);
-        prev = Some(key);
-        if !history && !newest {
-            continue;
-        }
-        let op = match value {
-            Some(v) => OpRef::Put(key, v),
-            None => OpRef::Delete(key),
-        };
-        app.index.apply(op, *lsn, &[]);
-    }
     app.index.end_segment(&[]);
-    app.stats.checkpoint_keys = loaded.keys;
+    app.stats.checkpoint_keys = keys;
     app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
-    Ok(())
+    Ok(base)
 }
 
 /// The segment being replayed: what its records are bound to and where it must end.

@@ -754,6 +754,11 @@ impl SkipList {
         }
     }
 
+    /// Sizes the key index for `keys` keys at once (before a bulk load).
+    pub(crate) fn reserve_keys(&self, keys: usize) {
+        self.keys.reserve(keys);
+    }
+
     /// Bytes of the key index (its hash sets' slots and control bytes).
     pub(crate) fn key_index_bytes(&self) -> usize {
         self.keys.bytes()

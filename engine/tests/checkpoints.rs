@@ -509,10 +509,13 @@ fn background_checkpoints_follow_the_log() {
 fn online_backup_is_a_consistent_copy() {
     on_each_path(|io| {
         let (dir, out) = (tempdir(), tempdir());
-        let o = small(io, Durability::Buffered {
-            interval: Duration::from_millis(2),
-            max_pending: 64,
-        });
+        let o = small(
+            io,
+            Durability::Buffered {
+                interval: Duration::from_millis(2),
+                max_pending: 64,
+            },
+        );
         let db = Arc::new(open(dir.path(), o.clone()));
         db.set_retention(Retention::All).unwrap();
         for i in 0..300u64 {
@@ -534,10 +537,10 @@ fn online_backup_is_a_consistent_copy() {
         let info = db.backup_to(&dest).unwrap();
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
-        assert!(matches!(
-            db.backup_to(&dest),
-            Err(Error::InvalidOptions(_))
-        ), "a non-empty destination is refused");
+        assert!(
+            matches!(db.backup_to(&dest), Err(Error::InvalidOptions(_))),
+            "a non-empty destination is refused"
+        );
         let copy = open(&dest, o.clone());
         assert_eq!(copy.last_lsn(), info.lsn);
         let floor = copy.stats().history_floor;

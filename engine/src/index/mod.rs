@@ -241,6 +241,11 @@ impl Versions {
     }
 
     /// Sets the garbage count (after building a generation).
+    /// Whether enough garbage accumulated for a trim to be worth it.
+    pub(crate) fn wants_trim(&self) -> bool {
+        self.garbage.load(Ordering::Relaxed) >= self.min_garbage
+    }
+
     pub(crate) fn set_garbage(&self, garbage: usize) {
         self.garbage.store(garbage, Ordering::Relaxed);
         self.trim_at

@@ -121,7 +121,9 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
         (floor, r.plan(floor, cap))
     };
     // 2. Publish the next generation for writers.
-    let next = Arc::new(Gen::new(SkipList::new(), floor));
+    let list = SkipList::new();
+    list.reserve_keys(v.current.load().list.live_keys());
+    let next = Arc::new(Gen::new(list, floor));
     v.next.store(Some(next.clone()));
     // 3. Every LSN assigned before `next` was published is in the current generation.
     let l0 = host.next_lsn();

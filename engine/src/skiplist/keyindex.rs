@@ -195,12 +195,27 @@ impl KeyIndex {
     /// Doubles the table unless another writer already grew it past `slots`.
     #[cold]
     fn grow(&self, slots: usize) {
+        self.resize(slots + 1, slots * 2);
+    }
+
+    /// Makes room for `keys` keys without growing (a bulk load sizes the table once instead of
+    /// doubling it, and rehashing every key, a dozen times).
+    pub(super) fn reserve(&self, keys: usize) {
+        // Below 3/4 full with room for the spread of keys over shards.
+        let slots = (keys.saturating_mul(3) / 2)
+            .max(FIRST_SLOTS)
+            .next_power_of_two();
+        self.resize(slots, slots);
+    }
+
+    /// Replaces the table with one of `to` slots if it has fewer than `at_least` slots.
+    fn resize(&self, at_least: usize, to: usize) {
         let guards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
         let old = self.table.load();
-        if old.slots.len() > slots {
+        if old.slots.len() >= at_least || to <= old.slots.len() {
             return;
         }
-        let mut new = Table::with_slots(old.slots.len() * 2);
+        let mut new = Table::with_slots(to);
         let mask = new.mask();
         for slot in old.slots.iter() {
             let slot = slot.load(Ordering::Relaxed);
