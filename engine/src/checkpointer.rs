@@ -37,6 +37,9 @@ pub(crate) struct Checkpoints {
     pub(crate) manifest: Mutex<Manifest>,
     /// Log bytes appended that trigger a background checkpoint (`u64::MAX`: never).
     pub(crate) every_bytes: u64,
+    /// The length of the checkpoint in force (0 without one): once the log since it is as large,
+    /// a background checkpoint is due too (so files stay within about twice the live data).
+    pub(crate) last_len: AtomicU64,
     /// `Counters::bytes_appended` when the last checkpoint started.
     pub(crate) bytes_at_last: AtomicU64,
     pub(crate) taken: AtomicU64,
@@ -153,6 +156,7 @@ pub(crate) fn run_checkpoint(
     }
     write_manifest(&*c.vfs, &c.dir, &next)?;
     *manifest = next;
+    c.last_len.store(written.len, Ordering::Relaxed);
     // 4. Compaction: what the new MANIFEST no longer needs.
     if old.checkpoint_id != 0 {
         failpoint!("compaction::before_delete_checkpoint");
@@ -386,6 +390,10 @@ fn first_needed_segment(
     Ok(first.min(active))
 }
 
+/// The smallest log volume the space trigger waits for (tiny databases do not checkpoint on
+/// every few commits).
+const MIN_SPACE_TRIGGER: u64 = 16 << 20;
+
 /// Whether enough log was appended since the last checkpoint to start one in the background;
 /// true for one caller only (it claims the checkpoint by moving the mark).
 pub(crate) fn due(shared: &Shared) -> bool {
@@ -395,9 +403,14 @@ pub(crate) fn due(shared: &Shared) -> bool {
     if c.every_bytes == u64::MAX {
         return false;
     }
+    // The configured volume of log, or as much log as the live data the last checkpoint held
+    // (at least MIN_SPACE_TRIGGER), whichever comes first.
+    let threshold = c
+        .every_bytes
+        .min(c.last_len.load(Ordering::Relaxed).max(MIN_SPACE_TRIGGER));
     let now = shared.counters.bytes_appended.load(Ordering::Relaxed);
     let last = c.bytes_at_last.load(Ordering::Relaxed);
-    now.saturating_sub(last) >= c.every_bytes
+    now.saturating_sub(last) >= threshold
         && c.bytes_at_last
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()

@@ -205,6 +205,7 @@ impl Db {
             codec,
             manifest: Mutex::new(manifest),
             every_bytes: opts.checkpoint_bytes,
+            last_len: manifest.checkpoint_len.into(),
             bytes_at_last: appended.into(),
             taken: 0.into(),
             segments_deleted: 0.into(),

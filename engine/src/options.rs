@@ -136,7 +136,10 @@ pub struct Options {
     pub lease_span: u64,
     /// Bytes of log appended after which the database writes a checkpoint and compacts the log
     /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
-    /// background checkpoints off (explicit ones still work). At least 1 MiB.
+    /// background checkpoints off (explicit ones still work). At least 1 MiB. A background
+    /// checkpoint is also due once the log since the last checkpoint is as large as that
+    /// checkpoint (at least 16 MiB), whichever comes first: files on disk then stay within about
+    /// twice the live data, at the cost of rewriting the live data once per that much log.
     pub checkpoint_bytes: u64,
     /// How checkpoint blocks are stored. Recorded in the MANIFEST when the database is created;
     /// opening it with another codec is [`crate::Error::CodecMismatch`]. Default
