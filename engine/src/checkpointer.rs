@@ -43,6 +43,9 @@ pub(crate) struct Checkpoints {
     /// `Counters::bytes_appended` when the last checkpoint started.
     pub(crate) bytes_at_last: AtomicU64,
     pub(crate) taken: AtomicU64,
+    /// The LSN of the checkpoint in force, for `Stats` (which must not wait for a checkpoint
+    /// holding the MANIFEST lock).
+    pub(crate) lsn: AtomicU64,
     pub(crate) segments_deleted: AtomicU64,
 }
 
@@ -157,6 +160,7 @@ pub(crate) fn run_checkpoint(
     write_manifest(&*c.vfs, &c.dir, &next)?;
     *manifest = next;
     c.last_len.store(written.len, Ordering::Relaxed);
+    c.lsn.store(lsn, Ordering::Relaxed);
     // 4. Compaction: what the new MANIFEST no longer needs.
     if old.checkpoint_id != 0 {
         failpoint!("compaction::before_delete_checkpoint");

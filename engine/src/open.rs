@@ -206,6 +206,7 @@ impl Db {
             manifest: Mutex::new(manifest),
             every_bytes: opts.checkpoint_bytes,
             last_len: manifest.checkpoint_len.into(),
+            lsn: manifest.checkpoint_lsn.into(),
             bytes_at_last: appended.into(),
             taken: 0.into(),
             segments_deleted: 0.into(),
