@@ -116,7 +116,7 @@ impl Db {
             checkpoint_lsn: shared
                 .ckpt
                 .get()
-                .map_or(0, |c| c.manifest.lock().checkpoint_lsn),
+                .map_or(0, |c| c.lsn.load(Ordering::Relaxed)),
             segments_deleted: shared
                 .ckpt
                 .get()
