@@ -1066,7 +1066,8 @@ impl SkipList {
         }
         if !newer_exists {
             // SAFETY: `node` was just initialized in this list's arena.
-            self.keys.note(unsafe { NodeRef::from_ptr(node) });
+            self.keys
+                .note_new_exclusive(unsafe { NodeRef::from_ptr(node) });
         }
     }
 

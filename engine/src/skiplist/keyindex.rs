@@ -192,6 +192,43 @@ impl KeyIndex {
         }
     }
 
+    /// [`KeyIndex::note`] for a node of a key not in the index yet, with exclusive access (a
+    /// bulk load): no lock, no probe for an existing entry of the key.
+    pub(super) fn note_new_exclusive(&mut self, node: NodeRef<'_>) {
+        let h = self.hash(node.key());
+        let Some(encoded) = encode(h.tag(), node.ptr) else {
+            log::warn!("key index disabled: a node address does not fit 51 bits");
+            *self.disabled.get_mut() = true;
+            return;
+        };
+        let keys = self.shards[h.shard()].0.get_mut();
+        *keys += 1;
+        let grow = *keys * SHARDS * 4;
+        {
+            let t = self.table.load();
+            let mask = t.mask();
+            let mut i = h.start(mask);
+            while t.slots[i].load(Ordering::Relaxed) != 0 {
+                debug_assert!(
+                    tag_of(t.slots[i].load(Ordering::Relaxed)) != h.tag()
+                        // SAFETY: as in `note`.
+                        || unsafe { NodeRef::from_ptr(node_of(t.slots[i].load(Ordering::Relaxed))) }
+                            .key()
+                            != node.key(),
+                    "note_new_exclusive of a key already in the index"
+                );
+                i = (i + 1) & mask;
+            }
+            // Release for uniformity: readers come after the exclusive access ends anyway.
+            t.slots[i].store(encoded, Ordering::Release);
+            if grow <= t.slots.len() * 3 {
+                return;
+            }
+        }
+        let slots = self.table.load().slots.len();
+        self.grow(slots);
+    }
+
     /// Doubles the table unless another writer already grew it past `slots`.
     #[cold]
     fn grow(&self, slots: usize) {
