@@ -48,6 +48,18 @@ before the timed phase in transactions of 1,000):
                       taking and dropping a snapshot and the writer's puts/s in the notes
   fillbatch           --batch puts per transaction into an empty database
   recover             write --keys records, close, time the reopen until the first correct read
+  history             (not in core) --keys keys written, then overwritten at random until --ops
+                      puts in all, one thread, the engine's background checkpoints on
+                      (--checkpoint-bytes); close; a cold open timed until the first correct
+                      read against a cold sequential read of the files it needs (the floor);
+                      space amplification at close and after a final checkpoint; every key read
+                      back. Buffered unless --durability says otherwise
+  ckptwrite           (not in core) overwrites of a preloaded key space in four alternating
+                      phases: without and with one more thread calling checkpoint() in a loop;
+                      put p99 with and without, and their ratio, in the notes. Background
+                      checkpoints off (whatever --checkpoint-bytes says); engines with a
+                      checkpoint or compaction step only; Buffered unless --durability says
+                      otherwise
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev).
 
@@ -76,8 +88,8 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default: all but YCSB), `ycsb` (A-F)
-    /// or `all` (see Workloads below)
+    /// recover history ckptwrite ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default: all but
+    /// history, ckptwrite and YCSB), `ycsb` (A-F) or `all` (see Workloads below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -167,6 +179,13 @@ pub struct Cli {
     )]
     pub engines: Option<std::vec::Vec<String>>,
 
+    /// ringlog's Options::checkpoint_bytes: a background checkpoint once this much log was
+    /// appended since the last one (the engine may checkpoint sooner: once that log is as large
+    /// as the last checkpoint), at least 1M; suffixes K, M, G (binary); `off` = no background
+    /// checkpoints (default: the engine's, 256M)
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub checkpoint_bytes: Option<u64>,
+
     /// Also write the rows as JSON
     #[arg(
         long,
@@ -213,6 +232,11 @@ pub enum Workload {
     FillBatch,
     /// Write `--keys` records, close, time the reopen until the first correct read.
     Recover,
+    /// `--keys` keys overwritten until `--ops` puts, background checkpoints; cold open against
+    /// a cold read of its files; space amplification.
+    History,
+    /// Put latency with and without a thread calling `checkpoint()` in a loop.
+    CkptWrite,
     /// YCSB A: 50% reads, 50% updates, Zipfian.
     YcsbA,
     /// YCSB B: 95% reads, 5% updates, Zipfian.
@@ -229,7 +253,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 16] = [
+    pub const ALL: [Workload; 18] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -240,6 +264,8 @@ impl Workload {
         Workload::Snapshot,
         Workload::FillBatch,
         Workload::Recover,
+        Workload::History,
+        Workload::CkptWrite,
         Workload::YcsbA,
         Workload::YcsbB,
         Workload::YcsbC,
@@ -247,7 +273,7 @@ impl Workload {
         Workload::YcsbE,
         Workload::YcsbF,
     ];
-    /// The default set: every workload but YCSB.
+    /// The default set: every workload but history, ckptwrite and YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -283,6 +309,8 @@ impl Workload {
             Workload::Snapshot => "snapshot",
             Workload::FillBatch => "fillbatch",
             Workload::Recover => "recover",
+            Workload::History => "history",
+            Workload::CkptWrite => "ckptwrite",
             Workload::YcsbA => "ycsba",
             Workload::YcsbB => "ycsbb",
             Workload::YcsbC => "ycsbc",
@@ -314,8 +342,22 @@ impl Workload {
     pub fn preloads(self) -> bool {
         !matches!(
             self,
-            Workload::FillSeq | Workload::FillRandom | Workload::FillBatch | Workload::Recover
+            Workload::FillSeq
+                | Workload::FillRandom
+                | Workload::FillBatch
+                | Workload::Recover
+                | Workload::History
         )
+    }
+
+    /// True for the workloads that run in Buffered mode only unless `--durability` is given.
+    pub fn buffered_by_default(self) -> bool {
+        matches!(self, Workload::History | Workload::CkptWrite)
+    }
+
+    /// True for the workloads that run single-threaded whatever `--threads` says.
+    pub fn single_threaded(self) -> bool {
+        matches!(self, Workload::Recover | Workload::History)
     }
 }
 
@@ -334,6 +376,7 @@ impl FromStr for Workload {
             "readseq" => "scan".to_string(),
             "readreverse" | "reversescan" | "scanreverse" => "scanrev".to_string(),
             "snapshots" => "snapshot".to_string(),
+            "checkpointwrite" | "ckptwrites" => "ckptwrite".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -352,6 +395,10 @@ pub struct Config {
     pub workloads: Vec<Workload>,
     /// Durability modes, in order.
     pub modes: Vec<Mode>,
+    /// Whether `--durability` was given (else history and ckptwrite run Buffered only).
+    pub modes_given: bool,
+    /// ringlog's `Options::checkpoint_bytes` (`None`: the engine's default).
+    pub checkpoint_bytes: Option<u64>,
     /// ringlog's I/O path.
     pub io: ringlog_db::IoChoice,
     /// Thread counts.
@@ -386,6 +433,8 @@ impl Default for Config {
             dir: None,
             workloads: Workload::CORE.to_vec(),
             modes: Mode::ALL.to_vec(),
+            modes_given: false,
+            checkpoint_bytes: None,
             io: ringlog_db::IoChoice::Auto,
             threads: vec![1, 16],
             ops: 100_000,
@@ -497,6 +546,36 @@ fn parse_modes(v: &str) -> Result<Vec<Mode>, String> {
     Ok(m)
 }
 
+/// A byte count of at least 1 MiB with an optional binary suffix (`256M`, `1g`, `4096k`), or
+/// `off` (`u64::MAX`: no background checkpoints).
+fn parse_bytes(v: &str) -> Result<u64, String> {
+    let t = v.trim().to_ascii_lowercase().replace('_', "");
+    if t == "off" || t == "none" {
+        return Ok(u64::MAX);
+    }
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
+    let (digits, shift) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 10),
+        Some('m') => (&t[..t.len() - 1], 20),
+        Some('g') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{v:?} is not a byte count (e.g. 256M, 1G, off)"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .filter(|&b| b < u64::MAX)
+        .ok_or_else(|| format!("{v:?} is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{v:?} is below the engine's minimum of 1M"));
+    }
+    Ok(bytes)
+}
+
 fn parse_io(v: &str) -> Result<ringlog_db::IoChoice, String> {
     v.parse()
         .map_err(|e: ringlog_db::io::ParseIoChoiceError| e.to_string())
@@ -569,7 +648,9 @@ impl Cli {
         }
         if let Some(m) = self.modes {
             c.modes = m;
+            c.modes_given = true;
         }
+        c.checkpoint_bytes = self.checkpoint_bytes;
         if let Some(io) = self.io {
             c.io = io;
         }
@@ -719,6 +800,25 @@ mod tests {
         let c = run(&["--quick", "--keys", "1000000"]).unwrap();
         assert_eq!((c.ops, c.keys), (5000, 5000));
         assert!(matches!(parse(["--help"]), Ok(Parsed::Help(_))));
+        // history and ckptwrite: in `all`, not in `core`; --checkpoint-bytes with suffixes.
+        let c = run(&["--workload", "all"]).unwrap();
+        assert!(c.workloads.contains(&Workload::History));
+        assert!(c.workloads.contains(&Workload::CkptWrite));
+        assert!(!c.modes_given);
+        let c = run(&["--workload", "core", "--durability", "buffered"]).unwrap();
+        assert!(!c.workloads.contains(&Workload::History));
+        assert!(c.modes_given);
+        for (arg, want) in [
+            ("256M", 256u64 << 20),
+            ("1g", 1 << 30),
+            ("4096KiB", 4 << 20),
+            ("1048576", 1 << 20),
+            ("off", u64::MAX),
+        ] {
+            let c = run(&["--checkpoint-bytes", arg]).unwrap();
+            assert_eq!(c.checkpoint_bytes, Some(want), "{arg}");
+        }
+        assert_eq!(run(&[]).unwrap().checkpoint_bytes, None);
     }
 
     #[test]
@@ -789,6 +889,9 @@ mod tests {
             "--plot",
             "--quick",
             "--no-progress",
+            "--checkpoint-bytes",
+            "history",
+            "ckptwrite",
             "With no arguments",
             "1-1024",
             "readwhilewriting",
@@ -833,6 +936,15 @@ mod tests {
             "--engines raw-odirect,ringlog --durability strict \
              --workload fillrandom --threads 1,16 --duration 3 --io portable",
             "--engines ringlog,raw,peers",
+            "--engines ringlog --workload history --keys 1000000 --ops 20000000 \
+             --json docs/bench/history.json",
+            "--engines ringlog,fjall,redb,sqlite,rocksdb --workload history --keys 1000000 \
+             --ops 5000000 --json docs/bench/history-peers.json",
+            "--engines raw-odirect,ringlog --durability buffered,strict \
+             --workload fillrandom,ckptwrite --threads 1,16 --keys 1000000 --duration 8 \
+             --json docs/bench/ckptwrite.json",
+            "--engines ringlog --durability strict --workload fillrandom --threads 16 \
+             --duration 3 --keys 100000 --checkpoint-bytes off",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();
@@ -886,6 +998,9 @@ mod tests {
             &["--dir", ""],
             &["--keys", "2", "--threads", "4"],
             &["--quick", "--threads", "5001,1"],
+            &["--checkpoint-bytes", "4k"],
+            &["--checkpoint-bytes", "lots"],
+            &["--checkpoint-bytes", "99999999999g"],
         ] {
             let err = match parse(bad.iter().copied()) {
                 Err(e) => e,

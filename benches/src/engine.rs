@@ -106,6 +106,36 @@ pub struct Counters {
     pub syncs: Option<u64>,
     /// Bytes the engine appended to its log (its own accounting), if it counts them.
     pub bytes_logged: Option<u64>,
+    /// Checkpoints the engine wrote (explicit and background), if it counts them.
+    pub checkpoints: Option<u64>,
+    /// Log segments its compaction deleted, if it counts them.
+    pub segments_deleted: Option<u64>,
+}
+
+/// What an engine's recovery at open reports about itself (ringlog: `RecoveryStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// Time the engine says it spent recovering, ns.
+    pub duration_ns: u64,
+    /// LSN of the checkpoint it started from (0: none, the whole log was replayed).
+    pub checkpoint_lsn: u64,
+    /// Keys loaded from that checkpoint.
+    pub checkpoint_keys: u64,
+    /// Log segments replayed after it.
+    pub segments: u64,
+    /// Transactions replayed from the log.
+    pub transactions: u64,
+    /// LSN of the last transaction recovered.
+    pub last_lsn: u64,
+}
+
+/// What [`Engine::settle`] did: the engine's own checkpoint/compaction step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// What was called (`Db::checkpoint`, `compact_range`, ...).
+    pub what: String,
+    /// Bytes it wrote, when the engine says (ringlog: the checkpoint file).
+    pub bytes_written: Option<u64>,
 }
 
 /// The size of an engine's in-memory index, as the engine accounts for it.
@@ -194,8 +224,30 @@ pub trait Engine: Send + Sync {
     fn io_path(&self) -> Option<String> {
         None
     }
+    /// What the engine's recovery at this open reports, if it reports anything.
+    fn recovery(&self) -> Option<RecoveryInfo> {
+        None
+    }
+    /// Runs the engine's own checkpoint / compaction step now, so that its files hold the live
+    /// data as compactly as the engine keeps it (ringlog: `Db::checkpoint`, RocksDB: flush +
+    /// full `compact_range`, SQLite: `wal_checkpoint(TRUNCATE)`, fjall: memtable flush + major
+    /// compaction). `Ok(None)`: the engine has no such step here.
+    fn settle(&self) -> EResult<Option<Settled>> {
+        Ok(None)
+    }
     /// Closes the engine: everything acknowledged is on disk afterwards (for persistent modes).
     fn close(self: Box<Self>) -> EResult<()>;
+    /// Closes the engine and returns its counters and index memory as of the close. ringlog
+    /// reads them after its close has joined its background thread, so that a background
+    /// checkpoint still running at the end of the timed phase is counted whole (and, before
+    /// commit 318a906, because `Db::stats` during a checkpoint could deadlock). The counters
+    /// then include what the close itself wrote (ringlog: a closing lease record and a sync).
+    fn close_with_stats(self: Box<Self>) -> EResult<(Counters, Option<IndexMemory>)> {
+        let c = self.counters();
+        let m = self.index_memory();
+        self.close()?;
+        Ok((c, m))
+    }
 }
 
 /// An engine the harness can run: its name, what it supports, how it opens.
@@ -209,6 +261,10 @@ pub trait EngineKind: Sync {
     fn supports(&self, workload: Workload) -> bool;
     /// True for the raw append loops (no group commit: they run single-stream only).
     fn is_raw(&self) -> bool {
+        false
+    }
+    /// True when its engines have a checkpoint / compaction step ([`Engine::settle`]).
+    fn can_settle(&self) -> bool {
         false
     }
     /// Opens (creating) the engine in the empty or previously used directory `dir`.
@@ -226,6 +282,8 @@ pub struct OpenOpts {
     pub key_size: usize,
     /// Value size in bytes.
     pub value_size: usize,
+    /// ringlog's `Options::checkpoint_bytes` (`None`: its default).
+    pub checkpoint_bytes: Option<u64>,
 }
 
 /// Every engine compiled into this binary, in table order.

@@ -112,6 +112,7 @@ fn engines(cfg: &Config) -> Vec<&'static dyn EngineKind> {
 /// Runs every combination; returns whether every run verified.
 pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, String> {
     let root = bench_root(cfg)?;
+    engines::ringlog::set_checkpoint_bytes(cfg.checkpoint_bytes);
     let machine = sysinfo::machine(root.path());
     let w = |out: &mut dyn Write, s: &str| {
         let _ = writeln!(out, "{s}");
@@ -160,7 +161,24 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
     let mut run_no = 0;
     for &mode in &cfg.modes {
         for &workload in &cfg.workloads {
+            if workload.buffered_by_default() && !cfg.modes_given && mode != Mode::Buffered {
+                push_unique(
+                    &mut notes,
+                    format!("{workload}: run in buffered mode only (--durability to choose)"),
+                );
+                continue;
+            }
             for &kind in &kinds {
+                if workload == Workload::CkptWrite && !kind.is_raw() && !kind.can_settle() {
+                    push_unique(
+                        &mut notes,
+                        format!(
+                            "{}: cannot run ckptwrite (no checkpoint or compaction step here)",
+                            kind.name()
+                        ),
+                    );
+                    continue;
+                }
                 if !kind.supports(workload) {
                     let n = if kind.is_raw() {
                         "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \
@@ -184,15 +202,19 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                         continue;
                     }
                 };
-                if workload == Workload::Recover && mode == Mode::InMemory {
+                if matches!(
+                    workload,
+                    Workload::Recover | Workload::History | Workload::CkptWrite
+                ) && mode == Mode::InMemory
+                {
                     push_unique(
                         &mut notes,
-                        "recover: not run in inmemory mode (nothing persists)".into(),
+                        format!("{workload}: not run in inmemory mode (nothing persists)"),
                     );
                     continue;
                 }
                 push_unique(&mut configs, format!("{} {mode}: {config}", kind.name()));
-                let threads: Vec<usize> = if kind.is_raw() || workload == Workload::Recover {
+                let threads: Vec<usize> = if kind.is_raw() || workload.single_threaded() {
                     vec![1]
                 } else {
                     cfg.threads.clone()

@@ -54,10 +54,10 @@ pub struct Floor {
 /// The header of the table.
 pub fn header() -> String {
     format!(
-        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6} {:>11} {:>7} {:>6} {:>6} {:>6} {}",
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6} {:>11} {:>7} {:>6} {:>6} {:>6} {:>5} {:>7} {:>5} {}",
         "mode", "workload", "engine", "thr", "ops/s", "p50 µs", "p90", "p99", "p99.9", "max",
         "sync/c", "wamp", "file", "dev w/c", "dev KiB/c", "flush/c", "cpu s", "ops/cpu-s",
-        "×floor", "p50×", "idx B/v", "rss B/k", "check"
+        "×floor", "p50×", "idx B/v", "rss B/k", "space", "open ms", "×read", "check"
     )
 }
 
@@ -82,7 +82,7 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         ""
     };
     format!(
-        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>11} {:>7} {:>6} {:>7} {:>7} {}{}",
+        "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>11} {:>7} {:>6} {:>7} {:>7} {:>5} {:>7} {:>5} {}{}",
         r.mode.name(),
         r.workload.name(),
         r.engine,
@@ -106,6 +106,12 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         opt(p50r, 2),
         opt(r.index_overhead(), 1),
         opt(r.rss_per_key(), 0),
+        opt(r.space_amp(), 2),
+        opt(
+            r.history.as_ref().map(|h| h.open.open.as_secs_f64() * 1e3),
+            0
+        ),
+        opt(r.history.as_ref().and_then(|h| h.open.ratio()), 2),
         check,
         flag,
     )
@@ -116,9 +122,12 @@ pub const LEGEND: &str = "\
 ops/s: operations per second (puts for fill*/overwrite, gets for read*, YCSB operations, records
   recovered per second of reopen for recover); latency per operation (per transaction for
   fillbatch, the reopen until the first correct read for recover), µs
-sync/c: the engine's fdatasync rounds per commit (below 1 = group commit); wamp: log bytes the
-  engine reports per user byte (key + value); file: bytes of the database's files up to their last
-  non-zero byte per user byte written over the database's life (preallocated zero tails excluded)
+sync/c: the engine's fdatasync rounds per commit (below 1 = group commit); wamp: bytes the engine
+  wrote per user byte (key + value) in the timed phase: its log bytes (its own count, padding
+  excluded) plus, where known, the checkpoint files it wrote (ringlog history: each checkpoint
+  file's size as a 10-ms directory watcher saw it; ckptwrite: the sizes Db::checkpoint returned);
+  file: bytes of the database's files up to their last non-zero byte per user byte written over
+  the database's life (preallocated zero tails excluded)
 dev w/c, dev KiB/c, flush/c: write requests, KiB written and cache flushes the block device
   completed during the timed phase, per commit (machine-wide counters: other processes add noise)
 cpu s: CPU seconds of this process (all threads) in the timed phase; ops/cpu-s: operations per
@@ -131,6 +140,19 @@ idx B/v: the engine's index memory per key-version beyond the keys' and values' 
   versions); rss B/k: growth of this process's resident set from before the open to the end of
   the timed phase, per distinct key held (preload included; the harness's own bookkeeping of
   0-8 B per key written counts too)
+history: ops are puts (--keys keys in order, then random overwrites up to --ops puts), latency
+  per put; then close, a cold open. open ms: from the open call to the first correct read (of the
+  last key written), the database's files dropped from the page cache (fsync + fadvise
+  DONTNEED) first; ×read: open ms ÷ the floor, reading every file of the directory (checkpoint,
+  log segments, MANIFEST) sequentially up to its last non-zero byte in 1 MiB reads, cold, in the
+  same run; space: disk space of every file in the directory (st_blocks, as du counts) ÷ the live
+  data (live keys × (key + value) bytes), measured after the engine's own checkpoint/compaction
+  step and a close (ringlog: Db::checkpoint; at close where the engine has none here); the
+  figures at close, the peak while writing, the second cold open (after that step) and what a
+  full-log replay would read are in the notes
+ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
+  with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
+  phases with it, the p99 without and the ratio in the notes
 scan, scanrev: ops are entries, latency per entry averaged over blocks of 1,024; snapshot: ops
   are keys read at snapshots, latency per key averaged over each snapshot's reads (taking and
   dropping it included); readwhilewriting, snapshot: one writer thread runs beside the readers
@@ -159,6 +181,24 @@ pub fn comparisons(rows: &[RunResult]) -> Vec<String> {
     };
     let mut out = Vec::new();
     for r in rows {
+        if let Some((without, with, ck)) = &r.ckpt_write {
+            let (a, b) = (with.percentile(99.0), without.percentile(99.0));
+            out.push(format!(
+                "{} {} ckptwrite x{}: put p99 {} µs with a thread checkpointing ({} checkpoints) \
+                 vs {} µs without: {}",
+                r.engine,
+                r.mode,
+                r.threads,
+                us(a),
+                ck.count(),
+                us(b),
+                if b > 0 {
+                    format!("{:.2}×", a as f64 / b as f64)
+                } else {
+                    "-".into()
+                }
+            ));
+        }
         if r.workload == Workload::ReadWhileWriting {
             if let Some(base) = find(r, Workload::ReadRandom, r.threads) {
                 out.push(format!(
@@ -299,10 +339,19 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
                 ("commits", onum(c.commits.map(|v| v as f64))),
                 ("syncs", onum(c.syncs.map(|v| v as f64))),
                 ("bytes_logged", onum(c.bytes_logged.map(|v| v as f64))),
+                ("checkpoints", onum(c.checkpoints.map(|v| v as f64))),
+                (
+                    "segments_deleted",
+                    onum(c.segments_deleted.map(|v| v as f64)),
+                ),
             ]),
         ),
         ("syncs_per_commit", onum(r.syncs_per_commit())),
         ("write_amplification", onum(r.write_amp())),
+        (
+            "checkpoint_bytes_written",
+            onum(r.checkpoint_bytes.map(|b| b as f64)),
+        ),
         (
             "files",
             match r.files {
@@ -379,6 +428,38 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
         ),
         ("vs_floor_p50", onum(p50r)),
         (
+            "history",
+            r.history.as_ref().map_or(Value::Null, history_json),
+        ),
+        (
+            "ckptwrite",
+            match &r.ckpt_write {
+                Some((without, with, ck)) => {
+                    let p = |h: &crate::hist::Histogram, q: f64| lat(h.percentile(q));
+                    obj(vec![
+                        ("puts_with", num(with.count() as f64)),
+                        ("p50_us_with", p(with, 50.0)),
+                        ("p99_us_with", p(with, 99.0)),
+                        ("p999_us_with", p(with, 99.9)),
+                        ("puts_without", num(without.count() as f64)),
+                        ("p50_us_without", p(without, 50.0)),
+                        ("p99_us_without", p(without, 99.0)),
+                        ("p999_us_without", p(without, 99.9)),
+                        (
+                            "p99_ratio",
+                            onum((without.percentile(99.0) > 0).then(|| {
+                                with.percentile(99.0) as f64 / without.percentile(99.0) as f64
+                            })),
+                        ),
+                        ("checkpoints", num(ck.count() as f64)),
+                        ("checkpoint_ms_p50", num(ck.percentile(50.0) as f64 / 1e6)),
+                        ("checkpoint_ms_max", num(ck.max() as f64 / 1e6)),
+                    ])
+                }
+                None => Value::Null,
+            },
+        ),
+        (
             "verified",
             match &r.verified {
                 Ok(n) => obj(vec![("ok", Value::Bool(true)), ("keys", num(*n as f64))]),
@@ -391,6 +472,83 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
         (
             "notes",
             Value::Array(r.notes.iter().map(|n| Value::String(n.clone())).collect()),
+        ),
+    ])
+}
+
+fn space_json(sp: &crate::sysinfo::Space, live: u64) -> Value {
+    obj(vec![
+        ("allocated_bytes", num(sp.allocated as f64)),
+        ("apparent_bytes", num(sp.apparent as f64)),
+        ("files", num(sp.files as f64)),
+        (
+            "amplification",
+            onum((live > 0).then(|| sp.allocated as f64 / live as f64)),
+        ),
+    ])
+}
+
+fn cold_open_json(o: &crate::runner::ColdOpen) -> Value {
+    obj(vec![
+        ("open_ms", num(o.open.as_secs_f64() * 1e3)),
+        ("floor_ms", num(o.floor.as_secs_f64() * 1e3)),
+        ("floor_bytes", num(o.floor_bytes as f64)),
+        ("floor_files", num(o.floor_files as f64)),
+        ("open_per_floor", onum(o.ratio())),
+        ("cold", Value::Bool(o.cold)),
+        (
+            "device_read_bytes",
+            onum(o.device_read_bytes.map(|b| b as f64)),
+        ),
+        (
+            "recovery",
+            match o.recovery {
+                Some(r) => obj(vec![
+                    ("ms", num(r.duration_ns as f64 / 1e6)),
+                    ("checkpoint_lsn", num(r.checkpoint_lsn as f64)),
+                    ("checkpoint_keys", num(r.checkpoint_keys as f64)),
+                    ("segments", num(r.segments as f64)),
+                    ("transactions", num(r.transactions as f64)),
+                    ("last_lsn", num(r.last_lsn as f64)),
+                ]),
+                None => Value::Null,
+            },
+        ),
+    ])
+}
+
+fn history_json(h: &crate::runner::HistoryOut) -> Value {
+    obj(vec![
+        ("live_keys", num(h.live_keys as f64)),
+        ("live_bytes", num(h.live_bytes as f64)),
+        ("records_written", num(h.records as f64)),
+        ("log_bytes_written", onum(h.log_bytes.map(|b| b as f64))),
+        ("checkpoints", onum(h.checkpoints.map(|b| b as f64))),
+        ("checkpoint_files_seen", num(h.checkpoints_seen as f64)),
+        (
+            "segments_deleted",
+            onum(h.segments_deleted.map(|b| b as f64)),
+        ),
+        ("space_amplification", onum(h.space_amp())),
+        ("space_peak", space_json(&h.peak_space, h.live_bytes)),
+        (
+            "space_at_close",
+            space_json(&h.space_at_close, h.live_bytes),
+        ),
+        (
+            "space_settled",
+            h.space_settled
+                .as_ref()
+                .map_or(Value::Null, |sp| space_json(sp, h.live_bytes)),
+        ),
+        (
+            "settled_by",
+            h.settled_by.clone().map_or(Value::Null, Value::String),
+        ),
+        ("open", cold_open_json(&h.open)),
+        (
+            "open_settled",
+            h.open_settled.as_ref().map_or(Value::Null, cold_open_json),
         ),
     ])
 }

@@ -13,7 +13,10 @@ use crate::hist::Histogram;
 use crate::keys::{Codec, Rng, Zipf};
 use crate::sysinfo::{self, DiskStat, FlushRule};
 
+mod history;
 mod readers;
+
+pub use history::{ColdOpen, HistoryOut};
 
 use readers::{SnapShared, WriterOut};
 pub use readers::{GETS_PER_SNAPSHOT, GROUP, SCAN_GROUPS};
@@ -86,6 +89,14 @@ pub struct RunResult {
     pub worker_cpu: Duration,
     /// CPU time of the extra writer thread.
     pub writer_cpu: Option<Duration>,
+    /// Bytes of checkpoint files the engine wrote during the timed phase, where known (ringlog
+    /// in history and ckptwrite); counted into [`RunResult::write_amp`].
+    pub checkpoint_bytes: Option<u64>,
+    /// history: the cold open against its floor, and the space the files take.
+    pub history: Option<HistoryOut>,
+    /// ckptwrite: put latency without (`.0`) and with (`.1`) a thread checkpointing in a loop,
+    /// the checkpoints taken, and the time they took (ns each).
+    pub ckpt_write: Option<(Histogram, Histogram, Histogram)>,
 }
 
 impl RunResult {
@@ -131,10 +142,17 @@ impl RunResult {
         (commits > 0).then(|| syncs as f64 / commits as f64)
     }
 
-    /// Engine log bytes per user byte over the timed phase.
+    /// Engine log bytes, plus the checkpoint bytes it wrote where known, per user byte over the
+    /// timed phase.
     pub fn write_amp(&self) -> Option<f64> {
-        let b = self.engine_delta.bytes_logged?;
+        let b = self.engine_delta.bytes_logged? + self.checkpoint_bytes.unwrap_or(0);
         (self.user_bytes > 0).then(|| b as f64 / self.user_bytes as f64)
+    }
+
+    /// history: disk space of the database's files once settled (after the engine's own
+    /// checkpoint/compaction step, or at close where it has none) per byte of live data.
+    pub fn space_amp(&self) -> Option<f64> {
+        self.history.as_ref().and_then(HistoryOut::space_amp)
     }
 
     /// File extent per user byte over the database's life.
@@ -409,7 +427,12 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
                 }
                 done_ops += 1;
             }
-            Workload::Recover | Workload::Scan | Workload::ScanRev | Workload::Snapshot => {
+            Workload::Recover
+            | Workload::History
+            | Workload::CkptWrite
+            | Workload::Scan
+            | Workload::ScanRev
+            | Workload::Snapshot => {
                 return Err(EngineError(format!("{} has no loop here", ctx.workload)))
             }
         }
@@ -603,6 +626,7 @@ pub fn run_one(
         max_batch: cfg.batch.max(1000),
         key_size: cfg.key_size,
         value_size: cfg.value_size,
+        checkpoint_bytes: cfg.checkpoint_bytes,
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {
@@ -634,9 +658,18 @@ pub fn run_one(
         first_entry: None,
         worker_cpu: Duration::ZERO,
         writer_cpu: None,
+        checkpoint_bytes: None,
+        history: None,
+        ckpt_write: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if workload == Workload::History {
+        history::run_history(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if workload == Workload::CkptWrite {
+        history::run_ckptwrite(
+            kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,
+        )?;
     } else {
         run_timed(
             kind, workload, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,
@@ -649,7 +682,7 @@ pub fn run_one(
             // durable on a write-back cache causes at least commits / writers flushes. Other
             // processes' flushes only add to the count (never a false alarm).
             let writers = threads as u64 + u64::from(workload.has_writer());
-            let writers = if workload == Workload::Recover {
+            let writers = if workload.single_threaded() {
                 1
             } else {
                 writers
@@ -675,6 +708,8 @@ fn delta(after: Counters, before: Counters) -> Counters {
         commits: d(after.commits, before.commits),
         syncs: d(after.syncs, before.syncs),
         bytes_logged: d(after.bytes_logged, before.bytes_logged),
+        checkpoints: d(after.checkpoints, before.checkpoints),
+        segments_deleted: d(after.segments_deleted, before.segments_deleted),
     }
 }
 

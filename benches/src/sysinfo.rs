@@ -345,6 +345,84 @@ pub fn dir_bytes(dir: &Path) -> io::Result<(u64, u64)> {
     Ok((size, used))
 }
 
+/// The space the files under a directory take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    /// Sum of the files' apparent sizes (`st_size`).
+    pub apparent: u64,
+    /// Sum of the blocks allocated to them (`st_blocks` × 512, what `du` counts).
+    pub allocated: u64,
+    /// Files counted.
+    pub files: u64,
+}
+
+/// The space the files under `dir` take now (a file deleted while the directory is walked is
+/// skipped). Cheap: metadata only, no reads, so it can be sampled while an engine runs.
+pub fn dir_space(dir: &Path) -> io::Result<Space> {
+    let mut sp = Space::default();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            if let Ok(s) = dir_space(&entry.path()) {
+                sp.apparent += s.apparent;
+                sp.allocated += s.allocated;
+                sp.files += s.files;
+            }
+            continue;
+        }
+        sp.apparent += meta.len();
+        sp.allocated += meta.blocks() * 512;
+        sp.files += 1;
+    }
+    Ok(sp)
+}
+
+/// Every file under `dir` with the bytes it holds up to its last non-zero byte (see
+/// [`dir_bytes`]), in name order. Reads the files (from their ends): evict afterwards for a
+/// cold cache.
+pub fn file_extents(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    let mut out = Vec::new();
+    for path in names {
+        let meta = fs::metadata(&path)?;
+        if meta.is_dir() {
+            out.extend(file_extents(&path)?);
+        } else {
+            let used = used_extent(&path, meta.len())?;
+            out.push((path, used));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `files` (path, bytes from offset 0) sequentially, in order, with 1 MiB reads; returns
+/// the wall time and the bytes read. With the files evicted first, this is what reading them
+/// from the device costs: the floor of an open that must read them.
+pub fn read_files(files: &[(PathBuf, u64)]) -> io::Result<(Duration, u64)> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    let start = std::time::Instant::now();
+    for (path, len) in files {
+        let mut f = fs::File::open(path)?;
+        let mut left = *len;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+            total += n as u64;
+        }
+    }
+    Ok((start.elapsed(), total))
+}
+
 fn used_extent(path: &Path, len: u64) -> io::Result<u64> {
     use std::os::unix::fs::FileExt;
     let f = fs::File::open(path)?;
@@ -397,6 +475,25 @@ mod tests {
         assert_eq!(unescape(r"/mnt/a\040b"), "/mnt/a b");
         assert_eq!(unescape(r"/plain"), "/plain");
         assert_eq!(unescape(r"\"), r"\");
+    }
+
+    #[test]
+    fn space_extents_and_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("a"), vec![7u8; 10_000]).unwrap();
+        let mut b = vec![0u8; 50_000];
+        b[999] = 1;
+        fs::write(dir.path().join("sub").join("b"), &b).unwrap();
+        let sp = dir_space(dir.path()).unwrap();
+        assert_eq!((sp.apparent, sp.files), (60_000, 2));
+        let ext = file_extents(dir.path()).unwrap();
+        assert_eq!(ext.len(), 2);
+        assert_eq!(ext[0].1, 10_000);
+        assert_eq!(ext[1].1, 1000);
+        let (_, read) = read_files(&ext).unwrap();
+        assert_eq!(read, 11_000);
+        assert_eq!(evict(dir.path()).unwrap(), 2);
     }
 
     #[test]

@@ -148,6 +148,9 @@ fn json_has_one_object_per_row() {
             "writer",
             "snapshot_ns",
             "first_entry_us",
+            "checkpoint_bytes_written",
+            "history",
+            "ckptwrite",
         ] {
             assert!(r.get(k).is_some(), "row lacks {k}: {r}");
         }
@@ -326,4 +329,124 @@ fn every_workload_verifies_in_memory() {
     }
     assert!(out.contains("snapshots; taking one: p50"), "{out}");
     assert!(out.contains("full scans completed"), "{out}");
+}
+
+/// history and ckptwrite with tiny numbers: every key read back after the cold open, the
+/// columns and JSON fields present and consistent. No timing is asserted.
+#[test]
+fn history_and_ckptwrite_report_space_and_cold_open() {
+    let dir = scratch();
+    let json = dir.path().join("history.json");
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog",
+            "--workload",
+            "history,ckptwrite,fillrandom",
+            "--threads",
+            "1,2",
+            "--ops",
+            "20000",
+            "--keys",
+            "2000",
+            "--checkpoint-bytes",
+            "1M",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    for col in ["space", "open ms", "×read", "history:", "ckptwrite:"] {
+        assert!(out.contains(col), "{col}: {out}");
+    }
+    assert!(
+        out.contains("a full-log replay would read 20,000 records"),
+        "{out}"
+    );
+    assert!(out.contains("ckptwrite x1: put p99"), "{out}");
+    // No --durability: history and ckptwrite run Buffered only; fillrandom in all three modes.
+    assert!(out.contains("history: run in buffered mode only"), "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = field(&doc, &["rows"]).as_array().unwrap();
+    let of = |w: &str| -> Vec<&serde_json::Value> {
+        rows.iter()
+            .filter(|r| field(r, &["workload"]) == w)
+            .collect()
+    };
+    let h = of("history");
+    assert_eq!(h.len(), 1, "history runs single-threaded: {rows:#?}");
+    let h = h[0];
+    assert_eq!(field(h, &["mode"]), "buffered");
+    assert_eq!(field(h, &["verified", "ok"]), true, "{h}");
+    assert_eq!(field(h, &["verified", "keys"]).as_u64(), Some(2000));
+    assert_eq!(field(h, &["ops"]).as_u64(), Some(20000));
+    let hist = field(h, &["history"]);
+    assert_eq!(field(hist, &["live_keys"]).as_u64(), Some(2000));
+    assert_eq!(field(hist, &["live_bytes"]).as_u64(), Some(2000 * 116));
+    assert_eq!(field(hist, &["records_written"]).as_u64(), Some(20000));
+    assert!(field(hist, &["log_bytes_written"]).as_u64().unwrap() >= 20000 * 116);
+    assert_eq!(field(hist, &["settled_by"]), "Db::checkpoint");
+    for k in ["space_at_close", "space_settled", "space_peak"] {
+        assert!(
+            field(hist, &[k, "allocated_bytes"]).as_u64().unwrap() > 0,
+            "{k}: {hist}"
+        );
+        assert!(field(hist, &[k, "amplification"]).as_f64().unwrap() > 0.0);
+    }
+    assert!(field(hist, &["space_amplification"]).as_f64().unwrap() > 0.0);
+    let open = field(hist, &["open"]);
+    assert!(field(open, &["open_ms"]).as_f64().unwrap() > 0.0);
+    assert!(field(open, &["floor_bytes"]).as_u64().unwrap() > 0);
+    assert!(field(open, &["open_per_floor"]).is_number());
+    // After the settle step the reopen starts from a checkpoint holding every key.
+    let settled = field(hist, &["open_settled", "recovery"]);
+    assert_eq!(field(settled, &["checkpoint_keys"]).as_u64(), Some(2000));
+    assert!(field(settled, &["checkpoint_lsn"]).as_u64().unwrap() > 0);
+    let wamp = field(h, &["write_amplification"]).as_f64().unwrap();
+    assert!(wamp >= 1.0, "{h}");
+    let ck = of("ckptwrite");
+    assert_eq!(ck.len(), 2, "ckptwrite at 1 and 2 threads: {rows:#?}");
+    for r in ck {
+        assert_eq!(field(r, &["mode"]), "buffered");
+        assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+        let c = field(r, &["ckptwrite"]);
+        // At least one checkpoint in each of the two phases with the checkpointing thread.
+        assert!(field(c, &["checkpoints"]).as_u64().unwrap() >= 2, "{c}");
+        assert_eq!(
+            field(c, &["puts_with"]).as_u64().unwrap()
+                + field(c, &["puts_without"]).as_u64().unwrap(),
+            20000
+        );
+        assert!(field(c, &["p99_ratio"]).is_number());
+        assert!(field(r, &["checkpoint_bytes_written"]).as_u64().unwrap() > 0);
+    }
+    assert_eq!(of("fillrandom").len(), 6);
+}
+
+#[test]
+fn a_corrupted_read_back_fails_history() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--workload",
+        "history",
+        "--ops",
+        "3000",
+        "--keys",
+        "500",
+    ];
+    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok 500"), "{out}");
+    let (code, out) = run_lib(
+        &args,
+        dir.path(),
+        Hooks {
+            corrupt_one_read: true,
+        },
+    );
+    assert_eq!(code, 1, "{out}");
 }

@@ -33,7 +33,7 @@ mod fjall_peer {
 
     use crate::args::Workload;
     use crate::engine::{
-        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, Settled, SnapCost, SnapView,
     };
 
     /// Feeds a fjall iterator to `f`, forward or reverse, until it returns false.
@@ -88,6 +88,9 @@ mod fjall_peer {
             }
         }
         fn supports(&self, _: Workload) -> bool {
+            true
+        }
+        fn can_settle(&self) -> bool {
             true
         }
         fn open(&self, dir: &Path, mode: Mode, _: &OpenOpts) -> EResult<Box<dyn Engine>> {
@@ -177,6 +180,18 @@ mod fjall_peer {
                 take_ns: (t1 - t0).as_nanos() as u64,
                 drop_ns: (t3 - t2).as_nanos() as u64,
             })
+        }
+        fn settle(&self) -> EResult<Option<Settled>> {
+            self.ks
+                .rotate_memtable_and_wait()
+                .map_err(|e| err("fjall flush", e))?;
+            self.ks
+                .major_compact()
+                .map_err(|e| err("fjall major_compact", e))?;
+            Ok(Some(Settled {
+                what: "Keyspace::rotate_memtable_and_wait + major_compact".into(),
+                bytes_written: None,
+            }))
         }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db
@@ -515,7 +530,7 @@ mod sqlite_peer {
 
     use crate::args::Workload;
     use crate::engine::{
-        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, Settled, SnapCost, SnapView,
     };
 
     /// Visits the rows with keys in `[lo, hi)` on `c`, in key order (descending when
@@ -622,6 +637,9 @@ mod sqlite_peer {
             })
         }
         fn supports(&self, _: Workload) -> bool {
+            true
+        }
+        fn can_settle(&self) -> bool {
             true
         }
         fn open(&self, dir: &Path, mode: Mode, _: &OpenOpts) -> EResult<Box<dyn Engine>> {
@@ -767,6 +785,16 @@ mod sqlite_peer {
                 Ok(n)
             })
         }
+        fn settle(&self) -> EResult<Option<Settled>> {
+            self.writer
+                .lock()
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .map_err(|e| err("sqlite wal_checkpoint", e))?;
+            Ok(Some(Settled {
+                what: "PRAGMA wal_checkpoint(TRUNCATE)".into(),
+                bytes_written: None,
+            }))
+        }
         fn close(self: Box<Self>) -> EResult<()> {
             let Sqlite { writer, readers } = *self;
             drop(readers);
@@ -790,7 +818,7 @@ mod rocksdb_peer {
 
     use crate::args::Workload;
     use crate::engine::{
-        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, SnapCost, SnapView,
+        err, EResult, Engine, EngineKind, Mode, OpenOpts, ScanBounds, Settled, SnapCost, SnapView,
     };
 
     /// Visits the entries in `[lo, hi)` of an iterator positioned at its first candidate
@@ -887,6 +915,9 @@ mod rocksdb_peer {
         fn supports(&self, _: Workload) -> bool {
             true
         }
+        fn can_settle(&self) -> bool {
+            true
+        }
         fn open(&self, dir: &Path, mode: Mode, _: &OpenOpts) -> EResult<Box<dyn Engine>> {
             let mut o = Options::default();
             o.create_if_missing(true);
@@ -966,6 +997,14 @@ mod rocksdb_peer {
                 take_ns: (t1 - t0).as_nanos() as u64,
                 drop_ns: (t3 - t2).as_nanos() as u64,
             })
+        }
+        fn settle(&self) -> EResult<Option<Settled>> {
+            self.db.flush().map_err(|e| err("rocksdb flush", e))?;
+            self.db.compact_range::<&[u8], &[u8]>(None, None);
+            Ok(Some(Settled {
+                what: "DB::flush + compact_range(all)".into(),
+                bytes_written: None,
+            }))
         }
         fn close(self: Box<Self>) -> EResult<()> {
             self.db

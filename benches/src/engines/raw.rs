@@ -140,6 +140,7 @@ impl EngineKind for RawKind {
                     commits: Some(0),
                     syncs: Some(0),
                     bytes_logged: Some(0),
+                    ..Counters::default()
                 },
                 ring,
             }),

@@ -8,8 +8,8 @@ use ringlog_db::{Db, Durability, Options, Scan, Snapshot};
 
 use crate::args::Workload;
 use crate::engine::{
-    err, Counters, EResult, Engine, EngineKind, IndexMemory, Mode, OpenOpts, ScanBounds, SnapCost,
-    SnapView,
+    err, Counters, EResult, Engine, EngineKind, IndexMemory, Mode, OpenOpts, RecoveryInfo,
+    ScanBounds, Settled, SnapCost, SnapView,
 };
 
 /// The ringlog engine kind.
@@ -17,6 +17,37 @@ pub struct RinglogKind;
 
 /// The one instance.
 pub static RINGLOG: RinglogKind = RinglogKind;
+
+/// `--checkpoint-bytes` as the configuration line shows it (`EngineKind::config` has no access
+/// to the options, so the harness records the value here before the runs).
+static CHECKPOINT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records `--checkpoint-bytes` for the configuration line (`None`: the engine's default).
+pub fn set_checkpoint_bytes(b: Option<u64>) {
+    CHECKPOINT_BYTES.store(b.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+impl RinglogKind {
+    fn checkpoint_bytes(&self) -> u64 {
+        match CHECKPOINT_BYTES.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Options::default().checkpoint_bytes,
+            b => b,
+        }
+    }
+}
+
+fn checkpoints_config(bytes: u64) -> String {
+    if bytes == u64::MAX {
+        "no background checkpoints".into()
+    } else if bytes.is_multiple_of(1 << 20) {
+        format!(
+            "background checkpoints (checkpoint_bytes {} MiB)",
+            bytes >> 20
+        )
+    } else {
+        format!("background checkpoints (checkpoint_bytes {bytes} B)")
+    }
+}
 
 fn durability(mode: Mode) -> Durability {
     match mode {
@@ -35,16 +66,22 @@ impl EngineKind for RinglogKind {
         Ok(match mode {
             Mode::InMemory => "Durability::InMemory (no log)".into(),
             Mode::Buffered => format!(
-                "{} (write + fdatasync in the background), 64 MiB zero-filled segments",
-                durability(mode)
+                "{} (write + fdatasync in the background), 64 MiB zero-filled segments, {}",
+                durability(mode),
+                checkpoints_config(self.checkpoint_bytes())
             ),
-            Mode::Strict => {
-                "Durability::Strict (group commit), 64 MiB zero-filled segments, O_DIRECT".into()
-            }
+            Mode::Strict => format!(
+                "Durability::Strict (group commit), 64 MiB zero-filled segments, O_DIRECT, {}",
+                checkpoints_config(self.checkpoint_bytes())
+            ),
         })
     }
 
     fn supports(&self, _: Workload) -> bool {
+        true
+    }
+
+    fn can_settle(&self) -> bool {
         true
     }
 
@@ -53,11 +90,11 @@ impl EngineKind for RinglogKind {
             // No directory: nothing is ever written.
             Db::in_memory()
         } else {
-            Db::open(
-                dir,
-                Options::default().durability(durability(mode)).io(opts.io),
-            )
-            .map_err(|e| err("ringlog open", e))?
+            let mut o = Options::default().durability(durability(mode)).io(opts.io);
+            if let Some(b) = opts.checkpoint_bytes {
+                o = o.checkpoint_bytes(b);
+            }
+            Db::open(dir, o).map_err(|e| err("ringlog open", e))?
         };
         Ok(Box::new(Ringlog { db }))
     }
@@ -149,7 +186,35 @@ impl Engine for Ringlog {
             commits: Some(s.commits),
             syncs: Some(s.syncs),
             bytes_logged: Some(s.bytes_appended),
+            checkpoints: Some(s.checkpoints),
+            segments_deleted: Some(s.segments_deleted),
         }
+    }
+
+    fn recovery(&self) -> Option<RecoveryInfo> {
+        let r = self.db.recovery_stats();
+        Some(RecoveryInfo {
+            duration_ns: r.duration.as_nanos() as u64,
+            checkpoint_lsn: r.checkpoint_lsn,
+            checkpoint_keys: r.checkpoint_keys,
+            segments: r.segments as u64,
+            transactions: r.transactions_applied,
+            last_lsn: r.last_lsn,
+        })
+    }
+
+    fn settle(&self) -> EResult<Option<Settled>> {
+        if self.db.stats().backend.is_none() {
+            return Ok(None); // in memory: no directory to checkpoint into
+        }
+        let info = self
+            .db
+            .checkpoint()
+            .map_err(|e| err("ringlog checkpoint", e))?;
+        Ok(Some(Settled {
+            what: "Db::checkpoint".into(),
+            bytes_written: Some(info.bytes),
+        }))
     }
 
     fn io_path(&self) -> Option<String> {
@@ -169,6 +234,12 @@ impl Engine for Ringlog {
 
     fn close(self: Box<Self>) -> EResult<()> {
         self.db.close().map_err(|e| err("ringlog close", e))
+    }
+
+    fn close_with_stats(self: Box<Self>) -> EResult<(Counters, Option<IndexMemory>)> {
+        // After the close has joined the background thread: every checkpoint it ran counted.
+        self.db.close().map_err(|e| err("ringlog close", e))?;
+        Ok((self.counters(), self.index_memory()))
     }
 }
 
