@@ -396,7 +396,7 @@ fn first_needed_segment(
 
 /// The smallest log volume the space trigger waits for (tiny databases do not checkpoint on
 /// every few commits).
-const MIN_SPACE_TRIGGER: u64 = 16 << 20;
+const MIN_SPACE_TRIGGER: u64 = 64 << 20;
 
 /// Whether enough log was appended since the last checkpoint to start one in the background;
 /// true for one caller only (it claims the checkpoint by moving the mark).

@@ -300,6 +300,8 @@ impl Loader {
 /// LSN of a version marked [`TRIMMED_BELOW`] (0 if none).
 pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize, Lsn) {
     let mut list = SkipList::new();
+    // The key index is built in the background once the database is open.
+    list.defer_key_index();
     let keys = 1 + versions.windows(2).filter(|w| w[0].0 != w[1].0).count();
     list.reserve_keys(keys);
     let mut garbage = 0;

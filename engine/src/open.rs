@@ -226,6 +226,18 @@ impl Db {
             direct_io,
             sync_strategy: Some((strategy, strategy_reason)),
         };
+        let gen = db.shared.versions.current();
+        if gen.list.key_index_deferred() {
+            // Point reads search the list until the key index is built: build it beside the
+            // open instead of in it (a cache miss per key).
+            let spawned = std::thread::Builder::new()
+                .name("ringlog-keyindex".into())
+                .spawn(move || gen.list.build_key_index());
+            if let Err(e) = spawned {
+                log::warn!("could not start the key index builder ({e}): building it now");
+                db.shared.versions.current().list.build_key_index();
+            }
+        }
         if db.shared.versions.wants_trim() {
             // A generation built from a checkpoint and the log after it holds what the restart's
             // plan would have dropped: trim it in the background now.

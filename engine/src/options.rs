@@ -138,7 +138,7 @@ pub struct Options {
     /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
     /// background checkpoints off (explicit ones still work). At least 1 MiB. A background
     /// checkpoint is also due once the log since the last checkpoint is as large as that
-    /// checkpoint (at least 16 MiB), whichever comes first: files on disk then stay within about
+    /// checkpoint (at least 64 MiB), whichever comes first: files on disk then stay within about
     /// twice the live data, at the cost of rewriting the live data once per that much log.
     pub checkpoint_bytes: u64,
     /// How checkpoint blocks are stored. Recorded in the MANIFEST when the database is created;

@@ -708,7 +708,9 @@ fn seed_from_checkpoint(
                 history = policy != Retention::Snapshots;
                 app.retention = (policy, floor.max(trim_floor));
                 if !matches!(policy, Retention::LastVersions(_)) {
-                    let list = SkipList::new();
+                    let mut list = SkipList::new();
+                    // Built in the background once the database is open.
+                    list.defer_key_index();
                     list.reserve_keys(usize::try_from(keys_hint).unwrap_or(usize::MAX));
                     base = Some(Base {
                         list,

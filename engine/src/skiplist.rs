@@ -754,6 +754,25 @@ impl SkipList {
         }
     }
 
+    /// Defers the key index (before a bulk load): appends do not note keys, point reads search
+    /// the list, until [`SkipList::build_key_index`] runs.
+    pub(crate) fn defer_key_index(&mut self) {
+        self.keys.defer();
+    }
+
+    /// Builds a deferred key index from the list (concurrently with writers), then answers point
+    /// reads through it. A no-op when the index is not deferred.
+    pub(crate) fn build_key_index(&self) {
+        if !self.keys.is_ready() {
+            self.keys.build_from(self.first());
+        }
+    }
+
+    /// Whether the key index is deferred (see [`SkipList::defer_key_index`]).
+    pub(crate) fn key_index_deferred(&self) -> bool {
+        !self.keys.is_ready()
+    }
+
     /// Sizes the key index for `keys` keys at once (before a bulk load).
     pub(crate) fn reserve_keys(&self, keys: usize) {
         self.keys.reserve(keys);
@@ -1064,7 +1083,7 @@ impl SkipList {
         if !newer_exists && value.is_some() {
             *self.counters.0.live.get_mut() += 1;
         }
-        if !newer_exists {
+        if !newer_exists && self.keys.is_ready() {
             // SAFETY: `node` was just initialized in this list's arena.
             self.keys
                 .note_new_exclusive(unsafe { NodeRef::from_ptr(node) });

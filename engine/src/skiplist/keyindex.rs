@@ -87,6 +87,9 @@ pub(super) struct KeyIndex {
     hasher: foldhash::fast::RandomState,
     /// Set when a node address did not fit a slot: lookups then always answer "unknown".
     disabled: AtomicBool,
+    /// False while the index is being built from a bulk-loaded list ([`KeyIndex::defer`]):
+    /// lookups answer "unknown" until [`KeyIndex::build_from`] has noted every key.
+    ready: AtomicBool,
 }
 
 /// The parts of a key's hash: where its probe starts, its tag and its shard.
@@ -131,6 +134,7 @@ impl KeyIndex {
             shards: (0..SHARDS).map(|_| Shard(Mutex::new(0))).collect(),
             hasher: foldhash::fast::RandomState::default(),
             disabled: AtomicBool::new(false),
+            ready: AtomicBool::new(true),
         }
     }
 
@@ -192,6 +196,33 @@ impl KeyIndex {
         }
     }
 
+    /// Stops answering lookups until [`KeyIndex::build_from`] runs: a bulk load then appends
+    /// without noting keys, and the index is built afterwards (in the background at open).
+    pub(super) fn defer(&mut self) {
+        *self.ready.get_mut() = false;
+    }
+
+    /// Whether lookups are answered (not deferred).
+    pub(super) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Notes the newest node of every key of `first..` (the list's nodes in order) — concurrently
+    /// with writers noting newer nodes (`note` keeps the newer of two) — then answers lookups.
+    pub(super) fn build_from(&self, first: Option<NodeRef<'_>>) {
+        let mut n = first;
+        let mut prev: Option<NodeRef<'_>> = None;
+        while let Some(node) = n {
+            if prev.is_none_or(|p| p.key() != node.key()) {
+                self.note(node);
+            }
+            prev = Some(node);
+            n = node.next();
+        }
+        // Release: the notes above happen before any lookup that sees `ready`.
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// [`KeyIndex::note`] for a node of a key not in the index yet, with exclusive access (a
     /// bulk load): no lock, no probe for an existing entry of the key.
     pub(super) fn note_new_exclusive(&mut self, node: NodeRef<'_>) {
@@ -205,7 +236,8 @@ impl KeyIndex {
         *keys += 1;
         let grow = *keys * SHARDS * 4;
         {
-            let t = self.table.load();
+            // SAFETY: exclusive access: no grow runs, so `current` is the table `table` holds.
+            let t = unsafe { &**self.current.get_mut() };
             let mask = t.mask();
             let mut i = h.start(mask);
             while t.slots[i].load(Ordering::Relaxed) != 0 {
@@ -281,7 +313,8 @@ impl KeyIndex {
     /// The newest node recorded for `key`: `Some(None)` when the key has none, `None` when the
     /// index cannot tell (disabled; the caller searches the list).
     pub(super) fn newest(&self, key: &[u8]) -> Option<Option<NonNull<Node>>> {
-        if self.disabled.load(Ordering::Relaxed) {
+        // Acquire: once ready, every note of the build happened before this lookup.
+        if !self.ready.load(Ordering::Acquire) || self.disabled.load(Ordering::Relaxed) {
             return None;
         }
         let h = self.hash(key);
@@ -347,6 +380,48 @@ mod tests {
         }
         let slots = list.key_index_bytes() / 8;
         assert!(slots >= n as usize * 4 / 3, "{slots} slots for {n} keys");
+    }
+
+    /// A deferred index (bulk load without notes) answers through list searches, is built while a
+    /// writer inserts newer versions of the same keys, and then names every key's newest node.
+    #[test]
+    fn deferred_index_built_beside_writers() {
+        let mut list = SkipList::new();
+        list.defer_key_index();
+        let n = 5 * FIRST_SLOTS as u64;
+        let mut keys: Vec<[u8; 8]> = (0..n).map(key).collect();
+        keys.sort_unstable();
+        for (i, k) in keys.iter().enumerate() {
+            list.append_sorted(k, 10 + i as u64 % 7, Some(b"old"), 0);
+        }
+        assert!(list.key_index_deferred());
+        // Deferred: still right, through searches.
+        assert_eq!(list.newest(&keys[3]).map(|n| n.lsn()), Some(10 + 3 % 7));
+        std::thread::scope(|s| {
+            let list = &list;
+            let keys = &keys;
+            s.spawn(move || {
+                for (i, k) in keys.iter().enumerate().step_by(3) {
+                    list.insert(k, 1000 + i as u64, Some(b"new"), 0);
+                }
+            });
+            s.spawn(move || list.build_key_index());
+        });
+        assert!(!list.key_index_deferred());
+        for (i, k) in keys.iter().enumerate() {
+            let want = if i % 3 == 0 {
+                1000 + i as u64
+            } else {
+                10 + i as u64 % 7
+            };
+            // Through the index now: `SkipList::newest` asks it first.
+            assert_eq!(
+                list.keys.newest(k).flatten().is_some(),
+                true,
+                "key {i} in the index"
+            );
+            assert_eq!(list.newest(k).map(|n| n.lsn()), Some(want), "key {i}");
+        }
     }
 
     /// Writers insert while the table grows; a reader checks, for every key a writer announced
