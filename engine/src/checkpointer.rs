@@ -37,6 +37,8 @@ pub(crate) struct Checkpoints {
     pub(crate) manifest: Mutex<Manifest>,
     /// Log bytes appended that trigger a background checkpoint (`u64::MAX`: never).
     pub(crate) every_bytes: u64,
+    /// [`crate::Options::checkpoint_on_close`].
+    pub(crate) on_close: bool,
     /// The length of the checkpoint in force (0 without one): once the log since it is as large,
     /// a background checkpoint is due too (so files stay within about twice the live data).
     pub(crate) last_len: AtomicU64,
@@ -392,6 +394,22 @@ fn first_needed_segment(
         first = w[1];
     }
     Ok(first.min(active))
+}
+
+/// Whether a clean close should checkpoint first (see [`crate::Options::checkpoint_on_close`]).
+pub(crate) fn due_at_close(shared: &Shared) -> bool {
+    let Some(c) = shared.ckpt.get() else {
+        return false;
+    };
+    if !c.on_close || c.every_bytes == u64::MAX || shared.state.lock().poisoned.is_some() {
+        return false;
+    }
+    let since = shared
+        .counters
+        .bytes_appended
+        .load(Ordering::Relaxed)
+        .saturating_sub(c.bytes_at_last.load(Ordering::Relaxed));
+    since >= (1 << 20) && since >= c.last_len.load(Ordering::Relaxed) / 8
 }
 
 /// The smallest log volume the space trigger waits for (tiny databases do not checkpoint on

@@ -93,6 +93,8 @@ impl DbBuilder {
         trim_threshold(versions: usize);
         /// Sets [`Options::checkpoint_bytes`].
         checkpoint_bytes(bytes: u64);
+        /// Sets [`Options::checkpoint_on_close`].
+        checkpoint_on_close(on: bool);
         /// Sets [`Options::codec`].
         codec(codec: crate::BlockCodec);
         /// Sets [`Options::lease_span`].
@@ -571,6 +573,14 @@ impl Db {
     /// [`Error::Poisoned`] (or [`Error::Io`]) when the final write or sync failed: what was not
     /// durable before may be lost, and the next open recovers what is on disk.
     pub fn close(&self) -> Result<()> {
+        if !self.shared.closed.load(Ordering::Acquire)
+            && crate::checkpointer::due_at_close(&self.shared)
+        {
+            // The next open then replays no log. A failure loses nothing: the log is complete.
+            if let Err(e) = self.checkpoint() {
+                log::warn!("the checkpoint at close failed (the next open replays the log): {e}");
+            }
+        }
         let first = !self.shared.closed.swap(true, Ordering::AcqRel);
         if !first {
             return Ok(());

@@ -205,6 +205,7 @@ impl Db {
             codec,
             manifest: Mutex::new(manifest),
             every_bytes: opts.checkpoint_bytes,
+            on_close: opts.checkpoint_on_close,
             last_len: manifest.checkpoint_len.into(),
             lsn: manifest.checkpoint_lsn.into(),
             bytes_at_last: appended.into(),

@@ -141,6 +141,10 @@ pub struct Options {
     /// checkpoint (at least 64 MiB), whichever comes first: files on disk then stay within about
     /// twice the live data, at the cost of rewriting the live data once per that much log.
     pub checkpoint_bytes: u64,
+    /// Whether [`crate::Db::close`] (and drop) writes a checkpoint first when background
+    /// checkpoints are on and at least 1 MiB of log (and an eighth of the last checkpoint's size)
+    /// was appended since the last one: the next open then replays no log. Default true.
+    pub checkpoint_on_close: bool,
     /// How checkpoint blocks are stored. Recorded in the MANIFEST when the database is created;
     /// opening it with another codec is [`crate::Error::CodecMismatch`]. Default
     /// [`BlockCodec::Identity`].
@@ -184,6 +188,7 @@ impl Default for Options {
             trim_threshold: 1 << 16,
             lease_span: 1 << 16,
             checkpoint_bytes: 256 << 20,
+            checkpoint_on_close: true,
             codec: BlockCodec::Identity,
         }
     }
@@ -203,6 +208,7 @@ impl fmt::Debug for Options {
             .field("trim_threshold", &self.trim_threshold)
             .field("lease_span", &self.lease_span)
             .field("checkpoint_bytes", &self.checkpoint_bytes)
+            .field("checkpoint_on_close", &self.checkpoint_on_close)
             .field("codec", &self.codec)
             .finish()
     }
@@ -292,6 +298,12 @@ impl Options {
     /// Sets [`Options::checkpoint_bytes`].
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Options {
         self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::checkpoint_on_close`].
+    pub fn checkpoint_on_close(mut self, on: bool) -> Options {
+        self.checkpoint_on_close = on;
         self
     }
 

@@ -634,3 +634,35 @@ fn checkpoints_while_writers_and_readers_run() {
         }
     });
 }
+
+/// A clean close checkpoints first (when enough log was written since the last checkpoint): the
+/// next open replays nothing. Turned off, the open replays the log after the last checkpoint.
+#[test]
+fn a_clean_close_checkpoints_first() {
+    for on in [true, false] {
+        let dir = tempdir();
+        let o = opts(IoChoice::Portable, Durability::Strict)
+            .segment_size(4 << 20)
+            .checkpoint_on_close(on);
+        let db = open(dir.path(), o.clone());
+        let mut tx = db.begin();
+        for i in 0..3000u64 {
+            tx.put(&key(i), &[9u8; 500]).unwrap();
+        }
+        let lsn = tx.commit().unwrap();
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o);
+        let r = db.recovery_stats();
+        if on {
+            assert_eq!(
+                (r.checkpoint_lsn, r.transactions_applied),
+                (lsn, 0),
+                "{r:?}"
+            );
+        } else {
+            assert_eq!((r.checkpoint_lsn, r.transactions_applied), (0, 1), "{r:?}");
+        }
+        assert_eq!(db.get(&key(2999)).unwrap().map(|v| v.lsn()), Some(lsn));
+    }
+}
