@@ -284,6 +284,10 @@ pub struct OpenOpts {
     pub value_size: usize,
     /// ringlog's `Options::checkpoint_bytes` (`None`: its default).
     pub checkpoint_bytes: Option<u64>,
+    /// ringlog's `Options::checkpoint_on_close` (`history` turns it off for its write phase, so
+    /// that the open "as written" replays the log a crash would leave; its settle step is the
+    /// checkpoint a clean close writes).
+    pub checkpoint_on_close: bool,
 }
 
 /// Every engine compiled into this binary, in table order.

@@ -627,6 +627,9 @@ pub fn run_one(
         key_size: cfg.key_size,
         value_size: cfg.value_size,
         checkpoint_bytes: cfg.checkpoint_bytes,
+        // The history workload's write phase closes without the close-time checkpoint: its
+        // open "as written" then replays what a crash would leave (see history.rs).
+        checkpoint_on_close: workload != Workload::History,
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {

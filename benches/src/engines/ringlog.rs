@@ -94,6 +94,7 @@ impl EngineKind for RinglogKind {
             if let Some(b) = opts.checkpoint_bytes {
                 o = o.checkpoint_bytes(b);
             }
+            o = o.checkpoint_on_close(opts.checkpoint_on_close);
             Db::open(dir, o).map_err(|e| err("ringlog open", e))?
         };
         Ok(Box::new(Ringlog { db }))

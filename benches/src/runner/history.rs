@@ -408,9 +408,15 @@ fn open_line(what: &str, o: &ColdOpen) -> String {
 
 fn history_notes(h: &HistoryOut) -> Vec<String> {
     let mut n = Vec::new();
-    n.push(open_line("cold open as written", &h.open));
+    n.push(open_line(
+        "cold open as written (closed without a close-time checkpoint: what a crash leaves)",
+        &h.open,
+    ));
     if let Some(o) = &h.open_settled {
-        n.push(open_line("cold open after the settle step", o));
+        n.push(open_line(
+            "cold open after the settle step (ringlog: the checkpoint a clean close writes)",
+            o,
+        ));
     }
     let full = match h.log_bytes {
         Some(b) => {
@@ -481,6 +487,7 @@ pub(super) fn run_ckptwrite(
     // No background checkpoints: the phases without the checkpointing thread have none at all.
     let opts = &OpenOpts {
         checkpoint_bytes: Some(u64::MAX),
+        checkpoint_on_close: false,
         ..opts.clone()
     };
     let engine = kind.open(dir, mode, opts)?;
