@@ -173,6 +173,10 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, spec: &Spec<'_>, gen: &Gen) -> Re
     let path = dir.join(file_name(spec.id));
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename checkpoint", path.clone(), e))?;
+    // Before a MANIFEST names it: a MANIFEST rename may reach the disk before this one, and the
+    // directory fsync after it would then come too late for a power loss in between.
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
     Ok(written)
 }
 

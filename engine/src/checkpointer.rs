@@ -45,6 +45,9 @@ pub(crate) struct Checkpoints {
     /// `Counters::bytes_appended` when the last checkpoint started.
     pub(crate) bytes_at_last: AtomicU64,
     pub(crate) taken: AtomicU64,
+    /// The highest checkpoint id ever used (written or attempted): never reused, because a
+    /// failed MANIFEST update may still have reached the disk naming it.
+    pub(crate) last_id: AtomicU64,
     /// The LSN of the checkpoint in force, for `Stats` (which must not wait for a checkpoint
     /// holding the MANIFEST lock).
     pub(crate) lsn: AtomicU64,
@@ -129,14 +132,20 @@ pub(crate) fn run_checkpoint(
     // 1. A snapshot at V keeps every version it sees from being trimmed while we read.
     let lsn = shared.versions.pin(|| shared.visible.get());
     let _unpin = Unpin(shared, lsn);
-    if lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0 {
+    if lsn == 0 || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0) {
+        // Nothing committed yet, or nothing since the checkpoint in force.
         return Ok(CheckpointInfo {
             lsn,
             ..CheckpointInfo::default()
         });
     }
     make_durable(lsn)?;
-    let id = manifest.checkpoint_id + 1;
+    let id = c
+        .last_id
+        .fetch_max(manifest.checkpoint_id, Ordering::Relaxed)
+        .max(manifest.checkpoint_id)
+        + 1;
+    c.last_id.store(id, Ordering::Relaxed);
     // 2. The file.
     let (written, floor) = write_image(shared, c, &manifest, &c.dir, id, lsn)?;
     // 3. The MANIFEST.
@@ -159,7 +168,15 @@ pub(crate) fn run_checkpoint(
     if crate::hooks::delete_segments_before_manifest() {
         delete_segments(&*c.vfs, &c.dir, &doomed);
     }
-    write_manifest(&*c.vfs, &c.dir, &next)?;
+    if let Err(e) = write_manifest(&*c.vfs, &c.dir, &next) {
+        // The new MANIFEST may have reached the disk anyway: keep its floors (they only rise)
+        // so that no later MANIFEST lowers them; its checkpoint id is never reused (`last_id`).
+        manifest.trim_floor = next.trim_floor;
+        manifest.lsn_floor = next.lsn_floor;
+        manifest.txn_floor = next.txn_floor;
+        manifest.run_floor = next.run_floor;
+        return Err(e);
+    }
     *manifest = next;
     c.last_len.store(written.len, Ordering::Relaxed);
     c.lsn.store(lsn, Ordering::Relaxed);
@@ -276,11 +293,16 @@ impl Db {
         let lsn = shared.versions.pin(|| shared.visible.get());
         let _unpin = Unpin(shared, lsn);
         self.wait_durable(lsn)?;
-        let (written, floor) = write_image(shared, c, &manifest, dest, 1, lsn)?;
+        let (written, floor) = if lsn == 0 {
+            // An empty database: a MANIFEST without a checkpoint is its whole copy.
+            (crate::checkpoint::Written::default(), 0)
+        } else {
+            write_image(shared, c, &manifest, dest, 1, lsn)?
+        };
         let (lsn_floor, _) = shared.checkpoint_floors();
         let copy = Manifest {
             seq: 0,
-            checkpoint_id: 1,
+            checkpoint_id: u64::from(lsn != 0),
             checkpoint_lsn: lsn,
             checkpoint_len: written.len,
             first_segment: 1,
@@ -293,17 +315,17 @@ impl Db {
             ..*manifest
         };
         write_manifest(&*c.vfs, dest, &copy)?;
+        let entries = written.entries.saturating_sub(1);
         log::info!(
-            "backed up {} versions of {} keys at LSN {lsn} to {}",
-            written.entries - 1,
+            "backed up {entries} versions of {} keys at LSN {lsn} to {}",
             written.keys,
             dest.display()
         );
         Ok(CheckpointInfo {
-            id: 1,
+            id: u64::from(lsn != 0),
             lsn,
             bytes: written.len,
-            entries: written.entries - 1,
+            entries,
             keys: written.keys,
             segments_deleted: 0,
         })

@@ -210,6 +210,7 @@ impl Db {
             lsn: manifest.checkpoint_lsn.into(),
             bytes_at_last: appended.into(),
             taken: 0.into(),
+            last_id: manifest.checkpoint_id.into(),
             segments_deleted: 0.into(),
         });
         let db = Db {
@@ -228,7 +229,10 @@ impl Db {
             sync_strategy: Some((strategy, strategy_reason)),
         };
         let gen = db.shared.versions.current();
-        if gen.list.key_index_deferred() {
+        if gen.list.key_index_deferred() && gen.list.len() < BACKGROUND_INDEX_BUILD {
+            // Small: cheaper than a thread.
+            gen.list.build_key_index();
+        } else if gen.list.key_index_deferred() {
             // Point reads search the list until the key index is built: build it beside the
             // open instead of in it (a cache miss per key).
             let spawned = std::thread::Builder::new()
@@ -247,6 +251,9 @@ impl Db {
         Ok(db)
     }
 }
+
+/// Versions from which the key index of a recovered generation is built in the background.
+const BACKGROUND_INDEX_BUILD: usize = 1 << 17;
 
 /// The first generation of the index, built from what recovery loaded, with the retention policy
 /// the log ends with and the trim floor it implies at restart (docs/DURABILITY.md, "Retention").
@@ -269,6 +276,14 @@ fn recovered_versions(
     }
     let plan = state.plan(floor, last);
     let (list, garbage, marked) = match recovered.base.take() {
+        // A per-key policy set by the log after the checkpoint: its plan moves the floor, so
+        // apply it now, as a full replay would (a trim's copy of the generation).
+        Some(b) if matches!(policy, crate::Retention::LastVersions(_)) => {
+            let list = crate::skiplist::SkipList::new();
+            list.reserve_keys(b.list.live_keys());
+            let (garbage, marked) = crate::index::trim::copy_kept(&b.list, &list, plan);
+            (list, garbage, marked.max(b.marked))
+        }
         // Built from a checkpoint, the log's versions on top: what the plan would drop is
         // garbage for the background trim (see `recovery::seed_from_checkpoint`).
         Some(b) => (b.list, b.garbage, b.marked),

@@ -645,6 +645,11 @@ fn list_and_clean(
     }
     ids.sort_unstable();
     if !leftovers.is_empty() {
+        // What makes a file a leftover is the MANIFEST: its rename must be durable before
+        // anything it replaced goes (a process crash can fall between a MANIFEST's rename and
+        // the directory fsync after it).
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
         for (name, why) in leftovers {
             let path = dir.join(name);
             log::warn!("removing {}: {why}", path.display());
@@ -706,7 +711,12 @@ fn seed_from_checkpoint(
             Item::Start { keys } => keys_hint = keys,
             Item::Retention(policy, floor) => {
                 history = policy != Retention::Snapshots;
-                app.retention = (policy, floor.max(trim_floor));
+                let floor = if crate::hooks::trim_floor_backwards() {
+                    floor
+                } else {
+                    floor.max(trim_floor)
+                };
+                app.retention = (policy, floor);
                 if !matches!(policy, Retention::LastVersions(_)) {
                     let mut list = SkipList::new();
                     // Built in the background once the database is open.
