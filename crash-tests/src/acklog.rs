@@ -12,6 +12,9 @@
 //!                                      LSN before it) and the durable LSN right after it returned
 //! F 3 6 <error>                        step 6 failed (indeterminate); the process exits
 //! V 3 7 versions <detail>              step 7 (a read) broke an invariant; the process exits
+//! T 3 17 42                            after step 17 (0: at open) the engine's trim floor
+//!                                      (`stats().history_floor`) rose to 42: reads below it are
+//!                                      refused, after any later crash too
 //! E 3 500                              the database was closed cleanly after step 500
 //! ```
 //!
@@ -181,6 +184,11 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
         &mut sink,
         format!("S {gen} {} {}", db.last_lsn(), st.describe()),
     )?;
+    // The engine's trim floor, whenever it rises (a trim, a policy, the background trimmer).
+    let mut floor = db.stats().history_floor;
+    if floor > 0 {
+        log(&mut sink, format!("T {gen} 0 {floor}"))?;
+    }
     // The model the reads are checked against: what the recovered state shows, then every
     // commit acknowledged.
     let policy = Policy::of(db.retention());
@@ -213,6 +221,11 @@ pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
                     }
                 }
                 log(&mut sink, format!("A {gen} {step} {kind} {lsn} {durable}"))?;
+                let f = db.stats().history_floor;
+                if f > floor {
+                    floor = f;
+                    log(&mut sink, format!("T {gen} {step} {floor}"))?;
+                }
                 let reads = session.reads_from(reads_before);
                 if let Err(v) = checker.check(gen, &tl, &reads, &strict) {
                     let _ = log(
@@ -257,6 +270,8 @@ pub struct Generation {
     pub closed: bool,
     /// A read of the workload broke an invariant (`V` line): (step, invariant, detail).
     pub violation: Option<(u64, String, String)>,
+    /// The highest trim floor the engine reported (`T` lines; 0: none).
+    pub floor: u64,
 }
 
 /// Parses ack-log text. Lines that are incomplete (a crash mid-line) or malformed are ignored.
@@ -292,6 +307,7 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
                     backend: kv("backend").unwrap_or("?").to_string(),
                     closed: false,
                     violation: None,
+                    floor: 0,
                 });
             }
             Some("S") if f.len() >= 3 => {
@@ -325,6 +341,11 @@ pub fn parse(text: &str, keys_of: impl Fn(u64, Mode) -> u16) -> Result<Vec<Gener
                     durable_lsn: p(5)?,
                     at: 0,
                 });
+            }
+            Some("T") if f.len() == 4 => {
+                if let (Some(g), Ok(floor)) = (gens.last_mut(), f[3].parse::<u64>()) {
+                    g.floor = g.floor.max(floor);
+                }
             }
             Some("E") => {
                 if let Some(g) = gens.last_mut() {

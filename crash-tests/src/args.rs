@@ -872,6 +872,17 @@ mod tests {
              --jobs 1 --all",
             "ringlog-crash power --model paranoid --durability all --seeds 2000..2300 --steps \
              250 --gens 4 --jobs 1 --all",
+            // The open known issues' reproductions (crash-tests/src/known.rs).
+            "ringlog-crash power --model sector --durability strict --steps 120 --gens 3 \
+             --cap 64 --strict --replay 1:1.27:8",
+            "ringlog-crash power --model sector --durability buffered --steps 120 --gens 3 \
+             --cap 64 --strict --replay 54:2.88:16",
+            "ringlog-crash fsync-error --model sector --durability strict --steps 40 --gens 1 \
+             --cap 16 --fail-sync 30 --strict --replay 1:1.94:2",
+            "ringlog-crash power --model sector --durability buffered --steps 120 --gens 3 \
+             --cap 64 --strict --replay 2:3.46:0",
+            "ringlog-crash power --background --model paranoid --durability all --seeds 1..13 \
+             --steps 200",
         ] {
             power_of(line);
         }

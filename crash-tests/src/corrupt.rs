@@ -14,13 +14,22 @@
 //! * **last-batch** damage: the last batch of a cleanly closed log is the seal `close()` writes
 //!   after the last round of data (FORMAT.md §6), so damage there may be cut as a torn tail but
 //!   must never cost an acknowledged step; losing one is a violation.
+//! * **checkpoint** damage, to the checkpoint the MANIFEST names (the workload checkpoints, so
+//!   the log below it is gone) or to the MANIFEST itself: a flipped bit, a zeroed sector, the file
+//!   cut short or missing, a block copied over another. Opening must fail with
+//!   `Error::Corruption` naming the damaged file (and an offset no later than the damage), in
+//!   `RecoveryMode::Strict` and in `TruncateAtCorruption` alike — there is no older state to fall
+//!   back to (docs/DURABILITY.md §7) — or, for bytes no checksum covers, open with every step.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringlog_db::{Db, Error, IoChoice, RecoveryMode};
-use ringlog_format::{decode_record, Manifest, SegmentPos, SEGMENT_HEADER_LEN};
+use ringlog_format::{
+    decode_record, BlockHeader, BlockPos, Manifest, SegmentPos, BLOCK_HEADER_LEN,
+    CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 
 use crate::oracle::{
     ack_kind, check, Ack, AckKind, Bounds, History, Prefixes, Recovered, Violation,
@@ -44,6 +53,8 @@ struct Rec {
 }
 
 struct Layout {
+    /// The checkpoint the MANIFEST names, if any: its path and its blocks' (start, end).
+    ckpt: Option<(PathBuf, Vec<(u64, u64)>)>,
     /// Segment paths in id order.
     segs: Vec<PathBuf>,
     recs: Vec<Rec>,
@@ -54,7 +65,33 @@ struct Layout {
 fn layout(img: &Image) -> Option<Layout> {
     let dir = Setup::sim_dir();
     let manifest = img.files.get(&dir.join("MANIFEST"))?;
-    let epoch = Manifest::decode(manifest).ok()?.epoch;
+    let manifest = Manifest::decode(manifest).ok()?;
+    let epoch = manifest.epoch;
+    let ckpt = (manifest.checkpoint_id != 0)
+        .then(|| dir.join(format!("{:020}.ckpt", manifest.checkpoint_id)))
+        .and_then(|p| {
+            let data = img.files.get(&p)?;
+            // Its blocks: each header gives the block's length (header included).
+            let end = data.len().checked_sub(CHECKPOINT_FOOTER_LEN)? as u64;
+            let mut blocks = Vec::new();
+            let mut at = CHECKPOINT_HEADER_LEN as u64;
+            while at + BLOCK_HEADER_LEN as u64 <= end {
+                let pos = BlockPos {
+                    epoch,
+                    id: manifest.checkpoint_id,
+                    offset: at,
+                };
+                let h = BlockHeader::decode(
+                    &data[at as usize..at as usize + BLOCK_HEADER_LEN],
+                    pos,
+                    end - at - BLOCK_HEADER_LEN as u64,
+                )
+                .ok()?;
+                blocks.push((at, at + h.total_len()));
+                at += h.total_len();
+            }
+            Some((p, blocks))
+        });
     let mut segs: Vec<(u64, PathBuf)> = img
         .files
         .keys()
@@ -101,6 +138,7 @@ fn layout(img: &Image) -> Option<Layout> {
         }
     }
     Some(Layout {
+        ckpt,
         segs: segs.into_iter().map(|(_, p)| p).collect(),
         recs,
         batches,
@@ -108,7 +146,7 @@ fn layout(img: &Image) -> Option<Layout> {
 }
 
 /// Damage categories.
-const CATEGORIES: [&str; 3] = ["tail", "mid-log", "last-batch"];
+const CATEGORIES: [&str; 4] = ["tail", "mid-log", "last-batch", "checkpoint"];
 
 /// One damaged image and what it must lead to.
 struct Case {
@@ -256,7 +294,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 batch_start: b.1,
             })
         }
-        _ => {
+        2 => {
             let path = lay.segs[last_seg].clone();
             let data = Arc::make_mut(img.files.get_mut(&path)?);
             let at = r.range(last_start, last_end - 1);
@@ -267,6 +305,79 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 file: path,
                 range: (at, at + 1),
                 batch_start: last_start,
+            })
+        }
+        _ => {
+            let (path, blocks) = lay.ckpt.clone()?;
+            if r.chance(100) {
+                // The MANIFEST: a flipped bit.
+                let m = Setup::sim_dir().join("MANIFEST");
+                let data = Arc::make_mut(img.files.get_mut(&m)?);
+                let at = r.below(data.len() as u64);
+                data[at as usize] ^= 1 << r.below(8);
+                return Some(Case {
+                    img,
+                    kind: "bit flip in the MANIFEST",
+                    file: m,
+                    range: (at, at + 1),
+                    batch_start: 0,
+                });
+            }
+            let len = img.files.get(&path)?.len() as u64;
+            let (kind, range) = match r.below(10) {
+                0..=3 => {
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let at = r.below(len);
+                    data[at as usize] ^= 1 << r.below(8);
+                    ("bit flip in the checkpoint", (at, at + 1))
+                }
+                4..=5 => {
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let s = r.below(len.div_ceil(512)) * 512;
+                    let e = (s + 512).min(len);
+                    data[s as usize..e as usize].fill(0);
+                    ("zeroed sector in the checkpoint", (s, e))
+                }
+                6..=7 => {
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let to = r.below(len);
+                    data.truncate(to as usize);
+                    ("checkpoint cut short", (to, len))
+                }
+                8 => {
+                    img.files.remove(&path);
+                    ("checkpoint missing", (0, len))
+                }
+                _ => {
+                    // A valid block written where another one (or, with one block, a few
+                    // bytes further on) belongs: a misdirected write. Each block is bound to its
+                    // file and offset.
+                    let a = *blocks.get(r.below(blocks.len().max(1) as u64) as usize)?;
+                    let to = if blocks.len() > 1 {
+                        blocks[r.below(blocks.len() as u64) as usize].0
+                    } else {
+                        a.0 + 8 * r.range(1, 16)
+                    };
+                    if to == a.0 {
+                        return None;
+                    }
+                    let bytes = img.files[&path][a.0 as usize..a.1 as usize].to_vec();
+                    let data = Arc::make_mut(img.files.get_mut(&path)?);
+                    let end = (to as usize + bytes.len()).min(data.len());
+                    let n = end.checked_sub(to as usize)?;
+                    data[to as usize..end].copy_from_slice(&bytes[..n]);
+                    (
+                        "checkpoint block written at another offset (misdirected write)",
+                        (to, end as u64),
+                    )
+                }
+            };
+            Some(Case {
+                img,
+                kind,
+                file: path,
+                range,
+                batch_start: 0,
             })
         }
     }
@@ -390,6 +501,55 @@ fn evaluate(
                 Recovered::of(&db),
                 loose,
             )?;
+            Ok(label)
+        }
+        3 => {
+            // Refused in every recovery mode, naming the file, no later than the damage.
+            let mut label = "refused with the file and offset, in both recovery modes";
+            for mode in [RecoveryMode::Strict, RecoveryMode::TruncateAtCorruption] {
+                match open(setup, &case.img, mode) {
+                    Err(Error::Corruption { file, offset, .. }) => {
+                        if file != case.file || offset > case.range.1 {
+                            return Err(Violation::new(
+                                "corruption-report",
+                                format!(
+                                    "{} at {} [{}, {}) reported ({mode:?}) at {} offset {offset}",
+                                    case.kind,
+                                    name(&case.file),
+                                    case.range.0,
+                                    case.range.1,
+                                    name(&file)
+                                ),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        return Err(Violation::new(
+                            "corruption-report",
+                            format!(
+                                "{} refused ({mode:?}) with a non-corruption error: {e}",
+                                case.kind
+                            ),
+                        ))
+                    }
+                    Ok(db) => {
+                        intact(&db).map_err(|v| {
+                            Violation::new(
+                                "silent-loss",
+                                format!(
+                                    "{} at {} [{}, {}) opened ({mode:?}) without an error but: {}",
+                                    case.kind,
+                                    name(&case.file),
+                                    case.range.0,
+                                    case.range.1,
+                                    v.detail
+                                ),
+                            )
+                        })?;
+                        label = "harmless (no checksummed byte changed)";
+                    }
+                }
+            }
             Ok(label)
         }
         _ => match open(setup, &case.img, RecoveryMode::Strict) {

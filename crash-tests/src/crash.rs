@@ -581,6 +581,83 @@ mod tests {
         }
     }
 
+    /// A checkpoint's directory operations: the MANIFEST's temp file created and renamed over the
+    /// MANIFEST, the previous checkpoint removed. Until the directory fsync each is kept or
+    /// dropped on its own (every combination is a state); the MANIFEST is always the old file or
+    /// the new one, whole (a rename over a name replaces it atomically); after the fsync the new
+    /// MANIFEST is in force and the removed file gone. Both models.
+    #[test]
+    fn renames_over_a_name_and_removals_are_kept_or_dropped() {
+        let d = |n: &str| PathBuf::from(format!("/d/{n}"));
+        let base = Image {
+            files: [
+                (d("MANIFEST"), Arc::new(vec![1u8; 128])),
+                (d("old.ckpt"), Arc::new(vec![2u8; 600])),
+            ]
+            .into(),
+            dirs: vec![PathBuf::from("/d")],
+        };
+        // Inodes of the base image are numbered in path order: MANIFEST 0, old.ckpt 1.
+        let trace = vec![
+            Op::Create {
+                path: d("MANIFEST.tmp"),
+                ino: 2,
+            },
+            write(2, 0, 128, 3),
+            Op::Sync { ino: 2 },
+            Op::Rename {
+                from: d("MANIFEST.tmp"),
+                to: d("MANIFEST"),
+                ino: 2,
+            },
+            Op::Remove {
+                path: d("old.ckpt"),
+            },
+            Op::SyncDir {
+                dir: PathBuf::from("/d"),
+            },
+        ];
+        for model in [TearModel::Sector, TearModel::Paranoid] {
+            let mut sw = Sweeper::new(&base, &trace, model);
+            sw.advance(5);
+            let units = sw.units();
+            assert_eq!(
+                units.len(),
+                3,
+                "{model}: three directory operations pending"
+            );
+            assert!(units.iter().all(|u| matches!(u, Unit::DirOp(_))));
+            let space = StateSpace::new(&units, 64);
+            assert!(space.exhaustive && space.total == 8);
+            let mut seen = std::collections::BTreeSet::new();
+            for idx in 0..space.visited {
+                let img = sw.image(&units, &space.choices(&units, idx, 7), idx);
+                let m = img.files.get(&d("MANIFEST")).expect("a MANIFEST, always");
+                let new = match m[0] {
+                    1 => false,
+                    3 => true,
+                    b => panic!("{model}: the MANIFEST holds {b}: neither file"),
+                };
+                assert!(m.iter().all(|&b| b == m[0]) && m.len() == 128);
+                let old = img.files.contains_key(&d("old.ckpt"));
+                let tmp = img.files.contains_key(&d("MANIFEST.tmp"));
+                assert!(
+                    !(new && tmp),
+                    "{model}: renamed, yet still under its temp name"
+                );
+                seen.insert((new, old));
+            }
+            assert_eq!(seen.len(), 4, "{model}: every combination: {seen:?}");
+            sw.advance(6);
+            let units = sw.units();
+            assert!(units.is_empty(), "{model}: nothing pending after the fsync");
+            let img = sw.image(&units, &[], 0);
+            assert_eq!(img.files[&d("MANIFEST")][0], 3);
+            assert!(!img.files.contains_key(&d("old.ckpt")));
+            assert!(!img.files.contains_key(&d("MANIFEST.tmp")));
+        }
+    }
+
     /// Images built from the previous state's copy (restoring its dirty sectors) equal images
     /// built from scratch, across positions, syncs, size changes and states in any order.
     #[test]

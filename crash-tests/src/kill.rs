@@ -90,6 +90,23 @@ pub const STALL_FACTOR: u32 = 4;
 /// A kill aimed after the window waits at most this long after the child's start.
 const LATE_CAP: Duration = Duration::from_secs(3);
 
+/// Deadline of a child armed with a crash point of checkpoints or compaction (the child
+/// checkpoints every few hundred commits): the point usually fires well before.
+const CHECKPOINT_POINT_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Crash points after which the directory holds leftovers the next open removes: a checkpoint
+/// file not (yet) named by the MANIFEST, or files the new MANIFEST no longer needs. (After
+/// `manifest::before_rename` outside a checkpoint — at creation — there is none.)
+const LEAVES_LEFTOVERS: &[&str] = &[
+    "checkpoint::write",
+    "checkpoint::before_sync",
+    "checkpoint::before_rename",
+    "manifest::before_rename",
+    "manifest::before_dir_sync",
+    "compaction::before_delete_checkpoint",
+    "compaction::before_delete_segment",
+];
+
 fn io_name(io: IoChoice) -> &'static str {
     io.name()
 }
@@ -418,6 +435,9 @@ pub struct Model {
     pub base: Timeline,
     /// The highest LSN acknowledged by earlier generations.
     pub acked_before: u64,
+    /// The highest trim floor the engine reported in earlier generations (`T` lines): reads
+    /// below it stay refused after every later kill and recovery.
+    pub floor: u64,
 }
 
 /// What a recovery after a kill found.
@@ -483,6 +503,15 @@ pub fn recover_and_check(
     }
     let v = check_generation(setup, &g, &st, &aliens, rec)?;
     let mut counts = crate::versions::Counts::new();
+    let stats = db.recovery_stats();
+    if stats.checkpoint_lsn != 0 {
+        *counts.entry("recoveries from a checkpoint").or_default() += 1;
+    }
+    if stats.leftovers_removed != 0 {
+        *counts
+            .entry("recoveries that removed checkpoint/compaction leftovers")
+            .or_default() += 1;
+    }
     let next = match model {
         Some(m) => {
             let tl = with_generation(&m.base, &setup.wl, &g.hist);
@@ -490,9 +519,10 @@ pub fn recover_and_check(
             let pick = crate::rng::mix(&[g.seed, g.hist.gen as u64, rec.last, 0x4B1]);
             let how = crate::versions::Reread {
                 last: rec.last,
-                floor: 0,
+                floor: m.floor.max(g.floor),
                 pick,
                 samples: 4,
+                again: &[],
             };
             check_recovered(&db, &setup.wl, &recovered, how, &mut counts)?;
             Some(next_base(&setup.wl, &g.hist, &tl, v.prefix, rec.last))
@@ -734,24 +764,37 @@ fn run_seed(
     let mut model = Model {
         base: Timeline::new(setup.wl.cfg.keys),
         acked_before: 0,
+        floor: 0,
     };
     // Every generation's acknowledgements so far: with a kept directory, `verify` re-checks a
     // failure exactly from these.
     let mut ack_text = String::new();
     let points = ringlog_db::failpoints::POINTS;
+    // The previous cycle's child died at a crash point inside a checkpoint or a compaction: the
+    // directory holds leftovers (a `.ckpt.tmp`, a checkpoint the MANIFEST does not name, segments
+    // below its first needed one) that the next open removes.
+    let mut leftovers = false;
     for gen in 1..=opts.cycles {
         let mut r = Rng::from_words(&[seed, gen as u64, 0x4B11]);
-        // Crash points that this generation can reach: the manifest is written only when the
-        // database is created; quarantine happens only in TruncateAtCorruption recovery.
+        // Crash points that this generation can reach: quarantine happens only in
+        // TruncateAtCorruption recovery, which this mode does not use. (The MANIFEST is written
+        // at creation and by every checkpoint.)
         let reachable: Vec<&str> = points
             .iter()
             .copied()
-            .filter(|p| (gen == 1 || !p.starts_with("manifest::")) && !p.contains("quarantine"))
+            .filter(|p| !p.contains("quarantine"))
             .collect();
-        let failpoint = r.chance(opts.failpoint_per_mille).then(|| {
+        let mut failpoint = r.chance(opts.failpoint_per_mille).then(|| {
             let p = reachable[r.below(reachable.len() as u64) as usize];
-            // Points passed once per process fire on their first hit.
-            let once = ["manifest::", "recovery::", "open::"];
+            // Points passed once per process (or per checkpoint, a few hundred commits apart)
+            // fire on their first hit.
+            let once = [
+                "manifest::",
+                "recovery::",
+                "open::",
+                "checkpoint::",
+                "compaction::",
+            ];
             let n = if once.iter().any(|o| p.starts_with(o)) {
                 1
             } else {
@@ -759,6 +802,11 @@ fn run_seed(
             };
             (p, n)
         });
+        // After a crash inside a checkpoint or a compaction, half of the next cycles kill the
+        // open that removes its leftovers, at its first removal.
+        if leftovers && mode != Mode::InMemory && r.chance(500) {
+            failpoint = Some(("open::before_remove_leftover", 1));
+        }
         let max = opts.max_delay.as_micros().max(1001) as u64;
         // An armed crash point gets a longer deadline: it usually fires well before. Of the
         // other kills of a child that has a loss window, a share comes after the window.
@@ -766,6 +814,10 @@ fn run_seed(
             && mode != Mode::InMemory
             && r.chance(tuning.late_per_mille.unwrap_or(LATE_PER_MILLE));
         let plan = match failpoint {
+            // Checkpoints come every few hundred commits: wait for one.
+            Some((p, _)) if p.starts_with("checkpoint::") || p.starts_with("compaction::") => {
+                Plan::At(CHECKPOINT_POINT_DEADLINE)
+            }
             Some(_) => Plan::At(Duration::from_micros(4 * max)),
             None if late => Plan::AfterWindow(Duration::from_micros(r.range(0, max / 2))),
             None => Plan::At(Duration::from_micros(r.range(1000, max))),
@@ -798,6 +850,7 @@ fn run_seed(
         let fired =
             killed_at.is_none() && out.hung.is_none() && out.status.signal() == Some(libc::SIGKILL);
         let completed = killed_at.is_none() && out.status.success();
+        leftovers = matches!(failpoint, Some((p, _)) if fired && LEAVES_LEFTOVERS.contains(&p));
         let kind = match (failpoint, fired) {
             _ if out.hung.is_some() => "hung (watchdog)".to_string(),
             _ if completed => "workload completed (clean close)".to_string(),
@@ -963,6 +1016,7 @@ fn run_seed(
                     backend: String::new(),
                     closed: false,
                     violation: None,
+                    floor: 0,
                 }
             }
         };
@@ -1007,16 +1061,34 @@ fn run_seed(
                 return Err(RunnerError(format!("cannot keep {}: {e}", d.display())));
             }
         }
-        // Recover in this process and check.
+        // Recover in this process and check. After a crash inside a checkpoint or a compaction,
+        // on a copy: the recovery removes the leftovers, and the next child's open must find
+        // them (and may be killed removing them, at `open::before_remove_leftover`). Opening
+        // writes nothing else, so the copy recovers exactly what the directory does.
+        let checked_dir = if leftovers {
+            let c = opts.base_dir.join(format!(
+                "ringlog-crash-kill-{}-{seed}-check",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&c);
+            copy_dir(&dir, &c)
+                .map_err(|e| RunnerError(format!("cannot copy {}: {e}", dir.display())))?;
+            c
+        } else {
+            dir.clone()
+        };
         let res = recover_and_check(
             &setup,
             &g,
-            &dir,
+            &checked_dir,
             opts.io,
             &out.obs,
             opts.slack,
             Some(&model),
         );
+        if checked_dir != dir {
+            let _ = std::fs::remove_dir_all(&checked_dir);
+        }
         sum.count(&kind);
         match res {
             Ok(Recovery {
@@ -1032,6 +1104,7 @@ fn run_seed(
                 if let Some(next) = next {
                     model.base = next;
                 }
+                model.floor = model.floor.max(g.floor);
                 model.acked_before = g
                     .hist
                     .acks

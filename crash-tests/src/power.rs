@@ -24,7 +24,7 @@ use crate::rng::{mix, Rng};
 use crate::sched::{set_committer, LogAt, Sched};
 use crate::setup::Setup;
 use crate::sim::{FaultPlan, Image, Op, SimVfs};
-use crate::versions::{check_reads, check_recovered, Counts, Reread};
+use crate::versions::{check_checkpoints, check_reads, check_recovered, Counts, Reread};
 use crate::workload::{observe, Mode, Session, State, Step, Workload};
 use ringlog_db::io::BlockReason;
 
@@ -407,6 +407,8 @@ struct GenRun {
     live: Option<Violation>,
     /// The checks of its reads.
     counts: Counts,
+    /// `fsync-error`: the injected failure hit a checkpoint's own files and the run went on.
+    went_on: bool,
 }
 
 /// What a generation starts from, besides its disk image.
@@ -417,8 +419,191 @@ struct Start<'a> {
     tl: &'a Timeline,
     /// The highest LSN acknowledged before the crash the image comes from.
     acked: u64,
-    /// The highest trim floor reads observed before it.
+    /// The highest trim floor observed before it.
     floor: u64,
+    /// LSNs reads saw before it (and before earlier crashes): read again after the reopen.
+    again: &'a [u64],
+}
+
+/// How one crash state is checked, besides its image and the generation's model.
+#[derive(Clone, Copy)]
+struct StateCheck<'a> {
+    /// What the crash allows.
+    bounds: Bounds,
+    /// Recover it a second time and compare (I4).
+    reopen: bool,
+    /// The crashed previous run this generation restarted from after a process crash.
+    carried: Option<&'a Carry>,
+    /// The operations up to the crash (recognises the open known issues).
+    trace: &'a [Op],
+    /// The operations of the generation's own open (from the end of a crashed previous run's
+    /// replayed operations to its first step).
+    open_ops: (usize, usize),
+    /// LSNs reads saw before the crash: two of them are read again after recovery.
+    again: &'a [u64],
+}
+
+/// How often each open known issue was stepped around so far ([`crate::known::OPEN_IN_CRASH_STATES`]).
+fn open_issue_counts(sum: &Summary) -> [u64; 4] {
+    crate::known::OPEN_IN_CRASH_STATES.map(|k| sum.checks.get(k).copied().unwrap_or(0))
+}
+
+/// The counter of a [`crate::known::KNOWN`] violation (its detail).
+fn known_counter(v: &Violation) -> &'static str {
+    [
+        crate::known::CHECKPOINT_RENAME_UNSYNCED,
+        crate::known::CHECKPOINT_ID_REUSED,
+        crate::known::LEFTOVER_REMOVED_EARLY,
+    ]
+    .into_iter()
+    .find(|k| *k == v.detail)
+    .unwrap_or("known issue")
+}
+
+/// Which open known issue explains that recovery refused `e` on `img`, a crash image after the
+/// operations `trace` (`open_ops` of them the generation's own open), if one does:
+/// [`crate::known::CHECKPOINT_RENAME_UNSYNCED`], [`crate::known::LEFTOVER_REMOVED_EARLY`] or
+/// [`crate::known::CHECKPOINT_ID_REUSED`].
+fn known_open_failure(
+    e: &ringlog_db::Error,
+    img: &Image,
+    trace: &[Op],
+    open_ops: (usize, usize),
+) -> Option<&'static str> {
+    if unsynced_checkpoint_rename(e, img, trace) {
+        Some(crate::known::CHECKPOINT_RENAME_UNSYNCED)
+    } else if leftover_removed_early(e, trace, open_ops) {
+        Some(crate::known::LEFTOVER_REMOVED_EARLY)
+    } else if reused_checkpoint_id(e, trace) {
+        Some(crate::known::CHECKPOINT_ID_REUSED)
+    } else {
+        None
+    }
+}
+
+/// The open known issue [`crate::known::LEFTOVER_REMOVED_EARLY`]: recovery refused `e` naming a
+/// file (a checkpoint or a segment) that the generation's own open (`open_ops` of `trace`)
+/// removed as a leftover of a MANIFEST whose rename no successful directory fsync had followed
+/// (a process crash fell between that rename and its fsync).
+fn leftover_removed_early(e: &ringlog_db::Error, trace: &[Op], open_ops: (usize, usize)) -> bool {
+    let ringlog_db::Error::Corruption { file, .. } = e else {
+        return false;
+    };
+    let (lo, hi) = (open_ops.0, open_ops.1.min(trace.len()));
+    let Some(j) = (lo..hi)
+        .rev()
+        .find(|&j| matches!(&trace[j], Op::Remove { path } if path == file))
+    else {
+        return false;
+    };
+    let Some(i) = trace[..j].iter().rposition(
+        |op| matches!(op, Op::Rename { to, .. } if to.file_name().is_some_and(|n| n == "MANIFEST")),
+    ) else {
+        return false;
+    };
+    !trace[i + 1..j]
+        .iter()
+        .any(|op| matches!(op, Op::SyncDir { dir } if Some(dir.as_path()) == file.parent()))
+}
+
+/// The open known issue [`crate::known::CHECKPOINT_ID_REUSED`]: recovery refused `e` naming a
+/// checkpoint file that `trace` renamed into place more than once, with, between the first time
+/// and the last, a MANIFEST rename whose directory fsync failed (the checkpoint id written again
+/// after an attempt whose MANIFEST may be durable).
+fn reused_checkpoint_id(e: &ringlog_db::Error, trace: &[Op]) -> bool {
+    let ringlog_db::Error::Corruption { file, .. } = e else {
+        return false;
+    };
+    if !file.to_string_lossy().ends_with(".ckpt") {
+        return false;
+    }
+    let renames: Vec<usize> = (0..trace.len())
+        .filter(|&i| matches!(&trace[i], Op::Rename { to, .. } if to == file))
+        .collect();
+    let (Some(&first), Some(&last)) = (renames.first(), renames.last()) else {
+        return false;
+    };
+    (first..last).any(|m| {
+        matches!(&trace[m], Op::Rename { to, .. } if to.file_name().is_some_and(|n| n == "MANIFEST"))
+            && trace[m + 1..last]
+                .iter()
+                .find(|op| matches!(op, Op::SyncDir { .. } | Op::SyncDirFailed { .. }))
+                .is_some_and(|op| matches!(op, Op::SyncDirFailed { .. }))
+    })
+}
+
+/// The open known issue [`crate::known::CHECKPOINT_RENAME_UNSYNCED`]: recovery refused `e`
+/// naming a checkpoint file of the MANIFEST, whose last rename in `trace` (the operations up to
+/// the crash) no successful fsync of its directory followed (none, or the first one failed and
+/// resolved it), whose data was synced after its last write, and which `img` does not hold: the
+/// rename did not survive (the name is missing, or still an older file's — an earlier failed
+/// attempt at the same id) while the MANIFEST naming it did. Damage to a checkpoint whose rename
+/// survived, or whose data was never synced, is another matter.
+fn unsynced_checkpoint_rename(e: &ringlog_db::Error, img: &Image, trace: &[Op]) -> bool {
+    let ringlog_db::Error::Corruption { file, .. } = e else {
+        return false;
+    };
+    if !file.to_string_lossy().ends_with(".ckpt") {
+        return false;
+    }
+    let Some((i, ino)) = trace.iter().enumerate().rev().find_map(|(i, op)| match op {
+        Op::Rename { to, ino, .. } if to == file => Some((i, *ino)),
+        _ => None,
+    }) else {
+        return false;
+    };
+    // Made durable by the first fsync of its directory after it — unless that one failed (and
+    // resolved the rename either way).
+    let dir_synced = trace[i + 1..]
+        .iter()
+        .find_map(|op| match op {
+            Op::SyncDir { dir } if Some(dir.as_path()) == file.parent() => Some(true),
+            Op::SyncDirFailed { dir, .. } if Some(dir.as_path()) == file.parent() => Some(false),
+            _ => None,
+        })
+        .unwrap_or(false);
+    // The renamed file's bytes as written, and whether a sync covered its last write.
+    let mut data: Vec<u8> = Vec::new();
+    let mut synced = false;
+    for op in trace {
+        match op {
+            Op::Write {
+                ino: j,
+                off,
+                data: w,
+            } if *j == ino => {
+                let end = *off as usize + w.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                w.copy_to(0, &mut data[*off as usize..end]);
+                synced = false;
+            }
+            Op::SetLen { ino: j, len } if *j == ino => {
+                data.resize(*len as usize, 0);
+                synced = false;
+            }
+            Op::Sync { ino: j } if *j == ino => synced = true,
+            _ => {}
+        }
+    }
+    let kept = img.files.get(file).is_some_and(|f| f[..] == data[..]);
+    !dir_synced && synced && !kept
+}
+
+/// Most LSNs of earlier reads kept to be read again after each reopen.
+const AGAIN_KEPT: usize = 48;
+
+/// Adds the LSNs the reads of `h` saw before position `p` (the crash the next generation starts
+/// from) to `again`, keeping at most [`AGAIN_KEPT`] (the newest: the oldest fall below the floor
+/// first).
+fn remember_reads(again: &mut Vec<u64>, h: &History, p: u64) {
+    again.extend(h.seen.iter().filter(|x| x.at <= p).map(|x| x.lsn));
+    again.sort_unstable();
+    again.dedup();
+    if again.len() > AGAIN_KEPT {
+        again.drain(..again.len() - AGAIN_KEPT);
+    }
 }
 
 /// A crash state that passed: what it holds.
@@ -450,6 +635,8 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
     // check: the highest LSN acknowledged before it, the trim floor observed before it.
     let mut base_tl = Timeline::new(ctx.wl().cfg.keys);
     let (mut acked, mut floor) = (0u64, 0u64);
+    // LSNs reads saw in earlier generations before their crashes: read again after recovery.
+    let mut again: Vec<u64> = Vec::new();
     // A generation that starts from a process crash of the previous one: that run's operations up
     // to the crash (still unsynced where they were) and what its oracle needs.
     let mut carried: Option<Carry> = None;
@@ -462,6 +649,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             tl: &base_tl,
             acked,
             floor,
+            again: &again,
         };
         let run = run_generation(&ctx, gen, &base_img, prefix, &start);
         let prefix_len = prefix.len() as u64;
@@ -533,16 +721,24 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
         let pre = Prefixes::new(ctx.wl(), &run.hist, run.steps_done);
         let mut sw = Sweeper::new(&base_img, &run.trace, opts.model);
         let first_step_at = run.hist.started.first().copied().unwrap_or(u64::MAX);
+        let labels = checkpoint_labels(&base_img, &run.trace);
+        let open_ops = (
+            prefix_len as usize,
+            first_step_at.min(run.trace.len() as u64) as usize,
+        );
         if !skipping {
             let points: Vec<u64> = match (replaying, opts.fail_sync) {
                 (Some(t), _) => vec![t.point],
-                // fsync-error: crashes after the failure (right after it, and at the end).
+                // fsync-error: crashes after the failure (right after it, and at the end); after
+                // a failed checkpoint the database kept serving, and every position from the
+                // failure on is a crash point (the next checkpoints build on what it left).
                 (None, Some(_)) => {
                     let failed = run.trace.iter().position(|op| {
                         matches!(op, Op::SyncFailed { .. } | Op::SyncDirFailed { .. })
                     });
                     let end = run.trace.len() as u64;
                     match failed {
+                        Some(i) if run.went_on => (i as u64 + 1..=end).collect(),
                         Some(i) if (i as u64 + 1) < end => vec![i as u64 + 1, end],
                         _ => vec![end],
                     }
@@ -567,11 +763,17 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                 if !space.exhaustive {
                     sum.sampled_points += 1;
                 }
-                let kind = fault_kind(&run.trace, p, first_step_at);
+                let kind = fault_kind(&run.trace, &labels, p, first_step_at);
                 let states: Vec<u64> = match replaying {
                     Some(t) => vec![t.state],
                     None => (0..space.visited).collect(),
                 };
+                // The LSNs reads saw before this crash (this generation's and earlier ones').
+                let seen_here: Vec<u64> = again
+                    .iter()
+                    .copied()
+                    .chain(run.hist.seen.iter().filter(|x| x.at <= p).map(|x| x.lsn))
+                    .collect();
                 for idx in states {
                     let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
                     let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
@@ -579,15 +781,46 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                         opts.reopen_every != 0 && sum.states.is_multiple_of(opts.reopen_every);
                     sum.count(&kind);
                     let pick = mix(&[seed, gen as u64, p, idx, 0x7E2]);
-                    if let Err(v) = check_state(
+                    let how = StateCheck {
+                        bounds,
+                        reopen,
+                        carried: carried.as_ref(),
+                        trace: &run.trace[..p as usize],
+                        open_ops,
+                        again: &seen_here,
+                    };
+                    let known_before = open_issue_counts(sum);
+                    let res = check_state(
                         &ctx,
                         &img,
                         (&run.hist, &pre, &run.tl),
-                        bounds,
-                        reopen,
-                        carried.as_ref(),
+                        &how,
                         (pick, &mut sum.checks),
-                    ) {
+                    );
+                    if let Err(v) = &res {
+                        if v.invariant == crate::known::KNOWN {
+                            *sum.checks.entry(known_counter(v)).or_default() += 1;
+                        }
+                    }
+                    // The first state stepped around for an open known issue: its reproduction.
+                    let t = Target {
+                        gen,
+                        point: p,
+                        state: idx,
+                    };
+                    for (issue, before) in
+                        crate::known::OPEN_IN_CRASH_STATES.iter().zip(known_before)
+                    {
+                        if sum.checks.get(issue).copied().unwrap_or(0) > before {
+                            sum.note_known(issue, || {
+                                format!("{} --strict", opts.replay_command(seed, mode, t))
+                            });
+                        }
+                    }
+                    if let Err(v) = res {
+                        if v.invariant == crate::known::KNOWN {
+                            continue;
+                        }
                         let t = Target {
                             gen,
                             point: p,
@@ -626,19 +859,26 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             let img = pc.snapshot();
             let bounds = run.hist.bounds_at(p);
             let pick = mix(&[seed, gen as u64, p, 0xCA77]);
+            let how = StateCheck {
+                bounds,
+                reopen: false,
+                carried: None,
+                trace: &run.trace[..p as usize],
+                open_ops,
+                again: &[],
+            };
             match check_state(
                 &ctx,
                 &img,
                 (&run.hist, &pre, &run.tl),
-                bounds,
-                false,
-                None,
+                &how,
                 (pick, &mut sum.checks),
             ) {
                 Ok(c) => {
                     expected = Some(c.st);
                     base_tl = next_base(ctx.wl(), &run.hist, &run.tl, c.prefix, c.last);
                     (acked, floor) = (bounds.acked, bounds.floor);
+                    remember_reads(&mut again, &run.hist, p);
                     carried = Some(Carry {
                         ops: run.trace[..p as usize].to_vec(),
                         hist: run.hist.clone(),
@@ -676,26 +916,54 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
         sw.advance(p as usize);
         let units = sw.units();
         let space = StateSpace::new(&units, opts.cap);
-        let idx = r.below(space.visited);
-        let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
-        let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
         let bounds = run.hist.bounds_at(p);
-        let pick = mix(&[seed, gen as u64, p, idx, 0x7E2]);
-        match check_state(
-            &ctx,
-            &img,
-            (&run.hist, &pre, &run.tl),
+        let how = StateCheck {
             bounds,
-            false,
-            inherited.as_ref(),
-            (pick, &mut sum.checks),
-        ) {
+            reopen: false,
+            carried: inherited.as_ref(),
+            trace: &run.trace[..p as usize],
+            open_ops,
+            again: &[],
+        };
+        // A state an open known issue makes unopenable is stepped around: the next one.
+        let first = r.below(space.visited);
+        let mut k = 0;
+        let (idx, choices, img, checked) = loop {
+            let idx = (first + k) % space.visited;
+            let choices = space.choices(&units, idx, mix(&[seed, gen as u64, p, 0xC4A5]));
+            let img = sw.image(&units, &choices, mix(&[seed, gen as u64, p, idx]));
+            let pick = mix(&[seed, gen as u64, p, idx, 0x7E2]);
+            let res = check_state(
+                &ctx,
+                &img,
+                (&run.hist, &pre, &run.tl),
+                &how,
+                (pick, &mut sum.checks),
+            );
+            k += 1;
+            match res {
+                Err(v) if v.invariant == crate::known::KNOWN => {
+                    *sum.checks.entry(known_counter(&v)).or_default() += 1;
+                    if k >= space.visited {
+                        if gen < opts.gens {
+                            sum.notes.push(format!(
+                                "seed {seed}: generation {gen}'s crash at position {p} leaves only images the open known issue makes unopenable: no next generation"
+                            ));
+                        }
+                        return;
+                    }
+                }
+                res => break (idx, choices, img, res),
+            }
+        };
+        match checked {
             Ok(c) => {
                 base_tl = match (&inherited, c.earlier) {
                     (Some(i), true) => next_base(ctx.wl(), &i.hist, &i.tl, c.prefix, c.last),
                     _ => next_base(ctx.wl(), &run.hist, &run.tl, c.prefix, c.last),
                 };
                 (acked, floor) = (bounds.acked, bounds.floor);
+                remember_reads(&mut again, &run.hist, p);
                 expected = Some(c.st);
                 base_img = img;
             }
@@ -758,6 +1026,7 @@ fn run_generation(
         steps_done: 0,
         live: None,
         counts: Counts::new(),
+        went_on: false,
     };
     let faulty = ctx.opts.fail_sync.is_some();
     let db = match ctx.open(&sim) {
@@ -804,6 +1073,17 @@ fn run_generation(
         }
     }
     run.hist.base_lsn = db.last_lsn();
+    let rs = db.recovery_stats();
+    if rs.checkpoint_lsn != 0 {
+        *run.counts
+            .entry("generations reopened from a checkpoint")
+            .or_default() += 1;
+    }
+    if rs.leftovers_removed != 0 {
+        *run.counts
+            .entry("generations whose open removed checkpoint/compaction leftovers")
+            .or_default() += 1;
+    }
     if run.live.is_none() && ctx.mode != Mode::InMemory {
         // The reopened database: its LSNs (I6), its policy and versions (the model up to here).
         let rec = Recovered::of(&db);
@@ -828,6 +1108,7 @@ fn run_generation(
                     floor: start.floor,
                     pick: mix(&[ctx.seed, gen as u64, 0x5EE1]),
                     samples: 16,
+                    again: start.again,
                 },
                 &mut run.counts,
             )
@@ -846,6 +1127,11 @@ fn run_generation(
         sched.free_run();
     } else if run.live.is_none() {
         let mut failed = false;
+        // A checkpoint that failed on its own files (the injected fault hit its fdatasync, the
+        // MANIFEST's, or the directory fsync after the MANIFEST's rename): the step at which it
+        // did. The log is unharmed, so the database keeps serving (docs/DURABILITY.md §7) and the
+        // workload goes on: a later failure, or a refused write, is a violation.
+        let mut checkpoint_failed: Option<u64> = None;
         for step in 1..=ctx.opts.steps {
             run.hist.started.push(sim.position());
             let res = ctx.wl().execute(&db, gen, step, &session);
@@ -865,6 +1151,26 @@ fn run_generation(
                         at,
                     });
                 }
+                Err(e)
+                    if faulty
+                        && checkpoint_failed.is_none()
+                        && ctx.wl().step(gen, step) == Step::Checkpoint
+                        && matches!(e, ringlog_db::Error::Io { .. }) =>
+                {
+                    // It commits nothing: a failed checkpoint leaves nothing indeterminate.
+                    run.hist.acks.push(Ack {
+                        step,
+                        kind: AckKind::Skipped,
+                        lsn: db.last_lsn(),
+                        durable_lsn,
+                        at,
+                    });
+                    checkpoint_failed = Some(step);
+                    run.went_on = true;
+                    *run.counts
+                        .entry("checkpoints failed (I/O): the database kept serving")
+                        .or_default() += 1;
+                }
                 Err(e) => {
                     run.hist.acks.push(Ack {
                         step,
@@ -882,6 +1188,13 @@ fn run_generation(
                         run.live = Some(Violation::new(
                             "I5",
                             format!("step {gen}.{step} failed without an injected fault: {e}"),
+                        ));
+                    } else if let Some(c) = checkpoint_failed {
+                        run.live = Some(Violation::new(
+                            "fsync-error",
+                            format!(
+                                "step {gen}.{step} failed ({e}) after the checkpoint of step {gen}.{c} failed on its own files: a failed checkpoint must leave the log, and the database, serving"
+                            ),
                         ));
                     } else if !matches!(
                         e,
@@ -935,6 +1248,22 @@ fn run_generation(
                 }
             }
             Err(v) => run.live = Some(v),
+        }
+    }
+    // The engine's own floor after each trim and policy: a crash after it must not bring back
+    // what it refuses (it is capped by the durable LSN).
+    run.hist.floors.extend(session.take_floors());
+    run.hist.floors.sort_unstable();
+    match check_checkpoints(gen, &session.take_checkpoints()) {
+        Ok(counts) => {
+            for (k, v) in counts {
+                *run.counts.entry(k).or_default() += v;
+            }
+        }
+        Err(v) => {
+            if run.live.is_none() {
+                run.live = Some(v);
+            }
         }
     }
     let closed = db.close();
@@ -1008,6 +1337,7 @@ fn run_scheduled(
             running: vec![None; n],
             target: vec![None; n],
             parked_at: vec![None; n],
+            visible_target: vec![false; n],
         };
         let mut next = 1u64;
         let mut max_buffered_ack = 0u64;
@@ -1069,12 +1399,18 @@ fn run_scheduled(
             // trim waits for every assigned LSN to be visible, a wait the scheduler cannot see).
             // A retention policy runs alone: after every earlier step, before any later one.
             let upcoming = (next <= steps).then(|| wl.step(gen, next));
+            // A checkpoint runs alone too: once the log is durable through its LSN it does its own
+            // I/O, which must not interleave with what the log thread does after the round that
+            // released it (a commit running beside it would make the trace depend on timing).
             let alone = st
                 .running
                 .iter()
                 .flatten()
-                .any(|&s| matches!(wl.step(gen, s), Step::Retain(_)));
-            let barrier = matches!(upcoming, Some(Step::Trim | Step::Retain(_)));
+                .any(|&s| matches!(wl.step(gen, s), Step::Retain(_) | Step::Checkpoint));
+            let barrier = matches!(
+                upcoming,
+                Some(Step::Trim | Step::Retain(_) | Step::Checkpoint)
+            );
             if matches!(upcoming, Some(Step::Trim)) && !busy {
                 run.hist.started.push(sim.position());
                 let res = crate::workload::trim(db, session);
@@ -1125,6 +1461,7 @@ fn run_scheduled(
                 st.running[c] = Some(next);
                 st.target[c] = None;
                 st.parked_at[c] = None;
+                st.visible_target[c] = upcoming == Some(Step::Checkpoint);
                 sched.committer_start(c);
                 senders[c].send(next).expect("committer thread alive");
                 next += 1;
@@ -1175,6 +1512,9 @@ struct RunnerView {
     target: Vec<Option<u64>>,
     /// Simulated time at which it parked.
     parked_at: Vec<Option<Duration>>,
+    /// It runs a checkpoint, which waits for the log to be durable through the LSN visible when
+    /// it started (its snapshot), not through the last assigned one.
+    visible_target: Vec<bool>,
 }
 
 /// Waits until every actor has stopped: the log thread at a gate (or absent), every busy
@@ -1185,6 +1525,9 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
     loop {
         let durable = db.durable_lsn();
         let mut settled = g.log != LogAt::Running;
+        // The scheduler's lock was released in this pass: what it read may be stale, and a
+        // notification may have been missed. Look again at once.
+        let mut unlocked = false;
         for c in 0..st.running.len() {
             if !g.busy[c] {
                 // Finished (its result is waiting to be collected) or idle.
@@ -1200,8 +1543,25 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
                 Some(BlockReason::Space) => settled = false,
                 Some(why) => {
                     // The LSN it waits for: its own (it parked right after appending, and no
-                    // other actor moved since), or what its sync covers.
-                    let t = *st.target[c].get_or_insert_with(|| db.last_assigned_lsn());
+                    // other actor moved since), what its sync covers, or for a checkpoint the
+                    // LSN of its snapshot (the visible one: nothing was published since it
+                    // started).
+                    let t = match st.target[c] {
+                        Some(t) => t,
+                        None => {
+                            let t = if st.visible_target[c] {
+                                db.last_lsn()
+                            } else {
+                                // It takes the engine's locks, under which committers announce
+                                // they will block (`will_block`, which takes the scheduler's):
+                                // never ask while holding the scheduler's lock (the two would
+                                // deadlock).
+                                unlocked = true;
+                                parking_lot::MutexGuard::unlocked(&mut g, || db.last_assigned_lsn())
+                            };
+                            *st.target[c].insert(t)
+                        }
+                    };
                     st.parked_at[c].get_or_insert(g.clock);
                     // Released (running again, or about to) once that LSN is durable — or, for
                     // a wait for the commits before it to publish, visible. A committer's last
@@ -1216,6 +1576,9 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
                     }
                 }
             }
+        }
+        if unlocked {
+            continue;
         }
         if settled {
             for c in 0..st.running.len() {
@@ -1306,16 +1669,43 @@ fn check_state(
     ctx: &Ctx<'_>,
     img: &Image,
     model: (&History, &Prefixes, &Timeline),
-    bounds: Bounds,
-    reopen: bool,
-    carried: Option<&Carry>,
+    how: &StateCheck<'_>,
     (pick, counts): (u64, &mut Counts),
 ) -> Result<Checked, Violation> {
     let (hist, pre, tl) = model;
+    let StateCheck {
+        bounds,
+        reopen,
+        carried,
+        trace,
+        open_ops,
+        again,
+    } = *how;
     let sim = SimVfs::from_image(img, false, Duration::ZERO);
-    let db = ctx
-        .open(&sim)
-        .map_err(|e| Violation::new("I5", format!("recovery failed: {e}")))?;
+    let db = match ctx.open(&sim) {
+        Ok(db) => db,
+        Err(e) => {
+            let known = known_open_failure(&e, img, trace, open_ops);
+            if let (Some(k), false) = (known, crate::known::strict()) {
+                return Err(Violation::new(crate::known::KNOWN, k));
+            }
+            return Err(Violation::new(
+                "I5",
+                format!(
+                    "recovery failed: {e}{}",
+                    match known {
+                        Some(k) => format!(" ({k}; see crash-tests/src/known.rs)"),
+                        None => String::new(),
+                    }
+                ),
+            ));
+        }
+    };
+    if db.recovery_stats().checkpoint_lsn != 0 {
+        *counts
+            .entry("crash states recovered from a checkpoint")
+            .or_default() += 1;
+    }
     let rec = Recovered::of(&db);
     // The LSNs first: a visible LSN below the recovered one leaves the state unreadable.
     rec.check()?;
@@ -1324,11 +1714,22 @@ fn check_state(
     let checked = match check(ctx.wl(), hist, pre, &st, &aliens, rec, bounds) {
         Ok(v) => {
             let model = recovered_timeline(ctx.wl(), hist, tl, v.prefix, rec.last);
+            // Two of the reads made before the crash, read again.
+            let two: Vec<u64> = if again.is_empty() {
+                Vec::new()
+            } else {
+                let n = again.len() as u64;
+                vec![
+                    again[(pick % n) as usize],
+                    again[((pick >> 24) % n) as usize],
+                ]
+            };
             let how = Reread {
                 last: rec.last,
                 floor: bounds.floor,
                 pick,
                 samples: 1,
+                again: &two,
             };
             check_recovered(&db, ctx.wl(), &model, how, counts)?;
             Checked {
@@ -1383,11 +1784,102 @@ fn check_state(
     Ok(checked)
 }
 
-fn fault_kind(trace: &[Op], p: u64, first_step_at: u64) -> String {
-    if p <= first_step_at && first_step_at != u64::MAX {
-        return "crash during open/recovery".into();
+/// What each operation of `trace` (recorded on a disk created from `base`) does for checkpoints
+/// and compaction, when it does: the label of a crash right after it.
+fn checkpoint_labels(base: &Image, trace: &[Op]) -> Vec<Option<&'static str>> {
+    let mut names: std::collections::HashMap<usize, String> = base
+        .files
+        .keys()
+        .enumerate()
+        .map(|(i, p)| (i, short_name(p)))
+        .collect();
+    let role = |n: &str| -> Option<&'static str> {
+        if n.ends_with(".ckpt") || n.ends_with(".ckpt.tmp") {
+            Some("checkpoint")
+        } else if n.starts_with("MANIFEST") {
+            Some("MANIFEST")
+        } else {
+            None
+        }
+    };
+    let mut out = Vec::with_capacity(trace.len());
+    let mut after_manifest_rename = false;
+    for op in trace {
+        let label = match op {
+            Op::Create { path, ino } => {
+                let n = short_name(path);
+                let l = match role(&n) {
+                    Some("checkpoint") => Some("after checkpoint file creation"),
+                    Some(_) => Some("after MANIFEST write"),
+                    None => None,
+                };
+                names.insert(*ino, n);
+                l
+            }
+            Op::Write { ino, .. } | Op::SetLen { ino, .. } => {
+                match names.get(ino).and_then(|n| role(n)) {
+                    Some("checkpoint") => Some("after checkpoint write"),
+                    Some(_) => Some("after MANIFEST write"),
+                    None => None,
+                }
+            }
+            Op::Sync { ino } => match names.get(ino).and_then(|n| role(n)) {
+                Some("checkpoint") => Some("after checkpoint fdatasync"),
+                Some(_) => Some("after MANIFEST fsync"),
+                None => None,
+            },
+            Op::Rename { to, ino, .. } => {
+                let n = short_name(to);
+                let l = match role(&n) {
+                    Some("checkpoint") => Some("after checkpoint rename"),
+                    Some(_) => Some("after MANIFEST rename"),
+                    None => None,
+                };
+                names.insert(*ino, n);
+                l
+            }
+            Op::Remove { path } => {
+                let n = short_name(path);
+                if n.ends_with(".log") {
+                    Some("after segment deletion")
+                } else if role(&n) == Some("checkpoint") {
+                    Some("after checkpoint deletion")
+                } else {
+                    None
+                }
+            }
+            Op::SyncDir { .. } if after_manifest_rename => {
+                Some("after the MANIFEST's directory fsync")
+            }
+            _ => None,
+        };
+        after_manifest_rename = label == Some("after MANIFEST rename");
+        out.push(label);
     }
-    match p.checked_sub(1).and_then(|i| trace.get(i as usize)) {
+    out
+}
+
+fn short_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn fault_kind(trace: &[Op], labels: &[Option<&'static str>], p: u64, first_step_at: u64) -> String {
+    let last = p.checked_sub(1).map(|i| i as usize);
+    if p <= first_step_at && first_step_at != u64::MAX {
+        // Open removes what interrupted checkpoints and compactions left.
+        return match last.and_then(|i| labels.get(i).copied().flatten()) {
+            Some("after segment deletion" | "after checkpoint deletion") => {
+                "crash during open: leftover removal".into()
+            }
+            _ => "crash during open/recovery".into(),
+        };
+    }
+    if let Some(l) = last.and_then(|i| labels.get(i).copied().flatten()) {
+        return l.into();
+    }
+    match last.and_then(|i| trace.get(i)) {
         None => "crash before any I/O".into(),
         Some(op) => format!(
             "after {}",
@@ -1527,6 +2019,7 @@ pub fn describe_step(s: &Step) -> String {
         Step::DropSnapshot { slot } => format!("drop the snapshot of slot {slot}"),
         Step::Trim => "trim_history()".into(),
         Step::Retain(p) => format!("set_retention({:?})", p.retention()),
+        Step::Checkpoint => "checkpoint()".into(),
         Step::Sync => "sync()".into(),
         Step::Skip => "left out (shrunk away)".into(),
         Step::Pause(d) => format!("pause {d:?}"),

@@ -56,6 +56,9 @@ impl Failure {
     }
 }
 
+/// Separates a known issue's name from its reproduction in a summary note.
+const KNOWN_ISSUE_FIRST: &str = " — first stepped around at: ";
+
 /// Counters of a run.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
@@ -122,9 +125,26 @@ impl Summary {
         for (k, v) in o.checks {
             *self.checks.entry(k).or_default() += v;
         }
-        self.notes.extend(o.notes);
+        for n in o.notes {
+            // One reproduction per known issue (the first seed's).
+            if let Some((issue, _)) = n.split_once(KNOWN_ISSUE_FIRST) {
+                if self.notes.iter().any(|m| m.starts_with(issue)) {
+                    continue;
+                }
+            }
+            self.notes.push(n);
+        }
         self.failures.extend(o.failures);
         self.elapsed += o.elapsed;
+    }
+
+    /// Notes the reproduction of the first crash state a run stepped around for the open known
+    /// issue `issue` (`crate::known`), once per issue.
+    pub fn note_known(&mut self, issue: &str, replay: impl FnOnce() -> String) {
+        if !self.notes.iter().any(|m| m.starts_with(issue)) {
+            self.notes
+                .push(format!("{issue}{KNOWN_ISSUE_FIRST}{}", replay()));
+        }
     }
 
     /// States (or cycles) per second.

@@ -21,6 +21,13 @@ pub const SIM_DIR: &str = "/sim/db";
 /// points the seed chooses.
 pub const NO_BACKGROUND_TRIM: usize = 1 << 40;
 
+/// `Options::checkpoint_bytes` on real directories (`kill` children, `power --background`): the
+/// smallest the engine accepts, so that the database also checkpoints in the background (on its
+/// trimmer thread, while commits go on) every few hundred commits. The replayable simulated modes
+/// turn background checkpoints off (`u64::MAX`) for the reason of [`NO_BACKGROUND_TRIM`]: there
+/// `Step::Checkpoint` steps checkpoint, at points the seed chooses.
+pub const REAL_CHECKPOINT_BYTES: u64 = 1 << 20;
+
 /// Everything about a run that the seed decides.
 #[derive(Clone, Debug)]
 pub struct Setup {
@@ -44,6 +51,10 @@ pub struct Setup {
     /// commits go on and snapshots are held; [`NO_BACKGROUND_TRIM`] in the replayable simulated
     /// modes, where `trim_history()` steps trim instead (see [`NO_BACKGROUND_TRIM`]).
     pub trim_threshold: usize,
+    /// `Options::checkpoint_bytes`: [`REAL_CHECKPOINT_BYTES`] on real directories and in
+    /// `--background` runs, `u64::MAX` (no background checkpoint) in the replayable simulated
+    /// modes, where `Step::Checkpoint` steps checkpoint.
+    pub checkpoint_bytes: u64,
 }
 
 impl Setup {
@@ -115,6 +126,11 @@ impl Setup {
             } else {
                 Rng::from_words(&[seed, 0x7819]).range(8, 32) as usize
             },
+            checkpoint_bytes: if simulated {
+                u64::MAX
+            } else {
+                REAL_CHECKPOINT_BYTES
+            },
         }
     }
 
@@ -129,7 +145,8 @@ impl Setup {
             .preallocate(self.prealloc)
             .recovery(RecoveryMode::Strict)
             .lease_span(self.lease_span)
-            .trim_threshold(self.trim_threshold);
+            .trim_threshold(self.trim_threshold)
+            .checkpoint_bytes(self.checkpoint_bytes);
         match vfs {
             Some(v) => o.vfs(v),
             None => o,
@@ -153,7 +170,7 @@ impl Setup {
     /// One line naming the configuration.
     pub fn describe(&self) -> String {
         format!(
-            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={}",
+            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={} checkpoint_bytes={}",
             self.wl.cfg.seed,
             self.wl.cfg.durability(),
             self.wl.cfg.keys,
@@ -163,7 +180,12 @@ impl Setup {
             self.strategy,
             self.committers,
             self.lease_span,
-            self.trim_threshold
+            self.trim_threshold,
+            if self.checkpoint_bytes == u64::MAX {
+                "off".to_string()
+            } else {
+                self.checkpoint_bytes.to_string()
+            }
         )
     }
 

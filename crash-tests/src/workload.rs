@@ -149,6 +149,12 @@ pub enum Step {
     /// durability. On the scheduler it runs alone: every earlier step finishes first, and no later
     /// step starts before it returns, so each read knows the policy it ran under.
     Retain(Policy),
+    /// `db.checkpoint()`: a checkpoint at the visible LSN, then compaction (the previous
+    /// checkpoint and the log segments wholly below it are deleted). Commits nothing; what it
+    /// returned is recorded ([`CheckpointRec`]). On the scheduler it runs alone, like a
+    /// retention policy: its own I/O must not interleave with the log thread's (a replay would
+    /// depend on timing).
+    Checkpoint,
 }
 
 /// Snapshot slots of a session.
@@ -286,11 +292,30 @@ pub struct ReadRec {
     pub at: u64,
 }
 
+/// A checkpoint as it happened ([`Step::Checkpoint`]), recorded for the oracle.
+#[derive(Clone, Debug)]
+pub struct CheckpointRec {
+    /// The step.
+    pub step: u64,
+    /// `db.last_lsn()` right before the call: the checkpoint's LSN is at least this.
+    pub visible: u64,
+    /// What `checkpoint()` returned.
+    pub info: ringlog_db::CheckpointInfo,
+    /// `db.durable_lsn()` right after it returned: at least the checkpoint's LSN.
+    pub durable: u64,
+    /// Where it returned (trace position).
+    pub at: u64,
+}
+
 /// What the steps of one run share: the snapshot slots and the record of every read.
 #[derive(Default)]
 pub struct Session {
     snaps: Mutex<Vec<Option<Snapshot>>>,
     reads: Mutex<Vec<ReadRec>>,
+    checkpoints: Mutex<Vec<CheckpointRec>>,
+    /// The engine's trim floor (`stats().history_floor`) after each step that may raise it (a
+    /// trim, a retention policy): (position, floor).
+    floors: Mutex<Vec<(u64, u64)>>,
     position: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
     /// Counters (known engine issues stepped around).
     counts: Mutex<crate::versions::Counts>,
@@ -338,6 +363,28 @@ impl Session {
             .get(from..)
             .map(<[_]>::to_vec)
             .unwrap_or_default()
+    }
+
+    /// Takes the checkpoints recorded so far.
+    pub fn take_checkpoints(&self) -> Vec<CheckpointRec> {
+        std::mem::take(&mut *self.checkpoints.lock())
+    }
+
+    /// Takes the trim floors recorded so far: (position, floor).
+    pub fn take_floors(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.floors.lock())
+    }
+
+    fn position(&self) -> u64 {
+        self.position.as_ref().map_or(0, |p| p())
+    }
+
+    /// Records the engine's trim floor now (after a trim or a retention policy, which run alone on
+    /// the scheduler: `stats()` takes locks a step running beside it could hold).
+    fn record_floor(&self, db: &Db) {
+        let floor = db.stats().history_floor;
+        let at = self.position();
+        self.floors.lock().push((at, floor));
     }
 
     /// Takes the counters.
@@ -443,10 +490,29 @@ impl Workload {
         }
     }
 
+    /// Per mille of the steps that are checkpoints ([`Step::Checkpoint`]): 30 in the simulated
+    /// modes (about four per 120-step generation), 5 on a real directory (`kill` children, about
+    /// one every 140 commits; their databases also checkpoint in the background every MiB of log,
+    /// see [`crate::setup::Setup::checkpoint_bytes`]). None for an in-memory database, which has
+    /// no directory to checkpoint into.
+    pub fn checkpoint_per_mille(&self) -> u64 {
+        match (self.cfg.mode, self.cfg.real_time) {
+            (Mode::InMemory, _) => 0,
+            (_, false) => 30,
+            (_, true) => 5,
+        }
+    }
+
     /// Step `i` (from 1) of generation `gen`.
     pub fn step(&self, gen: u32, i: u64) -> Step {
         if self.skip.contains(&(gen, i)) {
             return Step::Skip;
+        }
+        // Checkpoints: drawn from their own stream, so that every other step is the one it
+        // always was (a checkpoint replaces a step, of whatever kind, at this rate).
+        let rate = self.checkpoint_per_mille();
+        if rate > 0 && Rng::from_words(&[self.cfg.seed, gen as u64, i, 0xC4EC]).chance(rate) {
+            return Step::Checkpoint;
         }
         // Reads, snapshots, trims and retention policies: a quarter of the steps, drawn from their
         // own stream, so that every other step is the transaction (or sync, pause) it always was.
@@ -616,7 +682,36 @@ impl Workload {
                 trim(db, s)?;
                 Ok(db.last_lsn())
             }
-            Step::Retain(p) => db.set_retention(p.retention()),
+            Step::Retain(p) => {
+                let lsn = db.set_retention(p.retention())?;
+                s.record_floor(db);
+                Ok(lsn)
+            }
+            Step::Checkpoint => {
+                let visible = db.last_lsn();
+                if visible == 0 {
+                    // Open known issue (known.rs CHECKPOINT_AT_LSN_ZERO): a checkpoint of a
+                    // database with nothing committed can never be loaded. Stepped around even
+                    // with --strict, so that a strict replay runs the workload it replays.
+                    *s.counts
+                        .lock()
+                        .entry(crate::known::CHECKPOINT_AT_LSN_ZERO)
+                        .or_default() += 1;
+                    return Ok(visible);
+                }
+                let info = db.checkpoint()?;
+                let durable = db.durable_lsn();
+                let at = s.position();
+                let lsn = info.lsn;
+                s.checkpoints.lock().push(CheckpointRec {
+                    step: i,
+                    visible,
+                    info,
+                    durable,
+                    at,
+                });
+                Ok(lsn)
+            }
             Step::Skip => Ok(db.last_lsn()),
             Step::Pause(d) => {
                 if self.cfg.real_time {
@@ -680,7 +775,12 @@ pub fn trim(db: &Db, s: &Session) -> ringlog_db::Result<()> {
             let _ = tx.send(db.trim_history());
         });
         match rx.recv_timeout(STUCK_LIMIT) {
-            Ok(r) => r,
+            Ok(r) => {
+                if r.is_ok() {
+                    s.record_floor(db);
+                }
+                r
+            }
             Err(_) => {
                 *s.stuck.lock() = Some(format!(
                     "trim_history() did not return within {STUCK_LIMIT:?} (no commit running; visible LSN {visible}, last assigned LSN {assigned}, durable LSN {})",
@@ -813,7 +913,7 @@ impl Workload {
             out
         });
         drop(slots);
-        let at = s.position.as_ref().map_or(0, |p| p());
+        let at = s.position();
         let (visible, fresh_snap) = match fresh {
             Some(b) => (b, true),
             None => ((visible0, visible1), false),

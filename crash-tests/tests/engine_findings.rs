@@ -1,13 +1,14 @@
 //! Engine bugs the crash runner found, each reduced to a deterministic reproduction of what the
-//! contract requires: regression tests now that the engine fixed them (commit 2390ddd; see
-//! `crash-tests/src/known.rs`).
+//! contract requires: regression tests for those the engine fixed (commit 2390ddd), and ignored
+//! tests for the open ones, until the engine fixes them (see `crash-tests/src/known.rs`).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringlog_crash::crash::{StateSpace, Sweeper, TearModel, Unit};
 use ringlog_crash::setup::Setup;
-use ringlog_crash::sim::{Image, SimVfs};
+use ringlog_crash::sim::{Image, Op, SimVfs};
 use ringlog_db::{Db, Durability, Error, Options, Retention};
 
 fn sim_options(sim: &SimVfs, durability: Durability) -> Options {
@@ -118,5 +119,125 @@ fn the_trim_floor_does_not_move_back_when_a_crash_loses_a_policy_entry() {
         matches!(db.get_at(b"a", first), Err(Error::HistoryTrimmed { .. })),
         "a read refused before the crash is refused after it: {:?}",
         db.get_at(b"a", first)
+    );
+}
+
+/// `known::CHECKPOINT_AT_LSN_ZERO`: a checkpoint of a database with nothing committed is written
+/// at LSN 0 with its retention-policy entry at LSN 1; every later open refuses it. No crash is
+/// needed: close and reopen.
+#[test]
+fn a_checkpoint_of_an_empty_database_opens_again() {
+    let sim = SimVfs::from_image(&empty(), false, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), sim_options(&sim, Durability::Strict)).unwrap();
+    let info = db.checkpoint().unwrap();
+    assert_eq!(info.lsn, 0);
+    db.close().unwrap();
+    let db = Db::open(Setup::sim_dir(), sim_options(&sim, Durability::Strict));
+    assert!(
+        db.is_ok(),
+        "reopening after checkpoint() at LSN 0: {:?}",
+        db.err()
+    );
+}
+
+/// The disk images a power loss at trace position `p` may leave, built by `sweeper`, in which the
+/// directory operations `dropped` (trace indexes) are lost and every other pending one is kept.
+fn image_dropping(sweeper: &mut Sweeper<'_>, p: usize, dropped: &[usize]) -> Image {
+    sweeper.advance(p);
+    let units = sweeper.units();
+    let space = StateSpace::new(&units, u64::MAX);
+    let choices: Vec<u8> = units
+        .iter()
+        .map(|u| match u {
+            Unit::DirOp(j) if dropped.contains(j) => 0,
+            // Every write kept whole.
+            Unit::Sector { same: true, .. } => 0,
+            _ => 1,
+        })
+        .collect();
+    assert!(space.total >= 1);
+    sweeper.image(&units, &choices, 0)
+}
+
+/// `known::CHECKPOINT_RENAME_UNSYNCED`: a checkpoint renames `<id>.ckpt.tmp` to `<id>.ckpt`, then
+/// renames the new MANIFEST into place, and fsyncs the directory only after both. A power loss
+/// before that fsync may keep the MANIFEST's rename and drop the checkpoint's (directory
+/// operations are durable only once their directory is fsynced, each on its own): the MANIFEST
+/// then names a checkpoint that is not there, and the database does not open.
+#[test]
+fn a_manifest_never_names_a_checkpoint_whose_rename_is_not_durable() {
+    let sim = SimVfs::from_image(&empty(), true, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), sim_options(&sim, Durability::Strict)).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.checkpoint().unwrap();
+    let trace = sim.trace();
+    std::mem::forget(db);
+    let is_manifest = |to: &std::path::Path| to.file_name().is_some_and(|n| n == "MANIFEST");
+    let ckpt = trace
+        .iter()
+        .position(
+            |op| matches!(op, Op::Rename { to, .. } if to.extension().is_some_and(|e| e == "ckpt")),
+        )
+        .expect("the checkpoint's rename");
+    let manifest = trace
+        .iter()
+        .rposition(|op| matches!(op, Op::Rename { to, .. } if is_manifest(to)))
+        .expect("the MANIFEST's rename");
+    assert!(ckpt < manifest);
+    // Fixed: the directory is fsynced between the two renames, so no power loss can keep the
+    // MANIFEST's rename and drop the checkpoint's (the directory fsync makes the first durable
+    // before the second is issued).
+    assert!(
+        trace[ckpt..manifest]
+            .iter()
+            .any(|op| matches!(op, Op::SyncDir { .. })),
+        "a directory fsync between the checkpoint's rename and the MANIFEST's"
+    );
+}
+
+/// `known::LEFTOVER_REMOVED_EARLY`: a process crash between a checkpoint's MANIFEST rename and
+/// its directory fsync leaves the new MANIFEST in the page cache only. The restart's open removes
+/// the checkpoint it replaced as a leftover before making that MANIFEST durable; a power loss
+/// then may keep the removal and drop the rename: the MANIFEST in force names the removed
+/// checkpoint.
+#[test]
+fn open_makes_the_manifest_durable_before_removing_what_it_replaced() {
+    let sim = SimVfs::from_image(&empty(), true, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), sim_options(&sim, Durability::Strict)).unwrap();
+    db.put(b"k", b"1").unwrap();
+    db.checkpoint().unwrap();
+    db.put(b"k", b"2").unwrap();
+    db.checkpoint().unwrap();
+    let trace = sim.trace();
+    std::mem::forget(db);
+    let is_manifest = |to: &std::path::Path| to.file_name().is_some_and(|n| n == "MANIFEST");
+    // The process dies right after the second checkpoint's MANIFEST rename.
+    let manifest = trace
+        .iter()
+        .rposition(|op| matches!(op, Op::Rename { to, .. } if is_manifest(to)))
+        .expect("the second MANIFEST rename");
+    let restart = SimVfs::from_image(&empty(), true, Duration::ZERO);
+    restart.replay(&trace[..=manifest]);
+    let db = Db::open(Setup::sim_dir(), sim_options(&restart, Durability::Strict)).unwrap();
+    assert_eq!(
+        db.recovery_stats().leftovers_removed,
+        1,
+        "the first checkpoint"
+    );
+    let trace = restart.trace();
+    std::mem::forget(db);
+    let removal = trace
+        .iter()
+        .position(|op| matches!(op, Op::Remove { .. }))
+        .expect("the leftover's removal");
+    // A power loss right after the removal, which survives; the crashed run's rename does not.
+    let mut sw = Sweeper::new(&empty(), &trace, TearModel::Sector);
+    let img = image_dropping(&mut sw, removal + 1, &[manifest]);
+    let sim = SimVfs::from_image(&img, false, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), sim_options(&sim, Durability::Strict));
+    assert!(
+        db.is_ok(),
+        "the MANIFEST in force names the checkpoint the restart removed: {:?}",
+        db.err()
     );
 }

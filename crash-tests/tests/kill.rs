@@ -64,6 +64,15 @@ fn smoke(io: IoChoice) {
     // The loss-window check is live: some kills came after acknowledged Buffered commits were
     // older than the window, so losing them would have been reported.
     assert!(kills_after_window(&s) > 0, "{}", s.render());
+    // The children checkpoint (every few hundred commits, and in the background): the parent
+    // recovers from their checkpoints.
+    assert!(
+        s.checks
+            .get("recoveries from a checkpoint")
+            .is_some_and(|&n| n > 0),
+        "{}",
+        s.render()
+    );
 }
 
 #[test]
@@ -252,6 +261,7 @@ fn kill_window_check_fires_on_an_old_lost_buffered_commit() {
     let model = kill::Model {
         base: ringlog_crash::model::Timeline::new(keys),
         acked_before: 0,
+        floor: 0,
     };
     let v = kill::recover_and_check(
         &setup,

@@ -450,3 +450,177 @@ fn fsync_error_mode_catches_a_trim_that_ignores_snapshots() {
     });
     assert_caught(Bug::TrimIgnoresSnapshots, &s, &["retention", "versions"]);
 }
+
+/// Checkpoints: compaction deletes the segments below a checkpoint before the MANIFEST that no
+/// longer needs them is durable. A power loss then keeps the deletions (or some of them) and the
+/// old MANIFEST, which still needs those segments: the database refuses to open (a missing
+/// segment), or opens without what they held.
+#[test]
+fn catches_segments_deleted_before_the_manifest() {
+    let s = with_bug(Some(Bug::DeleteSegmentsBeforeManifest), || {
+        power::run(&PowerOptions {
+            steps: 120,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::DeleteSegmentsBeforeManifest,
+        &s,
+        &["I5", "durability", "I3"],
+    );
+}
+
+/// Checkpoints: the checkpoint file is renamed into place and named by the MANIFEST without its
+/// fdatasync. A power loss after the MANIFEST is durable leaves a checkpoint whose bytes never
+/// were: recovery refuses it.
+#[test]
+fn catches_a_checkpoint_without_its_sync() {
+    let s = with_bug(Some(Bug::CheckpointWithoutSync), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::CheckpointWithoutSync, &s, &["I5"]);
+}
+
+/// Checkpoints: a checkpoint drops every tombstone, also one whose key keeps older versions
+/// (a history-keeping policy: `Retention::All`, `LastVersions(n > 1)`). Recovering from it
+/// resurrects the deleted value: in the newest state when the delete was the key's last write, or
+/// in a read at a version between the delete and the next write.
+#[test]
+fn catches_a_checkpoint_that_drops_tombstones() {
+    let s = with_bug(Some(Bug::CheckpointDropsTombstones), || {
+        power::run(&PowerOptions {
+            steps: 120,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::CheckpointDropsTombstones,
+        &s,
+        &["I2", "I3", "durability", "versions", "I6"],
+    );
+}
+
+/// Checkpoints: the MANIFEST's rename is not followed by a directory fsync. Compaction then
+/// deletes the previous checkpoint and the segments below the new one; a power loss keeps the
+/// deletions but not the rename, and the MANIFEST in force names a checkpoint (or segments) that
+/// are gone.
+#[test]
+fn catches_a_manifest_without_its_directory_fsync() {
+    let s = with_bug(Some(Bug::SkipManifestDirSync), || {
+        power::run(&PowerOptions {
+            steps: 120,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(Bug::SkipManifestDirSync, &s, &["I5", "durability", "I3"]);
+}
+
+/// Checkpoints: open ignores the MANIFEST's trim floor (recovery seeds its floor from the
+/// checkpoint's own policy entry only, and open skips the `max` with the MANIFEST's): after a
+/// restart, reads below the floor observed before the crash are answered. The oracle checks at
+/// every crash state and reopen that reads below the floor seen before the crash (by refused
+/// scans, and the engine's own after each trim and policy) stay refused.
+#[test]
+fn catches_a_trim_floor_that_moves_backwards() {
+    let s = with_bug(Some(Bug::TrimFloorBackwards), || {
+        power::run(&PowerOptions {
+            steps: 120,
+            gens: 3,
+            ..opts(1..40, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(Bug::TrimFloorBackwards, &s, &["retention", "versions"]);
+}
+
+/// `SkipManifestDirSync` is caught first where the database is created (its first MANIFEST); this
+/// shows it caught at a checkpoint's MANIFEST update too: the bug armed only once the database
+/// exists, every crash state of two checkpoints (and the compaction after each) is recovered
+/// (up to 8 per position), and some keep a MANIFEST that needs segments compaction deleted.
+/// Without the bug none fails (except for the open known issue `CHECKPOINT_RENAME_UNSYNCED`,
+/// told apart by its error).
+#[test]
+fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
+    use ringlog_crash::crash::{StateSpace, Sweeper};
+    use ringlog_crash::setup::Setup;
+    use ringlog_crash::sim::{Image, SimVfs};
+    use ringlog_db::{Db, Durability, Options};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    let failures = |bug: bool| -> Vec<String> {
+        bugs::disarm_all();
+        let base = Image {
+            files: Default::default(),
+            dirs: vec![Setup::sim_dir().to_path_buf()],
+        };
+        let sim = SimVfs::from_image(&base, false, Duration::ZERO);
+        let o = |sim: &SimVfs| {
+            Options::default()
+                .durability(Durability::Strict)
+                .segment_size(64 << 10)
+                .vfs(Arc::new(sim.clone()))
+        };
+        let db = Db::open(Setup::sim_dir(), o(&sim)).unwrap();
+        db.put(b"k", b"0").unwrap();
+        db.close().unwrap();
+        // The database exists, durably: from here on, every operation is recorded.
+        let created = sim.snapshot();
+        let sim = SimVfs::from_image(&created, true, Duration::ZERO);
+        if bug {
+            bugs::arm(Bug::SkipManifestDirSync);
+        }
+        let db = Db::open(Setup::sim_dir(), o(&sim)).unwrap();
+        // Enough log between the checkpoints for segments to rotate (a directory fsync each) and
+        // for each checkpoint to delete some.
+        for i in 1..=2u8 {
+            for k in 0..30u8 {
+                db.put(&[b'k', k], &[i; 3000]).unwrap();
+            }
+            db.checkpoint().unwrap();
+        }
+        db.put(b"k", b"last").unwrap();
+        let trace = sim.trace();
+        std::mem::forget(db);
+        bugs::disarm_all();
+        let mut out = Vec::new();
+        let mut sw = Sweeper::new(&created, &trace, TearModel::Sector);
+        for p in 0..=trace.len() {
+            sw.advance(p);
+            let units = sw.units();
+            let space = StateSpace::new(&units, 8);
+            for idx in 0..space.visited {
+                let img = sw.image(&units, &space.choices(&units, idx, 5), idx);
+                let sim = SimVfs::from_image(&img, false, Duration::ZERO);
+                if let Err(e) = Db::open(Setup::sim_dir(), o(&sim)) {
+                    let e = e.to_string();
+                    // The open known issue: the checkpoint's own rename lost.
+                    let ckpt_rename_lost = trace[..p]
+                        .iter()
+                        .rev()
+                        .take_while(|op| !matches!(op, ringlog_crash::sim::Op::SyncDir { .. }))
+                        .any(|op| matches!(op, ringlog_crash::sim::Op::Rename { to, .. } if to.extension().is_some_and(|x| x == "ckpt")));
+                    if !(ckpt_rename_lost && e.contains("file is missing")) {
+                        out.push(format!("position {p} state {idx}: {e}"));
+                    }
+                }
+            }
+        }
+        out
+    };
+    let with = failures(true);
+    eprintln!(
+        "{} failing crash states, e.g. {:?}",
+        with.len(),
+        with.first()
+    );
+    // The MANIFEST in force (the previous one: its successor's rename was lost) needs segments,
+    // or a checkpoint, that compaction deleted.
+    assert!(
+        with.iter().any(|f| f.contains("is missing")),
+        "the bug is caught at a checkpoint: {:?}",
+        &with[..with.len().min(3)]
+    );
+    let without = failures(false);
+    assert!(without.is_empty(), "{:?}", &without[..without.len().min(3)]);
+}

@@ -26,6 +26,30 @@ fn smoke(model: TearModel) {
         s.per_fault.contains_key("crash during open/recovery"),
         "crashes during recovery are explored"
     );
+    // Checkpoints and compaction: crashes inside each of their steps, and recoveries from them.
+    for kind in [
+        "after checkpoint write",
+        "after checkpoint fdatasync",
+        "after checkpoint rename",
+        "after MANIFEST write",
+        "after MANIFEST fsync",
+        "after MANIFEST rename",
+        "after the MANIFEST's directory fsync",
+        "after checkpoint deletion",
+    ] {
+        assert!(
+            s.per_fault.contains_key(kind),
+            "no crash {kind}: {}",
+            s.render()
+        );
+    }
+    assert!(
+        s.checks
+            .get("crash states recovered from a checkpoint")
+            .is_some_and(|&n| n > 100),
+        "{}",
+        s.render()
+    );
 }
 
 #[test]
