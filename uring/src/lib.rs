@@ -387,10 +387,13 @@ pub trait Vfs: Send + Sync + 'static {
         Instant::now()
     }
 
-    /// Called by the engine, with its log state locked, just before a committer thread blocks
-    /// until the log thread makes progress (see [`BlockReason`]); the thread blocks once the lock
-    /// is released. A real disk ignores it; a simulated disk's scheduler uses it to know that
-    /// thread is parked before it lets the log thread run.
+    /// Called by the engine just before a thread blocks until another makes progress (see
+    /// [`BlockReason`]), **with an engine lock held** (the log state's, or the visibility
+    /// queue's): the thread blocks once that lock is released. A real disk ignores it; a
+    /// simulated disk's scheduler uses it to know that thread is parked before it lets another
+    /// run. An implementation must therefore never call back into the database, nor wait for a
+    /// lock that a thread may hold while it calls the database (the crash runner's scheduler
+    /// reads engine state only with its own lock released).
     fn will_block(&self, _why: BlockReason) {}
 }
 
