@@ -69,6 +69,27 @@ pub fn copy_value(out: &mut Vec<u8>, v: Option<&[u8]>) -> bool {
     }
 }
 
+/// Times a snapshot's taking and its dropping around its use (`take`, then `use_it` on it, then
+/// the drop): the body of every adapter's [`Engine::with_snapshot`]. The snapshot is dropped
+/// before `use_it`'s error, if any, is returned.
+pub fn time_snapshot<S>(
+    take: impl FnOnce() -> EResult<S>,
+    use_it: impl FnOnce(&S) -> EResult<()>,
+) -> EResult<SnapCost> {
+    let t0 = std::time::Instant::now();
+    let snap = take()?;
+    let t1 = std::time::Instant::now();
+    let res = use_it(&snap);
+    let t2 = std::time::Instant::now();
+    drop(snap);
+    let t3 = std::time::Instant::now();
+    res?;
+    Ok(SnapCost {
+        take_ns: (t1 - t0).as_nanos() as u64,
+        drop_ns: (t3 - t2).as_nanos() as u64,
+    })
+}
+
 /// Feeds the items of a double-ended iterator to `each`, in order or reversed, until it returns
 /// `false` (or an error); returns how many it fed. The loop every adapter's scan shares.
 pub fn feed<I: DoubleEndedIterator>(

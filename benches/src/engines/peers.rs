@@ -27,7 +27,6 @@ mod fjall_peer {
     use std::path::Path;
 
     use std::ops::Bound;
-    use std::time::Instant;
 
     use fjall::{Database, Iter, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
@@ -165,21 +164,10 @@ mod fjall_peer {
             &self,
             f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
         ) -> EResult<SnapCost> {
-            let t0 = Instant::now();
-            let snap = self.db.snapshot();
-            let t1 = Instant::now();
-            let res = f(&FjallSnap {
-                snap: &snap,
-                ks: &self.ks,
-            });
-            let t2 = Instant::now();
-            drop(snap);
-            let t3 = Instant::now();
-            res?;
-            Ok(SnapCost {
-                take_ns: (t1 - t0).as_nanos() as u64,
-                drop_ns: (t3 - t2).as_nanos() as u64,
-            })
+            crate::engine::time_snapshot(
+                || Ok(self.db.snapshot()),
+                |snap| f(&FjallSnap { snap, ks: &self.ks }),
+            )
         }
         fn settle(&self) -> EResult<Option<Settled>> {
             self.ks
@@ -206,7 +194,6 @@ mod redb_peer {
     use std::path::Path;
 
     use std::ops::Bound;
-    use std::time::Instant;
 
     use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
 
@@ -380,23 +367,18 @@ mod redb_peer {
             &self,
             f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
         ) -> EResult<SnapCost> {
-            let t0 = Instant::now();
-            let tx = self
-                .db
-                .begin_read()
-                .map_err(|e| err("redb begin_read", e))?;
-            let snap = RedbSnap(tx.open_table(TABLE).map_err(|e| err("redb table", e))?);
-            let t1 = Instant::now();
-            let res = f(&snap);
-            let t2 = Instant::now();
-            drop(snap);
-            drop(tx);
-            let t3 = Instant::now();
-            res?;
-            Ok(SnapCost {
-                take_ns: (t1 - t0).as_nanos() as u64,
-                drop_ns: (t3 - t2).as_nanos() as u64,
-            })
+            crate::engine::time_snapshot(
+                || {
+                    let tx = self
+                        .db
+                        .begin_read()
+                        .map_err(|e| err("redb begin_read", e))?;
+                    let table = tx.open_table(TABLE).map_err(|e| err("redb table", e))?;
+                    // Dropped in this order: the table, then the transaction.
+                    Ok((RedbSnap(table), tx))
+                },
+                |(snap, _tx)| f(snap),
+            )
         }
         fn close(self: Box<Self>) -> EResult<()> {
             // Make everything durable (Buffered commits are not until an Immediate one).
@@ -810,7 +792,6 @@ mod sqlite_peer {
 mod rocksdb_peer {
     use std::path::Path;
 
-    use std::time::Instant;
 
     use rocksdb::{
         DBIteratorWithThreadMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -985,18 +966,7 @@ mod rocksdb_peer {
             &self,
             f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>,
         ) -> EResult<SnapCost> {
-            let t0 = Instant::now();
-            let snap = RocksSnap(self.db.snapshot());
-            let t1 = Instant::now();
-            let res = f(&snap);
-            let t2 = Instant::now();
-            drop(snap);
-            let t3 = Instant::now();
-            res?;
-            Ok(SnapCost {
-                take_ns: (t1 - t0).as_nanos() as u64,
-                drop_ns: (t3 - t2).as_nanos() as u64,
-            })
+            crate::engine::time_snapshot(|| Ok(RocksSnap(self.db.snapshot())), |s| f(s))
         }
         fn settle(&self) -> EResult<Option<Settled>> {
             self.db.flush().map_err(|e| err("rocksdb flush", e))?;

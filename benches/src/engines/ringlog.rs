@@ -2,7 +2,6 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::time::Instant;
 
 use ringlog_db::{Db, Durability, Options, Scan, Snapshot};
 
@@ -158,18 +157,7 @@ impl Engine for Ringlog {
     }
 
     fn with_snapshot(&self, f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>) -> EResult<SnapCost> {
-        let t0 = Instant::now();
-        let snap = self.db.snapshot();
-        let t1 = Instant::now();
-        let res = f(&RinglogSnap(&snap));
-        let t2 = Instant::now();
-        drop(snap);
-        let t3 = Instant::now();
-        res?;
-        Ok(SnapCost {
-            take_ns: (t1 - t0).as_nanos() as u64,
-            drop_ns: (t3 - t2).as_nanos() as u64,
-        })
+        crate::engine::time_snapshot(|| Ok(self.db.snapshot()), |s| f(&RinglogSnap(s)))
     }
 
     fn index_memory(&self) -> Option<IndexMemory> {
