@@ -17,6 +17,22 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(root).unwrap()
 }
 
+/// Runs `args` twice in `dir`: clean (it must verify: exit 0), then with one read corrupted (the
+/// run must catch it: exit 1). Returns both outputs.
+fn verifies_then_catches_a_corrupt_read(args: &[&str], dir: &Path) -> (String, String) {
+    let (code, ok) = run_lib(args, dir, Hooks::default());
+    assert_eq!(code, 0, "{ok}");
+    let (code, out) = run_lib(
+        args,
+        dir,
+        Hooks {
+            corrupt_one_read: true,
+        },
+    );
+    assert_eq!(code, 1, "{out}");
+    (ok, out)
+}
+
 #[test]
 fn bad_arguments_exit_2_without_panicking() {
     for args in [
@@ -200,16 +216,7 @@ fn a_corrupted_read_back_fails_the_run() {
         "--ops",
         "500",
     ];
-    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = run_lib(
-        &args,
-        dir.path(),
-        Hooks {
-            corrupt_one_read: true,
-        },
-    );
-    assert_eq!(code, 1, "{out}");
+    let (_, out) = verifies_then_catches_a_corrupt_read(&args, dir.path());
     assert!(
         out.contains("READ-BACK CHECK FAILED") && out.contains("FAILED"),
         "{out}"
@@ -277,17 +284,8 @@ fn a_corrupted_record_fails_recover() {
         "--keys",
         "2000",
     ];
-    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok 2000"), "{out}");
-    let (code, out) = run_lib(
-        &args,
-        dir.path(),
-        Hooks {
-            corrupt_one_read: true,
-        },
-    );
-    assert_eq!(code, 1, "{out}");
+    let (ok, _) = verifies_then_catches_a_corrupt_read(&args, dir.path());
+    assert!(ok.contains("ok 2000"), "{ok}");
 }
 
 #[test]
@@ -438,15 +436,6 @@ fn a_corrupted_read_back_fails_history() {
         "--keys",
         "500",
     ];
-    let (code, out) = run_lib(&args, dir.path(), Hooks::default());
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok 500"), "{out}");
-    let (code, out) = run_lib(
-        &args,
-        dir.path(),
-        Hooks {
-            corrupt_one_read: true,
-        },
-    );
-    assert_eq!(code, 1, "{out}");
+    let (ok, _) = verifies_then_catches_a_corrupt_read(&args, dir.path());
+    assert!(ok.contains("ok 500"), "{ok}");
 }
