@@ -8,7 +8,7 @@
 //! below V is gone, so dropping it resurrects nothing). The retention policy in force is stored as
 //! a system entry first. Bytes: `docs/FORMAT.md` section 13.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ringlog_format::{
     encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Codec,
@@ -493,11 +493,6 @@ pub(crate) fn load(
         ));
     }
     Ok(keys)
-}
-
-/// The path of checkpoint `id` in `dir`.
-pub(crate) fn path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(file_name(id))
 }
 
 #[cfg(test)]

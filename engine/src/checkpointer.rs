@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use ringlog_format::{Codec, Manifest};
-use ringlog_uring::{OpenOptions, Vfs};
+use ringlog_uring::Vfs;
 
 use crate::db::Db;
 use crate::dir::write_manifest;
@@ -183,7 +183,7 @@ pub(crate) fn run_checkpoint(
     // 4. Compaction: what the new MANIFEST no longer needs.
     if old.checkpoint_id != 0 {
         failpoint!("compaction::before_delete_checkpoint");
-        let path = crate::checkpoint::path(&c.dir, old.checkpoint_id);
+        let path = c.dir.join(crate::checkpoint::file_name(old.checkpoint_id));
         if let Err(e) = c.vfs.remove_file(&path) {
             log::warn!(
                 "could not delete the replaced checkpoint {}: {e}",
@@ -399,13 +399,7 @@ fn first_needed_segment(
             break;
         }
         let path = dir.join(segment_file_name(w[1]));
-        let file = vfs
-            .open(&path, OpenOptions::default())
-            .map_err(|e| Error::io("open segment", path.clone(), e))?;
-        let mut head = [0u8; ringlog_format::SEGMENT_HEADER_LEN];
-        file.read_exact_at(&mut head, 0)
-            .map_err(|e| Error::io("read segment header", path.clone(), e))?;
-        let h = ringlog_format::SegmentHeader::decode(&head).map_err(|e| Error::Corruption {
+        let h = crate::recovery::read_header(vfs, &path)?.map_err(|e| Error::Corruption {
             file: path.clone(),
             offset: e.offset(),
             reason: format!("bad segment header: {e}"),

@@ -327,7 +327,9 @@ fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> Error {
     }
 }
 
-fn read_header(
+/// Reads and decodes the header of the segment at `path` (the outer error is I/O, the inner one
+/// the header's damage).
+pub(crate) fn read_header(
     vfs: &dyn Vfs,
     path: &Path,
 ) -> Result<std::result::Result<SegmentHeader, DecodeError>> {
