@@ -792,7 +792,6 @@ mod sqlite_peer {
 mod rocksdb_peer {
     use std::path::Path;
 
-
     use rocksdb::{
         DBIteratorWithThreadMode, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
     };
