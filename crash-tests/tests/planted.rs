@@ -532,6 +532,25 @@ fn catches_a_trim_floor_that_moves_backwards() {
     assert_caught(Bug::TrimFloorBackwards, &s, &["retention", "versions"]);
 }
 
+/// Segment growth: open resumes in the last segment as if only its first extent were prepared,
+/// so the next growth zero-fills over records written (and acknowledged) before the reopen. The
+/// workload's reopens put the tail of a grown segment behind such a growth; the next recovery
+/// finds the hole.
+#[test]
+fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
+    let s = with_bug(Some(Bug::ReopenForgetsGrowth), || {
+        power::run(&PowerOptions {
+            steps: 80,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::ReopenForgetsGrowth,
+        &s,
+        &["durability", "I1", "I2", "I3", "I5", "I6", "recovery"],
+    );
+}
+
 /// `SkipManifestDirSync` is caught first where the database is created (its first MANIFEST); this
 /// shows it caught at a checkpoint's MANIFEST update too: the bug armed only once the database
 /// exists, every crash state of two checkpoints (and the compaction after each) is recovered

@@ -47,6 +47,7 @@ pub mod failpoints {
         "segment::before_rename",
         "segment::before_dir_sync",
         "segment::after_dir_sync",
+        "segment::before_grow",
         "log::before_batch_write",
         "log::after_batch_durable",
         "log::after_durable_published",
@@ -176,11 +177,15 @@ pub mod bugs {
         SkipManifestDirSync,
         /// Open ignores the MANIFEST's trim floor: the floor moves backwards after a restart.
         TrimFloorBackwards,
+        /// Open resumes in the last segment as if only its first extent were prepared (as a new
+        /// segment's is), forgetting the growth its earlier run wrote: the next growth zero-fills
+        /// over records already written and acknowledged.
+        ReopenForgetsGrowth,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 20] = [
+        pub const ALL: [Bug; 21] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -201,6 +206,7 @@ pub mod bugs {
             Bug::CheckpointDropsTombstones,
             Bug::SkipManifestDirSync,
             Bug::TrimFloorBackwards,
+            Bug::ReopenForgetsGrowth,
         ];
 
         fn bit(self) -> u32 {
@@ -413,4 +419,6 @@ bug_hook! {
     skip_manifest_dir_sync => SkipManifestDirSync;
     /// Whether open ignores the MANIFEST's trim floor.
     trim_floor_backwards => TrimFloorBackwards;
+    /// Whether open forgets how far the segment it resumes in has grown.
+    reopen_forgets_growth => ReopenForgetsGrowth;
 }

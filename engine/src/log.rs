@@ -18,7 +18,7 @@ use ringlog_uring::{BlockReason, LogDriver, SyncStrategy, VFile, Vfs, Waker};
 
 use crate::index::{Lsn, OpRef, Versions};
 use crate::publish::Visibility;
-use crate::segment::{create_segment, now_ns, SegmentConfig};
+use crate::segment::{create_segment, grow_segment, initial_len, now_ns, SegmentConfig};
 
 /// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
 pub(crate) const MIN_BACKPRESSURE: usize = 64 << 20;
@@ -609,8 +609,18 @@ fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
 /// when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
 /// written before a clean close, so damage to them later is reported, never cut silently. Skipped
 /// when the segment has no room left (its successor's header then bounds it instead).
-fn seal(shared: &Shared, cfg: &LogConfig, driver: &mut dyn LogDriver, active: &Active, at: u64) {
+fn seal(
+    shared: &Shared,
+    cfg: &LogConfig,
+    driver: &mut dyn LogDriver,
+    active: &mut Active,
+    at: u64,
+) {
     if at + cfg.align > cfg.seg.size {
+        return;
+    }
+    if let Err(e) = active.prepare(cfg, at + cfg.align) {
+        shared.poison(e.to_poison());
         return;
     }
     assert_eq!(at % cfg.align, 0, "rounds end on the write alignment");
@@ -636,6 +646,20 @@ fn seal(shared: &Shared, cfg: &LogConfig, driver: &mut dyn LogDriver, active: &A
 pub(crate) struct Active {
     pub(crate) id: u64,
     pub(crate) file: Box<dyn VFile>,
+    /// How much of it is prepared (zero-filled): a round that would write past it first grows
+    /// the segment ([`grow_segment`]).
+    pub(crate) len: u64,
+}
+
+impl Active {
+    /// Makes sure `[.., end)` of the segment is prepared before a round writes up to `end`.
+    fn prepare(&mut self, cfg: &LogConfig, end: u64) -> crate::Result<()> {
+        if end > self.len {
+            failpoint!("segment::before_grow");
+            self.len = grow_segment(&*self.file, &cfg.seg, self.id, self.len, end)?;
+        }
+        Ok(())
+    }
 }
 
 /// The log thread's body: waits for work, writes batches in order, one write + sync at a time.
@@ -683,7 +707,7 @@ pub(crate) fn run_log_thread(
                     let sealable = st.rotate_first.is_none();
                     drop(st);
                     if sealable {
-                        seal(&shared, cfg, &mut *driver, &active, at);
+                        seal(&shared, cfg, &mut *driver, &mut active, at);
                     }
                     return;
                 }
@@ -733,6 +757,7 @@ pub(crate) fn run_log_thread(
                         active = Active {
                             id: batch.seg_id,
                             file,
+                            len: initial_len(cfg.seg.size),
                         };
                         failpoint!("log::mid_rotation");
                     }
@@ -748,6 +773,10 @@ pub(crate) fn run_log_thread(
             );
             assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
             assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
+            if let Err(e) = active.prepare(cfg, batch.start + batch.buf.len() as u64) {
+                shared.poison(e.to_poison());
+                return;
+            }
             failpoint!("log::before_batch_write");
             // The disk's clock: a simulated disk's latency then decides the gathering window
             // below, as a real one's does.

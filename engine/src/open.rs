@@ -13,7 +13,7 @@ use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
 use crate::index::retention::RetentionState;
 use crate::index::{Gen, Lsn, Versions};
 use crate::log::{Active, LogConfig, Shared};
-use crate::options::{Durability, Preallocate, MAX_ALIGN};
+use crate::options::{Durability, MAX_ALIGN};
 use crate::recovery::recover;
 use crate::segment::{create_segment, now_ns, SegmentConfig};
 use crate::{Error, Options, Result};
@@ -126,14 +126,24 @@ impl Db {
             {
                 let path = seg.path(t.id);
                 let file = reopen_tail(t.id, seg.direct)?;
-                // The segment was prepared when it was created; make sure its space is still
-                // reserved (a creation cut short by ENOSPC left it short) without rewriting it.
-                if seg.prealloc != Preallocate::None {
-                    if let Err(e) = file.allocate(seg.size) {
-                        log::warn!("could not preallocate the rest of {}: {e}", path.display());
-                    }
+                // What the segment's creation and growth prepared; the log thread prepares more
+                // as rounds reach it. A segment of an earlier version (or one whose growth an
+                // error cut short) may end anywhere: never trust more than what is there.
+                let mut len = file
+                    .size()
+                    .map_err(|e| Error::io("stat segment", path.clone(), e))?
+                    .min(seg.size);
+                if crate::hooks::reopen_forgets_growth() {
+                    len = crate::segment::initial_len(seg.size);
                 }
-                (Active { id: t.id, file }, t.valid_end)
+                (
+                    Active {
+                        id: t.id,
+                        file,
+                        len,
+                    },
+                    t.valid_end,
+                )
             }
             Some(t) if recovered.stats.truncated_at.is_none() => {
                 // A torn tail, which cannot be appended to: the next segment is created with the
@@ -144,7 +154,16 @@ impl Db {
                 // once instead, by the next segment's `prev_end`: below.)
                 let file = reopen_tail(t.id, seg.direct)?;
                 pending_create = Some(crate::hooks::deferred_prev_end(t.valid_end));
-                (Active { id: t.id, file }, t.valid_end)
+                // Never written again: nothing to prepare.
+                let len = seg.size;
+                (
+                    Active {
+                        id: t.id,
+                        file,
+                        len,
+                    },
+                    t.valid_end,
+                )
             }
             tail => {
                 let (prev_id, prev_end) = tail
@@ -158,6 +177,7 @@ impl Db {
                     Active {
                         id: prev_id + 1,
                         file,
+                        len: crate::segment::initial_len(seg.size),
                     },
                     ringlog_format::SEGMENT_HEADER_LEN as u64,
                 )

@@ -119,7 +119,13 @@ pub(crate) fn create_segment(
         .encode(head.extend_zeroed(SEGMENT_HEADER_LEN));
     file.write_all_at(head.as_slice(), 0)
         .map_err(|e| Error::io("write segment header", tmp.clone(), e))?;
-    prepare_space(&*file, cfg, &tmp, SEGMENT_HEADER_LEN as u64)?;
+    prepare_space(
+        &*file,
+        cfg,
+        &tmp,
+        SEGMENT_HEADER_LEN as u64,
+        initial_len(cfg.size),
+    )?;
     failpoint!("segment::before_file_sync");
     crate::hooks::new_segment_sync(&*file)
         .map_err(|e| Error::io("sync new segment", tmp.clone(), e))?;
@@ -151,19 +157,71 @@ fn zeros() -> &'static [u8] {
         .as_slice()
 }
 
-/// Preallocates the segment and, for `ZeroFill`, writes zeros over `[from, size)`.
-fn prepare_space(file: &dyn VFile, cfg: &SegmentConfig, path: &Path, from: u64) -> Result<()> {
+/// The length a new segment is prepared to: an eighth of it, at most 1 MiB (in 4 KiB pages). The
+/// rest is prepared as rounds reach it ([`grow_segment`]): creating a segment (and so a database)
+/// writes 1 MiB of zeros rather than `segment_size` (64 MiB by default), and recovery reads only
+/// what was prepared.
+pub(crate) fn initial_len(size: u64) -> u64 {
+    ((size / 8) & !(PAGE - 1))
+        .clamp(PAGE, MAX_FIRST_EXTENT)
+        .min(size)
+}
+
+/// Preparation happens in whole pages.
+const PAGE: u64 = 4096;
+
+/// The most of a new segment prepared at creation.
+const MAX_FIRST_EXTENT: u64 = 1 << 20;
+
+/// The largest step a segment grows by (a zero-fill of at most this much delays one round).
+const MAX_GROWTH: u64 = 8 << 20;
+
+/// Prepares more of an active segment, whose first `len` bytes are prepared, so that at least
+/// `need` bytes are: its prepared length doubles, by at most [`MAX_GROWTH`] and never past the
+/// segment's size. Returns the new prepared length.
+///
+/// The zeros are plain writes; the round that needed them syncs them with its own data (an
+/// fdatasync, or an `RWF_DSYNC` write, makes the file's new size durable with it). A crash before
+/// that sync leaves zeros or nothing past the last round — exactly what recovery's torn-tail rule
+/// accepts after the last record.
+pub(crate) fn grow_segment(
+    file: &dyn VFile,
+    cfg: &SegmentConfig,
+    id: u64,
+    len: u64,
+    need: u64,
+) -> Result<u64> {
+    assert!(
+        need <= cfg.size && len < need,
+        "a segment grows only when a round needs more than {len} of its {} bytes (to {need})",
+        cfg.size
+    );
+    let step = len.clamp(initial_len(cfg.size), MAX_GROWTH);
+    let target = (len + step).max(need).next_multiple_of(PAGE).min(cfg.size);
+    prepare_space(file, cfg, &cfg.path(id), len, target)?;
+    log::debug!("segment {id} prepared to {target} bytes (a round needs {need})");
+    Ok(target)
+}
+
+/// Prepares `[from, to)` of a segment: reserves it and, for `ZeroFill`, writes zeros over it.
+fn prepare_space(
+    file: &dyn VFile,
+    cfg: &SegmentConfig,
+    path: &Path,
+    from: u64,
+    to: u64,
+) -> Result<()> {
     if cfg.prealloc == Preallocate::None {
         return Ok(());
     }
     let alloc = file
-        .allocate(cfg.size)
+        .allocate(to)
         .map_err(|e| Error::io("preallocate segment", path.to_path_buf(), e))?;
     if cfg.prealloc == Preallocate::ZeroFill && alloc == Allocation::Reserved {
         let zeros = zeros();
         let mut off = from;
-        while off < cfg.size {
-            let n = ((cfg.size - off) as usize).min(zeros.len());
+        while off < to {
+            let n = ((to - off) as usize).min(zeros.len());
             file.write_all_at(&zeros[..n], off)
                 .map_err(|e| Error::io("zero-fill segment", path.to_path_buf(), e))?;
             off += n as u64;
@@ -253,6 +311,16 @@ pub(crate) fn read_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_start_at_an_eighth_up_to_1_mib_in_whole_pages() {
+        assert_eq!(initial_len(64 << 20), 1 << 20);
+        assert_eq!(initial_len(8 << 20), 1 << 20);
+        assert_eq!(initial_len(128 << 10), 16 << 10);
+        assert_eq!(initial_len(64 << 10), 8 << 10);
+        // Not a power of two: rounded down to whole pages.
+        assert_eq!(initial_len(100 * 4096), 12 * 4096);
+    }
 
     #[test]
     fn names_round_trip() {

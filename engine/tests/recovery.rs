@@ -704,3 +704,88 @@ fn a_torn_tail_gets_its_successor_with_the_first_commit() {
         db.close().unwrap();
     }
 }
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// A new segment is prepared (zero-filled) to 1 MiB, not to its whole size, and grows as rounds
+/// reach the end of what is prepared: doubling, up to the segment size. Creating a database
+/// writes 1 MiB; a reopen appends after the last round in a grown segment; whatever a crash
+/// leaves past the last round (zeros a growth wrote, or a size it set) is not a torn tail.
+#[test]
+fn segments_start_small_and_grow_as_rounds_reach_their_end() {
+    const MIB: u64 = 1 << 20;
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(io)
+            .segment_size(8 * MIB)
+            .checkpoint_bytes(u64::MAX)
+            .checkpoint_on_close(false);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let first = segments(dir.path());
+        assert_eq!(first.len(), 1, "{io}");
+        assert_eq!(
+            file_len(&first[0]),
+            MIB,
+            "{io}: a new database prepares 1 MiB"
+        );
+        let value = vec![0xA5u8; 1000];
+        let mut sizes = vec![MIB];
+        // 60 rounds of 100 KB: 6 MB, past 4 MiB.
+        for t in 0..60u32 {
+            let mut tx = db.begin();
+            for i in 0..100u32 {
+                tx.put(&(t * 100 + i).to_be_bytes(), &value).unwrap();
+            }
+            tx.commit().unwrap();
+            let now = file_len(&first[0]);
+            if sizes.last() != Some(&now) {
+                sizes.push(now);
+            }
+        }
+        assert_eq!(segments(dir.path()), first, "{io}: no rotation yet");
+        assert_eq!(
+            sizes,
+            [MIB, 2 * MIB, 4 * MIB, 8 * MIB],
+            "{io}: doubling growth"
+        );
+        let before = state(&db);
+        db.close().unwrap();
+        // As if a crash came after a growth's size change but before the round it was for.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first[0])
+            .unwrap()
+            .set_len(8 * MIB + 3 * MIB)
+            .unwrap();
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let st = db.recovery_stats().clone();
+        assert_eq!(
+            st.bytes_truncated, 0,
+            "{io}: zeros past the last round: {st:?}"
+        );
+        assert_eq!(state(&db), before, "{io}");
+        // Appending resumes in the grown segment, then rotates into a new small one.
+        for t in 60..90u32 {
+            let mut tx = db.begin();
+            for i in 0..100u32 {
+                tx.put(&(t * 100 + i).to_be_bytes(), &value).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let segs = segments(dir.path());
+        assert_eq!(segs.len(), 2, "{io}: {segs:?}");
+        assert_eq!(segs[0], first[0]);
+        assert!(
+            file_len(&segs[1]) <= 2 * MIB,
+            "{io}: a new segment starts small"
+        );
+        let before = state(&db);
+        assert_eq!(before.len(), 9000);
+        db.close().unwrap();
+        let db = Db::open(dir.path(), o).unwrap();
+        assert_eq!(db.recovery_stats().bytes_truncated, 0, "{io}");
+        assert_eq!(state(&db), before, "{io}");
+    }
+}
