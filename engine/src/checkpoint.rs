@@ -300,8 +300,13 @@ fn write_into(
 /// What loading a checkpoint passes on, in file order: the retention policy first, then every
 /// user version in list order (key ascending, LSN descending).
 pub(crate) enum Item<'a> {
-    /// The file's header and footer verified: it holds this many keys.
-    Start { keys: u64 },
+    /// The file's header and footer verified: it holds this many keys and versions, in blocks of
+    /// this many bytes (stored: compressed when the codec compresses).
+    Start {
+        keys: u64,
+        versions: u64,
+        bytes: u64,
+    },
     /// The retention policy and trim floor stored with the checkpoint.
     Retention(Retention, Lsn),
     /// A user version (`value: None` for a tombstone) with its flags.
@@ -374,7 +379,11 @@ pub(crate) fn load(
     read(&mut foot, data_end)?;
     let footer = CheckpointFooter::decode(&foot, data_end, epoch, &header)
         .map_err(|e| corrupt(e.offset(), format!("bad checkpoint footer: {e}")))?;
-    sink(Item::Start { keys: footer.keys });
+    sink(Item::Start {
+        keys: footer.keys,
+        versions: footer.entries,
+        bytes: data_end - CHECKPOINT_HEADER_LEN as u64,
+    });
     let mut retention = false;
     let mut block = Vec::new();
     let mut raw = Vec::new();

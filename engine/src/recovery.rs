@@ -696,6 +696,7 @@ fn seed_from_checkpoint(
 ) -> Result<Option<Base>> {
     let mut base: Option<Base> = None;
     let mut keys_hint = 0;
+    let mut size_hint = (0, 0);
     let mut history = false;
     let mut prev: Vec<u8> = Vec::new();
     let mut first = true;
@@ -710,7 +711,14 @@ fn seed_from_checkpoint(
             manifest.checkpoint_len,
         ),
         &mut |item| match item {
-            Item::Start { keys } => keys_hint = keys,
+            Item::Start {
+                keys,
+                versions,
+                bytes,
+            } => {
+                keys_hint = keys;
+                size_hint = (versions, bytes);
+            }
             Item::Retention(policy, floor) => {
                 history = policy != Retention::Snapshots;
                 let floor = if crate::hooks::trim_floor_backwards() {
@@ -724,6 +732,7 @@ fn seed_from_checkpoint(
                     // Built in the background once the database is open.
                     list.defer_key_index();
                     list.reserve_keys(usize::try_from(keys_hint).unwrap_or(usize::MAX));
+                    list.prefault(size_hint.0, size_hint.1);
                     base = Some(Base {
                         list,
                         garbage: 0,
@@ -763,6 +772,9 @@ fn seed_from_checkpoint(
             }
         },
     )?;
+    if let Some(b) = &base {
+        b.list.end_prefault();
+    }
     app.index.end_segment(&[]);
     app.stats.checkpoint_keys = keys;
     app.stats.checkpoint_lsn = manifest.checkpoint_lsn;

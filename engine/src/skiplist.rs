@@ -68,11 +68,13 @@
 use std::alloc::{self, Layout};
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -417,27 +419,51 @@ struct ArenaSlow {
     next_cap: usize,
     /// Bytes allocated for chunks, headers included.
     allocated: usize,
+    /// Allocations of `chunk_layout(max_chunk)` made ahead (by [`Arena::prefault`]), not yet
+    /// chunks: the next regular chunks, in order. Their pages are faulted in by the prefault
+    /// thread; not even their header is written until they are taken.
+    reserved: VecDeque<NonNull<u8>>,
+    /// The prefault thread and its stop flag: stopped and joined before any chunk is freed.
+    prefault: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+/// Allocates memory for a chunk of `layout` (not yet initialized), backed by huge pages where
+/// the layout is aligned for them.
+fn alloc_chunk_memory(layout: Layout) -> NonNull<u8> {
+    // SAFETY: the layout's size is non-zero (it includes the header).
+    let raw = unsafe { alloc::alloc(layout) };
+    let Some(raw) = NonNull::new(raw) else {
+        alloc::handle_alloc_error(layout)
+    };
+    if layout.align() == HUGE_PAGE {
+        // SAFETY: `raw` is the start of a live allocation of `layout.size()` bytes, aligned
+        // to a huge page; madvise only changes how the kernel backs those pages (a hint: its
+        // failure changes nothing) and never their contents.
+        unsafe {
+            libc::madvise(raw.as_ptr().cast(), layout.size(), libc::MADV_HUGEPAGE);
+        }
+    }
+    raw
 }
 
 impl ArenaSlow {
-    /// Allocates a chunk with `cap` data bytes of which the first `used` are already taken.
-    fn new_chunk(&mut self, cap: usize, used: usize) -> NonNull<ChunkHeader> {
+    /// Allocates a chunk with `cap` data bytes of which the first `used` are already taken: one
+    /// reserved ahead when `cap` is the maximum and there is one, else a new one.
+    fn new_chunk(&mut self, cap: usize, used: usize, max_chunk: usize) -> NonNull<ChunkHeader> {
         debug_assert!(used <= cap);
         let layout = chunk_layout(cap);
-        // SAFETY: the layout's size is non-zero (it includes the header).
-        let raw = unsafe { alloc::alloc(layout) };
-        let Some(chunk) = NonNull::new(raw.cast::<ChunkHeader>()) else {
-            alloc::handle_alloc_error(layout)
-        };
-        if layout.align() == HUGE_PAGE {
-            // SAFETY: `raw` is the start of a live allocation of `layout.size()` bytes, aligned
-            // to a huge page; madvise only changes how the kernel backs those pages (a hint: its
-            // failure changes nothing) and never their contents.
-            unsafe {
-                libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE);
+        let raw = match self.reserved.pop_front() {
+            Some(raw) if cap == max_chunk => raw,
+            other => {
+                if let Some(raw) = other {
+                    self.reserved.push_front(raw);
+                }
+                alloc_chunk_memory(layout)
             }
-        }
-        // SAFETY: freshly allocated, aligned for ChunkHeader and large enough for it.
+        };
+        let chunk = raw.cast::<ChunkHeader>();
+        // SAFETY: freshly allocated (or reserved and never handed out), aligned for ChunkHeader
+        // and large enough for it.
         unsafe {
             chunk.as_ptr().write(ChunkHeader {
                 used: AtomicUsize::new(used),
@@ -459,8 +485,10 @@ impl Arena {
             chunks: Vec::new(),
             next_cap: (first_chunk * 2).min(max_chunk),
             allocated: 0,
+            reserved: VecDeque::new(),
+            prefault: None,
         };
-        let first = slow.new_chunk(first_chunk, 0);
+        let first = slow.new_chunk(first_chunk, 0, max_chunk);
         Arena {
             current: AtomicPtr::new(first.as_ptr()),
             slow: Mutex::new(slow),
@@ -520,7 +548,7 @@ impl Arena {
     fn alloc_slow(&self, size: usize) -> NonNull<u8> {
         let mut slow = self.slow.lock();
         if size > self.large {
-            let chunk = slow.new_chunk(size, size);
+            let chunk = slow.new_chunk(size, size, self.max_chunk);
             // SAFETY: just allocated (live until the arena drops); offset 0 <= cap.
             return unsafe { chunk_data(chunk, 0) };
         }
@@ -539,11 +567,76 @@ impl Arena {
         assert!(cap >= size);
         slow.next_cap = (cap * 2).min(self.max_chunk);
         // The first `size` bytes are ours before anyone else can see the chunk.
-        let chunk = slow.new_chunk(cap, size);
+        let chunk = slow.new_chunk(cap, size, self.max_chunk);
         // Release: publishes the chunk header to the Acquire loads in `alloc`.
         self.current.store(chunk.as_ptr(), Ordering::Release);
         // SAFETY: just allocated (live until the arena drops); offset 0 <= cap.
         unsafe { chunk_data(chunk, 0) }
+    }
+
+    /// Before a bulk load of about `bytes` of nodes: reserves the maximum-size chunks they will
+    /// take and has a thread fault their pages in (the kernel zeroes each page at its first
+    /// fault) ahead of the load, on another core, while the load fills the first ones. A kernel
+    /// without `MADV_POPULATE_WRITE` (before 5.14) just faults them in as they are used.
+    fn prefault(&self, bytes: usize) {
+        let mut slow = self.slow.lock();
+        if slow.prefault.is_some() {
+            return;
+        }
+        let layout = chunk_layout(self.max_chunk);
+        let chunks = bytes.div_ceil(self.max_chunk);
+        let mut ranges = Vec::with_capacity(chunks);
+        for _ in 0..chunks {
+            let raw = alloc_chunk_memory(layout);
+            slow.reserved.push_back(raw);
+            ranges.push(raw.as_ptr() as usize);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let size = layout.size();
+        let spawned = std::thread::Builder::new()
+            .name("ringlog-prefault".into())
+            .spawn(move || {
+                for start in ranges {
+                    let mut off = 0;
+                    while off < size {
+                        if stopped.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let len = HUGE_PAGE.min(size - off);
+                        // SAFETY: `[start + off, start + off + len)` lies in a reserved chunk,
+                        // which is freed only after this thread is joined (`stop_prefault`, in
+                        // `Drop`). MADV_POPULATE_WRITE faults the pages in as a write would,
+                        // without reading or writing their contents, so it races with nothing
+                        // the loading thread does there. Failure (an old kernel: EINVAL) only
+                        // means the pages fault in when first written.
+                        let r = unsafe {
+                            libc::madvise(
+                                (start + off) as *mut libc::c_void,
+                                len,
+                                libc::MADV_POPULATE_WRITE,
+                            )
+                        };
+                        if r != 0 {
+                            return;
+                        }
+                        off += len;
+                    }
+                }
+            });
+        match spawned {
+            Ok(handle) => slow.prefault = Some((stop, handle)),
+            Err(e) => log::debug!("no prefault thread ({e}): pages fault in as they are used"),
+        }
+    }
+
+    /// Stops the prefault thread, if any, and waits for it.
+    fn stop_prefault(slow: &mut ArenaSlow) {
+        if let Some((stop, handle)) = slow.prefault.take() {
+            stop.store(true, Ordering::Relaxed);
+            // A panic there (none is possible) would only mean fewer pages prefaulted.
+            let _ = handle.join();
+        }
     }
 
     /// (bytes allocated for chunks, bytes of them handed out to nodes).
@@ -561,7 +654,17 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        for &chunk in &self.slow.get_mut().chunks {
+        let max_chunk = self.max_chunk;
+        let slow = self.slow.get_mut();
+        // The prefault thread touches reserved memory: it stops before any of it is freed.
+        Arena::stop_prefault(slow);
+        for raw in slow.reserved.drain(..) {
+            // SAFETY: reserved memory was allocated by `alloc_chunk_memory` with
+            // `chunk_layout(max_chunk)`, never handed out, and is freed once, here (the prefault
+            // thread, its only other user, was joined above).
+            unsafe { alloc::dealloc(raw.as_ptr(), chunk_layout(max_chunk)) };
+        }
+        for &chunk in &slow.chunks {
             // SAFETY: each chunk was allocated by `new_chunk` with `chunk_layout(cap)` and is freed
             // exactly once, here. `&mut self` means no borrow of the list, hence no NodeRef into
             // the chunk, is alive.
@@ -776,6 +879,23 @@ impl SkipList {
     /// Sizes the key index for `keys` keys at once (before a bulk load).
     pub(crate) fn reserve_keys(&self, keys: usize) {
         self.keys.reserve(keys);
+    }
+
+    /// Before a bulk load of `versions` versions that take `encoded` bytes in a checkpoint:
+    /// reserves the arena memory they will take and faults it in on another thread meanwhile
+    /// (see `Arena::prefault`). [`SkipList::end_prefault`] stops that thread.
+    pub(crate) fn prefault(&self, versions: u64, encoded: u64) {
+        // A checkpoint entry is a 16-byte header, key and value, 8-byte aligned; a node is the
+        // same plus its tower: 1.33 links of 8 bytes on average.
+        let estimate = encoded.saturating_add(versions.saturating_mul(12));
+        self.arena
+            .prefault(usize::try_from(estimate).unwrap_or(usize::MAX));
+    }
+
+    /// Stops the prefault thread of [`SkipList::prefault`] (after the bulk load): reserved chunks
+    /// not yet faulted in fault in as they are used.
+    pub(crate) fn end_prefault(&self) {
+        Arena::stop_prefault(&mut self.arena.slow.lock());
     }
 
     /// Bytes of the key index (its hash sets' slots and control bytes).
