@@ -332,20 +332,43 @@ impl Db {
     }
 }
 
-/// At a clean close, with every LSN up to `last` durable: lowers the MANIFEST's LSN floor (the
-/// lease a checkpoint recorded) to `last`, so that the next run continues from there rather than
-/// above the lease. Writes nothing when the floor is not above `last`.
-pub(crate) fn lower_lsn_floor(c: &Checkpoints, last: Lsn) -> Result<()> {
+/// At a clean close, with every LSN up to `last` durable and the log thread stopped: lowers the
+/// MANIFEST's LSN floor (the lease a checkpoint recorded) to `last`, so that the next run
+/// continues from there rather than above the lease; and when this run wrote to the log
+/// (`wrote`) and the checkpoint in force holds everything (its LSN is `last`), retires the whole
+/// log — the MANIFEST's first needed segment moves past the active one `active`, then the
+/// segments are deleted — so the next open reads the checkpoint and nothing else (it starts a new
+/// segment). Writes nothing when neither applies.
+pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool) -> Result<()> {
     let mut m = c.manifest.lock();
     let floor = last.max(m.checkpoint_lsn);
-    if m.lsn_floor <= floor {
+    let (_, active) = shared.checkpoint_floors();
+    let retire =
+        wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last && active >= m.first_segment;
+    if m.lsn_floor <= floor && !retire {
         return Ok(());
     }
     let mut next = *m;
     next.seq += 1;
     next.lsn_floor = floor;
+    let doomed: Vec<u64> = if retire {
+        next.first_segment = active + 1;
+        next.txn_floor = m.txn_floor.max(shared.last_txn_id());
+        next.run_floor = m.run_floor.max(shared.run_id);
+        (m.first_segment.max(1)..=active).collect()
+    } else {
+        Vec::new()
+    };
+    if crate::hooks::delete_segments_before_manifest() {
+        delete_segments(&*c.vfs, &c.dir, &doomed);
+    }
     write_manifest(&*c.vfs, &c.dir, &next)?;
     *m = next;
+    let deleted = delete_segments(&*c.vfs, &c.dir, &doomed);
+    c.segments_deleted.fetch_add(deleted, Ordering::Relaxed);
+    if retire {
+        log::info!("closed with the log retired: the checkpoint at LSN {last} holds everything; {deleted} segments deleted");
+    }
     Ok(())
 }
 

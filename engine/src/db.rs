@@ -596,6 +596,7 @@ impl Db {
                 w.wake();
             }
         }
+        let wrote = matches!(*self.log_thread.lock(), LogThread::Running(_));
         let joined = match std::mem::replace(&mut *self.log_thread.lock(), LogThread::Done) {
             LogThread::Running(t) => Some(t.join()),
             // Nothing was ever committed in this run: the log is exactly as recovery left it.
@@ -631,11 +632,12 @@ impl Db {
             }
         }
         // Everything is durable: as the closing lease does for the log, lower the MANIFEST's LSN
-        // floor to the last LSN, so the next run continues from there.
+        // floor to the last LSN, so the next run continues from there; and retire the log when
+        // the checkpoint holds all of it.
         let result = result.and_then(|()| match self.shared.ckpt.get() {
             Some(c) => {
                 let last = self.shared.state.lock().next_lsn - 1;
-                crate::checkpointer::lower_lsn_floor(c, last)
+                crate::checkpointer::at_close(&self.shared, c, last, wrote)
             }
             None => Ok(()),
         });

@@ -636,33 +636,78 @@ fn checkpoints_while_writers_and_readers_run() {
 }
 
 /// A clean close checkpoints first (when enough log was written since the last checkpoint): the
-/// next open replays nothing. Turned off, the open replays the log after the last checkpoint.
+/// next open replays nothing. The checkpoint then holds everything, so the close also retires the
+/// log: no segment is left, the next open reads the checkpoint alone and starts a new segment
+/// (numbered after the retired ones), and what it writes there is recovered on top. Turned off,
+/// the open replays the log after the last checkpoint.
 #[test]
-fn a_clean_close_checkpoints_first() {
-    for on in [true, false] {
-        let dir = tempdir();
-        let o = opts(IoChoice::Portable, Durability::Strict)
-            .segment_size(4 << 20)
-            .checkpoint_on_close(on);
-        let db = open(dir.path(), o.clone());
-        let mut tx = db.begin();
-        for i in 0..3000u64 {
-            tx.put(&key(i), &[9u8; 500]).unwrap();
-        }
-        let lsn = tx.commit().unwrap();
-        db.close().unwrap();
-        drop(db);
-        let db = open(dir.path(), o);
-        let r = db.recovery_stats();
-        if on {
+fn a_clean_close_checkpoints_first_and_retires_the_log() {
+    let segments = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        v.sort();
+        v
+    };
+    for io in [IoChoice::Uring, IoChoice::Portable] {
+        for on in [true, false] {
+            let dir = tempdir();
+            let o = opts(io, Durability::Strict)
+                .segment_size(4 << 20)
+                .checkpoint_on_close(on);
+            let db = open(dir.path(), o.clone());
+            let mut tx = db.begin();
+            for i in 0..3000u64 {
+                tx.put(&key(i), &[9u8; 500]).unwrap();
+            }
+            let lsn = tx.commit().unwrap();
+            let before = segments(dir.path());
+            assert!(!before.is_empty());
+            db.close().unwrap();
+            drop(db);
+            let after = segments(dir.path());
+            let db = open(dir.path(), o.clone());
+            let r = db.recovery_stats().clone();
+            if on {
+                assert!(after.is_empty(), "{io}: the log is retired: {after:?}");
+                assert_eq!(
+                    (r.checkpoint_lsn, r.transactions_applied, r.segments),
+                    (lsn, 0, 0),
+                    "{io}: {r:?}"
+                );
+                let now = segments(dir.path());
+                assert_eq!(now.len(), 1, "{io}: {now:?}");
+                assert!(
+                    now[0] > *before.last().unwrap(),
+                    "{io}: {now:?} after {before:?}"
+                );
+            } else {
+                assert_eq!(after, before, "{io}");
+                assert_eq!(
+                    (r.checkpoint_lsn, r.transactions_applied),
+                    (0, 1),
+                    "{io}: {r:?}"
+                );
+            }
+            assert_eq!(db.get(&key(2999)).unwrap().map(|v| v.lsn()), Some(lsn));
+            // A small write after it (no checkpoint at this close: too little log), recovered on
+            // top of the checkpoint.
+            let later = db.put(&key(7), b"later").unwrap();
+            assert!(later > lsn, "{io}: LSNs continue after the retired log");
+            db.close().unwrap();
+            drop(db);
+            let db = open(dir.path(), o);
+            let r = db.recovery_stats().clone();
             assert_eq!(
-                (r.checkpoint_lsn, r.transactions_applied),
-                (lsn, 0),
-                "{r:?}"
+                r.transactions_applied,
+                if on { 1 } else { 2 },
+                "{io}: {r:?}"
             );
-        } else {
-            assert_eq!((r.checkpoint_lsn, r.transactions_applied), (0, 1), "{r:?}");
+            assert_eq!(db.get(&key(7)).unwrap().map(|v| v.lsn()), Some(later));
+            assert_eq!(db.get(&key(2999)).unwrap().map(|v| v.lsn()), Some(lsn));
+            assert!(db.put(&key(8), b"x").unwrap() > later);
         }
-        assert_eq!(db.get(&key(2999)).unwrap().map(|v| v.lsn()), Some(lsn));
     }
 }
