@@ -41,11 +41,130 @@ pub(crate) struct Loader {
     pending: Vec<Item>,
     /// Versioned mode (a retention policy that keeps history is in force): every operation from
     /// then on, in log order, besides the newest-only state at the switch.
-    history: Option<Vec<Version>>,
+    history: Option<Versions>,
 }
 
-/// A version: key, LSN, value (`None` for a tombstone).
-pub(crate) type Version = (Arc<[u8]>, Lsn, Option<Arc<[u8]>>);
+/// Versions, compactly: their keys and values copied into one buffer, each described by a
+/// fixed-size entry. Built in log order by the loader, then sorted (key ascending, LSN
+/// descending) by [`Loader::finish`]. No allocation per version, and sorting moves 48-byte
+/// entries whose first field, the key's first 16 bytes, decides almost every comparison without
+/// reading the buffer (recovery sorts hundreds of thousands of versions).
+#[derive(Default)]
+pub(crate) struct Versions {
+    bytes: Vec<u8>,
+    entries: Vec<VEntry>,
+}
+
+/// One version of [`Versions`].
+#[derive(Clone, Copy)]
+struct VEntry {
+    /// [`key_prefix`] of the key.
+    prefix: u128,
+    lsn: Lsn,
+    /// Where the key starts in the buffer; the value follows it.
+    at: usize,
+    /// Among equal (key, LSN), which wins: the lowest.
+    rank: u64,
+    key_len: u32,
+    /// The value's length, or `u32::MAX` for a tombstone.
+    value_len: u32,
+}
+
+const NO_VALUE: u32 = u32::MAX;
+
+impl Versions {
+    /// Appends a version (`value: None` for a tombstone); `rank` orders equal (key, LSN) pairs.
+    fn push(&mut self, key: &[u8], lsn: Lsn, value: Option<&[u8]>, rank: u64) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let value_len = match value {
+            Some(v) => {
+                self.bytes.extend_from_slice(v);
+                u32::try_from(v.len()).expect("values are shorter than 4 GiB")
+            }
+            None => NO_VALUE,
+        };
+        self.entries.push(VEntry {
+            prefix: key_prefix(key),
+            lsn,
+            at,
+            rank,
+            key_len: u32::try_from(key.len()).expect("keys are shorter than 4 GiB"),
+            value_len,
+        });
+    }
+
+    fn key_of(&self, e: &VEntry) -> &[u8] {
+        &self.bytes[e.at..e.at + e.key_len as usize]
+    }
+
+    fn get_entry(&self, e: &VEntry) -> (&[u8], Lsn, Option<&[u8]>) {
+        let key = self.key_of(e);
+        let value = (e.value_len != NO_VALUE).then(|| {
+            let start = e.at + e.key_len as usize;
+            &self.bytes[start..start + e.value_len as usize]
+        });
+        (key, e.lsn, value)
+    }
+
+    /// Version `i`: key, LSN, value (`None` for a tombstone).
+    pub(crate) fn get(&self, i: usize) -> (&[u8], Lsn, Option<&[u8]>) {
+        self.get_entry(&self.entries[i])
+    }
+
+    /// How many versions.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every version in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Lsn, Option<&[u8]>)> + '_ {
+        self.entries.iter().map(|e| self.get_entry(e))
+    }
+
+    /// How many distinct keys.
+    pub(crate) fn distinct_keys(&self) -> usize {
+        let n = self.entries.windows(2);
+        n.filter(|w| self.key_of(&w[0]) != self.key_of(&w[1]))
+            .count()
+            + 1
+    }
+
+    /// Key and value bytes of all versions.
+    pub(crate) fn payload_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Sorts by key ascending, LSN descending, then rank; keeps the first of each (key, LSN).
+    fn sort_and_dedup(&mut self) {
+        let bytes = &self.bytes;
+        let key = |e: &VEntry| &bytes[e.at..e.at + e.key_len as usize];
+        let order = |a: &VEntry, b: &VEntry| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| {
+                    if a.key_len <= 16 && b.key_len <= 16 {
+                        // Equal zero-padded prefixes of short keys: the shorter key is the
+                        // smaller (its missing bytes are the padding's zeros), equal lengths
+                        // are equal keys.
+                        a.key_len.cmp(&b.key_len)
+                    } else {
+                        key(a).cmp(key(b))
+                    }
+                })
+                .then(b.lsn.cmp(&a.lsn))
+                .then(a.rank.cmp(&b.rank))
+        };
+        self.entries.sort_unstable_by(order);
+        self.entries
+            .dedup_by(|later, kept| later.lsn == kept.lsn && key(later) == key(kept));
+    }
+}
 
 /// A live key's newest version in the hash regime.
 struct HashEntry {
@@ -119,7 +238,7 @@ impl Loader {
     /// log); what was loaded so far keeps only each key's newest version.
     pub(crate) fn keep_versions(&mut self) {
         if self.history.is_none() {
-            self.history = Some(Vec::new());
+            self.history = Some(Versions::default());
         }
     }
 
@@ -128,9 +247,12 @@ impl Loader {
     /// buffer before it changes.
     pub(crate) fn apply(&mut self, op: OpRef<'_>, lsn: Lsn, seg: &[u8]) {
         if let Some(h) = &mut self.history {
+            // Later operations rank first: of two writes of a key in one transaction (one LSN),
+            // the later is the version. Below `u64::MAX`, which the state at the switch takes.
+            let rank = u64::MAX - 1 - h.len() as u64;
             match op {
-                OpRef::Put(k, v) => h.push((Arc::from(k), lsn, Some(Arc::from(v)))),
-                OpRef::Delete(k) => h.push((Arc::from(k), lsn, None)),
+                OpRef::Put(k, v) => h.push(k, lsn, Some(v), rank),
+                OpRef::Delete(k) => h.push(k, lsn, None, rank),
             }
             return;
         }
@@ -256,7 +378,7 @@ impl Loader {
 
     /// Every loaded version, key ascending and LSN descending: the newest of each live key as of
     /// the switch to versioned mode (or the end), and every version after the switch.
-    pub(crate) fn finish(mut self) -> Vec<Version> {
+    pub(crate) fn finish(mut self) -> Versions {
         if self.hashing {
             assert_eq!(self.deferred, 0, "every segment was ended");
             let mut items: Vec<Item> = std::mem::take(&mut self.live)
@@ -275,20 +397,24 @@ impl Loader {
         } else {
             self.fold();
         }
-        let base = self.sorted.into_iter().map(|(_, k, e)| {
-            let e = e.expect("deletes were dropped by fold");
-            (k, e.lsn, Some(e.value))
-        });
+        let base = std::mem::take(&mut self.sorted);
         match self.history {
-            None => base.collect(),
+            None => {
+                // Distinct keys, sorted already.
+                let mut out = Versions::default();
+                for (_, k, e) in base {
+                    let e = e.expect("deletes were dropped by fold");
+                    out.push(&k, e.lsn, Some(&e.value), u64::MAX);
+                }
+                out
+            }
             Some(mut h) => {
-                // A transaction that wrote a key twice left two operations with one LSN: the
-                // later one is the version. Newest operations first, then a stable sort, then
-                // keep the first of each (key, LSN).
-                h.reverse();
-                h.extend(base);
-                h.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-                h.dedup_by(|later, kept| later.0 == kept.0 && later.1 == kept.1);
+                // The state at the switch to versioned mode ranks after every later operation.
+                for (_, k, e) in base {
+                    let e = e.expect("deletes were dropped by fold");
+                    h.push(&k, e.lsn, Some(&e.value), u64::MAX);
+                }
+                h.sort_and_dedup();
                 h
             }
         }
@@ -298,39 +424,50 @@ impl Loader {
 /// Builds a skip list from `versions` (key ascending, LSN descending), keeping what `plan`
 /// keeps. Returns it, the garbage it holds (superseded versions and tombstones) and the highest
 /// LSN of a version marked [`TRIMMED_BELOW`] (0 if none).
-pub(crate) fn build(versions: Vec<Version>, plan: Plan) -> (SkipList, usize, Lsn) {
+pub(crate) fn build(versions: Versions, plan: Plan) -> (SkipList, usize, Lsn) {
     let mut list = SkipList::new();
     // The key index is built in the background once the database is open.
     list.defer_key_index();
-    let keys = 1 + versions.windows(2).filter(|w| w[0].0 != w[1].0).count();
-    list.reserve_keys(keys);
+    list.reserve_keys(versions.distinct_keys());
+    list.prefault(
+        versions.len() as u64,
+        (versions.payload_bytes() + 16 * versions.len()) as u64,
+    );
     let mut garbage = 0;
     let mut marked = 0;
     let mut shape: Vec<(Lsn, bool)> = Vec::new();
     let mut i = 0;
     while i < versions.len() {
-        let key = &versions[i].0;
-        let end = i + versions[i..].iter().take_while(|v| &v.0 == key).count();
+        let key = versions.get(i).0;
+        let mut end = i + 1;
+        while end < versions.len() && versions.get(end).0 == key {
+            end += 1;
+        }
         shape.clear();
-        shape.extend(versions[i..end].iter().map(|v| (v.1, v.2.is_none())));
+        shape.extend((i..end).map(|j| {
+            let (_, lsn, value) = versions.get(j);
+            (lsn, value.is_none())
+        }));
         debug_assert!(shape.windows(2).all(|w| w[0].0 > w[1].0), "LSNs descend");
         let (keep, mark) = plan.keep(&shape);
-        for (j, (k, lsn, value)) in versions[i..i + keep].iter().enumerate() {
+        for j in 0..keep {
+            let (k, lsn, value) = versions.get(i + j);
             let flags = if mark && j + 1 == keep {
                 TRIMMED_BELOW
             } else {
                 0
             };
             if flags != 0 {
-                marked = marked.max(*lsn);
+                marked = marked.max(lsn);
             }
-            list.append_sorted(k, *lsn, value.as_deref(), flags);
+            list.append_sorted(k, lsn, value, flags);
             if j > 0 || value.is_none() {
                 garbage += 1;
             }
         }
         i = end;
     }
+    list.end_prefault();
     (list, garbage, marked)
 }
 
@@ -361,9 +498,9 @@ mod tests {
             .collect()
     }
 
-    fn loaded(v: Vec<Version>) -> Vec<(Vec<u8>, Lsn, Option<Vec<u8>>)> {
-        v.into_iter()
-            .map(|(k, l, v)| (k.to_vec(), l, v.map(|v| v.to_vec())))
+    fn loaded(v: Versions) -> Vec<(Vec<u8>, Lsn, Option<Vec<u8>>)> {
+        v.iter()
+            .map(|(k, l, v)| (k.to_vec(), l, v.map(<[u8]>::to_vec)))
             .collect()
     }
 
