@@ -506,6 +506,11 @@ pub fn recover_and_check(
     let stats = db.recovery_stats();
     if stats.checkpoint_lsn != 0 {
         *counts.entry("recoveries from a checkpoint").or_default() += 1;
+        if stats.segments == 0 {
+            *counts
+                .entry("  ... from the checkpoint alone (a close retired the log)")
+                .or_default() += 1;
+        }
     }
     if stats.leftovers_removed != 0 {
         *counts

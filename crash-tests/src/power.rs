@@ -346,6 +346,7 @@ fn shrink(opts: &PowerOptions, seed: u64, mode: Mode, f: &mut Failure) {
     f.trace.push(format!("  {}", g.violation.detail));
     let mut setup = opts.setup(seed, mode);
     setup.wl.skip = Arc::new(skip.iter().copied().collect());
+    setup.wl.last_step = opts.steps;
     const LISTED: usize = 40;
     f.trace.push(format!(
         "  the steps it runs ({}{}):",
@@ -620,6 +621,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
     sum.seeds += 1;
     let mut setup = opts.setup(seed, mode);
     setup.wl.skip = Arc::new(opts.skip.iter().copied().collect());
+    setup.wl.last_step = opts.steps;
     let ctx = Ctx {
         opts,
         setup,
@@ -1078,6 +1080,11 @@ fn run_generation(
         *run.counts
             .entry("generations reopened from a checkpoint")
             .or_default() += 1;
+        if rs.segments == 0 {
+            *run.counts
+                .entry("  ... from the checkpoint alone (the close retired the log)")
+                .or_default() += 1;
+        }
     }
     if rs.leftovers_removed != 0 {
         *run.counts
@@ -1705,6 +1712,11 @@ fn check_state(
         *counts
             .entry("crash states recovered from a checkpoint")
             .or_default() += 1;
+        if db.recovery_stats().segments == 0 {
+            *counts
+                .entry("  ... from the checkpoint alone (a close retired the log)")
+                .or_default() += 1;
+        }
     }
     let rec = Recovered::of(&db);
     // The LSNs first: a visible LSN below the recovered one leaves the state unreadable.

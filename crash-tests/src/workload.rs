@@ -422,6 +422,10 @@ pub struct Workload {
     /// Steps `(generation, step)` left out (a shrunk failure's reproduction): each becomes
     /// [`Step::Skip`]. Empty unless shrinking.
     pub skip: Arc<BTreeSet<(u32, u64)>>,
+    /// The last step of every generation, when the runner closes the database after it (0: not
+    /// known). A third of the generations then checkpoint at that step, so that the close that
+    /// follows finds the checkpoint holding the last LSN and retires the log.
+    pub last_step: u64,
 }
 
 /// Identifies a transaction across generations: `gen << 32 | step`.
@@ -487,6 +491,7 @@ impl Workload {
         Workload {
             cfg,
             skip: Arc::default(),
+            last_step: 0,
         }
     }
 
@@ -512,6 +517,12 @@ impl Workload {
         // always was (a checkpoint replaces a step, of whatever kind, at this rate).
         let rate = self.checkpoint_per_mille();
         if rate > 0 && Rng::from_words(&[self.cfg.seed, gen as u64, i, 0xC4EC]).chance(rate) {
+            return Step::Checkpoint;
+        }
+        if rate > 0
+            && i == self.last_step
+            && Rng::from_words(&[self.cfg.seed, gen as u64, 0xC105E]).chance(333)
+        {
             return Step::Checkpoint;
         }
         // Reads, snapshots, trims and retention policies: a quarter of the steps, drawn from their

@@ -72,15 +72,19 @@ pub enum RecoveryMode {
     TruncateAtCorruption,
 }
 
-/// How new segment files are prepared before records are written to them.
+/// How segment files are prepared before records are written to them. A new segment is prepared
+/// to its first extent (an eighth of `segment_size`, at most 1 MiB), and further in steps
+/// (doubling, at most 8 MiB) as the log reaches the prepared end; each step is made durable by the
+/// sync of the round that needed it (docs/FORMAT.md §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Preallocate {
-    /// Reserve the space with `fallocate` and write zeros over it once, so that later
-    /// fdatasyncs have no metadata (extent conversion, file size) to write. The default.
+    /// Reserve each step with `fallocate` and write zeros over it once, so that later
+    /// fdatasyncs have no metadata (extent conversion, file size) to write except at a step.
+    /// The default.
     #[default]
     ZeroFill,
-    /// Reserve with `fallocate` only (unwritten extents).
+    /// Reserve each step with `fallocate` only (unwritten extents).
     Fallocate,
     /// Neither: the file grows as records are appended.
     None,
