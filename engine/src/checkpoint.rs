@@ -309,8 +309,9 @@ pub(crate) enum Item<'a> {
     },
     /// The retention policy and trim floor stored with the checkpoint.
     Retention(Retention, Lsn),
-    /// A user version (`value: None` for a tombstone) with its flags.
-    Version(&'a Entry<'a>),
+    /// A user version (`value: None` for a tombstone) with its flags, and whether it is its
+    /// key's newest (the first of the key in list order).
+    Version(&'a Entry<'a>, bool),
 }
 
 /// Loads checkpoint `id` (`len` bytes, at `lsn`) of the database of `epoch`, passing what it
@@ -419,16 +420,29 @@ pub(crate) fn load(
                 "a block's codec differs from the file's".into(),
             ));
         }
-        raw.clear();
-        codec
-            .decode(
-                &block[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize],
-                h.raw_len as usize,
-                &mut raw,
-            )
-            .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
+        let stored = &block[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize];
+        let data: &[u8] = if h.codec == ringlog_format::Identity.id() {
+            // Stored as it is: parsed in place, not copied through the codec.
+            if stored.len() as u64 != u64::from(h.raw_len) {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "checkpoint block does not decode: an identity block stores {} bytes for {} entry bytes",
+                        stored.len(),
+                        h.raw_len
+                    ),
+                ));
+            }
+            stored
+        } else {
+            raw.clear();
+            codec
+                .decode(stored, h.raw_len as usize, &mut raw)
+                .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
+            &raw
+        };
         let mut in_block = 0u32;
-        for e in Entries::new(&raw, at) {
+        for e in Entries::new(data, at) {
             let e = e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
             in_block += 1;
             if e.lsn > lsn {
@@ -458,20 +472,25 @@ pub(crate) fn load(
                 ));
             }
             // Invariant after decoding: list order, strictly (key ascending, LSN descending).
-            let order = match prev_lsn {
+            let key_order = match prev_lsn {
                 None => std::cmp::Ordering::Less,
-                Some(l) => prev_key.as_slice().cmp(e.key).then(e.lsn.cmp(&l)),
+                Some(_) => prev_key.as_slice().cmp(e.key),
+            };
+            let order = match prev_lsn {
+                Some(l) if key_order.is_eq() => e.lsn.cmp(&l),
+                _ => key_order,
             };
             if order != std::cmp::Ordering::Less {
                 return Err(corrupt(at, "checkpoint entries out of order".into()));
             }
-            if prev_lsn.is_none() || prev_key.as_slice() != e.key {
+            let newest = key_order.is_lt();
+            if newest {
                 keys += 1;
                 prev_key.clear();
                 prev_key.extend_from_slice(e.key);
             }
             prev_lsn = Some(e.lsn);
-            sink(Item::Version(&e));
+            sink(Item::Version(&e, newest));
         }
         if in_block != h.entries {
             return Err(corrupt(

@@ -708,8 +708,6 @@ fn seed_from_checkpoint(
     let mut keys_hint = 0;
     let mut size_hint = (0, 0);
     let mut history = false;
-    let mut prev: Vec<u8> = Vec::new();
-    let mut first = true;
     let trim_floor = manifest.trim_floor;
     let keys = crate::checkpoint::load(
         vfs,
@@ -753,13 +751,7 @@ fn seed_from_checkpoint(
                     app.index.keep_versions();
                 }
             }
-            Item::Version(e) => {
-                let newest = first || prev.as_slice() != e.key;
-                if newest {
-                    prev.clear();
-                    prev.extend_from_slice(e.key);
-                }
-                first = false;
+            Item::Version(e, newest) => {
                 if let Some(b) = &mut base {
                     b.list.append_sorted(e.key, e.lsn, e.value, e.flags);
                     if !newest || e.value.is_none() {
