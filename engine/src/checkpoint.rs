@@ -314,6 +314,124 @@ pub(crate) enum Item<'a> {
     Version(&'a Entry<'a>, bool),
 }
 
+/// Blocks the checkpoint reader may have read ahead of the load.
+const READ_AHEAD: usize = 4;
+
+/// A block read, verified and decoded by the [`BlockReader`].
+struct Block {
+    /// Its offset in the file.
+    at: u64,
+    /// A buffer holding its entry bytes at `data`: the block as read (identity codec) or as
+    /// decoded.
+    buf: Vec<u8>,
+    data: std::ops::Range<usize>,
+    /// How many entries its header names.
+    entries: u32,
+}
+
+/// Reads a checkpoint's blocks in file order, verifying each one's header and checksum and
+/// decoding it (see [`load`]).
+struct BlockReader<'a> {
+    file: &'a dyn ringlog_uring::VFile,
+    path: &'a Path,
+    epoch: u64,
+    id: u64,
+    codec_id: u32,
+    codec: &'static dyn ringlog_format::Codec,
+    data_end: u64,
+}
+
+impl BlockReader<'_> {
+    /// Sends every block, or the first error, to `out`; takes buffers back from `spare`. Stops
+    /// when the loader hangs up.
+    fn run(
+        &self,
+        out: &std::sync::mpsc::SyncSender<Result<Block>>,
+        spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+    ) {
+        let mut at = CHECKPOINT_HEADER_LEN as u64;
+        while at < self.data_end {
+            let mut buf = spare.try_recv().unwrap_or_default();
+            let block = self.read_block(at, &mut buf).map(|(data, entries, total)| {
+                at += total;
+                Block {
+                    at: at - total,
+                    buf,
+                    data,
+                    entries,
+                }
+            });
+            let failed = block.is_err();
+            if out.send(block).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Reads the block at `at` into `buf`; returns where its entry bytes are in `buf`, how many
+    /// entries its header names and its length in the file.
+    fn read_block(&self, at: u64, buf: &mut Vec<u8>) -> Result<(std::ops::Range<usize>, u32, u64)> {
+        let corrupt = |offset: u64, reason: String| Error::Corruption {
+            file: self.path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let read = |buf: &mut [u8], at: u64| {
+            self.file
+                .read_exact_at(buf, at)
+                .map_err(|e| Error::io("read checkpoint", self.path.to_path_buf(), e))
+        };
+        let pos = BlockPos {
+            epoch: self.epoch,
+            id: self.id,
+            offset: at,
+        };
+        let mut bh = [0u8; BLOCK_HEADER_LEN];
+        if self.data_end - at < BLOCK_HEADER_LEN as u64 {
+            return Err(corrupt(at, "a block header runs into the footer".into()));
+        }
+        read(&mut bh, at)?;
+        let h = BlockHeader::decode(&bh, pos, self.data_end - at - BLOCK_HEADER_LEN as u64)
+            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+        let total = h.total_len();
+        if total > self.data_end - at {
+            return Err(corrupt(at, "a block runs into the footer".into()));
+        }
+        buf.resize(total as usize, 0);
+        read(buf, at)?;
+        h.verify(buf, pos)
+            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+        if h.codec != self.codec_id {
+            return Err(corrupt(
+                at,
+                "a block's codec differs from the file's".into(),
+            ));
+        }
+        let stored = BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize;
+        if h.codec == ringlog_format::Identity.id() {
+            // Stored as it is: parsed in place, not copied through the codec.
+            if stored.len() as u64 != u64::from(h.raw_len) {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "checkpoint block does not decode: an identity block stores {} bytes for {} entry bytes",
+                        stored.len(),
+                        h.raw_len
+                    ),
+                ));
+            }
+            return Ok((stored, h.entries, total));
+        }
+        let mut raw = Vec::new();
+        self.codec
+            .decode(&buf[stored], h.raw_len as usize, &mut raw)
+            .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
+        let n = raw.len();
+        *buf = raw;
+        Ok((0..n, h.entries, total))
+    }
+}
+
 /// Loads checkpoint `id` (`len` bytes, at `lsn`) of the database of `epoch`, passing what it
 /// holds to `sink` as it is verified and decoded; returns the number of keys. Damage is
 /// [`Error::Corruption`] naming the file and offset: never skipped (`sink` may have seen items
@@ -386,125 +504,104 @@ pub(crate) fn load(
         bytes: data_end - CHECKPOINT_HEADER_LEN as u64,
     });
     let mut retention = false;
-    let mut block = Vec::new();
-    let mut raw = Vec::new();
-    let (mut at, mut blocks, mut entries, mut keys) =
-        (CHECKPOINT_HEADER_LEN as u64, 0u64, 0u64, 0u64);
+    let (mut blocks, mut entries, mut keys) = (0u64, 0u64, 0u64);
     // The previous entry's key (in a buffer reused from key to key) and LSN.
     let mut prev_key: Vec<u8> = Vec::new();
     let mut prev_lsn: Option<Lsn> = None;
-    while at < data_end {
-        let pos = BlockPos {
-            epoch,
-            id,
-            offset: at,
-        };
-        let mut bh = [0u8; BLOCK_HEADER_LEN];
-        if data_end - at < BLOCK_HEADER_LEN as u64 {
-            return Err(corrupt(at, "a block header runs into the footer".into()));
+    // A reader thread reads, verifies and decodes the blocks ahead; this thread parses their
+    // entries and passes them on, so that the file's reading and checksums overlap the index's
+    // building. Blocks arrive in file order; the reader's first error arrives after every block
+    // before it, so the first damage reported is the first in the file, as in a serial load.
+    let reader = BlockReader {
+        file: &*file,
+        path: &path,
+        epoch,
+        id,
+        codec_id: header.codec,
+        codec,
+        data_end,
+    };
+    std::thread::scope(|scope| -> Result<u64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block>>(READ_AHEAD);
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let spawned = std::thread::Builder::new()
+            .name("ringlog-ckpt-read".into())
+            .spawn_scoped(scope, move || reader.run(&tx, &spare_rx));
+        if let Err(e) = spawned {
+            return Err(Error::io("start the checkpoint reader", path.clone(), e));
         }
-        read(&mut bh, at)?;
-        let h = BlockHeader::decode(&bh, pos, data_end - at - BLOCK_HEADER_LEN as u64)
-            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
-        let total = h.total_len();
-        if total > data_end - at {
-            return Err(corrupt(at, "a block runs into the footer".into()));
-        }
-        block.resize(total as usize, 0);
-        read(&mut block, at)?;
-        h.verify(&block, pos)
-            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
-        if h.codec != header.codec {
-            return Err(corrupt(
+        for block in rx {
+            let Block {
                 at,
-                "a block's codec differs from the file's".into(),
-            ));
-        }
-        let stored = &block[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize];
-        let data: &[u8] = if h.codec == ringlog_format::Identity.id() {
-            // Stored as it is: parsed in place, not copied through the codec.
-            if stored.len() as u64 != u64::from(h.raw_len) {
-                return Err(corrupt(
-                    at,
-                    format!(
-                        "checkpoint block does not decode: an identity block stores {} bytes for {} entry bytes",
-                        stored.len(),
-                        h.raw_len
-                    ),
-                ));
-            }
-            stored
-        } else {
-            raw.clear();
-            codec
-                .decode(stored, h.raw_len as usize, &mut raw)
-                .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
-            &raw
-        };
-        let mut in_block = 0u32;
-        for e in Entries::new(data, at) {
-            let e = e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
-            in_block += 1;
-            if e.lsn > lsn {
-                return Err(corrupt(
-                    at,
-                    format!("an entry of LSN {} above the checkpoint's {lsn}", e.lsn),
-                ));
-            }
-            if e.kind == ENTRY_SYSTEM {
-                if entries + u64::from(in_block) != 1 || e.key != RETENTION_KEY {
+                buf,
+                data,
+                entries: named,
+            } = block?;
+            let data = &buf[data];
+            let mut in_block = 0u32;
+            for e in Entries::new(data, at) {
+                let e = e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
+                in_block += 1;
+                if e.lsn > lsn {
                     return Err(corrupt(
                         at,
-                        "a system entry other than the leading retention policy".into(),
+                        format!("an entry of LSN {} above the checkpoint's {lsn}", e.lsn),
                     ));
                 }
-                let (policy, floor) = e.value.and_then(Retention::decode).ok_or_else(|| {
-                    corrupt(at, "the retention policy entry does not decode".into())
-                })?;
-                sink(Item::Retention(policy, floor));
-                retention = true;
-                continue;
+                if e.kind == ENTRY_SYSTEM {
+                    if entries + u64::from(in_block) != 1 || e.key != RETENTION_KEY {
+                        return Err(corrupt(
+                            at,
+                            "a system entry other than the leading retention policy".into(),
+                        ));
+                    }
+                    let (policy, floor) = e.value.and_then(Retention::decode).ok_or_else(|| {
+                        corrupt(at, "the retention policy entry does not decode".into())
+                    })?;
+                    sink(Item::Retention(policy, floor));
+                    retention = true;
+                    continue;
+                }
+                if !retention {
+                    return Err(corrupt(
+                        at,
+                        "no retention policy entry before the versions".into(),
+                    ));
+                }
+                // Invariant after decoding: list order, strictly (key ascending, LSN descending).
+                let key_order = match prev_lsn {
+                    None => std::cmp::Ordering::Less,
+                    Some(_) => prev_key.as_slice().cmp(e.key),
+                };
+                let order = match prev_lsn {
+                    Some(l) if key_order.is_eq() => e.lsn.cmp(&l),
+                    _ => key_order,
+                };
+                if order != std::cmp::Ordering::Less {
+                    return Err(corrupt(at, "checkpoint entries out of order".into()));
+                }
+                let newest = key_order.is_lt();
+                if newest {
+                    keys += 1;
+                    prev_key.clear();
+                    prev_key.extend_from_slice(e.key);
+                }
+                prev_lsn = Some(e.lsn);
+                sink(Item::Version(&e, newest));
             }
-            if !retention {
+            if in_block != named {
                 return Err(corrupt(
                     at,
-                    "no retention policy entry before the versions".into(),
+                    format!("the block holds {in_block} entries, its header says {named}"),
                 ));
             }
-            // Invariant after decoding: list order, strictly (key ascending, LSN descending).
-            let key_order = match prev_lsn {
-                None => std::cmp::Ordering::Less,
-                Some(_) => prev_key.as_slice().cmp(e.key),
-            };
-            let order = match prev_lsn {
-                Some(l) if key_order.is_eq() => e.lsn.cmp(&l),
-                _ => key_order,
-            };
-            if order != std::cmp::Ordering::Less {
-                return Err(corrupt(at, "checkpoint entries out of order".into()));
-            }
-            let newest = key_order.is_lt();
-            if newest {
-                keys += 1;
-                prev_key.clear();
-                prev_key.extend_from_slice(e.key);
-            }
-            prev_lsn = Some(e.lsn);
-            sink(Item::Version(&e, newest));
+            entries += u64::from(in_block);
+            blocks += 1;
+            // Back to the reader for a later block (gone if it finished: dropped here).
+            let _ = spare_tx.send(buf);
         }
-        if in_block != h.entries {
-            return Err(corrupt(
-                at,
-                format!(
-                    "the block holds {in_block} entries, its header says {}",
-                    h.entries
-                ),
-            ));
-        }
-        entries += u64::from(in_block);
-        blocks += 1;
-        at += total;
-    }
+        Ok(keys)
+    })?;
     if (blocks, entries, keys) != (footer.blocks, footer.entries, footer.keys) {
         return Err(corrupt(
             data_end,
