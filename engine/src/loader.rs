@@ -94,6 +94,40 @@ impl Versions {
         });
     }
 
+    /// Appends a version; for versions pushed in list order (key ascending, LSN descending), as
+    /// a checkpoint holds them.
+    pub(crate) fn push_version(&mut self, key: &[u8], lsn: Lsn, value: Option<&[u8]>) {
+        self.push(key, lsn, value, u64::MAX);
+    }
+
+    /// Merges two sets of versions, each in list order, with no (key, LSN) in both (a
+    /// checkpoint's and the log's after it): in list order.
+    pub(crate) fn merge(a: Versions, b: Versions) -> Versions {
+        let mut out = Versions {
+            bytes: Vec::with_capacity(a.bytes.len() + b.bytes.len()),
+            entries: Vec::with_capacity(a.len() + b.len()),
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let take_a = match (i < a.len(), j < b.len()) {
+                (true, false) => true,
+                (false, _) => false,
+                (true, true) => {
+                    let (x, y) = (a.get(i), b.get(j));
+                    x.0.cmp(y.0).then(y.1.cmp(&x.1)).is_lt()
+                }
+            };
+            let (key, lsn, value) = if take_a { a.get(i) } else { b.get(j) };
+            out.push(key, lsn, value, u64::MAX);
+            if take_a {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        out
+    }
+
     fn key_of(&self, e: &VEntry) -> &[u8] {
         &self.bytes[e.at..e.at + e.key_len as usize]
     }

@@ -120,6 +120,8 @@ struct Applier {
     last_lease: Option<Lsn>,
     /// The checkpoint's LSN: transactions at or below it are in the checkpoint, not replayed.
     skip_through: Lsn,
+    /// Whether the replayed log set a retention policy (it then overrides the checkpoint's).
+    log_retention: bool,
 }
 
 impl Applier {
@@ -178,6 +180,7 @@ impl Applier {
                     self.index.keep_versions();
                 }
                 self.retention = (policy, floor);
+                self.log_retention = true;
             }
             other => log::warn!(
                 "ignoring unknown system entry {:?} at LSN {lsn}",
@@ -379,9 +382,8 @@ pub(crate) fn recover(
     mode: RecoveryMode,
 ) -> Result<Recovered> {
     let started = Instant::now();
-    let epoch = manifest.epoch;
     let mut stats = RecoveryStats::default();
-    let mut ids = list_and_clean(vfs, dir, manifest, &mut stats)?;
+    let ids = list_and_clean(vfs, dir, manifest, &mut stats)?;
     let mut app = Applier {
         index: Loader::default(),
         open: None,
@@ -394,12 +396,116 @@ pub(crate) fn recover(
         samples: Vec::new(),
         last_lease: None,
         skip_through: manifest.checkpoint_lsn,
+        log_retention: false,
     };
-    let base = if manifest.checkpoint_id != 0 {
-        seed_from_checkpoint(vfs, dir, manifest, &mut app)?
+    let truncating = mode == RecoveryMode::TruncateAtCorruption;
+    // With a checkpoint, the log after it keeps every operation (they go on top of the
+    // checkpoint's versions, or through the restart plan with them).
+    if manifest.checkpoint_id != 0 {
+        app.index.keep_versions();
+    }
+    // The checkpoint is loaded on a thread of its own while this one replays the log after it:
+    // the two are independent until the merge below. A truncating recovery, which may move
+    // segments aside while it replays, loads the checkpoint first instead, so that a damaged
+    // checkpoint fails the open before anything is changed.
+    let (seeded, tail) = if manifest.checkpoint_id == 0 {
+        (None, scan_log(vfs, dir, manifest, mode, &mut app, ids)?)
+    } else if truncating {
+        let seeded = seed_from_checkpoint(vfs, dir, manifest)?;
+        (
+            Some(seeded),
+            scan_log(vfs, dir, manifest, mode, &mut app, ids)?,
+        )
     } else {
-        None
+        let (seeded, scanned) = std::thread::scope(|scope| {
+            let loader = std::thread::Builder::new()
+                .name("ringlog-ckpt-load".into())
+                .spawn_scoped(scope, || seed_from_checkpoint(vfs, dir, manifest));
+            let scanned = scan_log(vfs, dir, manifest, mode, &mut app, ids);
+            let seeded = match loader {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => seed_from_checkpoint(vfs, dir, manifest),
+            };
+            (seeded, scanned)
+        });
+        // Damage to the checkpoint is reported first, as when it was loaded first.
+        (Some(seeded?), scanned?)
     };
+    let mut base = None;
+    let mut ckpt_versions = None;
+    if let Some(seeded) = seeded {
+        // The policy the log ends with, else the checkpoint's; the floor never below either.
+        app.retention = if app.log_retention {
+            (app.retention.0, app.retention.1.max(seeded.retention.1))
+        } else {
+            seeded.retention
+        };
+        app.stats.checkpoint_keys = seeded.keys;
+        app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
+        base = seeded.base;
+        ckpt_versions = seeded.versions;
+    }
+    app.stats.last_lsn = app.last_applied;
+    let mut versions = app.index.finish();
+    if let Some(ck) = ckpt_versions {
+        versions = Versions::merge(ck, versions);
+    }
+    if let Some(b) = &mut base {
+        // The log after the checkpoint, every operation a version, on top of it.
+        if !versions.is_empty() {
+            let tail = std::mem::take(&mut versions);
+            let merged = merge_tail(&b.list, tail);
+            let old = std::mem::replace(&mut b.list, merged.list);
+            // Freeing the checkpoint's list (its pages: ≈ 0.2 s for a million versions here)
+            // need not delay the open.
+            let freed = std::thread::Builder::new()
+                .name("ringlog-free".into())
+                .spawn(move || drop(old));
+            if let Err(e) = freed {
+                log::debug!("freeing the checkpoint's list in place: {e}");
+            }
+            b.garbage = merged.garbage;
+            b.marked = b.marked.max(merged.marked);
+        }
+        app.stats.keys = b.list.live_keys();
+    } else {
+        // Live keys: those whose newest version is a put.
+        app.stats.keys = (0..versions.len())
+            .filter(|&i| {
+                let (key, _, value) = versions.get(i);
+                value.is_some() && (i == 0 || versions.get(i - 1).0 != key)
+            })
+            .count();
+    }
+    app.stats.duration = started.elapsed();
+    let max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
+    Ok(Recovered {
+        base,
+        versions,
+        retention: app.retention,
+        samples: app.samples,
+        stats: app.stats,
+        max_lsn,
+        max_txn_id: app.max_txn_id,
+        max_run_id: app.max_run_id,
+        tail,
+    })
+}
+
+/// Replays the log's segments `ids` (sorted) into `app`: checks their ids and headers, decodes
+/// and applies their records, applies the torn-tail rule to the last one and, in a truncating
+/// recovery, cuts the log at damage. Returns the last segment as it was left.
+fn scan_log(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    manifest: &Manifest,
+    mode: RecoveryMode,
+    app: &mut Applier,
+    mut ids: Vec<u64>,
+) -> Result<Option<Tail>> {
+    let epoch = manifest.epoch;
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // Segment ids must be contiguous, from the first one the MANIFEST still needs.
@@ -487,7 +593,7 @@ pub(crate) fn recover(
             pos,
             failure,
             certain,
-        } = scan_segment(&mut app, buf, &seg);
+        } = scan_segment(app, buf, &seg);
         if failure.is_some() && stop_at.is_some() && truncating {
             // A truncating recovery cuts here: count the whole damaged rest of the file.
             bytes = read_segment(vfs, &path, &mut seg_buf, None)?;
@@ -551,49 +657,7 @@ pub(crate) fn recover(
             current_version: false,
         });
     }
-    app.stats.last_lsn = app.last_applied;
-    let mut versions = app.index.finish();
-    let mut base = base;
-    if let Some(b) = &mut base {
-        // The log after the checkpoint, every operation a version, on top of it.
-        if !versions.is_empty() {
-            let tail = std::mem::take(&mut versions);
-            let merged = merge_tail(&b.list, tail);
-            let old = std::mem::replace(&mut b.list, merged.list);
-            // Freeing the checkpoint's list (its pages: ≈ 0.2 s for a million versions here)
-            // need not delay the open.
-            let freed = std::thread::Builder::new()
-                .name("ringlog-free".into())
-                .spawn(move || drop(old));
-            if let Err(e) = freed {
-                log::debug!("freeing the checkpoint's list in place: {e}");
-            }
-            b.garbage = merged.garbage;
-            b.marked = b.marked.max(merged.marked);
-        }
-        app.stats.keys = b.list.live_keys();
-    } else {
-        // Live keys: those whose newest version is a put.
-        app.stats.keys = (0..versions.len())
-            .filter(|&i| {
-                let (key, _, value) = versions.get(i);
-                value.is_some() && (i == 0 || versions.get(i - 1).0 != key)
-            })
-            .count();
-    }
-    app.stats.duration = started.elapsed();
-    let max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
-    Ok(Recovered {
-        base,
-        versions,
-        retention: app.retention,
-        samples: app.samples,
-        stats: app.stats,
-        max_lsn,
-        max_txn_id: app.max_txn_id,
-        max_run_id: app.max_run_id,
-        tail,
-    })
+    Ok(tail)
 }
 
 /// Lists the segment ids of `dir` that recovery reads (sorted), after removing what no crash
@@ -690,24 +754,34 @@ pub(crate) struct Base {
     pub(crate) marked: Lsn,
 }
 
+/// What the MANIFEST's checkpoint seeds recovery with.
+struct Seeded {
+    /// The first index generation, built from it (`None` under a per-key policy).
+    base: Option<Base>,
+    /// Under a per-key policy (`LastVersions`), its versions in list order, to go through the
+    /// restart plan with the log's.
+    versions: Option<Versions>,
+    /// Its retention policy and floor (at least the MANIFEST's).
+    retention: (Retention, Lsn),
+    /// Its keys.
+    keys: u64,
+}
+
 /// Loads the MANIFEST's checkpoint: its retention policy, then every version it holds.
 ///
-/// Usually straight into the first index generation (`Some(Base)`), in list order without a
-/// search or a copy: the log after it is then replayed keeping every operation, and its versions
-/// are inserted on top; what a restart's plan would drop is left to the background trim (reads
+/// Usually straight into the first index generation (`base`), in list order without a search or
+/// a copy: the log after it, replayed keeping every operation, is merged with it afterwards
+/// ([`merge_tail`]); what a restart's plan would drop is left to the background trim (reads
 /// answer the same: the floor is computed as for a full replay). Under a per-key policy
-/// (`LastVersions`), whose restart plan moves the floor, the versions go through recovery's
-/// loader as if replayed, and the plan is applied when the generation is built (`None`).
-fn seed_from_checkpoint(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    manifest: &Manifest,
-    app: &mut Applier,
-) -> Result<Option<Base>> {
+/// (`LastVersions`), whose restart plan moves the floor, its versions are kept as they are
+/// (`versions`), merged with the log's, and the plan is applied when the generation is built.
+/// Independent of the log's replay: recovery runs the two at once.
+fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<Seeded> {
     let mut base: Option<Base> = None;
+    let mut versions: Option<Versions> = None;
+    let mut retention = (Retention::Snapshots, 0);
     let mut keys_hint = 0;
     let mut size_hint = (0, 0);
-    let mut history = false;
     let trim_floor = manifest.trim_floor;
     let keys = crate::checkpoint::load(
         vfs,
@@ -728,14 +802,15 @@ fn seed_from_checkpoint(
                 size_hint = (versions, bytes);
             }
             Item::Retention(policy, floor) => {
-                history = policy != Retention::Snapshots;
                 let floor = if crate::hooks::trim_floor_backwards() {
                     floor
                 } else {
                     floor.max(trim_floor)
                 };
-                app.retention = (policy, floor);
-                if !matches!(policy, Retention::LastVersions(_)) {
+                retention = (policy, floor);
+                if matches!(policy, Retention::LastVersions(_)) {
+                    versions = Some(Versions::default());
+                } else {
                     let mut list = SkipList::new();
                     // Built in the background once the database is open.
                     list.defer_key_index();
@@ -747,9 +822,6 @@ fn seed_from_checkpoint(
                         marked: 0,
                     });
                 }
-                if history || base.is_some() {
-                    app.index.keep_versions();
-                }
             }
             Item::Version(e, newest) => {
                 if let Some(b) = &mut base {
@@ -760,27 +832,22 @@ fn seed_from_checkpoint(
                     if e.flags & TRIMMED_BELOW != 0 {
                         b.marked = b.marked.max(e.lsn);
                     }
-                    return;
+                } else if let Some(v) = &mut versions {
+                    // In list order already: kept as they are, merged with the log's later.
+                    v.push_version(e.key, e.lsn, e.value);
                 }
-                // Without history, the newest version of each key (the first in list order).
-                if !history && !newest {
-                    return;
-                }
-                let op = match e.value {
-                    Some(v) => OpRef::Put(e.key, v),
-                    None => OpRef::Delete(e.key),
-                };
-                app.index.apply(op, e.lsn, &[]);
             }
         },
     )?;
     if let Some(b) = &base {
         b.list.end_prefault();
     }
-    app.index.end_segment(&[]);
-    app.stats.checkpoint_keys = keys;
-    app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
-    Ok(base)
+    Ok(Seeded {
+        base,
+        versions,
+        retention,
+        keys,
+    })
 }
 
 /// Builds the first index generation from a checkpoint's list `base` and the versions the log
