@@ -47,7 +47,8 @@ before the timed phase in transactions of 1,000):
                       ops = keys read (latency per key, averaged per snapshot); the cost of
                       taking and dropping a snapshot and the writer's puts/s in the notes
   fillbatch           --batch puts per transaction into an empty database
-  recover             write --keys records, close, time the reopen until the first correct read
+  recover             write --keys records, close (no checkpoint: ringlog replays the whole log), time
+                      the reopen until the first correct read
   history             (not in core) --keys keys written, then overwritten at random until --ops
                       puts in all, one thread, the engine's background checkpoints on
                       (--checkpoint-bytes); close; a cold open timed until the first correct

@@ -626,10 +626,16 @@ pub fn run_one(
         max_batch: cfg.batch.max(1000),
         key_size: cfg.key_size,
         value_size: cfg.value_size,
-        checkpoint_bytes: cfg.checkpoint_bytes,
+        // `recover` measures a replay of the whole log: no background checkpoint unless
+        // --checkpoint-bytes asks for one.
+        checkpoint_bytes: match (workload, cfg.checkpoint_bytes) {
+            (Workload::Recover, None) => Some(u64::MAX),
+            (_, given) => given,
+        },
         // The history workload's write phase closes without the close-time checkpoint: its
-        // open "as written" then replays what a crash would leave (see history.rs).
-        checkpoint_on_close: workload != Workload::History,
+        // open "as written" then replays what a crash would leave (see history.rs); `recover`
+        // too, so that its open replays the log rather than loading a checkpoint.
+        checkpoint_on_close: !matches!(workload, Workload::History | Workload::Recover),
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {
