@@ -287,6 +287,13 @@ impl Db {
                 dest.display()
             )));
         }
+        // The directory's own entry (it may have just been created) is durable before the
+        // backup is complete: the MANIFEST's directory fsync covers only the entries inside it.
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            c.vfs
+                .sync_dir(parent)
+                .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
+        }
         self.start_log_thread()?;
         let shared = &*self.shared;
         let manifest = c.manifest.lock();

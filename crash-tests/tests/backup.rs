@@ -1,0 +1,149 @@
+//! Online backup under power loss (`Db::backup_to`): every crash state of a backup, at every
+//! position of its trace, leaves a backup directory that is either not a database yet (no
+//! MANIFEST) or opens with exactly the source's state at the backup's LSN, and a source that
+//! opens with all of its data. Planted bug `CheckpointWithoutSync` (the backup's checkpoint
+//! named by its MANIFEST without its fdatasync) is caught.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ringlog_crash::crash::{StateSpace, Sweeper, TearModel};
+use ringlog_crash::setup::Setup;
+use ringlog_crash::sim::{Image, SimVfs};
+use ringlog_db::bugs::{self, Bug};
+use ringlog_db::{Db, Durability, Options};
+
+/// Planted bugs are process-wide: one test arms at a time.
+static ARMING: Mutex<()> = Mutex::new(());
+
+fn opts(sim: &SimVfs) -> Options {
+    Options::default()
+        .durability(Durability::Strict)
+        .segment_size(64 << 10)
+        .vfs(Arc::new(sim.clone()))
+}
+
+fn contents(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    db.range::<&[u8], _>(..)
+        .unwrap()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+fn backup_dir() -> PathBuf {
+    Setup::sim_dir().with_file_name("backup")
+}
+
+/// Runs a backup of a database holding some history, records its trace, and returns the number
+/// of crash states checked and every crash state's problem (none when all are sound).
+fn failures(bug: Option<Bug>) -> (usize, Vec<String>) {
+    bugs::disarm_all();
+    let base = Image {
+        files: Default::default(),
+        dirs: vec![Setup::sim_dir().to_path_buf()],
+    };
+    let sim = SimVfs::from_image(&base, false, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), opts(&sim)).unwrap();
+    for i in 0..40u8 {
+        db.put(&[b'k', i % 25], &[i; 700]).unwrap();
+    }
+    db.delete(b"k\x03").unwrap();
+    let expected = contents(&db);
+    db.close().unwrap();
+    drop(db);
+    // The source exists, durably: from here on every operation is recorded.
+    let before = sim.snapshot();
+    let sim = SimVfs::from_image(&before, true, Duration::ZERO);
+    let db = Db::open(Setup::sim_dir(), opts(&sim)).unwrap();
+    if let Some(b) = bug {
+        bugs::arm(b);
+    }
+    let info = db.backup_to(backup_dir()).unwrap();
+    bugs::disarm_all();
+    assert!(info.lsn > 0 && info.keys == 24, "{info:?}");
+    let trace = sim.trace();
+    std::mem::forget(db);
+    let mut out = Vec::new();
+    let mut states = 0;
+    let mut sw = Sweeper::new(&before, &trace, TearModel::Sector);
+    for p in 0..=trace.len() {
+        sw.advance(p);
+        let units = sw.units();
+        let space = StateSpace::new(&units, 8);
+        for idx in 0..space.visited {
+            let img = sw.image(&units, &space.choices(&units, idx, 5), idx);
+            let done = p == trace.len();
+            states += 1;
+            if let Some(problem) = check_state(&img, &expected, done) {
+                out.push(format!(
+                    "position {p}/{} state {idx}: {problem}",
+                    trace.len()
+                ));
+            }
+        }
+    }
+    (states, out)
+}
+
+/// What is wrong with crash image `img` of a backup of a database whose state is `expected`;
+/// `done`: the backup had returned.
+fn check_state(img: &Image, expected: &BTreeMap<Vec<u8>, Vec<u8>>, done: bool) -> Option<String> {
+    let has_manifest = img.files.contains_key(&backup_dir().join("MANIFEST"));
+    let sim = SimVfs::from_image(img, false, Duration::ZERO);
+    match Db::open(Setup::sim_dir(), opts(&sim)) {
+        Ok(src) if contents(&src) == *expected => {}
+        Ok(_) => return Some("the source lost data".into()),
+        Err(e) => return Some(format!("the source does not open: {e}")),
+    }
+    if done && !has_manifest {
+        return Some("the backup returned, but its MANIFEST is not durable".into());
+    }
+    if !has_manifest {
+        return None;
+    }
+    match Db::open(backup_dir(), opts(&sim)) {
+        Ok(copy) if contents(&copy) == *expected => None,
+        Ok(copy) => Some(format!(
+            "the backup opens with {} keys, not the source's {}",
+            contents(&copy).len(),
+            expected.len()
+        )),
+        Err(e) => Some(format!("the backup has a MANIFEST but does not open: {e}")),
+    }
+}
+
+fn name(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn every_crash_state_of_a_backup_is_no_backup_or_the_whole_backup() {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    let (states, f) = failures(None);
+    // The backup's trace: its checkpoint's writes, fdatasync and rename, the MANIFEST's temp
+    // file, fdatasync, rename and directory fsyncs; several states at each position.
+    assert!(states > 20, "{states} crash states");
+    eprintln!("{states} crash states of a backup, none failing");
+    assert!(
+        f.is_empty(),
+        "{} failing states under {}, e.g. {:?}",
+        f.len(),
+        name(&backup_dir()),
+        &f[..f.len().min(3)]
+    );
+}
+
+#[test]
+fn a_backup_checkpoint_named_before_its_fdatasync_is_caught() {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, f) = failures(Some(Bug::CheckpointWithoutSync));
+    eprintln!("{} failing states, e.g. {:?}", f.len(), f.first());
+    assert!(
+        f.iter()
+            .any(|x| x.contains("does not open") || x.contains("keys, not")),
+        "CheckpointWithoutSync is caught in a backup: {:?}",
+        &f[..f.len().min(3)]
+    );
+}
