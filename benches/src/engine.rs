@@ -256,6 +256,12 @@ pub trait Engine: Send + Sync {
     fn settle(&self) -> EResult<Option<Settled>> {
         Ok(None)
     }
+    /// Writes an online, consistent copy of the live database into the empty or missing
+    /// directory `dest` (ringlog: `Db::backup_to`); returns the bytes it wrote. `Ok(None)`: the
+    /// engine has no such call here.
+    fn backup(&self, _dest: &Path) -> EResult<Option<u64>> {
+        Ok(None)
+    }
     /// Closes the engine: everything acknowledged is on disk afterwards (for persistent modes).
     fn close(self: Box<Self>) -> EResult<()>;
     /// Closes the engine and returns its counters and index memory as of the close. ringlog

@@ -206,6 +206,17 @@ impl Engine for Ringlog {
         }))
     }
 
+    fn backup(&self, dest: &Path) -> EResult<Option<u64>> {
+        if self.db.stats().backend.is_none() {
+            return Ok(None); // in memory: nothing to copy to a directory
+        }
+        let info = self
+            .db
+            .backup_to(dest)
+            .map_err(|e| err("ringlog backup", e))?;
+        Ok(Some(info.bytes))
+    }
+
     fn io_path(&self) -> Option<String> {
         let s = self.db.stats();
         s.backend.map(|b| {
