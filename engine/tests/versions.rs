@@ -344,7 +344,8 @@ fn concurrent_snapshots(db: Arc<Db>, run_for: Duration) {
             s.spawn(move || {
                 let mut n = 0u64;
                 let mut mine = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
+                // At least one commit whatever the scheduling, then until told to stop.
+                while n == 0 || !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let mut tx = db.begin();
                     for k in 0..KEYS_PER_TXN {
@@ -361,7 +362,8 @@ fn concurrent_snapshots(db: Arc<Db>, run_for: Duration) {
             s.spawn(move || {
                 let mut mine = Vec::new();
                 let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // At least one read whatever the scheduling, then until told to stop.
+                while i == 0 || !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let snap = db.snapshot();
                     let w = ((i as usize) + r) % WRITERS;
@@ -459,7 +461,8 @@ fn strict_commits_are_visible_only_once_durable() {
                 let (db, stop) = (db.clone(), stop.clone());
                 s.spawn(move || {
                     let mut checks = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    // At least one check whatever the scheduling, then until told to stop.
+                    while checks == 0 || !stop.load(Ordering::Relaxed) {
                         let k = format!("s{}", checks % 16);
                         let got = db.get(k.as_bytes()).unwrap();
                         let visible = db.last_lsn();
