@@ -8,13 +8,6 @@ use crate::index::retention::Plan;
 use crate::index::{Lsn, OpRef, TRIMMED_BELOW};
 use crate::skiplist::SkipList;
 
-/// A key's newest version while loading.
-#[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    pub(crate) lsn: Lsn,
-    pub(crate) value: Arc<[u8]>,
-}
-
 /// Builds the index from operations replayed in log order. Recovery applies millions of
 /// operations; instead of one ordered-map insert each (a pointer-chasing descent per record), the
 /// loader works in two regimes:
@@ -22,8 +15,8 @@ pub(crate) struct Entry {
 ///   version: a key is allocated once however often it is overwritten, a delete removes it, and
 ///   the map stays small enough to live in the cache;
 /// * beyond that, where hashing into a large table misses the cache on every operation, it
-///   collects a chunk of operations, sorts it (stable, so the later of two writes to a key wins)
-///   and folds it into a sorted run of live keys.
+///   copies a chunk of operations into a [`Versions`] (one buffer, no allocation per operation),
+///   sorts it keeping each key's latest operation, and folds it into a sorted run of live keys.
 ///
 /// Either way it bulk-builds the ordered map once at the end, and memory stays bounded by the live
 /// keys plus one chunk, whatever the length of the history.
@@ -35,10 +28,10 @@ pub(crate) struct Loader {
     deferred: usize,
     hash_limit: usize,
     hashing: bool,
-    /// Sorted, distinct keys: the state after every operation folded so far.
-    sorted: Vec<Item>,
-    /// Operations in log order, not yet folded.
-    pending: Vec<Item>,
+    /// Sorted, distinct live keys: the state after every operation folded so far.
+    sorted: Versions,
+    /// Operations in log order, not yet folded (a delete is a version without a value).
+    pending: Versions,
     /// Versioned mode (a retention policy that keeps history is in force): every operation from
     /// then on, in log order, besides the newest-only state at the switch.
     history: Option<Versions>,
@@ -174,8 +167,18 @@ impl Versions {
         self.bytes.len()
     }
 
-    /// Sorts by key ascending, LSN descending, then rank; keeps the first of each (key, LSN).
+    /// Sorts by key ascending, LSN descending, then rank; keeps the first of each (key, LSN)
+    /// (`per_key`: the first of each key).
     fn sort_and_dedup(&mut self) {
+        self.sort_keeping(false);
+    }
+
+    /// Keeps only each key's newest operation (highest LSN, then lowest rank), in key order.
+    fn keep_newest_per_key(&mut self) {
+        self.sort_keeping(true);
+    }
+
+    fn sort_keeping(&mut self, per_key: bool) {
         let bytes = &self.bytes;
         let key = |e: &VEntry| &bytes[e.at..e.at + e.key_len as usize];
         let order = |a: &VEntry, b: &VEntry| {
@@ -195,8 +198,51 @@ impl Versions {
                 .then(a.rank.cmp(&b.rank))
         };
         self.entries.sort_unstable_by(order);
-        self.entries
-            .dedup_by(|later, kept| later.lsn == kept.lsn && key(later) == key(kept));
+        self.entries.dedup_by(|later, kept| {
+            (per_key || later.lsn == kept.lsn)
+                && later.prefix == kept.prefix
+                && key(later) == key(kept)
+        });
+    }
+
+    /// `newer` (each key once, in key order) folded over `older` (the same): a key's entry in
+    /// `newer` replaces its entry in `older`; keys whose result is a delete are dropped.
+    fn fold(older: Versions, newer: Versions) -> Versions {
+        let mut out = Versions {
+            bytes: Vec::with_capacity(older.bytes.len() + newer.bytes.len()),
+            entries: Vec::with_capacity(older.len() + newer.len()),
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < older.len() || j < newer.len() {
+            let ord = match (i < older.len(), j < newer.len()) {
+                (true, false) => std::cmp::Ordering::Less,
+                (false, _) => std::cmp::Ordering::Greater,
+                (true, true) => older.get(i).0.cmp(newer.get(j).0),
+            };
+            let (key, lsn, value) = match ord {
+                std::cmp::Ordering::Less => {
+                    i += 1;
+                    older.get(i - 1)
+                }
+                std::cmp::Ordering::Greater => {
+                    j += 1;
+                    newer.get(j - 1)
+                }
+                std::cmp::Ordering::Equal => {
+                    assert!(
+                        older.get(i).1 <= newer.get(j).1,
+                        "replayed versions must not go backwards"
+                    );
+                    i += 1;
+                    j += 1;
+                    newer.get(j - 1)
+                }
+            };
+            if value.is_some() {
+                out.push(key, lsn, value, u64::MAX);
+            }
+        }
+        out
     }
 }
 
@@ -229,9 +275,6 @@ impl HashVal {
     }
 }
 
-/// (key prefix, key, entry or `None` for a delete).
-type Item = (u128, Arc<[u8]>, Option<Entry>);
-
 const LOADER_CHUNK: usize = 1 << 20;
 /// Live keys up to which the loader stays in its hash regime.
 const HASH_LIMIT: usize = 1 << 16;
@@ -251,10 +294,6 @@ fn key_prefix(k: &[u8]) -> u128 {
     u128::from_be_bytes(p)
 }
 
-fn item_order(a: &Item, b: &Item) -> std::cmp::Ordering {
-    a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
-}
-
 impl Loader {
     fn with_hash_limit(hash_limit: usize) -> Loader {
         Loader {
@@ -262,8 +301,8 @@ impl Loader {
             deferred: 0,
             hash_limit,
             hashing: true,
-            sorted: Vec::new(),
-            pending: Vec::new(),
+            sorted: Versions::default(),
+            pending: Versions::default(),
             history: None,
         }
     }
@@ -325,28 +364,23 @@ impl Loader {
                 self.hashing = false;
                 self.deferred = 0;
                 let live = std::mem::take(&mut self.live);
-                self.pending.extend(live.into_iter().map(|(k, e)| {
-                    let entry = Entry {
-                        lsn: e.lsn,
-                        value: e.value.owned(seg),
+                for (k, e) in live {
+                    let value = match e.value {
+                        HashVal::Owned(v) => v,
+                        HashVal::InSegment(start, len) => Arc::from(&seg[start..start + len]),
                     };
-                    (key_prefix(&k), k, Some(entry))
-                }));
+                    // Distinct keys: their order among themselves does not matter.
+                    self.pending.push(&k, e.lsn, Some(&value), u64::MAX);
+                }
             }
             return;
         }
-        let item = match op {
-            OpRef::Put(k, v) => (
-                key_prefix(k),
-                Arc::from(k),
-                Some(Entry {
-                    lsn,
-                    value: Arc::from(v),
-                }),
-            ),
-            OpRef::Delete(k) => (key_prefix(k), Arc::from(k), None),
-        };
-        self.pending.push(item);
+        // Later operations rank first: of two writes of a key, the later is its state.
+        let rank = u64::MAX - 1 - self.pending.len() as u64;
+        match op {
+            OpRef::Put(k, v) => self.pending.push(k, lsn, Some(v), rank),
+            OpRef::Delete(k) => self.pending.push(k, lsn, None, rank),
+        }
         if self.pending.len() >= LOADER_CHUNK {
             self.fold();
         }
@@ -365,49 +399,11 @@ impl Loader {
         self.deferred = 0;
     }
 
-    /// Sorts the pending operations, keeps the last per key, and merges them over `sorted`.
+    /// Sorts the pending operations, keeps the last per key, and folds them over `sorted`.
     fn fold(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
-        pending.sort_by(item_order);
-        // Keep the last operation of each run of equal keys (the newest, as the sort is stable).
-        let mut newest: Vec<Item> = Vec::with_capacity(pending.len());
-        for item in pending {
-            match newest.last_mut() {
-                Some(last) if item_order(last, &item).is_eq() => {
-                    if let (Some(old), Some(new)) = (&last.2, &item.2) {
-                        assert!(
-                            old.lsn <= new.lsn,
-                            "replayed versions must not go backwards"
-                        );
-                    }
-                    *last = item;
-                }
-                _ => newest.push(item),
-            }
-        }
-        let old = std::mem::take(&mut self.sorted);
-        let mut merged = Vec::with_capacity(old.len() + newest.len());
-        let (mut a, mut b) = (old.into_iter().peekable(), newest.into_iter().peekable());
-        loop {
-            let take_new = match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some(x), Some(y)) => match item_order(x, y) {
-                    std::cmp::Ordering::Less => false,
-                    std::cmp::Ordering::Greater => true,
-                    std::cmp::Ordering::Equal => {
-                        a.next();
-                        true
-                    }
-                },
-            };
-            let item = if take_new { b.next() } else { a.next() }.expect("peeked");
-            if item.2.is_some() {
-                merged.push(item);
-            }
-        }
-        self.sorted = merged;
+        pending.keep_newest_per_key();
+        self.sorted = Versions::fold(std::mem::take(&mut self.sorted), pending);
     }
 
     /// Every loaded version, key ascending and LSN descending: the newest of each live key as of
@@ -415,38 +411,25 @@ impl Loader {
     pub(crate) fn finish(mut self) -> Versions {
         if self.hashing {
             assert_eq!(self.deferred, 0, "every segment was ended");
-            let mut items: Vec<Item> = std::mem::take(&mut self.live)
-                .into_iter()
-                .map(|(k, e)| {
-                    let entry = Entry {
-                        lsn: e.lsn,
-                        value: e.value.owned(&[]),
-                    };
-                    (key_prefix(&k), k, Some(entry))
-                })
-                .collect();
-            // Distinct keys: an unstable sort is exact.
-            items.sort_unstable_by(item_order);
+            let mut items = Versions::default();
+            for (k, e) in std::mem::take(&mut self.live) {
+                let value = e.value.owned(&[]);
+                items.push(&k, e.lsn, Some(&value), u64::MAX);
+            }
+            // Distinct keys: sorting is all this does.
+            items.keep_newest_per_key();
             self.sorted = items;
         } else {
             self.fold();
         }
         let base = std::mem::take(&mut self.sorted);
         match self.history {
-            None => {
-                // Distinct keys, sorted already.
-                let mut out = Versions::default();
-                for (_, k, e) in base {
-                    let e = e.expect("deletes were dropped by fold");
-                    out.push(&k, e.lsn, Some(&e.value), u64::MAX);
-                }
-                out
-            }
+            // Distinct live keys, sorted already.
+            None => base,
             Some(mut h) => {
                 // The state at the switch to versioned mode ranks after every later operation.
-                for (_, k, e) in base {
-                    let e = e.expect("deletes were dropped by fold");
-                    h.push(&k, e.lsn, Some(&e.value), u64::MAX);
+                for (k, lsn, value) in base.iter() {
+                    h.push(k, lsn, value, u64::MAX);
                 }
                 h.sort_and_dedup();
                 h
