@@ -37,6 +37,9 @@ pub(crate) struct Loader {
     history: Option<Versions>,
 }
 
+/// One version as [`Versions`] lends it: key, LSN, value (`None` for a tombstone).
+type Version<'a> = (&'a [u8], Lsn, Option<&'a [u8]>);
+
 /// Versions, compactly: their keys and values copied into one buffer, each described by a
 /// fixed-size entry. Built in log order by the loader, then sorted (key ascending, LSN
 /// descending) by [`Loader::finish`]. No allocation per version, and sorting moves 48-byte
@@ -96,26 +99,38 @@ impl Versions {
     /// Merges two sets of versions, each in list order, with no (key, LSN) in both (a
     /// checkpoint's and the log's after it): in list order.
     pub(crate) fn merge(a: Versions, b: Versions) -> Versions {
+        Versions::zip(&a, &b, |x, y| x.0.cmp(y.0).then(y.1.cmp(&x.1)), |_| true)
+    }
+
+    /// Walks `a` and `b` (each in the order `order` compares) in step into a new set: the
+    /// smaller head first; on equal heads `b`'s replaces `a`'s. Keeps the versions `keep` accepts
+    /// (by value).
+    fn zip(
+        a: &Versions,
+        b: &Versions,
+        order: impl Fn(Version<'_>, Version<'_>) -> std::cmp::Ordering,
+        keep: impl Fn(Option<&[u8]>) -> bool,
+    ) -> Versions {
+        use std::cmp::Ordering::{Equal, Greater, Less};
         let mut out = Versions {
             bytes: Vec::with_capacity(a.bytes.len() + b.bytes.len()),
             entries: Vec::with_capacity(a.len() + b.len()),
         };
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
-            let take_a = match (i < a.len(), j < b.len()) {
-                (true, false) => true,
-                (false, _) => false,
-                (true, true) => {
-                    let (x, y) = (a.get(i), b.get(j));
-                    x.0.cmp(y.0).then(y.1.cmp(&x.1)).is_lt()
-                }
+            let ord = match (i < a.len(), j < b.len()) {
+                (true, false) => Less,
+                (false, _) => Greater,
+                (true, true) => order(a.get(i), b.get(j)),
             };
-            let (key, lsn, value) = if take_a { a.get(i) } else { b.get(j) };
-            out.push(key, lsn, value, u64::MAX);
-            if take_a {
-                i += 1;
-            } else {
-                j += 1;
+            let (key, lsn, value) = match ord {
+                Less => a.get(i),
+                Greater | Equal => b.get(j),
+            };
+            i += usize::from(ord != Greater);
+            j += usize::from(ord != Less);
+            if keep(value) {
+                out.push(key, lsn, value, u64::MAX);
             }
         }
         out
@@ -208,41 +223,19 @@ impl Versions {
     /// `newer` (each key once, in key order) folded over `older` (the same): a key's entry in
     /// `newer` replaces its entry in `older`; keys whose result is a delete are dropped.
     fn fold(older: Versions, newer: Versions) -> Versions {
-        let mut out = Versions {
-            bytes: Vec::with_capacity(older.bytes.len() + newer.bytes.len()),
-            entries: Vec::with_capacity(older.len() + newer.len()),
-        };
-        let (mut i, mut j) = (0, 0);
-        while i < older.len() || j < newer.len() {
-            let ord = match (i < older.len(), j < newer.len()) {
-                (true, false) => std::cmp::Ordering::Less,
-                (false, _) => std::cmp::Ordering::Greater,
-                (true, true) => older.get(i).0.cmp(newer.get(j).0),
-            };
-            let (key, lsn, value) = match ord {
-                std::cmp::Ordering::Less => {
-                    i += 1;
-                    older.get(i - 1)
-                }
-                std::cmp::Ordering::Greater => {
-                    j += 1;
-                    newer.get(j - 1)
-                }
-                std::cmp::Ordering::Equal => {
-                    assert!(
-                        older.get(i).1 <= newer.get(j).1,
-                        "replayed versions must not go backwards"
-                    );
-                    i += 1;
-                    j += 1;
-                    newer.get(j - 1)
-                }
-            };
-            if value.is_some() {
-                out.push(key, lsn, value, u64::MAX);
-            }
-        }
-        out
+        Versions::zip(
+            &older,
+            &newer,
+            |x, y| {
+                let ord = x.0.cmp(y.0);
+                assert!(
+                    ord.is_ne() || x.1 <= y.1,
+                    "replayed versions must not go backwards"
+                );
+                ord
+            },
+            |value| value.is_some(),
+        )
     }
 }
 
