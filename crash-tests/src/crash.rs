@@ -507,6 +507,32 @@ fn apply_dir_op(names: &mut BTreeMap<PathBuf, Ino>, op: &Op) {
     }
 }
 
+/// Visits crash states of `trace` run on `base` under `model`: at every position from before
+/// its first operation to after its last, up to `cap` states (all of them when there are no
+/// more), `f(position, state index, image)`. Random states are drawn from `seed`.
+pub fn for_each_state(
+    base: &Image,
+    trace: &[Op],
+    model: TearModel,
+    cap: u64,
+    seed: u64,
+    mut f: impl FnMut(usize, u64, Image),
+) {
+    let mut sw = Sweeper::new(base, trace, model);
+    for p in 0..=trace.len() {
+        sw.advance(p);
+        let units = sw.units();
+        let space = StateSpace::new(&units, cap);
+        for idx in 0..space.visited {
+            f(
+                p,
+                idx,
+                sw.image(&units, &space.choices(&units, idx, seed), idx),
+            );
+        }
+    }
+}
+
 /// How the states of one crash position are visited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateSpace {

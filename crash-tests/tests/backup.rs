@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringlog_crash::crash::{StateSpace, Sweeper, TearModel};
+use ringlog_crash::crash::{for_each_state, TearModel};
 use ringlog_crash::setup::Setup;
 use ringlog_crash::sim::{Image, SimVfs};
 use ringlog_db::bugs::{self, Bug};
@@ -67,23 +67,16 @@ fn failures(bug: Option<Bug>) -> (usize, Vec<String>) {
     std::mem::forget(db);
     let mut out = Vec::new();
     let mut states = 0;
-    let mut sw = Sweeper::new(&before, &trace, TearModel::Sector);
-    for p in 0..=trace.len() {
-        sw.advance(p);
-        let units = sw.units();
-        let space = StateSpace::new(&units, 8);
-        for idx in 0..space.visited {
-            let img = sw.image(&units, &space.choices(&units, idx, 5), idx);
-            let done = p == trace.len();
-            states += 1;
-            if let Some(problem) = check_state(&img, &expected, done) {
-                out.push(format!(
-                    "position {p}/{} state {idx}: {problem}",
-                    trace.len()
-                ));
-            }
+    for_each_state(&before, &trace, TearModel::Sector, 8, 5, |p, idx, img| {
+        let done = p == trace.len();
+        states += 1;
+        if let Some(problem) = check_state(&img, &expected, done) {
+            out.push(format!(
+                "position {p}/{} state {idx}: {problem}",
+                trace.len()
+            ));
         }
-    }
+    });
     (states, out)
 }
 

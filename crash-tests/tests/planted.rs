@@ -559,7 +559,7 @@ fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
 /// told apart by its error).
 #[test]
 fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
-    use ringlog_crash::crash::{StateSpace, Sweeper};
+    use ringlog_crash::crash::for_each_state;
     use ringlog_crash::setup::Setup;
     use ringlog_crash::sim::{Image, SimVfs};
     use ringlog_db::{Db, Durability, Options};
@@ -603,28 +603,21 @@ fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
         std::mem::forget(db);
         bugs::disarm_all();
         let mut out = Vec::new();
-        let mut sw = Sweeper::new(&created, &trace, TearModel::Sector);
-        for p in 0..=trace.len() {
-            sw.advance(p);
-            let units = sw.units();
-            let space = StateSpace::new(&units, 8);
-            for idx in 0..space.visited {
-                let img = sw.image(&units, &space.choices(&units, idx, 5), idx);
-                let sim = SimVfs::from_image(&img, false, Duration::ZERO);
-                if let Err(e) = Db::open(Setup::sim_dir(), o(&sim)) {
-                    let e = e.to_string();
-                    // The open known issue: the checkpoint's own rename lost.
-                    let ckpt_rename_lost = trace[..p]
-                        .iter()
-                        .rev()
-                        .take_while(|op| !matches!(op, ringlog_crash::sim::Op::SyncDir { .. }))
-                        .any(|op| matches!(op, ringlog_crash::sim::Op::Rename { to, .. } if to.extension().is_some_and(|x| x == "ckpt")));
-                    if !(ckpt_rename_lost && e.contains("file is missing")) {
-                        out.push(format!("position {p} state {idx}: {e}"));
-                    }
+        for_each_state(&created, &trace, TearModel::Sector, 8, 5, |p, idx, img| {
+            let sim = SimVfs::from_image(&img, false, Duration::ZERO);
+            if let Err(e) = Db::open(Setup::sim_dir(), o(&sim)) {
+                let e = e.to_string();
+                // The open known issue: the checkpoint's own rename lost.
+                let ckpt_rename_lost = trace[..p]
+                    .iter()
+                    .rev()
+                    .take_while(|op| !matches!(op, ringlog_crash::sim::Op::SyncDir { .. }))
+                    .any(|op| matches!(op, ringlog_crash::sim::Op::Rename { to, .. } if to.extension().is_some_and(|x| x == "ckpt")));
+                if !(ckpt_rename_lost && e.contains("file is missing")) {
+                    out.push(format!("position {p} state {idx}: {e}"));
                 }
             }
-        }
+        });
         out
     };
     let with = failures(true);
