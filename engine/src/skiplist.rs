@@ -458,8 +458,8 @@ fn alloc_chunk_memory(layout: Layout) -> NonNull<u8> {
     let start = p as usize;
     let aligned = start.next_multiple_of(HUGE_PAGE);
     // SAFETY: the head `[start, aligned)` and the tail `[aligned + len, start + map_len)` are
-    // parts of the mapping just made (page-aligned: `start`, `aligned` and `len` are multiples of
-    // the page size), used by nothing; unmapping them leaves `[aligned, aligned + len)`. The
+    // parts of the mapping just made (page-aligned: `start` is, as every mapping is; `aligned`
+    // and `len` are multiples of the huge page, hence of the page size), used by nothing; unmapping them leaves `[aligned, aligned + len)`. The
     // madvise is a hint about those pages that never changes their contents.
     unsafe {
         if aligned > start {
@@ -474,9 +474,12 @@ fn alloc_chunk_memory(layout: Layout) -> NonNull<u8> {
     NonNull::new(aligned as *mut u8).expect("a mapping is never at address 0")
 }
 
-/// Bytes mapped for a chunk of `layout` (huge-page aligned ones): its size in whole pages.
+/// Bytes mapped for a chunk of `layout` (huge-page aligned ones): its size in whole huge pages,
+/// a multiple of the base page size whatever it is (4 KiB, 16 KiB, 64 KiB all divide 2 MiB), so
+/// that the trims and the unmap below act on whole pages. Regular chunks (8 MiB) lose nothing;
+/// a chunk of its own for one large node rounds up by less than a huge page.
 fn mapped_len(layout: Layout) -> usize {
-    layout.size().next_multiple_of(4096)
+    layout.size().next_multiple_of(HUGE_PAGE)
 }
 
 /// Frees chunk memory from [`alloc_chunk_memory`].
