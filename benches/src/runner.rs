@@ -944,7 +944,20 @@ fn run_recover(
     res: &mut RunResult,
 ) -> Result<(), EngineError> {
     let records = cfg.keys;
+    // Creating the database: the open of an empty directory, and what it leaves on disk.
+    let created = Instant::now();
     let engine = kind.open(dir, mode, opts)?;
+    let create = created.elapsed();
+    if let Ok(sp) = sysinfo::dir_space(dir) {
+        res.notes.push(format!(
+            "creating the database (opening the empty directory) took {:.1} ms and left {} bytes \
+             in {} files ({} allocated)",
+            create.as_secs_f64() * 1e3,
+            sp.apparent,
+            sp.files,
+            sp.allocated
+        ));
+    }
     let written = preload(&*engine, codec, records)?;
     res.lifetime_user_bytes = written;
     engine.close()?;

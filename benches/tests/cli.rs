@@ -286,6 +286,18 @@ fn a_corrupted_record_fails_recover() {
     ];
     let (ok, _) = verifies_then_catches_a_corrupt_read(&args, dir.path());
     assert!(ok.contains("ok 2000"), "{ok}");
+    // The creation of the database is reported, and a new database is small on disk (its first
+    // segment is prepared to 1 MiB, not to the whole 64 MiB segment size).
+    let created = ok
+        .split("left ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no database creation note: {ok}"));
+    assert!(
+        created < 2 << 20,
+        "a new database left {created} bytes: {ok}"
+    );
 }
 
 #[test]
