@@ -451,19 +451,7 @@ fn evaluate(
                     ))
                 }
                 Ok(db) => {
-                    intact(&db).map_err(|v| {
-                        Violation::new(
-                            "silent-loss",
-                            format!(
-                                "{} at {} [{}, {}) opened without an error but: {}",
-                                case.kind,
-                                name(&case.file),
-                                case.range.0,
-                                case.range.1,
-                                v.detail
-                            ),
-                        )
-                    })?;
+                    intact(&db).map_err(|v| silent_loss(case, "", &v.detail))?;
                     return Ok("harmless (no checksummed byte changed)");
                 }
             };
@@ -533,19 +521,8 @@ fn evaluate(
                         ))
                     }
                     Ok(db) => {
-                        intact(&db).map_err(|v| {
-                            Violation::new(
-                                "silent-loss",
-                                format!(
-                                    "{} at {} [{}, {}) opened ({mode:?}) without an error but: {}",
-                                    case.kind,
-                                    name(&case.file),
-                                    case.range.0,
-                                    case.range.1,
-                                    v.detail
-                                ),
-                            )
-                        })?;
+                        intact(&db)
+                            .map_err(|v| silent_loss(case, &format!(" ({mode:?})"), &v.detail))?;
                         label = "harmless (no checksummed byte changed)";
                     }
                 }
@@ -571,6 +548,21 @@ fn evaluate(
             }),
         },
     }
+}
+
+/// The damage of `case` went unreported: the database opened (`how`: in which mode, if it says)
+/// but `detail` is wrong with it.
+fn silent_loss(case: &Case, how: &str, detail: &str) -> Violation {
+    Violation::new(
+        "silent-loss",
+        format!(
+            "{} at {} [{}, {}) opened{how} without an error but: {detail}",
+            case.kind,
+            name(&case.file),
+            case.range.0,
+            case.range.1,
+        ),
+    )
 }
 
 fn name(p: &Path) -> String {

@@ -1805,14 +1805,21 @@ fn checkpoint_labels(base: &Image, trace: &[Op]) -> Vec<Option<&'static str>> {
         .enumerate()
         .map(|(i, p)| (i, short_name(p)))
         .collect();
-    let role = |n: &str| -> Option<&'static str> {
+    // Some(true): a checkpoint file (or its temp file); Some(false): the MANIFEST (or its temp
+    // file); None: neither.
+    let role = |n: &str| -> Option<bool> {
         if n.ends_with(".ckpt") || n.ends_with(".ckpt.tmp") {
-            Some("checkpoint")
+            Some(true)
         } else if n.starts_with("MANIFEST") {
-            Some("MANIFEST")
+            Some(false)
         } else {
             None
         }
+    };
+    // The label of an operation on the file named `n`, by its role.
+    let by_role = |n: Option<&str>, checkpoint: &'static str, manifest: &'static str| {
+        n.and_then(role)
+            .map(|ckpt| if ckpt { checkpoint } else { manifest })
     };
     let mut out = Vec::with_capacity(trace.len());
     let mut after_manifest_rename = false;
@@ -1820,33 +1827,27 @@ fn checkpoint_labels(base: &Image, trace: &[Op]) -> Vec<Option<&'static str>> {
         let label = match op {
             Op::Create { path, ino } => {
                 let n = short_name(path);
-                let l = match role(&n) {
-                    Some("checkpoint") => Some("after checkpoint file creation"),
-                    Some(_) => Some("after MANIFEST write"),
-                    None => None,
-                };
+                let l = by_role(
+                    Some(&n),
+                    "after checkpoint file creation",
+                    "after MANIFEST write",
+                );
                 names.insert(*ino, n);
                 l
             }
-            Op::Write { ino, .. } | Op::SetLen { ino, .. } => {
-                match names.get(ino).and_then(|n| role(n)) {
-                    Some("checkpoint") => Some("after checkpoint write"),
-                    Some(_) => Some("after MANIFEST write"),
-                    None => None,
-                }
-            }
-            Op::Sync { ino } => match names.get(ino).and_then(|n| role(n)) {
-                Some("checkpoint") => Some("after checkpoint fdatasync"),
-                Some(_) => Some("after MANIFEST fsync"),
-                None => None,
-            },
+            Op::Write { ino, .. } | Op::SetLen { ino, .. } => by_role(
+                names.get(ino).map(String::as_str),
+                "after checkpoint write",
+                "after MANIFEST write",
+            ),
+            Op::Sync { ino } => by_role(
+                names.get(ino).map(String::as_str),
+                "after checkpoint fdatasync",
+                "after MANIFEST fsync",
+            ),
             Op::Rename { to, ino, .. } => {
                 let n = short_name(to);
-                let l = match role(&n) {
-                    Some("checkpoint") => Some("after checkpoint rename"),
-                    Some(_) => Some("after MANIFEST rename"),
-                    None => None,
-                };
+                let l = by_role(Some(&n), "after checkpoint rename", "after MANIFEST rename");
                 names.insert(*ino, n);
                 l
             }
@@ -1854,7 +1855,7 @@ fn checkpoint_labels(base: &Image, trace: &[Op]) -> Vec<Option<&'static str>> {
                 let n = short_name(path);
                 if n.ends_with(".log") {
                     Some("after segment deletion")
-                } else if role(&n) == Some("checkpoint") {
+                } else if role(&n) == Some(true) {
                     Some("after checkpoint deletion")
                 } else {
                     None
