@@ -28,8 +28,17 @@ pub(crate) struct Loader {
     deferred: usize,
     hash_limit: usize,
     hashing: bool,
-    /// Sorted, distinct live keys: the state after every operation folded so far.
+    /// Sorted, distinct live keys: the state after every operation folded so far (when the
+    /// folding is done here rather than by `sorter`).
     sorted: Versions,
+    /// The thread that sorts and folds full chunks while the replay goes on (started at the
+    /// first fold; `None` before, or if it could not be started).
+    sorter: Option<Sorter>,
+    /// Operations handed to the sorter so far (the next chunk is at least half of this, so
+    /// that folds, each linear in the live keys, stay few: amortised linear in all).
+    sent: usize,
+    /// Chunks are at least this many operations.
+    min_chunk: usize,
     /// Operations in log order, not yet folded (a delete is a version without a value).
     pending: Versions,
     /// Versioned mode (a retention policy that keeps history is in force): every operation from
@@ -37,18 +46,24 @@ pub(crate) struct Loader {
     history: Option<Versions>,
 }
 
-/// One version as [`Versions`] lends it: key, LSN, value (`None` for a tombstone).
-type Version<'a> = (&'a [u8], Lsn, Option<&'a [u8]>);
-
-/// Versions, compactly: their keys and values copied into one buffer, each described by a
+/// Versions, compactly: their keys and values copied into large buffers, each described by a
 /// fixed-size entry. Built in log order by the loader, then sorted (key ascending, LSN
 /// descending) by [`Loader::finish`]. No allocation per version, and sorting moves 48-byte
 /// entries whose first field, the key's first 16 bytes, decides almost every comparison without
 /// reading the buffer (recovery sorts hundreds of thousands of versions).
+///
+/// Folding and merging two sets moves their buffers into the result and merges only the entries:
+/// the bytes of a version are copied once when it is pushed and not again until the index is
+/// built, however many folds it survives. The bytes of versions a fold drops stay in their buffer
+/// until they are as many as the live ones; the buffers are then compacted into one (so the
+/// copying is amortised over what was pushed, and memory stays within twice the live bytes plus
+/// the newest chunk).
 #[derive(Default)]
 pub(crate) struct Versions {
-    bytes: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
     entries: Vec<VEntry>,
+    /// Key and value bytes of the entries (what a compaction would keep).
+    live: usize,
 }
 
 /// One version of [`Versions`].
@@ -57,8 +72,9 @@ struct VEntry {
     /// [`key_prefix`] of the key.
     prefix: u128,
     lsn: Lsn,
-    /// Where the key starts in the buffer; the value follows it.
-    at: usize,
+    /// Where the key starts: buffer number (high bits, [`BUF_SHIFT`]) and offset in it. The
+    /// value follows the key.
+    at: u64,
     /// Among equal (key, LSN), which wins: the lowest.
     rank: u64,
     key_len: u32,
@@ -66,24 +82,53 @@ struct VEntry {
     value_len: u32,
 }
 
+/// Bits of [`VEntry::at`] that hold the offset in the buffer (a buffer is at most 1 TiB).
+const BUF_SHIFT: u32 = 40;
+const OFFSET_MASK: u64 = (1 << BUF_SHIFT) - 1;
+
 const NO_VALUE: u32 = u32::MAX;
+
+impl VEntry {
+    /// Bytes of key and value.
+    fn stored_len(&self) -> usize {
+        self.key_len as usize
+            + if self.value_len == NO_VALUE {
+                0
+            } else {
+                self.value_len as usize
+            }
+    }
+}
 
 impl Versions {
     /// Appends a version (`value: None` for a tombstone); `rank` orders equal (key, LSN) pairs.
     fn push(&mut self, key: &[u8], lsn: Lsn, value: Option<&[u8]>, rank: u64) {
-        let at = self.bytes.len();
-        self.bytes.extend_from_slice(key);
+        let need = key.len() + value.map_or(0, <[u8]>::len);
+        // Buffers never grow (a reallocation would copy them): a full one is followed by another.
+        if self
+            .bufs
+            .last()
+            .is_none_or(|b| b.capacity() - b.len() < need)
+        {
+            self.bufs.push(new_buffer(need));
+        }
+        let n = self.bufs.len() - 1;
+        let buf = &mut self.bufs[n];
+        let at = buf.len() as u64;
+        assert!(at <= OFFSET_MASK, "a version buffer stays below 1 TiB");
+        buf.extend_from_slice(key);
         let value_len = match value {
             Some(v) => {
-                self.bytes.extend_from_slice(v);
+                buf.extend_from_slice(v);
                 u32::try_from(v.len()).expect("values are shorter than 4 GiB")
             }
             None => NO_VALUE,
         };
+        self.live += key.len() + value.map_or(0, <[u8]>::len);
         self.entries.push(VEntry {
             prefix: key_prefix(key),
             lsn,
-            at,
+            at: (n as u64) << BUF_SHIFT | at,
             rank,
             key_len: u32::try_from(key.len()).expect("keys are shorter than 4 GiB"),
             value_len,
@@ -99,59 +144,124 @@ impl Versions {
     /// Merges two sets of versions, each in list order, with no (key, LSN) in both (a
     /// checkpoint's and the log's after it): in list order.
     pub(crate) fn merge(a: Versions, b: Versions) -> Versions {
-        Versions::zip(&a, &b, |x, y| x.0.cmp(y.0).then(y.1.cmp(&x.1)), |_| true)
+        Versions::zip(a, b, Zip::Versions)
     }
 
-    /// Walks `a` and `b` (each in the order `order` compares) in step into a new set: the
-    /// smaller head first; on equal heads `b`'s replaces `a`'s. Keeps the versions `keep` accepts
-    /// (by value).
-    fn zip(
-        a: &Versions,
-        b: &Versions,
-        order: impl Fn(Version<'_>, Version<'_>) -> std::cmp::Ordering,
-        keep: impl Fn(Option<&[u8]>) -> bool,
-    ) -> Versions {
+    /// Orders version `x` of `a` and version `y` of `b` by key, reading their bytes only when
+    /// the 16-byte prefixes do not decide (the entries are in order, the buffers are not).
+    fn cmp_keys(a: &Versions, x: &VEntry, b: &Versions, y: &VEntry) -> std::cmp::Ordering {
+        x.prefix.cmp(&y.prefix).then_with(|| {
+            if x.key_len <= 16 && y.key_len <= 16 {
+                x.key_len.cmp(&y.key_len)
+            } else {
+                a.key_of(x).cmp(b.key_of(y))
+            }
+        })
+    }
+
+    /// Walks `a` and `b` (each in list order) in step into a new set: the smaller head first;
+    /// on equal heads `b`'s replaces `a`'s (see [`Zip`]). The result takes both sets' buffers
+    /// (see [`Versions`]): only entries move.
+    fn zip(a: Versions, b: Versions, how: Zip) -> Versions {
         use std::cmp::Ordering::{Equal, Greater, Less};
-        let mut out = Versions {
-            bytes: Vec::with_capacity(a.bytes.len() + b.bytes.len()),
-            entries: Vec::with_capacity(a.len() + b.len()),
-        };
+        let shift = (a.bufs.len() as u64) << BUF_SHIFT;
+        assert!(
+            a.bufs.len() + b.bufs.len() < 1 << (64 - BUF_SHIFT),
+            "version buffers are compacted long before their number overflows"
+        );
+        let mut entries = Vec::with_capacity(a.len() + b.len());
+        let mut live = 0;
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
-            let ord = match (i < a.len(), j < b.len()) {
-                (true, false) => Less,
-                (false, _) => Greater,
-                (true, true) => order(a.get(i), b.get(j)),
+            let ord = match (a.entries.get(i), b.entries.get(j)) {
+                (Some(_), None) => Less,
+                (None, _) => Greater,
+                (Some(x), Some(y)) => {
+                    let by_key = Versions::cmp_keys(&a, x, &b, y);
+                    match how {
+                        Zip::Versions => by_key.then(y.lsn.cmp(&x.lsn)),
+                        Zip::Fold => {
+                            assert!(
+                                by_key.is_ne() || x.lsn <= y.lsn,
+                                "replayed versions must not go backwards"
+                            );
+                            by_key
+                        }
+                    }
+                }
             };
-            let (key, lsn, value) = match ord {
-                Less => a.get(i),
-                Greater | Equal => b.get(j),
+            let e = match ord {
+                Less => a.entries[i],
+                Greater | Equal => VEntry {
+                    at: b.entries[j].at + shift,
+                    ..b.entries[j]
+                },
             };
             i += usize::from(ord != Greater);
             j += usize::from(ord != Less);
-            if keep(value) {
-                out.push(key, lsn, value, u64::MAX);
+            if how == Zip::Versions || e.value_len != NO_VALUE {
+                live += e.stored_len();
+                entries.push(e);
             }
         }
+        let mut bufs = a.bufs;
+        bufs.extend(b.bufs);
+        let mut out = Versions {
+            bufs,
+            entries,
+            live,
+        };
+        out.compact_if_sparse();
         out
     }
 
+    /// Bytes held by the buffers (live or not).
+    fn held(&self) -> usize {
+        self.bufs.iter().map(Vec::len).sum()
+    }
+
+    /// Copies the live bytes into one buffer, in entry order, when the buffers hold more dropped
+    /// bytes than live ones (and at least a MiB of them).
+    fn compact_if_sparse(&mut self) {
+        let held = self.held();
+        if held - self.live <= self.live.max(1 << 20) {
+            return;
+        }
+        let mut buf = new_buffer(self.live);
+        for e in &mut self.entries {
+            let start = (e.at & OFFSET_MASK) as usize;
+            let src = &self.bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.stored_len()];
+            e.at = buf.len() as u64;
+            buf.extend_from_slice(src);
+        }
+        debug_assert_eq!(buf.len(), self.live);
+        self.bufs = vec![buf];
+    }
+
+    fn bytes_at(&self, e: &VEntry, skip: usize, len: usize) -> &[u8] {
+        let start = (e.at & OFFSET_MASK) as usize + skip;
+        &self.bufs[(e.at >> BUF_SHIFT) as usize][start..start + len]
+    }
+
     fn key_of(&self, e: &VEntry) -> &[u8] {
-        &self.bytes[e.at..e.at + e.key_len as usize]
+        self.bytes_at(e, 0, e.key_len as usize)
     }
 
     fn get_entry(&self, e: &VEntry) -> (&[u8], Lsn, Option<&[u8]>) {
         let key = self.key_of(e);
-        let value = (e.value_len != NO_VALUE).then(|| {
-            let start = e.at + e.key_len as usize;
-            &self.bytes[start..start + e.value_len as usize]
-        });
+        let value = (e.value_len != NO_VALUE)
+            .then(|| self.bytes_at(e, e.key_len as usize, e.value_len as usize));
         (key, e.lsn, value)
     }
 
     /// Version `i`: key, LSN, value (`None` for a tombstone).
     pub(crate) fn get(&self, i: usize) -> (&[u8], Lsn, Option<&[u8]>) {
         self.get_entry(&self.entries[i])
+    }
+
+    /// Whether versions `i` and `j` have the same key.
+    pub(crate) fn same_key_at(&self, i: usize, j: usize) -> bool {
+        self.same_key(&self.entries[i], &self.entries[j])
     }
 
     /// How many versions.
@@ -172,14 +282,37 @@ impl Versions {
     /// How many distinct keys.
     pub(crate) fn distinct_keys(&self) -> usize {
         let n = self.entries.windows(2);
-        n.filter(|w| self.key_of(&w[0]) != self.key_of(&w[1]))
-            .count()
-            + 1
+        n.filter(|w| !self.same_key(&w[0], &w[1])).count() + 1
+    }
+
+    /// Whether two entries have the same key; reads the buffers only for long keys whose first
+    /// 16 bytes and lengths agree (entries are in key order: the buffers are not).
+    fn same_key(&self, a: &VEntry, b: &VEntry) -> bool {
+        a.prefix == b.prefix
+            && a.key_len == b.key_len
+            && (a.key_len <= 16 || self.key_of(a) == self.key_of(b))
+    }
+
+    /// Hints the CPU to fetch version `i`'s bytes: a walk in entry order reads the buffers at
+    /// random (they are in log order), one or two cache misses per version that prefetching a
+    /// few versions ahead overlaps. Out of range: nothing.
+    pub(crate) fn prefetch(&self, i: usize) {
+        let Some(e) = self.entries.get(i) else { return };
+        let Some(buf) = self.bufs.get((e.at >> BUF_SHIFT) as usize) else {
+            return;
+        };
+        let start = (e.at & OFFSET_MASK) as usize;
+        let end = (start + e.stored_len()).min(buf.len());
+        let mut at = start;
+        while at < end {
+            prefetch_read(buf[at..].as_ptr());
+            at = (at | 63) + 1;
+        }
     }
 
     /// Key and value bytes of all versions.
     pub(crate) fn payload_bytes(&self) -> usize {
-        self.bytes.len()
+        self.live
     }
 
     /// Sorts by key ascending, LSN descending, then rank; keeps the first of each (key, LSN)
@@ -194,8 +327,11 @@ impl Versions {
     }
 
     fn sort_keeping(&mut self, per_key: bool) {
-        let bytes = &self.bytes;
-        let key = |e: &VEntry| &bytes[e.at..e.at + e.key_len as usize];
+        let bufs = &self.bufs;
+        let key = |e: &VEntry| {
+            let start = (e.at & OFFSET_MASK) as usize;
+            &bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.key_len as usize]
+        };
         let order = |a: &VEntry, b: &VEntry| {
             a.prefix
                 .cmp(&b.prefix)
@@ -213,29 +349,120 @@ impl Versions {
                 .then(a.rank.cmp(&b.rank))
         };
         self.entries.sort_unstable_by(order);
+        let before = self.entries.len();
+        let mut dropped = 0;
         self.entries.dedup_by(|later, kept| {
-            (per_key || later.lsn == kept.lsn)
+            let dup = (per_key || later.lsn == kept.lsn)
                 && later.prefix == kept.prefix
-                && key(later) == key(kept)
+                && key(later) == key(kept);
+            if dup {
+                dropped += later.stored_len();
+            }
+            dup
         });
+        debug_assert!(self.entries.len() <= before);
+        self.live -= dropped;
+    }
+
+    /// `chunk` (operations in log order, all after `older`'s) sorted, each key's newest kept,
+    /// and folded over `older`.
+    fn fold_chunk(older: Versions, mut chunk: Versions) -> Versions {
+        chunk.keep_newest_per_key();
+        Versions::fold(older, chunk)
     }
 
     /// `newer` (each key once, in key order) folded over `older` (the same): a key's entry in
     /// `newer` replaces its entry in `older`; keys whose result is a delete are dropped.
     fn fold(older: Versions, newer: Versions) -> Versions {
-        Versions::zip(
-            &older,
-            &newer,
-            |x, y| {
-                let ord = x.0.cmp(y.0);
-                assert!(
-                    ord.is_ne() || x.1 <= y.1,
-                    "replayed versions must not go backwards"
-                );
-                ord
-            },
-            |value| value.is_some(),
-        )
+        Versions::zip(older, newer, Zip::Fold)
+    }
+}
+
+/// What [`Versions::zip`] combines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Zip {
+    /// Two sets of versions in list order (key ascending, LSN descending), every one kept.
+    Versions,
+    /// A key's newest version each, the second set newer: its version replaces the first's,
+    /// and a key whose result is a tombstone is dropped.
+    Fold,
+}
+
+/// Bytes of a [`Versions`] buffer (a larger version gets a buffer of its size).
+const VERSION_BUF: usize = 8 << 20;
+
+/// An empty buffer for at least `need` bytes of versions, backed by huge pages where the kernel
+/// allows: walks in key order read the buffers at random, and with 4 KiB pages nearly every
+/// version would also miss the TLB.
+fn new_buffer(need: usize) -> Vec<u8> {
+    let buf: Vec<u8> = Vec::with_capacity(need.max(VERSION_BUF));
+    advise_huge_pages(buf.as_ptr(), buf.capacity());
+    buf
+}
+
+/// Asks the kernel to back the 2 MiB-aligned pages inside `[p, p + len)` with huge pages.
+fn advise_huge_pages(p: *const u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (p as usize).next_multiple_of(HUGE);
+    let end = (p as usize + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: `[start, end)` lies inside an allocation this process owns (the buffer's
+        // capacity) and is page-aligned; MADV_HUGEPAGE changes how the kernel backs those pages,
+        // never their contents or who may use them. Failure (e.g. no THP support) is harmless.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+/// Prefetches the cache line holding `p` (a hint: no effect on what the program computes).
+#[inline(always)]
+fn prefetch_read(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults nor reads into the program's state; `p`
+    // points into a live buffer anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The loader's sorting thread: it receives chunks of operations in log order, sorts each and
+/// folds it over the state of the chunks before it.
+struct Sorter {
+    chunks: std::sync::mpsc::SyncSender<Versions>,
+    thread: std::thread::JoinHandle<Versions>,
+}
+
+impl Sorter {
+    fn start() -> Option<Sorter> {
+        // One chunk waits while one is sorted: memory stays bounded.
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Versions>(1);
+        let spawned = std::thread::Builder::new()
+            .name("ringlog-sort".into())
+            .spawn(move || {
+                let mut sorted = Versions::default();
+                for chunk in rx {
+                    sorted = Versions::fold_chunk(sorted, chunk);
+                }
+                sorted
+            });
+        match spawned {
+            Ok(thread) => Some(Sorter { chunks, thread }),
+            Err(e) => {
+                log::debug!("sorting the replayed operations in place: {e}");
+                None
+            }
+        }
+    }
+
+    /// The state after every chunk sent; a panic of the thread goes on here.
+    fn finish(self) -> Versions {
+        drop(self.chunks);
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -268,7 +495,10 @@ impl HashVal {
     }
 }
 
-const LOADER_CHUNK: usize = 1 << 20;
+/// Operations in the smallest chunk the loader sorts and folds.
+const LOADER_CHUNK: usize = 1 << 18;
+/// How many versions ahead a walk in key order prefetches ([`Versions::prefetch`]).
+pub(crate) const PREFETCH_AHEAD: usize = 12;
 /// Live keys up to which the loader stays in its hash regime.
 const HASH_LIMIT: usize = 1 << 16;
 
@@ -295,6 +525,9 @@ impl Loader {
             hash_limit,
             hashing: true,
             sorted: Versions::default(),
+            sorter: None,
+            sent: 0,
+            min_chunk: LOADER_CHUNK,
             pending: Versions::default(),
             history: None,
         }
@@ -374,7 +607,7 @@ impl Loader {
             OpRef::Put(k, v) => self.pending.push(k, lsn, Some(v), rank),
             OpRef::Delete(k) => self.pending.push(k, lsn, None, rank),
         }
-        if self.pending.len() >= LOADER_CHUNK {
+        if self.pending.len() >= self.min_chunk.max(self.sent / 2) {
             self.fold();
         }
     }
@@ -392,11 +625,24 @@ impl Loader {
         self.deferred = 0;
     }
 
-    /// Sorts the pending operations, keeps the last per key, and folds them over `sorted`.
+    /// Sorts the pending operations, keeps the last per key, and folds them over the state so
+    /// far: on the sorter thread (started here the first time) while the replay goes on, or here
+    /// if it cannot be started.
     fn fold(&mut self) {
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.keep_newest_per_key();
-        self.sorted = Versions::fold(std::mem::take(&mut self.sorted), pending);
+        let pending = std::mem::take(&mut self.pending);
+        self.sent += pending.len();
+        if self.sorter.is_none() {
+            self.sorter = Sorter::start();
+        }
+        let pending = match &self.sorter {
+            Some(s) => match s.chunks.send(pending) {
+                Ok(()) => return,
+                // The sorter is gone (it panicked): `finish` reports why.
+                Err(std::sync::mpsc::SendError(p)) => p,
+            },
+            None => pending,
+        };
+        self.sorted = Versions::fold_chunk(std::mem::take(&mut self.sorted), pending);
     }
 
     /// Every loaded version, key ascending and LSN descending: the newest of each live key as of
@@ -414,6 +660,9 @@ impl Loader {
             self.sorted = items;
         } else {
             self.fold();
+            if let Some(s) = self.sorter.take() {
+                self.sorted = s.finish();
+            }
         }
         let base = std::mem::take(&mut self.sorted);
         match self.history {
@@ -448,9 +697,8 @@ pub(crate) fn build(versions: Versions, plan: Plan) -> (SkipList, usize, Lsn) {
     let mut shape: Vec<(Lsn, bool)> = Vec::new();
     let mut i = 0;
     while i < versions.len() {
-        let key = versions.get(i).0;
         let mut end = i + 1;
-        while end < versions.len() && versions.get(end).0 == key {
+        while end < versions.len() && versions.same_key_at(i, end) {
             end += 1;
         }
         shape.clear();
@@ -461,6 +709,7 @@ pub(crate) fn build(versions: Versions, plan: Plan) -> (SkipList, usize, Lsn) {
         debug_assert!(shape.windows(2).all(|w| w[0].0 > w[1].0), "LSNs descend");
         let (keep, mark) = plan.keep(&shape);
         for j in 0..keep {
+            versions.prefetch(i + j + PREFETCH_AHEAD);
             let (k, lsn, value) = versions.get(i + j);
             let flags = if mark && j + 1 == keep {
                 TRIMMED_BELOW
@@ -564,11 +813,55 @@ mod tests {
     }
 
     #[test]
+    fn folds_share_buffers_and_compact_what_they_drop() {
+        // Chunks of 16 keys with 32 KiB values: each chunk overwrites the previous one's keys.
+        let chunk = |round: u8| {
+            let mut v = Versions::default();
+            for k in 0..16u8 {
+                v.push(
+                    &[k],
+                    u64::from(round) * 16 + u64::from(k) + 1,
+                    Some(&[round; 32 << 10]),
+                    0,
+                );
+            }
+            v
+        };
+        let mut state = Versions::fold_chunk(Versions::default(), chunk(0));
+        assert_eq!(state.bufs.len(), 1);
+        // The second fold keeps both buffers (half of them dropped: not yet worth a copy).
+        state = Versions::fold_chunk(state, chunk(1));
+        assert_eq!(
+            state.bufs.len(),
+            2,
+            "a fold moves buffers, it does not copy them"
+        );
+        assert_eq!(state.payload_bytes(), 16 * (1 + (32 << 10)));
+        for round in 2..6 {
+            state = Versions::fold_chunk(state, chunk(round));
+            assert!(
+                state.held() <= 2 * state.payload_bytes() + (1 << 20),
+                "dropped bytes are compacted away: {} held for {} live",
+                state.held(),
+                state.payload_bytes()
+            );
+        }
+        assert_eq!(state.len(), 16);
+        for (i, (k, lsn, v)) in state.iter().enumerate() {
+            assert_eq!(k, &[i as u8]);
+            assert_eq!(lsn, 5 * 16 + i as u64 + 1);
+            assert_eq!(v, Some(&[5u8; 32 << 10][..]));
+        }
+    }
+
+    #[test]
     fn loader_folds_chunks_like_the_index() {
         // Enough operations for several folds, over a small key space with deletes; the hash
         // regime is left early (after 1000 keys) so that both regimes and the switch are used.
         let mut ix = Index::default();
         let mut ld = Loader::with_hash_limit(1000);
+        // Small chunks: many folds on the sorter thread, growing with what was sent.
+        ld.min_chunk = 1000;
         let mut seg = Vec::new();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for lsn in 1..=(2 * LOADER_CHUNK as u64 + 1000) {

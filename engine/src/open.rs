@@ -69,7 +69,7 @@ impl Db {
         }
         let mut recovered = recover(&*vfs, &dir, &manifest, opts.recovery)?;
         failpoint!("open::after_recovery");
-        let stats = recovered.stats.clone();
+        let mut stats = recovered.stats.clone();
         log::info!(
             "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",
             dir.display(),
@@ -199,7 +199,12 @@ impl Db {
             lease_span: opts.lease_span,
         };
         let max_txn_bytes = opts.max_txn_bytes();
+        let building = std::time::Instant::now();
         let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
+        // Building the index is part of recovering.
+        let built = building.elapsed();
+        stats.build_time += built;
+        stats.duration += built;
         let shared = Arc::new(Shared::new(
             versions,
             recovered.stats.last_lsn.min(max_lsn),

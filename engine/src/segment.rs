@@ -308,6 +308,96 @@ pub(crate) fn read_segment(
     Ok(SegmentBytes { shared: None, len })
 }
 
+/// Segment files read in order, each on a helper thread one segment ahead of its consumer: the
+/// next segment's read (the device's and the copy out of the page cache) overlaps the decoding
+/// of the current one. Two buffers take turns; a segment's buffer goes back to the reader only
+/// when the consumer asks for the next segment, so it is never written while decoded.
+pub(crate) struct ReadAhead<'a> {
+    vfs: &'a dyn Vfs,
+    /// (path, limit) of every segment, in order.
+    plan: &'a [(PathBuf, Option<u64>)],
+    /// The helper's results and the channel that hands it free buffers; `None`: reads in place.
+    ahead: Option<Ahead>,
+}
+
+type AheadRead = (usize, Result<SegmentBytes>, Vec<u8>);
+
+struct Ahead {
+    filled: std::sync::mpsc::Receiver<AheadRead>,
+    free: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl ReadAhead<'_> {
+    /// Runs `f` with a reader of `plan`'s segments; a helper thread reads ahead when `ahead` is
+    /// set and there is more than one segment (and the thread can be started), and is joined
+    /// before this returns.
+    pub(crate) fn with<R>(
+        vfs: &dyn Vfs,
+        plan: &[(PathBuf, Option<u64>)],
+        ahead: bool,
+        f: impl FnOnce(&mut ReadAhead<'_>) -> R,
+    ) -> R {
+        if !ahead || plan.len() < 2 {
+            return f(&mut ReadAhead {
+                vfs,
+                plan,
+                ahead: None,
+            });
+        }
+        std::thread::scope(|scope| {
+            let (filled_tx, filled) = std::sync::mpsc::sync_channel::<AheadRead>(1);
+            let (free, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            let reader = move || {
+                for (i, (path, limit)) in plan.iter().enumerate() {
+                    // The consumer stops asking (or returned): its end of the channel is gone.
+                    let Ok(mut buf) = free_rx.recv() else { return };
+                    let res = read_segment(vfs, path, &mut buf, *limit);
+                    let failed = res.is_err();
+                    if filled_tx.send((i, res, buf)).is_err() || failed {
+                        return;
+                    }
+                }
+            };
+            let started = std::thread::Builder::new()
+                .name("ringlog-read".into())
+                .spawn_scoped(scope, reader);
+            let ahead = match started {
+                Ok(_) => {
+                    free.send(Vec::new()).expect("the reader holds its end");
+                    Some(Ahead { filled, free })
+                }
+                Err(e) => {
+                    log::debug!("reading segments in place: {e}");
+                    None
+                }
+            };
+            // Dropped (its channels closed) before the scope joins the reader.
+            let mut ra = ReadAhead { vfs, plan, ahead };
+            f(&mut ra)
+        })
+    }
+
+    /// Segment `i`'s bytes, in `buf` unless shared ([`read_segment`]). Segments are asked for in
+    /// order; `buf` is handed to the helper for the segment after `i`.
+    pub(crate) fn read(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<SegmentBytes> {
+        if let Some(a) = &self.ahead {
+            if let Ok((at, res, filled)) = a.filled.recv() {
+                if at == i {
+                    let done = std::mem::replace(buf, filled);
+                    // The reader may have stopped (after the last segment): keep nothing then.
+                    let _ = a.free.send(done);
+                    return res;
+                }
+                debug_assert!(false, "segment {i} asked for while {at} was read ahead");
+            }
+            // Out of order, or the reader is gone: read in place from now on.
+            self.ahead = None;
+        }
+        let (path, limit) = &self.plan[i];
+        read_segment(self.vfs, path, buf, *limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
