@@ -470,19 +470,7 @@ pub(crate) fn recover(
     if let Some(b) = &mut base {
         // The log after the checkpoint, every operation a version, on top of it.
         if !versions.is_empty() {
-            let tail = std::mem::take(&mut versions);
-            let merged = merge_tail(&b.list, tail);
-            let old = std::mem::replace(&mut b.list, merged.list);
-            // Freeing the checkpoint's list (its pages: ≈ 0.2 s for a million versions here)
-            // need not delay the open.
-            let freed = std::thread::Builder::new()
-                .name("ringlog-free".into())
-                .spawn(move || drop(old));
-            if let Err(e) = freed {
-                log::debug!("freeing the checkpoint's list in place: {e}");
-            }
-            b.garbage = merged.garbage;
-            b.marked = b.marked.max(merged.marked);
+            insert_tail(b, &std::mem::take(&mut versions));
         }
         app.stats.keys = b.list.live_keys();
     } else {
@@ -818,8 +806,8 @@ struct Seeded {
 /// Loads the MANIFEST's checkpoint: its retention policy, then every version it holds.
 ///
 /// Usually straight into the first index generation (`base`), in list order without a search or
-/// a copy: the log after it, replayed keeping every operation, is merged with it afterwards
-/// ([`merge_tail`]); what a restart's plan would drop is left to the background trim (reads
+/// a copy: the log after it, replayed keeping every operation, is inserted into it afterwards
+/// ([`insert_tail`]); what a restart's plan would drop is left to the background trim (reads
 /// answer the same: the floor is computed as for a full replay). Under a per-key policy
 /// (`LastVersions`), whose restart plan moves the floor, its versions are kept as they are
 /// (`versions`), merged with the log's, and the plan is applied when the generation is built.
@@ -898,66 +886,32 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
     })
 }
 
-/// Builds the first index generation from a checkpoint's list `base` and the versions the log
-/// after it replayed, `tail` (key ascending, LSN descending; every LSN above the checkpoint's, so
-/// above every version of `base`): one ordered merge appended to a new list, rather than a
-/// search and insert into `base` per tail version (a cache-missing descent each: ≈ 1 µs a
-/// version over a million keys). Memory: both lists for the duration of the merge.
-fn merge_tail(base: &SkipList, tail: Versions) -> Base {
-    let mut list = SkipList::new();
-    list.defer_key_index();
-    // A hint (the key index grows as needed): keys live in the checkpoint plus the tail's keys.
-    list.reserve_keys(base.live_keys() + tail.distinct_keys());
-    list.prefault(
-        (base.len() + tail.len()) as u64,
-        (base.payload_bytes() + base.len() * 16 + tail.payload_bytes() + tail.len() * 16) as u64,
+/// Adds the versions the log after a checkpoint replayed, `tail` (key ascending, LSN
+/// descending; every LSN above the checkpoint's, so above every version of `base`), to the
+/// checkpoint's list. In key order, each insert starts where the previous one linked its node
+/// (the list's insert hint): the walk over the checkpoint's versions is one forward pass at each
+/// level, over nodes that lie in key order in the arena, not a search from the top per version;
+/// and the checkpoint's versions are neither copied nor freed.
+fn insert_tail(base: &mut Base, tail: &Versions) {
+    base.list.prefault(
+        tail.len() as u64,
+        (tail.payload_bytes() + tail.len() * 16) as u64,
     );
-    let mut merged = Base {
-        list,
-        garbage: 0,
-        marked: 0,
-    };
-    let mut last_key: Vec<u8> = Vec::new();
-    let mut any = false;
-    let mut append = |m: &mut Base, key: &[u8], lsn: Lsn, value: Option<&[u8]>, flags: u8| {
-        let newest = !any || last_key.as_slice() != key;
-        if newest {
-            last_key.clear();
-            last_key.extend_from_slice(key);
-            any = true;
+    for i in 0..tail.len() {
+        // The tail's bytes are in log order: fetch a few versions ahead.
+        tail.prefetch(i + crate::loader::PREFETCH_AHEAD);
+        let (key, lsn, value) = tail.get(i);
+        let ins = base.list.insert_exclusive(key, lsn, value, 0);
+        // Garbage as a build counts it: every version but a key's newest, and tombstones; the
+        // key's newest put before this version, now superseded.
+        if ins.newer_exists || value.is_none() {
+            base.garbage += 1;
         }
-        m.list.append_sorted(key, lsn, value, flags);
-        if !newest || value.is_none() {
-            m.garbage += 1;
-        }
-        if flags & TRIMMED_BELOW != 0 {
-            m.marked = m.marked.max(lsn);
-        }
-    };
-    let mut node = base.first();
-    let mut next = 0;
-    loop {
-        let from_tail = match (node, next < tail.len()) {
-            (None, false) => break,
-            (Some(_), false) => false,
-            (None, true) => true,
-            // On a tie the tail's version is the newer (its LSN is above the checkpoint's).
-            (Some(n), true) => tail.get(next).0 <= n.key(),
-        };
-        if from_tail {
-            // The tail's bytes are in log order: fetch a few versions ahead.
-            tail.prefetch(next + crate::loader::PREFETCH_AHEAD);
-            let (key, lsn, value) = tail.get(next);
-            next += 1;
-            append(&mut merged, key, lsn, value, 0);
-        } else {
-            let n = node.expect("matched");
-            append(&mut merged, n.key(), n.lsn(), n.value(), n.flags());
-            node = n.next();
+        if !ins.newer_exists && ins.older == Some(true) {
+            base.garbage += 1;
         }
     }
-    merged.list.end_prefault();
-    merged
+    base.list.end_prefault();
 }
 
 /// The segment being replayed: what its records are bound to and where it must end.
@@ -1145,7 +1099,85 @@ fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats)
 
 #[cfg(test)]
 mod tests {
-    use super::nonzero_span;
+    use super::{insert_tail, nonzero_span, Base};
+    use crate::index::retention::Plan;
+    use crate::loader::{build, Versions};
+    use crate::skiplist::SkipList;
+
+    /// A checkpoint's versions and a tail's (keys 0..400, tail LSNs above the checkpoint's,
+    /// tombstones and several versions per key on both sides), from `seed`.
+    fn versions(
+        seed: u64,
+        lsns: std::ops::Range<u64>,
+        keys: u64,
+    ) -> Vec<(Vec<u8>, u64, Option<Vec<u8>>)> {
+        let mut x = seed;
+        let mut v: Vec<_> = lsns
+            .map(|lsn| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let key = format!("k{:04}", x % keys).into_bytes();
+                let value = (!x.is_multiple_of(5)).then(|| vec![(x >> 8) as u8; (x % 40) as usize]);
+                (key, lsn, value)
+            })
+            .collect();
+        // List order: key ascending, LSN descending.
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        v
+    }
+
+    fn as_versions(v: &[(Vec<u8>, u64, Option<Vec<u8>>)]) -> Versions {
+        let mut out = Versions::default();
+        for (k, l, val) in v {
+            out.push_version(k, *l, val.as_deref());
+        }
+        out
+    }
+
+    fn contents(list: &SkipList) -> Vec<(Vec<u8>, u64, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut n = list.first();
+        while let Some(node) = n {
+            out.push((
+                node.key().to_vec(),
+                node.lsn(),
+                node.value().map(<[u8]>::to_vec),
+            ));
+            n = node.next();
+        }
+        out
+    }
+
+    #[test]
+    fn a_tail_inserted_into_a_checkpoint_list_equals_a_build_of_both() {
+        let keep_all = Plan {
+            boundary: 0,
+            keep_below: None,
+            mark: false,
+        };
+        for seed in [0x9E37_79B9_7F4A_7C15u64, 0x2545_F491_4F6C_DD1D, 7] {
+            let ckpt = versions(seed, 1..3000, 400);
+            let tail = versions(seed ^ 0xABCD, 3000..4500, 500);
+            let (list, garbage, _) = build(as_versions(&ckpt), keep_all);
+            let mut base = Base {
+                list,
+                garbage,
+                marked: 0,
+            };
+            base.list.defer_key_index();
+            insert_tail(&mut base, &as_versions(&tail));
+            let both = Versions::merge(as_versions(&ckpt), as_versions(&tail));
+            let (expected, expected_garbage, _) = build(both, keep_all);
+            assert_eq!(contents(&base.list), contents(&expected), "seed {seed:#x}");
+            assert_eq!(base.garbage, expected_garbage, "seed {seed:#x}: garbage");
+            assert_eq!(
+                base.list.live_keys(),
+                expected.live_keys(),
+                "seed {seed:#x}: live keys"
+            );
+        }
+    }
 
     #[test]
     fn nonzero_span_finds_exact_bounds() {

@@ -974,6 +974,20 @@ impl SkipList {
         self.insert_node(key, lsn, value, flags).0
     }
 
+    /// [`SkipList::insert`] with exclusive access, as recovery adds the log's versions to a
+    /// checkpoint's list: while the key index is deferred it is not told (its build, which
+    /// cannot have started without `&self` being shared, notes every key's newest node).
+    pub(crate) fn insert_exclusive(
+        &mut self,
+        key: &[u8],
+        lsn: Lsn,
+        value: Option<&[u8]>,
+        flags: u8,
+    ) -> Inserted {
+        let note = self.keys.is_ready();
+        self.insert_with(key, lsn, value, flags, note).0
+    }
+
     /// [`SkipList::insert`], also returning the node of `(key, lsn)` (the new one, or the one
     /// already present).
     pub(crate) fn insert_node(
@@ -982,6 +996,19 @@ impl SkipList {
         lsn: Lsn,
         value: Option<&[u8]>,
         flags: u8,
+    ) -> (Inserted, NodeRef<'_>) {
+        self.insert_with(key, lsn, value, flags, true)
+    }
+
+    /// [`SkipList::insert_node`]; `note`: tell the key index about the new node (only
+    /// [`SkipList::insert_exclusive`] may skip that).
+    fn insert_with(
+        &self,
+        key: &[u8],
+        lsn: Lsn,
+        value: Option<&[u8]>,
+        flags: u8,
+        note: bool,
     ) -> (Inserted, NodeRef<'_>) {
         debug_assert!(!key.is_empty(), "skiplist: empty key");
         let height = random_height();
@@ -1108,7 +1135,9 @@ impl SkipList {
             }
         }
 
-        self.keys.note(node);
+        if note {
+            self.keys.note(node);
+        }
         HINT.with(|h| {
             let mut h = h.borrow_mut();
             if h.id != self.id {
