@@ -134,6 +134,7 @@ fn io_name(io: IoChoice) -> &'static str {
 /// Runs the workload on a real directory, logging acknowledgements, until `steps` are done (or
 /// forever).
 pub fn run_workload(a: &WorkloadArgs) -> Result<(), WorkloadError> {
+    crate::setup::exercise_large_paths();
     let gen = match a.gen {
         Some(g) => g,
         None if a.ack_log == "-" => 1,
@@ -398,6 +399,7 @@ pub fn check_generation(
 
 /// `verify`: checks an ack log's generation chain and the directory's current state.
 pub fn verify(dir: &Path, ack_log: &str, io: IoChoice) -> Result<Vec<String>, Violation> {
+    crate::setup::exercise_large_paths();
     let text = std::fs::read_to_string(ack_log)
         .map_err(|e| Violation::new("runner", format!("cannot read {ack_log}: {e}")))?;
     let gens = parse(&text, |seed, mode| {

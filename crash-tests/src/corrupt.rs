@@ -573,6 +573,7 @@ fn name(p: &Path) -> String {
 
 /// Runs `cases` damage cases per category for every seed.
 pub fn run(opts: &PowerOptions, cases: u64) -> Summary {
+    crate::setup::exercise_large_paths();
     let started = Instant::now();
     let mut sum = Summary::new("corrupt", "durable image");
     sum.unit = "damaged images".into();

@@ -43,6 +43,7 @@ pub fn count_syncs(seed: u64, mode: crate::workload::Mode, steps: u64) -> u64 {
 /// Runs the sweep: for each seed, fail sync `n` for every `n` up to the number of syncs of a
 /// fault-free run, or for `max_per_seed` of them chosen at random when there are more.
 pub fn run(opts: &PowerOptions, max_per_seed: u64) -> Summary {
+    crate::setup::exercise_large_paths();
     let started = Instant::now();
     let mut total = Summary::new("fsync-error", &opts.model.to_string());
     for (i, &seed) in opts.seeds.iter().enumerate() {

@@ -156,6 +156,7 @@ pub fn run(opts: &KillOptions) -> Result<Summary, RunnerError> {
 
 /// Runs every seed, with `tuning`.
 pub fn run_tuned(opts: &KillOptions, tuning: &KillTuning) -> Result<Summary, RunnerError> {
+    crate::setup::exercise_large_paths();
     let started = Instant::now();
     let mut sum = Summary::new("kill", io_name(opts.io));
     sum.unit = "kill/recover cycles".into();

@@ -188,6 +188,7 @@ impl PowerOptions {
 
 /// Runs every seed; returns the summary.
 pub fn run(opts: &PowerOptions) -> Summary {
+    crate::setup::exercise_large_paths();
     let started = Instant::now();
     let jobs = opts.jobs.clamp(1, opts.seeds.len().max(1));
     let next = AtomicUsize::new(0);

@@ -551,6 +551,36 @@ fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
     );
 }
 
+/// Recovery's loader, folding a sorted chunk of the log over the state before it, keeps the
+/// older version of a key both hold. The campaign's databases are small, but it runs recovery
+/// with tiny chunks (`failpoints::small_recovery_chunks`), so every reopen sorts and folds on the
+/// loader's sorting thread as a large database's would: a key overwritten across chunks comes
+/// back with its older value.
+#[test]
+fn catches_a_fold_that_keeps_the_older_version() {
+    let s = with_bug(Some(Bug::FoldKeepsOlderVersion), || {
+        power::run(&PowerOptions {
+            steps: 60,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::FoldKeepsOlderVersion,
+        &s,
+        &[
+            "durability",
+            "I1",
+            "I2",
+            "I3",
+            "I4",
+            "I5",
+            "I6",
+            "recovery",
+            "versions",
+        ],
+    );
+}
+
 /// `SkipManifestDirSync` is caught first where the database is created (its first MANIFEST); this
 /// shows it caught at a checkpoint's MANIFEST update too: the bug armed only once the database
 /// exists, every crash state of two checkpoints (and the compaction after each) is recovered

@@ -89,6 +89,20 @@ pub mod failpoints {
             .collect()
     }
 
+    static SMALL_RECOVERY_CHUNKS: AtomicBool = AtomicBool::new(false);
+
+    /// Makes recovery's loader leave its hash regime after 4 live keys and sort and fold chunks
+    /// of 8 operations (on its sorting thread), so that the small databases of a crash-test
+    /// campaign take the path a large database's recovery takes. Off by default.
+    pub fn small_recovery_chunks(on: bool) {
+        SMALL_RECOVERY_CHUNKS.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether [`small_recovery_chunks`] is on.
+    pub(crate) fn small_recovery_chunks_on() -> bool {
+        SMALL_RECOVERY_CHUNKS.load(Ordering::Relaxed)
+    }
+
     /// Called by [`failpoint!`].
     pub(crate) fn hit(name: &'static str) {
         if let Some(i) = POINTS.iter().position(|p| *p == name) {
@@ -181,11 +195,15 @@ pub mod bugs {
         /// segment's is), forgetting the growth its earlier run wrote: the next growth zero-fills
         /// over records already written and acknowledged.
         ReopenForgetsGrowth,
+        /// Recovery's loader, folding a sorted chunk of the log over the state before it, keeps
+        /// the older version of a key both hold: a key overwritten across chunks recovers an
+        /// older value (or a deleted key comes back).
+        FoldKeepsOlderVersion,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 21] = [
+        pub const ALL: [Bug; 22] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -207,6 +225,7 @@ pub mod bugs {
             Bug::SkipManifestDirSync,
             Bug::TrimFloorBackwards,
             Bug::ReopenForgetsGrowth,
+            Bug::FoldKeepsOlderVersion,
         ];
 
         fn bit(self) -> u32 {
@@ -421,4 +440,17 @@ bug_hook! {
     trim_floor_backwards => TrimFloorBackwards;
     /// Whether open forgets how far the segment it resumes in has grown.
     reopen_forgets_growth => ReopenForgetsGrowth;
+    /// Whether recovery's fold keeps the older of two versions of a key.
+    fold_keeps_older => FoldKeepsOlderVersion;
+}
+
+/// Hook: the loader's hash-regime limit and smallest chunk, `(hash, chunk)` unless the crash
+/// runner asked for small ones ([`failpoints::small_recovery_chunks`]).
+#[inline(always)]
+pub(crate) fn loader_limits(hash: usize, chunk: usize) -> (usize, usize) {
+    #[cfg(feature = "failpoints")]
+    if failpoints::small_recovery_chunks_on() {
+        return (4, 8);
+    }
+    (hash, chunk)
 }

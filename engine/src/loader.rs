@@ -190,8 +190,10 @@ impl Versions {
                     }
                 }
             };
+            let older_wins = ord == Equal && how == Zip::Fold && crate::hooks::fold_keeps_older();
             let e = match ord {
                 Less => a.entries[i],
+                Equal if older_wins => a.entries[i],
                 Greater | Equal => VEntry {
                     at: b.entries[j].at + shift,
                     ..b.entries[j]
@@ -504,7 +506,10 @@ const HASH_LIMIT: usize = 1 << 16;
 
 impl Default for Loader {
     fn default() -> Loader {
-        Loader::with_hash_limit(HASH_LIMIT)
+        let (hash_limit, min_chunk) = crate::hooks::loader_limits(HASH_LIMIT, LOADER_CHUNK);
+        let mut loader = Loader::with_hash_limit(hash_limit);
+        loader.min_chunk = min_chunk;
+        loader
     }
 }
 
