@@ -1104,13 +1104,12 @@ mod tests {
     use crate::loader::{build, Versions};
     use crate::skiplist::SkipList;
 
+    /// (key, LSN, value or tombstone).
+    type Version = (Vec<u8>, u64, Option<Vec<u8>>);
+
     /// A checkpoint's versions and a tail's (keys 0..400, tail LSNs above the checkpoint's,
     /// tombstones and several versions per key on both sides), from `seed`.
-    fn versions(
-        seed: u64,
-        lsns: std::ops::Range<u64>,
-        keys: u64,
-    ) -> Vec<(Vec<u8>, u64, Option<Vec<u8>>)> {
+    fn versions(seed: u64, lsns: std::ops::Range<u64>, keys: u64) -> Vec<Version> {
         let mut x = seed;
         let mut v: Vec<_> = lsns
             .map(|lsn| {
@@ -1127,7 +1126,7 @@ mod tests {
         v
     }
 
-    fn as_versions(v: &[(Vec<u8>, u64, Option<Vec<u8>>)]) -> Versions {
+    fn as_versions(v: &[Version]) -> Versions {
         let mut out = Versions::default();
         for (k, l, val) in v {
             out.push_version(k, *l, val.as_deref());
@@ -1135,7 +1134,7 @@ mod tests {
         out
     }
 
-    fn contents(list: &SkipList) -> Vec<(Vec<u8>, u64, Option<Vec<u8>>)> {
+    fn contents(list: &SkipList) -> Vec<Version> {
         let mut out = Vec::new();
         let mut n = list.first();
         while let Some(node) = n {
