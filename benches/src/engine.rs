@@ -148,6 +148,24 @@ pub struct RecoveryInfo {
     pub transactions: u64,
     /// LSN of the last transaction recovered.
     pub last_lsn: u64,
+    /// Of `duration_ns`, where the engine says the time went: (waiting for reads, decoding the
+    /// log, building the index), ns — ringlog's `RecoveryStats::read_time`, `decode_time`,
+    /// `build_time`.
+    pub split_ns: Option<(u64, u64, u64)>,
+}
+
+impl RecoveryInfo {
+    /// "; read X ms, decode Y ms, build Z ms" when the engine reports its split.
+    pub fn split_text(&self) -> String {
+        self.split_ns.map_or(String::new(), |(r, d, b)| {
+            format!(
+                " (waiting for reads {:.0} ms, decoding the log {:.0} ms, building the index {:.0} ms)",
+                r as f64 / 1e6,
+                d as f64 / 1e6,
+                b as f64 / 1e6
+            )
+        })
+    }
 }
 
 /// What [`Engine::settle`] did: the engine's own checkpoint/compaction step.

@@ -988,6 +988,13 @@ fn run_recover(
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     res.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
     res.io_path = engine.io_path();
+    if let Some(r) = engine.recovery() {
+        res.notes.push(format!(
+            "the engine's recovery took {:.0} ms{}",
+            r.duration_ns as f64 / 1e6,
+            r.split_text()
+        ));
+    }
     res.hist.record(res.elapsed.as_nanos() as u64);
     res.ops = records;
     res.verified = if !found {

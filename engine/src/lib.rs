@@ -109,6 +109,7 @@ mod commit;
 mod db;
 mod dir;
 mod error;
+mod hugemem;
 mod index;
 mod loader;
 mod log;

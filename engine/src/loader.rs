@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::hugemem::HugeBuf;
 use crate::index::retention::Plan;
 use crate::index::{Lsn, OpRef, TRIMMED_BELOW};
 use crate::skiplist::SkipList;
@@ -60,7 +61,7 @@ pub(crate) struct Loader {
 /// the newest chunk).
 #[derive(Default)]
 pub(crate) struct Versions {
-    bufs: Vec<Vec<u8>>,
+    bufs: Vec<HugeBuf>,
     entries: Vec<VEntry>,
     /// Key and value bytes of the entries (what a compaction would keep).
     live: usize,
@@ -105,11 +106,7 @@ impl Versions {
     fn push(&mut self, key: &[u8], lsn: Lsn, value: Option<&[u8]>, rank: u64) {
         let need = key.len() + value.map_or(0, <[u8]>::len);
         // Buffers never grow (a reallocation would copy them): a full one is followed by another.
-        if self
-            .bufs
-            .last()
-            .is_none_or(|b| b.capacity() - b.len() < need)
-        {
+        if self.bufs.last().is_none_or(|b| b.spare() < need) {
             self.bufs.push(new_buffer(need));
         }
         let n = self.bufs.len() - 1;
@@ -219,7 +216,7 @@ impl Versions {
 
     /// Bytes held by the buffers (live or not).
     fn held(&self) -> usize {
-        self.bufs.iter().map(Vec::len).sum()
+        self.bufs.iter().map(|b| b.len()).sum()
     }
 
     /// Copies the live bytes into one buffer, in entry order, when the buffers hold more dropped
@@ -393,28 +390,12 @@ enum Zip {
 /// Bytes of a [`Versions`] buffer (a larger version gets a buffer of its size).
 const VERSION_BUF: usize = 8 << 20;
 
-/// An empty buffer for at least `need` bytes of versions, backed by huge pages where the kernel
-/// allows: walks in key order read the buffers at random, and with 4 KiB pages nearly every
-/// version would also miss the TLB.
-fn new_buffer(need: usize) -> Vec<u8> {
-    let buf: Vec<u8> = Vec::with_capacity(need.max(VERSION_BUF));
-    advise_huge_pages(buf.as_ptr(), buf.capacity());
-    buf
-}
-
-/// Asks the kernel to back the 2 MiB-aligned pages inside `[p, p + len)` with huge pages.
-fn advise_huge_pages(p: *const u8, len: usize) {
-    const HUGE: usize = 2 << 20;
-    let start = (p as usize).next_multiple_of(HUGE);
-    let end = (p as usize + len) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: `[start, end)` lies inside an allocation this process owns (the buffer's
-        // capacity) and is page-aligned; MADV_HUGEPAGE changes how the kernel backs those pages,
-        // never their contents or who may use them. Failure (e.g. no THP support) is harmless.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-        }
-    }
+/// An empty buffer for at least `need` bytes of versions, in a mapping of its own backed by huge
+/// pages where the kernel allows: walks in key order read the buffers at random, and with 4 KiB
+/// pages nearly every version would also miss the TLB; and freeing it after recovery returns the
+/// memory to the kernel (the C heap would keep most of it).
+fn new_buffer(need: usize) -> HugeBuf {
+    HugeBuf::with_capacity(need.max(VERSION_BUF))
 }
 
 /// Prefetches the cache line holding `p` (a hint: no effect on what the program computes).

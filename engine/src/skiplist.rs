@@ -376,7 +376,7 @@ const _: () = assert!(CHUNK_HEADER.is_multiple_of(NODE_ALIGN));
 /// Chunks of at least this size are aligned to it and backed by transparent huge pages where
 /// the kernel allows (`MADV_HUGEPAGE`): random searches of a large list then miss the TLB far
 /// less (measured: docs/DURABILITY.md, "Memory per version").
-const HUGE_PAGE: usize = 2 << 20;
+use crate::hugemem::HUGE_PAGE;
 
 fn chunk_layout(cap: usize) -> Layout {
     let size = CHUNK_HEADER + cap;
@@ -438,40 +438,8 @@ fn alloc_chunk_memory(layout: Layout) -> NonNull<u8> {
         let raw = unsafe { alloc::alloc(layout) };
         return NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
     }
-    let len = mapped_len(layout);
-    let map_len = len + HUGE_PAGE;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choice: no existing
-    // memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        alloc::handle_alloc_error(layout);
-    }
-    let start = p as usize;
-    let aligned = start.next_multiple_of(HUGE_PAGE);
-    // SAFETY: the head `[start, aligned)` and the tail `[aligned + len, start + map_len)` are
-    // parts of the mapping just made (page-aligned: `start` is, as every mapping is; `aligned`
-    // and `len` are multiples of the huge page, hence of the page size), used by nothing; unmapping them leaves `[aligned, aligned + len)`. The
-    // madvise is a hint about those pages that never changes their contents.
-    unsafe {
-        if aligned > start {
-            libc::munmap(p, aligned - start);
-        }
-        let end = aligned + len;
-        if start + map_len > end {
-            libc::munmap(end as *mut libc::c_void, start + map_len - end);
-        }
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-    }
-    NonNull::new(aligned as *mut u8).expect("a mapping is never at address 0")
+    crate::hugemem::map_huge(mapped_len(layout))
+        .unwrap_or_else(|| alloc::handle_alloc_error(layout))
 }
 
 /// Bytes mapped for a chunk of `layout` (huge-page aligned ones): its size in whole huge pages,
@@ -490,8 +458,9 @@ fn mapped_len(layout: Layout) -> usize {
 /// and is freed once.
 unsafe fn free_chunk_memory(raw: NonNull<u8>, layout: Layout) {
     if layout.align() == HUGE_PAGE {
-        // SAFETY: per the contract, `[raw, raw + mapped_len)` is a mapping of ours, unused now.
-        unsafe { libc::munmap(raw.as_ptr().cast(), mapped_len(layout)) };
+        // SAFETY: per the contract, `[raw, raw + mapped_len)` is a `map_huge` mapping of ours,
+        // unused now and unmapped once.
+        unsafe { crate::hugemem::unmap_huge(raw, mapped_len(layout)) };
     } else {
         // SAFETY: per the contract, allocated by the global allocator with `layout`.
         unsafe { alloc::dealloc(raw.as_ptr(), layout) };

@@ -189,6 +189,11 @@ impl Engine for Ringlog {
             segments: r.segments as u64,
             transactions: r.transactions_applied,
             last_lsn: r.last_lsn,
+            split_ns: Some((
+                r.read_time.as_nanos() as u64,
+                r.decode_time.as_nanos() as u64,
+                r.build_time.as_nanos() as u64,
+            )),
         })
     }
 

@@ -397,9 +397,10 @@ fn mb(b: u64) -> String {
 fn open_line(what: &str, o: &ColdOpen) -> String {
     let rec = o.recovery.map_or(String::new(), |r| {
         format!(
-            "; recovery {:.0} ms: checkpoint of {} keys at LSN {}, then {} transactions from {} \
+            "; recovery {:.0} ms{}: checkpoint of {} keys at LSN {}, then {} transactions from {} \
              segments",
             r.duration_ns as f64 / 1e6,
+            r.split_text(),
             r.checkpoint_keys,
             r.checkpoint_lsn,
             r.transactions,

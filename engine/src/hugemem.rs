@@ -1,0 +1,146 @@
+//! Memory mapped in whole huge pages: large buffers that go back to the kernel when freed (not to
+//! the C heap, which keeps what it frees below its top) and that the kernel may back with
+//! transparent huge pages (fewer TLB misses for random access over hundreds of megabytes).
+
+use std::ptr::{self, NonNull};
+
+/// The huge page size this module aligns and rounds to (x86-64's 2 MiB; a multiple of every base
+/// page size in use: 4, 16 and 64 KiB).
+pub(crate) const HUGE_PAGE: usize = 2 << 20;
+
+/// Maps `len` bytes (a non-zero multiple of [`HUGE_PAGE`]) of zeroed, private, anonymous memory
+/// aligned to a huge page, advised for transparent huge pages. `None` if the kernel refuses.
+pub(crate) fn map_huge(len: usize) -> Option<NonNull<u8>> {
+    assert!(len > 0 && len.is_multiple_of(HUGE_PAGE), "whole huge pages");
+    let map_len = len + HUGE_PAGE;
+    // SAFETY: an anonymous private mapping at an address of the kernel's choice: no existing
+    // memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    let start = p as usize;
+    let aligned = start.next_multiple_of(HUGE_PAGE);
+    // SAFETY: the head `[start, aligned)` and the tail `[aligned + len, start + map_len)` are
+    // parts of the mapping just made (page-aligned: `start` is, as every mapping is; `aligned`
+    // and `len` are multiples of the huge page, hence of the page size), used by nothing;
+    // unmapping them leaves `[aligned, aligned + len)`. The madvise is a hint about those pages
+    // that never changes their contents.
+    unsafe {
+        if aligned > start {
+            libc::munmap(p, aligned - start);
+        }
+        let end = aligned + len;
+        if start + map_len > end {
+            libc::munmap(end as *mut libc::c_void, start + map_len - end);
+        }
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+    NonNull::new(aligned as *mut u8)
+}
+
+/// Unmaps memory from [`map_huge`].
+///
+/// # Safety
+///
+/// `p` and `len` are a mapping [`map_huge`] returned, not used afterwards and unmapped once.
+pub(crate) unsafe fn unmap_huge(p: NonNull<u8>, len: usize) {
+    // SAFETY: per the contract, `[p, p + len)` is a mapping of ours, unused from now on.
+    unsafe { libc::munmap(p.as_ptr().cast(), len) };
+}
+
+/// A byte buffer of fixed capacity in its own huge-page mapping: appended to, never grown
+/// (growing would copy it), returned to the kernel when dropped.
+pub(crate) struct HugeBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    cap: usize,
+}
+
+// SAFETY: a HugeBuf owns its mapping exclusively (like a Vec<u8>); shared access is read-only.
+unsafe impl Send for HugeBuf {}
+// SAFETY: as above: `&HugeBuf` only reads.
+unsafe impl Sync for HugeBuf {}
+
+impl HugeBuf {
+    /// An empty buffer for at least `cap` bytes (rounded up to whole huge pages).
+    pub(crate) fn with_capacity(cap: usize) -> HugeBuf {
+        let cap = cap.max(1).next_multiple_of(HUGE_PAGE);
+        let ptr = map_huge(cap).unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(
+                std::alloc::Layout::from_size_align(cap, HUGE_PAGE).expect("a valid layout"),
+            )
+        });
+        HugeBuf { ptr, len: 0, cap }
+    }
+
+    /// Bytes that can still be appended.
+    pub(crate) fn spare(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Appends `bytes`; they must fit ([`HugeBuf::spare`]).
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        assert!(bytes.len() <= self.spare(), "a HugeBuf never grows");
+        // SAFETY: `[len, len + bytes.len())` lies inside the mapping (checked above), which
+        // nothing else references (`&mut self`); `bytes` cannot overlap it (a `&[u8]` into this
+        // buffer would borrow `self`).
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.as_ptr().add(self.len), bytes.len());
+        }
+        self.len += bytes.len();
+    }
+}
+
+impl std::ops::Deref for HugeBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes of the mapping were written by `extend_from_slice` (and
+        // a fresh mapping is zeroed anyway); the mapping lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for HugeBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping came from `map_huge(cap)` and is unmapped once, here.
+        unsafe { unmap_huge(self.ptr, self.cap) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_buf_appends_within_its_capacity() {
+        let mut b = HugeBuf::with_capacity(10);
+        assert_eq!(b.spare(), HUGE_PAGE);
+        b.extend_from_slice(b"hello");
+        b.extend_from_slice(b" world");
+        assert_eq!(&b[..], b"hello world");
+        assert_eq!(b.spare(), HUGE_PAGE - 11);
+        let big = vec![7u8; b.spare()];
+        b.extend_from_slice(&big);
+        assert_eq!(b.len(), HUGE_PAGE);
+        assert_eq!(b.spare(), 0);
+        assert!(b.as_ptr() as usize % HUGE_PAGE == 0, "huge-page aligned");
+    }
+
+    #[test]
+    #[should_panic(expected = "never grows")]
+    fn a_huge_buf_refuses_to_overflow() {
+        let mut b = HugeBuf::with_capacity(1);
+        b.extend_from_slice(&vec![0u8; HUGE_PAGE + 1]);
+    }
+}
