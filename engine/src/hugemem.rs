@@ -134,7 +134,10 @@ mod tests {
         b.extend_from_slice(&big);
         assert_eq!(b.len(), HUGE_PAGE);
         assert_eq!(b.spare(), 0);
-        assert!(b.as_ptr() as usize % HUGE_PAGE == 0, "huge-page aligned");
+        assert!(
+            (b.as_ptr() as usize).is_multiple_of(HUGE_PAGE),
+            "huge-page aligned"
+        );
     }
 
     #[test]
