@@ -144,21 +144,25 @@ impl Versions {
         Versions::zip(a, b, Zip::Versions)
     }
 
-    /// Orders version `x` of `a` and version `y` of `b` by key, reading their bytes only when
-    /// the 16-byte prefixes do not decide (the entries are in order, the buffers are not).
-    fn cmp_keys(a: &Versions, x: &VEntry, b: &Versions, y: &VEntry) -> std::cmp::Ordering {
+    /// Orders version `x` (in buffers `a`) and version `y` (in buffers `b`) by key, reading
+    /// their bytes only when the 16-byte prefixes do not decide (the entries are in order, the
+    /// buffers are not).
+    fn cmp_keys_in(a: &[HugeBuf], x: &VEntry, b: &[HugeBuf], y: &VEntry) -> std::cmp::Ordering {
         x.prefix.cmp(&y.prefix).then_with(|| {
             if x.key_len <= 16 && y.key_len <= 16 {
                 x.key_len.cmp(&y.key_len)
             } else {
-                a.key_of(x).cmp(b.key_of(y))
+                key_in(a, x).cmp(key_in(b, y))
             }
         })
     }
 
-    /// Walks `a` and `b` (each in list order) in step into a new set: the smaller head first;
-    /// on equal heads `b`'s replaces `a`'s (see [`Zip`]). The result takes both sets' buffers
-    /// (see [`Versions`]): only entries move.
+    /// Merges `a` and `b` (each in list order) into one set in list order; on equal heads
+    /// `b`'s replaces `a`'s (see [`Zip`]). The result takes both sets' buffers (see
+    /// [`Versions`]): only entries move. It is built in `a`'s entry vector, merging from the
+    /// back into the room made after `a`'s entries: `a`'s entries below `b`'s smallest stay
+    /// where they are, and no vector the size of both is allocated (and zeroed by the kernel)
+    /// per merge. Under [`Zip::Fold`], `a` holds no tombstone (it is a fold's result).
     fn zip(a: Versions, b: Versions, how: Zip) -> Versions {
         use std::cmp::Ordering::{Equal, Greater, Less};
         let shift = (a.bufs.len() as u64) << BUF_SHIFT;
@@ -166,52 +170,92 @@ impl Versions {
             a.bufs.len() + b.bufs.len() < 1 << (64 - BUF_SHIFT),
             "version buffers are compacted long before their number overflows"
         );
-        let mut entries = Vec::with_capacity(a.len() + b.len());
-        let mut live = 0;
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let ord = match (a.entries.get(i), b.entries.get(j)) {
-                (Some(_), None) => Less,
-                (None, _) => Greater,
-                (Some(x), Some(y)) => {
-                    let by_key = Versions::cmp_keys(&a, x, &b, y);
-                    match how {
-                        Zip::Versions => by_key.then(y.lsn.cmp(&x.lsn)),
-                        Zip::Fold => {
-                            assert!(
-                                by_key.is_ne() || x.lsn <= y.lsn,
-                                "replayed versions must not go backwards"
-                            );
-                            by_key
-                        }
+        debug_assert!(
+            how == Zip::Versions || a.entries.iter().all(|e| e.value_len != NO_VALUE),
+            "a fold's older state holds no tombstone"
+        );
+        let Versions {
+            bufs: mut a_bufs,
+            entries: mut out,
+            live: a_live,
+        } = a;
+        let (na, nb) = (out.len(), b.entries.len());
+        let placeholder = b.entries.first().copied();
+        if let Some(p) = placeholder {
+            out.resize(na + nb, p);
+        }
+        let mut live = a_live;
+        // Invariant: out[..i] is a's unmerged head, out[w..] the merged tail, w >= i + j.
+        let (mut i, mut j, mut w) = (na, nb, na + nb);
+        while j > 0 {
+            let y = &b.entries[j - 1];
+            let ord = if i == 0 {
+                Less
+            } else {
+                let x = &out[i - 1];
+                let by_key = Versions::cmp_keys_in(&a_bufs, x, &b.bufs, y);
+                match how {
+                    Zip::Versions => by_key.then(y.lsn.cmp(&x.lsn)),
+                    Zip::Fold => {
+                        assert!(
+                            by_key.is_ne() || x.lsn <= y.lsn,
+                            "replayed versions must not go backwards"
+                        );
+                        by_key
                     }
                 }
             };
+            // `ord` compares a's last unmerged entry with b's: the greater goes last.
             let older_wins = ord == Equal && how == Zip::Fold && crate::hooks::fold_keeps_older();
             let e = match ord {
-                Less => a.entries[i],
-                Equal if older_wins => a.entries[i],
-                Greater | Equal => VEntry {
-                    at: b.entries[j].at + shift,
-                    ..b.entries[j]
+                Greater => out[i - 1],
+                Equal if older_wins => out[i - 1],
+                Less | Equal => VEntry {
+                    at: y.at + shift,
+                    ..*y
                 },
             };
-            i += usize::from(ord != Greater);
-            j += usize::from(ord != Less);
-            if how == Zip::Versions || e.value_len != NO_VALUE {
-                live += e.stored_len();
-                entries.push(e);
+            match ord {
+                Greater => i -= 1,
+                Less => j -= 1,
+                Equal => {
+                    // b's replaces a's (a's is dropped, whether b's is kept or not).
+                    if !older_wins {
+                        live -= out[i - 1].stored_len();
+                    }
+                    i -= 1;
+                    j -= 1;
+                }
+            }
+            let from_b = ord != Greater && !older_wins;
+            let keep = how == Zip::Versions || e.value_len != NO_VALUE;
+            if keep {
+                w -= 1;
+                out[w] = e;
+                if from_b {
+                    live += e.stored_len();
+                }
+            } else if !from_b {
+                live -= e.stored_len();
             }
         }
-        let mut bufs = a.bufs;
-        bufs.extend(b.bufs);
-        let mut out = Versions {
-            bufs,
-            entries,
+        // Close the gap the dropped versions left between a's head and the merged tail.
+        if w > i {
+            out.copy_within(w.., i);
+            out.truncate(out.len() - (w - i));
+        }
+        a_bufs.extend(b.bufs);
+        let mut merged = Versions {
+            bufs: a_bufs,
+            entries: out,
             live,
         };
-        out.compact_if_sparse();
-        out
+        debug_assert_eq!(
+            merged.live,
+            merged.entries.iter().map(VEntry::stored_len).sum::<usize>()
+        );
+        merged.compact_if_sparse();
+        merged
     }
 
     /// Bytes held by the buffers (live or not).
@@ -243,7 +287,7 @@ impl Versions {
     }
 
     fn key_of(&self, e: &VEntry) -> &[u8] {
-        self.bytes_at(e, 0, e.key_len as usize)
+        key_in(&self.bufs, e)
     }
 
     fn get_entry(&self, e: &VEntry) -> (&[u8], Lsn, Option<&[u8]>) {
@@ -353,7 +397,8 @@ impl Versions {
         self.entries.dedup_by(|later, kept| {
             let dup = (per_key || later.lsn == kept.lsn)
                 && later.prefix == kept.prefix
-                && key(later) == key(kept);
+                && later.key_len == kept.key_len
+                && (later.key_len <= 16 || key(later) == key(kept));
             if dup {
                 dropped += later.stored_len();
             }
@@ -385,6 +430,12 @@ enum Zip {
     /// A key's newest version each, the second set newer: its version replaces the first's,
     /// and a key whose result is a tombstone is dropped.
     Fold,
+}
+
+/// The key of `e`, in `bufs`.
+fn key_in<'a>(bufs: &'a [HugeBuf], e: &VEntry) -> &'a [u8] {
+    let start = (e.at & OFFSET_MASK) as usize;
+    &bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.key_len as usize]
 }
 
 /// Bytes of a [`Versions`] buffer (a larger version gets a buffer of its size).
