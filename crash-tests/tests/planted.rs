@@ -1,5 +1,5 @@
 //! Proof that the runner can fail: each test arms one planted durability bug (feature
-//! `planted-bugs`, inert unless armed) and asserts that the runner reports a violation within a
+//! `__planted-bugs`, inert unless armed) and asserts that the runner reports a violation within a
 //! bounded number of seeds and states; a control run with nothing armed must stay clean.
 //!
 //! Arming is process-wide, so the tests of this binary serialise on one lock.

@@ -108,7 +108,7 @@ impl Writer<'_> {
     }
 
     fn flush(&mut self) -> Result<()> {
-        failpoint!("checkpoint::write");
+        failpoint!(CHECKPOINT_WRITE);
         let full = std::mem::replace(
             &mut self.out,
             Vec::with_capacity(WRITE_CHUNK + BLOCK_TARGET),
@@ -169,7 +169,7 @@ pub(crate) fn write(vfs: &dyn Vfs, dir: &Path, spec: &Spec<'_>, gen: &Gen) -> Re
             return Err(e);
         }
     };
-    failpoint!("checkpoint::before_rename");
+    failpoint!(CHECKPOINT_BEFORE_RENAME);
     let path = dir.join(file_name(spec.id));
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename checkpoint", path.clone(), e))?;
@@ -285,7 +285,7 @@ fn write_into(
     w.flush()?;
     let sync = !crate::hooks::checkpoint_skips_sync();
     if sync {
-        failpoint!("checkpoint::before_sync");
+        failpoint!(CHECKPOINT_BEFORE_SYNC);
     }
     w.fw.finish(sync)
         .map_err(|e| Error::io("write and sync checkpoint", path.to_path_buf(), e))?;

@@ -182,7 +182,7 @@ pub(crate) fn run_checkpoint(
     c.lsn.store(lsn, Ordering::Relaxed);
     // 4. Compaction: what the new MANIFEST no longer needs.
     if old.checkpoint_id != 0 {
-        failpoint!("compaction::before_delete_checkpoint");
+        failpoint!(COMPACTION_BEFORE_DELETE_CHECKPOINT);
         let path = c.dir.join(crate::checkpoint::file_name(old.checkpoint_id));
         if let Err(e) = c.vfs.remove_file(&path) {
             log::warn!(
@@ -394,7 +394,7 @@ fn delete_segments(vfs: &dyn Vfs, dir: &Path, ids: &[u64]) -> u64 {
     let mut n = 0;
     for &id in ids {
         let path = dir.join(segment_file_name(id));
-        failpoint!("compaction::before_delete_segment");
+        failpoint!(COMPACTION_BEFORE_DELETE_SEGMENT);
         match vfs.remove_file(&path) {
             Ok(()) => n += 1,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

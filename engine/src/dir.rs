@@ -199,10 +199,10 @@ pub(crate) fn write_manifest(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> Result<
     file.sync_all()
         .map_err(|e| Error::io("sync manifest", tmp.clone(), e))?;
     drop(file);
-    failpoint!("manifest::before_rename");
+    failpoint!(MANIFEST_BEFORE_RENAME);
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
-    failpoint!("manifest::before_dir_sync");
+    failpoint!(MANIFEST_BEFORE_DIR_SYNC);
     if !crate::hooks::skip_manifest_dir_sync() {
         vfs.sync_dir(dir)
             .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;

@@ -2,9 +2,9 @@
 //! features. A default build carries none of them: every hook below is then an identity function
 //! or an empty macro that the compiler removes.
 //!
-//! * feature `failpoints`: named crash points ([`failpoint!`]). Inert until armed with
+//! * feature `__failpoints`: named crash points ([`failpoint!`]). Inert until armed with
 //!   [`failpoints::arm`]; an armed point kills the process with `SIGKILL` on its n-th hit.
-//! * feature `planted-bugs`: deliberate durability bugs, so that tests can prove the crash-test
+//! * feature `__planted-bugs`: deliberate durability bugs, so that tests can prove the crash-test
 //!   runner detects them. Inert until armed with [`bugs::arm`].
 //!
 //! Both are armed only through functions that exist only under their feature, never by an
@@ -19,45 +19,62 @@ use ringlog_uring::{VFile, Vfs};
 use crate::index::Lsn;
 use crate::log::{Shared, State};
 
-/// Marks a named crash point. Without the `failpoints` feature it expands to nothing.
+/// Marks a crash point, named by a constant of [`points`]. Without the `__failpoints` feature it
+/// only names the constant (so that it is checked), and compiles to nothing.
 macro_rules! failpoint {
-    ($name:literal) => {
-        #[cfg(feature = "failpoints")]
-        $crate::hooks::failpoints::hit($name);
+    ($point:ident) => {
+        let _ = $crate::hooks::points::$point;
+        #[cfg(feature = "__failpoints")]
+        $crate::hooks::failpoints::hit($crate::hooks::points::$point);
     };
 }
 
+/// The names of the engine's crash points, one constant each: [`failpoint!`] takes the constant,
+/// so a misspelt point fails to compile in every build (with or without `__failpoints`).
+pub(crate) mod points {
+    macro_rules! points {
+        ($($id:ident = $name:literal,)*) => {
+            $(pub(crate) const $id: &str = $name;)*
+            /// Every crash point, in the order a run usually reaches them.
+            #[cfg_attr(not(feature = "__failpoints"), allow(dead_code))]
+            pub(crate) const ALL: &[&str] = &[$($name),*];
+        };
+    }
+
+    points! {
+    MANIFEST_BEFORE_RENAME = "manifest::before_rename",
+    MANIFEST_BEFORE_DIR_SYNC = "manifest::before_dir_sync",
+    OPEN_BEFORE_REMOVE_LEFTOVER = "open::before_remove_leftover",
+    RECOVERY_BEFORE_REMOVE_UNFINISHED_SEGMENT = "recovery::before_remove_unfinished_segment",
+    RECOVERY_BEFORE_QUARANTINE = "recovery::before_quarantine",
+    OPEN_AFTER_RECOVERY = "open::after_recovery",
+    SEGMENT_AFTER_CREATE_FILE = "segment::after_create_file",
+    SEGMENT_BEFORE_FILE_SYNC = "segment::before_file_sync",
+    SEGMENT_BEFORE_RENAME = "segment::before_rename",
+    SEGMENT_BEFORE_DIR_SYNC = "segment::before_dir_sync",
+    SEGMENT_AFTER_DIR_SYNC = "segment::after_dir_sync",
+    SEGMENT_BEFORE_GROW = "segment::before_grow",
+    LOG_BEFORE_BATCH_WRITE = "log::before_batch_write",
+    LOG_AFTER_BATCH_DURABLE = "log::after_batch_durable",
+    LOG_AFTER_DURABLE_PUBLISHED = "log::after_durable_published",
+    LOG_MID_ROTATION = "log::mid_rotation",
+    CHECKPOINT_WRITE = "checkpoint::write",
+    CHECKPOINT_BEFORE_SYNC = "checkpoint::before_sync",
+    CHECKPOINT_BEFORE_RENAME = "checkpoint::before_rename",
+    COMPACTION_BEFORE_DELETE_SEGMENT = "compaction::before_delete_segment",
+    COMPACTION_BEFORE_DELETE_CHECKPOINT = "compaction::before_delete_checkpoint",
+    }
+}
+
 /// Crash points: names, arming, hit counters.
-#[cfg(feature = "failpoints")]
+#[cfg(feature = "__failpoints")]
 pub mod failpoints {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use parking_lot::Mutex;
 
     /// Every crash point compiled into the engine, in the order a run usually reaches them.
-    pub const POINTS: &[&str] = &[
-        "manifest::before_rename",
-        "manifest::before_dir_sync",
-        "open::before_remove_leftover",
-        "recovery::before_remove_unfinished_segment",
-        "recovery::before_quarantine",
-        "open::after_recovery",
-        "segment::after_create_file",
-        "segment::before_file_sync",
-        "segment::before_rename",
-        "segment::before_dir_sync",
-        "segment::after_dir_sync",
-        "segment::before_grow",
-        "log::before_batch_write",
-        "log::after_batch_durable",
-        "log::after_durable_published",
-        "log::mid_rotation",
-        "checkpoint::write",
-        "checkpoint::before_sync",
-        "checkpoint::before_rename",
-        "compaction::before_delete_segment",
-        "compaction::before_delete_checkpoint",
-    ];
+    pub const POINTS: &[&str] = super::points::ALL;
 
     static ARMED: AtomicBool = AtomicBool::new(false);
     static TARGET: Mutex<Option<(&'static str, u64)>> = Mutex::new(None);
@@ -130,7 +147,7 @@ pub mod failpoints {
 }
 
 /// Planted bugs: arming and the bug list.
-#[cfg(feature = "planted-bugs")]
+#[cfg(feature = "__planted-bugs")]
 pub mod bugs {
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -255,7 +272,7 @@ pub mod bugs {
 /// the sync but returns true, so the commit is acknowledged without waiting for it.
 #[inline(always)]
 pub(crate) fn ack_strict_early(_shared: &Shared, _st: &mut State, _lsn: Lsn) -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::AckStrictBeforeSync) {
         _shared.request_sync(_st, _lsn);
         return true;
@@ -267,7 +284,7 @@ pub(crate) fn ack_strict_early(_shared: &Shared, _st: &mut State, _lsn: Lsn) -> 
 /// one with a bare fdatasync and reports that.
 #[inline(always)]
 pub(crate) fn retry_failed_sync(res: io::Result<()>, _file: &dyn VFile) -> io::Result<()> {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if res.is_err() && bugs::armed(bugs::Bug::RetryFailedSyncAndAck) {
         return _file.sync_data();
     }
@@ -277,7 +294,7 @@ pub(crate) fn retry_failed_sync(res: io::Result<()>, _file: &dyn VFile) -> io::R
 /// Hook: the highest LSN recovery saw. The `ReuseLsnAfterRecovery` bug lowers it by one.
 #[inline(always)]
 pub(crate) fn recovered_max_lsn(max_lsn: Lsn, _last_applied: Lsn) -> Lsn {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::ReuseLsnAfterRecovery) {
         // Ignores LSN leases too: numbers the next commit with the last applied LSN.
         return _last_applied.saturating_sub(1);
@@ -289,7 +306,7 @@ pub(crate) fn recovered_max_lsn(max_lsn: Lsn, _last_applied: Lsn) -> Lsn {
 /// bug skips it.
 #[inline(always)]
 pub(crate) fn segment_dir_sync(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::SkipSegmentDirSync) {
         return Ok(());
     }
@@ -301,7 +318,7 @@ pub(crate) fn segment_dir_sync(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
 /// became durable.
 #[inline(always)]
 pub(crate) fn new_segment_sync(_file: &dyn VFile) -> io::Result<()> {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::RenameSegmentBeforeSync) {
         return Ok(());
     }
@@ -309,7 +326,7 @@ pub(crate) fn new_segment_sync(_file: &dyn VFile) -> io::Result<()> {
 }
 
 /// Whether the `ApplyTornCommit` bug is armed (used by recovery).
-#[cfg(feature = "planted-bugs")]
+#[cfg(feature = "__planted-bugs")]
 pub(crate) fn apply_torn_commit() -> bool {
     bugs::armed(bugs::Bug::ApplyTornCommit)
 }
@@ -318,7 +335,7 @@ pub(crate) fn apply_torn_commit() -> bool {
 /// its own last LSN, and wakes every parked committer (the `PublishLastAssignedLsn` bug).
 #[inline(always)]
 pub(crate) fn publishes_past_round() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::PublishLastAssignedLsn) {
         return true;
     }
@@ -329,7 +346,7 @@ pub(crate) fn publishes_past_round() -> bool {
 /// says no).
 #[inline(always)]
 pub(crate) fn arm_buffered_timer() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::BufferedTimerNeverFires) {
         return false;
     }
@@ -339,7 +356,7 @@ pub(crate) fn arm_buffered_timer() -> bool {
 /// Hook: whether a sync request wakes a sleeping log thread (the `LostSyncWakeup` bug says no).
 #[inline(always)]
 pub(crate) fn wake_for_sync_request() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::LostSyncWakeup) {
         return false;
     }
@@ -350,7 +367,7 @@ pub(crate) fn wake_for_sync_request() -> bool {
 /// reopened database appends (the `SkipResyncOnReopen` bug skips it).
 #[inline(always)]
 pub(crate) fn resync_on_reopen(_vfs: &dyn Vfs, _dir: &Path, _file: &dyn VFile) -> io::Result<()> {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::SkipResyncOnReopen) {
         return Ok(());
     }
@@ -362,7 +379,7 @@ pub(crate) fn resync_on_reopen(_vfs: &dyn Vfs, _dir: &Path, _file: &dyn VFile) -
 /// bug moves it one sector too far).
 #[inline(always)]
 pub(crate) fn deferred_prev_end(valid_end: u64) -> u64 {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::DeferredRotationPastTheEnd) {
         return valid_end + 512;
     }
@@ -374,7 +391,7 @@ pub(crate) fn deferred_prev_end(valid_end: u64) -> u64 {
 /// `Buffered` commits, the next run hands their LSNs out again).
 #[inline(always)]
 pub(crate) fn write_leases() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::SkipLsnLease) {
         return false;
     }
@@ -385,7 +402,7 @@ pub(crate) fn write_leases() -> bool {
 /// `PublishStrictBeforeDurable` bug says yes: a reader can see what a crash then loses).
 #[inline(always)]
 pub(crate) fn publish_strict_early() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::PublishStrictBeforeDurable) {
         return true;
     }
@@ -396,7 +413,7 @@ pub(crate) fn publish_strict_early() -> bool {
 /// `TrimIgnoresSnapshots` bug says yes: a snapshot's reads lose versions they can see).
 #[inline(always)]
 pub(crate) fn trim_ignores_snapshots() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::TrimIgnoresSnapshots) {
         return true;
     }
@@ -405,7 +422,7 @@ pub(crate) fn trim_ignores_snapshots() -> bool {
 
 #[inline(always)]
 pub(crate) fn stale_key_index() -> bool {
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     if bugs::armed(bugs::Bug::StaleKeyIndex) {
         return true;
     }
@@ -418,7 +435,7 @@ macro_rules! bug_hook {
         $(#[doc = $doc])*
         #[inline(always)]
         pub(crate) fn $name() -> bool {
-            #[cfg(feature = "planted-bugs")]
+            #[cfg(feature = "__planted-bugs")]
             if bugs::armed(bugs::Bug::$bug) {
                 return true;
             }
@@ -448,7 +465,7 @@ bug_hook! {
 /// runner asked for small ones ([`failpoints::small_recovery_chunks`]).
 #[inline(always)]
 pub(crate) fn loader_limits(hash: usize, chunk: usize) -> (usize, usize) {
-    #[cfg(feature = "failpoints")]
+    #[cfg(feature = "__failpoints")]
     if failpoints::small_recovery_chunks_on() {
         return (4, 8);
     }

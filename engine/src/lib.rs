@@ -91,12 +91,12 @@
 //! ## Cargo features
 //!
 //! None is needed to use the database. `lz4` adds LZ4 compression of checkpoint blocks
-//! ([`Options::codec`]). The other two exist for the project's crash-test runner and are inert
-//! until a test arms them at run time:
+//! ([`Options::codec`]). The other two, prefixed `__` because they are not product features,
+//! exist for the project's crash-test runner and are inert until a test arms them at run time:
 //!
-//! * `failpoints`: named crash points (`failpoints::arm` kills the process at the n-th hit of
+//! * `__failpoints`: named crash points (`failpoints::arm` kills the process at the n-th hit of
 //!   one);
-//! * `planted-bugs`: deliberate durability bugs (`bugs::arm`), which prove the crash-test runner
+//! * `__planted-bugs`: deliberate durability bugs (`bugs::arm`), which prove the crash-test runner
 //!   catches each class of bug. Never enable it in a build you ship.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -127,11 +127,11 @@ mod txn;
 pub use checkpointer::CheckpointInfo;
 pub use db::{Db, DbBuilder};
 pub use error::{Error, Result};
-#[cfg(feature = "planted-bugs")]
-#[cfg_attr(docsrs, doc(cfg(feature = "planted-bugs")))]
+#[cfg(feature = "__planted-bugs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "__planted-bugs")))]
 pub use hooks::bugs;
-#[cfg(feature = "failpoints")]
-#[cfg_attr(docsrs, doc(cfg(feature = "failpoints")))]
+#[cfg(feature = "__failpoints")]
+#[cfg_attr(docsrs, doc(cfg(feature = "__failpoints")))]
 pub use hooks::failpoints;
 pub use index::retention::Retention;
 pub use index::scan::Scan;

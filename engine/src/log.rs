@@ -655,7 +655,7 @@ impl Active {
     /// Makes sure `[.., end)` of the segment is prepared before a round writes up to `end`.
     fn prepare(&mut self, cfg: &LogConfig, end: u64) -> crate::Result<()> {
         if end > self.len {
-            failpoint!("segment::before_grow");
+            failpoint!(SEGMENT_BEFORE_GROW);
             self.len = grow_segment(&*self.file, &cfg.seg, self.id, self.len, end)?;
         }
         Ok(())
@@ -759,7 +759,7 @@ pub(crate) fn run_log_thread(
                             file,
                             len: initial_len(cfg.seg.size),
                         };
-                        failpoint!("log::mid_rotation");
+                        failpoint!(LOG_MID_ROTATION);
                     }
                     Err(e) => {
                         shared.poison(e.to_poison());
@@ -777,7 +777,7 @@ pub(crate) fn run_log_thread(
                 shared.poison(e.to_poison());
                 return;
             }
-            failpoint!("log::before_batch_write");
+            failpoint!(LOG_BEFORE_BATCH_WRITE);
             // The disk's clock: a simulated disk's latency then decides the gathering window
             // below, as a real one's does.
             let started = shared.now();
@@ -793,7 +793,7 @@ pub(crate) fn run_log_thread(
                 shared.poison(e);
                 return;
             }
-            failpoint!("log::after_batch_durable");
+            failpoint!(LOG_AFTER_BATCH_DURABLE);
             let c = &shared.counters;
             c.syncs.fetch_add(1, Ordering::Relaxed);
             c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
@@ -843,7 +843,7 @@ pub(crate) fn run_log_thread(
                 drop(st);
                 parked.iter().for_each(Thread::unpark);
             }
-            failpoint!("log::after_durable_published");
+            failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
         }
     }
 }

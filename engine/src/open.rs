@@ -68,7 +68,7 @@ impl Db {
             });
         }
         let mut recovered = recover(&*vfs, &dir, &manifest, opts.recovery)?;
-        failpoint!("open::after_recovery");
+        failpoint!(OPEN_AFTER_RECOVERY);
         let mut stats = recovered.stats.clone();
         log::info!(
             "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",

@@ -141,7 +141,7 @@ struct Applier {
 impl Applier {
     /// The `ApplyTornCommit` planted bug: applies the open transaction (whose commit record is
     /// missing) with whatever operations survived.
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     fn planted_apply_torn_commit(&mut self, buf: &[u8]) {
         if !crate::hooks::apply_torn_commit() {
             return;
@@ -766,10 +766,10 @@ fn list_and_clean(
             let path = dir.join(name);
             log::warn!("removing {}: {why}", path.display());
             if name.ends_with(".log.tmp") {
-                failpoint!("recovery::before_remove_unfinished_segment");
+                failpoint!(RECOVERY_BEFORE_REMOVE_UNFINISHED_SEGMENT);
                 stats.torn_segments_removed += 1;
             } else {
-                failpoint!("open::before_remove_leftover");
+                failpoint!(OPEN_BEFORE_REMOVE_LEFTOVER);
                 stats.leftovers_removed += 1;
             }
             vfs.remove_file(&path)
@@ -975,7 +975,7 @@ fn scan_segment(app: &mut Applier, buf: &[u8], seg: &SegmentRef<'_>) -> Scanned 
             }
         }
     }
-    #[cfg(feature = "planted-bugs")]
+    #[cfg(feature = "__planted-bugs")]
     app.planted_apply_torn_commit(buf);
     app.end_segment(buf);
     Scanned {
@@ -1085,7 +1085,7 @@ fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats)
             n += 1;
         };
         log::warn!("quarantining {} as {}", from.display(), to.display());
-        failpoint!("recovery::before_quarantine");
+        failpoint!(RECOVERY_BEFORE_QUARANTINE);
         vfs.rename(&from, &to)
             .map_err(|e| Error::io("quarantine segment", from.clone(), e))?;
         stats.segments_quarantined += 1;

@@ -113,7 +113,7 @@ pub(crate) fn create_segment(
             },
         )
         .map_err(|e| Error::io("create segment", tmp.clone(), e))?;
-    failpoint!("segment::after_create_file");
+    failpoint!(SEGMENT_AFTER_CREATE_FILE);
     let mut head = AlignedBuf::with_capacity(SEGMENT_HEADER_LEN);
     SegmentHeader::new(id, cfg.epoch, cfg.run_id, now_ns(), prev_end, base_lsn)
         .encode(head.extend_zeroed(SEGMENT_HEADER_LEN));
@@ -126,16 +126,16 @@ pub(crate) fn create_segment(
         SEGMENT_HEADER_LEN as u64,
         initial_len(cfg.size),
     )?;
-    failpoint!("segment::before_file_sync");
+    failpoint!(SEGMENT_BEFORE_FILE_SYNC);
     crate::hooks::new_segment_sync(&*file)
         .map_err(|e| Error::io("sync new segment", tmp.clone(), e))?;
-    failpoint!("segment::before_rename");
+    failpoint!(SEGMENT_BEFORE_RENAME);
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename new segment", path.clone(), e))?;
-    failpoint!("segment::before_dir_sync");
+    failpoint!(SEGMENT_BEFORE_DIR_SYNC);
     crate::hooks::segment_dir_sync(vfs, &cfg.dir)
         .map_err(|e| Error::io("sync directory", cfg.dir.clone(), e))?;
-    failpoint!("segment::after_dir_sync");
+    failpoint!(SEGMENT_AFTER_DIR_SYNC);
     log::debug!(
         "created segment {} (prev_end {prev_end}, base_lsn {base_lsn})",
         path.display()
