@@ -24,8 +24,8 @@ use ringlog_uring::Vfs;
 use crate::db::Db;
 use crate::dir::write_manifest;
 use crate::index::Lsn;
-use crate::log::Shared;
 use crate::segment::{parse_segment_name, segment_file_name};
+use crate::wal::Shared;
 use crate::{Error, Result};
 
 /// The checkpoint state of a database with a directory.

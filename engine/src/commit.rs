@@ -7,9 +7,9 @@ use ringlog_format::MAX_KEY_LEN;
 
 use crate::db::Db;
 use crate::index::{Lsn, OpRef};
-use crate::log::txn_encoded_len;
 use crate::options::{validate_buffered, Durability};
 use crate::segment::now_ns;
+use crate::wal::txn_encoded_len;
 use crate::{Error, Result};
 
 impl Db {

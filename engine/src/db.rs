@@ -13,12 +13,12 @@ use ringlog_uring::{BackendInfo, FileLock, Vfs};
 use crate::index::retention::{Retention, RetentionState, RETENTION_KEY};
 use crate::index::scan::Scan;
 use crate::index::{prefix_end, Gen, Lsn, OpRef, Value, Versions};
-use crate::log::{run_log_thread, Active, Shared};
 use crate::options::{Durability, Preallocate};
 use crate::recovery::RecoveryStats;
 use crate::segment::now_ns;
 use crate::snapshot::Snapshot;
 use crate::txn::Txn;
+use crate::wal::{run_log_thread, Active, Shared};
 use crate::{Error, Options, Result, SyncStrategy};
 
 /// The log thread's life.

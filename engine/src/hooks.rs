@@ -17,7 +17,7 @@ use std::path::Path;
 use ringlog_uring::{VFile, Vfs};
 
 use crate::index::Lsn;
-use crate::log::{Shared, State};
+use crate::wal::{Shared, State};
 
 /// Marks a crash point, named by a constant of [`points`]. Without the `__failpoints` feature it
 /// only names the constant (so that it is checked), and compiles to nothing.

@@ -112,7 +112,6 @@ mod error;
 mod hugemem;
 mod index;
 mod loader;
-mod log;
 mod open;
 mod options;
 mod publish;
@@ -123,6 +122,7 @@ mod snapshot;
 mod stats;
 mod trimmer;
 mod txn;
+mod wal;
 
 pub use checkpointer::CheckpointInfo;
 pub use db::{Db, DbBuilder};

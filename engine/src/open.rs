@@ -12,10 +12,10 @@ use crate::db::{Db, LogThread};
 use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
 use crate::index::retention::RetentionState;
 use crate::index::{Gen, Lsn, Versions};
-use crate::log::{Active, LogConfig, Shared};
 use crate::options::{Durability, MAX_ALIGN};
 use crate::recovery::recover;
 use crate::segment::{create_segment, now_ns, SegmentConfig};
+use crate::wal::{Active, LogConfig, Shared};
 use crate::{Error, Options, Result};
 
 impl Db {
@@ -187,9 +187,9 @@ impl Db {
         let direct_io = active.file.direct_io().is_some();
         let backpressure = match opts.durability {
             Durability::Buffered { max_pending, .. } => {
-                (max_pending.saturating_mul(4)).max(crate::log::MIN_BACKPRESSURE)
+                (max_pending.saturating_mul(4)).max(crate::wal::MIN_BACKPRESSURE)
             }
-            _ => crate::log::MIN_BACKPRESSURE,
+            _ => crate::wal::MIN_BACKPRESSURE,
         };
         let cfg = LogConfig {
             seg,

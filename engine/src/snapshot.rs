@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::index::scan::Scan;
 use crate::index::{prefix_end, Lsn, Value};
-use crate::log::Shared;
+use crate::wal::Shared;
 use crate::Result;
 
 /// A consistent, read-only view of the database as of one LSN: every transaction up to

@@ -8,8 +8,8 @@ use crate::db::Db;
 use crate::index::retention::Retention;
 use crate::index::trim::{trim, TrimHost};
 use crate::index::{Lsn, Versions};
-use crate::log::Shared;
 use crate::segment::now_ns;
+use crate::wal::Shared;
 use crate::{Error, Result};
 
 impl Db {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::db::Db;
 use crate::index::{Lsn, OpRef, Value};
-use crate::log::txn_encoded_len;
+use crate::wal::txn_encoded_len;
 use crate::{Durability, Error, Result};
 
 enum Op {

@@ -1,0 +1,245 @@
+//! Encoding transactions into the pending batches: records, LSN leases, padding.
+
+use std::sync::atomic::Ordering;
+
+use ringlog_format::{
+    align_up, encode_padding, encode_record, encoded_len, AlignedBuf, RecordKind, RecordSpec,
+    SegmentPos, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
+
+use super::{Batch, LogConfig, Shared, State};
+use crate::index::{Lsn, OpRef};
+use crate::segment::now_ns;
+
+impl Shared {
+    /// The lease record to write before the transaction with `lsn`, if one is due: when `lsn` is
+    /// beyond the last lease, or past half of it (renewal ahead of need, so that the new lease is
+    /// usually durable before it is needed). Records it as appended.
+    pub(crate) fn lease_due(&self, st: &mut State, lsn: Lsn) -> Option<Lsn> {
+        let cfg = self.log.as_ref()?;
+        let span = cfg.lease_span;
+        if !crate::hooks::write_leases() || lsn + span / 2 <= st.lease_appended {
+            return None;
+        }
+        let bound = st.lease_appended.max(lsn - 1) + span;
+        st.lease_appended = bound;
+        st.leased = true;
+        st.leases_pending.push_back((bound, lsn));
+        Some(bound)
+    }
+
+    /// Whether `lsn` may be returned to a caller before its commit is durable: a durable lease
+    /// covers it.
+    pub(crate) fn lease_covers(&self, st: &mut State, lsn: Lsn) -> bool {
+        let durable = self.durable_lsn.load(Ordering::Acquire);
+        while let Some(&(bound, first_after)) = st.leases_pending.front() {
+            if first_after > durable {
+                break;
+            }
+            st.lease_durable = st.lease_durable.max(bound);
+            st.leases_pending.pop_front();
+        }
+        lsn <= st.lease_durable || !crate::hooks::write_leases()
+    }
+
+    /// At close: lowers the lease to the last assigned LSN (every LSN of this run is accounted
+    /// for), so that the next run continues from there instead of above the lease. Only when this
+    /// run wrote a lease.
+    pub(crate) fn append_closing_lease(&self, st: &mut State) {
+        if self.log.is_none() || !st.leased {
+            return;
+        }
+        let last = st.next_lsn - 1;
+        if st.lease_appended > last {
+            st.lease_appended = last;
+            let lsn = st.next_lsn;
+            self.append(st, &[], lsn, 0, false, Some(last));
+        }
+    }
+
+    /// Encodes a transaction's records (preceded by a lease record when `lease` is set; only the
+    /// lease when `ops` is empty) into the pending batches at the current cursor, opening a new
+    /// segment first when they do not fit. `ops` have been validated. `system` marks the writes
+    /// as the engine's own ([`ringlog_format::FLAG_SYSTEM`]).
+    pub(crate) fn append<'a>(
+        &self,
+        st: &mut State,
+        ops: &[OpRef<'a>],
+        lsn: Lsn,
+        txn_id: u64,
+        system: bool,
+        lease: Option<Lsn>,
+    ) {
+        let cfg = self.log.as_ref().expect("append needs a log");
+        let lease_len = if lease.is_some() {
+            encoded_len(0, MARKER_PAYLOAD_LEN)
+        } else {
+            0
+        };
+        let txn_len = if ops.is_empty() {
+            0
+        } else {
+            txn_encoded_len(ops)
+        };
+        let need = lease_len + txn_len;
+        let reserve = cfg.align as usize + RECORD_HEADER_LEN;
+        assert!(
+            need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
+            "transaction size was validated"
+        );
+        let deferred = st.rotate_first.take();
+        if deferred.is_some() || st.cursor as usize + need + reserve > cfg.seg.size as usize {
+            // Rotate: close the open batch of this segment; the next segment records its end.
+            let prev_end = match (deferred, st.batches.back_mut()) {
+                (Some(end), _) => end,
+                (None, Some(b)) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id),
+                (None, _) => st.cursor,
+            };
+            st.seg_id += 1;
+            st.cursor = SEGMENT_HEADER_LEN as u64;
+            let buf = st
+                .spare
+                .pop()
+                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+            st.batches.push_back(Batch {
+                seg_id: st.seg_id,
+                start: st.cursor,
+                buf,
+                last_lsn: 0,
+                create: Some((prev_end, lsn - 1)),
+            });
+        } else if st.batches.back().is_none_or(|b| b.seg_id != st.seg_id) {
+            let buf = st
+                .spare
+                .pop()
+                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+            st.batches.push_back(Batch {
+                seg_id: st.seg_id,
+                start: st.cursor,
+                buf,
+                last_lsn: 0,
+                create: None,
+            });
+        }
+        let (seg_id, cursor) = (st.seg_id, st.cursor);
+        let batch = st.batches.back_mut().expect("a batch is open");
+        debug_assert_eq!(batch.start + batch.buf.len() as u64, cursor);
+        let ts = now_ns();
+        let epoch = cfg.seg.epoch;
+        let batch_start = batch.start as u32;
+        let run = self.run_id;
+        let mut at = cursor;
+        let mut put = |buf: &mut AlignedBuf, spec: RecordSpec<'_>| {
+            let len = match spec.kind {
+                RecordKind::Write | RecordKind::Delete => {
+                    encoded_len(spec.key.len(), spec.value.len())
+                }
+                _ => encoded_len(0, MARKER_PAYLOAD_LEN),
+            };
+            let dst = buf.extend_zeroed(len);
+            let n = encode_record(
+                dst,
+                &spec,
+                SegmentPos {
+                    segment_id: seg_id,
+                    epoch,
+                    offset: at,
+                },
+            )
+            .expect("validated record encodes");
+            debug_assert_eq!(n, len);
+            at += n as u64;
+        };
+        fn with_system(spec: RecordSpec<'_>, system: bool) -> RecordSpec<'_> {
+            if system {
+                spec.system()
+            } else {
+                spec
+            }
+        }
+        let op_spec = |op: &OpRef<'a>| {
+            let spec = match *op {
+                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, txn_id, run, ts, batch_start),
+                OpRef::Delete(k) => RecordSpec::delete(k, lsn, txn_id, run, ts, batch_start),
+            };
+            with_system(spec, system)
+        };
+        if let Some(bound) = lease {
+            put(
+                &mut batch.buf,
+                RecordSpec::lease(bound, run, ts, batch_start),
+            );
+        }
+        if ops.is_empty() {
+            // A lease alone.
+        } else if let [op] = ops {
+            put(&mut batch.buf, op_spec(op).autocommit());
+        } else {
+            let n = ops.len() as u32;
+            put(
+                &mut batch.buf,
+                RecordSpec::marker(RecordKind::BeginTxn, n, lsn, txn_id, run, ts, batch_start),
+            );
+            for op in ops {
+                put(&mut batch.buf, op_spec(op));
+            }
+            put(
+                &mut batch.buf,
+                RecordSpec::marker(RecordKind::CommitTxn, n, lsn, txn_id, run, ts, batch_start),
+            );
+        }
+        assert_eq!(
+            at - cursor,
+            need as u64,
+            "encoded size matches the reservation"
+        );
+        st.cursor = at;
+        st.pending_bytes += need;
+        if !ops.is_empty() {
+            batch.last_lsn = lsn;
+            st.pending_commits += 1;
+        }
+        self.counters
+            .bytes_appended
+            .fetch_add(need as u64, Ordering::Relaxed);
+    }
+}
+
+/// Bytes a transaction occupies in the log.
+pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
+    let op_len = |op: &OpRef<'_>| match *op {
+        OpRef::Put(k, v) => encoded_len(k.len(), v.len()),
+        OpRef::Delete(k) => encoded_len(k.len(), 0),
+    };
+    match ops {
+        [op] => op_len(op),
+        _ => 2 * encoded_len(0, MARKER_PAYLOAD_LEN) + ops.iter().map(op_len).sum::<usize>(),
+    }
+}
+
+/// Closes a batch with a Padding record up to the next write-alignment boundary; returns its end.
+pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
+    let end = b.start + b.buf.len() as u64;
+    let mut gap = align_up(end, cfg.align) - end;
+    if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
+        gap += cfg.align;
+    }
+    if gap != 0 {
+        let pos = SegmentPos {
+            segment_id: b.seg_id,
+            epoch: cfg.seg.epoch,
+            offset: end,
+        };
+        encode_padding(
+            b.buf.extend_zeroed(gap as usize),
+            run_id,
+            b.start as u32,
+            pos,
+        )
+        .expect("padding is aligned and large enough");
+    }
+    let end = end + gap;
+    assert_eq!(end % cfg.align, 0, "batches end on the write alignment");
+    assert!(end <= cfg.seg.size, "batch stays inside its segment");
+    end
+}

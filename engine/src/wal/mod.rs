@@ -1,0 +1,385 @@
+//! The write-ahead log: committers encode records into pending batches under one mutex; one log
+//! thread writes each batch and makes it durable, one batch (one write + one sync) at a time, and
+//! advances the durable LSN over the contiguous prefix it has synced.
+//!
+//! * this module: what committers and the log thread share (the log mutex's [`State`], the
+//!   durable LSN, the counters) and the committers' side of it (sync requests, waits, poison);
+//! * [`append`]: encoding a transaction into the pending batches, LSN leases, padding;
+//! * [`policy`]: the log thread's decisions (write now, gather, sleep until, seal) as pure
+//!   functions of its state and the time;
+//! * [`thread`]: the log thread itself (segment creation and growth, writes, publication).
+
+mod append;
+pub(crate) mod policy;
+mod thread;
+
+pub(crate) use append::txn_encoded_len;
+pub(crate) use thread::{run_log_thread, Active};
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use ringlog_format::AlignedBuf;
+use ringlog_uring::{BlockReason, SyncStrategy, Vfs, Waker};
+
+use crate::index::{Lsn, Versions};
+use crate::publish::Visibility;
+use crate::segment::SegmentConfig;
+
+/// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
+pub(crate) const MIN_BACKPRESSURE: usize = 64 << 20;
+
+/// A run of records bound for one place in one segment, written with one write + one sync.
+pub(crate) struct Batch {
+    seg_id: u64,
+    /// File offset of the batch's first byte (a multiple of the write alignment).
+    start: u64,
+    buf: AlignedBuf,
+    last_lsn: Lsn,
+    /// Set when the segment must be created first: (end of the previous segment, base LSN).
+    create: Option<(u64, Lsn)>,
+}
+
+/// Everything committers and the log thread share under the log mutex.
+pub(crate) struct State {
+    pub(crate) next_lsn: Lsn,
+    /// Segment and offset where the next record goes.
+    seg_id: u64,
+    cursor: u64,
+    batches: VecDeque<Batch>,
+    pending_bytes: usize,
+    /// Commits in the pending batches.
+    pending_commits: usize,
+    /// The parked Strict committers of the next two rounds (by parity of the take that carries
+    /// their records): a finished round unparks exactly its own committers, all at once, rather
+    /// than handing a condition variable's mutex from one to the next.
+    round_waiters: [Vec<Thread>; 2],
+    /// Number of times the log thread has taken the pending batches.
+    takes: u64,
+    /// Group-commit gathering: after a round that carried several commits, the log thread waits
+    /// (until the deadline at most) for as many commits to be pending again before it syncs, so
+    /// that committers just woken by that round can join the next one (PostgreSQL's
+    /// commit_delay/commit_siblings idea, adaptive: no gathering for a lone committer).
+    gather: Option<(usize, Instant)>,
+    /// Highest LSN someone waits to see durable.
+    sync_upto: Lsn,
+    /// When the oldest unsynced Buffered commit must be synced.
+    deadline: Option<Instant>,
+    /// Pending bytes that trigger a sync before the deadline.
+    trigger_bytes: usize,
+    /// The log thread is (about to be) blocked in its driver's wait.
+    sleeping: bool,
+    pub(crate) closing: bool,
+    pub(crate) poisoned: Option<Arc<io::Error>>,
+    spare: Vec<AlignedBuf>,
+    /// Set at open when the recovered tail cannot be appended to: the first append starts the next
+    /// segment, recording this end of the current one.
+    rotate_first: Option<u64>,
+    /// Highest LSN lease appended to the log: LSNs up to it may be assigned.
+    lease_appended: Lsn,
+    /// Appended leases not yet known durable: (bound, first LSN appended after the lease record).
+    /// A lease is durable once that LSN is.
+    leases_pending: VecDeque<(Lsn, Lsn)>,
+    /// Highest lease known durable: LSNs up to it may be *returned* to callers whose commits are
+    /// not durable yet (Buffered).
+    lease_durable: Lsn,
+    /// This run wrote a lease.
+    leased: bool,
+}
+
+impl State {
+    /// Makes the first append start a new segment after the current one, whose valid records end
+    /// at `prev_end` (see [`State::rotate_first`]).
+    pub(crate) fn defer_rotation(&mut self, prev_end: u64) {
+        self.rotate_first = Some(prev_end);
+    }
+}
+
+/// Fixed facts about the log of one run.
+pub(crate) struct LogConfig {
+    pub(crate) seg: SegmentConfig,
+    pub(crate) align: u64,
+    pub(crate) strategy: SyncStrategy,
+    pub(crate) backpressure: usize,
+    /// LSNs one lease reserves.
+    pub(crate) lease_span: u64,
+}
+
+/// Monotonic counters for [`crate::Stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) bytes_appended: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) sync_failures: AtomicU64,
+    pub(crate) sync_ns_total: AtomicU64,
+    pub(crate) sync_ns_max: AtomicU64,
+    pub(crate) last_sync_unix_ns: AtomicU64,
+    pub(crate) segments_created: AtomicU64,
+}
+
+/// What the database's threads share.
+///
+/// Lock order (never acquire against it): `State` (the log mutex) → the index's retention lock →
+/// its snapshot registry → the visibility lock. The commit path takes only the log mutex, briefly
+/// (LSN assignment and log-buffer reservation), then inserts into the index with no lock and
+/// publishes under the visibility lock alone.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// The versioned index.
+    pub(crate) versions: Versions,
+    /// Which prefix of the commit order readers see.
+    pub(crate) visible: Visibility,
+    /// Signalled when the durable LSN advances, on poison and when the log thread exits.
+    pub(crate) durable_cv: Condvar,
+    /// Signalled when pending bytes are taken by the log thread.
+    pub(crate) space_cv: Condvar,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    /// Mirrors `State::poisoned.is_some()` for parked committers, which hold no lock.
+    poisoned_flag: AtomicBool,
+    pub(crate) counters: Counters,
+    pub(crate) waker: OnceLock<Arc<dyn Waker>>,
+    pub(crate) log: Option<LogConfig>,
+    pub(crate) run_id: u64,
+    /// The disk: the clock the timers read and the blocking hints go to (none in memory).
+    pub(crate) vfs: Option<Arc<dyn Vfs>>,
+    /// Checkpoints and the MANIFEST (set at open for a database with a directory).
+    pub(crate) ckpt: OnceLock<crate::checkpointer::Checkpoints>,
+    /// The next transaction id (record framing; serialised by the log mutex).
+    pub(crate) next_txn_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        versions: Versions,
+        visible: Lsn,
+        next_lsn: Lsn,
+        log: Option<(LogConfig, u64, u64)>,
+        run_id: u64,
+        vfs: Option<Arc<dyn Vfs>>,
+    ) -> Shared {
+        let (log, seg_id, cursor) = match log {
+            Some((cfg, seg_id, cursor)) => (Some(cfg), seg_id, cursor),
+            None => (None, 0, 0),
+        };
+        Shared {
+            state: Mutex::new(State {
+                next_lsn,
+                seg_id,
+                cursor,
+                batches: VecDeque::new(),
+                pending_bytes: 0,
+                pending_commits: 0,
+                round_waiters: [Vec::new(), Vec::new()],
+                takes: 0,
+                gather: None,
+                sync_upto: 0,
+                deadline: None,
+                trigger_bytes: usize::MAX,
+                sleeping: false,
+                closing: false,
+                poisoned: None,
+                spare: Vec::new(),
+                rotate_first: None,
+                lease_appended: next_lsn - 1,
+                leases_pending: VecDeque::new(),
+                lease_durable: next_lsn - 1,
+                leased: false,
+            }),
+            ckpt: OnceLock::new(),
+            next_txn_id: AtomicU64::new(1),
+            versions,
+            visible: Visibility::new(visible, next_lsn),
+            durable_cv: Condvar::new(),
+            space_cv: Condvar::new(),
+            durable_lsn: AtomicU64::new(next_lsn - 1),
+            closed: AtomicBool::new(false),
+            poisoned_flag: AtomicBool::new(false),
+            counters: Counters::default(),
+            waker: OnceLock::new(),
+            log,
+            run_id,
+            vfs,
+        }
+    }
+
+    /// Now, on the disk's clock ([`Vfs::now`]).
+    pub(crate) fn now(&self) -> Instant {
+        match &self.vfs {
+            Some(v) => v.now(),
+            None => Instant::now(),
+        }
+    }
+
+    /// Tells the disk that this committer is about to block ([`Vfs::will_block`]).
+    pub(crate) fn will_block(&self, why: BlockReason) {
+        if let Some(v) = &self.vfs {
+            v.will_block(why);
+        }
+    }
+
+    /// Wakes the log thread if it sleeps (call with the state locked; the wake itself is cheap
+    /// and never lost).
+    pub(crate) fn wake_log(&self, st: &mut State) {
+        if st.sleeping {
+            st.sleeping = false;
+            if let Some(w) = self.waker.get() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Asks for everything up to `lsn` to be made durable and wakes the log thread: at once, or
+    /// while it gathers a group, when the group is complete.
+    pub(crate) fn request_sync(&self, st: &mut State, lsn: Lsn) {
+        // A request the log thread has not seen yet must wake it: it may be asleep until a
+        // Buffered deadline, not gathering.
+        let first = st.sync_upto <= self.durable_lsn.load(Ordering::Acquire);
+        if lsn > st.sync_upto {
+            st.sync_upto = lsn;
+        }
+        // The first request arms the gathering timer; the one completing the group ends it.
+        if (first
+            || st
+                .gather
+                .is_none_or(|(target, _)| st.pending_commits <= 1 || st.pending_commits >= target))
+            && crate::hooks::wake_for_sync_request()
+        {
+            self.wake_log(st);
+        }
+    }
+
+    /// Registers a Buffered commit's deadline and pending limit; wakes the log thread when it
+    /// must arm a timer or sync now.
+    pub(crate) fn note_buffered(&self, st: &mut State, interval: Duration, max_pending: usize) {
+        let mut wake = false;
+        let deadline = self.now() + interval;
+        if crate::hooks::arm_buffered_timer() && st.deadline.is_none_or(|d| deadline < d) {
+            st.deadline = Some(deadline);
+            wake = true;
+        }
+        if max_pending < st.trigger_bytes {
+            st.trigger_bytes = max_pending;
+        }
+        if wake || st.pending_bytes >= st.trigger_bytes {
+            self.wake_log(st);
+        }
+    }
+
+    /// Blocks while too many bytes are pending (the disk is slower than the committers).
+    pub(crate) fn wait_for_space(&self, st: &mut MutexGuard<'_, State>) {
+        let Some(cfg) = &self.log else { return };
+        while st.pending_bytes >= cfg.backpressure && st.poisoned.is_none() && !st.closing {
+            self.wake_log(st);
+            self.will_block(BlockReason::Space);
+            self.space_cv.wait(st);
+        }
+    }
+
+    /// Registers the calling committer, whose record with `lsn` was just appended (in this
+    /// critical section: every pending record goes out with the next take), to be unparked when
+    /// that round is durable. Then [`Shared::await_durable`], after releasing the lock.
+    pub(crate) fn register_commit_waiter(&self, st: &mut State, lsn: Lsn) {
+        let round = ((st.takes + 1) % 2) as usize;
+        if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
+            st.round_waiters[round].push(std::thread::current());
+        }
+    }
+
+    /// Waits (parked, no lock held) until `lsn` is durable or the log is poisoned.
+    pub(crate) fn await_durable(&self, lsn: Lsn) -> Result<(), Arc<io::Error>> {
+        if self.durable_lsn.load(Ordering::Acquire) < lsn {
+            self.will_block(BlockReason::CommitDurable);
+            // park() may return spuriously; an unpark before it makes it return at once.
+            while self.durable_lsn.load(Ordering::Acquire) < lsn
+                && !self.poisoned_flag.load(Ordering::Acquire)
+            {
+                std::thread::park();
+            }
+        }
+        if self.durable_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        let st = self.state.lock();
+        match &st.poisoned {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails with [`crate::Error::Closed`] once the database is closed.
+    pub(crate) fn check_open(&self) -> crate::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(crate::Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Waits until the log is durable through `lsn`, asking the (running) log thread for a sync.
+    pub(crate) fn wait_durable(&self, lsn: Lsn) -> crate::Result<()> {
+        let durable = || self.durable_lsn.load(Ordering::Acquire);
+        let mut st = self.state.lock();
+        if durable() >= lsn {
+            return Ok(());
+        }
+        if st.closing && st.poisoned.is_none() {
+            return Err(crate::Error::Closed);
+        }
+        self.request_sync(&mut st, lsn);
+        loop {
+            if durable() >= lsn {
+                return Ok(());
+            }
+            if let Some(e) = &st.poisoned {
+                return Err(crate::Error::Poisoned(e.clone()));
+            }
+            // Closing, and `lsn` was never committed: it never will be.
+            if st.closing && lsn >= st.next_lsn {
+                return Err(crate::Error::Closed);
+            }
+            self.will_block(ringlog_uring::BlockReason::WaitDurable);
+            self.durable_cv.wait(&mut st);
+        }
+    }
+
+    /// The highest transaction id handed out so far (0 if none).
+    pub(crate) fn last_txn_id(&self) -> u64 {
+        self.next_txn_id.load(Ordering::Relaxed) - 1
+    }
+
+    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
+    /// (its lease, or the last assigned LSN) and the segment being appended to.
+    pub(crate) fn checkpoint_floors(&self) -> (Lsn, u64) {
+        let st = self.state.lock();
+        (st.lease_appended.max(st.next_lsn - 1), st.seg_id)
+    }
+
+    pub(crate) fn poison(&self, e: io::Error) {
+        log::error!("log I/O failed, database poisoned until reopened: {e}");
+        self.counters.sync_failures.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.state.lock();
+        if st.poisoned.is_none() {
+            st.poisoned = Some(Arc::new(e));
+        }
+        self.poisoned_flag.store(true, Ordering::Release);
+        let parked: Vec<Thread> = st
+            .round_waiters
+            .iter_mut()
+            .flat_map(std::mem::take)
+            .collect();
+        st.batches.clear();
+        st.pending_bytes = 0;
+        self.durable_cv.notify_all();
+        self.space_cv.notify_all();
+        drop(st);
+        parked.iter().for_each(Thread::unpark);
+        // A Strict commit that failed is never published: nothing after it becomes visible.
+        self.visible.stop();
+    }
+}

@@ -1,0 +1,260 @@
+//! The log thread: waits for work as [`super::policy`] decides, creates and grows segments,
+//! writes and syncs each batch, publishes the durable LSN and wakes the round's committers.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+
+use parking_lot::MutexGuard;
+use ringlog_format::{encode_padding, AlignedBuf, SegmentPos};
+use ringlog_uring::{LogDriver, VFile, Vfs};
+
+use super::append::pad_batch;
+use super::policy::{self, Next, View};
+use super::{LogConfig, Shared};
+use crate::segment::{create_segment, grow_segment, initial_len, now_ns};
+
+/// Writes and syncs a *seal* at close: one block holding only a Padding record, a round of its
+/// own after the last round of data. Recovery can tell damage in a round from a torn write only
+/// when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
+/// written before a clean close, so damage to them later is reported, never cut silently. Skipped
+/// when the segment has no room left (its successor's header then bounds it instead).
+fn seal(
+    shared: &Shared,
+    cfg: &LogConfig,
+    driver: &mut dyn LogDriver,
+    active: &mut Active,
+    at: u64,
+) {
+    if at + cfg.align > cfg.seg.size {
+        return;
+    }
+    if let Err(e) = active.prepare(cfg, at + cfg.align) {
+        shared.poison(e.to_poison());
+        return;
+    }
+    assert_eq!(at % cfg.align, 0, "rounds end on the write alignment");
+    let mut buf = AlignedBuf::with_capacity(cfg.align as usize);
+    let pos = SegmentPos {
+        segment_id: active.id,
+        epoch: cfg.seg.epoch,
+        offset: at,
+    };
+    encode_padding(
+        buf.extend_zeroed(cfg.align as usize),
+        shared.run_id,
+        at as u32,
+        pos,
+    )
+    .expect("a block holds a padding record");
+    if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
+        shared.poison(e);
+    }
+}
+
+/// The active segment as the log thread sees it.
+pub(crate) struct Active {
+    pub(crate) id: u64,
+    pub(crate) file: Box<dyn VFile>,
+    /// How much of it is prepared (zero-filled): a round that would write past it first grows
+    /// the segment ([`grow_segment`]).
+    pub(crate) len: u64,
+}
+
+impl Active {
+    /// Makes sure `[.., end)` of the segment is prepared before a round writes up to `end`.
+    fn prepare(&mut self, cfg: &LogConfig, end: u64) -> crate::Result<()> {
+        if end > self.len {
+            failpoint!(SEGMENT_BEFORE_GROW);
+            self.len = grow_segment(&*self.file, &cfg.seg, self.id, self.len, end)?;
+        }
+        Ok(())
+    }
+}
+
+/// The log thread's body: waits for work, writes batches in order, one write + sync at a time.
+pub(crate) fn run_log_thread(
+    shared: Arc<Shared>,
+    mut driver: Box<dyn LogDriver>,
+    mut active: Active,
+    vfs: Arc<dyn Vfs>,
+) {
+    /// Poisons the database if the log thread unwinds, so that no committer waits forever.
+    struct PoisonOnPanic<'a>(&'a Shared);
+    impl Drop for PoisonOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.poison(io::Error::other("the log thread panicked"));
+            }
+        }
+    }
+    let _poison_on_panic = PoisonOnPanic(&shared);
+    driver.started();
+    let cfg = shared.log.as_ref().expect("log thread needs a log");
+    loop {
+        let batches = {
+            let mut st = shared.state.lock();
+            loop {
+                let now = shared.now();
+                let view = View {
+                    poisoned: st.poisoned.is_some(),
+                    pending: !st.batches.is_empty(),
+                    closing: st.closing,
+                    pending_bytes: st.pending_bytes,
+                    trigger_bytes: st.trigger_bytes,
+                    pending_commits: st.pending_commits,
+                    deadline: st.deadline,
+                    sync_upto: st.sync_upto,
+                    durable: shared.durable_lsn.load(Ordering::Acquire),
+                    gather: st.gather,
+                };
+                let wake_at = match policy::next(&view, now) {
+                    Next::Exit => return,
+                    Next::Write => break,
+                    Next::Seal => {
+                        let at = st.cursor;
+                        // Nothing was appended after an open that found a tail it cannot append
+                        // to: that segment is never written again, not even sealed.
+                        let sealable = st.rotate_first.is_none();
+                        drop(st);
+                        if sealable {
+                            seal(&shared, cfg, &mut *driver, &mut active, at);
+                        }
+                        return;
+                    }
+                    Next::Sleep(wake_at) => wake_at,
+                };
+                let timeout = wake_at.map(|d| d.saturating_duration_since(now));
+                st.sleeping = true;
+                let waited = MutexGuard::unlocked(&mut st, || driver.wait(timeout));
+                st.sleeping = false;
+                if let Err(e) = waited {
+                    drop(st);
+                    shared.poison(e);
+                    return;
+                }
+            }
+            let mut batches = std::mem::take(&mut st.batches);
+            if let Some(last) = batches.back_mut() {
+                if last.seg_id == st.seg_id {
+                    st.cursor = pad_batch(last, cfg, shared.run_id);
+                }
+            }
+            let round_commits = st.pending_commits;
+            st.takes += 1;
+            let take = st.takes;
+            st.pending_bytes = 0;
+            st.pending_commits = 0;
+            st.gather = None;
+            st.deadline = None;
+            st.trigger_bytes = usize::MAX;
+            shared.space_cv.notify_all();
+            (batches, round_commits, take)
+        };
+        let (batches, round_commits, take) = batches;
+        let count = batches.len();
+        for (i, mut batch) in batches.into_iter().enumerate() {
+            let last_of_take = i + 1 == count;
+            if let Some((prev_end, base_lsn)) = batch.create {
+                assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
+                match create_segment(&*vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
+                    Ok(file) => {
+                        shared
+                            .counters
+                            .segments_created
+                            .fetch_add(1, Ordering::Relaxed);
+                        active = Active {
+                            id: batch.seg_id,
+                            file,
+                            len: initial_len(cfg.seg.size),
+                        };
+                        failpoint!(LOG_MID_ROTATION);
+                    }
+                    Err(e) => {
+                        shared.poison(e.to_poison());
+                        return;
+                    }
+                }
+            }
+            assert_eq!(
+                batch.seg_id, active.id,
+                "a batch goes to the active segment"
+            );
+            assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
+            assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
+            if let Err(e) = active.prepare(cfg, batch.start + batch.buf.len() as u64) {
+                shared.poison(e.to_poison());
+                return;
+            }
+            failpoint!(LOG_BEFORE_BATCH_WRITE);
+            // The disk's clock: a simulated disk's latency then decides the gathering window
+            // below, as a real one's does.
+            let started = shared.now();
+            let res = driver.write_durable(
+                &*active.file,
+                batch.start,
+                batch.buf.as_slice(),
+                cfg.strategy,
+            );
+            let res = crate::hooks::retry_failed_sync(res, &*active.file);
+            let took = shared.now().saturating_duration_since(started).as_nanos() as u64;
+            if let Err(e) = res {
+                shared.poison(e);
+                return;
+            }
+            failpoint!(LOG_AFTER_BATCH_DURABLE);
+            let c = &shared.counters;
+            c.syncs.fetch_add(1, Ordering::Relaxed);
+            c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
+            c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
+            c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
+            batch.buf.clear();
+            let mut st = shared.state.lock();
+            if let Some(g) =
+                policy::gather_after(round_commits, Duration::from_nanos(took), shared.now())
+            {
+                st.gather = Some(g);
+            }
+            if batch.last_lsn != 0 {
+                let published = if crate::hooks::publishes_past_round() {
+                    batch.last_lsn.max(st.next_lsn - 1)
+                } else {
+                    batch.last_lsn
+                };
+                let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
+                assert!(prev <= published, "the durable LSN only moves forward");
+                // Strict commits of the round become visible (lock order: state, visibility).
+                shared.visible.durable_advanced(published);
+            }
+            if st.spare.len() < 4 {
+                st.spare.push(batch.buf);
+            }
+            shared.durable_cv.notify_all();
+            if crate::hooks::publishes_past_round() {
+                // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
+                // the ones whose records are still pending return acknowledged.
+                let parked: Vec<Thread> = st
+                    .round_waiters
+                    .iter_mut()
+                    .flat_map(std::mem::take)
+                    .collect();
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            } else if last_of_take {
+                let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            } else if batch.last_lsn != 0 {
+                // A take split by a segment rotation: the committers whose records were in this
+                // batch are durable now; wake the take's waiters (the others re-check and park
+                // again) rather than holding them until the take's last batch.
+                let parked = st.round_waiters[(take % 2) as usize].clone();
+                drop(st);
+                parked.iter().for_each(Thread::unpark);
+            }
+            failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
+        }
+    }
+}
