@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use ringlog_format::{
     decode_record, find_later_batch, DecodeError, LaterBatch, Manifest, Record, RecordKind,
-    SegmentHeader, SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, SEGMENT_HEADER_LEN,
+    SegmentHeader, SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
@@ -17,7 +18,7 @@ use crate::index::{Lsn, OpRef};
 use crate::loader::{Loader, Versions};
 use crate::options::RecoveryMode;
 use crate::segment::{
-    parse_creating_name, parse_segment_name, read_segment, segment_file_name, ReadAhead,
+    parse_creating_name, parse_segment_name, read_segment, segment_file_name, ReadAhead, Segment,
 };
 use crate::skiplist::SkipList;
 use crate::{Error, Result};
@@ -579,9 +580,9 @@ fn scan_segments(
 ) -> Result<Option<Tail>> {
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let mut tail = None;
-    // Two read buffers for every segment, taking turns: they grow to the largest and are never
-    // re-zeroed.
-    let mut seg_buf = Vec::new();
+    // The previous segment: its buffer goes back to the reader (two buffers take turns; they
+    // grow to the largest segment and are never re-zeroed).
+    let mut previous = None;
     let mut last_seen = None;
     let mut i = 0;
     while i < ids.len() {
@@ -611,9 +612,8 @@ fn scan_segments(
         };
         let stop_at = plan[i].1;
         let waited = Instant::now();
-        let mut bytes = reads.read(i, &mut seg_buf)?;
+        let segment = reads.read(i, previous.take())?;
         app.stats.read_time += waited.elapsed();
-        let mut buf = bytes.get(&seg_buf);
         app.max_lsn = app.max_lsn.max(header.base_lsn);
         app.max_run_id = app.max_run_id.max(header.run_id);
         app.stats.segments += 1;
@@ -628,13 +628,19 @@ fn scan_segments(
             pos,
             failure,
             certain,
-        } = scan_segment(app, buf, &seg);
-        app.stats.decode_time += decoding.elapsed();
-        if failure.is_some() && stop_at.is_some() && truncating {
+        } = scan_segment(app, &segment, &seg)?;
+        let streamed_wait = segment.waited();
+        app.stats.read_time += streamed_wait;
+        app.stats.decode_time += decoding.elapsed().saturating_sub(streamed_wait);
+        let mut whole_file = Vec::new();
+        let whole_bytes;
+        let buf = if failure.is_some() && stop_at.is_some() && truncating {
             // A truncating recovery cuts here: count the whole damaged rest of the file.
-            bytes = read_segment(vfs, &path, &mut seg_buf, None)?;
-            buf = bytes.get(&seg_buf);
-        }
+            whole_bytes = read_segment(vfs, &path, &mut whole_file, None)?;
+            whole_bytes.get(&whole_file)
+        } else {
+            segment.all()?
+        };
         // Only the last segment's tail, or damage, needs the bytes after the last record.
         let garbage = if stop_at.is_none() || failure.is_some() {
             nonzero_span(buf, pos)
@@ -681,6 +687,7 @@ fn scan_segments(
             });
         }
         last_seen = Some((id, pos as u64));
+        previous = Some(segment);
         i += 1;
     }
     if tail.is_none() {
@@ -936,7 +943,7 @@ struct Scanned {
 
 /// Decodes and applies the records of one segment, `buf`, in order, until its end (the end its
 /// successor recorded) or the first record that does not decode or does not follow.
-fn scan_segment(app: &mut Applier, buf: &[u8], seg: &SegmentRef<'_>) -> Scanned {
+fn scan_segment(app: &mut Applier, segment: &Segment, seg: &SegmentRef<'_>) -> Result<Scanned> {
     let mut pos = SEGMENT_HEADER_LEN;
     let mut failure = None;
     let mut certain = false;
@@ -944,12 +951,23 @@ fn scan_segment(app: &mut Applier, buf: &[u8], seg: &SegmentRef<'_>) -> Scanned 
         if seg.stop_at == Some(pos as u64) {
             break;
         }
-        if pos >= buf.len() {
+        // A streamed segment is decoded as it is read: each record once the bytes its header
+        // claims are in (or the whole segment, when it claims more). The decoder reads nothing
+        // past a record's claimed length, so it decides exactly as on the whole segment.
+        let head = segment.at_least(pos + RECORD_HEADER_LEN)?;
+        if pos >= head.len() {
             if seg.stop_at.is_some() {
                 failure = Some(format!("the file ends at offset {pos}"));
             }
             break;
         }
+        let claimed = head
+            .get(pos + 4..pos + 8)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let buf = segment.at_least(
+            pos.saturating_add(claimed.max(RECORD_HEADER_LEN))
+                .saturating_add(RECORD_ALIGN - 1),
+        )?;
         let at = SegmentPos {
             segment_id: seg.id,
             epoch: seg.epoch,
@@ -975,14 +993,15 @@ fn scan_segment(app: &mut Applier, buf: &[u8], seg: &SegmentRef<'_>) -> Scanned 
             }
         }
     }
+    let buf = segment.all()?;
     #[cfg(feature = "__planted-bugs")]
     app.planted_apply_torn_commit(buf);
     app.end_segment(buf);
-    Scanned {
+    Ok(Scanned {
         pos,
         failure,
         certain,
-    }
+    })
 }
 
 /// Damage at `pos` (described by `err`): `Some(reason)` when it is mid-log corruption — before the

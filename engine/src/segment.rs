@@ -1,7 +1,7 @@
 //! Segment files: naming, creation (header, preallocation, sync, directory sync) and reading.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ringlog_format::{AlignedBuf, SegmentHeader, SEGMENT_HEADER_LEN};
 use ringlog_uring::{Allocation, OpenOptions, SharedBytes, VFile, Vfs};
@@ -256,6 +256,26 @@ pub(crate) fn read_segment(
     buf: &mut Vec<u8>,
     limit: Option<u64>,
 ) -> Result<SegmentBytes> {
+    let (file, len) = match open_for_read(vfs, path, limit)? {
+        Err(bytes) => return Ok(bytes),
+        Ok(opened) => opened,
+    };
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    file.read_exact_at(&mut buf[..len], 0)
+        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))?;
+    Ok(SegmentBytes { shared: None, len })
+}
+
+/// Opens segment file `path` for reading all of it, or its first `limit` bytes: the file and
+/// the length to read, or (`Err`) the bytes themselves when the backend shares them.
+#[allow(clippy::type_complexity)]
+fn open_for_read(
+    vfs: &dyn Vfs,
+    path: &Path,
+    limit: Option<u64>,
+) -> Result<std::result::Result<(Box<dyn VFile>, usize), SegmentBytes>> {
     let opts = OpenOptions {
         write: false,
         create: false,
@@ -282,10 +302,10 @@ pub(crate) fn read_segment(
             return Err(e);
         }
         let len = limit.map_or(size, |l| (l.min(size as u64)) as usize);
-        return Ok(SegmentBytes {
+        return Ok(Err(SegmentBytes {
             shared: Some(shared),
             len,
-        });
+        }));
     }
     let size = file
         .size()
@@ -300,44 +320,191 @@ pub(crate) fn read_segment(
             std::io::Error::other("segment larger than the address space"),
         )
     })?;
-    if buf.len() < len {
-        buf.resize(len, 0);
-    }
-    file.read_exact_at(&mut buf[..len], 0)
-        .map_err(|e| Error::io("read segment", path.to_path_buf(), e))?;
-    Ok(SegmentBytes { shared: None, len })
+    Ok(Ok((file, len)))
 }
 
-/// Segment files read in order, each on a helper thread one segment ahead of its consumer: the
-/// next segment's read (the device's and the copy out of the page cache) overlaps the decoding
-/// of the current one. Two buffers take turns; a segment's buffer goes back to the reader only
-/// when the consumer asks for the next segment, so it is never written while decoded.
+/// Bytes a streamed segment is read in: the consumer may decode each piece as soon as it is in.
+const READ_PIECE: usize = 4 << 20;
+
+/// Segment files read in order on a helper thread, streamed: the consumer decodes a segment's
+/// first pieces while its later ones (and then the next segment) are being read, so decoding
+/// overlaps the device's reads instead of following them. Two buffers take turns; a segment's
+/// buffer goes back to the reader only when the consumer asks for the next segment, so it is
+/// never written while decoded.
 pub(crate) struct ReadAhead<'a> {
     vfs: &'a dyn Vfs,
     /// (path, limit) of every segment, in order.
     plan: &'a [(PathBuf, Option<u64>)],
-    /// The helper's results and the channel that hands it free buffers; `None`: reads in place.
+    /// The helper's segments and the channel that hands it free buffers; `None`: reads in place.
     ahead: Option<Ahead>,
 }
 
-type AheadRead = (usize, Result<SegmentBytes>, Vec<u8>);
+type AheadRead = (usize, Result<Segment>);
 
 struct Ahead {
-    filled: std::sync::mpsc::Receiver<AheadRead>,
+    segments: std::sync::mpsc::Receiver<AheadRead>,
     free: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
+/// One segment's bytes as the consumer sees them: whole (read in place, or shared by the
+/// backend) or streamed in by the reader thread.
+pub(crate) enum Segment {
+    Whole { bytes: SegmentBytes, buf: Vec<u8> },
+    Streamed(Arc<Stream>),
+}
+
+impl Segment {
+    /// At least the first `n` bytes (all of them if the segment is shorter); the prefix read so
+    /// far, waiting for the reader if it has not reached `n` yet.
+    pub(crate) fn at_least(&self, n: usize) -> Result<&[u8]> {
+        match self {
+            Segment::Whole { bytes, buf } => Ok(bytes.get(buf)),
+            Segment::Streamed(s) => s.at_least(n),
+        }
+    }
+
+    /// All the bytes (waiting for the rest of a streamed segment).
+    pub(crate) fn all(&self) -> Result<&[u8]> {
+        self.at_least(usize::MAX)
+    }
+
+    /// Time spent waiting in [`Segment::at_least`] for the reader.
+    pub(crate) fn waited(&self) -> std::time::Duration {
+        match self {
+            Segment::Whole { .. } => std::time::Duration::ZERO,
+            Segment::Streamed(s) => std::time::Duration::from_nanos(
+                s.waited_ns.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
+
+    /// The buffer, for the next segment to be read into (`None` while the reader still holds it:
+    /// it stopped early, after an error).
+    fn into_buffer(self) -> Option<Vec<u8>> {
+        match self {
+            Segment::Whole { buf, .. } => Some(buf),
+            Segment::Streamed(s) => Arc::try_unwrap(s).ok().map(Stream::into_buffer),
+        }
+    }
+}
+
+/// A segment the reader thread fills piece by piece: it writes only past `filled`, then publishes
+/// the new `filled` (Release); the consumer reads only below what it loaded (Acquire). The
+/// buffer is sized before the stream is shared and never reallocated while it is.
+pub(crate) struct Stream {
+    /// Owns the memory; accessed only through `ptr` while shared.
+    buf: std::cell::UnsafeCell<Vec<u8>>,
+    ptr: *mut u8,
+    /// Bytes of the segment to read.
+    len: usize,
+    filled: std::sync::atomic::AtomicUsize,
+    /// Set (under `progress`) when the reader stops: every byte in (`None`), or the read's error
+    /// (kept as its kind and message: each consumer call that reaches it gets its own `Error`).
+    progress: parking_lot::Mutex<Option<Option<(std::io::ErrorKind, String)>>>,
+    changed: parking_lot::Condvar,
+    /// The segment file (for errors).
+    path: PathBuf,
+    /// Nanoseconds the consumer spent waiting for pieces.
+    waited_ns: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: the reader thread writes `[filled, len)` through `ptr` and only then publishes a larger
+// `filled` with Release; the consumer reads `[0, filled)` (as loaded with Acquire) and nothing
+// else. The two ranges never overlap, so the bytes are never read and written at once, and a
+// byte the consumer reads was written before the Release store it synchronised with. The Vec
+// itself (its pointer, length, capacity) is not touched while the stream is shared: it is
+// sized before and taken back (`into_buffer`) only by the last owner of the Arc.
+unsafe impl Send for Stream {}
+// SAFETY: as above.
+unsafe impl Sync for Stream {}
+
+impl Stream {
+    fn new(mut buf: Vec<u8>, len: usize, path: &Path) -> Stream {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let ptr = buf.as_mut_ptr();
+        Stream {
+            buf: std::cell::UnsafeCell::new(buf),
+            ptr,
+            len,
+            filled: std::sync::atomic::AtomicUsize::new(0),
+            progress: parking_lot::Mutex::new(None),
+            changed: parking_lot::Condvar::new(),
+            path: path.to_path_buf(),
+            waited_ns: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn at_least(&self, n: usize) -> Result<&[u8]> {
+        let want = n.min(self.len);
+        let mut filled = self.filled.load(std::sync::atomic::Ordering::Acquire);
+        if filled < want {
+            let started = std::time::Instant::now();
+            let mut p = self.progress.lock();
+            loop {
+                filled = self.filled.load(std::sync::atomic::Ordering::Acquire);
+                if filled >= want {
+                    break;
+                }
+                if let Some(end) = &*p {
+                    if let Some((kind, msg)) = end {
+                        let e = std::io::Error::new(*kind, msg.clone());
+                        return Err(Error::io("read segment", self.path.clone(), e));
+                    }
+                    break;
+                }
+                self.changed.wait(&mut p);
+            }
+            let ns = started.elapsed().as_nanos() as u64;
+            self.waited_ns
+                .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: `[0, filled)` was written before the Release store of `filled` that the
+        // Acquire load above saw, and is never written again while the stream is shared (see
+        // the Sync impl); the memory lives as long as `self`.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr, filled) })
+    }
+
+    /// The reader's side: reads the whole segment from `file` into the buffer, piece by piece.
+    fn fill(&self, file: &dyn VFile) {
+        let mut at = 0;
+        let mut failed = None;
+        while at < self.len {
+            let n = READ_PIECE.min(self.len - at);
+            // SAFETY: `[at, at + n)` lies inside the buffer (`at + n <= len <= buf.len()`) and
+            // past `filled` (== at), which the consumer never reads (see the Sync impl); this
+            // thread is the only writer.
+            let piece = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), n) };
+            if let Err(e) = file.read_exact_at(piece, at as u64) {
+                failed = Some((e.kind(), e.to_string()));
+                break;
+            }
+            at += n;
+            self.filled.store(at, std::sync::atomic::Ordering::Release);
+            // Under the lock: a consumer between its check and its wait cannot miss this.
+            let _p = self.progress.lock();
+            self.changed.notify_all();
+        }
+        *self.progress.lock() = Some(failed);
+        self.changed.notify_all();
+    }
+
+    fn into_buffer(self) -> Vec<u8> {
+        self.buf.into_inner()
+    }
+}
+
 impl ReadAhead<'_> {
-    /// Runs `f` with a reader of `plan`'s segments; a helper thread reads ahead when `ahead` is
-    /// set and there is more than one segment (and the thread can be started), and is joined
-    /// before this returns.
+    /// Runs `f` with a reader of `plan`'s segments; a helper thread streams them in when `ahead`
+    /// is set (and it can be started), and is joined before this returns.
     pub(crate) fn with<R>(
         vfs: &dyn Vfs,
         plan: &[(PathBuf, Option<u64>)],
         ahead: bool,
         f: impl FnOnce(&mut ReadAhead<'_>) -> R,
     ) -> R {
-        if !ahead || plan.len() < 2 {
+        if !ahead || plan.is_empty() {
             return f(&mut ReadAhead {
                 vfs,
                 plan,
@@ -345,16 +512,32 @@ impl ReadAhead<'_> {
             });
         }
         std::thread::scope(|scope| {
-            let (filled_tx, filled) = std::sync::mpsc::sync_channel::<AheadRead>(1);
+            let (segments_tx, segments) = std::sync::mpsc::sync_channel::<AheadRead>(1);
             let (free, free_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
             let reader = move || {
                 for (i, (path, limit)) in plan.iter().enumerate() {
                     // The consumer stops asking (or returned): its end of the channel is gone.
-                    let Ok(mut buf) = free_rx.recv() else { return };
-                    let res = read_segment(vfs, path, &mut buf, *limit);
-                    let failed = res.is_err();
-                    if filled_tx.send((i, res, buf)).is_err() || failed {
+                    let Ok(buf) = free_rx.recv() else { return };
+                    let (segment, stream) = match open_segment(vfs, path, buf, *limit) {
+                        Ok(Opened::Shared(bytes)) => (
+                            Ok(Segment::Whole {
+                                bytes,
+                                buf: Vec::new(),
+                            }),
+                            None,
+                        ),
+                        Ok(Opened::File(file, stream)) => {
+                            let s = Arc::new(stream);
+                            (Ok(Segment::Streamed(s.clone())), Some((file, s)))
+                        }
+                        Err(e) => (Err(e), None),
+                    };
+                    let failed = segment.is_err();
+                    if segments_tx.send((i, segment)).is_err() || failed {
                         return;
+                    }
+                    if let Some((file, s)) = stream {
+                        s.fill(&*file);
                     }
                 }
             };
@@ -363,8 +546,11 @@ impl ReadAhead<'_> {
                 .spawn_scoped(scope, reader);
             let ahead = match started {
                 Ok(_) => {
-                    free.send(Vec::new()).expect("the reader holds its end");
-                    Some(Ahead { filled, free })
+                    // Two buffers take turns: one being decoded, one being read into. (The
+                    // reader may be done already, with a single segment: nothing to hand it.)
+                    let _ = free.send(Vec::new());
+                    let _ = free.send(Vec::new());
+                    Some(Ahead { segments, free })
                 }
                 Err(e) => {
                     log::debug!("reading segments in place: {e}");
@@ -377,15 +563,17 @@ impl ReadAhead<'_> {
         })
     }
 
-    /// Segment `i`'s bytes, in `buf` unless shared ([`read_segment`]). Segments are asked for in
-    /// order; `buf` is handed to the helper for the segment after `i`.
-    pub(crate) fn read(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<SegmentBytes> {
+    /// Segment `i`. Segments are asked for in order; `done`, the previous segment, gives its
+    /// buffer back for the one after `i`.
+    pub(crate) fn read(&mut self, i: usize, done: Option<Segment>) -> Result<Segment> {
+        let recycled = done.and_then(Segment::into_buffer).unwrap_or_default();
         if let Some(a) = &self.ahead {
-            if let Ok((at, res, filled)) = a.filled.recv() {
+            if let Ok((at, res)) = a.segments.recv() {
                 if at == i {
-                    let done = std::mem::replace(buf, filled);
                     // The reader may have stopped (after the last segment): keep nothing then.
-                    let _ = a.free.send(done);
+                    if i > 0 {
+                        let _ = a.free.send(recycled);
+                    }
                     return res;
                 }
                 debug_assert!(false, "segment {i} asked for while {at} was read ahead");
@@ -394,8 +582,27 @@ impl ReadAhead<'_> {
             self.ahead = None;
         }
         let (path, limit) = &self.plan[i];
-        read_segment(self.vfs, path, buf, *limit)
+        let mut buf = recycled;
+        let bytes = read_segment(self.vfs, path, &mut buf, *limit)?;
+        Ok(Segment::Whole { bytes, buf })
     }
+}
+
+/// A segment opened for streaming: its bytes shared by the backend, or its file and the stream
+/// to read it into.
+enum Opened {
+    Shared(SegmentBytes),
+    File(Box<dyn VFile>, Stream),
+}
+
+/// Opens segment `path` for reading (all of it, or its first `limit` bytes) as
+/// [`read_segment`] does, without reading it yet.
+fn open_segment(vfs: &dyn Vfs, path: &Path, buf: Vec<u8>, limit: Option<u64>) -> Result<Opened> {
+    let (file, len) = match open_for_read(vfs, path, limit)? {
+        Err(bytes) => return Ok(Opened::Shared(bytes)),
+        Ok(opened) => opened,
+    };
+    Ok(Opened::File(file, Stream::new(buf, len, path)))
 }
 
 #[cfg(test)]
