@@ -619,6 +619,71 @@ mod tests {
         assert_eq!(initial_len(100 * 4096), 12 * 4096);
     }
 
+    /// A file of `len` bytes whose byte `i` is `i * 7 mod 251`, in a fresh directory.
+    fn patterned(len: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.log");
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        (dir, path, bytes)
+    }
+
+    #[test]
+    fn a_streamed_segment_reads_like_a_whole_one() {
+        let (_dir, path, bytes) = patterned(10 * READ_PIECE + 123);
+        let vfs = ringlog_uring::PosixVfs::new("test");
+        let plan = vec![(path.clone(), None), (path.clone(), Some(5000))];
+        ReadAhead::with(&vfs, &plan, true, |reads| {
+            let first = reads.read(0, None).unwrap();
+            // A prefix as soon as it is in, then everything.
+            let head = first.at_least(100).unwrap();
+            assert!(head.len() >= 100);
+            assert_eq!(head, &bytes[..head.len()]);
+            assert_eq!(first.all().unwrap(), &bytes[..]);
+            // The next segment (its limit applied) gets a buffer back in turn.
+            let second = reads.read(1, Some(first)).unwrap();
+            assert_eq!(second.all().unwrap(), &bytes[..5000]);
+        });
+        // In place (a truncating recovery), the same bytes.
+        ReadAhead::with(&vfs, &plan, false, |reads| {
+            let first = reads.read(0, None).unwrap();
+            assert_eq!(first.all().unwrap(), &bytes[..]);
+        });
+    }
+
+    #[test]
+    fn a_read_error_reaches_the_consumer_past_what_was_read() {
+        let (_dir, path, bytes) = patterned(3 * READ_PIECE);
+        let vfs = ringlog_uring::PosixVfs::new("test");
+        let file = vfs
+            .open(
+                &path,
+                OpenOptions {
+                    write: false,
+                    create: false,
+                    direct: false,
+                },
+            )
+            .unwrap();
+        // The stream expects more than the file holds: the read of the last piece fails.
+        let stream = Stream::new(Vec::new(), 4 * READ_PIECE, &path);
+        std::thread::scope(|s| {
+            s.spawn(|| stream.fill(&*file));
+            let head = stream.at_least(2 * READ_PIECE).unwrap();
+            assert_eq!(head, &bytes[..head.len()]);
+            for _ in 0..2 {
+                let err = stream.at_least(4 * READ_PIECE).unwrap_err();
+                let text = err.to_string();
+                assert!(text.contains("read segment"), "{text}");
+                assert!(text.contains("00000000000000000001.log"), "{text}");
+            }
+        });
+        assert_eq!(
+            stream.filled.load(std::sync::atomic::Ordering::Acquire),
+            3 * READ_PIECE
+        );
+    }
+
     #[test]
     fn names_round_trip() {
         assert_eq!(segment_file_name(7), "00000000000000000007.log");
