@@ -11,6 +11,24 @@ use super::{Batch, LogConfig, Shared, State};
 use crate::index::{Lsn, OpRef};
 use crate::segment::now_ns;
 
+impl State {
+    /// Opens a pending batch at the cursor of the current segment, in a spare buffer if there is
+    /// one; `create`: the segment must be created first ((end of the previous one, base LSN)).
+    fn open_batch(&mut self, create: Option<(u64, Lsn)>) {
+        let buf = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+        self.batches.push_back(Batch {
+            seg_id: self.seg_id,
+            start: self.cursor,
+            buf,
+            last_lsn: 0,
+            create,
+        });
+    }
+}
+
 impl Shared {
     /// The lease record to write before the transaction with `lsn`, if one is due: when `lsn` is
     /// beyond the last lease, or past half of it (renewal ahead of need, so that the new lease is
@@ -97,29 +115,9 @@ impl Shared {
             };
             st.seg_id += 1;
             st.cursor = SEGMENT_HEADER_LEN as u64;
-            let buf = st
-                .spare
-                .pop()
-                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
-            st.batches.push_back(Batch {
-                seg_id: st.seg_id,
-                start: st.cursor,
-                buf,
-                last_lsn: 0,
-                create: Some((prev_end, lsn - 1)),
-            });
+            st.open_batch(Some((prev_end, lsn - 1)));
         } else if st.batches.back().is_none_or(|b| b.seg_id != st.seg_id) {
-            let buf = st
-                .spare
-                .pop()
-                .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
-            st.batches.push_back(Batch {
-                seg_id: st.seg_id,
-                start: st.cursor,
-                buf,
-                last_lsn: 0,
-                create: None,
-            });
+            st.open_batch(None);
         }
         let (seg_id, cursor) = (st.seg_id, st.cursor);
         let batch = st.batches.back_mut().expect("a batch is open");
