@@ -141,7 +141,7 @@ impl Versions {
     /// Merges two sets of versions, each in list order, with no (key, LSN) in both (a
     /// checkpoint's and the log's after it): in list order.
     pub(crate) fn merge(a: Versions, b: Versions) -> Versions {
-        Versions::zip(a, b, Zip::Versions)
+        Versions::zip(a, b, Zip::Versions).0
     }
 
     /// Orders version `x` (in buffers `a`) and version `y` (in buffers `b`) by key, reading
@@ -162,8 +162,9 @@ impl Versions {
     /// [`Versions`]): only entries move. It is built in `a`'s entry vector, merging from the
     /// back into the room made after `a`'s entries: `a`'s entries below `b`'s smallest stay
     /// where they are, and no vector the size of both is allocated (and zeroed by the kernel)
-    /// per merge. Under [`Zip::Fold`], `a` holds no tombstone (it is a fold's result).
-    fn zip(a: Versions, b: Versions, how: Zip) -> Versions {
+    /// per merge. Under [`Zip::Fold`], `a` holds no tombstone (it is a fold's result). Also
+    /// returns `b`'s entry vector, emptied, for reuse (its pages are faulted in already).
+    fn zip(a: Versions, b: Versions, how: Zip) -> (Versions, Vec<VEntry>) {
         use std::cmp::Ordering::{Equal, Greater, Less};
         let shift = (a.bufs.len() as u64) << BUF_SHIFT;
         assert!(
@@ -255,7 +256,9 @@ impl Versions {
             merged.entries.iter().map(VEntry::stored_len).sum::<usize>()
         );
         merged.compact_if_sparse();
-        merged
+        let mut spare = b.entries;
+        spare.clear();
+        (merged, spare)
     }
 
     /// Bytes held by the buffers (live or not).
@@ -410,14 +413,16 @@ impl Versions {
 
     /// `chunk` (operations in log order, all after `older`'s) sorted, each key's newest kept,
     /// and folded over `older`.
-    fn fold_chunk(older: Versions, mut chunk: Versions) -> Versions {
+    /// Also returns the chunk's entry vector, emptied, for the next chunk.
+    fn fold_chunk(older: Versions, mut chunk: Versions) -> (Versions, Vec<VEntry>) {
         chunk.keep_newest_per_key();
         Versions::fold(older, chunk)
     }
 
     /// `newer` (each key once, in key order) folded over `older` (the same): a key's entry in
-    /// `newer` replaces its entry in `older`; keys whose result is a delete are dropped.
-    fn fold(older: Versions, newer: Versions) -> Versions {
+    /// `newer` replaces its entry in `older`; keys whose result is a delete are dropped. Also
+    /// returns `newer`'s entry vector, emptied.
+    fn fold(older: Versions, newer: Versions) -> (Versions, Vec<VEntry>) {
         Versions::zip(older, newer, Zip::Fold)
     }
 }
@@ -466,6 +471,8 @@ fn prefetch_read(p: *const u8) {
 /// folds it over the state of the chunks before it.
 struct Sorter {
     chunks: std::sync::mpsc::SyncSender<Versions>,
+    /// The entry vectors of folded chunks, emptied, for the loader's next chunks.
+    spare: std::sync::mpsc::Receiver<Vec<VEntry>>,
     thread: std::thread::JoinHandle<Versions>,
 }
 
@@ -473,17 +480,25 @@ impl Sorter {
     fn start() -> Option<Sorter> {
         // One chunk waits while one is sorted: memory stays bounded.
         let (chunks, rx) = std::sync::mpsc::sync_channel::<Versions>(1);
+        let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<VEntry>>();
         let spawned = std::thread::Builder::new()
             .name("ringlog-sort".into())
             .spawn(move || {
                 let mut sorted = Versions::default();
                 for chunk in rx {
-                    sorted = Versions::fold_chunk(sorted, chunk);
+                    let (state, emptied) = Versions::fold_chunk(sorted, chunk);
+                    sorted = state;
+                    // The loader may be done: then nobody needs it.
+                    let _ = spare_tx.send(emptied);
                 }
                 sorted
             });
         match spawned {
-            Ok(thread) => Some(Sorter { chunks, thread }),
+            Ok(thread) => Some(Sorter {
+                chunks,
+                spare,
+                thread,
+            }),
             Err(e) => {
                 log::debug!("sorting the replayed operations in place: {e}");
                 None
@@ -673,13 +688,23 @@ impl Loader {
         }
         let pending = match &self.sorter {
             Some(s) => match s.chunks.send(pending) {
-                Ok(()) => return,
+                Ok(()) => {
+                    // The next chunk goes into an entry vector the sorter is done with, if one
+                    // came back: its pages are in already (a fresh one's are zeroed by the
+                    // kernel as it grows, and that costs as much as sorting it here).
+                    if let Some(v) = s.spare.try_iter().max_by_key(Vec::capacity) {
+                        self.pending.entries = v;
+                    }
+                    return;
+                }
                 // The sorter is gone (it panicked): `finish` reports why.
                 Err(std::sync::mpsc::SendError(p)) => p,
             },
             None => pending,
         };
-        self.sorted = Versions::fold_chunk(std::mem::take(&mut self.sorted), pending);
+        let (state, emptied) = Versions::fold_chunk(std::mem::take(&mut self.sorted), pending);
+        self.sorted = state;
+        self.pending.entries = emptied;
     }
 
     /// Every loaded version, key ascending and LSN descending: the newest of each live key as of
@@ -864,10 +889,10 @@ mod tests {
             }
             v
         };
-        let mut state = Versions::fold_chunk(Versions::default(), chunk(0));
+        let mut state = Versions::fold_chunk(Versions::default(), chunk(0)).0;
         assert_eq!(state.bufs.len(), 1);
         // The second fold keeps both buffers (half of them dropped: not yet worth a copy).
-        state = Versions::fold_chunk(state, chunk(1));
+        state = Versions::fold_chunk(state, chunk(1)).0;
         assert_eq!(
             state.bufs.len(),
             2,
@@ -875,7 +900,7 @@ mod tests {
         );
         assert_eq!(state.payload_bytes(), 16 * (1 + (32 << 10)));
         for round in 2..6 {
-            state = Versions::fold_chunk(state, chunk(round));
+            state = Versions::fold_chunk(state, chunk(round)).0;
             assert!(
                 state.held() <= 2 * state.payload_bytes() + (1 << 20),
                 "dropped bytes are compacted away: {} held for {} live",
