@@ -28,6 +28,9 @@ pub(crate) struct View {
     pub(crate) durable: Lsn,
     /// Group-commit gathering after a round of several commits: (commits to wait for, until).
     pub(crate) gather: Option<(usize, Instant)>,
+    /// The thread may spin for the next commit instead of sleeping (a real disk, and it has not
+    /// spun since its last round).
+    pub(crate) may_spin: bool,
 }
 
 /// What the log thread does next.
@@ -41,13 +44,17 @@ pub(crate) enum Next {
     Seal,
     /// Sleep until woken, or until this time at the latest.
     Sleep(Option<Instant>),
+    /// Idle, with nothing to wait for: watch for the next commit a moment
+    /// ([`super::LOG_SPIN`]), then decide again.
+    Spin,
 }
 
 /// The decision at `now`. A round is written at once when it is forced (pending bytes over the
 /// trigger, closing, the Buffered deadline passed) or when someone waits for a sync and no group
 /// is being gathered (gathering ends when as many commits as the last round carried are pending,
 /// or at its deadline). Otherwise the thread sleeps until the Buffered deadline (if anything is
-/// pending) or the end of the gathering, whichever comes first.
+/// pending) or the end of the gathering, whichever comes first; with nothing to wait for, it
+/// first spins once (when it may) — a lone committer's next commit usually comes at once.
 pub(crate) fn next(v: &View, now: Instant) -> Next {
     if v.poisoned {
         return Next::Exit;
@@ -67,6 +74,9 @@ pub(crate) fn next(v: &View, now: Instant) -> Next {
     let mut wake_at = if v.pending { v.deadline } else { None };
     if let (true, Some((_, until))) = (strict, gathering) {
         wake_at = Some(wake_at.map_or(until, |d| d.min(until)));
+    }
+    if wake_at.is_none() && v.may_spin {
+        return Next::Spin;
     }
     Next::Sleep(wake_at)
 }
@@ -101,6 +111,7 @@ mod tests {
             sync_upto: 0,
             durable: 0,
             gather: None,
+            may_spin: false,
         }
     }
 
@@ -211,6 +222,36 @@ mod tests {
             ..v
         };
         assert_eq!(next(&empty, now), Next::Seal);
+    }
+
+    #[test]
+    fn an_idle_thread_spins_once_before_it_sleeps() {
+        let now = Instant::now();
+        let spinning = View {
+            may_spin: true,
+            ..idle()
+        };
+        assert_eq!(next(&spinning, now), Next::Spin);
+        // Never with a deadline to keep or a group to gather: those sleep until their time.
+        let buffered = View {
+            pending: true,
+            pending_bytes: 64,
+            pending_commits: 1,
+            deadline: Some(now + ms(10)),
+            ..spinning
+        };
+        assert_eq!(next(&buffered, now), Next::Sleep(Some(now + ms(10))));
+        // Nor when closing or poisoned.
+        assert_eq!(
+            next(
+                &View {
+                    closing: true,
+                    ..spinning
+                },
+                now
+            ),
+            Next::Seal
+        );
     }
 
     #[test]

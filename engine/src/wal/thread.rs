@@ -96,6 +96,8 @@ pub(crate) fn run_log_thread(
     loop {
         let batches = {
             let mut st = shared.state.lock();
+            // Whether this idle period already spun (once per round).
+            let mut spun = false;
             loop {
                 let now = shared.now();
                 let view = View {
@@ -109,6 +111,7 @@ pub(crate) fn run_log_thread(
                     sync_upto: st.sync_upto,
                     durable: shared.durable_lsn.load(Ordering::Acquire),
                     gather: st.gather,
+                    may_spin: shared.spin && !spun,
                 };
                 let wake_at = match policy::next(&view, now) {
                     Next::Exit => return,
@@ -123,6 +126,22 @@ pub(crate) fn run_log_thread(
                             seal(&shared, cfg, &mut *driver, &mut active, at);
                         }
                         return;
+                    }
+                    Next::Spin => {
+                        // Lock released and not marked sleeping: committers append without
+                        // waking anyone, and the next decision (under the lock) sees what they
+                        // appended.
+                        spun = true;
+                        let seen = shared.appended.load(Ordering::Acquire);
+                        MutexGuard::unlocked(&mut st, || {
+                            let until = std::time::Instant::now() + super::LOG_SPIN;
+                            while shared.appended.load(Ordering::Acquire) == seen
+                                && std::time::Instant::now() < until
+                            {
+                                std::hint::spin_loop();
+                            }
+                        });
+                        continue;
                     }
                     Next::Sleep(wake_at) => wake_at,
                 };
