@@ -130,9 +130,11 @@ pub struct Options {
     /// A custom I/O layer (a simulated or fault-injecting disk). When set, `io` is ignored.
     pub vfs: Option<Arc<dyn Vfs>>,
     /// Superseded versions (and tombstones) the index accumulates before a background trim drops
-    /// the ones no retention policy or snapshot needs. Default 65,536; at least 1. Lower values
-    /// bound memory more tightly at the cost of more frequent trims (each copies the retained
-    /// versions once).
+    /// the ones no retention policy or snapshot needs — at least; a trim also waits for garbage
+    /// of a quarter of the versions the index holds (and twice what the previous trim had to
+    /// keep), because each trim copies every version it keeps: that bounds the copying to a few
+    /// copies per superseded version however large the index. Default 65,536; at least 1. Lower
+    /// values bound memory more tightly for small indexes at the cost of more frequent trims.
     pub trim_threshold: usize,
     /// LSNs one lease record reserves (see docs/DURABILITY.md, "LSNs are never reused"): a run
     /// writes a lease before handing out LSNs beyond the previous one, and the next run starts

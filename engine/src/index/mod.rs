@@ -221,6 +221,9 @@ pub(crate) struct Versions {
     pub(crate) sample_times: AtomicBool,
 }
 
+/// A trim waits for garbage of at least 1 / TRIM_SHARE of the versions the generation holds.
+const TRIM_SHARE: usize = 4;
+
 impl Versions {
     pub(crate) fn new(gen: Gen, retention: RetentionState, min_garbage: usize) -> Versions {
         Versions {
@@ -248,10 +251,23 @@ impl Versions {
 
     pub(crate) fn set_garbage(&self, garbage: usize) {
         self.garbage.store(garbage, Ordering::Relaxed);
+        let versions = self.current.load().list.len();
         self.trim_at
-            .store((garbage * 2).max(self.min_garbage), Ordering::Relaxed);
+            .store(self.next_trim_at(garbage, versions), Ordering::Relaxed);
         self.sample_times
             .store(self.retention.lock().wants_samples(), Ordering::Relaxed);
+    }
+
+    /// The garbage at which the next trim is requested, after a generation of `versions` versions
+    /// of which `garbage` could not be dropped: at least the threshold, twice what was kept (so
+    /// that a trim drops at least half of what it copies), and a quarter of the generation — a
+    /// trim copies every version it keeps, so waiting for garbage in proportion to their number
+    /// bounds that work to a few copies per superseded version, however large the index (with a
+    /// fixed threshold a million-key index was copied whole every 65,536 overwrites).
+    pub(crate) fn next_trim_at(&self, garbage: usize, versions: usize) -> usize {
+        (garbage * 2)
+            .max(self.min_garbage)
+            .max(versions / TRIM_SHARE)
     }
 
     /// The LSN of the oldest live snapshot.

@@ -147,7 +147,7 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
         v.next.store(None);
         v.garbage.store(garbage, Ordering::Relaxed);
         v.trim_at
-            .store((garbage * 2).max(v.min_garbage), Ordering::Relaxed);
+            .store(v.next_trim_at(garbage, next.list.len()), Ordering::Relaxed);
         v.trim_requested.store(false, Ordering::Release);
     }
     v.trims.fetch_add(1, Ordering::Relaxed);
