@@ -440,4 +440,28 @@ mod tests {
         assert_eq!(prefix_end(b"\xff\xff"), None);
         assert_eq!(prefix_end(b""), None);
     }
+
+    #[test]
+    fn a_trim_waits_for_garbage_in_proportion_to_the_index() {
+        let v = Versions::new(
+            Gen::new(SkipList::new(), 0),
+            RetentionState::new(crate::Retention::Snapshots),
+            1000,
+        );
+        // A small index: the threshold decides.
+        assert_eq!(v.next_trim_at(0, 2_000), 1000);
+        // A large one: a quarter of its versions (a trim copies them all).
+        assert_eq!(v.next_trim_at(0, 1_000_000), 250_000);
+        // What the last trim had to keep (a policy that keeps history): twice that.
+        assert_eq!(v.next_trim_at(300_000, 1_000_000), 600_000);
+        // At open too: the count is set from the generation recovery built.
+        for k in 0..8_000u32 {
+            v.current
+                .load()
+                .list
+                .insert(&k.to_be_bytes(), 1, Some(b"v"), 0);
+        }
+        v.set_garbage(10);
+        assert_eq!(v.trim_at.load(Ordering::Relaxed), 2_000);
+    }
 }
