@@ -237,9 +237,16 @@ struct Inner {
     record: bool,
     syncs: u64,
     faults: FaultPlan,
+    /// The target of the last rename, until the next directory sync (see [`disk_bugs`]).
+    last_rename_to: Option<OsString>,
 }
 
 impl Inner {
+    /// The name file `ino` has now, if any.
+    fn name_of(&self, ino: Ino) -> Option<&OsString> {
+        self.names.iter().find(|(_, &i)| i == ino).map(|(n, _)| n)
+    }
+
     fn push(&mut self, op: Op) {
         if self.record {
             self.trace.push(op);
@@ -302,6 +309,7 @@ impl SimVfs {
                 record,
                 syncs: 0,
                 faults: FaultPlan::default(),
+                last_rename_to: None,
             })),
             sync_delay,
             sched: None,
@@ -401,6 +409,65 @@ impl SimVfs {
     }
 }
 
+/// Planted bugs that the simulated disk itself expresses — each a sync the engine asks for and
+/// the disk (or its log driver) drops — so that tests can prove the runner catches them without
+/// the engine carrying them: armed only through [`disk_bugs::arm`], inert otherwise. (Bugs in
+/// the engine's own logic are the engine's, behind its `__planted-bugs` feature.)
+pub mod disk_bugs {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A deliberate durability bug of the disk layer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum DiskBug {
+        /// The directory sync after a new segment's rename to `<id>.log` is dropped: a power
+        /// loss can take the segment's entry, with acknowledged data.
+        SkipSegmentDirSync,
+        /// A new segment's file sync before its rename from `.log.tmp` is dropped: a crash can
+        /// leave a `.log` file whose header never became durable.
+        RenameSegmentBeforeSync,
+        /// A failed write + fdatasync of the log is retried with a second fdatasync, which
+        /// succeeds without persisting anything, and the batch is acknowledged ("fsyncgate").
+        RetryFailedSyncAndAck,
+        /// A checkpoint's fdatasync (of its `.ckpt.tmp` file, before the rename and the MANIFEST
+        /// naming it) is dropped.
+        CheckpointWithoutSync,
+        /// The directory sync after the MANIFEST's rename is dropped.
+        SkipManifestDirSync,
+    }
+
+    impl DiskBug {
+        /// Every disk bug.
+        pub const ALL: [DiskBug; 5] = [
+            DiskBug::SkipSegmentDirSync,
+            DiskBug::RenameSegmentBeforeSync,
+            DiskBug::RetryFailedSyncAndAck,
+            DiskBug::CheckpointWithoutSync,
+            DiskBug::SkipManifestDirSync,
+        ];
+
+        fn bit(self) -> u32 {
+            1 << (self as u32)
+        }
+    }
+
+    static ARMED: AtomicU32 = AtomicU32::new(0);
+
+    /// Arms `bug` for the whole process until [`disarm_all`].
+    pub fn arm(bug: DiskBug) {
+        ARMED.fetch_or(bug.bit(), Ordering::SeqCst);
+    }
+
+    /// Disarms every disk bug.
+    pub fn disarm_all() {
+        ARMED.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether `bug` is armed.
+    pub fn armed(bug: DiskBug) -> bool {
+        ARMED.load(Ordering::Relaxed) & bug.bit() != 0
+    }
+}
+
 /// An open file of a [`SimVfs`].
 pub struct SimFile {
     inner: Arc<Mutex<Inner>>,
@@ -410,6 +477,22 @@ pub struct SimFile {
 }
 
 impl SimFile {
+    /// Whether a planted bug skips this file's sync: a new segment's before its rename
+    /// (`RenameSegmentBeforeSync`), a checkpoint's before its rename (`CheckpointWithoutSync`).
+    fn planted_skip_sync(&self) -> bool {
+        use disk_bugs::{armed, DiskBug};
+        if !armed(DiskBug::RenameSegmentBeforeSync) && !armed(DiskBug::CheckpointWithoutSync) {
+            return false;
+        }
+        let g = self.inner.lock();
+        let name = g
+            .name_of(self.ino)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (armed(DiskBug::RenameSegmentBeforeSync) && name.ends_with(".log.tmp"))
+            || (armed(DiskBug::CheckpointWithoutSync) && name.ends_with(".ckpt.tmp"))
+    }
+
     fn writable(&self) -> io::Result<()> {
         if self.write {
             Ok(())
@@ -455,10 +538,16 @@ impl VFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        if self.planted_skip_sync() {
+            return Ok(());
+        }
         self.vfs.sync_file(self.ino)
     }
 
     fn sync_all(&self) -> io::Result<()> {
+        if self.planted_skip_sync() {
+            return Ok(());
+        }
         self.vfs.sync_file(self.ino)
     }
 
@@ -605,6 +694,7 @@ impl Vfs for SimVfs {
             .remove(from.as_os_str())
             .ok_or_else(|| enoent(from))?;
         g.names.insert(to.as_os_str().to_owned(), ino);
+        g.last_rename_to = Some(to.as_os_str().to_owned());
         g.push(Op::Rename {
             from: from.to_path_buf(),
             to: to.to_path_buf(),
@@ -617,6 +707,21 @@ impl Vfs for SimVfs {
         let mut g = self.inner.lock();
         if !g.dirs.contains(path.as_os_str()) {
             return Err(enoent(path));
+        }
+        let renamed = g.last_rename_to.take();
+        let renamed_name = renamed
+            .as_deref()
+            .and_then(|n| Path::new(n).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if (disk_bugs::armed(disk_bugs::DiskBug::SkipSegmentDirSync)
+            && renamed_name.ends_with(".log"))
+            || (disk_bugs::armed(disk_bugs::DiskBug::SkipManifestDirSync)
+                && renamed_name == "MANIFEST")
+        {
+            // The planted bug: this directory sync, which would make the rename durable, is
+            // skipped (not even counted as a sync).
+            return Ok(());
         }
         if g.sync_fails() {
             let seed = crate::rng::mix(&[g.faults.seed, g.syncs]);
@@ -729,7 +834,13 @@ impl LogDriver for SimDriver {
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
-        file.sync_data()
+        let res = file.sync_data();
+        if res.is_err() && disk_bugs::armed(disk_bugs::DiskBug::RetryFailedSyncAndAck) {
+            // The planted "fsyncgate" bug: a failed sync is retried, the retry succeeds without
+            // persisting anything (the failed pages were dropped), and the batch is acknowledged.
+            return file.sync_data();
+        }
+        res
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

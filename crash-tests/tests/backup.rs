@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ringlog_crash::crash::{for_each_state, TearModel};
 use ringlog_crash::setup::Setup;
+use ringlog_crash::sim::disk_bugs::{self, DiskBug};
 use ringlog_crash::sim::{Image, SimVfs};
-use ringlog_db::bugs::{self, Bug};
 use ringlog_db::{Db, Durability, Options};
 
 /// Planted bugs are process-wide: one test arms at a time.
@@ -38,8 +38,8 @@ fn backup_dir() -> PathBuf {
 
 /// Runs a backup of a database holding some history, records its trace, and returns the number
 /// of crash states checked and every crash state's problem (none when all are sound).
-fn failures(bug: Option<Bug>) -> (usize, Vec<String>) {
-    bugs::disarm_all();
+fn failures(bug: Option<DiskBug>) -> (usize, Vec<String>) {
+    disk_bugs::disarm_all();
     let base = Image {
         files: Default::default(),
         dirs: vec![Setup::sim_dir().to_path_buf()],
@@ -58,10 +58,10 @@ fn failures(bug: Option<Bug>) -> (usize, Vec<String>) {
     let sim = SimVfs::from_image(&before, true, Duration::ZERO);
     let db = Db::open(Setup::sim_dir(), opts(&sim)).unwrap();
     if let Some(b) = bug {
-        bugs::arm(b);
+        disk_bugs::arm(b);
     }
     let info = db.backup_to(backup_dir()).unwrap();
-    bugs::disarm_all();
+    disk_bugs::disarm_all();
     assert!(info.lsn > 0 && info.keys == 24, "{info:?}");
     let trace = sim.trace();
     std::mem::forget(db);
@@ -131,7 +131,7 @@ fn every_crash_state_of_a_backup_is_no_backup_or_the_whole_backup() {
 #[test]
 fn a_backup_checkpoint_named_before_its_fdatasync_is_caught() {
     let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    let (_, f) = failures(Some(Bug::CheckpointWithoutSync));
+    let (_, f) = failures(Some(DiskBug::CheckpointWithoutSync));
     eprintln!("{} failing states, e.g. {:?}", f.len(), f.first());
     assert!(
         f.iter()

@@ -9,19 +9,46 @@ use std::sync::Mutex;
 use ringlog_crash::crash::TearModel;
 use ringlog_crash::power::{self, PowerOptions};
 use ringlog_crash::report::Summary;
+use ringlog_crash::sim::disk_bugs::{self, DiskBug};
 use ringlog_crash::workload::Mode;
 use ringlog_db::bugs::{self, Bug};
 
 static ARMING: Mutex<()> = Mutex::new(());
 
-fn with_bug(bug: Option<Bug>, f: impl FnOnce() -> Summary) -> Summary {
-    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+/// A planted bug: the engine's (its `__planted-bugs` feature) or the simulated disk's.
+#[derive(Clone, Copy, Debug)]
+enum Planted {
+    Engine(Bug),
+    Disk(DiskBug),
+}
+
+impl From<Bug> for Planted {
+    fn from(b: Bug) -> Planted {
+        Planted::Engine(b)
+    }
+}
+
+impl From<DiskBug> for Planted {
+    fn from(b: DiskBug) -> Planted {
+        Planted::Disk(b)
+    }
+}
+
+fn disarm_all() {
     bugs::disarm_all();
-    if let Some(b) = bug {
-        bugs::arm(b);
+    disk_bugs::disarm_all();
+}
+
+fn with_bug(bug: Option<impl Into<Planted>>, f: impl FnOnce() -> Summary) -> Summary {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    disarm_all();
+    match bug.map(Into::into) {
+        Some(Planted::Engine(b)) => bugs::arm(b),
+        Some(Planted::Disk(b)) => disk_bugs::arm(b),
+        None => {}
     }
     let s = f();
-    bugs::disarm_all();
+    disarm_all();
     s
 }
 
@@ -39,7 +66,7 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
     }
 }
 
-fn assert_caught(bug: Bug, s: &Summary, invariants: &[&str]) {
+fn assert_caught(bug: impl std::fmt::Debug, s: &Summary, invariants: &[&str]) {
     let f = s.failures.first().unwrap_or_else(|| {
         panic!(
             "planted bug {bug:?} was NOT caught: {} states over {} seeds\n{}",
@@ -59,7 +86,7 @@ fn assert_caught(bug: Bug, s: &Summary, invariants: &[&str]) {
 
 #[test]
 fn control_without_bugs_finds_nothing() {
-    let s = with_bug(None, || {
+    let s = with_bug(None::<Bug>, || {
         power::run(&opts(
             1..4,
             vec![Mode::Strict, Mode::Buffered, Mode::InMemory],
@@ -95,10 +122,10 @@ fn catches_apply_torn_commit() {
 
 #[test]
 fn catches_skipped_segment_dir_sync() {
-    let s = with_bug(Some(Bug::SkipSegmentDirSync), || {
+    let s = with_bug(Some(DiskBug::SkipSegmentDirSync), || {
         power::run(&opts(1..6, vec![Mode::Strict]))
     });
-    assert_caught(Bug::SkipSegmentDirSync, &s, &["durability"]);
+    assert_caught(DiskBug::SkipSegmentDirSync, &s, &["durability"]);
 }
 
 /// Issue 8.5: a segment renamed to its final name before its header is durable can be left as a
@@ -106,10 +133,10 @@ fn catches_skipped_segment_dir_sync() {
 /// default campaign reports as a failed open.
 #[test]
 fn catches_segment_renamed_before_its_sync() {
-    let s = with_bug(Some(Bug::RenameSegmentBeforeSync), || {
+    let s = with_bug(Some(DiskBug::RenameSegmentBeforeSync), || {
         power::run(&opts(1..6, vec![Mode::Strict]))
     });
-    assert_caught(Bug::RenameSegmentBeforeSync, &s, &["I5"]);
+    assert_caught(DiskBug::RenameSegmentBeforeSync, &s, &["I5"]);
 }
 
 /// Issue 9: concurrent committers. The log thread publishing the last LSN assigned (not the last
@@ -178,7 +205,7 @@ fn catches_lsn_reuse_after_recovery() {
 
 #[test]
 fn catches_retry_of_failed_fsync() {
-    let s = with_bug(Some(Bug::RetryFailedSyncAndAck), || {
+    let s = with_bug(Some(DiskBug::RetryFailedSyncAndAck), || {
         ringlog_crash::fsync::run(
             &PowerOptions {
                 gens: 1,
@@ -189,7 +216,7 @@ fn catches_retry_of_failed_fsync() {
         )
     });
     assert_caught(
-        Bug::RetryFailedSyncAndAck,
+        DiskBug::RetryFailedSyncAndAck,
         &s,
         &["durability", "fsync-error", "I5"],
     );
@@ -197,7 +224,7 @@ fn catches_retry_of_failed_fsync() {
 
 #[test]
 fn fsync_errors_without_bugs_find_nothing() {
-    let s = with_bug(None, || {
+    let s = with_bug(None::<Bug>, || {
         ringlog_crash::fsync::run(
             &PowerOptions {
                 gens: 1,
@@ -246,7 +273,7 @@ fn replays_exactly(bug: Bug, base: PowerOptions) {
     );
     assert_eq!(g.violation.detail, f.violation.detail);
     // Without the bug the same state is fine.
-    let clean = with_bug(None, || {
+    let clean = with_bug(None::<Bug>, || {
         power::run(&PowerOptions {
             seeds: vec![seed.parse().unwrap()],
             modes: vec![mode],
@@ -281,7 +308,7 @@ fn a_failing_read_replays_exactly() {
 /// Arms `bug`, runs `base` with shrinking, and checks the shrunk reproduction: its command line
 /// fails again the same way with the bug and passes without it. Returns the shrunk steps per
 /// generation and the number of steps left out.
-fn shrink_and_replay(bug: Bug, base: PowerOptions) -> (u64, usize) {
+fn shrink_and_replay(bug: impl Into<Planted> + Copy, base: PowerOptions) -> (u64, usize) {
     let s = with_bug(Some(bug), || {
         power::run(&PowerOptions {
             shrink: true,
@@ -334,14 +361,14 @@ fn shrink_and_replay(bug: Bug, base: PowerOptions) -> (u64, usize) {
         .unwrap_or_else(|| panic!("the shrunk workload passes: {replay}"));
     assert_eq!(g.violation.invariant, f.violation.invariant);
     // ... and passes without the bug: the failure is the bug's, not the shrinking's.
-    let clean = with_bug(None, || power::run(&shrunk));
+    let clean = with_bug(None::<Bug>, || power::run(&shrunk));
     assert!(clean.failures.is_empty(), "{}", clean.failures[0].render());
     (steps, skip.len())
 }
 
 #[test]
 fn a_failure_shrinks_to_fewer_steps() {
-    let (steps, _) = shrink_and_replay(Bug::SkipSegmentDirSync, opts(1..6, vec![Mode::Strict]));
+    let (steps, _) = shrink_and_replay(DiskBug::SkipSegmentDirSync, opts(1..6, vec![Mode::Strict]));
     assert!(steps < 40, "{steps} steps");
 }
 
@@ -475,10 +502,10 @@ fn catches_segments_deleted_before_the_manifest() {
 /// were: recovery refuses it.
 #[test]
 fn catches_a_checkpoint_without_its_sync() {
-    let s = with_bug(Some(Bug::CheckpointWithoutSync), || {
+    let s = with_bug(Some(DiskBug::CheckpointWithoutSync), || {
         power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
     });
-    assert_caught(Bug::CheckpointWithoutSync, &s, &["I5"]);
+    assert_caught(DiskBug::CheckpointWithoutSync, &s, &["I5"]);
 }
 
 /// Checkpoints: a checkpoint drops every tombstone, also one whose key keeps older versions
@@ -506,13 +533,17 @@ fn catches_a_checkpoint_that_drops_tombstones() {
 /// are gone.
 #[test]
 fn catches_a_manifest_without_its_directory_fsync() {
-    let s = with_bug(Some(Bug::SkipManifestDirSync), || {
+    let s = with_bug(Some(DiskBug::SkipManifestDirSync), || {
         power::run(&PowerOptions {
             steps: 120,
             ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
         })
     });
-    assert_caught(Bug::SkipManifestDirSync, &s, &["I5", "durability", "I3"]);
+    assert_caught(
+        DiskBug::SkipManifestDirSync,
+        &s,
+        &["I5", "durability", "I3"],
+    );
 }
 
 /// Checkpoints: open ignores the MANIFEST's trim floor (recovery seeds its floor from the
@@ -598,7 +629,7 @@ fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
 
     let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
     let failures = |bug: bool| -> Vec<String> {
-        bugs::disarm_all();
+        disarm_all();
         let base = Image {
             files: Default::default(),
             dirs: vec![Setup::sim_dir().to_path_buf()],
@@ -617,7 +648,7 @@ fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
         let created = sim.snapshot();
         let sim = SimVfs::from_image(&created, true, Duration::ZERO);
         if bug {
-            bugs::arm(Bug::SkipManifestDirSync);
+            disk_bugs::arm(DiskBug::SkipManifestDirSync);
         }
         let db = Db::open(Setup::sim_dir(), o(&sim)).unwrap();
         // Enough log between the checkpoints for segments to rotate (a directory fsync each) and
@@ -631,7 +662,7 @@ fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
         db.put(b"k", b"last").unwrap();
         let trace = sim.trace();
         std::mem::forget(db);
-        bugs::disarm_all();
+        disarm_all();
         let mut out = Vec::new();
         for_each_state(&created, &trace, TearModel::Sector, 8, 5, |p, idx, img| {
             let sim = SimVfs::from_image(&img, false, Duration::ZERO);

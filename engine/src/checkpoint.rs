@@ -283,11 +283,8 @@ fn write_into(
     );
     w.out.extend_from_slice(&footer.encode(epoch));
     w.flush()?;
-    let sync = !crate::hooks::checkpoint_skips_sync();
-    if sync {
-        failpoint!(CHECKPOINT_BEFORE_SYNC);
-    }
-    w.fw.finish(sync)
+    failpoint!(CHECKPOINT_BEFORE_SYNC);
+    w.fw.finish(true)
         .map_err(|e| Error::io("write and sync checkpoint", path.to_path_buf(), e))?;
     Ok(Written {
         len: w.out_at,

@@ -203,9 +203,7 @@ pub(crate) fn write_manifest(vfs: &dyn Vfs, dir: &Path, m: &Manifest) -> Result<
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename manifest", path.clone(), e))?;
     failpoint!(MANIFEST_BEFORE_DIR_SYNC);
-    if !crate::hooks::skip_manifest_dir_sync() {
-        vfs.sync_dir(dir)
-            .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
-    }
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
     Ok(())
 }

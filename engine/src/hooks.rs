@@ -4,8 +4,10 @@
 //!
 //! * feature `__failpoints`: named crash points ([`failpoint!`]). Inert until armed with
 //!   [`failpoints::arm`]; an armed point kills the process with `SIGKILL` on its n-th hit.
-//! * feature `__planted-bugs`: deliberate durability bugs, so that tests can prove the crash-test
-//!   runner detects them. Inert until armed with [`bugs::arm`].
+//! * feature `__planted-bugs`: deliberate durability bugs in the engine's own logic, so that
+//!   tests can prove the crash-test runner detects them. Inert until armed with [`bugs::arm`].
+//!   Bugs a disk layer can express (a sync the engine asks for, dropped) live in the crash-test
+//!   crate's simulated disk instead (`ringlog_crash::sim::disk_bugs`), not here.
 //!
 //! Both are armed only through functions that exist only under their feature, never by an
 //! environment variable or an option, so a build that has the feature (cargo unifies features
@@ -161,14 +163,6 @@ pub mod bugs {
         ApplyTornCommit,
         /// A reopened database reuses the highest LSN recovery saw for its first commit.
         ReuseLsnAfterRecovery,
-        /// Creating a segment skips the directory fsync.
-        SkipSegmentDirSync,
-        /// A failed write + fdatasync is retried with a second fdatasync, which succeeds without
-        /// persisting anything, and the batch is acknowledged (the "fsyncgate" bug).
-        RetryFailedSyncAndAck,
-        /// A new segment is renamed to its final name without its file sync: a crash can leave
-        /// a `*.log` file whose header never became durable.
-        RenameSegmentBeforeSync,
         /// After a round, the log thread publishes as durable the last LSN assigned so far, not
         /// the last LSN of the round: commits appended while the round's sync ran are
         /// acknowledged durable without being written. Invisible with one committer that waits.
@@ -199,13 +193,9 @@ pub mod bugs {
         /// Compaction deletes the segments below a checkpoint before the MANIFEST that drops
         /// them is durable: a crash leaves a MANIFEST that still needs them.
         DeleteSegmentsBeforeManifest,
-        /// A checkpoint is renamed into place and named by the MANIFEST without its fdatasync.
-        CheckpointWithoutSync,
         /// A checkpoint drops every tombstone, also one whose key has older versions kept: a
         /// read at the tombstone's LSN finds the older version again (a resurrected delete).
         CheckpointDropsTombstones,
-        /// The MANIFEST is renamed into place without the directory fsync after it.
-        SkipManifestDirSync,
         /// Open ignores the MANIFEST's trim floor: the floor moves backwards after a restart.
         TrimFloorBackwards,
         /// Open resumes in the last segment as if only its first extent were prepared (as a new
@@ -220,13 +210,10 @@ pub mod bugs {
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 22] = [
+        pub const ALL: [Bug; 17] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
-            Bug::SkipSegmentDirSync,
-            Bug::RetryFailedSyncAndAck,
-            Bug::RenameSegmentBeforeSync,
             Bug::PublishLastAssignedLsn,
             Bug::BufferedTimerNeverFires,
             Bug::LostSyncWakeup,
@@ -237,9 +224,7 @@ pub mod bugs {
             Bug::TrimIgnoresSnapshots,
             Bug::StaleKeyIndex,
             Bug::DeleteSegmentsBeforeManifest,
-            Bug::CheckpointWithoutSync,
             Bug::CheckpointDropsTombstones,
-            Bug::SkipManifestDirSync,
             Bug::TrimFloorBackwards,
             Bug::ReopenForgetsGrowth,
             Bug::FoldKeepsOlderVersion,
@@ -280,17 +265,6 @@ pub(crate) fn ack_strict_early(_shared: &Shared, _st: &mut State, _lsn: Lsn) -> 
     false
 }
 
-/// Hook: the outcome of a batch's write + sync. The `RetryFailedSyncAndAck` bug retries a failed
-/// one with a bare fdatasync and reports that.
-#[inline(always)]
-pub(crate) fn retry_failed_sync(res: io::Result<()>, _file: &dyn VFile) -> io::Result<()> {
-    #[cfg(feature = "__planted-bugs")]
-    if res.is_err() && bugs::armed(bugs::Bug::RetryFailedSyncAndAck) {
-        return _file.sync_data();
-    }
-    res
-}
-
 /// Hook: the highest LSN recovery saw. The `ReuseLsnAfterRecovery` bug lowers it by one.
 #[inline(always)]
 pub(crate) fn recovered_max_lsn(max_lsn: Lsn, _last_applied: Lsn) -> Lsn {
@@ -300,29 +274,6 @@ pub(crate) fn recovered_max_lsn(max_lsn: Lsn, _last_applied: Lsn) -> Lsn {
         return _last_applied.saturating_sub(1);
     }
     max_lsn
-}
-
-/// Hook: the directory fsync that makes a new segment's entry durable. The `SkipSegmentDirSync`
-/// bug skips it.
-#[inline(always)]
-pub(crate) fn segment_dir_sync(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
-    #[cfg(feature = "__planted-bugs")]
-    if bugs::armed(bugs::Bug::SkipSegmentDirSync) {
-        return Ok(());
-    }
-    vfs.sync_dir(dir)
-}
-
-/// Hook: the file sync of a new segment before it is renamed to its final name. The
-/// `RenameSegmentBeforeSync` bug skips it, so a crash can leave a `*.log` file whose header never
-/// became durable.
-#[inline(always)]
-pub(crate) fn new_segment_sync(_file: &dyn VFile) -> io::Result<()> {
-    #[cfg(feature = "__planted-bugs")]
-    if bugs::armed(bugs::Bug::RenameSegmentBeforeSync) {
-        return Ok(());
-    }
-    _file.sync_all()
 }
 
 /// Whether the `ApplyTornCommit` bug is armed (used by recovery).
@@ -447,12 +398,8 @@ macro_rules! bug_hook {
 bug_hook! {
     /// Whether compaction deletes segments before the MANIFEST update that drops them.
     delete_segments_before_manifest => DeleteSegmentsBeforeManifest;
-    /// Whether a checkpoint skips its fdatasync.
-    checkpoint_skips_sync => CheckpointWithoutSync;
     /// Whether a checkpoint drops every tombstone.
     checkpoint_drops_tombstones => CheckpointDropsTombstones;
-    /// Whether a MANIFEST update skips the directory fsync.
-    skip_manifest_dir_sync => SkipManifestDirSync;
     /// Whether open ignores the MANIFEST's trim floor.
     trim_floor_backwards => TrimFloorBackwards;
     /// Whether open forgets how far the segment it resumes in has grown.

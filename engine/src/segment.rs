@@ -127,13 +127,13 @@ pub(crate) fn create_segment(
         initial_len(cfg.size),
     )?;
     failpoint!(SEGMENT_BEFORE_FILE_SYNC);
-    crate::hooks::new_segment_sync(&*file)
+    file.sync_all()
         .map_err(|e| Error::io("sync new segment", tmp.clone(), e))?;
     failpoint!(SEGMENT_BEFORE_RENAME);
     vfs.rename(&tmp, &path)
         .map_err(|e| Error::io("rename new segment", path.clone(), e))?;
     failpoint!(SEGMENT_BEFORE_DIR_SYNC);
-    crate::hooks::segment_dir_sync(vfs, &cfg.dir)
+    vfs.sync_dir(&cfg.dir)
         .map_err(|e| Error::io("sync directory", cfg.dir.clone(), e))?;
     failpoint!(SEGMENT_AFTER_DIR_SYNC);
     log::debug!(

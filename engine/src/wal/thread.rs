@@ -217,7 +217,6 @@ pub(crate) fn run_log_thread(
                 batch.buf.as_slice(),
                 cfg.strategy,
             );
-            let res = crate::hooks::retry_failed_sync(res, &*active.file);
             let took = shared.now().saturating_duration_since(started).as_nanos() as u64;
             if let Err(e) = res {
                 shared.poison(e);
