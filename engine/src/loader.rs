@@ -121,7 +121,7 @@ impl Versions {
             }
             None => NO_VALUE,
         };
-        self.live += key.len() + value.map_or(0, <[u8]>::len);
+        self.live += need;
         self.entries.push(VEntry {
             prefix: key_prefix(key),
             lsn,
@@ -275,18 +275,11 @@ impl Versions {
         }
         let mut buf = new_buffer(self.live);
         for e in &mut self.entries {
-            let start = (e.at & OFFSET_MASK) as usize;
-            let src = &self.bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.stored_len()];
-            e.at = buf.len() as u64;
-            buf.extend_from_slice(src);
+            buf.extend_from_slice(bytes_in(&self.bufs, e, 0, e.stored_len()));
+            e.at = (buf.len() - e.stored_len()) as u64;
         }
         debug_assert_eq!(buf.len(), self.live);
         self.bufs = vec![buf];
-    }
-
-    fn bytes_at(&self, e: &VEntry, skip: usize, len: usize) -> &[u8] {
-        let start = (e.at & OFFSET_MASK) as usize + skip;
-        &self.bufs[(e.at >> BUF_SHIFT) as usize][start..start + len]
     }
 
     fn key_of(&self, e: &VEntry) -> &[u8] {
@@ -296,7 +289,7 @@ impl Versions {
     fn get_entry(&self, e: &VEntry) -> (&[u8], Lsn, Option<&[u8]>) {
         let key = self.key_of(e);
         let value = (e.value_len != NO_VALUE)
-            .then(|| self.bytes_at(e, e.key_len as usize, e.value_len as usize));
+            .then(|| bytes_in(&self.bufs, e, e.key_len as usize, e.value_len as usize));
         (key, e.lsn, value)
     }
 
@@ -334,9 +327,7 @@ impl Versions {
     /// Whether two entries have the same key; reads the buffers only for long keys whose first
     /// 16 bytes and lengths agree (entries are in key order: the buffers are not).
     fn same_key(&self, a: &VEntry, b: &VEntry) -> bool {
-        a.prefix == b.prefix
-            && a.key_len == b.key_len
-            && (a.key_len <= 16 || self.key_of(a) == self.key_of(b))
+        same_key_in(&self.bufs, a, b)
     }
 
     /// Hints the CPU to fetch version `i`'s bytes: a walk in entry order reads the buffers at
@@ -374,40 +365,19 @@ impl Versions {
 
     fn sort_keeping(&mut self, per_key: bool) {
         let bufs = &self.bufs;
-        let key = |e: &VEntry| {
-            let start = (e.at & OFFSET_MASK) as usize;
-            &bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.key_len as usize]
-        };
-        let order = |a: &VEntry, b: &VEntry| {
-            a.prefix
-                .cmp(&b.prefix)
-                .then_with(|| {
-                    if a.key_len <= 16 && b.key_len <= 16 {
-                        // Equal zero-padded prefixes of short keys: the shorter key is the
-                        // smaller (its missing bytes are the padding's zeros), equal lengths
-                        // are equal keys.
-                        a.key_len.cmp(&b.key_len)
-                    } else {
-                        key(a).cmp(key(b))
-                    }
-                })
+        self.entries.sort_unstable_by(|a, b| {
+            Versions::cmp_keys_in(bufs, a, bufs, b)
                 .then(b.lsn.cmp(&a.lsn))
                 .then(a.rank.cmp(&b.rank))
-        };
-        self.entries.sort_unstable_by(order);
-        let before = self.entries.len();
+        });
         let mut dropped = 0;
         self.entries.dedup_by(|later, kept| {
-            let dup = (per_key || later.lsn == kept.lsn)
-                && later.prefix == kept.prefix
-                && later.key_len == kept.key_len
-                && (later.key_len <= 16 || key(later) == key(kept));
+            let dup = (per_key || later.lsn == kept.lsn) && same_key_in(bufs, later, kept);
             if dup {
                 dropped += later.stored_len();
             }
             dup
         });
-        debug_assert!(self.entries.len() <= before);
         self.live -= dropped;
     }
 
@@ -437,10 +407,23 @@ enum Zip {
     Fold,
 }
 
+/// `len` bytes of `e`'s key and value, from `skip`, in `bufs`.
+fn bytes_in<'a>(bufs: &'a [HugeBuf], e: &VEntry, skip: usize, len: usize) -> &'a [u8] {
+    let start = (e.at & OFFSET_MASK) as usize + skip;
+    &bufs[(e.at >> BUF_SHIFT) as usize][start..start + len]
+}
+
 /// The key of `e`, in `bufs`.
 fn key_in<'a>(bufs: &'a [HugeBuf], e: &VEntry) -> &'a [u8] {
-    let start = (e.at & OFFSET_MASK) as usize;
-    &bufs[(e.at >> BUF_SHIFT) as usize][start..start + e.key_len as usize]
+    bytes_in(bufs, e, 0, e.key_len as usize)
+}
+
+/// Whether `a` and `b` (in `bufs`) have the same key; reads the buffers only for long keys whose
+/// first 16 bytes and lengths agree (entries are in key order: the buffers are not).
+fn same_key_in(bufs: &[HugeBuf], a: &VEntry, b: &VEntry) -> bool {
+    a.prefix == b.prefix
+        && a.key_len == b.key_len
+        && (a.key_len <= 16 || key_in(bufs, a) == key_in(bufs, b))
 }
 
 /// Bytes of a [`Versions`] buffer (a larger version gets a buffer of its size).
@@ -536,10 +519,11 @@ fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
 }
 
 impl HashVal {
-    fn owned(self, seg: &[u8]) -> Arc<[u8]> {
+    /// The value's bytes: its own, or in `seg`, the buffer of the segment being replayed.
+    fn bytes<'a>(&'a self, seg: &'a [u8]) -> &'a [u8] {
         match self {
             HashVal::Owned(v) => v,
-            HashVal::InSegment(start, len) => Arc::from(&seg[start..start + len]),
+            HashVal::InSegment(start, len) => &seg[*start..*start + *len],
         }
     }
 }
@@ -643,12 +627,9 @@ impl Loader {
                 self.deferred = 0;
                 let live = std::mem::take(&mut self.live);
                 for (k, e) in live {
-                    let value = match e.value {
-                        HashVal::Owned(v) => v,
-                        HashVal::InSegment(start, len) => Arc::from(&seg[start..start + len]),
-                    };
                     // Distinct keys: their order among themselves does not matter.
-                    self.pending.push(&k, e.lsn, Some(&value), u64::MAX);
+                    self.pending
+                        .push(&k, e.lsn, Some(e.value.bytes(seg)), u64::MAX);
                 }
             }
             return;
@@ -714,8 +695,7 @@ impl Loader {
             assert_eq!(self.deferred, 0, "every segment was ended");
             let mut items = Versions::default();
             for (k, e) in std::mem::take(&mut self.live) {
-                let value = e.value.owned(&[]);
-                items.push(&k, e.lsn, Some(&value), u64::MAX);
+                items.push(&k, e.lsn, Some(e.value.bytes(&[])), u64::MAX);
             }
             // Distinct keys: sorting is all this does.
             items.keep_newest_per_key();
