@@ -67,9 +67,9 @@ pub struct RecoveryStats {
     /// and what they do not cover: the directory listing, the checkpoint's load where it did not
     /// overlap the log's replay).
     pub duration: Duration,
-    /// Of `duration`: time the replay waited for segment bytes. Segments are read one ahead on
-    /// a helper thread while the previous one is decoded, so this is the reading that decoding
-    /// did not hide (the first segment's, at least).
+    /// Of `duration`: time the replay waited for segment bytes. A helper thread streams the
+    /// segments in, piece by piece, while the ones already in are decoded, so this is the
+    /// reading that decoding did not hide.
     pub read_time: Duration,
     /// Of `duration`: checking the log's records (checksums, framing) and handing their
     /// operations to the loader, in log order.

@@ -196,7 +196,6 @@ impl Shared {
         if !ops.is_empty() {
             batch.last_lsn = lsn;
             st.pending_commits += 1;
-            self.appended.fetch_add(1, Ordering::Release);
         }
         self.counters
             .bytes_appended

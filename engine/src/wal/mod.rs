@@ -34,8 +34,9 @@ use crate::segment::SegmentConfig;
 /// Longest the log thread watches for the next commit after a round before it sleeps (on a
 /// real disk): a lone committer's next commit usually comes within microseconds of its
 /// acknowledgement, and appending it then needs no wake-up of a sleeping log thread (a syscall
-/// for the committer, a scheduler hand-off before the round starts). Measured: Strict, one
-/// writer, p50 1.15-1.19 x the raw O_DIRECT loop with it, 1.26-1.28 x without (BENCHMARKS.md).
+/// for the committer, a scheduler hand-off before the round starts). Measured (BENCHMARKS.md,
+/// "Session 7: one hand-off fewer"): Strict, one writer, p50 1.13 x the raw O_DIRECT loop with
+/// it against 1.36 x without, medians of three alternated runs.
 pub(crate) const LOG_SPIN: Duration = Duration::from_micros(50);
 
 /// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
@@ -160,9 +161,6 @@ pub(crate) struct Shared {
     pub(crate) ckpt: OnceLock<crate::checkpointer::Checkpoints>,
     /// The next transaction id (record framing; serialised by the log mutex).
     pub(crate) next_txn_id: AtomicU64,
-    /// Commits appended so far (incremented under the log mutex): what the log thread watches
-    /// while it spins instead of sleeping ([`LOG_SPIN`]).
-    pub(crate) appended: AtomicU64,
     /// Whether the log thread may spin before it sleeps ([`LOG_SPIN`]): on a real disk (io_uring
     /// or portable). Never on a simulated one, whose scheduler runs one thread at a time.
     pub(crate) spin: bool,
@@ -207,7 +205,6 @@ impl Shared {
             }),
             ckpt: OnceLock::new(),
             next_txn_id: AtomicU64::new(1),
-            appended: AtomicU64::new(0),
             spin: vfs.as_ref().is_some_and(|v| {
                 matches!(
                     v.backend().kind,

@@ -132,10 +132,12 @@ pub(crate) fn run_log_thread(
                         // waking anyone, and the next decision (under the lock) sees what they
                         // appended.
                         spun = true;
-                        let seen = shared.appended.load(Ordering::Acquire);
+                        // Every append adds to `bytes_appended`: a change means work.
+                        let appended = &shared.counters.bytes_appended;
+                        let seen = appended.load(Ordering::Relaxed);
                         MutexGuard::unlocked(&mut st, || {
                             let until = std::time::Instant::now() + super::LOG_SPIN;
-                            while shared.appended.load(Ordering::Acquire) == seen
+                            while appended.load(Ordering::Relaxed) == seen
                                 && std::time::Instant::now() < until
                             {
                                 std::hint::spin_loop();
