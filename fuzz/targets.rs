@@ -25,9 +25,9 @@ use ringlog_db::{
 use ringlog_format::{
     codec_by_id, decode_record, encode_padding, encode_record, find_later_batch, find_next_valid,
     BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, DecodeError, Entries, LaterBatch,
-    Manifest, Record, RecordKind, RecordSpec, SegmentHeader, SegmentPos, BATCH_ALIGN,
-    BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, MANIFEST_LEN, MANIFEST_V2_LEN,
-    MAX_ID, MAX_SEGMENT_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    Layout, Manifest, Record, RecordKind, RecordSpec, SearchIn, SegmentHeader, SegmentPos,
+    BATCH_ALIGN, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, MANIFEST_LEN,
+    MANIFEST_V2_LEN, MAX_ID, MAX_SEGMENT_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// Epoch of every database [`open_dir`] builds (written to its `MANIFEST`). Seeds written by the
@@ -431,29 +431,27 @@ pub fn reseal(body: &mut [u8], base: u64, id: u64, from_epoch: u64, to_epoch: u6
 }
 
 /// `rec` encoded afresh at `pos` with `encode_record` (or `encode_padding`), from its decoded
-/// fields: its `header.len` bytes followed by zero alignment bytes. `None` for a Padding record
-/// the encoder cannot produce (a length that is not a multiple of 8, a non-zero payload or
-/// non-zero LSN, transaction id or timestamp — which the decoder accepts, see FORMAT.md §5.6).
+/// fields: its `len` bytes followed by zero alignment bytes. `None` for a Padding record the
+/// encoder cannot produce (a length that is not a multiple of 8, a non-zero payload or a
+/// non-zero LSN — which the decoder accepts, see FORMAT.md §5.6).
 pub fn reencode(rec: &Record<'_>, pos: SegmentPos) -> Option<Vec<u8>> {
-    let h = &rec.header;
-    let len = h.len as usize;
+    let len = rec.len as usize;
     let mut out = vec![0xA5u8; len.next_multiple_of(RECORD_ALIGN)];
     if rec.kind == RecordKind::Padding {
-        if !len.is_multiple_of(RECORD_ALIGN) || h.lsn != 0 || h.txn_id != 0 || h.timestamp != 0 {
+        if !len.is_multiple_of(RECORD_ALIGN) || rec.lsn != 0 {
             return None;
         }
-        let n = encode_padding(&mut out, h.run_id, h.batch_start, pos).ok()?;
+        let n = encode_padding(&mut out, rec.batch_start, pos).ok()?;
         assert_eq!(n, len, "encode_padding fills its buffer");
         return Some(out);
     }
     let spec = RecordSpec {
         kind: rec.kind,
-        flags: h.flags,
-        lsn: h.lsn,
-        txn_id: h.txn_id,
-        run_id: h.run_id,
-        timestamp: h.timestamp,
-        batch_start: h.batch_start,
+        flags: rec.flags,
+        lsn: rec.lsn,
+        run_id: rec.run_id,
+        timestamp: rec.timestamp,
+        batch_start: rec.batch_start,
         key: rec.key,
         value: rec.value,
         marker: rec.marker,
@@ -785,6 +783,12 @@ pub fn run_decoders(data: &[u8]) -> DecodeReport {
         epoch,
         offset,
     };
+    let search = |base: u64| SearchIn {
+        layout: Layout::Lean,
+        segment_id,
+        epoch,
+        base,
+    };
 
     // Every 8-aligned offset, one past the end included.
     let mut valid: Vec<(usize, u32)> = Vec::new();
@@ -793,7 +797,7 @@ pub fn run_decoders(data: &[u8]) -> DecodeReport {
         match decode_record(buf, at, pos(at as u64)) {
             Ok(rec) => {
                 check_record(buf, at, pos(at as u64), &rec);
-                valid.push((at, rec.header.batch_start));
+                valid.push((at, rec.batch_start));
             }
             Err(e) => {
                 assert_eq!(e.offset(), at as u64, "{e:?} at offset {at}");
@@ -838,11 +842,11 @@ pub fn run_decoders(data: &[u8]) -> DecodeReport {
         }
         // find_next_valid finds the first offset at which decode_record succeeds.
         let want = first_valid(from, &|_| true);
-        let got = find_next_valid(buf, from, segment_id, epoch, 0).map(|r| r.offset as usize);
+        let got = find_next_valid(buf, from, search(0)).map(|r| r.offset as usize);
         assert_eq!(got, want, "find_next_valid from {from}");
         if i == 1 {
-            let based = find_next_valid(&buf[from..], 0, segment_id, epoch, from as u64)
-                .map(|r| r.offset as usize);
+            let based =
+                find_next_valid(&buf[from..], 0, search(from as u64)).map(|r| r.offset as usize);
             assert_eq!(
                 based, want,
                 "find_next_valid on the bytes from {from}, base {from}"
@@ -864,21 +868,14 @@ pub fn run_decoders(data: &[u8]) -> DecodeReport {
                 bs > damage && bs.is_multiple_of(BATCH_ALIGN)
             };
             let want = first_valid(from, &qualifies);
-            let (found, cost) = find_later_batch(buf, from, damage, segment_id, epoch, 0, budget);
+            let (found, cost) = find_later_batch(buf, from, damage, search(0), budget);
             check_later_batch(found, cost, want, budget, from, damage);
             if budget != u64::MAX || i == 0 {
                 continue;
             }
             // The same search over the bytes from `from`, given their base offset.
-            let (based, bcost) = find_later_batch(
-                &buf[from..],
-                0,
-                damage,
-                segment_id,
-                epoch,
-                from as u64,
-                budget,
-            );
+            let (based, bcost) =
+                find_later_batch(&buf[from..], 0, damage, search(from as u64), budget);
             assert_eq!(
                 (later_offset(based), bcost),
                 (later_offset(found), cost),
@@ -931,19 +928,28 @@ fn check_later_batch(
 
 /// What must hold of a record that decoded at `buf[at]`, position `pos`.
 fn check_record(buf: &[u8], at: usize, pos: SegmentPos, rec: &Record<'_>) {
-    let h = &rec.header;
-    let len = h.len as usize;
+    let len = rec.len as usize;
     assert_eq!(rec.offset, pos.offset);
     assert!(
         len >= RECORD_HEADER_LEN && len <= buf.len() - at,
         "len {len} at {at}"
     );
-    assert!(u64::from(h.batch_start) <= rec.offset);
-    assert_eq!(rec.kind as u8, h.kind);
-    assert!(h.lsn <= MAX_ID && h.txn_id <= MAX_ID && h.run_id <= MAX_ID);
+    assert!(u64::from(rec.batch_start) <= rec.offset);
+    assert_eq!(rec.kind as u8, buf[at + 8]);
+    assert!(rec.lsn <= MAX_ID && rec.txn_id <= MAX_ID && rec.run_id <= MAX_ID);
+    if rec.kind == RecordKind::BatchHead {
+        assert_eq!(
+            u64::from(rec.batch_start),
+            rec.offset,
+            "a head is at its batch start"
+        );
+    }
     match rec.kind {
         RecordKind::Write | RecordKind::Delete => {
-            assert_eq!(rec.key.len(), h.key_len as usize);
+            assert_eq!(
+                rec.key.len(),
+                u16::from_le_bytes([buf[at + 10], buf[at + 11]]) as usize
+            );
             assert!(!rec.key.is_empty());
             assert_eq!(RECORD_HEADER_LEN + rec.key.len() + rec.value.len(), len);
             assert!(rec.kind == RecordKind::Write || rec.value.is_empty());
@@ -1150,12 +1156,7 @@ pub fn body_records(input: &OpenInput, i: usize) -> Vec<(usize, RecordKind, u32,
             offset: (SEGMENT_HEADER_LEN + at) as u64,
         },
     ) {
-        out.push((
-            at,
-            rec.kind,
-            rec.header.batch_start,
-            rec.header.len as usize,
-        ));
+        out.push((at, rec.kind, rec.batch_start, rec.len as usize));
         at += rec.encoded_len();
     }
     out

@@ -19,7 +19,7 @@ fn codec(c: &mut Criterion) {
     let key = [b'k'; 16];
     for (name, len) in [("16B", 16usize), ("1KiB", 1024), ("64KiB", 64 << 10)] {
         let value: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
-        let spec = RecordSpec::write(&key, &value, 42, 42, 1, 1_700_000_000, 4096).autocommit();
+        let spec = RecordSpec::write(&key, &value, 42, 4096).autocommit();
         let mut buf = vec![0u8; encoded_len(key.len(), len)];
         let mut g = c.benchmark_group("record");
         g.throughput(Throughput::Bytes(buf.len() as u64));

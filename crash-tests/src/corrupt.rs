@@ -124,8 +124,8 @@ fn layout(img: &Image) -> Option<Layout> {
                 seg: i,
                 off: pos as u64,
                 len: r.encoded_len() as u64,
-                covered: r.header.len as u64,
-                batch_start: r.header.batch_start as u64,
+                covered: r.len as u64,
+                batch_start: r.batch_start as u64,
             });
             pos += r.encoded_len();
         }

@@ -582,6 +582,25 @@ fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
     );
 }
 
+/// Format version 4 keeps a write batch's run id and commit time in its head, the batch's first
+/// record. A writer that leaves the head of a segment's first batch unfilled loses that batch:
+/// recovery finds zeros where the segment's records start, so it refuses the log (a later
+/// segment follows) or cuts the batch's acknowledged commits as a torn tail.
+#[test]
+fn catches_a_segment_whose_first_batch_has_no_head() {
+    let s = with_bug(Some(Bug::RotationBatchWithoutHead), || {
+        power::run(&PowerOptions {
+            steps: 60,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::RotationBatchWithoutHead,
+        &s,
+        &["durability", "I1", "I2", "I3", "I5", "I6", "recovery"],
+    );
+}
+
 /// Recovery's loader, folding a sorted chunk of the log over the state before it, keeps the
 /// older version of a key both hold. The campaign's databases are small, but it runs recovery
 /// with tiny chunks (`failpoints::small_recovery_chunks`), so every reopen sorts and folds on the

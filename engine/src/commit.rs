@@ -115,18 +115,15 @@ impl Db {
         if lsn > ringlog_format::MAX_ID {
             return Err(Error::IdSpaceExhausted("LSN"));
         }
-        let txn_id = shared.next_txn_id.load(Ordering::Relaxed);
-        if has_log && txn_id > ringlog_format::MAX_ID {
-            return Err(Error::IdSpaceExhausted("transaction id"));
-        }
         st.next_lsn += 1;
         // Buffered commits return before they are durable: only LSNs a durable lease covers.
         let mut wait_durable = mode == Durability::Strict;
         if has_log {
-            // Commits are serialised by the state lock held here.
-            let txn_id = shared.next_txn_id.fetch_add(1, Ordering::Relaxed);
+            // The transaction's id is its LSN (format version 4). Commits are serialised by the
+            // state lock held here.
+            shared.next_txn_id.fetch_max(lsn + 1, Ordering::Relaxed);
             let lease = shared.lease_due(&mut st, lsn);
-            shared.append(&mut st, ops, lsn, txn_id, system, lease);
+            shared.append(&mut st, ops, lsn, system, lease);
             if !shared.lease_covers(&mut st, lsn) {
                 wait_durable = true;
             }

@@ -206,11 +206,15 @@ pub mod bugs {
         /// the older version of a key both hold: a key overwritten across chunks recovers an
         /// older value (or a deleted key comes back).
         FoldKeepsOlderVersion,
+        /// The write batch that starts a new segment is written with its head left unfilled
+        /// (zeros): recovery finds no record where the segment's data starts, and the batch's
+        /// acknowledged commits are lost or the log refused (format version 4).
+        RotationBatchWithoutHead,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 17] = [
+        pub const ALL: [Bug; 18] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -228,6 +232,7 @@ pub mod bugs {
             Bug::TrimFloorBackwards,
             Bug::ReopenForgetsGrowth,
             Bug::FoldKeepsOlderVersion,
+            Bug::RotationBatchWithoutHead,
         ];
 
         fn bit(self) -> u32 {
@@ -406,6 +411,8 @@ bug_hook! {
     reopen_forgets_growth => ReopenForgetsGrowth;
     /// Whether recovery's fold keeps the older of two versions of a key.
     fold_keeps_older => FoldKeepsOlderVersion;
+    /// Whether the batch that starts a new segment is written without its head.
+    rotation_batch_without_head => RotationBatchWithoutHead;
 }
 
 /// Hook: the loader's hash-regime limit and smallest chunk, `(hash, chunk)` unless the crash

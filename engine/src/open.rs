@@ -94,7 +94,9 @@ impl Db {
         };
         let align = if opts.direct_io { MAX_ALIGN } else { 512 };
         let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn, recovered.stats.last_lsn);
-        let reserve = align + ringlog_format::RECORD_HEADER_LEN as u64 + 512;
+        let reserve = align
+            + (ringlog_format::RECORD_HEADER_LEN + ringlog_format::BATCH_HEAD_LEN) as u64
+            + 512;
         // The last segment, opened again after recovery. What recovery read may still be only in
         // the page cache: make it durable — the data, and the directory entry (a process crash
         // between a new segment's rename and the directory fsync leaves an entry that a power

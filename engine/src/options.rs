@@ -325,13 +325,14 @@ impl Options {
             .saturating_sub(RECORD_HEADER_LEN + key_len + 8)
     }
 
-    /// Largest encoded transaction: a segment minus its header, the worst-case batch padding and
-    /// a lease record that may precede it.
+    /// Largest encoded transaction: a segment minus its header, the worst-case batch padding, the
+    /// head of the batch and a lease record that may precede it.
     pub(crate) fn max_txn_bytes(&self) -> usize {
         (self.segment_size
             - SEGMENT_HEADER_LEN as u64
             - MAX_ALIGN
             - RECORD_HEADER_LEN as u64
+            - ringlog_format::BATCH_HEAD_LEN as u64
             - ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN) as u64)
             as usize
     }

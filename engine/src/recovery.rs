@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record, find_later_batch, DecodeError, LaterBatch, Manifest, Record, RecordKind,
-    SegmentHeader, SegmentPos, FLAG_SYSTEM, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    decode_record_in, find_later_batch, DecodeError, LaterBatch, Layout, Manifest, Record,
+    RecordKind, SearchIn, SegmentHeader, SegmentPos, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
+    SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
@@ -137,6 +137,9 @@ struct Applier {
     skip_through: Lsn,
     /// Whether the replayed log set a retention policy (it then overrides the checkpoint's).
     log_retention: bool,
+    /// The head of the write batch being replayed, in a segment of format version 4: (batch
+    /// start, run id, commit time), which hold for every record of the batch.
+    batch: Option<(u32, u64, u64)>,
 }
 
 impl Applier {
@@ -207,6 +210,7 @@ impl Applier {
 
     /// Ends the segment whose buffer is `buf` (before the buffer is reused).
     fn end_segment(&mut self, buf: &[u8]) {
+        self.batch = None;
         if self.open.take().is_some() {
             self.stats.transactions_incomplete += 1;
         }
@@ -240,21 +244,40 @@ impl Applier {
         buf: &[u8],
         path: &Path,
     ) -> std::result::Result<(), String> {
-        let h = &rec.header;
-        if rec.kind == RecordKind::Padding {
+        // The run id and commit time: the record's own in a wide segment (versions 1-3), its
+        // batch head's in a lean one. A lean batch's first record is its head, and every other
+        // record of the batch follows it.
+        let (run_id, timestamp) = match rec.layout {
+            Layout::Wide => (rec.run_id, rec.timestamp),
+            Layout::Lean if rec.kind == RecordKind::BatchHead => {
+                self.batch = Some((rec.batch_start, rec.run_id, rec.timestamp));
+                (rec.run_id, rec.timestamp)
+            }
+            Layout::Lean => match self.batch {
+                Some((start, run, ts)) if start == rec.batch_start => (run, ts),
+                _ => {
+                    return Err(format!(
+                        "the write batch at offset {} does not start with its batch head",
+                        rec.batch_start
+                    ))
+                }
+            },
+        };
+        self.max_run_id = self.max_run_id.max(run_id);
+        if matches!(rec.kind, RecordKind::Padding | RecordKind::BatchHead) {
             return Ok(());
         }
-        self.max_lsn = self.max_lsn.max(h.lsn);
-        self.max_txn_id = self.max_txn_id.max(h.txn_id);
-        self.max_run_id = self.max_run_id.max(h.run_id);
-        if h.lsn != 0 && h.lsn <= self.skip_through {
+        let lsn = rec.lsn;
+        self.max_lsn = self.max_lsn.max(lsn);
+        self.max_txn_id = self.max_txn_id.max(rec.txn_id);
+        if lsn != 0 && lsn <= self.skip_through {
             // In the checkpoint already (every record of a transaction carries its LSN).
             return Ok(());
         }
         let base = buf.as_ptr() as usize;
         let in_open = |open: &Option<OpenTxn>| {
             open.as_ref()
-                .is_some_and(|t| t.txn_id == h.txn_id && t.lsn == h.lsn)
+                .is_some_and(|t| t.txn_id == rec.txn_id && t.lsn == lsn)
         };
         match rec.kind {
             RecordKind::BeginTxn => {
@@ -263,8 +286,8 @@ impl Applier {
                 }
                 let cap = (rec.marker as usize).min(1024);
                 self.open = Some(OpenTxn {
-                    txn_id: h.txn_id,
-                    lsn: h.lsn,
+                    txn_id: rec.txn_id,
+                    lsn,
                     ops: Vec::with_capacity(cap),
                 });
             }
@@ -272,13 +295,13 @@ impl Applier {
                 if self.open.take().is_some() {
                     self.stats.transactions_incomplete += 1;
                 }
-                self.commit(h.lsn, h.timestamp)?;
+                self.commit(lsn, timestamp)?;
                 let op = if rec.kind == RecordKind::Write {
                     OpRef::Put(rec.key, rec.value)
                 } else {
                     OpRef::Delete(rec.key)
                 };
-                self.apply(op, h.lsn, buf, h.flags & FLAG_SYSTEM != 0)?;
+                self.apply(op, lsn, buf, rec.is_system())?;
             }
             RecordKind::Write | RecordKind::Delete => {
                 if in_open(&self.open) {
@@ -291,7 +314,7 @@ impl Applier {
                         rec.key.len(),
                         vs,
                         rec.value.len(),
-                        h.flags & FLAG_SYSTEM != 0,
+                        rec.is_system(),
                     ));
                 } else {
                     self.stats.orphaned_records += 1;
@@ -306,7 +329,7 @@ impl Applier {
                         self.stats.transactions_incomplete += 1;
                         return Ok(());
                     }
-                    self.commit(t.lsn, h.timestamp)?;
+                    self.commit(t.lsn, timestamp)?;
                     self.apply_txn(t, buf)?;
                 } else {
                     self.stats.orphaned_records += 1;
@@ -331,7 +354,7 @@ impl Applier {
             RecordKind::Lease => {
                 self.last_lease = Some(rec.marker);
             }
-            RecordKind::Padding => {}
+            RecordKind::Padding | RecordKind::BatchHead => {}
         }
         Ok(())
     }
@@ -412,6 +435,7 @@ pub(crate) fn recover(
         last_lease: None,
         skip_through: manifest.checkpoint_lsn,
         log_retention: false,
+        batch: None,
     };
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // With a checkpoint, the log after it keeps every operation (they go on top of the
@@ -617,9 +641,13 @@ fn scan_segments(
         app.max_lsn = app.max_lsn.max(header.base_lsn);
         app.max_run_id = app.max_run_id.max(header.run_id);
         app.stats.segments += 1;
+        let Some(layout) = Layout::for_version(header.version) else {
+            unreachable!("segment headers of other versions do not decode")
+        };
         let seg = SegmentRef {
             id,
             epoch,
+            layout,
             path: &path,
             stop_at,
         };
@@ -925,6 +953,8 @@ fn insert_tail(base: &mut Base, tail: &Versions) {
 struct SegmentRef<'a> {
     id: u64,
     epoch: u64,
+    /// Its records' layout (by the version in its header).
+    layout: Layout,
     path: &'a Path,
     /// The end its successor recorded (`None` for the last segment).
     stop_at: Option<u64>,
@@ -954,7 +984,8 @@ fn scan_segment(app: &mut Applier, segment: &Segment, seg: &SegmentRef<'_>) -> R
         // A streamed segment is decoded as it is read: each record once the bytes its header
         // claims are in (or the whole segment, when it claims more). The decoder reads nothing
         // past a record's claimed length, so it decides exactly as on the whole segment.
-        let head = segment.at_least(pos + RECORD_HEADER_LEN)?;
+        let hl = seg.layout.header_len();
+        let head = segment.at_least(pos + hl)?;
         if pos >= head.len() {
             if seg.stop_at.is_some() {
                 failure = Some(format!("the file ends at offset {pos}"));
@@ -965,7 +996,7 @@ fn scan_segment(app: &mut Applier, segment: &Segment, seg: &SegmentRef<'_>) -> R
             .get(pos + 4..pos + 8)
             .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
         let buf = segment.at_least(
-            pos.saturating_add(claimed.max(RECORD_HEADER_LEN))
+            pos.saturating_add(claimed.max(hl))
                 .saturating_add(RECORD_ALIGN - 1),
         )?;
         let at = SegmentPos {
@@ -973,7 +1004,7 @@ fn scan_segment(app: &mut Applier, segment: &Segment, seg: &SegmentRef<'_>) -> R
             epoch: seg.epoch,
             offset: pos as u64,
         };
-        match decode_record(buf, pos, at) {
+        match decode_record_in(seg.layout, buf, pos, at) {
             Ok(rec) => {
                 let end = pos + rec.encoded_len();
                 if seg.stop_at.is_some_and(|s| end as u64 > s) {
@@ -1018,7 +1049,7 @@ fn classify_damage(
     let later_batch = if seg.stop_at.is_some() || certain {
         LaterBatch::None
     } else {
-        later_batch_record(buf, pos, seg.id, seg.epoch, stats)
+        later_batch_record(buf, pos, seg, stats)
     };
     if seg.stop_at.is_none() && !certain && later_batch == LaterBatch::None {
         return None;
@@ -1064,8 +1095,7 @@ fn cut_log(
 fn later_batch_record<'a>(
     buf: &'a [u8],
     pos: usize,
-    id: u64,
-    epoch: u64,
+    seg: &SegmentRef<'_>,
     stats: &mut RecoveryStats,
 ) -> LaterBatch<'a> {
     // Nothing but zeros after the damage: no record can follow (a record's first bytes are never
@@ -1074,7 +1104,13 @@ fn later_batch_record<'a>(
         return LaterBatch::None;
     }
     let budget = 2 * (buf.len() - pos) as u64;
-    let (found, cost) = find_later_batch(buf, pos + 8, pos as u64, id, epoch, 0, budget);
+    let search = SearchIn {
+        layout: seg.layout,
+        segment_id: seg.id,
+        epoch: seg.epoch,
+        base: 0,
+    };
+    let (found, cost) = find_later_batch(buf, pos + 8, pos as u64, search, budget);
     stats.damage_search_checksums += cost.checksums;
     log::debug!("later-batch search after offset {pos}: {cost:?} -> {found:?}");
     found

@@ -65,8 +65,8 @@ fn expect_corruption(r: ringlog_db::Result<Db>, file: &Path, what: &str) -> Stri
 }
 
 /// A segment whose header claims `base_lsn`, appended after the last segment, holding one
-/// autocommit write with `lsn`.
-fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, txn_id: u64, run_id: u64) -> PathBuf {
+/// autocommit write with `lsn`, in a batch whose head names `run_id`.
+fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, run_id: u64) -> PathBuf {
     let path = next_segment(dir);
     let id = seg_id(&path);
     let ep = epoch(dir);
@@ -96,25 +96,30 @@ fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, txn_id: u64, run_id: u64)
     buf[8..12].fill(0);
     let crc = crc32c::crc32c(&buf[..64]);
     buf[8..12].copy_from_slice(&crc.to_le_bytes());
-    let spec = RecordSpec::write(b"crafted", b"v", 1, 1, 1, 0, 4096).autocommit();
-    let pos = SegmentPos {
-        segment_id: id,
-        epoch: ep,
-        offset: SEGMENT_HEADER_LEN as u64,
-    };
-    let rec = &mut buf[SEGMENT_HEADER_LEN..];
-    encode_record(rec, &spec, pos).unwrap();
-    let len = u32::from_le_bytes(rec[4..8].try_into().unwrap()) as usize;
-    rec[16..24].copy_from_slice(&lsn.to_le_bytes());
-    rec[24..32].copy_from_slice(&txn_id.to_le_bytes());
-    rec[32..40].copy_from_slice(&run_id.to_le_bytes());
-    let mut seeded = Vec::new();
-    for w in [pos.segment_id, pos.epoch, pos.offset] {
-        seeded.extend_from_slice(&w.to_le_bytes());
+    // The batch's head (run id at payload bytes 24..32), then the write (LSN at 16..24): patched
+    // and re-checksummed as a crafted file would be.
+    let head = RecordSpec::batch_head(1, 0, SEGMENT_HEADER_LEN as u32);
+    let write = RecordSpec::write(b"crafted", b"v", 1, SEGMENT_HEADER_LEN as u32).autocommit();
+    let mut at = SEGMENT_HEADER_LEN;
+    for (spec, field, value) in [(head, 24..32, run_id), (write, 16..24, lsn)] {
+        let pos = SegmentPos {
+            segment_id: id,
+            epoch: ep,
+            offset: at as u64,
+        };
+        let rec = &mut buf[at..];
+        let n = encode_record(rec, &spec, pos).unwrap();
+        let len = u32::from_le_bytes(rec[4..8].try_into().unwrap()) as usize;
+        rec[field].copy_from_slice(&value.to_le_bytes());
+        let mut seeded = Vec::new();
+        for w in [pos.segment_id, pos.epoch, pos.offset] {
+            seeded.extend_from_slice(&w.to_le_bytes());
+        }
+        seeded.extend_from_slice(&rec[4..len]);
+        let crc = crc32c::crc32c(&seeded);
+        rec[..4].copy_from_slice(&crc.to_le_bytes());
+        at += n;
     }
-    seeded.extend_from_slice(&rec[4..len]);
-    let crc = crc32c::crc32c(&seeded);
-    rec[..4].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &buf).unwrap();
     path
 }
@@ -128,14 +133,12 @@ fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, txn_id: u64, run_id: u64)
 #[test]
 fn ids_above_the_format_maximum_are_corruption() {
     for io in PATHS {
-        for (what, base, lsn, txn, run) in [
-            ("record LSN", 5, u64::MAX, 9, 1),
-            ("transaction id", 5, 100, u64::MAX, 1),
-            ("run id", 5, 100, 9, u64::MAX),
-        ] {
+        // (A transaction's id is its LSN since format version 4: no field of its own.)
+        for (what, base, lsn, run) in [("record LSN", 5, u64::MAX, 1), ("run id", 5, 100, u64::MAX)]
+        {
             let dir = tempfile::tempdir().unwrap();
             with_keys(dir.path(), io, 3);
-            let seg = append_segment(dir.path(), base, lsn, txn, run);
+            let seg = append_segment(dir.path(), base, lsn, run);
             let reason = expect_corruption(Db::open(dir.path(), opts(io)), &seg, what);
             assert!(reason.contains("maximum"), "{io} {what}: {reason}");
             // Truncating recovery cuts there and keeps everything before it.
@@ -155,7 +158,7 @@ fn segment_header_ids_above_the_maximum_are_corruption() {
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
         with_keys(dir.path(), io, 2);
-        let seg = append_segment(dir.path(), u64::MAX, 100, 9, 1);
+        let seg = append_segment(dir.path(), u64::MAX, 100, 1);
         expect_corruption(Db::open(dir.path(), opts(io)), &seg, "base LSN");
     }
 }
@@ -181,7 +184,7 @@ fn a_log_at_the_maximum_lsn_refuses_commits_without_wrapping() {
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
         with_keys(dir.path(), io, 2);
-        append_segment(dir.path(), 5, MAX_ID, 9, 1);
+        append_segment(dir.path(), 5, MAX_ID, 1);
         let db = Db::open(dir.path(), opts(io)).unwrap();
         assert_eq!(count_keys(&db), 3, "{io}");
         assert_eq!(db.last_lsn(), MAX_ID, "{io}");

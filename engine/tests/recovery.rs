@@ -36,12 +36,7 @@ fn records(path: &Path, epoch: u64) -> Vec<Rec> {
             offset: pos as u64,
         },
     ) {
-        out.push((
-            pos as u64,
-            r.kind,
-            r.header.batch_start as u64,
-            r.header.lsn,
-        ));
+        out.push((pos as u64, r.kind, r.batch_start as u64, r.lsn));
         pos += r.encoded_len();
     }
     out
@@ -99,7 +94,8 @@ fn append_raw(dir: &Path, build: impl Fn(u64, u64) -> Vec<RecordSpec<'static>>) 
     let last_lsn = recs.iter().map(|r| r.3).max().unwrap();
     let mut bytes = Vec::new();
     let mut at = start;
-    for mut spec in build(start, last_lsn) {
+    let head = RecordSpec::batch_head(9, 0, start as u32);
+    for mut spec in std::iter::once(head).chain(build(start, last_lsn)) {
         spec.batch_start = start as u32;
         let mut tmp = vec![0u8; 1024];
         let n = encode_record(
@@ -119,10 +115,9 @@ fn append_raw(dir: &Path, build: impl Fn(u64, u64) -> Vec<RecordSpec<'static>>) 
     let end = last_off + last_len;
     if start > end {
         let mut pad = vec![0u8; (start - end) as usize];
-        if pad.len() >= 48 {
+        if pad.len() >= ringlog_format::RECORD_HEADER_LEN {
             ringlog_format::encode_padding(
                 &mut pad,
-                1,
                 recs.last().unwrap().2 as u32,
                 SegmentPos {
                     segment_id: id,
@@ -192,28 +187,28 @@ fn incomplete_aborted_and_orphaned_records_are_discarded() {
         append_raw(dir.path(), |_, l| {
             vec![
                 // committed multi-op transaction
-                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 1, 100, 9, 0, 0),
-                RecordSpec::write(b"c1", b"v", l + 1, 100, 9, 0, 0),
-                RecordSpec::delete(b"base", l + 1, 100, 9, 0, 0),
-                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 1, 100, 9, 0, 0),
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 1, 0),
+                RecordSpec::write(b"c1", b"v", l + 1, 0),
+                RecordSpec::delete(b"base", l + 1, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 1, 0),
                 // aborted
-                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 2, 101, 9, 0, 0),
-                RecordSpec::write(b"aborted", b"v", l + 2, 101, 9, 0, 0),
-                RecordSpec::abort(l + 2, 101, 9, 0, 0),
+                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 2, 0),
+                RecordSpec::write(b"aborted", b"v", l + 2, 0),
+                RecordSpec::abort(l + 2, 0),
                 // orphans: a write and a commit of no open transaction
-                RecordSpec::write(b"orphan", b"v", l + 3, 102, 9, 0, 0),
-                RecordSpec::marker(RecordKind::CommitTxn, 1, l + 3, 102, 9, 0, 0),
+                RecordSpec::write(b"orphan", b"v", l + 3, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 1, l + 3, 0),
                 // a commit naming the wrong op count: records missing, never applied
-                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 4, 103, 9, 0, 0),
-                RecordSpec::write(b"short", b"v", l + 4, 103, 9, 0, 0),
-                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 4, 103, 9, 0, 0),
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 4, 0),
+                RecordSpec::write(b"short", b"v", l + 4, 0),
+                RecordSpec::marker(RecordKind::CommitTxn, 2, l + 4, 0),
                 // incomplete, followed by a committed autocommit write
-                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 5, 104, 9, 0, 0),
-                RecordSpec::write(b"incomplete", b"v", l + 5, 104, 9, 0, 0),
-                RecordSpec::write(b"c2", b"v", l + 6, 105, 9, 0, 0).autocommit(),
+                RecordSpec::marker(RecordKind::BeginTxn, 2, l + 5, 0),
+                RecordSpec::write(b"incomplete", b"v", l + 5, 0),
+                RecordSpec::write(b"c2", b"v", l + 6, 0).autocommit(),
                 // incomplete at the very end
-                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 7, 106, 9, 0, 0),
-                RecordSpec::write(b"tail", b"v", l + 7, 106, 9, 0, 0),
+                RecordSpec::marker(RecordKind::BeginTxn, 1, l + 7, 0),
+                RecordSpec::write(b"tail", b"v", l + 7, 0),
             ]
         });
         let db = Db::open(dir.path(), opts(io)).unwrap();
@@ -321,29 +316,31 @@ fn two_batches(io: IoChoice) -> (tempfile::TempDir, PathBuf, Vec<Rec>) {
     (dir, path, recs)
 }
 
-/// Zeroes the seal that `close()` writes after the last round (one Padding record in a batch of
-/// its own) and the closing LSN lease before it when that is a round of its own, leaving the file
-/// as a crash after the last sync would, and returns the records without them.
+/// Zeroes the seal that `close()` writes after the last round (a batch of its own holding its
+/// head and one Padding record) and the closing LSN lease before it when that is a round of its
+/// own, leaving the file as a crash after the last sync would, and returns the records without
+/// them.
 fn remove_seal(path: &Path, mut recs: Vec<Rec>) -> Vec<Rec> {
     let (off, kind, batch_start, _) = recs.pop().expect("records");
+    let head = recs.pop().expect("the seal's head");
     assert_eq!(
-        (kind, batch_start),
-        (RecordKind::Padding, off),
-        "the seal is a batch of one padding record"
+        (kind, head),
+        (
+            RecordKind::Padding,
+            (batch_start, RecordKind::BatchHead, batch_start, 0)
+        ),
+        "the seal is a batch of its head and one padding record"
     );
-    assert!(recs.last().is_some_and(|r| r.2 < off));
-    let mut from = off;
-    // The closing lease, and the padding of its round.
-    let n = recs.len();
-    if n >= 2 && recs[n - 1].1 == RecordKind::Padding && recs[n - 2].1 == RecordKind::Lease {
-        let lease = recs[n - 2];
-        if lease.2 == lease.0 {
-            from = lease.0;
-            recs.truncate(n - 2);
-        }
-    } else if n >= 1 && recs[n - 1].1 == RecordKind::Lease && recs[n - 1].2 == recs[n - 1].0 {
-        from = recs[n - 1].0;
-        recs.truncate(n - 1);
+    assert!(recs.last().is_some_and(|r| r.2 < batch_start));
+    let mut from = batch_start;
+    // The closing lease, in a round of its own (its head, the lease, maybe padding).
+    let last = recs.last().map_or(0, |r| r.2);
+    let round: Vec<RecordKind> = recs.iter().filter(|r| r.2 == last).map(|r| r.1).collect();
+    if round.starts_with(&[RecordKind::BatchHead, RecordKind::Lease])
+        && round[2..].iter().all(|&k| k == RecordKind::Padding)
+    {
+        from = last;
+        recs.retain(|r| r.2 != last);
     }
     let len = std::fs::metadata(path).unwrap().len().min(off + 4096) - from;
     patch(path, from, &vec![0u8; len as usize]);
@@ -540,12 +537,14 @@ fn segment_of_another_database_is_refused() {
 fn a_later_batch_ending_in_zeros_still_proves_corruption() {
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
-        // 512-byte batches (no O_DIRECT): the second batch is one Write of exactly 512 bytes whose
-        // value ends in zeros, so the file holds no non-zero byte after its last record's end.
+        // 512-byte batches (no O_DIRECT): the second batch is its head and one Write, exactly 512
+        // bytes, whose value ends in zeros, so the file holds no non-zero byte after its last
+        // record's end.
         let o = opts(io).direct_io(false);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         db.put(b"a", b"first").unwrap();
-        let value = [0u8; 512 - 48 - 1];
+        let value =
+            [0u8; 512 - ringlog_format::BATCH_HEAD_LEN - ringlog_format::RECORD_HEADER_LEN - 1];
         db.put(b"z", &value).unwrap();
         db.close().unwrap();
         let path = segments(dir.path()).pop().unwrap();
@@ -556,7 +555,7 @@ fn a_later_batch_ending_in_zeros_still_proves_corruption() {
             writes[1].2 > writes[0].0,
             "{io}: the second write is a later batch"
         );
-        flip(&path, writes[0].0 + 50);
+        flip(&path, writes[0].0 + 26);
         match Db::open(dir.path(), o) {
             Err(Error::Corruption { offset, .. }) => assert_eq!(offset, writes[0].0, "{io}"),
             other => panic!("{io}: expected Corruption, got {other:?}"),
@@ -575,10 +574,10 @@ fn an_lsn_out_of_order_is_damage_that_truncating_recovery_cuts() {
         // A valid record carrying an old LSN (a misdirected or replayed write) followed by a
         // later batch.
         append_raw(dir.path(), |_, _| {
-            vec![RecordSpec::write(b"old", b"x", 1, 50, 9, 0, 0).autocommit()]
+            vec![RecordSpec::write(b"old", b"x", 1, 0).autocommit()]
         });
         append_raw(dir.path(), |_, l| {
-            vec![RecordSpec::write(b"new", b"y", l + 10, 51, 9, 0, 0).autocommit()]
+            vec![RecordSpec::write(b"new", b"y", l + 10, 0).autocommit()]
         });
         assert!(
             matches!(
@@ -602,7 +601,7 @@ fn an_lsn_out_of_order_is_damage_that_truncating_recovery_cuts() {
 fn the_close_seal_turns_damage_in_the_last_round_into_reported_corruption() {
     for io in PATHS {
         let (dir, path, recs) = two_batches(io);
-        let seal = recs.last().unwrap().0;
+        let seal = recs.last().unwrap().2;
         let last_data = recs.iter().rfind(|r| r.1 == RecordKind::Write).unwrap().0;
         // A flipped bit in the last round of data, which close() followed with its seal: that
         // round was synced, so this is corruption of acknowledged data, never a torn tail.

@@ -475,7 +475,8 @@ impl CheckpointHeader {
                 computed,
             });
         }
-        if h.version != FORMAT_VERSION {
+        // Checkpoint files appeared in version 3 and are laid out alike in every version since.
+        if !(3..=FORMAT_VERSION).contains(&h.version) {
             return Err(DecodeError::UnsupportedVersion {
                 offset: 12,
                 version: h.version,
@@ -565,7 +566,7 @@ impl CheckpointFooter {
                 computed,
             });
         }
-        if f.version != FORMAT_VERSION
+        if f.version != header.version
             || f.id != header.id
             || f.lsn != header.lsn
             || f.data_end != at

@@ -17,7 +17,7 @@
 //! ```
 //! use ringlog_format::{encode_record, decode_record, RecordKind, RecordSpec, SegmentPos, encoded_len};
 //! let pos = SegmentPos { segment_id: 1, epoch: 7, offset: 4096 };
-//! let spec = RecordSpec::write(b"key", b"value", 1, 1, 1, 0, 4096).autocommit();
+//! let spec = RecordSpec::write(b"key", b"value", 1, 4096).autocommit();
 //! let mut buf = vec![0u8; encoded_len(3, 5)];
 //! let n = encode_record(&mut buf, &spec, pos).unwrap();
 //! let rec = decode_record(&buf[..n], 0, pos).unwrap();
@@ -51,10 +51,11 @@ pub use codec::{codec_by_id, Codec, Identity};
 pub use error::{DecodeError, EncodeError};
 pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC, MANIFEST_V2_LEN};
 pub use record::{
-    decode_record, encode_padding, encode_record, encoded_len, find_later_batch, find_next_valid,
-    LaterBatch, Record, RecordHeader, RecordKind, RecordSpec, SearchCost, SegmentPos, BATCH_ALIGN,
-    FLAG_AUTOCOMMIT, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN,
-    RECORD_HEADER_LEN,
+    decode_record, decode_record_in, encode_padding, encode_record, encode_record_wide,
+    encoded_len, find_later_batch, find_next_valid, LaterBatch, Layout, Record, RecordHeader,
+    RecordKind, RecordSpec, SearchCost, SearchIn, SegmentPos, WideIds, BATCH_ALIGN, BATCH_HEAD_LEN,
+    BATCH_HEAD_PAYLOAD_LEN, FLAG_AUTOCOMMIT, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN,
+    MAX_RECORD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, WIDE_RECORD_HEADER_LEN,
 };
 pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
@@ -63,8 +64,11 @@ pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 /// [`MIN_FORMAT_VERSION`]`..=FORMAT_VERSION` is refused. Version 2 added the Lease record kind
 /// and the system-key flag ([`FLAG_SYSTEM`]); version 1 files, which hold neither, are read as
 /// they are. Version 3 added the 128-byte manifest (checkpoint, first segment, floors, codec)
-/// and checkpoint files; its segments are laid out as version 2's.
-pub const FORMAT_VERSION: u32 = 3;
+/// and checkpoint files; its segments are laid out as version 2's. Version 4 made records lean
+/// ([`Layout::Lean`]: a 24-byte header; run id and commit time once per write batch, in its
+/// [`RecordKind::BatchHead`]; transaction id = LSN); the manifest and checkpoint files are laid
+/// out as version 3's, and segments of versions 1–3 are still read ([`Layout::Wide`]).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Oldest on-disk format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;

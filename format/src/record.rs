@@ -1,19 +1,34 @@
-//! Record framing: a 48-byte header followed by the payload, padded to 8 bytes.
+//! Record framing.
+//!
+//! Format version 4 (the *lean* layout, [`Layout::Lean`]): a 24-byte header followed by the
+//! payload, padded to 8 bytes. The run id and the commit time are stored once per write batch, in
+//! the batch's first record ([`RecordKind::BatchHead`]); a transaction's id is its LSN.
+//! Versions 1–3 (the *wide* layout, [`Layout::Wide`]) repeat the transaction id, run id and
+//! timestamp in a 48-byte header per record; this crate still decodes them.
 
-use bytemuck::{Pod, Zeroable};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::{all_zero, crc_append_zeros, crc_at, DecodeError, EncodeError};
 
-/// Size of [`RecordHeader`] in bytes.
-pub const RECORD_HEADER_LEN: usize = 48;
+/// Size of [`RecordHeader`] in bytes: the header of every record of format version 4.
+pub const RECORD_HEADER_LEN: usize = 24;
+/// Size of a record header of format versions 1–3 ([`Layout::Wide`]): [`RecordHeader`] followed
+/// by the transaction id, run id and timestamp (`u64` each).
+pub const WIDE_RECORD_HEADER_LEN: usize = 48;
 /// Every record starts at a multiple of this offset; its encoded length is padded to it.
 pub const RECORD_ALIGN: usize = 8;
 /// Longest key accepted, in bytes (the key length field is 16 bits).
 pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 /// Longest record (header and payload) the format can express: 1 GiB.
 pub const MAX_RECORD_LEN: usize = 1 << 30;
-/// Payload length of the BeginTxn, CommitTxn and Checkpoint markers.
+/// Payload length of the BeginTxn, CommitTxn, Checkpoint and Lease markers.
 pub const MARKER_PAYLOAD_LEN: usize = 8;
+/// Payload length of a [`RecordKind::BatchHead`]: run id and timestamp, `u64` each.
+pub const BATCH_HEAD_PAYLOAD_LEN: usize = 16;
+/// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format version 4 starts
+/// with one.
+pub const BATCH_HEAD_LEN: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN;
 
 /// Flag on a Write or Delete record: the record is a complete transaction by itself (no
 /// BeginTxn/CommitTxn around it).
@@ -23,35 +38,93 @@ pub const FLAG_AUTOCOMMIT: u8 = 1;
 pub const FLAG_SYSTEM: u8 = 2;
 const KNOWN_FLAGS: u8 = FLAG_AUTOCOMMIT | FLAG_SYSTEM;
 
-/// The fixed header of every record, stored little-endian exactly as laid out here.
+/// Which record layout a segment holds, by its format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Format versions 1–3: 48-byte headers carrying the transaction id, run id and timestamp
+    /// in every record; no batch heads.
+    Wide,
+    /// Format version 4: 24-byte headers; run id and timestamp once per write batch, in its
+    /// [`RecordKind::BatchHead`]; the transaction id is the LSN.
+    Lean,
+}
+
+impl Layout {
+    /// The layout of a segment of format `version`, or `None` for a version this crate does
+    /// not read.
+    pub const fn for_version(version: u32) -> Option<Layout> {
+        match version {
+            1..=3 => Some(Layout::Wide),
+            4 => Some(Layout::Lean),
+            _ => None,
+        }
+    }
+
+    /// Bytes of a record header in this layout.
+    pub const fn header_len(self) -> usize {
+        match self {
+            Layout::Wide => WIDE_RECORD_HEADER_LEN,
+            Layout::Lean => RECORD_HEADER_LEN,
+        }
+    }
+
+    /// The highest kind byte this layout defines.
+    const fn max_kind(self) -> u8 {
+        match self {
+            Layout::Wide => RecordKind::Lease as u8,
+            Layout::Lean => RecordKind::BatchHead as u8,
+        }
+    }
+}
+
+/// The fixed header of every record (the first 24 bytes of a wide one), little-endian by type:
+/// the bytes are the same on every host.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct RecordHeader {
     /// crc32c over (segment id, epoch, record offset) followed by bytes `4..len` of the record.
-    pub crc: u32,
+    pub crc: U32,
     /// Length of header plus payload, without the padding to [`RECORD_ALIGN`].
-    pub len: u32,
+    pub len: U32,
     /// A [`RecordKind`] as a byte.
     pub kind: u8,
     /// Bit set of `FLAG_*`.
     pub flags: u8,
     /// Length of the key at the start of the payload (Write and Delete), else 0.
-    pub key_len: u16,
+    pub key_len: U16,
     /// Offset in the segment of the first byte of the write batch this record was written in.
     /// Recovery uses it to tell a torn, unsynced tail from corruption of synced data.
-    pub batch_start: u32,
-    /// Log sequence number of the transaction the record belongs to (0 for padding).
-    pub lsn: u64,
-    /// Transaction id (0 for padding and checkpoints).
-    pub txn_id: u64,
-    /// Id of the engine run (open) that wrote the record.
-    pub run_id: u64,
-    /// Wall-clock time of the commit, nanoseconds since the Unix epoch.
-    pub timestamp: u64,
+    pub batch_start: U32,
+    /// Log sequence number of the transaction the record belongs to (0 for padding, leases and
+    /// batch heads).
+    pub lsn: U64,
+}
+
+/// The three fields a wide header (versions 1–3) has after [`RecordHeader`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+struct WideTail {
+    txn_id: U64,
+    run_id: U64,
+    timestamp: U64,
 }
 
 const _: () = assert!(std::mem::size_of::<RecordHeader>() == RECORD_HEADER_LEN);
-const _: () = assert!(std::mem::align_of::<RecordHeader>() == RECORD_ALIGN);
+const _: () =
+    assert!(RECORD_HEADER_LEN + std::mem::size_of::<WideTail>() == WIDE_RECORD_HEADER_LEN);
+
+/// The per-record ids of a wide record (versions 1–3), for [`encode_record_wide`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WideIds {
+    /// Transaction id (0 for padding, checkpoints and leases).
+    pub txn_id: u64,
+    /// Run id.
+    pub run_id: u64,
+    /// Commit time, ns since the Unix epoch.
+    pub timestamp: u64,
+}
 
 /// The kinds of record the log can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,9 +145,13 @@ pub enum RecordKind {
     /// Fills the rest of a write batch up to a block boundary; payload: zeros.
     Padding = 7,
     /// An LSN lease: LSNs up to the payload (u64) may be handed out by the run that wrote it, so
-    /// the next run starts above it even when a crash lost the commits that used them. LSN and
-    /// transaction id 0. Format version 2.
+    /// the next run starts above it even when a crash lost the commits that used them. LSN (and
+    /// in the wide layout transaction id) 0. Format version 2.
     Lease = 8,
+    /// The first record of every write batch (format version 4): the run id of the run that
+    /// wrote the batch and the batch's commit time (`u64` each), which hold for every record of
+    /// the batch. LSN 0, no flags, no key; it sits at its batch's start.
+    BatchHead = 9,
 }
 
 impl RecordKind {
@@ -89,8 +166,21 @@ impl RecordKind {
             6 => RecordKind::Checkpoint,
             7 => RecordKind::Padding,
             8 => RecordKind::Lease,
+            9 => RecordKind::BatchHead,
             _ => return None,
         })
+    }
+
+    /// Whether records of this kind belong to a transaction (and so carry its LSN).
+    pub fn in_transaction(self) -> bool {
+        matches!(
+            self,
+            RecordKind::BeginTxn
+                | RecordKind::Write
+                | RecordKind::Delete
+                | RecordKind::CommitTxn
+                | RecordKind::AbortTxn
+        )
     }
 }
 
@@ -120,147 +210,90 @@ pub struct RecordSpec<'a> {
     pub kind: RecordKind,
     /// `FLAG_*` bits.
     pub flags: u8,
-    /// LSN of the transaction.
+    /// LSN of the transaction (0 for leases and batch heads).
     pub lsn: u64,
-    /// Transaction id.
-    pub txn_id: u64,
-    /// Run id.
-    pub run_id: u64,
-    /// Commit timestamp (ns since the Unix epoch).
-    pub timestamp: u64,
     /// Offset of the record's write batch in its segment.
     pub batch_start: u32,
     /// Key (Write, Delete), else empty.
     pub key: &'a [u8],
     /// Value (Write), else empty.
     pub value: &'a [u8],
-    /// The 8-byte payload of BeginTxn, CommitTxn and Checkpoint records.
+    /// The 8-byte payload of BeginTxn, CommitTxn, Checkpoint and Lease records.
     pub marker: u64,
+    /// Run id of a [`RecordKind::BatchHead`], else 0.
+    pub run_id: u64,
+    /// Commit time (ns since the Unix epoch) of a [`RecordKind::BatchHead`], else 0.
+    pub timestamp: u64,
 }
 
 impl<'a> RecordSpec<'a> {
-    fn new(
-        kind: RecordKind,
-        lsn: u64,
-        txn_id: u64,
-        run_id: u64,
-        timestamp: u64,
-        batch_start: u32,
-    ) -> Self {
+    fn new(kind: RecordKind, lsn: u64, batch_start: u32) -> Self {
         RecordSpec {
             kind,
             flags: 0,
             lsn,
-            txn_id,
-            run_id,
-            timestamp,
             batch_start,
             key: &[],
             value: &[],
             marker: 0,
+            run_id: 0,
+            timestamp: 0,
         }
     }
 
     /// A Write of `key` = `value`.
-    pub fn write(
-        key: &'a [u8],
-        value: &'a [u8],
-        lsn: u64,
-        txn_id: u64,
-        run_id: u64,
-        timestamp: u64,
-        batch_start: u32,
-    ) -> Self {
+    pub fn write(key: &'a [u8], value: &'a [u8], lsn: u64, batch_start: u32) -> Self {
         RecordSpec {
             key,
             value,
-            ..Self::new(
-                RecordKind::Write,
-                lsn,
-                txn_id,
-                run_id,
-                timestamp,
-                batch_start,
-            )
+            ..Self::new(RecordKind::Write, lsn, batch_start)
         }
     }
 
     /// A Delete of `key`.
-    pub fn delete(
-        key: &'a [u8],
-        lsn: u64,
-        txn_id: u64,
-        run_id: u64,
-        timestamp: u64,
-        batch_start: u32,
-    ) -> Self {
+    pub fn delete(key: &'a [u8], lsn: u64, batch_start: u32) -> Self {
         RecordSpec {
             key,
-            ..Self::new(
-                RecordKind::Delete,
-                lsn,
-                txn_id,
-                run_id,
-                timestamp,
-                batch_start,
-            )
+            ..Self::new(RecordKind::Delete, lsn, batch_start)
         }
     }
 
     /// A BeginTxn or CommitTxn marker (per `kind`) for a transaction of `ops` operations.
-    pub fn marker(
-        kind: RecordKind,
-        ops: u32,
-        lsn: u64,
-        txn_id: u64,
-        run_id: u64,
-        timestamp: u64,
-        batch_start: u32,
-    ) -> Self {
+    pub fn marker(kind: RecordKind, ops: u32, lsn: u64, batch_start: u32) -> Self {
         RecordSpec {
             marker: ops as u64,
-            ..Self::new(kind, lsn, txn_id, run_id, timestamp, batch_start)
+            ..Self::new(kind, lsn, batch_start)
         }
     }
 
     /// An AbortTxn marker.
-    pub fn abort(lsn: u64, txn_id: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
-        Self::new(
-            RecordKind::AbortTxn,
-            lsn,
-            txn_id,
-            run_id,
-            timestamp,
-            batch_start,
-        )
+    pub fn abort(lsn: u64, batch_start: u32) -> Self {
+        Self::new(RecordKind::AbortTxn, lsn, batch_start)
     }
 
     /// A Checkpoint marker covering the state up to `upto_lsn`.
-    pub fn checkpoint(
-        upto_lsn: u64,
-        lsn: u64,
-        run_id: u64,
-        timestamp: u64,
-        batch_start: u32,
-    ) -> Self {
+    pub fn checkpoint(upto_lsn: u64, lsn: u64, batch_start: u32) -> Self {
         RecordSpec {
             marker: upto_lsn,
-            ..Self::new(
-                RecordKind::Checkpoint,
-                lsn,
-                0,
-                run_id,
-                timestamp,
-                batch_start,
-            )
+            ..Self::new(RecordKind::Checkpoint, lsn, batch_start)
         }
     }
 
     /// An LSN lease: the writing run may hand out LSNs up to `bound`.
-    pub fn lease(bound: u64, run_id: u64, timestamp: u64, batch_start: u32) -> Self {
+    pub fn lease(bound: u64, batch_start: u32) -> Self {
         RecordSpec {
             marker: bound,
-            ..Self::new(RecordKind::Lease, 0, 0, run_id, timestamp, batch_start)
+            ..Self::new(RecordKind::Lease, 0, batch_start)
+        }
+    }
+
+    /// The head of the write batch starting at `batch_start` (where it must be encoded): the
+    /// batch was written by run `run_id` at `timestamp` (ns since the Unix epoch).
+    pub fn batch_head(run_id: u64, timestamp: u64, batch_start: u32) -> Self {
+        RecordSpec {
+            run_id,
+            timestamp,
+            ..Self::new(RecordKind::BatchHead, 0, batch_start)
         }
     }
 
@@ -283,26 +316,56 @@ impl<'a> RecordSpec<'a> {
             | RecordKind::CommitTxn
             | RecordKind::Checkpoint
             | RecordKind::Lease => MARKER_PAYLOAD_LEN,
+            RecordKind::BatchHead => BATCH_HEAD_PAYLOAD_LEN,
             RecordKind::AbortTxn | RecordKind::Padding => 0,
         }
     }
 }
 
-/// Bytes a Write record with these key and value lengths occupies, padding included.
+/// Bytes a Write record with these key and value lengths occupies, padding included (format
+/// version 4).
 #[inline]
 pub const fn encoded_len(key_len: usize, value_len: usize) -> usize {
     (RECORD_HEADER_LEN + key_len + value_len).next_multiple_of(RECORD_ALIGN)
 }
 
-/// Encodes `spec` at the start of `dst` for the position `pos`, zeroing the alignment padding.
-/// Returns the encoded length (a multiple of [`RECORD_ALIGN`]).
+/// Encodes `spec` at the start of `dst` for the position `pos`, in the current layout
+/// ([`Layout::Lean`]), zeroing the alignment padding. Returns the encoded length (a multiple of
+/// [`RECORD_ALIGN`]).
 ///
 /// # Errors
 ///
-/// [`EncodeError`](crate::EncodeError) when the record cannot be encoded: a bad key length, a payload its kind does not carry, an unknown flag, an unaligned offset, an id above [`crate::MAX_ID`], more than [`MAX_RECORD_LEN`] bytes, or a buffer too small.
+/// [`EncodeError`](crate::EncodeError) when the record cannot be encoded: a bad key length, a payload its kind does not carry, an unknown flag, an unaligned offset, an id above [`crate::MAX_ID`], a batch head away from its batch's start, more than [`MAX_RECORD_LEN`] bytes, or a buffer too small.
 pub fn encode_record(
     dst: &mut [u8],
     spec: &RecordSpec<'_>,
+    pos: SegmentPos,
+) -> Result<usize, EncodeError> {
+    encode_in(Layout::Lean, dst, spec, WideIds::default(), pos)
+}
+
+/// Encodes `spec` in the wide layout of format versions 1–3, with the per-record ids `ids`
+/// (`spec.run_id` and `spec.timestamp` are not used). For tools and tests that need bytes an
+/// older version wrote; the engine writes [`encode_record`]'s layout.
+///
+/// # Errors
+///
+/// As [`encode_record`]; a [`RecordKind::BatchHead`] (which the wide layout does not have) is
+/// refused.
+pub fn encode_record_wide(
+    dst: &mut [u8],
+    spec: &RecordSpec<'_>,
+    ids: WideIds,
+    pos: SegmentPos,
+) -> Result<usize, EncodeError> {
+    encode_in(Layout::Wide, dst, spec, ids, pos)
+}
+
+fn encode_in(
+    layout: Layout,
+    dst: &mut [u8],
+    spec: &RecordSpec<'_>,
+    ids: WideIds,
     pos: SegmentPos,
 ) -> Result<usize, EncodeError> {
     if !pos.offset.is_multiple_of(RECORD_ALIGN as u64) {
@@ -331,15 +394,36 @@ pub fn encode_record(
             }
         }
     }
+    match spec.kind {
+        RecordKind::BatchHead if layout == Layout::Wide => {
+            return Err(EncodeError::BadPayload(
+                "batch heads exist in format version 4 only",
+            ));
+        }
+        RecordKind::BatchHead if pos.offset != spec.batch_start as u64 || spec.lsn != 0 => {
+            return Err(EncodeError::BadPayload(
+                "a batch head has LSN 0 and sits at its batch's start",
+            ));
+        }
+        RecordKind::Lease if spec.lsn != 0 => {
+            return Err(EncodeError::BadPayload("a lease has LSN 0"));
+        }
+        _ => {}
+    }
     if spec.flags & !KNOWN_FLAGS != 0 {
         return Err(EncodeError::BadPayload("unknown flag"));
     }
-    if spec.lsn > crate::MAX_ID || spec.txn_id > crate::MAX_ID || spec.run_id > crate::MAX_ID {
+    if spec.lsn > crate::MAX_ID
+        || spec.run_id > crate::MAX_ID
+        || ids.txn_id > crate::MAX_ID
+        || ids.run_id > crate::MAX_ID
+    {
         return Err(EncodeError::BadPayload(
             "LSN, transaction id or run id above the format's maximum",
         ));
     }
-    let len = RECORD_HEADER_LEN + spec.payload_len();
+    let hl = layout.header_len();
+    let len = hl + spec.payload_len();
     if len > MAX_RECORD_LEN {
         return Err(EncodeError::TooLarge(len));
     }
@@ -351,20 +435,25 @@ pub fn encode_record(
         });
     }
     let header = RecordHeader {
-        crc: 0,
-        len: len as u32,
+        crc: U32::new(0),
+        len: U32::new(len as u32),
         kind: spec.kind as u8,
         flags: spec.flags,
-        key_len: spec.key.len() as u16,
-        batch_start: spec.batch_start,
-        lsn: spec.lsn,
-        txn_id: spec.txn_id,
-        run_id: spec.run_id,
-        timestamp: spec.timestamp,
+        key_len: U16::new(spec.key.len() as u16),
+        batch_start: U32::new(spec.batch_start),
+        lsn: U64::new(spec.lsn),
     };
     let out = &mut dst[..total];
-    out[..RECORD_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
-    let payload = &mut out[RECORD_HEADER_LEN..len];
+    out[..RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
+    if layout == Layout::Wide {
+        let tail = WideTail {
+            txn_id: U64::new(ids.txn_id),
+            run_id: U64::new(ids.run_id),
+            timestamp: U64::new(ids.timestamp),
+        };
+        out[RECORD_HEADER_LEN..hl].copy_from_slice(tail.as_bytes());
+    }
+    let payload = &mut out[hl..len];
     match spec.kind {
         RecordKind::Write | RecordKind::Delete => {
             payload[..spec.key.len()].copy_from_slice(spec.key);
@@ -376,27 +465,30 @@ pub fn encode_record(
         | RecordKind::Lease => {
             payload.copy_from_slice(&spec.marker.to_le_bytes());
         }
+        RecordKind::BatchHead => {
+            payload[..8].copy_from_slice(&spec.run_id.to_le_bytes());
+            payload[8..].copy_from_slice(&spec.timestamp.to_le_bytes());
+        }
         RecordKind::AbortTxn | RecordKind::Padding => {}
     }
     out[len..].fill(0);
     let crc = pos.crc(&out[4..len]);
     out[..4].copy_from_slice(&crc.to_le_bytes());
     debug_assert!(
-        decode_record(out, 0, pos).is_ok(),
+        decode_in(layout, out, 0, pos).is_ok(),
         "encoded record must decode"
     );
     Ok(total)
 }
 
 /// Encodes a Padding record filling exactly `dst` (whose length must be a multiple of
-/// [`RECORD_ALIGN`] and at least [`RECORD_HEADER_LEN`]).
+/// [`RECORD_ALIGN`] and at least [`RECORD_HEADER_LEN`]), in the current layout.
 ///
 /// # Errors
 ///
 /// [`EncodeError`](crate::EncodeError) for a length that is not an aligned multiple of 8 of at least a header, or an unaligned offset.
 pub fn encode_padding(
     dst: &mut [u8],
-    run_id: u64,
     batch_start: u32,
     pos: SegmentPos,
 ) -> Result<usize, EncodeError> {
@@ -410,55 +502,81 @@ pub fn encode_padding(
         return Err(EncodeError::BadOffset(pos.offset));
     }
     let header = RecordHeader {
-        crc: 0,
-        len: len as u32,
+        crc: U32::new(0),
+        len: U32::new(len as u32),
         kind: RecordKind::Padding as u8,
         flags: 0,
-        key_len: 0,
-        batch_start,
-        lsn: 0,
-        txn_id: 0,
-        run_id,
-        timestamp: 0,
+        key_len: U16::new(0),
+        batch_start: U32::new(batch_start),
+        lsn: U64::new(0),
     };
-    dst[..RECORD_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
+    dst[..RECORD_HEADER_LEN].copy_from_slice(header.as_bytes());
     dst[RECORD_HEADER_LEN..].fill(0);
     let crc = crc_append_zeros(pos.crc(&dst[4..RECORD_HEADER_LEN]), len - RECORD_HEADER_LEN);
     dst[..4].copy_from_slice(&crc.to_le_bytes());
     Ok(len)
 }
 
-/// A decoded record: the header by value and the payload borrowed from the input.
+/// A decoded record: its fields by value and the payload borrowed from the input.
+///
+/// The same struct serves both layouts. In the lean layout (version 4) a record stores neither
+/// transaction id nor run id nor timestamp: `txn_id` is the LSN for the records of a
+/// transaction (0 for the others), and `run_id` / `timestamp` are those of a
+/// [`RecordKind::BatchHead`] and 0 in every other record — they hold for every record of the
+/// head's batch, which a reader takes from the head it passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
-    /// The header as stored.
-    pub header: RecordHeader,
+    /// The layout the record was decoded in.
+    pub layout: Layout,
     /// Its kind.
     pub kind: RecordKind,
+    /// Bit set of `FLAG_*`.
+    pub flags: u8,
+    /// Length of header and payload, without the alignment padding.
+    pub len: u32,
+    /// Offset in the segment of the first byte of the record's write batch.
+    pub batch_start: u32,
+    /// LSN of the record's transaction (0 for padding, leases and batch heads).
+    pub lsn: u64,
+    /// Transaction id (see the type's documentation for the lean layout).
+    pub txn_id: u64,
+    /// Run id (see the type's documentation for the lean layout).
+    pub run_id: u64,
+    /// Commit time, ns since the Unix epoch (see the type's documentation for the lean layout).
+    pub timestamp: u64,
+    /// The stored checksum.
+    pub crc: u32,
     /// Absolute offset of the record in its segment.
     pub offset: u64,
     /// The key (Write, Delete), else empty.
     pub key: &'a [u8],
     /// The value (Write), else empty.
     pub value: &'a [u8],
-    /// The 8-byte marker payload (BeginTxn/CommitTxn op count, Checkpoint LSN), else 0.
+    /// The 8-byte marker payload (BeginTxn/CommitTxn op count, Checkpoint LSN, lease bound),
+    /// else 0.
     pub marker: u64,
 }
 
 impl Record<'_> {
     /// Bytes the record occupies, padding included: the next record starts this far on.
     pub fn encoded_len(&self) -> usize {
-        (self.header.len as usize).next_multiple_of(RECORD_ALIGN)
+        (self.len as usize).next_multiple_of(RECORD_ALIGN)
     }
 
     /// True for a Write or Delete carrying [`FLAG_AUTOCOMMIT`].
     pub fn is_autocommit(&self) -> bool {
-        self.header.flags & FLAG_AUTOCOMMIT != 0
+        self.flags & FLAG_AUTOCOMMIT != 0
+    }
+
+    /// True for a Write or Delete carrying [`FLAG_SYSTEM`].
+    pub fn is_system(&self) -> bool {
+        self.flags & FLAG_SYSTEM != 0
     }
 }
 
-/// Decodes the record starting at `buf[at..]`. `pos` names where `buf[at]` lives on disk
-/// (`pos.offset` is the absolute offset of `buf[at]`), which the checksum must match.
+/// Decodes the record starting at `buf[at..]` in the current layout ([`Layout::Lean`]). `pos`
+/// names where `buf[at]` lives on disk (`pos.offset` is the absolute offset of `buf[at]`), which
+/// the checksum must match.
 ///
 /// Never panics, whatever the bytes; never allocates.
 ///
@@ -466,24 +584,58 @@ impl Record<'_> {
 ///
 /// A [`DecodeError`](crate::DecodeError) naming the record's offset: zeroed or truncated input, a bad length, a checksum mismatch, an unknown kind, a malformed layout or an id out of range (FORMAT.md §5.6 lists the checks in order).
 pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_>, DecodeError> {
+    decode_in(Layout::Lean, buf, at, pos)
+}
+
+/// Decodes the record starting at `buf[at..]` of a segment in `layout` (its format version's,
+/// [`Layout::for_version`]); as [`decode_record`] otherwise.
+///
+/// # Errors
+///
+/// As [`decode_record`].
+pub fn decode_record_in(
+    layout: Layout,
+    buf: &[u8],
+    at: usize,
+    pos: SegmentPos,
+) -> Result<Record<'_>, DecodeError> {
+    decode_in(layout, buf, at, pos)
+}
+
+fn read_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[inline]
+fn decode_in(
+    layout: Layout,
+    buf: &[u8],
+    at: usize,
+    pos: SegmentPos,
+) -> Result<Record<'_>, DecodeError> {
     let offset = pos.offset;
+    let hl = layout.header_len();
     let rest = buf.get(at..).unwrap_or(&[]);
-    if rest.len() < RECORD_HEADER_LEN {
+    if rest.len() < hl {
         if rest.iter().all(|&b| b == 0) && !rest.is_empty() {
             return Err(DecodeError::Zeroed { offset });
         }
         return Err(DecodeError::Truncated {
             offset,
-            needed: RECORD_HEADER_LEN as u64,
+            needed: hl as u64,
             available: rest.len() as u64,
         });
     }
-    let header: RecordHeader = bytemuck::pod_read_unaligned(&rest[..RECORD_HEADER_LEN]);
-    if header == RecordHeader::zeroed() {
+    if all_zero(&rest[..hl]) {
         return Err(DecodeError::Zeroed { offset });
     }
-    let len = header.len as usize;
-    if !(RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len) {
+    let Ok((header, _)) = RecordHeader::read_from_prefix(rest) else {
+        unreachable!("at least a header's bytes remain");
+    };
+    let len = header.len.get() as usize;
+    if !(hl..=MAX_RECORD_LEN).contains(&len) {
         return Err(DecodeError::BadLength {
             offset,
             len: len as u64,
@@ -502,34 +654,44 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
             available: rest.len() as u64,
         });
     }
+    let stored = header.crc.get();
     // Padding is zeros: checking that they are is cheaper than checksumming them, and the crc of
     // a run of zeros follows from its length. The result is the same crc either way.
-    let computed =
-        if header.kind == RecordKind::Padding as u8 && all_zero(&rest[RECORD_HEADER_LEN..len]) {
-            crc_append_zeros(
-                pos.crc(&rest[4..RECORD_HEADER_LEN]),
-                len - RECORD_HEADER_LEN,
-            )
-        } else {
-            pos.crc(&rest[4..len])
-        };
-    if computed != header.crc {
+    let computed = if header.kind == RecordKind::Padding as u8 && all_zero(&rest[hl..len]) {
+        crc_append_zeros(pos.crc(&rest[4..hl]), len - hl)
+    } else {
+        pos.crc(&rest[4..len])
+    };
+    if computed != stored {
         return Err(DecodeError::Checksum {
             offset,
-            stored: header.crc,
+            stored,
             computed,
         });
     }
-    let kind = RecordKind::from_u8(header.kind).ok_or(DecodeError::UnknownKind {
-        offset,
-        kind: header.kind,
-    })?;
-    let payload = &rest[RECORD_HEADER_LEN..len];
+    let kind = RecordKind::from_u8(header.kind)
+        .filter(|k| *k as u8 <= layout.max_kind())
+        .ok_or(DecodeError::UnknownKind {
+            offset,
+            kind: header.kind,
+        })?;
+    let lsn = header.lsn.get();
+    let batch_start = header.batch_start.get();
+    let flags = header.flags;
+    let (mut txn_id, mut run_id, mut timestamp) = (0, 0, 0);
+    if layout == Layout::Wide {
+        txn_id = read_u64(&rest[24..]);
+        run_id = read_u64(&rest[32..]);
+        timestamp = read_u64(&rest[40..]);
+    } else if kind.in_transaction() {
+        txn_id = lsn;
+    }
+    let payload = &rest[hl..len];
     let malformed = |reason| Err(DecodeError::Malformed { offset, reason });
-    if header.flags & !KNOWN_FLAGS != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return malformed("unknown flag bits");
     }
-    let key_len = header.key_len as usize;
+    let key_len = header.key_len.get() as usize;
     let (key, value, marker) = match kind {
         RecordKind::Write | RecordKind::Delete => {
             if key_len == 0 || key_len > payload.len() {
@@ -544,15 +706,13 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
         | RecordKind::CommitTxn
         | RecordKind::Checkpoint
         | RecordKind::Lease => {
-            if header.flags != 0 || key_len != 0 {
+            if flags != 0 || key_len != 0 {
                 return malformed("a marker carries no flags and no key");
             }
             if payload.len() != MARKER_PAYLOAD_LEN {
                 return malformed("marker payload must be exactly 8 bytes");
             }
-            let mut m = [0u8; 8];
-            m.copy_from_slice(payload);
-            let marker = u64::from_le_bytes(m);
+            let marker = read_u64(payload);
             match kind {
                 RecordKind::BeginTxn | RecordKind::CommitTxn if marker > u32::MAX as u64 => {
                     return malformed("transaction op count exceeds 32 bits");
@@ -565,34 +725,41 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
                         max: crate::MAX_ID,
                     });
                 }
-                RecordKind::Lease if header.lsn != 0 || header.txn_id != 0 => {
+                RecordKind::Lease if lsn != 0 || txn_id != 0 => {
                     return malformed("a lease has LSN and transaction id 0");
                 }
                 _ => {}
             }
             (&[][..], &[][..], marker)
         }
+        RecordKind::BatchHead => {
+            if flags != 0 || key_len != 0 || payload.len() != BATCH_HEAD_PAYLOAD_LEN {
+                return malformed("a batch head carries no flags, no key and 16 bytes");
+            }
+            if lsn != 0 || batch_start as u64 != offset {
+                return malformed("a batch head has LSN 0 and sits at its batch's start");
+            }
+            run_id = read_u64(payload);
+            timestamp = read_u64(&payload[8..]);
+            (&[][..], &[][..], 0)
+        }
         RecordKind::AbortTxn => {
-            if !payload.is_empty() || key_len != 0 || header.flags != 0 {
+            if !payload.is_empty() || key_len != 0 || flags != 0 {
                 return malformed("an abort carries no payload");
             }
             (&[][..], &[][..], 0)
         }
         RecordKind::Padding => {
-            if key_len != 0 || header.flags != 0 {
+            if key_len != 0 || flags != 0 {
                 return malformed("padding carries no key or flags");
             }
             (&[][..], &[][..], 0)
         }
     };
-    if header.batch_start as u64 > offset {
+    if batch_start as u64 > offset {
         return malformed("batch starts after the record");
     }
-    for (field, value) in [
-        ("LSN", header.lsn),
-        ("transaction id", header.txn_id),
-        ("run id", header.run_id),
-    ] {
+    for (field, value) in [("LSN", lsn), ("transaction id", txn_id), ("run id", run_id)] {
         if value > crate::MAX_ID {
             return Err(DecodeError::OutOfRange {
                 offset,
@@ -611,8 +778,16 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
         });
     }
     Ok(Record {
-        header,
+        layout,
         kind,
+        flags,
+        len: len as u32,
+        batch_start,
+        lsn,
+        txn_id,
+        run_id,
+        timestamp,
+        crc: stored,
         offset,
         key,
         value,
@@ -620,71 +795,102 @@ pub fn decode_record(buf: &[u8], at: usize, pos: SegmentPos) -> Result<Record<'_
     })
 }
 
-/// Whether `h`, read at absolute offset `offset` with `avail` bytes of input from there, could
-/// head a valid record: every check that needs no checksum. A record whose header fails these
-/// cannot decode, so searches skip it without paying for a checksum.
-fn plausible(h: &RecordHeader, offset: u64, avail: usize) -> bool {
-    let len = h.len as usize;
-    let Some(kind) = RecordKind::from_u8(h.kind) else {
+/// Whether the header bytes `h` (at least a header of `layout`), read at absolute offset
+/// `offset` with `avail` bytes of input from there, could head a valid record: every check that
+/// needs no checksum. A record whose header fails these cannot decode, so searches skip it
+/// without paying for a checksum.
+fn plausible(layout: Layout, h: &[u8], offset: u64, avail: usize) -> bool {
+    let Ok((hd, _)) = RecordHeader::read_from_prefix(h) else {
         return false;
     };
-    let payload = len.wrapping_sub(RECORD_HEADER_LEN);
-    let shape = match kind {
-        RecordKind::Write => h.key_len != 0 && (h.key_len as usize) <= payload,
-        RecordKind::Delete => {
-            h.key_len != 0 && h.key_len as usize == payload && h.flags & !KNOWN_FLAGS == 0
+    let hl = layout.header_len();
+    let len = hd.len.get() as usize;
+    let Some(kind) = RecordKind::from_u8(hd.kind).filter(|k| *k as u8 <= layout.max_kind()) else {
+        return false;
+    };
+    let (flags, key_len, lsn, batch) = (
+        hd.flags,
+        hd.key_len.get() as usize,
+        hd.lsn.get(),
+        hd.batch_start.get() as u64,
+    );
+    let (txn_id, run_id) = match layout {
+        Layout::Wide if h.len() >= WIDE_RECORD_HEADER_LEN => {
+            (read_u64(&h[24..]), read_u64(&h[32..]))
         }
+        Layout::Wide => return false,
+        Layout::Lean => (0, 0),
+    };
+    let payload = len.wrapping_sub(hl);
+    let shape = match kind {
+        RecordKind::Write => key_len != 0 && key_len <= payload,
+        RecordKind::Delete => key_len != 0 && key_len == payload,
         RecordKind::BeginTxn | RecordKind::CommitTxn | RecordKind::Checkpoint => {
-            h.flags == 0 && h.key_len == 0 && payload == MARKER_PAYLOAD_LEN
+            flags == 0 && key_len == 0 && payload == MARKER_PAYLOAD_LEN
         }
         RecordKind::Lease => {
-            h.flags == 0
-                && h.key_len == 0
-                && payload == MARKER_PAYLOAD_LEN
-                && h.lsn == 0
-                && h.txn_id == 0
+            flags == 0 && key_len == 0 && payload == MARKER_PAYLOAD_LEN && lsn == 0 && txn_id == 0
         }
-        RecordKind::AbortTxn => h.flags == 0 && h.key_len == 0 && payload == 0,
-        RecordKind::Padding => h.flags == 0 && h.key_len == 0,
+        RecordKind::BatchHead => {
+            flags == 0
+                && key_len == 0
+                && payload == BATCH_HEAD_PAYLOAD_LEN
+                && lsn == 0
+                && batch == offset
+        }
+        RecordKind::AbortTxn => flags == 0 && key_len == 0 && payload == 0,
+        RecordKind::Padding => flags == 0 && key_len == 0,
     };
     shape
-        && (RECORD_HEADER_LEN..=MAX_RECORD_LEN).contains(&len)
+        && (hl..=MAX_RECORD_LEN).contains(&len)
         && len <= avail
-        && h.flags & !KNOWN_FLAGS == 0
-        && h.batch_start as u64 <= offset
-        && h.lsn <= crate::MAX_ID
-        && h.txn_id <= crate::MAX_ID
-        && h.run_id <= crate::MAX_ID
+        && flags & !KNOWN_FLAGS == 0
+        && batch <= offset
+        && lsn <= crate::MAX_ID
+        && txn_id <= crate::MAX_ID
+        && run_id <= crate::MAX_ID
 }
 
-/// Searches `buf` from index `from` (8-aligned relative to `base`, the absolute offset of
-/// `buf[0]`) for the first offset holding a record that decodes, and returns it. Headers that
-/// fail the checks needing no checksum are skipped without one, but a crafted input can still
-/// make this quadratic: recovery uses [`find_later_batch`], which is linear.
-pub fn find_next_valid(
-    buf: &[u8],
-    from: usize,
-    segment_id: u64,
-    epoch: u64,
-    base: u64,
-) -> Option<Record<'_>> {
+/// The segment a search runs over: what its records are bound to, and where its bytes start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchIn {
+    /// The layout of the segment's records ([`Layout::for_version`] of its header's version).
+    pub layout: Layout,
+    /// Id of the segment.
+    pub segment_id: u64,
+    /// The database's epoch.
+    pub epoch: u64,
+    /// Absolute offset in the segment of the buffer's first byte.
+    pub base: u64,
+}
+
+impl SearchIn {
+    fn pos(&self, at: usize) -> SegmentPos {
+        SegmentPos {
+            segment_id: self.segment_id,
+            epoch: self.epoch,
+            offset: self.base + at as u64,
+        }
+    }
+}
+
+/// Searches `buf` (the bytes of the segment `seg` from `seg.base`) from index `from` (8-aligned
+/// relative to `seg.base`) for the first offset holding a record that decodes, and returns it.
+/// Headers that fail the checks needing no checksum are skipped without one, but a crafted input
+/// can still make this quadratic: recovery uses [`find_later_batch`], which is linear.
+pub fn find_next_valid(buf: &[u8], from: usize, seg: SearchIn) -> Option<Record<'_>> {
+    let hl = seg.layout.header_len();
     let mut at = from.next_multiple_of(RECORD_ALIGN);
-    while at + RECORD_HEADER_LEN <= buf.len() {
+    while at + hl <= buf.len() {
         // Fast skip over zero words: a record header is never all zero in its first 8 bytes
-        // (len >= 48).
+        // (its length is at least a header's).
         if buf[at..at + 8] == [0u8; 8] {
             at += RECORD_ALIGN;
             continue;
         }
-        let offset = base + at as u64;
-        let h: RecordHeader = bytemuck::pod_read_unaligned(&buf[at..at + RECORD_HEADER_LEN]);
-        if plausible(&h, offset, buf.len() - at) {
-            let pos = SegmentPos {
-                segment_id,
-                epoch,
-                offset,
-            };
-            if let Ok(rec) = decode_record(buf, at, pos) {
+        let pos = seg.pos(at);
+        if plausible(seg.layout, &buf[at..at + hl], pos.offset, buf.len() - at) {
+            if let Ok(rec) = decode_in(seg.layout, buf, at, pos) {
                 return Some(rec);
             }
         }
@@ -721,9 +927,9 @@ pub enum LaterBatch<'a> {
     Undecided,
 }
 
-/// Looks in `buf` (holding a segment from absolute offset `base`) for a valid record, at or after
-/// index `from`, that belongs to a write batch starting after absolute offset `damage`: what tells
-/// corruption of synced data (such a record exists) from a torn tail (none does).
+/// Looks in `buf` (the bytes of the segment `seg` from `seg.base`) for a valid record, at or
+/// after index `from`, that belongs to a write batch starting after absolute offset `damage`:
+/// what tells corruption of synced data (such a record exists) from a torn tail (none does).
 ///
 /// Linear in `buf.len()` whatever the bytes: a header is checksummed only if it passes every
 /// cheap check (including a batch start that is [`BATCH_ALIGN`]-aligned, after `damage` and not
@@ -734,25 +940,24 @@ pub fn find_later_batch(
     buf: &[u8],
     from: usize,
     damage: u64,
-    segment_id: u64,
-    epoch: u64,
-    base: u64,
+    seg: SearchIn,
     budget: u64,
 ) -> (LaterBatch<'_>, SearchCost) {
+    let hl = seg.layout.header_len();
     let mut cost = SearchCost::default();
     let mut at = from.next_multiple_of(RECORD_ALIGN);
-    while at + RECORD_HEADER_LEN <= buf.len() {
+    while at + hl <= buf.len() {
         if buf[at..at + 8] == [0u8; 8] {
             at += RECORD_ALIGN;
             continue;
         }
-        let offset = base + at as u64;
-        // The header's second word holds kind, flags, key length and batch start: most random
-        // words fail on it alone, before the whole header is read.
-        let w = u64::from_le_bytes(buf[at + 8..at + 16].try_into().expect("8 bytes"));
+        let offset = seg.base + at as u64;
+        // The header's second word holds kind, flags, key length and batch start (in both
+        // layouts): most random words fail on it alone, before the whole header is read.
+        let w = read_u64(&buf[at + 8..]);
         let (kind, flags, batch) = (w as u8, (w >> 8) as u8, w >> 32);
         if kind == 0
-            || kind > RecordKind::Lease as u8
+            || kind > seg.layout.max_kind()
             || flags & !KNOWN_FLAGS != 0
             || batch <= damage
             || batch > offset
@@ -761,21 +966,15 @@ pub fn find_later_batch(
             at += RECORD_ALIGN;
             continue;
         }
-        let h: RecordHeader = bytemuck::pod_read_unaligned(&buf[at..at + RECORD_HEADER_LEN]);
-        if plausible(&h, offset, buf.len() - at) {
+        if plausible(seg.layout, &buf[at..at + hl], offset, buf.len() - at) {
             cost.candidates += 1;
-            let len = h.len as u64;
+            let len = read_u64(&buf[at..]) >> 32;
             if cost.checksum_bytes + len > budget {
                 return (LaterBatch::Undecided, cost);
             }
             cost.checksums += 1;
             cost.checksum_bytes += len;
-            let pos = SegmentPos {
-                segment_id,
-                epoch,
-                offset,
-            };
-            if let Ok(rec) = decode_record(buf, at, pos) {
+            if let Ok(rec) = decode_in(seg.layout, buf, at, seg.pos(at)) {
                 return (LaterBatch::Found(rec), cost);
             }
         }
@@ -794,69 +993,227 @@ mod tests {
         offset: 4096,
     };
 
+    fn search(layout: Layout, base: u64) -> SearchIn {
+        SearchIn {
+            layout,
+            segment_id: POS.segment_id,
+            epoch: POS.epoch,
+            base,
+        }
+    }
+
     fn all_kinds() -> Vec<RecordSpec<'static>> {
         vec![
-            RecordSpec::marker(RecordKind::BeginTxn, 3, 10, 5, 1, 77, 4096),
-            RecordSpec::write(b"k", b"v", 10, 5, 1, 77, 4096),
-            RecordSpec::write(b"key2", b"", 10, 5, 1, 77, 4096),
-            RecordSpec::delete(b"gone", 10, 5, 1, 77, 4096),
-            RecordSpec::marker(RecordKind::CommitTxn, 3, 10, 5, 1, 77, 4096),
-            RecordSpec::abort(11, 6, 1, 78, 4096),
-            RecordSpec::checkpoint(9, 12, 1, 79, 4096),
-            RecordSpec::write(b"a", &[7; 1000], 13, 7, 2, 80, 4096).autocommit(),
-            RecordSpec::delete(b"a", 14, 8, 2, 81, 4096).autocommit(),
+            RecordSpec::batch_head(1, 77, 4096),
+            RecordSpec::marker(RecordKind::BeginTxn, 3, 10, 4096),
+            RecordSpec::write(b"k", b"v", 10, 4096),
+            RecordSpec::write(b"key2", b"", 10, 4096),
+            RecordSpec::delete(b"gone", 10, 4096),
+            RecordSpec::marker(RecordKind::CommitTxn, 3, 10, 4096),
+            RecordSpec::abort(11, 4096),
+            RecordSpec::checkpoint(9, 12, 4096),
+            RecordSpec::lease(1 << 40, 4096),
+            RecordSpec::write(b"a", &[7; 1000], 13, 4096).autocommit(),
+            RecordSpec::delete(b"a", 14, 4096).autocommit().system(),
         ]
     }
 
-    fn encode(spec: &RecordSpec<'_>, pos: SegmentPos) -> Vec<u8> {
+    fn ids(spec: &RecordSpec<'_>) -> WideIds {
+        WideIds {
+            txn_id: if spec.kind.in_transaction() {
+                spec.lsn + 100
+            } else {
+                0
+            },
+            run_id: 5,
+            timestamp: 1234 + spec.lsn,
+        }
+    }
+
+    fn encode_as(layout: Layout, spec: &RecordSpec<'_>, pos: SegmentPos) -> Vec<u8> {
         let mut buf = vec![0xAAu8; 2048];
-        let n = encode_record(&mut buf, spec, pos).unwrap();
+        let n = match layout {
+            Layout::Lean => encode_record(&mut buf, spec, pos),
+            Layout::Wide => encode_record_wide(&mut buf, spec, ids(spec), pos),
+        }
+        .unwrap();
         assert_eq!(n % RECORD_ALIGN, 0);
+        assert_eq!(
+            n,
+            (layout.header_len() + spec.payload_len()).next_multiple_of(8)
+        );
         buf.truncate(n);
         buf
     }
 
+    fn encode(spec: &RecordSpec<'_>, pos: SegmentPos) -> Vec<u8> {
+        encode_as(Layout::Lean, spec, pos)
+    }
+
+    fn kinds_of(layout: Layout) -> Vec<RecordSpec<'static>> {
+        all_kinds()
+            .into_iter()
+            .filter(|s| layout == Layout::Lean || s.kind != RecordKind::BatchHead)
+            .collect()
+    }
+
     #[test]
-    fn round_trip_every_kind() {
-        for spec in all_kinds() {
-            let bytes = encode(&spec, POS);
-            let rec = decode_record(&bytes, 0, POS).unwrap();
-            assert_eq!(rec.kind, spec.kind);
-            assert_eq!(rec.key, spec.key);
-            assert_eq!(rec.value, spec.value);
-            assert_eq!(rec.marker, spec.marker);
-            assert_eq!(rec.header.lsn, spec.lsn);
-            assert_eq!(rec.header.txn_id, spec.txn_id);
-            assert_eq!(rec.header.run_id, spec.run_id);
-            assert_eq!(rec.header.timestamp, spec.timestamp);
-            assert_eq!(rec.header.flags, spec.flags);
-            assert_eq!(rec.encoded_len(), bytes.len());
-            assert_eq!(rec.offset, POS.offset);
+    fn round_trip_every_kind_in_both_layouts() {
+        for layout in [Layout::Lean, Layout::Wide] {
+            for spec in kinds_of(layout) {
+                let bytes = encode_as(layout, &spec, POS);
+                let rec = decode_record_in(layout, &bytes, 0, POS).unwrap();
+                assert_eq!(rec.layout, layout);
+                assert_eq!(rec.kind, spec.kind);
+                assert_eq!(rec.key, spec.key);
+                assert_eq!(rec.value, spec.value);
+                assert_eq!(rec.marker, spec.marker);
+                assert_eq!(rec.lsn, spec.lsn);
+                assert_eq!(rec.flags, spec.flags);
+                assert_eq!(rec.batch_start, spec.batch_start);
+                assert_eq!(rec.encoded_len(), bytes.len());
+                assert_eq!(rec.offset, POS.offset);
+                match layout {
+                    Layout::Wide => {
+                        let ids = ids(&spec);
+                        assert_eq!(
+                            (rec.txn_id, rec.run_id, rec.timestamp),
+                            (ids.txn_id, ids.run_id, ids.timestamp)
+                        );
+                    }
+                    Layout::Lean => {
+                        let txn = if spec.kind.in_transaction() {
+                            spec.lsn
+                        } else {
+                            0
+                        };
+                        assert_eq!(rec.txn_id, txn);
+                        assert_eq!((rec.run_id, rec.timestamp), (spec.run_id, spec.timestamp));
+                    }
+                }
+            }
         }
         let mut pad = vec![0xFFu8; 512];
-        encode_padding(&mut pad, 1, 4096, POS).unwrap();
+        encode_padding(&mut pad, 4096, POS).unwrap();
         let rec = decode_record(&pad, 0, POS).unwrap();
         assert_eq!(rec.kind, RecordKind::Padding);
         assert_eq!(rec.encoded_len(), 512);
     }
 
+    /// The bytes of a version-4 Write, field by field (FORMAT.md §11.1 shows the same record).
+    #[test]
+    fn lean_header_bytes_are_little_endian_and_in_order() {
+        let spec = RecordSpec::write(b"key", b"value", 0x0102_0304_0506_0708, 4096).autocommit();
+        let bytes = encode(&spec, POS);
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(&bytes[4..8], &32u32.to_le_bytes()[..], "len");
+        assert_eq!(bytes[8], RecordKind::Write as u8);
+        assert_eq!(bytes[9], FLAG_AUTOCOMMIT);
+        assert_eq!(&bytes[10..12], &3u16.to_le_bytes()[..], "key_len");
+        assert_eq!(&bytes[12..16], &4096u32.to_le_bytes()[..], "batch_start");
+        assert_eq!(&bytes[16..24], &0x0102_0304_0506_0708u64.to_le_bytes()[..]);
+        assert_eq!(&bytes[24..32], b"keyvalue");
+        let crc = crc_at(POS.segment_id, POS.epoch, POS.offset, &bytes[4..32]);
+        assert_eq!(&bytes[..4], &crc.to_le_bytes()[..]);
+    }
+
+    /// FORMAT.md §11.1–11.2, byte for byte: the batch head, the Write and the Padding of the
+    /// worked example (checksums cross-checked there with an independent bitwise crc32c).
+    #[test]
+    fn format_md_worked_example() {
+        let at = |offset| SegmentPos {
+            segment_id: 1,
+            epoch: 0x1122_3344_5566_7788,
+            offset,
+        };
+        let mut buf = vec![0u8; 512];
+        encode_record(
+            &mut buf[..40],
+            &RecordSpec::batch_head(1, 0, 4096),
+            at(4096),
+        )
+        .unwrap();
+        let w = RecordSpec::write(b"k", b"v", 1, 4096).autocommit();
+        encode_record(&mut buf[40..72], &w, at(4136)).unwrap();
+        encode_padding(&mut buf[72..], 4096, at(4168)).unwrap();
+        assert_eq!(&buf[..4], &0xCE48_52CAu32.to_le_bytes()[..], "head crc");
+        assert_eq!(&buf[40..44], &0xE303_4B34u32.to_le_bytes()[..], "write crc");
+        assert_eq!(
+            &buf[72..76],
+            &0x57D0_C5ADu32.to_le_bytes()[..],
+            "padding crc"
+        );
+        assert_eq!(
+            &buf[40..72],
+            &[
+                0x34, 0x4b, 0x03, 0xe3, 0x1a, 0, 0, 0, 2, 1, 1, 0, 0, 0x10, 0, 0, 1, 0, 0, 0, 0, 0,
+                0, 0, b'k', b'v', 0, 0, 0, 0, 0, 0
+            ][..]
+        );
+    }
+
+    #[test]
+    fn batch_heads_sit_at_their_batch_start_and_exist_only_in_the_lean_layout() {
+        let mut buf = vec![0u8; 64];
+        let head = RecordSpec::batch_head(1, 2, 4096);
+        assert!(matches!(
+            encode_record(
+                &mut buf,
+                &head,
+                SegmentPos {
+                    offset: 4104,
+                    ..POS
+                }
+            ),
+            Err(EncodeError::BadPayload(_))
+        ));
+        assert!(matches!(
+            encode_record_wide(&mut buf, &head, WideIds::default(), POS),
+            Err(EncodeError::BadPayload(_))
+        ));
+        // A head whose batch start is not its own offset, checksummed as if valid: malformed.
+        let mut bytes = encode(&head, POS);
+        bytes[12..16].copy_from_slice(&512u32.to_le_bytes());
+        let crc = crc_at(POS.segment_id, POS.epoch, POS.offset, &bytes[4..]);
+        bytes[..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_record(&bytes, 0, POS),
+            Err(DecodeError::Malformed { offset: 4096, .. })
+        ));
+        // In a wide segment, kind 9 is unknown.
+        let mut wide = encode_as(Layout::Wide, &RecordSpec::abort(3, 4096), POS);
+        wide[8] = RecordKind::BatchHead as u8;
+        let crc = crc_at(POS.segment_id, POS.epoch, POS.offset, &wide[4..48]);
+        wide[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode_record_in(Layout::Wide, &wide, 0, POS),
+            Err(DecodeError::UnknownKind {
+                offset: 4096,
+                kind: 9
+            })
+        );
+    }
+
     #[test]
     fn crc_detects_every_flipped_bit() {
-        for spec in all_kinds() {
-            let bytes = encode(&spec, POS);
-            let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
-            for bit in 0..len * 8 {
-                let mut b = bytes.clone();
-                b[bit / 8] ^= 1 << (bit % 8);
-                let err = decode_record(&b, 0, POS).expect_err("a flipped bit must be detected");
-                assert_eq!(err.offset(), POS.offset, "error must carry the offset");
+        for layout in [Layout::Lean, Layout::Wide] {
+            for spec in kinds_of(layout) {
+                let bytes = encode_as(layout, &spec, POS);
+                let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+                for bit in 0..len * 8 {
+                    let mut b = bytes.clone();
+                    b[bit / 8] ^= 1 << (bit % 8);
+                    let err = decode_record_in(layout, &b, 0, POS)
+                        .expect_err("a flipped bit must be detected");
+                    assert_eq!(err.offset(), POS.offset, "error must carry the offset");
+                }
             }
         }
     }
 
     #[test]
     fn bound_to_segment_epoch_and_offset() {
-        let bytes = encode(&all_kinds()[1], POS);
+        let bytes = encode(&all_kinds()[2], POS);
         for other in [
             SegmentPos {
                 segment_id: 4,
@@ -877,16 +1234,18 @@ mod tests {
 
     #[test]
     fn truncated_records_fail_with_offset() {
-        let bytes = encode(&RecordSpec::write(b"key", &[1; 100], 1, 1, 1, 1, 4096), POS);
-        for cut in 0..bytes.len() - 4 {
-            let err = decode_record(&bytes[..cut], 0, POS).unwrap_err();
-            assert_eq!(err.offset(), POS.offset);
+        for layout in [Layout::Lean, Layout::Wide] {
+            let bytes = encode_as(layout, &RecordSpec::write(b"key", &[1; 100], 1, 4096), POS);
+            for cut in 0..bytes.len() - 4 {
+                let err = decode_record_in(layout, &bytes[..cut], 0, POS).unwrap_err();
+                assert_eq!(err.offset(), POS.offset);
+            }
         }
     }
 
     #[test]
     fn impossible_length_fields() {
-        let mut bytes = encode(&all_kinds()[1], POS);
+        let mut bytes = encode(&all_kinds()[2], POS);
         bytes[4..8].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
         assert_eq!(
             decode_record(&bytes, 0, POS),
@@ -907,7 +1266,7 @@ mod tests {
 
     #[test]
     fn zeros_and_garbage_after_a_record() {
-        let mut bytes = encode(&all_kinds()[1], POS);
+        let mut bytes = encode(&all_kinds()[2], POS);
         let n = bytes.len();
         bytes.extend_from_slice(&[0u8; 200]);
         let next = SegmentPos {
@@ -936,47 +1295,52 @@ mod tests {
     fn encode_rejects_bad_input() {
         let mut buf = vec![0u8; 256];
         assert_eq!(
-            encode_record(&mut buf, &RecordSpec::write(b"", b"v", 1, 1, 1, 1, 0), POS),
+            encode_record(&mut buf, &RecordSpec::write(b"", b"v", 1, 0), POS),
             Err(EncodeError::BadKeyLength(0))
         );
         assert!(matches!(
-            encode_record(
-                &mut buf[..10],
-                &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0),
-                POS
-            ),
+            encode_record(&mut buf[..10], &RecordSpec::write(b"k", b"v", 1, 0), POS),
             Err(EncodeError::BufferTooSmall { .. })
         ));
         assert!(matches!(
             encode_record(
                 &mut buf,
-                &RecordSpec::write(b"k", b"v", 1, 1, 1, 1, 0),
+                &RecordSpec::write(b"k", b"v", 1, 0),
                 SegmentPos { offset: 3, ..POS }
             ),
             Err(EncodeError::BadOffset(3))
         ));
         let long = vec![1u8; MAX_KEY_LEN + 1];
         assert_eq!(
-            encode_record(&mut buf, &RecordSpec::write(&long, b"", 1, 1, 1, 1, 0), POS),
+            encode_record(&mut buf, &RecordSpec::write(&long, b"", 1, 0), POS),
             Err(EncodeError::BadKeyLength(MAX_KEY_LEN + 1))
         );
+        let mut lease = RecordSpec::lease(5, 0);
+        lease.lsn = 3;
+        assert!(matches!(
+            encode_record(&mut buf, &lease, POS),
+            Err(EncodeError::BadPayload(_))
+        ));
     }
 
     #[test]
     fn find_next_valid_skips_garbage() {
-        let rec = encode(
-            &all_kinds()[1],
-            SegmentPos {
-                offset: 4096 + 512,
-                ..POS
-            },
-        );
-        let mut buf = vec![0u8; 2048];
-        buf[8..40].fill(0x5A);
-        buf[512..512 + rec.len()].copy_from_slice(&rec);
-        let found = find_next_valid(&buf, 0, POS.segment_id, POS.epoch, 4096).unwrap();
-        assert_eq!(found.offset, 4096 + 512);
-        assert!(find_next_valid(&buf, 520, POS.segment_id, POS.epoch, 4096).is_none());
+        for layout in [Layout::Lean, Layout::Wide] {
+            let rec = encode_as(
+                layout,
+                &all_kinds()[2],
+                SegmentPos {
+                    offset: 4096 + 512,
+                    ..POS
+                },
+            );
+            let mut buf = vec![0u8; 2048];
+            buf[8..40].fill(0x5A);
+            buf[512..512 + rec.len()].copy_from_slice(&rec);
+            let found = find_next_valid(&buf, 0, search(layout, 4096)).unwrap();
+            assert_eq!(found.offset, 4096 + 512);
+            assert!(find_next_valid(&buf, 520, search(layout, 4096)).is_none());
+        }
     }
 
     /// xorshift64*: deterministic bytes for the search tests.
@@ -998,12 +1362,14 @@ mod tests {
     /// cheap checks.
     #[test]
     fn later_batch_search_over_random_garbage_computes_almost_no_checksum() {
-        for seed in 1..=4 {
-            let buf = noise(seed, MIB4);
-            let (found, cost) =
-                find_later_batch(&buf, 8, 0, POS.segment_id, POS.epoch, 0, 2 * MIB4 as u64);
-            assert_eq!(found, LaterBatch::None, "seed {seed}");
-            assert!(cost.checksums <= 2, "seed {seed}: {cost:?}");
+        for layout in [Layout::Lean, Layout::Wide] {
+            for seed in 1..=4 {
+                let buf = noise(seed, MIB4);
+                let (found, cost) =
+                    find_later_batch(&buf, 8, 0, search(layout, 0), 2 * MIB4 as u64);
+                assert_eq!(found, LaterBatch::None, "seed {seed}");
+                assert!(cost.checksums <= 2, "seed {seed}: {cost:?}");
+            }
         }
     }
 
@@ -1015,22 +1381,19 @@ mod tests {
         let mut at = 8;
         while at + RECORD_HEADER_LEN <= buf.len() {
             let h = RecordHeader {
-                crc: 0xDEAD_BEEF,
-                len: (buf.len() - at) as u32,
+                crc: U32::new(0xDEAD_BEEF),
+                len: U32::new((buf.len() - at) as u32),
                 kind: RecordKind::Padding as u8,
                 flags: 0,
-                key_len: 0,
-                batch_start: 512,
-                lsn: 1,
-                txn_id: 0,
-                run_id: 1,
-                timestamp: 0,
+                key_len: U16::new(0),
+                batch_start: U32::new(512),
+                lsn: U64::new(1),
             };
-            buf[at..at + RECORD_HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&h));
+            buf[at..at + RECORD_HEADER_LEN].copy_from_slice(h.as_bytes());
             at += RECORD_HEADER_LEN;
         }
         let budget = 2 * MIB4 as u64;
-        let (found, cost) = find_later_batch(&buf, 8, 0, POS.segment_id, POS.epoch, 0, budget);
+        let (found, cost) = find_later_batch(&buf, 8, 0, search(Layout::Lean, 0), budget);
         assert_eq!(found, LaterBatch::Undecided);
         assert!(cost.checksum_bytes <= budget, "{cost:?}");
         assert!(cost.checksums >= 2, "{cost:?}");
@@ -1040,31 +1403,25 @@ mod tests {
     /// start not after the damage) is not.
     #[test]
     fn later_batch_search_finds_only_later_batches() {
-        let mut buf = noise(9, 64 << 10);
-        let later = 32 << 10;
-        let spec = RecordSpec::write(b"k", b"v", 10, 5, 1, 77, later as u32).autocommit();
-        let pos = SegmentPos {
-            segment_id: POS.segment_id,
-            epoch: POS.epoch,
-            offset: later as u64,
-        };
-        let rec = encode(&spec, pos);
-        buf[later..later + rec.len()].copy_from_slice(&rec);
-        let (found, _) = find_later_batch(&buf, 4096, 4096, POS.segment_id, POS.epoch, 0, 1 << 20);
-        match found {
-            LaterBatch::Found(r) => assert_eq!(r.offset, later as u64),
-            other => panic!("expected the later batch, got {other:?}"),
+        for layout in [Layout::Lean, Layout::Wide] {
+            let mut buf = noise(9, 64 << 10);
+            let later = 32 << 10;
+            let spec = RecordSpec::write(b"k", b"v", 10, later as u32).autocommit();
+            let pos = SegmentPos {
+                segment_id: POS.segment_id,
+                epoch: POS.epoch,
+                offset: later as u64,
+            };
+            let rec = encode_as(layout, &spec, pos);
+            buf[later..later + rec.len()].copy_from_slice(&rec);
+            let (found, _) = find_later_batch(&buf, 4096, 4096, search(layout, 0), 1 << 20);
+            match found {
+                LaterBatch::Found(r) => assert_eq!(r.offset, later as u64),
+                other => panic!("expected the later batch, got {other:?}"),
+            }
+            // Damage after that batch started: the record is part of the damaged batch.
+            let (found, _) = find_later_batch(&buf, 4096, later as u64, search(layout, 0), 1 << 20);
+            assert_eq!(found, LaterBatch::None);
         }
-        // Damage after that batch started: the record is part of the damaged batch.
-        let (found, _) = find_later_batch(
-            &buf,
-            4096,
-            later as u64,
-            POS.segment_id,
-            POS.epoch,
-            0,
-            1 << 20,
-        );
-        assert_eq!(found, LaterBatch::None);
     }
 }

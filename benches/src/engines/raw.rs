@@ -283,11 +283,10 @@ impl Engine for Raw {
         let at = st.cursor;
         st.buf.clear();
         let mut placed = Vec::with_capacity(items.len());
-        let txn = st.lsn + 1;
         for (k, v) in items {
             st.lsn += 1;
             let off = at + st.buf.len() as u64;
-            let mut spec = RecordSpec::write(k, v, st.lsn, txn, 1, 0, 0);
+            let mut spec = RecordSpec::write(k, v, st.lsn, 0);
             if items.len() == 1 {
                 spec = spec.autocommit();
             }

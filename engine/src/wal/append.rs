@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use ringlog_format::{
     align_up, encode_padding, encode_record, encoded_len, AlignedBuf, RecordKind, RecordSpec,
-    SegmentPos, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    SegmentPos, BATCH_HEAD_LEN, MARKER_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 use super::{Batch, LogConfig, Shared, State};
@@ -14,14 +14,20 @@ use crate::segment::now_ns;
 impl State {
     /// Opens a pending batch at the cursor of the current segment, in a spare buffer if there is
     /// one; `create`: the segment must be created first ((end of the previous one, base LSN)).
+    /// The batch starts with room for its head, which [`pad_batch`] fills when it closes the
+    /// batch.
     fn open_batch(&mut self, create: Option<(u64, Lsn)>) {
-        let buf = self
+        let mut buf = self
             .spare
             .pop()
             .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
+        debug_assert!(buf.is_empty(), "spare buffers are cleared");
+        buf.extend_zeroed(BATCH_HEAD_LEN);
+        let start = self.cursor;
+        self.cursor += BATCH_HEAD_LEN as u64;
         self.batches.push_back(Batch {
             seg_id: self.seg_id,
-            start: self.cursor,
+            start,
             buf,
             last_lsn: 0,
             create,
@@ -71,7 +77,7 @@ impl Shared {
         if st.lease_appended > last {
             st.lease_appended = last;
             let lsn = st.next_lsn;
-            self.append(st, &[], lsn, 0, false, Some(last));
+            self.append(st, &[], lsn, false, Some(last));
         }
     }
 
@@ -84,7 +90,6 @@ impl Shared {
         st: &mut State,
         ops: &[OpRef<'a>],
         lsn: Lsn,
-        txn_id: u64,
         system: bool,
         lease: Option<Lsn>,
     ) {
@@ -100,7 +105,8 @@ impl Shared {
             txn_encoded_len(ops)
         };
         let need = lease_len + txn_len;
-        let reserve = cfg.align as usize + RECORD_HEADER_LEN;
+        // The worst-case padding of the batch, and the head of a batch opened for it.
+        let reserve = cfg.align as usize + RECORD_HEADER_LEN + BATCH_HEAD_LEN;
         assert!(
             need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
             "transaction size was validated"
@@ -122,10 +128,8 @@ impl Shared {
         let (seg_id, cursor) = (st.seg_id, st.cursor);
         let batch = st.batches.back_mut().expect("a batch is open");
         debug_assert_eq!(batch.start + batch.buf.len() as u64, cursor);
-        let ts = now_ns();
         let epoch = cfg.seg.epoch;
         let batch_start = batch.start as u32;
-        let run = self.run_id;
         let mut at = cursor;
         let mut put = |buf: &mut AlignedBuf, spec: RecordSpec<'_>| {
             let len = match spec.kind {
@@ -157,16 +161,13 @@ impl Shared {
         }
         let op_spec = |op: &OpRef<'a>| {
             let spec = match *op {
-                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, txn_id, run, ts, batch_start),
-                OpRef::Delete(k) => RecordSpec::delete(k, lsn, txn_id, run, ts, batch_start),
+                OpRef::Put(k, v) => RecordSpec::write(k, v, lsn, batch_start),
+                OpRef::Delete(k) => RecordSpec::delete(k, lsn, batch_start),
             };
             with_system(spec, system)
         };
         if let Some(bound) = lease {
-            put(
-                &mut batch.buf,
-                RecordSpec::lease(bound, run, ts, batch_start),
-            );
+            put(&mut batch.buf, RecordSpec::lease(bound, batch_start));
         }
         if ops.is_empty() {
             // A lease alone.
@@ -176,14 +177,14 @@ impl Shared {
             let n = ops.len() as u32;
             put(
                 &mut batch.buf,
-                RecordSpec::marker(RecordKind::BeginTxn, n, lsn, txn_id, run, ts, batch_start),
+                RecordSpec::marker(RecordKind::BeginTxn, n, lsn, batch_start),
             );
             for op in ops {
                 put(&mut batch.buf, op_spec(op));
             }
             put(
                 &mut batch.buf,
-                RecordSpec::marker(RecordKind::CommitTxn, n, lsn, txn_id, run, ts, batch_start),
+                RecordSpec::marker(RecordKind::CommitTxn, n, lsn, batch_start),
             );
         }
         assert_eq!(
@@ -215,8 +216,24 @@ pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
     }
 }
 
-/// Closes a batch with a Padding record up to the next write-alignment boundary; returns its end.
+/// Closes a batch: fills its head (this run, the time now: no commit of the batch is later) and
+/// pads it with a Padding record up to the next write-alignment boundary; returns its end.
 pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
+    let head = SegmentPos {
+        segment_id: b.seg_id,
+        epoch: cfg.seg.epoch,
+        offset: b.start,
+    };
+    debug_assert!(
+        b.buf.as_slice()[..BATCH_HEAD_LEN].iter().all(|&x| x == 0),
+        "a batch's head is filled once"
+    );
+    if !(b.create.is_some() && crate::hooks::rotation_batch_without_head()) {
+        let spec = RecordSpec::batch_head(run_id, now_ns(), b.start as u32);
+        let n = encode_record(&mut b.buf.as_mut_slice()[..BATCH_HEAD_LEN], &spec, head)
+            .expect("a batch head encodes at its batch's start");
+        debug_assert_eq!(n, BATCH_HEAD_LEN);
+    }
     let end = b.start + b.buf.len() as u64;
     let mut gap = align_up(end, cfg.align) - end;
     if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
@@ -228,13 +245,8 @@ pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
             epoch: cfg.seg.epoch,
             offset: end,
         };
-        encode_padding(
-            b.buf.extend_zeroed(gap as usize),
-            run_id,
-            b.start as u32,
-            pos,
-        )
-        .expect("padding is aligned and large enough");
+        encode_padding(b.buf.extend_zeroed(gap as usize), b.start as u32, pos)
+            .expect("padding is aligned and large enough");
     }
     let end = end + gap;
     assert_eq!(end % cfg.align, 0, "batches end on the write alignment");

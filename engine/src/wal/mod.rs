@@ -159,7 +159,10 @@ pub(crate) struct Shared {
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
     /// Checkpoints and the MANIFEST (set at open for a database with a directory).
     pub(crate) ckpt: OnceLock<crate::checkpointer::Checkpoints>,
-    /// The next transaction id (record framing; serialised by the log mutex).
+    /// One past the highest transaction id used (serialised by the log mutex). Since format
+    /// version 4 a transaction's id is its LSN, not stored apart; the manifest's transaction
+    /// floor ([`crate::checkpointer`]) still records the highest, which a log of version 3 or
+    /// older (whose ids were counted apart from LSNs) may hold above every later LSN.
     pub(crate) next_txn_id: AtomicU64,
     /// Whether the log thread may spin before it sleeps ([`LOG_SPIN`]): on a real disk (io_uring
     /// or portable). Never on a simulated one, whose scheduler runs one thread at a time.

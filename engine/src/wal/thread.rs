@@ -8,7 +8,9 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use parking_lot::MutexGuard;
-use ringlog_format::{encode_padding, AlignedBuf, SegmentPos};
+use ringlog_format::{
+    encode_padding, encode_record, AlignedBuf, RecordSpec, SegmentPos, BATCH_HEAD_LEN,
+};
 use ringlog_uring::{LogDriver, VFile, Vfs};
 
 use super::append::pad_batch;
@@ -16,8 +18,8 @@ use super::policy::{self, Next, View};
 use super::{LogConfig, Shared};
 use crate::segment::{create_segment, grow_segment, initial_len, now_ns};
 
-/// Writes and syncs a *seal* at close: one block holding only a Padding record, a round of its
-/// own after the last round of data. Recovery can tell damage in a round from a torn write only
+/// Writes and syncs a *seal* at close: one block holding only a batch head and a Padding record, a
+/// round of its own after the last round of data. Recovery can tell damage in a round from a torn write only
 /// when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
 /// written before a clean close, so damage to them later is reported, never cut silently. Skipped
 /// when the segment has no room left (its successor's header then bounds it instead).
@@ -37,18 +39,24 @@ fn seal(
     }
     assert_eq!(at % cfg.align, 0, "rounds end on the write alignment");
     let mut buf = AlignedBuf::with_capacity(cfg.align as usize);
-    let pos = SegmentPos {
+    let head = SegmentPos {
         segment_id: active.id,
         epoch: cfg.seg.epoch,
         offset: at,
     };
+    let spec = RecordSpec::batch_head(shared.run_id, now_ns(), at as u32);
+    encode_record(buf.extend_zeroed(BATCH_HEAD_LEN), &spec, head)
+        .expect("a batch head encodes at its batch's start");
+    let pad = SegmentPos {
+        offset: at + BATCH_HEAD_LEN as u64,
+        ..head
+    };
     encode_padding(
-        buf.extend_zeroed(cfg.align as usize),
-        shared.run_id,
+        buf.extend_zeroed(cfg.align as usize - BATCH_HEAD_LEN),
         at as u32,
-        pos,
+        pad,
     )
-    .expect("a block holds a padding record");
+    .expect("a block holds a batch head and a padding record");
     if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
         shared.poison(e);
     }
