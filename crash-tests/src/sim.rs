@@ -778,6 +778,18 @@ impl Vfs for SimVfs {
         }))
     }
 
+    fn write_durable_here(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        _strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        // A committer writing its own round: the simulated driver's write and sync, without its
+        // scheduler gate (a committer runs until it blocks or its step ends).
+        write_then_sync(file, offset, buf, self.sync_delay)
+    }
+
     fn now(&self) -> Instant {
         match &self.sched {
             Some(s) => s.now(),
@@ -811,6 +823,22 @@ impl Waker for SimWaker {
     }
 }
 
+/// A durable write on the simulated disk: the write, then the sync (`RWF_DSYNC` is a write
+/// followed by a sync as far as what can be torn is concerned), `delay` apart.
+fn write_then_sync(file: &dyn VFile, offset: u64, buf: &[u8], delay: Duration) -> io::Result<()> {
+    file.write_all_at(buf, offset)?;
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
+    let res = file.sync_data();
+    if res.is_err() && disk_bugs::armed(disk_bugs::DiskBug::RetryFailedSyncAndAck) {
+        // The planted "fsyncgate" bug: a failed sync is retried, the retry succeeds without
+        // persisting anything (the failed pages were dropped), and the batch is acknowledged.
+        return file.sync_data();
+    }
+    res
+}
+
 /// The commit path on the simulated disk: write, then sync, synchronously.
 struct SimDriver {
     waker: Arc<SimWaker>,
@@ -829,18 +857,7 @@ impl LogDriver for SimDriver {
         if let Some(s) = &self.sched {
             s.gate_write();
         }
-        // RWF_DSYNC is a write followed by a sync as far as what can be torn is concerned.
-        file.write_all_at(buf, offset)?;
-        if !self.delay.is_zero() {
-            std::thread::sleep(self.delay);
-        }
-        let res = file.sync_data();
-        if res.is_err() && disk_bugs::armed(disk_bugs::DiskBug::RetryFailedSyncAndAck) {
-            // The planted "fsyncgate" bug: a failed sync is retried, the retry succeeds without
-            // persisting anything (the failed pages were dropped), and the batch is acknowledged.
-            return file.sync_data();
-        }
-        res
+        write_then_sync(file, offset, buf, self.delay)
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -582,6 +582,20 @@ fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
     );
 }
 
+/// A lone `Strict` committer writes its own round (no hand-off to the log thread). A leader that
+/// skips the round's sync acknowledges commits a power loss then takes away.
+#[test]
+fn catches_a_leading_committer_that_skips_the_sync() {
+    let s = with_bug(Some(Bug::LeaderSkipsSync), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(
+        Bug::LeaderSkipsSync,
+        &s,
+        &["durability", "visibility", "I1", "I2", "I5", "I6"],
+    );
+}
+
 /// Format version 4 keeps a write batch's run id and commit time in its head, the batch's first
 /// record. A writer that leaves the head of a segment's first batch unfilled loses that batch:
 /// recovery finds zeros where the segment's records start, so it refuses the log (a later

@@ -118,6 +118,7 @@ impl Db {
         st.next_lsn += 1;
         // Buffered commits return before they are durable: only LSNs a durable lease covers.
         let mut wait_durable = mode == Durability::Strict;
+        let mut led = None;
         if has_log {
             // The transaction's id is its LSN (format version 4). Commits are serialised by the
             // state lock held here.
@@ -135,17 +136,29 @@ impl Db {
                 shared.note_buffered(&mut st, interval, max_pending);
             }
             if wait_durable {
-                shared.request_sync(&mut st, lsn);
-                if !(mode == Durability::Strict
-                    && crate::hooks::ack_strict_early(shared, &mut st, lsn))
-                {
-                    shared.register_commit_waiter(&mut st, lsn);
-                } else {
-                    wait_durable = false;
+                // A lone Strict committer writes its round itself: no hand-off to the log thread
+                // and back (wal::leader).
+                if mode == Durability::Strict {
+                    led = shared.lead_round(&mut st);
+                }
+                if led.is_none() {
+                    shared.request_sync(&mut st, lsn);
+                    if !(mode == Durability::Strict
+                        && crate::hooks::ack_strict_early(shared, &mut st, lsn))
+                    {
+                        shared.register_commit_waiter(&mut st, lsn);
+                    } else {
+                        wait_durable = false;
+                    }
                 }
             }
         }
         drop(st);
+        if let Some(led) = led {
+            // Durable (or the database poisoned) when it returns; published as the log thread
+            // publishes a round.
+            shared.write_led(led);
+        }
         // Not under the log mutex: `set_retention` holds the retention lock across a commit.
         // (`set_retention` samples its own commit, holding that lock already.)
         if !system && shared.versions.sample_times.load(Ordering::Relaxed) {

@@ -675,7 +675,8 @@ pub(crate) fn spawn_log_thread(
             if tx.send(Ok(())).is_err() {
                 return;
             }
-            run_log_thread(shared, driver, active, vfs);
+            *shared.round.lock() = Some(active);
+            run_log_thread(shared, driver, vfs);
         })
         .map_err(|e| Error::io("spawn log thread", None, e))?;
     match rx.recv() {

@@ -122,6 +122,20 @@ pub mod failpoints {
         SMALL_RECOVERY_CHUNKS.load(Ordering::Relaxed)
     }
 
+    static NO_LEADER_COMMITS: AtomicBool = AtomicBool::new(false);
+
+    /// Makes every `Strict` commit hand its round to the log thread, as before committers could
+    /// lead their own ([`crate::wal`]'s `leader`), so that a campaign can cover both paths. Off by
+    /// default.
+    pub fn no_leader_commits(on: bool) {
+        NO_LEADER_COMMITS.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether [`no_leader_commits`] is on.
+    pub(crate) fn no_leader_commits_on() -> bool {
+        NO_LEADER_COMMITS.load(Ordering::Relaxed)
+    }
+
     /// Called by [`failpoint!`].
     pub(crate) fn hit(name: &'static str) {
         if let Some(i) = POINTS.iter().position(|p| *p == name) {
@@ -210,11 +224,14 @@ pub mod bugs {
         /// (zeros): recovery finds no record where the segment's data starts, and the batch's
         /// acknowledged commits are lost or the log refused (format version 4).
         RotationBatchWithoutHead,
+        /// A lone `Strict` committer leading its own round writes it without the sync, and
+        /// publishes it durable.
+        LeaderSkipsSync,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 18] = [
+        pub const ALL: [Bug; 19] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -233,6 +250,7 @@ pub mod bugs {
             Bug::ReopenForgetsGrowth,
             Bug::FoldKeepsOlderVersion,
             Bug::RotationBatchWithoutHead,
+            Bug::LeaderSkipsSync,
         ];
 
         fn bit(self) -> u32 {
@@ -413,6 +431,19 @@ bug_hook! {
     fold_keeps_older => FoldKeepsOlderVersion;
     /// Whether the batch that starts a new segment is written without its head.
     rotation_batch_without_head => RotationBatchWithoutHead;
+    /// Whether a committer leading its own round skips the sync.
+    leader_skips_sync => LeaderSkipsSync;
+}
+
+/// Hook: whether a lone `Strict` committer may write its own round (unless the crash runner
+/// asked for the log thread's path only, [`failpoints::no_leader_commits`]).
+#[inline(always)]
+pub(crate) fn leader_commits() -> bool {
+    #[cfg(feature = "__failpoints")]
+    if failpoints::no_leader_commits_on() {
+        return false;
+    }
+    true
 }
 
 /// Hook: the loader's hash-regime limit and smallest chunk, `(hash, chunk)` unless the crash

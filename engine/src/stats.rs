@@ -19,6 +19,9 @@ pub struct Stats {
     pub bytes_appended: u64,
     /// Write + fdatasync rounds completed (each may cover many commits: group commit).
     pub syncs: u64,
+    /// Of [`Stats::syncs`], the rounds a lone `Strict` committer wrote itself, on its own thread,
+    /// instead of handing them to the log thread (docs/DURABILITY.md, "Who writes a round").
+    pub rounds_led: u64,
     /// Failed writes or syncs (any failure poisons the database).
     pub sync_failures: u64,
     /// Mean time of one write + sync round.
@@ -89,6 +92,7 @@ impl Db {
             commits: c.commits.load(Ordering::Relaxed),
             bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
             syncs,
+            rounds_led: c.rounds_led.load(Ordering::Relaxed),
             sync_failures: c.sync_failures.load(Ordering::Relaxed),
             mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
             max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),

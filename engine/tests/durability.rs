@@ -899,41 +899,106 @@ fn a_log_thread_that_cannot_start_fails_the_first_commit_and_poisons() {
     });
 }
 
-/// A panic on the log thread (here: inside a custom driver) must poison the database like an I/O
-/// error: committers waiting for a sync get an error instead of blocking forever.
+/// A lone `Strict` committer writes its own round, on its own thread (no hand-off to the log
+/// thread and back); `Buffered` commits are always written by the log thread. Either way every
+/// commit is durable when acknowledged and recovers.
 #[test]
-fn log_thread_panic_poisons_instead_of_hanging() {
+fn a_lone_strict_committer_writes_its_own_round() {
     on_each_path(|io| {
         let dir = tempdir();
-        let faults = Faults::new(3, FailMode::Panic);
-        let db = Arc::new(open(
-            dir.path(),
-            fault_opts(io, Durability::Strict, &faults),
-        ));
-        let la = db.put(b"a", b"1").unwrap();
-        let lb = db.put(b"b", b"2").unwrap();
-        let (tx, rx) = mpsc::channel();
-        let committer = {
-            let db = db.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(format!("{:?}", db.put(b"c", b"3")));
-            })
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        let mut last = 0;
+        for i in 0..20u32 {
+            last = db.put(&i.to_be_bytes(), b"strict").unwrap();
+            assert!(
+                db.durable_lsn() >= last,
+                "{io}: acknowledged before durable"
+            );
+        }
+        let s = db.stats();
+        // A round whose segment must first grow goes to the log thread; every other one here is
+        // led.
+        assert!(
+            s.rounds_led >= 15 && s.rounds_led <= s.syncs,
+            "{io}: {} of {} rounds led",
+            s.rounds_led,
+            s.syncs
+        );
+        let buffered = Durability::Buffered {
+            interval: Duration::from_secs(3600),
+            max_pending: usize::MAX,
         };
-        let r = rx.recv_timeout(LIVENESS).unwrap_or_else(|_| {
-            panic!("a Strict commit still waits {LIVENESS:?} after the log thread panicked (hang)")
-        });
-        committer.join().unwrap();
-        assert!(faults.fired.load(Ordering::SeqCst));
-        assert!(r.starts_with("Err(Poisoned"), "the commit got {r}");
-        assert!(matches!(db.put(b"d", b"4"), Err(Error::Poisoned(_))));
-        assert!(matches!(db.sync(), Err(Error::Poisoned(_))));
-        assert!(db.stats().poisoned);
-        assert!(db.close().is_err(), "close reports the failure");
+        for i in 20..30u32 {
+            let mut tx = db.begin();
+            tx.put(&i.to_be_bytes(), b"buffered").unwrap();
+            last = tx.commit_with(buffered).unwrap();
+        }
+        db.sync().unwrap();
+        assert!(db.durable_lsn() >= last);
+        assert_eq!(
+            db.stats().rounds_led,
+            s.rounds_led,
+            "{io}: Buffered commits never lead a round"
+        );
         drop(db);
         let db = open(dir.path(), opts(io, Durability::Strict));
-        assert_entry(&db, b"a", b"1", la);
-        assert_entry(&db, b"b", b"2", lb);
-        assert!(db.get(b"c").unwrap().is_none(), "never written");
+        assert_eq!(scan(&db).len(), 30, "{io}");
+    });
+}
+
+/// A panic in a durable write (here: inside a custom Vfs) must poison the database like an I/O
+/// error: committers waiting for a sync get an error instead of blocking forever. Both writers
+/// of rounds: a lone `Strict` committer writing its own round, and the log thread (a `Buffered`
+/// commit made durable by `sync`).
+#[test]
+fn a_panic_in_a_durable_write_poisons_instead_of_hanging() {
+    on_each_path(|io| {
+        for on_log_thread in [false, true] {
+            let dir = tempdir();
+            let faults = Faults::new(3, FailMode::Panic);
+            let db = Arc::new(open(
+                dir.path(),
+                fault_opts(io, Durability::Strict, &faults),
+            ));
+            let la = db.put(b"a", b"1").unwrap();
+            let lb = db.put(b"b", b"2").unwrap();
+            let (tx, rx) = mpsc::channel();
+            let committer = {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let r = if on_log_thread {
+                        let buffered = Durability::Buffered {
+                            interval: Duration::from_secs(3600),
+                            max_pending: usize::MAX,
+                        };
+                        let mut tx = db.begin();
+                        tx.put(b"c", b"3").unwrap();
+                        tx.commit_with(buffered).and_then(|_| db.sync())
+                    } else {
+                        db.put(b"c", b"3").map(|_| ())
+                    };
+                    let _ = tx.send(format!("{r:?}"));
+                })
+            };
+            let r = rx.recv_timeout(LIVENESS).unwrap_or_else(|_| {
+                panic!("a commit still waits {LIVENESS:?} after a durable write panicked (hang)")
+            });
+            committer.join().unwrap();
+            assert!(faults.fired.load(Ordering::SeqCst));
+            assert!(
+                r.starts_with("Err(Poisoned"),
+                "{io} (log thread: {on_log_thread}): the commit got {r}"
+            );
+            assert!(matches!(db.put(b"d", b"4"), Err(Error::Poisoned(_))));
+            assert!(matches!(db.sync(), Err(Error::Poisoned(_))));
+            assert!(db.stats().poisoned);
+            assert!(db.close().is_err(), "close reports the failure");
+            drop(db);
+            let db = open(dir.path(), opts(io, Durability::Strict));
+            assert_entry(&db, b"a", b"1", la);
+            assert_entry(&db, b"b", b"2", lb);
+            assert!(db.get(b"c").unwrap().is_none(), "never written");
+        }
     });
 }
 

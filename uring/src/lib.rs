@@ -29,7 +29,7 @@ mod uring;
 
 pub use detect::{select, IoChoice, ParseIoChoiceError};
 pub use fsinfo::FsInfo;
-pub use posix::{PosixDriver, PosixFile, PosixVfs};
+pub use posix::{write_durable_now, PosixDriver, PosixFile, PosixVfs};
 pub use uring::{probe as probe_uring, UringDriver, UringStats, UringVfs};
 
 /// Which implementation of the I/O layer is in use.
@@ -379,6 +379,26 @@ pub trait Vfs: Send + Sync + 'static {
     ///
     /// The operating system's error (or the backend's), unchanged.
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
+
+    /// Writes all of `buf` at `offset` in `file` and returns once the bytes are durable (per
+    /// `strategy`), **on the calling thread**: what a committer uses when it writes a round itself
+    /// rather than handing it to the log thread. The contract is [`LogDriver::write_durable`]'s.
+    /// The default is [`write_durable_now`] (`pwritev2(RWF_DSYNC)`, or `pwrite` then `fdatasync`
+    /// through the [`VFile`]); a wrapper that injects faults or models a disk overrides it as it
+    /// overrides its log driver's.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
+    fn write_durable_here(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        write_durable_now(file, offset, buf, strategy)
+    }
 
     /// The clock the engine's timers read (the `Buffered` interval, the group-commit gathering
     /// window): [`Instant::now`] for a real disk. A simulated disk can run simulated time, so

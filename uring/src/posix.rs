@@ -330,11 +330,47 @@ pub(crate) fn pwrite_dsync(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Re
     Ok(())
 }
 
+/// Set once `pwritev2(RWF_DSYNC)` was refused: every later durable write is a write + sync.
+static DSYNC_UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes all of `buf` at `offset` of `file` and returns once the bytes are durable, on the
+/// calling thread, with plain system calls: `pwritev2(RWF_DSYNC)` for [`SyncStrategy::Dsync`]
+/// when the file has a descriptor and the kernel takes the flag, else `pwrite` then `fdatasync`
+/// (through the [`VFile`], so a simulated file models both). The portable [`LogDriver`]'s write,
+/// and what a committer uses when it performs a round itself (no hand-off to a log thread).
+///
+/// # Errors
+///
+/// The operating system's error (or the file's), unchanged.
+pub fn write_durable_now(
+    file: &dyn VFile,
+    offset: u64,
+    buf: &[u8],
+    strategy: SyncStrategy,
+) -> io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if strategy == SyncStrategy::Dsync && !DSYNC_UNSUPPORTED.load(Ordering::Relaxed) {
+        if let Some(fd) = file.raw_fd() {
+            match pwrite_dsync(fd, buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    warn_once(
+                        &DSYNC_FALLBACK,
+                        "pwritev2(RWF_DSYNC) unsupported; using pwrite + fdatasync",
+                    );
+                    DSYNC_UNSUPPORTED.store(true, Ordering::Relaxed);
+                }
+                r => return r,
+            }
+        }
+    }
+    file.write_all_at(buf, offset)?;
+    file.sync_data()
+}
+
 /// The portable commit path: `pwrite` + `fdatasync` (or `pwritev2(RWF_DSYNC)`), waiting on a
 /// condition variable.
 pub struct PosixDriver {
     waker: Arc<CondvarWaker>,
-    dsync_unsupported: bool,
 }
 
 impl PosixDriver {
@@ -342,7 +378,6 @@ impl PosixDriver {
     pub fn new() -> PosixDriver {
         PosixDriver {
             waker: Arc::new(CondvarWaker::default()),
-            dsync_unsupported: false,
         }
     }
 }
@@ -361,22 +396,7 @@ impl LogDriver for PosixDriver {
         buf: &[u8],
         strategy: SyncStrategy,
     ) -> io::Result<()> {
-        if strategy == SyncStrategy::Dsync && !self.dsync_unsupported {
-            if let Some(fd) = file.raw_fd() {
-                match pwrite_dsync(fd, buf, offset) {
-                    Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                        warn_once(
-                            &DSYNC_FALLBACK,
-                            "pwritev2(RWF_DSYNC) unsupported; using pwrite + fdatasync",
-                        );
-                        self.dsync_unsupported = true;
-                    }
-                    r => return r,
-                }
-            }
-        }
-        file.write_all_at(buf, offset)?;
-        file.sync_data()
+        write_durable_now(file, offset, buf, strategy)
     }
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -16,6 +16,8 @@ mod thread;
 pub(crate) use append::txn_encoded_len;
 pub(crate) use thread::{run_log_thread, Active};
 
+mod leader;
+
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -129,15 +131,23 @@ pub(crate) struct Counters {
     pub(crate) sync_ns_max: AtomicU64,
     pub(crate) last_sync_unix_ns: AtomicU64,
     pub(crate) segments_created: AtomicU64,
+    /// Rounds written by a committer that led its own ([`Shared::lead_round`]).
+    pub(crate) rounds_led: AtomicU64,
 }
 
 /// What the database's threads share.
 ///
-/// Lock order (never acquire against it): `State` (the log mutex) → the index's retention lock →
-/// its snapshot registry → the visibility lock. The commit path takes only the log mutex, briefly
-/// (LSN assignment and log-buffer reservation), then inserts into the index with no lock and
-/// publishes under the visibility lock alone.
+/// Lock order (never acquire against it): `round` → `State` (the log mutex) → the index's
+/// retention lock → its snapshot registry → the visibility lock. The commit path takes only the
+/// log mutex, briefly (LSN assignment and log-buffer reservation), then inserts into the index
+/// with no lock and publishes under the visibility lock alone; a lone `Strict` committer that
+/// leads its own round takes `round` with `try_lock` under the log mutex (which never waits, so
+/// it cannot deadlock against the order) and holds it, without the log mutex, while it writes.
 pub(crate) struct Shared {
+    /// Whoever writes a round holds this: the log thread, or a committer leading a round of its
+    /// own ([`Shared::lead_round`]). It holds the active segment (`None` until the log thread
+    /// starts), so rounds are written one at a time and always to the segment the last left.
+    pub(crate) round: Mutex<Option<Active>>,
     pub(crate) state: Mutex<State>,
     /// The versioned index.
     pub(crate) versions: Versions,
@@ -183,6 +193,7 @@ impl Shared {
             None => (None, 0, 0),
         };
         Shared {
+            round: Mutex::new(None),
             state: Mutex::new(State {
                 next_lsn,
                 seg_id,

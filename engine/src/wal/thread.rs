@@ -83,10 +83,11 @@ impl Active {
 }
 
 /// The log thread's body: waits for work, writes batches in order, one write + sync at a time.
+/// The active segment is in [`Shared::round`], whose lock serialises rounds: the log thread's,
+/// and those a lone `Strict` committer performs itself ([`Shared::lead_round`]).
 pub(crate) fn run_log_thread(
     shared: Arc<Shared>,
     mut driver: Box<dyn LogDriver>,
-    mut active: Active,
     vfs: Arc<dyn Vfs>,
 ) {
     /// Poisons the database if the log thread unwinds, so that no committer waits forever.
@@ -102,7 +103,7 @@ pub(crate) fn run_log_thread(
     driver.started();
     let cfg = shared.log.as_ref().expect("log thread needs a log");
     loop {
-        let batches = {
+        {
             let mut st = shared.state.lock();
             // Whether this idle period already spun (once per round).
             let mut spun = false;
@@ -130,8 +131,9 @@ pub(crate) fn run_log_thread(
                         // to: that segment is never written again, not even sealed.
                         let sealable = st.rotate_first.is_none();
                         drop(st);
-                        if sealable {
-                            seal(&shared, cfg, &mut *driver, &mut active, at);
+                        let mut round = shared.round.lock();
+                        if let (true, Some(active)) = (sealable, round.as_mut()) {
+                            seal(&shared, cfg, &mut *driver, active, at);
                         }
                         return;
                     }
@@ -165,124 +167,177 @@ pub(crate) fn run_log_thread(
                     return;
                 }
             }
-            let mut batches = std::mem::take(&mut st.batches);
-            if let Some(last) = batches.back_mut() {
-                if last.seg_id == st.seg_id {
-                    st.cursor = pad_batch(last, cfg, shared.run_id);
-                }
-            }
-            let round_commits = st.pending_commits;
-            st.takes += 1;
-            let take = st.takes;
-            st.pending_bytes = 0;
-            st.pending_commits = 0;
-            st.gather = None;
-            st.deadline = None;
-            st.trigger_bytes = usize::MAX;
-            shared.space_cv.notify_all();
-            (batches, round_commits, take)
-        };
-        let (batches, round_commits, take) = batches;
-        let count = batches.len();
-        for (i, mut batch) in batches.into_iter().enumerate() {
-            let last_of_take = i + 1 == count;
-            if let Some((prev_end, base_lsn)) = batch.create {
-                assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
-                match create_segment(&*vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
-                    Ok(file) => {
-                        shared
-                            .counters
-                            .segments_created
-                            .fetch_add(1, Ordering::Relaxed);
-                        active = Active {
-                            id: batch.seg_id,
-                            file,
-                            len: initial_len(cfg.seg.size),
-                        };
-                        failpoint!(LOG_MID_ROTATION);
-                    }
-                    Err(e) => {
-                        shared.poison(e.to_poison());
-                        return;
-                    }
-                }
-            }
-            assert_eq!(
-                batch.seg_id, active.id,
-                "a batch goes to the active segment"
-            );
-            assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
-            assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
-            if let Err(e) = active.prepare(cfg, batch.start + batch.buf.len() as u64) {
-                shared.poison(e.to_poison());
-                return;
-            }
-            failpoint!(LOG_BEFORE_BATCH_WRITE);
-            // The disk's clock: a simulated disk's latency then decides the gathering window
-            // below, as a real one's does.
-            let started = shared.now();
-            let res = driver.write_durable(
-                &*active.file,
-                batch.start,
-                batch.buf.as_slice(),
-                cfg.strategy,
-            );
-            let took = shared.now().saturating_duration_since(started).as_nanos() as u64;
-            if let Err(e) = res {
-                shared.poison(e);
-                return;
-            }
-            failpoint!(LOG_AFTER_BATCH_DURABLE);
-            let c = &shared.counters;
-            c.syncs.fetch_add(1, Ordering::Relaxed);
-            c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
-            c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
-            c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
-            batch.buf.clear();
+        }
+        // Rounds are serialised by the round lock (lock order: round, then state): a lone Strict
+        // committer may be writing a round of its own, or may have taken the batches already.
+        let mut round = shared.round.lock();
+        let active = round.as_mut().expect("the log thread's active segment");
+        let taken = {
             let mut st = shared.state.lock();
-            if let Some(g) =
-                policy::gather_after(round_commits, Duration::from_nanos(took), shared.now())
-            {
-                st.gather = Some(g);
+            if st.batches.is_empty() {
+                continue;
             }
-            if batch.last_lsn != 0 {
-                let published = if crate::hooks::publishes_past_round() {
-                    batch.last_lsn.max(st.next_lsn - 1)
-                } else {
-                    batch.last_lsn
-                };
-                let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
-                assert!(prev <= published, "the durable LSN only moves forward");
-                // Strict commits of the round become visible (lock order: state, visibility).
-                shared.visible.durable_advanced(published);
-            }
-            if st.spare.len() < 4 {
-                st.spare.push(batch.buf);
-            }
-            shared.durable_cv.notify_all();
-            if crate::hooks::publishes_past_round() {
-                // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
-                // the ones whose records are still pending return acknowledged.
-                let parked: Vec<Thread> = st
-                    .round_waiters
-                    .iter_mut()
-                    .flat_map(std::mem::take)
-                    .collect();
-                drop(st);
-                parked.iter().for_each(Thread::unpark);
-            } else if last_of_take {
-                let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
-                drop(st);
-                parked.iter().for_each(Thread::unpark);
-            } else if batch.last_lsn != 0 {
-                // A take split by a segment rotation: the committers whose records were in this
-                // batch are durable now; wake the take's waiters (the others re-check and park
-                // again) rather than holding them until the take's last batch.
-                let parked = st.round_waiters[(take % 2) as usize].clone();
-                drop(st);
-                parked.iter().for_each(Thread::unpark);
-            }
-            failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
+            take_round(&shared, cfg, &mut st)
+        };
+        let mut io = |file: &dyn VFile, offset: u64, buf: &[u8]| {
+            driver.write_durable(file, offset, buf, cfg.strategy)
+        };
+        if write_round(&shared, cfg, &*vfs, active, &mut io, taken).is_err() {
+            return;
         }
     }
+}
+
+/// A durable write of `buf` at an offset of a file: the log thread's driver's, or a leading
+/// committer's own.
+pub(crate) type DurableWrite<'a> = dyn FnMut(&dyn VFile, u64, &[u8]) -> io::Result<()> + 'a;
+
+/// A round taken from the pending batches: written and synced batch by batch, in order.
+pub(crate) struct Taken {
+    batches: std::collections::VecDeque<super::Batch>,
+    /// Commits the round carries.
+    commits: usize,
+    /// Its take number (which parked committers it wakes).
+    take: u64,
+}
+
+/// Takes every pending batch as one round (under the state lock): pads the last one, counts the
+/// take, resets the gathering and the Buffered deadline.
+pub(super) fn take_round(shared: &Shared, cfg: &LogConfig, st: &mut super::State) -> Taken {
+    let mut batches = std::mem::take(&mut st.batches);
+    if let Some(last) = batches.back_mut() {
+        if last.seg_id == st.seg_id {
+            st.cursor = pad_batch(last, cfg, shared.run_id);
+        }
+    }
+    let round_commits = st.pending_commits;
+    st.takes += 1;
+    let take = st.takes;
+    st.pending_bytes = 0;
+    st.pending_commits = 0;
+    st.gather = None;
+    st.deadline = None;
+    st.trigger_bytes = usize::MAX;
+    shared.space_cv.notify_all();
+    Taken {
+        batches,
+        commits: round_commits,
+        take,
+    }
+}
+
+/// Writes a taken round's batches in order through `io` (a durable write: returns once the bytes
+/// are durable), creating and growing segments as they need, and publishes each batch as durable
+/// once written: the durable LSN, the visibility of its Strict commits, the committers it
+/// carried woken. `Err` when it poisoned the database (the caller stops writing).
+pub(super) fn write_round(
+    shared: &Shared,
+    cfg: &LogConfig,
+    vfs: &dyn Vfs,
+    active: &mut Active,
+    io: &mut DurableWrite<'_>,
+    taken: Taken,
+) -> Result<(), ()> {
+    let Taken {
+        batches,
+        commits: round_commits,
+        take,
+    } = taken;
+    let count = batches.len();
+    for (i, mut batch) in batches.into_iter().enumerate() {
+        let last_of_take = i + 1 == count;
+        if let Some((prev_end, base_lsn)) = batch.create {
+            assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
+            match create_segment(vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
+                Ok(file) => {
+                    shared
+                        .counters
+                        .segments_created
+                        .fetch_add(1, Ordering::Relaxed);
+                    *active = Active {
+                        id: batch.seg_id,
+                        file,
+                        len: initial_len(cfg.seg.size),
+                    };
+                    failpoint!(LOG_MID_ROTATION);
+                }
+                Err(e) => {
+                    shared.poison(e.to_poison());
+                    return Err(());
+                }
+            }
+        }
+        assert_eq!(
+            batch.seg_id, active.id,
+            "a batch goes to the active segment"
+        );
+        assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
+        assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
+        if let Err(e) = active.prepare(cfg, batch.start + batch.buf.len() as u64) {
+            shared.poison(e.to_poison());
+            return Err(());
+        }
+        failpoint!(LOG_BEFORE_BATCH_WRITE);
+        // The disk's clock: a simulated disk's latency then decides the gathering window
+        // below, as a real one's does.
+        let started = shared.now();
+        let res = io(&*active.file, batch.start, batch.buf.as_slice());
+        let took = shared.now().saturating_duration_since(started).as_nanos() as u64;
+        if let Err(e) = res {
+            shared.poison(e);
+            return Err(());
+        }
+        failpoint!(LOG_AFTER_BATCH_DURABLE);
+        let c = &shared.counters;
+        c.syncs.fetch_add(1, Ordering::Relaxed);
+        c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
+        c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
+        c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
+        batch.buf.clear();
+        let mut st = shared.state.lock();
+        if let Some(g) =
+            policy::gather_after(round_commits, Duration::from_nanos(took), shared.now())
+        {
+            st.gather = Some(g);
+        }
+        if batch.last_lsn != 0 {
+            let published = if crate::hooks::publishes_past_round() {
+                batch.last_lsn.max(st.next_lsn - 1)
+            } else {
+                batch.last_lsn
+            };
+            let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
+            assert!(prev <= published, "the durable LSN only moves forward");
+            // Strict commits of the round become visible (lock order: state, visibility).
+            shared.visible.durable_advanced(published);
+        }
+        if st.spare.len() < 4 {
+            st.spare.push(batch.buf);
+        }
+        shared.durable_cv.notify_all();
+        if crate::hooks::publishes_past_round() {
+            // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
+            // the ones whose records are still pending return acknowledged.
+            let parked: Vec<Thread> = st
+                .round_waiters
+                .iter_mut()
+                .flat_map(std::mem::take)
+                .collect();
+            drop(st);
+            parked.iter().for_each(Thread::unpark);
+        } else if last_of_take {
+            let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
+            drop(st);
+            parked.iter().for_each(Thread::unpark);
+        } else if batch.last_lsn != 0 {
+            // A take split by a segment rotation: the committers whose records were in this
+            // batch are durable now; wake the take's waiters (the others re-check and park
+            // again) rather than holding them until the take's last batch.
+            let parked = st.round_waiters[(take % 2) as usize].clone();
+            drop(st);
+            parked.iter().for_each(Thread::unpark);
+        }
+        failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
+    }
+    Ok(())
 }

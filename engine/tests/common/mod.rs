@@ -207,8 +207,8 @@ impl Faults {
     }
 }
 
-/// A `Vfs` that delegates to a real one, and whose log driver fails one `write_durable` call with
-/// EIO.
+/// A `Vfs` that delegates to a real one, and whose durable writes — its log driver's and a
+/// committer's own (`write_durable_here`), counted together — fail the `fail_at`-th with EIO.
 pub struct FaultVfs {
     inner: Arc<dyn Vfs>,
     faults: Arc<Faults>,
@@ -236,6 +236,43 @@ impl Vfs for FaultVfs {
             faults: self.faults.clone(),
         }))
     }
+    fn write_durable_here(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.faults.write(file, offset, buf, |f, o, b| {
+            self.inner.write_durable_here(f, o, b, strategy)
+        })
+    }
+}
+
+impl Faults {
+    /// One durable write through `write`, unless it is the one to fail.
+    fn write(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        mut write: impl FnMut(&dyn VFile, u64, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n != self.fail_at.load(Ordering::SeqCst) {
+            return write(file, offset, buf);
+        }
+        if self.mode == FailMode::Panic {
+            self.fired.store(true, Ordering::SeqCst);
+            panic!("injected panic in a durable write (expected by the test)");
+        }
+        if self.mode == FailMode::AfterWrite {
+            // The outcome of the real write does not matter: the caller is told it failed.
+            let _ = write(file, offset, buf);
+        }
+        self.fired.store(true, Ordering::SeqCst);
+        Err(io::Error::from_raw_os_error(libc::EIO))
+    }
 }
 
 /// The log driver of a [`FaultVfs`].
@@ -252,20 +289,10 @@ impl LogDriver for FaultDriver {
         buf: &[u8],
         strategy: SyncStrategy,
     ) -> io::Result<()> {
-        let n = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n != self.faults.fail_at.load(Ordering::SeqCst) {
-            return self.inner.write_durable(file, offset, buf, strategy);
-        }
-        if self.faults.mode == FailMode::Panic {
-            self.faults.fired.store(true, Ordering::SeqCst);
-            panic!("injected panic in LogDriver::write_durable (expected by the test)");
-        }
-        if self.faults.mode == FailMode::AfterWrite {
-            // The outcome of the real write does not matter: the caller is told it failed.
-            let _ = self.inner.write_durable(file, offset, buf, strategy);
-        }
-        self.faults.fired.store(true, Ordering::SeqCst);
-        Err(io::Error::from_raw_os_error(libc::EIO))
+        let inner = &mut self.inner;
+        self.faults.write(file, offset, buf, |f, o, b| {
+            inner.write_durable(f, o, b, strategy)
+        })
     }
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.inner.wait(timeout)
