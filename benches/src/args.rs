@@ -207,6 +207,11 @@ pub struct Cli {
     /// No progress line on stderr (it is off anyway when stderr is no terminal)
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Keep the CPUs busy with N spinning threads at the lowest priority (nice 19) for the whole
+    /// run: how the engines commit while other work competes for the cores (default 0)
+    #[arg(long, value_name = "N", value_parser = |v: &str| num(v, 0usize, 1024))]
+    pub cpu_load: Option<usize>,
 }
 
 /// A workload, named as RocksDB's db_bench names it where one exists.
@@ -426,6 +431,8 @@ pub struct Config {
     pub quick: bool,
     /// Show a progress line when stderr is a terminal.
     pub progress: bool,
+    /// Spinning low-priority threads kept running through the whole run (`--cpu-load`).
+    pub cpu_load: usize,
 }
 
 impl Default for Config {
@@ -454,6 +461,7 @@ impl Default for Config {
             plot: None,
             quick: false,
             progress: true,
+            cpu_load: 0,
         }
     }
 }
@@ -674,6 +682,7 @@ impl Cli {
         c.plot = self.plot;
         c.quick = self.quick;
         c.progress = !self.no_progress;
+        c.cpu_load = self.cpu_load.unwrap_or(0);
         // `--ops` alone removes the time limit; `--duration` alone removes the operation limit.
         match (self.ops, self.duration) {
             (None, None) => {}
@@ -820,6 +829,14 @@ mod tests {
             assert_eq!(c.checkpoint_bytes, Some(want), "{arg}");
         }
         assert_eq!(run(&[]).unwrap().checkpoint_bytes, None);
+    }
+
+    #[test]
+    fn cpu_load() {
+        assert_eq!(run(&[]).unwrap().cpu_load, 0);
+        assert_eq!(run(&["--cpu-load", "2"]).unwrap().cpu_load, 2);
+        assert!(run(&["--cpu-load", "-1"]).is_err());
+        assert!(run(&["--cpu-load", "5000"]).is_err());
     }
 
     #[test]

@@ -73,6 +73,50 @@ where
     }
 }
 
+/// `--cpu-load`: threads that spin at the lowest priority (nice 19) until dropped, so that the
+/// engines run while other work keeps the cores busy.
+struct CpuLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn start(n: usize) -> CpuLoad {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    // SAFETY: setpriority takes no pointers; `who` 0 with PRIO_PROCESS names the
+                    // calling thread on Linux (each thread has its own nice value).
+                    unsafe {
+                        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                    }
+                    let mut x = 1u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..1024 {
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        CpuLoad { stop, threads }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Where the databases go: `--dir`, else `$TMPDIR` unless it is a tmpfs, else the current
 /// directory.
 fn bench_root(cfg: &Config) -> Result<tempfile::TempDir, String> {
@@ -146,6 +190,16 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         w(
             out,
             "warning: the directory is on a tmpfs: fdatasync proves nothing here",
+        );
+    }
+    let _load = (cfg.cpu_load > 0).then(|| CpuLoad::start(cfg.cpu_load));
+    if cfg.cpu_load > 0 {
+        w(
+            out,
+            &format!(
+                "cpu load: {} spinning threads at nice 19 through the whole run",
+                cfg.cpu_load
+            ),
         );
     }
     w(out, "");
