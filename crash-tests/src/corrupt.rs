@@ -384,7 +384,10 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
 }
 
 fn open(setup: &Setup, img: &Image, mode: RecoveryMode) -> Result<Db, Error> {
-    let sim = SimVfs::from_image(img, false, Duration::ZERO);
+    // Damage is classified on bytes read as from a real disk too: streamed in pieces by
+    // recovery's reader thread (every other seed), or shared.
+    let streamed = setup.wl.cfg.seed % 2 == 1;
+    let sim = SimVfs::from_image(img, false, Duration::ZERO).streamed_reads(streamed);
     let mut o = setup.options(Some(Arc::new(sim)), IoChoice::Auto);
     o.recovery = mode;
     Db::open(Setup::sim_dir(), o)

@@ -1689,7 +1689,9 @@ fn check_state(
         open_ops,
         again,
     } = *how;
-    let sim = SimVfs::from_image(img, false, Duration::ZERO);
+    // Every other state is read as from a real disk: segments streamed in by recovery's reader
+    // thread, in small pieces (`setup::exercise_large_paths`).
+    let sim = SimVfs::from_image(img, false, Duration::ZERO).streamed_reads(pick % 2 == 1);
     let db = match ctx.open(&sim) {
         Ok(db) => db,
         Err(e) => {

@@ -29,10 +29,11 @@ pub const NO_BACKGROUND_TRIM: usize = 1 << 40;
 pub const REAL_CHECKPOINT_BYTES: u64 = 1 << 20;
 
 /// Turns on the engine's test knobs that make a campaign's small databases take the paths large
-/// ones take (recovery's sorted chunks: `failpoints::small_recovery_chunks`). Every mode calls
-/// it first; idempotent.
+/// ones take (recovery's sorted chunks: `failpoints::small_recovery_chunks`; segments streamed
+/// in several pieces: `failpoints::small_read_pieces`). Every mode calls it first; idempotent.
 pub fn exercise_large_paths() {
     ringlog_db::failpoints::small_recovery_chunks(true);
+    ringlog_db::failpoints::small_read_pieces(true);
 }
 
 /// Everything about a run that the seed decides.

@@ -265,6 +265,9 @@ impl Inner {
 pub struct SimVfs {
     inner: Arc<Mutex<Inner>>,
     sync_delay: Duration,
+    /// Files do not share their bytes ([`VFile::shared_contents`]): recovery reads segments with
+    /// `read_at`, streamed in pieces by its reader thread, as from a real disk.
+    streamed: bool,
     /// The deterministic scheduler and simulated clock, when the run is scheduled.
     sched: Option<Arc<Sched>>,
 }
@@ -312,8 +315,17 @@ impl SimVfs {
                 last_rename_to: None,
             })),
             sync_delay,
+            streamed: false,
             sched: None,
         }
+    }
+
+    /// The same disk, read as a real one is: recovery streams segments in with `read_at` on its
+    /// reader thread instead of sharing the simulated bytes (`on`), or shares them (the default:
+    /// cheaper).
+    pub fn streamed_reads(mut self, on: bool) -> SimVfs {
+        self.streamed = on;
+        self
     }
 
     /// The same disk under scheduler `sched`: its log driver stops at the scheduler's gates, its
@@ -586,6 +598,9 @@ impl VFile for SimFile {
     }
 
     fn shared_contents(&self) -> Option<SharedBytes> {
+        if self.vfs.streamed {
+            return None;
+        }
         // Writes replace the file's Arc (copy on write), so this snapshot never changes.
         Some(self.inner.lock().data[self.ino].clone())
     }

@@ -582,6 +582,22 @@ fn catches_a_reopen_that_forgets_how_far_its_segment_grew() {
     );
 }
 
+/// Recovery streams segments in with a reader thread (here in 4 KiB pieces:
+/// `failpoints::small_read_pieces`) and decodes each piece once it is in. A reader that skips a
+/// piece but reports it read hands the decoder whatever its buffer held: every other crash
+/// state is read that way (`SimVfs::streamed_reads`), and the recovered log ends early.
+#[test]
+fn catches_a_streaming_reader_that_skips_a_piece() {
+    let s = with_bug(Some(Bug::StreamSkipsAPiece), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(
+        Bug::StreamSkipsAPiece,
+        &s,
+        &["durability", "recovery", "I1", "I2", "I5", "I6", "versions"],
+    );
+}
+
 /// A lone `Strict` committer writes its own round (no hand-off to the log thread). A leader that
 /// skips the round's sync acknowledges commits a power loss then takes away.
 #[test]

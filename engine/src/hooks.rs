@@ -122,6 +122,20 @@ pub mod failpoints {
         SMALL_RECOVERY_CHUNKS.load(Ordering::Relaxed)
     }
 
+    static SMALL_READ_PIECES: AtomicBool = AtomicBool::new(false);
+
+    /// Makes recovery's segment reader stream segments in 4 KiB pieces instead of 4 MiB, so that
+    /// the small segments of a crash-test campaign are read in several pieces, decoded while the
+    /// later ones are read, as a large segment is. Off by default.
+    pub fn small_read_pieces(on: bool) {
+        SMALL_READ_PIECES.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether [`small_read_pieces`] is on.
+    pub(crate) fn small_read_pieces_on() -> bool {
+        SMALL_READ_PIECES.load(Ordering::Relaxed)
+    }
+
     static NO_LEADER_COMMITS: AtomicBool = AtomicBool::new(false);
 
     /// Makes every `Strict` commit hand its round to the log thread, as before committers could
@@ -227,11 +241,14 @@ pub mod bugs {
         /// A lone `Strict` committer leading its own round writes it without the sync, and
         /// publishes it durable.
         LeaderSkipsSync,
+        /// Recovery's segment reader, streaming a segment in pieces, skips reading its second
+        /// piece but reports it read: the decoder finds whatever the buffer held there.
+        StreamSkipsAPiece,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 19] = [
+        pub const ALL: [Bug; 20] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -251,6 +268,7 @@ pub mod bugs {
             Bug::FoldKeepsOlderVersion,
             Bug::RotationBatchWithoutHead,
             Bug::LeaderSkipsSync,
+            Bug::StreamSkipsAPiece,
         ];
 
         fn bit(self) -> u32 {
@@ -433,6 +451,19 @@ bug_hook! {
     rotation_batch_without_head => RotationBatchWithoutHead;
     /// Whether a committer leading its own round skips the sync.
     leader_skips_sync => LeaderSkipsSync;
+    /// Whether the streaming segment reader skips a segment's second piece.
+    stream_skips_a_piece => StreamSkipsAPiece;
+}
+
+/// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner
+/// asked for small ones ([`failpoints::small_read_pieces`]).
+#[inline(always)]
+pub(crate) fn read_piece(piece: usize) -> usize {
+    #[cfg(feature = "__failpoints")]
+    if failpoints::small_read_pieces_on() {
+        return 4096;
+    }
+    piece
 }
 
 /// Hook: whether a lone `Strict` committer may write its own round (unless the crash runner

@@ -470,13 +470,18 @@ impl Stream {
     fn fill(&self, file: &dyn VFile) {
         let mut at = 0;
         let mut failed = None;
+        let size = crate::hooks::read_piece(READ_PIECE);
         while at < self.len {
-            let n = READ_PIECE.min(self.len - at);
+            let n = size.min(self.len - at);
             // SAFETY: `[at, at + n)` lies inside the buffer (`at + n <= len <= buf.len()`) and
             // past `filled` (== at), which the consumer never reads (see the Sync impl); this
             // thread is the only writer.
             let piece = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), n) };
-            if let Err(e) = file.read_exact_at(piece, at as u64) {
+            let skip = at == size && crate::hooks::stream_skips_a_piece();
+            if let Err(e) = (!skip)
+                .then(|| file.read_exact_at(piece, at as u64))
+                .unwrap_or(Ok(()))
+            {
                 failed = Some((e.kind(), e.to_string()));
                 break;
             }
