@@ -478,10 +478,12 @@ impl Stream {
             // thread is the only writer.
             let piece = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(at), n) };
             let skip = at == size && crate::hooks::stream_skips_a_piece();
-            if let Err(e) = (!skip)
-                .then(|| file.read_exact_at(piece, at as u64))
-                .unwrap_or(Ok(()))
-            {
+            let read = if skip {
+                Ok(())
+            } else {
+                file.read_exact_at(piece, at as u64)
+            };
+            if let Err(e) = read {
                 failed = Some((e.kind(), e.to_string()));
                 break;
             }
