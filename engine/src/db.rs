@@ -659,6 +659,10 @@ pub(crate) fn spawn_log_thread(
     vfs: Arc<dyn Vfs>,
     active: Active,
 ) -> Result<JoinHandle<()>> {
+    // The active segment is in place before anyone can commit: a committer that leads its own
+    // round finds it whatever the new thread's progress (a race here made the simulated runs
+    // depend on thread timing).
+    *shared.round.lock() = Some(active);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("ringlog-log".into())
@@ -675,7 +679,6 @@ pub(crate) fn spawn_log_thread(
             if tx.send(Ok(())).is_err() {
                 return;
             }
-            *shared.round.lock() = Some(active);
             run_log_thread(shared, driver, vfs);
         })
         .map_err(|e| Error::io("spawn log thread", None, e))?;

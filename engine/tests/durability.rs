@@ -900,34 +900,26 @@ fn a_log_thread_that_cannot_start_fails_the_first_commit_and_poisons() {
 }
 
 /// A lone `Strict` committer writes its own round, on its own thread (no hand-off to the log
-/// thread and back); `Buffered` commits are always written by the log thread. Either way every
-/// commit is durable when acknowledged and recovers.
+/// thread and back); a round whose segment must grow or rotate, and `Buffered` commits, are
+/// written by the log thread. Either way every commit is durable when acknowledged and recovers.
 #[test]
 fn a_lone_strict_committer_writes_its_own_round() {
     on_each_path(|io| {
+        // A segment whose first extent holds every round here: all of them are led.
         let dir = tempdir();
-        let db = open(dir.path(), opts(io, Durability::Strict));
-        let mut last = 0;
+        let big = opts(io, Durability::Strict).segment_size(64 << 20);
+        let db = open(dir.path(), big.clone());
         for i in 0..20u32 {
-            last = db.put(&i.to_be_bytes(), b"strict").unwrap();
-            assert!(
-                db.durable_lsn() >= last,
-                "{io}: acknowledged before durable"
-            );
+            let lsn = db.put(&i.to_be_bytes(), b"strict").unwrap();
+            assert!(db.durable_lsn() >= lsn, "{io}: acknowledged before durable");
         }
         let s = db.stats();
-        // A round whose segment must first grow goes to the log thread; every other one here is
-        // led.
-        assert!(
-            s.rounds_led >= 15 && s.rounds_led <= s.syncs,
-            "{io}: {} of {} rounds led",
-            s.rounds_led,
-            s.syncs
-        );
+        assert_eq!((s.rounds_led, s.syncs), (20, 20), "{io}: every round led");
         let buffered = Durability::Buffered {
             interval: Duration::from_secs(3600),
             max_pending: usize::MAX,
         };
+        let mut last = 0;
         for i in 20..30u32 {
             let mut tx = db.begin();
             tx.put(&i.to_be_bytes(), b"buffered").unwrap();
@@ -935,14 +927,37 @@ fn a_lone_strict_committer_writes_its_own_round() {
         }
         db.sync().unwrap();
         assert!(db.durable_lsn() >= last);
+        let after = db.stats();
         assert_eq!(
-            db.stats().rounds_led,
-            s.rounds_led,
+            after.rounds_led, 20,
             "{io}: Buffered commits never lead a round"
         );
+        assert!(after.syncs > 20, "{io}: the log thread wrote them");
         drop(db);
+        assert_eq!(scan(&open(dir.path(), big)).len(), 30, "{io}");
+
+        // Small segments: rounds that grow or rotate the segment go to the log thread, and the
+        // commits after them lead again.
+        let dir = tempdir();
         let db = open(dir.path(), opts(io, Durability::Strict));
-        assert_eq!(scan(&db).len(), 30, "{io}");
+        for i in 0..100u32 {
+            let lsn = db.put(&i.to_be_bytes(), &[7; 512]).unwrap();
+            assert!(db.durable_lsn() >= lsn, "{io}: acknowledged before durable");
+        }
+        let s = db.stats();
+        assert!(s.segments_created > 0, "{io}: the log rotated");
+        assert!(
+            s.rounds_led > 0 && s.rounds_led < s.syncs,
+            "{io}: {} of {} rounds led",
+            s.rounds_led,
+            s.syncs
+        );
+        drop(db);
+        assert_eq!(
+            scan(&open(dir.path(), opts(io, Durability::Strict))).len(),
+            100,
+            "{io}"
+        );
     });
 }
 
@@ -1202,6 +1217,17 @@ impl ringlog_db::Vfs for ClaimedFsVfs {
             inner: self.inner.log_driver()?,
             seen: self.seen.clone(),
         }))
+    }
+    /// A lone Strict committer's own round: recorded like the log thread's.
+    fn write_durable_here(
+        &self,
+        file: &dyn ringlog_db::io::VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> std::io::Result<()> {
+        self.seen.lock().unwrap().push(strategy);
+        self.inner.write_durable_here(file, offset, buf, strategy)
     }
 }
 

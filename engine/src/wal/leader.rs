@@ -97,10 +97,12 @@ impl Shared {
             write_round(self, cfg, vfs, active, &mut io, taken)
         }));
         match written {
-            Ok(Ok(())) => {
+            Ok(Ok(woken)) => {
                 self.counters
                     .rounds_led
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(round);
+                woken.iter().for_each(std::thread::Thread::unpark);
             }
             Ok(Err(())) => {}
             Err(_) => self.poison(std::io::Error::other(

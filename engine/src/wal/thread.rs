@@ -182,9 +182,11 @@ pub(crate) fn run_log_thread(
         let mut io = |file: &dyn VFile, offset: u64, buf: &[u8]| {
             driver.write_durable(file, offset, buf, cfg.strategy)
         };
-        if write_round(&shared, cfg, &*vfs, active, &mut io, taken).is_err() {
+        let Ok(woken) = write_round(&shared, cfg, &*vfs, active, &mut io, taken) else {
             return;
-        }
+        };
+        drop(round);
+        woken.iter().for_each(Thread::unpark);
     }
 }
 
@@ -228,8 +230,9 @@ pub(super) fn take_round(shared: &Shared, cfg: &LogConfig, st: &mut super::State
 
 /// Writes a taken round's batches in order through `io` (a durable write: returns once the bytes
 /// are durable), creating and growing segments as they need, and publishes each batch as durable
-/// once written: the durable LSN, the visibility of its Strict commits, the committers it
-/// carried woken. `Err` when it poisoned the database (the caller stops writing).
+/// once written: the durable LSN, the visibility of its Strict commits. Returns the committers
+/// the round carried, for the caller to wake once it has released the round lock; `Err` when it
+/// poisoned the database (the caller stops writing).
 pub(super) fn write_round(
     shared: &Shared,
     cfg: &LogConfig,
@@ -237,7 +240,8 @@ pub(super) fn write_round(
     active: &mut Active,
     io: &mut DurableWrite<'_>,
     taken: Taken,
-) -> Result<(), ()> {
+) -> Result<Vec<Thread>, ()> {
+    let mut woken = Vec::new();
     let Taken {
         batches,
         commits: round_commits,
@@ -326,9 +330,10 @@ pub(super) fn write_round(
             drop(st);
             parked.iter().for_each(Thread::unpark);
         } else if last_of_take {
-            let parked = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
+            // Woken by the caller once it released the round lock: a committer woken here that
+            // commits again at once may then lead its round (it only tries the lock).
+            woken = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
             drop(st);
-            parked.iter().for_each(Thread::unpark);
         } else if batch.last_lsn != 0 {
             // A take split by a segment rotation: the committers whose records were in this
             // batch are durable now; wake the take's waiters (the others re-check and park
@@ -339,5 +344,5 @@ pub(super) fn write_round(
         }
         failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
     }
-    Ok(())
+    Ok(woken)
 }
