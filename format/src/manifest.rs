@@ -40,7 +40,7 @@ pub struct Manifest {
     pub checkpoint_len: u64,
     /// The first segment recovery reads; lower ids are no longer needed (0: every segment).
     pub first_segment: u64,
-    /// Reads below this LSN are refused ([`HistoryTrimmed`]-style); it never decreases.
+    /// Reads below this LSN are refused (`HistoryTrimmed`-style); it never decreases.
     pub trim_floor: u64,
     /// LSNs up to this one may have been handed out: a new run starts above it.
     pub lsn_floor: u64,
