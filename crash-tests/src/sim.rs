@@ -779,6 +779,11 @@ impl Vfs for SimVfs {
         Ok(FsInfo::custom("simulated disk", true))
     }
 
+    /// Its `write_durable_here` is the simulated driver's write and sync (without the gate).
+    fn writes_here(&self) -> bool {
+        true
+    }
+
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         if let Some(s) = &self.sched {
             s.log_started();

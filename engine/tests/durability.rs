@@ -961,6 +961,73 @@ fn a_lone_strict_committer_writes_its_own_round() {
     });
 }
 
+/// A `Vfs` that replaces only the log driver (counting its durable writes), as a user's wrapper
+/// might, without saying that a committer's own write stands for it (`Vfs::writes_here`).
+struct DriverOnlyVfs {
+    inner: Arc<dyn ringlog_db::Vfs>,
+    writes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ringlog_db::Vfs for DriverOnlyVfs {
+    fn backend(&self) -> ringlog_db::io::BackendInfo {
+        self.inner.backend()
+    }
+    ringlog_db::io::forward_fs_ops!(inner);
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_db::io::LogDriver>> {
+        Ok(Box::new(CountingDriver {
+            inner: self.inner.log_driver()?,
+            writes: self.writes.clone(),
+        }))
+    }
+}
+
+struct CountingDriver {
+    inner: Box<dyn ringlog_db::io::LogDriver>,
+    writes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ringlog_db::io::LogDriver for CountingDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn ringlog_db::io::VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> std::io::Result<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.write_durable(file, offset, buf, strategy)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.inner.wait(timeout)
+    }
+    fn waker(&self) -> Arc<dyn ringlog_db::io::Waker> {
+        self.inner.waker()
+    }
+}
+
+/// A wrapper that replaces only the log driver sees every durable write of the log: committers
+/// never write their own rounds through a disk that did not say they may.
+#[test]
+fn a_custom_log_driver_sees_every_round() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let writes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let vfs = Arc::new(DriverOnlyVfs {
+            inner: real_vfs(io),
+            writes: writes.clone(),
+        });
+        let o = opts(io, Durability::Strict).vfs(vfs);
+        let db = open(dir.path(), o);
+        for i in 0..10u32 {
+            db.put(&i.to_be_bytes(), b"v").unwrap();
+        }
+        let s = db.stats();
+        assert_eq!(s.rounds_led, 0, "{io}");
+        assert_eq!(writes.load(Ordering::SeqCst), s.syncs, "{io}");
+        assert!(s.syncs >= 10, "{io}: {s:?}");
+    });
+}
+
 /// A panic in a durable write (here: inside a custom Vfs) must poison the database like an I/O
 /// error: committers waiting for a sync get an error instead of blocking forever. Both writers
 /// of rounds: a lone `Strict` committer writing its own round, and the log thread (a `Buffered`
@@ -1217,6 +1284,9 @@ impl ringlog_db::Vfs for ClaimedFsVfs {
             inner: self.inner.log_driver()?,
             seen: self.seen.clone(),
         }))
+    }
+    fn writes_here(&self) -> bool {
+        true
     }
     /// A lone Strict committer's own round: recorded like the log thread's.
     fn write_durable_here(

@@ -880,7 +880,10 @@ impl SearchIn {
 /// can still make this quadratic: recovery uses [`find_later_batch`], which is linear.
 pub fn find_next_valid(buf: &[u8], from: usize, seg: SearchIn) -> Option<Record<'_>> {
     let hl = seg.layout.header_len();
-    let mut at = from.next_multiple_of(RECORD_ALIGN);
+    // Offsets past the address space (a caller's `from` or `base` near the maximum): nothing
+    // to search, and no sum below can overflow.
+    seg.base.checked_add(buf.len() as u64)?;
+    let mut at = from.checked_next_multiple_of(RECORD_ALIGN)?;
     while at + hl <= buf.len() {
         // Fast skip over zero words: a record header is never all zero in its first 8 bytes
         // (its length is at least a header's).
@@ -945,7 +948,13 @@ pub fn find_later_batch(
 ) -> (LaterBatch<'_>, SearchCost) {
     let hl = seg.layout.header_len();
     let mut cost = SearchCost::default();
-    let mut at = from.next_multiple_of(RECORD_ALIGN);
+    // As in `find_next_valid`: offsets past the address space hold nothing.
+    let (Some(mut at), Some(_)) = (
+        from.checked_next_multiple_of(RECORD_ALIGN),
+        seg.base.checked_add(buf.len() as u64),
+    ) else {
+        return (LaterBatch::None, cost);
+    };
     while at + hl <= buf.len() {
         if buf[at..at + 8] == [0u8; 8] {
             at += RECORD_ALIGN;
@@ -1340,6 +1349,23 @@ mod tests {
             let found = find_next_valid(&buf, 0, search(layout, 4096)).unwrap();
             assert_eq!(found.offset, 4096 + 512);
             assert!(find_next_valid(&buf, 520, search(layout, 4096)).is_none());
+        }
+    }
+
+    #[test]
+    fn searches_at_the_end_of_the_address_space_find_nothing() {
+        let buf = vec![0x5Au8; 256];
+        for (from, base) in [
+            (usize::MAX, 0),
+            (usize::MAX - 3, 0),
+            (0, u64::MAX),
+            (8, u64::MAX - 64),
+        ] {
+            for layout in [Layout::Lean, Layout::Wide] {
+                assert!(find_next_valid(&buf, from, search(layout, base)).is_none());
+                let (found, _) = find_later_batch(&buf, from, 0, search(layout, base), u64::MAX);
+                assert_eq!(found, LaterBatch::None);
+            }
         }
     }
 

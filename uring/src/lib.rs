@@ -380,12 +380,21 @@ pub trait Vfs: Send + Sync + 'static {
     /// The operating system's error (or the backend's), unchanged.
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>>;
 
+    /// Whether a committer may write a log round itself, on its own thread, through
+    /// [`Vfs::write_durable_here`] (a lone `Strict` commit then needs no hand-off to the log
+    /// thread). `false` by default: every durable log write then goes through the driver of
+    /// [`Vfs::log_driver`], which a wrapper that replaces only the driver (to inject faults,
+    /// count or mirror writes) relies on. The built-in backends say `true`; a wrapper that says
+    /// `true` must make `write_durable_here` do what its driver's `write_durable` does.
+    fn writes_here(&self) -> bool {
+        false
+    }
+
     /// Writes all of `buf` at `offset` in `file` and returns once the bytes are durable (per
     /// `strategy`), **on the calling thread**: what a committer uses when it writes a round itself
-    /// rather than handing it to the log thread. The contract is [`LogDriver::write_durable`]'s.
-    /// The default is [`write_durable_now`] (`pwritev2(RWF_DSYNC)`, or `pwrite` then `fdatasync`
-    /// through the [`VFile`]); a wrapper that injects faults or models a disk overrides it as it
-    /// overrides its log driver's.
+    /// rather than handing it to the log thread — only when [`Vfs::writes_here`] says so. The
+    /// contract is [`LogDriver::write_durable`]'s. The default is [`write_durable_now`]
+    /// (`pwritev2(RWF_DSYNC)`, or `pwrite` then `fdatasync` through the [`VFile`]).
     ///
     /// # Errors
     ///

@@ -260,6 +260,11 @@ impl Vfs for PosixVfs {
         }
     }
     crate::forward_fs_ops!(fs);
+    /// Its driver's write is [`write_durable_now`]: a committer may use it directly.
+    fn writes_here(&self) -> bool {
+        true
+    }
+
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         Ok(Box::new(PosixDriver::new()))
     }

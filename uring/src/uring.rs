@@ -266,6 +266,12 @@ impl Vfs for UringVfs {
             None => Box::new(SyncFileWriter::new(file)),
         }
     }
+    /// A committer's own round uses plain system calls ([`crate::write_durable_now`]): for one
+    /// write and one sync, the ring is no faster, and only the log thread owns the ring.
+    fn writes_here(&self) -> bool {
+        true
+    }
+
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
         match UringDriver::create() {
             Ok(driver) => Ok(Box::new(driver)),

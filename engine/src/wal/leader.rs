@@ -47,7 +47,8 @@ impl Shared {
     /// new or grown segment. `None`: hand it to the log thread as usual.
     pub(crate) fn lead_round(&self, st: &mut State) -> Option<Led<'_>> {
         let cfg = self.log.as_ref()?;
-        if !crate::hooks::leader_commits()
+        if !self.lead
+            || !crate::hooks::leader_commits()
             || st.pending_commits != 1
             || st.gather.is_some()
             || st.closing

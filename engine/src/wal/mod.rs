@@ -177,6 +177,9 @@ pub(crate) struct Shared {
     /// Whether the log thread may spin before it sleeps ([`LOG_SPIN`]): on a real disk (io_uring
     /// or portable). Never on a simulated one, whose scheduler runs one thread at a time.
     pub(crate) spin: bool,
+    /// Whether a lone `Strict` committer may write its own round: the disk says its
+    /// [`Vfs::write_durable_here`] stands for its log driver ([`Vfs::writes_here`]).
+    pub(crate) lead: bool,
 }
 
 impl Shared {
@@ -225,6 +228,7 @@ impl Shared {
                     ringlog_uring::BackendKind::Uring | ringlog_uring::BackendKind::Portable
                 )
             }),
+            lead: vfs.as_ref().is_some_and(|v| v.writes_here()),
             versions,
             visible: Visibility::new(visible, next_lsn),
             durable_cv: Condvar::new(),

@@ -132,7 +132,11 @@ pub(crate) fn run_log_thread(
                         let sealable = st.rotate_first.is_none();
                         drop(st);
                         let mut round = shared.round.lock();
-                        if let (true, Some(active)) = (sealable, round.as_mut()) {
+                        // A committer's round that was being written may have failed meanwhile:
+                        // never seal after a failed round (the seal would make recovery report
+                        // the failed round as damaged synced data instead of a torn tail).
+                        let failed = shared.state.lock().poisoned.is_some();
+                        if let (true, false, Some(active)) = (sealable, failed, round.as_mut()) {
                             seal(&shared, cfg, &mut *driver, active, at);
                         }
                         return;

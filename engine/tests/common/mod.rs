@@ -236,6 +236,9 @@ impl Vfs for FaultVfs {
             faults: self.faults.clone(),
         }))
     }
+    fn writes_here(&self) -> bool {
+        true
+    }
     fn write_durable_here(
         &self,
         file: &dyn VFile,
