@@ -543,6 +543,7 @@ impl KillArgs {
             stop_on_first: power.stop_on_first,
             progress: power.progress,
             tamper: None,
+            child_bug: None,
         };
         let tuning = KillTuning {
             watchdog: self.watchdog_ms.map(Duration::from_millis),

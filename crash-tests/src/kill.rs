@@ -65,7 +65,15 @@ pub struct KillOptions {
     /// Test hook: called on the directory after each kill, before the parent recovers it (to
     /// prove that damage there is caught).
     pub tamper: Option<fn(&Path)>,
+    /// Test hook: the name of an engine planted bug (`ringlog_db::bugs::Bug`, as `Debug` prints
+    /// it) every child arms before it opens the database ([`PLANTED_ENV`]), to prove that a
+    /// writer-side bug is caught in this mode. `None` for a campaign.
+    pub child_bug: Option<String>,
 }
+
+/// Environment variable of a `workload` child: the engine planted bugs (`Debug` names, comma
+/// separated) it arms before it opens the database.
+pub const PLANTED_ENV: &str = "RINGLOG_CRASH_PLANTED";
 
 /// Settings of a `kill` run beyond [`KillOptions`] (apart, so that code building `KillOptions`
 /// literally keeps compiling); [`run`] uses the defaults.
@@ -627,6 +635,7 @@ fn run_child(c: &ChildRun<'_>) -> Result<Outcome, RunnerError> {
         .args(["--steps", "50000"])
         .env("RINGLOG_IO", io_name(opts.io))
         .env_remove(watchdog::STALL_ENV)
+        .env_remove(PLANTED_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -638,6 +647,9 @@ fn run_child(c: &ChildRun<'_>) -> Result<Outcome, RunnerError> {
     }
     if let Some(s) = c.stall_at {
         cmd.env(watchdog::STALL_ENV, s.to_string());
+    }
+    if let Some(bug) = &opts.child_bug {
+        cmd.env(PLANTED_ENV, bug);
     }
     let start = Instant::now();
     let mut child = cmd

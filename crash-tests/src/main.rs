@@ -112,6 +112,19 @@ fn run_workload(w: &WorkloadCmd) -> ExitCode {
     if let Some(n) = w.stall_at_step {
         std::env::set_var(ringlog_crash::watchdog::STALL_ENV, n.to_string());
     }
+    // Test hook of the kill mode's planted-bug tests: the engine bugs to arm in this child.
+    if let Some(names) = std::env::var_os(ringlog_crash::kill::PLANTED_ENV) {
+        for name in names.to_string_lossy().split(',').filter(|n| !n.is_empty()) {
+            let Some(bug) = ringlog_db::bugs::Bug::ALL
+                .into_iter()
+                .find(|b| format!("{b:?}") == name)
+            else {
+                eprintln!("ringlog-crash workload: unknown planted bug {name:?}");
+                return ExitCode::from(2);
+            };
+            ringlog_db::bugs::arm(bug);
+        }
+    }
     let a = w.workload_args();
     match acklog::run_workload(&a) {
         Ok(()) => ExitCode::SUCCESS,

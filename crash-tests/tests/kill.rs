@@ -31,6 +31,7 @@ fn options(base: &Path, seeds: Vec<u64>, modes: Vec<Mode>, io: IoChoice) -> Kill
         stop_on_first: true,
         progress: false,
         tamper: None,
+        child_bug: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn kill_mode_catches_lost_acknowledged_data() {
         failpoint_per_mille: 0,
         keep: Some(base.path().join("kept")),
         tamper: Some(lose_newest_segment),
+        child_bug: None,
         ..options(
             base.path(),
             vec![11],

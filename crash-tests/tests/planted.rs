@@ -598,19 +598,19 @@ fn catches_a_streaming_reader_that_skips_a_piece() {
     );
 }
 
-/// `kill` mode recovers each killed child's database in the runner's own process, from real
-/// files read by recovery's streaming reader (here in 4 KiB pieces): a recovery-side planted bug
-/// armed in the runner is caught there too, on real I/O, with no simulated disk in between.
-#[test]
-fn kill_mode_catches_a_streaming_reader_that_skips_a_piece() {
-    use ringlog_crash::kill::{self, KillOptions};
-    let base = tempfile::tempdir().expect("temp dir");
-    let opts = KillOptions {
+/// Options of the kill-mode planted-bug tests: a few seeds on the portable path, stopping at the
+/// first violation.
+fn kill_options(
+    base: &std::path::Path,
+    modes: Vec<Mode>,
+    child_bug: Option<String>,
+) -> ringlog_crash::kill::KillOptions {
+    ringlog_crash::kill::KillOptions {
         seeds: vec![21, 22, 23],
-        modes: vec![Mode::Strict, Mode::Buffered],
+        modes,
         io: ringlog_db::IoChoice::Portable,
         cycles: 30,
-        base_dir: base.path().to_path_buf(),
+        base_dir: base.to_path_buf(),
         exe: std::path::PathBuf::from(env!("CARGO_BIN_EXE_ringlog-crash")),
         max_delay: std::time::Duration::from_millis(40),
         failpoint_per_mille: 400,
@@ -619,29 +619,74 @@ fn kill_mode_catches_a_streaming_reader_that_skips_a_piece() {
         stop_on_first: true,
         progress: false,
         tamper: None,
-    };
-    let s = with_bug(Some(Bug::StreamSkipsAPiece), || {
-        kill::run(&opts).unwrap_or_else(|e| panic!("the runner could not run: {e}"))
-    });
-    // Kill mode's failures name their seed and cycle rather than a `--replay` of the simulated
-    // modes: check the violation itself.
+        child_bug,
+    }
+}
+
+/// Kill mode's failures name their seed and cycle rather than a `--replay` of the simulated
+/// modes: checks the violation itself.
+fn assert_kill_caught(bug: Bug, s: &Summary, invariants: &[&str]) {
     let f = s.failures.first().unwrap_or_else(|| {
         panic!(
-            "StreamSkipsAPiece was NOT caught by kill mode: {} cycles\n{}",
+            "{bug:?} was NOT caught by kill mode: {} cycles\n{}",
             s.states,
             s.render()
         )
     });
     eprintln!(
-        "StreamSkipsAPiece caught by kill mode after {} cycles:\n{}",
+        "{bug:?} caught by kill mode after {} cycles:\n{}",
         s.states,
         f.render()
     );
     assert!(
-        ["durability", "I1", "I2", "I5", "I6", "versions"].contains(&f.violation.invariant),
-        "caught as {}",
+        invariants.contains(&f.violation.invariant),
+        "{bug:?} caught as {}",
         f.violation.invariant
     );
+}
+
+/// `kill` mode recovers each killed child's database in the runner's own process, from real
+/// files read by recovery's streaming reader (here in 4 KiB pieces): a recovery-side planted bug
+/// armed in the runner is caught there too, on real I/O, with no simulated disk in between.
+#[test]
+fn kill_mode_catches_a_streaming_reader_that_skips_a_piece() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let opts = kill_options(base.path(), vec![Mode::Strict, Mode::Buffered], None);
+    let s = with_bug(Some(Bug::StreamSkipsAPiece), || {
+        ringlog_crash::kill::run(&opts).unwrap_or_else(|e| panic!("the runner could not run: {e}"))
+    });
+    assert_kill_caught(
+        Bug::StreamSkipsAPiece,
+        &s,
+        &["durability", "I1", "I2", "I5", "I6", "versions"],
+    );
+}
+
+/// A writer-side bug armed in the killed children themselves (`KillOptions::child_bug`, passed
+/// in `kill::PLANTED_ENV`): without LSN leases, a `Buffered` commit acknowledged and lost to the
+/// kill has its LSN handed out again by the next generation (I6 across generations).
+#[test]
+fn kill_mode_catches_lsn_reuse_without_leases_in_the_child() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let opts = kill_options(
+        base.path(),
+        vec![Mode::Buffered],
+        Some(format!("{:?}", Bug::SkipLsnLease)),
+    );
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    disarm_all();
+    // The control: the same seeds with nothing armed find nothing.
+    let control = tempfile::tempdir().expect("temp dir");
+    let clean = ringlog_crash::kill::run(&kill_options(control.path(), vec![Mode::Buffered], None))
+        .unwrap_or_else(|e| panic!("the runner could not run: {e}"));
+    assert!(
+        clean.failures.is_empty(),
+        "a clean engine failed: {}",
+        clean.failures[0].render()
+    );
+    let s =
+        ringlog_crash::kill::run(&opts).unwrap_or_else(|e| panic!("the runner could not run: {e}"));
+    assert_kill_caught(Bug::SkipLsnLease, &s, &["I6", "durability"]);
 }
 
 /// A lone `Strict` committer writes its own round (no hand-off to the log thread). A leader that
