@@ -218,8 +218,8 @@ impl Db {
         if let Some(prev_end) = pending_create {
             shared.state.lock().defer_rotation(prev_end);
         }
-        shared.next_txn_id.store(
-            recovered.max_txn_id.max(manifest.txn_floor) + 1,
+        shared.txn_floor.store(
+            recovered.max_txn_id.max(manifest.txn_floor),
             std::sync::atomic::Ordering::Relaxed,
         );
         let appended = shared

@@ -169,11 +169,10 @@ pub(crate) struct Shared {
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
     /// Checkpoints and the MANIFEST (set at open for a database with a directory).
     pub(crate) ckpt: OnceLock<crate::checkpointer::Checkpoints>,
-    /// One past the highest transaction id used (serialised by the log mutex). Since format
-    /// version 4 a transaction's id is its LSN, not stored apart; the manifest's transaction
-    /// floor ([`crate::checkpointer`]) still records the highest, which a log of version 3 or
-    /// older (whose ids were counted apart from LSNs) may hold above every later LSN.
-    pub(crate) next_txn_id: AtomicU64,
+    /// The highest transaction id recovered at open (from the log and the MANIFEST's floor).
+    /// Since format version 4 a transaction's id is its LSN, so nothing counts ids per commit;
+    /// a log of version 3 or older counted them apart from LSNs (never above them).
+    pub(crate) txn_floor: AtomicU64,
     /// Whether the log thread may spin before it sleeps ([`LOG_SPIN`]): on a real disk (io_uring
     /// or portable). Never on a simulated one, whose scheduler runs one thread at a time.
     pub(crate) spin: bool,
@@ -221,7 +220,7 @@ impl Shared {
                 leased: false,
             }),
             ckpt: OnceLock::new(),
-            next_txn_id: AtomicU64::new(1),
+            txn_floor: AtomicU64::new(0),
             spin: vfs.as_ref().is_some_and(|v| {
                 matches!(
                     v.backend().kind,
@@ -383,9 +382,14 @@ impl Shared {
         }
     }
 
-    /// The highest transaction id handed out so far (0 if none).
+    /// At least the highest transaction id of every transaction visible so far (0 if none), for
+    /// the MANIFEST's transaction floor: ids are LSNs (format version 4), and the ids a log of an
+    /// older version holds are at most the floor recovered at open. Takes no lock (the
+    /// checkpointer calls it holding the MANIFEST's).
     pub(crate) fn last_txn_id(&self) -> u64 {
-        self.next_txn_id.load(Ordering::Relaxed) - 1
+        self.txn_floor
+            .load(Ordering::Relaxed)
+            .max(self.visible.get())
     }
 
     /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
