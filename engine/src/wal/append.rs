@@ -17,21 +17,34 @@ impl State {
     /// The batch starts with room for its head, which [`pad_batch`] fills when it closes the
     /// batch.
     fn open_batch(&mut self, create: Option<(u64, Lsn)>) {
-        let mut buf = self
+        let buf = self
             .spare
             .pop()
             .unwrap_or_else(|| AlignedBuf::with_capacity(64 << 10));
-        debug_assert!(buf.is_empty(), "spare buffers are cleared");
-        buf.extend_zeroed(BATCH_HEAD_LEN);
-        let start = self.cursor;
+        let batch = Batch::new(self.seg_id, self.cursor, buf, create);
         self.cursor += BATCH_HEAD_LEN as u64;
-        self.batches.push_back(Batch {
-            seg_id: self.seg_id,
+        self.batches.push_back(batch);
+    }
+}
+
+impl Batch {
+    /// An empty batch at `start` of segment `seg_id`, in `buf` (cleared), with room for its head,
+    /// which [`pad_batch`] fills when it closes the batch.
+    pub(super) fn new(
+        seg_id: u64,
+        start: u64,
+        mut buf: AlignedBuf,
+        create: Option<(u64, Lsn)>,
+    ) -> Batch {
+        debug_assert!(buf.is_empty(), "batch buffers start empty");
+        buf.extend_zeroed(BATCH_HEAD_LEN);
+        Batch {
+            seg_id,
             start,
             buf,
             last_lsn: 0,
             create,
-        });
+        }
     }
 }
 
@@ -235,10 +248,8 @@ pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
         debug_assert_eq!(n, BATCH_HEAD_LEN);
     }
     let end = b.start + b.buf.len() as u64;
-    let mut gap = align_up(end, cfg.align) - end;
-    if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
-        gap += cfg.align;
-    }
+    let padded = padded_end(end, cfg.align);
+    let gap = padded - end;
     if gap != 0 {
         let pos = SegmentPos {
             segment_id: b.seg_id,
@@ -248,8 +259,31 @@ pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
         encode_padding(b.buf.extend_zeroed(gap as usize), b.start as u32, pos)
             .expect("padding is aligned and large enough");
     }
-    let end = end + gap;
-    assert_eq!(end % cfg.align, 0, "batches end on the write alignment");
-    assert!(end <= cfg.seg.size, "batch stays inside its segment");
-    end
+    assert_eq!(padded % cfg.align, 0, "batches end on the write alignment");
+    assert!(padded <= cfg.seg.size, "batch stays inside its segment");
+    padded
+}
+
+/// Where a batch whose records end at `end` ends once padded to `align` (FORMAT.md §6 rule 3: a
+/// gap too small for a Padding record takes one more block).
+pub(super) fn padded_end(end: u64, align: u64) -> u64 {
+    let mut gap = align_up(end, align) - end;
+    if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
+        gap += align;
+    }
+    end + gap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_end;
+
+    #[test]
+    fn padded_end_matches_the_padding_rule() {
+        // FORMAT.md §6 rule 3: a gap below a header's length takes one more block.
+        assert_eq!(padded_end(4168, 512), 4608);
+        assert_eq!(padded_end(4600, 512), 5120);
+        assert_eq!(padded_end(4608, 512), 4608);
+        assert_eq!(padded_end(4096 + 40, 4096), 8192);
+    }
 }

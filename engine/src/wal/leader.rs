@@ -17,9 +17,9 @@
 //! needs either, the log thread does the round as before.
 
 use parking_lot::MutexGuard;
-use ringlog_format::RECORD_HEADER_LEN;
 use ringlog_uring::VFile;
 
+use super::append::padded_end;
 use super::thread::{take_round, write_round, Active, Taken};
 use super::{Shared, State};
 
@@ -27,16 +27,6 @@ use super::{Shared, State};
 pub(crate) struct Led<'a> {
     round: MutexGuard<'a, Option<Active>>,
     taken: Taken,
-}
-
-/// Where a batch ending (before its padding) at `end` ends once padded to `align` (as
-/// [`super::append::pad_batch`] pads it).
-pub(super) fn padded_end(end: u64, align: u64) -> u64 {
-    let mut gap = end.next_multiple_of(align) - end;
-    if gap != 0 && gap < RECORD_HEADER_LEN as u64 {
-        gap += align;
-    }
-    end + gap
 }
 
 impl Shared {
@@ -110,19 +100,5 @@ impl Shared {
                 "a committer's durable write panicked",
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::padded_end;
-
-    #[test]
-    fn padded_end_matches_the_padding_rule() {
-        // FORMAT.md §6 rule 3: a gap below a header's length takes one more block.
-        assert_eq!(padded_end(4168, 512), 4608);
-        assert_eq!(padded_end(4600, 512), 5120);
-        assert_eq!(padded_end(4608, 512), 4608);
-        assert_eq!(padded_end(4096 + 40, 4096), 8192);
     }
 }

@@ -8,9 +8,7 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use parking_lot::MutexGuard;
-use ringlog_format::{
-    encode_padding, encode_record, AlignedBuf, RecordSpec, SegmentPos, BATCH_HEAD_LEN,
-};
+use ringlog_format::AlignedBuf;
 use ringlog_uring::{LogDriver, VFile, Vfs};
 
 use super::append::pad_batch;
@@ -38,25 +36,12 @@ fn seal(
         return;
     }
     assert_eq!(at % cfg.align, 0, "rounds end on the write alignment");
-    let mut buf = AlignedBuf::with_capacity(cfg.align as usize);
-    let head = SegmentPos {
-        segment_id: active.id,
-        epoch: cfg.seg.epoch,
-        offset: at,
-    };
-    let spec = RecordSpec::batch_head(shared.run_id, now_ns(), at as u32);
-    encode_record(buf.extend_zeroed(BATCH_HEAD_LEN), &spec, head)
-        .expect("a batch head encodes at its batch's start");
-    let pad = SegmentPos {
-        offset: at + BATCH_HEAD_LEN as u64,
-        ..head
-    };
-    encode_padding(
-        buf.extend_zeroed(cfg.align as usize - BATCH_HEAD_LEN),
-        at as u32,
-        pad,
-    )
-    .expect("a block holds a batch head and a padding record");
+    // A batch of its own, closed as every batch is: its head, then padding to the alignment.
+    let buf = AlignedBuf::with_capacity(cfg.align as usize);
+    let mut batch = super::Batch::new(active.id, at, buf, None);
+    let end = pad_batch(&mut batch, cfg, shared.run_id);
+    debug_assert_eq!(end, at + cfg.align, "a seal is one block");
+    let buf = batch.buf;
     if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
         shared.poison(e);
     }
