@@ -16,9 +16,9 @@ use super::policy::{self, Next, View};
 use super::{LogConfig, Shared};
 use crate::segment::{create_segment, grow_segment, initial_len, now_ns};
 
-/// Writes and syncs a *seal* at close: one block holding only a batch head and a Padding record, a
-/// round of its own after the last round of data. Recovery can tell damage in a round from a torn write only
-/// when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
+/// Writes and syncs a *seal* at close: one block holding only a batch head and a Padding record,
+/// a round of its own after the last round of data. Recovery can tell damage in a round from a
+/// torn write only when a later round follows it (FORMAT.md §10.5); the seal makes that true of every round
 /// written before a clean close, so damage to them later is reported, never cut silently. Skipped
 /// when the segment has no room left (its successor's header then bounds it instead).
 fn seal(
