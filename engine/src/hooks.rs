@@ -136,6 +136,23 @@ pub mod failpoints {
         SMALL_READ_PIECES.load(Ordering::Relaxed)
     }
 
+    /// Arms the planted bug whose `Debug` name is `name`, when this build has planted bugs (the
+    /// `__planted-bugs` feature, which test builds of the crash runner turn on). `false` when it
+    /// does not, or when no bug has that name. For a crash runner's child process, which has no
+    /// other way to be told.
+    pub fn arm_planted(name: &str) -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        if let Some(bug) = super::bugs::Bug::ALL
+            .into_iter()
+            .find(|b| format!("{b:?}") == name)
+        {
+            super::bugs::arm(bug);
+            return true;
+        }
+        let _ = name;
+        false
+    }
+
     static NO_LEADER_COMMITS: AtomicBool = AtomicBool::new(false);
 
     /// Makes every `Strict` commit hand its round to the log thread, as before committers could
