@@ -22,6 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ringlog_format::AlignedBuf;
+
 mod detect;
 mod fsinfo;
 mod posix;
@@ -273,6 +275,45 @@ pub trait Waker: Send + Sync {
     fn wake(&self);
 }
 
+/// A durable write handed to [`LogDriver::submit`]. It owns everything the kernel may touch while
+/// the write is in flight — the file and the buffer — and the driver keeps it until the write has
+/// completed, then hands the buffer back in a [`Completion`].
+pub struct Submission {
+    /// The file written (kept open while the write is in flight).
+    pub file: Arc<dyn VFile>,
+    /// Where in the file `buf` goes.
+    pub offset: u64,
+    /// The bytes, written whole (short writes are completed by the driver).
+    pub buf: AlignedBuf,
+    /// How the write is made durable; the contract is [`LogDriver::write_durable`]'s.
+    pub strategy: SyncStrategy,
+    /// The caller's name for this write, returned with its completion.
+    pub token: u64,
+}
+
+impl fmt::Debug for Submission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submission")
+            .field("offset", &self.offset)
+            .field("len", &self.buf.len())
+            .field("strategy", &self.strategy)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished [`Submission`]: its token, its buffer back, and whether its bytes are durable.
+#[derive(Debug)]
+pub struct Completion {
+    /// The submission's token.
+    pub token: u64,
+    /// The submission's buffer, no longer referenced by any I/O.
+    pub buf: AlignedBuf,
+    /// `Ok` once every byte of the write is durable (per its strategy); the error otherwise,
+    /// which the engine treats as fatal.
+    pub result: io::Result<()>,
+}
+
 /// The commit path, owned by the engine's one log thread.
 pub trait LogDriver: Send {
     /// Writes all of `buf` at `offset` in `file` and returns once the bytes are durable (per
@@ -303,6 +344,47 @@ pub trait LogDriver: Send {
     /// nothing by default; a simulated driver's scheduler holds the new thread here until it lets
     /// it run, so that what the thread finds first does not depend on thread start-up timing.
     fn started(&mut self) {}
+
+    /// How many [`LogDriver::submit`]ted writes this driver can keep in flight at once. `1`, the
+    /// default, means it has no pipeline: the engine then uses [`LogDriver::write_durable`] only,
+    /// one round at a time, and never calls `submit` or `complete`.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
+
+    /// Starts a durable write and returns without waiting for it; its outcome comes from
+    /// [`LogDriver::complete`]. Called with fewer than [`LogDriver::max_in_flight`] submissions
+    /// in flight, and never while a [`LogDriver::write_durable`] runs. Writes in flight may
+    /// complete, and become durable, in any order: each completion speaks for its own bytes only
+    /// (an `RWF_DSYNC` write, or a write with an fdatasync linked behind it). The default fails
+    /// with `Unsupported` (drivers whose `max_in_flight` is 1).
+    ///
+    /// # Errors
+    ///
+    /// The submission could not be started (the submission is dropped, its buffer freed: no I/O
+    /// references it). The engine treats it as fatal.
+    fn submit(&mut self, submission: Submission) -> io::Result<()> {
+        drop(submission);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this log driver keeps no writes in flight",
+        ))
+    }
+
+    /// Blocks until at least one submitted write has completed, a [`LogDriver::waker`] wake
+    /// arrived, or `timeout` elapsed (`None`: no timeout; spurious returns are allowed), then
+    /// appends every submission that has completed by now to `done`, in any order. With nothing
+    /// in flight it is [`LogDriver::wait`]. A submission appears in `done` exactly once.
+    ///
+    /// # Errors
+    ///
+    /// The driver itself failed (not one write: those fail in their [`Completion`]); the engine
+    /// treats it as fatal. Buffers of writes still in flight stay with the driver, which never
+    /// frees one the kernel may still access.
+    fn complete(&mut self, done: &mut Vec<Completion>, timeout: Option<Duration>) -> io::Result<()> {
+        let _ = done;
+        self.wait(timeout)
+    }
 }
 
 /// The filesystem as the engine sees it. Every operation the engine performs on disk goes through
