@@ -381,7 +381,11 @@ pub trait LogDriver: Send {
     /// The driver itself failed (not one write: those fail in their [`Completion`]); the engine
     /// treats it as fatal. Buffers of writes still in flight stay with the driver, which never
     /// frees one the kernel may still access.
-    fn complete(&mut self, done: &mut Vec<Completion>, timeout: Option<Duration>) -> io::Result<()> {
+    fn complete(
+        &mut self,
+        done: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         let _ = done;
         self.wait(timeout)
     }

@@ -9,6 +9,11 @@
 //!   every SQE it submitted has completed. Short writes, `-EAGAIN`/`-EINTR` and the `-ECANCELED`
 //!   that a broken chain leaves behind are handled by a small state machine ([`Commit`]) that is
 //!   unit-tested with synthetic completions.
+//! * [`UringDriver::submit`] starts the same write (+ linked fsync) without waiting, up to
+//!   [`UringDriver::MAX_IN_FLIGHT`] at once, each driven by its own [`Commit`] in a slot of the
+//!   driver's in-flight table that owns its buffer and file until every SQE naming them was reaped;
+//!   [`UringDriver::complete`] waits (like `wait`) until one finishes, then hands back every
+//!   finished one with its buffer. SQEs name their commit by slot in the `user_data` payload.
 //! * [`UringDriver::wait`] keeps a one-shot `PollAdd` armed on an `eventfd` (the [`Waker`] writes
 //!   to it from any thread) and, when given a timeout, a `Timeout` SQE used as a pure timer.
 //!
@@ -17,6 +22,7 @@
 //! first use so that the thread that first uses it becomes its single issuer — wherever the driver
 //! was created.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -28,15 +34,27 @@ use io_uring::{opcode, squeue, types, IoUring};
 use parking_lot::Mutex;
 
 use crate::posix::PosixFs;
+use ringlog_format::AlignedBuf;
+
 use crate::{
-    warn_once, BackendInfo, BackendKind, FileWriter, LogDriver, PosixDriver, SyncFileWriter,
-    SyncStrategy, VFile, Vfs, Waker,
+    warn_once, BackendInfo, BackendKind, Completion, FileWriter, LogDriver, PosixDriver,
+    Submission, SyncFileWriter, SyncStrategy, VFile, Vfs, Waker,
 };
 
-/// Submission queue size of a driver's ring. A commit step pushes at most 2 SQEs (write + fsync),
-/// a wait at most 3 (poll, timer removal, timer), and `Drop` 2 (cancellations); the completion
-/// queue is twice as large, so it cannot overflow with the handful of operations ever in flight.
-const RING_ENTRIES: u32 = 8;
+/// Most [`LogDriver::submit`]ted writes a [`UringDriver`] keeps in flight at once (its
+/// [`LogDriver::max_in_flight`]; public as [`UringDriver::MAX_IN_FLIGHT`]).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// Submission queue size of a driver's ring. Every commit step (of `write_durable` or of one of
+/// the [`MAX_IN_FLIGHT`] submissions) pushes at most 2 SQEs (write + linked fsync), a wait at most
+/// 3 (poll, timer, timer removal) and `Drop` 2 (cancellations): even if all of them were queued
+/// at once they would fit. In practice every push is followed by an `io_uring_enter` that
+/// consumes it, and `make_room` submits whatever is queued before a step needs the space. The
+/// completion queue is twice as large, so the operations in flight (at most two per submission
+/// plus the waiter's few) cannot overflow it (and `IORING_FEAT_NODROP` is required anyway).
+const RING_ENTRIES: u32 = 32;
+
+const _: () = assert!(2 * MAX_IN_FLIGHT + 2 + 3 + 2 <= RING_ENTRIES as usize);
 
 /// Largest single write submitted. The kernel caps one read/write at `MAX_RW_COUNT` (`INT_MAX`
 /// rounded down to a page); 1 GiB stays below it and keeps `O_DIRECT` alignment.
@@ -293,7 +311,8 @@ impl Vfs for UringVfs {
 // ---------------------------------------------------------------------------------------------
 
 /// What an SQE was, encoded in the top byte of its `user_data`; the rest is a payload (the timer's
-/// generation).
+/// generation; for `Write`/`Fsync`, which commit: [`SYNC_COMMIT`] or a submission's slot, see
+/// [`slot_payload`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 enum Tag {
@@ -307,6 +326,19 @@ enum Tag {
 
 const TAG_SHIFT: u32 = 56;
 const PAYLOAD_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+/// The `Write`/`Fsync` payload of `write_durable`'s commit.
+const SYNC_COMMIT: u64 = 0;
+
+/// The `Write`/`Fsync` payload of the submission in slot `slot` of the in-flight table.
+fn slot_payload(slot: usize) -> u64 {
+    slot as u64 + 1
+}
+
+/// The in-flight slot a `Write`/`Fsync` payload names, `None` for [`SYNC_COMMIT`].
+fn payload_slot(payload: u64) -> Option<usize> {
+    payload.checked_sub(1).and_then(|s| usize::try_from(s).ok())
+}
 
 fn user_data(tag: Tag, payload: u64) -> u64 {
     ((tag as u64) << TAG_SHIFT) | (payload & PAYLOAD_MASK)
@@ -630,6 +662,9 @@ impl Waker for EventFdWaker {
 pub struct UringStats {
     /// `write_durable` calls that went through the ring.
     pub commits: u64,
+    /// `submit` calls that went through the ring (a file without a descriptor is written
+    /// synchronously and not counted).
+    pub submissions: u64,
     /// Remainders resubmitted after a short write.
     pub short_writes: u64,
     /// Writes or fsyncs resubmitted after completing with `-EAGAIN` or `-EINTR`.
@@ -638,9 +673,9 @@ pub struct UringStats {
     pub fsync_resubmits: u64,
     /// `io_uring_enter` calls that failed with `EINTR`, `EAGAIN` or `EBUSY` and were retried.
     pub enter_retries: u64,
-    /// `wait` calls ended by the waker.
+    /// `wait` (or blocking `complete`) calls ended by the waker.
     pub wakeups: u64,
-    /// `wait` calls ended by their timer.
+    /// `wait` (or blocking `complete`) calls ended by their timer.
     pub timer_expiries: u64,
 }
 
@@ -690,7 +725,29 @@ impl WaitState {
     }
 }
 
+/// A [`Submission`] in flight: one slot of the driver's in-flight table. It owns everything the
+/// kernel may touch for its SQEs — the buffer and the file whose descriptor they name — and is
+/// only emptied once its [`Commit`] has nothing in flight (every CQE of its SQEs was reaped), or
+/// leaked when the ring can no longer be waited on.
+struct Pipelined {
+    token: u64,
+    /// Keeps `fd` open while SQEs naming it are in flight (held, never read).
+    #[expect(dead_code, reason = "held only to keep the descriptor open")]
+    file: Arc<dyn VFile>,
+    fd: RawFd,
+    offset: u64,
+    /// Read by the kernel while a write is in flight: never resized, moved out or dropped before
+    /// `commit.in_flight()` is zero.
+    buf: AlignedBuf,
+    commit: Commit,
+}
+
 /// The io_uring commit path and waiter of one log thread.
+///
+/// Writes either go one at a time through [`LogDriver::write_durable`], or up to
+/// [`UringDriver::MAX_IN_FLIGHT`] at once through [`LogDriver::submit`] and
+/// [`LogDriver::complete`] (each driven by its own commit state machine, its SQEs named by its
+/// slot in `user_data`); not both at once: `write_durable` fails while submissions are in flight.
 ///
 /// Create it on the log thread (or move it there before its first use): the ring is
 /// `SINGLE_ISSUER` where the kernel supports it, and the thread that first calls
@@ -713,6 +770,11 @@ pub struct UringDriver {
     /// moves while such an SQE is queued.
     timespec: Box<types::Timespec>,
     stats: UringStats,
+    /// Submissions in flight, by slot (the slot is the `user_data` payload of their SQEs, see
+    /// [`slot_payload`]). `Drop` reaps them before the ring closes, or leaks them.
+    slots: [Option<Pipelined>; MAX_IN_FLIGHT],
+    /// Finished submissions not yet handed to `complete`'s caller.
+    finished: VecDeque<Completion>,
     eventfd: Arc<EventFd>,
 }
 
@@ -724,11 +786,19 @@ impl fmt::Debug for UringDriver {
             .field("poisoned", &self.poisoned)
             .field("wait", &self.wait)
             .field("stats", &self.stats)
+            .field(
+                "submissions_in_flight",
+                &self.slots.iter().flatten().count(),
+            )
+            .field("finished", &self.finished.len())
             .finish_non_exhaustive()
     }
 }
 
 impl UringDriver {
+    /// Most submitted writes in flight at once: what [`LogDriver::max_in_flight`] returns.
+    pub const MAX_IN_FLIGHT: usize = MAX_IN_FLIGHT;
+
     /// Creates a ring (best setup flags the kernel accepts) and the eventfd its waker writes to.
     ///
     /// # Errors
@@ -760,6 +830,8 @@ impl UringDriver {
             wait: WaitState::default(),
             timespec: Box::new(types::Timespec::new()),
             stats: UringStats::default(),
+            slots: Default::default(),
+            finished: VecDeque::new(),
             eventfd: Arc::new(eventfd),
         })
     }
@@ -816,23 +888,44 @@ impl UringDriver {
         }
     }
 
-    /// Takes every completion off the queue and hands it to `commit` or the waiting side.
+    /// Takes every completion off the queue and hands it to its owner: `commit` (the running
+    /// `write_durable`, payload [`SYNC_COMMIT`]), the submission in the slot its payload names,
+    /// or the waiting side. Only records results: submissions are advanced by
+    /// [`UringDriver::advance`].
     fn reap(&mut self, mut commit: Option<&mut Commit>) {
         for cqe in self.ring.completion() {
             let (res, ud) = (cqe.result(), cqe.user_data());
             match decode_user_data(ud) {
-                Some((Tag::Write, _)) => match commit.as_deref_mut() {
-                    Some(c) => c.on_write(res),
-                    None => log::error!("io_uring: stray write completion ({res}); ignored"),
-                },
-                Some((Tag::Fsync, _)) => match commit.as_deref_mut() {
-                    Some(c) => c.on_fsync(res),
-                    None => log::error!("io_uring: stray fsync completion ({res}); ignored"),
-                },
+                Some((tag @ (Tag::Write | Tag::Fsync), payload)) => {
+                    let target = match payload_slot(payload) {
+                        None => commit.as_deref_mut(),
+                        Some(slot) => self
+                            .slots
+                            .get_mut(slot)
+                            .and_then(Option::as_mut)
+                            .map(|p| &mut p.commit),
+                    };
+                    match (target, tag) {
+                        (Some(c), Tag::Write) => c.on_write(res),
+                        (Some(c), _) => c.on_fsync(res),
+                        (None, _) => log::error!(
+                            "io_uring: stray {tag:?} completion ({res}, payload {payload}); ignored"
+                        ),
+                    }
+                }
                 Some((tag, payload)) => self.wait.on_completion(tag, payload, res),
                 None => log::error!("io_uring: completion with unknown user_data {ud:#x}"),
             }
         }
+    }
+
+    /// Operations of submissions (not of `write_durable`) queued or with the kernel.
+    fn pipelined_in_flight(&self) -> u32 {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|p| p.commit.in_flight())
+            .sum()
     }
 
     /// Submits what is queued until the submission queue has `n` free slots.
@@ -861,6 +954,9 @@ impl UringDriver {
     /// are safe only if the ring is never entered again (they are then never consumed): poison
     /// it. Operations the kernel already has cannot be waited for any more; returning would let
     /// the kernel touch memory the caller is about to free, so that case aborts the process.
+    /// (`commit_in_flight` counts the operations of `write_durable`'s commit, whose buffer is the
+    /// caller's. Submissions' buffers are the driver's own: they stay in their slots, and `Drop`
+    /// leaks them since the poisoned ring cannot be waited on.)
     fn enter_failed(&mut self, e: io::Error, commit_in_flight: u32) -> io::Error {
         let queued = self.ring.submission().len() as u32;
         let with_kernel = commit_in_flight.saturating_sub(queued);
@@ -872,9 +968,244 @@ impl UringDriver {
             );
             std::process::abort();
         }
-        log::error!("io_uring_enter failed ({e}); this log driver refuses further use");
+        log::error!(
+            "io_uring_enter failed ({e}); this log driver refuses further use ({} operation(s) \
+             of submissions in flight keep their buffers until the driver is dropped, which \
+             leaks them)",
+            self.pipelined_in_flight()
+        );
         self.poisoned = Some(format!("io_uring_enter: {e}"));
         e
+    }
+
+    /// Moves every submission whose [`Commit`] has nothing in flight on: submits its next step,
+    /// or, once finished, empties its slot into `finished`. Loops until every occupied slot has
+    /// an operation in flight, so a caller may then block for a completion without stalling one
+    /// (submitting a step reaps, which can leave another slot waiting to be moved on).
+    fn advance(&mut self) -> io::Result<()> {
+        loop {
+            let mut progressed = false;
+            for slot in 0..MAX_IN_FLIGHT {
+                if matches!(&self.slots[slot], Some(p) if p.commit.in_flight() == 0) {
+                    self.start_step(slot)?;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Submits the next step of the submission in `slot` (which has nothing in flight), or
+    /// finishes it. Queues the SQE(s) and enters the ring until the kernel consumed them, without
+    /// waiting for their completion.
+    fn start_step(&mut self, slot: usize) -> io::Result<()> {
+        // The step's SQEs go into an empty queue, so that the number left after an enter tells
+        // whether the kernel split a write from its linked fsync (as in `commit`).
+        if let Err(e) = self.submit_all() {
+            return Err(self.enter_failed(e, 0));
+        }
+        let p = self.slots[slot]
+            .as_mut()
+            .expect("start_step on an occupied slot");
+        let fsync = opcode::Fsync::new(types::Fd(p.fd))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(user_data(Tag::Fsync, slot_payload(slot)));
+        let mut sq = self.ring.submission();
+        let queued = match p.commit.next() {
+            Step::Finished => {
+                drop(sq);
+                self.finish_slot(slot);
+                return Ok(());
+            }
+            Step::Write {
+                start,
+                len,
+                then_fsync,
+            } => {
+                let rw_flags = match p.commit.strategy {
+                    SyncStrategy::Dsync => libc::RWF_DSYNC,
+                    SyncStrategy::WriteThenSync => 0,
+                };
+                let chunk = &p.buf.as_slice()[start..start + len];
+                let mut write = opcode::Write::new(
+                    types::Fd(p.fd),
+                    chunk.as_ptr(),
+                    u32::try_from(len).expect("chunks are at most MAX_CHUNK bytes"),
+                )
+                .offset(p.offset + start as u64)
+                .rw_flags(rw_flags)
+                .build()
+                .user_data(user_data(Tag::Write, slot_payload(slot)));
+                if then_fsync {
+                    write = write.flags(squeue::Flags::IO_LINK);
+                }
+                // SAFETY: the write reads `chunk`, part of the heap allocation of `p.buf`, which
+                // `self.slots[slot]` owns: moving the `AlignedBuf` or the driver does not move
+                // that allocation, and nothing resizes, takes or drops the buffer while
+                // `p.commit.in_flight()` is non-zero — which it is from `next()` above until
+                // this SQE's completion (and its linked fsync's) has been reaped. The slot is
+                // emptied (`finish_slot`, buffer handed back in a `Completion`) only after
+                // `Commit::next` said `Finished`, which it says only with nothing in flight;
+                // `Drop` reaps every submission in flight before the ring closes, or leaks
+                // (`mem::forget`s) the slot when it cannot (ring poisoned by `enter_failed`, or
+                // a SINGLE_ISSUER ring dropped off its thread). `p.fd` is the descriptor of
+                // `p.file`, an `Arc` held in the same slot for as long, so it stays open. The
+                // queue is empty (`submit_all` above) and has RING_ENTRIES >= 2 slots.
+                unsafe { sq.push(&write) }.expect("the submission queue was just emptied");
+                if then_fsync {
+                    // SAFETY: an fsync references no memory; `p.fd` stays open as above.
+                    unsafe { sq.push(&fsync) }.expect("the submission queue was just emptied");
+                }
+                1 + usize::from(then_fsync)
+            }
+            Step::Fsync => {
+                // SAFETY: an fsync references no memory; `p.fd` stays open while the slot holds
+                // `p.file`, i.e. until the fsync's completion is reaped (as for the write).
+                unsafe { sq.push(&fsync) }.expect("the submission queue was just emptied");
+                1
+            }
+        };
+        drop(sq);
+        // Start the kernel on it now; completions are reaped later (`complete`), or meanwhile
+        // by any other reap.
+        loop {
+            let before = self.ring.submission().len();
+            if before == 0 {
+                return Ok(());
+            }
+            if let Err(e) = self.enter(0) {
+                return Err(self.enter_failed(e, 0));
+            }
+            let left = self.ring.submission().len();
+            if left > 0 && left < queued {
+                if let Some(p) = self.slots[slot].as_mut() {
+                    p.commit.on_split_submission();
+                }
+            }
+            self.reap(None);
+        }
+    }
+
+    /// Empties `slot`, whose commit is finished (nothing in flight), into `finished`.
+    fn finish_slot(&mut self, slot: usize) {
+        let p = self.slots[slot]
+            .take()
+            .expect("finish_slot on an occupied slot");
+        debug_assert_eq!(p.commit.in_flight(), 0);
+        self.stats.short_writes += p.commit.short_writes;
+        self.stats.retries += p.commit.retries;
+        self.stats.fsync_resubmits += p.commit.fsync_resubmits;
+        self.finished.push_back(Completion {
+            token: p.token,
+            buf: p.buf,
+            result: p.commit.into_result(),
+        });
+    }
+
+    /// The waiting side of `wait` and `complete`: blocks until woken, the timeout elapsed or —
+    /// with `pipeline` — a submission finished, keeping the `PollAdd` on the eventfd armed and
+    /// arming a `Timeout` SQE as a timer. The timer is removed again unless it fired, so none
+    /// piles up in the kernel across calls.
+    fn block(&mut self, timeout: Option<Duration>, pipeline: bool) -> io::Result<()> {
+        let done = |d: &UringDriver| d.wait.woken || (pipeline && !d.finished.is_empty());
+        if !done(self) {
+            if let Err(e) = self.make_room(3, None) {
+                return Err(self.enter_failed(e, 0));
+            }
+            let mut sq = self.ring.submission();
+            if !self.wait.poll_armed {
+                let poll = opcode::PollAdd::new(types::Fd(self.eventfd.fd()), libc::POLLIN as u32)
+                    .build()
+                    .user_data(user_data(Tag::Poll, 0));
+                // SAFETY: a poll references no memory. The eventfd stays open while the ring
+                // exists: `self.eventfd` is dropped after `self.ring` (field order), and the
+                // kernel holds its own reference to the file while the poll is armed.
+                unsafe { sq.push(&poll) }.expect("make_room left three free slots");
+                self.wait.poll_armed = true;
+                self.wait.in_flight += 1;
+            }
+            if let Some(timeout) = timeout {
+                self.wait.timer_gen += 1;
+                *self.timespec = types::Timespec::from(timeout.min(MAX_TIMER));
+                let timer = opcode::Timeout::new(&*self.timespec)
+                    .count(0)
+                    .build()
+                    .user_data(user_data(Tag::Timer, self.wait.timer_gen));
+                // SAFETY: the kernel reads `*self.timespec` only while consuming this SQE (the
+                // timeout's prep copies it), which happens in the `io_uring_enter` below, within
+                // this call. The timespec is boxed in `self`, so it is alive and at the same
+                // address even if that submission is delayed past this call (the driver moved
+                // or an enter was retried); it is overwritten only by the next wait, which
+                // first submits everything queued (`make_room`), and never freed before the
+                // ring (or, once poisoned, the ring is never entered again).
+                unsafe { sq.push(&timer) }.expect("make_room left three free slots");
+                self.wait.timer_armed = true;
+                self.wait.in_flight += 1;
+            }
+            drop(sq);
+            loop {
+                if pipeline {
+                    // Before blocking, every submission must have an operation in flight (the
+                    // reaps above and below may have completed a step): otherwise the enter
+                    // could wait for a completion that never comes.
+                    self.advance()?;
+                }
+                if done(self) || self.wait.timer_fired {
+                    break;
+                }
+                if let Err(e) = self.enter(1) {
+                    return Err(self.enter_failed(e, 0));
+                }
+                self.reap(None);
+            }
+        }
+        if std::mem::take(&mut self.wait.timer_fired) && !self.wait.woken {
+            self.stats.timer_expiries += 1;
+        }
+        if std::mem::take(&mut self.wait.woken) {
+            self.stats.wakeups += 1;
+            // Reset the counter before returning: a wake from now on re-arms the next poll, and
+            // the caller looks for work after this returns, so no wake is lost.
+            self.eventfd.drain();
+        }
+        if std::mem::take(&mut self.wait.timer_armed) {
+            let remove = opcode::TimeoutRemove::new(user_data(Tag::Timer, self.wait.timer_gen))
+                .build()
+                .user_data(user_data(Tag::TimerRemove, 0));
+            if let Err(e) = self.make_room(1, None) {
+                return Err(self.enter_failed(e, 0));
+            }
+            // SAFETY: a timeout removal references no memory (the target is named by its
+            // user_data).
+            unsafe { self.ring.submission().push(&remove) }.expect("make_room left a free slot");
+            self.wait.in_flight += 1;
+            if let Err(e) = self.submit_all() {
+                return Err(self.enter_failed(e, 0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets (never frees) every submission that still has an operation queued or with the
+    /// kernel: called when the ring can no longer be waited on. Their buffers and files leak.
+    fn leak_in_flight(&mut self, why: &str) {
+        let mut leaked = 0;
+        for slot in &mut self.slots {
+            if matches!(slot, Some(p) if p.commit.in_flight() > 0) {
+                std::mem::forget(slot.take());
+                leaked += 1;
+            }
+        }
+        if leaked > 0 {
+            log::warn!(
+                "io_uring log driver dropped with {leaked} write(s) in flight that cannot be \
+                 waited for ({why}); leaking their buffers and files rather than freeing memory \
+                 the kernel may still access"
+            );
+        }
     }
 
     /// The ring path of `write_durable`.
@@ -894,7 +1225,7 @@ impl UringDriver {
         let fsync = opcode::Fsync::new(types::Fd(fd))
             .flags(types::FsyncFlags::DATASYNC)
             .build()
-            .user_data(user_data(Tag::Fsync, 0));
+            .user_data(user_data(Tag::Fsync, SYNC_COMMIT));
         let mut c = Commit::new(buf.len(), strategy);
         loop {
             if let Err(e) = self.make_room(2, Some(&mut c)) {
@@ -916,7 +1247,7 @@ impl UringDriver {
                     .offset(offset + start as u64)
                     .rw_flags(rw_flags)
                     .build()
-                    .user_data(user_data(Tag::Write, 0));
+                    .user_data(user_data(Tag::Write, SYNC_COMMIT));
                     if then_fsync {
                         write = write.flags(squeue::Flags::IO_LINK);
                     }
@@ -964,6 +1295,8 @@ impl UringDriver {
 }
 
 impl LogDriver for UringDriver {
+    /// Fails (without writing) while submissions are in flight: a driver is used either one
+    /// `write_durable` at a time or pipelined, not both at once.
     fn write_durable(
         &mut self,
         file: &dyn VFile,
@@ -971,6 +1304,13 @@ impl LogDriver for UringDriver {
         buf: &[u8],
         strategy: SyncStrategy,
     ) -> io::Result<()> {
+        let in_flight = self.slots.iter().flatten().count();
+        if in_flight > 0 {
+            return Err(io::Error::other(format!(
+                "io_uring log driver: write_durable called with {in_flight} submitted write(s) \
+                 in flight (complete them first)"
+            )));
+        }
         match file.raw_fd() {
             Some(fd) => self.commit(fd, offset, buf, strategy),
             None => {
@@ -982,92 +1322,103 @@ impl LogDriver for UringDriver {
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.ready()?;
-        if !self.wait.woken {
-            if let Err(e) = self.make_room(3, None) {
-                return Err(self.enter_failed(e, 0));
-            }
-            let mut sq = self.ring.submission();
-            if !self.wait.poll_armed {
-                let poll = opcode::PollAdd::new(types::Fd(self.eventfd.fd()), libc::POLLIN as u32)
-                    .build()
-                    .user_data(user_data(Tag::Poll, 0));
-                // SAFETY: a poll references no memory. The eventfd stays open while the ring
-                // exists: `self.eventfd` is dropped after `self.ring` (field order), and the
-                // kernel holds its own reference to the file while the poll is armed.
-                unsafe { sq.push(&poll) }.expect("make_room left three free slots");
-                self.wait.poll_armed = true;
-                self.wait.in_flight += 1;
-            }
-            if let Some(timeout) = timeout {
-                self.wait.timer_gen += 1;
-                *self.timespec = types::Timespec::from(timeout.min(MAX_TIMER));
-                let timer = opcode::Timeout::new(&*self.timespec)
-                    .count(0)
-                    .build()
-                    .user_data(user_data(Tag::Timer, self.wait.timer_gen));
-                // SAFETY: the kernel reads `*self.timespec` only while consuming this SQE (the
-                // timeout's prep copies it), which happens in the `io_uring_enter` below, within
-                // this call. The timespec is boxed in `self`, so it is alive and at the same
-                // address even if that submission is delayed past this call (the driver moved
-                // or an enter was retried); it is overwritten only by the next `wait`, which
-                // first submits everything queued (`make_room`), and never freed before the
-                // ring (or, once poisoned, the ring is never entered again).
-                unsafe { sq.push(&timer) }.expect("make_room left three free slots");
-                self.wait.timer_armed = true;
-                self.wait.in_flight += 1;
-            }
-            drop(sq);
-            while !self.wait.woken && !self.wait.timer_fired {
-                if let Err(e) = self.enter(1) {
-                    return Err(self.enter_failed(e, 0));
-                }
-                self.reap(None);
-            }
-        }
-        if std::mem::take(&mut self.wait.timer_fired) && !self.wait.woken {
-            self.stats.timer_expiries += 1;
-        }
-        if std::mem::take(&mut self.wait.woken) {
-            self.stats.wakeups += 1;
-            // Reset the counter before returning: a wake from now on re-arms the next poll, and
-            // the caller looks for work after this returns, so no wake is lost.
-            self.eventfd.drain();
-            if std::mem::take(&mut self.wait.timer_armed) {
-                let remove = opcode::TimeoutRemove::new(user_data(Tag::Timer, self.wait.timer_gen))
-                    .build()
-                    .user_data(user_data(Tag::TimerRemove, 0));
-                if let Err(e) = self.make_room(1, None) {
-                    return Err(self.enter_failed(e, 0));
-                }
-                // SAFETY: a timeout removal references no memory (the target is named by its
-                // user_data).
-                unsafe { self.ring.submission().push(&remove) }
-                    .expect("make_room left a free slot");
-                self.wait.in_flight += 1;
-                if let Err(e) = self.submit_all() {
-                    return Err(self.enter_failed(e, 0));
-                }
-            }
-        }
-        Ok(())
+        self.block(timeout, false)
     }
 
     fn waker(&self) -> Arc<dyn Waker> {
         Arc::new(EventFdWaker(self.eventfd.clone()))
     }
+
+    /// [`UringDriver::MAX_IN_FLIGHT`].
+    fn max_in_flight(&self) -> usize {
+        MAX_IN_FLIGHT
+    }
+
+    /// Queues the write (and its linked fsync) and enters the ring so the kernel starts it, then
+    /// returns. A file without a descriptor is written (and synced) synchronously here, its
+    /// completion handed out by the next `complete`. Fails with `InvalidInput` if
+    /// [`UringDriver::MAX_IN_FLIGHT`] submissions are already in flight. If the ring fails after the SQEs
+    /// were queued, the submission stays with the driver (the kernel may have it), which then
+    /// refuses further use and leaks it when dropped.
+    fn submit(&mut self, submission: Submission) -> io::Result<()> {
+        self.ready()?;
+        let Submission {
+            file,
+            offset,
+            buf,
+            strategy,
+            token,
+        } = submission;
+        let Some(fd) = file.raw_fd() else {
+            let result = file
+                .write_all_at(buf.as_slice(), offset)
+                .and_then(|()| file.sync_data());
+            self.finished.push_back(Completion { token, buf, result });
+            return Ok(());
+        };
+        let Some(slot) = self.slots.iter().position(Option::is_none) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "io_uring log driver: submit with {MAX_IN_FLIGHT} writes already in flight"
+                ),
+            ));
+        };
+        // Anything still queued goes first, so that a failure here leaves no SQE of this
+        // submission behind and it is simply dropped.
+        if let Err(e) = self.submit_all() {
+            return Err(self.enter_failed(e, 0));
+        }
+        self.stats.submissions += 1;
+        let commit = Commit::new(buf.len(), strategy);
+        self.slots[slot] = Some(Pipelined {
+            token,
+            file,
+            fd,
+            offset,
+            buf,
+            commit,
+        });
+        self.start_step(slot)
+    }
+
+    /// Returns at once with the submissions already known to be finished, if any; otherwise
+    /// blocks (as `wait` does, with the same poll and timer) until one finishes, a wake arrives
+    /// or `timeout` elapses, moving submissions on (short writes, retries) meanwhile.
+    fn complete(
+        &mut self,
+        done: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.ready()?;
+        self.reap(None);
+        self.advance()?;
+        if self.finished.is_empty() {
+            self.block(timeout, true)?;
+        }
+        done.extend(self.finished.drain(..));
+        Ok(())
+    }
 }
 
 impl Drop for UringDriver {
-    /// Cancels the armed poll and timer and reaps every outstanding completion, so the ring is
-    /// idle when it is closed. (Neither references memory of ours — the kernel copied the timespec
+    /// Cancels the armed poll and timer and reaps every outstanding completion — including those
+    /// of submitted writes, whose buffers are freed only then — so the ring is idle when it is
+    /// closed. (The poll and timer reference no memory of ours — the kernel copied the timespec
     /// at submission and holds its own reference to the eventfd — so when the ring cannot be
-    /// entered from here, closing it with them pending is still sound.)
+    /// entered from here, closing it with them pending is still sound; submitted writes still in
+    /// flight are then leaked instead, see `UringDriver::leak_in_flight`.)
     fn drop(&mut self) {
-        if self.wait.in_flight == 0 || self.poisoned.is_some() {
+        if self.wait.in_flight == 0 && self.pipelined_in_flight() == 0 {
+            return;
+        }
+        if let Some(why) = self.poisoned.clone() {
+            self.leak_in_flight(&format!("ring unusable: {why}"));
             return;
         }
         if self.mode == RingMode::SingleIssuer && self.owner != Some(thread::current().id()) {
             log::debug!("io_uring log driver dropped off its thread; closing the ring with its poll/timer pending");
+            self.leak_in_flight("dropped off the thread that owns its SINGLE_ISSUER ring");
             return;
         }
         let mut cancels = Vec::with_capacity(2);
@@ -1088,6 +1439,7 @@ impl Drop for UringDriver {
         }
         if let Err(e) = self.make_room(cancels.len(), None) {
             log::debug!("io_uring log driver drop: {e}");
+            self.leak_in_flight(&format!("io_uring_enter: {e}"));
             return;
         }
         for sqe in &cancels {
@@ -1095,9 +1447,12 @@ impl Drop for UringDriver {
             unsafe { self.ring.submission().push(sqe) }.expect("make_room left free slots");
             self.wait.in_flight += 1;
         }
-        while self.wait.in_flight > 0 {
+        // Submitted writes are not cancelled (a regular file's write or fsync is not
+        // interruptible anyway): they are waited for, and no new step of theirs is submitted.
+        while self.wait.in_flight > 0 || self.pipelined_in_flight() > 0 {
             if let Err(e) = self.enter(1) {
                 log::debug!("io_uring log driver drop: {e}");
+                self.leak_in_flight(&format!("io_uring_enter: {e}"));
                 return;
             }
             self.reap(None);
@@ -1599,5 +1954,387 @@ mod tests {
         // The poll stays armed across the timed-out wait; dropping must cancel and reap it.
         assert!(d.wait.poll_armed);
         assert_eq!(d.wait.in_flight, 1);
+    }
+
+    // --- pipelined submissions on a real ring -------------------------------------------------
+
+    use std::io::{Read, Write};
+
+    /// Says why and returns false when the kernel offers no usable io_uring.
+    fn have_uring() -> bool {
+        match probe() {
+            Ok(_) => true,
+            Err(why) => {
+                eprintln!("skipping: io_uring unavailable ({why})");
+                false
+            }
+        }
+    }
+
+    /// `len` bytes of a pattern that differs per `seed`, so misplaced writes show.
+    fn pattern(seed: u64, len: usize) -> Vec<u8> {
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(0x9e37_79b9)) as u8)
+            .collect()
+    }
+
+    fn aligned(bytes: &[u8]) -> AlignedBuf {
+        let mut buf = AlignedBuf::with_capacity(bytes.len());
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
+    fn open_log(dir: &std::path::Path, name: &str, direct: bool) -> Arc<crate::PosixFile> {
+        Arc::new(
+            crate::PosixFile::open(
+                &dir.join(name),
+                OpenOptions {
+                    write: true,
+                    create: true,
+                    direct,
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    fn submission(file: Arc<dyn VFile>, offset: u64, bytes: &[u8], token: u64) -> Submission {
+        Submission {
+            file,
+            offset,
+            buf: aligned(bytes),
+            strategy: SyncStrategy::Dsync,
+            token,
+        }
+    }
+
+    /// `len` bytes of `file` at `offset`, read through an aligned buffer (`O_DIRECT` needs one).
+    fn read_back(file: &dyn VFile, offset: u64, len: usize) -> Vec<u8> {
+        let mut buf = AlignedBuf::with_capacity(len);
+        file.read_exact_at(buf.extend_zeroed(len), offset).unwrap();
+        buf.as_slice().to_vec()
+    }
+
+    /// Calls `complete` (no timeout) until `n` completions are back.
+    fn collect(d: &mut UringDriver, n: usize) -> Vec<Completion> {
+        let mut done = Vec::new();
+        while done.len() < n {
+            d.complete(&mut done, None).unwrap();
+        }
+        assert_eq!(done.len(), n, "more completions than submissions");
+        done
+    }
+
+    /// A file the kernel does not know: submissions fall back to its own methods.
+    struct NoFd(crate::PosixFile);
+
+    impl VFile for NoFd {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.0.write_all_at(buf, offset)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.0.sync_data()
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.0.sync_all()
+        }
+        fn allocate(&self, len: u64) -> io::Result<crate::Allocation> {
+            self.0.allocate(len)
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.0.size()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn direct_io(&self) -> Option<usize> {
+            None
+        }
+        fn raw_fd(&self) -> Option<RawFd> {
+            None
+        }
+    }
+
+    /// The write end of a pipe, as a file: a write to it stays in flight (the kernel polls the
+    /// pipe) for as long as the pipe is full, which lets a test hold a submission in flight
+    /// without timing assumptions.
+    struct PipeFile(io::PipeWriter);
+
+    impl VFile for PipeFile {
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn allocate(&self, _: u64) -> io::Result<crate::Allocation> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn size(&self) -> io::Result<u64> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn direct_io(&self) -> Option<usize> {
+            None
+        }
+        fn raw_fd(&self) -> Option<RawFd> {
+            Some(self.0.as_raw_fd())
+        }
+    }
+
+    /// A (blocking) pipe filled to capacity: its write end as a file, its read end, and how many
+    /// bytes it holds. The next write to it cannot complete before the reader takes some.
+    fn full_pipe() -> (Arc<PipeFile>, io::PipeReader, usize) {
+        let (reader, mut writer) = io::pipe().unwrap();
+        // SAFETY: F_GETPIPE_SZ takes no pointer; the descriptor is open (owned by `writer`).
+        let cap = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let cap = usize::try_from(cap).expect("F_GETPIPE_SZ");
+        // An empty pipe takes `cap` bytes in one write without blocking.
+        writer.write_all(&vec![0xAA; cap]).unwrap();
+        (Arc::new(PipeFile(writer)), reader, cap)
+    }
+
+    #[test]
+    fn pipelined_writes_complete_once_each_and_read_back() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = UringDriver::new().unwrap();
+        assert_eq!(d.max_in_flight(), UringDriver::MAX_IN_FLIGHT);
+        let mut round = 0u64;
+        for direct in [false, true] {
+            for strategy in [SyncStrategy::WriteThenSync, SyncStrategy::Dsync] {
+                round += 1;
+                let file = open_log(dir.path(), &format!("log{round}"), direct);
+                // Distinct buffers of one to three blocks, back to back.
+                let mut expected = Vec::new();
+                let mut offset = 0u64;
+                for i in 0..MAX_IN_FLIGHT as u64 {
+                    let token = round * 100 + i;
+                    let bytes = pattern(token, 4096 * (1 + i as usize % 3));
+                    let mut s = submission(file.clone(), offset, &bytes, token);
+                    s.strategy = strategy;
+                    d.submit(s).unwrap();
+                    offset += bytes.len() as u64;
+                    expected.push((token, bytes));
+                }
+                // One more than max_in_flight is refused (nothing was handed back yet).
+                let extra = submission(file.clone(), offset, &[0; 4096], 1);
+                let err = d.submit(extra).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+                let mut done = collect(&mut d, MAX_IN_FLIGHT);
+                done.sort_by_key(|c| c.token);
+                for (c, (token, bytes)) in done.iter().zip(&expected) {
+                    assert_eq!(c.token, *token);
+                    c.result.as_ref().unwrap();
+                    assert_eq!(c.buf.as_slice(), &bytes[..], "buffer handed back unchanged");
+                }
+                assert!(d.slots.iter().all(Option::is_none));
+                let back = read_back(&*file, 0, offset as usize);
+                let whole: Vec<u8> = expected
+                    .iter()
+                    .flat_map(|(_, b)| b.iter().copied())
+                    .collect();
+                assert_eq!(back, whole, "direct {direct}, {strategy:?}");
+
+                // Nothing more to hand out: a short timeout returns with nothing.
+                let mut none = Vec::new();
+                d.complete(&mut none, Some(Duration::from_millis(1)))
+                    .unwrap();
+                assert!(none.is_empty());
+
+                // write_durable works again once every submission is back.
+                let tail = aligned(&pattern(round, 4096));
+                d.write_durable(&*file, offset, tail.as_slice(), strategy)
+                    .unwrap();
+                assert_eq!(read_back(&*file, offset, 4096), tail.as_slice());
+            }
+        }
+        let stats = d.stats();
+        assert_eq!(stats.submissions, 4 * MAX_IN_FLIGHT as u64);
+        assert_eq!(stats.commits, 4);
+    }
+
+    #[test]
+    fn complete_with_nothing_in_flight_is_wait() {
+        if !have_uring() {
+            return;
+        }
+        let mut d = UringDriver::new().unwrap();
+        let mut done = Vec::new();
+        // A timeout returns.
+        d.complete(&mut done, Some(Duration::from_millis(1)))
+            .unwrap();
+        assert!(done.is_empty());
+        assert_eq!(d.stats().timer_expiries, 1);
+        // A wake (before the call: not lost) returns, without a timeout.
+        d.waker().wake();
+        d.complete(&mut done, None).unwrap();
+        assert!(done.is_empty());
+        assert_eq!(d.stats().wakeups, 1);
+        // The same with a long timeout, which is removed rather than left to fire later.
+        d.waker().wake();
+        d.complete(&mut done, Some(Duration::from_secs(3600)))
+            .unwrap();
+        assert_eq!(d.stats().wakeups, 2);
+        assert!(!d.wait.timer_armed);
+    }
+
+    #[test]
+    fn a_wake_or_a_timeout_ends_complete_while_a_write_is_in_flight() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), "log", false);
+        let (pipe, mut reader, cap) = full_pipe();
+        let mut d = UringDriver::new().unwrap();
+        let bytes = pattern(7, 4096);
+        d.submit(submission(pipe.clone(), 0, &bytes, 7)).unwrap();
+        let mut done = Vec::new();
+
+        // The pipe is full, so the write cannot complete: only the wake ends this call.
+        d.waker().wake();
+        d.complete(&mut done, None).unwrap();
+        assert!(done.is_empty());
+        assert_eq!(d.stats().wakeups, 1);
+        // And only the timer this one.
+        d.complete(&mut done, Some(Duration::from_millis(1)))
+            .unwrap();
+        assert!(done.is_empty());
+        assert_eq!(d.stats().timer_expiries, 1);
+
+        // write_durable refuses to run beside a submission in flight.
+        let err = d
+            .write_durable(&*log, 0, b"x", SyncStrategy::Dsync)
+            .unwrap_err();
+        assert!(err.to_string().contains("in flight"), "{err}");
+
+        // Make room in the pipe: the write completes and comes back exactly once.
+        let mut prefill = vec![0u8; cap];
+        reader.read_exact(&mut prefill).unwrap();
+        let done = collect(&mut d, 1);
+        assert_eq!(done[0].token, 7);
+        done[0].result.as_ref().unwrap();
+        let mut back = vec![0u8; bytes.len()];
+        reader.read_exact(&mut back).unwrap();
+        assert_eq!(back, bytes);
+
+        // With nothing in flight any more, write_durable works again.
+        d.write_durable(&*log, 0, b"abc", SyncStrategy::WriteThenSync)
+            .unwrap();
+        let mut back = [0u8; 3];
+        log.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back, b"abc");
+    }
+
+    #[test]
+    fn a_submission_to_a_file_without_a_descriptor_completes_through_complete() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::PosixFile::open(
+            &dir.path().join("log"),
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .unwrap();
+        let file: Arc<dyn VFile> = Arc::new(NoFd(file));
+        let mut d = UringDriver::new().unwrap();
+        let bytes = pattern(3, 4096);
+        d.submit(submission(file.clone(), 4096, &bytes, 3)).unwrap();
+        // Already finished: returned at once (no timeout, no wake).
+        let mut done = Vec::new();
+        d.complete(&mut done, None).unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].token, 3);
+        done[0].result.as_ref().unwrap();
+        let mut back = vec![0u8; 4096];
+        file.read_exact_at(&mut back, 4096).unwrap();
+        assert_eq!(back, bytes);
+        assert_eq!(d.stats().submissions, 0, "not a ring submission");
+    }
+
+    #[test]
+    fn dropping_the_driver_reaps_writes_in_flight_then_frees_them() {
+        if !have_uring() {
+            return;
+        }
+        // Writes to a regular file, dropped before any `complete`.
+        let dir = tempfile::tempdir().unwrap();
+        let file = open_log(dir.path(), "log", true);
+        let mut d = UringDriver::new().unwrap();
+        for i in 0..MAX_IN_FLIGHT as u64 {
+            d.submit(submission(file.clone(), i * 4096, &pattern(i, 4096), i))
+                .unwrap();
+        }
+        drop(d);
+        assert_eq!(Arc::strong_count(&file), 1, "every slot freed, none leaked");
+
+        // A write that completes only once a reader drains the pipe: the drop waits for it.
+        let (pipe, mut reader, cap) = full_pipe();
+        let mut d = UringDriver::new().unwrap();
+        let bytes = pattern(9, 4096);
+        d.submit(submission(pipe.clone(), 0, &bytes, 9)).unwrap();
+        d.waker().wake();
+        d.complete(&mut Vec::new(), None).unwrap(); // the poll is armed now, too
+        let drain = thread::spawn(move || {
+            let mut all = vec![0u8; cap + 4096];
+            reader.read_exact(&mut all).unwrap();
+            all
+        });
+        drop(d);
+        assert_eq!(
+            Arc::strong_count(&pipe),
+            1,
+            "the slot was freed after its completion"
+        );
+        let all = drain.join().unwrap();
+        assert_eq!(&all[cap..], &bytes[..]);
+    }
+
+    #[test]
+    fn dropped_off_its_thread_a_single_issuer_driver_leaks_writes_in_flight() {
+        if !have_uring() {
+            return;
+        }
+        let (pipe, reader, _) = full_pipe();
+        let mut d = UringDriver::new().unwrap();
+        d.submit(submission(pipe.clone(), 0, &pattern(1, 4096), 1))
+            .unwrap();
+        if d.mode != RingMode::SingleIssuer {
+            // Any thread may reap this ring: dropping it would wait for the pipe write.
+            eprintln!("skipping: ring is not SINGLE_ISSUER ({})", d.setup_flags());
+            drop(reader);
+            let done = collect(&mut d, 1);
+            assert!(done[0].result.is_err(), "EPIPE once the reader is gone");
+            return;
+        }
+        // The ring cannot be entered from another thread: the in-flight write (which can never
+        // complete: nobody reads the pipe) is leaked, not freed under the kernel.
+        thread::spawn(move || drop(d)).join().unwrap();
+        assert_eq!(
+            Arc::strong_count(&pipe),
+            2,
+            "the slot was leaked, file and buffer"
+        );
+        drop(reader);
     }
 }
