@@ -187,6 +187,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub checkpoint_bytes: Option<u64>,
 
+    /// ringlog's Options::rounds_in_flight: log rounds kept in flight at once on the io_uring
+    /// path, 1-16 (default: the engine's, 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub rounds_in_flight: Option<u64>,
+
     /// Also write the rows as JSON
     #[arg(
         long,
@@ -405,6 +410,8 @@ pub struct Config {
     pub modes_given: bool,
     /// ringlog's `Options::checkpoint_bytes` (`None`: the engine's default).
     pub checkpoint_bytes: Option<u64>,
+    /// ringlog's `Options::rounds_in_flight` (`None`: the engine's default).
+    pub rounds_in_flight: Option<usize>,
     /// ringlog's I/O path.
     pub io: ringlog_db::IoChoice,
     /// Thread counts.
@@ -443,6 +450,7 @@ impl Default for Config {
             modes: Mode::ALL.to_vec(),
             modes_given: false,
             checkpoint_bytes: None,
+            rounds_in_flight: None,
             io: ringlog_db::IoChoice::Auto,
             threads: vec![1, 16],
             ops: 100_000,
@@ -660,6 +668,7 @@ impl Cli {
             c.modes_given = true;
         }
         c.checkpoint_bytes = self.checkpoint_bytes;
+        c.rounds_in_flight = self.rounds_in_flight.map(|n| n as usize);
         if let Some(io) = self.io {
             c.io = io;
         }

@@ -333,6 +333,8 @@ pub struct OpenOpts {
     /// that the open "as written" replays the log a crash would leave; its settle step is the
     /// checkpoint a clean close writes).
     pub checkpoint_on_close: bool,
+    /// ringlog's `Options::rounds_in_flight` (`None`: its default).
+    pub rounds_in_flight: Option<usize>,
 }
 
 /// Every engine compiled into this binary, in table order.

@@ -636,6 +636,7 @@ pub fn run_one(
         // open "as written" then replays what a crash would leave (see history.rs); `recover`
         // too, so that its open replays the log rather than loading a checkpoint.
         checkpoint_on_close: !matches!(workload, Workload::History | Workload::Recover),
+        rounds_in_flight: cfg.rounds_in_flight,
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringlog_db::io::{
-    Allocation, BackendInfo, BackendKind, BlockReason, EntryKind, FileLock, FsInfo, LogDriver,
-    OpenOptions, SharedBytes, SyncStrategy, VFile, Vfs, Waker,
+    Allocation, BackendInfo, BackendKind, BlockReason, Completion, EntryKind, FileLock, FsInfo,
+    LogDriver, OpenOptions, SharedBytes, Submission, SyncStrategy, VFile, Vfs, Waker,
 };
 use ringlog_format::all_zero;
 
@@ -270,6 +270,9 @@ pub struct SimVfs {
     streamed: bool,
     /// The deterministic scheduler and simulated clock, when the run is scheduled.
     sched: Option<Arc<Sched>>,
+    /// Log writes its driver keeps in flight ([`SimVfs::pipelined`]; 1: none) and the seed of
+    /// the order in which they complete.
+    pipeline: (usize, u64),
 }
 
 impl std::fmt::Debug for SimVfs {
@@ -317,7 +320,18 @@ impl SimVfs {
             sync_delay,
             streamed: false,
             sched: None,
+            pipeline: (1, 0),
         }
+    }
+
+    /// The same disk with a log driver that keeps up to `depth` writes in flight
+    /// ([`LogDriver::submit`]) and completes them in an order drawn from `seed`: a write is
+    /// performed (and synced) only when it completes, so a later round can be durable while an
+    /// earlier one is not even written — what a real device with a volatile cache may do with
+    /// several writes in flight. `depth` 1: one round at a time, as a driver without a pipeline.
+    pub fn pipelined(mut self, depth: usize, seed: u64) -> SimVfs {
+        self.pipeline = (depth.max(1), seed);
+        self
     }
 
     /// The same disk, read as a real one is: recovery streams segments in with `read_at` on its
@@ -795,6 +809,9 @@ impl Vfs for SimVfs {
             }),
             delay: self.sync_delay,
             sched: self.sched.clone(),
+            depth: self.pipeline.0,
+            rng: self.pipeline.1 | 1,
+            in_flight: Vec::new(),
         }))
     }
 
@@ -859,11 +876,32 @@ fn write_then_sync(file: &dyn VFile, offset: u64, buf: &[u8], delay: Duration) -
     res
 }
 
-/// The commit path on the simulated disk: write, then sync, synchronously.
+/// Longest a pipelined simulated driver holds its writes in flight before completing one.
+const HOLD: Duration = Duration::from_micros(200);
+
+/// The commit path on the simulated disk: write, then sync, synchronously; or, pipelined, the
+/// same for one submitted write at a time, in a seeded order, each time the engine asks for
+/// completions.
 struct SimDriver {
     waker: Arc<SimWaker>,
     delay: Duration,
     sched: Option<Arc<Sched>>,
+    /// [`SimVfs::pipelined`].
+    depth: usize,
+    /// xorshift state choosing which write in flight completes next.
+    rng: u64,
+    in_flight: Vec<Submission>,
+}
+
+impl SimDriver {
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
 }
 
 impl LogDriver for SimDriver {
@@ -903,6 +941,49 @@ impl LogDriver for SimDriver {
 
     fn waker(&self) -> Arc<dyn Waker> {
         self.waker.clone()
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.depth
+    }
+
+    fn submit(&mut self, submission: Submission) -> io::Result<()> {
+        assert!(
+            self.in_flight.len() < self.depth,
+            "the engine submits at most max_in_flight writes"
+        );
+        self.in_flight.push(submission);
+        Ok(())
+    }
+
+    /// Completes one write in flight, chosen by the seed (written and synced now: everything
+    /// else in flight stays unwritten), or waits as [`LogDriver::wait`] when none is. While
+    /// there is room for more, it first holds the writes in flight for a while about every other
+    /// call (a wait of at most [`HOLD`], ended by a wake), so that committers append meanwhile and
+    /// the engine submits more rounds behind them.
+    fn complete(
+        &mut self,
+        done: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        if self.in_flight.is_empty() {
+            return self.wait(timeout);
+        }
+        if self.in_flight.len() < self.depth && self.next_random().is_multiple_of(2) {
+            return self.wait(Some(timeout.map_or(HOLD, |t| t.min(HOLD))));
+        }
+        let i = (self.next_random() % self.in_flight.len() as u64) as usize;
+        let s = self.in_flight.remove(i);
+        if let Some(sched) = &self.sched {
+            sched.gate_write();
+        }
+        let result = write_then_sync(&*s.file, s.offset, s.buf.as_slice(), self.delay);
+        done.push(Completion {
+            token: s.token,
+            buf: s.buf,
+            result,
+        });
+        Ok(())
     }
 
     fn started(&mut self) {

@@ -837,3 +837,36 @@ fn a_manifest_update_without_its_directory_fsync_is_caught_at_a_checkpoint() {
     let without = failures(false);
     assert!(without.is_empty(), "{:?}", &without[..without.len().min(3)]);
 }
+
+/// The pipelined log keeps several rounds in flight and publishes a round durable only once it
+/// and every round before it completed. Publishing on a later round's completion while an earlier
+/// round is still in flight acknowledges commits that a power loss then takes away (the
+/// simulated driver completes writes in a seeded order and performs each write only when it
+/// completes).
+#[test]
+fn catches_a_pipeline_that_publishes_out_of_order() {
+    let s = with_bug(Some(Bug::PublishOutOfOrder), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(
+        Bug::PublishOutOfOrder,
+        &s,
+        &["durability", "visibility", "I1", "I2", "I5", "I6"],
+    );
+}
+
+/// With rounds in flight, a crash can leave a later round durable and an earlier one torn. Each
+/// batch head records the durable floor when it was written, so recovery cuts such a tail. A
+/// head that claims everything before it durable makes recovery refuse a log a crash can leave
+/// (mid-log corruption), or a later round's damage look like an earlier one's.
+#[test]
+fn catches_batch_heads_that_claim_everything_before_them_durable() {
+    let s = with_bug(Some(Bug::FloorClaimsAll), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(
+        Bug::FloorClaimsAll,
+        &s,
+        &["recovery", "open", "I5", "durability"],
+    );
+}

@@ -99,6 +99,8 @@ impl DbBuilder {
         codec(codec: crate::BlockCodec);
         /// Sets [`Options::lease_span`].
         lease_span(lsns: u64);
+        /// Sets [`Options::rounds_in_flight`].
+        rounds_in_flight(rounds: usize);
     }
 
     /// Replaces every option at once.

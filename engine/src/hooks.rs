@@ -261,11 +261,19 @@ pub mod bugs {
         /// Recovery's segment reader, streaming a segment in pieces, skips reading its second
         /// piece but reports it read: the decoder finds whatever the buffer held there.
         StreamSkipsAPiece,
+        /// Every batch head claims the whole segment before it durable (its durable floor is its
+        /// own offset), even when rounds before it were still in flight: recovery then reports
+        /// a torn in-flight round as mid-log corruption and refuses a log a crash can leave.
+        FloorClaimsAll,
+        /// The pipelined log publishes a round durable as soon as its own write completed,
+        /// though an earlier round is still in flight: its committers are acknowledged with a
+        /// hole before their records.
+        PublishOutOfOrder,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 20] = [
+        pub const ALL: [Bug; 22] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -286,6 +294,8 @@ pub mod bugs {
             Bug::RotationBatchWithoutHead,
             Bug::LeaderSkipsSync,
             Bug::StreamSkipsAPiece,
+            Bug::FloorClaimsAll,
+            Bug::PublishOutOfOrder,
         ];
 
         fn bit(self) -> u32 {
@@ -470,6 +480,10 @@ bug_hook! {
     leader_skips_sync => LeaderSkipsSync;
     /// Whether the streaming segment reader skips a segment's second piece.
     stream_skips_a_piece => StreamSkipsAPiece;
+    /// Whether every batch head's durable floor claims everything before it.
+    floor_claims_all => FloorClaimsAll;
+    /// Whether the pipelined log publishes rounds as their writes complete, out of order.
+    publish_out_of_order => PublishOutOfOrder;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

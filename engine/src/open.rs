@@ -141,7 +141,7 @@ impl Db {
                 (
                     Active {
                         id: t.id,
-                        file,
+                        file: file.into(),
                         len,
                     },
                     t.valid_end,
@@ -161,7 +161,7 @@ impl Db {
                 (
                     Active {
                         id: t.id,
-                        file,
+                        file: file.into(),
                         len,
                     },
                     t.valid_end,
@@ -178,7 +178,7 @@ impl Db {
                 (
                     Active {
                         id: prev_id + 1,
-                        file,
+                        file: file.into(),
                         len: crate::segment::initial_len(seg.size),
                     },
                     ringlog_format::SEGMENT_HEADER_LEN as u64,
@@ -199,6 +199,7 @@ impl Db {
             strategy,
             backpressure,
             lease_span: opts.lease_span,
+            rounds_in_flight: opts.rounds_in_flight,
         };
         let max_txn_bytes = opts.max_txn_bytes();
         let building = std::time::Instant::now();

@@ -140,6 +140,13 @@ pub struct Options {
     /// writes a lease before handing out LSNs beyond the previous one, and the next run starts
     /// above the last lease. Default 65,536; at least 2.
     pub lease_span: u64,
+    /// Log rounds (write + sync) the log thread may keep in flight at once: while one round's
+    /// sync runs, the next round's write is already with the device, and the durable LSN
+    /// advances over the rounds completed in order (docs/DURABILITY.md §2, "Rounds in flight").
+    /// Only the io_uring path keeps several in flight (up to 8); the portable path and custom
+    /// disks without a pipelined driver write one round at a time whatever this says. `1`
+    /// turns the pipeline off. Default 4; between 1 and 16.
+    pub rounds_in_flight: usize,
     /// Bytes of log appended after which the database writes a checkpoint and compacts the log
     /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
     /// background checkpoints off (explicit ones still work). At least 1 MiB. A background
@@ -193,6 +200,7 @@ impl Default for Options {
             vfs: None,
             trim_threshold: 1 << 16,
             lease_span: 1 << 16,
+            rounds_in_flight: 4,
             checkpoint_bytes: 256 << 20,
             checkpoint_on_close: true,
             codec: BlockCodec::Identity,
@@ -213,6 +221,7 @@ impl fmt::Debug for Options {
             .field("vfs", &self.vfs.as_ref().map(|v| v.backend()))
             .field("trim_threshold", &self.trim_threshold)
             .field("lease_span", &self.lease_span)
+            .field("rounds_in_flight", &self.rounds_in_flight)
             .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("checkpoint_on_close", &self.checkpoint_on_close)
             .field("codec", &self.codec)
@@ -301,6 +310,12 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::rounds_in_flight`].
+    pub fn rounds_in_flight(mut self, rounds: usize) -> Options {
+        self.rounds_in_flight = rounds;
+        self
+    }
+
     /// Sets [`Options::checkpoint_bytes`].
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Options {
         self.checkpoint_bytes = bytes;
@@ -353,6 +368,13 @@ impl Options {
             return Err(Error::InvalidOptions(format!(
                 "lease_span {} must be between 2 and 2^40",
                 self.lease_span
+            )));
+        }
+        if !(1..=crate::wal::MAX_ROUNDS_IN_FLIGHT).contains(&self.rounds_in_flight) {
+            return Err(Error::InvalidOptions(format!(
+                "rounds_in_flight {} must be between 1 and {}",
+                self.rounds_in_flight,
+                crate::wal::MAX_ROUNDS_IN_FLIGHT
             )));
         }
         if self.checkpoint_bytes < 1 << 20 {

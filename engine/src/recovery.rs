@@ -1088,10 +1088,15 @@ fn cut_log(
     Ok(())
 }
 
-/// A valid record after `pos` that belongs to a write batch starting after `pos`, if any: proof
-/// that the damage at `pos` was in a batch already synced before that later one. Linear in the
-/// segment's size whatever its bytes ([`find_later_batch`]): the checksums it computes cover at
-/// most twice the bytes after `pos`.
+/// A valid record after `pos` that belongs to a write batch starting after `pos` and proves the
+/// damage at `pos` was durable, if any: a batch whose head says the log was durable past `pos`
+/// when the batch was written (its durable floor, FORMAT.md §10.5; a format-4 head's floor is
+/// its own offset, so every later batch of that version proves it). A later batch whose floor
+/// is at or below `pos` was written while the damaged one was in flight — a torn write of a
+/// pipelined log — and proves nothing; nor does one whose head does not decode (a write torn
+/// across its own blocks). Linear in the segment's size whatever its bytes
+/// ([`find_later_batch`]): the checksums it computes cover at most twice the bytes after `pos`,
+/// whatever the number of batches it passes.
 fn later_batch_record<'a>(
     buf: &'a [u8],
     pos: usize,
@@ -1103,17 +1108,58 @@ fn later_batch_record<'a>(
     if nonzero_span(buf, pos + 8).is_none() {
         return LaterBatch::None;
     }
-    let budget = 2 * (buf.len() - pos) as u64;
+    let mut budget = 2 * (buf.len() - pos) as u64;
     let search = SearchIn {
         layout: seg.layout,
         segment_id: seg.id,
         epoch: seg.epoch,
         base: 0,
     };
-    let (found, cost) = find_later_batch(buf, pos + 8, pos as u64, search, budget);
-    stats.damage_search_checksums += cost.checksums;
-    log::debug!("later-batch search after offset {pos}: {cost:?} -> {found:?}");
-    found
+    // Batches starting at or below `after` were looked at already.
+    let (mut from, mut after) = (pos + 8, pos as u64);
+    loop {
+        let (found, cost) = find_later_batch(buf, from, after, search, budget);
+        stats.damage_search_checksums += cost.checksums;
+        budget = budget.saturating_sub(cost.checksum_bytes);
+        log::debug!("later-batch search after offset {pos}: {cost:?} -> {found:?}");
+        let LaterBatch::Found(rec) = found else {
+            return found;
+        };
+        let start = rec.batch_start as usize;
+        let floor = match seg.layout {
+            Layout::Wide => None,
+            Layout::Lean => {
+                // The head's checksum counts against the same budget as the search's: a crafted
+                // head claiming the rest of the segment must not make the search quadratic.
+                let claimed = buf
+                    .get(start + 4..start + 8)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64);
+                if claimed > budget {
+                    return LaterBatch::Undecided;
+                }
+                budget -= claimed;
+                stats.damage_search_checksums += 1;
+                decode_record_in(Layout::Lean, buf, start, search.pos(start))
+                    .ok()
+                    .filter(|h| h.kind == RecordKind::BatchHead)
+                    .map(|h| h.marker)
+            }
+        };
+        match floor {
+            // Versions 1-3 have no heads: every later batch was written after the ones before
+            // it were durable.
+            None if seg.layout == Layout::Wide => return LaterBatch::Found(rec),
+            Some(floor) if floor > pos as u64 => return LaterBatch::Found(rec),
+            _ => {
+                log::debug!(
+                    "the batch at offset {start} after the damage at {pos} was written while it \
+                     was in flight: no proof"
+                );
+                after = start as u64;
+                from = rec.offset as usize + 8;
+            }
+        }
+    }
 }
 
 fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats) -> Result<()> {

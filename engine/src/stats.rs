@@ -22,6 +22,9 @@ pub struct Stats {
     /// Of [`Stats::syncs`], the rounds a lone `Strict` committer wrote itself, on its own thread,
     /// instead of handing them to the log thread (docs/DURABILITY.md, "Who writes a round").
     pub rounds_led: u64,
+    /// Of [`Stats::syncs`], the rounds submitted while an earlier round was still in flight
+    /// ([`crate::Options::rounds_in_flight`]; docs/DURABILITY.md, "Rounds in flight").
+    pub rounds_overlapped: u64,
     /// Failed writes or syncs (any failure poisons the database).
     pub sync_failures: u64,
     /// Mean time of one write + sync round.
@@ -93,6 +96,7 @@ impl Db {
             bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
             syncs,
             rounds_led: c.rounds_led.load(Ordering::Relaxed),
+            rounds_overlapped: c.rounds_overlapped.load(Ordering::Relaxed),
             sync_failures: c.sync_failures.load(Ordering::Relaxed),
             mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
             max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),

@@ -98,7 +98,7 @@ fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, run_id: u64) -> PathBuf {
     buf[8..12].copy_from_slice(&crc.to_le_bytes());
     // The batch's head (run id at payload bytes 24..32), then the write (LSN at 16..24): patched
     // and re-checksummed as a crafted file would be.
-    let head = RecordSpec::batch_head(1, 0, SEGMENT_HEADER_LEN as u32);
+    let head = RecordSpec::batch_head(1, 0, 0, SEGMENT_HEADER_LEN as u32);
     let write = RecordSpec::write(b"crafted", b"v", 1, SEGMENT_HEADER_LEN as u32).autocommit();
     let mut at = SEGMENT_HEADER_LEN;
     for (spec, field, value) in [(head, 24..32, run_id), (write, 16..24, lsn)] {

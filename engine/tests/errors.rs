@@ -315,6 +315,8 @@ fn invalid_options_are_refused_before_touching_the_disk() {
             ),
             ("segment too small", strict(io).segment_size(32 << 10)),
             ("segment too large", strict(io).segment_size(2 << 30)),
+            ("no round in flight", strict(io).rounds_in_flight(0)),
+            ("too many rounds in flight", strict(io).rounds_in_flight(17)),
             (
                 "Buffered interval zero",
                 opts(

@@ -1,6 +1,7 @@
 //! Golden files: small databases written by format versions 3 (`tests/golden/v3/`, the wide
-//! record layout) and 4 (`tests/golden/v4/`, the lean one) — a MANIFEST, a checkpoint and the log
-//! after it — checked into the repository. Every later version of the engine must open them with
+//! record layout), 4 (`tests/golden/v4/`, the lean one) and 5 (`tests/golden/v5/`, batch heads
+//! with a durable floor) — a MANIFEST, a checkpoint and the log after it — checked into the
+//! repository. Every later version of the engine must open them with
 //! exactly the contents recorded beside them (`expected.txt`, written from what the engine
 //! acknowledged when the files were made) — or refuse them with a clear version error, never
 //! misread them.
@@ -260,4 +261,9 @@ fn format_v3_golden_files_open_with_what_was_acknowledged() {
 #[test]
 fn format_v4_golden_files_open_with_what_was_acknowledged() {
     check_golden(4);
+}
+
+#[test]
+fn format_v5_golden_files_open_with_what_was_acknowledged() {
+    check_golden(5);
 }

@@ -94,7 +94,7 @@ fn append_raw(dir: &Path, build: impl Fn(u64, u64) -> Vec<RecordSpec<'static>>) 
     let last_lsn = recs.iter().map(|r| r.3).max().unwrap();
     let mut bytes = Vec::new();
     let mut at = start;
-    let head = RecordSpec::batch_head(9, 0, start as u32);
+    let head = RecordSpec::batch_head(9, 0, start, start as u32);
     for mut spec in std::iter::once(head).chain(build(start, last_lsn)) {
         spec.batch_start = start as u32;
         let mut tmp = vec![0u8; 1024];
@@ -786,5 +786,81 @@ fn segments_start_small_and_grow_as_rounds_reach_their_end() {
         let db = Db::open(dir.path(), o).unwrap();
         assert_eq!(db.recovery_stats().bytes_truncated, 0, "{io}");
         assert_eq!(state(&db), before, "{io}");
+    }
+}
+
+/// Rewrites the head of the batch at `start` with the durable floor `floor` (as a writer with
+/// rounds in flight records it), keeping its run id and time.
+fn set_floor(path: &Path, ep: u64, start: u64, floor: u64) {
+    let buf = std::fs::read(path).unwrap();
+    let pos = SegmentPos {
+        segment_id: seg_id(path),
+        epoch: ep,
+        offset: start,
+    };
+    let head = decode_record(&buf, start as usize, pos).unwrap();
+    assert_eq!(head.kind, RecordKind::BatchHead);
+    let spec = RecordSpec::batch_head(head.run_id, head.timestamp, floor, start as u32);
+    let mut bytes = vec![0u8; ringlog_format::BATCH_HEAD_LEN];
+    encode_record(&mut bytes, &spec, pos).unwrap();
+    patch(path, start, &bytes);
+}
+
+/// With rounds in flight, a crash can leave a later round durable and an earlier one torn. The
+/// later round's head records where the durable log ended when it was written (its durable
+/// floor, FORMAT.md §10.5): damage at or above it is a torn write of a round that was in flight
+/// — cut, with everything after it — and damage below it is corruption of acknowledged data.
+#[test]
+fn a_later_round_proves_damage_durable_only_below_its_durable_floor() {
+    for io in PATHS {
+        for proves in [false, true] {
+            let (dir, path, recs) = two_batches(io);
+            let recs = remove_seal(&path, recs);
+            let ep = epoch(dir.path());
+            let first = recs.iter().map(|r| r.2).min().unwrap();
+            let second = recs.iter().map(|r| r.2).max().unwrap();
+            let victim = recs
+                .iter()
+                .filter(|r| r.2 == first && r.1 == RecordKind::Write)
+                .nth(5)
+                .unwrap()
+                .0;
+            // The second round was written while the first was in flight: its floor is at the
+            // damaged record (nothing from there on known durable), or just past it.
+            let floor = if proves { victim + 8 } else { victim };
+            set_floor(&path, ep, second, floor);
+            flip(&path, victim + 50);
+            let opened = Db::open(dir.path(), buffered(io));
+            if proves {
+                match opened {
+                    Err(Error::Corruption { offset, reason, .. }) => {
+                        assert_eq!(offset, victim, "{io}: {reason}");
+                        assert!(reason.contains("later write batch"), "{io}: {reason}");
+                    }
+                    other => panic!("{io}: expected Corruption, got {other:?}"),
+                }
+                continue;
+            }
+            let db = opened.unwrap_or_else(|e| panic!("{io}: a torn round must open: {e}"));
+            let st = db.recovery_stats().clone();
+            assert!(st.bytes_truncated > 0, "{io}: {st:?}");
+            assert_eq!(st.truncated_at, None, "{io}: a torn tail, not a cut");
+            for i in 0..20u32 {
+                let a = db.get(format!("a{i:02}").as_bytes()).unwrap();
+                assert_eq!(
+                    a.is_some(),
+                    i < 5,
+                    "{io}: a{i:02}: the prefix before the damage"
+                );
+                let b = db.get(format!("b{i:02}").as_bytes()).unwrap();
+                assert!(b.is_none(), "{io}: the later round goes with the torn one");
+            }
+            // Appends go to a new segment (the torn bytes are never overwritten) and survive.
+            let l = db.put(b"after", b"torn").unwrap();
+            db.close().unwrap();
+            let db = Db::open(dir.path(), buffered(io)).unwrap();
+            assert_eq!(db.get(b"after").unwrap().unwrap().lsn(), l, "{io}");
+            assert!(db.get(b"a04").unwrap().is_some(), "{io}");
+        }
     }
 }

@@ -54,8 +54,9 @@ pub use record::{
     decode_record, decode_record_in, encode_padding, encode_record, encode_record_wide,
     encoded_len, find_later_batch, find_next_valid, LaterBatch, Layout, Record, RecordHeader,
     RecordKind, RecordSpec, SearchCost, SearchIn, SegmentPos, WideIds, BATCH_ALIGN, BATCH_HEAD_LEN,
-    BATCH_HEAD_PAYLOAD_LEN, FLAG_AUTOCOMMIT, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN,
-    MAX_RECORD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, WIDE_RECORD_HEADER_LEN,
+    BATCH_HEAD_PAYLOAD_LEN, BATCH_HEAD_PAYLOAD_LEN_V4, FLAG_AUTOCOMMIT, FLAG_SYSTEM,
+    MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN, RECORD_HEADER_LEN,
+    WIDE_RECORD_HEADER_LEN,
 };
 pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 
@@ -67,8 +68,11 @@ pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 /// and checkpoint files; its segments are laid out as version 2's. Version 4 made records lean
 /// ([`Layout::Lean`]: a 24-byte header; run id and commit time once per write batch, in its
 /// [`RecordKind::BatchHead`]; transaction id = LSN); the manifest and checkpoint files are laid
-/// out as version 3's, and segments of versions 1–3 are still read ([`Layout::Wide`]).
-pub const FORMAT_VERSION: u32 = 4;
+/// out as version 3's, and segments of versions 1–3 are still read ([`Layout::Wide`]). Version 5
+/// added the durable floor to the batch head (48 bytes instead of 40): the log may then keep several
+/// write batches in flight at once, and recovery still tells a torn tail from corruption
+/// (FORMAT.md §10.5); everything else is laid out as version 4's.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Oldest on-disk format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;

@@ -24,11 +24,17 @@ pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 pub const MAX_RECORD_LEN: usize = 1 << 30;
 /// Payload length of the BeginTxn, CommitTxn, Checkpoint and Lease markers.
 pub const MARKER_PAYLOAD_LEN: usize = 8;
-/// Payload length of a [`RecordKind::BatchHead`]: run id and timestamp, `u64` each.
-pub const BATCH_HEAD_PAYLOAD_LEN: usize = 16;
-/// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format version 4 starts
-/// with one.
+/// Payload length of a [`RecordKind::BatchHead`] (format version 5): run id, timestamp and the
+/// durable floor ([`Record::marker`]), `u64` each.
+pub const BATCH_HEAD_PAYLOAD_LEN: usize = 24;
+/// Payload length of a format-4 [`RecordKind::BatchHead`]: run id and timestamp only.
+pub const BATCH_HEAD_PAYLOAD_LEN_V4: usize = 16;
+/// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format versions 4 and 5
+/// starts with one (40 bytes in version 4, 48 in version 5).
 pub const BATCH_HEAD_LEN: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN;
+/// [`RecordSpec::marker`] of a batch head to be encoded as format 4 wrote it (16 bytes of
+/// payload, no durable floor): for tools and tests that need a version-4 segment's bytes.
+const V4_HEAD: u64 = u64::MAX;
 
 /// Flag on a Write or Delete record: the record is a complete transaction by itself (no
 /// BeginTxn/CommitTxn around it).
@@ -44,8 +50,9 @@ pub enum Layout {
     /// Format versions 1–3: 48-byte headers carrying the transaction id, run id and timestamp
     /// in every record; no batch heads.
     Wide,
-    /// Format version 4: 24-byte headers; run id and timestamp once per write batch, in its
-    /// [`RecordKind::BatchHead`]; the transaction id is the LSN.
+    /// Format versions 4 and 5: 24-byte headers; run id and timestamp once per write batch, in
+    /// its [`RecordKind::BatchHead`]; the transaction id is the LSN. Version 5's batch head also
+    /// records the durable floor ([`Record::marker`]); version 4's head has none.
     Lean,
 }
 
@@ -55,7 +62,7 @@ impl Layout {
     pub const fn for_version(version: u32) -> Option<Layout> {
         match version {
             1..=3 => Some(Layout::Wide),
-            4 => Some(Layout::Lean),
+            4..=5 => Some(Layout::Lean),
             _ => None,
         }
     }
@@ -218,7 +225,8 @@ pub struct RecordSpec<'a> {
     pub key: &'a [u8],
     /// Value (Write), else empty.
     pub value: &'a [u8],
-    /// The 8-byte payload of BeginTxn, CommitTxn, Checkpoint and Lease records.
+    /// The 8-byte payload of BeginTxn, CommitTxn, Checkpoint and Lease records; a batch head's
+    /// durable floor ([`RecordSpec::batch_head`]).
     pub marker: u64,
     /// Run id of a [`RecordKind::BatchHead`], else 0.
     pub run_id: u64,
@@ -288,11 +296,27 @@ impl<'a> RecordSpec<'a> {
     }
 
     /// The head of the write batch starting at `batch_start` (where it must be encoded): the
-    /// batch was written by run `run_id` at `timestamp` (ns since the Unix epoch).
-    pub fn batch_head(run_id: u64, timestamp: u64, batch_start: u32) -> Self {
+    /// batch was written by run `run_id` at `timestamp` (ns since the Unix epoch), when every
+    /// byte of its segment below offset `synced_to` was durable (at most `batch_start`, a
+    /// multiple of [`RECORD_ALIGN`]; 0 when nothing of the segment was known durable). Recovery
+    /// takes a valid later batch as proof that damage before it is not a torn write only when
+    /// the damage lies below that batch's `synced_to` (FORMAT.md §10.5).
+    pub fn batch_head(run_id: u64, timestamp: u64, synced_to: u64, batch_start: u32) -> Self {
         RecordSpec {
             run_id,
             timestamp,
+            marker: synced_to,
+            ..Self::new(RecordKind::BatchHead, 0, batch_start)
+        }
+    }
+
+    /// A batch head as format version 4 wrote it: no durable floor (16 bytes of payload). The
+    /// engine never writes one; tools and tests use it for a version-4 segment's bytes.
+    pub fn batch_head_v4(run_id: u64, timestamp: u64, batch_start: u32) -> Self {
+        RecordSpec {
+            run_id,
+            timestamp,
+            marker: V4_HEAD,
             ..Self::new(RecordKind::BatchHead, 0, batch_start)
         }
     }
@@ -316,6 +340,7 @@ impl<'a> RecordSpec<'a> {
             | RecordKind::CommitTxn
             | RecordKind::Checkpoint
             | RecordKind::Lease => MARKER_PAYLOAD_LEN,
+            RecordKind::BatchHead if self.marker == V4_HEAD => BATCH_HEAD_PAYLOAD_LEN_V4,
             RecordKind::BatchHead => BATCH_HEAD_PAYLOAD_LEN,
             RecordKind::AbortTxn | RecordKind::Padding => 0,
         }
@@ -397,7 +422,16 @@ fn encode_in(
     match spec.kind {
         RecordKind::BatchHead if layout == Layout::Wide => {
             return Err(EncodeError::BadPayload(
-                "batch heads exist in format version 4 only",
+                "batch heads exist in format versions 4 and 5 only",
+            ));
+        }
+        RecordKind::BatchHead
+            if spec.marker != V4_HEAD
+                && (spec.marker > pos.offset
+                    || !spec.marker.is_multiple_of(RECORD_ALIGN as u64)) =>
+        {
+            return Err(EncodeError::BadPayload(
+                "a batch head's durable floor is an aligned offset before it",
             ));
         }
         RecordKind::BatchHead if pos.offset != spec.batch_start as u64 || spec.lsn != 0 => {
@@ -467,7 +501,10 @@ fn encode_in(
         }
         RecordKind::BatchHead => {
             payload[..8].copy_from_slice(&spec.run_id.to_le_bytes());
-            payload[8..].copy_from_slice(&spec.timestamp.to_le_bytes());
+            payload[8..16].copy_from_slice(&spec.timestamp.to_le_bytes());
+            if spec.marker != V4_HEAD {
+                payload[16..].copy_from_slice(&spec.marker.to_le_bytes());
+            }
         }
         RecordKind::AbortTxn | RecordKind::Padding => {}
     }
@@ -553,7 +590,10 @@ pub struct Record<'a> {
     /// The value (Write), else empty.
     pub value: &'a [u8],
     /// The 8-byte marker payload (BeginTxn/CommitTxn op count, Checkpoint LSN, lease bound),
-    /// else 0.
+    /// else 0. For a [`RecordKind::BatchHead`], its *durable floor*: every byte of the segment
+    /// below this offset was durable when the batch was written (format 5 stores it; a format-4
+    /// head reads as its own offset, since that version wrote a batch only once all before it
+    /// were durable).
     pub marker: u64,
 }
 
@@ -733,15 +773,31 @@ fn decode_in(
             (&[][..], &[][..], marker)
         }
         RecordKind::BatchHead => {
-            if flags != 0 || key_len != 0 || payload.len() != BATCH_HEAD_PAYLOAD_LEN {
-                return malformed("a batch head carries no flags, no key and 16 bytes");
+            if flags != 0
+                || key_len != 0
+                || !matches!(
+                    payload.len(),
+                    BATCH_HEAD_PAYLOAD_LEN | BATCH_HEAD_PAYLOAD_LEN_V4
+                )
+            {
+                return malformed("a batch head carries no flags, no key and 24 (or 16) bytes");
             }
             if lsn != 0 || batch_start as u64 != offset {
                 return malformed("a batch head has LSN 0 and sits at its batch's start");
             }
             run_id = read_u64(payload);
             timestamp = read_u64(&payload[8..]);
-            (&[][..], &[][..], 0)
+            // A format-4 head has no floor: that version wrote a batch only once every batch
+            // before it was durable, so its floor is its own offset.
+            let synced_to = if payload.len() == BATCH_HEAD_PAYLOAD_LEN {
+                read_u64(&payload[16..])
+            } else {
+                offset
+            };
+            if synced_to > offset || !synced_to.is_multiple_of(RECORD_ALIGN as u64) {
+                return malformed("a batch head's durable floor is an aligned offset before it");
+            }
+            (&[][..], &[][..], synced_to)
         }
         RecordKind::AbortTxn => {
             if !payload.is_empty() || key_len != 0 || flags != 0 {
@@ -834,7 +890,7 @@ fn plausible(layout: Layout, h: &[u8], offset: u64, avail: usize) -> bool {
         RecordKind::BatchHead => {
             flags == 0
                 && key_len == 0
-                && payload == BATCH_HEAD_PAYLOAD_LEN
+                && (payload == BATCH_HEAD_PAYLOAD_LEN || payload == BATCH_HEAD_PAYLOAD_LEN_V4)
                 && lsn == 0
                 && batch == offset
         }
@@ -865,7 +921,8 @@ pub struct SearchIn {
 }
 
 impl SearchIn {
-    fn pos(&self, at: usize) -> SegmentPos {
+    /// Where `buf[at]` of the searched buffer lives on disk.
+    pub fn pos(&self, at: usize) -> SegmentPos {
         SegmentPos {
             segment_id: self.segment_id,
             epoch: self.epoch,
@@ -1013,7 +1070,8 @@ mod tests {
 
     fn all_kinds() -> Vec<RecordSpec<'static>> {
         vec![
-            RecordSpec::batch_head(1, 77, 4096),
+            RecordSpec::batch_head(1, 77, 2048, 4096),
+            RecordSpec::batch_head_v4(1, 77, 4096),
             RecordSpec::marker(RecordKind::BeginTxn, 3, 10, 4096),
             RecordSpec::write(b"k", b"v", 10, 4096),
             RecordSpec::write(b"key2", b"", 10, 4096),
@@ -1076,7 +1134,12 @@ mod tests {
                 assert_eq!(rec.kind, spec.kind);
                 assert_eq!(rec.key, spec.key);
                 assert_eq!(rec.value, spec.value);
-                assert_eq!(rec.marker, spec.marker);
+                // A format-4 head has no floor: it reads as its own offset.
+                let marker = match spec.marker {
+                    V4_HEAD if spec.kind == RecordKind::BatchHead => POS.offset,
+                    m => m,
+                };
+                assert_eq!(rec.marker, marker);
                 assert_eq!(rec.lsn, spec.lsn);
                 assert_eq!(rec.flags, spec.flags);
                 assert_eq!(rec.batch_start, spec.batch_start);
@@ -1137,25 +1200,25 @@ mod tests {
         };
         let mut buf = vec![0u8; 512];
         encode_record(
-            &mut buf[..40],
-            &RecordSpec::batch_head(1, 0, 4096),
+            &mut buf[..48],
+            &RecordSpec::batch_head(1, 0, 4096, 4096),
             at(4096),
         )
         .unwrap();
         let w = RecordSpec::write(b"k", b"v", 1, 4096).autocommit();
-        encode_record(&mut buf[40..72], &w, at(4136)).unwrap();
-        encode_padding(&mut buf[72..], 4096, at(4168)).unwrap();
-        assert_eq!(&buf[..4], &0xCE48_52CAu32.to_le_bytes()[..], "head crc");
-        assert_eq!(&buf[40..44], &0xE303_4B34u32.to_le_bytes()[..], "write crc");
+        encode_record(&mut buf[48..80], &w, at(4144)).unwrap();
+        encode_padding(&mut buf[80..], 4096, at(4176)).unwrap();
+        assert_eq!(&buf[..4], &0xAFEC_16E0u32.to_le_bytes()[..], "head crc");
+        assert_eq!(&buf[48..52], &0x1081_251Du32.to_le_bytes()[..], "write crc");
         assert_eq!(
-            &buf[72..76],
-            &0x57D0_C5ADu32.to_le_bytes()[..],
+            &buf[80..84],
+            &0xBFF7_54EAu32.to_le_bytes()[..],
             "padding crc"
         );
         assert_eq!(
-            &buf[40..72],
+            &buf[48..80],
             &[
-                0x34, 0x4b, 0x03, 0xe3, 0x1a, 0, 0, 0, 2, 1, 1, 0, 0, 0x10, 0, 0, 1, 0, 0, 0, 0, 0,
+                0x1d, 0x25, 0x81, 0x10, 0x1a, 0, 0, 0, 2, 1, 1, 0, 0, 0x10, 0, 0, 1, 0, 0, 0, 0, 0,
                 0, 0, b'k', b'v', 0, 0, 0, 0, 0, 0
             ][..]
         );
@@ -1164,7 +1227,7 @@ mod tests {
     #[test]
     fn batch_heads_sit_at_their_batch_start_and_exist_only_in_the_lean_layout() {
         let mut buf = vec![0u8; 64];
-        let head = RecordSpec::batch_head(1, 2, 4096);
+        let head = RecordSpec::batch_head(1, 2, 0, 4096);
         assert!(matches!(
             encode_record(
                 &mut buf,

@@ -52,7 +52,7 @@ proptest! {
             0 => RecordSpec::write(&key, &value, lsn, batch),
             1 => RecordSpec::delete(&key, lsn, batch),
             2 => RecordSpec::marker(RecordKind::BeginTxn, value.len() as u32, lsn, batch),
-            _ => RecordSpec::batch_head(lsn, lsn ^ 0x55, offset as u32),
+            _ => RecordSpec::batch_head(lsn, lsn ^ 0x55, offset / 16 * 8, offset as u32),
         };
         if kind < 2 {
             if system { spec = spec.system(); }

@@ -94,6 +94,9 @@ impl EngineKind for RinglogKind {
                 o = o.checkpoint_bytes(b);
             }
             o = o.checkpoint_on_close(opts.checkpoint_on_close);
+            if let Some(n) = opts.rounds_in_flight {
+                o = o.rounds_in_flight(n);
+            }
             Db::open(dir, o).map_err(|e| err("ringlog open", e))?
         };
         Ok(Box::new(Ringlog { db }))

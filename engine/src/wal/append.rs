@@ -127,9 +127,10 @@ impl Shared {
         let deferred = st.rotate_first.take();
         if deferred.is_some() || st.cursor as usize + need + reserve > cfg.seg.size as usize {
             // Rotate: close the open batch of this segment; the next segment records its end.
+            let synced = st.synced;
             let prev_end = match (deferred, st.batches.back_mut()) {
                 (Some(end), _) => end,
-                (None, Some(b)) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id),
+                (None, Some(b)) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id, synced),
                 (None, _) => st.cursor,
             };
             st.seg_id += 1;
@@ -231,7 +232,12 @@ pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
 
 /// Closes a batch: fills its head (this run, the time now: no commit of the batch is later) and
 /// pads it with a Padding record up to the next write-alignment boundary; returns its end.
-pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
+///
+/// The head records the batch's durable floor from `synced` (the end of the log known durable,
+/// [`State::synced`]): where in this segment the durable log ended when the batch was closed, or
+/// 0 when it ended in an earlier segment. Closing happens before the batch is submitted, so the
+/// floor never claims more than was durable when the write went out.
+pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64, synced: (u64, u64)) -> u64 {
     let head = SegmentPos {
         segment_id: b.seg_id,
         epoch: cfg.seg.epoch,
@@ -242,7 +248,14 @@ pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64) -> u64 {
         "a batch's head is filled once"
     );
     if !(b.create.is_some() && crate::hooks::rotation_batch_without_head()) {
-        let spec = RecordSpec::batch_head(run_id, now_ns(), b.start as u32);
+        let floor = if crate::hooks::floor_claims_all() {
+            b.start
+        } else if synced.0 == b.seg_id {
+            synced.1.min(b.start)
+        } else {
+            0
+        };
+        let spec = RecordSpec::batch_head(run_id, now_ns(), floor, b.start as u32);
         let n = encode_record(&mut b.buf.as_mut_slice()[..BATCH_HEAD_LEN], &spec, head)
             .expect("a batch head encodes at its batch's start");
         debug_assert_eq!(n, BATCH_HEAD_LEN);

@@ -17,6 +17,7 @@ pub(crate) use append::txn_encoded_len;
 pub(crate) use thread::{run_log_thread, Active};
 
 mod leader;
+mod pipeline;
 
 use std::collections::VecDeque;
 use std::io;
@@ -40,6 +41,12 @@ use crate::segment::SegmentConfig;
 /// "Session 7: one hand-off fewer"): Strict, one writer, p50 1.13 x the raw O_DIRECT loop with
 /// it against 1.36 x without, medians of three alternated runs.
 pub(crate) const LOG_SPIN: Duration = Duration::from_micros(50);
+
+/// Most rounds the log thread keeps in flight at once ([`crate::Options::rounds_in_flight`] is
+/// capped to it, and to what the disk's driver can do).
+pub(crate) const MAX_ROUNDS_IN_FLIGHT: usize = 16;
+/// Slots of [`State::round_waiters`]: one per take in flight and one for the next take.
+const ROUND_SLOTS: usize = MAX_ROUNDS_IN_FLIGHT + 1;
 
 /// Bytes of pending (unwritten) log beyond which committers wait for the log thread.
 pub(crate) const MIN_BACKPRESSURE: usize = 64 << 20;
@@ -65,10 +72,15 @@ pub(crate) struct State {
     pending_bytes: usize,
     /// Commits in the pending batches.
     pending_commits: usize,
-    /// The parked Strict committers of the next two rounds (by parity of the take that carries
-    /// their records): a finished round unparks exactly its own committers, all at once, rather
-    /// than handing a condition variable's mutex from one to the next.
-    round_waiters: [Vec<Thread>; 2],
+    /// The parked Strict committers of the rounds in flight and the next one, by the take that
+    /// carries their records ([`thread::round_slot`]): a finished round unparks exactly its own
+    /// committers, all at once, rather than handing a condition variable's mutex from one to the
+    /// next.
+    round_waiters: Vec<Vec<Thread>>,
+    /// The end of the log known durable: every byte of segment `.0` below offset `.1` (and every
+    /// earlier segment). A batch's head records it as its durable floor when the batch is closed
+    /// (FORMAT.md §10.5): recovery then knows which damage a later batch proves was durable.
+    synced: (u64, u64),
     /// Number of times the log thread has taken the pending batches.
     takes: u64,
     /// Group-commit gathering: after a round that carried several commits, the log thread waits
@@ -118,6 +130,8 @@ pub(crate) struct LogConfig {
     pub(crate) backpressure: usize,
     /// LSNs one lease reserves.
     pub(crate) lease_span: u64,
+    /// Rounds the log thread may keep in flight ([`crate::Options::rounds_in_flight`]).
+    pub(crate) rounds_in_flight: usize,
 }
 
 /// Monotonic counters for [`crate::Stats`].
@@ -133,6 +147,8 @@ pub(crate) struct Counters {
     pub(crate) segments_created: AtomicU64,
     /// Rounds written by a committer that led its own ([`Shared::lead_round`]).
     pub(crate) rounds_led: AtomicU64,
+    /// Rounds submitted while another was in flight (the pipelined log).
+    pub(crate) rounds_overlapped: AtomicU64,
 }
 
 /// What the database's threads share.
@@ -203,7 +219,8 @@ impl Shared {
                 batches: VecDeque::new(),
                 pending_bytes: 0,
                 pending_commits: 0,
-                round_waiters: [Vec::new(), Vec::new()],
+                round_waiters: vec![Vec::new(); ROUND_SLOTS],
+                synced: (seg_id, cursor),
                 takes: 0,
                 gather: None,
                 sync_upto: 0,
@@ -320,7 +337,7 @@ impl Shared {
     /// critical section: every pending record goes out with the next take), to be unparked when
     /// that round is durable. Then [`Shared::await_durable`], after releasing the lock.
     pub(crate) fn register_commit_waiter(&self, st: &mut State, lsn: Lsn) {
-        let round = ((st.takes + 1) % 2) as usize;
+        let round = thread::round_slot(st.takes + 1);
         if self.durable_lsn.load(Ordering::Acquire) < lsn && st.poisoned.is_none() {
             st.round_waiters[round].push(std::thread::current());
         }

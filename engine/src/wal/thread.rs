@@ -11,6 +11,8 @@ use parking_lot::MutexGuard;
 use ringlog_format::AlignedBuf;
 use ringlog_uring::{LogDriver, VFile, Vfs};
 
+use crate::index::Lsn;
+
 use super::append::pad_batch;
 use super::policy::{self, Next, View};
 use super::{LogConfig, Shared};
@@ -39,7 +41,8 @@ fn seal(
     // A batch of its own, closed as every batch is: its head, then padding to the alignment.
     let buf = AlignedBuf::with_capacity(cfg.align as usize);
     let mut batch = super::Batch::new(active.id, at, buf, None);
-    let end = pad_batch(&mut batch, cfg, shared.run_id);
+    // Every round before it is durable: its floor is its own offset.
+    let end = pad_batch(&mut batch, cfg, shared.run_id, (active.id, at));
     debug_assert_eq!(end, at + cfg.align, "a seal is one block");
     let buf = batch.buf;
     if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
@@ -50,7 +53,8 @@ fn seal(
 /// The active segment as the log thread sees it.
 pub(crate) struct Active {
     pub(crate) id: u64,
-    pub(crate) file: Box<dyn VFile>,
+    /// Shared with the writes in flight to it (the pipelined log's submissions own a handle).
+    pub(crate) file: Arc<dyn VFile>,
     /// How much of it is prepared (zero-filled): a round that would write past it first grows
     /// the segment ([`grow_segment`]).
     pub(crate) len: u64,
@@ -87,6 +91,11 @@ pub(crate) fn run_log_thread(
     let _poison_on_panic = PoisonOnPanic(&shared);
     driver.started();
     let cfg = shared.log.as_ref().expect("log thread needs a log");
+    // Rounds kept in flight at once: as many as asked for and the driver can (1: one at a time).
+    let depth = cfg
+        .rounds_in_flight
+        .min(driver.max_in_flight())
+        .clamp(1, super::MAX_ROUNDS_IN_FLIGHT);
     loop {
         {
             let mut st = shared.state.lock();
@@ -161,6 +170,14 @@ pub(crate) fn run_log_thread(
         // committer may be writing a round of its own, or may have taken the batches already.
         let mut round = shared.round.lock();
         let active = round.as_mut().expect("the log thread's active segment");
+        if depth > 1 {
+            if super::pipeline::run_rounds(&shared, cfg, &*vfs, &mut *driver, active, depth)
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let taken = {
             let mut st = shared.state.lock();
             if st.batches.is_empty() {
@@ -185,11 +202,11 @@ pub(crate) type DurableWrite<'a> = dyn FnMut(&dyn VFile, u64, &[u8]) -> io::Resu
 
 /// A round taken from the pending batches: written and synced batch by batch, in order.
 pub(crate) struct Taken {
-    batches: std::collections::VecDeque<super::Batch>,
+    pub(super) batches: std::collections::VecDeque<super::Batch>,
     /// Commits the round carries.
-    commits: usize,
+    pub(super) commits: usize,
     /// Its take number (which parked committers it wakes).
-    take: u64,
+    pub(super) take: u64,
 }
 
 /// Takes every pending batch as one round (under the state lock): pads the last one, counts the
@@ -198,7 +215,7 @@ pub(super) fn take_round(shared: &Shared, cfg: &LogConfig, st: &mut super::State
     let mut batches = std::mem::take(&mut st.batches);
     if let Some(last) = batches.back_mut() {
         if last.seg_id == st.seg_id {
-            st.cursor = pad_batch(last, cfg, shared.run_id);
+            st.cursor = pad_batch(last, cfg, shared.run_id, st.synced);
         }
     }
     let round_commits = st.pending_commits;
@@ -237,7 +254,7 @@ pub(super) fn write_round(
         take,
     } = taken;
     let count = batches.len();
-    for (i, mut batch) in batches.into_iter().enumerate() {
+    for (i, batch) in batches.into_iter().enumerate() {
         let last_of_take = i + 1 == count;
         if let Some((prev_end, base_lsn)) = batch.create {
             assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
@@ -249,7 +266,7 @@ pub(super) fn write_round(
                         .fetch_add(1, Ordering::Relaxed);
                     *active = Active {
                         id: batch.seg_id,
-                        file,
+                        file: file.into(),
                         len: initial_len(cfg.seg.size),
                     };
                     failpoint!(LOG_MID_ROTATION);
@@ -281,57 +298,119 @@ pub(super) fn write_round(
             return Err(());
         }
         failpoint!(LOG_AFTER_BATCH_DURABLE);
-        let c = &shared.counters;
-        c.syncs.fetch_add(1, Ordering::Relaxed);
-        c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
-        c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
-        c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
-        batch.buf.clear();
-        let mut st = shared.state.lock();
-        if let Some(g) =
-            policy::gather_after(round_commits, Duration::from_nanos(took), shared.now())
-        {
-            st.gather = Some(g);
+        let end = batch.start + batch.buf.len() as u64;
+        let done = Durable {
+            seg_id: batch.seg_id,
+            end,
+            last_lsn: batch.last_lsn,
+            buf: Some(batch.buf),
+            round_commits,
+            took,
+            take,
+            last_of_take,
+        };
+        if let Some(w) = publish(shared, done) {
+            woken = w;
         }
-        if batch.last_lsn != 0 {
-            let published = if crate::hooks::publishes_past_round() {
-                batch.last_lsn.max(st.next_lsn - 1)
-            } else {
-                batch.last_lsn
-            };
-            let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
-            assert!(prev <= published, "the durable LSN only moves forward");
-            // Strict commits of the round become visible (lock order: state, visibility).
-            shared.visible.durable_advanced(published);
-        }
-        if st.spare.len() < 4 {
-            st.spare.push(batch.buf);
-        }
-        shared.durable_cv.notify_all();
-        if crate::hooks::publishes_past_round() {
-            // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
-            // the ones whose records are still pending return acknowledged.
-            let parked: Vec<Thread> = st
-                .round_waiters
-                .iter_mut()
-                .flat_map(std::mem::take)
-                .collect();
-            drop(st);
-            parked.iter().for_each(Thread::unpark);
-        } else if last_of_take {
-            // Woken by the caller once it released the round lock: a committer woken here that
-            // commits again at once may then lead its round (it only tries the lock).
-            woken = std::mem::take(&mut st.round_waiters[(take % 2) as usize]);
-            drop(st);
-        } else if batch.last_lsn != 0 {
-            // A take split by a segment rotation: the committers whose records were in this
-            // batch are durable now; wake the take's waiters (the others re-check and park
-            // again) rather than holding them until the take's last batch.
-            let parked = st.round_waiters[(take % 2) as usize].clone();
-            drop(st);
-            parked.iter().for_each(Thread::unpark);
-        }
-        failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
     }
     Ok(woken)
+}
+
+/// A batch whose write completed (durable), to publish.
+pub(super) struct Durable {
+    pub(super) seg_id: u64,
+    /// Offset just past the batch in its segment.
+    pub(super) end: u64,
+    pub(super) last_lsn: Lsn,
+    /// Its buffer, for reuse (`None`: still with the driver, see the pipelined log).
+    pub(super) buf: Option<AlignedBuf>,
+    /// Commits of the round (take) the batch was written in.
+    pub(super) round_commits: usize,
+    /// How long its write took (ns, on the disk's clock).
+    pub(super) took: u64,
+    pub(super) take: u64,
+    pub(super) last_of_take: bool,
+}
+
+/// Publishes a durable batch — the next in log order: counters, the durable LSN and floor, the
+/// visibility of its Strict commits — and wakes the committers it carried. Returns them instead
+/// when it is the last batch of its take (the caller wakes them once it released the round lock).
+pub(super) fn publish(shared: &Shared, done: Durable) -> Option<Vec<Thread>> {
+    let Durable {
+        seg_id,
+        end,
+        last_lsn,
+        buf,
+        round_commits,
+        took,
+        take,
+        last_of_take,
+    } = done;
+    let c = &shared.counters;
+    c.syncs.fetch_add(1, Ordering::Relaxed);
+    c.sync_ns_total.fetch_add(took, Ordering::Relaxed);
+    c.sync_ns_max.fetch_max(took, Ordering::Relaxed);
+    c.last_sync_unix_ns.store(now_ns(), Ordering::Relaxed);
+    let mut st = shared.state.lock();
+    if let Some(g) = policy::gather_after(round_commits, Duration::from_nanos(took), shared.now()) {
+        st.gather = Some(g);
+    }
+    debug_assert!(
+        st.synced.0 < seg_id || (st.synced.0 == seg_id && st.synced.1 <= end),
+        "batches are published in log order"
+    );
+    st.synced = (seg_id, end);
+    if last_lsn != 0 {
+        let published = if crate::hooks::publishes_past_round() {
+            last_lsn.max(st.next_lsn - 1)
+        } else {
+            last_lsn
+        };
+        let prev = shared.durable_lsn.swap(published, Ordering::AcqRel);
+        assert!(prev <= published, "the durable LSN only moves forward");
+        // Strict commits of the round become visible (lock order: state, visibility).
+        shared.visible.durable_advanced(published);
+    }
+    if let Some(mut buf) = buf.filter(|_| st.spare.len() < 4) {
+        buf.clear();
+        st.spare.push(buf);
+    }
+    shared.durable_cv.notify_all();
+    let slot = round_slot(take);
+    let woken = if crate::hooks::publishes_past_round() {
+        // The PublishLastAssignedLsn planted bug also wakes every parked committer, so
+        // the ones whose records are still pending return acknowledged.
+        let parked: Vec<Thread> = st
+            .round_waiters
+            .iter_mut()
+            .flat_map(std::mem::take)
+            .collect();
+        drop(st);
+        parked.iter().for_each(Thread::unpark);
+        None
+    } else if last_of_take {
+        // Woken by the caller once it released the round lock: a committer woken here that
+        // commits again at once may then lead its round (it only tries the lock).
+        let woken = std::mem::take(&mut st.round_waiters[slot]);
+        drop(st);
+        Some(woken)
+    } else if last_lsn != 0 {
+        // A take split by a segment rotation: the committers whose records were in this
+        // batch are durable now; wake the take's waiters (the others re-check and park
+        // again) rather than holding them until the take's last batch.
+        let parked = st.round_waiters[slot].clone();
+        drop(st);
+        parked.iter().for_each(Thread::unpark);
+        None
+    } else {
+        None
+    };
+    failpoint!(LOG_AFTER_DURABLE_PUBLISHED);
+    woken
+}
+
+/// Which of [`super::State::round_waiters`] holds the committers of take `take`: takes in flight
+/// at once (at most [`super::MAX_ROUNDS_IN_FLIGHT`]) and the next one never share a slot.
+pub(super) fn round_slot(take: u64) -> usize {
+    (take % super::ROUND_SLOTS as u64) as usize
 }
