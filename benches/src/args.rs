@@ -188,7 +188,7 @@ pub struct Cli {
     pub checkpoint_bytes: Option<u64>,
 
     /// ringlog's Options::rounds_in_flight: log rounds kept in flight at once on the io_uring
-    /// path, 1-16 (default: the engine's, 4)
+    /// path, 1-16 (default: the engine's, 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
     pub rounds_in_flight: Option<u64>,
 

@@ -63,6 +63,11 @@ pub struct Setup {
     /// `--background` runs, `u64::MAX` (no background checkpoint) in the replayable simulated
     /// modes, where `Step::Checkpoint` steps checkpoint.
     pub checkpoint_bytes: u64,
+    /// `Options::rounds_in_flight`: 8 in the simulated modes (whose driver decides, per
+    /// generation, whether it keeps rounds in flight: [`crate::sim::SimVfs::pipelined`]); on
+    /// real directories odd seeds keep 2–8 rounds in flight on the io_uring path, even seeds one
+    /// at a time.
+    pub rounds_in_flight: usize,
 }
 
 impl Setup {
@@ -139,6 +144,16 @@ impl Setup {
             } else {
                 REAL_CHECKPOINT_BYTES
             },
+            rounds_in_flight: {
+                let mut k = Rng::from_words(&[seed, 0x919E]);
+                if simulated {
+                    8
+                } else if seed.is_multiple_of(2) {
+                    1
+                } else {
+                    k.range(2, 8) as usize
+                }
+            },
         }
     }
 
@@ -154,7 +169,8 @@ impl Setup {
             .recovery(RecoveryMode::Strict)
             .lease_span(self.lease_span)
             .trim_threshold(self.trim_threshold)
-            .checkpoint_bytes(self.checkpoint_bytes);
+            .checkpoint_bytes(self.checkpoint_bytes)
+            .rounds_in_flight(self.rounds_in_flight);
         match vfs {
             Some(v) => o.vfs(v),
             None => o,
@@ -178,7 +194,7 @@ impl Setup {
     /// One line naming the configuration.
     pub fn describe(&self) -> String {
         format!(
-            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={} checkpoint_bytes={}",
+            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={} checkpoint_bytes={} rounds_in_flight={}",
             self.wl.cfg.seed,
             self.wl.cfg.durability(),
             self.wl.cfg.keys,
@@ -193,12 +209,30 @@ impl Setup {
                 "off".to_string()
             } else {
                 self.checkpoint_bytes.to_string()
-            }
+            },
+            self.rounds_in_flight
         )
     }
 
     /// The simulated database directory.
     pub fn sim_dir() -> &'static Path {
         Path::new(SIM_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kill`'s default seeds (1 and 2) cover both commit paths on real directories: one keeps
+    /// log rounds in flight (the io_uring pipeline), one writes them one at a time.
+    #[test]
+    fn the_default_kill_seeds_run_with_and_without_rounds_in_flight() {
+        let k: Vec<usize> = (1..3)
+            .map(|seed| Setup::derive(seed, Mode::Strict, false).rounds_in_flight)
+            .collect();
+        eprintln!("rounds_in_flight of kill seeds 1, 2: {k:?}");
+        assert!(k.contains(&1) && k.iter().any(|&n| n > 1), "{k:?}");
+        assert_eq!(Setup::derive(1, Mode::Strict, true).rounds_in_flight, 8);
     }
 }

@@ -144,8 +144,12 @@ pub struct Options {
     /// sync runs, the next round's write is already with the device, and the durable LSN
     /// advances over the rounds completed in order (docs/DURABILITY.md §2, "Rounds in flight").
     /// Only the io_uring path keeps several in flight (up to 8); the portable path and custom
-    /// disks without a pipelined driver write one round at a time whatever this says. `1`
-    /// turns the pipeline off. Default 4; between 1 and 16.
+    /// disks without a pipelined driver write one round at a time whatever this says. Default 1
+    /// (no pipeline): on the machine the defaults were measured on (a 2-vCPU VM, virtio disk),
+    /// 2–8 rounds in flight made more, smaller rounds and 5–15 % fewer commits per second at 16
+    /// and 64 writers, whose commits are bound by CPU and wake-ups there, not by the device
+    /// (docs/BENCHMARKS.md, "Session 9"). Worth trying where the device serves concurrent
+    /// flushes faster than one at a time and the CPU is not the limit. Between 1 and 16.
     pub rounds_in_flight: usize,
     /// Bytes of log appended after which the database writes a checkpoint and compacts the log
     /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
@@ -200,7 +204,7 @@ impl Default for Options {
             vfs: None,
             trim_threshold: 1 << 16,
             lease_span: 1 << 16,
-            rounds_in_flight: 4,
+            rounds_in_flight: 1,
             checkpoint_bytes: 256 << 20,
             checkpoint_on_close: true,
             codec: BlockCodec::Identity,
