@@ -90,9 +90,23 @@ pub(super) fn run_rounds(
     let mut next_token = 0u64;
     // The highest LSN submitted: a sync request up to it needs no new round.
     let mut submitted_lsn: Lsn = 0;
+    // How long the last published batch took from submission to completion.
+    let mut last_took = std::time::Duration::ZERO;
     loop {
         let action = {
             let mut st = shared.state.lock();
+            if let Some(back) = flight.back() {
+                // A round starts behind the ones in flight once it carries as many commits as
+                // the last of them, or once that one is overdue (in flight longer than the last
+                // batch took): when committers, not the device, are the limit, a pipeline of
+                // ever smaller rounds only adds flushes; when the device is, rounds pile up
+                // behind it and go out without waiting.
+                let target = back.round_commits.max(1);
+                let until = back.submitted + last_took;
+                if st.gather.is_none_or(|(t, u)| t < target || u < until) {
+                    st.gather = Some((target, until));
+                }
+            }
             let durable = shared.durable_lsn.load(Ordering::Acquire);
             let view = View {
                 poisoned: st.poisoned.is_some(),
@@ -194,6 +208,7 @@ pub(super) fn run_rounds(
         while flight.front().is_some_and(|f| f.done.is_some()) {
             let f = flight.pop_front().expect("checked");
             let (buf, at) = f.done.expect("checked");
+            last_took = at.saturating_duration_since(f.submitted);
             failpoint!(LOG_AFTER_BATCH_DURABLE);
             let woken = publish(
                 shared,
