@@ -1130,19 +1130,27 @@ fn later_batch_record<'a>(
             Layout::Wide => None,
             Layout::Lean => {
                 // The head's checksum counts against the same budget as the search's: a crafted
-                // head claiming the rest of the segment must not make the search quadratic.
+                // head claiming the rest of the segment must not make the search quadratic. A
+                // length no batch head has (torn garbage, most often) is no head: it proves
+                // nothing and costs no checksum.
                 let claimed = buf
                     .get(start + 4..start + 8)
-                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64);
-                if claimed > budget {
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                if !matches!(
+                    claimed,
+                    ringlog_format::BATCH_HEAD_LEN | ringlog_format::BATCH_HEAD_LEN_V4
+                ) {
+                    None
+                } else if claimed as u64 > budget {
                     return LaterBatch::Undecided;
+                } else {
+                    budget -= claimed as u64;
+                    stats.damage_search_checksums += 1;
+                    decode_record_in(Layout::Lean, buf, start, search.pos(start))
+                        .ok()
+                        .filter(|h| h.kind == RecordKind::BatchHead)
+                        .map(|h| h.marker)
                 }
-                budget -= claimed;
-                stats.damage_search_checksums += 1;
-                decode_record_in(Layout::Lean, buf, start, search.pos(start))
-                    .ok()
-                    .filter(|h| h.kind == RecordKind::BatchHead)
-                    .map(|h| h.marker)
             }
         };
         match floor {

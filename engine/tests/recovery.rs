@@ -813,7 +813,7 @@ fn set_floor(path: &Path, ep: u64, start: u64, floor: u64) {
 #[test]
 fn a_later_round_proves_damage_durable_only_below_its_durable_floor() {
     for io in PATHS {
-        for proves in [false, true] {
+        for (proves, torn_head) in [(false, false), (true, false), (false, true)] {
             let (dir, path, recs) = two_batches(io);
             let recs = remove_seal(&path, recs);
             let ep = epoch(dir.path());
@@ -829,6 +829,13 @@ fn a_later_round_proves_damage_durable_only_below_its_durable_floor() {
             // damaged record (nothing from there on known durable), or just past it.
             let floor = if proves { victim + 8 } else { victim };
             set_floor(&path, ep, second, floor);
+            if torn_head {
+                // Its head lost to a torn sector (garbage, claiming a huge length) while its later
+                // records survived: a head that does not decode proves nothing, and costs the
+                // search nothing (the campaign found this reported as corruption).
+                let garbage: Vec<u8> = (0..48u32).map(|i| (i * 97 + 13) as u8 | 0x80).collect();
+                patch(&path, second, &garbage);
+            }
             flip(&path, victim + 50);
             let opened = Db::open(dir.path(), buffered(io));
             if proves {

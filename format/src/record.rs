@@ -32,6 +32,8 @@ pub const BATCH_HEAD_PAYLOAD_LEN_V4: usize = 16;
 /// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format versions 4 and 5
 /// starts with one (40 bytes in version 4, 48 in version 5).
 pub const BATCH_HEAD_LEN: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN;
+/// Bytes a format-4 [`RecordKind::BatchHead`] occupies.
+pub const BATCH_HEAD_LEN_V4: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN_V4;
 /// [`RecordSpec::marker`] of a batch head to be encoded as format 4 wrote it (16 bytes of
 /// payload, no durable floor): for tools and tests that need a version-4 segment's bytes.
 const V4_HEAD: u64 = u64::MAX;
