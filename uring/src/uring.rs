@@ -2025,39 +2025,6 @@ mod tests {
         done
     }
 
-    /// A file the kernel does not know: submissions fall back to its own methods.
-    struct NoFd(crate::PosixFile);
-
-    impl VFile for NoFd {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            self.0.read_at(buf, offset)
-        }
-        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-            self.0.write_all_at(buf, offset)
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            self.0.sync_data()
-        }
-        fn sync_all(&self) -> io::Result<()> {
-            self.0.sync_all()
-        }
-        fn allocate(&self, len: u64) -> io::Result<crate::Allocation> {
-            self.0.allocate(len)
-        }
-        fn size(&self) -> io::Result<u64> {
-            self.0.size()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-        fn direct_io(&self) -> Option<usize> {
-            None
-        }
-        fn raw_fd(&self) -> Option<RawFd> {
-            None
-        }
-    }
-
     /// The write end of a pipe, as a file: a write to it stays in flight (the kernel polls the
     /// pipe) for as long as the pipe is full, which lets a test hold a submission in flight
     /// without timing assumptions.
@@ -2239,37 +2206,6 @@ mod tests {
         let mut back = [0u8; 3];
         log.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(&back, b"abc");
-    }
-
-    #[test]
-    fn a_submission_to_a_file_without_a_descriptor_completes_through_complete() {
-        if !have_uring() {
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let file = crate::PosixFile::open(
-            &dir.path().join("log"),
-            OpenOptions {
-                write: true,
-                create: true,
-                direct: false,
-            },
-        )
-        .unwrap();
-        let file: Arc<dyn VFile> = Arc::new(NoFd(file));
-        let mut d = UringDriver::new().unwrap();
-        let bytes = pattern(3, 4096);
-        d.submit(submission(file.clone(), 4096, &bytes, 3)).unwrap();
-        // Already finished: returned at once (no timeout, no wake).
-        let mut done = Vec::new();
-        d.complete(&mut done, None).unwrap();
-        assert_eq!(done.len(), 1);
-        assert_eq!(done[0].token, 3);
-        done[0].result.as_ref().unwrap();
-        let mut back = vec![0u8; 4096];
-        file.read_exact_at(&mut back, 4096).unwrap();
-        assert_eq!(back, bytes);
-        assert_eq!(d.stats().submissions, 0, "not a ring submission");
     }
 
     #[test]

@@ -369,3 +369,34 @@ fn files_without_a_descriptor_use_their_own_methods() {
     assert_eq!(std::fs::read(&path).unwrap(), b"abcabc");
     assert_eq!(d.stats().commits, 0);
 }
+
+/// A submission to a file the kernel does not know (no descriptor) is written with the file's
+/// own methods at once and still completes through `complete`, which returns it without waiting.
+#[test]
+fn a_submission_to_a_file_without_a_descriptor_completes_through_complete() {
+    require_uring!();
+    let dir = tempfile::tempdir().unwrap();
+    let file: Arc<dyn VFile> = Arc::new(NoFd(open(&dir.path().join("log"), true, false)));
+    let mut d = UringDriver::new().unwrap();
+    let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mut buf = AlignedBuf::with_capacity(4096);
+    buf.extend_from_slice(&bytes);
+    d.submit(ringlog_uring::Submission {
+        file: file.clone(),
+        offset: 4096,
+        buf,
+        strategy: SyncStrategy::WriteThenSync,
+        token: 3,
+    })
+    .unwrap();
+    // Already finished: returned at once (no timeout, no wake).
+    let mut done = Vec::new();
+    d.complete(&mut done, None).unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].token, 3);
+    done[0].result.as_ref().unwrap();
+    let mut back = vec![0u8; 4096];
+    file.read_exact_at(&mut back, 4096).unwrap();
+    assert_eq!(back, bytes);
+    assert_eq!(d.stats().submissions, 0, "not a ring submission");
+}

@@ -115,6 +115,23 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// What the log thread's policy sees ([`policy::next`]), with `durable` as the durable LSN.
+    pub(crate) fn view(&self, durable: Lsn, may_spin: bool) -> policy::View {
+        policy::View {
+            poisoned: self.poisoned.is_some(),
+            pending: !self.batches.is_empty(),
+            closing: self.closing,
+            pending_bytes: self.pending_bytes,
+            trigger_bytes: self.trigger_bytes,
+            pending_commits: self.pending_commits,
+            deadline: self.deadline,
+            sync_upto: self.sync_upto,
+            durable,
+            gather: self.gather,
+            may_spin,
+        }
+    }
+
     /// Makes the first append start a new segment after the current one, whose valid records end
     /// at `prev_end` (see [`State::rotate_first`]).
     pub(crate) fn defer_rotation(&mut self, prev_end: u64) {

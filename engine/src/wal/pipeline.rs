@@ -29,7 +29,7 @@ use ringlog_format::AlignedBuf;
 use ringlog_uring::{Completion, LogDriver, Submission, VFile, Vfs};
 
 use super::append::padded_end;
-use super::policy::{self, Next, View};
+use super::policy::{self, Next};
 use super::thread::{publish, take_round, write_round, Active, Durable, Taken};
 use super::{LogConfig, Shared, State};
 use crate::index::Lsn;
@@ -108,19 +108,7 @@ pub(super) fn run_rounds(
                 }
             }
             let durable = shared.durable_lsn.load(Ordering::Acquire);
-            let view = View {
-                poisoned: st.poisoned.is_some(),
-                pending: !st.batches.is_empty(),
-                closing: st.closing,
-                pending_bytes: st.pending_bytes,
-                trigger_bytes: st.trigger_bytes,
-                pending_commits: st.pending_commits,
-                deadline: st.deadline,
-                sync_upto: st.sync_upto,
-                durable: durable.max(submitted_lsn),
-                gather: st.gather,
-                may_spin: false,
-            };
+            let view = st.view(durable.max(submitted_lsn), false);
             let action = match policy::next(&view, shared.now()) {
                 Next::Exit => Action::Exit,
                 Next::Write if flight.len() < depth => {

@@ -14,7 +14,7 @@ use ringlog_uring::{LogDriver, VFile, Vfs};
 use crate::index::Lsn;
 
 use super::append::pad_batch;
-use super::policy::{self, Next, View};
+use super::policy::{self, Next};
 use super::{LogConfig, Shared};
 use crate::segment::{create_segment, grow_segment, initial_len, now_ns};
 
@@ -103,19 +103,10 @@ pub(crate) fn run_log_thread(
             let mut spun = false;
             loop {
                 let now = shared.now();
-                let view = View {
-                    poisoned: st.poisoned.is_some(),
-                    pending: !st.batches.is_empty(),
-                    closing: st.closing,
-                    pending_bytes: st.pending_bytes,
-                    trigger_bytes: st.trigger_bytes,
-                    pending_commits: st.pending_commits,
-                    deadline: st.deadline,
-                    sync_upto: st.sync_upto,
-                    durable: shared.durable_lsn.load(Ordering::Acquire),
-                    gather: st.gather,
-                    may_spin: shared.spin && !spun,
-                };
+                let view = st.view(
+                    shared.durable_lsn.load(Ordering::Acquire),
+                    shared.spin && !spun,
+                );
                 let wake_at = match policy::next(&view, now) {
                     Next::Exit => return,
                     Next::Write => break,
