@@ -812,6 +812,7 @@ impl Vfs for SimVfs {
             depth: self.pipeline.0,
             rng: self.pipeline.1 | 1,
             in_flight: Vec::new(),
+            held: false,
         }))
     }
 
@@ -876,8 +877,10 @@ fn write_then_sync(file: &dyn VFile, offset: u64, buf: &[u8], delay: Duration) -
     res
 }
 
-/// Longest a pipelined simulated driver holds its writes in flight before completing one.
-const HOLD: Duration = Duration::from_micros(200);
+/// Longest a pipelined simulated driver holds its writes in flight before completing one (once
+/// between two completions): committers take no simulated time, so a short hold lets them append
+/// all they will, and the device stays fast next to the Buffered window the oracle checks.
+const HOLD: Duration = Duration::from_micros(20);
 
 /// The commit path on the simulated disk: write, then sync, synchronously; or, pipelined, the
 /// same for one submitted write at a time, in a seeded order, each time the engine asks for
@@ -891,6 +894,8 @@ struct SimDriver {
     /// xorshift state choosing which write in flight completes next.
     rng: u64,
     in_flight: Vec<Submission>,
+    /// The last `complete` held the writes in flight instead of completing one.
+    held: bool,
 }
 
 impl SimDriver {
@@ -956,11 +961,13 @@ impl LogDriver for SimDriver {
         Ok(())
     }
 
-    /// Completes one write in flight, chosen by the seed (written and synced now: everything
-    /// else in flight stays unwritten), or waits as [`LogDriver::wait`] when none is. While
-    /// there is room for more, it first holds the writes in flight for a while about every other
-    /// call (a wait of at most [`HOLD`], ended by a wake), so that committers append meanwhile and
-    /// the engine submits more rounds behind them.
+    /// Completes one write in flight, chosen by the seed (written and synced now; each other
+    /// write in flight is written too, unsynced, one time in four — the device may have some of
+    /// them already — and the rest stay unwritten), or waits as [`LogDriver::wait`] when none
+    /// is. While there is room for more, on the scheduler, it first holds the writes in flight
+    /// for a while three calls in four (a wait of at most [`HOLD`] of simulated time, ended by a
+    /// wake), so that committers append meanwhile and the engine submits more rounds behind
+    /// them.
     fn complete(
         &mut self,
         done: &mut Vec<Completion>,
@@ -969,13 +976,32 @@ impl LogDriver for SimDriver {
         if self.in_flight.is_empty() {
             return self.wait(timeout);
         }
-        if self.in_flight.len() < self.depth && self.next_random().is_multiple_of(2) {
+        // Only on the scheduler, with its gates closed: its holds end at simulated times, so a
+        // seed's run replays exactly. Free-running (closing) or unscheduled, a hold would end at
+        // a real time, and the writes' completion order — drawn from the generator the holds
+        // also draw from — would depend on the threads' timing.
+        let scheduled = self.sched.as_ref().is_some_and(|s| !s.lock().free);
+        if scheduled
+            && !self.held
+            && self.in_flight.len() < self.depth
+            && !self.next_random().is_multiple_of(4)
+        {
+            self.held = true;
             return self.wait(Some(timeout.map_or(HOLD, |t| t.min(HOLD))));
         }
+        self.held = false;
         let i = (self.next_random() % self.in_flight.len() as u64) as usize;
         let s = self.in_flight.remove(i);
         if let Some(sched) = &self.sched {
             sched.gate_write();
+        }
+        // The device may have received other writes in flight already, unsynced: a crash can
+        // then find several rounds in flight torn at once.
+        for j in 0..self.in_flight.len() {
+            if self.next_random().is_multiple_of(4) {
+                let other = &self.in_flight[j];
+                let _ = other.file.write_all_at(other.buf.as_slice(), other.offset);
+            }
         }
         let result = write_then_sync(&*s.file, s.offset, s.buf.as_slice(), self.delay);
         done.push(Completion {

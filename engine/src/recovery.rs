@@ -650,6 +650,7 @@ fn scan_segments(
             layout,
             path: &path,
             stop_at,
+            floors: header.version >= 5,
         };
         let decoding = Instant::now();
         let Scanned {
@@ -958,6 +959,10 @@ struct SegmentRef<'a> {
     path: &'a Path,
     /// The end its successor recorded (`None` for the last segment).
     stop_at: Option<u64>,
+    /// Written by a version (5 or later) that may keep several batches in flight: a later batch
+    /// proves damage durable only below its head's durable floor. Older versions wrote one batch
+    /// at a time, so any later batch proves it.
+    floors: bool,
 }
 
 /// Where decoding a segment stopped, and why if before its end.
@@ -1125,6 +1130,10 @@ fn later_batch_record<'a>(
         let LaterBatch::Found(rec) = found else {
             return found;
         };
+        if !seg.floors {
+            // Versions 1-4 wrote a batch only once every batch before it was durable.
+            return LaterBatch::Found(rec);
+        }
         let start = rec.batch_start as usize;
         let floor = match seg.layout {
             Layout::Wide => None,
@@ -1154,9 +1163,6 @@ fn later_batch_record<'a>(
             }
         };
         match floor {
-            // Versions 1-3 have no heads: every later batch was written after the ones before
-            // it were durable.
-            None if seg.layout == Layout::Wide => return LaterBatch::Found(rec),
             Some(floor) if floor > pos as u64 => return LaterBatch::Found(rec),
             _ => {
                 log::debug!(
@@ -1164,7 +1170,8 @@ fn later_batch_record<'a>(
                      was in flight: no proof"
                 );
                 after = start as u64;
-                from = rec.offset as usize + 8;
+                // Past the valid record found: its payload (user bytes) is never searched.
+                from = rec.offset as usize + rec.encoded_len();
             }
         }
     }

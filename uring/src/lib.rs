@@ -332,7 +332,9 @@ pub trait LogDriver: Send {
         strategy: SyncStrategy,
     ) -> io::Result<()>;
     /// Blocks until woken through [`LogDriver::waker`] or until `timeout` elapses (`None`: no
-    /// timeout). Spurious returns are allowed.
+    /// timeout). Spurious returns are allowed. With submissions in flight, call
+    /// [`LogDriver::complete`] instead: a driver need not advance them (resubmit a short write's
+    /// remainder, say) while it waits here.
     ///
     /// # Errors
     ///
@@ -361,8 +363,10 @@ pub trait LogDriver: Send {
     ///
     /// # Errors
     ///
-    /// The submission could not be started (the submission is dropped, its buffer freed: no I/O
-    /// references it). The engine treats it as fatal.
+    /// The submission could not be started. The submission is dropped and its buffer freed —
+    /// or, when part of it may already be with the kernel, kept by the driver until every
+    /// operation on it completed or the driver is dropped (never freed while the kernel may
+    /// access it). The engine treats it as fatal.
     fn submit(&mut self, submission: Submission) -> io::Result<()> {
         drop(submission);
         Err(io::Error::new(

@@ -47,6 +47,8 @@ struct InFlight {
     /// Set by its completion: its buffer back (`None` when the planted `PublishOutOfOrder`
     /// published it early) and when it completed.
     done: Option<(Option<AlignedBuf>, Instant)>,
+    /// Its write failed: the database is poisoned once every batch before it was published.
+    failed: Option<std::io::Error>,
 }
 
 /// What the log thread does next with rounds in flight.
@@ -92,6 +94,10 @@ pub(super) fn run_rounds(
     let mut submitted_lsn: Lsn = 0;
     // How long the last published batch took from submission to completion.
     let mut last_took = std::time::Duration::ZERO;
+    // A batch in flight failed: nothing more is submitted; the batches before it are still
+    // published as they complete (they are durable, and their commits are acknowledged), then
+    // the database is poisoned at the failed one.
+    let mut failing = false;
     loop {
         let action = {
             let mut st = shared.state.lock();
@@ -102,7 +108,7 @@ pub(super) fn run_rounds(
                 // ever smaller rounds only adds flushes; when the device is, rounds pile up
                 // behind it and go out without waiting.
                 let target = back.round_commits.max(1);
-                let until = back.submitted + last_took;
+                let until = back.submitted + last_took.min(policy::MAX_GATHER);
                 if st.gather.is_none_or(|(t, u)| t < target || u < until) {
                     st.gather = Some((target, until));
                 }
@@ -111,6 +117,7 @@ pub(super) fn run_rounds(
             let view = st.view(durable.max(submitted_lsn), false);
             let action = match policy::next(&view, shared.now()) {
                 Next::Exit => Action::Exit,
+                _ if failing => Action::Wait(None, false),
                 Next::Write if flight.len() < depth => {
                     if !needs_preparation(&st, active, cfg.align) {
                         Action::Submit
@@ -157,7 +164,14 @@ pub(super) fn run_rounds(
                     // instead of after the next completion.
                     st.sleeping = wake;
                 }
-                Action::Idle | Action::Exit => {}
+                Action::Idle => {
+                    // A gathering this loop set must not outlive the rounds it waited on: a lone
+                    // Strict committer leads only when no group is being gathered.
+                    if st.gather.is_some_and(|(_, until)| until <= shared.now()) {
+                        st.gather = None;
+                    }
+                }
+                Action::Exit => {}
             }
             action
         };
@@ -176,14 +190,14 @@ pub(super) fn run_rounds(
         }
         let now = shared.now();
         for c in done.drain(..) {
-            if let Err(e) = c.result {
-                shared.poison(e);
-                return Err(());
-            }
             let Some(i) = flight.iter().position(|f| f.token == c.token) else {
                 // Published early by the planted PublishOutOfOrder: its buffer is not reused.
                 continue;
             };
+            if let Err(e) = c.result {
+                failing = true;
+                flight[i].failed = Some(e);
+            }
             flight[i].done = Some((Some(c.buf), now));
             if crate::hooks::publish_out_of_order() {
                 // The planted bug: this completion is taken to cover every batch before it.
@@ -195,6 +209,11 @@ pub(super) fn run_rounds(
         // Publish the contiguous prefix of completed batches, in log order.
         while flight.front().is_some_and(|f| f.done.is_some()) {
             let f = flight.pop_front().expect("checked");
+            if let Some(e) = f.failed {
+                // Every batch before it is published; it and everything after it never will be.
+                shared.poison(e);
+                return Err(());
+            }
             let (buf, at) = f.done.expect("checked");
             last_took = at.saturating_duration_since(f.submitted);
             failpoint!(LOG_AFTER_BATCH_DURABLE);
@@ -265,6 +284,7 @@ fn submit_round(
             last_of_take: i + 1 == count,
             submitted: shared.now(),
             done: None,
+            failed: None,
         });
         last = last.max(batch.last_lsn);
         let submission = Submission {

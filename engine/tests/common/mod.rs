@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ringlog_db::io::{BackendInfo, BackendKind, LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_db::io::{
+    BackendInfo, BackendKind, Completion, LogDriver, Submission, SyncStrategy, VFile, Vfs, Waker,
+};
 use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options};
 
 /// Segment size of most tests: small enough that tests rotate segments, and quick to zero-fill.
@@ -234,6 +236,8 @@ impl Vfs for FaultVfs {
         Ok(Box::new(FaultDriver {
             inner: self.inner.log_driver()?,
             faults: self.faults.clone(),
+            failed: Vec::new(),
+            fail_token: None,
         }))
     }
     fn writes_here(&self) -> bool {
@@ -278,10 +282,16 @@ impl Faults {
     }
 }
 
-/// The log driver of a [`FaultVfs`].
+/// The log driver of a [`FaultVfs`]. Its writes in flight (`submit`) count as durable writes
+/// too: the failing one never reaches the inner driver (`BeforeWrite`), or does and completes
+/// with EIO (`AfterWrite`).
 pub struct FaultDriver {
     inner: Box<dyn LogDriver>,
     faults: Arc<Faults>,
+    /// Completions of submissions failed before they reached the inner driver.
+    failed: Vec<Completion>,
+    /// The submission that reached the inner driver but must complete with EIO.
+    fail_token: Option<u64>,
 }
 
 impl LogDriver for FaultDriver {
@@ -302,6 +312,50 @@ impl LogDriver for FaultDriver {
     }
     fn waker(&self) -> Arc<dyn Waker> {
         self.inner.waker()
+    }
+    fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight()
+    }
+    fn submit(&mut self, s: Submission) -> io::Result<()> {
+        let n = self.faults.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n != self.faults.fail_at.load(Ordering::SeqCst) {
+            return self.inner.submit(s);
+        }
+        self.faults.fired.store(true, Ordering::SeqCst);
+        match self.faults.mode {
+            FailMode::Panic => panic!("injected panic in a durable write (expected by the test)"),
+            FailMode::AfterWrite => {
+                self.fail_token = Some(s.token);
+                self.inner.submit(s)
+            }
+            FailMode::BeforeWrite => {
+                self.failed.push(Completion {
+                    token: s.token,
+                    buf: s.buf,
+                    result: Err(io::Error::from_raw_os_error(libc::EIO)),
+                });
+                Ok(())
+            }
+        }
+    }
+    fn complete(
+        &mut self,
+        done: &mut Vec<Completion>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        if !self.failed.is_empty() {
+            done.append(&mut self.failed);
+            return Ok(());
+        }
+        let from = done.len();
+        self.inner.complete(done, timeout)?;
+        for c in &mut done[from..] {
+            if Some(c.token) == self.fail_token {
+                // The outcome of the real write does not matter: the caller is told it failed.
+                c.result = Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+        }
+        Ok(())
     }
 }
 
