@@ -187,6 +187,14 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub checkpoint_bytes: Option<u64>,
 
+    /// Time one operation in N (the others run untimed between two clock reads; percentiles are
+    /// then of the timed operations): reading the clock around every operation keeps the
+    /// processor from overlapping one operation's cache misses with the next one's, which caps
+    /// in-memory point reads (see the index_ceiling example); 1 = time every operation
+    /// (default)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub latency_every: Option<u64>,
+
     /// ringlog's Options::rounds_in_flight: log rounds kept in flight at once on the io_uring
     /// path, 1-16 (default: the engine's, 1)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
@@ -412,6 +420,8 @@ pub struct Config {
     pub checkpoint_bytes: Option<u64>,
     /// ringlog's `Options::rounds_in_flight` (`None`: the engine's default).
     pub rounds_in_flight: Option<usize>,
+    /// Time one operation in this many (`--latency-every`).
+    pub latency_every: u64,
     /// ringlog's I/O path.
     pub io: ringlog_db::IoChoice,
     /// Thread counts.
@@ -451,6 +461,7 @@ impl Default for Config {
             modes_given: false,
             checkpoint_bytes: None,
             rounds_in_flight: None,
+            latency_every: 1,
             io: ringlog_db::IoChoice::Auto,
             threads: vec![1, 16],
             ops: 100_000,
@@ -669,6 +680,9 @@ impl Cli {
         }
         c.checkpoint_bytes = self.checkpoint_bytes;
         c.rounds_in_flight = self.rounds_in_flight.map(|n| n as usize);
+        if let Some(n) = self.latency_every {
+            c.latency_every = n;
+        }
         if let Some(io) = self.io {
             c.io = io;
         }
@@ -838,6 +852,18 @@ mod tests {
             assert_eq!(c.checkpoint_bytes, Some(want), "{arg}");
         }
         assert_eq!(run(&[]).unwrap().checkpoint_bytes, None);
+        assert_eq!(
+            run(&[]).unwrap().latency_every,
+            1,
+            "every operation timed by default"
+        );
+        assert_eq!(run(&["--latency-every", "16"]).unwrap().latency_every, 16);
+        assert!(run(&["--latency-every", "0"]).is_err());
+        assert_eq!(
+            run(&["--rounds-in-flight", "4"]).unwrap().rounds_in_flight,
+            Some(4)
+        );
+        assert!(run(&["--rounds-in-flight", "17"]).is_err());
     }
 
     #[test]

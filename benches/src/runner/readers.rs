@@ -681,6 +681,7 @@ mod tests {
                     zipf: None,
                     next_insert: &next_insert,
                     snap,
+                    latency_every: 1,
                 };
                 let mut out = ThreadOut::default();
                 super::super::worker_loop(&ctx, t, &mut out).unwrap();
