@@ -357,6 +357,46 @@ fn decode_user_data(ud: u64) -> Option<(Tag, u64)> {
     Some((tag, ud & PAYLOAD_MASK))
 }
 
+/// The Write SQE of a commit step: `chunk` at `at` in `fd`, with `RWF_DSYNC` for
+/// [`SyncStrategy::Dsync`], linked (`IOSQE_IO_LINK`) to the fsync pushed behind it when
+/// `then_fsync`. Building it is safe; pushing it is not: the caller keeps `chunk` alive and
+/// unmoved until its completion is reaped.
+fn write_entry(
+    fd: RawFd,
+    chunk: &[u8],
+    at: u64,
+    strategy: SyncStrategy,
+    then_fsync: bool,
+    payload: u64,
+) -> squeue::Entry {
+    let rw_flags = match strategy {
+        SyncStrategy::Dsync => libc::RWF_DSYNC,
+        SyncStrategy::WriteThenSync => 0,
+    };
+    let write = opcode::Write::new(
+        types::Fd(fd),
+        chunk.as_ptr(),
+        u32::try_from(chunk.len()).expect("chunks are at most MAX_CHUNK bytes"),
+    )
+    .offset(at)
+    .rw_flags(rw_flags)
+    .build()
+    .user_data(user_data(Tag::Write, payload));
+    if then_fsync {
+        write.flags(squeue::Flags::IO_LINK)
+    } else {
+        write
+    }
+}
+
+/// The `Fsync(DATASYNC)` SQE of a commit step (it references no memory).
+fn fsync_entry(fd: RawFd, payload: u64) -> squeue::Entry {
+    opcode::Fsync::new(types::Fd(fd))
+        .flags(types::FsyncFlags::DATASYNC)
+        .build()
+        .user_data(user_data(Tag::Fsync, payload))
+}
+
 // ---------------------------------------------------------------------------------------------
 // The commit state machine (pure: driven by CQE results, tested without a ring)
 // ---------------------------------------------------------------------------------------------
@@ -1009,10 +1049,7 @@ impl UringDriver {
         let p = self.slots[slot]
             .as_mut()
             .expect("start_step on an occupied slot");
-        let fsync = opcode::Fsync::new(types::Fd(p.fd))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(user_data(Tag::Fsync, slot_payload(slot)));
+        let fsync = fsync_entry(p.fd, slot_payload(slot));
         let mut sq = self.ring.submission();
         let queued = match p.commit.next() {
             Step::Finished => {
@@ -1025,23 +1062,15 @@ impl UringDriver {
                 len,
                 then_fsync,
             } => {
-                let rw_flags = match p.commit.strategy {
-                    SyncStrategy::Dsync => libc::RWF_DSYNC,
-                    SyncStrategy::WriteThenSync => 0,
-                };
                 let chunk = &p.buf.as_slice()[start..start + len];
-                let mut write = opcode::Write::new(
-                    types::Fd(p.fd),
-                    chunk.as_ptr(),
-                    u32::try_from(len).expect("chunks are at most MAX_CHUNK bytes"),
-                )
-                .offset(p.offset + start as u64)
-                .rw_flags(rw_flags)
-                .build()
-                .user_data(user_data(Tag::Write, slot_payload(slot)));
-                if then_fsync {
-                    write = write.flags(squeue::Flags::IO_LINK);
-                }
+                let write = write_entry(
+                    p.fd,
+                    chunk,
+                    p.offset + start as u64,
+                    p.commit.strategy,
+                    then_fsync,
+                    slot_payload(slot),
+                );
                 // SAFETY: the write reads `chunk`, part of the heap allocation of `p.buf`, which
                 // `self.slots[slot]` owns: moving the `AlignedBuf` or the driver does not move
                 // that allocation, and nothing resizes, takes or drops the buffer while
@@ -1218,14 +1247,7 @@ impl UringDriver {
     ) -> io::Result<()> {
         self.ready()?;
         self.stats.commits += 1;
-        let rw_flags = match strategy {
-            SyncStrategy::Dsync => libc::RWF_DSYNC,
-            SyncStrategy::WriteThenSync => 0,
-        };
-        let fsync = opcode::Fsync::new(types::Fd(fd))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(user_data(Tag::Fsync, SYNC_COMMIT));
+        let fsync = fsync_entry(fd, SYNC_COMMIT);
         let mut c = Commit::new(buf.len(), strategy);
         loop {
             if let Err(e) = self.make_room(2, Some(&mut c)) {
@@ -1239,18 +1261,14 @@ impl UringDriver {
                     then_fsync,
                 } => {
                     let chunk = &buf[start..start + len];
-                    let mut write = opcode::Write::new(
-                        types::Fd(fd),
-                        chunk.as_ptr(),
-                        u32::try_from(len).expect("chunks are at most MAX_CHUNK bytes"),
-                    )
-                    .offset(offset + start as u64)
-                    .rw_flags(rw_flags)
-                    .build()
-                    .user_data(user_data(Tag::Write, SYNC_COMMIT));
-                    if then_fsync {
-                        write = write.flags(squeue::Flags::IO_LINK);
-                    }
+                    let write = write_entry(
+                        fd,
+                        chunk,
+                        offset + start as u64,
+                        strategy,
+                        then_fsync,
+                        SYNC_COMMIT,
+                    );
                     let mut sq = self.ring.submission();
                     // SAFETY: the write reads `chunk`, part of `buf`, which is borrowed for this
                     // whole call and so stays alive and unmoved until we return; `fd` belongs to
