@@ -1095,8 +1095,9 @@ fn cut_log(
 
 /// A valid record after `pos` that belongs to a write batch starting after `pos` and proves the
 /// damage at `pos` was durable, if any: a batch whose head says the log was durable past `pos`
-/// when the batch was written (its durable floor, FORMAT.md §10.5; a format-4 head's floor is
-/// its own offset, so every later batch of that version proves it). A later batch whose floor
+/// when the batch was written (its durable floor, FORMAT.md §10.5; in a segment of versions 1–4,
+/// which wrote a batch only once every batch before it was durable, any later batch). A later
+/// batch whose floor
 /// is at or below `pos` was written while the damaged one was in flight — a torn write of a
 /// pipelined log — and proves nothing; nor does one whose head does not decode (a write torn
 /// across its own blocks). Linear in the segment's size whatever its bytes
@@ -1134,33 +1135,27 @@ fn later_batch_record<'a>(
             // Versions 1-4 wrote a batch only once every batch before it was durable.
             return LaterBatch::Found(rec);
         }
+        // A segment with floors is of version 5 or later: lean records, every batch headed.
         let start = rec.batch_start as usize;
-        let floor = match seg.layout {
-            Layout::Wide => None,
-            Layout::Lean => {
-                // The head's checksum counts against the same budget as the search's: a crafted
-                // head claiming the rest of the segment must not make the search quadratic. A
-                // length no batch head has (torn garbage, most often) is no head: it proves
-                // nothing and costs no checksum.
-                let claimed = buf
-                    .get(start + 4..start + 8)
-                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-                if !matches!(
-                    claimed,
-                    ringlog_format::BATCH_HEAD_LEN | ringlog_format::BATCH_HEAD_LEN_V4
-                ) {
-                    None
-                } else if claimed as u64 > budget {
-                    return LaterBatch::Undecided;
-                } else {
-                    budget -= claimed as u64;
-                    stats.damage_search_checksums += 1;
-                    decode_record_in(Layout::Lean, buf, start, search.pos(start))
-                        .ok()
-                        .filter(|h| h.kind == RecordKind::BatchHead)
-                        .map(|h| h.marker)
-                }
-            }
+        // The head's checksum counts against the search's budget. A length no batch head has
+        // (torn garbage, most often) is no head: it proves nothing and costs no checksum.
+        let claimed = buf
+            .get(start + 4..start + 8)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let floor = if !matches!(
+            claimed,
+            ringlog_format::BATCH_HEAD_LEN | ringlog_format::BATCH_HEAD_LEN_V4
+        ) {
+            None
+        } else if claimed as u64 > budget {
+            return LaterBatch::Undecided;
+        } else {
+            budget -= claimed as u64;
+            stats.damage_search_checksums += 1;
+            decode_record_in(Layout::Lean, buf, start, search.pos(start))
+                .ok()
+                .filter(|h| h.kind == RecordKind::BatchHead)
+                .map(|h| h.marker)
         };
         match floor {
             Some(floor) if floor > pos as u64 => return LaterBatch::Found(rec),
