@@ -870,3 +870,23 @@ fn catches_batch_heads_that_claim_everything_before_them_durable() {
         &["recovery", "open", "I5", "durability"],
     );
 }
+
+/// Recovery from a checkpoint merges the log's versions (sorted by the replay) into the
+/// checkpoint loader's pass; those whose keys the pass had already passed when it took them
+/// are inserted afterwards. The campaign's small-chunk knob makes the loader wait for them
+/// half-way, so every such recovery takes both paths; a loader that forgets the second part
+/// recovers older values (or none) for keys the log after the checkpoint overwrote.
+#[test]
+fn catches_a_merge_that_forgets_the_versions_it_passed() {
+    let s = with_bug(Some(Bug::MergeForgetsPassedTail), || {
+        power::run(&PowerOptions {
+            steps: 120,
+            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
+        })
+    });
+    assert_caught(
+        Bug::MergeForgetsPassedTail,
+        &s,
+        &["durability", "I1", "I2", "I3", "I6", "versions", "recovery"],
+    );
+}

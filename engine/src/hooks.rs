@@ -111,8 +111,10 @@ pub mod failpoints {
     static SMALL_RECOVERY_CHUNKS: AtomicBool = AtomicBool::new(false);
 
     /// Makes recovery's loader leave its hash regime after 4 live keys and sort and fold chunks
-    /// of 8 operations (on its sorting thread), so that the small databases of a crash-test
-    /// campaign take the path a large database's recovery takes. Off by default.
+    /// of 8 operations (on its sorting thread), and the checkpoint's loader wait for the log's
+    /// versions half-way through its pass, so that the small databases of a crash-test campaign
+    /// take the paths a large database's recovery takes (some of the log's versions merged into
+    /// the pass, the others inserted after it). Off by default.
     pub fn small_recovery_chunks(on: bool) {
         SMALL_RECOVERY_CHUNKS.store(on, Ordering::SeqCst);
     }
@@ -261,6 +263,9 @@ pub mod bugs {
         /// Recovery's segment reader, streaming a segment in pieces, skips reading its second
         /// piece but reports it read: the decoder finds whatever the buffer held there.
         StreamSkipsAPiece,
+        /// The checkpoint's loader, merging the log's versions into its pass, leaves out those
+        /// whose keys it had already passed when it took them (never inserted).
+        MergeForgetsPassedTail,
         /// Every batch head claims the whole segment before it durable (its durable floor is its
         /// own offset), even when rounds before it were still in flight: recovery then reports
         /// a torn in-flight round as mid-log corruption and refuses a log a crash can leave.
@@ -273,7 +278,7 @@ pub mod bugs {
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 22] = [
+        pub const ALL: [Bug; 23] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -294,6 +299,7 @@ pub mod bugs {
             Bug::RotationBatchWithoutHead,
             Bug::LeaderSkipsSync,
             Bug::StreamSkipsAPiece,
+            Bug::MergeForgetsPassedTail,
             Bug::FloorClaimsAll,
             Bug::PublishOutOfOrder,
         ];
@@ -480,6 +486,8 @@ bug_hook! {
     leader_skips_sync => LeaderSkipsSync;
     /// Whether the streaming segment reader skips a segment's second piece.
     stream_skips_a_piece => StreamSkipsAPiece;
+    /// Whether the checkpoint's loader forgets the log's versions it had passed.
+    merge_forgets_passed_tail => MergeForgetsPassedTail;
     /// Whether every batch head's durable floor claims everything before it.
     floor_claims_all => FloorClaimsAll;
     /// Whether the pipelined log publishes rounds as their writes complete, out of order.
@@ -506,6 +514,18 @@ pub(crate) fn leader_commits() -> bool {
         return false;
     }
     true
+}
+
+/// Hook: where in its pass over a checkpoint of `versions` versions the checkpoint's loader
+/// waits for the log's versions: nowhere (it looks now and then) unless the crash runner asked
+/// for small recovery chunks, then half-way.
+#[inline(always)]
+pub(crate) fn tail_wait_at(_versions: u64) -> Option<u64> {
+    #[cfg(feature = "__failpoints")]
+    if failpoints::small_recovery_chunks_on() {
+        return Some(_versions / 2);
+    }
+    None
 }
 
 /// Hook: the loader's hash-regime limit and smallest chunk, `(hash, chunk)` unless the crash

@@ -308,11 +308,6 @@ impl Versions {
         self.entries.len()
     }
 
-    /// Whether there are none.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Every version in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Lsn, Option<&[u8]>)> + '_ {
         self.entries.iter().map(|e| self.get_entry(e))

@@ -450,30 +450,51 @@ pub(crate) fn recover(
     let (seeded, tail) = if manifest.checkpoint_id == 0 {
         (None, scan_log(vfs, dir, manifest, mode, &mut app, ids)?)
     } else if truncating {
-        let seeded = seed_from_checkpoint(vfs, dir, manifest)?;
+        let seeded = seed_from_checkpoint(vfs, dir, manifest, None)?;
         (
             Some(seeded),
             scan_log(vfs, dir, manifest, mode, &mut app, ids)?,
         )
     } else {
+        let handoff = TailHandoff::default();
         let (seeded, scanned) = std::thread::scope(|scope| {
             let loader = std::thread::Builder::new()
                 .name("ringlog-ckpt-load".into())
-                .spawn_scoped(scope, || seed_from_checkpoint(vfs, dir, manifest));
+                .spawn_scoped(scope, || {
+                    seed_from_checkpoint(vfs, dir, manifest, Some(&handoff))
+                });
             let scanned = scan_log(vfs, dir, manifest, mode, &mut app, ids);
+            // The log's versions, sorted, for the loader to merge into the checkpoint's as it
+            // appends them (see `TailHandoff`); withheld if the replay failed.
+            let mut offer = handoff.offer();
+            if scanned.is_ok() {
+                let sorting = Instant::now();
+                offer.give(std::mem::take(&mut app.index).finish());
+                app.stats.build_time += sorting.elapsed();
+            }
+            drop(offer);
             let seeded = match loader {
                 Ok(h) => h
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(_) => seed_from_checkpoint(vfs, dir, manifest),
+                Err(_) => seed_from_checkpoint(vfs, dir, manifest, None),
             };
             (seeded, scanned)
         });
         // Damage to the checkpoint is reported first, as when it was loaded first.
-        (Some(seeded?), scanned?)
+        let mut seeded = seeded?;
+        let scanned = scanned?;
+        // Sorted above but not taken by the loader (a per-key policy, or no loader thread):
+        // merged below as when the checkpoint is loaded first.
+        seeded.unmerged = handoff.reclaim();
+        (Some(seeded), scanned)
     };
     let mut base = None;
     let mut ckpt_versions = None;
+    // The log's versions: sorted already (by the concurrent load), of which the loader appended
+    // all from `merged_from` on; or still in the replay's loader.
+    let mut sorted = None;
+    let mut merged_from = None;
     if let Some(seeded) = seeded {
         // The policy the log ends with, else the checkpoint's; the floor never below either.
         app.retention = if app.log_retention {
@@ -485,18 +506,30 @@ pub(crate) fn recover(
         app.stats.checkpoint_lsn = manifest.checkpoint_lsn;
         base = seeded.base;
         ckpt_versions = seeded.versions;
+        if let Some((tail, from)) = seeded.merged {
+            sorted = Some(tail);
+            merged_from = Some(from);
+        } else {
+            sorted = seeded.unmerged;
+        }
     }
     app.stats.last_lsn = app.last_applied;
     let building = Instant::now();
-    let mut versions = app.index.finish();
+    let mut versions = sorted.unwrap_or_else(|| app.index.finish());
     if let Some(ck) = ckpt_versions {
         versions = Versions::merge(ck, versions);
     }
     if let Some(b) = &mut base {
-        // The log after the checkpoint, every operation a version, on top of it.
-        if !versions.is_empty() {
-            insert_tail(b, &std::mem::take(&mut versions));
+        // The log after the checkpoint, every operation a version, on top of it: what the
+        // loader did not append in its pass.
+        let mut end = merged_from.unwrap_or(versions.len());
+        if merged_from.is_some() && crate::hooks::merge_forgets_passed_tail() {
+            end = 0;
         }
+        if end > 0 {
+            insert_tail(b, &versions, end);
+        }
+        versions = Versions::default();
         app.stats.keys = b.list.live_keys();
     } else {
         // Live keys: those whose newest version is a put.
@@ -837,6 +870,155 @@ struct Seeded {
     retention: (Retention, Lsn),
     /// Its keys.
     keys: u64,
+    /// The log's versions after it, sorted, handed over by the replay ([`TailHandoff`]), and
+    /// the index from which the loader appended them in its pass: those before it are still
+    /// to be inserted.
+    merged: Option<(Versions, usize)>,
+    /// The log's versions, sorted by the replay but not taken by the loader.
+    unmerged: Option<Versions>,
+}
+
+/// The hand-over of the log's versions (sorted) from the replay to the checkpoint's loader, which
+/// runs at the same time: the loader appends the checkpoint's versions to the index in list
+/// order, and once it holds the log's versions it appends each of them in its place among those
+/// (every LSN of the log is above the checkpoint's, so on equal keys the log's come first) —
+/// an append, not a search of the list. The log's versions whose keys the loader had already
+/// passed when it took them are inserted afterwards ([`insert_tail`]). Measured against waiting
+/// for the log's versions before the pass (every version appended, none inserted, the device
+/// reading the log first): the overlap wins (docs/BENCHMARKS.md, issue 12, "Session 10"). A
+/// replay that fails gives nothing, and the loader does not wait ([`TailOffer`]).
+#[derive(Default)]
+struct TailHandoff {
+    slot: parking_lot::Mutex<TailSlot>,
+    given: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+enum TailSlot {
+    /// The replay is still running.
+    #[default]
+    Pending,
+    Ready(Versions),
+    /// The loader took them, or the replay will not give any (it failed).
+    Closed,
+}
+
+/// The replay's side of a [`TailHandoff`]: dropping it without [`TailOffer::give`] tells the
+/// loader that nothing will come (it must not wait), on every path out of the replay.
+struct TailOffer<'a>(&'a TailHandoff);
+
+impl TailOffer<'_> {
+    fn give(&mut self, versions: Versions) {
+        let mut slot = self.0.slot.lock();
+        if matches!(*slot, TailSlot::Pending) {
+            *slot = TailSlot::Ready(versions);
+            self.0.given.notify_all();
+        }
+    }
+}
+
+impl Drop for TailOffer<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.0.slot.lock();
+        if matches!(*slot, TailSlot::Pending) {
+            *slot = TailSlot::Closed;
+        }
+        self.0.given.notify_all();
+    }
+}
+
+impl TailHandoff {
+    fn offer(&self) -> TailOffer<'_> {
+        TailOffer(self)
+    }
+
+    /// The versions, if the replay gave them already.
+    fn try_take(&self) -> Option<Versions> {
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut *slot, TailSlot::Closed) {
+            TailSlot::Ready(v) => Some(v),
+            TailSlot::Pending => {
+                *slot = TailSlot::Pending;
+                None
+            }
+            TailSlot::Closed => None,
+        }
+    }
+
+    /// The versions, once the replay gives them; `None` if it gives none.
+    fn wait_take(&self) -> Option<Versions> {
+        let mut slot = self.slot.lock();
+        while matches!(*slot, TailSlot::Pending) {
+            self.given.wait(&mut slot);
+        }
+        match std::mem::replace(&mut *slot, TailSlot::Closed) {
+            TailSlot::Ready(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The versions the loader did not take.
+    fn reclaim(&self) -> Option<Versions> {
+        match std::mem::replace(&mut *self.slot.lock(), TailSlot::Closed) {
+            TailSlot::Ready(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The loader's merge of the log's versions into its pass over the checkpoint's.
+struct TailMerge {
+    tail: Versions,
+    /// `tail[..from]` sort before what the loader had appended when it took them: left to
+    /// [`insert_tail`].
+    from: usize,
+    /// The next of `tail` to append.
+    next: usize,
+}
+
+impl TailMerge {
+    /// Starts merging `tail` into `base`, whose last node is where the pass stands.
+    fn start(tail: Versions, base: &Base) -> TailMerge {
+        let from = match base.list.last() {
+            None => 0,
+            Some(last) => {
+                // The first of the log's versions whose key sorts after the last node's.
+                let (mut lo, mut hi) = (0, tail.len());
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if tail.get(mid).0 <= last.key() {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+        };
+        TailMerge {
+            tail,
+            from,
+            next: from,
+        }
+    }
+
+    /// Appends the log's versions that sort before the checkpoint's next version, of `key`
+    /// (all of them when `key` is `None`: the checkpoint's pass is over).
+    fn append_before(&mut self, base: &mut Base, key: Option<&[u8]>) {
+        while self.next < self.tail.len() {
+            self.tail
+                .prefetch(self.next + crate::loader::PREFETCH_AHEAD);
+            let (k, lsn, value) = self.tail.get(self.next);
+            if key.is_some_and(|key| k > key) {
+                break;
+            }
+            // Equal keys: the log's version is the newer (its LSN is above the checkpoint's).
+            if base.list.append_sorted(k, lsn, value, 0) || value.is_none() {
+                base.garbage += 1;
+            }
+            self.next += 1;
+        }
+    }
 }
 
 /// Loads the MANIFEST's checkpoint: its retention policy, then every version it holds.
@@ -848,8 +1030,20 @@ struct Seeded {
 /// (`LastVersions`), whose restart plan moves the floor, its versions are kept as they are
 /// (`versions`), merged with the log's, and the plan is applied when the generation is built.
 /// Independent of the log's replay: recovery runs the two at once.
-fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Result<Seeded> {
+///
+/// With `tail`, the replay hands it the log's versions (sorted) while it loads, and it merges
+/// them into its pass ([`TailHandoff`]).
+fn seed_from_checkpoint(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    manifest: &Manifest,
+    tail: Option<&TailHandoff>,
+) -> Result<Seeded> {
     let mut base: Option<Base> = None;
+    let mut merge: Option<TailMerge> = None;
+    let mut seen = 0u64;
+    let mut wait_at = None;
+
     let mut versions: Option<Versions> = None;
     let mut retention = (Retention::Snapshots, 0);
     let mut keys_hint = 0;
@@ -872,6 +1066,7 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
             } => {
                 keys_hint = keys;
                 size_hint = (versions, bytes);
+                wait_at = crate::hooks::tail_wait_at(versions);
             }
             Item::Retention(policy, floor) => {
                 let floor = if crate::hooks::trim_floor_backwards() {
@@ -895,10 +1090,29 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
                     });
                 }
             }
-            Item::Version(e, newest) => {
+            Item::Version(e, _newest) => {
                 if let Some(b) = &mut base {
-                    b.list.append_sorted(e.key, e.lsn, e.value, e.flags);
-                    if !newest || e.value.is_none() {
+                    if let Some(m) = &mut merge {
+                        m.append_before(b, Some(e.key));
+                    } else if let Some(h) = tail {
+                        // Look for the log's versions now and then (a lock per look), or wait
+                        // for them where a test asked to.
+                        seen += 1;
+                        let took = if wait_at == Some(seen) {
+                            h.wait_take()
+                        } else if seen.is_multiple_of(1024) {
+                            h.try_take()
+                        } else {
+                            None
+                        };
+                        if let Some(t) = took {
+                            let m = merge.insert(TailMerge::start(t, b));
+                            m.append_before(b, Some(e.key));
+                        }
+                    }
+                    // Garbage as a build counts it: every version but its key's first (the
+                    // newest; a version of the log's may come first), and tombstones.
+                    if b.list.append_sorted(e.key, e.lsn, e.value, e.flags) || e.value.is_none() {
                         b.garbage += 1;
                     }
                     if e.flags & TRIMMED_BELOW != 0 {
@@ -911,6 +1125,16 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
             }
         },
     )?;
+    if let (Some(b), Some(h)) = (&mut base, tail) {
+        // The pass is over: the log's versions past the checkpoint's last key are appended
+        // too (waiting for the replay to sort them, if it has not yet).
+        if merge.is_none() {
+            merge = h.wait_take().map(|t| TailMerge::start(t, b));
+        }
+        if let Some(m) = &mut merge {
+            m.append_before(b, None);
+        }
+    }
     if let Some(b) = &base {
         b.list.end_prefault();
     }
@@ -919,6 +1143,8 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
         versions,
         retention,
         keys,
+        merged: merge.map(|m| (m.tail, m.from)),
+        unmerged: None,
     })
 }
 
@@ -928,12 +1154,12 @@ fn seed_from_checkpoint(vfs: &dyn Vfs, dir: &Path, manifest: &Manifest) -> Resul
 /// (the list's insert hint): the walk over the checkpoint's versions is one forward pass at each
 /// level, over nodes that lie in key order in the arena, not a search from the top per version;
 /// and the checkpoint's versions are neither copied nor freed.
-fn insert_tail(base: &mut Base, tail: &Versions) {
-    base.list.prefault(
-        tail.len() as u64,
-        (tail.payload_bytes() + tail.len() * 16) as u64,
-    );
-    for i in 0..tail.len() {
+fn insert_tail(base: &mut Base, tail: &Versions, end: usize) {
+    // `end` of the versions, with a share of their bytes.
+    let bytes = (tail.payload_bytes() + tail.len() * 16) as u64;
+    base.list
+        .prefault(end as u64, bytes / tail.len().max(1) as u64 * end as u64);
+    for i in 0..end {
         // The tail's bytes are in log order: fetch a few versions ahead.
         tail.prefetch(i + crate::loader::PREFETCH_AHEAD);
         let (key, lsn, value) = tail.get(i);
@@ -1210,7 +1436,7 @@ fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats)
 
 #[cfg(test)]
 mod tests {
-    use super::{insert_tail, nonzero_span, Base};
+    use super::{insert_tail, nonzero_span, Base, TailHandoff, TailMerge};
     use crate::index::retention::Plan;
     use crate::loader::{build, Versions};
     use crate::skiplist::SkipList;
@@ -1276,7 +1502,8 @@ mod tests {
                 marked: 0,
             };
             base.list.defer_key_index();
-            insert_tail(&mut base, &as_versions(&tail));
+            let tail_v = as_versions(&tail);
+            insert_tail(&mut base, &tail_v, tail_v.len());
             let both = Versions::merge(as_versions(&ckpt), as_versions(&tail));
             let (expected, expected_garbage, _) = build(both, keep_all);
             assert_eq!(contents(&base.list), contents(&expected), "seed {seed:#x}");
@@ -1287,6 +1514,103 @@ mod tests {
                 "seed {seed:#x}: live keys"
             );
         }
+    }
+
+    /// The checkpoint loader's pass with the log's versions handed over part-way (before its
+    /// first version, after some, after its last): the versions it appends in their places
+    /// and those it leaves to `insert_tail` give the list, garbage and live keys of a build of
+    /// both.
+    #[test]
+    fn a_tail_merged_into_the_checkpoint_pass_equals_a_build_of_both() {
+        let keep_all = Plan {
+            boundary: 0,
+            keep_below: None,
+            mark: false,
+        };
+        for seed in [0x9E37_79B9_7F4A_7C15u64, 0x2545_F491_4F6C_DD1D, 7] {
+            let ckpt = versions(seed, 1..3000, 400);
+            let tail = versions(seed ^ 0xABCD, 3000..4500, 500);
+            let both = Versions::merge(as_versions(&ckpt), as_versions(&tail));
+            let (expected, expected_garbage, _) = build(both, keep_all);
+            for handed_at in [0, 1, 700, 1500, ckpt.len() - 1, ckpt.len()] {
+                let mut base = Base {
+                    list: SkipList::new(),
+                    garbage: 0,
+                    marked: 0,
+                };
+                base.list.defer_key_index();
+                let mut merge = None;
+                for (i, (k, l, v)) in ckpt.iter().enumerate() {
+                    if i == handed_at {
+                        merge = Some(TailMerge::start(as_versions(&tail), &base));
+                    }
+                    if let Some(m) = &mut merge {
+                        m.append_before(&mut base, Some(k));
+                    }
+                    if base.list.append_sorted(k, *l, v.as_deref(), 0) || v.is_none() {
+                        base.garbage += 1;
+                    }
+                }
+                let m = merge.get_or_insert_with(|| TailMerge::start(as_versions(&tail), &base));
+                m.append_before(&mut base, None);
+                let (tail_v, from) = (std::mem::take(&mut m.tail), m.from);
+                assert_eq!(
+                    m.next,
+                    tail_v.len(),
+                    "seed {seed:#x} at {handed_at}: all appended"
+                );
+                insert_tail(&mut base, &tail_v, from);
+                let what = format!("seed {seed:#x}, handed over at {handed_at}");
+                assert_eq!(contents(&base.list), contents(&expected), "{what}");
+                assert_eq!(base.garbage, expected_garbage, "{what}: garbage");
+                assert_eq!(
+                    base.list.live_keys(),
+                    expected.live_keys(),
+                    "{what}: live keys"
+                );
+            }
+        }
+    }
+
+    /// The hand-over: what the replay gives is taken once; a replay that ends without giving
+    /// releases a waiting loader; what the loader did not take is reclaimed.
+    #[test]
+    fn the_tail_handoff_gives_once_and_never_strands_the_loader() {
+        let one = || as_versions(&versions(1, 1..10, 5));
+        let h = TailHandoff::default();
+        assert!(h.try_take().is_none(), "nothing before the replay gives");
+        let mut offer = h.offer();
+        offer.give(one());
+        drop(offer);
+        assert_eq!(h.try_take().map(|v| v.len()), Some(9));
+        assert!(
+            h.try_take().is_none() && h.wait_take().is_none(),
+            "taken once"
+        );
+        assert!(h.reclaim().is_none(), "taken: nothing to reclaim");
+
+        let h = TailHandoff::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| h.wait_take().is_none());
+            // The replay failed: its offer goes without a gift.
+            drop(h.offer());
+            assert!(waiter.join().expect("no panic"), "released with nothing");
+        });
+
+        let h = TailHandoff::default();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| h.wait_take().map(|v| v.len()));
+            h.offer().give(one());
+            assert_eq!(waiter.join().expect("no panic"), Some(9));
+        });
+
+        let h = TailHandoff::default();
+        h.offer().give(one());
+        assert_eq!(
+            h.reclaim().map(|v| v.len()),
+            Some(9),
+            "not taken: reclaimed"
+        );
     }
 
     #[test]

@@ -1210,8 +1210,15 @@ impl SkipList {
     /// Single-threaded bulk load: appends a node that must sort strictly after every node
     /// already in the list (asserted), in O(1) without searching. Heights are assigned
     /// deterministically (the n-th node gets 1 + trailing_zeros(n)/2), which yields a perfectly
-    /// balanced p = 1/4 structure.
-    pub(crate) fn append_sorted(&mut self, key: &[u8], lsn: Lsn, value: Option<&[u8]>, flags: u8) {
+    /// balanced p = 1/4 structure. Returns whether the key already had a (newer) node: the
+    /// last node before this one is of the same key.
+    pub(crate) fn append_sorted(
+        &mut self,
+        key: &[u8],
+        lsn: Lsn,
+        value: Option<&[u8]>,
+        flags: u8,
+    ) -> bool {
         debug_assert!(!key.is_empty(), "skiplist: empty key");
         let len = *self.counters.0.len.get_mut();
         if self.tails_len != len {
@@ -1258,6 +1265,7 @@ impl SkipList {
             self.keys
                 .note_new_exclusive(unsafe { NodeRef::from_ptr(node) });
         }
+        newer_exists
     }
 
     /// Recomputes `tails` by walking to the end of every level from the top (O(log n) expected).
