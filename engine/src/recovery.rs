@@ -1485,17 +1485,38 @@ mod tests {
         out
     }
 
+    /// A plan that keeps every version.
+    const KEEP_ALL: Plan = Plan {
+        boundary: 0,
+        keep_below: None,
+        mark: false,
+    };
+
+    /// (seed, a checkpoint's versions, the log's after it) for three seeds.
+    fn histories() -> impl Iterator<Item = (u64, Vec<Version>, Vec<Version>)> {
+        [0x9E37_79B9_7F4A_7C15u64, 0x2545_F491_4F6C_DD1D, 7]
+            .into_iter()
+            .map(|seed| {
+                let ckpt = versions(seed, 1..3000, 400);
+                (seed, ckpt, versions(seed ^ 0xABCD, 3000..4500, 500))
+            })
+    }
+
+    /// `base` holds what a build of the same versions holds: nodes, garbage and live keys.
+    fn assert_built_as(base: &Base, expected: &SkipList, expected_garbage: usize, what: &str) {
+        assert_eq!(contents(&base.list), contents(expected), "{what}");
+        assert_eq!(base.garbage, expected_garbage, "{what}: garbage");
+        assert_eq!(
+            base.list.live_keys(),
+            expected.live_keys(),
+            "{what}: live keys"
+        );
+    }
+
     #[test]
     fn a_tail_inserted_into_a_checkpoint_list_equals_a_build_of_both() {
-        let keep_all = Plan {
-            boundary: 0,
-            keep_below: None,
-            mark: false,
-        };
-        for seed in [0x9E37_79B9_7F4A_7C15u64, 0x2545_F491_4F6C_DD1D, 7] {
-            let ckpt = versions(seed, 1..3000, 400);
-            let tail = versions(seed ^ 0xABCD, 3000..4500, 500);
-            let (list, garbage, _) = build(as_versions(&ckpt), keep_all);
+        for (seed, ckpt, tail) in histories() {
+            let (list, garbage, _) = build(as_versions(&ckpt), KEEP_ALL);
             let mut base = Base {
                 list,
                 garbage,
@@ -1505,13 +1526,12 @@ mod tests {
             let tail_v = as_versions(&tail);
             insert_tail(&mut base, &tail_v, tail_v.len());
             let both = Versions::merge(as_versions(&ckpt), as_versions(&tail));
-            let (expected, expected_garbage, _) = build(both, keep_all);
-            assert_eq!(contents(&base.list), contents(&expected), "seed {seed:#x}");
-            assert_eq!(base.garbage, expected_garbage, "seed {seed:#x}: garbage");
-            assert_eq!(
-                base.list.live_keys(),
-                expected.live_keys(),
-                "seed {seed:#x}: live keys"
+            let (expected, expected_garbage, _) = build(both, KEEP_ALL);
+            assert_built_as(
+                &base,
+                &expected,
+                expected_garbage,
+                &format!("seed {seed:#x}"),
             );
         }
     }
@@ -1522,16 +1542,9 @@ mod tests {
     /// both.
     #[test]
     fn a_tail_merged_into_the_checkpoint_pass_equals_a_build_of_both() {
-        let keep_all = Plan {
-            boundary: 0,
-            keep_below: None,
-            mark: false,
-        };
-        for seed in [0x9E37_79B9_7F4A_7C15u64, 0x2545_F491_4F6C_DD1D, 7] {
-            let ckpt = versions(seed, 1..3000, 400);
-            let tail = versions(seed ^ 0xABCD, 3000..4500, 500);
+        for (seed, ckpt, tail) in histories() {
             let both = Versions::merge(as_versions(&ckpt), as_versions(&tail));
-            let (expected, expected_garbage, _) = build(both, keep_all);
+            let (expected, expected_garbage, _) = build(both, KEEP_ALL);
             for handed_at in [0, 1, 700, 1500, ckpt.len() - 1, ckpt.len()] {
                 let mut base = Base {
                     list: SkipList::new(),
@@ -1561,13 +1574,7 @@ mod tests {
                 );
                 insert_tail(&mut base, &tail_v, from);
                 let what = format!("seed {seed:#x}, handed over at {handed_at}");
-                assert_eq!(contents(&base.list), contents(&expected), "{what}");
-                assert_eq!(base.garbage, expected_garbage, "{what}: garbage");
-                assert_eq!(
-                    base.list.live_keys(),
-                    expected.live_keys(),
-                    "{what}: live keys"
-                );
+                assert_built_as(&base, &expected, expected_garbage, &what);
             }
         }
     }
