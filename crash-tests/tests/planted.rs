@@ -185,12 +185,19 @@ fn catches_a_reopen_that_does_not_resync_the_tail() {
     assert_caught(Bug::SkipResyncOnReopen, &s, &["durability", "I5", "I3"]);
 }
 
-/// The successor of a torn tail is created by the first commit after the reopen: a wrong end
-/// recorded for the torn segment makes the next recovery refuse the log.
+/// The successor of a torn tail (or of a segment too full to resume) is created by the first
+/// commit after the reopen: a wrong end recorded for the old segment makes the next recovery
+/// refuse the log. Since a checkpoint starts a new segment with the next transaction, the last
+/// segment is rarely that full at a reopen in short generations: the default campaign (seeds
+/// 1–8, 120 steps, three generations) is what this test runs.
 #[test]
 fn catches_a_deferred_successor_recording_the_wrong_end() {
     let s = with_bug(Some(Bug::DeferredRotationPastTheEnd), || {
-        power::run(&opts(1..20, vec![Mode::Strict, Mode::Buffered]))
+        power::run(&PowerOptions {
+            seeds: (1..9).collect(),
+            jobs: 2,
+            ..PowerOptions::default()
+        })
     });
     assert_caught(Bug::DeferredRotationPastTheEnd, &s, &["I5", "durability"]);
 }

@@ -1,8 +1,10 @@
 //! Checkpoints, log compaction and online backup: the steps that change the MANIFEST.
 //!
 //! A checkpoint, in order (each step durable before the next one relies on it):
-//! 1. pin a snapshot at the visible LSN V and make the log durable through V, so the checkpoint
-//!    never holds what the log could lose;
+//! 1. pin a snapshot at V — the last LSN assigned, the next transaction starting a new segment
+//!    (so that the log after V begins at a segment's start), or else the visible LSN — make the
+//!    log durable through V, so the checkpoint never holds what the log could lose, and wait for
+//!    V to be visible (every version up to it in the index);
 //! 2. write `<id>.ckpt.tmp` from the index generation (writers go on: the generation is
 //!    insert-only), fdatasync it, rename it `<id>.ckpt`;
 //! 3. replace the MANIFEST (temp file, fdatasync, rename, directory fsync) naming the checkpoint,
@@ -129,8 +131,12 @@ pub(crate) fn run_checkpoint(
         shared.counters.bytes_appended.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
-    // 1. A snapshot at V keeps every version it sees from being trimmed while we read.
-    let lsn = shared.versions.pin(|| shared.visible.get());
+    // 1. A snapshot at V keeps every version it sees from being trimmed while we read. V is
+    // the last LSN assigned, and the next transaction starts a new segment (so that recovery
+    // after this checkpoint reads none of the log below V), or else the visible LSN.
+    let lsn = shared
+        .pin_at_segment_boundary(manifest.checkpoint_lsn)
+        .unwrap_or_else(|| shared.versions.pin(|| shared.visible.get()));
     let _unpin = Unpin(shared, lsn);
     if lsn == 0 || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0) {
         // Nothing committed yet, or nothing since the checkpoint in force.
@@ -140,6 +146,16 @@ pub(crate) fn run_checkpoint(
         });
     }
     make_durable(lsn)?;
+    // Every version at or below V is in the index once V is visible (V may have been assigned
+    // to a commit that had not published yet).
+    if !shared.visible.wait(lsn, || {
+        shared.will_block(ringlog_uring::BlockReason::Visibility)
+    }) {
+        return Err(match &shared.state.lock().poisoned {
+            Some(e) => Error::Poisoned(e.clone()),
+            None => Error::Closed,
+        });
+    }
     let id = c
         .last_id
         .fetch_max(manifest.checkpoint_id, Ordering::Relaxed)

@@ -741,3 +741,79 @@ fn a_checkpoint_records_a_transaction_floor_at_its_lsn() {
         assert!(read().txn_floor >= next, "{io}: {:?}", read());
     });
 }
+
+/// The ids of the segment files in `dir`, ascending.
+fn segment_ids(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The base LSN in segment `id`'s header: the last LSN assigned before its first record.
+fn base_lsn(dir: &Path, id: u64) -> u64 {
+    let bytes = std::fs::read(dir.join(format!("{id:020}.log"))).unwrap();
+    ringlog_format::SegmentHeader::decode(&bytes)
+        .expect("a valid segment header")
+        .base_lsn
+}
+
+/// A checkpoint is taken at the last LSN assigned, and the transaction after it starts a new
+/// segment: the log after a checkpoint begins at a segment's start, so the next checkpoint
+/// needs none of the segments before it (recovery then reads none of the log below it). A
+/// segment holding no record yet is not left behind, and a checkpoint with nothing new asks for
+/// nothing.
+#[test]
+fn the_log_after_a_checkpoint_starts_a_new_segment() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = small(io, Durability::Strict).checkpoint_on_close(false);
+        let db = open(dir.path(), o.clone());
+        for i in 0..50u64 {
+            db.put(&key(i), b"v").unwrap();
+        }
+        let a = db.checkpoint().unwrap();
+        assert_eq!(a.lsn, db.last_assigned_lsn(), "at the last LSN assigned");
+        let first = segment_ids(dir.path());
+        assert_eq!(first.len(), 1, "{first:?}");
+        let s = first[0];
+        // Nothing new: no second segment is asked for.
+        assert_eq!(db.checkpoint().unwrap().id, 0);
+        assert_eq!(db.put(b"after-a", b"1").unwrap(), a.lsn + 1);
+        assert_eq!(
+            segment_ids(dir.path()),
+            [s, s + 1],
+            "the next transaction starts a segment"
+        );
+        assert_eq!(base_lsn(dir.path(), s + 1), a.lsn);
+        for i in 0..5u64 {
+            db.put(&key(i), b"w").unwrap();
+        }
+        let b = db.checkpoint().unwrap();
+        assert_eq!(
+            b.segments_deleted, 1,
+            "segment {s} holds nothing above {}",
+            a.lsn
+        );
+        assert_eq!(segment_ids(dir.path()), [s + 1]);
+        let tail = db.put(b"after-b", b"2").unwrap();
+        assert_eq!(segment_ids(dir.path()), [s + 1, s + 2]);
+        assert_eq!(base_lsn(dir.path(), s + 2), b.lsn);
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o);
+        let r = db.recovery_stats();
+        assert_eq!((r.checkpoint_lsn, r.transactions_applied), (b.lsn, 1));
+        assert_entry(&db, b"after-b", b"2", tail);
+        assert_eq!(db.get(b"after-a").unwrap().as_deref(), Some(&b"1"[..]));
+        for i in 0..50u64 {
+            let want: &[u8] = if i < 5 { b"w" } else { b"v" };
+            assert_eq!(db.get(&key(i)).unwrap().as_deref(), Some(want), "key {i}");
+        }
+    });
+}

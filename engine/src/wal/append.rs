@@ -125,7 +125,12 @@ impl Shared {
             "transaction size was validated"
         );
         let deferred = st.rotate_first.take();
-        if deferred.is_some() || st.cursor as usize + need + reserve > cfg.seg.size as usize {
+        // A checkpoint asked for the next transaction to start a segment (a lease alone stays).
+        let asked = !ops.is_empty() && std::mem::take(&mut st.rotate_next);
+        if deferred.is_some()
+            || asked
+            || st.cursor as usize + need + reserve > cfg.seg.size as usize
+        {
             // Rotate: close the open batch of this segment; the next segment records its end.
             let synced = st.synced;
             let prev_end = match (deferred, st.batches.back_mut()) {

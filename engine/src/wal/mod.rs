@@ -102,6 +102,10 @@ pub(crate) struct State {
     /// Set at open when the recovered tail cannot be appended to: the first append starts the next
     /// segment, recording this end of the current one.
     rotate_first: Option<u64>,
+    /// Set by a checkpoint ([`Shared::pin_at_segment_boundary`]): the next transaction starts a
+    /// new segment, so that the log after the checkpoint's LSN begins at a segment's start and
+    /// recovery reads no byte of it below the checkpoint.
+    pub(crate) rotate_next: bool,
     /// Highest LSN lease appended to the log: LSNs up to it may be assigned.
     lease_appended: Lsn,
     /// Appended leases not yet known durable: (bound, first LSN appended after the lease record).
@@ -248,6 +252,7 @@ impl Shared {
                 poisoned: None,
                 spare: Vec::new(),
                 rotate_first: None,
+                rotate_next: false,
                 lease_appended: next_lsn - 1,
                 leases_pending: VecDeque::new(),
                 lease_durable: next_lsn - 1,
@@ -428,6 +433,31 @@ impl Shared {
 
     /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
     /// (its lease, or the last assigned LSN) and the segment being appended to.
+    /// Pins a snapshot at the last LSN assigned so far, B, and makes the next transaction (B + 1)
+    /// start a new segment: a checkpoint at B then leaves no record of the log after it in the
+    /// segments before that one, which it no longer needs (FORMAT.md §13.3). `None` (nothing
+    /// pinned) without a log, when no LSN was assigned in this run, when `last_checkpoint` is B
+    /// (nothing new) or when the log is poisoned or closing: the caller pins the visible LSN.
+    /// B may be above the visible LSN: the caller waits for it before reading the index at B.
+    pub(crate) fn pin_at_segment_boundary(&self, last_checkpoint: Lsn) -> Option<Lsn> {
+        self.log.as_ref()?;
+        let mut st = self.state.lock();
+        let last = st.next_lsn - 1;
+        if st.poisoned.is_some()
+            || st.closing
+            || last == last_checkpoint
+            || last <= self.visible.skipped()
+        {
+            return None;
+        }
+        // Under the log mutex (lock order: state, then the snapshot registry): no LSN above B is
+        // assigned yet, and no trim passes B once it is pinned.
+        let lsn = self.versions.pin(|| last);
+        // A segment holding no record yet needs no successor: the next transaction starts there.
+        st.rotate_next = st.cursor > ringlog_format::SEGMENT_HEADER_LEN as u64;
+        Some(lsn)
+    }
+
     pub(crate) fn checkpoint_floors(&self) -> (Lsn, u64) {
         let st = self.state.lock();
         (st.lease_appended.max(st.next_lsn - 1), st.seg_id)
