@@ -76,10 +76,13 @@ pub struct CheckpointInfo {
 }
 
 impl Db {
-    /// Writes a checkpoint — a consistent image of every retained version at the newest visible
-    /// LSN — and compacts: once the MANIFEST naming it is durable, deletes the previous checkpoint
-    /// and every log segment wholly below it. The next open loads the checkpoint and replays only
-    /// the log after it. Writers go on meanwhile; one checkpoint runs at a time.
+    /// Writes a checkpoint — a consistent image of every retained version at the last LSN
+    /// assigned when it starts (it waits for that LSN to be durable and visible) — and compacts:
+    /// once the MANIFEST naming it is durable, deletes the previous checkpoint and every log
+    /// segment wholly below it. The next transaction starts a new log segment, so the log after
+    /// the checkpoint begins at a segment's start and the next checkpoint drops every segment
+    /// before it. The next open loads the checkpoint and replays only the log after it. Writers
+    /// go on meanwhile; one checkpoint runs at a time.
     ///
     /// The database also checkpoints on its own every [`crate::Options::checkpoint_bytes`] bytes
     /// of log.
