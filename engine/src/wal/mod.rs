@@ -105,7 +105,7 @@ pub(crate) struct State {
     /// Set by a checkpoint ([`Shared::pin_at_segment_boundary`]): the next transaction starts a
     /// new segment, so that the log after the checkpoint's LSN begins at a segment's start and
     /// recovery reads no byte of it below the checkpoint.
-    pub(crate) rotate_next: bool,
+    rotate_next: bool,
     /// Highest LSN lease appended to the log: LSNs up to it may be assigned.
     lease_appended: Lsn,
     /// Appended leases not yet known durable: (bound, first LSN appended after the lease record).
@@ -431,8 +431,6 @@ impl Shared {
             .max(self.visible.get())
     }
 
-    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
-    /// (its lease, or the last assigned LSN) and the segment being appended to.
     /// Pins a snapshot at the last LSN assigned so far, B, and makes the next transaction (B + 1)
     /// start a new segment: a checkpoint at B then leaves no record of the log after it in the
     /// segments before that one, which it no longer needs (FORMAT.md §13.3). `None` (nothing
@@ -458,6 +456,8 @@ impl Shared {
         Some(lsn)
     }
 
+    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
+    /// (its lease, or the last assigned LSN) and the segment being appended to.
     pub(crate) fn checkpoint_floors(&self) -> (Lsn, u64) {
         let st = self.state.lock();
         (st.lease_appended.max(st.next_lsn - 1), st.seg_id)
