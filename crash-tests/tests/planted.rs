@@ -881,7 +881,7 @@ fn catches_batch_heads_that_claim_everything_before_them_durable() {
 /// Recovery from a checkpoint merges the log's versions (sorted by the replay) into the
 /// checkpoint loader's pass; those whose keys the pass had already passed when it took them
 /// are inserted afterwards. The campaign's small-chunk knob makes the loader wait for them
-/// half-way, so every such recovery takes both paths; a loader that forgets the second part
+/// half-way, so that recoveries take both paths; a loader that forgets the second part
 /// recovers older values (or none) for keys the log after the checkpoint overwrote.
 #[test]
 fn catches_a_merge_that_forgets_the_versions_it_passed() {

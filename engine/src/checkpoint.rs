@@ -306,9 +306,8 @@ pub(crate) enum Item<'a> {
     },
     /// The retention policy and trim floor stored with the checkpoint.
     Retention(Retention, Lsn),
-    /// A user version (`value: None` for a tombstone) with its flags, and whether it is its
-    /// key's newest (the first of the key in list order).
-    Version(&'a Entry<'a>, bool),
+    /// A user version (`value: None` for a tombstone) with its flags.
+    Version(&'a Entry<'a>),
 }
 
 /// Blocks the checkpoint reader may have read ahead of the load.
@@ -577,14 +576,13 @@ pub(crate) fn load(
                 if order != std::cmp::Ordering::Less {
                     return Err(corrupt(at, "checkpoint entries out of order".into()));
                 }
-                let newest = key_order.is_lt();
-                if newest {
+                if key_order.is_lt() {
                     keys += 1;
                     prev_key.clear();
                     prev_key.extend_from_slice(e.key);
                 }
                 prev_lsn = Some(e.lsn);
-                sink(Item::Version(&e, newest));
+                sink(Item::Version(&e));
             }
             if in_block != named {
                 return Err(corrupt(

@@ -447,6 +447,8 @@ pub(crate) fn recover(
     // the two are independent until the merge below. A truncating recovery, which may move
     // segments aside while it replays, loads the checkpoint first instead, so that a damaged
     // checkpoint fails the open before anything is changed.
+    // The log's versions, sorted by the concurrent load's replay but not taken by its loader.
+    let mut unmerged = None;
     let (seeded, tail) = if manifest.checkpoint_id == 0 {
         (None, scan_log(vfs, dir, manifest, mode, &mut app, ids)?)
     } else if truncating {
@@ -482,18 +484,17 @@ pub(crate) fn recover(
             (seeded, scanned)
         });
         // Damage to the checkpoint is reported first, as when it was loaded first.
-        let mut seeded = seeded?;
-        let scanned = scanned?;
+        let (seeded, scanned) = (seeded?, scanned?);
         // Sorted above but not taken by the loader (a per-key policy, or no loader thread):
         // merged below as when the checkpoint is loaded first.
-        seeded.unmerged = handoff.reclaim();
+        unmerged = handoff.reclaim();
         (Some(seeded), scanned)
     };
     let mut base = None;
     let mut ckpt_versions = None;
     // The log's versions: sorted already (by the concurrent load), of which the loader appended
     // all from `merged_from` on; or still in the replay's loader.
-    let mut sorted = None;
+    let mut sorted = unmerged;
     let mut merged_from = None;
     if let Some(seeded) = seeded {
         // The policy the log ends with, else the checkpoint's; the floor never below either.
@@ -509,8 +510,6 @@ pub(crate) fn recover(
         if let Some((tail, from)) = seeded.merged {
             sorted = Some(tail);
             merged_from = Some(from);
-        } else {
-            sorted = seeded.unmerged;
         }
     }
     app.stats.last_lsn = app.last_applied;
@@ -874,8 +873,6 @@ struct Seeded {
     /// the index from which the loader appended them in its pass: those before it are still
     /// to be inserted.
     merged: Option<(Versions, usize)>,
-    /// The log's versions, sorted by the replay but not taken by the loader.
-    unmerged: Option<Versions>,
 }
 
 /// The hand-over of the log's versions (sorted) from the replay to the checkpoint's loader, which
@@ -935,14 +932,10 @@ impl TailHandoff {
     /// The versions, if the replay gave them already.
     fn try_take(&self) -> Option<Versions> {
         let mut slot = self.slot.lock();
-        match std::mem::replace(&mut *slot, TailSlot::Closed) {
-            TailSlot::Ready(v) => Some(v),
-            TailSlot::Pending => {
-                *slot = TailSlot::Pending;
-                None
-            }
-            TailSlot::Closed => None,
+        if matches!(*slot, TailSlot::Pending) {
+            return None;
         }
+        slot.take()
     }
 
     /// The versions, once the replay gives them; `None` if it gives none.
@@ -951,15 +944,19 @@ impl TailHandoff {
         while matches!(*slot, TailSlot::Pending) {
             self.given.wait(&mut slot);
         }
-        match std::mem::replace(&mut *slot, TailSlot::Closed) {
-            TailSlot::Ready(v) => Some(v),
-            _ => None,
-        }
+        slot.take()
     }
 
     /// The versions the loader did not take.
     fn reclaim(&self) -> Option<Versions> {
-        match std::mem::replace(&mut *self.slot.lock(), TailSlot::Closed) {
+        self.slot.lock().take()
+    }
+}
+
+impl TailSlot {
+    /// The versions if they are here, closing the slot.
+    fn take(&mut self) -> Option<Versions> {
+        match std::mem::replace(self, TailSlot::Closed) {
             TailSlot::Ready(v) => Some(v),
             _ => None,
         }
@@ -1090,7 +1087,7 @@ fn seed_from_checkpoint(
                     });
                 }
             }
-            Item::Version(e, _newest) => {
+            Item::Version(e) => {
                 if let Some(b) = &mut base {
                     if let Some(m) = &mut merge {
                         m.append_before(b, Some(e.key));
@@ -1144,7 +1141,6 @@ fn seed_from_checkpoint(
         retention,
         keys,
         merged: merge.map(|m| (m.tail, m.from)),
-        unmerged: None,
     })
 }
 

@@ -765,9 +765,7 @@ fn base_lsn(dir: &Path, id: u64) -> u64 {
 
 /// A checkpoint is taken at the last LSN assigned, and the transaction after it starts a new
 /// segment: the log after a checkpoint begins at a segment's start, so the next checkpoint
-/// needs none of the segments before it (recovery then reads none of the log below it). A
-/// segment holding no record yet is not left behind, and a checkpoint with nothing new asks for
-/// nothing.
+/// needs none of the segments before it (recovery then reads none of the log below it).
 #[test]
 fn the_log_after_a_checkpoint_starts_a_new_segment() {
     on_each_path(|io| {
@@ -782,7 +780,7 @@ fn the_log_after_a_checkpoint_starts_a_new_segment() {
         let first = segment_ids(dir.path());
         assert_eq!(first.len(), 1, "{first:?}");
         let s = first[0];
-        // Nothing new: no second segment is asked for.
+        // Nothing new: nothing written.
         assert_eq!(db.checkpoint().unwrap().id, 0);
         assert_eq!(db.put(b"after-a", b"1").unwrap(), a.lsn + 1);
         assert_eq!(

@@ -451,8 +451,8 @@ impl Shared {
         // Under the log mutex (lock order: state, then the snapshot registry): no LSN above B is
         // assigned yet, and no trim passes B once it is pinned.
         let lsn = self.versions.pin(|| last);
-        // A segment holding no record yet needs no successor: the next transaction starts there.
-        st.rotate_next = st.cursor > ringlog_format::SEGMENT_HEADER_LEN as u64;
+        // B was assigned in this run, so its transaction is in the segment being appended to.
+        st.rotate_next = true;
         Some(lsn)
     }
 
