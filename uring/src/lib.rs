@@ -4,14 +4,15 @@
 //! [`Vfs`] trait, so that a simulated disk can replace the real one for power-loss testing:
 //!
 //! * [`Vfs`] — the filesystem: open/create files, list, rename, remove, directory fsync, locks,
-//!   and a [`LogDriver`] for the log thread.
+//!   batched positional reads ([`Vfs::read_batch`]), and a [`LogDriver`] for the log thread.
 //! * [`VFile`] — one open file: positional reads and writes, `fdatasync`, preallocation.
 //! * [`LogDriver`] — owned by the engine's single log thread: writes a batch and makes it durable
 //!   (the commit path), and waits for work or a timer.
 //!
 //! Two implementations: [`PosixVfs`] (portable: `pwrite` + `fdatasync`, a condition variable as
 //! timer) and [`UringVfs`] (one io_uring per log thread: the write SQE linked to an
-//! `Fsync(DATASYNC)` SQE or a single `RWF_DSYNC` write, a `Timeout` SQE as the coalescing timer).
+//! `Fsync(DATASYNC)` SQE or a single `RWF_DSYNC` write, a `Timeout` SQE as the coalescing timer;
+//! a batch of reads goes to the kernel in one submission on a ring of a small pool).
 //! [`select`] picks io_uring when the kernel offers it and falls back to the portable path,
 //! logging why; `RINGLOG_IO=uring|portable|auto` forces a choice.
 
@@ -265,6 +266,41 @@ pub trait VFile: Send + Sync {
     }
 }
 
+/// One read of a batch: fill `buf` exactly from `file` at `offset`. See [`Vfs::read_batch`].
+pub struct BatchRead<'a> {
+    /// The file read (its descriptor, if it has one, stays open for the call: it is borrowed).
+    pub file: &'a dyn VFile,
+    /// Where in the file the read starts.
+    pub offset: u64,
+    /// Filled whole on success; its contents are unspecified after a failure.
+    pub buf: &'a mut [u8],
+    /// Set by [`Vfs::read_batch`]: `Ok(())` when `buf` was filled exactly; an error otherwise
+    /// (`UnexpectedEof` when the file ended before `buf` was full).
+    pub result: Option<io::Result<()>>,
+}
+
+impl<'a> BatchRead<'a> {
+    /// A read of `buf.len()` bytes of `file` at `offset`, not yet done (`result` is `None`).
+    pub fn new(file: &'a dyn VFile, offset: u64, buf: &'a mut [u8]) -> BatchRead<'a> {
+        BatchRead {
+            file,
+            offset,
+            buf,
+            result: None,
+        }
+    }
+}
+
+impl fmt::Debug for BatchRead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchRead")
+            .field("offset", &self.offset)
+            .field("len", &self.buf.len())
+            .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A held exclusive lock on a file; dropping it releases the lock.
 pub trait FileLock: Send + Sync {}
 
@@ -406,6 +442,17 @@ pub trait Vfs: Send + Sync + 'static {
     fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn FileWriter + 'a> {
         Box::new(SyncFileWriter::new(file))
     }
+    /// Reads every request of `reads`, setting each one's [`BatchRead::result`] (a result set
+    /// before the call is replaced). The io_uring backend submits all of them in one submission
+    /// on a ring (`IORING_OP_READ`; a batch larger than the ring is fed to it as reads complete);
+    /// the default reads them one after the other with [`VFile::read_exact_at`]. Never fails as a
+    /// whole: errors are per request, and one request's error does not affect the others. An empty
+    /// `buf` is `Ok` without any I/O. When it returns, no I/O referencing any `buf` is in flight.
+    fn read_batch(&self, reads: &mut [BatchRead<'_>]) {
+        for r in reads {
+            r.result = Some(r.file.read_exact_at(r.buf, r.offset));
+        }
+    }
     /// Opens (or creates) a file.
     ///
     /// # Errors
@@ -534,7 +581,9 @@ pub enum BlockReason {
 /// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,
 /// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `filesystem`, `now`, `will_block`) by forwarding each to `self.$field`,
 /// which offers the same methods — another `Vfs`, for a wrapper that only changes the log driver
-/// or the backend description. Use it inside an `impl Vfs for ...` block.
+/// or the backend description. Use it inside an `impl Vfs for ...` block. The I/O helpers with a
+/// default — [`Vfs::file_writer`], [`Vfs::read_batch`], [`Vfs::write_durable_here`] — are not
+/// forwarded: the wrapper keeps the trait's defaults unless it forwards them itself.
 ///
 /// ```
 /// use std::sync::Arc;

@@ -16,6 +16,10 @@
 //!   finished one with its buffer. SQEs name their commit by slot in the `user_data` payload.
 //! * [`UringDriver::wait`] keeps a one-shot `PollAdd` armed on an `eventfd` (the [`Waker`] writes
 //!   to it from any thread) and, when given a timeout, a `Timeout` SQE used as a pure timer.
+//! * [`Vfs::read_batch`] pushes one `Read` SQE per request on a ring taken from a small pool of
+//!   the [`UringVfs`] (rings any thread may enter: no `SINGLE_ISSUER`), submits them together and
+//!   reaps them, resubmitting the remainder of short reads; the ring goes back to the pool only
+//!   once every read it carried has completed.
 //!
 //! The ring is created with `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel allows it (falling
 //! back to `COOP_TASKRUN | TASKRUN_FLAG`, then to no flags), disabled (`R_DISABLED`) until its
@@ -37,7 +41,7 @@ use crate::posix::PosixFs;
 use ringlog_format::AlignedBuf;
 
 use crate::{
-    warn_once, BackendInfo, BackendKind, Completion, FileWriter, LogDriver, PosixDriver,
+    warn_once, BackendInfo, BackendKind, BatchRead, Completion, FileWriter, LogDriver, PosixDriver,
     Submission, SyncFileWriter, SyncStrategy, VFile, Vfs, Waker,
 };
 
@@ -82,6 +86,7 @@ const IO_URING_DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
 
 static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
 static DRIVER_FALLBACK: Once = Once::new();
+static READ_RING_FALLBACK: Once = Once::new();
 
 // ---------------------------------------------------------------------------------------------
 // Ring setup and probing
@@ -126,6 +131,12 @@ fn build_ring(entries: u32, disabled: bool) -> io::Result<(IoUring, RingMode)> {
         }
         Err(e) => return Err(e),
     }
+    build_shared_ring(entries)
+}
+
+/// Builds a ring that any thread may enter (no `SINGLE_ISSUER`): `COOP_TASKRUN | TASKRUN_FLAG`
+/// where the kernel accepts them, else no setup flags.
+fn build_shared_ring(entries: u32) -> io::Result<(IoUring, RingMode)> {
     let mut b = IoUring::builder();
     b.setup_coop_taskrun().setup_taskrun_flag();
     match b.build(entries) {
@@ -249,6 +260,9 @@ pub struct UringVfs {
     /// Set when a [`UringDriver`] could not be created and a log thread got the portable driver
     /// instead; reported by [`Vfs::backend`].
     driver_fallback: Mutex<Option<String>>,
+    /// Idle rings for [`Vfs::read_batch`] (at most [`READ_RING_POOL`]). A ring is here only with
+    /// nothing in flight and its completion queue empty.
+    read_rings: Mutex<Vec<IoUring>>,
 }
 
 impl UringVfs {
@@ -258,7 +272,45 @@ impl UringVfs {
             fs: PosixFs,
             reason,
             driver_fallback: Mutex::new(None),
+            read_rings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A ring for one `read_batch`: an idle one of the pool, else a new one, which must offer
+    /// `IORING_OP_READ`. The caller has it to itself until [`UringVfs::put_read_ring`].
+    fn take_read_ring(&self) -> Result<IoUring, (&'static str, io::Error)> {
+        if let Some(ring) = self.read_rings.lock().pop() {
+            return Ok(ring);
+        }
+        let (ring, mode) =
+            build_shared_ring(READ_RING_ENTRIES).map_err(|e| ("io_uring_setup", e))?;
+        let mut ops = io_uring::Probe::new();
+        ring.submitter()
+            .register_probe(&mut ops)
+            .map_err(|e| ("io_uring_register(PROBE)", e))?;
+        if !ops.is_supported(opcode::Read::CODE) {
+            return Err((
+                "io_uring_register(PROBE)",
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "io_uring lacks the Read opcode on this kernel",
+                ),
+            ));
+        }
+        log::debug!("io_uring read ring created ({})", mode.describe());
+        Ok(ring)
+    }
+
+    /// Returns a ring whose every read completed and was reaped to the pool, or closes it when
+    /// the pool is full.
+    fn put_read_ring(&self, ring: IoUring) {
+        let mut pool = self.read_rings.lock();
+        if pool.len() < READ_RING_POOL {
+            pool.push(ring);
+            return;
+        }
+        drop(pool);
+        drop(ring);
     }
 }
 
@@ -284,6 +336,49 @@ impl Vfs for UringVfs {
             None => Box::new(SyncFileWriter::new(file)),
         }
     }
+    /// Requests on files with a descriptor go to the kernel together, as `Read` SQEs on a ring
+    /// of this backend's small pool (64 in flight at most; the rest follow as earlier ones
+    /// complete). The others (files without a descriptor, empty buffers) are read with
+    /// [`VFile::read_exact_at`], and so is every request when no ring can be had (logged once)
+    /// or the rest of the batch when the ring fails.
+    fn read_batch(&self, reads: &mut [BatchRead<'_>]) {
+        // The ring's part is `read_on_ring`'s. An offset beyond `i64::MAX` stays off the ring:
+        // the kernel would take `u64::MAX` (-1) as "at the file position", where `pread` fails
+        // with EINVAL.
+        let mut on_ring = Vec::new();
+        for (i, r) in reads.iter_mut().enumerate() {
+            r.result = None;
+            if let Some(fd) = r.file.raw_fd() {
+                if !r.buf.is_empty() && i64::try_from(r.offset).is_ok() {
+                    on_ring.push((i, fd));
+                }
+            }
+        }
+        if !on_ring.is_empty() {
+            match self.take_read_ring() {
+                Ok(mut ring) => match read_on_ring(&mut ring, reads, &on_ring) {
+                    Ok(()) => self.put_read_ring(ring),
+                    // The ring is closed unused: the reads it did not finish are not in flight
+                    // and are read below.
+                    Err(e) => log::warn!(
+                        "io_uring read ring failed ({}); finishing the batch with plain reads",
+                        classify_here("io_uring_enter", &e)
+                    ),
+                },
+                Err((call, e)) => warn_once(
+                    &READ_RING_FALLBACK,
+                    format_args!(
+                        "io_uring read ring unavailable ({}); batched reads are read one by one",
+                        classify_here(call, &e)
+                    ),
+                ),
+            }
+        }
+        for r in reads.iter_mut().filter(|r| r.result.is_none()) {
+            r.result = Some(r.file.read_exact_at(r.buf, r.offset));
+        }
+    }
+
     /// A committer's own round uses plain system calls ([`crate::write_durable_now`]): for one
     /// write and one sync, the ring is no faster, and only the log thread owns the ring.
     fn writes_here(&self) -> bool {
@@ -1673,6 +1768,239 @@ impl Drop for RingWriter<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batched reads
+// ---------------------------------------------------------------------------------------------
+
+/// Submission queue size of a `read_batch` ring: the most reads it has in flight at once (a larger
+/// batch is fed to it as earlier reads complete). Its completion queue is twice as large, so the
+/// completions of the reads in flight always fit.
+const READ_RING_ENTRIES: u32 = 64;
+
+/// Most idle `read_batch` rings a [`UringVfs`] keeps (more exist while more threads read at once;
+/// a ring returned to a full pool is closed).
+const READ_RING_POOL: usize = 4;
+
+/// What to do with a request of a batch after the completion of its `Read` SQE.
+#[derive(Debug)]
+enum ReadStep {
+    /// Submit a `Read` for the rest of the buffer (a short read, or `-EINTR`/`-EAGAIN`).
+    Resubmit,
+    /// The request is finished with this result.
+    Done(io::Result<()>),
+}
+
+/// One request of a batch on the ring, between its SQEs.
+#[derive(Debug)]
+struct RingRead {
+    fd: RawFd,
+    /// `buf[..done]` is read.
+    done: usize,
+    /// Length of its `Read` SQE whose completion has not been reaped: the kernel may write
+    /// `buf[done..done + len]` until then.
+    in_flight: Option<usize>,
+    /// Retries (`-EINTR`/`-EAGAIN`) since the last progress.
+    stalled: u32,
+}
+
+impl RingRead {
+    fn new(fd: RawFd) -> RingRead {
+        RingRead {
+            fd,
+            done: 0,
+            in_flight: None,
+            stalled: 0,
+        }
+    }
+
+    /// Starts the next `Read` of a `len`-byte buffer: returns where in the buffer and how many
+    /// bytes (at most [`MAX_CHUNK`]).
+    fn start(&mut self, len: usize) -> (usize, usize) {
+        debug_assert!(self.in_flight.is_none() && self.done < len);
+        let n = (len - self.done).min(MAX_CHUNK);
+        self.in_flight = Some(n);
+        (self.done, n)
+    }
+
+    /// The completion of its `Read` (`res`: bytes read or `-errno`) for a `len`-byte buffer.
+    fn on_read(&mut self, res: i32, len: usize) -> ReadStep {
+        let Some(asked) = self.in_flight.take() else {
+            return ReadStep::Done(Err(io::Error::other(
+                "io_uring read completion with no read in flight",
+            )));
+        };
+        if res < 0 {
+            return match -res {
+                libc::EINTR | libc::EAGAIN => {
+                    self.stalled += 1;
+                    if self.stalled > MAX_STALLED_RETRIES {
+                        ReadStep::Done(Err(io::Error::other(format!(
+                            "io_uring read made no progress after {MAX_STALLED_RETRIES} retries"
+                        ))))
+                    } else {
+                        ReadStep::Resubmit
+                    }
+                }
+                errno => ReadStep::Done(Err(io::Error::from_raw_os_error(errno))),
+            };
+        }
+        let n = res as usize;
+        if n == 0 {
+            return ReadStep::Done(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file ended early",
+            )));
+        }
+        if n > asked {
+            return ReadStep::Done(Err(io::Error::other(format!(
+                "io_uring read reported {n} bytes read for a {asked}-byte request"
+            ))));
+        }
+        self.done += n;
+        self.stalled = 0;
+        if self.done == len {
+            ReadStep::Done(Ok(()))
+        } else {
+            ReadStep::Resubmit
+        }
+    }
+}
+
+/// Counts the `Read` SQEs pushed and not yet reaped, and aborts the process if dropped while one
+/// may still be with the kernel (a panic unwinding out of [`read_on_ring`] would otherwise let the
+/// caller free a buffer the kernel still writes to).
+struct ReadsInFlight(usize);
+
+impl Drop for ReadsInFlight {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            log::error!(
+                "io_uring: leaving a read batch with {} read(s) possibly in flight; aborting \
+                 rather than letting their buffers be freed",
+                self.0
+            );
+            std::process::abort();
+        }
+    }
+}
+
+/// Reads the requests `on_ring` of `reads` (index in `reads`, descriptor of its file; none with
+/// an empty buffer or an offset beyond `i64::MAX`) on `ring`, an idle ring nobody else uses, setting their results. Up to the
+/// ring's size are in flight at once, each SQE's `user_data` being its request's index; short
+/// reads are resubmitted for their remainder. Returns once every SQE pushed was reaped, the ring
+/// idle again.
+///
+/// `Err` when `io_uring_enter` failed with something other than `EINTR`/`EAGAIN`/`EBUSY`: it then
+/// first waits for every read the kernel already has, and returns once the only SQEs left are
+/// ones the kernel never consumed. The caller must then close the ring without entering it again
+/// (so they never are); the requests left without a result are not in flight. Should the ring
+/// refuse to be waited on while the kernel has reads, the process aborts: returning would let the
+/// caller free buffers the kernel writes to.
+fn read_on_ring(
+    ring: &mut IoUring,
+    reads: &mut [BatchRead<'_>],
+    on_ring: &[(usize, RawFd)],
+) -> io::Result<()> {
+    // Never more in flight than either queue holds: pushes cannot fail and completions cannot
+    // overflow.
+    let depth = ring.params().sq_entries().min(ring.params().cq_entries()) as usize;
+    let mut state: Vec<Option<RingRead>> = (0..reads.len()).map(|_| None).collect();
+    let mut pending = VecDeque::with_capacity(on_ring.len());
+    for &(i, fd) in on_ring {
+        state[i] = Some(RingRead::new(fd));
+        pending.push_back(i);
+    }
+    let mut in_flight = ReadsInFlight(0);
+    let mut broken: Option<io::Error> = None;
+    let mut failed_enters = 0u32;
+    loop {
+        if broken.is_none() {
+            let mut sq = ring.submission();
+            while in_flight.0 < depth {
+                let Some(i) = pending.pop_front() else { break };
+                let s = state[i].as_mut().expect("a pending request has a state");
+                let r = &mut reads[i];
+                let (start, len) = s.start(r.buf.len());
+                let at = r.offset + start as u64;
+                let chunk = &mut r.buf[start..start + len];
+                let sqe = opcode::Read::new(
+                    types::Fd(s.fd),
+                    chunk.as_mut_ptr(),
+                    u32::try_from(len).expect("reads are at most MAX_CHUNK bytes"),
+                )
+                .offset(at)
+                .build()
+                .user_data(i as u64);
+                // SAFETY: the kernel writes at most `len` bytes to `chunk`, which lies in
+                // `reads[i].buf`, a buffer borrowed for longer than this call that nothing else
+                // touches while this SQE is in flight: a request is pushed again, or its buffer
+                // read, only after its completion was reaped (`RingRead::in_flight`), and this
+                // function does not return while a pushed SQE may be with the kernel (it reaps
+                // until `in_flight` is zero; after an enter failure it returns only with SQEs the
+                // kernel never consumed, and the caller closes the ring without entering it; a
+                // panic aborts through `ReadsInFlight`). `fd` stays open: `reads[i].file` is
+                // borrowed for longer than this call too.
+                if unsafe { sq.push(&sqe) }.is_err() {
+                    // Cannot happen (never more pushed than the queue holds); try again later.
+                    s.in_flight = None;
+                    pending.push_front(i);
+                    break;
+                }
+                in_flight.0 += 1;
+            }
+        }
+        if in_flight.0 == 0 {
+            break;
+        }
+        if broken.is_some() && ring.submission().len() == in_flight.0 {
+            // Every SQE left is still queued: the kernel never consumed them and, the ring not
+            // being entered again, never will.
+            in_flight.0 = 0;
+            break;
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => failed_enters = 0,
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+                ) => {}
+            Err(e) => {
+                failed_enters += 1;
+                if failed_enters > MAX_STALLED_RETRIES {
+                    log::error!(
+                        "io_uring_enter keeps failing ({e}) while the kernel has reads of a \
+                         batch; aborting rather than returning while it may still write to \
+                         their buffers"
+                    );
+                    std::process::abort();
+                }
+                broken.get_or_insert(e);
+            }
+        }
+        for cqe in ring.completion() {
+            let (ud, res) = (cqe.user_data(), cqe.result());
+            let Some((i, s)) = usize::try_from(ud)
+                .ok()
+                .and_then(|i| Some((i, state.get_mut(i)?.as_mut()?)))
+                .filter(|(_, s)| s.in_flight.is_some())
+            else {
+                log::error!("io_uring: stray read completion ({res}, user_data {ud}); ignored");
+                continue;
+            };
+            in_flight.0 -= 1;
+            match s.on_read(res, reads[i].buf.len()) {
+                ReadStep::Resubmit => pending.push_back(i),
+                ReadStep::Done(result) => reads[i].result = Some(result),
+            }
+        }
+    }
+    match broken {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2290,5 +2618,161 @@ mod tests {
             "the slot was leaked, file and buffer"
         );
         drop(reader);
+    }
+
+    // --- batched reads ----------------------------------------------------------------------
+
+    fn done(step: ReadStep) -> io::Result<()> {
+        match step {
+            ReadStep::Done(r) => r,
+            ReadStep::Resubmit => panic!("expected the read to finish, got Resubmit"),
+        }
+    }
+
+    #[test]
+    fn a_short_read_resubmits_the_remainder() {
+        let mut r = RingRead::new(3);
+        assert_eq!(r.start(100), (0, 100));
+        assert!(matches!(r.on_read(40, 100), ReadStep::Resubmit));
+        assert_eq!(r.start(100), (40, 60));
+        assert!(matches!(r.on_read(59, 100), ReadStep::Resubmit));
+        assert_eq!(r.start(100), (99, 1));
+        done(r.on_read(1, 100)).unwrap();
+        assert_eq!(r.done, 100);
+        assert!(r.in_flight.is_none());
+    }
+
+    #[test]
+    fn end_of_file_before_the_buffer_is_full_is_unexpected_eof() {
+        let mut r = RingRead::new(3);
+        r.start(100);
+        assert!(matches!(r.on_read(30, 100), ReadStep::Resubmit));
+        assert_eq!(r.start(100), (30, 70));
+        let e = done(r.on_read(0, 100)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn eintr_and_eagain_resubmit_the_same_range_and_errors_finish() {
+        let mut r = RingRead::new(3);
+        r.start(10);
+        assert!(matches!(r.on_read(-libc::EINTR, 10), ReadStep::Resubmit));
+        assert_eq!(r.start(10), (0, 10));
+        assert!(matches!(r.on_read(-libc::EAGAIN, 10), ReadStep::Resubmit));
+        assert_eq!(r.start(10), (0, 10));
+        let e = done(r.on_read(-libc::EIO, 10)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    }
+
+    #[test]
+    fn endless_eagain_on_a_read_gives_up() {
+        let mut r = RingRead::new(3);
+        for _ in 0..MAX_STALLED_RETRIES {
+            r.start(10);
+            assert!(matches!(r.on_read(-libc::EAGAIN, 10), ReadStep::Resubmit));
+        }
+        r.start(10);
+        assert!(done(r.on_read(-libc::EAGAIN, 10)).is_err());
+    }
+
+    #[test]
+    fn an_overlong_read_result_is_an_error() {
+        let mut r = RingRead::new(3);
+        r.start(10);
+        assert!(done(r.on_read(11, 10)).is_err());
+    }
+
+    #[test]
+    fn huge_reads_are_chunked() {
+        let len = 2 * MAX_CHUNK + 5;
+        let mut r = RingRead::new(3);
+        assert_eq!(r.start(len), (0, MAX_CHUNK));
+        assert!(matches!(
+            r.on_read(MAX_CHUNK as i32, len),
+            ReadStep::Resubmit
+        ));
+        assert_eq!(r.start(len), (MAX_CHUNK, MAX_CHUNK));
+        assert!(matches!(
+            r.on_read(MAX_CHUNK as i32, len),
+            ReadStep::Resubmit
+        ));
+        assert_eq!(r.start(len), (2 * MAX_CHUNK, 5));
+        done(r.on_read(5, len)).unwrap();
+    }
+
+    /// A file of `len` pattern bytes in `dir`.
+    fn pattern_file(dir: &std::path::Path, name: &str, len: usize) -> (crate::PosixFile, Vec<u8>) {
+        let bytes = pattern(len as u64, len);
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        let file = crate::PosixFile::open(&dir.join(name), OpenOptions::default()).unwrap();
+        (file, bytes)
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_ring_is_fed_to_it_as_reads_complete() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (file, bytes) = pattern_file(dir.path(), "f", 100_000);
+        let (mut ring, _) = build_shared_ring(4).unwrap();
+        let spans: Vec<(usize, usize)> = (0..50).map(|i| (i * 1999 % 90_000, 1 + i * 97)).collect();
+        let mut bufs: Vec<Vec<u8>> = spans.iter().map(|&(_, len)| vec![0; len]).collect();
+        let mut reads: Vec<BatchRead<'_>> = spans
+            .iter()
+            .zip(&mut bufs)
+            .map(|(&(at, _), buf)| BatchRead::new(&file, at as u64, buf))
+            .collect();
+        let on_ring: Vec<(usize, RawFd)> = (0..reads.len())
+            .map(|i| (i, file.raw_fd().unwrap()))
+            .collect();
+        read_on_ring(&mut ring, &mut reads, &on_ring).unwrap();
+        assert!(reads.iter().all(|r| matches!(r.result, Some(Ok(())))));
+        drop(reads);
+        for (&(at, len), buf) in spans.iter().zip(&bufs) {
+            assert!(buf[..] == bytes[at..at + len], "read at {at}, {len} bytes");
+        }
+        // The ring is idle again: nothing queued, nothing to reap.
+        assert!(ring.submission().is_empty());
+        assert!(ring.completion().is_empty());
+    }
+
+    #[test]
+    fn read_batch_returns_its_ring_to_the_pool() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (file, bytes) = pattern_file(dir.path(), "f", 10_000);
+        let vfs = UringVfs::new("test".into());
+        for _ in 0..3 {
+            let (mut a, mut b) = (vec![0; 100], vec![0; 5000]);
+            let mut reads = [
+                BatchRead::new(&file, 0, &mut a),
+                BatchRead::new(&file, 4000, &mut b),
+            ];
+            vfs.read_batch(&mut reads);
+            assert!(reads.iter().all(|r| matches!(r.result, Some(Ok(())))));
+            assert!(a[..] == bytes[..100] && b[..] == bytes[4000..9000]);
+            assert_eq!(vfs.read_rings.lock().len(), 1, "one ring, reused");
+        }
+    }
+
+    #[test]
+    fn the_read_ring_pool_is_capped() {
+        if !have_uring() {
+            return;
+        }
+        let vfs = UringVfs::new("test".into());
+        let rings: Vec<IoUring> = (0..READ_RING_POOL + 2)
+            .map(|_| vfs.take_read_ring().unwrap())
+            .collect();
+        assert!(vfs.read_rings.lock().is_empty());
+        for ring in rings {
+            vfs.put_read_ring(ring);
+        }
+        assert_eq!(vfs.read_rings.lock().len(), READ_RING_POOL);
+        let _taken = vfs.take_read_ring().unwrap();
+        assert_eq!(vfs.read_rings.lock().len(), READ_RING_POOL - 1);
     }
 }
