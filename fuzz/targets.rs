@@ -672,6 +672,7 @@ fn reopen(
 fn scan(db: &Db) -> State {
     db.range::<&[u8], _>(..)
         .expect("scanning a database just opened")
+        .map(|item| item.expect("reading an entry of a database just opened"))
         .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
         .collect()
 }
@@ -705,10 +706,20 @@ fn check_state(db: &Db, state: &State, stats: &RecoveryStats) {
             "get({k:?}) disagrees with range(..)"
         );
     }
-    let all = db.prefix(&[]).expect("prefix on an open database").count();
+    let all = db
+        .prefix(&[])
+        .expect("prefix on an open database")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the entries of prefix(\"\")")
+        .len();
     assert_eq!(all, state.len(), "prefix(\"\") and range(..) disagree");
     if let Some((k, _, _)) = state.first() {
-        let n = db.prefix(k).expect("prefix on an open database").count();
+        let n = db
+            .prefix(k)
+            .expect("prefix on an open database")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the entries of prefix")
+            .len();
         let want = state.iter().filter(|e| e.0.starts_with(k)).count();
         assert_eq!(n, want, "prefix({k:?})");
     }

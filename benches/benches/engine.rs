@@ -174,13 +174,22 @@ fn scans(c: &mut Criterion) {
         .throughput(Throughput::Elements(N));
     g.bench_function("forward", |b| {
         b.iter(|| {
-            let n = db.range::<&[u8], _>(..).unwrap().count() as u64;
+            let n = db
+                .range::<&[u8], _>(..)
+                .unwrap()
+                .map(Result::unwrap)
+                .count() as u64;
             assert_eq!(n, N);
         })
     });
     g.bench_function("reverse", |b| {
         b.iter(|| {
-            let n = db.range::<&[u8], _>(..).unwrap().rev().count() as u64;
+            let n = db
+                .range::<&[u8], _>(..)
+                .unwrap()
+                .rev()
+                .map(Result::unwrap)
+                .count() as u64;
             assert_eq!(n, N);
         })
     });
@@ -192,7 +201,7 @@ fn scans(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % N;
             codec.set_key(&mut key, i);
-            db.range(key.as_slice()..).unwrap().next().unwrap()
+            db.range(key.as_slice()..).unwrap().next().unwrap().unwrap()
         })
     });
     g.finish();

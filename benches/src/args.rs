@@ -61,6 +61,20 @@ before the timed phase in transactions of 1,000):
                       checkpoints off (whatever --checkpoint-bytes says); engines with a
                       checkpoint or compaction step only; Buffered unless --durability says
                       otherwise
+  coldread            (not in core) values on disk: --keys keys of --value-size bytes (default
+                      1024 here) loaded in transactions of 1,000; ringlog opened with
+                      --value-threshold and --value-cache, checkpointed so that the values leave
+                      memory, closed. Then, each after dropping the files from the page cache:
+                      a cold open timed until the first correct read against a cold sequential
+                      read of the checkpoint file (the floor), resident memory and index bytes
+                      per key after it; --ops random distinct keys read once each by get
+                      (latency of each) against a raw pread loop of as many reads of the record's
+                      size at random 8-aligned offsets of the log segments (the floor, same run);
+                      get_many of 32 random keys at a time against 32 sequential gets timed as
+                      one unit (other keys). --ops is capped at a third of --keys; every value
+                      read is checked. On the I/O path --io chooses. Peers run it too (their
+                      get_many: sequential gets; their floors: every file). Buffered unless
+                      --durability says otherwise
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev).
 
@@ -89,8 +103,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover history ckptwrite ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default: all but
-    /// history, ckptwrite and YCSB), `ycsb` (A-F) or `all` (see Workloads below)
+    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default:
+    /// all but history, ckptwrite, coldread and YCSB), `ycsb` (A-F) or `all` (see Workloads
+    /// below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -152,7 +167,7 @@ pub struct Cli {
     )]
     pub key_size: Option<usize>,
 
-    /// Value size, 16-1048576 (default 100)
+    /// Value size, 16-1048576 (default 100; 1024 in coldread)
     #[arg(
         long,
         value_name = "B",
@@ -186,6 +201,17 @@ pub struct Cli {
     /// checkpoints (default: the engine's, 256M)
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub checkpoint_bytes: Option<u64>,
+
+    /// coldread: ringlog's Options::value_threshold, values of at least this many bytes leave
+    /// memory at a checkpoint, 1-1048576; `off` (or 0) keeps every value in memory, a baseline
+    /// (default 64)
+    #[arg(long, value_name = "B", value_parser = parse_threshold)]
+    pub value_threshold: Option<usize>,
+
+    /// coldread: ringlog's Options::value_cache_bytes, the cache of values read from disk; 0 or
+    /// `off` = no cache; suffixes K, M, G (binary) (default 256M)
+    #[arg(long, value_name = "BYTES", value_parser = parse_cache)]
+    pub value_cache: Option<u64>,
 
     /// Time one operation in N (the others run untimed between two clock reads; percentiles are
     /// then of the timed operations): reading the clock around every operation keeps the
@@ -256,6 +282,9 @@ pub enum Workload {
     History,
     /// Put latency with and without a thread calling `checkpoint()` in a loop.
     CkptWrite,
+    /// Values on disk: a cold open, cold random gets against a raw pread floor, `get_many` of 32
+    /// against 32 sequential gets.
+    ColdRead,
     /// YCSB A: 50% reads, 50% updates, Zipfian.
     YcsbA,
     /// YCSB B: 95% reads, 5% updates, Zipfian.
@@ -272,7 +301,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 18] = [
+    pub const ALL: [Workload; 19] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -285,6 +314,7 @@ impl Workload {
         Workload::Recover,
         Workload::History,
         Workload::CkptWrite,
+        Workload::ColdRead,
         Workload::YcsbA,
         Workload::YcsbB,
         Workload::YcsbC,
@@ -292,7 +322,7 @@ impl Workload {
         Workload::YcsbE,
         Workload::YcsbF,
     ];
-    /// The default set: every workload but history, ckptwrite and YCSB.
+    /// The default set: every workload but history, ckptwrite, coldread and YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -330,6 +360,7 @@ impl Workload {
             Workload::Recover => "recover",
             Workload::History => "history",
             Workload::CkptWrite => "ckptwrite",
+            Workload::ColdRead => "coldread",
             Workload::YcsbA => "ycsba",
             Workload::YcsbB => "ycsbb",
             Workload::YcsbC => "ycsbc",
@@ -366,17 +397,32 @@ impl Workload {
                 | Workload::FillBatch
                 | Workload::Recover
                 | Workload::History
+                | Workload::ColdRead
         )
     }
 
     /// True for the workloads that run in Buffered mode only unless `--durability` is given.
     pub fn buffered_by_default(self) -> bool {
-        matches!(self, Workload::History | Workload::CkptWrite)
+        matches!(
+            self,
+            Workload::History | Workload::CkptWrite | Workload::ColdRead
+        )
     }
 
     /// True for the workloads that run single-threaded whatever `--threads` says.
     pub fn single_threaded(self) -> bool {
-        matches!(self, Workload::Recover | Workload::History)
+        matches!(
+            self,
+            Workload::Recover | Workload::History | Workload::ColdRead
+        )
+    }
+
+    /// True for the workloads that measure a reopen of a database on disk (not run in memory).
+    pub fn needs_disk(self) -> bool {
+        matches!(
+            self,
+            Workload::Recover | Workload::History | Workload::CkptWrite | Workload::ColdRead
+        )
     }
 }
 
@@ -396,6 +442,7 @@ impl FromStr for Workload {
             "readreverse" | "reversescan" | "scanreverse" => "scanrev".to_string(),
             "snapshots" => "snapshot".to_string(),
             "checkpointwrite" | "ckptwrites" => "ckptwrite".to_string(),
+            "coldreads" | "coldget" | "coldgets" => "coldread".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -434,8 +481,14 @@ pub struct Config {
     pub keys: u64,
     /// Key size in bytes.
     pub key_size: usize,
-    /// Value size in bytes.
+    /// Value size in bytes (see [`Config::value_size_of`]).
     pub value_size: usize,
+    /// Whether `--value-size` was given (else coldread uses [`COLDREAD_VALUE_SIZE`]).
+    pub value_size_given: bool,
+    /// coldread: ringlog's `Options::value_threshold` (`--value-threshold`; `None`: off).
+    pub value_threshold: Option<usize>,
+    /// coldread: ringlog's `Options::value_cache_bytes` (`--value-cache`).
+    pub value_cache: u64,
     /// Puts per transaction in `fillbatch`.
     pub batch: usize,
     /// Engine names, in order (raw expanded).
@@ -469,6 +522,9 @@ impl Default for Config {
             keys: 100_000,
             key_size: 16,
             value_size: 100,
+            value_size_given: false,
+            value_threshold: Some(64),
+            value_cache: 256 << 20,
             batch: 100,
             engines: vec![
                 "ringlog".into(),
@@ -481,6 +537,21 @@ impl Default for Config {
             quick: false,
             progress: true,
             cpu_load: 0,
+        }
+    }
+}
+
+/// coldread's value size when `--value-size` is not given: the 1 KiB values.
+pub const COLDREAD_VALUE_SIZE: usize = 1024;
+
+impl Config {
+    /// The value size `workload` runs with: `--value-size` when given, else the harness's
+    /// default (100 B) except for coldread ([`COLDREAD_VALUE_SIZE`]).
+    pub fn value_size_of(&self, workload: Workload) -> usize {
+        if workload == Workload::ColdRead && !self.value_size_given {
+            COLDREAD_VALUE_SIZE
+        } else {
+            self.value_size
         }
     }
 }
@@ -581,6 +652,34 @@ fn parse_bytes(v: &str) -> Result<u64, String> {
     if t == "off" || t == "none" {
         return Ok(u64::MAX);
     }
+    let bytes = byte_count(v)?;
+    if bytes < 1 << 20 {
+        return Err(format!("{v:?} is below the engine's minimum of 1M"));
+    }
+    Ok(bytes)
+}
+
+/// `--value-cache`: a byte count with an optional binary suffix; 0 or `off`: no cache.
+fn parse_cache(v: &str) -> Result<u64, String> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "off" || t == "none" {
+        return Ok(0);
+    }
+    byte_count(v)
+}
+
+/// `--value-threshold`: bytes, 0-1048576, or `off` (0: every value stays in memory).
+fn parse_threshold(v: &str) -> Result<usize, String> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "off" || t == "none" {
+        return Ok(0);
+    }
+    num(v, 0usize, 1 << 20)
+}
+
+/// A byte count with an optional binary suffix (`256M`, `1g`, `4096k`, `64KiB`).
+fn byte_count(v: &str) -> Result<u64, String> {
+    let t = v.trim().to_ascii_lowercase().replace('_', "");
     let t = t
         .strip_suffix("ib")
         .or_else(|| t.strip_suffix('b'))
@@ -594,14 +693,9 @@ fn parse_bytes(v: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{v:?} is not a byte count (e.g. 256M, 1G, off)"))?;
-    let bytes = n
-        .checked_mul(1 << shift)
+    n.checked_mul(1 << shift)
         .filter(|&b| b < u64::MAX)
-        .ok_or_else(|| format!("{v:?} is too large"))?;
-    if bytes < 1 << 20 {
-        return Err(format!("{v:?} is below the engine's minimum of 1M"));
-    }
-    Ok(bytes)
+        .ok_or_else(|| format!("{v:?} is too large"))
 }
 
 fn parse_io(v: &str) -> Result<ringlog_db::IoChoice, String> {
@@ -694,6 +788,13 @@ impl Cli {
         }
         if let Some(b) = self.value_size {
             c.value_size = b;
+            c.value_size_given = true;
+        }
+        if let Some(t) = self.value_threshold {
+            c.value_threshold = (t > 0).then_some(t);
+        }
+        if let Some(b) = self.value_cache {
+            c.value_cache = b;
         }
         if let Some(n) = self.batch {
             c.batch = n;
@@ -867,6 +968,45 @@ mod tests {
     }
 
     #[test]
+    fn coldread_options() {
+        let c = run(&[]).unwrap();
+        assert!(!c.workloads.contains(&Workload::ColdRead), "not in core");
+        assert_eq!(c.value_threshold, Some(64));
+        assert_eq!(c.value_cache, 256 << 20);
+        assert_eq!(c.value_size_of(Workload::ColdRead), COLDREAD_VALUE_SIZE);
+        assert_eq!(c.value_size_of(Workload::ReadRandom), 100);
+        let c = run(&[
+            "--workload",
+            "cold-read",
+            "--value-threshold",
+            "512",
+            "--value-cache",
+            "64M",
+            "--value-size",
+            "4096",
+        ])
+        .unwrap();
+        assert_eq!(c.workloads, [Workload::ColdRead]);
+        assert_eq!(c.value_threshold, Some(512));
+        assert_eq!(c.value_cache, 64 << 20);
+        assert_eq!(c.value_size_of(Workload::ColdRead), 4096);
+        let c = run(&["--value-threshold", "off", "--value-cache", "0"]).unwrap();
+        assert_eq!((c.value_threshold, c.value_cache), (None, 0));
+        assert_eq!(run(&["--value-cache", "off"]).unwrap().value_cache, 0);
+        assert!(run(&["--workload", "all"])
+            .unwrap()
+            .workloads
+            .contains(&Workload::ColdRead));
+        for bad in [
+            &["--value-threshold", "-1"][..],
+            &["--value-threshold", "2097152"],
+            &["--value-cache", "lots"],
+        ] {
+            assert!(run(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn cpu_load() {
         assert_eq!(run(&[]).unwrap().cpu_load, 0);
         assert_eq!(run(&["--cpu-load", "2"]).unwrap().cpu_load, 2);
@@ -943,8 +1083,11 @@ mod tests {
             "--quick",
             "--no-progress",
             "--checkpoint-bytes",
+            "--value-threshold",
+            "--value-cache",
             "history",
             "ckptwrite",
+            "coldread",
             "With no arguments",
             "1-1024",
             "readwhilewriting",

@@ -196,6 +196,24 @@ impl IndexMemory {
     }
 }
 
+/// An engine's account of its values kept on disk rather than in memory (ringlog:
+/// `Options::value_threshold`), and of its live keys; cumulative since the open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskValues {
+    /// Live keys (ringlog: `Stats::keys`).
+    pub keys: u64,
+    /// Values read from disk (cache misses; ringlog: `Stats::value_reads`).
+    pub reads: u64,
+    /// Bytes read from disk for them (ringlog: whole records, `Stats::value_read_bytes`).
+    pub read_bytes: u64,
+    /// Reads of values on disk served from the engine's cache (`Stats::value_cache_hits`).
+    pub cache_hits: u64,
+    /// Bytes the cache holds now (`Stats::value_cache_bytes`).
+    pub cache_bytes: u64,
+    /// Log segments kept because the index refers to values in them (`Stats::value_segments`).
+    pub segments: u64,
+}
+
 /// What taking and dropping one snapshot cost, in nanoseconds (measured by the engine adapter
 /// around the engine's own calls).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,6 +249,18 @@ pub trait Engine: Send + Sync {
     fn put_batch(&self, items: &[(&[u8], &[u8])]) -> EResult<()>;
     /// Reads `key`; on a hit, replaces `out`'s contents with the value and returns true.
     fn get(&self, key: &[u8], out: &mut Vec<u8>) -> EResult<bool>;
+    /// Reads `keys` and calls `each(i, value)` for each, `i` its position in `keys`, in order
+    /// (`None`: no value); the values are lent for the call only. The default reads them one
+    /// after the other with [`Engine::get`]; engines with a batched read (ringlog:
+    /// `Db::get_many`) use it.
+    fn get_many(&self, keys: &[&[u8]], each: &mut dyn FnMut(usize, Option<&[u8]>)) -> EResult<()> {
+        let mut buf = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let found = self.get(k, &mut buf)?;
+            each(i, found.then_some(buf.as_slice()));
+        }
+        Ok(())
+    }
     /// Reads up to `limit` entries in key order from `start` (inclusive) to `end` (exclusive);
     /// returns how many were read.
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize>;
@@ -253,6 +283,10 @@ pub trait Engine: Send + Sync {
     }
     /// The engine's own accounting of its index memory, if it has one.
     fn index_memory(&self) -> Option<IndexMemory> {
+        None
+    }
+    /// The engine's account of its values on disk, if it keeps any there.
+    fn disk_values(&self) -> Option<DiskValues> {
         None
     }
     /// The engine's own counters.
@@ -335,6 +369,10 @@ pub struct OpenOpts {
     pub checkpoint_on_close: bool,
     /// ringlog's `Options::rounds_in_flight` (`None`: its default).
     pub rounds_in_flight: Option<usize>,
+    /// ringlog's `Options::value_threshold` (`None`: its default, every value in memory).
+    pub value_threshold: Option<usize>,
+    /// ringlog's `Options::value_cache_bytes` (`None`: its default).
+    pub value_cache_bytes: Option<u64>,
 }
 
 /// Every engine compiled into this binary, in table order.

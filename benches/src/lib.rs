@@ -166,9 +166,15 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
     w(
         out,
         &format!(
-            "keys {} B, values {} B, key space {}, {} per run{}; ringlog I/O path requested: {}",
+            "keys {} B, values {} B{}, key space {}, {} per run{}; ringlog I/O path requested: {}",
             cfg.key_size,
             cfg.value_size,
+            match cfg.value_size_of(Workload::ColdRead) {
+                v if v != cfg.value_size && cfg.workloads.contains(&Workload::ColdRead) => {
+                    format!(" ({v} B in coldread)")
+                }
+                _ => String::new(),
+            },
             cfg.keys,
             if cfg.ops == u64::MAX {
                 "no operation limit".to_string()
@@ -256,11 +262,7 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                         continue;
                     }
                 };
-                if matches!(
-                    workload,
-                    Workload::Recover | Workload::History | Workload::CkptWrite
-                ) && mode == Mode::InMemory
-                {
+                if workload.needs_disk() && mode == Mode::InMemory {
                     push_unique(
                         &mut notes,
                         format!("{workload}: not run in inmemory mode (nothing persists)"),
@@ -312,9 +314,11 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                             },
                         ));
                     }
-                    let floor = (mode == Mode::Strict)
-                        .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
-                        .flatten();
+                    let floor = res.cold_read.as_ref().and_then(|c| c.floor()).or_else(|| {
+                        (mode == Mode::Strict)
+                            .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
+                            .flatten()
+                    });
                     w(out, &report::row(&res, floor));
                     if let Err(e) = &res.verified {
                         all_ok = false;
@@ -359,9 +363,11 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         }
     }
     let floor_of = |r: &RunResult| {
-        (r.mode == Mode::Strict)
-            .then(|| floors.iter().find(|f| f.0 == r.workload).map(|f| f.1))
-            .flatten()
+        r.cold_read.as_ref().and_then(|c| c.floor()).or_else(|| {
+            (r.mode == Mode::Strict)
+                .then(|| floors.iter().find(|f| f.0 == r.workload).map(|f| f.1))
+                .flatten()
+        })
     };
     if let Some(path) = &cfg.json {
         let doc = serde_json::json!({

@@ -107,14 +107,20 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         opt(r.index_overhead(), 1),
         opt(r.rss_per_key(), 0),
         opt(r.space_amp(), 2),
-        opt(
-            r.history.as_ref().map(|h| h.open.open.as_secs_f64() * 1e3),
-            0
-        ),
-        opt(r.history.as_ref().and_then(|h| h.open.ratio()), 2),
+        opt(cold_open(r).map(|o| o.open.as_secs_f64() * 1e3), 0),
+        opt(cold_open(r).and_then(|o| o.ratio()), 2),
         check,
         flag,
     )
+}
+
+/// The cold open a row measured (history: the open as written; coldread: the open of the
+/// checkpointed database), for the open ms and ×read columns.
+fn cold_open(r: &RunResult) -> Option<&crate::runner::ColdOpen> {
+    r.history
+        .as_ref()
+        .map(|h| &h.open)
+        .or(r.cold_read.as_ref().map(|c| &c.open))
 }
 
 /// Column legend printed under the table.
@@ -134,7 +140,8 @@ cpu s: CPU seconds of this process (all threads) in the timed phase; ops/cpu-s: 
   CPU-second of the threads that issued them (the extra writer excluded): throughput as if each
   had a core to itself, the fairer comparison on a shared machine; ×floor, p50×: throughput and
   median latency relative to raw-odirect (the O_DIRECT + fdatasync loop on a preallocated file) on
-  the same workload, strict mode; check: keys read back and compared byte for byte
+  the same workload, strict mode (coldread: relative to its raw pread floor, any mode); check:
+  keys read back and compared byte for byte
 idx B/v: the engine's index memory per key-version beyond the keys' and values' bytes, from its
   own accounting after the timed phase (ringlog: (Stats::index_bytes - index_payload_bytes) /
   versions); rss B/k: growth of this process's resident set from before the open to the end of
@@ -150,6 +157,19 @@ history: ops are puts (--keys keys in order, then random overwrites up to --ops 
   step and a close (ringlog: Db::checkpoint; at close where the engine has none here); the
   figures at close, the peak while writing, the second cold open (after that step) and what a
   full-log replay would read are in the notes
+coldread: values on disk. --keys keys loaded (values --value-size, default 1024 B here), the
+  engine's checkpoint step (ringlog: Db::checkpoint with Options::value_threshold, default 64 B,
+  so the values leave memory; value cache --value-cache, default 256 MiB), close; every phase
+  below starts with the database's files dropped from the page cache. ops, latency and ops/s are
+  cold gets of random distinct keys, one get each; ×floor and p50× compare them with a raw pread
+  loop of as many reads of a record's bytes (24-byte header + key + value, rounded up to 8) at
+  random 8-aligned offsets of the log segments (*.log), cold, in the same run (the issue's target:
+  p50× ≤ 1.2); open ms: the cold open until the first correct read; ×read: ÷ a cold sequential
+  read of the checkpoint file (*.ckpt); rss B/k: resident-set growth over that open per key; idx
+  B/v: the index's overhead per version after it. In the notes: resident memory and index bytes
+  per key after the open, the pread floor, and get_many of 32 keys per call against 32 sequential
+  gets timed as one unit (other keys): keys/s of each and their ratio (target ≥ 3× on the
+  io_uring path; run again with --io portable for the other path)
 ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
   with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
   phases with it, the p99 without and the ratio in the notes
@@ -460,6 +480,10 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
             },
         ),
         (
+            "coldread",
+            r.cold_read.as_ref().map_or(Value::Null, cold_read_json),
+        ),
+        (
             "verified",
             match &r.verified {
                 Ok(n) => obj(vec![("ok", Value::Bool(true)), ("keys", num(*n as f64))]),
@@ -514,6 +538,94 @@ fn cold_open_json(o: &crate::runner::ColdOpen) -> Value {
                 None => Value::Null,
             },
         ),
+    ])
+}
+
+fn phase_json(p: &crate::runner::ColdReadPhase) -> Value {
+    let lat = |ns: u64| num(ns as f64 / 1000.0);
+    obj(vec![
+        ("units", num(p.hist.count() as f64)),
+        ("reads", num(p.reads as f64)),
+        ("reads_per_sec", num(p.reads_per_sec())),
+        ("units_per_sec", num(p.units_per_sec())),
+        ("p50_us", lat(p.hist.percentile(50.0))),
+        ("p99_us", lat(p.hist.percentile(99.0))),
+        ("max_us", lat(p.hist.max())),
+        ("mean_us", num(p.hist.mean() / 1000.0)),
+        (
+            "device_read_bytes",
+            onum(p.device.map(|d| d.read_bytes as f64)),
+        ),
+        (
+            "device_read_requests",
+            onum(p.device.map(|d| d.reads as f64)),
+        ),
+    ])
+}
+
+fn cold_read_json(c: &crate::runner::ColdReadOut) -> Value {
+    let values = |v: Option<crate::engine::DiskValues>| match v {
+        Some(v) => obj(vec![
+            ("keys", num(v.keys as f64)),
+            ("value_reads", num(v.reads as f64)),
+            ("value_read_bytes", num(v.read_bytes as f64)),
+            ("value_cache_hits", num(v.cache_hits as f64)),
+            ("value_cache_bytes", num(v.cache_bytes as f64)),
+            ("value_segments", num(v.segments as f64)),
+        ]),
+        None => Value::Null,
+    };
+    obj(vec![
+        ("keys", num(c.keys as f64)),
+        ("key_size", num(c.key_size as f64)),
+        ("value_size", num(c.value_size as f64)),
+        ("value_threshold", onum(c.value_threshold.map(|t| t as f64))),
+        ("value_cache_bytes", num(c.value_cache as f64)),
+        ("load_seconds", num(c.load.as_secs_f64())),
+        (
+            "settled_by",
+            c.settled_by.clone().map_or(Value::Null, Value::String),
+        ),
+        (
+            "space",
+            space_json(&c.space, c.keys * (c.key_size + c.value_size) as u64),
+        ),
+        ("open", cold_open_json(&c.open)),
+        (
+            "open_floor_is_checkpoint",
+            Value::Bool(c.floor_is_checkpoint),
+        ),
+        (
+            "rss_after_open_bytes",
+            onum(c.rss_after_open.map(|b| b as f64)),
+        ),
+        (
+            "rss_open_growth_bytes",
+            onum(c.rss_open_growth.map(|b| b as f64)),
+        ),
+        (
+            "rss_after_reads_bytes",
+            onum(c.rss_after_reads.map(|b| b as f64)),
+        ),
+        ("index_bytes", onum(c.index.map(|m| m.bytes as f64))),
+        ("index_bytes_per_key", onum(c.index_per_key())),
+        ("index_overhead_per_key", onum(c.index_overhead_per_key())),
+        ("values_after_open", values(c.values_open)),
+        ("values_at_end", values(c.values_end)),
+        ("gets", phase_json(&c.gets)),
+        (
+            "pread_floor",
+            c.pread.as_ref().map_or(Value::Null, phase_json),
+        ),
+        ("pread_bytes", num(c.pread_size as f64)),
+        ("pread_files", num(c.pread_files.files as f64)),
+        ("pread_file_bytes", num(c.pread_files.bytes as f64)),
+        ("pread_in_segments", Value::Bool(c.pread_files.segments)),
+        ("get_p50_per_pread_p50", onum(c.get_p50_ratio())),
+        ("batch", num(crate::runner::BATCH as f64)),
+        ("get_many", phase_json(&c.many)),
+        ("sequential", phase_json(&c.seq)),
+        ("get_many_per_sequential_throughput", onum(c.batch_ratio())),
     ])
 }
 

@@ -13,9 +13,11 @@ use crate::hist::Histogram;
 use crate::keys::{Codec, Rng, Zipf};
 use crate::sysinfo::{self, DiskStat, FlushRule};
 
+mod coldread;
 mod history;
 mod readers;
 
+pub use coldread::{ColdReadOut, Phase as ColdReadPhase, PreadFiles, BATCH};
 pub use history::{ColdOpen, HistoryOut};
 
 use readers::{SnapShared, WriterOut};
@@ -97,6 +99,8 @@ pub struct RunResult {
     /// ckptwrite: put latency without (`.0`) and with (`.1`) a thread checkpointing in a loop,
     /// the checkpoints taken, and the time they took (ns each).
     pub ckpt_write: Option<(Histogram, Histogram, Histogram)>,
+    /// coldread: the cold open, cold gets and batched gets against their floors.
+    pub cold_read: Option<ColdReadOut>,
 }
 
 impl RunResult {
@@ -440,6 +444,7 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
             Workload::Recover
             | Workload::History
             | Workload::CkptWrite
+            | Workload::ColdRead
             | Workload::Scan
             | Workload::ScanRev
             | Workload::Snapshot => {
@@ -632,12 +637,14 @@ pub fn run_one(
     flush_rule: FlushRule,
     hooks: &Hooks,
 ) -> Result<RunResult, EngineError> {
-    let codec = Codec::new(cfg.key_size, cfg.value_size);
+    let value_size = cfg.value_size_of(workload);
+    let codec = Codec::new(cfg.key_size, value_size);
+    let cold_read = workload == Workload::ColdRead;
     let opts = OpenOpts {
         io: cfg.io,
         max_batch: cfg.batch.max(1000),
         key_size: cfg.key_size,
-        value_size: cfg.value_size,
+        value_size,
         // `recover` measures a replay of the whole log: no background checkpoint unless
         // --checkpoint-bytes asks for one.
         checkpoint_bytes: match (workload, cfg.checkpoint_bytes) {
@@ -649,6 +656,9 @@ pub fn run_one(
         // too, so that its open replays the log rather than loading a checkpoint.
         checkpoint_on_close: !matches!(workload, Workload::History | Workload::Recover),
         rounds_in_flight: cfg.rounds_in_flight,
+        // Values on disk: coldread's subject (the other workloads keep the engine's default).
+        value_threshold: if cold_read { cfg.value_threshold } else { None },
+        value_cache_bytes: cold_read.then_some(cfg.value_cache),
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {
@@ -683,11 +693,14 @@ pub fn run_one(
         checkpoint_bytes: None,
         history: None,
         ckpt_write: None,
+        cold_read: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if workload == Workload::History {
         history::run_history(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if cold_read {
+        coldread::run_coldread(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if workload == Workload::CkptWrite {
         history::run_ckptwrite(
             kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,

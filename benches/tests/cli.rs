@@ -451,3 +451,123 @@ fn a_corrupted_read_back_fails_history() {
     let (ok, _) = verifies_then_catches_a_corrupt_read(&args, dir.path());
     assert!(ok.contains("ok 500"), "{ok}");
 }
+
+/// coldread on a tiny database (2,000 keys of 1 KiB), on the io_uring path (or what `auto`
+/// finds), the portable path, and with the values kept in memory (`--value-threshold off`): every
+/// value read is checked, every read of the phases comes from disk (no cache hit), the floors
+/// read as much as what they are compared with. Counts only, no timing.
+#[test]
+fn coldread_reads_values_from_disk_and_verifies() {
+    let dir = scratch();
+    for (io, threshold) in [("auto", "64"), ("portable", "64"), ("portable", "off")] {
+        let json = dir.path().join(format!("coldread-{io}-{threshold}.json"));
+        let (code, out) = run_lib(
+            &[
+                "--engines",
+                "ringlog",
+                "--workload",
+                "coldread",
+                "--keys",
+                "2000",
+                "--ops",
+                "500",
+                "--io",
+                io,
+                "--value-threshold",
+                threshold,
+                "--json",
+                json.to_str().unwrap(),
+            ],
+            dir.path(),
+            Hooks::default(),
+        );
+        assert_eq!(code, 0, "{out}");
+        for needle in [
+            "cold open: to the first correct read",
+            "cold gets: 500 random distinct keys",
+            "raw pread floor: 500 buffered preads of 1064 B",
+            "get_many of 32 cold keys: 15 calls",
+            "coldread: run in buffered mode only",
+        ] {
+            assert!(out.contains(needle), "{needle}: {out}");
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let rows = field(&doc, &["rows"]).as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        let r = &rows[0];
+        assert_eq!(field(r, &["workload"]), "coldread");
+        assert_eq!(field(r, &["mode"]), "buffered");
+        assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+        // The probe, 500 gets, 15 × 32 by get_many and as many sequentially, and the sample of
+        // 1,000 keys plus 16 never written.
+        assert_eq!(
+            field(r, &["verified", "keys"]).as_u64(),
+            Some(1 + 500 + 2 * 480 + 1016)
+        );
+        assert_eq!(field(r, &["ops"]).as_u64(), Some(500));
+        let c = field(r, &["coldread"]);
+        assert_eq!(field(c, &["value_size"]).as_u64(), Some(1024));
+        assert_eq!(field(c, &["open_floor_is_checkpoint"]), true);
+        assert!(field(c, &["open", "floor_bytes"]).as_u64().unwrap() > 0);
+        assert!(field(c, &["open", "open_per_floor"]).is_number());
+        assert_eq!(
+            field(c, &["open", "recovery", "checkpoint_keys"]).as_u64(),
+            Some(2000)
+        );
+        assert!(field(c, &["rss_after_open_bytes"]).as_u64().unwrap() > 0);
+        let per_key = field(c, &["index_bytes_per_key"]).as_f64().unwrap();
+        assert!(per_key > 16.0, "{c}");
+        assert_eq!(field(c, &["gets", "reads"]).as_u64(), Some(500));
+        assert_eq!(field(c, &["pread_floor", "reads"]).as_u64(), Some(500));
+        assert_eq!(field(c, &["pread_bytes"]).as_u64(), Some(1064));
+        assert!(field(c, &["pread_files"]).as_u64().unwrap() >= 1);
+        assert!(field(c, &["get_p50_per_pread_p50"]).is_number());
+        assert_eq!(field(c, &["get_many", "units"]).as_u64(), Some(15));
+        assert_eq!(field(c, &["sequential", "units"]).as_u64(), Some(15));
+        assert_eq!(field(c, &["sequential", "reads"]).as_u64(), Some(480));
+        assert!(field(c, &["get_many_per_sequential_throughput"]).is_number());
+        assert!(field(r, &["vs_floor_p50"]).is_number());
+        let open = field(c, &["values_after_open"]);
+        let end = field(c, &["values_at_end"]);
+        let n = |v: &serde_json::Value, k: &str| field(v, &[k]).as_u64().unwrap();
+        assert_eq!(n(open, "keys"), 2000);
+        if threshold == "off" {
+            // Every value in memory: nothing read from disk, no value segment kept.
+            assert_eq!(n(end, "value_reads"), 0, "{c}");
+            assert_eq!(n(end, "value_segments"), 0, "{c}");
+            assert!(field(c, &["value_threshold"]).is_null());
+        } else {
+            // The open's probe, then every read of the phases from disk, none from the cache.
+            assert_eq!(n(open, "value_reads"), 1, "{c}");
+            assert_eq!(
+                n(end, "value_reads") - n(open, "value_reads"),
+                500 + 2 * 480
+            );
+            assert_eq!(n(end, "value_cache_hits"), 0, "{c}");
+            assert!(n(end, "value_read_bytes") >= 1461 * 1064, "{c}");
+            assert!(n(end, "value_cache_bytes") > 0, "{c}");
+            assert!(n(end, "value_segments") >= 1, "{c}");
+            assert_eq!(field(c, &["value_threshold"]).as_u64(), Some(64));
+        }
+    }
+}
+
+#[test]
+fn a_corrupted_read_back_fails_coldread() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--workload",
+        "coldread",
+        "--keys",
+        "300",
+        "--ops",
+        "50",
+        "--value-size",
+        "200",
+    ];
+    let (ok, _) = verifies_then_catches_a_corrupt_read(&args, dir.path());
+    assert!(ok.contains("values 200 B,"), "{ok}");
+}

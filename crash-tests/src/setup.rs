@@ -68,6 +68,10 @@ pub struct Setup {
     /// real directories odd seeds keep 2–8 rounds in flight on the io_uring path, even seeds one
     /// at a time.
     pub rounds_in_flight: usize,
+    /// `Options::value_threshold`: for half of the seeds, values of at least 20 (every value),
+    /// 64, 121 or 701 bytes leave memory at checkpoints and are read back from the segments, so
+    /// that compaction, recovery and every read meet values on disk; `None` for the others.
+    pub value_threshold: Option<usize>,
 }
 
 impl Setup {
@@ -154,6 +158,12 @@ impl Setup {
                     k.range(2, 8) as usize
                 }
             },
+            value_threshold: {
+                // Its own stream: adding it changed no earlier choice of a seed.
+                let mut v = Rng::from_words(&[seed, 0x7A1E]);
+                v.chance(500)
+                    .then(|| [20, 64, 121, 701][v.below(4) as usize])
+            },
         }
     }
 
@@ -170,7 +180,10 @@ impl Setup {
             .lease_span(self.lease_span)
             .trim_threshold(self.trim_threshold)
             .checkpoint_bytes(self.checkpoint_bytes)
-            .rounds_in_flight(self.rounds_in_flight);
+            .rounds_in_flight(self.rounds_in_flight)
+            .value_threshold(self.value_threshold)
+            // Small, so that reads also miss it.
+            .value_cache_bytes(16 << 10);
         match vfs {
             Some(v) => o.vfs(v),
             None => o,
@@ -194,7 +207,7 @@ impl Setup {
     /// One line naming the configuration.
     pub fn describe(&self) -> String {
         format!(
-            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={} checkpoint_bytes={} rounds_in_flight={}",
+            "seed={} durability={} keys={} segment={} KiB align={} prealloc={:?} sync={:?} committers={} lease_span={} trim_threshold={} checkpoint_bytes={} rounds_in_flight={} value_threshold={}",
             self.wl.cfg.seed,
             self.wl.cfg.durability(),
             self.wl.cfg.keys,
@@ -210,7 +223,9 @@ impl Setup {
             } else {
                 self.checkpoint_bytes.to_string()
             },
-            self.rounds_in_flight
+            self.rounds_in_flight,
+            self.value_threshold
+                .map_or_else(|| "off".to_string(), |t| t.to_string())
         )
     }
 

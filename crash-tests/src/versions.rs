@@ -470,10 +470,17 @@ fn last_after_other_checkpoint(db: &Db, tl: &Timeline, last: u64) -> bool {
 }
 
 /// The entries of a scan at `lsn` of a recovered database: keys and values of the workload only
-/// (I1).
+/// (I1). An entry the scan fails to read is a failed read after recovery (I5), as a failed
+/// `get_at` is.
 fn decode_scan(scan: ringlog_db::Scan, keys: u16, lsn: u64) -> Result<Vec<(u16, Cell)>, Violation> {
     let mut out = Vec::new();
-    for (key, value) in scan {
+    for item in scan {
+        let (key, value) = item.map_err(|e| {
+            Violation::new(
+                "I5",
+                format!("after recovery, range_at(.., {lsn}) failed while scanning: {e}"),
+            )
+        })?;
         let Some(k) = crate::workload::parse_key(&key).filter(|&k| k < keys) else {
             return Err(Violation::new(
                 "I1",

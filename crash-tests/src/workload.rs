@@ -823,13 +823,15 @@ impl Workload {
         let visible0 = db.last_lsn();
         let mut lsn = visible0;
         type Out = ringlog_db::Result<Vec<(Arc<[u8]>, ringlog_db::Value)>>;
+        // An error while scanning (an entry that could not be read) is the read's error, as a
+        // failed `get` is: the scan ends with it, so collecting stops there.
         let scan = |sc: ringlog_db::Result<ringlog_db::Scan>| -> Out {
             let sc = sc?;
-            Ok(if spec.reverse {
+            if spec.reverse {
                 sc.rev().collect()
             } else {
                 sc.collect()
-            })
+            }
         };
         let one = |k: u16, v: ringlog_db::Result<Option<ringlog_db::Value>>| -> Out {
             Ok(v?.map(|v| (Arc::from(kb(k)), v)).into_iter().collect())
@@ -1058,7 +1060,9 @@ pub fn observe(db: &Db, wl: &Workload) -> Result<(State, Vec<Alien>), ringlog_db
     let mut st = State::empty(wl.cfg.keys);
     let mut aliens = Vec::new();
     let snap = db.snapshot();
-    for (key, value) in snap.iter()? {
+    for item in snap.iter()? {
+        // A failed read of an entry fails the observation, as a failed scan start does.
+        let (key, value) = item?;
         let printable = || String::from_utf8_lossy(&key).into_owned();
         let Some(k) = parse_key(&key).filter(|&k| k < wl.cfg.keys) else {
             aliens.push(Alien {

@@ -28,6 +28,7 @@ fn opts(sim: &SimVfs) -> Options {
 fn contents(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
     db.range::<&[u8], _>(..)
         .unwrap()
+        .map(Result::unwrap)
         .map(|(k, v)| (k.to_vec(), v.to_vec()))
         .collect()
 }

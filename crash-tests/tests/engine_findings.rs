@@ -44,7 +44,10 @@ fn a_scan_below_a_per_key_trim_is_refused_not_silently_short() {
     match db.range_at::<&[u8], _>(.., v1) {
         Err(Error::HistoryTrimmed { .. }) => {}
         Ok(scan) => {
-            let entries: Vec<_> = scan.map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            let entries: Vec<_> = scan
+                .map(Result::unwrap)
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect();
             assert_eq!(
                 entries,
                 vec![(b"a".to_vec(), b"1".to_vec())],

@@ -897,3 +897,19 @@ fn catches_a_merge_that_forgets_the_versions_it_passed() {
         &["durability", "I1", "I2", "I3", "I6", "versions", "recovery"],
     );
 }
+
+/// Values on disk (`Options::value_threshold`, half of the seeds): compaction must keep every
+/// segment the new checkpoint (or a live index generation) refers to for values. A compaction
+/// that deletes them all below the first needed segment leaves reads that fail — before a crash
+/// (a value read from a deleted segment) or after it (the checkpoint's references dangle).
+#[test]
+fn catches_compaction_that_deletes_segments_values_live_in() {
+    let s = with_bug(Some(Bug::CompactionForgetsValueSegments), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(
+        Bug::CompactionForgetsValueSegments,
+        &s,
+        &["I5", "durability", "versions", "recovery", "open"],
+    );
+}

@@ -12,13 +12,14 @@ use std::path::Path;
 
 use ringlog_format::{
     encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Codec,
-    Entries, Entry, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, ENTRY_SYSTEM,
-    ENTRY_USER,
+    Entries, Entry, EntryValue, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN,
+    ENTRY_SYSTEM, ENTRY_USER, ENTRY_USER_REF,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
 use crate::index::retention::{Plan, Retention, RETENTION_KEY};
 use crate::index::{Gen, Lsn, TRIMMED_BELOW};
+use crate::values::{Located, ValueStore, IN_SEGMENT};
 use crate::{Error, Result};
 
 /// Raw bytes of entries gathered before a block is closed.
@@ -49,7 +50,7 @@ pub(crate) fn parse_name(name: &str) -> Option<(u64, bool)> {
 }
 
 /// What a written checkpoint holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Written {
     pub(crate) len: u64,
     pub(crate) entries: u64,
@@ -57,6 +58,8 @@ pub(crate) struct Written {
     /// The highest LSN of an entry flagged [`TRIMMED_BELOW`] (0 if none): the trim floor the
     /// MANIFEST records covers it.
     pub(crate) marked: Lsn,
+    /// The log segments its entries refer to for their values, ascending: compaction keeps them.
+    pub(crate) value_segments: Vec<u64>,
 }
 
 /// Gathers entries into blocks and blocks into writes, handed to the I/O layer's file writer
@@ -132,6 +135,19 @@ pub(crate) struct Spec<'a> {
     pub(crate) retention: Retention,
     pub(crate) plan: Plan,
     pub(crate) codec: &'a dyn Codec,
+    /// Values on disk: how entries refer to them (`None`: every value is in memory).
+    pub(crate) values: Option<SpecValues<'a>>,
+}
+
+/// How a checkpoint writes the values of a database whose values may live on disk.
+pub(crate) struct SpecValues<'a> {
+    /// Reads the values the index holds by reference (a backup writes them inline).
+    pub(crate) store: &'a ValueStore,
+    /// The log's records holding values the index still holds in memory: their entries refer
+    /// to them.
+    pub(crate) located: &'a Located,
+    /// Write every value into the file (a backup, which copies no segment).
+    pub(crate) inline_all: bool,
 }
 
 /// Writes the checkpoint `spec` names from `gen` (which holds every version a snapshot at its
@@ -195,6 +211,7 @@ fn write_into(
         retention,
         plan,
         codec,
+        ref values,
     } = spec;
     file.set_len(0)
         .map_err(|e| Error::io("truncate checkpoint", path.to_path_buf(), e))?;
@@ -222,11 +239,13 @@ fn write_into(
         flags: 0,
         lsn: lsn.max(1),
         key: RETENTION_KEY,
-        value: Some(&policy),
+        value: EntryValue::Inline(&policy),
     })?;
-    let mut kept: Vec<(Lsn, Option<&[u8]>, u8)> = Vec::new();
+    let mut kept: Vec<(crate::skiplist::NodeRef<'_>, u8)> = Vec::new();
     let mut shape: Vec<(Lsn, bool)> = Vec::new();
     let mut marked = 0;
+    let mut located = values.as_ref().map(|v| v.located.cursor());
+    let mut segments = std::collections::BTreeSet::new();
     let mut n = gen.list.first();
     while let Some(first) = n {
         let key = first.key();
@@ -235,7 +254,7 @@ fn write_into(
         let mut m = Some(first);
         while let Some(node) = m.filter(|x| x.key() == key) {
             if node.lsn() <= lsn {
-                kept.push((node.lsn(), node.value(), node.flags()));
+                kept.push((node, node.flags() & !IN_SEGMENT));
                 shape.push((node.lsn(), node.value().is_none()));
             }
             m = node.next();
@@ -245,28 +264,63 @@ fn write_into(
         kept.truncate(keep);
         if let Some(last) = kept.last_mut() {
             if mark {
-                last.2 |= TRIMMED_BELOW;
+                last.1 |= TRIMMED_BELOW;
             }
-            if last.2 & TRIMMED_BELOW != 0 {
-                marked = marked.max(last.0);
+            if last.1 & TRIMMED_BELOW != 0 {
+                marked = marked.max(last.0.lsn());
             }
         }
         // A tombstone with nothing older kept resurrects nothing when dropped.
-        while kept.last().is_some_and(|v| v.1.is_none()) {
+        while kept.last().is_some_and(|v| v.0.value().is_none()) {
             kept.pop();
         }
         if crate::hooks::checkpoint_drops_tombstones() {
-            kept.retain(|v| v.1.is_some());
+            kept.retain(|v| v.0.value().is_some());
         }
         if kept.is_empty() {
             continue;
         }
         w.keys += 1;
-        for &(l, value, flags) in &kept {
+        for &(node, flags) in &kept {
+            let fetched;
+            let value = match (node.value(), values.as_ref()) {
+                (None, _) => EntryValue::Tombstone,
+                (Some(v), Some(sv)) if node.flags() & IN_SEGMENT != 0 => {
+                    if sv.inline_all {
+                        fetched = crate::index::value_of(node, v, Some(sv.store))?;
+                        EntryValue::Inline(&fetched)
+                    } else {
+                        EntryValue::InSegment(crate::values::unpack(v))
+                    }
+                }
+                (Some(v), Some(sv)) if !sv.inline_all && v.len() >= sv.store.threshold => {
+                    match located
+                        .as_mut()
+                        .and_then(|c| c.find(key, node.lsn(), v.len()))
+                    {
+                        Some(r) => EntryValue::InSegment(r),
+                        None => EntryValue::Inline(v),
+                    }
+                }
+                (Some(v), _) => {
+                    assert!(
+                        node.flags() & IN_SEGMENT == 0,
+                        "a value on disk in a checkpoint written without the value store"
+                    );
+                    EntryValue::Inline(v)
+                }
+            };
+            let kind = match value {
+                EntryValue::InSegment(r) => {
+                    segments.insert(r.segment);
+                    ENTRY_USER_REF
+                }
+                _ => ENTRY_USER,
+            };
             w.push(&Entry {
-                kind: ENTRY_USER,
+                kind,
                 flags,
-                lsn: l,
+                lsn: node.lsn(),
                 key,
                 value,
             })?;
@@ -291,6 +345,7 @@ fn write_into(
         entries: w.entries,
         keys: w.keys,
         marked,
+        value_segments: segments.into_iter().collect(),
     })
 }
 
@@ -551,9 +606,13 @@ pub(crate) fn load(
                             "a system entry other than the leading retention policy".into(),
                         ));
                     }
-                    let (policy, floor) = e.value.and_then(Retention::decode).ok_or_else(|| {
-                        corrupt(at, "the retention policy entry does not decode".into())
-                    })?;
+                    let (policy, floor) =
+                        e.value
+                            .inline()
+                            .and_then(Retention::decode)
+                            .ok_or_else(|| {
+                                corrupt(at, "the retention policy entry does not decode".into())
+                            })?;
                     sink(Item::Retention(policy, floor));
                     retention = true;
                     continue;

@@ -54,6 +54,13 @@ pub(crate) struct Checkpoints {
     /// holding the MANIFEST lock).
     pub(crate) lsn: AtomicU64,
     pub(crate) segments_deleted: AtomicU64,
+    /// The log segments below the first needed one that the checkpoint in force refers to for
+    /// values (ascending): compaction and the close keep them.
+    pub(crate) value_segments: Mutex<Vec<u64>>,
+    /// Segments below the first needed one that no checkpoint refers to any more but a live
+    /// index generation may still read: deleted by a later checkpoint once none does (or as
+    /// leftovers by the next open).
+    pub(crate) deferred: Mutex<Vec<u64>>,
 }
 
 /// What one checkpoint did.
@@ -165,10 +172,26 @@ pub(crate) fn run_checkpoint(
         .max(manifest.checkpoint_id)
         + 1;
     c.last_id.store(id, Ordering::Relaxed);
-    // 2. The file.
-    let (written, floor) = write_image(shared, c, &manifest, &c.dir, id, lsn)?;
-    // 3. The MANIFEST.
     let (lsn_floor, active) = shared.checkpoint_floors();
+    // 2. The file. With values on disk: where the log holds the values the index still keeps
+    // in memory (the log since the checkpoint in force; V is durable, so all of it is written).
+    let located = match shared.versions.store() {
+        Some(store) if store.threshold != usize::MAX => {
+            let ids = segments_in(&*c.vfs, &c.dir, manifest.first_segment, active)?;
+            crate::values::locate(&*c.vfs, &c.dir, manifest.epoch, &ids, lsn, store.threshold)?
+        }
+        _ => crate::values::Located::default(),
+    };
+    let (written, floor) = write_image(shared, c, &manifest, &c.dir, id, lsn, &located, false)?;
+    if located.len() > 0 {
+        // The versions whose values are now on disk leave memory: the next generation of the
+        // index holds their places instead (a trim that converts as it copies). Their records
+        // are durable (V is) and stay: in segments at or above the first needed one until this
+        // checkpoint is in force, then kept as its value segments.
+        let _one = shared.versions.trim_running.lock();
+        crate::index::trim::trim_converting(shared, Some(&located));
+    }
+    // 3. The MANIFEST.
     let first_segment = first_needed_segment(&*c.vfs, &c.dir, manifest.first_segment, active, lsn)?;
     let mut next = *manifest;
     next.version = ringlog_format::FORMAT_VERSION;
@@ -183,7 +206,34 @@ pub(crate) fn run_checkpoint(
     next.run_floor = manifest.run_floor.max(shared.run_id);
     next.codec = c.codec.id();
     let old = *manifest;
-    let doomed: Vec<u64> = (old.first_segment.max(1)..first_segment).collect();
+    // Below the new first needed segment, and the old checkpoint's value segments: all but the
+    // new checkpoint's value segments.
+    // Below the new first needed segment, the old checkpoint's value segments and those kept
+    // for readers before: all but the new checkpoint's value segments and those a live index
+    // generation may still read (a snapshot's or a scan's versions the checkpoint left out;
+    // deferred to a later checkpoint).
+    let doomed: Vec<u64> = {
+        let mut d: std::collections::BTreeSet<u64> =
+            (old.first_segment.max(1)..first_segment).collect();
+        d.extend(c.value_segments.lock().iter().copied());
+        d.extend(c.deferred.lock().iter().copied());
+        let mut deferred = Vec::new();
+        if !crate::hooks::compaction_forgets_value_segments() {
+            for s in &written.value_segments {
+                d.remove(s);
+            }
+            let in_use = shared.versions.segments_in_use();
+            d.retain(|s| {
+                let keep = in_use.contains(s);
+                if keep {
+                    deferred.push(*s);
+                }
+                !keep
+            });
+        }
+        *c.deferred.lock() = deferred;
+        d.into_iter().filter(|&s| s < first_segment).collect()
+    };
     if crate::hooks::delete_segments_before_manifest() {
         delete_segments(&*c.vfs, &c.dir, &doomed);
     }
@@ -197,6 +247,7 @@ pub(crate) fn run_checkpoint(
         return Err(e);
     }
     *manifest = next;
+    c.value_segments.lock().clone_from(&written.value_segments);
     c.last_len.store(written.len, Ordering::Relaxed);
     c.lsn.store(lsn, Ordering::Relaxed);
     // 4. Compaction: what the new MANIFEST no longer needs.
@@ -208,6 +259,11 @@ pub(crate) fn run_checkpoint(
                 "could not delete the replaced checkpoint {}: {e}",
                 path.display()
             );
+        }
+    }
+    if let Some(store) = shared.versions.store() {
+        for &id in &doomed {
+            store.forget(id);
         }
     }
     let deleted = delete_segments(&*c.vfs, &c.dir, &doomed);
@@ -233,6 +289,7 @@ pub(crate) fn run_checkpoint(
 /// Writes checkpoint `id` at `lsn` (pinned and durable) into `dir` from the current index
 /// generation: what a trim capped at `lsn` keeps with no snapshot live, which is what a restart
 /// keeps. Returns it and the trim floor it was written with.
+#[allow(clippy::too_many_arguments)]
 fn write_image(
     shared: &Shared,
     c: &Checkpoints,
@@ -240,6 +297,8 @@ fn write_image(
     dir: &Path,
     id: u64,
     lsn: Lsn,
+    located: &crate::values::Located,
+    inline_all: bool,
 ) -> Result<(crate::checkpoint::Written, Lsn)> {
     let gen = shared.versions.current();
     let (retention, floor, plan) = {
@@ -256,6 +315,14 @@ fn write_image(
         retention,
         plan,
         codec: c.codec,
+        values: shared
+            .versions
+            .store()
+            .map(|store| crate::checkpoint::SpecValues {
+                store,
+                located,
+                inline_all,
+            }),
     };
     let written = crate::checkpoint::write(&*c.vfs, dir, &spec, &gen)?;
     Ok((written, floor))
@@ -323,7 +390,17 @@ impl Db {
             // An empty database: a MANIFEST without a checkpoint is its whole copy.
             (crate::checkpoint::Written::default(), 0)
         } else {
-            write_image(shared, c, &manifest, dest, 1, lsn)?
+            // Every value into the file: the copy has no segments.
+            write_image(
+                shared,
+                c,
+                &manifest,
+                dest,
+                1,
+                lsn,
+                &crate::values::Located::default(),
+                true,
+            )?
         };
         let (lsn_floor, _) = shared.checkpoint_floors();
         let copy = Manifest {
@@ -381,7 +458,10 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
         next.first_segment = active + 1;
         next.txn_floor = m.txn_floor.max(shared.last_txn_id());
         next.run_floor = m.run_floor.max(shared.run_id);
-        (m.first_segment.max(1)..=active).collect()
+        let keep = c.value_segments.lock();
+        (m.first_segment.max(1)..=active)
+            .filter(|id| !keep.contains(id) || crate::hooks::compaction_forgets_value_segments())
+            .collect()
     } else {
         Vec::new()
     };
@@ -423,6 +503,20 @@ fn delete_segments(vfs: &dyn Vfs, dir: &Path, ids: &[u64]) -> u64 {
     n
 }
 
+/// The segments of `dir` from `from` through `to`, ascending.
+fn segments_in(vfs: &dyn Vfs, dir: &Path, from: u64, to: u64) -> Result<Vec<u64>> {
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_segment_name(n))
+        .filter(|&id| id >= from && id <= to)
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// The first segment holding an LSN above `lsn`: segment `s` is wholly at or below it when the
 /// segment after it was created with a base LSN at or below `lsn` (segment `s + 1`'s base LSN is
 /// the last LSN assigned before its first record). Never above the segment being appended to.
@@ -433,15 +527,7 @@ fn first_needed_segment(
     active: u64,
     lsn: Lsn,
 ) -> Result<u64> {
-    let names = vfs
-        .list_dir(dir)
-        .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
-    let mut ids: Vec<u64> = names
-        .iter()
-        .filter_map(|n| parse_segment_name(n))
-        .filter(|&id| id >= from && id <= active)
-        .collect();
-    ids.sort_unstable();
+    let ids = segments_in(vfs, dir, from, active)?;
     let mut first = ids.first().copied().unwrap_or(active);
     for w in ids.windows(2) {
         if w[1] != w[0] + 1 {

@@ -277,6 +277,35 @@ impl Db {
         shared.versions.read_latest(key, || shared.visible.get(), f)
     }
 
+    /// Reads the newest visible values of many keys at once, all at one LSN (a consistent read),
+    /// in the order of `keys`: `None` for a key without a value. With values on disk
+    /// ([`crate::Options::value_threshold`]), every value not in the cache is read in one batch:
+    /// one io_uring submission for all of them on the io_uring path (`pread` one after the other
+    /// on the portable path), instead of one round trip to the device per key.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// db.put(b"a", b"1")?;
+    /// db.put(b"c", b"3")?;
+    /// let got = db.get_many(&[b"c".as_slice(), b"b", b"a"])?;
+    /// assert_eq!(got[0].as_deref(), Some(&b"3"[..]));
+    /// assert!(got[1].is_none());
+    /// assert_eq!(got[2].as_deref(), Some(&b"1"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after [`Db::close`]; the first read error of a value on disk
+    /// ([`Error::Corruption`] naming the segment and offset, or [`Error::Io`]).
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>> {
+        self.check_open()?;
+        let shared = &*self.shared;
+        let visible = || shared.visible.get();
+        shared.versions.get_many(keys, Some(&visible), visible())
+    }
+
     /// Reads `key` as it was right after the transaction with LSN `lsn` committed: the newest
     /// version at or below `lsn`.
     ///
@@ -325,9 +354,22 @@ impl Db {
     /// called: a lazy scan ([`Scan`]), in O(1) memory whatever the range's size, forward or
     /// reverse.
     ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// db.put(b"a", b"1")?;
+    /// db.put(b"b", b"2")?;
+    /// for item in db.range(b"a".as_slice()..b"b".as_slice())? {
+    ///     let (key, value) = item?;
+    ///     assert_eq!((&*key, &*value), (&b"a"[..], &b"1"[..]));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after [`Db::close`].
+    /// [`Error::Closed`] after [`Db::close`]. The scan's items are `Result`s too: reading an
+    /// entry can fail, and the error is then the scan's last item (see [`Scan`]).
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
         self.check_open()?;
         self.scan_latest(
@@ -354,7 +396,7 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// As [`Db::get_at`].
+    /// As [`Db::get_at`]; the scan's items as [`Db::range`]'s.
     pub fn range_at<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, lsn: Lsn) -> Result<Scan> {
         self.check_visible(lsn)?;
         let lo = range.start_bound().map(|k| k.as_ref());
@@ -366,7 +408,7 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after [`Db::close`].
+    /// As [`Db::range`].
     pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
         self.check_open()?;
         let end = prefix_end(prefix);
@@ -377,7 +419,7 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// As [`Db::get_at`].
+    /// As [`Db::range_at`].
     pub fn prefix_at(&self, prefix: &[u8], lsn: Lsn) -> Result<Scan> {
         self.check_visible(lsn)?;
         let end = prefix_end(prefix);

@@ -274,11 +274,15 @@ pub mod bugs {
         /// though an earlier round is still in flight: its committers are acknowledged with a
         /// hole before their records.
         PublishOutOfOrder,
+        /// Compaction (and a close that retires the log) deletes every segment below the first
+        /// needed one, also those the new checkpoint refers to for values on disk: those values'
+        /// reads then fail.
+        CompactionForgetsValueSegments,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 23] = [
+        pub const ALL: [Bug; 24] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -302,6 +306,7 @@ pub mod bugs {
             Bug::MergeForgetsPassedTail,
             Bug::FloorClaimsAll,
             Bug::PublishOutOfOrder,
+            Bug::CompactionForgetsValueSegments,
         ];
 
         fn bit(self) -> u32 {
@@ -492,6 +497,8 @@ bug_hook! {
     floor_claims_all => FloorClaimsAll;
     /// Whether the pipelined log publishes rounds as their writes complete, out of order.
     publish_out_of_order => PublishOutOfOrder;
+    /// Whether compaction and the close delete the segments values on disk live in.
+    compaction_forgets_value_segments => CompactionForgetsValueSegments;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

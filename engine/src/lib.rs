@@ -20,7 +20,8 @@
 //! tx.commit_with(ringlog_db::Durability::Strict)?;                          // per-transaction override
 //! assert!(db.durable_lsn() >= lsn);
 //!
-//! for (key, value) in db.range(b"a".as_slice()..)? {                      // ordered by key
+//! for item in db.range(b"a".as_slice()..)? {                             // ordered by key
+//!     let (key, value) = item?;                                          // items are Results
 //!     println!("{:?} = {:?} @ {}", key, &*value, value.lsn());
 //! }
 //! db.close()?;                                                           // flush, sync, join threads
@@ -66,7 +67,8 @@
 //! db.put(b"k", b"2")?;
 //! assert_eq!(snap.get(b"k")?.as_deref(), Some(&b"1"[..]));
 //! assert_eq!(db.get_at(b"k", v1)?.as_deref(), Some(&b"1"[..])); // the snapshot keeps it
-//! for (key, value) in snap.range(b"a".as_slice()..)?.rev() {       // lazy, both directions
+//! for item in snap.range(b"a".as_slice()..)?.rev() {              // lazy, both directions
+//!     let (key, value) = item?;
 //!     assert_eq!((&*key, value.lsn()), (&b"k"[..], v1));
 //! }
 //! drop(snap);
@@ -77,6 +79,8 @@
 //! Which old versions are kept is the [`Retention`] policy's call (by default: what live
 //! snapshots need); a read below what is kept fails with [`Error::HistoryTrimmed`], never with
 //! another version. LSNs are never handed out twice, across crashes too (`docs/DURABILITY.md`).
+//! A scan's items are `Result`s: reading an entry can fail, and a scan ends with the error rather
+//! than early or in a panic (see [`Scan`]).
 //!
 //! ## Checkpoints, compaction and backup
 //!
@@ -122,6 +126,7 @@ mod snapshot;
 mod stats;
 mod trimmer;
 mod txn;
+mod values;
 mod wal;
 
 pub use checkpointer::CheckpointInfo;

@@ -202,6 +202,7 @@ impl Db {
             rounds_in_flight: opts.rounds_in_flight,
         };
         let max_txn_bytes = opts.max_txn_bytes();
+        let value_segments = recovered.value_segments.clone();
         let building = std::time::Instant::now();
         let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
         // Building the index is part of recovering.
@@ -240,7 +241,23 @@ impl Db {
             taken: 0.into(),
             last_id: manifest.checkpoint_id.into(),
             segments_deleted: 0.into(),
+            value_segments: Mutex::new(value_segments.clone()),
+            deferred: Mutex::new(Vec::new()),
         });
+        // Reads of values the index holds by reference: needed whenever the checkpoint refers
+        // to some, even when this open keeps new values in memory.
+        if opts.value_threshold.is_some() || !value_segments.is_empty() {
+            let _ = shared
+                .versions
+                .store
+                .set(Arc::new(crate::values::ValueStore::new(
+                    vfs.clone(),
+                    &dir,
+                    manifest.epoch,
+                    opts.value_threshold.unwrap_or(usize::MAX),
+                    opts.value_cache_bytes,
+                )));
+        }
         let db = Db {
             shared,
             durability: opts.durability,
@@ -309,7 +326,7 @@ fn recovered_versions(
         Some(b) if matches!(policy, crate::Retention::LastVersions(_)) => {
             let list = crate::skiplist::SkipList::new();
             list.reserve_keys(b.list.live_keys());
-            let (garbage, marked) = crate::index::trim::copy_kept(&b.list, &list, plan);
+            let (garbage, marked, _) = crate::index::trim::copy_kept(&b.list, &list, plan, None);
             (list, garbage, marked.max(b.marked))
         }
         // Built from a checkpoint, the log's versions on top: what the plan would drop is
@@ -319,6 +336,8 @@ fn recovered_versions(
     };
     // A key's history trimmed below `marked` (LastVersions): the floor covers it (see trim.rs).
     let gen = Gen::new(list, floor.max(marked));
+    // A superset: the segments the checkpoint refers to.
+    gen.set_segments(recovered.value_segments.clone());
     let v = Versions::new(gen, state, threshold);
     v.set_garbage(garbage);
     v

@@ -166,6 +166,35 @@ pub struct Options {
     /// opening it with another codec is [`crate::Error::CodecMismatch`]. Default
     /// [`BlockCodec::Identity`].
     pub codec: BlockCodec,
+    /// Values of at least this many bytes leave memory once a checkpoint covers them: the index
+    /// then holds the value's place in the log (segment, offset) instead of its bytes, and a read
+    /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
+    /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
+    /// written since the last checkpoint. `None` (the default) keeps every value in memory.
+    /// Segments holding values the index still refers to are kept by compaction (value-log
+    /// garbage collection, which would copy the live values of mostly dead segments forward, is
+    /// not built yet: under overwrites the files can then grow well beyond the live data).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let opts = ringlog_db::Options::default().value_threshold(Some(64));
+    /// let db = ringlog_db::Db::open(dir.path(), opts.clone())?;
+    /// db.put(b"small", b"stays in memory")?;
+    /// db.put(b"large", &[7u8; 4096])?;
+    /// db.checkpoint()?; // the large value leaves memory: the index keeps its place
+    /// drop(db);
+    /// let db = ringlog_db::Db::open(dir.path(), opts)?; // loads keys and places, not values
+    /// let got = db.get_many(&[b"large".as_slice(), b"small"])?; // read from disk, checked
+    /// assert_eq!(got[0].as_deref(), Some(&[7u8; 4096][..]));
+    /// assert_eq!(db.stats().value_reads, 1);
+    /// # Ok(()) }
+    /// ```
+    pub value_threshold: Option<usize>,
+    /// Bytes of values read from disk kept in memory for later reads (a concurrent, scan-resistant
+    /// cache). Only used with [`Options::value_threshold`]. Default 64 MiB; 0 turns the cache
+    /// off.
+    pub value_cache_bytes: u64,
 }
 
 /// How checkpoint blocks are stored ([`Options::codec`]).
@@ -208,6 +237,8 @@ impl Default for Options {
             checkpoint_bytes: 256 << 20,
             checkpoint_on_close: true,
             codec: BlockCodec::Identity,
+            value_threshold: None,
+            value_cache_bytes: 64 << 20,
         }
     }
 }
@@ -229,6 +260,8 @@ impl fmt::Debug for Options {
             .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("checkpoint_on_close", &self.checkpoint_on_close)
             .field("codec", &self.codec)
+            .field("value_threshold", &self.value_threshold)
+            .field("value_cache_bytes", &self.value_cache_bytes)
             .finish()
     }
 }
@@ -332,6 +365,18 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::value_threshold`].
+    pub fn value_threshold(mut self, bytes: Option<usize>) -> Options {
+        self.value_threshold = bytes;
+        self
+    }
+
+    /// Sets [`Options::value_cache_bytes`].
+    pub fn value_cache_bytes(mut self, bytes: u64) -> Options {
+        self.value_cache_bytes = bytes;
+        self
+    }
+
     /// Sets [`Options::codec`].
     pub fn codec(mut self, codec: BlockCodec) -> Options {
         self.codec = codec;
@@ -380,6 +425,11 @@ impl Options {
                 self.rounds_in_flight,
                 crate::wal::MAX_ROUNDS_IN_FLIGHT
             )));
+        }
+        if self.value_threshold == Some(0) {
+            return Err(Error::InvalidOptions(
+                "value_threshold must be at least 1 byte (None keeps every value in memory)".into(),
+            ));
         }
         if self.checkpoint_bytes < 1 << 20 {
             return Err(Error::InvalidOptions(format!(

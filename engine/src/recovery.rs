@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record_in, find_later_batch, DecodeError, LaterBatch, Layout, Manifest, Record,
-    RecordKind, SearchIn, SegmentHeader, SegmentPos, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
+    decode_record_in, find_later_batch, DecodeError, EntryValue, LaterBatch, Layout, Manifest,
+    Record, RecordKind, SearchIn, SegmentHeader, SegmentPos, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
     SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
@@ -21,6 +21,7 @@ use crate::segment::{
     parse_creating_name, parse_segment_name, read_segment, segment_file_name, ReadAhead, Segment,
 };
 use crate::skiplist::SkipList;
+use crate::values::IN_SEGMENT;
 use crate::{Error, Result};
 
 /// What recovery found and did when the database was opened.
@@ -110,6 +111,8 @@ pub(crate) struct Recovered {
     pub(crate) max_txn_id: u64,
     pub(crate) max_run_id: u64,
     pub(crate) tail: Option<Tail>,
+    /// The segments below the first needed one that the checkpoint refers to for values.
+    pub(crate) value_segments: Vec<u64>,
 }
 
 struct OpenTxn {
@@ -421,7 +424,7 @@ pub(crate) fn recover(
 ) -> Result<Recovered> {
     let started = Instant::now();
     let mut stats = RecoveryStats::default();
-    let ids = list_and_clean(vfs, dir, manifest, &mut stats)?;
+    let (ids, below) = list_and_clean(vfs, dir, manifest, &mut stats)?;
     let mut app = Applier {
         index: Loader::default(),
         open: None,
@@ -496,6 +499,11 @@ pub(crate) fn recover(
     // all from `merged_from` on; or still in the replay's loader.
     let mut sorted = unmerged;
     let mut merged_from = None;
+    let mut value_segments = std::collections::BTreeSet::new();
+    if let Some(seeded) = &seeded {
+        value_segments.clone_from(&seeded.value_segments);
+    }
+    remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
     if let Some(seeded) = seeded {
         // The policy the log ends with, else the checkpoint's; the floor never below either.
         app.retention = if app.log_retention {
@@ -549,6 +557,7 @@ pub(crate) fn recover(
         max_txn_id: app.max_txn_id,
         max_run_id: app.max_run_id,
         tail,
+        value_segments: value_segments.into_iter().collect(),
     })
 }
 
@@ -775,17 +784,20 @@ fn list_and_clean(
     dir: &Path,
     manifest: &Manifest,
     stats: &mut RecoveryStats,
-) -> Result<Vec<u64>> {
+) -> Result<(Vec<u64>, Vec<u64>)> {
     let names = vfs
         .list_dir(dir)
         .map_err(|e| Error::io("list directory", dir.to_path_buf(), e))?;
     let mut ids: Vec<u64> = Vec::new();
-    let mut leftovers: Vec<(&String, &'static str)> = Vec::new();
+    // Segments below the first needed one: leftovers unless the checkpoint refers to values in
+    // them (known once it is loaded, see `recover`).
+    let mut below: Vec<u64> = Vec::new();
+    let mut leftovers: Vec<(String, &'static str)> = Vec::new();
     for name in &names {
         if let Some((id, tmp)) = crate::checkpoint::parse_name(name) {
             if tmp || id != manifest.checkpoint_id {
                 leftovers.push((
-                    name,
+                    name.clone(),
                     if tmp || id > manifest.checkpoint_id {
                         "a checkpoint that did not finish (the MANIFEST never named it)"
                     } else {
@@ -811,19 +823,51 @@ fn list_and_clean(
             // A segment is created as `<id>.log.tmp` and renamed to `<id>.log` only once its
             // header is durable; records are written only after that.
             leftovers.push((
-                name,
+                name.clone(),
                 "a segment creation that did not finish (no record was ever written to it)",
             ));
         } else if id < manifest.first_segment {
-            leftovers.push((
-                name,
-                "a segment below the checkpoint, no longer needed by the MANIFEST",
-            ));
+            below.push(id);
         } else {
             ids.push(id);
         }
     }
     ids.sort_unstable();
+    below.sort_unstable();
+    remove_leftovers(vfs, dir, &leftovers, stats)?;
+    Ok((ids, below))
+}
+
+/// The segments of `below` (below the MANIFEST's first needed segment) that the checkpoint in
+/// force refers to for values, `kept`, stay; the others are leftovers of a compaction that did
+/// not finish, removed.
+fn remove_unreferenced(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    below: &[u64],
+    kept: &std::collections::BTreeSet<u64>,
+    stats: &mut RecoveryStats,
+) -> Result<()> {
+    let leftovers: Vec<(String, &'static str)> = below
+        .iter()
+        .filter(|id| !kept.contains(id))
+        .map(|&id| {
+            (
+                segment_file_name(id),
+                "a segment below the checkpoint, no longer needed by the MANIFEST",
+            )
+        })
+        .collect();
+    remove_leftovers(vfs, dir, &leftovers, stats)
+}
+
+/// Removes `leftovers` (file name, why), each logged and counted.
+fn remove_leftovers(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    leftovers: &[(String, &'static str)],
+    stats: &mut RecoveryStats,
+) -> Result<()> {
     if !leftovers.is_empty() {
         // What makes a file a leftover is the MANIFEST: its rename must be durable before
         // anything it replaced goes (a process crash can fall between a MANIFEST's rename and
@@ -846,7 +890,7 @@ fn list_and_clean(
         vfs.sync_dir(dir)
             .map_err(|e| Error::io("sync directory", dir.to_path_buf(), e))?;
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// The first index generation, built straight from a checkpoint (see [`seed_from_checkpoint`]).
@@ -869,6 +913,8 @@ struct Seeded {
     retention: (Retention, Lsn),
     /// Its keys.
     keys: u64,
+    /// The log segments its entries refer to for their values.
+    value_segments: std::collections::BTreeSet<u64>,
     /// The log's versions after it, sorted, handed over by the replay ([`TailHandoff`]), and
     /// the index from which the loader appended them in its pass: those before it are still
     /// to be inserted.
@@ -1045,6 +1091,10 @@ fn seed_from_checkpoint(
     let mut retention = (Retention::Snapshots, 0);
     let mut keys_hint = 0;
     let mut size_hint = (0, 0);
+    let mut value_segments = std::collections::BTreeSet::new();
+    // The first failure to read a value (under a per-key policy, whose load keeps values in
+    // memory); the load's callback cannot return it.
+    let mut value_error: Option<Error> = None;
     let trim_floor = manifest.trim_floor;
     let keys = crate::checkpoint::load(
         vfs,
@@ -1109,7 +1159,26 @@ fn seed_from_checkpoint(
                     }
                     // Garbage as a build counts it: every version but its key's first (the
                     // newest; a version of the log's may come first), and tombstones.
-                    if b.list.append_sorted(e.key, e.lsn, e.value, e.flags) || e.value.is_none() {
+                    let packed;
+                    let (value, flags) = match e.value {
+                        EntryValue::Tombstone => (None, e.flags),
+                        EntryValue::Inline(v) => (Some(v), e.flags),
+                        EntryValue::InSegment(r) => {
+                            value_segments.insert(r.segment);
+                            packed = crate::values::pack(r);
+                            (packed.as_ref().map(|p| &p[..]), e.flags | IN_SEGMENT)
+                        }
+                    };
+                    if value.is_none() && !e.value.is_tombstone() {
+                        // A segment id above 2^32: not representable in a node.
+                        value_error.get_or_insert_with(|| Error::Corruption {
+                            file: dir.join(crate::checkpoint::file_name(manifest.checkpoint_id)),
+                            offset: 0,
+                            reason: "a value reference to a segment above 2^32".into(),
+                        });
+                        return;
+                    }
+                    if b.list.append_sorted(e.key, e.lsn, value, flags) || value.is_none() {
                         b.garbage += 1;
                     }
                     if e.flags & TRIMMED_BELOW != 0 {
@@ -1117,11 +1186,33 @@ fn seed_from_checkpoint(
                     }
                 } else if let Some(v) = &mut versions {
                     // In list order already: kept as they are, merged with the log's later.
-                    v.push_version(e.key, e.lsn, e.value);
+                    // Values on disk are read back (a per-key policy's restart plan works on
+                    // versions in memory; see docs/DURABILITY.md, "Values on disk").
+                    match e.value {
+                        EntryValue::Tombstone => v.push_version(e.key, e.lsn, None),
+                        EntryValue::Inline(x) => v.push_version(e.key, e.lsn, Some(x)),
+                        EntryValue::InSegment(r) => {
+                            value_segments.insert(r.segment);
+                            let want = crate::values::Want {
+                                at: r,
+                                key: e.key,
+                                lsn: e.lsn,
+                            };
+                            match crate::values::read_direct(vfs, dir, manifest.epoch, &want) {
+                                Ok(x) => v.push_version(e.key, e.lsn, Some(&x)),
+                                Err(err) => {
+                                    value_error.get_or_insert(err);
+                                }
+                            }
+                        }
+                    }
                 }
             }
         },
     )?;
+    if let Some(e) = value_error {
+        return Err(e);
+    }
     if let (Some(b), Some(h)) = (&mut base, tail) {
         // The pass is over: the log's versions past the checkpoint's last key are appended
         // too (waiting for the replay to sort them, if it has not yet).
@@ -1140,6 +1231,7 @@ fn seed_from_checkpoint(
         versions,
         retention,
         keys,
+        value_segments,
         merged: merge.map(|m| (m.tail, m.from)),
     })
 }

@@ -24,7 +24,7 @@ use crate::Result;
 /// db.put(b"k", b"new")?;
 /// assert_eq!(snap.get(b"k")?.as_deref(), Some(&b"old"[..]));
 /// assert_eq!(db.get(b"k")?.as_deref(), Some(&b"new"[..]));
-/// assert_eq!(snap.iter()?.count(), 1);
+/// assert_eq!(snap.iter()?.collect::<Result<Vec<_>, _>>()?.len(), 1);
 /// # Ok(()) }
 /// ```
 pub struct Snapshot {
@@ -72,11 +72,23 @@ impl Snapshot {
         self.shared.versions.read_at(key, self.lsn, f)
     }
 
+    /// The values of many keys as of the snapshot, in the order of `keys` (see
+    /// [`crate::Db::get_many`]: values on disk are read in one batch).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Db::get_many`].
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Value>>> {
+        self.shared.check_open()?;
+        self.shared.versions.get_many(keys, None, self.lsn)
+    }
+
     /// The entries whose keys lie in `range`, in key order, as of the snapshot: a lazy scan.
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Closed`] after the database was closed.
+    /// [`crate::Error::Closed`] after the database was closed. The scan's items are `Result`s
+    /// too: reading an entry can fail, and the error is then the scan's last item (see [`Scan`]).
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<Scan> {
         self.shared.check_open()?;
         let lo = range.start_bound().map(|k| k.as_ref());
@@ -88,7 +100,7 @@ impl Snapshot {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Closed`] after the database was closed.
+    /// As [`Snapshot::range`].
     pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
         self.shared.check_open()?;
         let end = prefix_end(prefix);
@@ -105,7 +117,7 @@ impl Snapshot {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Closed`] after the database was closed.
+    /// As [`Snapshot::range`].
     pub fn iter(&self) -> Result<Scan> {
         self.shared.check_open()?;
         self.shared

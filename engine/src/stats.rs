@@ -76,6 +76,17 @@ pub struct Stats {
     pub checkpoint_lsn: Lsn,
     /// Log segments deleted by compaction since open.
     pub segments_deleted: u64,
+    /// Log segments kept below the checkpoint because it refers to values in them
+    /// ([`crate::Options::value_threshold`]).
+    pub value_segments: usize,
+    /// Values read from disk since open (cache misses; [`crate::Options::value_threshold`]).
+    pub value_reads: u64,
+    /// Bytes read from disk for them (records: header, key and value).
+    pub value_read_bytes: u64,
+    /// Reads of values on disk served from the cache since open.
+    pub value_cache_hits: u64,
+    /// Bytes of values the cache holds now (at most [`crate::Options::value_cache_bytes`]).
+    pub value_cache_bytes: u64,
 }
 
 impl Db {
@@ -91,6 +102,7 @@ impl Db {
         let gen = shared.versions.current();
         let (_, used) = gen.list.memory();
         let (strategy, reason) = self.sync_strategy_info();
+        let store = shared.versions.store();
         Stats {
             commits: c.commits.load(Ordering::Relaxed),
             bytes_appended: c.bytes_appended.load(Ordering::Relaxed),
@@ -129,6 +141,14 @@ impl Db {
                 .ckpt
                 .get()
                 .map_or(0, |c| c.segments_deleted.load(Ordering::Relaxed)),
+            value_segments: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.value_segments.lock().len()),
+            value_reads: store.map_or(0, |s| s.counters.disk_reads.load(Ordering::Relaxed)),
+            value_read_bytes: store.map_or(0, |s| s.counters.disk_bytes.load(Ordering::Relaxed)),
+            value_cache_hits: store.map_or(0, |s| s.counters.cache_hits.load(Ordering::Relaxed)),
+            value_cache_bytes: store.map_or(0, |s| s.cached().0),
         }
     }
 }

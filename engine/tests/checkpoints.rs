@@ -594,12 +594,14 @@ fn checkpoints_while_writers_and_readers_run() {
                     let a: Vec<_> = snap
                         .iter()
                         .unwrap()
+                        .map(Result::unwrap)
                         .map(|(k, v)| (k.to_vec(), v.lsn()))
                         .collect();
                     // The same snapshot read again, after whatever ran meanwhile, answers the same.
                     let b: Vec<_> = snap
                         .iter()
                         .unwrap()
+                        .map(Result::unwrap)
                         .map(|(k, v)| (k.to_vec(), v.lsn()))
                         .collect();
                     assert_eq!(a, b, "a snapshot changed under a checkpoint");

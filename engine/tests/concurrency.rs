@@ -255,6 +255,7 @@ fn readers_never_see_part_of_a_transaction() {
                             let got: Vec<_> = db
                                 .prefix(format!("pair{w}/").as_bytes())
                                 .unwrap()
+                                .map(Result::unwrap)
                                 .map(|(_, v)| (v.to_vec(), v.lsn()))
                                 .collect();
                             assert!(

@@ -33,7 +33,10 @@ fn with_keys(dir: &Path, io: IoChoice, n: usize) {
 }
 
 fn count_keys(db: &Db) -> usize {
-    db.range::<&[u8], _>(..).unwrap().count()
+    db.range::<&[u8], _>(..)
+        .unwrap()
+        .map(Result::unwrap)
+        .count()
 }
 
 /// xorshift64*: reproducible garbage.

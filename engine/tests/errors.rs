@@ -287,11 +287,12 @@ fn operations_after_close_are_refused() {
         closed(
             "range",
             db.range::<&[u8], _>(..)
-                .map(|s| format!("{} entries", s.count())),
+                .map(|s| format!("{} entries", s.map(Result::unwrap).count())),
         );
         closed(
             "prefix",
-            db.prefix(b"a").map(|s| format!("{} entries", s.count())),
+            db.prefix(b"a")
+                .map(|s| format!("{} entries", s.map(Result::unwrap).count())),
         );
         closed("sync", db.sync().map(|()| "Ok(())".into()));
         closed("wait_durable", db.wait_durable(1).map(|()| "Ok(())".into()));

@@ -1,7 +1,7 @@
 //! Golden files: small databases written by format versions 3 (`tests/golden/v3/`, the wide
-//! record layout), 4 (`tests/golden/v4/`, the lean one) and 5 (`tests/golden/v5/`, batch heads
-//! with a durable floor) — a MANIFEST, a checkpoint and the log after it — checked into the
-//! repository. Every later version of the engine must open them with
+//! record layout), 4 (`tests/golden/v4/`, the lean one), 5 (`tests/golden/v5/`, batch heads
+//! with a durable floor) and 6 (`tests/golden/v6/`, checkpoint entries referring to values in
+//! segments) — a MANIFEST, a checkpoint and the log after it — checked into the repository. Every later version of the engine must open them with
 //! exactly the contents recorded beside them (`expected.txt`, written from what the engine
 //! acknowledged when the files were made) — or refuse them with a clear version error, never
 //! misread them.
@@ -104,7 +104,8 @@ fn options() -> Options {
 
 /// Writes the golden database into `dir` and returns what was acknowledged.
 fn write_history(dir: &Path) -> Expected {
-    let db = Db::open(dir, options()).expect("open");
+    // Values of 16 bytes or more go to disk at the checkpoint (format version 6 on).
+    let db = Db::open(dir, options().value_threshold(Some(16))).expect("open");
     let mut e = Expected::default();
     db.set_retention(Retention::All).expect("retention");
     for (i, k) in (b'a'..=b'j').enumerate() {
@@ -121,6 +122,9 @@ fn write_history(dir: &Path) -> Expected {
         .push((lsn, b"k1".to_vec(), Some(b"in a transaction".to_vec())));
     e.writes.push((lsn, b"b".to_vec(), None));
     e.writes.push((lsn, b"c".to_vec(), Some(b"c2".to_vec())));
+    let early: Vec<u8> = (0..200u32).map(|i| (i * 7 % 256) as u8).collect();
+    let lsn = db.put(b"y-early", &early).expect("put");
+    e.writes.push((lsn, b"y-early".to_vec(), Some(early)));
     e.checkpoint = db.checkpoint().expect("checkpoint").lsn;
     let lsn = db.put(b"a", b"v2-a").expect("put");
     e.writes.push((lsn, b"a".to_vec(), Some(b"v2-a".to_vec())));
@@ -209,6 +213,7 @@ fn check_golden(version: u32) {
         let scanned: Vec<(Vec<u8>, Vec<u8>, Lsn)> = db
             .range::<&[u8], _>(..)
             .unwrap()
+            .map(Result::unwrap)
             .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
             .collect();
         let model: Vec<(Vec<u8>, Vec<u8>, Lsn)> = newest
@@ -266,4 +271,9 @@ fn format_v4_golden_files_open_with_what_was_acknowledged() {
 #[test]
 fn format_v5_golden_files_open_with_what_was_acknowledged() {
     check_golden(5);
+}
+
+#[test]
+fn format_v6_golden_files_open_with_what_was_acknowledged() {
+    check_golden(6);
 }

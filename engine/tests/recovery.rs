@@ -45,6 +45,7 @@ fn records(path: &Path, epoch: u64) -> Vec<Rec> {
 fn state(db: &Db) -> Vec<(Vec<u8>, Vec<u8>, u64)> {
     db.range::<&[u8], _>(..)
         .unwrap()
+        .map(Result::unwrap)
         .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
         .collect()
 }

@@ -51,9 +51,10 @@ impl Model {
 }
 
 fn entries(
-    scan: impl Iterator<Item = (Arc<[u8]>, ringlog_db::Value)>,
+    scan: impl Iterator<Item = ringlog_db::Result<(Arc<[u8]>, ringlog_db::Value)>>,
 ) -> Vec<(Vec<u8>, Vec<u8>, Lsn)> {
-    scan.map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
+    scan.map(Result::unwrap)
+        .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
         .collect()
 }
 
@@ -118,10 +119,10 @@ fn check_reads(
     loop {
         let choice = rng.below(4);
         let item = match choice {
-            0 => both.next().map(own),
-            1 => both.next_with(lend),
-            2 => both.next_back().map(own),
-            _ => both.next_back_with(lend),
+            0 => both.next().map(|e| own(e.unwrap())),
+            1 => both.next_with(lend).map(Result::unwrap),
+            2 => both.next_back().map(|e| own(e.unwrap())),
+            _ => both.next_back_with(lend).map(Result::unwrap),
         };
         match item {
             Some(e) if choice < 2 => front.push(e),
@@ -380,6 +381,7 @@ fn concurrent_snapshots(db: Arc<Db>, run_for: Duration) {
                         let got: Vec<u64> = snap
                             .prefix(format!("w{w}-").as_bytes())
                             .unwrap()
+                            .map(Result::unwrap)
                             .map(|(_, v)| u64::from_be_bytes(v[..8].try_into().unwrap()))
                             .collect();
                         if got.is_empty() {
@@ -597,7 +599,7 @@ fn retention_policies_across_restarts() {
         assert_eq!(
             db.prefix_at(b"c", c[3])
                 .unwrap()
-                .map(|(_, v)| v.to_vec())
+                .map(|item| item.unwrap().1.to_vec())
                 .collect::<Vec<_>>(),
             vec![vec![3u8]]
         );
@@ -639,7 +641,7 @@ fn retention_policies_across_restarts() {
         assert!(db
             .range::<&[u8], _>(..)
             .unwrap()
-            .all(|(k, _)| &*k != b"retention"));
+            .all(|item| &*item.unwrap().0 != b"retention"));
     });
 }
 
@@ -728,7 +730,13 @@ fn snapshot_edges() {
     drop(snap);
     assert_eq!(clone.get(b"k").unwrap().unwrap().lsn(), l);
     assert_eq!(db.stats().snapshots, 1);
-    assert!(db.range_at(b"a".as_slice().., l).unwrap().count() == 1);
+    assert!(
+        db.range_at(b"a".as_slice().., l)
+            .unwrap()
+            .map(Result::unwrap)
+            .count()
+            == 1
+    );
     assert!(matches!(
         db.range_at(b"a".as_slice().., l + 1),
         Err(Error::NotYetVisible { .. })

@@ -39,6 +39,12 @@ pub const ENTRY_TOMBSTONE: u32 = u32::MAX;
 pub const ENTRY_USER: u8 = 0;
 /// Entry kind: an entry of the engine's system key space (a retention policy).
 pub const ENTRY_SYSTEM: u8 = 1;
+/// Entry kind: a user key whose value is not in the checkpoint but in a log segment: the entry's
+/// payload after the key is a [`ValueRef`] ([`VALUE_REF_LEN`] bytes), and `value_len` is the
+/// value's length. Format version 6.
+pub const ENTRY_USER_REF: u8 = 2;
+/// Bytes of an encoded [`ValueRef`]: the segment id and the record's offset, `u64` LE each.
+pub const VALUE_REF_LEN: usize = 16;
 
 /// The header of a checkpoint file.
 #[repr(C)]
@@ -138,10 +144,75 @@ impl BlockPos {
     }
 }
 
+/// Where a value lies in the log: the Write record at `offset` of segment `segment` holds it
+/// (`len` bytes). The record's checksum, bound to (epoch, segment, offset), is verified on every
+/// read, and its key and LSN must be the version's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ValueRef {
+    /// The segment's id (1..=[`MAX_ID`]).
+    pub segment: u64,
+    /// The record's offset in the segment (a multiple of 8, below [`MAX_SEGMENT_LEN`]).
+    pub offset: u64,
+    /// The value's length in bytes.
+    pub len: u32,
+}
+
+impl ValueRef {
+    /// Whether the fields are within the format's ranges (what the decoder checks).
+    pub fn is_valid(&self) -> bool {
+        (1..=MAX_ID).contains(&self.segment)
+            && self.offset.is_multiple_of(8)
+            && self.offset >= crate::SEGMENT_HEADER_LEN as u64
+            && self.offset < MAX_SEGMENT_LEN
+            && (self.len as usize) < crate::MAX_RECORD_LEN
+    }
+}
+
+/// The value of a checkpoint entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryValue<'a> {
+    /// A tombstone: the key was deleted by this version.
+    Tombstone,
+    /// The value's bytes, in the checkpoint ([`ENTRY_USER`], [`ENTRY_SYSTEM`]).
+    Inline(&'a [u8]),
+    /// The value's place in the log ([`ENTRY_USER_REF`]).
+    InSegment(ValueRef),
+}
+
+impl<'a> EntryValue<'a> {
+    /// `Inline(v)` for `Some(v)`, `Tombstone` for `None`.
+    pub fn from_option(v: Option<&'a [u8]>) -> EntryValue<'a> {
+        v.map_or(EntryValue::Tombstone, EntryValue::Inline)
+    }
+
+    /// The inline bytes, if any.
+    pub fn inline(&self) -> Option<&'a [u8]> {
+        match *self {
+            EntryValue::Inline(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, EntryValue::Tombstone)
+    }
+
+    /// Payload bytes after the key in an encoded entry.
+    fn payload_len(&self) -> usize {
+        match self {
+            EntryValue::Tombstone => 0,
+            EntryValue::Inline(v) => v.len(),
+            EntryValue::InSegment(_) => VALUE_REF_LEN,
+        }
+    }
+}
+
 /// One version in a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry<'a> {
-    /// [`ENTRY_USER`] or [`ENTRY_SYSTEM`].
+    /// [`ENTRY_USER`], [`ENTRY_USER_REF`] (exactly when `value` is [`EntryValue::InSegment`]) or
+    /// [`ENTRY_SYSTEM`].
     pub kind: u8,
     /// Opaque flags of the engine.
     pub flags: u8,
@@ -149,15 +220,15 @@ pub struct Entry<'a> {
     pub lsn: u64,
     /// The key (1..=65535 bytes).
     pub key: &'a [u8],
-    /// The value; `None` for a tombstone.
-    pub value: Option<&'a [u8]>,
+    /// The value.
+    pub value: EntryValue<'a>,
 }
 
 impl Entry<'_> {
     /// Bytes of the encoded entry, padding included.
     pub fn encoded_len(&self) -> usize {
         align_up(
-            (ENTRY_HEADER_LEN + self.key.len() + self.value.map_or(0, <[u8]>::len)) as u64,
+            (ENTRY_HEADER_LEN + self.key.len() + self.value.payload_len()) as u64,
             8,
         ) as usize
     }
@@ -179,16 +250,25 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) {
         "checkpoint entry: LSN {}",
         e.lsn
     );
-    assert!(e.kind == ENTRY_USER || e.kind == ENTRY_SYSTEM);
+    assert!(
+        match e.value {
+            EntryValue::InSegment(r) => e.kind == ENTRY_USER_REF && r.is_valid(),
+            _ => e.kind == ENTRY_USER || e.kind == ENTRY_SYSTEM,
+        },
+        "checkpoint entry: kind {} for {:?}",
+        e.kind,
+        e.value
+    );
     let value_len = match e.value {
-        Some(v) => {
+        EntryValue::Inline(v) => {
             assert!(
                 (v.len() as u64) < MAX_BLOCK_LEN,
                 "checkpoint entry: value too long"
             );
             v.len() as u32
         }
-        None => ENTRY_TOMBSTONE,
+        EntryValue::InSegment(r) => r.len,
+        EntryValue::Tombstone => ENTRY_TOMBSTONE,
     };
     let start = out.len();
     out.extend_from_slice(&e.lsn.to_le_bytes());
@@ -197,8 +277,13 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.push(e.kind);
     out.push(e.flags);
     out.extend_from_slice(e.key);
-    if let Some(v) = e.value {
-        out.extend_from_slice(v);
+    match e.value {
+        EntryValue::Inline(v) => out.extend_from_slice(v),
+        EntryValue::InSegment(r) => {
+            out.extend_from_slice(&r.segment.to_le_bytes());
+            out.extend_from_slice(&r.offset.to_le_bytes());
+        }
+        EntryValue::Tombstone => {}
     }
     out.resize(start + e.encoded_len(), 0);
 }
@@ -254,13 +339,22 @@ impl<'a> Iterator for Entries<'a> {
                 self.bad("a checkpoint entry's LSN is 0 or above the maximum"),
             );
         }
-        if key_len == 0 || (kind != ENTRY_USER && kind != ENTRY_SYSTEM) {
+        if key_len == 0 || !matches!(kind, ENTRY_USER | ENTRY_SYSTEM | ENTRY_USER_REF) {
             return fail(
                 self,
                 self.bad("a checkpoint entry has an empty key or an unknown kind"),
             );
         }
-        let vlen = if value_len == ENTRY_TOMBSTONE {
+        let by_ref = kind == ENTRY_USER_REF;
+        if by_ref && value_len == ENTRY_TOMBSTONE {
+            return fail(
+                self,
+                self.bad("a checkpoint entry refers to a tombstone's value"),
+            );
+        }
+        let vlen = if by_ref {
+            VALUE_REF_LEN
+        } else if value_len == ENTRY_TOMBSTONE {
             0
         } else {
             value_len as usize
@@ -270,8 +364,25 @@ impl<'a> Iterator for Entries<'a> {
             return fail(self, self.bad("a checkpoint entry runs past its block"));
         }
         let key = &rest[ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + key_len];
-        let value = (value_len != ENTRY_TOMBSTONE)
-            .then(|| &rest[ENTRY_HEADER_LEN + key_len..ENTRY_HEADER_LEN + key_len + vlen]);
+        let payload = &rest[ENTRY_HEADER_LEN + key_len..ENTRY_HEADER_LEN + key_len + vlen];
+        let value = if by_ref {
+            let r = ValueRef {
+                segment: u64::from_le_bytes(payload[..8].try_into().expect("8 bytes")),
+                offset: u64::from_le_bytes(payload[8..16].try_into().expect("8 bytes")),
+                len: value_len,
+            };
+            if !r.is_valid() {
+                return fail(
+                    self,
+                    self.bad("a checkpoint entry's value reference is out of range"),
+                );
+            }
+            EntryValue::InSegment(r)
+        } else if value_len == ENTRY_TOMBSTONE {
+            EntryValue::Tombstone
+        } else {
+            EntryValue::Inline(payload)
+        };
         if rest[ENTRY_HEADER_LEN + key_len + vlen..len]
             .iter()
             .any(|&b| b != 0)
@@ -614,7 +725,7 @@ mod tests {
                         flags: 0,
                         lsn: *l,
                         key: k,
-                        value: v.as_deref(),
+                        value: EntryValue::from_option(v.as_deref()),
                     },
                 );
             }
@@ -659,7 +770,8 @@ mod tests {
                 .unwrap();
             for e in Entries::new(&raw, at) {
                 let e = e.unwrap();
-                got.push((e.key.to_vec(), e.lsn, e.value.map(<[u8]>::to_vec)));
+                assert!(!matches!(e.value, EntryValue::InSegment(_)));
+                got.push((e.key.to_vec(), e.lsn, e.value.inline().map(<[u8]>::to_vec)));
             }
             at += b.total_len();
         }
@@ -742,5 +854,69 @@ mod tests {
             let h = CheckpointHeader::new(1, 1, 1, 0, 0);
             let _ = CheckpointFooter::decode(&bytes, 0, 1, &h);
         }
+    }
+
+    /// Entries whose values lie in a segment round-trip beside inline ones and tombstones; a
+    /// reference out of range, or to a tombstone, is refused with an error, never a panic.
+    #[test]
+    fn value_references_round_trip_and_are_validated() {
+        let r = ValueRef {
+            segment: 9,
+            offset: 4096,
+            len: 1000,
+        };
+        let list = [
+            Entry {
+                kind: ENTRY_USER_REF,
+                flags: 1,
+                lsn: 5,
+                key: b"a",
+                value: EntryValue::InSegment(r),
+            },
+            Entry {
+                kind: ENTRY_USER,
+                flags: 0,
+                lsn: 4,
+                key: b"a",
+                value: EntryValue::Inline(b"small"),
+            },
+            Entry {
+                kind: ENTRY_USER,
+                flags: 0,
+                lsn: 3,
+                key: b"b",
+                value: EntryValue::Tombstone,
+            },
+        ];
+        let mut raw = Vec::new();
+        for e in &list {
+            encode_entry(&mut raw, e);
+        }
+        assert_eq!(
+            list[0].encoded_len(),
+            align_up((ENTRY_HEADER_LEN + 1 + VALUE_REF_LEN) as u64, 8) as usize
+        );
+        let back: Vec<Entry<'_>> = Entries::new(&raw, 64).map(Result::unwrap).collect();
+        assert_eq!(back, list);
+
+        // The same bytes with the reference's fields damaged.
+        let at_ref = ENTRY_HEADER_LEN + 1;
+        for (field_at, bad) in [(0, 0u64), (8, 4097), (8, 2), (8, MAX_SEGMENT_LEN)] {
+            let mut b = raw.clone();
+            b[at_ref + field_at..at_ref + field_at + 8].copy_from_slice(&bad.to_le_bytes());
+            let first = Entries::new(&b, 64).next().unwrap();
+            assert!(
+                matches!(first, Err(DecodeError::Malformed { offset: 64, .. })),
+                "field at {field_at} = {bad}: {first:?}"
+            );
+        }
+        // A reference entry with a tombstone's length.
+        let mut b = raw.clone();
+        b[8..12].copy_from_slice(&ENTRY_TOMBSTONE.to_le_bytes());
+        assert!(Entries::new(&b, 64).next().unwrap().is_err());
+        // Kind 3 is unknown.
+        let mut b = raw;
+        b[14] = 3;
+        assert!(Entries::new(&b, 64).next().unwrap().is_err());
     }
 }

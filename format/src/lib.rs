@@ -42,8 +42,9 @@ mod segment;
 pub use buf::AlignedBuf;
 pub use checkpoint::{
     encode_block, encode_entry, BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, Entries,
-    Entry, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_FOOTER_MAGIC, CHECKPOINT_HEADER_LEN,
-    CHECKPOINT_MAGIC, ENTRY_HEADER_LEN, ENTRY_SYSTEM, ENTRY_TOMBSTONE, ENTRY_USER, MAX_BLOCK_LEN,
+    Entry, EntryValue, ValueRef, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_FOOTER_MAGIC,
+    CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, ENTRY_HEADER_LEN, ENTRY_SYSTEM, ENTRY_TOMBSTONE,
+    ENTRY_USER, ENTRY_USER_REF, MAX_BLOCK_LEN, VALUE_REF_LEN,
 };
 #[cfg(feature = "lz4")]
 pub use codec::Lz4;
@@ -71,8 +72,11 @@ pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 /// out as version 3's, and segments of versions 1–3 are still read ([`Layout::Wide`]). Version 5
 /// added the durable floor to the batch head (48 bytes instead of 40): the log may then keep several
 /// write batches in flight at once, and recovery still tells a torn tail from corruption
-/// (FORMAT.md §10.5); everything else is laid out as version 4's.
-pub const FORMAT_VERSION: u32 = 5;
+/// (FORMAT.md §10.5); everything else is laid out as version 4's. Version 6 lets a checkpoint
+/// entry hold a value by reference to its Write record in a log segment
+/// ([`ENTRY_USER_REF`], [`ValueRef`]); segments, records and the manifest are laid out as
+/// version 5's.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Oldest on-disk format version this crate reads.
 pub const MIN_FORMAT_VERSION: u32 = 1;

@@ -64,7 +64,7 @@ impl Layout {
     pub const fn for_version(version: u32) -> Option<Layout> {
         match version {
             1..=3 => Some(Layout::Wide),
-            4..=5 => Some(Layout::Lean),
+            4..=6 => Some(Layout::Lean),
             _ => None,
         }
     }

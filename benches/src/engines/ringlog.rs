@@ -7,8 +7,8 @@ use ringlog_db::{Db, Durability, Options, Scan, Snapshot};
 
 use crate::args::Workload;
 use crate::engine::{
-    err, Counters, EResult, Engine, EngineKind, IndexMemory, Mode, OpenOpts, RecoveryInfo,
-    ScanBounds, Settled, SnapCost, SnapView,
+    err, Counters, DiskValues, EResult, Engine, EngineKind, IndexMemory, Mode, OpenOpts,
+    RecoveryInfo, ScanBounds, Settled, SnapCost, SnapView,
 };
 
 /// The ringlog engine kind.
@@ -97,6 +97,12 @@ impl EngineKind for RinglogKind {
             if let Some(n) = opts.rounds_in_flight {
                 o = o.rounds_in_flight(n);
             }
+            if opts.value_threshold.is_some() {
+                o = o.value_threshold(opts.value_threshold);
+            }
+            if let Some(b) = opts.value_cache_bytes {
+                o = o.value_cache_bytes(b);
+            }
             Db::open(dir, o).map_err(|e| err("ringlog open", e))?
         };
         Ok(Box::new(Ringlog { db }))
@@ -132,13 +138,28 @@ impl Engine for Ringlog {
             .map_err(|e| err("ringlog get", e))
     }
 
+    fn get_many(&self, keys: &[&[u8]], each: &mut dyn FnMut(usize, Option<&[u8]>)) -> EResult<()> {
+        let values = self
+            .db
+            .get_many(keys)
+            .map_err(|e| err("ringlog get_many", e))?;
+        for (i, v) in values.iter().enumerate() {
+            each(i, v.as_ref().map(|v| v.as_bytes()));
+        }
+        Ok(())
+    }
+
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> EResult<usize> {
         let mut scan = self
             .db
             .range(start..end)
             .map_err(|e| err("ringlog range", e))?;
         let mut n = 0;
-        while n < limit && scan.next_with(|_, v, _| v.len()).is_some() {
+        while n < limit {
+            let Some(entry) = scan.next_with(|_, v, _| v.len()) else {
+                break;
+            };
+            entry.map_err(|e| err("ringlog range", e))?;
             n += 1;
         }
         Ok(n)
@@ -156,7 +177,7 @@ impl Engine for Ringlog {
             .db
             .range::<&[u8], _>((lo, hi))
             .map_err(|e| err("ringlog range", e))?;
-        Ok(visit(scan, reverse, f))
+        visit(scan, reverse, f)
     }
 
     fn with_snapshot(&self, f: &mut dyn FnMut(&dyn SnapView) -> EResult<()>) -> EResult<SnapCost> {
@@ -169,6 +190,18 @@ impl Engine for Ringlog {
             versions: s.versions as u64,
             bytes: s.index_bytes as u64,
             payload: s.index_payload_bytes as u64,
+        })
+    }
+
+    fn disk_values(&self) -> Option<DiskValues> {
+        let s = self.db.stats();
+        Some(DiskValues {
+            keys: s.keys as u64,
+            reads: s.value_reads,
+            read_bytes: s.value_read_bytes,
+            cache_hits: s.value_cache_hits,
+            cache_bytes: s.value_cache_bytes,
+            segments: s.value_segments as u64,
         })
     }
 
@@ -251,9 +284,10 @@ impl Engine for Ringlog {
     }
 }
 
-/// Feeds a lazy scan to `f`, forward or reverse, until it returns false.
-/// Feeds a scan's entries to `f`, lent (`Scan::next_with`: no copy), until it returns false.
-fn visit(mut scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> u64 {
+/// Feeds a lazy scan's entries to `f`, forward or reverse, lent (`Scan::next_with`: no copy),
+/// until it returns false; an entry that fails to read ends it with the error, as
+/// `crate::engine::feed` does for the peers.
+fn visit(mut scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> EResult<u64> {
     let mut n = 0;
     loop {
         let lend = |k: &[u8], v: &[u8], _| f(k, v);
@@ -262,10 +296,10 @@ fn visit(mut scan: Scan, reverse: bool, f: &mut dyn FnMut(&[u8], &[u8]) -> bool)
         } else {
             scan.next_with(lend)
         };
-        match more {
+        match more.transpose().map_err(|e| err("ringlog range", e))? {
             Some(true) => n += 1,
-            Some(false) => return n + 1,
-            None => return n,
+            Some(false) => return Ok(n + 1),
+            None => return Ok(n),
         }
     }
 }
@@ -290,6 +324,6 @@ impl SnapView for RinglogSnap<'_> {
             .0
             .range(lo..hi)
             .map_err(|e| err("ringlog snapshot range", e))?;
-        Ok(visit(scan, false, f))
+        visit(scan, false, f)
     }
 }

@@ -139,11 +139,12 @@ fn watch(dir: &Path, stop: &AtomicBool, into: &Mutex<Watched>) {
     }
 }
 
-/// Closes nothing: syncs and evicts `dir`, reads its files cold (the floor), evicts again, then
-/// opens the engine and reads `probe` (key index, version) until it is right. Returns the open
-/// engine and the measurement.
+/// Closes nothing: syncs and evicts `dir`, reads its files cold (the floor: those whose names
+/// end in `floor_suffix` when given and any does, else every file), evicts again, then opens the
+/// engine and reads `probe` (key index, version) until it is right. Returns the open engine and
+/// the measurement.
 #[allow(clippy::too_many_arguments)]
-fn cold_open(
+pub(super) fn cold_open(
     kind: &dyn EngineKind,
     mode: Mode,
     dir: &Path,
@@ -151,11 +152,18 @@ fn cold_open(
     codec: &Codec,
     opts: &OpenOpts,
     probe: (u64, u32),
+    floor_suffix: Option<&str>,
     notes: &mut Vec<String>,
 ) -> EResult<(Box<dyn Engine>, ColdOpen)> {
     let io = |what: &str, e: std::io::Error| EngineError(format!("{what}: {e}"));
     let mut out = ColdOpen::default();
-    let files = sysinfo::file_extents(dir).map_err(|e| io("listing the files", e))?;
+    let mut files = sysinfo::file_extents(dir).map_err(|e| io("listing the files", e))?;
+    if let Some(suffix) = floor_suffix {
+        let named = |p: &Path| p.to_str().is_some_and(|n| n.ends_with(suffix));
+        if files.iter().any(|(p, _)| named(p)) {
+            files.retain(|(p, _)| named(p));
+        }
+    }
     out.cold = match sysinfo::evict(dir) {
         Ok(_) => true,
         Err(e) => {
@@ -318,6 +326,7 @@ pub(super) fn run_history(
         codec,
         opts,
         last_put,
+        None,
         &mut res.notes,
     )?;
     h.open = open;
@@ -353,6 +362,7 @@ pub(super) fn run_history(
             codec,
             opts,
             last_put,
+            None,
             &mut res.notes,
         )?;
         h.open_settled = Some(open);

@@ -23,6 +23,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::{Condvar, Mutex};
 
 use crate::skiplist::{NodeRef, SkipList};
+use crate::values::{ValueStore, IN_SEGMENT};
 use crate::{Error, Result};
 use retention::RetentionState;
 
@@ -92,6 +93,11 @@ pub(crate) struct Gen {
     pub(crate) list: SkipList,
     /// Reads below this LSN are refused with [`Error::HistoryTrimmed`]. Only rises.
     pub(crate) floor: AtomicU64,
+    /// The log segments its nodes may refer to for values on disk ([`IN_SEGMENT`]), ascending
+    /// (a superset). Set when the generation is built, before anyone reads it: writers only
+    /// insert values in memory. Compaction keeps these segments while the generation lives
+    /// ([`Versions::segments_in_use`]).
+    segments: Mutex<Vec<u64>>,
 }
 
 impl Gen {
@@ -99,25 +105,44 @@ impl Gen {
         Gen {
             list,
             floor: AtomicU64::new(floor),
+            segments: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the segments its nodes may refer to ([`Gen::segments`]).
+    pub(crate) fn set_segments(&self, mut ids: Vec<u64>) {
+        ids.sort_unstable();
+        ids.dedup();
+        *self.segments.lock() = ids;
     }
 
     pub(crate) fn floor(&self) -> Lsn {
         self.floor.load(Ordering::Acquire)
     }
 
-    /// The version of `key` visible at `lsn`, passed to `f` borrowed from the index: `None` when
-    /// the key had no value then. The caller has checked `lsn` against the floor.
+    /// The version of `key` visible at `lsn`, passed to `f` borrowed from the index (or from a
+    /// value read from disk through `store`): `None` when the key had no value then. The caller
+    /// has checked `lsn` against the floor.
     pub(crate) fn read_at<R>(
         &self,
         key: &[u8],
         lsn: Lsn,
+        store: Option<&ValueStore>,
         f: impl FnOnce(Found<'_>) -> R,
     ) -> Result<R> {
+        match self.node_at(key, lsn)? {
+            Some(n) => deliver(n, store, f),
+            None => Ok(f(None)),
+        }
+    }
+
+    /// The node of the version of `key` visible at `lsn` (a put or a tombstone), or `None` when
+    /// the key had no version then; [`Error::HistoryTrimmed`] below a key's trimmed history.
+    pub(crate) fn node_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<NodeRef<'_>>> {
         // The key's newest node through the key index, then a few steps to older versions; a
         // read far back in a long history searches the list instead.
         let Some(mut n) = self.list.newest(key) else {
-            return Ok(f(None));
+            return Ok(None);
         };
         let mut steps = 0;
         while n.lsn() > lsn {
@@ -126,16 +151,16 @@ impl Gen {
                     n = m;
                     steps += 1;
                 }
-                Some(m) if m.key() == key => return self.read_by_search(key, lsn, f),
+                Some(m) if m.key() == key => return self.node_by_search(key, lsn),
                 // No version at or below `lsn`: `n` is the key's oldest node.
-                _ => return Gen::none_or_trimmed(n, lsn).map(|()| f(None)),
+                _ => return Gen::none_or_trimmed(n, lsn).map(|()| None),
             }
         }
         debug_assert!(
             n.key() == key && n.lsn() <= lsn,
             "a version of the key at or below the LSN"
         );
-        Ok(f(n.value().map(|v| (v, n.lsn()))))
+        Ok(Some(n))
     }
 
     /// `Ok(())` (the key had no value at `lsn`) or [`Error::HistoryTrimmed`] when the key's
@@ -150,21 +175,56 @@ impl Gen {
         Ok(())
     }
 
-    fn read_by_search<R>(&self, key: &[u8], lsn: Lsn, f: impl FnOnce(Found<'_>) -> R) -> Result<R> {
+    fn node_by_search(&self, key: &[u8], lsn: Lsn) -> Result<Option<NodeRef<'_>>> {
         if let Some(n) = self.list.seek(key, lsn) {
             if n.key() == key {
                 debug_assert!(n.lsn() <= lsn, "seek returns a version at or below the LSN");
-                return Ok(f(n.value().map(|v| (v, n.lsn()))));
+                return Ok(Some(n));
             }
         }
         // No version at or below `lsn`: was the key's older history trimmed?
         match self.list.seek_before(key, lsn) {
-            Some(oldest) if oldest.key() == key => {
-                Gen::none_or_trimmed(oldest, lsn).map(|()| f(None))
-            }
-            _ => Ok(f(None)),
+            Some(oldest) if oldest.key() == key => Gen::none_or_trimmed(oldest, lsn).map(|()| None),
+            _ => Ok(None),
         }
     }
+}
+
+/// Passes the version of node `n` to `f`: its value borrowed from the index, or read from disk
+/// through `store` when the node holds the value's place ([`IN_SEGMENT`]); `None` for a
+/// tombstone.
+pub(crate) fn deliver<R>(
+    n: NodeRef<'_>,
+    store: Option<&ValueStore>,
+    f: impl FnOnce(Found<'_>) -> R,
+) -> Result<R> {
+    let Some(v) = n.value() else {
+        return Ok(f(None));
+    };
+    if n.flags() & IN_SEGMENT == 0 {
+        return Ok(f(Some((v, n.lsn()))));
+    }
+    let value = value_of(n, v, store)?;
+    Ok(f(Some((&value, n.lsn()))))
+}
+
+/// The value of an [`IN_SEGMENT`] node whose stored bytes are `packed`, read through `store`.
+pub(crate) fn value_of(
+    n: NodeRef<'_>,
+    packed: &[u8],
+    store: Option<&ValueStore>,
+) -> Result<Arc<[u8]>> {
+    let at = crate::values::unpack(packed);
+    let store = store.ok_or_else(|| Error::Corruption {
+        file: std::path::PathBuf::from(crate::segment::segment_file_name(at.segment)),
+        offset: at.offset,
+        reason: "the index refers to a value on disk in a database without a directory".into(),
+    })?;
+    store.read(&crate::values::Want {
+        at,
+        key: n.key(),
+        lsn: n.lsn(),
+    })
 }
 
 /// A version found by a borrowed read: the value's bytes (borrowed from the index for the
@@ -219,6 +279,11 @@ pub(crate) struct Versions {
     pub(crate) trim_running: Mutex<()>,
     /// Commits record (time, LSN) samples: a time-based policy is in force.
     pub(crate) sample_times: AtomicBool,
+    /// Reads values the index holds by reference (set at open when values may live on disk).
+    pub(crate) store: std::sync::OnceLock<Arc<ValueStore>>,
+    /// Every generation made (weakly): those still alive — the current one, one a trim is
+    /// building, old ones scans and readers still hold — may refer to value segments.
+    gens: Mutex<Vec<std::sync::Weak<Gen>>>,
 }
 
 /// A trim waits for garbage of at least 1 / TRIM_SHARE of the versions the generation holds.
@@ -226,8 +291,11 @@ const TRIM_SHARE: usize = 4;
 
 impl Versions {
     pub(crate) fn new(gen: Gen, retention: RetentionState, min_garbage: usize) -> Versions {
+        let gen = Arc::new(gen);
+        let gens = Mutex::new(vec![Arc::downgrade(&gen)]);
         Versions {
-            current: ArcSwap::from_pointee(gen),
+            gens,
+            current: ArcSwap::new(gen),
             next: ArcSwapOption::empty(),
             snapshots: Mutex::new(BTreeMap::new()),
             retention: Mutex::new(retention),
@@ -240,7 +308,33 @@ impl Versions {
             trims: AtomicU64::new(0),
             trim_running: Mutex::new(()),
             sample_times: AtomicBool::new(false),
+            store: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Records a new generation (see [`Versions::segments_in_use`]).
+    pub(crate) fn register(&self, gen: &Arc<Gen>) {
+        let mut g = self.gens.lock();
+        g.retain(|w| w.strong_count() > 0);
+        g.push(Arc::downgrade(gen));
+    }
+
+    /// The value segments any live generation may refer to: compaction must not delete them
+    /// yet, even when the checkpoint in force does not refer to them (a snapshot or a scan may
+    /// still read a version the checkpoint left out).
+    pub(crate) fn segments_in_use(&self) -> std::collections::BTreeSet<u64> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut g = self.gens.lock();
+        g.retain(|w| w.strong_count() > 0);
+        for gen in g.iter().filter_map(std::sync::Weak::upgrade) {
+            out.extend(gen.segments.lock().iter().copied());
+        }
+        out
+    }
+
+    /// The value store, when values may live on disk.
+    pub(crate) fn store(&self) -> Option<&ValueStore> {
+        self.store.get().map(|s| &**s)
     }
 
     /// Sets the garbage count (after building a generation).
@@ -364,7 +458,7 @@ impl Versions {
                 earliest_retained: floor,
             });
         }
-        g.read_at(key, lsn, f)
+        g.read_at(key, lsn, self.store(), f)
     }
 
     /// Reads the newest version of `key` visible now, passing it to `f`; `visible` reads the
@@ -394,8 +488,74 @@ impl Versions {
                 }
                 continue;
             }
-            return g.read_at(key, lsn, f);
+            return g.read_at(key, lsn, self.store(), f);
         }
+    }
+
+    /// The values of `keys` at `lsn` (visible; `None` for a key without a value then), in input
+    /// order: values in memory are copied, and every value on disk is read in one batch
+    /// ([`ValueStore::read_many`]: one io_uring submission on the io_uring path). `retry` reads
+    /// the visible LSN again when a trim raced the read (`None`: `lsn` is a snapshot's, fixed).
+    pub(crate) fn get_many<K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        visible: Option<&dyn Fn() -> Lsn>,
+        mut lsn: Lsn,
+    ) -> Result<Vec<Option<Value>>> {
+        let mut tries = 0;
+        let g = loop {
+            let g = self.current.load_full();
+            let floor = g.floor();
+            if lsn >= floor {
+                break g;
+            }
+            tries += 1;
+            match visible {
+                Some(v) if tries <= 3 => lsn = v(),
+                _ => {
+                    return Err(Error::HistoryTrimmed {
+                        requested: lsn,
+                        earliest_retained: floor,
+                    })
+                }
+            }
+        };
+        let mut out: Vec<Option<Value>> = Vec::with_capacity(keys.len());
+        let mut wants = Vec::new();
+        let mut slots = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let key = k.as_ref();
+            let node = g.node_at(key, lsn)?;
+            match node.and_then(|n| n.value().map(|v| (n, v))) {
+                None => out.push(None),
+                Some((n, v)) if n.flags() & IN_SEGMENT == 0 => {
+                    out.push(Some(Value::new(Arc::from(v), n.lsn())));
+                }
+                Some((n, v)) => {
+                    out.push(None);
+                    slots.push((i, n.lsn()));
+                    wants.push(crate::values::Want {
+                        at: crate::values::unpack(v),
+                        key,
+                        lsn: n.lsn(),
+                    });
+                }
+            }
+        }
+        if !wants.is_empty() {
+            let store = self.store().ok_or_else(|| Error::Corruption {
+                file: std::path::PathBuf::from(crate::segment::segment_file_name(
+                    wants[0].at.segment,
+                )),
+                offset: wants[0].at.offset,
+                reason: "the index refers to a value on disk in a database without a directory"
+                    .into(),
+            })?;
+            for ((i, lsn), r) in slots.into_iter().zip(store.read_many(&wants)) {
+                out[i] = Some(Value::new(r?, lsn));
+            }
+        }
+        Ok(out)
     }
 
     /// A lazy scan of `lo..hi` at `lsn`.
@@ -408,7 +568,7 @@ impl Versions {
                 earliest_retained: floor,
             });
         }
-        Ok(scan::Scan::new(g, lsn, lo, hi))
+        Ok(scan::Scan::new(g, self.store.get().cloned(), lsn, lo, hi))
     }
 
     /// Live keys in the current generation (including commits in flight).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::{version_at, Gen, Lsn, Value};
 use crate::skiplist::NodeRef;
+use crate::Result;
 
 /// An ordered, lazy scan of the entries of a key range as of one LSN, returned by
 /// [`crate::Db::range`], [`crate::Db::prefix`], [`crate::Snapshot::range`] and friends.
@@ -14,6 +15,29 @@ use crate::skiplist::NodeRef;
 /// Commits made after the scan started are not seen: every entry is the version visible at
 /// [`Scan::lsn`]. A scan keeps the index generation it reads from alive (see
 /// `docs/DURABILITY.md`, "Versions and snapshots"), so do not keep one for hours.
+///
+/// Each item is a [`crate::Result`]: reading an entry can fail (a value read from disk can meet
+/// an I/O error or a checksum mismatch), and a scan never ends early or panics instead of saying
+/// so. After an error the scan ends; the error is the last item: every later call of
+/// [`Iterator::next`] or [`DoubleEndedIterator::next_back`] (or [`Scan::next_with`],
+/// [`Scan::next_back_with`]) returns `None`. Collect into a `Result` to stop at the first error:
+///
+/// ```
+/// # fn main() -> Result<(), ringlog_db::Error> {
+/// let db = ringlog_db::Db::in_memory();
+/// db.put(b"a", b"1")?;
+/// db.put(b"b", b"2")?;
+/// let mut n = 0;
+/// for item in db.range(b"a".as_slice()..)? {
+///     let (key, value) = item?; // an error ends the loop (and the scan)
+///     assert_eq!(value.len(), 1);
+///     n += key.len();
+/// }
+/// assert_eq!(n, 2);
+/// let backwards = db.range::<&[u8], _>(..)?.rev().collect::<Result<Vec<_>, _>>()?;
+/// assert_eq!(&*backwards[0].0, b"b");
+/// # Ok(()) }
+/// ```
 pub struct Scan {
     // Field order: the cursors borrow from `gen`'s skip list (see `Scan::new`).
     /// The next node to consider from the front (the first node of a key).
@@ -26,6 +50,8 @@ pub struct Scan {
     lsn: Lsn,
     done: bool,
     gen: Arc<Gen>,
+    /// Reads the values the index holds by reference.
+    store: Option<Arc<crate::values::ValueStore>>,
 }
 
 enum Back {
@@ -71,7 +97,13 @@ fn below_hi(hi: &Bound<Box<[u8]>>, key: &[u8]) -> bool {
 }
 
 impl Scan {
-    pub(crate) fn new(gen: Arc<Gen>, lsn: Lsn, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Scan {
+    pub(crate) fn new(
+        gen: Arc<Gen>,
+        store: Option<Arc<crate::values::ValueStore>>,
+        lsn: Lsn,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Scan {
         // SAFETY: the reference is to a node of `gen.list`, and `gen` is stored in the scan, so
         // the list (and every node in it, which never moves or changes once published) outlives
         // every use of the reference; the 'static lifetime never escapes the scan (entries are
@@ -107,6 +139,7 @@ impl Scan {
             lsn,
             done: empty,
             gen,
+            store,
         }
     }
 
@@ -129,15 +162,40 @@ impl Scan {
         }
     }
 
-    fn entry(n: NodeRef<'_>) -> (Arc<[u8]>, Value) {
-        let v = n.value().expect("scans return puts only");
-        (Arc::from(n.key()), Value::new(Arc::from(v), n.lsn()))
+    /// The owned entry of `n`, a put visible at the scan's LSN. Fallible (always `Ok` while
+    /// every value is in memory): the hook for values read from disk, whose read can fail.
+    fn entry(&self, n: NodeRef<'_>) -> Result<(Arc<[u8]>, Value)> {
+        self.lend(n, |key, value, lsn| {
+            (Arc::from(key), Value::new(Arc::from(value), lsn))
+        })
+    }
+
+    /// Calls `f` with the key, the value and the LSN of `n`, a put visible at the scan's LSN,
+    /// borrowed for the duration of the call. Fallible like [`Scan::entry`]: every value of a
+    /// scan, lent or owned, is read here.
+    fn lend<R>(&self, n: NodeRef<'_>, f: impl FnOnce(&[u8], &[u8], Lsn) -> R) -> Result<R> {
+        let value = n.value().expect("scans return puts only");
+        if n.flags() & crate::values::IN_SEGMENT == 0 {
+            return Ok(f(n.key(), value, n.lsn()));
+        }
+        // A value on disk: read (and checked) through the store.
+        let read = super::value_of(n, value, self.store.as_deref())?;
+        Ok(f(n.key(), &read, n.lsn()))
+    }
+
+    /// Passes an item through, ending the scan if it is an error (the error is the last item).
+    fn end_on_error<T>(&mut self, item: Result<T>) -> Option<Result<T>> {
+        if item.is_err() {
+            self.done = true;
+        }
+        Some(item)
     }
 
     /// Advances from the front like [`Iterator::next`], but lends the entry instead of copying
     /// it: `f` receives the key, the value and the LSN that wrote it, borrowed from the index for
-    /// the duration of the call. `None` when the scan is exhausted. Saves the two allocations
-    /// an owned entry costs.
+    /// the duration of the call. `None` when the scan is exhausted; `Some(Err(_))` when the entry
+    /// could not be read (`f` is not called then), after which the scan ends: the error is the
+    /// last item, as with [`Iterator::next`]. Saves the two allocations an owned entry costs.
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
@@ -147,33 +205,31 @@ impl Scan {
     /// let mut scan = db.range::<&[u8], _>(..)?;
     /// let mut total = 0;
     /// while let Some(len) = scan.next_with(|_key, value, _lsn| value.len()) {
-    ///     total += len;
+    ///     total += len?;
     /// }
     /// assert_eq!(total, 3);
     /// # Ok(()) }
     /// ```
-    pub fn next_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8], Lsn) -> R) -> Option<R> {
+    pub fn next_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8], Lsn) -> R) -> Option<Result<R>> {
         let n = self.front_node()?;
-        Some(f(
-            n.key(),
-            n.value().expect("scans return puts only"),
-            n.lsn(),
-        ))
+        let item = self.lend(n, f);
+        self.end_on_error(item)
     }
 
     /// Advances from the back like [`DoubleEndedIterator::next_back`], lending the entry as
-    /// [`Scan::next_with`] does.
-    pub fn next_back_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8], Lsn) -> R) -> Option<R> {
+    /// [`Scan::next_with`] does (and, as it does, ending the scan after an error).
+    pub fn next_back_with<R>(
+        &mut self,
+        f: impl FnOnce(&[u8], &[u8], Lsn) -> R,
+    ) -> Option<Result<R>> {
         let n = self.back_node()?;
-        Some(f(
-            n.key(),
-            n.value().expect("scans return puts only"),
-            n.lsn(),
-        ))
+        let item = self.lend(n, f);
+        self.end_on_error(item)
     }
 
-    /// The node of the next entry from the front (a put visible at the scan's LSN).
-    fn front_node(&mut self) -> Option<NodeRef<'_>> {
+    /// The node of the next entry from the front (a put visible at the scan's LSN). `'static`
+    /// as the cursors are (see `Scan::new`); private, so the lifetime never leaves the scan.
+    fn front_node(&mut self) -> Option<NodeRef<'static>> {
         while !self.done {
             let Some(n) = self.front else {
                 self.done = true;
@@ -193,8 +249,8 @@ impl Scan {
         None
     }
 
-    /// The node of the next entry from the back.
-    fn back_node(&mut self) -> Option<NodeRef<'_>> {
+    /// The node of the next entry from the back (`'static` as in [`Scan::front_node`]).
+    fn back_node(&mut self) -> Option<NodeRef<'static>> {
         let list = self.list();
         while !self.done {
             // The last node below the back cursor: the oldest version of the greatest key there.
@@ -232,11 +288,14 @@ impl Scan {
     }
 }
 
+/// Items are fallible: see [`Scan`]. After an error the scan ends; the error is the last item.
 impl Iterator for Scan {
-    type Item = (Arc<[u8]>, Value);
+    type Item = Result<(Arc<[u8]>, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.front_node().map(Scan::entry)
+        let n = self.front_node()?;
+        let item = self.entry(n);
+        self.end_on_error(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -246,6 +305,36 @@ impl Iterator for Scan {
 
 impl DoubleEndedIterator for Scan {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.back_node().map(Scan::entry)
+        let n = self.back_node()?;
+        let item = self.entry(n);
+        self.end_on_error(item)
+    }
+}
+
+/// Once a scan returned `None` (exhausted, or after an error) it returns `None` for good, from
+/// either end.
+impl std::iter::FusedIterator for Scan {}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, Error};
+
+    /// An error ends the scan, from both ends: the error is the last item.
+    #[test]
+    fn an_error_is_the_last_item() {
+        let db = Db::in_memory();
+        for k in [b"a", b"b", b"c", b"d"] {
+            db.put(k, b"v").unwrap();
+        }
+        let mut scan = db.range::<&[u8], _>(..).unwrap();
+        assert_eq!(&*scan.next().unwrap().unwrap().0, b"a");
+        // What `entry` or `lend` will hand `end_on_error` when a read fails.
+        let item = scan.end_on_error::<()>(Err(Error::Closed));
+        assert!(matches!(item, Some(Err(Error::Closed))));
+        assert!(scan.next().is_none());
+        assert!(scan.next_back().is_none());
+        assert!(scan.next_with(|_, _, _| ()).is_none());
+        assert!(scan.next_back_with(|_, _, _| ()).is_none());
+        assert!(scan.next().is_none());
     }
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::retention::Plan;
 use super::{Gen, Lsn, Versions, TRIMMED_BELOW};
 use crate::skiplist::SkipList;
+use crate::values::{Located, IN_SEGMENT};
 
 /// State of the trimmer thread's wake-ups.
 #[derive(Debug, Default)]
@@ -61,7 +62,17 @@ pub(crate) struct TrimReport {
 /// writers: inserts are concurrent and idempotent). Returns the number of kept versions that are
 /// garbage for the next trim (superseded versions and tombstones), and the highest LSN of a
 /// version marked [`TRIMMED_BELOW`] (0 if none): the new floor is at least that.
-pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> (usize, Lsn) {
+///
+/// With `convert`, a kept version whose value `convert` located in the log is copied as a
+/// reference to it ([`IN_SEGMENT`]) instead of with its bytes.
+pub(crate) fn copy_kept(
+    from: &SkipList,
+    into: &SkipList,
+    plan: Plan,
+    convert: Option<&Located>,
+) -> (usize, Lsn, Vec<u64>) {
+    let mut located = convert.map(Located::cursor);
+    let mut segments = std::collections::BTreeSet::new();
     let mut garbage = 0;
     let mut marked = 0;
     let mut versions: Vec<(Lsn, bool)> = Vec::new();
@@ -88,7 +99,24 @@ pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> (usize,
             if flags & TRIMMED_BELOW != 0 {
                 marked = marked.max(node.lsn());
             }
-            into.insert(key, node.lsn(), node.value(), flags);
+            let packed = match (&mut located, node.value()) {
+                (Some(c), Some(v)) if flags & IN_SEGMENT == 0 => c
+                    .find(key, node.lsn(), v.len())
+                    .and_then(crate::values::pack),
+                _ => None,
+            };
+            match packed {
+                Some(p) => {
+                    segments.insert(crate::values::unpack(&p).segment);
+                    into.insert(key, node.lsn(), Some(&p), flags | IN_SEGMENT)
+                }
+                None => {
+                    if let Some(v) = node.value().filter(|_| flags & IN_SEGMENT != 0) {
+                        segments.insert(crate::values::unpack(v).segment);
+                    }
+                    into.insert(key, node.lsn(), node.value(), flags)
+                }
+            };
             if i > 0 || node.value().is_none() {
                 garbage += 1;
             }
@@ -96,11 +124,20 @@ pub(crate) fn copy_kept(from: &SkipList, into: &SkipList, plan: Plan) -> (usize,
         }
         cur = after;
     }
-    (garbage, marked)
+    (garbage, marked, segments.into_iter().collect())
 }
 
 /// Runs one trim. Returns `None` when the database closed (or was poisoned) first.
 pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
+    trim_converting(host, None)
+}
+
+/// [`trim`], and the versions whose values `convert` located in the log (durable: a checkpoint
+/// holds them) keep references to them instead of their bytes.
+pub(crate) fn trim_converting(
+    host: &dyn TrimHost,
+    convert: Option<&Located>,
+) -> Option<TrimReport> {
     let v = host.versions();
     // 1. The cap and the plan, before anything else: every LSN assigned later is above the cap.
     let (floor, plan) = {
@@ -124,6 +161,7 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
     let list = SkipList::new();
     list.reserve_keys(v.current.load().list.live_keys());
     let next = Arc::new(Gen::new(list, floor));
+    v.register(&next);
     v.next.store(Some(next.clone()));
     // 3. Every LSN assigned before `next` was published is in the current generation.
     let l0 = host.next_lsn();
@@ -134,7 +172,8 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
     // 4. Copy what the plan keeps.
     let old = v.current.load_full();
     let before = old.list.len();
-    let (garbage, marked) = copy_kept(&old.list, &next.list, plan);
+    let (garbage, marked, segments) = copy_kept(&old.list, &next.list, plan, convert);
+    next.set_segments(segments);
     // A key's history trimmed below `marked` (LastVersions): reads below it are refused for
     // every key — a scan cannot report one key's trim — and the floor stays there across
     // restarts (recovery trims the same versions, see `Plan::keep`).

@@ -123,6 +123,7 @@ pub type Entry = (Vec<u8>, Vec<u8>, Lsn);
 pub fn scan(db: &Db) -> Vec<Entry> {
     db.range::<&[u8], _>(..)
         .expect("range scan")
+        .map(|item| item.expect("range scan entry"))
         .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
         .collect()
 }

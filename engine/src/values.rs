@@ -1,0 +1,548 @@
+//! Values on disk ([`crate::Options::value_threshold`]): index nodes that hold a value's place in
+//! the log instead of its bytes, and the store that reads such values back.
+//!
+//! A node flagged [`IN_SEGMENT`] stores, where its value would be, a packed [`ValueRef`]
+//! ([`PACKED_LEN`] bytes: segment id, record offset and value length, `u32` LE each). The
+//! referenced record is the version's own Write record in a log segment: its checksum is bound to
+//! (epoch, segment, offset), and a read checks it, then that the record is a Write of the node's
+//! key at the node's LSN with the expected length. Damage is [`Error::Corruption`] naming the
+//! segment file and offset — never other bytes.
+//!
+//! Reads go through the I/O layer ([`ringlog_uring::Vfs::read_batch`]: one io_uring submission
+//! for a whole [`crate::Db::get_many`] on the io_uring path, `pread` on the portable one) and
+//! through a bounded cache of verified values (`quick_cache`'s S3-FIFO, weighed in bytes).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use ringlog_format::{decode_record, encoded_len, RecordKind, SegmentPos, ValueRef, FLAG_SYSTEM};
+use ringlog_uring::{BatchRead, OpenOptions, VFile, Vfs};
+
+use crate::index::Lsn;
+use crate::segment::segment_file_name;
+use crate::{Error, Result};
+
+/// Node flag: the node's stored value bytes are a packed [`ValueRef`], not the value.
+pub(crate) const IN_SEGMENT: u8 = 2;
+/// Bytes of a packed [`ValueRef`] in a node.
+pub(crate) const PACKED_LEN: usize = 12;
+
+/// Packs `r` for a node; `None` when a field does not fit in 32 bits (the value then stays in
+/// memory).
+pub(crate) fn pack(r: ValueRef) -> Option<[u8; PACKED_LEN]> {
+    let seg = u32::try_from(r.segment).ok()?;
+    let off = u32::try_from(r.offset).ok()?;
+    let mut b = [0u8; PACKED_LEN];
+    b[..4].copy_from_slice(&seg.to_le_bytes());
+    b[4..8].copy_from_slice(&off.to_le_bytes());
+    b[8..].copy_from_slice(&r.len.to_le_bytes());
+    Some(b)
+}
+
+/// Unpacks a node's [`pack`]ed bytes.
+pub(crate) fn unpack(b: &[u8]) -> ValueRef {
+    assert_eq!(b.len(), PACKED_LEN, "a packed value reference");
+    let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+    let r = ValueRef {
+        segment: u64::from(u(0)),
+        offset: u64::from(u(4)),
+        len: u(8),
+    };
+    debug_assert!(r.is_valid(), "a packed reference is valid: {r:?}");
+    r
+}
+
+/// Weighs cached values by their bytes (plus a small constant for the entry).
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByBytes {
+    fn weight(&self, _key: &(u64, u64), val: &Arc<[u8]>) -> u64 {
+        val.len() as u64 + 32
+    }
+}
+
+type Cache = quick_cache::sync::Cache<
+    (u64, u64),
+    Arc<[u8]>,
+    ByBytes,
+    foldhash::fast::RandomState,
+    quick_cache::sync::DefaultLifecycle<(u64, u64), Arc<[u8]>>,
+>;
+
+/// Counters of the store, for [`crate::Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct StoreCounters {
+    /// Values read from disk (cache misses).
+    pub(crate) disk_reads: AtomicU64,
+    /// Reads served from the cache.
+    pub(crate) cache_hits: AtomicU64,
+    /// Bytes read from disk.
+    pub(crate) disk_bytes: AtomicU64,
+}
+
+/// Reads values the index refers to from the log's segments.
+pub(crate) struct ValueStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    epoch: u64,
+    /// Values of at least this many bytes leave memory at a checkpoint.
+    pub(crate) threshold: usize,
+    files: RwLock<HashMap<u64, Arc<dyn VFile>>>,
+    cache: Option<Cache>,
+    pub(crate) counters: StoreCounters,
+}
+
+impl std::fmt::Debug for ValueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValueStore")
+            .field("dir", &self.dir)
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One value a batched read asks for: its place, and the node's key and LSN it must match.
+pub(crate) struct Want<'a> {
+    pub(crate) at: ValueRef,
+    pub(crate) key: &'a [u8],
+    pub(crate) lsn: Lsn,
+}
+
+impl ValueStore {
+    pub(crate) fn new(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        epoch: u64,
+        threshold: usize,
+        cache_bytes: u64,
+    ) -> ValueStore {
+        let cache = (cache_bytes > 0).then(|| {
+            // Sized for values of about 1 KiB; the weight bounds it whatever their size.
+            let items = (cache_bytes / 1024).clamp(16, 1 << 22) as usize;
+            Cache::with(
+                items,
+                cache_bytes,
+                ByBytes,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            )
+        });
+        ValueStore {
+            vfs,
+            dir: dir.to_path_buf(),
+            epoch,
+            threshold: threshold.max(1),
+            files: RwLock::new(HashMap::new()),
+            cache,
+            counters: StoreCounters::default(),
+        }
+    }
+
+    /// The path of segment `id`.
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(segment_file_name(id))
+    }
+
+    /// Segment `id`, opened for reading (once; kept open until [`ValueStore::forget`]).
+    fn file(&self, id: u64) -> Result<Arc<dyn VFile>> {
+        if let Some(f) = self.files.read().get(&id) {
+            return Ok(f.clone());
+        }
+        let path = self.path(id);
+        let f: Arc<dyn VFile> = self
+            .vfs
+            .open(
+                &path,
+                OpenOptions {
+                    write: false,
+                    create: false,
+                    direct: false,
+                },
+            )
+            .map_err(|e| Error::io("open segment to read a value", path, e))?
+            .into();
+        Ok(self.files.write().entry(id).or_insert(f).clone())
+    }
+
+    /// Closes segment `id` (compaction deleted it, or is about to) and drops its cached values
+    /// lazily (they are keyed by place: a deleted segment's places are never referred to again,
+    /// since segment ids are never reused).
+    pub(crate) fn forget(&self, id: u64) {
+        self.files.write().remove(&id);
+    }
+
+    /// Bytes and number of values in the cache.
+    pub(crate) fn cached(&self) -> (u64, u64) {
+        self.cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.weight(), c.len() as u64))
+    }
+
+    /// The value at `want.at`, verified (from the cache, or read from disk and cached).
+    pub(crate) fn read(&self, want: &Want<'_>) -> Result<Arc<[u8]>> {
+        let mut out = self.read_many(std::slice::from_ref(want));
+        out.pop().expect("one result per value")
+    }
+
+    /// The values `wants` ask for, in order: cache hits first, then every miss read in one
+    /// [`Vfs::read_batch`] (one io_uring submission on the io_uring path).
+    pub(crate) fn read_many(&self, wants: &[Want<'_>]) -> Vec<Result<Arc<[u8]>>> {
+        let mut out: Vec<Option<Result<Arc<[u8]>>>> = Vec::with_capacity(wants.len());
+        let mut misses = Vec::new();
+        for (i, w) in wants.iter().enumerate() {
+            match self
+                .cache
+                .as_ref()
+                .and_then(|c| c.get(&(w.at.segment, w.at.offset)))
+            {
+                Some(v) => {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    out.push(Some(Ok(v)));
+                }
+                None => {
+                    out.push(None);
+                    misses.push(i);
+                }
+            }
+        }
+        if !misses.is_empty() {
+            // Open the files first (an error fails only the values in that file).
+            let mut slots = Vec::with_capacity(misses.len());
+            for &i in &misses {
+                let w = &wants[i];
+                match self.file(w.at.segment) {
+                    Ok(f) => {
+                        let buf = vec![0u8; encoded_len(w.key.len(), w.at.len as usize)];
+                        slots.push((i, f, buf));
+                    }
+                    Err(e) => out[i] = Some(Err(e)),
+                }
+            }
+            let mut reads: Vec<BatchRead<'_>> = slots
+                .iter_mut()
+                .map(|(i, f, buf)| BatchRead::new(&**f, wants[*i].at.offset, buf))
+                .collect();
+            self.vfs.read_batch(&mut reads);
+            let results: Vec<Option<std::io::Result<()>>> =
+                reads.into_iter().map(|r| r.result).collect();
+            for ((i, _, buf), res) in slots.iter().zip(results) {
+                let w = &wants[*i];
+                out[*i] = Some(match res {
+                    Some(Ok(())) => self.verify(w, buf),
+                    Some(Err(e)) => Err(Error::io("read a value", self.path(w.at.segment), e)),
+                    None => Err(Error::io(
+                        "read a value",
+                        self.path(w.at.segment),
+                        std::io::Error::other("the read was not performed"),
+                    )),
+                });
+            }
+        }
+        out.into_iter()
+            .map(|r| r.expect("every value was looked up"))
+            .collect()
+    }
+
+    /// Checks the record read for `w` and returns its value (cached).
+    fn verify(&self, w: &Want<'_>, buf: &[u8]) -> Result<Arc<[u8]>> {
+        let value = check_record(&self.path(w.at.segment), self.epoch, w, buf)?;
+        self.counters.disk_reads.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .disk_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let v: Arc<[u8]> = Arc::from(value);
+        if let Some(c) = &self.cache {
+            c.insert((w.at.segment, w.at.offset), v.clone());
+        }
+        Ok(v)
+    }
+}
+
+/// The value in `buf`, the bytes read at `w.at` of the segment at `path` of the database of
+/// `epoch`, once the record is checked: its checksum (bound to the place), its kind (a user
+/// Write), its key, LSN and value length (`w`'s).
+fn check_record<'b>(path: &Path, epoch: u64, w: &Want<'_>, buf: &'b [u8]) -> Result<&'b [u8]> {
+    let at = w.at;
+    let bad = |reason: String| Error::Corruption {
+        file: path.to_path_buf(),
+        offset: at.offset,
+        reason,
+    };
+    let pos = SegmentPos {
+        segment_id: at.segment,
+        epoch,
+        offset: at.offset,
+    };
+    let rec = decode_record(buf, 0, pos)
+        .map_err(|e| bad(format!("a value's record does not decode: {e}")))?;
+    if rec.kind != RecordKind::Write || rec.flags & FLAG_SYSTEM != 0 {
+        return Err(bad(format!(
+            "a value's record is a {:?}, not a user Write",
+            rec.kind
+        )));
+    }
+    if rec.key != w.key || rec.lsn != w.lsn || rec.value.len() != at.len as usize {
+        return Err(bad(format!(
+            "a value's record holds another version (LSN {} instead of {}, {} value bytes \
+             instead of {}, or another key)",
+            rec.lsn,
+            w.lsn,
+            rec.value.len(),
+            at.len
+        )));
+    }
+    Ok(rec.value)
+}
+
+/// Reads and checks one value without a store (recovery, which then keeps it in memory).
+pub(crate) fn read_direct(vfs: &dyn Vfs, dir: &Path, epoch: u64, w: &Want<'_>) -> Result<Vec<u8>> {
+    let path = dir.join(segment_file_name(w.at.segment));
+    let file = vfs
+        .open(
+            &path,
+            OpenOptions {
+                write: false,
+                create: false,
+                direct: false,
+            },
+        )
+        .map_err(|e| Error::io("open segment to read a value", path.clone(), e))?;
+    let mut buf = vec![0u8; encoded_len(w.key.len(), w.at.len as usize)];
+    file.read_exact_at(&mut buf, w.at.offset)
+        .map_err(|e| Error::io("read a value", path.clone(), e))?;
+    check_record(&path, epoch, w, &buf).map(<[u8]>::to_vec)
+}
+
+/// Where the values of the log's Write records lie, for the versions a checkpoint will hold by
+/// reference: `(key, LSN) → ValueRef`, sorted in list order (key ascending, LSN descending) so
+/// that a walk over the index in list order finds each in one forward pass ([`LocatedCursor`]).
+#[derive(Default)]
+pub(crate) struct Located {
+    keys: Vec<u8>,
+    /// (key start in `keys`, key length, LSN, place; `None` for a record whose value stays in
+    /// memory: small, or a delete).
+    entries: Vec<(usize, u32, Lsn, Option<ValueRef>, u64)>,
+}
+
+type LocEntry = (usize, u32, Lsn, Option<ValueRef>, u64);
+
+impl Located {
+    fn key(&self, e: &LocEntry) -> &[u8] {
+        &self.keys[e.0..e.0 + e.1 as usize]
+    }
+
+    /// Records a record of `key` at `lsn` (in log order).
+    fn push(&mut self, key: &[u8], lsn: Lsn, at: Option<ValueRef>) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        let order = self.entries.len() as u64;
+        self.entries.push((start, key.len() as u32, lsn, at, order));
+    }
+
+    /// Sorts in list order; of the records of one (key, LSN) — a transaction that wrote a key
+    /// more than once — keeps the last in log order, which holds the version's value; then
+    /// drops the versions whose value stays in memory.
+    fn finish(&mut self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_by(|a, b| {
+            self.key(a)
+                .cmp(self.key(b))
+                .then(b.2.cmp(&a.2))
+                .then(b.4.cmp(&a.4))
+        });
+        // `dedup_by` passes (next, kept): drop `next` when it is the same version (an earlier
+        // record of it: the last record sorts first).
+        entries.dedup_by(|next, kept| kept.2 == next.2 && self.key(kept) == self.key(next));
+        entries.retain(|e| e.3.is_some());
+        self.entries = entries;
+    }
+
+    /// Number of values located.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// A cursor for one walk in list order.
+    pub(crate) fn cursor(&self) -> LocatedCursor<'_> {
+        LocatedCursor { of: self, at: 0 }
+    }
+}
+
+/// Finds versions of a [`Located`] in list order.
+pub(crate) struct LocatedCursor<'a> {
+    of: &'a Located,
+    at: usize,
+}
+
+impl LocatedCursor<'_> {
+    /// The place of the value of `(key, lsn)`, a version whose value in memory is `value_len`
+    /// bytes, if it was located; calls must come in list order. A located record of another
+    /// length is not the version's value (never expected: asserted in debug builds, and the value
+    /// then stays in memory).
+    pub(crate) fn find(&mut self, key: &[u8], lsn: Lsn, value_len: usize) -> Option<ValueRef> {
+        let of = self.of;
+        while let Some(e) = of.entries.get(self.at) {
+            let order = of.key(e).cmp(key).then(lsn.cmp(&e.2));
+            match order {
+                std::cmp::Ordering::Less => self.at += 1,
+                std::cmp::Ordering::Equal => {
+                    let r = e.3.expect("finish keeps located values only");
+                    debug_assert_eq!(
+                        r.len as usize, value_len,
+                        "the located record of a version holds its value"
+                    );
+                    return (r.len as usize == value_len).then_some(r);
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+}
+
+/// Reads segments `ids` of `dir` and locates the user Write records of LSN at most `lsn` whose
+/// values have at least `threshold` bytes. Reads each segment from its header until the first
+/// record that does not decode (the end of what was written): a record missed only keeps its
+/// value in memory. Segments of the wide layout (format versions 1–3) are skipped.
+pub(crate) fn locate(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    epoch: u64,
+    ids: &[u64],
+    lsn: Lsn,
+    threshold: usize,
+) -> Result<Located> {
+    let mut found = Located::default();
+    let mut txn = TxnRecords::default();
+    for &id in ids {
+        let path = dir.join(segment_file_name(id));
+        let file = match vfs.open(
+            &path,
+            OpenOptions {
+                write: false,
+                create: false,
+                direct: false,
+            },
+        ) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open segment to locate values", path, e)),
+        };
+        let size = file
+            .size()
+            .map_err(|e| Error::io("size of segment", path.clone(), e))?;
+        let mut buf = vec![0u8; size as usize];
+        file.read_exact_at(&mut buf, 0)
+            .map_err(|e| Error::io("read segment to locate values", path.clone(), e))?;
+        let Ok(head) = ringlog_format::SegmentHeader::decode(&buf) else {
+            continue;
+        };
+        if ringlog_format::Layout::for_version(head.version) != Some(ringlog_format::Layout::Lean)
+            || head.segment_id != id
+            || head.epoch != epoch
+        {
+            continue;
+        }
+        let mut at = ringlog_format::SEGMENT_HEADER_LEN;
+        while at < buf.len() {
+            let pos = SegmentPos {
+                segment_id: id,
+                epoch,
+                offset: at as u64,
+            };
+            let Ok(rec) = decode_record(&buf, at, pos) else {
+                break;
+            };
+            // Every user write and delete of a transaction, whatever its size: a transaction
+            // that wrote a key twice holds the version's value in its last record of the key,
+            // which may be small (or a delete) while an earlier one is large. A transaction's
+            // records are contiguous in the log: its LSN ends when another begins.
+            if matches!(rec.kind, RecordKind::Write | RecordKind::Delete)
+                && rec.flags & FLAG_SYSTEM == 0
+                && rec.lsn <= lsn
+            {
+                if txn.lsn != rec.lsn {
+                    txn.flush(&mut found);
+                    txn.lsn = rec.lsn;
+                }
+                let r = ValueRef {
+                    segment: id,
+                    offset: at as u64,
+                    len: rec.value.len() as u32,
+                };
+                let keep = rec.kind == RecordKind::Write
+                    && rec.value.len() >= threshold
+                    && pack(r).is_some();
+                txn.push(rec.key, keep.then_some(r));
+            }
+            at += ringlog_format::align_up(u64::from(rec.len), 8) as usize;
+        }
+    }
+    txn.flush(&mut found);
+    found.finish();
+    Ok(found)
+}
+
+/// The user records of one transaction (one LSN) met so far by [`locate`]: only the last of
+/// each key holds the version's value.
+#[derive(Default)]
+struct TxnRecords {
+    lsn: Lsn,
+    keys: Vec<u8>,
+    /// (key start, key length, place if the record's value would go to disk).
+    records: Vec<(usize, usize, Option<ValueRef>)>,
+}
+
+impl TxnRecords {
+    fn push(&mut self, key: &[u8], at: Option<ValueRef>) {
+        let start = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.records.push((start, key.len(), at));
+    }
+
+    /// Hands the transaction's versions whose values go to disk to `found`, and empties.
+    fn flush(&mut self, found: &mut Located) {
+        let key = |r: &(usize, usize, Option<ValueRef>)| &self.keys[r.0..r.0 + r.1];
+        // The last record of each key, walking backwards (a single-record transaction, the
+        // common case, has nothing to compare; a large one uses a set).
+        let mut seen: Option<std::collections::HashSet<&[u8]>> =
+            (self.records.len() > 16).then(std::collections::HashSet::new);
+        for (i, r) in self.records.iter().enumerate().rev() {
+            let last = match &mut seen {
+                Some(set) => set.insert(key(r)),
+                None => self.records[i + 1..]
+                    .iter()
+                    .all(|later| key(later) != key(r)),
+            };
+            if let (true, Some(at)) = (last, r.2) {
+                found.push(key(r), self.lsn, Some(at));
+            }
+        }
+        self.keys.clear();
+        self.records.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_round_trips_and_refuses_what_does_not_fit() {
+        let r = ValueRef {
+            segment: 7,
+            offset: 4096,
+            len: 1 << 20,
+        };
+        assert_eq!(unpack(&pack(r).unwrap()), r);
+        let big = ValueRef {
+            segment: 1 << 33,
+            ..r
+        };
+        assert_eq!(pack(big), None);
+    }
+}

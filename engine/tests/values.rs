@@ -1,0 +1,410 @@
+//! Values on disk (`Options::value_threshold`): once a checkpoint covers them, values at or above
+//! the threshold leave memory and are read back from the log's segments, checked on every read;
+//! through checkpoints, compaction, reopening and backups, every retained version reads the same.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{on_each_path, tempdir, Rng, SEG};
+use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Retention};
+
+const THRESHOLD: usize = 64;
+
+fn options(io: IoChoice) -> Options {
+    Options::default()
+        .durability(Durability::Strict)
+        .segment_size(SEG)
+        .io(io)
+        .checkpoint_bytes(u64::MAX)
+        .checkpoint_on_close(false)
+        .value_threshold(Some(THRESHOLD))
+        .value_cache_bytes(4 << 10)
+}
+
+/// A value for `key` in round `round`: some below the threshold, most above, up to 2 KiB;
+/// recognisable bytes (a tag, then a fill).
+fn value_for(rng: &mut Rng, key: u64, round: u64) -> Vec<u8> {
+    let len = match rng.below(4) {
+        0 => rng.below(THRESHOLD as u64) as usize,
+        _ => THRESHOLD + rng.below(2000) as usize,
+    };
+    let mut v = format!("v{key}r{round}:").into_bytes();
+    v.resize(len.max(v.len()), b'a' + (key % 26) as u8);
+    v
+}
+
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, Lsn)>;
+
+/// One round of writes: puts (some overwrites) and deletes.
+fn write_round(db: &Db, model: &mut Model, rng: &mut Rng, round: u64) {
+    for _ in 0..120 {
+        let k = rng.below(200);
+        let key = format!("key{k:04}").into_bytes();
+        if rng.below(8) == 0 {
+            db.delete(&key).unwrap();
+            model.remove(&key);
+        } else {
+            let v = value_for(rng, k, round);
+            let lsn = db.put(&key, &v).unwrap();
+            model.insert(key, (v, lsn));
+        }
+    }
+}
+
+/// Every key of the model reads as the model says, by get, by get_with and by a scan.
+fn check(db: &Db, model: &Model, what: &str) {
+    for (k, (v, lsn)) in model {
+        let got = db
+            .get(k)
+            .unwrap_or_else(|e| panic!("{what}: get {}: {e}", String::from_utf8_lossy(k)))
+            .unwrap_or_else(|| panic!("{what}: {} missing", String::from_utf8_lossy(k)));
+        assert_eq!(
+            &*got,
+            &v[..],
+            "{what}: value of {}",
+            String::from_utf8_lossy(k)
+        );
+        assert_eq!(
+            got.lsn(),
+            *lsn,
+            "{what}: LSN of {}",
+            String::from_utf8_lossy(k)
+        );
+        let len = db.get_with(k, |f| f.map(|(b, _)| b.len())).unwrap();
+        assert_eq!(len, Some(v.len()), "{what}: get_with");
+    }
+    let scanned: Vec<(Vec<u8>, Vec<u8>, Lsn)> = db
+        .range::<&[u8], _>(..)
+        .unwrap()
+        .map(|r| {
+            let (k, v) = r.unwrap_or_else(|e| panic!("{what}: scan: {e}"));
+            (k.to_vec(), v.to_vec(), v.lsn())
+        })
+        .collect();
+    let expected: Vec<(Vec<u8>, Vec<u8>, Lsn)> = model
+        .iter()
+        .map(|(k, (v, l))| (k.clone(), v.clone(), *l))
+        .collect();
+    assert_eq!(scanned, expected, "{what}: scan");
+    let back: Vec<Vec<u8>> = db
+        .range::<&[u8], _>(..)
+        .unwrap()
+        .rev()
+        .map(|r| r.unwrap().0.to_vec())
+        .collect();
+    assert_eq!(
+        back,
+        model.keys().rev().cloned().collect::<Vec<_>>(),
+        "{what}: reverse scan"
+    );
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn values_leave_memory_at_a_checkpoint_and_read_back_through_reopens() {
+    on_each_path(|io| {
+        let seed = 0x5eed_0014;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let mut rng = Rng::new(seed);
+        let mut model = Model::new();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for round in 0..3 {
+            write_round(&db, &mut model, &mut rng, round);
+        }
+        check(&db, &model, "before any checkpoint");
+        let in_memory = db.stats().index_payload_bytes;
+        db.checkpoint().unwrap();
+        let after = db.stats().index_payload_bytes;
+        assert!(
+            after * 3 < in_memory,
+            "the values above the threshold left memory: {in_memory} -> {after} payload bytes"
+        );
+        check(&db, &model, "after the first checkpoint");
+        let s = db.stats();
+        assert!(s.value_reads > 0, "values were read from disk: {s:?}");
+        // More writes, a second checkpoint (the first one's references carried over), reopen.
+        for round in 3..6 {
+            write_round(&db, &mut model, &mut rng, round);
+        }
+        db.checkpoint().unwrap();
+        check(&db, &model, "after the second checkpoint");
+        db.close().unwrap();
+        drop(db);
+
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        check(&db, &model, "reopened");
+        for round in 6..8 {
+            write_round(&db, &mut model, &mut rng, round);
+        }
+        db.checkpoint().unwrap();
+        check(&db, &model, "reopened, after a checkpoint");
+        drop(db);
+
+        // Opened without the option: the references stay readable, new values stay in memory.
+        let plain = options(io).value_threshold(None);
+        let db = Db::open(dir.path(), plain.clone()).unwrap();
+        check(&db, &model, "reopened without value_threshold");
+        write_round(&db, &mut model, &mut rng, 8);
+        db.checkpoint().unwrap();
+        check(&db, &model, "without value_threshold, after a checkpoint");
+        drop(db);
+        let db = Db::open(dir.path(), plain).unwrap();
+        check(&db, &model, "reopened again without value_threshold");
+    });
+}
+
+#[test]
+fn compaction_keeps_the_segments_values_live_in_and_only_those() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        // One value that stays, in the first segment; then enough overwrites of another key to
+        // fill several segments.
+        let keep = vec![b'k'; 1000];
+        let keep_lsn = db.put(b"keep", &keep).unwrap();
+        let mut last = Vec::new();
+        for i in 0..2000u32 {
+            last = format!("churn{i}").into_bytes();
+            last.resize(500, b'c');
+            db.put(b"churn", &last).unwrap();
+        }
+        let before = segment_files(dir.path());
+        assert!(before.len() >= 4, "several segments: {before:?}");
+        db.checkpoint().unwrap();
+        let after = segment_files(dir.path());
+        // The first segment holds `keep`'s value: kept. The churn's last value is in one more.
+        assert!(after.contains(&before[0]), "{before:?} -> {after:?}");
+        assert!(
+            after.len() < before.len(),
+            "segments with no live value were deleted: {before:?} -> {after:?}"
+        );
+        assert_eq!(db.get(b"keep").unwrap().unwrap().lsn(), keep_lsn);
+        assert_eq!(&*db.get(b"churn").unwrap().unwrap(), &last[..]);
+        // `keep` overwritten with a small value: the next checkpoint lets its segment go.
+        db.put(b"keep", b"small").unwrap();
+        db.checkpoint().unwrap();
+        let later = segment_files(dir.path());
+        assert!(!later.contains(&before[0]), "{after:?} -> {later:?}");
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        assert_eq!(&*db.get(b"keep").unwrap().unwrap(), b"small");
+        assert_eq!(&*db.get(b"churn").unwrap().unwrap(), &last[..]);
+        assert_eq!(db.recovery_stats().leftovers_removed, 0);
+    });
+}
+
+#[test]
+fn old_versions_on_disk_read_at_their_lsn_and_in_snapshots() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        db.set_retention(Retention::All).unwrap();
+        let mut lsns = Vec::new();
+        for i in 0..20u32 {
+            let mut v = format!("version{i}").into_bytes();
+            v.resize(300, b'x');
+            lsns.push((db.put(b"k", &v).unwrap(), v));
+        }
+        let snap = db.snapshot();
+        db.checkpoint().unwrap();
+        db.put(b"k", b"newest").unwrap();
+        for (lsn, v) in &lsns {
+            assert_eq!(&*db.get_at(b"k", *lsn).unwrap().unwrap(), &v[..]);
+        }
+        assert_eq!(&*snap.get(b"k").unwrap().unwrap(), &lsns[19].1[..]);
+        drop(snap);
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for (lsn, v) in &lsns {
+            assert_eq!(
+                &*db.get_at(b"k", *lsn).unwrap().unwrap(),
+                &v[..],
+                "at {lsn}"
+            );
+        }
+        assert_eq!(&*db.get(b"k").unwrap().unwrap(), b"newest");
+    });
+}
+
+#[test]
+fn a_damaged_value_is_an_error_naming_its_segment_and_offset() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let mut v = b"DAMAGE-ME:".to_vec();
+        v.resize(700, b'd');
+        db.put(b"victim", &v).unwrap();
+        db.put(b"other", &[b'o'; 700]).unwrap();
+        db.checkpoint().unwrap();
+        drop(db);
+        // Flip one byte of the value where it lies in its segment.
+        let mut hit = None;
+        for name in segment_files(dir.path()) {
+            let path = dir.path().join(&name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(10).position(|w| w == b"DAMAGE-ME:") {
+                bytes[at + 100] ^= 0x40;
+                std::fs::write(&path, &bytes).unwrap();
+                hit = Some((path, at as u64));
+                break;
+            }
+        }
+        let (path, at) = hit.expect("the value is in a segment");
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        match db.get(b"victim") {
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert_eq!(file, path);
+                assert!(
+                    offset < at && at - offset < 64,
+                    "record at {offset}, value at {at}"
+                );
+            }
+            other => panic!("a damaged value read as {other:?}"),
+        }
+        // The scan reports it too, and ends there.
+        let mut scan = db.range::<&[u8], _>(..).unwrap();
+        assert!(matches!(scan.next(), Some(Ok(_))), "`other` comes first");
+        assert!(matches!(scan.next(), Some(Err(Error::Corruption { .. }))));
+        assert!(scan.next().is_none());
+        // Other values are unharmed.
+        assert_eq!(&*db.get(b"other").unwrap().unwrap(), &[b'o'; 700][..]);
+    });
+}
+
+#[test]
+fn a_backup_holds_the_values_themselves() {
+    on_each_path(|io| {
+        let (dir, copy) = (tempdir(), tempdir());
+        let mut rng = Rng::new(14);
+        let mut model = Model::new();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        write_round(&db, &mut model, &mut rng, 0);
+        db.checkpoint().unwrap();
+        write_round(&db, &mut model, &mut rng, 1);
+        let dest = copy.path().join("b");
+        db.backup_to(&dest).unwrap();
+        drop(db);
+        assert!(segment_files(&dest).is_empty());
+        let restored = Db::open(&dest, options(io)).unwrap();
+        check(&restored, &model, "restored backup");
+    });
+}
+
+#[test]
+fn get_many_reads_values_on_disk_in_one_batch_in_input_order() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let mut model = Model::new();
+        let mut rng = Rng::new(0x6e7);
+        write_round(&db, &mut model, &mut rng, 0);
+        db.checkpoint().unwrap();
+        write_round(&db, &mut model, &mut rng, 1);
+        let keys: Vec<Vec<u8>> = (0..220u64)
+            .rev()
+            .map(|k| format!("key{k:04}").into_bytes())
+            .collect();
+        let before = db.stats().value_reads;
+        let got = db.get_many(&keys).unwrap();
+        assert_eq!(got.len(), keys.len());
+        let mut on_disk = 0;
+        for (k, g) in keys.iter().zip(&got) {
+            match (model.get(k), g) {
+                (None, None) => {}
+                (Some((v, lsn)), Some(g)) => {
+                    assert_eq!(&**g, &v[..], "{}", String::from_utf8_lossy(k));
+                    assert_eq!(g.lsn(), *lsn);
+                }
+                (m, g) => panic!("{}: model {m:?}, read {g:?}", String::from_utf8_lossy(k)),
+            }
+        }
+        // The values read from disk: the checkpoint's, where the second round left them.
+        let snap = db.snapshot();
+        for g in got.iter().flatten() {
+            if g.lsn() <= db.stats().checkpoint_lsn && g.len() >= THRESHOLD {
+                on_disk += 1;
+            }
+        }
+        assert!(on_disk > 0);
+        assert_eq!(
+            db.stats().value_reads - before,
+            on_disk,
+            "one read per value on disk"
+        );
+        // The same through a snapshot.
+        let again = snap.get_many(&keys).unwrap();
+        assert_eq!(again, got);
+        // An empty batch.
+        assert!(db.get_many::<&[u8]>(&[]).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_zero_threshold_is_refused() {
+    let dir = tempdir();
+    match Db::open(dir.path(), Options::default().value_threshold(Some(0))) {
+        Err(Error::InvalidOptions(why)) => assert!(why.contains("value_threshold"), "{why}"),
+        other => panic!("a zero threshold opened: {other:?}"),
+    }
+}
+
+/// A transaction that writes a key more than once leaves its last write as the version: its
+/// value is found in the last record of the key, whether that one is large, small or a delete
+/// (the first default crash campaign with values on disk caught a reference to the large,
+/// earlier record of a key whose last write was small).
+#[test]
+fn a_key_written_twice_in_a_transaction_refers_to_its_last_write() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let big = |c: u8| vec![c; 500];
+        let mut tx = db.begin();
+        tx.put(b"big-then-small", &big(b'1')).unwrap();
+        tx.put(b"big-then-small", b"small").unwrap();
+        tx.put(b"small-then-big", b"small").unwrap();
+        tx.put(b"small-then-big", &big(b'2')).unwrap();
+        tx.put(b"big-then-big", &big(b'3')).unwrap();
+        tx.put(b"big-then-big", &big(b'4')).unwrap();
+        tx.put(b"big-then-deleted", &big(b'5')).unwrap();
+        tx.delete(b"big-then-deleted").unwrap();
+        // More than 16 operations: the locate pass's other way of finding the last write.
+        for i in 0..20u8 {
+            tx.put(&[b'm', i % 4], &big(i)).unwrap();
+        }
+        let lsn = tx.commit().unwrap();
+        let expect = |db: &Db, what: &str| {
+            let get = |k: &[u8]| db.get(k).unwrap().map(|v| v.to_vec());
+            assert_eq!(
+                get(b"big-then-small").as_deref(),
+                Some(&b"small"[..]),
+                "{what}"
+            );
+            assert_eq!(get(b"small-then-big"), Some(big(b'2')), "{what}");
+            assert_eq!(get(b"big-then-big"), Some(big(b'4')), "{what}");
+            assert_eq!(get(b"big-then-deleted"), None, "{what}");
+            for j in 0..4u8 {
+                assert_eq!(get(&[b'm', j]), Some(big(16 + j)), "{what}: m{j}");
+            }
+        };
+        expect(&db, "before the checkpoint");
+        db.checkpoint().unwrap();
+        expect(&db, "after the checkpoint");
+        assert!(db.stats().value_reads > 0);
+        drop(db);
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        expect(&db, "reopened");
+        assert_eq!(db.get(b"big-then-big").unwrap().unwrap().lsn(), lsn);
+    });
+}
