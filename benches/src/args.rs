@@ -202,9 +202,10 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub checkpoint_bytes: Option<u64>,
 
-    /// coldread: ringlog's Options::value_threshold, values of at least this many bytes leave
-    /// memory at a checkpoint, 1-1048576; `off` (or 0) keeps every value in memory, a baseline
-    /// (default 64)
+    /// ringlog's Options::value_threshold, values of at least this many bytes leave memory at a
+    /// checkpoint, 1-1048576; `off` (or 0) keeps every value in memory, a baseline. coldread
+    /// uses 64 unless given; every other workload uses it only when given (e.g. `history`, to
+    /// measure value-log garbage collection's space amplification)
     #[arg(long, value_name = "B", value_parser = parse_threshold)]
     pub value_threshold: Option<usize>,
 
@@ -487,6 +488,8 @@ pub struct Config {
     pub value_size_given: bool,
     /// coldread: ringlog's `Options::value_threshold` (`--value-threshold`; `None`: off).
     pub value_threshold: Option<usize>,
+    /// Whether `--value-threshold` was given: then every workload uses it, not coldread alone.
+    pub value_threshold_given: bool,
     /// coldread: ringlog's `Options::value_cache_bytes` (`--value-cache`).
     pub value_cache: u64,
     /// Puts per transaction in `fillbatch`.
@@ -524,6 +527,7 @@ impl Default for Config {
             value_size: 100,
             value_size_given: false,
             value_threshold: Some(64),
+            value_threshold_given: false,
             value_cache: 256 << 20,
             batch: 100,
             engines: vec![
@@ -792,6 +796,7 @@ impl Cli {
         }
         if let Some(t) = self.value_threshold {
             c.value_threshold = (t > 0).then_some(t);
+            c.value_threshold_given = true;
         }
         if let Some(b) = self.value_cache {
             c.value_cache = b;

@@ -656,9 +656,14 @@ pub fn run_one(
         // too, so that its open replays the log rather than loading a checkpoint.
         checkpoint_on_close: !matches!(workload, Workload::History | Workload::Recover),
         rounds_in_flight: cfg.rounds_in_flight,
-        // Values on disk: coldread's subject (the other workloads keep the engine's default).
-        value_threshold: if cold_read { cfg.value_threshold } else { None },
-        value_cache_bytes: cold_read.then_some(cfg.value_cache),
+        // Values on disk: coldread's subject; the other workloads keep the engine's default
+        // unless --value-threshold was given.
+        value_threshold: if cold_read || cfg.value_threshold_given {
+            cfg.value_threshold
+        } else {
+            None
+        },
+        value_cache_bytes: (cold_read || cfg.value_threshold_given).then_some(cfg.value_cache),
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {

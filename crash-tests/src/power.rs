@@ -1529,7 +1529,9 @@ struct RunnerView {
     /// The step each committer runs.
     running: Vec<Option<u64>>,
     /// The LSN a parked committer waits to see durable (its own, or what its sync covers).
-    target: Vec<Option<u64>>,
+    /// The LSN a parked committer waits for, and which of its waits (the scheduler's `parks`
+    /// count) it was computed for.
+    target: Vec<Option<(u64, u64)>>,
     /// Simulated time at which it parked.
     parked_at: Vec<Option<Duration>>,
     /// It runs a checkpoint, which waits for the log to be durable through the LSN visible when
@@ -1566,10 +1568,13 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
                     // other actor moved since), what its sync covers, or for a checkpoint the
                     // LSN of its snapshot (the visible one: nothing was published since it
                     // started).
+                    let parks = g.parks[c];
                     let t = match st.target[c] {
-                        Some(t) => t,
-                        None => {
-                            let t = if st.visible_target[c] {
+                        Some((t, n)) if n == parks => t,
+                        _ => {
+                            // A commit inside a checkpoint (garbage collection's copies) waits
+                            // for its own LSN, the last assigned.
+                            let t = if st.visible_target[c] && why != BlockReason::CommitDurable {
                                 db.last_lsn()
                             } else {
                                 // It takes the engine's locks, under which committers announce
@@ -1579,7 +1584,8 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
                                 unlocked = true;
                                 parking_lot::MutexGuard::unlocked(&mut g, || db.last_assigned_lsn())
                             };
-                            *st.target[c].insert(t)
+                            st.target[c] = Some((t, parks));
+                            t
                         }
                     };
                     st.parked_at[c].get_or_insert(g.clock);

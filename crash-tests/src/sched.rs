@@ -59,6 +59,10 @@ pub struct SchedState {
     pub free: bool,
     /// Per committer: where it is parked, if the engine said it is about to block.
     pub parked: Vec<Option<BlockReason>>,
+    /// Per committer: how many times it announced it would block (a step may block several
+    /// times, e.g. a checkpoint that commits garbage collection's copies and then waits for its
+    /// LSN to be durable: each wait has its own target).
+    pub parks: Vec<u64>,
     /// Per committer: its step is running (set by the runner, cleared by the committer thread).
     pub busy: Vec<bool>,
     /// Rounds written (gates passed at `write_durable`).
@@ -86,6 +90,7 @@ impl Sched {
                 woken: false,
                 free: false,
                 parked: vec![None; committers],
+                parks: vec![0; committers],
                 busy: vec![false; committers],
                 rounds: 0,
                 latency: Duration::ZERO,
@@ -138,6 +143,9 @@ impl Sched {
             let mut g = self.st.lock();
             if let Some(p) = g.parked.get_mut(c) {
                 *p = Some(why);
+            }
+            if let Some(n) = g.parks.get_mut(c) {
+                *n += 1;
             }
             drop(g);
             self.notify();

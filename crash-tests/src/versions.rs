@@ -432,6 +432,9 @@ pub fn check_checkpoints(gen: u32, recs: &[CheckpointRec]) -> Result<Counts, Vio
         } else {
             bump(&mut counts, "checkpoints written");
             *counts.entry("segments deleted by compaction").or_default() += c.info.segments_deleted;
+            *counts
+                .entry("value segments collected (live values copied forward)")
+                .or_default() += c.info.segments_collected;
         }
         if c.info.id != 0 || prev.is_none() {
             prev = Some(c);

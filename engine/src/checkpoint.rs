@@ -290,7 +290,12 @@ fn write_into(
                         fetched = crate::index::value_of(node, v, Some(sv.store))?;
                         EntryValue::Inline(&fetched)
                     } else {
-                        EntryValue::InSegment(crate::values::unpack(v))
+                        // Where garbage collection copied it, if it did; else where it was.
+                        let at = crate::values::unpack(v);
+                        let moved = located
+                            .as_mut()
+                            .and_then(|c| c.find(key, node.lsn(), at.len as usize));
+                        EntryValue::InSegment(moved.unwrap_or(at))
                     }
                 }
                 (Some(v), Some(sv)) if !sv.inline_all && v.len() >= sv.store.threshold => {

@@ -25,10 +25,13 @@ use ringlog_uring::Vfs;
 
 use crate::db::Db;
 use crate::dir::write_manifest;
-use crate::index::Lsn;
+use crate::index::{Lsn, OpRef};
+use crate::options::Durability;
 use crate::segment::{parse_segment_name, segment_file_name};
+use crate::values::IN_SEGMENT;
 use crate::wal::Shared;
 use crate::{Error, Result};
+use ringlog_format::ValueRef;
 
 /// The checkpoint state of a database with a directory.
 pub(crate) struct Checkpoints {
@@ -61,6 +64,10 @@ pub(crate) struct Checkpoints {
     /// index generation may still read: deleted by a later checkpoint once none does (or as
     /// leftovers by the next open).
     pub(crate) deferred: Mutex<Vec<u64>>,
+    /// Value segments garbage collection copied the live values out of, since open.
+    pub(crate) gc_segments: AtomicU64,
+    /// Value bytes it copied.
+    pub(crate) gc_bytes: AtomicU64,
 }
 
 /// What one checkpoint did.
@@ -78,8 +85,12 @@ pub struct CheckpointInfo {
     pub entries: u64,
     /// Keys it holds.
     pub keys: u64,
-    /// Log segments deleted because every record in them is below the checkpoint.
+    /// Log segments deleted because every record in them is below the checkpoint (value
+    /// segments whose values garbage collection copied forward included).
     pub segments_deleted: u64,
+    /// Value segments whose live values garbage collection copied forward before this
+    /// checkpoint ([`crate::Options::value_threshold`]; docs/DURABILITY.md §8).
+    pub segments_collected: u64,
 }
 
 impl Db {
@@ -136,6 +147,11 @@ pub(crate) fn run_checkpoint(
     c: &Checkpoints,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
 ) -> Result<CheckpointInfo> {
+    let gc_first = !crate::hooks::gc_after_the_pin();
+    let mut collected = 0;
+    if gc_first {
+        collected = collect_garbage(shared, c, Durability::Strict)?.len() as u64;
+    }
     let mut manifest = c.manifest.lock();
     c.bytes_at_last.store(
         shared.counters.bytes_appended.load(Ordering::Relaxed),
@@ -144,9 +160,14 @@ pub(crate) fn run_checkpoint(
     // 1. A snapshot at V keeps every version it sees from being trimmed while we read. V is
     // the last LSN assigned, and the next transaction starts a new segment (so that recovery
     // after this checkpoint reads none of the log below V), or else the visible LSN.
-    let lsn = shared
-        .pin_at_segment_boundary(manifest.checkpoint_lsn)
-        .unwrap_or_else(|| shared.versions.pin(|| shared.visible.get()));
+    // 0. Value-log garbage collection: the live values of mostly dead value segments are copied
+    // to the log's end, durably, before V is chosen (so V's durability covers the copies too);
+    // this checkpoint then refers to the copies, and the victims go with compaction below.
+
+    let (lsn, v_segment) = match shared.pin_at_segment_boundary(manifest.checkpoint_lsn) {
+        Some((lsn, seg)) => (lsn, Some(seg)),
+        None => (shared.versions.pin(|| shared.visible.get()), None),
+    };
     let _unpin = Unpin(shared, lsn);
     if lsn == 0 || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0) {
         // Nothing committed yet, or nothing since the checkpoint in force.
@@ -172,13 +193,26 @@ pub(crate) fn run_checkpoint(
         .max(manifest.checkpoint_id)
         + 1;
     c.last_id.store(id, Ordering::Relaxed);
+    if !gc_first {
+        // Planted bug: the copies are made after V was made durable, and not made durable.
+        collected = collect_garbage(shared, c, Durability::BUFFERED)?.len() as u64;
+    }
     let (lsn_floor, active) = shared.checkpoint_floors();
     // 2. The file. With values on disk: where the log holds the values the index still keeps
     // in memory (the log since the checkpoint in force; V is durable, so all of it is written).
+    // The first segment the new checkpoint still needs: references go only below it (a value
+    // segment is never part of the log recovery replays, or cuts). When the checkpoint started a
+    // new segment, the one holding V holds nothing above V: it is not needed, even while the
+    // next one is not created yet.
+    let first_segment = first_needed_segment(&*c.vfs, &c.dir, manifest.first_segment, active, lsn)?
+        .max(v_segment.map_or(0, |s| s + 1));
     let located = match shared.versions.store() {
-        Some(store) if store.threshold != usize::MAX => {
+        Some(store) if store.threshold != usize::MAX || collected > 0 => {
             let ids = segments_in(&*c.vfs, &c.dir, manifest.first_segment, active)?;
-            crate::values::locate(&*c.vfs, &c.dir, manifest.epoch, &ids, lsn, store.threshold)?
+            let mut l =
+                crate::values::locate(&*c.vfs, &c.dir, manifest.epoch, &ids, lsn, store.threshold)?;
+            l.retain_below(first_segment);
+            l
         }
         _ => crate::values::Located::default(),
     };
@@ -189,10 +223,9 @@ pub(crate) fn run_checkpoint(
         // are durable (V is) and stay: in segments at or above the first needed one until this
         // checkpoint is in force, then kept as its value segments.
         let _one = shared.versions.trim_running.lock();
-        crate::index::trim::trim_converting(shared, Some(&located));
+        crate::index::trim::trim_converting(&Converting(shared), Some(&located));
     }
     // 3. The MANIFEST.
-    let first_segment = first_needed_segment(&*c.vfs, &c.dir, manifest.first_segment, active, lsn)?;
     let mut next = *manifest;
     next.version = ringlog_format::FORMAT_VERSION;
     next.seq += 1;
@@ -231,6 +264,16 @@ pub(crate) fn run_checkpoint(
                 !keep
             });
         }
+        // Never the segment being appended to (it may be below the first needed one: see
+        // above): a later checkpoint deletes it, or the next open as a leftover.
+        let (_, appending) = shared.checkpoint_floors();
+        d.retain(|&s| {
+            let keep = s >= appending;
+            if keep && s < first_segment {
+                deferred.push(s);
+            }
+            !keep
+        });
         *c.deferred.lock() = deferred;
         d.into_iter().filter(|&s| s < first_segment).collect()
     };
@@ -283,6 +326,7 @@ pub(crate) fn run_checkpoint(
         entries: written.entries - 1,
         keys: written.keys,
         segments_deleted: deleted,
+        segments_collected: collected,
     })
 }
 
@@ -431,6 +475,7 @@ impl Db {
             entries,
             keys: written.keys,
             segments_deleted: 0,
+            segments_collected: 0,
         })
     }
 }
@@ -446,8 +491,9 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     let mut m = c.manifest.lock();
     let floor = last.max(m.checkpoint_lsn);
     let (_, active) = shared.checkpoint_floors();
-    let retire =
-        wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last && active >= m.first_segment;
+    // (The first needed segment may already be past the active one: a checkpoint that
+    // started a new segment no transaction has created yet. The active one goes too.)
+    let retire = wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last;
     if m.lsn_floor <= floor && !retire {
         return Ok(());
     }
@@ -455,11 +501,14 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     next.seq += 1;
     next.lsn_floor = floor;
     let doomed: Vec<u64> = if retire {
-        next.first_segment = active + 1;
+        next.first_segment = m.first_segment.max(active + 1);
         next.txn_floor = m.txn_floor.max(shared.last_txn_id());
         next.run_floor = m.run_floor.max(shared.run_id);
         let keep = c.value_segments.lock();
-        (m.first_segment.max(1)..=active)
+        let mut d: std::collections::BTreeSet<u64> =
+            (m.first_segment.min(active).max(1)..=active).collect();
+        d.extend(c.deferred.lock().iter().copied());
+        d.into_iter()
             .filter(|id| !keep.contains(id) || crate::hooks::compaction_forgets_value_segments())
             .collect()
     } else {
@@ -476,6 +525,183 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
         log::info!("closed with the log retired: the checkpoint at LSN {last} holds everything; {deleted} segments deleted");
     }
     Ok(())
+}
+
+/// A value segment is collected when at most this share of its bytes is live.
+const GC_LIVE_SHARE: f64 = 0.5;
+/// Live bytes one checkpoint copies at most (the victims with the best cost-benefit first).
+const GC_BUDGET: u64 = 64 << 20;
+/// Value bytes copied per garbage collection transaction.
+const GC_CHUNK: usize = 4 << 20;
+
+/// Value-log garbage collection (see docs/DURABILITY.md §8): chooses victims among the value
+/// segments of the checkpoint in force — at most [`GC_LIVE_SHARE`] of each live, as the index
+/// counts it (every version it holds, snapshots' too), best cost-benefit first ((1 − u) · age /
+/// (1 + u), age counted in segments since) within [`GC_BUDGET`] — and copies every value the
+/// index holds in them to the log's end with its original LSN (relocated Write records,
+/// FORMAT.md §5.3), each chunk followed by a system transaction committed with `durability`.
+/// The index and the checkpoint then refer to the copies; the victims go once no checkpoint and
+/// no live generation refers to them. Returns the victims.
+fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> Result<Vec<u64>> {
+    let Some(store) = shared.versions.store() else {
+        return Ok(Vec::new());
+    };
+    let candidates: Vec<u64> = c.value_segments.lock().clone();
+    let Some(cfg) = shared.log.as_ref() else {
+        return Ok(Vec::new());
+    };
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let seg_size = cfg.seg.size as f64;
+    let (_, newest) = shared.checkpoint_floors();
+    // Live bytes per candidate, as the index holds them.
+    let gen = shared.versions.current();
+    let mut live: std::collections::BTreeMap<u64, u64> =
+        candidates.iter().map(|&s| (s, 0)).collect();
+    let mut n = gen.list.first();
+    while let Some(node) = n {
+        if node.flags() & IN_SEGMENT != 0 {
+            if let Some(v) = node.value() {
+                let r = crate::values::unpack(v);
+                if let Some(l) = live.get_mut(&r.segment) {
+                    *l += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                }
+            }
+        }
+        n = node.next();
+    }
+    let mut scored: Vec<(f64, u64, u64)> = live
+        .iter()
+        .filter_map(|(&seg, &bytes)| {
+            let u = (bytes as f64 / seg_size).min(1.0);
+            (u <= GC_LIVE_SHARE).then(|| {
+                let age = newest.saturating_sub(seg).max(1) as f64;
+                ((1.0 - u) * age / (1.0 + u), seg, bytes)
+            })
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut victims = Vec::new();
+    let mut budget = 0u64;
+    for (_, seg, bytes) in scored {
+        if budget > 0 && budget + bytes > GC_BUDGET {
+            break;
+        }
+        budget += bytes;
+        victims.push(seg);
+    }
+    if victims.is_empty() {
+        return Ok(victims);
+    }
+    victims.sort_unstable();
+    // The versions whose values are in a victim.
+    let mut items: Vec<(Vec<u8>, Lsn, ValueRef)> = Vec::new();
+    let mut n = gen.list.first();
+    while let Some(node) = n {
+        if node.flags() & IN_SEGMENT != 0 {
+            if let Some(v) = node.value() {
+                let r = crate::values::unpack(v);
+                if victims.binary_search(&r.segment).is_ok() {
+                    items.push((node.key().to_vec(), node.lsn(), r));
+                }
+            }
+        }
+        n = node.next();
+    }
+    drop(gen);
+    let marker: Vec<u8> = victims.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut copied = 0u64;
+    let mut start = 0;
+    while start < items.len() {
+        // A chunk of about GC_CHUNK value bytes (at least one value).
+        let mut end = start;
+        let mut bytes = 0usize;
+        while end < items.len() && (end == start || bytes < GC_CHUNK) {
+            bytes += items[end].2.len as usize;
+            end += 1;
+        }
+        let chunk = &items[start..end];
+        let wants: Vec<crate::values::Want<'_>> = chunk
+            .iter()
+            .map(|(k, l, r)| crate::values::Want {
+                at: *r,
+                key: k,
+                lsn: *l,
+            })
+            .collect();
+        let values = store
+            .read_many(&wants)
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let relocs: Vec<(&[u8], Lsn, &[u8])> = chunk
+            .iter()
+            .zip(&values)
+            .map(|((k, l, _), v)| (&k[..], *l, &v[..]))
+            .collect();
+        let mut r = crate::commit::Relocations {
+            items: &relocs,
+            placed: Vec::new(),
+        };
+        failpoint!(GC_BEFORE_COPY);
+        shared.commit_core(
+            &[OpRef::Put(crate::values::VALUE_GC_KEY, &marker)],
+            durability,
+            true,
+            Some(&mut r),
+            |_| {},
+        )?;
+        failpoint!(GC_AFTER_COPY);
+        debug_assert_eq!(r.placed.len(), chunk.len());
+        copied += bytes as u64;
+        start = end;
+    }
+    if crate::hooks::gc_deletes_victims_early() {
+        delete_segments(&*c.vfs, &c.dir, &victims);
+    }
+    c.gc_segments
+        .fetch_add(victims.len() as u64, Ordering::Relaxed);
+    c.gc_bytes.fetch_add(copied, Ordering::Relaxed);
+    log::info!(
+        "value-log garbage collection: {} values ({copied} bytes) copied out of segments {victims:?}",
+        items.len()
+    );
+    Ok(victims)
+}
+
+/// The database as the checkpoint's converting trim sees it: as the background trimmer does,
+/// except that waiting for visibility tells the disk it blocks (`Vfs::will_block`), as the
+/// checkpoint's own wait does, so that a simulated disk's scheduler runs the commits it waits
+/// for.
+struct Converting<'a>(&'a Shared);
+
+impl crate::index::trim::TrimHost for Converting<'_> {
+    fn versions(&self) -> &crate::index::Versions {
+        &self.0.versions
+    }
+
+    fn visible(&self) -> Lsn {
+        self.0.visible.get()
+    }
+
+    fn durable(&self) -> Option<Lsn> {
+        crate::index::trim::TrimHost::durable(self.0)
+    }
+
+    fn next_lsn(&self) -> Lsn {
+        crate::index::trim::TrimHost::next_lsn(self.0)
+    }
+
+    fn wait_visible(&self, lsn: Lsn) -> bool {
+        let shared = self.0;
+        shared.visible.wait(lsn, || {
+            shared.will_block(ringlog_uring::BlockReason::Visibility)
+        })
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::segment::now_ns()
+    }
 }
 
 /// Unpins a checkpoint's snapshot when dropped.

@@ -9,7 +9,7 @@ use crate::db::Db;
 use crate::index::{Lsn, OpRef};
 use crate::options::{validate_buffered, Durability};
 use crate::segment::now_ns;
-use crate::wal::txn_encoded_len;
+use crate::wal::{txn_encoded_len, Shared};
 use crate::{Error, Result};
 
 impl Db {
@@ -89,11 +89,42 @@ impl Db {
             (_, Some(Durability::Strict)) => Durability::Strict,
         };
         self.validate(ops)?;
-        let shared = &*self.shared;
-        let has_log = shared.log.is_some();
-        if has_log {
+        if self.shared.log.is_some() {
             self.start_log_thread()?;
         }
+        self.shared.commit_core(ops, mode, system, None, |trim| {
+            if trim {
+                self.request_trim();
+            }
+            if crate::checkpointer::due(&self.shared) {
+                self.request_checkpoint();
+            }
+        })
+    }
+}
+
+/// Value-log garbage collection's copies to append before a transaction
+/// ([`Shared::commit_core`]): `(key, original LSN, value)` each, and where they went.
+pub(crate) struct Relocations<'a> {
+    pub(crate) items: &'a [(&'a [u8], Lsn, &'a [u8])],
+    pub(crate) placed: Vec<ringlog_format::ValueRef>,
+}
+
+impl Shared {
+    /// The commit path after validation (see [`Db::commit_ops`]), for a database whose log
+    /// thread runs: `relocations`, if any, are appended just before the transaction's records;
+    /// `after_publish(trim)` runs once the transaction is published (`trim`: its garbage asks
+    /// for a trim).
+    pub(crate) fn commit_core(
+        &self,
+        ops: &[OpRef<'_>],
+        mode: Durability,
+        system: bool,
+        relocations: Option<&mut Relocations<'_>>,
+        after_publish: impl FnOnce(bool),
+    ) -> Result<Lsn> {
+        let shared = self;
+        let has_log = shared.log.is_some();
         // 1. The serialised step: LSN assignment and log-buffer reservation.
         let mut st = shared.state.lock();
         if st.closing {
@@ -122,6 +153,10 @@ impl Db {
         if has_log {
             // The transaction's id is its LSN (format version 4): nothing to count.
             let lease = shared.lease_due(&mut st, lsn);
+            if let Some(r) = relocations {
+                // Before the transaction's records: its durability covers them.
+                r.placed = shared.append_relocated(&mut st, r.items, lsn - 1);
+            }
             shared.append(&mut st, ops, lsn, system, lease);
             if !shared.lease_covers(&mut st, lsn) {
                 wait_durable = true;
@@ -171,12 +206,7 @@ impl Db {
         let strict =
             mode == Durability::Strict && wait_durable && !crate::hooks::publish_strict_early();
         shared.visible.publish(lsn, strict, &shared.durable_lsn);
-        if trim {
-            self.request_trim();
-        }
-        if crate::checkpointer::due(shared) {
-            self.request_checkpoint();
-        }
+        after_publish(trim);
         if wait_durable {
             shared.await_durable(lsn).map_err(Error::Poisoned)?;
         }

@@ -57,6 +57,8 @@ pub(crate) mod points {
     SEGMENT_AFTER_DIR_SYNC = "segment::after_dir_sync",
     SEGMENT_BEFORE_GROW = "segment::before_grow",
     LOG_BEFORE_BATCH_WRITE = "log::before_batch_write",
+    GC_BEFORE_COPY = "gc::before_copy",
+    GC_AFTER_COPY = "gc::after_copy",
     LOG_AFTER_BATCH_DURABLE = "log::after_batch_durable",
     LOG_AFTER_DURABLE_PUBLISHED = "log::after_durable_published",
     LOG_MID_ROTATION = "log::mid_rotation",
@@ -278,11 +280,19 @@ pub mod bugs {
         /// needed one, also those the new checkpoint refers to for values on disk: those values'
         /// reads then fail.
         CompactionForgetsValueSegments,
+        /// Value-log garbage collection deletes its victims as soon as it copied their values,
+        /// before a checkpoint that refers to the copies is in force (the one in force, and the
+        /// index until the checkpoint converts it, still refer to the victims).
+        GcDeletesVictimsEarly,
+        /// Value-log garbage collection runs after the checkpoint made its LSN durable, and
+        /// does not make its copies durable: the checkpoint refers to copies a power loss can
+        /// take away, and its compaction deletes the originals.
+        GcAfterThePin,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 24] = [
+        pub const ALL: [Bug; 26] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -307,6 +317,8 @@ pub mod bugs {
             Bug::FloorClaimsAll,
             Bug::PublishOutOfOrder,
             Bug::CompactionForgetsValueSegments,
+            Bug::GcDeletesVictimsEarly,
+            Bug::GcAfterThePin,
         ];
 
         fn bit(self) -> u32 {
@@ -499,6 +511,10 @@ bug_hook! {
     publish_out_of_order => PublishOutOfOrder;
     /// Whether compaction and the close delete the segments values on disk live in.
     compaction_forgets_value_segments => CompactionForgetsValueSegments;
+    /// Whether garbage collection deletes its victims right after copying.
+    gc_deletes_victims_early => GcDeletesVictimsEarly;
+    /// Whether garbage collection runs after the checkpoint's durability wait, not durably.
+    gc_after_the_pin => GcAfterThePin;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

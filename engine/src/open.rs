@@ -243,6 +243,8 @@ impl Db {
             segments_deleted: 0.into(),
             value_segments: Mutex::new(value_segments.clone()),
             deferred: Mutex::new(Vec::new()),
+            gc_segments: 0.into(),
+            gc_bytes: 0.into(),
         });
         // Reads of values the index holds by reference: needed whenever the checkpoint refers
         // to some, even when this open keeps new values in memory.

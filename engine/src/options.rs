@@ -171,9 +171,9 @@ pub struct Options {
     /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
     /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
     /// written since the last checkpoint. `None` (the default) keeps every value in memory.
-    /// Segments holding values the index still refers to are kept by compaction (value-log
-    /// garbage collection, which would copy the live values of mostly dead segments forward, is
-    /// not built yet: under overwrites the files can then grow well beyond the live data).
+    /// Segments holding values the index still refers to are kept by compaction; at every
+    /// checkpoint, value-log garbage collection copies the live values of those at most half
+    /// live forward and lets them go (docs/DURABILITY.md §8).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {

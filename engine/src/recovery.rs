@@ -203,6 +203,9 @@ impl Applier {
                 self.retention = (policy, floor);
                 self.log_retention = true;
             }
+            // Value-log garbage collection's marker: the transaction that made the copies
+            // before it durable. Nothing to apply.
+            OpRef::Put(k, _) if k == crate::values::VALUE_GC_KEY => {}
             other => log::warn!(
                 "ignoring unknown system entry {:?} at LSN {lsn}",
                 String::from_utf8_lossy(other.key())
@@ -268,6 +271,11 @@ impl Applier {
         };
         self.max_run_id = self.max_run_id.max(run_id);
         if matches!(rec.kind, RecordKind::Padding | RecordKind::BatchHead) {
+            return Ok(());
+        }
+        if rec.is_relocated() {
+            // A copy of an older version's value made by value-log garbage collection: not a
+            // transaction (a checkpoint may refer to it; nothing to apply).
             return Ok(());
         }
         let lsn = rec.lsn;

@@ -87,6 +87,11 @@ pub struct Stats {
     pub value_cache_hits: u64,
     /// Bytes of values the cache holds now (at most [`crate::Options::value_cache_bytes`]).
     pub value_cache_bytes: u64,
+    /// Value segments whose live values garbage collection copied forward since open (they
+    /// are deleted once no checkpoint and no reader refers to them).
+    pub value_gc_segments: u64,
+    /// Value bytes garbage collection copied since open.
+    pub value_gc_bytes: u64,
 }
 
 impl Db {
@@ -149,6 +154,14 @@ impl Db {
             value_read_bytes: store.map_or(0, |s| s.counters.disk_bytes.load(Ordering::Relaxed)),
             value_cache_hits: store.map_or(0, |s| s.counters.cache_hits.load(Ordering::Relaxed)),
             value_cache_bytes: store.map_or(0, |s| s.cached().0),
+            value_gc_segments: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.gc_segments.load(Ordering::Relaxed)),
+            value_gc_bytes: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.gc_bytes.load(Ordering::Relaxed)),
         }
     }
 }

@@ -25,6 +25,11 @@ use crate::index::Lsn;
 use crate::segment::segment_file_name;
 use crate::{Error, Result};
 
+/// The system key of value-log garbage collection's transaction (its value: the victim
+/// segments' ids, `u64` LE each): committed `Strict` right after the relocated copies, so that
+/// its durability covers them.
+pub(crate) const VALUE_GC_KEY: &[u8] = b"value-gc";
+
 /// Node flag: the node's stored value bytes are a packed [`ValueRef`], not the value.
 pub(crate) const IN_SEGMENT: u8 = 2;
 /// Bytes of a packed [`ValueRef`] in a node.
@@ -361,6 +366,12 @@ impl Located {
         self.entries = entries;
     }
 
+    /// Keeps the values located in segments below `segment` only.
+    pub(crate) fn retain_below(&mut self, segment: u64) {
+        self.entries
+            .retain(|e| e.3.is_some_and(|r| r.segment < segment));
+    }
+
     /// Number of values located.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -474,8 +485,9 @@ pub(crate) fn locate(
                     offset: at as u64,
                     len: rec.value.len() as u32,
                 };
+                // A relocated copy is of a value on disk already, whatever its size.
                 let keep = rec.kind == RecordKind::Write
-                    && rec.value.len() >= threshold
+                    && (rec.value.len() >= threshold || rec.is_relocated())
                     && pack(r).is_some();
                 txn.push(rec.key, keep.then_some(r));
             }

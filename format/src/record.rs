@@ -44,7 +44,12 @@ pub const FLAG_AUTOCOMMIT: u8 = 1;
 /// Flag of a Write or Delete: the key belongs to the engine's reserved system key space (e.g. a
 /// retention policy), not to the user's keys. Format version 2.
 pub const FLAG_SYSTEM: u8 = 2;
-const KNOWN_FLAGS: u8 = FLAG_AUTOCOMMIT | FLAG_SYSTEM;
+/// Flag of a Write: a *relocated* value — a copy of a version's value written by value-log
+/// garbage collection, carrying the version's original LSN. Not a transaction: recovery never
+/// applies it; a checkpoint may refer to it for the version's value. Never with
+/// [`FLAG_AUTOCOMMIT`] or [`FLAG_SYSTEM`]. Format version 6.
+pub const FLAG_RELOCATED: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_AUTOCOMMIT | FLAG_SYSTEM | FLAG_RELOCATED;
 
 /// Which record layout a segment holds, by its format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -323,6 +328,12 @@ impl<'a> RecordSpec<'a> {
         }
     }
 
+    /// Marks a Write as a relocated value ([`FLAG_RELOCATED`]).
+    pub fn relocated(mut self) -> Self {
+        self.flags |= FLAG_RELOCATED;
+        self
+    }
+
     /// Marks a Write or Delete as belonging to the engine's system key space ([`FLAG_SYSTEM`]).
     pub fn system(mut self) -> Self {
         self.flags |= FLAG_SYSTEM;
@@ -448,6 +459,13 @@ fn encode_in(
     }
     if spec.flags & !KNOWN_FLAGS != 0 {
         return Err(EncodeError::BadPayload("unknown flag"));
+    }
+    if spec.flags & FLAG_RELOCATED != 0
+        && (spec.kind != RecordKind::Write || spec.flags != FLAG_RELOCATED)
+    {
+        return Err(EncodeError::BadPayload(
+            "only a Write is relocated, with no other flag",
+        ));
     }
     if spec.lsn > crate::MAX_ID
         || spec.run_id > crate::MAX_ID
@@ -614,6 +632,11 @@ impl Record<'_> {
     pub fn is_system(&self) -> bool {
         self.flags & FLAG_SYSTEM != 0
     }
+
+    /// True for a relocated value ([`FLAG_RELOCATED`]).
+    pub fn is_relocated(&self) -> bool {
+        self.flags & FLAG_RELOCATED != 0
+    }
 }
 
 /// Decodes the record starting at `buf[at..]` in the current layout ([`Layout::Lean`]). `pos`
@@ -732,6 +755,9 @@ fn decode_in(
     let malformed = |reason| Err(DecodeError::Malformed { offset, reason });
     if flags & !KNOWN_FLAGS != 0 {
         return malformed("unknown flag bits");
+    }
+    if flags & FLAG_RELOCATED != 0 && (kind != RecordKind::Write || flags != FLAG_RELOCATED) {
+        return malformed("only a Write is relocated, with no other flag");
     }
     let key_len = header.key_len.get() as usize;
     let (key, value, marker) = match kind {

@@ -99,10 +99,17 @@ pub(crate) fn copy_kept(
             if flags & TRIMMED_BELOW != 0 {
                 marked = marked.max(node.lsn());
             }
+            // A version whose value was located in the log: in memory, or on disk where value-log
+            // garbage collection copied it from a segment about to go.
             let packed = match (&mut located, node.value()) {
-                (Some(c), Some(v)) if flags & IN_SEGMENT == 0 => c
-                    .find(key, node.lsn(), v.len())
-                    .and_then(crate::values::pack),
+                (Some(c), Some(v)) => {
+                    let len = if flags & IN_SEGMENT == 0 {
+                        v.len()
+                    } else {
+                        crate::values::unpack(v).len as usize
+                    };
+                    c.find(key, node.lsn(), len).and_then(crate::values::pack)
+                }
                 _ => None,
             };
             match packed {

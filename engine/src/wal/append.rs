@@ -223,6 +223,73 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Encodes value-log garbage collection's copies — each `(key, LSN, value)` a Write record
+    /// flagged [`ringlog_format::FLAG_RELOCATED`] with the version's original LSN, not a
+    /// transaction — into the pending batches at the cursor, opening new segments as they fill
+    /// (each one fitted once in a segment, so it fits again); `base`: the last LSN assigned
+    /// before them (a new segment's base LSN). Returns where each went. The caller
+    /// holds the log mutex and appends a transaction right after them (its durability then
+    /// covers them: the log is durable in prefix order).
+    pub(crate) fn append_relocated(
+        &self,
+        st: &mut State,
+        items: &[(&[u8], Lsn, &[u8])],
+        base: Lsn,
+    ) -> Vec<ringlog_format::ValueRef> {
+        let cfg = self.log.as_ref().expect("relocations need a log");
+        let reserve = cfg.align as usize + RECORD_HEADER_LEN + BATCH_HEAD_LEN;
+        let mut out = Vec::with_capacity(items.len());
+        for &(key, lsn, value) in items {
+            let need = encoded_len(key.len(), value.len());
+            assert!(
+                need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
+                "a relocated value fitted in a segment once"
+            );
+            let deferred = st.rotate_first.take();
+            if deferred.is_some() || st.cursor as usize + need + reserve > cfg.seg.size as usize {
+                let synced = st.synced;
+                let prev_end = match (deferred, st.batches.back_mut()) {
+                    (Some(end), _) => end,
+                    (None, Some(b)) if b.seg_id == st.seg_id => {
+                        pad_batch(b, cfg, self.run_id, synced)
+                    }
+                    (None, _) => st.cursor,
+                };
+                st.seg_id += 1;
+                st.cursor = SEGMENT_HEADER_LEN as u64;
+                // The new segment's base LSN: the last LSN assigned before its first record.
+                st.open_batch(Some((prev_end, base)));
+            } else if st.batches.back().is_none_or(|b| b.seg_id != st.seg_id) {
+                st.open_batch(None);
+            }
+            let (seg_id, at) = (st.seg_id, st.cursor);
+            let batch = st.batches.back_mut().expect("a batch is open");
+            debug_assert_eq!(batch.start + batch.buf.len() as u64, at);
+            let spec = RecordSpec::write(key, value, lsn, batch.start as u32).relocated();
+            let dst = batch.buf.extend_zeroed(need);
+            let pos = SegmentPos {
+                segment_id: seg_id,
+                epoch: cfg.seg.epoch,
+                offset: at,
+            };
+            let n = encode_record(dst, &spec, pos).expect("a relocated value encodes");
+            debug_assert_eq!(n, need);
+            st.cursor = at + need as u64;
+            st.pending_bytes += need;
+            self.counters
+                .bytes_appended
+                .fetch_add(need as u64, Ordering::Relaxed);
+            out.push(ringlog_format::ValueRef {
+                segment: seg_id,
+                offset: at,
+                len: value.len() as u32,
+            });
+        }
+        out
+    }
+}
+
 /// Bytes a transaction occupies in the log.
 pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
     let op_len = |op: &OpRef<'_>| match *op {

@@ -437,7 +437,8 @@ impl Shared {
     /// pinned) without a log, when no LSN was assigned in this run, when `last_checkpoint` is B
     /// (nothing new) or when the log is poisoned or closing: the caller pins the visible LSN.
     /// B may be above the visible LSN: the caller waits for it before reading the index at B.
-    pub(crate) fn pin_at_segment_boundary(&self, last_checkpoint: Lsn) -> Option<Lsn> {
+    /// Returns B and the segment holding it, the last one that holds no LSN above B.
+    pub(crate) fn pin_at_segment_boundary(&self, last_checkpoint: Lsn) -> Option<(Lsn, u64)> {
         self.log.as_ref()?;
         let mut st = self.state.lock();
         let last = st.next_lsn - 1;
@@ -453,7 +454,7 @@ impl Shared {
         let lsn = self.versions.pin(|| last);
         // B was assigned in this run, so its transaction is in the segment being appended to.
         st.rotate_next = true;
-        Some(lsn)
+        Some((lsn, st.seg_id))
     }
 
     /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
