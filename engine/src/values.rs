@@ -35,6 +35,18 @@ pub(crate) const IN_SEGMENT: u8 = 2;
 /// Bytes of a packed [`ValueRef`] in a node.
 pub(crate) const PACKED_LEN: usize = 12;
 
+/// Opens a segment file for reading only.
+fn open_to_read(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Box<dyn VFile>> {
+    vfs.open(
+        path,
+        OpenOptions {
+            write: false,
+            create: false,
+            direct: false,
+        },
+    )
+}
+
 /// Packs `r` for a node; `None` when a field does not fit in 32 bits (the value then stays in
 /// memory).
 pub(crate) fn pack(r: ValueRef) -> Option<[u8; PACKED_LEN]> {
@@ -158,16 +170,7 @@ impl ValueStore {
             return Ok(f.clone());
         }
         let path = self.path(id);
-        let f: Arc<dyn VFile> = self
-            .vfs
-            .open(
-                &path,
-                OpenOptions {
-                    write: false,
-                    create: false,
-                    direct: false,
-                },
-            )
+        let f: Arc<dyn VFile> = open_to_read(&*self.vfs, &path)
             .map_err(|e| Error::io("open segment to read a value", path, e))?
             .into();
         Ok(self.files.write().entry(id).or_insert(f).clone())
@@ -306,15 +309,7 @@ fn check_record<'b>(path: &Path, epoch: u64, w: &Want<'_>, buf: &'b [u8]) -> Res
 /// Reads and checks one value without a store (recovery, which then keeps it in memory).
 pub(crate) fn read_direct(vfs: &dyn Vfs, dir: &Path, epoch: u64, w: &Want<'_>) -> Result<Vec<u8>> {
     let path = dir.join(segment_file_name(w.at.segment));
-    let file = vfs
-        .open(
-            &path,
-            OpenOptions {
-                write: false,
-                create: false,
-                direct: false,
-            },
-        )
+    let file = open_to_read(vfs, &path)
         .map_err(|e| Error::io("open segment to read a value", path.clone(), e))?;
     let mut buf = vec![0u8; encoded_len(w.key.len(), w.at.len as usize)];
     file.read_exact_at(&mut buf, w.at.offset)
@@ -431,14 +426,7 @@ pub(crate) fn locate(
     let mut txn = TxnRecords::default();
     for &id in ids {
         let path = dir.join(segment_file_name(id));
-        let file = match vfs.open(
-            &path,
-            OpenOptions {
-                write: false,
-                create: false,
-                direct: false,
-            },
-        ) {
+        let file = match open_to_read(vfs, &path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("open segment to locate values", path, e)),
