@@ -464,3 +464,56 @@ fn garbage_collection_bounds_the_files_under_overwrites() {
         assert_eq!(db.recovery_stats().leftovers_removed, 0);
     });
 }
+
+/// A forward scan reads the values on disk of the entries ahead of it in one batch: each value
+/// is read from disk once (none twice, none left unread), in order, with the cache off; a
+/// backward scan reads them one at a time, the same values.
+#[test]
+fn a_scan_reads_ahead_each_value_once() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let mut model = Model::new();
+        for k in 0..300u64 {
+            let key = format!("key{k:04}").into_bytes();
+            // Every third value stays in memory.
+            let len = if k % 3 == 0 { 10 } else { 100 + k as usize };
+            let v = vec![(k % 251) as u8; len];
+            let lsn = db.put(&key, &v).unwrap();
+            model.insert(key, (v, lsn));
+        }
+        db.checkpoint().unwrap();
+        let on_disk = model.values().filter(|(v, _)| v.len() >= THRESHOLD).count() as u64;
+        let before = db.stats().value_reads;
+        check(&db, &model, "scanned");
+        // `check` reads every key by get and by get_with (2 reads each), then a forward scan
+        // (once each, read ahead) and a backward scan of keys only (values read too).
+        let reads = db.stats().value_reads - before;
+        assert_eq!(
+            reads,
+            4 * on_disk,
+            "{reads} reads of {on_disk} values on disk"
+        );
+        // A forward scan alone: once each.
+        let before = db.stats().value_reads;
+        let n = db
+            .range::<&[u8], _>(..)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .len();
+        assert_eq!(n, model.len());
+        assert_eq!(db.stats().value_reads - before, on_disk);
+        // A range in the middle, stopped early: no more than a batch read past where it stopped.
+        let before = db.stats().value_reads;
+        let got: Vec<_> = db
+            .range(b"key0100".as_slice()..b"key0200".as_slice())
+            .unwrap()
+            .take(10)
+            .map(|r| r.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(got.len(), 10);
+        let extra = db.stats().value_reads - before;
+        assert!(extra <= 33, "{extra} values read for 10 entries");
+    });
+}

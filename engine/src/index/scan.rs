@@ -52,7 +52,17 @@ pub struct Scan {
     gen: Arc<Gen>,
     /// Reads the values the index holds by reference.
     store: Option<Arc<crate::values::ValueStore>>,
+    /// Values on disk of the next entries, read ahead with the last one read (place, value).
+    ahead: std::collections::VecDeque<ReadAhead>,
 }
+
+/// A value read ahead: its place (segment, offset) and its bytes.
+type ReadAhead = ((u64, u64), Arc<[u8]>);
+
+/// Values on disk a forward scan reads in one batch.
+const READ_AHEAD: usize = 32;
+/// Keys a forward scan looks at ahead for values on disk to read in the same batch.
+const LOOK_AHEAD: usize = 256;
 
 enum Back {
     /// The range's upper bound (no entry returned from the back yet).
@@ -140,6 +150,7 @@ impl Scan {
             done: empty,
             gen,
             store,
+            ahead: std::collections::VecDeque::new(),
         }
     }
 
@@ -164,7 +175,7 @@ impl Scan {
 
     /// The owned entry of `n`, a put visible at the scan's LSN. Fallible (always `Ok` while
     /// every value is in memory): the hook for values read from disk, whose read can fail.
-    fn entry(&self, n: NodeRef<'_>) -> Result<(Arc<[u8]>, Value)> {
+    fn entry(&mut self, n: NodeRef<'static>) -> Result<(Arc<[u8]>, Value)> {
         self.lend(n, |key, value, lsn| {
             (Arc::from(key), Value::new(Arc::from(value), lsn))
         })
@@ -173,14 +184,75 @@ impl Scan {
     /// Calls `f` with the key, the value and the LSN of `n`, a put visible at the scan's LSN,
     /// borrowed for the duration of the call. Fallible like [`Scan::entry`]: every value of a
     /// scan, lent or owned, is read here.
-    fn lend<R>(&self, n: NodeRef<'_>, f: impl FnOnce(&[u8], &[u8], Lsn) -> R) -> Result<R> {
+    fn lend<R>(
+        &mut self,
+        n: NodeRef<'static>,
+        f: impl FnOnce(&[u8], &[u8], Lsn) -> R,
+    ) -> Result<R> {
         let value = n.value().expect("scans return puts only");
         if n.flags() & crate::values::IN_SEGMENT == 0 {
             return Ok(f(n.key(), value, n.lsn()));
         }
-        // A value on disk: read (and checked) through the store.
-        let read = super::value_of(n, value, self.store.as_deref())?;
+        // A value on disk: read (and checked) through the store, with the next ones of a forward
+        // scan in the same batch.
+        let read = self.read_ahead(n, value)?;
         Ok(f(n.key(), &read, n.lsn()))
+    }
+
+    /// The value of `n`, a node holding its place on disk (`packed`): from the values read
+    /// ahead, or read now together with the values on disk of the next entries of a forward scan
+    /// (up to [`READ_AHEAD`] of them, looking at most [`LOOK_AHEAD`] keys ahead): one
+    /// [`crate::values::ValueStore::read_many`], one io_uring submission on the io_uring path.
+    /// A value read ahead whose read failed is read again, and its error reported, when the scan
+    /// reaches it.
+    fn read_ahead(&mut self, n: NodeRef<'static>, packed: &[u8]) -> Result<Arc<[u8]>> {
+        let at = crate::values::unpack(packed);
+        while let Some((place, v)) = self.ahead.pop_front() {
+            if place == (at.segment, at.offset) {
+                return Ok(v);
+            }
+        }
+        let Some(store) = self.store.clone() else {
+            return super::value_of(n, packed, None);
+        };
+        let mut wants = vec![crate::values::Want {
+            at,
+            key: n.key(),
+            lsn: n.lsn(),
+        }];
+        // The entries after `n`, as the front cursor will meet them (a backward scan reads one
+        // at a time: its cursor searches for each entry).
+        let mut next = if self.front_key.is_some_and(|k| k.key() == n.key()) {
+            self.front
+        } else {
+            None
+        };
+        let mut looked = 0;
+        while let Some(m) = next {
+            if wants.len() >= READ_AHEAD || looked >= LOOK_AHEAD || !self.before_back(m.key()) {
+                break;
+            }
+            looked += 1;
+            let (version, after) = version_at(m, self.lsn);
+            if let Some(v) = version.filter(|v| v.flags() & crate::values::IN_SEGMENT != 0) {
+                if let Some(p) = v.value() {
+                    wants.push(crate::values::Want {
+                        at: crate::values::unpack(p),
+                        key: v.key(),
+                        lsn: v.lsn(),
+                    });
+                }
+            }
+            next = after;
+        }
+        let mut read = store.read_many(&wants).into_iter();
+        let first = read.next().expect("one result per value")?;
+        for (w, r) in wants[1..].iter().zip(read) {
+            if let Ok(v) = r {
+                self.ahead.push_back(((w.at.segment, w.at.offset), v));
+            }
+        }
+        Ok(first)
     }
 
     /// Passes an item through, ending the scan if it is an error (the error is the last item).
