@@ -223,7 +223,7 @@ pub(crate) fn run_checkpoint(
         // are durable (V is) and stay: in segments at or above the first needed one until this
         // checkpoint is in force, then kept as its value segments.
         let _one = shared.versions.trim_running.lock();
-        crate::index::trim::trim_converting(&Converting(shared), Some(&located));
+        crate::index::trim::trim_converting(shared, Some(&located));
     }
     // 3. The MANIFEST.
     let mut next = *manifest;
@@ -667,41 +667,6 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
         items.len()
     );
     Ok(victims)
-}
-
-/// The database as the checkpoint's converting trim sees it: as the background trimmer does,
-/// except that waiting for visibility tells the disk it blocks (`Vfs::will_block`), as the
-/// checkpoint's own wait does, so that a simulated disk's scheduler runs the commits it waits
-/// for.
-struct Converting<'a>(&'a Shared);
-
-impl crate::index::trim::TrimHost for Converting<'_> {
-    fn versions(&self) -> &crate::index::Versions {
-        &self.0.versions
-    }
-
-    fn visible(&self) -> Lsn {
-        self.0.visible.get()
-    }
-
-    fn durable(&self) -> Option<Lsn> {
-        crate::index::trim::TrimHost::durable(self.0)
-    }
-
-    fn next_lsn(&self) -> Lsn {
-        crate::index::trim::TrimHost::next_lsn(self.0)
-    }
-
-    fn wait_visible(&self, lsn: Lsn) -> bool {
-        let shared = self.0;
-        shared.visible.wait(lsn, || {
-            shared.will_block(ringlog_uring::BlockReason::Visibility)
-        })
-    }
-
-    fn now_ns(&self) -> u64 {
-        crate::segment::now_ns()
-    }
 }
 
 /// Unpins a checkpoint's snapshot when dropped.

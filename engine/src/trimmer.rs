@@ -145,6 +145,10 @@ impl TrimHost for Shared {
 
     fn wait_visible(&self, lsn: Lsn) -> bool {
         loop {
+            // Told to the disk, as every wait of the engine's is: a simulated disk's scheduler
+            // then runs the commits waited for (a checkpoint's converting trim waits on a
+            // scheduled thread; the background trimmer's threads are not scheduled).
+            self.will_block(ringlog_uring::BlockReason::Visibility);
             if self
                 .visible
                 .wait_for(lsn, std::time::Duration::from_millis(5))

@@ -192,6 +192,15 @@ impl ValueStore {
 
     /// The value at `want.at`, verified (from the cache, or read from disk and cached).
     pub(crate) fn read(&self, want: &Want<'_>) -> Result<Arc<[u8]>> {
+        // A hit allocates nothing (read_many builds its batch's vectors).
+        if let Some(v) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&(want.at.segment, want.at.offset)))
+        {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
         let mut out = self.read_many(std::slice::from_ref(want));
         out.pop().expect("one result per value")
     }

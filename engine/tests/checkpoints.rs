@@ -646,15 +646,7 @@ fn checkpoints_while_writers_and_readers_run() {
 /// the open replays the log after the last checkpoint.
 #[test]
 fn a_clean_close_checkpoints_first_and_retires_the_log() {
-    let segments = |dir: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".log"))
-            .collect();
-        v.sort();
-        v
-    };
+    let segments = common::segment_files;
     for io in [IoChoice::Uring, IoChoice::Portable] {
         for on in [true, false] {
             let dir = tempdir();

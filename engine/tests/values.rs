@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use common::{on_each_path, tempdir, Rng, SEG};
+use common::{on_each_path, segment_files, tempdir, Rng, SEG};
 use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Retention};
 
 const THRESHOLD: usize = 64;
@@ -99,16 +98,6 @@ fn check(db: &Db, model: &Model, what: &str) {
         model.keys().rev().cloned().collect::<Vec<_>>(),
         "{what}: reverse scan"
     );
-}
-
-fn segment_files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

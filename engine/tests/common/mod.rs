@@ -116,6 +116,18 @@ pub fn real_vfs(io: IoChoice) -> Arc<dyn Vfs> {
         .unwrap_or_else(|e| panic!("the {} I/O path is unavailable: {e}", io_name(io)))
 }
 
+/// The segment files (`*.log`) of `dir`, sorted by name (= by id).
+#[allow(dead_code)] // not every test binary uses it
+pub fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    v.sort();
+    v
+}
+
 /// One entry of a full scan.
 pub type Entry = (Vec<u8>, Vec<u8>, Lsn);
 
