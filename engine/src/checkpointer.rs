@@ -649,6 +649,7 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
             durability,
             true,
             Some(&mut r),
+            None,
             |_| {},
         )?;
         failpoint!(GC_AFTER_COPY);

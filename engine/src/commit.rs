@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use ringlog_format::MAX_KEY_LEN;
 
+use crate::conflicts::Check;
 use crate::db::Db;
 use crate::index::{Lsn, OpRef};
 use crate::options::{validate_buffered, Durability};
@@ -60,6 +61,18 @@ impl Db {
         durability: Option<Durability>,
         system: bool,
     ) -> Result<Lsn> {
+        self.commit_checked(ops, durability, system, None)
+    }
+
+    /// [`Db::commit_ops`] for an optimistic transaction: `check` is validated in the sequencer,
+    /// before the transaction gets an LSN ([`crate::conflicts`]).
+    pub(crate) fn commit_checked(
+        &self,
+        ops: &[OpRef<'_>],
+        durability: Option<Durability>,
+        system: bool,
+        check: Option<&Check<'_>>,
+    ) -> Result<Lsn> {
         self.check_open()?;
         let mode = match (self.durability, durability) {
             (_, None) => self.durability,
@@ -92,14 +105,15 @@ impl Db {
         if self.shared.log.is_some() {
             self.start_log_thread()?;
         }
-        self.shared.commit_core(ops, mode, system, None, |trim| {
-            if trim {
-                self.request_trim();
-            }
-            if crate::checkpointer::due(&self.shared) {
-                self.request_checkpoint();
-            }
-        })
+        self.shared
+            .commit_core(ops, mode, system, None, check, |trim| {
+                if trim {
+                    self.request_trim();
+                }
+                if crate::checkpointer::due(&self.shared) {
+                    self.request_checkpoint();
+                }
+            })
     }
 }
 
@@ -121,6 +135,7 @@ impl Shared {
         mode: Durability,
         system: bool,
         relocations: Option<&mut Relocations<'_>>,
+        check: Option<&Check<'_>>,
         after_publish: impl FnOnce(bool),
     ) -> Result<Lsn> {
         let shared = self;
@@ -140,6 +155,11 @@ impl Shared {
         if st.closing {
             return Err(Error::Closed);
         }
+        // An optimistic transaction is validated here, in LSN order: every commit with a lower
+        // LSN has recorded its keys already.
+        if let Some(c) = check {
+            shared.conflicts.validate(c)?;
+        }
         let lsn = st.next_lsn;
         // Ids read from disk are at most MAX_ID (2^63 - 1), so these never overflow; a log whose
         // ids reached the maximum refuses commits instead of wrapping.
@@ -147,6 +167,10 @@ impl Shared {
             return Err(Error::IdSpaceExhausted("LSN"));
         }
         st.next_lsn += 1;
+        let late = crate::hooks::conflicts_recorded_late();
+        if !system && !late && shared.conflicts.active() {
+            shared.conflicts.record(ops, lsn, shared.visible.get());
+        }
         // Buffered commits return before they are durable: only LSNs a durable lease covers.
         let mut wait_durable = mode == Durability::Strict;
         let mut led = None;
@@ -210,16 +234,11 @@ impl Shared {
         if wait_durable {
             shared.await_durable(lsn).map_err(Error::Poisoned)?;
         }
-        // A writer reads its own writes: wait for the commits before it to be published.
-        if !shared.visible.wait(lsn, || {
-            shared.will_block(ringlog_uring::BlockReason::Visibility)
-        }) {
-            let st = shared.state.lock();
-            return Err(match &st.poisoned {
-                Some(e) => Error::Poisoned(e.clone()),
-                None => Error::Closed,
-            });
+        if late && !system && shared.conflicts.active() {
+            shared.conflicts.record(ops, lsn, shared.visible.get());
         }
+        // A writer reads its own writes: wait for the commits before it to be published.
+        shared.wait_visible_or_err(lsn)?;
         Ok(lsn)
     }
 }

@@ -17,7 +17,7 @@ use crate::options::{Durability, Preallocate};
 use crate::recovery::RecoveryStats;
 use crate::segment::now_ns;
 use crate::snapshot::Snapshot;
-use crate::txn::Txn;
+use crate::txn::{RetryPolicy, Txn};
 use crate::wal::{run_log_thread, Active, Shared};
 use crate::{Error, Options, Result, SyncStrategy};
 
@@ -180,8 +180,10 @@ impl Db {
             RetentionState::default(),
             opts.trim_threshold,
         );
+        let shared = Arc::new(Shared::new(versions, 0, 1, None, 1, None));
+        shared.conflicts.set_max_bytes(opts.conflict_history_bytes);
         Db {
-            shared: Arc::new(Shared::new(versions, 0, 1, None, 1, None)),
+            shared,
             durability: Durability::InMemory,
             log_thread: Mutex::new(LogThread::Done),
             log_started: AtomicBool::new(true),
@@ -460,9 +462,68 @@ impl Db {
     }
 
     /// Starts a transaction. Its writes are buffered in the handle and applied atomically by
-    /// [`Txn::commit`]; dropping it without commit discards them.
+    /// [`Txn::commit`]; dropping it without commit discards them. Its reads see a snapshot taken
+    /// at its first read and are validated at commit (see [`Txn`] for the isolation level).
     pub fn begin(&self) -> Txn<'_> {
         Txn::new(self)
+    }
+
+    /// Runs `f` in a new transaction and commits it, again on a fresh snapshot each time the
+    /// commit (or `f`) fails with [`Error::Conflict`], at most `policy.max_attempts` times, with
+    /// exponential backoff between attempts. Any other error — I/O, poisoned, durability,
+    /// [`Error::TransactionTooOld`], an error of `f`'s own — is returned at once and never
+    /// retried; after the last attempt the last conflict is returned. Returns `f`'s result and
+    /// the commit's LSN.
+    ///
+    /// `f` may run several times: it must have no side effects outside the transaction (compute
+    /// from what it reads through `tx`, write through `tx`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// db.put(b"alice", b"100")?;
+    /// db.put(b"bob", b"0")?;
+    /// let balance = |v: Option<ringlog_db::Value>| -> u64 {
+    ///     v.map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap())
+    /// };
+    /// let (moved, _lsn) = db.transact(&ringlog_db::RetryPolicy::default(), |tx| {
+    ///     let (a, b) = (balance(tx.get(b"alice")?), balance(tx.get(b"bob")?));
+    ///     tx.put(b"alice", (a - 30).to_string().as_bytes())?;
+    ///     tx.put(b"bob", (b + 30).to_string().as_bytes())?;
+    ///     Ok(30)
+    /// })?;
+    /// assert_eq!(moved, 30);
+    /// assert_eq!(db.get(b"bob")?.as_deref(), Some(&b"30"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::commit`], and whatever `f` returns.
+    pub fn transact<T>(
+        &self,
+        policy: &RetryPolicy,
+        mut f: impl FnMut(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<(T, Lsn)> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut tx = self.begin();
+            let res = f(&mut tx).and_then(|t| {
+                let lsn = match policy.durability {
+                    Some(d) => tx.commit_with(d)?,
+                    None => tx.commit()?,
+                };
+                Ok((t, lsn))
+            });
+            match res {
+                Err(Error::Conflict { .. }) if attempt < policy.max_attempts.max(1) => {
+                    self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(policy.backoff_for(attempt));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The retention policy in force.

@@ -110,6 +110,81 @@ pub enum Error {
         /// The codec id the options ask for.
         requested: u32,
     },
+    /// An optimistic transaction's commit was refused: a key it read, a range it scanned, or a
+    /// key its condition covers was written after its snapshot (or, for a condition, after the
+    /// LSN it names, or exists at all). Nothing was written; running the transaction again on
+    /// a fresh snapshot may succeed ([`crate::Db::transact`] does).
+    Conflict {
+        /// What was written.
+        on: Conflicting,
+        /// The LSN of a transaction that wrote it.
+        by_lsn: u64,
+    },
+    /// An optimistic transaction's snapshot is older than the history kept to validate it
+    /// ([`crate::Options::conflict_history_bytes`]): it cannot be validated, so it is refused.
+    /// Nothing was written.
+    TransactionTooOld {
+        /// The transaction's snapshot LSN.
+        snapshot: u64,
+        /// The oldest snapshot the kept history can validate.
+        oldest: u64,
+    },
+}
+
+/// What an [`Error::Conflict`] is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Conflicting {
+    /// A key read (or named by a condition).
+    Key(Box<[u8]>),
+    /// A range scanned (or named by a condition).
+    Range {
+        /// Where the range starts.
+        start: std::ops::Bound<Box<[u8]>>,
+        /// Where it ends.
+        end: std::ops::Bound<Box<[u8]>>,
+    },
+}
+
+impl fmt::Display for Conflicting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::ops::Bound;
+        fn key(f: &mut fmt::Formatter<'_>, k: &[u8]) -> fmt::Result {
+            write!(f, "{:?}", String::from_utf8_lossy(k))
+        }
+        match self {
+            Conflicting::Key(k) => {
+                f.write_str("key ")?;
+                key(f, k)
+            }
+            Conflicting::Range { start, end } => {
+                f.write_str("range ")?;
+                match start {
+                    Bound::Included(k) => {
+                        f.write_str("[")?;
+                        key(f, k)?
+                    }
+                    Bound::Excluded(k) => {
+                        f.write_str("(")?;
+                        key(f, k)?
+                    }
+                    Bound::Unbounded => f.write_str("(..")?,
+                }
+                f.write_str(", ")?;
+                match end {
+                    Bound::Included(k) => {
+                        key(f, k)?;
+                        f.write_str("]")
+                    }
+                    Bound::Excluded(k) => {
+                        key(f, k)?;
+                        f.write_str(")")
+                    }
+                    Bound::Unbounded => f.write_str("..)"),
+                }
+            }
+        }
+    }
 }
 
 impl Error {
@@ -188,6 +263,14 @@ impl fmt::Display for Error {
                 f,
                 "{} stores checkpoint blocks with codec {found}; the options ask for codec {requested} (open it with the codec it was created with)",
                 path.display()
+            ),
+            Error::Conflict { on, by_lsn } => write!(
+                f,
+                "transaction conflict: {on} was written by the transaction at LSN {by_lsn}; nothing was written"
+            ),
+            Error::TransactionTooOld { snapshot, oldest } => write!(
+                f,
+                "transaction too old: its snapshot at LSN {snapshot} is below LSN {oldest}, the oldest the kept conflict history can validate; nothing was written"
             ),
         }
     }

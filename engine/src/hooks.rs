@@ -288,11 +288,16 @@ pub mod bugs {
         /// does not make its copies durable: the checkpoint refers to copies a power loss can
         /// take away, and its compaction deletes the originals.
         GcAfterThePin,
+        /// A commit records its keys in the conflict table when it completes (durable and
+        /// published), outside the log mutex, instead of when it gets its LSN: an optimistic
+        /// transaction validated in between misses a write committed after its snapshot (a
+        /// lost update).
+        ConflictsRecordedLate,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 26] = [
+        pub const ALL: [Bug; 27] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -319,6 +324,7 @@ pub mod bugs {
             Bug::CompactionForgetsValueSegments,
             Bug::GcDeletesVictimsEarly,
             Bug::GcAfterThePin,
+            Bug::ConflictsRecordedLate,
         ];
 
         fn bit(self) -> u32 {
@@ -515,6 +521,8 @@ bug_hook! {
     gc_deletes_victims_early => GcDeletesVictimsEarly;
     /// Whether garbage collection runs after the checkpoint's durability wait, not durably.
     gc_after_the_pin => GcAfterThePin;
+    /// Whether commits record their keys for conflict detection only when they complete.
+    conflicts_recorded_late => ConflictsRecordedLate;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

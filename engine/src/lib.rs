@@ -110,6 +110,7 @@ mod hooks;
 mod checkpoint;
 mod checkpointer;
 mod commit;
+mod conflicts;
 mod db;
 mod dir;
 mod error;
@@ -131,7 +132,7 @@ mod wal;
 
 pub use checkpointer::CheckpointInfo;
 pub use db::{Db, DbBuilder};
-pub use error::{Error, Result};
+pub use error::{Conflicting, Error, Result};
 #[cfg(feature = "__planted-bugs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "__planted-bugs")))]
 pub use hooks::bugs;
@@ -151,4 +152,4 @@ pub use ringlog_format::MAX_KEY_LEN;
 pub use ringlog_uring as io;
 pub use snapshot::Snapshot;
 pub use stats::Stats;
-pub use txn::Txn;
+pub use txn::{RetryPolicy, Txn, TxnScan};

@@ -260,6 +260,7 @@ impl Db {
                     opts.value_cache_bytes,
                 )));
         }
+        shared.conflicts.set_max_bytes(opts.conflict_history_bytes);
         let db = Db {
             shared,
             durability: opts.durability,

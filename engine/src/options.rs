@@ -195,6 +195,12 @@ pub struct Options {
     /// cache). Only used with [`Options::value_threshold`]. Default 64 MiB; 0 turns the cache
     /// off.
     pub value_cache_bytes: u64,
+    /// Bytes of recent writes kept to validate optimistic transactions ([`crate::Txn`]): the
+    /// keys written since the oldest live transaction's snapshot, kept only while a transaction
+    /// that read something lives. A transaction whose snapshot is older than what this keeps
+    /// gets [`crate::Error::TransactionTooOld`] at commit. Default 64 MiB (about a million
+    /// recorded writes of short keys).
+    pub conflict_history_bytes: usize,
 }
 
 /// How checkpoint blocks are stored ([`Options::codec`]).
@@ -239,6 +245,7 @@ impl Default for Options {
             codec: BlockCodec::Identity,
             value_threshold: None,
             value_cache_bytes: 64 << 20,
+            conflict_history_bytes: 64 << 20,
         }
     }
 }
@@ -262,6 +269,7 @@ impl fmt::Debug for Options {
             .field("codec", &self.codec)
             .field("value_threshold", &self.value_threshold)
             .field("value_cache_bytes", &self.value_cache_bytes)
+            .field("conflict_history_bytes", &self.conflict_history_bytes)
             .finish()
     }
 }
@@ -374,6 +382,13 @@ impl Options {
     /// Sets [`Options::value_cache_bytes`].
     pub fn value_cache_bytes(mut self, bytes: u64) -> Options {
         self.value_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::conflict_history_bytes`].
+    #[must_use]
+    pub fn conflict_history_bytes(mut self, bytes: usize) -> Options {
+        self.conflict_history_bytes = bytes;
         self
     }
 

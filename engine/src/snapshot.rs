@@ -96,6 +96,12 @@ impl Snapshot {
         self.shared.versions.scan(lo, hi, self.lsn)
     }
 
+    /// [`Snapshot::range`] with borrowed bounds.
+    pub(crate) fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Scan> {
+        self.shared.check_open()?;
+        self.shared.versions.scan(lo, hi, self.lsn)
+    }
+
     /// The entries whose keys start with `prefix`, in key order, as of the snapshot.
     ///
     /// # Errors

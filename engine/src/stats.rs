@@ -25,6 +25,10 @@ pub struct Stats {
     /// Of [`Stats::syncs`], the rounds submitted while an earlier round was still in flight
     /// ([`crate::Options::rounds_in_flight`]; docs/DURABILITY.md, "Rounds in flight").
     pub rounds_overlapped: u64,
+    /// Optimistic transactions whose commit failed with [`crate::Error::Conflict`].
+    pub txn_conflicts: u64,
+    /// Attempts [`crate::Db::transact`] ran again after a conflict.
+    pub txn_retries: u64,
     /// Failed writes or syncs (any failure poisons the database).
     pub sync_failures: u64,
     /// Mean time of one write + sync round.
@@ -114,6 +118,8 @@ impl Db {
             syncs,
             rounds_led: c.rounds_led.load(Ordering::Relaxed),
             rounds_overlapped: c.rounds_overlapped.load(Ordering::Relaxed),
+            txn_conflicts: c.conflicts.load(Ordering::Relaxed),
+            txn_retries: c.retries.load(Ordering::Relaxed),
             sync_failures: c.sync_failures.load(Ordering::Relaxed),
             mean_sync_latency: Duration::from_nanos(total.checked_div(syncs).unwrap_or(0)),
             max_sync_latency: Duration::from_nanos(c.sync_ns_max.load(Ordering::Relaxed)),

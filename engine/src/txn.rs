@@ -1,11 +1,17 @@
-//! Transactions: writes buffered in the handle, committed atomically with one LSN.
+//! Transactions: writes buffered in the handle, committed atomically with one LSN; reads at a
+//! snapshot, validated at commit (optimistic concurrency control, [`crate::conflicts`]).
 
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use crate::conflicts::{valid_range, Check, KeyRange};
 use crate::db::Db;
-use crate::index::{Lsn, OpRef, Value};
+use crate::index::scan::Scan;
+use crate::index::{prefix_end, Lsn, OpRef, Value};
+use crate::snapshot::Snapshot;
 use crate::wal::txn_encoded_len;
-use crate::{Durability, Error, Result};
+use crate::{Conflicting, Durability, Error, Result};
 
 enum Op {
     Put(Box<[u8]>, Box<[u8]>),
@@ -21,14 +27,101 @@ impl Op {
     }
 }
 
-/// A transaction: writes buffered until [`Txn::commit`], then applied atomically with one LSN.
-/// Reads through the transaction see its own writes first. Dropping it without committing
-/// discards its writes.
+/// A condition checked against the snapshot at commit (the writes after the snapshot are
+/// checked by the sequencer).
+enum Cond {
+    /// Some key of the range has a version above `after` (with `None`: exists at all).
+    Range(KeyRange, Option<Lsn>),
+    /// The key has a version above `after` (with `None`: exists at all).
+    Key(Box<[u8]>, Option<Lsn>),
+}
+
+/// What a transaction read: its snapshot and what the sequencer validates.
+struct Reads {
+    snap: Snapshot,
+    keys: Vec<(Box<[u8]>, Lsn)>,
+    ranges: Vec<(KeyRange, Lsn)>,
+    conds: Vec<Cond>,
+}
+
+fn owned(b: Bound<&[u8]>) -> Bound<Box<[u8]>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.into()),
+        Bound::Excluded(k) => Bound::Excluded(k.into()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn borrowed(b: &Bound<Box<[u8]>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+fn range_of<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> KeyRange {
+    (
+        owned(range.start_bound().map(|k| k.as_ref())),
+        owned(range.end_bound().map(|k| k.as_ref())),
+    )
+}
+
+fn prefix_range(prefix: &[u8]) -> KeyRange {
+    (
+        Bound::Included(prefix.into()),
+        match prefix_end(prefix) {
+            Some(e) => Bound::Excluded(e.into()),
+            None => Bound::Unbounded,
+        },
+    )
+}
+
+fn contains(r: &KeyRange, key: &[u8]) -> bool {
+    (borrowed(&r.0), borrowed(&r.1)).contains(key)
+}
+
+/// A transaction: writes buffered until [`Txn::commit`], then applied atomically with one LSN;
+/// reads at a snapshot, validated when it commits.
+///
+/// **Isolation.** The first read (or condition) takes a snapshot: every read of the transaction
+/// sees the database as of that snapshot, plus the transaction's own writes. [`Txn::get`],
+/// [`Txn::range`] and [`Txn::prefix`] are *tracked*: at commit, inside the commit sequencer and
+/// before the transaction gets an LSN, it fails with [`Error::Conflict`] (and writes nothing) if a
+/// key it read, or any key in a range it scanned (a phantom included), was written by a
+/// transaction that committed after its snapshot. Committed transactions are therefore
+/// serializable in LSN order for everything they read through tracked reads (no lost update, no
+/// write skew, no phantom). [`Txn::get_untracked`] reads at the snapshot without tracking, like
+/// RocksDB's `Get` beside `GetForUpdate`. A transaction that only writes never conflicts; one that
+/// only reads never writes (its commit succeeds and writes nothing). Nothing is locked while a
+/// transaction lives: the only cost to others is that commits record their keys while a tracked
+/// transaction is live ([`crate::Options::conflict_history_bytes`] bounds that history; a
+/// transaction older than it gets [`Error::TransactionTooOld`]).
+///
+/// Dropping it without committing discards its writes. [`Db::transact`] runs a closure in a
+/// transaction and retries it on conflicts.
+///
+/// ```
+/// # fn main() -> Result<(), ringlog_db::Error> {
+/// let db = ringlog_db::Db::in_memory();
+/// db.put(b"counter", b"1")?;
+/// let mut a = db.begin();
+/// let mut b = db.begin();
+/// let n = a.get(b"counter")?.unwrap(); // both read 1 ...
+/// let _ = b.get(b"counter")?.unwrap();
+/// a.put(b"counter", b"2")?;
+/// b.put(b"counter", b"2")?;
+/// a.commit()?; // ... the first to commit wins,
+/// assert!(matches!(b.commit(), Err(ringlog_db::Error::Conflict { .. }))); // the other conflicts
+/// assert_eq!(db.get(b"counter")?.as_deref(), Some(&b"2"[..]));
+/// # drop(n); Ok(()) }
+/// ```
 #[must_use = "a transaction dropped without commit() discards its writes"]
 pub struct Txn<'db> {
     db: &'db Db,
     ops: Vec<Op>,
     bytes: usize,
+    reads: Option<Reads>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -36,6 +129,7 @@ impl std::fmt::Debug for Txn<'_> {
         f.debug_struct("Txn")
             .field("ops", &self.ops.len())
             .field("bytes", &self.bytes)
+            .field("snapshot", &self.snapshot_lsn())
             .finish()
     }
 }
@@ -46,6 +140,7 @@ impl<'db> Txn<'db> {
             db,
             ops: Vec::new(),
             bytes: 0,
+            reads: None,
         }
     }
 
@@ -90,21 +185,176 @@ impl<'db> Txn<'db> {
         self.add(Op::Delete(key.into()))
     }
 
-    /// Reads `key` as this transaction would leave it: its own latest write, else the database's
-    /// committed value (its LSN is the committed one; a pending write has LSN 0).
+    /// The transaction's own latest write of `key`: `Some(None)` for a delete.
+    fn own(&self, key: &[u8]) -> Option<Option<Value>> {
+        self.ops.iter().rev().find_map(|op| match op {
+            Op::Put(k, v) if &**k == key => Some(Some(Value::new(Arc::from(&**v), 0))),
+            Op::Delete(k) if &**k == key => Some(None),
+            _ => None,
+        })
+    }
+
+    /// The snapshot, taken (and registered for validation) at the first read.
+    fn reads(&mut self) -> Result<&mut Reads> {
+        if self.reads.is_none() {
+            self.reads = Some(Reads {
+                snap: register(self.db)?,
+                keys: Vec::new(),
+                ranges: Vec::new(),
+                conds: Vec::new(),
+            });
+        }
+        Ok(self.reads.as_mut().expect("set above"))
+    }
+
+    /// The LSN the transaction reads at: `None` until its first read or condition.
+    pub fn snapshot_lsn(&self) -> Option<Lsn> {
+        self.reads.as_ref().map(|r| r.snap.lsn())
+    }
+
+    /// Reads `key` as this transaction would leave it: its own latest write (LSN 0), else the
+    /// value at its snapshot. Tracked: if another transaction writes `key` after the snapshot
+    /// and commits first, this one's commit fails with [`Error::Conflict`].
     ///
     /// # Errors
     ///
-    /// As [`Db::get`].
-    pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
-        for op in self.ops.iter().rev() {
+    /// As [`crate::Snapshot::get`].
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>> {
+        if let Some(own) = self.own(key) {
+            return Ok(own);
+        }
+        let r = self.reads()?;
+        let got = r.snap.get(key)?;
+        let s = r.snap.lsn();
+        r.keys.push((key.into(), s));
+        Ok(got)
+    }
+
+    /// [`Txn::get`] without tracking: a later write of `key` by another transaction does not
+    /// make this one conflict.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Snapshot::get`].
+    pub fn get_untracked(&mut self, key: &[u8]) -> Result<Option<Value>> {
+        if let Some(own) = self.own(key) {
+            return Ok(own);
+        }
+        self.reads()?.snap.get(key)
+    }
+
+    /// The entries whose keys lie in `range`, in key order, as this transaction would leave
+    /// them: the snapshot's merged with the transaction's own writes (which have LSN 0).
+    /// Tracked: a write by another transaction, committed after the snapshot, of any key in the
+    /// range — one inserted into it included — makes this one's commit fail with
+    /// [`Error::Conflict`]. Forward only.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Snapshot::range`]; the scan's items are `Result`s too.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&mut self, range: R) -> Result<TxnScan> {
+        self.scan(range_of(&range))
+    }
+
+    /// The entries whose keys start with `prefix`, as [`Txn::range`] (tracked).
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::range`].
+    pub fn prefix(&mut self, prefix: &[u8]) -> Result<TxnScan> {
+        self.scan(prefix_range(prefix))
+    }
+
+    fn scan(&mut self, range: KeyRange) -> Result<TxnScan> {
+        let mut own: BTreeMap<Box<[u8]>, Option<Box<[u8]>>> = BTreeMap::new();
+        for op in &self.ops {
             match op {
-                Op::Put(k, v) if &**k == key => return Ok(Some(Value::new(Arc::from(&**v), 0))),
-                Op::Delete(k) if &**k == key => return Ok(None),
+                Op::Put(k, v) if contains(&range, k) => {
+                    own.insert(k.clone(), Some(v.clone()));
+                }
+                Op::Delete(k) if contains(&range, k) => {
+                    own.insert(k.clone(), None);
+                }
                 _ => {}
             }
         }
-        self.db.get(key)
+        let r = self.reads()?;
+        let s = r.snap.lsn();
+        let inner = r.snap.scan(borrowed(&range.0), borrowed(&range.1))?;
+        r.ranges.push((range, s));
+        Ok(TxnScan {
+            inner,
+            db_next: None,
+            own: own.into_iter().peekable(),
+            done: false,
+        })
+    }
+
+    /// A condition: the commit fails with [`Error::Conflict`] if any key in `range` was written
+    /// after `after` (an LSN the caller read earlier, e.g. the position of the last event it
+    /// saw) — or, with `after: None`, if any key in `range` exists at all (a uniqueness guard).
+    /// Checked against the transaction's snapshot and, in the commit sequencer, against every
+    /// transaction committed after it. The transaction's own writes do not count.
+    ///
+    /// What counts as written after `after`: a key of the range whose current value (at the
+    /// snapshot) has an LSN above `after`, and any put or delete of a key of the range committed
+    /// after the snapshot. A key put *and* deleted between `after` and the snapshot leaves no
+    /// version to see and is not counted (an event store, which only appends, never meets it).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// let db = ringlog_db::Db::in_memory();
+    /// let mut tx = db.begin();
+    /// tx.fail_if_prefix_changed(b"user/alice", None)?; // alice must not exist yet
+    /// tx.put(b"user/alice", b"...")?;
+    /// tx.commit()?;
+    /// let mut again = db.begin();
+    /// again.fail_if_prefix_changed(b"user/alice", None)?;
+    /// again.put(b"user/alice", b"other")?;
+    /// assert!(matches!(again.commit(), Err(ringlog_db::Error::Conflict { .. })));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after the database was closed (the condition itself is checked at
+    /// commit).
+    pub fn fail_if_changed<K: AsRef<[u8]>, R: RangeBounds<K>>(
+        &mut self,
+        range: R,
+        after: Option<Lsn>,
+    ) -> Result<()> {
+        self.condition_on(range_of(&range), after)
+    }
+
+    /// [`Txn::fail_if_changed`] for the keys starting with `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::fail_if_changed`].
+    pub fn fail_if_prefix_changed(&mut self, prefix: &[u8], after: Option<Lsn>) -> Result<()> {
+        self.condition_on(prefix_range(prefix), after)
+    }
+
+    /// [`Txn::fail_if_changed`] for one key.
+    ///
+    /// # Errors
+    ///
+    /// As [`Txn::fail_if_changed`].
+    pub fn fail_if_key_changed(&mut self, key: &[u8], after: Option<Lsn>) -> Result<()> {
+        let r = self.reads()?;
+        let above = after.unwrap_or(0).max(r.snap.lsn());
+        r.keys.push((key.into(), above));
+        r.conds.push(Cond::Key(key.into(), after));
+        Ok(())
+    }
+
+    fn condition_on(&mut self, range: KeyRange, after: Option<Lsn>) -> Result<()> {
+        let r = self.reads()?;
+        let above = after.unwrap_or(0).max(r.snap.lsn());
+        r.ranges.push((range.clone(), above));
+        r.conds.push(Cond::Range(range, after));
+        Ok(())
     }
 
     /// Number of buffered operations.
@@ -117,15 +367,17 @@ impl<'db> Txn<'db> {
         self.ops.is_empty()
     }
 
-    /// Commits with the database's durability and returns the transaction's LSN. An empty
-    /// transaction writes nothing and returns the current last LSN.
+    /// Commits with the database's durability and returns the transaction's LSN. A transaction
+    /// that wrote nothing writes nothing, is not validated, and returns the current last LSN.
     ///
     /// # Errors
     ///
-    /// [`Error::TransactionTooLarge`] when its records cannot fit in one segment (nothing is
-    /// written); [`Error::Poisoned`] when the write or sync failed (a `Strict` commit is then not
-    /// durable and the database refuses further writes); [`Error::Closed`] after [`Db::close`];
-    /// [`Error::IdSpaceExhausted`] when the log's LSNs reached the format's maximum.
+    /// [`Error::Conflict`] when validation fails and [`Error::TransactionTooOld`] when it
+    /// cannot be done (nothing is written; see [`Txn`]); [`Error::TransactionTooLarge`] when its
+    /// records cannot fit in one segment (nothing is written); [`Error::Poisoned`] when the write
+    /// or sync failed (a `Strict` commit is then not durable and the database refuses further
+    /// writes); [`Error::Closed`] after [`Db::close`]; [`Error::IdSpaceExhausted`] when the log's
+    /// LSNs reached the format's maximum.
     pub fn commit(self) -> Result<Lsn> {
         self.commit_inner(None)
     }
@@ -148,9 +400,232 @@ impl<'db> Txn<'db> {
             return Ok(self.db.last_lsn());
         }
         let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();
-        self.db.commit_ops(&refs, durability, false)
+        let Some(r) = &self.reads else {
+            return self.db.commit_ops(&refs, durability, false);
+        };
+        let check = Check {
+            snapshot: r.snap.lsn(),
+            keys: &r.keys,
+            ranges: &r.ranges,
+        };
+        let res = r
+            .conds
+            .iter()
+            .try_for_each(|c| check_at_snapshot(&r.snap, c))
+            .and_then(|()| {
+                self.db
+                    .commit_checked(&refs, durability, false, Some(&check))
+            });
+        if let Err(Error::Conflict { .. }) = &res {
+            let counters = &self.db.shared().counters;
+            counters
+                .conflicts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        res
     }
 
     /// Discards the buffered writes (the same as dropping the transaction).
     pub fn abort(self) {}
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = &self.reads {
+            let shared = self.db.shared();
+            shared
+                .conflicts
+                .unregister(r.snap.lsn(), shared.visible.get());
+        }
+    }
+}
+
+/// How [`Db::transact`] retries a transaction that conflicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1). Default 10.
+    pub max_attempts: u32,
+    /// The pause after the first conflict; each further one doubles it, up to `max_backoff`,
+    /// and a random part of up to half of it is taken off (so that racing retries spread).
+    /// Default 50 µs.
+    pub backoff: std::time::Duration,
+    /// The longest pause. Default 10 ms.
+    pub max_backoff: std::time::Duration,
+    /// The commit's durability (`None`: the database's). Default `None`.
+    pub durability: Option<Durability>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            backoff: std::time::Duration::from_micros(50),
+            max_backoff: std::time::Duration::from_millis(10),
+            durability: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Sets [`RetryPolicy::max_attempts`].
+    #[must_use]
+    pub fn max_attempts(mut self, n: u32) -> RetryPolicy {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets [`RetryPolicy::backoff`] and [`RetryPolicy::max_backoff`].
+    #[must_use]
+    pub fn backoff(mut self, first: std::time::Duration, max: std::time::Duration) -> RetryPolicy {
+        self.backoff = first;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Sets [`RetryPolicy::durability`].
+    #[must_use]
+    pub fn durability(mut self, d: Durability) -> RetryPolicy {
+        self.durability = Some(d);
+        self
+    }
+
+    /// The pause after conflicted attempt `attempt` (from 1).
+    pub(crate) fn backoff_for(&self, attempt: u32) -> std::time::Duration {
+        use std::hash::{BuildHasher, Hasher};
+        let full = self
+            .backoff
+            .saturating_mul(1u32 << (attempt - 1).min(20))
+            .min(self.max_backoff);
+        // Jitter: a random share of up to half the pause (std's per-process random keys).
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(attempt);
+        let cut = full.as_nanos() as u64 / 2 * (h.finish() % 1024) / 1024;
+        full - std::time::Duration::from_nanos(cut)
+    }
+}
+
+/// Takes a transaction's snapshot and registers it for validation: if the conflict table starts
+/// recording now, the snapshot waits until every commit it did not record is visible.
+fn register(db: &Db) -> Result<Snapshot> {
+    let shared = db.shared();
+    db.check_open()?;
+    let (need, bound) = {
+        let st = shared.state.lock();
+        shared
+            .conflicts
+            .begin_register(st.next_lsn, shared.visible.get(), shared.visible.skipped())
+    };
+    let snap = shared.wait_visible_or_err(need).map(|()| db.snapshot());
+    let snap_lsn = snap.as_ref().ok().map(Snapshot::lsn);
+    debug_assert!(snap_lsn.is_none_or(|s| s >= need));
+    shared
+        .conflicts
+        .end_register(bound, snap_lsn, shared.visible.get());
+    snap
+}
+
+/// A condition's part that the snapshot answers.
+fn check_at_snapshot(snap: &Snapshot, c: &Cond) -> Result<()> {
+    let hit = |lsn: Lsn, after: Option<Lsn>| after.is_none_or(|a| lsn > a);
+    match c {
+        Cond::Key(key, after) => {
+            if let Some(lsn) = snap.get_with(key, |v| v.map(|(_, l)| l))? {
+                if hit(lsn, *after) {
+                    return Err(Error::Conflict {
+                        on: Conflicting::Key(key.clone()),
+                        by_lsn: lsn,
+                    });
+                }
+            }
+        }
+        Cond::Range(range, after) => {
+            let bounds = (borrowed(&range.0), borrowed(&range.1));
+            if !valid_range(&bounds) {
+                return Ok(());
+            }
+            let mut scan = snap.scan(bounds.0, bounds.1)?;
+            while let Some(lsn) = scan.next_with(|_, _, l| l) {
+                let lsn = lsn?;
+                if hit(lsn, *after) {
+                    return Err(Error::Conflict {
+                        on: Conflicting::Range {
+                            start: range.0.clone(),
+                            end: range.1.clone(),
+                        },
+                        by_lsn: lsn,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A transaction's own writes in a scanned range, in key order (`None`: deleted).
+type OwnWrites = std::collections::btree_map::IntoIter<Box<[u8]>, Option<Box<[u8]>>>;
+
+/// A transaction's scan ([`Txn::range`], [`Txn::prefix`]): the snapshot's entries merged with
+/// the transaction's own writes, in key order. Items as [`Scan`]'s.
+pub struct TxnScan {
+    inner: Scan,
+    db_next: Option<(Arc<[u8]>, Value)>,
+    own: std::iter::Peekable<OwnWrites>,
+    done: bool,
+}
+
+impl std::fmt::Debug for TxnScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnScan")
+            .field("lsn", &self.inner.lsn())
+            .finish()
+    }
+}
+
+impl Iterator for TxnScan {
+    type Item = Result<(Arc<[u8]>, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if self.db_next.is_none() {
+                match self.inner.next() {
+                    Some(Ok(e)) => self.db_next = Some(e),
+                    Some(Err(e)) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                    None => {}
+                }
+            }
+            let take_own = match (&self.db_next, self.own.peek()) {
+                (None, None) => {
+                    self.done = true;
+                    return None;
+                }
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some((dk, _)), Some((ok, _))) => {
+                    if **ok == **dk {
+                        // The transaction's write shadows the snapshot's entry.
+                        self.db_next = None;
+                        true
+                    } else {
+                        **ok < **dk
+                    }
+                }
+            };
+            if take_own {
+                let (k, v) = self.own.next().expect("peeked");
+                if let Some(v) = v {
+                    return Some(Ok((Arc::from(k), Value::new(Arc::from(v), 0))));
+                }
+                // The transaction deleted it: skip.
+            } else {
+                return self.db_next.take().map(Ok);
+            }
+        }
+    }
 }

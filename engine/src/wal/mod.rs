@@ -170,13 +170,17 @@ pub(crate) struct Counters {
     pub(crate) rounds_led: AtomicU64,
     /// Rounds submitted while another was in flight (the pipelined log).
     pub(crate) rounds_overlapped: AtomicU64,
+    /// Optimistic transactions refused with a conflict.
+    pub(crate) conflicts: AtomicU64,
+    /// Attempts `Db::transact` ran again after a conflict.
+    pub(crate) retries: AtomicU64,
 }
 
 /// What the database's threads share.
 ///
-/// Lock order (never acquire against it): `round` → `State` (the log mutex) → the index's
-/// retention lock → its snapshot registry → the visibility lock. The commit path takes only the
-/// log mutex, briefly (LSN assignment and log-buffer reservation), then inserts into the index
+/// Lock order (never acquire against it): `round` → `State` (the log mutex) → the conflict
+/// table's mutex (`conflicts`) → the index's retention lock → its snapshot registry → the
+/// visibility lock. The commit path takes only the log mutex, briefly (LSN assignment and log-buffer reservation), then inserts into the index
 /// with no lock and publishes under the visibility lock alone; a lone `Strict` committer that
 /// leads its own round takes `round` with `try_lock` under the log mutex (which never waits, so
 /// it cannot deadlock against the order) and holds it, without the log mutex, while it writes.
@@ -188,6 +192,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// The versioned index.
     pub(crate) versions: Versions,
+    /// The keys recent commits wrote, while an optimistic transaction needs them.
+    pub(crate) conflicts: crate::conflicts::Conflicts,
     /// Which prefix of the commit order readers see.
     pub(crate) visible: Visibility,
     /// Signalled when the durable LSN advances, on poison and when the log thread exits.
@@ -268,6 +274,7 @@ impl Shared {
             }),
             lead: vfs.as_ref().is_some_and(|v| v.writes_here()),
             versions,
+            conflicts: crate::conflicts::Conflicts::new(),
             visible: Visibility::new(visible, next_lsn),
             durable_cv: Condvar::new(),
             space_cv: Condvar::new(),
@@ -392,6 +399,22 @@ impl Shared {
             return Err(crate::Error::Closed);
         }
         Ok(())
+    }
+
+    /// Waits until `lsn` is visible, telling the disk this thread blocks; when the wait ends
+    /// without it (the database poisoned or closed), the error saying which.
+    pub(crate) fn wait_visible_or_err(&self, lsn: Lsn) -> crate::Result<()> {
+        if self
+            .visible
+            .wait(lsn, || self.will_block(BlockReason::Visibility))
+        {
+            return Ok(());
+        }
+        let st = self.state.lock();
+        Err(match &st.poisoned {
+            Some(e) => crate::Error::Poisoned(e.clone()),
+            None => crate::Error::Closed,
+        })
     }
 
     /// Waits until the log is durable through `lsn`, asking the (running) log thread for a sync.

@@ -1,0 +1,498 @@
+//! Optimistic transactions: the classic anomalies (lost update, write skew, phantom) are refused
+//! for tracked reads, read-only and write-only transactions never conflict, `TransactionTooOld`
+//! when the history is gone, conditions (uniqueness under 16 racing writers, an event-store
+//! append after a position), the retry helper, and a bank of accounts whose total never changes
+//! in any snapshot, before or after a reopen — on both I/O paths where a log is involved.
+
+mod common;
+
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+
+use common::*;
+use ringlog_db::{Conflicting, Db, Durability, Error, Options, RetryPolicy, Value};
+
+fn num(v: Option<Value>) -> i64 {
+    v.map_or(0, |v| {
+        i64::from_le_bytes(v.as_bytes().try_into().expect("8-byte value"))
+    })
+}
+
+fn is_conflict(r: &Result<u64, Error>) -> bool {
+    matches!(r, Err(Error::Conflict { .. }))
+}
+
+#[test]
+fn a_lost_update_is_refused() {
+    let db = Db::in_memory();
+    db.put(b"n", &1i64.to_le_bytes()).unwrap();
+    let mut a = db.begin();
+    let mut b = db.begin();
+    let na = num(a.get(b"n").unwrap());
+    let nb = num(b.get(b"n").unwrap());
+    a.put(b"n", &(na + 1).to_le_bytes()).unwrap();
+    b.put(b"n", &(nb + 1).to_le_bytes()).unwrap();
+    let la = a.commit().unwrap();
+    match b.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Key(k),
+            by_lsn,
+        }) => {
+            assert_eq!(&*k, b"n");
+            assert_eq!(by_lsn, la);
+        }
+        other => panic!("the second increment must conflict, got {other:?}"),
+    }
+    assert_eq!(num(db.get(b"n").unwrap()), 2);
+    assert_eq!(db.stats().txn_conflicts, 1);
+}
+
+#[test]
+fn write_skew_is_refused() {
+    // Two doctors on call; each may go off call only if the other stays.
+    let db = Db::in_memory();
+    db.put(b"alice", b"on").unwrap();
+    db.put(b"bob", b"on").unwrap();
+    let mut a = db.begin();
+    let mut b = db.begin();
+    for tx in [&mut a, &mut b] {
+        assert_eq!(tx.get(b"alice").unwrap().as_deref(), Some(&b"on"[..]));
+        assert_eq!(tx.get(b"bob").unwrap().as_deref(), Some(&b"on"[..]));
+    }
+    a.put(b"alice", b"off").unwrap();
+    b.put(b"bob", b"off").unwrap();
+    a.commit().unwrap();
+    assert!(is_conflict(&b.commit()));
+    assert_eq!(db.get(b"bob").unwrap().as_deref(), Some(&b"on"[..]));
+}
+
+#[test]
+fn a_phantom_in_a_scanned_range_conflicts() {
+    let db = Db::in_memory();
+    db.put(b"task/1", b"x").unwrap();
+    let mut t = db.begin();
+    let seen: Vec<_> = t.prefix(b"task/").unwrap().map(|e| e.unwrap().0).collect();
+    assert_eq!(seen.len(), 1);
+    // Another transaction inserts into the range and commits first.
+    let inserted = db.put(b"task/2", b"y").unwrap();
+    t.put(b"count", &(seen.len() as i64).to_le_bytes()).unwrap();
+    match t.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Range { start, end },
+            by_lsn,
+        }) => {
+            assert_eq!(start, Bound::Included(b"task/"[..].into()));
+            assert_eq!(end, Bound::Excluded(b"task0"[..].into()));
+            assert_eq!(by_lsn, inserted);
+        }
+        other => panic!("a phantom must conflict, got {other:?}"),
+    }
+    // A write outside the range does not.
+    let mut t = db.begin();
+    let _ = t.range(&b"task/"[..]..&b"task/9"[..]).unwrap().count();
+    db.put(b"zzz", b"1").unwrap();
+    t.put(b"count", b"2").unwrap();
+    t.commit().unwrap();
+}
+
+#[test]
+fn read_only_and_write_only_transactions_never_conflict() {
+    let db = Db::in_memory();
+    db.put(b"k", b"1").unwrap();
+    // Read-only: a concurrent write does not fail it, and it writes nothing.
+    let mut r = db.begin();
+    assert_eq!(r.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
+    db.put(b"k", b"2").unwrap();
+    let before = db.stats().commits;
+    let last = db.last_lsn();
+    assert_eq!(r.commit().unwrap(), last);
+    assert_eq!(db.stats().commits, before);
+    // Write-only: blind writes of a key others write too.
+    let mut w = db.begin();
+    w.put(b"k", b"3").unwrap();
+    db.put(b"k", b"4").unwrap();
+    w.commit().unwrap();
+    assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"3"[..]));
+    // Untracked reads opt out.
+    let mut u = db.begin();
+    assert_eq!(u.get_untracked(b"k").unwrap().as_deref(), Some(&b"3"[..]));
+    db.put(b"k", b"5").unwrap();
+    u.put(b"other", b"x").unwrap();
+    u.commit().unwrap();
+    assert_eq!(db.stats().txn_conflicts, 0);
+}
+
+#[test]
+fn a_transaction_reads_its_snapshot_and_its_own_writes() {
+    let db = Db::in_memory();
+    for k in [b"a", b"c", b"e"] {
+        db.put(k, b"old").unwrap();
+    }
+    let mut t = db.begin();
+    assert_eq!(t.snapshot_lsn(), None);
+    assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"old"[..]));
+    let s = t.snapshot_lsn().expect("taken at the first read");
+    db.put(b"c", b"new").unwrap();
+    assert_eq!(t.get_untracked(b"c").unwrap().as_deref(), Some(&b"old"[..]));
+    t.put(b"b", b"mine").unwrap();
+    t.delete(b"e").unwrap();
+    t.put(b"c", b"mine").unwrap();
+    let got: Vec<(Vec<u8>, Vec<u8>, u64)> = t
+        .range(&b"a"[..]..)
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (k.to_vec(), v.as_bytes().to_vec(), v.lsn())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (b"a".to_vec(), b"old".to_vec(), 1),
+            (b"b".to_vec(), b"mine".to_vec(), 0),
+            (b"c".to_vec(), b"mine".to_vec(), 0),
+        ]
+    );
+    assert_eq!(t.snapshot_lsn(), Some(s));
+    // It read "c" only untracked, and scanned a.. after writing c itself: the scan tracked the
+    // range, so the concurrent write of c (after the snapshot) conflicts.
+    assert!(is_conflict(&t.commit()));
+}
+
+#[test]
+fn a_transaction_older_than_the_kept_history_is_too_old() {
+    let db = Db::in_memory_with_options(Options::default().conflict_history_bytes(1024)).unwrap();
+    db.put(b"k", b"1").unwrap();
+    let mut t = db.begin();
+    t.get(b"k").unwrap();
+    for i in 0..100u32 {
+        db.put(format!("other{i}").as_bytes(), b"x").unwrap();
+    }
+    t.put(b"k", b"2").unwrap();
+    match t.commit() {
+        Err(Error::TransactionTooOld { snapshot, oldest }) => assert!(oldest > snapshot),
+        other => panic!("expected TransactionTooOld, got {other:?}"),
+    }
+    // The retry helper does not retry it.
+    let calls = AtomicU64::new(0);
+    let r = db.transact(&RetryPolicy::default(), |tx| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        tx.get(b"k")?;
+        for i in 0..100u32 {
+            db.put(format!("more{i}").as_bytes(), b"x")?;
+        }
+        tx.put(b"k", b"3")
+    });
+    assert!(matches!(r, Err(Error::TransactionTooOld { .. })), "{r:?}");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    // A fresh transaction commits.
+    let mut t = db.begin();
+    t.get(b"k").unwrap();
+    t.put(b"k", b"4").unwrap();
+    t.commit().unwrap();
+}
+
+#[test]
+fn transact_retries_conflicts_only_and_gives_up_after_its_attempts() {
+    let db = Db::in_memory();
+    db.put(b"n", &0i64.to_le_bytes()).unwrap();
+    // Each of the first two attempts is overtaken by a write of the key it read.
+    let calls = AtomicU64::new(0);
+    let ((), _) = db
+        .transact(&RetryPolicy::default(), |tx| {
+            let n = num(tx.get(b"n")?);
+            if calls.fetch_add(1, Ordering::Relaxed) < 2 {
+                db.put(b"n", &(n + 100).to_le_bytes())?;
+            }
+            tx.put(b"n", &(n + 1).to_le_bytes())
+        })
+        .unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert_eq!(num(db.get(b"n").unwrap()), 201);
+    assert_eq!(db.stats().txn_retries, 2);
+    // Always overtaken: the last conflict after max_attempts.
+    let calls = AtomicU64::new(0);
+    let r = db.transact(&RetryPolicy::default().max_attempts(4), |tx| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        tx.get(b"n")?;
+        db.put(b"n", b"overtaken")?;
+        tx.put(b"n", b"mine")
+    });
+    assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    assert_eq!(calls.load(Ordering::Relaxed), 4);
+    // Any other error at once.
+    let calls = AtomicU64::new(0);
+    let r: Result<((), u64), Error> = db.transact(&RetryPolicy::default(), |tx| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        tx.put(b"", b"empty key")
+    });
+    assert!(matches!(r, Err(Error::EmptyKey)), "{r:?}");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn conditions_after_a_position_and_uniqueness() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = open(dir.path(), opts(io, Durability::Strict));
+        let append = |stream: &str, seq: u32, after: Option<u64>| {
+            let mut tx = db.begin();
+            tx.fail_if_prefix_changed(format!("ev/{stream}/").as_bytes(), after)?;
+            tx.put(format!("ev/{stream}/{seq:08}").as_bytes(), b"event")?;
+            tx.commit()
+        };
+        // A new stream: "must not exist" holds once.
+        let p1 = append("order-1", 1, None).unwrap();
+        assert!(is_conflict(&append("order-1", 1, None)));
+        // Appending after the position read: holds while nothing was appended since.
+        let p2 = append("order-1", 2, Some(p1)).unwrap();
+        match append("order-1", 2, Some(p1)) {
+            Err(Error::Conflict { by_lsn, .. }) => assert_eq!(by_lsn, p2),
+            other => panic!("a stale position must conflict, got {other:?}"),
+        }
+        // Other streams do not matter.
+        db.put(b"ev/order-2/00000001", b"event").unwrap();
+        append("order-1", 3, Some(p2)).unwrap();
+        // A point condition, and one whose LSN is above the snapshot: a write at or below the
+        // LSN named does not count, one above it does.
+        let mut tx = db.begin();
+        tx.get(b"unrelated").unwrap();
+        let w = db.put(b"flag", b"1").unwrap();
+        tx.fail_if_key_changed(b"flag", Some(w)).unwrap();
+        tx.put(b"x", b"1").unwrap();
+        tx.commit().unwrap();
+        let mut tx = db.begin();
+        tx.fail_if_key_changed(b"flag", Some(w)).unwrap();
+        db.put(b"flag", b"2").unwrap();
+        tx.put(b"x", b"2").unwrap();
+        assert!(is_conflict(&tx.commit()));
+        // A reversed range holds nothing.
+        let mut tx = db.begin();
+        tx.fail_if_changed(&b"z"[..]..&b"a"[..], None).unwrap();
+        tx.put(b"y", b"1").unwrap();
+        tx.commit().unwrap();
+    });
+}
+
+#[test]
+fn uniqueness_guard_under_16_racing_writers_has_one_winner() {
+    on_each_path(|io| {
+        for round in 0..4u32 {
+            let dir = tempdir();
+            let db = open(dir.path(), opts(io, Durability::Strict));
+            let start = Barrier::new(16);
+            let key = format!("user/{round}");
+            let results: Vec<Result<u64, Error>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..16u32)
+                    .map(|t| {
+                        let (db, start, key) = (&db, &start, &key);
+                        s.spawn(move || {
+                            start.wait();
+                            let mut tx = db.begin();
+                            tx.fail_if_key_changed(key.as_bytes(), None)?;
+                            tx.put(key.as_bytes(), &t.to_le_bytes())?;
+                            tx.commit()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let won: Vec<usize> = (0..16).filter(|&i| results[i].is_ok()).collect();
+            assert_eq!(
+                won.len(),
+                1,
+                "round {round}: winners {won:?} of {results:?}"
+            );
+            assert!(
+                results.iter().filter(|r| r.is_err()).all(is_conflict),
+                "{results:?}"
+            );
+            let v = db.get(key.as_bytes()).unwrap().unwrap();
+            assert_eq!(v.as_bytes(), &(won[0] as u32).to_le_bytes());
+        }
+    });
+}
+
+const ACCOUNTS: u32 = 16;
+const START: i64 = 1000;
+
+fn account(i: u32) -> Vec<u8> {
+    format!("acct/{i:02}").into_bytes()
+}
+
+/// The sum of every account as of a snapshot (a scan) and through point reads.
+fn total(snap: &ringlog_db::Snapshot) -> (i64, i64) {
+    let scanned = snap
+        .prefix(b"acct/")
+        .unwrap()
+        .map(|e| num(Some(e.unwrap().1)))
+        .sum();
+    let pointed = (0..ACCOUNTS)
+        .map(|i| num(snap.get(&account(i)).unwrap()))
+        .sum();
+    (scanned, pointed)
+}
+
+#[test]
+fn bank_transfers_keep_the_total_in_every_snapshot_and_across_a_reopen() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::BUFFERED);
+        let db = open(dir.path(), o.clone());
+        for i in 0..ACCOUNTS {
+            db.put(&account(i), &START.to_le_bytes()).unwrap();
+        }
+        let want = START * ACCOUNTS as i64;
+        let done = AtomicBool::new(false);
+        let snapshots = AtomicU64::new(0);
+        let transfers = 300u64;
+        let policy = RetryPolicy::default().max_attempts(10_000);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..6u64)
+                .map(|t| {
+                    let (db, policy) = (&db, &policy);
+                    s.spawn(move || {
+                        let mut rng = Rng::new(0xBA4C + t);
+                        for _ in 0..transfers {
+                            let from = rng.below(ACCOUNTS as u64) as u32;
+                            let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as u32) % ACCOUNTS;
+                            let amount = rng.below(50) as i64;
+                            db.transact(policy, |tx| {
+                                let a = num(tx.get(&account(from))?);
+                                let b = num(tx.get(&account(to))?);
+                                tx.put(&account(from), &(a - amount).to_le_bytes())?;
+                                tx.put(&account(to), &(b + amount).to_le_bytes())
+                            })
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            s.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    let snap = db.snapshot();
+                    let (a, b) = total(&snap);
+                    assert_eq!((a, b), (want, want), "snapshot at LSN {}", snap.lsn());
+                    snapshots.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            for w in writers {
+                w.join().unwrap();
+            }
+            done.store(true, Ordering::Release);
+        });
+        assert!(snapshots.load(Ordering::Relaxed) > 0);
+        let before: Vec<i64> = (0..ACCOUNTS)
+            .map(|i| num(db.get(&account(i)).unwrap()))
+            .collect();
+        assert_eq!(before.iter().sum::<i64>(), want);
+        let st = db.stats();
+        eprintln!(
+            "{} transfers, {} conflicts, {} retries",
+            6 * transfers,
+            st.txn_conflicts,
+            st.txn_retries
+        );
+        assert_eq!(st.txn_retries, st.txn_conflicts);
+        db.close().unwrap();
+        let db = open(dir.path(), o);
+        assert_eq!(total(&db.snapshot()), (want, want));
+        let after: Vec<i64> = (0..ACCOUNTS)
+            .map(|i| num(db.get(&account(i)).unwrap()))
+            .collect();
+        assert_eq!(before, after);
+        // The first transaction of the new run.
+        db.transact(&policy, |tx| {
+            let a = num(tx.get(&account(0))?);
+            let b = num(tx.get(&account(1))?);
+            tx.put(&account(0), &(a - 1).to_le_bytes())?;
+            tx.put(&account(1), &(b + 1).to_le_bytes())
+        })
+        .unwrap();
+        assert_eq!(total(&db.snapshot()), (want, want));
+    });
+}
+
+/// Threads increment shared counters through `transact`: no increment is lost (an in-memory
+/// database, where commits are quickest and registrations race most with pruning, and a
+/// database with a log on each path).
+fn increments(db: &Db, threads: u64, each: u64) {
+    let done = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (db, done) = (&db, &done);
+            s.spawn(move || {
+                let mut rng = Rng::new(t);
+                for _ in 0..each {
+                    let k = format!("c{}", rng.below(4));
+                    let r = db.transact(&RetryPolicy::default().max_attempts(100_000), |tx| {
+                        let n = num(tx.get(k.as_bytes())?);
+                        tx.put(k.as_bytes(), &(n + 1).to_le_bytes())
+                    });
+                    r.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let sum: i64 = (0..4)
+        .map(|i| num(db.get(format!("c{i}").as_bytes()).unwrap()))
+        .sum();
+    assert_eq!(sum as u64, done.load(Ordering::Relaxed));
+    assert_eq!(sum as u64, threads * each);
+}
+
+#[test]
+fn concurrent_increments_lose_nothing() {
+    increments(&Db::in_memory(), 4, 5000);
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = open(dir.path(), opts(io, Durability::BUFFERED));
+        increments(&db, 16, 200);
+    });
+}
+
+/// A run that follows a crash starts above its predecessor's LSN lease: the LSNs between were
+/// never assigned. The first transaction starts tracking conflicts without waiting for them
+/// to become visible (which they never would).
+#[test]
+fn the_first_transaction_after_a_crash_does_not_wait_for_skipped_lsns() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, common::buffered_forever(usize::MAX)).lease_span(8);
+        let db = open(dir.path(), o.clone());
+        for i in 0..30u32 {
+            db.put(format!("k{i}").as_bytes(), &(i as i64).to_le_bytes())
+                .unwrap();
+        }
+        db.sync().unwrap();
+        for i in 0..5u32 {
+            db.put(format!("lost{i}").as_bytes(), b"x").unwrap();
+        }
+        // The crash: what the files hold now.
+        let crashed = tempdir();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != "LOCK" {
+                std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+            }
+        }
+        db.close().unwrap();
+        let db = open(crashed.path(), o);
+        assert!(
+            db.next_lsn() > db.last_lsn() + 1,
+            "the run starts above a gap"
+        );
+        let (n, lsn) = db
+            .transact(&RetryPolicy::default(), |tx| {
+                let n = num(tx.get(b"k3")?);
+                tx.put(b"k3", &(n + 1).to_le_bytes())?;
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(num(db.get(b"k3").unwrap()), 4);
+        assert_eq!(db.last_lsn(), lsn);
+    });
+}
