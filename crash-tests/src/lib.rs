@@ -11,7 +11,8 @@
 //! * [`acklog`]: the `workload` / `verify` pair for external fault injectors.
 //!
 //! [`workload`] generates the steps and values, [`oracle`] decides (with [`model`], the
-//! versioned history, and [`versions`], the checks of reads at versions), [`report`] summarises.
+//! versioned history, [`versions`], the checks of reads at versions, and [`txns`], the checks of
+//! optimistic transactions), [`report`] summarises.
 
 pub mod acklog;
 pub mod corrupt;
@@ -27,6 +28,7 @@ pub mod rng;
 pub mod sched;
 pub mod setup;
 pub mod sim;
+pub mod txns;
 pub mod versions;
 pub mod watchdog;
 pub mod workload;

@@ -173,7 +173,7 @@ impl Timeline {
     /// transaction's writes, or a retention policy); other steps change nothing.
     pub fn push_step(&mut self, wl: &Workload, gen: u32, step: u64, lsn: u64) {
         match wl.step(gen, step) {
-            Step::Txn { ops, .. } => {
+            Step::Txn { ops, .. } | Step::Rmw { ops, .. } => {
                 let id = txn_id(gen, step);
                 for (j, o) in ops.iter().enumerate() {
                     // A transaction writing a key twice leaves its last write: one version.

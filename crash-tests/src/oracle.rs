@@ -112,6 +112,8 @@ pub enum AckKind {
     Failed,
     /// The step was left out by shrinking: nothing ran.
     Skipped,
+    /// An optimistic transaction was refused with a conflict: it wrote nothing and has no LSN.
+    Refused,
 }
 
 /// One acknowledgement, recorded outside the crashing code as it happened.
@@ -353,10 +355,13 @@ impl Prefixes {
         for i in 1..=steps {
             let step = wl.step(gen, i);
             if Workload::commits(&step) {
-                last = h
-                    .ack_of(i)
-                    .filter(|a| matches!(a.kind, AckKind::Commit { .. }))
-                    .map(|a| a.lsn);
+                // A refused transaction committed nothing: the prefix ends where it began.
+                if h.ack_of(i).is_none_or(|a| a.kind != AckKind::Refused) {
+                    last = h
+                        .ack_of(i)
+                        .filter(|a| matches!(a.kind, AckKind::Commit { .. }))
+                        .map(|a| a.lsn);
+                }
             } else if step == Step::Checkpoint {
                 // A checkpoint may commit transactions of its own (value-log garbage
                 // collection's, before it chooses its LSN); it runs alone, so its LSN, once it
@@ -376,7 +381,9 @@ impl Prefixes {
         let mut states = Vec::with_capacity(steps as usize + 1);
         states.push(st.clone());
         for i in 1..=steps {
-            apply(wl, &mut st, gen, i);
+            if h.ack_of(i).is_none_or(|a| a.kind != AckKind::Refused) {
+                apply(wl, &mut st, gen, i);
+            }
             states.push(st.clone());
         }
         let hashes = states.iter().map(state_hash).collect();
@@ -676,7 +683,7 @@ fn diagnose(wl: &Workload, h: &History, pre: &Prefixes, st: &State) -> Violation
 }
 
 fn touched(wl: &Workload, gen: u32, step: u64, k: usize) -> bool {
-    matches!(wl.step(gen, step), crate::workload::Step::Txn { ops, .. } if ops.iter().any(|o| o.key as usize == k))
+    matches!(wl.step(gen, step), crate::workload::Step::Txn { ops, .. } | crate::workload::Step::Rmw { ops, .. } if ops.iter().any(|o| o.key as usize == k))
 }
 
 fn overwritten_later(wl: &Workload, gen: u32, step: u64, upto: u64, k: usize) -> bool {

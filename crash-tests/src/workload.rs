@@ -118,6 +118,19 @@ pub enum Step {
         /// How it commits.
         commit: Commit,
     },
+    /// An optimistic read-modify-write transaction: `db.begin()`, a tracked read of every key
+    /// it writes (and, with `scan`, a tracked scan of keys `lo..hi`), then the writes of a
+    /// [`Step::Txn`] and the commit. Under concurrent committers it may be refused with
+    /// `Error::Conflict` (recorded, [`TxnRec`]); when it commits it writes what the same
+    /// [`Step::Txn`] would.
+    Rmw {
+        /// Its operations, in order.
+        ops: Vec<OpSpec>,
+        /// How it commits.
+        commit: Commit,
+        /// A tracked scan of keys `lo..hi` before the writes.
+        scan: Option<(u16, u16)>,
+    },
     /// `db.sync()`.
     Sync,
     /// No database call for this long: the `Buffered` timer (or nothing) starts the next round.
@@ -307,12 +320,49 @@ pub struct CheckpointRec {
     pub at: u64,
 }
 
+/// An optimistic transaction ([`Step::Rmw`]) as it happened, recorded for the oracle.
+#[derive(Clone, Debug)]
+pub struct TxnRec {
+    /// The step.
+    pub step: u64,
+    /// Its snapshot (`None` if it failed before reading).
+    pub snapshot: Option<u64>,
+    /// The keys it read (tracked).
+    pub reads: Vec<u16>,
+    /// The keys `lo..hi` it scanned (tracked).
+    pub scan: Option<(u16, u16)>,
+    /// How it ended.
+    pub outcome: TxnOutcome,
+}
+
+impl TxnRec {
+    /// Whether writing key `k` after the snapshot conflicts with what it read.
+    pub fn read(&self, k: u16) -> bool {
+        self.reads.contains(&k) || self.scan.is_some_and(|(lo, hi)| (lo..hi).contains(&k))
+    }
+}
+
+/// How an optimistic transaction ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Committed with this LSN.
+    Committed(u64),
+    /// Refused: a conflict with the commit at `by_lsn`.
+    Conflict {
+        /// What the error named.
+        by_lsn: u64,
+    },
+    /// Another error.
+    Failed(String),
+}
+
 /// What the steps of one run share: the snapshot slots and the record of every read.
 #[derive(Default)]
 pub struct Session {
     snaps: Mutex<Vec<Option<Snapshot>>>,
     reads: Mutex<Vec<ReadRec>>,
     checkpoints: Mutex<Vec<CheckpointRec>>,
+    txns: Mutex<Vec<TxnRec>>,
     /// The engine's trim floor (`stats().history_floor`) after each step that may raise it (a
     /// trim, a retention policy): (position, floor).
     floors: Mutex<Vec<(u64, u64)>>,
@@ -368,6 +418,11 @@ impl Session {
     /// Takes the checkpoints recorded so far.
     pub fn take_checkpoints(&self) -> Vec<CheckpointRec> {
         std::mem::take(&mut *self.checkpoints.lock())
+    }
+
+    /// Takes the optimistic transactions recorded so far.
+    pub fn take_txns(&self) -> Vec<TxnRec> {
+        std::mem::take(&mut *self.txns.lock())
     }
 
     /// Takes the trim floors recorded so far: (position, floor).
@@ -581,6 +636,17 @@ impl Workload {
                 OpSpec { key, value_len }
             })
             .collect();
+        // A quarter of the transactions read what they write first, optimistically (drawn from
+        // their own stream: every other choice of the step is the one it always was).
+        let mut o = Rng::from_words(&[self.cfg.seed, gen as u64, i, 0x0CC7]);
+        if o.chance(250) {
+            let scan = o.chance(300).then(|| {
+                let lo = o.below(keys) as u16;
+                let len = o.range(1, (keys / 4).max(2)) as u16;
+                (lo, lo.saturating_add(len).min(keys as u16))
+            });
+            return Step::Rmw { ops, commit, scan };
+        }
         Step::Txn { ops, commit }
     }
 
@@ -640,7 +706,7 @@ impl Workload {
 
     /// Whether a step commits (gets an LSN): a transaction or a retention policy.
     pub fn commits(step: &Step) -> bool {
-        matches!(step, Step::Txn { .. } | Step::Retain(_))
+        matches!(step, Step::Txn { .. } | Step::Rmw { .. } | Step::Retain(_))
     }
 
     /// The durability a step's commit is acknowledged with: true when the acknowledgement
@@ -648,7 +714,7 @@ impl Workload {
     pub fn promises_durability(&self, step: &Step) -> bool {
         match step {
             Step::Sync => true,
-            Step::Txn { commit, .. } => match commit {
+            Step::Txn { commit, .. } | Step::Rmw { commit, .. } => match commit {
                 Commit::Strict => true,
                 Commit::Buffered => false,
                 Commit::Default => self.cfg.mode == Mode::Strict,
@@ -752,12 +818,59 @@ impl Workload {
                         None => tx.delete(&key_bytes(o.key))?,
                     }
                 }
-                match commit {
-                    Commit::Default => tx.commit(),
-                    Commit::Strict => tx.commit_with(Durability::Strict),
-                    Commit::Buffered => tx.commit_with(self.cfg.buffered()),
-                }
+                self.commit(tx, commit)
             }
+            Step::Rmw { ops, commit, scan } => {
+                let id = txn_id(gen, i);
+                let size = ops.len() as u16;
+                let mut tx = db.begin();
+                let mut rec = TxnRec {
+                    step: i,
+                    snapshot: None,
+                    reads: Vec::new(),
+                    scan,
+                    outcome: TxnOutcome::Failed(String::new()),
+                };
+                let res = (|| {
+                    for o in &ops {
+                        tx.get(&key_bytes(o.key))?;
+                        rec.reads.push(o.key);
+                    }
+                    if let Some((lo, hi)) = scan {
+                        for e in tx.range(key_bytes(lo)..key_bytes(hi))? {
+                            e?;
+                        }
+                    }
+                    rec.snapshot = tx.snapshot_lsn();
+                    for (j, o) in ops.iter().enumerate() {
+                        match o.value_len {
+                            Some(l) => tx.put(
+                                &key_bytes(o.key),
+                                &encode_value(id, o.key, j as u16, size, l as usize),
+                            )?,
+                            None => tx.delete(&key_bytes(o.key))?,
+                        }
+                    }
+                    self.commit(tx, commit)
+                })();
+                rec.outcome = match &res {
+                    Ok(lsn) => TxnOutcome::Committed(*lsn),
+                    Err(ringlog_db::Error::Conflict { by_lsn, .. }) => {
+                        TxnOutcome::Conflict { by_lsn: *by_lsn }
+                    }
+                    Err(e) => TxnOutcome::Failed(e.to_string()),
+                };
+                s.txns.lock().push(rec);
+                res
+            }
+        }
+    }
+
+    fn commit(&self, tx: ringlog_db::Txn<'_>, commit: Commit) -> ringlog_db::Result<u64> {
+        match commit {
+            Commit::Default => tx.commit(),
+            Commit::Strict => tx.commit_with(Durability::Strict),
+            Commit::Buffered => tx.commit_with(self.cfg.buffered()),
         }
     }
 }
@@ -1096,7 +1209,7 @@ fn origin_of(wl: &Workload, k: u16, v: &[u8]) -> Result<(u64, u16), String> {
         )
     })?;
     let (gen, step) = ((txn >> 32) as u32, txn & 0xFFFF_FFFF);
-    let Step::Txn { ops, .. } = wl.step(gen, step) else {
+    let (Step::Txn { ops, .. } | Step::Rmw { ops, .. }) = wl.step(gen, step) else {
         return Err(format!(
             "claims txn {gen}.{step}, which is not a transaction"
         ));
@@ -1125,7 +1238,7 @@ fn origin_of(wl: &Workload, k: u16, v: &[u8]) -> Result<(u64, u16), String> {
 
 /// Applies step `i` of `gen` to a model state.
 pub fn apply(wl: &Workload, st: &mut State, gen: u32, i: u64) {
-    if let Step::Txn { ops, .. } = wl.step(gen, i) {
+    if let Step::Txn { ops, .. } | Step::Rmw { ops, .. } = wl.step(gen, i) {
         let id = txn_id(gen, i);
         for (j, o) in ops.iter().enumerate() {
             st.cells[o.key as usize] = o.value_len.map(|_| Cell {

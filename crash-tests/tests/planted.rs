@@ -948,3 +948,11 @@ fn catches_garbage_collection_whose_copies_are_not_durable() {
         &["I5", "I6", "durability", "versions", "recovery", "open"],
     );
 }
+
+#[test]
+fn catches_conflicts_recorded_when_commits_complete() {
+    let s = with_bug(Some(Bug::ConflictsRecordedLate), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::ConflictsRecordedLate, &s, &["serializable"]);
+}
