@@ -75,8 +75,25 @@ before the timed phase in transactions of 1,000):
                       read is checked. On the I/O path --io chooses. Peers run it too (their
                       get_many: sequential gets; their floors: every file). Buffered unless
                       --durability says otherwise
+  rmw                 (not in core; ringlog only: optimistic transactions) read-modify-write
+                      transactions. Contended: --hot-keys counters (default 64, each a value of
+                      --value-size bytes whose version field is the count, all 0 at first);
+                      --threads threads each pick a counter (uniform) and run Db::transact with
+                      RetryPolicy::max_attempts(1000): tx.get, then tx.put of the count + 1.
+                      ops/s are committed transactions, latency per transact call (retries and
+                      backoff included); conflicts, retries and attempts per commit in the
+                      notes. Every counter is read back after it: their sum must equal the
+                      transact calls that succeeded (else the run fails: a lost update). Once
+                      per engine and mode (in the run of the first --threads count), one thread
+                      over --keys other keys, in four rounds of alternating phases (after an
+                      untimed one): plain puts; get + put transactions; write-only
+                      transactions; plain get + put; ops/s of each, and each one's
+                      per-operation time over the puts' (issue 15's target: at most 1.3x for
+                      the get + put transactions) in the notes. --ops and --duration bound the
+                      contended phase; the four measured rounds get as much again
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
-Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev).
+Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev); and
+read-modify-write for rmw (ycsbf is YCSB F, not rmw).
 
 Exit status: 0 clean, 1 a run failed (wrong data read back, or an engine error), 2 bad arguments.";
 
@@ -103,9 +120,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf; `core` (default:
-    /// all but history, ckptwrite, coldread and YCSB), `ycsb` (A-F) or `all` (see Workloads
-    /// below)
+    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw; `core`
+    /// (default: all but history, ckptwrite, coldread, rmw and YCSB), `ycsb` (A-F) or `all` (see
+    /// Workloads below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -175,6 +192,15 @@ pub struct Cli {
         allow_negative_numbers = true
     )]
     pub value_size: Option<usize>,
+
+    /// rmw: the contended counters, 1-1000000 (default 64); its uncontended phases use --keys
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = |v: &str| num(v, 1u64, 1_000_000),
+        allow_negative_numbers = true
+    )]
+    pub hot_keys: Option<u64>,
 
     /// Puts per transaction in fillbatch, 1-100000 (default 100)
     #[arg(
@@ -298,11 +324,14 @@ pub enum Workload {
     YcsbE,
     /// YCSB F: 50% reads, 50% read-modify-writes, Zipfian.
     YcsbF,
+    /// Read-modify-write transactions (ringlog's `Db::transact`): contended counters, checked
+    /// for lost updates, and uncontended transactions against plain puts.
+    Rmw,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 19] = [
+    pub const ALL: [Workload; 20] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -322,8 +351,9 @@ impl Workload {
         Workload::YcsbD,
         Workload::YcsbE,
         Workload::YcsbF,
+        Workload::Rmw,
     ];
-    /// The default set: every workload but history, ckptwrite, coldread and YCSB.
+    /// The default set: every workload but history, ckptwrite, coldread, rmw and YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -368,6 +398,7 @@ impl Workload {
             Workload::YcsbD => "ycsbd",
             Workload::YcsbE => "ycsbe",
             Workload::YcsbF => "ycsbf",
+            Workload::Rmw => "rmw",
         }
     }
 
@@ -399,6 +430,7 @@ impl Workload {
                 | Workload::Recover
                 | Workload::History
                 | Workload::ColdRead
+                | Workload::Rmw
         )
     }
 
@@ -444,6 +476,7 @@ impl FromStr for Workload {
             "snapshots" => "snapshot".to_string(),
             "checkpointwrite" | "ckptwrites" => "ckptwrite".to_string(),
             "coldreads" | "coldget" | "coldgets" => "coldread".to_string(),
+            "readmodifywrite" | "rmwtxn" => "rmw".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -492,6 +525,8 @@ pub struct Config {
     pub value_threshold_given: bool,
     /// coldread: ringlog's `Options::value_cache_bytes` (`--value-cache`).
     pub value_cache: u64,
+    /// rmw: the contended counters (`--hot-keys`).
+    pub hot_keys: u64,
     /// Puts per transaction in `fillbatch`.
     pub batch: usize,
     /// Engine names, in order (raw expanded).
@@ -529,6 +564,7 @@ impl Default for Config {
             value_threshold: Some(64),
             value_threshold_given: false,
             value_cache: 256 << 20,
+            hot_keys: RMW_HOT_KEYS,
             batch: 100,
             engines: vec![
                 "ringlog".into(),
@@ -544,6 +580,9 @@ impl Default for Config {
         }
     }
 }
+
+/// rmw's contended counters when `--hot-keys` is not given.
+pub const RMW_HOT_KEYS: u64 = 64;
 
 /// coldread's value size when `--value-size` is not given: the issue's 1 KiB values.
 pub const COLDREAD_VALUE_SIZE: usize = 1024;
@@ -804,6 +843,9 @@ impl Cli {
         if let Some(n) = self.batch {
             c.batch = n;
         }
+        if let Some(n) = self.hot_keys {
+            c.hot_keys = n;
+        }
         if let Some(e) = self.engines {
             c.engines = e;
         }
@@ -1012,6 +1054,55 @@ mod tests {
     }
 
     #[test]
+    fn rmw_options() {
+        // Not in core, in all; its own name and aliases; ycsbf stays YCSB F.
+        let c = run(&[]).unwrap();
+        assert!(!c.workloads.contains(&Workload::Rmw), "not in core");
+        assert_eq!(c.hot_keys, RMW_HOT_KEYS);
+        assert!(run(&["--workload", "all"])
+            .unwrap()
+            .workloads
+            .contains(&Workload::Rmw));
+        assert!(!run(&["--workload", "ycsb"])
+            .unwrap()
+            .workloads
+            .contains(&Workload::Rmw));
+        for name in [
+            "rmw",
+            "RMW",
+            "read-modify-write",
+            "read_modify_write",
+            "rmw-txn",
+        ] {
+            assert_eq!(
+                run(&["--workload", name]).unwrap().workloads,
+                [Workload::Rmw],
+                "{name}"
+            );
+        }
+        assert_eq!(
+            run(&["--workload", "ycsbf,rmw"]).unwrap().workloads,
+            [Workload::YcsbF, Workload::Rmw]
+        );
+        assert_eq!(Workload::Rmw.name(), "rmw");
+        assert!(!Workload::Rmw.is_write_only());
+        assert!(!Workload::Rmw.single_threaded());
+        assert!(!Workload::Rmw.needs_disk());
+        assert!(!Workload::Rmw.buffered_by_default());
+        // --hot-keys: the contended counters; --keys stays the uncontended key space and may be
+        // smaller than the threads' count only as before.
+        let c = run(&["--workload", "rmw", "--hot-keys", "4", "--threads", "1,16"]).unwrap();
+        assert_eq!(
+            (c.hot_keys, c.keys, c.threads.clone()),
+            (4, 100_000, vec![1, 16])
+        );
+        assert_eq!(run(&["--hot-keys", "1_000"]).unwrap().hot_keys, 1000);
+        for bad in ["0", "-1", "1000001", "lots"] {
+            assert!(run(&["--hot-keys", bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cpu_load() {
         assert_eq!(run(&[]).unwrap().cpu_load, 0);
         assert_eq!(run(&["--cpu-load", "2"]).unwrap().cpu_load, 2);
@@ -1093,6 +1184,9 @@ mod tests {
             "history",
             "ckptwrite",
             "coldread",
+            "rmw",
+            "--hot-keys",
+            "max_attempts(1000)",
             "With no arguments",
             "1-1024",
             "readwhilewriting",

@@ -314,6 +314,11 @@ pub trait Engine: Send + Sync {
     fn backup(&self, _dest: &Path) -> EResult<Option<u64>> {
         Ok(None)
     }
+    /// The ringlog database itself, for the workloads that use its own API (`rmw`: optimistic
+    /// transactions through `Db::transact`); `None` for every other engine.
+    fn ringlog_db(&self) -> Option<&ringlog_db::Db> {
+        None
+    }
     /// Closes the engine: everything acknowledged is on disk afterwards (for persistent modes).
     fn close(self: Box<Self>) -> EResult<()>;
     /// Closes the engine and returns its counters and index memory as of the close. ringlog
@@ -344,6 +349,11 @@ pub trait EngineKind: Sync {
     }
     /// True when its engines have a checkpoint / compaction step ([`Engine::settle`]).
     fn can_settle(&self) -> bool {
+        false
+    }
+    /// True when its engines hand out ringlog's optimistic transactions
+    /// ([`Engine::ringlog_db`]): the `rmw` workload runs on those only.
+    fn has_transactions(&self) -> bool {
         false
     }
     /// Opens (creating) the engine in the empty or previously used directory `dir`.

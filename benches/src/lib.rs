@@ -239,6 +239,17 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     );
                     continue;
                 }
+                if workload == Workload::Rmw && !kind.is_raw() && !kind.has_transactions() {
+                    push_unique(
+                        &mut notes,
+                        format!(
+                            "{}: cannot run rmw (ringlog only: its optimistic transactions, \
+                             Db::transact)",
+                            kind.name()
+                        ),
+                    );
+                    continue;
+                }
                 if !kind.supports(workload) {
                     let n = if kind.is_raw() {
                         "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \

@@ -170,6 +170,14 @@ coldread: values on disk. --keys keys loaded (values --value-size, default 1024 
   per key after the open, the pread floor, and get_many of 32 keys per call against 32 sequential
   gets timed as one unit (other keys): keys/s of each and their ratio (target ≥ 3× on the
   io_uring path; run again with --io portable for the other path)
+rmw (ringlog only): ops/s are read-modify-write transactions committed by --threads threads
+  over --hot-keys counters (Db::transact, up to 1,000 attempts each; tx.get, tx.put of the count
+  + 1), latency per transact call (retries and backoff included); check: the counters read back,
+  their sum equal to the calls that committed (else the run fails: a lost update); conflicts,
+  retries and attempts per commit in the notes. In the run of the first --threads count: one
+  thread over --keys other keys alternating plain puts, get + put transactions, write-only
+  transactions and plain get + put (4 rounds, after an untimed one); their rates and per-operation time ÷ the puts' in
+  the notes (issue 15's target: get + put transaction ≤ 1.3× a put)
 ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
   with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
   phases with it, the p99 without and the ratio in the notes
@@ -201,6 +209,24 @@ pub fn comparisons(rows: &[RunResult]) -> Vec<String> {
     };
     let mut out = Vec::new();
     for r in rows {
+        if let Some(u) = r.rmw.as_ref().and_then(|m| m.uncontended.as_ref()) {
+            use crate::runner::RmwVariant as V;
+            let t = u.time_ratio(V::Txn);
+            out.push(format!(
+                "{} {} rmw: an uncontended get + put transaction takes {} a plain put's time \
+                 ({}/s vs {}/s; write-only transaction {}, plain get + put {}); target ≤ {:.1}×: \
+                 {}",
+                r.engine,
+                r.mode,
+                crate::runner::rmw_ratio(t),
+                thousands(u.phase(V::Txn).ops_per_sec()),
+                thousands(u.phase(V::Put).ops_per_sec()),
+                crate::runner::rmw_ratio(u.time_ratio(V::WriteTxn)),
+                crate::runner::rmw_ratio(u.time_ratio(V::GetPut)),
+                crate::runner::RMW_TARGET,
+                crate::runner::rmw_verdict(t),
+            ));
+        }
         if let Some((without, with, ck)) = &r.ckpt_write {
             let (a, b) = (with.percentile(99.0), without.percentile(99.0));
             out.push(format!(
@@ -483,6 +509,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
             "coldread",
             r.cold_read.as_ref().map_or(Value::Null, cold_read_json),
         ),
+        ("rmw", r.rmw.as_ref().map_or(Value::Null, rmw_json)),
         (
             "verified",
             match &r.verified {
@@ -626,6 +653,75 @@ fn cold_read_json(c: &crate::runner::ColdReadOut) -> Value {
         ("get_many", phase_json(&c.many)),
         ("sequential", phase_json(&c.seq)),
         ("get_many_per_sequential_throughput", onum(c.batch_ratio())),
+    ])
+}
+
+fn rmw_json(m: &crate::runner::RmwOut) -> Value {
+    use crate::runner::RmwVariant as V;
+    let lat = |ns: u64| num(ns as f64 / 1000.0);
+    let phase = |p: &crate::runner::RmwPhase| {
+        obj(vec![
+            ("ops", num(p.ops as f64)),
+            ("seconds", num(p.busy.as_secs_f64())),
+            ("ops_per_sec", num(p.ops_per_sec())),
+            ("ns_per_op", onum(p.ns_per_op())),
+            ("p50_us", lat(p.hist.percentile(50.0))),
+            ("p99_us", lat(p.hist.percentile(99.0))),
+            ("max_us", lat(p.hist.max())),
+            ("cpu_seconds", num(p.cpu.as_secs_f64())),
+        ])
+    };
+    let uncontended = match &m.uncontended {
+        Some(u) => {
+            let mut f = vec![
+                ("threads", num(1.0)),
+                ("keys", num(u.keys as f64)),
+                ("rounds", num(u.rounds as f64)),
+            ];
+            for v in V::ALL {
+                f.push((v.json_name(), phase(u.phase(v))));
+            }
+            f.extend([
+                ("rmw_txn_time_per_put", onum(u.time_ratio(V::Txn))),
+                ("rmw_txn_p50_per_put", onum(u.p50_ratio(V::Txn))),
+                (
+                    "write_only_txn_time_per_put",
+                    onum(u.time_ratio(V::WriteTxn)),
+                ),
+                ("get_then_put_time_per_put", onum(u.time_ratio(V::GetPut))),
+                (
+                    "target_rmw_txn_time_per_put",
+                    num(crate::runner::RMW_TARGET),
+                ),
+                (
+                    "target_met",
+                    u.time_ratio(V::Txn)
+                        .map_or(Value::Null, |t| Value::Bool(t <= crate::runner::RMW_TARGET)),
+                ),
+            ]);
+            obj(f)
+        }
+        None => Value::Null,
+    };
+    obj(vec![
+        ("hot_keys", num(m.hot_keys as f64)),
+        ("key_choice", Value::String("uniform".into())),
+        ("max_attempts", num(m.max_attempts as f64)),
+        ("committed", num(m.committed as f64)),
+        ("gave_up", num(m.gave_up as f64)),
+        ("attempts", num(m.attempts as f64)),
+        ("txn_conflicts", num(m.conflicts as f64)),
+        ("txn_retries", num(m.retries as f64)),
+        ("conflicts_per_commit", onum(m.per_commit(m.conflicts))),
+        ("retries_per_commit", onum(m.per_commit(m.retries))),
+        ("attempts_per_commit", onum(m.per_commit(m.attempts))),
+        ("counter_sum", onum(m.counter_sum.map(|s| s as f64))),
+        (
+            "no_lost_update",
+            m.counter_sum
+                .map_or(Value::Null, |s| Value::Bool(s == m.committed)),
+        ),
+        ("uncontended", uncontended),
     ])
 }
 

@@ -16,9 +16,15 @@ use crate::sysinfo::{self, DiskStat, FlushRule};
 mod coldread;
 mod history;
 mod readers;
+mod rmw;
 
 pub use coldread::{ColdReadOut, Phase as ColdReadPhase, PreadFiles, BATCH};
 pub use history::{ColdOpen, HistoryOut};
+pub use rmw::{
+    ratio as rmw_ratio, verdict as rmw_verdict, Phase as RmwPhase, RmwOut, Uncontended,
+    Variant as RmwVariant, MAX_ATTEMPTS as RMW_MAX_ATTEMPTS, ROUNDS as RMW_ROUNDS,
+    TARGET as RMW_TARGET,
+};
 
 use readers::{SnapShared, WriterOut};
 pub use readers::{GETS_PER_SNAPSHOT, GROUP, SCAN_GROUPS};
@@ -29,6 +35,9 @@ pub struct Hooks {
     /// Flip one byte of the first value read back by verification, to prove a wrong value fails
     /// the run.
     pub corrupt_one_read: bool,
+    /// rmw: set one counter back by one increment in the database before the lost-update check,
+    /// to prove a lost update fails the run.
+    pub lose_one_update: bool,
 }
 
 /// Everything measured in one run.
@@ -101,6 +110,9 @@ pub struct RunResult {
     pub ckpt_write: Option<(Histogram, Histogram, Histogram)>,
     /// coldread: the cold open, cold gets and batched gets against their floors.
     pub cold_read: Option<ColdReadOut>,
+    /// rmw: the contended transactions' conflicts and retries, the lost-update check, and the
+    /// uncontended phases.
+    pub rmw: Option<RmwOut>,
 }
 
 impl RunResult {
@@ -445,6 +457,7 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
             | Workload::History
             | Workload::CkptWrite
             | Workload::ColdRead
+            | Workload::Rmw
             | Workload::Scan
             | Workload::ScanRev
             | Workload::Snapshot => {
@@ -699,6 +712,7 @@ pub fn run_one(
         history: None,
         ckpt_write: None,
         cold_read: None,
+        rmw: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
@@ -706,6 +720,10 @@ pub fn run_one(
         history::run_history(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if cold_read {
         coldread::run_coldread(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if workload == Workload::Rmw {
+        rmw::run_rmw(
+            kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,
+        )?;
     } else if workload == Workload::CkptWrite {
         history::run_ckptwrite(
             kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,

@@ -84,6 +84,10 @@ impl EngineKind for RinglogKind {
         true
     }
 
+    fn has_transactions(&self) -> bool {
+        true
+    }
+
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
         let db = if mode == Mode::InMemory {
             // No directory: nothing is ever written.
@@ -271,6 +275,10 @@ impl Engine for Ringlog {
                 }
             )
         })
+    }
+
+    fn ringlog_db(&self) -> Option<&Db> {
+        Some(&self.db)
     }
 
     fn close(self: Box<Self>) -> EResult<()> {
