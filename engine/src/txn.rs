@@ -247,7 +247,7 @@ impl<'db> Txn<'db> {
     /// them: the snapshot's merged with the transaction's own writes (which have LSN 0).
     /// Tracked: a write by another transaction, committed after the snapshot, of any key in the
     /// range — one inserted into it included — makes this one's commit fail with
-    /// [`Error::Conflict`]. Forward only.
+    /// [`Error::Conflict`]. Forward or in reverse (`.rev()`).
     ///
     /// # Errors
     ///
@@ -284,8 +284,9 @@ impl<'db> Txn<'db> {
         r.ranges.push((range, s));
         Ok(TxnScan {
             inner,
-            db_next: None,
-            own: own.into_iter().peekable(),
+            front: None,
+            back: None,
+            own: own.into_iter().collect(),
             done: false,
         })
     }
@@ -563,14 +564,16 @@ fn check_at_snapshot(snap: &Snapshot, c: &Cond) -> Result<()> {
 }
 
 /// A transaction's own writes in a scanned range, in key order (`None`: deleted).
-type OwnWrites = std::collections::btree_map::IntoIter<Box<[u8]>, Option<Box<[u8]>>>;
+type OwnWrites = std::collections::VecDeque<(Box<[u8]>, Option<Box<[u8]>>)>;
 
 /// A transaction's scan ([`Txn::range`], [`Txn::prefix`]): the snapshot's entries merged with
-/// the transaction's own writes, in key order. Items as [`Scan`]'s.
+/// the transaction's own writes, in key order, forward or in reverse. Items as [`Scan`]'s.
 pub struct TxnScan {
     inner: Scan,
-    db_next: Option<(Arc<[u8]>, Value)>,
-    own: std::iter::Peekable<OwnWrites>,
+    /// The snapshot's next entry from the front, and from the back, taken but not yet merged.
+    front: Option<(Arc<[u8]>, Value)>,
+    back: Option<(Arc<[u8]>, Value)>,
+    own: OwnWrites,
     done: bool,
 }
 
@@ -582,25 +585,41 @@ impl std::fmt::Debug for TxnScan {
     }
 }
 
-impl Iterator for TxnScan {
-    type Item = Result<(Arc<[u8]>, Value)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl TxnScan {
+    /// The next entry from the front (`rev` false) or the back.
+    fn step(&mut self, rev: bool) -> Option<Result<(Arc<[u8]>, Value)>> {
         loop {
             if self.done {
                 return None;
             }
-            if self.db_next.is_none() {
-                match self.inner.next() {
-                    Some(Ok(e)) => self.db_next = Some(e),
+            let (slot, other) = if rev {
+                (&mut self.back, &mut self.front)
+            } else {
+                (&mut self.front, &mut self.back)
+            };
+            if slot.is_none() {
+                let got = if rev {
+                    self.inner.next_back()
+                } else {
+                    self.inner.next()
+                };
+                match got {
+                    Some(Ok(e)) => *slot = Some(e),
                     Some(Err(e)) => {
                         self.done = true;
                         return Some(Err(e));
                     }
-                    None => {}
+                    // The snapshot's entries are used up from this side: what the other side
+                    // took and did not merge yet is the last one.
+                    None => *slot = other.take(),
                 }
             }
-            let take_own = match (&self.db_next, self.own.peek()) {
+            let own = if rev {
+                self.own.back()
+            } else {
+                self.own.front()
+            };
+            let take_own = match (&*slot, own) {
                 (None, None) => {
                     self.done = true;
                     return None;
@@ -610,22 +629,40 @@ impl Iterator for TxnScan {
                 (Some((dk, _)), Some((ok, _))) => {
                     if **ok == **dk {
                         // The transaction's write shadows the snapshot's entry.
-                        self.db_next = None;
+                        *slot = None;
                         true
                     } else {
-                        **ok < **dk
+                        (**ok < **dk) != rev
                     }
                 }
             };
-            if take_own {
-                let (k, v) = self.own.next().expect("peeked");
-                if let Some(v) = v {
-                    return Some(Ok((Arc::from(k), Value::new(Arc::from(v), 0))));
-                }
-                // The transaction deleted it: skip.
-            } else {
-                return self.db_next.take().map(Ok);
+            if !take_own {
+                return slot.take().map(Ok);
             }
+            let (k, v) = if rev {
+                self.own.pop_back()
+            } else {
+                self.own.pop_front()
+            }
+            .expect("looked at");
+            if let Some(v) = v {
+                return Some(Ok((Arc::from(k), Value::new(Arc::from(v), 0))));
+            }
+            // The transaction deleted it: skip.
         }
+    }
+}
+
+impl Iterator for TxnScan {
+    type Item = Result<(Arc<[u8]>, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(false)
+    }
+}
+
+impl DoubleEndedIterator for TxnScan {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step(true)
     }
 }

@@ -496,3 +496,81 @@ fn the_first_transaction_after_a_crash_does_not_wait_for_skipped_lsns() {
         assert_eq!(db.last_lsn(), lsn);
     });
 }
+
+/// A transaction's scans, forward, reverse and from both ends at once, equal the snapshot's
+/// entries overlaid with the transaction's own writes (a model), over random states and ranges.
+#[test]
+fn transaction_scans_merge_own_writes_from_both_ends() {
+    use std::collections::BTreeMap;
+    for seed in 1..=40u64 {
+        let mut rng = Rng::new(seed);
+        let db = Db::in_memory();
+        let key = |k: u64| format!("k{k:02}").into_bytes();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for _ in 0..rng.below(30) {
+            let k = key(rng.below(40));
+            let v = rng.next().to_le_bytes().to_vec();
+            db.put(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        let mut tx = db.begin();
+        tx.get(b"k00").unwrap();
+        // Writes after the snapshot by others are not seen.
+        db.put(&key(rng.below(40)), b"later").unwrap();
+        for _ in 0..rng.below(20) {
+            let k = key(rng.below(40));
+            if rng.below(3) == 0 {
+                tx.delete(&k).unwrap();
+                model.remove(&k);
+            } else {
+                let v = rng.next().to_le_bytes().to_vec();
+                tx.put(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+        }
+        let (lo, hi) = (key(rng.below(40)), key(rng.below(41)));
+        let want: Vec<(Vec<u8>, Vec<u8>)> = if lo <= hi {
+            model
+                .range(lo.clone()..hi.clone())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let pair = |e: Result<(std::sync::Arc<[u8]>, Value), Error>| {
+            let (k, v) = e.unwrap();
+            (k.to_vec(), v.as_bytes().to_vec())
+        };
+        let fwd: Vec<_> = tx
+            .range(lo.clone()..hi.clone())
+            .unwrap()
+            .map(pair)
+            .collect();
+        assert_eq!(fwd, want, "seed {seed}: forward");
+        let mut rev: Vec<_> = tx
+            .range(lo.clone()..hi.clone())
+            .unwrap()
+            .rev()
+            .map(pair)
+            .collect();
+        rev.reverse();
+        assert_eq!(rev, want, "seed {seed}: reverse");
+        // Alternating ends: the front part and the back part meet exactly once.
+        let mut scan = tx.range(lo.clone()..hi.clone()).unwrap();
+        let (mut front, mut back) = (Vec::new(), Vec::new());
+        loop {
+            let e = if rng.below(2) == 0 {
+                scan.next().map(|e| front.push(pair(e)))
+            } else {
+                scan.next_back().map(|e| back.push(pair(e)))
+            };
+            if e.is_none() {
+                break;
+            }
+        }
+        assert!(scan.next().is_none() && scan.next_back().is_none());
+        back.reverse();
+        front.extend(back);
+        assert_eq!(front, want, "seed {seed}: from both ends");
+    }
+}
