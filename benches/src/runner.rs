@@ -261,6 +261,16 @@ fn partition_len(keys: u64, threads: usize, t: usize) -> u64 {
     }
 }
 
+/// Operations thread `t` of `threads` runs of `total` (unbounded: `u64::MAX` each).
+fn ops_share(total: u64, threads: usize, t: usize) -> u64 {
+    let n = threads as u64;
+    if total == u64::MAX {
+        u64::MAX
+    } else {
+        total / n + u64::from((t as u64) < total % n)
+    }
+}
+
 /// Loads `0..keys` with version 1 in transactions of up to 1000 puts (not timed).
 fn preload(engine: &dyn Engine, codec: &Codec, keys: u64) -> EResult<u64> {
     const CHUNK: u64 = 1000;
@@ -811,14 +821,7 @@ fn run_timed(
         progress: AtomicU64::new(0),
     };
     let total = cfg.ops;
-    let per = |t: usize| -> u64 {
-        let n = threads as u64;
-        if total == u64::MAX {
-            u64::MAX
-        } else {
-            total / n + u64::from((t as u64) < total % n)
-        }
-    };
+    let per = |t: usize| ops_share(total, threads, t);
     let c0 = engine.counters();
     let d0 = disk(device);
     let cpu0 = sysinfo::cpu_time();

@@ -471,13 +471,7 @@ fn the_first_transaction_after_a_crash_does_not_wait_for_skipped_lsns() {
             db.put(format!("lost{i}").as_bytes(), b"x").unwrap();
         }
         // The crash: what the files hold now.
-        let crashed = tempdir();
-        for e in std::fs::read_dir(dir.path()).unwrap() {
-            let e = e.unwrap();
-            if e.file_name() != "LOCK" {
-                std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
-            }
-        }
+        let crashed = crash_copy(dir.path());
         db.close().unwrap();
         let db = open(crashed.path(), o);
         assert!(

@@ -685,13 +685,7 @@ fn lsns_are_never_reused_after_a_lost_buffered_tail() {
             "commits are unsynced"
         );
         // The crash: what the files hold now.
-        let crashed = tempdir();
-        for e in std::fs::read_dir(dir.path()).unwrap() {
-            let e = e.unwrap();
-            if e.file_name() != "LOCK" {
-                std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
-            }
-        }
+        let crashed = crash_copy(dir.path());
         db.close().unwrap();
         let db2 = open(crashed.path(), o.clone());
         let recovered = db2.recovery_stats().last_lsn;

@@ -289,14 +289,7 @@ fn run_phases(
 
     // 1. Contended: `threads` threads, transact calls on the hot counters.
     let total = cfg.ops;
-    let per = |t: usize| -> u64 {
-        let n = threads as u64;
-        if total == u64::MAX {
-            u64::MAX
-        } else {
-            total / n + u64::from((t as u64) < total % n)
-        }
-    };
+    let per = |t: usize| super::ops_share(total, threads, t);
     let s0 = db.stats();
     let c0 = engine.counters();
     let d0 = disk(device);

@@ -74,6 +74,19 @@ pub fn buffered_forever(max_pending: usize) -> Durability {
     }
 }
 
+/// What a crash would leave of the database in `dir` now (its files as they are, the page
+/// cache included), copied to a new temporary directory, without the `LOCK` file.
+pub fn crash_copy(dir: &Path) -> tempfile::TempDir {
+    let crashed = tempdir();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+        }
+    }
+    crashed
+}
+
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
