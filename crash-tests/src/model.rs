@@ -121,6 +121,22 @@ impl Timeline {
         self.last
     }
 
+    /// The versions the transaction with `lsn` wrote: `(key, origin)` for every key with a
+    /// version at exactly `lsn`, in key order; `None` when the model does not know some key's
+    /// history there.
+    pub fn writes_at(&self, lsn: u64) -> Option<Vec<(u16, Option<Origin>)>> {
+        let mut out = Vec::new();
+        for (k, v) in self.versions.iter().enumerate() {
+            if lsn < self.unknown_below[k] {
+                return None;
+            }
+            if let Ok(i) = v.binary_search_by_key(&lsn, |&(l, _)| l) {
+                out.push((k as u16, v[i].1));
+            }
+        }
+        Some(out)
+    }
+
     /// Key `k` at `lsn`: its newest version at or below `lsn`.
     pub fn at(&self, k: u16, lsn: u64) -> Expect {
         let k = k as usize;

@@ -1804,6 +1804,10 @@ fn check_state(
                 again: &two,
             };
             check_recovered(&db, ctx.wl(), &model, how, counts)?;
+            // One state in eight: the log's runs hold exactly the recovered history.
+            if pick % 8 == 3 {
+                crate::txns::check_runs(&db, &model, rec.last, counts)?;
+            }
             Checked {
                 st,
                 prefix: v.prefix,

@@ -99,3 +99,106 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
     }
     Ok(counts)
 }
+
+/// Checks what a recovered database's log says of its runs (`Db::runs`, `Db::run_changes`)
+/// against the model `tl` of the recovered history (its last LSN `last`), named `runs`:
+///
+/// * every transaction a run lists has an LSN at most `last`, and wrote exactly what the model
+///   holds at that LSN (the last write of each key: the workload's value, or a delete) — never a
+///   transaction recovery did not keep, never part of one;
+/// * every transaction of the model from the oldest LSN the log still holds (LSN 1 when the
+///   first run is whole; else the `HistoryTrimmed` its changes start with) up to `last` is listed
+///   by some run.
+///
+/// LSNs where the model does not know the history (a generation that followed a process crash)
+/// are not judged.
+pub fn check_runs(
+    db: &ringlog_db::Db,
+    tl: &crate::model::Timeline,
+    last: u64,
+    counts: &mut Counts,
+) -> Result<(), Violation> {
+    use crate::workload::{decode_value, parse_key};
+    let fail = |what: String| Violation::new("runs", what);
+    let runs = match db.runs() {
+        Ok(r) => r,
+        // No log (an in-memory database): nothing to check.
+        Err(ringlog_db::Error::DurabilityUnavailable(_)) => return Ok(()),
+        Err(e) => return Err(fail(format!("runs() failed: {e}"))),
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut earliest = if runs.first().is_some_and(|r| r.complete) {
+        1
+    } else {
+        u64::MAX
+    };
+    for r in &runs {
+        let changes = db
+            .run_changes(r.id)
+            .map_err(|e| fail(format!("run_changes({}) failed: {e}", r.id)))?;
+        for c in changes {
+            let c = match c {
+                Ok(c) => c,
+                Err(ringlog_db::Error::HistoryTrimmed {
+                    earliest_retained, ..
+                }) => {
+                    earliest = earliest.min(earliest_retained);
+                    continue;
+                }
+                Err(e) => return Err(fail(format!("run {}: a change failed: {e}", r.id))),
+            };
+            earliest = earliest.min(c.lsn);
+            if c.lsn > last {
+                return Err(fail(format!(
+                    "run {} lists a transaction with LSN {} above the recovered last LSN {last}",
+                    r.id, c.lsn
+                )));
+            }
+            if !seen.insert(c.lsn) {
+                return Err(fail(format!("LSN {} is listed twice", c.lsn)));
+            }
+            // The last write of each key, as the model keeps versions.
+            let mut got: BTreeMap<u16, Option<(u64, u16)>> = BTreeMap::new();
+            for (k, v) in &c.writes {
+                let Some(key) = parse_key(k) else {
+                    return Err(fail(format!("LSN {}: key {k:?} is no workload key", c.lsn)));
+                };
+                let origin = match v {
+                    Some(v) => Some(decode_value(key, v).ok_or_else(|| {
+                        fail(format!(
+                            "LSN {}: the value of k{key:04} is no workload value",
+                            c.lsn
+                        ))
+                    })?),
+                    None => None,
+                };
+                got.insert(key, origin);
+            }
+            let Some(want) = tl.writes_at(c.lsn) else {
+                bump(counts, "run transactions not judged (history unknown)");
+                continue;
+            };
+            let got: Vec<(u16, Option<(u64, u16)>)> = got.into_iter().collect();
+            if got != want {
+                return Err(fail(format!(
+                    "run {} lists at LSN {} the writes {got:?}; the recovered history holds {want:?}",
+                    r.id, c.lsn
+                )));
+            }
+            bump(counts, "run transactions checked against the model");
+        }
+    }
+    for lsn in earliest.max(1)..=last {
+        if seen.contains(&lsn) {
+            continue;
+        }
+        if let Some(w) = tl.writes_at(lsn) {
+            if !w.is_empty() {
+                return Err(fail(format!(
+                    "the log's runs do not list LSN {lsn} (the recovered history holds {w:?}), though they hold the log from LSN {earliest}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}

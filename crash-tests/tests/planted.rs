@@ -956,3 +956,11 @@ fn catches_conflicts_recorded_when_commits_complete() {
     });
     assert_caught(Bug::ConflictsRecordedLate, &s, &["serializable"]);
 }
+
+#[test]
+fn catches_a_runs_reader_that_forgets_compaction() {
+    let s = with_bug(Some(Bug::RunsForgetCompaction), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::RunsForgetCompaction, &s, &["runs"]);
+}

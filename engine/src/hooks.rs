@@ -293,11 +293,14 @@ pub mod bugs {
         /// transaction validated in between misses a write committed after its snapshot (a
         /// lost update).
         ConflictsRecordedLate,
+        /// `Db::runs` and `Db::run_changes` take the oldest segment left for the log's
+        /// beginning: a run whose first transactions compaction removed is reported whole.
+        RunsForgetCompaction,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 27] = [
+        pub const ALL: [Bug; 28] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -325,6 +328,7 @@ pub mod bugs {
             Bug::GcDeletesVictimsEarly,
             Bug::GcAfterThePin,
             Bug::ConflictsRecordedLate,
+            Bug::RunsForgetCompaction,
         ];
 
         fn bit(self) -> u32 {
@@ -523,6 +527,8 @@ bug_hook! {
     gc_after_the_pin => GcAfterThePin;
     /// Whether commits record their keys for conflict detection only when they complete.
     conflicts_recorded_late => ConflictsRecordedLate;
+    /// Whether the runs' log reader ignores what compaction removed.
+    runs_forget_compaction => RunsForgetCompaction;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

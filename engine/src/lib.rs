@@ -121,6 +121,7 @@ mod open;
 mod options;
 mod publish;
 mod recovery;
+mod runs;
 mod segment;
 mod skiplist;
 mod snapshot;
@@ -150,6 +151,7 @@ pub use recovery::RecoveryStats;
 pub use ringlog_format::MAX_KEY_LEN;
 /// The I/O layer, re-exported for custom [`Vfs`] implementations.
 pub use ringlog_uring as io;
+pub use runs::{Change, KeyDiff, RunChanges, RunInfo, Write, Written};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use txn::{RetryPolicy, Txn, TxnScan};

@@ -206,6 +206,8 @@ impl Applier {
             // Value-log garbage collection's marker: the transaction that made the copies
             // before it durable. Nothing to apply.
             OpRef::Put(k, _) if k == crate::values::VALUE_GC_KEY => {}
+            // A run's label: read by `Db::runs` from the log, nothing to apply.
+            OpRef::Put(k, _) if k == crate::runs::RUN_LABEL_KEY => {}
             other => log::warn!(
                 "ignoring unknown system entry {:?} at LSN {lsn}",
                 String::from_utf8_lossy(other.key())

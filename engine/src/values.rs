@@ -36,7 +36,7 @@ pub(crate) const IN_SEGMENT: u8 = 2;
 pub(crate) const PACKED_LEN: usize = 12;
 
 /// Opens a segment file for reading only.
-fn open_to_read(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Box<dyn VFile>> {
+pub(crate) fn open_to_read(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Box<dyn VFile>> {
     vfs.open(
         path,
         OpenOptions {

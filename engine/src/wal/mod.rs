@@ -80,7 +80,7 @@ pub(crate) struct State {
     /// The end of the log known durable: every byte of segment `.0` below offset `.1` (and every
     /// earlier segment). A batch's head records it as its durable floor when the batch is closed
     /// (FORMAT.md §10.5): recovery then knows which damage a later batch proves was durable.
-    synced: (u64, u64),
+    pub(crate) synced: (u64, u64),
     /// Number of times the log thread has taken the pending batches.
     takes: u64,
     /// Group-commit gathering: after a round that carried several commits, the log thread waits
