@@ -134,6 +134,19 @@ impl Conflicts {
         (c.complete_from - 1, visible)
     }
 
+    /// [`Conflicts::begin_register`] without the log mutex, when commits record already (the
+    /// common case); `None` when they do not (the caller then takes the log mutex and begins it
+    /// there). Recording stops only under this table's mutex, so the answer holds.
+    pub(crate) fn register_if_active(&self, visible: Lsn) -> Option<(Lsn, Lsn)> {
+        let mut c = self.inner.lock();
+        if !self.active.load(Ordering::Relaxed) {
+            return None;
+        }
+        *c.live.entry(visible).or_default() += 1;
+        c.idle = 0;
+        Some((c.complete_from - 1, visible))
+    }
+
     /// Ends a registration begun by [`Conflicts::begin_register`] (which returned `bound`) with
     /// the snapshot taken (`None`: it failed, and nothing stays registered).
     pub(crate) fn end_register(&self, bound: Lsn, snapshot: Option<Lsn>, visible: Lsn) {

@@ -511,12 +511,13 @@ impl RetryPolicy {
 fn register(db: &Db) -> Result<Snapshot> {
     let shared = db.shared();
     db.check_open()?;
-    let (need, bound) = {
+    let fast = shared.conflicts.register_if_active(shared.visible.get());
+    let (need, bound) = fast.unwrap_or_else(|| {
         let st = shared.state.lock();
         shared
             .conflicts
             .begin_register(st.next_lsn, shared.visible.get(), shared.visible.skipped())
-    };
+    });
     let snap = shared.wait_visible_or_err(need).map(|()| db.snapshot());
     let snap_lsn = snap.as_ref().ok().map(Snapshot::lsn);
     debug_assert!(snap_lsn.is_none_or(|s| s >= need));
