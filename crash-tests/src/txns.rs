@@ -194,8 +194,22 @@ pub fn check_runs(
         }
         if let Some(w) = tl.writes_at(lsn) {
             if !w.is_empty() {
+                let listed: Vec<String> = runs
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "run {} LSNs {}..={} ({} commits{})",
+                            r.id,
+                            r.first_lsn,
+                            r.last_lsn,
+                            r.commits,
+                            if r.complete { "" } else { ", trimmed" }
+                        )
+                    })
+                    .collect();
                 return Err(fail(format!(
-                    "the log's runs do not list LSN {lsn} (the recovered history holds {w:?}), though they hold the log from LSN {earliest}"
+                    "the log's runs do not list LSN {lsn} (the recovered history holds {w:?}), though they hold the log from LSN {earliest}; runs: {}",
+                    listed.join("; ")
                 )));
             }
         }

@@ -3,7 +3,8 @@
 //! label a run may give itself ([`Db::label_run`], a system entry of the log).
 //!
 //! These read the log's segments as they are on disk (after a sync), from the oldest segment of
-//! the unbroken sequence ending at the active one, applying the rules recovery applies: a
+//! the unbroken sequence ending at the active one (never below the first segment the MANIFEST
+//! needs), applying the rules recovery applies: a
 //! segment ends where its successor's header says (the active one at the durable end), a
 //! transaction counts once its commit record (or its single autocommit record) is there with
 //! every operation, and relocated value copies are not transactions. Compaction removes old
@@ -309,7 +310,7 @@ impl Db {
         self.sync()?;
         // No checkpoint (and so no compaction) runs meanwhile; lock order: MANIFEST, then the
         // log mutex.
-        let _manifest = ckpt.manifest.lock();
+        let manifest = ckpt.manifest.lock();
         let (active, end) = shared.state.lock().synced;
         let vfs = &*ckpt.vfs;
         let dir = &ckpt.dir;
@@ -319,7 +320,10 @@ impl Db {
         let mut ids: Vec<u64> = names
             .iter()
             .filter_map(|n| parse_segment_name(n))
-            .filter(|&id| id <= active)
+            // Segments below the first one the MANIFEST needs are no part of the log (their
+            // transactions are in the checkpoint; they stay only for values on disk, or until
+            // compaction may delete them).
+            .filter(|&id| id >= manifest.first_segment && id <= active)
             .collect();
         ids.sort_unstable();
         // The unbroken sequence ending at the active segment.
