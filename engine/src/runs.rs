@@ -267,16 +267,35 @@ impl Db {
     ///
     /// As [`Db::runs`]; [`Error::HistoryTrimmed`] when compaction removed part of either run.
     pub fn diff_runs(&self, a: u64, b: u64) -> Result<Vec<KeyDiff>> {
-        let last = |run: u64| -> Result<BTreeMap<Box<[u8]>, Written>> {
-            let mut m = BTreeMap::new();
-            for c in self.run_changes(run)? {
-                for (k, v) in c?.writes {
-                    m.insert(k, v.map_or(Written::Deleted, Written::Put));
+        // One pass over the log: the last write of each key by each run.
+        let mut last: [BTreeMap<Box<[u8]>, Written>; 2] = [BTreeMap::new(), BTreeMap::new()];
+        let scanned = self.scan_log(|t| {
+            for (side, run) in [a, b].into_iter().enumerate() {
+                if t.run == run {
+                    for &(k, v) in &t.writes {
+                        let w = v.map_or(Written::Deleted, |v| Written::Put(v.into()));
+                        match last[side].get_mut(k) {
+                            Some(slot) => *slot = w,
+                            None => {
+                                last[side].insert(k.into(), w);
+                            }
+                        }
+                    }
                 }
             }
-            Ok(m)
-        };
-        let (ma, mut mb) = (last(a)?, last(b)?);
+        })?;
+        // Both runs wholly in the log: neither is the first one of a log whose beginning went,
+        // nor older than it.
+        if scanned.base_lsn > 0 {
+            let first = scanned.first_run.unwrap_or_else(|| self.run_id());
+            if a <= first || b <= first {
+                return Err(Error::HistoryTrimmed {
+                    requested: scanned.base_lsn,
+                    earliest_retained: scanned.base_lsn + 1,
+                });
+            }
+        }
+        let [ma, mut mb] = last;
         let mut out = Vec::new();
         for (k, wa) in ma {
             let wb = mb.remove(&k).unwrap_or(Written::Nothing);
@@ -295,7 +314,7 @@ impl Db {
                 b: wb,
             });
         }
-        out.sort_by(|x, y| x.key.cmp(&y.key));
+        out.sort_unstable_by(|x, y| x.key.cmp(&y.key));
         Ok(out)
     }
 
