@@ -91,6 +91,20 @@ before the timed phase in transactions of 1,000):
                       per-operation time over the puts' (issue 15's target: at most 1.3x for
                       the get + put transactions) in the notes. --ops and --duration bound the
                       contended phase; the four measured rounds get as much again
+  runs                (not in core; ringlog only: its log of runs) four runs built, each an
+                      open, Db::label_run(run-i), --ops/4 transactions of 4 random puts over
+                      --keys keys, a close; background checkpoints off and no close-time
+                      checkpoint, so the log keeps every run. Reopened; then Db::runs(),
+                      Db::run_changes of the middle run (run-2) iterated to its end, and
+                      Db::diff_runs(run-0, run-3), each timed cold (the files dropped from the
+                      page cache first) and warm, against a sequential read of the log's
+                      segment files (the floor), cold and warm. ops/s are the log's
+                      transactions listed per second by the cold Db::runs(), its time over the
+                      floor's in the p50x column; the others, MB/s and transactions/s in the
+                      notes. Checked: the four runs with their labels and commit counts, the
+                      middle run's transactions and the last write of each of its keys byte for
+                      byte, every key of the diff (else the run fails). --duration bounds each
+                      run's writes (a quarter each). Buffered unless --durability says otherwise
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev); and
 read-modify-write for rmw (ycsbf is YCSB F, not rmw).
@@ -120,9 +134,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw; `core`
-    /// (default: all but history, ckptwrite, coldread, rmw and YCSB), `ycsb` (A-F) or `all` (see
-    /// Workloads below)
+    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw runs; `core`
+    /// (default: all but history, ckptwrite, coldread, rmw, runs and YCSB), `ycsb` (A-F) or `all`
+    /// (see Workloads below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -327,11 +341,14 @@ pub enum Workload {
     /// Read-modify-write transactions (ringlog's `Db::transact`): contended counters, checked
     /// for lost updates, and uncontended transactions against plain puts.
     Rmw,
+    /// The log's runs (ringlog's `Db::runs`, `run_changes`, `diff_runs`) over a log of four runs,
+    /// cold and warm, against a sequential read of the segment files.
+    Runs,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 20] = [
+    pub const ALL: [Workload; 21] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -352,8 +369,9 @@ impl Workload {
         Workload::YcsbE,
         Workload::YcsbF,
         Workload::Rmw,
+        Workload::Runs,
     ];
-    /// The default set: every workload but history, ckptwrite, coldread, rmw and YCSB.
+    /// The default set: every workload but history, ckptwrite, coldread, rmw, runs and YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -399,6 +417,7 @@ impl Workload {
             Workload::YcsbE => "ycsbe",
             Workload::YcsbF => "ycsbf",
             Workload::Rmw => "rmw",
+            Workload::Runs => "runs",
         }
     }
 
@@ -431,6 +450,7 @@ impl Workload {
                 | Workload::History
                 | Workload::ColdRead
                 | Workload::Rmw
+                | Workload::Runs
         )
     }
 
@@ -438,7 +458,7 @@ impl Workload {
     pub fn buffered_by_default(self) -> bool {
         matches!(
             self,
-            Workload::History | Workload::CkptWrite | Workload::ColdRead
+            Workload::History | Workload::CkptWrite | Workload::ColdRead | Workload::Runs
         )
     }
 
@@ -446,7 +466,7 @@ impl Workload {
     pub fn single_threaded(self) -> bool {
         matches!(
             self,
-            Workload::Recover | Workload::History | Workload::ColdRead
+            Workload::Recover | Workload::History | Workload::ColdRead | Workload::Runs
         )
     }
 
@@ -454,7 +474,11 @@ impl Workload {
     pub fn needs_disk(self) -> bool {
         matches!(
             self,
-            Workload::Recover | Workload::History | Workload::CkptWrite | Workload::ColdRead
+            Workload::Recover
+                | Workload::History
+                | Workload::CkptWrite
+                | Workload::ColdRead
+                | Workload::Runs
         )
     }
 }
@@ -477,6 +501,7 @@ impl FromStr for Workload {
             "checkpointwrite" | "ckptwrites" => "ckptwrite".to_string(),
             "coldreads" | "coldget" | "coldgets" => "coldread".to_string(),
             "readmodifywrite" | "rmwtxn" => "rmw".to_string(),
+            "run" | "diffruns" | "rundiff" | "runchanges" => "runs".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -1103,6 +1128,32 @@ mod tests {
     }
 
     #[test]
+    fn runs_options() {
+        // Not in core, in all; ringlog's log of runs: on disk, Buffered by default, one thread.
+        assert!(!run(&[]).unwrap().workloads.contains(&Workload::Runs));
+        assert!(!run(&["--workload", "core"])
+            .unwrap()
+            .workloads
+            .contains(&Workload::Runs));
+        let all = run(&["--workload", "all"]).unwrap().workloads;
+        assert_eq!(all.len(), 21);
+        assert_eq!(all.last(), Some(&Workload::Runs));
+        for name in ["runs", "RUNS", "run", "diff-runs", "run_changes"] {
+            assert_eq!(
+                run(&["--workload", name]).unwrap().workloads,
+                [Workload::Runs],
+                "{name}"
+            );
+        }
+        assert_eq!(Workload::Runs.name(), "runs");
+        assert!(!Workload::Runs.is_write_only());
+        assert!(!Workload::Runs.preloads());
+        assert!(Workload::Runs.single_threaded());
+        assert!(Workload::Runs.needs_disk());
+        assert!(Workload::Runs.buffered_by_default());
+    }
+
+    #[test]
     fn cpu_load() {
         assert_eq!(run(&[]).unwrap().cpu_load, 0);
         assert_eq!(run(&["--cpu-load", "2"]).unwrap().cpu_load, 2);
@@ -1187,6 +1238,7 @@ mod tests {
             "rmw",
             "--hot-keys",
             "max_attempts(1000)",
+            "Db::run_changes",
             "With no arguments",
             "1-1024",
             "readwhilewriting",

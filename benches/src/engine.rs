@@ -315,7 +315,8 @@ pub trait Engine: Send + Sync {
         Ok(None)
     }
     /// The ringlog database itself, for the workloads that use its own API (`rmw`: optimistic
-    /// transactions through `Db::transact`); `None` for every other engine.
+    /// transactions through `Db::transact`; `runs`: `Db::runs`, `run_changes`, `diff_runs`);
+    /// `None` for every other engine.
     fn ringlog_db(&self) -> Option<&ringlog_db::Db> {
         None
     }
@@ -354,6 +355,12 @@ pub trait EngineKind: Sync {
     /// True when its engines hand out ringlog's optimistic transactions
     /// ([`Engine::ringlog_db`]): the `rmw` workload runs on those only.
     fn has_transactions(&self) -> bool {
+        false
+    }
+    /// True when its engines keep a log of their runs, each open of the database
+    /// ([`Engine::ringlog_db`]: `Db::runs`, `run_changes`, `diff_runs`): the `runs` workload runs
+    /// on those only.
+    fn has_runs(&self) -> bool {
         false
     }
     /// Opens (creating) the engine in the empty or previously used directory `dir`.

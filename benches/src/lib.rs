@@ -250,6 +250,17 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     );
                     continue;
                 }
+                if workload == Workload::Runs && !kind.is_raw() && !kind.has_runs() {
+                    push_unique(
+                        &mut notes,
+                        format!(
+                            "{}: cannot run runs (ringlog only: its log of runs, Db::runs, \
+                             run_changes, diff_runs)",
+                            kind.name()
+                        ),
+                    );
+                    continue;
+                }
                 if !kind.supports(workload) {
                     let n = if kind.is_raw() {
                         "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \
@@ -325,7 +336,7 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                             },
                         ));
                     }
-                    let floor = res.cold_read.as_ref().and_then(|c| c.floor()).or_else(|| {
+                    let floor = own_floor(&res).or_else(|| {
                         (mode == Mode::Strict)
                             .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
                             .flatten()
@@ -374,7 +385,7 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         }
     }
     let floor_of = |r: &RunResult| {
-        r.cold_read.as_ref().and_then(|c| c.floor()).or_else(|| {
+        own_floor(r).or_else(|| {
             (r.mode == Mode::Strict)
                 .then(|| floors.iter().find(|f| f.0 == r.workload).map(|f| f.1))
                 .flatten()
@@ -412,6 +423,15 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         w(out, "ringlog-bench: FAILED (see the notes above)");
     }
     Ok(all_ok)
+}
+
+/// The floor a row measured in its own run (coldread: its pread loop; runs: the sequential read
+/// of the segment files), if any.
+fn own_floor(r: &RunResult) -> Option<Floor> {
+    r.cold_read
+        .as_ref()
+        .and_then(|c| c.floor())
+        .or_else(|| r.runs.as_ref().and_then(|x| x.floor()))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {

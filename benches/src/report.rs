@@ -178,6 +178,15 @@ rmw (ringlog only): ops/s are read-modify-write transactions committed by --thre
   thread over --keys other keys alternating plain puts, get + put transactions, write-only
   transactions and plain get + put (4 rounds, after an untimed one); their rates and per-operation time ÷ the puts' in
   the notes (issue 15's target: get + put transaction ≤ 1.3× a put)
+runs (ringlog only): a log of four runs (each an open, Db::label_run, --ops/4 transactions of 4
+  random puts, a close; no checkpoint, so the log keeps them all), reopened; ops/s are the log's
+  transactions listed per second by Db::runs() after dropping the files from the page cache,
+  latency that call; ×floor and p50× compare it with a sequential read of the segment files in
+  1 MiB reads, cold, in the same run (p50×: runs() time ÷ the read's). In the notes, cold and
+  warm: the floor, Db::runs(), Db::run_changes of the middle run iterated to its end and
+  Db::diff_runs of the first and last runs, each as ms, MB/s and transactions/s of the log, the
+  device's reads, and ÷ floor; check: the runs, the middle run's keys and the diff's keys
+  compared byte for byte with what was written (a mismatch fails the run), plus a sample read
 ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
   with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
   phases with it, the p99 without and the ratio in the notes
@@ -510,6 +519,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
             r.cold_read.as_ref().map_or(Value::Null, cold_read_json),
         ),
         ("rmw", r.rmw.as_ref().map_or(Value::Null, rmw_json)),
+        ("runs", r.runs.as_ref().map_or(Value::Null, runs_json)),
         (
             "verified",
             match &r.verified {
@@ -722,6 +732,75 @@ fn rmw_json(m: &crate::runner::RmwOut) -> Value {
                 .map_or(Value::Null, |s| Value::Bool(s == m.committed)),
         ),
         ("uncontended", uncontended),
+    ])
+}
+
+fn runs_json(o: &crate::runner::RunsOut) -> Value {
+    use crate::runner::{RunsCall, RunsOut};
+    let call = |c: &RunsCall, floor: &RunsCall| {
+        obj(vec![
+            ("ms", num(c.time.as_secs_f64() * 1e3)),
+            ("mb_per_sec", num(o.mb_per_sec(c))),
+            ("txns_per_sec", num(o.txns_per_sec(c))),
+            ("per_floor", onum(RunsOut::ratio(c, floor))),
+            ("cpu_seconds", num(c.cpu.as_secs_f64())),
+            (
+                "device_read_bytes",
+                onum(c.device.map(|d| d.read_bytes as f64)),
+            ),
+            (
+                "device_read_requests",
+                onum(c.device.map(|d| d.reads as f64)),
+            ),
+        ])
+    };
+    let both = |x: &crate::runner::RunsColdWarm| {
+        obj(vec![
+            ("cold", call(&x.cold, &o.floor.cold)),
+            ("warm", call(&x.warm, &o.floor.warm)),
+        ])
+    };
+    let listed: Vec<Value> = o
+        .listed
+        .iter()
+        .map(|r| {
+            obj(vec![
+                ("id", num(r.id as f64)),
+                ("label", r.label.clone().map_or(Value::Null, Value::String)),
+                ("commits", num(r.commits as f64)),
+                ("first_lsn", num(r.first_lsn as f64)),
+                ("last_lsn", num(r.last_lsn as f64)),
+                ("complete", Value::Bool(r.complete)),
+            ])
+        })
+        .collect();
+    obj(vec![
+        ("runs", num(o.runs as f64)),
+        ("puts_per_txn", num(o.puts_per_txn as f64)),
+        ("keys", num(o.keys as f64)),
+        (
+            "txns_per_run",
+            Value::Array(o.txns.iter().map(|&t| num(t as f64)).collect()),
+        ),
+        ("build_seconds", num(o.build.as_secs_f64())),
+        ("reopen_ms", num(o.reopen.as_secs_f64() * 1e3)),
+        ("segments", num(o.segments as f64)),
+        ("log_bytes", num(o.log_bytes as f64)),
+        ("log_txns", num(o.log_txns as f64)),
+        ("cold", Value::Bool(o.cold)),
+        ("floor", both(&o.floor)),
+        ("list", both(&o.list)),
+        ("run_changes", both(&o.changes)),
+        ("run_changes_run", num(o.middle as f64)),
+        ("run_changes_yielded", num(o.changes_yielded as f64)),
+        ("run_changes_keys", num(o.changes_keys as f64)),
+        (
+            "run_changes_rss_growth_bytes",
+            onum(o.changes_rss.map(|b| b as f64)),
+        ),
+        ("diff_runs", both(&o.diff)),
+        ("diff_keys", num(o.diff_keys as f64)),
+        ("listed", Value::Array(listed)),
     ])
 }
 

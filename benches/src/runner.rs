@@ -17,6 +17,7 @@ mod coldread;
 mod history;
 mod readers;
 mod rmw;
+mod runs;
 
 pub use coldread::{ColdReadOut, Phase as ColdReadPhase, PreadFiles, BATCH};
 pub use history::{ColdOpen, HistoryOut};
@@ -24,6 +25,9 @@ pub use rmw::{
     ratio as rmw_ratio, verdict as rmw_verdict, Phase as RmwPhase, RmwOut, Uncontended,
     Variant as RmwVariant, MAX_ATTEMPTS as RMW_MAX_ATTEMPTS, ROUNDS as RMW_ROUNDS,
     TARGET as RMW_TARGET,
+};
+pub use runs::{
+    Call as RunsCall, ColdWarm as RunsColdWarm, RunsOut, PUTS_PER_TXN as RUNS_PUTS_PER_TXN, RUNS,
 };
 
 use readers::{SnapShared, WriterOut};
@@ -113,6 +117,8 @@ pub struct RunResult {
     /// rmw: the contended transactions' conflicts and retries, the lost-update check, and the
     /// uncontended phases.
     pub rmw: Option<RmwOut>,
+    /// runs: `Db::runs`, `run_changes` and `diff_runs`, cold and warm, against their floor.
+    pub runs: Option<RunsOut>,
 }
 
 impl RunResult {
@@ -468,6 +474,7 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
             | Workload::CkptWrite
             | Workload::ColdRead
             | Workload::Rmw
+            | Workload::Runs
             | Workload::Scan
             | Workload::ScanRev
             | Workload::Snapshot => {
@@ -723,6 +730,7 @@ pub fn run_one(
         ckpt_write: None,
         cold_read: None,
         rmw: None,
+        runs: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
@@ -734,6 +742,8 @@ pub fn run_one(
         rmw::run_rmw(
             kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,
         )?;
+    } else if workload == Workload::Runs {
+        runs::run_runs(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if workload == Workload::CkptWrite {
         history::run_ckptwrite(
             kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,

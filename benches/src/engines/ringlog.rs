@@ -88,6 +88,10 @@ impl EngineKind for RinglogKind {
         true
     }
 
+    fn has_runs(&self) -> bool {
+        true
+    }
+
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
         let db = if mode == Mode::InMemory {
             // No directory: nothing is ever written.
