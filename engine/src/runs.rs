@@ -4,11 +4,13 @@
 //!
 //! These read the log's segments as they are on disk (after a sync), from the oldest segment of
 //! the unbroken sequence ending at the active one (never below the first segment the MANIFEST
-//! needs), applying the rules recovery applies: a
-//! segment ends where its successor's header says (the active one at the durable end), a
-//! transaction counts once its commit record (or its single autocommit record) is there with
-//! every operation, and relocated value copies are not transactions. Compaction removes old
-//! segments: what they held is reported as trimmed, never skipped silently.
+//! needs), applying the rules recovery applies: a segment ends where its successor's header says
+//! (the active one at the durable end), a transaction counts once its commit record (or its
+//! single autocommit record) is there with every operation, and relocated value copies are not
+//! transactions. A checkpoint moves the first needed segment past the log it covers (and
+//! compaction then removes those segments): what lies below is reported as trimmed, never
+//! skipped silently. Each call holds the MANIFEST lock while it reads (checkpoints and the close
+//! wait for it), and holds what it returns in memory: a run's changes, or both runs' last writes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -47,8 +49,9 @@ pub struct RunInfo {
     pub first_commit_ns: u64,
     /// Commit time of its last transaction, ns since the Unix epoch.
     pub last_commit_ns: u64,
-    /// Whether the log holds the run from its beginning: false when compaction removed the
-    /// segments before the oldest one left and the run may have written there.
+    /// Whether the log holds the run from its beginning: false when a checkpoint moved the log's
+    /// start past earlier transactions (compaction then removes them) and the run may have
+    /// written there.
     pub complete: bool,
 }
 
@@ -354,13 +357,29 @@ impl Db {
         let path = |id: u64| -> PathBuf { dir.join(segment_file_name(id)) };
         let mut headers = Vec::with_capacity(ids.len());
         for &id in ids {
-            headers.push(header(vfs, &path(id))?);
+            let h = header(vfs, &path(id))?;
+            if h.segment_id != id || h.epoch != manifest.epoch {
+                return Err(Error::Corruption {
+                    file: path(id),
+                    offset: 0,
+                    reason: format!(
+                        "the header names segment {} of epoch {}, not segment {id} of epoch {}",
+                        h.segment_id, h.epoch, manifest.epoch
+                    ),
+                });
+            }
+            headers.push(h);
         }
+        // The LSN logged last before the oldest segment read; with none (a checkpoint moved the
+        // first needed segment to one the next commit creates), the checkpoint's: all of it is
+        // in the checkpoint, none in the log.
+        let base_lsn = match headers.first() {
+            _ if crate::hooks::runs_forget_compaction() => 0,
+            Some(h) => h.base_lsn,
+            None => manifest.checkpoint_lsn,
+        };
         let mut scanned = Scanned {
-            base_lsn: headers
-                .first()
-                .filter(|_| !crate::hooks::runs_forget_compaction())
-                .map_or(0, |h| h.base_lsn),
+            base_lsn,
             first_run: None,
         };
         let mut last_lsn = 0;
@@ -506,21 +525,25 @@ fn scan_segment<'a>(
                     }
                 }
             }
-            RecordKind::CommitTxn => {
-                if let Some(t) = open.take() {
-                    // Every operation there: never a partial transaction.
-                    if t.txn_id == rec.txn_id && t.lsn == rec.lsn && t.ops == rec.marker {
-                        done = Some(LogTxn {
-                            run,
-                            lsn: t.lsn,
-                            commit_ns,
-                            writes: t.writes,
-                            label: t.label,
-                        });
-                    }
+            // A commit or abort of another transaction than the open one is an orphan (as
+            // recovery counts it): the open one stays open.
+            RecordKind::CommitTxn | RecordKind::AbortTxn
+                if open
+                    .as_ref()
+                    .is_some_and(|t| t.txn_id == rec.txn_id && t.lsn == rec.lsn) =>
+            {
+                let t = open.take().expect("matched");
+                // Every operation there: never a partial transaction.
+                if rec.kind == RecordKind::CommitTxn && t.ops == rec.marker {
+                    done = Some(LogTxn {
+                        run,
+                        lsn: t.lsn,
+                        commit_ns,
+                        writes: t.writes,
+                        label: t.label,
+                    });
                 }
             }
-            RecordKind::AbortTxn => open = None,
             _ => {}
         }
         if let Some(t) = done {

@@ -93,9 +93,11 @@ fn contains(r: &KeyRange, key: &[u8]) -> bool {
 /// serializable in LSN order for everything they read through tracked reads (no lost update, no
 /// write skew, no phantom). [`Txn::get_untracked`] reads at the snapshot without tracking, like
 /// RocksDB's `Get` beside `GetForUpdate`. A transaction that only writes never conflicts; one that
-/// only reads never writes (its commit succeeds and writes nothing). Nothing is locked while a
-/// transaction lives: the only cost to others is that commits record their keys while a tracked
-/// transaction is live ([`crate::Options::conflict_history_bytes`] bounds that history; a
+/// only reads never writes (its commit succeeds, writes nothing and returns its snapshot's LSN).
+/// Nothing is locked while a transaction lives. What it costs others: commits record their keys
+/// (under the log mutex) while tracked transactions are live, and a transaction's validation runs
+/// under the log mutex, in time proportional to the keys it read plus the recorded writes in the
+/// ranges it scanned ([`crate::Options::conflict_history_bytes`] bounds that history; a
 /// transaction older than it gets [`Error::TransactionTooOld`]).
 ///
 /// Dropping it without committing discards its writes. [`Db::transact`] runs a closure in a
@@ -299,8 +301,8 @@ impl<'db> Txn<'db> {
     ///
     /// What counts as written after `after`: a key of the range whose current value (at the
     /// snapshot) has an LSN above `after`, and any put or delete of a key of the range committed
-    /// after the snapshot. A key put *and* deleted between `after` and the snapshot leaves no
-    /// version to see and is not counted (an event store, which only appends, never meets it).
+    /// after the snapshot. A key deleted between `after` and the snapshot leaves no live version
+    /// to see and is not counted (an event store, which only appends, never meets it).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
@@ -369,7 +371,8 @@ impl<'db> Txn<'db> {
     }
 
     /// Commits with the database's durability and returns the transaction's LSN. A transaction
-    /// that wrote nothing writes nothing, is not validated, and returns the current last LSN.
+    /// that wrote nothing writes nothing and is not validated: it returns its snapshot's LSN (the
+    /// state it read), or the current last LSN if it read nothing.
     ///
     /// # Errors
     ///
@@ -398,7 +401,7 @@ impl<'db> Txn<'db> {
     fn commit_inner(self, durability: Option<Durability>) -> Result<Lsn> {
         if self.ops.is_empty() {
             self.db.check_open()?;
-            return Ok(self.db.last_lsn());
+            return Ok(self.snapshot_lsn().unwrap_or_else(|| self.db.last_lsn()));
         }
         let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();
         let Some(r) = &self.reads else {

@@ -229,3 +229,41 @@ fn an_in_memory_database_has_no_log_of_runs() {
         Err(Error::DurabilityUnavailable(_))
     ));
 }
+
+/// Right after a checkpoint, before the next commit creates the segment it made the log's
+/// first, no segment of the log is left: the runs before are trimmed, not empty.
+#[test]
+fn right_after_a_checkpoint_the_runs_before_it_are_trimmed() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::BUFFERED).checkpoint_on_close(false);
+        let db = open(dir.path(), o.clone());
+        let a = db.run_id();
+        db.put(b"k", b"1").unwrap();
+        db.close().unwrap();
+        let db = open(dir.path(), o);
+        let b = db.run_id();
+        let l = db.put(b"k", b"2").unwrap();
+        let info = db.checkpoint().unwrap();
+        assert_eq!(info.lsn, l);
+        assert!(db.runs().unwrap().is_empty());
+        assert!(matches!(
+            db.run_changes(a),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        match db.diff_runs(a, b) {
+            Err(Error::HistoryTrimmed {
+                requested,
+                earliest_retained,
+            }) => assert_eq!((requested, earliest_retained), (l, l + 1)),
+            other => panic!("expected HistoryTrimmed, got {other:?}"),
+        }
+        let m = db.put(b"k", b"3").unwrap();
+        let got = changes(&db, b);
+        assert!(matches!(got[0], Err(Error::HistoryTrimmed { .. })));
+        assert_eq!(
+            as_txns(&got).iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![m]
+        );
+    });
+}
