@@ -18,7 +18,24 @@ enum Op {
     Delete(Box<[u8]>),
 }
 
+/// Writes past which a transaction that reads keeps an index of its own writes by key.
+const INDEX_AT: usize = 16;
+
 impl Op {
+    fn key(&self) -> &[u8] {
+        match self {
+            Op::Put(k, _) | Op::Delete(k) => k,
+        }
+    }
+
+    /// What the write leaves the key as: the value, or `None` for a delete.
+    fn value(&self) -> Option<&[u8]> {
+        match self {
+            Op::Put(_, v) => Some(v),
+            Op::Delete(_) => None,
+        }
+    }
+
     fn as_ref(&self) -> OpRef<'_> {
         match self {
             Op::Put(k, v) => OpRef::Put(k, v),
@@ -124,6 +141,9 @@ pub struct Txn<'db> {
     ops: Vec<Op>,
     bytes: usize,
     reads: Option<Reads>,
+    /// Key → index in `ops` of its last write: built when a transaction with more than
+    /// [`INDEX_AT`] writes reads, then kept up to date (reads of its own writes stay O(log n)).
+    last: Option<BTreeMap<Box<[u8]>, usize>>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -143,6 +163,7 @@ impl<'db> Txn<'db> {
             ops: Vec::new(),
             bytes: 0,
             reads: None,
+            last: None,
         }
     }
 
@@ -164,6 +185,9 @@ impl<'db> Txn<'db> {
             });
         }
         self.bytes += len;
+        if let Some(m) = &mut self.last {
+            m.insert(op.key().into(), self.ops.len());
+        }
         self.ops.push(op);
         Ok(())
     }
@@ -187,13 +211,25 @@ impl<'db> Txn<'db> {
         self.add(Op::Delete(key.into()))
     }
 
+    /// The index of the transaction's own writes by key, once it is large enough to need one.
+    fn index(&mut self) {
+        if self.last.is_none() && self.ops.len() > INDEX_AT {
+            let mut m = BTreeMap::new();
+            for (i, op) in self.ops.iter().enumerate() {
+                m.insert(op.key().into(), i);
+            }
+            self.last = Some(m);
+        }
+    }
+
     /// The transaction's own latest write of `key`: `Some(None)` for a delete.
-    fn own(&self, key: &[u8]) -> Option<Option<Value>> {
-        self.ops.iter().rev().find_map(|op| match op {
-            Op::Put(k, v) if &**k == key => Some(Some(Value::new(Arc::from(&**v), 0))),
-            Op::Delete(k) if &**k == key => Some(None),
-            _ => None,
-        })
+    fn own(&mut self, key: &[u8]) -> Option<Option<Value>> {
+        self.index();
+        let op = match &self.last {
+            Some(m) => m.get(key).map(|&i| &self.ops[i]),
+            None => self.ops.iter().rev().find(|op| op.key() == key),
+        }?;
+        Some(op.value().map(|v| Value::new(Arc::from(v), 0)))
     }
 
     /// The snapshot, taken (and registered for validation) at the first read.
@@ -268,18 +304,22 @@ impl<'db> Txn<'db> {
     }
 
     fn scan(&mut self, range: KeyRange) -> Result<TxnScan> {
-        let mut own: BTreeMap<Box<[u8]>, Option<Box<[u8]>>> = BTreeMap::new();
-        for op in &self.ops {
-            match op {
-                Op::Put(k, v) if contains(&range, k) => {
-                    own.insert(k.clone(), Some(v.clone()));
+        self.index();
+        let own: OwnWrites = match &self.last {
+            // The index's range: only the writes in it.
+            Some(m) if valid_range(&(borrowed(&range.0), borrowed(&range.1))) => m
+                .range::<[u8], _>((borrowed(&range.0), borrowed(&range.1)))
+                .map(|(k, &i)| (k.clone(), self.ops[i].value().map(Box::from)))
+                .collect(),
+            Some(_) => OwnWrites::new(),
+            None => {
+                let mut m: BTreeMap<Box<[u8]>, Option<Box<[u8]>>> = BTreeMap::new();
+                for op in self.ops.iter().filter(|op| contains(&range, op.key())) {
+                    m.insert(op.key().into(), op.value().map(Box::from));
                 }
-                Op::Delete(k) if contains(&range, k) => {
-                    own.insert(k.clone(), None);
-                }
-                _ => {}
+                m.into_iter().collect()
             }
-        }
+        };
         let r = self.reads()?;
         let s = r.snap.lsn();
         let inner = r.snap.scan(borrowed(&range.0), borrowed(&range.1))?;
@@ -288,7 +328,7 @@ impl<'db> Txn<'db> {
             inner,
             front: None,
             back: None,
-            own: own.into_iter().collect(),
+            own,
             done: false,
         })
     }

@@ -506,8 +506,9 @@ fn the_first_transaction_after_a_crash_does_not_wait_for_skipped_lsns() {
     });
 }
 
-/// A transaction's scans, forward, reverse and from both ends at once, equal the snapshot's
-/// entries overlaid with the transaction's own writes (a model), over random states and ranges.
+/// A transaction's reads and scans — forward, reverse and from both ends at once — equal the
+/// snapshot's entries overlaid with the transaction's own writes (a model), over random states,
+/// ranges and numbers of writes (with and without the index of its own writes).
 #[test]
 fn transaction_scans_merge_own_writes_from_both_ends() {
     use std::collections::BTreeMap;
@@ -526,7 +527,8 @@ fn transaction_scans_merge_own_writes_from_both_ends() {
         tx.get(b"k00").unwrap();
         // Writes after the snapshot by others are not seen.
         db.put(&key(rng.below(40)), b"later").unwrap();
-        for _ in 0..rng.below(20) {
+        // Up to 60 writes: past 16 the transaction indexes its own writes by key.
+        for _ in 0..rng.below(60) {
             let k = key(rng.below(40));
             if rng.below(3) == 0 {
                 tx.delete(&k).unwrap();
@@ -536,6 +538,13 @@ fn transaction_scans_merge_own_writes_from_both_ends() {
                 tx.put(&k, &v).unwrap();
                 model.insert(k, v);
             }
+        }
+        for k in 0..40 {
+            let got = tx
+                .get_untracked(&key(k))
+                .unwrap()
+                .map(|v| v.as_bytes().to_vec());
+            assert_eq!(got.as_ref(), model.get(&key(k)), "seed {seed}: get k{k:02}");
         }
         let (lo, hi) = (key(rng.below(40)), key(rng.below(41)));
         let want: Vec<(Vec<u8>, Vec<u8>)> = if lo <= hi {

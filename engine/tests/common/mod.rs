@@ -75,16 +75,26 @@ pub fn buffered_forever(max_pending: usize) -> Durability {
 }
 
 /// What a crash would leave of the database in `dir` now (its files as they are, the page
-/// cache included), copied to a new temporary directory, without the `LOCK` file.
+/// cache included), copied to a new temporary directory, without the `LOCK` file. A file that
+/// vanishes while it is copied (the log thread renaming a segment it prepared) starts the copy
+/// over, so that the copy holds one listing of the directory.
 pub fn crash_copy(dir: &Path) -> tempfile::TempDir {
-    let crashed = tempdir();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+    'again: for _ in 0..100 {
+        let crashed = tempdir();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() == "LOCK" {
+                continue;
+            }
+            match std::fs::copy(e.path(), crashed.path().join(e.file_name())) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue 'again,
+                Err(err) => panic!("copying {}: {err}", e.path().display()),
+            }
         }
+        return crashed;
     }
-    crashed
+    panic!("{} kept changing while it was copied", dir.display())
 }
 
 /// A fresh temporary directory.
