@@ -124,12 +124,7 @@ pub struct RunResult {
 impl RunResult {
     /// Operations per second.
     pub fn ops_per_sec(&self) -> f64 {
-        let s = self.elapsed.as_secs_f64();
-        if s > 0.0 {
-            self.ops as f64 / s
-        } else {
-            0.0
-        }
+        per_sec(self.ops, self.elapsed)
     }
 
     /// Index overhead per key-version (bytes beyond the keys and values), from the engine.
@@ -264,6 +259,16 @@ fn partition_len(keys: u64, threads: usize, t: usize) -> u64 {
         0
     } else {
         (keys - t).div_ceil(n)
+    }
+}
+
+/// `n` per second of `d` (0 for no time).
+pub fn per_sec(n: u64, d: Duration) -> f64 {
+    let s = d.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
     }
 }
 

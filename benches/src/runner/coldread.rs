@@ -50,22 +50,12 @@ pub struct Phase {
 impl Phase {
     /// Keys (or preads) per second of timed units.
     pub fn reads_per_sec(&self) -> f64 {
-        let s = self.busy.as_secs_f64();
-        if s > 0.0 {
-            self.reads as f64 / s
-        } else {
-            0.0
-        }
+        super::per_sec(self.reads, self.busy)
     }
 
     /// Units per second of timed units.
     pub fn units_per_sec(&self) -> f64 {
-        let s = self.busy.as_secs_f64();
-        if s > 0.0 {
-            self.hist.count() as f64 / s
-        } else {
-            0.0
-        }
+        super::per_sec(self.hist.count(), self.busy)
     }
 
     fn time(&mut self, started: Instant, reads: u64) {

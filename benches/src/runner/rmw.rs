@@ -102,12 +102,7 @@ pub struct Phase {
 impl Phase {
     /// Operations per second of its phases.
     pub fn ops_per_sec(&self) -> f64 {
-        let s = self.busy.as_secs_f64();
-        if s > 0.0 {
-            self.ops as f64 / s
-        } else {
-            0.0
-        }
+        super::per_sec(self.ops, self.busy)
     }
 
     /// Wall time per operation, ns.
