@@ -259,7 +259,7 @@ impl Conflicts {
         }
         for ((lo, hi), above) in check.ranges {
             debug_assert!(*above >= s);
-            let bounds = (as_ref(lo), as_ref(hi));
+            let bounds = (lo.as_ref().map(|k| &**k), hi.as_ref().map(|k| &**k));
             if !valid_range(&bounds) {
                 continue;
             }
@@ -284,14 +284,6 @@ impl Conflicts {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.inner.lock().order.len()
-    }
-}
-
-fn as_ref(b: &Bound<Box<[u8]>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(k) => Bound::Included(k),
-        Bound::Excluded(k) => Bound::Excluded(k),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 

@@ -61,26 +61,15 @@ struct Reads {
     conds: Vec<Cond>,
 }
 
-fn owned(b: Bound<&[u8]>) -> Bound<Box<[u8]>> {
-    match b {
-        Bound::Included(k) => Bound::Included(k.into()),
-        Bound::Excluded(k) => Bound::Excluded(k.into()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
+/// A borrowed view of an owned bound.
 fn borrowed(b: &Bound<Box<[u8]>>) -> Bound<&[u8]> {
-    match b {
-        Bound::Included(k) => Bound::Included(k),
-        Bound::Excluded(k) => Bound::Excluded(k),
-        Bound::Unbounded => Bound::Unbounded,
-    }
+    b.as_ref().map(|k| &**k)
 }
 
 fn range_of<K: AsRef<[u8]>, R: RangeBounds<K>>(range: &R) -> KeyRange {
     (
-        owned(range.start_bound().map(|k| k.as_ref())),
-        owned(range.end_bound().map(|k| k.as_ref())),
+        range.start_bound().map(|k| Box::from(k.as_ref())),
+        range.end_bound().map(|k| Box::from(k.as_ref())),
     )
 }
 
