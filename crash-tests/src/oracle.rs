@@ -704,7 +704,6 @@ mod tests {
             interval: Duration::from_millis(5),
             max_pending: 1 << 16,
             real_time: false,
-            conditions: false,
         })
     }
 

@@ -108,7 +108,6 @@ impl Setup {
                 interval,
                 max_pending,
                 real_time: !simulated,
-                conditions: scheduled,
             }),
             segment_size: if r.chance(700) { 64 << 10 } else { 128 << 10 },
             direct_io: r.chance(400),

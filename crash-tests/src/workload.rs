@@ -68,10 +68,6 @@ pub struct WorkloadConfig {
     /// Pauses sleep in real time ([`Workload::execute`]); otherwise they are simulated time, which
     /// the caller advances (the `power` scheduler), and `execute` returns at once.
     pub real_time: bool,
-    /// Optimistic steps may carry a condition ([`Step::Rmw`]'s `cond`), which can refuse a step
-    /// even when it runs alone: only where the runner acknowledges refusals (`power`'s
-    /// scheduler; elsewhere a refusal is a failure).
-    pub conditions: bool,
 }
 
 impl WorkloadConfig {
@@ -656,7 +652,7 @@ impl Workload {
                 let len = o.range(1, (keys / 4).max(2)) as u16;
                 (lo, lo.saturating_add(len).min(keys as u16))
             });
-            let cond = (self.cfg.conditions && o.chance(300)).then(|| {
+            let cond = o.chance(300).then(|| {
                 let lo = o.below(keys) as u16;
                 let len = o.range(1, (keys / 4).max(2)) as u16;
                 (lo, lo.saturating_add(len).min(keys as u16), o.below(8))
@@ -1294,7 +1290,6 @@ mod tests {
             interval: Duration::from_millis(5),
             max_pending: 1 << 16,
             real_time: false,
-            conditions: false,
         })
     }
 
