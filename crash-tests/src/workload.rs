@@ -130,9 +130,6 @@ pub enum Step {
         commit: Commit,
         /// A tracked scan of keys `lo..hi` before the writes.
         scan: Option<(u16, u16)>,
-        /// A condition: `fail_if_changed(keys lo..hi, Some(snapshot - back))` — no key of the
-        /// range written after an LSN up to `back` below the snapshot.
-        cond: Option<(u16, u16, u64)>,
     },
     /// `db.sync()`.
     Sync,
@@ -334,8 +331,6 @@ pub struct TxnRec {
     pub reads: Vec<u16>,
     /// The keys `lo..hi` it scanned (tracked).
     pub scan: Option<(u16, u16)>,
-    /// Its condition: keys `lo..hi` not written after LSN `after` (at most its snapshot).
-    pub cond: Option<(u16, u16, u64)>,
     /// How it ended.
     pub outcome: TxnOutcome,
 }
@@ -343,9 +338,7 @@ pub struct TxnRec {
 impl TxnRec {
     /// Whether writing key `k` after the snapshot conflicts with what it read.
     pub fn read(&self, k: u16) -> bool {
-        self.reads.contains(&k)
-            || self.scan.is_some_and(|(lo, hi)| (lo..hi).contains(&k))
-            || self.cond.is_some_and(|(lo, hi, _)| (lo..hi).contains(&k))
+        self.reads.contains(&k) || self.scan.is_some_and(|(lo, hi)| (lo..hi).contains(&k))
     }
 }
 
@@ -652,17 +645,7 @@ impl Workload {
                 let len = o.range(1, (keys / 4).max(2)) as u16;
                 (lo, lo.saturating_add(len).min(keys as u16))
             });
-            let cond = o.chance(300).then(|| {
-                let lo = o.below(keys) as u16;
-                let len = o.range(1, (keys / 4).max(2)) as u16;
-                (lo, lo.saturating_add(len).min(keys as u16), o.below(8))
-            });
-            return Step::Rmw {
-                ops,
-                commit,
-                scan,
-                cond,
-            };
+            return Step::Rmw { ops, commit, scan };
         }
         Step::Txn { ops, commit }
     }
@@ -837,12 +820,7 @@ impl Workload {
                 }
                 self.commit(tx, commit)
             }
-            Step::Rmw {
-                ops,
-                commit,
-                scan,
-                cond,
-            } => {
+            Step::Rmw { ops, commit, scan } => {
                 let id = txn_id(gen, i);
                 let size = ops.len() as u16;
                 let mut tx = db.begin();
@@ -851,7 +829,6 @@ impl Workload {
                     snapshot: None,
                     reads: Vec::new(),
                     scan,
-                    cond: None,
                     outcome: TxnOutcome::Failed(String::new()),
                 };
                 let res = (|| {
@@ -865,11 +842,6 @@ impl Workload {
                         }
                     }
                     rec.snapshot = tx.snapshot_lsn();
-                    if let (Some((lo, hi, back)), Some(s)) = (cond, rec.snapshot) {
-                        let after = s.saturating_sub(back);
-                        tx.fail_if_changed(key_bytes(lo)..key_bytes(hi), Some(after))?;
-                        rec.cond = Some((lo, hi, after));
-                    }
                     for (j, o) in ops.iter().enumerate() {
                         match o.value_len {
                             Some(l) => tx.put(

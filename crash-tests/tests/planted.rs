@@ -964,11 +964,3 @@ fn catches_a_runs_reader_that_forgets_compaction() {
     });
     assert_caught(Bug::RunsForgetCompaction, &s, &["runs"]);
 }
-
-#[test]
-fn catches_conditions_that_ignore_the_snapshot() {
-    let s = with_bug(Some(Bug::ConditionsIgnoreSnapshot), || {
-        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
-    });
-    assert_caught(Bug::ConditionsIgnoreSnapshot, &s, &["serializable"]);
-}

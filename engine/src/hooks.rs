@@ -296,14 +296,11 @@ pub mod bugs {
         /// `Db::runs` and `Db::run_changes` take the oldest segment left for the log's
         /// beginning: a run whose first transactions compaction removed is reported whole.
         RunsForgetCompaction,
-        /// A transaction's conditions are checked only against the commits after its snapshot:
-        /// a key of the range written between the condition's LSN and the snapshot passes.
-        ConditionsIgnoreSnapshot,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 29] = [
+        pub const ALL: [Bug; 28] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -332,7 +329,6 @@ pub mod bugs {
             Bug::GcAfterThePin,
             Bug::ConflictsRecordedLate,
             Bug::RunsForgetCompaction,
-            Bug::ConditionsIgnoreSnapshot,
         ];
 
         fn bit(self) -> u32 {
@@ -533,8 +529,6 @@ bug_hook! {
     conflicts_recorded_late => ConflictsRecordedLate;
     /// Whether the runs' log reader ignores what compaction removed.
     runs_forget_compaction => RunsForgetCompaction;
-    /// Whether conditions skip their check against the transaction's snapshot.
-    conditions_ignore_snapshot => ConditionsIgnoreSnapshot;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

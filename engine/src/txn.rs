@@ -444,7 +444,6 @@ impl<'db> Txn<'db> {
         let res = r
             .conds
             .iter()
-            .filter(|_| !crate::hooks::conditions_ignore_snapshot())
             .try_for_each(|c| check_at_snapshot(&r.snap, c))
             .and_then(|()| {
                 self.db
