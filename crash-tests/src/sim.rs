@@ -788,6 +788,10 @@ impl Vfs for SimVfs {
         }))
     }
 
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.inner.lock().locks.contains(path))
+    }
+
     fn filesystem(&self, _path: &Path) -> io::Result<FsInfo> {
         // The simulated driver makes a Dsync write durable when it completes, as the model says.
         Ok(FsInfo::custom("simulated disk", true))

@@ -128,7 +128,7 @@ impl Db {
     /// written — the previous checkpoint and the log stay in force and nothing acknowledged is
     /// lost; the next attempt may succeed.
     pub fn checkpoint(&self) -> Result<CheckpointInfo> {
-        self.check_open()?;
+        self.check_writable()?;
         let Some(c) = self.shared.ckpt.get() else {
             return Err(Error::InvalidOptions(
                 "an in-memory database has no directory to checkpoint into".into(),
@@ -397,7 +397,7 @@ impl Db {
     /// directory; [`Error::Io`] when it cannot be written (the copy is then incomplete: its
     /// MANIFEST is written last, so it never opens as a database); as [`Db::checkpoint`].
     pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<CheckpointInfo> {
-        self.check_open()?;
+        self.check_writable()?;
         let dest = dest.as_ref();
         let Some(c) = self.shared.ckpt.get() else {
             return Err(Error::InvalidOptions(

@@ -73,7 +73,7 @@ impl Db {
         system: bool,
         check: Option<&Check<'_>>,
     ) -> Result<Lsn> {
-        self.check_open()?;
+        self.check_writable()?;
         let mode = match (self.durability, durability) {
             (_, None) => self.durability,
             (Durability::InMemory, Some(Durability::InMemory)) => Durability::InMemory,

@@ -49,6 +49,8 @@ pub struct Db {
     pub(crate) max_txn_bytes: usize,
     pub(crate) direct_io: bool,
     pub(crate) sync_strategy: Option<(SyncStrategy, String)>,
+    /// Opened with [`Db::open_read_only`]: no lock, no log; every write fails.
+    pub(crate) read_only: bool,
 }
 
 /// Builds a [`Db`]: see [`Db::builder`]. Every setter sets the [`Options`] field of the same
@@ -196,6 +198,7 @@ impl Db {
             max_txn_bytes: usize::MAX,
             direct_io: false,
             sync_strategy: None,
+            read_only: false,
         }
     }
 
@@ -218,6 +221,21 @@ impl Db {
 
     pub(crate) fn check_open(&self) -> Result<()> {
         self.shared.check_open()
+    }
+
+    /// [`Db::check_open`], and [`Error::ReadOnly`] for a handle of [`Db::open_read_only`].
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match (&self.dir, self.read_only) {
+            (Some(dir), true) => Err(Error::ReadOnly(dir.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// True for a handle of [`Db::open_read_only`]: it reads the database as it was when it was
+    /// opened, and every write fails with [`Error::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -623,6 +641,11 @@ impl Db {
     /// sync failed (the database is poisoned); [`Error::Closed`] when the database closed before
     /// `lsn` was committed.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        if self.read_only {
+            // Everything it reads was on disk when it was opened; it commits nothing.
+            self.check_open()?;
+            return Ok(());
+        }
         if self.shared.log.is_none() {
             return Err(Error::DurabilityUnavailable(
                 "an in-memory database has no log",
@@ -678,6 +701,14 @@ impl Db {
     /// [`Error::Poisoned`] (or [`Error::Io`]) when the final write or sync failed: what was not
     /// durable before may be lost, and the next open recovers what is on disk.
     pub fn close(&self) -> Result<()> {
+        if self.read_only {
+            // It wrote nothing and holds no lock: only the trimmer to stop.
+            if self.shared.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            self.stop_trimmer();
+            return Ok(());
+        }
         if !self.shared.closed.load(Ordering::Acquire)
             && crate::checkpointer::due_at_close(&self.shared)
         {
@@ -725,17 +756,7 @@ impl Db {
                 "close syncs everything"
             );
         }
-        // The trimmer: stop it (a trim in progress gives up) and join it.
-        {
-            let v = &self.shared.versions;
-            v.trim_lock.lock().closing = true;
-            v.trim_cv.notify_all();
-        }
-        if let Some(t) = self.trimmer.lock().take() {
-            if t.join().is_err() {
-                log::error!("the history trimmer panicked");
-            }
-        }
+        self.stop_trimmer();
         // Everything is durable: as the closing lease does for the log, lower the MANIFEST's LSN
         // floor to the last LSN, so the next run continues from there; and retire the log when
         // the checkpoint holds all of it.
@@ -748,6 +769,22 @@ impl Db {
         });
         self.lock.lock().take();
         result
+    }
+}
+
+impl Db {
+    /// Stops the history trimmer (a trim in progress gives up) and joins it.
+    fn stop_trimmer(&self) {
+        {
+            let v = &self.shared.versions;
+            v.trim_lock.lock().closing = true;
+            v.trim_cv.notify_all();
+        }
+        if let Some(t) = self.trimmer.lock().take() {
+            if t.join().is_err() {
+                log::error!("the history trimmer panicked");
+            }
+        }
     }
 }
 

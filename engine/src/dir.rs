@@ -116,6 +116,22 @@ pub(crate) fn effective_strategy(
 
 /// Reads the MANIFEST of `dir`, or creates the one of a new database.
 pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path, codec: u32) -> Result<Manifest> {
+    if let Some(m) = read_manifest(vfs, dir)? {
+        return Ok(m);
+    }
+    // A new database.
+    let epoch = random_u64();
+    let m = Manifest {
+        codec,
+        ..Manifest::new(epoch, now_ns())
+    };
+    write_manifest(vfs, dir, &m)?;
+    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
+    Ok(m)
+}
+
+/// Reads the MANIFEST of `dir`; `None` when there is none.
+pub(crate) fn read_manifest(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Manifest>> {
     let path = dir.join(MANIFEST);
     if vfs
         .kind_of(&path)
@@ -141,7 +157,7 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path, codec: u32) -> 
         file.read_exact_at(&mut bytes, 0)
             .map_err(|e| Error::io("read manifest", path.clone(), e))?;
         return match Manifest::decode(&bytes) {
-            Ok(m) => Ok(m),
+            Ok(m) => Ok(Some(m)),
             Err(ringlog_format::DecodeError::UnsupportedVersion { version, .. }) => {
                 Err(Error::UnsupportedVersion {
                     path: dir.to_path_buf(),
@@ -164,15 +180,7 @@ pub(crate) fn read_or_create_manifest(vfs: &dyn Vfs, dir: &Path, codec: u32) -> 
             }),
         };
     }
-    // A new database.
-    let epoch = random_u64();
-    let m = Manifest {
-        codec,
-        ..Manifest::new(epoch, now_ns())
-    };
-    write_manifest(vfs, dir, &m)?;
-    log::info!("created database {} (epoch {epoch:#018x})", dir.display());
-    Ok(m)
+    Ok(None)
 }
 
 /// Replaces the MANIFEST of `dir` with `m`: written beside as `MANIFEST.tmp`, synced, renamed

@@ -58,6 +58,9 @@ pub enum Error {
     },
     /// Another handle or process holds the database open.
     Locked(PathBuf),
+    /// A write (or a checkpoint, or a backup) through a handle of
+    /// [`crate::Db::open_read_only`], which never writes.
+    ReadOnly(PathBuf),
     /// The log is damaged before its tail: valid records follow the damage, so cutting there would
     /// lose data that may have been acknowledged. Open with
     /// [`crate::RecoveryMode::TruncateAtCorruption`] to cut it off explicitly.
@@ -241,6 +244,7 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Locked(p) => write!(f, "{} is already open (its LOCK is held)", p.display()),
+            Error::ReadOnly(p) => write!(f, "{} is open read-only: it cannot be written", p.display()),
             Error::Corruption { file, offset, reason } => {
                 write!(f, "log corruption in {} at offset {offset}: {reason}", file.display())
             }

@@ -67,9 +67,9 @@ impl Db {
                 requested: codec.id(),
             });
         }
-        let mut recovered = recover(&*vfs, &dir, &manifest, opts.recovery)?;
+        let recovered = recover(&*vfs, &dir, &manifest, opts.recovery, false)?;
         failpoint!(OPEN_AFTER_RECOVERY);
-        let mut stats = recovered.stats.clone();
+        let stats = recovered.stats.clone();
         log::info!(
             "recovered {}: {} transactions applied, {} incomplete, {} aborted, {} orphaned records, {} bytes truncated, last LSN {}",
             dir.display(),
@@ -186,7 +186,6 @@ impl Db {
             }
         };
         let (active, cursor) = active;
-        let direct_io = active.file.direct_io().is_some();
         let backpressure = match opts.durability {
             Durability::Buffered { max_pending, .. } => {
                 (max_pending.saturating_mul(4)).max(crate::wal::MIN_BACKPRESSURE)
@@ -201,103 +200,320 @@ impl Db {
             lease_span: opts.lease_span,
             rounds_in_flight: opts.rounds_in_flight,
         };
-        let max_txn_bytes = opts.max_txn_bytes();
-        let value_segments = recovered.value_segments.clone();
-        let building = std::time::Instant::now();
-        let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
-        // Building the index is part of recovering.
-        let built = building.elapsed();
-        stats.build_time += built;
-        stats.duration += built;
-        let shared = Arc::new(Shared::new(
-            versions,
-            recovered.stats.last_lsn.min(max_lsn),
-            max_lsn + 1,
-            Some((cfg, active.id, cursor)),
-            run_id,
-            Some(vfs.clone()),
-        ));
-        if let Some(prev_end) = pending_create {
-            shared.state.lock().defer_rotation(prev_end);
-        }
-        shared.txn_floor.store(
-            recovered.max_txn_id.max(manifest.txn_floor),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        let appended = shared
-            .counters
-            .bytes_appended
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let _ = shared.ckpt.set(crate::checkpointer::Checkpoints {
-            dir: dir.clone(),
-            vfs: vfs.clone(),
+        let parts = Parts {
+            dir,
+            vfs,
+            manifest,
             codec,
-            manifest: Mutex::new(manifest),
-            every_bytes: opts.checkpoint_bytes,
-            on_close: opts.checkpoint_on_close,
-            last_len: manifest.checkpoint_len.into(),
-            lsn: manifest.checkpoint_lsn.into(),
-            bytes_at_last: appended.into(),
-            taken: 0.into(),
-            last_id: manifest.checkpoint_id.into(),
-            segments_deleted: 0.into(),
-            value_segments: Mutex::new(value_segments.clone()),
-            deferred: Mutex::new(Vec::new()),
-            gc_segments: 0.into(),
-            gc_bytes: 0.into(),
-        });
-        // Reads of values the index holds by reference: needed whenever the checkpoint refers
-        // to some, even when this open keeps new values in memory.
-        if opts.value_threshold.is_some() || !value_segments.is_empty() {
-            let _ = shared
-                .versions
-                .store
-                .set(Arc::new(crate::values::ValueStore::new(
-                    vfs.clone(),
-                    &dir,
-                    manifest.epoch,
-                    opts.value_threshold.unwrap_or(usize::MAX),
-                    opts.value_cache_bytes,
-                )));
-        }
-        shared.conflicts.set_max_bytes(opts.conflict_history_bytes);
-        let db = Db {
-            shared,
-            durability: opts.durability,
-            log_thread: Mutex::new(LogThread::NotStarted(active)),
-            log_started: AtomicBool::new(false),
-            trimmer: Mutex::new(None),
-            lock: Mutex::new(Some(lock)),
-            vfs: Some(vfs),
-            dir: Some(dir),
-            recovery: stats,
-            max_value_len: opts.max_value_len(0),
-            max_txn_bytes,
-            direct_io,
-            sync_strategy: Some((strategy, strategy_reason)),
+            run_id,
+            max_lsn,
+            lock: Some(lock),
+            log: Some(LogParts {
+                cfg,
+                active,
+                cursor,
+                pending_create,
+                sync_strategy: (strategy, strategy_reason),
+            }),
         };
-        let gen = db.shared.versions.current();
-        if gen.list.key_index_deferred() && gen.list.len() < BACKGROUND_INDEX_BUILD {
-            // Small: cheaper than a thread.
-            gen.list.build_key_index();
-        } else if gen.list.key_index_deferred() {
-            // Point reads search the list until the key index is built: build it beside the
-            // open instead of in it (a cache miss per key).
-            let spawned = std::thread::Builder::new()
-                .name("ringlog-keyindex".into())
-                .spawn(move || gen.list.build_key_index());
-            if let Err(e) = spawned {
-                log::warn!("could not start the key index builder ({e}): building it now");
-                db.shared.versions.current().list.build_key_index();
+        Ok(assemble(parts, &opts, recovered, stats))
+    }
+
+    /// Opens the database in directory `path` for reading only, as it is on disk now: never
+    /// takes the directory's lock, never writes, creates or removes a file, and works while
+    /// another process (or handle) has the database open for writing.
+    ///
+    /// The handle sees the state the log held when it was opened (recovery's rules: torn tails
+    /// are left out, not cut); it never sees later commits. Every read works as on a writable
+    /// handle; every write ([`Db::put`], a transaction with writes, [`Db::checkpoint`],
+    /// [`Db::set_retention`], ...) fails with [`Error::ReadOnly`]. Leftovers a crash left (an
+    /// unfinished checkpoint or segment) are left out, not removed. Values the handle holds by
+    /// reference are read from their files on demand: if a writer's compaction removes such a
+    /// file meanwhile, that read fails with [`Error::Io`] (open again for a newer view).
+    ///
+    /// While a writer appends, the log's last bytes may be half written, and a compaction may
+    /// remove a file between the listing and the read: when recovery fails that way and the
+    /// directory's lock is held, the open starts again (a few times, briefly) before reporting
+    /// the error.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ringlog_db::Error> {
+    /// use ringlog_db::{Db, Error, Options};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let writer = Db::open(dir.path(), Options::default())?;
+    /// writer.put(b"k", b"v")?;
+    /// // The writer still holds the database open.
+    /// let reader = Db::open_read_only(dir.path(), Options::default())?;
+    /// assert_eq!(reader.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(matches!(reader.put(b"k", b"w"), Err(Error::ReadOnly(_))));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Db::open`] (never [`Error::Locked`]), and [`Error::NotADatabase`] when the
+    /// directory holds no MANIFEST (a read-only open creates no database);
+    /// [`Error::InvalidOptions`] for [`crate::RecoveryMode::TruncateAtCorruption`] (it cuts the log).
+    pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        opts.validate()?;
+        if opts.recovery == crate::RecoveryMode::TruncateAtCorruption {
+            return Err(Error::InvalidOptions(
+                "RecoveryMode::TruncateAtCorruption cuts the log: a read-only open cannot".into(),
+            ));
+        }
+        let dir = path.as_ref().to_path_buf();
+        let vfs: Arc<dyn Vfs> = match &opts.vfs {
+            Some(v) => v.clone(),
+            None => ringlog_uring::select(opts.io)
+                .map_err(|e| Error::io("select I/O backend", None, e))?,
+        };
+        let mut delay = std::time::Duration::from_millis(1);
+        let mut attempt = 1;
+        loop {
+            match open_read_only_once(&dir, vfs.clone(), &opts) {
+                Err(e) if attempt < READ_ONLY_ATTEMPTS && writer_may_explain(&e) => {
+                    let held = vfs.lock_held(&dir.join(crate::dir::LOCK)).unwrap_or(false);
+                    if !held {
+                        return Err(e);
+                    }
+                    log::info!(
+                        "read-only open of {} (attempt {attempt}): {e}; a writer holds the database: trying again",
+                        dir.display()
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_millis(50));
+                    attempt += 1;
+                }
+                other => return other,
             }
         }
-        if db.shared.versions.wants_trim() {
-            // A generation built from a checkpoint and the log after it holds what the restart's
-            // plan would have dropped: trim it in the background now.
-            db.request_trim();
-        }
-        Ok(db)
     }
+}
+
+/// Attempts of a read-only open that fails while a writer holds the database.
+const READ_ONLY_ATTEMPTS: u32 = 8;
+
+/// Whether a concurrent writer can cause `e` in a read-only open: a half-written tail read as
+/// damage, or a file removed (or replaced) between the listing and the read.
+fn writer_may_explain(e: &Error) -> bool {
+    match e {
+        Error::Corruption { .. } => true,
+        Error::Io { source, .. } => matches!(
+            source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+fn open_read_only_once(dir: &Path, vfs: Arc<dyn Vfs>, opts: &Options) -> Result<Db> {
+    match vfs
+        .kind_of(dir)
+        .map_err(|e| Error::io("stat", dir.to_path_buf(), e))?
+    {
+        Some(ringlog_uring::EntryKind::Dir) => {}
+        Some(_) => return Err(Error::NotADirectory(dir.to_path_buf())),
+        None => {
+            return Err(Error::io(
+                "open read-only",
+                dir.to_path_buf(),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+            ))
+        }
+    }
+    let Some(manifest) = crate::dir::read_manifest(&*vfs, dir)? else {
+        return Err(Error::NotADatabase(dir.to_path_buf()));
+    };
+    // The codec the database was written with, whatever the options ask (nothing is written).
+    let Some(codec) = ringlog_format::codec_by_id(manifest.codec) else {
+        return Err(Error::CodecMismatch {
+            path: dir.to_path_buf(),
+            found: manifest.codec,
+            requested: opts.codec.id(),
+        });
+    };
+    let recovered = recover(&*vfs, dir, &manifest, opts.recovery, true)?;
+    let stats = recovered.stats.clone();
+    let max_lsn = crate::hooks::recovered_max_lsn(recovered.max_lsn, recovered.stats.last_lsn);
+    let parts = Parts {
+        dir: dir.to_path_buf(),
+        vfs,
+        manifest,
+        codec,
+        run_id: recovered.max_run_id + 1,
+        max_lsn,
+        lock: None,
+        log: None,
+    };
+    let tail = recovered.tail;
+    let db = assemble(parts, opts, recovered, stats);
+    // What the log's readers ([`Db::runs`]) read to: the end recovery found.
+    if let Some(t) = tail {
+        db.shared.state.lock().synced = (t.id, t.valid_end);
+    }
+    Ok(db)
+}
+
+/// What [`assemble`] builds a [`Db`] from.
+struct Parts {
+    dir: std::path::PathBuf,
+    vfs: Arc<dyn Vfs>,
+    manifest: ringlog_format::Manifest,
+    codec: &'static dyn ringlog_format::Codec,
+    run_id: u64,
+    max_lsn: Lsn,
+    /// `None`: a read-only handle.
+    lock: Option<Box<dyn ringlog_uring::FileLock>>,
+    /// `None`: a read-only handle.
+    log: Option<LogParts>,
+}
+
+/// The log of a writable handle.
+struct LogParts {
+    cfg: LogConfig,
+    active: Active,
+    cursor: u64,
+    pending_create: Option<u64>,
+    sync_strategy: (crate::SyncStrategy, String),
+}
+
+/// The handle over what recovery loaded: the first index generation, the shared state, the
+/// checkpointer's and the value store's parts; for a writable handle, the log (its thread starts
+/// with the first commit).
+fn assemble(
+    p: Parts,
+    opts: &Options,
+    mut recovered: crate::recovery::Recovered,
+    mut stats: crate::recovery::RecoveryStats,
+) -> Db {
+    let Parts {
+        dir,
+        vfs,
+        manifest,
+        codec,
+        run_id,
+        max_lsn,
+        lock,
+        log,
+    } = p;
+    let read_only = log.is_none();
+    let max_txn_bytes = opts.max_txn_bytes();
+    let value_segments = recovered.value_segments.clone();
+    let building = std::time::Instant::now();
+    let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
+    // Building the index is part of recovering.
+    let built = building.elapsed();
+    stats.build_time += built;
+    stats.duration += built;
+    let (log_cfg, active, pending_create, sync_strategy) = match log {
+        Some(l) => (
+            Some((l.cfg, l.active.id, l.cursor)),
+            Some(l.active),
+            l.pending_create,
+            Some(l.sync_strategy),
+        ),
+        None => (None, None, None, None),
+    };
+    let direct_io = active
+        .as_ref()
+        .is_some_and(|a| a.file.direct_io().is_some());
+    let shared = Arc::new(Shared::new(
+        versions,
+        recovered.stats.last_lsn.min(max_lsn),
+        max_lsn + 1,
+        log_cfg,
+        run_id,
+        Some(vfs.clone()),
+    ));
+    if let Some(prev_end) = pending_create {
+        shared.state.lock().defer_rotation(prev_end);
+    }
+    shared.txn_floor.store(
+        recovered.max_txn_id.max(manifest.txn_floor),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let appended = shared
+        .counters
+        .bytes_appended
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let _ = shared.ckpt.set(crate::checkpointer::Checkpoints {
+        dir: dir.clone(),
+        vfs: vfs.clone(),
+        codec,
+        manifest: Mutex::new(manifest),
+        // A read-only handle never takes one.
+        every_bytes: if read_only {
+            u64::MAX
+        } else {
+            opts.checkpoint_bytes
+        },
+        on_close: opts.checkpoint_on_close && !read_only,
+        last_len: manifest.checkpoint_len.into(),
+        lsn: manifest.checkpoint_lsn.into(),
+        bytes_at_last: appended.into(),
+        taken: 0.into(),
+        last_id: manifest.checkpoint_id.into(),
+        segments_deleted: 0.into(),
+        value_segments: Mutex::new(value_segments.clone()),
+        deferred: Mutex::new(Vec::new()),
+        gc_segments: 0.into(),
+        gc_bytes: 0.into(),
+    });
+    // Reads of values the index holds by reference: needed whenever the checkpoint refers
+    // to some, even when this open keeps new values in memory.
+    if opts.value_threshold.is_some() || !value_segments.is_empty() {
+        let _ = shared
+            .versions
+            .store
+            .set(Arc::new(crate::values::ValueStore::new(
+                vfs.clone(),
+                &dir,
+                manifest.epoch,
+                opts.value_threshold.unwrap_or(usize::MAX),
+                opts.value_cache_bytes,
+            )));
+    }
+    shared.conflicts.set_max_bytes(opts.conflict_history_bytes);
+    let db = Db {
+        shared,
+        durability: opts.durability,
+        log_thread: Mutex::new(match active {
+            Some(a) => LogThread::NotStarted(a),
+            None => LogThread::Done,
+        }),
+        log_started: AtomicBool::new(read_only),
+        trimmer: Mutex::new(None),
+        lock: Mutex::new(lock),
+        vfs: Some(vfs),
+        dir: Some(dir),
+        recovery: stats,
+        max_value_len: opts.max_value_len(0),
+        max_txn_bytes,
+        direct_io,
+        sync_strategy,
+        read_only,
+    };
+    let gen = db.shared.versions.current();
+    if gen.list.key_index_deferred() && gen.list.len() < BACKGROUND_INDEX_BUILD {
+        // Small: cheaper than a thread.
+        gen.list.build_key_index();
+    } else if gen.list.key_index_deferred() {
+        // Point reads search the list until the key index is built: build it beside the
+        // open instead of in it (a cache miss per key).
+        let spawned = std::thread::Builder::new()
+            .name("ringlog-keyindex".into())
+            .spawn(move || gen.list.build_key_index());
+        if let Err(e) = spawned {
+            log::warn!("could not start the key index builder ({e}): building it now");
+            db.shared.versions.current().list.build_key_index();
+        }
+    }
+    if db.shared.versions.wants_trim() {
+        // A generation built from a checkpoint and the log after it holds what the restart's
+        // plan would have dropped: trim it in the background now.
+        db.request_trim();
+    }
+    db
 }
 
 /// Versions from which the key index of a recovered generation is built in the background.

@@ -431,10 +431,15 @@ pub(crate) fn recover(
     dir: &Path,
     manifest: &Manifest,
     mode: RecoveryMode,
+    read_only: bool,
 ) -> Result<Recovered> {
+    debug_assert!(
+        !read_only || mode != RecoveryMode::TruncateAtCorruption,
+        "a read-only recovery never cuts the log"
+    );
     let started = Instant::now();
     let mut stats = RecoveryStats::default();
-    let (ids, below) = list_and_clean(vfs, dir, manifest, &mut stats)?;
+    let (ids, below) = list_and_clean(vfs, dir, manifest, &mut stats, read_only)?;
     let mut app = Applier {
         index: Loader::default(),
         open: None,
@@ -513,7 +518,9 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
-    remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
+    if !read_only {
+        remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
+    }
     if let Some(seeded) = seeded {
         // The policy the log ends with, else the checkpoint's; the floor never below either.
         app.retention = if app.log_retention {
@@ -788,12 +795,13 @@ fn scan_segments(
 /// first needed one (a compaction deleted them after the MANIFEST update that dropped them, or
 /// was interrupted doing so), and checkpoint files other than the MANIFEST's (an interrupted
 /// checkpoint's, or the previous one whose deletion was interrupted). Each removal is logged
-/// first.
+/// first. A `read_only` recovery removes nothing: it only leaves those files out.
 fn list_and_clean(
     vfs: &dyn Vfs,
     dir: &Path,
     manifest: &Manifest,
     stats: &mut RecoveryStats,
+    read_only: bool,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
     let names = vfs
         .list_dir(dir)
@@ -844,7 +852,13 @@ fn list_and_clean(
     }
     ids.sort_unstable();
     below.sort_unstable();
-    remove_leftovers(vfs, dir, &leftovers, stats)?;
+    if read_only {
+        for (name, why) in &leftovers {
+            log::info!("read-only: leaving out {}: {why}", dir.join(name).display());
+        }
+    } else {
+        remove_leftovers(vfs, dir, &leftovers, stats)?;
+    }
     Ok((ids, below))
 }
 

@@ -151,6 +151,7 @@ impl Db {
     ///
     /// As [`Db::put`]; [`Error::DurabilityUnavailable`] for an in-memory database (no log).
     pub fn label_run(&self, label: &str) -> Result<Lsn> {
+        self.check_writable()?;
         if !self.has_log() {
             return Err(Error::DurabilityUnavailable(
                 "an in-memory database keeps no log of its runs",

@@ -502,6 +502,17 @@ pub trait Vfs: Send + Sync + 'static {
     ///
     /// The operating system's error (or the backend's), unchanged.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
+    /// Whether another holder has the lock [`Vfs::lock`] takes on the file at `path`, found
+    /// without taking it and without creating the file (`false` when it does not exist). A
+    /// read-only open uses it to tell a log a writer is appending to from a damaged one. The
+    /// default answers `false` (no way to know).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error (or the backend's), unchanged.
+    fn lock_held(&self, _path: &Path) -> io::Result<bool> {
+        Ok(false)
+    }
     /// The filesystem holding `path` (an existing directory or file), and whether a completed
     /// `RWF_DSYNC` write is durable there: the engine uses [`SyncStrategy::Dsync`] only where it
     /// is (see [`FsInfo`]). A simulated disk answers for its own model.
@@ -579,7 +590,7 @@ pub enum BlockReason {
 }
 
 /// Implements the filesystem methods of [`Vfs`] (`open`, `create_dir_all`, `kind_of`,
-/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `filesystem`, `now`, `will_block`) by forwarding each to `self.$field`,
+/// `list_dir`, `remove_file`, `rename`, `sync_dir`, `lock`, `lock_held`, `filesystem`, `now`, `will_block`) by forwarding each to `self.$field`,
 /// which offers the same methods — another `Vfs`, for a wrapper that only changes the log driver
 /// or the backend description. Use it inside an `impl Vfs for ...` block. The I/O helpers with a
 /// default — [`Vfs::file_writer`], [`Vfs::read_batch`], [`Vfs::write_durable_here`] — are not
@@ -649,6 +660,9 @@ macro_rules! forward_fs_ops {
             path: &::std::path::Path,
         ) -> ::std::io::Result<::std::boxed::Box<dyn $crate::FileLock>> {
             self.$field.lock(path)
+        }
+        fn lock_held(&self, path: &::std::path::Path) -> ::std::io::Result<bool> {
+            self.$field.lock_held(path)
         }
         fn filesystem(&self, path: &::std::path::Path) -> ::std::io::Result<$crate::FsInfo> {
             self.$field.filesystem(path)

@@ -201,6 +201,29 @@ impl PosixFs {
         retry_eintr(|| File::open(path)?.sync_all())
     }
 
+    pub(crate) fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        loop {
+            // A shared lock conflicts only with the exclusive one a holder of `lock` has; taken
+            // for no longer than this call (closing the file releases it).
+            // SAFETY: flock on a descriptor we own; no memory is passed.
+            let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+            if r == 0 {
+                return Ok(false);
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(true),
+                _ => return Err(e),
+            }
+        }
+    }
+
     pub(crate) fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -442,6 +465,23 @@ mod tests {
         f.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(&back, b"hello world");
         assert_eq!(f.size().unwrap(), 8192);
+    }
+
+    #[test]
+    fn lock_held_sees_a_holder_without_taking_or_creating() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = PosixVfs::default();
+        let p = dir.path().join("LOCK");
+        assert!(!vfs.lock_held(&p).unwrap());
+        assert!(!p.exists(), "lock_held created the file");
+        let l = vfs.lock(&p).unwrap();
+        assert!(vfs.lock_held(&p).unwrap());
+        // The probe took nothing: the holder keeps it, and it is free once dropped.
+        assert!(vfs.lock_held(&p).unwrap());
+        drop(l);
+        assert!(!vfs.lock_held(&p).unwrap());
+        let again = vfs.lock(&p).unwrap();
+        drop(again);
     }
 
     #[test]
