@@ -114,6 +114,7 @@ mod conflicts;
 mod db;
 mod dir;
 mod error;
+mod history;
 mod hugemem;
 mod index;
 mod loader;
@@ -134,6 +135,7 @@ mod wal;
 pub use checkpointer::CheckpointInfo;
 pub use db::{Db, DbBuilder};
 pub use error::{Conflicting, Error, Result};
+pub use history::{History, KeyHistory};
 #[cfg(feature = "__planted-bugs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "__planted-bugs")))]
 pub use hooks::bugs;

@@ -740,3 +740,97 @@ fn snapshot_edges() {
     assert!(matches!(db.get_at(b"k", l), Err(Error::Closed)));
     assert!(matches!(db.snapshot().iter(), Err(Error::Closed)));
 }
+
+/// `Db::history` against a model: every version of every key, deletes included, newest first —
+/// in memory with a snapshot holding all history, and after a reopen with a retention policy
+/// that keeps it; then with `LastVersions(2)`, the two newest of each key.
+#[test]
+fn history_lists_every_retained_version() {
+    type Model = std::collections::BTreeMap<Vec<u8>, Vec<(Lsn, Option<Vec<u8>>)>>;
+    fn listed(db: &Db) -> Model {
+        db.history::<&[u8], _>(..)
+            .unwrap()
+            .map(|k| {
+                let k = k.unwrap();
+                let v = k
+                    .versions
+                    .iter()
+                    .rev()
+                    .map(|(lsn, v)| (*lsn, v.as_ref().map(|v| v.to_vec())))
+                    .collect();
+                (k.key.to_vec(), v)
+            })
+            .collect()
+    }
+    fn fill(db: &Db, seed: u64) -> Model {
+        let mut rng = Rng::new(seed);
+        let mut model = Model::new();
+        for i in 0..400u64 {
+            let k = key(rng.below(40));
+            let lsn = if rng.below(4) == 0 {
+                db.delete(&k).unwrap()
+            } else {
+                db.put(&k, &i.to_le_bytes()).unwrap()
+            };
+            let v = db.get(&k).unwrap().map(|v| v.to_vec());
+            model.entry(k).or_default().push((lsn, v));
+        }
+        model
+    }
+    for seed in 1..=4u64 {
+        eprintln!("seed {seed}");
+        let db = Db::in_memory();
+        let snap = db.snapshot();
+        let model = fill(&db, seed);
+        assert_eq!(listed(&db), model, "seed {seed}: in memory");
+        // A range lists the same keys' histories.
+        let lo = key(10);
+        let hi = key(20);
+        let part: Vec<Vec<u8>> = db
+            .history(lo.as_slice()..hi.as_slice())
+            .unwrap()
+            .map(|k| k.unwrap().key.to_vec())
+            .collect();
+        let expected: Vec<Vec<u8>> = model.range(lo..hi).map(|(k, _)| k.clone()).collect();
+        assert_eq!(part, expected, "seed {seed}: a range");
+        drop(snap);
+
+        let dir = tempdir();
+        let keep_all = Retention::LastVersions(std::num::NonZeroU32::new(1000).unwrap());
+        let model = {
+            let db = open(
+                dir.path(),
+                opts(ringlog_db::IoChoice::Portable, Durability::Strict),
+            );
+            db.set_retention(keep_all).unwrap();
+            fill(&db, seed)
+        };
+        let db = open(
+            dir.path(),
+            opts(ringlog_db::IoChoice::Portable, Durability::Strict),
+        );
+        assert_eq!(listed(&db), model, "seed {seed}: after a reopen");
+        // Two versions per key: the newest two of the model (a key whose older of the two is a
+        // delete lists it; one deleted long ago and never written again lists its delete only
+        // if it is among the two).
+        db.set_retention(Retention::LastVersions(
+            std::num::NonZeroU32::new(2).unwrap(),
+        ))
+        .unwrap();
+        db.trim_history().unwrap();
+        let two = listed(&db);
+        for (k, versions) in &two {
+            let all = &model[k];
+            assert!(
+                versions.len() <= 2,
+                "seed {seed}: {} versions kept",
+                versions.len()
+            );
+            assert_eq!(
+                versions[..],
+                all[all.len() - versions.len()..],
+                "seed {seed}: the newest versions of {k:?}"
+            );
+        }
+    }
+}
