@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringlog_format::{
-    decode_record_in, find_later_batch, DecodeError, EntryValue, LaterBatch, Layout, Manifest,
-    Record, RecordKind, SearchIn, SegmentHeader, SegmentPos, FORMAT_VERSION, MAX_ID, RECORD_ALIGN,
-    SEGMENT_HEADER_LEN,
+    decode_record_in, DecodeError, EntryValue, LaterBatch, Layout, Manifest, Record, RecordKind,
+    SearchIn, SegmentHeader, SegmentPos, FORMAT_VERSION, MAX_ID, RECORD_ALIGN, SEGMENT_HEADER_LEN,
 };
 use ringlog_uring::{OpenOptions, Vfs};
 
@@ -1432,15 +1431,8 @@ fn cut_log(
 }
 
 /// A valid record after `pos` that belongs to a write batch starting after `pos` and proves the
-/// damage at `pos` was durable, if any: a batch whose head says the log was durable past `pos`
-/// when the batch was written (its durable floor, FORMAT.md §10.5; in a segment of versions 1–4,
-/// which wrote a batch only once every batch before it was durable, any later batch). A later
-/// batch whose floor
-/// is at or below `pos` was written while the damaged one was in flight — a torn write of a
-/// pipelined log — and proves nothing; nor does one whose head does not decode (a write torn
-/// across its own blocks). Linear in the segment's size whatever its bytes
-/// ([`find_later_batch`]): the checksums it computes cover at most twice the bytes after `pos`,
-/// whatever the number of batches it passes.
+/// damage at `pos` was durable, if any ([`ringlog_format::damage_proof`], which this counts the
+/// checksums of).
 fn later_batch_record<'a>(
     buf: &'a [u8],
     pos: usize,
@@ -1448,66 +1440,19 @@ fn later_batch_record<'a>(
     stats: &mut RecoveryStats,
 ) -> LaterBatch<'a> {
     // Nothing but zeros after the damage: no record can follow (a record's first bytes are never
-    // zero). Otherwise search to the very end: a valid record may itself end in zero bytes.
+    // zero).
     if nonzero_span(buf, pos + 8).is_none() {
         return LaterBatch::None;
     }
-    let mut budget = 2 * (buf.len() - pos) as u64;
     let search = SearchIn {
         layout: seg.layout,
         segment_id: seg.id,
         epoch: seg.epoch,
         base: 0,
     };
-    // Batches starting at or below `after` were looked at already.
-    let (mut from, mut after) = (pos + 8, pos as u64);
-    loop {
-        let (found, cost) = find_later_batch(buf, from, after, search, budget);
-        stats.damage_search_checksums += cost.checksums;
-        budget = budget.saturating_sub(cost.checksum_bytes);
-        log::debug!("later-batch search after offset {pos}: {cost:?} -> {found:?}");
-        let LaterBatch::Found(rec) = found else {
-            return found;
-        };
-        if !seg.floors {
-            // Versions 1-4 wrote a batch only once every batch before it was durable.
-            return LaterBatch::Found(rec);
-        }
-        // A segment with floors is of version 5 or later: lean records, every batch headed.
-        let start = rec.batch_start as usize;
-        // The head's checksum counts against the search's budget. A length no batch head has
-        // (torn garbage, most often) is no head: it proves nothing and costs no checksum.
-        let claimed = buf
-            .get(start + 4..start + 8)
-            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let floor = if !matches!(
-            claimed,
-            ringlog_format::BATCH_HEAD_LEN | ringlog_format::BATCH_HEAD_LEN_V4
-        ) {
-            None
-        } else if claimed as u64 > budget {
-            return LaterBatch::Undecided;
-        } else {
-            budget -= claimed as u64;
-            stats.damage_search_checksums += 1;
-            decode_record_in(Layout::Lean, buf, start, search.pos(start))
-                .ok()
-                .filter(|h| h.kind == RecordKind::BatchHead)
-                .map(|h| h.marker)
-        };
-        match floor {
-            Some(floor) if floor > pos as u64 => return LaterBatch::Found(rec),
-            _ => {
-                log::debug!(
-                    "the batch at offset {start} after the damage at {pos} was written while it \
-                     was in flight: no proof"
-                );
-                after = start as u64;
-                // Past the valid record found: its payload (user bytes) is never searched.
-                from = rec.offset as usize + rec.encoded_len();
-            }
-        }
-    }
+    let (found, cost) = ringlog_format::damage_proof(buf, pos, search, seg.floors);
+    stats.damage_search_checksums += cost.checksums;
+    found
 }
 
 fn quarantine(vfs: &dyn Vfs, dir: &Path, ids: &[u64], stats: &mut RecoveryStats) -> Result<()> {

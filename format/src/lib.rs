@@ -52,12 +52,12 @@ pub use codec::{codec_by_id, Codec, Identity};
 pub use error::{DecodeError, EncodeError};
 pub use manifest::{Manifest, MANIFEST_LEN, MANIFEST_MAGIC, MANIFEST_V2_LEN};
 pub use record::{
-    decode_record, decode_record_in, encode_padding, encode_record, encode_record_wide,
-    encoded_len, find_later_batch, find_next_valid, LaterBatch, Layout, Record, RecordHeader,
-    RecordKind, RecordSpec, SearchCost, SearchIn, SegmentPos, WideIds, BATCH_ALIGN, BATCH_HEAD_LEN,
-    BATCH_HEAD_LEN_V4, BATCH_HEAD_PAYLOAD_LEN, BATCH_HEAD_PAYLOAD_LEN_V4, FLAG_AUTOCOMMIT,
-    FLAG_RELOCATED, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN, RECORD_ALIGN,
-    RECORD_HEADER_LEN, WIDE_RECORD_HEADER_LEN,
+    damage_proof, decode_record, decode_record_in, encode_padding, encode_record,
+    encode_record_wide, encoded_len, find_later_batch, find_next_valid, LaterBatch, Layout, Record,
+    RecordHeader, RecordKind, RecordSpec, SearchCost, SearchIn, SegmentPos, WideIds, BATCH_ALIGN,
+    BATCH_HEAD_LEN, BATCH_HEAD_LEN_V4, BATCH_HEAD_PAYLOAD_LEN, BATCH_HEAD_PAYLOAD_LEN_V4,
+    FLAG_AUTOCOMMIT, FLAG_RELOCATED, FLAG_SYSTEM, MARKER_PAYLOAD_LEN, MAX_KEY_LEN, MAX_RECORD_LEN,
+    RECORD_ALIGN, RECORD_HEADER_LEN, WIDE_RECORD_HEADER_LEN,
 };
 pub use segment::{SegmentHeader, SEGMENT_HEADER_LEN, SEGMENT_MAGIC};
 

@@ -987,6 +987,75 @@ pub fn find_next_valid(buf: &[u8], from: usize, seg: SearchIn) -> Option<Record<
     None
 }
 
+/// Whether damage at index `pos` of `buf` (a whole segment: `seg.base` 0) is proven to be
+/// corruption of durable bytes rather than a torn tail: a valid record after `pos` belonging to a
+/// write batch that started after `pos` and was written once `pos` was durable —
+/// [`LaterBatch::Found`] — or [`LaterBatch::None`] (a torn tail), or [`LaterBatch::Undecided`].
+///
+/// With `floors` (format version 5 and later, whose batch heads record the segment's durable
+/// floor), a later batch proves the damage only when its head says the log was durable past
+/// `pos` when it was written: a batch written while the damaged one was in flight (a torn write
+/// of a pipelined log) proves nothing, nor does one whose head does not decode (a write torn
+/// across its own blocks). Without floors (versions 1–4, which wrote a batch only once every
+/// batch before it was durable) any later batch proves it. Linear in the segment's size whatever
+/// its bytes ([`find_later_batch`]): the checksums it computes cover at most twice the bytes
+/// after `pos`. Never panics. This is the rule recovery applies (FORMAT.md §10.5).
+pub fn damage_proof(
+    buf: &[u8],
+    pos: usize,
+    seg: SearchIn,
+    floors: bool,
+) -> (LaterBatch<'_>, SearchCost) {
+    let mut total = SearchCost::default();
+    if pos >= buf.len() {
+        return (LaterBatch::None, total);
+    }
+    let mut budget = 2 * (buf.len() - pos) as u64;
+    // Batches starting at or below `after` were looked at already.
+    let (mut from, mut after) = (pos + 8, pos as u64);
+    loop {
+        let (found, cost) = find_later_batch(buf, from, after, seg, budget);
+        total.candidates += cost.candidates;
+        total.checksums += cost.checksums;
+        total.checksum_bytes += cost.checksum_bytes;
+        budget = budget.saturating_sub(cost.checksum_bytes);
+        let LaterBatch::Found(rec) = found else {
+            return (found, total);
+        };
+        if !floors {
+            return (LaterBatch::Found(rec), total);
+        }
+        // A segment with floors is of version 5 or later: lean records, every batch headed.
+        let start = rec.batch_start as usize;
+        // The head's checksum counts against the search's budget. A length no batch head has
+        // (torn garbage, most often) is no head: it proves nothing and costs no checksum.
+        let claimed = buf
+            .get(start + 4..start + 8)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let floor = if !matches!(claimed, crate::BATCH_HEAD_LEN | crate::BATCH_HEAD_LEN_V4) {
+            None
+        } else if claimed as u64 > budget {
+            return (LaterBatch::Undecided, total);
+        } else {
+            budget -= claimed as u64;
+            total.checksums += 1;
+            total.checksum_bytes += claimed as u64;
+            decode_in(Layout::Lean, buf, start, seg.pos(start))
+                .ok()
+                .filter(|h| h.kind == RecordKind::BatchHead)
+                .map(|h| h.marker)
+        };
+        match floor {
+            Some(floor) if floor > pos as u64 => return (LaterBatch::Found(rec), total),
+            _ => {
+                after = start as u64;
+                // Past the valid record found: its payload (user bytes) is never searched.
+                from = rec.offset as usize + rec.encoded_len();
+            }
+        }
+    }
+}
+
 /// Write batches start at multiples of this offset (the smallest block size the engine aligns
 /// its writes to), so the batch start recorded in a record header is one.
 pub const BATCH_ALIGN: u64 = 512;
