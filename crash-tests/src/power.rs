@@ -1730,6 +1730,59 @@ fn collect(
 /// Recovers a database on `img` and checks it: the state against the oracle (`model`: the
 /// generation's history, prefixes and versions), then its versions, retention policy and trim
 /// floor against the model. `pick` chooses the versions read; `counts` counts the checks.
+/// What a read-only open of the state in `sim` sees (its contents, alien entries and last LSN),
+/// or why it failed (`None`: no MANIFEST yet, rightly refused); a violation when the open changed
+/// a byte or a name on the disk.
+#[allow(clippy::type_complexity)]
+fn read_only_view(
+    ctx: &Ctx<'_>,
+    sim: &SimVfs,
+) -> Result<Option<Result<(State, Vec<crate::workload::Alien>, u64), String>>, Violation> {
+    let before = sim.snapshot();
+    let vfs: Arc<dyn ringlog_db::io::Vfs> = Arc::new(sim.clone());
+    let seen = Db::open_read_only(
+        Setup::sim_dir(),
+        ctx.setup.options(Some(vfs), IoChoice::Auto),
+    )
+    .and_then(|db| {
+        let (st, aliens) = observe(&db, ctx.wl())?;
+        Ok((st, aliens, db.last_lsn()))
+    });
+    let after = sim.snapshot();
+    if before.files != after.files || before.dirs != after.dirs {
+        let mut changed: Vec<String> = before
+            .files
+            .iter()
+            .filter(|(p, b)| after.files.get(*p) != Some(*b))
+            .map(|(p, _)| format!("{} changed or removed", p.display()))
+            .collect();
+        changed.extend(
+            after
+                .files
+                .keys()
+                .filter(|p| !before.files.contains_key(*p))
+                .map(|p| format!("{} created", p.display())),
+        );
+        return Err(Violation::new(
+            "read-only",
+            format!(
+                "the read-only open wrote to the disk: {}",
+                changed.join(", ")
+            ),
+        ));
+    }
+    match seen {
+        // A crash before the new database's MANIFEST was in place: nothing to open read-only
+        // (the writable open creates the database).
+        Err(ringlog_db::Error::NotADatabase(_))
+            if !before.files.keys().any(|p| p.ends_with("MANIFEST")) =>
+        {
+            Ok(None)
+        }
+        seen => Ok(Some(seen.map_err(|e| e.to_string()))),
+    }
+}
+
 fn check_state(
     ctx: &Ctx<'_>,
     img: &Image,
@@ -1749,6 +1802,17 @@ fn check_state(
     // Every other state is read as from a real disk: segments streamed in by recovery's reader
     // thread, in small pieces (`setup::exercise_large_paths`).
     let sim = SimVfs::from_image(img, false, Duration::ZERO).streamed_reads(pick % 2 == 1);
+    // One state in eight: a read-only open first, which must change nothing on the disk and see
+    // exactly what the writable open then recovers.
+    let read_only =
+        if pick % 8 == 5 && ctx.setup.wl.cfg.durability() != ringlog_db::Durability::InMemory {
+            *counts
+                .entry("crash states opened read-only first")
+                .or_default() += 1;
+            read_only_view(ctx, &sim)?
+        } else {
+            None
+        };
     let db = match ctx.open(&sim) {
         Ok(db) => db,
         Err(e) => {
@@ -1783,6 +1847,31 @@ fn check_state(
     rec.check()?;
     let (st, aliens) =
         observe(&db, ctx.wl()).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
+    match read_only {
+        Some(Err(e)) => {
+            return Err(Violation::new(
+                "read-only",
+                format!("the read-only open failed where the writable one recovers: {e}"),
+            ))
+        }
+        Some(Ok((ro_st, ro_aliens, ro_last)))
+            if ro_st != st || ro_aliens != aliens || ro_last != rec.last =>
+        {
+            return Err(Violation::new(
+                    "read-only",
+                    format!(
+                        "the read-only open saw another state than recovery: last LSN {ro_last} vs {}, {} vs {} live keys, {} vs {} alien entries",
+                        rec.last,
+                        ro_st.live(),
+                        st.live(),
+                        ro_aliens.len(),
+                        aliens.len()
+                    ),
+                ));
+        }
+        Some(Ok(_)) => {}
+        None => {}
+    }
     let checked = match check(ctx.wl(), hist, pre, &st, &aliens, rec, bounds) {
         Ok(v) => {
             let model = recovered_timeline(ctx.wl(), hist, tl, v.prefix, rec.last);

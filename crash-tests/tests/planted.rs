@@ -964,3 +964,11 @@ fn catches_a_runs_reader_that_forgets_compaction() {
     });
     assert_caught(Bug::RunsForgetCompaction, &s, &["runs"]);
 }
+
+#[test]
+fn catches_a_read_only_open_that_cleans_up() {
+    let s = with_bug(Some(Bug::ReadOnlyCleansUp), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::ReadOnlyCleansUp, &s, &["read-only"]);
+}

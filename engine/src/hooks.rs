@@ -296,11 +296,14 @@ pub mod bugs {
         /// `Db::runs` and `Db::run_changes` take the oldest segment left for the log's
         /// beginning: a run whose first transactions compaction removed is reported whole.
         RunsForgetCompaction,
+        /// A read-only open removes the leftovers a crash left (an unfinished segment creation
+        /// or checkpoint), as a writable open does: it writes to a directory it must not touch.
+        ReadOnlyCleansUp,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 28] = [
+        pub const ALL: [Bug; 29] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -329,6 +332,7 @@ pub mod bugs {
             Bug::GcAfterThePin,
             Bug::ConflictsRecordedLate,
             Bug::RunsForgetCompaction,
+            Bug::ReadOnlyCleansUp,
         ];
 
         fn bit(self) -> u32 {
@@ -529,6 +533,8 @@ bug_hook! {
     conflicts_recorded_late => ConflictsRecordedLate;
     /// Whether the runs' log reader ignores what compaction removed.
     runs_forget_compaction => RunsForgetCompaction;
+    /// Whether a read-only open removes leftovers.
+    read_only_cleans_up => ReadOnlyCleansUp;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

@@ -517,7 +517,7 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
-    if !read_only {
+    if !read_only || crate::hooks::read_only_cleans_up() {
         remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
     }
     if let Some(seeded) = seeded {
@@ -851,7 +851,7 @@ fn list_and_clean(
     }
     ids.sort_unstable();
     below.sort_unstable();
-    if read_only {
+    if read_only && !crate::hooks::read_only_cleans_up() {
         for (name, why) in &leftovers {
             log::info!("read-only: leaving out {}: {why}", dir.join(name).display());
         }
