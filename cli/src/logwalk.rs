@@ -1,0 +1,506 @@
+//! The database directory at the format level: its MANIFEST, its segment files, and a walk over
+//! every record of the log that tells where each segment's valid records end and why — a clean
+//! end, a torn tail, or corruption — by the rules recovery applies (FORMAT.md §5, §10.5).
+
+use std::path::{Path, PathBuf};
+
+use ringlog_format::{
+    damage_proof, decode_record_in, DecodeError, LaterBatch, Layout, Manifest, Record, RecordKind,
+    SearchIn, SegmentHeader, SegmentPos, SEGMENT_HEADER_LEN,
+};
+use serde::Serialize;
+
+use crate::Failure;
+
+/// The MANIFEST's name in a database directory.
+pub const MANIFEST: &str = "MANIFEST";
+/// The writer's lock file.
+pub const LOCK: &str = "LOCK";
+
+/// A segment file: `<id>.log`.
+#[derive(Debug)]
+pub struct SegFile {
+    pub id: u64,
+    pub path: PathBuf,
+    pub size: u64,
+    /// The decoded header, or why it does not decode.
+    pub header: Result<SegmentHeader, String>,
+}
+
+/// What the directory holds.
+#[derive(Debug)]
+pub struct Listing {
+    pub dir: PathBuf,
+    pub manifest: Result<Manifest, DecodeError>,
+    /// The log: segments from the MANIFEST's first needed one on, by id.
+    pub segments: Vec<SegFile>,
+    /// Segments below the first needed one (values a checkpoint refers to, or leftovers).
+    pub below: Vec<SegFile>,
+    /// Every other file, by name.
+    pub others: Vec<String>,
+    /// Whether another process (or handle) holds the writer's lock now.
+    pub writer_active: bool,
+}
+
+impl Listing {
+    /// The MANIFEST, or the failure to report when it does not decode.
+    pub fn manifest(&self) -> Result<&Manifest, Failure> {
+        self.manifest.as_ref().map_err(|e| {
+            let path = self.dir.join(MANIFEST);
+            Failure::Found(match e {
+                DecodeError::UnsupportedVersion { version, .. } => format!(
+                    "{}: written by format version {version}; this tool reads versions {} to {}",
+                    path.display(),
+                    ringlog_format::MIN_FORMAT_VERSION,
+                    ringlog_format::FORMAT_VERSION
+                ),
+                e => format!("{}: the MANIFEST is damaged: {e}", path.display()),
+            })
+        })
+    }
+}
+
+/// `<id>.log` → id.
+pub fn segment_id(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The file name of segment `id`.
+pub fn segment_name(id: u64) -> String {
+    format!("{id:020}.log")
+}
+
+/// Lists `dir`: a usage failure when it is no ringlog database.
+pub fn list(dir: &Path) -> Result<Listing, Failure> {
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(Failure::Usage(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let mpath = dir.join(MANIFEST);
+    let manifest = match std::fs::read(&mpath) {
+        Ok(bytes) => Manifest::decode(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::Usage(format!(
+                "{} is not a ringlog database (it has no MANIFEST)",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(Failure::Found(format!("{}: {e}", mpath.display()))),
+    };
+    let first = manifest.as_ref().map_or(0, |m| m.first_segment);
+    let mut segments = Vec::new();
+    let mut below = Vec::new();
+    let mut others = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Failure::Found(format!("{}: {e}", dir.display())))?;
+    for e in entries {
+        let e = e.map_err(|e| Failure::Found(format!("{}: {e}", dir.display())))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = segment_id(&name) else {
+            if name != MANIFEST {
+                others.push(name);
+            }
+            continue;
+        };
+        let path = e.path();
+        let size = match e.metadata() {
+            Ok(m) => m.len(),
+            // Removed by a writer's compaction since the listing.
+            Err(_) => continue,
+        };
+        let header = read_header(&path);
+        let f = SegFile {
+            id,
+            path,
+            size,
+            header,
+        };
+        if id < first {
+            below.push(f);
+        } else {
+            segments.push(f);
+        }
+    }
+    segments.sort_by_key(|s| s.id);
+    below.sort_by_key(|s| s.id);
+    others.sort();
+    let writer_active = lock_held(&dir.join(LOCK));
+    Ok(Listing {
+        dir: dir.to_path_buf(),
+        manifest,
+        segments,
+        below,
+        others,
+        writer_active,
+    })
+}
+
+fn read_header(path: &Path) -> Result<SegmentHeader, String> {
+    use std::io::Read;
+    let mut b = vec![0u8; SEGMENT_HEADER_LEN];
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    while n < b.len() {
+        match f.read(&mut b[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    b.truncate(n);
+    SegmentHeader::decode(&b).map_err(|e| e.to_string())
+}
+
+/// Whether another holder has the writer's lock (a shared-lock probe that takes nothing).
+pub fn lock_held(path: &Path) -> bool {
+    use ringlog_uring::Vfs;
+    ringlog_uring::PosixVfs::default()
+        .lock_held(path)
+        .unwrap_or(false)
+}
+
+/// What kind of damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DamageKind {
+    /// Bytes after the last valid record of the last segment that no durable write left: a
+    /// write a crash cut short. Recovery cuts them; nothing acknowledged as durable is lost.
+    TornTail,
+    /// Damage where a crash cannot have left it: synced bytes changed, a segment missing or cut
+    /// short. Recovery refuses to open until it is repaired.
+    Corruption,
+    /// The last segment's tail while a writer has the database open: bytes in flight.
+    InFlight,
+}
+
+/// A damaged place in the log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Damage {
+    pub kind: DamageKind,
+    pub segment: u64,
+    pub file: PathBuf,
+    pub offset: u64,
+    /// Non-zero bytes from `offset` to the end of the damage (a torn tail's size).
+    pub bytes: u64,
+    /// The last LSN of a valid record before the damage (0: none).
+    pub last_good_lsn: u64,
+    pub reason: String,
+}
+
+/// A record met by [`walk`], with the run and commit time of its write batch.
+pub struct Rec<'a> {
+    pub segment: u64,
+    pub rec: Record<'a>,
+    pub run: u64,
+    pub timestamp: u64,
+}
+
+/// How one segment's walk ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegSummary {
+    pub id: u64,
+    pub file: PathBuf,
+    pub version: Option<u32>,
+    pub run: Option<u64>,
+    pub base_lsn: Option<u64>,
+    /// The end the next segment recorded for this one (none for the last).
+    pub recorded_end: Option<u64>,
+    pub size: u64,
+    /// Offset just past the last valid record.
+    pub valid_end: u64,
+    pub records: u64,
+    pub first_lsn: Option<u64>,
+    pub last_lsn: Option<u64>,
+    /// Sealed (a later segment exists) or active (the log's last).
+    pub sealed: bool,
+}
+
+/// The whole walk.
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub segments: Vec<SegSummary>,
+    pub damage: Vec<Damage>,
+}
+
+impl Walk {
+    /// The first damage that is not a writer's bytes in flight.
+    pub fn first_problem(&self) -> Option<&Damage> {
+        self.damage.iter().find(|d| d.kind != DamageKind::InFlight)
+    }
+}
+
+/// Walks every record of the log of `l` in order, calling `f` for each valid one; records where
+/// each segment's valid records end, and every damage found (it goes on after damage with the
+/// next segment, so one walk reports all of it).
+pub fn walk(
+    l: &Listing,
+    mut f: impl FnMut(&Rec<'_>) -> Result<(), Failure>,
+) -> Result<Walk, Failure> {
+    let m = l.manifest()?;
+    let mut out = Walk::default();
+    let mut last_good = m.checkpoint_lsn;
+    if let Some(first) = l.segments.first() {
+        if m.first_segment > 0 && first.id > m.first_segment {
+            out.damage.push(Damage {
+                kind: DamageKind::Corruption,
+                segment: m.first_segment,
+                file: l.dir.join(segment_name(m.first_segment)),
+                offset: 0,
+                bytes: 0,
+                last_good_lsn: last_good,
+                reason: format!(
+                    "segment {} is missing: the MANIFEST needs every segment from it on",
+                    m.first_segment
+                ),
+            });
+        }
+    }
+    for (i, s) in l.segments.iter().enumerate() {
+        let next = l.segments.get(i + 1);
+        if let Some(n) = next.filter(|n| n.id != s.id + 1) {
+            out.damage.push(Damage {
+                kind: DamageKind::Corruption,
+                segment: s.id + 1,
+                file: l.dir.join(segment_name(s.id + 1)),
+                offset: 0,
+                bytes: 0,
+                last_good_lsn: last_good,
+                reason: format!(
+                    "segments {}..{} are missing while later segments exist",
+                    s.id + 1,
+                    n.id - 1
+                ),
+            });
+        }
+        let recorded_end = next
+            .and_then(|n| n.header.as_ref().ok())
+            .map(|h| h.prev_end);
+        let last = next.is_none();
+        let mut summary = SegSummary {
+            id: s.id,
+            file: s.path.clone(),
+            version: None,
+            run: None,
+            base_lsn: None,
+            recorded_end,
+            size: s.size,
+            valid_end: 0,
+            records: 0,
+            first_lsn: None,
+            last_lsn: None,
+            sealed: !last,
+        };
+        let header = match &s.header {
+            Ok(h) if h.segment_id == s.id && h.epoch == m.epoch => *h,
+            bad => {
+                let reason = match bad {
+                    Err(e) => format!("bad segment header: {e}"),
+                    Ok(h) => format!(
+                        "the header names segment {} of epoch {:#x}, not segment {} of epoch {:#x}",
+                        h.segment_id, h.epoch, s.id, m.epoch
+                    ),
+                };
+                out.damage.push(Damage {
+                    kind: DamageKind::Corruption,
+                    segment: s.id,
+                    file: s.path.clone(),
+                    offset: 0,
+                    bytes: s.size,
+                    last_good_lsn: last_good,
+                    reason,
+                });
+                out.segments.push(summary);
+                continue;
+            }
+        };
+        summary.version = Some(header.version);
+        summary.run = Some(header.run_id);
+        summary.base_lsn = Some(header.base_lsn);
+        let Some(layout) = Layout::for_version(header.version) else {
+            return Err(Failure::Found(format!(
+                "{}: format version {} has no record layout this tool reads",
+                s.path.display(),
+                header.version
+            )));
+        };
+        let buf = match std::fs::read(&s.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Failure::Found(format!(
+                    "{} vanished while it was read (a writer's compaction?): run the command again",
+                    s.path.display()
+                )))
+            }
+            Err(e) => return Err(Failure::Found(format!("{}: {e}", s.path.display()))),
+        };
+        let mut pos = SEGMENT_HEADER_LEN;
+        let (mut run, mut ts) = (header.run_id, 0u64);
+        let failure: Option<(String, bool)> = loop {
+            if recorded_end == Some(pos as u64) {
+                break None;
+            }
+            let at = SegmentPos {
+                segment_id: s.id,
+                epoch: m.epoch,
+                offset: pos as u64,
+            };
+            match decode_record_in(layout, &buf, pos, at) {
+                Ok(rec) => {
+                    let end = pos + rec.encoded_len();
+                    if recorded_end.is_some_and(|e| end as u64 > e) {
+                        break Some((
+                            "the record crosses the end recorded by the next segment".into(),
+                            true,
+                        ));
+                    }
+                    match (layout, rec.kind) {
+                        (Layout::Lean, RecordKind::BatchHead) => {
+                            run = rec.run_id;
+                            ts = rec.timestamp;
+                        }
+                        (Layout::Wide, _) if rec.run_id != 0 => {
+                            run = rec.run_id;
+                            ts = rec.timestamp;
+                        }
+                        _ => {}
+                    }
+                    if rec.lsn != 0 && rec.kind.in_transaction() {
+                        summary.first_lsn.get_or_insert(rec.lsn);
+                        summary.last_lsn = Some(rec.lsn);
+                        last_good = last_good.max(rec.lsn);
+                    }
+                    summary.records += 1;
+                    f(&Rec {
+                        segment: s.id,
+                        rec,
+                        run,
+                        timestamp: ts,
+                    })?;
+                    pos = end;
+                }
+                Err(e) => {
+                    let certain = matches!(e, DecodeError::OutOfRange { .. });
+                    break Some((e.to_string(), certain));
+                }
+            }
+        };
+        summary.valid_end = pos as u64;
+        if let Some((reason, certain)) = failure {
+            let span = nonzero_end(&buf, pos);
+            let damage = |kind, reason: String| Damage {
+                kind,
+                segment: s.id,
+                file: s.path.clone(),
+                offset: pos as u64,
+                bytes: span.map_or(0, |e| (e - pos) as u64),
+                last_good_lsn: last_good,
+                reason,
+            };
+            if !last {
+                let end = recorded_end.unwrap_or(s.size);
+                out.damage.push(damage(
+                    DamageKind::Corruption,
+                    format!("{reason}; the next segment recorded this one's end at offset {end}"),
+                ));
+            } else if span.is_none() {
+                // Only zeros after the last record: the clean end of the log.
+            } else if l.writer_active {
+                out.damage.push(damage(
+                    DamageKind::InFlight,
+                    format!("{reason}; a writer has the database open: a write in flight"),
+                ));
+            } else if certain {
+                out.damage.push(damage(DamageKind::Corruption, reason));
+            } else {
+                let search = SearchIn {
+                    layout,
+                    segment_id: s.id,
+                    epoch: m.epoch,
+                    base: 0,
+                };
+                let floors = header.version >= 5;
+                match damage_proof(&buf, pos, search, floors).0 {
+                    LaterBatch::Found(r) => out.damage.push(damage(
+                        DamageKind::Corruption,
+                        format!(
+                            "{reason}; a valid record of a later write batch follows at offset {}",
+                            r.offset
+                        ),
+                    )),
+                    LaterBatch::Undecided => out.damage.push(damage(
+                        DamageKind::Corruption,
+                        format!("{reason}; the bytes after it are full of record-like headers that no crash writes"),
+                    )),
+                    LaterBatch::None => out.damage.push(damage(
+                        DamageKind::TornTail,
+                        format!("{reason}; no durable write follows: a write a crash cut short"),
+                    )),
+                }
+            }
+        }
+        out.segments.push(summary);
+    }
+    Ok(out)
+}
+
+/// The end of the non-zero bytes of `buf` from `from` on (`None`: all zero).
+fn nonzero_end(buf: &[u8], from: usize) -> Option<usize> {
+    let rest = buf.get(from..)?;
+    rest.iter().rposition(|&b| b != 0).map(|i| from + i + 1)
+}
+
+/// A record kind's name in the output and in `--kind`.
+pub fn kind_name(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::BeginTxn => "begin",
+        RecordKind::Write => "write",
+        RecordKind::Delete => "delete",
+        RecordKind::CommitTxn => "commit",
+        RecordKind::AbortTxn => "abort",
+        RecordKind::Checkpoint => "checkpoint",
+        RecordKind::Padding => "padding",
+        RecordKind::Lease => "lease",
+        RecordKind::BatchHead => "batch-head",
+    }
+}
+
+/// Every kind name, for `--kind`'s check.
+pub const KIND_NAMES: &[&str] = &[
+    "begin",
+    "write",
+    "delete",
+    "commit",
+    "abort",
+    "checkpoint",
+    "padding",
+    "lease",
+    "batch-head",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_id(&segment_name(42)), Some(42));
+        assert_eq!(segment_id("00000000000000000042.log.tmp"), None);
+        assert_eq!(segment_id("x.log"), None);
+        assert_eq!(segment_id(".log"), None);
+    }
+
+    #[test]
+    fn nonzero_end_finds_the_last_byte() {
+        assert_eq!(nonzero_end(&[0, 1, 0, 2, 0, 0], 0), Some(4));
+        assert_eq!(nonzero_end(&[0, 1, 0, 0], 2), None);
+        assert_eq!(nonzero_end(&[1], 5), None);
+    }
+}

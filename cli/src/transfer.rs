@@ -1,0 +1,363 @@
+//! `ringlog export` / `ringlog import`: a portable JSON-lines dump of a database (docs/CLI.md,
+//! "Export format").
+//!
+//! Line 1 is a header, then one line per version — keys in key order, each key's versions
+//! oldest first — then an end line with the counts (a file cut short has none, and is refused):
+//!
+//! ```text
+//! {"format":"ringlog-export","version":1,"versions":true,"source_last_lsn":12,"source_floor":0,"source_retention":"All"}
+//! {"key":"6b31","lsn":3,"value":"7631"}
+//! {"key":"6b31","lsn":9,"deleted":true}
+//! {"end":true,"keys":1,"records":2}
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufWriter, Write};
+
+use ringlog_db::{Db, Durability, Options, Retention};
+use serde::{Deserialize, Serialize};
+
+use crate::args::{ExportArgs, ImportArgs};
+use crate::bytes::{hex, unhex};
+use crate::commands::{open, print_json};
+use crate::{Failure, Outcome};
+
+/// The export format's name, in its header.
+const FORMAT: &str = "ringlog-export";
+/// The export format's version.
+const VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    /// Every retained version (true) or each live key's newest value (false).
+    versions: bool,
+    source_last_lsn: u64,
+    source_floor: u64,
+    /// The source's retention policy, for the reader (informational).
+    source_retention: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    key: String,
+    lsn: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct End {
+    end: bool,
+    keys: u64,
+    records: u64,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    file: String,
+    dir: String,
+    keys: u64,
+    records: u64,
+    versions: bool,
+    /// Import: transactions committed (one per source LSN with --versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transactions: Option<u64>,
+}
+
+fn wr(e: impl std::fmt::Display) -> Failure {
+    Failure::Found(format!("writing the export: {e}"))
+}
+
+/// `ringlog export`.
+pub fn export(a: &ExportArgs, json: bool, out: &mut dyn Write) -> Outcome {
+    let db = open(&a.dir)?;
+    let to_stdout = a.to.as_os_str() == "-";
+    let mut sink: Box<dyn Write> = if to_stdout {
+        Box::new(BufWriter::new(std::io::stdout()))
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&a.to)
+            .map_err(|e| Failure::Found(format!("{}: {e}", a.to.display())))?;
+        Box::new(BufWriter::new(f))
+    };
+    let line = |sink: &mut dyn Write, v: &dyn erased::Ser| -> Outcome {
+        v.write(sink)?;
+        sink.write_all(b"\n").map_err(wr)
+    };
+    let (mut keys, mut records) = (0u64, 0u64);
+    if a.versions {
+        let h = db
+            .history::<&[u8], _>(..)
+            .map_err(|e| Failure::Found(e.to_string()))?;
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            versions: true,
+            source_last_lsn: h.lsn(),
+            source_floor: h.floor(),
+            source_retention: format!("{:?}", db.retention()),
+        };
+        line(&mut *sink, &header)?;
+        for k in h {
+            let k = k.map_err(|e| Failure::Found(e.to_string()))?;
+            keys += 1;
+            for (lsn, v) in k.versions.iter().rev() {
+                records += 1;
+                let l = Line {
+                    key: hex(&k.key),
+                    lsn: *lsn,
+                    value: v.as_ref().map(|v| hex(v)),
+                    deleted: v.is_none(),
+                };
+                line(&mut *sink, &l)?;
+            }
+        }
+    } else {
+        let snap = db.snapshot();
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            versions: false,
+            source_last_lsn: snap.lsn(),
+            source_floor: snap.lsn(),
+            source_retention: format!("{:?}", db.retention()),
+        };
+        line(&mut *sink, &header)?;
+        for item in snap.iter().map_err(|e| Failure::Found(e.to_string()))? {
+            let (k, v) = item.map_err(|e| Failure::Found(e.to_string()))?;
+            keys += 1;
+            records += 1;
+            let l = Line {
+                key: hex(&k),
+                lsn: v.lsn(),
+                value: Some(hex(&v)),
+                deleted: false,
+            };
+            line(&mut *sink, &l)?;
+        }
+    }
+    line(
+        &mut *sink,
+        &End {
+            end: true,
+            keys,
+            records,
+        },
+    )?;
+    sink.flush().map_err(wr)?;
+    drop(sink);
+    if !to_stdout {
+        std::fs::File::open(&a.to)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Failure::Found(format!("sync {}: {e}", a.to.display())))?;
+    }
+    let s = Summary {
+        file: a.to.display().to_string(),
+        dir: a.dir.display().to_string(),
+        keys,
+        records,
+        versions: a.versions,
+        transactions: None,
+    };
+    if json {
+        if to_stdout {
+            return Ok(());
+        }
+        return print_json(out, &s);
+    }
+    if !to_stdout {
+        writeln!(
+            out,
+            "exported {} keys ({} records) from {} to {}",
+            s.keys, s.records, s.dir, s.file
+        )?;
+    }
+    Ok(())
+}
+
+/// Serializing through a `dyn` (the three line types share one writer).
+mod erased {
+    use super::*;
+
+    pub trait Ser {
+        fn write(&self, w: &mut dyn Write) -> Outcome;
+    }
+
+    impl<T: Serialize> Ser for T {
+        fn write(&self, w: &mut dyn Write) -> Outcome {
+            serde_json::to_writer(w, self).map_err(wr)
+        }
+    }
+}
+
+fn bad(n: usize, what: impl std::fmt::Display) -> Failure {
+    Failure::Found(format!("export file line {n}: {what}"))
+}
+
+/// `ringlog import`.
+pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
+    let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", a.file.display())))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut lines = reader.lines().enumerate();
+    let (_, first) = lines
+        .next()
+        .ok_or_else(|| Failure::Found("the export file is empty".into()))?;
+    let first = first.map_err(|e| bad(1, e))?;
+    let header: Header = serde_json::from_str(&first).map_err(|e| bad(1, e))?;
+    if header.format != FORMAT || header.version != VERSION {
+        return Err(bad(
+            1,
+            format!(
+                "format {:?} version {}: this tool reads {FORMAT:?} version {VERSION}",
+                header.format, header.version
+            ),
+        ));
+    }
+    // Every record, checked, before anything is written: a damaged file creates nothing.
+    let mut recs: Vec<(u64, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut end = None;
+    let mut keys = 0u64;
+    let mut last_key: Option<Vec<u8>> = None;
+    for (i, l) in lines {
+        let n = i + 1;
+        let l = l.map_err(|e| bad(n, e))?;
+        if end.is_some() {
+            return Err(bad(n, "a line after the end line"));
+        }
+        if l.starts_with("{\"end\"") {
+            end = Some(serde_json::from_str::<End>(&l).map_err(|e| bad(n, e))?);
+            continue;
+        }
+        let line: Line = serde_json::from_str(&l).map_err(|e| bad(n, e))?;
+        let key = unhex(&line.key).map_err(|e| bad(n, format!("key: {e}")))?;
+        if key.is_empty() {
+            return Err(bad(n, "an empty key"));
+        }
+        let value = match (&line.value, line.deleted) {
+            (Some(v), false) => Some(unhex(v).map_err(|e| bad(n, format!("value: {e}")))?),
+            (None, true) => None,
+            _ => {
+                return Err(bad(
+                    n,
+                    "a record has a value or \"deleted\": true, not both",
+                ))
+            }
+        };
+        match &last_key {
+            Some(k) if *k == key => {}
+            Some(k) if *k > key => return Err(bad(n, "keys out of order")),
+            _ => {
+                keys += 1;
+                last_key = Some(key.clone());
+            }
+        }
+        recs.push((line.lsn, key, value));
+    }
+    let Some(end) = end else {
+        return Err(Failure::Found(
+            "the export file has no end line: it was cut short; nothing imported".into(),
+        ));
+    };
+    if end.records != recs.len() as u64 || end.keys != keys {
+        return Err(Failure::Found(format!(
+            "the end line counts {} keys and {} records, the file holds {keys} and {}: nothing imported",
+            end.keys,
+            end.records,
+            recs.len()
+        )));
+    }
+    // A new database (or an empty one): an import never merges into data.
+    let opts = Options::default().durability(Durability::Buffered {
+        interval: std::time::Duration::from_millis(100),
+        max_pending: 1 << 16,
+    });
+    let db = Db::open(&a.dir, opts).map_err(|e| match e {
+        ringlog_db::Error::NotADatabase(_) | ringlog_db::Error::NotADirectory(_) => {
+            Failure::Usage(e.to_string())
+        }
+        e => Failure::Found(format!("opening {}: {e}", a.dir.display())),
+    })?;
+    if db.last_lsn() != 0 || !db.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{} already holds a database with data: import creates a new one",
+            a.dir.display()
+        )));
+    }
+    let fail = |e: ringlog_db::Error| Failure::Found(format!("importing: {e}"));
+    let mut txns = 0u64;
+    if header.versions {
+        // Every version stays: the policy that keeps them, set before the first one.
+        db.set_retention(Retention::All).map_err(fail)?;
+        // One transaction per source LSN, in LSN order: the versions' order, and which of them
+        // one transaction wrote, are kept (the LSNs themselves are the new database's).
+        let mut by_lsn: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, r) in recs.iter().enumerate() {
+            by_lsn.entry(r.0).or_default().push(i);
+        }
+        for idx in by_lsn.values() {
+            let mut tx = db.begin();
+            for &i in idx {
+                let (_, k, v) = &recs[i];
+                match v {
+                    Some(v) => tx.put(k, v),
+                    None => tx.delete(k),
+                }
+                .map_err(fail)?;
+            }
+            tx.commit().map_err(fail)?;
+            txns += 1;
+        }
+    } else {
+        for chunk in recs.chunks(1024) {
+            let mut tx = db.begin();
+            for (_, k, v) in chunk {
+                match v {
+                    Some(v) => tx.put(k, v),
+                    None => tx.delete(k),
+                }
+                .map_err(fail)?;
+            }
+            tx.commit().map_err(fail)?;
+            txns += 1;
+        }
+    }
+    db.sync().map_err(fail)?;
+    db.close().map_err(fail)?;
+    let s = Summary {
+        file: a.file.display().to_string(),
+        dir: a.dir.display().to_string(),
+        keys,
+        records: recs.len() as u64,
+        versions: header.versions,
+        transactions: Some(txns),
+    };
+    if json {
+        return print_json(out, &s);
+    }
+    writeln!(
+        out,
+        "imported {} keys ({} records, {} transactions) from {} into {}{}",
+        s.keys,
+        s.records,
+        txns,
+        s.file,
+        s.dir,
+        if header.versions {
+            " (retention: All, which keeps every imported version)"
+        } else {
+            ""
+        }
+    )?;
+    Ok(())
+}

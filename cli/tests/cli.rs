@@ -1,0 +1,546 @@
+//! The `ringlog` binary against databases these tests create: clean, empty, with a torn tail,
+//! with mid-log damage, locked by a running writer, of another format version, and paths that
+//! are no database — output (text and JSON) and exit status checked for every command.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ringlog_db::{Db, Durability, Options, Retention};
+use serde_json::Value;
+
+fn ringlog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .args(args)
+        .env_remove("RINGLOG_IO")
+        .output()
+        .expect("run ringlog")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `ringlog args`, asserts the exit status, returns stdout.
+#[track_caller]
+fn run(args: &[&str], status: i32) -> String {
+    let o = ringlog(args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(status),
+        "ringlog {args:?}: exit {:?}, expected {status}\nstdout:\n{out}\nstderr:\n{err}",
+        o.status.code()
+    );
+    out
+}
+
+#[track_caller]
+fn json(args: &[&str], status: i32) -> Value {
+    let out = run(args, status);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("ringlog {args:?}: not JSON ({e}):\n{out}"))
+}
+
+fn opts() -> Options {
+    Options::default()
+        .durability(Durability::Strict)
+        .segment_size(256 << 10)
+}
+
+/// A database of 300 keys over a few segments: `user:NNN` = `vNNN-…`, some overwritten, some
+/// deleted, a multi-key transaction, and a labelled run; closed. Returns its directory.
+fn sample(dir: &Path) -> PathBuf {
+    let path = dir.join("db");
+    let db = Db::open(&path, opts()).unwrap();
+    db.set_retention(Retention::All).unwrap();
+    db.label_run("first").unwrap();
+    for i in 0..300u32 {
+        db.put(
+            format!("user:{i:03}").as_bytes(),
+            format!("v{i:03}-{}", "x".repeat(900)).as_bytes(),
+        )
+        .unwrap();
+    }
+    for i in 0..10u32 {
+        db.put(
+            format!("user:{i:03}").as_bytes(),
+            format!("second{i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    db.delete(b"user:299").unwrap();
+    let mut tx = db.begin();
+    tx.put(b"acct:a", b"10").unwrap();
+    tx.put(b"acct:b", b"\x00\xff").unwrap();
+    tx.commit().unwrap();
+    db.close().unwrap();
+    path
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let top = run(&["--help"], 0);
+    for cmd in [
+        "inspect", "verify", "dump-log", "get", "scan", "history", "runs", "stats", "repair",
+        "export", "import", "probe",
+    ] {
+        assert!(top.contains(cmd), "--help does not list {cmd}");
+        let sub = run(&[cmd, "--help"], 0);
+        assert!(sub.contains("Usage: ringlog"), "{cmd} --help:\n{sub}");
+    }
+    assert!(run(&["verify", "--help"], 0).contains("--deep"));
+    assert!(run(&["dump-log", "--help"], 0).contains("--from-lsn"));
+    run(&["verify"], 2);
+    run(&["no-such-command"], 2);
+    run(&["scan", "x", "--prefix", "a", "--from", "b"], 2);
+    let dir = tempfile::tempdir().unwrap();
+    // A path that is no database: a usage error, and nothing is created.
+    run(&["inspect", p(&dir.path().join("missing"))], 2);
+    run(&["verify", p(dir.path())], 2);
+    run(&["get", p(dir.path()), "k"], 2);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn commands_on_a_clean_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+
+    // inspect
+    let text = run(&["inspect", d], 0);
+    assert!(text.contains("format        version 6"), "{text}");
+    assert!(text.contains("writer        none"), "{text}");
+    let j = json(&["inspect", d, "--json"], 0);
+    let segs = j["segments"].as_array().unwrap();
+    assert!(segs.len() >= 2, "{j}");
+    assert_eq!(segs.last().unwrap()["sealed"], false);
+    assert!(segs[..segs.len() - 1].iter().all(|s| s["sealed"] == true));
+    assert_eq!(j["writer_active"], false);
+    assert!(j["damage"].as_array().unwrap().is_empty());
+    assert_eq!(j["runs"], serde_json::json!([1]));
+
+    // verify
+    let text = run(&["verify", d], 0);
+    assert!(text.ends_with("OK\n"), "{text}");
+    let j = json(&["verify", d, "--deep", "--json"], 0);
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["open"]["ok"], true);
+    // 300 keys + 2 accounts, one deleted still listed (its history is retained).
+    assert_eq!(j["deep"]["keys"], 302);
+    assert_eq!(j["deep"]["versions"], 300 + 10 + 1 + 2);
+
+    // dump-log: every write and delete, with filters.
+    let rows: Vec<Value> = run(&["dump-log", d, "--json"], 0)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let writes = rows.iter().filter(|r| r["kind"] == "write").count();
+    // 310 puts, 2 in the transaction, the retention policy and the run label (system).
+    assert_eq!(writes, 310 + 2 + 2);
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "delete").count(), 1);
+    let lsns: Vec<u64> = rows
+        .iter()
+        .filter(|r| r["kind"] == "write")
+        .map(|r| r["lsn"].as_u64().unwrap())
+        .collect();
+    assert!(lsns.windows(2).all(|w| w[0] <= w[1]), "LSNs in log order");
+    let only = run(
+        &[
+            "dump-log",
+            d,
+            "--kind",
+            "delete,commit",
+            "--key-prefix",
+            "user:29",
+        ],
+        0,
+    );
+    assert_eq!(only.lines().count(), 2, "{only}"); // header + the delete
+    assert!(only.contains("user:299"), "{only}");
+    let tx = run(
+        &["dump-log", d, "--kind", "begin,commit", "--from-lsn", "300"],
+        0,
+    );
+    assert!(tx.contains("begin") && tx.contains("commit"), "{tx}");
+    run(&["dump-log", d, "--kind", "nonsense"], 2);
+
+    // get
+    assert_eq!(run(&["get", d, "user:005"], 0), "second5\n");
+    assert_eq!(run(&["get", d, "acct:b", "--hex"], 2), ""); // "acct:b" is not hex
+    assert_eq!(run(&["get", d, "616363743a62", "--hex"], 0), "00ff\n");
+    assert_eq!(run(&["get", d, "acct:b"], 0), "\\x00\\xff\n");
+    run(&["get", d, "user:299"], 1);
+    run(&["get", d, "nope"], 1);
+    let j = json(&["get", d, "user:005", "--json"], 0);
+    let lsn = j["lsn"].as_u64().unwrap();
+    let first = run(
+        &["get", d, "user:005", "--at-lsn", &(lsn - 1).to_string()],
+        0,
+    );
+    assert!(first.starts_with("v005-"), "{first}");
+
+    // scan
+    let keys = run(&["scan", d, "--prefix", "user:1", "--keys-only"], 0);
+    assert_eq!(keys.lines().count(), 100);
+    assert!(keys.starts_with("user:100\n"));
+    let j = json(
+        &[
+            "scan", d, "--from", "user:010", "--to", "user:013", "--json",
+        ],
+        0,
+    );
+    let keys: Vec<&str> = j
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["user:010", "user:011", "user:012"]);
+    assert_eq!(
+        run(&["scan", d, "--max", "3", "--keys-only"], 0)
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(
+        run(
+            &[
+                "scan",
+                d,
+                "--prefix",
+                "acct:",
+                "--at-lsn",
+                "2",
+                "--keys-only"
+            ],
+            0
+        ),
+        ""
+    );
+
+    // history: the deleted key keeps its past.
+    let h = run(&["history", d, "--prefix", "user:299"], 0);
+    assert!(h.contains("(deleted)") && h.contains("v299-"), "{h}");
+    let j = json(&["history", d, "--prefix", "user:00", "--json"], 0);
+    assert_eq!(j["keys"].as_array().unwrap().len(), 10);
+    assert_eq!(j["keys"][0]["versions"].as_array().unwrap().len(), 2);
+
+    // runs
+    let j = json(&["runs", d, "--json"], 0);
+    assert_eq!(j[0]["label"], "first");
+    assert_eq!(j[0]["complete"], true);
+    assert!(run(&["runs", d], 0).contains("first"));
+
+    // stats: live and dead bytes cover each segment's valid bytes.
+    let j = json(&["stats", d, "--json"], 0);
+    assert_eq!(j["keys"], 301);
+    for s in j["segments"].as_array().unwrap() {
+        assert_eq!(
+            s["live"].as_u64().unwrap() + s["dead"].as_u64().unwrap(),
+            s["valid"].as_u64().unwrap(),
+            "{s}"
+        );
+    }
+    let live = j["live_bytes"].as_u64().unwrap();
+    let dead = j["dead_bytes"].as_u64().unwrap();
+    // 291 first versions of ~930 bytes each are live; 10 superseded ones and the deleted key's
+    // are dead.
+    assert!(live > 291 * 900, "live {live}");
+    assert!(dead > 11 * 900, "dead {dead}");
+    assert!(run(&["stats", d], 0).contains("live ("));
+
+    // None of it wrote a byte.
+    for (path, bytes) in before {
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} changed",
+            path.display()
+        );
+    }
+    assert!(!db.join("LOCK").exists() || std::fs::read(db.join("LOCK")).unwrap().is_empty());
+}
+
+#[test]
+fn export_import_round_trips_keys_values_and_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    // The newest values.
+    let file = tmp.path().join("latest.jsonl");
+    let out = run(&["export", d, "--to", p(&file)], 0);
+    assert!(out.contains("exported 301 keys"), "{out}");
+    run(&["export", d, "--to", p(&file)], 1); // never overwrites
+    let copy = tmp.path().join("copy");
+    run(&["import", p(&file), p(&copy)], 0);
+    let scan = |dir: &Path| run(&["scan", p(dir), "--hex"], 0);
+    assert_eq!(scan(&copy), scan(&db));
+    // Into a database with data: refused.
+    run(&["import", p(&file), p(&copy)], 2);
+
+    // Every version: the same histories, in the same order, the same transactions together.
+    let file = tmp.path().join("all.jsonl");
+    run(&["export", d, "--to", p(&file), "--versions"], 0);
+    let copy = tmp.path().join("copy-versions");
+    let j = json(&["import", p(&file), p(&copy), "--json"], 0);
+    assert_eq!(j["records"], 313);
+    let again = tmp.path().join("again.jsonl");
+    run(&["export", p(&copy), "--to", p(&again), "--versions"], 0);
+    let lines = |f: &Path| -> Vec<Value> {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a, b) = (lines(&file), lines(&again));
+    assert_eq!(a.len(), b.len());
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("lsn");
+        v
+    };
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(strip(x), strip(y));
+    }
+    // LSNs are renumbered, but their order and grouping are kept: map one onto the other.
+    let mut map = std::collections::BTreeMap::new();
+    for (x, y) in a.iter().zip(&b) {
+        if let (Some(l1), Some(l2)) = (x["lsn"].as_u64(), y["lsn"].as_u64()) {
+            assert_eq!(
+                *map.entry(l1).or_insert(l2),
+                l2,
+                "one source LSN, one new LSN"
+            );
+        }
+    }
+    let news: Vec<u64> = map.values().copied().collect();
+    assert!(news.windows(2).all(|w| w[0] < w[1]), "order kept");
+
+    // A file cut short (no end line) or damaged imports nothing.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cut = tmp.path().join("cut.jsonl");
+    std::fs::write(&cut, &text[..text.len() / 2]).unwrap();
+    let o = ringlog(&["import", p(&cut), p(&tmp.path().join("never"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!tmp.path().join("never").exists());
+}
+
+#[test]
+fn torn_tail_verify_repair_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    let last = segments(&db).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let at = end.next_multiple_of(512);
+    bytes[at..at + 200].fill(0x5A);
+    std::fs::write(&last, &bytes).unwrap();
+
+    let text = run(&["verify", d], 1);
+    assert!(text.contains("TORN TAIL"), "{text}");
+    assert!(text.ends_with("DAMAGED\n"), "{text}");
+    let j = json(&["verify", d, "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "torn-tail");
+    assert_eq!(
+        j["damage"][0]["bytes"].as_u64().unwrap(),
+        (at + 200 - j["damage"][0]["offset"].as_u64().unwrap() as usize) as u64
+    );
+    // The engine opens it (and would cut the tail): verify says so.
+    assert_eq!(j["open"]["ok"], true);
+
+    // repair needs a cut.
+    run(&["repair", d], 2);
+    let side = tmp.path().join("side");
+    let j = json(
+        &[
+            "repair",
+            d,
+            "--truncate-tail",
+            "--side-dir",
+            p(&side),
+            "--json",
+        ],
+        0,
+    );
+    let offset = j["offset"].as_u64().unwrap() as usize;
+    assert_eq!(j["lsns_removed"], Value::Null);
+    let name = format!(
+        "{}.from-{offset}",
+        last.file_name().unwrap().to_str().unwrap()
+    );
+    let saved = std::fs::read(side.join(&name)).unwrap();
+    assert_eq!(
+        saved,
+        bytes[offset..],
+        "the side file holds exactly the bytes cut"
+    );
+    assert!(side.join("REPAIR.json").exists());
+    assert_eq!(std::fs::read(&last).unwrap(), bytes[..offset]);
+    assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    assert_eq!(
+        run(&["repair", d, "--truncate-tail"], 0),
+        "the log has no damage: nothing to cut\n"
+    );
+    // Everything acknowledged is still there, and the database opens for writing.
+    assert_eq!(run(&["get", d, "acct:a"], 0), "10\n");
+    let w = Db::open(&db, opts()).unwrap();
+    w.put(b"after", b"repair").unwrap();
+    drop(w);
+    assert_eq!(run(&["get", d, "after"], 0), "repair\n");
+}
+
+#[test]
+fn mid_log_damage_verify_dump_and_explicit_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    let segs = segments(&db);
+    assert!(segs.len() >= 2);
+    // Damage a record in the middle of the first segment.
+    let rows: Vec<Value> = run(&["dump-log", d, "--json", "--kind", "write"], 0)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let victim = &rows[50];
+    let seg = victim["segment"].as_u64().unwrap();
+    let off = victim["offset"].as_u64().unwrap();
+    let path = db.join(format!("{seg:020}.log"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[off as usize + 40] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let j = json(&["verify", d, "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "corruption");
+    assert_eq!(j["damage"][0]["segment"], seg);
+    assert_eq!(j["damage"][0]["offset"], off);
+    assert_eq!(j["open"]["ok"], false);
+    assert!(run(&["verify", d], 1).contains("CORRUPTION"));
+    // dump-log prints what comes before, then fails.
+    let o = ringlog(&["dump-log", d]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"));
+    // Reads fail clearly (exit 1), they do not guess.
+    run(&["get", d, "user:001"], 1);
+
+    // An explicit cut must be at a record boundary.
+    run(
+        &["repair", d, "--truncate-at", &format!("{seg}:{}", off + 8)],
+        2,
+    );
+    run(&["repair", d, "--truncate-at", "999:0"], 2);
+    let side = tmp.path().join("side");
+    let j = json(
+        &[
+            "repair",
+            d,
+            "--truncate-at",
+            &format!("{seg}:{off}"),
+            "--side-dir",
+            p(&side),
+            "--json",
+        ],
+        0,
+    );
+    let id = |s: &PathBuf| -> u64 { s.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+    let later: Vec<&PathBuf> = segs.iter().filter(|s| id(s) > seg).collect();
+    let removed: Vec<u64> = j["segments_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(removed, later.iter().map(|s| id(s)).collect::<Vec<_>>());
+    let (lo, hi) = (
+        j["lsns_removed"][0].as_u64().unwrap(),
+        j["lsns_removed"][1].as_u64().unwrap(),
+    );
+    // The damaged segment's rest is not read (its records do not decode past the damage): the
+    // LSNs named are those of the later segments' records.
+    assert!(lo > victim["lsn"].as_u64().unwrap());
+    assert!(hi > lo);
+    // Every removed segment is in the side directory, byte for byte.
+    for s in later {
+        let name = s.file_name().unwrap();
+        assert!(!s.exists());
+        assert!(side.join(name).exists());
+    }
+    assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    // What was before the damage is there; what was after is gone.
+    assert!(run(&["get", d, "user:000"], 0).starts_with("v000-"));
+    run(&["get", d, "acct:a"], 1);
+}
+
+#[test]
+fn beside_a_running_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    let writer = Db::open(&db, opts()).unwrap();
+    writer.put(b"live", b"1").unwrap();
+    let j = json(&["inspect", d, "--json"], 0);
+    assert_eq!(j["writer_active"], true);
+    assert!(run(&["inspect", d], 0).contains("open by a writer"));
+    assert_eq!(run(&["get", d, "live"], 0), "1\n");
+    assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    run(&["scan", d, "--prefix", "user:", "--keys-only"], 0);
+    let o = ringlog(&["repair", d, "--truncate-tail"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("open by a writer"));
+    writer.put(b"live", b"2").unwrap();
+    assert_eq!(run(&["get", d, "live"], 0), "2\n");
+}
+
+#[test]
+fn empty_database_and_other_format_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("empty");
+    Db::open(&path, opts()).unwrap().close().unwrap();
+    let d = p(&path);
+    assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    assert_eq!(run(&["scan", d], 0), "");
+    assert_eq!(json(&["scan", d, "--json"], 0), serde_json::json!([]));
+    assert_eq!(json(&["stats", d, "--json"], 0)["keys"], 0);
+    run(&["inspect", d], 0);
+    run(&["runs", d], 0);
+
+    // A MANIFEST of a later format version: a clear error, exit 1.
+    let mpath = path.join("MANIFEST");
+    let mut m = ringlog_format::Manifest::decode(&std::fs::read(&mpath).unwrap()).unwrap();
+    m.version = ringlog_format::FORMAT_VERSION + 1;
+    std::fs::write(&mpath, m.encode()).unwrap();
+    let o = ringlog(&["inspect", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "format version {}",
+            ringlog_format::FORMAT_VERSION + 1
+        )),
+        "{err}"
+    );
+    run(&["verify", d], 1);
+    run(&["get", d, "k"], 1);
+}
