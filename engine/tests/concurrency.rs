@@ -148,7 +148,7 @@ fn mixed_strict_and_buffered_overrides_then_reopen() {
                                     tx.delete(key.as_bytes()).unwrap();
                                     ops.push((key.into_bytes(), None));
                                 } else {
-                                    let v = format!("{t}/{i}/{}", rng.next())
+                                    let v = format!("{t}/{i}/{}", rng.next_u64())
                                         .repeat(1 + rng.below(20) as usize)
                                         .into_bytes();
                                     tx.put(key.as_bytes(), &v).unwrap();

@@ -519,7 +519,7 @@ fn transaction_scans_merge_own_writes_from_both_ends() {
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for _ in 0..rng.below(30) {
             let k = key(rng.below(40));
-            let v = rng.next().to_le_bytes().to_vec();
+            let v = rng.next_u64().to_le_bytes().to_vec();
             db.put(&k, &v).unwrap();
             model.insert(k, v);
         }
@@ -534,7 +534,7 @@ fn transaction_scans_merge_own_writes_from_both_ends() {
                 tx.delete(&k).unwrap();
                 model.remove(&k);
             } else {
-                let v = rng.next().to_le_bytes().to_vec();
+                let v = rng.next_u64().to_le_bytes().to_vec();
                 tx.put(&k, &v).unwrap();
                 model.insert(k, v);
             }

@@ -474,20 +474,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A small deterministic generator (xorshift64*), seeded per test; the seed is printed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The workspace's seeded generator (SplitMix64); each test prints its seeds.
+#[allow(unused_imports)] // not every test binary uses it
+pub use ringlog_rng::Rng;
