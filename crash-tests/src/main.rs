@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use serde_json::json;
 
 use ringlog_crash::acklog;
 use ringlog_crash::corrupt;
@@ -134,12 +133,39 @@ fn run_workload(w: &WorkloadCmd) -> ExitCode {
     }
 }
 
+/// `verify --json`'s document.
+#[derive(serde::Serialize)]
+struct VerifyJson<'a> {
+    violations: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invariant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl std::fmt::Display for VerifyJson<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&s)
+    }
+}
+
 fn run_verify(a: &VerifyArgs) -> ExitCode {
     let (dir, ack, io, json) = (&a.dir, &a.ack_log, a.io, a.json);
     match acklog::verify(dir, ack, io) {
         Ok(notes) => {
             if json {
-                println!("{}", json!({ "violations": 0, "notes": notes }));
+                println!(
+                    "{}",
+                    VerifyJson {
+                        violations: 0,
+                        notes: Some(&notes),
+                        invariant: None,
+                        detail: None
+                    }
+                );
             } else {
                 for n in notes {
                     println!("{n}");
@@ -156,7 +182,12 @@ fn run_verify(a: &VerifyArgs) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    json!({ "violations": 1, "invariant": v.invariant, "detail": v.detail })
+                    VerifyJson {
+                        violations: 1,
+                        notes: None,
+                        invariant: Some(v.invariant),
+                        detail: Some(&v.detail),
+                    }
                 );
             }
             eprintln!("VIOLATION [{}] {}", v.invariant, v.detail);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::oracle::Violation;
 
@@ -202,46 +202,81 @@ impl Summary {
         s
     }
 
-    /// The summary as one JSON object, its fields in this order (serde_json's `preserve_order`).
+    /// The summary as one JSON object, its fields in this order ([`SummaryJson`]).
     pub fn to_json(&self) -> String {
-        let failures: Vec<Value> = self.failures.iter().map(Failure::to_json).collect();
-        json!({
-            "mode": self.mode,
-            "unit": self.unit,
-            "model": self.model,
-            "seeds": self.seeds,
-            "steps": self.steps,
-            "points": self.points,
-            "sampled_points": self.sampled_points,
-            "states": self.states,
-            "seconds": round_to(self.elapsed.as_secs_f64(), 3),
-            "states_per_second": round_to(self.rate(), 1),
-            "per_fault": self.per_fault,
-            "covered": self.covered,
-            "checks": self.checks,
-            "notes": self.notes,
-            "violations": self.failures.len(),
-            "failures": failures,
-        })
-        .to_string()
+        let doc = SummaryJson {
+            mode: &self.mode,
+            unit: &self.unit,
+            model: &self.model,
+            seeds: self.seeds,
+            steps: self.steps,
+            points: self.points,
+            sampled_points: self.sampled_points,
+            states: self.states,
+            seconds: round_to(self.elapsed.as_secs_f64(), 3),
+            states_per_second: round_to(self.rate(), 1),
+            per_fault: &self.per_fault,
+            covered: &self.covered,
+            checks: &self.checks,
+            notes: &self.notes,
+            violations: self.failures.len(),
+            failures: self.failures.iter().map(Failure::to_json).collect(),
+        };
+        serde_json::to_string(&doc).expect("the summary serializes")
     }
+}
+
+/// The summary's JSON form (`--json`), field by field in this order.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    mode: &'a str,
+    unit: &'a str,
+    model: &'a str,
+    seeds: u64,
+    steps: u64,
+    points: u64,
+    sampled_points: u64,
+    states: u64,
+    seconds: f64,
+    states_per_second: f64,
+    per_fault: &'a BTreeMap<String, u64>,
+    covered: &'a BTreeMap<String, u64>,
+    checks: &'a BTreeMap<&'static str, u64>,
+    notes: &'a [String],
+    violations: usize,
+    failures: Vec<FailureJson<'a>>,
+}
+
+/// One failure of the summary's JSON form.
+#[derive(Serialize)]
+struct FailureJson<'a> {
+    invariant: &'a str,
+    detail: &'a str,
+    mode: &'a str,
+    seed: u64,
+    model: &'a str,
+    point: &'a str,
+    state: u64,
+    image: Option<String>,
+    replay: &'a str,
+    trace: &'a [String],
 }
 
 impl Failure {
     /// This failure as one JSON object of the summary's `failures`.
-    fn to_json(&self) -> Value {
-        json!({
-            "invariant": self.violation.invariant,
-            "detail": self.violation.detail,
-            "mode": self.mode,
-            "seed": self.seed,
-            "model": self.model,
-            "point": self.point,
-            "state": self.state,
-            "image": self.image.as_ref().map(|p| p.display().to_string()),
-            "replay": self.replay,
-            "trace": self.trace,
-        })
+    fn to_json(&self) -> FailureJson<'_> {
+        FailureJson {
+            invariant: self.violation.invariant,
+            detail: &self.violation.detail,
+            mode: &self.mode,
+            seed: self.seed,
+            model: &self.model,
+            point: &self.point,
+            state: self.state,
+            image: self.image.as_ref().map(|p| p.display().to_string()),
+            replay: &self.replay,
+            trace: &self.trace,
+        }
     }
 }
 
