@@ -725,7 +725,9 @@ pub fn history(a: &HistoryArgs, json: bool, out: &mut dyn Write) -> Outcome {
     if json {
         print_json(out, &serde_json::json!({ "floor": floor, "keys": all }))?;
     } else {
-        writeln!(out, "(history below LSN {floor} is trimmed)")?;
+        if floor > 0 {
+            writeln!(out, "(history below LSN {floor} is trimmed)")?;
+        }
     }
     Ok(())
 }
