@@ -18,6 +18,7 @@ pub struct Cli {
     /// Print the result as JSON (one document; `dump-log` prints one object per line).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,6 +113,7 @@ pub struct DumpArgs {
     /// Print values too (else their length).
     #[arg(long)]
     pub values: bool,
+    /// How keys and values are given and printed.
     #[command(flatten)]
     pub enc: Encoding,
 }
@@ -126,6 +128,7 @@ pub struct GetArgs {
     /// Read the key as it was right after the transaction with this LSN.
     #[arg(long, value_name = "LSN")]
     pub at_lsn: Option<u64>,
+    /// How keys and values are given and printed.
     #[command(flatten)]
     pub enc: Encoding,
 }
@@ -154,6 +157,7 @@ pub struct ScanArgs {
     /// Print keys only.
     #[arg(long)]
     pub keys_only: bool,
+    /// How keys and values are given and printed.
     #[command(flatten)]
     pub enc: Encoding,
 }
@@ -166,6 +170,7 @@ pub struct HistoryArgs {
     /// Only keys starting with this prefix (default: every key).
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<String>,
+    /// How keys and values are given and printed.
     #[command(flatten)]
     pub enc: Encoding,
 }

@@ -20,8 +20,11 @@ pub const LOCK: &str = "LOCK";
 /// A segment file: `<id>.log`.
 #[derive(Debug)]
 pub struct SegFile {
+    /// The segment id (from the file name).
     pub id: u64,
+    /// The file.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub size: u64,
     /// The decoded header, or why it does not decode.
     pub header: Result<SegmentHeader, String>,
@@ -30,7 +33,9 @@ pub struct SegFile {
 /// What the directory holds.
 #[derive(Debug)]
 pub struct Listing {
+    /// The database directory.
     pub dir: PathBuf,
+    /// The decoded MANIFEST, or why it does not decode.
     pub manifest: Result<Manifest, DecodeError>,
     /// The log: segments from the MANIFEST's first needed one on, by id.
     pub segments: Vec<SegFile>,
@@ -184,40 +189,58 @@ pub enum DamageKind {
 /// A damaged place in the log.
 #[derive(Clone, Debug, Serialize)]
 pub struct Damage {
+    /// Torn tail, corruption, or bytes in flight.
     pub kind: DamageKind,
+    /// The segment id.
     pub segment: u64,
+    /// The segment's file.
     pub file: PathBuf,
+    /// Where the first bad byte is, in the file.
     pub offset: u64,
     /// Non-zero bytes from `offset` to the end of the damage (a torn tail's size).
     pub bytes: u64,
     /// The last LSN of a valid record before the damage (0: none).
     pub last_good_lsn: u64,
+    /// What was found.
     pub reason: String,
 }
 
 /// A record met by [`walk`], with the run and commit time of its write batch.
 pub struct Rec<'a> {
+    /// The segment id.
     pub segment: u64,
+    /// The decoded record.
     pub rec: Record<'a>,
+    /// The run that wrote its batch.
     pub run: u64,
+    /// Its batch's commit time, ns since the Unix epoch.
     pub timestamp: u64,
 }
 
 /// How one segment's walk ended.
 #[derive(Clone, Debug, Serialize)]
 pub struct SegSummary {
+    /// The segment id.
     pub id: u64,
+    /// Its file.
     pub file: PathBuf,
+    /// Its format version (header).
     pub version: Option<u32>,
+    /// The run that created it (header).
     pub run: Option<u64>,
+    /// The last LSN logged before it (header).
     pub base_lsn: Option<u64>,
     /// The end the next segment recorded for this one (none for the last).
     pub recorded_end: Option<u64>,
+    /// The file's size.
     pub size: u64,
     /// Offset just past the last valid record.
     pub valid_end: u64,
+    /// Valid records.
     pub records: u64,
+    /// The first and last LSN of its transactions' records.
     pub first_lsn: Option<u64>,
+    /// See `first_lsn`.
     pub last_lsn: Option<u64>,
     /// Sealed (a later segment exists) or active (the log's last).
     pub sealed: bool,
@@ -226,7 +249,9 @@ pub struct SegSummary {
 /// The whole walk.
 #[derive(Debug, Default)]
 pub struct Walk {
+    /// Each segment of the log, in order.
     pub segments: Vec<SegSummary>,
+    /// Every damage found, in log order.
     pub damage: Vec<Damage>,
 }
 
@@ -419,6 +444,8 @@ pub fn walk(
                 ));
             } else if certain {
                 out.damage.push(damage(DamageKind::Corruption, reason));
+            } else if planted::tail_is_always_torn() {
+                out.damage.push(damage(DamageKind::TornTail, reason));
             } else {
                 let search = SearchIn {
                     layout,
@@ -449,6 +476,30 @@ pub fn walk(
         out.segments.push(summary);
     }
     Ok(out)
+}
+
+/// A deliberate bug that proves the crash runner checks the walk: armed only in its test builds
+/// (cargo feature `__planted-bugs`), inert otherwise.
+pub mod planted {
+    #[cfg(feature = "__planted-bugs")]
+    static TAIL_IS_ALWAYS_TORN: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Arms (or disarms) `TailIsAlwaysTorn`: the walk calls any damage in the last segment a
+    /// torn tail, without looking for a later durable write that proves it corruption.
+    #[cfg(feature = "__planted-bugs")]
+    pub fn arm_tail_is_always_torn(on: bool) {
+        TAIL_IS_ALWAYS_TORN.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether `TailIsAlwaysTorn` is armed (always false without the feature).
+    #[inline(always)]
+    pub(crate) fn tail_is_always_torn() -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        return TAIL_IS_ALWAYS_TORN.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(feature = "__planted-bugs"))]
+        false
+    }
 }
 
 /// The end of the non-zero bytes of `buf` from `from` on (`None`: all zero).

@@ -553,6 +553,97 @@ fn evaluate(
     }
 }
 
+/// The `ringlog` tool's reading of the damaged image (the walk `ringlog verify` makes, at the
+/// format level) agrees with recovery's: damage recovery refuses in a segment is corruption of
+/// that segment to the tool; a tail recovery cuts is a torn tail to it; a log recovery opens
+/// whole has no damage. (Damage to the MANIFEST or the checkpoint is not the walk's: it opens
+/// them through the engine.) Returns the counter of the agreement.
+fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
+    use ringlog_cli::logwalk::{self, DamageKind};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let root = std::env::temp_dir().join(format!(
+        "ringlog-crash-walk-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let dir = root.join(
+        Setup::sim_dir()
+            .strip_prefix("/")
+            .unwrap_or(Setup::sim_dir()),
+    );
+    let walked = case
+        .img
+        .save(&root)
+        .map_err(|e| format!("saving the image: {e}"))
+        .and_then(|()| {
+            let l = logwalk::list(&dir).map_err(|e| format!("{e:?}"))?;
+            let w = logwalk::walk(&l, |_| Ok(())).map_err(|e| format!("{e:?}"))?;
+            Ok(w.first_problem().cloned())
+        });
+    let _ = std::fs::remove_dir_all(&root);
+    let seen = match walked {
+        Ok(d) => d,
+        // The walk needs a MANIFEST that decodes: damage to it is the engine's to report.
+        Err(_) if case.file.ends_with("MANIFEST") => {
+            return Ok("tool: MANIFEST damage (the engine's)")
+        }
+        Err(e) => {
+            return Err(Violation::new(
+                "tool",
+                format!("{}: the walk failed: {e}", case.kind),
+            ))
+        }
+    };
+    let fail = |what: String| Err(Violation::new("tool", format!("{}: {what}", case.kind)));
+    let show = |d: &Option<logwalk::Damage>| match d {
+        Some(d) => format!(
+            "{:?} in {} at {}: {}",
+            d.kind,
+            name(&d.file),
+            d.offset,
+            d.reason
+        ),
+        None => "no damage".into(),
+    };
+    match open(setup, &case.img, RecoveryMode::Strict) {
+        Err(Error::Corruption { file, offset, .. })
+            if file.extension().is_some_and(|e| e == "log") =>
+        {
+            match &seen {
+                Some(d)
+                    if d.kind == DamageKind::Corruption
+                        && d.file.file_name() == file.file_name() =>
+                {
+                    Ok("tool agrees: corruption where recovery refuses")
+                }
+                other => fail(format!(
+                    "recovery refuses ({} at {offset}), the tool sees {}",
+                    name(&file),
+                    show(other)
+                )),
+            }
+        }
+        Err(_) => Ok("tool: damage outside the log (the engine's)"),
+        Ok(db) if db.recovery_stats().bytes_truncated > 0 => match &seen {
+            Some(d) if d.kind == DamageKind::TornTail => {
+                Ok("tool agrees: torn tail where recovery cuts")
+            }
+            other => fail(format!(
+                "recovery cuts a torn tail of {} bytes, the tool sees {}",
+                db.recovery_stats().bytes_truncated,
+                show(other)
+            )),
+        },
+        Ok(_) => match &seen {
+            None => Ok("tool agrees: no damage where recovery opens whole"),
+            other => fail(format!(
+                "recovery opens the log whole, the tool sees {}",
+                show(other)
+            )),
+        },
+    }
+}
+
 /// The damage of `case` went unreported: the database opened (`how`: in which mode, if it says)
 /// but `detail` is wrong with it.
 fn silent_loss(case: &Case, how: &str, detail: &str) -> Violation {
@@ -681,8 +772,11 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                 continue;
             };
             sum.points += 1;
-            match evaluate(&setup, &hist, &pre, full, cat, &case) {
-                Ok(label) => {
+            let verdict = evaluate(&setup, &hist, &pre, full, cat, &case)
+                .and_then(|label| tool_agrees(&setup, &case).map(|tool| (label, tool)));
+            match verdict {
+                Ok((label, tool)) => {
+                    *sum.checks.entry(tool).or_default() += 1;
                     if label.contains("known limit") && sum.notes.len() < 3 {
                         sum.notes.push(format!(
                             "{} in {} bytes [{}, {}) lost acknowledged steps without an error (known limit); reproduce: ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",
