@@ -13,7 +13,7 @@ mod bytes;
 mod commands;
 pub mod logwalk;
 mod probe;
-mod repair;
+pub mod repair;
 mod transfer;
 
 use args::{Cli, Command};

@@ -8,6 +8,7 @@ use ringlog_format::{
     damage_proof, decode_record_in, DecodeError, LaterBatch, Layout, Manifest, Record, RecordKind,
     SearchIn, SegmentHeader, SegmentPos, SEGMENT_HEADER_LEN,
 };
+use ringlog_uring::{EntryKind, OpenOptions, Vfs};
 use serde::Serialize;
 
 use crate::Failure;
@@ -81,16 +82,29 @@ pub fn segment_name(id: u64) -> String {
 
 /// Lists `dir`: a usage failure when it is no ringlog database.
 pub fn list(dir: &Path) -> Result<Listing, Failure> {
-    let meta =
-        std::fs::metadata(dir).map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
-    if !meta.is_dir() {
-        return Err(Failure::Usage(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
+    list_in(&ringlog_uring::PosixVfs::default(), dir)
+}
+
+/// [`list`] through `vfs` (the crash runner passes its simulated disk).
+pub fn list_in(vfs: &dyn Vfs, dir: &Path) -> Result<Listing, Failure> {
+    match vfs.kind_of(dir) {
+        Ok(Some(EntryKind::Dir)) => {}
+        Ok(Some(_)) => {
+            return Err(Failure::Usage(format!(
+                "{} is not a directory",
+                dir.display()
+            )))
+        }
+        Ok(None) => {
+            return Err(Failure::Usage(format!(
+                "{}: no such directory",
+                dir.display()
+            )))
+        }
+        Err(e) => return Err(Failure::Usage(format!("{}: {e}", dir.display()))),
     }
     let mpath = dir.join(MANIFEST);
-    let manifest = match std::fs::read(&mpath) {
+    let manifest = match read_all(vfs, &mpath) {
         Ok(bytes) => Manifest::decode(&bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Failure::Usage(format!(
@@ -104,24 +118,23 @@ pub fn list(dir: &Path) -> Result<Listing, Failure> {
     let mut segments = Vec::new();
     let mut below = Vec::new();
     let mut others = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Failure::Found(format!("{}: {e}", dir.display())))?;
-    for e in entries {
-        let e = e.map_err(|e| Failure::Found(format!("{}: {e}", dir.display())))?;
-        let name = e.file_name().to_string_lossy().into_owned();
+    let names = vfs
+        .list_dir(dir)
+        .map_err(|e| Failure::Found(format!("{}: {e}", dir.display())))?;
+    for name in names {
         let Some(id) = segment_id(&name) else {
             if name != MANIFEST {
                 others.push(name);
             }
             continue;
         };
-        let path = e.path();
-        let size = match e.metadata() {
-            Ok(m) => m.len(),
+        let path = dir.join(&name);
+        let Ok(file) = vfs.open(&path, OpenOptions::default()) else {
             // Removed by a writer's compaction since the listing.
-            Err(_) => continue,
+            continue;
         };
-        let header = read_header(&path);
+        let size = file.size().unwrap_or(0);
+        let header = read_header(&*file, size);
         let f = SegFile {
             id,
             path,
@@ -137,7 +150,7 @@ pub fn list(dir: &Path) -> Result<Listing, Failure> {
     segments.sort_by_key(|s| s.id);
     below.sort_by_key(|s| s.id);
     others.sort();
-    let writer_active = lock_held(&dir.join(LOCK));
+    let writer_active = vfs.lock_held(&dir.join(LOCK)).unwrap_or(false);
     Ok(Listing {
         dir: dir.to_path_buf(),
         manifest,
@@ -148,28 +161,20 @@ pub fn list(dir: &Path) -> Result<Listing, Failure> {
     })
 }
 
-fn read_header(path: &Path) -> Result<SegmentHeader, String> {
-    use std::io::Read;
-    let mut b = vec![0u8; SEGMENT_HEADER_LEN];
-    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut n = 0;
-    while n < b.len() {
-        match f.read(&mut b[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    b.truncate(n);
-    SegmentHeader::decode(&b).map_err(|e| e.to_string())
+/// Every byte of the file at `path`, read through `vfs`.
+pub fn read_all(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = vfs.open(path, OpenOptions::default())?;
+    let size = f.size()?;
+    let mut b = vec![0u8; size as usize];
+    f.read_exact_at(&mut b, 0)?;
+    Ok(b)
 }
 
-/// Whether another holder has the writer's lock (a shared-lock probe that takes nothing).
-pub fn lock_held(path: &Path) -> bool {
-    use ringlog_uring::Vfs;
-    ringlog_uring::PosixVfs::default()
-        .lock_held(path)
-        .unwrap_or(false)
+fn read_header(file: &dyn ringlog_uring::VFile, size: u64) -> Result<SegmentHeader, String> {
+    let n = (SEGMENT_HEADER_LEN as u64).min(size) as usize;
+    let mut b = vec![0u8; n];
+    file.read_exact_at(&mut b, 0).map_err(|e| e.to_string())?;
+    SegmentHeader::decode(&b).map_err(|e| e.to_string())
 }
 
 /// What kind of damage.
@@ -265,7 +270,13 @@ impl Walk {
 /// Walks every record of the log of `l` in order, calling `f` for each valid one; records where
 /// each segment's valid records end, and every damage found (it goes on after damage with the
 /// next segment, so one walk reports all of it).
-pub fn walk(
+pub fn walk(l: &Listing, f: impl FnMut(&Rec<'_>) -> Result<(), Failure>) -> Result<Walk, Failure> {
+    walk_in(&ringlog_uring::PosixVfs::default(), l, f)
+}
+
+/// [`walk`] through `vfs`.
+pub fn walk_in(
+    vfs: &dyn Vfs,
     l: &Listing,
     mut f: impl FnMut(&Rec<'_>) -> Result<(), Failure>,
 ) -> Result<Walk, Failure> {
@@ -356,7 +367,7 @@ pub fn walk(
                 header.version
             )));
         };
-        let buf = match std::fs::read(&s.path) {
+        let buf = match read_all(vfs, &s.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Failure::Found(format!(
@@ -478,8 +489,8 @@ pub fn walk(
     Ok(out)
 }
 
-/// A deliberate bug that proves the crash runner checks the walk: armed only in its test builds
-/// (cargo feature `__planted-bugs`), inert otherwise.
+/// Deliberate bugs that prove the crash runner checks the walk and the repair: armed only in
+/// its test builds (cargo feature `__planted-bugs`), inert otherwise.
 pub mod planted {
     #[cfg(feature = "__planted-bugs")]
     static TAIL_IS_ALWAYS_TORN: std::sync::atomic::AtomicBool =
@@ -490,6 +501,26 @@ pub mod planted {
     #[cfg(feature = "__planted-bugs")]
     pub fn arm_tail_is_always_torn(on: bool) {
         TAIL_IS_ALWAYS_TORN.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(feature = "__planted-bugs")]
+    static REPAIR_SYNCS_COPIES_LATE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Arms (or disarms) `RepairSyncsCopiesLate`: `repair` writes its copies of the bytes it
+    /// removes but syncs them (and the side directory) only after the cut.
+    #[cfg(feature = "__planted-bugs")]
+    pub fn arm_repair_syncs_copies_late(on: bool) {
+        REPAIR_SYNCS_COPIES_LATE.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether `RepairSyncsCopiesLate` is armed (always false without the feature).
+    #[inline(always)]
+    pub(crate) fn repair_syncs_copies_late() -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        return REPAIR_SYNCS_COPIES_LATE.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(feature = "__planted-bugs"))]
+        false
     }
 
     /// Whether `TailIsAlwaysTorn` is armed (always false without the feature).

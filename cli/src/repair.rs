@@ -1,41 +1,58 @@
 //! `ringlog repair`: cuts the log at a place, explicitly, keeping a copy of every byte removed.
+//!
+//! Planning ([`plan_tail`], [`plan_at`]) reads the log; [`execute`] makes the cut. Both work
+//! through a [`Vfs`], so that the crash-test runner can crash a repair at every step on its
+//! simulated disk and check that no byte is lost and that running the repair again finishes it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ringlog_format::SEGMENT_HEADER_LEN;
-use ringlog_uring::Vfs;
+use ringlog_uring::{OpenOptions, Vfs};
 use serde::Serialize;
 
 use crate::args::RepairArgs;
 use crate::commands::print_json;
-use crate::logwalk::{self, segment_name, DamageKind};
+use crate::logwalk::{self, read_all, segment_name, DamageKind};
 use crate::{Failure, Outcome};
 
-#[derive(Serialize)]
-struct Report {
-    dir: String,
-    /// Where the log was cut: segment id and offset.
-    segment: u64,
-    offset: u64,
-    why: String,
-    /// Bytes removed from the cut segment, and whole later segments moved out.
-    bytes_cut: u64,
-    segments_removed: Vec<u64>,
+/// Where the log is cut, and what goes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// The segment cut (its bytes from `offset` on are removed; all of it when `offset` is
+    /// inside its header).
+    pub segment: u64,
+    /// Where, in that segment's file.
+    pub offset: u64,
+    /// Why there.
+    pub why: String,
+    /// Later segments, removed whole.
+    #[serde(rename = "segments_removed")]
+    pub later: Vec<u64>,
     /// LSNs of the valid transaction records removed (first, last), if any: of records read
     /// before the damage — after damage, the rest of its segment is not decoded.
-    lsns_removed: Option<(u64, u64)>,
-    side_dir: String,
-    side_files: Vec<String>,
+    pub lsns_removed: Option<(u64, u64)>,
     /// The checkpoint's LSN when it is above the last LSN the log keeps (its state stays).
-    checkpoint_above_cut: Option<u64>,
+    pub checkpoint_above_cut: Option<u64>,
 }
 
-/// Where a cut goes.
-struct Cut {
-    segment: u64,
-    offset: u64,
-    why: String,
+/// What [`execute`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Executed {
+    /// Bytes removed from the log (the cut segment's rest and the later segments).
+    pub bytes_cut: u64,
+    /// The files written to the side directory, by name.
+    pub side_files: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    dir: String,
+    #[serde(flatten)]
+    plan: &'a Plan,
+    #[serde(flatten)]
+    done: &'a Executed,
+    side_dir: String,
 }
 
 fn parse_at(s: &str) -> Result<(u64, u64), Failure> {
@@ -48,12 +65,242 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Failure {
     Failure::Found(format!("{what} {}: {e}", p.display()))
 }
 
+/// A record's place: (segment, offset, end, LSN or 0 for a record of no transaction).
+type Place = (u64, u64, u64, u64);
+
+/// The listing and the walk of the log of `dir`, and its records' places.
+fn records(
+    vfs: &dyn Vfs,
+    dir: &Path,
+) -> Result<(logwalk::Listing, logwalk::Walk, Vec<Place>), Failure> {
+    let mut l = logwalk::list_in(vfs, dir)?;
+    // A repair runs holding the writer's lock itself: no write is in flight.
+    l.writer_active = false;
+    let mut recs = Vec::new();
+    let walk = logwalk::walk_in(vfs, &l, |r| {
+        let lsn = if r.rec.kind.in_transaction() {
+            r.rec.lsn
+        } else {
+            0
+        };
+        recs.push((
+            r.segment,
+            r.rec.offset,
+            r.rec.offset + r.rec.encoded_len() as u64,
+            lsn,
+        ));
+        Ok(())
+    })?;
+    Ok((l, walk, recs))
+}
+
+fn make_plan(
+    l: &logwalk::Listing,
+    recs: &[Place],
+    segment: u64,
+    offset: u64,
+    why: String,
+) -> Result<Plan, Failure> {
+    let m = l.manifest()?;
+    if segment < m.first_segment {
+        return Err(Failure::Usage(format!(
+            "segment {segment} is below the MANIFEST's first needed segment {}: the checkpoint holds it",
+            m.first_segment
+        )));
+    }
+    let removed: Vec<u64> = recs
+        .iter()
+        .filter(|r| (r.0 == segment && r.1 >= offset) || r.0 > segment)
+        .map(|r| r.3)
+        .filter(|&lsn| lsn != 0)
+        .collect();
+    let kept_last = recs
+        .iter()
+        .filter(|r| r.0 < segment || (r.0 == segment && r.2 <= offset))
+        .map(|r| r.3)
+        .max()
+        .unwrap_or(0);
+    Ok(Plan {
+        segment,
+        offset,
+        why,
+        later: l
+            .segments
+            .iter()
+            .map(|s| s.id)
+            .filter(|&id| id > segment)
+            .collect(),
+        lsns_removed: removed
+            .iter()
+            .min()
+            .copied()
+            .zip(removed.iter().max().copied()),
+        checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > kept_last)
+            .then_some(m.checkpoint_lsn),
+    })
+}
+
+/// The cut `--truncate-tail` makes: at the first damage `verify` finds (`None`: no damage).
+pub fn plan_tail(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Plan>, Failure> {
+    let (l, walk, recs) = records(vfs, dir)?;
+    let Some(d) = walk.first_problem() else {
+        return Ok(None);
+    };
+    let why = format!(
+        "{} at segment {} offset {}: {}",
+        match d.kind {
+            DamageKind::TornTail => "torn tail",
+            _ => "corruption",
+        },
+        d.segment,
+        d.offset,
+        d.reason
+    );
+    make_plan(&l, &recs, d.segment, d.offset, why).map(Some)
+}
+
+/// The cut `--truncate-at SEGMENT:OFFSET` makes, where a valid record of `segment` ends.
+pub fn plan_at(vfs: &dyn Vfs, dir: &Path, segment: u64, offset: u64) -> Result<Plan, Failure> {
+    let (l, _, recs) = records(vfs, dir)?;
+    let Some(s) = l.segments.iter().find(|s| s.id == segment) else {
+        return Err(Failure::Usage(format!(
+            "segment {segment} is not part of the log of {} (its segments: {:?})",
+            dir.display(),
+            l.segments.iter().map(|s| s.id).collect::<Vec<_>>()
+        )));
+    };
+    let boundary = offset == SEGMENT_HEADER_LEN as u64
+        || offset == 0
+        || recs
+            .iter()
+            .any(|&(seg, _, end, _)| seg == segment && end == offset);
+    if !boundary || offset > s.size {
+        return Err(Failure::Usage(format!(
+            "offset {offset} is not where a valid record of segment {segment} ends (`ringlog dump-log` lists each record's offset; a record ends where the next begins)"
+        )));
+    }
+    make_plan(
+        &l,
+        &recs,
+        segment,
+        offset,
+        format!("--truncate-at {segment}:{offset}"),
+    )
+}
+
+/// Makes the cut of `plan` in `dir`, keeping every byte it removes in `side` (a directory it
+/// creates; it must not exist). In this order, so that a crash at any point loses no byte and
+/// leaves a log that running the repair again finishes: (1) the copies — the cut segment's bytes
+/// from the offset on as `<segment>.from-<offset>`, each later segment whole, `REPAIR.json` —
+/// each synced, then `side` and its parent synced; (2) the later segments removed, the last
+/// first, each removal made durable before the next (the log stays contiguous); (3) the cut
+/// segment truncated at the offset (removed whole when the offset is inside its header) and
+/// synced.
+pub fn execute(vfs: &dyn Vfs, dir: &Path, side: &Path, plan: &Plan) -> Result<Executed, Failure> {
+    if vfs
+        .kind_of(side)
+        .map_err(|e| io("stat", side, e))?
+        .is_some()
+    {
+        return Err(Failure::Usage(format!(
+            "the side directory {} exists already",
+            side.display()
+        )));
+    }
+    vfs.create_dir_all(side)
+        .map_err(|e| io("create side directory", side, e))?;
+    let mut done = Executed {
+        bytes_cut: 0,
+        side_files: Vec::new(),
+    };
+    let seg_path = dir.join(segment_name(plan.segment));
+    let exists = vfs
+        .kind_of(&seg_path)
+        .map_err(|e| io("stat", &seg_path, e))?
+        .is_some();
+    let whole = plan.offset < SEGMENT_HEADER_LEN as u64;
+    let mut remove: Vec<PathBuf> = Vec::new();
+    let mut truncate = None;
+    if exists && whole {
+        remove.push(seg_path.clone());
+    } else if exists {
+        let bytes = read_all(vfs, &seg_path).map_err(|e| io("read", &seg_path, e))?;
+        let from = (plan.offset as usize).min(bytes.len());
+        let name = format!("{}.from-{}", segment_name(plan.segment), plan.offset);
+        write_synced(vfs, &side.join(&name), &bytes[from..])?;
+        done.bytes_cut += (bytes.len() - from) as u64;
+        done.side_files.push(name);
+        truncate = Some(seg_path.clone());
+    }
+    remove.extend(plan.later.iter().map(|&id| dir.join(segment_name(id))));
+    for p in &remove {
+        let name = p
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let bytes = read_all(vfs, p).map_err(|e| io("read", p, e))?;
+        write_synced(vfs, &side.join(&name), &bytes)?;
+        done.bytes_cut += bytes.len() as u64;
+        done.side_files.push(name);
+    }
+    let note = serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": &done }))
+        .map_err(|e| Failure::Found(e.to_string()))?;
+    write_synced(vfs, &side.join("REPAIR.json"), note.as_bytes())?;
+    done.side_files.push("REPAIR.json".into());
+    let late = logwalk::planted::repair_syncs_copies_late();
+    if !late {
+        sync_side(vfs, side)?;
+    }
+    // The later segments, the last first, each removal durable before the next: a power loss
+    // could otherwise keep a later removal and drop an earlier one, leaving a hole recovery
+    // refuses.
+    for p in remove.iter().rev() {
+        vfs.remove_file(p).map_err(|e| io("remove", p, e))?;
+        vfs.sync_dir(dir)
+            .map_err(|e| io("sync directory", dir, e))?;
+    }
+    if let Some(p) = truncate {
+        let f = vfs
+            .open(
+                &p,
+                OpenOptions {
+                    write: true,
+                    create: false,
+                    direct: false,
+                },
+            )
+            .map_err(|e| io("open", &p, e))?;
+        f.set_len(plan.offset).map_err(|e| io("truncate", &p, e))?;
+        f.sync_all().map_err(|e| io("sync", &p, e))?;
+    }
+    if late {
+        for name in &done.side_files {
+            let p = side.join(name);
+            vfs.open(&p, OpenOptions::default())
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("sync", &p, e))?;
+        }
+        sync_side(vfs, side)?;
+    }
+    Ok(done)
+}
+
+/// Makes the side directory's entries, and its own entry, durable.
+fn sync_side(vfs: &dyn Vfs, side: &Path) -> Result<(), Failure> {
+    vfs.sync_dir(side)
+        .map_err(|e| io("sync directory", side, e))?;
+    if let Some(parent) = side.parent().filter(|p| !p.as_os_str().is_empty()) {
+        vfs.sync_dir(parent)
+            .map_err(|e| io("sync directory", parent, e))?;
+    }
+    Ok(())
+}
+
 /// `ringlog repair`.
 pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
-    let l = logwalk::list(&a.dir)?;
-    let m = *l.manifest()?;
-    // The writer's lock, held until the repair is done: no writer opens meanwhile.
     let vfs = ringlog_uring::PosixVfs::default();
+    // Is it a database at all (a usage error otherwise), before anything is created.
+    logwalk::list_in(&vfs, &a.dir)?;
+    // The writer's lock, held until the repair is done: no writer opens meanwhile.
     let _lock = match vfs.lock(&a.dir.join(logwalk::LOCK)) {
         Ok(lock) => lock,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -64,48 +311,13 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         }
         Err(e) => return Err(io("lock", &a.dir.join(logwalk::LOCK), e)),
     };
-    // Record boundaries of every segment, and the LSNs at each record.
-    let mut records: Vec<(u64, u64, u64, u64)> = Vec::new(); // segment, offset, end, lsn
-    let walk = logwalk::walk(&l, |r| {
-        let lsn = if r.rec.kind.in_transaction() {
-            r.rec.lsn
-        } else {
-            0
-        };
-        records.push((
-            r.segment,
-            r.rec.offset,
-            r.rec.offset + r.rec.encoded_len() as u64,
-            lsn,
-        ));
-        Ok(())
-    })?;
-    let cut = if let Some(at) = &a.truncate_at {
-        let (segment, offset) = parse_at(at)?;
-        let Some(s) = l.segments.iter().find(|s| s.id == segment) else {
-            return Err(Failure::Usage(format!(
-                "segment {segment} is not part of the log of {} (its segments: {:?})",
-                a.dir.display(),
-                l.segments.iter().map(|s| s.id).collect::<Vec<_>>()
-            )));
-        };
-        let boundary = offset == SEGMENT_HEADER_LEN as u64
-            || offset == 0
-            || records
-                .iter()
-                .any(|&(seg, _, end, _)| seg == segment && end == offset);
-        if !boundary || offset > s.size {
-            return Err(Failure::Usage(format!(
-                "offset {offset} is not where a valid record of segment {segment} ends (`ringlog dump-log` lists each record's offset; a record ends where the next begins)"
-            )));
+    let plan = match &a.truncate_at {
+        Some(at) => {
+            let (segment, offset) = parse_at(at)?;
+            plan_at(&vfs, &a.dir, segment, offset)?
         }
-        Cut {
-            segment,
-            offset,
-            why: format!("--truncate-at {segment}:{offset}"),
-        }
-    } else {
-        match walk.first_problem() {
+        None => match plan_tail(&vfs, &a.dir)? {
+            Some(p) => p,
             None => {
                 let msg = "the log has no damage: nothing to cut";
                 if json {
@@ -118,28 +330,8 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 }
                 return Ok(());
             }
-            Some(d) => Cut {
-                segment: d.segment,
-                offset: d.offset,
-                why: format!(
-                    "{} at segment {} offset {}: {}",
-                    match d.kind {
-                        DamageKind::TornTail => "torn tail",
-                        _ => "corruption",
-                    },
-                    d.segment,
-                    d.offset,
-                    d.reason
-                ),
-            },
-        }
+        },
     };
-    if cut.segment < m.first_segment {
-        return Err(Failure::Usage(format!(
-            "segment {} is below the MANIFEST's first needed segment {}: the checkpoint holds it",
-            cut.segment, m.first_segment
-        )));
-    }
     let side = match &a.side_dir {
         Some(d) => d.clone(),
         None => {
@@ -159,91 +351,13 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 .join(name)
         }
     };
-    std::fs::create_dir(&side).map_err(|e| io("create side directory", &side, e))?;
-    let mut side_files = Vec::new();
-    let mut bytes_cut = 0u64;
-    // 1. Copies of everything to be removed, durable before anything is removed.
-    let seg_path = a.dir.join(segment_name(cut.segment));
-    let mut truncate: Option<PathBuf> = None;
-    let mut remove: Vec<(u64, PathBuf)> = Vec::new();
-    if seg_path.exists() {
-        if cut.offset < SEGMENT_HEADER_LEN as u64 {
-            // Nothing of the segment is kept (its header is the damage): it goes whole.
-            remove.push((cut.segment, seg_path.clone()));
-        } else {
-            let bytes = std::fs::read(&seg_path).map_err(|e| io("read", &seg_path, e))?;
-            let from = (cut.offset as usize).min(bytes.len());
-            let name = format!("{}.from-{}", segment_name(cut.segment), cut.offset);
-            write_synced(&side.join(&name), &bytes[from..])?;
-            bytes_cut += (bytes.len() - from) as u64;
-            side_files.push(name);
-            truncate = Some(seg_path.clone());
-        }
-    }
-    for s in l.segments.iter().filter(|s| s.id > cut.segment) {
-        remove.push((s.id, s.path.clone()));
-    }
-    for (id, p) in &remove {
-        let name = segment_name(*id);
-        let bytes = std::fs::read(p).map_err(|e| io("read", p, e))?;
-        write_synced(&side.join(&name), &bytes)?;
-        bytes_cut += bytes.len() as u64;
-        side_files.push(name);
-    }
-    let removed: Vec<&(u64, u64, u64, u64)> = records
-        .iter()
-        .filter(|r| (r.0 == cut.segment && r.1 >= cut.offset) || r.0 > cut.segment)
-        .filter(|r| r.3 != 0)
-        .collect();
-    let lsns_removed = match (
-        removed.iter().map(|r| r.3).min(),
-        removed.iter().map(|r| r.3).max(),
-    ) {
-        (Some(a), Some(b)) => Some((a, b)),
-        _ => None,
-    };
-    let kept_last = records
-        .iter()
-        .filter(|r| r.0 < cut.segment || (r.0 == cut.segment && r.2 <= cut.offset))
-        .map(|r| r.3)
-        .max()
-        .unwrap_or(0);
-    let mut r = Report {
+    let done = execute(&vfs, &a.dir, &side, &plan)?;
+    let r = Report {
         dir: a.dir.display().to_string(),
-        segment: cut.segment,
-        offset: cut.offset,
-        why: cut.why,
-        bytes_cut,
-        segments_removed: remove.iter().map(|(id, _)| *id).collect(),
-        lsns_removed,
+        plan: &plan,
+        done: &done,
         side_dir: side.display().to_string(),
-        side_files,
-        checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > kept_last)
-            .then_some(m.checkpoint_lsn),
     };
-    let note = serde_json::to_string_pretty(&r).map_err(|e| Failure::Found(e.to_string()))?;
-    write_synced(&side.join("REPAIR.json"), note.as_bytes())?;
-    r.side_files.push("REPAIR.json".into());
-    sync_dir(&side)?;
-    if let Some(parent) = side.parent().filter(|p| !p.as_os_str().is_empty()) {
-        sync_dir(parent)?;
-    }
-    // 2. Later segments go, the last first, each removal durable before the next: a crash
-    // meanwhile leaves a contiguous log (a power loss could otherwise keep a later removal and
-    // drop an earlier one, leaving a hole recovery refuses).
-    for (_, p) in remove.iter().rev() {
-        std::fs::remove_file(p).map_err(|e| io("remove", p, e))?;
-        sync_dir(&a.dir)?;
-    }
-    // 3. The cut itself.
-    if let Some(p) = truncate {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .map_err(|e| io("open", &p, e))?;
-        f.set_len(cut.offset).map_err(|e| io("truncate", &p, e))?;
-        f.sync_all().map_err(|e| io("sync", &p, e))?;
-    }
     if json {
         return print_json(out, &r);
     }
@@ -251,13 +365,17 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     writeln!(
         out,
         "cut at        segment {} offset {} ({})",
-        r.segment, r.offset, r.why
+        plan.segment, plan.offset, plan.why
     )?;
-    writeln!(out, "bytes cut     {}", r.bytes_cut)?;
-    if !r.segments_removed.is_empty() {
-        writeln!(out, "segments out  {:?}", r.segments_removed)?;
+    writeln!(out, "bytes cut     {}", done.bytes_cut)?;
+    let mut out_segments = plan.later.clone();
+    if plan.offset < SEGMENT_HEADER_LEN as u64 {
+        out_segments.insert(0, plan.segment);
     }
-    match r.lsns_removed {
+    if !out_segments.is_empty() {
+        writeln!(out, "segments out  {out_segments:?}")?;
+    }
+    match plan.lsns_removed {
         Some((a, b)) => writeln!(
             out,
             "LSNs removed  {a}..={b} (records of these transactions)"
@@ -267,7 +385,7 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
             "LSNs removed  none (no valid transaction record was cut)"
         )?,
     }
-    if let Some(c) = r.checkpoint_above_cut {
+    if let Some(c) = plan.checkpoint_above_cut {
         writeln!(
             out,
             "note          the checkpoint holds the state at LSN {c}, past the cut: it stays in force"
@@ -277,25 +395,31 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         out,
         "copies in     {} ({})",
         r.side_dir,
-        r.side_files.join(", ")
+        done.side_files.join(", ")
     )?;
     Ok(())
 }
 
-fn write_synced(p: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(p)
+fn write_synced(vfs: &dyn Vfs, p: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let late = logwalk::planted::repair_syncs_copies_late();
+    if vfs.kind_of(p).map_err(|e| io("stat", p, e))?.is_some() {
+        return Err(Failure::Found(format!("{} exists already", p.display())));
+    }
+    let f = vfs
+        .open(
+            p,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
         .map_err(|e| io("create", p, e))?;
-    f.write_all(bytes).map_err(|e| io("write", p, e))?;
+    f.write_all_at(bytes, 0).map_err(|e| io("write", p, e))?;
+    if late {
+        return Ok(());
+    }
     f.sync_all().map_err(|e| io("sync", p, e))
-}
-
-fn sync_dir(p: &Path) -> Result<(), Failure> {
-    std::fs::File::open(p)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io("sync directory", p, e))
 }
 
 #[cfg(test)]

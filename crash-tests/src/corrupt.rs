@@ -644,6 +644,132 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
     }
 }
 
+fn mix_seed(seed: u64, cat: usize, k: u64) -> u64 {
+    crate::rng::mix(&[seed, cat as u64, k, 0x4E9A])
+}
+
+/// `ringlog repair --truncate-tail` on the damaged image, on the simulated disk, then crashed
+/// at every step of its trace (sector tears, a few states per step). In every crash state: no
+/// byte of the log is lost — each segment is as it was, or cut at the plan's offset with the cut
+/// bytes durable in the side directory, or gone with a durable copy there — and running the
+/// repair again (as an operator would) gives the database the uncrashed repair gives. The repaired
+/// database opens in `RecoveryMode::Strict` with the state a truncating recovery of the damaged
+/// image recovers. Returns the counter and the number of crash states checked.
+fn repair_crashes(setup: &Setup, case: &Case, seed: u64) -> Result<(&'static str, u64), Violation> {
+    use ringlog_cli::repair;
+    let fail = |what: String| Violation::new("repair", format!("{}: {what}", case.kind));
+    let dir = Setup::sim_dir();
+    let side = dir.with_file_name("db.repair");
+    let sim = SimVfs::from_image(&case.img, true, Duration::ZERO);
+    let plan = match repair::plan_tail(&sim, dir) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(("repair: nothing to cut", 0)),
+        Err(e) => return Err(fail(format!("planning failed: {e:?}"))),
+    };
+    repair::execute(&sim, dir, &side, &plan)
+        .map_err(|e| fail(format!("the repair failed: {e:?}")))?;
+    let trace = sim.trace();
+    let finished = sim.snapshot();
+    let state_of =
+        |img: &Image, what: &str| -> Result<(State, Vec<crate::workload::Alien>, u64), Violation> {
+            let db = open(setup, img, RecoveryMode::Strict)
+                .map_err(|e| fail(format!("{what} does not open: {e}")))?;
+            let (st, aliens) =
+                observe(&db, &setup.wl).map_err(|e| fail(format!("{what}: scan: {e}")))?;
+            Ok((st, aliens, db.last_lsn()))
+        };
+    let expected = state_of(&finished, "the repaired database")?;
+    {
+        let db = open(setup, &case.img, RecoveryMode::TruncateAtCorruption)
+            .map_err(|e| fail(format!("TruncateAtCorruption refused it: {e}")))?;
+        let (st, aliens) = observe(&db, &setup.wl).map_err(|e| fail(format!("scan: {e}")))?;
+        if (st, aliens, db.last_lsn()) != expected {
+            return Err(fail(
+                "the repaired database holds another state than a truncating recovery".into(),
+            ));
+        }
+    }
+    let cut_name = dir.join(format!("{:020}.log", plan.segment));
+    let mut states = 0u64;
+    let mut bad = None;
+    crate::crash::for_each_state(
+        &case.img,
+        &trace,
+        crate::crash::TearModel::Sector,
+        4,
+        seed,
+        |pos, idx, img| {
+            if bad.is_some() {
+                return;
+            }
+            states += 1;
+            let at = format!("crash at step {pos} of the repair (state {idx})");
+            // No byte lost.
+            for (path, orig) in &case.img.files {
+                if path.extension().is_none_or(|e| e != "log") || path.parent() != Some(dir) {
+                    continue;
+                }
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                let now = img.files.get(path);
+                let kept = |f: &str, bytes: &[u8]| {
+                    img.files.get(&side.join(f)).is_some_and(|b| **b == *bytes)
+                };
+                let ok = match now {
+                    Some(b) if **b == **orig => true,
+                    Some(b) if *path == cut_name && plan.offset as usize <= orig.len() => {
+                        let off = plan.offset as usize;
+                        **b == orig[..off] && kept(&format!("{name}.from-{off}"), &orig[off..])
+                    }
+                    Some(_) => false,
+                    None => kept(&name, orig),
+                };
+                if !ok {
+                    bad = Some(fail(format!(
+                        "{at}: {name} changed or went without a durable copy of what it lost"
+                    )));
+                    return;
+                }
+            }
+            // Running it again finishes it.
+            let again = SimVfs::from_image(&img, false, Duration::ZERO);
+            let side2 = dir.with_file_name("db.repair2");
+            match repair::plan_tail(&again, dir) {
+                Ok(Some(p)) => {
+                    if let Err(e) = repair::execute(&again, dir, &side2, &p) {
+                        bad = Some(fail(format!("{at}: the repair run again failed: {e:?}")));
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    bad = Some(fail(format!("{at}: planning again failed: {e:?}")));
+                    return;
+                }
+            }
+            match state_of(&again.snapshot(), &format!("{at}, then repaired again")) {
+                Ok(s) if s == expected => {}
+                Ok(_) => {
+                    bad = Some(fail(format!(
+                        "{at}: repaired again, it holds another state than the uncrashed repair"
+                    )))
+                }
+                Err(v) => bad = Some(v),
+            }
+        },
+    );
+    if let Some(v) = bad {
+        return Err(v);
+    }
+    Ok((
+        "repair: crashed at every step, no byte lost, finished by a second run",
+        states,
+    ))
+}
+
 /// The damage of `case` went unreported: the database opened (`how`: in which mode, if it says)
 /// but `detail` is wrong with it.
 fn silent_loss(case: &Case, how: &str, detail: &str) -> Violation {
@@ -773,10 +899,23 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             };
             sum.points += 1;
             let verdict = evaluate(&setup, &hist, &pre, full, cat, &case)
-                .and_then(|label| tool_agrees(&setup, &case).map(|tool| (label, tool)));
+                .and_then(|label| tool_agrees(&setup, &case).map(|tool| (label, tool)))
+                .and_then(|(label, tool)| {
+                    // One log case in four: `ringlog repair` crashed at every step.
+                    let repaired = if cat < 3 && k % 4 == 0 {
+                        Some(repair_crashes(&setup, &case, mix_seed(seed, cat, k))?)
+                    } else {
+                        None
+                    };
+                    Ok((label, tool, repaired))
+                });
             match verdict {
-                Ok((label, tool)) => {
+                Ok((label, tool, repaired)) => {
                     *sum.checks.entry(tool).or_default() += 1;
+                    if let Some((what, states)) = repaired {
+                        *sum.checks.entry(what).or_default() += 1;
+                        *sum.checks.entry("repair crash states checked").or_default() += states;
+                    }
                     if label.contains("known limit") && sum.notes.len() < 3 {
                         sum.notes.push(format!(
                             "{} in {} bytes [{}, {}) lost acknowledged steps without an error (known limit); reproduce: ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",

@@ -991,3 +991,21 @@ fn catches_a_tool_that_calls_every_last_segment_damage_torn() {
     ringlog_cli::logwalk::planted::arm_tail_is_always_torn(false);
     assert_caught("TailIsAlwaysTorn (ringlog-cli)", &s, &["tool"]);
 }
+
+/// `ringlog repair` writes its copies of the bytes it removes but makes them durable only after
+/// the cut: `corrupt` crashes every fourth repair at each step and finds bytes gone with no
+/// durable copy.
+#[test]
+fn catches_a_repair_that_syncs_its_copies_late() {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    ringlog_cli::logwalk::planted::arm_repair_syncs_copies_late(true);
+    let defaults = PowerOptions {
+        seeds: (1..9).collect(),
+        steps: 150,
+        jobs: 1,
+        ..PowerOptions::default()
+    };
+    let s = ringlog_crash::corrupt::run(&defaults, 20);
+    ringlog_cli::logwalk::planted::arm_repair_syncs_copies_late(false);
+    assert_caught("RepairSyncsCopiesLate (ringlog-cli)", &s, &["repair"]);
+}
