@@ -544,3 +544,54 @@ fn empty_database_and_other_format_version() {
     run(&["verify", d], 1);
     run(&["get", d, "k"], 1);
 }
+
+#[test]
+fn probe_measures_a_directory_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    let j = json(
+        &["probe", d, "--syncs", "3", "--max-seconds", "2", "--json"],
+        0,
+    );
+    let n = j["fdatasync"]["buffered"]["count"].as_u64().unwrap();
+    assert!((1..=3).contains(&n), "{j}");
+    let p50 = j["fdatasync"]["buffered"]["p50_us"].as_f64().unwrap();
+    let p99 = j["fdatasync"]["buffered"]["p99_us"].as_f64().unwrap();
+    assert!(p50 <= p99, "{j}");
+    assert!(!j["filesystem"]["name"].as_str().unwrap().is_empty());
+    assert!(j["recommendation"]["mode"].is_string());
+    let text = run(&["probe", d, "--syncs", "2", "--max-seconds", "1"], 0);
+    assert!(text.contains("recommendation"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the probe left a file"
+    );
+    run(&["probe", p(&tmp.path().join("missing"))], 1);
+}
+
+#[test]
+fn a_damaged_checkpoint_fails_verify_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        for i in 0..2000u32 {
+            db.put(format!("k{i:05}").as_bytes(), &[7u8; 200]).unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.put(b"after", b"1").unwrap();
+    }
+    let d = p(&path);
+    let j = json(&["inspect", d, "--json"], 0);
+    let file = path.join(j["checkpoint"]["file"].as_str().unwrap());
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    let j = json(&["verify", d, "--json"], 1);
+    assert_eq!(j["open"]["ok"], false);
+    let err = j["open"]["error"].as_str().unwrap();
+    assert!(err.contains(".ckpt"), "{err}");
+    assert!(run(&["verify", d], 1).contains("open: FAILED"));
+}
