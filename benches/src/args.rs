@@ -105,6 +105,22 @@ before the timed phase in transactions of 1,000):
                       middle run's transactions and the last write of each of its keys byte for
                       byte, every key of the diff (else the run fails). --duration bounds each
                       run's writes (a quarter each). Buffered unless --durability says otherwise
+  readonly            (not in core; ringlog only: Db::open_read_only) --keys records written in
+                      transactions of 1,000 and closed (no checkpoint: every open replays the
+                      log). Then, 5 times each, interleaved: cold (the files dropped from the
+                      page cache before each call) and warm, a sequential read of the log's
+                      segment files (the floor), Db::open (writable) and Db::open_read_only of
+                      the closed database; then Db::open_read_only 5 times beside a live writer
+                      (the database open for writing in this process, one thread committing puts
+                      of new keys, 100,000 a second). One table row each (workload column ro ...):
+                      ops/s are records opened per second, p50 the median call, x floor and p50x
+                      against the floor of the same temperature (warm for the live opens).
+                      Checked: every open's records read back (every record once, a sample
+                      after every other open), the read-only handle refuses a put, a read-only
+                      open changes nothing in the directory, and each live open sees every key
+                      that was durable before it began and a prefix of the writer's puts (else
+                      the run fails). --ops and --duration are not used. Buffered unless
+                      --durability says otherwise
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev); and
 read-modify-write for rmw (ycsbf is YCSB F, not rmw).
@@ -134,9 +150,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw runs; `core`
-    /// (default: all but history, ckptwrite, coldread, rmw, runs and YCSB), `ycsb` (A-F) or `all`
-    /// (see Workloads below)
+    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw runs readonly;
+    /// `core` (default: all but history, ckptwrite, coldread, rmw, runs, readonly and YCSB), `ycsb`
+    /// (A-F) or `all` (see Workloads below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -344,11 +360,15 @@ pub enum Workload {
     /// The log's runs (ringlog's `Db::runs`, `run_changes`, `diff_runs`) over a log of four runs,
     /// cold and warm, against a sequential read of the segment files.
     Runs,
+    /// Opens of a closed database: `Db::open` against ringlog's `Db::open_read_only`, cold and
+    /// warm, and `Db::open_read_only` beside a live writer, against a sequential read of the
+    /// segment files.
+    ReadOnly,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 21] = [
+    pub const ALL: [Workload; 22] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -370,8 +390,10 @@ impl Workload {
         Workload::YcsbF,
         Workload::Rmw,
         Workload::Runs,
+        Workload::ReadOnly,
     ];
-    /// The default set: every workload but history, ckptwrite, coldread, rmw, runs and YCSB.
+    /// The default set: every workload but history, ckptwrite, coldread, rmw, runs, readonly and
+    /// YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -418,6 +440,7 @@ impl Workload {
             Workload::YcsbF => "ycsbf",
             Workload::Rmw => "rmw",
             Workload::Runs => "runs",
+            Workload::ReadOnly => "readonly",
         }
     }
 
@@ -451,6 +474,7 @@ impl Workload {
                 | Workload::ColdRead
                 | Workload::Rmw
                 | Workload::Runs
+                | Workload::ReadOnly
         )
     }
 
@@ -458,7 +482,11 @@ impl Workload {
     pub fn buffered_by_default(self) -> bool {
         matches!(
             self,
-            Workload::History | Workload::CkptWrite | Workload::ColdRead | Workload::Runs
+            Workload::History
+                | Workload::CkptWrite
+                | Workload::ColdRead
+                | Workload::Runs
+                | Workload::ReadOnly
         )
     }
 
@@ -466,7 +494,11 @@ impl Workload {
     pub fn single_threaded(self) -> bool {
         matches!(
             self,
-            Workload::Recover | Workload::History | Workload::ColdRead | Workload::Runs
+            Workload::Recover
+                | Workload::History
+                | Workload::ColdRead
+                | Workload::Runs
+                | Workload::ReadOnly
         )
     }
 
@@ -479,6 +511,7 @@ impl Workload {
                 | Workload::CkptWrite
                 | Workload::ColdRead
                 | Workload::Runs
+                | Workload::ReadOnly
         )
     }
 }
@@ -502,6 +535,7 @@ impl FromStr for Workload {
             "coldreads" | "coldget" | "coldgets" => "coldread".to_string(),
             "readmodifywrite" | "rmwtxn" => "rmw".to_string(),
             "run" | "diffruns" | "rundiff" | "runchanges" => "runs".to_string(),
+            "openreadonly" | "rdonly" => "readonly".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -1136,8 +1170,8 @@ mod tests {
             .workloads
             .contains(&Workload::Runs));
         let all = run(&["--workload", "all"]).unwrap().workloads;
-        assert_eq!(all.len(), 21);
-        assert_eq!(all.last(), Some(&Workload::Runs));
+        assert_eq!(all.len(), 22);
+        assert!(all.contains(&Workload::Runs));
         for name in ["runs", "RUNS", "run", "diff-runs", "run_changes"] {
             assert_eq!(
                 run(&["--workload", name]).unwrap().workloads,
@@ -1151,6 +1185,39 @@ mod tests {
         assert!(Workload::Runs.single_threaded());
         assert!(Workload::Runs.needs_disk());
         assert!(Workload::Runs.buffered_by_default());
+    }
+
+    #[test]
+    fn readonly_options() {
+        // Not in core, in all (last); ringlog's read-only open: on disk, Buffered by default,
+        // one thread, its own build (no preload).
+        assert!(!run(&[]).unwrap().workloads.contains(&Workload::ReadOnly));
+        let all = run(&["--workload", "all"]).unwrap().workloads;
+        assert_eq!(all.last(), Some(&Workload::ReadOnly));
+        for name in [
+            "readonly",
+            "READONLY",
+            "read-only",
+            "read_only",
+            "open-read-only",
+        ] {
+            assert_eq!(
+                run(&["--workload", name]).unwrap().workloads,
+                [Workload::ReadOnly],
+                "{name}"
+            );
+        }
+        assert_eq!(Workload::ReadOnly.name(), "readonly");
+        assert_eq!(Workload::ReadOnly.to_string(), "readonly");
+        assert!(!Workload::ReadOnly.is_write_only());
+        assert!(!Workload::ReadOnly.has_writer());
+        assert!(!Workload::ReadOnly.preloads());
+        assert!(Workload::ReadOnly.single_threaded());
+        assert!(Workload::ReadOnly.needs_disk());
+        assert!(Workload::ReadOnly.buffered_by_default());
+        // Sized by --keys (the records), as recover.
+        let c = run(&["--workload", "readonly", "--keys", "1000000"]).unwrap();
+        assert_eq!(c.keys, 1_000_000);
     }
 
     #[test]
@@ -1239,6 +1306,7 @@ mod tests {
             "--hot-keys",
             "max_attempts(1000)",
             "Db::run_changes",
+            "Db::open_read_only",
             "With no arguments",
             "1-1024",
             "readwhilewriting",
@@ -1292,6 +1360,8 @@ mod tests {
              --json docs/bench/ckptwrite.json",
             "--engines ringlog --durability strict --workload fillrandom --threads 16 \
              --duration 3 --keys 100000 --checkpoint-bytes off",
+            "--engines ringlog --workload readonly --keys 1000000",
+            "--engines ringlog --workload readonly --keys 1000000 --io portable",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();

@@ -315,8 +315,9 @@ pub trait Engine: Send + Sync {
         Ok(None)
     }
     /// The ringlog database itself, for the workloads that use its own API (`rmw`: optimistic
-    /// transactions through `Db::transact`; `runs`: `Db::runs`, `run_changes`, `diff_runs`);
-    /// `None` for every other engine.
+    /// transactions through `Db::transact`; `runs`: `Db::runs`, `run_changes`, `diff_runs`;
+    /// `readonly`: the handles it opens itself, writable and read-only); `None` for every other
+    /// engine.
     fn ringlog_db(&self) -> Option<&ringlog_db::Db> {
         None
     }
@@ -361,6 +362,11 @@ pub trait EngineKind: Sync {
     /// ([`Engine::ringlog_db`]: `Db::runs`, `run_changes`, `diff_runs`): the `runs` workload runs
     /// on those only.
     fn has_runs(&self) -> bool {
+        false
+    }
+    /// True when its databases can be opened read-only beside a writer (ringlog's
+    /// `Db::open_read_only`): the `readonly` workload runs on those only.
+    fn has_read_only(&self) -> bool {
         false
     }
     /// Opens (creating) the engine in the empty or previously used directory `dir`.

@@ -261,6 +261,16 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     );
                     continue;
                 }
+                if workload == Workload::ReadOnly && !kind.is_raw() && !kind.has_read_only() {
+                    push_unique(
+                        &mut notes,
+                        format!(
+                            "{}: cannot run readonly (ringlog only: Db::open_read_only)",
+                            kind.name()
+                        ),
+                    );
+                    continue;
+                }
                 if !kind.supports(workload) {
                     let n = if kind.is_raw() {
                         "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \
@@ -327,44 +337,47 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                             continue;
                         }
                     };
-                    if kind.name() == "raw-odirect" {
-                        floors.push((
-                            workload,
-                            Floor {
-                                ops_per_sec: res.ops_per_sec(),
-                                p50: res.hist.percentile(50.0),
-                            },
-                        ));
+                    // One row per measurement (readonly); one row for every other workload.
+                    for res in runner::readonly_rows(res) {
+                        if kind.name() == "raw-odirect" {
+                            floors.push((
+                                workload,
+                                Floor {
+                                    ops_per_sec: res.ops_per_sec(),
+                                    p50: res.hist.percentile(50.0),
+                                },
+                            ));
+                        }
+                        let floor = own_floor(&res).or_else(|| {
+                            (mode == Mode::Strict)
+                                .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
+                                .flatten()
+                        });
+                        w(out, &report::row(&res, floor));
+                        if let Err(e) = &res.verified {
+                            all_ok = false;
+                            notes.push(format!(
+                                "{} {mode} {workload} x{t}: READ-BACK CHECK FAILED: {e}",
+                                res.engine
+                            ));
+                        }
+                        if res.power_loss_durable == Some(false) {
+                            notes.push(format!(
+                                "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits by {t} writer(s) but only {} device cache flushes (machine-wide) on a write-back cache",
+                                res.engine, res.commits, res.device.map_or(0, |d| d.flushes)
+                            ));
+                        }
+                        if let Some(p) = &res.io_path {
+                            push_unique(&mut io_paths, format!("{}: {p}", res.engine));
+                        }
+                        for n in &res.notes {
+                            push_unique(
+                                &mut notes,
+                                format!("{} {mode} {workload} x{t}: {n}", res.engine),
+                            );
+                        }
+                        rows.push(res);
                     }
-                    let floor = own_floor(&res).or_else(|| {
-                        (mode == Mode::Strict)
-                            .then(|| floors.iter().find(|f| f.0 == workload).map(|f| f.1))
-                            .flatten()
-                    });
-                    w(out, &report::row(&res, floor));
-                    if let Err(e) = &res.verified {
-                        all_ok = false;
-                        notes.push(format!(
-                            "{} {mode} {workload} x{t}: READ-BACK CHECK FAILED: {e}",
-                            res.engine
-                        ));
-                    }
-                    if res.power_loss_durable == Some(false) {
-                        notes.push(format!(
-                            "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits by {t} writer(s) but only {} device cache flushes (machine-wide) on a write-back cache",
-                            res.engine, res.commits, res.device.map_or(0, |d| d.flushes)
-                        ));
-                    }
-                    if let Some(p) = &res.io_path {
-                        push_unique(&mut io_paths, format!("{}: {p}", res.engine));
-                    }
-                    for n in &res.notes {
-                        push_unique(
-                            &mut notes,
-                            format!("{} {mode} {workload} x{t}: {n}", res.engine),
-                        );
-                    }
-                    rows.push(res);
                 }
             }
         }
@@ -392,17 +405,19 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
         })
     };
     if let Some(path) = &cfg.json {
-        let doc = serde_json::json!({
-            "tool": "ringlog-bench",
-            "version": 1,
-            "command": std::env::args().collect::<Vec<_>>(),
-            "machine": report::machine_json(&machine),
-            "rows": rows
+        let doc = JsonReport {
+            tool: "ringlog-bench",
+            version: 1,
+            command: std::env::args().collect(),
+            machine: report::machine_json(&machine),
+            rows: rows
                 .iter()
                 .map(|r| report::row_json(r, floor_of(r)))
-                .collect::<Vec<_>>(),
-        });
-        std::fs::write(path, doc.to_string() + "\n")
+                .collect(),
+        };
+        let text = serde_json::to_string(&doc)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(path, text + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         w(out, &format!("wrote {}", path.display()));
     }
@@ -425,13 +440,30 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
     Ok(all_ok)
 }
 
-/// The floor a row measured in its own run (coldread: its pread loop; runs: the sequential read
-/// of the segment files), if any.
+/// The document `--json` writes: the tool, the command line, the machine and one object per
+/// row, in this order.
+#[derive(serde::Serialize)]
+struct JsonReport {
+    /// Always `ringlog-bench`.
+    tool: &'static str,
+    /// The document's version.
+    version: u32,
+    /// The command line, program name first.
+    command: Vec<String>,
+    /// [`report::machine_json`].
+    machine: serde_json::Value,
+    /// [`report::row_json`] of each row, in table order.
+    rows: Vec<serde_json::Value>,
+}
+
+/// The floor a row measured in its own run (coldread: its pread loop; runs and readonly: the
+/// sequential read of the segment files), if any.
 fn own_floor(r: &RunResult) -> Option<Floor> {
     r.cold_read
         .as_ref()
         .and_then(|c| c.floor())
         .or_else(|| r.runs.as_ref().and_then(|x| x.floor()))
+        .or_else(|| r.readonly.as_ref().and_then(|x| x.floor()))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {

@@ -84,7 +84,7 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
     format!(
         "{:<8} {:<16} {:<11} {:>3} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>6} {:>7} {:>6} {:>6.2} {:>11} {:>7} {:>6} {:>7} {:>7} {:>5} {:>7} {:>5} {}{}",
         r.mode.name(),
-        r.workload.name(),
+        workload_label(r),
         r.engine,
         r.threads,
         thousands(r.ops_per_sec()),
@@ -112,6 +112,15 @@ pub fn row(r: &RunResult, floor: Option<Floor>) -> String {
         check,
         flag,
     )
+}
+
+/// The table's workload column: the workload, or for a readonly row its measurement
+/// (`ro open_ro cold`, ...).
+pub fn workload_label(r: &RunResult) -> &'static str {
+    r.readonly
+        .as_ref()
+        .and_then(|o| o.row)
+        .map_or(r.workload.name(), |v| v.label())
 }
 
 /// The cold open a row measured (history: the open as written; coldread: the open of the
@@ -187,6 +196,16 @@ runs (ringlog only): a log of four runs (each an open, Db::label_run, --ops/4 tr
   Db::diff_runs of the first and last runs, each as ms, MB/s and transactions/s of the log, the
   device's reads, and ÷ floor; check: the runs, the middle run's keys and the diff's keys
   compared byte for byte with what was written (a mismatch fails the run), plus a sample read
+readonly (ringlog only): --keys records written and closed (no checkpoint: every open replays
+  the log); one row per measurement, each of 5 calls: ro floor (a sequential read of the segment
+  files in 1 MiB reads), ro open (Db::open, writable) and ro open_ro (Db::open_read_only, same
+  options) of the closed database, cold (the files dropped from the page cache before each call)
+  and warm, then ro open_ro live (Db::open_read_only while this process holds the database open
+  for writing and one thread commits 100,000 puts a second). ops: records each call opened (or
+  read), latency per call (p50: the median of 5); ×floor and p50× against the floor of the same
+  temperature (warm for live) in the same run. check: records read back (all from the first
+  read-only handle, a sample from the others), a read-only open must change no file, refuse a
+  put, and beside the writer hold every key durable before it began (else the run fails)
 ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
   with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
   phases with it, the p99 without and the ratio in the notes
@@ -521,6 +540,10 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
         ("rmw", r.rmw.as_ref().map_or(Value::Null, rmw_json)),
         ("runs", r.runs.as_ref().map_or(Value::Null, runs_json)),
         (
+            "readonly",
+            r.readonly.as_ref().map_or(Value::Null, readonly_json),
+        ),
+        (
             "verified",
             match &r.verified {
                 Ok(n) => obj(vec![("ok", Value::Bool(true)), ("keys", num(*n as f64))]),
@@ -804,6 +827,154 @@ fn runs_json(o: &crate::runner::RunsOut) -> Value {
     ])
 }
 
+/// A number field of a derived JSON type, written as [`num`] writes it.
+fn ser_num<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&num(*v), s)
+}
+
+/// An optional number field, as [`onum`] writes it.
+fn ser_onum<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&onum(*v), s)
+}
+
+/// A list of numbers, each as [`num`] writes it.
+fn ser_nums<S: serde::Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|&x| num(x)))
+}
+
+/// A readonly row's measurement as JSON (`row_json`'s `readonly`).
+#[derive(serde::Serialize)]
+struct ReadOnlyJson {
+    /// The measurement (`open_read_only_cold`, ...).
+    row: &'static str,
+    /// What was timed.
+    call: &'static str,
+    /// Whether the files were dropped from the page cache before each call.
+    cold: bool,
+    /// Calls made.
+    calls: usize,
+    #[serde(serialize_with = "ser_num")]
+    median_ms: f64,
+    #[serde(serialize_with = "ser_num")]
+    min_ms: f64,
+    #[serde(serialize_with = "ser_num")]
+    max_ms: f64,
+    /// Each call's time, in the order made.
+    #[serde(serialize_with = "ser_nums")]
+    times_ms: Vec<f64>,
+    /// Records each call opened (or read).
+    records_per_call: Vec<u64>,
+    /// The floor it is compared with, and its median.
+    floor: &'static str,
+    #[serde(serialize_with = "ser_num")]
+    floor_median_ms: f64,
+    /// Its median ÷ the floor's.
+    #[serde(serialize_with = "ser_onum")]
+    median_per_floor: Option<f64>,
+    /// The closed database.
+    records: u64,
+    key_size: usize,
+    value_size: usize,
+    segments: usize,
+    log_bytes: u64,
+    #[serde(serialize_with = "ser_num")]
+    build_seconds: f64,
+    /// Db::open_read_only ÷ Db::open, medians.
+    #[serde(serialize_with = "ser_onum")]
+    read_only_per_open_cold: Option<f64>,
+    #[serde(serialize_with = "ser_onum")]
+    read_only_per_open_warm: Option<f64>,
+    /// What a writable open changed in the directory, if anything.
+    open_changed_dir: Option<String>,
+    /// The live phase (on the live row only).
+    live: Option<ReadOnlyLiveJson>,
+}
+
+/// The live phase of the readonly workload as JSON.
+#[derive(serde::Serialize)]
+struct ReadOnlyLiveJson {
+    /// The pace the writer aims at.
+    writer_pace_puts_per_sec: u64,
+    writer_puts: u64,
+    #[serde(serialize_with = "ser_num")]
+    writer_seconds: f64,
+    #[serde(serialize_with = "ser_num")]
+    writer_puts_per_sec: f64,
+    #[serde(serialize_with = "ser_num")]
+    writer_cpu_seconds: f64,
+    /// Each read-only open beside the writer.
+    opens: Vec<ReadOnlyLiveOpenJson>,
+}
+
+/// One read-only open beside the writer.
+#[derive(serde::Serialize)]
+struct ReadOnlyLiveOpenJson {
+    /// The writer's puts returned before the open began, and of them, those durable then.
+    written_before: u64,
+    durable_before: u64,
+    durable_lsn: u64,
+    /// The writer's keys the handle held (a prefix of its puts), and its last LSN.
+    seen: u64,
+    seen_lsn: u64,
+    /// The writer's puts returned when the open returned.
+    written_after: u64,
+}
+
+fn readonly_json(o: &crate::runner::ReadOnlyOut) -> Value {
+    use crate::runner::ReadOnlyVariant as V;
+    let Some(v) = o.row else {
+        return Value::Null;
+    };
+    let Some(s) = o.series(v) else {
+        return Value::Null;
+    };
+    let ms = |d: Option<std::time::Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let live = &o.live;
+    let doc = ReadOnlyJson {
+        row: v.json_name(),
+        call: v.call(),
+        cold: v.is_cold() && o.cold,
+        calls: s.calls.len(),
+        median_ms: ms(s.median()),
+        min_ms: ms(s.min()),
+        max_ms: ms(s.max()),
+        times_ms: s.calls.iter().map(|c| ms(Some(c.time))).collect(),
+        records_per_call: s.records.clone(),
+        floor: v.floor().json_name(),
+        floor_median_ms: ms(o.series(v.floor()).and_then(|f| f.median())),
+        median_per_floor: o.ratio(v),
+        records: o.records,
+        key_size: o.key_size,
+        value_size: o.value_size,
+        segments: o.segments,
+        log_bytes: o.log_bytes,
+        build_seconds: o.build.as_secs_f64(),
+        read_only_per_open_cold: o.ratio_of(V::ReadOnlyCold, V::OpenCold),
+        read_only_per_open_warm: o.ratio_of(V::ReadOnlyWarm, V::OpenWarm),
+        open_changed_dir: o.open_changed_dir.clone(),
+        live: (v == V::ReadOnlyLive).then(|| ReadOnlyLiveJson {
+            writer_pace_puts_per_sec: crate::runner::READONLY_LIVE_RATE,
+            writer_puts: live.puts,
+            writer_seconds: live.time.as_secs_f64(),
+            writer_puts_per_sec: live.puts_per_sec(),
+            writer_cpu_seconds: live.cpu.as_secs_f64(),
+            opens: live
+                .opens
+                .iter()
+                .map(|x| ReadOnlyLiveOpenJson {
+                    written_before: x.written_before,
+                    durable_before: x.durable_before,
+                    durable_lsn: x.durable_lsn,
+                    seen: x.seen,
+                    seen_lsn: x.seen_lsn,
+                    written_after: x.written_after,
+                })
+                .collect(),
+        }),
+    };
+    serde_json::to_value(&doc).unwrap_or(Value::Null)
+}
+
 fn history_json(h: &crate::runner::HistoryOut) -> Value {
     obj(vec![
         ("live_keys", num(h.live_keys as f64)),
@@ -863,7 +1034,8 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
     };
     // Series for the throughput panel: (mode, workload, engine) with ≥ 1 points.
     let mut series: Vec<Series> = Vec::new();
-    for r in rows {
+    // readonly's rows are measurements of one run, not thread counts.
+    for r in rows.iter().filter(|r| r.readonly.is_none()) {
         let key = (r.mode, r.workload.name().to_string(), r.engine.clone());
         match series
             .iter_mut()

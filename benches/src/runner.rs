@@ -16,11 +16,17 @@ use crate::sysinfo::{self, DiskStat, FlushRule};
 mod coldread;
 mod history;
 mod readers;
+mod readonly;
 mod rmw;
 mod runs;
 
 pub use coldread::{ColdReadOut, Phase as ColdReadPhase, PreadFiles, BATCH};
 pub use history::{ColdOpen, HistoryOut};
+pub use readonly::{
+    rows as readonly_rows, Live as ReadOnlyLive, LiveOpen as ReadOnlyLiveOpen, ReadOnlyOut,
+    Series as ReadOnlySeries, Variant as ReadOnlyVariant, LIVE_PUTS_PER_SEC as READONLY_LIVE_RATE,
+    OPENS as READONLY_OPENS, SAMPLE as READONLY_SAMPLE,
+};
 pub use rmw::{
     ratio as rmw_ratio, verdict as rmw_verdict, Phase as RmwPhase, RmwOut, Uncontended,
     Variant as RmwVariant, MAX_ATTEMPTS as RMW_MAX_ATTEMPTS, ROUNDS as RMW_ROUNDS,
@@ -119,6 +125,9 @@ pub struct RunResult {
     pub rmw: Option<RmwOut>,
     /// runs: `Db::runs`, `run_changes` and `diff_runs`, cold and warm, against their floor.
     pub runs: Option<RunsOut>,
+    /// readonly: `Db::open` against `Db::open_read_only`, cold and warm, and beside a live
+    /// writer, against their floor; on a row of its own for each (see [`readonly_rows`]).
+    pub readonly: Option<ReadOnlyOut>,
 }
 
 impl RunResult {
@@ -480,6 +489,7 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
             | Workload::ColdRead
             | Workload::Rmw
             | Workload::Runs
+            | Workload::ReadOnly
             | Workload::Scan
             | Workload::ScanRev
             | Workload::Snapshot => {
@@ -736,6 +746,7 @@ pub fn run_one(
         cold_read: None,
         rmw: None,
         runs: None,
+        readonly: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
@@ -749,6 +760,8 @@ pub fn run_one(
         )?;
     } else if workload == Workload::Runs {
         runs::run_runs(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if workload == Workload::ReadOnly {
+        readonly::run_readonly(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if workload == Workload::CkptWrite {
         history::run_ckptwrite(
             kind, mode, threads, cfg, dir, device, &codec, &opts, hooks, &mut res,

@@ -170,6 +170,7 @@ fn json_has_one_object_per_row() {
             "ckptwrite",
             "rmw",
             "runs",
+            "readonly",
         ] {
             assert!(r.get(k).is_some(), "row lacks {k}: {r}");
         }
@@ -327,8 +328,8 @@ fn every_workload_verifies_in_memory() {
         Hooks::default(),
     );
     assert_eq!(code, 0, "{out}");
-    // 16 of the 21 workloads at 2 thread counts: recover, history, ckptwrite, coldread and runs
-    // need a database on disk (not run in memory).
+    // 16 of the 22 workloads at 2 thread counts: recover, history, ckptwrite, coldread, runs and
+    // readonly need a database on disk (not run in memory).
     assert_eq!(
         out.lines().filter(|l| l.starts_with("inmemory ")).count(),
         32,
@@ -888,6 +889,167 @@ fn a_corrupted_change_fails_runs() {
         bad.contains(
             "READ-BACK CHECK FAILED: RUNS MISMATCH: run_changes(run-2): the last write of key"
         ),
+        "{bad}"
+    );
+    assert!(bad.contains("ringlog-bench: FAILED"), "{bad}");
+}
+
+/// readonly with tiny numbers: one row per measurement (the floor, Db::open and
+/// Db::open_read_only, cold and warm, and Db::open_read_only beside a live writer), each of
+/// READONLY_OPENS calls, every check passed; buffered mode only without --durability, ringlog
+/// only, not in memory; the notes and JSON fields present and consistent. No timing is asserted
+/// beyond "took some time".
+#[test]
+fn readonly_opens_beside_a_writer_and_reports_a_row_each() {
+    let opens = ringlog_bench::runner::READONLY_OPENS as u64;
+    let dir = scratch();
+    let json = dir.path().join("readonly.json");
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog,raw-odirect",
+            "--workload",
+            "readonly",
+            "--keys",
+            "3000",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let labels = [
+        "ro floor cold",
+        "ro open cold",
+        "ro open_ro cold",
+        "ro floor warm",
+        "ro open warm",
+        "ro open_ro warm",
+        "ro open_ro live",
+    ];
+    let table: Vec<&str> = out.lines().filter(|l| l.starts_with("buffered ")).collect();
+    assert_eq!(table.len(), labels.len(), "{out}");
+    for (line, label) in table.iter().zip(labels) {
+        assert!(
+            line.starts_with(&format!("buffered {label:<16} ringlog       1 ")),
+            "{label}: {line}"
+        );
+        assert!(line.contains(" ok "), "{line}");
+    }
+    for needle in [
+        "readonly: run in buffered mode only",
+        "raw loops run the write workloads only",
+        "build: 3,000 records (16 + 100 B) written in transactions of 1,000",
+        "so every open replays the log",
+        "ro open_ro cold (Db::open_read_only): median ",
+        "ro open_ro live (Db::open_read_only beside a live writer): median ",
+        "Db::open_read_only ÷ Db::open (medians): cold ",
+        "read-only opens beside it succeeded",
+        "checked: every record read back from the first cold read-only handle",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = field(&doc, &["rows"]).as_array().unwrap();
+    assert_eq!(rows.len(), labels.len(), "{rows:#?}");
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| field(r, &["readonly", "row"]).as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "floor_cold",
+            "open_cold",
+            "open_read_only_cold",
+            "floor_warm",
+            "open_warm",
+            "open_read_only_warm",
+            "open_read_only_live",
+        ]
+    );
+    for r in rows {
+        let x = field(r, &["readonly"]);
+        assert_eq!(field(r, &["workload"]), "readonly");
+        assert_eq!(field(r, &["engine"]), "ringlog");
+        assert_eq!(field(r, &["mode"]), "buffered");
+        assert_eq!(field(r, &["threads"]).as_u64(), Some(1));
+        assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+        assert_eq!(field(r, &["latency_us", "samples"]).as_u64(), Some(opens));
+        assert!(field(r, &["vs_floor_p50"]).is_number(), "{r}");
+        assert_eq!(field(x, &["calls"]).as_u64(), Some(opens));
+        assert_eq!(field(x, &["records"]).as_u64(), Some(3000));
+        assert!(field(x, &["log_bytes"]).as_u64().unwrap() >= 3000 * 116);
+        let (lo, med, hi) = (
+            field(x, &["min_ms"]).as_f64().unwrap(),
+            field(x, &["median_ms"]).as_f64().unwrap(),
+            field(x, &["max_ms"]).as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo <= med && med <= hi, "{x}");
+        assert_eq!(
+            field(x, &["times_ms"]).as_array().unwrap().len() as u64,
+            opens
+        );
+        assert!(field(x, &["median_per_floor"]).as_f64().unwrap() > 0.0);
+        let per_call = field(x, &["records_per_call"]).as_array().unwrap();
+        assert_eq!(per_call.len() as u64, opens);
+        let live = field(x, &["live"]);
+        if field(x, &["row"]) == "open_read_only_live" {
+            // Each open saw the base records and at least every writer key durable before it.
+            let each = field(live, &["opens"]).as_array().unwrap();
+            assert_eq!(each.len() as u64, opens, "{live}");
+            for (o, records) in each.iter().zip(per_call) {
+                let n = |k: &str| field(o, &[k]).as_u64().unwrap();
+                assert!(n("durable_before") <= n("written_before"), "{o}");
+                assert!(n("written_before") <= n("written_after"), "{o}");
+                assert!(n("seen") >= n("durable_before"), "{o}");
+                assert!(n("seen") <= n("written_after") + 1, "{o}");
+                assert!(n("seen_lsn") >= n("durable_lsn"), "{o}");
+                assert_eq!(records.as_u64(), Some(3000 + n("seen")), "{o}");
+            }
+            assert!(field(live, &["writer_puts"]).as_u64().unwrap() > 0);
+        } else {
+            assert!(live.is_null(), "{x}");
+            assert!(per_call.iter().all(|n| n.as_u64() == Some(3000)), "{x}");
+        }
+    }
+    // In memory there is nothing to open: not run, and said so.
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog",
+            "--durability",
+            "inmemory",
+            "--workload",
+            "readonly",
+            "--keys",
+            "100",
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("readonly: not run in inmemory mode"), "{out}");
+}
+
+/// A wrong value read back from the first read-only handle (one byte flipped as it is checked)
+/// fails the run.
+#[test]
+fn a_corrupted_read_fails_readonly() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--workload",
+        "readonly",
+        "--keys",
+        "500",
+    ];
+    let (ok, bad) = verifies_then_catches_a_corrupt_read(&args, dir.path());
+    assert!(ok.contains("checked: every record read back"), "{ok}");
+    assert!(
+        bad.contains("READ-BACK CHECK FAILED: READ-ONLY CHECK FAILED: key 0:"),
         "{bad}"
     );
     assert!(bad.contains("ringlog-bench: FAILED"), "{bad}");

@@ -92,28 +92,47 @@ impl EngineKind for RinglogKind {
         true
     }
 
+    fn has_read_only(&self) -> bool {
+        true
+    }
+
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
         let db = if mode == Mode::InMemory {
             // No directory: nothing is ever written.
             Db::in_memory()
         } else {
-            let mut o = Options::default().durability(durability(mode)).io(opts.io);
-            if let Some(b) = opts.checkpoint_bytes {
-                o = o.checkpoint_bytes(b);
-            }
-            o = o.checkpoint_on_close(opts.checkpoint_on_close);
-            if let Some(n) = opts.rounds_in_flight {
-                o = o.rounds_in_flight(n);
-            }
-            if opts.value_threshold.is_some() {
-                o = o.value_threshold(opts.value_threshold);
-            }
-            if let Some(b) = opts.value_cache_bytes {
-                o = o.value_cache_bytes(b);
-            }
-            Db::open(dir, o).map_err(|e| err("ringlog open", e))?
+            Db::open(dir, options(mode, opts)).map_err(|e| err("ringlog open", e))?
         };
         Ok(Box::new(Ringlog { db }))
+    }
+}
+
+/// The options the harness opens a ringlog database on disk with in `mode` (not
+/// [`Mode::InMemory`], which has no directory): the `readonly` workload gives the same ones to
+/// `Db::open` and `Db::open_read_only`.
+pub fn options(mode: Mode, opts: &OpenOpts) -> Options {
+    let mut o = Options::default().durability(durability(mode)).io(opts.io);
+    if let Some(b) = opts.checkpoint_bytes {
+        o = o.checkpoint_bytes(b);
+    }
+    o = o.checkpoint_on_close(opts.checkpoint_on_close);
+    if let Some(n) = opts.rounds_in_flight {
+        o = o.rounds_in_flight(n);
+    }
+    if opts.value_threshold.is_some() {
+        o = o.value_threshold(opts.value_threshold);
+    }
+    if let Some(b) = opts.value_cache_bytes {
+        o = o.value_cache_bytes(b);
+    }
+    o
+}
+
+impl Ringlog {
+    /// The harness's adapter around a database opened elsewhere (the `readonly` workload opens
+    /// its own, writable or read-only, and reads their stats through this).
+    pub fn wrap(db: Db) -> Ringlog {
+        Ringlog { db }
     }
 }
 

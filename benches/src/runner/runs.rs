@@ -142,7 +142,7 @@ impl RunsOut {
 }
 
 /// Times `f`.
-fn timed<T>(device: Option<&str>, f: impl FnOnce() -> T) -> (T, Call) {
+pub(super) fn timed<T>(device: Option<&str>, f: impl FnOnce() -> T) -> (T, Call) {
     let d0 = disk(device);
     let cpu0 = sysinfo::cpu_time();
     let tcpu0 = sysinfo::thread_cpu_time();
@@ -159,7 +159,7 @@ fn timed<T>(device: Option<&str>, f: impl FnOnce() -> T) -> (T, Call) {
 }
 
 /// Drops the directory's files from the page cache; false (and a note) if it cannot.
-fn drop_cache(dir: &Path, notes: &mut Vec<String>) -> bool {
+pub(super) fn drop_cache(dir: &Path, notes: &mut Vec<String>) -> bool {
     match sysinfo::evict(dir) {
         Ok(_) => true,
         Err(e) => {
@@ -174,7 +174,7 @@ fn drop_cache(dir: &Path, notes: &mut Vec<String>) -> bool {
 
 /// The segment files of the directory (`<id>.log`) with their bytes up to their last non-zero
 /// byte, in name (= id) order.
-fn segment_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+pub(super) fn segment_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
     Ok(sysinfo::file_extents(dir)?
         .into_iter()
         .filter(|(p, _)| p.extension().is_some_and(|e| e == "log"))
