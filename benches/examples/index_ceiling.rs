@@ -57,17 +57,10 @@ fn key(i: u64) -> Key {
     k
 }
 
-/// A deterministic permutation-ish sequence of indexes below `n` (xorshift).
+/// A deterministic sequence of indexes below `n` (the workspace's seeded generator).
 fn random_indexes(n: u64) -> Vec<u64> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        })
-        .collect()
+    let mut r = ringlog_rng::Rng::new(0x9E37_79B9_7F4A_7C15);
+    (0..n).map(|_| r.below(n)).collect()
 }
 
 fn rate(n: u64, f: impl FnOnce()) -> f64 {

@@ -28,14 +28,6 @@ fn options() -> Options {
         .checkpoint_bytes(u64::MAX)
 }
 
-/// xorshift64: the overwritten keys.
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
-
 /// Writes every file of `dir` back and drops it from the page cache.
 fn drop_cache(dir: &Path) -> std::io::Result<()> {
     for e in std::fs::read_dir(dir)? {
@@ -96,13 +88,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..keys {
         db.put(key(i).as_bytes(), &value)?;
     }
-    let mut x = 88_172_645_463_325_252u64;
+    let mut x = ringlog_rng::Rng::new(88_172_645_463_325_252u64); // the overwritten keys
     for _ in 0..keys {
-        db.put(key(next(&mut x) % keys).as_bytes(), &value)?;
+        db.put(key(x.below(keys)).as_bytes(), &value)?;
     }
     db.checkpoint()?;
     for _ in 0..tail {
-        db.put(key(next(&mut x) % keys).as_bytes(), &value)?;
+        db.put(key(x.below(keys)).as_bytes(), &value)?;
     }
     db.close()?;
     drop(db);

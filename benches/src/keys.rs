@@ -12,48 +12,14 @@ pub const MIN_KEY_SIZE: usize = 8;
 pub const MIN_VALUE_SIZE: usize = 16;
 const POOL_SPAN: usize = 256;
 
-/// SplitMix64 step: a good 64-bit mixer.
+/// SplitMix64 step: a good 64-bit mixer (the workspace PRNG's, [`ringlog_rng::splitmix`]).
 #[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+pub fn mix64(z: u64) -> u64 {
+    ringlog_rng::splitmix(z)
 }
 
-/// A small, fast, seeded random generator (xorshift64*).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded from `seed` (any value, zero included).
-    pub fn new(seed: u64) -> Rng {
-        Rng(mix64(seed) | 1)
-    }
-
-    /// The next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    /// Uniform in [0, 1).
-    #[inline]
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The workspace's seeded generator (SplitMix64, [`ringlog_rng`]): a `--seed` reproduces a run.
+pub use ringlog_rng::Rng;
 
 /// Builds keys and values of the configured sizes.
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ pub fn mix(words: &[u64]) -> u64 {
 }
 
 /// One SplitMix64 step: a good 64-bit mixer (a hash of `z`).
+#[inline]
 pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -35,6 +36,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -44,6 +46,7 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (`n > 0`).
+    #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
