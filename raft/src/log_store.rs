@@ -1,0 +1,586 @@
+//! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on a ringlog database.
+//!
+//! Layout, under the store's key prefix `P` (keys sort in log-index order):
+//!
+//! | key | value |
+//! |---|---|
+//! | `P` `l` index (u64 big-endian) | the entry (postcard) |
+//! | `P` `v` | the vote (postcard) |
+//! | `P` `p` | the last purged log id (postcard) |
+//! | `P` `c` | the last committed log id, as openraft reports it (postcard) |
+//!
+//! Durability and ordering (docs/RAFT.md): every write is a ringlog transaction, so every write
+//! — appends, votes, truncations, purges — is ordered by LSN in one log, and what survives a
+//! crash is a prefix of that order. `append` commits without waiting (the entries are readable
+//! when it returns) and hands the callback to the store's flusher thread, which waits until the
+//! database's durable LSN covers the append — one group-committed fdatasync for every append,
+//! vote and other commit waiting at that moment — and only then fires it. `save_vote`,
+//! `truncate_after` and `purge` commit `Strict`: durable before they return, and with them
+//! everything committed before. An I/O error poisons the store: every later call fails.
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use openraft::alias::{LogIdOf, VoteOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, RaftTypeConfig};
+use parking_lot::Mutex;
+use ringlog_db::{Db, Durability, Lsn};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Most operations one transaction of a truncation or purge carries; bigger ones are split
+/// (docs/RAFT.md: a split truncation deletes from the top, a split purge from the bottom, so the
+/// log never has a hole).
+pub const MAX_OPS_PER_TXN: usize = 4096;
+
+/// The append commits' durability: visible at once, made durable by the flusher's wait (the
+/// interval only bounds how long an append nobody waits for can stay volatile).
+const APPEND: Durability = Durability::Buffered {
+    interval: std::time::Duration::from_millis(5),
+    max_pending: 1 << 16,
+};
+
+/// The keys of one store.
+#[derive(Clone, Debug)]
+struct Keys {
+    prefix: Vec<u8>,
+}
+
+impl Keys {
+    fn with(&self, tag: u8, rest: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + 1 + rest.len());
+        k.extend_from_slice(&self.prefix);
+        k.push(tag);
+        k.extend_from_slice(rest);
+        k
+    }
+    fn entry(&self, index: u64) -> Vec<u8> {
+        self.with(b'l', &index.to_be_bytes())
+    }
+    fn vote(&self) -> Vec<u8> {
+        self.with(b'v', &[])
+    }
+    fn purged(&self) -> Vec<u8> {
+        self.with(b'p', &[])
+    }
+    fn committed(&self) -> Vec<u8> {
+        self.with(b'c', &[])
+    }
+    /// The index of an entry key.
+    fn index_of(&self, key: &[u8]) -> Option<u64> {
+        let rest = key
+            .strip_prefix(self.prefix.as_slice())?
+            .strip_prefix(b"l")?;
+        Some(u64::from_be_bytes(rest.try_into().ok()?))
+    }
+    /// Entry keys for the indexes of `range`.
+    fn entries<RB: RangeBounds<u64>>(&self, range: &RB) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        let lo = match range.start_bound() {
+            Bound::Included(&i) => Bound::Included(self.entry(i)),
+            Bound::Excluded(&i) => Bound::Excluded(self.entry(i)),
+            Bound::Unbounded => Bound::Included(self.with(b'l', &[])),
+        };
+        let hi = match range.end_bound() {
+            Bound::Included(&i) => Bound::Included(self.entry(i)),
+            Bound::Excluded(&i) => Bound::Excluded(self.entry(i)),
+            Bound::Unbounded => Bound::Excluded(self.with(b'l' + 1, &[])),
+        };
+        (lo, hi)
+    }
+}
+
+/// A callback waiting for an LSN to be durable.
+type Waiter = (Lsn, Box<dyn FnOnce(Result<(), io::Error>) + Send>);
+
+struct Shared {
+    db: Arc<Db>,
+    keys: Keys,
+    /// The first I/O error: every later call fails with it.
+    poisoned: Mutex<Option<String>>,
+    /// To the flusher thread (taken at drop, which ends the thread).
+    flusher: Mutex<Option<Sender<Waiter>>>,
+    /// Serializes the writes (openraft issues them one at a time; this makes it so).
+    writes: Mutex<()>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.flusher.lock().take();
+    }
+}
+
+/// openraft's log storage on a ringlog database: see the module documentation. Cloning gives
+/// another handle on the same store (its log reader is such a clone).
+pub struct LogStore<C> {
+    s: Arc<Shared>,
+    _c: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            s: self.s.clone(),
+            _c: PhantomData,
+        }
+    }
+}
+
+impl<C> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("prefix", &self.s.keys.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn poison_err(msg: &str) -> io::Error {
+    io::Error::other(format!(
+        "the ringlog log store failed earlier and is poisoned: {msg}"
+    ))
+}
+
+fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, key: &[u8], b: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(b).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the stored {what} under key {key:?} does not decode: {e}"),
+        )
+    })
+}
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+    VoteOf<C>: Serialize + DeserializeOwned,
+    LogIdOf<C>: Serialize + DeserializeOwned,
+{
+    /// A log store in `db` under the keys starting with `prefix` (one store per prefix; the
+    /// database may hold other data beside, e.g. the state machine). A purge a crash
+    /// interrupted is finished here.
+    ///
+    /// # Errors
+    ///
+    /// The database's, or a stored value that does not decode.
+    pub fn new(db: Arc<Db>, prefix: &[u8]) -> io::Result<LogStore<C>> {
+        let (tx, rx) = std::sync::mpsc::channel::<Waiter>();
+        let s = Arc::new(Shared {
+            db: db.clone(),
+            keys: Keys {
+                prefix: prefix.to_vec(),
+            },
+            poisoned: Mutex::new(None),
+            flusher: Mutex::new(Some(tx)),
+            writes: Mutex::new(()),
+        });
+        std::thread::Builder::new()
+            .name("ringlog-raft-flush".into())
+            .spawn(move || flusher(db, rx))?;
+        let store = LogStore { s, _c: PhantomData };
+        if let Some(p) = store.purged()? {
+            // Entries at or below the purged id a split purge left: finish it.
+            store.delete_through(p.index())?;
+        }
+        Ok(store)
+    }
+
+    /// The database the store lives in.
+    pub fn db(&self) -> &Arc<Db> {
+        &self.s.db
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &*self.s.poisoned.lock() {
+            Some(m) => Err(poison_err(m)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `e` as the store's sticky error and returns it as an `io::Error`.
+    fn fail(&self, e: impl std::fmt::Display) -> io::Error {
+        let msg = e.to_string();
+        let mut p = self.s.poisoned.lock();
+        if p.is_none() {
+            log::error!("ringlog log store poisoned: {msg}");
+            *p = Some(msg.clone());
+        }
+        io::Error::other(msg)
+    }
+
+    fn get<T: DeserializeOwned>(&self, what: &str, key: &[u8]) -> io::Result<Option<T>> {
+        match self.s.db.get(key).map_err(|e| self.fail(e))? {
+            Some(v) => decode(what, key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn purged(&self) -> io::Result<Option<LogIdOf<C>>> {
+        self.get("purged log id", &self.s.keys.purged())
+    }
+
+    /// Deletes every entry at or below `index`, from the bottom, in transactions of at most
+    /// [`MAX_OPS_PER_TXN`] (the last one `Strict`).
+    fn delete_through(&self, index: u64) -> io::Result<()> {
+        let keys = &self.s.keys;
+        loop {
+            let chunk: Vec<Vec<u8>> = self
+                .s
+                .db
+                .range(keys.entries(&(..=index)))
+                .map_err(|e| self.fail(e))?
+                .take(MAX_OPS_PER_TXN)
+                .map(|r| r.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.fail(e))?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let last = chunk.len() < MAX_OPS_PER_TXN;
+            let mut tx = self.s.db.begin();
+            for k in &chunk {
+                tx.delete(k).map_err(|e| self.fail(e))?;
+            }
+            let d = if last { Durability::Strict } else { APPEND };
+            tx.commit_with(d).map_err(|e| self.fail(e))?;
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    fn entries<RB: RangeBounds<u64>>(&self, range: RB) -> io::Result<Vec<C::Entry>> {
+        self.check()?;
+        let keys = &self.s.keys;
+        let floor = self.purged()?.map(|p| p.index());
+        let mut out = Vec::new();
+        for item in self
+            .s
+            .db
+            .range(keys.entries(&range))
+            .map_err(|e| self.fail(e))?
+        {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            let Some(index) = keys.index_of(&k) else {
+                continue;
+            };
+            if floor.is_some_and(|f| index <= f) {
+                // Left by a purge a crash interrupted: purged.
+                continue;
+            }
+            let e: C::Entry = decode("entry", &k, &v)?;
+            debug_assert_eq!(e.index(), index, "an entry is stored under its own index");
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+/// The flusher: waits until the database's durable LSN covers each append, then fires its
+/// callback — in order, one wait for everything queued meanwhile.
+fn flusher(db: Arc<Db>, rx: Receiver<Waiter>) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let upto = batch.iter().map(|w| w.0).max().unwrap_or(0);
+        if failed.is_none() {
+            if let Err(e) = db.wait_durable(upto) {
+                failed = Some(e.to_string());
+            }
+        }
+        for (_, cb) in batch {
+            cb(match &failed {
+                None => Ok(()),
+                Some(m) => Err(io::Error::other(m.clone())),
+            });
+        }
+    }
+}
+
+impl<C> RaftLogReader<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+    VoteOf<C>: Serialize + DeserializeOwned,
+    LogIdOf<C>: Serialize + DeserializeOwned,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, io::Error> {
+        self.entries(range)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
+        self.check()?;
+        self.get("vote", &self.s.keys.vote())
+    }
+}
+
+impl<C> RaftLogStorage<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+    VoteOf<C>: Serialize + DeserializeOwned,
+    LogIdOf<C>: Serialize + DeserializeOwned,
+{
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
+        self.check()?;
+        let purged = self.purged()?;
+        let keys = &self.s.keys;
+        let last = match self
+            .s
+            .db
+            .range(keys.entries(&(..)))
+            .map_err(|e| self.fail(e))?
+            .next_back()
+        {
+            Some(item) => {
+                let (k, v) = item.map_err(|e| self.fail(e))?;
+                let e: C::Entry = decode("entry", &k, &v)?;
+                Some(e.log_id())
+            }
+            None => None,
+        };
+        // Everything left is purged (or nothing was ever appended): the purged id is the last.
+        let last = match (last, &purged) {
+            (Some(l), Some(p)) if l.index() <= p.index() => Some(p.clone()),
+            (Some(l), _) => Some(l),
+            (None, p) => p.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
+        self.check()?;
+        let _w = self.s.writes.lock();
+        let v = encode(vote)?;
+        let mut tx = self.s.db.begin();
+        tx.put(&self.s.keys.vote(), &v).map_err(|e| self.fail(e))?;
+        tx.commit_with(Durability::Strict)
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        self.check()?;
+        let _w = self.s.writes.lock();
+        let mut tx = self.s.db.begin();
+        match committed {
+            Some(c) => tx.put(&self.s.keys.committed(), &encode(&c)?),
+            None => tx.delete(&self.s.keys.committed()),
+        }
+        .map_err(|e| self.fail(e))?;
+        // Not required to be durable: it becomes so with the next sync.
+        tx.commit_with(APPEND).map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
+        self.check()?;
+        self.get("committed log id", &self.s.keys.committed())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        if let Err(e) = self.check() {
+            callback.io_completed(Err(io::Error::other(e.to_string())));
+            return Err(e);
+        }
+        let _w = self.s.writes.lock();
+        let mut tx = self.s.db.begin();
+        let mut n = 0usize;
+        for e in entries {
+            let v = encode(&e)?;
+            tx.put(&self.s.keys.entry(e.index()), &v)
+                .map_err(|err| self.fail(err))?;
+            n += 1;
+        }
+        if n == 0 {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        }
+        let lsn = match tx.commit_with(APPEND) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                let e = self.fail(e);
+                callback.io_completed(Err(io::Error::other(e.to_string())));
+                return Err(e);
+            }
+        };
+        if planted::acks_appends_early() {
+            callback.io_completed(Ok(()));
+            return Ok(());
+        }
+        let s = self.s.clone();
+        let cb: Box<dyn FnOnce(Result<(), io::Error>) + Send> = Box::new(move |r| {
+            if let Err(e) = &r {
+                let mut p = s.poisoned.lock();
+                if p.is_none() {
+                    *p = Some(e.to_string());
+                }
+            }
+            callback.io_completed(r);
+        });
+        let sent = match &*self.s.flusher.lock() {
+            Some(tx) => tx.send((lsn, cb)).map_err(|e| e.0 .1),
+            None => Err(cb),
+        };
+        if let Err(cb) = sent {
+            cb(Err(io::Error::other("the log store's flusher has stopped")));
+        }
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
+        self.check()?;
+        let _w = self.s.writes.lock();
+        let from = last_log_id.as_ref().map_or(0, |l| l.index() + 1);
+        let keys = &self.s.keys;
+        // From the top down, so that a crash between two transactions leaves a log without a
+        // hole (shorter: a truncation of its own).
+        loop {
+            let chunk: Vec<Vec<u8>> = self
+                .s
+                .db
+                .range(keys.entries(&(from..)))
+                .map_err(|e| self.fail(e))?
+                .rev()
+                .take(MAX_OPS_PER_TXN)
+                .map(|r| r.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.fail(e))?;
+            let last = chunk.len() < MAX_OPS_PER_TXN;
+            let mut tx = self.s.db.begin();
+            for k in &chunk {
+                tx.delete(k).map_err(|e| self.fail(e))?;
+            }
+            if last {
+                // Durable before it returns, and with it every write before (a truncation that
+                // deletes nothing still orders: it makes the log durable).
+                if chunk.is_empty() {
+                    self.s.db.sync().map_err(|e| self.fail(e))?;
+                } else {
+                    tx.commit_with(Durability::Strict)
+                        .map_err(|e| self.fail(e))?;
+                }
+                return Ok(());
+            }
+            tx.commit_with(APPEND).map_err(|e| self.fail(e))?;
+        }
+    }
+
+    async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
+        self.check()?;
+        let _w = self.s.writes.lock();
+        if let Some(p) = self.purged()? {
+            if p.index() >= log_id.index() {
+                return Ok(());
+            }
+        }
+        // The purged id and the first deletions in one transaction: readers and
+        // `get_log_state` skip what a split purge has not deleted yet, and a reopen finishes it.
+        let keys = &self.s.keys;
+        let chunk: Vec<Vec<u8>> = self
+            .s
+            .db
+            .range(keys.entries(&(..=log_id.index())))
+            .map_err(|e| self.fail(e))?
+            .take(MAX_OPS_PER_TXN - 1)
+            .map(|r| r.map(|(k, _)| k.to_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.fail(e))?;
+        let mut tx = self.s.db.begin();
+        tx.put(&keys.purged(), &encode(&log_id)?)
+            .map_err(|e| self.fail(e))?;
+        for k in &chunk {
+            tx.delete(k).map_err(|e| self.fail(e))?;
+        }
+        tx.commit_with(Durability::Strict)
+            .map_err(|e| self.fail(e))?;
+        if chunk.len() == MAX_OPS_PER_TXN - 1 {
+            self.delete_through(log_id.index())?;
+        }
+        Ok(())
+    }
+}
+
+/// A deliberate bug that proves the crash-test runner's `raft` mode can fail: armed only in its
+/// test builds (cargo feature `__planted-bugs`), inert otherwise.
+pub mod planted {
+    #[cfg(feature = "__planted-bugs")]
+    static ACKS_APPENDS_EARLY: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Arms (or disarms) `AcksAppendsEarly`: `append` fires its callback as soon as the entries
+    /// are committed (readable), before any fdatasync covers them.
+    #[cfg(feature = "__planted-bugs")]
+    pub fn arm_acks_appends_early(on: bool) {
+        ACKS_APPENDS_EARLY.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether `AcksAppendsEarly` is armed (always false without the feature).
+    #[inline(always)]
+    pub(crate) fn acks_appends_early() -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        return ACKS_APPENDS_EARLY.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(feature = "__planted-bugs"))]
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_keys_sort_in_index_order_and_parse_back() {
+        let k = Keys {
+            prefix: b"raft/1/".to_vec(),
+        };
+        let mut idx = [0u64, 1, 255, 256, 65_535, 1 << 40, u64::MAX];
+        let mut keys: Vec<Vec<u8>> = idx.iter().map(|&i| k.entry(i)).collect();
+        keys.sort();
+        idx.sort();
+        for (key, i) in keys.iter().zip(idx) {
+            assert_eq!(k.index_of(key), Some(i));
+        }
+        assert_eq!(k.index_of(&k.vote()), None);
+        let (lo, hi) = k.entries(&(..));
+        let inside = |key: &Vec<u8>| {
+            (match &lo {
+                Bound::Included(l) => key >= l,
+                _ => false,
+            }) && (match &hi {
+                Bound::Excluded(h) => key < h,
+                _ => false,
+            })
+        };
+        assert!(keys.iter().all(inside));
+        assert!(!inside(&k.vote()) && !inside(&k.purged()) && !inside(&k.committed()));
+    }
+}
