@@ -89,6 +89,9 @@ pub enum Cmd {
     Kill(KillArgs),
     /// Tail and mid-log damage to a durable image
     Corrupt(CorruptArgs),
+    /// The openraft log store (ringlog-openraft) on the simulated disk: appends, votes,
+    /// truncations and purges, power loss at every crash point of the trace
+    Raft(RaftArgs),
     /// Run the workload until killed: --dir D --ack-log F --durability M --seed S
     Workload(WorkloadCmd),
     /// Check a directory against an ack log: --dir D --ack-log F
@@ -237,6 +240,14 @@ pub struct CorruptArgs {
     /// Damage cases per seed
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub cases: u64,
+}
+
+/// `raft`.
+#[derive(Args, Debug)]
+pub struct RaftArgs {
+    /// Options of every mode that runs seeds.
+    #[command(flatten)]
+    pub common: Common,
 }
 
 /// `kill`.
@@ -442,6 +453,15 @@ pub fn fsync_defaults() -> PowerOptions {
 pub fn corrupt_defaults() -> PowerOptions {
     PowerOptions {
         steps: 150,
+        ..run_defaults()
+    }
+}
+
+/// The defaults of `raft`: 60 storage calls per seed, 16 states per crash point.
+pub fn raft_defaults() -> PowerOptions {
+    PowerOptions {
+        steps: 60,
+        cap: 16,
         ..run_defaults()
     }
 }

@@ -23,6 +23,7 @@ pub mod known;
 pub mod model;
 pub mod oracle;
 pub mod power;
+pub mod raft;
 pub mod report;
 pub mod rng;
 pub mod sched;

@@ -70,6 +70,10 @@ fn main() -> ExitCode {
             Ok(p) => finish(&corrupt::run(&p, a.cases), a.common.json),
             Err(e) => bad("corrupt", e),
         },
+        Cmd::Raft(a) => match a.common.power_options(args::raft_defaults()) {
+            Ok(p) => finish(&ringlog_crash::raft::run(&p), a.common.json),
+            Err(e) => bad("raft", e),
+        },
         Cmd::Kill(a) => run_kill(&a),
         Cmd::Workload(a) => run_workload(&a),
         Cmd::Verify(a) => run_verify(&a),

@@ -1009,3 +1009,22 @@ fn catches_a_repair_that_syncs_its_copies_late() {
     ringlog_cli::logwalk::planted::arm_repair_syncs_copies_late(false);
     assert_caught("RepairSyncsCopiesLate (ringlog-cli)", &s, &["repair"]);
 }
+
+/// The openraft log store fires an append's flush callback as soon as the entries are readable,
+/// before an fdatasync covers them: `raft`'s default campaign loses an acknowledged entry.
+#[test]
+fn catches_a_raft_store_that_acknowledges_appends_early() {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    ringlog_openraft::log_store::planted::arm_acks_appends_early(true);
+    // `ringlog-crash raft`'s defaults: seeds 1..9, 60 calls, 16 states per point.
+    let defaults = PowerOptions {
+        seeds: (1..9).collect(),
+        steps: 60,
+        cap: 16,
+        jobs: 1,
+        ..PowerOptions::default()
+    };
+    let s = ringlog_crash::raft::run(&defaults);
+    ringlog_openraft::log_store::planted::arm_acks_appends_early(false);
+    assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
+}
