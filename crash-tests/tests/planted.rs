@@ -973,6 +973,16 @@ fn catches_a_read_only_open_that_cleans_up() {
     assert_caught(Bug::ReadOnlyCleansUp, &s, &["read-only"]);
 }
 
+/// `ringlog-crash corrupt`'s defaults (seeds 1..9, 150 steps; 20 cases per category), one job.
+fn corrupt_defaults() -> PowerOptions {
+    PowerOptions {
+        seeds: (1..9).collect(),
+        steps: 150,
+        jobs: 1,
+        ..PowerOptions::default()
+    }
+}
+
 /// The `ringlog` tool's log walk (what `ringlog verify` reports) calls any damage in the last
 /// segment a torn tail: `corrupt`'s default campaign checks the walk against recovery on every
 /// damaged image.
@@ -980,14 +990,7 @@ fn catches_a_read_only_open_that_cleans_up() {
 fn catches_a_tool_that_calls_every_last_segment_damage_torn() {
     let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
     ringlog_cli::logwalk::planted::arm_tail_is_always_torn(true);
-    // `ringlog-crash corrupt`'s defaults: seeds 1..9, 150 steps, 20 cases per category.
-    let defaults = PowerOptions {
-        seeds: (1..9).collect(),
-        steps: 150,
-        jobs: 1,
-        ..PowerOptions::default()
-    };
-    let s = ringlog_crash::corrupt::run(&defaults, 20);
+    let s = ringlog_crash::corrupt::run(&corrupt_defaults(), 20);
     ringlog_cli::logwalk::planted::arm_tail_is_always_torn(false);
     assert_caught("TailIsAlwaysTorn (ringlog-cli)", &s, &["tool"]);
 }
@@ -999,13 +1002,7 @@ fn catches_a_tool_that_calls_every_last_segment_damage_torn() {
 fn catches_a_repair_that_syncs_its_copies_late() {
     let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
     ringlog_cli::logwalk::planted::arm_repair_syncs_copies_late(true);
-    let defaults = PowerOptions {
-        seeds: (1..9).collect(),
-        steps: 150,
-        jobs: 1,
-        ..PowerOptions::default()
-    };
-    let s = ringlog_crash::corrupt::run(&defaults, 20);
+    let s = ringlog_crash::corrupt::run(&corrupt_defaults(), 20);
     ringlog_cli::logwalk::planted::arm_repair_syncs_copies_late(false);
     assert_caught("RepairSyncsCopiesLate (ringlog-cli)", &s, &["repair"]);
 }

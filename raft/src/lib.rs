@@ -3,6 +3,7 @@
 //! through its group commit, and a small key-value [`StateMachine`] on ringlog for the examples
 //! and the conformance suite. See docs/RAFT.md for the durability contract and how it is tested.
 
+mod codec;
 pub mod kv;
 pub mod log_store;
 pub mod state_machine;

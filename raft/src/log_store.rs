@@ -34,6 +34,8 @@ use ringlog_db::{Db, Durability, Lsn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::{decode, encode};
+
 /// Most operations one transaction of a truncation or purge carries; bigger ones are split
 /// (docs/RAFT.md: a split truncation deletes from the top, a split purge from the bottom, so the
 /// log never has a hole).
@@ -143,19 +145,6 @@ fn poison_err(msg: &str) -> io::Error {
     io::Error::other(format!(
         "the ringlog log store failed earlier and is poisoned: {msg}"
     ))
-}
-
-fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    postcard::to_stdvec(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-fn decode<T: DeserializeOwned>(what: &str, key: &[u8], b: &[u8]) -> io::Result<T> {
-    postcard::from_bytes(b).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the stored {what} under key {key:?} does not decode: {e}"),
-        )
-    })
 }
 
 impl<C> LogStore<C>

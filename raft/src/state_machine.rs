@@ -44,6 +44,7 @@ use ringlog_db::{Db, Durability};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{decode, encode};
 use crate::kv::{Request, Response, TypeConfig};
 
 /// Most operations one transaction of a snapshot installation (or of storing a snapshot)
@@ -146,19 +147,6 @@ impl Op {
 
 fn db_err(e: ringlog_db::Error) -> io::Error {
     io::Error::other(e)
-}
-
-fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    postcard::to_stdvec(v).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-fn decode<T: DeserializeOwned>(what: &str, key: &[u8], b: &[u8]) -> io::Result<T> {
-    postcard::from_bytes(b).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("the stored {what} under key {key:?} does not decode: {e}"),
-        )
-    })
 }
 
 fn utf8(key: &[u8], b: &[u8]) -> io::Result<String> {
