@@ -121,6 +121,22 @@ before the timed phase in transactions of 1,000):
                       that was durable before it began and a prefix of the writer's puts (else
                       the run fails). --ops and --duration are not used. Buffered unless
                       --durability says otherwise
+  raft                (not in core; ringlog, and rocksdb with its feature: openraft log stores)
+                      --threads appenders, each with a log store of its own (its own Raft
+                      group), appending one entry at a time (a Request::Set with a value of
+                      --value-size bytes, default 1024 here) and awaiting its flush callback
+                      before the next: ringlog's LogStore (ringlog-openraft; every store on one
+                      Db opened with default options, under its own key prefix, so that their
+                      syncs group), or a RocksDB store as openraft's log-rocks example (a
+                      WriteBatch, then flush_wal(true), then the callback; every store on one
+                      instance, column families of its own). Each run first measures the
+                      ceiling at the same appender count: an in-memory store as openraft's
+                      log-mem example (a BTreeMap, the callback fired at once; at most 500,000
+                      entries), on a row of its own (engine mem-ceiling). ops/s are entries
+                      appended per second, latency per append + callback; x floor and p50x
+                      against the ceiling of the same run; sync/c for ringlog is
+                      Db::stats().syncs per append. Checked: every log read back through its
+                      reader and compared entry by entry (else the run fails). Strict mode only
   ycsba ... ycsbf     YCSB A-F over the preloaded key space, Zipfian (D: latest, E: short scans)
 Names db_bench uses are accepted too: readseq (scan), readreverse (scanrev); and
 read-modify-write for rmw (ycsbf is YCSB F, not rmw).
@@ -150,9 +166,9 @@ pub struct Cli {
     pub dir: Option<PathBuf>,
 
     /// fillseq fillrandom overwrite readrandom readwhilewriting scan scanrev snapshot fillbatch
-    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw runs readonly;
-    /// `core` (default: all but history, ckptwrite, coldread, rmw, runs, readonly and YCSB), `ycsb`
-    /// (A-F) or `all` (see Workloads below)
+    /// recover history ckptwrite coldread ycsba ycsbb ycsbc ycsbd ycsbe ycsbf rmw runs readonly
+    /// raft; `core` (default: all but history, ckptwrite, coldread, rmw, runs, readonly, raft and
+    /// YCSB), `ycsb` (A-F) or `all` (see Workloads below)
     #[arg(
         long = "workload",
         visible_alias = "workloads",
@@ -364,11 +380,15 @@ pub enum Workload {
     /// warm, and `Db::open_read_only` beside a live writer, against a sequential read of the
     /// segment files.
     ReadOnly,
+    /// openraft log appends (issue 17): appenders each with a log store of its own, one entry
+    /// per append, the flush callback awaited before the next; ringlog's `LogStore` or a
+    /// RocksDB-backed store against an in-memory ceiling.
+    Raft,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub const ALL: [Workload; 22] = [
+    pub const ALL: [Workload; 23] = [
         Workload::FillSeq,
         Workload::FillRandom,
         Workload::Overwrite,
@@ -391,9 +411,10 @@ impl Workload {
         Workload::Rmw,
         Workload::Runs,
         Workload::ReadOnly,
+        Workload::Raft,
     ];
-    /// The default set: every workload but history, ckptwrite, coldread, rmw, runs, readonly and
-    /// YCSB.
+    /// The default set: every workload but history, ckptwrite, coldread, rmw, runs, readonly,
+    /// raft and YCSB.
     pub const CORE: [Workload; 10] = [
         Workload::FillSeq,
         Workload::FillRandom,
@@ -441,6 +462,7 @@ impl Workload {
             Workload::Rmw => "rmw",
             Workload::Runs => "runs",
             Workload::ReadOnly => "readonly",
+            Workload::Raft => "raft",
         }
     }
 
@@ -475,7 +497,14 @@ impl Workload {
                 | Workload::Rmw
                 | Workload::Runs
                 | Workload::ReadOnly
+                | Workload::Raft
         )
+    }
+
+    /// True for the workloads that run in Strict mode only, whatever `--durability` says (raft:
+    /// every append is acknowledged once durable; the stores choose how).
+    pub fn strict_only(self) -> bool {
+        self == Workload::Raft
     }
 
     /// True for the workloads that run in Buffered mode only unless `--durability` is given.
@@ -512,6 +541,7 @@ impl Workload {
                 | Workload::ColdRead
                 | Workload::Runs
                 | Workload::ReadOnly
+                | Workload::Raft
         )
     }
 }
@@ -536,6 +566,7 @@ impl FromStr for Workload {
             "readmodifywrite" | "rmwtxn" => "rmw".to_string(),
             "run" | "diffruns" | "rundiff" | "runchanges" => "runs".to_string(),
             "openreadonly" | "rdonly" => "readonly".to_string(),
+            "openraft" | "raftlog" | "raftappend" | "raftappends" => "raft".to_string(),
             _ => s,
         };
         Workload::ALL
@@ -576,7 +607,8 @@ pub struct Config {
     pub key_size: usize,
     /// Value size in bytes (see [`Config::value_size_of`]).
     pub value_size: usize,
-    /// Whether `--value-size` was given (else coldread uses [`COLDREAD_VALUE_SIZE`]).
+    /// Whether `--value-size` was given (else coldread uses [`COLDREAD_VALUE_SIZE`] and raft
+    /// [`RAFT_VALUE_SIZE`]).
     pub value_size_given: bool,
     /// coldread: ringlog's `Options::value_threshold` (`--value-threshold`; `None`: off).
     pub value_threshold: Option<usize>,
@@ -646,14 +678,19 @@ pub const RMW_HOT_KEYS: u64 = 64;
 /// coldread's value size when `--value-size` is not given: the issue's 1 KiB values.
 pub const COLDREAD_VALUE_SIZE: usize = 1024;
 
+/// raft's value size when `--value-size` is not given: issue 17's 1 KiB entries.
+pub const RAFT_VALUE_SIZE: usize = 1024;
+
 impl Config {
     /// The value size `workload` runs with: `--value-size` when given, else the harness's
-    /// default (100 B) except for coldread ([`COLDREAD_VALUE_SIZE`]).
+    /// default (100 B) except for coldread ([`COLDREAD_VALUE_SIZE`]) and raft
+    /// ([`RAFT_VALUE_SIZE`]).
     pub fn value_size_of(&self, workload: Workload) -> usize {
-        if workload == Workload::ColdRead && !self.value_size_given {
-            COLDREAD_VALUE_SIZE
-        } else {
-            self.value_size
+        match workload {
+            _ if self.value_size_given => self.value_size,
+            Workload::ColdRead => COLDREAD_VALUE_SIZE,
+            Workload::Raft => RAFT_VALUE_SIZE,
+            _ => self.value_size,
         }
     }
 }
@@ -1170,7 +1207,7 @@ mod tests {
             .workloads
             .contains(&Workload::Runs));
         let all = run(&["--workload", "all"]).unwrap().workloads;
-        assert_eq!(all.len(), 22);
+        assert_eq!(all.len(), 23);
         assert!(all.contains(&Workload::Runs));
         for name in ["runs", "RUNS", "run", "diff-runs", "run_changes"] {
             assert_eq!(
@@ -1189,11 +1226,11 @@ mod tests {
 
     #[test]
     fn readonly_options() {
-        // Not in core, in all (last); ringlog's read-only open: on disk, Buffered by default,
-        // one thread, its own build (no preload).
+        // Not in core, in all; ringlog's read-only open: on disk, Buffered by default, one
+        // thread, its own build (no preload).
         assert!(!run(&[]).unwrap().workloads.contains(&Workload::ReadOnly));
         let all = run(&["--workload", "all"]).unwrap().workloads;
-        assert_eq!(all.last(), Some(&Workload::ReadOnly));
+        assert!(all.contains(&Workload::ReadOnly));
         for name in [
             "readonly",
             "READONLY",
@@ -1218,6 +1255,37 @@ mod tests {
         // Sized by --keys (the records), as recover.
         let c = run(&["--workload", "readonly", "--keys", "1000000"]).unwrap();
         assert_eq!(c.keys, 1_000_000);
+    }
+
+    #[test]
+    fn raft_options() {
+        // Not in core, in all (last); appenders = --threads; on disk, Strict only; 1 KiB values
+        // unless --value-size says otherwise.
+        assert!(!run(&[]).unwrap().workloads.contains(&Workload::Raft));
+        let all = run(&["--workload", "all"]).unwrap().workloads;
+        assert_eq!(all.last(), Some(&Workload::Raft));
+        for name in ["raft", "RAFT", "openraft", "raft-log", "raft_appends"] {
+            assert_eq!(
+                run(&["--workload", name]).unwrap().workloads,
+                [Workload::Raft],
+                "{name}"
+            );
+        }
+        assert_eq!(Workload::Raft.name(), "raft");
+        assert!(!Workload::Raft.is_write_only(), "no raw loop runs it");
+        assert!(!Workload::Raft.has_writer());
+        assert!(!Workload::Raft.preloads());
+        assert!(!Workload::Raft.single_threaded());
+        assert!(Workload::Raft.needs_disk());
+        assert!(!Workload::Raft.buffered_by_default());
+        assert!(Workload::Raft.strict_only());
+        assert!(!Workload::FillRandom.strict_only());
+        let c = run(&["--workload", "raft"]).unwrap();
+        assert_eq!(c.threads, [1, 16]);
+        assert_eq!(c.value_size_of(Workload::Raft), RAFT_VALUE_SIZE);
+        assert_eq!(c.value_size_of(Workload::FillRandom), 100);
+        let c = run(&["--workload", "raft", "--value-size", "4096"]).unwrap();
+        assert_eq!(c.value_size_of(Workload::Raft), 4096);
     }
 
     #[test]
@@ -1307,6 +1375,8 @@ mod tests {
             "max_attempts(1000)",
             "Db::run_changes",
             "Db::open_read_only",
+            "flush_wal(true)",
+            "mem-ceiling",
             "With no arguments",
             "1-1024",
             "readwhilewriting",
@@ -1362,6 +1432,9 @@ mod tests {
              --duration 3 --keys 100000 --checkpoint-bytes off",
             "--engines ringlog --workload readonly --keys 1000000",
             "--engines ringlog --workload readonly --keys 1000000 --io portable",
+            "--engines ringlog --workload raft --threads 1,16 --duration 3",
+            "--engines ringlog --workload raft --threads 1,16 --duration 3 --io portable",
+            "--engines ringlog,rocksdb --workload raft --threads 1,16 --duration 3",
             "",
         ] {
             let args: Vec<&str> = line.split_whitespace().collect();

@@ -369,6 +369,11 @@ pub trait EngineKind: Sync {
     fn has_read_only(&self) -> bool {
         false
     }
+    /// True when the `raft` workload has an openraft log store on it (ringlog's
+    /// `ringlog_openraft::LogStore`; RocksDB's, as openraft's log-rocks example).
+    fn has_raft_log(&self) -> bool {
+        false
+    }
     /// Opens (creating) the engine in the empty or previously used directory `dir`.
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>>;
 }

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod engines;
 pub mod hist;
 pub mod keys;
+pub mod raftlog;
 pub mod report;
 pub mod runner;
 pub mod sysinfo;
@@ -169,12 +170,14 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
             "keys {} B, values {} B{}, key space {}, {} per run{}; ringlog I/O path requested: {}",
             cfg.key_size,
             cfg.value_size,
-            match cfg.value_size_of(Workload::ColdRead) {
-                v if v != cfg.value_size && cfg.workloads.contains(&Workload::ColdRead) => {
-                    format!(" ({v} B in coldread)")
-                }
-                _ => String::new(),
-            },
+            [Workload::ColdRead, Workload::Raft]
+                .into_iter()
+                .filter(|w| cfg.workloads.contains(w))
+                .filter_map(|w| match cfg.value_size_of(w) {
+                    v if v != cfg.value_size => Some(format!(" ({v} B in {w})")),
+                    _ => None,
+                })
+                .collect::<String>(),
             cfg.keys,
             if cfg.ops == u64::MAX {
                 "no operation limit".to_string()
@@ -221,6 +224,16 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
     let mut run_no = 0;
     for &mode in &cfg.modes {
         for &workload in &cfg.workloads {
+            if workload.strict_only() && mode != Mode::Strict {
+                push_unique(
+                    &mut notes,
+                    format!(
+                        "{workload}: run in strict mode only (every append is acknowledged once \
+                         durable, whatever --durability says)"
+                    ),
+                );
+                continue;
+            }
             if workload.buffered_by_default() && !cfg.modes_given && mode != Mode::Buffered {
                 push_unique(
                     &mut notes,
@@ -271,6 +284,17 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     );
                     continue;
                 }
+                if workload == Workload::Raft && !kind.is_raw() && !kind.has_raft_log() {
+                    push_unique(
+                        &mut notes,
+                        format!(
+                            "{}: cannot run raft (no openraft log store on it here: ringlog, and \
+                             rocksdb with its feature)",
+                            kind.name()
+                        ),
+                    );
+                    continue;
+                }
                 if !kind.supports(workload) {
                     let n = if kind.is_raw() {
                         "raw loops run the write workloads only (fillseq, fillrandom, overwrite, \
@@ -301,7 +325,9 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                     );
                     continue;
                 }
-                push_unique(&mut configs, format!("{} {mode}: {config}", kind.name()));
+                if workload != Workload::Raft {
+                    push_unique(&mut configs, format!("{} {mode}: {config}", kind.name()));
+                }
                 let threads: Vec<usize> = if kind.is_raw() || workload.single_threaded() {
                     vec![1]
                 } else {
@@ -337,8 +363,16 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                             continue;
                         }
                     };
-                    // One row per measurement (readonly); one row for every other workload.
-                    for res in runner::readonly_rows(res) {
+                    // One row per measurement (readonly; raft: the ceiling and the store); one
+                    // row for every other workload.
+                    for res in runner::split_rows(res) {
+                        if res.raft.is_some() {
+                            // The stores' own configurations (raft), not the engine's.
+                            push_unique(
+                                &mut configs,
+                                format!("{} {mode} raft: {}", res.engine, res.config),
+                            );
+                        }
                         if kind.name() == "raw-odirect" {
                             floors.push((
                                 workload,
@@ -457,13 +491,14 @@ struct JsonReport {
 }
 
 /// The floor a row measured in its own run (coldread: its pread loop; runs and readonly: the
-/// sequential read of the segment files), if any.
+/// sequential read of the segment files; raft: the in-memory ceiling), if any.
 fn own_floor(r: &RunResult) -> Option<Floor> {
     r.cold_read
         .as_ref()
         .and_then(|c| c.floor())
         .or_else(|| r.runs.as_ref().and_then(|x| x.floor()))
         .or_else(|| r.readonly.as_ref().and_then(|x| x.floor()))
+        .or_else(|| r.raft.as_ref().and_then(|x| x.floor()))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {

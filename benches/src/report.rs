@@ -206,6 +206,17 @@ readonly (ringlog only): --keys records written and closed (no checkpoint: every
   temperature (warm for live) in the same run. check: records read back (all from the first
   read-only handle, a sample from the others), a read-only open must change no file, refuse a
   put, and beside the writer hold every key durable before it began (else the run fails)
+raft (ringlog; rocksdb with its feature): --threads appenders, each with an openraft log store of
+  its own, appending one entry at a time (a Request::Set with a 1 KiB value unless --value-size
+  says otherwise) and awaiting its flush callback before the next; strict mode only. Each run
+  measures two rows: first mem-ceiling (an in-memory store as openraft's log-mem example: the
+  callback fired at once; at most 500,000 entries), then the store: ringlog's LogStore (all on
+  one Db with default options, a key prefix each: their syncs group) or RocksDB as openraft's
+  log-rocks example (WriteBatch, flush_wal(true), callback; one instance, column families per
+  store). ops/s: entries appended per second; latency: append + callback; ×floor and p50×
+  against the mem-ceiling row of the same run; sync/c (ringlog): Db::stats().syncs per append
+  (one commit per append); dev flush/c: device cache flushes per append; check: every store's
+  log read back through its reader and compared entry by entry
 ckptwrite: four phases of random overwrites of a preloaded key space, alternately without and
   with one more thread calling the engine's checkpoint step in a loop; ops/s and latency are the
   phases with it, the p99 without and the ratio in the notes
@@ -543,6 +554,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
             "readonly",
             r.readonly.as_ref().map_or(Value::Null, readonly_json),
         ),
+        ("raft", r.raft.as_ref().map_or(Value::Null, raft_json)),
         (
             "verified",
             match &r.verified {
@@ -920,6 +932,82 @@ struct ReadOnlyLiveOpenJson {
     written_after: u64,
 }
 
+/// A raft row's measurement as JSON (`row_json`'s `raft`).
+#[derive(serde::Serialize)]
+struct RaftJson {
+    /// `ceiling` or `store`.
+    row: &'static str,
+    /// The store: `mem-ceiling`, `ringlog` or `rocksdb`.
+    store: String,
+    /// Appenders, each with a store (a Raft group) of its own.
+    appenders: usize,
+    /// Value bytes of each entry's request.
+    value_size: usize,
+    /// Appends (one entry each), in all and per store.
+    appends: u64,
+    appends_per_store: Vec<u64>,
+    #[serde(serialize_with = "ser_num")]
+    seconds: f64,
+    #[serde(serialize_with = "ser_num")]
+    entries_per_sec: f64,
+    /// Append + callback latency.
+    #[serde(serialize_with = "ser_num")]
+    p50_us: f64,
+    #[serde(serialize_with = "ser_num")]
+    p99_us: f64,
+    /// ringlog: `Db::stats()` over the appends.
+    db_syncs: Option<u64>,
+    db_commits: Option<u64>,
+    #[serde(serialize_with = "ser_onum")]
+    syncs_per_append: Option<f64>,
+    /// RocksDB: `flush_wal(true)` calls over the appends.
+    flush_wal_calls: Option<u64>,
+    /// The ceiling stopped at its entry limit.
+    capped: bool,
+    /// Entries read back and compared.
+    read_back: Option<u64>,
+    /// The ceiling of the same run, and the store's figures over it.
+    #[serde(serialize_with = "ser_num")]
+    ceiling_entries_per_sec: f64,
+    #[serde(serialize_with = "ser_num")]
+    ceiling_p50_us: f64,
+    #[serde(serialize_with = "ser_onum")]
+    store_throughput_vs_ceiling: Option<f64>,
+    #[serde(serialize_with = "ser_onum")]
+    store_p50_vs_ceiling: Option<f64>,
+}
+
+fn raft_json(o: &crate::runner::RaftOut) -> Value {
+    let Some(row) = o.row else {
+        return Value::Null;
+    };
+    let m = o.measure();
+    let p = |q: f64| m.hist.percentile(q) as f64 / 1e3;
+    let doc = RaftJson {
+        row: row.json_name(),
+        store: m.store.clone(),
+        appenders: o.appenders,
+        value_size: o.value_size,
+        appends: m.appends,
+        appends_per_store: m.per_store.clone(),
+        seconds: m.elapsed.as_secs_f64(),
+        entries_per_sec: m.entries_per_sec(),
+        p50_us: p(50.0),
+        p99_us: p(99.0),
+        db_syncs: m.db.map(|d| d.syncs),
+        db_commits: m.db.map(|d| d.commits),
+        syncs_per_append: m.syncs_per_append(),
+        flush_wal_calls: m.flush_wal_calls,
+        capped: m.capped,
+        read_back: m.read_back.as_ref().ok().copied(),
+        ceiling_entries_per_sec: o.ceiling.entries_per_sec(),
+        ceiling_p50_us: o.ceiling.hist.percentile(50.0) as f64 / 1e3,
+        store_throughput_vs_ceiling: o.throughput_vs_ceiling(),
+        store_p50_vs_ceiling: o.p50_vs_ceiling(),
+    };
+    serde_json::to_value(&doc).unwrap_or(Value::Null)
+}
+
 fn readonly_json(o: &crate::runner::ReadOnlyOut) -> Value {
     use crate::runner::ReadOnlyVariant as V;
     let Some(v) = o.row else {
@@ -1035,7 +1123,11 @@ pub fn svg(rows: &[RunResult], title: &str) -> String {
     // Series for the throughput panel: (mode, workload, engine) with ≥ 1 points.
     let mut series: Vec<Series> = Vec::new();
     // readonly's rows are measurements of one run, not thread counts.
-    for r in rows.iter().filter(|r| r.readonly.is_none()) {
+    // raft's ceiling is measured again in each store's run: plotted with the stores only.
+    for r in rows.iter().filter(|r| {
+        r.readonly.is_none()
+            && r.raft.as_ref().and_then(|o| o.row) != Some(crate::runner::RaftRow::Ceiling)
+    }) {
         let key = (r.mode, r.workload.name().to_string(), r.engine.clone());
         match series
             .iter_mut()

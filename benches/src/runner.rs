@@ -15,6 +15,7 @@ use crate::sysinfo::{self, DiskStat, FlushRule};
 
 mod coldread;
 mod history;
+mod raft;
 mod readers;
 mod readonly;
 mod rmw;
@@ -22,6 +23,11 @@ mod runs;
 
 pub use coldread::{ColdReadOut, Phase as ColdReadPhase, PreadFiles, BATCH};
 pub use history::{ColdOpen, HistoryOut};
+pub use raft::{
+    ceiling_config as raft_ceiling_config, DbDelta as RaftDbDelta, Measure as RaftMeasure, RaftOut,
+    Row as RaftRow, CEILING as RAFT_CEILING, MEM_MAX_ENTRIES as RAFT_MEM_MAX_ENTRIES,
+    READ_CHUNK as RAFT_READ_CHUNK,
+};
 pub use readonly::{
     rows as readonly_rows, Live as ReadOnlyLive, LiveOpen as ReadOnlyLiveOpen, ReadOnlyOut,
     Series as ReadOnlySeries, Variant as ReadOnlyVariant, LIVE_PUTS_PER_SEC as READONLY_LIVE_RATE,
@@ -128,6 +134,18 @@ pub struct RunResult {
     /// readonly: `Db::open` against `Db::open_read_only`, cold and warm, and beside a live
     /// writer, against their floor; on a row of its own for each (see [`readonly_rows`]).
     pub readonly: Option<ReadOnlyOut>,
+    /// raft: the store's appends and the in-memory ceiling's at the same appender count; on a
+    /// row of its own each (see [`split_rows`]).
+    pub raft: Option<RaftOut>,
+}
+
+/// A run's result as table rows: one per measurement for readonly, the ceiling's and the store's
+/// for raft, the result itself otherwise.
+pub fn split_rows(res: RunResult) -> Vec<RunResult> {
+    readonly_rows(res)
+        .into_iter()
+        .flat_map(raft::rows)
+        .collect()
 }
 
 impl RunResult {
@@ -490,6 +508,7 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
             | Workload::Rmw
             | Workload::Runs
             | Workload::ReadOnly
+            | Workload::Raft
             | Workload::Scan
             | Workload::ScanRev
             | Workload::Snapshot => {
@@ -747,6 +766,7 @@ pub fn run_one(
         rmw: None,
         runs: None,
         readonly: None,
+        raft: None,
     };
     if workload == Workload::Recover {
         run_recover(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
@@ -760,6 +780,8 @@ pub fn run_one(
         )?;
     } else if workload == Workload::Runs {
         runs::run_runs(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
+    } else if workload == Workload::Raft {
+        raft::run_raft(kind, threads, cfg, dir, device, &opts, hooks, &mut res)?;
     } else if workload == Workload::ReadOnly {
         readonly::run_readonly(kind, mode, cfg, dir, device, &codec, &opts, hooks, &mut res)?;
     } else if workload == Workload::CkptWrite {

@@ -171,6 +171,7 @@ fn json_has_one_object_per_row() {
             "rmw",
             "runs",
             "readonly",
+            "raft",
         ] {
             assert!(r.get(k).is_some(), "row lacks {k}: {r}");
         }
@@ -328,8 +329,8 @@ fn every_workload_verifies_in_memory() {
         Hooks::default(),
     );
     assert_eq!(code, 0, "{out}");
-    // 16 of the 22 workloads at 2 thread counts: recover, history, ckptwrite, coldread, runs and
-    // readonly need a database on disk (not run in memory).
+    // 16 of the 23 workloads at 2 thread counts: recover, history, ckptwrite, coldread, runs and
+    // readonly need a database on disk (not run in memory), raft runs in strict mode only.
     assert_eq!(
         out.lines().filter(|l| l.starts_with("inmemory ")).count(),
         32,
@@ -1050,6 +1051,192 @@ fn a_corrupted_read_fails_readonly() {
     assert!(ok.contains("checked: every record read back"), "{ok}");
     assert!(
         bad.contains("READ-BACK CHECK FAILED: READ-ONLY CHECK FAILED: key 0:"),
+        "{bad}"
+    );
+    assert!(bad.contains("ringlog-bench: FAILED"), "{bad}");
+}
+
+/// raft with tiny numbers: for each store (ringlog; RocksDB when its feature is built) and
+/// appender count, two rows — the in-memory ceiling, then the store — every entry appended read
+/// back through the log readers; strict mode only, not on the raw loops; the notes and JSON
+/// fields present and consistent. No timing is asserted.
+#[test]
+fn raft_appends_are_read_back_and_reported_beside_the_ceiling() {
+    let dir = scratch();
+    let json = dir.path().join("raft.json");
+    let rocks = cfg!(feature = "rocksdb");
+    let engines = if rocks {
+        "ringlog,rocksdb,raw-odirect"
+    } else {
+        "ringlog,raw-odirect"
+    };
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            engines,
+            "--workload",
+            "raft",
+            "--threads",
+            "1,3",
+            "--ops",
+            "300",
+            "--value-size",
+            "200",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let stores: &[&str] = if rocks {
+        &["ringlog", "rocksdb"]
+    } else {
+        &["ringlog"]
+    };
+    let mut expected = Vec::new();
+    for store in stores {
+        for t in [1, 3] {
+            expected.push(("mem-ceiling", t));
+            expected.push((*store, t));
+        }
+    }
+    let table: Vec<&str> = out.lines().filter(|l| l.starts_with("strict ")).collect();
+    assert_eq!(table.len(), expected.len(), "{out}");
+    for (line, (engine, t)) in table.iter().zip(&expected) {
+        assert!(
+            line.starts_with(&format!("strict   raft             {engine:<11} {t:>3} ")),
+            "{engine} x{t}: {line}"
+        );
+        assert!(line.contains(" ok 300"), "{line}");
+    }
+    for needle in [
+        "raft: run in strict mode only",
+        "raw loops run the write workloads only",
+        "values 200 B, key space 300",
+        "ringlog strict raft x3: 3 appenders, each with a store of its own, one entry of 200 \
+         value bytes per append",
+        "syncs per append",
+        "checked: every store's last log id, and its log read back through its reader and \
+         compared entry by entry (300 entries of the ceiling, 300 of ringlog)",
+        "mem-ceiling strict raft: in memory, as openraft's log-mem example",
+        "ringlog strict raft: ringlog-openraft LogStore, one per appender",
+        "I/O paths used: ringlog: ",
+    ] {
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    if rocks {
+        assert!(
+            out.contains("flush_wal(true) calls: 300 for 300 appends"),
+            "{out}"
+        );
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = field(&doc, &["rows"]).as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "{rows:#?}");
+    for (r, (engine, t)) in rows.iter().zip(&expected) {
+        let x = field(r, &["raft"]);
+        let ceiling = *engine == "mem-ceiling";
+        assert_eq!(field(r, &["engine"]), *engine, "{r}");
+        assert_eq!(field(r, &["workload"]), "raft");
+        assert_eq!(field(r, &["mode"]), "strict");
+        assert_eq!(field(r, &["threads"]).as_u64(), Some(*t as u64));
+        assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+        assert_eq!(field(r, &["verified", "keys"]).as_u64(), Some(300));
+        assert_eq!(field(r, &["ops"]).as_u64(), Some(300));
+        assert_eq!(field(r, &["latency_us", "samples"]).as_u64(), Some(300));
+        assert!(
+            field(r, &["vs_floor_throughput"]).as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+        assert_eq!(
+            field(x, &["row"]),
+            if ceiling { "ceiling" } else { "store" }
+        );
+        assert_eq!(field(x, &["store"]), *engine);
+        assert_eq!(field(x, &["appenders"]).as_u64(), Some(*t as u64));
+        assert_eq!(field(x, &["value_size"]).as_u64(), Some(200));
+        assert_eq!(field(x, &["appends"]).as_u64(), Some(300));
+        assert_eq!(field(x, &["read_back"]).as_u64(), Some(300));
+        let per: Vec<u64> = field(x, &["appends_per_store"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        assert_eq!(per.len(), *t, "{x}");
+        assert_eq!(per.iter().sum::<u64>(), 300, "{x}");
+        assert!(field(x, &["entries_per_sec"]).as_f64().unwrap() > 0.0);
+        assert!(field(x, &["ceiling_entries_per_sec"]).as_f64().unwrap() > 0.0);
+        assert!(
+            field(x, &["store_throughput_vs_ceiling"]).is_number(),
+            "{x}"
+        );
+        if ceiling {
+            assert_eq!(field(r, &["vs_floor_throughput"]).as_f64(), Some(1.0));
+            assert!(field(r, &["power_loss_durable"]).is_null(), "{r}");
+            assert!(field(x, &["db_syncs"]).is_null());
+        }
+        if *engine == "ringlog" {
+            let syncs = field(x, &["db_syncs"]).as_u64().unwrap();
+            assert!(syncs > 0, "{x}");
+            assert!(field(x, &["db_commits"]).as_u64().unwrap() >= 300, "{x}");
+            assert!(field(x, &["syncs_per_append"]).as_f64().unwrap() > 0.0);
+            assert!(field(r, &["io_path"]).is_string(), "{r}");
+            assert_eq!(
+                field(r, &["engine_counters", "syncs"]).as_u64(),
+                Some(syncs)
+            );
+        }
+        if *engine == "rocksdb" {
+            assert_eq!(field(x, &["flush_wal_calls"]).as_u64(), Some(300), "{x}");
+        }
+    }
+    // Not in the other modes, and said so.
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "ringlog",
+            "--durability",
+            "inmemory,buffered",
+            "--workload",
+            "raft",
+            "--ops",
+            "100",
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.lines().any(|l| l.contains(" raft ")), "{out}");
+    assert!(out.contains("raft: run in strict mode only"), "{out}");
+}
+
+/// An entry read back that is not the one appended (its payload replaced as it is checked)
+/// fails the run.
+#[test]
+fn a_corrupted_entry_fails_raft() {
+    let dir = scratch();
+    let args = [
+        "--engines",
+        "ringlog",
+        "--workload",
+        "raft",
+        "--threads",
+        "2",
+        "--ops",
+        "200",
+    ];
+    let (ok, bad) = verifies_then_catches_a_corrupt_read(&args, dir.path());
+    assert!(
+        ok.contains("(200 entries of the ceiling, 200 of ringlog)"),
+        "{ok}"
+    );
+    assert!(
+        bad.contains(
+            "READ-BACK CHECK FAILED: RAFT LOG MISMATCH: store 0: entry 1 read back is not the \
+             one appended"
+        ),
         "{bad}"
     );
     assert!(bad.contains("ringlog-bench: FAILED"), "{bad}");

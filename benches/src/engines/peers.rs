@@ -22,6 +22,10 @@ pub fn peers() -> Vec<&'static dyn EngineKind> {
     v
 }
 
+/// The RocksDB the `rocksdb` feature links (the raft workload's configuration line names it).
+#[cfg(feature = "rocksdb")]
+pub const ROCKSDB_VERSION: &str = rocksdb_peer::ROCKSDB_VERSION;
+
 #[cfg(feature = "fjall")]
 mod fjall_peer {
     use std::path::Path;
@@ -867,7 +871,7 @@ mod rocksdb_peer {
 
     /// Which RocksDB: rust-rocksdb 0.20 links the system library when built with
     /// `ROCKSDB_LIB_DIR` (Debian 12's librocksdb-dev is 7.8.3), else compiles its bundled 7.9.2.
-    const ROCKSDB_VERSION: &str = if option_env!("ROCKSDB_LIB_DIR").is_some() {
+    pub const ROCKSDB_VERSION: &str = if option_env!("ROCKSDB_LIB_DIR").is_some() {
         "7.8 (system library from ROCKSDB_LIB_DIR, via rust-rocksdb 0.20)"
     } else {
         "7.9.2 (bundled with rust-rocksdb 0.20)"
@@ -896,6 +900,9 @@ mod rocksdb_peer {
             true
         }
         fn can_settle(&self) -> bool {
+            true
+        }
+        fn has_raft_log(&self) -> bool {
             true
         }
         fn open(&self, dir: &Path, mode: Mode, _: &OpenOpts) -> EResult<Box<dyn Engine>> {

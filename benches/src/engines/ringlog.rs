@@ -96,6 +96,10 @@ impl EngineKind for RinglogKind {
         true
     }
 
+    fn has_raft_log(&self) -> bool {
+        true
+    }
+
     fn open(&self, dir: &Path, mode: Mode, opts: &OpenOpts) -> EResult<Box<dyn Engine>> {
         let db = if mode == Mode::InMemory {
             // No directory: nothing is ever written.
@@ -111,7 +115,19 @@ impl EngineKind for RinglogKind {
 /// [`Mode::InMemory`], which has no directory): the `readonly` workload gives the same ones to
 /// `Db::open` and `Db::open_read_only`.
 pub fn options(mode: Mode, opts: &OpenOpts) -> Options {
-    let mut o = Options::default().durability(durability(mode)).io(opts.io);
+    tuned(Options::default().durability(durability(mode)), opts)
+}
+
+/// The options of the `raft` workload's database: ringlog's defaults (its default durability
+/// included: the log store chooses each commit's), with the I/O path of `--io` and the tunables
+/// the command line gave explicitly.
+pub fn raft_options(opts: &OpenOpts) -> Options {
+    tuned(Options::default(), opts)
+}
+
+/// `o` with `--io` and the tunables of `opts`.
+fn tuned(o: Options, opts: &OpenOpts) -> Options {
+    let mut o = o.io(opts.io);
     if let Some(b) = opts.checkpoint_bytes {
         o = o.checkpoint_bytes(b);
     }
@@ -126,6 +142,23 @@ pub fn options(mode: Mode, opts: &OpenOpts) -> Options {
         o = o.value_cache_bytes(b);
     }
     o
+}
+
+/// The I/O path `db` uses (`io_uring + O_DIRECT`, `portable (buffered I/O)`, ...), if it has a
+/// log.
+pub fn io_path(db: &Db) -> Option<String> {
+    let s = db.stats();
+    s.backend.map(|b| {
+        format!(
+            "{}{}",
+            b.kind,
+            if s.direct_io {
+                " + O_DIRECT"
+            } else {
+                " (buffered I/O)"
+            }
+        )
+    })
 }
 
 impl Ringlog {
@@ -286,18 +319,7 @@ impl Engine for Ringlog {
     }
 
     fn io_path(&self) -> Option<String> {
-        let s = self.db.stats();
-        s.backend.map(|b| {
-            format!(
-                "{}{}",
-                b.kind,
-                if s.direct_io {
-                    " + O_DIRECT"
-                } else {
-                    " (buffered I/O)"
-                }
-            )
-        })
+        io_path(&self.db)
     }
 
     fn ringlog_db(&self) -> Option<&Db> {
