@@ -66,13 +66,17 @@ impl Listing {
     }
 }
 
-/// `<id>.log` → id.
+/// `<id>.log` → id, by the engine's rule: exactly 20 decimal digits, at most the format's
+/// maximum id. Any other name is not a segment (recovery ignores it; so does the tool).
 pub fn segment_id(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".log")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits
+        .parse()
+        .ok()
+        .filter(|&id| id <= ringlog_format::MAX_ID)
 }
 
 /// The file name of segment `id`.
@@ -301,8 +305,10 @@ pub fn walk_in(
     }
     for (i, s) in l.segments.iter().enumerate() {
         let next = l.segments.get(i + 1);
+        // Reported after this segment's own damage (log order).
+        let mut gap = None;
         if let Some(n) = next.filter(|n| n.id != s.id + 1) {
-            out.damage.push(Damage {
+            gap = Some(Damage {
                 kind: DamageKind::Corruption,
                 segment: s.id + 1,
                 file: l.dir.join(segment_name(s.id + 1)),
@@ -316,7 +322,9 @@ pub fn walk_in(
                 ),
             });
         }
+        // Only the immediate successor recorded where this segment ends.
         let recorded_end = next
+            .filter(|n| n.id == s.id + 1)
             .and_then(|n| n.header.as_ref().ok())
             .map(|h| h.prev_end);
         let last = next.is_none();
@@ -354,6 +362,7 @@ pub fn walk_in(
                     reason,
                 });
                 out.segments.push(summary);
+                out.damage.extend(gap);
                 continue;
             }
         };
@@ -448,7 +457,7 @@ pub fn walk_in(
                 ));
             } else if span.is_none() {
                 // Only zeros after the last record: the clean end of the log.
-            } else if l.writer_active {
+            } else if l.writer_active && !certain {
                 out.damage.push(damage(
                     DamageKind::InFlight,
                     format!("{reason}; a writer has the database open: a write in flight"),
@@ -485,6 +494,7 @@ pub fn walk_in(
             }
         }
         out.segments.push(summary);
+        out.damage.extend(gap);
     }
     Ok(out)
 }
@@ -577,6 +587,10 @@ mod tests {
         assert_eq!(segment_id("00000000000000000042.log.tmp"), None);
         assert_eq!(segment_id("x.log"), None);
         assert_eq!(segment_id(".log"), None);
+        // The engine's rule: 20 digits, nothing else is a segment.
+        assert_eq!(segment_id("0.log"), None);
+        assert_eq!(segment_id("000000000000000000042.log"), None);
+        assert_eq!(segment_id("99999999999999999999.log"), None);
     }
 
     #[test]

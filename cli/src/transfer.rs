@@ -26,6 +26,8 @@ use crate::{Failure, Outcome};
 const FORMAT: &str = "ringlog-export";
 /// The export format's version.
 const VERSION: u32 = 1;
+/// Most bytes (keys, values, 64 per record) one import transaction carries.
+const IMPORT_BATCH_BYTES: usize = 8 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -277,23 +279,43 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
             recs.len()
         )));
     }
-    // A new database (or an empty one): an import never merges into data.
+    // A new database: an import never merges into data, and never opens (so never recovers
+    // into, or cleans up) a directory that holds anything.
+    match std::fs::read_dir(&a.dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Failure::Usage(format!(
+                    "{} is not empty: import creates a new database",
+                    a.dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Failure::Usage(format!("{}: {e}", a.dir.display()))),
+    }
     let opts = Options::default().durability(Durability::Buffered {
         interval: std::time::Duration::from_millis(100),
         max_pending: 1 << 16,
     });
+    // Every value must fit the new database, checked before anything is written.
+    let max_value = |key: &[u8]| opts.max_value_len(key.len());
+    if let Some((lsn, k, v)) = recs
+        .iter()
+        .find(|(_, k, v)| v.as_ref().is_some_and(|v| v.len() > max_value(k)))
+    {
+        return Err(Failure::Found(format!(
+            "the value of key {} (LSN {lsn}) is {} bytes, above the {} a database with the default segment size holds: nothing imported",
+            crate::bytes::escape(k),
+            v.as_ref().map_or(0, |v| v.len()),
+            max_value(k)
+        )));
+    }
     let db = Db::open(&a.dir, opts).map_err(|e| match e {
         ringlog_db::Error::NotADatabase(_) | ringlog_db::Error::NotADirectory(_) => {
             Failure::Usage(e.to_string())
         }
         e => Failure::Found(format!("opening {}: {e}", a.dir.display())),
     })?;
-    if db.last_lsn() != 0 || !db.is_empty() {
-        return Err(Failure::Usage(format!(
-            "{} already holds a database with data: import creates a new one",
-            a.dir.display()
-        )));
-    }
     let fail = |e: ringlog_db::Error| Failure::Found(format!("importing: {e}"));
     let mut txns = 0u64;
     if header.versions {
@@ -319,14 +341,25 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
             txns += 1;
         }
     } else {
-        for chunk in recs.chunks(1024) {
+        // Batches of at most 1,024 keys and IMPORT_BATCH_BYTES (a transaction must fit one
+        // segment; a value alone always does, checked above).
+        let mut i = 0;
+        while i < recs.len() {
             let mut tx = db.begin();
-            for (_, k, v) in chunk {
+            let mut bytes = 0usize;
+            while i < recs.len() && tx.len() < 1024 {
+                let (_, k, v) = &recs[i];
+                let size = k.len() + v.as_ref().map_or(0, |v| v.len()) + 64;
+                if !tx.is_empty() && bytes + size > IMPORT_BATCH_BYTES {
+                    break;
+                }
                 match v {
                     Some(v) => tx.put(k, v),
                     None => tx.delete(k),
                 }
                 .map_err(fail)?;
+                bytes += size;
+                i += 1;
             }
             tx.commit().map_err(fail)?;
             txns += 1;

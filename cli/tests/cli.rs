@@ -595,3 +595,40 @@ fn a_damaged_checkpoint_fails_verify_naming_the_file() {
     assert!(err.contains(".ckpt"), "{err}");
     assert!(run(&["verify", d], 1).contains("open: FAILED"));
 }
+
+#[test]
+fn stray_files_are_not_segments_and_import_touches_no_existing_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    // Names the engine does not take for segments: the tool does not either.
+    std::fs::write(db.join("0.log"), b"not a segment").unwrap();
+    std::fs::write(db.join("00000000000000000000042.log"), b"nor this").unwrap();
+    assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    assert_eq!(
+        run(
+            &[
+                "repair",
+                d,
+                "--truncate-tail",
+                "--side-dir",
+                p(&tmp.path().join("s"))
+            ],
+            0
+        ),
+        "the log has no damage: nothing to cut\n"
+    );
+    assert!(!tmp.path().join("s").exists());
+    // import refuses a non-empty directory before opening (so before any recovery or cleanup).
+    let file = tmp.path().join("e.jsonl");
+    run(&["export", d, "--to", p(&file)], 0);
+    let busy = tmp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("00000000000000000002.log.tmp"), b"leftover").unwrap();
+    run(&["import", p(&file), p(&busy)], 2);
+    assert!(
+        busy.join("00000000000000000002.log.tmp").exists(),
+        "import touched the directory"
+    );
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+}

@@ -173,6 +173,13 @@ impl Model {
                 self.purged
             ));
         }
+        // Nor more than was asked (an acknowledged purge, or the one in flight).
+        let allowed = self.purged.max(self.maybe_through.unwrap_or(0));
+        if purged > allowed {
+            return Err(format!(
+                "purged {purged}: no purge beyond {allowed} was asked for"
+            ));
+        }
         let all = s.try_get_log_entries(..).await.map_err(e)?;
         let idx: Vec<u64> = all.iter().map(|e| e.index()).collect();
         if idx.first().is_some_and(|&f| f != purged + 1) {
@@ -185,9 +192,9 @@ impl Model {
             return Err(format!("a hole between {} and {}", w[0], w[1]));
         }
         let last = st.last_log_id.map_or(0, |l| l.index());
-        if idx.last().is_some_and(|&l| l != last) {
+        if idx.last().copied().unwrap_or(purged) != last {
             return Err(format!(
-                "the last entry is {:?}, the log state says {last}",
+                "the last entry is {:?} (purged {purged}), the log state says {last}",
                 idx.last()
             ));
         }
@@ -233,6 +240,18 @@ impl Model {
             all.len(),
             self.entries.len()
         ))
+    }
+
+    /// After a checked crash (the SIGKILL test's next round goes on from it): a truncation or
+    /// purge that was in flight either happened or not, as the store `present` shows; the model
+    /// takes that outcome and forgets the uncertainty.
+    pub fn settle(&mut self, present: &std::collections::BTreeSet<u64>, purged: u64) {
+        let after = self.maybe_after.take();
+        let through = self.maybe_through.take();
+        if after.is_some() || through.is_some() {
+            self.entries.retain(|i, _| present.contains(i));
+        }
+        self.purged = self.purged.max(purged);
     }
 }
 

@@ -66,6 +66,11 @@ fn reads_beside_a_live_writer_and_never_writes() {
         let mut tx = ro.begin();
         tx.put(b"x", b"y").unwrap();
         assert_read_only_error(tx.commit(), "a transaction's commit");
+        // Even one whose condition fails: the write could never succeed.
+        let mut cond = ro.begin();
+        cond.fail_if_key_changed(b"k0001", None).unwrap();
+        cond.put(b"k0001", b"y").unwrap();
+        assert_read_only_error(cond.commit(), "a conditional transaction's commit");
         assert_read_only_error(ro.checkpoint(), "checkpoint");
         assert_read_only_error(
             ro.set_retention(Retention::LastVersions(std::num::NonZeroU32::MIN)),

@@ -41,6 +41,10 @@ use crate::codec::{decode, encode};
 /// log never has a hole).
 pub const MAX_OPS_PER_TXN: usize = 4096;
 
+/// Bytes an entry leaves below the database's largest value, for the state machine's own
+/// writes beside the entry's effects in one transaction.
+pub const ENTRY_HEADROOM: usize = 1024;
+
 /// The append commits' durability: visible at once, made durable by the flusher's wait (the
 /// interval only bounds how long an append nobody waits for can stay volatile).
 const APPEND: Durability = Durability::Buffered {
@@ -188,6 +192,52 @@ where
         &self.s.db
     }
 
+    /// Bytes one of the store's transactions may carry: half what fits one segment of the
+    /// database (the rest is headroom for record framing).
+    fn txn_budget(&self) -> usize {
+        (self.s.db.max_value_len(0) / 2).max(1)
+    }
+
+    /// Deletes one transaction of a truncation or purge carries: [`MAX_OPS_PER_TXN`] at most,
+    /// fewer when the database's segments are small.
+    fn ops_per_txn(&self) -> usize {
+        let per = 64 + self.s.keys.prefix.len() + 9;
+        (self.txn_budget() / per).clamp(1, MAX_OPS_PER_TXN)
+    }
+
+    /// The keys of this store's entries in `range`, the first `n` from the low end (or from the
+    /// high end with `from_top`). Keys of a store whose prefix extends this one's are skipped.
+    fn entry_keys<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        n: usize,
+        from_top: bool,
+    ) -> io::Result<Vec<Vec<u8>>> {
+        let keys = &self.s.keys;
+        let scan = self
+            .s
+            .db
+            .range(keys.entries(&range))
+            .map_err(|e| self.fail(e))?;
+        let mine = |r: ringlog_db::Result<(Arc<[u8]>, ringlog_db::Value)>| match r {
+            Ok((k, _)) => Ok(keys.index_of(&k).map(|_| k.to_vec())),
+            Err(e) => Err(self.fail(e)),
+        };
+        let out: io::Result<Vec<Option<Vec<u8>>>> = if from_top {
+            scan.rev()
+                .map(mine)
+                .filter(|r| !matches!(r, Ok(None)))
+                .take(n)
+                .collect()
+        } else {
+            scan.map(mine)
+                .filter(|r| !matches!(r, Ok(None)))
+                .take(n)
+                .collect()
+        };
+        Ok(out?.into_iter().flatten().collect())
+    }
+
     fn check(&self) -> io::Result<()> {
         match &*self.s.poisoned.lock() {
             Some(m) => Err(poison_err(m)),
@@ -220,21 +270,13 @@ where
     /// Deletes every entry at or below `index`, from the bottom, in transactions of at most
     /// [`MAX_OPS_PER_TXN`] (the last one `Strict`).
     fn delete_through(&self, index: u64) -> io::Result<()> {
-        let keys = &self.s.keys;
+        let limit = self.ops_per_txn();
         loop {
-            let chunk: Vec<Vec<u8>> = self
-                .s
-                .db
-                .range(keys.entries(&(..=index)))
-                .map_err(|e| self.fail(e))?
-                .take(MAX_OPS_PER_TXN)
-                .map(|r| r.map(|(k, _)| k.to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.fail(e))?;
+            let chunk = self.entry_keys(..=index, limit, false)?;
             if chunk.is_empty() {
                 return Ok(());
             }
-            let last = chunk.len() < MAX_OPS_PER_TXN;
+            let last = chunk.len() < limit;
             let mut tx = self.s.db.begin();
             for k in &chunk {
                 tx.delete(k).map_err(|e| self.fail(e))?;
@@ -267,7 +309,12 @@ where
                 continue;
             }
             let e: C::Entry = decode("entry", &k, &v)?;
-            debug_assert_eq!(e.index(), index, "an entry is stored under its own index");
+            if e.index() != index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the entry under index {index} says index {}", e.index()),
+                ));
+            }
             out.push(e);
         }
         Ok(out)
@@ -331,20 +378,23 @@ where
         self.check()?;
         let purged = self.purged()?;
         let keys = &self.s.keys;
-        let last = match self
+        let mut last = None;
+        for item in self
             .s
             .db
             .range(keys.entries(&(..)))
             .map_err(|e| self.fail(e))?
-            .next_back()
+            .rev()
         {
-            Some(item) => {
-                let (k, v) = item.map_err(|e| self.fail(e))?;
-                let e: C::Entry = decode("entry", &k, &v)?;
-                Some(e.log_id())
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            // Another store's key (a prefix extending this one's): not ours.
+            if keys.index_of(&k).is_none() {
+                continue;
             }
-            None => None,
-        };
+            let e: C::Entry = decode("entry", &k, &v)?;
+            last = Some(e.log_id());
+            break;
+        }
         // Everything left is purged (or nothing was ever appended): the purged id is the last.
         let last = match (last, &purged) {
             (Some(l), Some(p)) if l.index() <= p.index() => Some(p.clone()),
@@ -401,26 +451,67 @@ where
             return Err(e);
         }
         let _w = self.s.writes.lock();
-        let mut tx = self.s.db.begin();
-        let mut n = 0usize;
+        // Failures before anything is committed fire the callback too.
+        let refuse = |e: io::Error, callback: IOFlushed<C>| {
+            callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
+            Err(e)
+        };
+        let budget = self.txn_budget();
+        let mut groups: Vec<Vec<(u64, Vec<u8>)>> = vec![Vec::new()];
+        let mut bytes = 0usize;
         for e in entries {
-            let v = encode(&e)?;
-            tx.put(&self.s.keys.entry(e.index()), &v)
-                .map_err(|err| self.fail(err))?;
-            n += 1;
+            let v = match encode(&e) {
+                Ok(v) => v,
+                Err(err) => return refuse(err, callback),
+            };
+            // Headroom for the state machine, which writes the entry's effects with its own
+            // bookkeeping in one transaction.
+            let key_len = self.s.keys.prefix.len() + 9;
+            if v.len() + ENTRY_HEADROOM > self.s.db.max_value_len(key_len) {
+                let err = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "entry {} is {} bytes encoded: above the {} an entry may take in this database",
+                        e.index(),
+                        v.len(),
+                        self.s.db.max_value_len(key_len).saturating_sub(ENTRY_HEADROOM)
+                    ),
+                );
+                return refuse(err, callback);
+            }
+            let size = v.len() + key_len + 64;
+            if bytes + size > budget && groups.last().is_some_and(|g| !g.is_empty()) {
+                groups.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(g) = groups.last_mut() {
+                g.push((e.index(), v));
+            }
         }
-        if n == 0 {
+        if groups.iter().all(|g| g.is_empty()) {
             callback.io_completed(Ok(()));
             return Ok(());
         }
-        let lsn = match tx.commit_with(APPEND) {
-            Ok(lsn) => lsn,
-            Err(e) => {
-                let e = self.fail(e);
-                callback.io_completed(Err(io::Error::other(e.to_string())));
-                return Err(e);
+        // A batch too big for one transaction goes in several, in index order: a crash between
+        // them leaves a prefix of the batch, never a hole. The callback waits for the last.
+        let mut lsn = 0;
+        for g in &groups {
+            let mut tx = self.s.db.begin();
+            for (index, v) in g {
+                if let Err(e) = tx.put(&self.s.keys.entry(*index), v) {
+                    let e = self.fail(e);
+                    return refuse(e, callback);
+                }
             }
-        };
+            lsn = match tx.commit_with(APPEND) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    let e = self.fail(e);
+                    return refuse(e, callback);
+                }
+            };
+        }
         if planted::acks_appends_early() {
             callback.io_completed(Ok(()));
             return Ok(());
@@ -448,22 +539,23 @@ where
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         self.check()?;
         let _w = self.s.writes.lock();
-        let from = last_log_id.as_ref().map_or(0, |l| l.index() + 1);
-        let keys = &self.s.keys;
+        let from = match last_log_id.as_ref() {
+            Some(l) => match l.index().checked_add(1) {
+                Some(f) => f,
+                // Nothing can follow the largest index: nothing to delete, only the order.
+                None => {
+                    self.s.db.sync().map_err(|e| self.fail(e))?;
+                    return Ok(());
+                }
+            },
+            None => 0,
+        };
+        let limit = self.ops_per_txn();
         // From the top down, so that a crash between two transactions leaves a log without a
         // hole (shorter: a truncation of its own).
         loop {
-            let chunk: Vec<Vec<u8>> = self
-                .s
-                .db
-                .range(keys.entries(&(from..)))
-                .map_err(|e| self.fail(e))?
-                .rev()
-                .take(MAX_OPS_PER_TXN)
-                .map(|r| r.map(|(k, _)| k.to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.fail(e))?;
-            let last = chunk.len() < MAX_OPS_PER_TXN;
+            let chunk = self.entry_keys(from.., limit, true)?;
+            let last = chunk.len() < limit;
             let mut tx = self.s.db.begin();
             for k in &chunk {
                 tx.delete(k).map_err(|e| self.fail(e))?;
@@ -494,15 +586,8 @@ where
         // The purged id and the first deletions in one transaction: readers and
         // `get_log_state` skip what a split purge has not deleted yet, and a reopen finishes it.
         let keys = &self.s.keys;
-        let chunk: Vec<Vec<u8>> = self
-            .s
-            .db
-            .range(keys.entries(&(..=log_id.index())))
-            .map_err(|e| self.fail(e))?
-            .take(MAX_OPS_PER_TXN - 1)
-            .map(|r| r.map(|(k, _)| k.to_vec()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.fail(e))?;
+        let limit = self.ops_per_txn();
+        let chunk = self.entry_keys(..=log_id.index(), limit - 1, false)?;
         let mut tx = self.s.db.begin();
         tx.put(&keys.purged(), &encode(&log_id)?)
             .map_err(|e| self.fail(e))?;
@@ -511,7 +596,7 @@ where
         }
         tx.commit_with(Durability::Strict)
             .map_err(|e| self.fail(e))?;
-        if chunk.len() == MAX_OPS_PER_TXN - 1 {
+        if chunk.len() == limit - 1 {
             self.delete_through(log_id.index())?;
         }
         Ok(())

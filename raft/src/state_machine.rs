@@ -19,9 +19,9 @@
 //! transaction (a batch too large for one transaction is split at entry boundaries, each part
 //! carrying its own last applied id), so a crash leaves the state of some prefix of the applied
 //! entries, never a half-applied one. It commits with the database's default durability: openraft
-//! re-applies from the log what a crash lost. A built snapshot is stored with the default
-//! durability too (the log store's next `Strict` commit — e.g. the purge that follows a snapshot
-//! — makes it durable, ringlog's log being one ordered log). `install_snapshot` stores the
+//! re-applies from the log what a crash lost. A built snapshot's header is committed `Strict`
+//! (its chunks before it): durable before openraft may purge the log it replaces, whichever
+//! database the log lives in. `install_snapshot` stores the
 //! snapshot and an "installing" mark first, then replaces the data in transactions of at most
 //! [`MAX_OPS_PER_TXN`] operations, then writes the last applied id and the membership and
 //! removes the mark, `Strict`; [`StateMachine::new`] finishes an installation a crash
@@ -361,7 +361,9 @@ impl StateMachine {
     /// The data of the snapshot `h`, read at `snap`.
     fn read_chunks(&self, snap: &ringlog_db::Snapshot, h: &Header) -> io::Result<Vec<u8>> {
         let keys = &self.s.keys;
-        let mut data = Vec::with_capacity(usize::try_from(h.len).unwrap_or(0));
+        // The stored length is only a hint (bytes from disk): never preallocate more than a
+        // chunk's worth from it.
+        let mut data = Vec::with_capacity(usize::try_from(h.len).unwrap_or(0).min(CHUNK_LEN));
         for i in 0..h.chunks {
             let k = keys.snap_chunk(h.generation, i);
             match snap.get(&k).map_err(db_err)? {
@@ -451,7 +453,9 @@ impl StateMachine {
         };
         let mut last = vec![Op::Put(keys.snap_header(), encode(&header)?)];
         last.extend(also);
-        commit(db, &last, None)?;
+        // Durable before openraft may purge the log the snapshot replaces: in the same database
+        // the purge's Strict commit would cover it, but the state machine may live in another.
+        commit(db, &last, strict(db))?;
         self.remove_stale_chunks(Some(generation))
     }
 

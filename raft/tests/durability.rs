@@ -209,10 +209,20 @@ fn truncation_and_purge_are_durable_atomic_and_leave_no_hole() {
             let st = s.get_log_state().await.unwrap();
             assert_eq!(st.last_log_id, Some(log_id::<TypeConfig>(2, 1, 12)));
             assert!(all(&mut s).await.is_empty());
-            // Truncating nothing is no error and still orders.
-            s.truncate_after(Some(log_id::<TypeConfig>(2, 1, 12)))
+            // Truncating nothing is no error and still orders: an append not yet synced before
+            // it is durable when it returns.
+            let (tx, _rx) = TypeConfig::oneshot();
+            s.append(vec![entry(2, 13, "n")], IOFlushed::signal(tx))
                 .await
                 .unwrap();
+            s.truncate_after(Some(log_id::<TypeConfig>(2, 1, 13)))
+                .await
+                .unwrap();
+            assert_eq!(
+                db.durable_lsn(),
+                db.last_lsn(),
+                "an empty truncation did not order"
+            );
         });
     });
 }
@@ -349,4 +359,73 @@ fn purged_entries_are_reclaimed_by_a_checkpoint() {
         );
         assert_eq!(all(&mut s).await.len(), 10);
     });
+}
+
+/// Small segments (64 KiB): a truncation, a purge and an append batch bigger than one
+/// transaction fit are split — in index order for the append, from the top for the truncation,
+/// from the bottom for the purge — and all succeed; an entry too big for the database is refused
+/// with its callback fired, and the store goes on.
+#[test]
+fn operations_bigger_than_a_transaction_are_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(
+        Db::open(
+            dir.path(),
+            Options::default()
+                .io(IoChoice::Portable)
+                .segment_size(64 << 10),
+        )
+        .unwrap(),
+    );
+    rt().block_on(async {
+        let mut s = LogStore::<TypeConfig>::new(db.clone(), b"log/").unwrap();
+        // One append of 200 entries of 2 KiB: ~400 KiB, six times what one transaction holds.
+        let big = "y".repeat(2048);
+        let entries: Vec<Entry> = (1..=200u64)
+            .map(|i| {
+                Entry::new_normal(
+                    log_id::<TypeConfig>(1, 1, i),
+                    Request::Set {
+                        key: format!("k{i}"),
+                        value: big.clone(),
+                    },
+                )
+            })
+            .collect();
+        let lsn = append_acked(&mut s, entries).await;
+        assert!(db.durable_lsn() >= lsn);
+        assert_eq!(all(&mut s).await.len(), 200);
+        // 3,000 small entries, then a truncation of all but one: thousands of deletes.
+        for chunk in (201..=3200u64).collect::<Vec<_>>().chunks(100) {
+            append_acked(&mut s, chunk.iter().map(|&i| entry(1, i, "s")).collect()).await;
+        }
+        s.truncate_after(Some(log_id::<TypeConfig>(1, 1, 1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            all(&mut s).await.iter().map(|e| e.1).collect::<Vec<_>>(),
+            [1]
+        );
+        for chunk in (2..=3001u64).collect::<Vec<_>>().chunks(100) {
+            append_acked(&mut s, chunk.iter().map(|&i| entry(2, i, "t")).collect()).await;
+        }
+        s.purge(log_id::<TypeConfig>(2, 1, 2990)).await.unwrap();
+        let idx: Vec<u64> = all(&mut s).await.iter().map(|e| e.1).collect();
+        assert_eq!(idx, (2991..=3001).collect::<Vec<_>>());
+        // An entry that cannot fit: refused, its callback fired with the error, the store fine.
+        let huge = Entry::new_normal(
+            log_id::<TypeConfig>(2, 1, 3002),
+            Request::Set {
+                key: "huge".into(),
+                value: "z".repeat(70 << 10),
+            },
+        );
+        let (tx, rx) = TypeConfig::oneshot();
+        assert!(s.append(vec![huge], IOFlushed::signal(tx)).await.is_err());
+        assert!(rx.await.unwrap().is_err());
+        append_acked(&mut s, vec![entry(2, 3002, "after")]).await;
+        assert_eq!(all(&mut s).await.len(), 12);
+    });
+    // All of it is what a reopen finds.
+    drop(db);
 }
