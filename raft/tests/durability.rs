@@ -33,6 +33,23 @@ fn open(dir: &Path, io: IoChoice) -> Arc<Db> {
     Arc::new(Db::open(dir, Options::default().io(io)).unwrap())
 }
 
+/// A database on the portable path with segments of `size` bytes.
+fn open_with_segments(dir: &Path, size: u64) -> Arc<Db> {
+    let o = Options::default().io(IoChoice::Portable).segment_size(size);
+    Arc::new(Db::open(dir, o).unwrap())
+}
+
+/// An entry whose value is `value`.
+fn entry_with(term: u64, index: u64, value: &str) -> Entry {
+    Entry::new_normal(
+        log_id::<TypeConfig>(term, 1, index),
+        Request::Set {
+            key: format!("k{index}"),
+            value: value.to_string(),
+        },
+    )
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -314,15 +331,7 @@ fn stores_under_different_prefixes_are_independent() {
 #[test]
 fn purged_entries_are_reclaimed_by_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(
-        Db::open(
-            dir.path(),
-            Options::default()
-                .io(IoChoice::Portable)
-                .segment_size(1 << 20),
-        )
-        .unwrap(),
-    );
+    let db = open_with_segments(dir.path(), 1 << 20);
     let bytes = |p: &Path| -> u64 {
         std::fs::read_dir(p)
             .unwrap()
@@ -336,13 +345,7 @@ fn purged_entries_are_reclaimed_by_a_checkpoint() {
             let entries = chunk
                 .iter()
                 .map(|&i| {
-                    Entry::new_normal(
-                        log_id::<TypeConfig>(1, 1, i),
-                        Request::Set {
-                            key: format!("k{i}"),
-                            value: big.clone(),
-                        },
-                    )
+                    entry_with(1, i, &big)
                 })
                 .collect();
             append_acked(&mut s, entries).await;
@@ -368,30 +371,12 @@ fn purged_entries_are_reclaimed_by_a_checkpoint() {
 #[test]
 fn operations_bigger_than_a_transaction_are_split() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(
-        Db::open(
-            dir.path(),
-            Options::default()
-                .io(IoChoice::Portable)
-                .segment_size(64 << 10),
-        )
-        .unwrap(),
-    );
+    let db = open_with_segments(dir.path(), 64 << 10);
     rt().block_on(async {
         let mut s = LogStore::<TypeConfig>::new(db.clone(), b"log/").unwrap();
         // One append of 200 entries of 2 KiB: ~400 KiB, six times what one transaction holds.
         let big = "y".repeat(2048);
-        let entries: Vec<Entry> = (1..=200u64)
-            .map(|i| {
-                Entry::new_normal(
-                    log_id::<TypeConfig>(1, 1, i),
-                    Request::Set {
-                        key: format!("k{i}"),
-                        value: big.clone(),
-                    },
-                )
-            })
-            .collect();
+        let entries: Vec<Entry> = (1..=200u64).map(|i| entry_with(1, i, &big)).collect();
         let lsn = append_acked(&mut s, entries).await;
         assert!(db.durable_lsn() >= lsn);
         assert_eq!(all(&mut s).await.len(), 200);
@@ -413,13 +398,7 @@ fn operations_bigger_than_a_transaction_are_split() {
         let idx: Vec<u64> = all(&mut s).await.iter().map(|e| e.1).collect();
         assert_eq!(idx, (2991..=3001).collect::<Vec<_>>());
         // An entry that cannot fit: refused, its callback fired with the error, the store fine.
-        let huge = Entry::new_normal(
-            log_id::<TypeConfig>(2, 1, 3002),
-            Request::Set {
-                key: "huge".into(),
-                value: "z".repeat(70 << 10),
-            },
-        );
+        let huge = entry_with(2, 3002, &"z".repeat(70 << 10));
         let (tx, rx) = TypeConfig::oneshot();
         assert!(s.append(vec![huge], IOFlushed::signal(tx)).await.is_err());
         assert!(rx.await.unwrap().is_err());
