@@ -274,26 +274,7 @@ pub(super) fn run_raft(
             )))
         }
     };
-    res.ops = store.appends;
-    res.commits = store.appends;
-    res.elapsed = store.elapsed;
-    res.hist = store.hist.clone();
-    res.user_bytes = store.user_bytes;
-    res.lifetime_user_bytes = store.user_bytes;
-    res.cpu = store.cpu;
-    res.worker_cpu = store.worker_cpu;
-    res.device = store.device;
-    res.live_keys = store.appends;
-    res.engine_delta = match store.db {
-        Some(d) => Counters {
-            commits: Some(d.commits),
-            syncs: Some(d.syncs),
-            bytes_logged: Some(d.bytes),
-            ..Counters::default()
-        },
-        None => Counters::default(),
-    };
-    res.verified = store.read_back.clone();
+    fill(res, &store);
     let out = RaftOut {
         appenders: threads,
         value_size,
@@ -643,6 +624,30 @@ async fn read_back<S: RaftLogStorage<TypeConfig>>(
     Ok(n)
 }
 
+/// A row's figures from a phase's measure (the ceiling has no database: no engine counters).
+fn fill(res: &mut RunResult, m: &Measure) {
+    res.ops = m.appends;
+    res.commits = m.appends;
+    res.elapsed = m.elapsed;
+    res.hist = m.hist.clone();
+    res.user_bytes = m.user_bytes;
+    res.lifetime_user_bytes = m.user_bytes;
+    res.cpu = m.cpu;
+    res.worker_cpu = m.worker_cpu;
+    res.device = m.device;
+    res.live_keys = m.appends;
+    res.engine_delta = match m.db {
+        Some(d) => Counters {
+            commits: Some(d.commits),
+            syncs: Some(d.syncs),
+            bytes_logged: Some(d.bytes),
+            ..Counters::default()
+        },
+        None => Counters::default(),
+    };
+    res.verified = m.read_back.clone();
+}
+
 /// The run's result split into its two rows: the ceiling's, then the store's; any other result
 /// as it is.
 pub fn rows(res: RunResult) -> Vec<RunResult> {
@@ -654,22 +659,11 @@ pub fn rows(res: RunResult) -> Vec<RunResult> {
     c.engine = CEILING.to_string();
     c.config = ceiling_config();
     c.io_path = None;
-    c.ops = m.appends;
-    c.commits = m.appends;
-    c.elapsed = m.elapsed;
-    c.hist = m.hist.clone();
-    c.user_bytes = m.user_bytes;
-    c.lifetime_user_bytes = m.user_bytes;
-    c.cpu = m.cpu;
-    c.worker_cpu = m.worker_cpu;
-    c.device = m.device;
-    c.live_keys = m.appends;
-    c.engine_delta = Counters::default();
+    fill(&mut c, m);
     c.files = None;
     c.index = None;
     c.rss_delta = None;
     c.power_loss_durable = None;
-    c.verified = m.read_back.clone();
     c.notes = Vec::new();
     if let Some(o) = c.raft.as_mut() {
         o.row = Some(Row::Ceiling);
