@@ -1897,6 +1897,10 @@ fn check_state(
             if pick % 8 == 3 {
                 crate::txns::check_runs(&db, &model, rec.last, counts)?;
             }
+            // Another one in eight: every key's retained history agrees with the point reads.
+            if pick % 8 == 6 {
+                crate::versions::check_history(&db, counts)?;
+            }
             Checked {
                 st,
                 prefix: v.prefix,

@@ -853,3 +853,67 @@ pub fn check_recovered(
     }
     Ok(())
 }
+
+/// `Db::history` against the engine's own point reads (which the model checks): each listed
+/// version is what `get_at` reads at its LSN (at the floor for the oldest, which may predate it), the newest is what `get` reads now, and every key
+/// a scan shows is listed (invariant `history`).
+pub fn check_history(db: &Db, counts: &mut Counts) -> Result<(), Violation> {
+    let fail = |what: String| Violation::new("history", what);
+    let h = db
+        .history::<&[u8], _>(..)
+        .map_err(|e| fail(format!("history(..) failed: {e}")))?;
+    // The oldest version listed may predate the floor: it is the one visible at the floor.
+    let floor = h.floor();
+    let mut listed = std::collections::BTreeSet::new();
+    for k in h {
+        let k = k.map_err(|e| fail(format!("history(..) item failed: {e}")))?;
+        let key = &*k.key;
+        let now = db
+            .get(key)
+            .map_err(|e| fail(format!("get failed: {e}")))?
+            .map(|v| v.to_vec());
+        let newest = k
+            .versions
+            .first()
+            .and_then(|(_, v)| v.as_ref().map(|v| v.to_vec()));
+        if newest != now {
+            return Err(fail(format!(
+                "key {:?}: history's newest version is {:?}, get reads {:?}",
+                String::from_utf8_lossy(key),
+                newest.map(|v| v.len()),
+                now.map(|v| v.len())
+            )));
+        }
+        for (lsn, v) in &k.versions {
+            let read_at = (*lsn).max(floor);
+            let at = db.get_at(key, read_at).map_err(|e| {
+                fail(format!(
+                    "get_at({read_at}) of the version listed at LSN {lsn} failed: {e} (floor {floor})"
+                ))
+            })?;
+            if at.as_deref() != v.as_deref() {
+                return Err(fail(format!(
+                    "key {:?}: history lists LSN {lsn} as {:?}, get_at reads {:?}",
+                    String::from_utf8_lossy(key),
+                    v.as_ref().map(|v| v.len()),
+                    at.map(|v| v.len())
+                )));
+            }
+        }
+        bump(counts, "key histories checked");
+        listed.insert(k.key.to_vec());
+    }
+    let scan = db
+        .range::<&[u8], _>(..)
+        .map_err(|e| fail(format!("range failed: {e}")))?;
+    for item in scan {
+        let (key, _) = item.map_err(|e| fail(format!("scan failed: {e}")))?;
+        if !listed.contains(&*key) {
+            return Err(fail(format!(
+                "key {:?} is live but history does not list it",
+                String::from_utf8_lossy(&key)
+            )));
+        }
+    }
+    Ok(())
+}

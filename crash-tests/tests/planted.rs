@@ -1025,3 +1025,11 @@ fn catches_a_raft_store_that_acknowledges_appends_early() {
     ringlog_openraft::log_store::planted::arm_acks_appends_early(false);
     assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
 }
+
+#[test]
+fn catches_a_history_that_skips_deletes() {
+    let s = with_bug(Some(Bug::HistorySkipsDeletes), || {
+        power::run(&opts(1..10, vec![Mode::Strict, Mode::Buffered]))
+    });
+    assert_caught(Bug::HistorySkipsDeletes, &s, &["history"]);
+}

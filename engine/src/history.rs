@@ -91,6 +91,9 @@ impl History {
                     // Committed after the LSN read at (or still in flight).
                     continue;
                 }
+                if crate::hooks::history_skips_deletes() && v.value().is_none() {
+                    continue;
+                }
                 let value = deliver(v, self.store.as_deref(), to_value)?;
                 versions.push((v.lsn(), value));
                 if v.lsn() <= self.floor {

@@ -299,11 +299,14 @@ pub mod bugs {
         /// A read-only open removes the leftovers a crash left (an unfinished segment creation
         /// or checkpoint), as a writable open does: it writes to a directory it must not touch.
         ReadOnlyCleansUp,
+        /// `Db::history` leaves deletes out: a deleted key's history shows its older value as
+        /// the newest.
+        HistorySkipsDeletes,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 29] = [
+        pub const ALL: [Bug; 30] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -333,6 +336,7 @@ pub mod bugs {
             Bug::ConflictsRecordedLate,
             Bug::RunsForgetCompaction,
             Bug::ReadOnlyCleansUp,
+            Bug::HistorySkipsDeletes,
         ];
 
         fn bit(self) -> u32 {
@@ -535,6 +539,8 @@ bug_hook! {
     runs_forget_compaction => RunsForgetCompaction;
     /// Whether a read-only open removes leftovers.
     read_only_cleans_up => ReadOnlyCleansUp;
+    /// Whether `Db::history` leaves deletes out.
+    history_skips_deletes => HistorySkipsDeletes;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner
