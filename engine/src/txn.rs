@@ -432,13 +432,13 @@ impl<'db> Txn<'db> {
             self.db.check_open()?;
             return Ok(self.snapshot_lsn().unwrap_or_else(|| self.db.last_lsn()));
         }
-        // A read-only handle refuses before any condition is checked: a condition's conflict
-        // would otherwise be retried as if the write could ever succeed.
-        self.db.check_writable()?;
         let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();
         let Some(r) = &self.reads else {
             return self.db.commit_ops(&refs, durability, false);
         };
+        // A read-only handle refuses before any condition is checked (the commit checks too, but
+        // after): a condition's conflict would be retried as if the write could ever succeed.
+        self.db.check_writable()?;
         let check = Check {
             snapshot: r.snap.lsn(),
             keys: &r.keys,
