@@ -348,6 +348,10 @@ fn bank_transfers_keep_the_total_in_every_snapshot_across_a_crash_and_a_reopen()
         for i in 0..ACCOUNTS {
             db.put(&account(i), &START.to_le_bytes()).unwrap();
         }
+        // The accounts are durable before the transfers start: the crash below may lose any
+        // suffix of the transfers, but an unsynced Buffered setup could be lost too (the log
+        // thread, starved of CPU, may not have written it yet), leaving no accounts to total.
+        db.sync().unwrap();
         let want = START * ACCOUNTS as i64;
         let done = AtomicBool::new(false);
         let snapshots = AtomicU64::new(0);
