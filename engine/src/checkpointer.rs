@@ -68,6 +68,129 @@ pub(crate) struct Checkpoints {
     pub(crate) gc_segments: AtomicU64,
     /// Value bytes it copied.
     pub(crate) gc_bytes: AtomicU64,
+    /// Values on disk written since a checkpoint last covered them: held in memory until one
+    /// does, and paced so that they stay bounded.
+    pub(crate) backlog: ValueBacklog,
+}
+
+/// The values of at least [`crate::Options::value_threshold`] bytes that wait in memory for a
+/// checkpoint to move them to disk (docs/DURABILITY.md §8, "Memory while writing").
+///
+/// Committers count the bytes of such values they wrote (`spilled`); a checkpoint notes the
+/// count when it pins its LSN and, once it completed (its converting trim done), marks that
+/// much as `converted`. The backlog is the difference. Past `limit` (twice
+/// [`crate::Options::checkpoint_bytes`] with background checkpoints on; none without), a
+/// committer waits before it commits until a checkpoint brought it down: memory is then keys,
+/// entries, the cache and at most about `limit` of values however fast writers go, instead of
+/// whatever they wrote while checkpoints of a growing database took longer and longer. A
+/// failed checkpoint releases the waiters (what it would have converted is forgiven: writers
+/// get another `limit` before they wait for the next one), and so does a close or a poisoned
+/// log. The counts are approximate by the commits in flight at the pin: pacing, not a
+/// guarantee anything relies on.
+pub(crate) struct ValueBacklog {
+    /// Bytes past which committers wait; `u64::MAX`: never.
+    pub(crate) limit: u64,
+    /// The smallest value counted (the store's threshold).
+    pub(crate) threshold: usize,
+    pub(crate) spilled: AtomicU64,
+    pub(crate) converted: AtomicU64,
+    /// Checkpoints finished (or failed) since open: a waiter asks for another one only once
+    /// the one it asked for is over.
+    pub(crate) settled: AtomicU64,
+    /// Commits that waited.
+    pub(crate) waits: AtomicU64,
+    lock: Mutex<()>,
+    cv: parking_lot::Condvar,
+}
+
+impl ValueBacklog {
+    /// A backlog paced at `limit` bytes of values of at least `threshold` bytes (`None`: values
+    /// stay in memory, nothing counted).
+    pub(crate) fn new(threshold: Option<usize>, limit: u64) -> ValueBacklog {
+        ValueBacklog {
+            limit: if threshold.is_some() { limit } else { u64::MAX },
+            threshold: threshold.unwrap_or(usize::MAX),
+            spilled: 0.into(),
+            converted: 0.into(),
+            settled: 0.into(),
+            waits: 0.into(),
+            lock: Mutex::new(()),
+            cv: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Bytes of values waiting for a checkpoint now.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.spilled
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.converted.load(Ordering::Relaxed))
+    }
+
+    /// Counts the values of `ops` that a checkpoint will move to disk (after their commit).
+    pub(crate) fn note(&self, ops: &[OpRef<'_>]) {
+        if self.threshold == usize::MAX {
+            return;
+        }
+        let n: usize = ops
+            .iter()
+            .filter_map(|op| match op {
+                OpRef::Put(_, v) if v.len() >= self.threshold => Some(v.len()),
+                _ => None,
+            })
+            .sum();
+        if n > 0 {
+            self.spilled.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// A checkpoint is over: `covered` (the count at its pin) is on disk, or, when it failed
+    /// (`None`), everything counted so far is forgiven. Wakes the waiters.
+    fn settle(&self, covered: Option<u64>) {
+        let to = covered.unwrap_or_else(|| self.spilled.load(Ordering::Relaxed));
+        self.converted.fetch_max(to, Ordering::Relaxed);
+        self.settled.fetch_add(1, Ordering::Relaxed);
+        let _g = self.lock.lock();
+        self.cv.notify_all();
+    }
+
+    /// Whether a committer must wait before it commits.
+    fn over(&self) -> bool {
+        self.limit != u64::MAX && self.bytes() > self.limit
+    }
+}
+
+impl Db {
+    /// Waits, before a commit, while more than the backlog's limit of values waits in memory
+    /// for a checkpoint, asking for one (see [`ValueBacklog`]). Returns at once when the
+    /// database closes or its log is poisoned (the commit then fails as it would have).
+    pub(crate) fn pace_values(&self) {
+        let Some(c) = self.shared.ckpt.get() else {
+            return;
+        };
+        let b = &c.backlog;
+        if !b.over() {
+            return;
+        }
+        b.waits.fetch_add(1, Ordering::Relaxed);
+        let mut asked = None;
+        let mut g = b.lock.lock();
+        while b.over() {
+            if self.shared.closed.load(Ordering::Acquire)
+                || self.shared.state.lock().poisoned.is_some()
+            {
+                return;
+            }
+            let settled = b.settled.load(Ordering::Relaxed);
+            if asked != Some(settled) {
+                // The first time, and again after each checkpoint that left too much behind
+                // (values written while it ran).
+                asked = Some(settled);
+                parking_lot::MutexGuard::unlocked(&mut g, || self.request_checkpoint());
+            }
+            // A bounded wait: the close and a poisoned log are seen without a notification.
+            b.cv.wait_for(&mut g, std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// What one checkpoint did.
@@ -147,6 +270,19 @@ pub(crate) fn run_checkpoint(
     c: &Checkpoints,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
 ) -> Result<CheckpointInfo> {
+    let mut covered = None;
+    let r = checkpoint_pinned(shared, c, make_durable, &mut covered);
+    c.backlog.settle(if r.is_ok() { covered } else { None });
+    r
+}
+
+/// [`run_checkpoint`]'s steps; sets `covered` to the value backlog's count at the pin.
+fn checkpoint_pinned(
+    shared: &Shared,
+    c: &Checkpoints,
+    make_durable: impl FnOnce(Lsn) -> Result<()>,
+    covered: &mut Option<u64>,
+) -> Result<CheckpointInfo> {
     let gc_first = !crate::hooks::gc_after_the_pin();
     let mut collected = 0;
     if gc_first {
@@ -169,6 +305,7 @@ pub(crate) fn run_checkpoint(
         None => (shared.versions.pin(|| shared.visible.get()), None),
     };
     let _unpin = Unpin(shared, lsn);
+    *covered = Some(c.backlog.spilled.load(Ordering::Relaxed));
     if lsn == 0 || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0) {
         // Nothing committed yet, or nothing since the checkpoint in force.
         return Ok(CheckpointInfo {

@@ -105,7 +105,9 @@ impl Db {
         if self.shared.log.is_some() {
             self.start_log_thread()?;
         }
-        self.shared
+        self.pace_values();
+        let lsn = self
+            .shared
             .commit_core(ops, mode, system, None, check, |trim| {
                 if trim {
                     self.request_trim();
@@ -113,7 +115,11 @@ impl Db {
                 if crate::checkpointer::due(&self.shared) {
                     self.request_checkpoint();
                 }
-            })
+            })?;
+        if let Some(c) = self.shared.ckpt.get() {
+            c.backlog.note(ops);
+        }
+        Ok(lsn)
     }
 }
 

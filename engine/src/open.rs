@@ -458,6 +458,10 @@ fn assemble(
         deferred: Mutex::new(Vec::new()),
         gc_segments: 0.into(),
         gc_bytes: 0.into(),
+        backlog: crate::checkpointer::ValueBacklog::new(
+            opts.value_threshold.filter(|_| !read_only),
+            opts.checkpoint_bytes.saturating_mul(2),
+        ),
     });
     // Reads of values the index holds by reference: needed whenever the checkpoint refers
     // to some, even when this open keeps new values in memory.

@@ -157,6 +157,8 @@ pub struct Options {
     /// checkpoint is also due once the log since the last checkpoint is as large as that
     /// checkpoint (at least 64 MiB), whichever comes first: files on disk then stay within about
     /// twice the live data, at the cost of rewriting the live data once per that much log.
+    /// With [`Options::value_threshold`], it also bounds the values held in memory for the next
+    /// checkpoint to about twice this (commits wait for a checkpoint beyond that).
     pub checkpoint_bytes: u64,
     /// Whether [`crate::Db::close`] (and drop) writes a checkpoint first when background
     /// checkpoints are on and at least 1 MiB of log (and an eighth of the last checkpoint's size)
@@ -170,7 +172,10 @@ pub struct Options {
     /// then holds the value's place in the log (segment, offset) instead of its bytes, and a read
     /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
     /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
-    /// written since the last checkpoint. `None` (the default) keeps every value in memory.
+    /// written since the last checkpoint — at most about twice [`Options::checkpoint_bytes`] of
+    /// them with background checkpoints on: past that, a commit waits for a checkpoint before
+    /// it takes its LSN ([`crate::Stats::value_backlog_bytes`], `value_backlog_waits`; §8,
+    /// "Memory while writing"). `None` (the default) keeps every value in memory.
     /// Segments holding values the index still refers to are kept by compaction; at every
     /// checkpoint, value-log garbage collection copies the live values of those at most half
     /// live forward and lets them go (docs/DURABILITY.md §8).

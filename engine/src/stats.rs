@@ -96,6 +96,14 @@ pub struct Stats {
     pub value_gc_segments: u64,
     /// Value bytes garbage collection copied since open.
     pub value_gc_bytes: u64,
+    /// Bytes of values of at least [`crate::Options::value_threshold`] written since a
+    /// checkpoint last moved such values to disk: held in memory until the next one does
+    /// (counted from the open; 0 without values on disk).
+    pub value_backlog_bytes: u64,
+    /// Commits that waited, since open, because more than twice
+    /// [`crate::Options::checkpoint_bytes`] of such values waited for a checkpoint
+    /// (docs/DURABILITY.md §8, "Memory while writing").
+    pub value_backlog_waits: u64,
 }
 
 impl Db {
@@ -168,6 +176,11 @@ impl Db {
                 .ckpt
                 .get()
                 .map_or(0, |c| c.gc_bytes.load(Ordering::Relaxed)),
+            value_backlog_bytes: shared.ckpt.get().map_or(0, |c| c.backlog.bytes()),
+            value_backlog_waits: shared
+                .ckpt
+                .get()
+                .map_or(0, |c| c.backlog.waits.load(Ordering::Relaxed)),
         }
     }
 }

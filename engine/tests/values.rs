@@ -506,3 +506,112 @@ fn a_scan_reads_ahead_each_value_once() {
         assert!(extra <= 33, "{extra} values read for 10 entries");
     });
 }
+
+/// The values waiting in memory for a checkpoint are counted exactly: every byte of a value at
+/// or above the threshold, none below, none of a delete; a checkpoint covers them all; with
+/// background checkpoints off nothing waits.
+#[test]
+fn the_value_backlog_counts_what_waits_for_a_checkpoint() {
+    on_each_path(|io| {
+        let seed = 0x5eed_b10c;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let mut rng = Rng::new(seed);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        let mut large = 0u64;
+        for round in 0..4u64 {
+            for k in 0..150u64 {
+                let v = value_for(&mut rng, k, round);
+                if v.len() >= THRESHOLD {
+                    large += v.len() as u64;
+                }
+                let key = format!("key{k:04}").into_bytes();
+                if k % 7 == 0 {
+                    let mut tx = db.begin();
+                    tx.put(&key, &v).unwrap();
+                    tx.delete(b"gone").unwrap();
+                    tx.commit().unwrap();
+                } else {
+                    db.put(&key, &v).unwrap();
+                }
+            }
+            let s = db.stats();
+            assert_eq!(s.value_backlog_bytes, large, "round {round}");
+            assert_eq!(s.value_backlog_waits, 0, "background checkpoints are off");
+        }
+        db.checkpoint().unwrap();
+        assert_eq!(
+            db.stats().value_backlog_bytes,
+            0,
+            "the checkpoint covered them"
+        );
+        db.put(b"after", &[1u8; 100]).unwrap();
+        db.put(b"small", &[1u8; THRESHOLD - 1]).unwrap();
+        assert_eq!(db.stats().value_backlog_bytes, 100);
+        drop(db);
+        // Without values on disk nothing is counted.
+        let db = Db::open(dir.path(), options(io).value_threshold(None)).unwrap();
+        db.put(b"plain", &[2u8; 1000]).unwrap();
+        assert_eq!(db.stats().value_backlog_bytes, 0);
+    });
+}
+
+/// A writer faster than the background checkpoints waits for them: the values held in memory
+/// for a checkpoint never exceed twice `checkpoint_bytes` (plus the commit that just went in),
+/// although it writes sixteen times that; every value reads back, from disk or from memory.
+#[test]
+fn writers_wait_for_checkpoints_while_values_pile_up_in_memory() {
+    on_each_path(|io| {
+        let seed = 0x5eed_9ace;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let every: u64 = 1 << 20;
+        let o = options(io)
+            .durability(Durability::BUFFERED)
+            .checkpoint_bytes(every);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut rng = Rng::new(seed);
+        let mut model = Model::new();
+        let mut written = 0u64;
+        let mut peak = 0u64;
+        let mut round = 0u64;
+        while written < 16 * 2 * every {
+            let mut tx = db.begin();
+            let mut mine = 0u64;
+            let mut puts = Vec::new();
+            for _ in 0..16 {
+                let k = rng.below(3000);
+                let key = format!("key{k:04}").into_bytes();
+                let mut v = value_for(&mut rng, k, round);
+                v.resize(v.len().max(THRESHOLD) + 512, b'z');
+                mine += v.len() as u64;
+                tx.put(&key, &v).unwrap();
+                puts.push((key, v));
+            }
+            let lsn = tx.commit().unwrap();
+            for (k, v) in puts {
+                model.insert(k, (v, lsn));
+            }
+            written += mine;
+            round += 1;
+            let backlog = db.stats().value_backlog_bytes;
+            peak = peak.max(backlog);
+            assert!(
+                backlog <= 2 * every + mine,
+                "commit {round}: {backlog} bytes of values wait in memory, more than twice \
+                 checkpoint_bytes ({every}) plus this commit's {mine}"
+            );
+        }
+        let s = db.stats();
+        eprintln!(
+            "{written} bytes of values in {round} commits: peak backlog {peak}, {} waits, {} checkpoints",
+            s.value_backlog_waits, s.checkpoints
+        );
+        assert!(s.checkpoints >= 8, "{s:?}");
+        check(&db, &model, "after the paced writes");
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), o).unwrap();
+        check(&db, &model, "reopened");
+    });
+}
