@@ -679,6 +679,14 @@ fn cold_read_json(c: &crate::runner::ColdReadOut) -> Value {
             "rss_after_reads_bytes",
             onum(c.rss_after_reads.map(|b| b as f64)),
         ),
+        (
+            "peak_rss_serving_bytes",
+            onum(c.peak_rss_serving.map(|b| b as f64)),
+        ),
+        (
+            "peak_rss_load_bytes",
+            onum(c.peak_rss_load.map(|b| b as f64)),
+        ),
         ("index_bytes", onum(c.index.map(|m| m.bytes as f64))),
         ("index_bytes_per_key", onum(c.index_per_key())),
         ("index_overhead_per_key", onum(c.index_overhead_per_key())),

@@ -290,6 +290,21 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok().filter(|&p| p > 0).unwrap_or(4096))
 }
 
+/// The peak resident set of this process (`VmHWM` in `/proc/self/status`) since it started or
+/// since the last [`reset_peak_rss`], bytes, if readable.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let text = fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident set [`peak_rss_bytes`] reports to the current one (writing `5` to
+/// `/proc/self/clear_refs`, Linux 4.0 and later); false where that is refused.
+pub fn reset_peak_rss() -> bool {
+    fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Returns the allocator's free memory to the system where it can (glibc's `malloc_trim`), so
 /// that a resident-size baseline taken next does not depend on what earlier runs freed.
 pub fn trim_heap() {

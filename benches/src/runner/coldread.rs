@@ -100,6 +100,11 @@ pub struct ColdReadOut {
     pub open: ColdOpen,
     /// Whether that floor is the checkpoint file (`*.ckpt`) alone (else every file).
     pub floor_is_checkpoint: bool,
+    /// This process's peak resident set while loading (the load, the settle step and the
+    /// close), bytes; `None` where the peak cannot be reset or read.
+    pub peak_rss_load: Option<u64>,
+    /// Its peak from before the cold open to the end of the read phases.
+    pub peak_rss_serving: Option<u64>,
     /// This process's resident set right after the open (and its first read), bytes.
     pub rss_after_open: Option<u64>,
     /// Its growth from before the open to then.
@@ -195,6 +200,8 @@ pub(super) fn run_coldread(
 
     // The load, the settle step (ringlog: Db::checkpoint, the values leave memory), the close.
     let started = Instant::now();
+    sysinfo::trim_heap();
+    let peak_reset = sysinfo::reset_peak_rss();
     let engine = kind.open(dir, mode, opts)?;
     res.io_path = engine.io_path();
     let loaded = match preload(&*engine, codec, keys) {
@@ -210,6 +217,7 @@ pub(super) fn run_coldread(
     };
     engine.close()?;
     out.load = started.elapsed();
+    out.peak_rss_load = sysinfo::peak_rss_bytes().filter(|_| peak_reset);
     out.settled_by = settled.map(|s| s.what);
     res.lifetime_user_bytes = written;
     res.live_keys = keys;
@@ -238,6 +246,7 @@ pub(super) fn run_coldread(
 
     // 1. The cold open.
     sysinfo::trim_heap();
+    let peak_reset = sysinfo::reset_peak_rss();
     let rss0 = sysinfo::rss_bytes();
     let (engine, open) = cold_open(
         kind,
@@ -268,6 +277,7 @@ pub(super) fn run_coldread(
     );
     out.values_end = engine.disk_values();
     out.rss_after_reads = sysinfo::rss_bytes();
+    out.peak_rss_serving = sysinfo::peak_rss_bytes().filter(|_| peak_reset);
     if let Err(e) = phases {
         let _ = engine.close();
         return Err(e);
@@ -610,7 +620,8 @@ fn notes(o: &ColdReadOut) -> Vec<String> {
     let per_key = |b: i64| b as f64 / o.keys.max(1) as f64;
     n.push(format!(
         "memory after the cold open: resident set {} ({} more than before the open, {} B per \
-         key){}; after the read phases {}",
+         key){}; after the read phases {}; peak from the open to the end of the reads {}, \
+         peak while loading {}",
         o.rss_after_open.map_or("-".into(), mb),
         o.rss_open_growth
             .map_or("-".into(), |g| mb(g.max(0) as u64)),
@@ -628,6 +639,8 @@ fn notes(o: &ColdReadOut) -> Vec<String> {
             _ => "; the engine does not account for its index".into(),
         },
         o.rss_after_reads.map_or("-".into(), mb),
+        o.peak_rss_serving.map_or("-".into(), mb),
+        o.peak_rss_load.map_or("-".into(), mb),
     ));
     n.push(format!(
         "cold gets: {} random distinct keys, one get each, the files dropped from the page cache \
