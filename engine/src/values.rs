@@ -1,8 +1,11 @@
 //! Values on disk ([`crate::Options::value_threshold`]): index nodes that hold a value's place in
 //! the log instead of its bytes, and the store that reads such values back.
 //!
-//! A node flagged [`IN_SEGMENT`] stores, where its value would be, a packed [`ValueRef`]
-//! ([`PACKED_LEN`] bytes: segment id, record offset and value length, `u32` LE each). The
+//! A node flagged [`IN_SEGMENT`] stores, where its value would be, a packed [`ValueRef`]: 8
+//! bytes when it fits ([`COMPACT_LEN`]: a `u64` LE of the value length's 19 bits, the record
+//! offset's 23 bits in units of 8 bytes and the segment id's 22 bits — values below 512 KiB,
+//! offsets below 64 MiB, segments below 2^22), else [`PACKED_LEN`] bytes (segment id, record
+//! offset and value length, `u32` LE each); the node's stored length tells which. The
 //! referenced record is the version's own Write record in a log segment: its checksum is bound to
 //! (epoch, segment, offset), and a read checks it, then that the record is a Write of the node's
 //! key at the node's LSN with the expected length. Damage is [`Error::Corruption`] naming the
@@ -32,8 +35,30 @@ pub(crate) const VALUE_GC_KEY: &[u8] = b"value-gc";
 
 /// Node flag: the node's stored value bytes are a packed [`ValueRef`], not the value.
 pub(crate) const IN_SEGMENT: u8 = 2;
-/// Bytes of a packed [`ValueRef`] in a node.
+/// Bytes of a packed [`ValueRef`] in a node, in the full form.
 pub(crate) const PACKED_LEN: usize = 12;
+/// Bytes of the compact form (most references: the index's bytes per key are the issue).
+pub(crate) const COMPACT_LEN: usize = 8;
+
+/// Bits of the compact form's fields: value length, record offset ÷ 8, segment id.
+const C_LEN_BITS: u32 = 19;
+const C_OFF_BITS: u32 = 23;
+const C_SEG_BITS: u32 = 64 - C_LEN_BITS - C_OFF_BITS;
+
+/// A packed [`ValueRef`]: its bytes as a node stores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Packed {
+    bytes: [u8; PACKED_LEN],
+    len: u8,
+}
+
+impl std::ops::Deref for Packed {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
 
 /// Opens a segment file for reading only.
 pub(crate) fn open_to_read(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Box<dyn VFile>> {
@@ -47,26 +72,56 @@ pub(crate) fn open_to_read(vfs: &dyn Vfs, path: &Path) -> std::io::Result<Box<dy
     )
 }
 
-/// Packs `r` for a node; `None` when a field does not fit in 32 bits (the value then stays in
-/// memory).
-pub(crate) fn pack(r: ValueRef) -> Option<[u8; PACKED_LEN]> {
+/// Packs `r` for a node, compact when its fields fit; `None` when a field does not fit even
+/// the full form's 32 bits (the value then stays in memory).
+pub(crate) fn pack(r: ValueRef) -> Option<Packed> {
+    debug_assert!(r.is_valid(), "only a valid reference is packed: {r:?}");
+    let mut bytes = [0u8; PACKED_LEN];
+    let (len, off8) = (u64::from(r.len), r.offset / 8);
+    if r.offset % 8 == 0
+        && len < 1 << C_LEN_BITS
+        && off8 < 1 << C_OFF_BITS
+        && r.segment < 1 << C_SEG_BITS
+    {
+        let word = len | off8 << C_LEN_BITS | r.segment << (C_LEN_BITS + C_OFF_BITS);
+        bytes[..COMPACT_LEN].copy_from_slice(&word.to_le_bytes());
+        return Some(Packed {
+            bytes,
+            len: COMPACT_LEN as u8,
+        });
+    }
     let seg = u32::try_from(r.segment).ok()?;
     let off = u32::try_from(r.offset).ok()?;
-    let mut b = [0u8; PACKED_LEN];
-    b[..4].copy_from_slice(&seg.to_le_bytes());
-    b[4..8].copy_from_slice(&off.to_le_bytes());
-    b[8..].copy_from_slice(&r.len.to_le_bytes());
-    Some(b)
+    bytes[..4].copy_from_slice(&seg.to_le_bytes());
+    bytes[4..8].copy_from_slice(&off.to_le_bytes());
+    bytes[8..].copy_from_slice(&r.len.to_le_bytes());
+    Some(Packed {
+        bytes,
+        len: PACKED_LEN as u8,
+    })
 }
 
-/// Unpacks a node's [`pack`]ed bytes.
+/// Unpacks a node's [`pack`]ed bytes (either form).
 pub(crate) fn unpack(b: &[u8]) -> ValueRef {
-    assert_eq!(b.len(), PACKED_LEN, "a packed value reference");
-    let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-    let r = ValueRef {
-        segment: u64::from(u(0)),
-        offset: u64::from(u(4)),
-        len: u(8),
+    let r = match b.len() {
+        COMPACT_LEN => {
+            let word = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+            let mask = |bits: u32| (1u64 << bits) - 1;
+            ValueRef {
+                segment: word >> (C_LEN_BITS + C_OFF_BITS),
+                offset: (word >> C_LEN_BITS & mask(C_OFF_BITS)) * 8,
+                len: (word & mask(C_LEN_BITS)) as u32,
+            }
+        }
+        n => {
+            assert_eq!(n, PACKED_LEN, "a packed value reference");
+            let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+            ValueRef {
+                segment: u64::from(u(0)),
+                offset: u64::from(u(4)),
+                len: u(8),
+            }
+        }
     };
     debug_assert!(r.is_valid(), "a packed reference is valid: {r:?}");
     r
@@ -547,11 +602,42 @@ mod tests {
             offset: 4096,
             len: 1 << 20,
         };
+        assert_eq!(pack(r).unwrap().len(), PACKED_LEN, "a value of 1 MiB");
         assert_eq!(unpack(&pack(r).unwrap()), r);
         let big = ValueRef {
             segment: 1 << 33,
             ..r
         };
         assert_eq!(pack(big), None);
+    }
+
+    /// Both forms round-trip at and around every field's limit; the compact one is chosen
+    /// exactly when all three fit.
+    #[test]
+    fn the_compact_form_holds_what_fits_and_only_that() {
+        let seg_max = (1u64 << C_SEG_BITS) - 1;
+        let off_max = ((1u64 << C_OFF_BITS) - 1) * 8;
+        let len_max = (1u32 << C_LEN_BITS) - 1;
+        let mut n = 0;
+        for segment in [1, 2, 1000, seg_max, seg_max + 1, u64::from(u32::MAX)] {
+            let first = ringlog_format::SEGMENT_HEADER_LEN as u64;
+            for offset in [first, 4096, off_max, off_max + 8, (1 << 30) - 8] {
+                for len in [0, 1, 100, len_max, len_max + 1, (1 << 29) + 3] {
+                    let r = ValueRef {
+                        segment,
+                        offset,
+                        len,
+                    };
+                    assert!(r.is_valid(), "{r:?}");
+                    let p = pack(r).expect("fits the full form");
+                    let fits = segment <= seg_max && offset <= off_max && len <= len_max;
+                    let want = if fits { COMPACT_LEN } else { PACKED_LEN };
+                    assert_eq!(p.len(), want, "{r:?}");
+                    assert_eq!(unpack(&p), r, "{r:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 180);
     }
 }
