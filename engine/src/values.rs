@@ -78,7 +78,7 @@ pub(crate) fn pack(r: ValueRef) -> Option<Packed> {
     debug_assert!(r.is_valid(), "only a valid reference is packed: {r:?}");
     let mut bytes = [0u8; PACKED_LEN];
     let (len, off8) = (u64::from(r.len), r.offset / 8);
-    if r.offset % 8 == 0
+    if r.offset.is_multiple_of(8)
         && len < 1 << C_LEN_BITS
         && off8 < 1 << C_OFF_BITS
         && r.segment < 1 << C_SEG_BITS
