@@ -68,8 +68,8 @@ before the timed phase in transactions of 1,000):
                       a cold open timed until the first correct read against a cold sequential
                       read of the checkpoint file (the floor), resident memory and index bytes
                       per key after it; --ops random distinct keys read once each by get
-                      (latency of each) against a raw pread loop of as many reads of the record's
-                      size at random 8-aligned offsets of the log segments (the floor, same run);
+                      (latency of each) against as many raw preads of the record's size at random
+                      8-aligned offsets of the log segments (the floor), one after each get;
                       get_many of 32 random keys at a time against 32 sequential gets timed as
                       one unit (other keys). --ops is capped at a third of --keys; every value
                       read is checked. On the I/O path --io chooses. Peers run it too (their

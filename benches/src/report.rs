@@ -170,9 +170,9 @@ coldread: values on disk. --keys keys loaded (values --value-size, default 1024 
   engine's checkpoint step (ringlog: Db::checkpoint with Options::value_threshold, default 64 B,
   so the values leave memory; value cache --value-cache, default 256 MiB), close; every phase
   below starts with the database's files dropped from the page cache. ops, latency and ops/s are
-  cold gets of random distinct keys, one get each; ×floor and p50× compare them with a raw pread
-  loop of as many reads of a record's bytes (24-byte header + key + value, rounded up to 8) at
-  random 8-aligned offsets of the log segments (*.log), cold, in the same run (the issue's target:
+  cold gets of random distinct keys, one get each; ×floor and p50× compare them with as many raw
+  preads of a record's bytes (24-byte header + key + value, rounded up to 8) at random 8-aligned
+  offsets of the log segments (*.log), cold, one after each get (the issue's target:
   p50× ≤ 1.2); open ms: the cold open until the first correct read; ×read: ÷ a cold sequential
   read of the checkpoint file (*.ckpt); rss B/k: resident-set growth over that open per key; idx
   B/v: the index's overhead per version after it. In the notes: resident memory and index bytes

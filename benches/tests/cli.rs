@@ -491,7 +491,7 @@ fn coldread_reads_values_from_disk_and_verifies() {
         for needle in [
             "cold open: to the first correct read",
             "cold gets: 500 random distinct keys",
-            "raw pread floor: 500 buffered preads of 1064 B",
+            "raw pread floor, one read after each get: 500 buffered preads of 1064 B",
             "get_many of 32 cold keys: 15 calls",
             "coldread: run in buffered mode only",
         ] {

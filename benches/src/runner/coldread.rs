@@ -5,8 +5,9 @@
 //!
 //! 1. a cold open, timed until the first correct read, against a cold sequential read of the
 //!    checkpoint file (the floor); resident memory and index bytes per key after it;
-//! 2. random distinct keys read once each by `get`, each timed, against a raw `pread` loop of as
-//!    many reads of a record's size at random 8-aligned offsets of the log segments (the floor);
+//! 2. random distinct keys read once each by `get`, each timed, against as many raw `pread`s of
+//!    a record's size at random 8-aligned offsets of the log segments (the floor), one after
+//!    each get, so that both see the same device and page cache;
 //! 3. `get_many` of [`BATCH`] random keys at a time, each call timed, against [`BATCH`] sequential
 //!    gets timed as one unit (other keys).
 //!
@@ -384,7 +385,19 @@ fn run_phases(
     let deadline = || cfg.duration.map(|d| Instant::now() + d);
     let over = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
 
-    // 2. Cold gets, one key each.
+    // 2. Cold gets, one key each, each followed by one read of the floor: as many raw preads
+    // of a record's bytes at random places of the segments, so that both see the same state of
+    // the device and the page cache (run one after the other, they differed by drift alone).
+    out.pread_size = ringlog_format::encoded_len(codec.key_size(), codec.value_size());
+    let mut floor = PreadFloor::prepare(dir, out.pread_size, get_keys.len() as u64)
+        .map_err(|e| EngineError(format!("the pread floor: {e}")))?;
+    if floor.is_none() {
+        res.notes.push(format!(
+            "no file holds a record of {} bytes: no pread floor",
+            out.pread_size
+        ));
+    }
+    let mut pread = Phase::default();
     drop_cache(dir, &mut res.notes);
     let mut key = codec.key_buf();
     let mut buf = Vec::with_capacity(codec.value_size());
@@ -398,26 +411,24 @@ fn run_phases(
         let found = engine.get(&key, &mut buf)?;
         out.gets.time(t0, 1);
         check.value(codec, "a cold get", idx, found, &buf);
+        if let Some(f) = &mut floor {
+            let t0 = Instant::now();
+            f.read_one()
+                .map_err(|e| EngineError(format!("the pread floor: {e}")))?;
+            pread.time(t0, 1);
+        }
         if over(end) {
             break;
         }
     }
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     res.worker_cpu = sysinfo::thread_cpu_time().saturating_sub(wcpu0);
+    // Machine-wide counters: the device's reads of both, per pair (see the notes).
     out.gets.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
-
-    // The floor: as many raw preads of a record's bytes, cold, at random places of the segments.
-    out.pread_size = ringlog_format::encoded_len(codec.key_size(), codec.value_size());
-    match pread_floor(dir, device, out.pread_size, out.gets.reads, &mut res.notes) {
-        Ok(Some((phase, files))) => {
-            out.pread = Some(phase);
-            out.pread_files = files;
-        }
-        Ok(None) => res.notes.push(format!(
-            "no file holds a record of {} bytes: no pread floor",
-            out.pread_size
-        )),
-        Err(e) => return Err(EngineError(format!("the pread floor: {e}"))),
+    if let Some(f) = floor {
+        pread.device = out.gets.device;
+        out.pread = Some(pread);
+        out.pread_files = f.files_read();
     }
 
     // 3. get_many of BATCH keys against BATCH sequential gets, other keys, each cold.
@@ -477,67 +488,78 @@ fn run_phases(
     Ok(())
 }
 
-/// `count` raw preads of `size` bytes at random 8-aligned offsets of the log segments (`*.log`;
-/// every file when no segment holds `size` bytes: a peer's files, or ringlog's with the values
-/// in the checkpoint), each timed, after dropping the directory's files from the page cache.
-/// Returns the phase, the files chosen among, their bytes and whether they are segments; `None`
-/// when no file holds `size` bytes.
-fn pread_floor(
-    dir: &Path,
-    device: Option<&str>,
-    size: usize,
-    count: u64,
-    notes: &mut Vec<String>,
-) -> std::io::Result<Option<(Phase, PreadFiles)>> {
-    let size64 = size as u64;
-    let all: Vec<(PathBuf, u64)> = sysinfo::file_extents(dir)?
-        .into_iter()
-        .filter(|(_, extent)| *extent >= size64)
-        .collect();
-    let named = |p: &PathBuf| p.to_str().is_some_and(|n| n.ends_with(".log"));
-    let segments = all.iter().any(|(p, _)| named(p));
-    let logs: Vec<(PathBuf, u64)> = if segments {
-        all.into_iter().filter(|(p, _)| named(p)).collect()
-    } else {
-        all
-    };
-    // Each file's 8-aligned offsets at which `size` bytes fit below its last non-zero byte.
-    let mut files: Vec<(File, u64)> = Vec::new();
-    let mut slots: Vec<u64> = Vec::new();
-    let mut total = 0u64;
-    let mut bytes = 0u64;
-    for (path, extent) in &logs {
-        files.push((File::open(path)?, *extent));
-        total += (extent - size64) / 8 + 1;
-        slots.push(total);
-        bytes += extent;
-    }
-    if files.is_empty() || count == 0 {
-        return Ok(None);
-    }
-    drop_cache(dir, notes);
-    let mut rng = Rng::new(0xf1_00f0 + count);
-    let mut buf = vec![0u8; size];
-    let mut phase = Phase::default();
-    let d0 = disk(device);
-    for _ in 0..count {
-        let slot = rng.below(total);
-        let f = slots.partition_point(|&end| end <= slot);
-        let first = if f == 0 { 0 } else { slots[f - 1] };
-        let offset = (slot - first) * 8;
-        let t0 = Instant::now();
-        files[f].0.read_exact_at(&mut buf, offset)?;
-        phase.time(t0, 1);
-    }
-    phase.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
-    Ok(Some((
-        phase,
-        PreadFiles {
-            files: files.len(),
+/// The raw pread floor of cold gets: reads of `size` bytes (a record's) at random 8-aligned
+/// offsets of the log segments (`*.log`; every file when no segment holds `size` bytes: a peer's
+/// files, or ringlog's with the values in the checkpoint), one at a time, each timed by the
+/// caller between two cold gets.
+struct PreadFloor {
+    files: Vec<(File, u64)>,
+    /// Cumulative counts of each file's offsets, for drawing one uniformly.
+    slots: Vec<u64>,
+    total: u64,
+    bytes: u64,
+    segments: bool,
+    rng: Rng,
+    buf: Vec<u8>,
+}
+
+impl PreadFloor {
+    /// Opens the files of `dir` that can hold `size` bytes; `None` if none can.
+    fn prepare(dir: &Path, size: usize, count: u64) -> std::io::Result<Option<PreadFloor>> {
+        let size64 = size as u64;
+        let all: Vec<(PathBuf, u64)> = sysinfo::file_extents(dir)?
+            .into_iter()
+            .filter(|(_, extent)| *extent >= size64)
+            .collect();
+        let named = |p: &PathBuf| p.to_str().is_some_and(|n| n.ends_with(".log"));
+        let segments = all.iter().any(|(p, _)| named(p));
+        let logs: Vec<(PathBuf, u64)> = if segments {
+            all.into_iter().filter(|(p, _)| named(p)).collect()
+        } else {
+            all
+        };
+        // Each file's 8-aligned offsets at which `size` bytes fit below its last non-zero byte.
+        let mut files: Vec<(File, u64)> = Vec::new();
+        let mut slots: Vec<u64> = Vec::new();
+        let mut total = 0u64;
+        let mut bytes = 0u64;
+        for (path, extent) in &logs {
+            files.push((File::open(path)?, *extent));
+            total += (extent - size64) / 8 + 1;
+            slots.push(total);
+            bytes += extent;
+        }
+        if files.is_empty() || count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(PreadFloor {
+            files,
+            slots,
+            total,
             bytes,
             segments,
-        },
-    )))
+            rng: Rng::new(0xf1_00f0 + count),
+            buf: vec![0u8; size],
+        }))
+    }
+
+    /// One read at a random place.
+    fn read_one(&mut self) -> std::io::Result<()> {
+        let slot = self.rng.below(self.total);
+        let f = self.slots.partition_point(|&end| end <= slot);
+        let first = if f == 0 { 0 } else { self.slots[f - 1] };
+        let offset = (slot - first) * 8;
+        self.files[f].0.read_exact_at(&mut self.buf, offset)
+    }
+
+    /// What the reads chose among.
+    fn files_read(&self) -> PreadFiles {
+        PreadFiles {
+            files: self.files.len(),
+            bytes: self.bytes,
+            segments: self.segments,
+        }
+    }
 }
 
 fn mb(b: u64) -> String {
@@ -648,13 +670,17 @@ fn notes(o: &ColdReadOut) -> Vec<String> {
         thousands(o.gets.reads as f64),
         latencies(&o.gets),
         thousands(o.gets.reads_per_sec()),
-        device_per(&o.gets, o.gets.reads, "get"),
+        device_per(
+            &o.gets,
+            o.gets.reads,
+            "get and pread pair (each get followed by a read of the floor)"
+        ),
     ));
     if let Some(p) = &o.pread {
         n.push(format!(
-            "raw pread floor: {} buffered preads of {} B (a Write record of the key and value) at \
-             random 8-aligned offsets of {} {} ({}), cold: {}, {} reads/s{}; cold get p50 ÷ \
-             pread p50 {}",
+            "raw pread floor, one read after each get: {} buffered preads of {} B (a Write \
+             record of the key and value) at random 8-aligned offsets of {} {} ({}), cold: {}, \
+             {} reads/s; cold get p50 ÷ pread p50 {}",
             thousands(p.reads as f64),
             o.pread_size,
             o.pread_files.files,
@@ -666,7 +692,6 @@ fn notes(o: &ColdReadOut) -> Vec<String> {
             mb(o.pread_files.bytes),
             latencies(p),
             thousands(p.reads_per_sec()),
-            device_per(p, p.reads, "pread"),
             ratio(o.get_p50_ratio()),
         ));
     }
