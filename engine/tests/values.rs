@@ -615,3 +615,105 @@ fn writers_wait_for_checkpoints_while_values_pile_up_in_memory() {
         check(&db, &model, "reopened");
     });
 }
+
+/// A disk on which no checkpoint file can be created (every `*.ckpt.tmp` open fails with EIO):
+/// the rest is the real I/O path.
+struct NoCheckpoints {
+    inner: std::sync::Arc<dyn ringlog_db::io::Vfs>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl ringlog_db::io::Vfs for NoCheckpoints {
+    fn backend(&self) -> ringlog_db::io::BackendInfo {
+        self.inner.backend()
+    }
+    fn open(
+        &self,
+        path: &std::path::Path,
+        opts: ringlog_db::io::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringlog_db::io::VFile>> {
+        if path.to_string_lossy().ends_with(".ckpt.tmp") {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.open(path, opts)
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Option<ringlog_db::io::EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &std::path::Path) -> std::io::Result<Box<dyn ringlog_db::io::FileLock>> {
+        self.inner.lock(path)
+    }
+    fn filesystem(&self, path: &std::path::Path) -> std::io::Result<ringlog_db::io::FsInfo> {
+        self.inner.filesystem(path)
+    }
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_db::io::LogDriver>> {
+        self.inner.log_driver()
+    }
+}
+
+/// Checkpoints that fail do not leave writers waiting for them: each failure releases the
+/// waiters (what it would have covered is forgiven), so a writer of sixteen times the limit
+/// finishes although no checkpoint ever succeeds, and every value reads back from memory.
+#[test]
+fn failing_checkpoints_release_the_writers_they_pace() {
+    on_each_path(|io| {
+        let seed = 0x5eed_fa11;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let every: u64 = 1 << 20;
+        let vfs = std::sync::Arc::new(NoCheckpoints {
+            inner: common::real_vfs(io),
+            refused: 0.into(),
+        });
+        let o = options(io)
+            .durability(Durability::BUFFERED)
+            .checkpoint_bytes(every)
+            .vfs(vfs.clone());
+        let db = Db::open(dir.path(), o).unwrap();
+        let mut rng = Rng::new(seed);
+        let mut model = Model::new();
+        let mut written = 0u64;
+        while written < 16 * 2 * every {
+            let k = rng.below(500);
+            let key = format!("key{k:04}").into_bytes();
+            let mut v = value_for(&mut rng, k, written);
+            v.resize(v.len().max(THRESHOLD) + 4000, b'f');
+            written += v.len() as u64;
+            let lsn = db.put(&key, &v).unwrap();
+            model.insert(key, (v, lsn));
+        }
+        let s = db.stats();
+        eprintln!(
+            "{written} bytes of values: {} waits, {} checkpoint files refused, backlog {}",
+            s.value_backlog_waits,
+            vfs.refused.load(std::sync::atomic::Ordering::Relaxed),
+            s.value_backlog_bytes
+        );
+        assert_eq!(s.checkpoints, 0, "no checkpoint succeeded: {s:?}");
+        assert!(
+            vfs.refused.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "checkpoints were attempted"
+        );
+        check(&db, &model, "after failed checkpoints");
+    });
+}
