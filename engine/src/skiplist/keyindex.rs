@@ -8,6 +8,9 @@
 //! shifted right by 3 (nodes are 8-aligned; bits 0..48 hold addresses below 2^51). A probe
 //! compares tags first, so it touches a node only when the tags match: a lookup costs the slot's
 //! cache line and the node's, and a node's key, header and value are adjacent in the arena.
+//! The table has any number of slots: a probe starts at a multiply-shift of hash bits that
+//! neither the tag nor the shard uses and wraps around at the end. It grows by half (so it is
+//! between 1/2 and 3/4 full), and a bulk load sizes it once to its keys (about 3/4 full).
 //!
 //! # Concurrency
 //!
@@ -19,7 +22,7 @@
 //!   key, and only a writer holding that key's shard lock stores to it, replacing its node with
 //!   a newer version (Release).
 //! - Growing the table takes every shard lock (in index order, so it never deadlocks with another
-//!   grower; a writer drops its own lock first), copies the slots into a table twice the size and
+//!   grower; a writer drops its own lock first), copies the slots into a table half again as large and
 //!   publishes it. The table pointer is an `ArcSwap`: a reader holds a guard while it probes (the
 //!   same cheap, lock-free load the index generation uses), so an old table is freed as soon as
 //!   the last reader probing it is done, and memory is the current table only.
