@@ -254,6 +254,15 @@ struct Clock {
 }
 
 impl Clock {
+    /// A clock that ends `duration` after `start` (never when `None`), not stopped yet.
+    fn new(start: Instant, duration: Option<Duration>) -> Clock {
+        Clock {
+            deadline: duration.map(|d| start + d),
+            stop: AtomicBool::new(false),
+            progress: AtomicU64::new(0),
+        }
+    }
+
     #[inline]
     fn done(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| now >= d) || self.stop.load(Ordering::Relaxed)
@@ -865,21 +874,13 @@ fn run_timed(
     )
     .then(|| Zipf::new(keys));
     let next_insert = AtomicU64::new(keys);
-    let clock = Clock {
-        deadline: None,
-        stop: AtomicBool::new(false),
-        progress: AtomicU64::new(0),
-    };
     let total = cfg.ops;
     let per = |t: usize| ops_share(total, threads, t);
     let c0 = engine.counters();
     let d0 = disk(device);
     let cpu0 = sysinfo::cpu_time();
     let start = Instant::now();
-    let clock = Clock {
-        deadline: cfg.duration.map(|d| start + d),
-        ..clock
-    };
+    let clock = Clock::new(start, cfg.duration);
     let writer_stop = AtomicBool::new(false);
     let label = format!("{} {} {} x{}", mode, workload, kind.name(), threads);
     let (outs, writer) = std::thread::scope(|s| {

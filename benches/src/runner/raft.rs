@@ -27,7 +27,7 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -413,11 +413,7 @@ where
     let p0 = probe();
     let cpu0 = sysinfo::cpu_time();
     let start = Instant::now();
-    let clock = Clock {
-        deadline: cfg.duration.map(|d| start + d),
-        stop: AtomicBool::new(false),
-        progress: AtomicU64::new(0),
-    };
+    let clock = Clock::new(start, cfg.duration);
     let label = format!("strict raft {name} x{threads}");
     let outs: Vec<Appender> = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);

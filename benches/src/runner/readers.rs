@@ -661,11 +661,7 @@ mod tests {
         snap: Option<&SnapShared>,
     ) -> Vec<ThreadOut> {
         let codec = Codec::new(16, 100);
-        let clock = Clock {
-            deadline: None,
-            stop: AtomicBool::new(false),
-            progress: AtomicU64::new(0),
-        };
+        let clock = Clock::new(Instant::now(), None);
         let next_insert = AtomicU64::new(keys);
         (0..threads)
             .map(|t| {

@@ -21,7 +21,7 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ringlog_db::{Db, RetryPolicy};
@@ -290,11 +290,7 @@ fn run_phases(
     let d0 = disk(device);
     let cpu0 = sysinfo::cpu_time();
     let start = Instant::now();
-    let clock = Clock {
-        deadline: cfg.duration.map(|d| start + d),
-        stop: AtomicBool::new(false),
-        progress: AtomicU64::new(0),
-    };
+    let clock = Clock::new(start, cfg.duration);
     let label = format!("{mode} rmw ringlog x{threads}");
     let workers: Vec<Worker> = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);
