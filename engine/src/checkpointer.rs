@@ -68,28 +68,37 @@ pub(crate) struct Checkpoints {
     pub(crate) gc_segments: AtomicU64,
     /// Value bytes it copied.
     pub(crate) gc_bytes: AtomicU64,
+    /// The value backlog's `spilled` count when garbage collection last chose victims: the
+    /// values written since (not counting collection's own copies) are what the next
+    /// collection must at least keep up with.
+    pub(crate) gc_mark: AtomicU64,
     /// Values on disk written since a checkpoint last covered them: held in memory until one
     /// does, and paced so that they stay bounded.
     pub(crate) backlog: ValueBacklog,
 }
 
 /// The values of at least [`crate::Options::value_threshold`] bytes that wait in memory for a
-/// checkpoint to move them to disk (docs/DURABILITY.md §8, "Memory while writing").
+/// checkpoint to move them to disk (docs/DURABILITY.md §8, "Memory and space while writing").
 ///
 /// Committers count the bytes of such values they wrote (`spilled`); a checkpoint notes the
 /// count when it pins its LSN and, once it completed (its converting trim done), marks that
-/// much as `converted`. The backlog is the difference. Past `limit` (twice
-/// [`crate::Options::checkpoint_bytes`] with background checkpoints on; none without), a
-/// committer waits before it commits until a checkpoint brought it down: memory is then keys,
-/// entries, the cache and at most about `limit` of values however fast writers go, instead of
-/// whatever they wrote while checkpoints of a growing database took longer and longer. A
+/// much as `converted`. The backlog is the difference. Past `limit`, a committer waits before
+/// it commits until a checkpoint brought it down: memory is then keys, entries, the cache and
+/// at most about `limit` of values however fast writers go, instead of whatever they wrote
+/// while checkpoints of a growing database took longer and longer; and since these values are
+/// also the log no checkpoint covers yet, the files hold at most about `limit` beyond the value
+/// segments garbage collection keeps. The limit (none with background checkpoints off) is a
+/// quarter of the live values in value segments, as the last collection counted them, at least
+/// [`PACE_MIN`] and at most twice [`crate::Options::checkpoint_bytes`]. A
 /// failed checkpoint releases the waiters (what it would have converted is forgiven: writers
 /// get another `limit` before they wait for the next one), and so does a close or a poisoned
 /// log. The counts are approximate by the commits in flight at the pin: pacing, not a
 /// guarantee anything relies on.
 pub(crate) struct ValueBacklog {
     /// Bytes past which committers wait; `u64::MAX`: never.
-    pub(crate) limit: u64,
+    limit: AtomicU64,
+    /// The most `limit` can be: twice `checkpoint_bytes` (`u64::MAX`: never paced).
+    cap: u64,
     /// The smallest value counted (the store's threshold).
     pub(crate) threshold: usize,
     pub(crate) spilled: AtomicU64,
@@ -106,9 +115,12 @@ pub(crate) struct ValueBacklog {
 impl ValueBacklog {
     /// A backlog paced at `limit` bytes of values of at least `threshold` bytes (`None`: values
     /// stay in memory, nothing counted).
-    pub(crate) fn new(threshold: Option<usize>, limit: u64) -> ValueBacklog {
+    /// `cap`: the most the limit can be (`u64::MAX`: never paced).
+    pub(crate) fn new(threshold: Option<usize>, cap: u64) -> ValueBacklog {
+        let cap = if threshold.is_some() { cap } else { u64::MAX };
         ValueBacklog {
-            limit: if threshold.is_some() { limit } else { u64::MAX },
+            limit: pace_limit(cap, 0).into(),
+            cap,
             threshold: threshold.unwrap_or(usize::MAX),
             spilled: 0.into(),
             converted: 0.into(),
@@ -155,8 +167,32 @@ impl ValueBacklog {
 
     /// Whether a committer must wait before it commits.
     fn over(&self) -> bool {
-        self.limit != u64::MAX && self.bytes() > self.limit
+        let limit = self.limit.load(Ordering::Relaxed);
+        limit != u64::MAX && self.bytes() > limit
     }
+
+    /// Bytes past which committers wait now (`u64::MAX`: never).
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Garbage collection counted `live` bytes of values in value segments: the limit follows.
+    fn set_live(&self, live: u64) {
+        self.limit
+            .store(pace_limit(self.cap, live), Ordering::Relaxed);
+    }
+}
+
+/// The least backlog committers are paced at (unless twice `checkpoint_bytes` is less): twice
+/// the smallest log volume that triggers a checkpoint.
+pub(crate) const PACE_MIN: u64 = 2 * MIN_SPACE_TRIGGER;
+
+/// The backlog's limit for `live` bytes of values in value segments, at most `cap`.
+fn pace_limit(cap: u64, live: u64) -> u64 {
+    if cap == u64::MAX {
+        return cap;
+    }
+    (live / 4).max(PACE_MIN).min(cap)
 }
 
 impl Db {
@@ -666,10 +702,73 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
 
 /// A value segment is collected when at most this share of its bytes is live.
 const GC_LIVE_SHARE: f64 = 0.5;
-/// Live bytes one checkpoint copies at most (the victims with the best cost-benefit first).
+/// Beyond the segments at most [`GC_LIVE_SHARE`] live, collection takes more (least live
+/// first, each below [`GC_LIVE_MAX`]) while the value segments take more than this many times
+/// their live bytes: with the log since the last checkpoint, bounded by the value backlog's
+/// pacing, the files then stay within about twice the live data while writers go on.
+const GC_SPACE_GOAL: f64 = 1.5;
+/// Segments more live than this are never collected (copying them frees too little).
+const GC_LIVE_MAX: f64 = 0.9;
+/// Bytes one collection aims to free at least — or as many bytes of values as were written
+/// since the last collection (its own copies not counted), when that is more: each value
+/// overwritten leaves a dead one behind, so collection keeps up with any write rate.
 const GC_BUDGET: u64 = 64 << 20;
 /// Value bytes copied per garbage collection transaction.
 const GC_CHUNK: usize = 4 << 20;
+
+/// The value segments to collect, given each one's live bytes (`live`), ascending. Collection
+/// aims to free `free_goal` bytes (the values written since the last collection: what their
+/// overwrites left dead, at least [`GC_BUDGET`]) plus whatever brings the value segments down to
+/// [`GC_SPACE_GOAL`] times their live bytes: first from the segments at most [`GC_LIVE_SHARE`]
+/// live, best cost-benefit first ((1 − u) · age / (1 + u), age counted in segments up to
+/// `newest`); then, while the value segments would still take more than the goal, from the
+/// least live of the others below [`GC_LIVE_MAX`].
+fn choose_victims(
+    live: &std::collections::BTreeMap<u64, u64>,
+    seg_size: u64,
+    newest: u64,
+    free_goal: u64,
+) -> Vec<u64> {
+    let share = |bytes: u64| (bytes as f64 / seg_size as f64).min(1.0);
+    let mut scored: Vec<(f64, u64, u64)> = live
+        .iter()
+        .filter(|&(_, &bytes)| share(bytes) <= GC_LIVE_SHARE)
+        .map(|(&seg, &bytes)| {
+            let u = share(bytes);
+            let age = newest.saturating_sub(seg).max(1) as f64;
+            ((1.0 - u) * age / (1.0 + u), seg, bytes)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut rest: Vec<(u64, u64)> = live
+        .iter()
+        .filter(|&(_, &bytes)| share(bytes) > GC_LIVE_SHARE && share(bytes) < GC_LIVE_MAX)
+        .map(|(&seg, &bytes)| (bytes, seg))
+        .collect();
+    rest.sort_unstable();
+    let total_live: u64 = live.values().sum();
+    let goal = (total_live as f64 * GC_SPACE_GOAL) as u64;
+    // The value segments' bytes, once the victims chosen so far are collected (their live
+    // values copied into new ones).
+    let mut space = live.len() as u64 * seg_size;
+    let need = free_goal.saturating_add(space.saturating_sub(goal));
+    let mut freed = 0u64;
+    let mut victims = Vec::new();
+    let first = scored
+        .into_iter()
+        .map(|(_, seg, bytes)| (seg, bytes, false));
+    let second = rest.into_iter().map(|(bytes, seg)| (seg, bytes, true));
+    for (seg, bytes, only_for_space) in first.chain(second) {
+        if freed >= need || (only_for_space && space <= goal) {
+            break;
+        }
+        freed += seg_size.saturating_sub(bytes);
+        space = space.saturating_sub(seg_size).saturating_add(bytes);
+        victims.push(seg);
+    }
+    victims.sort_unstable();
+    victims
+}
 
 /// Value-log garbage collection (see docs/DURABILITY.md §8): chooses victims among the value
 /// segments of the checkpoint in force — at most [`GC_LIVE_SHARE`] of each live, as the index
@@ -690,8 +789,10 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let seg_size = cfg.seg.size as f64;
     let (_, newest) = shared.checkpoint_floors();
+    let written = c.backlog.spilled.load(Ordering::Relaxed);
+    let free_goal =
+        GC_BUDGET.max(written.saturating_sub(c.gc_mark.swap(written, Ordering::Relaxed)));
     // Live bytes per candidate, as the index holds them.
     let gen = shared.versions.current();
     let mut live: std::collections::BTreeMap<u64, u64> =
@@ -708,30 +809,11 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
         }
         n = node.next();
     }
-    let mut scored: Vec<(f64, u64, u64)> = live
-        .iter()
-        .filter_map(|(&seg, &bytes)| {
-            let u = (bytes as f64 / seg_size).min(1.0);
-            (u <= GC_LIVE_SHARE).then(|| {
-                let age = newest.saturating_sub(seg).max(1) as f64;
-                ((1.0 - u) * age / (1.0 + u), seg, bytes)
-            })
-        })
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut victims = Vec::new();
-    let mut budget = 0u64;
-    for (_, seg, bytes) in scored {
-        if budget > 0 && budget + bytes > GC_BUDGET {
-            break;
-        }
-        budget += bytes;
-        victims.push(seg);
-    }
+    c.backlog.set_live(live.values().sum());
+    let victims = choose_victims(&live, cfg.seg.size, newest, free_goal);
     if victims.is_empty() {
         return Ok(victims);
     }
-    victims.sort_unstable();
     // The versions whose values are in a victim.
     let mut items: Vec<(Vec<u8>, Lsn, ValueRef)> = Vec::new();
     let mut n = gen.list.first();
@@ -916,4 +998,87 @@ pub(crate) fn due(shared: &Shared) -> bool {
         && c.bytes_at_last
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const SEG: u64 = 1 << 20;
+
+    /// Segments `first..` with the given live bytes each.
+    fn segments(first: u64, live: &[u64]) -> BTreeMap<u64, u64> {
+        live.iter()
+            .enumerate()
+            .map(|(i, &l)| (first + i as u64, l))
+            .collect()
+    }
+
+    #[test]
+    fn victims_at_most_half_live_go_first_best_cost_benefit_first() {
+        // Within the space goal (3.35 MiB live in 5 segments): only the mostly dead ones qualify,
+        // and a goal one victim meets takes the best by cost-benefit — the older, not the less
+        // live (segment 1, a quarter live and 9 segments old, before segment 5, a tenth live
+        // and 5 old).
+        let live = segments(1, &[SEG / 4, SEG, SEG, SEG, SEG / 10]);
+        assert_eq!(choose_victims(&live, SEG, 10, SEG / 2), vec![1]);
+        // A larger goal: both; never the full ones.
+        assert_eq!(choose_victims(&live, SEG, 10, 8 * SEG), vec![1, 5]);
+        // Equal liveness: the older first.
+        let live = segments(1, &[SEG / 4, SEG / 4, SEG, SEG, SEG]);
+        assert_eq!(choose_victims(&live, SEG, 10, SEG / 2), vec![1]);
+    }
+
+    #[test]
+    fn a_collection_frees_what_was_written_since_the_last_and_stops_there() {
+        // 40 % live each, within the space goal: each victim frees 0.6 MiB.
+        let live = segments(1, &[SEG * 4 / 10, SEG * 4 / 10, SEG * 4 / 10, SEG * 4 / 10]);
+        let mut live = live;
+        live.extend(segments(5, &[SEG; 16]));
+        assert_eq!(choose_victims(&live, SEG, 30, SEG).len(), 2);
+        assert_eq!(choose_victims(&live, SEG, 30, SEG / 2).len(), 1);
+        assert_eq!(choose_victims(&live, SEG, 30, 100 * SEG).len(), 4);
+        // Nothing to collect from.
+        assert!(choose_victims(&BTreeMap::new(), SEG, 3, SEG).is_empty());
+    }
+
+    #[test]
+    fn over_the_space_goal_the_least_live_of_the_others_go_too() {
+        // Every segment 60 % live: nothing is mostly dead, but the segments take 1.67 × their
+        // live bytes, 1 MiB over the goal of 1.5 ×. Each victim frees 0.4 MiB: with 1/8 MiB to
+        // free as well, three.
+        let live = segments(1, &[SEG * 6 / 10; 10]);
+        assert_eq!(choose_victims(&live, SEG, 12, SEG / 8).len(), 3);
+        // The least live first.
+        let mut live = live;
+        live.insert(4, SEG * 55 / 100);
+        live.insert(7, SEG * 52 / 100);
+        let v = choose_victims(&live, SEG, 12, SEG / 8);
+        assert!(v.contains(&4) && v.contains(&7), "{v:?}");
+        // Within the goal (the same segments, fuller), none.
+        let live = segments(1, &[SEG * 7 / 10; 10]);
+        assert_eq!(choose_victims(&live, SEG, 12, SEG / 8), Vec::<u64>::new());
+        // Nearly full segments never, however far over the goal the space is.
+        let mut live = segments(1, &[SEG * 95 / 100; 4]);
+        live.extend(segments(9, &[0, 0, 0]));
+        assert_eq!(choose_victims(&live, SEG, 12, 16 * SEG), vec![9, 10, 11]);
+    }
+
+    #[test]
+    fn the_pace_limit_is_a_quarter_of_the_live_values_within_its_bounds() {
+        let cap = 512 << 20;
+        assert_eq!(pace_limit(cap, 0), PACE_MIN);
+        assert_eq!(pace_limit(cap, 4 * PACE_MIN), PACE_MIN);
+        assert_eq!(pace_limit(cap, 6 * PACE_MIN), 6 * PACE_MIN / 4);
+        assert_eq!(pace_limit(cap, 100 << 30), cap);
+        // A small checkpoint_bytes caps it below the minimum.
+        assert_eq!(pace_limit(1 << 20, 100 << 30), 1 << 20);
+        assert_eq!(pace_limit(u64::MAX, 100 << 30), u64::MAX);
+        let b = ValueBacklog::new(Some(64), cap);
+        assert_eq!(b.limit(), PACE_MIN);
+        b.set_live(8 << 30);
+        assert_eq!(b.limit(), cap);
+        assert_eq!(ValueBacklog::new(None, cap).limit(), u64::MAX);
+    }
 }

@@ -458,6 +458,7 @@ fn assemble(
         deferred: Mutex::new(Vec::new()),
         gc_segments: 0.into(),
         gc_bytes: 0.into(),
+        gc_mark: 0.into(),
         backlog: crate::checkpointer::ValueBacklog::new(
             opts.value_threshold.filter(|_| !read_only),
             opts.checkpoint_bytes.saturating_mul(2),

@@ -100,10 +100,15 @@ pub struct Stats {
     /// checkpoint last moved such values to disk: held in memory until the next one does
     /// (counted from the open; 0 without values on disk).
     pub value_backlog_bytes: u64,
-    /// Commits that waited, since open, because more than twice
-    /// [`crate::Options::checkpoint_bytes`] of such values waited for a checkpoint
-    /// (docs/DURABILITY.md §8, "Memory while writing").
+    /// Commits that waited, since open, because more than
+    /// [`value_backlog_limit`](Stats::value_backlog_limit) of such values waited for a
+    /// checkpoint (docs/DURABILITY.md §8, "Memory and space while writing").
     pub value_backlog_waits: u64,
+    /// The backlog past which commits wait now: a quarter of the live values in value segments
+    /// (as garbage collection last counted them), at least 128 MiB and at most twice
+    /// [`crate::Options::checkpoint_bytes`]; `u64::MAX` when nothing is paced (values in
+    /// memory, background checkpoints off, read-only).
+    pub value_backlog_limit: u64,
 }
 
 impl Db {
@@ -181,6 +186,7 @@ impl Db {
                 .ckpt
                 .get()
                 .map_or(0, |c| c.backlog.waits.load(Ordering::Relaxed)),
+            value_backlog_limit: shared.ckpt.get().map_or(u64::MAX, |c| c.backlog.limit()),
         }
     }
 }
