@@ -172,14 +172,14 @@ pub struct Options {
     /// then holds the value's place in the log (segment, offset) instead of its bytes, and a read
     /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
     /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
-    /// written since the last checkpoint — with background checkpoints on, at most a quarter of
+    /// written since the last checkpoint — with background checkpoints on, at most an eighth of
     /// the live values on disk (at least 128 MiB, at most twice [`Options::checkpoint_bytes`]):
     /// past that, a commit waits for a checkpoint before it takes its LSN
     /// ([`crate::Stats::value_backlog_bytes`], `value_backlog_limit`, `value_backlog_waits`;
     /// §8, "Memory and space while writing"). `None` (the default) keeps every value in memory.
     /// Segments holding values the index still refers to are kept by compaction; at every
     /// checkpoint, value-log garbage collection copies the live values of the mostly dead ones
-    /// (and of others, least live first, while the value segments take more than 1.5 × their
+    /// (and of others, least live first, while the value segments take more than 1.35 × their
     /// live bytes) forward and lets them go (docs/DURABILITY.md §8).
     ///
     /// ```

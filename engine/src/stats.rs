@@ -104,7 +104,7 @@ pub struct Stats {
     /// [`value_backlog_limit`](Stats::value_backlog_limit) of such values waited for a
     /// checkpoint (docs/DURABILITY.md §8, "Memory and space while writing").
     pub value_backlog_waits: u64,
-    /// The backlog past which commits wait now: a quarter of the live values in value segments
+    /// The backlog past which commits wait now: an eighth of the live values in value segments
     /// (as garbage collection last counted them), at least 128 MiB and at most twice
     /// [`crate::Options::checkpoint_bytes`]; `u64::MAX` when nothing is paced (values in
     /// memory, background checkpoints off, read-only).
