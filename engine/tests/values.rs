@@ -616,11 +616,34 @@ fn writers_wait_for_checkpoints_while_values_pile_up_in_memory() {
     });
 }
 
-/// A disk on which no checkpoint file can be created (every `*.ckpt.tmp` open fails with EIO):
-/// the rest is the real I/O path.
+/// A disk on which no checkpoint file can be created (every `*.ckpt.tmp` open fails with EIO) —
+/// or, with a `gate`, on which creating one waits until the gate opens: the rest is the real I/O
+/// path.
 struct NoCheckpoints {
     inner: std::sync::Arc<dyn ringlog_db::io::Vfs>,
     refused: std::sync::atomic::AtomicUsize,
+    gate: Option<std::sync::Arc<Gate>>,
+}
+
+/// A gate checkpoints wait at (see [`NoCheckpoints`]): closed until [`Gate::open`].
+#[derive(Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut g = self.open.lock().unwrap();
+        while !*g {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
 }
 
 impl ringlog_db::io::Vfs for NoCheckpoints {
@@ -633,6 +656,10 @@ impl ringlog_db::io::Vfs for NoCheckpoints {
         opts: ringlog_db::io::OpenOptions,
     ) -> std::io::Result<Box<dyn ringlog_db::io::VFile>> {
         if path.to_string_lossy().ends_with(".ckpt.tmp") {
+            if let Some(g) = &self.gate {
+                g.wait();
+                return self.inner.open(path, opts);
+            }
             self.refused
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
@@ -684,6 +711,7 @@ fn failing_checkpoints_release_the_writers_they_pace() {
         let vfs = std::sync::Arc::new(NoCheckpoints {
             inner: common::real_vfs(io),
             refused: 0.into(),
+            gate: None,
         });
         let o = options(io)
             .durability(Durability::BUFFERED)
@@ -715,5 +743,79 @@ fn failing_checkpoints_release_the_writers_they_pace() {
             "checkpoints were attempted"
         );
         check(&db, &model, "after failed checkpoints");
+    });
+}
+
+/// A writer waiting for a checkpoint that cannot finish (it waits at a gate) is released by a
+/// close: its commit fails with `Error::Closed` instead of waiting for ever, the close completes
+/// once the checkpoint can, and every put acknowledged before reads back after a reopen.
+#[test]
+fn closing_releases_a_writer_waiting_for_a_checkpoint() {
+    on_each_path(|io| {
+        let seed = 0x5eed_c105;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let every: u64 = 1 << 20;
+        let gate = std::sync::Arc::new(Gate::default());
+        let vfs = std::sync::Arc::new(NoCheckpoints {
+            inner: common::real_vfs(io),
+            refused: 0.into(),
+            gate: Some(gate.clone()),
+        });
+        let o = options(io)
+            .durability(Durability::BUFFERED)
+            .checkpoint_bytes(every)
+            .vfs(vfs);
+        let db = std::sync::Arc::new(Db::open(dir.path(), o.clone()).unwrap());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed);
+                let mut model = Model::new();
+                loop {
+                    let k = rng.below(500);
+                    let key = format!("key{k:04}").into_bytes();
+                    let mut v = value_for(&mut rng, k, model.len() as u64);
+                    v.resize(v.len().max(THRESHOLD) + 4000, b'c');
+                    match db.put(&key, &v) {
+                        Ok(lsn) => {
+                            model.insert(key, (v, lsn));
+                        }
+                        Err(e) => {
+                            let _ = done_tx.send(());
+                            return (model, e);
+                        }
+                    }
+                }
+            })
+        };
+        // The writer waits for the checkpoint stuck at the gate (the limit is 2 MiB of values).
+        while db.stats().value_backlog_waits == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let closer = {
+            let db = db.clone();
+            std::thread::spawn(move || db.close())
+        };
+        // A deadlock guard, not a timing check: the close releases the writer within 20 ms.
+        assert!(
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .is_ok(),
+            "the close did not release the writer waiting for a checkpoint"
+        );
+        let (model, e) = writer.join().unwrap();
+        assert!(
+            matches!(e, Error::Closed),
+            "the waiting commit failed with {e:?}"
+        );
+        assert!(!model.is_empty());
+        gate.open();
+        closer.join().unwrap().unwrap();
+        drop(db);
+        let o = o.vfs(common::real_vfs(io));
+        let db = Db::open(dir.path(), o).unwrap();
+        check(&db, &model, "reopened after the close");
     });
 }
