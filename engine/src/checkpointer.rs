@@ -87,7 +87,7 @@ pub(crate) struct Checkpoints {
 /// at most about `limit` of values however fast writers go, instead of whatever they wrote
 /// while checkpoints of a growing database took longer and longer; and since these values are
 /// also the log no checkpoint covers yet, the files hold at most about `limit` beyond the value
-/// segments garbage collection keeps. The limit (none with background checkpoints off) is a
+/// segments garbage collection keeps. The limit (none with background checkpoints off) is an
 /// eighth of the live values in value segments, as the last collection counted them, at least
 /// [`PACE_MIN`] and at most twice [`crate::Options::checkpoint_bytes`]. A
 /// failed checkpoint releases the waiters (what it would have converted is forgiven: writers
@@ -113,9 +113,9 @@ pub(crate) struct ValueBacklog {
 }
 
 impl ValueBacklog {
-    /// A backlog paced at `limit` bytes of values of at least `threshold` bytes (`None`: values
-    /// stay in memory, nothing counted).
-    /// `cap`: the most the limit can be (`u64::MAX`: never paced).
+    /// A backlog of values of at least `threshold` bytes (`None`: values stay in memory,
+    /// nothing counted), paced at a limit of at most `cap` bytes (`u64::MAX`: never paced);
+    /// [`PACE_MIN`] until garbage collection first counts the live values.
     pub(crate) fn new(threshold: Option<usize>, cap: u64) -> ValueBacklog {
         let cap = if threshold.is_some() { cap } else { u64::MAX };
         ValueBacklog {
@@ -770,11 +770,10 @@ fn choose_victims(
     victims
 }
 
-/// Value-log garbage collection (see docs/DURABILITY.md §8): chooses victims among the value
-/// segments of the checkpoint in force — at most [`GC_LIVE_SHARE`] of each live, as the index
-/// counts it (every version it holds, snapshots' too), best cost-benefit first ((1 − u) · age /
-/// (1 + u), age counted in segments since) within [`GC_BUDGET`] — and copies every value the
-/// index holds in them to the log's end with its original LSN (relocated Write records,
+/// Value-log garbage collection (see docs/DURABILITY.md §8): counts each value segment of the
+/// checkpoint in force's live bytes as the index holds them (every version, snapshots' too;
+/// the value backlog's limit follows their sum), chooses victims among them
+/// ([`choose_victims`]), and copies every value the index holds in them to the log's end with its original LSN (relocated Write records,
 /// FORMAT.md §5.3), each chunk followed by a system transaction committed with `durability`.
 /// The index and the checkpoint then refer to the copies; the victims go once no checkpoint and
 /// no live generation refers to them. Returns the victims.
