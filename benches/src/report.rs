@@ -173,7 +173,7 @@ coldread: values on disk. --keys keys loaded (values --value-size, default 1024 
   cold gets of random distinct keys, one get each; ×floor and p50× compare them with as many raw
   preads of a record's bytes (24-byte header + key + value, rounded up to 8) at random 8-aligned
   offsets of the log segments (*.log), cold, one after each get (the issue's target:
-  p50× ≤ 1.2); open ms: the cold open until the first correct read; ×read: ÷ a cold sequential
+  p50× ≤ 1.2; the device counters of the gets cover each get and its pread); open ms: the cold open until the first correct read; ×read: ÷ a cold sequential
   read of the checkpoint file (*.ckpt); rss B/k: resident-set growth over that open per key; idx
   B/v: the index's overhead per version after it. In the notes: resident memory and index bytes
   per key after the open, the pread floor, and get_many of 32 keys per call against 32 sequential

@@ -185,7 +185,7 @@ impl ValueBacklog {
 
 /// The least backlog committers are paced at (unless twice `checkpoint_bytes` is less): twice
 /// the smallest log volume that triggers a checkpoint.
-pub(crate) const PACE_MIN: u64 = 2 * MIN_SPACE_TRIGGER;
+const PACE_MIN: u64 = 2 * MIN_SPACE_TRIGGER;
 
 /// The backlog's limit for `live` bytes of values in value segments, at most `cap`.
 fn pace_limit(cap: u64, live: u64) -> u64 {

@@ -423,10 +423,10 @@ fn run_phases(
     }
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     res.worker_cpu = sysinfo::thread_cpu_time().saturating_sub(wcpu0);
-    // Machine-wide counters: the device's reads of both, per pair (see the notes).
+    // Machine-wide counters: the device's reads of each get and its pread together (see the
+    // notes); they cannot be split, so the floor's phase has none of its own.
     out.gets.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
     if let Some(f) = floor {
-        pread.device = out.gets.device;
         out.pread = Some(pread);
         out.pread_files = f.files_read();
     }
