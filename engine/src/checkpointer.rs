@@ -89,7 +89,8 @@ pub(crate) struct Checkpoints {
 /// also the log no checkpoint covers yet, the files hold at most about `limit` beyond the value
 /// segments garbage collection keeps. The limit (none with background checkpoints off) is an
 /// eighth of the live values in value segments, as the last collection counted them, at least
-/// [`PACE_MIN`] and at most twice [`crate::Options::checkpoint_bytes`]. A
+/// twice the smallest log volume that triggers a checkpoint (16–64 MiB, see [`min_trigger`]) and
+/// at most twice [`crate::Options::checkpoint_bytes`]. A
 /// failed checkpoint releases the waiters (what it would have converted is forgiven: writers
 /// get another `limit` before they wait for the next one), and so does a close or a poisoned
 /// log. The counts are approximate by the commits in flight at the pin: pacing, not a
@@ -97,6 +98,9 @@ pub(crate) struct Checkpoints {
 pub(crate) struct ValueBacklog {
     /// Bytes past which committers wait; `u64::MAX`: never.
     limit: AtomicU64,
+    /// The live values in value segments as the last garbage collection counted them (0
+    /// before the first).
+    live: AtomicU64,
     /// The most `limit` can be: twice `checkpoint_bytes` (`u64::MAX`: never paced).
     cap: u64,
     /// The smallest value counted (the store's threshold).
@@ -115,11 +119,12 @@ pub(crate) struct ValueBacklog {
 impl ValueBacklog {
     /// A backlog of values of at least `threshold` bytes (`None`: values stay in memory,
     /// nothing counted), paced at a limit of at most `cap` bytes (`u64::MAX`: never paced);
-    /// [`PACE_MIN`] until garbage collection first counts the live values.
+    /// twice [`SMALL_SPACE_TRIGGER`] until garbage collection first counts the live values.
     pub(crate) fn new(threshold: Option<usize>, cap: u64) -> ValueBacklog {
         let cap = if threshold.is_some() { cap } else { u64::MAX };
         ValueBacklog {
             limit: pace_limit(cap, 0).into(),
+            live: 0.into(),
             cap,
             threshold: threshold.unwrap_or(usize::MAX),
             spilled: 0.into(),
@@ -178,21 +183,43 @@ impl ValueBacklog {
 
     /// Garbage collection counted `live` bytes of values in value segments: the limit follows.
     fn set_live(&self, live: u64) {
+        self.live.store(live, Ordering::Relaxed);
         self.limit
             .store(pace_limit(self.cap, live), Ordering::Relaxed);
     }
+
+    /// The smallest log volume that triggers a background checkpoint: [`MIN_SPACE_TRIGGER`],
+    /// or, with values on disk, [`min_trigger`] of the live values.
+    fn min_trigger(&self) -> u64 {
+        if self.threshold == usize::MAX {
+            MIN_SPACE_TRIGGER
+        } else {
+            min_trigger(self.live.load(Ordering::Relaxed))
+        }
+    }
 }
 
-/// The least backlog committers are paced at (unless twice `checkpoint_bytes` is less): twice
-/// the smallest log volume that triggers a checkpoint.
-const PACE_MIN: u64 = 2 * MIN_SPACE_TRIGGER;
+/// The smallest log volume that triggers a background checkpoint of a database with `live`
+/// bytes of values in value segments: an eighth of them, from [`SMALL_SPACE_TRIGGER`] to
+/// [`MIN_SPACE_TRIGGER`]. A checkpoint cuts the log's segment, and until one covers it the log
+/// is space no collection can reclaim: with a fixed 64 MiB a database of 100 MB of values took
+/// several times its live data on disk. Below 512 MiB of live values checkpoints come more
+/// often, and they are cheap there (their work grows with the database).
+fn min_trigger(live: u64) -> u64 {
+    (live / 8).clamp(SMALL_SPACE_TRIGGER, MIN_SPACE_TRIGGER)
+}
 
-/// The backlog's limit for `live` bytes of values in value segments, at most `cap`.
+/// The least log volume that triggers a checkpoint of a small database with values on disk.
+const SMALL_SPACE_TRIGGER: u64 = 16 << 20;
+
+/// The backlog's limit for `live` bytes of values in value segments: an eighth of them, at
+/// least twice the smallest log volume that triggers a checkpoint ([`min_trigger`]), at most
+/// `cap`.
 fn pace_limit(cap: u64, live: u64) -> u64 {
     if cap == u64::MAX {
         return cap;
     }
-    (live / 8).max(PACE_MIN).min(cap)
+    (live / 8).max(2 * min_trigger(live)).min(cap)
 }
 
 impl Db {
@@ -709,61 +736,58 @@ const GC_LIVE_SHARE: f64 = 0.5;
 const GC_SPACE_GOAL: f64 = 1.35;
 /// Segments more live than this are never collected (copying them frees too little).
 const GC_LIVE_MAX: f64 = 0.9;
-/// Bytes one collection aims to free at least — or as many bytes of values as were written
-/// since the last collection (its own copies not counted), when that is more: each value
-/// overwritten leaves a dead one behind, so collection keeps up with any write rate.
-const GC_BUDGET: u64 = 64 << 20;
 /// Value bytes copied per garbage collection transaction.
 const GC_CHUNK: usize = 4 << 20;
 
-/// The value segments to collect, given each one's live bytes (`live`), ascending. Collection
+/// The value segments to collect, given each one's live bytes and file length (`live`),
+/// ascending. A segment's live share is its live bytes over its length (segments end where a
+/// checkpoint cut them, often well short of `segment_size`). Collection
 /// aims to free `free_goal` bytes (the values written since the last collection: what their
-/// overwrites left dead, at least [`GC_BUDGET`]) plus whatever brings the value segments down to
+/// overwrites left dead, at least the smallest log volume that triggers a checkpoint,
+/// [`min_trigger`]: each value overwritten leaves a dead one behind, so collection keeps up
+/// with any write rate) plus whatever brings the value segments down to
 /// [`GC_SPACE_GOAL`] times their live bytes: first from the segments at most [`GC_LIVE_SHARE`]
 /// live, best cost-benefit first ((1 − u) · age / (1 + u), age counted in segments up to
 /// `newest`); then, while the value segments would still take more than the goal, from the
 /// least live of the others below [`GC_LIVE_MAX`].
 fn choose_victims(
-    live: &std::collections::BTreeMap<u64, u64>,
-    seg_size: u64,
+    live: &std::collections::BTreeMap<u64, (u64, u64)>,
     newest: u64,
     free_goal: u64,
 ) -> Vec<u64> {
-    let share = |bytes: u64| (bytes as f64 / seg_size as f64).min(1.0);
-    let mut scored: Vec<(f64, u64, u64)> = live
+    let share = |(bytes, len): (u64, u64)| (bytes as f64 / len.max(1) as f64).min(1.0);
+    let mut scored: Vec<(f64, u64, (u64, u64))> = live
         .iter()
-        .filter(|&(_, &bytes)| share(bytes) <= GC_LIVE_SHARE)
-        .map(|(&seg, &bytes)| {
-            let u = share(bytes);
+        .filter(|&(_, &s)| share(s) <= GC_LIVE_SHARE)
+        .map(|(&seg, &s)| {
+            let u = share(s);
             let age = newest.saturating_sub(seg).max(1) as f64;
-            ((1.0 - u) * age / (1.0 + u), seg, bytes)
+            ((1.0 - u) * age / (1.0 + u), seg, s)
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut rest: Vec<(u64, u64)> = live
+    let mut rest: Vec<(f64, u64, (u64, u64))> = live
         .iter()
-        .filter(|&(_, &bytes)| share(bytes) > GC_LIVE_SHARE && share(bytes) < GC_LIVE_MAX)
-        .map(|(&seg, &bytes)| (bytes, seg))
+        .filter(|&(_, &s)| share(s) > GC_LIVE_SHARE && share(s) < GC_LIVE_MAX)
+        .map(|(&seg, &s)| (share(s), seg, s))
         .collect();
-    rest.sort_unstable();
-    let total_live: u64 = live.values().sum();
+    rest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let total_live: u64 = live.values().map(|s| s.0).sum();
     let goal = (total_live as f64 * GC_SPACE_GOAL) as u64;
     // The value segments' bytes, once the victims chosen so far are collected (their live
     // values copied into new ones).
-    let mut space = live.len() as u64 * seg_size;
+    let mut space: u64 = live.values().map(|s| s.1).sum();
     let need = free_goal.saturating_add(space.saturating_sub(goal));
     let mut freed = 0u64;
     let mut victims = Vec::new();
-    let first = scored
-        .into_iter()
-        .map(|(_, seg, bytes)| (seg, bytes, false));
-    let second = rest.into_iter().map(|(bytes, seg)| (seg, bytes, true));
-    for (seg, bytes, only_for_space) in first.chain(second) {
+    let first = scored.into_iter().map(|(_, seg, s)| (seg, s, false));
+    let second = rest.into_iter().map(|(_, seg, s)| (seg, s, true));
+    for (seg, (bytes, len), only_for_space) in first.chain(second) {
         if freed >= need || (only_for_space && space <= goal) {
             break;
         }
-        freed += seg_size.saturating_sub(bytes);
-        space = space.saturating_sub(seg_size).saturating_add(bytes);
+        freed += len.saturating_sub(bytes);
+        space = space.saturating_sub(len).saturating_add(bytes);
         victims.push(seg);
     }
     victims.sort_unstable();
@@ -790,26 +814,37 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
     }
     let (_, newest) = shared.checkpoint_floors();
     let written = c.backlog.spilled.load(Ordering::Relaxed);
-    let free_goal =
-        GC_BUDGET.max(written.saturating_sub(c.gc_mark.swap(written, Ordering::Relaxed)));
+    let free_goal = c
+        .backlog
+        .min_trigger()
+        .max(written.saturating_sub(c.gc_mark.swap(written, Ordering::Relaxed)));
     // Live bytes per candidate, as the index holds them.
     let gen = shared.versions.current();
-    let mut live: std::collections::BTreeMap<u64, u64> =
-        candidates.iter().map(|&s| (s, 0)).collect();
+    let mut live: std::collections::BTreeMap<u64, (u64, u64)> = candidates
+        .iter()
+        .map(|&s| {
+            let len = store.segment_len(s).unwrap_or_else(|e| {
+                // Its values cannot be read either: collecting it would fail the checkpoint.
+                log::warn!("value segment {s}: {e}; taken as {} bytes", cfg.seg.size);
+                cfg.seg.size
+            });
+            (s, (0, len))
+        })
+        .collect();
     let mut n = gen.list.first();
     while let Some(node) = n {
         if node.flags() & IN_SEGMENT != 0 {
             if let Some(v) = node.value() {
                 let r = crate::values::unpack(v);
                 if let Some(l) = live.get_mut(&r.segment) {
-                    *l += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                    l.0 += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
                 }
             }
         }
         n = node.next();
     }
-    c.backlog.set_live(live.values().sum());
-    let victims = choose_victims(&live, cfg.seg.size, newest, free_goal);
+    c.backlog.set_live(live.values().map(|s| s.0).sum());
+    let victims = choose_victims(&live, newest, free_goal);
     if victims.is_empty() {
         return Ok(victims);
     }
@@ -987,10 +1022,12 @@ pub(crate) fn due(shared: &Shared) -> bool {
         return false;
     }
     // The configured volume of log, or as much log as the live data the last checkpoint held
-    // (at least MIN_SPACE_TRIGGER), whichever comes first.
-    let threshold = c
-        .every_bytes
-        .min(c.last_len.load(Ordering::Relaxed).max(MIN_SPACE_TRIGGER));
+    // (at least the minimum trigger), whichever comes first.
+    let threshold = c.every_bytes.min(
+        c.last_len
+            .load(Ordering::Relaxed)
+            .max(c.backlog.min_trigger()),
+    );
     let now = shared.counters.bytes_appended.load(Ordering::Relaxed);
     let last = c.bytes_at_last.load(Ordering::Relaxed);
     now.saturating_sub(last) >= threshold
@@ -1006,11 +1043,11 @@ mod tests {
 
     const SEG: u64 = 1 << 20;
 
-    /// Segments `first..` with the given live bytes each.
-    fn segments(first: u64, live: &[u64]) -> BTreeMap<u64, u64> {
+    /// Segments `first..` of `SEG` bytes with the given live bytes each.
+    fn segments(first: u64, live: &[u64]) -> BTreeMap<u64, (u64, u64)> {
         live.iter()
             .enumerate()
-            .map(|(i, &l)| (first + i as u64, l))
+            .map(|(i, &l)| (first + i as u64, (l, SEG)))
             .collect()
     }
 
@@ -1021,12 +1058,12 @@ mod tests {
         // live (segment 1, a quarter live and 9 segments old, before segment 7, a tenth live
         // and 3 old).
         let live = segments(1, &[SEG / 4, SEG, SEG, SEG, SEG, SEG, SEG / 10]);
-        assert_eq!(choose_victims(&live, SEG, 10, SEG / 2), vec![1]);
+        assert_eq!(choose_victims(&live, 10, SEG / 2), vec![1]);
         // A larger goal: both; never the full ones.
-        assert_eq!(choose_victims(&live, SEG, 10, 8 * SEG), vec![1, 7]);
+        assert_eq!(choose_victims(&live, 10, 8 * SEG), vec![1, 7]);
         // Equal liveness: the older first.
         let live = segments(1, &[SEG / 4, SEG / 4, SEG, SEG, SEG, SEG, SEG]);
-        assert_eq!(choose_victims(&live, SEG, 10, SEG / 2), vec![1]);
+        assert_eq!(choose_victims(&live, 10, SEG / 2), vec![1]);
     }
 
     #[test]
@@ -1035,11 +1072,11 @@ mod tests {
         let live = segments(1, &[SEG * 4 / 10, SEG * 4 / 10, SEG * 4 / 10, SEG * 4 / 10]);
         let mut live = live;
         live.extend(segments(5, &[SEG; 16]));
-        assert_eq!(choose_victims(&live, SEG, 30, SEG).len(), 2);
-        assert_eq!(choose_victims(&live, SEG, 30, SEG / 2).len(), 1);
-        assert_eq!(choose_victims(&live, SEG, 30, 100 * SEG).len(), 4);
+        assert_eq!(choose_victims(&live, 30, SEG).len(), 2);
+        assert_eq!(choose_victims(&live, 30, SEG / 2).len(), 1);
+        assert_eq!(choose_victims(&live, 30, 100 * SEG).len(), 4);
         // Nothing to collect from.
-        assert!(choose_victims(&BTreeMap::new(), SEG, 3, SEG).is_empty());
+        assert!(choose_victims(&BTreeMap::new(), 3, SEG).is_empty());
     }
 
     #[test]
@@ -1048,36 +1085,68 @@ mod tests {
         // live bytes, 1.9 MiB over the goal of 1.35 ×. Each victim frees 0.4 MiB (its 0.6 MiB
         // copied): after five the segments take 8 MiB, within the goal (8.1 MiB).
         let live = segments(1, &[SEG * 6 / 10; 10]);
-        assert_eq!(choose_victims(&live, SEG, 12, SEG / 8).len(), 5);
+        assert_eq!(choose_victims(&live, 12, SEG / 8).len(), 5);
         // The least live first.
         let mut live = live;
-        live.insert(4, SEG * 55 / 100);
-        live.insert(7, SEG * 52 / 100);
-        let v = choose_victims(&live, SEG, 12, SEG / 8);
+        live.insert(4, (SEG * 55 / 100, SEG));
+        live.insert(7, (SEG * 52 / 100, SEG));
+        let v = choose_victims(&live, 12, SEG / 8);
         assert!(v.contains(&4) && v.contains(&7), "{v:?}");
         // Within the goal (the same segments, fuller), none.
         let live = segments(1, &[SEG * 3 / 4; 10]);
-        assert_eq!(choose_victims(&live, SEG, 12, SEG / 8), Vec::<u64>::new());
+        assert_eq!(choose_victims(&live, 12, SEG / 8), Vec::<u64>::new());
         // Nearly full segments never, however far over the goal the space is.
         let mut live = segments(1, &[SEG * 95 / 100; 4]);
         live.extend(segments(9, &[0, 0, 0]));
-        assert_eq!(choose_victims(&live, SEG, 12, 16 * SEG), vec![9, 10, 11]);
+        assert_eq!(choose_victims(&live, 12, 16 * SEG), vec![9, 10, 11]);
+    }
+
+    #[test]
+    fn a_segment_cut_short_is_judged_by_its_own_length() {
+        // Segment 1 holds 6 MiB live in an 8 MiB file (a checkpoint cut it): 75 % live, not
+        // the 9 % its live bytes are of a 64 MiB segment_size. Segment 2, 40 % live, goes;
+        // segment 1 does not (within the space goal).
+        let mut live = BTreeMap::new();
+        live.insert(1, (6 << 20, 8 << 20));
+        live.insert(2, (SEG * 4 / 10, SEG));
+        live.extend(segments(3, &[SEG; 8]));
+        assert_eq!(choose_victims(&live, 12, 64 << 20), vec![2]);
+        // What a collection frees is a victim's length less its live bytes: 8 segments of
+        // 2 MiB a quarter live free 1.5 MiB each; within the space goal (40 full segments
+        // beside them), a goal of 4 MiB takes three.
+        let mut live: BTreeMap<u64, (u64, u64)> =
+            (1..=8).map(|s| (s, (SEG / 2, 2 * SEG))).collect();
+        live.extend(segments(9, &[SEG; 40]));
+        assert_eq!(choose_victims(&live, 60, 4 * SEG).len(), 3);
     }
 
     #[test]
     fn the_pace_limit_is_an_eighth_of_the_live_values_within_its_bounds() {
-        let cap = 512 << 20;
-        assert_eq!(pace_limit(cap, 0), PACE_MIN);
-        assert_eq!(pace_limit(cap, 8 * PACE_MIN), PACE_MIN);
-        assert_eq!(pace_limit(cap, 12 * PACE_MIN), 12 * PACE_MIN / 8);
+        const MIB: u64 = 1 << 20;
+        let cap = 512 * MIB;
+        // Small databases: twice the smallest trigger, 32 MiB.
+        assert_eq!(pace_limit(cap, 0), 32 * MIB);
+        assert_eq!(pace_limit(cap, 100 * MIB), 32 * MIB);
+        // The trigger grows with the live values up to 64 MiB (at 512 MiB of them)...
+        assert_eq!(pace_limit(cap, 256 * MIB), 64 * MIB);
+        assert_eq!(pace_limit(cap, 1024 * MIB), 128 * MIB);
+        // ... past which the limit is an eighth of them, up to the cap.
+        assert_eq!(pace_limit(cap, 1536 * MIB), 192 * MIB);
         assert_eq!(pace_limit(cap, 100 << 30), cap);
         // A small checkpoint_bytes caps it below the minimum.
-        assert_eq!(pace_limit(1 << 20, 100 << 30), 1 << 20);
+        assert_eq!(pace_limit(MIB, 100 << 30), MIB);
         assert_eq!(pace_limit(u64::MAX, 100 << 30), u64::MAX);
         let b = ValueBacklog::new(Some(64), cap);
-        assert_eq!(b.limit(), PACE_MIN);
+        assert_eq!(b.limit(), 32 * MIB);
+        assert_eq!(b.min_trigger(), 16 * MIB);
         b.set_live(8 << 30);
         assert_eq!(b.limit(), cap);
-        assert_eq!(ValueBacklog::new(None, cap).limit(), u64::MAX);
+        assert_eq!(b.min_trigger(), 64 * MIB);
+        // Values in memory: never paced, and checkpoints wait for at least 64 MiB of log.
+        let b = ValueBacklog::new(None, cap);
+        assert_eq!(b.limit(), u64::MAX);
+        assert_eq!(b.min_trigger(), MIN_SPACE_TRIGGER);
+        assert_eq!(min_trigger(0), SMALL_SPACE_TRIGGER);
+        assert_eq!(min_trigger(200 * MIB), 25 * MIB);
     }
 }

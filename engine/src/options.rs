@@ -155,8 +155,10 @@ pub struct Options {
     /// in the background ([`crate::Db::checkpoint`]). Default 256 MiB; `u64::MAX` turns
     /// background checkpoints off (explicit ones still work). At least 1 MiB. A background
     /// checkpoint is also due once the log since the last checkpoint is as large as that
-    /// checkpoint (at least 64 MiB), whichever comes first: files on disk then stay within about
-    /// twice the live data, at the cost of rewriting the live data once per that much log.
+    /// checkpoint (at least 64 MiB; with [`Options::value_threshold`], at least an eighth of the
+    /// live values on disk, from 16 to 64 MiB), whichever comes first: files on disk then stay
+    /// within about twice the live data, at the cost of rewriting the live data once per that
+    /// much log.
     /// With [`Options::value_threshold`], it also bounds the values held in memory for the next
     /// checkpoint to about twice this (commits wait for a checkpoint beyond that).
     pub checkpoint_bytes: u64,
@@ -173,7 +175,8 @@ pub struct Options {
     /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
     /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
     /// written since the last checkpoint — with background checkpoints on, at most an eighth of
-    /// the live values on disk (at least 128 MiB, at most twice [`Options::checkpoint_bytes`]):
+    /// the live values on disk (at least twice the smallest checkpoint trigger, 32–128 MiB; at
+    /// most twice [`Options::checkpoint_bytes`]):
     /// past that, a commit waits for a checkpoint before it takes its LSN
     /// ([`crate::Stats::value_backlog_bytes`], `value_backlog_limit`, `value_backlog_waits`;
     /// §8, "Memory and space while writing"). `None` (the default) keeps every value in memory.

@@ -231,6 +231,13 @@ impl ValueStore {
         Ok(self.files.write().entry(id).or_insert(f).clone())
     }
 
+    /// The length of segment `id`'s file: the space collecting it frees.
+    pub(crate) fn segment_len(&self, id: u64) -> Result<u64> {
+        self.file(id)?
+            .size()
+            .map_err(|e| Error::io("size of segment", self.path(id), e))
+    }
+
     /// Closes segment `id` (compaction deleted it, or is about to) and drops its cached values
     /// lazily (they are keyed by place: a deleted segment's places are never referred to again,
     /// since segment ids are never reused).

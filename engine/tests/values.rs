@@ -827,6 +827,79 @@ fn closing_releases_a_writer_waiting_for_a_checkpoint() {
 /// segments of slack: the segment being appended to, and the copies' last one), where keeping
 /// only the mostly dead ones would leave the load's segments about 59 % live for ever. Every value
 /// reads the same throughout and after a reopen.
+/// A checkpoint cuts the segment being appended to, so value segments often end well short of
+/// `segment_size`: collection judges each by its own length. Segments of about a fifth of `SEG`,
+/// each nearly all live, are left alone (judged against `SEG` they would look four fifths dead and
+/// be copied for nothing); once their values are overwritten they are collected. Every value reads
+/// the same throughout and after a reopen.
+#[test]
+fn collection_judges_a_segment_by_its_own_length() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let opts = options(io);
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        let mut model = Model::new();
+        let keys = 2000u64;
+        let put = |db: &Db, model: &mut Model, ids: &[u64], round: u64| {
+            for chunk in ids.chunks(10) {
+                let mut tx = db.begin();
+                let mut puts = Vec::new();
+                for &i in chunk {
+                    let key = format!("key{i:05}").into_bytes();
+                    let mut v = format!("k{i}r{round}:").into_bytes();
+                    v.resize(1000, b'a' + (round % 26) as u8);
+                    tx.put(&key, &v).unwrap();
+                    puts.push((key, v));
+                }
+                let lsn = tx.commit().unwrap();
+                for (k, v) in puts {
+                    model.insert(k, (v, lsn));
+                }
+            }
+        };
+        // A checkpoint after every 50 keys: segments of about 50 KiB, a fifth of SEG.
+        let ids: Vec<u64> = (0..keys).collect();
+        for part in ids.chunks(50) {
+            put(&db, &mut model, part, 0);
+            db.checkpoint().unwrap();
+        }
+        let segments = segment_files(dir.path()).len();
+        // (Judged against SEG, the load's segments were collected into fewer as it went.)
+        assert!(
+            segments >= 30,
+            "{segments} segment files: the load's live segments were collected"
+        );
+        // One key in twenty overwritten: every load segment stays about 95 % live.
+        let few: Vec<u64> = (0..keys).filter(|i| i % 20 == 0).collect();
+        put(&db, &mut model, &few, 1);
+        db.checkpoint().unwrap();
+        db.checkpoint().unwrap();
+        let s = db.stats();
+        assert_eq!(
+            (s.value_gc_segments, s.value_gc_bytes),
+            (0, 0),
+            "segments nearly all live were collected"
+        );
+        check(&db, &model, "after the first overwrites");
+        // Four in five of the first 500 keys overwritten (their ten segments left a fifth
+        // live): those are collected.
+        let first: Vec<u64> = (0..500).filter(|i| i % 5 != 0).collect();
+        put(&db, &mut model, &first, 2);
+        db.checkpoint().unwrap();
+        db.checkpoint().unwrap();
+        let s = db.stats();
+        assert!(
+            s.value_gc_segments >= 10,
+            "{} segments collected",
+            s.value_gc_segments
+        );
+        check(&db, &model, "after the collection");
+        drop(db);
+        let db = Db::open(dir.path(), opts).unwrap();
+        check(&db, &model, "reopened");
+    });
+}
+
 #[test]
 fn collection_takes_segments_more_than_half_live_while_over_the_space_goal() {
     on_each_path(|io| {
