@@ -373,6 +373,9 @@ pub(crate) enum Item<'a> {
 /// Blocks the checkpoint reader may have read ahead of the load.
 const READ_AHEAD: usize = 4;
 
+/// A checkpoint's load drops what it read from the page cache in steps of this many bytes.
+const DROP_BEHIND: u64 = 8 << 20;
+
 /// A block read, verified and decoded by the [`BlockReader`].
 struct Block {
     /// Its offset in the file.
@@ -406,7 +409,18 @@ impl BlockReader<'_> {
         spare: &std::sync::mpsc::Receiver<Vec<u8>>,
     ) {
         let mut at = CHECKPOINT_HEADER_LEN as u64;
+        // The file is read once, front to back: what was read leaves the page cache behind the
+        // reader (a hint), so that the open does not take twice the checkpoint's size in fresh
+        // memory — page cache beside the index being built from it (BENCHMARKS.md, "Values on
+        // disk": first touches of fresh memory are what made the open slow and erratic).
+        let mut dropped = 0u64;
         while at < self.data_end {
+            if at - dropped >= DROP_BEHIND {
+                if let Err(e) = self.file.drop_cached(dropped, at - dropped) {
+                    log::debug!("{}: page cache not dropped ({e})", self.path.display());
+                }
+                dropped = at;
+            }
             let mut buf = spare.try_recv().unwrap_or_default();
             let block = self.read_block(at, &mut buf).map(|(data, entries, total)| {
                 at += total;

@@ -487,6 +487,14 @@ impl Stream {
                 failed = Some((e.kind(), e.to_string()));
                 break;
             }
+            // The piece is in the buffer now and recovery does not read it from the file again
+            // (values written after the checkpoint stay in memory until the next one covers
+            // them; that one, locating them, reads the log from disk then): the page cache's
+            // copy goes (a hint), so that recovery does not take twice the log's size in fresh
+            // memory (BENCHMARKS.md, "Recovery of 1M records").
+            if let Err(e) = file.drop_cached(at as u64, n as u64) {
+                log::debug!("{}: page cache not dropped ({e})", self.path.display());
+            }
             at += n;
             self.filled.store(at, std::sync::atomic::Ordering::Release);
             // Under the lock: a consumer between its check and its wait cannot miss this.

@@ -240,6 +240,20 @@ pub trait VFile: Send + Sync {
         None
     }
 
+    /// A hint that `[offset, offset + len)` will not be read again soon: a kernel file drops
+    /// those bytes from the page cache (`posix_fadvise(POSIX_FADV_DONTNEED)`; pages still dirty
+    /// stay), so that a file read once, front to back, does not take memory that fresh pages must
+    /// then be found for. Changes no byte of the file; backends without a page cache ignore it
+    /// (the default).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error, unchanged (a hint: callers may ignore it).
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file ends.
     ///
     /// # Errors

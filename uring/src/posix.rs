@@ -136,6 +136,28 @@ impl VFile for PosixFile {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.file.as_raw_fd())
     }
+
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: posix_fadvise on a descriptor we own (open for the borrow of `self`); no
+        // memory is passed.
+        let r = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        // posix_fadvise returns the error number rather than setting errno.
+        match r {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
 }
 
 struct PosixLock {
@@ -440,6 +462,75 @@ impl LogDriver for PosixDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `file`'s first `len` bytes in the page cache (`mincore` of a read-only mapping).
+    fn resident(file: &File, len: usize) -> usize {
+        // SAFETY: a new shared read-only mapping of `len` bytes of a file we hold open; nothing
+        // reads or writes through it, and it is unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let mut vec = vec![0u8; len.div_ceil(4096)];
+        // SAFETY: `p` is the mapping just made, of `len` bytes; `vec` holds a byte per page.
+        let r = unsafe { libc::mincore(p, len, vec.as_mut_ptr()) };
+        // SAFETY: unmapping the mapping made above, used by nothing else.
+        unsafe { libc::munmap(p, len) };
+        assert_eq!(r, 0);
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    #[test]
+    fn drop_cached_leaves_the_bytes_and_empties_the_cache_where_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = PosixVfs::default();
+        let path = dir.path().join("a");
+        let f = vfs
+            .open(
+                &path,
+                OpenOptions {
+                    write: true,
+                    create: true,
+                    direct: false,
+                },
+            )
+            .unwrap();
+        let len = 1 << 20;
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        f.write_all_at(&bytes, 0).unwrap();
+        f.sync_data().unwrap();
+        let mut back = vec![0u8; len];
+        f.read_exact_at(&mut back, 0).unwrap();
+        f.drop_cached(0, len as u64).unwrap();
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back == bytes, "the bytes changed");
+        // Where the kernel keeps a page cache it can drop (ext4, XFS; not tmpfs), clean pages
+        // leave it.
+        let plain = File::open(&path).unwrap();
+        // SAFETY: statfs of a path we hold, into a zeroed struct.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path and `st` a valid statfs to fill.
+        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut st) }, 0);
+        if [0xEF53, 0x5846_5342].contains(&(st.f_type as i64)) {
+            f.read_exact_at(&mut back, 0).unwrap();
+            assert!(resident(&plain, len) > 0, "the read cached nothing");
+            f.drop_cached(0, len as u64).unwrap();
+            assert_eq!(resident(&plain, len), 0, "pages stayed cached");
+        }
+        // A range the kernel cannot take is an error, not a wrapped offset.
+        assert_eq!(
+            f.drop_cached(u64::MAX, 1).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
 
     #[test]
     fn write_durable_both_strategies_and_read_back() {
