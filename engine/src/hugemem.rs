@@ -1,6 +1,7 @@
 //! Memory mapped in whole huge pages: large buffers that go back to the kernel when freed (not to
 //! the C heap, which keeps what it frees below its top) and that the kernel may back with
-//! transparent huge pages (fewer TLB misses for random access over hundreds of megabytes).
+//! transparent huge pages where they are advised (fewer TLB misses for random access over
+//! hundreds of megabytes; see [`Pages`]).
 
 use std::ptr::{self, NonNull};
 
@@ -8,9 +9,23 @@ use std::ptr::{self, NonNull};
 /// page size in use: 4, 16 and 64 KiB).
 pub(crate) const HUGE_PAGE: usize = 2 << 20;
 
+/// Whether a mapping is advised for transparent huge pages (`MADV_HUGEPAGE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pages {
+    /// Advised: for memory that lives long and is searched at random (the index's arena).
+    Huge,
+    /// Base pages: for buffers that live only while recovery runs. On the project's VM a huge
+    /// page's first touch costs about five times its base pages' (the hypervisor backs each
+    /// fresh 2 MiB block at once, and the kernel may compact memory to find one): with recovery's
+    /// buffers advised too, replaying 1 M records took 0.60–0.73 s instead of 0.35–0.43 s
+    /// (BENCHMARKS.md, "Recovery of 1M records").
+    Base,
+}
+
 /// Maps `len` bytes (a non-zero multiple of [`HUGE_PAGE`]) of zeroed, private, anonymous memory
-/// aligned to a huge page, advised for transparent huge pages. `None` if the kernel refuses.
-pub(crate) fn map_huge(len: usize) -> Option<NonNull<u8>> {
+/// aligned to a huge page, advised for transparent huge pages when `pages` says so. `None` if
+/// the kernel refuses.
+pub(crate) fn map_huge(len: usize, pages: Pages) -> Option<NonNull<u8>> {
     assert!(len > 0 && len.is_multiple_of(HUGE_PAGE), "whole huge pages");
     let map_len = len + HUGE_PAGE;
     // SAFETY: an anonymous private mapping at an address of the kernel's choice: no existing
@@ -43,7 +58,9 @@ pub(crate) fn map_huge(len: usize) -> Option<NonNull<u8>> {
         if start + map_len > end {
             libc::munmap(end as *mut libc::c_void, start + map_len - end);
         }
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        if pages == Pages::Huge {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
     }
     NonNull::new(aligned as *mut u8)
 }
@@ -58,8 +75,9 @@ pub(crate) unsafe fn unmap_huge(p: NonNull<u8>, len: usize) {
     unsafe { libc::munmap(p.as_ptr().cast(), len) };
 }
 
-/// A byte buffer of fixed capacity in its own huge-page mapping: appended to, never grown
-/// (growing would copy it), returned to the kernel when dropped.
+/// A byte buffer of fixed capacity in its own huge-page-aligned mapping of base pages
+/// ([`Pages::Base`]): appended to, never grown (growing would copy it), returned to the kernel
+/// when dropped.
 pub(crate) struct HugeBuf {
     ptr: NonNull<u8>,
     len: usize,
@@ -75,7 +93,7 @@ impl HugeBuf {
     /// An empty buffer for at least `cap` bytes (rounded up to whole huge pages).
     pub(crate) fn with_capacity(cap: usize) -> HugeBuf {
         let cap = cap.max(1).next_multiple_of(HUGE_PAGE);
-        let ptr = map_huge(cap).unwrap_or_else(|| {
+        let ptr = map_huge(cap, Pages::Base).unwrap_or_else(|| {
             std::alloc::handle_alloc_error(
                 std::alloc::Layout::from_size_align(cap, HUGE_PAGE).expect("a valid layout"),
             )

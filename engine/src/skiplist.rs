@@ -438,7 +438,7 @@ fn alloc_chunk_memory(layout: Layout) -> NonNull<u8> {
         let raw = unsafe { alloc::alloc(layout) };
         return NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
     }
-    crate::hugemem::map_huge(mapped_len(layout))
+    crate::hugemem::map_huge(mapped_len(layout), crate::hugemem::Pages::Huge)
         .unwrap_or_else(|| alloc::handle_alloc_error(layout))
 }
 
