@@ -370,22 +370,50 @@ pub(crate) enum Item<'a> {
     Version(&'a Entry<'a>),
 }
 
-/// Blocks the checkpoint reader may have read ahead of the load.
+/// Windows the checkpoint reader may have read ahead of the load.
 const READ_AHEAD: usize = 4;
+
+/// The checkpoint reader reads this many bytes at a time (more when a single block is larger),
+/// and hands the loader every whole block of a window at once: one read and one wake-up per
+/// window instead of two reads and a wake-up per block.
+const WINDOW: usize = 1 << 20;
 
 /// A checkpoint's load drops what it read from the page cache in steps of this many bytes.
 const DROP_BEHIND: u64 = 8 << 20;
+
+/// Where a verified block's entry bytes are.
+enum BlockData {
+    /// In the window's buffer, at this range (identity codec: parsed in place).
+    InWindow(std::ops::Range<usize>),
+    /// Decoded by the codec into a buffer of their own.
+    Decoded(Vec<u8>),
+}
 
 /// A block read, verified and decoded by the [`BlockReader`].
 struct Block {
     /// Its offset in the file.
     at: u64,
-    /// A buffer holding its entry bytes at `data`: the block as read (identity codec) or as
-    /// decoded.
-    buf: Vec<u8>,
-    data: std::ops::Range<usize>,
+    data: BlockData,
     /// How many entries its header names.
     entries: u32,
+}
+
+/// The blocks the [`BlockReader`] read in one window, in file order, and the first damage
+/// after them, if any.
+struct Window {
+    buf: Vec<u8>,
+    blocks: Vec<Block>,
+    error: Option<Error>,
+}
+
+impl Window {
+    /// A block's entry bytes.
+    fn data<'a>(&'a self, block: &'a Block) -> &'a [u8] {
+        match &block.data {
+            BlockData::InWindow(r) => &self.buf[r.clone()],
+            BlockData::Decoded(v) => v,
+        }
+    }
 }
 
 /// Reads a checkpoint's blocks in file order, verifying each one's header and checksum and
@@ -401,11 +429,11 @@ struct BlockReader<'a> {
 }
 
 impl BlockReader<'_> {
-    /// Sends every block, or the first error, to `out`; takes buffers back from `spare`. Stops
-    /// when the loader hangs up.
+    /// Sends every block, window by window, and the first error after the blocks before it, to
+    /// `out`; takes buffers back from `spare`. Stops when the loader hangs up.
     fn run(
         &self,
-        out: &std::sync::mpsc::SyncSender<Result<Block>>,
+        out: &std::sync::mpsc::SyncSender<Window>,
         spare: &std::sync::mpsc::Receiver<Vec<u8>>,
     ) {
         let mut at = CHECKPOINT_HEADER_LEN as u64;
@@ -421,26 +449,26 @@ impl BlockReader<'_> {
                 }
                 dropped = at;
             }
-            let mut buf = spare.try_recv().unwrap_or_default();
-            let block = self.read_block(at, &mut buf).map(|(data, entries, total)| {
-                at += total;
-                Block {
-                    at: at - total,
-                    buf,
-                    data,
-                    entries,
-                }
-            });
-            let failed = block.is_err();
-            if out.send(block).is_err() || failed {
+            let mut w = Window {
+                buf: spare.try_recv().unwrap_or_default(),
+                blocks: Vec::new(),
+                error: None,
+            };
+            match self.read_window(at, &mut w) {
+                Ok(next) => at = next,
+                Err(e) => w.error = Some(e),
+            }
+            let failed = w.error.is_some();
+            if out.send(w).is_err() || failed {
                 return;
             }
         }
     }
 
-    /// Reads the block at `at` into `buf`; returns where its entry bytes are in `buf`, how many
-    /// entries its header names and its length in the file.
-    fn read_block(&self, at: u64, buf: &mut Vec<u8>) -> Result<(std::ops::Range<usize>, u32, u64)> {
+    /// Reads the window of whole blocks starting at `at` (at least one block) into `w`, verifying
+    /// each; returns the offset after its last block. A damaged block ends the window with the
+    /// error, after the blocks before it.
+    fn read_window(&self, at: u64, w: &mut Window) -> Result<u64> {
         let corrupt = |offset: u64, reason: String| Error::Corruption {
             file: self.path.to_path_buf(),
             offset,
@@ -451,54 +479,89 @@ impl BlockReader<'_> {
                 .read_exact_at(buf, at)
                 .map_err(|e| Error::io("read checkpoint", self.path.to_path_buf(), e))
         };
-        let pos = BlockPos {
-            epoch: self.epoch,
-            id: self.id,
-            offset: at,
-        };
-        let mut bh = [0u8; BLOCK_HEADER_LEN];
-        if self.data_end - at < BLOCK_HEADER_LEN as u64 {
-            return Err(corrupt(at, "a block header runs into the footer".into()));
-        }
-        read(&mut bh, at)?;
-        let h = BlockHeader::decode(&bh, pos, self.data_end - at - BLOCK_HEADER_LEN as u64)
-            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
-        let total = h.total_len();
-        if total > self.data_end - at {
-            return Err(corrupt(at, "a block runs into the footer".into()));
-        }
-        buf.resize(total as usize, 0);
-        read(buf, at)?;
-        h.verify(buf, pos)
-            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
-        if h.codec != self.codec_id {
-            return Err(corrupt(
-                at,
-                "a block's codec differs from the file's".into(),
-            ));
-        }
-        let stored = BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + h.stored_len as usize;
-        if h.codec == ringlog_format::Identity.id() {
-            // Stored as it is: parsed in place, not copied through the codec.
-            if stored.len() as u64 != u64::from(h.raw_len) {
+        let want = (self.data_end - at).min(WINDOW as u64) as usize;
+        w.buf.resize(want, 0);
+        read(&mut w.buf, at)?;
+        let mut off = 0usize;
+        loop {
+            let block_at = at + off as u64;
+            if block_at == self.data_end {
+                return Ok(block_at);
+            }
+            if self.data_end - block_at < BLOCK_HEADER_LEN as u64 {
                 return Err(corrupt(
-                    at,
-                    format!(
-                        "checkpoint block does not decode: an identity block stores {} bytes for {} entry bytes",
-                        stored.len(),
-                        h.raw_len
-                    ),
+                    block_at,
+                    "a block header runs into the footer".into(),
                 ));
             }
-            return Ok((stored, h.entries, total));
+            if w.buf.len() - off < BLOCK_HEADER_LEN {
+                // The next header is past the window: the next window starts there.
+                return Ok(block_at);
+            }
+            let pos = BlockPos {
+                epoch: self.epoch,
+                id: self.id,
+                offset: block_at,
+            };
+            let h = BlockHeader::decode(
+                &w.buf[off..off + BLOCK_HEADER_LEN],
+                pos,
+                self.data_end - block_at - BLOCK_HEADER_LEN as u64,
+            )
+            .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+            let total = h.total_len();
+            if total > self.data_end - block_at {
+                return Err(corrupt(block_at, "a block runs into the footer".into()));
+            }
+            let total = total as usize;
+            if w.buf.len() - off < total {
+                if off > 0 {
+                    // The block continues past the window: the next window starts with it.
+                    return Ok(block_at);
+                }
+                // A block larger than a window: read it whole.
+                w.buf.resize(total, 0);
+                read(&mut w.buf[want..], at + want as u64)?;
+            }
+            let block = &w.buf[off..off + total];
+            h.verify(block, pos)
+                .map_err(|e| corrupt(e.offset(), format!("bad checkpoint block: {e}")))?;
+            if h.codec != self.codec_id {
+                return Err(corrupt(
+                    block_at,
+                    "a block's codec differs from the file's".into(),
+                ));
+            }
+            let stored = off + BLOCK_HEADER_LEN..off + BLOCK_HEADER_LEN + h.stored_len as usize;
+            let data = if h.codec == ringlog_format::Identity.id() {
+                // Stored as it is: parsed in place, not copied through the codec.
+                if stored.len() as u64 != u64::from(h.raw_len) {
+                    return Err(corrupt(
+                        block_at,
+                        format!(
+                            "checkpoint block does not decode: an identity block stores {} bytes for {} entry bytes",
+                            stored.len(),
+                            h.raw_len
+                        ),
+                    ));
+                }
+                BlockData::InWindow(stored)
+            } else {
+                let mut raw = Vec::new();
+                self.codec
+                    .decode(&w.buf[stored], h.raw_len as usize, &mut raw)
+                    .map_err(|why| {
+                        corrupt(block_at, format!("checkpoint block does not decode: {why}"))
+                    })?;
+                BlockData::Decoded(raw)
+            };
+            w.blocks.push(Block {
+                at: block_at,
+                data,
+                entries: h.entries,
+            });
+            off += total;
         }
-        let mut raw = Vec::new();
-        self.codec
-            .decode(&buf[stored], h.raw_len as usize, &mut raw)
-            .map_err(|why| corrupt(at, format!("checkpoint block does not decode: {why}")))?;
-        let n = raw.len();
-        *buf = raw;
-        Ok((0..n, h.entries, total))
     }
 }
 
@@ -592,7 +655,7 @@ pub(crate) fn load(
         data_end,
     };
     std::thread::scope(|scope| -> Result<u64> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Block>>(READ_AHEAD);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Window>(READ_AHEAD);
         let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let spawned = std::thread::Builder::new()
             .name("ringlog-ckpt-read".into())
@@ -600,78 +663,79 @@ pub(crate) fn load(
         if let Err(e) = spawned {
             return Err(Error::io("start the checkpoint reader", path.clone(), e));
         }
-        for block in rx {
-            let Block {
-                at,
-                buf,
-                data,
-                entries: named,
-            } = block?;
-            let data = &buf[data];
-            let mut in_block = 0u32;
-            for e in Entries::new(data, at) {
-                let e = e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
-                in_block += 1;
-                if e.lsn > lsn {
-                    return Err(corrupt(
-                        at,
-                        format!("an entry of LSN {} above the checkpoint's {lsn}", e.lsn),
-                    ));
-                }
-                if e.kind == ENTRY_SYSTEM {
-                    if entries + u64::from(in_block) != 1 || e.key != RETENTION_KEY {
+        for window in rx {
+            for block in &window.blocks {
+                let (at, named) = (block.at, block.entries);
+                let data = window.data(block);
+                let mut in_block = 0u32;
+                for e in Entries::new(data, at) {
+                    let e =
+                        e.map_err(|e| corrupt(e.offset(), format!("bad checkpoint entry: {e}")))?;
+                    in_block += 1;
+                    if e.lsn > lsn {
                         return Err(corrupt(
                             at,
-                            "a system entry other than the leading retention policy".into(),
+                            format!("an entry of LSN {} above the checkpoint's {lsn}", e.lsn),
                         ));
                     }
-                    let (policy, floor) =
-                        e.value
+                    if e.kind == ENTRY_SYSTEM {
+                        if entries + u64::from(in_block) != 1 || e.key != RETENTION_KEY {
+                            return Err(corrupt(
+                                at,
+                                "a system entry other than the leading retention policy".into(),
+                            ));
+                        }
+                        let (policy, floor) = e
+                            .value
                             .inline()
                             .and_then(Retention::decode)
                             .ok_or_else(|| {
                                 corrupt(at, "the retention policy entry does not decode".into())
                             })?;
-                    sink(Item::Retention(policy, floor));
-                    retention = true;
-                    continue;
+                        sink(Item::Retention(policy, floor));
+                        retention = true;
+                        continue;
+                    }
+                    if !retention {
+                        return Err(corrupt(
+                            at,
+                            "no retention policy entry before the versions".into(),
+                        ));
+                    }
+                    // Invariant after decoding: list order, strictly (key ascending, LSN descending).
+                    let key_order = match prev_lsn {
+                        None => std::cmp::Ordering::Less,
+                        Some(_) => prev_key.as_slice().cmp(e.key),
+                    };
+                    let order = match prev_lsn {
+                        Some(l) if key_order.is_eq() => e.lsn.cmp(&l),
+                        _ => key_order,
+                    };
+                    if order != std::cmp::Ordering::Less {
+                        return Err(corrupt(at, "checkpoint entries out of order".into()));
+                    }
+                    if key_order.is_lt() {
+                        keys += 1;
+                        prev_key.clear();
+                        prev_key.extend_from_slice(e.key);
+                    }
+                    prev_lsn = Some(e.lsn);
+                    sink(Item::Version(&e));
                 }
-                if !retention {
+                if in_block != named {
                     return Err(corrupt(
                         at,
-                        "no retention policy entry before the versions".into(),
+                        format!("the block holds {in_block} entries, its header says {named}"),
                     ));
                 }
-                // Invariant after decoding: list order, strictly (key ascending, LSN descending).
-                let key_order = match prev_lsn {
-                    None => std::cmp::Ordering::Less,
-                    Some(_) => prev_key.as_slice().cmp(e.key),
-                };
-                let order = match prev_lsn {
-                    Some(l) if key_order.is_eq() => e.lsn.cmp(&l),
-                    _ => key_order,
-                };
-                if order != std::cmp::Ordering::Less {
-                    return Err(corrupt(at, "checkpoint entries out of order".into()));
-                }
-                if key_order.is_lt() {
-                    keys += 1;
-                    prev_key.clear();
-                    prev_key.extend_from_slice(e.key);
-                }
-                prev_lsn = Some(e.lsn);
-                sink(Item::Version(&e));
+                entries += u64::from(in_block);
+                blocks += 1;
             }
-            if in_block != named {
-                return Err(corrupt(
-                    at,
-                    format!("the block holds {in_block} entries, its header says {named}"),
-                ));
+            if let Some(e) = window.error {
+                return Err(e);
             }
-            entries += u64::from(in_block);
-            blocks += 1;
-            // Back to the reader for a later block (gone if it finished: dropped here).
-            let _ = spare_tx.send(buf);
+            // Back to the reader for a later window (gone if it finished: dropped here).
+            let _ = spare_tx.send(window.buf);
         }
         Ok(keys)
     })?;

@@ -262,6 +262,91 @@ fn damaged_checkpoints_are_errors_naming_file_and_offset() {
     );
 }
 
+/// The load reads a checkpoint a window of several blocks at a time: a checkpoint of several
+/// windows, with blocks across window boundaries and one block larger than a window (a 3 MiB
+/// value), loads whole on both I/O paths; a flipped byte in a later window, or inside the large
+/// block, is reported in the block that holds it.
+#[test]
+fn checkpoints_of_many_read_windows_load_whole_and_report_damage_where_it_is() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::BUFFERED)
+            .segment_size(8 << 20)
+            .checkpoint_bytes(u64::MAX)
+            .checkpoint_on_close(false);
+        let db = open(dir.path(), o.clone());
+        let value = |i: u64| -> Vec<u8> {
+            let len = if i == 1500 {
+                3 << 20
+            } else {
+                1000 + (i % 7) as usize * 300
+            };
+            (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
+        };
+        for chunk in (0..3000u64).collect::<Vec<_>>().chunks(100) {
+            let mut tx = db.begin();
+            for &i in chunk {
+                tx.put(&key(i), &value(i)).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let info = db.checkpoint().unwrap();
+        db.close().unwrap();
+        drop(db);
+        let path = dir.path().join(format!("{:020}.ckpt", info.id));
+        let original = std::fs::read(&path).unwrap();
+        assert!(original.len() > 8 << 20, "{} bytes", original.len());
+        let db = open(dir.path(), o.clone());
+        for i in 0..3000u64 {
+            assert_eq!(
+                db.get(&key(i)).unwrap().as_deref(),
+                Some(&value(i)[..]),
+                "key {i}"
+            );
+        }
+        drop(db);
+        // Where the 3 MiB value lies in the file.
+        let big = &value(1500)[..64];
+        let big_at = original
+            .windows(big.len())
+            .position(|w| w == big)
+            .expect("the large value is in the checkpoint");
+        for at in [
+            (1 << 20) + 100,
+            (5 << 20) + 7,
+            big_at + (2 << 20),
+            original.len() - 200,
+        ] {
+            let mut bad = original.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            match Db::open(dir.path(), o.clone()) {
+                Err(Error::Corruption { file, offset, .. }) => {
+                    assert_eq!(file, path, "byte {at}");
+                    assert!(offset <= at as u64, "byte {at}: reported at {offset}");
+                    // In the block that holds the byte: at most a block's length before it.
+                    let block = if at > big_at && at < big_at + (3 << 20) {
+                        4 << 20
+                    } else {
+                        128 << 10
+                    };
+                    assert!(
+                        at as u64 - offset < block,
+                        "byte {at}: reported at {offset}"
+                    );
+                }
+                other => panic!("flipped byte {at}: {:?}", other.map(|_| ())),
+            }
+        }
+        std::fs::write(&path, &original).unwrap();
+        let db = open(dir.path(), o);
+        assert_eq!(
+            db.get(&key(2999)).unwrap().as_deref(),
+            Some(&value(2999)[..])
+        );
+    });
+}
+
 /// The trim floor lives in the MANIFEST: `HistoryTrimmed` answers the same after a restart, and
 /// the floor never moves backwards.
 #[test]
