@@ -565,6 +565,28 @@ impl Arena {
         self.alloc_slow(size)
     }
 
+    /// [`Arena::alloc`] with exclusive access (a bulk load): the bump is a plain add, not a
+    /// compare-and-swap.
+    #[inline]
+    fn alloc_exclusive(&mut self, size: usize) -> NonNull<u8> {
+        debug_assert!(size.is_multiple_of(NODE_ALIGN));
+        if size <= self.large {
+            let cur = *self.current.get_mut();
+            // SAFETY: `current` is never null and points to a live chunk of this arena; `&mut
+            // self` means no other thread can allocate from it (nor reach the list's nodes), so
+            // the header's counter may be written through a unique reference.
+            let hdr = unsafe { &mut *cur };
+            let used = hdr.used.get_mut();
+            if hdr.cap - *used >= size {
+                let at = *used;
+                *used += size;
+                // SAFETY: live chunk, and at + size <= cap.
+                return unsafe { chunk_data(NonNull::new_unchecked(cur), at) };
+            }
+        }
+        self.alloc_slow(size)
+    }
+
     #[cold]
     fn alloc_slow(&self, size: usize) -> NonNull<u8> {
         let mut slow = self.slow.lock();
@@ -707,6 +729,19 @@ fn init_node(
     flags: u8,
     height: usize,
 ) -> NonNull<Node> {
+    init_node_with(|size| arena.alloc(size), key, lsn, value, flags, height)
+}
+
+/// [`init_node`] taking its memory from `alloc` (the arena's shared or exclusive bump).
+#[inline]
+fn init_node_with(
+    alloc: impl FnOnce(usize) -> NonNull<u8>,
+    key: &[u8],
+    lsn: Lsn,
+    value: Option<&[u8]>,
+    flags: u8,
+    height: usize,
+) -> NonNull<Node> {
     assert!(
         key.len() <= MAX_KEY_LEN,
         "skiplist: key of {} bytes is longer than {MAX_KEY_LEN}",
@@ -725,7 +760,7 @@ fn init_node(
         }
     };
     let size = node_size(height, key.len(), value.len());
-    let p = arena.alloc(size).as_ptr();
+    let p = alloc(size).as_ptr();
     // SAFETY: `p` is 8-aligned (chunk data areas are 64-aligned and every allocation is a
     // multiple of 8 bytes) and points to `size` bytes that only this call may touch (the arena
     // hands every range out once); header + tower + key + value take at most `size` bytes; the
@@ -1241,7 +1276,15 @@ impl SkipList {
         }
         let n = len + 1;
         let height = 1 + ((n.trailing_zeros() / 2) as usize).min(MAX_HEIGHT - 1);
-        let node = init_node(&self.arena, key, lsn, value, flags, height);
+        let arena = &mut self.arena;
+        let node = init_node_with(
+            |size| arena.alloc_exclusive(size),
+            key,
+            lsn,
+            value,
+            flags,
+            height,
+        );
         let max_height = self.max_height.get_mut();
         *max_height = (*max_height).max(height);
         for (level, tail) in self.tails.iter_mut().enumerate().take(height) {
