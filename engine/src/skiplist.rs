@@ -1263,7 +1263,9 @@ impl SkipList {
         if self.tails[0] != self.head {
             // SAFETY: tails point to initialized nodes of this list.
             let last = unsafe { NodeRef::from_ptr(self.tails[0]) };
-            let order = last.key().cmp(key).then(lsn.cmp(&last.lsn()));
+            // One key comparison for both the order check and the same-key test.
+            let keys = last.key().cmp(key);
+            let order = keys.then(lsn.cmp(&last.lsn()));
             assert!(
                 order == CmpOrdering::Less,
                 "skiplist: append_sorted of ({} byte key, lsn {lsn}) does not sort after the last \
@@ -1272,7 +1274,7 @@ impl SkipList {
                 last.key().len(),
                 last.lsn()
             );
-            newer_exists = last.key() == key;
+            newer_exists = keys.is_eq();
         }
         let n = len + 1;
         let height = 1 + ((n.trailing_zeros() / 2) as usize).min(MAX_HEIGHT - 1);
