@@ -215,6 +215,28 @@ fn leftovers_of_interrupted_checkpoints_are_removed_at_open() {
 
 /// A damaged checkpoint is an error naming the file and offset, never skipped for an older state;
 /// a missing one too; a damaged MANIFEST names the MANIFEST.
+/// Opens `dir` with checkpoint file `path` holding `original` with byte `at` flipped: the open
+/// must fail with `Error::Corruption` naming that file at or before the byte; returns the offset.
+fn flipped_byte_is_reported(
+    dir: &Path,
+    path: &Path,
+    original: &[u8],
+    at: usize,
+    o: &Options,
+) -> u64 {
+    let mut bad = original.to_vec();
+    bad[at] ^= 0x40;
+    std::fs::write(path, &bad).unwrap();
+    match Db::open(dir, o.clone()) {
+        Err(Error::Corruption { file, offset, .. }) => {
+            assert_eq!(file, path, "byte {at}");
+            assert!(offset <= at as u64, "byte {at}: reported at {offset}");
+            offset
+        }
+        other => panic!("flipped byte {at}: {:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn damaged_checkpoints_are_errors_naming_file_and_offset() {
     let io = IoChoice::Portable;
@@ -230,16 +252,7 @@ fn damaged_checkpoints_are_errors_naming_file_and_offset() {
     let path = dir.path().join(format!("{:020}.ckpt", info.id));
     let original = std::fs::read(&path).unwrap();
     for at in [10usize, 64 + 40, original.len() / 2, original.len() - 20] {
-        let mut bad = original.clone();
-        bad[at] ^= 0x40;
-        std::fs::write(&path, &bad).unwrap();
-        match Db::open(dir.path(), o.clone()) {
-            Err(Error::Corruption { file, offset, .. }) => {
-                assert_eq!(file, path, "byte {at}");
-                assert!(offset <= at as u64, "byte {at}: reported at {offset}");
-            }
-            other => panic!("flipped byte {at}: {:?}", other.map(|_| ())),
-        }
+        flipped_byte_is_reported(dir.path(), &path, &original, at, &o);
     }
     std::fs::write(&path, &original[..original.len() - 1]).unwrap();
     assert!(matches!(
@@ -317,26 +330,17 @@ fn checkpoints_of_many_read_windows_load_whole_and_report_damage_where_it_is() {
             big_at + (2 << 20),
             original.len() - 200,
         ] {
-            let mut bad = original.clone();
-            bad[at] ^= 0x40;
-            std::fs::write(&path, &bad).unwrap();
-            match Db::open(dir.path(), o.clone()) {
-                Err(Error::Corruption { file, offset, .. }) => {
-                    assert_eq!(file, path, "byte {at}");
-                    assert!(offset <= at as u64, "byte {at}: reported at {offset}");
-                    // In the block that holds the byte: at most a block's length before it.
-                    let block = if at > big_at && at < big_at + (3 << 20) {
-                        4 << 20
-                    } else {
-                        128 << 10
-                    };
-                    assert!(
-                        at as u64 - offset < block,
-                        "byte {at}: reported at {offset}"
-                    );
-                }
-                other => panic!("flipped byte {at}: {:?}", other.map(|_| ())),
-            }
+            let offset = flipped_byte_is_reported(dir.path(), &path, &original, at, &o);
+            // In the block that holds the byte: at most a block's length before it.
+            let block = if at > big_at && at < big_at + (3 << 20) {
+                4 << 20
+            } else {
+                128 << 10
+            };
+            assert!(
+                at as u64 - offset < block,
+                "byte {at}: reported at {offset}"
+            );
         }
         std::fs::write(&path, &original).unwrap();
         let db = open(dir.path(), o);

@@ -827,6 +827,27 @@ fn closing_releases_a_writer_waiting_for_a_checkpoint() {
 /// segments of slack: the segment being appended to, and the copies' last one), where keeping
 /// only the mostly dead ones would leave the load's segments about 59 % live for ever. Every value
 /// reads the same throughout and after a reopen.
+/// Puts 1000-byte values (`k{i}r{round}:` and a fill of the round's letter) under `key{i:05}` for
+/// each of `ids`, in transactions of ten (small transactions fill the segments: a transaction
+/// does not span two), and records them in `model`.
+fn put_in_tens(db: &Db, model: &mut Model, ids: &[u64], round: u64) {
+    for chunk in ids.chunks(10) {
+        let mut tx = db.begin();
+        let mut puts = Vec::new();
+        for &i in chunk {
+            let key = format!("key{i:05}").into_bytes();
+            let mut v = format!("k{i}r{round}:").into_bytes();
+            v.resize(1000, b'a' + (round % 26) as u8);
+            tx.put(&key, &v).unwrap();
+            puts.push((key, v));
+        }
+        let lsn = tx.commit().unwrap();
+        for (k, v) in puts {
+            model.insert(k, (v, lsn));
+        }
+    }
+}
+
 /// A checkpoint cuts the segment being appended to, so value segments often end well short of
 /// `segment_size`: collection judges each by its own length. Segments of about a fifth of `SEG`,
 /// each nearly all live, are left alone (judged against `SEG` they would look four fifths dead and
@@ -840,27 +861,10 @@ fn collection_judges_a_segment_by_its_own_length() {
         let db = Db::open(dir.path(), opts.clone()).unwrap();
         let mut model = Model::new();
         let keys = 2000u64;
-        let put = |db: &Db, model: &mut Model, ids: &[u64], round: u64| {
-            for chunk in ids.chunks(10) {
-                let mut tx = db.begin();
-                let mut puts = Vec::new();
-                for &i in chunk {
-                    let key = format!("key{i:05}").into_bytes();
-                    let mut v = format!("k{i}r{round}:").into_bytes();
-                    v.resize(1000, b'a' + (round % 26) as u8);
-                    tx.put(&key, &v).unwrap();
-                    puts.push((key, v));
-                }
-                let lsn = tx.commit().unwrap();
-                for (k, v) in puts {
-                    model.insert(k, (v, lsn));
-                }
-            }
-        };
         // A checkpoint after every 50 keys: segments of about 50 KiB, a fifth of SEG.
         let ids: Vec<u64> = (0..keys).collect();
         for part in ids.chunks(50) {
-            put(&db, &mut model, part, 0);
+            put_in_tens(&db, &mut model, part, 0);
             db.checkpoint().unwrap();
         }
         let segments = segment_files(dir.path()).len();
@@ -871,7 +875,7 @@ fn collection_judges_a_segment_by_its_own_length() {
         );
         // One key in twenty overwritten: every load segment stays about 95 % live.
         let few: Vec<u64> = (0..keys).filter(|i| i % 20 == 0).collect();
-        put(&db, &mut model, &few, 1);
+        put_in_tens(&db, &mut model, &few, 1);
         db.checkpoint().unwrap();
         db.checkpoint().unwrap();
         let s = db.stats();
@@ -884,7 +888,7 @@ fn collection_judges_a_segment_by_its_own_length() {
         // Four in five of the first 500 keys overwritten (their ten segments left a fifth
         // live): those are collected.
         let first: Vec<u64> = (0..500).filter(|i| i % 5 != 0).collect();
-        put(&db, &mut model, &first, 2);
+        put_in_tens(&db, &mut model, &first, 2);
         db.checkpoint().unwrap();
         db.checkpoint().unwrap();
         let s = db.stats();
@@ -912,28 +916,9 @@ fn collection_takes_segments_more_than_half_live_while_over_the_space_goal() {
         // the 4 KiB O_DIRECT block, so a segment holds about 80 % records: the load's segments
         // stay about 59 % live once the hot quarter is overwritten.
         let hot = |i: u64| i % 4 == 3;
-        let value = |i: u64, round: u64| {
-            let mut v = format!("k{i}r{round}:").into_bytes();
-            v.resize(1000, b'a' + (round % 26) as u8);
-            v
-        };
         let put_all = |db: &Db, model: &mut Model, which: &dyn Fn(u64) -> bool, round: u64| {
             let ids: Vec<u64> = (0..keys).filter(|&i| which(i)).collect();
-            // Small transactions fill the segments (a transaction does not span two).
-            for chunk in ids.chunks(10) {
-                let mut tx = db.begin();
-                let mut puts = Vec::new();
-                for &i in chunk {
-                    let key = format!("key{i:05}").into_bytes();
-                    let v = value(i, round);
-                    tx.put(&key, &v).unwrap();
-                    puts.push((key, v));
-                }
-                let lsn = tx.commit().unwrap();
-                for (k, v) in puts {
-                    model.insert(k, (v, lsn));
-                }
-            }
+            put_in_tens(db, model, &ids, round);
         };
         put_all(&db, &mut model, &|_| true, 0);
         db.checkpoint().unwrap();
