@@ -143,6 +143,7 @@ impl Db {
                         id: t.id,
                         file: file.into(),
                         len,
+                        cut_at_rotation: true,
                     },
                     t.valid_end,
                 )
@@ -163,6 +164,7 @@ impl Db {
                         id: t.id,
                         file: file.into(),
                         len,
+                        cut_at_rotation: false,
                     },
                     t.valid_end,
                 )
@@ -180,6 +182,7 @@ impl Db {
                         id: prev_id + 1,
                         file: file.into(),
                         len: crate::segment::initial_len(seg.size),
+                        cut_at_rotation: true,
                     },
                     ringlog_format::SEGMENT_HEADER_LEN as u64,
                 )
