@@ -709,6 +709,14 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
+/// Strict options on `io` with 8 MiB segments and no checkpoints but explicit ones.
+fn eight_mib_segments(io: IoChoice) -> Options {
+    opts(io)
+        .segment_size(8 << 20)
+        .checkpoint_bytes(u64::MAX)
+        .checkpoint_on_close(false)
+}
+
 /// A new segment is prepared (zero-filled) to 1 MiB, not to its whole size, and grows as rounds
 /// reach the end of what is prepared: doubling, up to the segment size. Creating a database
 /// writes 1 MiB; a reopen appends after the last round in a grown segment; whatever a crash
@@ -718,10 +726,7 @@ fn segments_start_small_and_grow_as_rounds_reach_their_end() {
     const MIB: u64 = 1 << 20;
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
-        let o = opts(io)
-            .segment_size(8 * MIB)
-            .checkpoint_bytes(u64::MAX)
-            .checkpoint_on_close(false);
+        let o = eight_mib_segments(io);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         let first = segments(dir.path());
         assert_eq!(first.len(), 1, "{io}");
@@ -798,10 +803,7 @@ fn a_rotation_cuts_the_segment_it_leaves_at_its_last_batch() {
     const MIB: u64 = 1 << 20;
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
-        let o = opts(io)
-            .segment_size(8 * MIB)
-            .checkpoint_bytes(u64::MAX)
-            .checkpoint_on_close(false);
+        let o = eight_mib_segments(io);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         let value = vec![0x5Au8; 1000];
         // Five segments of 30 rounds of 10 KB (300 KB each: less than the 1 MiB prepared at
