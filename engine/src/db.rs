@@ -41,6 +41,10 @@ pub struct Db {
     pub(crate) log_started: AtomicBool,
     /// The history trimmer, started when the index first has garbage to drop.
     pub(crate) trimmer: Mutex<Option<JoinHandle<()>>>,
+    /// The thread building a recovered generation's key index after the open (with its stop
+    /// flag), if one runs: a close stops and joins it, so that a dropped database leaves no
+    /// thread (nor the memory it holds) behind.
+    pub(crate) key_index_builder: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     pub(crate) lock: Mutex<Option<Box<dyn FileLock>>>,
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
     pub(crate) dir: Option<PathBuf>,
@@ -190,6 +194,7 @@ impl Db {
             log_thread: Mutex::new(LogThread::Done),
             log_started: AtomicBool::new(true),
             trimmer: Mutex::new(None),
+            key_index_builder: Mutex::new(None),
             lock: Mutex::new(None),
             vfs: None,
             dir: None,
@@ -706,7 +711,7 @@ impl Db {
             if self.shared.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
             }
-            self.stop_trimmer();
+            self.stop_helpers();
             return Ok(());
         }
         if !self.shared.closed.load(Ordering::Acquire)
@@ -756,7 +761,7 @@ impl Db {
                 "close syncs everything"
             );
         }
-        self.stop_trimmer();
+        self.stop_helpers();
         // Everything is durable: as the closing lease does for the log, lower the MANIFEST's LSN
         // floor to the last LSN, so the next run continues from there; and retire the log when
         // the checkpoint holds all of it.
@@ -773,8 +778,15 @@ impl Db {
 }
 
 impl Db {
-    /// Stops the history trimmer (a trim in progress gives up) and joins it.
-    fn stop_trimmer(&self) {
+    /// Stops the key index builder (the index stays deferred) and the history trimmer (a trim in
+    /// progress gives up), and joins them.
+    fn stop_helpers(&self) {
+        if let Some((stop, t)) = self.key_index_builder.lock().take() {
+            stop.store(true, Ordering::Relaxed);
+            if t.join().is_err() {
+                log::error!("the key index builder panicked");
+            }
+        }
         {
             let v = &self.shared.versions;
             v.trim_lock.lock().closing = true;

@@ -491,6 +491,7 @@ fn assemble(
         }),
         log_started: AtomicBool::new(read_only),
         trimmer: Mutex::new(None),
+        key_index_builder: Mutex::new(None),
         lock: Mutex::new(lock),
         vfs: Some(vfs),
         dir: Some(dir),
@@ -508,12 +509,19 @@ fn assemble(
     } else if gen.list.key_index_deferred() {
         // Point reads search the list until the key index is built: build it beside the
         // open instead of in it (a cache miss per key).
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let spawned = std::thread::Builder::new()
             .name("ringlog-keyindex".into())
-            .spawn(move || gen.list.build_key_index());
-        if let Err(e) = spawned {
-            log::warn!("could not start the key index builder ({e}): building it now");
-            db.shared.versions.current().list.build_key_index();
+            .spawn(move || {
+                gen.list.build_key_index_until(&stopped);
+            });
+        match spawned {
+            Ok(t) => *db.key_index_builder.lock() = Some((stop, t)),
+            Err(e) => {
+                log::warn!("could not start the key index builder ({e}): building it now");
+                db.shared.versions.current().list.build_key_index();
+            }
         }
     }
     if db.shared.versions.wants_trim() {

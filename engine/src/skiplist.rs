@@ -922,9 +922,13 @@ impl SkipList {
     /// Builds a deferred key index from the list (concurrently with writers), then answers point
     /// reads through it. A no-op when the index is not deferred.
     pub(crate) fn build_key_index(&self) {
-        if !self.keys.is_ready() {
-            self.keys.build_from(self.first());
-        }
+        self.build_key_index_until(&AtomicBool::new(false));
+    }
+
+    /// [`SkipList::build_key_index`], given up (the index left deferred: point reads go on
+    /// searching the list) once `stop` is set. Returns whether the index is ready.
+    pub(crate) fn build_key_index_until(&self, stop: &AtomicBool) -> bool {
+        self.keys.is_ready() || self.keys.build_from(self.first(), stop)
     }
 
     /// Whether the key index is deferred (see [`SkipList::defer_key_index`]).

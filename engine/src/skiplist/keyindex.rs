@@ -221,10 +221,16 @@ impl KeyIndex {
 
     /// Notes the newest node of every key of `first..` (the list's nodes in order) — concurrently
     /// with writers noting newer nodes (`note` keeps the newer of two) — then answers lookups.
-    pub(super) fn build_from(&self, first: Option<NodeRef<'_>>) {
+    pub(super) fn build_from(&self, first: Option<NodeRef<'_>>, stop: &AtomicBool) -> bool {
         let mut n = first;
         let mut prev: Option<NodeRef<'_>> = None;
+        let mut seen = 0u32;
         while let Some(node) = n {
+            seen = seen.wrapping_add(1);
+            if seen.is_multiple_of(4096) && stop.load(Ordering::Relaxed) {
+                // Never ready: lookups go on answering "unknown" (the list is searched).
+                return false;
+            }
             if prev.is_none_or(|p| p.key() != node.key()) {
                 self.note(node);
             }
@@ -233,6 +239,7 @@ impl KeyIndex {
         }
         // Release: the notes above happen before any lookup that sees `ready`.
         self.ready.store(true, Ordering::Release);
+        true
     }
 
     /// [`KeyIndex::note`] for a node of a key not in the index yet, with exclusive access (a
@@ -485,6 +492,27 @@ mod tests {
     /// Writers insert while the table grows; a reader checks, for every key a writer announced
     /// (after inserting it), that the index finds a node at least as new as announced: the
     /// happens-before argument of the module docs, exercised.
+    #[test]
+    fn a_stopped_build_leaves_the_index_deferred_and_the_list_readable() {
+        let mut list = SkipList::new();
+        list.defer_key_index();
+        let n = 3 * 4096u64;
+        let mut keys: Vec<[u8; 8]> = (0..n).map(key).collect();
+        keys.sort_unstable();
+        for (i, k) in keys.iter().enumerate() {
+            list.append_sorted(k, 1 + i as u64, Some(b"v"), 0);
+        }
+        // Stopped before it starts: given up at its first check, never ready.
+        assert!(!list.build_key_index_until(&std::sync::atomic::AtomicBool::new(true)));
+        assert!(list.key_index_deferred());
+        // Reads search the list meanwhile.
+        assert_eq!(list.newest(&keys[4097]).map(|n| n.lsn()), Some(4098));
+        // Not stopped: built.
+        assert!(list.build_key_index_until(&std::sync::atomic::AtomicBool::new(false)));
+        assert!(!list.key_index_deferred());
+        assert_eq!(list.newest(&keys[4097]).map(|n| n.lsn()), Some(4098));
+    }
+
     #[test]
     fn readers_see_every_announced_key_while_the_table_grows() {
         const WRITERS: u64 = 2;
