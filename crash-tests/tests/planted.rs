@@ -729,34 +729,6 @@ fn catches_a_segment_whose_first_batch_has_no_head() {
     );
 }
 
-/// A rotation cuts the segment it leaves at the end of its last batch (its prepared zeros are
-/// no record's). Cut one block early, the segment loses the end of acknowledged records: with
-/// the next segment's `prev_end` beyond the file's end, recovery refuses the log, or, where the
-/// cut was not durable before the crash, finds it whole — both seen by the campaign.
-#[test]
-fn catches_a_rotation_that_cuts_into_the_last_batch() {
-    let s = with_bug(Some(Bug::RotationCutsTheLastBatch), || {
-        power::run(&PowerOptions {
-            steps: 60,
-            ..opts(1..10, vec![Mode::Strict, Mode::Buffered])
-        })
-    });
-    assert_caught(
-        Bug::RotationCutsTheLastBatch,
-        &s,
-        &[
-            "durability",
-            "I1",
-            "I2",
-            "I3",
-            "I5",
-            "I6",
-            "recovery",
-            "open",
-        ],
-    );
-}
-
 /// Recovery's loader, folding a sorted chunk of the log over the state before it, keeps the
 /// older version of a key both hold. The campaign's databases are small, but it runs recovery
 /// with tiny chunks (`failpoints::small_recovery_chunks`), so every reopen sorts and folds on the

@@ -61,7 +61,6 @@ pub(crate) mod points {
     GC_AFTER_COPY = "gc::after_copy",
     LOG_AFTER_BATCH_DURABLE = "log::after_batch_durable",
     LOG_AFTER_DURABLE_PUBLISHED = "log::after_durable_published",
-    LOG_BEFORE_ROTATION_CUT = "log::before_rotation_cut",
     LOG_MID_ROTATION = "log::mid_rotation",
     CHECKPOINT_WRITE = "checkpoint::write",
     CHECKPOINT_BEFORE_SYNC = "checkpoint::before_sync",
@@ -303,14 +302,11 @@ pub mod bugs {
         /// `Db::history` leaves deletes out: a deleted key's history shows its older value as
         /// the newest.
         HistorySkipsDeletes,
-        /// A rotation cuts the segment it leaves one block before its last batch's end: the end
-        /// of acknowledged records goes with the prepared zeros.
-        RotationCutsTheLastBatch,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 31] = [
+        pub const ALL: [Bug; 30] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -341,7 +337,6 @@ pub mod bugs {
             Bug::RunsForgetCompaction,
             Bug::ReadOnlyCleansUp,
             Bug::HistorySkipsDeletes,
-            Bug::RotationCutsTheLastBatch,
         ];
 
         fn bit(self) -> u32 {
@@ -438,17 +433,6 @@ pub(crate) fn resync_on_reopen(_vfs: &dyn Vfs, _dir: &Path, _file: &dyn VFile) -
     }
     _file.sync_data()?;
     _vfs.sync_dir(_dir)
-}
-
-/// Hook: where a rotation cuts the segment it leaves (the `RotationCutsTheLastBatch` bug cuts
-/// one block of `align` bytes too early).
-#[inline(always)]
-pub(crate) fn rotation_cut(prev_end: u64, _align: u64) -> u64 {
-    #[cfg(feature = "__planted-bugs")]
-    if bugs::armed(bugs::Bug::RotationCutsTheLastBatch) {
-        return prev_end - _align;
-    }
-    prev_end
 }
 
 /// Hook: the end a torn segment's deferred successor records (the `DeferredRotationPastTheEnd`

@@ -143,7 +143,6 @@ impl Db {
                         id: t.id,
                         file: file.into(),
                         len,
-                        cut_at_rotation: true,
                     },
                     t.valid_end,
                 )
@@ -164,7 +163,6 @@ impl Db {
                         id: t.id,
                         file: file.into(),
                         len,
-                        cut_at_rotation: false,
                     },
                     t.valid_end,
                 )
@@ -182,7 +180,6 @@ impl Db {
                         id: prev_id + 1,
                         file: file.into(),
                         len: crate::segment::initial_len(seg.size),
-                        cut_at_rotation: true,
                     },
                     ringlog_format::SEGMENT_HEADER_LEN as u64,
                 )

@@ -795,57 +795,6 @@ fn segments_start_small_and_grow_as_rounds_reach_their_end() {
     }
 }
 
-/// A rotation cuts the segment it leaves at its last batch's end, the `prev_end` its successor
-/// records: the zeros prepared past it go (a checkpoint rotates wherever the log is, often early
-/// in a growth step). The cut segments replay the same, after a reopen too.
-#[test]
-fn a_rotation_cuts_the_segment_it_leaves_at_its_last_batch() {
-    const MIB: u64 = 1 << 20;
-    for io in PATHS {
-        let dir = tempfile::tempdir().unwrap();
-        let o = eight_mib_segments(io);
-        let db = Db::open(dir.path(), o.clone()).unwrap();
-        let value = vec![0x5Au8; 1000];
-        // Five segments of 30 rounds of 10 KB (300 KB each: less than the 1 MiB prepared at
-        // creation), each ended by a checkpoint, which rotates at the next transaction.
-        for s in 0..5u32 {
-            for t in 0..30u32 {
-                let mut tx = db.begin();
-                for i in 0..10u32 {
-                    tx.put(&(s * 1000 + t * 10 + i).to_be_bytes(), &value)
-                        .unwrap();
-                }
-                tx.commit().unwrap();
-            }
-            db.checkpoint().unwrap();
-        }
-        let mut tx = db.begin();
-        tx.put(b"last", b"one").unwrap();
-        tx.commit().unwrap();
-        let before = state(&db);
-        let segs = segments(dir.path());
-        assert!(segs.len() >= 2, "{io}: {segs:?}");
-        for pair in segs.windows(2) {
-            let next = std::fs::read(&pair[1]).unwrap();
-            let prev_end = SegmentHeader::decode(&next).unwrap().prev_end;
-            assert!(
-                prev_end > SEGMENT_HEADER_LEN as u64 && prev_end < MIB,
-                "{io}: {prev_end}"
-            );
-            assert_eq!(
-                file_len(&pair[0]),
-                prev_end,
-                "{io}: {} ends where its successor says",
-                pair[0].display()
-            );
-        }
-        db.close().unwrap();
-        let db = Db::open(dir.path(), o).unwrap();
-        assert_eq!(db.recovery_stats().bytes_truncated, 0, "{io}");
-        assert_eq!(state(&db), before, "{io}");
-    }
-}
-
 /// Rewrites the head of the batch at `start` with the durable floor `floor` (as a writer with
 /// rounds in flight records it), keeping its run id and time.
 fn set_floor(path: &Path, ep: u64, start: u64, floor: u64) {

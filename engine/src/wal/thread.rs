@@ -58,10 +58,6 @@ pub(crate) struct Active {
     /// How much of it is prepared (zero-filled): a round that would write past it first grows
     /// the segment ([`grow_segment`]).
     pub(crate) len: u64,
-    /// Whether the bytes past its records are what preparation wrote (zeros, or nothing): a
-    /// rotation then cuts the file at its last batch's end. Not so for a torn tail recovery left
-    /// behind (never written again, and never cut).
-    pub(crate) cut_at_rotation: bool,
 }
 
 impl Active {
@@ -229,31 +225,6 @@ pub(super) fn take_round(shared: &Shared, cfg: &LogConfig, st: &mut super::State
     }
 }
 
-/// Cuts the segment a rotation leaves at `prev_end`, the end of its last batch (FORMAT.md §9.1):
-/// the prepared zeros past it are space no record will use, up to a growth step (8 MiB) per
-/// segment, and a checkpoint cuts a segment wherever the log is. Every batch of it is durable
-/// (a rotation's round is never pipelined); the cut is synced before the successor is created,
-/// so no change to a segment before it is ever left unsynced. Recovery stops a segment at the
-/// `prev_end` its successor records, so a crash during the cut (the file at its prepared length
-/// or at `prev_end`) leaves a complete segment either way. A failure only leaves the zeros.
-fn cut_at_rotation(cfg: &LogConfig, active: &Active, prev_end: u64) {
-    if !active.cut_at_rotation || cfg.seg.prealloc == crate::options::Preallocate::None {
-        return;
-    }
-    let end = crate::hooks::rotation_cut(prev_end, cfg.align);
-    failpoint!(LOG_BEFORE_ROTATION_CUT);
-    if let Err(e) = active
-        .file
-        .set_len(end)
-        .and_then(|()| active.file.sync_data())
-    {
-        log::warn!(
-            "segment {}: not cut at {end} after rotation ({e}); its prepared zeros may stay",
-            active.id
-        );
-    }
-}
-
 /// Writes a taken round's batches in order through `io` (a durable write: returns once the bytes
 /// are durable), creating and growing segments as they need, and publishes each batch as durable
 /// once written: the durable LSN, the visibility of its Strict commits. Returns the committers
@@ -278,7 +249,6 @@ pub(super) fn write_round(
         let last_of_take = i + 1 == count;
         if let Some((prev_end, base_lsn)) = batch.create {
             assert_eq!(batch.seg_id, active.id + 1, "segments are created in order");
-            cut_at_rotation(cfg, active, prev_end);
             match create_segment(vfs, &cfg.seg, batch.seg_id, prev_end, base_lsn) {
                 Ok(file) => {
                     shared
@@ -289,7 +259,6 @@ pub(super) fn write_round(
                         id: batch.seg_id,
                         file: file.into(),
                         len: initial_len(cfg.seg.size),
-                        cut_at_rotation: true,
                     };
                     failpoint!(LOG_MID_ROTATION);
                 }
