@@ -213,8 +213,6 @@ fn leftovers_of_interrupted_checkpoints_are_removed_at_open() {
     assert_eq!(db.get(&key(3)).unwrap().as_deref(), Some(&[1u8; 1000][..]));
 }
 
-/// A damaged checkpoint is an error naming the file and offset, never skipped for an older state;
-/// a missing one too; a damaged MANIFEST names the MANIFEST.
 /// Opens `dir` with checkpoint file `path` holding `original` with byte `at` flipped: the open
 /// must fail with `Error::Corruption` naming that file at or before the byte; returns the offset.
 fn flipped_byte_is_reported(
@@ -237,6 +235,8 @@ fn flipped_byte_is_reported(
     }
 }
 
+/// A damaged checkpoint is an error naming the file and offset, never skipped for an older state;
+/// a missing one too; a damaged MANIFEST names the MANIFEST.
 #[test]
 fn damaged_checkpoints_are_errors_naming_file_and_offset() {
     let io = IoChoice::Portable;

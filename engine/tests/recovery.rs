@@ -709,14 +709,6 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Strict options on `io` with 8 MiB segments and no checkpoints but explicit ones.
-fn eight_mib_segments(io: IoChoice) -> Options {
-    opts(io)
-        .segment_size(8 << 20)
-        .checkpoint_bytes(u64::MAX)
-        .checkpoint_on_close(false)
-}
-
 /// A new segment is prepared (zero-filled) to 1 MiB, not to its whole size, and grows as rounds
 /// reach the end of what is prepared: doubling, up to the segment size. Creating a database
 /// writes 1 MiB; a reopen appends after the last round in a grown segment; whatever a crash
@@ -726,7 +718,10 @@ fn segments_start_small_and_grow_as_rounds_reach_their_end() {
     const MIB: u64 = 1 << 20;
     for io in PATHS {
         let dir = tempfile::tempdir().unwrap();
-        let o = eight_mib_segments(io);
+        let o = opts(io)
+            .segment_size(8 * MIB)
+            .checkpoint_bytes(u64::MAX)
+            .checkpoint_on_close(false);
         let db = Db::open(dir.path(), o.clone()).unwrap();
         let first = segments(dir.path());
         assert_eq!(first.len(), 1, "{io}");

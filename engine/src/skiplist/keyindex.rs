@@ -489,9 +489,8 @@ mod tests {
         }
     }
 
-    /// Writers insert while the table grows; a reader checks, for every key a writer announced
-    /// (after inserting it), that the index finds a node at least as new as announced: the
-    /// happens-before argument of the module docs, exercised.
+    /// A build given up (a close stops it) leaves the index deferred and the list readable; a
+    /// later build completes it.
     #[test]
     fn a_stopped_build_leaves_the_index_deferred_and_the_list_readable() {
         let mut list = SkipList::new();
@@ -513,6 +512,9 @@ mod tests {
         assert_eq!(list.newest(&keys[4097]).map(|n| n.lsn()), Some(4098));
     }
 
+    /// Writers insert while the table grows; a reader checks, for every key a writer announced
+    /// (after inserting it), that the index finds a node at least as new as announced: the
+    /// happens-before argument of the module docs, exercised.
     #[test]
     fn readers_see_every_announced_key_while_the_table_grows() {
         const WRITERS: u64 = 2;
