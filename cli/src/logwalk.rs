@@ -449,7 +449,11 @@ pub fn walk_in(
                 last_good_lsn: last_good,
                 reason,
             };
-            if !last {
+            if !last && recorded_end.is_none() && span.is_none() {
+                // Only zeros (or nothing) after the last record, and no successor says where
+                // this segment ends (its header is damaged, or it is missing): the damage is
+                // there, reported with it, not here.
+            } else if !last {
                 let end = recorded_end.unwrap_or(s.size);
                 out.damage.push(damage(
                     DamageKind::Corruption,

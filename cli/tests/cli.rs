@@ -493,6 +493,32 @@ fn mid_log_damage_verify_dump_and_explicit_cut() {
     run(&["get", d, "acct:a"], 1);
 }
 
+/// A bit flipped in a segment's header: verify reports it there, where the engine refuses to
+/// open, not as damage at the end of the segment before it (whose end that header records).
+#[test]
+fn a_damaged_segment_header_is_reported_in_that_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    let segs = segments(&db);
+    assert!(segs.len() >= 2);
+    let path = &segs[1];
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[6] ^= 0x01;
+    std::fs::write(path, &bytes).unwrap();
+    let err = Db::open(&db, opts()).expect_err("the engine refuses");
+    let second: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    assert!(
+        matches!(&err, ringlog_db::Error::Corruption { file, offset: 0, .. } if file == path),
+        "{err}"
+    );
+    let j = json(&["verify", d, "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "corruption", "{j}");
+    assert_eq!(j["damage"][0]["segment"], second, "{j}");
+    assert_eq!(j["damage"][0]["offset"], 0, "{j}");
+    assert_eq!(j["open"]["ok"], false);
+}
+
 #[test]
 fn beside_a_running_writer() {
     let tmp = tempfile::tempdir().unwrap();
