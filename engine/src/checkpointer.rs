@@ -89,7 +89,7 @@ pub(crate) struct Checkpoints {
 /// also the log no checkpoint covers yet, the files hold at most about `limit` beyond the value
 /// segments garbage collection keeps. The limit (none with background checkpoints off) is an
 /// eighth of the live values in value segments, as the last collection counted them, at least
-/// twice the smallest log volume that triggers a checkpoint (16–64 MiB, see [`min_trigger`]) and
+/// the smallest log volume that triggers a checkpoint (4 MiB, see [`min_trigger`]) and
 /// at most twice [`crate::Options::checkpoint_bytes`]. A
 /// failed checkpoint releases the waiters (what it would have converted is forgiven: writers
 /// get another `limit` before they wait for the next one), and so does a close or a poisoned
@@ -119,7 +119,7 @@ pub(crate) struct ValueBacklog {
 impl ValueBacklog {
     /// A backlog of values of at least `threshold` bytes (`None`: values stay in memory,
     /// nothing counted), paced at a limit of at most `cap` bytes (`u64::MAX`: never paced);
-    /// twice [`SMALL_SPACE_TRIGGER`] until garbage collection first counts the live values.
+    /// [`SMALL_SPACE_TRIGGER`] until garbage collection first counts the live values.
     pub(crate) fn new(threshold: Option<usize>, cap: u64) -> ValueBacklog {
         let cap = if threshold.is_some() { cap } else { u64::MAX };
         ValueBacklog {
@@ -210,16 +210,42 @@ fn min_trigger(live: u64) -> u64 {
 }
 
 /// The least log volume that triggers a checkpoint of a small database with values on disk.
-const SMALL_SPACE_TRIGGER: u64 = 16 << 20;
+const SMALL_SPACE_TRIGGER: u64 = 4 << 20;
 
-/// The backlog's limit for `live` bytes of values in value segments: an eighth of them, at
-/// least twice the smallest log volume that triggers a checkpoint ([`min_trigger`]), at most
-/// `cap`.
+/// The backlog's limit for `live` bytes of values in value segments: an eighth of them (no
+/// less than the smallest log volume that triggers a checkpoint, [`min_trigger`]), at most
+/// `cap`. What the files hold beyond the value segments is about this much plus what one
+/// collection copies: the same eighth is what keeps a database within twice its live data.
 fn pace_limit(cap: u64, live: u64) -> u64 {
     if cap == u64::MAX {
         return cap;
     }
-    (live / 8).max(2 * min_trigger(live)).min(cap)
+    (live / 8).max(min_trigger(live)).min(cap)
+}
+
+/// The length past which the log starts a new segment, for a database with `live` bytes of
+/// values in value segments: a sixteenth of them, from [`SMALL_ROTATION`] (or a quarter of the
+/// segment size, if that is less) up to `segment_size`. A segment is what collection reclaims
+/// whole: a database of 100 MB of values in 64 MiB segments holds its garbage in a few large
+/// files, and each collection copies tens of MB out of one before any space comes back (the
+/// files then peaked at 2.7 × the live data; with segments of a sixteenth, under 2 ×).
+fn rotation_size(live: u64, segment_size: u64) -> u64 {
+    (live / 16).clamp(SMALL_ROTATION.min(segment_size / 4), segment_size)
+}
+
+/// The smallest segment length [`rotation_size`] chooses (with the default 64 MiB segments).
+const SMALL_ROTATION: u64 = 4 << 20;
+
+/// The length past which the log starts a new segment when a database opens, before garbage
+/// collection first counts its live values: the segment size when values stay in the log's
+/// records only (`values_on_disk` false: nothing is collected), else the smallest size
+/// [`rotation_size`] chooses. Like the backlog's limit, it grows with the first collection.
+pub(crate) fn opening_rotation_size(values_on_disk: bool, segment_size: u64) -> u64 {
+    if values_on_disk {
+        rotation_size(0, segment_size)
+    } else {
+        segment_size
+    }
 }
 
 impl Db {
@@ -843,7 +869,9 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
         }
         n = node.next();
     }
-    c.backlog.set_live(live.values().map(|s| s.0).sum());
+    let live_bytes = live.values().map(|s| s.0).sum();
+    c.backlog.set_live(live_bytes);
+    shared.set_rotation_size(rotation_size(live_bytes, cfg.seg.size));
     let victims = choose_victims(&live, newest, free_goal);
     if victims.is_empty() {
         return Ok(victims);
@@ -1124,21 +1152,22 @@ mod tests {
     fn the_pace_limit_is_an_eighth_of_the_live_values_within_its_bounds() {
         const MIB: u64 = 1 << 20;
         let cap = 512 * MIB;
-        // Small databases: twice the smallest trigger, 32 MiB.
-        assert_eq!(pace_limit(cap, 0), 32 * MIB);
-        assert_eq!(pace_limit(cap, 100 * MIB), 32 * MIB);
-        // The trigger grows with the live values up to 64 MiB (at 512 MiB of them)...
-        assert_eq!(pace_limit(cap, 256 * MIB), 64 * MIB);
+        // Small databases: the smallest trigger, 4 MiB.
+        assert_eq!(pace_limit(cap, 0), 4 * MIB);
+        assert_eq!(pace_limit(cap, 24 * MIB), 4 * MIB);
+        // An eighth of the live values, with the trigger up to 64 MiB (at 512 MiB of them)...
+        assert_eq!(pace_limit(cap, 100 * MIB), 100 * MIB / 8);
+        assert_eq!(pace_limit(cap, 256 * MIB), 32 * MIB);
         assert_eq!(pace_limit(cap, 1024 * MIB), 128 * MIB);
-        // ... past which the limit is an eighth of them, up to the cap.
+        // ... and past it, up to the cap.
         assert_eq!(pace_limit(cap, 1536 * MIB), 192 * MIB);
         assert_eq!(pace_limit(cap, 100 << 30), cap);
         // A small checkpoint_bytes caps it below the minimum.
         assert_eq!(pace_limit(MIB, 100 << 30), MIB);
         assert_eq!(pace_limit(u64::MAX, 100 << 30), u64::MAX);
         let b = ValueBacklog::new(Some(64), cap);
-        assert_eq!(b.limit(), 32 * MIB);
-        assert_eq!(b.min_trigger(), 16 * MIB);
+        assert_eq!(b.limit(), 4 * MIB);
+        assert_eq!(b.min_trigger(), 4 * MIB);
         b.set_live(8 << 30);
         assert_eq!(b.limit(), cap);
         assert_eq!(b.min_trigger(), 64 * MIB);
@@ -1148,5 +1177,23 @@ mod tests {
         assert_eq!(b.min_trigger(), MIN_SPACE_TRIGGER);
         assert_eq!(min_trigger(0), SMALL_SPACE_TRIGGER);
         assert_eq!(min_trigger(200 * MIB), 25 * MIB);
+    }
+
+    #[test]
+    fn segments_are_a_sixteenth_of_the_live_values_within_their_bounds() {
+        const MIB: u64 = 1 << 20;
+        let seg = 64 * MIB;
+        assert_eq!(rotation_size(0, seg), 4 * MIB);
+        assert_eq!(rotation_size(100 * MIB, seg), 100 * MIB / 16);
+        assert_eq!(rotation_size(1024 * MIB, seg), seg);
+        assert_eq!(rotation_size(100 << 30, seg), seg);
+        // Small segments: from a quarter of their size.
+        assert_eq!(rotation_size(0, 64 << 10), 16 << 10);
+        assert_eq!(rotation_size(512 << 10, 64 << 10), 32 << 10);
+        assert_eq!(rotation_size(8 * MIB, 64 << 10), 64 << 10);
+        // At open, before a collection counts them: the smallest, if values are collected.
+        assert_eq!(opening_rotation_size(true, seg), 4 * MIB);
+        assert_eq!(opening_rotation_size(true, 64 << 10), 16 << 10);
+        assert_eq!(opening_rotation_size(false, seg), seg);
     }
 }

@@ -117,14 +117,18 @@ impl Db {
                 .map_err(|e| Error::io("sync segment", path, e))?;
             Ok(file)
         };
-        // Resume in the last segment when its tail is clean, else start a new one.
+        // Where this run's log starts new segments until garbage collection sizes them.
+        let rotate_at =
+            crate::checkpointer::opening_rotation_size(opts.value_threshold.is_some(), seg.size);
+        // Resume in the last segment when its tail is clean and short of the rotation size,
+        // else start a new one.
         let mut pending_create = None;
         let active = match recovered.tail {
             Some(t)
                 if t.clean
                     && t.current_version
                     && t.valid_end.is_multiple_of(align)
-                    && t.valid_end + reserve < seg.size =>
+                    && t.valid_end + reserve < rotate_at =>
             {
                 let path = seg.path(t.id);
                 let file = reopen_tail(t.id, seg.direct)?;
@@ -148,7 +152,8 @@ impl Db {
                 )
             }
             Some(t) if recovered.stats.truncated_at.is_none() => {
-                // A torn tail, which cannot be appended to: the next segment is created with the
+                // A torn tail, which cannot be appended to (or one past the rotation size, which
+                // the next transaction would leave anyway): the next segment is created with the
                 // first commit (by the log thread, as a rotation), so an open after a crash that
                 // only reads creates and zero-fills nothing, and the next recovery cuts the same
                 // torn bytes again. The old segment stays the log thread's "active" one until
@@ -213,6 +218,7 @@ impl Db {
                 active,
                 cursor,
                 pending_create,
+                rotate_at,
                 sync_strategy: (strategy, strategy_reason),
             }),
         };
@@ -374,6 +380,9 @@ struct LogParts {
     active: Active,
     cursor: u64,
     pending_create: Option<u64>,
+    /// The length past which the log starts a new segment, until garbage collection sizes
+    /// segments to the database.
+    rotate_at: u64,
     sync_strategy: (crate::SyncStrategy, String),
 }
 
@@ -405,14 +414,15 @@ fn assemble(
     let built = building.elapsed();
     stats.build_time += built;
     stats.duration += built;
-    let (log_cfg, active, pending_create, sync_strategy) = match log {
+    let (log_cfg, active, pending_create, rotate_at, sync_strategy) = match log {
         Some(l) => (
             Some((l.cfg, l.active.id, l.cursor)),
             Some(l.active),
             l.pending_create,
+            l.rotate_at,
             Some(l.sync_strategy),
         ),
-        None => (None, None, None, None),
+        None => (None, None, None, u64::MAX, None),
     };
     let direct_io = active
         .as_ref()
@@ -425,6 +435,7 @@ fn assemble(
         run_id,
         Some(vfs.clone()),
     ));
+    shared.set_rotation_size(rotate_at);
     if let Some(prev_end) = pending_create {
         shared.state.lock().defer_rotation(prev_end);
     }

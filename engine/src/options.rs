@@ -108,7 +108,11 @@ pub struct Options {
     /// Default durability of commits. Default: [`Durability::BUFFERED`].
     pub durability: Durability,
     /// Size of each log segment file in bytes: a multiple of 4096 between 64 KiB and 1 GiB.
-    /// Default 64 MiB. A transaction must fit in one segment.
+    /// Default 64 MiB. A transaction must fit in one segment. With values on disk
+    /// ([`Options::value_threshold`]) the log moves to a new segment earlier in a small
+    /// database: past a sixteenth of its live values, at least 4 MiB (or a quarter of this size,
+    /// if less), so that garbage collection reclaims space in pieces of that size
+    /// (docs/DURABILITY.md §8).
     pub segment_size: u64,
     /// Which I/O path to use. Default: [`IoChoice::Auto`], which probes io_uring and falls back to
     /// the portable path — or follows the `RINGLOG_IO` environment variable (`uring`, `portable`,
@@ -156,7 +160,7 @@ pub struct Options {
     /// background checkpoints off (explicit ones still work). At least 1 MiB. A background
     /// checkpoint is also due once the log since the last checkpoint is as large as that
     /// checkpoint (at least 64 MiB; with [`Options::value_threshold`], at least an eighth of the
-    /// live values on disk, from 16 to 64 MiB), whichever comes first: files on disk then stay
+    /// live values on disk, from 4 to 64 MiB), whichever comes first: files on disk then stay
     /// within about twice the live data, at the cost of rewriting the live data once per that
     /// much log.
     /// With [`Options::value_threshold`], it also bounds the values held in memory for the next
@@ -175,8 +179,7 @@ pub struct Options {
     /// fetches it from disk through the I/O layer, verifying the record's checksum, key and LSN
     /// (docs/DURABILITY.md, "Values on disk"). Keys always stay in memory, and so do values
     /// written since the last checkpoint — with background checkpoints on, at most an eighth of
-    /// the live values on disk (at least twice the smallest checkpoint trigger, 32–128 MiB; at
-    /// most twice [`Options::checkpoint_bytes`]):
+    /// the live values on disk (at least 4 MiB, at most twice [`Options::checkpoint_bytes`]):
     /// past that, a commit waits for a checkpoint before it takes its LSN
     /// ([`crate::Stats::value_backlog_bytes`], `value_backlog_limit`, `value_backlog_waits`;
     /// §8, "Memory and space while writing"). `None` (the default) keeps every value in memory.

@@ -178,7 +178,8 @@ const MAX_GROWTH: u64 = 8 << 20;
 
 /// Prepares more of an active segment, whose first `len` bytes are prepared, so that at least
 /// `need` bytes are: its prepared length doubles, by at most [`MAX_GROWTH`] and never past the
-/// segment's size. Returns the new prepared length.
+/// segment's size, nor past `rotate_at` (the length at which the log moves on to the next
+/// segment) unless `need` is. Returns the new prepared length.
 ///
 /// The zeros are plain writes; the round that needed them syncs them with its own data (an
 /// fdatasync, or an `RWF_DSYNC` write, makes the file's new size durable with it). A crash before
@@ -190,6 +191,7 @@ pub(crate) fn grow_segment(
     id: u64,
     len: u64,
     need: u64,
+    rotate_at: u64,
 ) -> Result<u64> {
     assert!(
         need <= cfg.size && len < need,
@@ -197,7 +199,11 @@ pub(crate) fn grow_segment(
         cfg.size
     );
     let step = len.clamp(initial_len(cfg.size), MAX_GROWTH);
-    let target = (len + step).max(need).next_multiple_of(PAGE).min(cfg.size);
+    let target = (len + step)
+        .min(rotate_at)
+        .max(need)
+        .next_multiple_of(PAGE)
+        .min(cfg.size);
     prepare_space(file, cfg, &cfg.path(id), len, target)?;
     log::debug!("segment {id} prepared to {target} bytes (a round needs {need})");
     Ok(target)
@@ -632,6 +638,34 @@ mod tests {
         assert_eq!(initial_len(64 << 10), 8 << 10);
         // Not a power of two: rounded down to whole pages.
         assert_eq!(initial_len(100 * 4096), 12 * 4096);
+    }
+
+    #[test]
+    fn a_segment_grows_by_doubling_up_to_the_rotation_size_unless_a_round_needs_more() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = ringlog_uring::PosixVfs::new("test");
+        let cfg = SegmentConfig {
+            dir: dir.path().to_path_buf(),
+            epoch: 7,
+            run_id: 1,
+            size: 64 * MIB,
+            direct: false,
+            prealloc: Preallocate::ZeroFill,
+        };
+        let file = create_segment(&vfs, &cfg, 1, 0, 0).unwrap();
+        let len = initial_len(cfg.size);
+        assert_eq!(file.size().unwrap(), len);
+        // Doubling, with no rotation size below the segment size.
+        let len = grow_segment(&*file, &cfg, 1, len, len + 1, u64::MAX).unwrap();
+        assert_eq!(len, 2 * MIB);
+        // Not past the rotation size...
+        let len = grow_segment(&*file, &cfg, 1, len, len + 1, 3 * MIB + 100).unwrap();
+        assert_eq!(len, 3 * MIB + 4096, "whole pages");
+        // ... unless a round needs more (a transaction larger than what is left below it).
+        let len = grow_segment(&*file, &cfg, 1, len, 5 * MIB + 1, 3 * MIB).unwrap();
+        assert_eq!(len, 5 * MIB + 4096);
+        assert_eq!(file.size().unwrap(), len);
     }
 
     /// A file of `len` bytes whose byte `i` is `i * 7 mod 251`, in a fresh directory.

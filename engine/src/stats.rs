@@ -105,9 +105,8 @@ pub struct Stats {
     /// checkpoint (docs/DURABILITY.md §8, "Memory and space while writing").
     pub value_backlog_waits: u64,
     /// The backlog past which commits wait now: an eighth of the live values in value segments
-    /// (as garbage collection last counted them), at least twice the smallest log volume that
-    /// triggers a checkpoint (32 MiB below 256 MiB of live values, growing to 128 MiB at 512
-    /// MiB of them) and at most twice
+    /// (as garbage collection last counted them), at least the smallest log volume that
+    /// triggers a checkpoint (4 MiB) and at most twice
     /// [`crate::Options::checkpoint_bytes`]; `u64::MAX` when nothing is paced (values in
     /// memory, background checkpoints off, read-only).
     pub value_backlog_limit: u64,

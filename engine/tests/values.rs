@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{on_each_path, segment_files, tempdir, Rng, SEG};
+use common::{on_each_path, segment_bytes, segment_files, tempdir, Rng, SEG};
 use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Retention};
 
 const THRESHOLD: usize = 64;
@@ -410,7 +410,7 @@ fn garbage_collection_bounds_the_files_under_overwrites() {
         let mut model = Model::new();
         let mut rng = Rng::new(0x6c);
         let live_keys = 64u64;
-        let mut max_files = 0;
+        let mut max_bytes = 0;
         for round in 0..40u64 {
             for _ in 0..100 {
                 let k = rng.below(live_keys);
@@ -421,31 +421,38 @@ fn garbage_collection_bounds_the_files_under_overwrites() {
                 model.insert(key, (v, lsn));
             }
             db.checkpoint().unwrap();
-            max_files = max_files.max(segment_files(dir.path()).len());
+            max_bytes = max_bytes.max(segment_bytes(dir.path()));
             if round % 8 == 7 {
                 check(&db, &model, &format!("round {round}"));
             }
         }
         let s = db.stats();
+        let bytes = segment_bytes(dir.path());
         eprintln!(
-            "collected {} segments ({} bytes copied); {} files now, at most {max_files}",
+            "collected {} segments ({} bytes copied); {} files of {bytes} bytes now, at most {max_bytes}",
             s.value_gc_segments,
             s.value_gc_bytes,
             segment_files(dir.path()).len()
         );
         assert!(s.value_gc_segments > 0, "garbage was collected: {s:?}");
-        // 64 live keys of about 1 KiB: a few segments of 256 KiB at most, whatever was written
-        // (40 rounds of 100 KB); without collection every segment with a live value stays.
-        let files = segment_files(dir.path()).len();
+        // 64 live keys of about 1 KiB: the bytes of a few segments of 256 KiB at most, whatever
+        // was written (40 rounds of 100 KB); without collection every segment with a live value
+        // stays. (Segments are sized to the database, 64 KiB here: 557,056 bytes when written.)
         assert!(
-            files <= 6,
-            "{files} segment files left: {:?}",
+            bytes <= 3 * SEG,
+            "{bytes} bytes of segment files left: {:?}",
             segment_files(dir.path())
         );
         assert!(
-            max_files <= 8,
-            "at most {max_files} segment files at a time"
+            max_bytes <= 4 * SEG,
+            "at most {max_bytes} bytes of segment files at a time"
         );
+        // A database this small starts a new segment past a quarter of the segment size (its
+        // live values' sixteenth is less), and prepares none beyond that.
+        for f in segment_files(dir.path()) {
+            let len = std::fs::metadata(dir.path().join(&f)).unwrap().len();
+            assert!(len <= SEG / 4, "{f}: {len} bytes");
+        }
         check(&db, &model, "after the rounds");
         drop(db);
         let db = Db::open(dir.path(), opts).unwrap();
@@ -849,26 +856,29 @@ fn put_in_tens(db: &Db, model: &mut Model, ids: &[u64], round: u64) {
 }
 
 /// A checkpoint cuts the segment being appended to, so value segments often end well short of
-/// `segment_size`: collection judges each by its own length. Segments of about a fifth of `SEG`,
-/// each nearly all live, are left alone (judged against `SEG` they would look four fifths dead and
-/// be copied for nothing); once their values are overwritten they are collected. Every value reads
-/// the same throughout and after a reopen.
+/// `segment_size`: collection judges each by its own length. Segments of about an eighth of the
+/// segment size (512 KiB here, so that the database's segments are not sized below what a
+/// checkpoint cuts: a quarter of it at least), each nearly all live, are left alone (judged
+/// against the segment size they would look seven eighths dead and be copied for nothing); once
+/// their values are overwritten they are collected. Every value reads the same throughout and
+/// after a reopen.
 #[test]
 fn collection_judges_a_segment_by_its_own_length() {
     on_each_path(|io| {
         let dir = tempdir();
-        let opts = options(io);
+        let opts = options(io).segment_size(2 * SEG);
         let db = Db::open(dir.path(), opts.clone()).unwrap();
         let mut model = Model::new();
         let keys = 2000u64;
-        // A checkpoint after every 50 keys: segments of about 50 KiB, a fifth of SEG.
+        // A checkpoint after every 50 keys: segments of about 60 KiB.
         let ids: Vec<u64> = (0..keys).collect();
         for part in ids.chunks(50) {
             put_in_tens(&db, &mut model, part, 0);
             db.checkpoint().unwrap();
         }
         let segments = segment_files(dir.path()).len();
-        // (Judged against SEG, the load's segments were collected into fewer as it went.)
+        // (Judged against the segment size, the load's segments were collected into fewer as it
+        // went.)
         assert!(
             segments >= 30,
             "{segments} segment files: the load's live segments were collected"

@@ -27,7 +27,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use ringlog_format::AlignedBuf;
+use ringlog_format::{AlignedBuf, SEGMENT_HEADER_LEN};
 use ringlog_uring::{BlockReason, SyncStrategy, Vfs, Waker};
 
 use crate::index::{Lsn, Versions};
@@ -136,6 +136,16 @@ impl State {
         }
     }
 
+    /// Whether `need` more bytes (a transaction, or a relocated value) start a new segment, with
+    /// `sizes` the segment size and [`Shared::rotation_size`]: they do not fit in this one with
+    /// `reserve` (a batch's worst-case padding and head), or the segment already holds
+    /// something and they would take it past the rotation size.
+    pub(crate) fn starts_segment(&self, need: usize, reserve: usize, sizes: (u64, u64)) -> bool {
+        let (segment_size, rotate_at) = sizes;
+        let end = self.cursor + (need + reserve) as u64;
+        end > segment_size || (self.cursor > SEGMENT_HEADER_LEN as u64 && end > rotate_at)
+    }
+
     /// Makes the first append start a new segment after the current one, whose valid records end
     /// at `prev_end` (see [`State::rotate_first`]).
     pub(crate) fn defer_rotation(&mut self, prev_end: u64) {
@@ -222,6 +232,12 @@ pub(crate) struct Shared {
     /// Whether a lone `Strict` committer may write its own round: the disk says its
     /// [`Vfs::write_durable_here`] stands for its log driver ([`Vfs::writes_here`]).
     pub(crate) lead: bool,
+    /// The length past which the next transaction (or relocated value) starts a new segment
+    /// though it would fit in this one, and past which a segment is not prepared ahead: the
+    /// segment size, or less where values are collected: from an open's
+    /// [`crate::checkpointer::opening_rotation_size`] until garbage collection sizes segments to
+    /// the database ([`Shared::set_rotation_size`]).
+    rotate_at: AtomicU64,
 }
 
 impl Shared {
@@ -273,6 +289,7 @@ impl Shared {
                 )
             }),
             lead: vfs.as_ref().is_some_and(|v| v.writes_here()),
+            rotate_at: AtomicU64::new(log.as_ref().map_or(u64::MAX, |c| c.seg.size)),
             versions,
             conflicts: crate::conflicts::Conflicts::new(),
             visible: Visibility::new(visible, next_lsn),
@@ -478,6 +495,21 @@ impl Shared {
         // B was assigned in this run, so its transaction is in the segment being appended to.
         st.rotate_next = true;
         Some((lsn, st.seg_id))
+    }
+
+    /// Sets the length past which a new segment starts ([`State::rotate_at`]), at most the
+    /// segment size.
+    pub(crate) fn set_rotation_size(&self, bytes: u64) {
+        if let Some(cfg) = self.log.as_ref() {
+            self.rotate_at
+                .store(bytes.min(cfg.seg.size), Ordering::Relaxed);
+        }
+    }
+
+    /// The segment size and the length past which a new segment starts (see
+    /// [`State::starts_segment`]).
+    pub(crate) fn segment_sizes(&self, cfg: &LogConfig) -> (u64, u64) {
+        (cfg.seg.size, self.rotate_at.load(Ordering::Relaxed))
     }
 
     /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out

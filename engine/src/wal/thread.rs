@@ -33,7 +33,7 @@ fn seal(
     if at + cfg.align > cfg.seg.size {
         return;
     }
-    if let Err(e) = active.prepare(cfg, at + cfg.align) {
+    if let Err(e) = active.prepare(cfg, at + cfg.align, shared.segment_sizes(cfg).1) {
         shared.poison(e.to_poison());
         return;
     }
@@ -62,10 +62,11 @@ pub(crate) struct Active {
 
 impl Active {
     /// Makes sure `[.., end)` of the segment is prepared before a round writes up to `end`.
-    fn prepare(&mut self, cfg: &LogConfig, end: u64) -> crate::Result<()> {
+    /// Preparation stops at `rotate_at` (see [`Shared::segment_sizes`]) where `end` is below it.
+    fn prepare(&mut self, cfg: &LogConfig, end: u64, rotate_at: u64) -> crate::Result<()> {
         if end > self.len {
             failpoint!(SEGMENT_BEFORE_GROW);
-            self.len = grow_segment(&*self.file, &cfg.seg, self.id, self.len, end)?;
+            self.len = grow_segment(&*self.file, &cfg.seg, self.id, self.len, end, rotate_at)?;
         }
         Ok(())
     }
@@ -274,7 +275,11 @@ pub(super) fn write_round(
         );
         assert_eq!(batch.start % cfg.align, 0, "batches start aligned");
         assert_eq!(batch.buf.len() as u64 % cfg.align, 0, "batches are padded");
-        if let Err(e) = active.prepare(cfg, batch.start + batch.buf.len() as u64) {
+        if let Err(e) = active.prepare(
+            cfg,
+            batch.start + batch.buf.len() as u64,
+            shared.segment_sizes(cfg).1,
+        ) {
             shared.poison(e.to_poison());
             return Err(());
         }

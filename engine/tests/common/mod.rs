@@ -151,6 +151,14 @@ pub fn segment_files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The bytes of the log segment files in `dir` (their lengths).
+pub fn segment_bytes(dir: &Path) -> u64 {
+    segment_files(dir)
+        .iter()
+        .map(|n| std::fs::metadata(dir.join(n)).unwrap().len())
+        .sum()
+}
+
 /// One entry of a full scan.
 pub type Entry = (Vec<u8>, Vec<u8>, Lsn);
 
