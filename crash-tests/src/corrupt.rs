@@ -10,7 +10,11 @@
 //!   with `Error::Corruption` naming the damaged file and an offset inside the damaged batch, or
 //!   succeed with every step intact (damage to bytes no checksum covers); never open with
 //!   acknowledged data missing. Opening with `RecoveryMode::TruncateAtCorruption` must then
-//!   succeed, report where it cut, and leave a prefix of the commit order;
+//!   succeed, report where it cut, and leave a prefix of the commit order. Damage to a *value
+//!   segment* (below the log recovery replays, kept for the values a checkpoint refers to) is
+//!   not recovery's to see: the open succeeds, and every key must read as in the undamaged
+//!   image or fail with `Error::Corruption` naming the file and an offset in the damaged batch
+//!   (at least one read meets it);
 //! * **last-batch** damage: the last batch of a cleanly closed log is the seal `close()` writes
 //!   after the last round of data (FORMAT.md §6), so damage there may be cut as a torn tail but
 //!   must never cost an acknowledged step; losing one is a violation.
@@ -21,14 +25,16 @@
 //!   `RecoveryMode::Strict` and in `TruncateAtCorruption` alike — there is no older state to fall
 //!   back to (docs/DURABILITY.md §7) — or, for bytes no checksum covers, open with every step.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringlog_db::{Db, Error, IoChoice, RecoveryMode};
 use ringlog_format::{
-    decode_record, BlockHeader, BlockPos, Manifest, SegmentPos, BLOCK_HEADER_LEN,
-    CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, SEGMENT_HEADER_LEN,
+    codec_by_id, decode_record, BlockHeader, BlockPos, Entries, EntryValue, Manifest, RecordKind,
+    SegmentPos, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, FLAG_SYSTEM,
+    SEGMENT_HEADER_LEN,
 };
 
 use crate::oracle::{
@@ -60,6 +66,9 @@ struct Layout {
     recs: Vec<Rec>,
     /// Batches as (segment index, start, end), in log order.
     batches: Vec<(usize, u64, u64)>,
+    /// Records in value segments (below the log recovery replays) holding a version's value the
+    /// checkpoint refers to: filled by [`live_values`].
+    values: Vec<ValueRec>,
 }
 
 fn layout(img: &Image) -> Option<Layout> {
@@ -142,7 +151,123 @@ fn layout(img: &Image) -> Option<Layout> {
         segs: segs.into_iter().map(|(_, p)| p).collect(),
         recs,
         batches,
+        values: Vec::new(),
     })
+}
+
+/// A record in a value segment holding a version's value, as the checkpoint refers to it.
+#[derive(Clone, Debug)]
+struct ValueRec {
+    rec: Rec,
+    /// The value's byte range in the segment.
+    value: (u64, u64),
+    /// The version: its key, and an LSN it is read at.
+    key: Vec<u8>,
+    at: u64,
+}
+
+/// The places (segment id, record offset) of the values the checkpoint of `lay` refers to.
+fn referenced_values(img: &Image, lay: &Layout, m: &Manifest) -> BTreeSet<(u64, u64)> {
+    let mut refs = BTreeSet::new();
+    let Some((path, blocks)) = &lay.ckpt else {
+        return refs;
+    };
+    let data = &img.files[path];
+    let mut raw = Vec::new();
+    for &(at, end) in blocks {
+        let pos = BlockPos {
+            epoch: m.epoch,
+            id: m.checkpoint_id,
+            offset: at,
+        };
+        let body = at as usize + BLOCK_HEADER_LEN;
+        let Ok(h) = BlockHeader::decode(&data[at as usize..body], pos, end - body as u64) else {
+            continue;
+        };
+        let Some(codec) = codec_by_id(h.codec) else {
+            continue;
+        };
+        raw.clear();
+        let stored = &data[body..body + h.stored_len as usize];
+        if codec.decode(stored, h.raw_len as usize, &mut raw).is_err() {
+            continue;
+        }
+        for e in Entries::new(&raw, at).flatten() {
+            if let EntryValue::InSegment(v) = e.value {
+                refs.insert((v.segment, v.offset));
+            }
+        }
+    }
+    refs
+}
+
+/// The records of `lay` in value segments of `img` that its checkpoint refers to for a
+/// version's value (the undamaged image reads that version, its LSN and bytes, at its LSN): what
+/// damage must reach for a read to meet it. Empty when the image keeps no value segments.
+fn live_values(setup: &Setup, img: &Image, lay: &Layout) -> Vec<ValueRec> {
+    let Some(manifest) = img
+        .files
+        .get(&Setup::sim_dir().join("MANIFEST"))
+        .and_then(|m| Manifest::decode(m).ok())
+    else {
+        return Vec::new();
+    };
+    let refs = referenced_values(img, lay, &manifest);
+    let below: Vec<(usize, u64)> = lay
+        .segs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let id = p.file_stem()?.to_str()?.parse::<u64>().ok()?;
+            (id < manifest.first_segment).then_some((i, id))
+        })
+        .collect();
+    if below.is_empty() {
+        return Vec::new();
+    }
+    let Ok(db) = open(setup, img, RecoveryMode::Strict) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for rec in &lay.recs {
+        let Some(&(_, id)) = below.iter().find(|(i, _)| *i == rec.seg) else {
+            continue;
+        };
+        if !refs.contains(&(id, rec.off)) {
+            continue;
+        }
+        let buf = &img.files[&lay.segs[rec.seg]];
+        let pos = SegmentPos {
+            segment_id: id,
+            epoch: manifest.epoch,
+            offset: rec.off,
+        };
+        let Ok(r) = decode_record(buf, rec.off as usize, pos) else {
+            continue;
+        };
+        if r.kind != RecordKind::Write || r.flags & FLAG_SYSTEM != 0 || r.value.is_empty() {
+            continue;
+        }
+        // The version is read at its LSN, or at the oldest LSN retained if that is later.
+        let at = match db.get_at(r.key, r.lsn) {
+            Err(Error::HistoryTrimmed {
+                earliest_retained, ..
+            }) => earliest_retained,
+            _ => r.lsn,
+        };
+        let read =
+            matches!(db.get_at(r.key, at), Ok(Some(v)) if v.lsn() == r.lsn && v[..] == *r.value);
+        if read {
+            let start = rec.off + (r.layout.header_len() + r.key.len()) as u64;
+            out.push(ValueRec {
+                rec: *rec,
+                value: (start, start + r.value.len() as u64),
+                key: r.key.to_vec(),
+                at,
+            });
+        }
+    }
+    out
 }
 
 /// Damage categories.
@@ -157,6 +282,9 @@ struct Case {
     range: (u64, u64),
     /// Start of the damaged batch (mid-log), for the reported offset.
     batch_start: u64,
+    /// The version whose value the damage reaches (damage aimed at a value segment): its key
+    /// and an LSN it is read at.
+    version: Option<(Vec<u8>, u64)>,
 }
 
 fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
@@ -219,11 +347,43 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 file: path,
                 range,
                 batch_start: 0,
+                version: None,
             })
         }
         1 => {
             if lay.batches.len() < 2 {
                 return None;
+            }
+            if !lay.values.is_empty() && r.chance(400) {
+                // Damage to a value a checkpoint refers to, in a value segment: recovery does
+                // not read it, a read of its version must.
+                let v = &lay.values[r.below(lay.values.len() as u64) as usize];
+                let (from, to) = v.value;
+                let path = lay.segs[v.rec.seg].clone();
+                let data = Arc::make_mut(img.files.get_mut(&path)?);
+                let before = data[from as usize..to as usize].to_vec();
+                let kind = if r.chance(500) {
+                    let at = r.range(from, to - 1);
+                    data[at as usize] ^= 1 << r.below(8);
+                    "bit flip in a value in a value segment"
+                } else {
+                    // The value's bytes in one sector (not its neighbours': a read of another
+                    // key would meet the damage at that key's record).
+                    let s = r.range(from / 512, (to - 1) / 512) * 512;
+                    data[s.max(from) as usize..(s + 512).min(to) as usize].fill(0);
+                    "zeroed value bytes (one sector's) in a value segment"
+                };
+                if data[from as usize..to as usize] == before[..] {
+                    return None; // Zeros over zeros: nothing changed.
+                }
+                return Some(Case {
+                    img,
+                    kind,
+                    file: path,
+                    range: (from, to),
+                    batch_start: v.rec.batch_start,
+                    version: Some((v.key.clone(), v.at)),
+                });
             }
             if r.chance(150) {
                 // A flipped bit in a segment header.
@@ -238,6 +398,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                     file: path,
                     range: (at, at + 1),
                     batch_start: 0,
+                    version: None,
                 });
             }
             let b = lay.batches[r.below(lay.batches.len() as u64 - 1) as usize];
@@ -292,6 +453,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 file: path,
                 range,
                 batch_start: b.1,
+                version: None,
             })
         }
         2 => {
@@ -305,6 +467,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 file: path,
                 range: (at, at + 1),
                 batch_start: last_start,
+                version: None,
             })
         }
         _ => {
@@ -321,6 +484,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                     file: m,
                     range: (at, at + 1),
                     batch_start: 0,
+                    version: None,
                 });
             }
             let len = img.files.get(&path)?.len() as u64;
@@ -378,6 +542,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 file: path,
                 range,
                 batch_start: 0,
+                version: None,
             })
         }
     }
@@ -393,7 +558,76 @@ fn open(setup: &Setup, img: &Image, mode: RecoveryMode) -> Result<Db, Error> {
     Db::open(Setup::sim_dir(), o)
 }
 
-/// What one case led to: `Ok(label)` or a violation.
+/// Whether `file` is a segment below the first one the MANIFEST of `img` needs replayed: a
+/// value segment, kept for the values a checkpoint refers to in it.
+fn below_the_replayed_log(img: &Image, file: &Path) -> bool {
+    let id = Some(file)
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse::<u64>().ok());
+    let manifest = img
+        .files
+        .get(&Setup::sim_dir().join("MANIFEST"))
+        .and_then(|m| Manifest::decode(m).ok());
+    matches!((id, manifest), (Some(id), Some(m)) if id < m.first_segment)
+}
+
+/// Damage to a value segment, on the image `db` opened: every key's newest version, and the
+/// version the damage was aimed at (if it was), reads as in the undamaged image `orig` or fails
+/// with `Error::Corruption` naming the damaged file and an offset in the damaged batch (the
+/// damaged record's); at least one read meets it, and the aimed-at version's read must.
+fn reported_on_read(setup: &Setup, orig: &Image, db: &Db, case: &Case) -> Result<(), String> {
+    let whole = open(setup, orig, RecoveryMode::Strict)
+        .map_err(|e| format!("the undamaged image does not open: {e}"))?;
+    // Whether a read of `key` (at `lsn`, or its newest version) met the damage.
+    let read = |key: &[u8], lsn: Option<u64>, what: &str| -> Result<bool, String> {
+        let at = |d: &Db| match lsn {
+            Some(l) => d.get_at(key, l),
+            None => d.get(key),
+        };
+        let want = at(&whole).map_err(|e| format!("{what} of the undamaged image: {e}"))?;
+        match at(db) {
+            Ok(got) => {
+                let same = match (&got, &want) {
+                    (Some(a), Some(b)) => a[..] == b[..] && a.lsn() == b.lsn(),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if same {
+                    Ok(false)
+                } else {
+                    Err(format!("{what} reads otherwise than undamaged"))
+                }
+            }
+            Err(Error::Corruption { file, offset, .. })
+                if file == case.file && (case.batch_start..case.range.1).contains(&offset) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    };
+    let mut met = 0;
+    for k in 0..setup.wl.cfg.keys {
+        met += u32::from(read(
+            &crate::workload::key_bytes(k),
+            None,
+            &format!("key {k}"),
+        )?);
+    }
+    if let Some((key, lsn)) = &case.version {
+        let what = format!("the damaged version (key {key:?} read at LSN {lsn})");
+        if !read(key, Some(*lsn), &what)? {
+            return Err(format!("{what} reads whole: the damage went unreported"));
+        }
+    } else if met == 0 {
+        return Err("no read of a key met the damage the scan met".into());
+    }
+    Ok(())
+}
+
+/// What one case led to: `Ok(label)` or a violation; `orig` is the image before the damage.
 fn evaluate(
     setup: &Setup,
     hist: &History,
@@ -401,6 +635,7 @@ fn evaluate(
     full: Bounds,
     cat: usize,
     case: &Case,
+    orig: &Image,
 ) -> Result<&'static str, Violation> {
     let intact = |db: &Db| -> Result<(), Violation> {
         let (st, aliens) =
@@ -454,10 +689,45 @@ fn evaluate(
                     ))
                 }
                 Ok(db) => {
-                    intact(&db).map_err(|v| silent_loss(case, "", &v.detail))?;
-                    return Ok("harmless (no checksummed byte changed)");
+                    let whole = intact(&db);
+                    // Damage to a value segment: recovery does not read it (it is below the log
+                    // it replays), a read of a value in it must find it: the scan's, or a read
+                    // of the version the damage was aimed at.
+                    let aimed = case.version.is_some();
+                    if (whole.is_err() || aimed) && below_the_replayed_log(&case.img, &case.file) {
+                        reported_on_read(setup, orig, &db, case).map_err(|why| {
+                            let scan = whole.err().map(|v| v.detail + "; ").unwrap_or_default();
+                            silent_loss(case, "", &format!("{scan}{why}"))
+                        })?;
+                        return Ok("in a value segment: opened, reported where a read meets it, the rest intact");
+                    }
+                    return match whole {
+                        Ok(()) => Ok("harmless (no checksummed byte changed)"),
+                        Err(v) => Err(silent_loss(case, "", &v.detail)),
+                    };
                 }
             };
+            if below_the_replayed_log(&case.img, &case.file) {
+                // A value the open reads back (a per-key retention policy keeps values in
+                // memory): no cut of the log removes the damage, an explicit cut must refuse it
+                // the same way.
+                return match open(setup, &case.img, RecoveryMode::TruncateAtCorruption) {
+                    Err(Error::Corruption { file, offset, .. })
+                        if file == case.file
+                            && (case.batch_start..case.range.1).contains(&offset) =>
+                    {
+                        Ok("in a value segment the open reads: refused with the file and offset, in both recovery modes")
+                    }
+                    other => Err(Violation::new(
+                        "corruption-report",
+                        format!(
+                            "{} in a value segment the open reads: TruncateAtCorruption gave {}",
+                            case.kind,
+                            other.map_or_else(|e| e.to_string(), |_| "an open database".into())
+                        ),
+                    )),
+                };
+            }
             // The caller may ask for an explicit cut: it must open and leave a prefix.
             let db = open(setup, &case.img, RecoveryMode::TruncateAtCorruption).map_err(|e| {
                 Violation::new(
@@ -571,6 +841,10 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
             .strip_prefix("/")
             .unwrap_or(Setup::sim_dir()),
     );
+    // Damage below the log recovery replays is a value segment's: `ringlog verify --deep`
+    // reads every retained version, its values included.
+    let in_values = below_the_replayed_log(&case.img, &case.file);
+    let mut deep = None;
     let walked = case
         .img
         .save(&root)
@@ -578,6 +852,9 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
         .and_then(|()| {
             let l = logwalk::list(&dir).map_err(|e| format!("{e:?}"))?;
             let w = logwalk::walk(&l, |_| Ok(())).map_err(|e| format!("{e:?}"))?;
+            if in_values {
+                deep = Some(verify_deep(&dir));
+            }
             Ok(w.first_problem().cloned())
         });
     let _ = std::fs::remove_dir_all(&root);
@@ -605,6 +882,29 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
         ),
         None => "no damage".into(),
     };
+    if let Some((ok, report)) = deep {
+        // The log is whole; the deep check meets the damage wherever a read of it must (a
+        // version the damage was aimed at, or one the open reads back), and names the file.
+        let named = report.contains(&name(&case.file));
+        let refused = matches!(
+            open(setup, &case.img, RecoveryMode::Strict),
+            Err(Error::Corruption { .. })
+        );
+        return match (&seen, ok) {
+            (Some(d), _) => fail(format!(
+                "the damage is in a value segment, the walk of the log sees {}",
+                show(&Some(d.clone()))
+            )),
+            (None, true) if case.version.is_none() && !refused => {
+                Ok("tool agrees: damage below the replayed log that no read meets")
+            }
+            (None, false) if named => Ok("tool agrees: `verify --deep` reports the damaged value"),
+            (None, _) => fail(format!(
+                "`verify --deep` says ok={ok} about damage in {}: {report}",
+                name(&case.file)
+            )),
+        };
+    }
     match open(setup, &case.img, RecoveryMode::Strict) {
         Err(Error::Corruption { file, offset, .. })
             if file.extension().is_some_and(|e| e == "log") =>
@@ -641,6 +941,26 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
                 show(other)
             )),
         },
+    }
+}
+
+/// `ringlog verify --deep --json` on the database at `dir`: whether it found it whole, and its
+/// report (or its failure).
+fn verify_deep(dir: &Path) -> (bool, String) {
+    use ringlog_cli::args::{Cli, Command, VerifyArgs};
+    let cli = Cli {
+        json: true,
+        command: Command::Verify(VerifyArgs {
+            dir: dir.to_path_buf(),
+            deep: true,
+        }),
+    };
+    let mut out = Vec::new();
+    let outcome = ringlog_cli::run(cli, &mut out);
+    let report = String::from_utf8_lossy(&out).into_owned();
+    match outcome {
+        Ok(()) => (true, report),
+        Err(e) => (false, format!("{report}{e:?}")),
     }
 }
 
@@ -878,11 +1198,12 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             .unwrap_or(0),
         floor: 0,
     };
-    let Some(lay) = layout(&img) else {
+    let Some(mut lay) = layout(&img) else {
         sum.notes
             .push(format!("seed {seed}: could not parse the image"));
         return;
     };
+    lay.values = live_values(&setup, &img, &lay);
     for (cat, cat_name) in CATEGORIES.iter().enumerate() {
         for k in 0..cases {
             let t = Target {
@@ -898,7 +1219,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                 continue;
             };
             sum.points += 1;
-            let verdict = evaluate(&setup, &hist, &pre, full, cat, &case)
+            let verdict = evaluate(&setup, &hist, &pre, full, cat, &case, &img)
                 .and_then(|label| tool_agrees(&setup, &case).map(|tool| (label, tool)))
                 .and_then(|(label, tool)| {
                     // One log case in four: `ringlog repair` crashed at every step.

@@ -995,6 +995,18 @@ fn catches_a_tool_that_calls_every_last_segment_damage_torn() {
     assert_caught("TailIsAlwaysTorn (ringlog-cli)", &s, &["tool"]);
 }
 
+/// A read of a value on disk returns the bytes where the value would be when its record fails
+/// its checks: `corrupt`'s default campaign damages value segments too (below the log recovery
+/// replays, so the open succeeds), and a read of a damaged value must report it, never return
+/// other bytes.
+#[test]
+fn catches_a_value_read_that_skips_its_checks() {
+    let s = with_bug(Some(Bug::ValueReadSkipsChecks), || {
+        ringlog_crash::corrupt::run(&corrupt_defaults(), 20)
+    });
+    assert_caught(Bug::ValueReadSkipsChecks, &s, &["silent-loss"]);
+}
+
 /// `ringlog repair` writes its copies of the bytes it removes but makes them durable only after
 /// the cut: `corrupt` crashes every fourth repair at each step and finds bytes gone with no
 /// durable copy.

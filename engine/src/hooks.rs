@@ -302,11 +302,14 @@ pub mod bugs {
         /// `Db::history` leaves deletes out: a deleted key's history shows its older value as
         /// the newest.
         HistorySkipsDeletes,
+        /// A read of a value on disk whose record fails its checks returns the bytes where the
+        /// value would be instead of `Error::Corruption`: damage reads as wrong bytes.
+        ValueReadSkipsChecks,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 30] = [
+        pub const ALL: [Bug; 31] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -337,6 +340,7 @@ pub mod bugs {
             Bug::RunsForgetCompaction,
             Bug::ReadOnlyCleansUp,
             Bug::HistorySkipsDeletes,
+            Bug::ValueReadSkipsChecks,
         ];
 
         fn bit(self) -> u32 {
@@ -541,6 +545,8 @@ bug_hook! {
     read_only_cleans_up => ReadOnlyCleansUp;
     /// Whether `Db::history` leaves deletes out.
     history_skips_deletes => HistorySkipsDeletes;
+    /// Whether a value read on disk returns its bytes without the record's checks.
+    value_read_skips_checks => ValueReadSkipsChecks;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner
