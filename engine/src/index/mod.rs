@@ -337,12 +337,18 @@ impl Versions {
         self.store.get().map(|s| &**s)
     }
 
-    /// Sets the garbage count (after building a generation).
-    /// Whether enough garbage accumulated for a trim to be worth it.
+    /// Whether the garbage of a generation recovery built calls for a trim at once: as much as
+    /// a running index waits for when its last trim kept nothing — the threshold, and a quarter
+    /// of the versions, since a trim copies every version it keeps. (With the threshold alone,
+    /// every cold open of a million keys after 65,536 overwrites in the log copied its whole
+    /// index straight away: twice its memory and most of two cores for a while.)
     pub(crate) fn wants_trim(&self) -> bool {
-        self.garbage.load(Ordering::Relaxed) >= self.min_garbage
+        let versions = self.current.load().list.len();
+        self.garbage.load(Ordering::Relaxed) >= self.next_trim_at(0, versions)
     }
 
+    /// Sets the garbage count (after building a generation) and the garbage at which the next
+    /// trim is requested ([`Versions::next_trim_at`]).
     pub(crate) fn set_garbage(&self, garbage: usize) {
         self.garbage.store(garbage, Ordering::Relaxed);
         let versions = self.current.load().list.len();
@@ -623,5 +629,11 @@ mod tests {
         }
         v.set_garbage(10);
         assert_eq!(v.trim_at.load(Ordering::Relaxed), 2_000);
+        // A recovered generation is trimmed at open by the same rule: the threshold (1000) is
+        // not enough for 8000 versions, a quarter of them is.
+        v.set_garbage(1_999);
+        assert!(!v.wants_trim());
+        v.set_garbage(2_000);
+        assert!(v.wants_trim());
     }
 }
