@@ -164,8 +164,10 @@ history: ops are puts (--keys keys in order, then random overwrites up to --ops 
   same run; space: disk space of every file in the directory (st_blocks, as du counts) ÷ the live
   data (live keys × (key + value) bytes), measured after the engine's own checkpoint/compaction
   step and a close (ringlog: Db::checkpoint; at close where the engine has none here); the
-  figures at close, the peak while writing, the second cold open (after that step) and what a
-  full-log replay would read are in the notes
+  figures at close, the peak while writing, the second cold open (after that step), the
+  process's CPU time and peak resident set (above the one before) from the open as written to the
+  end of the read-back of every key after it, and what a full-log replay would read are in the
+  notes
 coldread: values on disk. --keys keys loaded (values --value-size, default 1024 B here), the
   engine's checkpoint step (ringlog: Db::checkpoint with Options::value_threshold, default 64 B,
   so the values leave memory; value cache --value-cache, default 256 MiB), close; every phase
@@ -1100,6 +1102,14 @@ fn history_json(h: &crate::runner::HistoryOut) -> Value {
             h.settled_by.clone().map_or(Value::Null, Value::String),
         ),
         ("open", cold_open_json(&h.open)),
+        (
+            "after_open_cpu_s",
+            onum(h.after_open.map(|(c, _)| c.as_secs_f64())),
+        ),
+        (
+            "after_open_peak_rss_bytes",
+            onum(h.after_open.and_then(|(_, p)| p).map(|p| p as f64)),
+        ),
         (
             "open_settled",
             h.open_settled.as_ref().map_or(Value::Null, cold_open_json),

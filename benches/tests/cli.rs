@@ -416,6 +416,8 @@ fn history_and_ckptwrite_report_space_and_cold_open() {
     assert!(field(open, &["open_ms"]).as_f64().unwrap() > 0.0);
     assert!(field(open, &["floor_bytes"]).as_u64().unwrap() > 0);
     assert!(field(open, &["open_per_floor"]).is_number());
+    // The open and the read-back of 2000 keys took some CPU.
+    assert!(field(hist, &["after_open_cpu_s"]).as_f64().unwrap() > 0.0);
     // After the settle step the reopen starts from a checkpoint holding every key.
     let settled = field(hist, &["open_settled", "recovery"]);
     assert_eq!(field(settled, &["checkpoint_keys"]).as_u64(), Some(2000));

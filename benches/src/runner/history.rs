@@ -58,6 +58,10 @@ pub struct HistoryOut {
     pub checkpoints: Option<u64>,
     /// Checkpoint files seen by the directory watcher (their ids), of those checkpoints.
     pub checkpoints_seen: u64,
+    /// From the cold open as written to the end of the read-back of every key: the process's
+    /// CPU time (background work the open started included) and, where the peak could be
+    /// reset, its peak resident set above the one before the open.
+    pub after_open: Option<(Duration, Option<u64>)>,
     /// Log segments its compaction deleted during the write phase.
     pub segments_deleted: Option<u64>,
     /// Largest disk space the directory took while the workload wrote (sampled every 10 ms).
@@ -318,6 +322,10 @@ pub(super) fn run_history(
     res.files = sysinfo::dir_bytes(dir).ok();
 
     // The cold open as the write phase left the directory, then every key read back.
+    sysinfo::trim_heap();
+    let peak_reset = sysinfo::reset_peak_rss();
+    let rss_before = sysinfo::rss_bytes();
+    let cpu_before = sysinfo::cpu_time();
     let (engine, open) = cold_open(
         kind,
         mode,
@@ -339,6 +347,11 @@ pub(super) fn run_history(
         bound: keys,
     };
     res.verified = verify_all(&*engine, codec, &exp, hooks);
+    let peak = rss_before
+        .zip(sysinfo::peak_rss_bytes())
+        .filter(|_| peak_reset)
+        .map(|(before, peak)| peak.saturating_sub(before));
+    h.after_open = Some((sysinfo::cpu_time().saturating_sub(cpu_before), peak));
     // Settle: the engine's own checkpoint / compaction, then close and measure.
     let settled = match engine.settle() {
         Ok(s) => s,
@@ -440,6 +453,17 @@ fn history_notes(h: &HistoryOut) -> Vec<String> {
         "cold open as written (closed without a close-time checkpoint: what a crash leaves)",
         &h.open,
     ));
+    if let Some((cpu, peak)) = h.after_open {
+        n.push(format!(
+            "the open as written and the read-back of every key after it: process CPU {:.2} s \
+             (background work the open started included){}",
+            cpu.as_secs_f64(),
+            peak.map_or(String::new(), |p| format!(
+                ", peak resident set {} above the one before the open",
+                mb(p)
+            ))
+        ));
+    }
     if let Some(o) = &h.open_settled {
         n.push(open_line(
             "cold open after the settle step (ringlog: the checkpoint a clean close writes)",
