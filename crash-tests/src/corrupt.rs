@@ -59,10 +59,13 @@ struct Rec {
 }
 
 struct Layout {
+    /// The image's MANIFEST.
+    manifest: Manifest,
     /// The checkpoint the MANIFEST names, if any: its path and its blocks' (start, end).
     ckpt: Option<(PathBuf, Vec<(u64, u64)>)>,
-    /// Segment paths in id order.
+    /// Segment paths in id order, and their ids.
     segs: Vec<PathBuf>,
+    ids: Vec<u64>,
     recs: Vec<Rec>,
     /// Batches as (segment index, start, end), in log order.
     batches: Vec<(usize, u64, u64)>,
@@ -104,13 +107,7 @@ fn layout(img: &Image) -> Option<Layout> {
     let mut segs: Vec<(u64, PathBuf)> = img
         .files
         .keys()
-        .filter_map(|p| {
-            let n = p.file_name()?.to_str()?;
-            let d = n.strip_suffix(".log")?;
-            (d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| (d.parse().ok(), p.clone()))
-                .and_then(|(id, p)| Some((id?, p)))
-        })
+        .filter_map(|p| Some((segment_id(p)?, p.clone())))
         .collect();
     segs.sort();
     let mut recs = Vec::new();
@@ -146,9 +143,12 @@ fn layout(img: &Image) -> Option<Layout> {
             _ => batches.push((r.seg, r.batch_start, r.off + r.len)),
         }
     }
+    let (ids, segs) = segs.into_iter().unzip();
     Some(Layout {
+        manifest,
         ckpt,
-        segs: segs.into_iter().map(|(_, p)| p).collect(),
+        segs,
+        ids,
         recs,
         batches,
         values: Vec::new(),
@@ -166,8 +166,17 @@ struct ValueRec {
     at: u64,
 }
 
+/// The id of the log segment at `p` (`<20 digits>.log`), if it names one.
+fn segment_id(p: &Path) -> Option<u64> {
+    let d = p.file_name()?.to_str()?.strip_suffix(".log")?;
+    (d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| d.parse().ok())
+        .flatten()
+}
+
 /// The places (segment id, record offset) of the values the checkpoint of `lay` refers to.
-fn referenced_values(img: &Image, lay: &Layout, m: &Manifest) -> BTreeSet<(u64, u64)> {
+fn referenced_values(img: &Image, lay: &Layout) -> BTreeSet<(u64, u64)> {
+    let m = &lay.manifest;
     let mut refs = BTreeSet::new();
     let Some((path, blocks)) = &lay.ckpt else {
         return refs;
@@ -205,41 +214,24 @@ fn referenced_values(img: &Image, lay: &Layout, m: &Manifest) -> BTreeSet<(u64, 
 /// version's value (the undamaged image reads that version, its LSN and bytes, at its LSN): what
 /// damage must reach for a read to meet it. Empty when the image keeps no value segments.
 fn live_values(setup: &Setup, img: &Image, lay: &Layout) -> Vec<ValueRec> {
-    let Some(manifest) = img
-        .files
-        .get(&Setup::sim_dir().join("MANIFEST"))
-        .and_then(|m| Manifest::decode(m).ok())
-    else {
-        return Vec::new();
-    };
-    let refs = referenced_values(img, lay, &manifest);
-    let below: Vec<(usize, u64)> = lay
-        .segs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            let id = p.file_stem()?.to_str()?.parse::<u64>().ok()?;
-            (id < manifest.first_segment).then_some((i, id))
-        })
-        .collect();
-    if below.is_empty() {
+    let first = lay.manifest.first_segment;
+    if lay.ids.first().is_none_or(|&id| id >= first) {
         return Vec::new();
     }
+    let refs = referenced_values(img, lay);
     let Ok(db) = open(setup, img, RecoveryMode::Strict) else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for rec in &lay.recs {
-        let Some(&(_, id)) = below.iter().find(|(i, _)| *i == rec.seg) else {
-            continue;
-        };
-        if !refs.contains(&(id, rec.off)) {
+        let id = lay.ids[rec.seg];
+        if id >= first || !refs.contains(&(id, rec.off)) {
             continue;
         }
         let buf = &img.files[&lay.segs[rec.seg]];
         let pos = SegmentPos {
             segment_id: id,
-            epoch: manifest.epoch,
+            epoch: lay.manifest.epoch,
             offset: rec.off,
         };
         let Ok(r) = decode_record(buf, rec.off as usize, pos) else {
@@ -561,11 +553,7 @@ fn open(setup: &Setup, img: &Image, mode: RecoveryMode) -> Result<Db, Error> {
 /// Whether `file` is a segment below the first one the MANIFEST of `img` needs replayed: a
 /// value segment, kept for the values a checkpoint refers to in it.
 fn below_the_replayed_log(img: &Image, file: &Path) -> bool {
-    let id = Some(file)
-        .filter(|f| f.extension().is_some_and(|e| e == "log"))
-        .and_then(Path::file_stem)
-        .and_then(|s| s.to_str())
-        .and_then(|s| s.parse::<u64>().ok());
+    let id = segment_id(file);
     let manifest = img
         .files
         .get(&Setup::sim_dir().join("MANIFEST"))
@@ -891,9 +879,9 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
             Err(Error::Corruption { .. })
         );
         return match (&seen, ok) {
-            (Some(d), _) => fail(format!(
+            (Some(_), _) => fail(format!(
                 "the damage is in a value segment, the walk of the log sees {}",
-                show(&Some(d.clone()))
+                show(&seen)
             )),
             (None, true) if case.version.is_none() && !refused => {
                 Ok("tool agrees: damage below the replayed log that no read meets")

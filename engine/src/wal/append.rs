@@ -127,7 +127,9 @@ impl Shared {
         let deferred = st.rotate_first.take();
         // A checkpoint asked for the next transaction to start a segment (a lease alone stays).
         let asked = !ops.is_empty() && std::mem::take(&mut st.rotate_next);
-        if deferred.is_some() || asked || st.starts_segment(need, reserve, self.segment_sizes(cfg))
+        if deferred.is_some()
+            || asked
+            || st.starts_segment(need, reserve, cfg.seg.size, self.rotation_size())
         {
             // Rotate: close the open batch of this segment; the next segment records its end.
             let synced = st.synced;
@@ -245,7 +247,9 @@ impl Shared {
                 "a relocated value fitted in a segment once"
             );
             let deferred = st.rotate_first.take();
-            if deferred.is_some() || st.starts_segment(need, reserve, self.segment_sizes(cfg)) {
+            if deferred.is_some()
+                || st.starts_segment(need, reserve, cfg.seg.size, self.rotation_size())
+            {
                 let synced = st.synced;
                 let prev_end = match (deferred, st.batches.back_mut()) {
                     (Some(end), _) => end,

@@ -136,12 +136,17 @@ impl State {
         }
     }
 
-    /// Whether `need` more bytes (a transaction, or a relocated value) start a new segment, with
-    /// `sizes` the segment size and [`Shared::rotation_size`]: they do not fit in this one with
-    /// `reserve` (a batch's worst-case padding and head), or the segment already holds
-    /// something and they would take it past the rotation size.
-    pub(crate) fn starts_segment(&self, need: usize, reserve: usize, sizes: (u64, u64)) -> bool {
-        let (segment_size, rotate_at) = sizes;
+    /// Whether `need` more bytes (a transaction, or a relocated value) start a new segment: they
+    /// do not fit in this one of `segment_size` bytes with `reserve` (a batch's worst-case
+    /// padding and head), or the segment already holds something and they would take it past
+    /// `rotate_at` ([`Shared::rotation_size`]).
+    pub(crate) fn starts_segment(
+        &self,
+        need: usize,
+        reserve: usize,
+        segment_size: u64,
+        rotate_at: u64,
+    ) -> bool {
         let end = self.cursor + (need + reserve) as u64;
         end > segment_size || (self.cursor > SEGMENT_HEADER_LEN as u64 && end > rotate_at)
     }
@@ -497,8 +502,8 @@ impl Shared {
         Some((lsn, st.seg_id))
     }
 
-    /// Sets the length past which a new segment starts ([`State::rotate_at`]), at most the
-    /// segment size.
+    /// Sets the length past which a new segment starts ([`Shared::rotation_size`]), at most
+    /// the segment size.
     pub(crate) fn set_rotation_size(&self, bytes: u64) {
         if let Some(cfg) = self.log.as_ref() {
             self.rotate_at
@@ -506,10 +511,10 @@ impl Shared {
         }
     }
 
-    /// The segment size and the length past which a new segment starts (see
-    /// [`State::starts_segment`]).
-    pub(crate) fn segment_sizes(&self, cfg: &LogConfig) -> (u64, u64) {
-        (cfg.seg.size, self.rotate_at.load(Ordering::Relaxed))
+    /// The length past which a new segment starts, and past which a segment is not prepared
+    /// ahead (see [`State::starts_segment`]).
+    pub(crate) fn rotation_size(&self) -> u64 {
+        self.rotate_at.load(Ordering::Relaxed)
     }
 
     /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out

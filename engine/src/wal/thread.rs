@@ -33,7 +33,7 @@ fn seal(
     if at + cfg.align > cfg.seg.size {
         return;
     }
-    if let Err(e) = active.prepare(cfg, at + cfg.align, shared.segment_sizes(cfg).1) {
+    if let Err(e) = active.prepare(cfg, at + cfg.align, shared.rotation_size()) {
         shared.poison(e.to_poison());
         return;
     }
@@ -62,7 +62,7 @@ pub(crate) struct Active {
 
 impl Active {
     /// Makes sure `[.., end)` of the segment is prepared before a round writes up to `end`.
-    /// Preparation stops at `rotate_at` (see [`Shared::segment_sizes`]) where `end` is below it.
+    /// Preparation stops at `rotate_at` ([`Shared::rotation_size`]) where `end` is below it.
     fn prepare(&mut self, cfg: &LogConfig, end: u64, rotate_at: u64) -> crate::Result<()> {
         if end > self.len {
             failpoint!(SEGMENT_BEFORE_GROW);
@@ -278,7 +278,7 @@ pub(super) fn write_round(
         if let Err(e) = active.prepare(
             cfg,
             batch.start + batch.buf.len() as u64,
-            shared.segment_sizes(cfg).1,
+            shared.rotation_size(),
         ) {
             shared.poison(e.to_poison());
             return Err(());
