@@ -293,6 +293,10 @@ impl Db {
     /// # Ok(()) }
     /// ```
     ///
+    /// `f` runs while the read holds the index without a lock: keep it short. Memory of index
+    /// structures replaced while it runs (a trimmed generation, a grown key table) is freed only
+    /// after it returns (docs/DURABILITY.md §6.1, "Read sections").
+    ///
     /// # Errors
     ///
     /// [`Error::Closed`] after [`Db::close`]. `f` is not called on an error.
@@ -805,6 +809,8 @@ impl Drop for Db {
         if let Err(e) = self.close() {
             log::error!("closing the database on drop failed: {e}");
         }
+        // Frees index memory replaced while read sections were open (see `rcu`).
+        crate::rcu::collect();
     }
 }
 

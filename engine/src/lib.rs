@@ -121,6 +121,7 @@ mod loader;
 mod open;
 mod options;
 mod publish;
+mod rcu;
 mod recovery;
 mod runs;
 mod segment;

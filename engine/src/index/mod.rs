@@ -19,9 +19,9 @@ use std::ops::{Bound, Deref};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::{Condvar, Mutex};
 
+use crate::rcu::{self, Rcu, RcuOption};
 use crate::skiplist::{NodeRef, SkipList};
 use crate::values::{ValueStore, IN_SEGMENT};
 use crate::{Error, Result};
@@ -257,10 +257,12 @@ pub(crate) fn version_at<'a>(
 
 /// The index of a database: generations, live snapshots and the retention policy.
 pub(crate) struct Versions {
-    current: ArcSwap<Gen>,
+    /// Loaded inside read sections ([`crate::rcu`]): no count, no fence; a replaced generation
+    /// is retired and freed once no section that may hold it is open.
+    current: Rcu<Gen>,
     /// The generation a running trim is building: every writer that finds it inserts there too
     /// (inserts are idempotent, so a version the trim also copies is linked once).
-    next: ArcSwapOption<Gen>,
+    next: RcuOption<Gen>,
     /// Live snapshots: LSN → count. The trim floor never passes the oldest.
     snapshots: Mutex<BTreeMap<Lsn, usize>>,
     pub(crate) retention: Mutex<RetentionState>,
@@ -295,8 +297,8 @@ impl Versions {
         let gens = Mutex::new(vec![Arc::downgrade(&gen)]);
         Versions {
             gens,
-            current: ArcSwap::new(gen),
-            next: ArcSwapOption::empty(),
+            current: Rcu::new(gen),
+            next: RcuOption::none(),
             snapshots: Mutex::new(BTreeMap::new()),
             retention: Mutex::new(retention),
             garbage: AtomicUsize::new(0),
@@ -323,6 +325,9 @@ impl Versions {
     /// yet, even when the checkpoint in force does not refer to them (a snapshot or a scan may
     /// still read a version the checkpoint left out).
     pub(crate) fn segments_in_use(&self) -> std::collections::BTreeSet<u64> {
+        // Frees the generations no read section can still use (they would count here), after
+        // the reads of other threads that may still use one have ended.
+        rcu::synchronize();
         let mut out = std::collections::BTreeSet::new();
         let mut g = self.gens.lock();
         g.retain(|w| w.strong_count() > 0);
@@ -343,7 +348,7 @@ impl Versions {
     /// every cold open of a million keys after 65,536 overwrites in the log copied its whole
     /// index straight away: twice its memory and most of two cores for a while.)
     pub(crate) fn wants_trim(&self) -> bool {
-        let versions = self.current.load().list.len();
+        let versions = self.current().list.len();
         self.garbage.load(Ordering::Relaxed) >= self.next_trim_at(0, versions)
     }
 
@@ -351,7 +356,7 @@ impl Versions {
     /// trim is requested ([`Versions::next_trim_at`]).
     pub(crate) fn set_garbage(&self, garbage: usize) {
         self.garbage.store(garbage, Ordering::Relaxed);
-        let versions = self.current.load().list.len();
+        let versions = self.current().list.len();
         self.trim_at
             .store(self.next_trim_at(garbage, versions), Ordering::Relaxed);
         self.sample_times
@@ -386,8 +391,9 @@ impl Versions {
     pub(crate) fn insert(&self, ops: &[OpRef<'_>], lsn: Lsn) -> bool {
         // Load `next` before `current`: a trim publishes the new generation as `current` before
         // it clears `next`, so a writer that finds no `next` after a trim finds the new current.
-        let next = self.next.load();
-        let cur = self.current.load();
+        let section = rcu::enter();
+        let next = self.next.load(&section);
+        let cur = self.current.load(&section);
         let mut garbage = 0;
         // A transaction that writes a key twice leaves its last write: (key, LSN) is one
         // version, and inserts of a version already present are no-ops, so insert the last
@@ -410,8 +416,8 @@ impl Versions {
             if ins.older.is_some() || value.is_none() {
                 garbage += 1;
             }
-            if let Some(n) = &*next {
-                if !Arc::ptr_eq(n, &cur) {
+            if let Some(n) = next {
+                if !std::ptr::eq(n, cur) {
                     n.list.insert(key, lsn, value, 0);
                 }
             }
@@ -456,7 +462,8 @@ impl Versions {
         lsn: Lsn,
         f: impl FnOnce(Found<'_>) -> R,
     ) -> Result<R> {
-        let g = self.current.load();
+        let section = rcu::enter();
+        let g = self.current.load(&section);
         let floor = g.floor();
         if lsn < floor {
             return Err(Error::HistoryTrimmed {
@@ -480,7 +487,8 @@ impl Versions {
             // The visible LSN first, then the generation: a generation swapped in after the
             // load has every version up to it (inserts precede publication).
             let lsn = visible();
-            let g = self.current.load();
+            let section = rcu::enter();
+            let g = self.current.load(&section);
             let floor = g.floor();
             if lsn < floor {
                 // A trim computed its floor from a newer visible LSN than ours: read again (the
@@ -579,7 +587,8 @@ impl Versions {
 
     /// Live keys in the current generation (including commits in flight).
     pub(crate) fn live_keys(&self) -> usize {
-        self.current.load().list.live_keys()
+        let section = rcu::enter();
+        self.current.load(&section).list.live_keys()
     }
 }
 
@@ -622,10 +631,7 @@ mod tests {
         assert_eq!(v.next_trim_at(300_000, 1_000_000), 600_000);
         // At open too: the count is set from the generation recovery built.
         for k in 0..8_000u32 {
-            v.current
-                .load()
-                .list
-                .insert(&k.to_be_bytes(), 1, Some(b"v"), 0);
+            v.current().list.insert(&k.to_be_bytes(), 1, Some(b"v"), 0);
         }
         v.set_garbage(10);
         assert_eq!(v.trim_at.load(Ordering::Relaxed), 2_000);

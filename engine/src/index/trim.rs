@@ -160,13 +160,13 @@ pub(crate) fn trim_converting(
             cap = cap.min(d);
         }
         drop(snapshots);
-        let old_floor = v.current.load().floor();
+        let old_floor = v.current().floor();
         let floor = r.trim_floor(host.now_ns(), cap, old_floor);
         (floor, r.plan(floor, cap))
     };
     // 2. Publish the next generation for writers.
     let list = SkipList::new();
-    list.reserve_keys(v.current.load().list.live_keys());
+    list.reserve_keys(v.live_keys());
     let next = Arc::new(Gen::new(list, floor));
     v.register(&next);
     v.next.store(Some(next.clone()));
@@ -177,7 +177,7 @@ pub(crate) fn trim_converting(
         return None;
     }
     // 4. Copy what the plan keeps.
-    let old = v.current.load_full();
+    let old = v.current();
     let before = old.list.len();
     let (garbage, marked, segments) = copy_kept(&old.list, &next.list, plan, convert);
     next.set_segments(segments);
