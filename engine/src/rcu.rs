@@ -545,6 +545,23 @@ mod tests {
         (c, dropped)
     }
 
+    /// Opens a section on a new thread, runs `inside` in it, and keeps it open until the returned
+    /// sender is used; join the handle after.
+    fn section_elsewhere(
+        inside: impl FnOnce(&Section) + Send + 'static,
+    ) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (leave_tx, leave_rx) = mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let s = enter();
+            inside(&s);
+            entered_tx.send(()).unwrap();
+            leave_rx.recv().unwrap();
+        });
+        entered_rx.recv().unwrap();
+        (leave_tx, t)
+    }
+
     /// A value replaced while another thread's section is open is kept until that section ends,
     /// and freed as it ends.
     #[test]
@@ -554,20 +571,10 @@ mod tests {
             || {
                 let (first, first_dropped) = canary();
                 let cell = Arc::new(Rcu::new(first));
-                let (entered_tx, entered_rx) = mpsc::channel();
-                let (leave_tx, leave_rx) = mpsc::channel::<()>();
-                let reader = {
+                let (leave_tx, reader) = {
                     let cell = cell.clone();
-                    std::thread::spawn(move || {
-                        let s = enter();
-                        let v = cell.load(&s);
-                        entered_tx.send(()).unwrap();
-                        leave_rx.recv().unwrap();
-                        // The value loaded before the replacement is still intact.
-                        assert_eq!(v.alive, ALIVE);
-                    })
+                    section_elsewhere(move |s| assert_eq!(cell.load(s).alive, ALIVE))
                 };
-                entered_rx.recv().unwrap();
                 let (second, second_dropped) = canary();
                 cell.store(second);
                 collect();
@@ -610,17 +617,10 @@ mod tests {
                 !first_dropped.load(Ordering::SeqCst),
                 "the outer section is still open"
             );
+            // Another thread's section, begun after the retire, does not hold it back: the outer
+            // section's end frees it with that section still open.
+            let (leave_tx, t) = section_elsewhere(|_| ());
             drop(outer);
-            // Another thread's section, begun after the retire, does not block it.
-            let (entered_tx, entered_rx) = mpsc::channel();
-            let (leave_tx, leave_rx) = mpsc::channel::<()>();
-            let t = std::thread::spawn(move || {
-                let _s = enter();
-                entered_tx.send(()).unwrap();
-                leave_rx.recv().unwrap();
-            });
-            entered_rx.recv().unwrap();
-            collect();
             assert!(
                 first_dropped.load(Ordering::SeqCst),
                 "no section could still use it"
@@ -654,14 +654,7 @@ mod tests {
 
                 let (third, third_dropped) = canary();
                 cell.store(third);
-                let (entered_tx, entered_rx) = mpsc::channel();
-                let (leave_tx, leave_rx) = mpsc::channel::<()>();
-                let holder = std::thread::spawn(move || {
-                    let _s = enter();
-                    entered_tx.send(()).unwrap();
-                    leave_rx.recv().unwrap();
-                });
-                entered_rx.recv().unwrap();
+                let (leave_tx, holder) = section_elsewhere(|_| ());
                 let (fourth, _) = canary();
                 // `third` is retired while the holder's section (begun before) is open.
                 cell.store(fourth);
