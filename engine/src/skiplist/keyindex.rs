@@ -134,22 +134,35 @@ fn encode(tag: u64, node: NonNull<Node>) -> Option<u64> {
 /// Asks for the two cache lines after a node's first one, where its key's tail and its value
 /// lie (a node is a 16-byte header, its tower, the key and the value, 8-byte aligned): fetched
 /// beside the first line instead of after it, a point read waits for two cache misses in a row
-/// (the slot, the node) instead of three. A prefetch never faults, whatever the address.
+/// (the slot, the node) instead of three.
 #[inline]
 fn prefetch_value(node: NonNull<Node>) {
+    let base = node.as_ptr().cast::<u8>();
+    prefetch(base.wrapping_add(64));
+    prefetch(base.wrapping_add(128));
+}
+
+/// Asks for a node's first cache line and the next: its header and key, which may cross into
+/// the second (nodes are 8-byte aligned; a short key lies in the first 64 bytes after its start).
+#[inline]
+fn prefetch_key(node: NonNull<Node>) {
+    let base = node.as_ptr().cast::<u8>();
+    prefetch(base);
+    prefetch(base.wrapping_add(63));
+}
+
+/// Asks for the cache line holding `p`. A prefetch never faults, whatever the address.
+#[inline]
+fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    {
+    // SAFETY: `prefetcht0` only hints the cache; it reads nothing the program sees and does not
+    // fault on any address (SSE, which every x86-64 processor has).
+    unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let base = node.as_ptr().cast::<i8>();
-        // SAFETY: `prefetcht0` only hints the cache; it reads nothing the program sees and does
-        // not fault on any address (SSE, which every x86-64 processor has).
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64));
-            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(128));
-        }
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = node;
+    let _ = p;
 }
 
 fn tag_of(slot: u64) -> u64 {
@@ -336,14 +349,52 @@ impl KeyIndex {
         }
         let mut new = Table::with_slots(to);
         let n = new.slots.len();
-        for slot in old.slots.iter() {
-            let slot = slot.load(Ordering::Relaxed);
+        // Rehashing reads every key's node and writes a random slot of the new table: two cache
+        // misses per key, independent from key to key. A pipeline keeps them in flight: the node
+        // of the slot NODE_AHEAD places on is prefetched, the key SLOT_AHEAD places on is hashed
+        // and its new slot prefetched, and the key at hand is placed.
+        const NODE_AHEAD: usize = 32;
+        const SLOT_AHEAD: usize = 8;
+        let olds = &old.slots[..];
+        let len = olds.len();
+        let new_base = new.slots.as_ptr();
+        let node_at = |j: usize| {
+            let slot = olds[j].load(Ordering::Relaxed);
+            (slot != 0).then(|| (slot, node_of(slot)))
+        };
+        // The slot at `j` and where its probe starts in the new table (0: empty).
+        let stage = |j: usize| match node_at(j) {
+            Some((slot, node)) => {
+                // SAFETY: as in `note`.
+                let key = unsafe { NodeRef::from_ptr(node) }.key();
+                let start = self.hash(key).start(n);
+                prefetch(new_base.wrapping_add(start).cast());
+                (slot, start)
+            }
+            None => (0, 0),
+        };
+        for j in 0..NODE_AHEAD.min(len) {
+            if let Some((_, node)) = node_at(j) {
+                prefetch_key(node);
+            }
+        }
+        let mut ring = [(0u64, 0usize); SLOT_AHEAD];
+        for (j, r) in ring.iter_mut().enumerate().take(len) {
+            *r = stage(j);
+        }
+        for j in 0..len {
+            if j + NODE_AHEAD < len {
+                if let Some((_, node)) = node_at(j + NODE_AHEAD) {
+                    prefetch_key(node);
+                }
+            }
+            let (slot, mut i) = ring[j % SLOT_AHEAD];
+            if j + SLOT_AHEAD < len {
+                ring[j % SLOT_AHEAD] = stage(j + SLOT_AHEAD);
+            }
             if slot == 0 {
                 continue;
             }
-            // SAFETY: as in `note`.
-            let node = unsafe { NodeRef::from_ptr(node_of(slot)) };
-            let mut i = self.hash(node.key()).start(n);
             // `&mut` access: the new table is not published yet.
             while *new.slots[i].get_mut() != 0 {
                 i = new.next(i);
