@@ -101,6 +101,9 @@ impl Db {
             }
             (_, Some(Durability::Strict)) => Durability::Strict,
         };
+        if !system {
+            self.shared.versions.prefetch(ops);
+        }
         self.validate(ops)?;
         if self.shared.log.is_some() {
             self.start_log_thread()?;

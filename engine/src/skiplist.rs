@@ -913,6 +913,11 @@ impl SkipList {
         }
     }
 
+    /// Prefetches the key index's slot for `key` (see `KeyIndex::prefetch`).
+    pub(crate) fn prefetch_key(&self, key: &[u8]) {
+        self.keys.prefetch(key);
+    }
+
     /// Defers the key index (before a bulk load): appends do not note keys, point reads search
     /// the list, until [`SkipList::build_key_index`] runs.
     pub(crate) fn defer_key_index(&mut self) {

@@ -412,6 +412,16 @@ impl KeyIndex {
         drop(guards);
     }
 
+    /// Asks for the cache line of the slot where `key`'s probe starts: a commit asks before its
+    /// serialised step, so that noting its key after the insert finds the line in cache (a new
+    /// key's slot is a cache miss: the table is large and the hash spreads keys over it).
+    pub(super) fn prefetch(&self, key: &[u8]) {
+        let h = self.hash(key);
+        let section = rcu::enter();
+        let t = self.table.load(&section);
+        prefetch(t.slots.as_ptr().wrapping_add(h.start(t.slots.len())).cast());
+    }
+
     /// The newest node recorded for `key`: `Some(None)` when the key has none, `None` when the
     /// index cannot tell (disabled; the caller searches the list).
     pub(super) fn newest(&self, key: &[u8]) -> Option<Option<NonNull<Node>>> {
