@@ -295,7 +295,10 @@ impl Db {
     ///
     /// `f` runs while the read holds the index without a lock: keep it short. Memory of index
     /// structures replaced while it runs (a trimmed generation, a grown key table) is freed only
-    /// after it returns (docs/DURABILITY.md §6.1, "Read sections").
+    /// after it returns (docs/DURABILITY.md §6.1, "Read sections"), and a checkpoint's
+    /// compaction waits for it (up to about a second, then it keeps those structures' value
+    /// segments for a later checkpoint): `f` should not itself wait for a checkpoint
+    /// ([`Db::checkpoint`], [`Db::backup_to`]) — that pair stalls for that second.
     ///
     /// # Errors
     ///

@@ -43,8 +43,12 @@
 //! A collect never waits for a reader: what it cannot free stays queued, and the sections that
 //! held it back collect again as they end (a section that began at or before a pending retire
 //! does, on leaving), as do every [`retire`], the compaction's question which value segments are
-//! in use ([`synchronize`], which waits for older sections) and a database's drop. A read section runs the caller's closure of [`crate::Db::get_with`]: one
+//! in use ([`synchronize`], which waits for older sections, a second at most: a checkpoint asks
+//! it holding the MANIFEST lock, so a section that waits for that lock — a `get_with` closure
+//! that checkpoints — delays it that long) and a database's drop. A read section runs the caller's closure of [`crate::Db::get_with`]: one
 //! that blocks for long holds back the memory of every generation or table replaced meanwhile.
+//! Nothing in this module logs while it holds one of its locks or decides the fence mode: a
+//! logger that writes into a database enters read sections itself.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{
@@ -141,21 +145,27 @@ fn mode() -> u8 {
     if m != UNDECIDED {
         return m;
     }
+    // Logged after the decision is stored, outside `call_once`: a logger that writes into a
+    // database would enter a read section, and so this function, again.
+    let mut why = None;
     DECIDE.call_once(|| {
         let m = if std::env::var_os("RINGLOG_NO_MEMBARRIER").is_some() {
-            log::debug!("read sections: SeqCst fences (RINGLOG_NO_MEMBARRIER is set)");
+            why = Some("RINGLOG_NO_MEMBARRIER is set");
             FENCES
         } else if membarrier(MEMBARRIER_CMD_QUERY) & i64::from(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
             == 0
             || membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0
         {
-            log::debug!("read sections: SeqCst fences (membarrier private expedited unavailable)");
+            why = Some("membarrier private expedited unavailable");
             FENCES
         } else {
             MEMBARRIER
         };
         MODE.store(m, Ordering::Release);
     });
+    if let Some(why) = why {
+        log::debug!("read sections: SeqCst fences ({why})");
+    }
     MODE.load(Ordering::Acquire)
 }
 
@@ -266,7 +276,13 @@ pub(crate) fn retire(object: Box<dyn Send>) {
 pub(crate) fn collect() {
     let ready: Vec<Box<dyn Send>> = {
         let mut retired = RETIRED.lock();
-        if retired.is_empty() || !heavy_fence() {
+        if retired.is_empty() {
+            return;
+        }
+        if let Err(e) = heavy_fence() {
+            // Logged without the lock: a logger that writes into a database may collect.
+            drop(retired);
+            log_fence_failure(&e);
             return;
         }
         let oldest = SLOTS
@@ -305,7 +321,8 @@ pub(crate) fn synchronize() {
     }
     // Sections that begin after this advance read a later epoch: they are not waited for.
     let before = EPOCH.fetch_add(1, Ordering::SeqCst);
-    if !heavy_fence() {
+    if let Err(e) = heavy_fence() {
+        log_fence_failure(&e);
         return;
     }
     let own = LOCAL.try_with(|l| std::ptr::from_ref(l.0)).ok();
@@ -363,20 +380,21 @@ impl Backoff {
     }
 }
 
-/// The collect side's fence; false if it could not be made (nothing may be freed then).
-fn heavy_fence() -> bool {
+/// The collect side's fence; the error if it could not be made (nothing may be freed then).
+/// Logs nothing: callers log with no lock of this module held.
+fn heavy_fence() -> std::io::Result<()> {
     if mode() == MEMBARRIER {
         if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
-            log::error!(
-                "membarrier failed after registration: {}; replaced index memory is kept",
-                std::io::Error::last_os_error()
-            );
-            return false;
+            return Err(std::io::Error::last_os_error());
         }
     } else {
         fence(Ordering::SeqCst);
     }
-    true
+    Ok(())
+}
+
+fn log_fence_failure(e: &std::io::Error) {
+    log::error!("membarrier failed after registration: {e}; replaced index memory is kept");
 }
 
 /// Objects retired and not yet freed (for tests and statistics).
@@ -668,6 +686,69 @@ mod tests {
                 synchronize();
                 assert!(third_dropped.load(Ordering::SeqCst), "freed once it ended");
             },
+        );
+    }
+
+    /// A logger that reads a database (so enters read sections) while the fence mode is being
+    /// decided and logged: the decision is logged after it is made, so the logger's own section
+    /// finds it made (a log inside the decision re-entered it: a recursive `Once`, which blocks
+    /// or panics). Runs in a child process (the logger and the mode are process-wide), with a
+    /// guard against a hang.
+    #[test]
+    fn a_logger_that_reads_while_the_mode_is_logged() {
+        const NAME: &str = "rcu::tests::a_logger_that_reads_while_the_mode_is_logged";
+        if std::env::var_os("RINGLOG_RCU_LOGGER_CHILD").is_some() {
+            struct Reading;
+            impl log::Log for Reading {
+                fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                    true
+                }
+                fn log(&self, _: &log::Record<'_>) {
+                    let (value, _) = canary();
+                    let cell = Rcu::new(value);
+                    let s = enter();
+                    assert_eq!(cell.load(&s).alive, ALIVE);
+                }
+                fn flush(&self) {}
+            }
+            log::set_logger(Box::leak(Box::new(Reading))).unwrap();
+            log::set_max_level(log::LevelFilter::Debug);
+            assert_eq!(
+                MODE.load(Ordering::Relaxed),
+                UNDECIDED,
+                "nothing decided yet"
+            );
+            drop(enter());
+            assert_eq!(MODE.load(Ordering::Relaxed), FENCES);
+            return;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
+            .env("RINGLOG_RCU_LOGGER_CHILD", "1")
+            .env("RINGLOG_NO_MEMBARRIER", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A hang guard, not a timing check: the child takes milliseconds.
+        let mut waited = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if waited == 600 {
+                let _ = child.kill();
+                panic!("the child hangs: the decision re-entered itself");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waited += 1;
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success() && stdout.contains("1 passed"),
+            "{status}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 
