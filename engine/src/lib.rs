@@ -111,6 +111,7 @@ mod checkpoint;
 mod checkpointer;
 mod commit;
 mod conflicts;
+mod cpu;
 mod db;
 mod dir;
 mod error;

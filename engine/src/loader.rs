@@ -337,7 +337,7 @@ impl Versions {
         let end = (start + e.stored_len()).min(buf.len());
         let mut at = start;
         while at < end {
-            prefetch_read(buf[at..].as_ptr());
+            crate::cpu::prefetch_read(buf[at..].as_ptr());
             at = (at | 63) + 1;
         }
     }
@@ -430,19 +430,6 @@ const VERSION_BUF: usize = 8 << 20;
 /// memory to the kernel (the C heap would keep most of it).
 fn new_buffer(need: usize) -> HugeBuf {
     HugeBuf::with_capacity(need.max(VERSION_BUF))
-}
-
-/// Prefetches the cache line holding `p` (a hint: no effect on what the program computes).
-#[inline(always)]
-fn prefetch_read(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults nor reads into the program's state; `p`
-    // points into a live buffer anyway.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// The loader's sorting thread: it receives chunks of operations in log order, sorts each and

@@ -404,30 +404,24 @@ pub(crate) fn pending() -> usize {
 }
 
 /// A shared pointer that readers load inside a [`Section`] without touching its count, and that
-/// a writer replaces with [`Rcu::store`] (the old value is retired, not dropped at once).
-pub(crate) struct Rcu<T: Send + Sync + 'static> {
-    /// From `Arc::into_raw`; holds one strong count.
-    ptr: AtomicPtr<T>,
-    _owns: PhantomData<Arc<T>>,
-}
+/// a writer replaces with [`Rcu::store`] (the old value is retired, not dropped at once): an
+/// [`RcuOption`] that always holds a value.
+pub(crate) struct Rcu<T: Send + Sync + 'static>(RcuOption<T>);
 
 impl<T: Send + Sync + 'static> Rcu<T> {
     pub(crate) fn new(value: Arc<T>) -> Rcu<T> {
-        Rcu {
+        Rcu(RcuOption {
             ptr: AtomicPtr::new(Arc::into_raw(value).cast_mut()),
             _owns: PhantomData,
-        }
+        })
     }
 
     /// The current value, for as long as `section` (and this cell's borrow) lives.
     #[inline]
-    pub(crate) fn load<'a>(&'a self, _section: &'a Section) -> &'a T {
-        // SAFETY: the pointer came from `Arc::into_raw` and held a strong count when loaded
-        // (Acquire: its construction happened before). A value replaced since is retired, and
-        // retired values are dropped only after every section that could have loaded them ended
-        // (module documentation); `section` is open for 'a, and the cell itself, which owns the
-        // current value, cannot be dropped while borrowed for 'a.
-        unsafe { &*self.ptr.load(Ordering::Acquire) }
+    pub(crate) fn load<'a>(&'a self, section: &'a Section) -> &'a T {
+        self.0
+            .load(section)
+            .expect("an Rcu always holds a value (set by new and every store)")
     }
 
     /// The current value, counted (for holders that outlive a section: snapshots, scans).
@@ -435,7 +429,7 @@ impl<T: Send + Sync + 'static> Rcu<T> {
         let section = enter();
         let p: *const T = self.load(&section);
         // SAFETY: `p` came from `Arc::into_raw` and its value cannot be dropped while `section`
-        // lives (as in `load`), so its count is at least one here.
+        // lives (as in `RcuOption::load`), so its count is at least one here.
         unsafe {
             Arc::increment_strong_count(p);
             Arc::from_raw(p)
@@ -444,23 +438,11 @@ impl<T: Send + Sync + 'static> Rcu<T> {
 
     /// Replaces the value; the old one is retired (dropped once no section can use it).
     pub(crate) fn store(&self, value: Arc<T>) {
-        let old = self
-            .ptr
-            .swap(Arc::into_raw(value).cast_mut(), Ordering::AcqRel);
-        // SAFETY: `old` came from `Arc::into_raw`; the cell's count of it is handed to `retire`.
-        retire(Box::new(unsafe { Arc::from_raw(old) }));
+        self.0.store(Some(value));
     }
 }
 
-impl<T: Send + Sync + 'static> Drop for Rcu<T> {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `Arc::into_raw`; no section can hold a reference from
-        // this cell (`load` borrows the cell), so its count is released here.
-        drop(unsafe { Arc::from_raw(*self.ptr.get_mut()) });
-    }
-}
-
-/// An [`Rcu`] that may hold nothing.
+/// A shared pointer that may hold nothing (see [`Rcu`]).
 pub(crate) struct RcuOption<T: Send + Sync + 'static> {
     /// Null, or from `Arc::into_raw` holding one strong count.
     ptr: AtomicPtr<T>,
@@ -475,20 +457,25 @@ impl<T: Send + Sync + 'static> RcuOption<T> {
         }
     }
 
-    /// As [`Rcu::load`].
+    /// The current value, if any, for as long as `section` (and this cell's borrow) lives.
     #[inline]
     pub(crate) fn load<'a>(&'a self, _section: &'a Section) -> Option<&'a T> {
         let p = self.ptr.load(Ordering::Acquire);
-        // SAFETY: as in `Rcu::load` (null is `None`).
+        // SAFETY: a non-null pointer came from `Arc::into_raw` and held a strong count when
+        // loaded (Acquire: its construction happened before). A value replaced since is retired,
+        // and retired values are dropped only after every section that could have loaded them
+        // ended (module documentation); `section` is open for 'a, and the cell itself, which
+        // owns the current value, cannot be dropped while borrowed for 'a. Null is `None`.
         unsafe { p.as_ref() }
     }
 
-    /// As [`Rcu::store`].
+    /// Replaces the value; the old one, if any, is retired (dropped once no section can use it).
     pub(crate) fn store(&self, value: Option<Arc<T>>) {
         let new = value.map_or(std::ptr::null_mut(), |v| Arc::into_raw(v).cast_mut());
         let old = self.ptr.swap(new, Ordering::AcqRel);
         if !old.is_null() {
-            // SAFETY: as in `Rcu::store`.
+            // SAFETY: `old` came from `Arc::into_raw`; the cell's count of it is handed to
+            // `retire`.
             retire(Box::new(unsafe { Arc::from_raw(old) }));
         }
     }
@@ -498,7 +485,8 @@ impl<T: Send + Sync + 'static> Drop for RcuOption<T> {
     fn drop(&mut self) {
         let p = *self.ptr.get_mut();
         if !p.is_null() {
-            // SAFETY: as in `Rcu`'s drop.
+            // SAFETY: the pointer came from `Arc::into_raw`; no section can hold a reference
+            // from this cell (`load` borrows the cell), so its count is released here.
             drop(unsafe { Arc::from_raw(p) });
         }
     }

@@ -47,6 +47,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::cpu::prefetch_read as prefetch;
 use crate::rcu::{self, Rcu};
 
 use super::{Node, NodeRef};
@@ -149,20 +150,6 @@ fn prefetch_key(node: NonNull<Node>) {
     let base = node.as_ptr().cast::<u8>();
     prefetch(base);
     prefetch(base.wrapping_add(63));
-}
-
-/// Asks for the cache line holding `p`. A prefetch never faults, whatever the address.
-#[inline]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` only hints the cache; it reads nothing the program sees and does not
-    // fault on any address (SSE, which every x86-64 processor has).
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 fn tag_of(slot: u64) -> u64 {
@@ -290,7 +277,7 @@ impl KeyIndex {
         let keys = self.shards[h.shard()].0.get_mut();
         *keys += 1;
         let grow = *keys * SHARDS * 4;
-        {
+        let slots = {
             // SAFETY: exclusive access: no grow runs, so `current` is the table `table` holds.
             let t = unsafe { &**self.current.get_mut() };
             let mut i = h.start(t.slots.len());
@@ -310,10 +297,8 @@ impl KeyIndex {
             if grow <= t.slots.len() * 3 {
                 return;
             }
-        }
-        let section = rcu::enter();
-        let slots = self.table.load(&section).slots.len();
-        drop(section);
+            t.slots.len()
+        };
         self.grow(slots);
     }
 
