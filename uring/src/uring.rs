@@ -1581,6 +1581,13 @@ impl Drop for UringDriver {
 const WRITER_DEPTH: usize = 4;
 /// `user_data` of the final fdatasync.
 const WRITER_SYNC: u64 = u64::MAX;
+/// `user_data` of the cancellations a stalled writer asks for (see [`RingWriter::wait_one`]).
+const WRITER_CANCEL: u64 = u64::MAX - 1;
+/// How long one wait of a [`RingWriter`] for a completion lasts before it looks again.
+const WRITER_WAIT_SLICE: types::Timespec = types::Timespec::new().sec(0).nsec(250_000_000);
+/// Waits of [`WRITER_WAIT_SLICE`] with no completion after which a writer cancels what it has in
+/// flight and finishes those pieces itself (5 s).
+const WRITER_STALL_SLICES: u32 = 20;
 
 /// A [`FileWriter`] on a small ring of its own: up to [`WRITER_DEPTH`] writes in flight, so the
 /// caller prepares the next piece while the kernel writes the previous ones; then one
@@ -1597,6 +1604,10 @@ struct RingWriter<'a> {
     /// then.
     slots: [Option<(Vec<u8>, u64)>; WRITER_DEPTH],
     in_flight: usize,
+    /// The final fdatasync is in flight.
+    syncing: bool,
+    /// [`WRITER_STALL_SLICES`] (fewer in a test).
+    stall_slices: u32,
     /// The first error; the writer stays failed.
     failed: Option<io::Error>,
 }
@@ -1609,6 +1620,8 @@ impl<'a> RingWriter<'a> {
             file,
             slots: Default::default(),
             in_flight: 0,
+            syncing: false,
+            stall_slices: WRITER_STALL_SLICES,
             failed: None,
         })
     }
@@ -1626,15 +1639,80 @@ impl<'a> RingWriter<'a> {
         }
     }
 
-    /// Waits for at least one completion and handles every completion available.
-    fn reap(&mut self) -> io::Result<()> {
+    /// Submits what is queued and waits until the completion queue holds at least one entry.
+    ///
+    /// The wait is sliced (a timeout of [`WRITER_WAIT_SLICE`] per `io_uring_enter`) and looks at
+    /// the queue after each slice, so a completion whose wake-up was missed is still found. After
+    /// [`WRITER_STALL_SLICES`] slices with none, every operation still in flight is cancelled
+    /// (once, logged): buffered writes and fsyncs run on the kernel's io-wq workers, and a stop
+    /// 32 CI run (and one local run in about two hundred) waited there forever for a write of a
+    /// checkpoint file that never completed. A cancelled write completes with `-ECANCELED` and
+    /// [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync is redone with
+    /// `fdatasync(2)` by [`FileWriter::finish`]. An operation the kernel is really executing (a
+    /// slow disk) is not cancelled and is waited for, slice after slice.
+    fn wait_one(&mut self) -> io::Result<()> {
+        let mut slices = 0u32;
         loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            let args = types::SubmitArgs::new().timespec(&WRITER_WAIT_SLICE);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.raw_os_error() == Some(libc::ETIME) => {}
+                // A kernel without IORING_FEAT_EXT_ARG (before 5.11): an unsliced wait.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    match self.ring.submit_and_wait(1) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 Err(e) => return Err(e),
             }
+            if !self.ring.completion().is_empty() {
+                return Ok(());
+            }
+            slices += 1;
+            if slices == self.stall_slices {
+                self.cancel_in_flight();
+            }
         }
+    }
+
+    /// Asks the kernel to cancel the writes in flight and a pending sync (their completions then
+    /// arrive with `-ECANCELED`, or as they would have if they were already running).
+    fn cancel_in_flight(&mut self) {
+        let targets: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as u64)
+            .chain(self.syncing.then_some(WRITER_SYNC))
+            .collect();
+        log::warn!(
+            "file writer: no completion in {} ms for {} operations in flight; cancelling them \
+             and finishing them synchronously",
+            u64::from(self.stall_slices) * 250,
+            targets.len()
+        );
+        let mut sq = self.ring.submission();
+        for ud in targets {
+            let cancel = opcode::AsyncCancel::new(ud)
+                .build()
+                .user_data(WRITER_CANCEL);
+            // SAFETY: a cancellation references no memory. The queue has room: every write and
+            // the sync were consumed by earlier enters (at most WRITER_DEPTH + 1 of the ring's
+            // 2 * WRITER_DEPTH entries are ever queued at once).
+            if unsafe { sq.push(&cancel) }.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Waits for at least one completion and handles every completion available.
+    fn reap(&mut self) -> io::Result<()> {
+        self.wait_one()?;
         let done: Vec<(u64, i32)> = self
             .ring
             .completion()
@@ -1651,7 +1729,7 @@ impl<'a> RingWriter<'a> {
             self.in_flight -= 1;
             let written = match res {
                 n if n >= 0 => n as usize,
-                e if e == -libc::EINTR || e == -libc::EAGAIN => 0,
+                e if e == -libc::EINTR || e == -libc::EAGAIN || e == -libc::ECANCELED => 0,
                 e => {
                     self.fail(io::Error::from_raw_os_error(-e));
                     continue;
@@ -1729,19 +1807,28 @@ impl FileWriter for RingWriter<'_> {
                 .push(&sqe)
                 .map_err(|_| io::Error::other("file writer: submission queue full"))?;
         }
-        loop {
-            match self.ring.submit_and_wait(1) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        self.syncing = true;
+        let res = loop {
+            self.wait_one()?;
+            // Skip the completions of cancellations.
+            if let Some(c) = self
+                .ring
+                .completion()
+                .find(|c| c.user_data() == WRITER_SYNC)
+            {
+                break c.result();
             }
-        }
-        let res = self
-            .ring
-            .completion()
-            .find(|c| c.user_data() == WRITER_SYNC)
-            .map(|c| c.result())
-            .ok_or_else(|| io::Error::other("file writer: the sync did not complete"))?;
+        };
+        self.syncing = false;
+        let res = if res == -libc::ECANCELED {
+            // Cancelled by a stalled wait: the same fdatasync, synchronously.
+            match self.file.sync_data() {
+                Ok(()) => 0,
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+            }
+        } else {
+            res
+        };
         if res < 0 {
             let e = io::Error::from_raw_os_error(-res);
             self.fail(io::Error::new(e.kind(), e.to_string()));
@@ -2416,6 +2503,67 @@ mod tests {
         // An empty pipe takes `cap` bytes in one write without blocking.
         writer.write_all(&vec![0xAA; cap]).unwrap();
         (Arc::new(PipeFile(writer)), reader, cap)
+    }
+
+    /// A pipe's write end whose synchronous writes and syncs are recorded, not made.
+    struct RecordingPipe {
+        pipe: Arc<PipeFile>,
+        written: Mutex<Vec<(Vec<u8>, u64)>>,
+    }
+
+    impl VFile for RecordingPipe {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.pipe.read_at(buf, offset)
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            self.written.lock().push((buf.to_vec(), offset));
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.pipe.sync_data()
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            self.pipe.sync_all()
+        }
+        fn allocate(&self, len: u64) -> io::Result<crate::Allocation> {
+            self.pipe.allocate(len)
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.pipe.size()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.pipe.set_len(len)
+        }
+        fn direct_io(&self) -> Option<usize> {
+            None
+        }
+        fn raw_fd(&self) -> Option<RawFd> {
+            self.pipe.raw_fd()
+        }
+    }
+
+    /// A file writer's write that never completes (a full pipe stands for the io-wq write that
+    /// never did) is cancelled after the stall limit and its piece written synchronously:
+    /// `finish` returns instead of waiting forever, and the bytes went to the file once.
+    #[test]
+    fn a_stalled_file_writer_cancels_and_writes_synchronously() {
+        if !have_uring() {
+            return;
+        }
+        let (pipe, _reader, _) = full_pipe();
+        let file = RecordingPipe {
+            pipe,
+            written: Mutex::new(Vec::new()),
+        };
+        let mut w = RingWriter::new(file.raw_fd().unwrap(), &file).unwrap();
+        w.stall_slices = 2;
+        w.write(vec![7u8; 100], 0).unwrap();
+        w.write(vec![8u8; 50], 100).unwrap();
+        w.finish(false).unwrap();
+        let mut written = file.written.lock().clone();
+        written.sort_by_key(|(_, off)| *off);
+        assert_eq!(written, vec![(vec![7u8; 100], 0), (vec![8u8; 50], 100)]);
+        assert_eq!(w.in_flight, 0);
     }
 
     #[test]
