@@ -1820,8 +1820,9 @@ impl FileWriter for RingWriter<'_> {
             }
         };
         self.syncing = false;
-        let res = if res == -libc::ECANCELED {
-            // Cancelled by a stalled wait: the same fdatasync, synchronously.
+        let res = if res == -libc::ECANCELED || res == -libc::EINTR {
+            // Cancelled by a stalled wait (an fdatasync already running when it was cancelled
+            // may be interrupted instead): the same fdatasync, synchronously.
             match self.file.sync_data() {
                 Ok(()) => 0,
                 Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
