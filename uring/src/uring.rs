@@ -1644,7 +1644,7 @@ impl<'a> RingWriter<'a> {
     /// The wait is sliced (a timeout of [`WRITER_WAIT_SLICE`] per `io_uring_enter`) and looks at
     /// the queue after each slice, so a completion whose wake-up was missed is still found. After
     /// [`WRITER_STALL_SLICES`] slices with none, every operation still in flight is cancelled
-    /// (once, logged): buffered writes and fsyncs run on the kernel's io-wq workers, and a stop
+    /// (logged; again after each further such stretch): buffered writes and fsyncs run on the kernel's io-wq workers, and a stop
     /// 32 CI run (and one local run in about two hundred) waited there forever for a write of a
     /// checkpoint file that never completed. A cancelled write completes with `-ECANCELED` and
     /// [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync is redone with
