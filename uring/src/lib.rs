@@ -452,9 +452,10 @@ pub trait Vfs: Send + Sync + 'static {
     fn backend(&self) -> BackendInfo;
     /// A writer for one large file written in sequential pieces (a checkpoint): the io_uring
     /// backend keeps several writes in flight on a ring of its own; the default writes each piece
-    /// before returning ([`SyncFileWriter`]). The io_uring writer never waits forever for the
-    /// kernel: after 5 s without any completion it cancels what it has in flight (logged as a
-    /// warning) and writes those pieces, or redoes the final fdatasync, synchronously.
+    /// before returning ([`SyncFileWriter`]). The io_uring writer does not wait forever for a
+    /// request the kernel queued and never ran: after 5 s without any completion it cancels what
+    /// it has in flight (logged as a warning) and writes those pieces, or redoes the final
+    /// fdatasync, synchronously; a request the kernel is executing is waited for.
     fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn FileWriter + 'a> {
         Box::new(SyncFileWriter::new(file))
     }

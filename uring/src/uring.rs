@@ -1583,9 +1583,12 @@ const WRITER_DEPTH: usize = 4;
 const WRITER_SYNC: u64 = u64::MAX;
 /// `user_data` of the cancellations a stalled writer asks for (see [`RingWriter::wait_one`]).
 const WRITER_CANCEL: u64 = u64::MAX - 1;
-/// How long one wait of a [`RingWriter`] for a completion lasts before it looks again.
-const WRITER_WAIT_SLICE: types::Timespec = types::Timespec::new().sec(0).nsec(250_000_000);
-/// Waits of [`WRITER_WAIT_SLICE`] with no completion after which a writer cancels what it has in
+/// How long one wait of a [`RingWriter`] for a completion lasts before it looks again, in ms.
+const WRITER_WAIT_SLICE_MS: u32 = 250;
+/// [`WRITER_WAIT_SLICE_MS`] as the kernel takes it.
+const WRITER_WAIT_SLICE: types::Timespec =
+    types::Timespec::new().nsec(WRITER_WAIT_SLICE_MS * 1_000_000);
+/// Waits of [`WRITER_WAIT_SLICE_MS`] with no completion after which a writer cancels what it has in
 /// flight and finishes those pieces itself (5 s).
 const WRITER_STALL_SLICES: u32 = 20;
 
@@ -1641,7 +1644,7 @@ impl<'a> RingWriter<'a> {
 
     /// Submits what is queued and waits until the completion queue holds at least one entry.
     ///
-    /// The wait is sliced (a timeout of [`WRITER_WAIT_SLICE`] per `io_uring_enter`) and looks at
+    /// The wait is sliced (a timeout of [`WRITER_WAIT_SLICE_MS`] per `io_uring_enter`) and looks at
     /// the queue after each slice, so a completion whose wake-up was missed is still found. After
     /// [`WRITER_STALL_SLICES`] slices with none, every operation still in flight is cancelled
     /// (logged; again after each further such stretch): buffered writes and fsyncs run on the kernel's io-wq workers, and a stop
@@ -1693,7 +1696,7 @@ impl<'a> RingWriter<'a> {
         log::warn!(
             "file writer: no completion in {} ms for {} operations in flight; cancelling them \
              and finishing them synchronously",
-            u64::from(self.stall_slices) * 250,
+            u64::from(self.stall_slices) * u64::from(WRITER_WAIT_SLICE_MS),
             targets.len()
         );
         let mut sq = self.ring.submission();
