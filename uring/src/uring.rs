@@ -493,6 +493,49 @@ fn fsync_entry(fd: RawFd, payload: u64) -> squeue::Entry {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sliced waits: a request stranded in the kernel is cancelled instead of waited for forever
+// ---------------------------------------------------------------------------------------------
+
+/// How long one wait for a completion lasts before the waiter looks again, in ms.
+const WAIT_SLICE_MS: u32 = 250;
+/// [`WAIT_SLICE_MS`] as the kernel takes it.
+const WAIT_SLICE: types::Timespec = types::Timespec::new().nsec(WAIT_SLICE_MS * 1_000_000);
+/// Slices of [`WAIT_SLICE_MS`] without a completion after which a waiter cancels what it has in
+/// flight and finishes it synchronously (5 s).
+const STALL_SLICES: u32 = 20;
+
+/// One `io_uring_enter` that submits what is queued and waits until `want` completions are in
+/// the completion queue, for at most [`WAIT_SLICE_MS`]: `Ok(true)` when the slice ran out
+/// first. (When the same call also submitted SQEs the kernel reports the submission instead of
+/// the timeout: the slice then counts as not run out, which only delays a cancel.) A kernel
+/// without `IORING_FEAT_EXT_ARG` (before 5.11) refuses the timeout with `EINVAL` and gets an
+/// unsliced wait. Other errors are the caller's, unchanged.
+///
+/// Why waits are sliced: buffered writes and fsyncs run on the kernel's io-wq workers, and a
+/// stop-32 CI run (and three local runs in about two hundred and thirty) waited forever for a
+/// checkpoint write that sat queued there with no worker to run it. Such a request completes
+/// only when cancelled (`IORING_OP_ASYNC_CANCEL`), and a waiter that never wakes cannot cancel.
+fn enter_sliced(ring: &IoUring, want: usize) -> io::Result<bool> {
+    let args = types::SubmitArgs::new().timespec(&WAIT_SLICE);
+    match ring.submitter().submit_with_args(want, &args) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            ring.submit_and_wait(want).map(|_| false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// An `io_uring_enter` failure worth retrying: `EINTR`, `EAGAIN` or `EBUSY`.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
 // The commit state machine (pure: driven by CQE results, tested without a ring)
 // ---------------------------------------------------------------------------------------------
 
@@ -537,6 +580,10 @@ struct Commit {
     error: Option<io::Error>,
     /// Retries since the last progress.
     stalled: u32,
+    /// A stalled wait cancelled what was in flight ([`Commit::cancel_requested`]): once nothing
+    /// is in flight, the rest of the commit is written and synced synchronously
+    /// ([`Commit::finish_synchronously`]), and `-ECANCELED` completions are expected.
+    cancelled: bool,
     short_writes: u64,
     retries: u64,
     fsync_resubmits: u64,
@@ -555,6 +602,7 @@ impl Commit {
             fsync_attempted: false,
             error: None,
             stalled: 0,
+            cancelled: false,
             short_writes: 0,
             retries: 0,
             fsync_resubmits: 0,
@@ -623,6 +671,8 @@ impl Commit {
         };
         if res < 0 {
             match -res {
+                // Nothing of a cancelled write was written: the synchronous finish writes it.
+                libc::ECANCELED if self.cancelled => {}
                 libc::EINTR | libc::EAGAIN => self.retry("write", res),
                 errno => self.fail(io::Error::from_raw_os_error(errno)),
             }
@@ -665,6 +715,8 @@ impl Commit {
                 self.synced = true;
                 self.stalled = 0;
             }
+            // Cancelled by a stalled wait: the synchronous finish syncs.
+            r if -r == libc::ECANCELED && self.cancelled => {}
             // The chain broke before the fsync ran (short or failed write): a new one follows.
             r if -r == libc::ECANCELED => self.stall("fsync cancelled"),
             r if -r == libc::EINTR || -r == libc::EAGAIN => self.retry("fsync", r),
@@ -672,6 +724,40 @@ impl Commit {
             r => self.fail(io::Error::other(format!(
                 "io_uring fsync completed with unexpected result {r}"
             ))),
+        }
+    }
+
+    /// A stalled wait is cancelling what is in flight: completions with `-ECANCELED` are
+    /// expected from now on, and the commit ends with [`Commit::finish_synchronously`].
+    fn cancel_requested(&mut self) {
+        self.cancelled = true;
+    }
+
+    /// After a cancel, with nothing in flight: writes what the ring did not (`buf[written..]`,
+    /// `buf` being the commit's whole buffer, at `offset`) with `pwrite(2)` and syncs it with
+    /// `fdatasync(2)` — also when everything was written, since a cancelled or unfinished sync
+    /// proves nothing. A hard error seen before stays the result.
+    fn finish_synchronously(&mut self, file: &dyn VFile, buf: &[u8], offset: u64) {
+        assert_eq!(
+            self.in_flight(),
+            0,
+            "finish_synchronously with operations in flight"
+        );
+        debug_assert!(self.cancelled);
+        debug_assert_eq!(buf.len(), self.len);
+        if self.error.is_some() {
+            return;
+        }
+        let rest = &buf[self.written..];
+        match file
+            .write_all_at(rest, offset + self.written as u64)
+            .and_then(|()| file.sync_data())
+        {
+            Ok(()) => {
+                self.written = self.len;
+                self.synced = true;
+            }
+            Err(e) => self.fail(e),
         }
     }
 
@@ -812,6 +898,10 @@ pub struct UringStats {
     pub wakeups: u64,
     /// `wait` (or blocking `complete`) calls ended by their timer.
     pub timer_expiries: u64,
+    /// `write_durable` calls whose write or fsync had not completed after a stall of
+    /// 5 s: what was in flight was cancelled and the commit finished with `pwrite(2)` and
+    /// `fdatasync(2)` (each also logged as a warning).
+    pub stall_cancels: u64,
 }
 
 /// The waiting side's bookkeeping: the armed poll and timer and what their completions said.
@@ -910,6 +1000,9 @@ pub struct UringDriver {
     slots: [Option<Pipelined>; MAX_IN_FLIGHT],
     /// Finished submissions not yet handed to `complete`'s caller.
     finished: VecDeque<Completion>,
+    /// [`STALL_SLICES`] (fewer in a test): slices a `write_durable` waits without a completion
+    /// before it cancels what it has in flight.
+    stall_slices: u32,
     eventfd: Arc<EventFd>,
 }
 
@@ -967,6 +1060,7 @@ impl UringDriver {
             stats: UringStats::default(),
             slots: Default::default(),
             finished: VecDeque::new(),
+            stall_slices: STALL_SLICES,
             eventfd: Arc::new(eventfd),
         })
     }
@@ -1008,18 +1102,54 @@ impl UringDriver {
     }
 
     /// One `io_uring_enter`: submits what is queued and waits until `want` completions are in the
-    /// completion queue. Transient failures (`EINTR`, `EAGAIN`, `EBUSY`) are counted and return
-    /// `Ok`: every caller reaps and loops until its own condition holds.
+    /// completion queue. Transient failures ([`is_transient`]) are counted and return `Ok`: every
+    /// caller reaps and loops until its own condition holds.
     fn enter(&mut self, want: usize) -> io::Result<()> {
         match self.ring.submit_and_wait(want) {
             Ok(_) => Ok(()),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY) => {
-                    self.stats.enter_retries += 1;
-                    Ok(())
-                }
-                _ => Err(e),
-            },
+            Err(e) if is_transient(&e) => {
+                self.stats.enter_retries += 1;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Asks the kernel to cancel the write and fsync of `c` in flight (they then complete with
+    /// `-ECANCELED`, or as they would have if already running) and marks `c` to be finished
+    /// synchronously. The cancellations are submitted by the caller's next enter.
+    fn cancel_commit(&mut self, c: &mut Commit) {
+        let targets: Vec<u64> = [
+            (c.write_in_flight.is_some(), Tag::Write),
+            (c.fsync_in_flight, Tag::Fsync),
+        ]
+        .into_iter()
+        .filter(|(in_flight, _)| *in_flight)
+        .map(|(_, tag)| user_data(tag, SYNC_COMMIT))
+        .collect();
+        log::warn!(
+            "io_uring log driver: no completion in {} ms for a commit's {} operation(s) in \
+             flight; cancelling them and finishing the commit with pwrite and fdatasync",
+            u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS),
+            targets.len()
+        );
+        if !c.cancelled {
+            self.stats.stall_cancels += 1;
+        }
+        c.cancel_requested();
+        let mut sq = self.ring.submission();
+        for target in targets {
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(Tag::Cancel, 0));
+            // SAFETY: a cancellation references no memory (its target is named by user_data).
+            // When the queue is full the cancel waits for the next slice (nothing is lost: the
+            // commit is already marked to finish synchronously, and every queued SQE is
+            // submitted by the next enter).
+            if unsafe { sq.push(&cancel) }.is_err() {
+                break;
+            }
+            self.wait.in_flight += 1;
         }
     }
 
@@ -1332,9 +1462,18 @@ impl UringDriver {
         }
     }
 
-    /// The ring path of `write_durable`.
+    /// The ring path of `write_durable` (`fd` is `file`'s descriptor).
+    ///
+    /// Its waits are sliced ([`enter_sliced`]): after [`STALL_SLICES`] slices (5 s) in which
+    /// neither the write nor the fsync in flight completed, both are cancelled (logged as a
+    /// warning, counted in [`UringStats::stall_cancels`]) and, once their completions are in,
+    /// the commit is finished with `pwrite(2)` and `fdatasync(2)`
+    /// ([`Commit::finish_synchronously`]): a request stranded in the kernel's io-wq (as one of
+    /// the checkpoint writer's was) then costs 5 s instead of a log thread. An operation the
+    /// kernel is really executing is not cancelled by it and is waited for.
     fn commit(
         &mut self,
+        file: &dyn VFile,
         fd: RawFd,
         offset: u64,
         buf: &[u8],
@@ -1347,6 +1486,11 @@ impl UringDriver {
         loop {
             if let Err(e) = self.make_room(2, Some(&mut c)) {
                 return Err(self.enter_failed(e, c.in_flight()));
+            }
+            if c.cancelled {
+                // Nothing is in flight (`next` below is only reached with nothing in flight).
+                c.finish_synchronously(file, buf, offset);
+                break;
             }
             let queued = match c.next() {
                 Step::Finished => break,
@@ -1389,15 +1533,30 @@ impl UringDriver {
             };
             // Submit and wait until every operation of this step has completed; completions of
             // the waiting side (poll, timers) that arrive meanwhile are recorded for `wait`.
+            let mut empty_slices = 0u32;
             while c.in_flight() > 0 {
-                if let Err(e) = self.enter(c.in_flight() as usize) {
-                    return Err(self.enter_failed(e, c.in_flight()));
-                }
+                let waiting = c.in_flight();
+                let ran_out = match enter_sliced(&self.ring, waiting as usize) {
+                    Ok(ran_out) => ran_out,
+                    Err(e) if is_transient(&e) => {
+                        self.stats.enter_retries += 1;
+                        false
+                    }
+                    Err(e) => return Err(self.enter_failed(e, c.in_flight())),
+                };
                 let left = self.ring.submission().len();
-                if left > 0 && left < queued {
+                if left > 0 && left < queued && !c.cancelled {
                     c.on_split_submission();
                 }
                 self.reap(Some(&mut c));
+                if c.in_flight() < waiting {
+                    empty_slices = 0;
+                } else if ran_out {
+                    empty_slices += 1;
+                    if empty_slices.is_multiple_of(self.stall_slices) {
+                        self.cancel_commit(&mut c);
+                    }
+                }
             }
         }
         self.stats.short_writes += c.short_writes;
@@ -1425,7 +1584,7 @@ impl LogDriver for UringDriver {
             )));
         }
         match file.raw_fd() {
-            Some(fd) => self.commit(fd, offset, buf, strategy),
+            Some(fd) => self.commit(file, fd, offset, buf, strategy),
             None => {
                 file.write_all_at(buf, offset)?;
                 file.sync_data()
@@ -1583,14 +1742,6 @@ const WRITER_DEPTH: usize = 4;
 const WRITER_SYNC: u64 = u64::MAX;
 /// `user_data` of the cancellations a stalled writer asks for (see [`RingWriter::wait_one`]).
 const WRITER_CANCEL: u64 = u64::MAX - 1;
-/// How long one wait of a [`RingWriter`] for a completion lasts before it looks again, in ms.
-const WRITER_WAIT_SLICE_MS: u32 = 250;
-/// [`WRITER_WAIT_SLICE_MS`] as the kernel takes it.
-const WRITER_WAIT_SLICE: types::Timespec =
-    types::Timespec::new().nsec(WRITER_WAIT_SLICE_MS * 1_000_000);
-/// Waits of [`WRITER_WAIT_SLICE_MS`] with no completion after which a writer cancels what it has in
-/// flight and finishes those pieces itself (5 s).
-const WRITER_STALL_SLICES: u32 = 20;
 
 /// A [`FileWriter`] on a small ring of its own: up to [`WRITER_DEPTH`] writes in flight, so the
 /// caller prepares the next piece while the kernel writes the previous ones; then one
@@ -1609,7 +1760,7 @@ struct RingWriter<'a> {
     in_flight: usize,
     /// The final fdatasync is in flight.
     syncing: bool,
-    /// [`WRITER_STALL_SLICES`] (fewer in a test).
+    /// [`STALL_SLICES`] (fewer in a test).
     stall_slices: u32,
     /// The first error; the writer stays failed.
     failed: Option<io::Error>,
@@ -1624,7 +1775,7 @@ impl<'a> RingWriter<'a> {
             slots: Default::default(),
             in_flight: 0,
             syncing: false,
-            stall_slices: WRITER_STALL_SLICES,
+            stall_slices: STALL_SLICES,
             failed: None,
         })
     }
@@ -1644,39 +1795,25 @@ impl<'a> RingWriter<'a> {
 
     /// Submits what is queued and waits until the completion queue holds at least one entry.
     ///
-    /// The wait is sliced (a timeout of [`WRITER_WAIT_SLICE_MS`] per `io_uring_enter`) and looks at
-    /// the queue after each slice, so a completion whose wake-up was missed is still found. After
-    /// [`WRITER_STALL_SLICES`] slices with none, every operation still in flight is cancelled
-    /// (logged; again after each further such stretch): buffered writes and fsyncs run on the kernel's io-wq workers, and a stop
-    /// 32 CI run (and one local run in about two hundred) waited there forever for a write of a
-    /// checkpoint file that never completed. A cancelled write completes with `-ECANCELED` and
-    /// [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync is redone with
-    /// `fdatasync(2)` by [`FileWriter::finish`]. An operation the kernel is really executing (a
-    /// slow disk) is not cancelled and is waited for, slice after slice.
+    /// The wait is sliced ([`enter_sliced`]) and looks at the queue after each slice, so a
+    /// completion whose wake-up was missed is still found. After each [`STALL_SLICES`] slices with
+    /// none, every operation still in flight is cancelled (logged). A cancelled write completes
+    /// with `-ECANCELED` and [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync
+    /// is redone with `fdatasync(2)` by [`FileWriter::finish`]. An operation the kernel is really
+    /// executing (a slow disk) is not cancelled and is waited for, slice after slice.
     fn wait_one(&mut self) -> io::Result<()> {
         let mut slices = 0u32;
         loop {
-            let args = types::SubmitArgs::new().timespec(&WRITER_WAIT_SLICE);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            match enter_sliced(&self.ring, 1) {
                 Ok(_) => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::Interrupted
-                        || e.raw_os_error() == Some(libc::ETIME) => {}
-                // A kernel without IORING_FEAT_EXT_ARG (before 5.11): an unsliced wait.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    match self.ring.submit_and_wait(1) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
             if !self.ring.completion().is_empty() {
                 return Ok(());
             }
             slices += 1;
-            if slices == self.stall_slices {
+            if slices.is_multiple_of(self.stall_slices) {
                 self.cancel_in_flight();
             }
         }
@@ -1696,7 +1833,7 @@ impl<'a> RingWriter<'a> {
         log::warn!(
             "file writer: no completion in {} ms for {} operations in flight; cancelling them \
              and finishing them synchronously",
-            u64::from(self.stall_slices) * u64::from(WRITER_WAIT_SLICE_MS),
+            u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS),
             targets.len()
         );
         let mut sq = self.ring.submission();
@@ -2293,6 +2430,48 @@ mod tests {
         assert!(c.into_result().is_err());
     }
 
+    /// A cancelled commit: `-ECANCELED` completions are expected, not errors; the synchronous
+    /// finish writes exactly what the ring did not (after a short write, the rest) and syncs.
+    /// Without a cancel, `-ECANCELED` on a write stays a hard error.
+    #[test]
+    fn a_cancelled_commit_finishes_what_the_ring_did_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = open_log(dir.path(), "log", false);
+        let buf = pattern(5, 300);
+        for strategy in [SyncStrategy::WriteThenSync, SyncStrategy::Dsync] {
+            let mut c = Commit::new(buf.len(), strategy);
+            let (start, len, then_fsync) = step_write(&mut c);
+            assert_eq!((start, len), (0, 300));
+            c.on_write(100); // short
+            if then_fsync {
+                c.on_fsync(-libc::ECANCELED); // the broken chain's fsync
+            }
+            let (start, _, then_fsync) = step_write(&mut c);
+            assert_eq!(start, 100);
+            c.cancel_requested();
+            c.on_write(-libc::ECANCELED);
+            if then_fsync {
+                c.on_fsync(-libc::ECANCELED);
+            }
+            assert_eq!(c.in_flight(), 0);
+            assert!(c.error.is_none(), "{strategy:?}: {:?}", c.error);
+            c.finish_synchronously(&*file, &buf, 4096);
+            assert!(c.synced);
+            c.into_result().unwrap();
+            // Only the rest was written: the first 100 bytes stayed as they were (zeros).
+            let mut want = vec![0u8; 100];
+            want.extend_from_slice(&buf[100..]);
+            assert_eq!(read_back(&*file, 4096, 300), want, "{strategy:?}");
+        }
+        let mut c = Commit::new(512, SyncStrategy::Dsync);
+        step_write(&mut c);
+        c.on_write(-libc::ECANCELED);
+        assert!(
+            c.into_result().is_err(),
+            "an unrequested cancel is an error"
+        );
+    }
+
     #[test]
     fn user_data_round_trips() {
         for tag in [
@@ -2513,6 +2692,19 @@ mod tests {
     struct RecordingPipe {
         pipe: Arc<PipeFile>,
         written: Mutex<Vec<(Vec<u8>, u64)>>,
+        syncs: Mutex<usize>,
+    }
+
+    impl RecordingPipe {
+        fn full() -> (RecordingPipe, io::PipeReader) {
+            let (pipe, reader, _) = full_pipe();
+            let file = RecordingPipe {
+                pipe,
+                written: Mutex::new(Vec::new()),
+                syncs: Mutex::new(0),
+            };
+            (file, reader)
+        }
     }
 
     impl VFile for RecordingPipe {
@@ -2524,7 +2716,8 @@ mod tests {
             Ok(())
         }
         fn sync_data(&self) -> io::Result<()> {
-            self.pipe.sync_data()
+            *self.syncs.lock() += 1;
+            Ok(())
         }
         fn sync_all(&self) -> io::Result<()> {
             self.pipe.sync_all()
@@ -2554,11 +2747,7 @@ mod tests {
         if !have_uring() {
             return;
         }
-        let (pipe, _reader, _) = full_pipe();
-        let file = RecordingPipe {
-            pipe,
-            written: Mutex::new(Vec::new()),
-        };
+        let (file, _reader) = RecordingPipe::full();
         let mut w = RingWriter::new(file.raw_fd().unwrap(), &file).unwrap();
         w.stall_slices = 2;
         w.write(vec![7u8; 100], 0).unwrap();
@@ -2568,6 +2757,42 @@ mod tests {
         written.sort_by_key(|(_, off)| *off);
         assert_eq!(written, vec![(vec![7u8; 100], 0), (vec![8u8; 50], 100)]);
         assert_eq!(w.in_flight, 0);
+    }
+
+    /// The log driver's commit whose write never completes (a full pipe stands for a request
+    /// stranded in io-wq) is cancelled after the stall limit and finished with a synchronous
+    /// write and sync: `write_durable` returns instead of waiting forever, with the bytes written
+    /// once and synced, and the driver goes on working.
+    #[test]
+    fn a_stalled_log_commit_cancels_and_finishes_synchronously() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), "log", false);
+        for (i, strategy) in [SyncStrategy::WriteThenSync, SyncStrategy::Dsync]
+            .into_iter()
+            .enumerate()
+        {
+            let (file, _reader) = RecordingPipe::full();
+            let mut d = UringDriver::new().unwrap();
+            d.stall_slices = 2;
+            let bytes = pattern(i as u64, 4096);
+            d.write_durable(&file, 8192, &bytes, strategy).unwrap();
+            assert_eq!(
+                *file.written.lock(),
+                vec![(bytes.clone(), 8192)],
+                "{strategy:?}"
+            );
+            assert_eq!(*file.syncs.lock(), 1, "{strategy:?}");
+            let stats = d.stats();
+            assert_eq!(stats.stall_cancels, 1, "{strategy:?}");
+            assert_eq!(stats.commits, 1, "{strategy:?}");
+            // The ring is idle again: the next commit goes through it as usual.
+            d.write_durable(&*log, 0, &bytes, strategy).unwrap();
+            assert_eq!(read_back(&*log, 0, bytes.len()), bytes);
+            assert_eq!(d.stats().stall_cancels, 1, "{strategy:?}");
+        }
     }
 
     #[test]
