@@ -465,6 +465,9 @@ pub trait Vfs: Send + Sync + 'static {
     /// the default reads them one after the other with [`VFile::read_exact_at`]. Never fails as a
     /// whole: errors are per request, and one request's error does not affect the others. An empty
     /// `buf` is `Ok` without any I/O. When it returns, no I/O referencing any `buf` is in flight.
+    /// The io_uring backend does not wait forever for a read the kernel queued and never ran:
+    /// after 5 s without any completion it cancels the reads in flight (logged as a warning) and
+    /// reads them, and the batch's requests not yet submitted, with plain reads.
     fn read_batch(&self, reads: &mut [BatchRead<'_>]) {
         for r in reads {
             r.result = Some(r.file.read_exact_at(r.buf, r.offset));

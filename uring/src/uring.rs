@@ -356,7 +356,7 @@ impl Vfs for UringVfs {
         }
         if !on_ring.is_empty() {
             match self.take_read_ring() {
-                Ok(mut ring) => match read_on_ring(&mut ring, reads, &on_ring) {
+                Ok(mut ring) => match read_on_ring(&mut ring, reads, &on_ring, STALL_SLICES) {
                     Ok(()) => self.put_read_ring(ring),
                     // The ring is closed unused: the reads it did not finish are not in flight
                     // and are read below.
@@ -2094,6 +2094,38 @@ impl RingRead {
     }
 }
 
+/// `user_data` of the cancellations a stalled read batch asks for (see [`read_on_ring`]).
+const READ_CANCEL: u64 = u64::MAX;
+
+/// Queues a cancellation of every read in flight of a batch (`state`, by request index, the
+/// `user_data` of its reads) and logs it; returns how many were queued.
+fn cancel_reads(ring: &mut IoUring, state: &[Option<RingRead>], stall_slices: u32) -> usize {
+    let targets: Vec<u64> = state
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.in_flight.is_some()))
+        .map(|(i, _)| i as u64)
+        .collect();
+    log::warn!(
+        "io_uring read batch: no completion in {} ms for {} read(s) in flight; cancelling them \
+         and reading the rest of the batch with pread",
+        u64::from(stall_slices) * u64::from(WAIT_SLICE_MS),
+        targets.len()
+    );
+    let mut sq = ring.submission();
+    let mut queued = 0;
+    for ud in targets {
+        let cancel = opcode::AsyncCancel::new(ud).build().user_data(READ_CANCEL);
+        // SAFETY: a cancellation references no memory. The queue has room: every read was
+        // consumed by an earlier enter and at most the queue's size are in flight.
+        if unsafe { sq.push(&cancel) }.is_err() {
+            break;
+        }
+        queued += 1;
+    }
+    queued
+}
+
 /// Counts the `Read` SQEs pushed and not yet reaped, and aborts the process if dropped while one
 /// may still be with the kernel (a panic unwinding out of [`read_on_ring`] would otherwise let the
 /// caller free a buffer the kernel still writes to).
@@ -2118,6 +2150,11 @@ impl Drop for ReadsInFlight {
 /// reads are resubmitted for their remainder. Returns once every SQE pushed was reaped, the ring
 /// idle again.
 ///
+/// Waits are sliced ([`enter_sliced`]): after `stall_slices` slices in a row without a
+/// completion, every read in flight is cancelled (logged as a warning), and those reads — with
+/// every request not yet on the ring — are left without a result, for the caller to read with
+/// plain `pread(2)` (as [`Vfs::read_batch`] does with whatever has no result).
+///
 /// `Err` when `io_uring_enter` failed with something other than `EINTR`/`EAGAIN`/`EBUSY`: it then
 /// first waits for every read the kernel already has, and returns once the only SQEs left are
 /// ones the kernel never consumed. The caller must then close the ring without entering it again
@@ -2128,6 +2165,7 @@ fn read_on_ring(
     ring: &mut IoUring,
     reads: &mut [BatchRead<'_>],
     on_ring: &[(usize, RawFd)],
+    stall_slices: u32,
 ) -> io::Result<()> {
     // Never more in flight than either queue holds: pushes cannot fail and completions cannot
     // overflow.
@@ -2141,8 +2179,14 @@ fn read_on_ring(
     let mut in_flight = ReadsInFlight(0);
     let mut broken: Option<io::Error> = None;
     let mut failed_enters = 0u32;
+    // Set once a stall cancelled the reads in flight: nothing more goes on the ring.
+    let mut cancelled = false;
+    // Cancellations whose completion is not reaped yet (they reference no memory, but the ring
+    // goes back to a pool: it must be idle when this returns).
+    let mut cancels = 0usize;
+    let mut empty_slices = 0u32;
     loop {
-        if broken.is_none() {
+        if broken.is_none() && !cancelled {
             let mut sq = ring.submission();
             while in_flight.0 < depth {
                 let Some(i) = pending.pop_front() else { break };
@@ -2177,7 +2221,7 @@ fn read_on_ring(
                 in_flight.0 += 1;
             }
         }
-        if in_flight.0 == 0 {
+        if in_flight.0 == 0 && (cancels == 0 || broken.is_some()) {
             break;
         }
         if broken.is_some() && ring.submission().len() == in_flight.0 {
@@ -2186,13 +2230,13 @@ fn read_on_ring(
             in_flight.0 = 0;
             break;
         }
-        match ring.submit_and_wait(1) {
-            Ok(_) => failed_enters = 0,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
-                ) => {}
+        let mut ran_out = false;
+        match enter_sliced(ring, 1) {
+            Ok(r) => {
+                failed_enters = 0;
+                ran_out = r;
+            }
+            Err(e) if is_transient(&e) => {}
             Err(e) => {
                 failed_enters += 1;
                 if failed_enters > MAX_STALLED_RETRIES {
@@ -2206,8 +2250,14 @@ fn read_on_ring(
                 broken.get_or_insert(e);
             }
         }
+        let mut reaped = 0usize;
         for cqe in ring.completion() {
+            reaped += 1;
             let (ud, res) = (cqe.user_data(), cqe.result());
+            if ud == READ_CANCEL {
+                cancels = cancels.saturating_sub(1);
+                continue;
+            }
             let Some((i, s)) = usize::try_from(ud)
                 .ok()
                 .and_then(|i| Some((i, state.get_mut(i)?.as_mut()?)))
@@ -2217,9 +2267,25 @@ fn read_on_ring(
                 continue;
             };
             in_flight.0 -= 1;
+            if cancelled && res < 0 {
+                // Cancelled (or failed after the stall): left for the caller's plain read.
+                s.in_flight = None;
+                continue;
+            }
             match s.on_read(res, reads[i].buf.len()) {
+                // After a stall nothing goes back on the ring: the caller reads it whole.
+                ReadStep::Resubmit if cancelled => {}
                 ReadStep::Resubmit => pending.push_back(i),
                 ReadStep::Done(result) => reads[i].result = Some(result),
+            }
+        }
+        if reaped > 0 {
+            empty_slices = 0;
+        } else if ran_out && in_flight.0 > 0 {
+            empty_slices += 1;
+            if empty_slices.is_multiple_of(stall_slices) {
+                cancelled = true;
+                cancels += cancel_reads(ring, &state, stall_slices);
             }
         }
     }
@@ -3103,7 +3169,7 @@ mod tests {
         let on_ring: Vec<(usize, RawFd)> = (0..reads.len())
             .map(|i| (i, file.raw_fd().unwrap()))
             .collect();
-        read_on_ring(&mut ring, &mut reads, &on_ring).unwrap();
+        read_on_ring(&mut ring, &mut reads, &on_ring, STALL_SLICES).unwrap();
         assert!(reads.iter().all(|r| matches!(r.result, Some(Ok(())))));
         drop(reads);
         for (&(at, len), buf) in spans.iter().zip(&bufs) {
@@ -3112,6 +3178,96 @@ mod tests {
         // The ring is idle again: nothing queued, nothing to reap.
         assert!(ring.submission().is_empty());
         assert!(ring.completion().is_empty());
+    }
+
+    /// The read end of a pipe nobody writes to, as a file: a read of it on the ring never
+    /// completes (it stands for a read stranded in io-wq); a plain read returns `fill` bytes.
+    struct SilentPipe {
+        reader: io::PipeReader,
+        _writer: io::PipeWriter,
+        fill: u8,
+    }
+
+    impl VFile for SilentPipe {
+        fn read_at(&self, buf: &mut [u8], _: u64) -> io::Result<usize> {
+            buf.fill(self.fill);
+            Ok(buf.len())
+        }
+        fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_all(&self) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn allocate(&self, _: u64) -> io::Result<crate::Allocation> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn size(&self) -> io::Result<u64> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn direct_io(&self) -> Option<usize> {
+            None
+        }
+        fn raw_fd(&self) -> Option<RawFd> {
+            Some(self.reader.as_raw_fd())
+        }
+    }
+
+    /// A read batch whose ring read never completes cancels it after the stall limit and
+    /// returns it without a result (the caller reads it with a plain read); reads of the batch
+    /// that completed keep theirs, and the ring is idle afterwards (it goes back to a pool).
+    #[test]
+    fn a_stalled_read_batch_cancels_and_leaves_the_rest_to_plain_reads() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (file, bytes) = pattern_file(dir.path(), "f", 10_000);
+        let (reader, writer) = io::pipe().unwrap();
+        let silent = SilentPipe {
+            reader,
+            _writer: writer,
+            fill: 0x5A,
+        };
+        let (mut ring, _) = build_shared_ring(4).unwrap();
+        let (mut a, mut b, mut c) = (vec![0u8; 100], vec![0u8; 64], vec![0u8; 200]);
+        let mut reads = vec![
+            BatchRead::new(&file, 10, &mut a),
+            BatchRead::new(&silent, 0, &mut b),
+            BatchRead::new(&file, 5_000, &mut c),
+        ];
+        let on_ring: Vec<(usize, RawFd)> = reads
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.file.raw_fd().unwrap()))
+            .collect();
+        read_on_ring(&mut ring, &mut reads, &on_ring, 2).unwrap();
+        assert!(matches!(reads[0].result, Some(Ok(()))));
+        assert!(
+            reads[1].result.is_none(),
+            "the stalled read is left to the caller"
+        );
+        assert!(matches!(reads[2].result, Some(Ok(()))));
+        assert!(ring.submission().is_empty());
+        assert!(ring.completion().is_empty());
+        drop(reads);
+        assert_eq!(a, bytes[10..110]);
+        assert_eq!(c, bytes[5_000..5_200]);
+
+        // Through `read_batch` (a 5-s stall) the stalled read ends as a plain read.
+        let vfs = UringVfs::new("test".into());
+        let mut b = vec![0u8; 64];
+        let mut reads = vec![BatchRead::new(&silent, 0, &mut b)];
+        vfs.read_batch(&mut reads);
+        assert!(matches!(reads[0].result, Some(Ok(()))));
+        drop(reads);
+        assert_eq!(b, vec![0x5A; 64]);
     }
 
     #[test]
