@@ -32,7 +32,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Once, OnceLock};
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 use parking_lot::Mutex;
@@ -898,8 +898,8 @@ pub struct UringStats {
     pub wakeups: u64,
     /// `wait` (or blocking `complete`) calls ended by their timer.
     pub timer_expiries: u64,
-    /// `write_durable` calls whose write or fsync had not completed after a stall of
-    /// 5 s: what was in flight was cancelled and the commit finished with `pwrite(2)` and
+    /// `write_durable` calls and submissions whose write or fsync had not completed after a
+    /// stall of 5 s: what was in flight was cancelled and the write finished with `pwrite(2)` and
     /// `fdatasync(2)` (each also logged as a warning).
     pub stall_cancels: u64,
 }
@@ -956,8 +956,8 @@ impl WaitState {
 /// leaked when the ring can no longer be waited on.
 struct Pipelined {
     token: u64,
-    /// Keeps `fd` open while SQEs naming it are in flight (held, never read).
-    #[expect(dead_code, reason = "held only to keep the descriptor open")]
+    /// Keeps `fd` open while SQEs naming it are in flight; written through directly when a
+    /// stalled step was cancelled ([`Commit::finish_synchronously`]).
     file: Arc<dyn VFile>,
     fd: RawFd,
     offset: u64,
@@ -965,6 +965,9 @@ struct Pipelined {
     /// `commit.in_flight()` is zero.
     buf: AlignedBuf,
     commit: Commit,
+    /// When its current step was submitted (or last cancelled): a step in flight for
+    /// [`STALL_SLICES`] slices is cancelled ([`UringDriver::cancel_stalled_submissions`]).
+    step_at: Instant,
 }
 
 /// The io_uring commit path and waiter of one log thread.
@@ -1112,6 +1115,56 @@ impl UringDriver {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Cancels the steps of submissions in flight for [`STALL_SLICES`] slices or more (logged as a
+    /// warning, counted in [`UringStats::stall_cancels`]); each such submission is then finished
+    /// with plain system calls once its cancelled operations completed ([`UringDriver::advance`]
+    /// → [`Commit::finish_synchronously`]). Cancelled again after each further such stretch.
+    fn cancel_stalled_submissions(&mut self) {
+        let limit = Duration::from_millis(u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS));
+        let now = Instant::now();
+        let mut targets = Vec::new();
+        for (slot, p) in self.slots.iter_mut().enumerate() {
+            let Some(p) = p else { continue };
+            if p.commit.in_flight() == 0 || now.duration_since(p.step_at) < limit {
+                continue;
+            }
+            if !p.commit.cancelled {
+                self.stats.stall_cancels += 1;
+            }
+            p.commit.cancel_requested();
+            p.step_at = now;
+            if p.commit.write_in_flight.is_some() {
+                targets.push(user_data(Tag::Write, slot_payload(slot)));
+            }
+            if p.commit.fsync_in_flight {
+                targets.push(user_data(Tag::Fsync, slot_payload(slot)));
+            }
+        }
+        if targets.is_empty() {
+            return;
+        }
+        log::warn!(
+            "io_uring log driver: no completion in {} ms for {} operation(s) of submitted \
+             writes in flight; cancelling them and finishing those writes with pwrite and \
+             fdatasync",
+            limit.as_millis(),
+            targets.len()
+        );
+        for target in targets {
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(Tag::Cancel, 0));
+            let mut sq = self.ring.submission();
+            // SAFETY: a cancellation references no memory (its target is named by user_data).
+            // When the queue is full the cancel is asked again after the next stall (the
+            // submission is already marked to finish synchronously).
+            if unsafe { sq.push(&cancel) }.is_err() {
+                break;
+            }
+            self.wait.in_flight += 1;
         }
     }
 
@@ -1274,6 +1327,15 @@ impl UringDriver {
         let p = self.slots[slot]
             .as_mut()
             .expect("start_step on an occupied slot");
+        if p.commit.cancelled {
+            // A stalled step was cancelled and nothing is in flight any more: the rest is
+            // written and synced here, with plain system calls.
+            p.commit
+                .finish_synchronously(&*p.file, p.buf.as_slice(), p.offset);
+            self.finish_slot(slot);
+            return Ok(());
+        }
+        p.step_at = Instant::now();
         let fsync = fsync_entry(p.fd, slot_payload(slot));
         let mut sq = self.ring.submission();
         let queued = match p.commit.next() {
@@ -1409,6 +1471,17 @@ impl UringDriver {
                 }
                 if done(self) || self.wait.timer_fired {
                     break;
+                }
+                if pipeline && self.pipelined_in_flight() > 0 {
+                    // Sliced, so that a stalled submission is noticed without a wake or timer.
+                    match enter_sliced(&self.ring, 1) {
+                        Ok(_) => {}
+                        Err(e) if is_transient(&e) => self.stats.enter_retries += 1,
+                        Err(e) => return Err(self.enter_failed(e, 0)),
+                    }
+                    self.reap(None);
+                    self.cancel_stalled_submissions();
+                    continue;
                 }
                 if let Err(e) = self.enter(1) {
                     return Err(self.enter_failed(e, 0));
@@ -1650,6 +1723,7 @@ impl LogDriver for UringDriver {
             offset,
             buf,
             commit,
+            step_at: Instant::now(),
         });
         self.start_step(slot)
     }
@@ -1664,6 +1738,7 @@ impl LogDriver for UringDriver {
     ) -> io::Result<()> {
         self.ready()?;
         self.reap(None);
+        self.cancel_stalled_submissions();
         self.advance()?;
         if self.finished.is_empty() {
             self.block(timeout, true)?;
@@ -1719,15 +1794,21 @@ impl Drop for UringDriver {
             unsafe { self.ring.submission().push(sqe) }.expect("make_room left free slots");
             self.wait.in_flight += 1;
         }
-        // Submitted writes are not cancelled (a regular file's write or fsync is not
-        // interruptible anyway): they are waited for, and no new step of theirs is submitted.
+        // Submitted writes are waited for (a regular file's write or fsync is not interruptible
+        // anyway), unless stalled (then cancelled, as in `complete`), and no new step of theirs
+        // is submitted: their completions were never handed out, so nothing waits for them.
         while self.wait.in_flight > 0 || self.pipelined_in_flight() > 0 {
-            if let Err(e) = self.enter(1) {
-                log::debug!("io_uring log driver drop: {e}");
-                self.leak_in_flight(&format!("io_uring_enter: {e}"));
-                return;
+            match enter_sliced(&self.ring, 1) {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => {}
+                Err(e) => {
+                    log::debug!("io_uring log driver drop: {e}");
+                    self.leak_in_flight(&format!("io_uring_enter: {e}"));
+                    return;
+                }
             }
             self.reap(None);
+            self.cancel_stalled_submissions();
         }
     }
 }
@@ -2995,6 +3076,47 @@ mod tests {
         let mut back = [0u8; 3];
         log.read_exact_at(&mut back, 0).unwrap();
         assert_eq!(&back, b"abc");
+    }
+
+    /// A submitted write that never completes (a full pipe) is cancelled after the stall limit
+    /// and finished with a plain write and sync: `complete` hands it back as done instead of
+    /// waiting forever, the bytes written once, and the driver goes on working.
+    #[test]
+    fn a_stalled_submission_cancels_and_finishes_synchronously() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), "log", false);
+        let (file, _reader) = RecordingPipe::full();
+        let file = Arc::new(file);
+        let mut d = UringDriver::new().unwrap();
+        d.stall_slices = 2;
+        let bytes = pattern(11, 4096);
+        for strategy in [SyncStrategy::WriteThenSync, SyncStrategy::Dsync] {
+            let mut s = submission(file.clone(), 4096, &bytes, 11);
+            s.strategy = strategy;
+            d.submit(s).unwrap();
+        }
+        let mut done = collect(&mut d, 2);
+        done.sort_by_key(|c| c.token);
+        for c in &done {
+            assert_eq!(c.token, 11);
+            c.result.as_ref().unwrap();
+        }
+        assert_eq!(
+            *file.written.lock(),
+            vec![(bytes.clone(), 4096), (bytes.clone(), 4096)]
+        );
+        assert_eq!(*file.syncs.lock(), 2);
+        assert_eq!(d.stats().stall_cancels, 2);
+        // The driver goes on: a submission to a regular file completes through the ring.
+        d.submit(submission(log.clone(), 0, &bytes, 12)).unwrap();
+        let done = collect(&mut d, 1);
+        assert_eq!(done[0].token, 12);
+        done[0].result.as_ref().unwrap();
+        assert_eq!(read_back(&*log, 0, bytes.len()), bytes);
+        assert_eq!(d.stats().stall_cancels, 2);
     }
 
     #[test]
