@@ -455,7 +455,8 @@ pub trait Vfs: Send + Sync + 'static {
     /// before returning ([`SyncFileWriter`]). The io_uring writer does not wait forever for a
     /// request the kernel queued and never ran: after 5 s without any completion it cancels what
     /// it has in flight (logged as a warning) and writes those pieces, or redoes the final
-    /// fdatasync, synchronously; a request the kernel is executing is waited for.
+    /// fdatasync, synchronously; a request the kernel is executing is waited for. (On kernels
+    /// from 5.11, which time-limit a wait with `IORING_FEAT_EXT_ARG`; before, it is waited for.)
     fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn FileWriter + 'a> {
         Box::new(SyncFileWriter::new(file))
     }
@@ -467,7 +468,8 @@ pub trait Vfs: Send + Sync + 'static {
     /// `buf` is `Ok` without any I/O. When it returns, no I/O referencing any `buf` is in flight.
     /// The io_uring backend does not wait forever for a read the kernel queued and never ran:
     /// after 5 s without any completion it cancels the reads in flight (logged as a warning) and
-    /// reads them, and the batch's requests not yet submitted, with plain reads.
+    /// reads them, and the batch's requests not yet submitted, with plain reads (kernels from
+    /// 5.11, as for [`Vfs::file_writer`]).
     fn read_batch(&self, reads: &mut [BatchRead<'_>]) {
         for r in reads {
             r.result = Some(r.file.read_exact_at(r.buf, r.offset));

@@ -87,6 +87,7 @@ const IO_URING_DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
 static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
 static DRIVER_FALLBACK: Once = Once::new();
 static READ_RING_FALLBACK: Once = Once::new();
+static UNSLICED_WAITS: Once = Once::new();
 
 // ---------------------------------------------------------------------------------------------
 // Ring setup and probing
@@ -506,25 +507,70 @@ const STALL_SLICES: u32 = 20;
 
 /// One `io_uring_enter` that submits what is queued and waits until `want` completions are in
 /// the completion queue, for at most [`WAIT_SLICE_MS`]: `Ok(true)` when the slice ran out
-/// first. (When the same call also submitted SQEs the kernel reports the submission instead of
-/// the timeout: the slice then counts as not run out, which only delays a cancel.) A kernel
-/// without `IORING_FEAT_EXT_ARG` (before 5.11) refuses the timeout with `EINVAL` and gets an
-/// unsliced wait. Other errors are the caller's, unchanged.
+/// first. A ring without `IORING_FEAT_EXT_ARG` (kernels before 5.11) cannot be given a timeout:
+/// it gets an unsliced wait (logged once: a request the kernel never completes is then waited
+/// for). Errors are the caller's, unchanged.
 ///
 /// Why waits are sliced: buffered writes and fsyncs run on the kernel's io-wq workers, and a
 /// stop-32 CI run (and three local runs in about two hundred and thirty) waited forever for a
 /// checkpoint write that sat queued there with no worker to run it. Such a request completes
 /// only when cancelled (`IORING_OP_ASYNC_CANCEL`), and a waiter that never wakes cannot cancel.
 fn enter_sliced(ring: &IoUring, want: usize) -> io::Result<bool> {
+    if !ring.params().is_feature_ext_arg() {
+        warn_once(
+            &UNSLICED_WAITS,
+            "io_uring without IORING_FEAT_EXT_ARG (kernel before 5.11): waits for completions are \
+             not time-sliced, so a request the kernel never completes is waited for",
+        );
+        return ring.submit_and_wait(want).map(|_| false);
+    }
     let args = types::SubmitArgs::new().timespec(&WAIT_SLICE);
     match ring.submitter().submit_with_args(want, &args) {
         Ok(_) => Ok(false),
         Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            ring.submit_and_wait(want).map(|_| false)
-        }
         Err(e) => Err(e),
     }
+}
+
+/// A waiter's stretch without progress, by the clock (not by counting slices: a thread that
+/// signals keep interrupting would never finish a slice). The waiter calls
+/// [`StallClock::progress`] when a completion it waits for arrived and [`StallClock::idle`] after
+/// any wait that brought none; `idle` answers true once the stretch reached the limit (and then
+/// starts a new stretch), when the waiter should cancel what it has in flight. Reads the clock
+/// only on a wait without progress.
+struct StallClock {
+    since: Option<Instant>,
+    limit: Duration,
+}
+
+impl StallClock {
+    /// A limit of `slices` wait slices ([`STALL_SLICES`] outside tests).
+    fn new(slices: u32) -> StallClock {
+        StallClock {
+            since: None,
+            limit: stall_limit(slices),
+        }
+    }
+
+    fn progress(&mut self) {
+        self.since = None;
+    }
+
+    fn idle(&mut self) -> bool {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) >= self.limit {
+            self.since = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// `slices` wait slices as a duration.
+fn stall_limit(slices: u32) -> Duration {
+    Duration::from_millis(u64::from(slices) * u64::from(WAIT_SLICE_MS))
 }
 
 /// An `io_uring_enter` failure worth retrying: `EINTR`, `EAGAIN` or `EBUSY`.
@@ -965,8 +1011,9 @@ struct Pipelined {
     /// `commit.in_flight()` is zero.
     buf: AlignedBuf,
     commit: Commit,
-    /// When its current step was submitted (or last cancelled): a step in flight for
-    /// [`STALL_SLICES`] slices is cancelled ([`UringDriver::cancel_stalled_submissions`]).
+    /// When its current step was submitted, or its last completion came, or it was last
+    /// cancelled: a step with nothing of that for [`STALL_SLICES`] slices is cancelled
+    /// ([`UringDriver::cancel_stalled_submissions`]).
     step_at: Instant,
 }
 
@@ -1123,7 +1170,7 @@ impl UringDriver {
     /// with plain system calls once its cancelled operations completed ([`UringDriver::advance`]
     /// → [`Commit::finish_synchronously`]). Cancelled again after each further such stretch.
     fn cancel_stalled_submissions(&mut self) {
-        let limit = Duration::from_millis(u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS));
+        let limit = stall_limit(self.stall_slices);
         let now = Instant::now();
         let mut targets = Vec::new();
         for (slot, p) in self.slots.iter_mut().enumerate() {
@@ -1183,7 +1230,7 @@ impl UringDriver {
         log::warn!(
             "io_uring log driver: no completion in {} ms for a commit's {} operation(s) in \
              flight; cancelling them and finishing the commit with pwrite and fdatasync",
-            u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS),
+            stall_limit(self.stall_slices).as_millis(),
             targets.len()
         );
         if !c.cancelled {
@@ -1217,11 +1264,11 @@ impl UringDriver {
                 Some((tag @ (Tag::Write | Tag::Fsync), payload)) => {
                     let target = match payload_slot(payload) {
                         None => commit.as_deref_mut(),
-                        Some(slot) => self
-                            .slots
-                            .get_mut(slot)
-                            .and_then(Option::as_mut)
-                            .map(|p| &mut p.commit),
+                        Some(slot) => self.slots.get_mut(slot).and_then(Option::as_mut).map(|p| {
+                            // Progress: a stall is measured from the last completion.
+                            p.step_at = Instant::now();
+                            &mut p.commit
+                        }),
                     };
                     match (target, tag) {
                         (Some(c), Tag::Write) => c.on_write(res),
@@ -1273,10 +1320,17 @@ impl UringDriver {
     /// it. Operations the kernel already has cannot be waited for any more; returning would let
     /// the kernel touch memory the caller is about to free, so that case aborts the process.
     /// (`commit_in_flight` counts the operations of `write_durable`'s commit, whose buffer is the
-    /// caller's. Submissions' buffers are the driver's own: they stay in their slots, and `Drop`
+    /// caller's; `consumed` says they are all with the kernel whatever is queued. Submissions' buffers are the driver's own: they stay in their slots, and `Drop`
     /// leaks them since the poisoned ring cannot be waited on.)
-    fn enter_failed(&mut self, e: io::Error, commit_in_flight: u32) -> io::Error {
-        let queued = self.ring.submission().len() as u32;
+    fn enter_failed(&mut self, e: io::Error, commit_in_flight: u32, consumed: bool) -> io::Error {
+        // SQEs still queued may be the commit's own (never consumed, so never to be), unless
+        // `consumed`: the caller knows its operations are with the kernel (what is queued is
+        // cancellations behind them). Counting too many as with the kernel only aborts.
+        let queued = if consumed {
+            0
+        } else {
+            self.ring.submission().len() as u32
+        };
         let with_kernel = commit_in_flight.saturating_sub(queued);
         if with_kernel > 0 {
             log::error!(
@@ -1322,7 +1376,7 @@ impl UringDriver {
         // The step's SQEs go into an empty queue, so that the number left after an enter tells
         // whether the kernel split a write from its linked fsync (as in `commit`).
         if let Err(e) = self.submit_all() {
-            return Err(self.enter_failed(e, 0));
+            return Err(self.enter_failed(e, 0, false));
         }
         let p = self.slots[slot]
             .as_mut()
@@ -1393,7 +1447,7 @@ impl UringDriver {
                 return Ok(());
             }
             if let Err(e) = self.enter(0) {
-                return Err(self.enter_failed(e, 0));
+                return Err(self.enter_failed(e, 0, false));
             }
             let left = self.ring.submission().len();
             if left > 0 && left < queued {
@@ -1429,7 +1483,7 @@ impl UringDriver {
         let done = |d: &UringDriver| d.wait.woken || (pipeline && !d.finished.is_empty());
         if !done(self) {
             if let Err(e) = self.make_room(3, None) {
-                return Err(self.enter_failed(e, 0));
+                return Err(self.enter_failed(e, 0, false));
             }
             let mut sq = self.ring.submission();
             if !self.wait.poll_armed {
@@ -1477,14 +1531,14 @@ impl UringDriver {
                     match enter_sliced(&self.ring, 1) {
                         Ok(_) => {}
                         Err(e) if is_transient(&e) => self.stats.enter_retries += 1,
-                        Err(e) => return Err(self.enter_failed(e, 0)),
+                        Err(e) => return Err(self.enter_failed(e, 0, false)),
                     }
                     self.reap(None);
                     self.cancel_stalled_submissions();
                     continue;
                 }
                 if let Err(e) = self.enter(1) {
-                    return Err(self.enter_failed(e, 0));
+                    return Err(self.enter_failed(e, 0, false));
                 }
                 self.reap(None);
             }
@@ -1503,14 +1557,14 @@ impl UringDriver {
                 .build()
                 .user_data(user_data(Tag::TimerRemove, 0));
             if let Err(e) = self.make_room(1, None) {
-                return Err(self.enter_failed(e, 0));
+                return Err(self.enter_failed(e, 0, false));
             }
             // SAFETY: a timeout removal references no memory (the target is named by its
             // user_data).
             unsafe { self.ring.submission().push(&remove) }.expect("make_room left a free slot");
             self.wait.in_flight += 1;
             if let Err(e) = self.submit_all() {
-                return Err(self.enter_failed(e, 0));
+                return Err(self.enter_failed(e, 0, false));
             }
         }
         Ok(())
@@ -1537,8 +1591,8 @@ impl UringDriver {
 
     /// The ring path of `write_durable` (`fd` is `file`'s descriptor).
     ///
-    /// Its waits are sliced ([`enter_sliced`]): after [`STALL_SLICES`] slices (5 s) in which
-    /// neither the write nor the fsync in flight completed, both are cancelled (logged as a
+    /// Its waits are sliced ([`enter_sliced`]): after [`STALL_SLICES`] slices' time (5 s, by the
+    /// clock: [`StallClock`]) in which neither the write nor the fsync in flight completed, both are cancelled (logged as a
     /// warning, counted in [`UringStats::stall_cancels`]) and, once their completions are in,
     /// the commit is finished with `pwrite(2)` and `fdatasync(2)`
     /// ([`Commit::finish_synchronously`]): a request stranded in the kernel's io-wq (as one of
@@ -1558,7 +1612,7 @@ impl UringDriver {
         let mut c = Commit::new(buf.len(), strategy);
         loop {
             if let Err(e) = self.make_room(2, Some(&mut c)) {
-                return Err(self.enter_failed(e, c.in_flight()));
+                return Err(self.enter_failed(e, c.in_flight(), false));
             }
             if c.cancelled {
                 // Nothing is in flight (`next` below is only reached with nothing in flight).
@@ -1606,29 +1660,25 @@ impl UringDriver {
             };
             // Submit and wait until every operation of this step has completed; completions of
             // the waiting side (poll, timers) that arrive meanwhile are recorded for `wait`.
-            let mut empty_slices = 0u32;
+            let mut stall = StallClock::new(self.stall_slices);
             while c.in_flight() > 0 {
                 let waiting = c.in_flight();
-                let ran_out = match enter_sliced(&self.ring, waiting as usize) {
-                    Ok(ran_out) => ran_out,
-                    Err(e) if is_transient(&e) => {
-                        self.stats.enter_retries += 1;
-                        false
-                    }
-                    Err(e) => return Err(self.enter_failed(e, c.in_flight())),
-                };
+                match enter_sliced(&self.ring, waiting as usize) {
+                    Ok(_) => {}
+                    Err(e) if is_transient(&e) => self.stats.enter_retries += 1,
+                    // After a cancel every operation of the commit is with the kernel (the
+                    // cancels queued behind them are not).
+                    Err(e) => return Err(self.enter_failed(e, c.in_flight(), c.cancelled)),
+                }
                 let left = self.ring.submission().len();
                 if left > 0 && left < queued && !c.cancelled {
                     c.on_split_submission();
                 }
                 self.reap(Some(&mut c));
                 if c.in_flight() < waiting {
-                    empty_slices = 0;
-                } else if ran_out {
-                    empty_slices += 1;
-                    if empty_slices.is_multiple_of(self.stall_slices) {
-                        self.cancel_commit(&mut c);
-                    }
+                    stall.progress();
+                } else if stall.idle() {
+                    self.cancel_commit(&mut c);
                 }
             }
         }
@@ -1712,7 +1762,7 @@ impl LogDriver for UringDriver {
         // Anything still queued goes first, so that a failure here leaves no SQE of this
         // submission behind and it is simply dropped.
         if let Err(e) = self.submit_all() {
-            return Err(self.enter_failed(e, 0));
+            return Err(self.enter_failed(e, 0, false));
         }
         self.stats.submissions += 1;
         let commit = Commit::new(buf.len(), strategy);
@@ -1877,13 +1927,13 @@ impl<'a> RingWriter<'a> {
     /// Submits what is queued and waits until the completion queue holds at least one entry.
     ///
     /// The wait is sliced ([`enter_sliced`]) and looks at the queue after each slice, so a
-    /// completion whose wake-up was missed is still found. After each [`STALL_SLICES`] slices with
-    /// none, every operation still in flight is cancelled (logged). A cancelled write completes
+    /// completion whose wake-up was missed is still found. After each stretch of [`STALL_SLICES`]
+    /// slices' time (5 s) with none, every operation still in flight is cancelled (logged). A cancelled write completes
     /// with `-ECANCELED` and [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync
     /// is redone with `fdatasync(2)` by [`FileWriter::finish`]. An operation the kernel is really
     /// executing (a slow disk) is not cancelled and is waited for, slice after slice.
     fn wait_one(&mut self) -> io::Result<()> {
-        let mut slices = 0u32;
+        let mut stall = StallClock::new(self.stall_slices);
         loop {
             match enter_sliced(&self.ring, 1) {
                 Ok(_) => {}
@@ -1893,8 +1943,7 @@ impl<'a> RingWriter<'a> {
             if !self.ring.completion().is_empty() {
                 return Ok(());
             }
-            slices += 1;
-            if slices.is_multiple_of(self.stall_slices) {
+            if stall.idle() {
                 self.cancel_in_flight();
             }
         }
@@ -1914,7 +1963,7 @@ impl<'a> RingWriter<'a> {
         log::warn!(
             "file writer: no completion in {} ms for {} operations in flight; cancelling them \
              and finishing them synchronously",
-            u64::from(self.stall_slices) * u64::from(WAIT_SLICE_MS),
+            stall_limit(self.stall_slices).as_millis(),
             targets.len()
         );
         let mut sq = self.ring.submission();
@@ -2190,7 +2239,7 @@ fn cancel_reads(ring: &mut IoUring, state: &[Option<RingRead>], stall_slices: u3
     log::warn!(
         "io_uring read batch: no completion in {} ms for {} read(s) in flight; cancelling them \
          and reading the rest of the batch with pread",
-        u64::from(stall_slices) * u64::from(WAIT_SLICE_MS),
+        stall_limit(stall_slices).as_millis(),
         targets.len()
     );
     let mut sq = ring.submission();
@@ -2231,8 +2280,8 @@ impl Drop for ReadsInFlight {
 /// reads are resubmitted for their remainder. Returns once every SQE pushed was reaped, the ring
 /// idle again.
 ///
-/// Waits are sliced ([`enter_sliced`]): after `stall_slices` slices in a row without a
-/// completion, every read in flight is cancelled (logged as a warning), and those reads — with
+/// Waits are sliced ([`enter_sliced`]): after `stall_slices` slices' time ([`StallClock`])
+/// without a completion, every read in flight is cancelled (logged as a warning), and those reads — with
 /// every request not yet on the ring — are left without a result, for the caller to read with
 /// plain `pread(2)` (as [`Vfs::read_batch`] does with whatever has no result).
 ///
@@ -2265,7 +2314,7 @@ fn read_on_ring(
     // Cancellations whose completion is not reaped yet (they reference no memory, but the ring
     // goes back to a pool: it must be idle when this returns).
     let mut cancels = 0usize;
-    let mut empty_slices = 0u32;
+    let mut stall = StallClock::new(stall_slices);
     loop {
         if broken.is_none() && !cancelled {
             let mut sq = ring.submission();
@@ -2305,18 +2354,15 @@ fn read_on_ring(
         if in_flight.0 == 0 && (cancels == 0 || broken.is_some()) {
             break;
         }
-        if broken.is_some() && ring.submission().len() == in_flight.0 {
+        // (After a cancel, what is queued is cancellations: the reads are with the kernel.)
+        if broken.is_some() && !cancelled && ring.submission().len() == in_flight.0 {
             // Every SQE left is still queued: the kernel never consumed them and, the ring not
             // being entered again, never will.
             in_flight.0 = 0;
             break;
         }
-        let mut ran_out = false;
         match enter_sliced(ring, 1) {
-            Ok(r) => {
-                failed_enters = 0;
-                ran_out = r;
-            }
+            Ok(_) => failed_enters = 0,
             Err(e) if is_transient(&e) => {}
             Err(e) => {
                 failed_enters += 1;
@@ -2361,13 +2407,10 @@ fn read_on_ring(
             }
         }
         if reaped > 0 {
-            empty_slices = 0;
-        } else if ran_out && in_flight.0 > 0 {
-            empty_slices += 1;
-            if empty_slices.is_multiple_of(stall_slices) {
-                cancelled = true;
-                cancels += cancel_reads(ring, &state, stall_slices);
-            }
+            stall.progress();
+        } else if in_flight.0 > 0 && stall.idle() {
+            cancelled = true;
+            cancels += cancel_reads(ring, &state, stall_slices);
         }
     }
     match broken {
@@ -3117,6 +3160,65 @@ mod tests {
         done[0].result.as_ref().unwrap();
         assert_eq!(read_back(&*log, 0, bytes.len()), bytes);
         assert_eq!(d.stats().stall_cancels, 2);
+    }
+
+    /// Signals arriving more often than a wait slice ends do not hide a stall (each interrupts
+    /// the wait before its timeout): the log driver's commit, a read batch and the file writer
+    /// still cancel their stranded operation and finish. (With the stall counted in slices that
+    /// ran out, the commit and the read batch waited for as long as the signals came.)
+    #[test]
+    fn a_stall_is_noticed_while_signals_keep_interrupting_the_wait() {
+        if !have_uring() {
+            return;
+        }
+        extern "C" fn ignore(_: libc::c_int) {}
+        // SAFETY: the handler does nothing (async-signal-safe); nothing else in this test binary
+        // uses SIGUSR1, and it is sent only to this test's thread.
+        unsafe { libc::signal(libc::SIGUSR1, ignore as *const () as libc::sighandler_t) };
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let signaller = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    // SAFETY: `me` is alive: the test thread joins this one before it returns.
+                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                    thread::sleep(Duration::from_millis(40));
+                }
+            })
+        };
+
+        let (file, _reader) = RecordingPipe::full();
+        let mut d = UringDriver::new().unwrap();
+        d.stall_slices = 2;
+        let bytes = pattern(21, 4096);
+        d.write_durable(&file, 0, &bytes, SyncStrategy::WriteThenSync)
+            .unwrap();
+        assert_eq!(*file.written.lock(), vec![(bytes.clone(), 0)]);
+        assert_eq!(d.stats().stall_cancels, 1);
+
+        let (reader, writer) = io::pipe().unwrap();
+        let silent = SilentPipe {
+            reader,
+            _writer: writer,
+            fill: 1,
+        };
+        let (mut ring, _) = build_shared_ring(4).unwrap();
+        let mut b = vec![0u8; 64];
+        let mut reads = vec![BatchRead::new(&silent, 0, &mut b)];
+        read_on_ring(&mut ring, &mut reads, &[(0, silent.raw_fd().unwrap())], 2).unwrap();
+        assert!(reads[0].result.is_none(), "left to a plain read");
+
+        let (file, _reader) = RecordingPipe::full();
+        let mut w = RingWriter::new(file.raw_fd().unwrap(), &file).unwrap();
+        w.stall_slices = 2;
+        w.write(vec![3u8; 10], 0).unwrap();
+        w.finish(false).unwrap();
+        assert_eq!(*file.written.lock(), vec![(vec![3u8; 10], 0)]);
+
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        signaller.join().unwrap();
     }
 
     #[test]
