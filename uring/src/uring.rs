@@ -3259,6 +3259,31 @@ mod tests {
         assert_eq!(&all[cap..], &bytes[..]);
     }
 
+    /// Dropping the driver with a submission that never completes (a full pipe nobody reads)
+    /// cancels it after the stall limit and frees its slot, instead of waiting forever.
+    #[test]
+    fn dropping_the_driver_cancels_a_stalled_submission() {
+        if !have_uring() {
+            return;
+        }
+        let (file, _reader) = RecordingPipe::full();
+        let file = Arc::new(file);
+        let mut d = UringDriver::new().unwrap();
+        d.stall_slices = 2;
+        d.submit(submission(file.clone(), 0, &pattern(4, 4096), 4))
+            .unwrap();
+        drop(d);
+        assert_eq!(
+            Arc::strong_count(&file),
+            1,
+            "the slot was freed, not leaked"
+        );
+        assert!(
+            file.written.lock().is_empty(),
+            "nothing is written for a dropped submission"
+        );
+    }
+
     #[test]
     fn dropped_off_its_thread_a_single_issuer_driver_leaks_writes_in_flight() {
         if !have_uring() {
