@@ -288,17 +288,17 @@ pub fn walk_in(
     let mut out = Walk::default();
     let mut last_good = m.checkpoint_lsn;
     if let Some(first) = l.segments.first() {
-        if m.first_segment > 0 && first.id > m.first_segment {
+        let first_needed = m.first_needed_segment();
+        if first.id > first_needed {
             out.damage.push(Damage {
                 kind: DamageKind::Corruption,
-                segment: m.first_segment,
-                file: l.dir.join(segment_name(m.first_segment)),
+                segment: first_needed,
+                file: l.dir.join(segment_name(first_needed)),
                 offset: 0,
                 bytes: 0,
                 last_good_lsn: last_good,
                 reason: format!(
-                    "segment {} is missing: the MANIFEST needs every segment from it on",
-                    m.first_segment
+                    "segment {first_needed} is missing: the MANIFEST needs every segment from it on"
                 ),
             });
         }

@@ -519,6 +519,27 @@ fn a_damaged_segment_header_is_reported_in_that_segment() {
     assert_eq!(j["open"]["ok"], false);
 }
 
+/// The first segment deleted before any compaction: `verify` reports segment 1 missing (it used
+/// to check the log from segment 2 and say OK), as the engine's open refuses it.
+#[test]
+fn a_missing_first_segment_fails_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let segs = segments(&db);
+    assert!(segs.len() >= 2);
+    assert!(segs[0].ends_with("00000000000000000001.log"), "{segs:?}");
+    std::fs::remove_file(&segs[0]).unwrap();
+    let err = Db::open(&db, opts()).expect_err("the engine refuses");
+    assert!(
+        matches!(&err, ringlog_db::Error::Corruption { file, .. } if file == &segs[0]),
+        "{err}"
+    );
+    let j = json(&["verify", p(&db), "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "corruption", "{j}");
+    assert_eq!(j["damage"][0]["segment"], 1, "{j}");
+    assert_eq!(j["open"]["ok"], false, "{j}");
+}
+
 #[test]
 fn beside_a_running_writer() {
     let tmp = tempfile::tempdir().unwrap();

@@ -591,14 +591,15 @@ fn scan_log(
     let epoch = manifest.epoch;
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
-    // Segment ids must be contiguous, from the first one the MANIFEST still needs.
-    if manifest.first_segment > 0 && ids.first().is_some_and(|&f| f > manifest.first_segment) {
+    // Segment ids must be contiguous, from the first one the MANIFEST still needs (segment 1
+    // when nothing was compacted away yet).
+    let first_needed = manifest.first_needed_segment();
+    if ids.first().is_some_and(|&f| f > first_needed) {
         return Err(corruption(
-            &path_of(manifest.first_segment),
+            &path_of(first_needed),
             0,
             format!(
-                "segment {} is missing: the MANIFEST needs every segment from it on",
-                manifest.first_segment
+                "segment {first_needed} is missing: the MANIFEST needs every segment from it on"
             ),
         ));
     }

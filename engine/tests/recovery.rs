@@ -872,3 +872,40 @@ fn a_later_round_proves_damage_durable_only_below_its_durable_floor() {
         }
     }
 }
+
+/// Segment 1 deleted while later segments exist, before any compaction (the MANIFEST's
+/// `first_segment` is 0: every segment from 1 on is needed): the log's beginning is gone, so the
+/// open is refused with corruption naming segment 1, in both recovery modes — it used to apply
+/// the later segments alone and lose the first one's commits silently.
+#[test]
+fn a_missing_first_segment_is_corruption_before_any_compaction() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(io)
+            .checkpoint_on_close(false)
+            .checkpoint_bytes(u64::MAX);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let value = [7u8; 200];
+        let mut i = 0u32;
+        while segments(dir.path()).len() < 3 {
+            db.put(format!("k{i:06}").as_bytes(), &value).unwrap();
+            i += 1;
+        }
+        db.close().unwrap();
+        let segs = segments(dir.path());
+        assert_eq!(seg_id(&segs[0]), 1, "{io}: nothing was compacted");
+        std::fs::remove_file(&segs[0]).unwrap();
+        for mode in [RecoveryMode::Strict, RecoveryMode::TruncateAtCorruption] {
+            match Db::open(dir.path(), o.clone().recovery(mode)) {
+                Err(Error::Corruption { file, reason, .. }) => {
+                    assert_eq!(file, segs[0], "{io} {mode:?}");
+                    assert!(
+                        reason.contains("segment 1 is missing"),
+                        "{io} {mode:?}: {reason}"
+                    );
+                }
+                other => panic!("{io} {mode:?}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+}

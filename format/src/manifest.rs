@@ -59,6 +59,14 @@ pub struct Manifest {
 const _: () = assert!(std::mem::size_of::<Manifest>() == MANIFEST_LEN);
 
 impl Manifest {
+    /// The lowest segment id the log must still start at: `first_segment`, or 1 (segment ids
+    /// start at 1, and only compaction, which sets `first_segment`, deletes segments) when it is
+    /// 0. Recovery refuses a log whose first segment present is above it: that segment is
+    /// missing.
+    pub fn first_needed_segment(&self) -> u64 {
+        self.first_segment.max(1)
+    }
+
     /// A manifest for a new database: no checkpoint, every floor 0, the identity codec.
     pub fn new(epoch: u64, created_ns: u64) -> Self {
         Manifest {
