@@ -645,10 +645,13 @@ impl Db {
         self.shared.state.lock().next_lsn
     }
 
-    /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it.
+    /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it. `lsn`
+    /// is one a commit returned (or any LSN up to [`Db::last_assigned_lsn`]).
     ///
     /// # Errors
     ///
+    /// [`Error::NotYetVisible`] at once when no commit has been given `lsn` yet (above
+    /// [`Db::last_assigned_lsn`]: there is nothing to wait for);
     /// [`Error::DurabilityUnavailable`] for an in-memory database; [`Error::Poisoned`] when the
     /// sync failed (the database is poisoned); [`Error::Closed`] when the database closed before
     /// `lsn` was committed.
@@ -656,6 +659,13 @@ impl Db {
         if self.read_only {
             // Everything it reads was on disk when it was opened; it commits nothing.
             self.check_open()?;
+            let last = self.last_lsn();
+            if lsn > last {
+                return Err(Error::NotYetVisible {
+                    requested: lsn,
+                    visible: last,
+                });
+            }
             return Ok(());
         }
         if self.shared.log.is_none() {

@@ -96,7 +96,8 @@ pub enum Error {
         earliest_retained: u64,
     },
     /// A read at a version that is not visible yet: no transaction with that LSN has committed
-    /// (or, for a `Strict` commit, become durable) so far.
+    /// (or, for a `Strict` commit, become durable) so far. Also [`crate::Db::wait_durable`]'s
+    /// answer for an LSN no commit has been given yet.
     NotYetVisible {
         /// The LSN the read asked for.
         requested: u64,

@@ -1487,3 +1487,44 @@ fn strict_writers_with_rounds_in_flight_keep_every_acknowledged_commit() {
         }
     });
 }
+
+/// `wait_durable` of an LSN no commit has been given returns `NotYetVisible` at once instead of
+/// waiting until some later commit takes it, if one ever does (found by a fresh-user
+/// walk-through: it blocked forever); the LSNs an open skips (above the last run's lease) are
+/// waited for no longer than any other.
+#[test]
+fn wait_durable_refuses_an_lsn_not_yet_assigned() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Arc::new(open(dir.path(), opts(io, Durability::Strict)));
+        let lsn = db.put(b"k", b"v").unwrap();
+        db.wait_durable(lsn).unwrap();
+        let d = db.clone();
+        let r = within("wait_durable of an LSN not assigned yet", move || {
+            d.wait_durable(lsn + 100)
+        });
+        match r {
+            Err(Error::NotYetVisible { requested, visible }) => {
+                assert_eq!((requested, visible), (lsn + 100, lsn), "{io}");
+            }
+            other => panic!("{io}: {other:?}"),
+        }
+        let next = db.next_lsn();
+        assert!(matches!(
+            db.wait_durable(next),
+            Err(Error::NotYetVisible { .. })
+        ));
+        // As a crash leaves it: the next open starts above the lease.
+        let crashed = crash_copy(dir.path());
+        Arc::try_unwrap(db).ok().unwrap().close().unwrap();
+
+        let db = Arc::new(open(crashed.path(), opts(io, Durability::Strict)));
+        let skipped = db.next_lsn() - 1;
+        assert!(skipped > lsn, "{io}: an open starts above the lease");
+        let d = db.clone();
+        within("wait_durable of an LSN the open skipped", move || {
+            d.wait_durable(skipped)
+        })
+        .unwrap();
+    });
+}
