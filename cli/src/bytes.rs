@@ -47,14 +47,49 @@ pub fn escape(b: &[u8]) -> String {
     s
 }
 
-impl Encoding {
-    /// A key (or prefix) given on the command line.
-    pub fn parse_key(&self, s: &str) -> Result<Vec<u8>, Failure> {
-        if self.hex {
-            unhex(s).map_err(|e| Failure::Usage(format!("key {s:?}: {e}")))
-        } else {
-            Ok(s.as_bytes().to_vec())
+/// The bytes of text `s` as [`escape`] writes it: `\\` is a backslash, `\xNN` the byte `NN`
+/// (hexadecimal), every other character its UTF-8 bytes; or why not (a backslash starting
+/// neither).
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
         }
+        match b.get(i + 1) {
+            Some(b'\\') => {
+                out.push(b'\\');
+                i += 2;
+            }
+            Some(b'x') => {
+                let digits = b
+                    .get(i + 2..i + 4)
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .ok_or_else(|| format!("\\x at byte {i} needs two hex digits"))?;
+                let byte = unhex(digits).map_err(|e| format!("\\x at byte {i}: {e}"))?;
+                out.extend_from_slice(&byte);
+                i += 4;
+            }
+            _ => {
+                return Err(format!(
+                    "a backslash (byte {i}) starts \\\\ (a backslash) or \\xNN (a byte); use --hex for raw bytes"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Encoding {
+    /// A key (or prefix) given on the command line: hexadecimal with `--hex`, else text as the
+    /// output prints it ([`unescape`]).
+    pub fn parse_key(&self, s: &str) -> Result<Vec<u8>, Failure> {
+        let parsed = if self.hex { unhex(s) } else { unescape(s) };
+        parsed.map_err(|e| Failure::Usage(format!("key {s:?}: {e}")))
     }
 
     /// Bytes for the output.
@@ -70,6 +105,19 @@ impl Encoding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_text_round_trips_and_rejects_bad_escapes() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unescape(&escape(&all)).unwrap(), all);
+        assert_eq!(unescape("a\\\\b").unwrap(), b"a\\b");
+        assert_eq!(unescape("caf\\xc3\\xA9").unwrap(), "café".as_bytes());
+        assert_eq!(unescape("café").unwrap(), "café".as_bytes());
+        assert_eq!(unescape("").unwrap(), Vec::<u8>::new());
+        for bad in ["\\", "a\\n", "\\x", "\\x4", "\\xg0", "\\xé"] {
+            assert!(unescape(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hex_round_trips_and_rejects_bad_digits() {

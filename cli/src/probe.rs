@@ -39,12 +39,21 @@ const FAST_SYNC_US: u64 = 1000;
 pub struct ProbeArgs {
     /// Directory whose filesystem and disk to measure (default: the current directory). A temporary file is created in it and removed.
     pub dir: Option<PathBuf>,
-    /// fdatasync calls to time (at most).
-    #[arg(long, default_value_t = 200)]
+    /// fdatasync calls to time (at most; at least 1).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub syncs: u32,
-    /// Stop timing after this many seconds even if fewer syncs were made.
-    #[arg(long, default_value_t = 3.0)]
+    /// Stop timing after this many seconds even if fewer syncs were made (more than 0).
+    #[arg(long, default_value_t = 3.0, value_parser = positive_seconds)]
     pub max_seconds: f64,
+}
+
+/// `--max-seconds`: a finite number of seconds above 0.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s} is not a number of seconds above 0")),
+        Err(e) => Err(format!("{s}: {e}")),
+    }
 }
 
 /// What `ringlog probe` measured (also its JSON output, field names as serialized).

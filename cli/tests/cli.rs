@@ -189,6 +189,10 @@ fn commands_on_a_clean_database() {
     assert_eq!(run(&["get", d, "acct:b", "--hex"], 2), ""); // "acct:b" is not hex
     assert_eq!(run(&["get", d, "616363743a62", "--hex"], 0), "00ff\n");
     assert_eq!(run(&["get", d, "acct:b"], 0), "\\x00\\xff\n");
+    // Keys are typed as they are printed: `\xNN` is a byte, `\\` a backslash.
+    assert_eq!(run(&["get", d, "user:00\\x35"], 0), "second5\n");
+    assert_eq!(run(&["get", d, "\\x61cct:\\x62"], 0), "\\x00\\xff\n");
+    run(&["get", d, "user:\\q"], 2); // not an escape
     run(&["get", d, "user:299"], 1);
     run(&["get", d, "nope"], 1);
     let j = json(&["get", d, "user:005", "--json"], 0);
@@ -615,6 +619,10 @@ fn probe_measures_a_directory_and_leaves_nothing() {
         "the probe left a file"
     );
     run(&["probe", p(&tmp.path().join("missing"))], 1);
+    // Nothing to measure is a usage error, not a recommendation from one sample.
+    run(&["probe", d, "--syncs", "0"], 2);
+    run(&["probe", d, "--max-seconds", "0"], 2);
+    run(&["probe", d, "--max-seconds", "nan"], 2);
 }
 
 #[test]

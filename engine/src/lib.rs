@@ -47,8 +47,10 @@
 //!
 //! ## Limits
 //!
-//! Keys are 1 to [`MAX_KEY_LEN`] (65,535) bytes. A transaction (keys, values and 48 bytes of header
-//! per operation) must fit in one log segment: [`Options::max_value_len`] tells the largest value.
+//! Keys are 1 to [`MAX_KEY_LEN`] (65,535) bytes. A transaction must fit in one log segment (each
+//! operation takes 24 bytes of header plus its key and value, rounded up to a multiple of 8; a
+//! transaction of several operations adds 64 bytes of begin and commit markers):
+//! [`Options::max_value_len`] tells the largest value.
 //!
 //! ## Reads, versions and snapshots
 //!
