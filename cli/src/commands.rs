@@ -6,7 +6,7 @@ use std::ops::Bound;
 use std::path::Path;
 
 use ringlog_db::{Db, Error, Options};
-use ringlog_format::RecordKind;
+use ringlog_format::{Manifest, RecordKind};
 use serde::Serialize;
 
 use crate::args::{DirArgs, DumpArgs, GetArgs, HistoryArgs, ScanArgs, VerifyArgs};
@@ -100,11 +100,43 @@ struct ManifestFacts {
 }
 
 #[derive(Serialize)]
-struct CheckpointFacts {
+pub(crate) struct CheckpointFacts {
     id: u64,
-    file: String,
+    pub(crate) file: String,
     lsn: u64,
+    /// The length the MANIFEST records.
     bytes: u64,
+    /// The file's length on disk (`None`: no such file).
+    file_bytes: Option<u64>,
+    /// Why recovery will refuse it, when the file is missing or not the recorded length.
+    pub(crate) problem: Option<String>,
+}
+
+impl CheckpointFacts {
+    /// The MANIFEST's checkpoint, checked against the file in `dir`.
+    pub(crate) fn of(dir: &Path, m: &Manifest) -> Option<CheckpointFacts> {
+        if m.checkpoint_id == 0 {
+            return None;
+        }
+        let file = format!("{:020}.ckpt", m.checkpoint_id);
+        let file_bytes = std::fs::metadata(dir.join(&file)).ok().map(|md| md.len());
+        let problem = match file_bytes {
+            None => Some("the file is missing".to_string()),
+            Some(n) if n != m.checkpoint_len => Some(format!(
+                "the file holds {n} bytes where the MANIFEST records {}",
+                m.checkpoint_len
+            )),
+            Some(_) => None,
+        };
+        Some(CheckpointFacts {
+            id: m.checkpoint_id,
+            file,
+            lsn: m.checkpoint_lsn,
+            bytes: m.checkpoint_len,
+            file_bytes,
+            problem,
+        })
+    }
 }
 
 /// `ringlog inspect`.
@@ -139,12 +171,7 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
             run_floor: m.run_floor,
             codec: m.codec,
         },
-        checkpoint: (m.checkpoint_id != 0).then(|| CheckpointFacts {
-            id: m.checkpoint_id,
-            file: format!("{:020}.ckpt", m.checkpoint_id),
-            lsn: m.checkpoint_lsn,
-            bytes: m.checkpoint_len,
-        }),
+        checkpoint: CheckpointFacts::of(&l.dir, &m),
         segments: walk.segments,
         segments_below_first: l.below.iter().map(|s| s.id).collect(),
         other_files: l.others.clone(),
@@ -175,11 +202,20 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
         mf.seq, mf.first_segment, mf.trim_floor, mf.lsn_floor, mf.codec
     )?;
     match &r.checkpoint {
-        Some(c) => writeln!(
-            out,
-            "checkpoint    {} at LSN {} ({} bytes)",
-            c.file, c.lsn, c.bytes
-        )?,
+        Some(c) => {
+            writeln!(
+                out,
+                "checkpoint    {} at LSN {} ({} bytes)",
+                c.file, c.lsn, c.bytes
+            )?;
+            if let Some(why) = &c.problem {
+                writeln!(
+                    out,
+                    "damage        checkpoint {}: {why}; recovery refuses to open (`ringlog verify`)",
+                    c.file
+                )?;
+            }
+        }
         None => writeln!(out, "checkpoint    none (recovery replays the whole log)")?,
     }
     writeln!(out, "segments      {}", r.segments.len())?;

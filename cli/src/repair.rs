@@ -299,7 +299,7 @@ fn sync_side(vfs: &dyn Vfs, side: &Path) -> Result<(), Failure> {
 pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let vfs = ringlog_uring::PosixVfs::default();
     // Is it a database at all (a usage error otherwise), before anything is created.
-    logwalk::list_in(&vfs, &a.dir)?;
+    let listing = logwalk::list_in(&vfs, &a.dir)?;
     // The writer's lock, held until the repair is done: no writer opens meanwhile.
     let _lock = match vfs.lock(&a.dir.join(logwalk::LOCK)) {
         Ok(lock) => lock,
@@ -319,7 +319,20 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         None => match plan_tail(&vfs, &a.dir)? {
             Some(p) => p,
             None => {
-                let msg = "the log has no damage: nothing to cut";
+                // Only the log can be cut: a checkpoint recovery refuses is not mended here.
+                let ckpt = listing
+                    .manifest()
+                    .ok()
+                    .and_then(|m| crate::commands::CheckpointFacts::of(&a.dir, m));
+                if let Some(why) = ckpt.as_ref().and_then(|c| c.problem.as_ref()) {
+                    return Err(Failure::Found(format!(
+                        "the log has no damage, but the checkpoint {}: {why}; repair cuts only \
+                         the log and cannot mend a checkpoint (restore the database from a backup)",
+                        ckpt.as_ref().map_or("", |c| c.file.as_str())
+                    )));
+                }
+                let msg = "the log has no damage: nothing to cut (repair cuts only the log; \
+                           `ringlog verify` also checks the checkpoint)";
                 if json {
                     print_json(
                         out,

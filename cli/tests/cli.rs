@@ -406,7 +406,7 @@ fn torn_tail_verify_repair_verify() {
     assert!(run(&["verify", d], 0).ends_with("OK\n"));
     assert_eq!(
         run(&["repair", d, "--truncate-tail"], 0),
-        "the log has no damage: nothing to cut\n"
+        "the log has no damage: nothing to cut (repair cuts only the log; `ringlog verify` also checks the checkpoint)\n"
     );
     // Everything acknowledged is still there, and the database opens for writing.
     assert_eq!(run(&["get", d, "acct:a"], 0), "10\n");
@@ -649,6 +649,29 @@ fn a_damaged_checkpoint_fails_verify_naming_the_file() {
     let err = j["open"]["error"].as_str().unwrap();
     assert!(err.contains(".ckpt"), "{err}");
     assert!(run(&["verify", d], 1).contains("open: FAILED"));
+
+    // inspect checks the file against the MANIFEST: cut short, then missing.
+    let j = json(&["inspect", d, "--json"], 0);
+    assert!(j["checkpoint"]["problem"].is_null(), "same length: {j}");
+    std::fs::write(&file, &bytes[..mid]).unwrap();
+    let j = json(&["inspect", d, "--json"], 0);
+    assert_eq!(j["checkpoint"]["file_bytes"], mid as u64, "{j}");
+    assert!(j["checkpoint"]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("where the MANIFEST records"));
+    std::fs::remove_file(&file).unwrap();
+    let text = run(&["inspect", d], 0);
+    assert!(
+        text.contains("the file is missing; recovery refuses to open"),
+        "{text}"
+    );
+    assert!(run(&["verify", d], 1).contains("open: FAILED"));
+    // repair cannot mend it, and says so instead of "nothing to cut".
+    let o = ringlog(&["repair", d, "--truncate-tail"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot mend a checkpoint"), "{err}");
 }
 
 #[test]
@@ -671,7 +694,7 @@ fn stray_files_are_not_segments_and_import_touches_no_existing_directory() {
             ],
             0
         ),
-        "the log has no damage: nothing to cut\n"
+        "the log has no damage: nothing to cut (repair cuts only the log; `ringlog verify` also checks the checkpoint)\n"
     );
     assert!(!tmp.path().join("s").exists());
     // import refuses a non-empty directory before opening (so before any recovery or cleanup).
