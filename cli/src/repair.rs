@@ -29,8 +29,10 @@ pub struct Plan {
     /// Later segments, removed whole.
     #[serde(rename = "segments_removed")]
     pub later: Vec<u64>,
-    /// LSNs of the valid transaction records removed (first, last), if any: of records read
-    /// before the damage — after damage, the rest of its segment is not decoded.
+    /// The LSNs removed (first, last), when a valid transaction record was read among the
+    /// bytes cut: every LSN above the last one the log keeps, up to the highest one read. (After
+    /// damage the rest of its segment is not decoded, so the lowest LSN read there says nothing:
+    /// the transactions between the last one kept and it are removed too.)
     pub lsns_removed: Option<(u64, u64)>,
     /// The checkpoint's LSN when it is above the last LSN the log keeps (its state stays).
     pub checkpoint_above_cut: Option<u64>,
@@ -132,9 +134,9 @@ fn make_plan(
             .collect(),
         lsns_removed: removed
             .iter()
-            .min()
-            .copied()
-            .zip(removed.iter().max().copied()),
+            .max()
+            .map(|&hi| (kept_last.max(m.checkpoint_lsn) + 1, hi))
+            .filter(|&(lo, hi)| lo <= hi),
         checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > kept_last)
             .then_some(m.checkpoint_lsn),
     })
@@ -391,11 +393,12 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     match plan.lsns_removed {
         Some((a, b)) => writeln!(
             out,
-            "LSNs removed  {a}..={b} (records of these transactions)"
+            "LSNs removed  {a}..={b} (every transaction above the last one kept)"
         )?,
         None => writeln!(
             out,
-            "LSNs removed  none (no valid transaction record was cut)"
+            "LSNs removed  none read (no valid transaction record was read among the bytes cut; \
+             records after damage in its segment are not decoded)"
         )?,
     }
     if let Some(c) = plan.checkpoint_above_cut {

@@ -481,9 +481,9 @@ fn mid_log_damage_verify_dump_and_explicit_cut() {
         j["lsns_removed"][0].as_u64().unwrap(),
         j["lsns_removed"][1].as_u64().unwrap(),
     );
-    // The damaged segment's rest is not read (its records do not decode past the damage): the
-    // LSNs named are those of the later segments' records.
-    assert!(lo > victim["lsn"].as_u64().unwrap());
+    // Every LSN above the last one kept is named, from the victim's on (the damaged segment's
+    // rest is not decoded, yet its transactions go too) to the later segments' last.
+    assert_eq!(lo, victim["lsn"].as_u64().unwrap(), "{j}");
     assert!(hi > lo);
     // Every removed segment is in the side directory, byte for byte.
     for s in later {
@@ -492,6 +492,7 @@ fn mid_log_damage_verify_dump_and_explicit_cut() {
         assert!(side.join(name).exists());
     }
     assert!(run(&["verify", d], 0).ends_with("OK\n"));
+    assert_eq!(json(&["verify", d, "--json"], 0)["last_lsn"], lo - 1);
     // What was before the damage is there; what was after is gone.
     assert!(run(&["get", d, "user:000"], 0).starts_with("v000-"));
     run(&["get", d, "acct:a"], 1);
