@@ -249,14 +249,20 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
         let value = match (&line.value, line.deleted) {
             (Some(v), false) => Some(unhex(v).map_err(|e| bad(n, format!("value: {e}")))?),
             (None, true) => None,
-            _ => {
-                return Err(bad(
-                    n,
-                    "a record has a value or \"deleted\": true, not both",
-                ))
+            (Some(_), true) => {
+                return Err(bad(n, "a record has both a value and \"deleted\": true"))
+            }
+            (None, false) => {
+                return Err(bad(n, "a record has neither a value nor \"deleted\": true"))
             }
         };
         match &last_key {
+            Some(k) if *k == key && !header.versions => {
+                return Err(bad(
+                    n,
+                    "a key repeated in an export without versions (one line per key)",
+                ))
+            }
             Some(k) if *k == key => {}
             Some(k) if *k > key => return Err(bad(n, "keys out of order")),
             _ => {

@@ -301,6 +301,33 @@ fn export_import_round_trips_keys_values_and_versions() {
     assert_eq!(scan(&copy), scan(&db));
     // Into a database with data: refused.
     run(&["import", p(&file), p(&copy)], 2);
+    // A key twice in an export without versions, or a record with neither a value nor
+    // "deleted": refused, naming the line, and nothing is created.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let twice = tmp.path().join("twice.jsonl");
+    let mut t = lines.clone();
+    t.insert(2, lines[1]);
+    std::fs::write(&twice, t.join("\n") + "\n").unwrap();
+    let o = ringlog(&["import", p(&twice), p(&tmp.path().join("never"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 3: a key repeated"),
+        "{o:?}"
+    );
+    let neither = tmp.path().join("neither.jsonl");
+    let mut t = lines.clone();
+    let first: Value = serde_json::from_str(lines[1]).unwrap();
+    let bare = serde_json::json!({"key": first["key"], "lsn": first["lsn"]}).to_string();
+    t[1] = &bare;
+    std::fs::write(&neither, t.join("\n") + "\n").unwrap();
+    let o = ringlog(&["import", p(&neither), p(&tmp.path().join("never"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("neither a value nor"),
+        "{o:?}"
+    );
+    assert!(!tmp.path().join("never").exists());
 
     // Every version: the same histories, in the same order, the same transactions together.
     let file = tmp.path().join("all.jsonl");
