@@ -2831,14 +2831,46 @@ mod tests {
         done
     }
 
-    /// The write end of a pipe, as a file: a write to it stays in flight (the kernel polls the
-    /// pipe) for as long as the pipe is full, which lets a test hold a submission in flight
-    /// without timing assumptions.
-    struct PipeFile(io::PipeWriter);
+    /// One end of a pipe, as a file. The write end of a full pipe: a write to it stays in flight
+    /// (the kernel polls the pipe) for as long as the pipe is full, which lets a test hold a
+    /// submission in flight without timing assumptions. The read end of a pipe nobody writes
+    /// to ([`PipeFile::silent`]): a read of it on a ring never completes (it stands for a read
+    /// stranded in io-wq), while a plain `read_at` returns `read_fill` bytes.
+    struct PipeFile {
+        end: OwnedFd,
+        /// The other end, kept open (a silent pipe's writer: its reads then never see EOF).
+        _other: Option<OwnedFd>,
+        read_fill: Option<u8>,
+    }
+
+    impl PipeFile {
+        fn writer(end: io::PipeWriter) -> PipeFile {
+            PipeFile {
+                end: end.into(),
+                _other: None,
+                read_fill: None,
+            }
+        }
+
+        fn silent(fill: u8) -> PipeFile {
+            let (reader, writer) = io::pipe().unwrap();
+            PipeFile {
+                end: reader.into(),
+                _other: Some(writer.into()),
+                read_fill: Some(fill),
+            }
+        }
+    }
 
     impl VFile for PipeFile {
-        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
-            Err(io::ErrorKind::Unsupported.into())
+        fn read_at(&self, buf: &mut [u8], _: u64) -> io::Result<usize> {
+            match self.read_fill {
+                Some(fill) => {
+                    buf.fill(fill);
+                    Ok(buf.len())
+                }
+                None => Err(io::ErrorKind::Unsupported.into()),
+            }
         }
         fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
             Err(io::ErrorKind::Unsupported.into())
@@ -2862,7 +2894,7 @@ mod tests {
             None
         }
         fn raw_fd(&self) -> Option<RawFd> {
-            Some(self.0.as_raw_fd())
+            Some(self.end.as_raw_fd())
         }
     }
 
@@ -2875,7 +2907,7 @@ mod tests {
         let cap = usize::try_from(cap).expect("F_GETPIPE_SZ");
         // An empty pipe takes `cap` bytes in one write without blocking.
         writer.write_all(&vec![0xAA; cap]).unwrap();
-        (Arc::new(PipeFile(writer)), reader, cap)
+        (Arc::new(PipeFile::writer(writer)), reader, cap)
     }
 
     /// A pipe's write end whose synchronous writes and syncs are recorded, not made.
@@ -3198,12 +3230,7 @@ mod tests {
         assert_eq!(*file.written.lock(), vec![(bytes.clone(), 0)]);
         assert_eq!(d.stats().stall_cancels, 1);
 
-        let (reader, writer) = io::pipe().unwrap();
-        let silent = SilentPipe {
-            reader,
-            _writer: writer,
-            fill: 1,
-        };
+        let silent = PipeFile::silent(1);
         let (mut ring, _) = build_shared_ring(4).unwrap();
         let mut b = vec![0u8; 64];
         let mut reads = vec![BatchRead::new(&silent, 0, &mut b)];
@@ -3429,45 +3456,6 @@ mod tests {
         assert!(ring.completion().is_empty());
     }
 
-    /// The read end of a pipe nobody writes to, as a file: a read of it on the ring never
-    /// completes (it stands for a read stranded in io-wq); a plain read returns `fill` bytes.
-    struct SilentPipe {
-        reader: io::PipeReader,
-        _writer: io::PipeWriter,
-        fill: u8,
-    }
-
-    impl VFile for SilentPipe {
-        fn read_at(&self, buf: &mut [u8], _: u64) -> io::Result<usize> {
-            buf.fill(self.fill);
-            Ok(buf.len())
-        }
-        fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn sync_data(&self) -> io::Result<()> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn sync_all(&self) -> io::Result<()> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn allocate(&self, _: u64) -> io::Result<crate::Allocation> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn size(&self) -> io::Result<u64> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn set_len(&self, _: u64) -> io::Result<()> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-        fn direct_io(&self) -> Option<usize> {
-            None
-        }
-        fn raw_fd(&self) -> Option<RawFd> {
-            Some(self.reader.as_raw_fd())
-        }
-    }
-
     /// A read batch whose ring read never completes cancels it after the stall limit and
     /// returns it without a result (the caller reads it with a plain read); reads of the batch
     /// that completed keep theirs, and the ring is idle afterwards (it goes back to a pool).
@@ -3478,12 +3466,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let (file, bytes) = pattern_file(dir.path(), "f", 10_000);
-        let (reader, writer) = io::pipe().unwrap();
-        let silent = SilentPipe {
-            reader,
-            _writer: writer,
-            fill: 0x5A,
-        };
+        let silent = PipeFile::silent(0x5A);
         let (mut ring, _) = build_shared_ring(4).unwrap();
         let (mut a, mut b, mut c) = (vec![0u8; 100], vec![0u8; 64], vec![0u8; 200]);
         let mut reads = vec![
