@@ -18,7 +18,8 @@ pub enum Durability {
     /// `max_pending` bytes are waiting, whichever comes first. A crash loses at most the commits
     /// of that window (never a partial transaction, never a hole).
     Buffered {
-        /// Longest time a commit stays unsynced.
+        /// Longest time a commit stays unsynced: above zero, at most
+        /// [`Durability::MAX_BUFFERED_INTERVAL`] (one day).
         interval: Duration,
         /// Unsynced bytes that trigger a sync before the interval ends.
         max_pending: usize,
@@ -34,6 +35,10 @@ impl Durability {
         interval: Duration::from_millis(10),
         max_pending: 4 << 20,
     };
+
+    /// The longest `Buffered` interval accepted (one day): a longer one is
+    /// [`crate::Error::InvalidOptions`], at open or in a transaction's override.
+    pub const MAX_BUFFERED_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 }
 
 impl Default for Durability {
@@ -481,6 +486,13 @@ pub(crate) fn validate_buffered(interval: Duration, max_pending: usize) -> Resul
         return Err(Error::InvalidOptions(
             "Buffered interval must be positive".into(),
         ));
+    }
+    if interval > Durability::MAX_BUFFERED_INTERVAL {
+        return Err(Error::InvalidOptions(format!(
+            "Buffered interval {interval:?} is above the longest one allowed, {:?} (use \
+             max_pending to sync by size)",
+            Durability::MAX_BUFFERED_INTERVAL
+        )));
     }
     if max_pending == 0 {
         return Err(Error::InvalidOptions(

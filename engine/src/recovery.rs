@@ -593,15 +593,23 @@ fn scan_log(
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // Segment ids must be contiguous, from the first one the MANIFEST still needs (segment 1
     // when nothing was compacted away yet).
+    // A truncating recovery cuts the log there instead: every segment goes aside (as a later
+    // gap's do), and the database opens at the checkpoint's state. That is also how a truncating
+    // recovery interrupted while moving segments aside (the first ones moved, the rest not)
+    // finishes its cut.
     let first_needed = manifest.first_needed_segment();
     if ids.first().is_some_and(|&f| f > first_needed) {
-        return Err(corruption(
-            &path_of(first_needed),
-            0,
-            format!(
-                "segment {first_needed} is missing: the MANIFEST needs every segment from it on"
-            ),
-        ));
+        let missing = path_of(first_needed);
+        if !truncating {
+            return Err(corruption(
+                &missing,
+                0,
+                format!(
+                    "segment {first_needed} is missing: the MANIFEST needs every segment from it on"
+                ),
+            ));
+        }
+        cut_log(vfs, dir, &mut ids, 0, (missing, 0), &mut app.stats)?;
     }
     if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
         let missing = ids[gap] + 1;

@@ -329,6 +329,26 @@ fn invalid_options_are_refused_before_touching_the_disk() {
                 ),
             ),
             (
+                "Buffered interval longer than a day",
+                opts(
+                    io,
+                    Durability::Buffered {
+                        interval: Durability::MAX_BUFFERED_INTERVAL + Duration::from_nanos(1),
+                        max_pending: 1 << 20,
+                    },
+                ),
+            ),
+            (
+                "Buffered interval Duration::MAX",
+                opts(
+                    io,
+                    Durability::Buffered {
+                        interval: Duration::MAX,
+                        max_pending: 1 << 20,
+                    },
+                ),
+            ),
+            (
                 "Buffered max_pending zero",
                 opts(
                     io,
@@ -356,6 +376,17 @@ fn invalid_options_are_refused_before_touching_the_disk() {
         }) {
             Err(Error::InvalidOptions(_)) => {}
             other => panic!("commit_with(Buffered, interval 0): {other:?}"),
+        }
+        // Duration::MAX used to overflow the deadline after the LSN was assigned: a panic, and
+        // every later commit waited for that LSN to become visible (found by a fresh-user pass).
+        let mut tx = db.begin();
+        tx.put(b"refused", b"v").unwrap();
+        match tx.commit_with(Durability::Buffered {
+            interval: Duration::MAX,
+            max_pending: 1 << 20,
+        }) {
+            Err(Error::InvalidOptions(_)) => {}
+            other => panic!("commit_with(Buffered, interval MAX): {other:?}"),
         }
         still_works(db, &before, &path, strict(io));
     });

@@ -874,9 +874,11 @@ fn a_later_round_proves_damage_durable_only_below_its_durable_floor() {
 }
 
 /// Segment 1 deleted while later segments exist, before any compaction (the MANIFEST's
-/// `first_segment` is 0: every segment from 1 on is needed): the log's beginning is gone, so the
-/// open is refused with corruption naming segment 1, in both recovery modes — it used to apply
-/// the later segments alone and lose the first one's commits silently.
+/// `first_segment` is 0: every segment from 1 on is needed): the log's beginning is gone, so a
+/// strict open is refused with corruption naming segment 1 — it used to apply the later segments
+/// alone and lose the first one's commits silently — and a truncating one cuts the log there:
+/// every later segment goes aside and the database opens empty (as it does after a truncating
+/// recovery interrupted while moving segments aside).
 #[test]
 fn a_missing_first_segment_is_corruption_before_any_compaction() {
     for io in PATHS {
@@ -895,17 +897,30 @@ fn a_missing_first_segment_is_corruption_before_any_compaction() {
         let segs = segments(dir.path());
         assert_eq!(seg_id(&segs[0]), 1, "{io}: nothing was compacted");
         std::fs::remove_file(&segs[0]).unwrap();
-        for mode in [RecoveryMode::Strict, RecoveryMode::TruncateAtCorruption] {
-            match Db::open(dir.path(), o.clone().recovery(mode)) {
-                Err(Error::Corruption { file, reason, .. }) => {
-                    assert_eq!(file, segs[0], "{io} {mode:?}");
-                    assert!(
-                        reason.contains("segment 1 is missing"),
-                        "{io} {mode:?}: {reason}"
-                    );
-                }
-                other => panic!("{io} {mode:?}: {:?}", other.map(|_| ())),
+        match Db::open(dir.path(), o.clone()) {
+            Err(Error::Corruption { file, reason, .. }) => {
+                assert_eq!(file, segs[0], "{io}");
+                assert!(reason.contains("segment 1 is missing"), "{io}: {reason}");
             }
+            other => panic!("{io}: {:?}", other.map(|_| ())),
         }
+        let db = Db::open(
+            dir.path(),
+            o.clone().recovery(RecoveryMode::TruncateAtCorruption),
+        )
+        .unwrap();
+        let r = db.recovery_stats();
+        assert_eq!(r.truncated_at, Some((segs[0].clone(), 0)), "{io}");
+        assert_eq!(r.segments_quarantined, segs.len() - 1, "{io}");
+        assert_eq!(db.get(format!("k{:06}", i - 1).as_bytes()).unwrap(), None);
+        db.put(b"after", b"cut").unwrap();
+        db.close().unwrap();
+        for s in &segs[1..] {
+            let aside = s.with_extension("log.corrupt.0");
+            assert!(aside.exists(), "{io}: {} moved aside", s.display());
+        }
+        let db = Db::open(dir.path(), o).unwrap();
+        assert!(db.get(b"after").unwrap().is_some(), "{io}");
+        db.close().unwrap();
     }
 }

@@ -361,8 +361,13 @@ impl Shared {
     /// must arm a timer or sync now.
     pub(crate) fn note_buffered(&self, st: &mut State, interval: Duration, max_pending: usize) {
         let mut wake = false;
-        let deadline = self.now() + interval;
-        if crate::hooks::arm_buffered_timer() && st.deadline.is_none_or(|d| deadline < d) {
+        // Intervals are at most a day (validated), so this never overflows; were it to, the
+        // commit would simply have no time limit (its pending limit still holds).
+        let deadline = self
+            .now()
+            .checked_add(interval)
+            .filter(|_| crate::hooks::arm_buffered_timer());
+        if let Some(deadline) = deadline.filter(|&dl| st.deadline.is_none_or(|d| dl < d)) {
             st.deadline = Some(deadline);
             wake = true;
         }
