@@ -712,7 +712,11 @@ impl Db {
 /// (`wrote`) and the checkpoint in force holds everything (its LSN is `last`), retires the whole
 /// log — the MANIFEST's first needed segment moves past the active one `active`, then the
 /// segments are deleted — so the next open reads the checkpoint and nothing else (it starts a new
-/// segment). Writes nothing when neither applies.
+/// segment). It also records the trim floor reads see now when it is above the MANIFEST's: a
+/// trim after the last checkpoint may have raised it where recovery cannot recompute it
+/// (`Retention::NewerThan` over versions the checkpoint holds, whose commit times the log no
+/// longer has), and reads refused before a clean close must be refused after it. Writes nothing
+/// when none of these applies.
 pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool) -> Result<()> {
     let mut m = c.manifest.lock();
     let floor = last.max(m.checkpoint_lsn);
@@ -720,12 +724,17 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     // (The first needed segment may already be past the active one: a checkpoint that
     // started a new segment no transaction has created yet. The active one goes too.)
     let retire = wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last;
-    if m.lsn_floor <= floor && !retire {
+    // Every LSN up to `last` is durable here, and the floor never exceeds what was visible.
+    let trim_floor = m
+        .trim_floor
+        .max(shared.versions.current().floor().min(last));
+    if m.lsn_floor <= floor && !retire && trim_floor == m.trim_floor {
         return Ok(());
     }
     let mut next = *m;
     next.seq += 1;
     next.lsn_floor = floor;
+    next.trim_floor = trim_floor;
     let doomed: Vec<u64> = if retire {
         next.first_segment = m.first_segment.max(active + 1);
         next.txn_floor = m.txn_floor.max(shared.last_txn_id());

@@ -834,3 +834,52 @@ fn history_lists_every_retained_version() {
         }
     }
 }
+
+/// `NewerThan`: a trim after the last checkpoint that raised the floor over versions the
+/// checkpoint holds (their commit times are no longer in the log, so recovery cannot recompute
+/// that floor) is still in force after a clean close and reopen — the close records it. Found
+/// by a fresh-user pass: reads refused before the restart were answered after it.
+#[test]
+fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_clean_close() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        let window = Duration::from_secs(1);
+        db.set_retention(Retention::NewerThan(window)).unwrap();
+        // Commit times are sampled at most once a millisecond: 2 ms apart, each is.
+        let old: Vec<Lsn> = (0..3u8)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(2));
+                db.put(b"k", &[i]).unwrap()
+            })
+            .collect();
+        db.checkpoint().unwrap();
+        // The versions above age past the window (a wait for the clock, not for a thread).
+        std::thread::sleep(2 * window + Duration::from_millis(200));
+        let newest = db.put(b"k", b"new").unwrap();
+        db.trim_history().unwrap();
+        let floor = db.stats().history_floor;
+        assert!(
+            floor >= old[2],
+            "{io}: the trim moved the floor over the old versions"
+        );
+        assert!(matches!(
+            db.get_at(b"k", old[1]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        db.close().unwrap();
+        let db = open(dir.path(), o);
+        assert!(
+            db.stats().history_floor >= floor,
+            "{io}: the floor moved back at the restart ({} < {floor})",
+            db.stats().history_floor
+        );
+        assert!(matches!(
+            db.get_at(b"k", old[1]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        assert_eq!(db.get_at(b"k", newest).unwrap().unwrap().as_bytes(), b"new");
+        db.close().unwrap();
+    });
+}
