@@ -218,7 +218,9 @@ impl Db {
         self.durability
     }
 
-    /// Largest value accepted for a key of `key_len` bytes.
+    /// Largest value accepted for a key of `key_len` bytes. 0 also when a key that long does not
+    /// fit a segment even with an empty value (its put is then [`Error::TransactionTooLarge`]):
+    /// only with segments far smaller than the default and keys near [`crate::MAX_KEY_LEN`].
     #[must_use]
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_value_len.saturating_sub(key_len)

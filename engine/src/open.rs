@@ -258,7 +258,8 @@ impl Db {
     /// # Errors
     ///
     /// As [`Db::open`] (never [`Error::Locked`]), and [`Error::NotADatabase`] when the
-    /// directory holds no MANIFEST (a read-only open creates no database);
+    /// directory holds no MANIFEST, [`Error::Io`] (kind `NotFound`) when there is no directory
+    /// (a read-only open creates no database);
     /// [`Error::InvalidOptions`] for [`crate::RecoveryMode::TruncateAtCorruption`] (it cuts the log).
     pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;

@@ -416,7 +416,8 @@ impl Options {
         self
     }
 
-    /// Largest value a single put accepts with these options, for a key of `key_len` bytes.
+    /// Largest value a single put accepts with these options, for a key of `key_len` bytes (0
+    /// also when the key does not fit even with an empty value, as [`crate::Db::max_value_len`]).
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_txn_bytes()
             .saturating_sub(RECORD_HEADER_LEN + key_len + 8)

@@ -400,8 +400,10 @@ impl<'db> Txn<'db> {
     }
 
     /// Commits with the database's durability and returns the transaction's LSN. A transaction
-    /// that wrote nothing writes nothing and is not validated: it returns its snapshot's LSN (the
-    /// state it read), or the current last LSN if it read nothing.
+    /// that wrote nothing writes nothing and is not validated against later commits (it is
+    /// serialized at its snapshot): it returns its snapshot's LSN (the state it read), or the
+    /// current last LSN if it read nothing — once its conditions ([`Txn::fail_if_changed`] and
+    /// its kin), checked at its snapshot, hold.
     ///
     /// # Errors
     ///
@@ -430,6 +432,22 @@ impl<'db> Txn<'db> {
     fn commit_inner(self, durability: Option<Durability>) -> Result<Lsn> {
         if self.ops.is_empty() {
             self.db.check_open()?;
+            if let Some(r) = &self.reads {
+                // Serialized at its snapshot: its conditions need checking there only.
+                if let Err(e) = r
+                    .conds
+                    .iter()
+                    .try_for_each(|c| check_at_snapshot(&r.snap, c))
+                {
+                    if matches!(e, Error::Conflict { .. }) {
+                        let counters = &self.db.shared().counters;
+                        counters
+                            .conflicts
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+            }
             return Ok(self.snapshot_lsn().unwrap_or_else(|| self.db.last_lsn()));
         }
         let refs: Vec<OpRef<'_>> = self.ops.iter().map(Op::as_ref).collect();

@@ -277,6 +277,18 @@ fn conditions_after_a_position_and_uniqueness() {
         tx.fail_if_changed(&b"z"[..]..&b"a"[..], None).unwrap();
         tx.put(b"y", b"1").unwrap();
         tx.commit().unwrap();
+        // A transaction that writes nothing checks its conditions too (at its snapshot): a
+        // guard alone is a check (found by a fresh-user pass: it passed silently).
+        let mut tx = db.begin();
+        tx.fail_if_prefix_changed(b"ev/order-1/", None).unwrap();
+        assert!(is_conflict(&tx.commit()));
+        let mut tx = db.begin();
+        tx.fail_if_prefix_changed(b"ev/order-9/", None).unwrap();
+        let at = tx.commit().unwrap();
+        assert_eq!(at, db.last_lsn());
+        let mut tx = db.begin();
+        tx.fail_if_key_changed(b"flag", Some(w)).unwrap();
+        assert!(is_conflict(&tx.commit()), "flag changed after {w}");
     });
 }
 
