@@ -34,6 +34,9 @@ pub struct Plan {
     /// damage the rest of its segment is not decoded, so the lowest LSN read there says nothing:
     /// the transactions between the last one kept and it are removed too.)
     pub lsns_removed: Option<(u64, u64)>,
+    /// The LSNs of the valid transaction records read among the bytes cut (first, last), if
+    /// any — also those the checkpoint holds, which the cut does not lose.
+    pub lsns_cut: Option<(u64, u64)>,
     /// The checkpoint's LSN when it is above the last LSN the log keeps (its state stays).
     pub checkpoint_above_cut: Option<u64>,
 }
@@ -137,6 +140,11 @@ fn make_plan(
             .max()
             .map(|&hi| (kept_last.max(m.checkpoint_lsn) + 1, hi))
             .filter(|&(lo, hi)| lo <= hi),
+        lsns_cut: removed
+            .iter()
+            .min()
+            .copied()
+            .zip(removed.iter().max().copied()),
         checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > kept_last)
             .then_some(m.checkpoint_lsn),
     })
@@ -390,12 +398,16 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     if !out_segments.is_empty() {
         writeln!(out, "segments out  {out_segments:?}")?;
     }
-    match plan.lsns_removed {
-        Some((a, b)) => writeln!(
+    match (plan.lsns_removed, plan.lsns_cut) {
+        (Some((a, b)), _) => writeln!(
             out,
             "LSNs removed  {a}..={b} (every transaction above the last one kept)"
         )?,
-        None => writeln!(
+        (None, Some((a, b))) => writeln!(
+            out,
+            "LSNs removed  none beyond the checkpoint (the records of LSNs {a}..={b} cut are in it)"
+        )?,
+        (None, None) => writeln!(
             out,
             "LSNs removed  none read (no valid transaction record was read among the bytes cut; \
              records after damage in its segment are not decoded)"
