@@ -113,20 +113,34 @@ pub(crate) struct CheckpointFacts {
 }
 
 impl CheckpointFacts {
-    /// The MANIFEST's checkpoint, checked against the file in `dir`.
-    pub(crate) fn of(dir: &Path, m: &Manifest) -> Option<CheckpointFacts> {
+    /// The MANIFEST's checkpoint, checked against the file in `dir`. A file missing while a
+    /// writer has the database open is no damage when the MANIFEST has moved on to another
+    /// checkpoint meanwhile (the writer replaced it).
+    pub(crate) fn of(dir: &Path, m: &Manifest, writer_active: bool) -> Option<CheckpointFacts> {
         if m.checkpoint_id == 0 {
             return None;
         }
         let file = format!("{:020}.ckpt", m.checkpoint_id);
-        let file_bytes = std::fs::metadata(dir.join(&file)).ok().map(|md| md.len());
-        let problem = match file_bytes {
-            None => Some("the file is missing".to_string()),
-            Some(n) if n != m.checkpoint_len => Some(format!(
+        let stat = std::fs::metadata(dir.join(&file)).map(|md| md.len());
+        let file_bytes = stat.as_ref().ok().copied();
+        let replaced = || {
+            writer_active
+                && std::fs::read(dir.join(logwalk::MANIFEST))
+                    .ok()
+                    .and_then(|b| Manifest::decode(&b).ok())
+                    .is_some_and(|now| now.checkpoint_id != m.checkpoint_id)
+        };
+        let problem = match stat {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && replaced() => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("the file is missing".to_string())
+            }
+            Err(e) => Some(format!("the file cannot be examined: {e}")),
+            Ok(n) if n != m.checkpoint_len => Some(format!(
                 "the file holds {n} bytes where the MANIFEST records {}",
                 m.checkpoint_len
             )),
-            Some(_) => None,
+            Ok(_) => None,
         };
         Some(CheckpointFacts {
             id: m.checkpoint_id,
@@ -171,7 +185,7 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
             run_floor: m.run_floor,
             codec: m.codec,
         },
-        checkpoint: CheckpointFacts::of(&l.dir, &m),
+        checkpoint: CheckpointFacts::of(&l.dir, &m, l.writer_active),
         segments: walk.segments,
         segments_below_first: l.below.iter().map(|s| s.id).collect(),
         other_files: l.others.clone(),

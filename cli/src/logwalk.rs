@@ -108,16 +108,37 @@ pub fn list_in(vfs: &dyn Vfs, dir: &Path) -> Result<Listing, Failure> {
         Err(e) => return Err(Failure::Usage(format!("{}: {e}", dir.display()))),
     }
     let mpath = dir.join(MANIFEST);
-    let manifest = match read_all(vfs, &mpath) {
-        Ok(bytes) => Manifest::decode(&bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Failure::Usage(format!(
-                "{} is not a ringlog database (it has no MANIFEST)",
-                dir.display()
-            )))
-        }
-        Err(e) => return Err(Failure::Found(format!("{}: {e}", mpath.display()))),
+    let read_manifest = || match read_all(vfs, &mpath) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::Usage(format!(
+            "{} is not a ringlog database (it has no MANIFEST)",
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::Found(format!("{}: {e}", mpath.display()))),
     };
+    // The listing must agree with the MANIFEST in force while it was taken: a running writer's
+    // checkpoint replaces the MANIFEST, then deletes the segments it no longer needs, so a
+    // MANIFEST read before the listing may need segments already gone. Read it again after the
+    // listing, and list again while it changed (a few times at most: checkpoints are rare).
+    let mut bytes = read_manifest()?;
+    let mut attempts = 0;
+    loop {
+        let listing = list_with(vfs, dir, Manifest::decode(&bytes))?;
+        let again = read_manifest()?;
+        attempts += 1;
+        if again == bytes || attempts == 5 {
+            return Ok(listing);
+        }
+        bytes = again;
+    }
+}
+
+/// The segments and other files of `dir`, as `manifest` sees them.
+fn list_with(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    manifest: Result<Manifest, DecodeError>,
+) -> Result<Listing, Failure> {
     let first = manifest.as_ref().map_or(0, |m| m.first_segment);
     let mut segments = Vec::new();
     let mut below = Vec::new();
