@@ -647,16 +647,18 @@ impl Db {
         self.shared.state.lock().next_lsn
     }
 
-    /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it. `lsn`
-    /// is one a commit returned (or any LSN up to [`Db::last_assigned_lsn`]).
+    /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it. An `lsn`
+    /// no commit has been given yet (above [`Db::last_assigned_lsn`]) is waited for until a
+    /// commit takes it and becomes durable — from another thread: if none ever does, the wait
+    /// lasts until the database closes ([`Error::Closed`]). A read-only handle commits nothing
+    /// and answers such an LSN at once.
     ///
     /// # Errors
     ///
-    /// [`Error::NotYetVisible`] at once when no commit has been given `lsn` yet (above
-    /// [`Db::last_assigned_lsn`]: there is nothing to wait for);
     /// [`Error::DurabilityUnavailable`] for an in-memory database; [`Error::Poisoned`] when the
     /// sync failed (the database is poisoned); [`Error::Closed`] when the database closed before
-    /// `lsn` was committed.
+    /// `lsn` was committed; on a read-only handle, [`Error::NotYetVisible`] for an `lsn` above
+    /// its last LSN.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         if self.read_only {
             // Everything it reads was on disk when it was opened; it commits nothing.

@@ -97,7 +97,7 @@ pub enum Error {
     },
     /// A read at a version that is not visible yet: no transaction with that LSN has committed
     /// (or, for a `Strict` commit, become durable) so far. Also [`crate::Db::wait_durable`]'s
-    /// answer for an LSN no commit has been given yet.
+    /// answer, on a read-only handle, for an LSN above its last one.
     NotYetVisible {
         /// The LSN the read asked for.
         requested: u64,

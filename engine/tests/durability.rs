@@ -1488,35 +1488,20 @@ fn strict_writers_with_rounds_in_flight_keep_every_acknowledged_commit() {
     });
 }
 
-/// `wait_durable` of an LSN no commit has been given returns `NotYetVisible` at once instead of
-/// waiting until some later commit takes it, if one ever does (found by a fresh-user
-/// walk-through: it blocked forever); the LSNs an open skips (above the last run's lease) are
-/// waited for no longer than any other.
+/// `wait_durable` of the LSNs an open skips (above the last run's lease, below the first one it
+/// hands out) answers at once — no commit will ever take them; on a read-only handle an LSN
+/// above its last one is `NotYetVisible` (it commits nothing). (A writable handle waits for an
+/// LSN not assigned yet: `concurrency.rs`, `waiters_for_a_future_lsn_are_released`.)
 #[test]
-fn wait_durable_refuses_an_lsn_not_yet_assigned() {
+fn wait_durable_answers_lsns_no_commit_will_take() {
     on_each_path(|io| {
         let dir = tempdir();
-        let db = Arc::new(open(dir.path(), opts(io, Durability::Strict)));
+        let db = open(dir.path(), opts(io, Durability::Strict));
         let lsn = db.put(b"k", b"v").unwrap();
         db.wait_durable(lsn).unwrap();
-        let d = db.clone();
-        let r = within("wait_durable of an LSN not assigned yet", move || {
-            d.wait_durable(lsn + 100)
-        });
-        match r {
-            Err(Error::NotYetVisible { requested, visible }) => {
-                assert_eq!((requested, visible), (lsn + 100, lsn), "{io}");
-            }
-            other => panic!("{io}: {other:?}"),
-        }
-        let next = db.next_lsn();
-        assert!(matches!(
-            db.wait_durable(next),
-            Err(Error::NotYetVisible { .. })
-        ));
         // As a crash leaves it: the next open starts above the lease.
         let crashed = crash_copy(dir.path());
-        Arc::try_unwrap(db).ok().unwrap().close().unwrap();
+        db.close().unwrap();
 
         let db = Arc::new(open(crashed.path(), opts(io, Durability::Strict)));
         let skipped = db.next_lsn() - 1;
@@ -1526,5 +1511,19 @@ fn wait_durable_refuses_an_lsn_not_yet_assigned() {
             d.wait_durable(skipped)
         })
         .unwrap();
+        Arc::try_unwrap(db).ok().unwrap().close().unwrap();
+
+        let ro = Db::open_read_only(crashed.path(), opts(io, Durability::Strict)).unwrap();
+        ro.wait_durable(ro.last_lsn()).unwrap();
+        match ro.wait_durable(ro.last_lsn() + 1) {
+            Err(Error::NotYetVisible { requested, visible }) => {
+                assert_eq!(
+                    (requested, visible),
+                    (ro.last_lsn() + 1, ro.last_lsn()),
+                    "{io}"
+                );
+            }
+            other => panic!("{io}: {other:?}"),
+        }
     });
 }

@@ -451,13 +451,6 @@ impl Shared {
         if durable() >= lsn {
             return Ok(());
         }
-        if lsn >= st.next_lsn {
-            // No commit has been given this LSN: waiting would last until one is, if ever.
-            return Err(crate::Error::NotYetVisible {
-                requested: lsn,
-                visible: self.visible.get(),
-            });
-        }
         if st.closing && st.poisoned.is_none() {
             return Err(crate::Error::Closed);
         }
