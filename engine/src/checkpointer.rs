@@ -724,10 +724,20 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     // (The first needed segment may already be past the active one: a checkpoint that
     // started a new segment no transaction has created yet. The active one goes too.)
     let retire = wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last;
-    // Every LSN up to `last` is durable here, and the floor never exceeds what was visible.
-    let trim_floor = m
-        .trim_floor
-        .max(shared.versions.current().floor().min(last));
+    // Every LSN up to `last` is durable here, and the floor never exceeds what was visible. Only
+    // `NewerThan`'s floor can be one recovery does not recompute (the others' come back from the
+    // last LSN, the policy entry or the checkpoint's marks), so only it is written: a session
+    // that only read, under another policy, still writes nothing at close.
+    let newer_than = matches!(
+        shared.versions.retention.lock().policy,
+        crate::Retention::NewerThan(_)
+    );
+    let trim_floor = if newer_than {
+        m.trim_floor
+            .max(shared.versions.current().floor().min(last))
+    } else {
+        m.trim_floor
+    };
     if m.lsn_floor <= floor && !retire && trim_floor == m.trim_floor {
         return Ok(());
     }
