@@ -573,6 +573,24 @@ fn stall_limit(slices: u32) -> Duration {
     Duration::from_millis(u64::from(slices) * u64::from(WAIT_SLICE_MS))
 }
 
+/// Queues an `IORING_OP_ASYNC_CANCEL` for each of `targets` (the `user_data` of operations in
+/// flight), each completing with `user_data` `cancel`; returns how many were queued (fewer only
+/// when the submission queue is full: the caller's next stall asks again). A waiter's next enter
+/// submits them.
+fn push_cancels(ring: &mut IoUring, targets: &[u64], cancel: u64) -> usize {
+    let mut sq = ring.submission();
+    let mut queued = 0;
+    for &target in targets {
+        let sqe = opcode::AsyncCancel::new(target).build().user_data(cancel);
+        // SAFETY: a cancellation references no memory: its target is named by `user_data`.
+        if unsafe { sq.push(&sqe) }.is_err() {
+            break;
+        }
+        queued += 1;
+    }
+    queued
+}
+
 /// An `io_uring_enter` failure worth retrying: `EINTR`, `EAGAIN` or `EBUSY`.
 fn is_transient(e: &io::Error) -> bool {
     matches!(
@@ -771,6 +789,17 @@ impl Commit {
                 "io_uring fsync completed with unexpected result {r}"
             ))),
         }
+    }
+
+    /// The `user_data` of its operations in flight (its SQEs carry `payload`), to cancel them.
+    fn in_flight_user_data(&self, payload: u64) -> impl Iterator<Item = u64> {
+        [
+            (self.write_in_flight.is_some(), Tag::Write),
+            (self.fsync_in_flight, Tag::Fsync),
+        ]
+        .into_iter()
+        .filter(|&(in_flight, _)| in_flight)
+        .map(move |(_, tag)| user_data(tag, payload))
     }
 
     /// A stalled wait is cancelling what is in flight: completions with `-ECANCELED` are
@@ -1011,10 +1040,13 @@ struct Pipelined {
     /// `commit.in_flight()` is zero.
     buf: AlignedBuf,
     commit: Commit,
-    /// When its current step was submitted, or its last completion came, or it was last
+    /// When its current step was submitted, or its last completion was seen, or it was last
     /// cancelled: a step with nothing of that for [`STALL_SLICES`] slices is cancelled
     /// ([`UringDriver::cancel_stalled_submissions`]).
     step_at: Instant,
+    /// A completion of it was reaped since the last stall check (which then moves `step_at` to
+    /// its own clock reading: no clock read per completion).
+    progressed: bool,
 }
 
 /// The io_uring commit path and waiter of one log thread.
@@ -1170,11 +1202,17 @@ impl UringDriver {
     /// with plain system calls once its cancelled operations completed ([`UringDriver::advance`]
     /// → [`Commit::finish_synchronously`]). Cancelled again after each further such stretch.
     fn cancel_stalled_submissions(&mut self) {
+        if self.pipelined_in_flight() == 0 {
+            return;
+        }
         let limit = stall_limit(self.stall_slices);
         let now = Instant::now();
         let mut targets = Vec::new();
         for (slot, p) in self.slots.iter_mut().enumerate() {
             let Some(p) = p else { continue };
+            if std::mem::take(&mut p.progressed) {
+                p.step_at = now;
+            }
             if p.commit.in_flight() == 0 || now.duration_since(p.step_at) < limit {
                 continue;
             }
@@ -1183,12 +1221,7 @@ impl UringDriver {
             }
             p.commit.cancel_requested();
             p.step_at = now;
-            if p.commit.write_in_flight.is_some() {
-                targets.push(user_data(Tag::Write, slot_payload(slot)));
-            }
-            if p.commit.fsync_in_flight {
-                targets.push(user_data(Tag::Fsync, slot_payload(slot)));
-            }
+            targets.extend(p.commit.in_flight_user_data(slot_payload(slot)));
         }
         if targets.is_empty() {
             return;
@@ -1200,33 +1233,21 @@ impl UringDriver {
             limit.as_millis(),
             targets.len()
         );
-        for target in targets {
-            let cancel = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(user_data(Tag::Cancel, 0));
-            let mut sq = self.ring.submission();
-            // SAFETY: a cancellation references no memory (its target is named by user_data).
-            // When the queue is full the cancel is asked again after the next stall (the
-            // submission is already marked to finish synchronously).
-            if unsafe { sq.push(&cancel) }.is_err() {
-                break;
-            }
-            self.wait.in_flight += 1;
-        }
+        self.push_cancels(&targets);
+    }
+
+    /// [`push_cancels`] on the driver's ring, counted as waiting-side operations in flight (so
+    /// `Drop` reaps their completions).
+    fn push_cancels(&mut self, targets: &[u64]) {
+        let queued = push_cancels(&mut self.ring, targets, user_data(Tag::Cancel, 0));
+        self.wait.in_flight += queued as u32;
     }
 
     /// Asks the kernel to cancel the write and fsync of `c` in flight (they then complete with
     /// `-ECANCELED`, or as they would have if already running) and marks `c` to be finished
     /// synchronously. The cancellations are submitted by the caller's next enter.
     fn cancel_commit(&mut self, c: &mut Commit) {
-        let targets: Vec<u64> = [
-            (c.write_in_flight.is_some(), Tag::Write),
-            (c.fsync_in_flight, Tag::Fsync),
-        ]
-        .into_iter()
-        .filter(|(in_flight, _)| *in_flight)
-        .map(|(_, tag)| user_data(tag, SYNC_COMMIT))
-        .collect();
+        let targets: Vec<u64> = c.in_flight_user_data(SYNC_COMMIT).collect();
         log::warn!(
             "io_uring log driver: no completion in {} ms for a commit's {} operation(s) in \
              flight; cancelling them and finishing the commit with pwrite and fdatasync",
@@ -1237,20 +1258,7 @@ impl UringDriver {
             self.stats.stall_cancels += 1;
         }
         c.cancel_requested();
-        let mut sq = self.ring.submission();
-        for target in targets {
-            let cancel = opcode::AsyncCancel::new(target)
-                .build()
-                .user_data(user_data(Tag::Cancel, 0));
-            // SAFETY: a cancellation references no memory (its target is named by user_data).
-            // When the queue is full the cancel waits for the next slice (nothing is lost: the
-            // commit is already marked to finish synchronously, and every queued SQE is
-            // submitted by the next enter).
-            if unsafe { sq.push(&cancel) }.is_err() {
-                break;
-            }
-            self.wait.in_flight += 1;
-        }
+        self.push_cancels(&targets);
     }
 
     /// Takes every completion off the queue and hands it to its owner: `commit` (the running
@@ -1266,7 +1274,7 @@ impl UringDriver {
                         None => commit.as_deref_mut(),
                         Some(slot) => self.slots.get_mut(slot).and_then(Option::as_mut).map(|p| {
                             // Progress: a stall is measured from the last completion.
-                            p.step_at = Instant::now();
+                            p.progressed = true;
                             &mut p.commit
                         }),
                     };
@@ -1320,7 +1328,8 @@ impl UringDriver {
     /// it. Operations the kernel already has cannot be waited for any more; returning would let
     /// the kernel touch memory the caller is about to free, so that case aborts the process.
     /// (`commit_in_flight` counts the operations of `write_durable`'s commit, whose buffer is the
-    /// caller's; `consumed` says they are all with the kernel whatever is queued. Submissions' buffers are the driver's own: they stay in their slots, and `Drop`
+    /// caller's; `consumed` says they are all with the kernel whatever is queued. Submissions'
+    /// buffers are the driver's own: they stay in their slots, and `Drop`
     /// leaks them since the poisoned ring cannot be waited on.)
     fn enter_failed(&mut self, e: io::Error, commit_in_flight: u32, consumed: bool) -> io::Error {
         // SQEs still queued may be the commit's own (never consumed, so never to be), unless
@@ -1592,9 +1601,9 @@ impl UringDriver {
     /// The ring path of `write_durable` (`fd` is `file`'s descriptor).
     ///
     /// Its waits are sliced ([`enter_sliced`]): after [`STALL_SLICES`] slices' time (5 s, by the
-    /// clock: [`StallClock`]) in which neither the write nor the fsync in flight completed, both are cancelled (logged as a
-    /// warning, counted in [`UringStats::stall_cancels`]) and, once their completions are in,
-    /// the commit is finished with `pwrite(2)` and `fdatasync(2)`
+    /// clock: [`StallClock`]) in which neither the write nor the fsync in flight completed, both
+    /// are cancelled (logged as a warning, counted in [`UringStats::stall_cancels`]) and, once
+    /// their completions are in, the commit is finished with `pwrite(2)` and `fdatasync(2)`
     /// ([`Commit::finish_synchronously`]): a request stranded in the kernel's io-wq (as one of
     /// the checkpoint writer's was) then costs 5 s instead of a log thread. An operation the
     /// kernel is really executing is not cancelled by it and is waited for.
@@ -1774,6 +1783,7 @@ impl LogDriver for UringDriver {
             buf,
             commit,
             step_at: Instant::now(),
+            progressed: false,
         });
         self.start_step(slot)
     }
@@ -1928,10 +1938,11 @@ impl<'a> RingWriter<'a> {
     ///
     /// The wait is sliced ([`enter_sliced`]) and looks at the queue after each slice, so a
     /// completion whose wake-up was missed is still found. After each stretch of [`STALL_SLICES`]
-    /// slices' time (5 s) with none, every operation still in flight is cancelled (logged). A cancelled write completes
-    /// with `-ECANCELED` and [`RingWriter::reap`] writes its piece synchronously; a cancelled fsync
-    /// is redone with `fdatasync(2)` by [`FileWriter::finish`]. An operation the kernel is really
-    /// executing (a slow disk) is not cancelled and is waited for, slice after slice.
+    /// slices' time (5 s) with none, every operation still in flight is cancelled (logged). A
+    /// cancelled write completes with `-ECANCELED` and [`RingWriter::reap`] writes its piece
+    /// synchronously; a cancelled fsync is redone with `fdatasync(2)` by [`FileWriter::finish`].
+    /// An operation the kernel is really executing (a slow disk) is not cancelled and is waited
+    /// for, slice after slice.
     fn wait_one(&mut self) -> io::Result<()> {
         let mut stall = StallClock::new(self.stall_slices);
         loop {
@@ -1966,18 +1977,9 @@ impl<'a> RingWriter<'a> {
             stall_limit(self.stall_slices).as_millis(),
             targets.len()
         );
-        let mut sq = self.ring.submission();
-        for ud in targets {
-            let cancel = opcode::AsyncCancel::new(ud)
-                .build()
-                .user_data(WRITER_CANCEL);
-            // SAFETY: a cancellation references no memory. The queue has room: every write and
-            // the sync were consumed by earlier enters (at most WRITER_DEPTH + 1 of the ring's
-            // 2 * WRITER_DEPTH entries are ever queued at once).
-            if unsafe { sq.push(&cancel) }.is_err() {
-                break;
-            }
-        }
+        // The queue has room: every write and the sync were consumed by earlier enters (at most
+        // WRITER_DEPTH + 1 of the ring's 2 * WRITER_DEPTH entries are ever queued at once).
+        push_cancels(&mut self.ring, &targets, WRITER_CANCEL);
     }
 
     /// Waits for at least one completion and handles every completion available.
@@ -2242,18 +2244,9 @@ fn cancel_reads(ring: &mut IoUring, state: &[Option<RingRead>], stall_slices: u3
         stall_limit(stall_slices).as_millis(),
         targets.len()
     );
-    let mut sq = ring.submission();
-    let mut queued = 0;
-    for ud in targets {
-        let cancel = opcode::AsyncCancel::new(ud).build().user_data(READ_CANCEL);
-        // SAFETY: a cancellation references no memory. The queue has room: every read was
-        // consumed by an earlier enter and at most the queue's size are in flight.
-        if unsafe { sq.push(&cancel) }.is_err() {
-            break;
-        }
-        queued += 1;
-    }
-    queued
+    // The queue has room: every read was consumed by an earlier enter and at most the queue's
+    // size are in flight.
+    push_cancels(ring, &targets, READ_CANCEL)
 }
 
 /// Counts the `Read` SQEs pushed and not yet reaped, and aborts the process if dropped while one
@@ -2281,9 +2274,9 @@ impl Drop for ReadsInFlight {
 /// idle again.
 ///
 /// Waits are sliced ([`enter_sliced`]): after `stall_slices` slices' time ([`StallClock`])
-/// without a completion, every read in flight is cancelled (logged as a warning), and those reads — with
-/// every request not yet on the ring — are left without a result, for the caller to read with
-/// plain `pread(2)` (as [`Vfs::read_batch`] does with whatever has no result).
+/// without a completion, every read in flight is cancelled (logged as a warning), and those
+/// reads — with every request not yet on the ring — are left without a result, for the caller
+/// to read with plain `pread(2)` (as [`Vfs::read_batch`] does with whatever has no result).
 ///
 /// `Err` when `io_uring_enter` failed with something other than `EINTR`/`EAGAIN`/`EBUSY`: it then
 /// first waits for every read the kernel already has, and returns once the only SQEs left are
