@@ -430,23 +430,30 @@ impl<'db> Txn<'db> {
     }
 
     fn commit_inner(self, durability: Option<Durability>) -> Result<Lsn> {
+        let res = self.validate_and_commit(durability);
+        if let Err(Error::Conflict { .. }) = &res {
+            let counters = &self.db.shared().counters;
+            counters
+                .conflicts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        res
+    }
+
+    /// [`Txn::commit_inner`] before its conflict is counted: the conditions at the snapshot,
+    /// then, with writes, the commit validated against later ones.
+    fn validate_and_commit(&self, durability: Option<Durability>) -> Result<Lsn> {
+        // The conditions, checked at the snapshot (a transaction that writes nothing is
+        // serialized there: they are all it checks).
+        let conditions = |r: &Reads| {
+            r.conds
+                .iter()
+                .try_for_each(|c| check_at_snapshot(&r.snap, c))
+        };
         if self.ops.is_empty() {
             self.db.check_open()?;
             if let Some(r) = &self.reads {
-                // Serialized at its snapshot: its conditions need checking there only.
-                if let Err(e) = r
-                    .conds
-                    .iter()
-                    .try_for_each(|c| check_at_snapshot(&r.snap, c))
-                {
-                    if matches!(e, Error::Conflict { .. }) {
-                        let counters = &self.db.shared().counters;
-                        counters
-                            .conflicts
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return Err(e);
-                }
+                conditions(r)?;
             }
             return Ok(self.snapshot_lsn().unwrap_or_else(|| self.db.last_lsn()));
         }
@@ -462,21 +469,9 @@ impl<'db> Txn<'db> {
             keys: &r.keys,
             ranges: &r.ranges,
         };
-        let res = r
-            .conds
-            .iter()
-            .try_for_each(|c| check_at_snapshot(&r.snap, c))
-            .and_then(|()| {
-                self.db
-                    .commit_checked(&refs, durability, false, Some(&check))
-            });
-        if let Err(Error::Conflict { .. }) = &res {
-            let counters = &self.db.shared().counters;
-            counters
-                .conflicts
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        res
+        conditions(r)?;
+        self.db
+            .commit_checked(&refs, durability, false, Some(&check))
     }
 
     /// Discards the buffered writes (the same as dropping the transaction).
