@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ringlog_db::{Db, Error, Options};
 use ringlog_format::{Manifest, RecordKind};
+use ringlog_uring::{OpenOptions, Vfs};
 use serde::Serialize;
 
 use crate::args::{DirArgs, DumpArgs, GetArgs, HistoryArgs, ScanArgs, VerifyArgs};
@@ -116,16 +117,23 @@ impl CheckpointFacts {
     /// The MANIFEST's checkpoint, checked against the file in `dir`. A file missing while a
     /// writer has the database open is no damage when the MANIFEST has moved on to another
     /// checkpoint meanwhile (the writer replaced it).
-    pub(crate) fn of(dir: &Path, m: &Manifest, writer_active: bool) -> Option<CheckpointFacts> {
+    pub(crate) fn of(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        m: &Manifest,
+        writer_active: bool,
+    ) -> Option<CheckpointFacts> {
         if m.checkpoint_id == 0 {
             return None;
         }
         let file = format!("{:020}.ckpt", m.checkpoint_id);
-        let stat = std::fs::metadata(dir.join(&file)).map(|md| md.len());
+        let stat = vfs
+            .open(&dir.join(&file), OpenOptions::default())
+            .and_then(|f| f.size());
         let file_bytes = stat.as_ref().ok().copied();
         let replaced = || {
             writer_active
-                && std::fs::read(dir.join(logwalk::MANIFEST))
+                && logwalk::read_all(vfs, &dir.join(logwalk::MANIFEST))
                     .ok()
                     .and_then(|b| Manifest::decode(&b).ok())
                     .is_some_and(|now| now.checkpoint_id != m.checkpoint_id)
@@ -185,7 +193,12 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
             run_floor: m.run_floor,
             codec: m.codec,
         },
-        checkpoint: CheckpointFacts::of(&l.dir, &m, l.writer_active),
+        checkpoint: CheckpointFacts::of(
+            &ringlog_uring::PosixVfs::default(),
+            &l.dir,
+            &m,
+            l.writer_active,
+        ),
         segments: walk.segments,
         segments_below_first: l.below.iter().map(|s| s.id).collect(),
         other_files: l.others.clone(),

@@ -333,7 +333,7 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 let ckpt = listing
                     .manifest()
                     .ok()
-                    .and_then(|m| crate::commands::CheckpointFacts::of(&a.dir, m, false));
+                    .and_then(|m| crate::commands::CheckpointFacts::of(&vfs, &a.dir, m, false));
                 if let Some(why) = ckpt.as_ref().and_then(|c| c.problem.as_ref()) {
                     return Err(Failure::Found(format!(
                         "the log has no damage, but the checkpoint {}: {why}; repair cuts only \
