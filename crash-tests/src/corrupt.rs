@@ -378,8 +378,19 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                 });
             }
             if r.chance(150) {
-                // A flipped bit in a segment header.
-                let s = r.below(lay.segs.len() as u64) as usize;
+                // A flipped bit in a segment header: of any segment, or (one case in two) of
+                // the first one recovery replays while later ones exist, which a truncating
+                // recovery cuts away with all of them.
+                let first_needed = img
+                    .files
+                    .get(&Setup::sim_dir().join("MANIFEST"))
+                    .and_then(|m| Manifest::decode(m).ok())
+                    .map(|m| m.first_needed_segment());
+                let first = lay.segs.iter().position(|p| segment_id(p) == first_needed);
+                let s = match first {
+                    Some(f) if f + 1 < lay.segs.len() && r.chance(500) => f,
+                    _ => r.below(lay.segs.len() as u64) as usize,
+                };
                 let path = lay.segs[s].clone();
                 let data = Arc::make_mut(img.files.get_mut(&path)?);
                 let at = r.below(64);
@@ -541,11 +552,15 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
 }
 
 fn open(setup: &Setup, img: &Image, mode: RecoveryMode) -> Result<Db, Error> {
+    open_on(setup, SimVfs::from_image(img, false, Duration::ZERO), mode)
+}
+
+/// [`open`] on the simulated disk `sim`.
+fn open_on(setup: &Setup, sim: SimVfs, mode: RecoveryMode) -> Result<Db, Error> {
     // Damage is classified on bytes read as from a real disk too: streamed in pieces by
     // recovery's reader thread (every other seed), or shared.
     let streamed = setup.wl.cfg.seed % 2 == 1;
-    let sim = SimVfs::from_image(img, false, Duration::ZERO).streamed_reads(streamed);
-    let mut o = setup.options(Some(Arc::new(sim)), IoChoice::Auto);
+    let mut o = setup.options(Some(Arc::new(sim.streamed_reads(streamed))), IoChoice::Auto);
     o.recovery = mode;
     Db::open(Setup::sim_dir(), o)
 }
@@ -1078,6 +1093,90 @@ fn repair_crashes(setup: &Setup, case: &Case, seed: u64) -> Result<(&'static str
     ))
 }
 
+/// A truncating recovery (`RecoveryMode::TruncateAtCorruption`) of the damaged image that cuts
+/// the log, on the simulated disk, followed by a clean close, crashed at every step of its trace
+/// (sector tears, a few states per step): the cut (the damaged segment cut short, the later ones
+/// renamed aside), the rest of the open and the close. In every crash state a truncating
+/// recovery run again (as the application would) must open with the state the uncrashed one
+/// recovered — an interrupted cut is finished, never refused nor moved; after the close, the
+/// database opens in `RecoveryMode::Strict` with that state (the cut is durable). Returns the
+/// counter and the number of crash states checked, or `None` when the recovery cut nothing or
+/// refused the image (which [`evaluate`] judges).
+fn truncating_crashes(
+    setup: &Setup,
+    case: &Case,
+    seed: u64,
+) -> Result<Option<(&'static str, u64)>, Violation> {
+    let fail = |what: String| Violation::new("truncation", format!("{}: {what}", case.kind));
+    let sim = SimVfs::from_image(&case.img, true, Duration::ZERO);
+    let Ok(db) = open_on(setup, sim.clone(), RecoveryMode::TruncateAtCorruption) else {
+        return Ok(None);
+    };
+    if db.recovery_stats().truncated_at.is_none() {
+        return Ok(None);
+    }
+    let (st, aliens) = observe(&db, &setup.wl).map_err(|e| fail(format!("scan: {e}")))?;
+    let expected = (st, aliens, db.last_lsn());
+    db.close()
+        .map_err(|e| fail(format!("the close after the cut failed: {e}")))?;
+    let trace = sim.trace();
+    let mut states = 0u64;
+    let mut bad = None;
+    crate::crash::for_each_state(
+        &case.img,
+        &trace,
+        crate::crash::TearModel::Sector,
+        4,
+        seed,
+        |pos, idx, img| {
+            if bad.is_some() {
+                return;
+            }
+            states += 1;
+            let (at, mode) = if pos == trace.len() {
+                (
+                    format!("power lost after the close (state {idx})"),
+                    RecoveryMode::Strict,
+                )
+            } else {
+                (
+                    format!(
+                        "crash at step {pos} of {} of the truncating open and close (state {idx})",
+                        trace.len()
+                    ),
+                    RecoveryMode::TruncateAtCorruption,
+                )
+            };
+            let db = match open(setup, &img, mode) {
+                Ok(db) => db,
+                Err(e) => {
+                    bad = Some(fail(format!("{at}: {mode:?} refused it: {e}")));
+                    return;
+                }
+            };
+            match observe(&db, &setup.wl) {
+                Ok((st, aliens)) if (st.clone(), aliens.clone(), db.last_lsn()) == expected => {}
+                Ok((_, _)) => {
+                    bad = Some(fail(format!(
+                        "{at}: {mode:?} recovered another state than the uncrashed truncating \
+                         recovery (last LSN {} against {})",
+                        db.last_lsn(),
+                        expected.2
+                    )))
+                }
+                Err(e) => bad = Some(fail(format!("{at}: scan: {e}"))),
+            }
+        },
+    );
+    if let Some(v) = bad {
+        return Err(v);
+    }
+    Ok(Some((
+        "truncating recovery: crashed at every step, finished by the next open, durable after close",
+        states,
+    )))
+}
+
 /// The damage of `case` went unreported: the database opened (`how`: in which mode, if it says)
 /// but `detail` is wrong with it.
 fn silent_loss(case: &Case, how: &str, detail: &str) -> Violation {
@@ -1216,14 +1315,31 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                     } else {
                         None
                     };
-                    Ok((label, tool, repaired))
+                    // Mid-log damage the engine's truncating recovery cuts: every header
+                    // flip (a cut at a segment's start, up to the whole log) and one case in
+                    // four of the others, crashed at every step.
+                    let truncated = if cat == 1
+                        && (case.batch_start == 0 || k % 4 == 1)
+                        && case.version.is_none()
+                    {
+                        truncating_crashes(&setup, &case, mix_seed(seed, cat, k) ^ 0x7C07)?
+                    } else {
+                        None
+                    };
+                    Ok((label, tool, repaired, truncated))
                 });
             match verdict {
-                Ok((label, tool, repaired)) => {
+                Ok((label, tool, repaired, truncated)) => {
                     *sum.checks.entry(tool).or_default() += 1;
                     if let Some((what, states)) = repaired {
                         *sum.checks.entry(what).or_default() += 1;
                         *sum.checks.entry("repair crash states checked").or_default() += states;
+                    }
+                    if let Some((what, states)) = truncated {
+                        *sum.checks.entry(what).or_default() += 1;
+                        *sum.checks
+                            .entry("truncating recovery crash states checked")
+                            .or_default() += states;
                     }
                     if label.contains("known limit") && sum.notes.len() < 3 {
                         sum.notes.push(format!(

@@ -1007,6 +1007,18 @@ fn catches_a_value_read_that_skips_its_checks() {
     assert_caught(Bug::ValueReadSkipsChecks, &s, &["silent-loss"]);
 }
 
+/// A truncating recovery refuses a log whose first needed segment is missing instead of cutting
+/// it there: `corrupt` crashes the truncating recovery of every damaged segment header at each
+/// step, and a crash after the first segment was renamed aside, before the later ones were,
+/// leaves a database the next truncating open refuses.
+#[test]
+fn catches_a_truncating_recovery_that_refuses_a_missing_first_segment() {
+    let s = with_bug(Some(Bug::TruncatingRefusesMissingFirst), || {
+        ringlog_crash::corrupt::run(&corrupt_defaults(), 20)
+    });
+    assert_caught(Bug::TruncatingRefusesMissingFirst, &s, &["truncation"]);
+}
+
 /// `ringlog repair` writes its copies of the bytes it removes but makes them durable only after
 /// the cut: `corrupt` crashes every fourth repair at each step and finds bytes gone with no
 /// durable copy.

@@ -305,11 +305,16 @@ pub mod bugs {
         /// A read of a value on disk whose record fails its checks returns the bytes where the
         /// value would be instead of `Error::Corruption`: damage reads as wrong bytes.
         ValueReadSkipsChecks,
+        /// A truncating recovery refuses a log whose first needed segment is missing, as a
+        /// strict one does, instead of cutting the log there: a crash while an earlier
+        /// truncating recovery moved the log's segments aside (the first one moved, a later one
+        /// not) leaves a database no recovery opens.
+        TruncatingRefusesMissingFirst,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 31] = [
+        pub const ALL: [Bug; 32] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -341,9 +346,12 @@ pub mod bugs {
             Bug::ReadOnlyCleansUp,
             Bug::HistorySkipsDeletes,
             Bug::ValueReadSkipsChecks,
+            Bug::TruncatingRefusesMissingFirst,
         ];
 
         fn bit(self) -> u32 {
+            // Every bug has a bit of `ARMED`.
+            const _: () = assert!(Bug::ALL.len() <= u32::BITS as usize);
             1 << (self as u32)
         }
     }
@@ -547,6 +555,8 @@ bug_hook! {
     history_skips_deletes => HistorySkipsDeletes;
     /// Whether a value read on disk returns its bytes without the record's checks.
     value_read_skips_checks => ValueReadSkipsChecks;
+    /// Whether a truncating recovery refuses a missing first segment.
+    truncating_refuses_missing_first => TruncatingRefusesMissingFirst;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

@@ -600,7 +600,7 @@ fn scan_log(
     let first_needed = manifest.first_needed_segment();
     if ids.first().is_some_and(|&f| f > first_needed) {
         let missing = path_of(first_needed);
-        if !truncating {
+        if !truncating || crate::hooks::truncating_refuses_missing_first() {
             return Err(corruption(
                 &missing,
                 0,
