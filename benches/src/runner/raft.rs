@@ -348,7 +348,7 @@ fn rocks_phase(
 ) -> Result<Measure, EngineError> {
     use crate::raftlog::rocks::{open, RocksLog};
     let db = open(dir, threads).map_err(|e| err("rocksdb open", e))?;
-    let flushes = Arc::new(AtomicU64::new(0));
+    let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stores = (0..threads)
         .map(|g| RocksLog::new(db.clone(), g, flushes.clone()))
         .collect::<io::Result<Vec<_>>>()
