@@ -971,6 +971,49 @@ fn mix_seed(seed: u64, cat: usize, k: u64) -> u64 {
     crate::rng::mix(&[seed, cat as u64, k, 0x4E9A])
 }
 
+/// What an open recovered: the workload's state, the keys it never wrote, the last LSN.
+type Opened = (State, Vec<crate::workload::Alien>, u64);
+
+/// What `img` opens with in `mode`; `fail` makes a violation of why not (`what` names the image).
+fn opened(
+    setup: &Setup,
+    img: &Image,
+    mode: RecoveryMode,
+    what: &str,
+    fail: &dyn Fn(String) -> Violation,
+) -> Result<Opened, Violation> {
+    let db = open(setup, img, mode)
+        .map_err(|e| fail(format!("{what}: {mode:?} recovery refused it: {e}")))?;
+    let (st, aliens) = observe(&db, &setup.wl).map_err(|e| fail(format!("{what}: scan: {e}")))?;
+    Ok((st, aliens, db.last_lsn()))
+}
+
+/// Checks the crash states of `trace` run on `base` (sector tears, up to 4 states per step) with
+/// `check(position, state index, image)`, up to the first violation; returns how many it checked.
+fn every_crash_state(
+    base: &Image,
+    trace: &[crate::sim::Op],
+    seed: u64,
+    mut check: impl FnMut(usize, u64, &Image) -> Result<(), Violation>,
+) -> Result<u64, Violation> {
+    let mut states = 0u64;
+    let mut bad = None;
+    crate::crash::for_each_state(
+        base,
+        trace,
+        crate::crash::TearModel::Sector,
+        4,
+        seed,
+        |pos, idx, img| {
+            if bad.is_none() {
+                states += 1;
+                bad = check(pos, idx, &img).err();
+            }
+        },
+    );
+    bad.map_or(Ok(states), Err)
+}
+
 /// `ringlog repair --truncate-tail` on the damaged image, on the simulated disk, then crashed
 /// at every step of its trace (sector tears, a few states per step). In every crash state: no
 /// byte of the log is lost — each segment is as it was, or cut at the plan's offset with the cut
@@ -992,101 +1035,70 @@ fn repair_crashes(setup: &Setup, case: &Case, seed: u64) -> Result<(&'static str
     repair::execute(&sim, dir, &side, &plan)
         .map_err(|e| fail(format!("the repair failed: {e:?}")))?;
     let trace = sim.trace();
-    let finished = sim.snapshot();
-    let state_of =
-        |img: &Image, what: &str| -> Result<(State, Vec<crate::workload::Alien>, u64), Violation> {
-            let db = open(setup, img, RecoveryMode::Strict)
-                .map_err(|e| fail(format!("{what} does not open: {e}")))?;
-            let (st, aliens) =
-                observe(&db, &setup.wl).map_err(|e| fail(format!("{what}: scan: {e}")))?;
-            Ok((st, aliens, db.last_lsn()))
-        };
-    let expected = state_of(&finished, "the repaired database")?;
-    {
-        let db = open(setup, &case.img, RecoveryMode::TruncateAtCorruption)
-            .map_err(|e| fail(format!("TruncateAtCorruption refused it: {e}")))?;
-        let (st, aliens) = observe(&db, &setup.wl).map_err(|e| fail(format!("scan: {e}")))?;
-        if (st, aliens, db.last_lsn()) != expected {
-            return Err(fail(
-                "the repaired database holds another state than a truncating recovery".into(),
-            ));
-        }
+    let strict = RecoveryMode::Strict;
+    let expected = opened(
+        setup,
+        &sim.snapshot(),
+        strict,
+        "the repaired database",
+        &fail,
+    )?;
+    let truncating = RecoveryMode::TruncateAtCorruption;
+    if opened(setup, &case.img, truncating, "the damaged image", &fail)? != expected {
+        return Err(fail(
+            "the repaired database holds another state than a truncating recovery".into(),
+        ));
     }
     let cut_name = dir.join(format!("{:020}.log", plan.segment));
-    let mut states = 0u64;
-    let mut bad = None;
-    crate::crash::for_each_state(
-        &case.img,
-        &trace,
-        crate::crash::TearModel::Sector,
-        4,
-        seed,
-        |pos, idx, img| {
-            if bad.is_some() {
-                return;
+    let states = every_crash_state(&case.img, &trace, seed, |pos, idx, img| {
+        let at = format!("crash at step {pos} of the repair (state {idx})");
+        // No byte lost.
+        for (path, orig) in &case.img.files {
+            if path.extension().is_none_or(|e| e != "log") || path.parent() != Some(dir) {
+                continue;
             }
-            states += 1;
-            let at = format!("crash at step {pos} of the repair (state {idx})");
-            // No byte lost.
-            for (path, orig) in &case.img.files {
-                if path.extension().is_none_or(|e| e != "log") || path.parent() != Some(dir) {
-                    continue;
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let now = img.files.get(path);
+            let kept =
+                |f: &str, bytes: &[u8]| img.files.get(&side.join(f)).is_some_and(|b| **b == *bytes);
+            let ok = match now {
+                Some(b) if **b == **orig => true,
+                Some(b) if *path == cut_name && plan.offset as usize <= orig.len() => {
+                    let off = plan.offset as usize;
+                    **b == orig[..off] && kept(&format!("{name}.from-{off}"), &orig[off..])
                 }
-                let name = path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                let now = img.files.get(path);
-                let kept = |f: &str, bytes: &[u8]| {
-                    img.files.get(&side.join(f)).is_some_and(|b| **b == *bytes)
-                };
-                let ok = match now {
-                    Some(b) if **b == **orig => true,
-                    Some(b) if *path == cut_name && plan.offset as usize <= orig.len() => {
-                        let off = plan.offset as usize;
-                        **b == orig[..off] && kept(&format!("{name}.from-{off}"), &orig[off..])
-                    }
-                    Some(_) => false,
-                    None => kept(&name, orig),
-                };
-                if !ok {
-                    bad = Some(fail(format!(
-                        "{at}: {name} changed or went without a durable copy of what it lost"
-                    )));
-                    return;
-                }
+                Some(_) => false,
+                None => kept(&name, orig),
+            };
+            if !ok {
+                return Err(fail(format!(
+                    "{at}: {name} changed or went without a durable copy of what it lost"
+                )));
             }
-            // Running it again finishes it.
-            let again = SimVfs::from_image(&img, false, Duration::ZERO);
-            let side2 = dir.with_file_name("db.repair2");
-            match repair::plan_tail(&again, dir) {
-                Ok(Some(p)) => {
-                    if let Err(e) = repair::execute(&again, dir, &side2, &p) {
-                        bad = Some(fail(format!("{at}: the repair run again failed: {e:?}")));
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    bad = Some(fail(format!("{at}: planning again failed: {e:?}")));
-                    return;
-                }
+        }
+        // Running it again finishes it.
+        let again = SimVfs::from_image(img, false, Duration::ZERO);
+        let side2 = dir.with_file_name("db.repair2");
+        match repair::plan_tail(&again, dir) {
+            Ok(Some(p)) => {
+                repair::execute(&again, dir, &side2, &p)
+                    .map_err(|e| fail(format!("{at}: the repair run again failed: {e:?}")))?;
             }
-            match state_of(&again.snapshot(), &format!("{at}, then repaired again")) {
-                Ok(s) if s == expected => {}
-                Ok(_) => {
-                    bad = Some(fail(format!(
-                        "{at}: repaired again, it holds another state than the uncrashed repair"
-                    )))
-                }
-                Err(v) => bad = Some(v),
-            }
-        },
-    );
-    if let Some(v) = bad {
-        return Err(v);
-    }
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("{at}: planning again failed: {e:?}"))),
+        }
+        let what = format!("{at}, then repaired again");
+        if opened(setup, &again.snapshot(), strict, &what, &fail)? != expected {
+            return Err(fail(format!(
+                "{what}, it holds another state than the uncrashed repair"
+            )));
+        }
+        Ok(())
+    })?;
     Ok((
         "repair: crashed at every step, no byte lost, finished by a second run",
         states,
@@ -1120,57 +1132,31 @@ fn truncating_crashes(
     db.close()
         .map_err(|e| fail(format!("the close after the cut failed: {e}")))?;
     let trace = sim.trace();
-    let mut states = 0u64;
-    let mut bad = None;
-    crate::crash::for_each_state(
-        &case.img,
-        &trace,
-        crate::crash::TearModel::Sector,
-        4,
-        seed,
-        |pos, idx, img| {
-            if bad.is_some() {
-                return;
-            }
-            states += 1;
-            let (at, mode) = if pos == trace.len() {
-                (
-                    format!("power lost after the close (state {idx})"),
-                    RecoveryMode::Strict,
-                )
-            } else {
-                (
-                    format!(
-                        "crash at step {pos} of {} of the truncating open and close (state {idx})",
-                        trace.len()
-                    ),
-                    RecoveryMode::TruncateAtCorruption,
-                )
-            };
-            let db = match open(setup, &img, mode) {
-                Ok(db) => db,
-                Err(e) => {
-                    bad = Some(fail(format!("{at}: {mode:?} refused it: {e}")));
-                    return;
-                }
-            };
-            match observe(&db, &setup.wl) {
-                Ok((st, aliens)) if (st.clone(), aliens.clone(), db.last_lsn()) == expected => {}
-                Ok((_, _)) => {
-                    bad = Some(fail(format!(
-                        "{at}: {mode:?} recovered another state than the uncrashed truncating \
-                         recovery (last LSN {} against {})",
-                        db.last_lsn(),
-                        expected.2
-                    )))
-                }
-                Err(e) => bad = Some(fail(format!("{at}: scan: {e}"))),
-            }
-        },
-    );
-    if let Some(v) = bad {
-        return Err(v);
-    }
+    let states = every_crash_state(&case.img, &trace, seed, |pos, idx, img| {
+        let (at, mode) = if pos == trace.len() {
+            (
+                format!("power lost after the close (state {idx})"),
+                RecoveryMode::Strict,
+            )
+        } else {
+            (
+                format!(
+                    "crash at step {pos} of {} of the truncating open and close (state {idx})",
+                    trace.len()
+                ),
+                RecoveryMode::TruncateAtCorruption,
+            )
+        };
+        let got = opened(setup, img, mode, &at, &fail)?;
+        if got != expected {
+            return Err(fail(format!(
+                "{at}: {mode:?} recovered another state than the uncrashed truncating recovery \
+                 (last LSN {} against {})",
+                got.2, expected.2
+            )));
+        }
+        Ok(())
+    })?;
     Ok(Some((
         "truncating recovery: crashed at every step, finished by the next open, durable after close",
         states,
