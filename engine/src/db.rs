@@ -583,6 +583,8 @@ impl Db {
     ///
     /// As [`Db::put`].
     pub fn set_retention(&self, policy: Retention) -> Result<Lsn> {
+        // As it is recorded (and read back after a reopen).
+        let policy = policy.normalized();
         let shared = &*self.shared;
         let v = &shared.versions;
         // Held across the commit: no trim plans with the old policy once the new one is logged.

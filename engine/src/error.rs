@@ -45,7 +45,9 @@ pub enum Error {
     },
     /// The path exists and is not a directory.
     NotADirectory(PathBuf),
-    /// The directory holds files but is not a ringlog database.
+    /// The directory is not a ringlog database: it has no MANIFEST, and other files
+    /// ([`crate::Db::open`], which creates a database in an empty directory), or none at all
+    /// ([`crate::Db::open_read_only`], which creates nothing).
     NotADatabase(PathBuf),
     /// The database was written by an unsupported format version.
     UnsupportedVersion {
@@ -91,8 +93,9 @@ pub enum Error {
     HistoryTrimmed {
         /// The LSN the read asked for.
         requested: u64,
-        /// The oldest LSN a read can ask for (for this key, when only the key's history was
-        /// trimmed by [`crate::Retention::LastVersions`]).
+        /// The oldest LSN the read could have asked for: the trim floor (one for the whole
+        /// database, which [`crate::Retention::LastVersions`]'s trims raise for every key), or,
+        /// for a key whose older versions a trim dropped, that key's oldest kept version.
         earliest_retained: u64,
     },
     /// A read at a version that is not visible yet: no transaction with that LSN has committed
@@ -238,7 +241,7 @@ impl fmt::Display for Error {
                 "transaction of {len} encoded bytes exceeds the limit of {max} bytes (one log segment)"
             ),
             Error::NotADirectory(p) => write!(f, "{} exists and is not a directory", p.display()),
-            Error::NotADatabase(p) => write!(f, "{} is not a ringlog database (no MANIFEST, other files present)", p.display()),
+            Error::NotADatabase(p) => write!(f, "{} is not a ringlog database (it has no MANIFEST)", p.display()),
             Error::UnsupportedVersion { path, found, supported } => write!(
                 f,
                 "{} holds format version {found}; this build supports version {supported}",

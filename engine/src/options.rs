@@ -417,22 +417,26 @@ impl Options {
     }
 
     /// Largest value a single put accepts with these options, for a key of `key_len` bytes (0
-    /// also when the key does not fit even with an empty value, as [`crate::Db::max_value_len`]).
+    /// also when the key does not fit even with an empty value, as [`crate::Db::max_value_len`],
+    /// and when [`Options::segment_size`] is outside the range an open accepts).
     pub fn max_value_len(&self, key_len: usize) -> usize {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return 0;
+        }
         self.max_txn_bytes()
-            .saturating_sub(RECORD_HEADER_LEN + key_len + 8)
+            .saturating_sub(RECORD_HEADER_LEN.saturating_add(key_len).saturating_add(8))
     }
 
     /// Largest encoded transaction: a segment minus its header, the worst-case batch padding, the
-    /// head of the batch and a lease record that may precede it.
+    /// head of the batch and a lease record that may precede it (0 when a segment is too small
+    /// to hold those: such options fail [`Options::validate`]).
     pub(crate) fn max_txn_bytes(&self) -> usize {
-        (self.segment_size
-            - SEGMENT_HEADER_LEN as u64
-            - MAX_ALIGN
-            - RECORD_HEADER_LEN as u64
-            - ringlog_format::BATCH_HEAD_LEN as u64
-            - ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN) as u64)
-            as usize
+        let fixed = SEGMENT_HEADER_LEN as u64
+            + MAX_ALIGN
+            + RECORD_HEADER_LEN as u64
+            + ringlog_format::BATCH_HEAD_LEN as u64
+            + ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN) as u64;
+        usize::try_from(self.segment_size.saturating_sub(fixed)).unwrap_or(usize::MAX)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

@@ -549,8 +549,11 @@ impl RetryPolicy {
         // Jitter: a random share of up to half the pause (std's per-process random keys).
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(attempt);
-        let cut = full.as_nanos() as u64 / 2 * (h.finish() % 1024) / 1024;
-        full - std::time::Duration::from_nanos(cut)
+        // In u128: a pause of over 417 days times the share overflows u64.
+        let cut = full.as_nanos() / 2 * u128::from(h.finish() % 1024) / 1024;
+        full.saturating_sub(std::time::Duration::from_nanos(
+            u64::try_from(cut).unwrap_or(u64::MAX),
+        ))
     }
 }
 
@@ -713,5 +716,32 @@ impl Iterator for TxnScan {
 impl DoubleEndedIterator for TxnScan {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.step(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use std::time::Duration;
+
+    /// A pause of any length, up to `Duration::MAX`, is computed without overflow (found by an
+    /// API probe: above about 417 days the jitter's product overflowed u64), and stays between
+    /// half the full pause and the full pause.
+    #[test]
+    fn backoff_of_any_length_does_not_overflow() {
+        for pause in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(50),
+            Duration::from_secs(1 << 40),
+            Duration::MAX,
+        ] {
+            let p = RetryPolicy::default().backoff(pause, pause);
+            for attempt in 1..40 {
+                let b = p.backoff_for(attempt);
+                assert!(b <= pause, "{pause:?} attempt {attempt}: {b:?}");
+                assert!(b >= pause / 2, "{pause:?} attempt {attempt}: {b:?}");
+            }
+        }
     }
 }

@@ -141,6 +141,39 @@ fn value_length_limit_with_a_64k_segment() {
     });
 }
 
+/// `Options::max_value_len` answers 0, never panics or wraps, for a key no segment holds and for
+/// segment sizes an open refuses (found by an API probe: it overflowed in debug builds and
+/// answered about 1.8e19 in release builds).
+#[test]
+fn max_value_len_of_impossible_options_or_keys_is_zero() {
+    let o = Options::default();
+    assert_eq!(o.max_value_len(usize::MAX), 0);
+    assert_eq!(o.max_value_len(usize::MAX - 8), 0);
+    assert!(o.max_value_len(16) > 0);
+    for size in [
+        0,
+        4096,
+        (64 << 10) - 4096,
+        u64::MAX,
+        ringlog_format::MAX_SEGMENT_LEN + 4096,
+    ] {
+        let o = Options::default().segment_size(size);
+        assert_eq!(o.max_value_len(1), 0, "segment_size {size}");
+        let dir = tempdir();
+        assert!(
+            matches!(Db::open(dir.path(), o), Err(Error::InvalidOptions(_))),
+            "segment_size {size}"
+        );
+    }
+    // The largest segment an open accepts still answers a value limit just under it.
+    let o = Options::default().segment_size(ringlog_format::MAX_SEGMENT_LEN);
+    let max = o.max_value_len(1);
+    assert!(
+        max > 0 && (max as u64) < ringlog_format::MAX_SEGMENT_LEN,
+        "{max}"
+    );
+}
+
 #[test]
 fn oversized_transaction_is_refused_and_stays_usable() {
     on_each_path(|io| {

@@ -835,6 +835,41 @@ fn history_lists_every_retained_version() {
     }
 }
 
+/// A policy reads back as it was recorded, before and after a reopen: a `NewerThan` duration
+/// past `u64::MAX` nanoseconds is kept as that (found by an API probe: `Duration::MAX` read back
+/// as set, then as 584 years after a reopen).
+#[test]
+fn a_retention_policy_reads_back_the_same_after_a_reopen() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let longest = Retention::NewerThan(Duration::from_nanos(u64::MAX));
+        for (set, expected) in [
+            (Retention::NewerThan(Duration::MAX), longest),
+            (
+                Retention::NewerThan(Duration::from_nanos(u64::MAX)),
+                longest,
+            ),
+            (
+                Retention::NewerThan(Duration::from_millis(1500)),
+                Retention::NewerThan(Duration::from_millis(1500)),
+            ),
+            (
+                Retention::LastVersions(NonZeroU32::MAX),
+                Retention::LastVersions(NonZeroU32::MAX),
+            ),
+        ] {
+            let db = open(dir.path(), o.clone());
+            db.set_retention(set).unwrap();
+            assert_eq!(db.retention(), expected, "{io}: {set:?} as set");
+            db.close().unwrap();
+            let db = open(dir.path(), o.clone());
+            assert_eq!(db.retention(), expected, "{io}: {set:?} after a reopen");
+            db.close().unwrap();
+        }
+    });
+}
+
 /// `NewerThan`: a trim after the last checkpoint that raised the floor over versions the
 /// checkpoint holds (their commit times are no longer in the log, so recovery cannot recompute
 /// that floor) is still in force after a clean close and reopen — the close records it. Found

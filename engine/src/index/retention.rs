@@ -23,14 +23,29 @@ pub enum Retention {
     Snapshots,
     /// Keep every version from now on.
     All,
-    /// Keep the newest `n` versions of each key (a delete counts as a version). A read of a key
-    /// below its oldest kept version fails with [`crate::Error::HistoryTrimmed`].
+    /// Keep the newest `n` versions of each key (a delete counts as a version). When a trim drops
+    /// a key's older versions, the trim floor rises to that key's oldest kept version, and reads
+    /// at LSNs below the floor fail with [`crate::Error::HistoryTrimmed`] for every key — also
+    /// for a key whose versions there were all kept (a scan cannot report one key's trim, so the
+    /// floor is one for the whole database; [`crate::Db::history`] still lists such versions).
     LastVersions(NonZeroU32),
-    /// Keep every version that was current at some point within this duration of now.
+    /// Keep every version that was current at some point within this duration of now. The
+    /// duration is kept in whole nanoseconds up to `u64::MAX` (about 584 years): a longer one is
+    /// that long ([`crate::Db::set_retention`] records it so, and [`crate::Db::retention`]
+    /// answers it so, before and after a reopen).
     NewerThan(Duration),
 }
 
 impl Retention {
+    /// The policy as [`Retention::encode`] records it: a `NewerThan` duration capped at
+    /// `u64::MAX` nanoseconds.
+    pub(crate) fn normalized(self) -> Retention {
+        match self {
+            Retention::NewerThan(d) => Retention::NewerThan(d.min(Duration::from_nanos(u64::MAX))),
+            p => p,
+        }
+    }
+
     /// Encodes the policy and the trim floor in force when it was set (the value of the system
     /// entry): kind (u8), 7 zero bytes, parameter (u64 LE), floor (u64 LE).
     pub(crate) fn encode(&self, floor: Lsn) -> [u8; 24] {
