@@ -190,7 +190,10 @@ impl Db {
     /// # Errors
     ///
     /// [`Error::DurabilityUnavailable`] for an in-memory database; I/O errors reading the log;
-    /// [`Error::Corruption`] for a record that does not decode before a segment's end.
+    /// [`Error::Corruption`] for a record that does not decode before a segment's end. On a
+    /// handle of [`Db::open_read_only`] beside a writer, a segment the writer's compaction
+    /// deleted since this handle's open is [`Error::Io`] of kind `NotFound`: open again to read
+    /// the log as it is now (`ringlog runs` does).
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
         let mut runs: Vec<RunInfo> = Vec::new();
         let scanned = self.scan_log(|t| {
