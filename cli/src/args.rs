@@ -94,10 +94,12 @@ pub struct Encoding {
 pub struct DumpArgs {
     /// The database directory.
     pub dir: PathBuf,
-    /// Only records of transactions with this LSN or above.
+    /// Only records of transactions with this LSN or above (either bound leaves out the
+    /// records of no transaction: checkpoint, padding, lease, batch-head).
     #[arg(long, value_name = "LSN")]
     pub from_lsn: Option<u64>,
-    /// Only records of transactions with this LSN or below.
+    /// Only records of transactions with this LSN or below (either bound leaves out the
+    /// records of no transaction: checkpoint, padding, lease, batch-head).
     #[arg(long, value_name = "LSN")]
     pub to_lsn: Option<u64>,
     /// Only records written by this run.
@@ -213,6 +215,7 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The export file ("-": standard input).
     pub file: PathBuf,
-    /// The database directory to create (or an empty database).
+    /// The directory of the new database: one that does not exist (it is created) or an empty
+    /// one; anything else is refused.
     pub dir: PathBuf,
 }

@@ -92,6 +92,19 @@ impl Encoding {
         parsed.map_err(|e| Failure::Usage(format!("key {s:?}: {e}")))
     }
 
+    /// A key to read, or a key range's bound: as [`Encoding::parse_key`], and not empty (no key
+    /// is: the engine refuses to write one, [`ringlog_db::Error::EmptyKey`]).
+    pub fn parse_nonempty_key(&self, s: &str) -> Result<Vec<u8>, Failure> {
+        let key = self.parse_key(s)?;
+        if key.is_empty() {
+            return Err(Failure::Usage(format!(
+                "key {s:?}: {}",
+                ringlog_db::Error::EmptyKey
+            )));
+        }
+        Ok(key)
+    }
+
     /// Bytes for the output.
     pub fn show(&self, b: &[u8]) -> String {
         if self.hex {

@@ -203,7 +203,7 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
         segments_below_first: l.below.iter().map(|s| s.id).collect(),
         other_files: l.others.clone(),
         runs,
-        damage: walk.damage,
+        damage: walk.damage.into_iter().chain(walk.kept_damage).collect(),
     };
     if json {
         return print_json(out, &r);
@@ -302,6 +302,10 @@ struct Verify {
     segments: usize,
     records: u64,
     last_lsn: u64,
+    /// Segments below the first needed one (kept for values a checkpoint refers to), whose
+    /// records' checksums were checked too.
+    kept_segments: usize,
+    kept_records: u64,
     damage: Vec<Damage>,
     /// What opening the database as recovery does found (checkpoint blocks, transactions).
     open: OpenCheck,
@@ -347,6 +351,7 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let mut records = 0u64;
     let mut last_lsn = 0;
     let mut segments = 0;
+    let (mut kept_segments, mut kept_records) = (0, 0);
     if l.manifest.is_ok() {
         let walk = logwalk::walk(&l, |r| {
             records += 1;
@@ -356,7 +361,10 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
             Ok(())
         })?;
         segments = walk.segments.len();
+        kept_segments = walk.kept.len();
+        kept_records = walk.kept.iter().map(|s| s.records).sum();
         damage.extend(walk.damage);
+        damage.extend(walk.kept_damage);
     }
     let mut open = OpenCheck {
         ok: false,
@@ -423,6 +431,8 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
         segments,
         records,
         last_lsn,
+        kept_segments,
+        kept_records,
         damage,
         open,
         deep,
@@ -435,6 +445,13 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
             "checked {} records in {} segments (last LSN {})",
             r.records, r.segments, r.last_lsn
         )?;
+        if r.kept_segments > 0 {
+            writeln!(
+                out,
+                "checked {} records in {} segments kept below the log (values a checkpoint refers to)",
+                r.kept_records, r.kept_segments
+            )?;
+        }
         if r.writer_active {
             writeln!(
                 out,
@@ -542,12 +559,17 @@ pub fn dump_log(a: &DumpArgs, json: bool, out: &mut dyn Write) -> Outcome {
             "LSN", "kind", "txn", "run", "time", "segment:offset"
         )?;
     }
-    let walk = logwalk::walk(&l, |r| {
+    // Nothing after the first damage is printed.
+    let walk = logwalk::walk_to_damage(&l, |r| {
         let rec = &r.rec;
         let name = logwalk::kind_name(rec.kind);
         let keyed = matches!(rec.kind, RecordKind::Write | RecordKind::Delete);
         let keep = (a.kind.is_empty() || a.kind.iter().any(|k| k == name))
-            && a.from_lsn.is_none_or(|f| rec.lsn >= f && rec.lsn != 0)
+            // An LSN bound keeps only transactions' records: markers of no transaction (batch
+            // heads, leases, padding, checkpoints) are left out by either bound.
+            && (a.from_lsn.is_none() && a.to_lsn.is_none()
+                || rec.kind.in_transaction() && rec.lsn != 0)
+            && a.from_lsn.is_none_or(|f| rec.lsn >= f)
             && a.to_lsn.is_none_or(|t| rec.lsn <= t)
             && a.run.is_none_or(|run| r.run == run)
             && prefix
@@ -644,7 +666,7 @@ struct Entry {
 
 /// `ringlog get`.
 pub fn get(a: &GetArgs, json: bool, out: &mut dyn Write) -> Outcome {
-    let key = a.enc.parse_key(&a.key)?;
+    let key = a.enc.parse_nonempty_key(&a.key)?;
     let db = open(&a.dir)?;
     let v = match a.at_lsn {
         Some(lsn) => db.get_at(&key, lsn),
@@ -679,11 +701,11 @@ fn bounds(a: &ScanArgs) -> Result<Span, Failure> {
         return Ok((Bound::Included(p), hi));
     }
     let lo = match &a.from {
-        Some(k) => Bound::Included(a.enc.parse_key(k)?),
+        Some(k) => Bound::Included(a.enc.parse_nonempty_key(k)?),
         None => Bound::Unbounded,
     };
     let hi = match &a.to {
-        Some(k) => Bound::Excluded(a.enc.parse_key(k)?),
+        Some(k) => Bound::Excluded(a.enc.parse_nonempty_key(k)?),
         None => Bound::Unbounded,
     };
     Ok((lo, hi))
@@ -810,12 +832,32 @@ struct Run {
     complete: bool,
 }
 
+/// Opens of [`reopened`] at most: as many as the engine's open makes.
+const ATTEMPTS: u32 = 8;
+
+/// Whether `e` is a file that vanished while it was read (a writer's compaction removed a
+/// segment since the open listed it): worth opening and reading again.
+fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// `read` of `dir` opened read-only; opened and read again ([`ATTEMPTS`] times at most) while a
+/// file vanished under the read, as the open itself starts again when a file was just removed.
+fn reopened<T>(dir: &Path, mut read: impl FnMut(&Db) -> Result<T, Error>) -> Result<T, Failure> {
+    let mut attempt = 1;
+    loop {
+        let db = open(dir)?;
+        match read(&db) {
+            Ok(v) => return Ok(v),
+            Err(e) if vanished(&e) && attempt < ATTEMPTS => attempt += 1,
+            Err(e) => return Err(failed(e)),
+        }
+    }
+}
+
 /// `ringlog runs`.
 pub fn runs(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
-    let db = open(&a.dir)?;
-    let runs: Vec<Run> = db
-        .runs()
-        .map_err(failed)?
+    let runs: Vec<Run> = reopened(&a.dir, Db::runs)?
         .into_iter()
         .map(|r| Run {
             id: r.id,
@@ -1014,6 +1056,48 @@ mod tests {
         assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
         assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+
+    /// `runs` beside a compacting writer: a read that meets a vanished segment is opened and
+    /// read again; other errors, and the last attempt's, are reported.
+    #[test]
+    fn a_read_is_retried_while_a_segment_vanishes_under_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("db");
+        Db::open(&dir, Options::default()).unwrap().close().unwrap();
+        let gone = || Error::Io {
+            op: "open segment to read its history",
+            path: None,
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        let mut reads = 0;
+        let got = reopened(&dir, |_| {
+            reads += 1;
+            if reads < 3 {
+                Err(gone())
+            } else {
+                Ok(reads)
+            }
+        });
+        assert_eq!(got.unwrap(), 3);
+        let mut reads = 0;
+        let got: Result<(), _> = reopened(&dir, |_| {
+            reads += 1;
+            Err(gone())
+        });
+        assert!(matches!(got, Err(Failure::Found(_))));
+        assert_eq!(reads, ATTEMPTS);
+        let mut reads = 0;
+        let got: Result<(), _> = reopened(&dir, |_| {
+            reads += 1;
+            Err(Error::Io {
+                op: "read",
+                path: None,
+                source: std::io::ErrorKind::PermissionDenied.into(),
+            })
+        });
+        assert!(got.is_err());
+        assert_eq!(reads, 1, "only a vanished file is worth another attempt");
     }
 
     #[test]

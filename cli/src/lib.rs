@@ -62,10 +62,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Outcome {
         Command::Repair(a) => repair::repair(&a, json, out),
         Command::Export(a) => transfer::export(&a, json, out),
         Command::Import(a) => transfer::import(&a, json, out),
-        Command::Probe(a) => match probe::run(&a) {
+        Command::Probe(a) => match probe::check_dir(&a)
+            .and_then(|()| probe::run(&a).map_err(|e| Failure::Found(format!("probe: {e}"))))
+        {
             Ok(r) if json => commands::print_json(out, &r),
             Ok(r) => probe::print_text(&r, out).map_err(Failure::from),
-            Err(e) => Err(Failure::Found(format!("probe: {e}"))),
+            Err(e) => Err(e),
         },
     };
     // A closed pipe ends the output early: not the command's failure.

@@ -283,6 +283,11 @@ pub struct Walk {
     pub segments: Vec<SegSummary>,
     /// Every damage found, in log order.
     pub damage: Vec<Damage>,
+    /// Each segment below the first needed one, by id: kept for values a checkpoint refers to
+    /// (or a leftover the next open removes). Not part of the log recovery replays.
+    pub kept: Vec<SegSummary>,
+    /// The damage found in them (a record that fails its checksum, a bad header).
+    pub kept_damage: Vec<Damage>,
 }
 
 impl Walk {
@@ -294,7 +299,9 @@ impl Walk {
 
 /// Walks every record of the log of `l` in order, calling `f` for each valid one; records where
 /// each segment's valid records end, and every damage found (it goes on after damage with the
-/// next segment, so one walk reports all of it).
+/// next segment, so one walk reports all of it). Then it walks the segments below the first
+/// needed one ([`Listing::below`]) for their records' checksums, apart from the log: their
+/// damage is in [`Walk::kept_damage`], not [`Walk::damage`], and `f` does not see their records.
 pub fn walk(l: &Listing, f: impl FnMut(&Rec<'_>) -> Result<(), Failure>) -> Result<Walk, Failure> {
     walk_in(&ringlog_uring::PosixVfs::default(), l, f)
 }
@@ -304,6 +311,43 @@ pub fn walk_in(
     vfs: &dyn Vfs,
     l: &Listing,
     mut f: impl FnMut(&Rec<'_>) -> Result<(), Failure>,
+) -> Result<Walk, Failure> {
+    walk_log(vfs, l, false, &mut f)
+}
+
+/// Walks the log of `l` as [`walk`] does, but only up to its first damage that is not a
+/// writer's bytes in flight: `f` sees no record after it (`dump-log`). The segments below the
+/// first needed one are not walked.
+pub fn walk_to_damage(
+    l: &Listing,
+    mut f: impl FnMut(&Rec<'_>) -> Result<(), Failure>,
+) -> Result<Walk, Failure> {
+    walk_log(&ringlog_uring::PosixVfs::default(), l, true, &mut f)
+}
+
+/// Where a walked segment is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In the log recovery replays; `last`: its last segment.
+    Log { last: bool },
+    /// Below the MANIFEST's first needed segment: kept for values a checkpoint refers to (or a
+    /// leftover the next open removes). Sealed; recovery does not replay it.
+    Kept,
+}
+
+/// Where segment `s` ends, as its successor `next` recorded it (only the immediate successor
+/// records it).
+fn recorded_end(s: &SegFile, next: Option<&SegFile>) -> Option<u64> {
+    next.filter(|n| n.id == s.id + 1)
+        .and_then(|n| n.header.as_ref().ok())
+        .map(|h| h.prev_end)
+}
+
+fn walk_log(
+    vfs: &dyn Vfs,
+    l: &Listing,
+    stop_at_damage: bool,
+    f: &mut dyn FnMut(&Rec<'_>) -> Result<(), Failure>,
 ) -> Result<Walk, Failure> {
     let m = l.manifest()?;
     let mut out = Walk::default();
@@ -343,185 +387,277 @@ pub fn walk_in(
                 ),
             });
         }
-        // Only the immediate successor recorded where this segment ends.
-        let recorded_end = next
-            .filter(|n| n.id == s.id + 1)
-            .and_then(|n| n.header.as_ref().ok())
-            .map(|h| h.prev_end);
-        let last = next.is_none();
-        let mut summary = SegSummary {
-            id: s.id,
-            file: s.path.clone(),
-            version: None,
-            run: None,
-            base_lsn: None,
-            recorded_end,
-            size: s.size,
-            valid_end: 0,
-            records: 0,
-            first_lsn: None,
-            last_lsn: None,
-            sealed: !last,
+        let place = Place::Log {
+            last: next.is_none(),
         };
-        let header = match &s.header {
-            Ok(h) if h.segment_id == s.id && h.epoch == m.epoch => *h,
-            bad => {
-                let reason = match bad {
-                    Err(e) => format!("bad segment header: {e}"),
-                    Ok(h) => format!(
-                        "the header names segment {} of epoch {:#x}, not segment {} of epoch {:#x}",
-                        h.segment_id, h.epoch, s.id, m.epoch
-                    ),
-                };
-                out.damage.push(Damage {
-                    kind: DamageKind::Corruption,
-                    segment: s.id,
-                    file: s.path.clone(),
-                    offset: 0,
-                    bytes: s.size,
-                    last_good_lsn: last_good,
-                    reason,
-                });
-                out.segments.push(summary);
-                out.damage.extend(gap);
-                continue;
-            }
-        };
-        summary.version = Some(header.version);
-        summary.run = Some(header.run_id);
-        summary.base_lsn = Some(header.base_lsn);
-        let Some(layout) = Layout::for_version(header.version) else {
-            return Err(Failure::Found(format!(
-                "{}: format version {} has no record layout this tool reads",
-                s.path.display(),
-                header.version
-            )));
-        };
-        let buf = match read_all(vfs, &s.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Failure::Found(format!(
-                    "{} vanished while it was read (a writer's compaction?): run the command again",
-                    s.path.display()
-                )))
-            }
-            Err(e) => return Err(Failure::Found(format!("{}: {e}", s.path.display()))),
-        };
-        let mut pos = SEGMENT_HEADER_LEN;
-        let (mut run, mut ts) = (header.run_id, 0u64);
-        let failure: Option<(String, bool)> = loop {
-            if recorded_end == Some(pos as u64) {
-                break None;
-            }
-            let at = SegmentPos {
-                segment_id: s.id,
-                epoch: m.epoch,
-                offset: pos as u64,
-            };
-            match decode_record_in(layout, &buf, pos, at) {
-                Ok(rec) => {
-                    let end = pos + rec.encoded_len();
-                    if recorded_end.is_some_and(|e| end as u64 > e) {
-                        break Some((
-                            "the record crosses the end recorded by the next segment".into(),
-                            true,
-                        ));
-                    }
-                    match (layout, rec.kind) {
-                        (Layout::Lean, RecordKind::BatchHead) => {
-                            run = rec.run_id;
-                            ts = rec.timestamp;
-                        }
-                        (Layout::Wide, _) if rec.run_id != 0 => {
-                            run = rec.run_id;
-                            ts = rec.timestamp;
-                        }
-                        _ => {}
-                    }
-                    if rec.lsn != 0 && rec.kind.in_transaction() {
-                        summary.first_lsn.get_or_insert(rec.lsn);
-                        summary.last_lsn = Some(rec.lsn);
-                        last_good = last_good.max(rec.lsn);
-                    }
-                    summary.records += 1;
-                    f(&Rec {
-                        segment: s.id,
-                        rec,
-                        run,
-                        timestamp: ts,
-                    })?;
-                    pos = end;
-                }
-                Err(e) => {
-                    let certain = matches!(e, DecodeError::OutOfRange { .. });
-                    break Some((e.to_string(), certain));
-                }
-            }
-        };
-        summary.valid_end = pos as u64;
-        if let Some((reason, certain)) = failure {
-            let span = nonzero_end(&buf, pos);
-            let damage = |kind, reason: String| Damage {
-                kind,
-                segment: s.id,
-                file: s.path.clone(),
-                offset: pos as u64,
-                bytes: span.map_or(0, |e| (e - pos) as u64),
-                last_good_lsn: last_good,
-                reason,
-            };
-            if !last && recorded_end.is_none() && span.is_none() {
-                // Only zeros (or nothing) after the last record, and no successor says where
-                // this segment ends (its header is damaged, or it is missing): the damage is
-                // there, reported with it, not here.
-            } else if !last {
-                let end = recorded_end.unwrap_or(s.size);
-                out.damage.push(damage(
-                    DamageKind::Corruption,
-                    format!("{reason}; the next segment recorded this one's end at offset {end}"),
-                ));
-            } else if span.is_none() {
-                // Only zeros after the last record: the clean end of the log.
-            } else if l.writer_active && !certain {
-                out.damage.push(damage(
-                    DamageKind::InFlight,
-                    format!("{reason}; a writer has the database open: a write in flight"),
-                ));
-            } else if certain {
-                out.damage.push(damage(DamageKind::Corruption, reason));
-            } else if planted::tail_is_always_torn() {
-                out.damage.push(damage(DamageKind::TornTail, reason));
-            } else {
-                let search = SearchIn {
-                    layout,
-                    segment_id: s.id,
-                    epoch: m.epoch,
-                    base: 0,
-                };
-                let floors = header.version >= 5;
-                match damage_proof(&buf, pos, search, floors).0 {
-                    LaterBatch::Found(r) => out.damage.push(damage(
-                        DamageKind::Corruption,
-                        format!(
-                            "{reason}; a valid record of a later write batch follows at offset {}",
-                            r.offset
-                        ),
-                    )),
-                    LaterBatch::Undecided => out.damage.push(damage(
-                        DamageKind::Corruption,
-                        format!("{reason}; the bytes after it are full of record-like headers that no crash writes"),
-                    )),
-                    LaterBatch::None => out.damage.push(damage(
-                        DamageKind::TornTail,
-                        format!("{reason}; no durable write follows: a write a crash cut short"),
-                    )),
-                }
-            }
+        let stopped = |w: &Walk| stop_at_damage && w.first_problem().is_some();
+        if stopped(&out) {
+            break;
         }
-        out.segments.push(summary);
+        if let Some(summary) = walk_segment(
+            vfs,
+            l,
+            m,
+            s,
+            recorded_end(s, next),
+            place,
+            &mut last_good,
+            &mut out.damage,
+            f,
+        )? {
+            out.segments.push(summary);
+        }
         out.damage.extend(gap);
+        if stopped(&out) {
+            break;
+        }
+    }
+    if stop_at_damage {
+        return Ok(out);
+    }
+    for (i, s) in l.below.iter().enumerate() {
+        let next = l.below.get(i + 1).or(l.segments.first());
+        let (mut good, mut found) = (0, Vec::new());
+        if let Some(summary) = walk_segment(
+            vfs,
+            l,
+            m,
+            s,
+            recorded_end(s, next),
+            Place::Kept,
+            &mut good,
+            &mut found,
+            &mut |_| Ok(()),
+        )? {
+            out.kept.push(summary);
+        }
+        out.kept_damage.extend(found.into_iter().map(|mut d| {
+            d.reason = format!(
+                "{} (a segment kept below the MANIFEST's first needed segment {}, for the values a checkpoint refers to)",
+                d.reason, m.first_segment
+            );
+            d
+        }));
     }
     Ok(out)
+}
+
+/// Walks the records of segment `s` (which ends at `recorded_end` when its successor recorded
+/// it), calling `f` for each valid one; pushes its damage onto `damage`. `None`: a segment kept
+/// below the log that vanished since the listing (a writer's compaction removed it).
+#[allow(clippy::too_many_arguments)]
+fn walk_segment(
+    vfs: &dyn Vfs,
+    l: &Listing,
+    m: &Manifest,
+    s: &SegFile,
+    recorded_end: Option<u64>,
+    place: Place,
+    last_good: &mut u64,
+    damage: &mut Vec<Damage>,
+    f: &mut dyn FnMut(&Rec<'_>) -> Result<(), Failure>,
+) -> Result<Option<SegSummary>, Failure> {
+    let last = place == Place::Log { last: true };
+    let kept = place == Place::Kept;
+    let mut summary = SegSummary {
+        id: s.id,
+        file: s.path.clone(),
+        version: None,
+        run: None,
+        base_lsn: None,
+        recorded_end,
+        size: s.size,
+        valid_end: 0,
+        records: 0,
+        first_lsn: None,
+        last_lsn: None,
+        sealed: !last,
+    };
+    let header = match &s.header {
+        Ok(h) if h.segment_id == s.id && h.epoch == m.epoch => *h,
+        bad => {
+            let reason = match bad {
+                Err(e) => format!("bad segment header: {e}"),
+                Ok(h) => format!(
+                    "the header names segment {} of epoch {:#x}, not segment {} of epoch {:#x}",
+                    h.segment_id, h.epoch, s.id, m.epoch
+                ),
+            };
+            damage.push(Damage {
+                kind: DamageKind::Corruption,
+                segment: s.id,
+                file: s.path.clone(),
+                offset: 0,
+                bytes: s.size,
+                last_good_lsn: *last_good,
+                reason,
+            });
+            return Ok(Some(summary));
+        }
+    };
+    summary.version = Some(header.version);
+    summary.run = Some(header.run_id);
+    summary.base_lsn = Some(header.base_lsn);
+    let Some(layout) = Layout::for_version(header.version) else {
+        return Err(Failure::Found(format!(
+            "{}: format version {} has no record layout this tool reads",
+            s.path.display(),
+            header.version
+        )));
+    };
+    let buf = match read_all(vfs, &s.path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && kept => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::Found(format!(
+                "{} vanished while it was read (a writer's compaction?): run the command again",
+                s.path.display()
+            )))
+        }
+        Err(e) => return Err(Failure::Found(format!("{}: {e}", s.path.display()))),
+    };
+    let mut pos = SEGMENT_HEADER_LEN;
+    let (mut run, mut ts) = (header.run_id, 0u64);
+    let failure: Option<(String, bool)> = loop {
+        if recorded_end == Some(pos as u64) {
+            break None;
+        }
+        let at = SegmentPos {
+            segment_id: s.id,
+            epoch: m.epoch,
+            offset: pos as u64,
+        };
+        match decode_record_in(layout, &buf, pos, at) {
+            Ok(rec) => {
+                let end = pos + rec.encoded_len();
+                if recorded_end.is_some_and(|e| end as u64 > e) {
+                    break Some((
+                        "the record crosses the end recorded by the next segment".into(),
+                        true,
+                    ));
+                }
+                match (layout, rec.kind) {
+                    (Layout::Lean, RecordKind::BatchHead) => {
+                        run = rec.run_id;
+                        ts = rec.timestamp;
+                    }
+                    (Layout::Wide, _) if rec.run_id != 0 => {
+                        run = rec.run_id;
+                        ts = rec.timestamp;
+                    }
+                    _ => {}
+                }
+                if rec.lsn != 0 && rec.kind.in_transaction() {
+                    summary.first_lsn.get_or_insert(rec.lsn);
+                    summary.last_lsn = Some(rec.lsn);
+                    *last_good = (*last_good).max(rec.lsn);
+                }
+                summary.records += 1;
+                f(&Rec {
+                    segment: s.id,
+                    rec,
+                    run,
+                    timestamp: ts,
+                })?;
+                pos = end;
+            }
+            Err(e) => {
+                let certain = matches!(e, DecodeError::OutOfRange { .. });
+                break Some((e.to_string(), certain));
+            }
+        }
+    };
+    summary.valid_end = pos as u64;
+    if let Some((reason, certain)) = failure {
+        let span = nonzero_end(&buf, pos);
+        let damage_at = |kind, reason: String| Damage {
+            kind,
+            segment: s.id,
+            file: s.path.clone(),
+            offset: pos as u64,
+            bytes: span.map_or(0, |e| (e - pos) as u64),
+            last_good_lsn: *last_good,
+            reason,
+        };
+        if !last && recorded_end.is_none() && span.is_none() {
+            // Only zeros (or nothing) after the last record, and no successor says where
+            // this segment ends (its header is damaged, or it is missing): the damage is
+            // there, reported with it, not here.
+        } else if kept && recorded_end.is_none() {
+            // A kept segment whose successor is gone: nothing records where it ends. Bytes past
+            // its last valid record are damage when a valid record of a later write batch
+            // follows them (or record-like headers no crash writes); else they can be a write a
+            // crash cut short that the log moved past (the next segment began before them), not
+            // told apart here from a damaged last record: `verify --deep` reads the values.
+            if certain {
+                damage.push(damage_at(DamageKind::Corruption, reason));
+            } else if let Some(why) = later_batch(&buf, pos, layout, s.id, m.epoch, header.version)
+            {
+                damage.push(damage_at(
+                    DamageKind::Corruption,
+                    format!("{reason}; {why}"),
+                ));
+            }
+        } else if !last {
+            let end = recorded_end.unwrap_or(s.size);
+            damage.push(damage_at(
+                DamageKind::Corruption,
+                format!("{reason}; the next segment recorded this one's end at offset {end}"),
+            ));
+        } else if span.is_none() {
+            // Only zeros after the last record: the clean end of the log.
+        } else if l.writer_active && !certain {
+            damage.push(damage_at(
+                DamageKind::InFlight,
+                format!("{reason}; a writer has the database open: a write in flight"),
+            ));
+        } else if certain {
+            damage.push(damage_at(DamageKind::Corruption, reason));
+        } else if planted::tail_is_always_torn() {
+            damage.push(damage_at(DamageKind::TornTail, reason));
+        } else {
+            match later_batch(&buf, pos, layout, s.id, m.epoch, header.version) {
+                Some(why) => damage.push(damage_at(
+                    DamageKind::Corruption,
+                    format!("{reason}; {why}"),
+                )),
+                None => damage.push(damage_at(
+                    DamageKind::TornTail,
+                    format!("{reason}; no durable write follows: a write a crash cut short"),
+                )),
+            }
+        }
+    }
+    Ok(Some(summary))
+}
+
+/// Why the bytes of `buf` from `pos` on (where a record failed to decode) are damage of durable
+/// bytes rather than a write a crash cut short: a valid record of a later write batch follows,
+/// or record-like headers no crash writes (`None`: neither).
+fn later_batch(
+    buf: &[u8],
+    pos: usize,
+    layout: Layout,
+    segment_id: u64,
+    epoch: u64,
+    version: u32,
+) -> Option<String> {
+    let search = SearchIn {
+        layout,
+        segment_id,
+        epoch,
+        base: 0,
+    };
+    match damage_proof(buf, pos, search, version >= 5).0 {
+        LaterBatch::Found(r) => Some(format!(
+            "a valid record of a later write batch follows at offset {}",
+            r.offset
+        )),
+        LaterBatch::Undecided => {
+            Some("the bytes after it are full of record-like headers that no crash writes".into())
+        }
+        LaterBatch::None => None,
+    }
 }
 
 /// Deliberate bugs that prove the crash runner checks the walk and the repair: armed only in

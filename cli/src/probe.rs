@@ -273,6 +273,23 @@ impl WriteCache {
     }
 }
 
+/// The probe's usage errors, as every command's (exit 2): DIR missing or not a directory.
+pub fn check_dir(args: &ProbeArgs) -> Result<(), crate::Failure> {
+    let dir = args.dir.as_deref().unwrap_or(Path::new("."));
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(crate::Failure::Usage(format!(
+            "probe: {} is not a directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(crate::Failure::Usage(format!(
+            "probe: {}: no such directory",
+            dir.display()
+        ))),
+        // Anything else is the probe's to report (exit 1).
+        _ => Ok(()),
+    }
+}
+
 /// Runs the probe. Errors: DIR missing / not a directory / the temp file cannot be created or written (io::Error with context in the message).
 pub fn run(args: &ProbeArgs) -> io::Result<ProbeReport> {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));

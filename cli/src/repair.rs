@@ -27,8 +27,11 @@ pub struct Plan {
     /// Why there.
     pub why: String,
     /// Later segments, removed whole.
-    #[serde(rename = "segments_removed")]
+    #[serde(skip)]
     pub later: Vec<u64>,
+    /// Every segment removed whole: the cut segment when the cut is inside its header, then the
+    /// later ones (the text output's "segments out").
+    pub segments_removed: Vec<u64>,
     /// The LSNs removed (first, last), when a valid transaction record was read among the
     /// bytes cut: every LSN above the last one the log keeps, up to the highest one read. (After
     /// damage the rest of its segment is not decoded, so the lowest LSN read there says nothing:
@@ -125,16 +128,23 @@ fn make_plan(
         .map(|r| r.3)
         .max()
         .unwrap_or(0);
+    let later: Vec<u64> = l
+        .segments
+        .iter()
+        .map(|s| s.id)
+        .filter(|&id| id > segment)
+        .collect();
+    let whole = offset < SEGMENT_HEADER_LEN as u64 && l.segments.iter().any(|s| s.id == segment);
     Ok(Plan {
         segment,
         offset,
         why,
-        later: l
-            .segments
-            .iter()
-            .map(|s| s.id)
-            .filter(|&id| id > segment)
+        segments_removed: whole
+            .then_some(segment)
+            .into_iter()
+            .chain(later.iter().copied())
             .collect(),
+        later,
         lsns_removed: removed
             .iter()
             .max()
@@ -391,12 +401,8 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         plan.segment, plan.offset, plan.why
     )?;
     writeln!(out, "bytes cut     {}", done.bytes_cut)?;
-    let mut out_segments = plan.later.clone();
-    if plan.offset < SEGMENT_HEADER_LEN as u64 {
-        out_segments.insert(0, plan.segment);
-    }
-    if !out_segments.is_empty() {
-        writeln!(out, "segments out  {out_segments:?}")?;
+    if !plan.segments_removed.is_empty() {
+        writeln!(out, "segments out  {:?}", plan.segments_removed)?;
     }
     match (plan.lsns_removed, plan.lsns_cut) {
         (Some((a, b)), _) => writeln!(

@@ -202,6 +202,33 @@ fn bad(n: usize, what: impl std::fmt::Display) -> Failure {
     Failure::Found(format!("export file line {n}: {what}"))
 }
 
+/// The largest encoded transaction a database opened with `opts` commits: one log segment
+/// less its header and the batch's framing (`ringlog_db`'s limit, which it exposes through
+/// [`Options::max_value_len`]: the largest value of an empty key is that limit less one Write
+/// record's header and 8 bytes).
+fn max_txn_bytes(opts: &Options) -> usize {
+    opts.max_value_len(0) + ringlog_format::RECORD_HEADER_LEN + 8
+}
+
+/// Bytes a transaction of `ops` (key, value or none for a delete) occupies in the log, as the
+/// engine counts them against [`max_txn_bytes`]: one autocommit record alone, else its records
+/// framed by Begin and Commit markers.
+fn txn_encoded_len(ops: &[(&[u8], Option<&[u8]>)]) -> usize {
+    let records: usize = ops
+        .iter()
+        .map(|(k, v)| ringlog_format::encoded_len(k.len(), v.map_or(0, <[u8]>::len)))
+        .sum();
+    let markers = if ops.len() > 1 {
+        2 * ringlog_format::encoded_len(0, ringlog_format::MARKER_PAYLOAD_LEN)
+    } else {
+        0
+    };
+    records + markers
+}
+
+/// A record line of an export file: source LSN, key, value (`None`: a delete), line number.
+type Record = (u64, Vec<u8>, Option<Vec<u8>>, usize);
+
 /// `ringlog import`.
 pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
@@ -227,7 +254,7 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
         ));
     }
     // Every record, checked, before anything is written: a damaged file creates nothing.
-    let mut recs: Vec<(u64, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut recs: Vec<Record> = Vec::new();
     let mut end = None;
     let mut keys = 0u64;
     let mut last_key: Option<Vec<u8>> = None;
@@ -270,7 +297,7 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 last_key = Some(key.clone());
             }
         }
-        recs.push((line.lsn, key, value));
+        recs.push((line.lsn, key, value, n));
     }
     let Some(end) = end else {
         return Err(Failure::Found(
@@ -305,16 +332,44 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
     });
     // Every value must fit the new database, checked before anything is written.
     let max_value = |key: &[u8]| opts.max_value_len(key.len());
-    if let Some((lsn, k, v)) = recs
+    if let Some((lsn, k, v, n)) = recs
         .iter()
-        .find(|(_, k, v)| v.as_ref().is_some_and(|v| v.len() > max_value(k)))
+        .find(|(_, k, v, _)| v.as_ref().is_some_and(|v| v.len() > max_value(k)))
     {
-        return Err(Failure::Found(format!(
-            "the value of key {} (LSN {lsn}) is {} bytes, above the {} a database with the default segment size holds: nothing imported",
-            crate::bytes::escape(k),
-            v.as_ref().map_or(0, |v| v.len()),
-            max_value(k)
-        )));
+        return Err(bad(
+            *n,
+            format!(
+                "the value of key {} (LSN {lsn}) is {} bytes, above the {} a database with the default segment size holds: nothing imported",
+                crate::bytes::escape(k),
+                v.as_ref().map_or(0, |v| v.len()),
+                max_value(k)
+            ),
+        ));
+    }
+    // With versions, one transaction per source LSN: each must fit one transaction of the new
+    // database (one log segment), checked before anything is written.
+    let mut by_lsn: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    if header.versions {
+        for (i, r) in recs.iter().enumerate() {
+            by_lsn.entry(r.0).or_default().push(i);
+        }
+        let max = max_txn_bytes(&opts);
+        for (lsn, idx) in &by_lsn {
+            let ops: Vec<(&[u8], Option<&[u8]>)> = idx
+                .iter()
+                .map(|&i| (recs[i].1.as_slice(), recs[i].2.as_deref()))
+                .collect();
+            let len = txn_encoded_len(&ops);
+            if len > max {
+                return Err(bad(
+                    recs[idx[0]].3,
+                    format!(
+                        "the transaction of LSN {lsn} ({} keys) is {len} encoded bytes, above the {max} one transaction of a database with the default segment size holds (one log segment): nothing imported",
+                        idx.len()
+                    ),
+                ));
+            }
+        }
     }
     let db = Db::open(&a.dir, opts).map_err(|e| match e {
         ringlog_db::Error::NotADatabase(_) | ringlog_db::Error::NotADirectory(_) => {
@@ -329,14 +384,10 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
         db.set_retention(Retention::All).map_err(fail)?;
         // One transaction per source LSN, in LSN order: the versions' order, and which of them
         // one transaction wrote, are kept (the LSNs themselves are the new database's).
-        let mut by_lsn: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, r) in recs.iter().enumerate() {
-            by_lsn.entry(r.0).or_default().push(i);
-        }
         for idx in by_lsn.values() {
             let mut tx = db.begin();
             for &i in idx {
-                let (_, k, v) = &recs[i];
+                let (_, k, v, _) = &recs[i];
                 match v {
                     Some(v) => tx.put(k, v),
                     None => tx.delete(k),
@@ -354,7 +405,7 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
             let mut tx = db.begin();
             let mut bytes = 0usize;
             while i < recs.len() && tx.len() < 1024 {
-                let (_, k, v) = &recs[i];
+                let (_, k, v, _) = &recs[i];
                 let size = k.len() + v.as_ref().map_or(0, |v| v.len()) + 64;
                 if !tx.is_empty() && bytes + size > IMPORT_BATCH_BYTES {
                     break;
@@ -399,4 +450,40 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
         }
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`max_txn_bytes`] and [`txn_encoded_len`] are the engine's: a transaction of exactly
+    /// the limit commits, 8 bytes more is refused (on a database of the smallest segments).
+    #[test]
+    fn the_transaction_limit_is_the_engines() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options::default().segment_size(ringlog_db::MIN_SEGMENT_SIZE);
+        let max = max_txn_bytes(&opts);
+        let db = Db::open(dir.path().join("db"), opts).unwrap();
+        let fits = |extra: usize| {
+            // Two keys: the second's value fills the transaction up to the limit, plus `extra`.
+            let base = txn_encoded_len(&[(b"a", Some(&[][..])), (b"b", Some(&[][..]))]);
+            let v = vec![7u8; max - base + extra];
+            let ops: [(&[u8], Option<&[u8]>); 2] = [(b"a", Some(&[][..])), (b"b", Some(&v))];
+            assert_eq!(txn_encoded_len(&ops), max + extra);
+            let mut tx = db.begin();
+            tx.put(b"a", b"").unwrap();
+            let r = tx.put(b"b", &v).and_then(|()| tx.commit().map(|_| ()));
+            match r {
+                Ok(()) => true,
+                Err(ringlog_db::Error::TransactionTooLarge { .. }) => false,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(fits(0));
+        assert!(!fits(8));
+        assert_eq!(
+            txn_encoded_len(&[(b"k", None)]),
+            ringlog_format::encoded_len(1, 0)
+        );
+    }
 }

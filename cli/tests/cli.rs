@@ -101,6 +101,10 @@ fn help_and_usage_errors() {
     }
     assert!(run(&["verify", "--help"], 0).contains("--deep"));
     assert!(run(&["dump-log", "--help"], 0).contains("--from-lsn"));
+    // import makes a new database: the help says which directories it takes, as it behaves.
+    let help = run(&["import", "--help"], 0);
+    assert!(!help.contains("an empty database"), "{help}");
+    assert!(help.contains("does not exist"), "{help}");
     run(&["verify"], 2);
     run(&["no-such-command"], 2);
     run(&["scan", "x", "--prefix", "a", "--from", "b"], 2);
@@ -183,6 +187,32 @@ fn commands_on_a_clean_database() {
     );
     assert!(tx.contains("begin") && tx.contains("commit"), "{tx}");
     run(&["dump-log", d, "--kind", "nonsense"], 2);
+    // Either LSN bound keeps only transactions' records: no marker of LSN 0 (batch heads,
+    // leases, padding) gets through --to-lsn.
+    for bound in ["--to-lsn", "--from-lsn"] {
+        let rows: Vec<Value> = run(&["dump-log", d, bound, "150", "--json"], 0)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!rows.is_empty(), "{bound}");
+        for r in &rows {
+            assert_ne!(r["lsn"], 0, "{bound}: {r}");
+            let kind = r["kind"].as_str().unwrap();
+            assert!(
+                ["begin", "write", "delete", "commit", "abort"].contains(&kind),
+                "{bound}: {r}"
+            );
+        }
+    }
+    assert!(
+        run(
+            &["dump-log", d, "--kind", "batch-head", "--to-lsn", "150"],
+            0
+        )
+        .lines()
+        .count()
+            == 1
+    );
 
     // get
     assert_eq!(run(&["get", d, "user:005"], 0), "second5\n");
@@ -193,6 +223,27 @@ fn commands_on_a_clean_database() {
     assert_eq!(run(&["get", d, "user:00\\x35"], 0), "second5\n");
     assert_eq!(run(&["get", d, "\\x61cct:\\x62"], 0), "\\x00\\xff\n");
     run(&["get", d, "user:\\q"], 2); // not an escape
+                                     // An empty key is no key: a usage error, as a bound of a scan.
+    for args in [
+        &["get", d, ""][..],
+        &["get", d, "", "--hex"],
+        &["scan", d, "--from", ""],
+        &["scan", d, "--to", "", "--hex"],
+    ] {
+        let o = ringlog(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("empty key"),
+            "{args:?}: {o:?}"
+        );
+    }
+    // An empty prefix is every key.
+    assert_eq!(
+        run(&["scan", d, "--prefix", "", "--keys-only"], 0)
+            .lines()
+            .count(),
+        301
+    );
     run(&["get", d, "user:299"], 1);
     run(&["get", d, "nope"], 1);
     let j = json(&["get", d, "user:005", "--json"], 0);
@@ -469,10 +520,29 @@ fn mid_log_damage_verify_dump_and_explicit_cut() {
     assert_eq!(j["damage"][0]["offset"], off);
     assert_eq!(j["open"]["ok"], false);
     assert!(run(&["verify", d], 1).contains("CORRUPTION"));
-    // dump-log prints what comes before, then fails.
+    // dump-log prints what comes before, then fails: nothing after the damage (the later
+    // segments' records were printed too).
     let o = ringlog(&["dump-log", d]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("damaged"));
+    let o = ringlog(&["dump-log", d, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let printed: Vec<(u64, u64)> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let r: Value = serde_json::from_str(l).unwrap();
+            (
+                r["segment"].as_u64().unwrap(),
+                r["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(printed.len() > 50, "{} records printed", printed.len());
+    assert!(
+        printed.iter().all(|&at| at < (seg, off)),
+        "a record after the damage at {seg}:{off} was printed: {:?}",
+        printed.last()
+    );
     // Reads fail clearly (exit 1), they do not guess.
     run(&["get", d, "user:001"], 1);
 
@@ -646,7 +716,11 @@ fn probe_measures_a_directory_and_leaves_nothing() {
         0,
         "the probe left a file"
     );
-    run(&["probe", p(&tmp.path().join("missing"))], 1);
+    // A path that is missing or no directory: a usage error, as for every command.
+    run(&["probe", p(&tmp.path().join("missing"))], 2);
+    std::fs::write(tmp.path().join("file"), b"x").unwrap();
+    run(&["probe", p(&tmp.path().join("file"))], 2);
+    std::fs::remove_file(tmp.path().join("file")).unwrap();
     // Nothing to measure is a usage error, not a recommendation from one sample.
     run(&["probe", d, "--syncs", "0"], 2);
     run(&["probe", d, "--max-seconds", "0"], 2);
@@ -786,4 +860,177 @@ fn a_cut_below_the_checkpoint_names_what_it_cut_and_loses_nothing() {
     let db = Db::open(&copy, opts()).unwrap();
     assert_eq!(db.last_lsn(), 20);
     assert!(db.get(b"k19").unwrap().is_some());
+}
+
+/// A database whose values are on disk (`value_threshold`): 400 values of 2 KiB written and
+/// checkpointed, then enough small writes and checkpoints that the MANIFEST's first needed
+/// segment moves past the segments holding the values, which stay for the checkpoint's sake.
+/// Returns its directory and the kept segments.
+fn values_on_disk(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let path = dir.join("db");
+    let o = || opts().value_threshold(Some(256));
+    let db = Db::open(&path, o()).unwrap();
+    for i in 0..400u32 {
+        db.put(format!("big:{i:03}").as_bytes(), &[i as u8; 2048])
+            .unwrap();
+    }
+    db.checkpoint().unwrap();
+    for i in 0..3000u32 {
+        db.put(format!("small:{i:04}").as_bytes(), &[1u8; 100])
+            .unwrap();
+    }
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    let j = json(&["inspect", p(&path), "--json"], 0);
+    let kept: Vec<PathBuf> = j["segments_below_first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| path.join(format!("{:020}.log", id.as_u64().unwrap())))
+        .collect();
+    assert!(kept.len() >= 2, "no segments kept for values: {j}");
+    (path, kept)
+}
+
+/// Damage in a segment kept below the log for the values a checkpoint refers to: plain `verify`
+/// (and `inspect`) report it, as `verify --deep` does; a missing one only `--deep` finds (docs).
+#[test]
+fn damage_in_a_kept_value_segment_fails_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, kept) = values_on_disk(tmp.path());
+    let d = p(&db);
+    let j = json(&["verify", d, "--json"], 0);
+    assert_eq!(j["kept_segments"], kept.len() as u64, "{j}");
+    assert!(j["kept_records"].as_u64().unwrap() > 0, "{j}");
+    json(&["verify", d, "--deep", "--json"], 0);
+    let clean = std::fs::read(&kept[0]).unwrap();
+
+    // A byte flipped in a value of the first kept segment.
+    let mut bytes = clean.clone();
+    bytes[8192 + 1000] ^= 0x01;
+    std::fs::write(&kept[0], &bytes).unwrap();
+    let j = json(&["verify", d, "--json"], 1);
+    assert_eq!(j["ok"], false, "{j}");
+    let damage = &j["damage"][0];
+    assert_eq!(damage["kind"], "corruption", "{j}");
+    assert_eq!(damage["file"], p(&kept[0]), "{j}");
+    assert!(
+        damage["reason"].as_str().unwrap().contains("kept below"),
+        "{j}"
+    );
+    let text = run(&["verify", d], 1);
+    assert!(
+        text.contains("CORRUPTION") && text.ends_with("DAMAGED\n"),
+        "{text}"
+    );
+    let j = json(&["inspect", d, "--json"], 0);
+    assert_eq!(j["damage"][0]["file"], p(&kept[0]), "{j}");
+    assert!(run(&["inspect", d], 0).contains("damage "));
+    // Not the log's damage: dump-log walks the log, repair cuts only it.
+    run(&["dump-log", d], 0);
+
+    // The segment deleted: only the values' reads find it.
+    std::fs::write(&kept[0], &clean).unwrap();
+    json(&["verify", d, "--json"], 0);
+    std::fs::remove_file(&kept[0]).unwrap();
+    let j = json(&["verify", d, "--deep", "--json"], 1);
+    assert!(j["deep"]["error"].is_string(), "{j}");
+}
+
+/// A `--versions` export whose one source transaction is larger than one transaction of the new
+/// database (one log segment), though each of its values fits: refused while the file is
+/// checked, naming the line and the LSN, before the directory is created (it used to fail after
+/// the retention commit, leaving a database a retry refused).
+#[test]
+fn import_refuses_a_transaction_larger_than_a_segment_before_writing() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.jsonl");
+    // The largest value a key of one byte takes, and a second key in the same transaction.
+    let max = Options::default().max_value_len(1);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    writeln!(
+        w,
+        r#"{{"format":"ringlog-export","version":1,"versions":true,"source_last_lsn":7,"source_floor":0,"source_retention":"All"}}"#
+    )
+    .unwrap();
+    writeln!(w, r#"{{"key":"61","lsn":5,"value":"01"}}"#).unwrap();
+    write!(w, r#"{{"key":"62","lsn":7,"value":""#).unwrap();
+    let chunk = "00".repeat(1 << 16);
+    let mut left = max;
+    while left > 0 {
+        let n = left.min(1 << 16);
+        w.write_all(&chunk.as_bytes()[..2 * n]).unwrap();
+        left -= n;
+    }
+    writeln!(w, r#""}}"#).unwrap();
+    writeln!(w, r#"{{"key":"63","lsn":7,"value":"02"}}"#).unwrap();
+    writeln!(w, r#"{{"end":true,"keys":3,"records":3}}"#).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let target = tmp.path().join("new");
+    let o = ringlog(&["import", p(&file), p(&target)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 3: the transaction of LSN 7 (2 keys)")
+            && err.contains("nothing imported"),
+        "{err}"
+    );
+    assert!(!target.exists(), "import created {}", target.display());
+}
+
+/// The last segment emptied (`truncate -s 0`): repair moves it out whole, and its JSON report
+/// (and REPAIR.json) lists it among the segments removed, as the text does.
+#[test]
+fn repair_of_an_emptied_last_segment_lists_it_as_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let last = segments(&db).pop().unwrap();
+    let id: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(&db).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let side = tmp.path().join("side");
+    let j = json(
+        &[
+            "repair",
+            p(&db),
+            "--truncate-tail",
+            "--side-dir",
+            p(&side),
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(j["offset"], 0, "{j}");
+    assert_eq!(j["segments_removed"], serde_json::json!([id]), "{j}");
+    assert!(!last.exists());
+    let note: Value =
+        serde_json::from_str(&std::fs::read_to_string(side.join("REPAIR.json")).unwrap()).unwrap();
+    assert_eq!(
+        note["plan"]["segments_removed"],
+        serde_json::json!([id]),
+        "{note}"
+    );
+    let text = run(
+        &[
+            "repair",
+            p(&copy),
+            "--truncate-tail",
+            "--side-dir",
+            p(&tmp.path().join("side2")),
+        ],
+        0,
+    );
+    assert!(text.contains(&format!("segments out  [{id}]")), "{text}");
 }
