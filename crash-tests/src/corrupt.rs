@@ -848,6 +848,8 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
     // reads every retained version, its values included.
     let in_values = below_the_replayed_log(&case.img, &case.file);
     let mut deep = None;
+    // The first damage the walk found in the segments kept below the log (for values on disk).
+    let mut kept = None;
     let walked = case
         .img
         .save(&root)
@@ -857,6 +859,7 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
             let w = logwalk::walk(&l, |_| Ok(())).map_err(|e| format!("{e:?}"))?;
             if in_values {
                 deep = Some(verify_deep(&dir));
+                kept = w.kept_damage.first().cloned();
             }
             Ok(w.first_problem().cloned())
         });
@@ -886,23 +889,35 @@ fn tool_agrees(setup: &Setup, case: &Case) -> Result<&'static str, Violation> {
         None => "no damage".into(),
     };
     if let Some((ok, report)) = deep {
-        // The log is whole; the deep check meets the damage wherever a read of it must (a
-        // version the damage was aimed at, or one the open reads back), and names the file.
+        // The log is whole. The walk of the kept segments finds damage of checksummed bytes
+        // there (plain `verify` reports it); the deep check meets the damage wherever a read of
+        // it must (a version the damage was aimed at, or one the open reads back); either names
+        // the file.
         let named = report.contains(&name(&case.file));
         let refused = matches!(
             open(setup, &case.img, RecoveryMode::Strict),
             Err(Error::Corruption { .. })
         );
-        return match (&seen, ok) {
-            (Some(_), _) => fail(format!(
+        return match (&seen, &kept, ok) {
+            (Some(_), _, _) => fail(format!(
                 "the damage is in a value segment, the walk of the log sees {}",
                 show(&seen)
             )),
-            (None, true) if case.version.is_none() && !refused => {
-                Ok("tool agrees: damage below the replayed log that no read meets")
+            (None, Some(d), false) if name(&d.file) == name(&case.file) && named => {
+                Ok("tool agrees: `verify` reports the damage in a kept value segment")
             }
-            (None, false) if named => Ok("tool agrees: `verify --deep` reports the damaged value"),
-            (None, _) => fail(format!(
+            (None, Some(d), _) => fail(format!(
+                "the walk of the kept segments reports {} where the damage is in {} (verify ok={ok})",
+                show(&Some(d.clone())),
+                name(&case.file)
+            )),
+            (None, None, true) if case.version.is_none() && !refused => {
+                Ok("tool agrees: damage below the replayed log in bytes no read or checksum meets")
+            }
+            (None, None, false) if named => {
+                Ok("tool agrees: `verify --deep` reports the damaged value")
+            }
+            (None, None, _) => fail(format!(
                 "`verify --deep` says ok={ok} about damage in {}: {report}",
                 name(&case.file)
             )),
