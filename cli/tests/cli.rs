@@ -893,7 +893,7 @@ fn values_on_disk(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
 }
 
 /// Damage in a segment kept below the log for the values a checkpoint refers to: plain `verify`
-/// (and `inspect`) report it, as `verify --deep` does; a missing one only `--deep` finds (docs).
+/// (and `inspect`) report it, as `verify --deep` does; a missing one the open refuses, naming it.
 #[test]
 fn damage_in_a_kept_value_segment_fails_verify() {
     let tmp = tempfile::tempdir().unwrap();
@@ -929,12 +929,18 @@ fn damage_in_a_kept_value_segment_fails_verify() {
     // Not the log's damage: dump-log walks the log, repair cuts only it.
     run(&["dump-log", d], 0);
 
-    // The segment deleted: only the values' reads find it.
+    // The segment deleted: the open refuses it (the checkpoint refers to values in it), so
+    // plain verify reports it, naming the file.
     std::fs::write(&kept[0], &clean).unwrap();
     json(&["verify", d, "--json"], 0);
     std::fs::remove_file(&kept[0]).unwrap();
-    let j = json(&["verify", d, "--deep", "--json"], 1);
-    assert!(j["deep"]["error"].is_string(), "{j}");
+    let j = json(&["verify", d, "--json"], 1);
+    let error = j["open"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(p(&kept[0])) && error.contains("is missing"),
+        "{j}"
+    );
+    json(&["verify", d, "--deep", "--json"], 1);
 }
 
 /// A `--versions` export whose one source transaction is larger than one transaction of the new

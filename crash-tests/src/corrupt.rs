@@ -490,6 +490,25 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
                     version: None,
                 });
             }
+            // A segment below the log that the checkpoint refers to for values, missing.
+            let kept: Vec<PathBuf> = lay
+                .values
+                .iter()
+                .map(|v| lay.segs[v.rec.seg].clone())
+                .filter(|p| below_the_replayed_log(&img, p))
+                .collect();
+            if !kept.is_empty() && r.chance(100) {
+                let gone = kept[r.below(kept.len() as u64) as usize].clone();
+                img.files.remove(&gone);
+                return Some(Case {
+                    img,
+                    kind: "a value segment the checkpoint refers to, missing",
+                    file: gone,
+                    range: (0, 0),
+                    batch_start: 0,
+                    version: None,
+                });
+            }
             let len = img.files.get(&path)?.len() as u64;
             let (kind, range) = match r.below(10) {
                 0..=3 => {

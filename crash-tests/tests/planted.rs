@@ -1019,6 +1019,21 @@ fn catches_a_truncating_recovery_that_refuses_a_missing_first_segment() {
     assert_caught(Bug::TruncatingRefusesMissingFirst, &s, &["truncation"]);
 }
 
+/// Recovery does not check that the segments the checkpoint refers to for values are there:
+/// `corrupt`'s checkpoint cases delete one such segment now and then, and the open must refuse
+/// it naming the file; with the bug it opens, and a read of a value it held fails.
+#[test]
+fn catches_an_open_that_ignores_a_missing_value_segment() {
+    let s = with_bug(Some(Bug::OpenIgnoresMissingValueSegments), || {
+        ringlog_crash::corrupt::run(&corrupt_defaults(), 20)
+    });
+    assert_caught(
+        Bug::OpenIgnoresMissingValueSegments,
+        &s,
+        &["silent-loss", "corruption-report", "I5"],
+    );
+}
+
 /// `ringlog repair` writes its copies of the bytes it removes but makes them durable only after
 /// the cut: `corrupt` crashes every fourth repair at each step and finds bytes gone with no
 /// durable copy.

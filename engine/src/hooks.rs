@@ -200,7 +200,7 @@ pub mod failpoints {
 /// Planted bugs: arming and the bug list.
 #[cfg(feature = "__planted-bugs")]
 pub mod bugs {
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A deliberate durability bug.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -310,11 +310,14 @@ pub mod bugs {
         /// truncating recovery moved the log's segments aside (the first one moved, a later one
         /// not) leaves a database no recovery opens.
         TruncatingRefusesMissingFirst,
+        /// Recovery does not check that the segments the checkpoint refers to for values are
+        /// there: a database missing one opens, and reads of its values fail later.
+        OpenIgnoresMissingValueSegments,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 32] = [
+        pub const ALL: [Bug; 33] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -347,16 +350,17 @@ pub mod bugs {
             Bug::HistorySkipsDeletes,
             Bug::ValueReadSkipsChecks,
             Bug::TruncatingRefusesMissingFirst,
+            Bug::OpenIgnoresMissingValueSegments,
         ];
 
-        fn bit(self) -> u32 {
+        fn bit(self) -> u64 {
             // Every bug has a bit of `ARMED`.
-            const _: () = assert!(Bug::ALL.len() <= u32::BITS as usize);
+            const _: () = assert!(Bug::ALL.len() <= u64::BITS as usize);
             1 << (self as u32)
         }
     }
 
-    static ARMED: AtomicU32 = AtomicU32::new(0);
+    static ARMED: AtomicU64 = AtomicU64::new(0);
 
     /// Arms `bug` for the whole process until [`disarm_all`].
     pub fn arm(bug: Bug) {
@@ -557,6 +561,8 @@ bug_hook! {
     value_read_skips_checks => ValueReadSkipsChecks;
     /// Whether a truncating recovery refuses a missing first segment.
     truncating_refuses_missing_first => TruncatingRefusesMissingFirst;
+    /// Whether recovery skips the check that the value segments are there.
+    open_ignores_missing_value_segments => OpenIgnoresMissingValueSegments;
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

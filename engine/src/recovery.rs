@@ -517,6 +517,20 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
+    // Every segment below the log that the checkpoint refers to for values must be there: its
+    // values are read from it (otherwise the loss shows only at a read, long after the open). In
+    // any recovery mode: no cut of the log brings them back.
+    if let Some(&missing) = value_segments
+        .iter()
+        .find(|&&id| id < manifest.first_segment && below.binary_search(&id).is_err())
+        .filter(|_| !crate::hooks::open_ignores_missing_value_segments())
+    {
+        return Err(corruption(
+            &dir.join(segment_file_name(missing)),
+            0,
+            format!("segment {missing} is missing: the checkpoint refers to values in it"),
+        ));
+    }
     if !read_only || crate::hooks::read_only_cleans_up() {
         remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
     }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{on_each_path, segment_bytes, segment_files, tempdir, Rng, SEG};
-use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Retention};
+use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, RecoveryMode, Retention};
 
 const THRESHOLD: usize = 64;
 
@@ -191,6 +191,47 @@ fn compaction_keeps_the_segments_values_live_in_and_only_those() {
         assert_eq!(&*db.get(b"keep").unwrap().unwrap(), b"small");
         assert_eq!(&*db.get(b"churn").unwrap().unwrap(), &last[..]);
         assert_eq!(db.recovery_stats().leftovers_removed, 0);
+    });
+}
+
+/// A segment below the log that the checkpoint refers to for values, deleted: the open refuses,
+/// naming it, in every recovery mode and read-only too — not an open that fails reads later
+/// (found by a fresh-user pass: `ringlog verify` said OK for such a database).
+#[test]
+fn a_missing_value_segment_is_corruption_at_open() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        db.put(b"keep", &[b'k'; 1000]).unwrap();
+        for i in 0..2000u32 {
+            let mut v = format!("churn{i}").into_bytes();
+            v.resize(500, b'c');
+            db.put(b"churn", &v).unwrap();
+        }
+        let before = segment_files(dir.path());
+        db.checkpoint().unwrap();
+        assert!(
+            segment_files(dir.path()).contains(&before[0]),
+            "the first segment is kept for `keep`'s value"
+        );
+        db.close().unwrap();
+        let gone = dir.path().join(&before[0]);
+        std::fs::remove_file(&gone).unwrap();
+        for mode in [RecoveryMode::Strict, RecoveryMode::TruncateAtCorruption] {
+            let o = options(io).recovery(mode);
+            match Db::open(dir.path(), o) {
+                Err(Error::Corruption { file, offset, .. }) => {
+                    assert_eq!((file, offset), (gone.clone(), 0), "{io} {mode:?}")
+                }
+                other => panic!("{io} {mode:?}: {:?}", other.map(|_| "an open database")),
+            }
+        }
+        match Db::open_read_only(dir.path(), options(io)) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, gone, "{io} read-only"),
+            other => panic!("{io} read-only: {:?}", other.map(|_| "an open database")),
+        }
+        // Nothing was removed or changed by the refusals.
+        assert!(!segment_files(dir.path()).is_empty());
     });
 }
 
