@@ -26,9 +26,6 @@ pub struct Plan {
     pub offset: u64,
     /// Why there.
     pub why: String,
-    /// Later segments, removed whole.
-    #[serde(skip)]
-    pub later: Vec<u64>,
     /// Every segment removed whole: the cut segment when the cut is inside its header, then the
     /// later ones (the text output's "segments out").
     pub segments_removed: Vec<u64>,
@@ -128,23 +125,17 @@ fn make_plan(
         .map(|r| r.3)
         .max()
         .unwrap_or(0);
-    let later: Vec<u64> = l
-        .segments
-        .iter()
-        .map(|s| s.id)
-        .filter(|&id| id > segment)
-        .collect();
     let whole = offset < SEGMENT_HEADER_LEN as u64 && l.segments.iter().any(|s| s.id == segment);
     Ok(Plan {
         segment,
         offset,
         why,
-        segments_removed: whole
-            .then_some(segment)
-            .into_iter()
-            .chain(later.iter().copied())
+        segments_removed: l
+            .segments
+            .iter()
+            .map(|s| s.id)
+            .filter(|&id| id > segment || whole && id == segment)
             .collect(),
-        later,
         lsns_removed: removed
             .iter()
             .max()
@@ -238,12 +229,10 @@ pub fn execute(vfs: &dyn Vfs, dir: &Path, side: &Path, plan: &Plan) -> Result<Ex
         .kind_of(&seg_path)
         .map_err(|e| io("stat", &seg_path, e))?
         .is_some();
-    let whole = plan.offset < SEGMENT_HEADER_LEN as u64;
-    let mut remove: Vec<PathBuf> = Vec::new();
+    // The plan removes the cut segment whole when the cut is inside its header.
+    let whole = plan.segments_removed.first() == Some(&plan.segment);
     let mut truncate = None;
-    if exists && whole {
-        remove.push(seg_path.clone());
-    } else if exists {
+    if exists && !whole {
         let bytes = read_all(vfs, &seg_path).map_err(|e| io("read", &seg_path, e))?;
         let from = (plan.offset as usize).min(bytes.len());
         let name = format!("{}.from-{}", segment_name(plan.segment), plan.offset);
@@ -252,7 +241,11 @@ pub fn execute(vfs: &dyn Vfs, dir: &Path, side: &Path, plan: &Plan) -> Result<Ex
         done.side_files.push(name);
         truncate = Some(seg_path.clone());
     }
-    remove.extend(plan.later.iter().map(|&id| dir.join(segment_name(id))));
+    let remove: Vec<PathBuf> = plan
+        .segments_removed
+        .iter()
+        .map(|&id| dir.join(segment_name(id)))
+        .collect();
     for p in &remove {
         let name = p
             .file_name()
