@@ -96,6 +96,15 @@ const TOMBSTONE: u32 = u32::MAX;
 const FIRST_CHUNK: usize = 64 << 10;
 /// Chunks grow geometrically up to this size (of the data area).
 const MAX_CHUNK: usize = (8 << 20) - CHUNK_HEADER;
+/// Maximum-size chunks kept reserved and faulted in ahead of the writers (see
+/// `Arena::keep_ahead`): at most 8 MiB of memory taken before it is needed, and only by an
+/// arena that already holds more than twice that. One suffices: its pages are faulted in faster
+/// than sequential puts fill a chunk; two took more memory for no faster loads (BENCHMARKS.md,
+/// "Session 23").
+const RESERVE_AHEAD: usize = 1;
+/// Set when `MADV_POPULATE_WRITE` failed (a kernel before 5.14): chunks are then not faulted in
+/// ahead any more, as nothing would be.
+static NO_POPULATE: AtomicBool = AtomicBool::new(false);
 /// Every node starts at a multiple of this.
 const NODE_ALIGN: usize = 8;
 
@@ -423,6 +432,8 @@ struct ArenaSlow {
     /// chunks: the next regular chunks, in order. Their pages are faulted in by the prefault
     /// thread; not even their header is written until they are taken.
     reserved: VecDeque<NonNull<u8>>,
+    /// Chunks taken from `reserved`.
+    taken_reserved: usize,
     /// The prefault thread and its stop flag: stopped and joined before any chunk is freed.
     prefault: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
@@ -474,7 +485,10 @@ impl ArenaSlow {
         debug_assert!(used <= cap);
         let layout = chunk_layout(cap);
         let raw = match self.reserved.pop_front() {
-            Some(raw) if cap == max_chunk => raw,
+            Some(raw) if cap == max_chunk => {
+                self.taken_reserved += 1;
+                raw
+            }
             other => {
                 if let Some(raw) = other {
                     self.reserved.push_front(raw);
@@ -507,6 +521,7 @@ impl Arena {
             next_cap: (first_chunk * 2).min(max_chunk),
             allocated: 0,
             reserved: VecDeque::new(),
+            taken_reserved: 0,
             prefault: None,
         };
         let first = slow.new_chunk(first_chunk, 0, max_chunk);
@@ -613,6 +628,9 @@ impl Arena {
         let chunk = slow.new_chunk(cap, size, self.max_chunk);
         // Release: publishes the chunk header to the Acquire loads in `alloc`.
         self.current.store(chunk.as_ptr(), Ordering::Release);
+        if cap == self.max_chunk {
+            self.keep_ahead(&mut slow);
+        }
         // SAFETY: just allocated (live until the arena drops); offset 0 <= cap.
         unsafe { chunk_data(chunk, 0) }
     }
@@ -626,8 +644,39 @@ impl Arena {
         if slow.prefault.is_some() {
             return;
         }
+        self.prefault_chunks(&mut slow, bytes.div_ceil(self.max_chunk));
+    }
+
+    /// Keeps [`RESERVE_AHEAD`] maximum-size chunks reserved and faulted in ahead of the writers,
+    /// once the arena takes maximum-size chunks: called as one is installed. A first touch of
+    /// fresh memory costs this project's VM far more than the memory's use (the kernel zeroes a
+    /// 2 MiB page at its first fault, and the hypervisor backs it first): it is done on another
+    /// thread instead of in a commit. At most one reservation thread runs at a time; a reserve
+    /// found short while it runs is topped up at the next chunk.
+    fn keep_ahead(&self, slow: &mut ArenaSlow) {
+        // Only mapped chunks (a huge page or more) are faulted in ahead; not on a kernel that
+        // refused to populate pages once.
+        if slow.reserved.len() >= RESERVE_AHEAD
+            || chunk_layout(self.max_chunk).align() != HUGE_PAGE
+            || NO_POPULATE.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Some((_, handle)) = &slow.prefault {
+            if !handle.is_finished() {
+                return;
+            }
+            Arena::stop_prefault(slow);
+        }
+        let short = RESERVE_AHEAD - slow.reserved.len();
+        self.prefault_chunks(slow, short);
+    }
+
+    /// Reserves `chunks` maximum-size chunks (the next ones taken) and starts a thread that
+    /// faults their pages in. No prefault thread may be running.
+    fn prefault_chunks(&self, slow: &mut ArenaSlow, chunks: usize) {
+        debug_assert!(slow.prefault.is_none());
         let layout = chunk_layout(self.max_chunk);
-        let chunks = bytes.div_ceil(self.max_chunk);
         let mut ranges = Vec::with_capacity(chunks);
         for _ in 0..chunks {
             let raw = alloc_chunk_memory(layout);
@@ -649,18 +698,14 @@ impl Arena {
                         let len = HUGE_PAGE.min(size - off);
                         // SAFETY: `[start + off, start + off + len)` lies in a reserved chunk,
                         // which is freed only after this thread is joined (`stop_prefault`, in
-                        // `Drop`). MADV_POPULATE_WRITE faults the pages in as a write would,
-                        // without reading or writing their contents, so it races with nothing
-                        // the loading thread does there. Failure (an old kernel: EINVAL) only
-                        // means the pages fault in when first written.
-                        let r = unsafe {
-                            libc::madvise(
-                                (start + off) as *mut libc::c_void,
-                                len,
-                                libc::MADV_POPULATE_WRITE,
-                            )
+                        // `Drop`). Populating neither reads nor writes the pages' contents, so
+                        // it races with nothing a writer does there. Failure (an old kernel)
+                        // only means the pages fault in when first written.
+                        let populated = unsafe {
+                            crate::hugemem::populate_write((start + off) as *mut u8, len)
                         };
-                        if r != 0 {
+                        if !populated {
+                            NO_POPULATE.store(true, Ordering::Relaxed);
                             return;
                         }
                         off += len;
@@ -2057,6 +2102,39 @@ mod tests {
         }
         assert_eq!(contents(&list), model_contents(&m));
         check_structure(&list);
+    }
+
+    /// Once the arena takes maximum-size chunks it keeps some reserved (and faulted in) ahead
+    /// of the writers: the next chunks come from that reserve, never more than
+    /// `RESERVE_AHEAD` wait there, and the nodes in them read back. Dropped while the prefault
+    /// thread may still run.
+    #[test]
+    fn maximum_chunks_come_from_a_reserve_kept_ahead() {
+        // Maximum chunks of one huge page (the size from which chunks are mapped).
+        let max = HUGE_PAGE - CHUNK_HEADER;
+        let list = SkipList::with_chunk_sizes(FIRST_CHUNK, max);
+        let value = [7u8; 1000];
+        // About 12 maximum chunks of nodes.
+        let n = 12 * max / 1050;
+        let mut most_reserved = 0;
+        for i in 0..n as u64 {
+            list.insert(&mix(i).to_be_bytes(), i, Some(&value), 0);
+            most_reserved = most_reserved.max(list.arena.slow.lock().reserved.len());
+        }
+        let slow = list.arena.slow.lock();
+        if !NO_POPULATE.load(Ordering::Relaxed) {
+            // The first maximum chunk installed reserves one; the next one takes it.
+            assert!(slow.taken_reserved >= 1, "no chunk came from the reserve");
+        }
+        assert!(
+            most_reserved <= RESERVE_AHEAD,
+            "{most_reserved} chunks reserved"
+        );
+        drop(slow);
+        for i in (0..n as u64).step_by(97) {
+            let node = list.newest(&mix(i).to_be_bytes()).expect("inserted");
+            assert_eq!(node.value(), Some(&value[..]));
+        }
     }
 
     #[test]

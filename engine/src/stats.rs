@@ -49,6 +49,9 @@ pub struct Stats {
     pub versions: usize,
     /// Bytes of the index's memory holding them: arena bytes in use (nodes with their keys and
     /// values) and the key index (a hash set of each key's newest node, for point reads).
+    /// Not counted: memory reserved ahead of the writers and not yet used — an index past
+    /// 16 MiB keeps one 8 MiB chunk faulted in ahead, so that commits do not wait for the
+    /// kernel to zero fresh pages.
     pub index_bytes: usize,
     /// Of [`Stats::index_bytes`], the bytes that are keys and values; the rest is overhead
     /// (per version: `(index_bytes - index_payload_bytes) / versions`). A counter kept by the

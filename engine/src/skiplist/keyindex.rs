@@ -73,6 +73,14 @@ impl Table {
         // SAFETY: all-zero bytes are a valid `AtomicU64` (zero). A zeroed allocation spares a
         // pass over the table: large ones come from fresh, already zero pages.
         let slots = unsafe { Box::<[AtomicU64]>::new_zeroed_slice(n).assume_init() };
+        let bytes = std::mem::size_of_val(&*slots);
+        if bytes >= crate::hugemem::HUGE_PAGE {
+            // Its pages are faulted in at once rather than one at a time as a resize first reads
+            // and then writes each slot (a read maps the shared zero page, the write replaces
+            // it and flushes the other cores' TLBs: 6 % of a sequential load's time).
+            // SAFETY: the slice is this allocation, alive for the call.
+            unsafe { crate::hugemem::populate_write(slots.as_ptr().cast_mut().cast(), bytes) };
+        }
         Table { slots }
     }
 
