@@ -434,6 +434,8 @@ struct ArenaSlow {
     reserved: VecDeque<NonNull<u8>>,
     /// Chunks taken from `reserved`.
     taken_reserved: usize,
+    /// Set by [`SkipList::release_reserve`]: no chunk is reserved ahead any more.
+    no_reserve: bool,
     /// The prefault thread and its stop flag: stopped and joined before any chunk is freed.
     prefault: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
@@ -522,6 +524,7 @@ impl Arena {
             allocated: 0,
             reserved: VecDeque::new(),
             taken_reserved: 0,
+            no_reserve: false,
             prefault: None,
         };
         let first = slow.new_chunk(first_chunk, 0, max_chunk);
@@ -657,6 +660,7 @@ impl Arena {
         // Only mapped chunks (a huge page or more) are faulted in ahead; not on a kernel that
         // refused to populate pages once.
         if slow.reserved.len() >= RESERVE_AHEAD
+            || slow.no_reserve
             || chunk_layout(self.max_chunk).align() != HUGE_PAGE
             || NO_POPULATE.load(Ordering::Relaxed)
         {
@@ -1006,6 +1010,24 @@ impl SkipList {
     /// not yet faulted in fault in as they are used.
     pub(crate) fn end_prefault(&self) {
         Arena::stop_prefault(&mut self.arena.slow.lock());
+    }
+
+    /// Frees the chunks reserved ahead of the writers and reserves none from now on: for a list
+    /// that few inserts will reach any more (an index generation a trim replaced, which lives
+    /// on only for the readers that still hold it). Inserts still work; they allocate as needed.
+    pub(crate) fn release_reserve(&self) {
+        let max_chunk = self.arena.max_chunk;
+        let mut slow = self.arena.slow.lock();
+        slow.no_reserve = true;
+        // The prefault thread touches reserved memory: it stops before any of it is freed.
+        Arena::stop_prefault(&mut slow);
+        for raw in slow.reserved.drain(..) {
+            // SAFETY: reserved memory was allocated by `alloc_chunk_memory` with
+            // `chunk_layout(max_chunk)` and never handed out (only `new_chunk` takes it, under
+            // the lock held here); its only other user, the prefault thread, was joined above;
+            // it is drained from the queue, so freed once.
+            unsafe { free_chunk_memory(raw, chunk_layout(max_chunk)) };
+        }
     }
 
     /// Bytes of the key index (its hash sets' slots and control bytes).
@@ -2132,6 +2154,18 @@ mod tests {
         );
         drop(slow);
         for i in (0..n as u64).step_by(97) {
+            let node = list.newest(&mix(i).to_be_bytes()).expect("inserted");
+            assert_eq!(node.value(), Some(&value[..]));
+        }
+        // Released: nothing stays reserved, later inserts reserve nothing and still work.
+        list.release_reserve();
+        assert!(list.arena.slow.lock().reserved.is_empty());
+        for i in n as u64..2 * n as u64 {
+            list.insert(&mix(i).to_be_bytes(), i, Some(&value), 0);
+        }
+        assert!(list.arena.slow.lock().reserved.is_empty());
+        assert_eq!(list.len(), 2 * n);
+        for i in (0..2 * n as u64).step_by(97) {
             let node = list.newest(&mix(i).to_be_bytes()).expect("inserted");
             assert_eq!(node.value(), Some(&value[..]));
         }

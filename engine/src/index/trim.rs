@@ -196,6 +196,9 @@ pub(crate) fn trim_converting(
             .store(v.next_trim_at(garbage, next.list.len()), Ordering::Relaxed);
         v.trim_requested.store(false, Ordering::Release);
     }
+    // The old generation lives on only for readers that still hold it: the memory its arena
+    // reserved ahead of writers goes back now, not with its last reader.
+    old.list.release_reserve();
     v.trims.fetch_add(1, Ordering::Relaxed);
     let report = TrimReport {
         floor: next.floor(),
