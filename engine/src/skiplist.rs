@@ -98,9 +98,8 @@ const FIRST_CHUNK: usize = 64 << 10;
 const MAX_CHUNK: usize = (8 << 20) - CHUNK_HEADER;
 /// Maximum-size chunks kept reserved and faulted in ahead of the writers (see
 /// `Arena::keep_ahead`): at most 8 MiB of memory taken before it is needed, and only by an
-/// arena that already holds more than twice that. One suffices: its pages are faulted in faster
-/// than sequential puts fill a chunk; two took more memory for no faster loads (BENCHMARKS.md,
-/// "Session 23").
+/// arena that already holds about twice that. Two were measured too: more memory, no faster
+/// sequential loads (BENCHMARKS.md, "Session 23").
 const RESERVE_AHEAD: usize = 1;
 /// Set when `MADV_POPULATE_WRITE` failed (a kernel before 5.14): chunks are then not faulted in
 /// ahead any more, as nothing would be.
@@ -722,6 +721,20 @@ impl Arena {
         }
     }
 
+    /// Stops the prefault thread, if any, and frees the chunks reserved ahead (never handed out).
+    fn free_reserved(slow: &mut ArenaSlow, max_chunk: usize) {
+        // The prefault thread touches reserved memory: it stops before any of it is freed.
+        Arena::stop_prefault(slow);
+        for raw in slow.reserved.drain(..) {
+            // SAFETY: reserved memory was allocated by `alloc_chunk_memory` with
+            // `chunk_layout(max_chunk)` and never handed out (only `new_chunk` takes it, under
+            // the arena's lock, which the caller holds or owns exclusively); its only other
+            // user, the prefault thread, was joined above; drained from the queue, it is freed
+            // once.
+            unsafe { free_chunk_memory(raw, chunk_layout(max_chunk)) };
+        }
+    }
+
     /// Stops the prefault thread, if any, and waits for it.
     fn stop_prefault(slow: &mut ArenaSlow) {
         if let Some((stop, handle)) = slow.prefault.take() {
@@ -748,14 +761,7 @@ impl Drop for Arena {
     fn drop(&mut self) {
         let max_chunk = self.max_chunk;
         let slow = self.slow.get_mut();
-        // The prefault thread touches reserved memory: it stops before any of it is freed.
-        Arena::stop_prefault(slow);
-        for raw in slow.reserved.drain(..) {
-            // SAFETY: reserved memory was allocated by `alloc_chunk_memory` with
-            // `chunk_layout(max_chunk)`, never handed out, and is freed once, here (the prefault
-            // thread, its only other user, was joined above).
-            unsafe { free_chunk_memory(raw, chunk_layout(max_chunk)) };
-        }
+        Arena::free_reserved(slow, max_chunk);
         for &chunk in &slow.chunks {
             // SAFETY: each chunk was allocated by `new_chunk` with `chunk_layout(cap)` and is freed
             // exactly once, here. `&mut self` means no borrow of the list, hence no NodeRef into
@@ -1016,18 +1022,9 @@ impl SkipList {
     /// that few inserts will reach any more (an index generation a trim replaced, which lives
     /// on only for the readers that still hold it). Inserts still work; they allocate as needed.
     pub(crate) fn release_reserve(&self) {
-        let max_chunk = self.arena.max_chunk;
         let mut slow = self.arena.slow.lock();
         slow.no_reserve = true;
-        // The prefault thread touches reserved memory: it stops before any of it is freed.
-        Arena::stop_prefault(&mut slow);
-        for raw in slow.reserved.drain(..) {
-            // SAFETY: reserved memory was allocated by `alloc_chunk_memory` with
-            // `chunk_layout(max_chunk)` and never handed out (only `new_chunk` takes it, under
-            // the lock held here); its only other user, the prefault thread, was joined above;
-            // it is drained from the queue, so freed once.
-            unsafe { free_chunk_memory(raw, chunk_layout(max_chunk)) };
-        }
+        Arena::free_reserved(&mut slow, self.arena.max_chunk);
     }
 
     /// Bytes of the key index (its hash sets' slots and control bytes).

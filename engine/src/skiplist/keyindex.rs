@@ -73,14 +73,6 @@ impl Table {
         // SAFETY: all-zero bytes are a valid `AtomicU64` (zero). A zeroed allocation spares a
         // pass over the table: large ones come from fresh, already zero pages.
         let slots = unsafe { Box::<[AtomicU64]>::new_zeroed_slice(n).assume_init() };
-        let bytes = std::mem::size_of_val(&*slots);
-        if bytes >= crate::hugemem::HUGE_PAGE {
-            // Its pages are faulted in at once rather than one at a time as a resize first reads
-            // and then writes each slot (a read maps the shared zero page, the write replaces
-            // it and flushes the other cores' TLBs: 6 % of a sequential load's time).
-            // SAFETY: the slice is this allocation, alive for the call.
-            unsafe { crate::hugemem::populate_write(slots.as_ptr().cast_mut().cast(), bytes) };
-        }
         Table { slots }
     }
 
@@ -315,7 +307,7 @@ impl KeyIndex {
     /// left it between 3/8 and 3/4, up to 21 bytes per key).
     #[cold]
     fn grow(&self, slots: usize) {
-        self.resize(slots + 1, slots + slots / 2);
+        self.resize(slots + 1, slots + slots / 2, true);
     }
 
     /// Makes room for `keys` keys without growing (a bulk load sizes the table once instead of
@@ -328,11 +320,15 @@ impl KeyIndex {
         let per_shard = keys as f64 / SHARDS as f64;
         let fullest = per_shard + 6.0 * per_shard.sqrt();
         let slots = (fullest * SHARDS as f64 * 4.0 / 3.0).ceil() as usize + 1;
-        self.resize(slots.max(FIRST_SLOTS), slots.max(FIRST_SLOTS));
+        self.resize(slots.max(FIRST_SLOTS), slots.max(FIRST_SLOTS), false);
     }
 
-    /// Replaces the table with one of `to` slots if it has fewer than `at_least` slots.
-    fn resize(&self, at_least: usize, to: usize) {
+    /// Replaces the table with one of `to` slots if it has fewer than `at_least` slots, and with
+    /// `populate` faults its memory in first. A growing table is filled at once, here; a table
+    /// reserved for a bulk load is not: it fills as the key index is built, in the background
+    /// after an open, and faulting it in here would put the kernel's zeroing of it on the
+    /// open's path.
+    fn resize(&self, at_least: usize, to: usize, populate: bool) {
         let guards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
         // SAFETY: every shard lock is held: no other grower replaces the table, so `current`
         // names the one `table` holds.
@@ -342,6 +338,14 @@ impl KeyIndex {
         }
         let mut new = Table::with_slots(to);
         let n = new.slots.len();
+        let bytes = std::mem::size_of_val(&*new.slots);
+        if populate && bytes >= crate::hugemem::HUGE_PAGE {
+            // Its pages are faulted in at once rather than one at a time as the loop below first
+            // reads and then writes each slot (a read maps the shared zero page, the write
+            // replaces it and flushes the other cores' TLBs: 6 % of a sequential load's time).
+            // SAFETY: the slice is the new table's allocation, alive for the call.
+            unsafe { crate::hugemem::populate_write(new.slots.as_mut_ptr().cast(), bytes) };
+        }
         // Rehashing reads every key's node and writes a random slot of the new table: two cache
         // misses per key, independent from key to key. A pipeline keeps them in flight: the node
         // of the slot NODE_AHEAD places on is prefetched, the key SLOT_AHEAD places on is hashed
