@@ -43,9 +43,10 @@
 //! A collect never waits for a reader: what it cannot free stays queued, and the sections that
 //! held it back collect again as they end (a section that began at or before a pending retire
 //! does, on leaving), as do every [`retire`], the compaction's question which value segments are
-//! in use ([`synchronize`], which waits for older sections, a second at most: a checkpoint asks
-//! it holding the MANIFEST lock, so a section that waits for that lock — a `get_with` closure
-//! that checkpoints — delays it that long) and a database's drop. A read section runs the caller's closure of [`crate::Db::get_with`]: one
+//! in use ([`synchronize`], which waits for older sections, a second at most, then for the drops
+//! other threads' collects began: a checkpoint asks it holding the MANIFEST lock, so a section
+//! that waits for that lock — a `get_with` closure that checkpoints — delays it that long) and a
+//! database's drop. A read section runs the caller's closure of [`crate::Db::get_with`]: one
 //! that blocks for long holds back the memory of every generation or table replaced meanwhile.
 //! Nothing in this module logs while it holds one of its locks or decides the fence mode: a
 //! logger that writes into a database enters read sections itself.
@@ -71,6 +72,25 @@ static RETIRED: Mutex<Vec<(u64, Box<dyn Send>)>> = Mutex::new(Vec::new());
 /// The newest epoch in [`RETIRED`], 0 when it is empty (written under its lock): a section that
 /// began at or before it tries a collect when it ends.
 static NEWEST_RETIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Batches of retired objects a [`collect`] took out of [`RETIRED`] and is dropping (outside the
+/// lock), by ticket. Tickets are given in order under the lock of [`RETIRED`]; [`synchronize`]
+/// waits for those given before it returns, so that a generation it was asked to see gone is
+/// not still being dropped on another thread (whose `Weak` would still upgrade).
+static FREEING: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// The next ticket of [`FREEING`] (written under the lock of [`RETIRED`]).
+static NEXT_TICKET: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Batches this thread is dropping (a retired object's drop that synchronizes must not wait
+    /// for itself).
+    static FREEING_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Times [`synchronize`] began waiting for another thread's batch to be dropped (tests).
+#[cfg(test)]
+static WAITED_FOR_FREEING: AtomicUsize = AtomicUsize::new(0);
 
 /// How the two sides fence: not decided yet, membarrier (readers: compiler fence only), or
 /// SeqCst fences on both sides.
@@ -274,7 +294,7 @@ pub(crate) fn retire(object: Box<dyn Send>) {
 
 /// Drops every retired object no read section can still use. Never waits for a reader.
 pub(crate) fn collect() {
-    let ready: Vec<Box<dyn Send>> = {
+    let (ticket, ready): (u64, Vec<Box<dyn Send>>) = {
         let mut retired = RETIRED.lock();
         if retired.is_empty() {
             return;
@@ -300,10 +320,60 @@ pub(crate) fn collect() {
             retired.iter().map(|(e, _)| *e).max().unwrap_or(0),
             Ordering::Relaxed,
         );
-        free.into_iter().map(|(_, o)| o).collect()
+        if free.is_empty() {
+            return;
+        }
+        let ticket = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
+        FREEING.lock().push(ticket);
+        (ticket, free.into_iter().map(|(_, o)| o).collect())
     };
     // Dropped outside the lock: a generation's drop unmaps its arena.
+    let _done = Freeing::begin(ticket);
     drop(ready);
+}
+
+/// A batch being dropped: its ticket leaves [`FREEING`] when the drop ends (or unwinds).
+struct Freeing(u64);
+
+impl Freeing {
+    fn begin(ticket: u64) -> Freeing {
+        // (No thread-local storage left: a drop in a thread-local's destructor, which then never
+        // waits in `wait_for_freeing` either.)
+        let _ = FREEING_HERE.try_with(|n| n.set(n.get() + 1));
+        Freeing(ticket)
+    }
+}
+
+impl Drop for Freeing {
+    fn drop(&mut self) {
+        FREEING.lock().retain(|&t| t != self.0);
+        let _ = FREEING_HERE.try_with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// Waits until every batch a collect took before this call has been dropped. Drops are finite
+/// (they unmap memory), so this wait has no limit; a thread dropping a batch itself skips it.
+fn wait_for_freeing() {
+    let upto = {
+        let _order = RETIRED.lock();
+        NEXT_TICKET.load(Ordering::Relaxed)
+    };
+    if FREEING_HERE
+        .try_with(std::cell::Cell::get)
+        .map_or(true, |n| n > 0)
+    {
+        return;
+    }
+    let mut wait = Backoff::default();
+    let mut counted = false;
+    while FREEING.lock().iter().any(|&t| t < upto) {
+        if !counted {
+            counted = true;
+            #[cfg(test)]
+            WAITED_FOR_FREEING.fetch_add(1, Ordering::SeqCst);
+        }
+        wait.pause_unbounded();
+    }
 }
 
 /// Waits for the read sections of other threads that began before this call to end, then
@@ -315,8 +385,14 @@ pub(crate) fn collect() {
 /// thread may be preempted in one: the wait yields, then sleeps with a growing pause, and stops
 /// after about a second of sleeping in all (a closure passed to [`crate::Db::get_with`] that
 /// blocks); what is still held then stays queued for a later collect.
+///
+/// It returns only after the objects other threads' collects took out of the queue before it
+/// (a section that ends collects on its own thread, typically the very section waited for) have
+/// been dropped: until then a generation's `Weak` still upgrades, and compaction would keep its
+/// segments one more round for nothing.
 pub(crate) fn synchronize() {
     if RETIRED.lock().is_empty() {
+        wait_for_freeing();
         return;
     }
     // Sections that begin after this advance read a later epoch: they are not waited for.
@@ -340,11 +416,13 @@ pub(crate) fn synchronize() {
             if !wait.pause() {
                 log::debug!("a read section stays open; replaced index memory is kept for now");
                 collect();
+                wait_for_freeing();
                 return;
             }
         }
     }
     collect();
+    wait_for_freeing();
 }
 
 /// The pauses of [`synchronize`]: yields first, then sleeps doubling from 20 µs to 2 ms, up to
@@ -377,6 +455,13 @@ impl Backoff {
         std::thread::sleep(self.sleep);
         self.slept += self.sleep;
         true
+    }
+
+    /// Pauses once, as [`Backoff::pause`] does, with no limit.
+    fn pause_unbounded(&mut self) {
+        if !self.pause() {
+            std::thread::sleep(self.sleep);
+        }
     }
 }
 
@@ -673,6 +758,73 @@ mod tests {
                 holder.join().unwrap();
                 synchronize();
                 assert!(third_dropped.load(Ordering::SeqCst), "freed once it ended");
+            },
+        );
+    }
+
+    /// `synchronize` returns only after a replaced value that another thread's collect took is
+    /// dropped. The drop here blocks until the test lets it go, which it does once `synchronize`
+    /// waits for it (or has returned: then it did not wait, and the check fails).
+    #[test]
+    fn synchronize_waits_for_a_drop_on_another_thread() {
+        alone(
+            "rcu::tests::synchronize_waits_for_a_drop_on_another_thread",
+            || {
+                struct Slow {
+                    started: Arc<std::sync::Barrier>,
+                    go: Arc<std::sync::Barrier>,
+                    done: Arc<AtomicBool>,
+                }
+                impl Drop for Slow {
+                    fn drop(&mut self) {
+                        self.started.wait();
+                        self.go.wait();
+                        self.done.store(true, Ordering::SeqCst);
+                    }
+                }
+                let started = Arc::new(std::sync::Barrier::new(2));
+                let go = Arc::new(std::sync::Barrier::new(2));
+                let done = Arc::new(AtomicBool::new(false));
+                let cell = RcuOption::none();
+                cell.store(Some(Arc::new(Slow {
+                    started: started.clone(),
+                    go: go.clone(),
+                    done: done.clone(),
+                })));
+                // Retired while another thread's section (begun before) is open: that thread
+                // frees it as its section ends, and blocks in the drop.
+                let (leave_tx, holder) = section_elsewhere(|_| ());
+                cell.store(None);
+                assert_eq!(pending(), 1, "held by the open section");
+                leave_tx.send(()).unwrap();
+                started.wait();
+                assert_eq!(pending(), 0, "taken by the holder's collect");
+                let waits = WAITED_FOR_FREEING.load(Ordering::SeqCst);
+                let (tx, rx) = mpsc::channel();
+                let syncer = {
+                    let done = done.clone();
+                    std::thread::spawn(move || {
+                        synchronize();
+                        tx.send(done.load(Ordering::SeqCst)).unwrap();
+                    })
+                };
+                let early = loop {
+                    if let Ok(seen) = rx.try_recv() {
+                        break Some(seen);
+                    }
+                    if WAITED_FOR_FREEING.load(Ordering::SeqCst) > waits {
+                        break None;
+                    }
+                    std::thread::yield_now();
+                };
+                go.wait();
+                let seen = early.unwrap_or_else(|| rx.recv().unwrap());
+                syncer.join().unwrap();
+                holder.join().unwrap();
+                assert!(
+                    early.is_none() && seen,
+                    "synchronize returned while the drop ran on another thread"
+                );
             },
         );
     }
