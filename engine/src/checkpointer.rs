@@ -574,7 +574,7 @@ fn write_image(
     let (retention, floor, plan) = {
         let mut r = shared.versions.retention.lock();
         let old = gen.floor().max(manifest.trim_floor).min(lsn);
-        let floor = r.trim_floor(crate::segment::now_ns(), lsn, old);
+        let floor = r.trim_floor(shared.wall_ns(), lsn, old);
         (r.policy, floor, r.plan(floor, lsn))
     };
     let spec = crate::checkpoint::Spec {

@@ -9,7 +9,6 @@ use crate::conflicts::Check;
 use crate::db::Db;
 use crate::index::{Lsn, OpRef};
 use crate::options::{validate_buffered, Durability};
-use crate::segment::now_ns;
 use crate::wal::{txn_encoded_len, Shared};
 use crate::{Error, Result};
 
@@ -228,7 +227,8 @@ impl Shared {
         // Not under the log mutex: `set_retention` holds the retention lock across a commit.
         // (`set_retention` samples its own commit, holding that lock already.)
         if !system && shared.versions.sample_times.load(Ordering::Relaxed) {
-            shared.versions.retention.lock().sample(now_ns(), lsn);
+            let now = shared.wall_ns();
+            shared.versions.retention.lock().sample(now, lsn);
         }
         // 2. The index inserts, concurrent with other committers'.
         let trim = !system && shared.versions.insert(ops, lsn);

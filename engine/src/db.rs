@@ -15,7 +15,6 @@ use crate::index::scan::Scan;
 use crate::index::{prefix_end, Gen, Lsn, OpRef, Value, Versions};
 use crate::options::{Durability, Preallocate};
 use crate::recovery::RecoveryStats;
-use crate::segment::now_ns;
 use crate::snapshot::Snapshot;
 use crate::txn::{RetryPolicy, Txn};
 use crate::wal::{run_log_thread, Active, Shared};
@@ -596,7 +595,7 @@ impl Db {
         let durability = shared.log.as_ref().map(|_| Durability::Strict);
         let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
-        r.sample(now_ns(), lsn);
+        r.sample(shared.wall_ns(), lsn);
         v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
         if policy != Retention::Snapshots {
             // History is kept from here on: reads below are refused, as they are after a restart

@@ -15,6 +15,7 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use ringlog_uring::{VFile, Vfs};
 
@@ -74,8 +75,10 @@ pub(crate) mod points {
 #[cfg(feature = "__failpoints")]
 pub mod failpoints {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Weak};
 
     use parking_lot::Mutex;
+    use ringlog_uring::Vfs;
 
     /// Every crash point compiled into the engine, in the order a run usually reaches them.
     pub const POINTS: &[&str] = super::points::ALL;
@@ -169,6 +172,43 @@ pub mod failpoints {
     /// Whether [`no_leader_commits`] is on.
     pub(crate) fn no_leader_commits_on() -> bool {
         NO_LEADER_COMMITS.load(Ordering::Relaxed)
+    }
+
+    /// A database's virtual wall clock ([`virtual_clock`]): the `Vfs` it is for (held weakly, so
+    /// that its address is not reused while the entry is listed) and the clock.
+    type Clock = (Weak<dyn Vfs>, Arc<AtomicU64>);
+
+    static CLOCKS: Mutex<Vec<Clock>> = Mutex::new(Vec::new());
+    static CLOCKS_ARMED: AtomicBool = AtomicBool::new(false);
+
+    /// Gives the databases opened on `vfs` (this very `Arc`, as passed to `Options::vfs`) a
+    /// virtual wall clock: from now on, wherever the engine reads the wall clock for
+    /// `Retention::NewerThan` — the commit times it samples in memory, each write batch's commit
+    /// time in the log, the trim floor a trim, a checkpoint or an open computes from them — it
+    /// reads `clock` (nanoseconds since the Unix epoch), which only the caller moves; and the
+    /// history trimmer does not wake periodically under `NewerThan` (time moves only when the
+    /// caller moves it, and the caller trims when it chooses). For the crash runner, whose seeded
+    /// runs must not depend on the real clock. In force until `vfs` is dropped; giving the same
+    /// `vfs` another clock replaces the first.
+    pub fn virtual_clock(vfs: &Arc<dyn Vfs>, clock: Arc<AtomicU64>) {
+        let key = Arc::downgrade(vfs);
+        let mut c = CLOCKS.lock();
+        c.retain(|(v, _)| v.strong_count() > 0 && !std::ptr::addr_eq(v.as_ptr(), key.as_ptr()));
+        c.push((key, clock));
+        CLOCKS_ARMED.store(true, Ordering::SeqCst);
+    }
+
+    /// The virtual clock given to `vfs` ([`virtual_clock`]), read now.
+    pub(crate) fn clock_of(vfs: &Arc<dyn Vfs>) -> Option<u64> {
+        if !CLOCKS_ARMED.load(Ordering::Relaxed) {
+            return None;
+        }
+        let at = Arc::as_ptr(vfs);
+        CLOCKS
+            .lock()
+            .iter()
+            .find(|(v, _)| std::ptr::addr_eq(v.as_ptr(), at))
+            .map(|(_, c)| c.load(Ordering::SeqCst))
     }
 
     /// Called by [`failpoint!`].
@@ -563,6 +603,29 @@ bug_hook! {
     truncating_refuses_missing_first => TruncatingRefusesMissingFirst;
     /// Whether recovery skips the check that the value segments are there.
     open_ignores_missing_value_segments => OpenIgnoresMissingValueSegments;
+}
+
+/// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a
+/// database on `vfs`: the real one, unless the crash runner gave that `Vfs` a virtual clock
+/// ([`failpoints::virtual_clock`]).
+#[inline(always)]
+pub(crate) fn wall_clock_ns(_vfs: Option<&Arc<dyn Vfs>>) -> u64 {
+    #[cfg(feature = "__failpoints")]
+    if let Some(t) = _vfs.and_then(failpoints::clock_of) {
+        return t;
+    }
+    crate::segment::now_ns()
+}
+
+/// Hook: whether the history trimmer of a database on `vfs` wakes periodically under
+/// `Retention::NewerThan` (not under a virtual clock, [`failpoints::virtual_clock`]).
+#[inline(always)]
+pub(crate) fn periodic_trims(_vfs: Option<&Arc<dyn Vfs>>) -> bool {
+    #[cfg(feature = "__failpoints")]
+    if _vfs.is_some_and(|v| failpoints::clock_of(v).is_some()) {
+        return false;
+    }
+    true
 }
 
 /// Hook: the bytes recovery's segment reader reads at a time, `piece` unless the crash runner

@@ -14,7 +14,7 @@ use crate::index::retention::RetentionState;
 use crate::index::{Gen, Lsn, Versions};
 use crate::options::{Durability, MAX_ALIGN};
 use crate::recovery::recover;
-use crate::segment::{create_segment, now_ns, SegmentConfig};
+use crate::segment::{create_segment, SegmentConfig};
 use crate::wal::{Active, LogConfig, Shared};
 use crate::{Error, Options, Result};
 
@@ -410,7 +410,13 @@ fn assemble(
     let max_txn_bytes = opts.max_txn_bytes();
     let value_segments = recovered.value_segments.clone();
     let building = std::time::Instant::now();
-    let versions = recovered_versions(&mut recovered, opts.trim_threshold, manifest.trim_floor);
+    let now = crate::hooks::wall_clock_ns(opts.vfs.as_ref());
+    let versions = recovered_versions(
+        &mut recovered,
+        opts.trim_threshold,
+        manifest.trim_floor,
+        now,
+    );
     // Building the index is part of recovering.
     let built = building.elapsed();
     stats.build_time += built;
@@ -545,11 +551,13 @@ fn assemble(
 const BACKGROUND_INDEX_BUILD: usize = 1 << 17;
 
 /// The first generation of the index, built from what recovery loaded, with the retention policy
-/// the log ends with and the trim floor it implies at restart (docs/DURABILITY.md, "Retention").
+/// the log ends with and the trim floor it implies at restart, at wall-clock time `now_ns`
+/// (docs/DURABILITY.md, "Retention").
 fn recovered_versions(
     recovered: &mut crate::recovery::Recovered,
     threshold: usize,
     manifest_floor: Lsn,
+    now_ns: u64,
 ) -> Versions {
     let last = recovered.stats.last_lsn;
     let (policy, recorded) = recovered.retention;
@@ -559,7 +567,7 @@ fn recovered_versions(
     }
     // After a restart no snapshot is live, and nothing below the recovered state can be read.
     // The MANIFEST's floor too: it never moves backwards, across restarts either.
-    let mut floor = state.trim_floor(now_ns(), last, recorded);
+    let mut floor = state.trim_floor(now_ns, last, recorded);
     if !crate::hooks::trim_floor_backwards() {
         floor = floor.max(manifest_floor.min(last));
     }

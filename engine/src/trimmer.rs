@@ -8,7 +8,6 @@ use crate::db::Db;
 use crate::index::retention::Retention;
 use crate::index::trim::{trim, TrimHost};
 use crate::index::{Lsn, Versions};
-use crate::segment::now_ns;
 use crate::wal::Shared;
 use crate::{Error, Result};
 
@@ -89,10 +88,16 @@ fn run_trimmer(shared: Arc<Shared>) {
                     break;
                 }
                 let periodic = match v.retention.lock().policy {
-                    Retention::NewerThan(d) => Some((d / 4).clamp(
-                        std::time::Duration::from_millis(10),
-                        std::time::Duration::from_secs(10),
-                    )),
+                    // (Not under a virtual clock: time moves only when the crash runner moves
+                    // it, and it trims with `trim_history()` where its seed says.)
+                    Retention::NewerThan(d)
+                        if crate::hooks::periodic_trims(shared.vfs.as_ref()) =>
+                    {
+                        Some((d / 4).clamp(
+                            std::time::Duration::from_millis(10),
+                            std::time::Duration::from_secs(10),
+                        ))
+                    }
                     _ => None,
                 };
                 match periodic {
@@ -162,6 +167,6 @@ impl TrimHost for Shared {
     }
 
     fn now_ns(&self) -> u64 {
-        now_ns()
+        self.wall_ns()
     }
 }

@@ -9,7 +9,6 @@ use ringlog_format::{
 
 use super::{Batch, LogConfig, Shared, State};
 use crate::index::{Lsn, OpRef};
-use crate::segment::now_ns;
 
 impl State {
     /// Opens a pending batch at the cursor of the current segment, in a spare buffer if there is
@@ -135,7 +134,9 @@ impl Shared {
             let synced = st.synced;
             let prev_end = match (deferred, st.batches.back_mut()) {
                 (Some(end), _) => end,
-                (None, Some(b)) if b.seg_id == st.seg_id => pad_batch(b, cfg, self.run_id, synced),
+                (None, Some(b)) if b.seg_id == st.seg_id => {
+                    pad_batch(b, cfg, (self.run_id, self.wall_ns()), synced)
+                }
                 (None, _) => st.cursor,
             };
             st.seg_id += 1;
@@ -254,7 +255,7 @@ impl Shared {
                 let prev_end = match (deferred, st.batches.back_mut()) {
                     (Some(end), _) => end,
                     (None, Some(b)) if b.seg_id == st.seg_id => {
-                        pad_batch(b, cfg, self.run_id, synced)
+                        pad_batch(b, cfg, (self.run_id, self.wall_ns()), synced)
                     }
                     (None, _) => st.cursor,
                 };
@@ -304,14 +305,20 @@ pub(crate) fn txn_encoded_len(ops: &[OpRef<'_>]) -> usize {
     }
 }
 
-/// Closes a batch: fills its head (this run, the time now: no commit of the batch is later) and
+/// Closes a batch: fills its head (this run `run_id`, the time `now_ns`, read now: no commit of
+/// the batch is later) and
 /// pads it with a Padding record up to the next write-alignment boundary; returns its end.
 ///
 /// The head records the batch's durable floor from `synced` (the end of the log known durable,
 /// [`State::synced`]): where in this segment the durable log ended when the batch was closed, or
 /// 0 when it ended in an earlier segment. Closing happens before the batch is submitted, so the
 /// floor never claims more than was durable when the write went out.
-pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64, synced: (u64, u64)) -> u64 {
+pub(super) fn pad_batch(
+    b: &mut Batch,
+    cfg: &LogConfig,
+    (run_id, now_ns): (u64, u64),
+    synced: (u64, u64),
+) -> u64 {
     let head = SegmentPos {
         segment_id: b.seg_id,
         epoch: cfg.seg.epoch,
@@ -329,7 +336,7 @@ pub(super) fn pad_batch(b: &mut Batch, cfg: &LogConfig, run_id: u64, synced: (u6
         } else {
             0
         };
-        let spec = RecordSpec::batch_head(run_id, now_ns(), floor, b.start as u32);
+        let spec = RecordSpec::batch_head(run_id, now_ns, floor, b.start as u32);
         let n = encode_record(&mut b.buf.as_mut_slice()[..BATCH_HEAD_LEN], &spec, head)
             .expect("a batch head encodes at its batch's start");
         debug_assert_eq!(n, BATCH_HEAD_LEN);

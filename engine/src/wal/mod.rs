@@ -319,6 +319,12 @@ impl Shared {
         }
     }
 
+    /// The wall clock time-based retention reads (ns since the Unix epoch): the real one, or a
+    /// crash runner's virtual clock ([`crate::hooks::wall_clock_ns`]).
+    pub(crate) fn wall_ns(&self) -> u64 {
+        crate::hooks::wall_clock_ns(self.vfs.as_ref())
+    }
+
     /// Tells the disk that this committer is about to block ([`Vfs::will_block`]).
     pub(crate) fn will_block(&self, why: BlockReason) {
         if let Some(v) = &self.vfs {

@@ -42,7 +42,12 @@ fn seal(
     let buf = AlignedBuf::with_capacity(cfg.align as usize);
     let mut batch = super::Batch::new(active.id, at, buf, None);
     // Every round before it is durable: its floor is its own offset.
-    let end = pad_batch(&mut batch, cfg, shared.run_id, (active.id, at));
+    let end = pad_batch(
+        &mut batch,
+        cfg,
+        (shared.run_id, shared.wall_ns()),
+        (active.id, at),
+    );
     debug_assert_eq!(end, at + cfg.align, "a seal is one block");
     let buf = batch.buf;
     if let Err(e) = driver.write_durable(&*active.file, at, buf.as_slice(), cfg.strategy) {
@@ -207,7 +212,7 @@ pub(super) fn take_round(shared: &Shared, cfg: &LogConfig, st: &mut super::State
     let mut batches = std::mem::take(&mut st.batches);
     if let Some(last) = batches.back_mut() {
         if last.seg_id == st.seg_id {
-            st.cursor = pad_batch(last, cfg, shared.run_id, st.synced);
+            st.cursor = pad_batch(last, cfg, (shared.run_id, shared.wall_ns()), st.synced);
         }
     }
     let round_commits = st.pending_commits;
