@@ -579,7 +579,11 @@ fn open_on(setup: &Setup, sim: SimVfs, mode: RecoveryMode) -> Result<Db, Error> 
     // Damage is classified on bytes read as from a real disk too: streamed in pieces by
     // recovery's reader thread (every other seed), or shared.
     let streamed = setup.wl.cfg.seed % 2 == 1;
-    let mut o = setup.options(Some(Arc::new(sim.streamed_reads(streamed))), IoChoice::Auto);
+    // Opened long after the workload ran (past every `NewerThan` window), as the `ringlog` tool
+    // opens the same image on a real directory at the real time, long after the virtual epoch:
+    // both keep the same versions.
+    sim.set_wall(setup.wl.clock_at(2, 0));
+    let mut o = setup.options(Some(sim.streamed_reads(streamed).vfs()), IoChoice::Auto);
     o.recovery = mode;
     Db::open(Setup::sim_dir(), o)
 }
@@ -1251,9 +1255,10 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
         base: State::empty(setup.wl.cfg.keys),
         ..History::default()
     };
+    sim.set_wall(setup.wl.clock_at(1, 0));
     let db = match Db::open(
         Setup::sim_dir(),
-        setup.options(Some(Arc::new(sim.clone())), IoChoice::Auto),
+        setup.options(Some(sim.vfs()), IoChoice::Auto),
     ) {
         Ok(db) => db,
         Err(e) => {
@@ -1262,7 +1267,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             return;
         }
     };
-    let session = Session::new();
+    let session = Session::new().set_clock(sim.wall_clock());
     for step in 1..=opts.steps {
         let Ok(lsn) = setup.wl.execute(&db, 1, step, &session) else {
             sum.notes.push(format!("seed {seed}: step {step} failed"));

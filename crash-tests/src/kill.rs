@@ -537,6 +537,9 @@ pub fn recover_and_check(
                 pick,
                 samples: 4,
                 again: &[],
+                // (A child that completed closed cleanly, but its close and this check are not
+                // told apart here: a NewerThan floor lower after it is counted as after a crash.)
+                clean: false,
             };
             check_recovered(&db, &setup.wl, &recovered, how, &mut counts)?;
             Some(next_base(&setup.wl, &g.hist, &tl, v.prefix, rec.last))

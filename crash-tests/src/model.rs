@@ -26,6 +26,12 @@ pub enum Policy {
     All,
     /// `Retention::LastVersions(n)`.
     Last(u32),
+    /// `Retention::NewerThan` this many milliseconds, on the virtual wall clock the runner moves
+    /// step by step ([`crate::workload::Workload::clock_at`]). Which LSN its floor reaches depends
+    /// on commit times the model does not keep, so the model promises no history under it (as
+    /// under `Snapshots`: a read at an older LSN answers the model's version or
+    /// `HistoryTrimmed`); the oracle checks that the floor it raises never moves back.
+    NewerThan(u64),
 }
 
 impl Policy {
@@ -37,22 +43,30 @@ impl Policy {
             Policy::Last(n) => ringlog_db::Retention::LastVersions(
                 std::num::NonZeroU32::new(n.max(1)).expect("at least one version"),
             ),
+            Policy::NewerThan(ms) => {
+                ringlog_db::Retention::NewerThan(std::time::Duration::from_millis(ms))
+            }
         }
     }
 
-    /// The workload's name of an engine policy (`NewerThan`, which the workload never sets, reads
-    /// as `Snapshots`: it promises no history the model could check).
+    /// The workload's name of an engine policy (a `NewerThan` window in whole milliseconds, as
+    /// the workload sets it).
     pub fn of(r: ringlog_db::Retention) -> Policy {
         match r {
             ringlog_db::Retention::All => Policy::All,
             ringlog_db::Retention::LastVersions(n) => Policy::Last(n.get()),
+            ringlog_db::Retention::NewerThan(d) => {
+                Policy::NewerThan(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
             _ => Policy::Snapshots,
         }
     }
 
-    /// Whether this policy keeps history (so reads at older versions are guaranteed).
+    /// Whether this policy keeps history the model can check (so reads at older versions are
+    /// guaranteed): `All` and `LastVersions`, not `Snapshots` nor `NewerThan` (whose floor
+    /// follows commit times).
     pub fn keeps_history(self) -> bool {
-        self != Policy::Snapshots
+        matches!(self, Policy::All | Policy::Last(_))
     }
 }
 

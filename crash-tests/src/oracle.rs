@@ -154,6 +154,9 @@ pub struct History {
     pub seen: Vec<Seen>,
     /// Trim floors observed: (position, floor) of scans refused below it.
     pub floors: Vec<(u64, u64)>,
+    /// Where the generation's clean close returned (its trace position), if it closed cleanly:
+    /// a crash at or after it finds what a clean close leaves.
+    pub closed_at: Option<u64>,
 }
 
 /// What a crash at some position allows.

@@ -378,8 +378,8 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn open(&self, sim: &SimVfs) -> ringlog_db::Result<Db> {
-        let vfs: Arc<dyn ringlog_db::io::Vfs> = Arc::new(sim.clone());
-        self.setup.open(Setup::sim_dir(), Some(vfs), IoChoice::Auto)
+        self.setup
+            .open(Setup::sim_dir(), Some(sim.vfs()), IoChoice::Auto)
     }
 
     fn wl(&self) -> &Workload {
@@ -443,6 +443,9 @@ struct StateCheck<'a> {
     open_ops: (usize, usize),
     /// LSNs reads saw before the crash: two of them are read again after recovery.
     again: &'a [u64],
+    /// The state is what the generation's clean close left (the crash point is past the
+    /// close's return): [`Reread::clean`].
+    clean: bool,
 }
 
 /// How often each open known issue was stepped around so far ([`crate::known::OPEN_IN_CRASH_STATES`]).
@@ -791,6 +794,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                         trace: &run.trace[..p as usize],
                         open_ops,
                         again: &seen_here,
+                        clean: run.hist.closed_at.is_some_and(|c| p >= c),
                     };
                     let known_before = open_issue_counts(sum);
                     let res = check_state(
@@ -869,6 +873,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                 trace: &run.trace[..p as usize],
                 open_ops,
                 again: &[],
+                clean: false,
             };
             match check_state(
                 &ctx,
@@ -927,6 +932,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             trace: &run.trace[..p as usize],
             open_ops,
             again: &[],
+            clean: false,
         };
         // A state an open known issue makes unopenable is stepped around: the next one.
         let first = r.below(space.visited);
@@ -1040,6 +1046,7 @@ fn run_generation(
         went_on: false,
     };
     let faulty = ctx.opts.fail_sync.is_some();
+    sim.set_wall(ctx.wl().clock_at(gen, 0));
     let db = match ctx.open(&sim) {
         Ok(db) => db,
         Err(e) => {
@@ -1125,6 +1132,8 @@ fn run_generation(
                     pick: mix(&[ctx.seed, gen as u64, 0x5EE1]),
                     samples: 16,
                     again: start.again,
+                    // The image comes from a crash before the previous generation's close.
+                    clean: false,
                 },
                 &mut run.counts,
             )
@@ -1137,7 +1146,8 @@ fn run_generation(
     let session = Session::with_position({
         let sim = sim.clone();
         move || sim.position()
-    });
+    })
+    .set_clock(sim.wall_clock());
     if let (Some(sched), None) = (&sched, &run.live) {
         run_scheduled(ctx, gen, &db, &sim, sched, &session, &mut run);
         sched.free_run();
@@ -1303,6 +1313,9 @@ fn run_generation(
         run.live = Some(Violation::new("I5", format!("close failed: {e}")));
     }
     run.trace = sim.trace();
+    if closed.is_ok() {
+        run.hist.closed_at = Some(run.trace.len() as u64);
+    }
     run
 }
 
@@ -1459,6 +1472,7 @@ fn run_scheduled(
             );
             if matches!(upcoming, Some(Step::Trim)) && !busy {
                 run.hist.started.push(sim.position());
+                session.advance_clock(wl.clock_at(gen, next));
                 let res = crate::workload::trim(db, session);
                 let at = sim.position();
                 run.steps_done = run.steps_done.max(next);
@@ -1739,10 +1753,9 @@ fn read_only_view(
     sim: &SimVfs,
 ) -> Result<Option<Result<(State, Vec<crate::workload::Alien>, u64), String>>, Violation> {
     let before = sim.snapshot();
-    let vfs: Arc<dyn ringlog_db::io::Vfs> = Arc::new(sim.clone());
     let seen = Db::open_read_only(
         Setup::sim_dir(),
-        ctx.setup.options(Some(vfs), IoChoice::Auto),
+        ctx.setup.options(Some(sim.vfs()), IoChoice::Auto),
     )
     .and_then(|db| {
         let (st, aliens) = observe(&db, ctx.wl())?;
@@ -1798,10 +1811,13 @@ fn check_state(
         trace,
         open_ops,
         again,
+        clean,
     } = *how;
     // Every other state is read as from a real disk: segments streamed in by recovery's reader
     // thread, in small pieces (`setup::exercise_large_paths`).
     let sim = SimVfs::from_image(img, false, Duration::ZERO).streamed_reads(pick % 2 == 1);
+    // Recovered at the time of the last step started before the crash.
+    sim.set_wall(ctx.wl().clock_at(hist.gen, bounds.allowed));
     // One state in eight: a read-only open first, which must change nothing on the disk and see
     // exactly what the writable open then recovers.
     let read_only =
@@ -1891,6 +1907,7 @@ fn check_state(
                 pick,
                 samples: 1,
                 again: &two,
+                clean,
             };
             check_recovered(&db, ctx.wl(), &model, how, counts)?;
             // One state in eight: the log's runs hold exactly the recovered history.

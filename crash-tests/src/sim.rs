@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -273,7 +274,15 @@ pub struct SimVfs {
     /// Log writes its driver keeps in flight ([`SimVfs::pipelined`]; 1: none) and the seed of
     /// the order in which they complete.
     pipeline: (usize, u64),
+    /// The virtual wall clock of the databases opened on this disk ([`SimVfs::vfs`]), in
+    /// nanoseconds since the Unix epoch: the time `Retention::NewerThan` reads.
+    wall: Arc<AtomicU64>,
 }
+
+/// Where every simulated disk's virtual wall clock starts (2001-01-01T00:00:00Z, in nanoseconds
+/// since the Unix epoch: long before any real clock a tool opening a saved image reads); the
+/// runner moves it ([`SimVfs::set_wall`], [`crate::workload::Workload::clock_at`]).
+pub const WALL_EPOCH_NS: u64 = 978_307_200 * 1_000_000_000;
 
 impl std::fmt::Debug for SimVfs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -321,7 +330,27 @@ impl SimVfs {
             streamed: false,
             sched: None,
             pipeline: (1, 0),
+            wall: Arc::new(AtomicU64::new(WALL_EPOCH_NS)),
         }
+    }
+
+    /// The disk as a database's `Options::vfs`, on this disk's virtual wall clock
+    /// (`ringlog_db::failpoints::virtual_clock`): what `Retention::NewerThan` keeps depends on
+    /// the runner's seed, never on the real clock.
+    pub fn vfs(&self) -> Arc<dyn Vfs> {
+        let vfs: Arc<dyn Vfs> = Arc::new(self.clone());
+        ringlog_db::failpoints::virtual_clock(&vfs, self.wall.clone());
+        vfs
+    }
+
+    /// The virtual wall clock of the databases on this disk (shared by its clones).
+    pub fn wall_clock(&self) -> Arc<AtomicU64> {
+        self.wall.clone()
+    }
+
+    /// Sets the virtual wall clock to `ns` (nanoseconds since the Unix epoch).
+    pub fn set_wall(&self, ns: u64) {
+        self.wall.store(ns, Ordering::SeqCst);
     }
 
     /// The same disk with a log driver that keeps up to `depth` writes in flight

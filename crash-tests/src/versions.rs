@@ -460,6 +460,11 @@ pub struct Reread<'a> {
     /// history, else those or `HistoryTrimmed` — across the checkpoints and compactions between
     /// the read and the recovery.
     pub again: &'a [u64],
+    /// The database was closed cleanly before this recovery (the close returned; nothing was
+    /// lost): a `Retention::NewerThan` floor lower than the one observed before is then a
+    /// violation, where after a crash it is the open gap
+    /// [`crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH`] (counted).
+    pub clean: bool,
 }
 
 /// Whether `db` recovered from a checkpoint written under a policy other than
@@ -532,6 +537,7 @@ pub fn check_recovered(
         pick,
         samples,
         again,
+        clean,
     } = how;
     let (policy, since) = tl.policy_at(last);
     let got_policy = db.retention();
@@ -810,6 +816,15 @@ pub fn check_recovered(
             Ok(_) if last_after_other_checkpoint(db, tl, last) && !crate::known::strict() => {
                 bump(counts, crate::known::LAST_FLOOR_FROM_A_CHECKPOINT);
             }
+            // Open gap of the engine (docs/DURABILITY.md 6.4, known.rs
+            // NEWER_THAN_FLOOR_AFTER_A_CRASH): under NewerThan a trim after the last checkpoint
+            // may raise the floor over versions the checkpoint holds, whose commit times the log
+            // no longer has; a crash before the next checkpoint brings the floor back lower.
+            // Counted, not a violation — unless a clean close came first, which records the
+            // floor in the MANIFEST (engine b667ed0).
+            Ok(_) if matches!(policy, Policy::NewerThan(_)) && !clean => {
+                bump(counts, crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH);
+            }
             // The crash lost a later set_retention entry: the engine raises the floor only once
             // such an entry is durable (2390ddd), so a refusal recorded after it is one made
             // after the crash point. Counted, not a violation (see known.rs).
@@ -828,7 +843,8 @@ pub fn check_recovered(
                 return Err(Violation::new(
                     "retention",
                     format!(
-                        "before the crash, reads below the trim floor {floor} were refused; after recovery range_at(.., {lsn}) {}: the floor moved back across a restart{}",
+                        "before the {}, reads below the trim floor {floor} were refused; after recovery range_at(.., {lsn}) {}: the floor moved back across a restart{}",
+                        if clean { "clean close" } else { "crash" },
                         match other {
                             Ok(_) => "succeeded".to_string(),
                             Err(e) => format!("failed otherwise: {e}"),

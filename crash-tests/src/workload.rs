@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -371,6 +372,9 @@ pub struct Session {
     counts: Mutex<crate::versions::Counts>,
     /// A call that did not return ([`trim`]): what it was.
     stuck: Mutex<Option<String>>,
+    /// The virtual wall clock of the database the steps run on, when it has one
+    /// ([`Session::set_clock`]).
+    clock: Option<Arc<AtomicU64>>,
 }
 
 impl fmt::Debug for Session {
@@ -393,6 +397,22 @@ impl Session {
         Session {
             position: Some(Box::new(position)),
             ..Session::default()
+        }
+    }
+
+    /// Moves the virtual wall clock of `clock` (a simulated disk's,
+    /// [`crate::sim::SimVfs::wall_clock`]) as the steps run: each step sets it to its
+    /// [`Workload::clock_at`] time before it runs ([`Session::advance_clock`]).
+    pub fn set_clock(mut self, clock: Arc<AtomicU64>) -> Session {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Moves the virtual wall clock, if the session has one, to `ns` unless it is already past
+    /// it (concurrent steps start in the scheduler's order: the clock never goes back).
+    pub fn advance_clock(&self, ns: u64) {
+        if let Some(c) = &self.clock {
+            c.fetch_max(ns, Ordering::SeqCst);
         }
     }
 
@@ -479,9 +499,14 @@ pub struct Workload {
     pub skip: Arc<BTreeSet<(u32, u64)>>,
     /// The last step of every generation, when the runner closes the database after it (0: not
     /// known). A third of the generations then checkpoint at that step, so that the close that
-    /// follows finds the checkpoint holding the last LSN and retires the log.
+    /// follows finds the checkpoint holding the last LSN and retires the log; a third of the
+    /// others trim there, so that the close follows a trim.
     pub last_step: u64,
 }
+
+/// Virtual wall-clock time per workload step ([`Workload::clock_at`]): 1 ms, the engine's
+/// commit-time sampling interval.
+pub const CLOCK_TICK_NS: u64 = 1_000_000;
 
 /// Identifies a transaction across generations: `gen << 32 | step`.
 pub fn txn_id(gen: u32, step: u64) -> u64 {
@@ -563,6 +588,29 @@ impl Workload {
         }
     }
 
+    /// The virtual wall-clock time (nanoseconds since the Unix epoch) when step `i` of generation
+    /// `gen` starts (step 0: when the generation's database opens), on the simulated disks'
+    /// clock ([`crate::sim::SimVfs::vfs`]): one [`CLOCK_TICK_NS`] per step plus a seeded jitter
+    /// below it, so it only rises; a generation starts where the previous one's last step would
+    /// have (the time its crash cut short passed while the database was down). The runner sets
+    /// it before each step ([`Session::advance_clock`]) and before each recovery of a crash state
+    /// (the time of the last step started before the crash).
+    pub fn clock_at(&self, gen: u32, i: u64) -> u64 {
+        let span = if self.last_step == 0 {
+            1 << 20
+        } else {
+            self.last_step + 1
+        };
+        let jitter = if i == 0 {
+            0
+        } else {
+            Rng::from_words(&[self.cfg.seed, gen as u64, i, 0xC10C]).below(CLOCK_TICK_NS)
+        };
+        crate::sim::WALL_EPOCH_NS
+            + (gen.saturating_sub(1) as u64 * span + i) * CLOCK_TICK_NS
+            + jitter
+    }
+
     /// Step `i` (from 1) of generation `gen`.
     pub fn step(&self, gen: u32, i: u64) -> Step {
         if self.skip.contains(&(gen, i)) {
@@ -579,6 +627,21 @@ impl Workload {
             && Rng::from_words(&[self.cfg.seed, gen as u64, 0xC105E]).chance(333)
         {
             return Step::Checkpoint;
+        }
+        // A third of the other generations trim at that step (their own stream): under
+        // `NewerThan` the close then follows a trim that may have raised the floor over versions
+        // the last checkpoint holds, which only the close can record (docs/DURABILITY.md 6.4).
+        if rate > 0
+            && i == self.last_step
+            && Rng::from_words(&[self.cfg.seed, gen as u64, 0x7E1A5]).chance(500)
+        {
+            return Step::Trim;
+        }
+        // `NewerThan` policies: one step in a hundred, drawn from their own stream, so that about
+        // one generation in three sets one (the policy steps below rarely would).
+        let mut w = Rng::from_words(&[self.cfg.seed, gen as u64, i, 0x7E77]);
+        if w.chance(10) {
+            return Step::Retain(Policy::NewerThan(w.range(12, 48)));
         }
         // Reads, snapshots, trims and retention policies: a quarter of the steps, drawn from their
         // own stream, so that every other step is the transaction (or sync, pause) it always was.
@@ -695,10 +758,14 @@ impl Workload {
             // About one policy every two generations (once set, a policy stays in force across
             // restarts until another replaces it): recovering a log whose policy keeps history
             // costs about twice as much.
+            // A `NewerThan` window spans 16 to 95 steps of the virtual clock ([`Workload::clock_at`]):
+            // a trim within a generation finds versions older than it, and newer ones. (Drawn
+            // after the rest: every other policy is the one it always was.)
             _ => Step::Retain(match v.below(10) {
                 0..=2 => Policy::All,
                 3..=4 => Policy::Last(2),
                 5 => Policy::Last(v.range(1, 3) as u32),
+                _ if v.chance(500) => Policy::NewerThan(v.range(12, 48)),
                 _ => Policy::Snapshots,
             }),
         }
@@ -728,6 +795,7 @@ impl Workload {
     /// returns its LSN (a sync returns the last LSN it covers; a step that commits nothing, the
     /// visible LSN). A read that fails is recorded, not returned.
     pub fn execute(&self, db: &Db, gen: u32, i: u64, s: &Session) -> ringlog_db::Result<u64> {
+        s.advance_clock(self.clock_at(gen, i));
         match self.step(gen, i) {
             Step::Sync => {
                 let upto = db.last_assigned_lsn();

@@ -731,7 +731,7 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     let newer_than = matches!(
         shared.versions.retention.lock().policy,
         crate::Retention::NewerThan(_)
-    );
+    ) && !crate::hooks::close_forgets_newer_than_floor();
     let trim_floor = if newer_than {
         m.trim_floor
             .max(shared.versions.current().floor().min(last))
