@@ -66,6 +66,16 @@ fn opts(seeds: std::ops::Range<u64>, modes: Vec<Mode>) -> PowerOptions {
     }
 }
 
+/// The default campaign's `power` run (seeds 1–8, 120 steps, three generations, both
+/// durabilities), on two threads.
+fn default_campaign() -> PowerOptions {
+    PowerOptions {
+        seeds: (1..9).collect(),
+        jobs: 2,
+        ..PowerOptions::default()
+    }
+}
+
 fn assert_caught(bug: impl std::fmt::Debug, s: &Summary, invariants: &[&str]) {
     let f = s.failures.first().unwrap_or_else(|| {
         panic!(
@@ -193,11 +203,7 @@ fn catches_a_reopen_that_does_not_resync_the_tail() {
 #[test]
 fn catches_a_deferred_successor_recording_the_wrong_end() {
     let s = with_bug(Some(Bug::DeferredRotationPastTheEnd), || {
-        power::run(&PowerOptions {
-            seeds: (1..9).collect(),
-            jobs: 2,
-            ..PowerOptions::default()
-        })
+        power::run(&default_campaign())
     });
     assert_caught(Bug::DeferredRotationPastTheEnd, &s, &["I5", "durability"]);
 }
@@ -581,11 +587,7 @@ fn catches_a_trim_floor_that_moves_backwards() {
 #[test]
 fn catches_a_close_that_forgets_the_newer_than_floor() {
     let s = with_bug(Some(Bug::CloseForgetsNewerThanFloor), || {
-        power::run(&PowerOptions {
-            seeds: (1..9).collect(),
-            jobs: 2,
-            ..PowerOptions::default()
-        })
+        power::run(&default_campaign())
     });
     assert_caught(Bug::CloseForgetsNewerThanFloor, &s, &["retention"]);
 }
