@@ -203,11 +203,11 @@ fn every_open_beside_a_busy_writer_sees_a_durable_prefix() {
         let dir = tempdir();
         let o = opts(io, Durability::Strict).checkpoint_bytes(1 << 20);
         let writer = open(dir.path(), o.clone());
-        writer.put(b"n00000000", b"0").unwrap();
+        let first = writer.put(b"n00000000", b"0").unwrap();
         let stop = AtomicBool::new(false);
         let mut seen = 0;
         std::thread::scope(|s| {
-            s.spawn(|| {
+            let commits = s.spawn(|| {
                 let mut i = 1u32;
                 while !stop.load(Ordering::Relaxed) && i < 200_000 {
                     writer
@@ -216,6 +216,11 @@ fn every_open_beside_a_busy_writer_sees_a_durable_prefix() {
                     i += 1;
                 }
             });
+            // The writer's first commit is durable before the first open: every open below
+            // runs beside a writer that has started, however the threads are scheduled.
+            while writer.durable_lsn() <= first && !commits.is_finished() {
+                std::thread::yield_now();
+            }
             for round in 0..30 {
                 let durable = writer.durable_lsn();
                 let ro = Db::open_read_only(dir.path(), o.clone())

@@ -367,15 +367,29 @@ fn bank_transfers_keep_the_total_in_every_snapshot_across_a_crash_and_a_reopen()
         let want = START * ACCOUNTS as i64;
         let done = AtomicBool::new(false);
         let snapshots = AtomicU64::new(0);
+        let reader_ended = AtomicBool::new(false);
         let transfers = 300u64;
         let policy = RetryPolicy::default().max_attempts(10_000);
         std::thread::scope(|s| {
             let writers: Vec<_> = (0..6u64)
                 .map(|t| {
-                    let (db, policy) = (&db, &policy);
+                    let (db, policy, snapshots, reader_ended) =
+                        (&db, &policy, &snapshots, &reader_ended);
                     s.spawn(move || {
                         let mut rng = Rng::new(0xBA4C + t);
-                        for _ in 0..transfers {
+                        for i in 0..transfers {
+                            if i == transfers / 2 {
+                                // Half-way, until the reader has totalled one more snapshot:
+                                // some snapshots are taken while transfers run, however the
+                                // threads are scheduled (on a loaded machine the writers could
+                                // otherwise all finish before the reader first runs).
+                                let seen = snapshots.load(Ordering::Acquire);
+                                while snapshots.load(Ordering::Acquire) == seen
+                                    && !reader_ended.load(Ordering::Acquire)
+                                {
+                                    std::thread::yield_now();
+                                }
+                            }
                             let from = rng.below(ACCOUNTS as u64) as u32;
                             let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as u32) % ACCOUNTS;
                             let amount = rng.below(50) as i64;
@@ -391,11 +405,19 @@ fn bank_transfers_keep_the_total_in_every_snapshot_across_a_crash_and_a_reopen()
                 })
                 .collect();
             s.spawn(|| {
+                // Set however the reader ends (a failed check too), so no writer waits for it.
+                struct Ended<'a>(&'a AtomicBool);
+                impl Drop for Ended<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::Release);
+                    }
+                }
+                let _ended = Ended(&reader_ended);
                 while !done.load(Ordering::Acquire) {
                     let snap = db.snapshot();
                     let (a, b) = total(&snap);
                     assert_eq!((a, b), (want, want), "snapshot at LSN {}", snap.lsn());
-                    snapshots.fetch_add(1, Ordering::Relaxed);
+                    snapshots.fetch_add(1, Ordering::Release);
                 }
             });
             for w in writers {
