@@ -130,6 +130,12 @@ pub(crate) fn copy_kept(
             m = node.next();
         }
         cur = after;
+        #[cfg(test)]
+        tests::AFTER_KEY.with(|f| {
+            if let Some(f) = f.borrow_mut().as_mut() {
+                f();
+            }
+        });
     }
     (garbage, marked, segments.into_iter().collect())
 }
@@ -164,11 +170,14 @@ pub(crate) fn trim_converting(
         let floor = r.trim_floor(host.now_ns(), cap, old_floor);
         (floor, r.plan(floor, cap))
     };
-    // 2. Publish the next generation for writers.
+    // 2. Publish the next generation for writers. The garbage count from here on includes the
+    // overwrites of writers that insert into both generations during the copy: those the copy
+    // passes after them are garbage in `next` too, which the copy's own count does not see.
     let list = SkipList::new();
     list.reserve_keys(v.live_keys());
     let next = Arc::new(Gen::new(list, floor));
     v.register(&next);
+    let garbage_before = v.garbage.load(Ordering::Relaxed);
     v.next.store(Some(next.clone()));
     // 3. Every LSN assigned before `next` was published is in the current generation.
     let l0 = host.next_lsn();
@@ -186,15 +195,35 @@ pub(crate) fn trim_converting(
     // restarts (recovery trims the same versions, see `Plan::keep`).
     next.floor.fetch_max(marked, Ordering::AcqRel);
     // 5. Swap, under the retention lock so that a concurrent policy change's floor is kept.
-    {
+    let due = {
         let _r = v.retention.lock();
         next.floor.fetch_max(old.floor(), Ordering::AcqRel);
         v.current.store(next.clone());
         v.next.store(None);
-        v.garbage.store(garbage, Ordering::Relaxed);
-        v.trim_at
-            .store(v.next_trim_at(garbage, next.list.len()), Ordering::Relaxed);
+        // The count becomes what the copy kept plus the overwrites since step 2 (some of which
+        // the copy counted as well: an overcount, which only brings the next trim closer);
+        // writers keep adding to it meanwhile, so it is adjusted, not stored.
+        let total = if garbage >= garbage_before {
+            v.garbage
+                .fetch_add(garbage - garbage_before, Ordering::Relaxed)
+                .wrapping_add(garbage - garbage_before)
+        } else {
+            v.garbage
+                .fetch_sub(garbage_before - garbage, Ordering::Relaxed)
+                .wrapping_sub(garbage_before - garbage)
+        };
+        // The threshold follows what the plan kept (see `Versions::next_trim_at`), not the
+        // overwrites that raced the copy: those the next trim drops.
+        let trim_at = v.next_trim_at(garbage, next.list.len());
+        v.trim_at.store(trim_at, Ordering::Relaxed);
         v.trim_requested.store(false, Ordering::Release);
+        total >= trim_at
+    };
+    if due {
+        // Writers overwrote as much as a trim waits for while this one copied: another is due
+        // now (no insert may come to ask for it).
+        v.trim_lock.lock().requested = true;
+        v.trim_cv.notify_one();
     }
     // The old generation lives on only for readers that still hold it: the memory its arena
     // reserved ahead of writers goes back now, not with its last reader.
@@ -212,4 +241,107 @@ pub(crate) fn trim_converting(
         report.versions_after
     );
     Some(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::retention::RetentionState;
+    use crate::index::OpRef;
+    use std::cell::RefCell;
+    use std::sync::atomic::AtomicU64;
+
+    thread_local! {
+        /// Runs after the copy passed each key (a writer that overwrites behind the copy).
+        pub(super) static AFTER_KEY: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+    }
+
+    /// A database around the index: every assigned LSN is visible at once.
+    struct Host {
+        v: Arc<Versions>,
+        last: Arc<AtomicU64>,
+    }
+
+    impl TrimHost for Host {
+        fn versions(&self) -> &Versions {
+            &self.v
+        }
+        fn visible(&self) -> Lsn {
+            self.last.load(Ordering::SeqCst)
+        }
+        fn durable(&self) -> Option<Lsn> {
+            None
+        }
+        fn next_lsn(&self) -> Lsn {
+            self.last.load(Ordering::SeqCst) + 1
+        }
+        fn wait_visible(&self, _lsn: Lsn) -> bool {
+            true
+        }
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    fn put(v: &Versions, last: &AtomicU64, key: &[u8]) {
+        let lsn = last.fetch_add(1, Ordering::SeqCst) + 1;
+        v.insert(&[OpRef::Put(key, b"v")], lsn);
+    }
+
+    /// Overwrites that land behind the copy (in both generations, after the copy passed their
+    /// key) count as garbage of the new generation, and when they reach the threshold another
+    /// trim is asked for at once: with no writes after it, nothing else would ask, and their
+    /// versions stayed in memory (a flaky `overwrites_do_not_grow_the_index` under load).
+    #[test]
+    fn overwrites_behind_the_copy_are_counted_and_trimmed_next() {
+        let v = Arc::new(Versions::new(
+            Gen::new(SkipList::new(), 0),
+            RetentionState::new(crate::Retention::Snapshots),
+            10,
+        ));
+        let last = Arc::new(AtomicU64::new(0));
+        for k in 0..4u8 {
+            put(&v, &last, &[k]);
+        }
+        let host = Host {
+            v: v.clone(),
+            last: last.clone(),
+        };
+        let (hv, hl) = (v.clone(), last.clone());
+        let mut once = true;
+        AFTER_KEY.with(|f| {
+            *f.borrow_mut() = Some(Box::new(move || {
+                if std::mem::take(&mut once) {
+                    // The copy has passed key 0: overwrite it 20 times.
+                    for _ in 0..20 {
+                        put(&hv, &hl, &[0]);
+                    }
+                }
+            }));
+        });
+        trim(&host).expect("the trim runs");
+        AFTER_KEY.with(|f| *f.borrow_mut() = None);
+        assert_eq!(
+            v.current().list.len(),
+            24,
+            "the overwrites reached the new generation"
+        );
+        assert_eq!(
+            v.garbage.load(Ordering::Relaxed),
+            20,
+            "and count as its garbage"
+        );
+        assert!(
+            std::mem::take(&mut v.trim_lock.lock().requested),
+            "20 superseded versions, threshold 10: the next trim is asked for"
+        );
+        trim(&host).expect("the trim runs");
+        assert_eq!(
+            v.current().list.len(),
+            4,
+            "only the newest of each key is left"
+        );
+        assert_eq!(v.garbage.load(Ordering::Relaxed), 0);
+        assert!(!v.trim_lock.lock().requested, "nothing more to trim");
+    }
 }
