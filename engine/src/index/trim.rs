@@ -170,14 +170,11 @@ pub(crate) fn trim_converting(
         let floor = r.trim_floor(host.now_ns(), cap, old_floor);
         (floor, r.plan(floor, cap))
     };
-    // 2. Publish the next generation for writers. The garbage count from here on includes the
-    // overwrites of writers that insert into both generations during the copy: those the copy
-    // passes after them are garbage in `next` too, which the copy's own count does not see.
+    // 2. Publish the next generation for writers.
     let list = SkipList::new();
     list.reserve_keys(v.live_keys());
     let next = Arc::new(Gen::new(list, floor));
     v.register(&next);
-    let garbage_before = v.garbage.load(Ordering::Relaxed);
     v.next.store(Some(next.clone()));
     // 3. Every LSN assigned before `next` was published is in the current generation.
     let l0 = host.next_lsn();
@@ -200,18 +197,12 @@ pub(crate) fn trim_converting(
         next.floor.fetch_max(old.floor(), Ordering::AcqRel);
         v.current.store(next.clone());
         v.next.store(None);
-        // The count becomes what the copy kept plus the overwrites since step 2 (some of which
-        // the copy counted as well: an overcount, which only brings the next trim closer);
-        // writers keep adding to it meanwhile, so it is adjusted, not stored.
-        let total = if garbage >= garbage_before {
-            v.garbage
-                .fetch_add(garbage - garbage_before, Ordering::Relaxed)
-                .wrapping_add(garbage - garbage_before)
-        } else {
-            v.garbage
-                .fetch_sub(garbage_before - garbage, Ordering::Relaxed)
-                .wrapping_sub(garbage_before - garbage)
-        };
+        // The garbage of the new generation: every version but each live key's newest. Not
+        // the copy's count alone: writers that overwrote a key after the copy passed it put
+        // superseded versions into `next` that the copy never saw. (An insert between the two
+        // reads and the store below may go uncounted: one per concurrent writer at most.)
+        let total = next.list.len().saturating_sub(next.list.live_keys());
+        v.garbage.store(total, Ordering::Relaxed);
         // The threshold follows what the plan kept (see `Versions::next_trim_at`), not the
         // overwrites that raced the copy: those the next trim drops.
         let trim_at = v.next_trim_at(garbage, next.list.len());
