@@ -41,14 +41,7 @@ impl Db {
                 }
             }
         }
-        let v = &self.shared.versions;
-        let mut sig = v.trim_lock.lock();
-        if checkpoint {
-            sig.checkpoint = true;
-        } else {
-            sig.requested = true;
-        }
-        v.trim_cv.notify_one();
+        self.shared.versions.signal_background(checkpoint);
     }
 
     /// Runs a history trim now, in the calling thread: drops the versions no retention policy

@@ -342,6 +342,18 @@ impl Versions {
         self.store.get().map(|s| &**s)
     }
 
+    /// Signals the background thread (trims and checkpoints): a trim, or with `checkpoint` a
+    /// checkpoint, is due. A thread not started yet finds the signal when it starts.
+    pub(crate) fn signal_background(&self, checkpoint: bool) {
+        let mut sig = self.trim_lock.lock();
+        if checkpoint {
+            sig.checkpoint = true;
+        } else {
+            sig.requested = true;
+        }
+        self.trim_cv.notify_one();
+    }
+
     /// Whether the garbage of a generation recovery built calls for a trim at once: as much as
     /// a running index waits for when its last trim kept nothing — the threshold, and a quarter
     /// of the versions, since a trim copies every version it keeps. (With the threshold alone,

@@ -213,8 +213,7 @@ pub(crate) fn trim_converting(
     if due {
         // Writers overwrote as much as a trim waits for while this one copied: another is due
         // now (no insert may come to ask for it).
-        v.trim_lock.lock().requested = true;
-        v.trim_cv.notify_one();
+        v.signal_background(false);
     }
     // The old generation lives on only for readers that still hold it: the memory its arena
     // reserved ahead of writers goes back now, not with its last reader.
