@@ -103,19 +103,15 @@
 //!   floor with it: reads refused before the crash succeed after recovery — the floor moved back
 //!   across a restart. Reported as `retention`; tolerated only when the crash lost such an
 //!   entry.
-//!
-//! **Open**, documented by the engine (docs/DURABILITY.md 6.4, "One gap, `NewerThan` after a
-//! crash"), counted whatever `--strict` says:
-//!
-//! * [`NEWER_THAN_FLOOR_AFTER_A_CRASH`]: under `Retention::NewerThan` a trim after the last
-//!   checkpoint may raise the floor over versions the checkpoint holds; their commit times are no
-//!   longer in the log, so recovery cannot recompute that floor, and after a *crash* before the
-//!   next checkpoint the floor comes back lower: reads refused before the crash are answered
-//!   after it (with the versions the model holds — those reads are checked as any other). A
-//!   clean close records the floor in the MANIFEST (engine b667ed0, 4be63c8): after one, a floor
-//!   lower than before is a `retention` violation (planted bug `CloseForgetsNewerThanFloor`).
-//!   Counted when the policy in force at the recovered LSN is `NewerThan` and no clean close
-//!   preceded the recovery (`Reread::clean`).
+//! * [`NEWER_THAN_FLOOR_AFTER_A_CRASH`] (fixed in the engine in the commit after the one that
+//!   turned this check into a violation): under `Retention::NewerThan` a trim after the last checkpoint could raise
+//!   the floor over versions the checkpoint holds; their commit times are no longer in the log,
+//!   so recovery cannot recompute that floor, and after a *crash* before the next checkpoint the
+//!   floor came back lower: reads refused before the crash were answered after it (with the
+//!   versions the model holds). A clean close recorded the floor in the MANIFEST (engine
+//!   b667ed0); now every such trim records it there before it publishes it, and a floor lower
+//!   after any restart is a `retention` violation (planted bug `TrimForgetsNewerThanFloor`, the
+//!   trim without this record; caught after a crash and after a clean close alike).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -143,9 +139,9 @@ pub const TRIM_IN_LEASE_GAP: &str = "known issue: trim_history() skipped in a le
 pub const FLOOR_OF_A_LOST_POLICY: &str = "known issue: floor of a lost set_retention moved back";
 
 /// Counter of the recoveries after a crash whose `NewerThan` trim floor came back lower than the
-/// one observed before (the engine's documented open gap; see the module docs).
+/// one observed before (fixed; see the module docs).
 pub const NEWER_THAN_FLOOR_AFTER_A_CRASH: &str =
-    "known issue: NewerThan floor lower after a crash (documented, open)";
+    "known issue: NewerThan floor lower after a crash (fixed)";
 
 /// The counters of the open issues whose crash states are stepped around (each first one gets
 /// a reproduction note in the summary).

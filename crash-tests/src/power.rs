@@ -1154,9 +1154,10 @@ fn run_generation(
     } else if run.live.is_none() {
         let mut failed = false;
         // A checkpoint that failed on its own files (the injected fault hit its fdatasync, the
-        // MANIFEST's, or the directory fsync after the MANIFEST's rename): the step at which it
-        // did. The log is unharmed, so the database keeps serving (docs/DURABILITY.md §7) and the
-        // workload goes on: a later failure, or a refused write, is a violation.
+        // MANIFEST's, or the directory fsync after the MANIFEST's rename), or a history trim
+        // that failed to record its `NewerThan` floor in the MANIFEST: the step at which it did.
+        // The log is unharmed, so the database keeps serving (docs/DURABILITY.md §6.4, §7) and
+        // the workload goes on: a later failure, or a refused write, is a violation.
         let mut checkpoint_failed: Option<u64> = None;
         for step in 1..=ctx.opts.steps {
             run.hist.started.push(sim.position());
@@ -1180,10 +1181,11 @@ fn run_generation(
                 Err(e)
                     if faulty
                         && checkpoint_failed.is_none()
-                        && ctx.wl().step(gen, step) == Step::Checkpoint
+                        && matches!(ctx.wl().step(gen, step), Step::Checkpoint | Step::Trim)
                         && matches!(e, ringlog_db::Error::Io { .. }) =>
                 {
-                    // It commits nothing: a failed checkpoint leaves nothing indeterminate.
+                    // It commits nothing: a failed checkpoint or trim leaves nothing
+                    // indeterminate (a trim publishes nothing when its MANIFEST update fails).
                     run.hist.acks.push(Ack {
                         step,
                         kind: AckKind::Skipped,
@@ -1194,7 +1196,11 @@ fn run_generation(
                     checkpoint_failed = Some(step);
                     run.went_on = true;
                     *run.counts
-                        .entry("checkpoints failed (I/O): the database kept serving")
+                        .entry(if ctx.wl().step(gen, step) == Step::Trim {
+                            "history trims failed (I/O, the MANIFEST): the database kept serving"
+                        } else {
+                            "checkpoints failed (I/O): the database kept serving"
+                        })
                         .or_default() += 1;
                 }
                 Err(e) => {
@@ -1219,7 +1225,7 @@ fn run_generation(
                         run.live = Some(Violation::new(
                             "fsync-error",
                             format!(
-                                "step {gen}.{step} failed ({e}) after the checkpoint of step {gen}.{c} failed on its own files: a failed checkpoint must leave the log, and the database, serving"
+                                "step {gen}.{step} failed ({e}) after the checkpoint or trim of step {gen}.{c} failed on the MANIFEST's or its own files: that must leave the log, and the database, serving"
                             ),
                         ));
                     } else if !matches!(

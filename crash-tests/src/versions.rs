@@ -461,9 +461,9 @@ pub struct Reread<'a> {
     /// the read and the recovery.
     pub again: &'a [u64],
     /// The database was closed cleanly before this recovery (the close returned; nothing was
-    /// lost): a `Retention::NewerThan` floor lower than the one observed before is then a
-    /// violation, where after a crash it is the open gap
-    /// [`crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH`] (counted).
+    /// lost), rather than crashed: named in a violation's report. (After a crash, a
+    /// `Retention::NewerThan` floor lower than the one observed before was the engine's gap
+    /// [`crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH`], now fixed.)
     pub clean: bool,
 }
 
@@ -816,13 +816,16 @@ pub fn check_recovered(
             Ok(_) if last_after_other_checkpoint(db, tl, last) && !crate::known::strict() => {
                 bump(counts, crate::known::LAST_FLOOR_FROM_A_CHECKPOINT);
             }
-            // Open gap of the engine (docs/DURABILITY.md 6.4, known.rs
-            // NEWER_THAN_FLOOR_AFTER_A_CRASH): under NewerThan a trim after the last checkpoint
-            // may raise the floor over versions the checkpoint holds, whose commit times the log
-            // no longer has; a crash before the next checkpoint brings the floor back lower.
-            // Counted, not a violation — unless a clean close came first, which records the
-            // floor in the MANIFEST (engine b667ed0).
-            Ok(_) if matches!(policy, Policy::NewerThan(_)) && !clean => {
+            // Fixed finding (known.rs NEWER_THAN_FLOOR_AFTER_A_CRASH): under NewerThan a trim
+            // after the last checkpoint raised the floor over versions the checkpoint holds,
+            // whose commit times the log no longer has, and a crash before the next checkpoint
+            // brought the floor back lower. The trim records the floor in the MANIFEST first
+            // now: a violation again.
+            Ok(_)
+                if matches!(policy, Policy::NewerThan(_))
+                    && !clean
+                    && crate::known::tolerate_fixed() =>
+            {
                 bump(counts, crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH);
             }
             // The crash lost a later set_retention entry: the engine raises the floor only once

@@ -576,20 +576,18 @@ fn catches_a_trim_floor_that_moves_backwards() {
     assert_caught(Bug::TrimFloorBackwards, &s, &["retention", "versions"]);
 }
 
-/// `Retention::NewerThan` on the runner's virtual clock: a clean close that does not record in
-/// the MANIFEST the floor a trim raised after the last checkpoint (the defect engine commit
-/// b667ed0 fixed) lets the reopen answer reads refused before the close — recovery recomputes
-/// the floor from commit times in the log, which no longer has those of the versions the
-/// checkpoint holds. The default campaign's `power` run (seeds 1–8, 120 steps, three
-/// generations) checks every generation's closed state against the floor observed before the
-/// close; after a crash the same floor moving back is the engine's documented open gap (counted,
-/// `known::NEWER_THAN_FLOOR_AFTER_A_CRASH`), so only the clean close can catch this.
+/// `Retention::NewerThan` on the runner's virtual clock: a trim that publishes its new floor
+/// without recording it in the MANIFEST first (the engine's former gap, docs/DURABILITY.md 6.4)
+/// lets a restart answer reads refused before it — recovery recomputes the floor from commit
+/// times in the log, which no longer has those of the versions the last checkpoint holds. The
+/// default campaign's `power` run (seeds 1–8, 120 steps, three generations) checks every crash
+/// state's and every clean close's recovery against the floor observed before.
 #[test]
-fn catches_a_close_that_forgets_the_newer_than_floor() {
-    let s = with_bug(Some(Bug::CloseForgetsNewerThanFloor), || {
+fn catches_a_trim_that_forgets_the_newer_than_floor() {
+    let s = with_bug(Some(Bug::TrimForgetsNewerThanFloor), || {
         power::run(&default_campaign())
     });
-    assert_caught(Bug::CloseForgetsNewerThanFloor, &s, &["retention"]);
+    assert_caught(Bug::TrimForgetsNewerThanFloor, &s, &["retention"]);
 }
 
 /// Segment growth: open resumes in the last segment as if only its first extent were prepared,

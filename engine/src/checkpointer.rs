@@ -449,7 +449,9 @@ fn checkpoint_pinned(
         // are durable (V is) and stay: in segments at or above the first needed one until this
         // checkpoint is in force, then kept as its value segments.
         let _one = shared.versions.trim_running.lock();
-        crate::index::trim::trim_converting(shared, Some(&located));
+        crate::index::trim::trim_converting(shared, Some(&located), &mut |floor| {
+            record_trim_floor(c, &mut manifest, floor)
+        })?;
     }
     // 3. The MANIFEST.
     let mut next = *manifest;
@@ -706,17 +708,36 @@ impl Db {
     }
 }
 
+/// Records trim floor `floor` in the MANIFEST (`m`, the one in force, whose lock the caller
+/// holds) when it is above the one there: a trim under `Retention::NewerThan` calls this before it
+/// publishes the floor (crate::index::trim), since recovery cannot always derive that floor again
+/// (the commit times of the versions the checkpoint holds are gone with the log below it). When
+/// the update fails the MANIFEST in force keeps the floor anyway (the new one may have reached the
+/// disk, and floors only rise), and the trim publishes nothing.
+pub(crate) fn record_trim_floor(c: &Checkpoints, m: &mut Manifest, floor: Lsn) -> Result<()> {
+    if floor <= m.trim_floor {
+        return Ok(());
+    }
+    let mut next = *m;
+    next.seq += 1;
+    next.trim_floor = floor;
+    if let Err(e) = write_manifest(&*c.vfs, &c.dir, &next) {
+        m.trim_floor = floor;
+        return Err(e);
+    }
+    *m = next;
+    Ok(())
+}
+
 /// At a clean close, with every LSN up to `last` durable and the log thread stopped: lowers the
 /// MANIFEST's LSN floor (the lease a checkpoint recorded) to `last`, so that the next run
 /// continues from there rather than above the lease; and when this run wrote to the log
 /// (`wrote`) and the checkpoint in force holds everything (its LSN is `last`), retires the whole
 /// log — the MANIFEST's first needed segment moves past the active one `active`, then the
 /// segments are deleted — so the next open reads the checkpoint and nothing else (it starts a new
-/// segment). It also records the trim floor reads see now when it is above the MANIFEST's: a
-/// trim after the last checkpoint may have raised it where recovery cannot recompute it
-/// (`Retention::NewerThan` over versions the checkpoint holds, whose commit times the log no
-/// longer has), and reads refused before a clean close must be refused after it. Writes nothing
-/// when none of these applies.
+/// segment). Writes nothing when neither applies. (The trim floor needs nothing here: the
+/// floors recovery cannot derive again, `Retention::NewerThan`'s, are in the MANIFEST before any
+/// read is refused with them, [`record_trim_floor`].)
 pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool) -> Result<()> {
     let mut m = c.manifest.lock();
     let floor = last.max(m.checkpoint_lsn);
@@ -724,27 +745,12 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     // (The first needed segment may already be past the active one: a checkpoint that
     // started a new segment no transaction has created yet. The active one goes too.)
     let retire = wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last;
-    // Every LSN up to `last` is durable here, and the floor never exceeds what was visible. Only
-    // `NewerThan`'s floor can be one recovery does not recompute (the others' come back from the
-    // last LSN, the policy entry or the checkpoint's marks), so only it is written: a session
-    // that only read, under another policy, still writes nothing at close.
-    let newer_than = matches!(
-        shared.versions.retention.lock().policy,
-        crate::Retention::NewerThan(_)
-    ) && !crate::hooks::close_forgets_newer_than_floor();
-    let trim_floor = if newer_than {
-        m.trim_floor
-            .max(shared.versions.current().floor().min(last))
-    } else {
-        m.trim_floor
-    };
-    if m.lsn_floor <= floor && !retire && trim_floor == m.trim_floor {
+    if m.lsn_floor <= floor && !retire {
         return Ok(());
     }
     let mut next = *m;
     next.seq += 1;
     next.lsn_floor = floor;
-    next.trim_floor = trim_floor;
     let doomed: Vec<u64> = if retire {
         next.first_segment = m.first_segment.max(active + 1);
         next.txn_floor = m.txn_floor.max(shared.last_txn_id());

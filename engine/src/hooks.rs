@@ -353,12 +353,12 @@ pub mod bugs {
         /// Recovery does not check that the segments the checkpoint refers to for values are
         /// there: a database missing one opens, and reads of its values fail later.
         OpenIgnoresMissingValueSegments,
-        /// A clean close does not record in the MANIFEST the `Retention::NewerThan` trim floor a
-        /// trim raised after the last checkpoint (the defect engine commit b667ed0 fixed):
-        /// recovery recomputes the floor from commit times in the log, which no longer has those
-        /// of the versions the checkpoint holds, and reads refused before the close are answered
-        /// after it.
-        CloseForgetsNewerThanFloor,
+        /// A trim under `Retention::NewerThan` publishes its new floor without recording it in
+        /// the MANIFEST first (the defect of docs/DURABILITY.md 6.4's former gap): recovery
+        /// recomputes the floor from commit times in the log, which no longer has those of the
+        /// versions the checkpoint holds, and reads refused before a crash or a close are
+        /// answered after it.
+        TrimForgetsNewerThanFloor,
     }
 
     impl Bug {
@@ -397,7 +397,7 @@ pub mod bugs {
             Bug::ValueReadSkipsChecks,
             Bug::TruncatingRefusesMissingFirst,
             Bug::OpenIgnoresMissingValueSegments,
-            Bug::CloseForgetsNewerThanFloor,
+            Bug::TrimForgetsNewerThanFloor,
         ];
 
         fn bit(self) -> u64 {
@@ -610,8 +610,8 @@ bug_hook! {
     truncating_refuses_missing_first => TruncatingRefusesMissingFirst;
     /// Whether recovery skips the check that the value segments are there.
     open_ignores_missing_value_segments => OpenIgnoresMissingValueSegments;
-    /// Whether a clean close leaves the `NewerThan` trim floor out of the MANIFEST.
-    close_forgets_newer_than_floor => CloseForgetsNewerThanFloor;
+    /// Whether a trim publishes a `NewerThan` floor without recording it in the MANIFEST.
+    trim_forgets_newer_than_floor => TrimForgetsNewerThanFloor;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::db::Db;
 use crate::index::retention::Retention;
-use crate::index::trim::{trim, TrimHost};
+use crate::index::trim::{trim, TrimHost, TrimReport};
 use crate::index::{Lsn, Versions};
 use crate::wal::Shared;
 use crate::{Error, Result};
@@ -50,12 +50,31 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after [`Db::close`] (or when it closes during the trim).
+    /// [`Error::Closed`] after [`Db::close`] (or when it closes during the trim);
+    /// [`Error::Io`] when the trim floor could not be recorded in the MANIFEST (under
+    /// [`Retention::NewerThan`], before any read is refused with it): the trim then changed
+    /// nothing, and a later one retries.
     pub fn trim_history(&self) -> Result<()> {
         self.check_open()?;
-        let _one = self.shared.versions.trim_running.lock();
-        trim(&*self.shared).map(|_| ()).ok_or(Error::Closed)
+        run_trim(&self.shared)?.map(|_| ()).ok_or(Error::Closed)
     }
+}
+
+/// Runs one trim in the calling thread. On a database with a log, the MANIFEST's lock is taken
+/// first (the lock order a checkpoint's converting trim follows: the MANIFEST, then
+/// `trim_running`), so that the trim can record its floor there before it publishes it
+/// ([`crate::checkpointer::record_trim_floor`]).
+fn run_trim(shared: &Shared) -> Result<Option<TrimReport>> {
+    let mut manifest = shared
+        .ckpt
+        .get()
+        .filter(|_| shared.log.is_some())
+        .map(|c| (c, c.manifest.lock()));
+    let _one = shared.versions.trim_running.lock();
+    trim(shared, &mut |floor| match &mut manifest {
+        Some((c, m)) => crate::checkpointer::record_trim_floor(c, m, floor),
+        None => Ok(()),
+    })
 }
 
 /// The background thread: runs a trim whenever one is requested (enough garbage), and
@@ -115,9 +134,12 @@ fn run_trimmer(shared: Arc<Shared>) {
             }
             continue;
         }
-        let _one = v.trim_running.lock();
-        if trim(&*shared).is_none() {
-            return;
+        match run_trim(&shared) {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            // The MANIFEST could not record the floor (a full disk, say): nothing changed. A
+            // time-based policy, the only one that records floors, retries periodically.
+            Err(e) => log::warn!("history trim failed: {e}"),
         }
     }
 }

@@ -872,10 +872,12 @@ fn a_retention_policy_reads_back_the_same_after_a_reopen() {
 
 /// `NewerThan`: a trim after the last checkpoint that raised the floor over versions the
 /// checkpoint holds (their commit times are no longer in the log, so recovery cannot recompute
-/// that floor) is still in force after a clean close and reopen — the close records it. Found
-/// by a fresh-user pass: reads refused before the restart were answered after it.
+/// that floor) is still in force after a crash and after a clean close and reopen — the trim
+/// records it in the MANIFEST before it publishes it. Found by a fresh-user pass (the clean
+/// close) and the crash runner (the crash): reads refused before the restart were answered
+/// after it.
 #[test]
-fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_clean_close() {
+fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_crash_and_a_clean_close() {
     on_each_path(|io| {
         let dir = tempdir();
         let o = opts(io, Durability::Strict);
@@ -903,6 +905,19 @@ fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_clean_close() {
             db.get_at(b"k", old[1]),
             Err(Error::HistoryTrimmed { .. })
         ));
+        // A crash now (the files as they are): the floor is there already.
+        let crashed = crash_copy(dir.path());
+        let copy = open(crashed.path(), o.clone());
+        assert!(
+            copy.stats().history_floor >= floor,
+            "{io}: the floor moved back across a crash ({} < {floor})",
+            copy.stats().history_floor
+        );
+        assert!(matches!(
+            copy.get_at(b"k", old[1]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        drop(copy);
         db.close().unwrap();
         let db = open(dir.path(), o);
         assert!(
@@ -915,6 +930,73 @@ fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_clean_close() {
             Err(Error::HistoryTrimmed { .. })
         ));
         assert_eq!(db.get_at(b"k", newest).unwrap().unwrap().as_bytes(), b"new");
+        db.close().unwrap();
+    });
+}
+
+/// A trim whose `NewerThan` floor the MANIFEST cannot record (a full disk) fails with the I/O
+/// error and changes nothing: reads it would have refused are still answered. Once the MANIFEST can be written again, the next trim records the floor and then
+/// refuses them, also after a crash.
+#[test]
+fn a_trim_that_cannot_record_its_floor_changes_nothing() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let full = Arc::new(AtomicBool::new(false));
+        let vfs = FullForManifests::new(real_vfs(io), full.clone());
+        let o = opts(io, Durability::Strict).vfs(vfs.clone());
+        let db = open(dir.path(), o.clone());
+        let window = Duration::from_millis(300);
+        db.set_retention(Retention::NewerThan(window)).unwrap();
+        let old: Vec<Lsn> = (0..3u8)
+            .map(|i| {
+                std::thread::sleep(Duration::from_millis(2));
+                db.put(b"k", &[i]).unwrap()
+            })
+            .collect();
+        // The versions above age past the window (a wait for the clock, not for a thread).
+        std::thread::sleep(2 * window + Duration::from_millis(100));
+        let newest = db.put(b"k", b"new").unwrap();
+        let before = db.stats().history_floor;
+        assert!(before < old[1], "{io}: nothing trimmed yet");
+        full.store(true, Ordering::SeqCst);
+        match db.trim_history() {
+            Err(e @ Error::Io { .. }) => assert!(is_enospc(&e), "{io}: {e}"),
+            other => panic!("{io}: the trim succeeded without its MANIFEST: {other:?}"),
+        }
+        assert!(vfs.refused.load(Ordering::SeqCst) > 0);
+        assert_eq!(
+            db.stats().history_floor,
+            before,
+            "{io}: the floor did not move"
+        );
+        assert_eq!(db.get_at(b"k", old[1]).unwrap().unwrap().as_bytes(), [1]);
+        // Space again: the next trim records the floor, then refuses the reads below it.
+        full.store(false, Ordering::SeqCst);
+        db.trim_history().unwrap();
+        let floor = db.stats().history_floor;
+        assert!(
+            floor >= old[2],
+            "{io}: the trim moved the floor over the old versions"
+        );
+        assert!(matches!(
+            db.get_at(b"k", old[1]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        let crashed = crash_copy(dir.path());
+        let copy = open(crashed.path(), opts(io, Durability::Strict));
+        assert!(
+            copy.stats().history_floor >= floor,
+            "{io}: the floor survives a crash"
+        );
+        assert!(matches!(
+            copy.get_at(b"k", old[1]),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        assert_eq!(
+            copy.get_at(b"k", newest).unwrap().unwrap().as_bytes(),
+            b"new"
+        );
+        drop(copy);
         db.close().unwrap();
     });
 }

@@ -277,7 +277,9 @@ pub(crate) struct Versions {
     /// Minimum garbage before a trim is worth it.
     pub(crate) min_garbage: usize,
     pub(crate) trims: AtomicU64,
-    /// One trim at a time (the background trimmer or [`crate::Db::trim_history`]).
+    /// One trim at a time (the background trimmer, [`crate::Db::trim_history`] or a
+    /// checkpoint's converting trim). Taken after the MANIFEST's lock where a database has one
+    /// (lock order: `crate::wal::Shared`).
     pub(crate) trim_running: Mutex<()>,
     /// Commits record (time, LSN) samples: a time-based policy is in force.
     pub(crate) sample_times: AtomicBool,

@@ -5,7 +5,11 @@
 //! 1. The trim computes the *cap* — the oldest LSN anything may still read at: the oldest live
 //!    snapshot, the visible LSN and (with a log) the durable LSN — and from it and the policy the
 //!    new floor and the plan of what each key keeps. Every LSN assigned from now on is above the
-//!    cap, so the plan keeps every version written from here on.
+//!    cap, so the plan keeps every version written from here on. Under
+//!    [`crate::Retention::NewerThan`] with a log, the new floor is recorded durably (in the
+//!    MANIFEST, by the caller's [`RecordFloor`]) before anything else: recovery cannot always
+//!    derive it again (the commit times of the versions a checkpoint holds are gone with the log
+//!    below it), and no read may be refused with a floor a crash can take back.
 //! 2. It publishes an empty generation as `next`. From then on, every writer that finds `next`
 //!    inserts its versions there as well as into the current generation (inserts are idempotent:
 //!    a version already present is left alone).
@@ -49,6 +53,11 @@ pub(crate) trait TrimHost {
     /// Now, in ns since the Unix epoch.
     fn now_ns(&self) -> u64;
 }
+
+/// Records a new trim floor durably before a trim publishes it (see the module docs): called
+/// with the floor under `Retention::NewerThan` on a database with a log; an error stops the trim
+/// with nothing published.
+pub(crate) type RecordFloor<'a> = &'a mut dyn FnMut(Lsn) -> crate::Result<()>;
 
 /// What one trim did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,9 +149,13 @@ pub(crate) fn copy_kept(
     (garbage, marked, segments.into_iter().collect())
 }
 
-/// Runs one trim. Returns `None` when the database closed (or was poisoned) first.
-pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
-    trim_converting(host, None)
+/// Runs one trim. Returns `Ok(None)` when the database closed (or was poisoned) first, and the
+/// error of `record` when the new floor could not be recorded (nothing changed then).
+pub(crate) fn trim(
+    host: &dyn TrimHost,
+    record: RecordFloor<'_>,
+) -> crate::Result<Option<TrimReport>> {
+    trim_converting(host, None, record)
 }
 
 /// [`trim`], and the versions whose values `convert` located in the log (durable: a checkpoint
@@ -150,10 +163,11 @@ pub(crate) fn trim(host: &dyn TrimHost) -> Option<TrimReport> {
 pub(crate) fn trim_converting(
     host: &dyn TrimHost,
     convert: Option<&Located>,
-) -> Option<TrimReport> {
+    record: RecordFloor<'_>,
+) -> crate::Result<Option<TrimReport>> {
     let v = host.versions();
     // 1. The cap and the plan, before anything else: every LSN assigned later is above the cap.
-    let (floor, plan) = {
+    let (floor, plan, newer_than) = {
         let mut r = v.retention.lock();
         let snapshots = v.snapshots.lock();
         let mut cap = host.visible();
@@ -168,8 +182,15 @@ pub(crate) fn trim_converting(
         drop(snapshots);
         let old_floor = v.current().floor();
         let floor = r.trim_floor(host.now_ns(), cap, old_floor);
-        (floor, r.plan(floor, cap))
+        let newer_than = matches!(r.policy, crate::Retention::NewerThan(_));
+        (floor, r.plan(floor, cap), newer_than)
     };
+    // The floor a restart cannot always recompute is durable before a read is refused with it
+    // (it is at most the durable LSN: everything below it survives any crash). The other
+    // policies' floors come back from the log, the policy entry or the checkpoint's marks.
+    if newer_than && host.durable().is_some() && !crate::hooks::trim_forgets_newer_than_floor() {
+        record(floor)?;
+    }
     // 2. Publish the next generation for writers.
     let list = SkipList::new();
     list.reserve_keys(v.live_keys());
@@ -180,7 +201,7 @@ pub(crate) fn trim_converting(
     let l0 = host.next_lsn();
     if l0 > 1 && !host.wait_visible(l0 - 1) {
         v.next.store(None);
-        return None;
+        return Ok(None);
     }
     // 4. Copy what the plan keeps.
     let old = v.current();
@@ -230,7 +251,7 @@ pub(crate) fn trim_converting(
         report.versions_before,
         report.versions_after
     );
-    Some(report)
+    Ok(Some(report))
 }
 
 #[cfg(test)]
@@ -309,7 +330,9 @@ mod tests {
                 }
             }));
         });
-        trim(&host).expect("the trim runs");
+        trim(&host, &mut |_| Ok(()))
+            .expect("nothing to record")
+            .expect("the trim runs");
         AFTER_KEY.with(|f| *f.borrow_mut() = None);
         assert_eq!(
             v.current().list.len(),
@@ -325,7 +348,9 @@ mod tests {
             std::mem::take(&mut v.trim_lock.lock().requested),
             "20 superseded versions, threshold 10: the next trim is asked for"
         );
-        trim(&host).expect("the trim runs");
+        trim(&host, &mut |_| Ok(()))
+            .expect("nothing to record")
+            .expect("the trim runs");
         assert_eq!(
             v.current().list.len(),
             4,

@@ -485,3 +485,80 @@ impl Drop for Tmpfs {
 /// The workspace's seeded generator (SplitMix64); each test prints its seeds.
 #[allow(unused_imports)] // not every test binary uses it
 pub use ringlog_rng::Rng;
+
+// ---------------------------------------------------------------------------------------------
+// A MANIFEST that cannot be replaced
+// ---------------------------------------------------------------------------------------------
+
+/// A `Vfs` that delegates to a real one, except that while `full` is set, creating the
+/// MANIFEST's temporary file (every MANIFEST update starts so) fails with ENOSPC.
+pub struct FullForManifests {
+    pub inner: Arc<dyn Vfs>,
+    pub full: Arc<AtomicBool>,
+    /// MANIFEST updates refused so far.
+    pub refused: AtomicUsize,
+}
+
+impl FullForManifests {
+    /// Wraps `inner`; updates fail while `full` is set.
+    pub fn new(inner: Arc<dyn Vfs>, full: Arc<AtomicBool>) -> Arc<FullForManifests> {
+        Arc::new(FullForManifests {
+            inner,
+            full,
+            refused: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Vfs for FullForManifests {
+    fn backend(&self) -> BackendInfo {
+        self.inner.backend()
+    }
+    fn open(&self, path: &Path, opts: ringlog_db::io::OpenOptions) -> io::Result<Box<dyn VFile>> {
+        if self.full.load(Ordering::SeqCst) && path.file_name().is_some_and(|n| n == "MANIFEST.tmp")
+        {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.open(path, opts)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(&self, path: &Path) -> io::Result<Option<ringlog_db::io::EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn ringlog_db::io::FileLock>> {
+        self.inner.lock(path)
+    }
+    fn filesystem(&self, path: &Path) -> io::Result<ringlog_db::io::FsInfo> {
+        self.inner.filesystem(path)
+    }
+    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+        self.inner.log_driver()
+    }
+    fn writes_here(&self) -> bool {
+        self.inner.writes_here()
+    }
+    fn write_durable_here(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.inner.write_durable_here(file, offset, buf, strategy)
+    }
+}
