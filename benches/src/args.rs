@@ -299,6 +299,14 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=16))]
     pub rounds_in_flight: Option<u64>,
 
+    /// ringlog's retention policy, set right after each open (`Db::set_retention`):
+    /// `snapshots` (the engine's default), `all`, `last:N` (the newest N versions of each key)
+    /// or `newer-than:SECONDS` (e.g. `newer-than:0.1`: every version current within the last
+    /// 100 ms); the workloads that open their databases themselves (readonly, raft) keep the
+    /// default
+    #[arg(long, value_name = "POLICY", value_parser = parse_retention)]
+    pub retention: Option<ringlog_db::Retention>,
+
     /// Also write the rows as JSON
     #[arg(
         long,
@@ -591,6 +599,8 @@ pub struct Config {
     pub checkpoint_bytes: Option<u64>,
     /// ringlog's `Options::rounds_in_flight` (`None`: the engine's default).
     pub rounds_in_flight: Option<usize>,
+    /// ringlog's retention policy (`--retention`; `None`: the engine's default).
+    pub retention: Option<ringlog_db::Retention>,
     /// Time one operation in this many (`--latency-every`).
     pub latency_every: u64,
     /// ringlog's I/O path.
@@ -643,6 +653,7 @@ impl Default for Config {
             modes_given: false,
             checkpoint_bytes: None,
             rounds_in_flight: None,
+            retention: None,
             latency_every: 1,
             io: ringlog_db::IoChoice::Auto,
             threads: vec![1, 16],
@@ -854,6 +865,26 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
     num(v, 0.001f64, 86_400.0).map(Duration::from_secs_f64)
 }
 
+/// `--retention`: `snapshots`, `all`, `last:N` (1..=2^32-1) or `newer-than:SECONDS`.
+fn parse_retention(v: &str) -> Result<ringlog_db::Retention, String> {
+    use ringlog_db::Retention;
+    let t = v.trim().to_ascii_lowercase();
+    let (name, arg) = match t.split_once(':') {
+        Some((n, a)) => (n.trim(), Some(a.trim())),
+        None => (t.as_str(), None),
+    };
+    match (name, arg) {
+        ("snapshots", None) => Ok(Retention::Snapshots),
+        ("all", None) => Ok(Retention::All),
+        ("last", Some(n)) => num(n, 1u32, u32::MAX)
+            .map(|n| Retention::LastVersions(std::num::NonZeroU32::new(n).expect("n >= 1"))),
+        ("newer-than", Some(d)) => parse_duration(d).map(Retention::NewerThan),
+        _ => Err(format!(
+            "unknown retention policy {v:?} (snapshots, all, last:N, newer-than:SECONDS)"
+        )),
+    }
+}
+
 fn parse_plot(v: &str) -> Result<PathBuf, String> {
     if !v.to_ascii_lowercase().ends_with(".svg") {
         return Err(format!("{v:?} must end in .svg"));
@@ -913,6 +944,7 @@ impl Cli {
         }
         c.checkpoint_bytes = self.checkpoint_bytes;
         c.rounds_in_flight = self.rounds_in_flight.map(|n| n as usize);
+        c.retention = self.retention;
         if let Some(n) = self.latency_every {
             c.latency_every = n;
         }
@@ -1108,6 +1140,33 @@ mod tests {
             Some(4)
         );
         assert!(run(&["--rounds-in-flight", "17"]).is_err());
+        {
+            use ringlog_db::Retention;
+            let r = |v: &str| run(&["--retention", v]).map(|c| c.retention);
+            assert_eq!(r("all"), Ok(Some(Retention::All)));
+            assert_eq!(r(" Snapshots "), Ok(Some(Retention::Snapshots)));
+            assert_eq!(
+                r("last:3"),
+                Ok(Some(Retention::LastVersions(
+                    std::num::NonZeroU32::new(3).unwrap()
+                )))
+            );
+            assert_eq!(
+                r("newer-than:0.25"),
+                Ok(Some(Retention::NewerThan(Duration::from_millis(250))))
+            );
+            for bad in [
+                "last:0",
+                "last",
+                "newer-than",
+                "newer-than:x",
+                "all:1",
+                "forever",
+            ] {
+                assert!(r(bad).is_err(), "{bad}");
+            }
+            assert_eq!(run(&[]).map(|c| c.retention), Ok(None));
+        }
     }
 
     #[test]

@@ -401,6 +401,8 @@ pub struct OpenOpts {
     pub value_threshold: Option<usize>,
     /// ringlog's `Options::value_cache_bytes` (`None`: its default).
     pub value_cache_bytes: Option<u64>,
+    /// ringlog's retention policy, set after the open (`None`: its default).
+    pub retention: Option<ringlog_db::Retention>,
 }
 
 /// Every engine compiled into this binary, in table order.

@@ -158,6 +158,7 @@ fn engines(cfg: &Config) -> Vec<&'static dyn EngineKind> {
 pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, String> {
     let root = bench_root(cfg)?;
     engines::ringlog::set_checkpoint_bytes(cfg.checkpoint_bytes);
+    engines::ringlog::set_retention(cfg.retention);
     let machine = sysinfo::machine(root.path());
     let w = |out: &mut dyn Write, s: &str| {
         let _ = writeln!(out, "{s}");

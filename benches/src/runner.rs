@@ -737,6 +737,7 @@ pub fn run_one(
             None
         },
         value_cache_bytes: (cold_read || cfg.value_threshold_given).then_some(cfg.value_cache),
+        retention: cfg.retention,
     };
     let config = kind.config(mode).map_err(EngineError)?;
     let mut res = RunResult {

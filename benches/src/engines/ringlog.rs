@@ -3,7 +3,7 @@
 use std::ops::Bound;
 use std::path::Path;
 
-use ringlog_db::{Db, Durability, Options, Scan, Snapshot};
+use ringlog_db::{Db, Durability, Options, Retention, Scan, Snapshot};
 
 use crate::args::Workload;
 use crate::engine::{
@@ -24,6 +24,22 @@ static CHECKPOINT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 /// Records `--checkpoint-bytes` for the configuration line (`None`: the engine's default).
 pub fn set_checkpoint_bytes(b: Option<u64>) {
     CHECKPOINT_BYTES.store(b.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `--retention` as the configuration line shows it (as [`CHECKPOINT_BYTES`]).
+static RETENTION: std::sync::Mutex<Option<Retention>> = std::sync::Mutex::new(None);
+
+/// Records `--retention` for the configuration line (`None`: the engine's default).
+pub fn set_retention(r: Option<Retention>) {
+    *RETENTION.lock().unwrap_or_else(|e| e.into_inner()) = r;
+}
+
+/// The configuration line's note of a retention policy other than the default.
+fn retention_config() -> String {
+    match *RETENTION.lock().unwrap_or_else(|e| e.into_inner()) {
+        None | Some(Retention::Snapshots) => String::new(),
+        Some(r) => format!(", retention {r:?}"),
+    }
 }
 
 impl RinglogKind {
@@ -62,7 +78,7 @@ impl EngineKind for RinglogKind {
     }
 
     fn config(&self, mode: Mode) -> Result<String, String> {
-        Ok(match mode {
+        let base: String = match mode {
             Mode::InMemory => "Durability::InMemory (no log)".into(),
             Mode::Buffered => format!(
                 "{} (write + fdatasync in the background), 64 MiB zero-filled segments, {}",
@@ -73,7 +89,8 @@ impl EngineKind for RinglogKind {
                 "Durability::Strict (group commit), 64 MiB zero-filled segments, O_DIRECT, {}",
                 checkpoints_config(self.checkpoint_bytes())
             ),
-        })
+        };
+        Ok(base + &retention_config())
     }
 
     fn supports(&self, _: Workload) -> bool {
@@ -107,6 +124,10 @@ impl EngineKind for RinglogKind {
         } else {
             Db::open(dir, options(mode, opts)).map_err(|e| err("ringlog open", e))?
         };
+        if let Some(r) = opts.retention {
+            db.set_retention(r)
+                .map_err(|e| err("ringlog set_retention", e))?;
+        }
         Ok(Box::new(Ringlog { db }))
     }
 }
