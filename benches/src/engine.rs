@@ -131,6 +131,9 @@ pub struct Counters {
     pub checkpoints: Option<u64>,
     /// Log segments its compaction deleted, if it counts them.
     pub segments_deleted: Option<u64>,
+    /// History trims it ran (ringlog: `Stats::trims`; under `--retention newer-than` each one
+    /// that raises the floor also rewrites the MANIFEST), if it counts them.
+    pub trims: Option<u64>,
 }
 
 /// What an engine's recovery at open reports about itself (ringlog: `RecoveryStats`).

@@ -431,6 +431,7 @@ pub fn row_json(r: &RunResult, floor: Option<Floor>) -> Value {
                     "segments_deleted",
                     onum(c.segments_deleted.map(|v| v as f64)),
                 ),
+                ("trims", onum(c.trims.map(|v| v as f64))),
             ]),
         ),
         ("syncs_per_commit", onum(r.syncs_per_commit())),

@@ -838,6 +838,7 @@ fn delta(after: Counters, before: Counters) -> Counters {
         bytes_logged: d(after.bytes_logged, before.bytes_logged),
         checkpoints: d(after.checkpoints, before.checkpoints),
         segments_deleted: d(after.segments_deleted, before.segments_deleted),
+        trims: d(after.trims, before.trims),
     }
 }
 

@@ -294,6 +294,7 @@ impl Engine for Ringlog {
             bytes_logged: Some(s.bytes_appended),
             checkpoints: Some(s.checkpoints),
             segments_deleted: Some(s.segments_deleted),
+            trims: Some(s.trims),
         }
     }
 
