@@ -870,6 +870,37 @@ fn a_retention_policy_reads_back_the_same_after_a_reopen() {
     });
 }
 
+/// Sets `Retention::NewerThan(window)` on `db`, writes three versions of `k` 2 ms apart (commit
+/// times are sampled at most once a millisecond: each is), then — before `between`, e.g. a
+/// checkpoint — waits until they are older than the window (a wait for the clock, not for a
+/// thread) and writes a fourth. Returns the three LSNs and the fourth.
+fn versions_aged_past(db: &Db, window: Duration, between: impl FnOnce()) -> (Vec<Lsn>, Lsn) {
+    db.set_retention(Retention::NewerThan(window)).unwrap();
+    let old: Vec<Lsn> = (0..3u8)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(2));
+            db.put(b"k", &[i]).unwrap()
+        })
+        .collect();
+    between();
+    std::thread::sleep(2 * window + Duration::from_millis(200));
+    (old, db.put(b"k", b"new").unwrap())
+}
+
+/// `db`'s floor is at least `floor`, it refuses a read at `old` below it, and it reads `newest`.
+fn assert_floor_kept(db: &Db, floor: Lsn, old: Lsn, newest: Lsn, what: &str) {
+    let now = db.stats().history_floor;
+    assert!(
+        now >= floor,
+        "{what}: the floor moved back ({now} < {floor})"
+    );
+    assert!(
+        matches!(db.get_at(b"k", old), Err(Error::HistoryTrimmed { .. })),
+        "{what}: a read below the floor was answered"
+    );
+    assert_eq!(db.get_at(b"k", newest).unwrap().unwrap().as_bytes(), b"new");
+}
+
 /// `NewerThan`: a trim after the last checkpoint that raised the floor over versions the
 /// checkpoint holds (their commit times are no longer in the log, so recovery cannot recompute
 /// that floor) is still in force after a crash and after a clean close and reopen — the trim
@@ -882,61 +913,38 @@ fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_crash_and_a_clean_c
         let dir = tempdir();
         let o = opts(io, Durability::Strict);
         let db = open(dir.path(), o.clone());
-        let window = Duration::from_secs(1);
-        db.set_retention(Retention::NewerThan(window)).unwrap();
-        // Commit times are sampled at most once a millisecond: 2 ms apart, each is.
-        let old: Vec<Lsn> = (0..3u8)
-            .map(|i| {
-                std::thread::sleep(Duration::from_millis(2));
-                db.put(b"k", &[i]).unwrap()
-            })
-            .collect();
-        db.checkpoint().unwrap();
-        // The versions above age past the window (a wait for the clock, not for a thread).
-        std::thread::sleep(2 * window + Duration::from_millis(200));
-        let newest = db.put(b"k", b"new").unwrap();
+        let (old, newest) = versions_aged_past(&db, Duration::from_secs(1), || {
+            db.checkpoint().unwrap();
+        });
         db.trim_history().unwrap();
         let floor = db.stats().history_floor;
         assert!(
             floor >= old[2],
             "{io}: the trim moved the floor over the old versions"
         );
-        assert!(matches!(
-            db.get_at(b"k", old[1]),
-            Err(Error::HistoryTrimmed { .. })
-        ));
+        assert_floor_kept(&db, floor, old[1], newest, io_name(io));
         // A crash now (the files as they are): the floor is there already.
         let crashed = crash_copy(dir.path());
         let copy = open(crashed.path(), o.clone());
-        assert!(
-            copy.stats().history_floor >= floor,
-            "{io}: the floor moved back across a crash ({} < {floor})",
-            copy.stats().history_floor
+        assert_floor_kept(
+            &copy,
+            floor,
+            old[1],
+            newest,
+            &format!("{io}, after a crash"),
         );
-        assert!(matches!(
-            copy.get_at(b"k", old[1]),
-            Err(Error::HistoryTrimmed { .. })
-        ));
         drop(copy);
         db.close().unwrap();
         let db = open(dir.path(), o);
-        assert!(
-            db.stats().history_floor >= floor,
-            "{io}: the floor moved back at the restart ({} < {floor})",
-            db.stats().history_floor
-        );
-        assert!(matches!(
-            db.get_at(b"k", old[1]),
-            Err(Error::HistoryTrimmed { .. })
-        ));
-        assert_eq!(db.get_at(b"k", newest).unwrap().unwrap().as_bytes(), b"new");
+        assert_floor_kept(&db, floor, old[1], newest, &format!("{io}, after a close"));
         db.close().unwrap();
     });
 }
 
 /// A trim whose `NewerThan` floor the MANIFEST cannot record (a full disk) fails with the I/O
-/// error and changes nothing: reads it would have refused are still answered. Once the MANIFEST can be written again, the next trim records the floor and then
-/// refuses them, also after a crash.
+/// error and changes nothing: reads it would have refused are still answered. Once the MANIFEST
+/// can be written again, the next trim records the floor and then refuses them, also after a
+/// crash.
 #[test]
 fn a_trim_that_cannot_record_its_floor_changes_nothing() {
     on_each_path(|io| {
@@ -945,17 +953,7 @@ fn a_trim_that_cannot_record_its_floor_changes_nothing() {
         let vfs = FullForManifests::new(real_vfs(io), full.clone());
         let o = opts(io, Durability::Strict).vfs(vfs.clone());
         let db = open(dir.path(), o.clone());
-        let window = Duration::from_millis(300);
-        db.set_retention(Retention::NewerThan(window)).unwrap();
-        let old: Vec<Lsn> = (0..3u8)
-            .map(|i| {
-                std::thread::sleep(Duration::from_millis(2));
-                db.put(b"k", &[i]).unwrap()
-            })
-            .collect();
-        // The versions above age past the window (a wait for the clock, not for a thread).
-        std::thread::sleep(2 * window + Duration::from_millis(100));
-        let newest = db.put(b"k", b"new").unwrap();
+        let (old, newest) = versions_aged_past(&db, Duration::from_millis(300), || {});
         let before = db.stats().history_floor;
         assert!(before < old[1], "{io}: nothing trimmed yet");
         full.store(true, Ordering::SeqCst);
@@ -978,23 +976,15 @@ fn a_trim_that_cannot_record_its_floor_changes_nothing() {
             floor >= old[2],
             "{io}: the trim moved the floor over the old versions"
         );
-        assert!(matches!(
-            db.get_at(b"k", old[1]),
-            Err(Error::HistoryTrimmed { .. })
-        ));
+        assert_floor_kept(&db, floor, old[1], newest, io_name(io));
         let crashed = crash_copy(dir.path());
         let copy = open(crashed.path(), opts(io, Durability::Strict));
-        assert!(
-            copy.stats().history_floor >= floor,
-            "{io}: the floor survives a crash"
-        );
-        assert!(matches!(
-            copy.get_at(b"k", old[1]),
-            Err(Error::HistoryTrimmed { .. })
-        ));
-        assert_eq!(
-            copy.get_at(b"k", newest).unwrap().unwrap().as_bytes(),
-            b"new"
+        assert_floor_kept(
+            &copy,
+            floor,
+            old[1],
+            newest,
+            &format!("{io}, after a crash"),
         );
         drop(copy);
         db.close().unwrap();
