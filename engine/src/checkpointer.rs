@@ -509,9 +509,12 @@ fn checkpoint_pinned(
         delete_segments(&*c.vfs, &c.dir, &doomed);
     }
     if let Err(e) = write_manifest(&*c.vfs, &c.dir, &next) {
-        // The new MANIFEST may have reached the disk anyway: keep its floors (they only rise)
-        // so that no later MANIFEST lowers them; its checkpoint id is never reused (`last_id`).
-        manifest.trim_floor = next.trim_floor;
+        // The new MANIFEST may have reached the disk anyway: keep its LSN, transaction and run
+        // floors (they only rise) so that no later MANIFEST lowers them; its checkpoint id is
+        // never reused (`last_id`). Not its trim floor: no read was refused with it, so a later
+        // MANIFEST may record a lower one, while the one in force must stay the floor known to
+        // be on disk — a trim records its floor only when it is above that
+        // ([`record_trim_floor`]).
         manifest.lsn_floor = next.lsn_floor;
         manifest.txn_floor = next.txn_floor;
         manifest.run_floor = next.run_floor;
@@ -712,8 +715,9 @@ impl Db {
 /// holds) when it is above the one there: a trim under `Retention::NewerThan` calls this before it
 /// publishes the floor (crate::index::trim), since recovery cannot always derive that floor again
 /// (the commit times of the versions the checkpoint holds are gone with the log below it). When
-/// the update fails the MANIFEST in force keeps the floor anyway (the new one may have reached the
-/// disk, and floors only rise), and the trim publishes nothing.
+/// the update fails, the trim publishes nothing and `m` stays as it was: its floor is the one
+/// known to be on disk, so the next trim writes again (a failed update that reached the disk
+/// anyway only holds a floor no read was refused with; a later MANIFEST may lower it).
 pub(crate) fn record_trim_floor(c: &Checkpoints, m: &mut Manifest, floor: Lsn) -> Result<()> {
     if floor <= m.trim_floor {
         return Ok(());
@@ -721,10 +725,7 @@ pub(crate) fn record_trim_floor(c: &Checkpoints, m: &mut Manifest, floor: Lsn) -
     let mut next = *m;
     next.seq += 1;
     next.trim_floor = floor;
-    if let Err(e) = write_manifest(&*c.vfs, &c.dir, &next) {
-        m.trim_floor = floor;
-        return Err(e);
-    }
+    write_manifest(&*c.vfs, &c.dir, &next)?;
     *m = next;
     Ok(())
 }

@@ -107,7 +107,12 @@ impl Db {
         if self.shared.log.is_some() {
             self.start_log_thread()?;
         }
-        self.pace_values();
+        if !system {
+            // (A system entry — a retention policy, a run label — is a few bytes: never paced.
+            // `set_retention` commits its entry holding the retention lock, which a checkpoint
+            // needs: pacing it could wait for a checkpoint that waits for that lock.)
+            self.pace_values();
+        }
         let lsn = self
             .shared
             .commit_core(ops, mode, system, None, check, |trim| {

@@ -60,21 +60,45 @@ impl Db {
     }
 }
 
-/// Runs one trim in the calling thread. On a database with a log, the MANIFEST's lock is taken
-/// first (the lock order a checkpoint's converting trim follows: the MANIFEST, then
-/// `trim_running`), so that the trim can record its floor there before it publishes it
-/// ([`crate::checkpointer::record_trim_floor`]).
+/// Runs one trim in the calling thread. Under [`Retention::NewerThan`] on a database with a log,
+/// the MANIFEST's lock is taken first (the lock order a checkpoint's converting trim follows: the
+/// MANIFEST, then `trim_running`), so that the trim can record its floor there before it
+/// publishes it ([`crate::checkpointer::record_trim_floor`]); under the other policies, which
+/// record nothing, trims do not wait for checkpoints. A trim that finds `NewerThan` in force
+/// without the lock (the policy changed meanwhile) publishes nothing and runs again with it.
 fn run_trim(shared: &Shared) -> Result<Option<TrimReport>> {
-    let mut manifest = shared
-        .ckpt
-        .get()
-        .filter(|_| shared.log.is_some())
-        .map(|c| (c, c.manifest.lock()));
-    let _one = shared.versions.trim_running.lock();
-    trim(shared, &mut |floor| match &mut manifest {
-        Some((c, m)) => crate::checkpointer::record_trim_floor(c, m, floor),
-        None => Ok(()),
-    })
+    let ckpt = shared.ckpt.get().filter(|_| shared.log.is_some());
+    let mut records = ckpt.is_some()
+        && matches!(
+            shared.versions.retention.lock().policy,
+            Retention::NewerThan(_)
+        );
+    loop {
+        let mut manifest = match ckpt {
+            Some(c) if records => Some(c.manifest.lock()),
+            _ => None,
+        };
+        if manifest.is_some() && shared.closed.load(Ordering::Acquire) {
+            // The close may have written its MANIFEST and released the directory already: a
+            // trim that took the lock after it writes nothing.
+            return Ok(None);
+        }
+        let _one = shared.versions.trim_running.lock();
+        let mut unlocked = false;
+        let r = trim(shared, &mut |floor| match (ckpt, manifest.as_mut()) {
+            (Some(c), Some(m)) => crate::checkpointer::record_trim_floor(c, m, floor),
+            (Some(_), None) => {
+                // (The value is dropped: `unlocked` says why the trim stopped.)
+                unlocked = true;
+                Err(Error::Closed)
+            }
+            (None, _) => Ok(()),
+        });
+        if !unlocked {
+            return r;
+        }
+        records = true;
+    }
 }
 
 /// The background thread: runs a trim whenever one is requested (enough garbage), and
@@ -99,7 +123,15 @@ fn run_trimmer(shared: Arc<Shared>) {
                     sig.requested = false;
                     break;
                 }
-                let periodic = match v.retention.lock().policy {
+                // The policy, read without the signal's lock (`set_retention` holds the
+                // retention lock while its commit may wake this thread): a signal that came
+                // meanwhile is seen before the wait.
+                let policy =
+                    parking_lot::MutexGuard::unlocked(&mut sig, || v.retention.lock().policy);
+                if sig.closing || sig.checkpoint || sig.requested {
+                    continue;
+                }
+                let periodic = match policy {
                     // (Not under a virtual clock: time moves only when the crash runner moves
                     // it, and it trims with `trim_history()` where its seed says.)
                     Retention::NewerThan(d)

@@ -194,7 +194,8 @@ pub(crate) struct Counters {
 /// What the database's threads share.
 ///
 /// Lock order (never acquire against it): the MANIFEST (`Checkpoints::manifest`, held for a
-/// whole checkpoint, a trim or a read of the log's runs) → the index's `trim_running` → `round`
+/// whole checkpoint, a `Retention::NewerThan` trim or a read of the log's runs) → the index's
+/// `trim_running` → `round`
 /// → `State` (the log mutex) → the conflict
 /// table's mutex (`conflicts`) → the index's retention lock → its snapshot registry → the
 /// visibility lock. The commit path takes only the log mutex, briefly (LSN assignment and log-buffer reservation), then inserts into the index

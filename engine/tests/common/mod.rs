@@ -490,8 +490,9 @@ pub use ringlog_rng::Rng;
 // A MANIFEST that cannot be replaced
 // ---------------------------------------------------------------------------------------------
 
-/// A `Vfs` that delegates to a real one, except that while `full` is set, creating the
-/// MANIFEST's temporary file (every MANIFEST update starts so) fails with ENOSPC.
+/// A `Vfs` that delegates everything to a real one (its ring too, on the io_uring path), except
+/// that while `full` is set, creating the MANIFEST's temporary file (every MANIFEST update starts
+/// so) fails with ENOSPC.
 pub struct FullForManifests {
     pub inner: Arc<dyn Vfs>,
     pub full: Arc<AtomicBool>,
@@ -513,6 +514,15 @@ impl FullForManifests {
 impl Vfs for FullForManifests {
     fn backend(&self) -> BackendInfo {
         self.inner.backend()
+    }
+    fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn ringlog_db::io::FileWriter + 'a> {
+        self.inner.file_writer(file)
+    }
+    fn read_batch(&self, reads: &mut [ringlog_db::io::BatchRead<'_>]) {
+        self.inner.read_batch(reads)
+    }
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        self.inner.lock_held(path)
     }
     fn open(&self, path: &Path, opts: ringlog_db::io::OpenOptions) -> io::Result<Box<dyn VFile>> {
         if self.full.load(Ordering::SeqCst) && path.file_name().is_some_and(|n| n == "MANIFEST.tmp")
