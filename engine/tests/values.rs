@@ -794,6 +794,75 @@ fn failing_checkpoints_release_the_writers_they_pace() {
     });
 }
 
+/// A retention policy is set while writers wait for a checkpoint that cannot finish (it waits at
+/// a gate): its system entry is not paced, so `set_retention` returns at once. (It commits holding
+/// the retention lock, which a checkpoint needs: paced, it could wait for a checkpoint waiting for
+/// that lock — found by reading; here the checkpoint is past that point, so a paced entry would
+/// merely wait for the gate.)
+#[test]
+fn setting_a_retention_policy_does_not_wait_for_a_checkpoint() {
+    on_each_path(|io| {
+        let seed = 0x5eed_2e70;
+        eprintln!("seed {seed:#x}");
+        let dir = tempdir();
+        let gate = std::sync::Arc::new(Gate::default());
+        let vfs = std::sync::Arc::new(NoCheckpoints {
+            inner: common::real_vfs(io),
+            refused: 0.into(),
+            gate: Some(gate.clone()),
+        });
+        let o = options(io)
+            .durability(Durability::BUFFERED)
+            .checkpoint_bytes(1 << 20)
+            .vfs(vfs);
+        let db = std::sync::Arc::new(Db::open(dir.path(), o.clone()).unwrap());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed);
+                let mut model = Model::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let k = rng.below(500);
+                    let key = format!("key{k:04}").into_bytes();
+                    let mut v = value_for(&mut rng, k, model.len() as u64);
+                    v.resize(v.len().max(THRESHOLD) + 4000, b'c');
+                    let lsn = db.put(&key, &v).unwrap();
+                    model.insert(key, (v, lsn));
+                }
+                model
+            })
+        };
+        // The writer waits for the checkpoint stuck at the gate: the backlog is over its limit.
+        while db.stats().value_backlog_waits == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let setter = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(db.set_retention(Retention::All));
+            })
+        };
+        // A deadlock guard, not a timing check: the gate stays closed until the policy is set.
+        let set = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("set_retention waited for a checkpoint that cannot finish");
+        let lsn = set.unwrap();
+        assert_eq!(db.retention(), Retention::All);
+        setter.join().unwrap();
+        gate.open();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let model = writer.join().unwrap();
+        assert!(!model.is_empty());
+        std::sync::Arc::into_inner(db).unwrap().close().unwrap();
+        let db = Db::open(dir.path(), o.vfs(common::real_vfs(io))).unwrap();
+        assert_eq!(db.retention(), Retention::All);
+        assert!(db.last_lsn() >= lsn);
+        check(&db, &model, "reopened");
+    });
+}
+
 /// A writer waiting for a checkpoint that cannot finish (it waits at a gate) is released by a
 /// close: its commit fails with `Error::Closed` instead of waiting for ever, the close completes
 /// once the checkpoint can, and every put acknowledged before reads back after a reopen.
