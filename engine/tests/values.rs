@@ -794,6 +794,74 @@ fn failing_checkpoints_release_the_writers_they_pace() {
     });
 }
 
+/// A Buffered database (in `dir`, opened with `o`) on a disk whose checkpoints wait at `gate`,
+/// and a writer of values on disk (seeded `seed`) that runs until `stop` is set or a put fails,
+/// returning what it wrote and the error; `failed` hears of the failure. When [`gated_writer`]
+/// returns, the writer waits for a checkpoint stuck at the gate (the backlog is over its limit).
+struct GatedWriter {
+    dir: tempfile::TempDir,
+    o: Options,
+    gate: std::sync::Arc<Gate>,
+    db: std::sync::Arc<Db>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writer: std::thread::JoinHandle<(Model, Option<Error>)>,
+    failed: std::sync::mpsc::Receiver<()>,
+}
+
+fn gated_writer(io: IoChoice, seed: u64) -> GatedWriter {
+    eprintln!("seed {seed:#x}");
+    let dir = tempdir();
+    let gate = std::sync::Arc::new(Gate::default());
+    let vfs = std::sync::Arc::new(NoCheckpoints {
+        inner: common::real_vfs(io),
+        refused: 0.into(),
+        gate: Some(gate.clone()),
+    });
+    let o = options(io)
+        .durability(Durability::BUFFERED)
+        .checkpoint_bytes(1 << 20)
+        .vfs(vfs);
+    let db = std::sync::Arc::new(Db::open(dir.path(), o.clone()).unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (failed_tx, failed) = std::sync::mpsc::channel();
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(seed);
+            let mut model = Model::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let k = rng.below(500);
+                let key = format!("key{k:04}").into_bytes();
+                let mut v = value_for(&mut rng, k, model.len() as u64);
+                v.resize(v.len().max(THRESHOLD) + 4000, b'c');
+                match db.put(&key, &v) {
+                    Ok(lsn) => {
+                        model.insert(key, (v, lsn));
+                    }
+                    Err(e) => {
+                        let _ = failed_tx.send(());
+                        return (model, Some(e));
+                    }
+                }
+            }
+            (model, None)
+        })
+    };
+    // The writer waits for the checkpoint stuck at the gate (the limit is 2 MiB of values).
+    while db.stats().value_backlog_waits == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    GatedWriter {
+        dir,
+        o,
+        gate,
+        db,
+        stop,
+        writer,
+        failed,
+    }
+}
+
 /// A retention policy is set while writers wait for a checkpoint that cannot finish (it waits at
 /// a gate): its system entry is not paced, so `set_retention` returns at once. (It commits holding
 /// the retention lock, which a checkpoint needs: paced, it could wait for a checkpoint waiting for
@@ -802,44 +870,10 @@ fn failing_checkpoints_release_the_writers_they_pace() {
 #[test]
 fn setting_a_retention_policy_does_not_wait_for_a_checkpoint() {
     on_each_path(|io| {
-        let seed = 0x5eed_2e70;
-        eprintln!("seed {seed:#x}");
-        let dir = tempdir();
-        let gate = std::sync::Arc::new(Gate::default());
-        let vfs = std::sync::Arc::new(NoCheckpoints {
-            inner: common::real_vfs(io),
-            refused: 0.into(),
-            gate: Some(gate.clone()),
-        });
-        let o = options(io)
-            .durability(Durability::BUFFERED)
-            .checkpoint_bytes(1 << 20)
-            .vfs(vfs);
-        let db = std::sync::Arc::new(Db::open(dir.path(), o.clone()).unwrap());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = {
-            let (db, stop) = (db.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut rng = Rng::new(seed);
-                let mut model = Model::new();
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let k = rng.below(500);
-                    let key = format!("key{k:04}").into_bytes();
-                    let mut v = value_for(&mut rng, k, model.len() as u64);
-                    v.resize(v.len().max(THRESHOLD) + 4000, b'c');
-                    let lsn = db.put(&key, &v).unwrap();
-                    model.insert(key, (v, lsn));
-                }
-                model
-            })
-        };
-        // The writer waits for the checkpoint stuck at the gate: the backlog is over its limit.
-        while db.stats().value_backlog_waits == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let w = gated_writer(io, 0x5eed_2e70);
         let (tx, rx) = std::sync::mpsc::channel();
         let setter = {
-            let db = db.clone();
+            let db = w.db.clone();
             std::thread::spawn(move || {
                 let _ = tx.send(db.set_retention(Retention::All));
             })
@@ -849,14 +883,15 @@ fn setting_a_retention_policy_does_not_wait_for_a_checkpoint() {
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("set_retention waited for a checkpoint that cannot finish");
         let lsn = set.unwrap();
-        assert_eq!(db.retention(), Retention::All);
+        assert_eq!(w.db.retention(), Retention::All);
         setter.join().unwrap();
-        gate.open();
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        let model = writer.join().unwrap();
+        w.gate.open();
+        w.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (model, e) = w.writer.join().unwrap();
+        assert!(e.is_none(), "a put failed: {e:?}");
         assert!(!model.is_empty());
-        std::sync::Arc::into_inner(db).unwrap().close().unwrap();
-        let db = Db::open(dir.path(), o.vfs(common::real_vfs(io))).unwrap();
+        std::sync::Arc::into_inner(w.db).unwrap().close().unwrap();
+        let db = Db::open(w.dir.path(), w.o.vfs(common::real_vfs(io))).unwrap();
         assert_eq!(db.retention(), Retention::All);
         assert!(db.last_lsn() >= lsn);
         check(&db, &model, "reopened");
@@ -869,70 +904,28 @@ fn setting_a_retention_policy_does_not_wait_for_a_checkpoint() {
 #[test]
 fn closing_releases_a_writer_waiting_for_a_checkpoint() {
     on_each_path(|io| {
-        let seed = 0x5eed_c105;
-        eprintln!("seed {seed:#x}");
-        let dir = tempdir();
-        let every: u64 = 1 << 20;
-        let gate = std::sync::Arc::new(Gate::default());
-        let vfs = std::sync::Arc::new(NoCheckpoints {
-            inner: common::real_vfs(io),
-            refused: 0.into(),
-            gate: Some(gate.clone()),
-        });
-        let o = options(io)
-            .durability(Durability::BUFFERED)
-            .checkpoint_bytes(every)
-            .vfs(vfs);
-        let db = std::sync::Arc::new(Db::open(dir.path(), o.clone()).unwrap());
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let writer = {
-            let db = db.clone();
-            std::thread::spawn(move || {
-                let mut rng = Rng::new(seed);
-                let mut model = Model::new();
-                loop {
-                    let k = rng.below(500);
-                    let key = format!("key{k:04}").into_bytes();
-                    let mut v = value_for(&mut rng, k, model.len() as u64);
-                    v.resize(v.len().max(THRESHOLD) + 4000, b'c');
-                    match db.put(&key, &v) {
-                        Ok(lsn) => {
-                            model.insert(key, (v, lsn));
-                        }
-                        Err(e) => {
-                            let _ = done_tx.send(());
-                            return (model, e);
-                        }
-                    }
-                }
-            })
-        };
-        // The writer waits for the checkpoint stuck at the gate (the limit is 2 MiB of values).
-        while db.stats().value_backlog_waits == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let w = gated_writer(io, 0x5eed_c105);
         let closer = {
-            let db = db.clone();
+            let db = w.db.clone();
             std::thread::spawn(move || db.close())
         };
         // A deadlock guard, not a timing check: the close releases the writer within 20 ms.
         assert!(
-            done_rx
+            w.failed
                 .recv_timeout(std::time::Duration::from_secs(120))
                 .is_ok(),
             "the close did not release the writer waiting for a checkpoint"
         );
-        let (model, e) = writer.join().unwrap();
+        let (model, e) = w.writer.join().unwrap();
         assert!(
-            matches!(e, Error::Closed),
+            matches!(e, Some(Error::Closed)),
             "the waiting commit failed with {e:?}"
         );
         assert!(!model.is_empty());
-        gate.open();
+        w.gate.open();
         closer.join().unwrap().unwrap();
-        drop(db);
-        let o = o.vfs(common::real_vfs(io));
-        let db = Db::open(dir.path(), o).unwrap();
+        drop(w.db);
+        let db = Db::open(w.dir.path(), w.o.vfs(common::real_vfs(io))).unwrap();
         check(&db, &model, "reopened after the close");
     });
 }
