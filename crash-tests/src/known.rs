@@ -103,9 +103,9 @@
 //!   floor with it: reads refused before the crash succeed after recovery — the floor moved back
 //!   across a restart. Reported as `retention`; tolerated only when the crash lost such an
 //!   entry.
-//! * [`NEWER_THAN_FLOOR_AFTER_A_CRASH`] (fixed in the engine in the commit after the one that
-//!   turned this check into a violation): under `Retention::NewerThan` a trim after the last checkpoint could raise
-//!   the floor over versions the checkpoint holds; their commit times are no longer in the log,
+//! * [`NEWER_THAN_FLOOR_AFTER_A_CRASH`] (fixed in the engine by ec6fdfd, which turned this
+//!   check into a violation too): under `Retention::NewerThan` a trim after the last checkpoint
+//!   could raise the floor over versions the checkpoint holds; their commit times are no longer in the log,
 //!   so recovery cannot recompute that floor, and after a *crash* before the next checkpoint the
 //!   floor came back lower: reads refused before the crash were answered after it (with the
 //!   versions the model holds). A clean close recorded the floor in the MANIFEST (engine
