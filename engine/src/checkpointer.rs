@@ -577,9 +577,14 @@ fn write_image(
 ) -> Result<(crate::checkpoint::Written, Lsn)> {
     let gen = shared.versions.current();
     let (retention, floor, plan) = {
-        let mut r = shared.versions.retention.lock();
+        let r = shared.versions.retention.lock();
         let old = gen.floor().max(manifest.trim_floor).min(lsn);
-        let floor = r.trim_floor(shared.wall_ns(), lsn, old);
+        let floor = r.trim_floor(
+            shared.wall_ns(),
+            lsn,
+            old,
+            &mut shared.versions.samples.lock(),
+        );
         (r.policy, floor, r.plan(floor, lsn))
     };
     let spec = crate::checkpoint::Spec {

@@ -229,12 +229,6 @@ impl Shared {
             // publishes a round.
             shared.write_led(led);
         }
-        // Not under the log mutex: `set_retention` holds the retention lock across a commit.
-        // (`set_retention` samples its own commit, holding that lock already.)
-        if !system && shared.versions.sample_times.load(Ordering::Relaxed) {
-            let now = shared.wall_ns();
-            shared.versions.retention.lock().sample(now, lsn);
-        }
         // 2. The index inserts, concurrent with other committers'.
         let trim = !system && shared.versions.insert(ops, lsn);
         shared.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -253,6 +247,14 @@ impl Shared {
         }
         // A writer reads its own writes: wait for the commits before it to be published.
         shared.wait_visible_or_err(lsn)?;
+        // Under a time-based policy: `lsn` is visible by now (a sample taken earlier could let
+        // a trim drop versions readers still saw as current within the window). Not the
+        // retention lock: `set_retention` holds it while it waits for its own commit to become
+        // visible, which may wait for this one. (`set_retention` samples its own commit.)
+        if !system && shared.versions.sample_times.load(Ordering::Relaxed) {
+            let now = shared.wall_ns();
+            shared.versions.samples.lock().record(now, lsn);
+        }
         Ok(lsn)
     }
 }

@@ -587,6 +587,8 @@ impl Db {
         let shared = &*self.shared;
         let v = &shared.versions;
         // Held across the commit: no trim plans with the old policy once the new one is logged.
+        // (Commits never take it: they record their time samples under a lock of their own, so
+        // this one's wait for its own commit's visibility waits for no one who needs it.)
         let mut r = v.retention.lock();
         let floor = v.current().floor();
         let value = policy.encode(floor);
@@ -595,7 +597,10 @@ impl Db {
         let durability = shared.log.as_ref().map(|_| Durability::Strict);
         let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
-        r.sample(shared.wall_ns(), lsn);
+        if r.wants_samples() {
+            // Visible now: commit_ops returned.
+            v.samples.lock().record(shared.wall_ns(), lsn);
+        }
         v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
         if policy != Retention::Snapshots {
             // History is kept from here on: reads below are refused, as they are after a restart

@@ -10,7 +10,7 @@ use ringlog_uring::{OpenOptions, Vfs};
 
 use crate::db::{Db, LogThread};
 use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
-use crate::index::retention::RetentionState;
+use crate::index::retention::{RetentionState, Samples};
 use crate::index::{Gen, Lsn, Versions};
 use crate::options::{Durability, MAX_ALIGN};
 use crate::recovery::recover;
@@ -561,13 +561,16 @@ fn recovered_versions(
 ) -> Versions {
     let last = recovered.stats.last_lsn;
     let (policy, recorded) = recovered.retention;
-    let mut state = RetentionState::new(policy);
-    for &(t, lsn) in &recovered.samples {
-        state.sample(t, lsn);
+    let state = RetentionState::new(policy);
+    let mut samples = Samples::default();
+    if state.wants_samples() {
+        for &(t, lsn) in &recovered.samples {
+            samples.record(t, lsn);
+        }
     }
     // After a restart no snapshot is live, and nothing below the recovered state can be read.
     // The MANIFEST's floor too: it never moves backwards, across restarts either.
-    let mut floor = state.trim_floor(now_ns, last, recorded);
+    let mut floor = state.trim_floor(now_ns, last, recorded, &mut samples);
     if !crate::hooks::trim_floor_backwards() {
         floor = floor.max(manifest_floor.min(last));
     }
@@ -591,6 +594,7 @@ fn recovered_versions(
     // A superset: the segments the checkpoint refers to.
     gen.set_segments(recovered.value_segments.clone());
     let v = Versions::new(gen, state, threshold);
+    *v.samples.lock() = samples;
     v.set_garbage(garbage);
     v
 }

@@ -994,3 +994,65 @@ fn a_trim_that_cannot_record_its_floor_changes_nothing() {
         db.close().unwrap();
     });
 }
+
+/// `set_retention` holds the retention lock while its own commit becomes visible, which waits
+/// for every commit before it to be published. A commit that took its LSN before it and was
+/// still on its way to publication must not need that lock: committers once took it to record
+/// their time samples under `NewerThan`, between their LSN and their publication, and the two
+/// waited for each other forever (found in review). Here a `put` is held at its round's durable
+/// write (a gate in the disk) until `set_retention` is waiting, holding the lock, for its own
+/// sync; released, both must return.
+#[test]
+fn set_retention_does_not_wait_for_a_commit_that_waits_for_it() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let gate = Arc::new(WriteGate::default());
+        let vfs = GatedWrites::new(real_vfs(io), gate.clone());
+        let db = Arc::new(open(dir.path(), opts(io, Durability::Strict).vfs(vfs)));
+        db.set_retention(Retention::NewerThan(Duration::from_secs(3600)))
+            .unwrap();
+        let before = db.put(b"k", b"0").unwrap();
+        gate.arm();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writer = {
+            let (db, done_tx) = (db.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let r = db.put(b"k", b"1");
+                let _ = done_tx.send("put");
+                r
+            })
+        };
+        // The put has its LSN and waits, unpublished, in its round's write.
+        gate.wait_holding();
+        let setter = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let r = db.set_retention(Retention::NewerThan(Duration::from_secs(7200)));
+                let _ = done_tx.send("set_retention");
+                r
+            })
+        };
+        // set_retention holds the retention lock and waits for its own sync.
+        gate.wait_durable_waits(1);
+        gate.release();
+        // A hang is the failure: bounded so that it fails instead of stalling the suite.
+        for _ in 0..2 {
+            let who = done.recv_timeout(Duration::from_secs(120));
+            assert!(
+                who.is_ok(),
+                "{}: put and set_retention wait for each other",
+                io_name(io)
+            );
+        }
+        let put = writer.join().unwrap().unwrap();
+        let set = setter.join().unwrap().unwrap();
+        assert!(before < put && put < set, "{before} < {put} < {set}");
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            db.retention(),
+            Retention::NewerThan(Duration::from_secs(7200))
+        );
+        // History is kept from the new policy's commit on (its floor: the LSN before it).
+        assert_eq!(db.get_at(b"k", put).unwrap().as_deref(), Some(&b"1"[..]));
+    });
+}

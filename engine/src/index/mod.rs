@@ -25,7 +25,7 @@ use crate::rcu::{self, Rcu, RcuOption};
 use crate::skiplist::{NodeRef, SkipList};
 use crate::values::{ValueStore, IN_SEGMENT};
 use crate::{Error, Result};
-use retention::RetentionState;
+use retention::{RetentionState, Samples};
 
 /// A log sequence number: the position of a committed transaction in the commit order, and the
 /// version of every key it wrote. LSNs increase with every commit and are never handed out twice,
@@ -266,6 +266,9 @@ pub(crate) struct Versions {
     /// Live snapshots: LSN → count. The trim floor never passes the oldest.
     snapshots: Mutex<BTreeMap<Lsn, usize>>,
     pub(crate) retention: Mutex<RetentionState>,
+    /// What a time-based policy needs, recorded by committers: a leaf lock (nothing else is
+    /// taken while it is held), so that no commit takes the retention lock.
+    pub(crate) samples: Mutex<Samples>,
     /// Superseded versions and tombstones inserted into the current generation since it was
     /// built: what a trim could drop.
     garbage: AtomicUsize,
@@ -303,6 +306,7 @@ impl Versions {
             next: RcuOption::none(),
             snapshots: Mutex::new(BTreeMap::new()),
             retention: Mutex::new(retention),
+            samples: Mutex::new(Samples::default()),
             garbage: AtomicUsize::new(0),
             trim_at: AtomicUsize::new(min_garbage.max(1)),
             trim_requested: AtomicBool::new(false),

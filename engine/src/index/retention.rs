@@ -83,44 +83,41 @@ impl Retention {
 /// The key of the retention policy's system entry.
 pub(crate) const RETENTION_KEY: &[u8] = b"retention";
 
-/// The policy in force and what the time-based policy needs.
+/// The policy in force.
 #[derive(Debug, Default)]
 pub(crate) struct RetentionState {
     pub(crate) policy: Retention,
-    /// (commit time in ns since the Unix epoch, LSN) samples, oldest first, at most one per
-    /// millisecond: which LSN was current at a given time, for [`Retention::NewerThan`].
+}
+
+/// (commit time in ns since the Unix epoch, LSN) samples for [`Retention::NewerThan`], oldest
+/// first, at most one per millisecond: which LSN was visible at a given time. Each is taken once
+/// its LSN is visible (a sample taken earlier — at LSN assignment, before a Strict commit's sync —
+/// would let a trim drop versions that were still current, as readers saw them, within the
+/// window). Behind a lock of its own, taken by nothing while it is held
+/// ([`crate::index::Versions::samples`]): committers record samples without the retention lock,
+/// which `Db::set_retention` holds while it waits for its own commit to become visible.
+#[derive(Debug, Default)]
+pub(crate) struct Samples {
     samples: VecDeque<(u64, Lsn)>,
 }
 
-/// Sample spacing for [`RetentionState::samples`].
+/// Sample spacing for [`Samples`].
 const SAMPLE_NS: u64 = 1_000_000;
 
-impl RetentionState {
-    pub(crate) fn new(policy: Retention) -> RetentionState {
-        RetentionState {
-            policy,
-            samples: VecDeque::new(),
-        }
-    }
-
-    /// Records that `lsn` committed at `now_ns` (kept only under a time-based policy).
-    pub(crate) fn sample(&mut self, now_ns: u64, lsn: Lsn) {
-        if !matches!(self.policy, Retention::NewerThan(_)) {
-            return;
-        }
+impl Samples {
+    /// Records that `lsn` was visible at `now_ns` (the caller samples only under a time-based
+    /// policy). A sample less than [`SAMPLE_NS`] after the last one is not kept, so times only
+    /// rise along the samples; their LSNs may not (committers sample as they finish, in any
+    /// order), and need not: each is a lower bound of what was visible at its time.
+    pub(crate) fn record(&mut self, now_ns: u64, lsn: Lsn) {
         match self.samples.back() {
             Some(&(t, _)) if now_ns < t.saturating_add(SAMPLE_NS) => {}
             _ => self.samples.push_back((now_ns, lsn)),
         }
     }
 
-    /// Whether commits should be sampled.
-    pub(crate) fn wants_samples(&self) -> bool {
-        matches!(self.policy, Retention::NewerThan(_))
-    }
-
-    /// The newest LSN committed at or before `t` according to the samples, if any sample is that
-    /// old. Drops samples no longer needed.
+    /// An LSN visible at or before `t` according to the samples (the latest sample's at or
+    /// before `t`), if any sample is that old. Drops samples no longer needed.
     fn lsn_at(&mut self, t: u64) -> Option<Lsn> {
         let mut found = None;
         while let Some(&(at, lsn)) = self.samples.front() {
@@ -137,17 +134,35 @@ impl RetentionState {
         }
         found
     }
+}
+
+impl RetentionState {
+    pub(crate) fn new(policy: Retention) -> RetentionState {
+        RetentionState { policy }
+    }
+
+    /// Whether commits should be sampled.
+    pub(crate) fn wants_samples(&self) -> bool {
+        matches!(self.policy, Retention::NewerThan(_))
+    }
 
     /// The floor a trim may move to now: `cap` is the oldest LSN anything still reads at (live
     /// snapshots, the visible LSN, and the durable LSN when there is a log, so that a crash can
-    /// never bring back history a read was refused), `floor` the current floor.
-    pub(crate) fn trim_floor(&mut self, now_ns: u64, cap: Lsn, floor: Lsn) -> Lsn {
+    /// never bring back history a read was refused), `floor` the current floor; `samples` those
+    /// of a time-based policy.
+    pub(crate) fn trim_floor(
+        &self,
+        now_ns: u64,
+        cap: Lsn,
+        floor: Lsn,
+        samples: &mut Samples,
+    ) -> Lsn {
         let wanted = match self.policy {
             Retention::Snapshots => cap,
             Retention::All | Retention::LastVersions(_) => floor,
             Retention::NewerThan(d) => {
                 let t = now_ns.saturating_sub(d.as_nanos().min(u64::MAX as u128) as u64);
-                self.lsn_at(t).unwrap_or(floor).min(cap)
+                samples.lsn_at(t).unwrap_or(floor).min(cap)
             }
         };
         wanted.max(floor)
@@ -238,15 +253,16 @@ mod tests {
 
     #[test]
     fn time_floor_follows_samples() {
-        let mut r = RetentionState::new(Retention::NewerThan(Duration::from_millis(10)));
+        let r = RetentionState::new(Retention::NewerThan(Duration::from_millis(10)));
+        let mut s = Samples::default();
         for i in 0..100u64 {
-            r.sample(i * 1_000_000, i + 1);
+            s.record(i * 1_000_000, i + 1);
         }
         // 50 ms in, 10 ms window: the LSN current at 40 ms.
-        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 0), 41);
+        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 0, &mut s), 41);
         // Never above the cap, never below the floor.
-        assert_eq!(r.trim_floor(50_000_000, 20, 0), 20);
-        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 60), 60);
+        assert_eq!(r.trim_floor(50_000_000, 20, 0, &mut s), 20);
+        assert_eq!(r.trim_floor(50_000_000, u64::MAX, 60, &mut s), 60);
     }
 
     #[test]

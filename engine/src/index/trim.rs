@@ -168,7 +168,7 @@ pub(crate) fn trim_converting(
     let v = host.versions();
     // 1. The cap and the plan, before anything else: every LSN assigned later is above the cap.
     let (floor, plan, newer_than) = {
-        let mut r = v.retention.lock();
+        let r = v.retention.lock();
         let snapshots = v.snapshots.lock();
         let mut cap = host.visible();
         if let Some(&oldest) = snapshots.keys().next() {
@@ -181,7 +181,7 @@ pub(crate) fn trim_converting(
         }
         drop(snapshots);
         let old_floor = v.current().floor();
-        let floor = r.trim_floor(host.now_ns(), cap, old_floor);
+        let floor = r.trim_floor(host.now_ns(), cap, old_floor, &mut v.samples.lock());
         let newer_than = matches!(r.policy, crate::Retention::NewerThan(_));
         (floor, r.plan(floor, cap), newer_than)
     };

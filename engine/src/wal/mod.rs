@@ -196,10 +196,13 @@ pub(crate) struct Counters {
 /// Lock order (never acquire against it): the MANIFEST (`Checkpoints::manifest`, held for a
 /// whole checkpoint, a `Retention::NewerThan` trim or a read of the log's runs) → the index's
 /// `trim_running` → `round` → `State` (the log mutex) → the conflict table's mutex
-/// (`conflicts`) → the index's retention lock → its snapshot registry → the visibility lock.
+/// (`conflicts`) → the index's retention lock → its snapshot registry → the visibility lock; the
+/// index's time samples (`Versions::samples`) are a leaf: nothing is taken while they are held.
 /// The commit path takes only the log mutex, briefly (LSN assignment and log-buffer
 /// reservation), then inserts into the index with no lock and publishes under the visibility
-/// lock alone; a lone `Strict` committer that
+/// lock alone, and records its time sample (under `NewerThan`) once visible. It never takes the
+/// retention lock, which `Db::set_retention` holds while it waits for its own commit to become
+/// visible — that is, for every commit before it to be published. A lone `Strict` committer that
 /// leads its own round takes `round` with `try_lock` under the log mutex (which never waits, so
 /// it cannot deadlock against the order) and holds it, without the log mutex, while it writes.
 pub(crate) struct Shared {

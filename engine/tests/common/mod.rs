@@ -572,3 +572,177 @@ impl Vfs for FullForManifests {
         self.inner.write_durable_here(file, offset, buf, strategy)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A durable write held at a gate
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`GatedWrites`] disk tells the test and is told by it.
+#[derive(Default)]
+pub struct WriteGate {
+    state: std::sync::Mutex<GateState>,
+    cv: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The next durable log write waits at the gate.
+    armed: bool,
+    /// A write is waiting at the gate.
+    holding: bool,
+    /// `Strict` commits that blocked waiting for their sync (`Vfs::will_block`).
+    durable_waits: usize,
+}
+
+impl WriteGate {
+    /// Holds the next durable log write (a round of the log thread's or a committer's own).
+    pub fn arm(&self) {
+        self.state.lock().unwrap().armed = true;
+    }
+
+    /// Waits until a write is held at the gate.
+    pub fn wait_holding(&self) {
+        let mut s = self.state.lock().unwrap();
+        while !s.holding {
+            s = self.cv.wait(s).unwrap();
+        }
+    }
+
+    /// Waits until `n` `Strict` commits in all have blocked waiting for their sync.
+    pub fn wait_durable_waits(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        while s.durable_waits < n {
+            s = self.cv.wait(s).unwrap();
+        }
+    }
+
+    /// Lets the held write go on (and every later one).
+    pub fn release(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.armed = false;
+        s.holding = false;
+        self.cv.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut s = self.state.lock().unwrap();
+        if !s.armed {
+            return;
+        }
+        s.armed = false;
+        s.holding = true;
+        self.cv.notify_all();
+        while s.holding {
+            s = self.cv.wait(s).unwrap();
+        }
+    }
+}
+
+/// A `Vfs` that delegates to a real one, except that once its gate is armed the next durable log
+/// write — its driver's or a committer's own (`write_durable_here`) — waits until the test
+/// releases it; it also counts `Strict` commits that block waiting for their sync. For tests that
+/// need one commit held between its LSN and its publication while others go on.
+pub struct GatedWrites {
+    inner: Arc<dyn Vfs>,
+    gate: Arc<WriteGate>,
+}
+
+impl GatedWrites {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Vfs>, gate: Arc<WriteGate>) -> Arc<GatedWrites> {
+        Arc::new(GatedWrites { inner, gate })
+    }
+}
+
+impl Vfs for GatedWrites {
+    fn backend(&self) -> BackendInfo {
+        self.inner.backend()
+    }
+    fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn ringlog_db::io::FileWriter + 'a> {
+        self.inner.file_writer(file)
+    }
+    fn read_batch(&self, reads: &mut [ringlog_db::io::BatchRead<'_>]) {
+        self.inner.read_batch(reads)
+    }
+    fn open(&self, path: &Path, opts: ringlog_db::io::OpenOptions) -> io::Result<Box<dyn VFile>> {
+        self.inner.open(path, opts)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn kind_of(&self, path: &Path) -> io::Result<Option<ringlog_db::io::EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn ringlog_db::io::FileLock>> {
+        self.inner.lock(path)
+    }
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        self.inner.lock_held(path)
+    }
+    fn filesystem(&self, path: &Path) -> io::Result<ringlog_db::io::FsInfo> {
+        self.inner.filesystem(path)
+    }
+    fn will_block(&self, why: ringlog_db::io::BlockReason) {
+        if why == ringlog_db::io::BlockReason::CommitDurable {
+            self.gate.state.lock().unwrap().durable_waits += 1;
+            self.gate.cv.notify_all();
+        }
+        self.inner.will_block(why);
+    }
+    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+        Ok(Box::new(GatedDriver {
+            inner: self.inner.log_driver()?,
+            gate: self.gate.clone(),
+        }))
+    }
+    fn writes_here(&self) -> bool {
+        self.inner.writes_here()
+    }
+    fn write_durable_here(
+        &self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.gate.pass();
+        self.inner.write_durable_here(file, offset, buf, strategy)
+    }
+}
+
+/// The log driver of a [`GatedWrites`] disk: rounds one at a time (no `submit`).
+struct GatedDriver {
+    inner: Box<dyn LogDriver>,
+    gate: Arc<WriteGate>,
+}
+
+impl LogDriver for GatedDriver {
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.gate.pass();
+        self.inner.write_durable(file, offset, buf, strategy)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.wait(timeout)
+    }
+    fn waker(&self) -> Arc<dyn Waker> {
+        self.inner.waker()
+    }
+}
