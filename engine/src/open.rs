@@ -561,6 +561,10 @@ fn recovered_versions(
 ) -> Versions {
     let last = recovered.stats.last_lsn;
     let (policy, recorded) = recovered.retention;
+    // A truncating recovery may cut the log below a floor the MANIFEST recorded (a `NewerThan`
+    // trim records floors up to the durable LSN): the floor then stops at the last LSN
+    // recovered, so that the state the cut left is readable. Otherwise the log reaches it.
+    let recorded = recorded.min(last);
     let state = RetentionState::new(policy);
     let mut samples = Samples::default();
     if state.wants_samples() {
