@@ -631,10 +631,20 @@ pub(crate) fn load(
     read(&mut foot, data_end)?;
     let footer = CheckpointFooter::decode(&foot, data_end, epoch, &header)
         .map_err(|e| corrupt(e.offset(), format!("bad checkpoint footer: {e}")))?;
+    // The footer's counts size the index before any block is read (hints: checked against the
+    // blocks at the end), bounded by what the file can hold, so that a damaged or foreign
+    // footer whose checksum holds cannot make the open allocate without bound. An entry takes
+    // at least MIN_ENTRY_LEN bytes once decoded; blocks of another codec than the identity are
+    // taken to decode to at most HINT_EXPANSION times their size (past that, the index grows
+    // as it loads).
+    const HINT_EXPANSION: u64 = 8;
+    let bytes = data_end - CHECKPOINT_HEADER_LEN as u64;
+    let expansion = if header.codec == 0 { 1 } else { HINT_EXPANSION };
+    let most = bytes.saturating_mul(expansion) / ringlog_format::MIN_ENTRY_LEN as u64;
     sink(Item::Start {
-        keys: footer.keys,
-        versions: footer.entries,
-        bytes: data_end - CHECKPOINT_HEADER_LEN as u64,
+        keys: footer.keys.min(most),
+        versions: footer.entries.min(most),
+        bytes,
     });
     let mut retention = false;
     let (mut blocks, mut entries, mut keys) = (0u64, 0u64, 0u64);
@@ -760,6 +770,47 @@ pub(crate) fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A footer whose checksum holds but whose counts no file of its size can hold (a damaged
+    /// or foreign one) is `Corruption` at open, never an allocation sized by its counts (the
+    /// open aborted asking for 12 PB; found in review).
+    #[test]
+    fn a_footer_counting_more_than_its_file_holds_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::Db::open(dir.path(), crate::Options::default()).unwrap();
+        for i in 0..100u32 {
+            db.put(&i.to_be_bytes(), b"value").unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.close().unwrap();
+        let vfs = ringlog_uring::PosixVfs::new("test");
+        let m = crate::dir::read_manifest(&vfs, dir.path())
+            .unwrap()
+            .unwrap();
+        assert_ne!(m.checkpoint_id, 0, "checkpointed");
+        let path = dir.path().join(file_name(m.checkpoint_id));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - CHECKPOINT_FOOTER_LEN;
+        let header =
+            CheckpointHeader::decode(&bytes[..CHECKPOINT_HEADER_LEN], m.epoch, m.checkpoint_id)
+                .unwrap();
+        let f = CheckpointFooter::decode(&bytes[at..], at as u64, m.epoch, &header).unwrap();
+        let lie = CheckpointFooter::new(f.lsn, f.id, f.blocks, 1 << 50, 1 << 50, f.data_end);
+        bytes[at..].copy_from_slice(&lie.encode(m.epoch));
+        std::fs::write(&path, &bytes).unwrap();
+        match crate::Db::open(dir.path(), crate::Options::default()) {
+            Err(crate::Error::Corruption {
+                file,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(file, path);
+                assert_eq!(offset, at as u64);
+                assert!(reason.contains("footer counts"), "{reason}");
+            }
+            other => panic!("opened with a lying footer: {:?}", other.map(|_| ())),
+        }
+    }
 
     #[test]
     fn names_round_trip() {

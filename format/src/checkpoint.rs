@@ -30,6 +30,11 @@ pub const BLOCK_HEADER_LEN: usize = 32;
 pub const CHECKPOINT_FOOTER_LEN: usize = 64;
 /// Bytes of an entry header.
 pub const ENTRY_HEADER_LEN: usize = 16;
+/// Bytes of the smallest encoded entry (a one-byte key and no value, padded to 8).
+pub const MIN_ENTRY_LEN: usize = (ENTRY_HEADER_LEN + 1).div_ceil(8) * 8;
+/// The flag bits an entry may carry: bit 0, versions of its key older than it were trimmed (a
+/// per-key retention policy). A decoder refuses any other bit.
+pub const ENTRY_FLAGS: u8 = 0x01;
 /// Largest raw or stored payload of one block: one entry is at most a key and a value, and a
 /// value is at most what a segment can hold.
 pub const MAX_BLOCK_LEN: u64 = MAX_SEGMENT_LEN;
@@ -214,7 +219,7 @@ pub struct Entry<'a> {
     /// [`ENTRY_USER`], [`ENTRY_USER_REF`] (exactly when `value` is [`EntryValue::InSegment`]) or
     /// [`ENTRY_SYSTEM`].
     pub kind: u8,
-    /// Opaque flags of the engine.
+    /// Flags ([`ENTRY_FLAGS`]).
     pub flags: u8,
     /// The version's LSN (1..=MAX_ID).
     pub lsn: u64,
@@ -249,6 +254,11 @@ pub fn encode_entry(out: &mut Vec<u8>, e: &Entry<'_>) {
         e.lsn >= 1 && e.lsn <= MAX_ID,
         "checkpoint entry: LSN {}",
         e.lsn
+    );
+    assert!(
+        e.flags & !ENTRY_FLAGS == 0,
+        "checkpoint entry: flags {:#x}",
+        e.flags
     );
     assert!(
         match e.value {
@@ -338,6 +348,9 @@ impl<'a> Iterator for Entries<'a> {
                 self,
                 self.bad("a checkpoint entry's LSN is 0 or above the maximum"),
             );
+        }
+        if flags & !ENTRY_FLAGS != 0 {
+            return fail(self, self.bad("a checkpoint entry has unknown flag bits"));
         }
         if key_len == 0 || !matches!(kind, ENTRY_USER | ENTRY_SYSTEM | ENTRY_USER_REF) {
             return fail(
@@ -853,6 +866,33 @@ mod tests {
             }
             let h = CheckpointHeader::new(1, 1, 1, 0, 0);
             let _ = CheckpointFooter::decode(&bytes, 0, 1, &h);
+        }
+    }
+
+    /// Flag bits other than [`ENTRY_FLAGS`] are refused: the engine keeps in-memory flags in
+    /// other bits (a value held by reference), which a checksummed entry must not be able to set
+    /// (a read of its value then panicked; found in review).
+    #[test]
+    fn unknown_flag_bits_are_refused() {
+        let e = Entry {
+            kind: ENTRY_USER,
+            flags: ENTRY_FLAGS,
+            lsn: 5,
+            key: b"k",
+            value: EntryValue::Inline(b"12345"),
+        };
+        let mut raw = Vec::new();
+        encode_entry(&mut raw, &e);
+        let back: Vec<_> = Entries::new(&raw, 64).collect();
+        assert_eq!(back, vec![Ok(e)]);
+        for bit in 1..8 {
+            let mut bad = raw.clone();
+            bad[15] |= 1 << bit;
+            let got: Vec<_> = Entries::new(&bad, 64).collect();
+            assert!(
+                matches!(got.as_slice(), [Err(DecodeError::Malformed { .. })]),
+                "bit {bit}: {got:?}"
+            );
         }
     }
 
