@@ -436,6 +436,55 @@ fn buffered_syncs_within_its_interval_without_any_call() {
     });
 }
 
+/// A `Buffered` override whose `max_pending` is above the backpressure limit (64 MiB on a Strict
+/// database) must not leave committers waiting for space until its deadline: the log thread
+/// writes once they wait. Before, nothing forced a round below the override's trigger and the
+/// commit that reached 64 MiB pending waited out the whole interval (found in review). The
+/// interval here is a day: a stall is a hang, caught by the guard.
+#[test]
+fn a_buffered_override_above_the_backpressure_limit_does_not_stall_commits() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Arc::new(open(
+            dir.path(),
+            opts(io, Durability::Strict).checkpoint_bytes(u64::MAX),
+        ));
+        let lazy = Durability::Buffered {
+            interval: Duration::from_secs(24 * 3600),
+            max_pending: 1 << 30,
+        };
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writer = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let value = vec![7u8; 200 << 10];
+                let mut last = 0;
+                for i in 0..420u32 {
+                    let mut t = db.begin();
+                    t.put(&i.to_be_bytes(), &value).unwrap();
+                    last = t.commit_with(lazy).unwrap();
+                }
+                let _ = done_tx.send(());
+                last
+            })
+        };
+        assert!(
+            done.recv_timeout(Duration::from_secs(120)).is_ok(),
+            "{}: commits waited for space until the override's deadline",
+            io_name(io)
+        );
+        let last = writer.join().unwrap();
+        assert!(
+            db.stats().syncs >= 1,
+            "{}: the log thread wrote",
+            io_name(io)
+        );
+        db.sync().unwrap();
+        assert!(db.durable_lsn() >= last);
+        db.close().unwrap();
+    });
+}
+
 #[test]
 fn buffered_max_pending_triggers_a_sync() {
     on_each_path(|io| {

@@ -395,6 +395,11 @@ impl Shared {
     pub(crate) fn wait_for_space(&self, st: &mut MutexGuard<'_, State>) {
         let Some(cfg) = &self.log else { return };
         while st.pending_bytes >= cfg.backpressure && st.poisoned.is_none() && !st.closing {
+            // The log thread writes once the pending bytes reach the trigger, which a Buffered
+            // override's `max_pending` may have put above this limit: lower it, or nothing
+            // would be written before the override's deadline (up to a day) and every commit
+            // would wait here until then.
+            st.trigger_bytes = st.trigger_bytes.min(cfg.backpressure);
             self.wake_log(st);
             self.will_block(BlockReason::Space);
             self.space_cv.wait(st);
