@@ -473,7 +473,7 @@ fn checkpoint_pinned(
     // for readers before: all but the new checkpoint's value segments and those a live index
     // generation may still read (a snapshot's or a scan's versions the checkpoint left out;
     // deferred to a later checkpoint).
-    let doomed: Vec<u64> = {
+    let (doomed, deferred): (Vec<u64>, Vec<u64>) = {
         let mut d: std::collections::BTreeSet<u64> =
             (old.first_segment.max(1)..first_segment).collect();
         d.extend(c.value_segments.lock().iter().copied());
@@ -502,8 +502,10 @@ fn checkpoint_pinned(
             }
             !keep
         });
-        *c.deferred.lock() = deferred;
-        d.into_iter().filter(|&s| s < first_segment).collect()
+        (
+            d.into_iter().filter(|&s| s < first_segment).collect(),
+            deferred,
+        )
     };
     if crate::hooks::delete_segments_before_manifest() {
         delete_segments(&*c.vfs, &c.dir, &doomed);
@@ -521,6 +523,9 @@ fn checkpoint_pinned(
         return Err(e);
     }
     *manifest = next;
+    // Only now: had the MANIFEST failed, the segments deferred before (still below the first
+    // needed segment in force) would have dropped out of the list without being deleted.
+    *c.deferred.lock() = deferred;
     c.value_segments.lock().clone_from(&written.value_segments);
     c.last_len.store(written.len, Ordering::Relaxed);
     c.lsn.store(lsn, Ordering::Relaxed);
