@@ -159,6 +159,35 @@ impl Applier {
         let _ = self.apply_txn(t, buf);
     }
 
+    /// Whether every operation of transaction `t` can be applied (see [`Applier::check`]):
+    /// checked before its commit is accepted, so that a transaction is applied whole or not
+    /// at all.
+    fn check_txn(&self, t: &OpenTxn, buf: &[u8]) -> std::result::Result<(), String> {
+        for &(is_put, ks, kl, vs, vl, system) in &t.ops {
+            let key = &buf[ks..ks + kl];
+            let op = if is_put {
+                OpRef::Put(key, &buf[vs..vs + vl])
+            } else {
+                OpRef::Delete(key)
+            };
+            Self::check(op, t.lsn, system)?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Applier::apply`] can apply `op`: a user operation always can; a system entry
+    /// that the engine reads (a retention policy) must decode.
+    fn check(op: OpRef<'_>, lsn: Lsn, system: bool) -> std::result::Result<(), String> {
+        match op {
+            OpRef::Put(k, v) if system && k == RETENTION_KEY && Retention::decode(v).is_none() => {
+                Err(format!(
+                    "the retention policy entry at LSN {lsn} does not decode"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies the operations of transaction `t`, whose commit was accepted, at its LSN.
     fn apply_txn(&mut self, t: OpenTxn, buf: &[u8]) -> std::result::Result<(), String> {
         for (is_put, ks, kl, vs, vl, system) in t.ops {
@@ -307,12 +336,13 @@ impl Applier {
                 if self.open.take().is_some() {
                     self.stats.transactions_incomplete += 1;
                 }
-                self.commit(lsn, timestamp)?;
                 let op = if rec.kind == RecordKind::Write {
                     OpRef::Put(rec.key, rec.value)
                 } else {
                     OpRef::Delete(rec.key)
                 };
+                Self::check(op, lsn, rec.is_system())?;
+                self.commit(lsn, timestamp)?;
                 self.apply(op, lsn, buf, rec.is_system())?;
             }
             RecordKind::Write | RecordKind::Delete => {
@@ -341,6 +371,7 @@ impl Applier {
                         self.stats.transactions_incomplete += 1;
                         return Ok(());
                     }
+                    self.check_txn(&t, buf)?;
                     self.commit(t.lsn, timestamp)?;
                     self.apply_txn(t, buf)?;
                 } else {

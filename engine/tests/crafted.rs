@@ -340,3 +340,85 @@ fn a_damaged_manifest_says_what_is_wrong() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. a transaction with an operation recovery cannot apply
+// ---------------------------------------------------------------------------------------------
+
+/// A new segment after the last one holding `specs` (encoded in order, each checksummed in
+/// place), with a valid header: what a writer that follows the format byte for byte but not the
+/// engine's rules could leave.
+fn append_records(dir: &Path, base_lsn: u64, specs: &[RecordSpec<'_>]) -> PathBuf {
+    let path = next_segment(dir);
+    let id = seg_id(&path);
+    let ep = epoch(dir);
+    let last = segments(dir).pop().unwrap();
+    let prev_end = {
+        let bytes = std::fs::read(&last).unwrap();
+        let mut pos = SEGMENT_HEADER_LEN;
+        while let Ok(r) = ringlog_format::decode_record(
+            &bytes,
+            pos,
+            SegmentPos {
+                segment_id: seg_id(&last),
+                epoch: ep,
+                offset: pos as u64,
+            },
+        ) {
+            pos += r.encoded_len();
+        }
+        pos as u64
+    };
+    let mut buf = vec![0u8; SEGMENT_HEADER_LEN + 4096];
+    SegmentHeader::new(id, ep, 1, 0, prev_end, base_lsn).encode(&mut buf);
+    let mut at = SEGMENT_HEADER_LEN;
+    for spec in specs {
+        let pos = SegmentPos {
+            segment_id: id,
+            epoch: ep,
+            offset: at as u64,
+        };
+        at += encode_record(&mut buf[at..], spec, pos).unwrap();
+    }
+    std::fs::write(&path, &buf).unwrap();
+    path
+}
+
+/// A transaction one of whose operations recovery cannot apply (a retention policy entry that
+/// does not decode, in records whose checksums hold) is never applied in part: recovery used to
+/// apply the operations before it, count the transaction as applied, then stop at the bad one
+/// (found in review). Now the transaction is checked whole first: here, the last batch of the
+/// log, it is cut as a torn tail and none of it is visible.
+#[test]
+fn a_transaction_with_an_operation_that_cannot_apply_is_not_applied_in_part() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        with_keys(dir.path(), io, 5);
+        let last = Db::open(dir.path(), opts(io)).unwrap().last_lsn();
+        let lsn = last + 1;
+        let start = SEGMENT_HEADER_LEN as u32;
+        append_records(
+            dir.path(),
+            lsn,
+            &[
+                RecordSpec::batch_head(1, 0, SEGMENT_HEADER_LEN as u64, start),
+                RecordSpec::marker(ringlog_format::RecordKind::BeginTxn, 2, lsn, start),
+                RecordSpec::write(b"half", b"applied", lsn, start),
+                RecordSpec::write(b"retention", b"not a policy", lsn, start).system(),
+                RecordSpec::marker(ringlog_format::RecordKind::CommitTxn, 2, lsn, start),
+            ],
+        );
+        // Each open reads a copy: a recovery cuts the tail it refuses.
+        for (mode, o) in [("strict", opts(io)), ("truncating", truncating(io))] {
+            let copy = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+            }
+            let db = Db::open(copy.path(), o).unwrap();
+            assert_eq!(db.get(b"half").unwrap(), None, "{io:?} {mode}: half a txn");
+            assert_eq!(db.last_lsn(), last, "{io:?} {mode}");
+            assert_eq!(count_keys(&db), 5, "{io:?} {mode}");
+        }
+    }
+}
