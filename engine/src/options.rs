@@ -7,6 +7,10 @@ pub use ringlog_uring::{IoChoice, SyncStrategy, Vfs};
 
 use crate::{Error, Result};
 
+/// The largest [`Options::lease_span`] accepted: what a truncating recovery skips per lost
+/// segment, so that no LSN a lost lease covered is handed out again.
+pub(crate) const MAX_LEASE_SPAN: u64 = 1 << 40;
+
 /// When a commit is acknowledged, and what survives a crash. See the crate documentation's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -451,7 +455,7 @@ impl Options {
                 "trim_threshold must be at least 1".into(),
             ));
         }
-        if !(2..=1 << 40).contains(&self.lease_span) {
+        if !(2..=MAX_LEASE_SPAN).contains(&self.lease_span) {
             return Err(Error::InvalidOptions(format!(
                 "lease_span {} must be between 2 and 2^40",
                 self.lease_span

@@ -124,6 +124,8 @@ struct OpenTxn {
 
 /// Applies records in log order, keeping transactions atomic.
 struct Applier {
+    /// What a truncating recovery cut (see [`Cut`]).
+    cut: Cut,
     index: Loader,
     open: Option<OpenTxn>,
     last_applied: Lsn,
@@ -471,6 +473,7 @@ pub(crate) fn recover(
     let mut stats = RecoveryStats::default();
     let (ids, below) = list_and_clean(vfs, dir, manifest, &mut stats, read_only)?;
     let mut app = Applier {
+        cut: Cut::default(),
         index: Loader::default(),
         open: None,
         last_applied: manifest.checkpoint_lsn,
@@ -607,7 +610,10 @@ pub(crate) fn recover(
     }
     app.stats.build_time += building.elapsed();
     app.stats.duration = started.elapsed();
-    let max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
+    let mut max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
+    if app.stats.truncated_at.is_some() {
+        max_lsn = app.cut.next_lsn_floor(max_lsn);
+    }
     Ok(Recovered {
         base,
         versions,
@@ -654,7 +660,15 @@ fn scan_log(
                 ),
             ));
         }
-        cut_log(vfs, dir, &mut ids, 0, (missing, 0), &mut app.stats)?;
+        cut_log(
+            vfs,
+            dir,
+            &mut ids,
+            0,
+            (missing, 0),
+            &mut app.stats,
+            &mut app.cut,
+        )?;
     }
     if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
         let missing = ids[gap] + 1;
@@ -672,6 +686,7 @@ fn scan_log(
             gap + 1,
             (path_of(missing), 0),
             &mut app.stats,
+            &mut app.cut,
         )?;
     }
     let mut headers = Vec::with_capacity(ids.len());
@@ -741,7 +756,15 @@ fn scan_segments(
                     return Err(err);
                 }
                 log::warn!("truncating the log before {}: {err}", path.display());
-                cut_log(vfs, dir, &mut ids, i, (path, 0), &mut app.stats)?;
+                cut_log(
+                    vfs,
+                    dir,
+                    &mut ids,
+                    i,
+                    (path, 0),
+                    &mut app.stats,
+                    &mut app.cut,
+                )?;
                 break;
             }
         };
@@ -806,6 +829,7 @@ fn scan_segments(
                     i + 1,
                     (path.clone(), pos as u64),
                     &mut app.stats,
+                    &mut app.cut,
                 )?;
             }
         }
@@ -1508,8 +1532,33 @@ fn classify_damage(
     })
 }
 
+/// What a truncating recovery cut away, for the LSNs it must never hand out again: commits
+/// acknowledged in the bytes it cut (and the leases that let Buffered commits return early) are
+/// gone, and with them the proof of how far LSNs went.
+#[derive(Default)]
+struct Cut {
+    /// The highest base LSN among the headers (that decode) of the segments it set aside.
+    max_base: Lsn,
+    /// Segments cut into or set aside (or missing where the cut was made).
+    segments: u64,
+}
+
+impl Cut {
+    /// The LSN the next run must start above, after a cut, from the highest one recovery saw:
+    /// past the base LSN of every segment set aside, and then, for each segment cut, as many
+    /// LSNs as its records could have used (one per 8 bytes of the largest segment) plus the
+    /// largest lease a run may take. LSNs are 63 bits: a cut skips about 2^40 of them per
+    /// segment, so that identity holds without trusting a damaged byte.
+    fn next_lsn_floor(&self, seen: Lsn) -> Lsn {
+        let per_segment = crate::options::MAX_LEASE_SPAN + ringlog_format::MAX_SEGMENT_LEN / 8;
+        seen.max(self.max_base)
+            .saturating_add(per_segment.saturating_mul(self.segments + 1))
+            .min(ringlog_format::MAX_ID)
+    }
+}
+
 /// Cuts the log (a truncating recovery): keeps the first `keep` segments of `ids`, quarantines the
-/// rest, and records where the log was cut.
+/// rest, and records where the log was cut (and, in `cut`, what it cut: see [`Cut`]).
 fn cut_log(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -1517,7 +1566,14 @@ fn cut_log(
     keep: usize,
     at: (PathBuf, u64),
     stats: &mut RecoveryStats,
+    cut: &mut Cut,
 ) -> Result<()> {
+    cut.segments += 1 + (ids.len() - keep) as u64;
+    for &id in &ids[keep..] {
+        if let Ok(Ok(h)) = read_header(vfs, &dir.join(segment_file_name(id))) {
+            cut.max_base = cut.max_base.max(h.base_lsn);
+        }
+    }
     quarantine(vfs, dir, &ids[keep..], stats)?;
     ids.truncate(keep);
     stats.truncated_at = Some(at);
