@@ -5,6 +5,7 @@
 //! section 3.
 
 use bytemuck::{Pod, Zeroable};
+use std::mem::offset_of;
 
 use crate::{DecodeError, FORMAT_VERSION, MAX_ID, MIN_FORMAT_VERSION};
 
@@ -105,19 +106,44 @@ impl Manifest {
 
     /// The field invariants (offsets relative to `base`).
     fn check(&self, base: u64) -> Result<(), DecodeError> {
+        let at = |offset: usize| base + offset as u64;
         let fields = [
-            (48, "checkpoint id", self.checkpoint_id),
-            (56, "checkpoint LSN", self.checkpoint_lsn),
-            (72, "first segment", self.first_segment),
-            (80, "trim floor", self.trim_floor),
-            (88, "LSN floor", self.lsn_floor),
-            (96, "transaction id floor", self.txn_floor),
-            (104, "run id floor", self.run_floor),
+            (
+                offset_of!(Manifest, checkpoint_id),
+                "checkpoint id",
+                self.checkpoint_id,
+            ),
+            (
+                offset_of!(Manifest, checkpoint_lsn),
+                "checkpoint LSN",
+                self.checkpoint_lsn,
+            ),
+            (
+                offset_of!(Manifest, first_segment),
+                "first segment",
+                self.first_segment,
+            ),
+            (
+                offset_of!(Manifest, trim_floor),
+                "trim floor",
+                self.trim_floor,
+            ),
+            (offset_of!(Manifest, lsn_floor), "LSN floor", self.lsn_floor),
+            (
+                offset_of!(Manifest, txn_floor),
+                "transaction id floor",
+                self.txn_floor,
+            ),
+            (
+                offset_of!(Manifest, run_floor),
+                "run id floor",
+                self.run_floor,
+            ),
         ];
         for (off, field, value) in fields {
             if value > MAX_ID {
                 return Err(DecodeError::OutOfRange {
-                    offset: base + off,
+                    offset: at(off),
                     field,
                     value,
                     max: MAX_ID,
@@ -128,19 +154,19 @@ impl Manifest {
             || (self.checkpoint_id == 0 && self.checkpoint_lsn != 0)
         {
             return Err(DecodeError::Malformed {
-                offset: base + 48,
+                offset: at(offset_of!(Manifest, checkpoint_id)),
                 reason: "a checkpoint must have an id and a length, and none may have an LSN",
             });
         }
         if self.lsn_floor < self.checkpoint_lsn {
             return Err(DecodeError::Malformed {
-                offset: base + 88,
+                offset: at(offset_of!(Manifest, lsn_floor)),
                 reason: "the LSN floor is below the checkpoint's LSN",
             });
         }
         if self.reserved0 != 0 || self.reserved != [0; 2] {
             return Err(DecodeError::Malformed {
-                offset: base + 108,
+                offset: at(offset_of!(Manifest, reserved0)),
                 reason: "reserved manifest bytes are not zero",
             });
         }
@@ -220,6 +246,37 @@ mod tests {
         let crc = crc32c::crc32c(&bytes);
         bytes[8..12].copy_from_slice(&crc.to_le_bytes());
         bytes
+    }
+
+    /// A field out of range or contradicting another is reported at its own offset (the id and
+    /// floor fields' were 8 bytes too high; found in review).
+    #[test]
+    fn errors_name_the_field_offsets() {
+        let m = Manifest::new(42, 7);
+        let offset = |e: DecodeError| match e {
+            DecodeError::OutOfRange { offset, .. } | DecodeError::Malformed { offset, .. } => {
+                offset
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut bad = m;
+        bad.trim_floor = u64::MAX;
+        assert_eq!(offset(Manifest::decode(&raw(&bad)).unwrap_err()), 72);
+        let mut bad = m;
+        bad.run_floor = u64::MAX;
+        assert_eq!(offset(Manifest::decode(&raw(&bad)).unwrap_err()), 96);
+        let mut bad = m;
+        bad.checkpoint_id = 3;
+        assert_eq!(offset(Manifest::decode(&raw(&bad)).unwrap_err()), 40);
+        let mut bad = m;
+        bad.checkpoint_id = 3;
+        bad.checkpoint_len = 100;
+        bad.checkpoint_lsn = 9;
+        bad.lsn_floor = 8;
+        assert_eq!(offset(Manifest::decode(&raw(&bad)).unwrap_err()), 80);
+        let mut bad = m;
+        bad.reserved0 = 1;
+        assert_eq!(offset(Manifest::decode(&raw(&bad)).unwrap_err()), 108);
     }
 
     #[test]
