@@ -700,8 +700,14 @@ fn scan_log(
         .iter()
         .enumerate()
         .map(|(i, &id)| {
-            let stop_at = match headers.get(i + 1) {
-                Some(Ok(next)) => Some(next.prev_end),
+            // Only a header that is the next segment's of this database (as the loop below
+            // checks before it reads one): a foreign file's would bound this segment anywhere.
+            let stop_at = match (headers.get(i + 1), ids.get(i + 1)) {
+                (Some(Ok(next)), Some(&next_id))
+                    if next.segment_id == next_id && next.epoch == manifest.epoch =>
+                {
+                    Some(next.prev_end)
+                }
                 _ => None,
             };
             (path_of(id), stop_at)

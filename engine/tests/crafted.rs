@@ -422,3 +422,41 @@ fn a_transaction_with_an_operation_that_cannot_apply_is_not_applied_in_part() {
         }
     }
 }
+
+/// A file named like the next segment whose header decodes but belongs to another database (its
+/// epoch) does not bound the segment before it: its `prev_end` used to be taken as where that
+/// segment ends, so a truncating recovery cut the segment's valid records there and a strict one
+/// blamed the wrong file (found in review).
+#[test]
+fn a_foreign_next_segment_header_does_not_bound_the_segment_before_it() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        with_keys(dir.path(), io, 20);
+        let next = next_segment(dir.path());
+        let mut bytes = vec![0u8; SEGMENT_HEADER_LEN + 4096];
+        // A header for this id and a foreign epoch, ending the previous segment early.
+        let foreign = epoch(dir.path()) ^ 0x5555;
+        SegmentHeader::new(
+            seg_id(&next),
+            foreign,
+            1,
+            0,
+            SEGMENT_HEADER_LEN as u64 + 64,
+            1,
+        )
+        .encode(&mut bytes);
+        std::fs::write(&next, &bytes).unwrap();
+        expect_corruption(
+            Db::open(dir.path(), opts(io)),
+            &next,
+            "foreign next segment",
+        );
+        let db = Db::open(dir.path(), truncating(io)).unwrap();
+        assert_eq!(
+            count_keys(&db),
+            20,
+            "{io:?}: the segment before it is whole"
+        );
+        assert_eq!(db.recovery_stats().segments_quarantined, 1, "{io:?}");
+    }
+}
