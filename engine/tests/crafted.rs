@@ -69,28 +69,31 @@ fn expect_corruption(r: ringlog_db::Result<Db>, file: &Path, what: &str) -> Stri
 
 /// A segment whose header claims `base_lsn`, appended after the last segment, holding one
 /// autocommit write with `lsn`, in a batch whose head names `run_id`.
+/// Where the last segment's valid records end: what the next segment records as its
+/// predecessor's end.
+fn valid_end(dir: &Path, ep: u64) -> u64 {
+    let last = segments(dir).pop().unwrap();
+    let bytes = std::fs::read(&last).unwrap();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while let Ok(r) = ringlog_format::decode_record(
+        &bytes,
+        pos,
+        SegmentPos {
+            segment_id: seg_id(&last),
+            epoch: ep,
+            offset: pos as u64,
+        },
+    ) {
+        pos += r.encoded_len();
+    }
+    pos as u64
+}
+
 fn append_segment(dir: &Path, base_lsn: u64, lsn: u64, run_id: u64) -> PathBuf {
     let path = next_segment(dir);
     let id = seg_id(&path);
     let ep = epoch(dir);
-    // The predecessor ends where its valid records end: take it from a clean reopen.
-    let last = segments(dir).pop().unwrap();
-    let prev_end = {
-        let bytes = std::fs::read(&last).unwrap();
-        let mut pos = SEGMENT_HEADER_LEN;
-        while let Ok(r) = ringlog_format::decode_record(
-            &bytes,
-            pos,
-            SegmentPos {
-                segment_id: seg_id(&last),
-                epoch: ep,
-                offset: pos as u64,
-            },
-        ) {
-            pos += r.encoded_len();
-        }
-        pos as u64
-    };
+    let prev_end = valid_end(dir, ep);
     let mut buf = vec![0u8; SEGMENT_HEADER_LEN + 4096];
     // The encoders refuse out-of-range ids (invariants asserted before encoding): encode valid
     // ones, then patch the fields and recompute the checksums as a crafted file would.
@@ -352,23 +355,7 @@ fn append_records(dir: &Path, base_lsn: u64, specs: &[RecordSpec<'_>]) -> PathBu
     let path = next_segment(dir);
     let id = seg_id(&path);
     let ep = epoch(dir);
-    let last = segments(dir).pop().unwrap();
-    let prev_end = {
-        let bytes = std::fs::read(&last).unwrap();
-        let mut pos = SEGMENT_HEADER_LEN;
-        while let Ok(r) = ringlog_format::decode_record(
-            &bytes,
-            pos,
-            SegmentPos {
-                segment_id: seg_id(&last),
-                epoch: ep,
-                offset: pos as u64,
-            },
-        ) {
-            pos += r.encoded_len();
-        }
-        pos as u64
-    };
+    let prev_end = valid_end(dir, ep);
     let mut buf = vec![0u8; SEGMENT_HEADER_LEN + 4096];
     SegmentHeader::new(id, ep, 1, 0, prev_end, base_lsn).encode(&mut buf);
     let mut at = SEGMENT_HEADER_LEN;
