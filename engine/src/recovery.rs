@@ -405,6 +405,15 @@ impl Applier {
     }
 }
 
+/// A segment the checkpoint refers to for values is missing.
+fn missing_value_segment(dir: &Path, id: u64) -> Error {
+    corruption(
+        &dir.join(segment_file_name(id)),
+        0,
+        format!("segment {id} is missing: the checkpoint refers to values in it"),
+    )
+}
+
 fn corruption(file: &Path, offset: u64, reason: impl Into<String>) -> Error {
     Error::Corruption {
         file: file.to_path_buf(),
@@ -559,11 +568,7 @@ pub(crate) fn recover(
         .find(|&&id| id < manifest.first_segment && below.binary_search(&id).is_err())
         .filter(|_| !crate::hooks::open_ignores_missing_value_segments())
     {
-        return Err(corruption(
-            &dir.join(segment_file_name(missing)),
-            0,
-            format!("segment {missing} is missing: the checkpoint refers to values in it"),
-        ));
+        return Err(missing_value_segment(dir, missing));
     }
     if !read_only || crate::hooks::read_only_cleans_up() {
         remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;
@@ -1307,6 +1312,15 @@ fn seed_from_checkpoint(
                             };
                             match crate::values::read_direct(vfs, dir, manifest.epoch, &want) {
                                 Ok(x) => v.push_version(e.key, e.lsn, Some(&x)),
+                                // The segment is gone: the same corruption the check of the
+                                // value segments reports after the load (in every mode).
+                                Err(Error::Io { source, .. })
+                                    if source.kind() == std::io::ErrorKind::NotFound =>
+                                {
+                                    value_error.get_or_insert_with(|| {
+                                        missing_value_segment(dir, r.segment)
+                                    });
+                                }
                                 Err(err) => {
                                     value_error.get_or_insert(err);
                                 }

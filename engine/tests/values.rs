@@ -1110,3 +1110,41 @@ fn segments_deferred_for_a_scan_are_deleted_after_a_failed_checkpoint() {
         );
     });
 }
+
+/// The same under a per-key policy (`LastVersions`), whose open reads the checkpoint's values
+/// back for its restart plan: the missing segment is `Corruption` naming it, not the I/O error of
+/// the read (found by `ringlog-crash corrupt --seeds 41..101`, seed 99).
+#[test]
+fn a_missing_value_segment_is_corruption_at_open_under_a_per_key_policy() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        db.set_retention(Retention::LastVersions(
+            std::num::NonZeroU32::new(2).unwrap(),
+        ))
+        .unwrap();
+        db.put(b"keep", &[b'k'; 1000]).unwrap();
+        for i in 0..2000u32 {
+            let mut v = format!("churn{i}").into_bytes();
+            v.resize(500, b'c');
+            db.put(b"churn", &v).unwrap();
+        }
+        let before = segment_files(dir.path());
+        db.checkpoint().unwrap();
+        assert!(
+            segment_files(dir.path()).contains(&before[0]),
+            "the first segment is kept for `keep`'s value"
+        );
+        db.close().unwrap();
+        let gone = dir.path().join(&before[0]);
+        std::fs::remove_file(&gone).unwrap();
+        for mode in [RecoveryMode::Strict, RecoveryMode::TruncateAtCorruption] {
+            match Db::open(dir.path(), options(io).recovery(mode)) {
+                Err(Error::Corruption { file, offset, .. }) => {
+                    assert_eq!((file, offset), (gone.clone(), 0), "{io} {mode:?}")
+                }
+                other => panic!("{io} {mode:?}: {:?}", other.map(|_| "an open database")),
+            }
+        }
+    });
+}
