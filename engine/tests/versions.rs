@@ -1032,8 +1032,9 @@ fn set_retention_does_not_wait_for_a_commit_that_waits_for_it() {
                 r
             })
         };
-        // set_retention holds the retention lock and waits for its own sync.
-        gate.wait_durable_waits(1);
+        // set_retention holds the retention lock and waits for its own sync (not the put's
+        // thread: it blocks the same way when the log thread, not the put, writes its round).
+        gate.wait_durable_wait_of(setter.thread().id());
         gate.release();
         // A hang is the failure: bounded so that it fails instead of stalling the suite.
         for _ in 0..2 {

@@ -590,8 +590,9 @@ struct GateState {
     armed: bool,
     /// A write is waiting at the gate.
     holding: bool,
-    /// `Strict` commits that blocked waiting for their sync (`Vfs::will_block`).
-    durable_waits: usize,
+    /// The threads of the `Strict` commits that blocked waiting for their sync
+    /// (`Vfs::will_block`), in order.
+    durable_waits: Vec<std::thread::ThreadId>,
 }
 
 impl WriteGate {
@@ -608,10 +609,10 @@ impl WriteGate {
         }
     }
 
-    /// Waits until `n` `Strict` commits in all have blocked waiting for their sync.
-    pub fn wait_durable_waits(&self, n: usize) {
+    /// Waits until a `Strict` commit of thread `thread` has blocked waiting for its sync.
+    pub fn wait_durable_wait_of(&self, thread: std::thread::ThreadId) {
         let mut s = self.state.lock().unwrap();
-        while s.durable_waits < n {
+        while !s.durable_waits.contains(&thread) {
             s = self.cv.wait(s).unwrap();
         }
     }
@@ -696,7 +697,12 @@ impl Vfs for GatedWrites {
     }
     fn will_block(&self, why: ringlog_db::io::BlockReason) {
         if why == ringlog_db::io::BlockReason::CommitDurable {
-            self.gate.state.lock().unwrap().durable_waits += 1;
+            self.gate
+                .state
+                .lock()
+                .unwrap()
+                .durable_waits
+                .push(std::thread::current().id());
             self.gate.cv.notify_all();
         }
         self.inner.will_block(why);
