@@ -561,10 +561,6 @@ fn recovered_versions(
 ) -> Versions {
     let last = recovered.stats.last_lsn;
     let (policy, recorded) = recovered.retention;
-    // A truncating recovery may cut the log below a floor the MANIFEST recorded (a `NewerThan`
-    // trim records floors up to the durable LSN): the floor then stops at the last LSN
-    // recovered, so that the state the cut left is readable. Otherwise the log reaches it.
-    let recorded = recorded.min(last);
     let state = RetentionState::new(policy);
     let mut samples = Samples::default();
     if state.wants_samples() {
@@ -573,7 +569,10 @@ fn recovered_versions(
         }
     }
     // After a restart no snapshot is live, and nothing below the recovered state can be read.
-    // The MANIFEST's floor too: it never moves backwards, across restarts either.
+    // The MANIFEST's floor too: it never moves backwards, across restarts either — up to the
+    // last LSN recovered: a truncating recovery may cut the log below a floor the MANIFEST
+    // recorded (a `NewerThan` trim records floors up to the durable LSN), and the state the cut
+    // left must stay readable (otherwise the log always reaches it).
     let mut floor = state.trim_floor(now_ns, last, recorded, &mut samples);
     if !crate::hooks::trim_floor_backwards() {
         floor = floor.max(manifest_floor.min(last));

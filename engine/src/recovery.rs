@@ -1021,7 +1021,7 @@ struct Seeded {
     /// Under a per-key policy (`LastVersions`), its versions in list order, to go through the
     /// restart plan with the log's.
     versions: Option<Versions>,
-    /// Its retention policy and floor (at least the MANIFEST's).
+    /// Its retention policy and the floor recorded with it.
     retention: (Retention, Lsn),
     /// Its keys.
     keys: u64,
@@ -1207,7 +1207,6 @@ fn seed_from_checkpoint(
     // The first failure to read a value (under a per-key policy, whose load keeps values in
     // memory); the load's callback cannot return it.
     let mut value_error: Option<Error> = None;
-    let trim_floor = manifest.trim_floor;
     let keys = crate::checkpoint::load(
         vfs,
         dir,
@@ -1228,11 +1227,8 @@ fn seed_from_checkpoint(
                 wait_at = crate::hooks::tail_wait_at(versions);
             }
             Item::Retention(policy, floor) => {
-                let floor = if crate::hooks::trim_floor_backwards() {
-                    floor
-                } else {
-                    floor.max(trim_floor)
-                };
+                // The checkpoint's own floor: the MANIFEST's is applied once the log is replayed
+                // (`open::recovered_versions`), capped at the last LSN recovered.
                 retention = (policy, floor);
                 if matches!(policy, Retention::LastVersions(_)) {
                     versions = Some(Versions::default());
