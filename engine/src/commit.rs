@@ -252,8 +252,7 @@ impl Shared {
         // retention lock: `set_retention` holds it while it waits for its own commit to become
         // visible, which may wait for this one. (`set_retention` samples its own commit.)
         if !system && shared.versions.sample_times.load(Ordering::Relaxed) {
-            let now = shared.wall_ns();
-            shared.versions.samples.lock().record(now, lsn);
+            shared.versions.sample(shared.wall_ns(), lsn);
         }
         Ok(lsn)
     }

@@ -599,7 +599,7 @@ impl Db {
         r.policy = policy;
         if r.wants_samples() {
             // Visible now: commit_ops returned.
-            v.samples.lock().record(shared.wall_ns(), lsn);
+            v.sample(shared.wall_ns(), lsn);
         }
         v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
         if policy != Retention::Snapshots {

@@ -269,6 +269,10 @@ pub(crate) struct Versions {
     /// What a time-based policy needs, recorded by committers: a leaf lock (nothing else is
     /// taken while it is held), so that no commit takes the retention lock.
     pub(crate) samples: Mutex<Samples>,
+    /// [`Samples::next_due`] as last seen under `samples`' lock: a commit before it keeps no
+    /// sample, so it takes no lock (at most one sample a millisecond is kept, out of every
+    /// commit's).
+    sample_due: AtomicU64,
     /// Superseded versions and tombstones inserted into the current generation since it was
     /// built: what a trim could drop.
     garbage: AtomicUsize,
@@ -297,6 +301,17 @@ pub(crate) struct Versions {
 const TRIM_SHARE: usize = 4;
 
 impl Versions {
+    /// Records that `lsn` was visible at `now_ns` for a time-based policy ([`Samples::record`]),
+    /// taking the samples' lock only when a sample is due.
+    pub(crate) fn sample(&self, now_ns: u64, lsn: Lsn) {
+        if now_ns < self.sample_due.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut s = self.samples.lock();
+        s.record(now_ns, lsn);
+        self.sample_due.store(s.next_due(), Ordering::Relaxed);
+    }
+
     pub(crate) fn new(gen: Gen, retention: RetentionState, min_garbage: usize) -> Versions {
         let gen = Arc::new(gen);
         let gens = Mutex::new(vec![Arc::downgrade(&gen)]);
@@ -307,6 +322,7 @@ impl Versions {
             snapshots: Mutex::new(BTreeMap::new()),
             retention: Mutex::new(retention),
             samples: Mutex::new(Samples::default()),
+            sample_due: AtomicU64::new(0),
             garbage: AtomicUsize::new(0),
             trim_at: AtomicUsize::new(min_garbage.max(1)),
             trim_requested: AtomicBool::new(false),

@@ -102,7 +102,7 @@ pub(crate) struct Samples {
 }
 
 /// Sample spacing for [`Samples`].
-const SAMPLE_NS: u64 = 1_000_000;
+pub(crate) const SAMPLE_NS: u64 = 1_000_000;
 
 impl Samples {
     /// Records that `lsn` was visible at `now_ns` (the caller samples only under a time-based
@@ -110,10 +110,16 @@ impl Samples {
     /// rise along the samples; their LSNs may not (committers sample as they finish, in any
     /// order), and need not: each is a lower bound of what was visible at its time.
     pub(crate) fn record(&mut self, now_ns: u64, lsn: Lsn) {
-        match self.samples.back() {
-            Some(&(t, _)) if now_ns < t.saturating_add(SAMPLE_NS) => {}
-            _ => self.samples.push_back((now_ns, lsn)),
+        if now_ns >= self.next_due() {
+            self.samples.push_back((now_ns, lsn));
         }
+    }
+
+    /// The earliest time the next sample is kept at ([`SAMPLE_NS`] after the last one).
+    pub(crate) fn next_due(&self) -> u64 {
+        self.samples
+            .back()
+            .map_or(0, |&(t, _)| t.saturating_add(SAMPLE_NS))
     }
 
     /// An LSN visible at or before `t` according to the samples (the latest sample's at or
@@ -249,6 +255,21 @@ mod tests {
         let mut b = Retention::LastVersions(NonZeroU32::new(1).unwrap()).encode(1);
         b[8..16].copy_from_slice(&0u64.to_le_bytes());
         assert_eq!(Retention::decode(&b), None, "zero versions");
+    }
+
+    /// At most one sample a millisecond is kept, and `next_due` says when the next one is (the
+    /// commit path skips the lock before it).
+    #[test]
+    fn samples_are_kept_a_millisecond_apart() {
+        let mut s = Samples::default();
+        assert_eq!(s.next_due(), 0);
+        s.record(5_000_000, 1);
+        assert_eq!(s.next_due(), 6_000_000);
+        s.record(5_999_999, 2);
+        assert_eq!(s.samples.len(), 1, "within the millisecond: not kept");
+        s.record(6_000_000, 3);
+        assert_eq!(s.next_due(), 7_000_000);
+        assert_eq!(s.lsn_at(6_500_000), Some(3));
     }
 
     #[test]
