@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringlog_db::{Db, Durability, Error, Lsn, Options, Retention, Snapshot};
+use ringlog_db::{Db, Durability, Error, IoChoice, Lsn, Options, Retention, Snapshot};
 
 /// Every version ever committed: (key, lsn) → value (`None` for a delete).
 #[derive(Default)]
@@ -901,6 +901,37 @@ fn assert_floor_kept(db: &Db, floor: Lsn, old: Lsn, newest: Lsn, what: &str) {
     assert_eq!(db.get_at(b"k", newest).unwrap().unwrap().as_bytes(), b"new");
 }
 
+/// Trims `db` (in `dir`) under `NewerThan`, checks that the floor moved over `old`'s versions
+/// and is kept (`assert_floor_kept`), then that a crash copy of the files, opened with `o`, keeps
+/// it too. Returns the floor.
+fn trim_and_crash(
+    db: &Db,
+    dir: &std::path::Path,
+    o: Options,
+    old: &[Lsn],
+    newest: Lsn,
+    io: IoChoice,
+) -> Lsn {
+    db.trim_history().unwrap();
+    let floor = db.stats().history_floor;
+    assert!(
+        floor >= old[2],
+        "{io}: the trim moved the floor over the old versions"
+    );
+    assert_floor_kept(db, floor, old[1], newest, io_name(io));
+    // A crash now (the files as they are): the floor is there already.
+    let crashed = crash_copy(dir);
+    let copy = open(crashed.path(), o);
+    assert_floor_kept(
+        &copy,
+        floor,
+        old[1],
+        newest,
+        &format!("{io}, after a crash"),
+    );
+    floor
+}
+
 /// `NewerThan`: a trim after the last checkpoint that raised the floor over versions the
 /// checkpoint holds (their commit times are no longer in the log, so recovery cannot recompute
 /// that floor) is still in force after a crash and after a clean close and reopen — the trim
@@ -916,24 +947,7 @@ fn a_newer_than_floor_raised_after_the_checkpoint_survives_a_crash_and_a_clean_c
         let (old, newest) = versions_aged_past(&db, Duration::from_secs(1), || {
             db.checkpoint().unwrap();
         });
-        db.trim_history().unwrap();
-        let floor = db.stats().history_floor;
-        assert!(
-            floor >= old[2],
-            "{io}: the trim moved the floor over the old versions"
-        );
-        assert_floor_kept(&db, floor, old[1], newest, io_name(io));
-        // A crash now (the files as they are): the floor is there already.
-        let crashed = crash_copy(dir.path());
-        let copy = open(crashed.path(), o.clone());
-        assert_floor_kept(
-            &copy,
-            floor,
-            old[1],
-            newest,
-            &format!("{io}, after a crash"),
-        );
-        drop(copy);
+        let floor = trim_and_crash(&db, dir.path(), o.clone(), &old, newest, io);
         db.close().unwrap();
         let db = open(dir.path(), o);
         assert_floor_kept(&db, floor, old[1], newest, &format!("{io}, after a close"));
@@ -974,23 +988,14 @@ fn a_trim_that_cannot_record_its_floor_changes_nothing() {
         assert_eq!(db.get_at(b"k", old[1]).unwrap().unwrap().as_bytes(), [1]);
         // Space again: the next trim records the floor, then refuses the reads below it.
         full.store(false, Ordering::SeqCst);
-        db.trim_history().unwrap();
-        let floor = db.stats().history_floor;
-        assert!(
-            floor >= old[2],
-            "{io}: the trim moved the floor over the old versions"
-        );
-        assert_floor_kept(&db, floor, old[1], newest, io_name(io));
-        let crashed = crash_copy(dir.path());
-        let copy = open(crashed.path(), opts(io, Durability::Strict));
-        assert_floor_kept(
-            &copy,
-            floor,
-            old[1],
+        trim_and_crash(
+            &db,
+            dir.path(),
+            opts(io, Durability::Strict),
+            &old,
             newest,
-            &format!("{io}, after a crash"),
+            io,
         );
-        drop(copy);
         db.close().unwrap();
     });
 }
