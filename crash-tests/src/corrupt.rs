@@ -10,7 +10,8 @@
 //!   with `Error::Corruption` naming the damaged file and an offset inside the damaged batch, or
 //!   succeed with every step intact (damage to bytes no checksum covers); never open with
 //!   acknowledged data missing. Opening with `RecoveryMode::TruncateAtCorruption` must then
-//!   succeed, report where it cut, and leave a prefix of the commit order. Damage to a *value
+//!   succeed, report where it cut, leave a prefix of the commit order, and hand out no LSN
+//!   acknowledged before the cut. Damage to a *value
 //!   segment* (below the log recovery replays, kept for the values a checkpoint refers to) is
 //!   not recovery's to see: the open succeeds, and every key must read as in the undamaged
 //!   image or fail with `Error::Corruption` naming the file and an offset in the damaged batch
@@ -783,10 +784,23 @@ fn evaluate(
                     ),
                 ));
             }
+            // An explicit cut may lose acknowledged commits, and with them the leases that kept
+            // their LSNs from being handed out again: the next LSN must still be above every
+            // one acknowledged (I6; docs/DURABILITY.md 6.5).
+            let acked = hist.acks.iter().map(|a| a.lsn).max().unwrap_or(0);
+            if db.next_lsn() <= acked {
+                return Err(Violation::new(
+                    "I6",
+                    format!(
+                        "TruncateAtCorruption cut {} and would hand out LSN {} again (acknowledged up to {acked})",
+                        case.kind,
+                        db.next_lsn()
+                    ),
+                ));
+            }
             let (st, aliens) =
                 observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
-            // An explicit cut may lose acknowledged commits, and with them the leases that kept
-            // their LSNs from being handed out again.
+            // The rest of the oracle's bounds, loose for what the cut lost.
             let loose = Bounds {
                 required: 0,
                 acked: 0,

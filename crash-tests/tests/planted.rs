@@ -1039,6 +1039,18 @@ fn catches_a_truncating_recovery_that_refuses_a_missing_first_segment() {
     assert_caught(Bug::TruncatingRefusesMissingFirst, &s, &["truncation"]);
 }
 
+/// A truncating recovery that starts the next run above the highest LSN it read before the cut
+/// (the leases after the damage were cut too) hands acknowledged LSNs out again: `corrupt`
+/// opens every mid-log case with `TruncateAtCorruption` and checks the next LSN against every
+/// acknowledged one.
+#[test]
+fn catches_a_truncating_cut_that_reuses_lsns() {
+    let s = with_bug(Some(Bug::TruncatingReusesLsns), || {
+        ringlog_crash::corrupt::run(&corrupt_defaults(), 20)
+    });
+    assert_caught(Bug::TruncatingReusesLsns, &s, &["I6"]);
+}
+
 /// Recovery does not check that the segments the checkpoint refers to for values are there:
 /// `corrupt`'s checkpoint cases delete one such segment now and then, and the open must refuse
 /// it naming the file; with the bug it opens, and a read of a value it held fails.

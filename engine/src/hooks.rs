@@ -359,11 +359,14 @@ pub mod bugs {
         /// versions the checkpoint holds, and reads refused before a crash or a close are
         /// answered after it.
         TrimForgetsNewerThanFloor,
+        /// A truncating recovery starts the next run above the highest LSN it read before the
+        /// cut, as before the fix: LSNs acknowledged in what it cut are handed out again.
+        TruncatingReusesLsns,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 34] = [
+        pub const ALL: [Bug; 35] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -398,6 +401,7 @@ pub mod bugs {
             Bug::TruncatingRefusesMissingFirst,
             Bug::OpenIgnoresMissingValueSegments,
             Bug::TrimForgetsNewerThanFloor,
+            Bug::TruncatingReusesLsns,
         ];
 
         fn bit(self) -> u64 {
@@ -612,6 +616,8 @@ bug_hook! {
     open_ignores_missing_value_segments => OpenIgnoresMissingValueSegments;
     /// Whether a trim publishes a `NewerThan` floor without recording it in the MANIFEST.
     trim_forgets_newer_than_floor => TrimForgetsNewerThanFloor;
+    /// Whether a truncating recovery forgets the LSNs of what it cut.
+    truncating_reuses_lsns => TruncatingReusesLsns;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

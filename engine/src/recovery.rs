@@ -616,7 +616,7 @@ pub(crate) fn recover(
     app.stats.build_time += building.elapsed();
     app.stats.duration = started.elapsed();
     let mut max_lsn = app.max_lsn.max(app.last_lease.unwrap_or(0));
-    if app.stats.truncated_at.is_some() {
+    if app.stats.truncated_at.is_some() && !crate::hooks::truncating_reuses_lsns() {
         max_lsn = app.cut.next_lsn_floor(max_lsn);
     }
     Ok(Recovered {
