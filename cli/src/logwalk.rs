@@ -337,9 +337,14 @@ enum Place {
 
 /// Where segment `s` ends, as its successor `next` recorded it (only the immediate successor
 /// records it).
-fn recorded_end(s: &SegFile, next: Option<&SegFile>) -> Option<u64> {
+fn recorded_end(s: &SegFile, next: Option<&SegFile>, epoch: u64) -> Option<u64> {
     next.filter(|n| n.id == s.id + 1)
-        .and_then(|n| n.header.as_ref().ok())
+        .and_then(|n| {
+            n.header
+                .as_ref()
+                .ok()
+                .filter(|h| h.segment_id == n.id && h.epoch == epoch)
+        })
         .map(|h| h.prev_end)
 }
 
@@ -399,7 +404,7 @@ fn walk_log(
             l,
             m,
             s,
-            recorded_end(s, next),
+            recorded_end(s, next, m.epoch),
             place,
             &mut last_good,
             &mut out.damage,
@@ -423,7 +428,7 @@ fn walk_log(
             l,
             m,
             s,
-            recorded_end(s, next),
+            recorded_end(s, next, m.epoch),
             Place::Kept,
             &mut good,
             &mut found,

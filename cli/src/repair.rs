@@ -218,6 +218,12 @@ pub fn execute(vfs: &dyn Vfs, dir: &Path, side: &Path, plan: &Plan) -> Result<Ex
             side.display()
         )));
     }
+    // The directories this creates: each one's entry is made durable before anything is cut.
+    let created: Vec<PathBuf> = side
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && matches!(vfs.kind_of(a), Ok(None)))
+        .map(Path::to_path_buf)
+        .collect();
     vfs.create_dir_all(side)
         .map_err(|e| io("create side directory", side, e))?;
     let mut done = Executed {
@@ -262,6 +268,12 @@ pub fn execute(vfs: &dyn Vfs, dir: &Path, side: &Path, plan: &Plan) -> Result<Ex
     let late = logwalk::planted::repair_syncs_copies_late();
     if !late {
         sync_side(vfs, side)?;
+        for d in created.iter().skip(1) {
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent)
+                    .map_err(|e| io("sync directory", parent, e))?;
+            }
+        }
     }
     // The later segments, the last first, each removal durable before the next: a power loss
     // could otherwise keep a later removal and drop an earlier one, leaving a hole recovery

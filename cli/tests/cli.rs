@@ -1040,3 +1040,185 @@ fn repair_of_an_emptied_last_segment_lists_it_as_removed() {
     );
     assert!(text.contains(&format!("segments out  [{id}]")), "{text}");
 }
+
+/// `n` keys `user:NNN` with values of about `len` bytes, in a database of `segment_size`
+/// segments; closed.
+fn filled(path: &Path, n: u32, len: usize, segment_size: u64) {
+    let db = Db::open(path, opts().segment_size(segment_size)).unwrap();
+    for i in 0..n {
+        db.put(
+            format!("user:{i:03}").as_bytes(),
+            format!("v{i:03}-{}", "x".repeat(len)).as_bytes(),
+        )
+        .unwrap();
+    }
+    db.close().unwrap();
+}
+
+/// Segment 2 replaced by a well-formed segment 2 of another database (another epoch). Recovery
+/// does not take that file's `prev_end` as segment 1's end (it checks the header's segment id
+/// and epoch first): it refuses segment 2 at offset 0, and a truncating recovery keeps every
+/// record of segment 1. `verify` must report the damage there too, and `repair --truncate-tail`
+/// must not cut valid records of segment 1.
+#[test]
+fn a_foreign_segment_header_does_not_bound_the_segment_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    // a: large records (each write batch spans several 4 KiB pages); b: small records and the
+    // smallest segments, so that b's segment 1 ends (b's segment 2 `prev_end`) inside a record of
+    // a's segment 1.
+    filled(&a, 40, 10_000, 256 << 10);
+    filled(&b, 200, 100, ringlog_db::MIN_SEGMENT_SIZE);
+    let (sa, sb) = (segments(&a), segments(&b));
+    assert!(sa.len() >= 2 && sb.len() >= 2);
+    std::fs::copy(&sb[1], &sa[1]).unwrap();
+
+    // The engine refuses segment 2 at offset 0 ...
+    let err = Db::open(&a, opts()).expect_err("the engine refuses");
+    assert!(
+        matches!(&err, ringlog_db::Error::Corruption { file, offset: 0, .. } if file == &sa[1]),
+        "{err}"
+    );
+    // ... and a truncating recovery (on a copy) keeps all of segment 1.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(&a).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let kept = Db::open(
+        &copy,
+        opts().recovery(ringlog_db::RecoveryMode::TruncateAtCorruption),
+    )
+    .unwrap();
+    let recovery_keeps = kept.range::<&[u8], _>(..).unwrap().count();
+    drop(kept);
+
+    let j = json(&["verify", p(&a), "--json"], 1);
+    let side = tmp.path().join("side");
+    run(
+        &["repair", p(&a), "--truncate-tail", "--side-dir", p(&side)],
+        0,
+    );
+    let after = run(&["scan", p(&a), "--keys-only"], 0).lines().count();
+    assert_eq!(
+        after, recovery_keeps,
+        "repair cut valid records of segment 1 that recovery keeps"
+    );
+    assert_eq!(j["damage"][0]["segment"], 2, "{j}");
+    assert_eq!(j["damage"][0]["offset"], 0, "{j}");
+}
+
+/// A `Vfs` that forwards to the real one and records the directory operations `repair` makes.
+struct Recording {
+    inner: ringlog_uring::PosixVfs,
+    events: std::sync::Mutex<Vec<(&'static str, PathBuf)>>,
+}
+
+impl ringlog_uring::Vfs for Recording {
+    fn backend(&self) -> ringlog_uring::BackendInfo {
+        self.inner.backend()
+    }
+    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_uring::LogDriver>> {
+        self.inner.log_driver()
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        // Every directory this call creates, outermost first.
+        let missing: Vec<PathBuf> = path
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty() && !a.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        self.inner.create_dir_all(path)?;
+        let mut ev = self.events.lock().unwrap();
+        for m in missing.into_iter().rev() {
+            ev.push(("mkdir", m));
+        }
+        Ok(())
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)?;
+        self.events
+            .lock()
+            .unwrap()
+            .push(("sync_dir", path.to_path_buf()));
+        Ok(())
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.events
+            .lock()
+            .unwrap()
+            .push(("remove", path.to_path_buf()));
+        self.inner.remove_file(path)
+    }
+    fn open(
+        &self,
+        path: &Path,
+        opts: ringlog_uring::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringlog_uring::VFile>> {
+        self.inner.open(path, opts)
+    }
+    fn kind_of(&self, path: &Path) -> std::io::Result<Option<ringlog_uring::EntryKind>> {
+        self.inner.kind_of(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn ringlog_uring::FileLock>> {
+        self.inner.lock(path)
+    }
+    fn lock_held(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.lock_held(path)
+    }
+    fn filesystem(&self, path: &Path) -> std::io::Result<ringlog_uring::FsInfo> {
+        self.inner.filesystem(path)
+    }
+}
+
+/// `repair --side-dir D` where D's parent does not exist yet: every directory the repair
+/// creates for its copies must have its entry made durable (its parent directory synced) before
+/// the repair removes anything from the log — else a power loss after the cut can lose the new
+/// directory, and with it every copy of the bytes cut.
+#[test]
+fn repair_makes_every_directory_it_creates_durable_before_it_cuts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    filled(&a, 300, 900, 256 << 10);
+    let segs = segments(&a);
+    assert!(segs.len() >= 3);
+    let third: u64 = segs[2]
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let vfs = Recording {
+        inner: ringlog_uring::PosixVfs::default(),
+        events: Default::default(),
+    };
+    // `--truncate-at <third>:0 --side-dir backups/2024/side`, backups/ not there yet.
+    let plan = ringlog_cli::repair::plan_at(&vfs, &a, third, 0).unwrap();
+    let side = tmp.path().join("backups").join("2024").join("side");
+    ringlog_cli::repair::execute(&vfs, &a, &side, &plan).unwrap();
+    let ev = vfs.events.into_inner().unwrap();
+    let first_remove = ev.iter().position(|(op, _)| *op == "remove").unwrap();
+    for (op, created) in &ev {
+        if *op != "mkdir" {
+            continue;
+        }
+        let parent = created.parent().unwrap();
+        assert!(
+            ev[..first_remove]
+                .iter()
+                .any(|(op, d)| *op == "sync_dir" && d == parent),
+            "{} was created but its parent {} was not synced before the log was cut: {ev:#?}",
+            created.display(),
+            parent.display()
+        );
+    }
+}
