@@ -893,6 +893,9 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
             (s, (0, len))
         })
         .collect();
+    // Segments holding a value that a copy would not fit in a segment of today's size (it was
+    // written under a larger one): not collected, their values stay where they are.
+    let mut stuck = std::collections::BTreeSet::new();
     let mut n = gen.list.first();
     while let Some(node) = n {
         if node.flags() & IN_SEGMENT != 0 {
@@ -900,6 +903,9 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
                 let r = crate::values::unpack(v);
                 if let Some(l) = live.get_mut(&r.segment) {
                     l.0 += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                    if !shared.relocation_fits(node.key().len(), r.len as usize) {
+                        stuck.insert(r.segment);
+                    }
                 }
             }
         }
@@ -908,6 +914,13 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
     let live_bytes = live.values().map(|s| s.0).sum();
     c.backlog.set_live(live_bytes);
     shared.set_rotation_size(rotation_size(live_bytes, cfg.seg.size));
+    if !stuck.is_empty() {
+        log::info!(
+            "value segments {stuck:?} hold values too large to copy into a segment of {} bytes: not collected",
+            cfg.seg.size
+        );
+        live.retain(|s, _| !stuck.contains(s));
+    }
     let victims = choose_victims(&live, newest, free_goal);
     if victims.is_empty() {
         return Ok(victims);

@@ -173,6 +173,18 @@ impl Shared {
         if let Some(c) = check {
             shared.conflicts.validate(c)?;
         }
+        // Before an LSN is assigned: once one is, it must be appended (visibility waits for
+        // every LSN below it). Garbage collection leaves such values where they are.
+        if let Some((k, _, v)) = relocations.as_ref().and_then(|r| {
+            r.items
+                .iter()
+                .find(|(k, _, v)| !shared.relocation_fits(k.len(), v.len()))
+        }) {
+            return Err(Error::ValueTooLarge {
+                len: v.len(),
+                max: shared.relocation_max(k.len()),
+            });
+        }
         let lsn = st.next_lsn;
         // Ids read from disk are at most MAX_ID (2^63 - 1), so these never overflow; a log whose
         // ids reached the maximum refuses commits instead of wrapping.

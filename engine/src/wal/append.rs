@@ -225,10 +225,34 @@ impl Shared {
 }
 
 impl Shared {
+    /// Whether a relocated copy of a `value_len`-byte value of a `key_len`-byte key fits in a
+    /// segment of this log (with a batch head and the write alignment before it). A value
+    /// written under a larger segment size (an option, not recorded on disk) may not: such a
+    /// value stays where it is ([`Shared::append_relocated`] is never given one).
+    pub(crate) fn relocation_fits(&self, key_len: usize, value_len: usize) -> bool {
+        encoded_len(key_len, value_len) <= self.relocation_room()
+    }
+
+    /// The largest value [`Shared::relocation_fits`] under a `key_len`-byte key (to within the
+    /// record alignment).
+    pub(crate) fn relocation_max(&self, key_len: usize) -> usize {
+        self.relocation_room()
+            .saturating_sub(encoded_len(key_len, 0))
+    }
+
+    /// Bytes of a segment a relocated record may take.
+    fn relocation_room(&self) -> usize {
+        let Some(cfg) = self.log.as_ref() else {
+            return 0;
+        };
+        let reserve = cfg.align as usize + RECORD_HEADER_LEN + BATCH_HEAD_LEN;
+        (cfg.seg.size as usize).saturating_sub(reserve + SEGMENT_HEADER_LEN)
+    }
+
     /// Encodes value-log garbage collection's copies — each `(key, LSN, value)` a Write record
     /// flagged [`ringlog_format::FLAG_RELOCATED`] with the version's original LSN, not a
     /// transaction — into the pending batches at the cursor, opening new segments as they fill
-    /// (each one fitted once in a segment, so it fits again); `base`: the last LSN assigned
+    /// (each one [`Shared::relocation_fits`], checked before the LSN was assigned); `base`: the last LSN assigned
     /// before them (a new segment's base LSN). Returns where each went. The caller
     /// holds the log mutex and appends a transaction right after them (its durability then
     /// covers them: the log is durable in prefix order).
@@ -244,8 +268,8 @@ impl Shared {
         for &(key, lsn, value) in items {
             let need = encoded_len(key.len(), value.len());
             assert!(
-                need + reserve + SEGMENT_HEADER_LEN <= cfg.seg.size as usize,
-                "a relocated value fitted in a segment once"
+                self.relocation_fits(key.len(), value.len()),
+                "relocations are checked to fit before their transaction's LSN is assigned"
             );
             let deferred = st.rotate_first.take();
             if deferred.is_some()
