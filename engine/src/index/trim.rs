@@ -85,20 +85,30 @@ pub(crate) fn copy_kept(
     let mut garbage = 0;
     let mut marked = 0;
     let mut versions: Vec<(Lsn, bool)> = Vec::new();
+    let mut nodes: Vec<crate::skiplist::NodeRef<'_>> = Vec::new();
     let mut cur = from.first();
     while let Some(first) = cur {
         let key = first.key();
         versions.clear();
+        nodes.clear();
         let mut n = Some(first);
         while let Some(m) = n.filter(|m| m.key() == key) {
             versions.push((m.lsn(), m.value().is_none()));
+            nodes.push(m);
             n = m.next();
         }
         let after = n;
         let (keep, mark) = plan.keep(&versions);
-        let mut m = Some(first);
-        for i in 0..keep {
-            let node = m.expect("kept versions exist");
+        #[cfg(test)]
+        tests::AFTER_PLAN.with(|f| {
+            if let Some(f) = f.borrow_mut().as_mut() {
+                f(key);
+            }
+        });
+        // The nodes the plan was made from: a version a concurrent writer linked in between
+        // since (out of LSN order, above the cap) is in `into` already and must not take the
+        // place of one the plan keeps.
+        for (i, &node) in nodes[..keep].iter().enumerate() {
             let flags = if mark && i + 1 == keep {
                 TRIMMED_BELOW
             } else {
@@ -136,7 +146,6 @@ pub(crate) fn copy_kept(
             if i > 0 || node.value().is_none() {
                 garbage += 1;
             }
-            m = node.next();
         }
         cur = after;
         #[cfg(test)]
@@ -262,9 +271,15 @@ mod tests {
     use std::cell::RefCell;
     use std::sync::atomic::AtomicU64;
 
+    /// A test's pause point given a key.
+    pub(super) type KeyHook = Box<dyn FnMut(&[u8])>;
+
     thread_local! {
         /// Runs after the copy passed each key (a writer that overwrites behind the copy).
         pub(super) static AFTER_KEY: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+        /// Test-only pause point: runs after the copy read a key's versions and planned what to
+        /// keep, before it copies them (gets the key).
+        pub(super) static AFTER_PLAN: RefCell<Option<KeyHook>> = const { RefCell::new(None) };
     }
 
     /// A database around the index: every assigned LSN is visible at once.
@@ -358,5 +373,123 @@ mod tests {
         );
         assert_eq!(v.garbage.load(Ordering::Relaxed), 0);
         assert!(!v.trim_lock.lock().requested, "nothing more to trim");
+    }
+
+    /// Two committers that got LSNs after the trim's L0 (so both also insert into `next`)
+    /// insert versions of one key out of LSN order: LSN 5 is linked first (before the copy
+    /// reaches the key), LSN 4 after the copy read the key's versions [5, 3] and planned to keep
+    /// both (5 is above the floor, 3 is the newest at or below it). The copy then walks the list
+    /// again to copy "the first two" and meets 5 and 4: version 3 is never copied into the new
+    /// generation, which a snapshot at LSN 3 (live since before the trim) reads after the swap.
+    #[test]
+    fn out_of_order_inserts_during_the_copy_lose_a_kept_version() {
+        let v = Arc::new(Versions::new(
+            Gen::new(SkipList::new(), 0),
+            RetentionState::new(crate::Retention::Snapshots),
+            10,
+        ));
+        let last = Arc::new(AtomicU64::new(0));
+        put(&v, &last, b"a"); // LSN 1
+        put(&v, &last, b"b"); // LSN 2
+        let lsn = last.fetch_add(1, Ordering::SeqCst) + 1; // LSN 3
+        v.insert(&[OpRef::Put(b"k", b"old")], lsn);
+        let snap = v.pin(|| last.load(Ordering::SeqCst));
+        assert_eq!(snap, 3);
+        let host = Host {
+            v: v.clone(),
+            last: last.clone(),
+        };
+        // The trim's cap and floor are 3 (the snapshot; the visible LSN) and its L0 is 4. Two
+        // commits then take LSNs 4 and 5 (both find `next`): 5 inserts while the copy is at key
+        // "a", 4 just after the copy planned key "k".
+        let (hv, hl) = (v.clone(), last.clone());
+        AFTER_PLAN.with(|f| {
+            *f.borrow_mut() = Some(Box::new(move |key: &[u8]| {
+                if key == b"a" {
+                    hl.store(5, Ordering::SeqCst);
+                    hv.insert(&[OpRef::Put(b"k", b"five")], 5);
+                }
+                if key == b"k" {
+                    hv.insert(&[OpRef::Put(b"k", b"four")], 4);
+                }
+            }));
+        });
+        trim(&host, &mut |_| Ok(()))
+            .expect("nothing to record")
+            .expect("the trim runs");
+        AFTER_PLAN.with(|f| *f.borrow_mut() = None);
+        let versions: Vec<Lsn> = {
+            let g = v.current();
+            let mut out = Vec::new();
+            let mut n = g.list.seek(b"k", Lsn::MAX);
+            while let Some(m) = n.filter(|m| m.key() == b"k") {
+                out.push(m.lsn());
+                n = m.next();
+            }
+            out
+        };
+        let got = v
+            .read_at(b"k", snap, crate::index::to_value)
+            .expect("a snapshot read is never refused");
+        assert_eq!(
+            got.as_ref().map(|v| (v.as_bytes().to_vec(), v.lsn())),
+            Some((b"old".to_vec(), 3)),
+            "the snapshot at LSN 3 reads the version it sees; versions of k kept: {versions:?}"
+        );
+        v.unpin(snap);
+    }
+
+    /// The same race under `LastVersions(1)`: the copy marks the second node it meets — the
+    /// racing writer's version 5, above the cap — as the oldest kept (`TRIMMED_BELOW`), and the
+    /// new floor becomes 5: above the live snapshot at 4, whose reads are then refused.
+    #[test]
+    fn out_of_order_inserts_during_the_copy_raise_the_floor_past_a_snapshot() {
+        let v = Arc::new(Versions::new(
+            Gen::new(SkipList::new(), 0),
+            RetentionState::new(crate::Retention::LastVersions(
+                std::num::NonZeroU32::new(1).unwrap(),
+            )),
+            10,
+        ));
+        let last = Arc::new(AtomicU64::new(0));
+        put(&v, &last, b"a"); // LSN 1
+        put(&v, &last, b"b"); // LSN 2
+        put(&v, &last, b"k"); // LSN 3
+        let lsn = last.fetch_add(1, Ordering::SeqCst) + 1; // LSN 4
+        v.insert(&[OpRef::Put(b"k", b"old")], lsn);
+        let snap = v.pin(|| last.load(Ordering::SeqCst));
+        assert_eq!(snap, 4);
+        let host = Host {
+            v: v.clone(),
+            last: last.clone(),
+        };
+        // Cap 4, L0 5; commits 5 and 6 insert out of order around the copy's plan of "k"
+        // (versions [6, 4, 3]: keep 6 and 4, mark 4, drop 3).
+        let hv = v.clone();
+        AFTER_PLAN.with(|f| {
+            *f.borrow_mut() = Some(Box::new(move |key: &[u8]| {
+                if key == b"a" {
+                    hv.insert(&[OpRef::Put(b"k", b"six")], 6);
+                }
+                if key == b"k" {
+                    hv.insert(&[OpRef::Put(b"k", b"five")], 5);
+                }
+            }));
+        });
+        let report = trim(&host, &mut |_| Ok(()))
+            .expect("nothing to record")
+            .expect("the trim runs");
+        AFTER_PLAN.with(|f| *f.borrow_mut() = None);
+        assert!(
+            report.floor <= snap,
+            "the floor ({}) never passes a live snapshot ({snap})",
+            report.floor
+        );
+        let got = v.read_at(b"k", snap, crate::index::to_value);
+        assert!(
+            matches!(&got, Ok(Some(v)) if v.as_bytes() == b"old" && v.lsn() == 4),
+            "the snapshot at 4 reads ('old', 4): {got:?}"
+        );
+        v.unpin(snap);
     }
 }
