@@ -3,8 +3,9 @@
 //! corpus and regression input through exactly the same code on `cargo test`.
 //!
 //! * [`open_dir`]: builds a database directory from the input — a valid `MANIFEST` of epoch
-//!   [`EPOCH`] and up to three segment files (see [`OpenInput`] for the encoding) — and opens it
-//!   with `Db::open` in both recovery modes, then checks what must hold whatever the bytes.
+//!   [`EPOCH`], up to three segment files and optionally a checkpoint it names (see [`OpenInput`]
+//!   for the encoding) — and opens it with `Db::open` in both recovery modes, then checks what
+//!   must hold whatever the bytes.
 //! * [`decoders`]: every public decoder of `ringlog-format` on the input, with cross-checks
 //!   between them and a re-encoding round trip of every record that decodes.
 //! * [`seed_inputs`]: seed inputs written by the real engine.
@@ -26,8 +27,9 @@ use ringlog_format::{
     codec_by_id, decode_record, encode_padding, encode_record, find_later_batch, find_next_valid,
     BlockHeader, BlockPos, CheckpointFooter, CheckpointHeader, DecodeError, Entries, LaterBatch,
     Layout, Manifest, Record, RecordKind, RecordSpec, SearchIn, SegmentHeader, SegmentPos,
-    BATCH_ALIGN, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, MANIFEST_LEN,
-    MANIFEST_V2_LEN, MAX_ID, MAX_SEGMENT_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    BATCH_ALIGN, BLOCK_HEADER_LEN, CHECKPOINT_FOOTER_LEN, CHECKPOINT_HEADER_LEN, ENTRY_SYSTEM,
+    ENTRY_USER, ENTRY_USER_REF, MANIFEST_LEN, MANIFEST_V2_LEN, MAX_ID, MAX_SEGMENT_LEN,
+    RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 /// Epoch of every database [`open_dir`] builds (written to its `MANIFEST`). Seeds written by the
@@ -68,6 +70,23 @@ pub const OPT_FIX_CRCS: u8 = 1 << 3;
 /// rather than one small one, so that the log rotates to a new segment from whatever tail
 /// recovery left (three do not fit in one 64 KiB segment).
 pub const OPT_BIG_PROBES: u8 = 1 << 4;
+/// `opts` bit: the directory holds a checkpoint, `{1:020}.ckpt`, that its MANIFEST names, built
+/// from a [`CheckpointInput`] (encoded after `first_id`): the header, footer and block checksums
+/// are made right for whatever entries the input holds, so that mutated entries reach the
+/// checkpoint loader.
+pub const OPT_CHECKPOINT: u8 = 1 << 5;
+/// `opts` bit: open with `Options::value_threshold(Some(`[`VALUE_THRESHOLD`]`))` (values on disk:
+/// a checkpoint's entries may point into the log instead of holding their values).
+pub const OPT_VALUES: u8 = 1 << 6;
+
+/// The value threshold of an open with [`OPT_VALUES`].
+pub const VALUE_THRESHOLD: usize = 64;
+/// Most blocks a [`CheckpointInput`] describes.
+pub const MAX_BLOCKS: usize = 8;
+/// Longest block payload a [`CheckpointInput`] describes.
+pub const BLOCK_CAP: usize = 256 << 10;
+/// The id of the checkpoint an [`OPT_CHECKPOINT`] input's directory holds.
+pub const CHECKPOINT_ID: u64 = 1;
 
 /// Segment flag: the file starts with a valid 4096-byte header block for (id, [`EPOCH`]) built
 /// from [`SegmentInput::header`]; the body follows at offset 4096. Without it the body is the
@@ -95,6 +114,196 @@ pub struct HeaderFields {
     pub base_lsn: u64,
 }
 
+/// The checkpoint of an [`OpenInput`] with [`OPT_CHECKPOINT`], and the MANIFEST fields that
+/// name it. Values out of the format's range are masked into it (`MAX_ID`), and the LSN floor is
+/// raised to the checkpoint's LSN, so that the MANIFEST always encodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointInput {
+    /// The checkpoint's LSN (header, footer and MANIFEST).
+    pub lsn: u64,
+    /// The MANIFEST's `first_segment`.
+    pub first_segment: u64,
+    /// The MANIFEST's `trim_floor`.
+    pub trim_floor: u64,
+    /// The MANIFEST's `lsn_floor` (at least `lsn`).
+    pub lsn_floor: u64,
+    /// The MANIFEST's `txn_floor`.
+    pub txn_floor: u64,
+    /// The MANIFEST's `run_floor`.
+    pub run_floor: u64,
+    /// The footer's count of distinct keys (capped at its count of entries).
+    pub keys: u64,
+    /// The blocks, in file order.
+    pub blocks: Vec<BlockInput>,
+}
+
+/// One block of a [`CheckpointInput`], stored with the identity codec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockInput {
+    /// The count of entries its header claims.
+    pub entries: u32,
+    /// Its entries' bytes (the payload).
+    pub raw: Vec<u8>,
+}
+
+impl CheckpointInput {
+    /// The MANIFEST naming this checkpoint, whose file is `len` bytes long.
+    pub fn manifest(&self, len: u64) -> Manifest {
+        let lsn = self.lsn & MAX_ID;
+        Manifest {
+            checkpoint_id: CHECKPOINT_ID,
+            checkpoint_lsn: lsn,
+            checkpoint_len: len,
+            first_segment: self.first_segment & MAX_ID,
+            trim_floor: self.trim_floor & MAX_ID,
+            lsn_floor: (self.lsn_floor & MAX_ID).max(lsn),
+            txn_floor: self.txn_floor & MAX_ID,
+            run_floor: self.run_floor & MAX_ID,
+            ..Manifest::new(EPOCH, 0)
+        }
+    }
+
+    /// The checkpoint file's bytes: header, blocks (each header's checksum made right for its
+    /// payload, whatever the payload holds), footer (its entry count the blocks' sum, at least
+    /// one per block).
+    pub fn file(&self) -> Vec<u8> {
+        let lsn = self.lsn & MAX_ID;
+        let mut out = CheckpointHeader::new(EPOCH, CHECKPOINT_ID, lsn, 0, 0)
+            .encode()
+            .to_vec();
+        let mut entries = 0u64;
+        for b in &self.blocks {
+            // The block header (FORMAT.md): crc, codec (identity), raw_len, stored_len, entries,
+            // reserved, offset — little-endian, the checksum last.
+            let offset = out.len() as u64;
+            let start = out.len();
+            let len = b.raw.len() as u32;
+            for field in [0, 0, len, len, b.entries, 0] {
+                out.extend_from_slice(&field.to_le_bytes());
+            }
+            out.extend_from_slice(&offset.to_le_bytes());
+            debug_assert_eq!(out.len() - start, BLOCK_HEADER_LEN);
+            out.extend_from_slice(&b.raw);
+            let mut seed = [0u8; 24];
+            seed[..8].copy_from_slice(&EPOCH.to_le_bytes());
+            seed[8..16].copy_from_slice(&CHECKPOINT_ID.to_le_bytes());
+            seed[16..].copy_from_slice(&offset.to_le_bytes());
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&seed), &out[start..]);
+            out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+            out.resize(out.len().next_multiple_of(8), 0);
+            entries += u64::from(b.entries);
+        }
+        let blocks = self.blocks.len() as u64;
+        let entries = entries.max(blocks);
+        let data_end = out.len() as u64;
+        let footer = CheckpointFooter::new(
+            lsn,
+            CHECKPOINT_ID,
+            blocks,
+            entries,
+            self.keys.min(entries),
+            data_end,
+        );
+        out.extend_from_slice(&footer.encode(EPOCH));
+        out
+    }
+
+    /// The kind of every entry of its blocks that decodes, in order.
+    pub fn entry_kinds(&self) -> Vec<u8> {
+        let entries = self.blocks.iter().flat_map(|b| Entries::new(&b.raw, 0));
+        entries.map_while(Result::ok).map(|e| e.kind).collect()
+    }
+
+    fn parse(r: &mut Reader<'_>) -> CheckpointInput {
+        let mut c = CheckpointInput {
+            lsn: r.u64(),
+            first_segment: r.u64(),
+            trim_floor: r.u64(),
+            lsn_floor: r.u64(),
+            txn_floor: r.u64(),
+            run_floor: r.u64(),
+            keys: r.u64(),
+            blocks: Vec::new(),
+        };
+        let n = usize::from(r.u8()).min(MAX_BLOCKS);
+        for _ in 0..n {
+            let entries = r.u32();
+            let len = r.u32() as usize;
+            let raw = r.take(len.min(BLOCK_CAP)).to_vec();
+            c.blocks.push(BlockInput { entries, raw });
+        }
+        c
+    }
+
+    fn to_bytes(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.lsn,
+            self.first_segment,
+            self.trim_floor,
+            self.lsn_floor,
+            self.txn_floor,
+            self.run_floor,
+            self.keys,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(self.blocks.len() as u8);
+        for b in &self.blocks {
+            out.extend_from_slice(&b.entries.to_le_bytes());
+            out.extend_from_slice(&(b.raw.len() as u32).to_le_bytes());
+            out.extend_from_slice(&b.raw);
+        }
+    }
+
+    /// The checkpoint `manifest` names in `dir` (written by the engine under epoch `epoch`).
+    fn from_dir(dir: &Path, manifest: &Manifest) -> std::io::Result<CheckpointInput> {
+        let id = manifest.checkpoint_id;
+        let bytes = std::fs::read(dir.join(format!("{id:020}.ckpt")))?;
+        let bad = |what: &str, e: DecodeError| std::io::Error::other(format!("{what}: {e}"));
+        let header = CheckpointHeader::decode(&bytes, manifest.epoch, id)
+            .map_err(|e| bad("checkpoint header", e))?;
+        let footer_at = bytes.len().saturating_sub(CHECKPOINT_FOOTER_LEN);
+        let footer = CheckpointFooter::decode(
+            &bytes[footer_at..],
+            footer_at as u64,
+            manifest.epoch,
+            &header,
+        )
+        .map_err(|e| bad("checkpoint footer", e))?;
+        let mut blocks = Vec::new();
+        let mut at = CHECKPOINT_HEADER_LEN;
+        while at < footer_at {
+            let pos = BlockPos {
+                epoch: manifest.epoch,
+                id,
+                offset: at as u64,
+            };
+            let h = BlockHeader::decode(&bytes[at..footer_at], pos, (footer_at - at) as u64)
+                .map_err(|e| bad("checkpoint block", e))?;
+            if h.codec != 0 {
+                return Err(std::io::Error::other("a checkpoint block not stored as is"));
+            }
+            let payload = at + BLOCK_HEADER_LEN;
+            let raw = bytes[payload..payload + h.stored_len as usize].to_vec();
+            blocks.push(BlockInput {
+                entries: h.entries,
+                raw,
+            });
+            at += h.total_len() as usize;
+        }
+        Ok(CheckpointInput {
+            lsn: header.lsn,
+            first_segment: manifest.first_segment,
+            trim_floor: manifest.trim_floor,
+            lsn_floor: manifest.lsn_floor,
+            txn_floor: manifest.txn_floor,
+            run_floor: manifest.run_floor,
+            keys: footer.keys,
+            blocks,
+        })
+    }
+}
+
 /// One segment file of an [`OpenInput`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentInput {
@@ -116,23 +325,29 @@ pub struct SegmentInput {
 /// segments; trailing bytes are ignored):
 ///
 /// ```text
-/// input    := opts:u8 first_id:u64 segment*
+/// input    := opts:u8 first_id:u64 [checkpoint] segment*              (checkpoint only if opts & OPT_CHECKPOINT)
+/// checkpoint := lsn:u64 first_segment:u64 trim_floor:u64 lsn_floor:u64 txn_floor:u64
+///             run_floor:u64 keys:u64 blocks:u8 (entries:u32 raw_len:u32 raw:[u8; raw_len])*
 /// segment  := flags:u8 [run_id:u64 prev_end:u32 base_lsn:u64]   (only if flags & SEG_VALID_HEADER)
 ///             file_len:u32 body_len:u32 body:[u8; body_len]      (body cut short by the input's end)
 /// ```
 ///
 /// `opts`: [`OPT_DIRECT_IO`], preallocation at [`OPT_PREALLOC_SHIFT`], [`OPT_FIX_CRCS`],
-/// [`OPT_BIG_PROBES`].
+/// [`OPT_BIG_PROBES`], [`OPT_CHECKPOINT`], [`OPT_VALUES`]. A checkpoint has at most
+/// [`MAX_BLOCKS`] blocks (more are not read) of at most [`BLOCK_CAP`] bytes each.
 /// Segment ids start at `first_id` and increase by one per segment (two after [`SEG_GAP`]);
 /// each file is `{id:020}.log` (or `.log.tmp` with [`SEG_TMP`]) holding
 /// `[header block if SEG_VALID_HEADER] ++ body`, cut to [`SEGMENT_CAP`] and zero-extended to
-/// `file_len` (also capped). The directory also holds `MANIFEST` = `Manifest::new(EPOCH, 0)`.
+/// `file_len` (also capped). The directory also holds `MANIFEST` = `Manifest::new(EPOCH, 0)`, or
+/// with [`OPT_CHECKPOINT`] the one [`CheckpointInput::manifest`] writes, and the checkpoint file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenInput {
     /// `OPT_*` bits.
     pub opts: u8,
     /// Id of the first segment.
     pub first_id: u64,
+    /// The checkpoint, with [`OPT_CHECKPOINT`].
+    pub checkpoint: Option<CheckpointInput>,
     /// The segment files, in id order.
     pub segments: Vec<SegmentInput>,
 }
@@ -176,6 +391,7 @@ impl OpenInput {
         let mut r = Reader { data };
         let opts = r.u8();
         let first_id = r.u64();
+        let checkpoint = (opts & OPT_CHECKPOINT != 0).then(|| CheckpointInput::parse(&mut r));
         let mut segments = Vec::new();
         while !r.data.is_empty() && segments.len() < MAX_SEGMENTS {
             let flags = r.u8();
@@ -201,6 +417,7 @@ impl OpenInput {
         OpenInput {
             opts,
             first_id,
+            checkpoint,
             segments,
         }
     }
@@ -209,6 +426,12 @@ impl OpenInput {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = vec![self.opts];
         out.extend_from_slice(&self.first_id.to_le_bytes());
+        if self.opts & OPT_CHECKPOINT != 0 {
+            self.checkpoint
+                .clone()
+                .unwrap_or_default()
+                .to_bytes(&mut out);
+        }
         for s in &self.segments {
             out.push(s.flags);
             if s.flags & SEG_VALID_HEADER != 0 {
@@ -231,6 +454,7 @@ impl OpenInput {
             1 => Preallocate::Fallocate,
             _ => Preallocate::None,
         };
+        let values = (self.opts & OPT_VALUES != 0).then_some(VALUE_THRESHOLD);
         Options::default()
             .io(IoChoice::Portable)
             .durability(Durability::Strict)
@@ -238,6 +462,7 @@ impl OpenInput {
             .direct_io(self.opts & OPT_DIRECT_IO != 0)
             .preallocate(preallocate)
             .recovery(mode)
+            .value_threshold(values)
     }
 
     /// The transactions [`open_dir`] commits after a successful open: (key, value), one put
@@ -253,11 +478,29 @@ impl OpenInput {
 
     /// The files of the directory: (name, contents, length to zero-extend to).
     pub fn files(&self) -> Vec<(String, Vec<u8>, usize)> {
-        let mut files = vec![(
-            "MANIFEST".to_string(),
-            Manifest::new(EPOCH, 0).encode().to_vec(),
-            MANIFEST_LEN,
-        )];
+        let mut files = Vec::new();
+        let checkpoint = self
+            .checkpoint
+            .as_ref()
+            .filter(|_| self.opts & OPT_CHECKPOINT != 0);
+        let manifest = match checkpoint {
+            Some(c) => {
+                let file = c.file();
+                let manifest = c.manifest(file.len() as u64);
+                let len = file.len();
+                files.push((format!("{CHECKPOINT_ID:020}.ckpt"), file, len));
+                manifest
+            }
+            None => Manifest::new(EPOCH, 0),
+        };
+        files.insert(
+            0,
+            (
+                "MANIFEST".to_string(),
+                manifest.encode().to_vec(),
+                MANIFEST_LEN,
+            ),
+        );
         let mut id = Some(self.first_id);
         for s in &self.segments {
             if s.flags & SEG_GAP != 0 {
@@ -318,9 +561,19 @@ impl OpenInput {
     /// zeros become `file_len`. `opts` is stored as it is.
     pub fn from_dir(dir: &Path, opts: u8) -> std::io::Result<OpenInput> {
         let manifest = std::fs::read(dir.join("MANIFEST"))?;
-        let epoch = Manifest::decode(&manifest)
-            .map_err(|e| std::io::Error::other(format!("MANIFEST: {e}")))?
-            .epoch;
+        let manifest = Manifest::decode(&manifest)
+            .map_err(|e| std::io::Error::other(format!("MANIFEST: {e}")))?;
+        let epoch = manifest.epoch;
+        let checkpoint = if manifest.checkpoint_id != 0 {
+            Some(CheckpointInput::from_dir(dir, &manifest)?)
+        } else {
+            None
+        };
+        let opts = if checkpoint.is_some() {
+            opts | OPT_CHECKPOINT
+        } else {
+            opts & !OPT_CHECKPOINT
+        };
         let mut segs: Vec<(u64, bool, std::path::PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
@@ -342,6 +595,7 @@ impl OpenInput {
         let mut input = OpenInput {
             opts,
             first_id: segs.first().map_or(1, |s| s.0),
+            checkpoint,
             segments: Vec::new(),
         };
         let mut next = input.first_id;
@@ -501,7 +755,8 @@ pub struct Probe {
 /// The two opens [`open_dir`] makes.
 #[derive(Clone, Debug)]
 pub struct OpenOutcome {
-    /// `RecoveryMode::Strict`: what it found, or the error of `Db::open`.
+    /// `RecoveryMode::Strict`: what it found, or the error of `Db::open` (or of the read after
+    /// it, see [`scan`]).
     pub strict: Result<Opened, String>,
     /// `RecoveryMode::TruncateAtCorruption`, on a fresh copy of the directory.
     pub truncate: Result<Opened, String>,
@@ -579,7 +834,7 @@ fn exercise(input: &OpenInput, mode: RecoveryMode) -> Result<Opened, String> {
         .expect("write the input's files");
     let db = Db::open(dir.path(), input.options(mode)).map_err(|e| e.to_string())?;
     let stats = timeless(db.recovery_stats());
-    let state = scan(&db);
+    let state = scan(&db)?;
     check_state(&db, &state, &stats);
     let mut puts = Vec::new();
     let mut last = stats.last_lsn;
@@ -647,7 +902,9 @@ fn reopen(
         ),
     };
     let stats = timeless(db.recovery_stats());
-    let state = scan(&db);
+    let state = scan(&db).unwrap_or_else(|e| {
+        panic!("reading after a clean close and reopen ({mode:?}) failed: {e}")
+    });
     check_state(&db, &state, &stats);
     if let Some(d) = diff_states(&expected, &state) {
         panic!(
@@ -668,13 +925,22 @@ fn reopen(
     Some(stats)
 }
 
-/// The whole contents, through `range(..)`.
-fn scan(db: &Db) -> State {
-    db.range::<&[u8], _>(..)
+/// The whole contents, through `range(..)`. A value kept in the log (a checkpoint's entry may
+/// point there) is checked only when it is read, so a crafted checkpoint can open and then fail
+/// a read: that read's `Error::Corruption` is the `Err`. Any other error panics.
+fn scan(db: &Db) -> Result<State, String> {
+    let mut state = State::new();
+    for item in db
+        .range::<&[u8], _>(..)
         .expect("scanning a database just opened")
-        .map(|item| item.expect("reading an entry of a database just opened"))
-        .map(|(k, v)| (k.to_vec(), v.to_vec(), v.lsn()))
-        .collect()
+    {
+        match item {
+            Ok((k, v)) => state.push((k.to_vec(), v.to_vec(), v.lsn())),
+            Err(e @ Error::Corruption { .. }) => return Err(format!("a read after the open: {e}")),
+            Err(e) => panic!("reading an entry of a database just opened: {e:?}"),
+        }
+    }
+    Ok(state)
 }
 
 /// What holds of any recovered state.
@@ -1139,9 +1405,18 @@ fn opts_byte(direct_io: bool) -> u8 {
 
 /// Runs `f` on a fresh database directory, then captures it.
 fn engine_db(runs: &[bool], f: impl Fn(&Db, usize)) -> (tempfile::TempDir, OpenInput) {
+    engine_db_with(seed_options, runs, f)
+}
+
+/// [`engine_db`] with the options `options(direct_io)` gives.
+fn engine_db_with(
+    options: impl Fn(bool) -> Options,
+    runs: &[bool],
+    f: impl Fn(&Db, usize),
+) -> (tempfile::TempDir, OpenInput) {
     let dir = tempfile::tempdir().expect("tempdir");
     for (run, &direct_io) in runs.iter().enumerate() {
-        let db = Db::open(dir.path(), seed_options(direct_io)).expect("open a seed database");
+        let db = Db::open(dir.path(), options(direct_io)).expect("open a seed database");
         f(&db, run);
         db.close().expect("close a seed database");
     }
@@ -1313,6 +1588,68 @@ pub fn seed_inputs() -> Vec<(String, Vec<u8>)> {
         "open/seed-unfinished-creation".into(),
         unfinished.to_bytes(),
     ));
+
+    // A checkpoint with several versions of a key (a `LastVersions` policy, a system entry),
+    // a delete, an empty value, and a log tail after it.
+    let (dir, ckpt) = engine_db(&[false], |db, _| {
+        db.set_retention(ringlog_db::Retention::LastVersions(
+            std::num::NonZeroU32::new(3).expect("3"),
+        ))
+        .expect("set a retention policy");
+        for i in 0..4u8 {
+            db.put(b"versions", &[b'v', i]).expect("put");
+        }
+        db.put(b"gone", b"deleted below").expect("put");
+        db.delete(b"gone").expect("delete");
+        db.put(b"empty", b"").expect("put");
+        db.put(b"kept", b"in the checkpoint").expect("put");
+        db.checkpoint().expect("checkpoint");
+        db.put(b"tail", b"after the checkpoint").expect("put");
+        db.put(b"versions", b"v-tail").expect("put");
+    });
+    let c = ckpt
+        .checkpoint
+        .as_ref()
+        .expect("the checkpoint seed has a checkpoint");
+    assert!(
+        !c.blocks.is_empty(),
+        "the checkpoint seed's checkpoint has no block"
+    );
+    keep_raw("checkpoint", dir.path());
+    seeds.push(("open/seed-checkpoint".into(), ckpt.to_bytes()));
+
+    // Values on disk: a checkpoint whose entries point into the log for values of at least
+    // `VALUE_THRESHOLD` bytes, then a tail with one more.
+    let (_dir, values) = engine_db_with(
+        |direct_io| seed_options(direct_io).value_threshold(Some(VALUE_THRESHOLD)),
+        &[false],
+        |db, _| {
+            for i in 0..6u8 {
+                let len = if i % 2 == 0 { 300 } else { 8 };
+                db.put(&[b'k', i], &vec![i; len]).expect("put");
+            }
+            db.put(&[b'k', 0], &[9; 700]).expect("put");
+            db.checkpoint().expect("checkpoint");
+            db.put(b"k-tail", &[7; 200]).expect("put");
+        },
+    );
+    let mut values = values;
+    values.opts |= OPT_VALUES;
+    let kinds = values
+        .checkpoint
+        .as_ref()
+        .expect("the values seed has a checkpoint")
+        .entry_kinds();
+    assert!(
+        kinds.contains(&ENTRY_USER_REF) && kinds.contains(&ENTRY_USER),
+        "the values seed's checkpoint has no value in the log, or none inline: {kinds:?}"
+    );
+    let kinds = ckpt.checkpoint.as_ref().expect("checked").entry_kinds();
+    assert!(
+        kinds.contains(&ENTRY_SYSTEM),
+        "the checkpoint seed's checkpoint has no retention entry: {kinds:?}"
+    );
+    seeds.push(("open/seed-checkpoint-values".into(), values.to_bytes()));
 
     for (name, bytes) in raw_segments {
         seeds.push((format!("decoders/{name}"), bytes));

@@ -192,6 +192,24 @@ fn engine_seeds_open_as_intended() {
                     "{name}"
                 );
             }
+            "seed-checkpoint" => {
+                // versions, empty, kept, tail (gone was deleted).
+                assert_eq!((s, t), (Some(4), Some(4)), "{name}");
+                let stats = &strict.expect("opens").stats;
+                assert!(
+                    stats.checkpoint_lsn > 0 && stats.checkpoint_keys >= 3,
+                    "{name}: {stats:?}"
+                );
+                assert!(stats.transactions_applied >= 2, "{name}: {stats:?}");
+            }
+            "seed-checkpoint-values" => {
+                assert_eq!((s, t), (Some(7), Some(7)), "{name}");
+                let stats = &strict.expect("opens").stats;
+                assert!(
+                    stats.checkpoint_lsn > 0 && stats.checkpoint_keys == 6,
+                    "{name}: {stats:?}"
+                );
+            }
             other => panic!("no expectation for seed {other}"),
         }
         // Every successful open also committed, closed and reopened.
@@ -203,7 +221,12 @@ fn engine_seeds_open_as_intended() {
             );
         }
     }
-    for want in ["open/seed-rotation", "decoders/seed-manifest"] {
+    for want in [
+        "open/seed-rotation",
+        "open/seed-checkpoint",
+        "open/seed-checkpoint-values",
+        "decoders/seed-manifest",
+    ] {
         assert!(names.contains(&want), "no seed {want}: {names:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! `Db::open` on a database directory built from the input: a valid MANIFEST and up to three
-//! fuzzed segment files (encoding: `OpenInput` in `../targets.rs`), in both recovery modes.
+//! `Db::open` on a database directory built from the input: a valid MANIFEST, up to three
+//! fuzzed segment files and optionally a fuzzed checkpoint (encoding: `OpenInput` in
+//! `../targets.rs`), in both recovery modes.
 
 #![no_main]
 
