@@ -698,9 +698,12 @@ pub(crate) fn load(
                         let (policy, floor) = e
                             .value
                             .inline()
-                            .and_then(Retention::decode)
+                            .and_then(|v| Retention::decode_at(v, e.lsn))
                             .ok_or_else(|| {
-                                corrupt(at, "the retention policy entry does not decode".into())
+                                corrupt(
+                                    at,
+                                    "the retention policy entry does not decode, or records a floor above its LSN".into(),
+                                )
                             })?;
                         sink(Item::Retention(policy, floor));
                         retention = true;

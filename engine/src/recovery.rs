@@ -181,9 +181,11 @@ impl Applier {
     /// that the engine reads (a retention policy) must decode.
     fn check(op: OpRef<'_>, lsn: Lsn, system: bool) -> std::result::Result<(), String> {
         match op {
-            OpRef::Put(k, v) if system && k == RETENTION_KEY && Retention::decode(v).is_none() => {
+            OpRef::Put(k, v)
+                if system && k == RETENTION_KEY && Retention::decode_at(v, lsn).is_none() =>
+            {
                 Err(format!(
-                    "the retention policy entry at LSN {lsn} does not decode"
+                    "the retention policy entry at LSN {lsn} does not decode, or records a floor above its LSN"
                 ))
             }
             _ => Ok(()),
@@ -219,9 +221,9 @@ impl Applier {
         }
         match op {
             OpRef::Put(k, v) if k == RETENTION_KEY => {
-                let Some((policy, floor)) = Retention::decode(v) else {
+                let Some((policy, floor)) = Retention::decode_at(v, lsn) else {
                     return Err(format!(
-                        "the retention policy entry at LSN {lsn} does not decode"
+                        "the retention policy entry at LSN {lsn} does not decode, or records a floor above its LSN"
                     ));
                 };
                 let mut floor = self.retention.1.max(floor);

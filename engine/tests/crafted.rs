@@ -410,6 +410,57 @@ fn a_transaction_with_an_operation_that_cannot_apply_is_not_applied_in_part() {
     }
 }
 
+/// A retention policy entry recording a trim floor above its own LSN (in records whose checksums
+/// hold) is refused like one that does not decode: a policy records the floor in force when it
+/// was set, below its LSN. Taken as it was, it made every read of the newest state
+/// `HistoryTrimmed` (found by fuzzing the checkpoint loader, whose leading policy entry had the
+/// same hole). Here, the last batch of the log, it is cut as a torn tail.
+#[test]
+fn a_retention_policy_with_a_floor_above_its_lsn_is_refused() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        with_keys(dir.path(), io, 5);
+        let last = Db::open(dir.path(), opts(io)).unwrap().last_lsn();
+        let lsn = last + 1;
+        let start = SEGMENT_HEADER_LEN as u32;
+        // LastVersions(3) with a floor: bytes as `Retention::encode` lays them out.
+        let policy = |floor: u64| {
+            let mut p = vec![2u8, 0, 0, 0, 0, 0, 0, 0];
+            p.extend_from_slice(&3u64.to_le_bytes());
+            p.extend_from_slice(&floor.to_le_bytes());
+            p
+        };
+        let three = ringlog_db::Retention::LastVersions(3.try_into().unwrap());
+        for (floor, applied) in [(last, true), (1 << 40, false)] {
+            let copy = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+            }
+            let value = policy(floor);
+            append_records(
+                copy.path(),
+                lsn,
+                &[
+                    RecordSpec::batch_head(1, 0, SEGMENT_HEADER_LEN as u64, start),
+                    RecordSpec::marker(ringlog_format::RecordKind::BeginTxn, 1, lsn, start),
+                    RecordSpec::write(b"retention", &value, lsn, start).system(),
+                    RecordSpec::marker(ringlog_format::RecordKind::CommitTxn, 1, lsn, start),
+                ],
+            );
+            let db = Db::open(copy.path(), opts(io)).unwrap();
+            if applied {
+                // The control: the same records with a floor below the LSN are a policy.
+                assert_eq!((db.last_lsn(), db.retention()), (lsn, three), "{io:?}");
+            } else {
+                let want = (last, ringlog_db::Retention::Snapshots);
+                assert_eq!((db.last_lsn(), db.retention()), want, "{io:?}: not applied");
+            }
+            assert_eq!(count_keys(&db), 5, "{io:?}: the newest state reads");
+        }
+    }
+}
+
 /// A file named like the next segment whose header decodes but belongs to another database (its
 /// epoch) does not bound the segment before it: its `prev_end` used to be taken as where that
 /// segment ends, so a truncating recovery cut the segment's valid records there and a strict one

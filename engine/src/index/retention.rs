@@ -80,6 +80,16 @@ impl Retention {
     }
 }
 
+impl Retention {
+    /// [`Retention::decode`] of the entry at LSN `lsn`: its floor cannot lie above it (a policy
+    /// records the floor in force when it was set, below its own LSN; a checkpoint's, at most
+    /// the checkpoint's LSN, which its entry carries). `None` for one that does, as for bytes
+    /// that do not decode: reads of the newest state would be refused as trimmed.
+    pub(crate) fn decode_at(b: &[u8], lsn: Lsn) -> Option<(Retention, Lsn)> {
+        Self::decode(b).filter(|&(_, floor)| floor <= lsn)
+    }
+}
+
 /// The key of the retention policy's system entry.
 pub(crate) const RETENTION_KEY: &[u8] = b"retention";
 
