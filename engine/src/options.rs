@@ -157,7 +157,9 @@ pub struct Options {
     /// sync runs, the next round's write is already with the device, and the durable LSN
     /// advances over the rounds completed in order (docs/DURABILITY.md §2, "Rounds in flight").
     /// Only the io_uring path keeps several in flight (up to 8); the portable path and custom
-    /// disks without a pipelined driver write one round at a time whatever this says. Default 1
+    /// disks without a pipelined driver write one round at a time whatever this says, and so does
+    /// a segment written through the page cache (`direct_io` false, or `O_DIRECT` refused by the
+    /// filesystem): two of its syncs in flight at once could share one writeback error. Default 1
     /// (no pipeline): on the machine the defaults were measured on (a 2-vCPU VM, virtio disk),
     /// 2–8 rounds in flight made more, smaller rounds and 5–15 % fewer commits per second at 16
     /// and 64 writers, whose commits are bound by CPU and wake-ups there, not by the device

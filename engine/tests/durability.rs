@@ -1537,6 +1537,47 @@ fn strict_writers_with_rounds_in_flight_keep_every_acknowledged_commit() {
     });
 }
 
+/// Rounds overlap only on segments written with `O_DIRECT`: on a file written through the page
+/// cache, two fdatasyncs in flight at once share the file's writeback error (Linux reports it to
+/// one of them), so an earlier round could be acknowledged although its pages never reached the
+/// disk (found in review on a loop device whose writeback failed). With `direct_io(false)` the
+/// log writes one round at a time whatever `rounds_in_flight` asks; with `O_DIRECT` (where the
+/// filesystem allows it) rounds may still overlap.
+#[test]
+fn rounds_overlap_only_on_direct_io_segments() {
+    on_each_path(|io| {
+        for strategy in [SyncStrategy::Dsync, SyncStrategy::WriteThenSync] {
+            let dir = tempdir();
+            let o = Options::default()
+                .io(io)
+                .durability(Durability::Strict)
+                .sync_strategy(strategy)
+                .direct_io(false)
+                .rounds_in_flight(8)
+                .segment_size(256 << 10);
+            let db = Db::open(dir.path(), o).unwrap();
+            std::thread::scope(|s| {
+                for t in 0..16 {
+                    let db = &db;
+                    s.spawn(move || {
+                        for i in 0..200 {
+                            let (k, v) = kv(t * 1000 + i);
+                            db.put(&k, &v).unwrap();
+                        }
+                    });
+                }
+            });
+            let st = db.stats();
+            assert!(st.syncs >= 1, "{io:?} {strategy:?}: {st:?}");
+            assert_eq!(
+                st.rounds_overlapped, 0,
+                "{io:?} {strategy:?}: rounds overlapped on a page-cache segment"
+            );
+            db.close().unwrap();
+        }
+    });
+}
+
 /// `wait_durable` of the LSNs an open skips (above the last run's lease, below the first one it
 /// hands out) answers at once — no commit will ever take them; on a read-only handle an LSN
 /// above its last one is `NotYetVisible` (it commits nothing). (A writable handle waits for an

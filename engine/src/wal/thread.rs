@@ -56,6 +56,18 @@ fn seal(
 }
 
 /// The active segment as the log thread sees it.
+/// Whether rounds may be in flight at once on `file` ([`crate::Options::rounds_in_flight`]): its
+/// writes bypass the page cache (`O_DIRECT`: a write's error comes back on that write), or it is
+/// not a kernel file (a simulated disk, which models its syncs itself). On a kernel file written
+/// through the page cache, two fdatasyncs in flight at once share the file's writeback error —
+/// Linux reports it to whichever checks first (`errseq`, per open file) — so an earlier round's
+/// sync could succeed although its pages never reached the disk, and the round be acknowledged
+/// (found in review, shown on a loop device failing writeback): such a file gets one round at a
+/// time, as DESIGN.md's "at most one fdatasync per file in flight" asks.
+pub(crate) fn rounds_may_overlap(file: &dyn VFile) -> bool {
+    file.direct_io().is_some() || file.raw_fd().is_none()
+}
+
 pub(crate) struct Active {
     pub(crate) id: u64,
     /// Shared with the writes in flight to it (the pipelined log's submissions own a handle).
@@ -102,6 +114,7 @@ pub(crate) fn run_log_thread(
         .rounds_in_flight
         .min(driver.max_in_flight())
         .clamp(1, super::MAX_ROUNDS_IN_FLIGHT);
+    let mut said_no_overlap = false;
     loop {
         {
             let mut st = shared.state.lock();
@@ -167,7 +180,15 @@ pub(crate) fn run_log_thread(
         // committer may be writing a round of its own, or may have taken the batches already.
         let mut round = shared.round.lock();
         let active = round.as_mut().expect("the log thread's active segment");
-        if depth > 1 {
+        let overlap = depth > 1 && rounds_may_overlap(&*active.file);
+        if depth > 1 && !overlap && !said_no_overlap {
+            said_no_overlap = true;
+            log::info!(
+                "segment {}: written through the page cache, so one round at a time (rounds_in_flight {depth} needs O_DIRECT)",
+                active.id
+            );
+        }
+        if overlap {
             if super::pipeline::run_rounds(&shared, cfg, &*vfs, &mut *driver, active, depth)
                 .is_err()
             {
