@@ -38,7 +38,12 @@ pub(crate) struct Checkpoints {
     pub(crate) dir: PathBuf,
     pub(crate) vfs: Arc<dyn Vfs>,
     pub(crate) codec: &'static dyn Codec,
-    /// The MANIFEST in force. Held for a whole checkpoint: one at a time.
+    /// Held for a whole checkpoint, its value-log garbage collection included: one at a time
+    /// (lock order: this, then `manifest`). Two collections at once copied the same victims, and
+    /// one checkpoint could refer to the other's copies before they were durable, then delete
+    /// the victims.
+    pub(crate) running: Mutex<()>,
+    /// The MANIFEST in force. Held for a whole checkpoint after its garbage collection.
     pub(crate) manifest: Mutex<Manifest>,
     /// Log bytes appended that trigger a background checkpoint (`u64::MAX`: never).
     pub(crate) every_bytes: u64,
@@ -359,6 +364,7 @@ pub(crate) fn run_checkpoint(
     c: &Checkpoints,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
 ) -> Result<CheckpointInfo> {
+    let _one = c.running.lock();
     let mut covered = None;
     let r = checkpoint_pinned(shared, c, make_durable, &mut covered);
     c.backlog.settle(if r.is_ok() { covered } else { None });
@@ -864,6 +870,10 @@ fn choose_victims(
 /// The index and the checkpoint then refer to the copies; the victims go once no checkpoint and
 /// no live generation refers to them. Returns the victims.
 fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> Result<Vec<u64>> {
+    debug_assert!(
+        c.running.is_locked(),
+        "one collection at a time, in a checkpoint"
+    );
     let Some(store) = shared.versions.store() else {
         return Ok(Vec::new());
     };

@@ -472,6 +472,7 @@ fn assemble(
         taken: 0.into(),
         last_id: manifest.checkpoint_id.into(),
         segments_deleted: 0.into(),
+        running: Mutex::new(()),
         value_segments: Mutex::new(value_segments.clone()),
         deferred: Mutex::new(Vec::new()),
         gc_segments: 0.into(),

@@ -1176,3 +1176,48 @@ fn collection_after_reopening_with_smaller_segments_keeps_large_values() {
     assert_eq!(db.get(b"k1").unwrap().unwrap().as_bytes(), b"small");
     assert_eq!(db.get(b"after").unwrap().unwrap().as_bytes(), b"v");
 }
+
+/// Checkpoints back to back: a collection copies the victims' live values while the checkpoint
+/// before it still asks for a new segment (no commit came between). The copies start that new
+/// segment: left in the segment holding the earlier checkpoint's LSN — below the first segment
+/// it needs, from which the next checkpoint locates values — they were never referred to, so the
+/// victim stayed referenced (and kept) and its values were copied for nothing. Now the
+/// collecting checkpoint refers to the copies and deletes the victim.
+#[test]
+fn collection_right_after_a_checkpoint_refers_to_its_copies() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        let big = |i: u8| vec![i; 2000];
+        for i in 0..40u8 {
+            db.put(&[b'k', i], &big(i)).unwrap();
+        }
+        db.checkpoint().unwrap(); // the values leave memory: value segments
+        for i in 0..30u8 {
+            db.put(&[b'k', i], b"small").unwrap();
+        }
+        // It collects what it can and asks the next transaction to start a segment.
+        db.checkpoint().unwrap();
+        db.trim_history().unwrap();
+        let before = segment_files(dir.path());
+        let collecting = db.checkpoint().unwrap();
+        assert!(collecting.segments_collected >= 1, "{io:?}: {collecting:?}");
+        let after = segment_files(dir.path());
+        let kept: Vec<_> = before.iter().filter(|s| after.contains(s)).collect();
+        assert!(
+            kept.is_empty(),
+            "{io:?}: the victims {kept:?} are still there (their copies were not referred to): \
+             {before:?} -> {after:?}, {collecting:?}"
+        );
+        for i in 0..40u8 {
+            let want = if i < 30 { b"small".to_vec() } else { big(i) };
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
+        }
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for i in 30..40u8 {
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &big(i)[..]);
+        }
+    });
+}

@@ -272,7 +272,13 @@ impl Shared {
                 "relocations are checked to fit before their transaction's LSN is assigned"
             );
             let deferred = st.rotate_first.take();
+            // A checkpoint asked for a new segment after its LSN: the copies start it (they come
+            // before their transaction). Left in the segment holding the checkpoint's LSN, below
+            // the first segment it needs, the next checkpoint would not find them (it locates
+            // values from that first segment on) and keep referring to the victims.
+            let asked = std::mem::take(&mut st.rotate_next);
             if deferred.is_some()
+                || asked
                 || st.starts_segment(need, reserve, cfg.seg.size, self.rotation_size())
             {
                 let synced = st.synced;
