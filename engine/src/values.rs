@@ -312,7 +312,7 @@ impl ValueStore {
                 let w = &wants[*i];
                 out[*i] = Some(match res {
                     Some(Ok(())) => self.verify(w, buf),
-                    Some(Err(e)) => Err(Error::io("read a value", self.path(w.at.segment), e)),
+                    Some(Err(e)) => Err(read_error(self.path(w.at.segment), w.at, e)),
                     None => Err(Error::io(
                         "read a value",
                         self.path(w.at.segment),
@@ -392,8 +392,25 @@ pub(crate) fn read_direct(vfs: &dyn Vfs, dir: &Path, epoch: u64, w: &Want<'_>) -
         .map_err(|e| Error::io("open segment to read a value", path.clone(), e))?;
     let mut buf = vec![0u8; encoded_len(w.key.len(), w.at.len as usize)];
     file.read_exact_at(&mut buf, w.at.offset)
-        .map_err(|e| Error::io("read a value", path.clone(), e))?;
+        .map_err(|e| read_error(path.clone(), w.at, e))?;
     check_record(&path, epoch, w, &buf).map(<[u8]>::to_vec)
+}
+
+/// The error of a failed read of the value at `at` in `path`: a record its reference places past
+/// the end of the segment is corruption (the reference names bytes that were never written, as
+/// a record that does not check would be); any other failure is an I/O error.
+fn read_error(path: PathBuf, at: ValueRef, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return Error::Corruption {
+            file: path,
+            offset: at.offset,
+            reason: format!(
+                "a value's record ({} value bytes) lies past the end of its segment",
+                at.len
+            ),
+        };
+    }
+    Error::io("read a value", path, e)
 }
 
 /// Where the values of the log's Write records lie, for the versions a checkpoint will hold by

@@ -326,6 +326,45 @@ fn a_damaged_value_is_an_error_naming_its_segment_and_offset() {
     });
 }
 
+/// A value whose segment ends before its record (the file cut short, or a reference past the
+/// end) is `Corruption` naming the segment and the record's offset, as a record that does not
+/// check is — not an I/O error (found by the `open` fuzz target on a crafted checkpoint).
+#[test]
+fn a_value_past_the_end_of_its_segment_is_corruption() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let mut v = b"CUT-ME-OFF".to_vec();
+        v.resize(700, b'c');
+        db.put(b"victim", &v).unwrap();
+        db.checkpoint().unwrap();
+        drop(db);
+        let mut hit = None;
+        for name in segment_files(dir.path()) {
+            let path = dir.path().join(&name);
+            let bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(10).position(|w| w == b"CUT-ME-OFF") {
+                // The file ends inside the value.
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len(at as u64 + 100).unwrap();
+                hit = Some(path);
+                break;
+            }
+        }
+        let path = hit.expect("the value is in a segment");
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        match db.get(b"victim") {
+            Err(Error::Corruption { file, reason, .. }) => {
+                assert_eq!(file, path, "{reason}");
+                assert!(reason.contains("past the end"), "{reason}");
+            }
+            other => panic!("a value past the end of its segment read as {other:?}"),
+        }
+        let mut scan = db.range::<&[u8], _>(..).unwrap();
+        assert!(matches!(scan.next(), Some(Err(Error::Corruption { .. }))));
+    });
+}
+
 #[test]
 fn a_backup_holds_the_values_themselves() {
     on_each_path(|io| {
