@@ -562,6 +562,22 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
+    // A checkpoint refers for values only to segments below the first one the log needs (value
+    // segments are never replayed, nor cut): a reference at or above it names bytes no
+    // checkpoint wrote there (a read would find another record, or no file).
+    if let Some(&above) = value_segments
+        .iter()
+        .find(|&&id| id >= manifest.first_needed_segment())
+    {
+        return Err(corruption(
+            &dir.join(crate::checkpoint::file_name(manifest.checkpoint_id)),
+            0,
+            format!(
+                "the checkpoint refers to values in segment {above}, not below the first segment the log needs ({})",
+                manifest.first_needed_segment()
+            ),
+        ));
+    }
     // Every segment below the log that the checkpoint refers to for values must be there: its
     // values are read from it (otherwise the loss shows only at a read, long after the open). In
     // any recovery mode: no cut of the log brings them back.
