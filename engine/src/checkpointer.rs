@@ -651,9 +651,20 @@ impl Db {
                 "an in-memory database has no files to back up".into(),
             ));
         };
-        c.vfs
-            .create_dir_all(dest)
-            .map_err(|e| Error::io("create backup directory", dest.to_path_buf(), e))?;
+        match c
+            .vfs
+            .kind_of(dest)
+            .map_err(|e| Error::io("stat backup directory", dest.to_path_buf(), e))?
+        {
+            None => crate::dir::create_dir_durably(&*c.vfs, dest)?,
+            Some(ringlog_uring::EntryKind::Dir) => {}
+            Some(_) => {
+                return Err(Error::InvalidOptions(format!(
+                    "backup destination {} is not a directory",
+                    dest.display()
+                )))
+            }
+        }
         let present = c
             .vfs
             .list_dir(dest)

@@ -28,19 +28,38 @@ fn random_u64() -> u64 {
     }
 }
 
+/// Creates `dir` and every missing directory above it, and makes each new entry durable: the
+/// parent of every directory created is fsynced, the deepest first (a directory entry survives a
+/// power loss only once its directory is synced — syncing only `dir`'s parent left the entries
+/// of the directories above it to chance, and with them everything in `dir`).
+pub(crate) fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    for a in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match vfs
+            .kind_of(a)
+            .map_err(|e| Error::io("stat", a.to_path_buf(), e))?
+        {
+            None => missing.push(a),
+            Some(_) => break,
+        }
+    }
+    vfs.create_dir_all(dir)
+        .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
+    for created in missing {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)
+                .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn prepare_dir(vfs: &dyn Vfs, dir: &Path) -> Result<Box<dyn FileLock>> {
     match vfs
         .kind_of(dir)
         .map_err(|e| Error::io("stat", dir.to_path_buf(), e))?
     {
-        None => {
-            vfs.create_dir_all(dir)
-                .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                vfs.sync_dir(parent)
-                    .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
-            }
-        }
+        None => create_dir_durably(vfs, dir)?,
         Some(EntryKind::Dir) => {}
         Some(_) => return Err(Error::NotADirectory(dir.to_path_buf())),
     }

@@ -259,12 +259,25 @@ impl Db {
                 // Wholly before the oldest segment left.
                 Some(f) if run < f => return Err(trimmed),
                 None if run < self.run_id() => return Err(trimmed),
+                // This run, all of it below the oldest segment left (a checkpoint right after
+                // its commits): compacted, not empty.
+                None if run == self.run_id() && self.wrote_up_to(scanned.base_lsn) => {
+                    return Err(trimmed)
+                }
                 // Its beginning may have been there.
                 Some(f) if run == f => items.push_front(Err(trimmed)),
                 _ => {}
             }
         }
         Ok(RunChanges { items })
+    }
+
+    /// Whether this run assigned an LSN at or below `lsn` (its LSNs start above the ones its
+    /// open skipped).
+    fn wrote_up_to(&self, lsn: Lsn) -> bool {
+        let first = self.shared.visible.skipped() + 1;
+        let last = self.shared.state.lock().next_lsn - 1;
+        last >= first && first <= lsn
     }
 
     /// The keys runs `a` and `b` left differently: for every key either wrote, its last write

@@ -267,3 +267,34 @@ fn right_after_a_checkpoint_the_runs_before_it_are_trimmed() {
         );
     });
 }
+
+/// A run all of whose commits a checkpoint compacted away (right after them) has changes the log
+/// no longer holds: `run_changes` says `HistoryTrimmed`, never an empty list as for a run that
+/// wrote nothing (found in review).
+#[test]
+fn the_current_run_wholly_compacted_is_trimmed_not_empty() {
+    let dir = tempdir();
+    let o = opts(ringlog_db::IoChoice::Portable, Durability::BUFFERED).checkpoint_on_close(false);
+    let db = open(dir.path(), o);
+    let run = db.run_id();
+    let l = db.put(b"k", b"1").unwrap();
+    let info = db.checkpoint().unwrap();
+    assert_eq!(info.lsn, l);
+    match db.run_changes(run) {
+        Err(Error::HistoryTrimmed { .. }) => {}
+        Ok(items) => {
+            let items: Vec<_> = items.collect();
+            panic!("run {run} committed LSN {l}, compacted away, yet run_changes gave {items:?}");
+        }
+        Err(e) => panic!("unexpected error {e:?}"),
+    }
+    // A run that wrote nothing still has no changes.
+    db.close().unwrap();
+    drop(db);
+    let db = open(
+        dir.path(),
+        opts(ringlog_db::IoChoice::Portable, Durability::BUFFERED),
+    );
+    let changes: Vec<_> = db.run_changes(db.run_id()).unwrap().collect();
+    assert!(changes.is_empty(), "{changes:?}");
+}
