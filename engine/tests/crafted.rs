@@ -461,6 +461,46 @@ fn a_retention_policy_with_a_floor_above_its_lsn_is_refused() {
     }
 }
 
+/// A log whose LSNs are nearly exhausted (its last segment starts at LSN `MAX_ID` - 100): the
+/// commits left are written with a lease that stops at `MAX_ID` — the engine wrote a lease
+/// record naming `MAX_ID` + 65,435, which its own decoder refuses, so the next open found the
+/// log damaged where the commit was (found by the `open` fuzz target) — and past the last LSN a
+/// commit is `IdSpaceExhausted`.
+#[test]
+fn the_lease_near_the_end_of_the_lsn_space_stops_at_the_last_lsn() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        with_keys(dir.path(), io, 3);
+        let base = ringlog_format::MAX_ID - 100;
+        append_records(dir.path(), base, &[]);
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        let lsn = db.put(b"near-the-end", b"v").expect("LSNs are left");
+        assert!(lsn > base, "{io:?}");
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), opts(io)).unwrap();
+        let got = db.get(b"near-the-end").unwrap().expect("acknowledged");
+        assert_eq!((&got[..], got.lsn()), (&b"v"[..], lsn), "{io:?}");
+        assert_eq!(count_keys(&db), 4, "{io:?}");
+        // The rest of the LSN space, then a typed refusal.
+        let mut last = lsn;
+        let refused = loop {
+            match db.put(b"k", b"v") {
+                Ok(l) => {
+                    assert!(l > last && l <= ringlog_format::MAX_ID, "{io:?}: {l}");
+                    last = l;
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(refused, Error::IdSpaceExhausted("LSN")),
+            "{io:?}: {refused:?}"
+        );
+        assert_eq!(last, ringlog_format::MAX_ID, "{io:?}: every LSN used");
+    }
+}
+
 /// A file named like the next segment whose header decodes but belongs to another database (its
 /// epoch) does not bound the segment before it: its `prev_end` used to be taken as where that
 /// segment ends, so a truncating recovery cut the segment's valid records there and a strict one

@@ -54,10 +54,15 @@ impl Shared {
     pub(crate) fn lease_due(&self, st: &mut State, lsn: Lsn) -> Option<Lsn> {
         let cfg = self.log.as_ref()?;
         let span = cfg.lease_span;
-        if !crate::hooks::write_leases() || lsn + span / 2 <= st.lease_appended {
+        if !crate::hooks::write_leases()
+            || lsn + span / 2 <= st.lease_appended
+            || st.lease_appended >= ringlog_format::MAX_ID
+        {
             return None;
         }
-        let bound = st.lease_appended.max(lsn - 1) + span;
+        // Never past the last LSN the format allows (a lease record naming more does not
+        // decode): near the end of the LSN space the lease covers what is left.
+        let bound = (st.lease_appended.max(lsn - 1) + span).min(ringlog_format::MAX_ID);
         st.lease_appended = bound;
         st.leased = true;
         st.leases_pending.push_back((bound, lsn));
