@@ -594,7 +594,10 @@ impl Db {
         let value = policy.encode(floor);
         // Durable before it takes effect: a policy a crash can lose must not have moved the
         // floor (or trimmed) in the meantime.
-        let durability = shared.log.as_ref().map(|_| Durability::Strict);
+        let durability = shared.log.as_ref().map(|_| Durability::Strict).filter(|_| {
+            !(crate::hooks::retention_entry_not_strict()
+                && matches!(policy, Retention::All | Retention::LastVersions(_)))
+        });
         let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
         if r.wants_samples() {
@@ -697,6 +700,9 @@ impl Db {
     ///
     /// As [`Db::wait_durable`].
     pub fn sync(&self) -> Result<()> {
+        if crate::hooks::sync_forgets_poison() && self.shared.state.lock().poisoned.is_some() {
+            return Ok(());
+        }
         self.wait_durable(self.last_assigned_lsn())
     }
 
@@ -800,6 +806,9 @@ impl Db {
             None => Ok(()),
         });
         self.lock.lock().take();
+        if crate::hooks::close_forgets_poison() {
+            return Ok(());
+        }
         result
     }
 }

@@ -362,11 +362,24 @@ pub mod bugs {
         /// A truncating recovery starts the next run above the highest LSN it read before the
         /// cut, as before the fix: LSNs acknowledged in what it cut are handed out again.
         TruncatingReusesLsns,
+        /// `set_retention(All | LastVersions)` commits its entry with the database's durability
+        /// instead of `Strict` (the defect 2390ddd fixed): under `Buffered` the floor rises
+        /// before the entry is durable, and a crash that loses the entry moves it back.
+        RetentionEntryNotStrict,
+        /// `Db::sync` answers `Ok` on a poisoned database (an error reported once, then
+        /// forgotten): durability claimed after a failed fdatasync.
+        SyncForgetsPoison,
+        /// `Db::close` answers `Ok` on a poisoned database.
+        CloseForgetsPoison,
+        /// A commit returns without waiting for the commits before it to be published: a
+        /// `Buffered` commit behind a `Strict` one still waiting for its sync returns before it
+        /// is visible, and its writer does not read its own write.
+        CommitReturnsBeforeVisible,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 35] = [
+        pub const ALL: [Bug; 39] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -402,6 +415,10 @@ pub mod bugs {
             Bug::OpenIgnoresMissingValueSegments,
             Bug::TrimForgetsNewerThanFloor,
             Bug::TruncatingReusesLsns,
+            Bug::RetentionEntryNotStrict,
+            Bug::SyncForgetsPoison,
+            Bug::CloseForgetsPoison,
+            Bug::CommitReturnsBeforeVisible,
         ];
 
         fn bit(self) -> u64 {
@@ -618,6 +635,14 @@ bug_hook! {
     trim_forgets_newer_than_floor => TrimForgetsNewerThanFloor;
     /// Whether a truncating recovery forgets the LSNs of what it cut.
     truncating_reuses_lsns => TruncatingReusesLsns;
+    /// Whether a history-keeping retention entry is committed with the default durability.
+    retention_entry_not_strict => RetentionEntryNotStrict;
+    /// Whether `Db::sync` answers `Ok` on a poisoned database.
+    sync_forgets_poison => SyncForgetsPoison;
+    /// Whether `Db::close` answers `Ok` on a poisoned database.
+    close_forgets_poison => CloseForgetsPoison;
+    /// Whether a commit returns without waiting to be visible.
+    commit_returns_before_visible => CommitReturnsBeforeVisible;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

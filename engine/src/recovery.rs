@@ -562,21 +562,21 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
-    // A checkpoint refers for values only to segments below the first one the log needs (value
-    // segments are never replayed, nor cut): a reference at or above it names bytes no
-    // checkpoint wrote there (a read would find another record, or no file).
-    if let Some(&above) = value_segments
+    // A checkpoint may also refer for values to segments of the log it replays (a checkpoint of
+    // format version 6 and earlier did, FORMAT.md §13): those must be there too — a reference
+    // to a segment that does not exist (a damaged or crafted checkpoint) failed only at the
+    // read, with an I/O error.
+    for &id in value_segments
         .iter()
-        .find(|&&id| id >= manifest.first_needed_segment())
+        .filter(|&&id| id >= manifest.first_needed_segment())
     {
-        return Err(corruption(
-            &dir.join(crate::checkpoint::file_name(manifest.checkpoint_id)),
-            0,
-            format!(
-                "the checkpoint refers to values in segment {above}, not below the first segment the log needs ({})",
-                manifest.first_needed_segment()
-            ),
-        ));
+        let path = dir.join(segment_file_name(id));
+        let kind = vfs
+            .kind_of(&path)
+            .map_err(|e| Error::io("stat segment", path.clone(), e))?;
+        if kind.is_none() && !crate::hooks::open_ignores_missing_value_segments() {
+            return Err(missing_value_segment(dir, id));
+        }
     }
     // Every segment below the log that the checkpoint refers to for values must be there: its
     // values are read from it (otherwise the loss shows only at a read, long after the open). In

@@ -305,19 +305,19 @@ fn open_outcomes() {
     }
 }
 
-/// Found by the `open` target: a checkpoint whose entry refers for its value to a segment at or
-/// above the first one the log needs (a value segment is always below it) opened, and the read
-/// of that value then failed with an I/O error (no such segment file). The open now refuses the
-/// checkpoint as corrupt, in both recovery modes (no cut of the log mends a checkpoint).
+/// Found by the `open` target: a checkpoint whose entry refers for its value to a segment of the
+/// log's range that does not exist opened, and the read of that value then failed with an I/O
+/// error (no such file). The open now refuses it as corruption naming the missing segment, in
+/// both recovery modes (no cut of the log mends a checkpoint).
 #[test]
-fn a_checkpoint_referring_into_the_log_for_a_value_is_refused() {
+fn a_checkpoint_referring_to_a_segment_that_does_not_exist_is_refused() {
     let data = std::fs::read(fuzz_dir().join("regressions/open/checkpoint-value-ref-into-the-log"))
         .expect("read the regression input");
     let o = targets::run_open(&data);
     for (mode, r) in [("Strict", &o.strict), ("Truncate", &o.truncate)] {
         let err = r.as_ref().expect_err(mode);
         assert!(
-            err.contains("not below the first segment the log needs"),
+            err.contains("is missing: the checkpoint refers to values in it"),
             "{mode}: {err}"
         );
     }
