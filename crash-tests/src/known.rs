@@ -101,8 +101,10 @@
 //!   LSN before its entry (capped by the durable LSN) as soon as it returns, also when the entry
 //!   itself is not durable yet (a `Buffered` commit). A crash that loses the entry loses the
 //!   floor with it: reads refused before the crash succeed after recovery — the floor moved back
-//!   across a restart. Reported as `retention`; tolerated only when the crash lost such an
-//!   entry.
+//!   across a restart. Reported as `retention`. Fixed in the engine (2390ddd: the entry is
+//!   `Strict`, the floor raised once it is durable), and a violation again since a review
+//!   planted the old behaviour back and the campaign, which still excused it whenever the crash
+//!   lost such an entry, found nothing (planted bug `RetentionEntryNotStrict`).
 //! * [`NEWER_THAN_FLOOR_AFTER_A_CRASH`] (fixed in the engine by ec6fdfd, which turned this
 //!   check into a violation too): under `Retention::NewerThan` a trim after the last checkpoint
 //!   could raise the floor over versions the checkpoint holds; their commit times are no longer in the log,

@@ -1148,6 +1148,9 @@ fn run_generation(
         move || sim.position()
     })
     .set_clock(sim.wall_clock());
+    // A step failed with the log's error (`Poisoned`, or the I/O error itself): close must then
+    // return an error too (docs/DURABILITY.md §3).
+    let mut poisoned_at: Option<u64> = None;
     if let (Some(sched), None) = (&sched, &run.live) {
         run_scheduled(ctx, gen, &db, &sim, sched, &session, &mut run);
         sched.free_run();
@@ -1243,18 +1246,8 @@ fn run_generation(
             }
         }
         if failed && run.live.is_none() {
-            // The database must refuse every further write until reopened.
-            let next = run.steps_done + 1;
-            let probe = db.put(b"k0000", b"after-failure");
-            if let Ok(lsn) = probe {
-                run.live = Some(Violation::new(
-                    "fsync-error",
-                    format!(
-                        "after step {gen}.{} failed, the database still accepted a write (LSN {lsn})",
-                        next - 1
-                    ),
-                ));
-            }
+            poisoned_at = Some(run.steps_done);
+            run.live = after_a_failure(&db, gen, run.steps_done);
         }
     }
     // The reads, against the model of every transaction acknowledged.
@@ -1268,6 +1261,9 @@ fn run_generation(
         *run.counts.entry(k).or_default() += v;
     }
     run.tl = with_generation(&run.tl, ctx.wl(), &run.hist);
+    if let (Some(what), None) = (session.take_unseen(), &run.live) {
+        run.live = Some(Violation::new("visibility", what));
+    }
     if run.live.is_none() {
         match check_reads(
             gen,
@@ -1318,11 +1314,48 @@ fn run_generation(
     if let (Err(e), false, None) = (&closed, faulty, &run.live) {
         run.live = Some(Violation::new("I5", format!("close failed: {e}")));
     }
+    if let (Some(step), Ok(()), None) = (poisoned_at, &closed, &run.live) {
+        run.live = Some(Violation::new(
+            "fsync-error",
+            format!(
+                "after step {gen}.{step} failed with the log's error, close() returned Ok: it must return the error"
+            ),
+        ));
+    }
     run.trace = sim.trace();
     if closed.is_ok() {
         run.hist.closed_at = Some(run.trace.len() as u64);
     }
     run
+}
+
+/// What must hold of a database one of whose steps failed with the log's error (step `step` of
+/// generation `gen`; docs/DURABILITY.md §3): it refuses every further write; `sync()` and a
+/// `Strict` commit fail too — `sync()` may answer `Ok` only if the durable LSN already covers
+/// every LSN assigned (a sync that forgets the failure claims durability that does not exist).
+fn after_a_failure(db: &ringlog_db::Db, gen: u32, step: u64) -> Option<Violation> {
+    let fail = |what: String| {
+        Some(Violation::new(
+            "fsync-error",
+            format!("after step {gen}.{step} failed, {what}"),
+        ))
+    };
+    if let Ok(lsn) = db.put(b"k0000", b"after-failure") {
+        return fail(format!("the database still accepted a write (LSN {lsn})"));
+    }
+    let mut tx = db.begin();
+    let staged = tx.put(b"k0000", b"after-failure-strict");
+    if let (Ok(()), Ok(lsn)) = (staged, tx.commit_with(ringlog_db::Durability::Strict)) {
+        return fail(format!("a Strict commit was acknowledged (LSN {lsn})"));
+    }
+    let upto = db.last_assigned_lsn();
+    if db.sync().is_ok() && db.durable_lsn() < upto {
+        return fail(format!(
+            "sync() returned Ok though the durable LSN {} is below the last assigned LSN {upto}",
+            db.durable_lsn()
+        ));
+    }
+    None
 }
 
 /// Longest simulated time a step may stay parked while the log thread runs: a step parked longer

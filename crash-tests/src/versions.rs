@@ -828,10 +828,10 @@ pub fn check_recovered(
             {
                 bump(counts, crate::known::NEWER_THAN_FLOOR_AFTER_A_CRASH);
             }
-            // The crash lost a later set_retention entry: the engine raises the floor only once
-            // such an entry is durable (2390ddd), so a refusal recorded after it is one made
-            // after the crash point. Counted, not a violation (see known.rs).
-            Ok(_) if tl.history_policy_after(last).is_some() => {
+            // Fixed finding (known.rs FLOOR_OF_A_LOST_POLICY): the crash lost a later
+            // set_retention entry whose floor had been raised before it was durable. The engine
+            // raises it only once the entry is durable (2390ddd): a violation again.
+            Ok(_) if tl.history_policy_after(last).is_some() && crate::known::tolerate_fixed() => {
                 bump(counts, crate::known::FLOOR_OF_A_LOST_POLICY);
             }
             // Fixed finding (known.rs LAST_FLOOR_ACROSS_A_CRASH): under Last(n) the floor a trim

@@ -372,6 +372,8 @@ pub struct Session {
     counts: Mutex<crate::versions::Counts>,
     /// A call that did not return ([`trim`]): what it was.
     stuck: Mutex<Option<String>>,
+    /// The first commit that returned before it was visible ([`Workload::execute`]).
+    unseen: Mutex<Option<String>>,
     /// The virtual wall clock of the database the steps run on, when it has one
     /// ([`Session::set_clock`]).
     clock: Option<Arc<AtomicU64>>,
@@ -465,6 +467,11 @@ impl Session {
     /// Takes the counters.
     pub fn take_counts(&self) -> crate::versions::Counts {
         std::mem::take(&mut *self.counts.lock())
+    }
+
+    /// The first commit that returned before it was visible, if any.
+    pub fn take_unseen(&self) -> Option<String> {
+        self.unseen.lock().take()
     }
 
     /// A call that did not return within [`STUCK_LIMIT`] (the database was closed to end it).
@@ -796,7 +803,33 @@ impl Workload {
     /// visible LSN). A read that fails is recorded, not returned.
     pub fn execute(&self, db: &Db, gen: u32, i: u64, s: &Session) -> ringlog_db::Result<u64> {
         s.advance_clock(self.clock_at(gen, i));
-        match self.step(gen, i) {
+        let step = self.step(gen, i);
+        let commits = Workload::commits(&step);
+        let res = self.execute_step(db, gen, i, step, s);
+        // A writer reads its own writes: a commit returns only once it is visible
+        // (docs/DURABILITY.md §1, "Visibility").
+        if let (Ok(lsn), true) = (&res, commits) {
+            let visible = db.last_lsn();
+            if visible < *lsn {
+                s.unseen.lock().get_or_insert_with(|| {
+                    format!(
+                        "step {gen}.{i}: its commit (LSN {lsn}) returned while the visible LSN was {visible}: a writer must read its own writes"
+                    )
+                });
+            }
+        }
+        res
+    }
+
+    fn execute_step(
+        &self,
+        db: &Db,
+        gen: u32,
+        i: u64,
+        step: Step,
+        s: &Session,
+    ) -> ringlog_db::Result<u64> {
+        match step {
             Step::Sync => {
                 let upto = db.last_assigned_lsn();
                 db.sync()?;

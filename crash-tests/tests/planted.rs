@@ -1104,3 +1104,63 @@ fn catches_a_history_that_skips_deletes() {
     });
     assert_caught(Bug::HistorySkipsDeletes, &s, &["history"]);
 }
+
+/// `set_retention(All | LastVersions)` commits its entry with the database's durability: under
+/// `Buffered` the floor rises before the entry is durable, and a crash that loses the entry
+/// moves the floor back. The oracle excused every such regression while the crash had lost the
+/// entry (a review planted this bug and the campaign found nothing); now it is a violation.
+#[test]
+fn catches_a_retention_entry_that_is_not_strict() {
+    let s = with_bug(Some(Bug::RetentionEntryNotStrict), || {
+        power::run(&PowerOptions {
+            modes: vec![Mode::Buffered],
+            ..default_campaign()
+        })
+    });
+    assert_caught(Bug::RetentionEntryNotStrict, &s, &["retention"]);
+}
+
+/// A commit returns before it is visible (a `Buffered` commit behind a `Strict` one that waits
+/// for its sync): the workload checks after every commit that the visible LSN covers it.
+#[test]
+fn catches_a_commit_that_returns_before_it_is_visible() {
+    let s = with_bug(Some(Bug::CommitReturnsBeforeVisible), || {
+        power::run(&default_campaign())
+    });
+    assert_caught(Bug::CommitReturnsBeforeVisible, &s, &["visibility"]);
+}
+
+/// After a failed fdatasync, `sync()` answers `Ok` (an error reported once, then forgotten): the
+/// `fsync-error` mode checks that a poisoned database's `sync()` fails unless everything
+/// assigned is durable.
+#[test]
+fn catches_a_sync_that_forgets_the_failure() {
+    let s = with_bug(Some(Bug::SyncForgetsPoison), || {
+        ringlog_crash::fsync::run(
+            &PowerOptions {
+                gens: 1,
+                steps: 30,
+                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
+            },
+            64,
+        )
+    });
+    assert_caught(Bug::SyncForgetsPoison, &s, &["fsync-error"]);
+}
+
+/// After a failed fdatasync, `close()` answers `Ok`: it must return the error
+/// (docs/DURABILITY.md §3).
+#[test]
+fn catches_a_close_that_forgets_the_failure() {
+    let s = with_bug(Some(Bug::CloseForgetsPoison), || {
+        ringlog_crash::fsync::run(
+            &PowerOptions {
+                gens: 1,
+                steps: 30,
+                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
+            },
+            64,
+        )
+    });
+    assert_caught(Bug::CloseForgetsPoison, &s, &["fsync-error"]);
+}
