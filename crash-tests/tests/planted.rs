@@ -1135,7 +1135,13 @@ fn catches_a_commit_that_returns_before_it_is_visible() {
 /// assigned is durable.
 #[test]
 fn catches_a_sync_that_forgets_the_failure() {
-    let s = with_bug(Some(Bug::SyncForgetsPoison), || {
+    let s = fsync_errors_with(Bug::SyncForgetsPoison);
+    assert_caught(Bug::SyncForgetsPoison, &s, &["fsync-error"]);
+}
+
+/// A short `fsync-error` sweep (seeds 1–5, both durabilities) with `bug` armed.
+fn fsync_errors_with(bug: Bug) -> Summary {
+    with_bug(Some(bug), || {
         ringlog_crash::fsync::run(
             &PowerOptions {
                 gens: 1,
@@ -1144,23 +1150,13 @@ fn catches_a_sync_that_forgets_the_failure() {
             },
             64,
         )
-    });
-    assert_caught(Bug::SyncForgetsPoison, &s, &["fsync-error"]);
+    })
 }
 
 /// After a failed fdatasync, `close()` answers `Ok`: it must return the error
 /// (docs/DURABILITY.md §3).
 #[test]
 fn catches_a_close_that_forgets_the_failure() {
-    let s = with_bug(Some(Bug::CloseForgetsPoison), || {
-        ringlog_crash::fsync::run(
-            &PowerOptions {
-                gens: 1,
-                steps: 30,
-                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
-            },
-            64,
-        )
-    });
+    let s = fsync_errors_with(Bug::CloseForgetsPoison);
     assert_caught(Bug::CloseForgetsPoison, &s, &["fsync-error"]);
 }

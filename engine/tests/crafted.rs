@@ -351,6 +351,16 @@ fn a_damaged_manifest_says_what_is_wrong() {
 /// A new segment after the last one holding `specs` (encoded in order, each checksummed in
 /// place), with a valid header: what a writer that follows the format byte for byte but not the
 /// engine's rules could leave.
+/// A copy of the files of `dir` in a new temporary directory.
+fn copy_of(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    copy
+}
+
 fn append_records(dir: &Path, base_lsn: u64, specs: &[RecordSpec<'_>]) -> PathBuf {
     let path = next_segment(dir);
     let id = seg_id(&path);
@@ -397,11 +407,7 @@ fn a_transaction_with_an_operation_that_cannot_apply_is_not_applied_in_part() {
         );
         // Each open reads a copy: a recovery cuts the tail it refuses.
         for (mode, o) in [("strict", opts(io)), ("truncating", truncating(io))] {
-            let copy = tempfile::tempdir().unwrap();
-            for e in std::fs::read_dir(dir.path()).unwrap() {
-                let e = e.unwrap();
-                std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
-            }
+            let copy = copy_of(dir.path());
             let db = Db::open(copy.path(), o).unwrap();
             assert_eq!(db.get(b"half").unwrap(), None, "{io:?} {mode}: half a txn");
             assert_eq!(db.last_lsn(), last, "{io:?} {mode}");
@@ -432,11 +438,7 @@ fn a_retention_policy_with_a_floor_above_its_lsn_is_refused() {
         };
         let three = ringlog_db::Retention::LastVersions(3.try_into().unwrap());
         for (floor, applied) in [(last, true), (1 << 40, false)] {
-            let copy = tempfile::tempdir().unwrap();
-            for e in std::fs::read_dir(dir.path()).unwrap() {
-                let e = e.unwrap();
-                std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
-            }
+            let copy = copy_of(dir.path());
             let value = policy(floor);
             append_records(
                 copy.path(),
