@@ -169,11 +169,13 @@ impl Db {
     }
 
     /// [`Db::in_memory`] with the options that apply to a database without a log (e.g.
-    /// [`Options::trim_threshold`]); the others are ignored.
+    /// [`Options::trim_threshold`]); the others have no effect (`durability` included: the
+    /// database is `InMemory`), but are still checked.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOptions`] for inconsistent options.
+    /// [`Error::InvalidOptions`] for inconsistent options, or for an option outside its range
+    /// (e.g. a `segment_size` that is not a multiple of 4096), as [`Db::open`] would refuse it.
     pub fn in_memory_with_options(opts: Options) -> Result<Db> {
         opts.validate()?;
         Ok(Db::in_memory_with(opts))

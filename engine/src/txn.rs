@@ -186,7 +186,8 @@ impl<'db> Txn<'db> {
     /// # Errors
     ///
     /// [`Error::EmptyKey`], [`Error::KeyTooLarge`], [`Error::ValueTooLarge`]: checked at once, so
-    /// a bad operation never reaches the commit.
+    /// a bad operation never reaches the commit; [`Error::TransactionTooLarge`] when the
+    /// transaction with this operation would no longer fit in one log segment.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.add(Op::Put(key.into(), value.into()))
     }
@@ -195,7 +196,8 @@ impl<'db> Txn<'db> {
     ///
     /// # Errors
     ///
-    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`].
+    /// [`Error::EmptyKey`], [`Error::KeyTooLarge`]; [`Error::TransactionTooLarge`] when the
+    /// transaction with this operation would no longer fit in one log segment.
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
         self.add(Op::Delete(key.into()))
     }
