@@ -283,6 +283,13 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 return Err(bad(n, "a record has neither a value nor \"deleted\": true"))
             }
         };
+        if line.lsn == 0 {
+            return Err(bad(n, "LSN 0 (LSNs start at 1)"));
+        }
+        if value.is_none() && !header.versions {
+            // An export of the newest state holds live keys only: a delete there is no key.
+            return Err(bad(n, "a deleted record in an export without versions"));
+        }
         match &last_key {
             Some(k) if *k == key && !header.versions => {
                 return Err(bad(
@@ -290,7 +297,16 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
                     "a key repeated in an export without versions (one line per key)",
                 ))
             }
-            Some(k) if *k == key => {}
+            Some(k) if *k == key => {
+                // A key's versions, oldest first: each LSN once.
+                let prev = recs.last().map_or(0, |r| r.0);
+                if line.lsn <= prev {
+                    return Err(bad(
+                        n,
+                        format!("a version at LSN {} after one at LSN {prev} of the same key (versions oldest first, each LSN once)", line.lsn),
+                    ));
+                }
+            }
             Some(k) if *k > key => return Err(bad(n, "keys out of order")),
             _ => {
                 keys += 1;

@@ -1222,3 +1222,53 @@ fn repair_makes_every_directory_it_creates_durable_before_it_cuts() {
         );
     }
 }
+
+/// `import` refuses export files `export` never writes, naming the line, before creating
+/// anything: a key's two versions at one LSN (one was dropped silently, the import saying it
+/// imported both), a deleted record in an export without versions (it imported a key that was
+/// not there), LSN 0 (found by a fresh-user pass).
+#[test]
+fn import_refuses_versions_export_never_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let header = |versions: bool| {
+        format!(
+            "{{\"format\":\"ringlog-export\",\"version\":1,\"versions\":{versions},\"source_last_lsn\":5,\"source_floor\":0,\"source_retention\":\"All\"}}"
+        )
+    };
+    let cases = [
+        (
+            "same LSN twice",
+            true,
+            "{\"key\":\"61\",\"lsn\":3,\"value\":\"31\"}\n{\"key\":\"61\",\"lsn\":3,\"value\":\"32\"}\n{\"end\":true,\"keys\":1,\"records\":2}",
+            "line 3",
+        ),
+        (
+            "versions out of order",
+            true,
+            "{\"key\":\"61\",\"lsn\":4,\"value\":\"31\"}\n{\"key\":\"61\",\"lsn\":3,\"value\":\"32\"}\n{\"end\":true,\"keys\":1,\"records\":2}",
+            "line 3",
+        ),
+        (
+            "a delete without versions",
+            false,
+            "{\"key\":\"61\",\"lsn\":1,\"deleted\":true}\n{\"end\":true,\"keys\":1,\"records\":1}",
+            "line 2",
+        ),
+        (
+            "LSN 0",
+            true,
+            "{\"key\":\"61\",\"lsn\":0,\"value\":\"31\"}\n{\"end\":true,\"keys\":1,\"records\":1}",
+            "line 2",
+        ),
+    ];
+    for (what, versions, body, line) in cases {
+        let file = tmp.path().join("bad.jsonl");
+        std::fs::write(&file, format!("{}\n{body}\n", header(versions))).unwrap();
+        let dest = tmp.path().join("never");
+        let o = ringlog(&["import", p(&file), p(&dest)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains(line), "{what}: {err}");
+        assert!(!dest.exists(), "{what}: nothing created");
+    }
+}
