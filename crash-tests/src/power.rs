@@ -1438,10 +1438,11 @@ fn run_scheduled(
             visible_target: vec![false; n],
         };
         let mut next = 1u64;
-        let mut max_buffered_ack = 0u64;
+        let mut buffered = BufferedAcks::default();
         let result: Result<(), Violation> = (|| loop {
             settle(db, sched, &mut st)?;
-            collect(ctx, gen, &done, sim, run, &mut st, &mut max_buffered_ack)?;
+            buffered.now = sched.lock().clock;
+            collect(ctx, gen, &done, sim, run, &mut st, &mut buffered)?;
             let busy = st.running.iter().any(Option::is_some);
             if next > steps && !busy {
                 return Ok(());
@@ -1451,12 +1452,13 @@ fn run_scheduled(
             // acknowledgement made before the pause.
             if next <= steps {
                 if let Step::Pause(d) = wl.step(gen, next) {
-                    let owed = max_buffered_ack;
+                    let owed = buffered.max;
                     run.hist.started.push(sim.position());
                     let end = sched.lock().clock + d;
                     loop {
                         settle(db, sched, &mut st)?;
-                        collect(ctx, gen, &done, sim, run, &mut st, &mut max_buffered_ack)?;
+                        buffered.now = sched.lock().clock;
+                        collect(ctx, gen, &done, sim, run, &mut st, &mut buffered)?;
                         let mut g = sched.lock();
                         if Sched::log_runnable(&g) {
                             sched.release_log(&mut g);
@@ -1471,7 +1473,8 @@ fn run_scheduled(
                         }
                     }
                     settle(db, sched, &mut st)?;
-                    collect(ctx, gen, &done, sim, run, &mut st, &mut max_buffered_ack)?;
+                    buffered.now = sched.lock().clock;
+                    collect(ctx, gen, &done, sim, run, &mut st, &mut buffered)?;
                     let durable = db.durable_lsn();
                     run.hist.acks.push(Ack {
                         step: next,
@@ -1489,6 +1492,22 @@ fn run_scheduled(
                             ),
                         ));
                     }
+                    // The timer runs from the oldest unsynced Buffered commit: a commit
+                    // acknowledged more than the interval ago is durable, whatever came since.
+                    let now = sched.lock().clock;
+                    if let Some(&(lsn, t)) = buffered
+                        .timed
+                        .iter()
+                        .find(|&&(lsn, t)| t + interval < now && durable < lsn)
+                    {
+                        return Err(Violation::new(
+                            "timer",
+                            format!(
+                                "the Buffered commit of LSN {lsn}, acknowledged at {t:?} (simulated), is not durable at {now:?}, more than the interval {interval:?} later (durable LSN {durable}): the timer must run from the oldest unsynced commit"
+                            ),
+                        ));
+                    }
+                    buffered.timed.retain(|&(lsn, _)| lsn > durable);
                     next += 1;
                     continue;
                 }
@@ -1716,6 +1735,16 @@ fn settle(db: &Db, sched: &Sched, st: &mut RunnerView) -> Result<(), Violation> 
 }
 
 /// Records the steps that returned since the last call, at the current trace position.
+/// The `Buffered` acknowledgements of a scheduled run: the highest LSN, and each LSN with the
+/// simulated time it was collected at (no earlier than its commit), until durable.
+#[derive(Default)]
+struct BufferedAcks {
+    max: u64,
+    timed: Vec<(u64, Duration)>,
+    /// The simulated time now (set before each `collect`).
+    now: Duration,
+}
+
 fn collect(
     ctx: &Ctx<'_>,
     gen: u32,
@@ -1723,7 +1752,7 @@ fn collect(
     sim: &SimVfs,
     run: &mut GenRun,
     st: &mut RunnerView,
-    max_buffered_ack: &mut u64,
+    buffered: &mut BufferedAcks,
 ) -> Result<(), Violation> {
     let finished = std::mem::take(&mut *done.lock());
     let at = sim.position();
@@ -1736,7 +1765,8 @@ fn collect(
             Ok(lsn) => {
                 let kind = ack_kind(ctx.wl(), &ctx.wl().step(gen, d.step));
                 if kind == (AckKind::Commit { durable: false }) {
-                    *max_buffered_ack = (*max_buffered_ack).max(lsn);
+                    buffered.max = buffered.max.max(lsn);
+                    buffered.timed.push((lsn, buffered.now));
                 }
                 run.hist.acks.push(Ack {
                     step: d.step,

@@ -1160,3 +1160,17 @@ fn catches_a_close_that_forgets_the_failure() {
     let s = fsync_errors_with(Bug::CloseForgetsPoison);
     assert_caught(Bug::CloseForgetsPoison, &s, &["fsync-error"]);
 }
+
+/// The `Buffered` deadline runs from the newest unsynced commit instead of the oldest: commits
+/// between pauses shorter than the interval postpone the round. After every pause the runner
+/// checks that each `Buffered` commit acknowledged more than the interval before is durable.
+#[test]
+fn catches_a_buffered_deadline_that_runs_from_the_newest_commit() {
+    let s = with_bug(Some(Bug::BufferedDeadlineFromNewest), || {
+        power::run(&PowerOptions {
+            modes: vec![Mode::Buffered],
+            ..default_campaign()
+        })
+    });
+    assert_caught(Bug::BufferedDeadlineFromNewest, &s, &["timer"]);
+}

@@ -375,11 +375,14 @@ pub mod bugs {
         /// `Buffered` commit behind a `Strict` one still waiting for its sync returns before it
         /// is visible, and its writer does not read its own write.
         CommitReturnsBeforeVisible,
+        /// The `Buffered` deadline runs from the newest unsynced commit instead of the oldest:
+        /// a steady stream of commits postpones the round, past the loss window's bound.
+        BufferedDeadlineFromNewest,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 39] = [
+        pub const ALL: [Bug; 40] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -419,6 +422,7 @@ pub mod bugs {
             Bug::SyncForgetsPoison,
             Bug::CloseForgetsPoison,
             Bug::CommitReturnsBeforeVisible,
+            Bug::BufferedDeadlineFromNewest,
         ];
 
         fn bit(self) -> u64 {
@@ -643,6 +647,8 @@ bug_hook! {
     close_forgets_poison => CloseForgetsPoison;
     /// Whether a commit returns without waiting to be visible.
     commit_returns_before_visible => CommitReturnsBeforeVisible;
+    /// Whether the Buffered deadline runs from the newest unsynced commit.
+    buffered_deadline_from_newest => BufferedDeadlineFromNewest;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

@@ -379,7 +379,9 @@ impl Shared {
             .now()
             .checked_add(interval)
             .filter(|_| crate::hooks::arm_buffered_timer());
-        if let Some(deadline) = deadline.filter(|&dl| st.deadline.is_none_or(|d| dl < d)) {
+        if let Some(deadline) = deadline.filter(|&dl| {
+            st.deadline.is_none_or(|d| dl < d) || crate::hooks::buffered_deadline_from_newest()
+        }) {
             st.deadline = Some(deadline);
             wake = true;
         }
