@@ -37,7 +37,7 @@ fn open_failure(dir: &Path, e: Error) -> Failure {
     }
 }
 
-fn failed(e: Error) -> Failure {
+pub(crate) fn failed(e: Error) -> Failure {
     Failure::Found(e.to_string())
 }
 
@@ -388,35 +388,44 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
             open.bytes_truncated = s.bytes_truncated;
             open.last_lsn = s.last_lsn;
             if a.deep {
-                let mut d = DeepCheck {
-                    keys: 0,
-                    versions: 0,
-                    value_bytes: 0,
-                    error: None,
-                };
-                match db.history::<&[u8], _>(..) {
-                    Ok(h) => {
-                        for k in h {
-                            match k {
-                                Ok(k) => {
-                                    d.keys += 1;
-                                    d.versions += k.versions.len() as u64;
-                                    d.value_bytes += k
-                                        .versions
-                                        .iter()
-                                        .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
-                                        .sum::<u64>();
-                                }
-                                Err(e) => {
-                                    d.error = Some(e.to_string());
-                                    break;
-                                }
+                // A value segment a writer's compaction removed under the read: read again on
+                // a new open ([`reopened`]); only another failure is damage.
+                let mut first = Some(db);
+                let d = reopened_from(&a.dir, &mut first, |db| {
+                    let mut d = DeepCheck {
+                        keys: 0,
+                        versions: 0,
+                        value_bytes: 0,
+                        error: None,
+                    };
+                    for k in db.history::<&[u8], _>(..)? {
+                        match k {
+                            Ok(k) => {
+                                d.keys += 1;
+                                d.versions += k.versions.len() as u64;
+                                d.value_bytes += k
+                                    .versions
+                                    .iter()
+                                    .map(|(_, v)| v.as_ref().map_or(0, |v| v.len() as u64))
+                                    .sum::<u64>();
+                            }
+                            Err(e) if vanished(&e) => return Err(e),
+                            Err(e) => {
+                                d.error = Some(e.to_string());
+                                break;
                             }
                         }
                     }
-                    Err(e) => d.error = Some(e.to_string()),
-                }
-                deep = Some(d);
+                    Ok(d)
+                });
+                deep = Some(d.unwrap_or_else(|f| DeepCheck {
+                    keys: 0,
+                    versions: 0,
+                    value_bytes: 0,
+                    error: Some(match f {
+                        Failure::Found(m) | Failure::Usage(m) => m,
+                    }),
+                }));
             }
         }
         Err(e) => open.error = Some(e.to_string()),
@@ -667,12 +676,10 @@ struct Entry {
 /// `ringlog get`.
 pub fn get(a: &GetArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let key = a.enc.parse_nonempty_key(&a.key)?;
-    let db = open(&a.dir)?;
-    let v = match a.at_lsn {
+    let v = reopened(&a.dir, |db| match a.at_lsn {
         Some(lsn) => db.get_at(&key, lsn),
         None => db.get(&key),
-    }
-    .map_err(failed)?;
+    })?;
     let Some(v) = v else {
         return Err(Failure::Found(format!("{}: no such key", a.enc.show(&key))));
     };
@@ -726,31 +733,33 @@ fn prefix_end(p: &[u8]) -> Option<Vec<u8>> {
 /// `ringlog scan`.
 pub fn scan(a: &ScanArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let (lo, hi) = bounds(a)?;
-    let db = open(&a.dir)?;
-    let scan = match a.at_lsn {
-        Some(lsn) => db.range_at((lo, hi), lsn),
-        None => db.range((lo, hi)),
-    }
-    .map_err(failed)?;
     let max = a.max.unwrap_or(usize::MAX);
-    let mut rows = Vec::new();
-    for item in scan.take(max) {
-        let (k, v) = item.map_err(failed)?;
-        let row = Entry {
-            key: a.enc.show(&k),
-            value: (!a.keys_only).then(|| a.enc.show(&v)),
-            lsn: v.lsn(),
-        };
-        if json {
-            rows.push(row);
-        } else if let Some(v) = &row.value {
-            writeln!(out, "{} = {}", row.key, v)?;
-        } else {
-            writeln!(out, "{}", row.key)?;
+    // Read whole before printing: a read a writer's compaction cut short starts again on a new
+    // open ([`reopened`]), which must not print the entries before it twice.
+    let rows = reopened(&a.dir, |db| {
+        let scan = match a.at_lsn {
+            Some(lsn) => db.range_at((lo.clone(), hi.clone()), lsn),
+            None => db.range((lo.clone(), hi.clone())),
+        }?;
+        let mut rows = Vec::new();
+        for item in scan.take(max) {
+            let (k, v) = item?;
+            rows.push(Entry {
+                key: a.enc.show(&k),
+                value: (!a.keys_only).then(|| a.enc.show(&v)),
+                lsn: v.lsn(),
+            });
         }
-    }
+        Ok(rows)
+    })?;
     if json {
-        print_json(out, &rows)?;
+        return print_json(out, &rows);
+    }
+    for row in &rows {
+        match &row.value {
+            Some(v) => writeln!(out, "{} = {}", row.key, v)?,
+            None => writeln!(out, "{}", row.key)?,
+        }
     }
     Ok(())
 }
@@ -778,12 +787,15 @@ pub fn history(a: &HistoryArgs, json: bool, out: &mut dyn Write) -> Outcome {
         }
         None => (Bound::Unbounded, Bound::Unbounded),
     };
-    let db = open(&a.dir)?;
-    let h = db.history((lo, hi)).map_err(failed)?;
-    let floor = h.floor();
+    // Read whole before printing, as `scan` does.
+    let (floor, keys) = reopened(&a.dir, |db| {
+        let h = db.history((lo.clone(), hi.clone()))?;
+        let floor = h.floor();
+        let keys = h.collect::<Result<Vec<_>, _>>()?;
+        Ok((floor, keys))
+    })?;
     let mut all = Vec::new();
-    for k in h {
-        let k = k.map_err(failed)?;
+    for k in keys {
         let kv = KeyVersions {
             key: a.enc.show(&k.key),
             versions: k
@@ -843,10 +855,25 @@ fn vanished(e: &Error) -> bool {
 
 /// `read` of `dir` opened read-only; opened and read again ([`ATTEMPTS`] times at most) while a
 /// file vanished under the read, as the open itself starts again when a file was just removed.
-fn reopened<T>(dir: &Path, mut read: impl FnMut(&Db) -> Result<T, Error>) -> Result<T, Failure> {
+pub(crate) fn reopened<T>(
+    dir: &Path,
+    read: impl FnMut(&Db) -> Result<T, Error>,
+) -> Result<T, Failure> {
+    reopened_from(dir, &mut None, read)
+}
+
+/// [`reopened`], whose first read is of `first` when it holds a database already open.
+fn reopened_from<T>(
+    dir: &Path,
+    first: &mut Option<Db>,
+    mut read: impl FnMut(&Db) -> Result<T, Error>,
+) -> Result<T, Failure> {
     let mut attempt = 1;
     loop {
-        let db = open(dir)?;
+        let db = match first.take() {
+            Some(db) => db,
+            None => open(dir)?,
+        };
         match read(&db) {
             Ok(v) => return Ok(v),
             Err(e) if vanished(&e) && attempt < ATTEMPTS => attempt += 1,

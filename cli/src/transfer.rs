@@ -14,12 +14,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
 
-use ringlog_db::{Db, Durability, Options, Retention};
+use ringlog_db::{Db, Durability, Error, Options, Retention};
 use serde::{Deserialize, Serialize};
 
 use crate::args::{ExportArgs, ImportArgs};
 use crate::bytes::{hex, unhex};
-use crate::commands::{open, print_json};
+use crate::commands::{failed, open, print_json, reopened};
 use crate::{Failure, Outcome};
 
 /// The export format's name, in its header.
@@ -76,89 +76,46 @@ fn wr(e: impl std::fmt::Display) -> Failure {
 
 /// `ringlog export`.
 pub fn export(a: &ExportArgs, json: bool, out: &mut dyn Write) -> Outcome {
-    let db = open(&a.dir)?;
     let to_stdout = a.to.as_os_str() == "-";
-    let mut sink: Box<dyn Write> = if to_stdout {
-        Box::new(BufWriter::new(std::io::stdout()))
+    let (keys, records) = if to_stdout {
+        let db = open(&a.dir)?;
+        let mut sink = BufWriter::new(std::io::stdout());
+        let counts = write_export(&db, a.versions, &mut sink).map_err(failed)?;
+        sink.flush().map_err(wr)?;
+        counts
     } else {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&a.to)
             .map_err(|e| Failure::Found(format!("{}: {e}", a.to.display())))?;
-        Box::new(BufWriter::new(f))
-    };
-    let line = |sink: &mut dyn Write, v: &dyn erased::Ser| -> Outcome {
-        v.write(sink)?;
-        sink.write_all(b"\n").map_err(wr)
-    };
-    let (mut keys, mut records) = (0u64, 0u64);
-    if a.versions {
-        let h = db
-            .history::<&[u8], _>(..)
-            .map_err(|e| Failure::Found(e.to_string()))?;
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            versions: true,
-            source_last_lsn: h.lsn(),
-            source_floor: h.floor(),
-            source_retention: format!("{:?}", db.retention()),
-        };
-        line(&mut *sink, &header)?;
-        for k in h {
-            let k = k.map_err(|e| Failure::Found(e.to_string()))?;
-            keys += 1;
-            for (lsn, v) in k.versions.iter().rev() {
-                records += 1;
-                let l = Line {
-                    key: hex(&k.key),
-                    lsn: *lsn,
-                    value: v.as_ref().map(|v| hex(v)),
-                    deleted: v.is_none(),
-                };
-                line(&mut *sink, &l)?;
-            }
-        }
-    } else {
-        let snap = db.snapshot();
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            versions: false,
-            source_last_lsn: snap.lsn(),
-            source_floor: snap.lsn(),
-            source_retention: format!("{:?}", db.retention()),
-        };
-        line(&mut *sink, &header)?;
-        for item in snap.iter().map_err(|e| Failure::Found(e.to_string()))? {
-            let (k, v) = item.map_err(|e| Failure::Found(e.to_string()))?;
-            keys += 1;
-            records += 1;
-            let l = Line {
-                key: hex(&k),
-                lsn: v.lsn(),
-                value: Some(hex(&v)),
-                deleted: false,
+        // A read a writer's compaction cut short starts again on a new open, from the file's
+        // start ([`reopened`]); a failure removes the file it created, so that running the
+        // command again works (it never overwrites a file).
+        let written = reopened(&a.dir, |db| {
+            let io = |e: std::io::Error| Error::Io {
+                op: "write the export",
+                path: Some(a.to.clone()),
+                source: e,
             };
-            line(&mut *sink, &l)?;
+            f.set_len(0).map_err(io)?;
+            let mut file = &f;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(io)?;
+            let mut sink = BufWriter::new(file);
+            let counts = write_export(db, a.versions, &mut sink)?;
+            sink.flush().map_err(io)?;
+            Ok(counts)
+        })
+        .and_then(|counts| {
+            f.sync_all()
+                .map_err(|e| Failure::Found(format!("sync {}: {e}", a.to.display())))?;
+            Ok(counts)
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&a.to);
         }
-    }
-    line(
-        &mut *sink,
-        &End {
-            end: true,
-            keys,
-            records,
-        },
-    )?;
-    sink.flush().map_err(wr)?;
-    drop(sink);
-    if !to_stdout {
-        std::fs::File::open(&a.to)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Failure::Found(format!("sync {}: {e}", a.to.display())))?;
-    }
+        written?
+    };
     let s = Summary {
         file: a.to.display().to_string(),
         dir: a.dir.display().to_string(),
@@ -183,17 +140,90 @@ pub fn export(a: &ExportArgs, json: bool, out: &mut dyn Write) -> Outcome {
     Ok(())
 }
 
+/// Writes the export of `db` (the newest state, or with `versions` every version) to `sink`:
+/// header, records, end line. Returns (keys, records). A failed write is `Error::Io`.
+fn write_export(db: &Db, versions: bool, sink: &mut dyn Write) -> Result<(u64, u64), Error> {
+    let line = |sink: &mut dyn Write, v: &dyn erased::Ser| -> Result<(), Error> {
+        v.write(sink)
+            .and_then(|()| sink.write_all(b"\n"))
+            .map_err(|e| Error::Io {
+                op: "write the export",
+                path: None,
+                source: e,
+            })
+    };
+    let (mut keys, mut records) = (0u64, 0u64);
+    if versions {
+        let h = db.history::<&[u8], _>(..)?;
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            versions: true,
+            source_last_lsn: h.lsn(),
+            source_floor: h.floor(),
+            source_retention: format!("{:?}", db.retention()),
+        };
+        line(&mut *sink, &header)?;
+        for k in h {
+            let k = k?;
+            keys += 1;
+            for (lsn, v) in k.versions.iter().rev() {
+                records += 1;
+                let l = Line {
+                    key: hex(&k.key),
+                    lsn: *lsn,
+                    value: v.as_ref().map(|v| hex(v)),
+                    deleted: v.is_none(),
+                };
+                line(&mut *sink, &l)?;
+            }
+        }
+    } else {
+        let snap = db.snapshot();
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            versions: false,
+            source_last_lsn: snap.lsn(),
+            source_floor: snap.lsn(),
+            source_retention: format!("{:?}", db.retention()),
+        };
+        line(&mut *sink, &header)?;
+        for item in snap.iter()? {
+            let (k, v) = item?;
+            keys += 1;
+            records += 1;
+            let l = Line {
+                key: hex(&k),
+                lsn: v.lsn(),
+                value: Some(hex(&v)),
+                deleted: false,
+            };
+            line(&mut *sink, &l)?;
+        }
+    }
+    line(
+        &mut *sink,
+        &End {
+            end: true,
+            keys,
+            records,
+        },
+    )?;
+    Ok((keys, records))
+}
+
 /// Serializing through a `dyn` (the three line types share one writer).
 mod erased {
     use super::*;
 
     pub trait Ser {
-        fn write(&self, w: &mut dyn Write) -> Outcome;
+        fn write(&self, w: &mut dyn Write) -> std::io::Result<()>;
     }
 
     impl<T: Serialize> Ser for T {
-        fn write(&self, w: &mut dyn Write) -> Outcome {
-            serde_json::to_writer(w, self).map_err(wr)
+        fn write(&self, w: &mut dyn Write) -> std::io::Result<()> {
+            serde_json::to_writer(w, self).map_err(std::io::Error::other)
         }
     }
 }
