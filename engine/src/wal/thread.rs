@@ -55,7 +55,6 @@ fn seal(
     }
 }
 
-/// The active segment as the log thread sees it.
 /// Whether rounds may be in flight at once on `file` ([`crate::Options::rounds_in_flight`]): its
 /// writes bypass the page cache (`O_DIRECT`: a write's error comes back on that write), or it is
 /// not a kernel file (a simulated disk, which models its syncs itself). On a kernel file written
@@ -68,6 +67,7 @@ pub(crate) fn rounds_may_overlap(file: &dyn VFile) -> bool {
     file.direct_io().is_some() || file.raw_fd().is_none()
 }
 
+/// The active segment as the log thread sees it.
 pub(crate) struct Active {
     pub(crate) id: u64,
     /// Shared with the writes in flight to it (the pipelined log's submissions own a handle).
