@@ -562,10 +562,11 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
-    // A checkpoint may also refer for values to segments of the log it replays (one written
-    // before checkpoints started a new segment did: the format-v6 golden files,
-    // engine/tests/golden/v6): those must be there too — a reference to a segment that does not
-    // exist (a damaged or crafted checkpoint) failed only at the read, with an I/O error.
+    // A checkpoint may also refer for values to segments of the log it replays (the format-v6
+    // golden files do, engine/tests/golden/v6: their MANIFEST needs segment 1, which holds
+    // values their checkpoint refers to): those must be there too — a reference to a segment
+    // that does not exist (a damaged or crafted checkpoint) failed only at the read, with an
+    // I/O error.
     for &id in value_segments
         .iter()
         .filter(|&&id| id >= manifest.first_needed_segment())
