@@ -435,8 +435,9 @@ mod races {
         std::thread::scope(|s| {
             let (g, stop) = (&gen, &stop);
             s.spawn(move || {
+                // At most 500,000 versions (memory stays bounded on a slow machine).
                 let mut lsn = 2u64;
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) && lsn < 500_000 {
                     g.list.insert(b"b", lsn, Some(b"newer"), 0);
                     lsn += 1;
                 }
