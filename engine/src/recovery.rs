@@ -562,32 +562,26 @@ pub(crate) fn recover(
     if let Some(seeded) = &seeded {
         value_segments.clone_from(&seeded.value_segments);
     }
-    // A checkpoint may also refer for values to segments of the log it replays (the format-v6
-    // golden files do, engine/tests/golden/v6: their MANIFEST needs segment 1, which holds
-    // values their checkpoint refers to): those must be there too — a reference to a segment
-    // that does not exist (a damaged or crafted checkpoint) failed only at the read, with an
-    // I/O error.
-    for &id in value_segments
-        .iter()
-        .filter(|&&id| id >= manifest.first_needed_segment())
-    {
-        let path = dir.join(segment_file_name(id));
-        let kind = vfs
-            .kind_of(&path)
-            .map_err(|e| Error::io("stat segment", path.clone(), e))?;
-        if kind.is_none() && !crate::hooks::open_ignores_missing_value_segments() {
-            return Err(missing_value_segment(dir, id));
+    // Every segment the checkpoint refers to for values must be there: its values are read from
+    // it (otherwise the loss shows only at a read, long after the open). In any recovery mode:
+    // no cut of the log brings them back. Most lie below the log (listed in `below`); a
+    // checkpoint may also refer into the log it replays (the format-v6 golden files do,
+    // engine/tests/golden/v6: their MANIFEST needs segment 1, which holds values their
+    // checkpoint refers to), and a damaged or crafted one to any segment at all.
+    if !crate::hooks::open_ignores_missing_value_segments() {
+        for &id in &value_segments {
+            let present = if id < manifest.first_needed_segment() {
+                below.binary_search(&id).is_ok()
+            } else {
+                let path = dir.join(segment_file_name(id));
+                vfs.kind_of(&path)
+                    .map_err(|e| Error::io("stat segment", path, e))?
+                    .is_some()
+            };
+            if !present {
+                return Err(missing_value_segment(dir, id));
+            }
         }
-    }
-    // Every segment below the log that the checkpoint refers to for values must be there: its
-    // values are read from it (otherwise the loss shows only at a read, long after the open). In
-    // any recovery mode: no cut of the log brings them back.
-    if let Some(&missing) = value_segments
-        .iter()
-        .find(|&&id| id < manifest.first_segment && below.binary_search(&id).is_err())
-        .filter(|_| !crate::hooks::open_ignores_missing_value_segments())
-    {
-        return Err(missing_value_segment(dir, missing));
     }
     if !read_only || crate::hooks::read_only_cleans_up() {
         remove_unreferenced(vfs, dir, &below, &value_segments, &mut app.stats)?;

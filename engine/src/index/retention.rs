@@ -78,9 +78,7 @@ impl Retention {
         };
         (floor <= ringlog_format::MAX_ID).then_some((policy, floor))
     }
-}
 
-impl Retention {
     /// [`Retention::decode`] of the entry at LSN `lsn`: its floor cannot lie above it (a policy
     /// records the floor in force when it was set, below its own LSN; a checkpoint's, at most
     /// the checkpoint's LSN, which its entry carries). `None` for one that does, as for bytes
