@@ -1618,23 +1618,15 @@ fn wait_durable_answers_lsns_no_commit_will_take() {
     });
 }
 
-/// A real `Vfs` that records the directories `create_dir_all` created (absent before) and the
-/// directories synced.
+/// [`Hooks`] of a real disk recording the directories `create_dir_all` created (absent before)
+/// and the directories synced.
+#[derive(Default)]
 struct DirSyncs {
-    inner: Arc<dyn ringlog_db::Vfs>,
     created: std::sync::Mutex<Vec<std::path::PathBuf>>,
     synced: std::sync::Mutex<Vec<std::path::PathBuf>>,
 }
 
 impl DirSyncs {
-    fn new(inner: Arc<dyn ringlog_db::Vfs>) -> Arc<DirSyncs> {
-        Arc::new(DirSyncs {
-            inner,
-            created: Default::default(),
-            synced: Default::default(),
-        })
-    }
-
     /// Created directories whose entry (in their parent) was never made durable.
     fn unsynced_entries(&self) -> Vec<std::path::PathBuf> {
         let synced = self.synced.lock().unwrap();
@@ -1647,55 +1639,21 @@ impl DirSyncs {
     }
 }
 
-impl ringlog_db::Vfs for DirSyncs {
-    fn backend(&self) -> ringlog_db::io::BackendInfo {
-        self.inner.backend()
-    }
-    fn log_driver(&self) -> std::io::Result<Box<dyn ringlog_db::io::LogDriver>> {
-        self.inner.log_driver()
-    }
-    fn open(
-        &self,
-        path: &Path,
-        opts: ringlog_db::io::OpenOptions,
-    ) -> std::io::Result<Box<dyn ringlog_db::io::VFile>> {
-        self.inner.open(path, opts)
-    }
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+impl Hooks for DirSyncs {
+    fn create_dir_all(&self, inner: &dyn ringlog_db::Vfs, path: &Path) -> std::io::Result<()> {
         let new: Vec<std::path::PathBuf> = path
             .ancestors()
             .filter(|a| !a.as_os_str().is_empty() && !a.exists())
             .map(Path::to_path_buf)
             .collect();
-        self.inner.create_dir_all(path)?;
+        inner.create_dir_all(path)?;
         self.created.lock().unwrap().extend(new);
         Ok(())
     }
-    fn kind_of(&self, path: &Path) -> std::io::Result<Option<ringlog_db::io::EntryKind>> {
-        self.inner.kind_of(path)
-    }
-    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
-        self.inner.sync_dir(path)?;
+    fn sync_dir(&self, inner: &dyn ringlog_db::Vfs, path: &Path) -> std::io::Result<()> {
+        inner.sync_dir(path)?;
         self.synced.lock().unwrap().push(path.to_path_buf());
         Ok(())
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Box<dyn ringlog_db::io::FileLock>> {
-        self.inner.lock(path)
-    }
-    fn lock_held(&self, path: &Path) -> std::io::Result<bool> {
-        self.inner.lock_held(path)
-    }
-    fn filesystem(&self, path: &Path) -> std::io::Result<ringlog_db::io::FsInfo> {
-        self.inner.filesystem(path)
     }
 }
 
@@ -1709,7 +1667,7 @@ fn directories_created_for_a_database_or_a_backup_are_durable() {
     on_each_path(|io| {
         let root = tempdir();
         let dir = root.path().join("a").join("b").join("db");
-        let vfs = DirSyncs::new(real_vfs(io));
+        let vfs = Hooked::new(real_vfs(io), DirSyncs::default());
         let db = Db::open(&dir, opts(io, Durability::Strict).vfs(vfs.clone())).unwrap();
         db.put(b"k", b"acknowledged").unwrap();
         assert_eq!(vfs.created.lock().unwrap().len(), 3, "a, a/b, a/b/db");

@@ -487,31 +487,73 @@ impl Drop for Tmpfs {
 pub use ringlog_rng::Rng;
 
 // ---------------------------------------------------------------------------------------------
-// A MANIFEST that cannot be replaced
+// A real disk with some of its calls changed
 // ---------------------------------------------------------------------------------------------
 
-/// A `Vfs` that delegates everything to a real one (its ring too, on the io_uring path), except
-/// that while `full` is set, creating the MANIFEST's temporary file (every MANIFEST update starts
-/// so) fails with ENOSPC.
-pub struct FullForManifests {
-    pub inner: Arc<dyn Vfs>,
-    pub full: Arc<AtomicBool>,
-    /// MANIFEST updates refused so far.
-    pub refused: AtomicUsize,
-}
-
-impl FullForManifests {
-    /// Wraps `inner`; updates fail while `full` is set.
-    pub fn new(inner: Arc<dyn Vfs>, full: Arc<AtomicBool>) -> Arc<FullForManifests> {
-        Arc::new(FullForManifests {
-            inner,
-            full,
-            refused: AtomicUsize::new(0),
-        })
+/// What a test's [`Hooked`] disk changes of a real one: each method is the [`Vfs`] method of the
+/// same name, given the real disk, and forwards to it unless a test overrides it — so a test
+/// writes only what it changes (the forwarding is written once, here).
+pub trait Hooks: Send + Sync + 'static {
+    fn open(
+        &self,
+        inner: &dyn Vfs,
+        path: &Path,
+        opts: ringlog_db::io::OpenOptions,
+    ) -> io::Result<Box<dyn VFile>> {
+        inner.open(path, opts)
+    }
+    fn create_dir_all(&self, inner: &dyn Vfs, path: &Path) -> io::Result<()> {
+        inner.create_dir_all(path)
+    }
+    fn sync_dir(&self, inner: &dyn Vfs, path: &Path) -> io::Result<()> {
+        inner.sync_dir(path)
+    }
+    fn filesystem(&self, inner: &dyn Vfs, path: &Path) -> io::Result<ringlog_db::io::FsInfo> {
+        inner.filesystem(path)
+    }
+    fn will_block(&self, inner: &dyn Vfs, why: ringlog_db::io::BlockReason) {
+        inner.will_block(why)
+    }
+    fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
+        inner.log_driver()
+    }
+    fn writes_here(&self, inner: &dyn Vfs) -> bool {
+        inner.writes_here()
+    }
+    fn write_durable_here(
+        &self,
+        inner: &dyn Vfs,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        inner.write_durable_here(file, offset, buf, strategy)
     }
 }
 
-impl Vfs for FullForManifests {
+/// A `Vfs` that delegates everything to a real one (its ring, file writer and batch reads too),
+/// except what its [`Hooks`] change.
+pub struct Hooked<H> {
+    pub inner: Arc<dyn Vfs>,
+    pub hooks: H,
+}
+
+impl<H: Hooks> Hooked<H> {
+    /// `inner` changed by `hooks`.
+    pub fn new(inner: Arc<dyn Vfs>, hooks: H) -> Arc<Hooked<H>> {
+        Arc::new(Hooked { inner, hooks })
+    }
+}
+
+impl<H> std::ops::Deref for Hooked<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        &self.hooks
+    }
+}
+
+impl<H: Hooks> Vfs for Hooked<H> {
     fn backend(&self) -> BackendInfo {
         self.inner.backend()
     }
@@ -521,19 +563,11 @@ impl Vfs for FullForManifests {
     fn read_batch(&self, reads: &mut [ringlog_db::io::BatchRead<'_>]) {
         self.inner.read_batch(reads)
     }
-    fn lock_held(&self, path: &Path) -> io::Result<bool> {
-        self.inner.lock_held(path)
-    }
     fn open(&self, path: &Path, opts: ringlog_db::io::OpenOptions) -> io::Result<Box<dyn VFile>> {
-        if self.full.load(Ordering::SeqCst) && path.file_name().is_some_and(|n| n == "MANIFEST.tmp")
-        {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        self.inner.open(path, opts)
+        self.hooks.open(&*self.inner, path, opts)
     }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
+        self.hooks.create_dir_all(&*self.inner, path)
     }
     fn kind_of(&self, path: &Path) -> io::Result<Option<ringlog_db::io::EntryKind>> {
         self.inner.kind_of(path)
@@ -548,19 +582,22 @@ impl Vfs for FullForManifests {
         self.inner.rename(from, to)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
+        self.hooks.sync_dir(&*self.inner, path)
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn ringlog_db::io::FileLock>> {
         self.inner.lock(path)
     }
+    fn lock_held(&self, path: &Path) -> io::Result<bool> {
+        self.inner.lock_held(path)
+    }
     fn filesystem(&self, path: &Path) -> io::Result<ringlog_db::io::FsInfo> {
-        self.inner.filesystem(path)
+        self.hooks.filesystem(&*self.inner, path)
     }
     fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
-        self.inner.log_driver()
+        self.hooks.log_driver(&*self.inner)
     }
     fn writes_here(&self) -> bool {
-        self.inner.writes_here()
+        self.hooks.writes_here(&*self.inner)
     }
     fn write_durable_here(
         &self,
@@ -569,7 +606,55 @@ impl Vfs for FullForManifests {
         buf: &[u8],
         strategy: SyncStrategy,
     ) -> io::Result<()> {
-        self.inner.write_durable_here(file, offset, buf, strategy)
+        self.hooks
+            .write_durable_here(&*self.inner, file, offset, buf, strategy)
+    }
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+    fn will_block(&self, why: ringlog_db::io::BlockReason) {
+        self.hooks.will_block(&*self.inner, why)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A MANIFEST that cannot be replaced
+// ---------------------------------------------------------------------------------------------
+
+/// [`Hooks`] of a disk on which, while `full` is set, creating the MANIFEST's temporary file
+/// (every MANIFEST update starts so) fails with ENOSPC.
+pub struct FullForManifests {
+    pub full: Arc<AtomicBool>,
+    /// MANIFEST updates refused so far.
+    pub refused: AtomicUsize,
+}
+
+impl FullForManifests {
+    /// `inner` with MANIFEST updates failing while `full` is set.
+    pub fn new(inner: Arc<dyn Vfs>, full: Arc<AtomicBool>) -> Arc<Hooked<FullForManifests>> {
+        Hooked::new(
+            inner,
+            FullForManifests {
+                full,
+                refused: AtomicUsize::new(0),
+            },
+        )
+    }
+}
+
+impl Hooks for FullForManifests {
+    fn open(
+        &self,
+        inner: &dyn Vfs,
+        path: &Path,
+        opts: ringlog_db::io::OpenOptions,
+    ) -> io::Result<Box<dyn VFile>> {
+        if self.full.load(Ordering::SeqCst) && path.file_name().is_some_and(|n| n == "MANIFEST.tmp")
+        {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        inner.open(path, opts)
     }
 }
 
@@ -639,63 +724,23 @@ impl WriteGate {
     }
 }
 
-/// A `Vfs` that delegates to a real one, except that once its gate is armed the next durable log
-/// write — its driver's or a committer's own (`write_durable_here`) — waits until the test
-/// releases it; it also counts `Strict` commits that block waiting for their sync. For tests that
-/// need one commit held between its LSN and its publication while others go on.
+/// [`Hooks`] of a disk on which, once its gate is armed, the next durable log write — its
+/// driver's or a committer's own (`write_durable_here`) — waits until the test releases it; it
+/// also counts `Strict` commits that block waiting for their sync. For tests that need one commit
+/// held between its LSN and its publication while others go on.
 pub struct GatedWrites {
-    inner: Arc<dyn Vfs>,
     gate: Arc<WriteGate>,
 }
 
 impl GatedWrites {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Vfs>, gate: Arc<WriteGate>) -> Arc<GatedWrites> {
-        Arc::new(GatedWrites { inner, gate })
+    /// `inner` behind `gate`.
+    pub fn new(inner: Arc<dyn Vfs>, gate: Arc<WriteGate>) -> Arc<Hooked<GatedWrites>> {
+        Hooked::new(inner, GatedWrites { gate })
     }
 }
 
-impl Vfs for GatedWrites {
-    fn backend(&self) -> BackendInfo {
-        self.inner.backend()
-    }
-    fn file_writer<'a>(&self, file: &'a dyn VFile) -> Box<dyn ringlog_db::io::FileWriter + 'a> {
-        self.inner.file_writer(file)
-    }
-    fn read_batch(&self, reads: &mut [ringlog_db::io::BatchRead<'_>]) {
-        self.inner.read_batch(reads)
-    }
-    fn open(&self, path: &Path, opts: ringlog_db::io::OpenOptions) -> io::Result<Box<dyn VFile>> {
-        self.inner.open(path, opts)
-    }
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn kind_of(&self, path: &Path) -> io::Result<Option<ringlog_db::io::EntryKind>> {
-        self.inner.kind_of(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn ringlog_db::io::FileLock>> {
-        self.inner.lock(path)
-    }
-    fn lock_held(&self, path: &Path) -> io::Result<bool> {
-        self.inner.lock_held(path)
-    }
-    fn filesystem(&self, path: &Path) -> io::Result<ringlog_db::io::FsInfo> {
-        self.inner.filesystem(path)
-    }
-    fn will_block(&self, why: ringlog_db::io::BlockReason) {
+impl Hooks for GatedWrites {
+    fn will_block(&self, inner: &dyn Vfs, why: ringlog_db::io::BlockReason) {
         if why == ringlog_db::io::BlockReason::CommitDurable {
             self.gate
                 .state
@@ -705,26 +750,24 @@ impl Vfs for GatedWrites {
                 .push(std::thread::current().id());
             self.gate.cv.notify_all();
         }
-        self.inner.will_block(why);
+        inner.will_block(why);
     }
-    fn log_driver(&self) -> io::Result<Box<dyn LogDriver>> {
+    fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
         Ok(Box::new(GatedDriver {
-            inner: self.inner.log_driver()?,
+            inner: inner.log_driver()?,
             gate: self.gate.clone(),
         }))
     }
-    fn writes_here(&self) -> bool {
-        self.inner.writes_here()
-    }
     fn write_durable_here(
         &self,
+        inner: &dyn Vfs,
         file: &dyn VFile,
         offset: u64,
         buf: &[u8],
         strategy: SyncStrategy,
     ) -> io::Result<()> {
         self.gate.pass();
-        self.inner.write_durable_here(file, offset, buf, strategy)
+        inner.write_durable_here(file, offset, buf, strategy)
     }
 }
 
