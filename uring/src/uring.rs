@@ -1905,6 +1905,10 @@ struct RingWriter<'a> {
     stall_slices: u32,
     /// The first error; the writer stays failed.
     failed: Option<io::Error>,
+    /// Tests: errno values the next `io_uring_enter` calls fail with instead of entering (the
+    /// last one first).
+    #[cfg(test)]
+    inject_enter: Vec<i32>,
 }
 
 impl<'a> RingWriter<'a> {
@@ -1918,7 +1922,18 @@ impl<'a> RingWriter<'a> {
             syncing: false,
             stall_slices: STALL_SLICES,
             failed: None,
+            #[cfg(test)]
+            inject_enter: Vec::new(),
         })
+    }
+
+    /// One `io_uring_enter` through `enter` (or, in tests, the next injected failure instead).
+    fn entered<T>(&mut self, enter: impl FnOnce(&IoUring) -> io::Result<T>) -> io::Result<T> {
+        #[cfg(test)]
+        if let Some(errno) = self.inject_enter.pop() {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        enter(&self.ring)
     }
 
     fn fail(&mut self, e: io::Error) {
@@ -1946,9 +1961,11 @@ impl<'a> RingWriter<'a> {
     fn wait_one(&mut self) -> io::Result<()> {
         let mut stall = StallClock::new(self.stall_slices);
         loop {
-            match enter_sliced(&self.ring, 1) {
+            match self.entered(|ring| enter_sliced(ring, 1)) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // `EBUSY` (completions to reap first) or `EAGAIN` (no memory for now): the queue
+                // is looked at, then the enter is tried again.
+                Err(e) if is_transient(&e) => {}
                 Err(e) => return Err(e),
             }
             if !self.ring.completion().is_empty() {
@@ -2056,8 +2073,12 @@ impl FileWriter for RingWriter<'_> {
                 .map_err(|_| io::Error::other("file writer: submission queue full"))?;
         }
         self.in_flight += 1;
-        self.ring.submit()?;
-        Ok(())
+        match self.entered(IoUring::submit) {
+            Ok(_) => Ok(()),
+            // Still queued: the next enter (a reap's wait, or `finish`'s) submits it.
+            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn finish(&mut self, sync: bool) -> io::Result<()> {
@@ -2972,6 +2993,48 @@ mod tests {
         written.sort_by_key(|(_, off)| *off);
         assert_eq!(written, vec![(vec![7u8; 100], 0), (vec![8u8; 50], 100)]);
         assert_eq!(w.in_flight, 0);
+    }
+
+    /// `io_uring_enter` failing for a while with `EBUSY`, `EAGAIN` or `EINTR` (completions to
+    /// reap first, no memory for now, a signal) is no error of the file writer's writes or of
+    /// its sync: they are submitted by a later enter and land in the file.
+    #[test]
+    fn a_file_writer_retries_transient_enter_failures() {
+        if !have_uring() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = crate::PosixFile::open(
+            &path,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .unwrap();
+        let mut w = RingWriter::new(file.raw_fd().unwrap(), &file).unwrap();
+        let mut want = Vec::new();
+        for i in 0..(2 * WRITER_DEPTH as u8 + 3) {
+            // Every enter of this write's submission and of the waits it needs fails once or
+            // twice before the real one.
+            w.inject_enter = match i % 4 {
+                0 => vec![libc::EBUSY],
+                1 => vec![libc::EAGAIN, libc::EBUSY],
+                2 => vec![libc::EINTR],
+                _ => vec![],
+            };
+            let piece = vec![i; 1000 + usize::from(i)];
+            w.write(piece.clone(), want.len() as u64).unwrap();
+            want.extend_from_slice(&piece);
+        }
+        w.inject_enter = vec![libc::EBUSY, libc::EAGAIN];
+        w.finish(true).unwrap();
+        assert!(w.inject_enter.is_empty(), "every injected failure was met");
+        assert_eq!(w.in_flight, 0);
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 
     /// The log driver's commit whose write never completes (a full pipe stands for a request
