@@ -18,13 +18,13 @@ use ringlog_db::IoChoice;
 
 /// The options of every mode, printed after the list of modes by `ringlog-crash --help`.
 const AFTER_HELP: &str = "\
-common options (power, fsync-error, kill, corrupt; `ringlog-crash <mode> --help` lists every
+common options (power, fsync-error, write-error, kill, corrupt; `ringlog-crash <mode> --help` lists every
 option of a mode, with its defaults):
   --seed S | --seeds A..B    seeds (default 1..9; kill: 1..3)
   --durability strict|buffered|inmemory|all   default durability mode(s) (default: strict,buffered)
   --steps N                  workload steps per generation
   --gens N                   generations per seed
-  --model sector|paranoid    tear model (power, fsync-error)
+  --model sector|paranoid    tear model (power, fsync-error, write-error)
   --cap N                    states per crash point enumerated exhaustively, sampled beyond
   --sync-delay-us N          simulated device latency between a batch's write and its sync
   --keep DIR                 keep failing disk images under DIR
@@ -85,6 +85,9 @@ pub enum Cmd {
     Power(PowerArgs),
     /// The n-th fdatasync / directory fsync fails (swept over n)
     FsyncError(FsyncArgs),
+    /// The n-th write (or file extension) fails with EIO or ENOSPC after writing a prefix of its
+    /// bytes (swept over n)
+    WriteError(FsyncArgs),
     /// SIGKILL a child process (or kill it at an armed crash point), real directory
     Kill(KillArgs),
     /// Tail and mid-log damage to a durable image
@@ -156,6 +159,10 @@ pub struct Common {
     #[arg(long, value_name = "N", overrides_with = "fail_sync")]
     pub fail_sync: Option<u64>,
 
+    /// Fail this write, counting writes and file extensions from 1 (a write-error reproduction)
+    #[arg(long, value_name = "N", overrides_with = "fail_write")]
+    pub fail_write: Option<u64>,
+
     /// Keep failing disk images under DIR (default: $TMPDIR/ringlog-crash-failures; kill: none)
     #[arg(
         long,
@@ -218,14 +225,14 @@ pub struct PowerArgs {
     pub common: Common,
 }
 
-/// `fsync-error`.
+/// `fsync-error` and `write-error`.
 #[derive(Args, Debug)]
 pub struct FsyncArgs {
     /// Options of every mode that runs seeds.
     #[command(flatten)]
     pub common: Common,
 
-    /// Syncs failed per seed, at most
+    /// Syncs (writes) failed per seed, at most
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_per_seed: u64,
 }
@@ -502,6 +509,9 @@ impl Common {
         if let Some(n) = self.fail_sync {
             power.fail_sync = Some(n);
         }
+        if let Some(n) = self.fail_write {
+            power.fail_write = Some(n);
+        }
         if let Some(d) = &self.keep {
             power.keep = Some(d.clone());
         }
@@ -604,7 +614,7 @@ mod tests {
         let c = cli(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         let opts = match &c.mode {
             Cmd::Power(a) => a.common.power_options(run_defaults()),
-            Cmd::FsyncError(a) => a.common.power_options(fsync_defaults()),
+            Cmd::FsyncError(a) | Cmd::WriteError(a) => a.common.power_options(fsync_defaults()),
             Cmd::Corrupt(a) => a.common.power_options(corrupt_defaults()),
             Cmd::Kill(a) => a.common.power_options(kill_defaults()),
             m => panic!("{line}: not a seed-running mode: {m:?}"),
@@ -653,6 +663,13 @@ mod tests {
             panic!("fsync-error")
         };
         assert_eq!(f.max_per_seed, 64);
+        let (_, p) = power_of("ringlog-crash write-error --fail-write 7");
+        assert_eq!((p.fail_write, p.fail_sync), (Some(7), None));
+        assert_eq!((p.steps, p.gens, p.cap), (40, 1, 16));
+        assert!(p.faulty() && !p.scheduled());
+        assert!(p
+            .replay_command(1, Mode::Strict, Target::parse("1.2:3").unwrap())
+            .starts_with("ringlog-crash write-error "));
         let Cmd::Corrupt(c) = cli("ringlog-crash corrupt").unwrap().mode else {
             panic!("corrupt")
         };
@@ -925,6 +942,7 @@ mod tests {
         for needle in [
             "power",
             "fsync-error",
+            "write-error",
             "kill",
             "corrupt",
             "workload",

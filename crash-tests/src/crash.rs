@@ -208,6 +208,8 @@ impl<'a> Sweeper<'a> {
                     );
                 }
                 Op::Rename { .. } | Op::Remove { .. } => self.pending_dir.push(i),
+                // What the failed write wrote first is the `Write` before it.
+                Op::WriteFailed { .. } => {}
                 Op::SyncDir { dir } => {
                     let (now, later): (Vec<usize>, Vec<usize>) =
                         std::mem::take(&mut self.pending_dir)

@@ -3,6 +3,12 @@
 //! dropped or torn at random and clean, so a retried sync succeeds without persisting anything.
 //! The failing commit must not be acknowledged, the database must refuse further writes, and
 //! after reopening the oracle must hold with the failed commit indeterminate.
+//!
+//! `write-error` mode, the same sweep over writes: the n-th write (or `allocate` extending a
+//! file) fails with `EIO` or `ENOSPC` after writing a prefix of its bytes, none to all
+//! ([`crate::sim::FaultPlan::fail_write`]). A failed log write is fatal as a failed sync is
+//! (docs/DURABILITY.md §3); a failed checkpoint, MANIFEST or value-log write fails that step
+//! alone and the database keeps serving.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +20,23 @@ use crate::rng::Rng;
 use crate::setup::Setup;
 use crate::sim::{Image, SimVfs};
 
+/// Which operation the sweep fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The n-th sync (`fsync-error`).
+    Sync,
+    /// The n-th write (`write-error`).
+    Write,
+}
+
 /// Syncs a fault-free run of `steps` steps of `seed` performs (open and close included).
 pub fn count_syncs(seed: u64, mode: crate::workload::Mode, steps: u64) -> u64 {
+    count(seed, mode, steps).0
+}
+
+/// Syncs and writes a fault-free run of `steps` steps of `seed` performs (open and close
+/// included).
+fn count(seed: u64, mode: crate::workload::Mode, steps: u64) -> (u64, u64) {
     let setup = Setup::derive(seed, mode, true);
     let img = Image {
         files: Default::default(),
@@ -28,7 +49,7 @@ pub fn count_syncs(seed: u64, mode: crate::workload::Mode, steps: u64) -> u64 {
         Setup::sim_dir(),
         setup.options(Some(sim.vfs()), IoChoice::Auto),
     ) else {
-        return 0;
+        return (0, 0);
     };
     let session = crate::workload::Session::new().set_clock(sim.wall_clock());
     for i in 1..=steps {
@@ -38,23 +59,42 @@ pub fn count_syncs(seed: u64, mode: crate::workload::Mode, steps: u64) -> u64 {
     }
     session.drop_snapshots();
     let _ = db.close();
-    sim.syncs()
+    (sim.syncs(), sim.writes())
 }
 
-/// Runs the sweep: for each seed, fail sync `n` for every `n` up to the number of syncs of a
-/// fault-free run, or for `max_per_seed` of them chosen at random when there are more.
+/// Runs the `fsync-error` sweep: for each seed, fail sync `n` for every `n` up to the number of
+/// syncs of a fault-free run, or for `max_per_seed` of them chosen at random when there are more.
 pub fn run(opts: &PowerOptions, max_per_seed: u64) -> Summary {
+    sweep(opts, max_per_seed, Fault::Sync)
+}
+
+/// Runs the `write-error` sweep: [`run`] over writes instead of syncs.
+pub fn run_writes(opts: &PowerOptions, max_per_seed: u64) -> Summary {
+    sweep(opts, max_per_seed, Fault::Write)
+}
+
+fn sweep(opts: &PowerOptions, max_per_seed: u64, fault: Fault) -> Summary {
     crate::setup::exercise_large_paths();
     let started = Instant::now();
-    let mut total = Summary::new("fsync-error", &opts.model.to_string());
+    let name = match fault {
+        Fault::Sync => "fsync-error",
+        Fault::Write => "write-error",
+    };
+    let mut total = Summary::new(name, &opts.model.to_string());
     for (i, &seed) in opts.seeds.iter().enumerate() {
         let mode = opts.modes[i % opts.modes.len().max(1)];
-        let count = count_syncs(seed, mode, opts.steps);
-        let ns: Vec<u64> = match opts.fail_sync {
+        let (syncs, writes) = count(seed, mode, opts.steps);
+        let (given, count) = match fault {
+            Fault::Sync => (opts.fail_sync, syncs),
+            Fault::Write => (opts.fail_write, writes),
+        };
+        let ns: Vec<u64> = match given {
             Some(n) => vec![n],
             None if count <= max_per_seed => (1..=count).collect(),
             None => {
-                let mut r = Rng::from_words(&[seed, 0xF5]);
+                // (The fsync-error sample keeps its seed: old reproductions stay valid.)
+                let salt = if fault == Fault::Sync { 0xF5 } else { 0x3F5 };
+                let mut r = Rng::from_words(&[seed, salt]);
                 let mut v: Vec<u64> = (0..max_per_seed).map(|_| r.range(1, count)).collect();
                 v.sort_unstable();
                 v.dedup();
@@ -65,7 +105,8 @@ pub fn run(opts: &PowerOptions, max_per_seed: u64) -> Summary {
             let one = PowerOptions {
                 seeds: vec![seed],
                 modes: vec![mode],
-                fail_sync: Some(n),
+                fail_sync: (fault == Fault::Sync).then_some(n),
+                fail_write: (fault == Fault::Write).then_some(n),
                 progress: false,
                 ..opts.clone()
             };

@@ -5,7 +5,8 @@
 //! oracle per durability mode. See `docs/CRASH-TESTING.md`.
 //!
 //! * [`power`]: in-process simulated power loss on the simulated disk ([`sim`], [`crash`]);
-//!   with [`power::PowerOptions::fail_sync`] it is the `fsync-error` mode ([`fsync`]).
+//!   with [`power::PowerOptions::fail_sync`] it is the `fsync-error` mode, with
+//!   [`power::PowerOptions::fail_write`] the `write-error` mode ([`fsync`]).
 //! * [`kill`]: a child process SIGKILLed (or killed at an armed crash point) on a real directory.
 //! * [`corrupt`]: damage to a durable image, tail or mid-log.
 //! * [`acklog`]: the `workload` / `verify` pair for external fault injectors.

@@ -66,6 +66,10 @@ fn main() -> ExitCode {
             Ok(p) => finish(&fsync::run(&p, a.max_per_seed), a.common.json),
             Err(e) => bad("fsync-error", e),
         },
+        Cmd::WriteError(a) => match a.common.power_options(args::fsync_defaults()) {
+            Ok(p) => finish(&fsync::run_writes(&p, a.max_per_seed), a.common.json),
+            Err(e) => bad("write-error", e),
+        },
         Cmd::Corrupt(a) => match a.common.power_options(args::corrupt_defaults()) {
             Ok(p) => finish(&corrupt::run(&p, a.cases), a.common.json),
             Err(e) => bad("corrupt", e),

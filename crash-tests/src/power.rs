@@ -79,6 +79,9 @@ pub struct PowerOptions {
     pub replay: Option<Target>,
     /// `fsync-error` mode: fail this sync (counting file and directory syncs from 1).
     pub fail_sync: Option<u64>,
+    /// `write-error` mode: fail this write (counting writes and file extensions from 1;
+    /// [`crate::sim::FaultPlan::fail_write`]).
+    pub fail_write: Option<u64>,
     /// Print progress to stderr.
     pub progress: bool,
     /// After a failure, look for the shortest workload (fewest steps per generation) that still
@@ -113,6 +116,7 @@ impl Default for PowerOptions {
             stop_on_first: true,
             replay: None,
             fail_sync: None,
+            fail_write: None,
             progress: false,
             shrink: false,
             background: false,
@@ -128,7 +132,12 @@ impl PowerOptions {
     /// sync in the real background (`--background`); `fsync-error` mode keeps one committer that
     /// runs freely.
     pub fn scheduled(&self) -> bool {
-        self.fail_sync.is_none() && !self.background
+        !self.faulty() && !self.background
+    }
+
+    /// An I/O error is injected (`fsync-error` or `write-error` mode).
+    pub fn faulty(&self) -> bool {
+        self.fail_sync.is_some() || self.fail_write.is_some()
     }
 
     /// The setup of `seed`: scheduled runs use simulated time for the Buffered window.
@@ -143,6 +152,8 @@ impl PowerOptions {
     fn mode_name(&self) -> &'static str {
         if self.fail_sync.is_some() {
             "fsync-error"
+        } else if self.fail_write.is_some() {
+            "write-error"
         } else {
             "power"
         }
@@ -161,6 +172,9 @@ impl PowerOptions {
         );
         if let Some(n) = self.fail_sync {
             s.push_str(&format!(" --fail-sync {n}"));
+        }
+        if let Some(n) = self.fail_write {
+            s.push_str(&format!(" --fail-write {n}"));
         }
         if self.background {
             s.push_str(" --background");
@@ -733,14 +747,20 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
             first_step_at.min(run.trace.len() as u64) as usize,
         );
         if !skipping {
-            let points: Vec<u64> = match (replaying, opts.fail_sync) {
+            let points: Vec<u64> = match (replaying, opts.faulty()) {
                 (Some(t), _) => vec![t.point],
-                // fsync-error: crashes after the failure (right after it, and at the end); after
-                // a failed checkpoint the database kept serving, and every position from the
-                // failure on is a crash point (the next checkpoints build on what it left).
-                (None, Some(_)) => {
+                // fsync-error and write-error: crashes after the failure (right after it, and at
+                // the end); after a failed checkpoint the database kept serving, and every
+                // position from the failure on is a crash point (the next checkpoints build on
+                // what it left).
+                (None, true) => {
                     let failed = run.trace.iter().position(|op| {
-                        matches!(op, Op::SyncFailed { .. } | Op::SyncDirFailed { .. })
+                        matches!(
+                            op,
+                            Op::SyncFailed { .. }
+                                | Op::SyncDirFailed { .. }
+                                | Op::WriteFailed { .. }
+                        )
                     });
                     let end = run.trace.len() as u64;
                     match failed {
@@ -751,7 +771,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                 }
                 // After a process crash, positions before it were checked by the previous
                 // generation: crashes from there on are the compound fault.
-                (None, None) => (prefix_len..=run.trace.len() as u64).collect(),
+                (None, false) => (prefix_len..=run.trace.len() as u64).collect(),
             };
             for p in points {
                 if p as usize > run.trace.len() {
@@ -1025,9 +1045,11 @@ fn run_generation(
     }
     // A process crash of the previous generation: its operations are in this disk's page cache.
     sim.replay(prefix);
-    if let Some(n) = ctx.opts.fail_sync {
+    if ctx.opts.faulty() {
+        let n = ctx.opts.fail_sync.or(ctx.opts.fail_write).unwrap_or(0);
         sim.set_faults(FaultPlan {
-            fail_sync: Some(n),
+            fail_sync: ctx.opts.fail_sync,
+            fail_write: ctx.opts.fail_write,
             seed: mix(&[ctx.seed, gen as u64, n]),
         });
     }
@@ -1045,7 +1067,7 @@ fn run_generation(
         counts: Counts::new(),
         went_on: false,
     };
-    let faulty = ctx.opts.fail_sync.is_some();
+    let faulty = ctx.opts.faulty();
     sim.set_wall(ctx.wl().clock_at(gen, 0));
     let db = match ctx.open(&sim) {
         Ok(db) => db,
@@ -1247,6 +1269,9 @@ fn run_generation(
         }
         if failed && run.live.is_none() {
             poisoned_at = Some(run.steps_done);
+            *run.counts
+                .entry("steps failed with the injected error: the database refused what followed")
+                .or_default() += 1;
             run.live = after_a_failure(&db, gen, run.steps_done);
         }
     }
@@ -1323,6 +1348,24 @@ fn run_generation(
         ));
     }
     run.trace = sim.trace();
+    for (what, failed) in [
+        (
+            "failed syncs",
+            run.trace
+                .iter()
+                .any(|op| matches!(op, Op::SyncFailed { .. } | Op::SyncDirFailed { .. })),
+        ),
+        (
+            "failed writes",
+            run.trace
+                .iter()
+                .any(|op| matches!(op, Op::WriteFailed { .. })),
+        ),
+    ] {
+        if failed {
+            *run.counts.entry(what).or_default() += 1;
+        }
+    }
     if closed.is_ok() {
         run.hist.closed_at = Some(run.trace.len() as u64);
     }
@@ -2149,6 +2192,7 @@ fn fault_kind(trace: &[Op], labels: &[Option<&'static str>], p: u64, first_step_
                 Op::Remove { .. } => "removal",
                 Op::SyncDir { .. } => "directory fsync",
                 Op::SyncDirFailed { .. } => "failed directory fsync",
+                Op::WriteFailed { .. } => "failed write",
             }
         ),
     }

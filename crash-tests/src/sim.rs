@@ -124,6 +124,15 @@ pub enum Op {
         /// Seed of the resolution.
         seed: u64,
     },
+    /// A write (or an `allocate` that extends the file) that failed with `errno` (`EIO` or
+    /// `ENOSPC`). What it wrote before failing, if anything, is the `Write` of a prefix recorded
+    /// just before; the failure itself changes nothing.
+    WriteFailed {
+        /// File.
+        ino: Ino,
+        /// The error returned.
+        errno: i32,
+    },
 }
 
 impl Op {
@@ -148,6 +157,15 @@ impl Op {
             Op::Remove { path } => format!("remove {}", short(path)),
             Op::SyncDir { dir } => format!("fsync dir {}", dir.display()),
             Op::SyncDirFailed { dir, .. } => format!("fsync dir {} FAILED (EIO)", dir.display()),
+            Op::WriteFailed { ino, errno } => format!(
+                "write {} FAILED ({})",
+                names(*ino),
+                if *errno == libc::ENOSPC {
+                    "ENOSPC"
+                } else {
+                    "EIO"
+                }
+            ),
         }
     }
 
@@ -163,6 +181,7 @@ impl Op {
             Op::Remove { .. } => (7, 0, 0),
             Op::SyncDir { .. } => (8, 0, 0),
             Op::SyncDirFailed { .. } => (9, 0, 0),
+            Op::WriteFailed { ino, errno } => (10, *ino as u64, *errno as u64),
         }
     }
 }
@@ -218,12 +237,16 @@ impl Image {
     }
 }
 
-/// Which syncs fail.
+/// Which sync or write fails.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FaultPlan {
     /// Fail the n-th sync (file or directory, counting from 1).
     pub fail_sync: Option<u64>,
-    /// Seed of the failed sync's resolution.
+    /// Fail the n-th write (counting from 1 every `write_all_at`, and every `allocate` that
+    /// would extend its file): with `EIO` or `ENOSPC`, after writing a prefix of its bytes (none
+    /// to all), as a short write followed by the error leaves a file.
+    pub fail_write: Option<u64>,
+    /// Seed of the failed sync's resolution, and of the failed write's error and prefix.
     pub seed: u64,
 }
 
@@ -237,6 +260,8 @@ struct Inner {
     trace: Vec<Op>,
     record: bool,
     syncs: u64,
+    /// Writes so far, as [`FaultPlan::fail_write`] counts them.
+    writes: u64,
     faults: FaultPlan,
     /// The target of the last rename, until the next directory sync (see [`disk_bugs`]).
     last_rename_to: Option<OsString>,
@@ -258,6 +283,41 @@ impl Inner {
     fn sync_fails(&mut self) -> bool {
         self.syncs += 1;
         self.faults.fail_sync == Some(self.syncs)
+    }
+
+    /// Counts a write; when this one must fail, the error and a seed for what it wrote first.
+    fn write_fails(&mut self) -> Option<(i32, u64)> {
+        self.writes += 1;
+        if self.faults.fail_write != Some(self.writes) {
+            return None;
+        }
+        let seed = crate::rng::mix(&[self.faults.seed, self.writes, 0x3717]);
+        Some((
+            if seed & 1 == 0 {
+                libc::EIO
+            } else {
+                libc::ENOSPC
+            },
+            seed >> 1,
+        ))
+    }
+
+    /// Writes `buf` at `off` of `ino` (the page cache: durable only once synced).
+    fn write(&mut self, ino: Ino, off: u64, buf: &[u8]) {
+        let d = Arc::make_mut(&mut self.data[ino]);
+        let end = off as usize + buf.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[off as usize..end].copy_from_slice(buf);
+        if self.record {
+            let data = if buf.len() >= 4096 && all_zero(buf) {
+                Data::Zeros(buf.len())
+            } else {
+                Data::Bytes(buf.into())
+            };
+            self.push(Op::Write { ino, off, data });
+        }
     }
 }
 
@@ -323,6 +383,7 @@ impl SimVfs {
                 trace: Vec::new(),
                 record,
                 syncs: 0,
+                writes: 0,
                 faults: FaultPlan::default(),
                 last_rename_to: None,
             })),
@@ -413,7 +474,8 @@ impl SimVfs {
                 Op::Sync { .. }
                 | Op::SyncFailed { .. }
                 | Op::SyncDir { .. }
-                | Op::SyncDirFailed { .. } => {}
+                | Op::SyncDirFailed { .. }
+                | Op::WriteFailed { .. } => {}
             }
             g.push(op.clone());
         }
@@ -427,6 +489,11 @@ impl SimVfs {
     /// Syncs performed so far (file and directory, failed ones included).
     pub fn syncs(&self) -> u64 {
         self.inner.lock().syncs
+    }
+
+    /// Writes performed so far, as [`FaultPlan::fail_write`] counts them (failed ones included).
+    pub fn writes(&self) -> u64 {
+        self.inner.lock().writes
     }
 
     /// Number of operations recorded so far: the current trace position.
@@ -488,16 +555,21 @@ pub mod disk_bugs {
         CheckpointWithoutSync,
         /// The directory sync after the MANIFEST's rename is dropped.
         SkipManifestDirSync,
+        /// The log driver looks only at the sync's result: a failed write of the log (its
+        /// prefix written, or none) is followed by the sync, and the batch is acknowledged — as
+        /// a ring that reaps only the fdatasync's completion of a linked write and sync would.
+        IgnoreFailedWrite,
     }
 
     impl DiskBug {
         /// Every disk bug.
-        pub const ALL: [DiskBug; 5] = [
+        pub const ALL: [DiskBug; 6] = [
             DiskBug::SkipSegmentDirSync,
             DiskBug::RenameSegmentBeforeSync,
             DiskBug::RetryFailedSyncAndAck,
             DiskBug::CheckpointWithoutSync,
             DiskBug::SkipManifestDirSync,
+            DiskBug::IgnoreFailedWrite,
         ];
 
         fn bit(self) -> u32 {
@@ -571,24 +643,17 @@ impl VFile for SimFile {
         self.writable()?;
         let mut g = self.inner.lock();
         let ino = self.ino;
-        let d = Arc::make_mut(&mut g.data[ino]);
-        let end = offset as usize + buf.len();
-        if d.len() < end {
-            d.resize(end, 0);
+        if let Some((errno, seed)) = g.write_fails() {
+            // A short write, then the error: a prefix of any length (none to all) went to the
+            // page cache.
+            let wrote = (seed % (buf.len() as u64 + 1)) as usize;
+            if wrote > 0 {
+                g.write(ino, offset, &buf[..wrote]);
+            }
+            g.push(Op::WriteFailed { ino, errno });
+            return Err(io::Error::from_raw_os_error(errno));
         }
-        d[offset as usize..end].copy_from_slice(buf);
-        if g.record {
-            let data = if buf.len() >= 4096 && all_zero(buf) {
-                Data::Zeros(buf.len())
-            } else {
-                Data::Bytes(buf.into())
-            };
-            g.push(Op::Write {
-                ino,
-                off: offset,
-                data,
-            });
-        }
+        g.write(ino, offset, buf);
         Ok(())
     }
 
@@ -611,6 +676,14 @@ impl VFile for SimFile {
         let mut g = self.inner.lock();
         let ino = self.ino;
         if (g.data[ino].len() as u64) < len {
+            if g.write_fails().is_some() {
+                // No room for the extension: the file keeps its size.
+                g.push(Op::WriteFailed {
+                    ino,
+                    errno: libc::ENOSPC,
+                });
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
             Arc::make_mut(&mut g.data[ino]).resize(len as usize, 0);
             g.push(Op::SetLen { ino, len });
         }
@@ -897,7 +970,12 @@ impl Waker for SimWaker {
 /// A durable write on the simulated disk: the write, then the sync (`RWF_DSYNC` is a write
 /// followed by a sync as far as what can be torn is concerned), `delay` apart.
 fn write_then_sync(file: &dyn VFile, offset: u64, buf: &[u8], delay: Duration) -> io::Result<()> {
-    file.write_all_at(buf, offset)?;
+    if let Err(e) = file.write_all_at(buf, offset) {
+        // The planted bug: the write's result is not looked at.
+        if !disk_bugs::armed(disk_bugs::DiskBug::IgnoreFailedWrite) {
+            return Err(e);
+        }
+    }
     if !delay.is_zero() {
         std::thread::sleep(delay);
     }

@@ -79,6 +79,7 @@ fn help_exits_zero_and_lists_modes_and_options() {
         for needle in [
             "power",
             "fsync-error",
+            "write-error",
             "kill",
             "corrupt",
             "workload",

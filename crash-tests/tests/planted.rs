@@ -255,6 +255,52 @@ fn fsync_errors_without_bugs_find_nothing() {
     );
 }
 
+#[test]
+fn write_errors_without_bugs_find_nothing() {
+    let s = with_bug(None::<Bug>, || {
+        ringlog_crash::fsync::run_writes(
+            &PowerOptions {
+                gens: 1,
+                steps: 30,
+                ..opts(1..3, vec![Mode::Strict, Mode::Buffered])
+            },
+            24,
+        )
+    });
+    assert!(s.states > 20, "{}", s.render());
+    assert!(
+        s.checks.get("failed writes").copied().unwrap_or(0) > 0,
+        "the sweep failed no write: {}",
+        s.render()
+    );
+    assert!(
+        s.failures.is_empty(),
+        "a clean engine failed: {}",
+        s.failures[0].render()
+    );
+}
+
+/// The log driver acknowledges a batch whose write failed (it looks only at the sync's result):
+/// the default `write-error` sweep catches it.
+#[test]
+fn catches_a_log_write_failure_the_driver_ignores() {
+    let s = with_bug(Some(DiskBug::IgnoreFailedWrite), || {
+        ringlog_crash::fsync::run_writes(
+            &PowerOptions {
+                gens: 1,
+                steps: 30,
+                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
+            },
+            64,
+        )
+    });
+    assert_caught(
+        DiskBug::IgnoreFailedWrite,
+        &s,
+        &["durability", "fsync-error", "I1", "I5"],
+    );
+}
+
 /// Arms `bug`, runs `base`, and replays its first failure from its `--replay` target: the replay
 /// checks one state and fails the same way; without the bug the same state passes.
 fn replays_exactly(bug: Bug, base: PowerOptions) {
