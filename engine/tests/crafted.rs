@@ -245,6 +245,52 @@ fn a_garbage_tail_costs_almost_no_checksums() {
     }
 }
 
+/// A torn last batch whose surviving bytes are full of record-like headers (a user value can
+/// hold anything: here, headers that pass every check but the checksum, each claiming the rest of
+/// the file) is a torn tail like any other: a Strict open cuts it and keeps every acknowledged
+/// commit. Before, the search for a later batch ran out of its checksum budget on such bytes and
+/// recovery refused the log as corruption ("full of record-like headers"): a crash during such a
+/// write left a database only a truncating open would open. Version-5 segments need only a
+/// batch head at an aligned offset to prove damage (FORMAT.md §10.5), and none is there.
+#[test]
+fn a_torn_tail_full_of_record_like_headers_is_cut_not_refused() {
+    use std::os::unix::fs::FileExt;
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(io).segment_size(8 << 20);
+        with_keys(dir.path(), io, 3);
+        let seg = segments(dir.path()).pop().unwrap();
+        let at = 64 << 10;
+        // Past the file's end (it grows as it fills): the bytes a torn write left.
+        let n = 512 << 10;
+        let mut tail = vec![0u8; n];
+        let mut i = 0;
+        while i + 24 <= n {
+            // crc, len (the rest of the file, as far as a record may reach), kind, flags, key
+            // length, batch start (after the damage), LSN.
+            let claim = (n - i).min(ringlog_format::MAX_RECORD_LEN) as u32;
+            tail[i..i + 4].copy_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+            tail[i + 4..i + 8].copy_from_slice(&claim.to_le_bytes());
+            tail[i + 8] = ringlog_format::RecordKind::Padding as u8;
+            tail[i + 12..i + 16].copy_from_slice(&((at + 512) as u32).to_le_bytes());
+            tail[i + 16..i + 24].copy_from_slice(&1u64.to_le_bytes());
+            i += 24;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .write_all_at(&tail, at as u64)
+            .unwrap();
+        let db =
+            Db::open(dir.path(), o).unwrap_or_else(|e| panic!("{io}: a torn tail refused: {e}"));
+        assert_eq!(count_keys(&db), 3, "{io}");
+        let st = db.recovery_stats().clone();
+        assert!(st.bytes_truncated >= tail.len() as u64, "{io}: {st:?}");
+        db.close().unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. allocation sized by the file
 // ---------------------------------------------------------------------------------------------

@@ -996,64 +996,57 @@ pub fn find_next_valid(buf: &[u8], from: usize, seg: SearchIn) -> Option<Record<
 /// floor), a later batch proves the damage only when its head says the log was durable past
 /// `pos` when it was written: a batch written while the damaged one was in flight (a torn write
 /// of a pipelined log) proves nothing, nor does one whose head does not decode (a write torn
-/// across its own blocks). Without floors (versions 1–4, which wrote a batch only once every
-/// batch before it was durable) any later batch proves it. Linear in the segment's size whatever
-/// its bytes ([`find_later_batch`]): the checksums it computes cover at most twice the bytes
-/// after `pos`. Never panics. This is the rule recovery applies (FORMAT.md §10.5).
+/// across its own blocks). Every batch of such a segment starts with its head at a
+/// [`BATCH_ALIGN`]-aligned offset, so the search looks only there ([`proving_head`]): exhaustive,
+/// one head-sized checksum per aligned offset at most, never [`LaterBatch::Undecided`] — bytes
+/// after the damage full of record-like headers (user values can hold anything) cannot make it
+/// give up. Without floors (versions 1–4, which wrote a batch only once every batch before it was
+/// durable) any later batch proves it: a record search ([`find_later_batch`]) whose checksums
+/// cover at most twice the bytes after `pos`, [`LaterBatch::Undecided`] past that. Never panics.
+/// This is the rule recovery applies (FORMAT.md §10.5).
 pub fn damage_proof(
     buf: &[u8],
     pos: usize,
     seg: SearchIn,
     floors: bool,
 ) -> (LaterBatch<'_>, SearchCost) {
-    let mut total = SearchCost::default();
     if pos >= buf.len() {
-        return (LaterBatch::None, total);
+        return (LaterBatch::None, SearchCost::default());
     }
-    let mut budget = 2 * (buf.len() - pos) as u64;
-    // Batches starting at or below `after` were looked at already.
-    let (mut from, mut after) = (pos + 8, pos as u64);
-    loop {
-        let (found, cost) = find_later_batch(buf, from, after, seg, budget);
-        total.candidates += cost.candidates;
-        total.checksums += cost.checksums;
-        total.checksum_bytes += cost.checksum_bytes;
-        budget = budget.saturating_sub(cost.checksum_bytes);
-        let LaterBatch::Found(rec) = found else {
-            return (found, total);
-        };
-        if !floors {
-            return (LaterBatch::Found(rec), total);
-        }
-        // A segment with floors is of version 5 or later: lean records, every batch headed.
-        let start = rec.batch_start as usize;
-        // The head's checksum counts against the search's budget. A length no batch head has
-        // (torn garbage, most often) is no head: it proves nothing and costs no checksum.
-        let claimed = buf
-            .get(start + 4..start + 8)
-            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let floor = if !matches!(claimed, crate::BATCH_HEAD_LEN | crate::BATCH_HEAD_LEN_V4) {
-            None
-        } else if claimed as u64 > budget {
-            return (LaterBatch::Undecided, total);
-        } else {
-            budget -= claimed as u64;
-            total.checksums += 1;
-            total.checksum_bytes += claimed as u64;
-            decode_in(Layout::Lean, buf, start, seg.pos(start))
-                .ok()
-                .filter(|h| h.kind == RecordKind::BatchHead)
-                .map(|h| h.marker)
-        };
-        match floor {
-            Some(floor) if floor > pos as u64 => return (LaterBatch::Found(rec), total),
-            _ => {
-                after = start as u64;
-                // Past the valid record found: its payload (user bytes) is never searched.
-                from = rec.offset as usize + rec.encoded_len();
+    if floors {
+        return proving_head(buf, pos, seg);
+    }
+    let budget = 2 * (buf.len() - pos) as u64;
+    find_later_batch(buf, pos + 8, pos as u64, seg, budget)
+}
+
+/// [`damage_proof`] of a segment with floors (version 5 and later; lean records): the first
+/// batch head at a [`BATCH_ALIGN`]-aligned offset after `pos` that decodes and whose durable
+/// floor lies above `pos`. An offset is checksummed only where its header claims a batch head's
+/// length (48, or 40 as version 4 wrote): the checksums cover at most a tenth of the bytes after
+/// `pos`, whatever they are.
+fn proving_head(buf: &[u8], pos: usize, seg: SearchIn) -> (LaterBatch<'_>, SearchCost) {
+    let mut cost = SearchCost::default();
+    let align = BATCH_ALIGN as usize;
+    let mut at = (pos / align + 1) * align;
+    while at + 8 <= buf.len() {
+        let claimed = u32::from_le_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]]);
+        let claimed = claimed as usize;
+        if matches!(claimed, crate::BATCH_HEAD_LEN | crate::BATCH_HEAD_LEN_V4)
+            && at + claimed <= buf.len()
+        {
+            cost.candidates += 1;
+            cost.checksums += 1;
+            cost.checksum_bytes += claimed as u64;
+            if let Ok(head) = decode_in(Layout::Lean, buf, at, seg.pos(at)) {
+                if head.kind == RecordKind::BatchHead && head.marker > pos as u64 {
+                    return (LaterBatch::Found(head), cost);
+                }
             }
         }
+        at += align;
     }
+    (LaterBatch::None, cost)
 }
 
 /// Write batches start at multiples of this offset (the smallest block size the engine aligns
@@ -1564,7 +1557,18 @@ mod tests {
     #[test]
     fn later_batch_search_on_crafted_headers_stays_within_its_budget() {
         let mut buf = vec![0u8; MIB4];
-        let mut at = 8;
+        record_like_headers(&mut buf, 8);
+        let budget = 2 * MIB4 as u64;
+        let (found, cost) = find_later_batch(&buf, 8, 0, search(Layout::Lean, 0), budget);
+        assert_eq!(found, LaterBatch::Undecided);
+        assert!(cost.checksum_bytes <= budget, "{cost:?}");
+        assert!(cost.checksums >= 2, "{cost:?}");
+    }
+
+    /// Bytes after `from` of which every 24-byte step holds a plausible record header claiming
+    /// the rest of the buffer (what a user value can hold).
+    fn record_like_headers(buf: &mut [u8], from: usize) {
+        let mut at = from;
         while at + RECORD_HEADER_LEN <= buf.len() {
             let h = RecordHeader {
                 crc: U32::new(0xDEAD_BEEF),
@@ -1572,17 +1576,57 @@ mod tests {
                 kind: RecordKind::Padding as u8,
                 flags: 0,
                 key_len: U16::new(0),
-                batch_start: U32::new(512),
+                batch_start: U32::new((from as u32).next_multiple_of(512)),
                 lsn: U64::new(1),
             };
             buf[at..at + RECORD_HEADER_LEN].copy_from_slice(h.as_bytes());
             at += RECORD_HEADER_LEN;
         }
-        let budget = 2 * MIB4 as u64;
-        let (found, cost) = find_later_batch(&buf, 8, 0, search(Layout::Lean, 0), budget);
-        assert_eq!(found, LaterBatch::Undecided);
-        assert!(cost.checksum_bytes <= budget, "{cost:?}");
-        assert!(cost.checksums >= 2, "{cost:?}");
+    }
+
+    /// A segment with floors (version 5 and later): the damage is proven only by a batch head at
+    /// an aligned offset after it whose floor lies above it, so bytes full of record-like
+    /// headers after the damage (a torn batch of user values that hold anything) are a torn
+    /// tail — the record search that older segments use gives up on them ("undecided", which
+    /// recovery reported as corruption and a Strict open refused).
+    #[test]
+    fn damage_proof_with_floors_looks_only_for_proving_heads() {
+        let damage = 4096;
+        let mut buf = vec![0u8; MIB4];
+        record_like_headers(&mut buf, damage + 8);
+        let seg = search(Layout::Lean, 0);
+        assert_eq!(
+            damage_proof(&buf, damage, seg, false).0,
+            LaterBatch::Undecided
+        );
+        let (found, cost) = damage_proof(&buf, damage, seg, true);
+        assert_eq!(found, LaterBatch::None);
+        assert!(
+            cost.checksum_bytes <= ((MIB4 - damage) / 512 * BATCH_HEAD_LEN) as u64,
+            "{cost:?}"
+        );
+        let head = |buf: &mut [u8], at: usize, floor: u64| {
+            let spec = RecordSpec::batch_head(1, 0, floor, at as u32);
+            encode_record(&mut buf[at..], &spec, seg.pos(at)).unwrap();
+        };
+        // Heads that prove nothing: in flight with the damaged batch (floor not above it), or
+        // not at a batch's alignment (a record search would not meet one there either).
+        head(&mut buf, 8192, damage as u64);
+        head(&mut buf, 8192 + 520, 8192);
+        assert_eq!(damage_proof(&buf, damage, seg, true).0, LaterBatch::None);
+        // A head whose floor is above the damage proves it, behind everything else.
+        head(&mut buf, 1 << 20, 8192);
+        match damage_proof(&buf, damage, seg, true).0 {
+            LaterBatch::Found(rec) => {
+                assert_eq!(
+                    (rec.offset, rec.kind, rec.marker),
+                    (1 << 20, RecordKind::BatchHead, 8192)
+                );
+            }
+            other => panic!("expected the head at 1 MiB, got {other:?}"),
+        }
+        // Damage at or after that head: nothing after it proves it.
+        assert_eq!(damage_proof(&buf, 1 << 20, seg, true).0, LaterBatch::None);
     }
 
     /// A valid record of a later batch is found behind garbage; one of the damaged batch (batch
