@@ -482,6 +482,29 @@ pub fn kill_defaults() -> PowerOptions {
 }
 
 impl Common {
+    /// The options given that `raft` mode does not use (it runs its own workload, one
+    /// generation, no injected faults, one seed after another): given, they are refused rather
+    /// than ignored.
+    pub fn unused_by_raft(&self) -> Vec<&'static str> {
+        [
+            ("--durability", self.durability.is_some()),
+            ("--gens", self.gens.is_some()),
+            ("--sync-delay-us", self.sync_delay_us.is_some()),
+            ("--reopen-every", self.reopen_every.is_some()),
+            ("--fail-sync", self.fail_sync.is_some()),
+            ("--fail-write", self.fail_write.is_some()),
+            ("--keep", self.keep.is_some()),
+            ("--progress", self.progress),
+            ("--shrink", self.shrink),
+            ("--skip", self.skip.is_some()),
+            ("--background", self.background),
+            ("--jobs", self.jobs.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
     /// The options given, over `power`: the mode's defaults. `--replay` runs its seed in the
     /// first durability mode only (whatever `--seeds` says). `Err`: nothing to run.
     pub fn power_options(&self, mut power: PowerOptions) -> Result<PowerOptions, String> {
@@ -670,6 +693,23 @@ mod tests {
         assert!(p
             .replay_command(1, Mode::Strict, Target::parse("1.2:3").unwrap())
             .starts_with("ringlog-crash write-error "));
+        let Cmd::Raft(r) = cli("ringlog-crash raft --seeds 1..3 --steps 9 --cap 2 --all")
+            .unwrap()
+            .mode
+        else {
+            panic!("raft")
+        };
+        assert!(r.common.unused_by_raft().is_empty());
+        let Cmd::Raft(r) = cli("ringlog-crash raft --fail-sync 3 --gens 2 --progress")
+            .unwrap()
+            .mode
+        else {
+            panic!("raft")
+        };
+        assert_eq!(
+            r.common.unused_by_raft(),
+            ["--gens", "--fail-sync", "--progress"]
+        );
         let Cmd::Corrupt(c) = cli("ringlog-crash corrupt").unwrap().mode else {
             panic!("corrupt")
         };

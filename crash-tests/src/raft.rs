@@ -272,11 +272,35 @@ pub async fn workload(
     let mut step = 0;
     while steps.is_none_or(|n| step < n) {
         step += 1;
+        // Some steps are big: an append of 400–1,600 entries (one in 24), and half of the
+        // truncations and purges once the log holds 1,600 entries (800–1,500 of them) — several
+        // transactions each on the campaign's 64 KiB segments (366 deletes, ≈ 28 KB): the store
+        // splits them (docs/RAFT.md), and their first transactions may become durable in a round
+        // of their own (the `Buffered` pending limit), so a crash between two of them must
+        // still leave no hole.
+        let big = rng.below(8) == 0;
+        let wide = last > purged + 1600 && rng.below(2) == 0;
         match rng.below(10) {
             0 => {
                 term += 1;
                 s.save_vote(&Vote::new(term, 1)).await?;
                 ack(Ack::Voted(term));
+            }
+            1 if wide => {
+                let to = last - 800 - rng.below(700);
+                gen += 1;
+                ack(Ack::Truncating(to));
+                s.truncate_after(Some(log_id::<TypeConfig>(term, 1, to)))
+                    .await?;
+                last = to;
+                ack(Ack::Truncated(to, gen));
+            }
+            2 if wide => {
+                let to = purged + 800 + rng.below(700);
+                ack(Ack::Purging(to));
+                s.purge(log_id::<TypeConfig>(term, 1, to)).await?;
+                purged = to;
+                ack(Ack::Purged(to));
             }
             1 if last > purged + 3 => {
                 let to = last - 1 - rng.below(3);
@@ -295,7 +319,11 @@ pub async fn workload(
                 ack(Ack::Purged(to));
             }
             _ => {
-                let n = 1 + rng.below(8);
+                let n = if big && rng.below(3) == 0 {
+                    400 + rng.below(1200)
+                } else {
+                    1 + rng.below(8)
+                };
                 let entries: Vec<Entry> = (last + 1..=last + n)
                     .map(|i| {
                         Entry::new_normal(
@@ -323,6 +351,35 @@ pub async fn workload(
         }
     }
     Ok(())
+}
+
+/// The appends, truncations and purges of 400 entries or more among `acks` (more than one
+/// transaction of the campaign's segments carries: the store splits them).
+fn big_operations(acks: &[(u64, Ack)]) -> [(&'static str, u64); 3] {
+    let (mut appends, mut truncations, mut purges) = (0, 0, 0);
+    let (mut last, mut purged) = (0u64, 0u64);
+    for (_, a) in acks {
+        match *a {
+            Ack::Appended { first, last: l, .. } => {
+                appends += u64::from(l + 1 - first >= 400);
+                last = l;
+            }
+            Ack::Truncated(to, _) => {
+                truncations += u64::from(last.saturating_sub(to) >= 400);
+                last = to;
+            }
+            Ack::Purged(to) => {
+                purges += u64::from(to.saturating_sub(purged) >= 400);
+                purged = to;
+            }
+            _ => {}
+        }
+    }
+    [
+        ("appends of 400 entries or more (split)", appends),
+        ("truncations of 400 entries or more (split)", truncations),
+        ("purges of 400 entries or more (split)", purges),
+    ]
 }
 
 /// Runs the mode: one workload per seed, every crash state of its trace checked.
@@ -412,6 +469,9 @@ fn run_seed(opts: &PowerOptions, seed: u64, sum: &mut Summary) {
     );
     sum.points += points;
     *sum.checks.entry("acknowledgements given").or_default() += acks.len() as u64;
+    for (what, n) in big_operations(&acks) {
+        *sum.checks.entry(what).or_default() += n;
+    }
     if let Some((pos, idx, v)) = failure {
         sum.failures.push(Failure {
             mode: "raft".into(),

@@ -1143,6 +1143,26 @@ fn catches_a_raft_store_that_acknowledges_appends_early() {
     assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
 }
 
+/// The openraft log store deletes a split truncation from the bottom: a crash between its
+/// transactions leaves a hole. `raft`'s default campaign has truncations of 800 entries and more
+/// (several transactions on its 64 KiB segments) and catches it (a review planted it when the
+/// campaign's truncations were of three entries at most, and it passed).
+#[test]
+fn catches_a_raft_store_that_truncates_from_the_bottom() {
+    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    ringlog_openraft::log_store::planted::arm_truncates_bottom_up(true);
+    let defaults = PowerOptions {
+        seeds: (1..9).collect(),
+        steps: 60,
+        cap: 16,
+        jobs: 1,
+        ..PowerOptions::default()
+    };
+    let s = ringlog_crash::raft::run(&defaults);
+    ringlog_openraft::log_store::planted::arm_truncates_bottom_up(false);
+    assert_caught("TruncatesBottomUp (ringlog-openraft)", &s, &["raft"]);
+}
+
 #[test]
 fn catches_a_history_that_skips_deletes() {
     let s = with_bug(Some(Bug::HistorySkipsDeletes), || {

@@ -11,3 +11,23 @@ pub mod state_machine;
 pub use kv::{Request, Response, TypeConfig};
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;
+
+/// The key namespace of a store or state machine under `prefix`: the prefix framed by its length
+/// (2 bytes, big-endian). No two different prefixes give overlapping key spaces, so one that
+/// extends another cannot make its keys look like the other's (docs/RAFT.md, "Layout").
+fn namespace(prefix: &[u8]) -> std::io::Result<Vec<u8>> {
+    let len = u16::try_from(prefix.len()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "a key prefix of {} bytes: at most {} are allowed",
+                prefix.len(),
+                u16::MAX
+            ),
+        )
+    })?;
+    let mut ns = Vec::with_capacity(2 + prefix.len());
+    ns.extend_from_slice(&len.to_be_bytes());
+    ns.extend_from_slice(prefix);
+    Ok(ns)
+}

@@ -1,6 +1,8 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on a ringlog database.
 //!
-//! Layout, under the store's key prefix `P` (keys sort in log-index order):
+//! Layout, under the store's namespace `P` — its key prefix framed by the prefix's length (2
+//! bytes, big-endian), so that no other store's or state machine's keys fall under it, whatever
+//! their prefixes (keys sort in log-index order):
 //!
 //! | key | value |
 //! |---|---|
@@ -16,7 +18,9 @@
 //! database's durable LSN covers the append — one group-committed fdatasync for every append,
 //! vote and other commit waiting at that moment — and only then fires it. `save_vote`,
 //! `truncate_after` and `purge` commit `Strict`: durable before they return, and with them
-//! everything committed before. An I/O error poisons the store: every later call fails.
+//! everything committed before. An I/O error poisons the store: every later call fails. On an
+//! in-memory database (no log, nothing to make durable) every write commits in memory and the
+//! append's callback fires when `append` returns.
 
 use std::fmt::Debug;
 use std::io;
@@ -107,6 +111,8 @@ type Waiter = (Lsn, Box<dyn FnOnce(Result<(), io::Error>) + Send>);
 struct Shared {
     db: Arc<Db>,
     keys: Keys,
+    /// The database has a log: `false` for an in-memory one, whose commits are all in memory.
+    logged: bool,
     /// The first I/O error: every later call fails with it.
     poisoned: Mutex<Option<String>>,
     /// To the flusher thread (taken at drop, which ends the thread).
@@ -158,27 +164,34 @@ where
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
 {
-    /// A log store in `db` under the keys starting with `prefix` (one store per prefix; the
-    /// database may hold other data beside, e.g. the state machine). A purge a crash
-    /// interrupted is finished here.
+    /// A log store in `db` under `prefix` (one store per prefix; the database may hold other
+    /// stores and state machines beside, under other prefixes — any others: a prefix that
+    /// extends another is another namespace — and the application's data, whose keys must not
+    /// start with a namespace, see the module documentation). A purge a crash interrupted is
+    /// finished here.
     ///
     /// # Errors
     ///
-    /// The database's, or a stored value that does not decode.
+    /// The database's, a stored value that does not decode, or a prefix longer than 65,535
+    /// bytes (`InvalidInput`).
     pub fn new(db: Arc<Db>, prefix: &[u8]) -> io::Result<LogStore<C>> {
         let (tx, rx) = std::sync::mpsc::channel::<Waiter>();
         let s = Arc::new(Shared {
             db: db.clone(),
             keys: Keys {
-                prefix: prefix.to_vec(),
+                prefix: crate::namespace(prefix)?,
             },
+            logged: !matches!(db.durability(), Durability::InMemory),
             poisoned: Mutex::new(None),
             flusher: Mutex::new(Some(tx)),
             writes: Mutex::new(()),
         });
+        // The flusher holds the database weakly: once every handle on the store is dropped, the
+        // caller's `Arc<Db>` is the last one (it can be unwrapped and closed at once).
+        let weak = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("ringlog-raft-flush".into())
-            .spawn(move || flusher(db, rx))?;
+            .spawn(move || flusher(weak, rx))?;
         let store = LogStore { s, _c: PhantomData };
         if let Some(p) = store.purged()? {
             // Entries at or below the purged id a split purge left: finish it.
@@ -206,7 +219,8 @@ where
     }
 
     /// The keys of this store's entries in `range`, the first `n` from the low end (or from the
-    /// high end with `from_top`). Keys of a store whose prefix extends this one's are skipped.
+    /// high end with `from_top`). Keys in the range that are not entry keys (none: the range
+    /// lies in this store's namespace) are skipped.
     fn entry_keys<RB: RangeBounds<u64>>(
         &self,
         range: RB,
@@ -236,6 +250,27 @@ where
                 .collect()
         };
         Ok(out?.into_iter().flatten().collect())
+    }
+
+    /// Commits `tx`: `Strict` when `strict`, else as appends are (visible at once, durable with
+    /// the next sync); everything in memory on an in-memory database. An error poisons the
+    /// store.
+    fn commit(&self, tx: ringlog_db::Txn<'_>, strict: bool) -> io::Result<Lsn> {
+        let committed = match (self.s.logged, strict) {
+            (false, _) => tx.commit(),
+            (true, true) => tx.commit_with(Durability::Strict),
+            (true, false) => tx.commit_with(APPEND),
+        };
+        committed.map_err(|e| self.fail(e))
+    }
+
+    /// Makes everything committed so far durable (nothing to do on an in-memory database). An
+    /// error poisons the store.
+    fn sync(&self) -> io::Result<()> {
+        if !self.s.logged {
+            return Ok(());
+        }
+        self.s.db.sync().map_err(|e| self.fail(e))
     }
 
     fn check(&self) -> io::Result<()> {
@@ -271,21 +306,24 @@ where
     /// [`MAX_OPS_PER_TXN`] (the last one `Strict`).
     fn delete_through(&self, index: u64) -> io::Result<()> {
         let limit = self.ops_per_txn();
+        let mut deleted = false;
         loop {
             let chunk = self.entry_keys(..=index, limit, false)?;
             if chunk.is_empty() {
-                return Ok(());
+                // The last full chunk was committed as an append: durable before returning, as
+                // the last one is otherwise.
+                return if deleted { self.sync() } else { Ok(()) };
             }
             let last = chunk.len() < limit;
             let mut tx = self.s.db.begin();
             for k in &chunk {
                 tx.delete(k).map_err(|e| self.fail(e))?;
             }
-            let d = if last { Durability::Strict } else { APPEND };
-            tx.commit_with(d).map_err(|e| self.fail(e))?;
+            self.commit(tx, last)?;
             if last {
                 return Ok(());
             }
+            deleted = true;
         }
     }
 
@@ -323,7 +361,7 @@ where
 
 /// The flusher: waits until the database's durable LSN covers each append, then fires its
 /// callback — in order, one wait for everything queued meanwhile.
-fn flusher(db: Arc<Db>, rx: Receiver<Waiter>) {
+fn flusher(db: std::sync::Weak<Db>, rx: Receiver<Waiter>) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -332,8 +370,14 @@ fn flusher(db: Arc<Db>, rx: Receiver<Waiter>) {
         }
         let upto = batch.iter().map(|w| w.0).max().unwrap_or(0);
         if failed.is_none() {
-            if let Err(e) = db.wait_durable(upto) {
-                failed = Some(e.to_string());
+            // The store that sent these holds the database until its sends are done, so it is
+            // there; the strong handle is dropped before the callbacks fire.
+            let waited = match db.upgrade() {
+                Some(db) => db.wait_durable(upto).map_err(|e| e.to_string()),
+                None => Err("the database was dropped before the entries were durable".into()),
+            };
+            if let Err(e) = waited {
+                failed = Some(e);
             }
         }
         for (_, cb) in batch {
@@ -417,8 +461,7 @@ where
         let v = encode(vote)?;
         let mut tx = self.s.db.begin();
         tx.put(&self.s.keys.vote(), &v).map_err(|e| self.fail(e))?;
-        tx.commit_with(Durability::Strict)
-            .map_err(|e| self.fail(e))?;
+        self.commit(tx, true)?;
         Ok(())
     }
 
@@ -432,7 +475,7 @@ where
         }
         .map_err(|e| self.fail(e))?;
         // Not required to be durable: it becomes so with the next sync.
-        tx.commit_with(APPEND).map_err(|e| self.fail(e))?;
+        self.commit(tx, false)?;
         Ok(())
     }
 
@@ -504,15 +547,13 @@ where
                     return refuse(e, callback);
                 }
             }
-            lsn = match tx.commit_with(APPEND) {
+            lsn = match self.commit(tx, false) {
                 Ok(lsn) => lsn,
-                Err(e) => {
-                    let e = self.fail(e);
-                    return refuse(e, callback);
-                }
+                Err(e) => return refuse(e, callback),
             };
         }
-        if planted::acks_appends_early() {
+        if !self.s.logged || planted::acks_appends_early() {
+            // (On an in-memory database there is nothing to wait for.)
             callback.io_completed(Ok(()));
             return Ok(());
         }
@@ -524,6 +565,9 @@ where
                     *p = Some(e.to_string());
                 }
             }
+            // The store (and with it the database) is let go before openraft hears of the
+            // flush: once the caller has it and drops its handles, nothing here holds the `Db`.
+            drop(s);
             callback.io_completed(r);
         });
         let sent = match &*self.s.flusher.lock() {
@@ -544,7 +588,7 @@ where
                 Some(f) => f,
                 // Nothing can follow the largest index: nothing to delete, only the order.
                 None => {
-                    self.s.db.sync().map_err(|e| self.fail(e))?;
+                    self.sync()?;
                     return Ok(());
                 }
             },
@@ -554,7 +598,7 @@ where
         // From the top down, so that a crash between two transactions leaves a log without a
         // hole (shorter: a truncation of its own).
         loop {
-            let chunk = self.entry_keys(from.., limit, true)?;
+            let chunk = self.entry_keys(from.., limit, !planted::truncates_bottom_up())?;
             let last = chunk.len() < limit;
             let mut tx = self.s.db.begin();
             for k in &chunk {
@@ -564,14 +608,13 @@ where
                 // Durable before it returns, and with it every write before (a truncation that
                 // deletes nothing still orders: it makes the log durable).
                 if chunk.is_empty() {
-                    self.s.db.sync().map_err(|e| self.fail(e))?;
+                    self.sync()?;
                 } else {
-                    tx.commit_with(Durability::Strict)
-                        .map_err(|e| self.fail(e))?;
+                    self.commit(tx, true)?;
                 }
                 return Ok(());
             }
-            tx.commit_with(APPEND).map_err(|e| self.fail(e))?;
+            self.commit(tx, false)?;
         }
     }
 
@@ -594,8 +637,7 @@ where
         for k in &chunk {
             tx.delete(k).map_err(|e| self.fail(e))?;
         }
-        tx.commit_with(Durability::Strict)
-            .map_err(|e| self.fail(e))?;
+        self.commit(tx, true)?;
         if chunk.len() == limit - 1 {
             self.delete_through(log_id.index())?;
         }
@@ -622,6 +664,26 @@ pub mod planted {
     pub(crate) fn acks_appends_early() -> bool {
         #[cfg(feature = "__planted-bugs")]
         return ACKS_APPENDS_EARLY.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(feature = "__planted-bugs"))]
+        false
+    }
+
+    #[cfg(feature = "__planted-bugs")]
+    static TRUNCATES_BOTTOM_UP: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Arms (or disarms) `TruncatesBottomUp`: a truncation split into several transactions
+    /// deletes from the bottom instead of the top, so a crash between two of them leaves a hole.
+    #[cfg(feature = "__planted-bugs")]
+    pub fn arm_truncates_bottom_up(on: bool) {
+        TRUNCATES_BOTTOM_UP.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether `TruncatesBottomUp` is armed (always false without the feature).
+    #[inline(always)]
+    pub(crate) fn truncates_bottom_up() -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        return TRUNCATES_BOTTOM_UP.load(std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(feature = "__planted-bugs"))]
         false
     }

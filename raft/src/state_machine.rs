@@ -1,7 +1,8 @@
 //! [`StateMachine`]: openraft's `RaftStateMachine` and `RaftSnapshotBuilder` for the key-value
 //! [`Request`]s, on a ringlog database (modelled on openraft's `examples/sm-rocks`).
 //!
-//! Layout, under the state machine's key prefix `P`:
+//! Layout, under the state machine's namespace `P` (its key prefix framed by the prefix's length,
+//! 2 bytes big-endian, as a log store's: docs/RAFT.md):
 //!
 //! | key | value |
 //! |---|---|
@@ -258,20 +259,21 @@ impl fmt::Debug for StateMachine {
 }
 
 impl StateMachine {
-    /// A state machine in `db` under the keys starting with `prefix` (the database may hold
-    /// other data beside, e.g. the log store, under another prefix that is not a prefix of this
-    /// one). A snapshot installation a crash interrupted is finished here, and the chunks of
-    /// snapshots that are not the current one are removed.
+    /// A state machine in `db` under `prefix` (the database may hold other data beside, e.g. the
+    /// log store, under any other prefix: each prefix is its own namespace). A snapshot
+    /// installation a crash interrupted is finished here, and the chunks of snapshots that are
+    /// not the current one are removed.
     ///
     /// # Errors
     ///
-    /// The database's, or a stored value that does not decode.
+    /// The database's, a stored value that does not decode, or a prefix longer than 65,535
+    /// bytes (`InvalidInput`).
     pub fn new(db: Arc<Db>, prefix: &[u8]) -> io::Result<StateMachine> {
         let sm = StateMachine {
             s: Arc::new(Shared {
                 db,
                 keys: Keys {
-                    prefix: prefix.to_vec(),
+                    prefix: crate::namespace(prefix)?,
                 },
                 snapshots: Mutex::new(()),
             }),

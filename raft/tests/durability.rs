@@ -268,7 +268,8 @@ fn a_split_purge_interrupted_by_a_crash_is_finished_at_reopen() {
         let db = open(dir.path(), IoChoice::Portable);
         let mut tx = db.begin();
         let purged = postcard::to_stdvec(&log_id::<TypeConfig>(1, 1, n)).unwrap();
-        tx.put(b"log/p", &purged).unwrap();
+        // (The store's namespace: its prefix framed by its length, docs/RAFT.md.)
+        tx.put(b"\x00\x04log/p", &purged).unwrap();
         tx.commit().unwrap();
         db.close().unwrap();
     }
@@ -283,7 +284,7 @@ fn a_split_purge_interrupted_by_a_crash_is_finished_at_reopen() {
         assert_eq!(st.last_log_id, Some(log_id::<TypeConfig>(1, 1, n)));
     });
     // The reopen deleted them.
-    assert_eq!(db.prefix(b"log/l").unwrap().count(), 0);
+    assert_eq!(db.prefix(b"\x00\x04log/l").unwrap().count(), 0);
 }
 
 #[test]
@@ -326,6 +327,87 @@ fn stores_under_different_prefixes_are_independent() {
         assert_eq!(all(&mut b).await.len(), 3);
         assert_eq!(a.get_log_state().await.unwrap().last_purged_log_id, None);
     });
+}
+
+/// A prefix that extends another's is another namespace: the store under `raft/` does not read
+/// the vote of the store under `raft/leader01` as an entry (before the prefixes were framed,
+/// `raft/leader01v` was `raft/` `l` and an 8-byte "index": its log state failed to decode, and its
+/// truncation deleted the other store's durable vote — a vote lost lets a node vote twice in a
+/// term); nor does a state machine take a store's keys for its data.
+#[test]
+fn a_prefix_that_extends_another_is_its_own_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), IoChoice::Portable);
+    rt().block_on(async {
+        let mut a = LogStore::<TypeConfig>::new(db.clone(), b"raft/").unwrap();
+        let mut b = LogStore::<TypeConfig>::new(db.clone(), b"raft/leader01").unwrap();
+        append_acked(&mut a, (1..=2).map(|i| entry(1, i, "a")).collect()).await;
+        let v = Vote::new(7, 3);
+        b.save_vote(&v).await.unwrap();
+        append_acked(&mut b, (1..=4).map(|i| entry(7, i, "b")).collect()).await;
+        let st = a.get_log_state().await.unwrap();
+        assert_eq!(st.last_log_id, Some(log_id::<TypeConfig>(1, 1, 2)));
+        assert_eq!(all(&mut a).await.len(), 2);
+        a.truncate_after(Some(log_id::<TypeConfig>(1, 1, 1)))
+            .await
+            .unwrap();
+        a.purge(log_id::<TypeConfig>(1, 1, 1)).await.unwrap();
+        assert_eq!(b.read_vote().await.unwrap(), Some(v));
+        assert_eq!(all(&mut b).await.len(), 4);
+        assert_eq!(a.read_vote().await.unwrap(), None);
+        // A state machine under `sm/` and a store under `sm/d`: the store's vote was the state
+        // machine's data key `v` (`sm/` `d` `v`).
+        let mut c = LogStore::<TypeConfig>::new(db.clone(), b"sm/d").unwrap();
+        c.save_vote(&v).await.unwrap();
+        let sm = ringlog_openraft::StateMachine::new(db.clone(), b"sm/").unwrap();
+        assert_eq!(sm.get("v").unwrap(), None, "a store's vote read as data");
+    });
+}
+
+/// On an in-memory database the store works, with nothing to make durable: appends are
+/// acknowledged at once, votes, truncations and purges succeed (the database has no log; the
+/// store used to ask for `Buffered` and `Strict` commits, which it refuses, and poison itself at
+/// the first append).
+#[test]
+fn a_store_on_an_in_memory_database_works() {
+    let db = Arc::new(Db::in_memory());
+    rt().block_on(async {
+        let mut s = LogStore::<TypeConfig>::new(db.clone(), b"log/").unwrap();
+        append_acked(&mut s, (1..=5).map(|i| entry(1, i, "m")).collect()).await;
+        let v = Vote::new(2, 1);
+        s.save_vote(&v).await.unwrap();
+        s.truncate_after(Some(log_id::<TypeConfig>(1, 1, 4)))
+            .await
+            .unwrap();
+        s.purge(log_id::<TypeConfig>(1, 1, 2)).await.unwrap();
+        s.save_committed(Some(log_id::<TypeConfig>(1, 1, 3)))
+            .await
+            .unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(v));
+        let got: Vec<u64> = all(&mut s).await.iter().map(|e| e.1).collect();
+        assert_eq!(got, [3, 4]);
+        let st = s.get_log_state().await.unwrap();
+        assert_eq!(st.last_purged_log_id, Some(log_id::<TypeConfig>(1, 1, 2)));
+        assert_eq!(st.last_log_id, Some(log_id::<TypeConfig>(1, 1, 4)));
+    });
+}
+
+/// Once every handle on a store is dropped, the caller's `Arc<Db>` is the only one left: it
+/// unwraps and closes at once (the store's flusher thread, which may still be running, holds the
+/// database weakly; it used to hold it strongly until it noticed the store was gone).
+#[test]
+fn dropping_the_store_leaves_the_database_to_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let db = open(dir.path(), IoChoice::Portable);
+        rt().block_on(async {
+            let mut s = LogStore::<TypeConfig>::new(db.clone(), b"log/").unwrap();
+            append_acked(&mut s, vec![entry(1, round + 1, "d")]).await;
+        });
+        let db = Arc::try_unwrap(db)
+            .unwrap_or_else(|_| panic!("round {round}: the database is still shared"));
+        db.close().unwrap();
+    }
 }
 
 #[test]
