@@ -73,7 +73,8 @@ pub fn run_writes(opts: &PowerOptions, max_per_seed: u64) -> Summary {
     sweep(opts, max_per_seed, Fault::Write)
 }
 
-fn sweep(opts: &PowerOptions, max_per_seed: u64, fault: Fault) -> Summary {
+/// The sweep of `fault`: [`run`] for syncs, [`run_writes`] for writes.
+pub fn sweep(opts: &PowerOptions, max_per_seed: u64, fault: Fault) -> Summary {
     crate::setup::exercise_large_paths();
     let started = Instant::now();
     let name = match fault {

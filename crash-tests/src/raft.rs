@@ -286,8 +286,12 @@ pub async fn workload(
                 s.save_vote(&Vote::new(term, 1)).await?;
                 ack(Ack::Voted(term));
             }
-            1 if wide => {
-                let to = last - 800 - rng.below(700);
+            1 if wide || last > purged + 3 => {
+                let to = if wide {
+                    last - 800 - rng.below(700)
+                } else {
+                    last - 1 - rng.below(3)
+                };
                 gen += 1;
                 ack(Ack::Truncating(to));
                 s.truncate_after(Some(log_id::<TypeConfig>(term, 1, to)))
@@ -295,24 +299,12 @@ pub async fn workload(
                 last = to;
                 ack(Ack::Truncated(to, gen));
             }
-            2 if wide => {
-                let to = purged + 800 + rng.below(700);
-                ack(Ack::Purging(to));
-                s.purge(log_id::<TypeConfig>(term, 1, to)).await?;
-                purged = to;
-                ack(Ack::Purged(to));
-            }
-            1 if last > purged + 3 => {
-                let to = last - 1 - rng.below(3);
-                gen += 1;
-                ack(Ack::Truncating(to));
-                s.truncate_after(Some(log_id::<TypeConfig>(term, 1, to)))
-                    .await?;
-                last = to;
-                ack(Ack::Truncated(to, gen));
-            }
-            2 if last > purged + 20 => {
-                let to = purged + 1 + rng.below(10);
+            2 if wide || last > purged + 20 => {
+                let to = if wide {
+                    purged + 800 + rng.below(700)
+                } else {
+                    purged + 1 + rng.below(10)
+                };
                 ack(Ack::Purging(to));
                 s.purge(log_id::<TypeConfig>(term, 1, to)).await?;
                 purged = to;

@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 
 use ringlog_crash::crash::TearModel;
+use ringlog_crash::fsync::Fault;
 use ringlog_crash::power::{self, PowerOptions};
 use ringlog_crash::report::Summary;
 use ringlog_crash::sim::disk_bugs::{self, DiskBug};
@@ -235,65 +236,50 @@ fn catches_retry_of_failed_fsync() {
     );
 }
 
-#[test]
-fn fsync_errors_without_bugs_find_nothing() {
-    let s = with_bug(None::<Bug>, || {
-        ringlog_crash::fsync::run(
-            &PowerOptions {
-                gens: 1,
-                steps: 30,
-                ..opts(1..3, vec![Mode::Strict, Mode::Buffered])
-            },
-            24,
-        )
-    });
-    assert!(s.states > 20, "{}", s.render());
-    assert!(
-        s.failures.is_empty(),
-        "a clean engine failed: {}",
-        s.failures[0].render()
-    );
+/// A short `fsync-error` or `write-error` sweep (one generation of 30 steps over `seeds`, both
+/// durabilities, at most `per_seed` faults per seed) with `bug` armed.
+fn fault_sweep(
+    bug: Option<impl Into<Planted>>,
+    fault: Fault,
+    seeds: std::ops::Range<u64>,
+    per_seed: u64,
+) -> Summary {
+    with_bug(bug, || {
+        let o = PowerOptions {
+            gens: 1,
+            steps: 30,
+            ..opts(seeds, vec![Mode::Strict, Mode::Buffered])
+        };
+        ringlog_crash::fsync::sweep(&o, per_seed, fault)
+    })
 }
 
 #[test]
-fn write_errors_without_bugs_find_nothing() {
-    let s = with_bug(None::<Bug>, || {
-        ringlog_crash::fsync::run_writes(
-            &PowerOptions {
-                gens: 1,
-                steps: 30,
-                ..opts(1..3, vec![Mode::Strict, Mode::Buffered])
-            },
-            24,
-        )
-    });
-    assert!(s.states > 20, "{}", s.render());
-    assert!(
-        s.checks.get("failed writes").copied().unwrap_or(0) > 0,
-        "the sweep failed no write: {}",
-        s.render()
-    );
-    assert!(
-        s.failures.is_empty(),
-        "a clean engine failed: {}",
-        s.failures[0].render()
-    );
+fn fault_sweeps_without_bugs_find_nothing() {
+    for (fault, failed) in [
+        (Fault::Sync, "failed syncs"),
+        (Fault::Write, "failed writes"),
+    ] {
+        let s = fault_sweep(None::<Bug>, fault, 1..3, 24);
+        assert!(s.states > 20, "{fault:?}: {}", s.render());
+        assert!(
+            s.checks.get(failed).copied().unwrap_or(0) > 0,
+            "{fault:?}: the sweep failed nothing: {}",
+            s.render()
+        );
+        assert!(
+            s.failures.is_empty(),
+            "{fault:?}: a clean engine failed: {}",
+            s.failures[0].render()
+        );
+    }
 }
 
 /// The log driver acknowledges a batch whose write failed (it looks only at the sync's result):
 /// the default `write-error` sweep catches it.
 #[test]
 fn catches_a_log_write_failure_the_driver_ignores() {
-    let s = with_bug(Some(DiskBug::IgnoreFailedWrite), || {
-        ringlog_crash::fsync::run_writes(
-            &PowerOptions {
-                gens: 1,
-                steps: 30,
-                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
-            },
-            64,
-        )
-    });
+    let s = fault_sweep(Some(DiskBug::IgnoreFailedWrite), Fault::Write, 1..6, 64);
     assert_caught(
         DiskBug::IgnoreFailedWrite,
         &s,
@@ -1207,16 +1193,7 @@ fn catches_a_sync_that_forgets_the_failure() {
 
 /// A short `fsync-error` sweep (seeds 1–5, both durabilities) with `bug` armed.
 fn fsync_errors_with(bug: Bug) -> Summary {
-    with_bug(Some(bug), || {
-        ringlog_crash::fsync::run(
-            &PowerOptions {
-                gens: 1,
-                steps: 30,
-                ..opts(1..6, vec![Mode::Strict, Mode::Buffered])
-            },
-            64,
-        )
-    })
+    fault_sweep(Some(bug), Fault::Sync, 1..6, 64)
 }
 
 /// After a failed fdatasync, `close()` answers `Ok`: it must return the error
