@@ -279,7 +279,19 @@ impl Db {
                 // The first time, and again after each checkpoint that left too much behind
                 // (values written while it ran).
                 asked = Some(settled);
-                parking_lot::MutexGuard::unlocked(&mut g, || self.request_checkpoint());
+                let asked_thread =
+                    parking_lot::MutexGuard::unlocked(&mut g, || self.request_checkpoint());
+                if !asked_thread {
+                    // No background thread to run it (it could not be started): the checkpoint
+                    // runs here, before this commit, rather than never. Failed or not, it
+                    // settles the backlog (a failure releases the waiters, as in the thread).
+                    parking_lot::MutexGuard::unlocked(&mut g, || {
+                        if let Err(e) = self.checkpoint() {
+                            log::warn!("a paced commit's own checkpoint failed: {e}");
+                        }
+                    });
+                    continue;
+                }
             }
             // A bounded wait: the close and a poisoned log are seen without a notification.
             b.cv.wait_for(&mut g, std::time::Duration::from_millis(20));
@@ -1138,6 +1150,47 @@ pub(crate) fn due(shared: &Shared) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A commit paced by the values waiting for a checkpoint runs the checkpoint itself when the
+    /// background thread cannot be started (a limit on threads): it used to wait for ever for a
+    /// checkpoint nobody would run (found by a review under `RLIMIT_NPROC`). Every acknowledged
+    /// value is there after a reopen.
+    #[test]
+    fn a_paced_commit_checkpoints_itself_when_no_background_thread_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let opts = crate::Options::default()
+            .durability(crate::Durability::BUFFERED)
+            .value_threshold(Some(64));
+        let o = opts.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            crate::trimmer::seam::SPAWN_FAILS.with(|f| f.set(true));
+            let db = crate::Db::open(&path, o).unwrap();
+            let v = vec![7u8; 1024];
+            for i in 0..8192u32 {
+                db.put(&i.to_be_bytes(), &v).unwrap();
+            }
+            let st = db.stats();
+            db.close().unwrap();
+            tx.send((st.value_backlog_waits, st.checkpoints)).unwrap();
+        });
+        // A hang is the failure this test looks for: bounded, generously.
+        let (waits, checkpoints) = rx
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("paced commits wait for a checkpoint no thread runs");
+        worker.join().unwrap();
+        assert!(waits > 0, "no commit was paced: the test tested nothing");
+        assert!(checkpoints > 0, "no checkpoint ran");
+        let db = crate::Db::open(dir.path(), opts).unwrap();
+        for i in 0..8192u32 {
+            assert_eq!(
+                db.get(&i.to_be_bytes()).unwrap().as_deref(),
+                Some(&[7u8; 1024][..])
+            );
+        }
+        db.close().unwrap();
+    }
 
     const SEG: u64 = 1 << 20;
 

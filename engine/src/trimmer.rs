@@ -18,30 +18,38 @@ impl Db {
     }
 
     /// Asks the background thread for a checkpoint (see [`crate::Options::checkpoint_bytes`]).
-    pub(crate) fn request_checkpoint(&self) {
-        self.wake_background(true);
+    /// `false` when there is no such thread to ask: it could not be started (a limit on
+    /// threads), and will be tried again at the next request.
+    pub(crate) fn request_checkpoint(&self) -> bool {
+        self.wake_background(true)
     }
 
-    /// Wakes the background thread (trims and checkpoints), starting it the first time.
-    fn wake_background(&self, checkpoint: bool) {
+    /// Wakes the background thread (trims and checkpoints), starting it the first time; `false`
+    /// when it could not be started.
+    fn wake_background(&self, checkpoint: bool) -> bool {
         let mut t = self.trimmer.lock();
         if self.shared.closed.load(Ordering::Acquire) {
-            return;
+            return true;
         }
         if t.is_none() {
             let shared = self.shared.clone();
-            match std::thread::Builder::new()
-                .name("ringlog-trim".into())
-                .spawn(move || run_trimmer(shared))
-            {
+            let spawned = if seam::spawn_fails() {
+                Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+            } else {
+                std::thread::Builder::new()
+                    .name("ringlog-trim".into())
+                    .spawn(move || run_trimmer(shared))
+            };
+            match spawned {
                 Ok(h) => *t = Some(h),
                 Err(e) => {
-                    log::warn!("could not start the history trimmer: {e}");
-                    return;
+                    log::warn!("could not start the background trims and checkpoints thread: {e}");
+                    return false;
                 }
             }
         }
         self.shared.versions.signal_background(checkpoint);
+        true
     }
 
     /// Runs a history trim now, in the calling thread: drops the versions no retention policy
@@ -215,5 +223,23 @@ impl TrimHost for Shared {
 
     fn now_ns(&self) -> u64 {
         self.wall_ns()
+    }
+}
+
+/// A test seam: starting the background thread fails on a thread that armed it (as under
+/// `RLIMIT_NPROC`). Per thread, so that the crate's other tests, running beside, are unaffected.
+pub(crate) mod seam {
+    #[cfg(test)]
+    thread_local! {
+        pub(crate) static SPAWN_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Whether starting the background thread must fail (only ever in the crate's own tests).
+    #[inline(always)]
+    pub(crate) fn spawn_fails() -> bool {
+        #[cfg(test)]
+        return SPAWN_FAILS.with(std::cell::Cell::get);
+        #[cfg(not(test))]
+        false
     }
 }
