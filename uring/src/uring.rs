@@ -737,6 +737,17 @@ impl Commit {
             match -res {
                 // Nothing of a cancelled write was written: the synchronous finish writes it.
                 libc::ECANCELED if self.cancelled => {}
+                // Cancelled by the kernel, not by a stalled wait: io-wq could not start a worker
+                // to run it (a limit on threads: `RLIMIT_NPROC`, a cgroup's `pids.max`). It never
+                // ran; it is finished synchronously, as after a stall, rather than failed (which
+                // poisoned the database). Its linked fsync completes cancelled too.
+                libc::ECANCELED => {
+                    log::warn!(
+                        "io_uring: the kernel cancelled a log write it could not run (a limit on \
+                         threads?); finishing it with pwrite and fdatasync"
+                    );
+                    self.cancelled = true;
+                }
                 libc::EINTR | libc::EAGAIN => self.retry("write", res),
                 errno => self.fail(io::Error::from_raw_os_error(errno)),
             }
@@ -2973,6 +2984,36 @@ mod tests {
         fn raw_fd(&self) -> Option<RawFd> {
             self.pipe.raw_fd()
         }
+    }
+
+    /// A write the kernel cancelled on its own (io-wq could not start a worker for it: a limit on
+    /// threads) never ran: the commit finishes it synchronously instead of failing, which
+    /// poisoned the database (found by a review under `RLIMIT_NPROC`).
+    #[test]
+    fn a_write_the_kernel_cancelled_is_finished_synchronously() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let file = crate::PosixFile::open(
+            &path,
+            OpenOptions {
+                write: true,
+                create: true,
+                direct: false,
+            },
+        )
+        .unwrap();
+        let buf: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let mut c = Commit::new(buf.len(), SyncStrategy::WriteThenSync);
+        assert_eq!(step_write(&mut c), (0, 8192, true));
+        // The write, then its linked fsync, cancelled by the kernel.
+        c.on_write(-libc::ECANCELED);
+        c.on_fsync(-libc::ECANCELED);
+        assert!(c.error.is_none(), "{:?}", c.error);
+        assert!(c.cancelled);
+        assert_eq!(c.in_flight(), 0);
+        c.finish_synchronously(&file, &buf, 0);
+        c.into_result().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), buf);
     }
 
     /// A file writer's write that never completes (a full pipe stands for the io-wq write that
