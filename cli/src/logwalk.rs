@@ -336,7 +336,8 @@ enum Place {
 }
 
 /// Where segment `s` ends, as its successor `next` recorded it (only the immediate successor
-/// records it).
+/// records it). A `prev_end` of 0 records none (FORMAT.md §4.3: no previous segment — the first
+/// segment after a close that retired the log, whose predecessor is kept only for values).
 fn recorded_end(s: &SegFile, next: Option<&SegFile>, epoch: u64) -> Option<u64> {
     next.filter(|n| n.id == s.id + 1)
         .and_then(|n| {
@@ -346,6 +347,7 @@ fn recorded_end(s: &SegFile, next: Option<&SegFile>, epoch: u64) -> Option<u64> 
                 .filter(|h| h.segment_id == n.id && h.epoch == epoch)
         })
         .map(|h| h.prev_end)
+        .filter(|&end| end != 0)
 }
 
 fn walk_log(

@@ -943,6 +943,26 @@ fn damage_in_a_kept_value_segment_fails_verify() {
     json(&["verify", d, "--deep", "--json"], 1);
 }
 
+/// A database whose log a clean close retired, reopened and written to: its new segment records
+/// no predecessor (`prev_end` 0, FORMAT.md §4.3) while the segment before it is kept for values.
+/// `verify` and `inspect` read that 0 as "ends at offset 0" and called the database corrupt,
+/// checking none of the kept segment's records (found by a review).
+#[test]
+fn a_new_segment_after_a_retired_log_records_no_predecessor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, kept) = values_on_disk(tmp.path());
+    let o = opts().value_threshold(Some(256));
+    let d = Db::open(&db, o).unwrap();
+    d.put(b"after", b"the retired log").unwrap();
+    d.close().unwrap();
+    let j = json(&["verify", p(&db), "--json"], 0);
+    assert_eq!(j["ok"], true, "{j}");
+    assert_eq!(j["kept_segments"], kept.len() as u64, "{j}");
+    assert!(j["kept_records"].as_u64().unwrap() > 0, "{j}");
+    let j = json(&["inspect", p(&db), "--json"], 0);
+    assert!(j["damage"].as_array().is_none_or(Vec::is_empty), "{j}");
+}
+
 /// A `--versions` export whose one source transaction is larger than one transaction of the new
 /// database (one log segment), though each of its values fits: refused while the file is
 /// checked, naming the line and the LSN, before the directory is created (it used to fail after
