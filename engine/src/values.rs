@@ -156,6 +156,16 @@ pub(crate) struct StoreCounters {
     pub(crate) disk_bytes: AtomicU64,
 }
 
+/// Most value segments a database keeps open for reading at once. A database with values on
+/// disk may have thousands of segments (64 MiB each by default, far more with small segments);
+/// keeping every one it ever read open ran a process out of file descriptors at the usual limit
+/// of 1,024 (reads, then checkpoints and new segments failed with `EMFILE`). Past this, the least
+/// recently used are closed; reopening one costs an `open(2)` beside the read.
+pub(crate) const MAX_OPEN_FILES: usize = 128;
+
+/// A value segment open for reading, and the tick of its last use.
+type OpenFile = (Arc<dyn VFile>, AtomicU64);
+
 /// Reads values the index refers to from the log's segments.
 pub(crate) struct ValueStore {
     vfs: Arc<dyn Vfs>,
@@ -163,7 +173,11 @@ pub(crate) struct ValueStore {
     epoch: u64,
     /// Values of at least this many bytes leave memory at a checkpoint.
     pub(crate) threshold: usize,
-    files: RwLock<HashMap<u64, Arc<dyn VFile>>>,
+    /// Value segments open for reading, by id, with when each was last used (a tick of
+    /// `ticks`): at most [`MAX_OPEN_FILES`], the least recently used closed first (a reader
+    /// holding one keeps it open until its read is done).
+    files: RwLock<HashMap<u64, OpenFile>>,
+    ticks: AtomicU64,
     cache: Option<Cache>,
     pub(crate) counters: StoreCounters,
 }
@@ -209,6 +223,7 @@ impl ValueStore {
             epoch,
             threshold: threshold.max(1),
             files: RwLock::new(HashMap::new()),
+            ticks: AtomicU64::new(0),
             cache,
             counters: StoreCounters::default(),
         }
@@ -219,22 +234,56 @@ impl ValueStore {
         self.dir.join(segment_file_name(id))
     }
 
-    /// Segment `id`, opened for reading (once; kept open until [`ValueStore::forget`]).
+    /// Segment `id`, opened for reading: kept open among the [`MAX_OPEN_FILES`] most recently
+    /// used (until [`ValueStore::forget`], or until others push it out).
     fn file(&self, id: u64) -> Result<Arc<dyn VFile>> {
-        if let Some(f) = self.files.read().get(&id) {
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed);
+        if let Some((f, used)) = self.files.read().get(&id) {
+            used.store(now, Ordering::Relaxed);
             return Ok(f.clone());
         }
         let path = self.path(id);
         let f: Arc<dyn VFile> = open_to_read(&*self.vfs, &path)
             .map_err(|e| Error::io("open segment to read a value", path, e))?
             .into();
-        Ok(self.files.write().entry(id).or_insert(f).clone())
+        let mut files = self.files.write();
+        if !files.contains_key(&id) && files.len() >= MAX_OPEN_FILES {
+            // Close the least recently used eighth at once: an open past the bound then costs
+            // a scan of the set only once in a while.
+            let mut by_use: Vec<(u64, u64)> = files
+                .iter()
+                .map(|(&k, (_, used))| (used.load(Ordering::Relaxed), k))
+                .collect();
+            by_use.sort_unstable();
+            for &(_, k) in by_use.iter().take(MAX_OPEN_FILES / 8) {
+                files.remove(&k);
+            }
+        }
+        let (f, used) = files.entry(id).or_insert((f, AtomicU64::new(0)));
+        used.store(now, Ordering::Relaxed);
+        Ok(f.clone())
     }
 
-    /// The length of segment `id`'s file: the space collecting it frees.
+    /// Value segments open for reading now (at most [`MAX_OPEN_FILES`]).
+    #[cfg(test)]
+    pub(crate) fn open_files(&self) -> usize {
+        self.files.read().len()
+    }
+
+    /// The length of segment `id`'s file: the space collecting it frees. Opens it only for the
+    /// call when it is not open already (garbage collection asks for every value segment).
     pub(crate) fn segment_len(&self, id: u64) -> Result<u64> {
-        self.file(id)?
-            .size()
+        let open = self.files.read().get(&id).map(|(f, _)| f.clone());
+        let f = match open {
+            Some(f) => f,
+            None => {
+                let path = self.path(id);
+                open_to_read(&*self.vfs, &path)
+                    .map_err(|e| Error::io("open segment to size it", path, e))?
+                    .into()
+            }
+        };
+        f.size()
             .map_err(|e| Error::io("size of segment", self.path(id), e))
     }
 
@@ -626,6 +675,54 @@ impl TxnRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reading values spread over many more value segments than [`MAX_OPEN_FILES`] keeps at
+    /// most that many open (it kept every segment it ever read open, and a large database ran
+    /// the process out of file descriptors: reads, checkpoints and new segments then failed with
+    /// `EMFILE` — found by a review at `RLIMIT_NOFILE` 1,024), and every value reads back right.
+    #[test]
+    fn value_segments_open_for_reading_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::Options::default()
+            .durability(crate::Durability::BUFFERED)
+            .segment_size(crate::options::MIN_SEGMENT_SIZE)
+            .value_threshold(Some(64))
+            .value_cache_bytes(0);
+        let value = |i: u32| vec![(i % 251) as u8; 4000];
+        let n = 6000u32;
+        let db = crate::Db::open(dir.path(), opts.clone()).unwrap();
+        for i in 0..n {
+            db.put(&i.to_be_bytes(), &value(i)).unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.close().unwrap();
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".log")
+            })
+            .count();
+        assert!(
+            segments > 2 * MAX_OPEN_FILES,
+            "{segments} segments: too few to test the bound"
+        );
+        let db = crate::Db::open(dir.path(), opts).unwrap();
+        let store = db.shared.versions.store.get().unwrap().clone();
+        for round in 0..2 {
+            for i in 0..n {
+                let got = db.get(&i.to_be_bytes()).unwrap();
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&value(i)[..]),
+                    "key {i}, round {round}"
+                );
+                assert!(store.open_files() <= MAX_OPEN_FILES);
+            }
+        }
+        assert!(store.counters.disk_reads.load(Ordering::Relaxed) >= 2 * u64::from(n));
+        db.close().unwrap();
+    }
 
     #[test]
     fn packing_round_trips_and_refuses_what_does_not_fit() {
