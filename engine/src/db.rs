@@ -45,6 +45,9 @@ pub struct Db {
     /// thread (nor the memory it holds) behind.
     pub(crate) key_index_builder: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
     pub(crate) lock: Mutex<Option<Box<dyn FileLock>>>,
+    /// Held for the whole of [`Db::close`]: a close that comes while another runs waits for it
+    /// to finish (everything synced, the directory lock released) before it answers.
+    pub(crate) close_lock: Mutex<()>,
     pub(crate) vfs: Option<Arc<dyn Vfs>>,
     pub(crate) dir: Option<PathBuf>,
     pub(crate) recovery: RecoveryStats,
@@ -196,6 +199,7 @@ impl Db {
             log_started: AtomicBool::new(true),
             trimmer: Mutex::new(None),
             key_index_builder: Mutex::new(None),
+            close_lock: Mutex::new(()),
             lock: Mutex::new(None),
             vfs: None,
             dir: None,
@@ -688,9 +692,14 @@ impl Db {
                 "an in-memory database has no log",
             ));
         }
-        self.check_open()?;
+        // Durable is durable, closed or not.
         if self.durable_lsn() >= lsn {
             return Ok(());
+        }
+        // Closing or closed: the close makes every committed LSN durable (the wait below ends
+        // when it has, or with its error); an LSN no commit took is `Closed`.
+        if self.shared.closed.load(Ordering::Acquire) {
+            return self.shared.wait_durable(lsn);
         }
         self.start_log_thread()?;
         self.shared.wait_durable(lsn)
@@ -700,11 +709,15 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// As [`Db::wait_durable`].
+    /// [`Error::Closed`] after [`Db::close`] (which made everything durable); otherwise as
+    /// [`Db::wait_durable`].
     pub fn sync(&self) -> Result<()> {
         if crate::hooks::sync_forgets_poison() && self.shared.state.lock().poisoned.is_some() {
             return Ok(());
         }
+        // A request for work, refused after a close like any other (a close syncs everything:
+        // `wait_durable` answers for the commits it made durable).
+        self.check_open()?;
         self.wait_durable(self.last_assigned_lsn())
     }
 
@@ -734,13 +747,19 @@ impl Db {
 
     /// Stops new commits, writes and syncs everything pending, joins the log thread and releases
     /// the directory lock. Returns the first error (e.g. a sync failure). Later operations fail
-    /// with [`Error::Closed`]; closing twice is a no-op.
+    /// with [`Error::Closed`]. Closing again is a no-op (it answers [`Error::Poisoned`] if the
+    /// database is poisoned); a close called while another one runs, from another thread,
+    /// returns only once that one has finished — everything synced, the lock released.
     ///
     /// # Errors
     ///
     /// [`Error::Poisoned`] (or [`Error::Io`]) when the final write or sync failed: what was not
     /// durable before may be lost, and the next open recovers what is on disk.
     pub fn close(&self) -> Result<()> {
+        // One close at a time: a second one must not answer before the first has made
+        // everything durable and released the directory lock (it answered `Ok` at once, and a
+        // caller that then exited or reopened the directory lost or was refused it).
+        let _one = self.close_lock.lock();
         if self.read_only {
             // It wrote nothing and holds no lock: only the trimmer to stop.
             if self.shared.closed.swap(true, Ordering::AcqRel) {
@@ -759,7 +778,11 @@ impl Db {
         }
         let first = !self.shared.closed.swap(true, Ordering::AcqRel);
         if !first {
-            return Ok(());
+            // Closed before, and that close has finished (it held `close_lock`).
+            return match &self.shared.state.lock().poisoned {
+                Some(e) if !crate::hooks::close_forgets_poison() => Err(Error::Poisoned(e.clone())),
+                _ => Ok(()),
+            };
         }
         {
             let mut st = self.shared.state.lock();
@@ -779,14 +802,15 @@ impl Db {
             LogThread::NotStarted(_) | LogThread::Done => None,
         };
         let result = {
-            let st = self.shared.state.lock();
+            let mut st = self.shared.state.lock();
+            if st.poisoned.is_none() && matches!(joined, Some(Err(_))) {
+                // Recorded, so that a `wait_durable` of an LSN the thread never wrote ends.
+                st.poisoned = Some(Arc::new(std::io::Error::other("the log thread panicked")));
+            }
             self.shared.durable_cv.notify_all();
-            match (&st.poisoned, joined) {
-                (Some(e), _) => Err(Error::Poisoned(e.clone())),
-                (None, Some(Err(_))) => Err(Error::Poisoned(Arc::new(std::io::Error::other(
-                    "the log thread panicked",
-                )))),
-                _ => Ok(()),
+            match &st.poisoned {
+                Some(e) => Err(Error::Poisoned(e.clone())),
+                None => Ok(()),
             }
         };
         if result.is_ok() && self.shared.log.is_some() {

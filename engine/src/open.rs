@@ -508,6 +508,7 @@ fn assemble(
         log_started: AtomicBool::new(read_only),
         trimmer: Mutex::new(None),
         key_index_builder: Mutex::new(None),
+        close_lock: Mutex::new(()),
         lock: Mutex::new(lock),
         vfs: Some(vfs),
         dir: Some(dir),

@@ -14,7 +14,10 @@ use crate::Result;
 /// a step (forward) or a search (backward), and memory stays O(1) whatever the range's size.
 /// Commits made after the scan started are not seen: every entry is the version visible at
 /// [`Scan::lsn`]. A scan keeps the index generation it reads from alive (see
-/// `docs/DURABILITY.md`, "Versions and snapshots"), so do not keep one for hours.
+/// `docs/DURABILITY.md`, "Versions and snapshots"), so do not keep one for hours. It also goes on
+/// after [`crate::Db::close`] (unlike a [`crate::Snapshot`], whose reads then fail with
+/// [`crate::Error::Closed`]): a value on disk it has not read yet fails with [`crate::Error::Io`]
+/// if another handle on the directory has removed its segment since.
 ///
 /// Each item is a [`crate::Result`]: reading an entry can fail (a value read from disk can meet
 /// an I/O error or a checksum mismatch), and a scan never ends early or panics instead of saying

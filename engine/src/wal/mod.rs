@@ -470,10 +470,14 @@ impl Shared {
         if durable() >= lsn {
             return Ok(());
         }
-        if st.closing && st.poisoned.is_none() {
+        // Closing: an LSN a commit took is made durable by the close (waited for below); one
+        // no commit took never will be.
+        if st.closing && st.poisoned.is_none() && lsn >= st.next_lsn {
             return Err(crate::Error::Closed);
         }
-        self.request_sync(&mut st, lsn);
+        if !st.closing {
+            self.request_sync(&mut st, lsn);
+        }
         loop {
             if durable() >= lsn {
                 return Ok(());
