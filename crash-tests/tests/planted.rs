@@ -1114,9 +1114,15 @@ fn catches_a_repair_that_syncs_its_copies_late() {
 /// before an fdatasync covers them: `raft`'s default campaign loses an acknowledged entry.
 #[test]
 fn catches_a_raft_store_that_acknowledges_appends_early() {
+    let s = raft_campaign_with(ringlog_openraft::log_store::planted::arm_acks_appends_early);
+    assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
+}
+
+/// `ringlog-crash raft`'s default campaign (seeds 1..9, 60 calls, 16 states per point) with a
+/// bug of the openraft log store armed by `arm`.
+fn raft_campaign_with(arm: fn(bool)) -> Summary {
     let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    ringlog_openraft::log_store::planted::arm_acks_appends_early(true);
-    // `ringlog-crash raft`'s defaults: seeds 1..9, 60 calls, 16 states per point.
+    arm(true);
     let defaults = PowerOptions {
         seeds: (1..9).collect(),
         steps: 60,
@@ -1125,8 +1131,8 @@ fn catches_a_raft_store_that_acknowledges_appends_early() {
         ..PowerOptions::default()
     };
     let s = ringlog_crash::raft::run(&defaults);
-    ringlog_openraft::log_store::planted::arm_acks_appends_early(false);
-    assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
+    arm(false);
+    s
 }
 
 /// The openraft log store deletes a split truncation from the bottom: a crash between its
@@ -1135,17 +1141,7 @@ fn catches_a_raft_store_that_acknowledges_appends_early() {
 /// campaign's truncations were of three entries at most, and it passed).
 #[test]
 fn catches_a_raft_store_that_truncates_from_the_bottom() {
-    let _g = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    ringlog_openraft::log_store::planted::arm_truncates_bottom_up(true);
-    let defaults = PowerOptions {
-        seeds: (1..9).collect(),
-        steps: 60,
-        cap: 16,
-        jobs: 1,
-        ..PowerOptions::default()
-    };
-    let s = ringlog_crash::raft::run(&defaults);
-    ringlog_openraft::log_store::planted::arm_truncates_bottom_up(false);
+    let s = raft_campaign_with(ringlog_openraft::log_store::planted::arm_truncates_bottom_up);
     assert_caught("TruncatesBottomUp (ringlog-openraft)", &s, &["raft"]);
 }
 

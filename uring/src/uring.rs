@@ -2993,15 +2993,7 @@ mod tests {
     fn a_write_the_kernel_cancelled_is_finished_synchronously() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let file = crate::PosixFile::open(
-            &path,
-            OpenOptions {
-                write: true,
-                create: true,
-                direct: false,
-            },
-        )
-        .unwrap();
+        let file = open_log(dir.path(), "log", false);
         let buf: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
         let mut c = Commit::new(buf.len(), SyncStrategy::WriteThenSync);
         assert_eq!(step_write(&mut c), (0, 8192, true));
@@ -3011,7 +3003,7 @@ mod tests {
         assert!(c.error.is_none(), "{:?}", c.error);
         assert!(c.cancelled);
         assert_eq!(c.in_flight(), 0);
-        c.finish_synchronously(&file, &buf, 0);
+        c.finish_synchronously(&*file, &buf, 0);
         c.into_result().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), buf);
     }
@@ -3046,16 +3038,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = crate::PosixFile::open(
-            &path,
-            OpenOptions {
-                write: true,
-                create: true,
-                direct: false,
-            },
-        )
-        .unwrap();
-        let mut w = RingWriter::new(file.raw_fd().unwrap(), &file).unwrap();
+        let file = open_log(dir.path(), "f", false);
+        let mut w = RingWriter::new(file.raw_fd().unwrap(), &*file).unwrap();
         let mut want = Vec::new();
         for i in 0..(2 * WRITER_DEPTH as u8 + 3) {
             // Every enter of this write's submission and of the waits it needs fails once or
