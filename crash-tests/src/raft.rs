@@ -50,8 +50,8 @@ pub enum Ack {
         /// The workload's generation (bumped by each truncation) that wrote them.
         gen: u64,
     },
-    /// A vote of `term` was saved.
-    Voted(u64),
+    /// A vote of `term` was saved, committed (a leader's, granted by a quorum) or not.
+    Voted(u64, bool),
     /// A truncation after `index` starts (not yet acknowledged).
     Truncating(u64),
     /// The truncation after `index` returned; entries written after it have generation ≥ `gen`.
@@ -72,7 +72,7 @@ impl Ack {
                 term,
                 gen,
             } => format!("A {first} {last} {term} {gen}"),
-            Ack::Voted(t) => format!("V {t}"),
+            Ack::Voted(t, c) => format!("V {t} {}", u8::from(*c)),
             Ack::Truncating(i) => format!("t {i}"),
             Ack::Truncated(i, g) => format!("T {i} {g}"),
             Ack::Purging(i) => format!("p {i}"),
@@ -91,7 +91,8 @@ impl Ack {
                 term: n(3)?,
                 gen: n(4)?,
             },
-            "V" => Ack::Voted(n(1)?),
+            // (A line without the committed flag, as written before it was recorded: not.)
+            "V" => Ack::Voted(n(1)?, n(2).is_some_and(|c| c == 1)),
             "t" => Ack::Truncating(n(1)?),
             "T" => Ack::Truncated(n(1)?, n(2)?),
             "p" => Ack::Purging(n(1)?),
@@ -111,8 +112,9 @@ pub fn payload(gen: u64, term: u64, index: u64) -> String {
 pub struct Model {
     /// Acknowledged entries still required: index → payload.
     pub entries: BTreeMap<u64, String>,
-    /// The last saved vote's term.
-    pub vote: u64,
+    /// The last saved vote: its term, and whether it was committed (at one term a committed vote
+    /// is the later one).
+    pub vote: (u64, bool),
     /// The last acknowledged purge.
     pub purged: u64,
     /// The last acknowledged truncation (after index, generation).
@@ -138,7 +140,7 @@ impl Model {
                     self.entries.insert(i, payload(gen, term, i));
                 }
             }
-            Ack::Voted(t) => self.vote = self.vote.max(t),
+            Ack::Voted(t, c) => self.vote = self.vote.max((t, c)),
             Ack::Truncating(i) => self.maybe_after = Some(i),
             Ack::Truncated(i, g) => {
                 self.maybe_after = None;
@@ -161,9 +163,12 @@ impl Model {
             .read_vote()
             .await
             .map_err(e)?
-            .map_or(0, |v| v.leader_id.term);
+            .map_or((0, false), |v| (v.leader_id.term, v.is_committed()));
         if vote < self.vote {
-            return Err(format!("vote {vote} < the saved {}", self.vote));
+            return Err(format!(
+                "vote {:?} < the saved {:?} (term, committed)",
+                vote, self.vote
+            ));
         }
         let st = s.get_log_state().await.map_err(e)?;
         let purged = st.last_purged_log_id.map_or(0, |l| l.index());
@@ -236,7 +241,7 @@ impl Model {
             }
         }
         Ok(format!(
-            "{} entries ({} acknowledged), vote {vote}, purged {purged}",
+            "{} entries ({} acknowledged), vote {vote:?}, purged {purged}",
             all.len(),
             self.entries.len()
         ))
@@ -267,7 +272,9 @@ pub async fn workload(
     let st = s.get_log_state().await?;
     let mut last = st.last_log_id.map_or(0, |l| l.index());
     let mut purged = st.last_purged_log_id.map_or(0, |l| l.index());
-    let mut term = s.read_vote().await?.map_or(1, |v| v.leader_id.term);
+    let voted = s.read_vote().await?;
+    let mut term = voted.as_ref().map_or(1, |v| v.leader_id.term);
+    let mut committed = voted.is_some_and(|v| v.is_committed());
     let mut gen = seed << 20;
     let mut step = 0;
     while steps.is_none_or(|n| step < n) {
@@ -282,9 +289,18 @@ pub async fn workload(
         let wide = last > purged + 1600 && rng.below(2) == 0;
         match rng.below(10) {
             0 => {
-                term += 1;
-                s.save_vote(&Vote::new(term, 1)).await?;
-                ack(Ack::Voted(term));
+                // Half of the votes commit the current term's (a leader elected: same term,
+                // committed), the others start a new term.
+                let vote = if !committed && rng.below(2) == 0 {
+                    committed = true;
+                    Vote::new_committed(term, 1)
+                } else {
+                    term += 1;
+                    committed = false;
+                    Vote::new(term, 1)
+                };
+                s.save_vote(&vote).await?;
+                ack(Ack::Voted(term, committed));
             }
             1 if wide || last > purged + 3 => {
                 let to = if wide {

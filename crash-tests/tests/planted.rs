@@ -1118,6 +1118,16 @@ fn catches_a_raft_store_that_acknowledges_appends_early() {
     assert_caught("AcksAppendsEarly (ringlog-openraft)", &s, &["raft"]);
 }
 
+/// The openraft log store skips `save_vote` of a vote whose term it already holds: the vote
+/// committed at the same term (a leader elected) is lost. `raft`'s workload commits votes at
+/// their term, and its oracle compares (term, committed) — it compared terms only, and every vote
+/// was a new term's, so such a bug could not be seen.
+#[test]
+fn catches_a_raft_store_that_skips_a_same_term_vote() {
+    let s = raft_campaign_with(ringlog_openraft::log_store::planted::arm_skips_same_term_vote);
+    assert_caught("SkipsSameTermVote (ringlog-openraft)", &s, &["raft"]);
+}
+
 /// `ringlog-crash raft`'s default campaign (seeds 1..9, 60 calls, 16 states per point) with a
 /// bug of the openraft log store armed by `arm`.
 fn raft_campaign_with(arm: fn(bool)) -> Summary {

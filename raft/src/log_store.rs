@@ -458,6 +458,13 @@ where
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> Result<(), io::Error> {
         self.check()?;
         let _w = self.s.writes.lock();
+        if planted::skips_same_term_vote() {
+            let stored: Option<VoteOf<C>> = self.get("vote", &self.s.keys.vote())?;
+            use openraft::vote::{RaftLeaderId, RaftVote};
+            if stored.is_some_and(|s| s.leader_id().term() == vote.leader_id().term()) {
+                return Ok(());
+            }
+        }
         let v = encode(vote)?;
         let mut tx = self.s.db.begin();
         tx.put(&self.s.keys.vote(), &v).map_err(|e| self.fail(e))?;
@@ -684,6 +691,26 @@ pub mod planted {
     pub(crate) fn truncates_bottom_up() -> bool {
         #[cfg(feature = "__planted-bugs")]
         return TRUNCATES_BOTTOM_UP.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(feature = "__planted-bugs"))]
+        false
+    }
+
+    #[cfg(feature = "__planted-bugs")]
+    static SKIPS_SAME_TERM_VOTE: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// Arms (or disarms) `SkipsSameTermVote`: `save_vote` of a vote whose term the stored one
+    /// already has writes nothing ("nothing new"), so a vote committed at the same term is lost.
+    #[cfg(feature = "__planted-bugs")]
+    pub fn arm_skips_same_term_vote(on: bool) {
+        SKIPS_SAME_TERM_VOTE.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether `SkipsSameTermVote` is armed (always false without the feature).
+    #[inline(always)]
+    pub(crate) fn skips_same_term_vote() -> bool {
+        #[cfg(feature = "__planted-bugs")]
+        return SKIPS_SAME_TERM_VOTE.load(std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(feature = "__planted-bugs"))]
         false
     }
