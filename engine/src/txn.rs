@@ -276,7 +276,9 @@ impl<'db> Txn<'db> {
     /// them: the snapshot's merged with the transaction's own writes (which have LSN 0).
     /// Tracked: a write by another transaction, committed after the snapshot, of any key in the
     /// range — one inserted into it included — makes this one's commit fail with
-    /// [`Error::Conflict`]. Forward or in reverse (`.rev()`).
+    /// [`Error::Conflict`]. The whole range asked for is protected from the moment the scan is
+    /// created, however much of it is then read: narrow the range to narrow the protection.
+    /// Forward or in reverse (`.rev()`).
     ///
     /// # Errors
     ///
