@@ -269,8 +269,13 @@ impl fmt::Display for Error {
             ),
             Error::CodecMismatch { path, found, requested } => write!(
                 f,
-                "{} stores checkpoint blocks with codec {found}; the options ask for codec {requested} (open it with the codec it was created with)",
-                path.display()
+                "{} stores checkpoint blocks with codec {found}; the options ask for codec {requested} (open it with the codec it was created with{})",
+                path.display(),
+                match (*found, ringlog_format::codec_by_id(*found).is_none()) {
+                    (1, true) => "; codec 1 is LZ4, which this build lacks: cargo feature `lz4`",
+                    (_, true) => "; this build does not know that codec",
+                    _ => "",
+                }
             ),
             Error::Conflict { on, by_lsn } => write!(
                 f,
@@ -290,6 +295,33 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             Error::Poisoned(e) => Some(&**e),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A codec mismatch says when this build lacks the database's codec, and which feature has
+    /// it (LZ4 is behind cargo feature `lz4`): "open it with the codec it was created with"
+    /// alone is no help in a build that cannot.
+    #[test]
+    fn a_codec_this_build_lacks_is_named() {
+        let mismatch = |found| {
+            Error::CodecMismatch {
+                path: "/db".into(),
+                found,
+                requested: 0,
+            }
+            .to_string()
+        };
+        assert!(mismatch(7).contains("this build does not know that codec"));
+        let lz4 = mismatch(1);
+        if ringlog_format::codec_by_id(1).is_none() {
+            assert!(lz4.contains("cargo feature `lz4`"), "{lz4}");
+        } else {
+            assert!(!lz4.contains("lacks"), "{lz4}");
         }
     }
 }

@@ -145,11 +145,13 @@ impl Db {
     }
 
     /// Gives this run a label, stored in the log (a system entry, committed with the database's
-    /// durability): [`Db::runs`] lists a run with the last label it gave itself.
+    /// durability): [`Db::runs`] lists a run with the last label it gave itself. A label may
+    /// take up to [`Db::max_value_len`]`(9)` bytes (its system key is 9 bytes long).
     ///
     /// # Errors
     ///
-    /// As [`Db::put`]; [`Error::DurabilityUnavailable`] for an in-memory database (no log).
+    /// As [`Db::put`] ([`Error::ValueTooLarge`] for a label above that limit);
+    /// [`Error::DurabilityUnavailable`] for an in-memory database (no log).
     pub fn label_run(&self, label: &str) -> Result<Lsn> {
         self.check_writable()?;
         if !self.has_log() {
