@@ -60,6 +60,9 @@ pub enum Ack {
     Purging(u64),
     /// The purge through `index` returned.
     Purged(u64),
+    /// `save_committed` of the log id at `index` starts (not required to be durable: openraft
+    /// re-applies what a crash lost).
+    Committing(u64),
 }
 
 impl Ack {
@@ -77,6 +80,7 @@ impl Ack {
             Ack::Truncated(i, g) => format!("T {i} {g}"),
             Ack::Purging(i) => format!("p {i}"),
             Ack::Purged(i) => format!("P {i}"),
+            Ack::Committing(i) => format!("c {i}"),
         }
     }
 
@@ -97,6 +101,7 @@ impl Ack {
             "T" => Ack::Truncated(n(1)?, n(2)?),
             "p" => Ack::Purging(n(1)?),
             "P" => Ack::Purged(n(1)?),
+            "c" => Ack::Committing(n(1)?),
             _ => return None,
         })
     }
@@ -123,6 +128,8 @@ pub struct Model {
     pub maybe_after: Option<u64>,
     /// See `maybe_after`.
     pub maybe_through: Option<u64>,
+    /// The highest index ever passed to `save_committed` (0: none).
+    pub committed_max: u64,
 }
 
 impl Model {
@@ -148,6 +155,7 @@ impl Model {
                 self.truncated = Some((i, g));
             }
             Ack::Purging(i) => self.maybe_through = Some(i),
+            Ack::Committing(i) => self.committed_max = self.committed_max.max(i),
             Ack::Purged(i) => {
                 self.maybe_through = None;
                 self.entries.retain(|&k, _| k > i);
@@ -176,6 +184,18 @@ impl Model {
             return Err(format!(
                 "purged {purged} < the acknowledged {}",
                 self.purged
+            ));
+        }
+        // The committed id, if any survived, is one that was saved (never above the highest).
+        let committed = s
+            .read_committed()
+            .await
+            .map_err(e)?
+            .map_or(0, |l| l.index());
+        if committed > self.committed_max {
+            return Err(format!(
+                "committed {committed}: no save_committed above {} was made",
+                self.committed_max
             ));
         }
         // Nor more than was asked (an acknowledged purge, or the one in flight).
@@ -279,7 +299,7 @@ pub async fn workload(
     let mut step = 0;
     while steps.is_none_or(|n| step < n) {
         step += 1;
-        // Some steps are big: an append of 400–1,600 entries (one in 24), and half of the
+        // Some steps are big: an append of 400–1,600 entries (one in 16), and half of the
         // truncations and purges once the log holds 1,600 entries (800–1,500 of them) — several
         // transactions each on the campaign's 64 KiB segments (366 deletes, ≈ 28 KB): the store
         // splits them (docs/RAFT.md), and their first transactions may become durable in a round
@@ -315,6 +335,12 @@ pub async fn workload(
                 last = to;
                 ack(Ack::Truncated(to, gen));
             }
+            3 if last > purged => {
+                // openraft reports what it committed; it need not be durable.
+                ack(Ack::Committing(last));
+                s.save_committed(Some(log_id::<TypeConfig>(term, 1, last)))
+                    .await?;
+            }
             2 if wide || last > purged + 20 => {
                 let to = if wide {
                     purged + 800 + rng.below(700)
@@ -327,7 +353,7 @@ pub async fn workload(
                 ack(Ack::Purged(to));
             }
             _ => {
-                let n = if big && rng.below(3) == 0 {
+                let n = if big && rng.below(2) == 0 {
                     400 + rng.below(1200)
                 } else {
                     1 + rng.below(8)
