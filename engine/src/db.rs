@@ -697,11 +697,10 @@ impl Db {
             return Ok(());
         }
         // Closing or closed: the close makes every committed LSN durable (the wait below ends
-        // when it has, or with its error); an LSN no commit took is `Closed`.
-        if self.shared.closed.load(Ordering::Acquire) {
-            return self.shared.wait_durable(lsn);
+        // when it has, or with its error; an LSN no commit took is `Closed`) — no thread to start.
+        if !self.shared.closed.load(Ordering::Acquire) {
+            self.start_log_thread()?;
         }
-        self.start_log_thread()?;
         self.shared.wait_durable(lsn)
     }
 

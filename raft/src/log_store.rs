@@ -652,68 +652,56 @@ where
     }
 }
 
-/// A deliberate bug that proves the crash-test runner's `raft` mode can fail: armed only in its
+/// Deliberate bugs that prove the crash-test runner's `raft` mode can fail: armed only in its
 /// test builds (cargo feature `__planted-bugs`), inert otherwise.
 pub mod planted {
-    #[cfg(feature = "__planted-bugs")]
-    static ACKS_APPENDS_EARLY: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
+    /// One planted bug: its switch, the function that arms it (only under the feature) and the
+    /// one the store asks (always `false` without the feature).
+    macro_rules! planted {
+        ($(#[$doc:meta])* $flag:ident, $arm:ident, $armed:ident) => {
+            #[cfg(feature = "__planted-bugs")]
+            static $flag: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-    /// Arms (or disarms) `AcksAppendsEarly`: `append` fires its callback as soon as the entries
-    /// are committed (readable), before any fdatasync covers them.
-    #[cfg(feature = "__planted-bugs")]
-    pub fn arm_acks_appends_early(on: bool) {
-        ACKS_APPENDS_EARLY.store(on, std::sync::atomic::Ordering::SeqCst);
+            $(#[$doc])*
+            #[cfg(feature = "__planted-bugs")]
+            pub fn $arm(on: bool) {
+                $flag.store(on, std::sync::atomic::Ordering::SeqCst);
+            }
+
+            /// Whether the bug is armed (always false without the feature).
+            #[inline(always)]
+            pub(crate) fn $armed() -> bool {
+                #[cfg(feature = "__planted-bugs")]
+                return $flag.load(std::sync::atomic::Ordering::SeqCst);
+                #[cfg(not(feature = "__planted-bugs"))]
+                false
+            }
+        };
     }
 
-    /// Whether `AcksAppendsEarly` is armed (always false without the feature).
-    #[inline(always)]
-    pub(crate) fn acks_appends_early() -> bool {
-        #[cfg(feature = "__planted-bugs")]
-        return ACKS_APPENDS_EARLY.load(std::sync::atomic::Ordering::SeqCst);
-        #[cfg(not(feature = "__planted-bugs"))]
-        false
-    }
-
-    #[cfg(feature = "__planted-bugs")]
-    static TRUNCATES_BOTTOM_UP: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
-
-    /// Arms (or disarms) `TruncatesBottomUp`: a truncation split into several transactions
-    /// deletes from the bottom instead of the top, so a crash between two of them leaves a hole.
-    #[cfg(feature = "__planted-bugs")]
-    pub fn arm_truncates_bottom_up(on: bool) {
-        TRUNCATES_BOTTOM_UP.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Whether `TruncatesBottomUp` is armed (always false without the feature).
-    #[inline(always)]
-    pub(crate) fn truncates_bottom_up() -> bool {
-        #[cfg(feature = "__planted-bugs")]
-        return TRUNCATES_BOTTOM_UP.load(std::sync::atomic::Ordering::SeqCst);
-        #[cfg(not(feature = "__planted-bugs"))]
-        false
-    }
-
-    #[cfg(feature = "__planted-bugs")]
-    static SKIPS_SAME_TERM_VOTE: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
-
-    /// Arms (or disarms) `SkipsSameTermVote`: `save_vote` of a vote whose term the stored one
-    /// already has writes nothing ("nothing new"), so a vote committed at the same term is lost.
-    #[cfg(feature = "__planted-bugs")]
-    pub fn arm_skips_same_term_vote(on: bool) {
-        SKIPS_SAME_TERM_VOTE.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Whether `SkipsSameTermVote` is armed (always false without the feature).
-    #[inline(always)]
-    pub(crate) fn skips_same_term_vote() -> bool {
-        #[cfg(feature = "__planted-bugs")]
-        return SKIPS_SAME_TERM_VOTE.load(std::sync::atomic::Ordering::SeqCst);
-        #[cfg(not(feature = "__planted-bugs"))]
-        false
-    }
+    planted!(
+        /// Arms (or disarms) `AcksAppendsEarly`: `append` fires its callback as soon as the
+        /// entries are committed (readable), before any fdatasync covers them.
+        ACKS_APPENDS_EARLY,
+        arm_acks_appends_early,
+        acks_appends_early
+    );
+    planted!(
+        /// Arms (or disarms) `TruncatesBottomUp`: a truncation split into several transactions
+        /// deletes from the bottom instead of the top, so a crash between two of them leaves a
+        /// hole.
+        TRUNCATES_BOTTOM_UP,
+        arm_truncates_bottom_up,
+        truncates_bottom_up
+    );
+    planted!(
+        /// Arms (or disarms) `SkipsSameTermVote`: `save_vote` of a vote whose term the stored
+        /// one already has writes nothing ("nothing new"), so a vote committed at the same term
+        /// is lost.
+        SKIPS_SAME_TERM_VOTE,
+        arm_skips_same_term_vote,
+        skips_same_term_vote
+    );
 }
 
 #[cfg(test)]
