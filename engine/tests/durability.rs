@@ -824,6 +824,8 @@ fn poison_sequential(io: IoChoice, mode: FailMode) {
         "the durable point stops before the failure"
     );
     assert_poisoned("close", db.close());
+    // Closing again answers the same (a no-op on a healthy database).
+    assert_poisoned("a second close", db.close());
     // No retry: the engine never wrote again after the failure.
     assert_eq!(
         faults.calls.load(Ordering::SeqCst),

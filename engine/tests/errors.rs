@@ -294,6 +294,26 @@ fn locked_directory() {
     });
 }
 
+/// A scan created before `close()` goes on reading the index it holds (documented on `Scan`;
+/// a `Snapshot`'s reads answer `Closed` instead).
+#[test]
+fn a_scan_created_before_close_goes_on() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let (db, before) = seeded(io, strict(io), dir.path());
+        let mut scan = db.range::<&[u8], _>(..).unwrap();
+        let first = scan.next().unwrap().unwrap();
+        let snap = db.snapshot();
+        db.close().unwrap();
+        let mut seen = vec![first];
+        seen.extend(scan.map(Result::unwrap));
+        let keys: Vec<&[u8]> = seen.iter().map(|(k, _)| &**k).collect();
+        let want: Vec<&[u8]> = before.iter().map(|e| e.0.as_slice()).collect();
+        assert_eq!(keys, want, "{io:?}");
+        assert!(matches!(snap.get(b"alpha"), Err(Error::Closed)), "{io:?}");
+    });
+}
+
 #[test]
 fn operations_after_close_are_refused() {
     on_each_path(|io| {
