@@ -69,6 +69,8 @@ pub struct SchedState {
     pub rounds: u64,
     /// Simulated latency of the next round's write + sync.
     pub latency: Duration,
+    /// Log writes a pipelined simulated driver holds in flight (submitted, not completed).
+    pub in_flight: usize,
 }
 
 /// The scheduler: shared by the simulated disk, its log driver and the runner.
@@ -94,6 +96,7 @@ impl Sched {
                 busy: vec![false; committers],
                 rounds: 0,
                 latency: Duration::ZERO,
+                in_flight: 0,
             }),
             cv: Condvar::new(),
             base: Instant::now(),

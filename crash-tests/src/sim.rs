@@ -1069,6 +1069,9 @@ impl LogDriver for SimDriver {
             "the engine submits at most max_in_flight writes"
         );
         self.in_flight.push(submission);
+        if let Some(s) = &self.sched {
+            s.lock().in_flight = self.in_flight.len();
+        }
         Ok(())
     }
 
@@ -1104,6 +1107,7 @@ impl LogDriver for SimDriver {
         let i = (self.next_random() % self.in_flight.len() as u64) as usize;
         let s = self.in_flight.remove(i);
         if let Some(sched) = &self.sched {
+            sched.lock().in_flight = self.in_flight.len();
             sched.gate_write();
         }
         // The device may have received other writes in flight already, unsynced: a crash can
