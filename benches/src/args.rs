@@ -487,6 +487,18 @@ impl Workload {
         matches!(self, Workload::ReadWhileWriting | Workload::Snapshot)
     }
 
+    /// How many threads commit in a run with `threads` threads: one for the single-threaded
+    /// workloads and for those whose threads only read beside one writer, `threads` otherwise.
+    /// Each has at most one commit in flight, so a Strict run's device flushes cover at most
+    /// this many commits each (the power-loss check).
+    pub fn committers(self, threads: usize) -> u64 {
+        if self.single_threaded() || self.has_writer() {
+            1
+        } else {
+            threads as u64
+        }
+    }
+
     /// True for the full scans.
     pub fn is_scan(self) -> bool {
         matches!(self, Workload::Scan | Workload::ScanRev)
@@ -1056,6 +1068,17 @@ mod tests {
             Parsed::Run(c) => Ok(*c),
             Parsed::Help(_) => Err("help".into()),
         }
+    }
+
+    /// The power-loss check divides a Strict run's commits among the threads that commit: the
+    /// readers beside one writer do not (16 readers counted as committers would excuse an
+    /// engine that flushed once every 17 commits).
+    #[test]
+    fn only_committing_threads_count_as_committers() {
+        assert_eq!(Workload::FillRandom.committers(16), 16);
+        assert_eq!(Workload::ReadWhileWriting.committers(16), 1);
+        assert_eq!(Workload::Snapshot.committers(16), 1);
+        assert_eq!(Workload::Recover.committers(16), 1);
     }
 
     #[test]

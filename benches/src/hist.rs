@@ -116,7 +116,10 @@ impl Histogram {
         if self.total == 0 {
             return 0;
         }
-        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        // The rank in integers (parts per million of the total): in floating point, 99.9 % of
+        // 1,000 is 999.0000000000001, whose ceiling made p99.9 the maximum.
+        let ppm = (p.clamp(0.0, 100.0) * 10_000.0).round() as u128;
+        let rank = (ppm * u128::from(self.total)).div_ceil(1_000_000).max(1) as u64;
         if rank >= self.total {
             return self.max;
         }
@@ -149,6 +152,27 @@ mod tests {
                 "{v} -> {mid}"
             );
         }
+    }
+
+    /// p99.9 of 1,000 values is the 999th, not the largest (a floating-point rank of
+    /// 999.0000000000001 rounded up to the 1,000th once).
+    #[test]
+    fn a_percentile_rank_is_exact() {
+        let mut h = Histogram::new();
+        for _ in 0..999 {
+            h.record(10);
+        }
+        h.record(1_000_000);
+        assert_eq!(h.percentile(99.9), 10);
+        assert_eq!(h.percentile(100.0), 1_000_000);
+        let mut h = Histogram::new();
+        for _ in 0..1_999 {
+            h.record(10);
+        }
+        h.record(1_000_000);
+        assert_eq!(h.percentile(99.9), 10, "rank 1,998 of 2,000");
+        assert_eq!(h.percentile(99.95), 10, "rank 1,999 of 2,000");
+        assert_eq!(h.percentile(99.99), 1_000_000, "rank 2,000 of 2,000");
     }
 
     #[test]

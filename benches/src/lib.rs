@@ -398,8 +398,8 @@ pub fn run(cfg: &Config, hooks: &Hooks, out: &mut dyn Write) -> Result<bool, Str
                         }
                         if res.power_loss_durable == Some(false) {
                             notes.push(format!(
-                                "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits by {t} writer(s) but only {} device cache flushes (machine-wide) on a write-back cache",
-                                res.engine, res.commits, res.device.map_or(0, |d| d.flushes)
+                                "{} {mode} {workload} x{t}: NOT POWER-LOSS DURABLE: {} commits by {} writer(s) but only {} device cache flushes (machine-wide) on a write-back cache",
+                                res.engine, res.commits, workload.committers(t), res.device.map_or(0, |d| d.flushes)
                             ));
                         }
                         if let Some(p) = &res.io_path {

@@ -809,12 +809,7 @@ pub fn run_one(
             // cover at most that many commits: a Strict engine whose commits are really
             // durable on a write-back cache causes at least commits / writers flushes. Other
             // processes' flushes only add to the count (never a false alarm).
-            let writers = threads as u64 + u64::from(workload.has_writer());
-            let writers = if workload.single_threaded() {
-                1
-            } else {
-                writers
-            };
+            let writers = workload.committers(threads);
             let enough = d.flushes * writers >= res.commits;
             res.power_loss_durable = match flush_rule {
                 FlushRule::Required => Some(enough),
@@ -885,7 +880,7 @@ fn run_timed(
     let clock = Clock::new(start, cfg.duration);
     let writer_stop = AtomicBool::new(false);
     let label = format!("{} {} {} x{}", mode, workload, kind.name(), threads);
-    let (outs, writer) = std::thread::scope(|s| {
+    let (outs, writer, elapsed) = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);
         let writer = workload.has_writer().then(|| {
             let engine = &*engine;
@@ -929,15 +924,15 @@ fn run_timed(
                 })
             })
             .collect();
+        // The timed interval ends when the last worker does: not after the background writer's
+        // last operation, nor after the progress thread's wake-up.
+        let elapsed = start.elapsed();
         writer_stop.store(true, Ordering::Relaxed);
         let writer = writer.map(|h| h.join());
-        clock.stop.store(true, Ordering::Relaxed);
-        if let Some(p) = prog {
-            let _ = p.join();
-        }
-        (outs, writer)
+        prog.stop(&clock);
+        (outs, writer, elapsed)
     });
-    res.elapsed = start.elapsed();
+    res.elapsed = elapsed;
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     let d1 = disk(device);
     let rss1 = sysinfo::rss_bytes();
@@ -1213,17 +1208,51 @@ fn progress<'s>(
     clock: &'s Clock,
     label: &str,
     start: Instant,
-) -> Option<std::thread::ScopedJoinHandle<'s, ()>> {
+) -> Progress<'s> {
     if !cfg.progress || !std::io::stderr().is_terminal() {
-        return None;
+        return Progress(None);
     }
+    spawn_progress(s, cfg, clock, label, start, PROGRESS_TICK)
+}
+
+/// How often the progress line is redrawn.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// The thread drawing a run's progress line ([`progress`]), if any.
+struct Progress<'s>(Option<std::thread::ScopedJoinHandle<'s, ()>>);
+
+impl Progress<'_> {
+    /// Stops the progress line at once — its thread is woken, not left to finish its tick, so a
+    /// caller that waits for it loses no time — and waits for the thread.
+    fn stop(self, clock: &Clock) {
+        clock.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.0 {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+/// Starts the progress thread, redrawing every `tick` until [`Progress::stop`].
+fn spawn_progress<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    cfg: &Config,
+    clock: &'s Clock,
+    label: &str,
+    start: Instant,
+    tick: Duration,
+) -> Progress<'s> {
     let label = label.to_string();
     let total = cfg.ops;
     let limit = cfg.duration;
-    Some(s.spawn(move || {
+    Progress(Some(s.spawn(move || {
         let mut shown = false;
         while !clock.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            // Woken early by `Progress::stop` (or spuriously: the loop looks again).
+            std::thread::park_timeout(tick);
+            if clock.stop.load(Ordering::Relaxed) {
+                break;
+            }
             let el = start.elapsed();
             if el < Duration::from_secs(2) {
                 continue;
@@ -1255,12 +1284,27 @@ fn progress<'s>(
         if shown {
             eprint!("\r\x1b[K");
         }
-    }))
+    })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stopping the progress line wakes its thread: a run's timed interval never waits for the
+    /// thread's next tick. With a tick of a day, a stop that only set the flag would hang here.
+    #[test]
+    fn the_progress_thread_stops_at_once() {
+        let start = Instant::now();
+        let clock = Clock::new(start, None);
+        let cfg = Config::default();
+        std::thread::scope(|s| {
+            let p = spawn_progress(s, &cfg, &clock, "test", start, Duration::from_secs(86_400));
+            assert!(p.0.is_some());
+            p.stop(&clock);
+        });
+        assert!(clock.stop.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn partitions_cover_the_key_space() {

@@ -128,10 +128,14 @@ mod fjall_peer {
             }
         }
         fn put_batch(&self, items: &[(&[u8], &[u8])]) -> EResult<()> {
-            let mut b = self
-                .db
-                .batch()
-                .durability(self.strict.then_some(PersistMode::SyncData));
+            // Buffered: the journal handed to the OS per commit, as `Keyspace::insert` and
+            // `Database::batch` do by default (`None` would leave it in fjall's user-space
+            // buffer, weaker than the configuration line says).
+            let mut b = self.db.batch().durability(Some(if self.strict {
+                PersistMode::SyncData
+            } else {
+                PersistMode::Buffer
+            }));
             for (k, v) in items {
                 b.insert(&self.ks, *k, *v);
             }

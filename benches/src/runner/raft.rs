@@ -415,7 +415,7 @@ where
     let start = Instant::now();
     let clock = Clock::new(start, cfg.duration);
     let label = format!("strict raft {name} x{threads}");
-    let outs: Vec<Appender> = std::thread::scope(|s| {
+    let (outs, elapsed): (Vec<Appender>, Duration) = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);
         let handles: Vec<_> = stores
             .iter()
@@ -436,14 +436,12 @@ where
                 })
             })
             .collect();
-        clock.stop.store(true, Ordering::Relaxed);
-        if let Some(p) = prog {
-            let _ = p.join();
-        }
-        outs
+        let elapsed = start.elapsed();
+        prog.stop(&clock);
+        (outs, elapsed)
     });
     let mut m = Measure::new(name);
-    m.elapsed = start.elapsed();
+    m.elapsed = elapsed;
     m.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     let p1 = probe();
     m.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));

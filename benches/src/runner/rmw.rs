@@ -292,7 +292,7 @@ fn run_phases(
     let start = Instant::now();
     let clock = Clock::new(start, cfg.duration);
     let label = format!("{mode} rmw ringlog x{threads}");
-    let workers: Vec<Worker> = std::thread::scope(|s| {
+    let (workers, elapsed): (Vec<Worker>, Duration) = std::thread::scope(|s| {
         let prog = progress(s, cfg, &clock, &label, start);
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -310,13 +310,11 @@ fn run_phases(
                 })
             })
             .collect();
-        clock.stop.store(true, Ordering::Relaxed);
-        if let Some(p) = prog {
-            let _ = p.join();
-        }
-        outs
+        let elapsed = start.elapsed();
+        prog.stop(&clock);
+        (outs, elapsed)
     });
-    res.elapsed = start.elapsed();
+    res.elapsed = elapsed;
     res.cpu = sysinfo::cpu_time().saturating_sub(cpu0);
     res.device = d0.zip(disk(device)).map(|(a, b)| b.since(&a));
     res.engine_delta = delta(engine.counters(), c0);
