@@ -29,8 +29,8 @@ pub const MARKER_PAYLOAD_LEN: usize = 8;
 pub const BATCH_HEAD_PAYLOAD_LEN: usize = 24;
 /// Payload length of a format-4 [`RecordKind::BatchHead`]: run id and timestamp only.
 pub const BATCH_HEAD_PAYLOAD_LEN_V4: usize = 16;
-/// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format versions 4 and 5
-/// starts with one (40 bytes in version 4, 48 in version 5).
+/// Bytes a [`RecordKind::BatchHead`] occupies: every write batch of format versions 4 to 6
+/// starts with one (40 bytes in version 4, 48 in versions 5 and 6).
 pub const BATCH_HEAD_LEN: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN;
 /// Bytes a format-4 [`RecordKind::BatchHead`] occupies.
 pub const BATCH_HEAD_LEN_V4: usize = RECORD_HEADER_LEN + BATCH_HEAD_PAYLOAD_LEN_V4;
@@ -57,9 +57,9 @@ pub enum Layout {
     /// Format versions 1–3: 48-byte headers carrying the transaction id, run id and timestamp
     /// in every record; no batch heads.
     Wide,
-    /// Format versions 4 and 5: 24-byte headers; run id and timestamp once per write batch, in
-    /// its [`RecordKind::BatchHead`]; the transaction id is the LSN. Version 5's batch head also
-    /// records the durable floor ([`Record::marker`]); version 4's head has none.
+    /// Format versions 4 to 6: 24-byte headers; run id and timestamp once per write batch, in
+    /// its [`RecordKind::BatchHead`]; the transaction id is the LSN. From version 5 the batch
+    /// head also records the durable floor ([`Record::marker`]); version 4's head has none.
     Lean,
 }
 
@@ -435,7 +435,7 @@ fn encode_in(
     match spec.kind {
         RecordKind::BatchHead if layout == Layout::Wide => {
             return Err(EncodeError::BadPayload(
-                "batch heads exist in format versions 4 and 5 only",
+                "batch heads exist in format versions 4 to 6 only",
             ));
         }
         RecordKind::BatchHead
