@@ -150,7 +150,9 @@ cpu s: CPU seconds of this process (all threads) in the timed phase; ops/cpu-s: 
   had a core to itself, the fairer comparison on a shared machine; ×floor, p50×: throughput and
   median latency relative to raw-odirect (the O_DIRECT + fdatasync loop on a preallocated file) on
   the same workload, strict mode (coldread: relative to its raw pread floor, any mode); check:
-  keys read back and compared byte for byte
+  values read back (through the open database, after the timed phase) and compared byte for
+  byte, sampled among the keys written; keys never written are read too and must be absent
+  (not counted)
 idx B/v: the engine's index memory per key-version beyond the keys' and values' bytes, from its
   own accounting after the timed phase (ringlog: (Stats::index_bytes - index_payload_bytes) /
   versions); rss B/k: growth of this process's resident set from before the open to the end of
