@@ -257,7 +257,7 @@ pub struct Cli {
     )]
     pub batch: Option<usize>,
 
-    /// ringlog, raw (= raw-pwrite,raw-uring,raw-odirect), one raw loop, or a peer built in with
+    /// ringlog, raw (= raw-pwrite,raw-uring,raw-odirect,raw-dsync), one raw loop, or a peer built in with
     /// --features: fjall redb sled sqlite rocksdb (or `peers`) (default: ringlog,raw)
     #[arg(
         long,
@@ -685,6 +685,7 @@ impl Default for Config {
                 "raw-pwrite".into(),
                 "raw-uring".into(),
                 "raw-odirect".into(),
+                "raw-dsync".into(),
             ],
             json: None,
             plot: None,
@@ -915,7 +916,7 @@ fn parse_engines(v: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for item in list(v)? {
         let names: Vec<&str> = match item.as_str() {
-            "raw" => vec!["raw-pwrite", "raw-uring", "raw-odirect"],
+            "raw" => vec!["raw-pwrite", "raw-uring", "raw-odirect", "raw-dsync"],
             "peers" => PEER_NAMES.to_vec(),
             other => vec![other],
         };
@@ -931,7 +932,7 @@ fn parse_engines(v: &str) -> Result<Vec<String>, String> {
             } else {
                 return Err(format!(
                     "unknown engine {name:?} (ringlog, raw, raw-pwrite, raw-uring, \
-                     raw-odirect, fjall, redb, sled, sqlite, rocksdb, peers)"
+                     raw-odirect, raw-dsync, fjall, redb, sled, sqlite, rocksdb, peers)"
                 ));
             }
         }
@@ -1123,7 +1124,13 @@ mod tests {
         assert_eq!(c.io, ringlog_db::IoChoice::Portable);
         assert_eq!(
             c.engines,
-            ["raw-pwrite", "raw-uring", "raw-odirect", "ringlog"]
+            [
+                "raw-pwrite",
+                "raw-uring",
+                "raw-odirect",
+                "raw-dsync",
+                "ringlog"
+            ]
         );
         let c = run(&["--duration", "2.5"]).unwrap();
         assert_eq!(c.ops, u64::MAX);

@@ -148,8 +148,9 @@ dev w/c, dev KiB/c, flush/c: write requests, KiB written and cache flushes the b
 cpu s: CPU seconds of this process (all threads) in the timed phase; ops/cpu-s: operations per
   CPU-second of the threads that issued them (the extra writer excluded): throughput as if each
   had a core to itself, the fairer comparison on a shared machine; ×floor, p50×: throughput and
-  median latency relative to raw-odirect (the O_DIRECT + fdatasync loop on a preallocated file) on
-  the same workload, strict mode (coldread: relative to its raw pread floor, any mode); check:
+  median latency relative to the floor: the faster of raw-odirect (O_DIRECT pwrite + fdatasync)
+  and raw-dsync (O_DIRECT pwritev2(RWF_DSYNC)), each on a preallocated file, on the same
+  workload, strict mode (coldread: relative to its raw pread floor, any mode); check:
   values read back (through the open database, after the timed phase) and compared byte for
   byte, sampled among the keys written; keys never written are read too and must be absent
   (not counted)

@@ -230,6 +230,38 @@ fn the_read_back_compares_the_values_written() {
     assert!((200..=300 + 250).contains(&compared), "{compared}: {r}");
 }
 
+/// `raw-dsync`, the `pwritev2(RWF_DSYNC)` loop, commits, reads back and counts a sync per commit.
+#[test]
+fn the_dsync_floor_loop_runs_and_verifies() {
+    let dir = scratch();
+    let json = dir.path().join("out.json");
+    let (code, out) = run_lib(
+        &[
+            "--engines",
+            "raw-dsync",
+            "--durability",
+            "strict",
+            "--workload",
+            "fillrandom",
+            "--threads",
+            "1",
+            "--ops",
+            "200",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        dir.path(),
+        Hooks::default(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pwritev2(RWF_DSYNC)"), "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &field(&doc, &["rows"]).as_array().unwrap()[0];
+    assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
+    assert!(field(r, &["verified", "keys"]).as_u64().unwrap() > 0, "{r}");
+    assert_eq!(field(r, &["syncs_per_commit"]).as_f64(), Some(1.0), "{r}");
+}
+
 fn run_lib(args: &[&str], dir: &Path, hooks: Hooks) -> (i32, String) {
     let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     a.extend([

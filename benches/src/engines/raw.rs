@@ -10,7 +10,11 @@
 //!   `Fsync(DATASYNC)` SQE, submitted together and awaited, on an `O_DIRECT` file preallocated
 //!   and zero-filled in 64 MiB steps (ringlog's own configuration);
 //! * `raw-odirect` — `O_DIRECT` `pwrite` + `fdatasync` on the same kind of preallocated,
-//!   zero-filled file.
+//!   zero-filled file;
+//! * `raw-dsync` — `O_DIRECT` `pwritev2(RWF_DSYNC)` on the same kind of file: one system call
+//!   per commit, the mechanism ringlog's own durable writes use. On a device with FUA the kernel
+//!   may complete it with a FUA write instead of a cache flush, so it can be faster than
+//!   `raw-odirect`; the Strict floor is the faster of the two in the same run.
 //!
 //! `O_DIRECT` commits are padded to the next 4 KiB block, so a block holding a durable commit is
 //! never rewritten (as in ringlog). Extending the preallocation happens inside the commit that
@@ -40,6 +44,8 @@ pub enum Variant {
     Uring,
     /// O_DIRECT pwrite + fdatasync, preallocated zero-filled file.
     ODirect,
+    /// O_DIRECT pwritev2(RWF_DSYNC), preallocated zero-filled file.
+    Dsync,
 }
 
 /// A raw loop as an engine kind.
@@ -48,8 +54,8 @@ pub struct RawKind {
     variant: Variant,
 }
 
-/// The three loops.
-pub static RAW_ENGINES: [RawKind; 3] = [
+/// The four loops.
+pub static RAW_ENGINES: [RawKind; 4] = [
     RawKind {
         name: "raw-pwrite",
         variant: Variant::Pwrite,
@@ -61,6 +67,10 @@ pub static RAW_ENGINES: [RawKind; 3] = [
     RawKind {
         name: "raw-odirect",
         variant: Variant::ODirect,
+    },
+    RawKind {
+        name: "raw-dsync",
+        variant: Variant::Dsync,
     },
 ];
 
@@ -86,6 +96,10 @@ impl EngineKind for RawKind {
             }
             Variant::ODirect => {
                 "O_DIRECT pwrite + fdatasync per commit, 4 KiB blocks, preallocated zero-filled file"
+            }
+            Variant::Dsync => {
+                "O_DIRECT pwritev2(RWF_DSYNC) per commit, 4 KiB blocks, preallocated zero-filled \
+                 file"
             }
         }
         .into())
@@ -216,6 +230,39 @@ impl Raw {
                     .write_all_at(st.buf.as_slice(), at)
                     .map_err(|e| err("raw pwrite", e))?;
                 self.file.sync_data().map_err(|e| err("raw fdatasync", e))?;
+            }
+            Variant::Dsync => {
+                let mut buf = st.buf.as_slice();
+                let mut off = at;
+                while !buf.is_empty() {
+                    let iov = libc::iovec {
+                        iov_base: buf.as_ptr() as *mut libc::c_void,
+                        iov_len: buf.len(),
+                    };
+                    // SAFETY: `iov` points at `buf`, valid for reads for the whole synchronous
+                    // call (borrowed from `st`, which this function holds).
+                    let n = unsafe {
+                        libc::pwritev2(
+                            self.file.as_raw_fd(),
+                            &iov,
+                            1,
+                            off as libc::off_t,
+                            libc::RWF_DSYNC,
+                        )
+                    };
+                    if n < 0 {
+                        let e = std::io::Error::last_os_error();
+                        if e.kind() == std::io::ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(err("raw pwritev2(RWF_DSYNC)", e));
+                    }
+                    if n == 0 {
+                        return Err(EngineError("raw pwritev2 wrote zero bytes".into()));
+                    }
+                    buf = &buf[n as usize..];
+                    off += n as u64;
+                }
             }
             Variant::Uring => {
                 let fd = types::Fd(self.file.as_raw_fd());
@@ -364,6 +411,7 @@ impl Engine for Raw {
                 Variant::Pwrite => "pwrite + fdatasync (buffered)",
                 Variant::Uring => "io_uring + O_DIRECT",
                 Variant::ODirect => "pwrite + O_DIRECT",
+                Variant::Dsync => "pwritev2(RWF_DSYNC) + O_DIRECT",
             }
             .into(),
         )
