@@ -18,7 +18,8 @@ pub fn mix64(z: u64) -> u64 {
     ringlog_rng::splitmix(z)
 }
 
-/// The workspace's seeded generator (SplitMix64, [`ringlog_rng`]): a `--seed` reproduces a run.
+/// The workspace's seeded generator (SplitMix64, [`ringlog_rng`]). The harness's seeds are
+/// fixed, the same for every engine: a run's keys and values are reproduced exactly.
 pub use ringlog_rng::Rng;
 
 /// Builds keys and values of the configured sizes.

@@ -136,7 +136,9 @@ fn cold_open(r: &RunResult) -> Option<&crate::runner::ColdOpen> {
 pub const LEGEND: &str = "\
 ops/s: operations per second (puts for fill*/overwrite, gets for read*, YCSB operations, records
   recovered per second of reopen for recover); latency per operation (per transaction for
-  fillbatch, the reopen until the first correct read for recover), µs
+  fillbatch, the reopen until the first correct read for recover), µs. Closed loop: each thread
+  issues its next operation when the last returns, so latencies are service times (a stall is
+  one slow sample, not one for every operation it delayed)
 sync/c: the engine's fdatasync rounds per commit (below 1 = group commit); wamp: bytes the engine
   wrote per user byte (key + value) in the timed phase: its log bytes (its own count, padding
   excluded) plus, where known, the checkpoint files it wrote (ringlog history: each checkpoint

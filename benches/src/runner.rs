@@ -506,7 +506,16 @@ fn worker_loop(ctx: &Ctx<'_>, t: usize, out: &mut ThreadOut) -> EResult<()> {
                     let len = 1 + rng.below(100);
                     codec.set_key(&mut key, start);
                     codec.set_key(&mut key2, start + len);
-                    engine.scan(&key, &key2, len as usize)?;
+                    let n = engine.scan(&key, &key2, len as usize)? as u64;
+                    // Every preloaded key of the range is there, and nothing beyond the limit.
+                    let preloaded = (start + len).min(ctx.keys).saturating_sub(start);
+                    if (n < preloaded || n > len) && out.bad.is_none() {
+                        out.bad = Some(format!(
+                            "a scan of keys {start}..{} returned {n} entries: {preloaded} \
+                             preloaded keys are in the range, the limit is {len}",
+                            start + len
+                        ));
+                    }
                 }
                 done_ops += 1;
             }

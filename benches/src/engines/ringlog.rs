@@ -81,12 +81,12 @@ impl EngineKind for RinglogKind {
         let base: String = match mode {
             Mode::InMemory => "Durability::InMemory (no log)".into(),
             Mode::Buffered => format!(
-                "{} (write + fdatasync in the background), 64 MiB zero-filled segments, {}",
+                "{} (durable writes in the background), segments of up to 64 MiB grown zero-filled, {}",
                 durability(mode),
                 checkpoints_config(self.checkpoint_bytes())
             ),
             Mode::Strict => format!(
-                "Durability::Strict (group commit), 64 MiB zero-filled segments, O_DIRECT, {}",
+                "Durability::Strict (group commit), segments of up to 64 MiB grown zero-filled, O_DIRECT, {}",
                 checkpoints_config(self.checkpoint_bytes())
             ),
         };
@@ -171,12 +171,17 @@ pub fn io_path(db: &Db) -> Option<String> {
     let s = db.stats();
     s.backend.map(|b| {
         format!(
-            "{}{}",
+            "{}{}; a lone Strict committer writes its own round with plain system calls ({}; \
+             Stats::rounds_led), the log thread's rounds go through this path",
             b.kind,
             if s.direct_io {
                 " + O_DIRECT"
             } else {
                 " (buffered I/O)"
+            },
+            match s.sync_strategy {
+                Some(ringlog_db::SyncStrategy::Dsync) => "pwritev2(RWF_DSYNC)",
+                _ => "pwrite + fdatasync",
             }
         )
     })
