@@ -17,6 +17,11 @@
 //!   the project's 2-vCPU VM the spawn alone made the example's appends about twice as slow
 //!   (docs/BENCHMARKS.md, "Raft log appends").
 //!
+//!   `RocksLog::with_sync_writes` is the same store written as a RocksDB user after
+//!   throughput would: each append's `WriteBatch` with `sync=true` (RocksDB groups concurrent
+//!   writers' syncs), the callback fired when the write returns; the `raft` workload measures it
+//!   beside the example's (its notes), since the example's `flush_wal` calls do not group.
+//!
 //! [`Entries`] builds the entries every store is given, so that what is read back can be
 //! compared with what was appended.
 
@@ -236,7 +241,7 @@ pub mod rocks {
     use openraft::entry::RaftEntry;
     use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
     use openraft::{OptionalSend, RaftLogReader};
-    use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, WriteBatch, DB};
+    use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
     use super::{Entry, LogId, TypeConfig, Vote};
 
@@ -273,8 +278,9 @@ pub mod rocks {
         meta: String,
         /// `flush_wal(true)` calls completed (shared by the stores of one run).
         flushes: Arc<AtomicU64>,
-        /// To the store's flusher thread: each append's callback.
-        flusher: Arc<Sender<IOFlushed<TypeConfig>>>,
+        /// To the store's flusher thread: each append's callback (`None`: the store writes
+        /// with `sync=true` instead, [`RocksLog::with_sync_writes`]).
+        flusher: Option<Arc<Sender<IOFlushed<TypeConfig>>>>,
     }
 
     impl Debug for RocksLog {
@@ -322,7 +328,27 @@ pub mod rocks {
                 logs,
                 meta,
                 flushes,
-                flusher: Arc::new(tx),
+                flusher: Some(Arc::new(tx)),
+            })
+        }
+
+        /// Store `store` of `db` as a RocksDB user after throughput would write it, not as the
+        /// example does: `append` writes its `WriteBatch` with `sync=true` — durable when the
+        /// write returns, concurrent writers' syncs grouped by RocksDB's write group — and fires
+        /// the callback at once. No flusher thread, no `flush_wal` call.
+        pub fn with_sync_writes(db: Arc<DB>, store: usize) -> io::Result<RocksLog> {
+            let (logs, meta) = cf_names(store);
+            for cf in [&logs, &meta] {
+                if db.cf_handle(cf).is_none() {
+                    return Err(io::Error::other(format!("no column family {cf}")));
+                }
+            }
+            Ok(RocksLog {
+                db,
+                logs,
+                meta,
+                flushes: Arc::new(AtomicU64::new(0)),
+                flusher: None,
             })
         }
 
@@ -446,11 +472,23 @@ pub mod rocks {
                     batch.put_cf(cf, e.index().to_be_bytes(), v);
                 }
             }
+            let Some(flusher) = &self.flusher else {
+                // Durable when the write returns (sync=true): the callback at once.
+                let mut wo = WriteOptions::default();
+                wo.set_sync(true);
+                let r = self.db.write_opt(batch, &wo).map_err(io::Error::other);
+                let failed = r
+                    .as_ref()
+                    .err()
+                    .map(|e| io::Error::new(e.kind(), e.to_string()));
+                callback.io_completed(r);
+                return failed.map_or(Ok(()), Err);
+            };
             // Readable when append returns (default WriteOptions: WAL, sync=false) ...
             self.db.write(batch).map_err(io::Error::other)?;
             // ... durable once the WAL is synced, by the store's flusher thread; then the
             // callback.
-            if let Err(e) = self.flusher.send(callback) {
+            if let Err(e) = flusher.send(callback) {
                 e.0.io_completed(Err(io::Error::other("the store's flusher has stopped")));
             }
             Ok(())
