@@ -363,8 +363,9 @@ impl Db {
                 "an in-memory database has no directory to checkpoint into".into(),
             ));
         };
-        // The log must be durable through the checkpoint's LSN: start its thread if needed.
-        self.start_log_thread()?;
+        // The log must be durable through the checkpoint's LSN: `wait_durable` starts the log
+        // thread if it is not (and only then: a checkpoint with nothing to make durable starts
+        // no thread, and a run that committed nothing writes nothing to the log).
         run_checkpoint(&self.shared, c, |lsn| self.wait_durable(lsn))
     }
 }

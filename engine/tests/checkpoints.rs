@@ -898,3 +898,69 @@ fn the_log_after_a_checkpoint_starts_a_new_segment() {
         }
     });
 }
+
+/// A checkpoint with nothing to make durable starts no log thread: the run commits nothing, so
+/// its close writes nothing to the log (no seal, no lease) and retires nothing — every file is
+/// byte for byte as the open found it (FORMAT.md §6 rule 8). It once started the log thread,
+/// whose close wrote a seal.
+#[test]
+fn a_checkpoint_with_nothing_to_do_writes_nothing() {
+    fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap() != "LOCK")
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+    for io in [IoChoice::Uring, IoChoice::Portable] {
+        let dir = tempdir();
+        let o = small(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        for i in 0..50u64 {
+            db.put(&key(i), b"v").unwrap();
+        }
+        let first = db.checkpoint().unwrap();
+        assert!(first.lsn > 0, "{io}");
+        db.close().unwrap();
+        drop(db);
+        // The close retired the log: the next open creates the segment the log goes on in
+        // (FORMAT.md §9.2). The state to keep is the one after that open.
+        let db = open(dir.path(), o.clone());
+        db.close().unwrap();
+        drop(db);
+        let before = files(dir.path());
+        for _ in 0..2 {
+            let db = open(dir.path(), o.clone());
+            let again = db.checkpoint().unwrap();
+            assert_eq!(again.lsn, first.lsn, "{io}: nothing committed since");
+            db.close().unwrap();
+            drop(db);
+            let after = files(dir.path());
+            if after != before {
+                let names = |v: &[(std::path::PathBuf, Vec<u8>)]| {
+                    v.iter()
+                        .map(|(p, b)| format!("{} {}", p.display(), b.len()))
+                        .collect::<Vec<_>>()
+                };
+                let changed: Vec<_> = after
+                    .iter()
+                    .filter(|f| !before.contains(f))
+                    .map(|(p, _)| p.display().to_string())
+                    .collect();
+                panic!(
+                    "{io}: a run that committed nothing changed the directory: {:?} -> {:?}, changed {changed:?}",
+                    names(&before),
+                    names(&after)
+                );
+            }
+        }
+        let db = open(dir.path(), o.clone());
+        assert_eq!(db.get(&key(49)).unwrap().unwrap().as_bytes(), b"v", "{io}");
+    }
+}
