@@ -194,37 +194,40 @@ fn json_has_one_object_per_row() {
     assert!(svg.contains("polyline"));
 }
 
+/// Runs the harness with `args` (and `--json`), which must succeed; returns its output and the
+/// JSON's first row.
+fn run_one_row(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = scratch();
+    let json = dir.path().join("out.json");
+    let mut a = args.to_vec();
+    a.extend(["--json", json.to_str().unwrap()]);
+    let (code, out) = run_lib(&a, dir.path(), Hooks::default());
+    assert_eq!(code, 0, "{out}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = field(&doc, &["rows"]).as_array().unwrap()[0].clone();
+    (out, r)
+}
+
 /// The read-back count is of values compared: a short run over a large key space writes few of
 /// its keys, and the sample is drawn from those (it once drew 1,000 keys from the whole space and
 /// counted the ~997 absent ones as checked).
 #[test]
 fn the_read_back_compares_the_values_written() {
-    let dir = scratch();
-    let json = dir.path().join("out.json");
-    let (code, out) = run_lib(
-        &[
-            "--engines",
-            "ringlog",
-            "--durability",
-            "inmemory",
-            "--workload",
-            "fillrandom",
-            "--threads",
-            "1",
-            "--keys",
-            "100000",
-            "--ops",
-            "300",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        dir.path(),
-        Hooks::default(),
-    );
-    assert_eq!(code, 0, "{out}");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let r = &field(&doc, &["rows"]).as_array().unwrap()[0];
-    let compared = field(r, &["verified", "keys"]).as_u64().unwrap();
+    let (_, r) = run_one_row(&[
+        "--engines",
+        "ringlog",
+        "--durability",
+        "inmemory",
+        "--workload",
+        "fillrandom",
+        "--threads",
+        "1",
+        "--keys",
+        "100000",
+        "--ops",
+        "300",
+    ]);
+    let compared = field(&r, &["verified", "keys"]).as_u64().unwrap();
     // Every one of the ~300 keys written is drawn (draws with replacement: most of them), and
     // of the 250 drawn across the 100,000 keys about 1 was written.
     assert!((200..=300 + 250).contains(&compared), "{compared}: {r}");
@@ -233,33 +236,25 @@ fn the_read_back_compares_the_values_written() {
 /// `raw-dsync`, the `pwritev2(RWF_DSYNC)` loop, commits, reads back and counts a sync per commit.
 #[test]
 fn the_dsync_floor_loop_runs_and_verifies() {
-    let dir = scratch();
-    let json = dir.path().join("out.json");
-    let (code, out) = run_lib(
-        &[
-            "--engines",
-            "raw-dsync",
-            "--durability",
-            "strict",
-            "--workload",
-            "fillrandom",
-            "--threads",
-            "1",
-            "--ops",
-            "200",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        dir.path(),
-        Hooks::default(),
-    );
-    assert_eq!(code, 0, "{out}");
+    let (out, r) = run_one_row(&[
+        "--engines",
+        "raw-dsync",
+        "--durability",
+        "strict",
+        "--workload",
+        "fillrandom",
+        "--threads",
+        "1",
+        "--ops",
+        "200",
+    ]);
     assert!(out.contains("pwritev2(RWF_DSYNC)"), "{out}");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let r = &field(&doc, &["rows"]).as_array().unwrap()[0];
-    assert_eq!(field(r, &["verified", "ok"]), true, "{r}");
-    assert!(field(r, &["verified", "keys"]).as_u64().unwrap() > 0, "{r}");
-    assert_eq!(field(r, &["syncs_per_commit"]).as_f64(), Some(1.0), "{r}");
+    assert_eq!(field(&r, &["verified", "ok"]), true, "{r}");
+    assert!(
+        field(&r, &["verified", "keys"]).as_u64().unwrap() > 0,
+        "{r}"
+    );
+    assert_eq!(field(&r, &["syncs_per_commit"]).as_f64(), Some(1.0), "{r}");
 }
 
 fn run_lib(args: &[&str], dir: &Path, hooks: Hooks) -> (i32, String) {
