@@ -744,8 +744,10 @@ impl Db {
         Ok(())
     }
 
-    /// Stops new commits, writes and syncs everything pending, joins the log thread and releases
-    /// the directory lock. Returns the first error (e.g. a sync failure). Later operations fail
+    /// Runs the close-time checkpoint when one is due ([`Options::checkpoint_on_close`]; its
+    /// error is only logged, as the log stays complete), then stops new commits, writes and syncs
+    /// everything pending, joins the log thread, updates the MANIFEST if needed and releases the
+    /// directory lock. Returns the first error (e.g. a sync failure). Later operations fail
     /// with [`Error::Closed`]. Closing again is a no-op (it answers [`Error::Poisoned`] if the
     /// database is poisoned); a close called while another one runs, from another thread,
     /// returns only once that one has finished — everything synced, the lock released.
