@@ -74,13 +74,17 @@ fn main() -> ExitCode {
             Ok(p) => finish(&corrupt::run(&p, a.cases), a.common.json),
             Err(e) => bad("corrupt", e),
         },
-        Cmd::Raft(a) if !a.common.unused_by_raft().is_empty() => bad(
-            "raft",
-            format!(
-                "raft mode does not take {} (it would ignore them)",
-                a.common.unused_by_raft().join(", ")
-            ),
-        ),
+        Cmd::Raft(a) if !a.common.unused_by_raft().is_empty() => {
+            let unused = a.common.unused_by_raft();
+            let them = if unused.len() == 1 { "it" } else { "them" };
+            bad(
+                "raft",
+                format!(
+                    "raft mode does not take {} (it would ignore {them})",
+                    unused.join(", ")
+                ),
+            )
+        }
         Cmd::Raft(a) => match a.common.power_options(args::raft_defaults()) {
             Ok(p) => finish(&ringlog_crash::raft::run(&p), a.common.json),
             Err(e) => bad("raft", e),

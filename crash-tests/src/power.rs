@@ -19,7 +19,7 @@ use crate::model::{next_base, recovered_timeline, with_generation, Timeline};
 use crate::oracle::{
     ack_kind, check, Ack, AckKind, Bounds, History, Prefixes, Recovered, Violation,
 };
-use crate::report::{Failure, Summary};
+use crate::report::{Failure, Progress, Summary};
 use crate::rng::{mix, Rng};
 use crate::sched::{set_committer, LogAt, Sched};
 use crate::setup::Setup;
@@ -207,7 +207,7 @@ pub fn run(opts: &PowerOptions) -> Summary {
     let jobs = opts.jobs.clamp(1, opts.seeds.len().max(1));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let progress = Mutex::new((0usize, 0u64, 0usize, Instant::now()));
+    let progress = Mutex::new(Progress::new(opts.progress, opts.seeds.len()));
     let worker = || {
         let mut out = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -226,22 +226,7 @@ pub fn run(opts: &PowerOptions) -> Summary {
             if opts.stop_on_first && !s.failures.is_empty() {
                 stop.store(true, Ordering::Relaxed);
             }
-            if opts.progress {
-                let mut p = progress.lock();
-                p.0 += 1;
-                p.1 += s.states;
-                p.2 += s.failures.len();
-                if p.3.elapsed() > Duration::from_millis(500) || p.0 == opts.seeds.len() {
-                    p.3 = Instant::now();
-                    eprint!(
-                        "\r[{}/{}] seeds, {} states, {} violations   ",
-                        p.0,
-                        opts.seeds.len(),
-                        p.1,
-                        p.2
-                    );
-                }
-            }
+            progress.lock().seed(&s);
             out.push((i, s));
         }
         out
@@ -253,9 +238,7 @@ pub fn run(opts: &PowerOptions) -> Summary {
             .flat_map(|h| h.join().expect("a power worker panicked"))
             .collect()
     });
-    if opts.progress {
-        eprintln!();
-    }
+    progress.lock().finish();
     // Seed order, so that the first failure reported is the first seed's.
     parts.sort_by_key(|(i, _)| *i);
     let mut total = Summary::new(opts.mode_name(), &opts.model.to_string());

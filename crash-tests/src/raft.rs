@@ -25,7 +25,7 @@ use ringlog_openraft::{LogStore, Request, TypeConfig};
 
 use crate::oracle::Violation;
 use crate::power::PowerOptions;
-use crate::report::{Failure, Summary};
+use crate::report::{Failure, Progress, Summary};
 use crate::rng::Rng;
 use crate::setup::Setup;
 use crate::sim::{Image, SimVfs};
@@ -420,12 +420,17 @@ fn big_operations(acks: &[(u64, Ack)]) -> [(&'static str, u64); 3] {
 pub fn run(opts: &PowerOptions) -> Summary {
     let started = Instant::now();
     let mut sum = Summary::new("raft", &opts.model.to_string());
+    let mut progress = Progress::new(opts.progress, opts.seeds.len());
     for &seed in &opts.seeds {
-        run_seed(opts, seed, &mut sum);
+        let mut one = Summary::new("raft", &opts.model.to_string());
+        run_seed(opts, seed, &mut one);
+        progress.seed(&one);
+        sum.merge(one);
         if opts.stop_on_first && !sum.failures.is_empty() {
             break;
         }
     }
+    progress.finish();
     sum.elapsed = started.elapsed();
     sum
 }

@@ -3,11 +3,61 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::oracle::Violation;
+
+/// The progress line on stderr (`--progress`): seeds done, states checked, violations, at most
+/// twice a second and once more for the last seed.
+#[derive(Debug)]
+pub struct Progress {
+    on: bool,
+    total: usize,
+    seeds: usize,
+    states: u64,
+    violations: usize,
+    printed: Instant,
+}
+
+impl Progress {
+    /// A progress line over `total` seeds, printed only when `on`.
+    pub fn new(on: bool, total: usize) -> Self {
+        Progress {
+            on,
+            total,
+            seeds: 0,
+            states: 0,
+            violations: 0,
+            printed: Instant::now(),
+        }
+    }
+
+    /// Counts one seed's summary and prints the line when it is due.
+    pub fn seed(&mut self, s: &Summary) {
+        if !self.on {
+            return;
+        }
+        self.seeds += 1;
+        self.states += s.states;
+        self.violations += s.failures.len();
+        if self.printed.elapsed() > Duration::from_millis(500) || self.seeds == self.total {
+            self.printed = Instant::now();
+            eprint!(
+                "\r[{}/{}] seeds, {} states, {} violations   ",
+                self.seeds, self.total, self.states, self.violations
+            );
+        }
+    }
+
+    /// Ends the line.
+    pub fn finish(&self) {
+        if self.on {
+            eprintln!();
+        }
+    }
+}
 
 /// One violation found, with everything needed to reproduce it.
 #[derive(Clone, Debug)]
