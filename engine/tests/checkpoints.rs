@@ -905,19 +905,6 @@ fn the_log_after_a_checkpoint_starts_a_new_segment() {
 /// whose close wrote a seal.
 #[test]
 fn a_checkpoint_with_nothing_to_do_writes_nothing() {
-    fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        let mut v: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap() != "LOCK")
-            .map(|p| {
-                let b = std::fs::read(&p).unwrap();
-                (p, b)
-            })
-            .collect();
-        v.sort();
-        v
-    }
     for io in [IoChoice::Uring, IoChoice::Portable] {
         let dir = tempdir();
         let o = small(io, Durability::Strict);
@@ -934,14 +921,14 @@ fn a_checkpoint_with_nothing_to_do_writes_nothing() {
         let db = open(dir.path(), o.clone());
         db.close().unwrap();
         drop(db);
-        let before = files(dir.path());
+        let before = dir_files(dir.path());
         for _ in 0..2 {
             let db = open(dir.path(), o.clone());
             let again = db.checkpoint().unwrap();
             assert_eq!(again.lsn, first.lsn, "{io}: nothing committed since");
             db.close().unwrap();
             drop(db);
-            let after = files(dir.path());
+            let after = dir_files(dir.path());
             if after != before {
                 let names = |v: &[(std::path::PathBuf, Vec<u8>)]| {
                     v.iter()
@@ -963,4 +950,104 @@ fn a_checkpoint_with_nothing_to_do_writes_nothing() {
         let db = open(dir.path(), o.clone());
         assert_eq!(db.get(&key(49)).unwrap().unwrap().as_bytes(), b"v", "{io}");
     }
+}
+
+/// Every file of a database directory but its lock, with its bytes, in name order.
+fn dir_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "LOCK")
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `Db::checkpoint()` on a poisoned database (DURABILITY.md §3): when every visible commit was
+/// durable before the failure (Strict), it runs, and the next open starts from it with every
+/// acknowledged commit; when a visible commit is above the durable LSN (an acknowledged
+/// Buffered one), it fails with `Poisoned` and changes nothing on disk — a checkpoint holding
+/// that commit would make durable what the failure may have lost.
+#[test]
+fn a_checkpoint_on_a_poisoned_database() {
+    on_each_path(|io| {
+        // Strict: the third durable write fails.
+        let dir = tempdir();
+        let faults = Faults::new(3, FailMode::BeforeWrite);
+        let o = small(io, Durability::Strict);
+        let db = open(
+            dir.path(),
+            o.clone().vfs(FaultVfs::new(real_vfs(io), faults.clone())),
+        );
+        let mut acked = Vec::new();
+        for i in 0..10u64 {
+            match db.put(&key(i), b"strict") {
+                Ok(lsn) => acked.push((i, lsn)),
+                Err(e) => {
+                    assert!(matches!(e, Error::Poisoned(_)), "{io}: {e:?}");
+                    break;
+                }
+            }
+        }
+        assert!(db.stats().poisoned, "{io}: the fault never fired");
+        assert_eq!(acked.len(), 2, "{io}: one durable write per Strict commit");
+        let c = db
+            .checkpoint()
+            .unwrap_or_else(|e| panic!("{io}: a checkpoint of durable commits: {e}"));
+        assert_eq!(c.lsn, acked[1].1, "{io}: it holds what was durable");
+        assert_eq!(db.stats().checkpoint_lsn, c.lsn, "{io}");
+        assert!(matches!(db.close(), Err(Error::Poisoned(_))), "{io}");
+        drop(db);
+        let db = open(dir.path(), o.clone());
+        assert_eq!(
+            db.recovery_stats().checkpoint_lsn,
+            c.lsn,
+            "{io}: opened from it"
+        );
+        for (i, lsn) in &acked {
+            let v = db.get(&key(*i)).unwrap().expect("an acknowledged commit");
+            assert_eq!((&*v, v.lsn()), (&b"strict"[..], *lsn), "{io}");
+        }
+        assert!(db.get(&key(acked.len() as u64)).unwrap().is_none(), "{io}");
+        db.close().unwrap();
+
+        // Buffered: the first commit's lease sync succeeds, the next sync fails with an
+        // acknowledged commit above the durable LSN.
+        let dir = tempdir();
+        let faults = Faults::new(2, FailMode::BeforeWrite);
+        let o = small(io, buffered_forever(usize::MAX));
+        let db = open(
+            dir.path(),
+            o.clone().vfs(FaultVfs::new(real_vfs(io), faults.clone())),
+        );
+        let la = db.put(b"a", b"1").unwrap();
+        db.sync().unwrap();
+        let lb = db.put(b"b", b"2").unwrap();
+        assert!(db.durable_lsn() < lb, "{io}: b is not durable yet");
+        assert!(matches!(db.sync(), Err(Error::Poisoned(_))), "{io}");
+        // Reads still return the acknowledged commit the failure may have lost.
+        assert_eq!(&*db.get(b"b").unwrap().unwrap(), b"2", "{io}");
+        let before = dir_files(dir.path());
+        match db.checkpoint() {
+            Err(Error::Poisoned(_)) => {}
+            other => panic!("{io}: a checkpoint above the durable LSN: {other:?}"),
+        }
+        assert_eq!(
+            dir_files(dir.path()),
+            before,
+            "{io}: the failed checkpoint wrote"
+        );
+        assert_eq!(db.stats().checkpoints, 0, "{io}");
+        assert!(matches!(db.close(), Err(Error::Poisoned(_))), "{io}");
+        drop(db);
+        let db = open(dir.path(), o);
+        let v = db.get(b"a").unwrap().expect("the durable commit");
+        assert_eq!(v.lsn(), la, "{io}");
+        assert!(db.get(b"b").unwrap().is_none(), "{io}: never written");
+        db.close().unwrap();
+    });
 }

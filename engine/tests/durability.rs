@@ -1341,6 +1341,95 @@ fn disk_full_at_a_write_loses_nothing_acknowledged() {
     on_each_path(|io| disk_full(io, 4 << 20, Preallocate::None, 3000));
 }
 
+/// Buffered commits onto a disk that fills up (DURABILITY.md §3, "Disk full"): what was durable
+/// at the failure survives — every commit at or below the durable LSN the poisoned database
+/// reports — and what a reopen recovers is a prefix of the commit order: acknowledged commits
+/// above that LSN are the loss window, present (the failed rounds') or absent, never with a hole.
+fn disk_full_buffered(io: IoChoice) {
+    let Some(fs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let dir = fs.path().join("db");
+    let o = opts(
+        io,
+        Durability::Buffered {
+            interval: Duration::from_millis(2),
+            max_pending: 64 << 10,
+        },
+    )
+    .segment_size(4 << 20)
+    .preallocate(Preallocate::None);
+    let db = open(&dir, o.clone());
+    let mut acked: Vec<Entry> = Vec::new();
+    let err = loop {
+        let i = acked.len();
+        let k = format!("key-{i:06}").into_bytes();
+        let v = format!("{i:08}").repeat(125).into_bytes();
+        match db.put(&k, &v) {
+            Ok(lsn) => acked.push((k, v, lsn)),
+            Err(e) => break e,
+        }
+        assert!(i < 100_000, "the disk never filled up");
+    };
+    assert!(matches!(err, Error::Poisoned(_)), "{err:?}");
+    assert!(is_enospc(&err), "the error names ENOSPC: {err:?} / {err}");
+    let durable = db.durable_lsn();
+    let must = acked.iter().take_while(|a| a.2 <= durable).count();
+    assert!(must > 0, "nothing was durable before the disk filled up");
+    // Reads serve every acknowledged commit, durable or not.
+    for (k, v, lsn) in &acked {
+        assert_entry(&db, k, v, *lsn);
+    }
+    assert!(db.close().is_err(), "close of a poisoned database");
+    drop(db);
+    fs.resize("8m");
+    let db = open(&dir, o.clone());
+    let present: Vec<usize> = scan(&db)
+        .into_iter()
+        .filter_map(|(k, v, lsn)| {
+            let i: usize = std::str::from_utf8(&k)
+                .ok()?
+                .strip_prefix("key-")?
+                .parse()
+                .ok()?;
+            if let Some(a) = acked.get(i) {
+                assert_eq!((&v, lsn), (&a.1, a.2), "key {i} recovered changed");
+            }
+            Some(i)
+        })
+        .collect();
+    let kept = present.len();
+    assert_eq!(
+        present,
+        (0..kept).collect::<Vec<_>>(),
+        "a prefix of the commit order survives"
+    );
+    assert!(
+        kept >= must,
+        "{kept} commits recovered, {must} were durable at the failure"
+    );
+    // Beyond the acknowledged commits, at most the one that failed.
+    assert!(
+        kept <= acked.len() + 1,
+        "{kept} recovered, {} acknowledged",
+        acked.len()
+    );
+    eprintln!(
+        "[{} path] Buffered disk full: {} acknowledged, {must} durable at the failure, {kept} \
+         recovered",
+        io_name(io),
+        acked.len()
+    );
+    let l = db.put(b"after", b"x").unwrap();
+    assert!(l > durable);
+    db.close().unwrap();
+}
+
+#[test]
+fn disk_full_under_buffered_commits_keeps_what_was_durable() {
+    on_each_path(disk_full_buffered);
+}
+
 // ---------------------------------------------------------------------------------------------
 // RWF_DSYNC is trusted only on filesystems known to honour it
 // ---------------------------------------------------------------------------------------------
