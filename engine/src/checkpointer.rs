@@ -365,21 +365,27 @@ impl Db {
         };
         // The log must be durable through the checkpoint's LSN: `wait_durable` starts the log
         // thread if it is not (and only then: a checkpoint with nothing to make durable starts
-        // no thread, and a run that committed nothing writes nothing to the log).
-        run_checkpoint(&self.shared, c, |lsn| self.wait_durable(lsn))
+        // no thread, and a run that committed nothing writes nothing to the log). A garbage
+        // collection's copies are commits: it starts the thread before it makes them (a
+        // checkpoint of a run that had committed nothing waited for them forever).
+        run_checkpoint(&self.shared, c, &|| self.start_log_thread(), |lsn| {
+            self.wait_durable(lsn)
+        })
     }
 }
 
-/// Runs one checkpoint (see the module docs). `make_durable(lsn)` returns once the log is durable
+/// Runs one checkpoint (see the module docs). `start_log()` makes sure the log thread runs before
+/// a garbage collection commits its copies; `make_durable(lsn)` returns once the log is durable
 /// through `lsn`.
 pub(crate) fn run_checkpoint(
     shared: &Shared,
     c: &Checkpoints,
+    start_log: &dyn Fn() -> Result<()>,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
 ) -> Result<CheckpointInfo> {
     let _one = c.running.lock();
     let mut covered = None;
-    let r = checkpoint_pinned(shared, c, make_durable, &mut covered);
+    let r = checkpoint_pinned(shared, c, start_log, make_durable, &mut covered);
     c.backlog.settle(if r.is_ok() { covered } else { None });
     r
 }
@@ -388,13 +394,14 @@ pub(crate) fn run_checkpoint(
 fn checkpoint_pinned(
     shared: &Shared,
     c: &Checkpoints,
+    start_log: &dyn Fn() -> Result<()>,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
     covered: &mut Option<u64>,
 ) -> Result<CheckpointInfo> {
     let gc_first = !crate::hooks::gc_after_the_pin();
     let mut collected = 0;
     if gc_first {
-        collected = collect_garbage(shared, c, Durability::Strict)?.len() as u64;
+        collected = collect_garbage(shared, c, start_log, Durability::Strict)?.len() as u64;
     }
     let mut manifest = c.manifest.lock();
     c.bytes_at_last.store(
@@ -440,7 +447,7 @@ fn checkpoint_pinned(
     c.last_id.store(id, Ordering::Relaxed);
     if !gc_first {
         // Planted bug: the copies are made after V was made durable, and not made durable.
-        collected = collect_garbage(shared, c, Durability::BUFFERED)?.len() as u64;
+        collected = collect_garbage(shared, c, start_log, Durability::BUFFERED)?.len() as u64;
     }
     let (lsn_floor, active) = shared.checkpoint_floors();
     // 2. The file. With values on disk: where the log holds the values the index still keeps
@@ -893,7 +900,12 @@ fn choose_victims(
 /// FORMAT.md §5.3), each chunk followed by a system transaction committed with `durability`.
 /// The index and the checkpoint then refer to the copies; the victims go once no checkpoint and
 /// no live generation refers to them. Returns the victims.
-fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> Result<Vec<u64>> {
+fn collect_garbage(
+    shared: &Shared,
+    c: &Checkpoints,
+    start_log: &dyn Fn() -> Result<()>,
+    durability: Durability,
+) -> Result<Vec<u64>> {
     debug_assert!(
         c.running.is_locked(),
         "one collection at a time, in a checkpoint"
@@ -1008,6 +1020,7 @@ fn collect_garbage(shared: &Shared, c: &Checkpoints, durability: Durability) -> 
             placed: Vec::new(),
         };
         failpoint!(GC_BEFORE_COPY);
+        start_log()?;
         shared.commit_core(
             &[OpRef::Put(crate::values::VALUE_GC_KEY, &marker)],
             durability,

@@ -785,6 +785,21 @@ impl Db {
                 _ => Ok(()),
             };
         }
+        if self.shared.log.is_some() && matches!(*self.log_thread.lock(), LogThread::NotStarted(_))
+        {
+            let pending = self.shared.state.lock().next_lsn - 1 > self.durable_lsn();
+            if pending {
+                // Every commit starts the log thread before it waits for its round: a record
+                // appended without it is a bug, and its committer waits for a write no thread
+                // would make (a garbage collection's copies did). Started here, the thread
+                // writes it before the close ends, and the committer returns.
+                // (A failure to start poisons the database, which releases the committer.)
+                log::error!("commits pending with no log thread at close: starting it");
+                if let Err(e) = self.start_log_thread() {
+                    log::error!("the log thread did not start at close: {e}");
+                }
+            }
+        }
         {
             let mut st = self.shared.state.lock();
             st.closing = true;

@@ -166,9 +166,11 @@ fn run_trimmer(shared: Arc<Shared>) {
             if let Some(c) = shared.ckpt.get() {
                 // A failure (ENOSPC, say) leaves the previous checkpoint and the log in force:
                 // logged, and retried when the next one is due.
-                if let Err(e) =
-                    crate::checkpointer::run_checkpoint(&shared, c, |lsn| shared.wait_durable(lsn))
-                {
+                // Background checkpoints are asked for by commits of this run: its log thread
+                // runs.
+                if let Err(e) = crate::checkpointer::run_checkpoint(&shared, c, &|| Ok(()), |lsn| {
+                    shared.wait_durable(lsn)
+                }) {
                     log::warn!("background checkpoint failed: {e}");
                 }
             }

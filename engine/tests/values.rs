@@ -1260,3 +1260,42 @@ fn collection_right_after_a_checkpoint_refers_to_its_copies() {
         }
     });
 }
+
+/// A checkpoint that collects garbage in a run that has committed nothing yet: its copies are
+/// commits, so it starts the log thread first. It started none (a checkpoint with nothing to
+/// make durable writes nothing to the log), and the copies waited forever for a sync no thread
+/// would make — found by the crash runner's planted-bug campaign, which hung.
+#[test]
+fn a_collecting_checkpoint_in_a_run_that_committed_nothing() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        let big = |i: u8| vec![i; 2000];
+        for i in 0..40u8 {
+            db.put(&[b'k', i], &big(i)).unwrap();
+        }
+        db.checkpoint().unwrap(); // the values leave memory: value segments
+        for i in 0..30u8 {
+            db.put(&[b'k', i], b"small").unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        let collecting = db.checkpoint().unwrap();
+        assert!(
+            collecting.segments_collected >= 1,
+            "{io:?}: nothing to collect, the test tests nothing: {collecting:?}"
+        );
+        for i in 0..40u8 {
+            let want = if i < 30 { b"small".to_vec() } else { big(i) };
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
+        }
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for i in 30..40u8 {
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &big(i)[..]);
+        }
+    });
+}
