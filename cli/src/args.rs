@@ -9,9 +9,10 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 /// open (it then sees the database as it was when it opened it). Only `repair` writes to a
 /// database (`import` creates a new one).
 ///
-/// Exit status: 0 success; 1 the command ran and found a problem (damage, a missing key, a
-/// database that cannot be opened); 2 a usage error (bad arguments, a path that is no ringlog
-/// database, `repair` without a cut).
+/// Exit status: 0 success; 1 the command ran and found a problem (damage found by `inspect`,
+/// `verify`, `dump-log` or `repair`, a missing key, a database that cannot be opened); 2 a usage
+/// error (bad arguments, a path that is no ringlog database, `repair` without a cut). Every
+/// command's codes: docs/CLI.md, "Exit status".
 #[derive(Debug, Parser)]
 #[command(name = "ringlog", version, max_term_width = 100)]
 pub struct Cli {
@@ -28,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// The database's facts: format version, epoch, MANIFEST, checkpoint, segments (ids, LSN
     /// ranges, sizes, sealed or active), runs, whether a writer has it open, and the I/O path the
-    /// engine would pick.
+    /// engine would pick. Exit 1 when it reports damage.
     Inspect(DirArgs),
     /// Check every record's checksum in every segment, and open the database as recovery does
     /// (which checks the checkpoint's blocks). A torn tail is reported apart from mid-log
@@ -49,7 +50,8 @@ pub enum Command {
     /// report.
     Stats(DirArgs),
     /// WRITES: cut the log at a place, keeping a copy of every byte removed. Refuses while a
-    /// writer has the database open, and without --truncate-at or --truncate-tail.
+    /// writer has the database open, and without --truncate-at or --truncate-tail. Exit 1 when
+    /// damage it cannot cut remains (a checkpoint, a segment kept for values).
     Repair(RepairArgs),
     /// Write every key and value (every retained version with --versions) to a documented,
     /// portable JSON-lines file (docs/CLI.md).
@@ -84,7 +86,8 @@ pub struct VerifyArgs {
 #[derive(Debug, Args, Clone, Copy)]
 pub struct Encoding {
     /// Keys (given and printed) and values (printed) in hexadecimal; else keys are given as
-    /// text and printed with non-printable bytes escaped (\xNN).
+    /// text and printed with every byte outside printable ASCII escaped (\xNN; a backslash as
+    /// \\).
     #[arg(long)]
     pub hex: bool,
 }
@@ -191,7 +194,8 @@ pub struct RepairArgs {
     /// Cut the log where `verify` finds the first damage (a torn tail or corruption).
     #[arg(long)]
     pub truncate_tail: bool,
-    /// Where the removed bytes go (a new directory; default: DIR.repair-<unix time> beside DIR).
+    /// Where the removed bytes go (a new directory; default: <name>.repair-<unix time> beside
+    /// DIR, in the parent of DIR's real path, so `repair .` puts it beside the database too).
     #[arg(long, value_name = "DIR")]
     pub side_dir: Option<PathBuf>,
 }

@@ -1,5 +1,5 @@
 //! Keys and values on the command line and in the output: hexadecimal, or text with
-//! non-printable bytes escaped.
+//! every byte outside printable ASCII escaped.
 
 use crate::args::Encoding;
 use crate::Failure;

@@ -33,12 +33,35 @@ fn open_failure(dir: &Path, e: Error) -> Failure {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Failure::Usage(format!("{}: {e}", dir.display()))
         }
-        e => Failure::Found(format!("opening {}: {e}", dir.display())),
+        e => Failure::Found(format!("opening {}: {}", dir.display(), error_text(&e))),
     }
 }
 
 pub(crate) fn failed(e: Error) -> Failure {
-    Failure::Found(e.to_string())
+    Failure::Found(error_text(&e))
+}
+
+/// An engine error as the tool reports it. The engine calls damage of any file it reads "log
+/// corruption" ([`Error::Corruption`]); the MANIFEST and a checkpoint file are not the log, so
+/// their damage is named by what they are.
+pub(crate) fn error_text(e: &Error) -> String {
+    if let Error::Corruption {
+        file,
+        offset,
+        reason,
+    } = e
+    {
+        let name = file.file_name().map(|n| n.to_string_lossy());
+        let what = match name.as_deref() {
+            Some(logwalk::MANIFEST) => Some("MANIFEST corruption"),
+            Some(n) if n.ends_with(".ckpt") => Some("checkpoint corruption"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            return format!("{what} in {} at offset {offset}: {reason}", file.display());
+        }
+    }
+    e.to_string()
 }
 
 /// Nanoseconds since the Unix epoch as UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` (0: "-").
@@ -205,8 +228,27 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
         runs,
         damage: walk.damage.into_iter().chain(walk.kept_damage).collect(),
     };
+    // Damage, as `verify` counts it: a writer's bytes in flight are none.
+    let damaged = r
+        .damage
+        .iter()
+        .filter(|d| d.kind != DamageKind::InFlight)
+        .count()
+        + usize::from(r.checkpoint.as_ref().is_some_and(|c| c.problem.is_some()));
+    let found = || {
+        if damaged == 0 {
+            Ok(())
+        } else {
+            Err(Failure::Found(format!(
+                "inspect found damage ({damaged} place{}); `ringlog verify` checks the database \
+                 as recovery does",
+                if damaged == 1 { "" } else { "s" }
+            )))
+        }
+    };
     if json {
-        return print_json(out, &r);
+        print_json(out, &r)?;
+        return found();
     }
     writeln!(out, "database      {}", r.dir)?;
     writeln!(out, "format        version {} (MANIFEST)", r.format_version)?;
@@ -288,7 +330,7 @@ pub fn inspect(a: &DirArgs, json: bool, out: &mut dyn Write) -> Outcome {
             d.kind, d.segment, d.offset, d.reason
         )?;
     }
-    Ok(())
+    found()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,7 +453,7 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
                             }
                             Err(e) if vanished(&e) => return Err(e),
                             Err(e) => {
-                                d.error = Some(e.to_string());
+                                d.error = Some(error_text(&e));
                                 break;
                             }
                         }
@@ -428,7 +470,7 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 }));
             }
         }
-        Err(e) => open.error = Some(e.to_string()),
+        Err(e) => open.error = Some(error_text(&e)),
     }
     let problems = damage.iter().any(|d| d.kind != DamageKind::InFlight)
         || !open.ok
@@ -473,6 +515,16 @@ pub fn verify(a: &VerifyArgs, json: bool, out: &mut dyn Write) -> Outcome {
                 DamageKind::Corruption => "CORRUPTION",
                 DamageKind::InFlight => "in flight",
             };
+            if d.file.file_name().is_some_and(|n| n == logwalk::MANIFEST) {
+                // Not a segment: the MANIFEST itself (its reason says what is wrong).
+                writeln!(
+                    out,
+                    "{what}: the MANIFEST ({}): {}",
+                    d.file.display(),
+                    d.reason
+                )?;
+                continue;
+            }
             writeln!(
                 out,
                 "{what}: segment {} ({}) offset {}, {} bytes, after LSN {}: {}",

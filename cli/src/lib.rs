@@ -4,7 +4,8 @@
 //!
 //! Exit status: 0 success; 1 the command ran and found a problem (damage, a key that is not
 //! there, a database that cannot be opened); 2 a usage error (bad arguments, a path that is no
-//! ringlog database, `repair` without a cut).
+//! ringlog database, `repair` without a cut). docs/CLI.md ("Exit status") lists every code each
+//! command returns; `cli/tests/cli.rs` checks that table against the binary.
 
 use std::io::Write;
 

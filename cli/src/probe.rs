@@ -1251,6 +1251,59 @@ mod tests {
         assert_eq!(FsKind::classify("ext4", Some(0xEF53)), FsKind::Local);
     }
 
+    /// docs/CLI.md names every filesystem kind and every recommendation as the text prints it
+    /// and as the JSON does: `memory` (tmpfs, ramfs) and `InMemory-equivalent` were printed but
+    /// not documented.
+    #[test]
+    fn every_kind_and_recommendation_is_documented() {
+        let doc = include_str!("../../docs/CLI.md");
+        let start = doc
+            .find("## `probe`")
+            .expect("a section on probe in docs/CLI.md");
+        let probe = &doc[start..];
+        let probe = &probe[..probe[3..].find("\n## ").map_or(probe.len(), |i| i + 3)];
+        let row = |text: String, json: serde_json::Value| {
+            let json = json.as_str().unwrap().to_string();
+            let head = format!("| `{text}` | `{json}` |");
+            probe
+                .lines()
+                .find(|l| l.starts_with(&head))
+                .unwrap_or_else(|| panic!("docs/CLI.md has no row {head} in its probe section"))
+                .to_string()
+        };
+        for kind in [
+            FsKind::Local,
+            FsKind::Tmpfs,
+            FsKind::Fuse,
+            FsKind::Network,
+            FsKind::Overlay,
+        ] {
+            let r = row(kind.to_string(), serde_json::to_value(kind).unwrap());
+            if kind == FsKind::Tmpfs {
+                assert!(r.contains("tmpfs or ramfs") && r.contains("reboot"), "{r}");
+            }
+        }
+        for mode in [Mode::Strict, Mode::Buffered, Mode::InMemoryEquivalent] {
+            let r = row(mode.to_string(), serde_json::to_value(mode).unwrap());
+            if mode == Mode::InMemoryEquivalent {
+                // When it appears: on the `memory` kind only, as `recommend` gives it.
+                assert!(r.contains("the `memory` kind"), "{r}");
+                for kind in [
+                    FsKind::Local,
+                    FsKind::Fuse,
+                    FsKind::Network,
+                    FsKind::Overlay,
+                ] {
+                    assert_ne!(recommend(kind, 1, 1, WriteCache::Unknown).mode, mode);
+                }
+                assert_eq!(
+                    recommend(FsKind::Tmpfs, 50_000, 90_000, WriteCache::Unknown).mode,
+                    mode
+                );
+            }
+        }
+    }
+
     #[test]
     fn devices_from_a_fake_sysfs() {
         let sys = tempfile::tempdir().unwrap();

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::args::RepairArgs;
 use crate::commands::print_json;
-use crate::logwalk::{self, read_all, segment_name, DamageKind};
+use crate::logwalk::{self, read_all, segment_name, Damage, DamageKind};
 use crate::{Failure, Outcome};
 
 /// Where the log is cut, and what goes.
@@ -29,15 +29,26 @@ pub struct Plan {
     /// Every segment removed whole: the cut segment when the cut is inside its header, then the
     /// later ones (the text output's "segments out").
     pub segments_removed: Vec<u64>,
-    /// The LSNs removed (first, last), when a valid transaction record was read among the
-    /// bytes cut: every LSN above the last one the log keeps, up to the highest one read. (After
-    /// damage the rest of its segment is not decoded, so the lowest LSN read there says nothing:
-    /// the transactions between the last one kept and it are removed too.)
+    /// The last LSN the database keeps: the highest of the LSNs logged before the cut (the kept
+    /// records', and the `base_lsn` of the cut segment's header, the last LSN logged before that
+    /// segment) and the checkpoint's. No LSN at or below it is removed; every LSN above it that
+    /// the bytes cut held is.
+    pub last_kept_lsn: u64,
+    /// The LSNs removed (first, last), when a valid transaction record above
+    /// [`Plan::last_kept_lsn`] was read among the bytes cut: every LSN above the last one kept,
+    /// up to the highest one read. (After damage the rest of its segment is not decoded
+    /// ([`Plan::damage_cut`]), so the lowest LSN read there says nothing: the transactions between
+    /// the last one kept and it are removed too; and when nothing is read after the damage, the
+    /// highest LSN removed is not known.)
     pub lsns_removed: Option<(u64, u64)>,
     /// The LSNs of the valid transaction records read among the bytes cut (first, last), if
     /// any — also those the checkpoint holds, which the cut does not lose.
     pub lsns_cut: Option<(u64, u64)>,
-    /// The checkpoint's LSN when it is above the last LSN the log keeps (its state stays).
+    /// The damage among the bytes cut, in log order (a torn tail, or corruption): the bytes of
+    /// its segment after each were not decoded, so the LSNs they held are not known.
+    pub damage_cut: Vec<Damage>,
+    /// The checkpoint's LSN when the checkpoint is above the cut: its LSN was logged after the
+    /// cut's place (the LSNs logged before the cut are all below it). Its state stays.
     pub checkpoint_above_cut: Option<u64>,
 }
 
@@ -101,6 +112,7 @@ fn records(
 
 fn make_plan(
     l: &logwalk::Listing,
+    walk: &logwalk::Walk,
     recs: &[Place],
     segment: u64,
     offset: u64,
@@ -113,18 +125,37 @@ fn make_plan(
             m.first_segment
         )));
     }
+    let cut = |seg: u64, off: u64| (seg == segment && off >= offset) || seg > segment;
     let removed: Vec<u64> = recs
         .iter()
-        .filter(|r| (r.0 == segment && r.1 >= offset) || r.0 > segment)
+        .filter(|r| cut(r.0, r.1))
         .map(|r| r.3)
         .filter(|&lsn| lsn != 0)
         .collect();
-    let kept_last = recs
+    // The place of the cut in LSNs: every LSN logged before it. The kept records' LSNs, and
+    // each kept segment header's `base_lsn` (the last LSN logged before that segment, whether
+    // in an earlier segment or in the checkpoint): when the log keeps no transaction record
+    // (a cut in the first segment's first batch, or at its header) the header still says
+    // which LSNs came before it.
+    let logged_before = recs
         .iter()
         .filter(|r| r.0 < segment || (r.0 == segment && r.2 <= offset))
         .map(|r| r.3)
+        .chain(
+            l.segments
+                .iter()
+                .filter(|s| s.id <= segment)
+                .filter_map(|s| {
+                    s.header
+                        .as_ref()
+                        .ok()
+                        .filter(|h| h.segment_id == s.id && h.epoch == m.epoch)
+                })
+                .map(|h| h.base_lsn),
+        )
         .max()
         .unwrap_or(0);
+    let last_kept = logged_before.max(m.checkpoint_lsn);
     let whole = offset < SEGMENT_HEADER_LEN as u64 && l.segments.iter().any(|s| s.id == segment);
     Ok(Plan {
         segment,
@@ -136,26 +167,40 @@ fn make_plan(
             .map(|s| s.id)
             .filter(|&id| id > segment || whole && id == segment)
             .collect(),
+        last_kept_lsn: last_kept,
         lsns_removed: removed
             .iter()
             .max()
-            .map(|&hi| (kept_last.max(m.checkpoint_lsn) + 1, hi))
+            .map(|&hi| (last_kept + 1, hi))
             .filter(|&(lo, hi)| lo <= hi),
         lsns_cut: removed
             .iter()
             .min()
             .copied()
             .zip(removed.iter().max().copied()),
-        checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > kept_last)
+        damage_cut: walk
+            .damage
+            .iter()
+            .filter(|d| d.kind != DamageKind::InFlight && d.bytes > 0 && cut(d.segment, d.offset))
+            .cloned()
+            .collect(),
+        // Above the cut when its LSN was logged after the cut's place: not by the LSNs kept
+        // alone, which may be none (nothing of the log kept: every LSN would look above it).
+        checkpoint_above_cut: (m.checkpoint_id != 0 && m.checkpoint_lsn > logged_before)
             .then_some(m.checkpoint_lsn),
     })
 }
 
 /// The cut `--truncate-tail` makes: at the first damage `verify` finds (`None`: no damage).
 pub fn plan_tail(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Plan>, Failure> {
+    plan_tail_walked(vfs, dir).map(|(plan, _)| plan)
+}
+
+/// [`plan_tail`], and the walk it made (its damage in the segments kept below the log).
+fn plan_tail_walked(vfs: &dyn Vfs, dir: &Path) -> Result<(Option<Plan>, logwalk::Walk), Failure> {
     let (l, walk, recs) = records(vfs, dir)?;
     let Some(d) = walk.first_problem() else {
-        return Ok(None);
+        return Ok((None, walk));
     };
     let why = format!(
         "{} at segment {} offset {}: {}",
@@ -167,12 +212,23 @@ pub fn plan_tail(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Plan>, Failure> {
         d.offset,
         d.reason
     );
-    make_plan(&l, &recs, d.segment, d.offset, why).map(Some)
+    let plan = make_plan(&l, &walk, &recs, d.segment, d.offset, why)?;
+    Ok((Some(plan), walk))
 }
 
 /// The cut `--truncate-at SEGMENT:OFFSET` makes, where a valid record of `segment` ends.
 pub fn plan_at(vfs: &dyn Vfs, dir: &Path, segment: u64, offset: u64) -> Result<Plan, Failure> {
-    let (l, _, recs) = records(vfs, dir)?;
+    plan_at_walked(vfs, dir, segment, offset).map(|(plan, _)| plan)
+}
+
+/// [`plan_at`], and the walk it made.
+fn plan_at_walked(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    segment: u64,
+    offset: u64,
+) -> Result<(Plan, logwalk::Walk), Failure> {
+    let (l, walk, recs) = records(vfs, dir)?;
     let Some(s) = l.segments.iter().find(|s| s.id == segment) else {
         return Err(Failure::Usage(format!(
             "segment {segment} is not part of the log of {} (its segments: {:?})",
@@ -190,13 +246,46 @@ pub fn plan_at(vfs: &dyn Vfs, dir: &Path, segment: u64, offset: u64) -> Result<P
             "offset {offset} is not where a valid record of segment {segment} ends (`ringlog dump-log` lists each record's offset; a record ends where the next begins)"
         )));
     }
-    make_plan(
+    let plan = make_plan(
         &l,
+        &walk,
         &recs,
         segment,
         offset,
         format!("--truncate-at {segment}:{offset}"),
-    )
+    )?;
+    Ok((plan, walk))
+}
+
+/// Why the damage in the segments kept below the log (for the values a checkpoint refers to)
+/// is beyond `repair`, naming each damaged segment and the offset from which its values may be
+/// unreadable (`None`: there is none).
+fn kept_damage_text(walk: &logwalk::Walk) -> Option<String> {
+    if walk.kept_damage.is_empty() {
+        return None;
+    }
+    let places: Vec<String> = walk
+        .kept_damage
+        .iter()
+        .map(|d| {
+            format!(
+                "segment {} ({}) at offset {}: {}; the values it stores from offset {} on ({} \
+                 bytes the walk could not decode) may be unreadable",
+                d.segment,
+                d.file.display(),
+                d.offset,
+                d.reason,
+                d.offset,
+                d.bytes
+            )
+        })
+        .collect();
+    Some(format!(
+        "a value segment is damaged: {}. repair cuts only the log and cannot mend a segment kept \
+         for a checkpoint's values: restore the database from a backup (`ringlog verify --deep` \
+         reads every value)",
+        places.join("; ")
+    ))
 }
 
 /// Makes the cut of `plan` in `dir`, keeping every byte it removes in `side` (a directory it
@@ -320,6 +409,23 @@ fn sync_side(vfs: &dyn Vfs, side: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The side directory `repair` makes when none is given: `<name>.repair-<unix time>` beside
+/// the database directory, in its parent. `dir` is resolved to its real path first: `.`, `..`
+/// or a path ending in them names no parent (`.`'s "parent" is the empty path, the current
+/// directory, which is the database itself), and the copies must never go inside the database.
+pub fn default_side_dir(dir: &Path, unix_secs: u64) -> Result<PathBuf, Failure> {
+    let real = std::fs::canonicalize(dir).map_err(|e| io("resolve", dir, e))?;
+    match (real.parent(), real.file_name()) {
+        (Some(parent), Some(name)) => {
+            Ok(parent.join(format!("{}.repair-{unix_secs}", name.to_string_lossy())))
+        }
+        _ => Err(Failure::Usage(format!(
+            "{} has no parent directory to put the side directory in: give --side-dir",
+            real.display()
+        ))),
+    }
+}
+
 /// `ringlog repair`.
 pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     let vfs = ringlog_uring::PosixVfs::default();
@@ -336,24 +442,19 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         }
         Err(e) => return Err(io("lock", &a.dir.join(logwalk::LOCK), e)),
     };
-    let plan = match &a.truncate_at {
+    let (plan, walk) = match &a.truncate_at {
         Some(at) => {
             let (segment, offset) = parse_at(at)?;
-            plan_at(&vfs, &a.dir, segment, offset)?
+            plan_at_walked(&vfs, &a.dir, segment, offset)?
         }
-        None => match plan_tail(&vfs, &a.dir)? {
-            Some(p) => p,
-            None => {
-                // Only the log can be cut: a checkpoint recovery refuses is not mended here.
-                let ckpt = listing
-                    .manifest()
-                    .ok()
-                    .and_then(|m| crate::commands::CheckpointFacts::of(&vfs, &a.dir, m, false));
-                if let Some(why) = ckpt.as_ref().and_then(|c| c.problem.as_ref()) {
+        None => match plan_tail_walked(&vfs, &a.dir)? {
+            (Some(p), walk) => (p, walk),
+            (None, walk) => {
+                // Only the log can be cut: a checkpoint recovery refuses, or a damaged segment
+                // kept for a checkpoint's values, is not mended here.
+                if let Some(why) = beyond_the_log(&vfs, &listing, &walk) {
                     return Err(Failure::Found(format!(
-                        "the log has no damage, but the checkpoint {}: {why}; repair cuts only \
-                         the log and cannot mend a checkpoint (restore the database from a backup)",
-                        ckpt.as_ref().map_or("", |c| c.file.as_str())
+                        "the log has no damage (nothing cut), but {why}"
                     )));
                 }
                 let msg = "the log has no damage: nothing to cut (repair cuts only the log; \
@@ -376,17 +477,7 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let name = format!(
-                "{}.repair-{secs}",
-                a.dir
-                    .file_name()
-                    .map_or("ringlog".into(), |n| n.to_string_lossy().into_owned())
-            );
-            a.dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .join(name)
+            default_side_dir(&a.dir, secs)?
         }
     };
     let done = execute(&vfs, &a.dir, &side, &plan)?;
@@ -397,8 +488,41 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         side_dir: side.display().to_string(),
     };
     if json {
-        return print_json(out, &r);
+        print_json(out, &r)?;
+    } else {
+        print_text(&r, out)?;
     }
+    // The cut is made; damage the cut cannot reach stays, and the database with it.
+    match beyond_the_log(&vfs, &listing, &walk) {
+        Some(why) => Err(Failure::Found(format!("the log was cut, but {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// The damage `repair` cannot cut, as a clause (`None`: none): a checkpoint file recovery
+/// refuses (missing, or not of the size the MANIFEST records), and damage in the segments kept
+/// below the log for a checkpoint's values.
+fn beyond_the_log(vfs: &dyn Vfs, l: &logwalk::Listing, walk: &logwalk::Walk) -> Option<String> {
+    let ckpt = l
+        .manifest()
+        .ok()
+        .and_then(|m| crate::commands::CheckpointFacts::of(vfs, &l.dir, m, false));
+    let ckpt = ckpt.as_ref().and_then(|c| {
+        c.problem.as_ref().map(|why| {
+            format!(
+                "the checkpoint {}: {why}; repair cuts only the log and cannot mend a checkpoint \
+                 (restore the database from a backup)",
+                c.file
+            )
+        })
+    });
+    let all: Vec<String> = ckpt.into_iter().chain(kept_damage_text(walk)).collect();
+    (!all.is_empty()).then(|| all.join("; and "))
+}
+
+/// What a repair did, for people.
+fn print_text(r: &Report<'_>, out: &mut dyn Write) -> Outcome {
+    let (plan, done) = (r.plan, r.done);
     writeln!(out, "repaired {}", r.dir)?;
     writeln!(
         out,
@@ -409,21 +533,12 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
     if !plan.segments_removed.is_empty() {
         writeln!(out, "segments out  {:?}", plan.segments_removed)?;
     }
-    match (plan.lsns_removed, plan.lsns_cut) {
-        (Some((a, b)), _) => writeln!(
-            out,
-            "LSNs removed  {a}..={b} (every transaction above the last one kept)"
-        )?,
-        (None, Some((a, b))) => writeln!(
-            out,
-            "LSNs removed  none beyond the checkpoint (the records of LSNs {a}..={b} cut are in it)"
-        )?,
-        (None, None) => writeln!(
-            out,
-            "LSNs removed  none read (no valid transaction record was read among the bytes cut; \
-             records after damage in its segment are not decoded)"
-        )?,
-    }
+    writeln!(
+        out,
+        "last kept     LSN {} (nothing at or below it is removed)",
+        plan.last_kept_lsn
+    )?;
+    writeln!(out, "LSNs removed  {}", lsns_removed_text(plan))?;
     if let Some(c) = plan.checkpoint_above_cut {
         writeln!(
             out,
@@ -437,6 +552,39 @@ pub fn repair(a: &RepairArgs, json: bool, out: &mut dyn Write) -> Outcome {
         done.side_files.join(", ")
     )?;
     Ok(())
+}
+
+/// Which LSNs a cut removes, as far as the walk could read them: the text's "LSNs removed".
+fn lsns_removed_text(plan: &Plan) -> String {
+    let kept = plan.last_kept_lsn;
+    // Corruption among the bytes cut: the rest of its segment was not decoded.
+    let undecoded = plan
+        .damage_cut
+        .iter()
+        .find(|d| d.kind == DamageKind::Corruption)
+        .map(|d| format!("segment {} offset {}", d.segment, d.offset));
+    match (plan.lsns_removed, plan.lsns_cut, undecoded) {
+        (Some((a, b)), _, None) => {
+            format!("{a}..={b} (every transaction above {kept}, the last one kept)")
+        }
+        (Some((a, b)), _, Some(at)) => format!(
+            "{a}..={b} read (every transaction above {kept}, the last one kept), and any above \
+             {b} that the bytes after the corruption at {at} held: they were not decoded"
+        ),
+        (None, _, Some(at)) => format!(
+            "every LSN above {kept} (the last one kept) that the bytes cut held: how many is not \
+             known, the bytes after the corruption at {at} were not decoded"
+        ),
+        (None, Some((a, b)), None) => {
+            format!("none beyond the checkpoint (the records of LSNs {a}..={b} cut are in it)")
+        }
+        (None, None, None) if !plan.damage_cut.is_empty() => {
+            "none that recovery would keep: the bytes cut are a torn tail (a write a crash cut \
+             short; recovery drops it too)"
+                .into()
+        }
+        (None, None, None) => "none (no transaction record among the bytes cut)".into(),
+    }
 }
 
 fn write_synced(vfs: &dyn Vfs, p: &Path, bytes: &[u8]) -> Result<(), Failure> {
@@ -464,6 +612,29 @@ fn write_synced(vfs: &dyn Vfs, p: &Path, bytes: &[u8]) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DIR given as `db/sub/..` (or `.`): no parent by its name; the side directory goes beside
+    /// the directory it resolves to.
+    #[test]
+    fn the_default_side_directory_is_beside_the_real_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = tmp.path().join("db");
+        std::fs::create_dir_all(db.join("sub")).unwrap();
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        assert_eq!(
+            default_side_dir(&db.join("sub").join(".."), 7).unwrap(),
+            real.join("db.repair-7")
+        );
+        assert_eq!(
+            default_side_dir(&db.join("."), 7).unwrap(),
+            real.join("db.repair-7")
+        );
+        assert!(matches!(
+            default_side_dir(Path::new("/"), 7),
+            Err(Failure::Usage(_))
+        ));
+        assert!(default_side_dir(&tmp.path().join("missing"), 7).is_err());
+    }
 
     #[test]
     fn parse_at_needs_both_numbers() {

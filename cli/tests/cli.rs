@@ -750,20 +750,25 @@ fn a_damaged_checkpoint_fails_verify_naming_the_file() {
     assert_eq!(j["open"]["ok"], false);
     let err = j["open"]["error"].as_str().unwrap();
     assert!(err.contains(".ckpt"), "{err}");
+    // A checkpoint is not the log: named as what it is.
+    assert!(
+        err.contains("checkpoint corruption in") && !err.contains("log corruption"),
+        "{err}"
+    );
     assert!(run(&["verify", d], 1).contains("open: FAILED"));
 
     // inspect checks the file against the MANIFEST: cut short, then missing.
     let j = json(&["inspect", d, "--json"], 0);
     assert!(j["checkpoint"]["problem"].is_null(), "same length: {j}");
     std::fs::write(&file, &bytes[..mid]).unwrap();
-    let j = json(&["inspect", d, "--json"], 0);
+    let j = json(&["inspect", d, "--json"], 1);
     assert_eq!(j["checkpoint"]["file_bytes"], mid as u64, "{j}");
     assert!(j["checkpoint"]["problem"]
         .as_str()
         .unwrap()
         .contains("where the MANIFEST records"));
     std::fs::remove_file(&file).unwrap();
-    let text = run(&["inspect", d], 0);
+    let text = run(&["inspect", d], 1);
     assert!(
         text.contains("the file is missing; recovery refuses to open"),
         "{text}"
@@ -857,6 +862,9 @@ fn a_cut_below_the_checkpoint_names_what_it_cut_and_loses_nothing() {
     );
     assert_eq!(j["lsns_removed"], Value::Null, "{j}");
     assert_eq!(j["lsns_cut"][1], 20, "{j}");
+    // LSN 20 was logged after the cut's place: the checkpoint is above it.
+    assert_eq!(j["checkpoint_above_cut"], 20, "{j}");
+    assert_eq!(j["last_kept_lsn"], 20, "{j}");
     let db = Db::open(&copy, opts()).unwrap();
     assert_eq!(db.last_lsn(), 20);
     assert!(db.get(b"k19").unwrap().is_some());
@@ -923,9 +931,9 @@ fn damage_in_a_kept_value_segment_fails_verify() {
         text.contains("CORRUPTION") && text.ends_with("DAMAGED\n"),
         "{text}"
     );
-    let j = json(&["inspect", d, "--json"], 0);
+    let j = json(&["inspect", d, "--json"], 1);
     assert_eq!(j["damage"][0]["file"], p(&kept[0]), "{j}");
-    assert!(run(&["inspect", d], 0).contains("damage "));
+    assert!(run(&["inspect", d], 1).contains("damage "));
     // Not the log's damage: dump-log walks the log, repair cuts only it.
     run(&["dump-log", d], 0);
 
@@ -1291,4 +1299,592 @@ fn import_refuses_versions_export_never_writes() {
         assert!(err.contains(line), "{what}: {err}");
         assert!(!dest.exists(), "{what}: nothing created");
     }
+}
+
+/// `ringlog args` run in directory `cwd`.
+fn ringlog_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RINGLOG_IO")
+        .output()
+        .expect("run ringlog")
+}
+
+/// A copy of the files of database `from` in a new directory `to` (without the LOCK file).
+fn copy_db(from: &Path, to: &Path) -> PathBuf {
+    std::fs::create_dir(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    to.to_path_buf()
+}
+
+/// docs/CLI.md.
+fn cli_md() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md")).unwrap()
+}
+
+/// The part of `doc` from the heading `from` to the next `## ` heading.
+fn section<'a>(doc: &'a str, from: &str) -> &'a str {
+    let start = doc
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in docs/CLI.md"));
+    let rest = &doc[start + from.len()..];
+    &doc[start..start + from.len() + rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// Bytes after the last record of the last segment of `db`: a torn tail. Returns the segment.
+fn tear(db: &Path) -> PathBuf {
+    let last = segments(db).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let at = end.next_multiple_of(512);
+    bytes[at..at + 200].fill(0x5A);
+    std::fs::write(&last, &bytes).unwrap();
+    last
+}
+
+/// A bit flipped inside write record number `n` of `db` (`dump-log` order): corruption, with
+/// the later write batches intact. Returns that record's LSN, segment and offset.
+fn corrupt_write(db: &Path, n: usize) -> (u64, u64, u64) {
+    let rows: Vec<Value> = run(&["dump-log", p(db), "--json", "--kind", "write"], 0)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let r = &rows[n];
+    let (lsn, seg, off) = (
+        r["lsn"].as_u64().unwrap(),
+        r["segment"].as_u64().unwrap(),
+        r["offset"].as_u64().unwrap(),
+    );
+    let path = db.join(format!("{seg:020}.log"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[off as usize + 40] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    (lsn, seg, off)
+}
+
+/// A bit flipped in the MANIFEST of `db`.
+fn damage_manifest(db: &Path) {
+    let m = db.join("MANIFEST");
+    let mut bytes = std::fs::read(&m).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&m, &bytes).unwrap();
+}
+
+/// The demo database of docs/CLI.md, as `cli/examples/demo_db.rs` writes it, step by step.
+fn demo_db(path: &Path) {
+    let db = Db::open(path, Options::default().segment_size(1 << 20)).unwrap();
+    db.set_retention(Retention::All).unwrap();
+    db.label_run("import of 2026-12-02").unwrap();
+    for i in 0..2000u32 {
+        db.put(
+            format!("user:{i:04}").as_bytes(),
+            format!("{{\"name\":\"user {i}\",\"visits\":{}}}", i % 7).as_bytes(),
+        )
+        .unwrap();
+    }
+    for i in (0..2000u32).step_by(100) {
+        db.put(
+            format!("user:{i:04}").as_bytes(),
+            format!("{{\"name\":\"user {i}\",\"visits\":{}}}", i % 7 + 1).as_bytes(),
+        )
+        .unwrap();
+    }
+    db.delete(b"user:1999").unwrap();
+    let mut tx = db.begin();
+    tx.put(b"acct:alice", b"70").unwrap();
+    tx.put(b"acct:bob", b"30").unwrap();
+    tx.commit().unwrap();
+    db.close().unwrap();
+}
+
+/// The export sample of docs/CLI.md is the demo database's real `export --versions`: its lines
+/// before the `...` open the file, its lines after it end it (the sample said 2,001 keys where
+/// the file counts 2,002: the deleted key's history is exported too). The header it gives for an
+/// export without `--versions` is the real one, whose `source_floor` is the read LSN, as the
+/// table says.
+#[test]
+fn the_documented_export_sample_is_the_demo_databases_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("demo");
+    demo_db(&db);
+    let file = tmp.path().join("versions.jsonl");
+    run(&["export", p(&db), "--to", p(&file), "--versions"], 0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let real: Vec<&str> = text.lines().collect();
+
+    let doc = cli_md();
+    let export = section(&doc, "## Export format");
+    let sample = export
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a text block in \"Export format\"");
+    let lines: Vec<&str> = sample.lines().collect();
+    let (head, tail) = match lines.iter().position(|l| *l == "...") {
+        Some(i) => (&lines[..i], &lines[i + 1..]),
+        None => (&lines[..], &lines[..]),
+    };
+    assert_eq!(head, &real[..head.len()], "the sample's first lines");
+    assert_eq!(
+        tail,
+        &real[real.len() - tail.len()..],
+        "the sample's last lines"
+    );
+    assert_eq!(
+        *real.last().unwrap(),
+        r#"{"end":true,"keys":2002,"records":2023}"#
+    );
+
+    // Without --versions: the header the text gives, and `source_floor` is the read LSN.
+    let latest = tmp.path().join("latest.jsonl");
+    run(&["export", p(&db), "--to", p(&latest)], 0);
+    let text = std::fs::read_to_string(&latest).unwrap();
+    let header = text.lines().next().unwrap();
+    let h: Value = serde_json::from_str(header).unwrap();
+    assert_eq!(h["versions"], false);
+    assert_eq!(h["source_floor"], h["source_last_lsn"], "{header}");
+    assert!(
+        export.contains(&format!("`{header}`")),
+        "docs/CLI.md does not give the header of an export without --versions: {header}"
+    );
+    let row = export
+        .lines()
+        .find(|l| l.starts_with("| `source_floor`"))
+        .expect("a row of its own for source_floor");
+    assert!(row.contains("Without `--versions`: the read LSN"), "{row}");
+}
+
+/// `ringlog repair .` (and any DIR naming no parent, `..`): the default side directory goes
+/// beside the database, in the parent of its real path — not inside it (`.`'s parent is the
+/// empty path, which was taken for the current directory: the database itself).
+#[test]
+fn repair_of_dot_puts_the_side_directory_beside_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    tear(&db);
+    let names = |dir: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = names(&db);
+    let o = ringlog_in(&db, &["repair", ".", "--truncate-tail", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let j: Value = serde_json::from_str(&out).unwrap();
+    let side = PathBuf::from(j["side_dir"].as_str().unwrap());
+    assert_eq!(
+        names(&db),
+        before,
+        "repair . created {} inside the database",
+        side.display()
+    );
+    let parent = std::fs::canonicalize(tmp.path()).unwrap();
+    assert_eq!(side.parent(), Some(parent.as_path()), "{j}");
+    assert!(
+        side.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("db.repair-"),
+        "{j}"
+    );
+    assert!(side.join("REPAIR.json").exists(), "{j}");
+    assert!(run(&["verify", p(&db)], 0).ends_with("OK\n"));
+}
+
+/// Corruption in the middle of the log's only segment: `--truncate-tail` cuts there, and the
+/// records after it are not decoded. The report said "LSNs removed  none read" while every
+/// transaction from the damaged one on was removed; it names the last LSN kept and says that
+/// every LSN above it the bytes cut held is removed, how many not being known.
+#[test]
+fn repair_of_corruption_in_the_last_segment_names_the_last_lsn_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    filled(&db, 200, 100, 1 << 20);
+    assert_eq!(segments(&db).len(), 1);
+    let (lsn, seg, off) = corrupt_write(&db, 100);
+    let j = json(&["verify", p(&db), "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "corruption", "{j}");
+    // Nothing after the damage was read: no later segment.
+    assert_eq!(j["last_lsn"], lsn - 1, "{j}");
+    let copy = copy_db(&db, &tmp.path().join("copy"));
+
+    let text = run(
+        &[
+            "repair",
+            p(&db),
+            "--truncate-tail",
+            "--side-dir",
+            p(&tmp.path().join("side")),
+        ],
+        0,
+    );
+    assert!(!text.contains("none read"), "{text}");
+    assert!(
+        text.contains(&format!("last kept     LSN {}", lsn - 1)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("LSNs removed  every LSN above {}", lsn - 1))
+            && text.contains("not decoded"),
+        "{text}"
+    );
+    let j = json(&["verify", p(&db), "--json"], 0);
+    assert_eq!(j["last_lsn"], lsn - 1, "{j}");
+
+    let j = json(
+        &[
+            "repair",
+            p(&copy),
+            "--truncate-tail",
+            "--side-dir",
+            p(&tmp.path().join("side2")),
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(j["last_kept_lsn"], lsn - 1, "{j}");
+    assert_eq!(j["lsns_removed"], Value::Null, "{j}");
+    assert_eq!(j["damage_cut"][0]["kind"], "corruption", "{j}");
+    assert_eq!(j["damage_cut"][0]["segment"], seg, "{j}");
+    assert_eq!(j["damage_cut"][0]["offset"], off, "{j}");
+}
+
+/// The only damage in a segment kept below the log for a checkpoint's values: `repair` said
+/// "the log has no damage: nothing to cut" and exited 0. It names the damaged segment and the
+/// offset its values cannot be read from, says it cannot mend it, cuts nothing and exits 1; a
+/// cut it is asked to make is made, and the damage it leaves reported (exit 1).
+#[test]
+fn repair_reports_damage_in_a_kept_value_segment_it_cannot_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, kept) = values_on_disk(tmp.path());
+    let d = p(&db);
+    // A log after the retired one, for the explicit cut below.
+    let w = Db::open(&db, opts().value_threshold(Some(256))).unwrap();
+    w.put(b"after", b"the retired log").unwrap();
+    w.close().unwrap();
+    let mut bytes = std::fs::read(&kept[0]).unwrap();
+    bytes[8192 + 1000] ^= 0x01;
+    std::fs::write(&kept[0], &bytes).unwrap();
+    let j = json(&["verify", d, "--json"], 1);
+    let offset = j["damage"][0]["offset"].as_u64().unwrap();
+    let files = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = if p.is_file() {
+                    std::fs::read(&p).unwrap()
+                } else {
+                    Vec::new()
+                };
+                (p, b)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(&db);
+    let around = files(tmp.path());
+
+    let o = ringlog(&["repair", d, "--truncate-tail"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(!out.contains("no damage: nothing to cut"), "{out}");
+    assert!(
+        err.contains("value segment is damaged")
+            && err.contains(p(&kept[0]))
+            && err.contains(&format!("at offset {offset}"))
+            && err.contains("cannot mend"),
+        "{err}"
+    );
+    assert_eq!(files(&db), before, "repair changed the database");
+    assert_eq!(files(tmp.path()), around, "repair created a side directory");
+
+    // An explicit cut is made (here at the log's end: nothing removed), then the damage left.
+    let j = json(&["inspect", d, "--json"], 1);
+    let last = j["segments"].as_array().unwrap().last().unwrap().clone();
+    let at = format!("{}:{}", last["id"], last["valid_end"]);
+    let o = ringlog(&[
+        "repair",
+        d,
+        "--truncate-at",
+        &at,
+        "--side-dir",
+        p(&tmp.path().join("side")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.starts_with("repaired "), "{out}");
+    assert!(
+        err.contains("the log was cut, but a value segment is damaged"),
+        "{err}"
+    );
+}
+
+/// A checkpoint at LSN 20 whose close retired the log; the next run logs LSNs 21..=30 in a new
+/// segment (its header's `base_lsn` is 20) and crashes. A cut at that segment's first record
+/// keeps no record of the log: the checkpoint was compared with the last LSN the log keeps (0)
+/// and called "above the cut", which it is not — the cut is past LSN 20, every LSN it removes
+/// (21..=30) is lost.
+#[test]
+fn a_checkpoint_below_a_cut_that_keeps_no_log_record_is_not_above_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    {
+        let db = Db::open(&path, opts()).unwrap();
+        for i in 0..20u32 {
+            db.put(format!("k{i:02}").as_bytes(), b"v").unwrap();
+        }
+        db.checkpoint().unwrap();
+        db.close().unwrap();
+    }
+    let db = Db::open(&path, opts()).unwrap();
+    for i in 20..30u32 {
+        db.put(format!("k{i:02}").as_bytes(), b"v").unwrap();
+    }
+    // As a crash leaves it.
+    let copy = copy_db(&path, &tmp.path().join("copy"));
+    db.close().unwrap();
+    let j = json(&["inspect", p(&copy), "--json"], 0);
+    assert_eq!(j["checkpoint"]["lsn"], 20, "{j}");
+    let segs = j["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 1, "{j}");
+    assert_eq!(segs[0]["base_lsn"], 20, "{j}");
+    assert_eq!(segs[0]["first_lsn"], 21, "{j}");
+    let at = format!("{}:4096", segs[0]["id"]);
+    let again = copy_db(&copy, &tmp.path().join("again"));
+
+    let j = json(
+        &[
+            "repair",
+            p(&copy),
+            "--truncate-at",
+            &at,
+            "--side-dir",
+            p(&tmp.path().join("side")),
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(j["checkpoint_above_cut"], Value::Null, "{j}");
+    assert_eq!(j["last_kept_lsn"], 20, "{j}");
+    assert_eq!(j["lsns_removed"], serde_json::json!([21, 30]), "{j}");
+    let text = run(
+        &[
+            "repair",
+            p(&again),
+            "--truncate-at",
+            &at,
+            "--side-dir",
+            p(&tmp.path().join("side2")),
+        ],
+        0,
+    );
+    assert!(!text.contains("past the cut"), "{text}");
+    assert!(text.contains("LSNs removed  21..=30"), "{text}");
+    let reopened = Db::open(&copy, opts()).unwrap();
+    assert_eq!(reopened.last_lsn(), 20);
+}
+
+/// `inspect` reports damage and exits 1 (it exited 0: a script could not tell); a writer's
+/// bytes in flight are no damage (exit 0, `beside_a_running_writer`).
+#[test]
+fn inspect_exits_1_when_it_reports_damage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let d = p(&db);
+    json(&["inspect", d, "--json"], 0);
+    tear(&db);
+    let j = json(&["inspect", d, "--json"], 1);
+    assert_eq!(j["damage"][0]["kind"], "torn-tail", "{j}");
+    let o = ringlog(&["inspect", d]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("damage        TornTail"), "{out}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("inspect found damage"),
+        "{o:?}"
+    );
+}
+
+/// Wording: keys are escaped outside printable ASCII (what the code checks), and a damaged
+/// MANIFEST is named as the MANIFEST, not as "log corruption" (the engine's text for every
+/// file), by `verify` and by the commands that open the database.
+#[test]
+fn messages_name_printable_ascii_and_the_manifest() {
+    for cmd in ["get", "scan", "history", "dump-log"] {
+        let help = run(&[cmd, "--help"], 0);
+        assert!(help.contains("outside printable ASCII"), "{cmd}: {help}");
+        assert!(!help.contains("non-printable"), "{cmd}: {help}");
+    }
+    assert!(!cli_md().contains("non-printable"));
+    // \x7f (DEL) is no printable ASCII: escaped; `~` (0x7e) is.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("db");
+    let db = Db::open(&path, opts()).unwrap();
+    db.put(b"a~\x7f", b"1").unwrap();
+    db.close().unwrap();
+    assert_eq!(run(&["scan", p(&path), "--keys-only"], 0), "a~\\x7f\n");
+
+    damage_manifest(&path);
+    let text = run(&["verify", p(&path)], 1);
+    assert!(text.contains("CORRUPTION: the MANIFEST ("), "{text}");
+    assert!(!text.contains("segment 0"), "{text}");
+    assert!(
+        text.contains("open: FAILED: MANIFEST corruption in"),
+        "{text}"
+    );
+    assert!(!text.contains("log corruption"), "{text}");
+    for args in [
+        &["scan", p(&path)][..],
+        &["stats", p(&path)],
+        &["runs", p(&path)],
+    ] {
+        let o = ringlog(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("MANIFEST corruption in") && !err.contains("log corruption"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// docs/CLI.md's table of every command's exit statuses is the binary's: each status it lists
+/// for a command is one the command returns, run here into it; every command is in it; the
+/// statuses are 0, 1 and 2, as `Failure` has them.
+#[test]
+fn every_documented_exit_status_is_the_binarys() {
+    use std::collections::{BTreeMap, BTreeSet};
+    assert_eq!(ringlog_cli::Failure::Found(String::new()).code(), 1);
+    assert_eq!(ringlog_cli::Failure::Usage(String::new()).code(), 2);
+    let doc = cli_md();
+    let table = section(&doc, "## Exit status");
+    assert!(
+        table.contains("| command | 0 | 1 | 2 |"),
+        "no table of each command's exit statuses in docs/CLI.md"
+    );
+    // command -> statuses with a meaning (a cell of "—" is one it never returns).
+    let mut documented: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells.len(), 4, "{row}");
+        let cmd = cells[0].trim_matches('`').to_string();
+        let codes = (0..3).filter(|&c| cells[c as usize + 1] != "—").collect();
+        assert!(documented.insert(cmd, codes).is_none(), "{row}");
+    }
+    let commands = [
+        "inspect", "verify", "dump-log", "get", "scan", "history", "runs", "stats", "repair",
+        "export", "import", "probe",
+    ];
+    assert_eq!(
+        documented.keys().map(String::as_str).collect::<Vec<_>>(),
+        {
+            let mut c = commands.to_vec();
+            c.sort_unstable();
+            c
+        },
+        "every command has a row"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let clean = sample(t);
+    let torn = copy_db(&clean, &t.join("torn"));
+    tear(&torn);
+    let to_cut = copy_db(&torn, &t.join("to-cut"));
+    let mid = copy_db(&clean, &t.join("mid"));
+    corrupt_write(&mid, 50);
+    let manifest = copy_db(&clean, &t.join("manifest"));
+    damage_manifest(&manifest);
+    let missing = t.join("missing");
+    let exists = t.join("exists.jsonl");
+    std::fs::write(&exists, b"x").unwrap();
+    let empty = t.join("empty.jsonl");
+    std::fs::write(&empty, b"").unwrap();
+    let export = t.join("export.jsonl");
+    let probe = t.join("probe");
+    std::fs::create_dir(&probe).unwrap();
+    let (c, tn, mi, mf, ms) = (p(&clean), p(&torn), p(&mid), p(&manifest), p(&missing));
+    let side = t.join("side");
+    let imported = t.join("imported");
+    let (never, never_file, no_such) = (
+        t.join("never"),
+        t.join("never.jsonl"),
+        t.join("no-such.jsonl"),
+    );
+    let scenarios: Vec<(&str, i32, Vec<&str>)> = vec![
+        ("inspect", 0, vec![c]),
+        ("inspect", 1, vec![tn]),
+        ("inspect", 2, vec![ms]),
+        ("verify", 0, vec![c, "--deep"]),
+        ("verify", 1, vec![tn]),
+        ("verify", 2, vec![ms]),
+        ("dump-log", 0, vec![c]),
+        ("dump-log", 1, vec![mi]),
+        ("dump-log", 2, vec![c, "--kind", "nonsense"]),
+        ("get", 0, vec![c, "user:005"]),
+        ("get", 1, vec![c, "nope"]),
+        ("get", 2, vec![c, ""]),
+        ("scan", 0, vec![c]),
+        ("scan", 1, vec![mi]),
+        ("scan", 2, vec![c, "--from", ""]),
+        ("history", 0, vec![c]),
+        ("history", 1, vec![mi]),
+        ("history", 2, vec![ms]),
+        ("runs", 0, vec![c]),
+        ("runs", 1, vec![mf]),
+        ("runs", 2, vec![ms]),
+        ("stats", 0, vec![c]),
+        ("stats", 1, vec![mi]),
+        ("stats", 2, vec![ms]),
+        ("repair", 2, vec![p(&to_cut)]),
+        ("repair", 1, vec![mf, "--truncate-tail"]),
+        (
+            "repair",
+            0,
+            vec![p(&to_cut), "--truncate-tail", "--side-dir", p(&side)],
+        ),
+        ("export", 0, vec![c, "--to", p(&export)]),
+        ("export", 1, vec![c, "--to", p(&exists)]),
+        ("export", 2, vec![ms, "--to", p(&never_file)]),
+        ("import", 0, vec![p(&export), p(&imported)]),
+        ("import", 1, vec![p(&empty), p(&never)]),
+        ("import", 2, vec![p(&no_such), p(&never)]),
+        (
+            "probe",
+            0,
+            vec![p(&probe), "--syncs", "1", "--max-seconds", "1"],
+        ),
+        // No file can be created in /proc: the measurement fails, whoever runs it.
+        (
+            "probe",
+            1,
+            vec!["/proc", "--syncs", "1", "--max-seconds", "1"],
+        ),
+        ("probe", 2, vec![ms]),
+    ];
+    let mut seen: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for (cmd, code, args) in &scenarios {
+        let mut all = vec![*cmd];
+        all.extend(args);
+        run(&all, *code);
+        seen.entry(cmd.to_string()).or_default().insert(*code);
+    }
+    assert_eq!(
+        seen, documented,
+        "statuses run here vs. statuses documented"
+    );
+    // Nothing the failing runs were given was created.
+    assert!(!never.exists() && !never_file.exists());
 }

@@ -269,6 +269,7 @@ impl Db {
     pub(crate) fn sync_strategy_info(&self) -> (Option<SyncStrategy>, String) {
         match &self.sync_strategy {
             Some((s, why)) => (Some(*s), why.clone()),
+            None if self.read_only => (None, "read-only handle: it writes no log".into()),
             None => (None, "in-memory database: no log".into()),
         }
     }

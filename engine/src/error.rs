@@ -63,9 +63,10 @@ pub enum Error {
     /// A write (or a checkpoint, or a backup) through a handle of
     /// [`crate::Db::open_read_only`], which never writes.
     ReadOnly(PathBuf),
-    /// The log is damaged before its tail: valid records follow the damage, so cutting there would
-    /// lose data that may have been acknowledged. Open with
-    /// [`crate::RecoveryMode::TruncateAtCorruption`] to cut it off explicitly.
+    /// A file of the database is damaged; `file` names it. For the log: damage before its tail
+    /// (valid records follow the damage, so cutting there would lose data that may have been
+    /// acknowledged; open with [`crate::RecoveryMode::TruncateAtCorruption`] to cut it off
+    /// explicitly). Also a damaged MANIFEST, checkpoint or value segment (a value read).
     Corruption {
         /// The damaged file.
         file: PathBuf,
@@ -250,7 +251,7 @@ impl fmt::Display for Error {
             Error::Locked(p) => write!(f, "{} is already open (its LOCK is held)", p.display()),
             Error::ReadOnly(p) => write!(f, "{} is open read-only: it cannot be written", p.display()),
             Error::Corruption { file, offset, reason } => {
-                write!(f, "log corruption in {} at offset {offset}: {reason}", file.display())
+                write!(f, "corruption in {} at offset {offset}: {reason}", file.display())
             }
             Error::Poisoned(e) => write!(
                 f,

@@ -69,7 +69,8 @@ pub struct Stats {
     pub backend: Option<BackendInfo>,
     /// Whether segments are written with `O_DIRECT`.
     pub direct_io: bool,
-    /// How batches are made durable in fact (`None` for an in-memory database):
+    /// How batches are made durable in fact (`None` for an in-memory database or a read-only
+    /// handle):
     /// [`SyncStrategy::Dsync`] only where the filesystem is known to make a completed `RWF_DSYNC`
     /// write durable, [`SyncStrategy::WriteThenSync`] elsewhere, whatever was asked for.
     pub sync_strategy: Option<SyncStrategy>,

@@ -57,6 +57,10 @@ fn reads_beside_a_live_writer_and_never_writes() {
         let ro = Db::open_read_only(dir.path(), opts(io, Durability::Strict)).unwrap();
         assert!(ro.is_read_only());
         assert!(!writer.is_read_only());
+        // It writes no log, and its stats say so (they said "in-memory database").
+        let s = ro.stats();
+        assert_eq!(s.sync_strategy, None);
+        assert_eq!(s.sync_strategy_reason, "read-only handle: it writes no log");
         assert_eq!(scan(&ro), scan(&writer));
         assert_eq!(ro.last_lsn(), writer.last_lsn());
         assert_eq!(ro.get(b"k0007").unwrap(), None);
