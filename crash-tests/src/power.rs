@@ -1650,15 +1650,46 @@ fn run_scheduled(
             }
         })();
         if let Err(v) = result {
-            run.live = Some(v);
             // Let every thread finish before the scope joins them: open the gates and close
             // the database, which makes every pending commit durable (or fails it).
             sched.free_run();
-            let _ = db.close();
+            // (A close that panics — an engine assertion about the hang — must not skip the
+            // check below: the scope would then wait for the parked thread.)
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.close()));
+            if !committers_return(sched) {
+                // A committer still parked after the close is a hang the close did not end: the
+                // scope would wait for its thread forever. Say what was found (on the process's
+                // stderr itself: a test harness's capture would swallow it), and stop.
+                use std::io::Write as _;
+                let _ =
+                    writeln!(
+                    std::io::stderr(),
+                    "VIOLATION [{}] mode=power seed={} gen={gen}: {} — and a committer is still \
+                     parked after the database closed: the runner cannot join its thread, so it \
+                     exits (status 3)",
+                    v.invariant, ctx.seed, v.detail
+                );
+                std::process::exit(3);
+            }
+            run.live = Some(v);
         }
         drop(senders);
     });
     run.hist.acks.sort_by_key(|a| a.step);
+}
+
+/// After a liveness violation and the close: waits (real time, at most [`SETTLE_LIMIT`]) until
+/// every committer has returned from its step. `false`: one is still parked.
+fn committers_return(sched: &Sched) -> bool {
+    let started = Instant::now();
+    let mut g = sched.lock();
+    while g.busy.iter().any(|&b| b) {
+        if started.elapsed() > SETTLE_LIMIT {
+            return false;
+        }
+        sched.wait_change(&mut g, Duration::from_millis(50));
+    }
+    true
 }
 
 /// The runner's view of its committers.
