@@ -635,6 +635,17 @@ impl Workload {
         {
             return Step::Checkpoint;
         }
+        // A third of the generations after the first open with a checkpoint (their own stream):
+        // a run that has committed nothing yet checkpoints the state recovery left — with values
+        // on disk, a garbage collection whose copies are that run's first commits (a checkpoint
+        // there waited for a log thread nobody had started: CHANGELOG, "Fixed").
+        if rate > 0
+            && i == 1
+            && gen > 1
+            && Rng::from_words(&[self.cfg.seed, gen as u64, 0xF125]).chance(333)
+        {
+            return Step::Checkpoint;
+        }
         // A third of the other generations trim at that step (their own stream): under
         // `NewerThan` the close then follows a trim that may have raised the floor over versions
         // the last checkpoint holds, which only the close can record (docs/DURABILITY.md 6.4).

@@ -1223,3 +1223,16 @@ fn catches_a_buffered_deadline_that_runs_from_the_newest_commit() {
     });
     assert_caught(Bug::BufferedDeadlineFromNewest, &s, &["timer"]);
 }
+
+/// Garbage collection commits its copies without starting the log thread (the regression
+/// 44c0355 fixed): a checkpoint that collects in a generation that has committed nothing yet
+/// waits for a durable write no thread will make. The scheduler sees every actor stopped and the
+/// log thread absent: a `liveness` deadlock; the close after it starts the thread and releases
+/// the committer (before the fix of the runner the campaign hung for ever here).
+#[test]
+fn catches_garbage_collection_that_starts_no_log_thread() {
+    let s = with_bug(Some(Bug::GcStartsNoLogThread), || {
+        power::run(&default_campaign())
+    });
+    assert_caught(Bug::GcStartsNoLogThread, &s, &["liveness"]);
+}

@@ -1020,7 +1020,9 @@ fn collect_garbage(
             placed: Vec::new(),
         };
         failpoint!(GC_BEFORE_COPY);
-        start_log()?;
+        if !crate::hooks::gc_starts_no_log_thread() {
+            start_log()?;
+        }
         shared.commit_core(
             &[OpRef::Put(crate::values::VALUE_GC_KEY, &marker)],
             durability,

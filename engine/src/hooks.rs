@@ -378,11 +378,15 @@ pub mod bugs {
         /// The `Buffered` deadline runs from the newest unsynced commit instead of the oldest:
         /// a steady stream of commits postpones the round, past the loss window's bound.
         BufferedDeadlineFromNewest,
+        /// Value-log garbage collection commits its copies without starting the log thread
+        /// (the regression 44c0355 fixed): in a run that has committed nothing, a checkpoint
+        /// that collects waits for a durable write no thread will make.
+        GcStartsNoLogThread,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 40] = [
+        pub const ALL: [Bug; 41] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -423,6 +427,7 @@ pub mod bugs {
             Bug::CloseForgetsPoison,
             Bug::CommitReturnsBeforeVisible,
             Bug::BufferedDeadlineFromNewest,
+            Bug::GcStartsNoLogThread,
         ];
 
         fn bit(self) -> u64 {
@@ -649,6 +654,8 @@ bug_hook! {
     commit_returns_before_visible => CommitReturnsBeforeVisible;
     /// Whether the Buffered deadline runs from the newest unsynced commit.
     buffered_deadline_from_newest => BufferedDeadlineFromNewest;
+    /// Whether garbage collection commits its copies without starting the log thread.
+    gc_starts_no_log_thread => GcStartsNoLogThread;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a
