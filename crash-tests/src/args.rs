@@ -49,7 +49,8 @@ option of a mode, with its defaults):
                              (default: count them and step around them)
 
 Exit status: 0 no violation, 1 a violation, 2 bad arguments or the runner could not run
-(workload: 3 when it could not run).";
+(workload: 3 when it could not run), 3 a liveness violation the runner could not unwind (a
+committer still parked after the database closed; power-loss modes).";
 
 /// `ringlog-crash <mode> [options]`.
 #[derive(Parser, Debug)]

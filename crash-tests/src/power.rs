@@ -1437,12 +1437,13 @@ fn run_scheduled(
     let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
     std::thread::scope(|sc| {
         let mut senders = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
         for c in 0..n {
             let (tx, rx) = std::sync::mpsc::channel::<u64>();
             senders.push(tx);
             let done = &done;
             let sched = sched.clone();
-            sc.spawn(move || {
+            threads.push(sc.spawn(move || {
                 set_committer(Some(c));
                 while let Ok(step) = rx.recv() {
                     let res = wl.execute(db, gen, step, session);
@@ -1455,7 +1456,7 @@ fn run_scheduled(
                     });
                     sched.committer_done(c);
                 }
-            });
+            }));
         }
         let mut st = RunnerView {
             running: vec![None; n],
@@ -1656,7 +1657,7 @@ fn run_scheduled(
             // (A close that panics — an engine assertion about the hang — must not skip the
             // check below: the scope would then wait for the parked thread.)
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.close()));
-            if !committers_return(sched) {
+            if !committers_return(sched, &threads) {
                 // A committer still parked after the close is a hang the close did not end: the
                 // scope would wait for its thread forever. Say what was found (on the process's
                 // stderr itself: a test harness's capture would swallow it), and stop.
@@ -1679,11 +1680,18 @@ fn run_scheduled(
 }
 
 /// After a liveness violation and the close: waits (real time, at most [`SETTLE_LIMIT`]) until
-/// every committer has returned from its step. `false`: one is still parked.
-fn committers_return(sched: &Sched) -> bool {
+/// every committer has returned from its step. `false`: one is still parked. A committer whose
+/// thread has finished (it panicked: it never said it was done) is not waited for — the scope's
+/// join then raises its panic.
+fn committers_return(sched: &Sched, threads: &[std::thread::ScopedJoinHandle<'_, ()>]) -> bool {
     let started = Instant::now();
     let mut g = sched.lock();
-    while g.busy.iter().any(|&b| b) {
+    while g
+        .busy
+        .iter()
+        .zip(threads)
+        .any(|(&b, t)| b && !t.is_finished())
+    {
         if started.elapsed() > SETTLE_LIMIT {
             return false;
         }

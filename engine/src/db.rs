@@ -745,6 +745,24 @@ impl Db {
         Ok(())
     }
 
+    /// Starts the log thread if commits are pending and it never started. Every commit starts
+    /// it before it waits for its round: a record appended without it is a bug, and its
+    /// committer waits for a write no thread would make (a garbage collection's copies did).
+    /// Started here, the thread writes it before the close ends, and the committer returns (a
+    /// failure to start poisons the database, which releases the committer too).
+    fn start_log_if_pending(&self) {
+        if self.shared.log.is_none() || !matches!(*self.log_thread.lock(), LogThread::NotStarted(_))
+        {
+            return;
+        }
+        if self.shared.state.lock().next_lsn - 1 > self.durable_lsn() {
+            log::error!("commits pending with no log thread at close: starting it");
+            if let Err(e) = self.start_log_thread() {
+                log::error!("the log thread did not start at close: {e}");
+            }
+        }
+    }
+
     /// Runs the close-time checkpoint when one is due ([`Options::checkpoint_on_close`]; its
     /// error is only logged, as the log stays complete), then stops new commits, writes and syncs
     /// everything pending, joins the log thread, updates the MANIFEST if needed and releases the
@@ -770,6 +788,9 @@ impl Db {
             self.stop_helpers();
             return Ok(());
         }
+        // Before the close-time checkpoint too: a checkpoint stuck on such a commit holds the
+        // lock that one needs.
+        self.start_log_if_pending();
         if !self.shared.closed.load(Ordering::Acquire)
             && crate::checkpointer::due_at_close(&self.shared)
         {
@@ -786,21 +807,7 @@ impl Db {
                 _ => Ok(()),
             };
         }
-        if self.shared.log.is_some() && matches!(*self.log_thread.lock(), LogThread::NotStarted(_))
-        {
-            let pending = self.shared.state.lock().next_lsn - 1 > self.durable_lsn();
-            if pending {
-                // Every commit starts the log thread before it waits for its round: a record
-                // appended without it is a bug, and its committer waits for a write no thread
-                // would make (a garbage collection's copies did). Started here, the thread
-                // writes it before the close ends, and the committer returns.
-                // (A failure to start poisons the database, which releases the committer.)
-                log::error!("commits pending with no log thread at close: starting it");
-                if let Err(e) = self.start_log_thread() {
-                    log::error!("the log thread did not start at close: {e}");
-                }
-            }
-        }
+        self.start_log_if_pending();
         {
             let mut st = self.shared.state.lock();
             st.closing = true;
