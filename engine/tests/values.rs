@@ -1227,14 +1227,7 @@ fn collection_right_after_a_checkpoint_refers_to_its_copies() {
     on_each_path(|io| {
         let dir = tempdir();
         let db = Db::open(dir.path(), options(io)).unwrap();
-        let big = |i: u8| vec![i; 2000];
-        for i in 0..40u8 {
-            db.put(&[b'k', i], &big(i)).unwrap();
-        }
-        db.checkpoint().unwrap(); // the values leave memory: value segments
-        for i in 0..30u8 {
-            db.put(&[b'k', i], b"small").unwrap();
-        }
+        forty_big_thirty_overwritten(&db);
         // It collects what it can and asks the next transaction to start a segment.
         db.checkpoint().unwrap();
         db.trim_history().unwrap();
@@ -1248,17 +1241,36 @@ fn collection_right_after_a_checkpoint_refers_to_its_copies() {
             "{io:?}: the victims {kept:?} are still there (their copies were not referred to): \
              {before:?} -> {after:?}, {collecting:?}"
         );
-        for i in 0..40u8 {
-            let want = if i < 30 { b"small".to_vec() } else { big(i) };
-            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
-        }
+        forty_read_back(&db);
         db.close().unwrap();
         drop(db);
-        let db = Db::open(dir.path(), options(io)).unwrap();
-        for i in 30..40u8 {
-            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &big(i)[..]);
-        }
+        forty_read_back(&Db::open(dir.path(), options(io)).unwrap());
     });
+}
+
+/// A value of 2,000 bytes for key `k<i>` (above the threshold: stored on disk).
+fn big(i: u8) -> Vec<u8> {
+    vec![i; 2000]
+}
+
+/// Forty keys with big values, a checkpoint (the values leave memory: value segments), then
+/// thirty of them overwritten with small values: the value segments are mostly dead.
+fn forty_big_thirty_overwritten(db: &Db) {
+    for i in 0..40u8 {
+        db.put(&[b'k', i], &big(i)).unwrap();
+    }
+    db.checkpoint().unwrap();
+    for i in 0..30u8 {
+        db.put(&[b'k', i], b"small").unwrap();
+    }
+}
+
+/// Every key of [`forty_big_thirty_overwritten`] reads its newest value.
+fn forty_read_back(db: &Db) {
+    for i in 0..40u8 {
+        let want = if i < 30 { b"small".to_vec() } else { big(i) };
+        assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
+    }
 }
 
 /// A checkpoint that collects garbage in a run that has committed nothing yet: its copies are
@@ -1270,14 +1282,7 @@ fn a_collecting_checkpoint_in_a_run_that_committed_nothing() {
     on_each_path(|io| {
         let dir = tempdir();
         let db = Db::open(dir.path(), options(io)).unwrap();
-        let big = |i: u8| vec![i; 2000];
-        for i in 0..40u8 {
-            db.put(&[b'k', i], &big(i)).unwrap();
-        }
-        db.checkpoint().unwrap(); // the values leave memory: value segments
-        for i in 0..30u8 {
-            db.put(&[b'k', i], b"small").unwrap();
-        }
+        forty_big_thirty_overwritten(&db);
         db.checkpoint().unwrap();
         db.close().unwrap();
         drop(db);
@@ -1287,15 +1292,9 @@ fn a_collecting_checkpoint_in_a_run_that_committed_nothing() {
             collecting.segments_collected >= 1,
             "{io:?}: nothing to collect, the test tests nothing: {collecting:?}"
         );
-        for i in 0..40u8 {
-            let want = if i < 30 { b"small".to_vec() } else { big(i) };
-            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
-        }
+        forty_read_back(&db);
         db.close().unwrap();
         drop(db);
-        let db = Db::open(dir.path(), options(io)).unwrap();
-        for i in 30..40u8 {
-            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &big(i)[..]);
-        }
+        forty_read_back(&Db::open(dir.path(), options(io)).unwrap());
     });
 }
