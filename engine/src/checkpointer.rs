@@ -352,7 +352,8 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOptions`] for an in-memory database; [`Error::Closed`]; [`Error::Poisoned`]
+    /// [`Error::InvalidOptions`] for an in-memory database; [`Error::ReadOnly`] on a handle of
+    /// [`Db::open_read_only`]; [`Error::Closed`]; [`Error::Poisoned`]
     /// when the log cannot be made durable; [`Error::Io`] (e.g. ENOSPC) when a file cannot be
     /// written — the previous checkpoint and the log stay in force and nothing acknowledged is
     /// lost; the next attempt may succeed.

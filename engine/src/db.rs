@@ -278,7 +278,9 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after [`Db::close`].
+    /// [`Error::Closed`] after [`Db::close`]; [`Error::Corruption`] or [`Error::Io`] when an
+    /// on-disk value cannot be read ([`crate::Options::value_threshold`]: its record is damaged,
+    /// or its segment was removed under a read-only handle).
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
         self.get_with(key, crate::index::to_value)
     }
@@ -310,7 +312,7 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] after [`Db::close`]. `f` is not called on an error.
+    /// As [`Db::get`]. `f` is not called on an error.
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<(&[u8], Lsn)>) -> R) -> Result<R> {
         self.check_open()?;
         let shared = &*self.shared;
@@ -364,7 +366,8 @@ impl Db {
     ///
     /// [`Error::HistoryTrimmed`] when the versions needed were trimmed (below the retention
     /// policy's floor and no snapshot holds them); [`Error::NotYetVisible`] for an LSN above
-    /// [`Db::last_lsn`]; [`Error::Closed`] after [`Db::close`].
+    /// [`Db::last_lsn`]; [`Error::Closed`] after [`Db::close`]; [`Error::Corruption`] or
+    /// [`Error::Io`] when an on-disk value cannot be read (as [`Db::get`]).
     pub fn get_at(&self, key: &[u8], lsn: Lsn) -> Result<Option<Value>> {
         self.check_visible(lsn)?;
         self.shared
@@ -570,7 +573,9 @@ impl Db {
     }
 
     /// Sets the retention policy (see [`Retention`]), as a versioned entry of the log (in a
-    /// reserved system key space) committed with the database's durability. The policy keeps
+    /// reserved system key space) committed `Strict` whatever the database's durability (durable
+    /// before it takes effect: the call waits for an fdatasync, which also makes every earlier
+    /// commit durable). The policy keeps
     /// history from this commit on: the trim floor rises to the LSN before it (no further than
     /// live snapshots and, with a log, the durable LSN allow), and never moves back.
     ///

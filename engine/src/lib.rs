@@ -37,7 +37,7 @@
 //! | mode | what `commit()` waits for | after a process crash | after a power loss |
 //! |---|---|---|---|
 //! | [`Durability::InMemory`] | the in-memory apply; no file is ever created | empty | empty |
-//! | [`Durability::Buffered`] | the record is in the log buffer; a timer or the pending limit triggers write + fdatasync in the background | a prefix of the commit order containing at least everything covered by the last completed sync | the same |
+//! | [`Durability::Buffered`] | the record is in the log buffer (as a rule: the first commit of a run waits for a sync, see [`Durability::Buffered`]); a timer or the pending limit triggers write + fdatasync in the background | a prefix of the commit order containing at least everything covered by the last completed sync | the same |
 //! | [`Durability::Strict`] | the record's bytes and an fdatasync covering them | everything acknowledged | everything acknowledged |
 //!
 //! A transaction may override the mode ([`Txn::commit_with`]). Concurrent `Strict` committers share
@@ -86,8 +86,8 @@
 //!
 //! ## Checkpoints, compaction and backup
 //!
-//! [`Db::checkpoint`] writes a consistent image of every retained version at the newest visible
-//! LSN, then deletes the previous checkpoint and every log segment wholly below it; an open loads
+//! [`Db::checkpoint`] writes a consistent image of every retained version at the last LSN
+//! assigned when it starts (once that LSN is durable and visible), then deletes the previous checkpoint and every log segment wholly below it; an open loads
 //! the checkpoint and replays only the log after it, so space and restart time follow the live
 //! data, not the history. The database checkpoints on its own every
 //! [`Options::checkpoint_bytes`] of log. [`Db::backup_to`] writes a consistent copy of the live

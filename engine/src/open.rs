@@ -32,6 +32,8 @@ impl Db {
     ///   [`Error::Locked`]: `path` cannot be this database;
     /// * [`Error::Corruption`]: the log is damaged where a crash cannot have damaged it (see
     ///   [`crate::RecoveryMode`]); [`Error::IdSpaceExhausted`]: the log's ids reached the maximum;
+    /// * [`Error::CodecMismatch`]: the database was created with another
+    ///   [`Options::codec`](crate::Options::codec) (or one this build lacks);
     /// * [`Error::Io`]: the filesystem failed, or the I/O path asked for is unavailable.
     pub fn open(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
@@ -260,9 +262,16 @@ impl Db {
     /// As [`Db::open`] (never [`Error::Locked`]), and [`Error::NotADatabase`] when the
     /// directory holds no MANIFEST, [`Error::Io`] (kind `NotFound`) when there is no directory
     /// (a read-only open creates no database);
-    /// [`Error::InvalidOptions`] for [`crate::RecoveryMode::TruncateAtCorruption`] (it cuts the log).
+    /// [`Error::InvalidOptions`] for [`crate::RecoveryMode::TruncateAtCorruption`] (it cuts the log)
+    /// and, as for [`Db::open`], for [`Durability::InMemory`] (a directory is given).
     pub fn open_read_only(path: impl AsRef<Path>, opts: Options) -> Result<Db> {
         opts.validate()?;
+        if opts.durability == Durability::InMemory {
+            return Err(Error::InvalidOptions(format!(
+                "Durability::InMemory has no directory, but {} was given to a read-only open",
+                path.as_ref().display()
+            )));
+        }
         if opts.recovery == crate::RecoveryMode::TruncateAtCorruption {
             return Err(Error::InvalidOptions(
                 "RecoveryMode::TruncateAtCorruption cuts the log: a read-only open cannot".into(),

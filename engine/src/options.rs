@@ -20,12 +20,16 @@ pub enum Durability {
     /// A commit is acknowledged once its record is in the in-memory log buffer. A background
     /// write + fdatasync runs when `interval` has passed since the first unsynced commit or when
     /// `max_pending` bytes are waiting, whichever comes first. A crash loses at most the commits
-    /// of that window (never a partial transaction, never a hole).
+    /// of that window (never a partial transaction, never a hole). A commit may still wait: for
+    /// a sync when no durable LSN lease covers it (the first commit of each run, and one that
+    /// outruns the lease's renewal: [`Options::lease_span`]), for the log thread past the
+    /// backpressure limit, and for an earlier `Strict` commit to become visible with it
+    /// (docs/DURABILITY.md, "What a Buffered commit may wait for").
     Buffered {
         /// Longest time a commit stays unsynced: above zero, at most
         /// [`Durability::MAX_BUFFERED_INTERVAL`] (one day).
         interval: Duration,
-        /// Unsynced bytes that trigger a sync before the interval ends.
+        /// Unsynced bytes that trigger a sync before the interval ends (above zero).
         max_pending: usize,
     },
     /// A commit is acknowledged only after the write and an fdatasync covering it completed.

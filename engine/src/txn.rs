@@ -415,20 +415,25 @@ impl<'db> Txn<'db> {
     /// cannot be done (nothing is written; see [`Txn`]); [`Error::TransactionTooLarge`] when its
     /// records cannot fit in one segment (nothing is written); [`Error::Poisoned`] when the write
     /// or sync failed (a `Strict` commit is then not durable and the database refuses further
-    /// writes); [`Error::Closed`] after [`Db::close`]; [`Error::IdSpaceExhausted`] when the log's
-    /// LSNs reached the format's maximum.
+    /// writes); [`Error::Closed`] after [`Db::close`]; [`Error::ReadOnly`] on a handle of
+    /// [`Db::open_read_only`]; [`Error::IdSpaceExhausted`] when the log's LSNs reached the
+    /// format's maximum.
     pub fn commit(self) -> Result<Lsn> {
         self.commit_inner(None)
     }
 
     /// Commits with `durability` instead of the database's: `Strict` waits for an fdatasync
-    /// covering this and every earlier commit; `Buffered` does not wait. Asking an in-memory
-    /// database for durability, or a persistent one to skip its log, is an error.
+    /// covering this and every earlier commit; `Buffered` does not wait (but for what
+    /// [`Durability::Buffered`] names). Asking an in-memory database for durability, or a
+    /// persistent one to skip its log, is an error — checked only when the transaction has
+    /// writes (one that wrote nothing writes nothing, whatever it asks for).
     ///
     /// # Errors
     ///
     /// As [`Txn::commit`], and [`Error::DurabilityUnavailable`] when an in-memory database is asked
-    /// for durability or a database with a log for `InMemory`.
+    /// for durability or a database with a log for `InMemory`; [`Error::InvalidOptions`] for a
+    /// `Buffered` override with a zero `interval` or one over
+    /// [`Durability::MAX_BUFFERED_INTERVAL`], or a zero `max_pending`.
     pub fn commit_with(self, durability: Durability) -> Result<Lsn> {
         self.commit_inner(Some(durability))
     }

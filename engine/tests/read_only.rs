@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
-use ringlog_db::{Db, Durability, Error, Options, Retention};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, Retention};
 
 /// Every file of `dir` with its bytes.
 fn image(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -108,6 +108,20 @@ fn reads_beside_a_live_writer_and_never_writes() {
 
 #[test]
 fn creates_nothing_where_there_is_no_database() {
+    // As `Db::open`: an in-memory durability with a directory is refused (it was accepted, and
+    // the handle reported `InMemory` for a database on disk).
+    let dir = tempdir();
+    drop(open(
+        dir.path(),
+        opts(IoChoice::Portable, Durability::Strict),
+    ));
+    assert!(matches!(
+        Db::open_read_only(
+            dir.path(),
+            opts(IoChoice::Portable, Durability::Strict).durability(Durability::InMemory)
+        ),
+        Err(Error::InvalidOptions(_))
+    ));
     let dir = tempdir();
     let missing = dir.path().join("missing");
     assert!(matches!(
