@@ -87,9 +87,9 @@
 //! ## Checkpoints, compaction and backup
 //!
 //! [`Db::checkpoint`] writes a consistent image of every retained version at the last LSN
-//! assigned when it starts (once that LSN is durable and visible), then deletes the previous checkpoint and every log segment wholly below it; an open loads
-//! the checkpoint and replays only the log after it, so space and restart time follow the live
-//! data, not the history. The database checkpoints on its own every
+//! assigned when it starts (once that LSN is durable and visible), then deletes the previous
+//! checkpoint and every log segment wholly below it; an open loads the checkpoint and replays
+//! only the log after it, so space and restart time follow the live data, not the history. The database checkpoints on its own every
 //! [`Options::checkpoint_bytes`] of log. [`Db::backup_to`] writes a consistent copy of the live
 //! database into another directory. Reads can borrow instead of copy: [`Db::get_with`],
 //! [`Scan::next_with`].

@@ -724,6 +724,31 @@ fn a_second_close_waits_for_the_first() {
     });
 }
 
+/// What the rustdoc of `Durability::Buffered` says a Buffered commit may wait for: the first
+/// commit of each run waits for the sync that makes its LSN lease durable (LSNs are never handed
+/// out twice after a crash); the commits after it, under the lease, wait for nothing.
+#[test]
+fn the_first_buffered_commit_of_a_run_waits_for_its_lease_sync() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, buffered_forever(usize::MAX));
+        for run in 0..2 {
+            let db = open(dir.path(), o.clone());
+            let first = db.put(b"a", b"1").unwrap();
+            assert!(
+                db.durable_lsn() >= first,
+                "{io:?} run {run}: the first commit returned before its lease was durable"
+            );
+            let second = db.put(b"b", b"2").unwrap();
+            assert!(
+                db.durable_lsn() < second,
+                "{io:?} run {run}: a commit under the lease waited for a sync"
+            );
+            db.close().unwrap();
+        }
+    });
+}
+
 /// `wait_durable` of an LSN a commit took answers `Ok` once it is durable, also after a close
 /// (which made it so): it answered `Closed`, which the documentation keeps for an LSN no commit
 /// took — a caller could not tell a durable commit from a lost one (found by a review). An LSN
