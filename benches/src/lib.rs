@@ -155,8 +155,10 @@ fn engines(cfg: &Config) -> Vec<&'static dyn EngineKind> {
 }
 
 /// The raw loops whose rows give a workload's Strict floor: `O_DIRECT` `pwrite` + `fdatasync`,
-/// and `pwritev2(RWF_DSYNC)` (ringlog's own mechanism, which a device with FUA may complete
-/// without a cache flush). The floor is the faster of those that ran.
+/// and `pwritev2(RWF_DSYNC)` (ringlog's own mechanism where the filesystem is trusted with it,
+/// `FsInfo::dsync_durable`; a device with FUA may complete it without a cache flush). The floor
+/// is the faster of those that ran — on a filesystem not so trusted, `raw-dsync` is no durable
+/// floor: read its row as an upper bound (the project's machine, ext4, trusts it).
 const FLOOR_LOOPS: [&str; 2] = ["raw-odirect", "raw-dsync"];
 
 /// Records a floor loop's row for `workload`: its first (the first thread count run).

@@ -41,9 +41,10 @@ pub(crate) fn failed(e: Error) -> Failure {
     Failure::Found(error_text(&e))
 }
 
-/// An engine error as the tool reports it. The engine calls damage of any file it reads "log
-/// corruption" ([`Error::Corruption`]); the MANIFEST and a checkpoint file are not the log, so
-/// their damage is named by what they are.
+/// An engine error as the tool reports it. The engine reports damage of any file it reads as
+/// "corruption in FILE" ([`Error::Corruption`]); the tool names what the MANIFEST's and a
+/// checkpoint file's damage is damage of ("MANIFEST corruption", "checkpoint corruption"), as
+/// its own walk of the log names the log's.
 pub(crate) fn error_text(e: &Error) -> String {
     if let Error::Corruption {
         file,

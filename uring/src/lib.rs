@@ -32,7 +32,7 @@ mod uring;
 
 pub use detect::{select, IoChoice, ParseIoChoiceError};
 pub use fsinfo::FsInfo;
-pub use posix::{write_durable_now, PosixDriver, PosixFile, PosixVfs};
+pub use posix::{pwrite_dsync, write_durable_now, PosixDriver, PosixFile, PosixVfs};
 pub use uring::{probe as probe_uring, UringDriver, UringStats, UringVfs};
 
 /// Which implementation of the I/O layer is in use.

@@ -348,9 +348,11 @@ impl Waker for CondvarWaker {
     }
 }
 
-/// Writes `buf` at `offset` with `pwritev2(RWF_DSYNC)`, looping over short writes. Returns
-/// `Unsupported` if the kernel lacks `pwritev2` or `RWF_DSYNC`.
-pub(crate) fn pwrite_dsync(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+/// Writes `buf` at `offset` of `fd` with `pwritev2(RWF_DSYNC)`, looping over short writes and
+/// retrying `EINTR`/`EAGAIN`. Returns `Unsupported` if the kernel lacks `pwritev2` or
+/// `RWF_DSYNC`. Whether a completed call is durable depends on the filesystem
+/// ([`crate::FsInfo::dsync_durable`]); the engine's log uses it only where that holds.
+pub fn pwrite_dsync(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         let iov = libc::iovec {
             iov_base: buf.as_ptr() as *mut libc::c_void,

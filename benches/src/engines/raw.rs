@@ -12,7 +12,9 @@
 //! * `raw-odirect` — `O_DIRECT` `pwrite` + `fdatasync` on the same kind of preallocated,
 //!   zero-filled file;
 //! * `raw-dsync` — `O_DIRECT` `pwritev2(RWF_DSYNC)` on the same kind of file: one system call
-//!   per commit, the mechanism ringlog's own durable writes use. On a device with FUA the kernel
+//!   per commit, the mechanism ringlog's own durable writes use where the filesystem is trusted
+//!   to make such a write durable (`FsInfo::dsync_durable`: ext4, xfs, btrfs; elsewhere ringlog
+//!   writes and fdatasyncs, and this loop is not a floor it could reach). On a device with FUA the kernel
 //!   may complete it with a FUA write instead of a cache flush, so it can be faster than
 //!   `raw-odirect`; the Strict floor is the faster of the two in the same run.
 //!
@@ -232,37 +234,8 @@ impl Raw {
                 self.file.sync_data().map_err(|e| err("raw fdatasync", e))?;
             }
             Variant::Dsync => {
-                let mut buf = st.buf.as_slice();
-                let mut off = at;
-                while !buf.is_empty() {
-                    let iov = libc::iovec {
-                        iov_base: buf.as_ptr() as *mut libc::c_void,
-                        iov_len: buf.len(),
-                    };
-                    // SAFETY: `iov` points at `buf`, valid for reads for the whole synchronous
-                    // call (borrowed from `st`, which this function holds).
-                    let n = unsafe {
-                        libc::pwritev2(
-                            self.file.as_raw_fd(),
-                            &iov,
-                            1,
-                            off as libc::off_t,
-                            libc::RWF_DSYNC,
-                        )
-                    };
-                    if n < 0 {
-                        let e = std::io::Error::last_os_error();
-                        if e.kind() == std::io::ErrorKind::Interrupted {
-                            continue;
-                        }
-                        return Err(err("raw pwritev2(RWF_DSYNC)", e));
-                    }
-                    if n == 0 {
-                        return Err(EngineError("raw pwritev2 wrote zero bytes".into()));
-                    }
-                    buf = &buf[n as usize..];
-                    off += n as u64;
-                }
+                ringlog_uring::pwrite_dsync(self.file.as_raw_fd(), st.buf.as_slice(), at)
+                    .map_err(|e| err("raw pwritev2(RWF_DSYNC)", e))?;
             }
             Variant::Uring => {
                 let fd = types::Fd(self.file.as_raw_fd());
