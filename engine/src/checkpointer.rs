@@ -367,42 +367,37 @@ impl Db {
         // The log must be durable through the checkpoint's LSN: `wait_durable` starts the log
         // thread if it is not (and only then: a checkpoint with nothing to make durable starts
         // no thread, and a run that committed nothing writes nothing to the log). A garbage
-        // collection's copies are commits: it starts the thread before it makes them (a
-        // checkpoint of a run that had committed nothing waited for them forever).
-        run_checkpoint(&self.shared, c, &|| self.start_log_thread(), |lsn| {
-            self.wait_durable(lsn)
-        })
+        // collection's copies are commits, which start the thread themselves
+        // ([`Shared::commit_core`]).
+        run_checkpoint(&self.shared, c, |lsn| self.wait_durable(lsn))
     }
 }
 
-/// Runs one checkpoint (see the module docs). `start_log()` makes sure the log thread runs before
-/// a garbage collection commits its copies; `make_durable(lsn)` returns once the log is durable
+/// Runs one checkpoint (see the module docs). `make_durable(lsn)` returns once the log is durable
 /// through `lsn`.
 pub(crate) fn run_checkpoint(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     c: &Checkpoints,
-    start_log: &dyn Fn() -> Result<()>,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
 ) -> Result<CheckpointInfo> {
     let _one = c.running.lock();
     let mut covered = None;
-    let r = checkpoint_pinned(shared, c, start_log, make_durable, &mut covered);
+    let r = checkpoint_pinned(shared, c, make_durable, &mut covered);
     c.backlog.settle(if r.is_ok() { covered } else { None });
     r
 }
 
 /// [`run_checkpoint`]'s steps; sets `covered` to the value backlog's count at the pin.
 fn checkpoint_pinned(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     c: &Checkpoints,
-    start_log: &dyn Fn() -> Result<()>,
     make_durable: impl FnOnce(Lsn) -> Result<()>,
     covered: &mut Option<u64>,
 ) -> Result<CheckpointInfo> {
     let gc_first = !crate::hooks::gc_after_the_pin();
     let mut collected = 0;
     if gc_first {
-        collected = collect_garbage(shared, c, start_log, Durability::Strict)?.len() as u64;
+        collected = collect_garbage(shared, c, Durability::Strict)?.len() as u64;
     }
     let mut manifest = c.manifest.lock();
     c.bytes_at_last.store(
@@ -448,7 +443,7 @@ fn checkpoint_pinned(
     c.last_id.store(id, Ordering::Relaxed);
     if !gc_first {
         // Planted bug: the copies are made after V was made durable, and not made durable.
-        collected = collect_garbage(shared, c, start_log, Durability::BUFFERED)?.len() as u64;
+        collected = collect_garbage(shared, c, Durability::BUFFERED)?.len() as u64;
     }
     let (lsn_floor, active) = shared.checkpoint_floors();
     // 2. The file. With values on disk: where the log holds the values the index still keeps
@@ -476,7 +471,7 @@ fn checkpoint_pinned(
         // are durable (V is) and stay: in segments at or above the first needed one until this
         // checkpoint is in force, then kept as its value segments.
         let _one = shared.versions.trim_running.lock();
-        crate::index::trim::trim_converting(shared, Some(&located), &mut |floor| {
+        crate::index::trim::trim_converting(&**shared, Some(&located), &mut |floor| {
             record_trim_floor(c, &mut manifest, floor)
         })?;
     }
@@ -703,7 +698,7 @@ impl Db {
                 .sync_dir(parent)
                 .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
         }
-        self.start_log_thread()?;
+        self.shared.start_log_thread()?;
         let shared = &*self.shared;
         let manifest = c.manifest.lock();
         let lsn = shared.versions.pin(|| shared.visible.get());
@@ -902,9 +897,8 @@ fn choose_victims(
 /// The index and the checkpoint then refer to the copies; the victims go once no checkpoint and
 /// no live generation refers to them. Returns the victims.
 fn collect_garbage(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     c: &Checkpoints,
-    start_log: &dyn Fn() -> Result<()>,
     durability: Durability,
 ) -> Result<Vec<u64>> {
     debug_assert!(
@@ -1021,9 +1015,6 @@ fn collect_garbage(
             placed: Vec::new(),
         };
         failpoint!(GC_BEFORE_COPY);
-        if !crate::hooks::gc_starts_no_log_thread() {
-            start_log()?;
-        }
         shared.commit_core(
             &[OpRef::Put(crate::values::VALUE_GC_KEY, &marker)],
             durability,

@@ -34,10 +34,6 @@ pub(crate) enum LogThread {
 pub struct Db {
     pub(crate) shared: Arc<Shared>,
     pub(crate) durability: Durability,
-    /// The log thread, started by the first commit (or sync) that needs it: opening a database
-    /// only to read it costs no thread, and closing it writes nothing.
-    pub(crate) log_thread: Mutex<LogThread>,
-    pub(crate) log_started: AtomicBool,
     /// The history trimmer, started when the index first has garbage to drop.
     pub(crate) trimmer: Mutex<Option<JoinHandle<()>>>,
     /// The thread building a recovered generation's key index after the open (with its stop
@@ -195,8 +191,6 @@ impl Db {
         Db {
             shared,
             durability: Durability::InMemory,
-            log_thread: Mutex::new(LogThread::Done),
-            log_started: AtomicBool::new(true),
             trimmer: Mutex::new(None),
             key_index_builder: Mutex::new(None),
             close_lock: Mutex::new(()),
@@ -705,7 +699,7 @@ impl Db {
         // Closing or closed: the close makes every committed LSN durable (the wait below ends
         // when it has, or with its error; an LSN no commit took is `Closed`) — no thread to start.
         if !self.shared.closed.load(Ordering::Acquire) {
-            self.start_log_thread()?;
+            self.shared.start_log_thread()?;
         }
         self.shared.wait_durable(lsn)
     }
@@ -726,43 +720,20 @@ impl Db {
         self.wait_durable(self.last_assigned_lsn())
     }
 
-    /// Starts the log thread if this is the first operation that needs it. A failure to start
-    /// it poisons the database: no commit can become durable.
-    pub(crate) fn start_log_thread(&self) -> Result<()> {
-        if self.log_started.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut t = self.log_thread.lock();
-        if let LogThread::NotStarted(_) = &*t {
-            let LogThread::NotStarted(active) = std::mem::replace(&mut *t, LogThread::Done) else {
-                unreachable!("matched above");
-            };
-            let vfs = self.vfs.clone().expect("a database with a log has a Vfs");
-            match spawn_log_thread(self.shared.clone(), vfs, active) {
-                Ok(h) => *t = LogThread::Running(h),
-                Err(e) => {
-                    self.shared.poison(e.to_poison());
-                    return Err(e);
-                }
-            }
-        }
-        self.log_started.store(true, Ordering::Release);
-        Ok(())
-    }
-
     /// Starts the log thread if commits are pending and it never started. Every commit starts
     /// it before it waits for its round: a record appended without it is a bug, and its
     /// committer waits for a write no thread would make (a garbage collection's copies did).
     /// Started here, the thread writes it before the close ends, and the committer returns (a
     /// failure to start poisons the database, which releases the committer too).
     fn start_log_if_pending(&self) {
-        if self.shared.log.is_none() || !matches!(*self.log_thread.lock(), LogThread::NotStarted(_))
+        if self.shared.log.is_none()
+            || !matches!(*self.shared.log_thread.lock(), LogThread::NotStarted(_))
         {
             return;
         }
         if self.shared.state.lock().next_lsn - 1 > self.durable_lsn() {
             log::error!("commits pending with no log thread at close: starting it");
-            if let Err(e) = self.start_log_thread() {
+            if let Err(e) = self.shared.start_log_thread() {
                 log::error!("the log thread did not start at close: {e}");
             }
         }
@@ -824,8 +795,8 @@ impl Db {
                 w.wake();
             }
         }
-        let wrote = matches!(*self.log_thread.lock(), LogThread::Running(_));
-        let joined = match std::mem::replace(&mut *self.log_thread.lock(), LogThread::Done) {
+        let wrote = matches!(*self.shared.log_thread.lock(), LogThread::Running(_));
+        let joined = match std::mem::replace(&mut *self.shared.log_thread.lock(), LogThread::Done) {
             LogThread::Running(t) => Some(t.join()),
             // Nothing was ever committed in this run: the log is exactly as recovery left it.
             LogThread::NotStarted(_) | LogThread::Done => None,
@@ -901,7 +872,40 @@ impl Drop for Db {
     }
 }
 
-pub(crate) fn spawn_log_thread(
+impl Shared {
+    /// Starts the log thread if this is the first operation that needs it. A failure to start
+    /// it poisons the database: no commit can become durable.
+    pub(crate) fn start_log_thread(self: &Arc<Self>) -> Result<()> {
+        if self.log_started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut t = self.log_thread.lock();
+        if let LogThread::NotStarted(_) = &*t {
+            let LogThread::NotStarted(active) = std::mem::replace(&mut *t, LogThread::Done) else {
+                unreachable!("matched above");
+            };
+            let vfs = self.vfs.clone().expect("a database with a log has a Vfs");
+            match spawn_log_thread(self.clone(), vfs, active) {
+                Ok(h) => *t = LogThread::Running(h),
+                Err(e) => {
+                    self.poison(e.to_poison());
+                    return Err(e);
+                }
+            }
+        }
+        self.log_started.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Leaves the log thread to the first commit that needs it: `active` is the segment it
+    /// appends to. (A database with no log, or opened read-only, never starts one.)
+    pub(crate) fn log_thread_waits(&self, active: Active) {
+        *self.log_thread.lock() = LogThread::NotStarted(active);
+        self.log_started.store(false, Ordering::Release);
+    }
+}
+
+fn spawn_log_thread(
     shared: Arc<Shared>,
     vfs: Arc<dyn Vfs>,
     active: Active,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use ringlog_uring::{OpenOptions, Vfs};
 
-use crate::db::{Db, LogThread};
+use crate::db::Db;
 use crate::dir::{effective_strategy, prepare_dir, read_or_create_manifest};
 use crate::index::retention::{RetentionState, Samples};
 use crate::index::{Gen, Lsn, Versions};
@@ -452,6 +452,9 @@ fn assemble(
         Some(vfs.clone()),
     ));
     shared.set_rotation_size(rotate_at);
+    if let Some(a) = active {
+        shared.log_thread_waits(a);
+    }
     if let Some(prev_end) = pending_create {
         shared.state.lock().defer_rotation(prev_end);
     }
@@ -510,11 +513,6 @@ fn assemble(
     let db = Db {
         shared,
         durability: opts.durability,
-        log_thread: Mutex::new(match active {
-            Some(a) => LogThread::NotStarted(a),
-            None => LogThread::Done,
-        }),
-        log_started: AtomicBool::new(read_only),
         trimmer: Mutex::new(None),
         key_index_builder: Mutex::new(None),
         close_lock: Mutex::new(()),

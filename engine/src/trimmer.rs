@@ -166,21 +166,11 @@ fn run_trimmer(shared: Arc<Shared>) {
             if let Some(c) = shared.ckpt.get() {
                 // A failure (ENOSPC, say) leaves the previous checkpoint and the log in force:
                 // logged, and retried when the next one is due.
-                // Background checkpoints are asked for by commits of this run, which started its
-                // log thread (set up its waker). Should one not have, the garbage collection's
-                // copies fail rather than wait for a thread that cannot be started from here.
-                let started = || {
-                    if shared.waker.get().is_some() {
-                        return Ok(());
-                    }
-                    log::error!("a background checkpoint in a run whose log thread never started");
-                    Err(crate::Error::DurabilityUnavailable(
-                        "the log thread has not started: a background checkpoint cannot commit",
-                    ))
-                };
-                if let Err(e) = crate::checkpointer::run_checkpoint(&shared, c, &started, |lsn| {
-                    shared.wait_durable(lsn)
-                }) {
+                // Its garbage collection's copies start the log thread if no commit of this
+                // run did ([`Shared::commit_core`]).
+                if let Err(e) =
+                    crate::checkpointer::run_checkpoint(&shared, c, |lsn| shared.wait_durable(lsn))
+                {
                     log::warn!("background checkpoint failed: {e}");
                 }
             }

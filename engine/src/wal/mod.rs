@@ -227,6 +227,13 @@ pub(crate) struct Shared {
     poisoned_flag: AtomicBool,
     pub(crate) counters: Counters,
     pub(crate) waker: OnceLock<Arc<dyn Waker>>,
+    /// The log thread, started by the first commit (or sync) that needs it
+    /// ([`Shared::start_log_thread`]): opening a database only to read it costs no thread, and
+    /// closing it writes nothing. Joined by [`crate::Db::close`].
+    pub(crate) log_thread: Mutex<crate::db::LogThread>,
+    /// Set once `log_thread` left [`crate::db::LogThread::NotStarted`] (the commit path's
+    /// lock-free check).
+    pub(crate) log_started: AtomicBool,
     pub(crate) log: Option<LogConfig>,
     pub(crate) run_id: u64,
     /// The disk: the clock the timers read and the blocking hints go to (none in memory).
@@ -311,6 +318,8 @@ impl Shared {
             poisoned_flag: AtomicBool::new(false),
             counters: Counters::default(),
             waker: OnceLock::new(),
+            log_thread: Mutex::new(crate::db::LogThread::Done),
+            log_started: AtomicBool::new(true),
             log,
             run_id,
             vfs,
