@@ -64,17 +64,10 @@ impl Db {
         self.commit_checked(ops, durability, system, None)
     }
 
-    /// [`Db::commit_ops`] for an optimistic transaction: `check` is validated in the sequencer,
-    /// before the transaction gets an LSN ([`crate::conflicts`]).
-    pub(crate) fn commit_checked(
-        &self,
-        ops: &[OpRef<'_>],
-        durability: Option<Durability>,
-        system: bool,
-        check: Option<&Check<'_>>,
-    ) -> Result<Lsn> {
-        self.check_writable()?;
-        let mode = match (self.durability, durability) {
+    /// The durability a commit asking for `durability` gets (`None`: the database's), or the
+    /// error when the database cannot give it.
+    pub(crate) fn resolve_durability(&self, durability: Option<Durability>) -> Result<Durability> {
+        Ok(match (self.durability, durability) {
             (_, None) => self.durability,
             (Durability::InMemory, Some(Durability::InMemory)) => Durability::InMemory,
             (Durability::InMemory, Some(_)) => {
@@ -100,7 +93,20 @@ impl Db {
                 d
             }
             (_, Some(Durability::Strict)) => Durability::Strict,
-        };
+        })
+    }
+
+    /// [`Db::commit_ops`] for an optimistic transaction: `check` is validated in the sequencer,
+    /// before the transaction gets an LSN ([`crate::conflicts`]).
+    pub(crate) fn commit_checked(
+        &self,
+        ops: &[OpRef<'_>],
+        durability: Option<Durability>,
+        system: bool,
+        check: Option<&Check<'_>>,
+    ) -> Result<Lsn> {
+        self.check_writable()?;
+        let mode = self.resolve_durability(durability)?;
         if !system {
             self.shared.versions.prefetch(ops);
         }

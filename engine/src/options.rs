@@ -226,8 +226,8 @@ pub struct Options {
     /// Bytes of recent writes kept to validate optimistic transactions ([`crate::Txn`]): the
     /// keys written since the oldest live transaction's snapshot, kept only while a transaction
     /// that read something lives. A transaction whose snapshot is older than what this keeps
-    /// gets [`crate::Error::TransactionTooOld`] at commit. Default 64 MiB (about a million
-    /// recorded writes of short keys).
+    /// gets [`crate::Error::TransactionTooOld`] at commit. Default 64 MiB (about half a million
+    /// recorded writes of 16-byte keys: each costs its key and about 112 bytes).
     pub conflict_history_bytes: usize,
 }
 

@@ -630,3 +630,72 @@ fn transaction_scans_merge_own_writes_from_both_ends() {
         assert_eq!(front, want, "seed {seed}: from both ends");
     }
 }
+
+/// A poisoned database commits nothing more, so a transaction reads at what is visible, as
+/// `Db::snapshot` does — whether or not another tracked transaction happened to be live (a
+/// review found `Txn::get` failing `Poisoned` when none was: its registration waited for the
+/// failed commit's LSN to become visible). Its commit fails `Poisoned`, not `Conflict`, even
+/// with a broken condition.
+#[test]
+fn a_transaction_on_a_poisoned_database_reads_what_is_visible() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let faults = Faults::new(0, FailMode::BeforeWrite);
+        let vfs = FaultVfs::new(real_vfs(io), faults.clone());
+        let db = open(dir.path(), opts(io, Durability::Strict).vfs(vfs));
+        db.put(b"k", b"0").unwrap();
+        faults
+            .fail_at
+            .store(faults.calls.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
+        assert!(matches!(db.put(b"k", b"1"), Err(Error::Poisoned(_))));
+        assert_eq!(db.get(b"k").unwrap().as_deref(), Some(&b"0"[..]));
+        let mut t = db.begin();
+        let got = t.get(b"k");
+        assert!(
+            matches!(&got, Ok(Some(v)) if v.as_bytes() == b"0"),
+            "{}: Txn::get on a poisoned db: {got:?}",
+            io_name(io)
+        );
+        let mut c = db.begin();
+        c.fail_if_key_changed(b"k", None).unwrap();
+        c.put(b"k", b"2").unwrap();
+        let r = c.commit();
+        assert!(
+            matches!(r, Err(Error::Poisoned(_))),
+            "{}: {r:?}",
+            io_name(io)
+        );
+        // A read-only transaction is serialized at its snapshot: it still commits there.
+        let mut ro = db.begin();
+        assert_eq!(ro.get(b"k").unwrap().as_deref(), Some(&b"0"[..]));
+        assert!(ro.commit().is_ok());
+        drop(t);
+        let _ = db.close();
+    });
+}
+
+/// A commit that can never succeed says why before its conditions are checked: a broken
+/// condition made `Db::transact` retry a commit asking for a durability the database refuses,
+/// and answer `Conflict` after every attempt.
+#[test]
+fn a_refused_durability_is_reported_before_a_broken_condition() {
+    let dir = tempdir();
+    let db = Db::open(dir.path(), Options::default()).unwrap();
+    db.put(b"user/alice", b"x").unwrap();
+    let policy = RetryPolicy::default()
+        .durability(Durability::InMemory)
+        .max_attempts(3);
+    let mut runs = 0;
+    let r = db.transact(&policy, |tx| {
+        runs += 1;
+        tx.fail_if_key_changed(b"user/alice", None)?;
+        tx.put(b"user/alice", b"y")?;
+        Ok(())
+    });
+    assert!(
+        matches!(r, Err(Error::DurabilityUnavailable(_))),
+        "got {r:?} after {runs} runs"
+    );
+    assert_eq!(runs, 1);
+    db.close().unwrap();
+}

@@ -456,6 +456,17 @@ impl Shared {
         Ok(())
     }
 
+    /// [`crate::Error::Poisoned`] once the database is poisoned: no commit succeeds any more.
+    pub(crate) fn check_not_poisoned(&self) -> crate::Result<()> {
+        if !self.poisoned_flag.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match &self.state.lock().poisoned {
+            Some(e) => Err(crate::Error::Poisoned(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until `lsn` is visible, telling the disk this thread blocks; when the wait ends
     /// without it (the database poisoned or closed), the error saying which.
     pub(crate) fn wait_visible_or_err(&self, lsn: Lsn) -> crate::Result<()> {
