@@ -803,8 +803,14 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
         let mut d: std::collections::BTreeSet<u64> =
             (m.first_segment.min(active).max(1)..=active).collect();
         d.extend(c.deferred.lock().iter().copied());
+        // A scan (or snapshot) of this handle may outlive the close and still read values in
+        // them: those stay, below the first segment the MANIFEST needs and referenced by
+        // nothing, so the next open removes them as leftovers (a review saw a scan's reads fail
+        // after the close deleted segments the last checkpoint had kept for it).
+        let in_use = shared.versions.segments_in_use();
         d.into_iter()
             .filter(|id| !keep.contains(id) || crate::hooks::compaction_forgets_value_segments())
+            .filter(|id| !in_use.contains(id))
             .collect()
     } else {
         Vec::new()
@@ -983,6 +989,7 @@ fn collect_garbage(
     drop(gen);
     let marker: Vec<u8> = victims.iter().flat_map(|v| v.to_le_bytes()).collect();
     let mut copied = 0u64;
+    let mut skipped = 0usize;
     let mut start = 0;
     while start < items.len() {
         // A chunk of about GC_CHUNK value bytes (at least one value).
@@ -1001,15 +1008,30 @@ fn collect_garbage(
                 lsn: *l,
             })
             .collect();
-        let values = store
-            .read_many(&wants)
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
-        let relocs: Vec<(&[u8], Lsn, &[u8])> = chunk
-            .iter()
-            .zip(&values)
-            .map(|((k, l, _), v)| (&k[..], *l, &v[..]))
-            .collect();
+        let values = store.read_many(&wants);
+        let mut relocs: Vec<(&[u8], Lsn, &[u8])> = Vec::with_capacity(chunk.len());
+        for ((k, l, at), v) in chunk.iter().zip(&values) {
+            match v {
+                Ok(v) => relocs.push((&k[..], *l, &v[..])),
+                // A value that cannot be read (damaged, say) stays where it is: the checkpoint
+                // keeps referring to it, so its segment stays, and its reads fail as before.
+                // Failing the collection failed every checkpoint after it (the same victim is
+                // chosen again): no compaction, values piling up in memory.
+                Err(e) => {
+                    skipped += 1;
+                    bytes -= at.len as usize;
+                    log::error!(
+                        "value-log garbage collection: the value of a key ({} bytes) at LSN {l} stays in segment {}: {e}",
+                        k.len(),
+                        at.segment
+                    );
+                }
+            }
+        }
+        if relocs.is_empty() {
+            start = end;
+            continue;
+        }
         let mut r = crate::commit::Relocations {
             items: &relocs,
             placed: Vec::new(),
@@ -1024,7 +1046,7 @@ fn collect_garbage(
             |_| {},
         )?;
         failpoint!(GC_AFTER_COPY);
-        debug_assert_eq!(r.placed.len(), chunk.len());
+        debug_assert_eq!(r.placed.len(), relocs.len());
         copied += bytes as u64;
         start = end;
     }
@@ -1036,7 +1058,7 @@ fn collect_garbage(
     c.gc_bytes.fetch_add(copied, Ordering::Relaxed);
     log::info!(
         "value-log garbage collection: {} values ({copied} bytes) copied out of segments {victims:?}",
-        items.len()
+        items.len() - skipped
     );
     Ok(victims)
 }

@@ -169,9 +169,23 @@ impl Db {
     pub fn history<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Result<History> {
         self.check_open()?;
         let shared = self.shared();
-        let lsn = shared.visible.get();
-        let gen = shared.versions.current();
-        // The generation's floor, or the visible LSN when a trim computed it from a newer one.
+        // The visible LSN first, then the generation, as `Db::get` reads: a trim that computed
+        // its floor from a newer visible LSN than ours kept only each key's newest version at
+        // or below that floor — the version visible at ours may be gone, and the key would be
+        // missing from the listing (a review's stress test saw it). Read again then: the floor
+        // never passes the visible LSN it was computed from, so once is enough (a few tries,
+        // then the floor stands in for the visible LSN, as it did before).
+        let mut tries = 0;
+        let (lsn, gen) = loop {
+            let lsn = shared.visible.get();
+            #[cfg(test)]
+            tests::between_loads();
+            let gen = shared.versions.current();
+            tries += 1;
+            if gen.floor() <= lsn || tries > 3 {
+                break (lsn, gen);
+            }
+        };
         let floor = gen.floor().min(lsn);
         Ok(History {
             gen,
@@ -182,5 +196,56 @@ impl Db {
             hi: range.end_bound().map(|k| Box::from(k.as_ref())),
             done: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use crate::{Db, Options};
+
+    thread_local! {
+        static BETWEEN: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    /// Runs (once) what a test put between `Db::history`'s load of the visible LSN and its load
+    /// of the generation.
+    pub(super) fn between_loads() {
+        if let Some(f) = BETWEEN.with(|b| b.borrow_mut().take()) {
+            f();
+        }
+    }
+
+    /// A trim that computes its floor from a newer visible LSN, between the listing's two
+    /// loads, dropped the version visible at the listing's LSN: the key was missing from it (a
+    /// review's stress test saw 24 in 20 M listings). It reads again now.
+    #[test]
+    fn a_listing_raced_by_a_trim_keeps_the_live_key() {
+        let db = std::sync::Arc::new(Db::in_memory_with_options(Options::default()).unwrap());
+        let first = db.put(b"k", b"0").unwrap();
+        let racer = db.clone();
+        BETWEEN.with(|b| {
+            *b.borrow_mut() = Some(Box::new(move || {
+                racer.put(b"k", b"1").unwrap();
+                racer.trim_history().unwrap();
+            }))
+        });
+        let keys: Vec<_> = db
+            .history::<&[u8], _>(..)
+            .unwrap()
+            .collect::<crate::Result<_>>()
+            .unwrap();
+        assert_eq!(keys.len(), 1, "the live key is listed");
+        let newest = keys[0].versions.first().expect("a version");
+        assert!(
+            newest.0 > first,
+            "read at the newer visible LSN: {:?}",
+            keys[0].versions
+        );
+        assert!(
+            db.stats().history_floor > first,
+            "the trim ran between the loads"
+        );
     }
 }

@@ -131,19 +131,27 @@ pub(crate) fn unpack(b: &[u8]) -> ValueRef {
 #[derive(Clone)]
 struct ByBytes;
 
-impl quick_cache::Weighter<(u64, u64), Arc<[u8]>> for ByBytes {
-    fn weight(&self, _key: &(u64, u64), val: &Arc<[u8]>) -> u64 {
-        val.len() as u64 + 32
+impl quick_cache::Weighter<Tag, Arc<[u8]>> for ByBytes {
+    fn weight(&self, _key: &Tag, val: &Arc<[u8]>) -> u64 {
+        val.len() as u64 + 40
     }
 }
 
 type Cache = quick_cache::sync::Cache<
-    (u64, u64),
+    Tag,
     Arc<[u8]>,
     ByBytes,
     foldhash::fast::RandomState,
-    quick_cache::sync::DefaultLifecycle<(u64, u64), Arc<[u8]>>,
+    quick_cache::sync::DefaultLifecycle<Tag, Arc<[u8]>>,
 >;
+
+/// What a value read and checked once answers for, in the cache and in a scan's read-ahead:
+/// its place (segment, offset) and the version whose record was found there (LSN, and a hash
+/// of the key; the value's length is checked on a hit). A reference that names another version's place — a damaged or
+/// forged checkpoint — misses, is read from disk and fails its check (`Corruption`), instead
+/// of being answered with the other version's bytes (a review's find: the cache was keyed by
+/// place alone).
+pub(crate) type Tag = (u64, u64, Lsn, u64);
 
 /// Counters of the store, for [`crate::Stats`].
 #[derive(Debug, Default)]
@@ -196,6 +204,20 @@ pub(crate) struct Want<'a> {
     pub(crate) at: ValueRef,
     pub(crate) key: &'a [u8],
     pub(crate) lsn: Lsn,
+}
+
+impl Want<'_> {
+    /// The [`Tag`] a value read for this want answers for.
+    pub(crate) fn tag(&self) -> Tag {
+        use std::hash::BuildHasher;
+        let key = foldhash::fast::FixedState::with_seed(0x7a67).hash_one(self.key);
+        (self.at.segment, self.at.offset, self.lsn, key)
+    }
+
+    /// Whether `v`, found under this want's [`Tag`], has the length it asks for.
+    fn fits(&self, v: &[u8]) -> bool {
+        v.len() == self.at.len as usize
+    }
 }
 
 impl ValueStore {
@@ -307,7 +329,8 @@ impl ValueStore {
         if let Some(v) = self
             .cache
             .as_ref()
-            .and_then(|c| c.get(&(want.at.segment, want.at.offset)))
+            .and_then(|c| c.get(&want.tag()))
+            .filter(|v| want.fits(v))
         {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(v);
@@ -325,7 +348,8 @@ impl ValueStore {
             match self
                 .cache
                 .as_ref()
-                .and_then(|c| c.get(&(w.at.segment, w.at.offset)))
+                .and_then(|c| c.get(&w.tag()))
+                .filter(|v| w.fits(v))
             {
                 Some(v) => {
                     self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -392,7 +416,7 @@ impl ValueStore {
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let v: Arc<[u8]> = Arc::from(value);
         if let Some(c) = &self.cache {
-            c.insert((w.at.segment, w.at.offset), v.clone());
+            c.insert(w.tag(), v.clone());
         }
         Ok(v)
     }

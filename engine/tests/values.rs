@@ -1298,3 +1298,204 @@ fn a_collecting_checkpoint_in_a_run_that_committed_nothing() {
         forty_read_back(&Db::open(dir.path(), options(io)).unwrap());
     });
 }
+
+/// A scan created before the close keeps reading its values on disk after it (the `Scan`
+/// rustdoc's promise): the close deleted the segments the last checkpoint had kept for the scan
+/// (a review's find), and the scan's reads failed with "No such file". They stay now, and the
+/// next open removes them as leftovers.
+#[test]
+fn a_scan_outliving_the_close_reads_its_values() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for i in 0..40u8 {
+            db.put(&[b'k', i], &big(i)).unwrap();
+        }
+        db.checkpoint().unwrap();
+        let before = segment_files(dir.path());
+        let scan = db.range::<&[u8], _>(..).unwrap();
+        for i in 0..40u8 {
+            db.put(&[b'k', i], b"small").unwrap();
+        }
+        db.trim_history().unwrap();
+        db.checkpoint().unwrap();
+        let held = segment_files(dir.path());
+        let kept: Vec<_> = before.iter().filter(|s| held.contains(s)).collect();
+        assert!(
+            !kept.is_empty(),
+            "{io}: kept for the scan: {before:?} -> {held:?}"
+        );
+        db.close().unwrap();
+        let mut n = 0;
+        for item in scan {
+            let (k, v) = item.unwrap_or_else(|e| panic!("{io}: a read after the close: {e}"));
+            assert_eq!(v.as_bytes(), &big(k[1])[..]);
+            n += 1;
+        }
+        assert_eq!(n, 40);
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        for i in 0..40u8 {
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), b"small");
+        }
+        let after = segment_files(dir.path());
+        assert!(
+            kept.iter().all(|s| !after.contains(s)),
+            "{io}: the next open removes {kept:?}: {after:?}"
+        );
+        db.close().unwrap();
+    });
+}
+
+/// One damaged value must not stop compaction: garbage collection failed on its read, which
+/// failed the checkpoint, and every later one (the same victim was chosen again) — the log was
+/// never compacted again (a review's find). The value stays where it is, its reads fail as
+/// before, and the other values move.
+#[test]
+fn a_damaged_value_does_not_fail_later_checkpoints() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        for i in 0..40u8 {
+            db.put(&[b'k', i], &big(i)).unwrap();
+        }
+        db.checkpoint().unwrap();
+        let mut damaged = None;
+        for name in segment_files(dir.path()) {
+            let path = dir.path().join(&name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(256).position(|w| w.iter().all(|&b| b == 35)) {
+                bytes[at + 100] ^= 0xff;
+                std::fs::write(&path, &bytes).unwrap();
+                damaged = Some(name);
+                break;
+            }
+        }
+        let damaged = damaged.expect("key 35's value is in a segment");
+        assert!(matches!(db.get(&[b'k', 35]), Err(Error::Corruption { .. })));
+        for i in 0..30u8 {
+            db.put(&[b'k', i], b"small").unwrap();
+        }
+        db.trim_history().unwrap();
+        let taken = db.stats().checkpoints;
+        for round in 0..3 {
+            db.put(b"more", &big(round)).unwrap();
+            db.checkpoint()
+                .unwrap_or_else(|e| panic!("{io}: checkpoint {round} failed: {e}"));
+        }
+        assert_eq!(db.stats().checkpoints, taken + 3);
+        assert!(
+            segment_files(dir.path()).contains(&damaged),
+            "{io}: the damaged value's segment stays"
+        );
+        for i in (0..40u8).filter(|&i| i != 35) {
+            let want = if i < 30 { b"small".to_vec() } else { big(i) };
+            assert_eq!(db.get(&[b'k', i]).unwrap().unwrap().as_bytes(), &want[..]);
+        }
+        assert!(matches!(db.get(&[b'k', 35]), Err(Error::Corruption { .. })));
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options(io)).unwrap();
+        assert!(matches!(db.get(&[b'k', 35]), Err(Error::Corruption { .. })));
+        assert_eq!(
+            db.get(&[b'k', 36]).unwrap().unwrap().as_bytes(),
+            &big(36)[..]
+        );
+        db.close().unwrap();
+    });
+}
+
+/// Rewrites the checkpoint of the database in `dir` (one block) so that `key`'s entry refers
+/// to the place of `other`'s value (both values of the same length: the block keeps its size).
+fn forge_reference(dir: &std::path::Path, key: &[u8], other: &[u8]) {
+    use ringlog_format::{BlockHeader, BlockPos, Entries, Entry, EntryValue};
+    let ckpt = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".ckpt"))
+        .expect("a checkpoint");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let epoch = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    let id = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+    let off = ringlog_format::CHECKPOINT_HEADER_LEN as u64;
+    let pos = BlockPos {
+        epoch,
+        id,
+        offset: off,
+    };
+    let h = BlockHeader::decode(&bytes[off as usize..], pos, bytes.len() as u64).unwrap();
+    let start = off as usize + ringlog_format::BLOCK_HEADER_LEN;
+    let raw = bytes[start..start + h.stored_len as usize].to_vec();
+    let entries: Vec<Entry<'_>> = Entries::new(&raw, off).map(Result::unwrap).collect();
+    let place = entries
+        .iter()
+        .find_map(|e| match e.value {
+            EntryValue::InSegment(r) if e.key == other => Some(r),
+            _ => None,
+        })
+        .expect("the other value is on disk");
+    let mut forged = Vec::new();
+    for e in &entries {
+        let mut e = *e;
+        if e.key == key {
+            e.value = EntryValue::InSegment(place);
+        }
+        ringlog_format::encode_entry(&mut forged, &e);
+    }
+    assert_eq!(forged.len(), raw.len());
+    let mut block = Vec::new();
+    ringlog_format::encode_block(
+        &mut block,
+        &forged,
+        h.entries,
+        &ringlog_format::Identity,
+        pos,
+    );
+    assert_eq!(block.len() as u64, h.total_len());
+    bytes[off as usize..off as usize + block.len()].copy_from_slice(&block);
+    std::fs::write(&ckpt, &bytes).unwrap();
+}
+
+/// A reference to another version's record is `Corruption`, never that version's bytes — also
+/// when those bytes are in the value cache or were read ahead by a scan, which matched on the
+/// place alone (a review's find: with the cache on, `kb` read as `ka`'s value).
+#[test]
+fn a_reference_to_another_versions_record_is_corruption_from_the_cache_too() {
+    for cache in [0u64, 1 << 20] {
+        let dir = tempdir();
+        {
+            let db = Db::open(dir.path(), options(IoChoice::Portable)).unwrap();
+            db.put(b"ka", &[b'A'; 300]).unwrap();
+            db.put(b"kb", &[b'B'; 300]).unwrap();
+            db.put(b"kc", &[b'C'; 300]).unwrap();
+            db.checkpoint().unwrap();
+            db.close().unwrap();
+        }
+        forge_reference(dir.path(), b"kb", b"kc");
+        let db = Db::open(
+            dir.path(),
+            options(IoChoice::Portable).value_cache_bytes(cache),
+        )
+        .unwrap();
+        // A scan reads kb and kc ahead with ka: kc's value must not answer for kb.
+        let items: Vec<_> = db.range::<&[u8], _>(..).unwrap().collect();
+        assert_eq!(items[0].as_ref().unwrap().1.as_bytes(), &[b'A'; 300][..]);
+        assert!(
+            matches!(&items[1], Err(Error::Corruption { .. })),
+            "cache {cache}: the scan's kb: {:?}",
+            items[1].as_ref().map(|(_, v)| v.as_bytes()[0] as char)
+        );
+        // kc is now cached (read by the scan, or read here): kb must not be answered with it.
+        assert_eq!(db.get(b"kc").unwrap().unwrap().as_bytes(), &[b'C'; 300][..]);
+        match db.get(b"kb") {
+            Err(Error::Corruption { file, .. }) => {
+                assert!(file.to_string_lossy().ends_with(".log"), "{file:?}")
+            }
+            other => panic!(
+                "cache {cache}: kb refers to kc's record: {:?}",
+                other.map(|v| v.map(|v| (v.lsn(), v.as_bytes()[0] as char)))
+            ),
+        }
+        db.close().unwrap();
+    }
+}

@@ -59,8 +59,8 @@ pub struct Scan {
     ahead: std::collections::VecDeque<ReadAhead>,
 }
 
-/// A value read ahead: its place (segment, offset) and its bytes.
-type ReadAhead = ((u64, u64), Arc<[u8]>);
+/// A value read ahead: what it answers for (its place and version) and its bytes.
+type ReadAhead = (crate::values::Tag, Arc<[u8]>);
 
 /// Values on disk a forward scan reads in one batch.
 const READ_AHEAD: usize = 32;
@@ -210,19 +210,21 @@ impl Scan {
     /// reaches it.
     fn read_ahead(&mut self, n: NodeRef<'static>, packed: &[u8]) -> Result<Arc<[u8]>> {
         let at = crate::values::unpack(packed);
-        while let Some((place, v)) = self.ahead.pop_front() {
-            if place == (at.segment, at.offset) {
+        let want = crate::values::Want {
+            at,
+            key: n.key(),
+            lsn: n.lsn(),
+        };
+        let tag = want.tag();
+        while let Some((t, v)) = self.ahead.pop_front() {
+            if t == tag && v.len() == at.len as usize {
                 return Ok(v);
             }
         }
         let Some(store) = self.store.clone() else {
             return super::value_of(n, packed, None);
         };
-        let mut wants = vec![crate::values::Want {
-            at,
-            key: n.key(),
-            lsn: n.lsn(),
-        }];
+        let mut wants = vec![want];
         // The entries after `n`, as the front cursor will meet them (a backward scan reads one
         // at a time: its cursor searches for each entry).
         let mut next = if self.front_key.is_some_and(|k| k.key() == n.key()) {
@@ -252,7 +254,7 @@ impl Scan {
         let first = read.next().expect("one result per value")?;
         for (w, r) in wants[1..].iter().zip(read) {
             if let Ok(v) = r {
-                self.ahead.push_back(((w.at.segment, w.at.offset), v));
+                self.ahead.push_back((w.tag(), v));
             }
         }
         Ok(first)
