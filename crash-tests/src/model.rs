@@ -180,6 +180,22 @@ impl Timeline {
         }
     }
 
+    /// The LSN from which `Retention::All` has kept every version, as of `lsn`: the first entry
+    /// of the run of `All` entries that ends with the one in force at `lsn` (setting `All` again
+    /// keeps what the last one kept). 0 when `All` is not in force at `lsn`, or was set before
+    /// what the model knows.
+    pub fn all_since(&self, lsn: u64) -> u64 {
+        let i = self.policies.partition_point(|&(l, _)| l <= lsn);
+        let mut since = 0;
+        for &(l, p) in self.policies[..i].iter().rev() {
+            if p != Policy::All {
+                break;
+            }
+            since = l;
+        }
+        since
+    }
+
     /// The first policy entry above `lsn` that keeps history, if any (one a crash that kept the log
     /// up to `lsn` lost).
     pub fn history_policy_after(&self, lsn: u64) -> Option<(u64, Policy)> {
@@ -367,5 +383,19 @@ mod tests {
         assert_eq!(t.policy_at(20), (Policy::Last(2), 12));
         t.truncate(11);
         assert_eq!(t.policy_at(20), (Policy::All, 0));
+        // `All` set before what the model knows: no LSN to promise from.
+        assert_eq!(t.all_since(20), 0);
+        t.policies.push((30, Policy::All));
+        t.policies.push((35, Policy::All));
+        t.policies.push((40, Policy::Snapshots));
+        t.policies.push((44, Policy::All));
+        t.policies.push((47, Policy::All));
+        t.policies.push((50, Policy::Last(2)));
+        assert_eq!(t.all_since(29), 0);
+        assert_eq!(t.all_since(30), 30);
+        assert_eq!(t.all_since(39), 30, "set again at 35: kept from 30");
+        assert_eq!(t.all_since(40), 0);
+        assert_eq!(t.all_since(48), 44);
+        assert_eq!(t.all_since(50), 0);
     }
 }

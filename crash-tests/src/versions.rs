@@ -226,8 +226,9 @@ impl ReadChecker {
                         Some(p) if r.lsn >= p => Some(format!(
                             "the session held a snapshot at LSN {p}, at or below the LSN read: a trim passed a live snapshot"
                         )),
-                        _ if policy == Policy::All && since != 0 && r.lsn >= since => Some(format!(
-                            "Retention::All was set at LSN {since}: every version from there on is kept"
+                        _ if policy == Policy::All && tl.all_since(r.visible.0) != 0 && r.lsn >= tl.all_since(r.visible.0) => Some(format!(
+                            "Retention::All was set at LSN {} (and set again at {since}): every version from there on is kept",
+                            tl.all_since(r.visible.0)
                         )),
                         _ => None,
                     },

@@ -1236,3 +1236,14 @@ fn catches_garbage_collection_that_starts_no_log_thread() {
     });
     assert_caught(Bug::GcStartsNoLogThread, &s, &["liveness"]);
 }
+
+/// `set_retention` raises the trim floor after another history-keeping policy too (the
+/// behaviour before session 31): history the previous `All` kept is refused. The oracle promises
+/// reads from the first entry of a run of `All` entries on.
+#[test]
+fn catches_a_policy_set_again_that_refuses_kept_history() {
+    let s = with_bug(Some(Bug::RetentionAgainRaisesFloor), || {
+        power::run(&default_campaign())
+    });
+    assert_caught(Bug::RetentionAgainRaisesFloor, &s, &["retention"]);
+}

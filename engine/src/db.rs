@@ -569,9 +569,11 @@ impl Db {
     /// Sets the retention policy (see [`Retention`]), as a versioned entry of the log (in a
     /// reserved system key space) committed `Strict` whatever the database's durability (durable
     /// before it takes effect: the call waits for an fdatasync, which also makes every earlier
-    /// commit durable). The policy keeps
-    /// history from this commit on: the trim floor rises to the LSN before it (no further than
-    /// live snapshots and, with a log, the durable LSN allow), and never moves back.
+    /// commit durable). A policy that keeps history, set while [`Retention::Snapshots`] was in
+    /// force, keeps it from this commit on: the trim floor rises to the LSN before it (no
+    /// further than live snapshots and, with a log, the durable LSN allow), and never moves
+    /// back. Set after another history-keeping policy, it keeps what that one kept (setting
+    /// `All` again at every open loses nothing).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
@@ -596,6 +598,7 @@ impl Db {
         // (Commits never take it: they record their time samples under a lock of their own, so
         // this one's wait for its own commit's visibility waits for no one who needs it.)
         let mut r = v.retention.lock();
+        let before = r.policy;
         let floor = v.current().floor();
         let value = policy.encode(floor);
         // Durable before it takes effect: a policy a crash can lose must not have moved the
@@ -611,9 +614,13 @@ impl Db {
             v.sample(shared.wall_ns(), lsn);
         }
         v.sample_times.store(r.wants_samples(), Ordering::Relaxed);
-        if policy != Retention::Snapshots {
+        if policy != Retention::Snapshots
+            && (before == Retention::Snapshots || crate::hooks::retention_again_raises_floor())
+        {
             // History is kept from here on: reads below are refused, as they are after a restart
-            // (recovery keeps only each key's newest version before this entry).
+            // (recovery keeps only each key's newest version before this entry). After another
+            // history-keeping policy the floor stays: recovery kept the versions since that
+            // one's entry, and so does this run.
             let mut cap = lsn - 1;
             if let Some(oldest) = v.oldest_snapshot() {
                 cap = cap.min(oldest);

@@ -382,11 +382,15 @@ pub mod bugs {
         /// (the regression 44c0355 fixed): in a run that has committed nothing, a checkpoint
         /// that collects waits for a durable write no thread will make.
         GcStartsNoLogThread,
+        /// `set_retention` raises the trim floor to the LSN before its entry after another
+        /// history-keeping policy too (the behaviour session 31 changed): history the previous
+        /// policy kept is refused.
+        RetentionAgainRaisesFloor,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 41] = [
+        pub const ALL: [Bug; 42] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -428,6 +432,7 @@ pub mod bugs {
             Bug::CommitReturnsBeforeVisible,
             Bug::BufferedDeadlineFromNewest,
             Bug::GcStartsNoLogThread,
+            Bug::RetentionAgainRaisesFloor,
         ];
 
         fn bit(self) -> u64 {
@@ -656,6 +661,8 @@ bug_hook! {
     buffered_deadline_from_newest => BufferedDeadlineFromNewest;
     /// Whether garbage collection commits its copies without starting the log thread.
     gc_starts_no_log_thread => GcStartsNoLogThread;
+    /// Whether every history-keeping policy raises the floor, whatever was in force before.
+    retention_again_raises_floor => RetentionAgainRaisesFloor;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

@@ -228,8 +228,12 @@ impl Applier {
                 };
                 let mut floor = self.retention.1.max(floor);
                 if policy != Retention::Snapshots {
-                    // History is kept from this entry on (and was not before it).
-                    floor = floor.max(lsn - 1);
+                    // History is kept from this entry on; when the policy before it kept none,
+                    // not before it (after another history-keeping policy, from that one's
+                    // entry on: `Db::set_retention` raises the floor likewise).
+                    if self.retention.0 == Retention::Snapshots {
+                        floor = floor.max(lsn - 1);
+                    }
                     self.index.keep_versions();
                 }
                 self.retention = (policy, floor);

@@ -1119,3 +1119,61 @@ fn a_truncating_cut_below_a_recorded_floor_leaves_the_state_readable() {
         assert!(cut.put(b"b", b"after").unwrap() > old[2], "{io}");
     });
 }
+
+/// Setting a history-keeping policy again keeps what the previous one kept, in the running
+/// database and after a restart (every such entry raised the floor to the LSN before it, so an
+/// application setting `All` at every open lost access to all its history each time — a
+/// review's find). After `Snapshots`, the floor still rises to the new entry.
+#[test]
+fn setting_a_history_keeping_policy_again_keeps_what_the_last_one_kept() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        db.set_retention(Retention::All).unwrap();
+        let l1 = db.put(b"k", b"1").unwrap();
+        db.put(b"k", b"2").unwrap();
+        db.set_retention(Retention::All).unwrap();
+        assert_eq!(db.get_at(b"k", l1).unwrap().as_deref(), Some(&b"1"[..]));
+        db.set_retention(Retention::NewerThan(std::time::Duration::from_secs(
+            7 * 86400,
+        )))
+        .unwrap();
+        assert_eq!(db.get_at(b"k", l1).unwrap().as_deref(), Some(&b"1"[..]));
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o.clone());
+        assert_eq!(
+            db.get_at(b"k", l1).unwrap().as_deref(),
+            Some(&b"1"[..]),
+            "{io}: after the reopen"
+        );
+        db.set_retention(Retention::All).unwrap();
+        assert_eq!(db.get_at(b"k", l1).unwrap().as_deref(), Some(&b"1"[..]));
+        // Back to Snapshots, then All: history from the new entry on only.
+        db.set_retention(Retention::Snapshots).unwrap();
+        let l3 = db.put(b"k", b"3").unwrap();
+        let all = db.set_retention(Retention::All).unwrap();
+        assert_eq!(all, l3 + 1);
+        assert_eq!(db.get_at(b"k", l3).unwrap().as_deref(), Some(&b"3"[..]));
+        assert!(matches!(
+            db.get_at(b"k", l3 - 1),
+            Err(Error::HistoryTrimmed { earliest_retained, .. }) if earliest_retained == l3
+        ));
+        let floor = db.stats().history_floor;
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o);
+        assert_eq!(
+            db.stats().history_floor,
+            floor,
+            "{io}: the same floor after a restart"
+        );
+        assert_eq!(db.get_at(b"k", l3).unwrap().as_deref(), Some(&b"3"[..]));
+        assert!(matches!(
+            db.get_at(b"k", l3 - 1),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        db.close().unwrap();
+    });
+}

@@ -11,7 +11,9 @@ use super::Lsn;
 ///
 /// Whatever the policy, every version a live [`crate::Snapshot`] can see is kept until the
 /// snapshot is dropped, and the newest version of every key is always kept. A policy keeps history
-/// from the moment it is set: versions an earlier policy had already let go are not brought back.
+/// from the moment it is set: versions an earlier policy had already let go are not brought back,
+/// and what an earlier history-keeping policy kept stays (set after [`Retention::Snapshots`],
+/// reads below the new policy's entry fail with [`crate::Error::HistoryTrimmed`]).
 /// Policies are themselves versioned entries of the log (in a reserved system key space, never
 /// visible as user keys): recovery replays them like any commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
