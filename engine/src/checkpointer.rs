@@ -605,7 +605,9 @@ fn write_image(
     let gen = shared.versions.current();
     let (retention, floor, plan) = {
         let r = shared.versions.retention.lock();
-        let old = gen.floor().max(manifest.trim_floor).min(lsn);
+        // (A restart keeps no snapshot: the floor a policy asked for, not the one snapshots
+        // held it at.)
+        let old = gen.floor().max(manifest.trim_floor).max(r.pending).min(lsn);
         let floor = r.trim_floor(
             shared.wall_ns(),
             lsn,

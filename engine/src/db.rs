@@ -571,8 +571,9 @@ impl Db {
     /// before it takes effect: the call waits for an fdatasync, which also makes every earlier
     /// commit durable). A policy that keeps history, set while [`Retention::Snapshots`] was in
     /// force, keeps it from this commit on: the trim floor rises to the LSN before it (no
-    /// further than live snapshots and, with a log, the durable LSN allow), and never moves
-    /// back. Set after another history-keeping policy, it keeps what that one kept (setting
+    /// further than live snapshots and, with a log, the durable LSN allow; the first trim after
+    /// they allow raises it the rest of the way, and a checkpoint or a restart takes it at
+    /// once), and never moves back. Set after another history-keeping policy, it keeps what that one kept (setting
     /// `All` again at every open loses nothing).
     ///
     /// ```
@@ -621,6 +622,7 @@ impl Db {
             // (recovery keeps only each key's newest version before this entry). After another
             // history-keeping policy the floor stays: recovery kept the versions since that
             // one's entry, and so does this run.
+            r.pending = r.pending.max(lsn - 1);
             let mut cap = lsn - 1;
             if let Some(oldest) = v.oldest_snapshot() {
                 cap = cap.min(oldest);

@@ -97,6 +97,12 @@ pub(crate) const RETENTION_KEY: &[u8] = b"retention";
 #[derive(Debug, Default)]
 pub(crate) struct RetentionState {
     pub(crate) policy: Retention,
+    /// The floor a history-keeping policy set after `Snapshots` asked for (the LSN before its
+    /// entry), which live snapshots may have held the floor below: trims raise the floor to it
+    /// once no snapshot needs less, and a checkpoint takes it as a restart does — replaying the
+    /// whole log derives it from the entry — so that opening from the checkpoint gives the
+    /// floor the log gives (a review found the checkpoint recording the snapshot-capped one).
+    pub(crate) pending: Lsn,
 }
 
 /// (commit time in ns since the Unix epoch, LSN) samples for [`Retention::NewerThan`], oldest
@@ -154,7 +160,7 @@ impl Samples {
 
 impl RetentionState {
     pub(crate) fn new(policy: Retention) -> RetentionState {
-        RetentionState { policy }
+        RetentionState { policy, pending: 0 }
     }
 
     /// Whether commits should be sampled.

@@ -189,7 +189,7 @@ pub(crate) fn trim_converting(
             cap = cap.min(d);
         }
         drop(snapshots);
-        let old_floor = v.current().floor();
+        let old_floor = v.current().floor().max(r.pending.min(cap));
         let floor = r.trim_floor(host.now_ns(), cap, old_floor, &mut v.samples.lock());
         let newer_than = matches!(r.policy, crate::Retention::NewerThan(_));
         (floor, r.plan(floor, cap), newer_than)
