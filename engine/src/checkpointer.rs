@@ -644,6 +644,11 @@ impl Db {
     /// this one had at B (its next LSNs start above every LSN this one had handed out). Writers
     /// go on meanwhile; checkpoints of this database wait for the backup.
     ///
+    /// The checkpoint holds every value inline, those on disk here too
+    /// ([`crate::Options::value_threshold`]): opening the copy loads them all into memory, and they stay
+    /// there (a known limit: a database whose values do not fit in memory has a backup that
+    /// does not open on the same machine).
+    ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
     /// let (dir, copy) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

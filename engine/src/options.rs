@@ -203,6 +203,13 @@ pub struct Options {
     /// (and of others, least live first, while the value segments take more than 1.35 × their
     /// live bytes) forward and lets them go (docs/DURABILITY.md §8).
     ///
+    /// Only values whose record is in the log since the checkpoint in force can leave memory
+    /// (the index then refers to that record). Values the checkpoint holds inline stay in
+    /// memory: those written before the threshold was set, those of a copy made by
+    /// [`crate::Db::backup_to`] (it writes every value inline), and — under
+    /// [`crate::Retention::LastVersions`], whose open reads the checkpoint's values back — those
+    /// on disk before a reopen. A known limit: such values are never moved back to disk.
+    ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
     /// let dir = tempfile::tempdir().unwrap();
