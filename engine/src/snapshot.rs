@@ -55,8 +55,6 @@ impl Snapshot {
     /// # Errors
     ///
     /// [`crate::Error::Closed`] after the database was closed;
-    /// [`crate::Error::HistoryTrimmed`] only for a key whose history
-    /// [`crate::Retention::LastVersions`] trimmed below the snapshot before it was taken;
     /// [`crate::Error::Corruption`] or [`crate::Error::Io`] when an on-disk value cannot be read
     /// (as [`crate::Db::get`]).
     pub fn get(&self, key: &[u8]) -> Result<Option<Value>> {
