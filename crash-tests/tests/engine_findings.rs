@@ -103,13 +103,14 @@ fn the_trim_floor_does_not_move_back_when_a_crash_loses_a_policy_entry() {
         max_pending: 1 << 30,
     };
     let db = Db::open(Setup::sim_dir(), sim_options(&sim, buffered)).unwrap();
-    // A policy that keeps history, durable: after a restart the floor is the LSN before it.
-    db.set_retention(Retention::All).unwrap();
+    // Under the default policy (`Snapshots`, no trim yet) the first version still reads.
     let first = db.put(b"a", b"1").unwrap();
     db.put(b"a", b"2").unwrap();
     db.sync().unwrap();
     assert!(db.get_at(b"a", first).is_ok());
-    // Setting it again raises the floor to the LSN before the new entry, at once.
+    // A policy that keeps history, set after `Snapshots`, raises the floor to the LSN before
+    // its entry, at once (set after another history-keeping policy it would keep what that one
+    // kept: the floor would not move).
     db.set_retention(Retention::All).unwrap();
     let refused = matches!(db.get_at(b"a", first), Err(Error::HistoryTrimmed { .. }));
     assert!(refused, "set_retention raised the floor above LSN {first}");
