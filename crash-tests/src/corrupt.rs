@@ -1176,14 +1176,27 @@ fn repair_crashes(setup: &Setup, case: &Case, seed: u64) -> Result<(&'static str
 /// renamed aside), the rest of the open and the close. In every crash state a truncating
 /// recovery run again (as the application would) must open with the state the uncrashed one
 /// recovered — an interrupted cut is finished, never refused nor moved; after the close, the
-/// database opens in `RecoveryMode::Strict` with that state (the cut is durable). Returns the
+/// database opens in `RecoveryMode::Strict` with that state (the cut is durable). In every
+/// state the next LSN is above `acked`, the highest LSN the workload was given: the LSNs the cut
+/// took away are never handed out again, also when the open stopped after the cut (before
+/// session 31 only the segment the open creates after the cut recorded that floor). Returns the
 /// counter and the number of crash states checked, or `None` when the recovery cut nothing or
 /// refused the image (which [`evaluate`] judges).
 fn truncating_crashes(
     setup: &Setup,
     case: &Case,
+    acked: u64,
     seed: u64,
 ) -> Result<Option<(&'static str, u64)>, Violation> {
+    let reused = |what: &str, next: u64| {
+        Violation::new(
+            "I6",
+            format!(
+                "{}: {what}: the next LSN is {next}, but the workload was given LSNs up to {acked} before the damage: a cut's LSNs handed out again",
+                case.kind
+            ),
+        )
+    };
     let fail = |what: String| Violation::new("truncation", format!("{}: {what}", case.kind));
     let sim = SimVfs::from_image(&case.img, true, Duration::ZERO);
     let Ok(db) = open_on(setup, sim.clone(), RecoveryMode::TruncateAtCorruption) else {
@@ -1194,6 +1207,9 @@ fn truncating_crashes(
     }
     let (st, aliens) = observe(&db, &setup.wl).map_err(|e| fail(format!("scan: {e}")))?;
     let expected = (st, aliens, db.last_lsn());
+    if db.next_lsn() <= acked {
+        return Err(reused("the truncating open", db.next_lsn()));
+    }
     db.close()
         .map_err(|e| fail(format!("the close after the cut failed: {e}")))?;
     let trace = sim.trace();
@@ -1219,6 +1235,14 @@ fn truncating_crashes(
                  (last LSN {} against {})",
                 got.2, expected.2
             )));
+        }
+        // A plain open too: an interrupted cut may leave what looks like a torn tail.
+        for m in [mode, RecoveryMode::Strict] {
+            if let Ok(db) = open(setup, img, m) {
+                if db.next_lsn() <= acked {
+                    return Err(reused(&format!("{at}, opened {m:?}"), db.next_lsn()));
+                }
+            }
         }
         Ok(())
     })?;
@@ -1374,7 +1398,12 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                         && (case.batch_start == 0 || k % 4 == 1)
                         && case.version.is_none()
                     {
-                        truncating_crashes(&setup, &case, mix_seed(seed, cat, k) ^ 0x7C07)?
+                        truncating_crashes(
+                            &setup,
+                            &case,
+                            full.acked,
+                            mix_seed(seed, cat, k) ^ 0x7C07,
+                        )?
                     } else {
                         None
                     };

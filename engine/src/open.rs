@@ -69,7 +69,9 @@ impl Db {
                 requested: codec.id(),
             });
         }
-        let recovered = recover(&*vfs, &dir, &manifest, opts.recovery, false)?;
+        let mut recovered = recover(&*vfs, &dir, &manifest, opts.recovery, false)?;
+        // A truncating recovery that cut the log recorded its LSN floor in a new MANIFEST.
+        let manifest = recovered.manifest.take().unwrap_or(manifest);
         failpoint!(OPEN_AFTER_RECOVERY);
         let stats = recovered.stats.clone();
         log::info!(

@@ -112,6 +112,9 @@ pub(crate) struct Recovered {
     pub(crate) tail: Option<Tail>,
     /// The segments below the first needed one that the checkpoint refers to for values.
     pub(crate) value_segments: Vec<u64>,
+    /// The MANIFEST now in force when a truncating recovery wrote one (its LSN floor raised
+    /// past the cut): the open goes on from it, not from the one it read.
+    pub(crate) manifest: Option<Manifest>,
 }
 
 struct OpenTxn {
@@ -126,6 +129,8 @@ struct OpenTxn {
 struct Applier {
     /// What a truncating recovery cut (see [`Cut`]).
     cut: Cut,
+    /// The MANIFEST a cut wrote to record its LSN floor, if any (the one in force from then on).
+    cut_manifest: Option<Manifest>,
     index: Loader,
     open: Option<OpenTxn>,
     last_applied: Lsn,
@@ -489,6 +494,7 @@ pub(crate) fn recover(
     let (ids, below) = list_and_clean(vfs, dir, manifest, &mut stats, read_only)?;
     let mut app = Applier {
         cut: Cut::default(),
+        cut_manifest: None,
         index: Loader::default(),
         open: None,
         last_applied: manifest.checkpoint_lsn,
@@ -647,6 +653,7 @@ pub(crate) fn recover(
         max_run_id: app.max_run_id,
         tail,
         value_segments: value_segments.into_iter().collect(),
+        manifest: app.cut_manifest,
     })
 }
 
@@ -661,7 +668,6 @@ fn scan_log(
     app: &mut Applier,
     mut ids: Vec<u64>,
 ) -> Result<Option<Tail>> {
-    let epoch = manifest.epoch;
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
     // Segment ids must be contiguous, from the first one the MANIFEST still needs (segment 1
@@ -682,15 +688,7 @@ fn scan_log(
                 ),
             ));
         }
-        cut_log(
-            vfs,
-            dir,
-            &mut ids,
-            0,
-            (missing, 0),
-            &mut app.stats,
-            &mut app.cut,
-        )?;
+        cut_log(vfs, dir, manifest, &mut ids, 0, (missing, 0), app)?;
     }
     if let Some(gap) = ids.windows(2).position(|w| w[1] != w[0] + 1) {
         let missing = ids[gap] + 1;
@@ -704,11 +702,11 @@ fn scan_log(
         cut_log(
             vfs,
             dir,
+            manifest,
             &mut ids,
             gap + 1,
             (path_of(missing), 0),
-            &mut app.stats,
-            &mut app.cut,
+            app,
         )?;
     }
     let mut headers = Vec::with_capacity(ids.len());
@@ -738,7 +736,7 @@ fn scan_log(
     // A truncating recovery may move segments aside while it replays: it reads in place.
     ReadAhead::with(vfs, &plan, !truncating, |reads| {
         scan_segments(
-            vfs, dir, epoch, truncating, app, ids, &headers, &plan, reads,
+            vfs, dir, manifest, truncating, app, ids, &headers, &plan, reads,
         )
     })
 }
@@ -748,7 +746,7 @@ fn scan_log(
 fn scan_segments(
     vfs: &dyn Vfs,
     dir: &Path,
-    epoch: u64,
+    manifest: &Manifest,
     truncating: bool,
     app: &mut Applier,
     mut ids: Vec<u64>,
@@ -756,6 +754,7 @@ fn scan_segments(
     plan: &[(PathBuf, Option<u64>)],
     reads: &mut ReadAhead<'_>,
 ) -> Result<Option<Tail>> {
+    let epoch = manifest.epoch;
     let path_of = |id: u64| dir.join(segment_file_name(id));
     let mut tail = None;
     // The previous segment: its buffer goes back to the reader (two buffers take turns; they
@@ -784,15 +783,7 @@ fn scan_segments(
                     return Err(err);
                 }
                 log::warn!("truncating the log before {}: {err}", path.display());
-                cut_log(
-                    vfs,
-                    dir,
-                    &mut ids,
-                    i,
-                    (path, 0),
-                    &mut app.stats,
-                    &mut app.cut,
-                )?;
+                cut_log(vfs, dir, manifest, &mut ids, i, (path, 0), app)?;
                 break;
             }
         };
@@ -853,11 +844,11 @@ fn scan_segments(
                 cut_log(
                     vfs,
                     dir,
+                    manifest,
                     &mut ids,
                     i + 1,
                     (path.clone(), pos as u64),
-                    &mut app.stats,
-                    &mut app.cut,
+                    app,
                 )?;
             }
         }
@@ -1595,21 +1586,39 @@ impl Cut {
 fn cut_log(
     vfs: &dyn Vfs,
     dir: &Path,
+    manifest: &Manifest,
     ids: &mut Vec<u64>,
     keep: usize,
     at: (PathBuf, u64),
-    stats: &mut RecoveryStats,
-    cut: &mut Cut,
+    app: &mut Applier,
 ) -> Result<()> {
+    let cut = &mut app.cut;
     cut.segments += 1 + (ids.len() - keep) as u64;
     for &id in &ids[keep..] {
         if let Ok(Ok(h)) = read_header(vfs, &dir.join(segment_file_name(id))) {
             cut.max_base = cut.max_base.max(h.base_lsn);
         }
     }
-    quarantine(vfs, dir, &ids[keep..], stats)?;
+    // The LSNs the cut takes away are never handed out again — also if this open stops before
+    // the new segment that records its floor exists (a crash, a full disk, a later error):
+    // once segments are set aside, nothing else proves how far LSNs went. So the floor is made
+    // durable in the MANIFEST first (a review found an interrupted truncating recovery leaving
+    // no floor, and the next open reusing acknowledged LSNs).
+    if !crate::hooks::truncating_reuses_lsns() {
+        let seen = app.max_lsn.max(app.last_lease.unwrap_or(0));
+        let floor = app.cut.next_lsn_floor(seen);
+        let current = app.cut_manifest.unwrap_or(*manifest);
+        if current.lsn_floor < floor {
+            let mut next = current;
+            next.seq += 1;
+            next.lsn_floor = floor;
+            crate::dir::write_manifest(vfs, dir, &next)?;
+            app.cut_manifest = Some(next);
+        }
+    }
+    quarantine(vfs, dir, &ids[keep..], &mut app.stats)?;
     ids.truncate(keep);
-    stats.truncated_at = Some(at);
+    app.stats.truncated_at = Some(at);
     Ok(())
 }
 

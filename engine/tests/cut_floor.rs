@@ -1,0 +1,133 @@
+//! A truncating recovery's LSN floor survives the open stopping after the cut: the LSNs the cut
+//! took away are never handed out again (a review's find: the floor lived only in the segment
+//! the open creates after the cut, and an open that stopped before it — a full disk here —
+//! left none; the next open took the damage for a torn tail and reused acknowledged LSNs).
+
+mod common;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::{on_each_path, real_vfs, tempdir, Hooked, Hooks};
+use ringlog_db::io::{VFile, Vfs};
+use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
+use ringlog_format::{decode_record, Manifest, RecordKind, SegmentPos, SEGMENT_HEADER_LEN};
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The offset of the last Write record of the segment at `path`.
+fn last_write(path: &Path, epoch: u64) -> u64 {
+    let buf = std::fs::read(path).unwrap();
+    let id: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let mut pos = SEGMENT_HEADER_LEN;
+    let mut last = None;
+    while let Ok(r) = decode_record(
+        &buf,
+        pos,
+        SegmentPos {
+            segment_id: id,
+            epoch,
+            offset: pos as u64,
+        },
+    ) {
+        if r.kind == RecordKind::Write {
+            last = Some(pos as u64);
+        }
+        pos += r.encoded_len();
+    }
+    last.expect("a write")
+}
+
+fn flip(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x10;
+    f.write_all_at(&b, offset).unwrap();
+}
+
+/// A disk on which creating a new segment (`<id>.log.tmp`) fails with ENOSPC.
+struct NoNewSegments;
+
+impl Hooks for NoNewSegments {
+    fn open(
+        &self,
+        inner: &dyn Vfs,
+        path: &Path,
+        opts: ringlog_db::io::OpenOptions,
+    ) -> io::Result<Box<dyn VFile>> {
+        if opts.create && path.to_string_lossy().ends_with(".log.tmp") {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        inner.open(path, opts)
+    }
+}
+
+#[test]
+fn an_interrupted_truncating_recovery_keeps_its_lsn_floor() {
+    on_each_path(|io: IoChoice| {
+        let dir = tempdir();
+        let o = Options::default()
+            .io(io)
+            .segment_size(256 << 10)
+            .durability(Durability::Strict)
+            .lease_span(4)
+            .checkpoint_on_close(false)
+            .checkpoint_bytes(u64::MAX);
+        let db = Db::open(dir.path(), o.clone()).unwrap();
+        let mut acked = 0;
+        let mut i = 0u32;
+        while segments(dir.path()).len() < 3 {
+            acked = db.put(format!("k{i:06}").as_bytes(), &[7u8; 300]).unwrap();
+            i += 1;
+        }
+        db.close().unwrap();
+        let segs = segments(dir.path());
+        let epoch = Manifest::decode(&std::fs::read(dir.path().join("MANIFEST")).unwrap())
+            .unwrap()
+            .epoch;
+        // Damage the last write of segment 1: only segment 2's record of where 1 ends proves
+        // it is mid-log corruption, not a torn tail.
+        flip(&segs[0], last_write(&segs[0], epoch) + 40);
+        match Db::open(dir.path(), o.clone()) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, segs[0]),
+            other => panic!("{io:?}: expected Corruption, got {:?}", other.map(|_| ())),
+        }
+        // The truncating open sets segments 2.. aside, then cannot create the next segment.
+        let full: Arc<dyn Vfs> = Hooked::new(real_vfs(io), NoNewSegments);
+        let r = Db::open(
+            dir.path(),
+            o.clone()
+                .recovery(RecoveryMode::TruncateAtCorruption)
+                .vfs(full),
+        );
+        assert!(r.is_err(), "{io:?}: the new segment cannot be created");
+        assert_eq!(
+            segments(dir.path()),
+            vec![segs[0].clone()],
+            "2.. were set aside"
+        );
+        // Space is back: a plain open takes the damage for a torn tail now.
+        let db = Db::open(dir.path(), o).expect("opens");
+        let next = db.put(b"after", b"x").unwrap();
+        assert!(
+            next > acked,
+            "{io:?}: LSN {next} reused: LSNs up to {acked} were acknowledged before the cut"
+        );
+        db.close().unwrap();
+    });
+}
