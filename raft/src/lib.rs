@@ -9,7 +9,7 @@ pub mod log_store;
 pub mod state_machine;
 
 pub use kv::{Request, Response, TypeConfig};
-pub use log_store::LogStore;
+pub use log_store::{LogStore, MAX_PREFIX_LEN};
 pub use state_machine::StateMachine;
 
 /// The key namespace of a store or state machine under `prefix`: the prefix framed by its length

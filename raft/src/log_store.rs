@@ -45,6 +45,10 @@ use crate::codec::{decode, encode};
 /// log never has a hole).
 pub const MAX_OPS_PER_TXN: usize = 4096;
 
+/// The longest key prefix a log store takes: an entry's key — the prefix framed by its length
+/// (2 bytes), a tag byte and the index (8 bytes) — stays within [`ringlog_db::MAX_KEY_LEN`].
+pub const MAX_PREFIX_LEN: usize = ringlog_db::MAX_KEY_LEN - 11;
+
 /// Bytes an entry leaves below the database's largest value, for the state machine's own
 /// writes beside the entry's effects in one transaction.
 pub const ENTRY_HEADROOM: usize = 1024;
@@ -172,9 +176,20 @@ where
     ///
     /// # Errors
     ///
-    /// The database's, a stored value that does not decode, or a prefix longer than 65,535
-    /// bytes (`InvalidInput`).
+    /// The database's, a stored value that does not decode, or a prefix longer than
+    /// [`MAX_PREFIX_LEN`] bytes (`InvalidInput`).
     pub fn new(db: Arc<Db>, prefix: &[u8]) -> io::Result<LogStore<C>> {
+        // An entry's key is the namespace (2 + prefix bytes), a tag byte and the index (8):
+        // a longer prefix would be accepted here and fail every append.
+        if prefix.len() > MAX_PREFIX_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a key prefix of {} bytes: a log store's may have at most {MAX_PREFIX_LEN}",
+                    prefix.len()
+                ),
+            ));
+        }
         let (tx, rx) = std::sync::mpsc::channel::<Waiter>();
         let s = Arc::new(Shared {
             db: db.clone(),
@@ -331,7 +346,7 @@ where
         self.check()?;
         let keys = &self.s.keys;
         let floor = self.purged()?.map(|p| p.index());
-        let mut out = Vec::new();
+        let mut out: Vec<C::Entry> = Vec::new();
         for item in self
             .s
             .db
@@ -352,6 +367,17 @@ where
                     io::ErrorKind::InvalidData,
                     format!("the entry under index {index} says index {}", e.index()),
                 ));
+            }
+            // openraft's contract: a hole within the range is an error, never a shorter log
+            // (the store never makes one; a key deleted by others sharing the database, or
+            // damage, could).
+            if let Some(prev) = out.last().map(|p| p.index()) {
+                if prev.checked_add(1) != Some(index) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a hole in the log: entry {prev} is followed by entry {index}"),
+                    ));
+                }
             }
             out.push(e);
         }
@@ -539,14 +565,17 @@ where
                 g.push((e.index(), v));
             }
         }
-        if groups.iter().all(|g| g.is_empty()) {
+        if groups.iter().all(|g| g.is_empty()) && !self.s.logged {
             callback.io_completed(Ok(()));
             return Ok(());
         }
         // A batch too big for one transaction goes in several, in index order: a crash between
         // them leaves a prefix of the batch, never a hole. The callback waits for the last.
-        let mut lsn = 0;
-        for g in &groups {
+        // With no entries it waits for everything committed before it: openraft takes a
+        // completed IO as a watermark of every earlier one (an empty append answered at once
+        // while the append before it was not durable, a review found).
+        let mut lsn = self.s.db.last_assigned_lsn();
+        for g in groups.iter().filter(|g| !g.is_empty()) {
             let mut tx = self.s.db.begin();
             for (index, v) in g {
                 if let Err(e) = tx.put(&self.s.keys.entry(*index), v) {
