@@ -804,11 +804,12 @@ impl Workload {
                 Commit::Buffered => false,
                 Commit::Default => self.cfg.mode == Mode::Strict,
             },
-            // `Db::set_retention` commits `Strict` whatever the database's durability: its
-            // entry is durable when it returns (before session 31 the oracle promised it only
-            // under `Strict`, and a policy committed `Buffered` was caught only by the floor
-            // it moved back, which `All` set again no longer moves).
-            Step::Retain(_) => true,
+            // `Db::set_retention` commits `Strict` whatever the durability of a database with a
+            // log: its entry is durable when it returns (before session 31 the oracle promised
+            // it only under `Strict`, and a policy committed `Buffered` was caught only by the
+            // floor it moved back, which `All` set again no longer moves). An in-memory
+            // database has no log.
+            Step::Retain(_) => self.cfg.mode != Mode::InMemory,
             _ => false,
         }
     }
