@@ -79,9 +79,11 @@ pub enum RecoveryMode {
     #[default]
     Strict,
     /// Cut the log at the first damage: later records, including later segments, are dropped
-    /// (the later segment files are renamed `*.corrupt.N`, not deleted; damage of any kind,
-    /// including a foreign segment header or an LSN out of order, cuts the log there). Explicit data loss, for
-    /// operators who prefer an open database to an intact log.
+    /// (the later segment files are renamed `*.corrupt.N`, not deleted; damage in a segment,
+    /// including a bad or foreign segment header or an LSN out of order, cuts the log there). A
+    /// segment file longer than the format allows, or named with an id above its maximum, is
+    /// refused as in `Strict` (docs/DURABILITY.md §4). Explicit data loss, for operators who
+    /// prefer an open database to an intact log.
     TruncateAtCorruption,
 }
 
