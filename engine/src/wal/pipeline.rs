@@ -146,7 +146,7 @@ pub(super) fn run_rounds(
                         let woken = write_round(shared, cfg, vfs, active, &mut io, taken)?;
                         woken.iter().for_each(Thread::unpark);
                     } else {
-                        submitted_lsn = submitted_lsn.max(submit_round(
+                        let (lsn, failed) = submit_round(
                             shared,
                             cfg,
                             driver,
@@ -154,7 +154,23 @@ pub(super) fn run_rounds(
                             taken,
                             &mut flight,
                             &mut next_token,
-                        )?);
+                        );
+                        submitted_lsn = submitted_lsn.max(lsn);
+                        if failed {
+                            // As a failed completion: the rounds before it still complete and
+                            // are published; it and everything after it never will be.
+                            failing = true;
+                            if let Some(e) = flight
+                                .front()
+                                .is_some_and(|f| f.done.is_some())
+                                .then(|| flight.pop_front().and_then(|f| f.failed))
+                                .flatten()
+                            {
+                                // Nothing before it is in flight.
+                                shared.poison(e);
+                                return Err(());
+                            }
+                        }
                     }
                     continue;
                 }
@@ -238,7 +254,10 @@ pub(super) fn run_rounds(
 }
 
 /// Submits a taken round's batches in order (every one to the active segment, prepared: checked
-/// by the caller). Returns the highest LSN it submitted.
+/// by the caller). Returns the highest LSN it submitted, and whether a submission failed: that
+/// batch is then in `flight` as completed with its error, and the round's later batches are not
+/// submitted (a review found a failed submission poisoning at once, failing the commits of the
+/// rounds before it, which were in flight and became durable).
 fn submit_round(
     shared: &Shared,
     cfg: &LogConfig,
@@ -247,7 +266,7 @@ fn submit_round(
     taken: Taken,
     flight: &mut VecDeque<InFlight>,
     next_token: &mut u64,
-) -> Result<Lsn, ()> {
+) -> (Lsn, bool) {
     let Taken {
         batches,
         commits,
@@ -295,9 +314,11 @@ fn submit_round(
             token,
         };
         if let Err(e) = driver.submit(submission) {
-            shared.poison(e);
-            return Err(());
+            let f = flight.back_mut().expect("pushed above");
+            f.failed = Some(e);
+            f.done = Some((None, shared.now()));
+            return (last, true);
         }
     }
-    Ok(last)
+    (last, false)
 }
