@@ -4,60 +4,25 @@
 //! left none; the next open took the damage for a torn tail and reused acknowledged LSNs).
 
 mod common;
+mod segfiles;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use common::{on_each_path, real_vfs, tempdir, Hooked, Hooks};
 use ringlog_db::io::{VFile, Vfs};
 use ringlog_db::{Db, Durability, Error, IoChoice, Options, RecoveryMode};
-use ringlog_format::{decode_record, Manifest, RecordKind, SegmentPos, SEGMENT_HEADER_LEN};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
+use ringlog_format::RecordKind;
+use segfiles::{epoch, flip, records, segments};
 
 /// The offset of the last Write record of the segment at `path`.
 fn last_write(path: &Path, epoch: u64) -> u64 {
-    let buf = std::fs::read(path).unwrap();
-    let id: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-    let mut pos = SEGMENT_HEADER_LEN;
-    let mut last = None;
-    while let Ok(r) = decode_record(
-        &buf,
-        pos,
-        SegmentPos {
-            segment_id: id,
-            epoch,
-            offset: pos as u64,
-        },
-    ) {
-        if r.kind == RecordKind::Write {
-            last = Some(pos as u64);
-        }
-        pos += r.encoded_len();
-    }
-    last.expect("a write")
-}
-
-fn flip(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    b[0] ^= 0x10;
-    f.write_all_at(&b, offset).unwrap();
+    records(path, epoch)
+        .into_iter()
+        .rfind(|r| r.1 == RecordKind::Write)
+        .expect("a write")
+        .0
 }
 
 /// A disk on which creating a new segment (`<id>.log.tmp`) fails with ENOSPC.
@@ -97,9 +62,7 @@ fn an_interrupted_truncating_recovery_keeps_its_lsn_floor() {
         }
         db.close().unwrap();
         let segs = segments(dir.path());
-        let epoch = Manifest::decode(&std::fs::read(dir.path().join("MANIFEST")).unwrap())
-            .unwrap()
-            .epoch;
+        let epoch = epoch(dir.path());
         // Damage the last write of segment 1: only segment 2's record of where 1 ends proves
         // it is mid-log corruption, not a torn tail.
         flip(&segs[0], last_write(&segs[0], epoch) + 40);

@@ -9,37 +9,13 @@ use ringlog_format::{
     decode_record, encode_record, RecordKind, RecordSpec, SegmentHeader, SegmentPos,
     SEGMENT_HEADER_LEN,
 };
-use segfiles::{epoch, opts, seg_id, segments, PATHS};
+use segfiles::{epoch, flip, opts, records, seg_id, segments, Rec, PATHS};
 
 fn buffered(io: IoChoice) -> Options {
     opts(io).durability(Durability::Buffered {
         interval: std::time::Duration::from_secs(3600),
         max_pending: usize::MAX,
     })
-}
-
-/// (offset, kind, batch_start, lsn) of one record.
-type Rec = (u64, RecordKind, u64, u64);
-
-/// Every record of a segment file in order.
-fn records(path: &Path, epoch: u64) -> Vec<Rec> {
-    let buf = std::fs::read(path).unwrap();
-    let id = seg_id(path);
-    let mut out = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    while let Ok(r) = decode_record(
-        &buf,
-        pos,
-        SegmentPos {
-            segment_id: id,
-            epoch,
-            offset: pos as u64,
-        },
-    ) {
-        out.push((pos as u64, r.kind, r.batch_start as u64, r.lsn));
-        pos += r.encoded_len();
-    }
-    out
 }
 
 fn state(db: &Db) -> Vec<(Vec<u8>, Vec<u8>, u64)> {
@@ -55,19 +31,6 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
     let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(bytes, offset).unwrap();
     f.sync_all().unwrap();
-}
-
-fn flip(path: &Path, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap();
-    b[0] ^= 0x10;
-    f.write_all_at(&b, offset).unwrap();
 }
 
 /// Appends hand-built records to the last segment after its last valid record, in a batch of
