@@ -188,6 +188,7 @@ impl ReadChecker {
                 ));
             }
             let (policy, since) = tl.policy_at(r.visible.0);
+            let all_since = tl.all_since(r.visible.0);
             let out = match &r.out {
                 Err(ReadErr::Other(e)) => {
                     return Err(Violation::new("I5", format!("{} failed: {e}", what())));
@@ -226,9 +227,9 @@ impl ReadChecker {
                         Some(p) if r.lsn >= p => Some(format!(
                             "the session held a snapshot at LSN {p}, at or below the LSN read: a trim passed a live snapshot"
                         )),
-                        _ if policy == Policy::All && tl.all_since(r.visible.0) != 0 && r.lsn >= tl.all_since(r.visible.0) => Some(format!(
-                            "Retention::All was set at LSN {} (and set again at {since}): every version from there on is kept",
-                            tl.all_since(r.visible.0)
+                        // (Non-zero only while `All` is in force.)
+                        _ if all_since != 0 && r.lsn >= all_since => Some(format!(
+                            "Retention::All was set at LSN {all_since} (last set at {since}): every version from there on is kept"
                         )),
                         _ => None,
                     },

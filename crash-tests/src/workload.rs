@@ -160,8 +160,8 @@ pub enum Step {
     /// first and the runner itself calls it.
     Trim,
     /// `db.set_retention(policy)`: a commit (of the system key space), `Strict` whatever the
-    /// database's durability. On the scheduler it runs alone: every earlier step finishes first, and no later
-    /// step starts before it returns, so each read knows the policy it ran under.
+    /// database's durability. On the scheduler it runs alone: every earlier step finishes first,
+    /// and no later step starts before it returns, so each read knows the policy it ran under.
     Retain(Policy),
     /// `db.checkpoint()`: a checkpoint at the visible LSN, then compaction (the previous
     /// checkpoint and the log segments wholly below it are deleted). Commits nothing; what it

@@ -645,9 +645,9 @@ impl Db {
     /// go on meanwhile; checkpoints of this database wait for the backup.
     ///
     /// The checkpoint holds every value inline, those on disk here too
-    /// ([`crate::Options::value_threshold`]): opening the copy loads them all into memory, and they stay
-    /// there (a known limit: a database whose values do not fit in memory has a backup that
-    /// does not open on the same machine).
+    /// ([`crate::Options::value_threshold`]): opening the copy loads them all into memory, and
+    /// they stay there (a known limit: a database whose values do not fit in memory has a
+    /// backup that does not open on the same machine).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {

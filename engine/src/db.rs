@@ -573,8 +573,8 @@ impl Db {
     /// force, keeps it from this commit on: the trim floor rises to the LSN before it (no
     /// further than live snapshots and, with a log, the durable LSN allow; the first trim after
     /// they allow raises it the rest of the way, and a checkpoint or a restart takes it at
-    /// once), and never moves back. Set after another history-keeping policy, it keeps what that one kept (setting
-    /// `All` again at every open loses nothing).
+    /// once), and never moves back. Set after another history-keeping policy, it keeps what that
+    /// one kept (setting `All` again at every open loses nothing).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {

@@ -147,10 +147,10 @@ type Cache = quick_cache::sync::Cache<
 
 /// What a value read and checked once answers for, in the cache and in a scan's read-ahead:
 /// its place (segment, offset) and the version whose record was found there (LSN, and a hash
-/// of the key; the value's length is checked on a hit). A reference that names another version's place — a damaged or
-/// forged checkpoint — misses, is read from disk and fails its check (`Corruption`), instead
-/// of being answered with the other version's bytes (a review's find: the cache was keyed by
-/// place alone).
+/// of the key; the value's length is checked on a hit, [`Want::fits`]). A reference that names
+/// another version's place — a damaged or forged checkpoint — misses, is read from disk and
+/// fails its check (`Corruption`), instead of being answered with the other version's bytes (a
+/// review's find: the cache was keyed by place alone).
 pub(crate) type Tag = (u64, u64, Lsn, u64);
 
 /// Counters of the store, for [`crate::Stats`].
@@ -215,7 +215,7 @@ impl Want<'_> {
     }
 
     /// Whether `v`, found under this want's [`Tag`], has the length it asks for.
-    fn fits(&self, v: &[u8]) -> bool {
+    pub(crate) fn fits(&self, v: &[u8]) -> bool {
         v.len() == self.at.len as usize
     }
 }

@@ -217,7 +217,7 @@ impl Scan {
         };
         let tag = want.tag();
         while let Some((t, v)) = self.ahead.pop_front() {
-            if t == tag && v.len() == at.len as usize {
+            if t == tag && want.fits(&v) {
                 return Ok(v);
             }
         }

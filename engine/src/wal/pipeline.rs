@@ -160,14 +160,11 @@ pub(super) fn run_rounds(
                             // As a failed completion: the rounds before it still complete and
                             // are published; it and everything after it never will be.
                             failing = true;
-                            if let Some(e) = flight
-                                .front()
-                                .is_some_and(|f| f.done.is_some())
-                                .then(|| flight.pop_front().and_then(|f| f.failed))
-                                .flatten()
-                            {
-                                // Nothing before it is in flight.
-                                shared.poison(e);
+                            // Nothing before it in flight (completed rounds are published at
+                            // once): no completion will come to reach it, so it fails now.
+                            if flight.len() == 1 {
+                                let e = flight.pop_front().and_then(|f| f.failed);
+                                shared.poison(e.expect("the failed submission"));
                                 return Err(());
                             }
                         }
