@@ -86,8 +86,9 @@ pub enum Cmd {
     Power(PowerArgs),
     /// The n-th fdatasync / directory fsync fails (swept over n)
     FsyncError(FsyncArgs),
-    /// The n-th write (or file extension) fails with EIO or ENOSPC after writing a prefix of its
-    /// bytes (swept over n)
+    /// The n-th write (or file extension, or log round submission) fails: a write with EIO or
+    /// ENOSPC after writing a prefix of its bytes, a submission before writing anything (swept
+    /// over n)
     WriteError(FsyncArgs),
     /// SIGKILL a child process (or kill it at an armed crash point), real directory
     Kill(KillArgs),
@@ -160,7 +161,8 @@ pub struct Common {
     #[arg(long, value_name = "N", overrides_with = "fail_sync")]
     pub fail_sync: Option<u64>,
 
-    /// Fail this write, counting writes and file extensions from 1 (a write-error reproduction)
+    /// Fail this write, counting writes, file extensions and log round submissions from 1 (a
+    /// write-error reproduction)
     #[arg(long, value_name = "N", overrides_with = "fail_write")]
     pub fail_write: Option<u64>,
 

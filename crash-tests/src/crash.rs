@@ -210,6 +210,8 @@ impl<'a> Sweeper<'a> {
                 Op::Rename { .. } | Op::Remove { .. } => self.pending_dir.push(i),
                 // What the failed write wrote first is the `Write` before it.
                 Op::WriteFailed { .. } => {}
+                // A refused submission wrote nothing.
+                Op::SubmitFailed { .. } => {}
                 Op::SyncDir { dir } => {
                     let (now, later): (Vec<usize>, Vec<usize>) =
                         std::mem::take(&mut self.pending_dir)

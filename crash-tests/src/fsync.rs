@@ -5,7 +5,8 @@
 //! after reopening the oracle must hold with the failed commit indeterminate.
 //!
 //! `write-error` mode, the same sweep over writes: the n-th write (or `allocate` extending a
-//! file) fails with `EIO` or `ENOSPC` after writing a prefix of its bytes, none to all
+//! file, or log round handed to a pipelined driver, which is then refused before anything of it
+//! is written) fails with `EIO` or `ENOSPC` after writing a prefix of its bytes, none to all
 //! ([`crate::sim::FaultPlan::fail_write`]). A failed log write is fatal as a failed sync is
 //! (docs/DURABILITY.md §3); a failed checkpoint, MANIFEST or value-log write fails that step
 //! alone and the database keeps serving.

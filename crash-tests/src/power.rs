@@ -743,6 +743,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, sum: &mut Summary) {
                             Op::SyncFailed { .. }
                                 | Op::SyncDirFailed { .. }
                                 | Op::WriteFailed { .. }
+                                | Op::SubmitFailed { .. }
                         )
                     });
                     let end = run.trace.len() as u64;
@@ -1343,6 +1344,12 @@ fn run_generation(
             run.trace
                 .iter()
                 .any(|op| matches!(op, Op::WriteFailed { .. })),
+        ),
+        (
+            "failed log round submissions",
+            run.trace
+                .iter()
+                .any(|op| matches!(op, Op::SubmitFailed { .. })),
         ),
     ] {
         if failed {
@@ -2228,6 +2235,7 @@ fn fault_kind(trace: &[Op], labels: &[Option<&'static str>], p: u64, first_step_
                 Op::SyncDir { .. } => "directory fsync",
                 Op::SyncDirFailed { .. } => "failed directory fsync",
                 Op::WriteFailed { .. } => "failed write",
+                Op::SubmitFailed { .. } => "failed log round submission",
             }
         ),
     }

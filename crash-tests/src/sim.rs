@@ -133,6 +133,12 @@ pub enum Op {
         /// The error returned.
         errno: i32,
     },
+    /// A log round handed to the pipelined driver ([`LogDriver::submit`]) that it refused with
+    /// `errno`, as an `io_uring_enter` that fails: nothing of it was written.
+    SubmitFailed {
+        /// The error returned.
+        errno: i32,
+    },
 }
 
 impl Op {
@@ -166,6 +172,10 @@ impl Op {
                     "EIO"
                 }
             ),
+            Op::SubmitFailed { errno } => format!(
+                "log round submission FAILED ({})",
+                io::Error::from_raw_os_error(*errno)
+            ),
         }
     }
 
@@ -182,6 +192,7 @@ impl Op {
             Op::SyncDir { .. } => (8, 0, 0),
             Op::SyncDirFailed { .. } => (9, 0, 0),
             Op::WriteFailed { ino, errno } => (10, *ino as u64, *errno as u64),
+            Op::SubmitFailed { errno } => (11, 0, *errno as u64),
         }
     }
 }
@@ -242,9 +253,11 @@ impl Image {
 pub struct FaultPlan {
     /// Fail the n-th sync (file or directory, counting from 1).
     pub fail_sync: Option<u64>,
-    /// Fail the n-th write (counting from 1 every `write_all_at`, and every `allocate` that
-    /// would extend its file): with `EIO` or `ENOSPC`, after writing a prefix of its bytes (none
-    /// to all), as a short write followed by the error leaves a file.
+    /// Fail the n-th write (counting from 1 every `write_all_at`, every `allocate` that would
+    /// extend its file, and every log round handed to a pipelined driver): a write or an
+    /// extension with `EIO` or `ENOSPC`, after writing a prefix of its bytes (none to all), as a
+    /// short write followed by the error leaves a file; a round's submission with `ENOMEM` or
+    /// `EBADF`, as an `io_uring_enter` that fails, before anything of it is written.
     pub fail_write: Option<u64>,
     /// Seed of the failed sync's resolution, and of the failed write's error and prefix.
     pub seed: u64,
@@ -475,7 +488,8 @@ impl SimVfs {
                 | Op::SyncFailed { .. }
                 | Op::SyncDir { .. }
                 | Op::SyncDirFailed { .. }
-                | Op::WriteFailed { .. } => {}
+                | Op::WriteFailed { .. }
+                | Op::SubmitFailed { .. } => {}
             }
             g.push(op.clone());
         }
@@ -559,17 +573,22 @@ pub mod disk_bugs {
         /// prefix written, or none) is followed by the sync, and the batch is acknowledged — as
         /// a ring that reaps only the fdatasync's completion of a linked write and sync would.
         IgnoreFailedWrite,
+        /// The pipelined log driver swallows a failed submission of a round (an
+        /// `io_uring_enter` error) and reports the round complete: its commits are acknowledged
+        /// though nothing of them was written.
+        FailedSubmitCompletes,
     }
 
     impl DiskBug {
         /// Every disk bug.
-        pub const ALL: [DiskBug; 6] = [
+        pub const ALL: [DiskBug; 7] = [
             DiskBug::SkipSegmentDirSync,
             DiskBug::RenameSegmentBeforeSync,
             DiskBug::RetryFailedSyncAndAck,
             DiskBug::CheckpointWithoutSync,
             DiskBug::SkipManifestDirSync,
             DiskBug::IgnoreFailedWrite,
+            DiskBug::FailedSubmitCompletes,
         ];
 
         fn bit(self) -> u32 {
@@ -919,6 +938,8 @@ impl Vfs for SimVfs {
             rng: self.pipeline.1 | 1,
             in_flight: Vec::new(),
             held: false,
+            disk: self.inner.clone(),
+            lost: Vec::new(),
         }))
     }
 
@@ -1007,6 +1028,11 @@ struct SimDriver {
     in_flight: Vec<Submission>,
     /// The last `complete` held the writes in flight instead of completing one.
     held: bool,
+    /// The disk's state: its fault plan counts submissions as writes.
+    disk: Arc<Mutex<Inner>>,
+    /// Submissions that failed, reported complete by the planted
+    /// [`disk_bugs::DiskBug::FailedSubmitCompletes`] (never written).
+    lost: Vec<Completion>,
 }
 
 impl SimDriver {
@@ -1068,6 +1094,30 @@ impl LogDriver for SimDriver {
             self.in_flight.len() < self.depth,
             "the engine submits at most max_in_flight writes"
         );
+        {
+            let mut g = self.disk.lock();
+            if let Some((_, seed)) = g.write_fails() {
+                // The ring refuses the round: nothing of it reaches the file.
+                let errno = if seed & 1 == 0 {
+                    libc::ENOMEM
+                } else {
+                    libc::EBADF
+                };
+                g.push(Op::SubmitFailed { errno });
+                drop(g);
+                if disk_bugs::armed(disk_bugs::DiskBug::FailedSubmitCompletes) {
+                    // The planted bug: the failure is swallowed, and the round is reported
+                    // complete by the next `complete`, unwritten.
+                    self.lost.push(Completion {
+                        token: submission.token,
+                        buf: submission.buf,
+                        result: Ok(()),
+                    });
+                    return Ok(());
+                }
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
         self.in_flight.push(submission);
         if let Some(s) = &self.sched {
             s.lock().in_flight = self.in_flight.len();
@@ -1087,6 +1137,10 @@ impl LogDriver for SimDriver {
         done: &mut Vec<Completion>,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
+        if !self.lost.is_empty() {
+            done.append(&mut self.lost);
+            return Ok(());
+        }
         if self.in_flight.is_empty() {
             return self.wait(timeout);
         }

@@ -275,6 +275,28 @@ fn fault_sweeps_without_bugs_find_nothing() {
     }
 }
 
+/// The `write-error` sweep fails log round submissions too (a pipelined driver's, counted as
+/// writes), and a clean engine handles them: the commits of the refused round are not
+/// acknowledged and the database refuses what follows.
+#[test]
+fn write_error_sweeps_fail_submissions_without_violations() {
+    let s = fault_sweep(None::<Bug>, Fault::Write, 1..9, 64);
+    assert!(
+        s.checks
+            .get("failed log round submissions")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "the sweep failed no submission: {}",
+        s.render()
+    );
+    assert!(
+        s.failures.is_empty(),
+        "a clean engine failed: {}",
+        s.failures[0].render()
+    );
+}
+
 /// The log driver acknowledges a batch whose write failed (it looks only at the sync's result):
 /// the default `write-error` sweep catches it.
 #[test]
@@ -282,6 +304,19 @@ fn catches_a_log_write_failure_the_driver_ignores() {
     let s = fault_sweep(Some(DiskBug::IgnoreFailedWrite), Fault::Write, 1..6, 64);
     assert_caught(
         DiskBug::IgnoreFailedWrite,
+        &s,
+        &["durability", "fsync-error", "I1", "I5"],
+    );
+}
+
+/// The pipelined log driver swallows a failed submission of a round and reports it complete:
+/// its commits are acknowledged unwritten. The `write-error` sweep fails submissions as it fails
+/// writes (a submission counts as one), and catches it.
+#[test]
+fn catches_a_failed_submission_the_driver_reports_complete() {
+    let s = fault_sweep(Some(DiskBug::FailedSubmitCompletes), Fault::Write, 1..9, 64);
+    assert_caught(
+        DiskBug::FailedSubmitCompletes,
         &s,
         &["durability", "fsync-error", "I1", "I5"],
     );
