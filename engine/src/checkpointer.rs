@@ -476,9 +476,7 @@ fn checkpoint_pinned(
         })?;
     }
     // 3. The MANIFEST.
-    let mut next = *manifest;
-    next.version = ringlog_format::FORMAT_VERSION;
-    next.seq += 1;
+    let mut next = manifest.successor();
     next.checkpoint_id = id;
     next.checkpoint_lsn = lsn;
     next.checkpoint_len = written.len;
@@ -700,7 +698,7 @@ impl Db {
         }
         // The directory's own entry (it may have just been created) is durable before the
         // backup is complete: the MANIFEST's directory fsync covers only the entries inside it.
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = crate::dir::parent_dir(dest) {
             c.vfs
                 .sync_dir(parent)
                 .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
@@ -772,8 +770,7 @@ pub(crate) fn record_trim_floor(c: &Checkpoints, m: &mut Manifest, floor: Lsn) -
     if floor <= m.trim_floor {
         return Ok(());
     }
-    let mut next = *m;
-    next.seq += 1;
+    let mut next = m.successor();
     next.trim_floor = floor;
     write_manifest(&*c.vfs, &c.dir, &next)?;
     *m = next;
@@ -799,8 +796,7 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     if m.lsn_floor <= floor && !retire {
         return Ok(());
     }
-    let mut next = *m;
-    next.seq += 1;
+    let mut next = m.successor();
     next.lsn_floor = floor;
     let doomed: Vec<u64> = if retire {
         next.first_segment = m.first_segment.max(active + 1);

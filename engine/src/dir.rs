@@ -28,6 +28,19 @@ fn random_u64() -> u64 {
     }
 }
 
+/// The directory holding `path`'s entry: its parent, or the current directory for a relative
+/// path of one component (whose `parent()` is empty; a review found such a database's own entry
+/// never synced). `None` for a root.
+pub(crate) fn parent_dir(path: &Path) -> Option<&Path> {
+    path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    })
+}
+
 /// Creates `dir` and every missing directory above it, and makes each new entry durable: the
 /// parent of every directory created is fsynced, the deepest first (a directory entry survives a
 /// power loss only once its directory is synced — syncing only `dir`'s parent left the entries
@@ -46,7 +59,7 @@ pub(crate) fn create_dir_durably(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     vfs.create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir.to_path_buf(), e))?;
     for created in missing {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = parent_dir(created) {
             vfs.sync_dir(parent)
                 .map_err(|e| Error::io("sync directory", parent.to_path_buf(), e))?;
         }

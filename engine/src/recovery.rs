@@ -940,6 +940,12 @@ fn list_and_clean(
                 name.clone(),
                 "a segment creation that did not finish (no record was ever written to it)",
             ));
+        } else if id == 0 {
+            // Segment ids start at 1: not a file of the log, and not provably a leftover.
+            log::warn!(
+                "ignoring {}: segment ids start at 1",
+                dir.join(name).display()
+            );
         } else if id < manifest.first_segment {
             below.push(id);
         } else {
@@ -1609,8 +1615,7 @@ fn cut_log(
         let floor = app.cut.next_lsn_floor(seen);
         let current = app.cut_manifest.unwrap_or(*manifest);
         if current.lsn_floor < floor {
-            let mut next = current;
-            next.seq += 1;
+            let mut next = current.successor();
             next.lsn_floor = floor;
             crate::dir::write_manifest(vfs, dir, &next)?;
             app.cut_manifest = Some(next);
