@@ -162,7 +162,9 @@ impl Db {
         }
     }
 
-    /// A database with no log: nothing is written anywhere; its contents vanish on close.
+    /// A database with no log: nothing is written anywhere; its contents vanish on close. A key
+    /// and its value take at most 2 GiB ([`Db::max_value_len`]; a larger put is
+    /// [`Error::ValueTooLarge`]).
     pub fn in_memory() -> Db {
         Db::in_memory_with(Options::default())
     }
@@ -198,7 +200,9 @@ impl Db {
             vfs: None,
             dir: None,
             recovery: RecoveryStats::default(),
-            max_value_len: usize::MAX,
+            // What one index node holds (a review found a larger value accepted, its insert
+            // panicking after it had its LSN, and every later commit waiting for that LSN).
+            max_value_len: crate::skiplist::MAX_VALUE_LEN,
             max_txn_bytes: usize::MAX,
             direct_io: false,
             sync_strategy: None,
@@ -223,6 +227,42 @@ impl Db {
     #[must_use]
     pub fn max_value_len(&self, key_len: usize) -> usize {
         self.max_value_len.saturating_sub(key_len)
+    }
+
+    /// A read-only handle's [`Db::wait_durable`]: fdatasyncs every segment of the log it read
+    /// (from the MANIFEST's first needed one on), through read-only descriptors. One that a
+    /// writer's compaction removed since is skipped: it held only what a checkpoint the writer
+    /// synced holds.
+    fn sync_files_read(&self) -> Result<()> {
+        let (Some(vfs), Some(dir), Some(c)) = (&self.vfs, &self.dir, self.shared.ckpt.get()) else {
+            return Ok(());
+        };
+        let first = c.manifest.lock().first_needed_segment();
+        let names = vfs
+            .list_dir(dir)
+            .map_err(|e| Error::io("list directory", dir.clone(), e))?;
+        for id in names
+            .iter()
+            .filter_map(|n| crate::segment::parse_segment_name(n))
+            .filter(|&id| id >= first)
+        {
+            let path = dir.join(crate::segment::segment_file_name(id));
+            let file = match vfs.open(
+                &path,
+                ringlog_uring::OpenOptions {
+                    write: false,
+                    create: false,
+                    direct: false,
+                },
+            ) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("open segment", path, e)),
+            };
+            file.sync_data()
+                .map_err(|e| Error::io("sync segment", path, e))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
@@ -636,7 +676,10 @@ impl Db {
         Ok(lsn)
     }
 
-    /// The highest LSN whose transaction (and every earlier one) is durable on disk.
+    /// The highest LSN whose transaction (and every earlier one) is durable on disk. On a
+    /// read-only handle, the highest it knows to be: its checkpoint's LSN at first (the log it
+    /// read may hold a writer's unsynced commits), its last LSN once [`Db::wait_durable`] synced
+    /// the log's files.
     #[must_use]
     pub fn durable_lsn(&self) -> Lsn {
         self.shared.durable_lsn.load(Ordering::Acquire)
@@ -674,18 +717,18 @@ impl Db {
     /// Makes everything up to `lsn` durable (forcing a sync if needed) and waits for it. An `lsn`
     /// no commit has been given yet (above [`Db::last_assigned_lsn`]) is waited for until a
     /// commit takes it and becomes durable — from another thread: if none ever does, the wait
-    /// lasts until the database closes ([`Error::Closed`]). A read-only handle commits nothing
-    /// and answers such an LSN at once.
+    /// lasts until the database closes ([`Error::Closed`]). A read-only handle commits nothing:
+    /// for an LSN it read that it does not know to be durable, it fdatasyncs the log's segment
+    /// files (what a writer wrote to them, synced or not, becomes durable; no byte changes).
     ///
     /// # Errors
     ///
     /// [`Error::DurabilityUnavailable`] for an in-memory database; [`Error::Poisoned`] when the
     /// sync failed (the database is poisoned); [`Error::Closed`] when the database closed before
     /// `lsn` was committed; on a read-only handle, [`Error::NotYetVisible`] for an `lsn` above
-    /// its last LSN.
+    /// its last LSN, and [`Error::Io`] when a segment's sync fails.
     pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
         if self.read_only {
-            // Everything it reads was on disk when it was opened; it commits nothing.
             self.check_open()?;
             let last = self.last_lsn();
             if lsn > last {
@@ -693,6 +736,10 @@ impl Db {
                     requested: lsn,
                     visible: last,
                 });
+            }
+            if lsn > self.durable_lsn() {
+                self.sync_files_read()?;
+                self.shared.durable_lsn.fetch_max(last, Ordering::AcqRel);
             }
             return Ok(());
         }

@@ -29,7 +29,8 @@ pub enum Error {
         /// Largest accepted.
         max: usize,
     },
-    /// The value cannot fit in one log segment (see [`crate::Options::max_value_len`]).
+    /// The value cannot fit in one log segment (see [`crate::Options::max_value_len`]), or, in an
+    /// in-memory database, is above its 2 GiB limit (see [`crate::Db::max_value_len`]).
     ValueTooLarge {
         /// Length given.
         len: usize,

@@ -454,6 +454,16 @@ fn assemble(
         Some(vfs.clone()),
     ));
     shared.set_rotation_size(rotate_at);
+    if read_only {
+        // What it can prove durable: the checkpoint, synced before the MANIFEST named it. The
+        // log after it may hold a writer's unsynced commits (a review found the handle claiming
+        // them durable, and the writer's lease bound, above every LSN, as its durable LSN);
+        // `Db::wait_durable` syncs the log's files to go further.
+        shared.durable_lsn.store(
+            manifest.checkpoint_lsn.min(recovered.stats.last_lsn),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
     if let Some(a) = active {
         shared.log_thread_waits(a);
     }

@@ -89,7 +89,7 @@ const MAX_HEIGHT: usize = 20;
 /// Keys are at most this long (the length is stored in a u16).
 const MAX_KEY_LEN: usize = u16::MAX as usize;
 /// Values are at most this long (the length is stored in a u32, `u32::MAX` marks a tombstone).
-const MAX_VALUE_LEN: usize = 1 << 31;
+pub(crate) const MAX_VALUE_LEN: usize = 1 << 31;
 /// `value_len` of a tombstone.
 const TOMBSTONE: u32 = u32::MAX;
 /// The size of the first arena chunk's data area.

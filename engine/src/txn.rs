@@ -191,6 +191,8 @@ impl<'db> Txn<'db> {
     /// a bad operation never reaches the commit; [`Error::TransactionTooLarge`] when the
     /// transaction with this operation would no longer fit in one log segment.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        // Checked before the copy too: a value refused for its length is never copied.
+        self.db.validate(&[OpRef::Put(key, value)])?;
         self.add(Op::Put(key.into(), value.into()))
     }
 

@@ -103,6 +103,34 @@ fn key_length_limit() {
     });
 }
 
+/// An in-memory database refuses a value larger than an index node holds (2 GiB) with a typed
+/// error before the commit takes an LSN: a review found such a put accepted, its insert
+/// panicking with an LSN assigned, and every later commit waiting for that LSN for ever.
+#[test]
+fn an_in_memory_value_above_2_gib_is_refused_and_nothing_waits_for_it() {
+    let db = Db::in_memory();
+    db.put(b"a", b"1").unwrap();
+    let before = db.last_lsn();
+    let max = db.max_value_len(3);
+    assert!(((2 << 30) - 3..=2 << 30).contains(&max), "max {max}");
+    // calloc'd pages, never touched: the check comes before any copy.
+    let big = vec![0u8; max + 1];
+    match db.put(b"big", &big) {
+        Err(Error::ValueTooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!("a value of {} bytes: {other:?}", max + 1),
+    }
+    let mut tx = db.begin();
+    assert!(matches!(
+        tx.put(b"big", &big),
+        Err(Error::ValueTooLarge { .. })
+    ));
+    drop(tx);
+    assert_eq!(db.last_lsn(), before, "no LSN was taken");
+    let lsn = db.put(b"b", b"2").unwrap();
+    assert_eq!(lsn, before + 1);
+    assert_eq!(&*db.get(b"b").unwrap().unwrap(), b"2");
+}
+
 #[test]
 fn value_length_limit_with_a_64k_segment() {
     on_each_path(|io| {

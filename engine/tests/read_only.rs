@@ -265,3 +265,120 @@ fn every_open_beside_a_busy_writer_sees_a_durable_prefix() {
         assert!(seen > 1, "the writer committed nothing while the reads ran");
     });
 }
+
+/// Counts `sync_data` calls on segment files opened through it.
+#[derive(Default)]
+struct SegmentSyncs(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct CountingFile {
+    inner: Box<dyn ringlog_db::io::VFile>,
+    syncs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ringlog_db::io::VFile for CountingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        self.inner.sync_all()
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<ringlog_db::io::Allocation> {
+        self.inner.allocate(len)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn direct_io(&self) -> Option<usize> {
+        self.inner.direct_io()
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.raw_fd()
+    }
+}
+
+impl Hooks for SegmentSyncs {
+    fn open(
+        &self,
+        inner: &dyn ringlog_db::io::Vfs,
+        path: &Path,
+        opts: ringlog_db::io::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringlog_db::io::VFile>> {
+        let file = inner.open(path, opts)?;
+        if path.extension().is_none_or(|e| e != "log") {
+            return Ok(file);
+        }
+        Ok(Box::new(CountingFile {
+            inner: file,
+            syncs: self.0.clone(),
+        }))
+    }
+}
+
+/// A read-only handle claims durable only what it knows to be: its checkpoint's LSN at first —
+/// the log it read may hold a writer's unsynced commits — and, once `wait_durable` has
+/// fdatasynced the log's files (through read-only descriptors, changing no byte), its last LSN.
+/// A review found it answering `wait_durable` at once and reporting the writer's lease bound,
+/// above every LSN, as its durable LSN.
+#[test]
+fn a_read_only_handle_claims_durable_only_what_it_synced() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let writer = open(dir.path(), opts(io, Durability::Strict));
+        for i in 0..100u32 {
+            writer.put(format!("k{i:04}").as_bytes(), b"v").unwrap();
+        }
+        let ckpt = writer.checkpoint().unwrap().lsn;
+        for i in 0..20u32 {
+            writer.put(format!("after{i:02}").as_bytes(), b"v").unwrap();
+        }
+        let before = image(dir.path());
+        let hooks = SegmentSyncs::default();
+        let syncs = hooks.0.clone();
+        let vfs = Hooked::new(real_vfs(io), hooks);
+        let ro = Db::open_read_only(
+            dir.path(),
+            opts(io, Durability::Strict).vfs(vfs as std::sync::Arc<dyn ringlog_db::io::Vfs>),
+        )
+        .unwrap();
+        let last = ro.last_lsn();
+        assert_eq!(last, writer.last_lsn(), "{io}");
+        assert_eq!(
+            ro.durable_lsn(),
+            ckpt,
+            "{io}: the checkpoint's LSN, not the lease bound"
+        );
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            0,
+            "{io}: the open syncs nothing"
+        );
+        // At or below what it knows: nothing to sync.
+        ro.wait_durable(ckpt).unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), 0, "{io}");
+        ro.wait_durable(last).unwrap();
+        let synced = syncs.load(Ordering::SeqCst);
+        assert!(synced >= 1, "{io}: the log's segments were synced");
+        assert_eq!(ro.durable_lsn(), last, "{io}");
+        // Once known, not again.
+        ro.wait_durable(last).unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), synced, "{io}");
+        assert!(matches!(
+            ro.wait_durable(last + 1),
+            Err(Error::NotYetVisible { requested, visible }) if requested == last + 1 && visible == last
+        ));
+        ro.close().unwrap();
+        drop(ro);
+        assert_eq!(image(dir.path()), before, "{io}: no byte changed");
+    });
+}
