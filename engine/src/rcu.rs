@@ -294,6 +294,10 @@ pub(crate) fn retire(object: Box<dyn Send>) {
 
 /// Drops every retired object no read section can still use. Never waits for a reader.
 pub(crate) fn collect() {
+    // The fence mode is decided (and the decision logged) before the lock: deciding it under
+    // `RETIRED`, as the first replacement of a process did, let a logger that retires something
+    // deadlock (found in review).
+    mode();
     let (ticket, ready): (u64, Vec<Box<dyn Send>>) = {
         let mut retired = RETIRED.lock();
         if retired.is_empty() {
@@ -466,7 +470,8 @@ impl Backoff {
 }
 
 /// The collect side's fence; the error if it could not be made (nothing may be freed then).
-/// Logs nothing: callers log with no lock of this module held.
+/// Logs nothing once the mode is decided (`collect` decides it before taking its lock): callers
+/// log with no lock of this module held.
 fn heavy_fence() -> std::io::Result<()> {
     if mode() == MEMBARRIER {
         if membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
@@ -829,6 +834,74 @@ mod tests {
         );
     }
 
+    /// Runs test `name` of this binary in a child process with `marker` set (it then runs the
+    /// child's part) and with read sections on fences, and asserts that it passes. The guard
+    /// against a hang is not a timing check: the child takes milliseconds.
+    fn passes_in_a_child(name: &str, marker: &str) {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(marker, "1")
+            .env("RINGLOG_NO_MEMBARRIER", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut waited = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if waited == 600 {
+                let _ = child.kill();
+                panic!("{name}: the child hangs");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waited += 1;
+        };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            status.success() && stdout.contains("1 passed"),
+            "{status}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A logger that replaces an RCU value (writes into a database whose key index grows) while
+    /// the fence mode is decided by the process's first RCU operation, a replacement: the
+    /// decision is logged before `collect` takes its lock, so the logger's retire does not wait
+    /// for that lock (found in review: it deadlocked).
+    #[test]
+    fn a_logger_that_retires_while_the_mode_is_decided() {
+        const NAME: &str = "rcu::tests::a_logger_that_retires_while_the_mode_is_decided";
+        if std::env::var_os("RINGLOG_RCU_RETIRING_CHILD").is_some() {
+            struct Retiring;
+            impl log::Log for Retiring {
+                fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                    true
+                }
+                fn log(&self, _: &log::Record<'_>) {
+                    let cell = RcuOption::none();
+                    cell.store(Some(Arc::new(1u8)));
+                    cell.store(None);
+                }
+                fn flush(&self) {}
+            }
+            log::set_logger(Box::leak(Box::new(Retiring))).unwrap();
+            log::set_max_level(log::LevelFilter::Debug);
+            assert_eq!(
+                MODE.load(Ordering::Relaxed),
+                UNDECIDED,
+                "nothing decided yet"
+            );
+            let cell = Rcu::new(Arc::new(0u8));
+            cell.store(Arc::new(1u8));
+            assert_eq!(MODE.load(Ordering::Relaxed), FENCES);
+            return;
+        }
+        passes_in_a_child(NAME, "RINGLOG_RCU_RETIRING_CHILD");
+    }
+
     /// A logger that reads a database (so enters read sections) while the fence mode is being
     /// decided and logged: the decision is logged after it is made, so the logger's own section
     /// finds it made (a log inside the decision re-entered it: a recursive `Once`, which blocks
@@ -862,34 +935,7 @@ mod tests {
             assert_eq!(MODE.load(Ordering::Relaxed), FENCES);
             return;
         }
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([NAME, "--exact", "--test-threads=1", "--nocapture"])
-            .env("RINGLOG_RCU_LOGGER_CHILD", "1")
-            .env("RINGLOG_NO_MEMBARRIER", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A hang guard, not a timing check: the child takes milliseconds.
-        let mut waited = 0;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if waited == 600 {
-                let _ = child.kill();
-                panic!("the child hangs: the decision re-entered itself");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            waited += 1;
-        };
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            status.success() && stdout.contains("1 passed"),
-            "{status}\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        passes_in_a_child(NAME, "RINGLOG_RCU_LOGGER_CHILD");
     }
 
     /// Readers on several threads load a value that a writer keeps replacing: every value they

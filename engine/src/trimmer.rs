@@ -14,7 +14,9 @@ use crate::{Error, Result};
 impl Db {
     /// Wakes the history trimmer, starting it the first time.
     pub(crate) fn request_trim(&self) {
-        self.wake_background(false);
+        if !self.wake_background(false) {
+            self.shared.versions.trim_not_done();
+        }
     }
 
     /// Asks the background thread for a checkpoint (see [`crate::Options::checkpoint_bytes`]).
@@ -181,7 +183,10 @@ fn run_trimmer(shared: Arc<Shared>) {
             Ok(None) => return,
             // The MANIFEST could not record the floor (a full disk, say): nothing changed. A
             // time-based policy, the only one that records floors, retries periodically.
-            Err(e) => log::warn!("history trim failed: {e}"),
+            Err(e) => {
+                log::warn!("history trim failed: {e}");
+                v.trim_not_done();
+            }
         }
     }
 }
@@ -243,5 +248,40 @@ pub(crate) mod seam {
         return SPAWN_FAILS.with(std::cell::Cell::get);
         #[cfg(not(test))]
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    /// A trim requested while its thread could not start (EAGAIN under `RLIMIT_NPROC`) is asked
+    /// for again by a later insert, once the thread can start: a review found the request left
+    /// standing, and no insert ever asking again.
+    #[test]
+    fn a_trim_whose_thread_did_not_start_is_requested_again() {
+        let db = crate::Db::in_memory_with_options(crate::Options::default().trim_threshold(64))
+            .unwrap();
+        super::seam::SPAWN_FAILS.with(|f| f.set(true));
+        let mut i = 0u32;
+        while db.stats().versions < 200 {
+            db.put(b"k", &i.to_be_bytes()).unwrap();
+            i += 1;
+        }
+        assert!(db.trimmer.lock().is_none(), "the thread could not start");
+        assert!(
+            !db.shared.versions.trim_requested.load(Ordering::Acquire),
+            "the failed request does not stand"
+        );
+        super::seam::SPAWN_FAILS.with(|f| f.set(false));
+        for _ in 0..1_000 {
+            db.put(b"k", &i.to_be_bytes()).unwrap();
+            i += 1;
+        }
+        assert!(
+            db.trimmer.lock().is_some(),
+            "a later insert asked for the trim again"
+        );
+        db.close().unwrap();
     }
 }

@@ -409,6 +409,20 @@ impl Versions {
             .max(versions / TRIM_SHARE)
     }
 
+    /// A requested trim did not happen (the thread to run it could not start, or it failed):
+    /// lets the next insert ask again — the request left standing kept every later insert from
+    /// asking, for good (found in review) — once the garbage grew by as much again as a trim
+    /// waits for, not at once (each attempt may copy the whole index).
+    pub(crate) fn trim_not_done(&self) {
+        let garbage = self.garbage.load(Ordering::Relaxed);
+        let len = self.current().list.len();
+        self.trim_at.store(
+            garbage.saturating_add(self.next_trim_at(0, len)),
+            Ordering::Relaxed,
+        );
+        self.trim_requested.store(false, Ordering::Release);
+    }
+
     /// The LSN of the oldest live snapshot.
     pub(crate) fn oldest_snapshot(&self) -> Option<Lsn> {
         self.snapshots.lock().keys().next().copied()
