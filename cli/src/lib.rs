@@ -48,9 +48,69 @@ impl From<std::io::Error> for Failure {
 /// The outcome of a command.
 pub type Outcome = Result<(), Failure>;
 
-/// Runs the command `cli` names, writing its output to `out`.
+/// Output to a reader that may stop reading: once a write fails with a broken pipe, the rest of
+/// the output is discarded and the command goes on, so that its exit status is its verdict (a
+/// review found `ringlog verify DIR | head -0` exiting 0 on a damaged database: the failed write
+/// hid the verdict). For every command but the listings, which stop early instead.
+struct ToTheEnd<'a> {
+    out: &'a mut dyn Write,
+    closed: bool,
+}
+
+impl ToTheEnd<'_> {
+    fn absorb(&mut self, r: std::io::Result<()>) -> std::io::Result<()> {
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Write for ToTheEnd<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.out.flush();
+        self.absorb(r)
+    }
+}
+
+/// Runs the command `cli` names, writing its output to `out`. A closed pipe ends a listing
+/// (`dump-log`, `scan`, `history`, `runs`, `export`) early with success; every other command
+/// runs to its end and returns its verdict.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Outcome {
     let json = cli.json;
+    let listing = matches!(
+        cli.command,
+        Command::DumpLog(_)
+            | Command::Scan(_)
+            | Command::History(_)
+            | Command::Runs(_)
+            | Command::Export(_)
+    );
+    let mut to_the_end = ToTheEnd { out, closed: false };
+    let out: &mut dyn Write = if listing {
+        to_the_end.out
+    } else {
+        &mut to_the_end
+    };
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect(&a, json, out),
         Command::Verify(a) => commands::verify(&a, json, out),

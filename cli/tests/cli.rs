@@ -1888,3 +1888,48 @@ fn every_documented_exit_status_is_the_binarys() {
     // Nothing the failing runs were given was created.
     assert!(!never.exists() && !never_file.exists());
 }
+
+/// `ringlog args` with its stdout a pipe nobody reads (its read end closed before the command
+/// starts): every write of the command fails with a broken pipe. Returns the exit status.
+fn status_into_a_closed_pipe(args: &[&str]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .args(args)
+        .env_remove("RINGLOG_IO")
+        .stdout(writer)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .code()
+}
+
+/// A reader that stops reading does not change a verdict: `verify`, `inspect` and `get` exit
+/// with their status whether their output is read or not (a review found `verify DIR | head -0`
+/// exiting 0 on a damaged database: the failed write hid the verdict); a listing stops early
+/// with 0, as documented.
+#[test]
+fn a_closed_pipe_does_not_hide_a_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sample(tmp.path());
+    let damaged = copy_db(&db, &tmp.path().join("damaged"));
+    tear(&damaged);
+    for (args, status) in [
+        (vec!["verify", p(&damaged)], 1),
+        (vec!["inspect", p(&damaged)], 1),
+        (vec!["verify", p(&db)], 0),
+        (vec!["get", p(&db), "no-such-key"], 1),
+        (vec!["dump-log", p(&damaged)], 0),
+    ] {
+        assert_eq!(
+            status_into_a_closed_pipe(&args),
+            Some(status),
+            "ringlog {args:?} into a closed pipe"
+        );
+        // The same status with the output read.
+        let read = ringlog(&args).status.code();
+        if args[0] != "dump-log" {
+            assert_eq!(read, Some(status), "ringlog {args:?}");
+        }
+    }
+}
