@@ -268,7 +268,8 @@ pub struct SegSummary {
     pub valid_end: u64,
     /// Valid records.
     pub records: u64,
-    /// The first and last LSN of its transactions' records.
+    /// The lowest and highest LSN of its transactions' records (relocated records keep their old
+    /// LSNs: not necessarily the first and last).
     pub first_lsn: Option<u64>,
     /// See `first_lsn`.
     pub last_lsn: Option<u64>,
@@ -555,8 +556,11 @@ fn walk_segment(
                     _ => {}
                 }
                 if rec.lsn != 0 && rec.kind.in_transaction() {
-                    summary.first_lsn.get_or_insert(rec.lsn);
-                    summary.last_lsn = Some(rec.lsn);
+                    // Lowest and highest, not first and last: records a garbage collection
+                    // relocated keep their old LSNs (found in review: `inspect` showed a range
+                    // ending at a relocated record's).
+                    summary.first_lsn = Some(summary.first_lsn.map_or(rec.lsn, |l| l.min(rec.lsn)));
+                    summary.last_lsn = Some(summary.last_lsn.map_or(rec.lsn, |l| l.max(rec.lsn)));
                     *last_good = (*last_good).max(rec.lsn);
                 }
                 summary.records += 1;

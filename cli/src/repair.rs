@@ -246,6 +246,19 @@ fn plan_at_walked(
             "offset {offset} is not where a valid record of segment {segment} ends (`ringlog dump-log` lists each record's offset; a record ends where the next begins)"
         )));
     }
+    // Damage before the cut stays, and recovery refuses the log for it: the repair would cut
+    // acknowledged data and leave a database that does not open (found in review).
+    if let Some(d) = walk
+        .first_problem()
+        .filter(|d| (d.segment, d.offset) < (segment, offset))
+    {
+        return Err(Failure::Usage(format!(
+            "damage at segment {} offset {} ({}) comes before the cut at {segment}:{offset}: \
+             the database would still not open; cut at or before it (`--truncate-tail` cuts at \
+             the first damage)",
+            d.segment, d.offset, d.reason
+        )));
+    }
     let plan = make_plan(
         &l,
         &walk,
@@ -517,7 +530,24 @@ fn beyond_the_log(vfs: &dyn Vfs, l: &logwalk::Listing, walk: &logwalk::Walk) -> 
         })
     });
     let all: Vec<String> = ckpt.into_iter().chain(kept_damage_text(walk)).collect();
-    (!all.is_empty()).then(|| all.join("; and "))
+    if !all.is_empty() {
+        return Some(all.join("; and "));
+    }
+    // What only the open recovery makes shows: a segment the checkpoint refers to for values
+    // missing, damage inside the checkpoint's blocks (a review found repair answering "no
+    // damage" with status 0 for a database `verify` reports unopenable). Read-only: nothing is
+    // written; it waits out its retries, as this repair holds the directory's lock.
+    match ringlog_db::Db::open_read_only(&l.dir, ringlog_db::Options::default()) {
+        Ok(db) => {
+            let _ = db.close();
+            None
+        }
+        Err(e) => Some(format!(
+            "the database does not open: {}; repair cuts only the log (restore the database \
+             from a backup)",
+            crate::commands::error_text(&e)
+        )),
+    }
 }
 
 /// What a repair did, for people.

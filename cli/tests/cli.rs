@@ -552,6 +552,33 @@ fn mid_log_damage_verify_dump_and_explicit_cut() {
         2,
     );
     run(&["repair", d, "--truncate-at", "999:0"], 2);
+    // A cut after the damage would leave it, and a database that does not open: refused, with
+    // nothing changed (found in review: it cut, and reported success).
+    let after = &rows[rows.len() - 5];
+    let before_cut: Vec<(PathBuf, Vec<u8>)> = segments(&db)
+        .into_iter()
+        .map(|s| {
+            let b = std::fs::read(&s).unwrap();
+            (s, b)
+        })
+        .collect();
+    let refused = ringlog(&[
+        "repair",
+        d,
+        "--truncate-at",
+        &format!("{}:{}", after["segment"], after["offset"]),
+        "--side-dir",
+        p(&tmp.path().join("side-refused")),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("comes before the cut"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    for (s, b) in &before_cut {
+        assert_eq!(&std::fs::read(s).unwrap(), b, "{} changed", s.display());
+    }
     let side = tmp.path().join("side");
     let j = json(
         &[
@@ -949,6 +976,21 @@ fn damage_in_a_kept_value_segment_fails_verify() {
         "{j}"
     );
     json(&["verify", d, "--deep", "--json"], 1);
+    // The log has no damage, but the database does not open: repair says so with status 1
+    // (found in review: "nothing to cut", status 0).
+    let o = ringlog(&[
+        "repair",
+        d,
+        "--truncate-tail",
+        "--side-dir",
+        p(&tmp.path().join("side")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not open") && err.contains("is missing"),
+        "{err}"
+    );
 }
 
 /// A database whose log a clean close retired, reopened and written to: its new segment records
