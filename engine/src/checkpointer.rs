@@ -661,9 +661,12 @@ impl Db {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidOptions`] for an in-memory database or a `dest` that is not an empty
-    /// directory; [`Error::Io`] when it cannot be written (the copy is then incomplete: its
-    /// MANIFEST is written last, so it never opens as a database); as [`Db::checkpoint`].
+    /// [`Error::InvalidOptions`] for an in-memory database, a `dest` that is not an empty
+    /// directory, or one inside this database's directory; [`Error::Io`] when it cannot be
+    /// written (the copy is then incomplete: its MANIFEST is written last, so it never opens as
+    /// this backup — but the directory stays, empty if nothing else was in it, and
+    /// [`Db::open`] of an empty directory creates a new, empty database: remove it); as
+    /// [`Db::checkpoint`].
     pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<CheckpointInfo> {
         self.check_writable()?;
         let dest = dest.as_ref();
@@ -672,6 +675,15 @@ impl Db {
                 "an in-memory database has no files to back up".into(),
             ));
         };
+        if inside(dest, &c.dir) {
+            // Its files would be the database's: a name like a segment's or a checkpoint's made
+            // the next open refuse the source, or poisoned it live (found in review).
+            return Err(Error::InvalidOptions(format!(
+                "backup destination {} is inside the database's own directory {}",
+                dest.display(),
+                c.dir.display()
+            )));
+        }
         match c
             .vfs
             .kind_of(dest)
@@ -756,6 +768,44 @@ impl Db {
             segments_deleted: 0,
             segments_collected: 0,
         })
+    }
+}
+
+/// Whether `path` is `dir` or lies below it: compared as absolute paths with `.` and `..`
+/// resolved by name, and — where both exist on the machine's filesystem (not a simulated disk's
+/// paths) — with symbolic links resolved too (`path`'s deepest existing ancestor).
+fn inside(path: &Path, dir: &Path) -> bool {
+    fn by_name(p: &Path) -> Option<PathBuf> {
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().ok()?.join(p)
+        };
+        let mut out = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        Some(out)
+    }
+    let (Some(path), Some(dir)) = (by_name(path), by_name(dir)) else {
+        return false;
+    };
+    if path.starts_with(&dir) {
+        return true;
+    }
+    let resolved = path.ancestors().find_map(|a| {
+        let real = std::fs::canonicalize(a).ok()?;
+        Some(real.join(path.strip_prefix(a).ok()?))
+    });
+    match (resolved, std::fs::canonicalize(&dir)) {
+        (Some(p), Ok(d)) => p.starts_with(d),
+        _ => false,
     }
 }
 

@@ -1096,3 +1096,44 @@ fn a_policy_floor_a_snapshot_held_back_is_the_same_from_a_checkpoint() {
         );
     });
 }
+
+/// A backup into the database's own directory, or below it — by name, through `..`, or through
+/// a symbolic link — is refused, and the source goes on unharmed: a review found backups named
+/// like the source's files making its next open fail, or poisoning it live.
+#[test]
+fn a_backup_inside_the_database_directory_is_refused() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let out = tempdir();
+        let db = open(dir.path(), small(io, Durability::Strict));
+        for i in 0..50u64 {
+            db.put(&key(i), b"v").unwrap();
+        }
+        let link = out.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        for dest in [
+            dir.path().join("00000000000000000099.log"),
+            dir.path().join("00000000000000000005.log.tmp"),
+            dir.path().join("00000000000000000777.ckpt"),
+            dir.path().join("sub"),
+            dir.path().join("sub").join("..").join("x"),
+            out.path().join("..").join(dir.path()).join("y"),
+            link.join("z"),
+        ] {
+            match db.backup_to(&dest) {
+                Err(Error::InvalidOptions(m)) => {
+                    assert!(m.contains("inside the database"), "{io}: {m}")
+                }
+                other => panic!("{io}: a backup to {}: {other:?}", dest.display()),
+            }
+            assert!(!dest.exists(), "{io}: {} was created", dest.display());
+        }
+        db.put(b"after", b"the refusals").unwrap();
+        db.close().unwrap();
+        let db = open(dir.path(), small(io, Durability::Strict));
+        assert_eq!(scan(&db).len(), 51, "{io}");
+        // Beside it is fine.
+        db.backup_to(out.path().join("copy")).unwrap();
+        db.close().unwrap();
+    });
+}
