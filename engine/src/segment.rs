@@ -274,6 +274,20 @@ pub(crate) fn read_segment(
     Ok(SegmentBytes { shared: None, len })
 }
 
+/// The error for segment file `path` of `size` bytes when it is longer than the format allows.
+/// No engine writes one: a segment's size is fixed at creation and at most the format's maximum.
+/// Never size a buffer by such a file.
+pub(crate) fn too_long(path: &Path, size: u64) -> Option<Error> {
+    (size > ringlog_format::MAX_SEGMENT_LEN).then(|| Error::Corruption {
+        file: path.to_path_buf(),
+        offset: ringlog_format::MAX_SEGMENT_LEN,
+        reason: format!(
+            "segment file is {size} bytes long, more than the format's maximum of {} bytes",
+            ringlog_format::MAX_SEGMENT_LEN
+        ),
+    })
+}
+
 /// Opens segment file `path` for reading all of it, or its first `limit` bytes: the file and
 /// the length to read, or (`Err`) the bytes themselves when the backend shares them.
 #[allow(clippy::type_complexity)]
@@ -290,18 +304,7 @@ fn open_for_read(
     let file = vfs
         .open(path, opts)
         .map_err(|e| Error::io("open segment", path.to_path_buf(), e))?;
-    let too_long = |size: u64| {
-        // No engine writes one: a segment's size is fixed at creation and at most the format's
-        // maximum. Never size a buffer by such a file.
-        (size > ringlog_format::MAX_SEGMENT_LEN).then(|| Error::Corruption {
-            file: path.to_path_buf(),
-            offset: ringlog_format::MAX_SEGMENT_LEN,
-            reason: format!(
-                "segment file is {size} bytes long, more than the format's maximum of {} bytes",
-                ringlog_format::MAX_SEGMENT_LEN
-            ),
-        })
-    };
+    let too_long = |size: u64| too_long(path, size);
     if let Some(shared) = file.shared_contents() {
         let size = (*shared).as_ref().len();
         if let Some(e) = too_long(size as u64) {

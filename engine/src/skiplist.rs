@@ -33,8 +33,8 @@
 //!
 //! The arena hands out memory with a lock-free bump pointer on the current chunk (a CAS loop on
 //! the chunk's `used` counter); only installing a new chunk takes a mutex. Chunks start at
-//! 64 KiB and double up to 4 MiB; a node larger than a quarter of the maximum chunk (1 MiB) gets a
-//! chunk of its own, so a big value neither wastes the rest of the current chunk nor forces a
+//! 64 KiB and double up to [`MAX_CHUNK`] (8 MiB with the chunk's header); a node larger than a
+//! quarter of the maximum chunk (about 2 MiB) gets a chunk of its own, so a big value neither wastes the rest of the current chunk nor forces a
 //! huge regular chunk.
 //!
 //! # Concurrency and memory ordering

@@ -603,6 +603,10 @@ pub(crate) fn locate(
         let size = file
             .size()
             .map_err(|e| Error::io("size of segment", path.clone(), e))?;
+        // Checked at open, but the file may have grown since (found in review).
+        if let Some(e) = crate::segment::too_long(&path, size) {
+            return Err(e);
+        }
         let mut buf = vec![0u8; size as usize];
         file.read_exact_at(&mut buf, 0)
             .map_err(|e| Error::io("read segment to locate values", path.clone(), e))?;

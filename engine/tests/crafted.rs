@@ -315,6 +315,39 @@ fn a_segment_longer_than_the_format_allows_is_corruption() {
     }
 }
 
+/// A segment that grew past the format's maximum while the database was open (none does by the
+/// engine's hand) fails the checkpoint that would read it to locate values, with corruption
+/// naming it, instead of sizing a buffer by it; the database keeps serving (found in review).
+#[test]
+fn a_segment_grown_past_the_maximum_fails_the_checkpoint_not_the_database() {
+    for io in PATHS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), opts(io).value_threshold(Some(64))).unwrap();
+        for i in 0..50u32 {
+            db.put(format!("k{i:03}").as_bytes(), &[i as u8; 512])
+                .unwrap();
+        }
+        let seg = segments(dir.path()).remove(0);
+        let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(ringlog_format::MAX_SEGMENT_LEN + 4096)
+            .unwrap();
+        match db.checkpoint() {
+            Err(Error::Corruption {
+                file: f, reason, ..
+            }) => {
+                assert_eq!(f, seg, "{io}");
+                assert!(reason.contains("maximum"), "{io}: {reason}");
+            }
+            other => panic!("{io}: a checkpoint reading a 1 GiB + 4 KiB segment: {other:?}"),
+        }
+        db.put(b"after", b"the failed checkpoint").unwrap();
+        assert_eq!(count_keys(&db), 51, "{io}");
+        file.set_len(len).unwrap();
+        db.close().unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. files no crash produces are never deleted
 // ---------------------------------------------------------------------------------------------
