@@ -316,6 +316,16 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
         if line.lsn == 0 {
             return Err(bad(n, "LSN 0 (LSNs start at 1)"));
         }
+        if line.lsn > header.source_last_lsn {
+            // The export read at that LSN: nothing it wrote is newer (found in review).
+            return Err(bad(
+                n,
+                format!(
+                    "LSN {} above the header's source_last_lsn {} (the LSN the export read at)",
+                    line.lsn, header.source_last_lsn
+                ),
+            ));
+        }
         if value.is_none() && !header.versions {
             // An export of the newest state holds live keys only: a delete there is no key.
             return Err(bad(n, "a deleted record in an export without versions"));

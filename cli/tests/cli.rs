@@ -1330,6 +1330,12 @@ fn import_refuses_versions_export_never_writes() {
             "{\"key\":\"61\",\"lsn\":0,\"value\":\"31\"}\n{\"end\":true,\"keys\":1,\"records\":1}",
             "line 2",
         ),
+        (
+            "an LSN above source_last_lsn",
+            true,
+            "{\"key\":\"61\",\"lsn\":6,\"value\":\"31\"}\n{\"end\":true,\"keys\":1,\"records\":1}",
+            "line 2",
+        ),
     ];
     for (what, versions, body, line) in cases {
         let file = tmp.path().join("bad.jsonl");
