@@ -146,6 +146,14 @@ struct Applier {
     skip_through: Lsn,
     /// Whether the replayed log set a retention policy (it then overrides the checkpoint's).
     log_retention: bool,
+    /// Whether a checkpoint precedes the log (its policy is then the one before the log's first
+    /// retention entry, known only once the checkpoint is loaded, on another thread).
+    checkpointed: bool,
+    /// The floor the log's first retention entry raises to if the policy before it kept no
+    /// history: with a checkpoint, decided at the merge from the checkpoint's policy (a review
+    /// found it raised as if that policy were always `Snapshots`: a second history-keeping
+    /// policy after a checkpoint lost the history the first one kept, at the next open).
+    first_raise: Option<Lsn>,
     /// The head of the write batch being replayed, in a segment of format version 4: (batch
     /// start, run id, commit time), which hold for every record of the batch.
     batch: Option<(u32, u64, u64)>,
@@ -236,7 +244,10 @@ impl Applier {
                     // History is kept from this entry on; when the policy before it kept none,
                     // not before it (after another history-keeping policy, from that one's
                     // entry on: `Db::set_retention` raises the floor likewise).
-                    if self.retention.0 == Retention::Snapshots {
+                    if self.checkpointed && !self.log_retention {
+                        // The policy before it is the checkpoint's.
+                        self.first_raise = Some(lsn - 1);
+                    } else if self.retention.0 == Retention::Snapshots {
                         floor = floor.max(lsn - 1);
                     }
                     self.index.keep_versions();
@@ -507,6 +518,8 @@ pub(crate) fn recover(
         last_lease: None,
         skip_through: manifest.checkpoint_lsn,
         log_retention: false,
+        checkpointed: manifest.checkpoint_id != 0,
+        first_raise: None,
         batch: None,
     };
     let truncating = mode == RecoveryMode::TruncateAtCorruption;
@@ -599,7 +612,13 @@ pub(crate) fn recover(
     if let Some(seeded) = seeded {
         // The policy the log ends with, else the checkpoint's; the floor never below either.
         app.retention = if app.log_retention {
-            (app.retention.0, app.retention.1.max(seeded.retention.1))
+            let mut floor = app.retention.1.max(seeded.retention.1);
+            if let Some(raise) = app.first_raise {
+                if seeded.retention.0 == Retention::Snapshots {
+                    floor = floor.max(raise);
+                }
+            }
+            (app.retention.0, floor)
         } else {
             seeded.retention
         };

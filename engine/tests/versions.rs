@@ -1120,6 +1120,78 @@ fn a_truncating_cut_below_a_recorded_floor_leaves_the_state_readable() {
     });
 }
 
+/// The same across a checkpoint: the log's first retention entry after it follows the
+/// checkpoint's policy, not `Snapshots` — recovery raised the floor to that entry as if no
+/// history had been kept before it (a review found `get_at` of a version the first policy kept
+/// refused after the reopen, and the version gone at the next checkpoint). After a checkpoint
+/// taken under `Snapshots`, the first history-keeping entry still raises the floor to itself.
+#[test]
+fn a_policy_set_again_after_a_checkpoint_keeps_what_the_last_one_kept() {
+    on_each_path(|io| {
+        for second in [
+            Retention::All,
+            Retention::LastVersions(std::num::NonZeroU32::new(100).unwrap()),
+            Retention::NewerThan(std::time::Duration::from_secs(3600)),
+        ] {
+            let dir = tempdir();
+            let o = opts(io, Durability::Strict);
+            let db = open(dir.path(), o.clone());
+            db.put(b"k", b"before").unwrap();
+            db.set_retention(Retention::All).unwrap();
+            let first = db.put(b"k", b"v1").unwrap();
+            db.put(b"k", b"v2").unwrap();
+            db.checkpoint().unwrap();
+            db.set_retention(second).unwrap();
+            db.put(b"k", b"v3").unwrap();
+            let floor = db.stats().history_floor;
+            db.close().unwrap();
+            drop(db);
+            let db = open(dir.path(), o.clone());
+            assert_eq!(
+                db.get_at(b"k", first).unwrap().as_deref(),
+                Some(&b"v1"[..]),
+                "{io} {second:?}: floor {}",
+                db.stats().history_floor
+            );
+            assert_eq!(db.stats().history_floor, floor, "{io} {second:?}");
+            // A checkpoint of that state and a reopen keep it too.
+            db.checkpoint().unwrap();
+            db.close().unwrap();
+            drop(db);
+            let db = open(dir.path(), o.clone());
+            assert_eq!(
+                db.get_at(b"k", first).unwrap().as_deref(),
+                Some(&b"v1"[..]),
+                "{io} {second:?}: after a second checkpoint"
+            );
+            db.close().unwrap();
+        }
+        // After a checkpoint under Snapshots: history from the entry on only.
+        let dir = tempdir();
+        let o = opts(io, Durability::Strict);
+        let db = open(dir.path(), o.clone());
+        let before = db.put(b"k", b"1").unwrap();
+        db.checkpoint().unwrap();
+        let all = db.set_retention(Retention::All).unwrap();
+        db.put(b"k", b"2").unwrap();
+        let floor = db.stats().history_floor;
+        assert_eq!(floor, all - 1, "{io}");
+        db.close().unwrap();
+        drop(db);
+        let db = open(dir.path(), o);
+        assert_eq!(
+            db.stats().history_floor,
+            floor,
+            "{io}: the same floor after a restart"
+        );
+        assert!(matches!(
+            db.get_at(b"k", before.saturating_sub(1)),
+            Err(Error::HistoryTrimmed { .. })
+        ));
+        db.close().unwrap();
+    });
+}
+
 /// Setting a history-keeping policy again keeps what the previous one kept, in the running
 /// database and after a restart (every such entry raised the floor to the LSN before it, so an
 /// application setting `All` at every open lost access to all its history each time — a
