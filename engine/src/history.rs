@@ -146,7 +146,9 @@ impl Db {
     /// holds), as of the newest visible LSN, in key order; each key's versions newest first,
     /// deletes included. A key whose newest version is a delete is listed when an older version
     /// is retained. With the default [`crate::Retention::Snapshots`] and no snapshot alive, most
-    /// keys have one version.
+    /// keys have one version. A checkpoint may drop a key's oldest deletes when no older version
+    /// of the key is kept (they change no read: [`Db::get_at`] answers "absent" with them or
+    /// without them), so after one those deletes may be missing from the history.
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
