@@ -338,16 +338,21 @@ mod tests {
         );
     }
 
-    /// A version-2 manifest (64 bytes) still decodes, with every version-3 field zero.
-    #[test]
-    fn version_2_manifests_decode() {
+    /// The bytes of a version-2 manifest (64 bytes) of database `epoch`.
+    fn version_2(epoch: u64) -> [u8; MANIFEST_V2_LEN] {
         let mut old = [0u8; MANIFEST_V2_LEN];
         old[..8].copy_from_slice(&MANIFEST_MAGIC);
         old[12..16].copy_from_slice(&2u32.to_le_bytes());
-        old[16..24].copy_from_slice(&42u64.to_le_bytes());
+        old[16..24].copy_from_slice(&epoch.to_le_bytes());
         let crc = crc32c::crc32c(&old);
         old[8..12].copy_from_slice(&crc.to_le_bytes());
-        let m = Manifest::decode(&old).unwrap();
+        old
+    }
+
+    /// A version-2 manifest (64 bytes) still decodes, with every version-3 field zero.
+    #[test]
+    fn version_2_manifests_decode() {
+        let m = Manifest::decode(&version_2(42)).unwrap();
         assert_eq!((m.version, m.epoch, m.checkpoint_id, m.seq), (2, 42, 0, 0));
         // A 128-byte file claiming version 2, or 64 bytes claiming 3, is refused.
         let mut v3 = Manifest::new(1, 2);
@@ -362,13 +367,7 @@ mod tests {
     /// and encodes (a review found updates re-encoding version 2 and panicking).
     #[test]
     fn a_successor_is_in_the_current_version() {
-        let mut old = [0u8; MANIFEST_V2_LEN];
-        old[..8].copy_from_slice(&MANIFEST_MAGIC);
-        old[12..16].copy_from_slice(&2u32.to_le_bytes());
-        old[16..24].copy_from_slice(&42u64.to_le_bytes());
-        let crc = crc32c::crc32c(&old);
-        old[8..12].copy_from_slice(&crc.to_le_bytes());
-        let m = Manifest::decode(&old).unwrap();
+        let m = Manifest::decode(&version_2(42)).unwrap();
         let mut next = m.successor();
         next.lsn_floor = 7;
         assert_eq!(
