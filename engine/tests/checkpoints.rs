@@ -393,41 +393,15 @@ struct FullForCheckpoints {
     full: Arc<AtomicBool>,
 }
 
-struct FailingFile {
-    inner: Box<dyn VFile>,
-    full: Arc<AtomicBool>,
-}
+/// Checkpoint writes fail with ENOSPC while `full` is set.
+struct FailingWrites(Arc<AtomicBool>);
 
-impl VFile for FailingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
+impl FileHooks for FailingWrites {
+    fn write_all_at(&self, inner: &dyn VFile, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
             return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
         }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> std::io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<ringlog_db::io::Allocation> {
-        self.inner.allocate(len)
-    }
-    fn size(&self) -> std::io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn direct_io(&self) -> Option<usize> {
-        self.inner.direct_io()
-    }
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.inner.raw_fd()
+        inner.write_all_at(buf, offset)
     }
 }
 
@@ -441,9 +415,9 @@ impl ringlog_db::Vfs for FullForCheckpoints {
     fn open(&self, path: &Path, opts: OpenOptions) -> std::io::Result<Box<dyn VFile>> {
         let f = self.inner.open(path, opts)?;
         if path.to_string_lossy().ends_with(".ckpt.tmp") {
-            return Ok(Box::new(FailingFile {
+            return Ok(Box::new(HookedFile {
                 inner: f,
-                full: self.full.clone(),
+                hooks: FailingWrites(self.full.clone()),
             }));
         }
         Ok(f)

@@ -270,40 +270,17 @@ fn every_open_beside_a_busy_writer_sees_a_durable_prefix() {
 #[derive(Default)]
 struct SegmentSyncs(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-struct CountingFile {
-    inner: Box<dyn ringlog_db::io::VFile>,
-    syncs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
+/// Counts the syncs of one file.
+struct CountSyncs(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-impl ringlog_db::io::VFile for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
+impl FileHooks for CountSyncs {
+    fn sync_data(&self, inner: &dyn ringlog_db::io::VFile) -> std::io::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        inner.sync_data()
     }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> std::io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.inner.sync_all()
-    }
-    fn allocate(&self, len: u64) -> std::io::Result<ringlog_db::io::Allocation> {
-        self.inner.allocate(len)
-    }
-    fn size(&self) -> std::io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn direct_io(&self) -> Option<usize> {
-        self.inner.direct_io()
-    }
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.inner.raw_fd()
+    fn sync_all(&self, inner: &dyn ringlog_db::io::VFile) -> std::io::Result<()> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        inner.sync_all()
     }
 }
 
@@ -318,9 +295,9 @@ impl Hooks for SegmentSyncs {
         if path.extension().is_none_or(|e| e != "log") {
             return Ok(file);
         }
-        Ok(Box::new(CountingFile {
+        Ok(Box::new(HookedFile {
             inner: file,
-            syncs: self.0.clone(),
+            hooks: CountSyncs(self.0.clone()),
         }))
     }
 }

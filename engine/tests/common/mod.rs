@@ -487,6 +487,60 @@ impl Drop for Tmpfs {
 pub use ringlog_rng::Rng;
 
 // ---------------------------------------------------------------------------------------------
+// A real file with some of its calls changed
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`HookedFile`] changes of a real file: each method is the [`VFile`] method of the same
+/// name, given the real file, and forwards to it unless a test overrides it.
+pub trait FileHooks: Send + Sync + 'static {
+    fn write_all_at(&self, inner: &dyn VFile, buf: &[u8], offset: u64) -> io::Result<()> {
+        inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self, inner: &dyn VFile) -> io::Result<()> {
+        inner.sync_data()
+    }
+    fn sync_all(&self, inner: &dyn VFile) -> io::Result<()> {
+        inner.sync_all()
+    }
+}
+
+/// A real file whose calls go through `hooks` (the forwarding is written once, here).
+pub struct HookedFile<H> {
+    pub inner: Box<dyn VFile>,
+    pub hooks: H,
+}
+
+impl<H: FileHooks> VFile for HookedFile<H> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.hooks.write_all_at(&*self.inner, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.hooks.sync_data(&*self.inner)
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.hooks.sync_all(&*self.inner)
+    }
+    fn allocate(&self, len: u64) -> io::Result<ringlog_db::io::Allocation> {
+        self.inner.allocate(len)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn direct_io(&self) -> Option<usize> {
+        self.inner.direct_io()
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.raw_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // A real disk with some of its calls changed
 // ---------------------------------------------------------------------------------------------
 
