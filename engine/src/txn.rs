@@ -158,8 +158,9 @@ impl<'db> Txn<'db> {
         }
     }
 
+    /// Buffers `op`, which the caller validated (before copying its bytes: a value refused for
+    /// its length is never copied).
     fn add(&mut self, op: Op) -> Result<()> {
-        self.db.validate(&[op.as_ref()])?;
         let len = txn_encoded_len(&[op.as_ref()]);
         // A one-operation transaction is one autocommit record; with more, Begin and Commit
         // markers frame the operations.
@@ -191,7 +192,6 @@ impl<'db> Txn<'db> {
     /// a bad operation never reaches the commit; [`Error::TransactionTooLarge`] when the
     /// transaction with this operation would no longer fit in one log segment.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        // Checked before the copy too: a value refused for its length is never copied.
         self.db.validate(&[OpRef::Put(key, value)])?;
         self.add(Op::Put(key.into(), value.into()))
     }
@@ -203,6 +203,7 @@ impl<'db> Txn<'db> {
     /// [`Error::EmptyKey`], [`Error::KeyTooLarge`]; [`Error::TransactionTooLarge`] when the
     /// transaction with this operation would no longer fit in one log segment.
     pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.db.validate(&[OpRef::Delete(key)])?;
         self.add(Op::Delete(key.into()))
     }
 
