@@ -614,7 +614,9 @@ impl Db {
     /// further than live snapshots and, with a log, the durable LSN allow; the first trim after
     /// they allow raises it the rest of the way, and a checkpoint or a restart takes it at
     /// once), and never moves back. Set after another history-keeping policy, it keeps what that
-    /// one kept (setting `All` again at every open loses nothing).
+    /// one kept (setting `All` again at every open loses nothing). A trim running when the
+    /// policy takes effect is not applied: it starts again under the new policy (so no trim
+    /// planned under the old one raises the floor after this call returns).
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
@@ -650,6 +652,8 @@ impl Db {
         });
         let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
+        // A trim planned under the old policy is not swapped in now (it starts again).
+        r.changes += 1;
         if r.wants_samples() {
             // Visible now: commit_ops returned.
             v.sample(shared.wall_ns(), lsn);

@@ -103,6 +103,12 @@ pub(crate) struct RetentionState {
     /// whole log derives it from the entry — so that opening from the checkpoint gives the
     /// floor the log gives (a review found the checkpoint recording the snapshot-capped one).
     pub(crate) pending: Lsn,
+    /// Counts the policies set ([`crate::Db::set_retention`] bumps it, under this lock, as it
+    /// installs one). A trim reads it with its plan and swaps its generation in only if it has
+    /// not moved by then: a trim planned under the old policy and swapped in after the new one
+    /// took effect would break the new one's promise (a `LastVersions` trim raising the floor
+    /// after `All` was set, refusing reads that were answered when `set_retention` returned).
+    pub(crate) changes: u64,
 }
 
 /// (commit time in ns since the Unix epoch, LSN) samples for [`Retention::NewerThan`], oldest
@@ -160,7 +166,11 @@ impl Samples {
 
 impl RetentionState {
     pub(crate) fn new(policy: Retention) -> RetentionState {
-        RetentionState { policy, pending: 0 }
+        RetentionState {
+            policy,
+            pending: 0,
+            changes: 0,
+        }
     }
 
     /// Whether commits should be sampled.
