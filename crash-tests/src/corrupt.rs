@@ -1328,16 +1328,20 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
     ) {
         Ok(db) => db,
         Err(e) => {
-            sum.notes
-                .push(format!("seed {seed}: the database did not open: {e}"));
+            let v = Violation::new("I5", format!("the new database did not open: {e}"));
+            sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
             return;
         }
     };
     let session = Session::new().set_clock(sim.wall_clock());
     for step in 1..=opts.steps {
-        let Ok(lsn) = setup.wl.execute(&db, 1, step, &session) else {
-            sum.notes.push(format!("seed {seed}: step {step} failed"));
-            return;
+        let lsn = match setup.wl.execute(&db, 1, step, &session) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                let v = Violation::new("I5", format!("step {step} failed on a sound disk: {e}"));
+                sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
+                return;
+            }
         };
         // Everything is durable once the database is closed.
         let kind = match ack_kind(&setup.wl, &setup.wl.step(1, step)) {
@@ -1355,8 +1359,9 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
     }
     sum.steps += opts.steps;
     session.drop_snapshots();
-    if db.close().is_err() {
-        sum.notes.push(format!("seed {seed}: close failed"));
+    if let Err(e) = db.close() {
+        let v = Violation::new("I5", format!("the close failed on a sound disk: {e}"));
+        sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
         return;
     }
     // After a clean close every step is durable: the full model is required.
@@ -1376,11 +1381,25 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             .unwrap_or(0),
         floor: 0,
     };
+    // The undamaged image first: it must open with every step and nothing to cut (a close
+    // that lost a commit, or retired a log a commit still needed, shows here — and would
+    // otherwise only leave fewer log records to damage).
+    if let Err(v) = clean_image(&setup, &hist, &pre, full, &img) {
+        sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
+        return;
+    }
+    *sum.checks
+        .entry("clean-close images: every step, nothing cut")
+        .or_default() += 1;
     let Some(mut lay) = layout(&img) else {
-        sum.notes
-            .push(format!("seed {seed}: could not parse the image"));
+        let v = Violation::new(
+            "I5",
+            "the clean-close image has no MANIFEST the format decodes".to_string(),
+        );
+        sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
         return;
     };
+    let points_before = sum.points;
     lay.values = live_values(&setup, &img, &lay);
     for (cat, cat_name) in CATEGORIES.iter().enumerate() {
         for k in 0..cases {
@@ -1487,5 +1506,55 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                 }
             }
         }
+    }
+    // Every clean-close image has a MANIFEST and a log or a checkpoint to damage: a seed that
+    // gave none checked nothing (a replay checks one case only).
+    if opts.replay.is_none() && sum.points == points_before {
+        let v = Violation::new(
+            "I5",
+            "no damaged image: the clean-close image had nothing the categories damage".to_string(),
+        );
+        sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
+    }
+}
+
+/// The undamaged clean-close image opens (`Strict`) with every step of the workload and
+/// nothing cut ([`crate::oracle::nothing_cut`]).
+fn clean_image(
+    setup: &Setup,
+    hist: &History,
+    pre: &Prefixes,
+    full: Bounds,
+    img: &Image,
+) -> Result<(), Violation> {
+    let db = open(setup, img, RecoveryMode::Strict)
+        .map_err(|e| Violation::new("I5", format!("the clean-close image did not open: {e}")))?;
+    crate::oracle::nothing_cut(db.recovery_stats())?;
+    let (st, aliens) =
+        observe(&db, &setup.wl).map_err(|e| Violation::new("I5", format!("scan: {e}")))?;
+    check(&setup.wl, hist, pre, &st, &aliens, Recovered::of(&db), full).map(|_| ())
+}
+
+/// A failure of a whole seed (its workload or its clean-close image), before any damage.
+fn seed_failure(
+    opts: &PowerOptions,
+    seed: u64,
+    mode: Mode,
+    setup: &Setup,
+    violation: Violation,
+) -> Failure {
+    Failure {
+        mode: "corrupt".into(),
+        seed,
+        model: "durable image".into(),
+        point: "0.0".into(),
+        state: 0,
+        violation,
+        trace: vec![setup.describe()],
+        image: None,
+        replay: format!(
+            "ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:0.0:0",
+            opts.steps
+        ),
     }
 }

@@ -98,6 +98,43 @@ impl Recovered {
     }
 }
 
+/// The recovery of a cleanly closed database: a clean close synced everything it wrote, so the
+/// open that follows finds nothing to cut — no torn tail, no incomplete transaction, no record
+/// outside one, no torn segment to remove, nothing quarantined ("clean-close"). (A leftover file
+/// may be removed: the close deletes segments its MANIFEST no longer needs without syncing the
+/// directory after, so a power loss may bring one back for the open to remove.)
+/// Damage a recovery cuts here without losing a step (the log appended in place after a torn
+/// tail it had cut, say) is still a broken invariant: the next crash could cost more.
+pub fn nothing_cut(stats: &ringlog_db::RecoveryStats) -> Result<(), Violation> {
+    let cut = [
+        ("bytes truncated", stats.bytes_truncated),
+        ("incomplete transactions", stats.transactions_incomplete),
+        ("orphaned records", stats.orphaned_records),
+        ("torn segments removed", stats.torn_segments_removed as u64),
+        ("segments quarantined", stats.segments_quarantined as u64),
+    ];
+    let found: Vec<String> = cut
+        .iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    if found.is_empty() && stats.truncated_at.is_none() {
+        return Ok(());
+    }
+    let at = stats
+        .truncated_at
+        .as_ref()
+        .map(|(f, o)| format!(", cut at {} offset {o}", f.display()))
+        .unwrap_or_default();
+    Err(Violation::new(
+        "clean-close",
+        format!(
+            "the open after a clean close cut something: {}{at}",
+            found.join(", ")
+        ),
+    ))
+}
+
 /// What an acknowledgement says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckKind {
@@ -708,6 +745,33 @@ mod tests {
             max_pending: 1 << 16,
             real_time: false,
         })
+    }
+
+    /// After a clean close, any cut is a violation (a leftover file removed is not).
+    #[test]
+    fn nothing_cut_after_a_clean_close() {
+        let mut st = ringlog_db::RecoveryStats::default();
+        st.leftovers_removed = 1;
+        assert!(nothing_cut(&st).is_ok());
+        type Set = fn(&mut ringlog_db::RecoveryStats);
+        let cuts: [Set; 7] = [
+            |s| s.bytes_truncated = 4096,
+            |s| s.transactions_incomplete = 1,
+            |s| s.orphaned_records = 1,
+            |s| s.torn_segments_removed = 1,
+            |s| s.segments_quarantined = 1,
+            |s| s.truncated_at = Some(("x.log".into(), 512)),
+            |s| {
+                s.bytes_truncated = 1;
+                s.truncated_at = Some(("x.log".into(), 0));
+            },
+        ];
+        for (i, set) in cuts.iter().enumerate() {
+            let mut st = ringlog_db::RecoveryStats::default();
+            set(&mut st);
+            let v = nothing_cut(&st).expect_err(&format!("cut {i} must be a violation"));
+            assert_eq!(v.invariant, "clean-close");
+        }
     }
 
     fn with_lsns(st: &State, lsn_of: impl Fn(u64) -> u64) -> State {

@@ -2015,6 +2015,12 @@ fn check_state(
     let rec = Recovered::of(&db);
     // The LSNs first: a visible LSN below the recovered one leaves the state unreadable.
     rec.check()?;
+    if clean {
+        crate::oracle::nothing_cut(db.recovery_stats())?;
+        *counts
+            .entry("crash states after a clean close: recovery cut nothing")
+            .or_default() += 1;
+    }
     let (st, aliens) =
         observe(&db, ctx.wl()).map_err(|e| Violation::new("I5", format!("scan failed: {e}")))?;
     match read_only {

@@ -842,7 +842,9 @@ pub(crate) fn at_close(shared: &Shared, c: &Checkpoints, last: Lsn, wrote: bool)
     let (_, active) = shared.checkpoint_floors();
     // (The first needed segment may already be past the active one: a checkpoint that
     // started a new segment no transaction has created yet. The active one goes too.)
-    let retire = wrote && m.checkpoint_id != 0 && m.checkpoint_lsn == last;
+    let holds_all = m.checkpoint_lsn == last
+        || (crate::hooks::close_retires_a_commit() && m.checkpoint_lsn + 1 == last);
+    let retire = wrote && m.checkpoint_id != 0 && holds_all;
     if m.lsn_floor <= floor && !retire {
         return Ok(());
     }

@@ -386,11 +386,15 @@ pub mod bugs {
         /// history-keeping policy too (the behaviour session 31 changed): history the previous
         /// policy kept is refused.
         RetentionAgainRaisesFloor,
+        /// A clean close retires the log (the checkpoint "holds everything") when one commit
+        /// still follows the last checkpoint: that commit, durable in the deleted segments, is
+        /// lost with them.
+        CloseRetiresACommit,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 42] = [
+        pub const ALL: [Bug; 43] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -433,6 +437,7 @@ pub mod bugs {
             Bug::BufferedDeadlineFromNewest,
             Bug::GcStartsNoLogThread,
             Bug::RetentionAgainRaisesFloor,
+            Bug::CloseRetiresACommit,
         ];
 
         fn bit(self) -> u64 {
@@ -663,6 +668,8 @@ bug_hook! {
     gc_starts_no_log_thread => GcStartsNoLogThread;
     /// Whether every history-keeping policy raises the floor, whatever was in force before.
     retention_again_raises_floor => RetentionAgainRaisesFloor;
+    /// Whether a clean close retires the log with one commit after the last checkpoint.
+    close_retires_a_commit => CloseRetiresACommit;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a
