@@ -427,11 +427,74 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
             }
         }
     }
-    let db = Db::open(&a.dir, opts).map_err(|e| match e {
+    // Written into a new directory beside the target, renamed into place once complete and
+    // durable: a failed import (a full disk, say) leaves no partial database under the target's
+    // name for `verify` to call sound and an application to open.
+    // (A symbolic link to an empty directory: the database goes where it points.)
+    let target = std::fs::canonicalize(&a.dir).unwrap_or_else(|_| a.dir.clone());
+    let staging = staging_dir(&target)?;
+    let txns = match write_import(&staging, opts, &header, &recs, &by_lsn) {
+        Ok(txns) => txns,
+        Err(e) => return Err(discard(&staging, e)),
+    };
+    if let Err(e) = std::fs::rename(&staging, &target) {
+        let e = Failure::Found(format!(
+            "moving the imported database from {} to {}: {e}",
+            staging.display(),
+            a.dir.display()
+        ));
+        return Err(discard(&staging, e));
+    }
+    // The rename is durable once the parent directory is.
+    sync_dir(&parent_of(&target)).map_err(|e| {
+        Failure::Found(format!(
+            "syncing the directory of {} after the import: {e}",
+            a.dir.display()
+        ))
+    })?;
+    let s = Summary {
+        file: a.file.display().to_string(),
+        dir: a.dir.display().to_string(),
+        keys,
+        records: recs.len() as u64,
+        versions: header.versions,
+        transactions: Some(txns),
+    };
+    if json {
+        return print_json(out, &s);
+    }
+    writeln!(
+        out,
+        "imported {} keys ({} records, {} transactions) from {} into {}{}",
+        s.keys,
+        s.records,
+        txns,
+        s.file,
+        s.dir,
+        if header.versions {
+            " (retention: All, which keeps every imported version)"
+        } else {
+            ""
+        }
+    )?;
+    Ok(())
+}
+
+/// Creates the database `dir` and writes the checked records into it: one transaction per source
+/// LSN with versions, else batches. Returns the transactions committed; the database is closed
+/// (every byte durable) when it returns `Ok`.
+fn write_import(
+    dir: &std::path::Path,
+    opts: Options,
+    header: &Header,
+    recs: &[Record],
+    by_lsn: &BTreeMap<u64, Vec<usize>>,
+) -> Result<u64, Failure> {
+    let db = Db::open(dir, opts).map_err(|e| match e {
         ringlog_db::Error::NotADatabase(_) | ringlog_db::Error::NotADirectory(_) => {
             Failure::Usage(e.to_string())
         }
-        e => Failure::Found(format!("opening {}: {e}", a.dir.display())),
+        e => Failure::Found(format!("opening {}: {e}", dir.display())),
     })?;
     let fail = |e: ringlog_db::Error| Failure::Found(format!("importing: {e}"));
     let mut txns = 0u64;
@@ -480,32 +543,64 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
     }
     db.sync().map_err(fail)?;
     db.close().map_err(fail)?;
-    let s = Summary {
-        file: a.file.display().to_string(),
-        dir: a.dir.display().to_string(),
-        keys,
-        records: recs.len() as u64,
-        versions: header.versions,
-        transactions: Some(txns),
-    };
-    if json {
-        return print_json(out, &s);
+    Ok(txns)
+}
+
+/// The directory an import into `dir` is written in before it is renamed to `dir`: beside it
+/// (the same filesystem), hidden, named after it and this process. One left by an import that
+/// was killed is refused, not reused (remove it).
+fn staging_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
+    let name = dir.file_name().ok_or_else(|| {
+        Failure::Usage(format!(
+            "{}: import needs a directory path that ends in a name",
+            dir.display()
+        ))
+    })?;
+    let staging = parent_of(dir).join(format!(
+        ".{}.import-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    if staging.symlink_metadata().is_ok() {
+        return Err(Failure::Usage(format!(
+            "{} exists (left by an import that did not finish?): remove it first",
+            staging.display()
+        )));
     }
-    writeln!(
-        out,
-        "imported {} keys ({} records, {} transactions) from {} into {}{}",
-        s.keys,
-        s.records,
-        txns,
-        s.file,
-        s.dir,
-        if header.versions {
-            " (retention: All, which keeps every imported version)"
-        } else {
-            ""
+    Ok(staging)
+}
+
+/// The directory holding `p` (`.` for a relative path of one component).
+fn parent_of(p: &std::path::Path) -> std::path::PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
+/// fsyncs the directory `d` (its entries durable).
+fn sync_dir(d: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(d)?.sync_all()
+}
+
+/// Removes an unfinished import's staging directory (best effort: what is left is hidden and
+/// named after the import, never the target) and returns the import's failure, which says so
+/// when the removal failed too.
+fn discard(staging: &std::path::Path, e: Failure) -> Failure {
+    match std::fs::remove_dir_all(staging) {
+        Ok(()) => e,
+        Err(r) if r.kind() == std::io::ErrorKind::NotFound => e,
+        Err(r) => {
+            let left = format!(
+                " (the unfinished import is left in {}: {r})",
+                staging.display()
+            );
+            match e {
+                Failure::Found(m) => Failure::Found(m + &left),
+                Failure::Usage(m) => Failure::Usage(m + &left),
+            }
         }
-    )?;
-    Ok(())
+    }
 }
 
 #[cfg(test)]

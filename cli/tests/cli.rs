@@ -1981,3 +1981,83 @@ fn a_closed_pipe_does_not_hide_a_verdict() {
         }
     }
 }
+
+/// An import that fails while it writes (here the file size limit, `RLIMIT_FSIZE`, as a full
+/// disk would) leaves nothing under the target's name: it used to leave a partial database
+/// that `ringlog verify` called sound and an application would open as the whole import. The
+/// import is written beside the target and renamed into place once complete and durable; the
+/// unfinished copy is removed.
+#[test]
+fn a_failed_import_leaves_no_partial_database() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let db = Db::open(&src, opts()).unwrap();
+    for i in 0..4_000u32 {
+        db.put(format!("k{i:05}").as_bytes(), &[b'v'; 1000])
+            .unwrap();
+    }
+    db.close().unwrap();
+    let file = tmp.path().join("dump.jsonl");
+    run(&["export", p(&src), "--to", p(&file)], 0);
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    for existing in [false, true] {
+        let target = work.join("new");
+        if existing {
+            // An empty directory given as the target stays empty.
+            std::fs::create_dir(&target).unwrap();
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringlog"));
+        cmd.args(["import", p(&file), p(&target)])
+            .env("RINGLOG_IO", "portable");
+        // SAFETY: between fork and exec the child only calls async-signal-safe functions
+        // (signal, setrlimit) on values that live on this stack frame.
+        unsafe {
+            cmd.pre_exec(|| {
+                // A write past the limit fails with EFBIG instead of killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit {
+                    rlim_cur: 1 << 20,
+                    rlim_max: 1 << 20,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "existing {existing}: {err}");
+        assert!(err.contains("importing"), "existing {existing}: {err}");
+        let left: Vec<_> = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if existing {
+            assert_eq!(left, ["new"], "only the target is left");
+            assert_eq!(
+                std::fs::read_dir(&target).unwrap().count(),
+                0,
+                "and it is empty"
+            );
+            std::fs::remove_dir(&target).unwrap();
+        } else {
+            assert!(left.is_empty(), "import left {left:?}");
+        }
+    }
+    // The same import without the limit succeeds, into the same target.
+    let target = work.join("new");
+    run(&["import", p(&file), p(&target)], 0);
+    let db = Db::open(&target, opts()).unwrap();
+    assert_eq!(
+        db.get(b"k03999").unwrap().unwrap().as_bytes(),
+        &[b'v'; 1000]
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        1,
+        "no staging left"
+    );
+}
