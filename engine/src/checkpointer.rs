@@ -427,7 +427,7 @@ fn checkpoint_pinned(
     make_durable(lsn)?;
     // Every version at or below V is in the index once V is visible (V may have been assigned
     // to a commit that had not published yet).
-    if !shared.visible.wait(lsn, || {
+    if !shared.visible.wait(lsn, &shared.durable_lsn, || {
         shared.will_block(ringlog_uring::BlockReason::Visibility)
     }) {
         return Err(match &shared.state.lock().poisoned {

@@ -144,14 +144,19 @@ impl Visibility {
     }
 
     /// Waits until `lsn` is visible. Returns false if the wait was stopped first
-    /// ([`Visibility::stop`]).
-    pub(crate) fn wait(&self, lsn: Lsn, will_block: impl Fn()) -> bool {
+    /// ([`Visibility::stop`]) while `lsn` was above the `durable` LSN. At or below it the wait
+    /// goes on after a stop: every commit up to a durable LSN has its records in the log and is
+    /// published by its committer (Strict slots there pass at once), so `lsn` becomes visible —
+    /// a commit whose round was durable before a later round failed is answered as committed,
+    /// not `Poisoned` (a review found it answered `Poisoned` while it waited behind an earlier
+    /// commit still inserting into the index, then visible and recovered).
+    pub(crate) fn wait(&self, lsn: Lsn, durable: &AtomicU64, will_block: impl Fn()) -> bool {
         if self.get() >= lsn {
             return true;
         }
         let mut p = self.inner.lock();
         p.waiters += 1;
-        while p.visible < lsn && !p.stopped {
+        while p.visible < lsn && !(p.stopped && lsn > durable.load(Ordering::Acquire)) {
             will_block();
             self.cv.wait(&mut p);
         }
@@ -203,10 +208,10 @@ mod tests {
         assert_eq!(v.get(), 7);
         v.publish(11, false, &AtomicU64::new(0));
         assert_eq!(v.get(), 13);
-        assert!(v.wait(13, || {}));
+        assert!(v.wait(13, &AtomicU64::new(0), || {}));
         assert!(!v.wait_for(14, std::time::Duration::from_millis(1)));
         v.stop();
-        assert!(!v.wait(14, || {}));
+        assert!(!v.wait(14, &AtomicU64::new(13), || {}));
     }
 
     #[test]

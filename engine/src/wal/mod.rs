@@ -470,10 +470,9 @@ impl Shared {
     /// Waits until `lsn` is visible, telling the disk this thread blocks; when the wait ends
     /// without it (the database poisoned or closed), the error saying which.
     pub(crate) fn wait_visible_or_err(&self, lsn: Lsn) -> crate::Result<()> {
-        if self
-            .visible
-            .wait(lsn, || self.will_block(BlockReason::Visibility))
-        {
+        if self.visible.wait(lsn, &self.durable_lsn, || {
+            self.will_block(BlockReason::Visibility)
+        }) {
             return Ok(());
         }
         let st = self.state.lock();
