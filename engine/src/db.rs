@@ -616,7 +616,9 @@ impl Db {
     /// once), and never moves back. Set after another history-keeping policy, it keeps what that
     /// one kept (setting `All` again at every open loses nothing). A trim running when the
     /// policy takes effect is not applied: it starts again under the new policy (so no trim
-    /// planned under the old one raises the floor after this call returns).
+    /// planned under the old one raises the floor after this call returns). A trim that had to
+    /// start again three times in a row holds policy changes off until it finishes: this call
+    /// then waits for it.
     ///
     /// ```
     /// # fn main() -> Result<(), ringlog_db::Error> {
@@ -641,6 +643,10 @@ impl Db {
         // (Commits never take it: they record their time samples under a lock of their own, so
         // this one's wait for its own commit's visibility waits for no one who needs it.)
         let mut r = v.retention.lock();
+        // A trim that had to start again too often finishes first.
+        while r.exclusive > 0 {
+            v.retention_cv.wait(&mut r);
+        }
         let before = r.policy;
         let floor = v.current().floor();
         let value = policy.encode(floor);
@@ -652,8 +658,11 @@ impl Db {
         });
         let lsn = self.commit_ops(&[OpRef::Put(RETENTION_KEY, &value)], durability, true)?;
         r.policy = policy;
-        // A trim planned under the old policy is not swapped in now (it starts again).
-        r.changes += 1;
+        // A trim planned under the old policy is not swapped in now (it starts again). The same
+        // policy again plans the same: nothing to start again for.
+        if policy != before {
+            r.changes += 1;
+        }
         if r.wants_samples() {
             // Visible now: commit_ops returned.
             v.sample(shared.wall_ns(), lsn);

@@ -266,6 +266,8 @@ pub(crate) struct Versions {
     /// Live snapshots: LSN → count. The trim floor never passes the oldest.
     snapshots: Mutex<BTreeMap<Lsn, usize>>,
     pub(crate) retention: Mutex<RetentionState>,
+    /// Signalled when a trim stops holding policy changes off ([`RetentionState::exclusive`]).
+    pub(crate) retention_cv: Condvar,
     /// What a time-based policy needs, recorded by committers: a leaf lock (nothing else is
     /// taken while it is held), so that no commit takes the retention lock.
     pub(crate) samples: Mutex<Samples>,
@@ -321,6 +323,7 @@ impl Versions {
             next: RcuOption::none(),
             snapshots: Mutex::new(BTreeMap::new()),
             retention: Mutex::new(retention),
+            retention_cv: Condvar::new(),
             samples: Mutex::new(Samples::default()),
             sample_due: AtomicU64::new(0),
             garbage: AtomicUsize::new(0),

@@ -109,6 +109,12 @@ pub(crate) struct RetentionState {
     /// took effect would break the new one's promise (a `LastVersions` trim raising the floor
     /// after `All` was set, refusing reads that were answered when `set_retention` returned).
     pub(crate) changes: u64,
+    /// Trims holding policy changes off until they swap (or stop): after
+    /// [`crate::index::trim::MAX_ABANDONED`] attempts abandoned in a row, a trim makes its last
+    /// one with `set_retention` waiting (on [`crate::index::Versions::retention_cv`]), so that a
+    /// caller setting policies in a loop cannot keep it from ever finishing — and a close or a
+    /// checkpoint waiting for it (a review's livelock).
+    pub(crate) exclusive: u32,
 }
 
 /// (commit time in ns since the Unix epoch, LSN) samples for [`Retention::NewerThan`], oldest
@@ -170,6 +176,7 @@ impl RetentionState {
             policy,
             pending: 0,
             changes: 0,
+            exclusive: 0,
         }
     }
 

@@ -182,13 +182,33 @@ pub(crate) fn trim_converting(
     convert: Option<&Located>,
     record: RecordFloor<'_>,
 ) -> crate::Result<Option<TrimReport>> {
+    let mut abandoned = 0;
     loop {
-        match attempt(host, convert, &mut *record)? {
+        let exclusive = abandoned >= MAX_ABANDONED;
+        match attempt(host, convert, &mut *record, exclusive)? {
             Attempt::Swapped(report) => return Ok(Some(report)),
             Attempt::Closed => return Ok(None),
             Attempt::PolicyChanged => {
-                log::debug!("history trim abandoned: the retention policy changed; trimming again")
+                abandoned += 1;
+                log::debug!("history trim abandoned ({abandoned} in a row): the retention policy changed; trimming again")
             }
+        }
+    }
+}
+
+/// Attempts of one trim abandoned in a row ([`Attempt::PolicyChanged`]) after which the next
+/// holds policy changes off until it swaps ([`RetentionState::exclusive`]).
+pub(crate) const MAX_ABANDONED: u32 = 3;
+
+/// Holds policy changes off while it lives (see [`RetentionState::exclusive`]).
+struct HoldPolicies<'a>(&'a Versions);
+
+impl Drop for HoldPolicies<'_> {
+    fn drop(&mut self) {
+        let mut r = self.0.retention.lock();
+        r.exclusive -= 1;
+        if r.exclusive == 0 {
+            self.0.retention_cv.notify_all();
         }
     }
 }
@@ -214,11 +234,17 @@ fn attempt(
     host: &dyn TrimHost,
     convert: Option<&Located>,
     record: RecordFloor<'_>,
+    exclusive: bool,
 ) -> crate::Result<Attempt> {
     let v = host.versions();
     // 1. The cap and the plan, before anything else: every LSN assigned later is above the cap.
     let (floor, plan, newer_than, changes) = {
-        let r = v.retention.lock();
+        let mut r = v.retention.lock();
+        if exclusive {
+            // No policy is being set (`set_retention` holds this lock across its commit), and
+            // none will be until this attempt ends (`_hold`, below).
+            r.exclusive += 1;
+        }
         let snapshots = v.snapshots.lock();
         let mut cap = host.visible();
         if let Some(&oldest) = snapshots.keys().next() {
@@ -235,6 +261,7 @@ fn attempt(
         let newer_than = matches!(r.policy, crate::Retention::NewerThan(_));
         (floor, r.plan(floor, cap), newer_than, r.changes)
     };
+    let _hold = exclusive.then(|| HoldPolicies(v));
     // The floor a restart cannot always recompute is durable before a read is refused with it
     // (it is at most the durable LSN: everything below it survives any crash). The other
     // policies' floors come back from the log, the policy entry or the checkpoint's marks.
@@ -540,6 +567,76 @@ mod tests {
             "the snapshot at 4 reads ('old', 4): {got:?}"
         );
         v.unpin(snap);
+    }
+
+    /// A caller that changes the policy during every attempt of a trim cannot keep it from
+    /// finishing (a review's livelock: `trim_history`, a checkpoint's converting trim and so
+    /// `close` never returned while another thread set policies in a loop). After
+    /// `MAX_ABANDONED` attempts abandoned in a row, the next one holds policy changes off until it
+    /// swaps: a `set_retention` made meanwhile waits and takes effect after it.
+    #[test]
+    fn policy_changes_during_every_attempt_do_not_keep_a_trim_from_finishing() {
+        let db = Arc::new(
+            crate::Db::in_memory_with_options(crate::Options::default().trim_threshold(1 << 20))
+                .unwrap(),
+        );
+        let keep = |n| crate::Retention::LastVersions(std::num::NonZeroU32::new(n).unwrap());
+        db.set_retention(keep(1)).unwrap();
+        for round in 0..3u8 {
+            for key in [&b"a"[..], b"b", b"k"] {
+                db.put(key, &[round]).unwrap();
+            }
+        }
+        // Before each attempt has copied its first key: a new policy (2, 3, 4, ...). During
+        // the attempt that holds changes off: one more, from another thread, which must wait.
+        let changed = Rc::new(Cell::new(0u32));
+        let waiting: Rc<RefCell<Option<std::thread::JoinHandle<()>>>> = Rc::new(RefCell::new(None));
+        let (hdb, hchanged, hwaiting) = (db.clone(), changed.clone(), waiting.clone());
+        AFTER_KEY.with(|f| {
+            *f.borrow_mut() = Some(Box::new(move || {
+                let held = hdb.shared.versions.retention.lock().exclusive > 0;
+                if !held {
+                    // Each call changes the policy: the attempt in progress is abandoned.
+                    hchanged.set(hchanged.get() + 1);
+                    hdb.set_retention(keep(1 + hchanged.get())).unwrap();
+                } else if hwaiting.borrow().is_none() {
+                    let d = hdb.clone();
+                    *hwaiting.borrow_mut() = Some(std::thread::spawn(move || {
+                        d.set_retention(crate::Retention::All).unwrap();
+                    }));
+                } else {
+                    // Still held: the other thread's policy has not taken effect.
+                    assert_ne!(
+                        hdb.retention(),
+                        crate::Retention::All,
+                        "a policy was set during the attempt that holds them off"
+                    );
+                }
+            }));
+        });
+        let trimmed = db.trim_history();
+        AFTER_KEY.with(|f| *f.borrow_mut() = None);
+        trimmed.expect("the trim finishes");
+        assert_eq!(
+            db.shared.versions.trims.load(Ordering::Relaxed),
+            1,
+            "one attempt swapped in"
+        );
+        assert!(
+            changed.get() >= MAX_ABANDONED,
+            "every attempt before the held one was abandoned"
+        );
+        let t = waiting
+            .borrow_mut()
+            .take()
+            .expect("an attempt held policy changes off");
+        t.join().unwrap();
+        assert_eq!(
+            db.retention(),
+            crate::Retention::All,
+            "the waiting change took effect after"
+        );
+        assert_eq!(db.shared.versions.retention.lock().exclusive, 0);
     }
 
     /// The versions `written` (key, value, LSN) that `db.get_at` does not read back.
