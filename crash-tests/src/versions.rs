@@ -610,6 +610,11 @@ pub fn check_recovered(
                 _ => restart_floor + rng.below(span + 1),
             });
         }
+        // The restart's floor itself, always: a recovery that raised it by one refuses exactly
+        // that read (a mutation audit's survivor: one random LSN per crash state rarely met it).
+        if !at.contains(&restart_floor) {
+            at.push(restart_floor);
+        }
         let before = at.len();
         at.extend(
             again
