@@ -553,6 +553,13 @@ pub fn check_recovered(
             ),
         ));
     }
+    // `All` set again keeps what the first of the run of `All` entries kept, across restarts
+    // and checkpoints too: the restart's floor is below the first (a mutation audit found the
+    // oracle taking the last, which is what the bug fixed in 431098b did).
+    let since = match (policy, tl.all_since(last)) {
+        (Policy::All, first) if first != 0 => first,
+        _ => since,
+    };
     let keys = wl.cfg.keys.min(tl.keys());
     let mut rng = crate::rng::Rng::from_words(&[pick, 0x5E75]);
     let history = policy.keeps_history() && since != 0 && since <= last;

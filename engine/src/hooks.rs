@@ -390,11 +390,16 @@ pub mod bugs {
         /// still follows the last checkpoint: that commit, durable in the deleted segments, is
         /// lost with them.
         CloseRetiresACommit,
+        /// Recovery raises the trim floor to the first retention entry after the checkpoint
+        /// also when the checkpoint's policy keeps history (the high-severity bug 431098b fixed):
+        /// `All` set again after a checkpoint under `All` loses, at the next open, the history
+        /// the first one kept.
+        RestartRaisesKeptFloor,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 43] = [
+        pub const ALL: [Bug; 44] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -438,6 +443,7 @@ pub mod bugs {
             Bug::GcStartsNoLogThread,
             Bug::RetentionAgainRaisesFloor,
             Bug::CloseRetiresACommit,
+            Bug::RestartRaisesKeptFloor,
         ];
 
         fn bit(self) -> u64 {
@@ -670,6 +676,8 @@ bug_hook! {
     retention_again_raises_floor => RetentionAgainRaisesFloor;
     /// Whether a clean close retires the log with one commit after the last checkpoint.
     close_retires_a_commit => CloseRetiresACommit;
+    /// Whether recovery raises the floor after a checkpoint whose policy keeps history.
+    restart_raises_kept_floor => RestartRaisesKeptFloor;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

@@ -614,7 +614,9 @@ pub(crate) fn recover(
         app.retention = if app.log_retention {
             let mut floor = app.retention.1.max(seeded.retention.1);
             if let Some(raise) = app.first_raise {
-                if seeded.retention.0 == Retention::Snapshots {
+                if seeded.retention.0 == Retention::Snapshots
+                    || crate::hooks::restart_raises_kept_floor()
+                {
                     floor = floor.max(raise);
                 }
             }
