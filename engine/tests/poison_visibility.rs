@@ -10,19 +10,19 @@
 //!
 //! Determinism: the earlier committer (thread "x") is paused inside `Versions::insert` by a test
 //! global allocator (its 100 KiB value needs a fresh >= 256 KiB arena chunk); every other step
-//! waits on a condition (no sleeps racing threads).
+//! waits on a condition (no sleeps racing threads); the failing write is the fault-injecting
+//! disk's (`common::FaultVfs`).
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringlog_db::io::{BlockReason, LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_db::io::{BlockReason, Vfs};
 use ringlog_db::{Durability, Error, IoChoice};
 
 // ------------------------------------------------------------------ the pausing allocator ----
@@ -61,60 +61,18 @@ static GLOBAL: PauseAlloc = PauseAlloc;
 
 // ------------------------------------------------------------------ the disk ----------------
 
-static FAIL_NEXT: AtomicBool = AtomicBool::new(false);
 static S_WAITS_VISIBLE: AtomicBool = AtomicBool::new(false);
 
-fn injected() -> io::Error {
-    io::Error::from_raw_os_error(libc::EIO)
-}
+/// Over the fault-injecting disk ([`FaultVfs`], which fails a chosen durable write): tells the
+/// test when thread "s" waits for visibility.
+struct SeesS;
 
-struct Disk;
-
-impl Hooks for Disk {
+impl Hooks for SeesS {
     fn will_block(&self, inner: &dyn Vfs, why: BlockReason) {
         if why == BlockReason::Visibility && std::thread::current().name() == Some("s") {
             S_WAITS_VISIBLE.store(true, Ordering::SeqCst);
         }
         inner.will_block(why)
-    }
-    fn write_durable_here(
-        &self,
-        inner: &dyn Vfs,
-        f: &dyn VFile,
-        o: u64,
-        b: &[u8],
-        s: SyncStrategy,
-    ) -> io::Result<()> {
-        if FAIL_NEXT.swap(false, Ordering::SeqCst) {
-            return Err(injected());
-        }
-        inner.write_durable_here(f, o, b, s)
-    }
-    fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(Driver(inner.log_driver()?)))
-    }
-}
-
-struct Driver(Box<dyn LogDriver>);
-
-impl LogDriver for Driver {
-    fn write_durable(
-        &mut self,
-        f: &dyn VFile,
-        o: u64,
-        b: &[u8],
-        s: SyncStrategy,
-    ) -> io::Result<()> {
-        if FAIL_NEXT.swap(false, Ordering::SeqCst) {
-            return Err(injected());
-        }
-        self.0.write_durable(f, o, b, s)
-    }
-    fn wait(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.0.wait(t)
-    }
-    fn waker(&self) -> Arc<dyn Waker> {
-        self.0.waker()
     }
 }
 
@@ -130,9 +88,14 @@ fn until(what: &str, cond: impl Fn() -> bool) {
 fn a_durable_commit_before_a_failed_round_is_answered_committed() {
     let io = IoChoice::Portable;
     let dir = tempdir();
+    // No write fails until the test says which (the next one).
+    let faults = Faults::new(0, FailMode::BeforeWrite);
     let o = opts(io, Durability::Strict)
         .segment_size(1 << 20)
-        .vfs(Hooked::new(real_vfs(io), Disk));
+        .vfs(Hooked::new(
+            FaultVfs::new(real_vfs(io), faults.clone()),
+            SeesS,
+        ));
     let db = Arc::new(open(dir.path(), o));
     db.put(b"warm", b"0").unwrap();
 
@@ -171,7 +134,9 @@ fn a_durable_commit_before_a_failed_round_is_answered_committed() {
     assert!(db.durable_lsn() >= s_lsn, "S's round completed durable");
 
     // F: a third commit whose round fails: the database is poisoned.
-    FAIL_NEXT.store(true, Ordering::SeqCst);
+    faults
+        .fail_at
+        .store(faults.calls.load(Ordering::SeqCst) + 1, Ordering::SeqCst);
     let f = {
         let db = db.clone();
         std::thread::Builder::new()
