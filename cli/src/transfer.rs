@@ -547,8 +547,8 @@ fn write_import(
 }
 
 /// The directory an import into `dir` is written in before it is renamed to `dir`: beside it
-/// (the same filesystem), hidden, named after it and this process. One left by an import that
-/// was killed is refused, not reused (remove it).
+/// (the same filesystem), hidden, named after it and this process. One that exists already (a
+/// killed import's whose process had the same id) is refused, not reused.
 fn staging_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
     let name = dir.file_name().ok_or_else(|| {
         Failure::Usage(format!(
