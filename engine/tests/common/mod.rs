@@ -568,6 +568,9 @@ pub trait Hooks: Send + Sync + 'static {
     fn will_block(&self, inner: &dyn Vfs, why: ringlog_db::io::BlockReason) {
         inner.will_block(why)
     }
+    fn now(&self, inner: &dyn Vfs) -> Instant {
+        inner.now()
+    }
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
         inner.log_driver()
     }
@@ -664,7 +667,7 @@ impl<H: Hooks> Vfs for Hooked<H> {
             .write_durable_here(&*self.inner, file, offset, buf, strategy)
     }
     fn now(&self) -> Instant {
-        self.inner.now()
+        self.hooks.now(&*self.inner)
     }
     fn will_block(&self, why: ringlog_db::io::BlockReason) {
         self.hooks.will_block(&*self.inner, why)
