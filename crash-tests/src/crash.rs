@@ -122,6 +122,11 @@ pub struct Sweeper<'a> {
     files: Vec<DFile>,
     names: BTreeMap<PathBuf, Ino>,
     pending_dir: Vec<usize>,
+    /// Trace indexes of the directory renames so far, and of those made durable (by the sync of
+    /// the directory holding their new name): a directory operation still pending in a renamed
+    /// directory names its entry by the old path, and must follow the move.
+    moves: Vec<usize>,
+    durable_moves: Vec<usize>,
     dirs: Vec<PathBuf>,
     model: TearModel,
     scratch: RefCell<BTreeMap<Ino, Scratch>>,
@@ -152,6 +157,8 @@ impl<'a> Sweeper<'a> {
             files,
             names,
             pending_dir: Vec::new(),
+            moves: Vec::new(),
+            durable_moves: Vec::new(),
             dirs: base.dirs.clone(),
             model,
             scratch: RefCell::new(BTreeMap::new()),
@@ -208,6 +215,10 @@ impl<'a> Sweeper<'a> {
                     );
                 }
                 Op::Rename { .. } | Op::Remove { .. } => self.pending_dir.push(i),
+                Op::RenameDir { .. } => {
+                    self.moves.push(i);
+                    self.pending_dir.push(i);
+                }
                 // What the failed write wrote first is the `Write` before it.
                 Op::WriteFailed { .. } => {}
                 // A refused submission wrote nothing.
@@ -216,22 +227,22 @@ impl<'a> Sweeper<'a> {
                     let (now, later): (Vec<usize>, Vec<usize>) =
                         std::mem::take(&mut self.pending_dir)
                             .into_iter()
-                            .partition(|&j| self.dir_of(j) == dir.as_path());
+                            .partition(|&j| self.dir_of(j, i) == *dir);
                     self.pending_dir = later;
                     for j in now {
-                        apply_dir_op(&mut self.names, &self.trace[j]);
+                        self.apply_durably(j);
                     }
                 }
                 Op::SyncDirFailed { dir, seed } => {
                     let (now, later): (Vec<usize>, Vec<usize>) =
                         std::mem::take(&mut self.pending_dir)
                             .into_iter()
-                            .partition(|&j| self.dir_of(j) == dir.as_path());
+                            .partition(|&j| self.dir_of(j, i) == *dir);
                     self.pending_dir = later;
                     let mut r = Rng::new(*seed);
                     for j in now {
                         if r.below(2) == 1 {
-                            apply_dir_op(&mut self.names, &self.trace[j]);
+                            self.apply_durably(j);
                         }
                     }
                 }
@@ -239,11 +250,70 @@ impl<'a> Sweeper<'a> {
         }
     }
 
-    fn dir_of(&self, j: usize) -> &Path {
+    /// The directory whose sync at trace index `at` makes directory operation `j` durable:
+    /// the one holding its (new) entry, under that directory's name at `at` (every directory
+    /// rename between the two, durable or not, moved it: a directory's sync is its inode's).
+    fn dir_of(&self, j: usize, at: usize) -> PathBuf {
+        let entry = match &self.trace[j] {
+            Op::Create { path, .. } | Op::Remove { path } => path,
+            Op::Rename { to, .. } | Op::RenameDir { to, .. } => to,
+            _ => return PathBuf::from("/"),
+        };
+        let moves = self.moves.iter().filter(|&&m| m > j && m < at);
+        parent(&self.follow(entry, moves)).to_path_buf()
+    }
+
+    /// `p` after the directory renames `moves` (trace indexes, in order).
+    fn follow<'m>(&self, p: &Path, moves: impl Iterator<Item = &'m usize>) -> PathBuf {
+        let mut p = p.to_path_buf();
+        for &m in moves {
+            if let Op::RenameDir { from, to } = &self.trace[m] {
+                if let Some(moved) = crate::sim::moved_path(&p, from, to) {
+                    p = moved;
+                }
+            }
+        }
+        p
+    }
+
+    /// Applies directory operation `j` to `names`, its paths following the directory renames
+    /// after it that `names` already holds (`durable`).
+    fn apply_dir_op(&self, names: &mut BTreeMap<PathBuf, Ino>, j: usize, durable: &[usize]) {
+        let at = |p: &Path| self.follow(p, durable.iter().filter(|&&m| m > j));
         match &self.trace[j] {
-            Op::Create { path, .. } | Op::Remove { path } => parent(path),
-            Op::Rename { to, .. } => parent(to),
-            _ => Path::new("/"),
+            Op::Create { path, ino } => {
+                names.insert(at(path), *ino);
+            }
+            Op::Rename { from, to, ino } => {
+                names.remove(&at(from));
+                names.insert(at(to), *ino);
+            }
+            Op::Remove { path } => {
+                names.remove(&at(path));
+            }
+            Op::RenameDir { from, to } => {
+                let (from, to) = (at(from), at(to));
+                let below: Vec<(PathBuf, PathBuf)> = names
+                    .keys()
+                    .filter_map(|p| Some((p.clone(), crate::sim::moved_path(p, &from, &to)?)))
+                    .collect();
+                for (old, new) in below {
+                    let ino = names.remove(&old).expect("listed just now");
+                    names.insert(new, ino);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes pending directory operation `j` durable.
+    fn apply_durably(&mut self, j: usize) {
+        let mut names = std::mem::take(&mut self.names);
+        self.apply_dir_op(&mut names, j, &self.durable_moves);
+        self.names = names;
+        if matches!(self.trace[j], Op::RenameDir { .. }) {
+            self.durable_moves.push(j);
+            self.durable_moves.sort_unstable();
         }
     }
 
@@ -322,7 +392,7 @@ impl<'a> Sweeper<'a> {
             match *u {
                 Unit::DirOp(j) => {
                     if c == 1 {
-                        apply_dir_op(&mut names, &self.trace[j]);
+                        self.apply_dir_op(&mut names, j, &self.durable_moves);
                     }
                 }
                 Unit::SetLen(j) => {
@@ -493,22 +563,6 @@ fn write_sectors(
         }
     }
     all_new
-}
-
-fn apply_dir_op(names: &mut BTreeMap<PathBuf, Ino>, op: &Op) {
-    match op {
-        Op::Create { path, ino } => {
-            names.insert(path.clone(), *ino);
-        }
-        Op::Rename { from, to, ino } => {
-            names.remove(from);
-            names.insert(to.clone(), *ino);
-        }
-        Op::Remove { path } => {
-            names.remove(path);
-        }
-        _ => {}
-    }
 }
 
 /// Visits crash states of `trace` run on `base` under `model`: at every position from before
@@ -686,6 +740,80 @@ mod tests {
             assert!(!img.files.contains_key(&d("old.ckpt")));
             assert!(!img.files.contains_key(&d("MANIFEST.tmp")));
         }
+    }
+
+    /// A directory renamed into place (`ringlog import`'s staging directory): until the fsync of
+    /// the directory holding its new name, a crash leaves its files under the old name or all
+    /// under the new one (never some of each), each with what it held; after it, under the new.
+    /// A file created in it and not yet synced there stays pending, follows it, and becomes durable
+    /// by the sync of the directory under its new name.
+    #[test]
+    fn a_directory_rename_moves_all_its_files_or_none() {
+        let p = |s: &str| PathBuf::from(s);
+        let base = Image {
+            files: [(p("/r/.t.import/MANIFEST"), Arc::new(vec![1u8; 64]))].into(),
+            dirs: vec![p("/r/.t.import")],
+        };
+        let trace = vec![
+            Op::Create {
+                path: p("/r/.t.import/1.log"),
+                ino: 1,
+            },
+            write(1, 0, 512, 2),
+            Op::Sync { ino: 1 },
+            Op::SyncDir {
+                dir: p("/r/.t.import"),
+            },
+            Op::Create {
+                path: p("/r/.t.import/late"),
+                ino: 2,
+            },
+            Op::RenameDir {
+                from: p("/r/.t.import"),
+                to: p("/r/t"),
+            },
+            Op::SyncDir { dir: p("/r") },
+            Op::SyncDir { dir: p("/r/t") },
+        ];
+        let mut sw = Sweeper::new(&base, &trace, TearModel::Sector);
+        sw.advance(6);
+        let units = sw.units();
+        assert_eq!(units, vec![Unit::DirOp(4), Unit::DirOp(5)]);
+        let space = StateSpace::new(&units, 64);
+        let mut seen = std::collections::BTreeSet::new();
+        for idx in 0..space.visited {
+            let img = sw.image(&units, &space.choices(&units, idx, 3), idx);
+            let moved = img.files.contains_key(&p("/r/t/MANIFEST"));
+            let stem = if moved { "/r/t" } else { "/r/.t.import" };
+            assert_eq!(img.files[&p(&format!("{stem}/MANIFEST"))][0], 1);
+            assert_eq!(img.files[&p(&format!("{stem}/1.log"))][0], 2);
+            let other = if moved { "/r/.t.import" } else { "/r/t" };
+            assert!(
+                !img.files.keys().any(|f| f.starts_with(other)),
+                "files under both names: {:?}",
+                img.files.keys()
+            );
+            seen.insert((moved, img.files.contains_key(&p(&format!("{stem}/late")))));
+        }
+        assert_eq!(seen.len(), 4, "every combination: {seen:?}");
+        sw.advance(7);
+        let units = sw.units();
+        assert_eq!(
+            units,
+            vec![Unit::DirOp(4)],
+            "the unsynced create stays pending"
+        );
+        for (keep, late) in [(0, false), (1, true)] {
+            let img = sw.image(&units, &[keep], 0);
+            assert!(img.files.contains_key(&p("/r/t/1.log")));
+            assert!(!img.files.keys().any(|f| f.starts_with("/r/.t.import")));
+            assert_eq!(img.files.contains_key(&p("/r/t/late")), late, "{keep}");
+        }
+        // The directory's sync under its new name makes the create durable, there.
+        sw.advance(8);
+        assert!(sw.units().is_empty());
+        let img = sw.image(&[], &[], 0);
+        assert!(img.files.contains_key(&p("/r/t/late")));
     }
 
     /// Images built from the previous state's copy (restoring its dirty sectors) equal images

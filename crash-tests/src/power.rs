@@ -2238,6 +2238,7 @@ fn fault_kind(trace: &[Op], labels: &[Option<&'static str>], p: u64, first_step_
                 Op::Sync { .. } => "fdatasync",
                 Op::SyncFailed { .. } => "failed fdatasync",
                 Op::Rename { .. } => "rename",
+                Op::RenameDir { .. } => "directory rename",
                 Op::Remove { .. } => "removal",
                 Op::SyncDir { .. } => "directory fsync",
                 Op::SyncDirFailed { .. } => "failed directory fsync",

@@ -107,6 +107,15 @@ pub enum Op {
         /// The inode renamed.
         ino: Ino,
     },
+    /// `rename(from, to)` of a directory: every entry below `from` is below `to` now. Like any
+    /// rename, durable once the directory holding `to` is synced (the entries it carries keep
+    /// what they had: the ones synced in `from` stay durable, the others still pending).
+    RenameDir {
+        /// Old path.
+        from: PathBuf,
+        /// New path (absent, or an empty directory, which it replaces).
+        to: PathBuf,
+    },
     /// Removal of `path`.
     Remove {
         /// Path removed.
@@ -160,6 +169,9 @@ impl Op {
             Op::Sync { ino } => format!("fdatasync {}", names(*ino)),
             Op::SyncFailed { ino, .. } => format!("fdatasync {} FAILED (EIO)", names(*ino)),
             Op::Rename { from, to, .. } => format!("rename {} -> {}", short(from), short(to)),
+            Op::RenameDir { from, to } => {
+                format!("rename directory {} -> {}", from.display(), to.display())
+            }
             Op::Remove { path } => format!("remove {}", short(path)),
             Op::SyncDir { dir } => format!("fsync dir {}", dir.display()),
             Op::SyncDirFailed { dir, .. } => format!("fsync dir {} FAILED (EIO)", dir.display()),
@@ -193,6 +205,7 @@ impl Op {
             Op::SyncDirFailed { .. } => (9, 0, 0),
             Op::WriteFailed { ino, errno } => (10, *ino as u64, *errno as u64),
             Op::SubmitFailed { errno } => (11, 0, *errno as u64),
+            Op::RenameDir { .. } => (12, 0, 0),
         }
     }
 }
@@ -292,6 +305,32 @@ impl Inner {
         }
     }
 
+    /// Whether directory `d` has no entries (files or directories).
+    fn is_empty_dir(&self, d: &Path) -> bool {
+        let below = |p: &OsString| Path::new(p).parent() == Some(d);
+        !self.names.keys().any(below) && !self.dirs.iter().any(below)
+    }
+
+    /// Moves directory `from`, with everything below it, to `to` (replacing `to` if it is an
+    /// empty directory).
+    fn move_dir(&mut self, from: &Path, to: &Path) {
+        self.dirs.remove(to.as_os_str());
+        let dirs: Vec<OsString> = self.dirs.iter().cloned().collect();
+        for d in dirs {
+            if let Some(moved) = moved_path(Path::new(&d), from, to) {
+                self.dirs.remove(&d);
+                self.dirs.insert(moved.into_os_string());
+            }
+        }
+        let names: Vec<(OsString, Ino)> = self.names.iter().map(|(n, &i)| (n.clone(), i)).collect();
+        for (n, ino) in names {
+            if let Some(moved) = moved_path(Path::new(&n), from, to) {
+                self.names.remove(&n);
+                self.names.insert(moved.into_os_string(), ino);
+            }
+        }
+    }
+
     /// Counts a sync; true when this one must fail.
     fn sync_fails(&mut self) -> bool {
         self.syncs += 1;
@@ -361,6 +400,22 @@ impl std::fmt::Debug for SimVfs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimVfs").finish_non_exhaustive()
     }
+}
+
+/// Where `p` is after directory `from` was renamed to `to`: `None` when `p` is not `from` or below it.
+pub(crate) fn moved_path(p: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
+    p.strip_prefix(from).ok().map(|rest| {
+        if rest.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(rest)
+        }
+    })
+}
+
+/// The directory holding `p` (`/` for the root).
+fn parent_of(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new("/"))
 }
 
 fn enoent(p: &Path) -> io::Error {
@@ -484,6 +539,7 @@ impl SimVfs {
                 Op::Remove { path } => {
                     g.names.remove(path.as_os_str());
                 }
+                Op::RenameDir { from, to } => g.move_dir(from, to),
                 Op::Sync { .. }
                 | Op::SyncFailed { .. }
                 | Op::SyncDir { .. }
@@ -577,11 +633,15 @@ pub mod disk_bugs {
         /// `io_uring_enter` error) and reports the round complete: its commits are acknowledged
         /// though nothing of them was written.
         FailedSubmitCompletes,
+        /// The directory sync after a directory's rename is dropped: `ringlog import` moving its
+        /// finished database into place reports success while a power loss can still undo the
+        /// move.
+        SkipDirRenameSync,
     }
 
     impl DiskBug {
         /// Every disk bug.
-        pub const ALL: [DiskBug; 7] = [
+        pub const ALL: [DiskBug; 8] = [
             DiskBug::SkipSegmentDirSync,
             DiskBug::RenameSegmentBeforeSync,
             DiskBug::RetryFailedSyncAndAck,
@@ -589,6 +649,7 @@ pub mod disk_bugs {
             DiskBug::SkipManifestDirSync,
             DiskBug::IgnoreFailedWrite,
             DiskBug::FailedSubmitCompletes,
+            DiskBug::SkipDirRenameSync,
         ];
 
         fn bit(self) -> u32 {
@@ -839,6 +900,25 @@ impl Vfs for SimVfs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut g = self.inner.lock();
+        if g.dirs.contains(from.as_os_str()) {
+            // A directory: onto nothing, or onto an empty directory (as rename(2) allows).
+            if g.names.contains_key(to.as_os_str()) {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            }
+            if g.dirs.contains(to.as_os_str()) && !g.is_empty_dir(to) {
+                return Err(io::Error::from_raw_os_error(libc::ENOTEMPTY));
+            }
+            if !g.dirs.contains(parent_of(to).as_os_str()) {
+                return Err(enoent(parent_of(to)));
+            }
+            g.move_dir(from, to);
+            g.last_rename_to = Some(to.as_os_str().to_owned());
+            g.push(Op::RenameDir {
+                from: from.to_path_buf(),
+                to: to.to_path_buf(),
+            });
+            return Ok(());
+        }
         let ino = g
             .names
             .remove(from.as_os_str())
@@ -864,10 +944,12 @@ impl Vfs for SimVfs {
             .and_then(|n| Path::new(n).file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let renamed_dir = renamed.as_ref().is_some_and(|n| g.dirs.contains(n));
         if (disk_bugs::armed(disk_bugs::DiskBug::SkipSegmentDirSync)
             && renamed_name.ends_with(".log"))
             || (disk_bugs::armed(disk_bugs::DiskBug::SkipManifestDirSync)
                 && renamed_name == "MANIFEST")
+            || (disk_bugs::armed(disk_bugs::DiskBug::SkipDirRenameSync) && renamed_dir)
         {
             // The planted bug: this directory sync, which would make the rename durable, is
             // skipped (not even counted as a sync).
