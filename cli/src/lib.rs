@@ -15,7 +15,7 @@ mod commands;
 pub mod logwalk;
 mod probe;
 pub mod repair;
-mod transfer;
+pub mod transfer;
 
 use args::{Cli, Command};
 

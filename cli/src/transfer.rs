@@ -14,6 +14,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufWriter, Write};
 
+use std::sync::Arc;
+
+use ringlog_db::io::{PosixVfs, Vfs};
 use ringlog_db::{Db, Durability, Error, Options, Retention};
 use serde::{Deserialize, Serialize};
 
@@ -142,7 +145,7 @@ pub fn export(a: &ExportArgs, json: bool, out: &mut dyn Write) -> Outcome {
 
 /// Writes the export of `db` (the newest state, or with `versions` every version) to `sink`:
 /// header, records, end line. Returns (keys, records). A failed write is `Error::Io`.
-fn write_export(db: &Db, versions: bool, sink: &mut dyn Write) -> Result<(u64, u64), Error> {
+pub fn write_export(db: &Db, versions: bool, sink: &mut dyn Write) -> Result<(u64, u64), Error> {
     let line = |sink: &mut dyn Write, v: &dyn erased::Ser| -> Result<(), Error> {
         v.write(sink)
             .and_then(|()| sink.write_all(b"\n"))
@@ -261,13 +264,72 @@ type Record = (u64, Vec<u8>, Option<Vec<u8>>, usize);
 
 /// `ringlog import`.
 pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
-    let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
+    let mut reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         let f = std::fs::File::open(&a.file)
             .map_err(|e| Failure::Usage(format!("{}: {e}", a.file.display())))?;
         Box::new(std::io::BufReader::new(f))
     };
+    let done = import_into(&mut *reader, &a.dir, None)?;
+    let s = Summary {
+        file: a.file.display().to_string(),
+        dir: a.dir.display().to_string(),
+        keys: done.keys,
+        records: done.records,
+        versions: done.versions,
+        transactions: Some(done.transactions),
+    };
+    if json {
+        return print_json(out, &s);
+    }
+    writeln!(
+        out,
+        "imported {} keys ({} records, {} transactions) from {} into {}{}",
+        s.keys,
+        s.records,
+        done.transactions,
+        s.file,
+        s.dir,
+        if done.versions {
+            " (retention: All, which keeps every imported version)"
+        } else {
+            ""
+        }
+    )?;
+    Ok(())
+}
+
+/// What [`import_into`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// Keys imported.
+    pub keys: u64,
+    /// Records (versions, deletes included) imported.
+    pub records: u64,
+    /// Whether the export held every retained version (then the new database keeps them all).
+    pub versions: bool,
+    /// Transactions committed (one per source LSN with versions).
+    pub transactions: u64,
+}
+
+/// The work of `ringlog import`: reads an export from `reader` and checks all of it, then writes
+/// the new database in a staging directory beside `dir`, closes it (everything durable), renames
+/// it to `dir` and syncs the directory holding `dir`. Either `dir` ends up holding the whole
+/// import, or it is left as it was (absent or empty); a failure removes the staging directory.
+///
+/// `vfs`: the I/O layer to write through, `None` for the real filesystem (the database then on
+/// the I/O path [`Options`] choose). The crash runner passes its simulated disk.
+///
+/// # Errors
+///
+/// [`Failure::Usage`] for a bad argument (`dir` not empty, say), [`Failure::Found`] for a bad
+/// export file or a failed write; nothing is imported then.
+pub fn import_into(
+    reader: &mut dyn BufRead,
+    dir: &std::path::Path,
+    vfs: Option<Arc<dyn Vfs>>,
+) -> Result<Imported, Failure> {
     let mut lines = reader.lines().enumerate();
     let (_, first) = lines
         .next()
@@ -368,24 +430,29 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
             recs.len()
         )));
     }
+    let real = vfs.is_none();
+    let fs: Arc<dyn Vfs> = vfs.unwrap_or_else(|| Arc::new(PosixVfs::default()));
     // A new database: an import never merges into data, and never opens (so never recovers
     // into, or cleans up) a directory that holds anything.
-    match std::fs::read_dir(&a.dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
+    match fs.list_dir(dir) {
+        Ok(entries) => {
+            if !entries.is_empty() {
                 return Err(Failure::Usage(format!(
                     "{} is not empty: import creates a new database",
-                    a.dir.display()
+                    dir.display()
                 )));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Failure::Usage(format!("{}: {e}", a.dir.display()))),
+        Err(e) => return Err(Failure::Usage(format!("{}: {e}", dir.display()))),
     }
-    let opts = Options::default().durability(Durability::Buffered {
+    let mut opts = Options::default().durability(Durability::Buffered {
         interval: std::time::Duration::from_millis(100),
         max_pending: 1 << 16,
     });
+    if !real {
+        opts = opts.vfs(fs.clone());
+    }
     // Every value must fit the new database, checked before anything is written.
     let max_value = |key: &[u8]| opts.max_value_len(key.len());
     if let Some((lsn, k, v, n)) = recs
@@ -431,53 +498,37 @@ pub fn import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> Outcome {
     // durable: a failed import (a full disk, say) leaves no partial database under the target's
     // name for `verify` to call sound and an application to open.
     // (A symbolic link to an empty directory: the database goes where it points.)
-    let target = std::fs::canonicalize(&a.dir).unwrap_or_else(|_| a.dir.clone());
-    let staging = staging_dir(&target)?;
+    let target = if real {
+        std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+    } else {
+        dir.to_path_buf()
+    };
+    let staging = staging_dir(&*fs, real, &target)?;
     let txns = match write_import(&staging, opts, &header, &recs, &by_lsn) {
         Ok(txns) => txns,
-        Err(e) => return Err(discard(&staging, e)),
+        Err(e) => return Err(discard(real, &staging, e)),
     };
-    if let Err(e) = std::fs::rename(&staging, &target) {
+    if let Err(e) = fs.rename(&staging, &target) {
         let e = Failure::Found(format!(
             "moving the imported database from {} to {}: {e}",
             staging.display(),
-            a.dir.display()
+            dir.display()
         ));
-        return Err(discard(&staging, e));
+        return Err(discard(real, &staging, e));
     }
     // The rename is durable once the parent directory is.
-    sync_dir(&parent_of(&target)).map_err(|e| {
+    fs.sync_dir(&parent_of(&target)).map_err(|e| {
         Failure::Found(format!(
             "syncing the directory of {} after the import: {e}",
-            a.dir.display()
+            dir.display()
         ))
     })?;
-    let s = Summary {
-        file: a.file.display().to_string(),
-        dir: a.dir.display().to_string(),
+    Ok(Imported {
         keys,
         records: recs.len() as u64,
         versions: header.versions,
-        transactions: Some(txns),
-    };
-    if json {
-        return print_json(out, &s);
-    }
-    writeln!(
-        out,
-        "imported {} keys ({} records, {} transactions) from {} into {}{}",
-        s.keys,
-        s.records,
-        txns,
-        s.file,
-        s.dir,
-        if header.versions {
-            " (retention: All, which keeps every imported version)"
-        } else {
-            ""
-        }
-    )?;
-    Ok(())
+        transactions: txns,
+    })
 }
 
 /// Creates the database `dir` and writes the checked records into it: one transaction per source
@@ -549,7 +600,11 @@ fn write_import(
 /// The directory an import into `dir` is written in before it is renamed to `dir`: beside it
 /// (the same filesystem), hidden, named after it and this process. One that exists already (a
 /// killed import's whose process had the same id) is refused, not reused.
-fn staging_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
+fn staging_dir(
+    fs: &dyn Vfs,
+    real: bool,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, Failure> {
     let name = dir.file_name().ok_or_else(|| {
         Failure::Usage(format!(
             "{}: import needs a directory path that ends in a name",
@@ -561,7 +616,15 @@ fn staging_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, Failure> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    if staging.symlink_metadata().is_ok() {
+    // On a real filesystem a dangling symbolic link counts too.
+    let exists = if real {
+        staging.symlink_metadata().is_ok()
+    } else {
+        fs.kind_of(&staging)
+            .map_err(|e| Failure::Found(format!("{}: {e}", staging.display())))?
+            .is_some()
+    };
+    if exists {
         return Err(Failure::Usage(format!(
             "{} exists (left by an import that did not finish?): remove it first",
             staging.display()
@@ -578,15 +641,14 @@ fn parent_of(p: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
-/// fsyncs the directory `d` (its entries durable).
-fn sync_dir(d: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::open(d)?.sync_all()
-}
-
 /// Removes an unfinished import's staging directory (best effort: what is left is hidden and
 /// named after the import, never the target) and returns the import's failure, which says so
-/// when the removal failed too.
-fn discard(staging: &std::path::Path, e: Failure) -> Failure {
+/// when the removal failed too. On another I/O layer than the real filesystem (`real` false) the
+/// staging directory stays.
+fn discard(real: bool, staging: &std::path::Path, e: Failure) -> Failure {
+    if !real {
+        return e;
+    }
     match std::fs::remove_dir_all(staging) {
         Ok(()) => e,
         Err(r) if r.kind() == std::io::ErrorKind::NotFound => e,
