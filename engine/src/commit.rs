@@ -162,6 +162,11 @@ impl Shared {
         if has_log && !(relocations.is_some() && crate::hooks::gc_starts_no_log_thread()) {
             shared.start_log_thread()?;
         }
+        // A Buffered commit's deadline counts from now, read before anything is reserved: a
+        // custom disk's clock that panics then fails this commit alone (read after the LSN was
+        // assigned, it left an LSN never published, and every later commit waiting for it).
+        let buffered_now =
+            (has_log && matches!(mode, Durability::Buffered { .. })).then(|| shared.now());
         // 1. The serialised step: LSN assignment and log-buffer reservation.
         let mut st = shared.state.lock();
         if st.closing {
@@ -219,12 +224,15 @@ impl Shared {
             if !shared.lease_covers(&mut st, lsn) {
                 wait_durable = true;
             }
-            if let Durability::Buffered {
-                interval,
-                max_pending,
-            } = mode
+            if let (
+                Durability::Buffered {
+                    interval,
+                    max_pending,
+                },
+                Some(now),
+            ) = (mode, buffered_now)
             {
-                shared.note_buffered(&mut st, interval, max_pending);
+                shared.note_buffered(&mut st, now, interval, max_pending);
             }
             if wait_durable {
                 // A lone Strict committer writes its round itself: no hand-off to the log thread

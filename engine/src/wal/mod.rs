@@ -378,14 +378,19 @@ impl Shared {
         }
     }
 
-    /// Registers a Buffered commit's deadline and pending limit; wakes the log thread when it
-    /// must arm a timer or sync now.
-    pub(crate) fn note_buffered(&self, st: &mut State, interval: Duration, max_pending: usize) {
+    /// Registers a Buffered commit's deadline (`interval` after `now`, read before the commit
+    /// took its LSN) and pending limit; wakes the log thread when it must arm a timer or sync now.
+    pub(crate) fn note_buffered(
+        &self,
+        st: &mut State,
+        now: Instant,
+        interval: Duration,
+        max_pending: usize,
+    ) {
         let mut wake = false;
         // Intervals are at most a day (validated), so this never overflows; were it to, the
         // commit would simply have no time limit (its pending limit still holds).
-        let deadline = self
-            .now()
+        let deadline = now
             .checked_add(interval)
             .filter(|_| crate::hooks::arm_buffered_timer());
         if let Some(deadline) = deadline.filter(|&dl| {
