@@ -282,9 +282,12 @@ struct Case {
 
 fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
     let mut img = img.clone();
-    let (last_seg, last_start, last_end) = *lay.batches.last()?;
+    // The log's last batch, for the log's categories. A clean close whose checkpoint retired the
+    // whole log leaves none: the checkpoint (and the MANIFEST) are still there to damage.
+    let last = lay.batches.last().copied();
     match cat {
         0 => {
+            let (last_seg, _, last_end) = last?;
             let path = lay.segs[last_seg].clone();
             let data = Arc::make_mut(img.files.get_mut(&path)?);
             let len = data.len() as u64;
@@ -461,6 +464,7 @@ fn damage(img: &Image, lay: &Layout, cat: usize, r: &mut Rng) -> Option<Case> {
             })
         }
         2 => {
+            let (last_seg, last_start, last_end) = last?;
             let path = lay.segs[last_seg].clone();
             // Only the log's last batch (the seal of a clean close): when a close-time
             // checkpoint retired the whole log, the last segment file left is one kept below it
