@@ -9,13 +9,14 @@
 //! to open. Expected: the put and the close answer `Poisoned`, and the reopened log holds exactly
 //! what was durable before.
 //!
-//! What the log thread decides here is to write the close's lease round (every run that
-//! committed anything appends one at its close): the poison drops it (`Shared::poison` clears
-//! the pending batches) and the thread exits. The check before a seal (`Next::Seal`: no seal
-//! after a failed round) is not reached by this race today — a close with no lease to write
-//! would need a run with no commit, and then no committer to fail; a session-33 mutation audit
-//! found that removing it fails nothing, and this analysis is why. The test keeps the race's
-//! outcome checked whichever way the close is later written.
+//! Two ways the log thread meets it. Usually the close appends a lease round (every run that
+//! committed anything leases LSNs beyond its last), the log thread decides to write it, and the
+//! poison drops it (`Shared::poison` clears the pending batches). At the end of the LSN space
+//! the lease stops at the last LSN, the close appends nothing, and the log thread decides to
+//! seal: only its check after taking the round lock (no seal after a failed round) keeps the
+//! seal off the disk. A session-33 mutation audit found that removing that check failed no test;
+//! session 34's review found the second way (a log crafted near `MAX_ID`, as `crafted.rs` builds
+//! them), and this test now fails without the check.
 //!
 //! Determinism: the committer's write is held at a gate until the log thread, woken by the close
 //! and holding the log mutex, reads the clock (`Vfs::now`) on its way to its decision; the gate
@@ -24,6 +25,7 @@
 //! threads; every wait is on a condition.
 
 mod common;
+mod segfiles;
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
@@ -148,16 +150,52 @@ impl Waker for RaceWaker {
     }
 }
 
-fn close_racing_a_failed_lone_commit(io: IoChoice) {
+/// A database whose next commits take the last LSNs the format allows: an empty segment is
+/// added after its last one with a header whose base LSN is `MAX_ID - 4`.
+fn near_the_end_of_the_lsn_space(dir: &std::path::Path, o: &ringlog_db::Options) {
+    use ringlog_format::{SegmentHeader, SegmentPos, MAX_ID, SEGMENT_HEADER_LEN};
+    let db = ringlog_db::Db::open(dir, o.clone()).unwrap();
+    db.put(b"k", b"v").unwrap();
+    db.close().unwrap();
+    drop(db);
+    let last = segfiles::segments(dir).pop().unwrap();
+    let epoch = segfiles::epoch(dir);
+    let bytes = std::fs::read(&last).unwrap();
+    let mut end = SEGMENT_HEADER_LEN;
+    let at = |offset| SegmentPos {
+        segment_id: segfiles::seg_id(&last),
+        epoch,
+        offset,
+    };
+    while let Ok(r) = ringlog_format::decode_record(&bytes, end, at(end as u64)) {
+        end += r.encoded_len();
+    }
+    let id = segfiles::seg_id(&last) + 1;
+    let mut buf = vec![0u8; SEGMENT_HEADER_LEN + 4096];
+    SegmentHeader::new(id, epoch, 1, 0, end as u64, MAX_ID - 4).encode(&mut buf);
+    std::fs::write(dir.join(format!("{id:020}.log")), &buf).unwrap();
+}
+
+fn close_racing_a_failed_lone_commit(io: IoChoice, at_the_end: bool) {
     let dir = tempdir();
     let race = Arc::new(Race::default());
     let o = opts(io, Durability::Strict);
+    if at_the_end {
+        near_the_end_of_the_lsn_space(dir.path(), &o);
+    }
     let db = open(
         dir.path(),
         o.clone()
             .vfs(Hooked::new(real_vfs(io), RaceHooks(race.clone()))),
     );
     db.put(b"before", b"1").unwrap();
+    if at_the_end {
+        // The racing put takes the last LSN, MAX_ID: the lease cannot reach past it.
+        while db.last_lsn() < ringlog_format::MAX_ID - 1 {
+            db.put(b"before", b"1").unwrap();
+        }
+        assert_eq!(db.last_lsn(), ringlog_format::MAX_ID - 1);
+    }
     let before = db.last_lsn();
     assert_eq!(db.durable_lsn(), before);
 
@@ -193,5 +231,10 @@ fn close_racing_a_failed_lone_commit(io: IoChoice) {
 
 #[test]
 fn a_close_does_not_seal_after_a_lone_commits_failed_round() {
-    on_each_path(close_racing_a_failed_lone_commit);
+    on_each_path(|io| close_racing_a_failed_lone_commit(io, false));
+}
+
+#[test]
+fn a_close_at_the_end_of_the_lsn_space_does_not_seal_after_a_failed_round() {
+    on_each_path(|io| close_racing_a_failed_lone_commit(io, true));
 }
