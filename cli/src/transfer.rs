@@ -434,9 +434,16 @@ pub fn import_into(
     let fs: Arc<dyn Vfs> = vfs.unwrap_or_else(|| Arc::new(PosixVfs::default()));
     // A new database: an import never merges into data, and never opens (so never recovers
     // into, or cleans up) a directory that holds anything.
-    match fs.list_dir(dir) {
-        Ok(entries) => {
-            if !entries.is_empty() {
+    // (On the real filesystem with `read_dir`: a `Vfs` lists only names it can decode, and an
+    // entry whose name is not UTF-8 must count too.)
+    let empty = if real {
+        std::fs::read_dir(dir).map(|mut entries| entries.next().is_none())
+    } else {
+        fs.list_dir(dir).map(|entries| entries.is_empty())
+    };
+    match empty {
+        Ok(empty) => {
+            if !empty {
                 return Err(Failure::Usage(format!(
                     "{} is not empty: import creates a new database",
                     dir.display()

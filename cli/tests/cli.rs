@@ -843,6 +843,24 @@ fn stray_files_are_not_segments_and_import_touches_no_existing_directory() {
         "import touched the directory"
     );
     assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+    // Also when its only entry's name is not UTF-8 (session 34's review: refused only after the
+    // whole database was written, by the rename, exit 1).
+    let odd = tmp.path().join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff");
+    std::fs::write(odd.join(name), b"x").unwrap();
+    let o = ringlog(&["import", p(&file), p(&odd)]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not empty"),
+        "{o:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".import-"))
+        .collect();
+    assert!(left.is_empty(), "nothing written beside it: {left:?}");
 }
 
 /// A cut among records the checkpoint holds loses nothing, and repair says so rather than that
