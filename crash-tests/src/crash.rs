@@ -177,6 +177,7 @@ impl<'a> Sweeper<'a> {
             self.pos += 1;
             match &self.trace[i] {
                 Op::Create { ino, .. } => {
+                    self.refuse_unmodelled(i);
                     while self.files.len() <= *ino {
                         self.files.push(DFile {
                             data: Arc::new(Vec::new()),
@@ -214,8 +215,21 @@ impl<'a> Sweeper<'a> {
                         &keep,
                     );
                 }
-                Op::Rename { .. } | Op::Remove { .. } => self.pending_dir.push(i),
-                Op::RenameDir { .. } => {
+                Op::Rename { .. } | Op::Remove { .. } => {
+                    self.refuse_unmodelled(i);
+                    self.pending_dir.push(i)
+                }
+                Op::RenameDir { to, .. } => {
+                    self.refuse_unmodelled(i);
+                    let pending_removal = self.pending_dir.iter().any(|&j| {
+                        matches!(&self.trace[j], Op::Remove { path } if path.starts_with(to))
+                            || matches!(&self.trace[j], Op::Rename { from, .. } if from.starts_with(to))
+                    });
+                    assert!(
+                        !pending_removal,
+                        "the crash sweeper does not model a directory renamed onto one whose \
+                         removals are not yet durable (trace op {i})"
+                    );
                     self.moves.push(i);
                     self.pending_dir.push(i);
                 }
@@ -261,6 +275,30 @@ impl<'a> Sweeper<'a> {
         };
         let moves = self.moves.iter().filter(|&&m| m > j && m < at);
         parent(&self.follow(entry, moves)).to_path_buf()
+    }
+
+    /// Panics when directory operation `i` names a path below a directory rename that is not
+    /// durable yet: a crash that drops the rename would put the entry under the old name, which
+    /// this path-keyed model cannot do (see [`Op::RenameDir`]).
+    fn refuse_unmodelled(&self, i: usize) {
+        let paths: Vec<&Path> = match &self.trace[i] {
+            Op::Create { path, .. } | Op::Remove { path } => vec![path],
+            Op::Rename { from, to, .. } | Op::RenameDir { from, to } => vec![from, to],
+            _ => return,
+        };
+        for &m in &self.moves {
+            if self.durable_moves.contains(&m) {
+                continue;
+            }
+            let Op::RenameDir { to: moved, .. } = &self.trace[m] else {
+                continue;
+            };
+            assert!(
+                !paths.iter().any(|p| p.starts_with(moved)),
+                "the crash sweeper does not model trace op {i} below the directory renamed by \
+                 op {m} before that rename is durable"
+            );
+        }
     }
 
     /// `p` after the directory renames `moves` (trace indexes, in order).
@@ -814,6 +852,73 @@ mod tests {
         assert!(sw.units().is_empty());
         let img = sw.image(&[], &[], 0);
         assert!(img.files.contains_key(&p("/r/t/late")));
+    }
+
+    /// The traces the path-keyed model of directory renames cannot follow are refused, loudly
+    /// (found in session 34's review, each of which it modelled wrongly): an entry created
+    /// below a rename that is not durable yet (dropping the rename should leave it under the old
+    /// name), a durable move out of a directory whose own move is not durable yet, and a rename
+    /// onto a directory whose removals are not durable yet (its removed files would reappear).
+    fn refused(trace: Vec<Op>, base: Image) -> String {
+        let r = std::panic::catch_unwind(|| {
+            let mut sw = Sweeper::new(&base, &trace, TearModel::Sector);
+            sw.advance(trace.len());
+        });
+        let e = r.expect_err("the trace is refused");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn directory_renames_the_model_cannot_follow_are_refused() {
+        let p = |s: &str| PathBuf::from(s);
+        let one = |f: &str, d: &str| Image {
+            files: [(p(f), Arc::new(vec![1u8; 8]))].into(),
+            dirs: vec![p(d)],
+        };
+        let m = refused(
+            vec![
+                Op::RenameDir {
+                    from: p("/r/a"),
+                    to: p("/r/b"),
+                },
+                Op::Create {
+                    path: p("/r/b/x"),
+                    ino: 1,
+                },
+                Op::SyncDir { dir: p("/r/b") },
+            ],
+            one("/r/a/f", "/r/a"),
+        );
+        assert!(m.contains("does not model trace op 1"), "{m}");
+        let m = refused(
+            vec![
+                Op::RenameDir {
+                    from: p("/r/x/a"),
+                    to: p("/r/y/b"),
+                },
+                Op::RenameDir {
+                    from: p("/r/y/b/sub"),
+                    to: p("/r/z/c"),
+                },
+                Op::SyncDir { dir: p("/r/z") },
+            ],
+            one("/r/x/a/sub/f", "/r/x/a/sub"),
+        );
+        assert!(m.contains("does not model trace op 1"), "{m}");
+        let m = refused(
+            vec![
+                Op::Remove {
+                    path: p("/r/t/old"),
+                },
+                Op::RenameDir {
+                    from: p("/r/s"),
+                    to: p("/r/t"),
+                },
+                Op::SyncDir { dir: p("/r") },
+            ],
+            one("/r/t/old", "/r/t"),
+        );
+        assert!(m.contains("removals are not yet durable"), "{m}");
     }
 
     /// Images built from the previous state's copy (restoring its dirty sectors) equal images
