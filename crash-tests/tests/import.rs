@@ -6,6 +6,13 @@
 //! every version, in its transactions — and once the import has returned success, only the
 //! latter. Planted disk bug `SkipDirRenameSync` (the sync after the rename dropped: success
 //! reported while a power loss can still undo the move) is caught.
+//!
+//! Not covered here: a crash followed by running the import again (on the simulated disk the
+//! crashed run's staging directory has the same process id in its name, which a new run
+//! refuses — a real restart has another), and failed writes or syncs during the import (the
+//! engine's own, swept by the `fsync-error` and `write-error` modes). The trace's rounds depend
+//! on the real clock (the import's `Buffered` interval), so the states differ from run to run;
+//! every one of them must pass.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -27,20 +34,21 @@ fn target() -> PathBuf {
     Setup::sim_dir().with_file_name("imported")
 }
 
-/// An export with versions of a database that lived through `txns` seeded transactions (puts of
-/// values up to 3 KiB, deletes, several keys at once), taken from an in-memory database.
-fn export(seed: u64, txns: usize) -> Vec<u8> {
+/// An export (with every version, or the newest state) of a database of `keys` keys that lived
+/// through `txns` seeded transactions (puts of values up to `max_len` bytes, deletes, several
+/// keys at once), taken from an in-memory database.
+fn export(seed: u64, txns: usize, versions: bool, keys: u64, max_len: u64) -> Vec<u8> {
     let db = Db::in_memory();
     db.set_retention(Retention::All).unwrap();
     let mut r = Rng::new(seed);
     for _ in 0..txns {
         let mut tx = db.begin();
         for _ in 0..1 + r.below(4) {
-            let key = format!("key{:02}", r.below(30));
+            let key = format!("key{:05}", r.below(keys));
             if r.below(6) == 0 {
                 tx.delete(key.as_bytes()).unwrap();
             } else {
-                let len = r.below(3 << 10) as usize;
+                let len = r.below(max_len) as usize;
                 tx.put(key.as_bytes(), &vec![b'a' + r.below(26) as u8; len])
                     .unwrap();
             }
@@ -48,7 +56,7 @@ fn export(seed: u64, txns: usize) -> Vec<u8> {
         tx.commit().unwrap();
     }
     let mut out = Vec::new();
-    write_export(&db, true, &mut out).unwrap();
+    write_export(&db, versions, &mut out).unwrap();
     out
 }
 
@@ -85,16 +93,45 @@ fn under(img: &Image, dir: &Path) -> bool {
     img.files.keys().any(|p| p.starts_with(dir))
 }
 
-/// Imports a seeded export on the simulated disk, with `bug` armed, and checks every crash state
-/// of its trace. Returns the states checked and the problems found.
-fn failures(bug: Option<DiskBug>) -> (usize, Vec<String>) {
+/// What the crash states of one import showed.
+struct Sweep {
+    states: usize,
+    /// States in which the target opened as a database.
+    opened: usize,
+    problems: Vec<String>,
+}
+
+/// Imports a seeded export (`versions`: every version, else the newest state) on the simulated
+/// disk, into a target that does not exist or (`target_exists`) is an empty directory, with
+/// `bug` armed, and checks every crash state of its trace.
+fn sweep(bug: Option<DiskBug>, versions: bool, target_exists: bool) -> Sweep {
     disk_bugs::disarm_all();
-    let source = export(7, 120);
-    let expected = records(&source);
-    assert!(expected.len() > 100, "{} records", expected.len());
+    // With versions, one transaction per source LSN; without, batches of 1,024 keys: enough
+    // keys for several (the first commit of a run waits for its LSN lease to be durable, so a
+    // one-batch import would be durable before its close whatever the close did).
+    let source = if versions {
+        export(7, 120, true, 30, 3 << 10)
+    } else {
+        export(7, 3000, false, 3000, 200)
+    };
+    // Without versions an import batches the records its own way: what must come back is the
+    // keys and values, not which transaction wrote them.
+    let comparable = |export: &[u8]| {
+        let mut r = records(export);
+        if !versions {
+            r.iter_mut().for_each(|(_, _, txn)| *txn = 0);
+        }
+        r
+    };
+    let expected = comparable(&source);
+    assert!(expected.len() > 25, "{} records", expected.len());
+    let mut dirs = vec![Setup::sim_dir().to_path_buf()];
+    if target_exists {
+        dirs.push(target());
+    }
     let base = Image {
         files: Default::default(),
-        dirs: vec![Setup::sim_dir().to_path_buf()],
+        dirs,
     };
     let sim = SimVfs::from_image(&base, true, Duration::ZERO);
     if let Some(b) = bug {
@@ -116,7 +153,7 @@ fn failures(bug: Option<DiskBug>) -> (usize, Vec<String>) {
         "the import moves its directory into place"
     );
     let mut out = Vec::new();
-    let mut states = 0;
+    let (mut states, mut opened) = (0, 0);
     for_each_state(&base, &trace, TearModel::Sector, 8, 11, |p, idx, img| {
         states += 1;
         let at = format!("crash at step {p} of {} (state {idx})", trace.len());
@@ -137,40 +174,67 @@ fn failures(bug: Option<DiskBug>) -> (usize, Vec<String>) {
             Ok(db) => db,
             Err(e) => return out.push(format!("{at}: the target does not open: {e}")),
         };
+        opened += 1;
         let mut again = Vec::new();
-        write_export(&db, true, &mut again).unwrap();
-        if records(&again) != expected {
+        write_export(&db, versions, &mut again).unwrap();
+        let got = comparable(&again);
+        if got != expected {
             out.push(format!(
                 "{at}: the target holds another state than the export ({} records of {})",
-                records(&again).len(),
+                got.len(),
                 expected.len()
             ));
         }
     });
-    (states, out)
+    Sweep {
+        states,
+        opened,
+        problems: out,
+    }
+}
+
+fn every_state_sound(versions: bool, target_exists: bool) {
+    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
+    let s = sweep(None, versions, target_exists);
+    assert!(
+        s.problems.is_empty(),
+        "{} of {} crash states:\n{}",
+        s.problems.len(),
+        s.states,
+        s.problems.join("\n")
+    );
+    // Both outcomes were met: crashes before the rename (no database) and after it (the
+    // whole import, checked record by record) — at least the states after the last step.
+    assert!(
+        s.opened >= 1 && s.opened < s.states,
+        "{} of {} crash states opened the target",
+        s.opened,
+        s.states
+    );
 }
 
 #[test]
 fn every_crash_state_of_an_import_is_no_database_or_the_whole_import() {
-    let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    let (states, problems) = failures(None);
-    assert!(states > 50, "{states} crash states");
-    assert!(
-        problems.is_empty(),
-        "{} of {states} crash states:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    every_state_sound(true, false);
+}
+
+/// Without versions (batches of newest values), into an empty directory that exists (which
+/// the rename replaces).
+#[test]
+fn every_crash_state_of_an_import_of_the_newest_state_into_an_empty_directory_is_sound() {
+    every_state_sound(false, true);
 }
 
 #[test]
 fn an_import_that_does_not_sync_its_rename_is_caught() {
     let _one = ARMING.lock().unwrap_or_else(|e| e.into_inner());
-    let (states, problems) = failures(Some(DiskBug::SkipDirRenameSync));
+    let s = sweep(Some(DiskBug::SkipDirRenameSync), true, false);
     assert!(
-        problems
+        s.problems
             .iter()
             .any(|p| p.contains("returned success, the target is gone")),
-        "SkipDirRenameSync not caught in {states} crash states: {problems:?}"
+        "SkipDirRenameSync not caught in {} crash states: {:?}",
+        s.states,
+        s.problems
     );
 }
