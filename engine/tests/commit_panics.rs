@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringlog_db::io::{LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_db::io::{LogDriver, Vfs};
 use ringlog_db::{Durability, Error};
 
 /// A clock that panics once, on the thread named "p", while armed.
@@ -35,6 +35,18 @@ impl Hooks for PanickyClock {
     }
 }
 
+/// Runs `f` on a thread named "p" (the one the panicking callbacks pick), returning its
+/// outcome (`Err` when it panicked).
+fn on_thread_p<T: Send>(f: impl FnOnce() -> T + Send) -> std::thread::Result<T> {
+    std::thread::scope(|t| {
+        std::thread::Builder::new()
+            .name("p".into())
+            .spawn_scoped(t, f)
+            .unwrap()
+            .join()
+    })
+}
+
 #[test]
 fn a_buffered_commit_whose_clock_panics_fails_alone() {
     on_each_path(|io| {
@@ -46,13 +58,7 @@ fn a_buffered_commit_whose_clock_panics_fails_alone() {
         );
         db.put(b"before", b"1").unwrap();
         clock.0.store(true, Ordering::SeqCst);
-        let failed = std::thread::scope(|t| {
-            std::thread::Builder::new()
-                .name("p".into())
-                .spawn_scoped(t, || db.put(b"lost", b"2"))
-                .unwrap()
-                .join()
-        });
+        let failed = on_thread_p(|| db.put(b"lost", b"2"));
         assert!(failed.is_err(), "the commit panicked with its clock");
         assert!(!clock.0.load(Ordering::SeqCst), "the clock was read");
         // The next commits go on, and become visible and durable.
@@ -84,55 +90,22 @@ struct WakerHooks(Arc<PanickyWaker>);
 
 impl Hooks for WakerHooks {
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(Driver {
-            inner: inner.log_driver()?,
-            w: self.0.clone(),
-        }))
+        WatchedDriver::of(inner, &self.0)
     }
 }
 
-struct Driver {
-    inner: Box<dyn LogDriver>,
-    w: Arc<PanickyWaker>,
-}
-
-impl LogDriver for Driver {
-    fn write_durable(
-        &mut self,
-        file: &dyn VFile,
-        offset: u64,
-        buf: &[u8],
-        strategy: SyncStrategy,
-    ) -> io::Result<()> {
-        self.inner.write_durable(file, offset, buf, strategy)
+impl DriverHooks for PanickyWaker {
+    fn sleeping(&self) {
+        *self.sleeping.lock().unwrap() = true;
+        self.cv.notify_all();
     }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        *self.w.sleeping.lock().unwrap() = true;
-        self.w.cv.notify_all();
-        let r = self.inner.wait(timeout);
-        *self.w.sleeping.lock().unwrap() = false;
-        r
+    fn awake(&self) {
+        *self.sleeping.lock().unwrap() = false;
     }
-    fn waker(&self) -> Arc<dyn Waker> {
-        Arc::new(PanickingWaker {
-            inner: self.inner.waker(),
-            w: self.w.clone(),
-        })
-    }
-}
-
-struct PanickingWaker {
-    inner: Arc<dyn Waker>,
-    w: Arc<PanickyWaker>,
-}
-
-impl Waker for PanickingWaker {
-    fn wake(&self) {
-        if std::thread::current().name() == Some("p") && self.w.armed.swap(false, Ordering::SeqCst)
-        {
+    fn waking(&self) {
+        if std::thread::current().name() == Some("p") && self.armed.swap(false, Ordering::SeqCst) {
             panic!("the custom waker panics (expected by the test)");
         }
-        self.inner.wake()
     }
 }
 
@@ -164,13 +137,7 @@ fn a_commit_whose_waker_panics_poisons_rather_than_hangs() {
         }
         w.armed.store(true, Ordering::SeqCst);
         drop(sleeping);
-        let failed = std::thread::scope(|t| {
-            std::thread::Builder::new()
-                .name("p".into())
-                .spawn_scoped(t, || db.put(b"lost", b"2"))
-                .unwrap()
-                .join()
-        });
+        let failed = on_thread_p(|| db.put(b"lost", b"2"));
         assert!(failed.is_err(), "the commit panicked in the waker");
         assert!(!w.armed.load(Ordering::SeqCst), "the waker was called");
         // The next commit fails, and says why; it does not wait forever.

@@ -29,10 +29,10 @@ mod segfiles;
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
-use ringlog_db::io::{LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use ringlog_db::io::{LogDriver, SyncStrategy, VFile, Vfs};
 use ringlog_db::{Durability, Error, IoChoice};
 
 #[derive(Default)]
@@ -104,49 +104,14 @@ impl Hooks for RaceHooks {
     }
 
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(RaceDriver {
-            inner: inner.log_driver()?,
-            race: self.0.clone(),
-        }))
+        WatchedDriver::of(inner, &self.0)
     }
 }
 
-/// The real driver, with a waker that tells the test when the close woke the log thread.
-struct RaceDriver {
-    inner: Box<dyn LogDriver>,
-    race: Arc<Race>,
-}
-
-impl LogDriver for RaceDriver {
-    fn write_durable(
-        &mut self,
-        file: &dyn VFile,
-        offset: u64,
-        buf: &[u8],
-        strategy: SyncStrategy,
-    ) -> io::Result<()> {
-        self.inner.write_durable(file, offset, buf, strategy)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.wait(timeout)
-    }
-    fn waker(&self) -> Arc<dyn Waker> {
-        Arc::new(RaceWaker {
-            inner: self.inner.waker(),
-            race: self.race.clone(),
-        })
-    }
-}
-
-struct RaceWaker {
-    inner: Arc<dyn Waker>,
-    race: Arc<Race>,
-}
-
-impl Waker for RaceWaker {
-    fn wake(&self) {
-        self.race.update(|s| s.woken |= s.closing);
-        self.inner.wake()
+/// The real driver tells the test when the close woke the log thread.
+impl DriverHooks for Race {
+    fn waking(&self) {
+        self.update(|s| s.woken |= s.closing);
     }
 }
 

@@ -852,3 +852,70 @@ impl LogDriver for GatedDriver {
         self.inner.waker()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A real log driver whose sleeps and wakes a test observes
+// ---------------------------------------------------------------------------------------------
+
+/// What a test's [`WatchedDriver`] tells it: called around the log thread's sleeps in the driver
+/// and before each wake of it (from any thread). Defaults do nothing.
+pub trait DriverHooks: Send + Sync + 'static {
+    /// The log thread is about to sleep in the driver (`LogDriver::wait`).
+    fn sleeping(&self) {}
+    /// The log thread is back from its sleep.
+    fn awake(&self) {}
+    /// A thread is about to wake the log thread (`Waker::wake`).
+    fn waking(&self) {}
+}
+
+/// A real log driver (its writes, sleeps and wakes unchanged) reporting to `hooks`.
+pub struct WatchedDriver<H> {
+    pub inner: Box<dyn LogDriver>,
+    pub hooks: Arc<H>,
+}
+
+impl<H: DriverHooks> WatchedDriver<H> {
+    /// `inner`'s log driver, watched by `hooks`: what [`Hooks::log_driver`] returns.
+    pub fn of(inner: &dyn Vfs, hooks: &Arc<H>) -> io::Result<Box<dyn LogDriver>> {
+        Ok(Box::new(WatchedDriver {
+            inner: inner.log_driver()?,
+            hooks: hooks.clone(),
+        }))
+    }
+}
+
+impl<H: DriverHooks> LogDriver for WatchedDriver<H> {
+    fn write_durable(
+        &mut self,
+        file: &dyn VFile,
+        offset: u64,
+        buf: &[u8],
+        strategy: SyncStrategy,
+    ) -> io::Result<()> {
+        self.inner.write_durable(file, offset, buf, strategy)
+    }
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.hooks.sleeping();
+        let r = self.inner.wait(timeout);
+        self.hooks.awake();
+        r
+    }
+    fn waker(&self) -> Arc<dyn Waker> {
+        Arc::new(WatchedWaker {
+            inner: self.inner.waker(),
+            hooks: self.hooks.clone(),
+        })
+    }
+}
+
+struct WatchedWaker<H> {
+    inner: Arc<dyn Waker>,
+    hooks: Arc<H>,
+}
+
+impl<H: DriverHooks> Waker for WatchedWaker<H> {
+    fn wake(&self) {
+        self.hooks.waking();
+        self.inner.wake()
+    }
+}
