@@ -134,25 +134,6 @@ impl Db {
     }
 }
 
-/// Poisons the database when a commit unwinds between taking its LSN and publishing it (a panic
-/// in a custom disk's waker, say, or in the index insert): every later commit waits for the
-/// LSNs before its own to be published, and would wait for this one forever. Poisoned, they
-/// fail instead, as after a panic on the log thread.
-struct Unpublished<'a> {
-    shared: &'a Shared,
-    armed: bool,
-}
-
-impl Drop for Unpublished<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.poison(std::io::Error::other(
-                "a commit panicked between taking its LSN and publishing it",
-            ));
-        }
-    }
-}
-
 /// Value-log garbage collection's copies to append before a transaction
 /// ([`Shared::commit_core`]): `(key, original LSN, value)` each, and where they went.
 pub(crate) struct Relocations<'a> {
@@ -186,12 +167,11 @@ impl Shared {
         // assigned, it left an LSN never published, and every later commit waiting for it).
         let buffered_now =
             (has_log && matches!(mode, Durability::Buffered { .. })).then(|| shared.now());
-        // Declared before the state lock's guard, so that an unwinding commit releases the lock
-        // before this poisons the database (which takes it).
-        let mut unpublished = Unpublished {
-            shared,
-            armed: false,
-        };
+        // Set between taking the LSN and publishing it (a panic there — a custom disk's waker,
+        // the index insert — poisons the database rather than leave later commits waiting
+        // forever). Declared before the state lock's guard, so that an unwinding commit releases
+        // the lock before this poisons the database (which takes it).
+        let unpublished;
         // 1. The serialised step: LSN assignment and log-buffer reservation.
         let mut st = shared.state.lock();
         if st.closing {
@@ -231,7 +211,10 @@ impl Shared {
             return Err(Error::IdSpaceExhausted("LSN"));
         }
         st.next_lsn += 1;
-        unpublished.armed = true;
+        unpublished = crate::wal::PoisonOnPanic(
+            shared,
+            "a commit panicked between taking its LSN and publishing it",
+        );
         let late = crate::hooks::conflicts_recorded_late();
         if !system && !late && shared.conflicts.active() {
             shared.conflicts.record(ops, lsn, shared.visible.get());
@@ -293,7 +276,7 @@ impl Shared {
         let strict =
             mode == Durability::Strict && wait_durable && !crate::hooks::publish_strict_early();
         shared.visible.publish(lsn, strict, &shared.durable_lsn);
-        unpublished.armed = false;
+        drop(unpublished);
         after_publish(trim);
         if wait_durable {
             shared.await_durable(lsn).map_err(Error::Poisoned)?;

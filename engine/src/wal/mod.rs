@@ -258,6 +258,19 @@ pub(crate) struct Shared {
     rotate_at: AtomicU64,
 }
 
+/// Poisons the database (with `.1` as the error) if the thread unwinds while this lives: the log
+/// thread's body, or a commit between taking its LSN and publishing it (every later commit waits
+/// for the LSNs before its own to be published, and would wait forever).
+pub(crate) struct PoisonOnPanic<'a>(pub(crate) &'a Shared, pub(crate) &'static str);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison(io::Error::other(self.1));
+        }
+    }
+}
+
 impl Shared {
     pub(crate) fn new(
         versions: Versions,

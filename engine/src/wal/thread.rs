@@ -97,16 +97,8 @@ pub(crate) fn run_log_thread(
     mut driver: Box<dyn LogDriver>,
     vfs: Arc<dyn Vfs>,
 ) {
-    /// Poisons the database if the log thread unwinds, so that no committer waits forever.
-    struct PoisonOnPanic<'a>(&'a Shared);
-    impl Drop for PoisonOnPanic<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.poison(io::Error::other("the log thread panicked"));
-            }
-        }
-    }
-    let _poison_on_panic = PoisonOnPanic(&shared);
+    // So that no committer waits forever.
+    let _poison_on_panic = super::PoisonOnPanic(&shared, "the log thread panicked");
     driver.started();
     let cfg = shared.log.as_ref().expect("log thread needs a log");
     // Rounds kept in flight at once: as many as asked for and the driver can (1: one at a time).
