@@ -331,14 +331,10 @@ impl<'a> Sweeper<'a> {
             }
             Op::RenameDir { from, to } => {
                 let (from, to) = (at(from), at(to));
-                let below: Vec<(PathBuf, PathBuf)> = names
-                    .keys()
-                    .filter_map(|p| Some((p.clone(), crate::sim::moved_path(p, &from, &to)?)))
+                *names = std::mem::take(names)
+                    .into_iter()
+                    .map(|(p, ino)| (crate::sim::moved_path(&p, &from, &to).unwrap_or(p), ino))
                     .collect();
-                for (old, new) in below {
-                    let ino = names.remove(&old).expect("listed just now");
-                    names.insert(new, ino);
-                }
             }
             _ => {}
         }

@@ -326,20 +326,18 @@ impl Inner {
         // (Replayed on another disk, `from` may be unknown as a directory there: directory
         // creations are not traced. `to` is one after the move either way.)
         self.dirs.insert(to.as_os_str().to_owned());
-        let dirs: Vec<OsString> = self.dirs.iter().cloned().collect();
-        for d in dirs {
-            if let Some(moved) = moved_path(Path::new(&d), from, to) {
-                self.dirs.remove(&d);
-                self.dirs.insert(moved.into_os_string());
-            }
-        }
-        let names: Vec<(OsString, Ino)> = self.names.iter().map(|(n, &i)| (n.clone(), i)).collect();
-        for (n, ino) in names {
-            if let Some(moved) = moved_path(Path::new(&n), from, to) {
-                self.names.remove(&n);
-                self.names.insert(moved.into_os_string(), ino);
-            }
-        }
+        let moved = |p: OsString| match moved_path(Path::new(&p), from, to) {
+            Some(m) => m.into_os_string(),
+            None => p,
+        };
+        self.dirs = std::mem::take(&mut self.dirs)
+            .into_iter()
+            .map(moved)
+            .collect();
+        self.names = std::mem::take(&mut self.names)
+            .into_iter()
+            .map(|(n, ino)| (moved(n), ino))
+            .collect();
     }
 
     /// Counts a sync; true when this one must fail.
