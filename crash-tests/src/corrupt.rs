@@ -1462,13 +1462,12 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                     }
                     if label.contains("known limit") && sum.notes.len() < 3 {
                         sum.notes.push(format!(
-                            "{} in {} bytes [{}, {}) lost acknowledged steps without an error (known limit); reproduce: ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",
+                            "{} in {} bytes [{}, {}) lost acknowledged steps without an error (known limit); reproduce: {}",
                             case.kind,
                             name(&case.file),
                             case.range.0,
                             case.range.1,
-                            opts.steps,
-                            cat + 1
+                            replay(opts, mode, seed, &format!("{}.{k}", cat + 1))
                         ));
                     }
                     sum.count(&format!("{cat_name}: {label}"));
@@ -1480,30 +1479,22 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                         let d = dir.join(format!("corrupt-seed{seed}-{}-{k}", cat + 1));
                         case.img.save(&d).ok().map(|_| d)
                     });
-                    sum.failures.push(Failure {
-                        mode: "corrupt".into(),
-                        seed,
-                        model: "durable image".into(),
-                        point: format!("{}.{k}", cat + 1),
-                        state: 0,
-                        violation: v,
-                        trace: vec![
-                            setup.describe(),
-                            format!(
-                                "{cat_name} damage: {} in {} bytes [{}, {})",
-                                case.kind,
-                                name(&case.file),
-                                case.range.0,
-                                case.range.1
-                            ),
-                        ],
+                    let damage = format!(
+                        "{cat_name} damage: {} in {} bytes [{}, {})",
+                        case.kind,
+                        name(&case.file),
+                        case.range.0,
+                        case.range.1
+                    );
+                    let point = format!("{}.{k}", cat + 1);
+                    sum.failures.push(failure(
+                        opts,
+                        (seed, mode, &point),
+                        &setup,
+                        Some(damage),
                         image,
-                        replay: format!(
-                            "ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{}.{k}:0",
-                            opts.steps,
-                            cat + 1
-                        ),
-                    });
+                        v,
+                    ));
                     if opts.stop_on_first {
                         return;
                     }
@@ -1548,18 +1539,36 @@ fn seed_failure(
     setup: &Setup,
     violation: Violation,
 ) -> Failure {
+    failure(opts, (seed, mode, "0.0"), setup, None, None, violation)
+}
+
+/// A failure of `corrupt` at (seed, durability, point `CATEGORY.CASE`; `0.0`: the seed's
+/// undamaged image), with the damage made, if any, and the damaged image kept, if it was.
+fn failure(
+    opts: &PowerOptions,
+    (seed, mode, point): (u64, Mode, &str),
+    setup: &Setup,
+    damage: Option<String>,
+    image: Option<PathBuf>,
+    violation: Violation,
+) -> Failure {
     Failure {
         mode: "corrupt".into(),
         seed,
         model: "durable image".into(),
-        point: "0.0".into(),
+        point: point.into(),
         state: 0,
         violation,
-        trace: vec![setup.describe()],
-        image: None,
-        replay: format!(
-            "ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:0.0:0",
-            opts.steps
-        ),
+        trace: std::iter::once(setup.describe()).chain(damage).collect(),
+        image,
+        replay: replay(opts, mode, seed, point),
     }
+}
+
+/// The command that replays point `point` of `seed`.
+fn replay(opts: &PowerOptions, mode: Mode, seed: u64, point: &str) -> String {
+    format!(
+        "ringlog-crash corrupt --durability {mode} --steps {} --replay {seed}:{point}:0",
+        opts.steps
+    )
 }
