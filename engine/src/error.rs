@@ -78,6 +78,8 @@ pub enum Error {
     },
     /// An earlier write or fdatasync of the log failed. The kernel may have dropped the unwritten
     /// pages, so the database refuses every further write until it is reopened and recovered.
+    /// Also after a panic on the log thread or inside a commit (a custom `Vfs`'s, say), which
+    /// would otherwise leave later commits waiting forever.
     Poisoned(Arc<io::Error>),
     /// Durability was requested of a database that has no log (opened `InMemory`), or a
     /// transaction asked to skip the log of a database that has one.
