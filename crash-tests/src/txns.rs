@@ -28,21 +28,55 @@ fn bump(c: &mut Counts, k: &'static str) {
 pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts, Violation> {
     let gen = h.gen;
     let mut counts = Counts::new();
-    // LSN → (step, keys written) of every acknowledged transaction.
+    // LSN → (step, keys written) of every acknowledged transaction, and the keys it left live
+    // (its last write of them a put).
     let mut writes: BTreeMap<u64, (u64, Vec<u16>)> = BTreeMap::new();
+    let mut puts: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
     for a in &h.acks {
         if let AckKind::Commit { .. } = a.kind {
             if let Step::Txn { ops, .. } | Step::Rmw { ops, .. } = wl.step(gen, a.step) {
                 writes.insert(a.lsn, (a.step, ops.iter().map(|o| o.key).collect()));
+                let live = ops
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, o)| {
+                        o.value_len.is_some() && ops[j + 1..].iter().all(|l| l.key != o.key)
+                    })
+                    .map(|(_, o)| o.key)
+                    .collect();
+                puts.insert(a.lsn, live);
             }
         }
     }
+    // The LSN of the newest write of key `k` at or below `at` this generation acknowledged, and
+    // whether it left the key live.
+    let newest = |k: u16, at: u64| {
+        writes
+            .range(..=at)
+            .rev()
+            .find(|(_, (_, keys))| keys.contains(&k))
+            .map(|(&l, _)| (l, puts[&l].contains(&k)))
+    };
     for r in recs {
         let Some(s) = r.snapshot else {
             continue;
         };
         let overlap = |keys: &[u16]| keys.iter().copied().find(|&k| r.read(k));
         match r.outcome {
+            TxnOutcome::Committed(l) if !r.writes => {
+                // A condition's probe: nothing to commit, serialized at its snapshot.
+                bump(&mut counts, "conditions held (probes committed)");
+                if l != s {
+                    return Err(Violation::new(
+                        "serializable",
+                        format!(
+                            "step {gen}.{}: a transaction that writes nothing committed with LSN {l}, not its snapshot {s}",
+                            r.step
+                        ),
+                    ));
+                }
+                condition_held(gen, r, s, &newest)?;
+            }
             TxnOutcome::Committed(l) => {
                 bump(&mut counts, "optimistic transactions committed");
                 if l <= s {
@@ -54,6 +88,7 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
                         ),
                     ));
                 }
+                condition_held(gen, r, s, &newest)?;
                 for (m, (step, keys)) in writes.range(s + 1..l) {
                     if let Some(k) = overlap(keys) {
                         return Err(Violation::new(
@@ -69,13 +104,25 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
             TxnOutcome::Conflict { by_lsn } => {
                 bump(
                     &mut counts,
-                    "optimistic transactions refused (conflicts checked)",
+                    if r.writes {
+                        "optimistic transactions refused (conflicts checked)"
+                    } else {
+                        "conditions broken (probes refused, checked)"
+                    },
                 );
-                if by_lsn <= s {
+                // A condition's range may conflict at the snapshot: a version above `after`.
+                let at_snapshot = r.cond.is_some_and(|(lo, hi, after)| {
+                    by_lsn > after
+                        && by_lsn <= s
+                        && puts
+                            .get(&by_lsn)
+                            .is_none_or(|keys| keys.iter().any(|k| (lo..hi).contains(k)))
+                });
+                if (by_lsn <= s || !r.writes) && !at_snapshot {
                     return Err(Violation::new(
                         "conflict",
                         format!(
-                            "step {gen}.{}: refused with a conflict by LSN {by_lsn}, not above its snapshot {s}",
+                            "step {gen}.{}: refused with a conflict by LSN {by_lsn}, not above its snapshot {s} (or, writing nothing, not a version its condition's range held at the snapshot)",
                             r.step
                         ),
                     ));
@@ -212,6 +259,32 @@ pub fn check_runs(
                     listed.join("; ")
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The part of a committed transaction's condition its snapshot answers: no key of the range
+/// live at snapshot `s` with a version above the condition's LSN (`newest(k, s)`: the LSN of the
+/// newest acknowledged write of `k` at or below `s`, and whether it left `k` live).
+fn condition_held(
+    gen: u32,
+    r: &TxnRec,
+    s: u64,
+    newest: &impl Fn(u16, u64) -> Option<(u64, bool)>,
+) -> Result<(), Violation> {
+    let Some((lo, hi, after)) = r.cond else {
+        return Ok(());
+    };
+    for k in lo..hi {
+        if let Some((m, true)) = newest(k, s).filter(|&(m, _)| m > after) {
+            return Err(Violation::new(
+                "serializable",
+                format!(
+                    "step {gen}.{} committed with the condition \"no key of k{lo:04}..k{hi:04} written after LSN {after}\", but k{k:04} held at its snapshot {s} the version of LSN {m}",
+                    r.step
+                ),
+            ));
         }
     }
     Ok(())

@@ -131,6 +131,11 @@ pub enum Step {
         commit: Commit,
         /// A tracked scan of keys `lo..hi` before the writes.
         scan: Option<(u16, u16)>,
+        /// A condition probed before the transaction: a transaction of its own that writes
+        /// nothing, with `fail_if_changed(keys lo..hi, Some(last - back))` (`last` the last LSN
+        /// before it began), committed — so it is checked at its snapshot. It writes nothing
+        /// either way, so the step's writes and the trace are the same with it or without it.
+        cond: Option<(u16, u16, u64)>,
     },
     /// `db.sync()`.
     Sync,
@@ -332,6 +337,11 @@ pub struct TxnRec {
     pub reads: Vec<u16>,
     /// The keys `lo..hi` it scanned (tracked).
     pub scan: Option<(u16, u16)>,
+    /// Its condition: keys `lo..hi` not written after LSN `after` (at most its snapshot).
+    pub cond: Option<(u16, u16, u64)>,
+    /// Whether it writes: a condition's probe ([`Step::Rmw`]'s `cond`) writes nothing, and its
+    /// commit returns its snapshot's LSN.
+    pub writes: bool,
     /// How it ended.
     pub outcome: TxnOutcome,
 }
@@ -339,7 +349,9 @@ pub struct TxnRec {
 impl TxnRec {
     /// Whether writing key `k` after the snapshot conflicts with what it read.
     pub fn read(&self, k: u16) -> bool {
-        self.reads.contains(&k) || self.scan.is_some_and(|(lo, hi)| (lo..hi).contains(&k))
+        self.reads.contains(&k)
+            || self.scan.is_some_and(|(lo, hi)| (lo..hi).contains(&k))
+            || self.cond.is_some_and(|(lo, hi, _)| (lo..hi).contains(&k))
     }
 }
 
@@ -523,6 +535,41 @@ pub fn txn_id(gen: u32, step: u64) -> u64 {
 /// The key bytes of key index `k`.
 pub fn key_bytes(k: u16) -> Vec<u8> {
     format!("k{k:04}").into_bytes()
+}
+
+/// Probes condition `(lo, hi, back)` of step `i` ([`Step::Rmw`]'s `cond`): a transaction that
+/// writes nothing, with `fail_if_changed(keys lo..hi, Some(last - back))`, committed. Its commit
+/// checks the condition at its snapshot and returns the snapshot's LSN, or `Conflict` naming the
+/// version that broke it.
+fn probe_condition(db: &Db, i: u64, (lo, hi, back): (u16, u16, u64)) -> TxnRec {
+    let after = db.last_lsn().saturating_sub(back);
+    let mut tx = db.begin();
+    let mut rec = TxnRec {
+        step: i,
+        snapshot: None,
+        reads: Vec::new(),
+        scan: None,
+        cond: Some((lo, hi, after)),
+        writes: false,
+        outcome: TxnOutcome::Failed(String::new()),
+    };
+    let res = tx
+        .fail_if_changed(key_bytes(lo)..key_bytes(hi), Some(after))
+        .and_then(|()| {
+            rec.snapshot = tx.snapshot_lsn();
+            tx.commit()
+        });
+    rec.outcome = outcome_of(&res);
+    rec
+}
+
+/// How a transaction's commit ended, for its [`TxnRec`].
+fn outcome_of(res: &ringlog_db::Result<u64>) -> TxnOutcome {
+    match res {
+        Ok(lsn) => TxnOutcome::Committed(*lsn),
+        Err(ringlog_db::Error::Conflict { by_lsn, .. }) => TxnOutcome::Conflict { by_lsn: *by_lsn },
+        Err(e) => TxnOutcome::Failed(e.to_string()),
+    }
 }
 
 /// The key index of key bytes, if they are a workload key.
@@ -726,7 +773,17 @@ impl Workload {
                 let len = o.range(1, (keys / 4).max(2)) as u16;
                 (lo, lo.saturating_add(len).min(keys as u16))
             });
-            return Step::Rmw { ops, commit, scan };
+            let cond = o.chance(300).then(|| {
+                let lo = o.below(keys) as u16;
+                let len = o.range(1, (keys / 4).max(2)) as u16;
+                (lo, lo.saturating_add(len).min(keys as u16), o.below(8))
+            });
+            return Step::Rmw {
+                ops,
+                commit,
+                scan,
+                cond,
+            };
         }
         Step::Txn { ops, commit }
     }
@@ -937,7 +994,16 @@ impl Workload {
                 }
                 self.commit(tx, commit)
             }
-            Step::Rmw { ops, commit, scan } => {
+            Step::Rmw {
+                ops,
+                commit,
+                scan,
+                cond,
+            } => {
+                if let Some(c) = cond {
+                    let rec = probe_condition(db, i, c);
+                    s.txns.lock().push(rec);
+                }
                 let id = txn_id(gen, i);
                 let size = ops.len() as u16;
                 let mut tx = db.begin();
@@ -946,6 +1012,8 @@ impl Workload {
                     snapshot: None,
                     reads: Vec::new(),
                     scan,
+                    cond: None,
+                    writes: true,
                     outcome: TxnOutcome::Failed(String::new()),
                 };
                 let res = (|| {
@@ -970,13 +1038,7 @@ impl Workload {
                     }
                     self.commit(tx, commit)
                 })();
-                rec.outcome = match &res {
-                    Ok(lsn) => TxnOutcome::Committed(*lsn),
-                    Err(ringlog_db::Error::Conflict { by_lsn, .. }) => {
-                        TxnOutcome::Conflict { by_lsn: *by_lsn }
-                    }
-                    Err(e) => TxnOutcome::Failed(e.to_string()),
-                };
+                rec.outcome = outcome_of(&res);
                 s.txns.lock().push(rec);
                 res
             }

@@ -1320,3 +1320,15 @@ fn catches_a_policy_set_again_that_refuses_kept_history() {
     });
     assert_caught(Bug::RetentionAgainRaisesFloor, &s, &["retention"]);
 }
+
+/// A transaction's conditions (`fail_if_changed` of a key range after an LSN) are checked only
+/// against the commits after its snapshot, not against the versions the snapshot holds: a
+/// committed step's condition range held, at its snapshot, a version written after the
+/// condition's LSN — found before any crash state.
+#[test]
+fn catches_conditions_that_ignore_the_snapshot() {
+    let s = with_bug(Some(Bug::ConditionsIgnoreSnapshot), || {
+        power::run(&default_campaign())
+    });
+    assert_caught(Bug::ConditionsIgnoreSnapshot, &s, &["serializable"]);
+}

@@ -395,11 +395,14 @@ pub mod bugs {
         /// `All` set again after a checkpoint under `All` loses, at the next open, the history
         /// the first one kept.
         RestartRaisesKeptFloor,
+        /// A transaction's conditions are checked only against the commits after its snapshot:
+        /// a key of the range written between the condition's LSN and the snapshot passes.
+        ConditionsIgnoreSnapshot,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 44] = [
+        pub const ALL: [Bug; 45] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -444,6 +447,7 @@ pub mod bugs {
             Bug::RetentionAgainRaisesFloor,
             Bug::CloseRetiresACommit,
             Bug::RestartRaisesKeptFloor,
+            Bug::ConditionsIgnoreSnapshot,
         ];
 
         fn bit(self) -> u64 {
@@ -678,6 +682,8 @@ bug_hook! {
     close_retires_a_commit => CloseRetiresACommit;
     /// Whether recovery raises the floor after a checkpoint whose policy keeps history.
     restart_raises_kept_floor => RestartRaisesKeptFloor;
+    /// Whether conditions skip their check against the transaction's snapshot.
+    conditions_ignore_snapshot => ConditionsIgnoreSnapshot;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a

@@ -462,6 +462,7 @@ impl<'db> Txn<'db> {
         let conditions = |r: &Reads| {
             r.conds
                 .iter()
+                .filter(|_| !crate::hooks::conditions_ignore_snapshot())
                 .try_for_each(|c| check_at_snapshot(&r.snap, c))
         };
         if self.ops.is_empty() {
