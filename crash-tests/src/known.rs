@@ -21,15 +21,15 @@
 //!   `tests/engine_findings.rs`, `a_manifest_never_names_a_checkpoint_whose_rename_is_not_durable`
 //!   (ignored until the engine fixes it).
 //!
-//! * [`CHECKPOINT_AT_LSN_ZERO`]: `checkpoint()` on a database with nothing committed yet (visible
-//!   LSN 0, no checkpoint before) writes a checkpoint at LSN 0 whose leading retention-policy
-//!   entry carries LSN 1 (`lsn.max(1)` in `checkpoint::write_into`); the MANIFEST names it, and
-//!   every later open refuses it: `Error::Corruption` "an entry of LSN 1 above the checkpoint's
-//!   0" — no crash needed, a clean close and reopen is enough. Stepped around by skipping a
-//!   `Step::Checkpoint` while the visible LSN is 0, counted — with `--strict` too: the workaround
-//!   changes what the workload does, and a `--strict` replay of another issue must run the same
-//!   workload as the run that found it. Reduced: `tests/engine_findings.rs`,
-//!   `a_checkpoint_of_an_empty_database_opens_again` (ignored until the engine fixes it).
+//! * `CHECKPOINT_AT_LSN_ZERO` (counter removed in session 35): `checkpoint()` on a database with
+//!   nothing committed yet (visible LSN 0, no checkpoint before) wrote a checkpoint at LSN 0 whose
+//!   leading retention-policy entry carries LSN 1 (`lsn.max(1)` in `checkpoint::write_into`); the
+//!   MANIFEST named it, and every later open refused it: `Error::Corruption` "an entry of LSN 1
+//!   above the checkpoint's 0" — no crash needed, a clean close and reopen was enough. The
+//!   workload skipped `Step::Checkpoint` at visible LSN 0 for as long as the runner existed, after
+//!   the fix too; it calls it now, and planted bug `CheckpointAtLsnZero` (the old behaviour) is
+//!   caught by the default campaign. Reduced: `tests/engine_findings.rs`,
+//!   `a_checkpoint_of_an_empty_database_opens_again`.
 //!
 //! * [`CHECKPOINT_ID_REUSED`]: when a checkpoint fails after its MANIFEST's rename (the directory
 //!   fsync after it fails), the MANIFEST on disk may already name the new checkpoint `N`, but the
@@ -172,10 +172,6 @@ pub const CHECKPOINT_ID_REUSED: &str =
 /// not durable yet (open; see the module docs).
 pub const LEFTOVER_REMOVED_EARLY: &str =
     "known issue: open removed leftovers before the MANIFEST was durable (crash states skipped)";
-
-/// Counter of the checkpoints skipped because the visible LSN was 0 (open; see the module docs).
-pub const CHECKPOINT_AT_LSN_ZERO: &str =
-    "known issue: checkpoint() skipped at visible LSN 0 (its checkpoint never loads)";
 
 /// Counter of the recoveries whose floor came back lower because they started from a checkpoint
 /// written under another policy than the `LastVersions` in force (open; see the module docs).

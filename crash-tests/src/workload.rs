@@ -940,16 +940,6 @@ impl Workload {
             }
             Step::Checkpoint => {
                 let visible = db.last_lsn();
-                if visible == 0 {
-                    // Open known issue (known.rs CHECKPOINT_AT_LSN_ZERO): a checkpoint of a
-                    // database with nothing committed can never be loaded. Stepped around even
-                    // with --strict, so that a strict replay runs the workload it replays.
-                    *s.counts
-                        .lock()
-                        .entry(crate::known::CHECKPOINT_AT_LSN_ZERO)
-                        .or_default() += 1;
-                    return Ok(visible);
-                }
                 let info = db.checkpoint()?;
                 let durable = db.durable_lsn();
                 let at = s.position();

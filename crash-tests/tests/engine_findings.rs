@@ -126,7 +126,7 @@ fn the_trim_floor_does_not_move_back_when_a_crash_loses_a_policy_entry() {
     );
 }
 
-/// `known::CHECKPOINT_AT_LSN_ZERO`: a checkpoint of a database with nothing committed is written
+/// `CHECKPOINT_AT_LSN_ZERO` (known.rs): a checkpoint of a database with nothing committed is written
 /// at LSN 0 with its retention-policy entry at LSN 1; every later open refuses it. No crash is
 /// needed: close and reopen.
 #[test]

@@ -1332,3 +1332,18 @@ fn catches_conditions_that_ignore_the_snapshot() {
     });
     assert_caught(Bug::ConditionsIgnoreSnapshot, &s, &["serializable"]);
 }
+
+/// `checkpoint()` on a database with nothing committed writes a checkpoint at LSN 0 (the engine
+/// issue `CHECKPOINT_AT_LSN_ZERO` of known.rs, fixed): every later open refuses it. The workload
+/// skipped such checkpoints until session 35; the default campaign calls them now.
+#[test]
+fn catches_a_checkpoint_at_lsn_zero() {
+    let s = with_bug(Some(Bug::CheckpointAtLsnZero), || {
+        power::run(&default_campaign())
+    });
+    assert_caught(
+        Bug::CheckpointAtLsnZero,
+        &s,
+        &["I5", "checkpoint", "durability"],
+    );
+}

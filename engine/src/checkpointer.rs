@@ -417,7 +417,9 @@ fn checkpoint_pinned(
     };
     let _unpin = Unpin(shared, lsn);
     *covered = Some(c.backlog.spilled.load(Ordering::Relaxed));
-    if lsn == 0 || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0) {
+    if (lsn == 0 && !crate::hooks::checkpoint_at_lsn_zero())
+        || (lsn == manifest.checkpoint_lsn && manifest.checkpoint_id != 0)
+    {
         // Nothing committed yet, or nothing since the checkpoint in force.
         return Ok(CheckpointInfo {
             lsn,

@@ -398,11 +398,15 @@ pub mod bugs {
         /// A transaction's conditions are checked only against the commits after its snapshot:
         /// a key of the range written between the condition's LSN and the snapshot passes.
         ConditionsIgnoreSnapshot,
+        /// `checkpoint()` on a database with nothing committed (visible LSN 0) writes a
+        /// checkpoint at LSN 0, as before the fix: its retention entry carries LSN 1, and every
+        /// later open refuses it.
+        CheckpointAtLsnZero,
     }
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 45] = [
+        pub const ALL: [Bug; 46] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -448,6 +452,7 @@ pub mod bugs {
             Bug::CloseRetiresACommit,
             Bug::RestartRaisesKeptFloor,
             Bug::ConditionsIgnoreSnapshot,
+            Bug::CheckpointAtLsnZero,
         ];
 
         fn bit(self) -> u64 {
@@ -684,6 +689,8 @@ bug_hook! {
     restart_raises_kept_floor => RestartRaisesKeptFloor;
     /// Whether conditions skip their check against the transaction's snapshot.
     conditions_ignore_snapshot => ConditionsIgnoreSnapshot;
+    /// Whether a checkpoint is written at visible LSN 0.
+    checkpoint_at_lsn_zero => CheckpointAtLsnZero;
 }
 
 /// Hook: the wall clock `Retention::NewerThan` reads, in nanoseconds since the Unix epoch, for a
