@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use ringlog_format::{Codec, Manifest};
+use ringlog_format::{Codec, Manifest, SEGMENT_HEADER_LEN};
 use ringlog_uring::Vfs;
 
 use crate::db::Db;
@@ -73,6 +73,9 @@ pub(crate) struct Checkpoints {
     pub(crate) gc_segments: AtomicU64,
     /// Value bytes it copied.
     pub(crate) gc_bytes: AtomicU64,
+    /// Where the records of value segments end, as their successors' headers recorded them
+    /// ([`value_segment_end`]): kept, since compaction may delete a successor first.
+    pub(crate) value_ends: Mutex<std::collections::BTreeMap<u64, u64>>,
     /// The value backlog's `spilled` count when garbage collection last chose victims: the
     /// values written since (not counting collection's own copies) are what the next
     /// collection must at least keep up with.
@@ -897,9 +900,22 @@ const GC_LIVE_MAX: f64 = 0.9;
 /// Value bytes copied per garbage collection transaction.
 const GC_CHUNK: usize = 4 << 20;
 
-/// The value segments to collect, given each one's live bytes and file length (`live`),
-/// ascending. A segment's live share is its live bytes over its length (segments end where a
-/// checkpoint cut them, often well short of `segment_size`). Collection
+/// A value segment as garbage collection sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SegmentUse {
+    /// Bytes of the records of the values the index holds in it.
+    live: u64,
+    /// Where its records end ([`value_segment_end`]).
+    end: u64,
+    /// Its file's length: what deleting it frees.
+    len: u64,
+}
+
+/// The value segments to collect, given each one's use (`live`), ascending. A segment's live
+/// share is its live bytes over where its records end (segments end where a checkpoint cut
+/// them, often well short of `segment_size`, and their files may be longer still: prepared
+/// ahead of the writes); what collecting it frees, and the space the goal counts, is its file's
+/// length. Collection
 /// aims to free `free_goal` bytes (the values written since the last collection: what their
 /// overwrites left dead, at least the smallest log volume that triggers a checkpoint,
 /// [`min_trigger`]: each value overwritten leaves a dead one behind, so collection keeps up
@@ -909,47 +925,89 @@ const GC_CHUNK: usize = 4 << 20;
 /// `newest`); then, while the value segments would still take more than the goal, from the
 /// least live of the others below [`GC_LIVE_MAX`].
 fn choose_victims(
-    live: &std::collections::BTreeMap<u64, (u64, u64)>,
+    live: &std::collections::BTreeMap<u64, SegmentUse>,
     newest: u64,
     free_goal: u64,
 ) -> Vec<u64> {
-    let share = |(bytes, len): (u64, u64)| (bytes as f64 / len.max(1) as f64).min(1.0);
-    let mut scored: Vec<(f64, u64, (u64, u64))> = live
+    let share = |u: &SegmentUse| (u.live as f64 / u.end.max(1) as f64).min(1.0);
+    let mut scored: Vec<(f64, u64, SegmentUse)> = live
         .iter()
-        .filter(|&(_, &s)| share(s) <= GC_LIVE_SHARE)
-        .map(|(&seg, &s)| {
-            let u = share(s);
+        .filter(|&(_, u)| share(u) <= GC_LIVE_SHARE)
+        .map(|(&seg, u)| {
+            let s = share(u);
             let age = newest.saturating_sub(seg).max(1) as f64;
-            ((1.0 - u) * age / (1.0 + u), seg, s)
+            ((1.0 - s) * age / (1.0 + s), seg, *u)
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut rest: Vec<(f64, u64, (u64, u64))> = live
+    let mut rest: Vec<(f64, u64, SegmentUse)> = live
         .iter()
-        .filter(|&(_, &s)| share(s) > GC_LIVE_SHARE && share(s) < GC_LIVE_MAX)
-        .map(|(&seg, &s)| (share(s), seg, s))
+        .filter(|&(_, u)| share(u) > GC_LIVE_SHARE && share(u) < GC_LIVE_MAX)
+        .map(|(&seg, u)| (share(u), seg, *u))
         .collect();
     rest.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let total_live: u64 = live.values().map(|s| s.0).sum();
-    let goal = (total_live as f64 * GC_SPACE_GOAL) as u64;
+    let total_live: u64 = live.values().map(|u| u.live).sum();
+    // One file's length more: what the collection's copies take is a segment too, prepared
+    // ahead of its writes and cut short by the next checkpoint — a database whose values fit
+    // one segment would otherwise copy them all at every checkpoint, from one file to the next,
+    // chasing a goal no number of copies reaches.
+    let one_file = live.values().map(|u| u.len).max().unwrap_or(0);
+    let goal = (total_live as f64 * GC_SPACE_GOAL) as u64 + one_file;
     // The value segments' bytes, once the victims chosen so far are collected (their live
     // values copied into new ones).
-    let mut space: u64 = live.values().map(|s| s.1).sum();
+    let mut space: u64 = live.values().map(|u| u.len).sum();
     let need = free_goal.saturating_add(space.saturating_sub(goal));
     let mut freed = 0u64;
     let mut victims = Vec::new();
-    let first = scored.into_iter().map(|(_, seg, s)| (seg, s, false));
-    let second = rest.into_iter().map(|(_, seg, s)| (seg, s, true));
-    for (seg, (bytes, len), only_for_space) in first.chain(second) {
+    let first = scored.into_iter().map(|(_, seg, u)| (seg, u, false));
+    let second = rest.into_iter().map(|(_, seg, u)| (seg, u, true));
+    for (seg, u, only_for_space) in first.chain(second) {
         if freed >= need || (only_for_space && space <= goal) {
             break;
         }
-        freed += len.saturating_sub(bytes);
-        space = space.saturating_sub(len).saturating_add(bytes);
+        freed += u.len.saturating_sub(u.live);
+        space = space.saturating_sub(u.len).saturating_add(u.live);
         victims.push(seg);
     }
     victims.sort_unstable();
     victims
+}
+
+/// Where the records of value segment `s` end: what its live share is counted against. Its file
+/// (`file_len` bytes) is often longer — segments are prepared ahead of their writes, and a
+/// checkpoint cuts the one it ends in short — and counted against the file, a wholly live
+/// segment looked mostly dead and was collected again at every checkpoint. The end is the one
+/// its successor's header records (`prev_end`, kept once read: compaction may delete the
+/// successor first), the append cursor for the segment being appended to (`appending`: its id
+/// and cursor), else the file's length (after a restart, for a segment whose successor is
+/// gone). Only a share: nothing is read or deleted by it.
+fn value_segment_end(
+    c: &Checkpoints,
+    epoch: u64,
+    s: u64,
+    appending: (u64, u64),
+    file_len: u64,
+) -> u64 {
+    let bounded = |end: u64| {
+        end.clamp(
+            SEGMENT_HEADER_LEN as u64,
+            file_len.max(SEGMENT_HEADER_LEN as u64),
+        )
+    };
+    if s == appending.0 {
+        return bounded(appending.1);
+    }
+    if let Some(&end) = c.value_ends.lock().get(&s) {
+        return bounded(end);
+    }
+    let next = c.dir.join(crate::segment::segment_file_name(s + 1));
+    match crate::recovery::read_header(&*c.vfs, &next) {
+        Ok(Ok(h)) if h.segment_id == s + 1 && h.epoch == epoch && h.prev_end > 0 => {
+            c.value_ends.lock().insert(s, h.prev_end);
+            bounded(h.prev_end)
+        }
+        _ => file_len,
+    }
 }
 
 /// Value-log garbage collection (see docs/DURABILITY.md §8): counts each value segment of the
@@ -979,6 +1037,8 @@ fn collect_garbage(
         return Ok(Vec::new());
     }
     let (_, newest) = shared.checkpoint_floors();
+    let appending = shared.appending_end();
+    c.value_ends.lock().retain(|s, _| candidates.contains(s));
     let written = c.backlog.spilled.load(Ordering::Relaxed);
     let free_goal = c
         .backlog
@@ -986,7 +1046,7 @@ fn collect_garbage(
         .max(written.saturating_sub(c.gc_mark.swap(written, Ordering::Relaxed)));
     // Live bytes per candidate, as the index holds them.
     let gen = shared.versions.current();
-    let mut live: std::collections::BTreeMap<u64, (u64, u64)> = candidates
+    let mut live: std::collections::BTreeMap<u64, SegmentUse> = candidates
         .iter()
         .map(|&s| {
             let len = store.segment_len(s).unwrap_or_else(|e| {
@@ -994,7 +1054,8 @@ fn collect_garbage(
                 log::warn!("value segment {s}: {e}; taken as {} bytes", cfg.seg.size);
                 cfg.seg.size
             });
-            (s, (0, len))
+            let end = value_segment_end(c, cfg.seg.epoch, s, appending, len);
+            (s, SegmentUse { live: 0, end, len })
         })
         .collect();
     // Segments holding a value that a copy would not fit in a segment of today's size (it was
@@ -1006,7 +1067,7 @@ fn collect_garbage(
             if let Some(v) = node.value() {
                 let r = crate::values::unpack(v);
                 if let Some(l) = live.get_mut(&r.segment) {
-                    l.0 += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                    l.live += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
                     if !shared.relocation_fits(node.key().len(), r.len as usize) {
                         stuck.insert(r.segment);
                     }
@@ -1015,7 +1076,7 @@ fn collect_garbage(
         }
         n = node.next();
     }
-    let live_bytes = live.values().map(|s| s.0).sum();
+    let live_bytes = live.values().map(|u| u.live).sum();
     c.backlog.set_live(live_bytes);
     shared.set_rotation_size(rotation_size(live_bytes, cfg.seg.size));
     if !stuck.is_empty() {
@@ -1282,11 +1343,15 @@ mod tests {
     const SEG: u64 = 1 << 20;
 
     /// Segments `first..` of `SEG` bytes with the given live bytes each.
-    fn segments(first: u64, live: &[u64]) -> BTreeMap<u64, (u64, u64)> {
+    fn segments(first: u64, live: &[u64]) -> BTreeMap<u64, SegmentUse> {
         live.iter()
             .enumerate()
-            .map(|(i, &l)| (first + i as u64, (l, SEG)))
+            .map(|(i, &l)| (first + i as u64, used(l, SEG, SEG)))
             .collect()
+    }
+
+    fn used(live: u64, end: u64, len: u64) -> SegmentUse {
+        SegmentUse { live, end, len }
     }
 
     #[test]
@@ -1320,14 +1385,14 @@ mod tests {
     #[test]
     fn over_the_space_goal_the_least_live_of_the_others_go_too() {
         // Every segment 60 % live: nothing is mostly dead, but the segments take 1.67 × their
-        // live bytes, 1.9 MiB over the goal of 1.35 ×. Each victim frees 0.4 MiB (its 0.6 MiB
-        // copied): after five the segments take 8 MiB, within the goal (8.1 MiB).
+        // live bytes, 0.9 MiB over the goal of 1.35 × and one file (9.1 MiB). Each victim frees
+        // 0.4 MiB (its 0.6 MiB copied): after three the segments take 8.8 MiB, within the goal.
         let live = segments(1, &[SEG * 6 / 10; 10]);
-        assert_eq!(choose_victims(&live, 12, SEG / 8).len(), 5);
+        assert_eq!(choose_victims(&live, 12, SEG / 8).len(), 3);
         // The least live first.
         let mut live = live;
-        live.insert(4, (SEG * 55 / 100, SEG));
-        live.insert(7, (SEG * 52 / 100, SEG));
+        live.insert(4, used(SEG * 55 / 100, SEG, SEG));
+        live.insert(7, used(SEG * 52 / 100, SEG, SEG));
         let v = choose_victims(&live, 12, SEG / 8);
         assert!(v.contains(&4) && v.contains(&7), "{v:?}");
         // Within the goal (the same segments, fuller), none.
@@ -1345,17 +1410,36 @@ mod tests {
         // the 9 % its live bytes are of a 64 MiB segment_size. Segment 2, 40 % live, goes;
         // segment 1 does not (within the space goal).
         let mut live = BTreeMap::new();
-        live.insert(1, (6 << 20, 8 << 20));
-        live.insert(2, (SEG * 4 / 10, SEG));
+        live.insert(1, used(6 << 20, 8 << 20, 8 << 20));
+        live.insert(2, used(SEG * 4 / 10, SEG, SEG));
         live.extend(segments(3, &[SEG; 8]));
         assert_eq!(choose_victims(&live, 12, 64 << 20), vec![2]);
         // What a collection frees is a victim's length less its live bytes: 8 segments of
         // 2 MiB a quarter live free 1.5 MiB each; within the space goal (40 full segments
         // beside them), a goal of 4 MiB takes three.
-        let mut live: BTreeMap<u64, (u64, u64)> =
-            (1..=8).map(|s| (s, (SEG / 2, 2 * SEG))).collect();
+        let mut live: BTreeMap<u64, SegmentUse> = (1..=8)
+            .map(|s| (s, used(SEG / 2, 2 * SEG, 2 * SEG)))
+            .collect();
         live.extend(segments(9, &[SEG; 40]));
         assert_eq!(choose_victims(&live, 60, 4 * SEG).len(), 3);
+    }
+
+    #[test]
+    fn a_segment_is_judged_by_where_its_records_end_and_frees_its_file() {
+        // Segment 1's records end at 0.1 MiB, 95 % of them live, in a file prepared to 1 MiB
+        // (a checkpoint cut it): nearly full, never collected, however far over the space goal
+        // — copying it would copy all its values and free little that the copies' own segment
+        // does not take again (every checkpoint copied a small database's values once more).
+        let mut live = BTreeMap::new();
+        live.insert(1, used(SEG / 10 * 95 / 100, SEG / 10, SEG));
+        live.extend(segments(2, &[SEG / 2; 4]));
+        assert_eq!(choose_victims(&live, 12, 16 * SEG), vec![2, 3, 4, 5]);
+        // Half its records dead, it goes like any other (first: the oldest), and frees its
+        // whole file: within the space goal (20 full segments beside), it alone meets a goal of
+        // half a segment.
+        live.insert(1, used(SEG / 20, SEG / 10, SEG));
+        live.extend(segments(6, &[SEG; 20]));
+        assert_eq!(choose_victims(&live, 30, SEG / 2), vec![1]);
     }
 
     #[test]

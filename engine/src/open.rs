@@ -501,6 +501,7 @@ fn assemble(
         deferred: Mutex::new(Vec::new()),
         gc_segments: 0.into(),
         gc_bytes: 0.into(),
+        value_ends: Mutex::new(std::collections::BTreeMap::new()),
         gc_mark: 0.into(),
         backlog: crate::checkpointer::ValueBacklog::new(
             opts.value_threshold.filter(|_| !read_only),
