@@ -699,3 +699,151 @@ fn a_refused_durability_is_reported_before_a_broken_condition() {
     assert_eq!(runs, 1);
     db.close().unwrap();
 }
+
+/// (A mutation audit, session 35: each case below was untested.) A scanned range conflicts on any write in it above the snapshot, not only when
+/// the first recorded write of the range is one (an older live transaction keeps a write at or
+/// below the snapshot ahead of it in the table).
+#[test]
+fn a_range_conflicts_on_a_later_key_behind_an_older_recorded_write() {
+    let db = Db::in_memory();
+    let mut old = db.begin();
+    old.get(b"unrelated").unwrap(); // keeps the writes below in the conflict table
+    db.put(b"r/a", b"1").unwrap(); // recorded, not above t's snapshot
+    let mut t = db.begin();
+    assert_eq!(t.prefix(b"r/").unwrap().count(), 1);
+    let s = t.snapshot_lsn().unwrap();
+    let w = db.put(b"r/b", b"1").unwrap(); // a phantom behind r/a
+    assert!(w > s);
+    t.put(b"out", b"x").unwrap();
+    match t.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Range { .. },
+            by_lsn,
+        }) => assert_eq!(by_lsn, w),
+        other => panic!("a write of r/b after the snapshot must conflict, got {other:?}"),
+    }
+    drop(old);
+}
+
+/// A one-key inclusive range (`k..=k`) is a range of one key, not an empty one:
+/// tracked by a scan, guarded by a condition (at the snapshot and against later commits), and a
+/// scan of it shows the transaction's own write of `k` (also once its writes are indexed).
+#[test]
+fn a_single_key_inclusive_range_is_tracked_guarded_and_scanned() {
+    let db = Db::in_memory();
+    db.put(b"k", b"1").unwrap();
+    // A tracked scan.
+    let mut t = db.begin();
+    assert_eq!(t.range(&b"k"[..]..=&b"k"[..]).unwrap().count(), 1);
+    let w = db.put(b"k", b"2").unwrap();
+    t.put(b"out", b"x").unwrap();
+    match t.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Range { .. },
+            by_lsn,
+        }) => assert_eq!(by_lsn, w),
+        other => panic!("a write of k after a scan of k..=k must conflict, got {other:?}"),
+    }
+    // A condition, at the snapshot (k exists) ...
+    let mut t = db.begin();
+    t.fail_if_changed(&b"k"[..]..=&b"k"[..], None).unwrap();
+    t.put(b"out", b"y").unwrap();
+    assert!(is_conflict(&t.commit()));
+    // ... and against a later commit (n did not exist at the snapshot).
+    let mut t = db.begin();
+    t.fail_if_changed(&b"n"[..]..=&b"n"[..], None).unwrap();
+    db.put(b"n", b"1").unwrap();
+    t.put(b"out", b"z").unwrap();
+    assert!(is_conflict(&t.commit()));
+    // Own writes in the scan, with more than 16 writes (indexed by key).
+    let mut t = db.begin();
+    for i in 0..20u32 {
+        t.put(format!("w{i:02}").as_bytes(), b"x").unwrap();
+    }
+    t.put(b"k", b"mine").unwrap();
+    let got: Vec<_> = t
+        .range(&b"k"[..]..=&b"k"[..])
+        .unwrap()
+        .map(|e| e.unwrap().1.as_bytes().to_vec())
+        .collect();
+    assert_eq!(got, vec![b"mine".to_vec()]);
+}
+
+/// A key condition set after the transaction wrote the key still guards it (the
+/// transaction's own write does not count, but it does not waive the condition either).
+#[test]
+fn a_key_condition_set_after_writing_the_key_still_guards_it() {
+    let db = Db::in_memory();
+    let mut a = db.begin();
+    a.put(b"user/bob", b"a").unwrap();
+    a.fail_if_key_changed(b"user/bob", None).unwrap();
+    let mut b = db.begin();
+    b.put(b"user/bob", b"b").unwrap();
+    b.fail_if_key_changed(b"user/bob", None).unwrap();
+    let la = a.commit().unwrap();
+    match b.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Key(k),
+            by_lsn,
+        }) => {
+            assert_eq!(&*k, b"user/bob");
+            assert_eq!(by_lsn, la);
+        }
+        other => panic!("the second insert of user/bob must conflict, got {other:?}"),
+    }
+    assert_eq!(db.get(b"user/bob").unwrap().as_deref(), Some(&b"a"[..]));
+    // At the snapshot too: the key exists now.
+    let mut c = db.begin();
+    c.put(b"user/bob", b"c").unwrap();
+    c.fail_if_key_changed(b"user/bob", None).unwrap();
+    assert!(is_conflict(&c.commit()));
+}
+
+/// A key first read after the snapshot was taken is
+/// validated from the snapshot, not from the LSN current when it was read.
+#[test]
+fn a_key_read_after_the_snapshot_is_validated_from_the_snapshot() {
+    let db = Db::in_memory();
+    let mut t = db.begin();
+    t.get(b"a").unwrap(); // the snapshot
+    let w = db.put(b"b", b"1").unwrap();
+    assert_eq!(t.get(b"b").unwrap(), None, "t reads its snapshot");
+    t.put(b"c", b"x").unwrap();
+    match t.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Key(k),
+            by_lsn,
+        }) => {
+            assert_eq!(&*k, b"b");
+            assert_eq!(by_lsn, w);
+        }
+        other => panic!("b was written after the snapshot: must conflict, got {other:?}"),
+    }
+}
+
+/// Pruning keeps what the oldest live transaction
+/// needs, whatever younger ones come and go.
+#[test]
+fn pruning_keeps_what_the_oldest_live_transaction_needs() {
+    let db = Db::in_memory();
+    let mut old = db.begin();
+    old.get(b"k").unwrap();
+    let w = db.put(b"k", b"1").unwrap();
+    let mut young = db.begin();
+    young.get(b"y").unwrap(); // a live snapshot at w
+    let mut other = db.begin();
+    other.get(b"z").unwrap();
+    drop(other); // prunes
+    old.put(b"k", b"2").unwrap();
+    match old.commit() {
+        Err(Error::Conflict {
+            on: Conflicting::Key(k),
+            by_lsn,
+        }) => {
+            assert_eq!(&*k, b"k");
+            assert_eq!(by_lsn, w);
+        }
+        other => panic!("a lost update must conflict, got {other:?}"),
+    }
+    drop(young);
+}
