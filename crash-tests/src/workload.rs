@@ -133,7 +133,7 @@ pub enum Step {
         scan: Option<(u16, u16)>,
         /// A condition probed before the transaction: a transaction of its own that writes
         /// nothing, with `fail_if_changed(keys lo..hi, Some(last - back))` (`last` the last LSN
-        /// before it began), committed — so it is checked at its snapshot. It writes nothing
+        /// before it began; `back` 0–7, and 8 for `None`: no key of the range may exist), committed — so it is checked at its snapshot. It writes nothing
         /// either way, so the step's writes and the trace are the same with it or without it.
         cond: Option<(u16, u16, u64)>,
     },
@@ -538,23 +538,24 @@ pub fn key_bytes(k: u16) -> Vec<u8> {
 }
 
 /// Probes condition `(lo, hi, back)` of step `i` ([`Step::Rmw`]'s `cond`): a transaction that
-/// writes nothing, with `fail_if_changed(keys lo..hi, Some(last - back))`, committed. Its commit
-/// checks the condition at its snapshot and returns the snapshot's LSN, or `Conflict` naming the
+/// writes nothing, with `fail_if_changed(keys lo..hi, Some(last - back))` — `None` for `back` 8
+/// (no key of the range may exist at all: recorded as after LSN 0) — committed. Its commit checks
+/// the condition at its snapshot and returns the snapshot's LSN, or `Conflict` naming the
 /// version that broke it.
 fn probe_condition(db: &Db, i: u64, (lo, hi, back): (u16, u16, u64)) -> TxnRec {
-    let after = db.last_lsn().saturating_sub(back);
+    let after = (back < 8).then(|| db.last_lsn().saturating_sub(back));
     let mut tx = db.begin();
     let mut rec = TxnRec {
         step: i,
         snapshot: None,
         reads: Vec::new(),
         scan: None,
-        cond: Some((lo, hi, after)),
+        cond: Some((lo, hi, after.unwrap_or(0))),
         writes: false,
         outcome: TxnOutcome::Failed(String::new()),
     };
     let res = tx
-        .fail_if_changed(key_bytes(lo)..key_bytes(hi), Some(after))
+        .fail_if_changed(key_bytes(lo)..key_bytes(hi), after)
         .and_then(|()| {
             rec.snapshot = tx.snapshot_lsn();
             tx.commit()
@@ -776,7 +777,7 @@ impl Workload {
             let cond = o.chance(300).then(|| {
                 let lo = o.below(keys) as u16;
                 let len = o.range(1, (keys / 4).max(2)) as u16;
-                (lo, lo.saturating_add(len).min(keys as u16), o.below(8))
+                (lo, lo.saturating_add(len).min(keys as u16), o.below(9))
             });
             return Step::Rmw {
                 ops,
