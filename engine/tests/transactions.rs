@@ -19,6 +19,31 @@ fn num(v: Option<Value>) -> i64 {
     })
 }
 
+/// `r` is a conflict on key `key` by the commit of LSN `by` (`what`: what should conflict).
+fn assert_key_conflict(r: Result<u64, Error>, key: &[u8], by: u64, what: &str) {
+    match r {
+        Err(Error::Conflict {
+            on: Conflicting::Key(k),
+            by_lsn,
+        }) => {
+            assert_eq!(&*k, key, "{what}");
+            assert_eq!(by_lsn, by, "{what}");
+        }
+        other => panic!("{what}, got {other:?}"),
+    }
+}
+
+/// `r` is a conflict on a range by the commit of LSN `by` (`what`: what should conflict).
+fn assert_range_conflict(r: Result<u64, Error>, by: u64, what: &str) {
+    match r {
+        Err(Error::Conflict {
+            on: Conflicting::Range { .. },
+            by_lsn,
+        }) => assert_eq!(by_lsn, by, "{what}"),
+        other => panic!("{what}, got {other:?}"),
+    }
+}
+
 fn is_conflict(r: &Result<u64, Error>) -> bool {
     matches!(r, Err(Error::Conflict { .. }))
 }
@@ -34,16 +59,7 @@ fn a_lost_update_is_refused() {
     a.put(b"n", &(na + 1).to_le_bytes()).unwrap();
     b.put(b"n", &(nb + 1).to_le_bytes()).unwrap();
     let la = a.commit().unwrap();
-    match b.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Key(k),
-            by_lsn,
-        }) => {
-            assert_eq!(&*k, b"n");
-            assert_eq!(by_lsn, la);
-        }
-        other => panic!("the second increment must conflict, got {other:?}"),
-    }
+    assert_key_conflict(b.commit(), b"n", la, "the second increment must conflict");
     assert_eq!(num(db.get(b"n").unwrap()), 2);
     assert_eq!(db.stats().txn_conflicts, 1);
 }
@@ -715,13 +731,11 @@ fn a_range_conflicts_on_a_later_key_behind_an_older_recorded_write() {
     let w = db.put(b"r/b", b"1").unwrap(); // a phantom behind r/a
     assert!(w > s);
     t.put(b"out", b"x").unwrap();
-    match t.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Range { .. },
-            by_lsn,
-        }) => assert_eq!(by_lsn, w),
-        other => panic!("a write of r/b after the snapshot must conflict, got {other:?}"),
-    }
+    assert_range_conflict(
+        t.commit(),
+        w,
+        "a write of r/b after the snapshot must conflict",
+    );
     drop(old);
 }
 
@@ -737,13 +751,11 @@ fn a_single_key_inclusive_range_is_tracked_guarded_and_scanned() {
     assert_eq!(t.range(&b"k"[..]..=&b"k"[..]).unwrap().count(), 1);
     let w = db.put(b"k", b"2").unwrap();
     t.put(b"out", b"x").unwrap();
-    match t.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Range { .. },
-            by_lsn,
-        }) => assert_eq!(by_lsn, w),
-        other => panic!("a write of k after a scan of k..=k must conflict, got {other:?}"),
-    }
+    assert_range_conflict(
+        t.commit(),
+        w,
+        "a write of k after a scan of k..=k must conflict",
+    );
     // A condition, at the snapshot (k exists) ...
     let mut t = db.begin();
     t.fail_if_changed(&b"k"[..]..=&b"k"[..], None).unwrap();
@@ -781,16 +793,12 @@ fn a_key_condition_set_after_writing_the_key_still_guards_it() {
     b.put(b"user/bob", b"b").unwrap();
     b.fail_if_key_changed(b"user/bob", None).unwrap();
     let la = a.commit().unwrap();
-    match b.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Key(k),
-            by_lsn,
-        }) => {
-            assert_eq!(&*k, b"user/bob");
-            assert_eq!(by_lsn, la);
-        }
-        other => panic!("the second insert of user/bob must conflict, got {other:?}"),
-    }
+    assert_key_conflict(
+        b.commit(),
+        b"user/bob",
+        la,
+        "the second insert of user/bob must conflict",
+    );
     assert_eq!(db.get(b"user/bob").unwrap().as_deref(), Some(&b"a"[..]));
     // At the snapshot too: the key exists now.
     let mut c = db.begin();
@@ -809,16 +817,12 @@ fn a_key_read_after_the_snapshot_is_validated_from_the_snapshot() {
     let w = db.put(b"b", b"1").unwrap();
     assert_eq!(t.get(b"b").unwrap(), None, "t reads its snapshot");
     t.put(b"c", b"x").unwrap();
-    match t.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Key(k),
-            by_lsn,
-        }) => {
-            assert_eq!(&*k, b"b");
-            assert_eq!(by_lsn, w);
-        }
-        other => panic!("b was written after the snapshot: must conflict, got {other:?}"),
-    }
+    assert_key_conflict(
+        t.commit(),
+        b"b",
+        w,
+        "b was written after the snapshot: must conflict",
+    );
 }
 
 /// Pruning keeps what the oldest live transaction
@@ -835,15 +839,6 @@ fn pruning_keeps_what_the_oldest_live_transaction_needs() {
     other.get(b"z").unwrap();
     drop(other); // prunes
     old.put(b"k", b"2").unwrap();
-    match old.commit() {
-        Err(Error::Conflict {
-            on: Conflicting::Key(k),
-            by_lsn,
-        }) => {
-            assert_eq!(&*k, b"k");
-            assert_eq!(by_lsn, w);
-        }
-        other => panic!("a lost update must conflict, got {other:?}"),
-    }
+    assert_key_conflict(old.commit(), b"k", w, "a lost update must conflict");
     drop(young);
 }
