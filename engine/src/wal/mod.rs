@@ -582,8 +582,6 @@ impl Shared {
         self.rotate_at.load(Ordering::Relaxed)
     }
 
-    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
-    /// (its lease, or the last assigned LSN) and the segment being appended to.
     /// The segment being appended to and where its records end so far (the end its successor
     /// will record): what garbage collection counts its live share against.
     pub(crate) fn appending_end(&self) -> (u64, u64) {
@@ -591,6 +589,8 @@ impl Shared {
         (st.seg_id, st.rotate_first.unwrap_or(st.cursor))
     }
 
+    /// What a checkpoint's MANIFEST records of the log: the highest LSN this run may hand out
+    /// (its lease, or the last assigned LSN) and the segment being appended to.
     pub(crate) fn checkpoint_floors(&self) -> (Lsn, u64) {
         let st = self.state.lock();
         (st.lease_appended.max(st.next_lsn - 1), st.seg_id)
