@@ -1019,7 +1019,9 @@ fn spawn_log_thread(
     }
 }
 
-fn prefix_hi(end: &Option<Vec<u8>>) -> Bound<&[u8]> {
+/// The end bound of a prefix scan, given the prefix's end (`prefix_end`: `None` when every key
+/// above the prefix starts with it). `Db::prefix`, `Db::prefix_at` and `Snapshot::prefix` share it.
+pub(crate) fn prefix_hi(end: &Option<Vec<u8>>) -> Bound<&[u8]> {
     match end {
         Some(e) => Bound::Excluded(e.as_slice()),
         None => Bound::Unbounded,

@@ -110,13 +110,11 @@ impl Snapshot {
     pub fn prefix(&self, prefix: &[u8]) -> Result<Scan> {
         self.shared.check_open()?;
         let end = prefix_end(prefix);
-        let hi = match &end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        self.shared
-            .versions
-            .scan(Bound::Included(prefix), hi, self.lsn)
+        self.shared.versions.scan(
+            Bound::Included(prefix),
+            crate::db::prefix_hi(&end),
+            self.lsn,
+        )
     }
 
     /// Every entry, in key order, as of the snapshot.
