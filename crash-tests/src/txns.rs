@@ -63,7 +63,7 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
         };
         let overlap = |keys: &[u16]| keys.iter().copied().find(|&k| r.read(k));
         match r.outcome {
-            TxnOutcome::Committed(l) if !r.writes => {
+            TxnOutcome::Committed(l) if r.cond.is_some() => {
                 // A condition's probe: nothing to commit, serialized at its snapshot.
                 bump(&mut counts, "conditions held (probes committed)");
                 if l != s {
@@ -88,7 +88,6 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
                         ),
                     ));
                 }
-                condition_held(gen, r, s, &newest)?;
                 for (m, (step, keys)) in writes.range(s + 1..l) {
                     if let Some(k) = overlap(keys) {
                         return Err(Violation::new(
@@ -104,21 +103,25 @@ pub fn check_txns(wl: &Workload, h: &History, recs: &[TxnRec]) -> Result<Counts,
             TxnOutcome::Conflict { by_lsn } => {
                 bump(
                     &mut counts,
-                    if r.writes {
-                        "optimistic transactions refused (conflicts checked)"
-                    } else {
+                    if r.cond.is_some() {
                         "conditions broken (probes refused, checked)"
+                    } else {
+                        "optimistic transactions refused (conflicts checked)"
                     },
                 );
-                // A condition's range may conflict at the snapshot: a version above `after`.
-                let at_snapshot = r.cond.is_some_and(|(lo, hi, after)| {
-                    by_lsn > after
-                        && by_lsn <= s
-                        && puts
-                            .get(&by_lsn)
-                            .is_none_or(|keys| keys.iter().any(|k| (lo..hi).contains(k)))
-                });
-                if (by_lsn <= s || !r.writes) && !at_snapshot {
+                // A read-modify-write conflicts with a commit after its snapshot; a probe only at
+                // its snapshot, with a version of its range above the condition's LSN.
+                let refused_rightly = match r.cond {
+                    None => by_lsn > s,
+                    Some((lo, hi, after)) => {
+                        by_lsn > after
+                            && by_lsn <= s
+                            && puts
+                                .get(&by_lsn)
+                                .is_none_or(|keys| keys.iter().any(|k| (lo..hi).contains(k)))
+                    }
+                };
+                if !refused_rightly {
                     return Err(Violation::new(
                         "conflict",
                         format!(
@@ -264,8 +267,8 @@ pub fn check_runs(
     Ok(())
 }
 
-/// The part of a committed transaction's condition its snapshot answers: no key of the range
-/// live at snapshot `s` with a version above the condition's LSN (`newest(k, s)`: the LSN of the
+/// What a committed probe's condition asks of its snapshot: no key of the range live at
+/// snapshot `s` with a version above the condition's LSN (`newest(k, s)`: the LSN of the
 /// newest acknowledged write of `k` at or below `s`, and whether it left `k` live).
 fn condition_held(
     gen: u32,

@@ -133,8 +133,9 @@ pub enum Step {
         scan: Option<(u16, u16)>,
         /// A condition probed before the transaction: a transaction of its own that writes
         /// nothing, with `fail_if_changed(keys lo..hi, Some(last - back))` (`last` the last LSN
-        /// before it began; `back` 0–7, and 8 for `None`: no key of the range may exist), committed — so it is checked at its snapshot. It writes nothing
-        /// either way, so the step's writes and the trace are the same with it or without it.
+        /// before it began; `back` 0–7, and 8 for `None`: no key of the range may exist),
+        /// committed — so it is checked at its snapshot. It writes nothing either way, so the
+        /// step's writes and the trace are the same with it or without it.
         cond: Option<(u16, u16, u64)>,
     },
     /// `db.sync()`.
@@ -337,11 +338,10 @@ pub struct TxnRec {
     pub reads: Vec<u16>,
     /// The keys `lo..hi` it scanned (tracked).
     pub scan: Option<(u16, u16)>,
-    /// Its condition: keys `lo..hi` not written after LSN `after` (at most its snapshot).
+    /// A condition's probe ([`Step::Rmw`]'s `cond`, a transaction that writes nothing and whose
+    /// commit returns its snapshot's LSN): keys `lo..hi` not written after LSN `after` (at most
+    /// its snapshot). `None` for the read-modify-write itself.
     pub cond: Option<(u16, u16, u64)>,
-    /// Whether it writes: a condition's probe ([`Step::Rmw`]'s `cond`) writes nothing, and its
-    /// commit returns its snapshot's LSN.
-    pub writes: bool,
     /// How it ended.
     pub outcome: TxnOutcome,
 }
@@ -551,7 +551,6 @@ fn probe_condition(db: &Db, i: u64, (lo, hi, back): (u16, u16, u64)) -> TxnRec {
         reads: Vec::new(),
         scan: None,
         cond: Some((lo, hi, after.unwrap_or(0))),
-        writes: false,
         outcome: TxnOutcome::Failed(String::new()),
     };
     let res = tx
@@ -1004,7 +1003,6 @@ impl Workload {
                     reads: Vec::new(),
                     scan,
                     cond: None,
-                    writes: true,
                     outcome: TxnOutcome::Failed(String::new()),
                 };
                 let res = (|| {
