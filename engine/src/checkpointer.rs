@@ -1036,8 +1036,9 @@ fn collect_garbage(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let (_, newest) = shared.checkpoint_floors();
+    // The segment being appended to (the newest, which ages count up to) and its cursor.
     let appending = shared.appending_end();
+    let newest = appending.0;
     c.value_ends.lock().retain(|s, _| candidates.contains(s));
     let written = c.backlog.spilled.load(Ordering::Relaxed);
     let free_goal = c
