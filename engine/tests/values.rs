@@ -1738,3 +1738,57 @@ fn values_at_the_compact_reference_boundary_read_back() {
         check(&Db::open(dir.path(), o()).unwrap());
     });
 }
+
+/// A checkpoint taken before this run committed anything (so it starts no new segment) keeps the
+/// values of the segment it still needs for replay in its own file, not as references into that
+/// segment: damage in the log at or below the checkpoint's LSN, cut off by a
+/// `TruncateAtCorruption` open, loses nothing the checkpoint holds. (Found by a mutation audit:
+/// references into the first needed segment survived every test.)
+#[test]
+fn damage_below_a_checkpoint_in_its_first_needed_segment_loses_nothing() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let mut v = b"DAMAGE-ME:".to_vec();
+        v.resize(700, b'd');
+        db.put(b"victim", &v).unwrap();
+        db.put(b"other", &[b'o'; 700]).unwrap();
+        db.close().unwrap();
+        drop(db);
+        let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
+        let info = db.checkpoint().unwrap();
+        assert!(info.lsn >= 2, "{io}: {info:?}");
+        db.close().unwrap();
+        drop(db);
+        let mut hit = None;
+        for name in segment_files(dir.path()) {
+            let path = dir.path().join(&name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes.windows(10).position(|w| w == b"DAMAGE-ME:") {
+                bytes[at + 100] ^= 0x40;
+                std::fs::write(&path, &bytes).unwrap();
+                hit = Some(path);
+                break;
+            }
+        }
+        let damaged = hit.unwrap_or_else(|| panic!("{io}: the value's record is in a segment"));
+        // A strict open refuses the damage, naming it; a truncating one cuts the log there.
+        match Db::open(dir.path(), options(io).value_cache_bytes(0)) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, damaged, "{io}"),
+            other => panic!("{io}: {:?}", other.map(|_| "an open database")),
+        }
+        let db = Db::open(
+            dir.path(),
+            options(io)
+                .value_cache_bytes(0)
+                .recovery(RecoveryMode::TruncateAtCorruption),
+        )
+        .unwrap();
+        assert_eq!(&*db.get(b"victim").unwrap().unwrap(), &v[..], "{io}");
+        assert_eq!(
+            &*db.get(b"other").unwrap().unwrap(),
+            &[b'o'; 700][..],
+            "{io}"
+        );
+    });
+}
