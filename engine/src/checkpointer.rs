@@ -979,8 +979,9 @@ fn choose_victims(
 /// segment looked mostly dead and was collected again at every checkpoint. The end is the one
 /// its successor's header records (`prev_end`, kept once read: compaction may delete the
 /// successor first), the append cursor for the segment being appended to (`appending`: its id
-/// and cursor), else the file's length (after a restart, for a segment whose successor is
-/// gone). Only a share: nothing is read or deleted by it.
+/// and cursor), else (after a restart, for a segment whose successor is gone) where the file's
+/// zero tail begins ([`end_before_zero_tail`], kept too), or failing that the file's length.
+/// Only a share: nothing is deleted by it.
 fn value_segment_end(
     c: &Checkpoints,
     epoch: u64,
@@ -1006,8 +1007,52 @@ fn value_segment_end(
             c.value_ends.lock().insert(s, h.prev_end);
             bounded(h.prev_end)
         }
-        _ => file_len,
+        _ => {
+            let path = c.dir.join(crate::segment::segment_file_name(s));
+            match end_before_zero_tail(&*c.vfs, &path, file_len) {
+                Some(end) => {
+                    c.value_ends.lock().insert(s, end);
+                    bounded(end)
+                }
+                None => file_len,
+            }
+        }
     }
+}
+
+/// Bytes read at most, backwards from a segment's end, looking for where its zero tail begins:
+/// more than a segment is prepared ahead in one step (FORMAT.md §4.2).
+const ZERO_TAIL_SCAN_MAX: u64 = 9 << 20;
+
+/// Where the zero-filled tail of the segment file at `path` (`file_len` bytes) begins, rounded
+/// up to the records' alignment: at or past where its records end (a record may end in zeros
+/// only within its alignment padding or its own value bytes, which makes this a slight
+/// overestimate of the live share at worst). `None` if the file cannot be read, or the zeros run
+/// further back than [`ZERO_TAIL_SCAN_MAX`] without reaching a record.
+fn end_before_zero_tail(vfs: &dyn Vfs, path: &Path, file_len: u64) -> Option<u64> {
+    const CHUNK: u64 = 64 << 10;
+    let file = crate::values::open_to_read(vfs, path).ok()?;
+    let floor = file_len.saturating_sub(ZERO_TAIL_SCAN_MAX);
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut hi = file_len;
+    while hi > floor {
+        let lo = hi.saturating_sub(CHUNK).max(floor);
+        let chunk = &mut buf[..(hi - lo) as usize];
+        let mut got = 0;
+        while got < chunk.len() {
+            match file.read_at(&mut chunk[got..], lo + got as u64) {
+                Ok(0) => return None,
+                Ok(n) => got += n,
+                Err(_) => return None,
+            }
+        }
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            let end = lo + i as u64 + 1;
+            return Some(end.next_multiple_of(ringlog_format::RECORD_ALIGN as u64));
+        }
+        hi = lo;
+    }
+    None
 }
 
 /// Value-log garbage collection (see docs/DURABILITY.md §8): counts each value segment of the
@@ -1299,6 +1344,42 @@ pub(crate) fn due(shared: &Shared) -> bool {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// Where a file's zero tail begins, rounded up to the records' alignment; across chunk
+    /// boundaries, at the file's end, and not past [`ZERO_TAIL_SCAN_MAX`] of zeros.
+    #[test]
+    fn the_zero_tail_begins_after_the_last_nonzero_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = ringlog_uring::PosixVfs::new("test");
+        let path = dir.path().join("seg");
+        let end = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            end_before_zero_tail(&vfs, &path, bytes.len() as u64)
+        };
+        let mut b = vec![0u8; 300 << 10];
+        assert_eq!(end(&b), None, "all zeros, no record");
+        b[70_000] = 1;
+        assert_eq!(end(&b), Some(70_008));
+        b[(300 << 10) - 64 * 1024] = 1; // the first byte of the last chunk
+        assert_eq!(end(&b), Some((300 << 10) - 64 * 1024 + 8));
+        b[(300 << 10) - 64 * 1024 - 1] = 1; // the last byte of the chunk before
+        assert_eq!(end(&b), Some((300 << 10) - 64 * 1024 + 8));
+        *b.last_mut().unwrap() = 9;
+        assert_eq!(end(&b), Some(300 << 10));
+        let mut far = vec![0u8; ZERO_TAIL_SCAN_MAX as usize + 4096];
+        far[100] = 1;
+        assert_eq!(
+            end(&far),
+            None,
+            "zeros run further back than the scan reads"
+        );
+        far[4096] = 1;
+        assert_eq!(end(&far), Some(4104));
+        assert_eq!(
+            end_before_zero_tail(&vfs, &dir.path().join("none"), 10),
+            None
+        );
+    }
 
     /// A commit paced by the values waiting for a checkpoint runs the checkpoint itself when the
     /// background thread cannot be started (a limit on threads): it used to wait for ever for a

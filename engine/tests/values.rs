@@ -1792,3 +1792,48 @@ fn damage_below_a_checkpoint_in_its_first_needed_segment_loses_nothing() {
         );
     });
 }
+
+/// The same after restarts: a value segment whose successor compaction deleted (it held only
+/// values kept in memory) is still judged by where its records end, not by its longer file, in
+/// the runs after it. (After a restart its end was known from nowhere, and each run's first
+/// checkpoint copied a wholly live segment again.)
+#[test]
+fn checkpoints_after_restarts_collect_unchanged_values_nothing_again() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let value = |k: u32| format!("value {k:04} ").repeat(40).into_bytes();
+        let tick = |db: &Db, round: u32| db.put(b"tick", &round.to_le_bytes()).unwrap();
+        {
+            let db = Db::open(dir.path(), options(io)).unwrap();
+            for k in 0..60u32 {
+                db.put(format!("key{k:04}").as_bytes(), &value(k)).unwrap();
+            }
+            for round in 0..4 {
+                tick(&db, round);
+                db.checkpoint().unwrap();
+            }
+            assert!(db.stats().value_segments > 0, "values are on disk");
+            db.close().unwrap();
+        }
+        for run in 0..3u32 {
+            let db = Db::open(dir.path(), options(io)).unwrap();
+            for round in 0..3 {
+                tick(&db, 10 * run + round);
+                db.checkpoint().unwrap();
+            }
+            let s = db.stats();
+            assert_eq!(
+                (s.value_gc_segments, s.value_gc_bytes),
+                (0, 0),
+                "{io} run {run}: checkpoints of unchanged values collected again ({} files: {:?})",
+                segment_files(dir.path()).len(),
+                segment_files(dir.path()),
+            );
+            for k in 0..60u32 {
+                let got = db.get(format!("key{k:04}").as_bytes()).unwrap();
+                assert_eq!(got.as_deref(), Some(&value(k)[..]), "key{k:04}");
+            }
+            db.close().unwrap();
+        }
+    });
+}
