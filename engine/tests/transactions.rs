@@ -842,3 +842,55 @@ fn pruning_keeps_what_the_oldest_live_transaction_needs() {
     assert_key_conflict(old.commit(), b"k", w, "a lost update must conflict");
     drop(young);
 }
+
+/// The first transaction of a run waits for the commits whose LSNs were assigned before the
+/// conflict table began recording (they are not in it) to become visible, and takes its snapshot
+/// after them: else a write it cannot see and the table does not hold would let it overwrite that
+/// write unseen (a lost update). Deterministic: the earlier `Strict` put is held at a write gate
+/// (LSN assigned, not durable, not visible) until the transaction's thread has blocked.
+#[test]
+fn the_first_transaction_waits_for_commits_the_table_did_not_record() {
+    on_each_path(|io| {
+        let dir = tempdir();
+        let gate = std::sync::Arc::new(WriteGate::default());
+        let vfs = GatedWrites::new(real_vfs(io), gate.clone());
+        let db = std::sync::Arc::new(open(dir.path(), opts(io, Durability::Strict).vfs(vfs)));
+        db.put(b"k", b"0").unwrap();
+        gate.arm();
+        let held = {
+            let db = db.clone();
+            std::thread::spawn(move || db.put(b"k", b"held"))
+        };
+        gate.wait_holding();
+        let txn = {
+            let (db, gate) = (db.clone(), gate.clone());
+            std::thread::spawn(move || {
+                struct Exiting(std::sync::Arc<WriteGate>);
+                impl Drop for Exiting {
+                    fn drop(&mut self) {
+                        self.0.exiting();
+                    }
+                }
+                let _exiting = Exiting(gate);
+                let mut t = db.begin();
+                let seen = t.get(b"k").unwrap().map(|v| v.to_vec());
+                let snapshot = t.snapshot_lsn().unwrap();
+                t.put(b"k", b"txn").unwrap();
+                (snapshot, seen, t.commit())
+            })
+        };
+        // The transaction waits for the held put (or, without that wait, for its own commit).
+        gate.wait_blocked(txn.thread().id());
+        gate.release();
+        let held_lsn = held.join().unwrap().unwrap();
+        let (snapshot, seen, committed) = txn.join().unwrap();
+        assert!(
+            snapshot >= held_lsn,
+            "{io}: the snapshot {snapshot} is below the put {held_lsn} the table did not record"
+        );
+        assert_eq!(seen.as_deref(), Some(&b"held"[..]), "{io}");
+        let lsn = committed.unwrap_or_else(|e| panic!("{io}: {e}"));
+        assert!(lsn > held_lsn, "{io}");
+        assert_eq!(&*db.get(b"k").unwrap().unwrap(), b"txn", "{io}");
+    });
+}

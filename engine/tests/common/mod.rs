@@ -735,6 +735,8 @@ struct GateState {
     /// The threads of the `Strict` commits that blocked waiting for their sync
     /// (`Vfs::will_block`), in order.
     durable_waits: Vec<std::thread::ThreadId>,
+    /// Every thread that blocked for any reason (`Vfs::will_block`), in order.
+    blocked: Vec<std::thread::ThreadId>,
 }
 
 impl WriteGate {
@@ -757,6 +759,26 @@ impl WriteGate {
         while !s.durable_waits.contains(&thread) {
             s = self.cv.wait(s).unwrap();
         }
+    }
+
+    /// Waits until thread `thread` has blocked for any reason (`Vfs::will_block`: a sync, a
+    /// durable LSN, space, or the visibility of earlier commits).
+    pub fn wait_blocked(&self, thread: std::thread::ThreadId) {
+        let mut s = self.state.lock().unwrap();
+        while !s.blocked.contains(&thread) {
+            s = self.cv.wait(s).unwrap();
+        }
+    }
+
+    /// Notes that the calling thread is ending (it returned or panicked): [`WriteGate::wait_blocked`]
+    /// for it returns, instead of waiting for ever. Call it from a drop guard.
+    pub fn exiting(&self) {
+        self.state
+            .lock()
+            .unwrap()
+            .blocked
+            .push(std::thread::current().id());
+        self.cv.notify_all();
     }
 
     /// Lets the held write go on (and every later one).
@@ -798,15 +820,15 @@ impl GatedWrites {
 
 impl Hooks for GatedWrites {
     fn will_block(&self, inner: &dyn Vfs, why: ringlog_db::io::BlockReason) {
-        if why == ringlog_db::io::BlockReason::CommitDurable {
-            self.gate
-                .state
-                .lock()
-                .unwrap()
-                .durable_waits
-                .push(std::thread::current().id());
-            self.gate.cv.notify_all();
+        let me = std::thread::current().id();
+        {
+            let mut s = self.gate.state.lock().unwrap();
+            if why == ringlog_db::io::BlockReason::CommitDurable {
+                s.durable_waits.push(me);
+            }
+            s.blocked.push(me);
         }
+        self.gate.cv.notify_all();
         inner.will_block(why);
     }
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
