@@ -1025,10 +1025,11 @@ fn value_segment_end(
 const ZERO_TAIL_SCAN_MAX: u64 = 9 << 20;
 
 /// Where the zero-filled tail of the segment file at `path` (`file_len` bytes) begins, rounded
-/// up to the records' alignment: at or past where its records end (a record may end in zeros
-/// only within its alignment padding or its own value bytes, which makes this a slight
-/// overestimate of the live share at worst). `None` if the file cannot be read, or the zeros run
-/// further back than [`ZERO_TAIL_SCAN_MAX`] without reaching a record.
+/// up to the records' alignment: where its records end, unless the last record's value itself
+/// ends in zero bytes — then short of it by those bytes ([`collect_garbage`] moves the end past
+/// every live record; a dead last value of zeros still makes the segment look more live than it
+/// is, by that value's zeros). `None` if the file cannot be read, or the zeros run further back
+/// than [`ZERO_TAIL_SCAN_MAX`] without reaching a record.
 fn end_before_zero_tail(vfs: &dyn Vfs, path: &Path, file_len: u64) -> Option<u64> {
     const CHUNK: u64 = 64 << 10;
     let file = crate::values::open_to_read(vfs, path).ok()?;
@@ -1113,7 +1114,11 @@ fn collect_garbage(
             if let Some(v) = node.value() {
                 let r = crate::values::unpack(v);
                 if let Some(l) = live.get_mut(&r.segment) {
-                    l.live += ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                    let rec = ringlog_format::encoded_len(node.key().len(), r.len as usize) as u64;
+                    l.live += rec;
+                    // The records end at or past every live one (an end found from the zero
+                    // tail stops short of a last value's trailing zero bytes).
+                    l.end = l.end.max((r.offset + rec).min(l.len));
                     if !shared.relocation_fits(node.key().len(), r.len as usize) {
                         stuck.insert(r.segment);
                     }
