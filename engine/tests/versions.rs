@@ -1249,3 +1249,127 @@ fn setting_a_history_keeping_policy_again_keeps_what_the_last_one_kept() {
         db.close().unwrap();
     });
 }
+
+// ------------------------------------------------------------------------------------------
+// Retention edges a mutation audit found unpinned (session 36): where `Db::history` stops, its
+// inclusive end, and the floor a refused scan names.
+// ------------------------------------------------------------------------------------------
+
+/// A key `Db::history` listed, with its versions as (LSN, is a value), newest first.
+type Listed = (Vec<u8>, Vec<(u64, bool)>);
+
+/// Each listed key with its versions, newest first.
+fn listed_versions<R: std::ops::RangeBounds<&'static [u8]>>(db: &Db, range: R) -> Vec<Listed> {
+    db.history::<&[u8], _>(range)
+        .unwrap()
+        .map(|k| {
+            let k = k.unwrap();
+            let v = k.versions.iter().map(|(l, v)| (*l, v.is_some())).collect();
+            (k.key.to_vec(), v)
+        })
+        .collect()
+}
+
+/// `Db::history` lists each key down to the version visible at the floor, and no further: when
+/// that version's LSN is the floor itself (here a history-keeping policy set after three
+/// untrimmed writes puts the floor at the third), the two older versions still in memory are
+/// not listed — reads at their LSNs are refused as trimmed.
+#[test]
+fn history_stops_at_the_version_whose_lsn_is_the_floor() {
+    let db = Db::in_memory();
+    let a = db.put(b"k", b"1").unwrap();
+    let b = db.put(b"k", b"2").unwrap();
+    let c = db.put(b"k", b"3").unwrap();
+    db.set_retention(Retention::All).unwrap();
+    assert_eq!(
+        db.stats().history_floor,
+        c,
+        "the floor is the LSN before the policy's"
+    );
+    let d = db.put(b"k", b"4").unwrap();
+    assert!(matches!(
+        db.get_at(b"k", b),
+        Err(Error::HistoryTrimmed { .. })
+    ));
+    assert!(a < b);
+    assert_eq!(
+        listed_versions(&db, ..),
+        [(b"k".to_vec(), vec![(d, true), (c, true)])],
+        "versions below the floor's are not retained"
+    );
+}
+
+/// A key whose version visible at the floor is a delete at exactly the floor's LSN, with no
+/// newer version, is not listed by `Db::history` (a delete at or below the floor is the same as
+/// no version) — nor is its older value, which reads refuse as trimmed.
+#[test]
+fn history_omits_a_key_deleted_at_exactly_the_floor() {
+    let db = Db::in_memory();
+    let put = db.put(b"gone", b"1").unwrap();
+    db.put(b"kept", b"1").unwrap();
+    let del = db.delete(b"gone").unwrap();
+    db.set_retention(Retention::All).unwrap();
+    assert_eq!(db.stats().history_floor, del);
+    assert!(matches!(
+        db.get_at(b"gone", put),
+        Err(Error::HistoryTrimmed { .. })
+    ));
+    let keys: Vec<Vec<u8>> = listed_versions(&db, ..)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        [b"kept".to_vec()],
+        "a delete at the floor lists as no version"
+    );
+}
+
+/// `Db::history` with an inclusive end bound lists the end key; an exclusive one does not.
+#[test]
+fn history_includes_an_inclusive_end_key() {
+    let db = Db::in_memory();
+    for k in [b"a", b"b", b"c"] {
+        db.put(k, b"1").unwrap();
+    }
+    let keys = |v: Vec<Listed>| -> Vec<Vec<u8>> { v.into_iter().map(|(k, _)| k).collect() };
+    assert_eq!(
+        keys(listed_versions(&db, ..=&b"b"[..])),
+        [b"a".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(keys(listed_versions(&db, ..&b"b"[..])), [b"a".to_vec()]);
+    assert_eq!(
+        keys(listed_versions(&db, &b"b"[..]..=&b"c"[..])),
+        [b"b".to_vec(), b"c".to_vec()]
+    );
+}
+
+/// A scan at an LSN below the floor is refused with `HistoryTrimmed`, whose
+/// `earliest_retained` is the floor (the oldest LSN reads are answered at), as `get_at`'s is.
+#[test]
+fn a_scan_below_the_floor_names_the_floor_as_earliest_retained() {
+    let db = Db::in_memory();
+    let a = db.put(b"k", b"1").unwrap();
+    db.put(b"k", b"2").unwrap();
+    let c = db.put(b"k", b"3").unwrap();
+    db.set_retention(Retention::All).unwrap();
+    let floor = db.stats().history_floor;
+    assert_eq!(floor, c);
+    match db.range_at::<&[u8], _>(.., a) {
+        Err(Error::HistoryTrimmed {
+            requested,
+            earliest_retained,
+        }) => assert_eq!((requested, earliest_retained), (a, floor)),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a scan below the floor was answered"),
+    }
+    match db.get_at(b"k", a) {
+        Err(Error::HistoryTrimmed {
+            requested,
+            earliest_retained,
+        }) => assert_eq!((requested, earliest_retained), (a, floor)),
+        other => panic!("{other:?}"),
+    }
+    // At the floor itself: answered.
+    assert_eq!(db.range_at::<&[u8], _>(.., floor).unwrap().count(), 1);
+}

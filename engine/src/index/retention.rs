@@ -29,7 +29,8 @@ pub enum Retention {
     /// a key's older versions, the trim floor rises to that key's oldest kept version, and reads
     /// at LSNs below the floor fail with [`crate::Error::HistoryTrimmed`] for every key — also
     /// for a key whose versions there were all kept (a scan cannot report one key's trim, so the
-    /// floor is one for the whole database; [`crate::Db::history`] still lists such versions).
+    /// floor is one for the whole database). [`crate::Db::history`] lists each key's versions
+    /// as reads see them: down to the one visible at the floor, not the kept ones below it.
     LastVersions(NonZeroU32),
     /// Keep every version that was current at some point within this duration of now. The
     /// duration is kept in whole nanoseconds up to `u64::MAX` (about 584 years): a longer one is
