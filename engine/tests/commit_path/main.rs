@@ -12,6 +12,8 @@ mod common;
 #[path = "../segfiles/mod.rs"]
 mod segfiles;
 
+mod ctl;
+
 mod durable_floors;
 mod group_wake;
 mod max_pending_wake;

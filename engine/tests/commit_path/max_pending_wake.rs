@@ -10,117 +10,12 @@
 //! the second commit issues, synchronously, before it returns. No sleep races a thread; the
 //! only time bound is a liveness guard on the forced round.
 
-use std::io;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::*;
-use ringlog_db::io::{LogDriver, SyncStrategy, VFile, Vfs, Waker};
+use crate::ctl::*;
 use ringlog_db::Durability;
-
-/// Upper bound of liveness waits: only a hang reaches it.
-const LIVENESS: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct Ctl {
-    st: Mutex<CtlState>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct CtlState {
-    /// The log thread is inside `LogDriver::wait`.
-    in_wait: bool,
-    /// A wake arrived that the log thread has not consumed yet.
-    woken: bool,
-    /// Wakes issued so far.
-    wakes: usize,
-    /// Durable writes completed so far.
-    writes: usize,
-}
-
-impl Ctl {
-    fn wait_until(&self, what: &str, cond: impl Fn(&CtlState) -> bool) {
-        let start = Instant::now();
-        let mut s = self.st.lock().unwrap();
-        while !cond(&s) {
-            let Some(left) = LIVENESS.checked_sub(start.elapsed()) else {
-                // Not holding the lock: the engine's threads go on using it.
-                drop(s);
-                panic!("{what}: not after {LIVENESS:?} (hang?)");
-            };
-            s = self.cv.wait_timeout(s, left).unwrap().0;
-        }
-    }
-}
-
-struct CtlWaker(Arc<Ctl>);
-
-impl Waker for CtlWaker {
-    fn wake(&self) {
-        let mut s = self.0.st.lock().unwrap();
-        s.woken = true;
-        s.wakes += 1;
-        self.0.cv.notify_all();
-    }
-}
-
-/// A real driver's durable writes; sleeps and wakes of the test's own.
-struct CtlDriver {
-    inner: Box<dyn LogDriver>,
-    ctl: Arc<Ctl>,
-}
-
-impl LogDriver for CtlDriver {
-    fn write_durable(
-        &mut self,
-        file: &dyn VFile,
-        offset: u64,
-        buf: &[u8],
-        strategy: SyncStrategy,
-    ) -> io::Result<()> {
-        let r = self.inner.write_durable(file, offset, buf, strategy);
-        self.ctl.st.lock().unwrap().writes += 1;
-        self.ctl.cv.notify_all();
-        r
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let until = timeout.map(|t| Instant::now() + t);
-        let mut s = self.ctl.st.lock().unwrap();
-        s.in_wait = true;
-        self.ctl.cv.notify_all();
-        while !s.woken {
-            match until {
-                None => s = self.ctl.cv.wait(s).unwrap(),
-                Some(u) => {
-                    let now = Instant::now();
-                    if now >= u {
-                        break;
-                    }
-                    s = self.ctl.cv.wait_timeout(s, u - now).unwrap().0;
-                }
-            }
-        }
-        s.woken = false;
-        s.in_wait = false;
-        self.ctl.cv.notify_all();
-        Ok(())
-    }
-    fn waker(&self) -> Arc<dyn Waker> {
-        Arc::new(CtlWaker(self.ctl.clone()))
-    }
-}
-
-struct CtlHooks(Arc<Ctl>);
-
-impl Hooks for CtlHooks {
-    fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(CtlDriver {
-            inner: inner.log_driver()?,
-            ctl: self.0.clone(),
-        }))
-    }
-}
 
 #[test]
 fn a_commit_reaching_max_pending_exactly_wakes_the_sleeping_log_thread() {
