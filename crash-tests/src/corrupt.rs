@@ -57,6 +57,8 @@ struct Rec {
     /// Length covered by the checksum (header `len`), without alignment bytes.
     covered: u64,
     batch_start: u64,
+    /// The record's LSN (0 for a padding record).
+    lsn: u64,
 }
 
 struct Layout {
@@ -133,6 +135,7 @@ fn layout(img: &Image) -> Option<Layout> {
                 len: r.encoded_len() as u64,
                 covered: r.len as u64,
                 batch_start: r.batch_start as u64,
+                lsn: r.lsn,
             });
             pos += r.encoded_len();
         }
@@ -1362,6 +1365,9 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
         hist.started.push(0);
     }
     sum.steps += opts.steps;
+    // The log as a power loss right now could leave it (every write persisted), before the
+    // close seals it: damage to it is checked after the clean-close cases.
+    let unsealed = sim.snapshot();
     session.drop_snapshots();
     if let Err(e) = db.close() {
         let v = Violation::new("I5", format!("the close failed on a sound disk: {e}"));
@@ -1502,6 +1508,7 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             }
         }
     }
+    unsealed_cases(opts, (seed, mode), &setup, &hist, &unsealed, cases, sum);
     // Every clean-close image has a MANIFEST and a log or a checkpoint to damage: a seed that
     // gave none checked nothing (a replay checks one case only).
     if opts.replay.is_none() && sum.points == points_before {
@@ -1510,6 +1517,164 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
             "no damaged image: the clean-close image had nothing the categories damage".to_string(),
         );
         sum.failures.push(seed_failure(opts, seed, mode, &setup, v));
+    }
+}
+
+/// The category of damage to a log a crash left unsealed ([`unsealed_cases`]), after
+/// [`CATEGORIES`].
+const UNSEALED: &str = "unsealed";
+
+/// Damage to the log as a crash leaves it, unsealed (no close's seal claims its last batch
+/// durable; only the durable floors later batch heads record do): a flipped bit in a record of
+/// a batch of the last segment that was durable when a workload step returned (`durable_lsn`
+/// at or past its LSNs), followed in that segment by a batch begun after that return (its first
+/// LSN at or past the next step's commit), whose head's floor must claim the damaged batch
+/// durable. A `Strict`
+/// open must refuse with `Error::Corruption` naming the segment; opening (recovery took the
+/// damage for a torn tail and cut acknowledged steps) is a violation. Damage no later floor must
+/// claim is a state a crash can leave, and is not made.
+fn unsealed_cases(
+    opts: &PowerOptions,
+    (seed, mode): (u64, Mode),
+    setup: &Setup,
+    hist: &History,
+    img: &Image,
+    cases: u64,
+    sum: &mut Summary,
+) {
+    let Some(lay) = layout(img) else {
+        return;
+    };
+    let Some(&(last_seg, _, _)) = lay.batches.last() else {
+        return;
+    };
+    if lay.ids[last_seg] < lay.manifest.first_segment {
+        // A checkpoint left it below the log (the next segment is not created yet): recovery
+        // reads none of it.
+        return;
+    }
+    // The commits' steps in order: (LSN, durable LSN when the step returned).
+    let commits: Vec<(u64, u64)> = hist
+        .acks
+        .iter()
+        .filter(|a| matches!(a.kind, AckKind::Commit { .. }) && a.lsn != 0)
+        .map(|a| (a.lsn, a.durable_lsn))
+        .collect();
+    let batches: Vec<(u64, u64)> = lay
+        .batches
+        .iter()
+        .filter(|b| b.0 == last_seg)
+        .map(|b| (b.1, b.2))
+        .collect();
+    let in_batch = |b: (u64, u64)| {
+        lay.recs
+            .iter()
+            .filter(move |r| r.seg == last_seg && r.batch_start == b.0 && r.off < b.1)
+    };
+    // Batches whose damage a later batch's floor must prove.
+    let candidates: Vec<(u64, u64)> = batches
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| {
+            let top = in_batch(b).map(|r| r.lsn).max().unwrap_or(0);
+            // The first step that returned with this batch durable.
+            let Some(s) = commits.iter().position(|&(_, d)| top != 0 && d >= top) else {
+                return false;
+            };
+            // A batch begun after that return: its first LSN is at or past the next step's
+            // commit (a batch is begun by the commit that appends to it first).
+            let Some(&(next, _)) = commits.get(s + 1) else {
+                return false;
+            };
+            batches[i + 1..].iter().any(|&l| {
+                in_batch(l)
+                    .map(|r| r.lsn)
+                    .filter(|&lsn| lsn != 0)
+                    .min()
+                    .is_some_and(|first| first >= next)
+            })
+        })
+        .map(|(_, &b)| b)
+        .collect();
+    if candidates.is_empty() {
+        return;
+    }
+    let path = lay.segs[last_seg].clone();
+    let cat = CATEGORIES.len();
+    for k in 0..cases {
+        let t = Target {
+            gen: cat as u32 + 1,
+            point: k,
+            state: 0,
+        };
+        if opts.replay.is_some_and(|r| r != t) {
+            continue;
+        }
+        let mut r = Rng::from_words(&[seed, cat as u64, k, 0x05EA1]);
+        let b = candidates[r.below(candidates.len() as u64) as usize];
+        // A record of a commit (a padding record's checksum does not cover its body).
+        let recs: Vec<Rec> = in_batch(b)
+            .filter(|x| x.covered > 0 && x.lsn != 0)
+            .copied()
+            .collect();
+        if recs.is_empty() {
+            continue;
+        }
+        let rec = recs[r.below(recs.len() as u64) as usize];
+        let at = rec.off + r.below(rec.covered);
+        let mut damaged = img.clone();
+        let Some(data) = damaged.files.get_mut(&path).map(Arc::make_mut) else {
+            continue;
+        };
+        data[at as usize] ^= 1 << r.below(8);
+        sum.points += 1;
+        // The image's last LSN: an open that recovers it cut nothing.
+        let last = lay.recs.iter().map(|x| x.lsn).max().unwrap_or(0);
+        let verdict = match open(setup, &damaged, RecoveryMode::Strict) {
+            Err(Error::Corruption { file, .. }) if file == path => Ok("refused"),
+            Ok(db) if db.last_lsn() >= last => Ok("opened whole (no checksummed byte changed)"),
+            Err(e) => Err(Violation::new(
+                "I5",
+                format!("the open refused with another error than corruption of the damaged segment: {e}"),
+            )),
+            Ok(db) => Err(Violation::new(
+                "durability",
+                format!(
+                    "damage to a round durable before a later round was written opened without \
+                     an error: recovery took it for a torn tail and cut the log (recovered to \
+                     LSN {}, the image holds LSNs to {last}, acknowledged durable to {})",
+                    db.last_lsn(),
+                    commits.last().map_or(0, |c| c.1)
+                ),
+            )),
+        };
+        match verdict {
+            Ok(label) => {
+                sum.count(&format!("{UNSEALED}: {label}"));
+                *sum.covered.entry("unsealed bit flip".into()).or_default() += 1;
+            }
+            Err(v) => {
+                sum.count(&format!("{UNSEALED}: VIOLATION"));
+                let point = format!("{}.{k}", cat + 1);
+                let damage = format!(
+                    "{UNSEALED} damage: a bit flipped at {} byte {at} (batch [{}, {}))",
+                    name(&path),
+                    b.0,
+                    b.1
+                );
+                sum.failures.push(failure(
+                    opts,
+                    (seed, mode, &point),
+                    setup,
+                    Some(damage),
+                    None,
+                    v,
+                ));
+                if opts.stop_on_first {
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -1094,6 +1094,18 @@ fn catches_a_value_read_that_skips_its_checks() {
     assert_caught(Bug::ValueReadSkipsChecks, &s, &["silent-loss"]);
 }
 
+/// A published round leaves the durable floors where they were: after a crash (no seal), damage
+/// to an acknowledged round before a later one is cut silently as a torn tail. `corrupt` damages
+/// the unsealed log too (found by session 36's mutation audit: no campaign combined a crash
+/// with damage, and the clean-close images' seal hid the floors).
+#[test]
+fn catches_durable_floors_that_stay_put() {
+    let s = with_bug(Some(Bug::DurableFloorsStayPut), || {
+        ringlog_crash::corrupt::run(&corrupt_defaults(), 20)
+    });
+    assert_caught(Bug::DurableFloorsStayPut, &s, &["durability"]);
+}
+
 /// A truncating recovery refuses a log whose first needed segment is missing instead of cutting
 /// it there: `corrupt` crashes the truncating recovery of every damaged segment header at each
 /// step, and a crash after the first segment was renamed aside, before the later ones were,

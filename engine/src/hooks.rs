@@ -345,6 +345,11 @@ pub mod bugs {
         /// A read of a value on disk whose record fails its checks returns the bytes where the
         /// value would be instead of `Error::Corruption`: damage reads as wrong bytes.
         ValueReadSkipsChecks,
+        /// A published round does not advance the log's synced position, so every later
+        /// batch head's durable floor stays where it was: after a crash (no seal), recovery
+        /// takes damage to an acknowledged round before a later round for a torn tail and cuts
+        /// it silently (found by session 36's mutation audit).
+        DurableFloorsStayPut,
         /// A truncating recovery refuses a log whose first needed segment is missing, as a
         /// strict one does, instead of cutting the log there: a crash while an earlier
         /// truncating recovery moved the log's segments aside (the first one moved, a later one
@@ -406,7 +411,7 @@ pub mod bugs {
 
     impl Bug {
         /// Every planted bug.
-        pub const ALL: [Bug; 46] = [
+        pub const ALL: [Bug; 47] = [
             Bug::AckStrictBeforeSync,
             Bug::ApplyTornCommit,
             Bug::ReuseLsnAfterRecovery,
@@ -453,6 +458,7 @@ pub mod bugs {
             Bug::RestartRaisesKeptFloor,
             Bug::ConditionsIgnoreSnapshot,
             Bug::CheckpointAtLsnZero,
+            Bug::DurableFloorsStayPut,
         ];
 
         fn bit(self) -> u64 {
@@ -661,6 +667,8 @@ bug_hook! {
     history_skips_deletes => HistorySkipsDeletes;
     /// Whether a value read on disk returns its bytes without the record's checks.
     value_read_skips_checks => ValueReadSkipsChecks;
+    /// Whether a published round leaves the synced position (the durable floors) where it was.
+    durable_floors_stay_put => DurableFloorsStayPut;
     /// Whether a truncating recovery refuses a missing first segment.
     truncating_refuses_missing_first => TruncatingRefusesMissingFirst;
     /// Whether recovery skips the check that the value segments are there.

@@ -373,7 +373,9 @@ pub(super) fn publish(shared: &Shared, done: Durable) -> Option<Vec<Thread>> {
         st.synced.0 < seg_id || (st.synced.0 == seg_id && st.synced.1 <= end),
         "batches are published in log order"
     );
-    st.synced = (seg_id, end);
+    if !crate::hooks::durable_floors_stay_put() {
+        st.synced = (seg_id, end);
+    }
     if last_lsn != 0 {
         let published = if crate::hooks::publishes_past_round() {
             last_lsn.max(st.next_lsn - 1)
