@@ -1039,14 +1039,7 @@ fn end_before_zero_tail(vfs: &dyn Vfs, path: &Path, file_len: u64) -> Option<u64
     while hi > floor {
         let lo = hi.saturating_sub(CHUNK).max(floor);
         let chunk = &mut buf[..(hi - lo) as usize];
-        let mut got = 0;
-        while got < chunk.len() {
-            match file.read_at(&mut chunk[got..], lo + got as u64) {
-                Ok(0) => return None,
-                Ok(n) => got += n,
-                Err(_) => return None,
-            }
-        }
+        file.read_exact_at(chunk, lo).ok()?;
         if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
             let end = lo + i as u64 + 1;
             return Some(end.next_multiple_of(ringlog_format::RECORD_ALIGN as u64));
