@@ -1480,11 +1480,6 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                     *sum.covered.entry(case.kind.to_string()).or_default() += 1;
                 }
                 Err(v) => {
-                    sum.count(&format!("{cat_name}: VIOLATION"));
-                    let image = opts.keep.as_ref().and_then(|dir| {
-                        let d = dir.join(format!("corrupt-seed{seed}-{}-{k}", cat + 1));
-                        case.img.save(&d).ok().map(|_| d)
-                    });
                     let damage = format!(
                         "{cat_name} damage: {} in {} bytes [{}, {})",
                         case.kind,
@@ -1492,15 +1487,10 @@ fn run_seed(opts: &PowerOptions, seed: u64, mode: Mode, cases: u64, sum: &mut Su
                         case.range.0,
                         case.range.1
                     );
-                    let point = format!("{}.{k}", cat + 1);
-                    sum.failures.push(failure(
-                        opts,
-                        (seed, mode, &point),
-                        &setup,
-                        Some(damage),
-                        image,
-                        v,
-                    ));
+                    let at = (seed, mode, cat, k);
+                    sum.failures
+                        .push(damaged_failure(opts, at, &setup, damage, &case.img, v));
+                    sum.count(&format!("{cat_name}: VIOLATION"));
                     if opts.stop_on_first {
                         return;
                     }
@@ -1529,10 +1519,11 @@ const UNSEALED: &str = "unsealed";
 /// a batch of the last segment that was durable when a workload step returned (`durable_lsn`
 /// at or past its LSNs), followed in that segment by a batch begun after that return (its first
 /// LSN at or past the next step's commit), whose head's floor must claim the damaged batch
-/// durable. A `Strict`
-/// open must refuse with `Error::Corruption` naming the segment; opening (recovery took the
-/// damage for a torn tail and cut acknowledged steps) is a violation. Damage no later floor must
-/// claim is a state a crash can leave, and is not made.
+/// durable. A `Strict` open must refuse with `Error::Corruption` naming the segment; an open
+/// that cut the log (recovery took the damage for a torn tail) is a durability violation, and
+/// one that cut nothing a silent loss — unless the damaged record's version is the checkpoint's
+/// to hold (recovery need not replay it). Damage no later floor must claim is a state a crash
+/// can leave, and is not made.
 fn unsealed_cases(
     opts: &PowerOptions,
     (seed, mode): (u64, Mode),
@@ -1600,6 +1591,8 @@ fn unsealed_cases(
         return;
     }
     let path = lay.segs[last_seg].clone();
+    // The image's last LSN: an open that recovers it cut nothing.
+    let last = lay.recs.iter().map(|x| x.lsn).max().unwrap_or(0);
     let cat = CATEGORIES.len();
     for k in 0..cases {
         let t = Target {
@@ -1628,11 +1621,20 @@ fn unsealed_cases(
         };
         data[at as usize] ^= 1 << r.below(8);
         sum.points += 1;
-        // The image's last LSN: an open that recovers it cut nothing.
-        let last = lay.recs.iter().map(|x| x.lsn).max().unwrap_or(0);
         let verdict = match open(setup, &damaged, RecoveryMode::Strict) {
             Err(Error::Corruption { file, .. }) if file == path => Ok("refused"),
-            Ok(db) if db.last_lsn() >= last => Ok("opened whole (no checksummed byte changed)"),
+            // A version the checkpoint holds: recovery need not replay (nor check) its record.
+            Ok(db) if db.last_lsn() >= last && rec.lsn <= lay.manifest.checkpoint_lsn => {
+                Ok("opened whole (the damaged record is below the checkpoint)")
+            }
+            Ok(db) if db.last_lsn() >= last => Err(Violation::new(
+                "silent-loss",
+                format!(
+                    "a bit flipped in the record of LSN {} (above the checkpoint's {}) opened \
+                     without an error and nothing cut",
+                    rec.lsn, lay.manifest.checkpoint_lsn
+                ),
+            )),
             Err(e) => Err(Violation::new(
                 "I5",
                 format!("the open refused with another error than corruption of the damaged segment: {e}"),
@@ -1654,22 +1656,16 @@ fn unsealed_cases(
                 *sum.covered.entry("unsealed bit flip".into()).or_default() += 1;
             }
             Err(v) => {
-                sum.count(&format!("{UNSEALED}: VIOLATION"));
-                let point = format!("{}.{k}", cat + 1);
                 let damage = format!(
                     "{UNSEALED} damage: a bit flipped at {} byte {at} (batch [{}, {}))",
                     name(&path),
                     b.0,
                     b.1
                 );
-                sum.failures.push(failure(
-                    opts,
-                    (seed, mode, &point),
-                    setup,
-                    Some(damage),
-                    None,
-                    v,
-                ));
+                let at = (seed, mode, cat, k);
+                sum.failures
+                    .push(damaged_failure(opts, at, setup, damage, &damaged, v));
+                sum.count(&format!("{UNSEALED}: VIOLATION"));
                 if opts.stop_on_first {
                     return;
                 }
@@ -1728,6 +1724,24 @@ fn failure(
         image,
         replay: replay(opts, mode, seed, point),
     }
+}
+
+/// A violation found on a damaged image: case `k` of category `cat` (from 0) of `seed`, with
+/// the damage described and the image kept under `--keep`.
+fn damaged_failure(
+    opts: &PowerOptions,
+    (seed, mode, cat, k): (u64, Mode, usize, u64),
+    setup: &Setup,
+    damage: String,
+    img: &Image,
+    v: Violation,
+) -> Failure {
+    let image = opts.keep.as_ref().and_then(|dir| {
+        let d = dir.join(format!("corrupt-seed{seed}-{}-{k}", cat + 1));
+        img.save(&d).ok().map(|_| d)
+    });
+    let point = format!("{}.{k}", cat + 1);
+    failure(opts, (seed, mode, &point), setup, Some(damage), image, v)
 }
 
 /// The command that replays point `point` of `seed`.
