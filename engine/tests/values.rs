@@ -281,6 +281,21 @@ fn old_versions_on_disk_read_at_their_lsn_and_in_snapshots() {
     });
 }
 
+/// Flips a bit 100 bytes into the value that starts with `DAMAGE-ME:`, where it lies in its
+/// segment; returns the segment and the value's offset in it.
+fn damage_marked_value(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
+    for name in segment_files(dir) {
+        let path = dir.join(&name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Some(at) = bytes.windows(10).position(|w| w == b"DAMAGE-ME:") {
+            bytes[at + 100] ^= 0x40;
+            std::fs::write(&path, &bytes).unwrap();
+            return (path, at as u64);
+        }
+    }
+    panic!("no segment holds the value");
+}
+
 #[test]
 fn a_damaged_value_is_an_error_naming_its_segment_and_offset() {
     on_each_path(|io| {
@@ -293,18 +308,7 @@ fn a_damaged_value_is_an_error_naming_its_segment_and_offset() {
         db.checkpoint().unwrap();
         drop(db);
         // Flip one byte of the value where it lies in its segment.
-        let mut hit = None;
-        for name in segment_files(dir.path()) {
-            let path = dir.path().join(&name);
-            let mut bytes = std::fs::read(&path).unwrap();
-            if let Some(at) = bytes.windows(10).position(|w| w == b"DAMAGE-ME:") {
-                bytes[at + 100] ^= 0x40;
-                std::fs::write(&path, &bytes).unwrap();
-                hit = Some((path, at as u64));
-                break;
-            }
-        }
-        let (path, at) = hit.expect("the value is in a segment");
+        let (path, at) = damage_marked_value(dir.path());
         let db = Db::open(dir.path(), options(io).value_cache_bytes(0)).unwrap();
         match db.get(b"victim") {
             Err(Error::Corruption { file, offset, .. }) => {
@@ -1760,18 +1764,7 @@ fn damage_below_a_checkpoint_in_its_first_needed_segment_loses_nothing() {
         assert!(info.lsn >= 2, "{io}: {info:?}");
         db.close().unwrap();
         drop(db);
-        let mut hit = None;
-        for name in segment_files(dir.path()) {
-            let path = dir.path().join(&name);
-            let mut bytes = std::fs::read(&path).unwrap();
-            if let Some(at) = bytes.windows(10).position(|w| w == b"DAMAGE-ME:") {
-                bytes[at + 100] ^= 0x40;
-                std::fs::write(&path, &bytes).unwrap();
-                hit = Some(path);
-                break;
-            }
-        }
-        let damaged = hit.unwrap_or_else(|| panic!("{io}: the value's record is in a segment"));
+        let (damaged, _) = damage_marked_value(dir.path());
         // A strict open refuses the damage, naming it; a truncating one cuts the log there.
         match Db::open(dir.path(), options(io).value_cache_bytes(0)) {
             Err(Error::Corruption { file, .. }) => assert_eq!(file, damaged, "{io}"),
