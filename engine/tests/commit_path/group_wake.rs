@@ -13,12 +13,12 @@
 //! Determinism: every step waits on a condition; time bounds are only liveness guards.
 
 use std::io;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use ringlog_db::io::{BlockReason, LogDriver, SyncStrategy, VFile, Vfs, Waker};
-use ringlog_db::{Db, Durability, Lsn};
+use ringlog_db::Durability;
 
 const LIVENESS: Duration = Duration::from_secs(10);
 /// What one durable write takes on the test's clock.
@@ -150,19 +150,6 @@ impl Hooks for CtlHooks {
     }
 }
 
-fn committer(db: &Arc<Db>, name: &str) -> mpsc::Receiver<ringlog_db::Result<Lsn>> {
-    let (tx, rx) = mpsc::channel();
-    let db = db.clone();
-    let key = name.as_bytes().to_vec();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let _ = tx.send(db.put(&key, b"v"));
-        })
-        .unwrap();
-    rx
-}
-
 fn blocked(ctl: &Ctl, name: &str) {
     ctl.wait_until("the committer waits for its round", |s| {
         s.durable_waits.iter().any(|n| n == name)
@@ -187,11 +174,11 @@ fn the_commit_completing_a_gathered_group_wakes_the_log_thread() {
         // Round 2 (c0) held while c1 and c2 append: round 3 carries both, and the log thread
         // then gathers a group of two.
         ctl.update(|s| s.hold = vec![2]);
-        let c0 = committer(&db, "c0");
+        let c0 = crate::put_on_thread(&db, "c0");
         ctl.wait_until("round 2 is held", |s| s.holding == Some(2));
-        let c1 = committer(&db, "c1");
+        let c1 = crate::put_on_thread(&db, "c1");
         blocked(&ctl, "c1");
-        let c2 = committer(&db, "c2");
+        let c2 = crate::put_on_thread(&db, "c2");
         blocked(&ctl, "c2");
         ctl.update(|s| s.hold.clear());
         for c in [c0, c1, c2] {
@@ -201,14 +188,14 @@ fn the_commit_completing_a_gathered_group_wakes_the_log_thread() {
         assert_eq!(writes, 3, "{io:?}: c1 and c2 in one round");
         // c3: one of the group of two; the log thread gathers, asleep in a wait it entered
         // after c3's append.
-        let c3 = committer(&db, "c3");
+        let c3 = crate::put_on_thread(&db, "c3");
         blocked(&ctl, "c3");
         ctl.wait_until("the log thread gathers", |s| s.in_wait && !s.woken);
         let writes = ctl.st.lock().unwrap().writes;
         assert_eq!(writes, 3, "{io:?}: c3 alone is not written yet");
         // c4 completes the group: it must wake the log thread before it blocks.
         let wakes = ctl.st.lock().unwrap().wakes;
-        let c4 = committer(&db, "c4");
+        let c4 = crate::put_on_thread(&db, "c4");
         blocked(&ctl, "c4");
         let woke = ctl.st.lock().unwrap().wakes > wakes;
         if !woke {

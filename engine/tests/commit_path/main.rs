@@ -13,6 +13,7 @@ mod common;
 mod segfiles;
 
 mod ctl;
+mod pipe;
 
 mod durable_floors;
 mod group_wake;
@@ -24,3 +25,21 @@ mod poison_releases_visibility;
 mod seal_last_block;
 mod split_round_wake;
 mod trigger_bytes_reset;
+
+/// Puts `name` (the key, and `v`) on a thread named `name`; its answer arrives on the receiver.
+/// The tests tell their committers apart by the names of the threads that block.
+fn put_on_thread(
+    db: &std::sync::Arc<ringlog_db::Db>,
+    name: &str,
+) -> std::sync::mpsc::Receiver<ringlog_db::Result<ringlog_db::Lsn>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db = db.clone();
+    let key = name.as_bytes().to_vec();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(db.put(&key, b"v"));
+        })
+        .unwrap();
+    rx
+}

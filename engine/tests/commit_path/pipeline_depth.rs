@@ -12,14 +12,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use ringlog_db::io::{
     BlockReason, Completion, LogDriver, Submission, SyncStrategy, VFile, Vfs, Waker,
 };
-use ringlog_db::{Db, Durability, Lsn};
+use ringlog_db::Durability;
 
 const LIVENESS: Duration = Duration::from_secs(10);
 const DEPTH: usize = 2;
@@ -182,19 +182,6 @@ impl Hooks for CtlHooks {
     }
 }
 
-fn committer(db: &Arc<Db>, name: &str) -> mpsc::Receiver<ringlog_db::Result<Lsn>> {
-    let (tx, rx) = mpsc::channel();
-    let db = db.clone();
-    let key = name.as_bytes().to_vec();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let _ = tx.send(db.put(&key, b"v"));
-        })
-        .unwrap();
-    rx
-}
-
 #[test]
 fn the_log_thread_keeps_at_most_rounds_in_flight_submitted() {
     on_each_path(|io| {
@@ -219,7 +206,7 @@ fn the_log_thread_keeps_at_most_rounds_in_flight_submitted() {
         ctl.update(|s| s.release = false);
         let mut answers = Vec::new();
         for (i, name) in ["c1", "c2", "c3"].into_iter().enumerate() {
-            answers.push(committer(&db, name));
+            answers.push(crate::put_on_thread(&db, name));
             ctl.wait_until("the committer waits for its round", |s| {
                 s.durable_waits.iter().any(|n| n == name)
             });

@@ -9,82 +9,26 @@
 //! completion back from `complete`, so the pipelined log runs on both I/O paths; its second
 //! submission fails. Committers never lead their own rounds (`writes_here` false).
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::common::*;
-use ringlog_db::io::{Completion, LogDriver, Submission, SyncStrategy, VFile, Vfs, Waker};
+use crate::pipe::{Seen, SyncPipe};
+use ringlog_db::io::{LogDriver, Vfs};
 use ringlog_db::{Durability, Error};
 
 const LIVENESS: Duration = Duration::from_secs(10);
 
-struct SyncPipe {
-    inner: Box<dyn LogDriver>,
-    submits: Arc<AtomicUsize>,
-    done: VecDeque<Completion>,
-}
-
-impl LogDriver for SyncPipe {
-    fn write_durable(
-        &mut self,
-        file: &dyn VFile,
-        offset: u64,
-        buf: &[u8],
-        strategy: SyncStrategy,
-    ) -> io::Result<()> {
-        self.inner.write_durable(file, offset, buf, strategy)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.wait(timeout)
-    }
-    fn waker(&self) -> Arc<dyn Waker> {
-        self.inner.waker()
-    }
-    fn max_in_flight(&self) -> usize {
-        2
-    }
-    fn submit(&mut self, s: Submission) -> io::Result<()> {
-        if self.submits.fetch_add(1, Ordering::SeqCst) + 1 == 2 {
-            return Err(io::Error::other("the second submission fails (test)"));
-        }
-        let result = self
-            .inner
-            .write_durable(&*s.file, s.offset, s.buf.as_slice(), s.strategy);
-        self.done.push_back(Completion {
-            token: s.token,
-            buf: s.buf,
-            result,
-        });
-        Ok(())
-    }
-    fn complete(
-        &mut self,
-        done: &mut Vec<Completion>,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        if self.done.is_empty() {
-            return self.inner.wait(timeout);
-        }
-        done.extend(self.done.drain(..));
-        Ok(())
-    }
-}
-
-struct FailSecondSubmit(Arc<AtomicUsize>);
+struct FailSecondSubmit(Arc<Seen>);
 
 impl Hooks for FailSecondSubmit {
     fn writes_here(&self, _: &dyn Vfs) -> bool {
         false
     }
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(SyncPipe {
-            inner: inner.log_driver()?,
-            submits: self.0.clone(),
-            done: VecDeque::new(),
-        }))
+        SyncPipe::of(inner, &self.0, Some(2))
     }
 }
 
@@ -92,16 +36,16 @@ impl Hooks for FailSecondSubmit {
 fn a_failed_submission_with_nothing_in_flight_poisons_at_once() {
     on_each_path(|io| {
         let dir = tempdir();
-        let submits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Seen::default());
         let o = opts(io, Durability::Strict)
             .direct_io(true)
             .rounds_in_flight(2)
             .checkpoint_bytes(u64::MAX)
-            .vfs(Hooked::new(real_vfs(io), FailSecondSubmit(submits.clone())));
+            .vfs(Hooked::new(real_vfs(io), FailSecondSubmit(seen.clone())));
         let db = Arc::new(open(dir.path(), o));
         db.put(b"warm-up", b"x").unwrap();
         assert_eq!(
-            submits.load(Ordering::SeqCst),
+            seen.submits.load(Ordering::SeqCst),
             1,
             "{io:?}: the warm-up round was submitted (rounds in flight)"
         );

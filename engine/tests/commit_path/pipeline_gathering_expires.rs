@@ -12,87 +12,23 @@
 //! pipelined round here is the first of its `run_rounds`, whose gathering ends at the round's
 //! submission: expired on any clock by the time the log thread is idle.
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use ringlog_db::io::{Completion, LogDriver, Submission, SyncStrategy, VFile, Vfs, Waker};
+use crate::pipe::{Seen, SyncPipe};
+use ringlog_db::io::{LogDriver, Vfs};
 use ringlog_db::Durability;
 
 const LIVENESS: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct Seen {
-    submits: AtomicUsize,
-    /// The log thread is inside `LogDriver::wait` (the idle loop's sleep).
-    idle: AtomicBool,
-}
-
-struct SyncPipe {
-    inner: Box<dyn LogDriver>,
-    seen: Arc<Seen>,
-    done: VecDeque<Completion>,
-}
-
-impl LogDriver for SyncPipe {
-    fn write_durable(
-        &mut self,
-        file: &dyn VFile,
-        offset: u64,
-        buf: &[u8],
-        strategy: SyncStrategy,
-    ) -> io::Result<()> {
-        self.inner.write_durable(file, offset, buf, strategy)
-    }
-    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.seen.idle.store(true, Ordering::SeqCst);
-        let r = self.inner.wait(timeout);
-        self.seen.idle.store(false, Ordering::SeqCst);
-        r
-    }
-    fn waker(&self) -> Arc<dyn Waker> {
-        self.inner.waker()
-    }
-    fn max_in_flight(&self) -> usize {
-        2
-    }
-    fn submit(&mut self, s: Submission) -> io::Result<()> {
-        self.seen.submits.fetch_add(1, Ordering::SeqCst);
-        let result = self
-            .inner
-            .write_durable(&*s.file, s.offset, s.buf.as_slice(), s.strategy);
-        self.done.push_back(Completion {
-            token: s.token,
-            buf: s.buf,
-            result,
-        });
-        Ok(())
-    }
-    fn complete(
-        &mut self,
-        done: &mut Vec<Completion>,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        if self.done.is_empty() {
-            return self.inner.wait(timeout);
-        }
-        done.extend(self.done.drain(..));
-        Ok(())
-    }
-}
 
 struct Pipelined(Arc<Seen>);
 
 impl Hooks for Pipelined {
     fn log_driver(&self, inner: &dyn Vfs) -> io::Result<Box<dyn LogDriver>> {
-        Ok(Box::new(SyncPipe {
-            inner: inner.log_driver()?,
-            seen: self.0.clone(),
-            done: VecDeque::new(),
-        }))
+        SyncPipe::of(inner, &self.0, None)
     }
 }
 
